@@ -1,0 +1,16 @@
+//! The gateway's own vocabulary between dialects: requests, responses, stream events, usage and
+//! upstream error classes. No client or provider ever sees these serialised; each dialect folder
+//! converts to and from its wire types.
+
+mod error;
+mod request;
+mod response;
+mod stream;
+
+pub use error::{ErrorClass, UpstreamErrorInfo};
+pub use request::{
+    ChatRequest, ContentPart, EmbeddingInput, EmbeddingRequest, EncodingFormat, Extras,
+    ImageSource, Message, Reasoning, ResponseFormat, Role, Tool, ToolChoice,
+};
+pub use response::{ChatResponse, EmbeddingResponse, FinishReason, Usage};
+pub use stream::StreamEvent;

@@ -1,0 +1,286 @@
+use serde_json::{Map, Value};
+
+use crate::DialectId;
+
+/// Fields a dialect did not model, kept verbatim so a same-dialect round trip loses nothing.
+/// They are re-emitted only when the provider speaks the dialect they came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub dialect: Option<DialectId>,
+    pub fields: Map<String, Value>,
+}
+
+impl Extras {
+    pub fn new(dialect: DialectId, fields: Map<String, Value>) -> Self {
+        Self {
+            dialect: Some(dialect),
+            fields,
+        }
+    }
+
+    /// The kept fields when the target speaks `dialect`, else nothing.
+    pub fn for_dialect(&self, dialect: DialectId) -> Option<&Map<String, Value>> {
+        (self.dialect == Some(dialect) && !self.fields.is_empty()).then_some(&self.fields)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    /// OpenAI's `developer` role; other providers treat it as a system instruction.
+    Developer,
+    User,
+    Assistant,
+    /// A message that only carries tool results (OpenAI `role: tool`).
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSource {
+    Url(String),
+    Base64 { media_type: String, data: String },
+}
+
+impl ImageSource {
+    /// Splits a `data:<mime>;base64,<data>` URI into a base64 source; other URLs stay URLs.
+    pub fn from_url(url: &str) -> Self {
+        if let Some(rest) = url.strip_prefix("data:")
+            && let Some((meta, data)) = rest.split_once(',')
+            && let Some(media_type) = meta.strip_suffix(";base64")
+        {
+            return ImageSource::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            };
+        }
+        ImageSource::Url(url.to_owned())
+    }
+
+    /// The OpenAI-style URL form: either the URL itself or a data URI.
+    pub fn to_url(&self) -> String {
+        match self {
+            ImageSource::Url(url) => url.clone(),
+            ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentPart {
+    Text {
+        text: String,
+        /// Provider-specific markers on the part (e.g. Anthropic `cache_control`), passed on
+        /// to providers that understand them.
+        cache_control: Option<Value>,
+    },
+    Image {
+        source: ImageSource,
+        /// OpenAI's `detail` hint (`auto`, `low`, `high`).
+        detail: Option<String>,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        /// The arguments as JSON text, as OpenAI carries them.
+        arguments: String,
+        /// Provider data that must come back on the next turn (e.g. Gemini `thoughtSignature`).
+        extras: Extras,
+    },
+    ToolResult {
+        tool_call_id: String,
+        /// Gemini matches results by function name; carried when known.
+        name: Option<String>,
+        content: Vec<ContentPart>,
+        is_error: bool,
+    },
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+    },
+    RedactedReasoning {
+        data: String,
+    },
+}
+
+impl ContentPart {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text {
+            text: text.into(),
+            cache_control: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<ContentPart>,
+    /// OpenAI's participant `name`.
+    pub name: Option<String>,
+    pub extras: Extras,
+}
+
+impl Message {
+    /// Concatenated text of the message's text parts.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let ContentPart::Text { text, .. } = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+    pub strict: Option<bool>,
+    pub cache_control: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// The model must call some tool (OpenAI `required`, Anthropic `any`, Gemini `ANY`).
+    Required,
+    Function(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        description: Option<String>,
+        schema: Value,
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reasoning {
+    /// OpenAI `reasoning_effort`: `minimal`, `low`, `medium`, `high`, …
+    pub effort: Option<String>,
+    /// Anthropic `thinking.budget_tokens` / Gemini `thinkingBudget`.
+    pub budget_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    /// The model name the client asked for (an alias at ingress, the upstream model at egress).
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: Option<ResponseFormat>,
+    /// Upper bound on generated tokens (OpenAI `max_completion_tokens`/`max_tokens`).
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub reasoning: Option<Reasoning>,
+    /// End-user identifier (OpenAI `user`, Anthropic `metadata.user_id`).
+    pub user: Option<String>,
+    /// OpenAI `metadata` (string map), also used for routing tags.
+    pub metadata: Option<Map<String, Value>>,
+    pub stream: bool,
+    /// The client asked for a usage chunk at the end of the stream.
+    pub include_usage: bool,
+    pub n: Option<u32>,
+    pub extras: Extras,
+}
+
+impl ChatRequest {
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| {
+            m.content.iter().any(|p| match p {
+                ContentPart::Image { .. } => true,
+                ContentPart::ToolResult { content, .. } => {
+                    content.iter().any(|c| matches!(c, ContentPart::Image { .. }))
+                }
+                _ => false,
+            })
+        })
+    }
+
+    /// Rough size of the prompt in characters, for estimates that need no tokenizer.
+    pub fn prompt_chars(&self) -> usize {
+        let mut n = 0;
+        for m in &self.messages {
+            for p in &m.content {
+                n += match p {
+                    ContentPart::Text { text, .. } => text.len(),
+                    ContentPart::ToolCall { arguments, name, .. } => arguments.len() + name.len(),
+                    ContentPart::ToolResult { content, .. } => content
+                        .iter()
+                        .map(|c| match c {
+                            ContentPart::Text { text, .. } => text.len(),
+                            _ => 0,
+                        })
+                        .sum(),
+                    ContentPart::Reasoning { text, .. } => text.len(),
+                    _ => 0,
+                };
+            }
+        }
+        for t in &self.tools {
+            n += t.name.len() + t.description.as_deref().map_or(0, str::len);
+            n += t.parameters.to_string().len();
+        }
+        n
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbeddingInput {
+    Texts(Vec<String>),
+    Tokens(Vec<Vec<u32>>),
+}
+
+impl EmbeddingInput {
+    pub fn len(&self) -> usize {
+        match self {
+            EmbeddingInput::Texts(t) => t.len(),
+            EmbeddingInput::Tokens(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodingFormat {
+    #[default]
+    Float,
+    Base64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: EmbeddingInput,
+    /// True when the client sent a single input rather than an array.
+    pub single: bool,
+    pub dimensions: Option<u32>,
+    pub encoding_format: EncodingFormat,
+    pub user: Option<String>,
+    pub extras: Extras,
+}

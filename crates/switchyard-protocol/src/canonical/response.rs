@@ -1,0 +1,104 @@
+use super::request::{ContentPart, Extras};
+
+/// Token counts of one exchange, in OpenAI's convention: `input_tokens` includes cached-read and
+/// cache-write tokens, `output_tokens` includes reasoning tokens. Dialects whose wire counts are
+/// disjoint (Anthropic, Gemini) convert at their boundary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+
+    /// Input tokens that were neither read from nor written to a prompt cache.
+    pub fn uncached_input(&self) -> u64 {
+        self.input_tokens
+            .saturating_sub(self.cache_read_tokens)
+            .saturating_sub(self.cache_write_tokens)
+    }
+
+    /// Folds a later (possibly partial) report into this one: non-zero fields win.
+    pub fn merge(&mut self, later: &Usage) {
+        if later.input_tokens != 0 {
+            self.input_tokens = later.input_tokens;
+        }
+        if later.output_tokens != 0 {
+            self.output_tokens = later.output_tokens;
+        }
+        if later.cache_read_tokens != 0 {
+            self.cache_read_tokens = later.cache_read_tokens;
+        }
+        if later.cache_write_tokens != 0 {
+            self.cache_write_tokens = later.cache_write_tokens;
+        }
+        if later.reasoning_tokens != 0 {
+            self.reasoning_tokens = later.reasoning_tokens;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    /// Stopped on one of the request's stop sequences (Anthropic reports which).
+    StopSequence(Option<String>),
+    Length,
+    ToolCalls,
+    ContentFilter,
+    /// A provider reason with no equivalent elsewhere (e.g. Anthropic `pause_turn`), kept verbatim.
+    Other(String),
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` vocabulary.
+    pub fn as_openai(&self) -> &str {
+        match self {
+            FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::Other(_) => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    pub id: String,
+    /// The model that answered, as the provider named it.
+    pub model: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// Output in order: reasoning, text and tool calls.
+    pub content: Vec<ContentPart>,
+    pub finish_reason: FinishReason,
+    /// `None` when the provider did not report usage (never invented).
+    pub usage: Option<Usage>,
+    pub extras: Extras,
+}
+
+impl ChatResponse {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let ContentPart::Text { text, .. } = part {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingResponse {
+    pub model: String,
+    /// One vector per input, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    pub usage: Option<Usage>,
+}

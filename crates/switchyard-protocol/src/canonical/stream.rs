@@ -1,0 +1,28 @@
+use super::error::UpstreamErrorInfo;
+use super::response::{FinishReason, Usage};
+
+/// One step of a streamed answer, independent of dialect. Decoders emit these as bytes arrive;
+/// encoders turn them into the client's frames.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// The answer began. Always the first event a decoder emits.
+    Start { id: String, model: String },
+    TextDelta(String),
+    ReasoningDelta(String),
+    /// Signature of the reasoning block so far (Anthropic `signature_delta`).
+    ReasoningSignature(String),
+    /// A new tool call at output position `index` (0-based among tool calls).
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    /// A fragment of the JSON arguments of tool call `index`.
+    ToolCallDelta { index: u32, arguments: String },
+    /// Usage so far; later events supersede earlier ones field by field.
+    Usage(Usage),
+    /// The model stopped. Usage may still follow.
+    Finish(FinishReason),
+    /// The provider reported an error inside the stream.
+    Error(UpstreamErrorInfo),
+}

@@ -1,0 +1,217 @@
+//! The two dialect traits and the one registry from provider kind to dialect. This is the only
+//! place in the code base that matches on a provider kind.
+
+use http::HeaderMap;
+
+use crate::canonical::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, StreamEvent,
+    UpstreamErrorInfo,
+};
+use crate::error::{ClientError, DecodeError};
+
+/// One wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DialectId {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl DialectId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialectId::OpenAi => "openai",
+            DialectId::Anthropic => "anthropic",
+            DialectId::Gemini => "gemini",
+        }
+    }
+}
+
+/// What the encoders need to know about the reply they are writing.
+#[derive(Debug, Clone)]
+pub struct EncodeCtx {
+    /// Gateway-generated response id (dialect-prefixed by the encoder when needed).
+    pub id: String,
+    /// The model name to show the client: the alias it asked for.
+    pub model: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The client asked for a final usage chunk (OpenAI `stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// What the client speaks: decode its request, encode our answer, frame our stream.
+pub trait IngressDialect: Send + Sync {
+    fn id(&self) -> DialectId;
+    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError>;
+    fn encode_chat(&self, response: &crate::canonical::ChatResponse, ctx: &EncodeCtx) -> Vec<u8>;
+    fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder>;
+    /// The full error body in this dialect's envelope.
+    fn encode_error(&self, error: &ClientError) -> Vec<u8>;
+}
+
+/// Turns canonical stream events into SSE frames of one dialect, appending to `out`.
+pub trait StreamEncoder: Send {
+    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    /// The upstream ended properly: write the dialect's terminal frames.
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// The stream failed after commit: write an in-band error frame. No terminal success frame
+    /// follows, so the client cannot mistake the stream for complete.
+    fn error(&mut self, error: &ClientError, out: &mut Vec<u8>);
+}
+
+/// Turns a provider's streamed body into canonical events, whatever the chunking.
+pub trait StreamDecoder: Send {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo>;
+    /// The body ended. Fails with `StreamInterrupted` when the dialect's terminal event was not
+    /// seen: a premature end is never a success.
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo>;
+}
+
+/// Per-provider differences among OpenAI-compatible servers, as data rather than code copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiQuirks {
+    /// Name of the output-token limit field: `max_completion_tokens` (OpenAI) or `max_tokens`
+    /// (most compatible servers).
+    pub max_tokens_field: String,
+    /// Name of the seed field (`seed`; Mistral uses `random_seed`).
+    pub seed_field: String,
+    /// Send `stream_options.include_usage` so usage is measured on streams.
+    pub stream_usage: bool,
+}
+
+impl Default for OpenAiQuirks {
+    fn default() -> Self {
+        Self {
+            max_tokens_field: "max_completion_tokens".into(),
+            seed_field: "seed".into(),
+            stream_usage: true,
+        }
+    }
+}
+
+impl OpenAiQuirks {
+    pub fn compatible() -> Self {
+        Self {
+            max_tokens_field: "max_tokens".into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where and how to call one deployment. Credentials are passed in, never stored here.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: &'a str,
+    /// The provider's model (or Azure deployment) name.
+    pub model: &'a str,
+    pub api_key: Option<&'a str>,
+    /// Azure `api-version` (classic deployment URLs); `None` means Azure's v1 API.
+    pub api_version: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub tools: bool,
+    pub images: bool,
+    pub json_schema: bool,
+    pub embeddings: bool,
+}
+
+/// What the upstream speaks: build its request, parse its reply and errors.
+pub trait ProviderDialect: Send + Sync {
+    fn id(&self) -> DialectId;
+    fn capabilities(&self) -> Capabilities;
+    fn build_chat(
+        &self,
+        request: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<http::Request<Vec<u8>>, DecodeError>;
+    fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo>;
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
+    fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo;
+    fn build_embeddings(
+        &self,
+        _request: &EmbeddingRequest,
+        _target: &Target<'_>,
+    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+        Err(DecodeError::new(
+            format!("{} providers do not serve embeddings", self.id().as_str()),
+            Some("model"),
+        ))
+    }
+    fn parse_embeddings(&self, _body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
+        Err(malformed("this provider does not serve embeddings"))
+    }
+}
+
+/// Provider kinds as they appear in configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible(OpenAiQuirks),
+    Azure,
+    Anthropic,
+    Gemini,
+}
+
+/// The one registry: provider kind → its dialect.
+pub fn provider_dialect(kind: &ProviderKind) -> Box<dyn ProviderDialect> {
+    match kind {
+        ProviderKind::OpenAi => Box::new(crate::openai::OpenAiProvider::new(OpenAiQuirks::default())),
+        ProviderKind::OpenAiCompatible(quirks) => {
+            Box::new(crate::openai::OpenAiProvider::new(quirks.clone()))
+        }
+        ProviderKind::Azure => Box::new(crate::openai::AzureProvider::default()),
+        ProviderKind::Anthropic => Box::new(crate::anthropic::AnthropicProvider),
+        ProviderKind::Gemini => Box::new(crate::gemini::GeminiProvider),
+    }
+}
+
+/// The ingress dialect for a client-facing API.
+pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
+    match id {
+        DialectId::OpenAi => Some(Box::new(crate::openai::OpenAiIngress)),
+        DialectId::Anthropic => Some(Box::new(crate::anthropic::AnthropicIngress)),
+        DialectId::Gemini => None,
+    }
+}
+
+/// A `MalformedResponse` error with a message.
+pub fn malformed(message: impl Into<String>) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::MalformedResponse,
+        status: None,
+        message: message.into(),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+/// A `StreamInterrupted` error with a message.
+pub fn interrupted(message: impl Into<String>) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::StreamInterrupted,
+        status: None,
+        message: message.into(),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+/// `retry-after` (seconds or HTTP date is not supported: seconds only) or `retry-after-ms`.
+pub fn retry_after_secs(headers: &HeaderMap) -> Option<f64> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return Some(ms / 1000.0);
+    }
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+}

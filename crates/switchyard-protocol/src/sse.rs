@@ -1,0 +1,231 @@
+//! Server-sent events framing (WHATWG HTML §9.2): an incremental, linear-time parser and a writer.
+//!
+//! The parser never re-scans bytes it has already looked at, handles CR, LF and CRLF line ends
+//! split across chunks, a leading BOM, comments, multi-line `data`, and caps event size.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// The joined `data:` lines.
+    pub data: String,
+}
+
+/// Largest event we accept (Gemini image streams carry multi-MB single lines).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    #[error("server-sent event larger than {MAX_EVENT_BYTES} bytes")]
+    TooLarge,
+    #[error("server-sent event is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the current, unfinished line.
+    line: Vec<u8>,
+    /// The previous chunk ended on CR: a following LF belongs to it.
+    pending_cr: bool,
+    started: bool,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+    event_bytes: usize,
+}
+
+impl SseParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes; appends every completed event to `out`.
+    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        if !self.started && !chunk.is_empty() {
+            // A BOM may only appear at the very start of the stream; it can be split too, so
+            // wait until three bytes are known.
+            self.line.extend_from_slice(chunk);
+            if self.line.len() < 3 && b"\xEF\xBB\xBF".starts_with(&self.line) {
+                return Ok(());
+            }
+            self.started = true;
+            let buffered = std::mem::take(&mut self.line);
+            let rest = buffered.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buffered);
+            return self.scan(rest, out);
+        }
+        if self.pending_cr && !chunk.is_empty() {
+            self.pending_cr = false;
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
+            }
+        }
+        self.scan(chunk, out)
+    }
+
+    fn scan(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        let mut start = 0;
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            if b == b'\n' || b == b'\r' {
+                self.line.extend_from_slice(&chunk[start..i]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, out)?;
+                self.line = line;
+                self.line.clear();
+                if b == b'\r' {
+                    if i + 1 < chunk.len() {
+                        if chunk[i + 1] == b'\n' {
+                            i += 1;
+                        }
+                    } else {
+                        self.pending_cr = true;
+                    }
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+        self.line.extend_from_slice(&chunk[start..]);
+        if self.line.len() + self.event_bytes > MAX_EVENT_BYTES {
+            return Err(SseError::TooLarge);
+        }
+        Ok(())
+    }
+
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        if line.is_empty() {
+            if self.has_data {
+                out.push(SseEvent {
+                    event: self.event.take(),
+                    data: std::mem::take(&mut self.data),
+                });
+            }
+            self.event = None;
+            self.data.clear();
+            self.has_data = false;
+            self.event_bytes = 0;
+            return Ok(());
+        }
+        self.event_bytes += line.len();
+        if self.event_bytes > MAX_EVENT_BYTES {
+            return Err(SseError::TooLarge);
+        }
+        if line[0] == b':' {
+            return Ok(());
+        }
+        let (field, value) = match memchr_colon(line) {
+            Some(pos) => {
+                let value = &line[pos + 1..];
+                (&line[..pos], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                let value = std::str::from_utf8(value).map_err(|_| SseError::InvalidUtf8)?;
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            b"event" => {
+                let value = std::str::from_utf8(value).map_err(|_| SseError::InvalidUtf8)?;
+                self.event = Some(value.to_owned());
+            }
+            // `id` and `retry` mean nothing to an LLM stream relay; unknown fields are ignored
+            // as the spec says.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn memchr_colon(line: &[u8]) -> Option<usize> {
+    line.iter().position(|&b| b == b':')
+}
+
+/// Appends one SSE frame (`event:` optional) to `out`. `data` must not contain line breaks
+/// (JSON from serde_json never does).
+pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &[u8]) {
+    if let Some(event) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.push(c, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn parses_basic_events_and_comments() {
+        let input = b"\xEF\xBB\xBF: keep-alive\nevent: ping\ndata: {\"a\":1}\n\ndata: x\ndata: y\r\n\r\nid: 3\nretry: 10\n\n";
+        let events = parse_all(&[input]);
+        assert_eq!(
+            events,
+            vec![
+                SseEvent {
+                    event: Some("ping".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseEvent {
+                    event: None,
+                    data: "x\ny".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let input: &[u8] = b"\xEF\xBB\xBFevent: a\r\ndata: one\r\rdata:two\n\ndata: 3\r\n\r\n:c\ndata:  four\n\n";
+        let whole = parse_all(&[input]);
+        assert_eq!(whole.len(), 4);
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let split = parse_all(&[&input[..i], &input[i..j], &input[j..]]);
+                assert_eq!(split, whole, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_is_linear_and_correct() {
+        let mut input = Vec::new();
+        for _ in 0..2000 {
+            input.extend_from_slice(b"data: {\"choices\":[]}\n\n");
+        }
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for b in &input {
+            p.push(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 2000);
+    }
+
+    #[test]
+    fn writer_round_trips() {
+        let mut buf = Vec::new();
+        write_event(&mut buf, Some("message_stop"), b"{\"type\":\"message_stop\"}");
+        let events = parse_all(&[&buf]);
+        assert_eq!(events[0].event.as_deref(), Some("message_stop"));
+        assert_eq!(events[0].data, "{\"type\":\"message_stop\"}");
+    }
+}
