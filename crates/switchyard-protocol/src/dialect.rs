@@ -78,6 +78,8 @@ pub struct OpenAiQuirks {
     pub seed_field: String,
     /// Send `stream_options.include_usage` so usage is measured on streams.
     pub stream_usage: bool,
+    /// The server understands the `developer` role (else it is sent as `system`).
+    pub developer_role: bool,
 }
 
 impl Default for OpenAiQuirks {
@@ -86,6 +88,7 @@ impl Default for OpenAiQuirks {
             max_tokens_field: "max_completion_tokens".into(),
             seed_field: "seed".into(),
             stream_usage: true,
+            developer_role: true,
         }
     }
 }
@@ -94,6 +97,7 @@ impl OpenAiQuirks {
     pub fn compatible() -> Self {
         Self {
             max_tokens_field: "max_tokens".into(),
+            developer_role: false,
             ..Self::default()
         }
     }

@@ -10,6 +10,7 @@ pub mod canonical;
 pub mod dialect;
 pub mod error;
 pub mod gemini;
+pub mod json;
 pub mod openai;
 pub mod sse;
 

@@ -1,0 +1,676 @@
+//! OpenAI Chat Completions as the client speaks it: decode `POST /v1/chat/completions` and
+//! `POST /v1/embeddings` bodies, encode replies, errors and `chat.completion.chunk` streams.
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+    EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role,
+    StreamEvent, Tool, ToolChoice, Usage,
+};
+use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
+use crate::error::{ClientError, DecodeError, ErrorKind};
+use crate::json::{ObjectReader, deserialize_at};
+use crate::sse::write_event;
+
+pub struct OpenAiIngress;
+
+impl IngressDialect for OpenAiIngress {
+    fn id(&self) -> DialectId {
+        DialectId::OpenAi
+    }
+
+    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError> {
+        decode_chat(body)
+    }
+
+    fn encode_chat(&self, response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+        encode_chat(response, ctx)
+    }
+
+    fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder> {
+        Box::new(OpenAiStreamEncoder::new(ctx))
+    }
+
+    fn encode_error(&self, error: &ClientError) -> Vec<u8> {
+        serde_json::to_vec(&error_body(error)).unwrap_or_default()
+    }
+}
+
+pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::RequestTooLarge => {
+            "invalid_request_error"
+        }
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::Permission => "permission_error",
+        ErrorKind::RateLimit => "rate_limit_error",
+        ErrorKind::InsufficientQuota => "insufficient_quota",
+        ErrorKind::Upstream => "upstream_error",
+        ErrorKind::Overloaded => "overloaded_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Internal => "server_error",
+    }
+}
+
+fn error_body(error: &ClientError) -> Value {
+    json!({"error": {
+        "message": error.message,
+        "type": error_type(error.kind),
+        "param": error.param,
+        "code": error.code,
+    }})
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    description: Option<String>,
+    parameters: Option<Value>,
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCallFunction {
+    name: String,
+    arguments: String,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: String,
+    function: WireToolCallFunction,
+}
+
+fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    let mut obj = ObjectReader::from_body(body)?;
+    let model: String = obj.require("model")?;
+    let messages = decode_messages(&mut obj)?;
+    let tools = decode_tools(&mut obj)?;
+    let tool_choice = decode_tool_choice(&mut obj)?;
+    let parallel_tool_calls = obj.take("parallel_tool_calls")?;
+    let response_format = decode_response_format(&mut obj)?;
+    let max_completion_tokens: Option<u32> = obj.take("max_completion_tokens")?;
+    let max_tokens: Option<u32> = obj.take("max_tokens")?;
+    let temperature: Option<f64> = obj.take("temperature")?;
+    if let Some(t) = temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(DecodeError::new(
+            format!("'temperature' must be between 0 and 2, got {t}"),
+            Some("temperature"),
+        ));
+    }
+    let top_p = obj.take("top_p")?;
+    let stop = match obj.take::<StringOrList>("stop")? {
+        None => Vec::new(),
+        Some(StringOrList::One(s)) => vec![s],
+        Some(StringOrList::Many(v)) => v,
+    };
+    let seed = obj.take("seed")?;
+    let frequency_penalty = obj.take("frequency_penalty")?;
+    let presence_penalty = obj.take("presence_penalty")?;
+    let effort: Option<String> = obj.take("reasoning_effort")?;
+    let user = obj.take("user")?;
+    let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
+    let stream = obj.take::<bool>("stream")?.unwrap_or(false);
+    let include_usage = match obj.take_object("stream_options")? {
+        Some(mut so) => so.take::<bool>("include_usage")?.unwrap_or(false),
+        None => false,
+    };
+    let n: Option<u32> = obj.take("n")?;
+    if let Some(n) = n
+        && n != 1
+    {
+        return Err(DecodeError::new(
+            format!("'n' must be 1: this gateway returns one choice per request (got {n})"),
+            Some("n"),
+        ));
+    }
+    Ok(ChatRequest {
+        model,
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        response_format,
+        max_tokens: max_completion_tokens.or(max_tokens),
+        temperature,
+        top_p,
+        top_k: None,
+        stop,
+        seed,
+        frequency_penalty,
+        presence_penalty,
+        reasoning: effort.map(|e| Reasoning {
+            effort: Some(e),
+            budget_tokens: None,
+        }),
+        user,
+        metadata,
+        stream,
+        include_usage,
+        n,
+        extras: Extras::new(DialectId::OpenAi, obj.into_rest()),
+    })
+}
+
+fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> {
+    let Some(items) = obj.take_array("messages")? else {
+        return Err(DecodeError::new(
+            "missing required field 'messages'",
+            Some("messages"),
+        ));
+    };
+    if items.is_empty() {
+        return Err(DecodeError::new(
+            "'messages' must contain at least one message",
+            Some("messages"),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (path, value) in items {
+        let mut m = ObjectReader::from_value(value, &path)?;
+        let role: WireRole = m.require("role")?;
+        let name: Option<String> = m.take("name")?;
+        let mut content = match m.take_value("content") {
+            None => Vec::new(),
+            Some(v) => decode_content(v, &m.child_path("content"))?,
+        };
+        let role = match role {
+            WireRole::System => Role::System,
+            WireRole::Developer => Role::Developer,
+            WireRole::User => Role::User,
+            WireRole::Assistant => {
+                // Reasoning text that compatible servers return (and DeepSeek needs back).
+                for key in ["reasoning_content", "reasoning"] {
+                    if let Some(text) = m.take::<String>(key)? {
+                        content.insert(
+                            0,
+                            ContentPart::Reasoning {
+                                text,
+                                signature: None,
+                            },
+                        );
+                    }
+                }
+                if let Some(calls) = m.take_array("tool_calls")? {
+                    for (cpath, cv) in calls {
+                        let call: WireToolCall = deserialize_at(cv, &cpath)?;
+                        content.push(ContentPart::ToolCall {
+                            id: call.id,
+                            name: call.function.name,
+                            arguments: call.function.arguments,
+                            extras: Extras::default(),
+                        });
+                    }
+                }
+                Role::Assistant
+            }
+            WireRole::Tool => {
+                let id_path = m.child_path("tool_call_id");
+                let tool_call_id: String = m.take("tool_call_id")?.ok_or_else(|| {
+                    DecodeError::new(
+                        format!("missing required field '{id_path}'"),
+                        Some(&id_path),
+                    )
+                })?;
+                content = vec![ContentPart::ToolResult {
+                    tool_call_id,
+                    name: name.clone(),
+                    content,
+                    is_error: false,
+                }];
+                Role::Tool
+            }
+        };
+        out.push(Message {
+            role,
+            content,
+            name,
+            extras: Extras::new(DialectId::OpenAi, m.into_rest()),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeError> {
+    match value {
+        Value::String(text) => Ok(vec![ContentPart::text(text)]),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (i, part) in parts.into_iter().enumerate() {
+                let ppath = format!("{path}[{i}]");
+                let mut p = ObjectReader::from_value(part, &ppath)?;
+                let kind: String = p.require("type")?;
+                match kind.as_str() {
+                    "text" => out.push(ContentPart::Text {
+                        text: p.require("text")?,
+                        cache_control: p.take_value("cache_control"),
+                    }),
+                    "image_url" => {
+                        let mut image = p.take_object("image_url")?.ok_or_else(|| {
+                            let ip = format!("{ppath}.image_url");
+                            DecodeError::new(format!("missing required field '{ip}'"), Some(&ip))
+                        })?;
+                        let url: String = image.require("url")?;
+                        out.push(ContentPart::Image {
+                            source: ImageSource::from_url(&url),
+                            detail: image.take("detail")?,
+                        });
+                    }
+                    "refusal" => out.push(ContentPart::text(p.require::<String>("refusal")?)),
+                    other => {
+                        let tp = format!("{ppath}.type");
+                        return Err(DecodeError::new(
+                            format!("content part type '{other}' is not supported by this gateway (supported: text, image_url)"),
+                            Some(&tp),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(DecodeError::new(
+            format!("'{path}' must be a string or an array of content parts"),
+            Some(path),
+        )),
+    }
+}
+
+fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
+    let Some(items) = obj.take_array("tools")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (path, value) in items {
+        let mut t = ObjectReader::from_value(value, &path)?;
+        let kind: String = t.require("type")?;
+        if kind != "function" {
+            let tp = format!("{path}.type");
+            return Err(DecodeError::new(
+                format!("tool type '{kind}' is not supported (only 'function')"),
+                Some(&tp),
+            ));
+        }
+        let f: WireFunction = t.require("function")?;
+        out.push(Tool {
+            name: f.name,
+            description: f.description,
+            parameters: f
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: f.strict,
+            cache_control: t.take_value("cache_control"),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, DecodeError> {
+    let Some(value) = obj.take_value("tool_choice") else {
+        return Ok(None);
+    };
+    match value {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(Some(ToolChoice::Auto)),
+            "none" => Ok(Some(ToolChoice::None)),
+            "required" => Ok(Some(ToolChoice::Required)),
+            other => Err(DecodeError::new(
+                format!("'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"),
+                Some("tool_choice"),
+            )),
+        },
+        value => {
+            let mut o = ObjectReader::from_value(value, "tool_choice")?;
+            let mut f = o.take_object("function")?.ok_or_else(|| {
+                DecodeError::new(
+                    "missing required field 'tool_choice.function'",
+                    Some("tool_choice.function"),
+                )
+            })?;
+            Ok(Some(ToolChoice::Function(f.require("name")?)))
+        }
+    }
+}
+
+fn decode_response_format(obj: &mut ObjectReader) -> Result<Option<ResponseFormat>, DecodeError> {
+    let Some(mut rf) = obj.take_object("response_format")? else {
+        return Ok(None);
+    };
+    let kind: String = rf.require("type")?;
+    match kind.as_str() {
+        "text" => Ok(Some(ResponseFormat::Text)),
+        "json_object" => Ok(Some(ResponseFormat::JsonObject)),
+        "json_schema" => {
+            let mut js = rf.take_object("json_schema")?.ok_or_else(|| {
+                DecodeError::new(
+                    "missing required field 'response_format.json_schema'",
+                    Some("response_format.json_schema"),
+                )
+            })?;
+            Ok(Some(ResponseFormat::JsonSchema {
+                name: js.require("name")?,
+                description: js.take("description")?,
+                schema: js
+                    .take_value("schema")
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                strict: js.take("strict")?,
+            }))
+        }
+        other => Err(DecodeError::new(
+            format!("response_format type '{other}' is not supported (text, json_object, json_schema)"),
+            Some("response_format.type"),
+        )),
+    }
+}
+
+/// The `message` object of a completion, shared by the non-stream reply.
+fn message_json(response: &ChatResponse) -> Value {
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    let text = response.text();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for part in &response.content {
+        match part {
+            ContentPart::Reasoning { text, .. } => reasoning.push_str(text),
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => tool_calls.push(json!({
+                "id": id,
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            })),
+            _ => {}
+        }
+    }
+    let has_tools = !tool_calls.is_empty();
+    message.insert(
+        "content".into(),
+        if text.is_empty() && has_tools {
+            Value::Null
+        } else {
+            Value::String(text)
+        },
+    );
+    message.insert("refusal".into(), Value::Null);
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), Value::String(reasoning));
+    }
+    if has_tools {
+        message.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    Value::Object(message)
+}
+
+pub(crate) fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total(),
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    })
+}
+
+fn response_id(ctx: &EncodeCtx) -> String {
+    if ctx.id.starts_with("chatcmpl-") {
+        ctx.id.clone()
+    } else {
+        format!("chatcmpl-{}", ctx.id)
+    }
+}
+
+fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    let mut body = Map::new();
+    body.insert("id".into(), response_id(ctx).into());
+    body.insert("object".into(), "chat.completion".into());
+    body.insert("created".into(), ctx.created.into());
+    body.insert("model".into(), ctx.model.clone().into());
+    body.insert(
+        "choices".into(),
+        json!([{
+            "index": 0,
+            "message": message_json(response),
+            "logprobs": null,
+            "finish_reason": response.finish_reason.as_openai(),
+        }]),
+    );
+    body.insert(
+        "usage".into(),
+        response.usage.as_ref().map_or(Value::Null, usage_json),
+    );
+    body.insert("system_fingerprint".into(), Value::Null);
+    if let Some(extras) = response.extras.for_dialect(DialectId::OpenAi) {
+        for (k, v) in extras {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// Writes `chat.completion.chunk` frames as canonical events arrive.
+pub struct OpenAiStreamEncoder {
+    ctx: EncodeCtx,
+    id: String,
+    started: bool,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl OpenAiStreamEncoder {
+    pub fn new(ctx: EncodeCtx) -> Self {
+        let id = response_id(&ctx);
+        Self {
+            ctx,
+            id,
+            started: false,
+            finish: None,
+            usage: None,
+        }
+    }
+
+    fn chunk(&self, choices: Value, usage: Option<Value>, out: &mut Vec<u8>) {
+        let mut chunk = Map::new();
+        chunk.insert("id".into(), self.id.clone().into());
+        chunk.insert("object".into(), "chat.completion.chunk".into());
+        chunk.insert("created".into(), self.ctx.created.into());
+        chunk.insert("model".into(), self.ctx.model.clone().into());
+        chunk.insert("system_fingerprint".into(), Value::Null);
+        chunk.insert("choices".into(), choices);
+        if self.ctx.include_usage {
+            chunk.insert("usage".into(), usage.unwrap_or(Value::Null));
+        }
+        let data = serde_json::to_vec(&Value::Object(chunk)).unwrap_or_default();
+        write_event(out, None, &data);
+    }
+
+    fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.chunk(
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+            None,
+            out,
+        );
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+                None,
+                out,
+            );
+        }
+    }
+}
+
+impl StreamEncoder for OpenAiStreamEncoder {
+    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        match event {
+            StreamEvent::Start { .. } => self.ensure_started(out),
+            StreamEvent::TextDelta(text) => {
+                if !text.is_empty() {
+                    self.delta(json!({"content": text}), out);
+                }
+            }
+            StreamEvent::ReasoningDelta(text) => {
+                if !text.is_empty() {
+                    self.delta(json!({"reasoning_content": text}), out);
+                }
+            }
+            StreamEvent::ReasoningSignature(_) => {}
+            StreamEvent::ToolCallStart { index, id, name } => self.delta(
+                json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                out,
+            ),
+            StreamEvent::ToolCallDelta { index, arguments } => self.delta(
+                json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
+                out,
+            ),
+            StreamEvent::Usage(usage) => match &mut self.usage {
+                Some(u) => u.merge(usage),
+                None => self.usage = Some(*usage),
+            },
+            StreamEvent::Finish(reason) => {
+                self.ensure_started(out);
+                if self.finish.is_none() {
+                    self.chunk(
+                        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason.as_openai()}]),
+                        None,
+                        out,
+                    );
+                    self.finish = Some(reason.clone());
+                }
+            }
+            // In-stream provider errors are turned into `error()` calls by the relay.
+            StreamEvent::Error(_) => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        if self.ctx.include_usage {
+            let usage = self.usage.as_ref().map(usage_json);
+            self.chunk(json!([]), Some(usage.unwrap_or(Value::Null)), out);
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn error(&mut self, error: &ClientError, out: &mut Vec<u8>) {
+        let data = serde_json::to_vec(&error_body(error)).unwrap_or_default();
+        write_event(out, None, &data);
+    }
+}
+
+/// Decodes an OpenAI `POST /v1/embeddings` body.
+pub fn decode_embeddings(body: &[u8]) -> Result<EmbeddingRequest, DecodeError> {
+    let mut obj = ObjectReader::from_body(body)?;
+    let model: String = obj.require("model")?;
+    let raw = obj.take_value("input").ok_or_else(|| {
+        DecodeError::new("missing required field 'input'", Some("input"))
+    })?;
+    let (input, single) = match raw {
+        Value::String(s) => (EmbeddingInput::Texts(vec![s]), true),
+        Value::Array(items) if items.is_empty() => {
+            return Err(DecodeError::new("'input' must not be empty", Some("input")));
+        }
+        Value::Array(items) => match &items[0] {
+            Value::String(_) => (
+                EmbeddingInput::Texts(deserialize_at(Value::Array(items), "input")?),
+                false,
+            ),
+            Value::Number(_) => (
+                EmbeddingInput::Tokens(vec![deserialize_at(Value::Array(items), "input")?]),
+                true,
+            ),
+            _ => (
+                EmbeddingInput::Tokens(deserialize_at(Value::Array(items), "input")?),
+                false,
+            ),
+        },
+        _ => {
+            return Err(DecodeError::new(
+                "'input' must be a string, an array of strings or an array of token arrays",
+                Some("input"),
+            ));
+        }
+    };
+    let encoding_format = match obj.take::<String>("encoding_format")?.as_deref() {
+        None | Some("float") => EncodingFormat::Float,
+        Some("base64") => EncodingFormat::Base64,
+        Some(other) => {
+            return Err(DecodeError::new(
+                format!("'encoding_format' must be 'float' or 'base64', got '{other}'"),
+                Some("encoding_format"),
+            ));
+        }
+    };
+    Ok(EmbeddingRequest {
+        model,
+        input,
+        single,
+        dimensions: obj.take("dimensions")?,
+        encoding_format,
+        user: obj.take("user")?,
+        extras: Extras::new(DialectId::OpenAi, obj.into_rest()),
+    })
+}
+
+/// Encodes an embeddings reply in the client's requested encoding.
+pub fn encode_embeddings(
+    response: &EmbeddingResponse,
+    model: &str,
+    format: EncodingFormat,
+) -> Vec<u8> {
+    let data: Vec<Value> = response
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = match format {
+                EncodingFormat::Float => json!(v),
+                EncodingFormat::Base64 => {
+                    let mut bytes = Vec::with_capacity(v.len() * 4);
+                    for x in v {
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let usage = response.usage.unwrap_or_default();
+    serde_json::to_vec(&json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
+    }))
+    .unwrap_or_default()
+}

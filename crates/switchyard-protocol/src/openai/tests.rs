@@ -1,0 +1,238 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::canonical::*;
+use crate::dialect::{
+    EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamDecoder, StreamEncoder, Target,
+};
+
+fn target() -> Target<'static> {
+    Target {
+        base_url: "https://api.example.com/v1",
+        model: "gpt-4o-2024-08-06",
+        api_key: Some("sk-test"),
+        api_version: None,
+    }
+}
+
+fn body_of(req: &http::Request<Vec<u8>>) -> Value {
+    serde_json::from_slice(req.body()).unwrap()
+}
+
+#[test]
+fn decodes_a_full_request_and_keeps_unknown_fields() {
+    let body = json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"x\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}, "strict": true}},
+        "max_completion_tokens": 50,
+        "stop": "END",
+        "seed": 7,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "reasoning_effort": "low",
+        "logit_bias": {"1": 2}
+    });
+    let req = OpenAiIngress.decode_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(req.model, "gpt-4o");
+    assert_eq!(req.messages.len(), 4);
+    assert_eq!(req.messages[0].role, Role::System);
+    assert!(matches!(
+        &req.messages[1].content[1],
+        ContentPart::Image { source: ImageSource::Base64 { media_type, .. }, detail: Some(d) } if media_type == "image/png" && d == "low"
+    ));
+    assert!(matches!(&req.messages[2].content[0], ContentPart::ToolCall { name, .. } if name == "lookup"));
+    assert!(matches!(&req.messages[3].content[0], ContentPart::ToolResult { tool_call_id, .. } if tool_call_id == "call_1"));
+    assert_eq!(req.tool_choice, Some(ToolChoice::Function("lookup".into())));
+    assert_eq!(req.max_tokens, Some(50));
+    assert_eq!(req.stop, vec!["END".to_string()]);
+    assert!(req.stream && req.include_usage);
+    assert!(req.extras.fields.contains_key("logit_bias"));
+
+    // Same dialect: unknown fields pass through to the provider.
+    let out = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&req, &target())
+        .unwrap();
+    assert_eq!(out.uri(), "https://api.example.com/v1/chat/completions");
+    assert_eq!(out.headers()["authorization"], "Bearer sk-test");
+    let b = body_of(&out);
+    assert_eq!(b["model"], "gpt-4o-2024-08-06");
+    assert_eq!(b["logit_bias"], json!({"1": 2}));
+    assert_eq!(b["max_completion_tokens"], 50);
+    assert_eq!(b["messages"][3], json!({"role": "tool", "tool_call_id": "call_1", "content": "42"}));
+    assert_eq!(b["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+    assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    assert_eq!(b["reasoning_effort"], "low");
+}
+
+#[test]
+fn decode_errors_name_the_field() {
+    let cases = [
+        (json!({"messages": []}), "model"),
+        (json!({"model": "m"}), "messages"),
+        (json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
+        (json!({"model": "m", "messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
+        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}), "temperature"),
+        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
+        (json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].tool_call_id"),
+        (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}), "messages[0].content[0].type"),
+        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}), "n"),
+    ];
+    for (body, param) in cases {
+        let err = OpenAiIngress.decode_chat(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+    }
+    let err = OpenAiIngress.decode_chat(b"{not json").unwrap_err();
+    assert!(err.message.contains("invalid JSON"));
+    let err = OpenAiIngress.decode_chat(b"[1]").unwrap_err();
+    assert!(err.message.contains("JSON object"));
+}
+
+#[test]
+fn parses_reply_with_tool_calls_and_usage() {
+    let reply = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+            "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 5}},
+        "service_tier": "default"
+    });
+    let r = OpenAiProvider::new(OpenAiQuirks::default())
+        .parse_chat(reply.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(r.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(
+        r.usage,
+        Some(Usage { input_tokens: 100, output_tokens: 20, cache_read_tokens: 60, cache_write_tokens: 0, reasoning_tokens: 5 })
+    );
+    let ctx = EncodeCtx { id: "abc".into(), model: "alias".into(), created: 5, include_usage: false };
+    let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&r, &ctx)).unwrap();
+    assert_eq!(out["id"], "chatcmpl-abc");
+    assert_eq!(out["model"], "alias");
+    assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
+    assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["id"], "call_9");
+    assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 60);
+    assert_eq!(out["service_tier"], "default");
+}
+
+const STREAM: &str = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
+: keep-alive\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n\
+data: [DONE]\n\n";
+
+fn decode(parts: &[&[u8]]) -> Result<Vec<StreamEvent>, UpstreamErrorInfo> {
+    let mut d = OpenAiStreamDecoder::default();
+    let mut out = Vec::new();
+    for p in parts {
+        d.push(p, &mut out)?;
+    }
+    d.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn stream_decodes_identically_at_every_split() {
+    let bytes = STREAM.as_bytes();
+    let whole = decode(&[bytes]).unwrap();
+    assert_eq!(
+        whole,
+        vec![
+            StreamEvent::Start { id: "c1".into(), model: "m".into() },
+            StreamEvent::TextDelta("Hel".into()),
+            StreamEvent::TextDelta("lo é".into()),
+            StreamEvent::ToolCallStart { index: 0, id: "call_1".into(), name: "f".into() },
+            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":1}".into() },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+            StreamEvent::Usage(Usage { input_tokens: 9, output_tokens: 4, ..Usage::default() }),
+        ]
+    );
+    for i in 0..=bytes.len() {
+        assert_eq!(decode(&[&bytes[..i], &bytes[i..]]).unwrap(), whole, "split at {i}");
+    }
+}
+
+#[test]
+fn premature_end_and_malformed_chunks_fail() {
+    let bytes = STREAM.as_bytes();
+    let cut = STREAM.find("data: [DONE]").unwrap();
+    let err = decode(&[&bytes[..cut]]).unwrap_err();
+    assert_eq!(err.class, ErrorClass::StreamInterrupted);
+    let err = decode(&[&bytes[..200]]).unwrap_err();
+    assert_eq!(err.class, ErrorClass::StreamInterrupted);
+    let err = decode(&[b"data: {not json\n\n"]).unwrap_err();
+    assert_eq!(err.class, ErrorClass::MalformedResponse);
+    let events = decode(&[b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n"]).unwrap();
+    assert!(matches!(&events[0], StreamEvent::Error(e) if e.message == "boom"));
+}
+
+#[test]
+fn encoder_output_decodes_back_to_the_same_events() {
+    let events = decode(&[STREAM.as_bytes()]).unwrap();
+    let ctx = EncodeCtx { id: "x".into(), model: "alias".into(), created: 1, include_usage: true };
+    let mut enc = OpenAiStreamEncoder::new(ctx);
+    let mut out = Vec::new();
+    for e in &events {
+        enc.event(e, &mut out);
+    }
+    enc.finish(&mut out);
+    let again = decode(&[&out]).unwrap();
+    assert_eq!(&again[1..], &events[1..]);
+    assert!(matches!(&again[0], StreamEvent::Start { model, .. } if model == "alias"));
+}
+
+#[test]
+fn error_bodies_are_classified() {
+    let p = OpenAiProvider::new(OpenAiQuirks::default());
+    let mut h = http::HeaderMap::new();
+    h.insert("retry-after", "3".parse().unwrap());
+    let e = p.classify_error(429, &h, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#);
+    assert_eq!((e.class, e.retry_after_secs, e.message.as_str()), (ErrorClass::RateLimited, Some(3.0), "slow down"));
+    let e = p.classify_error(400, &http::HeaderMap::new(), br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
+    assert_eq!(e.class, ErrorClass::ContextTooLong);
+    let e = p.classify_error(502, &http::HeaderMap::new(), b"<html>bad gateway</html>");
+    assert_eq!(e.class, ErrorClass::ServerError);
+    assert!(e.message.contains("502"));
+}
+
+#[test]
+fn azure_uses_deployment_urls_and_api_key() {
+    let req = OpenAiIngress
+        .decode_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#)
+        .unwrap();
+    let t = Target { base_url: "https://r.openai.azure.com", model: "dep1", api_key: Some("k"), api_version: Some("2024-10-21") };
+    let out = AzureProvider::default().build_chat(&req, &t).unwrap();
+    assert_eq!(out.uri(), "https://r.openai.azure.com/openai/deployments/dep1/chat/completions?api-version=2024-10-21");
+    assert_eq!(out.headers()["api-key"], "k");
+    assert!(body_of(&out).get("model").is_none());
+}
+
+#[test]
+fn embeddings_round_trip_in_both_encodings() {
+    let req = decode_embeddings(br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#).unwrap();
+    assert_eq!(req.input, EmbeddingInput::Texts(vec!["a".into(), "b".into()]));
+    let reply = json!({"object":"list","model":"e","data":[{"index":1,"embedding":[0.5,1.0]},{"index":0,"embedding":[0.25,-1.0]}],"usage":{"prompt_tokens":2,"total_tokens":2}});
+    let parsed = OpenAiProvider::new(OpenAiQuirks::default()).parse_embeddings(reply.to_string().as_bytes()).unwrap();
+    assert_eq!(parsed.vectors, vec![vec![0.25, -1.0], vec![0.5, 1.0]]);
+    let b64: Value = serde_json::from_slice(&encode_embeddings(&parsed, "alias", EncodingFormat::Base64)).unwrap();
+    let again = OpenAiProvider::new(OpenAiQuirks::default()).parse_embeddings(b64.to_string().as_bytes()).unwrap();
+    assert_eq!(again.vectors, parsed.vectors);
+    assert!(decode_embeddings(br#"{"model":"e","input":{}}"#).unwrap_err().param.as_deref() == Some("input"));
+}
