@@ -1,1 +1,11 @@
+//! The Switchyard gateway: configuration, HTTP server, request pipeline, routing and upstream
+//! execution. The `switchyard` binary is a thin wrapper around [`cli::main`].
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod routing;
+pub mod server;
+pub mod upstream;

@@ -1,48 +1,31 @@
-//! Gemini generateContent dialect (placeholder until the dialect lands).
+//! Google Gemini (`generateContent`) as a provider dialect: wire types, request building,
+//! response and stream decoding, error classification and `batchEmbedContents`.
+//!
+//! Gemini is only an upstream here; no client speaks it to the gateway. What this folder
+//! decided where the formats differ:
+//!
+//! * Roles: system and developer messages become the one `systemInstruction`; assistant turns
+//!   are `model`; tool results are `functionResponse` parts of `user` turns, named after the
+//!   function (from the result, else from the earlier call with the same id). Consecutive turns
+//!   of one role are merged.
+//! * A tool result whose text is a JSON object is sent as that object, other text as
+//!   `{"result": text}`; a failed call as `{"error": …}`.
+//! * Tool schemas go in `parametersJsonSchema` and answer schemas in `responseJsonSchema`, both
+//!   of which take JSON Schema as is (the older fields take only an OpenAPI subset).
+//! * Reasoning: a token budget becomes `thinkingBudget`; an effort becomes `thinkingLevel`
+//!   (`none` becomes a zero budget). Thought summaries are requested whenever thinking is on.
+//! * Thought signatures: on a function call they live in the tool call's extras under
+//!   [`THOUGHT_SIGNATURE`]; on thought or text parts they become signed reasoning parts (an
+//!   empty one when only a signature is carried). Streams report every signature as a
+//!   `ReasoningSignature` event placed before the part it belongs to.
+//! * Function calls without an id get a deterministic `call_<responseId>_<n>`.
+//! * Only the first candidate is read; Gemini reports no creation time, so `created` is 0.
 
-use http::HeaderMap;
+mod provider;
+mod stream;
+mod wire;
 
-use crate::canonical::{ChatRequest, ChatResponse, StreamEvent, UpstreamErrorInfo};
-use crate::dialect::{
-    Capabilities, DialectId, ProviderDialect, StreamDecoder,
-    Target, malformed,
-};
-use crate::error::DecodeError;
+#[cfg(test)]
+mod tests;
 
-pub struct GeminiProvider;
-
-struct Nothing;
-
-impl StreamDecoder for Nothing {
-    fn push(&mut self, _c: &[u8], _o: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        Err(malformed("not implemented"))
-    }
-    fn finish(&mut self, _o: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        Err(malformed("not implemented"))
-    }
-}
-
-impl ProviderDialect for GeminiProvider {
-    fn id(&self) -> DialectId {
-        DialectId::Gemini
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    fn build_chat(
-        &self,
-        _request: &ChatRequest,
-        _target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        Err(DecodeError::new("not implemented", None))
-    }
-    fn parse_chat(&self, _body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        Err(malformed("not implemented"))
-    }
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(Nothing)
-    }
-    fn classify_error(&self, _status: u16, _headers: &HeaderMap, _body: &[u8]) -> UpstreamErrorInfo {
-        malformed("not implemented")
-    }
-}
+pub use provider::{GeminiProvider, THOUGHT_SIGNATURE};

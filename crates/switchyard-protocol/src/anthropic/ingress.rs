@@ -1,0 +1,461 @@
+//! The client-facing side of the Anthropic dialect (`POST /v1/messages`, as the official SDKs and
+//! Claude Code send it): decode a request into the canonical model, encode a complete answer
+//! and an error body. The stream encoder lives in `stream.rs`.
+//!
+//! Lossless same-dialect round trips: unknown top-level fields go to the request's extras, and
+//! so do the parts of known fields the canonical model cannot hold — server tools under
+//! `tools`, non-`enabled` thinking configurations under `thinking`, unmodelled `output_config`
+//! members under `output_config`. `cache_control` markers on blocks whose canonical part has no
+//! such field (images, tool uses, tool results) are kept in the message's extras under
+//! `cache_control`, keyed by part index. The provider side puts all of these back.
+
+use serde_json::{Map, Value};
+
+use super::stream::AnthropicStreamEncoder;
+use super::wire::{
+    self, ContentBlock, ContentBlockParam, ErrorObject, ErrorResponse, MessageCreateParams,
+    MessageParam, OutputFormat, TextOrBlocks, ThinkingConfigParam, ToolUnion,
+};
+use crate::DialectId;
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, Extras, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, Tool, ToolChoice,
+};
+use crate::dialect::{EncodeCtx, IngressDialect, StreamEncoder};
+use crate::error::{ClientError, DecodeError, ErrorKind};
+
+/// Extras key of a message's `cache_control` markers on blocks without a canonical field.
+pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
+/// Extras key of server tools, appended after the client tools on the way out.
+pub(crate) const SERVER_TOOLS: &str = "tools";
+/// Extras key of a thinking configuration other than `enabled`.
+pub(crate) const THINKING: &str = "thinking";
+/// Extras key of `output_config` members other than `format`.
+pub(crate) const OUTPUT_CONFIG: &str = "output_config";
+
+/// The Anthropic Messages API as the gateway serves it to clients.
+pub struct AnthropicIngress;
+
+impl IngressDialect for AnthropicIngress {
+    fn id(&self) -> DialectId {
+        DialectId::Anthropic
+    }
+
+    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError> {
+        decode_chat(body)
+    }
+
+    fn encode_chat(&self, response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+        encode_chat(response, ctx)
+    }
+
+    fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder> {
+        Box::new(AnthropicStreamEncoder::new(ctx))
+    }
+
+    fn encode_error(&self, error: &ClientError) -> Vec<u8> {
+        encode_error(error)
+    }
+}
+
+fn missing(field: &str) -> DecodeError {
+    DecodeError::new(format!("{field}: field required"), Some(field))
+}
+
+fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    let params: MessageCreateParams = DecodeError::parse(body)?;
+    let model = params.model.ok_or_else(|| missing("model"))?;
+    let max_tokens = params.max_tokens.ok_or_else(|| missing("max_tokens"))?;
+    let wire_messages = params.messages.ok_or_else(|| missing("messages"))?;
+    let mut extras = params.rest;
+
+    let mut messages = Vec::with_capacity(wire_messages.len() + 1);
+    if let Some(system) = params.system {
+        let content = decode_system(system)?;
+        if !content.is_empty() {
+            messages.push(Message {
+                role: Role::System,
+                content,
+                name: None,
+                extras: Extras::default(),
+            });
+        }
+    }
+    for (i, message) in wire_messages.into_iter().enumerate() {
+        messages.push(decode_message(message, i)?);
+    }
+
+    let mut tools = Vec::new();
+    let mut server_tools = Vec::new();
+    for tool in params.tools.unwrap_or_default() {
+        match tool {
+            ToolUnion::Custom(tool) => tools.push(Tool {
+                name: tool.name,
+                description: tool.description,
+                parameters: tool.input_schema,
+                strict: tool.strict,
+                cache_control: tool.cache_control,
+            }),
+            ToolUnion::Server(tool) => server_tools.push(Value::Object(tool)),
+        }
+    }
+    if !server_tools.is_empty() {
+        extras.insert(SERVER_TOOLS.into(), Value::Array(server_tools));
+    }
+
+    let (tool_choice, parallel_tool_calls) = match params.tool_choice {
+        None => (None, None),
+        Some(choice) => {
+            let (choice, disable) = match choice {
+                wire::ToolChoice::Auto {
+                    disable_parallel_tool_use,
+                } => (ToolChoice::Auto, disable_parallel_tool_use),
+                wire::ToolChoice::Any {
+                    disable_parallel_tool_use,
+                } => (ToolChoice::Required, disable_parallel_tool_use),
+                wire::ToolChoice::Tool {
+                    name,
+                    disable_parallel_tool_use,
+                } => (ToolChoice::Function(name), disable_parallel_tool_use),
+                wire::ToolChoice::None => (ToolChoice::None, None),
+            };
+            (Some(choice), disable.map(|disable| !disable))
+        }
+    };
+
+    let reasoning = match params.thinking {
+        Some(ThinkingConfigParam::Enabled { budget_tokens }) => Some(Reasoning {
+            effort: None,
+            budget_tokens: Some(budget_tokens),
+        }),
+        Some(ThinkingConfigParam::Disabled) | None => None,
+        Some(ThinkingConfigParam::Other(other)) => {
+            extras.insert(THINKING.into(), Value::Object(other));
+            None
+        }
+    };
+
+    let mut response_format = None;
+    if let Some(config) = params.output_config {
+        if let Some(OutputFormat::JsonSchema { schema }) = config.format {
+            response_format = Some(ResponseFormat::JsonSchema {
+                // Anthropic schemas carry no name; OpenAI requires one, so give a neutral one.
+                name: "response".into(),
+                description: None,
+                schema,
+                strict: Some(true),
+            });
+        }
+        if !config.rest.is_empty() {
+            extras.insert(OUTPUT_CONFIG.into(), Value::Object(config.rest));
+        }
+    }
+
+    Ok(ChatRequest {
+        model,
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        response_format,
+        max_tokens: Some(max_tokens),
+        temperature: params.temperature,
+        top_p: params.top_p,
+        top_k: params.top_k,
+        stop: params.stop_sequences.unwrap_or_default(),
+        reasoning,
+        user: params.metadata.and_then(|m| m.user_id),
+        stream: params.stream.unwrap_or(false),
+        // Anthropic streams always carry usage (`message_start` and `message_delta`).
+        include_usage: true,
+        extras: if extras.is_empty() {
+            Extras::default()
+        } else {
+            Extras::new(DialectId::Anthropic, extras)
+        },
+        ..ChatRequest::default()
+    })
+}
+
+fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentPart>, DecodeError> {
+    match system {
+        TextOrBlocks::Text(text) if text.is_empty() => Ok(Vec::new()),
+        TextOrBlocks::Text(text) => Ok(vec![ContentPart::text(text)]),
+        TextOrBlocks::Blocks(blocks) => blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, block)| match block {
+                ContentBlockParam::Text {
+                    text,
+                    cache_control,
+                } => Ok(ContentPart::Text {
+                    text,
+                    cache_control,
+                }),
+                _ => Err(DecodeError::new(
+                    "system blocks must be text blocks",
+                    Some(&format!("system[{i}].type")),
+                )),
+            })
+            .collect(),
+    }
+}
+
+fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeError> {
+    let role = match message.role.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        "system" => {
+            return Err(DecodeError::new(
+                "messages: role must be \"user\" or \"assistant\"; put system instructions in the top-level `system` parameter",
+                Some(&format!("messages[{i}].role")),
+            ));
+        }
+        other => {
+            return Err(DecodeError::new(
+                format!("messages: unexpected role \"{other}\"; expected \"user\" or \"assistant\""),
+                Some(&format!("messages[{i}].role")),
+            ));
+        }
+    };
+    let blocks = match message.content {
+        TextOrBlocks::Text(text) => vec![ContentBlockParam::Text {
+            text,
+            cache_control: None,
+        }],
+        TextOrBlocks::Blocks(blocks) => blocks,
+    };
+    let mut content = Vec::with_capacity(blocks.len());
+    let mut cache_controls = Map::new();
+    for (j, block) in blocks.into_iter().enumerate() {
+        let (part, cache_control) = decode_block(block, &format!("messages[{i}].content[{j}]"))?;
+        if let Some(cache_control) = cache_control {
+            cache_controls.insert(j.to_string(), cache_control);
+        }
+        content.push(part);
+    }
+    let extras = if cache_controls.is_empty() {
+        Extras::default()
+    } else {
+        let mut fields = Map::new();
+        fields.insert(BLOCK_CACHE_CONTROL.into(), Value::Object(cache_controls));
+        Extras::new(DialectId::Anthropic, fields)
+    };
+    Ok(Message {
+        role,
+        content,
+        name: None,
+        extras,
+    })
+}
+
+/// One request block as a canonical part, plus a `cache_control` the part cannot carry.
+fn decode_block(
+    block: ContentBlockParam,
+    path: &str,
+) -> Result<(ContentPart, Option<Value>), DecodeError> {
+    Ok(match block {
+        ContentBlockParam::Text {
+            text,
+            cache_control,
+        } => (
+            ContentPart::Text {
+                text,
+                cache_control,
+            },
+            None,
+        ),
+        ContentBlockParam::Image {
+            source,
+            cache_control,
+        } => (
+            ContentPart::Image {
+                source: image_source(source),
+                detail: None,
+            },
+            cache_control,
+        ),
+        ContentBlockParam::ToolUse {
+            id,
+            name,
+            input,
+            cache_control,
+        } => (
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments: input.to_string(),
+                extras: Extras::default(),
+            },
+            cache_control,
+        ),
+        ContentBlockParam::ToolResult {
+            tool_use_id,
+            content,
+            is_error,
+            cache_control,
+        } => {
+            let content = match content {
+                None => Vec::new(),
+                Some(TextOrBlocks::Text(text)) => vec![ContentPart::text(text)],
+                Some(TextOrBlocks::Blocks(blocks)) => {
+                    let mut parts = Vec::with_capacity(blocks.len());
+                    for (k, block) in blocks.into_iter().enumerate() {
+                        let inner = format!("{path}.content[{k}]");
+                        match block {
+                            ContentBlockParam::Text { .. } | ContentBlockParam::Image { .. } => {
+                                parts.push(decode_block(block, &inner)?.0);
+                            }
+                            _ => {
+                                return Err(DecodeError::new(
+                                    "tool_result content may only hold text and image blocks",
+                                    Some(&format!("{inner}.type")),
+                                ));
+                            }
+                        }
+                    }
+                    parts
+                }
+            };
+            (
+                ContentPart::ToolResult {
+                    tool_call_id: tool_use_id,
+                    name: None,
+                    content,
+                    is_error: is_error.unwrap_or(false),
+                },
+                cache_control,
+            )
+        }
+        ContentBlockParam::Thinking {
+            thinking,
+            signature,
+        } => (
+            ContentPart::Reasoning {
+                text: thinking,
+                signature: (!signature.is_empty()).then_some(signature),
+            },
+            None,
+        ),
+        ContentBlockParam::RedactedThinking { data } => {
+            (ContentPart::RedactedReasoning { data }, None)
+        }
+    })
+}
+
+fn image_source(source: wire::ImageSource) -> ImageSource {
+    match source {
+        wire::ImageSource::Base64 { media_type, data } => ImageSource::Base64 { media_type, data },
+        wire::ImageSource::Url { url } => ImageSource::Url(url),
+    }
+}
+
+/// Anthropic message ids start with `msg_`; gateway ids get the prefix.
+pub(crate) fn message_id(id: &str) -> String {
+    if id.starts_with("msg_") {
+        id.to_owned()
+    } else {
+        format!("msg_{id}")
+    }
+}
+
+/// Tool-call arguments as the `input` object Anthropic clients expect. Arguments that are not
+/// a JSON object (a model that emitted broken JSON through another provider) become `{}`: the
+/// client's tool then reports the missing parameters to the model, which can retry, whereas a
+/// non-object `input` would break the client's own parsing.
+pub(crate) fn tool_input(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
+    let mut blocks = Vec::with_capacity(content.len());
+    for part in content {
+        match part {
+            ContentPart::Reasoning { text, signature } => blocks.push(ContentBlock::Thinking {
+                thinking: text.clone(),
+                signature: signature.clone().unwrap_or_default(),
+            }),
+            ContentPart::RedactedReasoning { data } => {
+                blocks.push(ContentBlock::RedactedThinking { data: data.clone() });
+            }
+            ContentPart::Text { text, .. } => blocks.push(ContentBlock::Text { text: text.clone() }),
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => blocks.push(ContentBlock::ToolUse {
+                id: id.clone(),
+                name: name.clone(),
+                input: tool_input(arguments),
+            }),
+            // Output never holds images or tool results; nothing to show for them.
+            ContentPart::Image { .. } | ContentPart::ToolResult { .. } => {}
+        }
+    }
+    blocks
+}
+
+fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
+    let message = wire::Message {
+        id: message_id(&ctx.id),
+        kind: "message".into(),
+        role: "assistant".into(),
+        content: response_blocks(&response.content),
+        model: ctx.model.clone(),
+        stop_reason: Some(stop_reason),
+        stop_sequence,
+        // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
+        usage: Some(wire::Usage::full(&response.usage.unwrap_or_default())),
+        rest: response
+            .extras
+            .for_dialect(DialectId::Anthropic)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    // Serialising plain strings, numbers and JSON values cannot fail.
+    serde_json::to_vec(&message).unwrap_or_default()
+}
+
+/// The Anthropic error `type` for a client-facing error kind (API errors page).
+pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidRequest => "invalid_request_error",
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::Permission => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::RateLimit => "rate_limit_error",
+        ErrorKind::InsufficientQuota => "billing_error",
+        ErrorKind::Upstream | ErrorKind::Internal => "api_error",
+        ErrorKind::Overloaded => "overloaded_error",
+        ErrorKind::Timeout => "timeout_error",
+    }
+}
+
+/// The error object; the offending field leads the message, as Anthropic's own messages do
+/// (`max_tokens: Field required`).
+pub(crate) fn error_object(error: &ClientError) -> ErrorObject {
+    let message = match &error.param {
+        Some(param) if !error.message.contains(param.as_str()) => {
+            format!("{param}: {}", error.message)
+        }
+        _ => error.message.clone(),
+    };
+    ErrorObject {
+        kind: error_type(error.kind).to_owned(),
+        message,
+    }
+}
+
+fn encode_error(error: &ClientError) -> Vec<u8> {
+    let body = ErrorResponse {
+        kind: "error".into(),
+        error: error_object(error),
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}

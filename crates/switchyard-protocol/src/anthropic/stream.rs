@@ -1,0 +1,540 @@
+//! Anthropic streams in both directions. The decoder turns an upstream SSE body
+//! (`message_start`, `content_block_*`, `message_delta`, `message_stop`, `ping`, `error`) into
+//! canonical events, whatever the chunking; the encoder writes canonical events as that same
+//! event sequence for clients.
+//!
+//! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) and
+//! server-tool blocks (`server_tool_use`, `web_search_tool_result`, …) are skipped by the
+//! decoder, along with `citations_delta`.
+
+use std::collections::HashMap;
+
+use super::ingress::{error_object, message_id};
+use super::wire::{self, ContentBlock, ContentBlockDelta, ErrorObject, MessageStreamEvent};
+use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo, Usage};
+use crate::dialect::{EncodeCtx, StreamDecoder, StreamEncoder, interrupted, malformed};
+use crate::error::ClientError;
+use crate::sse::{SseEvent, SseParser, write_event};
+
+/// What kind of block a stream index holds, as far as the decoder cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Text,
+    Thinking,
+    /// A client tool call and its position among the answer's tool calls.
+    Tool(u32),
+    /// Redacted thinking, server tools and block types added later.
+    Skipped,
+}
+
+/// Anthropic SSE body → canonical events.
+#[derive(Debug, Default)]
+pub struct AnthropicStreamDecoder {
+    parser: SseParser,
+    frames: Vec<SseEvent>,
+    blocks: HashMap<u32, BlockKind>,
+    tool_calls: u32,
+    usage: Usage,
+    started: bool,
+    /// `message_stop` or an in-stream `error` was seen: nothing more is read.
+    ended: bool,
+}
+
+impl AnthropicStreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn handle(
+        &mut self,
+        event: MessageStreamEvent,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), UpstreamErrorInfo> {
+        match event {
+            MessageStreamEvent::MessageStart { message } => {
+                self.started = true;
+                out.push(StreamEvent::Start {
+                    id: message.id,
+                    model: message.model,
+                });
+                if let Some(usage) = message.usage {
+                    self.usage = usage.to_canonical();
+                    out.push(StreamEvent::Usage(self.usage));
+                }
+            }
+            MessageStreamEvent::Ping | MessageStreamEvent::Unknown => {}
+            MessageStreamEvent::Error { error } => {
+                self.ended = true;
+                out.push(StreamEvent::Error(stream_error(error)));
+            }
+            MessageStreamEvent::MessageStop => {
+                self.require_start("message_stop")?;
+                self.ended = true;
+            }
+            MessageStreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                self.require_start("content_block_start")?;
+                let kind = match content_block {
+                    ContentBlock::Text { text } => {
+                        if !text.is_empty() {
+                            out.push(StreamEvent::TextDelta(text));
+                        }
+                        BlockKind::Text
+                    }
+                    ContentBlock::Thinking {
+                        thinking,
+                        signature,
+                    } => {
+                        if !thinking.is_empty() {
+                            out.push(StreamEvent::ReasoningDelta(thinking));
+                        }
+                        if !signature.is_empty() {
+                            out.push(StreamEvent::ReasoningSignature(signature));
+                        }
+                        BlockKind::Thinking
+                    }
+                    ContentBlock::ToolUse { id, name, input } => {
+                        let tool = self.tool_calls;
+                        self.tool_calls += 1;
+                        out.push(StreamEvent::ToolCallStart {
+                            index: tool,
+                            id,
+                            name,
+                        });
+                        // The API starts tool blocks with `input: {}` and streams the arguments;
+                        // anything already present is the start of them.
+                        if input.as_object().is_some_and(|o| !o.is_empty()) {
+                            out.push(StreamEvent::ToolCallDelta {
+                                index: tool,
+                                arguments: input.to_string(),
+                            });
+                        }
+                        BlockKind::Tool(tool)
+                    }
+                    ContentBlock::RedactedThinking { .. } | ContentBlock::Other => {
+                        BlockKind::Skipped
+                    }
+                };
+                self.blocks.insert(index, kind);
+            }
+            MessageStreamEvent::ContentBlockDelta { index, delta } => {
+                self.require_start("content_block_delta")?;
+                let kind = self.blocks.get(&index).copied();
+                match (delta, kind) {
+                    (ContentBlockDelta::TextDelta { text }, _) => {
+                        if !text.is_empty() {
+                            out.push(StreamEvent::TextDelta(text));
+                        }
+                    }
+                    (ContentBlockDelta::ThinkingDelta { thinking }, _) => {
+                        if !thinking.is_empty() {
+                            out.push(StreamEvent::ReasoningDelta(thinking));
+                        }
+                    }
+                    (ContentBlockDelta::SignatureDelta { signature }, _) => {
+                        out.push(StreamEvent::ReasoningSignature(signature));
+                    }
+                    (ContentBlockDelta::InputJsonDelta { partial_json }, Some(BlockKind::Tool(tool))) => {
+                        if !partial_json.is_empty() {
+                            out.push(StreamEvent::ToolCallDelta {
+                                index: tool,
+                                arguments: partial_json,
+                            });
+                        }
+                    }
+                    // Arguments of server tools, and deltas of kinds added later.
+                    (ContentBlockDelta::InputJsonDelta { .. } | ContentBlockDelta::Other, _) => {}
+                }
+            }
+            MessageStreamEvent::ContentBlockStop { .. } => {
+                self.require_start("content_block_stop")?;
+            }
+            MessageStreamEvent::MessageDelta { delta, usage } => {
+                self.require_start("message_delta")?;
+                if let Some(reason) = delta.stop_reason.as_deref() {
+                    out.push(StreamEvent::Finish(wire::finish_reason(
+                        Some(reason),
+                        delta.stop_sequence.as_deref(),
+                    )));
+                }
+                if let Some(usage) = usage {
+                    // `message_delta` usage is cumulative; the input side is present only in
+                    // newer API versions, otherwise the `message_start` counts stand.
+                    if let Some(output) = usage.output_tokens {
+                        self.usage.output_tokens = output;
+                    }
+                    if usage.has_input_side() {
+                        let input = usage.to_canonical();
+                        self.usage.input_tokens = input.input_tokens;
+                        self.usage.cache_read_tokens = input.cache_read_tokens;
+                        self.usage.cache_write_tokens = input.cache_write_tokens;
+                    }
+                    out.push(StreamEvent::Usage(self.usage));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn require_start(&self, event: &str) -> Result<(), UpstreamErrorInfo> {
+        if self.started {
+            Ok(())
+        } else {
+            Err(malformed(format!(
+                "Anthropic stream sent `{event}` before `message_start`"
+            )))
+        }
+    }
+}
+
+/// An in-stream `error` event as an upstream error.
+fn stream_error(error: ErrorObject) -> UpstreamErrorInfo {
+    let class = wire::error_class(&error.kind, &error.message)
+        .unwrap_or(crate::canonical::ErrorClass::ServerError);
+    UpstreamErrorInfo {
+        class,
+        status: None,
+        message: if error.message.is_empty() {
+            format!("Anthropic stream reported {}", error.kind)
+        } else {
+            error.message
+        },
+        provider_code: Some(error.kind),
+        retry_after_secs: None,
+    }
+}
+
+impl StreamDecoder for AnthropicStreamDecoder {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        if self.ended {
+            return Ok(());
+        }
+        let mut frames = std::mem::take(&mut self.frames);
+        let parsed = self.parser.push(chunk, &mut frames);
+        let result = parsed
+            .map_err(|e| malformed(format!("Anthropic stream: {e}")))
+            .and_then(|()| {
+                for frame in frames.drain(..) {
+                    if self.ended {
+                        break;
+                    }
+                    let event: MessageStreamEvent = serde_json::from_str(&frame.data)
+                        .map_err(|e| malformed(format!("Anthropic stream event is not valid: {e}")))?;
+                    self.handle(event, out)?;
+                }
+                Ok(())
+            });
+        frames.clear();
+        self.frames = frames;
+        result
+    }
+
+    fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        // An in-stream `error` already reported the failure as an event.
+        if self.ended {
+            Ok(())
+        } else {
+            Err(interrupted("Anthropic stream ended before `message_stop`"))
+        }
+    }
+}
+
+/// The block the encoder has open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenBlock {
+    Text { index: u32 },
+    /// `signed` once a signature was written: the next reasoning starts a new block.
+    Thinking { index: u32, signed: bool },
+    Tool { index: u32, tool: u32 },
+}
+
+impl OpenBlock {
+    fn index(self) -> u32 {
+        match self {
+            OpenBlock::Text { index }
+            | OpenBlock::Thinking { index, .. }
+            | OpenBlock::Tool { index, .. } => index,
+        }
+    }
+}
+
+/// Canonical events → Anthropic SSE, for clients of `POST /v1/messages`.
+///
+/// `message_start` is written lazily, just before the first block (or at the end), so it can
+/// carry input usage that arrives right after `Start`. A new block starts whenever the kind of
+/// content changes or a new tool call begins. The stop reason is held until [`finish`] so the
+/// closing `message_delta` carries the last usage, whether usage came before or after `Finish`.
+///
+/// [`finish`]: StreamEncoder::finish
+#[derive(Debug)]
+pub struct AnthropicStreamEncoder {
+    id: String,
+    model: String,
+    usage: Usage,
+    started: bool,
+    next_index: u32,
+    open: Option<OpenBlock>,
+    /// Block index of every tool call seen, for argument fragments that arrive late.
+    tool_blocks: HashMap<u32, u32>,
+    stop: Option<FinishReason>,
+    done: bool,
+}
+
+impl AnthropicStreamEncoder {
+    pub fn new(ctx: EncodeCtx) -> Self {
+        Self {
+            id: message_id(&ctx.id),
+            model: ctx.model,
+            usage: Usage::default(),
+            started: false,
+            next_index: 0,
+            open: None,
+            tool_blocks: HashMap::new(),
+            stop: None,
+            done: false,
+        }
+    }
+
+    fn write(event: &MessageStreamEvent, out: &mut Vec<u8>) {
+        let name = match event {
+            MessageStreamEvent::MessageStart { .. } => "message_start",
+            MessageStreamEvent::ContentBlockStart { .. } => "content_block_start",
+            MessageStreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            MessageStreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            MessageStreamEvent::MessageDelta { .. } => "message_delta",
+            MessageStreamEvent::MessageStop => "message_stop",
+            MessageStreamEvent::Ping => "ping",
+            MessageStreamEvent::Error { .. } => "error",
+            MessageStreamEvent::Unknown => return,
+        };
+        // Serialising these plain values cannot fail.
+        if let Ok(data) = serde_json::to_vec(event) {
+            write_event(out, Some(name), &data);
+        }
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let message = wire::Message {
+            id: self.id.clone(),
+            kind: "message".into(),
+            role: "assistant".into(),
+            content: Vec::new(),
+            model: self.model.clone(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: Some(wire::Usage::full(&self.usage)),
+            rest: serde_json::Map::new(),
+        };
+        Self::write(&MessageStreamEvent::MessageStart { message }, out);
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some(open) = self.open.take() {
+            Self::write(
+                &MessageStreamEvent::ContentBlockStop {
+                    index: open.index(),
+                },
+                out,
+            );
+        }
+    }
+
+    fn open(&mut self, block: ContentBlock, out: &mut Vec<u8>) -> u32 {
+        self.ensure_started(out);
+        self.close(out);
+        let index = self.next_index;
+        self.next_index += 1;
+        Self::write(
+            &MessageStreamEvent::ContentBlockStart {
+                index,
+                content_block: block,
+            },
+            out,
+        );
+        index
+    }
+
+    fn delta(index: u32, delta: ContentBlockDelta, out: &mut Vec<u8>) {
+        Self::write(&MessageStreamEvent::ContentBlockDelta { index, delta }, out);
+    }
+
+    fn open_tool(&mut self, tool: u32, id: String, name: String, out: &mut Vec<u8>) -> u32 {
+        let index = self.open(
+            ContentBlock::ToolUse {
+                id,
+                name,
+                input: serde_json::Value::Object(serde_json::Map::new()),
+            },
+            out,
+        );
+        self.open = Some(OpenBlock::Tool { index, tool });
+        self.tool_blocks.insert(tool, index);
+        index
+    }
+
+    fn thinking_block(&mut self, out: &mut Vec<u8>) -> u32 {
+        match self.open {
+            Some(OpenBlock::Thinking {
+                index,
+                signed: false,
+            }) => index,
+            _ => {
+                let index = self.open(
+                    ContentBlock::Thinking {
+                        thinking: String::new(),
+                        signature: String::new(),
+                    },
+                    out,
+                );
+                self.open = Some(OpenBlock::Thinking {
+                    index,
+                    signed: false,
+                });
+                index
+            }
+        }
+    }
+
+    fn write_error(&mut self, error: ErrorObject, out: &mut Vec<u8>) {
+        Self::write(&MessageStreamEvent::Error { error }, out);
+        self.done = true;
+    }
+}
+
+impl StreamEncoder for AnthropicStreamEncoder {
+    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        match event {
+            // The client sees the gateway's id and the alias it asked for, from the context.
+            StreamEvent::Start { .. } => {}
+            StreamEvent::Usage(usage) => self.usage.merge(usage),
+            StreamEvent::TextDelta(text) => {
+                if text.is_empty() {
+                    return;
+                }
+                let index = match self.open {
+                    Some(OpenBlock::Text { index }) => index,
+                    _ => {
+                        let index = self.open(
+                            ContentBlock::Text {
+                                text: String::new(),
+                            },
+                            out,
+                        );
+                        self.open = Some(OpenBlock::Text { index });
+                        index
+                    }
+                };
+                Self::delta(index, ContentBlockDelta::TextDelta { text: text.clone() }, out);
+            }
+            StreamEvent::ReasoningDelta(thinking) => {
+                if thinking.is_empty() {
+                    return;
+                }
+                let index = self.thinking_block(out);
+                Self::delta(
+                    index,
+                    ContentBlockDelta::ThinkingDelta {
+                        thinking: thinking.clone(),
+                    },
+                    out,
+                );
+            }
+            StreamEvent::ReasoningSignature(signature) => {
+                let index = self.thinking_block(out);
+                self.open = Some(OpenBlock::Thinking {
+                    index,
+                    signed: true,
+                });
+                Self::delta(
+                    index,
+                    ContentBlockDelta::SignatureDelta {
+                        signature: signature.clone(),
+                    },
+                    out,
+                );
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.open_tool(*index, id.clone(), name.clone(), out);
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                if arguments.is_empty() {
+                    return;
+                }
+                let block = match (self.open, self.tool_blocks.get(index)) {
+                    (Some(OpenBlock::Tool { index: block, tool }), _) if tool == *index => block,
+                    // A fragment for a tool call whose block was already closed (providers that
+                    // interleave parallel calls): it keeps its own index, which clients
+                    // accumulate by.
+                    (_, Some(block)) => *block,
+                    // Arguments without a start: open the block with what is known.
+                    (_, None) => self.open_tool(*index, String::new(), String::new(), out),
+                };
+                Self::delta(
+                    block,
+                    ContentBlockDelta::InputJsonDelta {
+                        partial_json: arguments.clone(),
+                    },
+                    out,
+                );
+            }
+            StreamEvent::Finish(reason) => {
+                self.ensure_started(out);
+                self.close(out);
+                self.stop = Some(reason.clone());
+            }
+            StreamEvent::Error(info) => {
+                let error = ErrorObject {
+                    kind: wire::error_type_of_class(info.class).to_owned(),
+                    message: info.message.clone(),
+                };
+                self.write_error(error, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.ensure_started(out);
+        self.close(out);
+        let (stop_reason, stop_sequence) =
+            wire::stop_reason(self.stop.as_ref().unwrap_or(&FinishReason::Stop));
+        let usage = if self.usage.input_tokens != 0 {
+            wire::Usage::full(&self.usage)
+        } else {
+            wire::Usage {
+                output_tokens: Some(self.usage.output_tokens),
+                ..wire::Usage::default()
+            }
+        };
+        Self::write(
+            &MessageStreamEvent::MessageDelta {
+                delta: wire::MessageDelta {
+                    stop_reason: Some(stop_reason),
+                    stop_sequence,
+                },
+                usage: Some(usage),
+            },
+            out,
+        );
+        Self::write(&MessageStreamEvent::MessageStop, out);
+        self.done = true;
+    }
+
+    fn error(&mut self, error: &ClientError, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        self.write_error(error_object(error), out);
+    }
+}

@@ -1,0 +1,545 @@
+//! Serde types of the Anthropic Messages API, named as in its API reference, plus the small
+//! conversions between their vocabularies (usage, stop reasons, error types) and the canonical
+//! model. These types never leave the `anthropic` folder.
+//!
+//! The same types serve both directions: the ingress deserialises requests and serialises
+//! messages; the provider serialises requests and deserialises messages. Request fields are all
+//! optional here so the ingress can name a missing required field itself.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::canonical::{self, ErrorClass, FinishReason};
+
+/// The `anthropic-version` header value; still the only version of the Messages API.
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// `POST /v1/messages` body (`MessageCreateParams`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct MessageCreateParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageParam>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<TextOrBlocks<ContentBlockParam>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ToolUnion>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingConfigParam>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Fields this dialect does not model (`service_tier`, `container`, `mcp_servers`, …).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// One turn of the conversation (`MessageParam`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MessageParam {
+    /// Kept as text so the ingress can explain a wrong role (`system` belongs at top level).
+    pub role: String,
+    pub content: TextOrBlocks<ContentBlockParam>,
+}
+
+/// A string, or an array of blocks: the shape of message `content`, `system` and
+/// `tool_result.content`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum TextOrBlocks<T> {
+    Text(String),
+    Blocks(Vec<T>),
+}
+
+// Written by hand rather than `#[serde(untagged)]`: an untagged enum buffers its input, which
+// loses the JSON path of an error inside a block and replaces the message with "did not match
+// any variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for TextOrBlocks<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextOrBlocksVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for TextOrBlocksVisitor<T> {
+            type Value = TextOrBlocks<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of content blocks")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TextOrBlocks::Text(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(TextOrBlocks::Text(v))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut blocks = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(block) = seq.next_element()? {
+                    blocks.push(block);
+                }
+                Ok(TextOrBlocks::Blocks(blocks))
+            }
+        }
+
+        deserializer.deserialize_any(TextOrBlocksVisitor(PhantomData))
+    }
+}
+
+/// Request content blocks (`ContentBlockParam`). Block types the canonical model cannot carry
+/// (`document`, `search_result`, server tool results, …) are refused by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ContentBlockParam {
+    Text {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    Image {
+        source: ImageSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<TextOrBlocks<ContentBlockParam>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    Thinking {
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
+}
+
+impl ContentBlockParam {
+    /// The block's `cache_control` marker, for the block types that can carry one.
+    pub fn cache_control_mut(&mut self) -> Option<&mut Option<Value>> {
+        match self {
+            ContentBlockParam::Text { cache_control, .. }
+            | ContentBlockParam::Image { cache_control, .. }
+            | ContentBlockParam::ToolUse { cache_control, .. }
+            | ContentBlockParam::ToolResult { cache_control, .. } => Some(cache_control),
+            ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking { .. } => None,
+        }
+    }
+}
+
+/// `image.source` (`Base64ImageSource` | `URLImageSource`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ImageSource {
+    Base64 { media_type: String, data: String },
+    Url { url: String },
+}
+
+/// An entry of `tools`: a client tool (`Tool`, `type` absent or `custom`) or one of Anthropic's
+/// server or versioned tools (`web_search_20250305`, `bash_20250124`, …), kept verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum ToolUnion {
+    Custom(Tool),
+    Server(Map<String, Value>),
+}
+
+impl<'de> Deserialize<'de> for ToolUnion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = Map::<String, Value>::deserialize(deserializer)?;
+        match object.get("type").and_then(Value::as_str) {
+            None | Some("custom") => serde_json::from_value(Value::Object(object))
+                .map(ToolUnion::Custom)
+                .map_err(de::Error::custom),
+            Some(_) => Ok(ToolUnion::Server(object)),
+        }
+    }
+}
+
+/// A client tool (`Tool`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub input_schema: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice` (`ToolChoiceAuto` | `ToolChoiceAny` | `ToolChoiceTool` | `ToolChoiceNone`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ToolChoice {
+    Auto {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    Any {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    Tool {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    None,
+}
+
+/// `thinking` (`ThinkingConfigParam`). Configurations the canonical model has no words for
+/// (e.g. `adaptive`) are kept verbatim in `Other`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ThinkingConfigParam {
+    Enabled { budget_tokens: u32 },
+    Disabled,
+    Other(Map<String, Value>),
+}
+
+#[derive(Deserialize)]
+struct ThinkingEnabled {
+    budget_tokens: u32,
+}
+
+impl Serialize for ThinkingConfigParam {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = Map::new();
+        match self {
+            ThinkingConfigParam::Enabled { budget_tokens } => {
+                object.insert("type".into(), "enabled".into());
+                object.insert("budget_tokens".into(), (*budget_tokens).into());
+            }
+            ThinkingConfigParam::Disabled => {
+                object.insert("type".into(), "disabled".into());
+            }
+            ThinkingConfigParam::Other(other) => object.clone_from(other),
+        }
+        object.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ThinkingConfigParam {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = Map::<String, Value>::deserialize(deserializer)?;
+        match object.get("type").and_then(Value::as_str) {
+            Some("enabled") => {
+                let enabled: ThinkingEnabled =
+                    serde_json::from_value(Value::Object(object)).map_err(de::Error::custom)?;
+                Ok(ThinkingConfigParam::Enabled {
+                    budget_tokens: enabled.budget_tokens,
+                })
+            }
+            Some("disabled") => Ok(ThinkingConfigParam::Disabled),
+            Some(_) => Ok(ThinkingConfigParam::Other(object)),
+            None => Err(de::Error::missing_field("type")),
+        }
+    }
+}
+
+/// `metadata` (`Metadata`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// `output_config` (`OutputConfig`): the structured-output `format`, plus members this dialect
+/// does not model (e.g. `effort`), kept for same-dialect passthrough.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OutputConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputFormat>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// `output_config.format` (`JSONOutputFormat`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum OutputFormat {
+    JsonSchema { schema: Value },
+}
+
+/// A complete answer (`Message`), also the skeleton inside `message_start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Message {
+    pub id: String,
+    #[serde(rename = "type", default = "message_type")]
+    pub kind: String,
+    #[serde(default = "assistant_role")]
+    pub role: String,
+    #[serde(default)]
+    pub content: Vec<ContentBlock>,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    #[serde(default)]
+    pub stop_sequence: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Members this dialect does not model (`container`, `context_management`, …).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+fn message_type() -> String {
+    "message".to_owned()
+}
+
+fn assistant_role() -> String {
+    "assistant".to_owned()
+}
+
+/// Response content blocks (`ContentBlock`). Server-tool blocks (`server_tool_use`,
+/// `web_search_tool_result`, …) have no canonical form and decode as `Other`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ContentBlock {
+    Text {
+        #[serde(default)]
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    Thinking {
+        #[serde(default)]
+        thinking: String,
+        #[serde(default)]
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// `usage` (`Usage`, and `MessageDeltaUsage` in streams, where every member may be absent).
+/// Anthropic's counts are disjoint: `input_tokens` excludes cache reads and writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Usage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Every member set, as a complete `Message` reports it.
+    pub fn full(usage: &canonical::Usage) -> Self {
+        Self {
+            input_tokens: Some(usage.uncached_input()),
+            output_tokens: Some(usage.output_tokens),
+            cache_creation_input_tokens: Some(usage.cache_write_tokens),
+            cache_read_input_tokens: Some(usage.cache_read_tokens),
+        }
+    }
+
+    /// Canonical counts: input includes cache reads and writes.
+    pub fn to_canonical(self) -> canonical::Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
+        canonical::Usage {
+            input_tokens: self.input_tokens.unwrap_or(0) + cache_read + cache_write,
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cache_read_tokens: cache_read,
+            cache_write_tokens: cache_write,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// Whether any input-side member is present (stream `message_delta` usage may carry only
+    /// `output_tokens`).
+    pub fn has_input_side(&self) -> bool {
+        self.input_tokens.is_some()
+            || self.cache_creation_input_tokens.is_some()
+            || self.cache_read_input_tokens.is_some()
+    }
+}
+
+/// The Anthropic `stop_reason` (and `stop_sequence`) for a canonical finish reason.
+pub(crate) fn stop_reason(reason: &FinishReason) -> (String, Option<String>) {
+    let (text, sequence) = match reason {
+        FinishReason::Stop => ("end_turn", None),
+        FinishReason::StopSequence(sequence) => ("stop_sequence", sequence.clone()),
+        FinishReason::Length => ("max_tokens", None),
+        FinishReason::ToolCalls => ("tool_use", None),
+        FinishReason::ContentFilter => ("refusal", None),
+        FinishReason::Other(other) => (other.as_str(), None),
+    };
+    (text.to_owned(), sequence)
+}
+
+/// The canonical finish reason for an Anthropic `stop_reason`. A missing reason reads as a
+/// normal end of turn; `model_context_window_exceeded` is a length stop.
+pub(crate) fn finish_reason(stop_reason: Option<&str>, stop_sequence: Option<&str>) -> FinishReason {
+    match stop_reason {
+        None | Some("end_turn") => FinishReason::Stop,
+        Some("stop_sequence") => FinishReason::StopSequence(stop_sequence.map(str::to_owned)),
+        Some("max_tokens" | "model_context_window_exceeded") => FinishReason::Length,
+        Some("tool_use") => FinishReason::ToolCalls,
+        Some("refusal") => FinishReason::ContentFilter,
+        Some(other) => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// One event of a streamed answer (`RawMessageStreamEvent`), plus `ping` and `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum MessageStreamEvent {
+    MessageStart {
+        message: Message,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: ContentBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: ContentBlockDelta,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageDelta {
+        delta: MessageDelta,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
+    MessageStop,
+    Ping,
+    Error {
+        error: ErrorObject,
+    },
+    /// Event types added after this code was written; the versioning policy allows new ones.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `content_block_delta.delta` (`RawContentBlockDelta`). `citations_delta` and later delta
+/// types decode as `Other`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ContentBlockDelta {
+    TextDelta { text: String },
+    InputJsonDelta { partial_json: String },
+    ThinkingDelta { thinking: String },
+    SignatureDelta { signature: String },
+    #[serde(other)]
+    Other,
+}
+
+/// `message_delta.delta`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MessageDelta {
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    #[serde(default)]
+    pub stop_sequence: Option<String>,
+}
+
+/// An error body (`ErrorResponse`): `{"type":"error","error":{"type":…,"message":…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ErrorResponse {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub error: ErrorObject,
+}
+
+/// `error` inside an error body or an in-stream `error` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ErrorObject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The error class of an Anthropic error type (API errors page), `None` for types this code
+/// does not know. `billing_error` means the deployment's account cannot pay: like a credential
+/// problem, retrying the same deployment cannot help.
+pub(crate) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
+    Some(match kind {
+        "invalid_request_error" if is_context_too_long(message) => ErrorClass::ContextTooLong,
+        "invalid_request_error" | "request_too_large" => ErrorClass::InvalidRequest,
+        "authentication_error" | "permission_error" | "billing_error" => ErrorClass::AuthFailed,
+        "not_found_error" => ErrorClass::NotFound,
+        "rate_limit_error" => ErrorClass::RateLimited,
+        "api_error" => ErrorClass::ServerError,
+        "overloaded_error" => ErrorClass::Overloaded,
+        "timeout_error" => ErrorClass::Timeout,
+        _ => return None,
+    })
+}
+
+/// Anthropic reports an oversized prompt as a plain `invalid_request_error`; only the message
+/// tells it apart ("prompt is too long: 208310 tokens > 200000 maximum", "input length and
+/// `max_tokens` exceed context limit: …").
+fn is_context_too_long(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["prompt is too long", "context limit", "context window", "context length"]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+/// The Anthropic error type for a canonical error class (in-stream errors relayed to clients).
+pub(crate) fn error_type_of_class(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::InvalidRequest | ErrorClass::ContextTooLong | ErrorClass::ContentFiltered => {
+            "invalid_request_error"
+        }
+        ErrorClass::AuthFailed => "authentication_error",
+        ErrorClass::NotFound => "not_found_error",
+        ErrorClass::RateLimited => "rate_limit_error",
+        ErrorClass::Overloaded => "overloaded_error",
+        ErrorClass::Timeout => "timeout_error",
+        ErrorClass::Connect
+        | ErrorClass::ServerError
+        | ErrorClass::StreamInterrupted
+        | ErrorClass::MalformedResponse => "api_error",
+    }
+}

@@ -1,0 +1,903 @@
+//! `GeminiProvider`: canonical request → `generateContent` / `streamGenerateContent` request,
+//! Gemini reply → canonical response, Google error bodies → upstream error classes, and
+//! `batchEmbedContents`. Also the conversions the stream decoder shares (usage, finish reason,
+//! tool call ids, error status).
+
+use std::collections::HashMap;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::stream::GeminiStreamDecoder;
+use super::wire::{
+    BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
+    FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
+    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, Status,
+    ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+};
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+    ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role,
+    ToolChoice, UpstreamErrorInfo, Usage,
+};
+use crate::dialect::{
+    Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
+};
+use crate::error::DecodeError;
+
+/// Key of a function call's thought signature in `ContentPart::ToolCall::extras`
+/// (dialect `Gemini`), named as the `Part` field it comes from.
+pub const THOUGHT_SIGNATURE: &str = "thoughtSignature";
+
+/// The Google Gemini API (AI Studio) as an upstream.
+pub struct GeminiProvider;
+
+impl ProviderDialect for GeminiProvider {
+    fn id(&self) -> DialectId {
+        DialectId::Gemini
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tools: true,
+            images: true,
+            json_schema: true,
+            embeddings: true,
+        }
+    }
+
+    fn build_chat(
+        &self,
+        request: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+        let body = build_body(request)?;
+        let bytes = match request.extras.for_dialect(DialectId::Gemini) {
+            Some(extras) => {
+                let mut value = serde_json::to_value(&body).map_err(encode_error)?;
+                merge_extras(&mut value, extras);
+                serde_json::to_vec(&value)
+            }
+            None => serde_json::to_vec(&body),
+        }
+        .map_err(encode_error)?;
+        let method = if request.stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        post(target, method, bytes)
+    }
+
+    fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
+        let response: GenerateContentResponse = DecodeError::parse(body)
+            .map_err(|e| malformed(format!("unreadable Gemini response: {}", e.message)))?;
+        response_to_canonical(response)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(GeminiStreamDecoder::new())
+    }
+
+    fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
+        let Some(error) = parse_error_body(body) else {
+            return UpstreamErrorInfo {
+                class: ErrorClass::from_status(status),
+                status: Some(status),
+                message: unreadable_error_message(status, body),
+                provider_code: None,
+                retry_after_secs: retry_after_secs(headers),
+            };
+        };
+        let mut info = status_to_error(&error, Some(status));
+        info.retry_after_secs = retry_after_secs(headers).or_else(|| retry_delay(&error.details));
+        info
+    }
+
+    fn build_embeddings(
+        &self,
+        request: &EmbeddingRequest,
+        target: &Target<'_>,
+    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+        let texts = match &request.input {
+            EmbeddingInput::Texts(texts) => texts,
+            EmbeddingInput::Tokens(_) => {
+                return Err(DecodeError::new(
+                    "Gemini embeds text only; token-array inputs are not supported",
+                    Some("input"),
+                ));
+            }
+        };
+        if texts.is_empty() {
+            return Err(DecodeError::new("input must not be empty", Some("input")));
+        }
+        let model = format!("models/{}", model_name(target.model));
+        // `taskType` and `title` belong to each request of the batch, so same-dialect extras are
+        // applied to every one of them; they never replace a field we set ourselves.
+        let mut rest = request
+            .extras
+            .for_dialect(DialectId::Gemini)
+            .cloned()
+            .unwrap_or_default();
+        for key in ["model", "content", "outputDimensionality"] {
+            rest.remove(key);
+        }
+        let requests = texts
+            .iter()
+            .map(|text| EmbedContentRequest {
+                model: model.clone(),
+                content: Content {
+                    role: None,
+                    parts: vec![text_part(text.clone())],
+                },
+                output_dimensionality: request.dimensions,
+                rest: rest.clone(),
+            })
+            .collect();
+        let bytes =
+            serde_json::to_vec(&BatchEmbedContentsRequest { requests }).map_err(encode_error)?;
+        post(target, "batchEmbedContents", bytes)
+    }
+
+    fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
+        let response: BatchEmbedContentsResponse = DecodeError::parse(body)
+            .map_err(|e| malformed(format!("unreadable Gemini embeddings: {}", e.message)))?;
+        Ok(EmbeddingResponse {
+            // The reply does not name the model; the caller knows which one it asked.
+            model: String::new(),
+            vectors: response.embeddings.into_iter().map(|e| e.values).collect(),
+            usage: response.usage_metadata.map(|u| Usage {
+                input_tokens: u.prompt_token_count,
+                ..Usage::default()
+            }),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// `POST {base_url}/models/{model}:{method}` with the API key header when one is configured.
+fn post(
+    target: &Target<'_>,
+    method: &str,
+    body: Vec<u8>,
+) -> Result<http::Request<Vec<u8>>, DecodeError> {
+    let url = format!(
+        "{}/models/{}:{method}",
+        target.base_url.trim_end_matches('/'),
+        model_name(target.model)
+    );
+    let mut builder = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = target.api_key {
+        builder = builder.header("x-goog-api-key", key);
+    }
+    // The message names no value: the URL is configuration and the key is a secret.
+    builder.body(body).map_err(|_| {
+        DecodeError::new(
+            "cannot build the Gemini request: invalid base URL, model name or API key",
+            None,
+        )
+    })
+}
+
+/// The model id without the `models/` resource prefix, which the URL template adds.
+fn model_name(model: &str) -> &str {
+    model.strip_prefix("models/").unwrap_or(model)
+}
+
+fn encode_error(e: serde_json::Error) -> DecodeError {
+    DecodeError::new(format!("cannot encode the Gemini request: {e}"), None)
+}
+
+fn build_body(request: &ChatRequest) -> Result<GenerateContentRequest, DecodeError> {
+    let (system_instruction, contents) = build_contents(&request.messages)?;
+    let tools = if request.tools.is_empty() {
+        Vec::new()
+    } else {
+        vec![Tool {
+            function_declarations: request
+                .tools
+                .iter()
+                .map(|t| FunctionDeclaration {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    // Gemini requires an object schema when parameters are given; an empty or
+                    // missing schema means the function takes no arguments.
+                    parameters_json_schema: match &t.parameters {
+                        Value::Null => None,
+                        Value::Object(o) if o.is_empty() => None,
+                        schema => Some(schema.clone()),
+                    },
+                })
+                .collect(),
+        }]
+    };
+    let tool_config = request.tool_choice.as_ref().map(|choice| {
+        let (mode, allowed_function_names) = match choice {
+            ToolChoice::Auto => ("AUTO", Vec::new()),
+            ToolChoice::None => ("NONE", Vec::new()),
+            ToolChoice::Required => ("ANY", Vec::new()),
+            ToolChoice::Function(name) => ("ANY", vec![name.clone()]),
+        };
+        ToolConfig {
+            function_calling_config: FunctionCallingConfig {
+                mode,
+                allowed_function_names,
+            },
+        }
+    });
+    let generation_config = generation_config(request)?;
+    Ok(GenerateContentRequest {
+        contents,
+        system_instruction,
+        tools,
+        tool_config,
+        generation_config: (!generation_config.is_empty()).then_some(generation_config),
+    })
+}
+
+fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, DecodeError> {
+    let mut config = GenerationConfig {
+        stop_sequences: request.stop.clone(),
+        candidate_count: request.n,
+        max_output_tokens: request.max_tokens,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request.top_k,
+        seed: request.seed,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        ..GenerationConfig::default()
+    };
+    match &request.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => config.response_mime_type = Some("application/json"),
+        // Gemini has no schema name or strict flag: the schema itself is the contract.
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            config.response_mime_type = Some("application/json");
+            config.response_json_schema = Some(schema.clone());
+        }
+    }
+    if let Some(reasoning) = &request.reasoning {
+        config.thinking_config = thinking_config(reasoning)?;
+    }
+    Ok(config)
+}
+
+/// An explicit budget wins (`thinkingBudget`, which every thinking model accepts). An effort
+/// becomes Gemini 3's `thinkingLevel`; `none` becomes a zero budget, which turns thinking off
+/// where the model allows it. Thought summaries are requested whenever thinking is on, so
+/// reasoning reaches clients that can show it.
+fn thinking_config(reasoning: &Reasoning) -> Result<Option<ThinkingConfig>, DecodeError> {
+    if let Some(budget) = reasoning.budget_tokens {
+        return Ok(Some(ThinkingConfig {
+            include_thoughts: (budget > 0).then_some(true),
+            thinking_budget: Some(budget),
+            thinking_level: None,
+        }));
+    }
+    let Some(effort) = reasoning.effort.as_deref() else {
+        return Ok(None);
+    };
+    let level = match effort {
+        "none" => {
+            return Ok(Some(ThinkingConfig {
+                thinking_budget: Some(0),
+                ..ThinkingConfig::default()
+            }));
+        }
+        "minimal" => "MINIMAL",
+        "low" => "LOW",
+        "medium" => "MEDIUM",
+        "high" | "xhigh" => "HIGH",
+        other => {
+            return Err(DecodeError::new(
+                format!(
+                    "reasoning effort '{other}' has no Gemini thinking level \
+                     (use none, minimal, low, medium or high)"
+                ),
+                Some("reasoning_effort"),
+            ));
+        }
+    };
+    Ok(Some(ThinkingConfig {
+        include_thoughts: Some(true),
+        thinking_budget: None,
+        thinking_level: Some(level),
+    }))
+}
+
+fn text_part(text: String) -> Part {
+    Part {
+        text: Some(text),
+        ..Part::default()
+    }
+}
+
+/// System and developer messages become `systemInstruction` (Gemini has one, so all of them are
+/// gathered in order); the rest become `contents` with roles `user` and `model`, tool results
+/// travelling as `user` parts. Consecutive contents of the same role are merged.
+fn build_contents(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>), DecodeError> {
+    let mut system = Vec::new();
+    let mut contents: Vec<Content> = Vec::new();
+    // Tool call id → function name, from the assistant turns seen so far; a later call with the
+    // same id replaces an earlier one, so a result finds the most recent call.
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    for (i, message) in messages.iter().enumerate() {
+        let (role, parts) = match message.role {
+            Role::System | Role::Developer => {
+                for (j, part) in message.content.iter().enumerate() {
+                    match part {
+                        ContentPart::Text { text, .. } if !text.is_empty() => {
+                            system.push(text_part(text.clone()));
+                        }
+                        ContentPart::Text { .. } => {}
+                        _ => {
+                            return Err(DecodeError::new(
+                                "Gemini system instructions carry text only",
+                                Some(&format!("messages[{i}].content[{j}]")),
+                            ));
+                        }
+                    }
+                }
+                continue;
+            }
+            Role::Assistant => ("model", model_parts(i, message, &mut call_names)?),
+            Role::User | Role::Tool => ("user", user_parts(i, message, &call_names)?),
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        match contents.last_mut() {
+            Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
+            _ => contents.push(Content {
+                role: Some(role.to_owned()),
+                parts,
+            }),
+        }
+    }
+    let system = (!system.is_empty()).then_some(Content {
+        role: None,
+        parts: system,
+    });
+    Ok((system, contents))
+}
+
+fn image_part(source: &ImageSource) -> Part {
+    match source {
+        ImageSource::Base64 { media_type, data } => Part {
+            inline_data: Some(Blob {
+                mime_type: media_type.clone(),
+                data: data.clone(),
+            }),
+            ..Part::default()
+        },
+        ImageSource::Url(url) => Part {
+            file_data: Some(FileData {
+                mime_type: image_mime_from_url(url),
+                file_uri: url.clone(),
+            }),
+            ..Part::default()
+        },
+    }
+}
+
+/// `fileData.mimeType` is optional in the reference, and Gemini infers the type of files it
+/// fetches; we still name it when the URL's extension says which image format it is.
+fn image_mime_from_url(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let (_, ext) = file.rsplit_once('.')?;
+    let mime = match ext.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "gif" => "image/gif",
+        _ => return None,
+    };
+    Some(mime.to_owned())
+}
+
+fn user_parts(
+    i: usize,
+    message: &Message,
+    call_names: &HashMap<&str, &str>,
+) -> Result<Vec<Part>, DecodeError> {
+    let mut parts = Vec::with_capacity(message.content.len());
+    for (j, part) in message.content.iter().enumerate() {
+        match part {
+            ContentPart::Text { text, .. } => {
+                if !text.is_empty() {
+                    parts.push(text_part(text.clone()));
+                }
+            }
+            ContentPart::Image { source, .. } => parts.push(image_part(source)),
+            ContentPart::ToolResult {
+                tool_call_id,
+                name,
+                content,
+                is_error,
+            } => {
+                let path = format!("messages[{i}].content[{j}]");
+                let name = match name.as_deref() {
+                    Some(name) => name,
+                    None => call_names
+                        .get(tool_call_id.as_str())
+                        .copied()
+                        .ok_or_else(|| {
+                            DecodeError::new(
+                                format!(
+                                    "tool result '{tool_call_id}' answers no earlier tool call; \
+                                 Gemini needs the function name"
+                                ),
+                                Some(&format!("{path}.tool_call_id")),
+                            )
+                        })?,
+                };
+                parts.push(Part {
+                    function_response: Some(FunctionResponse {
+                        id: Some(tool_call_id.clone()),
+                        name: name.to_owned(),
+                        response: function_response_body(content, *is_error, &path)?,
+                    }),
+                    ..Part::default()
+                });
+            }
+            // Thoughts are the model's own; a client-side copy in a user turn means nothing to
+            // Gemini.
+            ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+            ContentPart::ToolCall { .. } => {
+                return Err(DecodeError::new(
+                    "tool calls belong to assistant messages",
+                    Some(&format!("messages[{i}].content[{j}]")),
+                ));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// `functionResponse.response` must be an object: a result whose text is a JSON object is sent
+/// as that object, any other text as `{"result": text}`. A failed call is wrapped as
+/// `{"error": …}`, the key the reference names for error details.
+fn function_response_body(
+    content: &[ContentPart],
+    is_error: bool,
+    path: &str,
+) -> Result<Map<String, Value>, DecodeError> {
+    let mut text = String::new();
+    for (k, part) in content.iter().enumerate() {
+        match part {
+            ContentPart::Text { text: t, .. } => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(t);
+            }
+            _ => {
+                return Err(DecodeError::new(
+                    "Gemini function responses carry text only",
+                    Some(&format!("{path}.content[{k}]")),
+                ));
+            }
+        }
+    }
+    let value = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => Value::String(text),
+    };
+    let mut response = Map::new();
+    match (value, is_error) {
+        (Value::Object(object), false) => return Ok(object),
+        (value, true) => response.insert("error".to_owned(), value),
+        (value, false) => response.insert("result".to_owned(), value),
+    };
+    Ok(response)
+}
+
+/// Assistant parts. Thought signatures must come back where Gemini put them: on the function
+/// call (kept in the tool call's extras) or on a thought or text part (kept as a signed
+/// reasoning part). A signed reasoning part with no text only carries a signature, so it is put
+/// on the next part; unsigned reasoning is dropped, since Gemini reads nothing from it.
+fn model_parts<'m>(
+    i: usize,
+    message: &'m Message,
+    call_names: &mut HashMap<&'m str, &'m str>,
+) -> Result<Vec<Part>, DecodeError> {
+    let mut parts = Vec::with_capacity(message.content.len());
+    let mut pending_signature: Option<String> = None;
+    for (j, part) in message.content.iter().enumerate() {
+        match part {
+            ContentPart::Text { text, .. } => {
+                if text.is_empty() && pending_signature.is_none() {
+                    continue;
+                }
+                parts.push(Part {
+                    text: Some(text.clone()),
+                    thought_signature: pending_signature.take(),
+                    ..Part::default()
+                });
+            }
+            ContentPart::Image { source, .. } => {
+                let mut part = image_part(source);
+                part.thought_signature = pending_signature.take();
+                parts.push(part);
+            }
+            ContentPart::Reasoning {
+                text,
+                signature: Some(signature),
+            } => {
+                if text.is_empty() {
+                    if let Some(earlier) = pending_signature.replace(signature.clone()) {
+                        parts.push(signature_part(earlier));
+                    }
+                } else {
+                    parts.push(Part {
+                        text: Some(text.clone()),
+                        thought: Some(true),
+                        thought_signature: Some(signature.clone()),
+                        ..Part::default()
+                    });
+                }
+            }
+            ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments,
+                extras,
+            } => {
+                let args = parse_arguments(arguments, &format!("messages[{i}].content[{j}]"))?;
+                let signature = extras
+                    .for_dialect(DialectId::Gemini)
+                    .and_then(|fields| fields.get(THOUGHT_SIGNATURE))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| pending_signature.take());
+                call_names.insert(id.as_str(), name.as_str());
+                parts.push(Part {
+                    function_call: Some(FunctionCall {
+                        id: (!id.is_empty()).then(|| id.clone()),
+                        name: name.clone(),
+                        args,
+                    }),
+                    thought_signature: signature,
+                    ..Part::default()
+                });
+            }
+            ContentPart::ToolResult { .. } => {
+                return Err(DecodeError::new(
+                    "tool results belong to user or tool messages",
+                    Some(&format!("messages[{i}].content[{j}]")),
+                ));
+            }
+        }
+    }
+    if let Some(signature) = pending_signature {
+        parts.push(signature_part(signature));
+    }
+    Ok(parts)
+}
+
+/// An empty text part carrying only a signature, as Gemini itself sends them.
+fn signature_part(signature: String) -> Part {
+    Part {
+        text: Some(String::new()),
+        thought_signature: Some(signature),
+        ..Part::default()
+    }
+}
+
+/// Tool call arguments as the object Gemini wants; empty text means no arguments.
+fn parse_arguments(arguments: &str, path: &str) -> Result<Option<Value>, DecodeError> {
+    if arguments.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(object)) => Ok(Some(Value::Object(object))),
+        Ok(_) => Err(DecodeError::new(
+            "tool call arguments must be a JSON object",
+            Some(&format!("{path}.arguments")),
+        )),
+        Err(e) => Err(DecodeError::new(
+            format!("tool call arguments are not valid JSON: {e}"),
+            Some(&format!("{path}.arguments")),
+        )),
+    }
+}
+
+/// Same-dialect extras fill in what the typed body does not set: new keys are added, objects
+/// are merged one level deep (e.g. `generationConfig.responseModalities`), arrays are appended
+/// (e.g. a `googleSearch` entry in `tools`), and a value we set ourselves is never replaced.
+fn merge_extras(body: &mut Value, extras: &Map<String, Value>) {
+    let Value::Object(body) = body else {
+        return;
+    };
+    for (key, extra) in extras {
+        match (body.get_mut(key), extra) {
+            (None, _) => {
+                body.insert(key.clone(), extra.clone());
+            }
+            (Some(Value::Object(ours)), Value::Object(theirs)) => {
+                for (k, v) in theirs {
+                    ours.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            (Some(Value::Array(ours)), Value::Array(theirs)) => ours.extend(theirs.iter().cloned()),
+            (Some(_), _) => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+fn response_to_canonical(
+    response: GenerateContentResponse,
+) -> Result<ChatResponse, UpstreamErrorInfo> {
+    let id = response.response_id.unwrap_or_default();
+    let usage = response.usage_metadata.as_ref().map(usage_from_metadata);
+    // Only the first candidate is answered; `candidateCount` > 1 is not carried further.
+    let candidate = response
+        .candidates
+        .iter()
+        .find(|c| c.index.unwrap_or(0) == 0)
+        .or_else(|| response.candidates.first());
+    let (content, finish_reason) = match candidate {
+        Some(candidate) => {
+            let parts = candidate
+                .content
+                .as_ref()
+                .map(|c| c.parts.as_slice())
+                .unwrap_or_default();
+            let content = parts_to_content(&id, parts);
+            let has_calls = content
+                .iter()
+                .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+            let finish = match candidate.finish_reason.as_deref() {
+                Some(reason) => map_finish_reason(reason, has_calls),
+                None => map_finish_reason("STOP", has_calls),
+            };
+            (content, finish)
+        }
+        None => match response
+            .prompt_feedback
+            .as_ref()
+            .and_then(|f| f.block_reason.as_deref())
+        {
+            Some(_) => (Vec::new(), FinishReason::ContentFilter),
+            None => return Err(malformed("Gemini response has no candidates")),
+        },
+    };
+    Ok(ChatResponse {
+        id,
+        model: response.model_version.unwrap_or_default(),
+        // Gemini's reply carries no creation time; the gateway stamps its own.
+        created: 0,
+        content,
+        finish_reason,
+        usage,
+        extras: Extras::default(),
+    })
+}
+
+/// Gemini parts in output order. Thought parts become reasoning; a signature on a text part
+/// becomes a signed, empty reasoning part right before it (so it can be returned next turn);
+/// a signature on a function call goes into the tool call's extras.
+fn parts_to_content(response_id: &str, parts: &[Part]) -> Vec<ContentPart> {
+    let mut content: Vec<ContentPart> = Vec::with_capacity(parts.len());
+    let mut calls = 0u32;
+    for part in parts {
+        if let Some(call) = &part.function_call {
+            content.push(ContentPart::ToolCall {
+                id: tool_call_id(response_id, call.id.as_deref(), calls),
+                name: call.name.clone(),
+                arguments: arguments_text(call.args.as_ref()),
+                extras: signature_extras(part.thought_signature.as_deref()),
+            });
+            calls += 1;
+            continue;
+        }
+        let Some(text) = &part.text else {
+            // Parts we do not model (executable code, inline output data) are left out.
+            continue;
+        };
+        if part.thought == Some(true) {
+            // Thought text arriving in pieces is one reasoning block until it is signed.
+            if let Some(ContentPart::Reasoning {
+                text: earlier,
+                signature: signature @ None,
+            }) = content.last_mut()
+            {
+                earlier.push_str(text);
+                *signature = part.thought_signature.clone();
+            } else {
+                content.push(ContentPart::Reasoning {
+                    text: text.clone(),
+                    signature: part.thought_signature.clone(),
+                });
+            }
+            continue;
+        }
+        if let Some(signature) = &part.thought_signature {
+            content.push(ContentPart::Reasoning {
+                text: String::new(),
+                signature: Some(signature.clone()),
+            });
+        } else if let Some(ContentPart::Text { text: earlier, .. }) = content.last_mut() {
+            earlier.push_str(text);
+            continue;
+        }
+        if !text.is_empty() {
+            content.push(ContentPart::text(text.clone()));
+        }
+    }
+    content
+}
+
+pub(super) fn signature_extras(signature: Option<&str>) -> Extras {
+    match signature {
+        Some(signature) => {
+            let mut fields = Map::new();
+            fields.insert(
+                THOUGHT_SIGNATURE.to_owned(),
+                Value::String(signature.to_owned()),
+            );
+            Extras::new(DialectId::Gemini, fields)
+        }
+        None => Extras::default(),
+    }
+}
+
+/// JSON text of `args`; a call without arguments has `{}`.
+pub(super) fn arguments_text(args: Option<&Value>) -> String {
+    match args {
+        Some(Value::Null) | None => "{}".to_owned(),
+        Some(args) => args.to_string(),
+    }
+}
+
+/// The call's own id, or a deterministic one: Gemini models often return none. The response id
+/// keeps synthesized ids distinct across turns (some providers reject repeated tool ids in one
+/// history); only `[A-Za-z0-9_-]` is kept so every provider accepts the id.
+pub(super) fn tool_call_id(response_id: &str, given: Option<&str>, index: u32) -> String {
+    if let Some(id) = given.filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    let stem: String = response_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if stem.is_empty() {
+        format!("call_{index}")
+    } else {
+        format!("call_{stem}_{index}")
+    }
+}
+
+/// Gemini says `STOP` also when it called functions; the canonical reason is then `ToolCalls`.
+pub(super) fn map_finish_reason(reason: &str, has_tool_calls: bool) -> FinishReason {
+    match reason {
+        "STOP" if has_tool_calls => FinishReason::ToolCalls,
+        "STOP" => FinishReason::Stop,
+        "MAX_TOKENS" => FinishReason::Length,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            FinishReason::ContentFilter
+        }
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+/// Gemini's counts are disjoint where ours are inclusive: thoughts are billed as output but
+/// left out of `candidatesTokenCount`, and tool-use prompt tokens are input outside
+/// `promptTokenCount`. `promptTokenCount` already includes cached content. With this,
+/// `Usage::total` equals Gemini's `totalTokenCount`.
+pub(super) fn usage_from_metadata(usage: &UsageMetadata) -> Usage {
+    Usage {
+        input_tokens: usage.prompt_token_count + usage.tool_use_prompt_token_count,
+        output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+        cache_read_tokens: usage.cached_content_token_count,
+        cache_write_tokens: 0,
+        reasoning_tokens: usage.thoughts_token_count,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Google error bodies are `{"error": Status}`; the non-SSE stream endpoint wraps them in an
+/// array, which is accepted too.
+fn parse_error_body(body: &[u8]) -> Option<Status> {
+    // Read as a value first: serde would also accept an array for a struct, field by position.
+    let mut envelope = match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Array(items) => items.into_iter().next()?,
+        value => value,
+    };
+    let error = envelope.get_mut("error").filter(|e| e.is_object())?.take();
+    serde_json::from_value(error).ok()
+}
+
+/// The class of a Google `Status`, by its canonical `status` name first, then by the HTTP
+/// status (given, or the body's numeric `code`).
+pub(super) fn status_to_error(status: &Status, http_status: Option<u16>) -> UpstreamErrorInfo {
+    let message = status.message.clone().unwrap_or_default();
+    let code = http_status.or_else(|| status.code.and_then(|c| u16::try_from(c).ok()));
+    let class = match status.status.as_deref() {
+        Some("RESOURCE_EXHAUSTED") => ErrorClass::RateLimited,
+        Some("UNAVAILABLE") => ErrorClass::Overloaded,
+        Some("INVALID_ARGUMENT") if is_context_too_long(&message) => ErrorClass::ContextTooLong,
+        Some("INVALID_ARGUMENT") => ErrorClass::InvalidRequest,
+        Some("PERMISSION_DENIED" | "UNAUTHENTICATED") => ErrorClass::AuthFailed,
+        Some("NOT_FOUND") => ErrorClass::NotFound,
+        Some("DEADLINE_EXCEEDED") => ErrorClass::Timeout,
+        Some("INTERNAL") => ErrorClass::ServerError,
+        _ => match code {
+            Some(400) if is_context_too_long(&message) => ErrorClass::ContextTooLong,
+            Some(code) => ErrorClass::from_status(code),
+            None => ErrorClass::ServerError,
+        },
+    };
+    UpstreamErrorInfo {
+        class,
+        status: http_status,
+        message: if message.is_empty() {
+            format!(
+                "Gemini error {}",
+                status.status.as_deref().unwrap_or("UNKNOWN")
+            )
+        } else {
+            message
+        },
+        provider_code: status.status.clone(),
+        retry_after_secs: None,
+    }
+}
+
+/// Gemini's wording: "The input token count (N) exceeds the maximum number of tokens allowed
+/// (M)."
+fn is_context_too_long(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("token count") && message.contains("exceeds")
+}
+
+/// `google.rpc.RetryInfo.retryDelay` (a duration such as `"31s"` or `"0.5s"`) from `details`.
+fn retry_delay(details: &[Value]) -> Option<f64> {
+    details.iter().find_map(|detail| {
+        let kind = detail.get("@type")?.as_str()?;
+        if !kind.ends_with("google.rpc.RetryInfo") {
+            return None;
+        }
+        let delay = detail.get("retryDelay")?.as_str()?;
+        delay
+            .strip_suffix('s')?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+    })
+}
+
+/// Message for an error body that is not Google's envelope (e.g. a proxy's HTML page): the
+/// status and a short, single-line excerpt.
+fn unreadable_error_message(status: u16, body: &[u8]) -> String {
+    const MAX_CHARS: usize = 200;
+    let text = String::from_utf8_lossy(body);
+    let excerpt: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_CHARS)
+        .collect();
+    if excerpt.is_empty() {
+        format!("Gemini returned HTTP {status}")
+    } else {
+        format!("Gemini returned HTTP {status}: {excerpt}")
+    }
+}

@@ -1,0 +1,148 @@
+//! Decoder for `streamGenerateContent?alt=sse`: each SSE event carries a whole
+//! `GenerateContentResponse` chunk holding the new parts only, with cumulative usage.
+//!
+//! Gemini sends no `[DONE]`: a stream is complete once a candidate reported a `finishReason`
+//! (or the prompt was blocked). An in-band `{"error": …}` chunk is reported as an error event
+//! and also ends the stream; nothing after it is read.
+
+use super::provider::{
+    arguments_text, map_finish_reason, status_to_error, tool_call_id, usage_from_metadata,
+};
+use super::wire::{GenerateContentResponse, StreamChunk};
+use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo};
+use crate::dialect::{StreamDecoder, interrupted, malformed};
+use crate::sse::{SseEvent, SseParser};
+
+#[derive(Debug, Default)]
+pub(super) struct GeminiStreamDecoder {
+    sse: SseParser,
+    /// Scratch buffer for the events of one push.
+    events: Vec<SseEvent>,
+    started: bool,
+    /// The first chunk's `responseId`, which names synthesized tool call ids.
+    response_id: String,
+    /// Tool calls seen so far; the next one gets this index.
+    tool_calls: u32,
+    finished: bool,
+    /// An in-band error was reported; the stream is over.
+    failed: bool,
+}
+
+impl GeminiStreamDecoder {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    fn on_data(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        if self.failed || data.trim().is_empty() {
+            return Ok(());
+        }
+        let chunk: StreamChunk = serde_json::from_str(data)
+            .map_err(|e| malformed(format!("unreadable Gemini stream chunk: {e}")))?;
+        if let Some(error) = chunk.error {
+            self.failed = true;
+            out.push(StreamEvent::Error(status_to_error(&error, None)));
+            return Ok(());
+        }
+        self.on_response(chunk.response, out);
+        Ok(())
+    }
+
+    fn on_response(&mut self, response: GenerateContentResponse, out: &mut Vec<StreamEvent>) {
+        if !self.started {
+            self.started = true;
+            self.response_id = response.response_id.clone().unwrap_or_default();
+            out.push(StreamEvent::Start {
+                id: self.response_id.clone(),
+                model: response.model_version.clone().unwrap_or_default(),
+            });
+        }
+        let candidate = response
+            .candidates
+            .iter()
+            .find(|c| c.index.unwrap_or(0) == 0);
+        let mut finish = None;
+        if let Some(candidate) = candidate {
+            for part in candidate.content.iter().flat_map(|c| &c.parts) {
+                // A function call's signature has no place on the tool call events, so it goes
+                // just before them; a text part's signature goes before its text, as in
+                // `parse_chat`.
+                let signature = part.thought_signature.clone();
+                if let Some(call) = &part.function_call {
+                    out.extend(signature.map(StreamEvent::ReasoningSignature));
+                    let index = self.tool_calls;
+                    self.tool_calls += 1;
+                    out.push(StreamEvent::ToolCallStart {
+                        index,
+                        id: tool_call_id(&self.response_id, call.id.as_deref(), index),
+                        name: call.name.clone(),
+                    });
+                    out.push(StreamEvent::ToolCallDelta {
+                        index,
+                        arguments: arguments_text(call.args.as_ref()),
+                    });
+                } else if let Some(text) = &part.text {
+                    if part.thought == Some(true) {
+                        if !text.is_empty() {
+                            out.push(StreamEvent::ReasoningDelta(text.clone()));
+                        }
+                        out.extend(signature.map(StreamEvent::ReasoningSignature));
+                    } else {
+                        out.extend(signature.map(StreamEvent::ReasoningSignature));
+                        if !text.is_empty() {
+                            out.push(StreamEvent::TextDelta(text.clone()));
+                        }
+                    }
+                }
+            }
+            finish = candidate
+                .finish_reason
+                .as_deref()
+                .map(|reason| map_finish_reason(reason, self.tool_calls > 0));
+        } else if response
+            .prompt_feedback
+            .as_ref()
+            .is_some_and(|f| f.block_reason.is_some())
+        {
+            finish = Some(FinishReason::ContentFilter);
+        }
+        if let Some(reason) = finish
+            && !self.finished
+        {
+            self.finished = true;
+            out.push(StreamEvent::Finish(reason));
+        }
+        if let Some(usage) = &response.usage_metadata {
+            out.push(StreamEvent::Usage(usage_from_metadata(usage)));
+        }
+    }
+}
+
+impl StreamDecoder for GeminiStreamDecoder {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        let mut events = std::mem::take(&mut self.events);
+        let parsed = self
+            .sse
+            .push(chunk, &mut events)
+            .map_err(|e| malformed(format!("Gemini stream: {e}")));
+        // Events completed before a framing error are still delivered.
+        let mut result = Ok(());
+        for event in events.drain(..) {
+            result = self.on_data(&event.data, out);
+            if result.is_err() {
+                break;
+            }
+        }
+        events.clear();
+        self.events = events;
+        result.and(parsed)
+    }
+
+    fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        if self.finished || self.failed {
+            Ok(())
+        } else {
+            Err(interrupted("Gemini stream ended before a finishReason"))
+        }
+    }
+}

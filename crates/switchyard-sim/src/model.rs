@@ -1,0 +1,472 @@
+//! The simulated model, shared by every dialect: a conversation summary in, a deterministic
+//! output out (plain text, a JSON document or tool calls), plus the helpers that make the
+//! output and its token counts reproducible (schema synthesis, chunking, embeddings, ids).
+//!
+//! Token accounting: input tokens are `ceil(characters / 4)` over all message text; a plain
+//! text reply costs one token per word; JSON text and tool-call arguments cost
+//! `ceil(len / 4)` per streamed fragment, and each tool call one more for its name.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value, json};
+
+/// Characters per streamed fragment of JSON text or tool arguments.
+pub(crate) const FRAGMENT_CHARS: usize = 12;
+
+const FILLER: [&str; 12] = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+];
+
+/// User words quoted at the start of a reply.
+const QUOTED_WORDS: usize = 6;
+
+/// What the dialect parsers extract from a chat request.
+#[derive(Debug, Default)]
+pub(crate) struct Conversation {
+    pub model: String,
+    pub stream: bool,
+    /// Text of the last user message (tool results excluded).
+    pub last_user_text: String,
+    /// Characters of all message text, system prompt, tool calls and tool results.
+    pub input_chars: usize,
+    /// Set when the conversation ends with tool results: their text, joined.
+    pub tool_results: Option<String>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    pub parallel_tool_calls: bool,
+    pub json: Option<JsonMode>,
+    pub max_output_tokens: Option<u64>,
+    pub stop: Vec<String>,
+}
+
+impl Conversation {
+    pub(crate) fn input_tokens(&self) -> u64 {
+        estimate_tokens(self.input_chars)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Tool {
+    pub name: String,
+    pub schema: Value,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) enum ToolChoice {
+    #[default]
+    Auto,
+    None,
+    Required,
+    Named(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct JsonMode {
+    pub schema: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Stop,
+    Length,
+    StopSequence(String),
+}
+
+/// A stretch of output text sent as one stream chunk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece {
+    pub start: usize,
+    pub end: usize,
+    pub tokens: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct ToolCall {
+    pub name: String,
+    pub arguments: Value,
+    /// `arguments` serialised compactly.
+    pub arguments_json: String,
+}
+
+impl ToolCall {
+    /// Argument fragments as streamed, each with its token cost.
+    pub(crate) fn fragments(&self) -> Vec<Piece> {
+        fragments(&self.arguments_json)
+    }
+
+    pub(crate) fn tokens(&self) -> u64 {
+        1 + self
+            .fragments()
+            .iter()
+            .map(|p| u64::from(p.tokens))
+            .sum::<u64>()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Output {
+    Text {
+        text: String,
+        pieces: Vec<Piece>,
+        finish: Finish,
+    },
+    ToolCalls(Vec<ToolCall>),
+}
+
+impl Output {
+    pub(crate) fn tokens(&self) -> u64 {
+        match self {
+            Output::Text { pieces, .. } => pieces.iter().map(|p| u64::from(p.tokens)).sum(),
+            Output::ToolCalls(calls) => calls.iter().map(ToolCall::tokens).sum(),
+        }
+    }
+}
+
+pub(crate) fn estimate_tokens(chars: usize) -> u64 {
+    chars.div_ceil(4) as u64
+}
+
+/// Decides the reply: tool results are quoted, offered tools are called, JSON mode gets a
+/// document, anything else a text reply of `reply_words` words.
+pub(crate) fn respond(conv: &Conversation, reply_words: u32) -> Output {
+    if let Some(results) = &conv.tool_results {
+        let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "with"];
+        words.extend(["tool", "result:"]);
+        let quoted = format!("\"{}\"", results.split_whitespace().collect::<Vec<_>>().join(" "));
+        words.extend(quoted.split_whitespace());
+        return text_output(words, conv, reply_words);
+    }
+    if !conv.tools.is_empty() && conv.tool_choice != ToolChoice::None {
+        let chosen: Vec<&Tool> = match &conv.tool_choice {
+            ToolChoice::Named(name) => conv
+                .tools
+                .iter()
+                .filter(|t| &t.name == name)
+                .take(1)
+                .collect(),
+            _ if conv.parallel_tool_calls
+                && conv.tools.len() >= 2
+                && mentions_parallel(&conv.last_user_text) =>
+            {
+                conv.tools.iter().take(2).collect()
+            }
+            _ => conv.tools.iter().take(1).collect(),
+        };
+        // A named tool that is not offered falls back to the first one.
+        let chosen = if chosen.is_empty() {
+            conv.tools.iter().take(1).collect()
+        } else {
+            chosen
+        };
+        return Output::ToolCalls(
+            chosen
+                .into_iter()
+                .map(|tool| {
+                    let arguments = synthesize(&tool.schema, false);
+                    ToolCall {
+                        name: tool.name.clone(),
+                        arguments_json: arguments.to_string(),
+                        arguments,
+                    }
+                })
+                .collect(),
+        );
+    }
+    if let Some(json_mode) = &conv.json {
+        let document = match &json_mode.schema {
+            Some(schema) => synthesize(schema, true),
+            None => json!({ "model": conv.model, "reply": reply_words_text(conv, reply_words) }),
+        };
+        let text = document.to_string();
+        let pieces = fragments(&text);
+        return Output::Text {
+            text,
+            pieces,
+            finish: Finish::Stop,
+        };
+    }
+    let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "to:"];
+    words.extend(conv.last_user_text.split_whitespace().take(QUOTED_WORDS));
+    text_output(words, conv, reply_words)
+}
+
+fn reply_words_text(conv: &Conversation, reply_words: u32) -> String {
+    let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "to:"];
+    words.extend(conv.last_user_text.split_whitespace().take(QUOTED_WORDS));
+    words.truncate(reply_words as usize);
+    words.join(" ")
+}
+
+fn mentions_parallel(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .any(|w| w.eq_ignore_ascii_case("parallel"))
+}
+
+/// Pads `words` with filler to `reply_words`, then applies stop sequences and the output limit.
+fn text_output(mut words: Vec<&str>, conv: &Conversation, reply_words: u32) -> Output {
+    let target = reply_words as usize;
+    let mut filler = FILLER.iter().cycle();
+    while words.len() < target {
+        match filler.next() {
+            Some(w) => words.push(w),
+            None => break,
+        }
+    }
+    // Tool results are quoted in full; a plain reply stops at the configured length.
+    if conv.tool_results.is_none() {
+        words.truncate(target);
+    }
+    let mut text = words.join(" ");
+    let mut finish = Finish::Stop;
+    let earliest_stop = conv
+        .stop
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at);
+    if let Some((at, seq)) = earliest_stop {
+        text.truncate(at);
+        text.truncate(text.trim_end().len());
+        finish = Finish::StopSequence(seq.clone());
+    }
+    let mut pieces = word_pieces(&text);
+    if let Some(max) = conv.max_output_tokens {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        if pieces.len() > max {
+            pieces.truncate(max);
+            text.truncate(pieces.last().map_or(0, |p| p.end));
+            finish = Finish::Length;
+        }
+    }
+    Output::Text {
+        text,
+        pieces,
+        finish,
+    }
+}
+
+/// Splits text into word chunks, each but the first carrying its leading whitespace.
+pub(crate) fn word_pieces(text: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut prev_ws = true;
+    let mut seen_word = false;
+    for (i, c) in text.char_indices() {
+        let ws = c.is_whitespace();
+        if ws && !prev_ws && seen_word {
+            pieces.push(Piece {
+                start,
+                end: i,
+                tokens: 1,
+            });
+            start = i;
+        }
+        if !ws {
+            seen_word = true;
+        }
+        prev_ws = ws;
+    }
+    if seen_word {
+        pieces.push(Piece {
+            start,
+            end: text.len(),
+            tokens: 1,
+        });
+    }
+    pieces
+}
+
+/// Splits text into fragments of `FRAGMENT_CHARS` characters costing `ceil(len / 4)` each.
+pub(crate) fn fragments(text: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut count = 0;
+    for (i, _) in text.char_indices() {
+        if count == FRAGMENT_CHARS {
+            pieces.push(fragment(text, start, i));
+            start = i;
+            count = 0;
+        }
+        count += 1;
+    }
+    if start < text.len() {
+        pieces.push(fragment(text, start, text.len()));
+    }
+    pieces
+}
+
+fn fragment(text: &str, start: usize, end: usize) -> Piece {
+    let chars = text[start..end].chars().count();
+    Piece {
+        start,
+        end,
+        tokens: u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX),
+    }
+}
+
+/// Builds a value matching a JSON schema (also Gemini's upper-case OpenAPI subset). Objects get
+/// their required properties, or all of them when `all_properties`; strings are `"sample"`,
+/// numbers 1, booleans true, enums their first value, arrays one element.
+pub(crate) fn synthesize(schema: &Value, all_properties: bool) -> Value {
+    synth(schema, schema, all_properties, 0)
+}
+
+const MAX_SCHEMA_DEPTH: usize = 16;
+
+fn synth(schema: &Value, root: &Value, all: bool, depth: usize) -> Value {
+    if depth > MAX_SCHEMA_DEPTH {
+        return Value::Null;
+    }
+    let Some(obj) = schema.as_object() else {
+        return json!("sample");
+    };
+    if let Some(target) = obj
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|pointer| root.pointer(pointer))
+    {
+        return synth(target, root, all, depth + 1);
+    }
+    if let Some(value) = obj.get("const") {
+        return value.clone();
+    }
+    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(first) = obj.get(key).and_then(Value::as_array).and_then(|v| {
+            v.iter()
+                .find(|s| s.get("type").and_then(Value::as_str) != Some("null"))
+        }) {
+            return synth(first, root, all, depth + 1);
+        }
+    }
+    let ty = match obj.get("type") {
+        Some(Value::String(t)) => Some(t.to_ascii_lowercase()),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| !t.eq_ignore_ascii_case("null"))
+            .map(str::to_ascii_lowercase),
+        _ => None,
+    };
+    let ty = ty.unwrap_or_else(|| {
+        if obj.contains_key("properties") {
+            "object".into()
+        } else if obj.contains_key("items") {
+            "array".into()
+        } else {
+            "string".into()
+        }
+    });
+    match ty.as_str() {
+        "object" => {
+            let required: Vec<&str> = obj
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let mut out = Map::new();
+            if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+                for (name, prop) in props {
+                    if all || required.contains(&name.as_str()) {
+                        out.insert(name.clone(), synth(prop, root, all, depth + 1));
+                    }
+                }
+            }
+            for name in required {
+                if !out.contains_key(name) {
+                    out.insert(name.to_owned(), json!("sample"));
+                }
+            }
+            Value::Object(out)
+        }
+        "array" => match obj.get("items") {
+            Some(items) => Value::Array(vec![synth(items, root, all, depth + 1)]),
+            None => Value::Array(Vec::new()),
+        },
+        "integer" | "number" => json!(1),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => json!("sample"),
+    }
+}
+
+/// A unit-length vector derived from the text, the same on every call.
+pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    // FNV-1a seeds a splitmix64 sequence.
+    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        seed ^= u64::from(b);
+        seed = seed.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut values: Vec<f32> = (0..dimensions)
+        .map(|_| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let x = mix(seed);
+            // Top 24 bits mapped onto [-1, 1).
+            ((x >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect();
+    let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for v in &mut values {
+            *v /= norm;
+        }
+    }
+    values
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Provider-looking ids: a per-server counter scrambled into base-62 characters, so ids are
+/// unique within a run and the same across runs.
+#[derive(Debug, Default)]
+pub(crate) struct IdGen {
+    next: AtomicU64,
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+impl IdGen {
+    /// `prefix` followed by `len` base-62 characters.
+    pub(crate) fn make(&self, prefix: &str, len: usize) -> String {
+        let mut state = mix(self.next.fetch_add(1, Ordering::Relaxed) ^ 0x5157_5f53_494d);
+        let mut out = String::with_capacity(prefix.len() + len);
+        out.push_str(prefix);
+        let mut left = 0;
+        for _ in 0..len {
+            if left == 0 {
+                state = mix(state.wrapping_add(0x9e37_79b9_7f4a_7c15));
+                left = 10;
+            }
+            out.push(BASE62[(state % 62) as usize] as char);
+            state /= 62;
+            left -= 1;
+        }
+        out
+    }
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

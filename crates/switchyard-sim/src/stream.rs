@@ -1,0 +1,195 @@
+//! Streamed bodies: dialects write SSE frames into one buffer and label each frame; this module
+//! turns the buffer into a response body, paced by `token_ms` and broken by stream faults.
+//! Without pacing or faults the whole buffer goes out as one body, with no timers involved.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::stream;
+use serde::Serialize;
+
+use crate::fault::StreamFault;
+
+/// What a frame is, for stream faults: they keep preamble frames, count content frames, and
+/// never send terminal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// Structure around the content (`message_start`, the role chunk, `content_block_stop`).
+    Other,
+    /// A chunk carrying output (a word, a JSON fragment, a tool call or its arguments).
+    Content,
+    /// What tells the client the stream completed (finish reason, usage, `[DONE]`, stop).
+    Terminal,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    end: usize,
+    kind: FrameKind,
+    tokens: u32,
+}
+
+/// SSE frames in one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct SseBody {
+    buf: Vec<u8>,
+    marks: Vec<Mark>,
+}
+
+impl SseBody {
+    pub(crate) fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(4096),
+            marks: Vec::with_capacity(32),
+        }
+    }
+
+    /// Appends `event:` (optional) and a `data:` line holding `value` as JSON.
+    pub(crate) fn json(
+        &mut self,
+        kind: FrameKind,
+        tokens: u32,
+        event: Option<&str>,
+        value: &impl Serialize,
+    ) {
+        if let Some(event) = event {
+            self.buf.extend_from_slice(b"event: ");
+            self.buf.extend_from_slice(event.as_bytes());
+            self.buf.push(b'\n');
+        }
+        self.buf.extend_from_slice(b"data: ");
+        // Serialising a `serde_json::Value` or a plain struct into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, value);
+        self.buf.extend_from_slice(b"\n\n");
+        self.mark(kind, tokens);
+    }
+
+    /// Appends a frame whose data is written verbatim.
+    pub(crate) fn raw(&mut self, kind: FrameKind, event: Option<&str>, data: &[u8]) {
+        switchyard_protocol::sse::write_event(&mut self.buf, event, data);
+        self.mark(kind, 0);
+    }
+
+    fn mark(&mut self, kind: FrameKind, tokens: u32) {
+        self.marks.push(Mark {
+            end: self.buf.len(),
+            kind,
+            tokens,
+        });
+    }
+
+    /// Output tokens over all content frames.
+    #[cfg(test)]
+    pub(crate) fn tokens(&self) -> u64 {
+        self.marks.iter().map(|m| u64::from(m.tokens)).sum()
+    }
+}
+
+/// How a stream fault ends the body.
+#[derive(Debug, Clone)]
+pub(crate) struct Break {
+    pub fault: StreamFault,
+    /// The dialect's in-band error frame, for `error_after`.
+    pub error_frame: Vec<u8>,
+}
+
+/// The response body and the output tokens it carries.
+pub(crate) fn into_body(sse: SseBody, token_ms: u64, brk: Option<Break>) -> (Body, u64) {
+    let Some(brk) = brk else {
+        let tokens = sse.marks.iter().map(|m| u64::from(m.tokens)).sum();
+        if token_ms == 0 {
+            return (Body::from(sse.buf), tokens);
+        }
+        let frames = split(sse.buf, &sse.marks);
+        return (paced(frames, token_ms, Tail::End), tokens);
+    };
+    let n = match brk.fault {
+        StreamFault::CutAfter(n)
+        | StreamFault::PrematureEndAfter(n)
+        | StreamFault::MalformedAfter(n)
+        | StreamFault::ErrorAfter(n) => n,
+    };
+    // Keep frames up to the n-th content frame, and never a terminal one.
+    let mut keep = 0;
+    let mut seen = 0;
+    let mut tokens = 0u64;
+    for mark in &sse.marks {
+        if seen == n || mark.kind == FrameKind::Terminal {
+            break;
+        }
+        if mark.kind == FrameKind::Content {
+            seen += 1;
+        }
+        tokens += u64::from(mark.tokens);
+        keep += 1;
+    }
+    let marks = &sse.marks[..keep];
+    let mut buf = sse.buf;
+    buf.truncate(marks.last().map_or(0, |m| m.end));
+    let mut frames = split(buf, marks);
+    let tail = match brk.fault {
+        StreamFault::CutAfter(_) => Tail::Cut,
+        StreamFault::PrematureEndAfter(_) => Tail::End,
+        StreamFault::MalformedAfter(_) => {
+            frames.push(Bytes::from_static(b"data: {not json\n\n"));
+            Tail::End
+        }
+        StreamFault::ErrorAfter(_) => {
+            frames.push(Bytes::from(brk.error_frame));
+            Tail::End
+        }
+    };
+    (paced(frames, token_ms, tail), tokens)
+}
+
+fn split(buf: Vec<u8>, marks: &[Mark]) -> Vec<Bytes> {
+    let all = Bytes::from(buf);
+    let mut start = 0;
+    marks
+        .iter()
+        .map(|m| {
+            let frame = all.slice(start..m.end);
+            start = m.end;
+            frame
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    End,
+    Cut,
+}
+
+/// Long enough for the server to flush the frames already written before the cut.
+const CUT_FLUSH: Duration = Duration::from_millis(20);
+
+fn paced(frames: Vec<Bytes>, token_ms: u64, tail: Tail) -> Body {
+    let delay = Duration::from_millis(token_ms);
+    let state = (frames.into_iter(), true, false);
+    let frames = stream::unfold(state, move |(mut frames, first, done)| async move {
+        if done {
+            return None;
+        }
+        match frames.next() {
+            Some(frame) => {
+                if !first && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok(frame), (frames, false, false)))
+            }
+            None if tail == Tail::Cut => {
+                // An error from the body makes the server drop the connection mid-body.
+                tokio::time::sleep(CUT_FLUSH).await;
+                let cut = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "simulated connection cut",
+                );
+                Some((Err(cut), (frames, false, true)))
+            }
+            None => None,
+        }
+    });
+    Body::from_stream(frames)
+}

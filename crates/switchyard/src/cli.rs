@@ -1,0 +1,199 @@
+//! The `switchyard` command line: `demo`, `serve`, `check-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{self, Config, LogFormat};
+use crate::server;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Switchyard: one fast gateway in front of every LLM provider.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway on the embedded demo configuration: simulated OpenAI, Azure, Anthropic and
+    /// Gemini providers behind a few aliases. Needs no API keys and no network.
+    Demo {
+        /// Address to listen on (default 127.0.0.1:4000; port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the gateway with a configuration file.
+    Serve {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Override `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a configuration file and print every error with its path.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match cli.command {
+        Command::CheckConfig { config } => match config::load_file(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} providers, {} model aliases)",
+                    config.display(),
+                    c.providers.len(),
+                    c.models.len()
+                );
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{}: {} error(s)", config.display(), errors.len());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+                Ok(std::process::ExitCode::from(2))
+            }
+        },
+        Command::Serve { config, listen } => {
+            let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
+            if let Some(l) = listen {
+                cfg.server.listen = l.to_string();
+            }
+            runtime()?.block_on(start(cfg, false))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Demo { listen } => {
+            let mut cfg = config::load(config::DEMO_CONFIG, &|name| std::env::var(name).ok())
+                .map_err(|errors| report(std::path::Path::new("<demo>"), errors))?;
+            if let Some(l) = listen {
+                cfg.server.listen = l.to_string();
+            }
+            runtime()?.block_on(start(cfg, true))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(path: &std::path::Path, errors: Vec<config::ConfigError>) -> anyhow::Error {
+    let mut msg = format!("{} has {} error(s):", path.display(), errors.len());
+    for e in errors {
+        msg.push_str(&format!("\n  {e}"));
+    }
+    anyhow::anyhow!(msg)
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(config.logging.level.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.logging.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
+    init_logging(&config);
+    let sim = if config.uses_simulator() {
+        let sim_config = switchyard_sim::SimConfig {
+            ttft_ms: config.simulator.ttft_ms,
+            token_ms: config.simulator.token_ms,
+            ..switchyard_sim::SimConfig::default()
+        };
+        let server = switchyard_sim::SimServer::start(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("cannot start the in-process simulator")?;
+        tracing::info!(url = %server.base_url(), "simulated providers listening");
+        Some(server)
+    } else {
+        None
+    };
+    let listen = config.server.listen.clone();
+    let listener = TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let master_key = config
+        .server
+        .master_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .unwrap_or_default();
+    let app = Arc::new(App::new(config, sim.as_ref().map(|s| s.base_url()).as_deref())?);
+    if demo {
+        print_banner(addr, &master_key, &app);
+    }
+    // Machine-readable line for scripts and tests that start us on port 0.
+    println!("switchyard listening on http://{addr}");
+    tracing::info!(%addr, aliases = app.table.aliases.len(), "gateway ready");
+    if addr.port() == 0 {
+        bail!("listener has no port");
+    }
+    server::serve(app, listener, server::shutdown_signal()).await?;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(addr: SocketAddr, key: &str, app: &App) {
+    let url = format!("http://{addr}");
+    let aliases = app.table.aliases.join(", ");
+    println!(
+        r#"
+Switchyard demo: simulated providers, no API keys, no network.
+
+  URL:      {url}/v1
+  Key:      {key}
+  Models:   {aliases}
+
+Try it:
+
+  curl {url}/v1/chat/completions \
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+
+  python3 -c '
+from openai import OpenAI
+client = OpenAI(base_url="{url}/v1", api_key="{key}")
+print(client.chat.completions.create(model="claude-sonnet", messages=[{{"role": "user", "content": "Hello!"}}]).choices[0].message.content)'
+
+  Anthropic SDK: anthropic.Anthropic(base_url="{url}", api_key="{key}")
+
+Press Ctrl-C to stop.
+"#
+    );
+}

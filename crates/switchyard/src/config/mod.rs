@@ -1,0 +1,419 @@
+//! Configuration in two layers: [`file`] mirrors the YAML; [`load`] interpolates `${VAR}`
+//! references, checks every field and cross-reference (collecting all errors with their paths)
+//! and resolves the result into the runtime [`Config`], which has no unchecked states.
+//! No file means the embedded demo configuration ([`DEMO_CONFIG`]).
+
+pub mod file;
+mod interpolate;
+mod secret;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use switchyard_protocol::ProviderKind;
+use switchyard_protocol::dialect::OpenAiQuirks;
+
+pub use file::{LogFormat, LoggingFile, RoutingFile, SimDialectFile, SimulatorFile, TimeoutsFile};
+pub use secret::Secret;
+
+use file::{KindFile, ModelFile, ProviderFile, ServerFile};
+
+/// The configuration the demo runs: simulated providers of each wire format behind a few aliases.
+pub const DEMO_CONFIG: &str = include_str!("demo.yaml");
+
+/// One problem in a configuration file, with the path of the offending value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub master_key: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// `Some` for `kind: simulator`: the base URL is only known once the simulator is started.
+    pub simulated: Option<SimDialectFile>,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    pub timeouts: TimeoutsFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    pub model: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub alias: String,
+    pub deployments: Vec<DeploymentConfig>,
+    pub fallbacks: Vec<String>,
+    pub num_retries: u32,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+    pub routing: RoutingFile,
+    pub simulator: SimulatorFile,
+    pub logging: LoggingFile,
+}
+
+impl Config {
+    pub fn uses_simulator(&self) -> bool {
+        self.providers.iter().any(|p| p.simulated.is_some())
+    }
+}
+
+const TOP_LEVEL: &[&str] = &["server", "providers", "models", "routing", "simulator", "logging"];
+
+/// Parses, interpolates (with `env`) and validates a configuration text.
+pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+    let mut value: Value = serde_saphyr::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("not valid YAML: {e}"),
+        }]
+    })?;
+    let mut errors = Vec::new();
+    interpolate::interpolate(&mut value, "", env, &mut errors);
+    let mut top = match value {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        _ => {
+            errors.push(ConfigError {
+                path: String::new(),
+                message: "the configuration must be a mapping".into(),
+            });
+            return Err(errors);
+        }
+    };
+    for key in top.keys() {
+        if !TOP_LEVEL.contains(&key.as_str()) {
+            errors.push(ConfigError {
+                path: key.clone(),
+                message: format!("unknown key (expected one of: {})", TOP_LEVEL.join(", ")),
+            });
+        }
+    }
+    let server: ServerFile = section(&mut top, "server", &mut errors).unwrap_or_default();
+    let routing: RoutingFile = section(&mut top, "routing", &mut errors).unwrap_or_default();
+    let simulator: SimulatorFile = section(&mut top, "simulator", &mut errors).unwrap_or_default();
+    let logging: LoggingFile = section(&mut top, "logging", &mut errors).unwrap_or_default();
+    let providers: Vec<Option<ProviderFile>> = list(&mut top, "providers", &mut errors);
+    let models: Vec<Option<ModelFile>> = list(&mut top, "models", &mut errors);
+
+    let server = resolve_server(server, &mut errors);
+    let providers = resolve_providers(&providers, &mut errors);
+    let models = resolve_models(models, &providers, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Config {
+        server,
+        providers: providers.into_iter().flatten().collect(),
+        models,
+        routing,
+        simulator,
+        logging,
+    })
+}
+
+/// Reads and loads a file, with the process environment for interpolation.
+pub fn load_file(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    load(&text, &|name| std::env::var(name).ok())
+}
+
+fn deserialize<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(ConfigError {
+                path: full,
+                message: e.into_inner().to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    top: &mut Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let value = top.remove(key)?;
+    if value.is_null() {
+        return None;
+    }
+    deserialize(value, key, errors)
+}
+
+fn list<T: DeserializeOwned>(
+    top: &mut Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Option<T>> {
+    match top.remove(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| deserialize(v, &format!("{key}[{i}]"), errors))
+            .collect(),
+        Some(_) => {
+            errors.push(ConfigError {
+                path: key.into(),
+                message: "must be a list".into(),
+            });
+            Vec::new()
+        }
+    }
+}
+
+fn err(errors: &mut Vec<ConfigError>, path: impl Into<String>, message: impl Into<String>) {
+    errors.push(ConfigError {
+        path: path.into(),
+        message: message.into(),
+    });
+}
+
+fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerConfig {
+    if server.listen.parse::<std::net::SocketAddr>().is_err() {
+        err(errors, "server.listen", format!("'{}' is not an address like 127.0.0.1:4000", server.listen));
+    }
+    let master_key = server.master_key.filter(|k| !k.is_empty()).map(Secret::new);
+    if master_key.is_none() {
+        err(
+            errors,
+            "server.master_key",
+            "required: every request must authenticate (set it, e.g. master_key: ${SWITCHYARD_MASTER_KEY})",
+        );
+    }
+    if server.max_body_bytes == 0 {
+        err(errors, "server.max_body_bytes", "must be greater than 0");
+    }
+    ServerConfig {
+        listen: server.listen,
+        master_key,
+        max_body_bytes: server.max_body_bytes,
+        shutdown_grace: server.shutdown_grace,
+    }
+}
+
+fn default_base_url(kind: KindFile) -> Option<&'static str> {
+    match kind {
+        KindFile::Openai => Some("https://api.openai.com/v1"),
+        KindFile::Anthropic => Some("https://api.anthropic.com"),
+        KindFile::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
+        KindFile::OpenaiCompatible | KindFile::Azure | KindFile::Simulator => None,
+    }
+}
+
+fn resolve_providers(
+    providers: &[Option<ProviderFile>],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Option<ProviderConfig>> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(providers.len());
+    for (i, p) in providers.iter().enumerate() {
+        let Some(p) = p else {
+            out.push(None);
+            continue;
+        };
+        let path = format!("providers[{i}]");
+        if p.name.is_empty() {
+            err(errors, format!("{path}.name"), "must not be empty");
+        } else if !names.insert(p.name.clone()) {
+            err(errors, format!("{path}.name"), format!("duplicate provider name '{}'", p.name));
+        }
+        if p.dialect.is_some() && p.kind != KindFile::Simulator {
+            err(errors, format!("{path}.dialect"), "only allowed with kind: simulator");
+        }
+        if p.quirks.is_some() && p.kind != KindFile::OpenaiCompatible {
+            err(errors, format!("{path}.quirks"), "only allowed with kind: openai_compatible");
+        }
+        if p.api_version.is_some() && p.kind != KindFile::Azure {
+            err(errors, format!("{path}.api_version"), "only allowed with kind: azure");
+        }
+        let needs_key = matches!(
+            p.kind,
+            KindFile::Openai | KindFile::Azure | KindFile::Anthropic | KindFile::Gemini
+        );
+        let api_key = p.api_key.clone().filter(|k| !k.is_empty());
+        if needs_key && api_key.is_none() {
+            err(errors, format!("{path}.api_key"), "required for this provider kind");
+        }
+        let base_url = match (&p.base_url, p.kind) {
+            (Some(url), KindFile::Simulator) => {
+                err(errors, format!("{path}.base_url"), "not allowed with kind: simulator (it runs in-process)");
+                url.clone()
+            }
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, KindFile::Simulator) => String::new(),
+            (None, kind) => match default_base_url(kind) {
+                Some(u) => u.to_owned(),
+                None => {
+                    err(errors, format!("{path}.base_url"), "required for this provider kind");
+                    String::new()
+                }
+            },
+        };
+        if !base_url.is_empty()
+            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            err(errors, format!("{path}.base_url"), "must start with http:// or https://");
+        } else if !base_url.is_empty() && base_url.parse::<http::Uri>().is_err() {
+            err(errors, format!("{path}.base_url"), "is not a valid URL");
+        }
+        let t = p.timeouts;
+        for (name, d) in [("connect", t.connect), ("first_byte", t.first_byte), ("stall", t.stall), ("total", t.total)] {
+            if d.is_zero() {
+                err(errors, format!("{path}.timeouts.{name}"), "must be greater than 0");
+            }
+        }
+        let kind = match p.kind {
+            KindFile::Openai => ProviderKind::OpenAi,
+            KindFile::OpenaiCompatible => {
+                let q = p.quirks.clone().unwrap_or_default();
+                let d = OpenAiQuirks::compatible();
+                ProviderKind::OpenAiCompatible(OpenAiQuirks {
+                    max_tokens_field: q.max_tokens_field.unwrap_or(d.max_tokens_field),
+                    seed_field: q.seed_field.unwrap_or(d.seed_field),
+                    stream_usage: q.stream_usage.unwrap_or(d.stream_usage),
+                    developer_role: q.developer_role.unwrap_or(d.developer_role),
+                })
+            }
+            KindFile::Azure => ProviderKind::Azure,
+            KindFile::Anthropic => ProviderKind::Anthropic,
+            KindFile::Gemini => ProviderKind::Gemini,
+            KindFile::Simulator => match p.dialect.unwrap_or_default() {
+                SimDialectFile::Openai => ProviderKind::OpenAi,
+                SimDialectFile::Azure => ProviderKind::Azure,
+                SimDialectFile::Anthropic => ProviderKind::Anthropic,
+                SimDialectFile::Gemini => ProviderKind::Gemini,
+            },
+        };
+        let simulated = (p.kind == KindFile::Simulator).then(|| p.dialect.unwrap_or_default());
+        out.push(Some(ProviderConfig {
+            name: p.name.clone(),
+            kind,
+            simulated,
+            base_url,
+            // The simulator accepts any key; a fixed one keeps auth headers on the wire realistic.
+            api_key: api_key
+                .or_else(|| simulated.map(|_| "sim-key".to_owned()))
+                .map(Secret::new),
+            api_version: match (simulated, &p.api_version) {
+                (Some(SimDialectFile::Azure), None) => Some("2024-10-21".to_owned()),
+                (_, v) => v.clone(),
+            },
+            timeouts: p.timeouts,
+        }));
+    }
+    out
+}
+
+fn resolve_models(
+    models: Vec<Option<ModelFile>>,
+    providers: &[Option<ProviderConfig>],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ModelConfig> {
+    let aliases: HashSet<String> = models.iter().flatten().map(|m| m.alias.clone()).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, m) in models.into_iter().enumerate() {
+        let Some(m) = m else { continue };
+        let path = format!("models[{i}]");
+        if m.alias.is_empty() {
+            err(errors, format!("{path}.alias"), "must not be empty");
+        } else if !seen.insert(m.alias.clone()) {
+            err(errors, format!("{path}.alias"), format!("duplicate alias '{}'", m.alias));
+        }
+        if m.deployments.is_empty() {
+            err(errors, format!("{path}.deployments"), "an alias needs at least one deployment");
+        }
+        let mut deployments = Vec::new();
+        for (j, d) in m.deployments.iter().enumerate() {
+            let dpath = format!("{path}.deployments[{j}]");
+            let provider = providers
+                .iter()
+                .flatten()
+                .position(|p| p.name == d.provider);
+            // Indices count only providers that resolved; a broken provider already has its error.
+            match provider {
+                Some(idx) => deployments.push(DeploymentConfig {
+                    provider: idx,
+                    model: d.model.clone(),
+                    weight: d.weight,
+                }),
+                None if providers.iter().any(Option::is_none) => {}
+                None => err(errors, format!("{dpath}.provider"), format!("unknown provider '{}'", d.provider)),
+            }
+            if d.model.is_empty() {
+                err(errors, format!("{dpath}.model"), "must not be empty");
+            }
+            if d.weight == 0 {
+                err(errors, format!("{dpath}.weight"), "must be greater than 0");
+            }
+        }
+        for (j, f) in m.fallbacks.iter().enumerate() {
+            if f == &m.alias {
+                err(errors, format!("{path}.fallbacks[{j}]"), "an alias cannot fall back to itself");
+            } else if !aliases.contains(f) {
+                err(errors, format!("{path}.fallbacks[{j}]"), format!("unknown alias '{f}'"));
+            }
+        }
+        out.push(ModelConfig {
+            alias: m.alias,
+            deployments,
+            fallbacks: m.fallbacks,
+            num_retries: m.num_retries,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

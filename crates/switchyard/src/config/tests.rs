@@ -1,0 +1,90 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "KEY" => Some("sk-from-env".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+#[test]
+fn demo_config_loads() {
+    let c = load(DEMO_CONFIG, &env).unwrap();
+    assert!(c.uses_simulator());
+    assert_eq!(c.models.len(), 4);
+    assert_eq!(c.server.listen, "127.0.0.1:4000");
+}
+
+#[test]
+fn interpolation_and_defaults() {
+    let text = "server:\n  master_key: ${KEY}\n  listen: ${LISTEN:-127.0.0.1:0}\nproviders:\n  - name: o\n    kind: openai\n    api_key: $${KEY}-${EMPTY:-x}\nmodels:\n  - alias: a\n    deployments: [{provider: o, model: m}]\n";
+    let c = load(text, &env).unwrap();
+    assert_eq!(c.server.master_key.as_ref().unwrap().expose(), "sk-from-env");
+    assert_eq!(c.server.listen, "127.0.0.1:0");
+    assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "${KEY}-x");
+    assert_eq!(c.providers[0].base_url, "https://api.openai.com/v1");
+    assert!(!format!("{c:?}").contains("sk-from-env"), "secrets must not appear in Debug output");
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let text = r#"
+server:
+  master_key: ${MISSING}
+  listn: x
+providers:
+  - name: o
+    kind: openai
+  - name: o
+    kind: azure
+  - name: c
+    kind: openai_compatible
+    base_url: ftp://x
+  - name: bad
+    kind: martian
+models:
+  - alias: a
+    deployments: [{provider: nope, model: m, weight: 0}]
+    fallbacks: [a, zz]
+  - alias: b
+    deployments: []
+extra: 1
+"#;
+    let errors = load(text, &env).unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "server.master_key",
+        "server",
+        "providers[0].api_key",
+        "providers[1].name",
+        "providers[1].base_url",
+        "providers[2].base_url",
+        "providers[3].kind",
+        "models[0].deployments[0].weight",
+        "models[0].fallbacks[0]",
+        "models[0].fallbacks[1]",
+        "models[1].deployments",
+        "extra",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {errors:#?}");
+    }
+    assert!(errors.iter().all(|e| !e.message.contains("sk-from-env")));
+}
+
+#[test]
+fn unknown_provider_is_named() {
+    let text = "server: {master_key: k}\nproviders: [{name: o, kind: openai, api_key: k}]\nmodels: [{alias: a, deployments: [{provider: nope, model: m}]}]\n";
+    let errors = load(text, &env).unwrap_err();
+    assert_eq!(errors[0].path, "models[0].deployments[0].provider");
+}
+
+#[test]
+fn secret_compare() {
+    let s = Secret::new("abc".into());
+    assert!(s.matches("abc"));
+    assert!(!s.matches("abd"));
+    assert!(!s.matches("ab"));
+    assert!(!s.matches("abcd"));
+    assert!(!s.matches(""));
+}

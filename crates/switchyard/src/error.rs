@@ -1,0 +1,209 @@
+//! What the client receives when a request fails: one variant per cause, each with its HTTP
+//! status and a stable snake_case code (listed in `docs/errors.md`, used as the `error_code`
+//! label). Rendering into a dialect's body happens in `server`, in one place.
+
+use switchyard_protocol::canonical::{ErrorClass, UpstreamErrorInfo};
+use switchyard_protocol::error::{ClientError, DecodeError, ErrorKind};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    InvalidRequest(DecodeError),
+    #[error("missing or invalid API key")]
+    InvalidApiKey,
+    #[error("unknown model '{0}'")]
+    ModelNotFound(String),
+    #[error("request body larger than {0} bytes")]
+    RequestTooLarge(usize),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// Every planned attempt failed; `last` decides the status.
+    #[error("{}", .last.message)]
+    Upstream {
+        last: UpstreamErrorInfo,
+        /// Every attempt was rate limited: the client should back off.
+        all_rate_limited: bool,
+        attempts: u32,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> &'static str {
+        self.to_client().code
+    }
+
+    /// Seconds the client should wait, when known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::Upstream {
+                last,
+                all_rate_limited: true,
+                ..
+            } => Some(last.retry_after_secs.map_or(1, |s| s.ceil().max(1.0) as u64)),
+            _ => None,
+        }
+    }
+
+    pub fn to_client(&self) -> ClientError {
+        let (status, kind, code, message, param) = match self {
+            GatewayError::InvalidRequest(e) => (
+                400,
+                ErrorKind::InvalidRequest,
+                "invalid_request",
+                e.message.clone(),
+                e.param.clone(),
+            ),
+            GatewayError::InvalidApiKey => (
+                401,
+                ErrorKind::Authentication,
+                "invalid_api_key",
+                "Missing or invalid API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.".to_owned(),
+                None,
+            ),
+            GatewayError::ModelNotFound(alias) => (
+                404,
+                ErrorKind::NotFound,
+                "model_not_found",
+                format!("The model '{alias}' does not exist or you do not have access to it. GET /v1/models lists the models you can use."),
+                Some("model".to_owned()),
+            ),
+            GatewayError::RequestTooLarge(limit) => (
+                413,
+                ErrorKind::RequestTooLarge,
+                "request_too_large",
+                format!("Request body is larger than the limit of {limit} bytes."),
+                None,
+            ),
+            GatewayError::Unsupported(message) => (
+                400,
+                ErrorKind::InvalidRequest,
+                "unsupported_content",
+                message.clone(),
+                None,
+            ),
+            GatewayError::NotFound(what) => (
+                404,
+                ErrorKind::NotFound,
+                "not_found",
+                format!("No such endpoint: {what}"),
+                None,
+            ),
+            GatewayError::Upstream {
+                last,
+                all_rate_limited,
+                attempts,
+            } => upstream(last, *all_rate_limited, *attempts),
+            GatewayError::Internal(message) => (
+                500,
+                ErrorKind::Internal,
+                "internal_error",
+                format!("Internal gateway error: {message}"),
+                None,
+            ),
+        };
+        ClientError {
+            status,
+            kind,
+            code,
+            message,
+            param,
+        }
+    }
+}
+
+fn upstream(
+    last: &UpstreamErrorInfo,
+    all_rate_limited: bool,
+    attempts: u32,
+) -> (u16, ErrorKind, &'static str, String, Option<String>) {
+    let tries = if attempts == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{attempts} attempts")
+    };
+    if all_rate_limited {
+        return (
+            429,
+            ErrorKind::RateLimit,
+            "upstream_rate_limited",
+            format!("Every provider for this model is rate limited ({tries}): {}", last.message),
+            None,
+        );
+    }
+    match last.class {
+        ErrorClass::InvalidRequest => (
+            400,
+            ErrorKind::InvalidRequest,
+            "upstream_invalid_request",
+            format!("The provider rejected the request: {}", last.message),
+            None,
+        ),
+        ErrorClass::ContextTooLong => (
+            400,
+            ErrorKind::InvalidRequest,
+            "context_window_exceeded",
+            format!("The prompt does not fit the model's context window: {}", last.message),
+            Some("messages".to_owned()),
+        ),
+        ErrorClass::ContentFiltered => (
+            400,
+            ErrorKind::InvalidRequest,
+            "content_filtered",
+            format!("The provider's content filter blocked the request: {}", last.message),
+            None,
+        ),
+        // Never echo the provider's text here: it may quote part of our credential.
+        ErrorClass::AuthFailed => (
+            502,
+            ErrorKind::Upstream,
+            "upstream_auth_failed",
+            format!(
+                "The provider rejected the gateway's credentials (HTTP {}); check the provider's api_key in the gateway configuration.",
+                last.status.unwrap_or(401)
+            ),
+            None,
+        ),
+        ErrorClass::Timeout => (
+            504,
+            ErrorKind::Timeout,
+            "upstream_timeout",
+            format!("The provider did not answer in time ({tries}): {}", last.message),
+            None,
+        ),
+        ErrorClass::RateLimited => (
+            429,
+            ErrorKind::RateLimit,
+            "upstream_rate_limited",
+            format!("The provider is rate limiting ({tries}): {}", last.message),
+            None,
+        ),
+        ErrorClass::NotFound => (
+            502,
+            ErrorKind::Upstream,
+            "upstream_not_found",
+            format!("The provider does not know the configured model: {}", last.message),
+            None,
+        ),
+        ErrorClass::StreamInterrupted => (
+            502,
+            ErrorKind::Upstream,
+            "stream_interrupted",
+            format!("The provider's stream broke off ({tries}): {}", last.message),
+            None,
+        ),
+        ErrorClass::Connect
+        | ErrorClass::Overloaded
+        | ErrorClass::ServerError
+        | ErrorClass::MalformedResponse => (
+            502,
+            ErrorKind::Upstream,
+            "upstream_unavailable",
+            format!("The provider failed ({tries}): {}", last.message),
+            None,
+        ),
+    }
+}

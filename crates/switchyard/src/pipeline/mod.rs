@@ -1,0 +1,249 @@
+//! The request pipeline: one function per endpoint listing the stages in order. Each stage's
+//! internals live with its owner (`governance`-like checks in [`authenticate`], `routing`,
+//! `upstream`, the dialects); this module only knows the order of things.
+//!
+//! | stage        | chat / messages                        | may end the request with        |
+//! |--------------|----------------------------------------|---------------------------------|
+//! | accept       | `server`: body within the limit        | 413 `request_too_large`         |
+//! | authenticate | [`authenticate`]                       | 401 `invalid_api_key`           |
+//! | decode       | ingress dialect                        | 400 `invalid_request`           |
+//! | plan         | `routing::RoutingTable::plan`          | 404 `model_not_found`, 400 `unsupported_content` |
+//! | execute      | `upstream::execute_chat`               | 4xx/5xx `upstream_*`            |
+//! | respond      | ingress dialect (JSON or SSE relay)    | in-stream error after commit    |
+//! | settle       | [`log_request`]                        | never fails the response        |
+
+mod authenticate;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::Stream;
+use http::HeaderMap;
+use switchyard_protocol::canonical::{ChatRequest, ResponseFormat, Usage};
+use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect};
+use switchyard_protocol::openai;
+
+use crate::app::App;
+use crate::error::GatewayError;
+use crate::routing::{Needs, PlanError, now_ms};
+use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
+
+pub use authenticate::authenticate;
+
+/// Per-request facts the stages share.
+pub struct RequestContext {
+    pub id: String,
+    pub started: Instant,
+    pub dialect: DialectId,
+}
+
+impl RequestContext {
+    pub fn new(dialect: DialectId) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            started: Instant::now(),
+            dialect,
+        }
+    }
+}
+
+pub type SseBody = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::convert::Infallible>> + Send>>;
+
+pub enum ReplyBody {
+    Json(Vec<u8>),
+    Sse(SseBody),
+}
+
+/// A successful reply, before HTTP framing.
+pub struct Reply {
+    pub body: ReplyBody,
+    /// `x-switchyard-route`: alias, deployment, attempts.
+    pub route: String,
+}
+
+fn route_header(alias: &str, deployment: &str, attempts: usize) -> String {
+    format!("alias={alias}; deployment={deployment}; attempts={attempts}")
+}
+
+fn needs_of(request: &ChatRequest) -> Needs {
+    Needs {
+        tools: !request.tools.is_empty(),
+        images: request.has_images(),
+        json_schema: matches!(request.response_format, Some(ResponseFormat::JsonSchema { .. })),
+        embeddings: false,
+    }
+}
+
+fn plan_error(e: PlanError) -> GatewayError {
+    match e {
+        PlanError::UnknownAlias(alias) => GatewayError::ModelNotFound(alias),
+        PlanError::Unsupported { alias, needs } => GatewayError::Unsupported(format!(
+            "No deployment behind '{alias}' supports what this request needs ({needs})."
+        )),
+    }
+}
+
+fn random_below(n: u32) -> u32 {
+    if n == 0 { 0 } else { rand::random_range(0..n) }
+}
+
+/// `POST /v1/chat/completions` and `POST /v1/messages`.
+pub async fn chat(
+    app: Arc<App>,
+    ctx: &RequestContext,
+    ingress: &'static dyn IngressDialect,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Reply, GatewayError> {
+    authenticate(&app, headers)?;
+    let request = ingress
+        .decode_chat(&body)
+        .map_err(GatewayError::InvalidRequest)?;
+    drop(body);
+    let plan = app
+        .table
+        .plan(&request.model, needs_of(&request), now_ms(), &mut random_below)
+        .map_err(plan_error)?;
+    let encode_ctx = EncodeCtx {
+        id: ctx.id.clone(),
+        model: request.model.clone(),
+        created: unix_now(),
+        include_usage: request.include_usage || ctx.dialect == DialectId::Anthropic,
+    };
+    let executed = match upstream::execute_chat(plan, &request, &app.table.policy).await {
+        Ok(e) => e,
+        Err(failed) => {
+            log_request(ctx, &request.model, &failed.attempts, Err(&failed.error), None, request.stream);
+            return Err(failed.error);
+        }
+    };
+    let route = route_header(&executed.alias, &executed.deployment.id, executed.attempts.len());
+    match executed.answer {
+        Answer::Complete(response) => {
+            log_request(ctx, &request.model, &executed.attempts, Ok(()), response.usage, false);
+            Ok(Reply {
+                body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
+                route,
+            })
+        }
+        Answer::Stream(stream) => {
+            let encoder = ingress.stream_encoder(encode_ctx);
+            let id = ctx.id.clone();
+            let alias = request.model.clone();
+            let started = ctx.started;
+            let attempts = executed.attempts;
+            let on_end = Box::new(move |end: StreamEnd| {
+                log_stream_end(&id, &alias, started, &attempts, &end);
+            });
+            Ok(Reply {
+                body: ReplyBody::Sse(Box::pin(upstream::relay::relay(stream, encoder, on_end))),
+                route,
+            })
+        }
+    }
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    app: Arc<App>,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Reply, GatewayError> {
+    authenticate(&app, headers)?;
+    let request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
+    let needs = Needs {
+        embeddings: true,
+        ..Needs::default()
+    };
+    let plan = app
+        .table
+        .plan(&request.model, needs, now_ms(), &mut random_below)
+        .map_err(plan_error)?;
+    match upstream::execute_embeddings(plan, &request, &app.table.policy).await {
+        Ok(executed) => {
+            if executed.answer.vectors.len() != request.input.len() {
+                let error = GatewayError::Upstream {
+                    last: switchyard_protocol::dialect::malformed(format!(
+                        "provider returned {} embeddings for {} inputs",
+                        executed.answer.vectors.len(),
+                        request.input.len()
+                    )),
+                    all_rate_limited: false,
+                    attempts: executed.attempts.len() as u32,
+                };
+                log_request(ctx, &request.model, &executed.attempts, Err(&error), None, false);
+                return Err(error);
+            }
+            log_request(ctx, &request.model, &executed.attempts, Ok(()), executed.answer.usage, false);
+            let route = route_header(&executed.alias, &executed.deployment.id, executed.attempts.len());
+            Ok(Reply {
+                body: ReplyBody::Json(openai::encode_embeddings(
+                    &executed.answer,
+                    &request.model,
+                    request.encoding_format,
+                )),
+                route,
+            })
+        }
+        Err(failed) => {
+            log_request(ctx, &request.model, &failed.attempts, Err(&failed.error), None, false);
+            Err(failed.error)
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn deployment_of(attempts: &[AttemptLog]) -> &str {
+    attempts.last().map_or("-", |a| a.deployment.as_str())
+}
+
+/// One line per finished request. Never contains prompt or response content, nor any secret.
+fn log_request(
+    ctx: &RequestContext,
+    alias: &str,
+    attempts: &[AttemptLog],
+    outcome: Result<(), &GatewayError>,
+    usage: Option<Usage>,
+    stream: bool,
+) {
+    let latency_ms = ctx.started.elapsed().as_millis() as u64;
+    let usage = usage.unwrap_or_default();
+    match outcome {
+        Ok(()) => tracing::info!(
+            request_id = %ctx.id, alias, deployment = deployment_of(attempts), attempts = attempts.len(),
+            stream, latency_ms, input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
+            "request completed"
+        ),
+        Err(e) => tracing::warn!(
+            request_id = %ctx.id, alias, deployment = deployment_of(attempts), attempts = attempts.len(),
+            stream, latency_ms, error_code = e.code(), "request failed"
+        ),
+    }
+}
+
+fn log_stream_end(id: &str, alias: &str, started: Instant, attempts: &[AttemptLog], end: &StreamEnd) {
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let usage = end.usage.unwrap_or_default();
+    let ttft_ms = end.first_chunk_at.map(|t| t.duration_since(started).as_millis() as u64);
+    if end.cancelled {
+        tracing::info!(request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, "stream cancelled by the client");
+    } else if let Some(e) = &end.error {
+        tracing::warn!(
+            request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, ?ttft_ms,
+            error_class = e.class.as_str(), "stream failed after commit"
+        );
+    } else {
+        tracing::info!(
+            request_id = %id, alias, deployment = deployment_of(attempts), attempts = attempts.len(),
+            stream = true, latency_ms, ?ttft_ms, input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens, "request completed"
+        );
+    }
+}

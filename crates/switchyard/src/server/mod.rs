@@ -1,0 +1,276 @@
+//! HTTP: the axum routers for the OpenAI- and Anthropic-compatible APIs and health checks, body
+//! limits, and the one place where a [`GatewayError`] becomes an HTTP response in the ingress
+//! dialect's error shape. No business rules live here.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::json;
+use switchyard_protocol::anthropic::AnthropicIngress;
+use switchyard_protocol::dialect::{DialectId, IngressDialect};
+use switchyard_protocol::openai::OpenAiIngress;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::error::GatewayError;
+use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
+use crate::routing::now_ms;
+
+static OPENAI: OpenAiIngress = OpenAiIngress;
+static ANTHROPIC: AnthropicIngress = AnthropicIngress;
+
+fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
+    match dialect {
+        DialectId::Anthropic => &ANTHROPIC,
+        _ => &OPENAI,
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/chat/completions", post(openai_chat))
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/embeddings", post(openai_embeddings))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/v1/messages", post(anthropic_messages))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests (streams included) finish for
+/// up to `grace`.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = app.config.server.shutdown_grace;
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        notify.notify_one();
+    });
+    tokio::select! {
+        result = server => result,
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing the remaining connections");
+            Ok(())
+        }
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(GatewayError::RequestTooLarge(limit));
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::RequestTooLarge(limit))
+        }
+        Err(_) => Err(GatewayError::InvalidRequest(
+            switchyard_protocol::error::DecodeError::new("the request body could not be read", None),
+        )),
+    }
+}
+
+fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) -> Response {
+    let client = error.to_client();
+    let body = ingress(dialect).encode_error(&client);
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Some(secs) = error.retry_after_secs() {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if client.status == 401 && dialect == DialectId::OpenAi {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn reply_response(reply: Reply, request_id: &str) -> Response {
+    let (body, content_type) = match reply.body {
+        ReplyBody::Json(bytes) => (Body::from(bytes), "application/json"),
+        ReplyBody::Sse(stream) => (Body::from_stream(stream), "text/event-stream"),
+    };
+    let streaming = content_type == "text/event-stream";
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if streaming {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&reply.route) {
+        h.insert("x-switchyard-route", v);
+    }
+    response
+}
+
+async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {
+    let ctx = RequestContext::new(dialect);
+    let limit = app.config.server.max_body_bytes;
+    let result = match read_body(&headers, body, limit).await {
+        Ok(bytes) => pipeline::chat(app, &ctx, ingress(dialect), &headers, bytes).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(reply) => reply_response(reply, &ctx.id),
+        Err(e) => error_response(dialect, &e, &ctx.id),
+    }
+}
+
+async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    chat(app, DialectId::OpenAi, headers, body).await
+}
+
+async fn anthropic_messages(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    chat(app, DialectId::Anthropic, headers, body).await
+}
+
+async fn openai_embeddings(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    let limit = app.config.server.max_body_bytes;
+    let result = match read_body(&headers, body, limit).await {
+        Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(reply) => reply_response(reply, &ctx.id),
+        Err(e) => error_response(DialectId::OpenAi, &e, &ctx.id),
+    }
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
+    let mut response = Response::new(Body::from(value.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    if let Err(e) = pipeline::authenticate(&app, &headers) {
+        return error_response(DialectId::OpenAi, &e, &ctx.id);
+    }
+    let data: Vec<_> = app
+        .table
+        .aliases
+        .iter()
+        .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    json_response(StatusCode::OK, json!({"object": "list", "data": data}))
+}
+
+async fn live() -> Response {
+    json_response(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// Ready when every alias has at least one deployment that is not cooling down.
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let now = now_ms();
+    let mut unavailable = Vec::new();
+    for alias in &app.table.aliases {
+        let usable = app.table.route(alias).is_some_and(|r| {
+            r.deployments
+                .iter()
+                .any(|d| !d.health.snapshot(now).cooling)
+        });
+        if !usable {
+            unavailable.push(alias.clone());
+        }
+    }
+    if unavailable.is_empty() {
+        json_response(StatusCode::OK, json!({"status": "ready"}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "aliases_without_usable_deployment": unavailable}),
+        )
+    }
+}
+
+fn dialect_for_path(path: &str) -> DialectId {
+    if path.starts_with("/v1/messages") {
+        DialectId::Anthropic
+    } else {
+        DialectId::OpenAi
+    }
+}
+
+async fn not_found(uri: http::Uri) -> Response {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    error_response(
+        dialect_for_path(uri.path()),
+        &GatewayError::NotFound(uri.path().to_owned()),
+        &ctx.id,
+    )
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    let mut response = error_response(
+        dialect_for_path(uri.path()),
+        &GatewayError::NotFound(format!("{method} {}", uri.path())),
+        &ctx.id,
+    );
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+

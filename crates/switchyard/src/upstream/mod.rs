@@ -1,0 +1,394 @@
+//! Performs the calls a route plan asks for: builds each attempt's HTTP request through the
+//! provider's dialect, enforces timeouts (connect, first byte, stall between chunks, total),
+//! classifies failures, retries with backoff and full jitter, moves on to the next deployment,
+//! and hands a committed stream to the [`relay`]. It decides nothing about *where* to go.
+
+pub mod relay;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use switchyard_protocol::canonical::{
+    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, StreamEvent,
+    UpstreamErrorInfo,
+};
+use switchyard_protocol::dialect::{StreamDecoder, Target};
+
+use crate::config::RoutingFile;
+use crate::error::GatewayError;
+use crate::routing::{Deployment, PlannedAttempt, Provider, now_ms, record_failure};
+
+/// Most of an error body we read to classify it.
+const MAX_ERROR_BODY: usize = 256 * 1024;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// One HTTP exchange with one deployment, as the request record will show it.
+#[derive(Debug, Clone)]
+pub struct AttemptLog {
+    pub alias: String,
+    pub deployment: String,
+    pub status: Option<u16>,
+    pub error: Option<ErrorClass>,
+    pub latency: Duration,
+}
+
+/// A stream whose first meaningful event has arrived: from here on there is no fallback.
+pub struct CommittedStream {
+    /// Events decoded before commit (start, first delta …), not yet sent to the client.
+    pub buffered: Vec<StreamEvent>,
+    /// The upstream already ended cleanly (a very short answer).
+    pub ended: bool,
+    pub body: ByteStream,
+    pub decoder: Box<dyn StreamDecoder>,
+    pub stall: Duration,
+    pub deadline: Instant,
+}
+
+pub enum Answer {
+    Complete(ChatResponse),
+    Stream(CommittedStream),
+}
+
+pub struct Executed<T> {
+    pub answer: T,
+    pub alias: String,
+    pub deployment: Arc<Deployment>,
+    pub attempts: Vec<AttemptLog>,
+}
+
+pub struct Failed {
+    pub error: GatewayError,
+    pub attempts: Vec<AttemptLog>,
+}
+
+/// Builds the HTTP client of one provider (its own pool and connect timeout).
+pub fn client_for(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .http1_only()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .build()
+}
+
+fn target<'a>(d: &'a Deployment) -> Target<'a> {
+    let p = &d.provider;
+    Target {
+        base_url: &p.base_url,
+        model: &d.model,
+        api_key: p.api_key.as_ref().map(|s| s.expose()),
+        api_version: p.api_version.as_deref(),
+    }
+}
+
+fn transport_error(e: &reqwest::Error, provider: &Provider) -> UpstreamErrorInfo {
+    let class = if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() {
+        ErrorClass::Connect
+    } else if e.is_body() || e.is_decode() {
+        ErrorClass::StreamInterrupted
+    } else {
+        // Resets and closes before a response are connection-level failures.
+        ErrorClass::Connect
+    };
+    let what = match class {
+        ErrorClass::Timeout => "timed out",
+        ErrorClass::StreamInterrupted => "broke off while sending its answer",
+        _ => "could not be reached or closed the connection",
+    };
+    UpstreamErrorInfo {
+        class,
+        status: None,
+        message: format!("provider '{}' {what}", provider.name),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+fn timeout_error(provider: &Provider, what: &str, after: Duration) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::Timeout,
+        status: None,
+        message: format!(
+            "provider '{}' sent no {what} within {} ms",
+            provider.name,
+            after.as_millis()
+        ),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::InvalidRequest,
+        status: None,
+        message: e.message,
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+/// Sends a built request and waits for the response head within the first-byte timeout.
+async fn send(
+    provider: &Provider,
+    request: http::Request<Vec<u8>>,
+    started: Instant,
+) -> Result<reqwest::Response, UpstreamErrorInfo> {
+    let request = reqwest::Request::try_from(request).map_err(|e| UpstreamErrorInfo {
+        class: ErrorClass::InvalidRequest,
+        status: None,
+        message: format!("cannot build the provider request: {e}"),
+        provider_code: None,
+        retry_after_secs: None,
+    })?;
+    let first_byte = provider.timeouts.first_byte;
+    let response = match tokio::time::timeout(first_byte, provider.client.execute(request)).await {
+        Err(_) => return Err(timeout_error(provider, "response", first_byte)),
+        Ok(Err(e)) => return Err(transport_error(&e, provider)),
+        Ok(Ok(r)) => r,
+    };
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let budget = remaining(started, provider.timeouts.total).min(Duration::from_secs(10));
+    let body = tokio::time::timeout(budget, read_limited(response, MAX_ERROR_BODY))
+        .await
+        .unwrap_or_default();
+    Err(provider.dialect.classify_error(status, &headers, &body))
+}
+
+fn remaining(started: Instant, total: Duration) -> Duration {
+    total.saturating_sub(started.elapsed())
+}
+
+async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = response.bytes_stream();
+    while let Some(Ok(chunk)) = body.next().await {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out
+}
+
+async fn attempt_chat(d: &Deployment, request: &ChatRequest) -> Result<Answer, UpstreamErrorInfo> {
+    let provider = &d.provider;
+    let started = Instant::now();
+    let built = provider
+        .dialect
+        .build_chat(request, &target(d))
+        .map_err(invalid_for_provider)?;
+    let response = send(provider, built, started).await?;
+    let timeouts = provider.timeouts;
+    if !request.stream {
+        let budget = remaining(started, timeouts.total);
+        let body = match tokio::time::timeout(budget, response.bytes()).await {
+            Err(_) => return Err(timeout_error(provider, "complete answer", timeouts.total)),
+            Ok(Err(e)) => return Err(transport_error(&e, provider)),
+            Ok(Ok(b)) => b,
+        };
+        return provider.dialect.parse_chat(&body).map(Answer::Complete);
+    }
+    let mut body: ByteStream = Box::pin(response.bytes_stream());
+    let mut decoder = provider.dialect.stream_decoder();
+    let mut buffered = Vec::new();
+    // Until commit the first-byte budget applies; the stall timeout only between later chunks.
+    let first_deadline = started + timeouts.first_byte;
+    loop {
+        let wait = first_deadline
+            .saturating_duration_since(Instant::now())
+            .max(if buffered.is_empty() { Duration::ZERO } else { timeouts.stall });
+        let next = match tokio::time::timeout(wait, body.next()).await {
+            Err(_) => return Err(timeout_error(provider, "stream data", timeouts.first_byte)),
+            Ok(next) => next,
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                decoder.push(&chunk, &mut buffered)?;
+                if let Some(StreamEvent::Error(e)) =
+                    buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
+                {
+                    return Err(e.clone());
+                }
+                let meaningful = buffered
+                    .iter()
+                    .any(|e| !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_)));
+                if meaningful {
+                    return Ok(Answer::Stream(CommittedStream {
+                        buffered,
+                        ended: false,
+                        body,
+                        decoder,
+                        stall: timeouts.stall,
+                        deadline: started + timeouts.total,
+                    }));
+                }
+            }
+            Some(Err(e)) => {
+                let mut err = transport_error(&e, provider);
+                err.class = ErrorClass::StreamInterrupted;
+                return Err(err);
+            }
+            None => {
+                decoder.finish(&mut buffered)?;
+                return Ok(Answer::Stream(CommittedStream {
+                    buffered,
+                    ended: true,
+                    body,
+                    decoder,
+                    stall: timeouts.stall,
+                    deadline: started + timeouts.total,
+                }));
+            }
+        }
+    }
+}
+
+async fn attempt_embeddings(
+    d: &Deployment,
+    request: &EmbeddingRequest,
+) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
+    let provider = &d.provider;
+    let started = Instant::now();
+    let built = provider
+        .dialect
+        .build_embeddings(request, &target(d))
+        .map_err(invalid_for_provider)?;
+    let response = send(provider, built, started).await?;
+    let budget = remaining(started, provider.timeouts.total);
+    let body = match tokio::time::timeout(budget, response.bytes()).await {
+        Err(_) => return Err(timeout_error(provider, "complete answer", provider.timeouts.total)),
+        Ok(Err(e)) => return Err(transport_error(&e, provider)),
+        Ok(Ok(b)) => b,
+    };
+    provider.dialect.parse_embeddings(&body)
+}
+
+/// Full jitter: a random wait between zero and an exponentially growing cap.
+fn backoff(try_no: u32) -> Duration {
+    let cap_ms = (100u64 << try_no.min(5)).min(2_000);
+    Duration::from_millis(rand::random_range(0..=cap_ms))
+}
+
+/// Whether a failure says anything about the deployment's health.
+fn counts_against_deployment(class: ErrorClass) -> bool {
+    !matches!(
+        class,
+        ErrorClass::InvalidRequest | ErrorClass::ContextTooLong | ErrorClass::ContentFiltered
+    )
+}
+
+/// Walks the plan until one attempt succeeds or the plan is exhausted.
+async fn walk<T, F, Fut>(
+    plan: Vec<PlannedAttempt>,
+    policy: &RoutingFile,
+    mut call: F,
+) -> Result<Executed<T>, Failed>
+where
+    F: FnMut(Arc<Deployment>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamErrorInfo>>,
+{
+    let mut attempts = Vec::new();
+    let mut last: Option<UpstreamErrorInfo> = None;
+    let mut all_rate_limited = true;
+    for planned in plan {
+        let d = planned.deployment;
+        for try_no in 0..=planned.retries {
+            let started = Instant::now();
+            let result = {
+                let _in_flight = d.health.start();
+                call(d.clone()).await
+            };
+            match result {
+                Ok(answer) => {
+                    d.health.success();
+                    attempts.push(AttemptLog {
+                        alias: planned.alias.clone(),
+                        deployment: d.id.clone(),
+                        status: Some(200),
+                        error: None,
+                        latency: started.elapsed(),
+                    });
+                    return Ok(Executed {
+                        answer,
+                        alias: planned.alias,
+                        deployment: d,
+                        attempts,
+                    });
+                }
+                Err(e) => {
+                    attempts.push(AttemptLog {
+                        alias: planned.alias.clone(),
+                        deployment: d.id.clone(),
+                        status: e.status,
+                        error: Some(e.class),
+                        latency: started.elapsed(),
+                    });
+                    tracing::debug!(deployment = %d.id, class = e.class.as_str(), status = ?e.status, "attempt failed");
+                    let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
+                    if counts_against_deployment(e.class) {
+                        record_failure(&d, policy, retry_after, now_ms());
+                    }
+                    if e.class != ErrorClass::RateLimited {
+                        all_rate_limited = false;
+                    }
+                    // The client's own mistake: no other deployment will think differently.
+                    let give_up = e.class == ErrorClass::InvalidRequest;
+                    let retry_here = e.class.is_retryable()
+                        && try_no < planned.retries
+                        && retry_after.is_none_or(|ra| ra <= policy.max_retry_after);
+                    let wait = retry_after.unwrap_or_else(|| backoff(try_no));
+                    last = Some(e);
+                    if give_up {
+                        return Err(failed(last, false, attempts));
+                    }
+                    if !retry_here {
+                        break;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    Err(failed(last, all_rate_limited, attempts))
+}
+
+fn failed(last: Option<UpstreamErrorInfo>, all_rate_limited: bool, attempts: Vec<AttemptLog>) -> Failed {
+    let error = match last {
+        Some(last) => GatewayError::Upstream {
+            last,
+            all_rate_limited,
+            attempts: attempts.len() as u32,
+        },
+        None => GatewayError::Internal("route plan was empty".into()),
+    };
+    Failed { error, attempts }
+}
+
+pub async fn execute_chat(
+    plan: Vec<PlannedAttempt>,
+    request: &ChatRequest,
+    policy: &RoutingFile,
+) -> Result<Executed<Answer>, Failed> {
+    walk(plan, policy, |d| async move { attempt_chat(&d, request).await }).await
+}
+
+pub async fn execute_embeddings(
+    plan: Vec<PlannedAttempt>,
+    request: &EmbeddingRequest,
+    policy: &RoutingFile,
+) -> Result<Executed<EmbeddingResponse>, Failed> {
+    walk(plan, policy, |d| async move { attempt_embeddings(&d, request).await }).await
+}

@@ -1,0 +1,201 @@
+//! The stream relay: after commit, upstream chunks are decoded and re-encoded into the client's
+//! dialect one by one as they arrive (no buffering of the whole answer). A failure after commit
+//! (break, stall, premature end, in-band provider error) becomes the dialect's in-stream error
+//! event; a truncated stream never ends with the terminal success frame. Dropping the body (the
+//! client went away) drops the upstream response, which cancels the upstream request.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use switchyard_protocol::canonical::{ErrorClass, StreamEvent, UpstreamErrorInfo, Usage};
+use switchyard_protocol::dialect::StreamEncoder;
+
+use super::CommittedStream;
+use crate::error::GatewayError;
+
+/// How a relayed stream ended, reported once to whoever records the request.
+#[derive(Debug, Clone)]
+pub struct StreamEnd {
+    pub usage: Option<Usage>,
+    /// `None` when the stream completed; the failure otherwise.
+    pub error: Option<UpstreamErrorInfo>,
+    /// The client disconnected before the end.
+    pub cancelled: bool,
+    pub first_chunk_at: Option<Instant>,
+}
+
+type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
+
+struct Relay {
+    upstream: CommittedStream,
+    encoder: Box<dyn StreamEncoder>,
+    events: Vec<StreamEvent>,
+    usage: Option<Usage>,
+    done: bool,
+    first_chunk_at: Option<Instant>,
+    on_end: Option<OnEnd>,
+}
+
+impl Relay {
+    fn end(&mut self, error: Option<UpstreamErrorInfo>, cancelled: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(StreamEnd {
+                usage: self.usage,
+                error,
+                cancelled,
+                first_chunk_at: self.first_chunk_at,
+            });
+        }
+    }
+
+    /// Encodes pending events; returns an in-band provider error if one came.
+    fn encode_pending(&mut self, out: &mut Vec<u8>) -> Option<UpstreamErrorInfo> {
+        let events = std::mem::take(&mut self.events);
+        let mut failure = None;
+        for event in &events {
+            match event {
+                StreamEvent::Error(e) => {
+                    failure = Some(e.clone());
+                    break;
+                }
+                StreamEvent::Usage(u) => {
+                    match &mut self.usage {
+                        Some(total) => total.merge(u),
+                        None => self.usage = Some(*u),
+                    }
+                    self.encoder.event(event, out);
+                }
+                other => self.encoder.event(other, out),
+            }
+        }
+        self.events = events;
+        self.events.clear();
+        failure
+    }
+
+    fn fail(&mut self, error: UpstreamErrorInfo, out: &mut Vec<u8>) {
+        let client = GatewayError::Upstream {
+            last: error.clone(),
+            all_rate_limited: false,
+            attempts: 1,
+        }
+        .to_client();
+        self.encoder.error(&client, out);
+        self.done = true;
+        self.end(Some(error), false);
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.encoder.finish(out);
+        self.done = true;
+        self.end(None, false);
+    }
+
+    /// Produces the next chunk for the client, or `None` when the stream is over.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        // The events decoded before commit go out first, with the end if it already came.
+        if !self.upstream.buffered.is_empty() || self.upstream.ended {
+            self.events = std::mem::take(&mut self.upstream.buffered);
+            if let Some(e) = self.encode_pending(&mut out) {
+                self.fail(e, &mut out);
+            } else if self.upstream.ended {
+                self.complete(&mut out);
+            }
+            self.first_chunk_at.get_or_insert_with(Instant::now);
+            return Some(Bytes::from(out));
+        }
+        loop {
+            let wait = self
+                .upstream
+                .stall
+                .min(self.upstream.deadline.saturating_duration_since(Instant::now()));
+            let next = tokio::time::timeout(wait, self.upstream.body.next()).await;
+            match next {
+                Err(_) => {
+                    self.fail(stall_error(wait), &mut out);
+                }
+                Ok(Some(Ok(chunk))) => {
+                    if let Err(e) = self.upstream.decoder.push(&chunk, &mut self.events) {
+                        self.events.clear();
+                        self.fail(e, &mut out);
+                    } else if let Some(e) = self.encode_pending(&mut out) {
+                        self.fail(e, &mut out);
+                    }
+                }
+                Ok(Some(Err(_))) => {
+                    self.fail(
+                        UpstreamErrorInfo {
+                            class: ErrorClass::StreamInterrupted,
+                            status: None,
+                            message: "the provider's stream broke off".into(),
+                            provider_code: None,
+                            retry_after_secs: None,
+                        },
+                        &mut out,
+                    );
+                }
+                Ok(None) => match self.upstream.decoder.finish(&mut self.events) {
+                    Ok(()) => {
+                        if let Some(e) = self.encode_pending(&mut out) {
+                            self.fail(e, &mut out);
+                        } else {
+                            self.complete(&mut out);
+                        }
+                    }
+                    Err(e) => {
+                        self.encode_pending(&mut out);
+                        self.fail(e, &mut out);
+                    }
+                },
+            }
+            if !out.is_empty() {
+                return Some(Bytes::from(out));
+            }
+            if self.done {
+                return None;
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away mid-stream.
+        self.end(None, true);
+    }
+}
+
+fn stall_error(after: Duration) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::Timeout,
+        status: None,
+        message: format!("the provider's stream stalled for {} ms", after.as_millis()),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+/// The client-facing body of a committed stream.
+pub fn relay(
+    upstream: CommittedStream,
+    encoder: Box<dyn StreamEncoder>,
+    on_end: OnEnd,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let relay = Relay {
+        upstream,
+        encoder,
+        events: Vec::new(),
+        usage: None,
+        done: false,
+        first_chunk_at: None,
+        on_end: Some(on_end),
+    };
+    futures::stream::unfold(relay, |mut relay| async move {
+        relay.next_chunk().await.map(|chunk| (Ok(chunk), relay))
+    })
+}
