@@ -213,7 +213,9 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
         }
         other => {
             return Err(DecodeError::new(
-                format!("messages: unexpected role \"{other}\"; expected \"user\" or \"assistant\""),
+                format!(
+                    "messages: unexpected role \"{other}\"; expected \"user\" or \"assistant\""
+                ),
                 Some(&format!("messages[{i}].role")),
             ));
         }
@@ -381,7 +383,9 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
             ContentPart::RedactedReasoning { data } => {
                 blocks.push(ContentBlock::RedactedThinking { data: data.clone() });
             }
-            ContentPart::Text { text, .. } => blocks.push(ContentBlock::Text { text: text.clone() }),
+            ContentPart::Text { text, .. } => {
+                blocks.push(ContentBlock::Text { text: text.clone() })
+            }
             ContentPart::ToolCall {
                 id,
                 name,

@@ -302,7 +302,12 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
 
     let mut body = match serde_json::to_value(&params) {
         Ok(Value::Object(body)) => body,
-        _ => return Err(DecodeError::new("cannot serialise the Anthropic request", None)),
+        _ => {
+            return Err(DecodeError::new(
+                "cannot serialise the Anthropic request",
+                None,
+            ));
+        }
     };
     if let Some(fields) = extras {
         for (key, value) in fields {

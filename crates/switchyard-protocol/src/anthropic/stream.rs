@@ -136,7 +136,10 @@ impl AnthropicStreamDecoder {
                     (ContentBlockDelta::SignatureDelta { signature }, _) => {
                         out.push(StreamEvent::ReasoningSignature(signature));
                     }
-                    (ContentBlockDelta::InputJsonDelta { partial_json }, Some(BlockKind::Tool(tool))) => {
+                    (
+                        ContentBlockDelta::InputJsonDelta { partial_json },
+                        Some(BlockKind::Tool(tool)),
+                    ) => {
                         if !partial_json.is_empty() {
                             out.push(StreamEvent::ToolCallDelta {
                                 index: tool,
@@ -220,8 +223,10 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     if self.ended {
                         break;
                     }
-                    let event: MessageStreamEvent = serde_json::from_str(&frame.data)
-                        .map_err(|e| malformed(format!("Anthropic stream event is not valid: {e}")))?;
+                    let event: MessageStreamEvent =
+                        serde_json::from_str(&frame.data).map_err(|e| {
+                            malformed(format!("Anthropic stream event is not valid: {e}"))
+                        })?;
                     self.handle(event, out)?;
                 }
                 Ok(())
@@ -244,10 +249,18 @@ impl StreamDecoder for AnthropicStreamDecoder {
 /// The block the encoder has open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
-    Text { index: u32 },
+    Text {
+        index: u32,
+    },
     /// `signed` once a signature was written: the next reasoning starts a new block.
-    Thinking { index: u32, signed: bool },
-    Tool { index: u32, tool: u32 },
+    Thinking {
+        index: u32,
+        signed: bool,
+    },
+    Tool {
+        index: u32,
+        tool: u32,
+    },
 }
 
 impl OpenBlock {
@@ -433,7 +446,11 @@ impl StreamEncoder for AnthropicStreamEncoder {
                         index
                     }
                 };
-                Self::delta(index, ContentBlockDelta::TextDelta { text: text.clone() }, out);
+                Self::delta(
+                    index,
+                    ContentBlockDelta::TextDelta { text: text.clone() },
+                    out,
+                );
             }
             StreamEvent::ReasoningDelta(thinking) => {
                 if thinking.is_empty() {

@@ -1,0 +1,1472 @@
+//! Tests of the Anthropic dialect: ingress decode/encode, provider request goldens, response
+//! and error parsing, and the stream codecs (every split point, round trips, failures).
+
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{AnthropicIngress, AnthropicProvider, AnthropicStreamDecoder, JSON_OBJECT_INSTRUCTION};
+use crate::DialectId;
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, FinishReason, ImageSource, Message,
+    Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, Usage,
+};
+use crate::dialect::{EncodeCtx, IngressDialect, ProviderDialect, StreamDecoder, Target};
+use crate::error::{ClientError, DecodeError, ErrorKind};
+use crate::sse::SseParser;
+
+const MODEL: &str = "claude-sonnet-4-5";
+
+fn target() -> Target<'static> {
+    Target {
+        base_url: "https://api.anthropic.com",
+        model: "claude-target",
+        api_key: Some("sk-ant-test"),
+        api_version: None,
+    }
+}
+
+fn ctx(id: &str, model: &str) -> EncodeCtx {
+    EncodeCtx {
+        id: id.into(),
+        model: model.into(),
+        created: 1_700_000_000,
+        include_usage: true,
+    }
+}
+
+fn decode(body: &Value) -> Result<ChatRequest, DecodeError> {
+    AnthropicIngress.decode_chat(&serde_json::to_vec(body).unwrap())
+}
+
+fn decode_err(body: Value) -> DecodeError {
+    decode(&body).unwrap_err()
+}
+
+fn build(request: &ChatRequest) -> (http::Request<Vec<u8>>, Value) {
+    let built = AnthropicProvider.build_chat(request, &target()).unwrap();
+    let body = serde_json::from_slice(built.body()).unwrap();
+    (built, body)
+}
+
+fn message(role: Role, content: Vec<ContentPart>) -> Message {
+    Message {
+        role,
+        content,
+        name: None,
+        extras: Extras::default(),
+    }
+}
+
+fn tool_call(id: &str, name: &str, arguments: &str) -> ContentPart {
+    ContentPart::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+        extras: Extras::default(),
+    }
+}
+
+fn tool_result(id: &str, text: &str, is_error: bool) -> ContentPart {
+    ContentPart::ToolResult {
+        tool_call_id: id.into(),
+        name: None,
+        content: vec![ContentPart::text(text)],
+        is_error,
+    }
+}
+
+// ---------------------------------------------------------------- ingress: decode
+
+/// A request as Claude Code-style clients send it, in the shape the provider side writes back
+/// (strings for lone text blocks), so decode → build must reproduce it exactly.
+fn full_request() -> Value {
+    json!({
+        "model": MODEL,
+        "max_tokens": 8192,
+        "system": [
+            {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Answer in English."}
+        ],
+        "messages": [
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Need the tool.", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C, sunny",
+                 "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "timeout", "is_error": true},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"},
+                 "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "And tomorrow?"}
+            ]}
+        ],
+        "tools": [
+            {"name": "get_weather", "description": "Weather by city",
+             "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+             "cache_control": {"type": "ephemeral"}},
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+        ],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": true},
+        "stop_sequences": ["\n\nEND"],
+        "top_p": 0.95,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "metadata": {"user_id": "user-42"},
+        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}, "effort": "high"},
+        "stream": true,
+        "service_tier": "auto",
+        "context_management": {"edits": []}
+    })
+}
+
+#[test]
+fn decodes_every_modelled_field() {
+    let request = decode(&full_request()).unwrap();
+    assert_eq!(request.model, MODEL);
+    assert_eq!(request.max_tokens, Some(8192));
+    assert!(request.stream && request.include_usage);
+    assert_eq!(request.stop, vec!["\n\nEND".to_owned()]);
+    assert_eq!(request.top_p, Some(0.95));
+    assert_eq!(request.user.as_deref(), Some("user-42"));
+    assert_eq!(request.tool_choice, Some(ToolChoice::Auto));
+    assert_eq!(request.parallel_tool_calls, Some(false));
+    assert_eq!(
+        request.reasoning,
+        Some(Reasoning {
+            effort: None,
+            budget_tokens: Some(2048)
+        })
+    );
+    assert!(matches!(
+        &request.response_format,
+        Some(ResponseFormat::JsonSchema { schema, .. }) if schema == &json!({"type": "object"})
+    ));
+
+    let [system, user, assistant, results] = request.messages.as_slice() else {
+        panic!("expected four messages, got {:?}", request.messages);
+    };
+    assert_eq!(system.role, Role::System);
+    assert_eq!(
+        system.content[0],
+        ContentPart::Text {
+            text: "You are terse.".into(),
+            cache_control: Some(json!({"type": "ephemeral"}))
+        }
+    );
+    assert_eq!(
+        user.content,
+        vec![ContentPart::text("What's the weather in Paris?")]
+    );
+    assert_eq!(
+        assistant.content,
+        vec![
+            ContentPart::Reasoning {
+                text: "Need the tool.".into(),
+                signature: Some("sig-1".into())
+            },
+            ContentPart::RedactedReasoning {
+                data: "opaque".into()
+            },
+            ContentPart::text("Checking."),
+            tool_call("toolu_1", "get_weather", r#"{"city":"Paris"}"#),
+        ]
+    );
+    // Tool results stay in the user message, in order, beside the user's own content.
+    assert_eq!(results.role, Role::User);
+    assert_eq!(
+        results.content[0],
+        tool_result("toolu_1", "18°C, sunny", false)
+    );
+    assert_eq!(results.content[1], tool_result("toolu_2", "timeout", true));
+    assert_eq!(
+        results.content[2],
+        ContentPart::Image {
+            source: ImageSource::Base64 {
+                media_type: "image/png".into(),
+                data: "iVBORw0KGgo=".into()
+            },
+            detail: None
+        }
+    );
+
+    assert_eq!(request.tools.len(), 1);
+    assert_eq!(request.tools[0].name, "get_weather");
+    assert_eq!(
+        request.tools[0].cache_control,
+        Some(json!({"type": "ephemeral"}))
+    );
+
+    // Unknown fields, and what the canonical model cannot hold, wait in the extras.
+    let extras = request.extras.for_dialect(DialectId::Anthropic).unwrap();
+    assert_eq!(extras["service_tier"], json!("auto"));
+    assert_eq!(extras["context_management"], json!({"edits": []}));
+    assert_eq!(extras["tools"][0]["name"], json!("web_search"));
+    assert_eq!(extras["output_config"], json!({"effort": "high"}));
+    assert_eq!(request.extras.for_dialect(DialectId::OpenAi), None);
+}
+
+#[test]
+fn same_dialect_round_trip_is_lossless() {
+    let original = full_request();
+    let request = decode(&original).unwrap();
+    let (_, body) = build(&request);
+    let mut expected = original;
+    expected["model"] = json!("claude-target");
+    assert_eq!(body, expected);
+}
+
+#[test]
+fn decodes_minimal_request_and_content_shapes() {
+    let request = decode(&json!({
+        "model": MODEL,
+        "max_tokens": 16,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1",
+             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"type": "tool_result", "tool_use_id": "t2"}
+        ]}],
+        "tool_choice": {"type": "tool", "name": "lookup"},
+        "thinking": {"type": "adaptive"}
+    }))
+    .unwrap();
+    assert!(!request.stream);
+    assert_eq!(
+        request.messages[0],
+        message(Role::System, vec![ContentPart::text("Be brief.")])
+    );
+    assert_eq!(
+        request.messages[1].content,
+        vec![
+            ContentPart::ToolResult {
+                tool_call_id: "t1".into(),
+                name: None,
+                content: vec![ContentPart::text("a"), ContentPart::text("b")],
+                is_error: false
+            },
+            ContentPart::ToolResult {
+                tool_call_id: "t2".into(),
+                name: None,
+                content: vec![],
+                is_error: false
+            },
+        ]
+    );
+    assert_eq!(
+        request.tool_choice,
+        Some(ToolChoice::Function("lookup".into()))
+    );
+    assert_eq!(request.parallel_tool_calls, None);
+    assert_eq!(request.reasoning, None);
+    let extras = request.extras.for_dialect(DialectId::Anthropic).unwrap();
+    assert_eq!(extras["thinking"], json!({"type": "adaptive"}));
+    // Both survive the way back out.
+    let (_, body) = build(&request);
+    assert_eq!(body["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(body["system"], json!("Be brief."));
+    assert_eq!(
+        body["messages"][0]["content"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "t1",
+             "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"type": "tool_result", "tool_use_id": "t2"}
+        ])
+    );
+
+    let none = decode(&json!({
+        "model": MODEL, "max_tokens": 1, "messages": [],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": false}
+    }))
+    .unwrap();
+    assert_eq!(none.tool_choice, Some(ToolChoice::Required));
+    assert_eq!(none.parallel_tool_calls, Some(true));
+    assert!(none.extras.is_empty());
+}
+
+#[test]
+fn decode_errors_name_the_offending_field() {
+    let base = || json!({"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let with = |key: &str, value: Value| {
+        let mut body = base();
+        body[key] = value;
+        body
+    };
+
+    let mut no_max = base();
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    assert_eq!(decode_err(no_max).param.as_deref(), Some("max_tokens"));
+    let mut no_messages = base();
+    no_messages.as_object_mut().unwrap().remove("messages");
+    assert_eq!(decode_err(no_messages).param.as_deref(), Some("messages"));
+
+    assert_eq!(
+        decode_err(with("max_tokens", json!("lots")))
+            .param
+            .as_deref(),
+        Some("max_tokens")
+    );
+    let role = decode_err(with(
+        "messages",
+        json!([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "system", "content": "c"}]),
+    ));
+    assert_eq!(role.param.as_deref(), Some("messages[2].role"));
+    assert!(
+        role.message.contains("top-level `system`"),
+        "{}",
+        role.message
+    );
+
+    let content = decode_err(with("messages", json!([{"role": "user", "content": 42}])));
+    assert_eq!(content.param.as_deref(), Some("messages[0].content"));
+
+    let block = decode_err(with(
+        "messages",
+        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "document", "source": {}}]}]),
+    ));
+    assert_eq!(block.param.as_deref(), Some("messages[0].content[1].type"));
+    assert!(block.message.contains("document"), "{}", block.message);
+
+    let nested = decode_err(with(
+        "messages",
+        json!([{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+            "content": [{"type": "tool_use", "id": "x", "name": "y", "input": {}}]}]}]),
+    ));
+    assert_eq!(
+        nested.param.as_deref(),
+        Some("messages[0].content[0].content[0].type")
+    );
+
+    assert_eq!(
+        decode_err(with("tool_choice", json!({"type": "tool"})))
+            .param
+            .as_deref(),
+        Some("tool_choice")
+    );
+    assert_eq!(
+        decode_err(with("thinking", json!({"type": "enabled"})))
+            .param
+            .as_deref(),
+        Some("thinking")
+    );
+    assert_eq!(
+        decode_err(with(
+            "tools",
+            json!([{"name": "t", "input_schema": {}}, {"name": "no_schema"}])
+        ))
+        .param
+        .as_deref(),
+        Some("tools[1]")
+    );
+    assert_eq!(
+        decode_err(with(
+            "system",
+            json!([{"type": "image", "source": {"type": "url", "url": "u"}}])
+        ))
+        .param
+        .as_deref(),
+        Some("system[0].type")
+    );
+
+    let syntax = AnthropicIngress.decode_chat(b"{\"model\": ").unwrap_err();
+    assert!(
+        syntax.message.contains("invalid JSON"),
+        "{}",
+        syntax.message
+    );
+}
+
+// ---------------------------------------------------------------- ingress: encode
+
+fn sample_response() -> ChatResponse {
+    ChatResponse {
+        id: "upstream-id".into(),
+        model: "gpt-upstream".into(),
+        created: 0,
+        content: vec![
+            ContentPart::Reasoning {
+                text: "Think.".into(),
+                signature: None,
+            },
+            ContentPart::RedactedReasoning { data: "xyz".into() },
+            ContentPart::text("Here you go."),
+            tool_call("call_1", "lookup", r#"{"q":"rust"}"#),
+            tool_call("call_2", "broken", "{\"q\": "),
+        ],
+        finish_reason: FinishReason::StopSequence(Some("END".into())),
+        usage: Some(Usage {
+            input_tokens: 1000,
+            output_tokens: 50,
+            cache_read_tokens: 600,
+            cache_write_tokens: 100,
+            reasoning_tokens: 10,
+        }),
+        extras: Extras::default(),
+    }
+}
+
+#[test]
+fn encodes_a_complete_message() {
+    let body: Value = serde_json::from_slice(
+        &AnthropicIngress.encode_chat(&sample_response(), &ctx("gw-1", "my-alias")),
+    )
+    .unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "id": "msg_gw-1",
+            "type": "message",
+            "role": "assistant",
+            "model": "my-alias",
+            "content": [
+                {"type": "thinking", "thinking": "Think.", "signature": ""},
+                {"type": "redacted_thinking", "data": "xyz"},
+                {"type": "text", "text": "Here you go."},
+                {"type": "tool_use", "id": "call_1", "name": "lookup", "input": {"q": "rust"}},
+                // Arguments that are not a JSON object become an empty input.
+                {"type": "tool_use", "id": "call_2", "name": "broken", "input": {}}
+            ],
+            "stop_reason": "stop_sequence",
+            "stop_sequence": "END",
+            "usage": {
+                "input_tokens": 300,
+                "output_tokens": 50,
+                "cache_creation_input_tokens": 100,
+                "cache_read_input_tokens": 600
+            }
+        })
+    );
+}
+
+#[test]
+fn maps_every_finish_reason_and_keeps_msg_ids() {
+    let cases = [
+        (FinishReason::Stop, "end_turn"),
+        (FinishReason::StopSequence(None), "stop_sequence"),
+        (FinishReason::Length, "max_tokens"),
+        (FinishReason::ToolCalls, "tool_use"),
+        (FinishReason::ContentFilter, "refusal"),
+        (FinishReason::Other("pause_turn".into()), "pause_turn"),
+    ];
+    for (reason, expected) in cases {
+        let response = ChatResponse {
+            finish_reason: reason,
+            usage: None,
+            ..sample_response()
+        };
+        let body: Value =
+            serde_json::from_slice(&AnthropicIngress.encode_chat(&response, &ctx("msg_abc", "m")))
+                .unwrap();
+        assert_eq!(body["stop_reason"], json!(expected));
+        assert_eq!(body["id"], json!("msg_abc"));
+        assert_eq!(body["usage"]["input_tokens"], json!(0));
+    }
+}
+
+#[test]
+fn encodes_error_bodies() {
+    let error = |kind, param: Option<&str>| ClientError {
+        status: 400,
+        kind,
+        code: "test",
+        message: "field required".into(),
+        param: param.map(str::to_owned),
+    };
+    let body = |e: &ClientError| -> Value {
+        serde_json::from_slice(&AnthropicIngress.encode_error(e)).unwrap()
+    };
+    assert_eq!(
+        body(&error(ErrorKind::InvalidRequest, Some("max_tokens"))),
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: field required"}})
+    );
+    let expected = [
+        (ErrorKind::Authentication, "authentication_error"),
+        (ErrorKind::Permission, "permission_error"),
+        (ErrorKind::NotFound, "not_found_error"),
+        (ErrorKind::RequestTooLarge, "request_too_large"),
+        (ErrorKind::RateLimit, "rate_limit_error"),
+        (ErrorKind::InsufficientQuota, "billing_error"),
+        (ErrorKind::Upstream, "api_error"),
+        (ErrorKind::Internal, "api_error"),
+        (ErrorKind::Overloaded, "overloaded_error"),
+        (ErrorKind::Timeout, "timeout_error"),
+    ];
+    for (kind, name) in expected {
+        let b = body(&error(kind, None));
+        assert_eq!(b["error"]["type"], json!(name));
+        assert_eq!(b["error"]["message"], json!("field required"));
+    }
+}
+
+// ---------------------------------------------------------------- provider: build
+
+fn canonical_request() -> ChatRequest {
+    ChatRequest {
+        model: "alias".into(),
+        messages: vec![
+            message(Role::System, vec![ContentPart::text("You are terse.")]),
+            message(
+                Role::Developer,
+                vec![ContentPart::text("Use metric units.")],
+            ),
+            message(
+                Role::User,
+                vec![
+                    ContentPart::text("Describe this"),
+                    ContentPart::Image {
+                        source: ImageSource::from_url("data:image/png;base64,AAAA"),
+                        detail: Some("high".into()),
+                    },
+                    ContentPart::Image {
+                        source: ImageSource::Url("https://example.com/a.jpg".into()),
+                        detail: None,
+                    },
+                ],
+            ),
+            message(
+                Role::Assistant,
+                vec![
+                    ContentPart::text(""),
+                    ContentPart::Reasoning {
+                        text: "unsigned thoughts from another provider".into(),
+                        signature: None,
+                    },
+                    tool_call("call_1", "get_weather", r#"{"city": "Paris"}"#),
+                    tool_call("call_2", "get_time", ""),
+                ],
+            ),
+            message(Role::Tool, vec![tool_result("call_1", "18C", false)]),
+            message(Role::Tool, vec![tool_result("call_2", "noon", true)]),
+            message(Role::User, vec![ContentPart::text("Thanks")]),
+        ],
+        tools: vec![
+            Tool {
+                name: "get_weather".into(),
+                description: Some("Weather by city".into()),
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+                strict: None,
+                cache_control: None,
+            },
+            Tool {
+                name: "get_time".into(),
+                description: None,
+                parameters: Value::Null,
+                strict: Some(true),
+                cache_control: None,
+            },
+        ],
+        tool_choice: Some(ToolChoice::Required),
+        parallel_tool_calls: Some(false),
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "answer".into(),
+            description: None,
+            schema: json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+            strict: Some(true),
+        }),
+        temperature: Some(1.4),
+        top_p: Some(0.8),
+        stop: vec!["END".into()],
+        seed: Some(7),
+        presence_penalty: Some(0.5),
+        // A forced tool rules out thinking, so the effort is not used.
+        reasoning: Some(Reasoning {
+            effort: Some("high".into()),
+            budget_tokens: None,
+        }),
+        user: Some("u-1".into()),
+        stream: true,
+        n: Some(1),
+        extras: Extras::new(
+            DialectId::OpenAi,
+            [("logprobs".to_owned(), json!(true))].into_iter().collect(),
+        ),
+        ..ChatRequest::default()
+    }
+}
+
+#[test]
+fn builds_the_provider_request() {
+    let (request, body) = build(&canonical_request());
+    assert_eq!(request.method(), http::Method::POST);
+    assert_eq!(request.uri(), "https://api.anthropic.com/v1/messages");
+    let headers = request.headers();
+    assert_eq!(headers["x-api-key"], "sk-ant-test");
+    assert!(headers["x-api-key"].is_sensitive());
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        body,
+        json!({
+            "model": "claude-target",
+            "max_tokens": 4096,
+            "system": [
+                {"type": "text", "text": "You are terse."},
+                {"type": "text", "text": "Use metric units."}
+            ],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Describe this"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_time", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": "noon", "is_error": true},
+                    {"type": "text", "text": "Thanks"}
+                ]}
+            ],
+            "tools": [
+                {"name": "get_weather", "description": "Weather by city",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+                {"name": "get_time", "input_schema": {"type": "object", "properties": {}}, "strict": true}
+            ],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "stop_sequences": ["END"],
+            "temperature": 1.0,
+            "top_p": 0.8,
+            "metadata": {"user_id": "u-1"},
+            "output_config": {"format": {"type": "json_schema",
+                "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}},
+            "stream": true
+        })
+    );
+}
+
+#[test]
+fn maps_reasoning_effort_to_a_thinking_budget() {
+    let request = |max_tokens| ChatRequest {
+        model: "m".into(),
+        messages: vec![message(Role::User, vec![ContentPart::text("hi")])],
+        max_tokens,
+        temperature: Some(0.3),
+        top_k: Some(5),
+        reasoning: Some(Reasoning {
+            effort: Some("medium".into()),
+            budget_tokens: None,
+        }),
+        ..ChatRequest::default()
+    };
+
+    let (_, body) = build(&request(None));
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(body["max_tokens"], json!(8192));
+    assert!(body.get("temperature").is_none() && body.get("top_k").is_none());
+
+    let (_, body) = build(&request(Some(2000)));
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1999})
+    );
+    assert_eq!(body["max_tokens"], json!(2000));
+
+    // No room for the minimum budget: no thinking, sampling untouched.
+    let (_, body) = build(&request(Some(1000)));
+    assert!(body.get("thinking").is_none());
+    assert_eq!(body["temperature"], json!(0.3));
+    assert_eq!(body["top_k"], json!(5));
+
+    let explicit = ChatRequest {
+        reasoning: Some(Reasoning {
+            effort: None,
+            budget_tokens: Some(10_000),
+        }),
+        ..request(None)
+    };
+    let (_, body) = build(&explicit);
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 10000})
+    );
+    assert_eq!(body["max_tokens"], json!(14096));
+    assert_eq!(body["temperature"], json!(0.3));
+
+    assert_eq!(super::effort_budget("low"), Some(1024));
+    assert_eq!(super::effort_budget("high"), Some(16384));
+    assert_eq!(super::effort_budget("none"), None);
+}
+
+#[test]
+fn json_object_mode_becomes_a_system_instruction() {
+    let request = ChatRequest {
+        model: "m".into(),
+        messages: vec![message(
+            Role::User,
+            vec![ContentPart::text("list three colours")],
+        )],
+        response_format: Some(ResponseFormat::JsonObject),
+        parallel_tool_calls: Some(false),
+        tool_choice: Some(ToolChoice::None),
+        ..ChatRequest::default()
+    };
+    let (_, body) = build(&request);
+    assert_eq!(body["system"], json!(JSON_OBJECT_INSTRUCTION));
+    assert!(body.get("output_config").is_none());
+    assert_eq!(body["tool_choice"], json!({"type": "none"}));
+    assert!(body.get("stream").is_none());
+}
+
+#[test]
+fn build_refuses_what_it_cannot_translate() {
+    let mut request = canonical_request();
+    request.messages[3].content[2] = tool_call("call_1", "get_weather", "{\"city\": ");
+    let error = AnthropicProvider
+        .build_chat(&request, &target())
+        .unwrap_err();
+    assert_eq!(
+        error.param.as_deref(),
+        Some("messages[3].tool_calls[0].function.arguments")
+    );
+
+    request.messages[3].content[2] = tool_call("call_1", "get_weather", "[1, 2]");
+    let error = AnthropicProvider
+        .build_chat(&request, &target())
+        .unwrap_err();
+    assert!(error.message.contains("JSON object"), "{}", error.message);
+
+    let many = ChatRequest {
+        n: Some(2),
+        ..canonical_request()
+    };
+    assert_eq!(
+        AnthropicProvider
+            .build_chat(&many, &target())
+            .unwrap_err()
+            .param
+            .as_deref(),
+        Some("n")
+    );
+}
+
+#[test]
+fn base_url_forms_and_missing_key() {
+    for base in [
+        "https://proxy.example/anthropic/",
+        "https://proxy.example/anthropic/v1",
+    ] {
+        let target = Target {
+            base_url: base,
+            api_key: None,
+            ..target()
+        };
+        let built = AnthropicProvider
+            .build_chat(&canonical_request(), &target)
+            .unwrap();
+        assert_eq!(built.uri(), "https://proxy.example/anthropic/v1/messages");
+        assert!(built.headers().get("x-api-key").is_none());
+    }
+    let bad_key = Target {
+        api_key: Some("bad\nkey"),
+        ..target()
+    };
+    let error = AnthropicProvider
+        .build_chat(&canonical_request(), &bad_key)
+        .unwrap_err();
+    assert!(!error.message.contains("bad"), "{}", error.message);
+}
+
+#[test]
+fn capabilities() {
+    let caps = AnthropicProvider.capabilities();
+    assert!(caps.tools && caps.images && caps.json_schema && !caps.embeddings);
+    assert_eq!(AnthropicProvider.id(), DialectId::Anthropic);
+    assert_eq!(AnthropicIngress.id(), DialectId::Anthropic);
+}
+
+// ---------------------------------------------------------------- provider: parse
+
+const RECORDED_MESSAGE: &str = r#"{
+  "id": "msg_01Aq9w938a90dw8q",
+  "type": "message",
+  "role": "assistant",
+  "model": "claude-sonnet-4-5-20250929",
+  "content": [
+    {"type": "thinking", "thinking": "The user asks for the weather; call the tool.", "signature": "ErUBCkYIBxgCIkB3mP"},
+    {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"},
+    {"type": "text", "text": "I'll look that up.", "citations": null},
+    {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "weather"}},
+    {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "get_weather",
+     "input": {"location": "San Francisco, CA", "unit": "celsius"}}
+  ],
+  "stop_reason": "tool_use",
+  "stop_sequence": null,
+  "usage": {
+    "input_tokens": 50,
+    "cache_creation_input_tokens": 1000,
+    "cache_read_input_tokens": 2000,
+    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 0},
+    "output_tokens": 120,
+    "service_tier": "standard"
+  },
+  "container": null
+}"#;
+
+#[test]
+fn parses_a_recorded_message() {
+    let response = AnthropicProvider
+        .parse_chat(RECORDED_MESSAGE.as_bytes())
+        .unwrap();
+    assert_eq!(response.id, "msg_01Aq9w938a90dw8q");
+    assert_eq!(response.model, "claude-sonnet-4-5-20250929");
+    assert_eq!(
+        response.content,
+        vec![
+            ContentPart::Reasoning {
+                text: "The user asks for the weather; call the tool.".into(),
+                signature: Some("ErUBCkYIBxgCIkB3mP".into())
+            },
+            ContentPart::RedactedReasoning {
+                data: "EmwKAhgBEgy3va3pzix".into()
+            },
+            ContentPart::text("I'll look that up."),
+            tool_call(
+                "toolu_01A09q90qw90lq917835lq9",
+                "get_weather",
+                r#"{"location":"San Francisco, CA","unit":"celsius"}"#
+            ),
+        ]
+    );
+    assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(
+        response.usage,
+        Some(Usage {
+            input_tokens: 3050,
+            output_tokens: 120,
+            cache_read_tokens: 2000,
+            cache_write_tokens: 1000,
+            reasoning_tokens: 0,
+        })
+    );
+    let extras = response.extras.for_dialect(DialectId::Anthropic).unwrap();
+    assert_eq!(extras.get("container"), Some(&Value::Null));
+
+    let no_usage = AnthropicProvider
+        .parse_chat(
+            br#"{"id":"msg_1","content":[{"type":"text","text":"hi"}],"stop_reason":"max_tokens"}"#,
+        )
+        .unwrap();
+    assert_eq!(no_usage.usage, None);
+    assert_eq!(no_usage.finish_reason, FinishReason::Length);
+
+    let error = AnthropicProvider.parse_chat(b"<html>").unwrap_err();
+    assert_eq!(error.class, ErrorClass::MalformedResponse);
+    let error = AnthropicProvider
+        .parse_chat(br#"{"content": []}"#)
+        .unwrap_err();
+    assert_eq!(error.class, ErrorClass::MalformedResponse);
+}
+
+#[test]
+fn encoded_message_parses_back_to_the_same_answer() {
+    let original = AnthropicProvider
+        .parse_chat(RECORDED_MESSAGE.as_bytes())
+        .unwrap();
+    let encoded = AnthropicIngress.encode_chat(&original, &ctx("gw-9", "alias"));
+    let parsed = AnthropicProvider.parse_chat(&encoded).unwrap();
+    assert_eq!(parsed.id, "msg_gw-9");
+    assert_eq!(parsed.model, "alias");
+    assert_eq!(parsed.content, original.content);
+    assert_eq!(parsed.finish_reason, original.finish_reason);
+    assert_eq!(parsed.usage, original.usage);
+    assert_eq!(parsed.extras, original.extras);
+}
+
+// ---------------------------------------------------------------- provider: errors
+
+fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+) -> crate::canonical::UpstreamErrorInfo {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = retry_after {
+        headers.insert("retry-after", value.parse().unwrap());
+    }
+    AnthropicProvider.classify_error(status, &headers, body.as_bytes())
+}
+
+#[test]
+fn classifies_error_bodies() {
+    let limited = classify(
+        429,
+        Some("30"),
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#,
+    );
+    assert_eq!(limited.class, ErrorClass::RateLimited);
+    assert_eq!(limited.status, Some(429));
+    assert_eq!(limited.retry_after_secs, Some(30.0));
+    assert_eq!(limited.provider_code.as_deref(), Some("rate_limit_error"));
+    assert!(limited.message.starts_with("Number of request tokens"));
+
+    let overloaded = classify(
+        529,
+        None,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    );
+    assert_eq!(overloaded.class, ErrorClass::Overloaded);
+    assert_eq!(overloaded.message, "Overloaded");
+    assert!(overloaded.class.is_retryable());
+
+    let too_long = classify(
+        400,
+        None,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#,
+    );
+    assert_eq!(too_long.class, ErrorClass::ContextTooLong);
+    let bad = classify(
+        400,
+        None,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0.content: Field required"}}"#,
+    );
+    assert_eq!(bad.class, ErrorClass::InvalidRequest);
+
+    let gateway = classify(502, Some("5"), "<html><body>502 Bad Gateway</body></html>");
+    assert_eq!(gateway.class, ErrorClass::ServerError);
+    assert_eq!(gateway.status, Some(502));
+    assert_eq!(gateway.provider_code, None);
+    assert_eq!(gateway.retry_after_secs, Some(5.0));
+    assert!(
+        gateway.message.contains("502") && !gateway.message.contains("html"),
+        "{}",
+        gateway.message
+    );
+
+    let expected = [
+        (401, "authentication_error", ErrorClass::AuthFailed),
+        (402, "billing_error", ErrorClass::AuthFailed),
+        (403, "permission_error", ErrorClass::AuthFailed),
+        (404, "not_found_error", ErrorClass::NotFound),
+        (413, "request_too_large", ErrorClass::InvalidRequest),
+        (500, "api_error", ErrorClass::ServerError),
+        (504, "timeout_error", ErrorClass::Timeout),
+        // A type this code does not know falls back to the status.
+        (503, "brand_new_error", ErrorClass::Overloaded),
+    ];
+    for (status, kind, class) in expected {
+        let body = json!({"type": "error", "error": {"type": kind, "message": "m"}}).to_string();
+        assert_eq!(classify(status, None, &body).class, class, "{kind}");
+    }
+}
+
+// ---------------------------------------------------------------- streams: decoder
+
+/// A streamed answer with thinking, text and a tool call, in the shape of the streaming docs
+/// (including a ping, an empty `input_json_delta` and multi-byte text).
+const RECORDED_STREAM: &str = concat!(
+    "event: message_start\n",
+    r#"data: {"type":"message_start","message":{"id":"msg_01WBeG2NaYQ8w99747S3n8MZ","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":423,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":0},"output_tokens":6,"service_tier":"standard"}}}"#,
+    "\n\n",
+    "event: content_block_start\n",
+    r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"The user wants the weather"}}"#,
+    "\n\n",
+    "event: ping\n",
+    r#"data: {"type": "ping"}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":" in Paris."}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3h"}}"#,
+    "\n\n",
+    "event: content_block_stop\n",
+    r#"data: {"type":"content_block_stop","index":0}"#,
+    "\n\n",
+    "event: content_block_start\n",
+    r#"data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Let me check — ☀️ "}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"maybe."}}"#,
+    "\n\n",
+    "event: content_block_stop\n",
+    r#"data: {"type":"content_block_stop","index":1}"#,
+    "\n\n",
+    "event: content_block_start\n",
+    r#"data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"location\": \"Par"}}"#,
+    "\n\n",
+    "event: content_block_delta\n",
+    r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"is\"}"}}"#,
+    "\n\n",
+    "event: content_block_stop\n",
+    r#"data: {"type":"content_block_stop","index":2}"#,
+    "\n\n",
+    "event: message_delta\n",
+    r#"data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":89}}"#,
+    "\n\n",
+    "event: message_stop\n",
+    r#"data: {"type":"message_stop"}"#,
+    "\n\n",
+);
+
+fn recorded_events() -> Vec<StreamEvent> {
+    let input = Usage {
+        input_tokens: 2523,
+        output_tokens: 6,
+        cache_read_tokens: 2000,
+        cache_write_tokens: 100,
+        reasoning_tokens: 0,
+    };
+    vec![
+        StreamEvent::Start {
+            id: "msg_01WBeG2NaYQ8w99747S3n8MZ".into(),
+            model: "claude-sonnet-4-5-20250929".into(),
+        },
+        StreamEvent::Usage(input),
+        StreamEvent::ReasoningDelta("The user wants the weather".into()),
+        StreamEvent::ReasoningDelta(" in Paris.".into()),
+        StreamEvent::ReasoningSignature("EqQBCgIYAhIM1gbcDa9GJwZA2b3h".into()),
+        StreamEvent::TextDelta("Let me check — ☀️ ".into()),
+        StreamEvent::TextDelta("maybe.".into()),
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "toolu_01T1x1fJ34qAmk2tNTrN7Up6".into(),
+            name: "get_weather".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"location\": \"Par".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "is\"}".into(),
+        },
+        StreamEvent::Finish(FinishReason::ToolCalls),
+        StreamEvent::Usage(Usage {
+            output_tokens: 89,
+            ..input
+        }),
+    ]
+}
+
+fn decode_chunks(
+    chunks: &[&[u8]],
+) -> Result<Vec<StreamEvent>, crate::canonical::UpstreamErrorInfo> {
+    let mut decoder = AnthropicStreamDecoder::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        decoder.push(chunk, &mut out)?;
+    }
+    decoder.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn decodes_a_recorded_stream() {
+    assert_eq!(
+        decode_chunks(&[RECORDED_STREAM.as_bytes()]).unwrap(),
+        recorded_events()
+    );
+    // The provider hands out the same decoder.
+    let mut decoder = AnthropicProvider.stream_decoder();
+    let mut out = Vec::new();
+    decoder.push(RECORDED_STREAM.as_bytes(), &mut out).unwrap();
+    decoder.finish(&mut out).unwrap();
+    assert_eq!(out, recorded_events());
+}
+
+#[test]
+fn stream_decodes_identically_at_every_split() {
+    let bytes = RECORDED_STREAM.as_bytes();
+    let expected = recorded_events();
+    for i in 0..=bytes.len() {
+        let events = decode_chunks(&[&bytes[..i], &bytes[i..]]).unwrap();
+        assert_eq!(events, expected, "split at byte {i}");
+    }
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(decode_chunks(&singles).unwrap(), expected);
+    let crlf = RECORDED_STREAM.replace('\n', "\r\n");
+    assert_eq!(decode_chunks(&[crlf.as_bytes()]).unwrap(), expected);
+}
+
+#[test]
+fn premature_end_is_an_error() {
+    let cut = RECORDED_STREAM.find("event: message_stop").unwrap();
+    let error = decode_chunks(&[&RECORDED_STREAM.as_bytes()[..cut]]).unwrap_err();
+    assert_eq!(error.class, ErrorClass::StreamInterrupted);
+    assert_eq!(
+        decode_chunks(&[]).unwrap_err().class,
+        ErrorClass::StreamInterrupted
+    );
+}
+
+#[test]
+fn in_stream_error_event_is_reported() {
+    let stream = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":"Hel"}}"#,
+        "\n\n",
+        "event: error\n",
+        r#"data: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+        "\n\n",
+        "event: message_stop\n",
+        r#"data: {"type":"message_stop"}"#,
+        "\n\n",
+    );
+    let events = decode_chunks(&[stream.as_bytes()]).unwrap();
+    assert_eq!(events[2], StreamEvent::TextDelta("Hel".into()));
+    let [.., StreamEvent::Error(error)] = events.as_slice() else {
+        panic!("expected a final error event, got {events:?}");
+    };
+    assert_eq!(events.len(), 4);
+    assert_eq!(error.class, ErrorClass::Overloaded);
+    assert_eq!(error.provider_code.as_deref(), Some("overloaded_error"));
+    assert_eq!(error.message, "Overloaded");
+    assert_eq!(error.status, None);
+}
+
+#[test]
+fn malformed_streams_are_errors() {
+    let bad_json = b"event: message_start\ndata: {not json}\n\n";
+    assert_eq!(
+        decode_chunks(&[bad_json]).unwrap_err().class,
+        ErrorClass::MalformedResponse
+    );
+    let no_start = concat!(
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+        "\n\n"
+    );
+    assert_eq!(
+        decode_chunks(&[no_start.as_bytes()]).unwrap_err().class,
+        ErrorClass::MalformedResponse
+    );
+}
+
+#[test]
+fn decoder_skips_what_it_cannot_carry_and_counts_tool_calls() {
+    let stream = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":1}}}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"abc"}}"#,
+        "\n\n",
+        "event: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":0}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"x\"}"}}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_a","name":"a","input":{}}}"#,
+        "\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+        "\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_b","name":"b","input":{}}}"#,
+        "\n\n",
+        "event: some_future_event\n",
+        r#"data: {"type":"some_future_event","detail":1}"#,
+        "\n\n",
+        "event: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"pause_turn","stop_sequence":null},"usage":{"input_tokens":9,"output_tokens":30,"cache_read_input_tokens":4}}"#,
+        "\n\n",
+        "event: message_stop\n",
+        r#"data: {"type":"message_stop"}"#,
+        "\n\n",
+    );
+    let events = decode_chunks(&[stream.as_bytes()]).unwrap();
+    assert_eq!(
+        events[2..],
+        [
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "toolu_a".into(),
+                name: "a".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "toolu_b".into(),
+                name: "b".into()
+            },
+            StreamEvent::Finish(FinishReason::Other("pause_turn".into())),
+            // Newer APIs repeat the input side in `message_delta`; it replaces the start's.
+            StreamEvent::Usage(Usage {
+                input_tokens: 13,
+                output_tokens: 30,
+                cache_read_tokens: 4,
+                cache_write_tokens: 0,
+                reasoning_tokens: 0,
+            }),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- streams: encoder
+
+fn encode_events(events: &[StreamEvent], ctx: EncodeCtx) -> Vec<u8> {
+    let mut encoder = AnthropicIngress.stream_encoder(ctx);
+    let mut out = Vec::new();
+    for event in events {
+        encoder.event(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    out
+}
+
+/// (event name, data) of every frame.
+fn frames(bytes: &[u8]) -> Vec<(String, Value)> {
+    let mut parser = SseParser::new();
+    let mut out = Vec::new();
+    parser.push(bytes, &mut out).unwrap();
+    out.into_iter()
+        .map(|e| {
+            let data: Value = serde_json::from_str(&e.data).unwrap();
+            // The event name always repeats the data's type.
+            assert_eq!(Some(data["type"].as_str().unwrap()), e.event.as_deref());
+            (e.event.unwrap(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn stream_encoder_round_trips_through_the_decoder() {
+    let events = recorded_events();
+    let bytes = encode_events(
+        &events,
+        ctx("msg_01WBeG2NaYQ8w99747S3n8MZ", "claude-sonnet-4-5-20250929"),
+    );
+    assert_eq!(decode_chunks(&[&bytes]).unwrap(), events);
+
+    let names: Vec<String> = frames(&bytes).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert_eq!(
+        names.iter().filter(|n| *n == "content_block_start").count(),
+        3
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "content_block_stop").count(),
+        3
+    );
+}
+
+#[test]
+fn stream_encoder_writes_the_documented_sequence() {
+    // OpenAI-style upstream: usage arrives after the finish reason.
+    let events = [
+        StreamEvent::Start {
+            id: "chatcmpl-1".into(),
+            model: "gpt-x".into(),
+        },
+        StreamEvent::TextDelta("Hi".into()),
+        StreamEvent::TextDelta("".into()),
+        StreamEvent::TextDelta(" there".into()),
+        StreamEvent::Finish(FinishReason::Length),
+        StreamEvent::Usage(Usage {
+            input_tokens: 12,
+            output_tokens: 5,
+            cache_read_tokens: 2,
+            ..Usage::default()
+        }),
+    ];
+    let frames = frames(&encode_events(&events, ctx("gw-7", "alias")));
+    let expected = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {
+            "id": "msg_gw-7", "type": "message", "role": "assistant", "content": [], "model": "alias",
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " there"}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null},
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let expected: Vec<(String, Value)> = expected
+        .into_iter()
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect();
+    assert_eq!(frames, expected);
+}
+
+#[test]
+fn stream_encoder_blocks_follow_kind_changes_and_tool_calls() {
+    let events = [
+        StreamEvent::Start {
+            id: "x".into(),
+            model: "y".into(),
+        },
+        StreamEvent::ReasoningDelta("a".into()),
+        StreamEvent::ReasoningSignature("s1".into()),
+        // A second reasoning run after a signature is a new thinking block.
+        StreamEvent::ReasoningDelta("b".into()),
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_a".into(),
+            name: "fa".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"x\":".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 1,
+            id: "call_b".into(),
+            name: "fb".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 1,
+            arguments: "{}".into(),
+        },
+        // A late fragment of the first call keeps that call's block index.
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "1}".into(),
+        },
+        StreamEvent::Finish(FinishReason::ToolCalls),
+    ];
+    let frames = frames(&encode_events(&events, ctx("x", "y")));
+    let starts: Vec<(u64, String)> = frames
+        .iter()
+        .filter(|(name, _)| name == "content_block_start")
+        .map(|(_, d)| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["content_block"]["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        vec![
+            (0, "thinking".to_owned()),
+            (1, "thinking".to_owned()),
+            (2, "tool_use".to_owned()),
+            (3, "tool_use".to_owned())
+        ]
+    );
+    let tool_deltas: Vec<(u64, String)> = frames
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["delta"]["partial_json"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tool_deltas,
+        vec![
+            (2, "{\"x\":".to_owned()),
+            (3, "{}".to_owned()),
+            (2, "1}".to_owned())
+        ]
+    );
+    let tool_start = &frames
+        .iter()
+        .find(|(_, d)| d["index"] == 3 && d["content_block"].is_object())
+        .unwrap()
+        .1;
+    assert_eq!(
+        tool_start["content_block"],
+        json!({"type": "tool_use", "id": "call_b", "name": "fb", "input": {}})
+    );
+    assert_eq!(
+        frames[frames.len() - 2].1["delta"]["stop_reason"],
+        json!("tool_use")
+    );
+}
+
+#[test]
+fn stream_encoder_error_ends_the_stream() {
+    let mut encoder = AnthropicIngress.stream_encoder(ctx("e", "m"));
+    let mut out = Vec::new();
+    encoder.event(&StreamEvent::TextDelta("partial".into()), &mut out);
+    encoder.error(
+        &ClientError {
+            status: 529,
+            kind: ErrorKind::Overloaded,
+            code: "upstream_overloaded",
+            message: "Overloaded".into(),
+            param: None,
+        },
+        &mut out,
+    );
+    encoder.event(&StreamEvent::TextDelta("more".into()), &mut out);
+    encoder.finish(&mut out);
+    let frames = frames(&out);
+    assert_eq!(
+        frames.last().unwrap(),
+        &(
+            "error".to_owned(),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        )
+    );
+    assert!(
+        frames
+            .iter()
+            .all(|(name, _)| name != "message_stop" && name != "message_delta")
+    );
+
+    // An upstream in-stream error relayed as an event ends the stream the same way.
+    let relayed = encode_events(
+        &[StreamEvent::Error(crate::dialect::interrupted(
+            "upstream went away",
+        ))],
+        ctx("e", "m"),
+    );
+    let relayed = self::frames(&relayed);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].1["error"]["type"], json!("api_error"));
+}
+
+#[test]
+fn empty_stream_still_has_a_complete_envelope() {
+    let frames = frames(&encode_events(&[], ctx("msg_e", "m")));
+    let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+    assert_eq!(frames[1].1["delta"]["stop_reason"], json!("end_turn"));
+    assert_eq!(frames[1].1["usage"], json!({"output_tokens": 0}));
+}

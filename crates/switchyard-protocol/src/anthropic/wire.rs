@@ -416,7 +416,10 @@ pub(crate) fn stop_reason(reason: &FinishReason) -> (String, Option<String>) {
 
 /// The canonical finish reason for an Anthropic `stop_reason`. A missing reason reads as a
 /// normal end of turn; `model_context_window_exceeded` is a length stop.
-pub(crate) fn finish_reason(stop_reason: Option<&str>, stop_sequence: Option<&str>) -> FinishReason {
+pub(crate) fn finish_reason(
+    stop_reason: Option<&str>,
+    stop_sequence: Option<&str>,
+) -> FinishReason {
     match stop_reason {
         None | Some("end_turn") => FinishReason::Stop,
         Some("stop_sequence") => FinishReason::StopSequence(stop_sequence.map(str::to_owned)),
@@ -465,10 +468,18 @@ pub(crate) enum MessageStreamEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlockDelta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
-    ThinkingDelta { thinking: String },
-    SignatureDelta { signature: String },
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -521,9 +532,14 @@ pub(crate) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
 /// `max_tokens` exceed context limit: …").
 fn is_context_too_long(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["prompt is too long", "context limit", "context window", "context length"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "prompt is too long",
+        "context limit",
+        "context window",
+        "context length",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// The Anthropic error type for a canonical error class (in-stream errors relayed to clients).

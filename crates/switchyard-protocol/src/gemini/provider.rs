@@ -216,7 +216,12 @@ fn build_body(request: &ChatRequest) -> Result<GenerateContentRequest, DecodeErr
                 .collect(),
         }]
     };
-    let tool_config = request.tool_choice.as_ref().map(|choice| {
+    // A function calling mode means nothing without declarations, so it is sent only with them.
+    let choice = request
+        .tool_choice
+        .as_ref()
+        .filter(|_| !request.tools.is_empty());
+    let tool_config = choice.map(|choice| {
         let (mode, allowed_function_names) = match choice {
             ToolChoice::Auto => ("AUTO", Vec::new()),
             ToolChoice::None => ("NONE", Vec::new()),
@@ -442,7 +447,7 @@ fn user_parts(
                 };
                 parts.push(Part {
                     function_response: Some(FunctionResponse {
-                        id: Some(tool_call_id.clone()),
+                        id: (!tool_call_id.is_empty()).then(|| tool_call_id.clone()),
                         name: name.to_owned(),
                         response: function_response_body(content, *is_error, &path)?,
                     }),
@@ -741,7 +746,7 @@ fn parts_to_content(response_id: &str, parts: &[Part]) -> Vec<ContentPart> {
     content
 }
 
-pub(super) fn signature_extras(signature: Option<&str>) -> Extras {
+fn signature_extras(signature: Option<&str>) -> Extras {
     match signature {
         Some(signature) => {
             let mut fields = Map::new();

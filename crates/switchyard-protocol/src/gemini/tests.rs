@@ -279,6 +279,16 @@ fn tool_choice_modes() {
         let body = body_json(&build(&request));
         assert_eq!(body["toolConfig"]["functionCallingConfig"], expected);
     }
+    let without_tools = ChatRequest {
+        messages: vec![message(Role::User, vec![ContentPart::text("hi")])],
+        tool_choice: Some(ToolChoice::None),
+        ..ChatRequest::default()
+    };
+    assert!(
+        body_json(&build(&without_tools))
+            .get("toolConfig")
+            .is_none()
+    );
 }
 
 #[test]
