@@ -1,1 +1,91 @@
+//! A provider simulator for tests, benchmarks, the demo and chaos drills. It speaks the real
+//! wire formats of OpenAI, Azure OpenAI, Anthropic and Gemini, written independently of the
+//! gateway's translators so it can check them, and answers deterministically.
+//!
+//! # Endpoints
+//!
+//! | Provider | Endpoint | Credential |
+//! |---|---|---|
+//! | OpenAI | `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models` | `Authorization: Bearer …` |
+//! | Azure OpenAI | `POST /openai/deployments/{deployment}/chat/completions?api-version=…`, `…/embeddings?api-version=…`, `POST /openai/v1/chat/completions`, `POST /openai/v1/embeddings` | `api-key` (or a bearer token) |
+//! | Anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models` with `anthropic-version` | `x-api-key` plus `anthropic-version` |
+//! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`, `:countTokens` | `x-goog-api-key` (or `?key=`) |
+//!
+//! Control endpoints: `GET/POST/DELETE /_sim/faults`, `GET/DELETE /_sim/stats`,
+//! `GET /_sim/health`. Any non-empty credential passes; with `require_auth: false` none is
+//! needed (Azure's `api-version` and Anthropic's `anthropic-version` are still required).
+//!
+//! # Behaviour
+//!
+//! * The reply is `Simulated reply from <model> to: <first six words of the last user
+//!   message>` padded with filler words to `reply_words` words. One word is one output token;
+//!   input tokens are `ceil(characters of all message text / 4)`.
+//! * `max_tokens` / `max_completion_tokens` / `maxOutputTokens` cut the reply to that many
+//!   words and report `length` / `max_tokens` / `MAX_TOKENS`. A stop sequence inside the reply
+//!   cuts it before the sequence (Anthropic reports `stop_sequence`).
+//! * When tools are offered, the tool choice is not "none" and the conversation does not end
+//!   with tool results, the reply calls the named tool or the first one, with arguments built
+//!   from the schema's required properties (`"sample"`, 1, `true`, the first enum value). If
+//!   parallel calls are allowed, two or more tools are offered and the last user message says
+//!   "parallel", the first two tools are called. After tool results the reply quotes them.
+//! * JSON mode (`response_format`, Anthropic `output_config.format`, Gemini
+//!   `responseMimeType: application/json`) returns a document built from the schema, or
+//!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
+//!   tokens per 12-character fragment (plus one per tool call).
+//! * Latency: `ttft_ms` delays the response start, `token_ms` separates stream chunks (a
+//!   non-streamed reply waits `ttft_ms + token_ms × output tokens`). Zero means no timer at all.
+//!
+//! # Faults
+//!
+//! A fault comes from the `x-sim-fault` request header, else from the first fault rule whose
+//! model glob (`*`, `?`) matches the request's model. Rules come from the configuration and
+//! from `POST /_sim/faults` (a rule or a list of `{"model": glob, "fault": spec, "times": n}`;
+//! `times` makes the rule expire after n requests); `DELETE /_sim/faults` removes them all.
+//!
+//! A spec is a list of items separated by `,` or `;`:
+//!
+//! | Item | Effect |
+//! |---|---|
+//! | `status=N` | Answer status N (400–599) with the endpoint dialect's error body: OpenAI `{"error":{message,type,param,code}}`, Azure's `{"error":{code,message}}` for 401/404/429, Anthropic `{"type":"error","error":{type,message}}` (529 is `overloaded_error`), Gemini `{"error":{code,message,status}}` (429 is `RESOURCE_EXHAUSTED`). |
+//! | `retry_after=S` | Add `retry-after: S` (Azure also `retry-after-ms`, Gemini a `RetryInfo` detail). Alone it implies `status=429`. |
+//! | `hang` | Never answer; the connection stays open until the client gives up. |
+//! | `reset` | Close the TCP connection with a reset, without any response. |
+//! | `ttft_ms=N` | Wait N ms before answering (replaces the configured `ttft_ms`). |
+//! | `context_length` | Answer 400 with the dialect's context-length-exceeded error. |
+//! | `cut_after=N` | Stream: send N content chunks, then drop the connection mid-body. |
+//! | `premature_end_after=N` | Stream: send N content chunks, then end the body cleanly without the terminal event (no `finish_reason`/`[DONE]`, no `message_delta`/`message_stop`, no `finishReason`). |
+//! | `malformed_after=N` | Stream: send N content chunks, then a `data: {not json` line, then end. |
+//! | `error_after=N` | Stream: send N content chunks, then the dialect's in-band error event, then end. |
+//!
+//! At most one of `status`, `hang`, `reset` and `context_length`, and one stream item, per spec;
+//! `ttft_ms` combines with any of them. Stream items do nothing to non-streamed requests.
+//! "Content chunks" are those carrying output: words, JSON fragments, tool calls and their
+//! argument fragments; opening events (role chunk, `message_start`, `content_block_start` of a
+//! text block, `ping`) are sent before them and never counted.
+//!
+//! # Stats
+//!
+//! `GET /_sim/stats` returns [`StatsSnapshot`]: requests per `<provider>_<endpoint>` and per
+//! model, input tokens of requests answered 200, output tokens actually sent, and the last
+//! `log_capacity` requests. `DELETE /_sim/stats` resets it.
 
+mod anthropic;
+mod config;
+mod fault;
+mod gemini;
+mod handler;
+mod model;
+mod openai;
+mod server;
+mod stats;
+mod stream;
+
+pub use config::{
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_LOG_CAPACITY, DEFAULT_REPLY_WORDS, FaultRule, SimConfig,
+};
+pub use fault::{FaultSpec, FaultSpecError, StreamFault, glob_match};
+pub use server::SimServer;
+pub use stats::{LogEntry, StatsSnapshot};
+
+#[cfg(test)]
+mod tests;

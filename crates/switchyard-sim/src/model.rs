@@ -36,6 +36,8 @@ const QUOTED_WORDS: usize = 6;
 pub(crate) struct Conversation {
     pub model: String,
     pub stream: bool,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: bool,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
     /// Characters of all message text, system prompt, tool calls and tool results.

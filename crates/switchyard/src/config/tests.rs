@@ -55,7 +55,7 @@ extra: 1
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     for expected in [
         "server.master_key",
-        "server",
+        "server.listn",
         "providers[0].api_key",
         "providers[1].name",
         "providers[1].base_url",

@@ -152,8 +152,9 @@ impl RoutingTable {
         })
     }
 
-    /// The ordered attempts for a request to `alias`: the alias's deployments (weighted random
-    /// order, cooled-down ones last), then each fallback alias's, without repeats.
+    /// The ordered attempts for a request to `alias`: the alias's healthy deployments (weighted
+    /// random order), then each fallback alias's, without repeats; deployments in cooldown come
+    /// last of all, as a last resort with no retries.
     pub fn plan(
         &self,
         alias: &str,
@@ -166,6 +167,8 @@ impl RoutingTable {
             .get(alias)
             .ok_or_else(|| PlanError::UnknownAlias(alias.to_owned()))?;
         let mut out: Vec<PlannedAttempt> = Vec::new();
+        // Cooled deployments are a last resort, after every healthy one of every fallback.
+        let mut last_resort: Vec<PlannedAttempt> = Vec::new();
         let mut visited = vec![alias.to_owned()];
         let mut queue = vec![route.clone()];
         while let Some(route) = queue.pop() {
@@ -173,16 +176,27 @@ impl RoutingTable {
                 .deployments
                 .iter()
                 .filter(|d| needs.met_by(d.provider.dialect.capabilities()))
-                .filter(|d| !out.iter().any(|a| Arc::ptr_eq(&a.deployment, d)))
+                .filter(|d| {
+                    !out.iter()
+                        .chain(&last_resort)
+                        .any(|a| a.deployment.id == d.id)
+                })
                 .collect();
             let (healthy, cooled): (Vec<_>, Vec<_>) = candidates
                 .into_iter()
                 .partition(|d| !d.health.snapshot(now_ms).cooling);
-            for d in weighted_order(healthy, rng).into_iter().chain(cooled) {
+            for d in weighted_order(healthy, rng) {
                 out.push(PlannedAttempt {
                     alias: route.alias.clone(),
                     deployment: d.clone(),
                     retries: route.num_retries,
+                });
+            }
+            for d in cooled {
+                last_resort.push(PlannedAttempt {
+                    alias: route.alias.clone(),
+                    deployment: d.clone(),
+                    retries: 0,
                 });
             }
             // Fallbacks are tried in order: push them reversed onto the stack.
@@ -197,6 +211,7 @@ impl RoutingTable {
             }
             queue.extend(next.into_iter().rev());
         }
+        out.extend(last_resort);
         if out.is_empty() {
             return Err(PlanError::Unsupported {
                 alias: alias.to_owned(),

@@ -66,7 +66,7 @@ fn cooled_deployments_go_last_and_come_back() {
         a.health.failure(3, Duration::from_secs(10), None, 1_000);
     }
     let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
-    assert_eq!(ids(&plan)[..2], ["main:b/m2", "main:a/m1"]);
+    assert_eq!(ids(&plan), ["main:b/m2", "backup:c/claude", "main:a/m1"]);
     let plan = t.plan("main", Needs::default(), 11_001, &mut |_| 0).unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1", "cooldown over: probed again");
     // Half-open: one more failure cools it again at once.

@@ -77,24 +77,37 @@ pub async fn serve(
     }
 }
 
+/// Most we read and discard of an oversized body so the client gets a clean 413 instead of a
+/// connection reset mid-upload.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(GatewayError::InvalidRequest(
+                switchyard_protocol::error::DecodeError::new("the request body could not be read", None),
+            ));
+        };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > limit + MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > limit {
         return Err(GatewayError::RequestTooLarge(limit));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::RequestTooLarge(limit))
-        }
-        Err(_) => Err(GatewayError::InvalidRequest(
-            switchyard_protocol::error::DecodeError::new("the request body could not be read", None),
-        )),
-    }
+    Ok(buf.freeze())
 }
 
 fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) -> Response {

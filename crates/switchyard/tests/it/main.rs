@@ -1,1 +1,12 @@
+//! The one integration-test binary: every test starts the real `switchyard` executable on port 0
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! against the provider simulator (in-process, port 0) and talks to it over HTTP.
+
+mod harness;
+
+mod cli;
+mod conformance;
+mod errors;
+mod sdk;
+mod streams;

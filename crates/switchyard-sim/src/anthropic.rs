@@ -1,0 +1,501 @@
+//! Anthropic Messages wire format: request validation (roles, `max_tokens`, `tool_use` /
+//! `tool_result` pairing), the message object, the SSE event sequence and the error envelope.
+//! Field names follow the Anthropic API reference.
+
+use serde_json::{Value, json};
+
+use crate::handler::SimError;
+use crate::model::{Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice};
+use crate::stream::{FrameKind, SseBody};
+
+/// Context window reported by the simulated context-length error.
+const CONTEXT_WINDOW: u64 = 200_000;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn missing_key() -> SimError {
+    SimError::new(401, "x-api-key header is required")
+}
+
+pub(crate) fn missing_version() -> SimError {
+    SimError::bad_request("anthropic-version: header is required")
+}
+
+pub(crate) fn invalid_json(err: &serde_json::Error) -> SimError {
+    SimError::bad_request(format!("There was an error parsing the body: {err}"))
+}
+
+pub(crate) fn context_error(input_tokens: u64) -> SimError {
+    SimError::bad_request(format!(
+        "prompt is too long: {} tokens > {CONTEXT_WINDOW} maximum",
+        CONTEXT_WINDOW + input_tokens.max(1)
+    ))
+}
+
+pub(crate) fn status_error(status: u16) -> SimError {
+    let message = match status {
+        400 => "Simulated invalid request.",
+        401 => "invalid x-api-key",
+        402 => "Your credit balance is too low to access the Anthropic API.",
+        403 => "Your API key does not have permission to use the specified resource.",
+        404 => "The requested resource could not be found.",
+        413 => "Request exceeds the maximum allowed number of bytes.",
+        429 => {
+            "This request would exceed the rate limit for your organization of 50 requests per \
+             minute. Please reduce the request rate or try again later."
+        }
+        500 => "Internal server error",
+        504 => "Request timed out.",
+        529 => "Overloaded",
+        s if s >= 500 => "Internal server error",
+        _ => "Simulated invalid request.",
+    };
+    SimError::new(status, message)
+}
+
+fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+pub(crate) fn error_body(ids: &IdGen, err: &SimError) -> Value {
+    json!({
+        "type": "error",
+        "error": {
+            "type": err.error_type.unwrap_or(error_type(err.status)),
+            "message": err.message,
+        },
+        "request_id": ids.make("req_011C", 20),
+    })
+}
+
+pub(crate) fn stream_error_frame() -> Vec<u8> {
+    let data = json!({
+        "type": "error",
+        "error": { "type": "overloaded_error", "message": "Overloaded" },
+    })
+    .to_string();
+    let mut out = Vec::new();
+    switchyard_protocol::sse::write_event(&mut out, Some("error"), data.as_bytes());
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Text of a `tool_result` content: a string or text blocks.
+fn tool_result_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Parses a Messages request; `count_only` (the `count_tokens` endpoint) does not need
+/// `max_tokens`.
+pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversation, SimError> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(SimError::bad_request("The request body must be a JSON object."));
+    };
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| SimError::bad_request("model: Field required"))?
+        .to_owned();
+    let max_tokens = obj.get("max_tokens");
+    if !count_only && max_tokens.is_none() {
+        return Err(SimError::bad_request("max_tokens: Field required"));
+    }
+    let max_tokens = match max_tokens {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                return Err(SimError::bad_request(
+                    "max_tokens: Input should be a valid integer greater than or equal to 1",
+                ));
+            }
+        },
+    };
+    let messages = match obj.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) => {
+            return Err(SimError::bad_request("messages: at least one message is required"));
+        }
+        Some(_) => return Err(SimError::bad_request("messages: Input should be a valid list")),
+        None => return Err(SimError::bad_request("messages: Field required")),
+    };
+    let mut conv = Conversation {
+        model,
+        max_output_tokens: max_tokens,
+        ..Conversation::default()
+    };
+    conv.input_chars += match obj.get("system") {
+        Some(Value::String(s)) => chars(s),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .map(chars)
+            .sum(),
+        _ => 0,
+    };
+
+    // `tool_use` ids of the previous assistant turn that the next user turn must answer.
+    let mut awaiting: Vec<String> = Vec::new();
+    let mut last_results: Option<Vec<String>> = None;
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+        if role != "user" && role != "assistant" {
+            return Err(SimError::bad_request(format!(
+                "messages.{i}.role: Input should be 'user' or 'assistant'"
+            )));
+        }
+        let single;
+        let blocks: &[Value] = match message.get("content") {
+            Some(Value::String(s)) => {
+                single = [json!({ "type": "text", "text": s })];
+                &single
+            }
+            Some(Value::Array(blocks)) => blocks,
+            _ => {
+                return Err(SimError::bad_request(format!(
+                    "messages.{i}.content: Field required"
+                )));
+            }
+        };
+        let mut text = Vec::new();
+        let mut results = Vec::new();
+        let mut uses = Vec::new();
+        for (j, block) in blocks.iter().enumerate() {
+            match block.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    let t = block.get("text").and_then(Value::as_str).unwrap_or("");
+                    conv.input_chars += chars(t);
+                    text.push(t);
+                }
+                Some("thinking") => {
+                    conv.input_chars += block
+                        .get("thinking")
+                        .and_then(Value::as_str)
+                        .map_or(0, chars);
+                }
+                Some("tool_use") if role == "assistant" => {
+                    let id = block.get("id").and_then(Value::as_str).unwrap_or("");
+                    uses.push(id.to_owned());
+                    conv.input_chars += block.get("name").and_then(Value::as_str).map_or(0, chars);
+                    conv.input_chars += block.get("input").map_or(0, |v| chars(&v.to_string()));
+                }
+                Some("tool_result") if role == "user" => {
+                    let id = block
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    match awaiting.iter().position(|a| a == id) {
+                        Some(pos) => {
+                            awaiting.remove(pos);
+                        }
+                        None => {
+                            return Err(SimError::bad_request(format!(
+                                "messages.{i}.content.{j}: unexpected `tool_use_id` found in \
+                                 `tool_result` blocks: {id}. Each `tool_result` block must have \
+                                 a corresponding `tool_use` block in the previous message."
+                            )));
+                        }
+                    }
+                    let result = tool_result_text(block.get("content"));
+                    conv.input_chars += chars(&result);
+                    results.push(result);
+                }
+                Some("tool_use" | "tool_result") => {
+                    return Err(SimError::bad_request(format!(
+                        "messages.{i}.content.{j}: this block type is not allowed in a `{role}` \
+                         message"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        // The previous assistant turn's `tool_use` blocks must all be answered right here.
+        if !awaiting.is_empty() {
+            return Err(SimError::bad_request(format!(
+                "messages.{}: `tool_use` ids were found without `tool_result` blocks immediately \
+                 after: {}. Each `tool_use` block must have a corresponding `tool_result` block \
+                 in the next message.",
+                i.saturating_sub(1),
+                awaiting.join(", ")
+            )));
+        }
+        awaiting = uses;
+        if role == "user" {
+            conv.last_user_text = text.join("\n");
+            last_results = (!results.is_empty()).then_some(results);
+        } else {
+            last_results = None;
+        }
+    }
+    conv.tool_results = last_results.map(|r| r.join(" "));
+
+    if let Some(Value::Array(tools)) = obj.get_mut("tools") {
+        for tool in tools {
+            // Server tools (web search, code execution...) have no input schema.
+            let Some(schema) = tool.get_mut("input_schema").map(Value::take) else {
+                continue;
+            };
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                conv.tools.push(Tool {
+                    name: name.to_owned(),
+                    schema,
+                });
+            }
+        }
+    }
+    let choice = obj.get("tool_choice");
+    conv.tool_choice = match choice.and_then(|c| c.get("type")).and_then(Value::as_str) {
+        Some("none") => ToolChoice::None,
+        Some("any") => ToolChoice::Required,
+        Some("tool") => match choice.and_then(|c| c.get("name")).and_then(Value::as_str) {
+            Some(name) => ToolChoice::Named(name.to_owned()),
+            None => ToolChoice::Required,
+        },
+        _ => ToolChoice::Auto,
+    };
+    conv.parallel_tool_calls = !choice
+        .and_then(|c| c.get("disable_parallel_tool_use"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // Structured outputs: `output_config.format`, or the earlier beta's `output_format`.
+    let format = match obj.get_mut("output_config").and_then(|c| c.get_mut("format")) {
+        Some(format) => Some(format.take()),
+        None => obj.get_mut("output_format").map(Value::take),
+    };
+    if let Some(mut format) = format {
+        if format.get("type").and_then(Value::as_str) == Some("json_schema") {
+            let schema = format.get_mut("schema").map(Value::take);
+            conv.json = Some(JsonMode { schema });
+        }
+    }
+    conv.stop = obj
+        .get("stop_sequences")
+        .and_then(Value::as_array)
+        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    conv.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    Ok(conv)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
+    match out {
+        Output::ToolCalls(_) => ("tool_use", None),
+        Output::Text { finish, .. } => match finish {
+            Finish::Stop => ("end_turn", None),
+            Finish::Length => ("max_tokens", None),
+            Finish::StopSequence(seq) => ("stop_sequence", Some(seq.as_str())),
+        },
+    }
+}
+
+fn usage(input: u64, output: u64) -> Value {
+    json!({
+        "input_tokens": input,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": { "ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0 },
+        "output_tokens": output,
+        "service_tier": "standard",
+    })
+}
+
+pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
+    let content: Vec<Value> = match out {
+        Output::Text { text, .. } => vec![json!({ "type": "text", "text": text })],
+        Output::ToolCalls(calls) => calls
+            .iter()
+            .map(|call| {
+                json!({
+                    "type": "tool_use",
+                    "id": ids.make("toolu_01", 22),
+                    "name": call.name,
+                    "input": call.arguments,
+                })
+            })
+            .collect(),
+    };
+    let (reason, sequence) = stop_reason(out);
+    json!({
+        "id": ids.make("msg_01", 22),
+        "type": "message",
+        "role": "assistant",
+        "model": conv.model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage(conv.input_tokens(), out.tokens()),
+    })
+}
+
+pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
+    let mut sse = SseBody::new();
+    let mut start_usage = usage(conv.input_tokens(), 1);
+    if let Some(u) = start_usage.as_object_mut() {
+        u.remove("cache_creation");
+    }
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("message_start"),
+        &json!({
+            "type": "message_start",
+            "message": {
+                "id": ids.make("msg_01", 22),
+                "type": "message",
+                "role": "assistant",
+                "model": conv.model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": start_usage,
+            }
+        }),
+    );
+    match out {
+        Output::Text { text, pieces, .. } => {
+            sse.json(
+                FrameKind::Other,
+                0,
+                Some("content_block_start"),
+                &json!({
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": { "type": "text", "text": "" },
+                }),
+            );
+            sse.json(FrameKind::Other, 0, Some("ping"), &json!({ "type": "ping" }));
+            for piece in pieces {
+                sse.json(
+                    FrameKind::Content,
+                    piece.tokens,
+                    Some("content_block_delta"),
+                    &json!({
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": { "type": "text_delta", "text": &text[piece.start..piece.end] },
+                    }),
+                );
+            }
+            block_stop(&mut sse, 0);
+        }
+        Output::ToolCalls(calls) => {
+            for (index, call) in calls.iter().enumerate() {
+                sse.json(
+                    FrameKind::Content,
+                    1,
+                    Some("content_block_start"),
+                    &json!({
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": ids.make("toolu_01", 22),
+                            "name": call.name,
+                            "input": {},
+                        },
+                    }),
+                );
+                if index == 0 {
+                    sse.json(FrameKind::Other, 0, Some("ping"), &json!({ "type": "ping" }));
+                }
+                // The API opens argument streaming with an empty fragment.
+                let deltas = std::iter::once(("", 0)).chain(call.fragments().into_iter().map(
+                    |p| (&call.arguments_json[p.start..p.end], p.tokens),
+                ));
+                for (fragment, tokens) in deltas {
+                    sse.json(
+                        FrameKind::Content,
+                        tokens,
+                        Some("content_block_delta"),
+                        &json!({
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": { "type": "input_json_delta", "partial_json": fragment },
+                        }),
+                    );
+                }
+                block_stop(&mut sse, index);
+            }
+        }
+    }
+    let (reason, sequence) = stop_reason(out);
+    sse.json(
+        FrameKind::Terminal,
+        0,
+        Some("message_delta"),
+        &json!({
+            "type": "message_delta",
+            "delta": { "stop_reason": reason, "stop_sequence": sequence },
+            "usage": { "output_tokens": out.tokens() },
+        }),
+    );
+    sse.json(
+        FrameKind::Terminal,
+        0,
+        Some("message_stop"),
+        &json!({ "type": "message_stop" }),
+    );
+    sse
+}
+
+fn block_stop(sse: &mut SseBody, index: usize) {
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("content_block_stop"),
+        &json!({ "type": "content_block_stop", "index": index }),
+    );
+}
+
+pub(crate) fn render_models(models: &[String]) -> Value {
+    let data: Vec<Value> = models
+        .iter()
+        .map(|id| {
+            json!({
+                "type": "model",
+                "id": id,
+                "display_name": id,
+                "created_at": "2025-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    json!({
+        "data": data,
+        "has_more": false,
+        "first_id": models.first(),
+        "last_id": models.last(),
+    })
+}

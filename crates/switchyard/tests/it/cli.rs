@@ -1,0 +1,85 @@
+//! The command line as a new user meets it: help, check-config, demo.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::harness::{Gateway, Reply};
+
+fn switchyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+#[test]
+fn help_explains_each_subcommand() {
+    let out = switchyard().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["demo", "serve", "check-config"] {
+        assert!(text.contains(sub), "{text}");
+    }
+}
+
+#[test]
+fn check_config_prints_every_error_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "server: {master_key: k, listen: nowhere}\nproviders: [{name: p, kind: openai}]\nmodels: [{alias: a, deployments: [{provider: q, model: m}], extra: 1}]\n",
+    )
+    .unwrap();
+    let out = switchyard().arg("check-config").arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in ["server.listen", "providers[0].api_key", "models[0]"] {
+        assert!(err.contains(path), "{path} missing from:\n{err}");
+    }
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "server: {master_key: k}\nproviders: [{name: p, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: p, model: m}]}]\n").unwrap();
+    let out = switchyard().arg("check-config").arg("--config").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn demo_answers_without_keys_or_network() {
+    let mut cmd = switchyard();
+    cmd.arg("demo").arg("--listen").arg("127.0.0.1:0");
+    let gw = Gateway::spawn(cmd, tempfile::tempdir().unwrap()).await;
+    let http = reqwest::Client::new();
+    for model in ["gpt-4o-mini", "claude-sonnet", "gemini-flash"] {
+        let resp = http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth("sk-sy-demo-0000000000000000")
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "Hello!"}]}))
+            .send()
+            .await
+            .unwrap();
+        let r = Reply { status: resp.status().as_u16(), headers: resp.headers().clone(), text: resp.text().await.unwrap() };
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        assert!(r.json()["choices"][0]["message"]["content"].as_str().is_some());
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_a_stream_in_flight() {
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig { token_ms: 100, ..Default::default() }).await;
+    let gw = Gateway::start(&crate::harness::standard_config(&sim.base_url(), "")).await;
+    let url = gw.url.clone();
+    let http = reqwest::Client::new();
+    let request = http
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(crate::harness::KEY)
+        .json(&json!({"model": "openai", "stream": true, "messages": [{"role": "user", "content": "story"}]}))
+        .send();
+    let response = request.await.unwrap();
+    // The stream is under way (headers arrived); now ask the gateway to stop.
+    let pid = gw.pid();
+    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "stream was cut by shutdown:\n{text}");
+    let status = tokio::task::spawn_blocking(move || gw.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+}

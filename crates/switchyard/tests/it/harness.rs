@@ -1,0 +1,270 @@
+//! Starts the simulator and the gateway binary, and offers small HTTP helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_sim::{SimConfig, SimServer};
+
+pub const KEY: &str = "sk-test-master-key";
+
+/// One provider of each kind, all backed by the simulator, behind aliases named after the kind.
+pub const KINDS: &[&str] = &["openai", "compat", "azure", "anthropic", "gemini"];
+
+pub fn standard_config(sim: &str, extra_models: &str) -> String {
+    standard_config_with(sim, extra_models, "allowed_fails: 3\n  cooldown: 2s")
+}
+
+pub fn standard_config_with(sim: &str, extra_models: &str, routing: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  max_body_bytes: 1048576
+  shutdown_grace: 10s
+providers:
+  - {{name: p-openai, kind: openai, base_url: "{sim}/v1", api_key: sk-upstream-openai-secret}}
+  - {{name: p-compat, kind: openai_compatible, base_url: "{sim}/v1", api_key: sk-upstream-compat-secret}}
+  - {{name: p-azure, kind: azure, base_url: "{sim}", api_key: azure-upstream-secret, api_version: "2024-10-21"}}
+  - {{name: p-anthropic, kind: anthropic, base_url: "{sim}", api_key: sk-ant-upstream-secret}}
+  - {{name: p-gemini, kind: gemini, base_url: "{sim}/v1beta", api_key: gemini-upstream-secret}}
+  - name: p-fast
+    kind: openai
+    base_url: "{sim}/v1"
+    api_key: sk-upstream-fast-secret
+    timeouts: {{first_byte: 500ms, stall: 500ms, total: 5s}}
+models:
+  - {{alias: openai, deployments: [{{provider: p-openai, model: gpt-4o-mini}}]}}
+  - {{alias: compat, deployments: [{{provider: p-compat, model: llama-3-8b}}]}}
+  - {{alias: azure, deployments: [{{provider: p-azure, model: gpt-4o-deploy}}]}}
+  - {{alias: anthropic, deployments: [{{provider: p-anthropic, model: claude-sonnet-4-5}}]}}
+  - {{alias: gemini, deployments: [{{provider: p-gemini, model: gemini-2.5-flash}}]}}
+  - {{alias: embed, deployments: [{{provider: p-openai, model: text-embedding-3-small}}]}}
+  - {{alias: fast, deployments: [{{provider: p-fast, model: fast-model}}]}}
+{extra_models}
+routing:
+  {routing}
+"#
+    )
+}
+
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Writes `config` to a temp file and starts `switchyard serve` on it.
+    pub async fn start(config: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("serve").arg("--config").arg(&path);
+        Self::spawn(cmd, dir).await
+    }
+
+    /// Starts the binary with `args` and waits for its "listening" line.
+    pub async fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Gateway {
+        cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start switchyard");
+        let stdout = child.stdout.take().unwrap();
+        let url = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let url = loop {
+                let line = lines.next().expect("switchyard exited before listening").unwrap();
+                if let Some(url) = line.strip_prefix("switchyard listening on ") {
+                    break url.trim().to_owned();
+                }
+            };
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            url
+        });
+        let url = tokio::time::timeout(Duration::from_secs(30), url)
+            .await
+            .expect("switchyard did not start within 30 s")
+            .unwrap();
+        Gateway {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit (after a signal) and returns its exit status.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Env {
+    pub sim: SimServer,
+    pub gw: Gateway,
+    pub http: reqwest::Client,
+}
+
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    SimServer::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
+}
+
+/// The simulator plus a gateway with one alias per provider kind.
+pub async fn env() -> Env {
+    env_with("").await
+}
+
+pub async fn env_with(extra_models: &str) -> Env {
+    env_with_routing(extra_models, "allowed_fails: 3\n  cooldown: 2s").await
+}
+
+pub async fn env_with_routing(extra_models: &str, routing: &str) -> Env {
+    let sim = start_sim(SimConfig::default()).await;
+    let gw = Gateway::start(&standard_config_with(&sim.base_url(), extra_models, routing)).await;
+    Env {
+        sim,
+        gw,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The SSE `data:` payloads, in order.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text
+            .split("\n\n")
+            .filter_map(|frame| {
+                let data: Vec<&str> = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                    .collect();
+                (!data.is_empty()).then(|| data.join("\n"))
+            })
+            .collect()
+    }
+
+    /// The SSE `event:` names, in order.
+    pub fn sse_events(&self) -> Vec<String> {
+        self.text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: ").map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Env {
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, body, &[("authorization", &format!("Bearer {KEY}"))]).await
+    }
+
+    pub async fn post_anthropic(&self, body: &Value) -> Reply {
+        self.post_with(
+            "/v1/messages",
+            body,
+            &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        )
+        .await
+    }
+
+    pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.post_raw(path, body.to_string().into_bytes(), headers).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.gw.url))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        Reply {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.gw.url))
+            .header("authorization", format!("Bearer {KEY}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Reply {
+            status,
+            headers,
+            text: resp.text().await.unwrap(),
+        }
+    }
+
+    /// Installs a runtime fault rule in the simulator for one upstream model.
+    pub async fn fault(&self, model: &str, fault: &str, times: Option<u32>) {
+        let mut rule = json!({"model": model, "fault": fault});
+        if let Some(t) = times {
+            rule["times"] = json!(t);
+        }
+        let resp = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim.base_url()))
+            .json(&json!([rule]))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "sim rejected fault {fault}");
+    }
+
+    pub async fn sim_stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_sim/stats", self.sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn chat(model: &str, content: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}

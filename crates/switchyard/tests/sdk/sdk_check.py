@@ -1,0 +1,303 @@
+"""Drives a running Switchyard gateway with the official client libraries, unchanged.
+
+Usage: sdk_check.py BASE_URL API_KEY ALIAS [ALIAS ...]
+
+For every alias it runs plain, streaming and tool-calling conversations through the `openai`
+and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
+reported, and checks the SDKs' error classes for a bad key and an unknown model. Prints one
+line per check and a closing 'N passed, M failed' line; exits non-zero on any failure.
+"""
+
+import json
+import sys
+import traceback
+
+import anthropic
+import openai
+
+BASE, KEY, ALIASES = sys.argv[1], sys.argv[2], sys.argv[3:]
+EMBEDDING_ALIAS = "embed"
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
+        },
+    },
+}
+ANTHROPIC_WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "input_schema": WEATHER_TOOL["function"]["parameters"],
+}
+
+passed, failed = 0, 0
+
+
+def check(name):
+    def wrap(fn):
+        global passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {name}", flush=True)
+        except Exception:  # noqa: BLE001 - every failure is reported, none stops the run
+            failed += 1
+            print(f"FAIL {name}", flush=True)
+            traceback.print_exc()
+        return fn
+
+    return wrap
+
+
+oa = openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=30)
+an = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=30)
+
+
+def run_alias(alias):
+    @check(f"openai plain [{alias}]")
+    def _():
+        r = oa.chat.completions.create(
+            model=alias, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+        )
+        assert r.choices[0].message.content, r
+        assert r.choices[0].finish_reason == "stop", r.choices[0].finish_reason
+        assert r.model == alias, r.model
+        assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+    @check(f"openai stream with usage [{alias}]")
+    def _():
+        text, usage, finish = "", None, None
+        stream = oa.chat.completions.create(
+            model=alias,
+            messages=[{"role": "user", "content": "Tell me a story"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage
+            for c in chunk.choices:
+                text += c.delta.content or ""
+                finish = c.finish_reason or finish
+        assert text, "no streamed text"
+        assert finish == "stop", finish
+        assert usage and usage.prompt_tokens > 0 and usage.completion_tokens > 0, usage
+
+    @check(f"openai max_tokens gives finish_reason length [{alias}]")
+    def _():
+        r = oa.chat.completions.create(
+            model=alias, messages=[{"role": "user", "content": "Write a long essay"}], max_tokens=3
+        )
+        assert r.choices[0].finish_reason == "length", r.choices[0].finish_reason
+        assert r.usage.completion_tokens <= 3, r.usage
+
+    @check(f"openai tool round trip [{alias}]")
+    def _():
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        r = oa.chat.completions.create(model=alias, messages=messages, tools=[WEATHER_TOOL])
+        msg = r.choices[0].message
+        assert r.choices[0].finish_reason == "tool_calls", r.choices[0].finish_reason
+        call = msg.tool_calls[0]
+        assert call.function.name == "get_weather"
+        args = json.loads(call.function.arguments)
+        assert "city" in args, args
+        messages.append(msg.model_dump(exclude_none=True))
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"})
+        r2 = oa.chat.completions.create(model=alias, messages=messages, tools=[WEATHER_TOOL])
+        assert r2.choices[0].finish_reason == "stop", r2.choices[0].finish_reason
+        assert "18 degrees" in r2.choices[0].message.content, r2.choices[0].message.content
+
+    @check(f"openai streamed tool call [{alias}]")
+    def _():
+        calls = {}
+        finish = None
+        stream = oa.chat.completions.create(
+            model=alias,
+            messages=[{"role": "user", "content": "Weather in Oslo?"}],
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+            stream=True,
+        )
+        for chunk in stream:
+            for c in chunk.choices:
+                finish = c.finish_reason or finish
+                for tc in c.delta.tool_calls or []:
+                    entry = calls.setdefault(tc.index, {"id": None, "name": "", "args": ""})
+                    entry["id"] = tc.id or entry["id"]
+                    if tc.function:
+                        entry["name"] += tc.function.name or ""
+                        entry["args"] += tc.function.arguments or ""
+        assert finish == "tool_calls", finish
+        assert calls[0]["id"] and calls[0]["name"] == "get_weather", calls
+        assert "city" in json.loads(calls[0]["args"]), calls
+
+    @check(f"openai json_schema output [{alias}]")
+    def _():
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        r = oa.chat.completions.create(
+            model=alias,
+            messages=[{"role": "user", "content": "Answer in JSON"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
+        )
+        assert "answer" in json.loads(r.choices[0].message.content)
+
+    @check(f"anthropic plain [{alias}]")
+    def _():
+        m = an.messages.create(
+            model=alias, max_tokens=200, system="Be brief.", messages=[{"role": "user", "content": "Hello there"}]
+        )
+        assert m.content[0].type == "text" and m.content[0].text, m
+        assert m.stop_reason == "end_turn", m.stop_reason
+        assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m.usage
+
+    @check(f"anthropic stream [{alias}]")
+    def _():
+        with an.messages.stream(
+            model=alias, max_tokens=200, messages=[{"role": "user", "content": "Tell me a story"}]
+        ) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert text, "no streamed text"
+        assert final.stop_reason == "end_turn", final.stop_reason
+        assert final.usage.output_tokens > 0, final.usage
+
+    @check(f"anthropic tool round trip [{alias}]")
+    def _():
+        messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+        m = an.messages.create(model=alias, max_tokens=200, tools=[ANTHROPIC_WEATHER_TOOL], messages=messages)
+        assert m.stop_reason == "tool_use", m.stop_reason
+        use = next(b for b in m.content if b.type == "tool_use")
+        assert use.name == "get_weather" and "city" in use.input, use
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]})
+        messages.append(
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18 degrees and sunny"}]}
+        )
+        m2 = an.messages.create(model=alias, max_tokens=200, tools=[ANTHROPIC_WEATHER_TOOL], messages=messages)
+        assert m2.stop_reason == "end_turn", m2.stop_reason
+        assert "18 degrees" in m2.content[0].text, m2.content
+
+    @check(f"anthropic streamed tool call [{alias}]")
+    def _():
+        with an.messages.stream(
+            model=alias,
+            max_tokens=200,
+            tools=[ANTHROPIC_WEATHER_TOOL],
+            tool_choice={"type": "any"},
+            messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        ) as stream:
+            final = stream.get_final_message()
+        assert final.stop_reason == "tool_use", final.stop_reason
+        use = next(b for b in final.content if b.type == "tool_use")
+        assert "city" in use.input, use
+
+
+def run_langchain(alias):
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model=alias, base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=30)
+
+    @check(f"langchain invoke [{alias}]")
+    def _():
+        r = llm.invoke([HumanMessage(content="Hello there")])
+        assert r.content, r
+        assert r.usage_metadata and r.usage_metadata["input_tokens"] > 0, r.usage_metadata
+
+    @check(f"langchain stream [{alias}]")
+    def _():
+        text = "".join(chunk.content for chunk in llm.stream("Tell me a story"))
+        assert text
+
+    @check(f"langchain tool call [{alias}]")
+    def _():
+        r = llm.bind_tools([WEATHER_TOOL]).invoke("What is the weather in Paris?")
+        assert r.tool_calls and r.tool_calls[0]["name"] == "get_weather", r
+        assert "city" in r.tool_calls[0]["args"], r.tool_calls
+
+
+for alias in ALIASES:
+    run_alias(alias)
+run_langchain(ALIASES[0])
+
+
+@check("openai embeddings, float and base64")
+def _():
+    r = oa.embeddings.create(model=EMBEDDING_ALIAS, input=["a", "b c"], encoding_format="float")
+    assert len(r.data) == 2 and len(r.data[0].embedding) > 0, r
+    r2 = oa.embeddings.create(model=EMBEDDING_ALIAS, input="a")  # the SDK asks for base64 itself
+    assert r2.data[0].embedding == r.data[0].embedding
+    assert r.usage.prompt_tokens > 0
+
+
+@check("openai models list")
+def _():
+    ids = {m.id for m in oa.models.list()}
+    assert set(ALIASES) <= ids, ids
+
+
+@check("openai bad key is AuthenticationError")
+def _():
+    bad = openai.OpenAI(base_url=f"{BASE}/v1", api_key="wrong", max_retries=0)
+    try:
+        bad.chat.completions.create(model=ALIASES[0], messages=[{"role": "user", "content": "x"}])
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+        assert "wrong" not in str(e)
+    else:
+        raise AssertionError("no error")
+
+
+@check("openai unknown model is NotFoundError")
+def _():
+    try:
+        oa.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    except openai.NotFoundError as e:
+        assert e.body["code"] == "model_not_found", e.body
+    else:
+        raise AssertionError("no error")
+
+
+@check("openai bad request is BadRequestError with the field")
+def _():
+    try:
+        oa.chat.completions.create(model=ALIASES[0], messages=[{"role": "wizard", "content": "x"}])
+    except openai.BadRequestError as e:
+        assert e.body["param"] == "messages[0].role", e.body
+    else:
+        raise AssertionError("no error")
+
+
+@check("anthropic bad key is AuthenticationError")
+def _():
+    bad = anthropic.Anthropic(base_url=BASE, api_key="wrong", max_retries=0)
+    try:
+        bad.messages.create(model=ALIASES[0], max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    except anthropic.AuthenticationError as e:
+        assert e.status_code == 401
+    else:
+        raise AssertionError("no error")
+
+
+@check("anthropic missing max_tokens is BadRequestError")
+def _():
+    try:
+        an.post(
+            "/v1/messages",
+            body={"model": ALIASES[0], "messages": [{"role": "user", "content": "x"}]},
+            cast_to=object,
+        )
+    except anthropic.BadRequestError as e:
+        assert e.body["error"]["type"] == "invalid_request_error", e.body
+    else:
+        raise AssertionError("no error")
+
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
