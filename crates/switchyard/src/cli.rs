@@ -13,7 +13,11 @@ use crate::config::{self, Config, LogFormat};
 use crate::server;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Switchyard: one fast gateway in front of every LLM provider.")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Switchyard: one fast gateway in front of every LLM provider."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -117,7 +121,9 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(config.logging.level.as_deref().unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.logging.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -132,9 +138,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
             token_ms: config.simulator.token_ms,
             ..switchyard_sim::SimConfig::default()
         };
-        let server = switchyard_sim::SimServer::start(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .context("cannot start the in-process simulator")?;
+        let server =
+            switchyard_sim::SimServer::start(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .context("cannot start the in-process simulator")?;
         tracing::info!(url = %server.base_url(), "simulated providers listening");
         Some(server)
     } else {
@@ -151,7 +158,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
         .as_ref()
         .map(|k| k.expose().to_owned())
         .unwrap_or_default();
-    let app = Arc::new(App::new(config, sim.as_ref().map(|s| s.base_url()).as_deref())?);
+    let app = Arc::new(App::new(
+        config,
+        sim.as_ref().map(|s| s.base_url()).as_deref(),
+    )?);
     if demo {
         print_banner(addr, &master_key, &app);
     }

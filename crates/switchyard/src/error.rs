@@ -43,7 +43,10 @@ impl GatewayError {
                 last,
                 all_rate_limited: true,
                 ..
-            } => Some(last.retry_after_secs.map_or(1, |s| s.ceil().max(1.0) as u64)),
+            } => Some(
+                last.retry_after_secs
+                    .map_or(1, |s| s.ceil().max(1.0) as u64),
+            ),
             _ => None,
         }
     }
@@ -130,7 +133,10 @@ fn upstream(
             429,
             ErrorKind::RateLimit,
             "upstream_rate_limited",
-            format!("Every provider for this model is rate limited ({tries}): {}", last.message),
+            format!(
+                "Every provider for this model is rate limited ({tries}): {}",
+                last.message
+            ),
             None,
         );
     }
@@ -146,14 +152,20 @@ fn upstream(
             400,
             ErrorKind::InvalidRequest,
             "context_window_exceeded",
-            format!("The prompt does not fit the model's context window: {}", last.message),
+            format!(
+                "The prompt does not fit the model's context window: {}",
+                last.message
+            ),
             Some("messages".to_owned()),
         ),
         ErrorClass::ContentFiltered => (
             400,
             ErrorKind::InvalidRequest,
             "content_filtered",
-            format!("The provider's content filter blocked the request: {}", last.message),
+            format!(
+                "The provider's content filter blocked the request: {}",
+                last.message
+            ),
             None,
         ),
         // Never echo the provider's text here: it may quote part of our credential.
@@ -171,7 +183,10 @@ fn upstream(
             504,
             ErrorKind::Timeout,
             "upstream_timeout",
-            format!("The provider did not answer in time ({tries}): {}", last.message),
+            format!(
+                "The provider did not answer in time ({tries}): {}",
+                last.message
+            ),
             None,
         ),
         ErrorClass::RateLimited => (
@@ -185,14 +200,20 @@ fn upstream(
             502,
             ErrorKind::Upstream,
             "upstream_not_found",
-            format!("The provider does not know the configured model: {}", last.message),
+            format!(
+                "The provider does not know the configured model: {}",
+                last.message
+            ),
             None,
         ),
         ErrorClass::StreamInterrupted => (
             502,
             ErrorKind::Upstream,
             "stream_interrupted",
-            format!("The provider's stream broke off ({tries}): {}", last.message),
+            format!(
+                "The provider's stream broke off ({tries}): {}",
+                last.message
+            ),
             None,
         ),
         ErrorClass::Connect

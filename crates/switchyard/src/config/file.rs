@@ -142,6 +142,17 @@ pub struct ProviderFile {
     pub timeouts: TimeoutsFile,
 }
 
+/// Price of a deployment in US dollars per million tokens (for `lowest_cost` routing and
+/// `max_cost` ceilings).
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PriceFile {
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub output_per_mtok: f64,
+}
+
 /// `models[].deployments[]` — one callable target behind an alias.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,12 +160,84 @@ pub struct DeploymentFile {
     pub provider: String,
     /// The provider's model name (Azure: the deployment name).
     pub model: String,
+    /// Share of traffic under the `weighted` strategy (and within a tier under `priority`).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Tier under the `priority` strategy: lower tiers are used first.
+    #[serde(default)]
+    pub priority: u32,
+    pub price: Option<PriceFile>,
+    /// Requests per minute this deployment may take (for `usage_aware`).
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may take (for `usage_aware`).
+    pub tpm: Option<u64>,
+    /// Context window in tokens: requests that cannot fit are never sent here.
+    pub context_window: Option<u64>,
 }
 
 fn default_weight() -> u32 {
     1
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyFile {
+    #[default]
+    Weighted,
+    RoundRobin,
+    LeastBusy,
+    LowestLatency,
+    LowestCost,
+    UsageAware,
+    Priority,
+}
+
+/// Fallback aliases: a list for every error, or lists per error class with a `default`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum FallbacksFile {
+    All(Vec<String>),
+    ByClass(std::collections::BTreeMap<String, Vec<String>>),
+}
+
+impl Default for FallbacksFile {
+    fn default() -> Self {
+        FallbacksFile::All(Vec::new())
+    }
+}
+
+/// When to start a second, competing attempt.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum HedgeAfterFile {
+    /// `p95`: the first deployment's observed 95th-percentile time to first byte.
+    Percentile(String),
+    #[serde(with = "humantime_serde")]
+    Fixed(Duration),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeFile {
+    pub after: HedgeAfterFile,
+    /// Largest share of this alias's requests that may be hedged (default 0.1).
+    #[serde(default = "default_hedge_share")]
+    pub max_share: f64,
+}
+
+fn default_hedge_share() -> f64 {
+    0.1
+}
+
+/// Hold a stream's first output back until this much is buffered (or this long has passed), so
+/// failures in that window can still fall back.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct StreamBufferFile {
+    #[serde(default)]
+    pub max_bytes: usize,
+    #[serde(default, with = "humantime_serde")]
+    pub max_delay: Duration,
 }
 
 /// `models[]` — an alias clients ask for.
@@ -163,16 +246,97 @@ fn default_weight() -> u32 {
 pub struct ModelFile {
     pub alias: String,
     pub deployments: Vec<DeploymentFile>,
-    /// Aliases tried, in order, when every deployment of this one failed.
+    /// How deployments are ordered for each request.
     #[serde(default)]
-    pub fallbacks: Vec<String>,
+    pub strategy: StrategyFile,
+    /// Aliases tried, in order, when every deployment of this one failed: a list, or lists per
+    /// error class (`context_window_exceeded`, `content_filtered`, `rate_limited`, … and
+    /// `default`).
+    #[serde(default)]
+    pub fallbacks: FallbacksFile,
     /// Extra tries on the same deployment for retryable errors before moving on.
     #[serde(default)]
     pub num_retries: u32,
+    pub hedge: Option<HedgeFile>,
+    pub stream_buffer: Option<StreamBufferFile>,
 }
 
-/// `routing:` — health defaults shared by all deployments.
+/// `routing.rules[].match`: every given condition must hold.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuleMatchFile {
+    /// Glob on the requested model (`*` and `?`).
+    pub model: Option<String>,
+    /// Request metadata (OpenAI `metadata`) values that must be equal.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub min_input_tokens: Option<u64>,
+    pub max_input_tokens: Option<u64>,
+    /// At most this many messages (a simple "short conversation" test).
+    pub max_messages: Option<usize>,
+    /// Capabilities the request needs (`tools`, `images`, `json_schema`); `[]` matches any.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// The request must not use tools (for "simple prompt" rules).
+    pub no_tools: Option<bool>,
+}
+
+/// `routing.rules[].route`: what a matching rule does.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuleRouteFile {
+    /// Send the request to this alias instead.
+    pub alias: Option<String>,
+    /// Only these deployments (`provider/model` ids) of the target alias.
+    #[serde(default)]
+    pub deployments: Vec<String>,
+    /// Weights to use instead of the configured ones (`provider/model` → weight).
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+    /// Skip deployments whose estimated cost (US dollars) exceeds this.
+    pub max_cost: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub when: RuleMatchFile,
+    pub route: RuleRouteFile,
+}
+
+/// Bounds retries (same-deployment re-tries and hedges) to a share of requests, so a failing
+/// provider cannot multiply load.
 #[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    /// Retries allowed per request, on average (default 0.2).
+    #[serde(default = "default_retry_ratio")]
+    pub ratio: f64,
+    /// Retries always allowed per second, whatever the traffic (default 10).
+    #[serde(default = "default_min_retries")]
+    pub min_per_sec: u32,
+}
+
+fn default_retry_ratio() -> f64 {
+    0.2
+}
+fn default_min_retries() -> u32 {
+    10
+}
+
+impl Default for RetryBudgetFile {
+    fn default() -> Self {
+        Self {
+            ratio: default_retry_ratio(),
+            min_per_sec: default_min_retries(),
+        }
+    }
+}
+
+/// `routing:` — health defaults shared by all deployments, rules and the retry budget.
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingFile {
     /// Consecutive failures that put a deployment in cooldown.
@@ -184,6 +348,19 @@ pub struct RoutingFile {
     /// Upper bound on honouring an upstream `retry-after` before retrying.
     #[serde(default = "default_max_retry_after", with = "humantime_serde")]
     pub max_retry_after: Duration,
+    #[serde(default)]
+    pub retry_budget: RetryBudgetFile,
+    /// Share of `lowest_latency` requests sent to a random deployment so a recovered or
+    /// unmeasured one gets measured again (default 0.05).
+    #[serde(default = "default_exploration")]
+    pub exploration: f64,
+    /// Evaluated in order before the strategy; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleFile>,
+}
+
+fn default_exploration() -> f64 {
+    0.05
 }
 
 fn default_allowed_fails() -> u32 {
@@ -202,6 +379,9 @@ impl Default for RoutingFile {
             allowed_fails: default_allowed_fails(),
             cooldown: default_cooldown(),
             max_retry_after: default_max_retry_after(),
+            retry_budget: RetryBudgetFile::default(),
+            exploration: default_exploration(),
+            rules: Vec::new(),
         }
     }
 }

@@ -58,14 +58,15 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
                 None => (expr, None),
             };
             let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
                 return Err(format!("'${{{expr}}}' is not a valid variable reference"));
             }
-            match env(name).filter(|v| !v.is_empty()).or(default.map(str::to_owned)) {
+            match env(name)
+                .filter(|v| !v.is_empty())
+                .or(default.map(str::to_owned))
+            {
                 Some(v) => out.push_str(&v),
                 None => {
                     return Err(format!(

@@ -16,10 +16,14 @@ use serde_json::{Map, Value};
 use switchyard_protocol::ProviderKind;
 use switchyard_protocol::dialect::OpenAiQuirks;
 
-pub use file::{LogFormat, LoggingFile, RoutingFile, SimDialectFile, SimulatorFile, TimeoutsFile};
+pub use file::{
+    HedgeAfterFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
+    SimDialectFile, SimulatorFile, StrategyFile, StreamBufferFile, TimeoutsFile,
+};
+use switchyard_protocol::canonical::ErrorClass;
 pub use secret::Secret;
 
-use file::{KindFile, ModelFile, ProviderFile, ServerFile};
+use file::{FallbacksFile, HedgeFile, KindFile, ModelFile, ProviderFile, ServerFile};
 
 /// The configuration the demo runs: simulated providers of each wire format behind a few aliases.
 pub const DEMO_CONFIG: &str = include_str!("demo.yaml");
@@ -67,14 +71,54 @@ pub struct DeploymentConfig {
     pub provider: usize,
     pub model: String,
     pub weight: u32,
+    pub priority: u32,
+    pub price: Option<PriceFile>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub context_window: Option<u64>,
+}
+
+/// Fallback aliases, chosen by the class of the last failure.
+#[derive(Debug, Clone, Default)]
+pub struct Fallbacks {
+    pub default: Vec<String>,
+    pub by_class: Vec<(ErrorClass, Vec<String>)>,
+}
+
+impl Fallbacks {
+    pub fn for_class(&self, class: Option<ErrorClass>) -> &[String] {
+        class
+            .and_then(|c| self.by_class.iter().find(|(k, _)| *k == c))
+            .map_or(&self.default, |(_, v)| v)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.default.iter().chain(self.by_class.iter().flat_map(|(_, v)| v))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum HedgeAfter {
+    Fixed(Duration),
+    /// The first deployment's observed p95 time to first byte.
+    P95,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Hedge {
+    pub after: HedgeAfter,
+    pub max_share: f64,
 }
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub alias: String,
     pub deployments: Vec<DeploymentConfig>,
-    pub fallbacks: Vec<String>,
+    pub strategy: StrategyFile,
+    pub fallbacks: Fallbacks,
     pub num_retries: u32,
+    pub hedge: Option<Hedge>,
+    pub stream_buffer: Option<StreamBufferFile>,
 }
 
 /// The validated runtime configuration.
@@ -94,7 +138,14 @@ impl Config {
     }
 }
 
-const TOP_LEVEL: &[&str] = &["server", "providers", "models", "routing", "simulator", "logging"];
+const TOP_LEVEL: &[&str] = &[
+    "server",
+    "providers",
+    "models",
+    "routing",
+    "simulator",
+    "logging",
+];
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
 pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
@@ -138,14 +189,25 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Config {
+    if !(0.0..=1.0).contains(&routing.exploration) {
+        errors.push(ConfigError { path: "routing.exploration".into(), message: "must be between 0 and 1".into() });
+    }
+    if !(routing.retry_budget.ratio >= 0.0) {
+        errors.push(ConfigError { path: "routing.retry_budget.ratio".into(), message: "must not be negative".into() });
+    }
+    let config = Config {
         server,
         providers: providers.into_iter().flatten().collect(),
         models,
         routing,
         simulator,
         logging,
-    })
+    };
+    resolve_rules(&config, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(config)
 }
 
 /// Reads and loads a file, with the process environment for interpolation.
@@ -159,7 +221,11 @@ pub fn load_file(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
     load(&text, &|name| std::env::var(name).ok())
 }
 
-fn deserialize<T: DeserializeOwned>(value: Value, path: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
+fn deserialize<T: DeserializeOwned>(
+    value: Value,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     match serde_path_to_error::deserialize(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -221,7 +287,11 @@ fn err(errors: &mut Vec<ConfigError>, path: impl Into<String>, message: impl Int
 
 fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerConfig {
     if server.listen.parse::<std::net::SocketAddr>().is_err() {
-        err(errors, "server.listen", format!("'{}' is not an address like 127.0.0.1:4000", server.listen));
+        err(
+            errors,
+            "server.listen",
+            format!("'{}' is not an address like 127.0.0.1:4000", server.listen),
+        );
     }
     let master_key = server.master_key.filter(|k| !k.is_empty()).map(Secret::new);
     if master_key.is_none() {
@@ -266,16 +336,32 @@ fn resolve_providers(
         if p.name.is_empty() {
             err(errors, format!("{path}.name"), "must not be empty");
         } else if !names.insert(p.name.clone()) {
-            err(errors, format!("{path}.name"), format!("duplicate provider name '{}'", p.name));
+            err(
+                errors,
+                format!("{path}.name"),
+                format!("duplicate provider name '{}'", p.name),
+            );
         }
         if p.dialect.is_some() && p.kind != KindFile::Simulator {
-            err(errors, format!("{path}.dialect"), "only allowed with kind: simulator");
+            err(
+                errors,
+                format!("{path}.dialect"),
+                "only allowed with kind: simulator",
+            );
         }
         if p.quirks.is_some() && p.kind != KindFile::OpenaiCompatible {
-            err(errors, format!("{path}.quirks"), "only allowed with kind: openai_compatible");
+            err(
+                errors,
+                format!("{path}.quirks"),
+                "only allowed with kind: openai_compatible",
+            );
         }
         if p.api_version.is_some() && p.kind != KindFile::Azure {
-            err(errors, format!("{path}.api_version"), "only allowed with kind: azure");
+            err(
+                errors,
+                format!("{path}.api_version"),
+                "only allowed with kind: azure",
+            );
         }
         let needs_key = matches!(
             p.kind,
@@ -283,11 +369,19 @@ fn resolve_providers(
         );
         let api_key = p.api_key.clone().filter(|k| !k.is_empty());
         if needs_key && api_key.is_none() {
-            err(errors, format!("{path}.api_key"), "required for this provider kind");
+            err(
+                errors,
+                format!("{path}.api_key"),
+                "required for this provider kind",
+            );
         }
         let base_url = match (&p.base_url, p.kind) {
             (Some(url), KindFile::Simulator) => {
-                err(errors, format!("{path}.base_url"), "not allowed with kind: simulator (it runs in-process)");
+                err(
+                    errors,
+                    format!("{path}.base_url"),
+                    "not allowed with kind: simulator (it runs in-process)",
+                );
                 url.clone()
             }
             (Some(url), _) => url.trim_end_matches('/').to_owned(),
@@ -295,7 +389,11 @@ fn resolve_providers(
             (None, kind) => match default_base_url(kind) {
                 Some(u) => u.to_owned(),
                 None => {
-                    err(errors, format!("{path}.base_url"), "required for this provider kind");
+                    err(
+                        errors,
+                        format!("{path}.base_url"),
+                        "required for this provider kind",
+                    );
                     String::new()
                 }
             },
@@ -303,14 +401,27 @@ fn resolve_providers(
         if !base_url.is_empty()
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
-            err(errors, format!("{path}.base_url"), "must start with http:// or https://");
+            err(
+                errors,
+                format!("{path}.base_url"),
+                "must start with http:// or https://",
+            );
         } else if !base_url.is_empty() && base_url.parse::<http::Uri>().is_err() {
             err(errors, format!("{path}.base_url"), "is not a valid URL");
         }
         let t = p.timeouts;
-        for (name, d) in [("connect", t.connect), ("first_byte", t.first_byte), ("stall", t.stall), ("total", t.total)] {
+        for (name, d) in [
+            ("connect", t.connect),
+            ("first_byte", t.first_byte),
+            ("stall", t.stall),
+            ("total", t.total),
+        ] {
             if d.is_zero() {
-                err(errors, format!("{path}.timeouts.{name}"), "must be greater than 0");
+                err(
+                    errors,
+                    format!("{path}.timeouts.{name}"),
+                    "must be greater than 0",
+                );
             }
         }
         let kind = match p.kind {
@@ -369,10 +480,18 @@ fn resolve_models(
         if m.alias.is_empty() {
             err(errors, format!("{path}.alias"), "must not be empty");
         } else if !seen.insert(m.alias.clone()) {
-            err(errors, format!("{path}.alias"), format!("duplicate alias '{}'", m.alias));
+            err(
+                errors,
+                format!("{path}.alias"),
+                format!("duplicate alias '{}'", m.alias),
+            );
         }
         if m.deployments.is_empty() {
-            err(errors, format!("{path}.deployments"), "an alias needs at least one deployment");
+            err(
+                errors,
+                format!("{path}.deployments"),
+                "an alias needs at least one deployment",
+            );
         }
         let mut deployments = Vec::new();
         for (j, d) in m.deployments.iter().enumerate() {
@@ -387,6 +506,11 @@ fn resolve_models(
                     provider: idx,
                     model: d.model.clone(),
                     weight: d.weight,
+                    priority: d.priority,
+                    price: d.price,
+                    rpm: d.rpm,
+                    tpm: d.tpm,
+                    context_window: d.context_window,
                 }),
                 None if providers.iter().any(Option::is_none) => {}
                 None => err(errors, format!("{dpath}.provider"), format!("unknown provider '{}'", d.provider)),
@@ -397,22 +521,127 @@ fn resolve_models(
             if d.weight == 0 {
                 err(errors, format!("{dpath}.weight"), "must be greater than 0");
             }
-        }
-        for (j, f) in m.fallbacks.iter().enumerate() {
-            if f == &m.alias {
-                err(errors, format!("{path}.fallbacks[{j}]"), "an alias cannot fall back to itself");
-            } else if !aliases.contains(f) {
-                err(errors, format!("{path}.fallbacks[{j}]"), format!("unknown alias '{f}'"));
+            if let Some(p) = d.price
+                && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0 || !p.input_per_mtok.is_finite() || !p.output_per_mtok.is_finite())
+            {
+                err(errors, format!("{dpath}.price"), "prices must be finite and not negative");
+            }
+            for (name, v) in [("rpm", d.rpm), ("tpm", d.tpm), ("context_window", d.context_window)] {
+                if v == Some(0) {
+                    err(errors, format!("{dpath}.{name}"), "must be greater than 0");
+                }
             }
         }
+        let fallbacks = resolve_fallbacks(&m.fallbacks, &m.alias, &aliases, &format!("{path}.fallbacks"), errors);
+        let hedge = m.hedge.as_ref().and_then(|h| resolve_hedge(h, &format!("{path}.hedge"), errors));
         out.push(ModelConfig {
             alias: m.alias,
             deployments,
-            fallbacks: m.fallbacks,
+            strategy: m.strategy,
+            fallbacks,
             num_retries: m.num_retries,
+            hedge,
+            stream_buffer: m.stream_buffer,
         });
     }
     out
+}
+
+fn check_aliases(list: &[String], own: &str, aliases: &HashSet<String>, path: &str, errors: &mut Vec<ConfigError>) {
+    for (j, f) in list.iter().enumerate() {
+        if f == own {
+            err(errors, format!("{path}[{j}]"), "an alias cannot fall back to itself");
+        } else if !aliases.contains(f) {
+            err(errors, format!("{path}[{j}]"), format!("unknown alias '{f}'"));
+        }
+    }
+}
+
+fn resolve_fallbacks(
+    file: &FallbacksFile,
+    own: &str,
+    aliases: &HashSet<String>,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Fallbacks {
+    match file {
+        FallbacksFile::All(list) => {
+            check_aliases(list, own, aliases, path, errors);
+            Fallbacks { default: list.clone(), by_class: Vec::new() }
+        }
+        FallbacksFile::ByClass(map) => {
+            let mut out = Fallbacks::default();
+            for (class, list) in map {
+                let cpath = format!("{path}.{class}");
+                check_aliases(list, own, aliases, &cpath, errors);
+                if class == "default" {
+                    out.default = list.clone();
+                } else if let Some(c) = ErrorClass::parse(class) {
+                    out.by_class.push((c, list.clone()));
+                } else {
+                    err(errors, cpath, "unknown error class (use default, context_window_exceeded, content_filtered, rate_limited, timeout, server_error, overloaded, connect, auth_failed, not_found, stream_interrupted, malformed_response)");
+                }
+            }
+            out
+        }
+    }
+}
+
+fn resolve_hedge(h: &HedgeFile, path: &str, errors: &mut Vec<ConfigError>) -> Option<Hedge> {
+    let after = match &h.after {
+        HedgeAfterFile::Fixed(d) => HedgeAfter::Fixed(*d),
+        HedgeAfterFile::Percentile(p) if p == "p95" => HedgeAfter::P95,
+        HedgeAfterFile::Percentile(p) => {
+            err(errors, format!("{path}.after"), format!("'{p}' is neither a duration nor p95"));
+            return None;
+        }
+    };
+    if !(h.max_share > 0.0 && h.max_share <= 1.0) {
+        err(errors, format!("{path}.max_share"), "must be in (0, 1]");
+        return None;
+    }
+    Some(Hedge { after, max_share: h.max_share })
+}
+
+fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
+    for (i, rule) in config.routing.rules.iter().enumerate() {
+        let path = format!("routing.rules[{i}]");
+        if rule.name.is_empty() {
+            err(errors, format!("{path}.name"), "must not be empty");
+        }
+        for (j, need) in rule.when.needs.iter().enumerate() {
+            if !["tools", "images", "json_schema"].contains(&need.as_str()) {
+                err(errors, format!("{path}.match.needs[{j}]"), "must be tools, images or json_schema");
+            }
+        }
+        let target = match &rule.route.alias {
+            Some(alias) => match config.models.iter().find(|m| &m.alias == alias) {
+                Some(m) => Some(m),
+                None => {
+                    err(errors, format!("{path}.route.alias"), format!("unknown alias '{alias}'"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let ids: Vec<String> = match target {
+            Some(m) => m.deployments.iter().map(|d| format!("{}/{}", config.providers[d.provider].name, d.model)).collect(),
+            None => config.models.iter().flat_map(|m| m.deployments.iter().map(|d| format!("{}/{}", config.providers[d.provider].name, d.model))).collect(),
+        };
+        for (j, id) in rule.route.deployments.iter().enumerate() {
+            if !ids.contains(id) {
+                err(errors, format!("{path}.route.deployments[{j}]"), format!("unknown deployment '{id}' (write provider/model)"));
+            }
+        }
+        for id in rule.route.weights.keys() {
+            if !ids.contains(id) {
+                err(errors, format!("{path}.route.weights.{id}"), "unknown deployment (write provider/model)");
+            }
+        }
+        if rule.route.max_cost.is_some_and(|c| !(c >= 0.0)) {
+            err(errors, format!("{path}.route.max_cost"), "must not be negative");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,11 +20,20 @@ fn demo_config_loads() {
 fn interpolation_and_defaults() {
     let text = "server:\n  master_key: ${KEY}\n  listen: ${LISTEN:-127.0.0.1:0}\nproviders:\n  - name: o\n    kind: openai\n    api_key: $${KEY}-${EMPTY:-x}\nmodels:\n  - alias: a\n    deployments: [{provider: o, model: m}]\n";
     let c = load(text, &env).unwrap();
-    assert_eq!(c.server.master_key.as_ref().unwrap().expose(), "sk-from-env");
+    assert_eq!(
+        c.server.master_key.as_ref().unwrap().expose(),
+        "sk-from-env"
+    );
     assert_eq!(c.server.listen, "127.0.0.1:0");
-    assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "${KEY}-x");
+    assert_eq!(
+        c.providers[0].api_key.as_ref().unwrap().expose(),
+        "${KEY}-x"
+    );
     assert_eq!(c.providers[0].base_url, "https://api.openai.com/v1");
-    assert!(!format!("{c:?}").contains("sk-from-env"), "secrets must not appear in Debug output");
+    assert!(
+        !format!("{c:?}").contains("sk-from-env"),
+        "secrets must not appear in Debug output"
+    );
 }
 
 #[test]
@@ -67,7 +76,10 @@ extra: 1
         "models[1].deployments",
         "extra",
     ] {
-        assert!(paths.contains(&expected), "missing {expected} in {errors:#?}");
+        assert!(
+            paths.contains(&expected),
+            "missing {expected} in {errors:#?}"
+        );
     }
     assert!(errors.iter().all(|e| !e.message.contains("sk-from-env")));
 }

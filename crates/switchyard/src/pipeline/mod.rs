@@ -26,7 +26,7 @@ use switchyard_protocol::openai;
 
 use crate::app::App;
 use crate::error::GatewayError;
-use crate::routing::{Needs, PlanError, now_ms};
+use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
 
 pub use authenticate::authenticate;
@@ -48,7 +48,8 @@ impl RequestContext {
     }
 }
 
-pub type SseBody = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::convert::Infallible>> + Send>>;
+pub type SseBody =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::convert::Infallible>> + Send>>;
 
 pub enum ReplyBody {
     Json(Vec<u8>),
@@ -62,17 +63,46 @@ pub struct Reply {
     pub route: String,
 }
 
-fn route_header(alias: &str, deployment: &str, attempts: usize) -> String {
-    format!("alias={alias}; deployment={deployment}; attempts={attempts}")
+fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
+    let mut h = format!(
+        "alias={}; deployment={deployment}; attempts={attempts}; strategy={}",
+        decision.alias, decision.strategy
+    );
+    if let Some(rule) = &decision.rule {
+        h.push_str("; rule=");
+        h.push_str(rule);
+    }
+    h
 }
 
-fn needs_of(request: &ChatRequest) -> Needs {
-    Needs {
-        tools: !request.tools.is_empty(),
-        images: request.has_images(),
-        json_schema: matches!(request.response_format, Some(ResponseFormat::JsonSchema { .. })),
-        embeddings: false,
+fn facts_of(request: &ChatRequest, headers: &HeaderMap) -> RequestFacts {
+    RequestFacts {
+        model: request.model.clone(),
+        metadata: request.metadata.clone(),
+        // About four characters per token: a routing estimate, not an accounting figure.
+        input_tokens: (request.prompt_chars() as u64).div_ceil(4),
+        max_output_tokens: request.max_tokens.map(u64::from),
+        messages: request.messages.len(),
+        needs: Needs {
+            tools: !request.tools.is_empty(),
+            images: request.has_images(),
+            json_schema: matches!(
+                request.response_format,
+                Some(ResponseFormat::JsonSchema { .. })
+            ),
+            embeddings: false,
+        },
+        max_cost: max_cost(headers),
     }
+}
+
+/// `x-switchyard-max-cost`: a per-request ceiling in US dollars.
+fn max_cost(headers: &HeaderMap) -> Option<f64> {
+    headers
+        .get("x-switchyard-max-cost")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 fn plan_error(e: PlanError) -> GatewayError {
@@ -101,9 +131,9 @@ pub async fn chat(
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;
     drop(body);
-    let plan = app
+    let mut planner = app
         .table
-        .plan(&request.model, needs_of(&request), now_ms(), &mut random_below)
+        .planner(facts_of(&request, headers), now_ms(), &mut random_below)
         .map_err(plan_error)?;
     let encode_ctx = EncodeCtx {
         id: ctx.id.clone(),
@@ -111,17 +141,20 @@ pub async fn chat(
         created: unix_now(),
         include_usage: request.include_usage || ctx.dialect == DialectId::Anthropic,
     };
-    let executed = match upstream::execute_chat(plan, &request, &app.table.policy).await {
+    let result =
+        upstream::execute_chat(&mut planner, &request, &app.table.policy, &app.retry_budget).await;
+    let decision = std::mem::take(&mut planner.decision);
+    let executed = match result {
         Ok(e) => e,
         Err(failed) => {
-            log_request(ctx, &request.model, &failed.attempts, Err(&failed.error), None, request.stream);
+            log_request(ctx, &decision, &failed.attempts, Err(&failed.error), None, request.stream);
             return Err(failed.error);
         }
     };
-    let route = route_header(&executed.alias, &executed.deployment.id, executed.attempts.len());
+    let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     match executed.answer {
         Answer::Complete(response) => {
-            log_request(ctx, &request.model, &executed.attempts, Ok(()), response.usage, false);
+            log_request(ctx, &decision, &executed.attempts, Ok(()), response.usage, false);
             Ok(Reply {
                 body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
                 route,
@@ -130,11 +163,10 @@ pub async fn chat(
         Answer::Stream(stream) => {
             let encoder = ingress.stream_encoder(encode_ctx);
             let id = ctx.id.clone();
-            let alias = request.model.clone();
             let started = ctx.started;
             let attempts = executed.attempts;
             let on_end = Box::new(move |end: StreamEnd| {
-                log_stream_end(&id, &alias, started, &attempts, &end);
+                log_stream_end(&id, &decision, started, &attempts, &end);
             });
             Ok(Reply {
                 body: ReplyBody::Sse(Box::pin(upstream::relay::relay(stream, encoder, on_end))),
@@ -157,11 +189,19 @@ pub async fn embeddings(
         embeddings: true,
         ..Needs::default()
     };
-    let plan = app
+    let facts = RequestFacts {
+        model: request.model.clone(),
+        needs,
+        ..RequestFacts::default()
+    };
+    let mut planner = app
         .table
-        .plan(&request.model, needs, now_ms(), &mut random_below)
+        .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
-    match upstream::execute_embeddings(plan, &request, &app.table.policy).await {
+    let result =
+        upstream::execute_embeddings(&mut planner, &request, &app.table.policy, &app.retry_budget).await;
+    let decision = std::mem::take(&mut planner.decision);
+    match result {
         Ok(executed) => {
             if executed.answer.vectors.len() != request.input.len() {
                 let error = GatewayError::Upstream {
@@ -173,11 +213,21 @@ pub async fn embeddings(
                     all_rate_limited: false,
                     attempts: executed.attempts.len() as u32,
                 };
-                log_request(ctx, &request.model, &executed.attempts, Err(&error), None, false);
+                log_request(ctx, &decision,
+                    &executed.attempts,
+                    Err(&error),
+                    None,
+                    false,
+                );
                 return Err(error);
             }
-            log_request(ctx, &request.model, &executed.attempts, Ok(()), executed.answer.usage, false);
-            let route = route_header(&executed.alias, &executed.deployment.id, executed.attempts.len());
+            log_request(ctx, &decision,
+                &executed.attempts,
+                Ok(()),
+                executed.answer.usage,
+                false,
+            );
+            let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
             Ok(Reply {
                 body: ReplyBody::Json(openai::encode_embeddings(
                     &executed.answer,
@@ -188,7 +238,12 @@ pub async fn embeddings(
             })
         }
         Err(failed) => {
-            log_request(ctx, &request.model, &failed.attempts, Err(&failed.error), None, false);
+            log_request(ctx, &decision,
+                &failed.attempts,
+                Err(&failed.error),
+                None,
+                false,
+            );
             Err(failed.error)
         }
     }
@@ -207,7 +262,7 @@ fn deployment_of(attempts: &[AttemptLog]) -> &str {
 /// One line per finished request. Never contains prompt or response content, nor any secret.
 fn log_request(
     ctx: &RequestContext,
-    alias: &str,
+    decision: &RouteDecision,
     attempts: &[AttemptLog],
     outcome: Result<(), &GatewayError>,
     usage: Option<Usage>,
@@ -215,6 +270,8 @@ fn log_request(
 ) {
     let latency_ms = ctx.started.elapsed().as_millis() as u64;
     let usage = usage.unwrap_or_default();
+    let alias = decision.alias.as_str();
+    tracing::debug!(request_id = %ctx.id, decision = %serde_json::to_string(decision).unwrap_or_default(), "route decision");
     match outcome {
         Ok(()) => tracing::info!(
             request_id = %ctx.id, alias, deployment = deployment_of(attempts), attempts = attempts.len(),
@@ -228,10 +285,19 @@ fn log_request(
     }
 }
 
-fn log_stream_end(id: &str, alias: &str, started: Instant, attempts: &[AttemptLog], end: &StreamEnd) {
+fn log_stream_end(
+    id: &str,
+    decision: &RouteDecision,
+    started: Instant,
+    attempts: &[AttemptLog],
+    end: &StreamEnd,
+) {
+    let alias = decision.alias.as_str();
     let latency_ms = started.elapsed().as_millis() as u64;
     let usage = end.usage.unwrap_or_default();
-    let ttft_ms = end.first_chunk_at.map(|t| t.duration_since(started).as_millis() as u64);
+    let ttft_ms = end
+        .first_chunk_at
+        .map(|t| t.duration_since(started).as_millis() as u64);
     if end.cancelled {
         tracing::info!(request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, "stream cancelled by the client");
     } else if let Some(e) = &end.error {

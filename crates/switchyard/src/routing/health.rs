@@ -1,5 +1,7 @@
-//! Lock-free health of one deployment: requests in flight, consecutive failures and a cooldown
-//! deadline. Every field is an atomic so the hot path never takes a lock.
+//! Lock-free health of one deployment: requests in flight, consecutive failures, cooldown,
+//! a recent error rate, latency (EWMA and a coarse histogram for percentiles), usage in the
+//! current minute and the provider's last reported rate-limit headroom. Every field is an atomic
+//! so the hot path never takes a lock.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -11,6 +13,64 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
+const BUCKETS_MS: [u64; 20] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000,
+    20_000, 60_000, u64::MAX,
+];
+
+/// Weight of the newest sample in the moving averages.
+const EWMA_ALPHA: f64 = 0.2;
+
+#[derive(Debug, Default)]
+struct Ewma(AtomicU64);
+
+impl Ewma {
+    /// `None` until the first sample.
+    fn get(&self) -> Option<f64> {
+        let bits = self.0.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    fn add(&self, sample: f64) {
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let next = if bits == 0 {
+                sample
+            } else {
+                let old = f64::from_bits(bits);
+                old + EWMA_ALPHA * (sample - old)
+            };
+            // Zero is the "no sample" marker; keep a tiny positive value instead.
+            Some(next.max(f64::MIN_POSITIVE).to_bits())
+        });
+    }
+}
+
+/// Counts in the current wall-clock minute (by `now_ms`).
+#[derive(Debug, Default)]
+struct MinuteCounter {
+    minute: AtomicU64,
+    count: AtomicU64,
+}
+
+impl MinuteCounter {
+    fn add(&self, n: u64, now_ms: u64) {
+        let m = now_ms / 60_000 + 1;
+        if self.minute.swap(m, Ordering::Relaxed) != m {
+            self.count.store(0, Ordering::Relaxed);
+        }
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self, now_ms: u64) -> u64 {
+        if self.minute.load(Ordering::Relaxed) == now_ms / 60_000 + 1 {
+            self.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Health {
     in_flight: AtomicU32,
@@ -18,9 +78,18 @@ pub struct Health {
     cooldown_until_ms: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
+    /// 1.0 for a failure, 0.0 for a success.
+    error_rate: Ewma,
+    /// Time to first byte (stream) or full latency (non-stream), ms.
+    latency_ms: Ewma,
+    histogram: [AtomicU64; BUCKETS_MS.len()],
+    requests_this_minute: MinuteCounter,
+    tokens_this_minute: MinuteCounter,
+    /// Provider-reported remaining share of its limits, in per-mille (0 = unknown).
+    remaining_permille: AtomicU32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HealthSnapshot {
     pub in_flight: u32,
     pub consecutive_failures: u32,
@@ -29,6 +98,16 @@ pub struct HealthSnapshot {
     pub cooldown_left_ms: u64,
     pub successes: u64,
     pub failures: u64,
+    pub error_rate: f64,
+    /// `None` until measured.
+    pub latency_ewma_ms: Option<f64>,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+    pub requests_this_minute: u64,
+    pub tokens_this_minute: u64,
+    /// Provider-reported headroom in [0, 1], when it sent rate-limit headers.
+    pub provider_headroom: Option<f64>,
 }
 
 /// Counts a request in flight until dropped.
@@ -41,30 +120,45 @@ impl Drop for InFlight<'_> {
 }
 
 impl Health {
-    pub fn start(&self) -> InFlight<'_> {
+    pub fn start(&self, now_ms: u64) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests_this_minute.add(1, now_ms);
         InFlight(self)
     }
 
-    pub fn success(&self) {
+    pub fn add_tokens(&self, tokens: u64, now_ms: u64) {
+        self.tokens_this_minute.add(tokens, now_ms);
+    }
+
+    pub fn success(&self, latency: Duration) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.cooldown_until_ms.store(0, Ordering::Relaxed);
+        self.error_rate.add(0.0);
+        let ms = latency.as_secs_f64() * 1000.0;
+        self.latency_ms.add(ms);
+        let bucket = BUCKETS_MS
+            .iter()
+            .position(|&b| (ms as u64) < b)
+            .unwrap_or(BUCKETS_MS.len() - 1);
+        self.histogram[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a failure; cools the deployment after `allowed_fails` in a row, or at once for as
-    /// long as the provider's `retry-after` asks.
+    /// Counts a failure; cools the deployment after `allowed_fails` in a row, at once when
+    /// `immediate` (hangs and refused connections), or for as long as a `retry-after` asks.
     pub fn failure(
         &self,
         allowed_fails: u32,
         cooldown: Duration,
         retry_after: Option<Duration>,
+        immediate: bool,
         now_ms: u64,
     ) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.error_rate.add(1.0);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         let mut until = 0;
-        if n >= allowed_fails.max(1) {
+        if immediate || n >= allowed_fails.max(1) {
             until = now_ms + cooldown.as_millis() as u64;
         }
         if let Some(ra) = retry_after {
@@ -75,8 +169,36 @@ impl Health {
         }
     }
 
+    /// Records the provider's `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` headroom.
+    pub fn provider_headroom(&self, fraction: f64) {
+        let permille = (fraction.clamp(0.0, 1.0) * 1000.0) as u32;
+        self.remaining_permille.store(permille + 1, Ordering::Relaxed);
+    }
+
+    fn percentile(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .histogram
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(BUCKETS_MS[i].min(120_000));
+            }
+        }
+        None
+    }
+
     pub fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
+        let remaining = self.remaining_permille.load(Ordering::Relaxed);
         HealthSnapshot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
@@ -84,6 +206,14 @@ impl Health {
             cooldown_left_ms: until.saturating_sub(now_ms),
             successes: self.successes.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            error_rate: self.error_rate.get().unwrap_or(0.0),
+            latency_ewma_ms: self.latency_ms.get(),
+            p50_ms: self.percentile(0.50),
+            p95_ms: self.percentile(0.95),
+            p99_ms: self.percentile(0.99),
+            requests_this_minute: self.requests_this_minute.get(now_ms),
+            tokens_this_minute: self.tokens_this_minute.get(now_ms),
+            provider_headroom: (remaining > 0).then(|| f64::from(remaining - 1) / 1000.0),
         }
     }
 }

@@ -1,20 +1,32 @@
-//! Where a request goes: the routing table (alias → deployments → provider), deployment health
-//! (in flight, consecutive failures, cooldown) and the route plan for one request. Planning is a
-//! pure function of the table, a health snapshot and a random source, so it is unit-testable.
+//! Where a request goes: the routing table (alias → deployments → provider), routing rules,
+//! selection strategies, deployment health (in flight, failures, cooldown, latency, usage) and
+//! the route planner that yields one attempt after another, expanding fallback aliases by the
+//! class of the last failure. Ordering is a pure function of the table, health snapshots and a
+//! random source, so it is unit-testable; every decision is recorded in a [`RouteDecision`].
 
 mod health;
+mod rules;
+pub mod strategy;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::{Map, Value};
+use switchyard_protocol::canonical::ErrorClass;
 use switchyard_protocol::dialect::{Capabilities, ProviderDialect, provider_dialect};
 
-use crate::config::{Config, RoutingFile, Secret, TimeoutsFile};
+use crate::config::{
+    Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile, StreamBufferFile,
+    TimeoutsFile,
+};
 
 pub use health::{Health, HealthSnapshot, now_ms};
+use strategy::{Candidate, OrderInput};
 
 /// One upstream endpoint with its dialect and credentials.
 pub struct Provider {
@@ -35,14 +47,44 @@ pub struct Deployment {
     pub provider: Arc<Provider>,
     pub model: String,
     pub weight: u32,
+    pub priority: u32,
+    /// US dollars per million input / output tokens.
+    pub price: Option<(f64, f64)>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub context_window: Option<u64>,
     pub health: Health,
 }
 
 pub struct Route {
     pub alias: String,
     pub deployments: Vec<Arc<Deployment>>,
-    pub fallbacks: Vec<String>,
+    pub strategy: StrategyFile,
+    pub fallbacks: Fallbacks,
     pub num_retries: u32,
+    pub hedge: Option<Hedge>,
+    pub stream_buffer: Option<StreamBufferFile>,
+    tick: AtomicU64,
+    requests: AtomicU64,
+    hedged: AtomicU64,
+}
+
+impl Route {
+    /// Counts a request for the hedge share.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes a hedge slot if the share allows one.
+    pub fn try_hedge(&self, max_share: f64) -> bool {
+        let requests = self.requests.load(Ordering::Relaxed).max(1);
+        let hedged = self.hedged.load(Ordering::Relaxed);
+        if (hedged + 1) as f64 > max_share * requests as f64 {
+            return false;
+        }
+        self.hedged.fetch_add(1, Ordering::Relaxed);
+        true
+    }
 }
 
 /// What a request needs from a deployment.
@@ -61,12 +103,45 @@ impl Needs {
             && (!self.json_schema || c.json_schema)
             && (!self.embeddings || c.embeddings)
     }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.tools {
+            parts.push("tools");
+        }
+        if self.images {
+            parts.push("images");
+        }
+        if self.json_schema {
+            parts.push("JSON schema output");
+        }
+        if self.embeddings {
+            parts.push("embeddings");
+        }
+        parts.join(", ")
+    }
+}
+
+/// The facts about a request that routing may look at.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    pub model: String,
+    pub metadata: Option<Map<String, Value>>,
+    /// Estimated prompt size in tokens.
+    pub input_tokens: u64,
+    /// The request's output-token limit, if it set one.
+    pub max_output_tokens: Option<u64>,
+    pub messages: usize,
+    pub needs: Needs,
+    /// Per-request cost ceiling in US dollars (`x-switchyard-max-cost` header).
+    pub max_cost: Option<f64>,
 }
 
 /// One planned attempt: which deployment, reached through which alias.
 #[derive(Clone)]
 pub struct PlannedAttempt {
     pub alias: String,
+    pub route: Arc<Route>,
     pub deployment: Arc<Deployment>,
     pub retries: u32,
 }
@@ -76,6 +151,39 @@ pub enum PlanError {
     UnknownAlias(String),
     /// Deployments exist but none can serve what the request needs.
     Unsupported { alias: String, needs: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredCandidate {
+    pub alias: String,
+    pub deployment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    pub cooling: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedDeployment {
+    pub alias: String,
+    pub deployment: String,
+    pub reason: String,
+}
+
+/// Everything routing decided for one request, for the response header, logs and records.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RouteDecision {
+    /// The model the client asked for.
+    pub requested: String,
+    /// The alias the request was routed to (after rules).
+    pub alias: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub strategy: &'static str,
+    /// Deployments in the order they would be tried, with their scores.
+    pub candidates: Vec<ScoredCandidate>,
+    pub skipped: Vec<SkippedDeployment>,
+    /// Fallback aliases expanded, in order.
+    pub fallbacks: Vec<String>,
 }
 
 pub struct RoutingTable {
@@ -120,6 +228,11 @@ impl RoutingTable {
                         provider,
                         model: d.model.clone(),
                         weight: d.weight,
+                        priority: d.priority,
+                        price: d.price.map(|p| (p.input_per_mtok, p.output_per_mtok)),
+                        rpm: d.rpm,
+                        tpm: d.tpm,
+                        context_window: d.context_window,
                         health: Health::default(),
                     }))
                 })
@@ -130,15 +243,21 @@ impl RoutingTable {
                 Arc::new(Route {
                     alias: m.alias.clone(),
                     deployments,
+                    strategy: m.strategy,
                     fallbacks: m.fallbacks.clone(),
                     num_retries: m.num_retries,
+                    hedge: m.hedge,
+                    stream_buffer: m.stream_buffer,
+                    tick: AtomicU64::new(0),
+                    requests: AtomicU64::new(0),
+                    hedged: AtomicU64::new(0),
                 }),
             );
         }
         Ok(Self {
             routes,
             aliases,
-            policy: config.routing,
+            policy: config.routing.clone(),
         })
     }
 
@@ -147,14 +266,62 @@ impl RoutingTable {
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = (&str, &Arc<Deployment>)> {
-        self.aliases.iter().filter_map(|a| self.routes.get(a)).flat_map(|r| {
-            r.deployments.iter().map(move |d| (r.alias.as_str(), d))
-        })
+        self.aliases
+            .iter()
+            .filter_map(|a| self.routes.get(a))
+            .flat_map(|r| r.deployments.iter().map(move |d| (r.alias.as_str(), d)))
     }
 
-    /// The ordered attempts for a request to `alias`: the alias's healthy deployments (weighted
-    /// random order), then each fallback alias's, without repeats; deployments in cooldown come
-    /// last of all, as a last resort with no retries.
+    /// Starts planning a request: applies the first matching rule, then ranks the target
+    /// alias's deployments.
+    pub fn planner(
+        &self,
+        facts: RequestFacts,
+        now_ms: u64,
+        rng: &mut dyn FnMut(u32) -> u32,
+    ) -> Result<Planner<'_>, PlanError> {
+        let rule = rules::first_match(&self.policy.rules, &facts);
+        let alias = rule
+            .and_then(|r| r.route.alias.clone())
+            .unwrap_or_else(|| facts.model.clone());
+        let route = self
+            .routes
+            .get(&alias)
+            .cloned()
+            .ok_or_else(|| PlanError::UnknownAlias(facts.model.clone()))?;
+        let mut planner = Planner {
+            table: self,
+            decision: RouteDecision {
+                requested: facts.model.clone(),
+                alias: alias.clone(),
+                rule: rule.map(|r| r.name.clone()),
+                strategy: strategy::name(route.strategy),
+                ..RouteDecision::default()
+            },
+            facts,
+            rule,
+            queue: VecDeque::new(),
+            last_resort: Vec::new(),
+            pending: VecDeque::new(),
+            expanded: VecDeque::new(),
+            visited: vec![alias],
+            now_ms,
+        };
+        planner.rank(&route, rng);
+        planner.expanded.push_back(route.clone());
+        if planner.queue.is_empty()
+            && planner.last_resort.is_empty()
+            && route.fallbacks.all().next().is_none()
+        {
+            return Err(PlanError::Unsupported {
+                alias: route.alias.clone(),
+                needs: planner.facts.needs.describe(),
+            });
+        }
+        Ok(planner)
+    }
+
+    /// The whole plan when every failure is of an unknown class (tests and tools).
     pub fn plan(
         &self,
         alias: &str,
@@ -162,104 +329,201 @@ impl RoutingTable {
         now_ms: u64,
         rng: &mut dyn FnMut(u32) -> u32,
     ) -> Result<Vec<PlannedAttempt>, PlanError> {
-        let route = self
-            .routes
-            .get(alias)
-            .ok_or_else(|| PlanError::UnknownAlias(alias.to_owned()))?;
-        let mut out: Vec<PlannedAttempt> = Vec::new();
-        // Cooled deployments are a last resort, after every healthy one of every fallback.
-        let mut last_resort: Vec<PlannedAttempt> = Vec::new();
-        let mut visited = vec![alias.to_owned()];
-        let mut queue = vec![route.clone()];
-        while let Some(route) = queue.pop() {
-            let candidates: Vec<&Arc<Deployment>> = route
-                .deployments
-                .iter()
-                .filter(|d| needs.met_by(d.provider.dialect.capabilities()))
-                .filter(|d| {
-                    !out.iter()
-                        .chain(&last_resort)
-                        .any(|a| a.deployment.id == d.id)
-                })
-                .collect();
-            let (healthy, cooled): (Vec<_>, Vec<_>) = candidates
-                .into_iter()
-                .partition(|d| !d.health.snapshot(now_ms).cooling);
-            for d in weighted_order(healthy, rng) {
-                out.push(PlannedAttempt {
-                    alias: route.alias.clone(),
-                    deployment: d.clone(),
-                    retries: route.num_retries,
-                });
-            }
-            for d in cooled {
-                last_resort.push(PlannedAttempt {
-                    alias: route.alias.clone(),
-                    deployment: d.clone(),
-                    retries: 0,
-                });
-            }
-            // Fallbacks are tried in order: push them reversed onto the stack.
-            let mut next = Vec::new();
-            for f in &route.fallbacks {
-                if !visited.contains(f)
-                    && let Some(r) = self.routes.get(f)
-                {
-                    visited.push(f.clone());
-                    next.push(r.clone());
-                }
-            }
-            queue.extend(next.into_iter().rev());
-        }
-        out.extend(last_resort);
-        if out.is_empty() {
-            return Err(PlanError::Unsupported {
-                alias: alias.to_owned(),
-                needs: describe(needs),
-            });
+        let facts = RequestFacts {
+            model: alias.to_owned(),
+            needs,
+            ..RequestFacts::default()
+        };
+        let mut planner = self.planner(facts, now_ms, rng)?;
+        let mut out = Vec::new();
+        while let Some(a) = planner.next(None, rng) {
+            out.push(a);
         }
         Ok(out)
     }
 }
 
-fn describe(needs: Needs) -> String {
-    let mut parts = Vec::new();
-    if needs.tools {
-        parts.push("tools");
-    }
-    if needs.images {
-        parts.push("images");
-    }
-    if needs.json_schema {
-        parts.push("JSON schema output");
-    }
-    if needs.embeddings {
-        parts.push("embeddings");
-    }
-    parts.join(", ")
+/// Yields the attempts of one request in order; fallback aliases are expanded lazily so the
+/// class of the last failure can choose them.
+pub struct Planner<'t> {
+    table: &'t RoutingTable,
+    pub decision: RouteDecision,
+    facts: RequestFacts,
+    rule: Option<&'t RuleFile>,
+    queue: VecDeque<PlannedAttempt>,
+    /// Deployments in cooldown: tried only after every healthy one, without retries.
+    last_resort: Vec<PlannedAttempt>,
+    /// Fallback routes not ranked yet.
+    pending: VecDeque<Arc<Route>>,
+    /// Ranked routes whose fallbacks are not expanded yet.
+    expanded: VecDeque<Arc<Route>>,
+    visited: Vec<String>,
+    now_ms: u64,
 }
 
-/// Weighted random order without replacement: each pick is proportional to the remaining weights.
-fn weighted_order<'a>(
-    mut items: Vec<&'a Arc<Deployment>>,
-    rng: &mut dyn FnMut(u32) -> u32,
-) -> Vec<&'a Arc<Deployment>> {
-    let mut out = Vec::with_capacity(items.len());
-    while !items.is_empty() {
-        let total: u32 = items.iter().map(|d| d.weight.max(1)).sum();
-        let mut pick = rng(total);
-        let mut idx = items.len() - 1;
-        for (i, d) in items.iter().enumerate() {
-            let w = d.weight.max(1);
-            if pick < w {
-                idx = i;
-                break;
-            }
-            pick -= w;
-        }
-        out.push(items.remove(idx));
+impl Planner<'_> {
+    pub fn facts(&self) -> &RequestFacts {
+        &self.facts
     }
-    out
+
+    /// Returns an attempt taken with `next` but not used (a hedge that was not needed).
+    pub fn push_front(&mut self, attempt: PlannedAttempt) {
+        self.queue.push_front(attempt);
+    }
+
+    fn already_planned(&self, id: &str) -> bool {
+        self.queue
+            .iter()
+            .chain(&self.last_resort)
+            .any(|a| a.deployment.id == id)
+            || self.decision.candidates.iter().any(|c| c.deployment == id)
+    }
+
+    fn skip(&mut self, alias: &str, d: &Deployment, reason: String) {
+        self.decision.skipped.push(SkippedDeployment {
+            alias: alias.to_owned(),
+            deployment: d.id.clone(),
+            reason,
+        });
+    }
+
+    /// Filters a route's deployments and orders them with its strategy.
+    fn rank(&mut self, route: &Arc<Route>, rng: &mut dyn FnMut(u32) -> u32) {
+        // A rule's deployment subset and weights apply to the alias it routed to.
+        let overrides = self
+            .rule
+            .filter(|r| r.route.alias.as_deref().is_none_or(|a| a == route.alias))
+            .map(|r| &r.route);
+        let output = self.facts.max_output_tokens.unwrap_or(0);
+        let max_cost = self
+            .facts
+            .max_cost
+            .into_iter()
+            .chain(overrides.and_then(|o| o.max_cost))
+            .reduce(f64::min);
+        let mut healthy = Vec::new();
+        let mut cooled = Vec::new();
+        for (index, d) in route.deployments.iter().enumerate() {
+            if self.already_planned(&d.id) {
+                continue;
+            }
+            if let Some(o) = overrides
+                && !o.deployments.is_empty()
+                && !o.deployments.contains(&d.id)
+            {
+                self.skip(&route.alias, d, "not in the rule's deployment subset".into());
+                continue;
+            }
+            if !self.facts.needs.met_by(d.provider.dialect.capabilities()) {
+                let needs = self.facts.needs.describe();
+                self.skip(&route.alias, d, format!("cannot serve {needs}"));
+                continue;
+            }
+            if let Some(window) = d.context_window
+                && self.facts.input_tokens + output > window
+            {
+                let need = self.facts.input_tokens + output;
+                self.skip(&route.alias, d, format!("needs ~{need} tokens, context window is {window}"));
+                continue;
+            }
+            if let (Some(limit), Some(cost)) = (
+                max_cost,
+                strategy::estimated_cost(d.price, self.facts.input_tokens, output),
+            ) && cost > limit
+            {
+                self.skip(&route.alias, d, format!("estimated cost ${cost:.6} exceeds max_cost ${limit:.6}"));
+                continue;
+            }
+            let snapshot = d.health.snapshot(self.now_ms);
+            let candidate = Candidate {
+                index,
+                weight: overrides
+                    .and_then(|o| o.weights.get(&d.id).copied())
+                    .unwrap_or(d.weight),
+                priority: d.priority,
+                price: d.price,
+                rpm: d.rpm,
+                tpm: d.tpm,
+                health: snapshot,
+            };
+            if snapshot.cooling {
+                cooled.push(candidate);
+            } else {
+                healthy.push(candidate);
+            }
+        }
+        let input = OrderInput {
+            input_tokens: self.facts.input_tokens,
+            output_tokens: output,
+            tick: route.tick.fetch_add(1, Ordering::Relaxed),
+            exploration: self.table.policy.exploration,
+        };
+        for (c, score) in strategy::order(route.strategy, healthy, &input, rng) {
+            let d = route.deployments[c.index].clone();
+            self.decision.candidates.push(ScoredCandidate {
+                alias: route.alias.clone(),
+                deployment: d.id.clone(),
+                score,
+                cooling: false,
+            });
+            self.queue.push_back(PlannedAttempt {
+                alias: route.alias.clone(),
+                route: route.clone(),
+                deployment: d,
+                retries: route.num_retries,
+            });
+        }
+        for c in cooled {
+            let d = route.deployments[c.index].clone();
+            self.decision.candidates.push(ScoredCandidate {
+                alias: route.alias.clone(),
+                deployment: d.id.clone(),
+                score: None,
+                cooling: true,
+            });
+            self.last_resort.push(PlannedAttempt {
+                alias: route.alias.clone(),
+                route: route.clone(),
+                deployment: d,
+                retries: 0,
+            });
+        }
+    }
+
+    /// The next attempt, or `None` when the plan is exhausted. `last_failure` is the class of the
+    /// failure that made the previous attempts give up; it chooses the fallback aliases.
+    pub fn next(
+        &mut self,
+        last_failure: Option<ErrorClass>,
+        rng: &mut dyn FnMut(u32) -> u32,
+    ) -> Option<PlannedAttempt> {
+        loop {
+            if let Some(a) = self.queue.pop_front() {
+                return Some(a);
+            }
+            if let Some(route) = self.pending.pop_front() {
+                self.decision.fallbacks.push(route.alias.clone());
+                self.rank(&route, rng);
+                self.expanded.push_back(route);
+                continue;
+            }
+            if let Some(route) = self.expanded.pop_front() {
+                for alias in route.fallbacks.for_class(last_failure) {
+                    if !self.visited.contains(alias)
+                        && let Some(r) = self.table.routes.get(alias)
+                    {
+                        self.visited.push(alias.clone());
+                        self.pending.push_back(r.clone());
+                    }
+                }
+                continue;
+            }
+            if self.last_resort.is_empty() {
+                return None;
+            }
+            return Some(self.last_resort.remove(0));
+        }
+    }
 }
 
 /// The simulator serves every dialect on one port, at each provider's own paths.
@@ -272,7 +536,17 @@ fn simulator_base_url(dialect: crate::config::SimDialectFile, sim: &str) -> Stri
     }
 }
 
-/// Cooldown policy applied after each attempt.
-pub fn record_failure(d: &Deployment, policy: &RoutingFile, retry_after: Option<Duration>, now_ms: u64) {
-    d.health.failure(policy.allowed_fails, policy.cooldown, retry_after, now_ms);
+/// Cooldown policy applied after each failed attempt.
+pub fn record_failure(
+    d: &Deployment,
+    policy: &RoutingFile,
+    class: ErrorClass,
+    retry_after: Option<Duration>,
+    now_ms: u64,
+) {
+    // A hang or a refused connection will not get better within a second: cool at once so it
+    // costs at most one timeout.
+    let immediate = matches!(class, ErrorClass::Timeout | ErrorClass::Connect);
+    d.health
+        .failure(policy.allowed_fails, policy.cooldown, retry_after, immediate, now_ms);
 }

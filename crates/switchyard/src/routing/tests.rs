@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::config::StrategyFile;
 use crate::config::load;
 
 const CONFIG: &str = r#"
@@ -26,7 +27,9 @@ fn table() -> RoutingTable {
 }
 
 fn ids(plan: &[PlannedAttempt]) -> Vec<String> {
-    plan.iter().map(|p| format!("{}:{}", p.alias, p.deployment.id)).collect()
+    plan.iter()
+        .map(|p| format!("{}:{}", p.alias, p.deployment.id))
+        .collect()
 }
 
 #[test]
@@ -34,9 +37,15 @@ fn weighted_order_follows_the_random_source_then_fallbacks_in_order() {
     let t = table();
     // rng always 0: the first remaining deployment wins each draw.
     let plan = t.plan("main", Needs::default(), 0, &mut |_| 0).unwrap();
-    assert_eq!(ids(&plan), ["main:a/m1", "main:b/m2", "backup:c/claude"], "the repeated a/m1 of 'other' is skipped and cycles end");
+    assert_eq!(
+        ids(&plan),
+        ["main:a/m1", "main:b/m2", "backup:c/claude"],
+        "the repeated a/m1 of 'other' is skipped and cycles end"
+    );
     // rng at the top of the range: weight 3 of 4 → values 3 pick b.
-    let plan = t.plan("main", Needs::default(), 0, &mut |total| total - 1).unwrap();
+    let plan = t
+        .plan("main", Needs::default(), 0, &mut |total| total - 1)
+        .unwrap();
     assert_eq!(ids(&plan)[0], "main:b/m2");
 }
 
@@ -45,16 +54,25 @@ fn weights_are_respected_over_many_draws() {
     let t = table();
     let mut seed = 12345u64;
     let mut rng = |n: u32| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((seed >> 33) % u64::from(n)) as u32
     };
     let mut first_a = 0;
     for _ in 0..4000 {
-        if t.plan("main", Needs::default(), 0, &mut rng).unwrap()[0].deployment.id == "a/m1" {
+        if t.plan("main", Needs::default(), 0, &mut rng).unwrap()[0]
+            .deployment
+            .id
+            == "a/m1"
+        {
             first_a += 1;
         }
     }
-    assert!((2800..3200).contains(&first_a), "a/m1 first {first_a} of 4000, expected ~3000");
+    assert!(
+        (2800..3200).contains(&first_a),
+        "a/m1 first {first_a} of 4000, expected ~3000"
+    );
 }
 
 #[test]
@@ -63,16 +81,18 @@ fn cooled_deployments_go_last_and_come_back() {
     let route = t.route("main").unwrap();
     let a = &route.deployments[0];
     for _ in 0..3 {
-        a.health.failure(3, Duration::from_secs(10), None, 1_000);
+        a.health.failure(3, Duration::from_secs(10), None, false, 1_000);
     }
     let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
     assert_eq!(ids(&plan), ["main:b/m2", "backup:c/claude", "main:a/m1"]);
-    let plan = t.plan("main", Needs::default(), 11_001, &mut |_| 0).unwrap();
+    let plan = t
+        .plan("main", Needs::default(), 11_001, &mut |_| 0)
+        .unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1", "cooldown over: probed again");
     // Half-open: one more failure cools it again at once.
-    a.health.failure(3, Duration::from_secs(10), None, 11_002);
+    a.health.failure(3, Duration::from_secs(10), None, false, 11_002);
     assert!(a.health.snapshot(11_003).cooling);
-    a.health.success();
+    a.health.success(Duration::from_millis(5));
     assert!(!a.health.snapshot(11_003).cooling);
 }
 
@@ -80,7 +100,8 @@ fn cooled_deployments_go_last_and_come_back() {
 fn retry_after_cools_for_that_long() {
     let t = table();
     let b = &t.route("main").unwrap().deployments[1];
-    b.health.failure(3, Duration::from_secs(10), Some(Duration::from_secs(2)), 0);
+    b.health
+        .failure(3, Duration::from_secs(10), Some(Duration::from_secs(2)), false, 0);
     assert!(b.health.snapshot(1_999).cooling);
     assert!(!b.health.snapshot(2_001).cooling);
 }
@@ -92,7 +113,201 @@ fn unknown_alias_and_unmet_needs() {
         t.plan("nope", Needs::default(), 0, &mut |_| 0).err(),
         Some(PlanError::UnknownAlias("nope".into()))
     );
-    let needs = Needs { embeddings: true, ..Needs::default() };
+    let needs = Needs {
+        embeddings: true,
+        ..Needs::default()
+    };
     let plan = t.plan("backup", needs, 0, &mut |_| 0).unwrap();
-    assert!(plan.iter().all(|p| p.deployment.provider.name != "c"), "anthropic serves no embeddings");
+    assert!(
+        plan.iter().all(|p| p.deployment.provider.name != "c"),
+        "anthropic serves no embeddings"
+    );
+}
+
+fn snapshot() -> HealthSnapshot {
+    Health::default().snapshot(0)
+}
+
+fn cand(index: usize, weight: u32) -> strategy::Candidate {
+    strategy::Candidate {
+        index,
+        weight,
+        priority: 0,
+        price: None,
+        rpm: None,
+        tpm: None,
+        health: snapshot(),
+    }
+}
+
+fn order_of(s: StrategyFile, cands: Vec<strategy::Candidate>, input: strategy::OrderInput) -> Vec<usize> {
+    let mut rng = |_: u32| 0;
+    strategy::order(s, cands, &input, &mut rng).into_iter().map(|(c, _)| c.index).collect()
+}
+
+const INPUT: strategy::OrderInput = strategy::OrderInput { input_tokens: 1000, output_tokens: 100, tick: 0, exploration: 0.0 };
+
+#[test]
+fn round_robin_rotates_with_the_tick() {
+    let cands = || vec![cand(0, 1), cand(1, 1), cand(2, 1)];
+    assert_eq!(order_of(StrategyFile::RoundRobin, cands(), INPUT), [0, 1, 2]);
+    assert_eq!(order_of(StrategyFile::RoundRobin, cands(), strategy::OrderInput { tick: 4, ..INPUT }), [1, 2, 0]);
+}
+
+#[test]
+fn least_busy_prefers_fewest_in_flight() {
+    let mut a = cand(0, 1);
+    a.health.in_flight = 5;
+    let mut b = cand(1, 1);
+    b.health.in_flight = 1;
+    let mut c = cand(2, 1);
+    c.health.in_flight = 3;
+    assert_eq!(order_of(StrategyFile::LeastBusy, vec![a, b, c], INPUT), [1, 2, 0]);
+}
+
+#[test]
+fn lowest_latency_measures_unknown_first_and_explores() {
+    let mut a = cand(0, 1);
+    a.health.latency_ewma_ms = Some(300.0);
+    let mut b = cand(1, 1);
+    b.health.latency_ewma_ms = Some(20.0);
+    let c = cand(2, 1);
+    assert_eq!(order_of(StrategyFile::LowestLatency, vec![a.clone(), b.clone(), c.clone()], INPUT), [2, 1, 0]);
+    // Exploration on (rng 0 < share): no sorting, the shuffled order stands.
+    let explored = order_of(StrategyFile::LowestLatency, vec![a, b, c], strategy::OrderInput { exploration: 1.0, ..INPUT });
+    assert_eq!(explored.len(), 3);
+}
+
+#[test]
+fn lowest_cost_uses_prices_and_puts_unpriced_last() {
+    let mut a = cand(0, 1);
+    a.price = Some((10.0, 30.0));
+    let mut b = cand(1, 1);
+    b.price = Some((0.15, 0.6));
+    let c = cand(2, 1);
+    let mut rng = |_: u32| 0;
+    let ordered = strategy::order(StrategyFile::LowestCost, vec![a, b, c], &INPUT, &mut rng);
+    assert_eq!(ordered.iter().map(|(c, _)| c.index).collect::<Vec<_>>(), [1, 0, 2]);
+    let cheapest = ordered[0].1.unwrap();
+    assert!((cheapest - (1000.0 * 0.15 + 100.0 * 0.6) / 1e6).abs() < 1e-12);
+}
+
+#[test]
+fn usage_aware_prefers_headroom() {
+    let mut a = cand(0, 1);
+    a.rpm = Some(10);
+    a.health.requests_this_minute = 9;
+    let mut b = cand(1, 1);
+    b.rpm = Some(10);
+    b.health.requests_this_minute = 2;
+    let mut c = cand(2, 1);
+    c.health.provider_headroom = Some(0.5);
+    assert_eq!(order_of(StrategyFile::UsageAware, vec![a, b, c], INPUT), [1, 2, 0]);
+}
+
+#[test]
+fn priority_uses_tiers_in_order() {
+    let mut a = cand(0, 1);
+    a.priority = 2;
+    let b = cand(1, 1);
+    let mut c = cand(2, 1);
+    c.priority = 1;
+    assert_eq!(order_of(StrategyFile::Priority, vec![a, b, c], INPUT), [1, 2, 0]);
+}
+
+const RULES: &str = r#"
+server: {master_key: k}
+providers:
+  - {name: small, kind: openai_compatible, base_url: "http://127.0.0.1:9/v1"}
+  - {name: big, kind: openai_compatible, base_url: "http://127.0.0.1:9/v1"}
+models:
+  - alias: auto
+    deployments:
+      - {provider: big, model: large, price: {input_per_mtok: 10, output_per_mtok: 30}, context_window: 100000}
+      - {provider: small, model: mini, price: {input_per_mtok: 0.1, output_per_mtok: 0.4}, context_window: 8000}
+    fallbacks:
+      default: [backup]
+      context_window_exceeded: [huge]
+  - alias: code
+    deployments: [{provider: big, model: coder}]
+  - alias: backup
+    deployments: [{provider: small, model: backup}]
+  - alias: huge
+    deployments: [{provider: big, model: huge}]
+routing:
+  rules:
+    - name: code-tasks
+      match: {model: "auto", metadata: {task: code}}
+      route: {alias: code}
+    - name: short-and-simple
+      match: {model: "au*", max_input_tokens: 50, max_messages: 2, no_tools: true}
+      route: {deployments: [small/mini]}
+"#;
+
+fn rules_table() -> RoutingTable {
+    RoutingTable::build(&load(RULES, &|_| None).unwrap(), None).unwrap()
+}
+
+fn facts(model: &str, tokens: u64) -> RequestFacts {
+    RequestFacts { model: model.into(), input_tokens: tokens, messages: 1, ..RequestFacts::default() }
+}
+
+#[test]
+fn rules_pick_alias_and_subset() {
+    let t = rules_table();
+    let mut rng = |_: u32| 0;
+    let mut f = facts("auto", 1000);
+    f.metadata = serde_json::from_str(r#"{"task": "code"}"#).ok();
+    let p = t.planner(f, 0, &mut rng).unwrap();
+    assert_eq!(p.decision.rule.as_deref(), Some("code-tasks"));
+    assert_eq!(p.decision.alias, "code");
+
+    let mut p = t.planner(facts("auto", 10), 0, &mut rng).unwrap();
+    assert_eq!(p.decision.rule.as_deref(), Some("short-and-simple"));
+    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
+    assert!(p.decision.skipped.iter().any(|s| s.deployment == "big/large" && s.reason.contains("subset")));
+
+    let p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
+    assert_eq!(p.decision.rule, None);
+}
+
+#[test]
+fn context_window_and_cost_ceiling_skip_deployments() {
+    let t = rules_table();
+    let mut rng = |_: u32| 0;
+    let mut p = t.planner(facts("auto", 20_000), 0, &mut rng).unwrap();
+    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "big/large");
+    assert!(p.decision.skipped.iter().any(|s| s.deployment == "small/mini" && s.reason.contains("context window")));
+
+    let mut f = facts("auto", 1000);
+    f.max_cost = Some(0.001);
+    let mut p = t.planner(f, 0, &mut rng).unwrap();
+    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
+    assert!(p.decision.skipped.iter().any(|s| s.deployment == "big/large" && s.reason.contains("max_cost")));
+}
+
+#[test]
+fn fallbacks_follow_the_error_class() {
+    let t = rules_table();
+    let mut rng = |_: u32| 0;
+    let mut p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
+    p.next(None, &mut rng).unwrap();
+    p.next(None, &mut rng).unwrap();
+    let next = p.next(Some(switchyard_protocol::canonical::ErrorClass::ContextTooLong), &mut rng).unwrap();
+    assert_eq!(next.alias, "huge");
+    let mut p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
+    p.next(None, &mut rng).unwrap();
+    p.next(None, &mut rng).unwrap();
+    let next = p.next(Some(switchyard_protocol::canonical::ErrorClass::ServerError), &mut rng).unwrap();
+    assert_eq!(next.alias, "backup");
+    assert_eq!(p.decision.fallbacks, ["backup"]);
+}
+
+#[test]
+fn globs() {
+    assert!(rules::glob_match("gpt-*", "gpt-4o"));
+    assert!(rules::glob_match("*mini*", "gpt-4o-mini-2024"));
+    assert!(rules::glob_match("a?c", "abc"));
+    assert!(!rules::glob_match("gpt-*", "claude"));
+    assert!(rules::glob_match("*", ""));
 }

@@ -92,7 +92,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             return Err(GatewayError::InvalidRequest(
-                switchyard_protocol::error::DecodeError::new("the request body could not be read", None),
+                switchyard_protocol::error::DecodeError::new(
+                    "the request body could not be read",
+                    None,
+                ),
             ));
         };
         if let Ok(data) = frame.into_data() {
@@ -117,7 +120,10 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
     *response.status_mut() =
         StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
@@ -169,11 +175,19 @@ async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     chat(app, DialectId::OpenAi, headers, body).await
 }
 
-async fn anthropic_messages(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn anthropic_messages(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     chat(app, DialectId::Anthropic, headers, body).await
 }
 
-async fn openai_embeddings(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn openai_embeddings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
@@ -189,9 +203,10 @@ async fn openai_embeddings(State(app): State<Arc<App>>, headers: HeaderMap, body
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
     let mut response = Response::new(Body::from(value.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -286,4 +301,3 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
 }
-

@@ -3,7 +3,11 @@
 //! classifies failures, retries with backoff and full jitter, moves on to the next deployment,
 //! and hands a committed stream to the [`relay`]. It decides nothing about *where* to go.
 
+mod budget;
+mod hedge;
 pub mod relay;
+
+pub use budget::RetryBudget;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,9 +21,9 @@ use switchyard_protocol::canonical::{
 };
 use switchyard_protocol::dialect::{StreamDecoder, Target};
 
-use crate::config::RoutingFile;
+use crate::config::{HedgeAfter, RoutingFile, StreamBufferFile};
 use crate::error::GatewayError;
-use crate::routing::{Deployment, PlannedAttempt, Provider, now_ms, record_failure};
+use crate::routing::{Deployment, PlannedAttempt, Planner, Provider, now_ms, record_failure};
 
 /// Most of an error body we read to classify it.
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -31,9 +35,16 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> +
 pub struct AttemptLog {
     pub alias: String,
     pub deployment: String,
+    pub provider: String,
     pub status: Option<u16>,
     pub error: Option<ErrorClass>,
     pub latency: Duration,
+    /// A retry of the same deployment after a failure.
+    pub retry: bool,
+    /// Started as a hedge next to a slow first attempt.
+    pub hedged: bool,
+    /// Cancelled because a competing hedged attempt answered first.
+    pub cancelled: bool,
 }
 
 /// A stream whose first meaningful event has arrived: from here on there is no fallback.
@@ -137,10 +148,11 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
 
 /// Sends a built request and waits for the response head within the first-byte timeout.
 async fn send(
-    provider: &Provider,
+    d: &Deployment,
     request: http::Request<Vec<u8>>,
     started: Instant,
 ) -> Result<reqwest::Response, UpstreamErrorInfo> {
+    let provider = &d.provider;
     let request = reqwest::Request::try_from(request).map_err(|e| UpstreamErrorInfo {
         class: ErrorClass::InvalidRequest,
         status: None,
@@ -154,6 +166,9 @@ async fn send(
         Ok(Err(e)) => return Err(transport_error(&e, provider)),
         Ok(Ok(r)) => r,
     };
+    if let Some(h) = headroom(response.headers()) {
+        d.health.provider_headroom(h);
+    }
     if response.status().is_success() {
         return Ok(response);
     }
@@ -164,6 +179,34 @@ async fn send(
         .await
         .unwrap_or_default();
     Err(provider.dialect.classify_error(status, &headers, &body))
+}
+
+/// The tightest remaining share among the provider's rate-limit headers (OpenAI style
+/// `x-ratelimit-remaining-requests` / `x-ratelimit-limit-requests`, and Anthropic's
+/// `anthropic-ratelimit-requests-remaining` / `-limit`).
+fn headroom(headers: &http::HeaderMap) -> Option<f64> {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let mut best: Option<f64> = None;
+    for kind in ["requests", "tokens"] {
+        let pairs = [
+            (format!("x-ratelimit-remaining-{kind}"), format!("x-ratelimit-limit-{kind}")),
+            (format!("anthropic-ratelimit-{kind}-remaining"), format!("anthropic-ratelimit-{kind}-limit")),
+        ];
+        for (rem, lim) in pairs {
+            if let (Some(r), Some(l)) = (num(&rem), num(&lim))
+                && l > 0.0
+            {
+                let f = r / l;
+                best = Some(best.map_or(f, |b: f64| b.min(f)));
+            }
+        }
+    }
+    best
 }
 
 fn remaining(started: Instant, total: Duration) -> Duration {
@@ -183,14 +226,18 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
     out
 }
 
-async fn attempt_chat(d: &Deployment, request: &ChatRequest) -> Result<Answer, UpstreamErrorInfo> {
+async fn attempt_chat(
+    d: &Deployment,
+    request: &ChatRequest,
+    buffer: Option<StreamBufferFile>,
+) -> Result<Answer, UpstreamErrorInfo> {
     let provider = &d.provider;
     let started = Instant::now();
     let built = provider
         .dialect
         .build_chat(request, &target(d))
         .map_err(invalid_for_provider)?;
-    let response = send(provider, built, started).await?;
+    let response = send(d, built, started).await?;
     let timeouts = provider.timeouts;
     if !request.stream {
         let budget = remaining(started, timeouts.total);
@@ -204,18 +251,36 @@ async fn attempt_chat(d: &Deployment, request: &ChatRequest) -> Result<Answer, U
     let mut body: ByteStream = Box::pin(response.bytes_stream());
     let mut decoder = provider.dialect.stream_decoder();
     let mut buffered = Vec::new();
-    // Until commit the first-byte budget applies; the stall timeout only between later chunks.
+    // Until the first meaningful event the first-byte budget applies; then, with a pre-commit
+    // buffer, we keep reading until it is full or its delay is over.
     let first_deadline = started + timeouts.first_byte;
+    let mut buffer_until: Option<(Instant, usize)> = None;
+    let mut buffered_bytes = 0usize;
     loop {
-        let wait = first_deadline
-            .saturating_duration_since(Instant::now())
-            .max(if buffered.is_empty() { Duration::ZERO } else { timeouts.stall });
+        let wait = match buffer_until {
+            Some((until, _)) => until.saturating_duration_since(Instant::now()),
+            None if buffered.is_empty() => first_deadline.saturating_duration_since(Instant::now()),
+            None => first_deadline
+                .saturating_duration_since(Instant::now())
+                .max(timeouts.stall),
+        };
         let next = match tokio::time::timeout(wait, body.next()).await {
+            Err(_) if buffer_until.is_some() => {
+                return Ok(Answer::Stream(CommittedStream {
+                    buffered,
+                    ended: false,
+                    body,
+                    decoder,
+                    stall: timeouts.stall,
+                    deadline: started + timeouts.total,
+                }));
+            }
             Err(_) => return Err(timeout_error(provider, "stream data", timeouts.first_byte)),
             Ok(next) => next,
         };
         match next {
             Some(Ok(chunk)) => {
+                buffered_bytes += chunk.len();
                 decoder.push(&chunk, &mut buffered)?;
                 if let Some(StreamEvent::Error(e)) =
                     buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
@@ -225,7 +290,16 @@ async fn attempt_chat(d: &Deployment, request: &ChatRequest) -> Result<Answer, U
                 let meaningful = buffered
                     .iter()
                     .any(|e| !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_)));
-                if meaningful {
+                if meaningful && buffer_until.is_none() {
+                    if let Some(b) = buffer.filter(|b| b.max_bytes > 0 || !b.max_delay.is_zero()) {
+                        buffer_until = Some((Instant::now() + b.max_delay, buffered_bytes + b.max_bytes));
+                    }
+                }
+                let full = match buffer_until {
+                    Some((until, bytes)) => buffered_bytes >= bytes || Instant::now() >= until,
+                    None => meaningful,
+                };
+                if full {
                     return Ok(Answer::Stream(CommittedStream {
                         buffered,
                         ended: false,
@@ -266,10 +340,16 @@ async fn attempt_embeddings(
         .dialect
         .build_embeddings(request, &target(d))
         .map_err(invalid_for_provider)?;
-    let response = send(provider, built, started).await?;
+    let response = send(d, built, started).await?;
     let budget = remaining(started, provider.timeouts.total);
     let body = match tokio::time::timeout(budget, response.bytes()).await {
-        Err(_) => return Err(timeout_error(provider, "complete answer", provider.timeouts.total)),
+        Err(_) => {
+            return Err(timeout_error(
+                provider,
+                "complete answer",
+                provider.timeouts.total,
+            ));
+        }
         Ok(Err(e)) => return Err(transport_error(&e, provider)),
         Ok(Ok(b)) => b,
     };
@@ -290,77 +370,149 @@ fn counts_against_deployment(class: ErrorClass) -> bool {
     )
 }
 
+fn random_below(n: u32) -> u32 {
+    if n == 0 { 0 } else { rand::random_range(0..n) }
+}
+
+/// The outcome of one attempt as the walk sees it.
+struct Tried<T> {
+    planned: PlannedAttempt,
+    result: Result<T, UpstreamErrorInfo>,
+    latency: Duration,
+    retry: bool,
+    hedged: bool,
+    cancelled: bool,
+}
+
+fn log_of<T>(t: &Tried<T>) -> AttemptLog {
+    let (status, error) = match &t.result {
+        Ok(_) => (Some(200), None),
+        Err(e) => (e.status, Some(e.class)),
+    };
+    AttemptLog {
+        alias: t.planned.alias.clone(),
+        deployment: t.planned.deployment.id.clone(),
+        provider: t.planned.deployment.provider.name.clone(),
+        status: if t.cancelled { None } else { status },
+        error: if t.cancelled { None } else { error },
+        latency: t.latency,
+        retry: t.retry,
+        hedged: t.hedged,
+        cancelled: t.cancelled,
+    }
+}
+
 /// Walks the plan until one attempt succeeds or the plan is exhausted.
 async fn walk<T, F, Fut>(
-    plan: Vec<PlannedAttempt>,
+    planner: &mut Planner<'_>,
     policy: &RoutingFile,
-    mut call: F,
+    retry_budget: &RetryBudget,
+    call: F,
 ) -> Result<Executed<T>, Failed>
 where
-    F: FnMut(Arc<Deployment>) -> Fut,
+    F: Fn(PlannedAttempt) -> Fut,
     Fut: std::future::Future<Output = Result<T, UpstreamErrorInfo>>,
 {
+    retry_budget.deposit();
+    let input_tokens = planner.facts().input_tokens;
     let mut attempts = Vec::new();
     let mut last: Option<UpstreamErrorInfo> = None;
     let mut all_rate_limited = true;
-    for planned in plan {
-        let d = planned.deployment;
-        for try_no in 0..=planned.retries {
-            let started = Instant::now();
-            let result = {
-                let _in_flight = d.health.start();
-                call(d.clone()).await
-            };
-            match result {
-                Ok(answer) => {
-                    d.health.success();
-                    attempts.push(AttemptLog {
-                        alias: planned.alias.clone(),
-                        deployment: d.id.clone(),
-                        status: Some(200),
-                        error: None,
-                        latency: started.elapsed(),
-                    });
-                    return Ok(Executed {
-                        answer,
-                        alias: planned.alias,
-                        deployment: d,
-                        attempts,
-                    });
+    let mut first = true;
+    let mut rng = random_below;
+    while let Some(planned) = planner.next(last.as_ref().map(|e| e.class), &mut rng) {
+        if first {
+            planned.route.count_request();
+        }
+        let mut try_no = 0;
+        loop {
+            let retry = try_no > 0;
+            // Only the very first attempt of a request may be hedged.
+            let hedge = if first { planned.route.hedge } else { None };
+            first = false;
+            let tried: Vec<Tried<T>> = match hedge {
+                Some(h) => {
+                    let delay = match h.after {
+                        HedgeAfter::Fixed(d) => Some(d),
+                        HedgeAfter::P95 => planned
+                            .deployment
+                            .health
+                            .snapshot(now_ms())
+                            .p95_ms
+                            .map(Duration::from_millis),
+                    };
+                    match delay {
+                        Some(delay) => {
+                            hedge::race(planner, planned.clone(), delay, h.max_share, retry_budget, &call, input_tokens)
+                                .await
+                        }
+                        None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
+                    }
                 }
-                Err(e) => {
-                    attempts.push(AttemptLog {
-                        alias: planned.alias.clone(),
-                        deployment: d.id.clone(),
-                        status: e.status,
-                        error: Some(e.class),
-                        latency: started.elapsed(),
-                    });
-                    tracing::debug!(deployment = %d.id, class = e.class.as_str(), status = ?e.status, "attempt failed");
-                    let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
-                    if counts_against_deployment(e.class) {
-                        record_failure(&d, policy, retry_after, now_ms());
+                None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
+            };
+            let mut winner = None;
+            for t in tried {
+                attempts.push(log_of(&t));
+                match t.result {
+                    Ok(answer) => {
+                        t.planned.deployment.health.success(t.latency);
+                        winner = Some((answer, t.planned));
                     }
-                    if e.class != ErrorClass::RateLimited {
-                        all_rate_limited = false;
+                    Err(e) if !t.cancelled => {
+                        tracing::debug!(deployment = %t.planned.deployment.id, class = e.class.as_str(), status = ?e.status, "attempt failed");
+                        let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
+                        if counts_against_deployment(e.class) {
+                            record_failure(&t.planned.deployment, policy, e.class, retry_after, now_ms());
+                        }
+                        if e.class != ErrorClass::RateLimited {
+                            all_rate_limited = false;
+                        }
+                        last = Some(e);
                     }
-                    // The client's own mistake: no other deployment will think differently.
-                    let give_up = e.class == ErrorClass::InvalidRequest;
-                    let retry_here = e.class.is_retryable()
-                        && try_no < planned.retries
-                        && retry_after.is_none_or(|ra| ra <= policy.max_retry_after);
-                    let wait = retry_after.unwrap_or_else(|| backoff(try_no));
-                    last = Some(e);
-                    if give_up {
-                        return Err(failed(last, false, attempts));
-                    }
-                    if !retry_here {
-                        break;
-                    }
-                    tokio::time::sleep(wait).await;
+                    Err(_) => {}
                 }
             }
+            if let Some((answer, planned)) = winner {
+                return Ok(Executed {
+                    answer,
+                    alias: planned.alias,
+                    deployment: planned.deployment,
+                    attempts,
+                });
+            }
+            let Some(e) = &last else { break };
+            // The client's own mistake: no other deployment will think differently.
+            if e.class == ErrorClass::InvalidRequest {
+                return Err(failed(last, false, attempts));
+            }
+            let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
+            let retry_here = e.class.is_retryable()
+                && try_no < planned.retries
+                && retry_after.is_none_or(|ra| ra <= policy.max_retry_after)
+                && retry_budget.try_withdraw();
+            if !retry_here {
+                break;
+            }
+            try_no += 1;
+            tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(try_no - 1))).await;
         }
+    }
+    if attempts.is_empty() {
+        return Err(Failed {
+            error: GatewayError::Unsupported(format!(
+                "No deployment behind '{}' can serve this request ({}).",
+                planner.decision.alias,
+                planner
+                    .decision
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.deployment, s.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            attempts,
+        });
     }
     Err(failed(last, all_rate_limited, attempts))
 }
@@ -378,17 +530,25 @@ fn failed(last: Option<UpstreamErrorInfo>, all_rate_limited: bool, attempts: Vec
 }
 
 pub async fn execute_chat(
-    plan: Vec<PlannedAttempt>,
+    planner: &mut Planner<'_>,
     request: &ChatRequest,
     policy: &RoutingFile,
+    retry_budget: &RetryBudget,
 ) -> Result<Executed<Answer>, Failed> {
-    walk(plan, policy, |d| async move { attempt_chat(&d, request).await }).await
+    walk(planner, policy, retry_budget, |a: PlannedAttempt| async move {
+        attempt_chat(&a.deployment, request, a.route.stream_buffer).await
+    })
+    .await
 }
 
 pub async fn execute_embeddings(
-    plan: Vec<PlannedAttempt>,
+    planner: &mut Planner<'_>,
     request: &EmbeddingRequest,
     policy: &RoutingFile,
+    retry_budget: &RetryBudget,
 ) -> Result<Executed<EmbeddingResponse>, Failed> {
-    walk(plan, policy, |d| async move { attempt_embeddings(&d, request).await }).await
+    walk(planner, policy, retry_budget, |a: PlannedAttempt| async move {
+        attempt_embeddings(&a.deployment, request).await
+    })
+    .await
 }

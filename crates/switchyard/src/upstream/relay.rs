@@ -110,10 +110,11 @@ impl Relay {
             return Some(Bytes::from(out));
         }
         loop {
-            let wait = self
-                .upstream
-                .stall
-                .min(self.upstream.deadline.saturating_duration_since(Instant::now()));
+            let wait = self.upstream.stall.min(
+                self.upstream
+                    .deadline
+                    .saturating_duration_since(Instant::now()),
+            );
             let next = tokio::time::timeout(wait, self.upstream.body.next()).await;
             match next {
                 Err(_) => {

@@ -29,7 +29,12 @@ fn check_config_prints_every_error_with_its_path() {
         "server: {master_key: k, listen: nowhere}\nproviders: [{name: p, kind: openai}]\nmodels: [{alias: a, deployments: [{provider: q, model: m}], extra: 1}]\n",
     )
     .unwrap();
-    let out = switchyard().arg("check-config").arg("--config").arg(&path).output().unwrap();
+    let out = switchyard()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for path in ["server.listen", "providers[0].api_key", "models[0]"] {
@@ -38,8 +43,17 @@ fn check_config_prints_every_error_with_its_path() {
 
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "server: {master_key: k}\nproviders: [{name: p, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: p, model: m}]}]\n").unwrap();
-    let out = switchyard().arg("check-config").arg("--config").arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = switchyard()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -56,16 +70,28 @@ async fn demo_answers_without_keys_or_network() {
             .send()
             .await
             .unwrap();
-        let r = Reply { status: resp.status().as_u16(), headers: resp.headers().clone(), text: resp.text().await.unwrap() };
+        let r = Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            text: resp.text().await.unwrap(),
+        };
         assert_eq!(r.status, 200, "{model}: {}", r.text);
-        assert!(r.json()["choices"][0]["message"]["content"].as_str().is_some());
+        assert!(
+            r.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .is_some()
+        );
     }
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_drains_a_stream_in_flight() {
-    let sim = crate::harness::start_sim(switchyard_sim::SimConfig { token_ms: 100, ..Default::default() }).await;
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig {
+        token_ms: 100,
+        ..Default::default()
+    })
+    .await;
     let gw = Gateway::start(&crate::harness::standard_config(&sim.base_url(), "")).await;
     let url = gw.url.clone();
     let http = reqwest::Client::new();
@@ -77,9 +103,18 @@ async fn sigterm_drains_a_stream_in_flight() {
     let response = request.await.unwrap();
     // The stream is under way (headers arrived); now ask the gateway to stop.
     let pid = gw.pid();
-    Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     let text = response.text().await.unwrap();
-    assert!(text.trim_end().ends_with("data: [DONE]"), "stream was cut by shutdown:\n{text}");
-    let status = tokio::task::spawn_blocking(move || gw.wait()).await.unwrap();
+    assert!(
+        text.trim_end().ends_with("data: [DONE]"),
+        "stream was cut by shutdown:\n{text}"
+    );
+    let status = tokio::task::spawn_blocking(move || gw.wait())
+        .await
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }

@@ -15,18 +15,32 @@ async fn openai_ingress_matrix() {
     let env = env().await;
     for kind in KINDS {
         // Plain.
-        let r = env.post("/v1/chat/completions", &chat(kind, "Hello there")).await;
+        let r = env
+            .post("/v1/chat/completions", &chat(kind, "Hello there"))
+            .await;
         assert_eq!(r.status, 200, "{kind}: {}", r.text);
         let b = r.json();
         assert_eq!(b["object"], "chat.completion");
         assert_eq!(b["model"], *kind);
         assert!(b["id"].as_str().unwrap().starts_with("chatcmpl-"));
-        assert!(!b["choices"][0]["message"]["content"].as_str().unwrap().is_empty(), "{kind}");
+        assert!(
+            !b["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .is_empty(),
+            "{kind}"
+        );
         assert_eq!(b["choices"][0]["finish_reason"], "stop", "{kind}");
         assert!(b["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{kind}");
-        assert!(b["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{kind}");
+        assert!(
+            b["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{kind}"
+        );
         let route = r.headers["x-switchyard-route"].to_str().unwrap();
-        assert!(route.contains(&format!("alias={kind}")) && route.contains("attempts=1"), "{route}");
+        assert!(
+            route.contains(&format!("alias={kind}")) && route.contains("attempts=1"),
+            "{route}"
+        );
 
         // Stream with usage.
         let mut body = chat(kind, "Tell me a story");
@@ -37,18 +51,33 @@ async fn openai_ingress_matrix() {
         assert_eq!(r.headers["content-type"], "text/event-stream");
         let data = r.sse_data();
         assert_eq!(data.last().unwrap(), "[DONE]", "{kind}");
-        let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
         assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
         let text: String = chunks
             .iter()
             .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
             .collect();
         assert!(!text.is_empty(), "{kind}");
-        let finish: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["finish_reason"]).filter(|f| !f.is_null()).collect();
+        let finish: Vec<&Value> = chunks
+            .iter()
+            .map(|c| &c["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
         assert_eq!(finish, vec![&json!("stop")], "{kind}");
         let usage = &chunks.last().unwrap()["usage"];
-        assert!(chunks.last().unwrap()["choices"].as_array().unwrap().is_empty());
-        assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{kind}: {usage}");
+        assert!(
+            chunks.last().unwrap()["choices"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            usage["completion_tokens"].as_u64().unwrap() > 0,
+            "{kind}: {usage}"
+        );
 
         // Stream without include_usage: no usage chunk, no usage field.
         let mut body = chat(kind, "Tell me a story");
@@ -56,17 +85,26 @@ async fn openai_ingress_matrix() {
         let r = env.post("/v1/chat/completions", &body).await;
         let data = r.sse_data();
         assert_eq!(data.last().unwrap(), "[DONE]");
-        assert!(data[..data.len() - 1].iter().all(|d| !d.contains("\"usage\"")), "{kind}: {data:?}");
+        assert!(
+            data[..data.len() - 1]
+                .iter()
+                .all(|d| !d.contains("\"usage\"")),
+            "{kind}: {data:?}"
+        );
 
         // Tools, then the tool result.
         let mut body = chat(kind, "What is the weather in Paris?");
         body["tools"] = json!([weather_tool()]);
         let r = env.post("/v1/chat/completions", &body).await;
         let b = r.json();
-        assert_eq!(b["choices"][0]["finish_reason"], "tool_calls", "{kind}: {b}");
+        assert_eq!(
+            b["choices"][0]["finish_reason"], "tool_calls",
+            "{kind}: {b}"
+        );
         let call = &b["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "get_weather");
-        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
         assert!(args["city"].is_string(), "{kind}: {args}");
         let mut messages = body["messages"].as_array().unwrap().clone();
         messages.push(b["choices"][0]["message"].clone());
@@ -75,7 +113,13 @@ async fn openai_ingress_matrix() {
         let r = env.post("/v1/chat/completions", &body).await;
         let b = r.json();
         assert_eq!(b["choices"][0]["finish_reason"], "stop", "{kind}: {b}");
-        assert!(b["choices"][0]["message"]["content"].as_str().unwrap().contains("18 degrees"), "{kind}: {b}");
+        assert!(
+            b["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("18 degrees"),
+            "{kind}: {b}"
+        );
 
         // Streamed parallel tool calls.
         let mut body = chat(kind, "Use parallel tools please");
@@ -88,24 +132,37 @@ async fn openai_ingress_matrix() {
         let mut args = std::collections::BTreeMap::<u64, String>::new();
         for d in &data[..data.len() - 1] {
             let c: Value = serde_json::from_str(d).unwrap();
-            for tc in c["choices"][0]["delta"]["tool_calls"].as_array().into_iter().flatten() {
+            for tc in c["choices"][0]["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let i = tc["index"].as_u64().unwrap();
                 if let Some(n) = tc["function"]["name"].as_str() {
                     names.insert(i, n.to_owned());
                 }
-                args.entry(i).or_default().push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                args.entry(i)
+                    .or_default()
+                    .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
             }
         }
-        assert_eq!(names.values().collect::<Vec<_>>(), ["get_weather", "get_time"], "{kind}: {data:?}");
+        assert_eq!(
+            names.values().collect::<Vec<_>>(),
+            ["get_weather", "get_time"],
+            "{kind}: {data:?}"
+        );
         for a in args.values() {
-            serde_json::from_str::<Value>(a).unwrap_or_else(|e| panic!("{kind}: bad args {a}: {e}"));
+            serde_json::from_str::<Value>(a)
+                .unwrap_or_else(|e| panic!("{kind}: bad args {a}: {e}"));
         }
 
         // JSON schema output.
         let mut body = chat(kind, "Answer in JSON");
         body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}});
         let b = env.post("/v1/chat/completions", &body).await.json();
-        let content: Value = serde_json::from_str(b["choices"][0]["message"]["content"].as_str().unwrap()).unwrap_or_else(|e| panic!("{kind}: {e}: {b}"));
+        let content: Value =
+            serde_json::from_str(b["choices"][0]["message"]["content"].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{kind}: {e}: {b}"));
         assert!(content["answer"].is_string(), "{kind}: {content}");
 
         // max_tokens → length.
@@ -140,7 +197,10 @@ async fn anthropic_ingress_matrix() {
         assert!(b["id"].as_str().unwrap().starts_with("msg_"));
         assert_eq!(b["content"][0]["type"], "text");
         assert_eq!(b["stop_reason"], "end_turn", "{kind}: {b}");
-        assert!(b["usage"]["input_tokens"].as_u64().unwrap() > 0, "{kind}: {b}");
+        assert!(
+            b["usage"]["input_tokens"].as_u64().unwrap() > 0,
+            "{kind}: {b}"
+        );
         assert!(b["usage"]["output_tokens"].as_u64().unwrap() > 0);
 
         // The full event sequence.
@@ -149,8 +209,16 @@ async fn anthropic_ingress_matrix() {
         let r = env.post_anthropic(&sbody).await;
         assert_eq!(r.status, 200);
         let events = r.sse_events();
-        assert_eq!(events.first().map(String::as_str), Some("message_start"), "{kind}: {events:?}");
-        assert_eq!(events.last().map(String::as_str), Some("message_stop"), "{kind}: {events:?}");
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some("message_start"),
+            "{kind}: {events:?}"
+        );
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("message_stop"),
+            "{kind}: {events:?}"
+        );
         assert!(events.contains(&"content_block_start".to_owned()));
         assert!(events.contains(&"content_block_delta".to_owned()));
         assert!(events.contains(&"content_block_stop".to_owned()));
@@ -169,7 +237,13 @@ async fn anthropic_ingress_matrix() {
             "messages": [{"role": "user", "content": "Weather in Paris?"}]});
         let b = env.post_anthropic(&body).await.json();
         assert_eq!(b["stop_reason"], "tool_use", "{kind}: {b}");
-        let tu = b["content"].as_array().unwrap().iter().find(|c| c["type"] == "tool_use").unwrap().clone();
+        let tu = b["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "tool_use")
+            .unwrap()
+            .clone();
         assert!(tu["input"]["city"].is_string(), "{kind}: {tu}");
         let body = json!({"model": kind, "max_tokens": 100, "tools": [tool], "messages": [
             {"role": "user", "content": "Weather in Paris?"},
@@ -178,14 +252,25 @@ async fn anthropic_ingress_matrix() {
         ]});
         let b = env.post_anthropic(&body).await.json();
         assert_eq!(b["stop_reason"], "end_turn", "{kind}: {b}");
-        assert!(b["content"][0]["text"].as_str().unwrap().contains("18 degrees"), "{kind}: {b}");
+        assert!(
+            b["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("18 degrees"),
+            "{kind}: {b}"
+        );
     }
 }
 
 #[tokio::test]
 async fn embeddings_and_models() {
     let env = env().await;
-    let r = env.post("/v1/embeddings", &json!({"model": "embed", "input": ["a", "b"]})).await;
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": ["a", "b"]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let b = r.json();
     assert_eq!(b["object"], "list");
@@ -193,11 +278,25 @@ async fn embeddings_and_models() {
     assert_eq!(b["data"][1]["index"], 1);
     let floats = b["data"][0]["embedding"].as_array().unwrap().len();
     assert!(floats > 0);
-    let b64 = env.post("/v1/embeddings", &json!({"model": "embed", "input": "a", "encoding_format": "base64"})).await.json();
-    assert_eq!(b64["data"][0]["embedding"].as_str().unwrap().len(), (4 * floats).div_ceil(3) * 4);
+    let b64 = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": "a", "encoding_format": "base64"}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        b64["data"][0]["embedding"].as_str().unwrap().len(),
+        (4 * floats).div_ceil(3) * 4
+    );
 
     let models = env.get("/v1/models").await.json();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     for kind in crate::harness::KINDS {
         assert!(ids.contains(kind));
     }

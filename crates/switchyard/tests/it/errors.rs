@@ -9,7 +9,11 @@ fn assert_openai_error(r: &crate::harness::Reply, status: u16, code: &str) -> Va
     assert_eq!(r.status, status, "{}", r.text);
     let b = r.json();
     assert_eq!(b["error"]["code"], code, "{b}");
-    assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
     assert!(b["error"]["type"].is_string());
     assert!(r.headers.contains_key("x-request-id"));
     b
@@ -21,14 +25,18 @@ async fn bad_client_input() {
     let auth = format!("Bearer {KEY}");
     let headers = [("authorization", auth.as_str())];
 
-    let r = env.post_raw("/v1/chat/completions", b"{\"model\": ".to_vec(), &headers).await;
+    let r = env
+        .post_raw("/v1/chat/completions", b"{\"model\": ".to_vec(), &headers)
+        .await;
     assert_openai_error(&r, 400, "invalid_request");
 
     let r = env.post("/v1/chat/completions", &json!({"model": "openai", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"})).await;
     let b = assert_openai_error(&r, 400, "invalid_request");
     assert_eq!(b["error"]["param"], "temperature");
 
-    let r = env.post("/v1/chat/completions", &json!({"model": "openai"})).await;
+    let r = env
+        .post("/v1/chat/completions", &json!({"model": "openai"}))
+        .await;
     let b = assert_openai_error(&r, 400, "invalid_request");
     assert_eq!(b["error"]["param"], "messages");
 
@@ -36,35 +44,68 @@ async fn bad_client_input() {
     let b = assert_openai_error(&r, 400, "invalid_request");
     assert_eq!(b["error"]["param"], "messages[0].content[0].text");
 
-    let r = env.post("/v1/chat/completions", &chat("no-such-alias", "x")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("no-such-alias", "x"))
+        .await;
     let b = assert_openai_error(&r, 404, "model_not_found");
     assert_eq!(b["error"]["param"], "model");
 
-    let r = env.post_with("/v1/chat/completions", &chat("openai", "x"), &[]).await;
+    let r = env
+        .post_with("/v1/chat/completions", &chat("openai", "x"), &[])
+        .await;
     assert_openai_error(&r, 401, "invalid_api_key");
-    let r = env.post_with("/v1/chat/completions", &chat("openai", "x"), &[("authorization", "Bearer sk-wrong")]).await;
+    let r = env
+        .post_with(
+            "/v1/chat/completions",
+            &chat("openai", "x"),
+            &[("authorization", "Bearer sk-wrong")],
+        )
+        .await;
     let b = assert_openai_error(&r, 401, "invalid_api_key");
     assert!(!r.text.contains("sk-wrong") && !b.to_string().contains(KEY));
 
     let big = "x".repeat(2 * 1024 * 1024);
-    let r = env.post("/v1/chat/completions", &chat("openai", &big)).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", &big))
+        .await;
     assert_openai_error(&r, 413, "request_too_large");
 
     // Anthropic has no embeddings: nothing behind the alias can serve them.
-    let r = env.post("/v1/embeddings", &json!({"model": "anthropic", "input": "x"})).await;
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "anthropic", "input": "x"}),
+        )
+        .await;
     assert_openai_error(&r, 400, "unsupported_content");
 
     let r = env.get("/v1/nothing-here").await;
     assert_openai_error(&r, 404, "not_found");
 
     // The Anthropic ingress answers in its own shape.
-    let r = env.post_anthropic(&json!({"model": "anthropic", "messages": [{"role": "user", "content": "x"}]})).await;
+    let r = env
+        .post_anthropic(
+            &json!({"model": "anthropic", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.text);
     let b = r.json();
     assert_eq!(b["type"], "error");
     assert_eq!(b["error"]["type"], "invalid_request_error");
-    assert!(b["error"]["message"].as_str().unwrap().contains("max_tokens"), "{b}");
-    let r = env.post_with("/v1/messages", &json!({"model": "anthropic", "max_tokens": 5, "messages": []}), &[("x-api-key", "nope")]).await;
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens"),
+        "{b}"
+    );
+    let r = env
+        .post_with(
+            "/v1/messages",
+            &json!({"model": "anthropic", "max_tokens": 5, "messages": []}),
+            &[("x-api-key", "nope")],
+        )
+        .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["type"], "authentication_error");
     let r = env.post_anthropic(&json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
@@ -100,7 +141,11 @@ async fn upstream_failures_map_to_stable_codes() {
             env.fault(model, fault, Some(1)).await;
             let r = env.post("/v1/chat/completions", &chat(kind, "x")).await;
             let b = assert_openai_error(&r, status, code);
-            assert!(!r.text.contains("upstream") || !r.text.contains("secret"), "provider key leaked: {}", r.text);
+            assert!(
+                !r.text.contains("upstream") || !r.text.contains("secret"),
+                "provider key leaked: {}",
+                r.text
+            );
             if status == 429 {
                 assert_eq!(r.headers["retry-after"], "7", "{kind}");
             }

@@ -70,13 +70,18 @@ impl Gateway {
 
     /// Starts the binary with `args` and waits for its "listening" line.
     pub async fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Gateway {
-        cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start switchyard");
         let stdout = child.stdout.take().unwrap();
         let url = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let url = loop {
-                let line = lines.next().expect("switchyard exited before listening").unwrap();
+                let line = lines
+                    .next()
+                    .expect("switchyard exited before listening")
+                    .unwrap();
                 if let Some(url) = line.strip_prefix("switchyard listening on ") {
                     break url.trim().to_owned();
                 }
@@ -136,7 +141,12 @@ pub async fn env_with(extra_models: &str) -> Env {
 
 pub async fn env_with_routing(extra_models: &str, routing: &str) -> Env {
     let sim = start_sim(SimConfig::default()).await;
-    let gw = Gateway::start(&standard_config_with(&sim.base_url(), extra_models, routing)).await;
+    let gw = Gateway::start(&standard_config_with(
+        &sim.base_url(),
+        extra_models,
+        routing,
+    ))
+    .await;
     Env {
         sim,
         gw,
@@ -155,8 +165,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// The SSE `data:` payloads, in order.
@@ -184,7 +193,8 @@ impl Reply {
 
 impl Env {
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.post_with(path, body, &[("authorization", &format!("Bearer {KEY}"))]).await
+        self.post_with(path, body, &[("authorization", &format!("Bearer {KEY}"))])
+            .await
     }
 
     pub async fn post_anthropic(&self, body: &Value) -> Reply {
@@ -197,7 +207,8 @@ impl Env {
     }
 
     pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
-        self.post_raw(path, body.to_string().into_bytes(), headers).await
+        self.post_raw(path, body.to_string().into_bytes(), headers)
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Reply {

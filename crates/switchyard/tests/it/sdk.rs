@@ -11,7 +11,9 @@ fn python() -> Option<String> {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("SWITCHYARD_TEST_PYTHON is not set under CI: run the suite through scripts/test");
+                panic!(
+                    "SWITCHYARD_TEST_PYTHON is not set under CI: run the suite through scripts/test"
+                );
             }
             eprintln!(
                 "\n!!! SKIPPING the official-SDK test: SWITCHYARD_TEST_PYTHON is not set.\n!!! Run ./scripts/test to create the Python environment and run it.\n"
