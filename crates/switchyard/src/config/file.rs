@@ -210,10 +210,10 @@ impl Default for FallbacksFile {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum HedgeAfterFile {
-    /// `p95`: the first deployment's observed 95th-percentile time to first byte.
-    Percentile(String),
     #[serde(with = "humantime_serde")]
     Fixed(Duration),
+    /// `p95`: the first deployment's observed 95th-percentile time to first byte.
+    Percentile(String),
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -169,6 +169,27 @@ impl Health {
         }
     }
 
+    /// Half-open probing: once a cooldown has run out, the first request to ask becomes the one
+    /// probe (the cooldown is re-armed for everyone else until it answers); a success closes the
+    /// breaker, a failure re-arms it. Returns whether this request may use the deployment.
+    pub fn admit(&self, now_ms: u64, cooldown: Duration) -> bool {
+        let until = self.cooldown_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if until > now_ms {
+            return false;
+        }
+        self.cooldown_until_ms
+            .compare_exchange(
+                until,
+                now_ms + cooldown.as_millis() as u64,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// Records the provider's `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` headroom.
     pub fn provider_headroom(&self, fraction: f64) {
         let permille = (fraction.clamp(0.0, 1.0) * 1000.0) as u32;

@@ -435,6 +435,7 @@ impl Planner<'_> {
                 continue;
             }
             let snapshot = d.health.snapshot(self.now_ms);
+            let admitted = !snapshot.cooling && d.health.admit(self.now_ms, self.table.policy.cooldown);
             let candidate = Candidate {
                 index,
                 weight: overrides
@@ -446,7 +447,7 @@ impl Planner<'_> {
                 tpm: d.tpm,
                 health: snapshot,
             };
-            if snapshot.cooling {
+            if !admitted {
                 cooled.push(candidate);
             } else {
                 healthy.push(candidate);
@@ -544,9 +545,10 @@ pub fn record_failure(
     retry_after: Option<Duration>,
     now_ms: u64,
 ) {
-    // A hang or a refused connection will not get better within a second: cool at once so it
-    // costs at most one timeout.
-    let immediate = matches!(class, ErrorClass::Timeout | ErrorClass::Connect);
+    // A hang will not get better within a second: cool at once so it costs at most one timeout.
+    // Resets and refusals are fast to detect and can be transient (a stale pooled connection),
+    // so they count towards `allowed_fails` like other failures.
+    let immediate = class == ErrorClass::Timeout;
     d.health
         .failure(policy.allowed_fails, policy.cooldown, retry_after, immediate, now_ms);
 }

@@ -19,6 +19,8 @@ use switchyard_protocol::dialect::{DialectId, IngressDialect};
 use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
+mod admin;
+
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
@@ -43,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/admin/deployments", get(admin::deployments))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(not_found)

@@ -70,7 +70,7 @@ impl Gateway {
 
     /// Starts the binary with `args` and waits for its "listening" line.
     pub async fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Gateway {
-        cmd.env("RUST_LOG", "warn")
+        cmd.env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start switchyard");
@@ -262,6 +262,14 @@ impl Env {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "sim rejected fault {fault}");
+    }
+
+    pub async fn clear_faults(&self) {
+        self.http
+            .delete(format!("{}/_sim/faults", self.sim.base_url()))
+            .send()
+            .await
+            .unwrap();
     }
 
     pub async fn sim_stats(&self) -> Value {

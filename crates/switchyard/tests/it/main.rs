@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod chaos;
 mod cli;
 mod conformance;
 mod errors;
