@@ -117,7 +117,9 @@ fn tool_result_text(content: Option<&Value>) -> String {
 /// `max_tokens`.
 pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversation, SimError> {
     let Some(obj) = body.as_object_mut() else {
-        return Err(SimError::bad_request("The request body must be a JSON object."));
+        return Err(SimError::bad_request(
+            "The request body must be a JSON object.",
+        ));
     };
     let model = obj
         .get("model")
@@ -143,9 +145,15 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
         Some(Value::Array(_)) => {
-            return Err(SimError::bad_request("messages: at least one message is required"));
+            return Err(SimError::bad_request(
+                "messages: at least one message is required",
+            ));
         }
-        Some(_) => return Err(SimError::bad_request("messages: Input should be a valid list")),
+        Some(_) => {
+            return Err(SimError::bad_request(
+                "messages: Input should be a valid list",
+            ));
+        }
         None => return Err(SimError::bad_request("messages: Field required")),
     };
     let mut conv = Conversation {
@@ -287,20 +295,28 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         .and_then(Value::as_bool)
         .unwrap_or(false);
     // Structured outputs: `output_config.format`, or the earlier beta's `output_format`.
-    let format = match obj.get_mut("output_config").and_then(|c| c.get_mut("format")) {
+    let format = match obj
+        .get_mut("output_config")
+        .and_then(|c| c.get_mut("format"))
+    {
         Some(format) => Some(format.take()),
         None => obj.get_mut("output_format").map(Value::take),
     };
-    if let Some(mut format) = format {
-        if format.get("type").and_then(Value::as_str) == Some("json_schema") {
-            let schema = format.get_mut("schema").map(Value::take);
-            conv.json = Some(JsonMode { schema });
-        }
+    if let Some(mut format) = format
+        && format.get("type").and_then(Value::as_str) == Some("json_schema")
+    {
+        let schema = format.get_mut("schema").map(Value::take);
+        conv.json = Some(JsonMode { schema });
     }
     conv.stop = obj
         .get("stop_sequences")
         .and_then(Value::as_array)
-        .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     conv.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     Ok(conv)
@@ -396,7 +412,12 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     "content_block": { "type": "text", "text": "" },
                 }),
             );
-            sse.json(FrameKind::Other, 0, Some("ping"), &json!({ "type": "ping" }));
+            sse.json(
+                FrameKind::Other,
+                0,
+                Some("ping"),
+                &json!({ "type": "ping" }),
+            );
             for piece in pieces {
                 sse.json(
                     FrameKind::Content,
@@ -429,12 +450,19 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     }),
                 );
                 if index == 0 {
-                    sse.json(FrameKind::Other, 0, Some("ping"), &json!({ "type": "ping" }));
+                    sse.json(
+                        FrameKind::Other,
+                        0,
+                        Some("ping"),
+                        &json!({ "type": "ping" }),
+                    );
                 }
                 // The API opens argument streaming with an empty fragment.
-                let deltas = std::iter::once(("", 0)).chain(call.fragments().into_iter().map(
-                    |p| (&call.arguments_json[p.start..p.end], p.tokens),
-                ));
+                let deltas = std::iter::once(("", 0)).chain(
+                    call.fragments()
+                        .into_iter()
+                        .map(|p| (&call.arguments_json[p.start..p.end], p.tokens)),
+                );
                 for (fragment, tokens) in deltas {
                     sse.json(
                         FrameKind::Content,

@@ -42,7 +42,9 @@ pub(crate) fn status_error(status: u16, retry_after: Option<u64>) -> SimError {
         403 => "The caller does not have permission",
         404 => "Requested entity was not found.",
         429 => "Resource has been exhausted (e.g. check quota).",
-        500 => "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        500 => {
+            "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
+        }
         503 => "The model is overloaded. Please try again later.",
         504 => "Deadline expired before operation could complete.",
         s if s >= 500 => "An internal error has occurred.",
@@ -135,7 +137,9 @@ pub(crate) fn parse_chat(
     count_only: bool,
 ) -> Result<Conversation, SimError> {
     if !body.is_object() {
-        return Err(SimError::bad_request("Invalid JSON payload received. Expected an object."));
+        return Err(SimError::bad_request(
+            "Invalid JSON payload received. Expected an object.",
+        ));
     }
     let contents = match body.get("contents") {
         Some(Value::Array(c)) if !c.is_empty() => c,
@@ -155,9 +159,14 @@ pub(crate) fn parse_chat(
     }
     let mut last_results = None;
     for content in contents {
-        let role = content.get("role").and_then(Value::as_str).unwrap_or("user");
+        let role = content
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("user");
         if role != "user" && role != "model" {
-            return Err(SimError::bad_request("Please use a valid role: user, model."));
+            return Err(SimError::bad_request(
+                "Please use a valid role: user, model.",
+            ));
         }
         let mut text = Vec::new();
         let mut results = Vec::new();
@@ -202,14 +211,21 @@ pub(crate) fn parse_chat(
                 continue;
             };
             for declaration in declarations {
-                let Some(name) = declaration.get("name").and_then(Value::as_str).map(str::to_owned)
+                let Some(name) = declaration
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
                 else {
                     continue;
                 };
-                let schema = field_mut(declaration, "parametersJsonSchema", "parameters_json_schema")
-                    .map(Value::take)
-                    .or_else(|| declaration.get_mut("parameters").map(Value::take))
-                    .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
+                let schema = field_mut(
+                    declaration,
+                    "parametersJsonSchema",
+                    "parameters_json_schema",
+                )
+                .map(Value::take)
+                .or_else(|| declaration.get_mut("parameters").map(Value::take))
+                .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
                 conv.tools.push(Tool { name, schema });
             }
         }
@@ -234,13 +250,20 @@ pub(crate) fn parse_chat(
             field(config, "maxOutputTokens", "max_output_tokens").and_then(Value::as_u64);
         conv.stop = field(config, "stopSequences", "stop_sequences")
             .and_then(Value::as_array)
-            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let mime = field(config, "responseMimeType", "response_mime_type").and_then(Value::as_str);
         if mime == Some("application/json") {
             let schema = field_mut(config, "responseJsonSchema", "response_json_schema")
                 .map(Value::take)
-                .or_else(|| field_mut(config, "responseSchema", "response_schema").map(Value::take));
+                .or_else(|| {
+                    field_mut(config, "responseSchema", "response_schema").map(Value::take)
+                });
             conv.json = Some(JsonMode { schema });
         }
     }
@@ -249,8 +272,11 @@ pub(crate) fn parse_chat(
 
 /// `countTokens` takes `contents` or a whole `generateContentRequest`.
 pub(crate) fn parse_count_tokens(mut body: Value, model: &str) -> Result<Conversation, SimError> {
-    if let Some(request) = field_mut(&mut body, "generateContentRequest", "generate_content_request")
-    {
+    if let Some(request) = field_mut(
+        &mut body,
+        "generateContentRequest",
+        "generate_content_request",
+    ) {
         let request = request.take();
         return parse_chat(request, model, true);
     }
@@ -284,7 +310,9 @@ pub(crate) fn parse_embeddings(
         };
         let text = parts_text(content);
         if text.is_empty() {
-            return Err(SimError::bad_request("The content of the request must not be empty."));
+            return Err(SimError::bad_request(
+                "The content of the request must not be empty.",
+            ));
         }
         if dimensions.is_none() {
             dimensions = field(request, "outputDimensionality", "output_dimensionality")
@@ -354,7 +382,12 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
         "index": 0,
     });
     let id = ids.make("", 22);
-    response(conv, &id, candidate, usage(conv.input_tokens(), Some(out.tokens())))
+    response(
+        conv,
+        &id,
+        candidate,
+        usage(conv.input_tokens(), Some(out.tokens())),
+    )
 }
 
 pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {

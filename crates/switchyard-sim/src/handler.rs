@@ -106,7 +106,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     header(headers, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|v| !v.is_empty())
 }
@@ -159,11 +162,14 @@ impl Api {
         };
         let mut response = json_response(err.status, serde_json::to_vec(&body).unwrap_or_default());
         if let Some(secs) = err.retry_after {
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
             if self == Api::Azure {
-                response
-                    .headers_mut()
-                    .insert("retry-after-ms", HeaderValue::from(secs.saturating_mul(1000)));
+                response.headers_mut().insert(
+                    "retry-after-ms",
+                    HeaderValue::from(secs.saturating_mul(1000)),
+                );
             }
         }
         response
@@ -292,17 +298,19 @@ impl Pipeline<'_> {
         if fault.hang || fault.reset {
             self.sim.stats.record(self.api, self.endpoint, self.entry);
             pause(ttft_ms).await;
-            if fault.reset {
-                if let Some(abort) = abort {
-                    abort.trigger();
-                }
+            if fault.reset
+                && let Some(abort) = abort
+            {
+                abort.trigger();
             }
             // The connection task drops the socket (reset) or the client gives up (hang).
             return Err(std::future::pending::<Response>().await);
         }
         if let Some(status) = fault.status {
             pause(ttft_ms).await;
-            let err = self.api.fault_error(status, &self.entry.model, fault.retry_after);
+            let err = self
+                .api
+                .fault_error(status, &self.entry.model, fault.retry_after);
             return Err(self.fail(&err));
         }
         if fault.context_length {
@@ -387,9 +395,7 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
     };
     p.entry.stream = conv.stream;
     p.entry.input_tokens = conv.input_tokens();
-    let ttft_ms = fault
-        .and_then(|f| f.ttft_ms)
-        .unwrap_or(sim.config.ttft_ms);
+    let ttft_ms = fault.and_then(|f| f.ttft_ms).unwrap_or(sim.config.ttft_ms);
     if let Some(fault) = &fault {
         p = match p.fault_outcome(fault, ttft_ms, req.abort.as_ref()).await {
             Ok(p) => p,
@@ -459,7 +465,9 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
         }
     };
     let parsed = match req.api {
-        Api::Gemini => gemini::parse_embeddings(body, req.path_model.unwrap_or_default(), req.batch),
+        Api::Gemini => {
+            gemini::parse_embeddings(body, req.path_model.unwrap_or_default(), req.batch)
+        }
         _ => openai::parse_embeddings(body, req.path_model),
     };
     let request = match parsed {
@@ -467,9 +475,7 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
         Err(err) => return p.fail(&err),
     };
     p.entry.input_tokens = request.inputs.iter().map(|i| i.tokens).sum();
-    let ttft_ms = fault
-        .and_then(|f| f.ttft_ms)
-        .unwrap_or(sim.config.ttft_ms);
+    let ttft_ms = fault.and_then(|f| f.ttft_ms).unwrap_or(sim.config.ttft_ms);
     if let Some(fault) = &fault {
         p = match p.fault_outcome(fault, ttft_ms, req.abort.as_ref()).await {
             Ok(p) => p,
@@ -483,7 +489,10 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
         Api::Gemini => gemini::render_embeddings(&request, dimensions, req.batch),
         _ => openai::render_embeddings(&request, dimensions),
     };
-    let response = p.finish(200, json_response(200, serde_json::to_vec(&body).unwrap_or_default()));
+    let response = p.finish(
+        200,
+        json_response(200, serde_json::to_vec(&body).unwrap_or_default()),
+    );
     pause(ttft_ms).await;
     response
 }
@@ -515,7 +524,10 @@ pub(crate) async fn count_tokens(sim: Arc<SimState>, req: Incoming<'_>, body: By
         Api::Gemini => gemini::render_count(tokens),
         _ => serde_json::json!({ "input_tokens": tokens }),
     };
-    p.finish(200, json_response(200, serde_json::to_vec(&body).unwrap_or_default()))
+    p.finish(
+        200,
+        json_response(200, serde_json::to_vec(&body).unwrap_or_default()),
+    )
 }
 
 /// `GET /v1/models`, in Anthropic's shape when the request carries `anthropic-version`.
@@ -528,5 +540,8 @@ pub(crate) async fn models(sim: Arc<SimState>, req: Incoming<'_>) -> Response {
         Api::Anthropic => anthropic::render_models(&sim.config.models),
         _ => openai::render_models(&sim.config.models),
     };
-    p.finish(200, json_response(200, serde_json::to_vec(&body).unwrap_or_default()))
+    p.finish(
+        200,
+        json_response(200, serde_json::to_vec(&body).unwrap_or_default()),
+    )
 }

@@ -145,7 +145,10 @@ pub(crate) fn respond(conv: &Conversation, reply_words: u32) -> Output {
     if let Some(results) = &conv.tool_results {
         let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "with"];
         words.extend(["tool", "result:"]);
-        let quoted = format!("\"{}\"", results.split_whitespace().collect::<Vec<_>>().join(" "));
+        let quoted = format!(
+            "\"{}\"",
+            results.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
         words.extend(quoted.split_whitespace());
         return text_output(words, conv, reply_words);
     }
@@ -344,7 +347,11 @@ fn synth(schema: &Value, root: &Value, all: bool, depth: usize) -> Value {
     if let Some(value) = obj.get("const") {
         return value.clone();
     }
-    if let Some(first) = obj.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {

@@ -149,12 +149,24 @@ pub(crate) fn content_text(content: Option<&Value>) -> String {
     }
 }
 
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// Parses a chat request. `deployment` (Azure) replaces the body's `model`.
-pub(crate) fn parse_chat(mut body: Value, deployment: Option<&str>) -> Result<Conversation, SimError> {
+pub(crate) fn parse_chat(
+    mut body: Value,
+    deployment: Option<&str>,
+) -> Result<Conversation, SimError> {
     let Some(obj) = body.as_object_mut() else {
-        return Err(SimError::bad_request("The request body must be a JSON object."));
+        return Err(SimError::bad_request(
+            "The request body must be a JSON object.",
+        ));
     };
     let model = match deployment {
         Some(d) => d.to_owned(),
@@ -176,9 +188,11 @@ pub(crate) fn parse_chat(mut body: Value, deployment: Option<&str>) -> Result<Co
             .with_code("empty_array"));
         }
         _ => {
-            return Err(SimError::bad_request("Missing required parameter: 'messages'.")
-                .with_param("messages")
-                .with_code("missing_required_parameter"));
+            return Err(
+                SimError::bad_request("Missing required parameter: 'messages'.")
+                    .with_param("messages")
+                    .with_code("missing_required_parameter"),
+            );
         }
     };
     let mut conv = Conversation {
@@ -252,19 +266,31 @@ pub(crate) fn parse_chat(mut body: Value, deployment: Option<&str>) -> Result<Co
         .map(|m| content_text(m.get("content")))
         .collect();
     if !trailing_results.is_empty() {
-        conv.tool_results = Some(trailing_results.into_iter().rev().collect::<Vec<_>>().join(" "));
+        conv.tool_results = Some(
+            trailing_results
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
     }
 
     if let Some(Value::Array(tools)) = obj.get_mut("tools") {
         for tool in tools {
-            let kind = tool.get("type").and_then(Value::as_str).unwrap_or("function");
+            let kind = tool
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("function");
             if kind != "function" {
                 continue;
             }
             let Some(function) = tool.get_mut("function") else {
                 continue;
             };
-            let Some(name) = function.get("name").and_then(Value::as_str).map(str::to_owned)
+            let Some(name) = function
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
             else {
                 continue;
             };
@@ -342,7 +368,9 @@ pub(crate) fn parse_embeddings(
     deployment: Option<&str>,
 ) -> Result<EmbedRequest, SimError> {
     let Value::Object(mut obj) = body else {
-        return Err(SimError::bad_request("The request body must be a JSON object."));
+        return Err(SimError::bad_request(
+            "The request body must be a JSON object.",
+        ));
     };
     let model = match deployment {
         Some(d) => d.to_owned(),
@@ -385,9 +413,11 @@ pub(crate) fn parse_embeddings(
         }
         Some(_) => return Err(invalid()),
         None => {
-            return Err(SimError::bad_request("Missing required parameter: 'input'.")
-                .with_param("input")
-                .with_code("missing_required_parameter"));
+            return Err(
+                SimError::bad_request("Missing required parameter: 'input'.")
+                    .with_param("input")
+                    .with_code("missing_required_parameter"),
+            );
         }
     };
     let dimensions = obj
@@ -545,7 +575,12 @@ impl Chunks<'_> {
     }
 }
 
-pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output, azure: bool) -> SseBody {
+pub(crate) fn render_stream(
+    ids: &IdGen,
+    conv: &Conversation,
+    out: &Output,
+    azure: bool,
+) -> SseBody {
     let mut sse = SseBody::new();
     let chunks = Chunks {
         id: ids.make("chatcmpl-", 29),
@@ -575,11 +610,19 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output, azur
                 FrameKind::Other,
                 0,
                 None,
-                &chunks.chunk(json!({ "role": "assistant", "content": "", "refusal": null }), None),
+                &chunks.chunk(
+                    json!({ "role": "assistant", "content": "", "refusal": null }),
+                    None,
+                ),
             );
             for piece in pieces {
                 let delta = json!({ "content": &text[piece.start..piece.end] });
-                sse.json(FrameKind::Content, piece.tokens, None, &chunks.chunk(delta, None));
+                sse.json(
+                    FrameKind::Content,
+                    piece.tokens,
+                    None,
+                    &chunks.chunk(delta, None),
+                );
             }
         }
         Output::ToolCalls(calls) => {
@@ -605,7 +648,12 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output, azur
                             "function": { "arguments": &call.arguments_json[piece.start..piece.end] },
                         }]
                     });
-                    sse.json(FrameKind::Content, piece.tokens, None, &chunks.chunk(delta, None));
+                    sse.json(
+                        FrameKind::Content,
+                        piece.tokens,
+                        None,
+                        &chunks.chunk(delta, None),
+                    );
                 }
             }
         }

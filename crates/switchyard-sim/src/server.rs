@@ -341,13 +341,7 @@ async fn gemini(
     let Some((model, method)) = model_and_method.rsplit_once(':') else {
         return gemini_not_found(&sim, &model_and_method);
     };
-    let mut req = incoming(
-        Api::Gemini,
-        &headers,
-        query.as_deref(),
-        Some(model),
-        abort,
-    );
+    let mut req = incoming(Api::Gemini, &headers, query.as_deref(), Some(model), abort);
     match method {
         "generateContent" => handler::chat(sim, req, body).await,
         "streamGenerateContent" => {

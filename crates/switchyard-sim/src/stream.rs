@@ -78,12 +78,6 @@ impl SseBody {
             tokens,
         });
     }
-
-    /// Output tokens over all content frames.
-    #[cfg(test)]
-    pub(crate) fn tokens(&self) -> u64 {
-        self.marks.iter().map(|m| u64::from(m.tokens)).sum()
-    }
 }
 
 /// How a stream fault ends the body.

@@ -158,10 +158,8 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
         .as_ref()
         .map(|k| k.expose().to_owned())
         .unwrap_or_default();
-    let app = Arc::new(App::new(
-        config,
-        sim.as_ref().map(|s| s.base_url()).as_deref(),
-    )?);
+    let (app, writer) = App::new(config, sim.as_ref().map(|s| s.base_url()).as_deref()).await?;
+    let app = Arc::new(app);
     if demo {
         print_banner(addr, &master_key, &app);
     }
@@ -172,6 +170,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
         bail!("listener has no port");
     }
     server::serve(app, listener, server::shutdown_signal()).await?;
+    // The last handles are gone once the server is; the writer drains its queue and stops.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), writer).await.is_err() {
+        tracing::error!("the record writer did not finish within 10 s");
+    }
     if let Some(sim) = sim {
         sim.shutdown().await;
     }

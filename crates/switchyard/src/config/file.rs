@@ -21,6 +21,13 @@ pub struct ServerFile {
     /// How long in-flight requests (streams included) may take to finish after SIGTERM.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Directory of the embedded store (SQLite) and the record spill file; created if missing.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+}
+
+pub fn default_data_dir() -> String {
+    "switchyard-data".into()
 }
 
 pub fn default_listen() -> String {
@@ -42,6 +49,7 @@ impl Default for ServerFile {
             master_key: None,
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace: default_drain(),
+            data_dir: default_data_dir(),
         }
     }
 }
@@ -430,5 +438,47 @@ fn number_or_numeric_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u6
             .trim()
             .parse()
             .map_err(|_| serde::de::Error::custom(format!("'{s}' is not a whole number"))),
+    }
+}
+
+/// How much of prompts and responses request records keep.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentMode {
+    Off,
+    /// E-mail addresses, phone and card numbers, IBANs, IPs and secrets become placeholders.
+    #[default]
+    Masked,
+    Full,
+}
+
+/// `telemetry:` — request records.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryFile {
+    #[serde(default)]
+    pub content: ContentMode,
+    /// Records waiting for the writer before new ones are dropped (and counted).
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Cap of the spill file used while the store is down.
+    #[serde(default = "default_spill_max")]
+    pub spill_max_bytes: u64,
+}
+
+fn default_queue() -> usize {
+    65_536
+}
+fn default_spill_max() -> u64 {
+    1024 * 1024 * 1024
+}
+
+impl Default for TelemetryFile {
+    fn default() -> Self {
+        Self {
+            content: ContentMode::default(),
+            queue_capacity: default_queue(),
+            spill_max_bytes: default_spill_max(),
+        }
     }
 }

@@ -17,7 +17,7 @@ use switchyard_protocol::ProviderKind;
 use switchyard_protocol::dialect::OpenAiQuirks;
 
 pub use file::{
-    HedgeAfterFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
+    ContentMode, HedgeAfterFile, TelemetryFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
     SimDialectFile, SimulatorFile, StrategyFile, StreamBufferFile, TimeoutsFile,
 };
 use switchyard_protocol::canonical::ErrorClass;
@@ -51,6 +51,7 @@ pub struct ServerConfig {
     pub master_key: Option<Secret>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +131,7 @@ pub struct Config {
     pub routing: RoutingFile,
     pub simulator: SimulatorFile,
     pub logging: LoggingFile,
+    pub telemetry: TelemetryFile,
 }
 
 impl Config {
@@ -180,6 +182,10 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let routing: RoutingFile = section(&mut top, "routing", &mut errors).unwrap_or_default();
     let simulator: SimulatorFile = section(&mut top, "simulator", &mut errors).unwrap_or_default();
     let logging: LoggingFile = section(&mut top, "logging", &mut errors).unwrap_or_default();
+    let telemetry: TelemetryFile = section(&mut top, "telemetry", &mut errors).unwrap_or_default();
+    if telemetry.queue_capacity == 0 {
+        err(&mut errors, "telemetry.queue_capacity", "must be greater than 0");
+    }
     let providers: Vec<Option<ProviderFile>> = list(&mut top, "providers", &mut errors);
     let models: Vec<Option<ModelFile>> = list(&mut top, "models", &mut errors);
 
@@ -202,6 +208,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         routing,
         simulator,
         logging,
+        telemetry,
     };
     resolve_rules(&config, &mut errors);
     if !errors.is_empty() {
@@ -309,6 +316,7 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         master_key,
         max_body_bytes: server.max_body_bytes,
         shutdown_grace: server.shutdown_grace,
+        data_dir: std::path::PathBuf::from(server.data_dir),
     }
 }
 

@@ -5,6 +5,7 @@ use http::HeaderMap;
 
 use crate::app::App;
 use crate::error::GatewayError;
+use crate::telemetry::Caller;
 
 /// The credential a request carries, if any.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -26,10 +27,15 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<(), GatewayError> {
+pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, GatewayError> {
     let key = presented_key(headers).ok_or(GatewayError::InvalidApiKey)?;
     match &app.config.server.master_key {
-        Some(master) if master.matches(key) => Ok(()),
+        Some(master) if master.matches(key) => Ok(Caller {
+            key_id: Some("master".into()),
+            key_name: Some("master key".into()),
+            team: None,
+            org: None,
+        }),
         _ => Err(GatewayError::InvalidApiKey),
     }
 }

@@ -10,7 +10,7 @@
 //! | plan         | `routing::RoutingTable::plan`          | 404 `model_not_found`, 400 `unsupported_content` |
 //! | execute      | `upstream::execute_chat`               | 4xx/5xx `upstream_*`            |
 //! | respond      | ingress dialect (JSON or SSE relay)    | in-stream error after commit    |
-//! | settle       | [`log_request`]                        | never fails the response        |
+//! | settle       | `telemetry::Tracker` → record, log line | never fails the response       |
 
 mod authenticate;
 
@@ -25,7 +25,10 @@ use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect};
 use switchyard_protocol::openai;
 
 use crate::app::App;
+use crate::config::ContentMode;
 use crate::error::GatewayError;
+use crate::pricing::Price;
+use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
 
@@ -118,6 +121,10 @@ fn random_below(n: u32) -> u32 {
     if n == 0 { 0 } else { rand::random_range(0..n) }
 }
 
+fn price_of(d: &crate::routing::Deployment) -> Option<Price> {
+    d.price.map(|(i, o)| Price::per_mtok(i, o))
+}
+
 /// `POST /v1/chat/completions` and `POST /v1/messages`.
 pub async fn chat(
     app: Arc<App>,
@@ -125,12 +132,15 @@ pub async fn chat(
     ingress: &'static dyn IngressDialect,
     headers: &HeaderMap,
     body: Bytes,
+    tracker: &mut Tracker,
 ) -> Result<Reply, GatewayError> {
-    authenticate(&app, headers)?;
+    let caller = authenticate(&app, headers)?;
+    tracker.set_caller(caller);
     let request = ingress
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;
     drop(body);
+    tracker.set_request(&request, customer_header(headers));
     let mut planner = app
         .table
         .planner(facts_of(&request, headers), now_ms(), &mut random_below)
@@ -147,13 +157,19 @@ pub async fn chat(
     let executed = match result {
         Ok(e) => e,
         Err(failed) => {
+            tracker.set_route(&decision, &failed.attempts);
             log_request(ctx, &decision, &failed.attempts, Err(&failed.error), None, request.stream);
             return Err(failed.error);
         }
     };
+    tracker.set_route(&decision, &executed.attempts);
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
+    let price = price_of(&executed.deployment);
     match executed.answer {
         Answer::Complete(response) => {
+            let text = response.text();
+            tracker.set_usage(response.usage, text.len(), price);
+            tracker.set_response_text(&text);
             log_request(ctx, &decision, &executed.attempts, Ok(()), response.usage, false);
             Ok(Reply {
                 body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
@@ -165,15 +181,47 @@ pub async fn chat(
             let id = ctx.id.clone();
             let started = ctx.started;
             let attempts = executed.attempts;
+            let mut tracker = tracker.detach();
+            let capture = tracker.content() != ContentMode::Off;
             let on_end = Box::new(move |end: StreamEnd| {
                 log_stream_end(&id, &decision, started, &attempts, &end);
+                if let Some(at) = end.first_chunk_at {
+                    tracker.set_ttft(at);
+                }
+                tracker.set_usage(end.usage, end.output_chars, price);
+                tracker.set_response_text(&end.text);
+                if end.cancelled {
+                    tracker.finish(CLIENT_CLOSED, Outcome::Cancelled, None);
+                } else if let Some(e) = end.error {
+                    let error = GatewayError::Upstream {
+                        last: e,
+                        all_rate_limited: false,
+                        attempts: 1,
+                    };
+                    // The status line said 200; the record keeps what the client actually got.
+                    tracker.finish(200, Outcome::StreamError, Some(&error));
+                } else {
+                    tracker.finish(200, Outcome::Success, None);
+                }
             });
             Ok(Reply {
-                body: ReplyBody::Sse(Box::pin(upstream::relay::relay(stream, encoder, on_end))),
+                body: ReplyBody::Sse(Box::pin(upstream::relay::relay(
+                    stream, encoder, capture, on_end,
+                ))),
                 route,
             })
         }
     }
+}
+
+/// `x-switchyard-customer`: the end user a request is for (else the body's `user`).
+fn customer_header(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-switchyard-customer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// `POST /v1/embeddings`.
@@ -182,16 +230,18 @@ pub async fn embeddings(
     ctx: &RequestContext,
     headers: &HeaderMap,
     body: Bytes,
+    tracker: &mut Tracker,
 ) -> Result<Reply, GatewayError> {
-    authenticate(&app, headers)?;
+    let caller = authenticate(&app, headers)?;
+    tracker.set_caller(caller);
     let request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
-    let needs = Needs {
-        embeddings: true,
-        ..Needs::default()
-    };
+    tracker.set_model(&request.model);
     let facts = RequestFacts {
         model: request.model.clone(),
-        needs,
+        needs: Needs {
+            embeddings: true,
+            ..Needs::default()
+        },
         ..RequestFacts::default()
     };
     let mut planner = app
@@ -199,54 +249,42 @@ pub async fn embeddings(
         .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
     let result =
-        upstream::execute_embeddings(&mut planner, &request, &app.table.policy, &app.retry_budget).await;
+        upstream::execute_embeddings(&mut planner, &request, &app.table.policy, &app.retry_budget)
+            .await;
     let decision = std::mem::take(&mut planner.decision);
-    match result {
-        Ok(executed) => {
-            if executed.answer.vectors.len() != request.input.len() {
-                let error = GatewayError::Upstream {
-                    last: switchyard_protocol::dialect::malformed(format!(
-                        "provider returned {} embeddings for {} inputs",
-                        executed.answer.vectors.len(),
-                        request.input.len()
-                    )),
-                    all_rate_limited: false,
-                    attempts: executed.attempts.len() as u32,
-                };
-                log_request(ctx, &decision,
-                    &executed.attempts,
-                    Err(&error),
-                    None,
-                    false,
-                );
-                return Err(error);
-            }
-            log_request(ctx, &decision,
-                &executed.attempts,
-                Ok(()),
-                executed.answer.usage,
-                false,
-            );
-            let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
-            Ok(Reply {
-                body: ReplyBody::Json(openai::encode_embeddings(
-                    &executed.answer,
-                    &request.model,
-                    request.encoding_format,
-                )),
-                route,
-            })
-        }
+    let executed = match result {
+        Ok(e) => e,
         Err(failed) => {
-            log_request(ctx, &decision,
-                &failed.attempts,
-                Err(&failed.error),
-                None,
-                false,
-            );
-            Err(failed.error)
+            tracker.set_route(&decision, &failed.attempts);
+            log_request(ctx, &decision, &failed.attempts, Err(&failed.error), None, false);
+            return Err(failed.error);
         }
+    };
+    tracker.set_route(&decision, &executed.attempts);
+    if executed.answer.vectors.len() != request.input.len() {
+        let error = GatewayError::Upstream {
+            last: switchyard_protocol::dialect::malformed(format!(
+                "provider returned {} embeddings for {} inputs",
+                executed.answer.vectors.len(),
+                request.input.len()
+            )),
+            all_rate_limited: false,
+            attempts: executed.attempts.len() as u32,
+        };
+        log_request(ctx, &decision, &executed.attempts, Err(&error), None, false);
+        return Err(error);
     }
+    tracker.set_usage(executed.answer.usage, 0, price_of(&executed.deployment));
+    log_request(ctx, &decision, &executed.attempts, Ok(()), executed.answer.usage, false);
+    let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
+    Ok(Reply {
+        body: ReplyBody::Json(openai::encode_embeddings(
+            &executed.answer,
+            &request.model,
+            request.encoding_format,
+        )),
+        route,
+    })
 }
 
 fn unix_now() -> i64 {

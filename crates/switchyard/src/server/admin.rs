@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use switchyard_protocol::error::DecodeError;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
@@ -11,7 +14,9 @@ use switchyard_protocol::dialect::DialectId;
 use super::{error_response, json_response};
 use crate::app::App;
 use crate::pipeline::{self, RequestContext};
+use crate::error::GatewayError;
 use crate::routing::now_ms;
+use crate::store::{Bucket, RequestFilter, SpendGroup};
 
 /// `GET /admin/deployments`: health of every deployment, by alias.
 pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -52,4 +57,236 @@ pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         })
         .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))
+}
+
+/// Query parameters of `GET /admin/requests`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsQuery {
+    /// Unix milliseconds, or a relative span like `15m`, `24h`, `7d` before now.
+    since: Option<String>,
+    until: Option<String>,
+    alias: Option<String>,
+    deployment: Option<String>,
+    key: Option<String>,
+    team: Option<String>,
+    customer: Option<String>,
+    status: Option<u16>,
+    outcome: Option<String>,
+    error_code: Option<String>,
+    /// `name:value` of a request metadata entry.
+    tag: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+fn bad_query(message: String, request_id: &str) -> Response {
+    error_response(
+        DialectId::OpenAi,
+        &GatewayError::InvalidRequest(DecodeError::new(message, None)),
+        request_id,
+    )
+}
+
+/// A time bound: Unix milliseconds, or `N{s,m,h,d}` ago.
+pub fn parse_time(value: &str) -> Option<i64> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Some(ms);
+    }
+    let (num, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => return None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Some(now - secs * 1000)
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    match pipeline::authenticate(app, headers) {
+        Ok(_) => Ok(ctx.id),
+        Err(e) => Err(error_response(DialectId::OpenAi, &e, &ctx.id)),
+    }
+}
+
+/// `GET /admin/requests`: request records, newest first, filtered, with cursor pagination.
+pub async fn requests(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<RequestsQuery>, QueryRejection>,
+) -> Response {
+    let id = match authorize(&app, &headers) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return bad_query(format!("invalid query: {e}"), &id),
+    };
+    let mut filter = RequestFilter {
+        alias: q.alias,
+        deployment: q.deployment,
+        key: q.key,
+        team: q.team,
+        customer: q.customer,
+        status: q.status,
+        outcome: q.outcome,
+        error_code: q.error_code,
+        before_id: q.cursor,
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        ..RequestFilter::default()
+    };
+    for (name, value, slot) in [
+        ("since", q.since, &mut filter.since_ms),
+        ("until", q.until, &mut filter.until_ms),
+    ] {
+        if let Some(v) = value {
+            match parse_time(&v) {
+                Some(t) => *slot = Some(t),
+                None => return bad_query(format!("'{name}' must be Unix milliseconds or a span like 24h"), &id),
+            }
+        }
+    }
+    if let Some(tag) = q.tag {
+        match tag.split_once(':') {
+            Some((k, v)) => filter.tag = Some((k.to_owned(), v.to_owned())),
+            None => return bad_query("'tag' must be name:value".into(), &id),
+        }
+    }
+    match app.store.query(&filter).await {
+        Ok(records) => {
+            let next = (records.len() as u32 == filter.limit)
+                .then(|| records.last().map(|r| r.id.clone()))
+                .flatten();
+            json_response(
+                StatusCode::OK,
+                json!({"object": "list", "data": records, "next_cursor": next}),
+            )
+        }
+        Err(e) => error_response(
+            DialectId::OpenAi,
+            &GatewayError::Internal(format!("record store: {e}")),
+            &id,
+        ),
+    }
+}
+
+/// `GET /admin/requests/{id}`: one record with its full route decision and attempts.
+pub async fn request(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(request_id): Path<String>,
+) -> Response {
+    let id = match authorize(&app, &headers) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match app.store.get(&request_id).await {
+        Ok(Some(record)) => json_response(StatusCode::OK, json!(record)),
+        Ok(None) => error_response(
+            DialectId::OpenAi,
+            &GatewayError::NotFound(format!("request record {request_id}")),
+            &id,
+        ),
+        Err(e) => error_response(
+            DialectId::OpenAi,
+            &GatewayError::Internal(format!("record store: {e}")),
+            &id,
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SpendQuery {
+    /// `key`, `team`, `org`, `customer`, `alias`, `deployment` or `tag:NAME`.
+    by: Option<String>,
+    /// `day`, `week`, `month` or `all` (default).
+    bucket: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /admin/spend`: cost and tokens grouped by an attribute over time buckets.
+pub async fn spend(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<SpendQuery>, QueryRejection>,
+) -> Response {
+    let id = match authorize(&app, &headers) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return bad_query(format!("invalid query: {e}"), &id),
+    };
+    let by = q.by.as_deref().unwrap_or("alias");
+    let group = match by {
+        "key" => SpendGroup::Key,
+        "team" => SpendGroup::Team,
+        "org" => SpendGroup::Org,
+        "customer" => SpendGroup::Customer,
+        "alias" => SpendGroup::Alias,
+        "deployment" => SpendGroup::Deployment,
+        other => match other.strip_prefix("tag:") {
+            Some(name) if !name.is_empty() => SpendGroup::Tag(name.to_owned()),
+            _ => {
+                return bad_query(
+                    "'by' must be key, team, org, customer, alias, deployment or tag:NAME".into(),
+                    &id,
+                );
+            }
+        },
+    };
+    let bucket = match q.bucket.as_deref().unwrap_or("all") {
+        "day" => Bucket::Day,
+        "week" => Bucket::Week,
+        "month" => Bucket::Month,
+        "all" => Bucket::All,
+        _ => return bad_query("'bucket' must be day, week, month or all".into(), &id),
+    };
+    let since = match q.since.as_deref().map(parse_time) {
+        Some(None) => return bad_query("'since' must be Unix milliseconds or a span like 7d".into(), &id),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let until = match q.until.as_deref().map(parse_time) {
+        Some(None) => return bad_query("'until' must be Unix milliseconds or a span like 7d".into(), &id),
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    match app.store.spend(&group, bucket, since, until).await {
+        Ok(rows) => {
+            let total: i64 = rows.iter().map(|r| r.cost_nanos).sum();
+            let data: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "group": r.group, "bucket": r.bucket, "requests": r.requests,
+                        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                        "cost_nanos": r.cost_nanos, "cost_usd": r.cost_nanos as f64 / 1e9,
+                    })
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                json!({"object": "list", "by": by, "data": data, "total_cost_nanos": total}),
+            )
+        }
+        Err(e) => error_response(
+            DialectId::OpenAi,
+            &GatewayError::Internal(format!("record store: {e}")),
+            &id,
+        ),
+    }
 }

@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::error::GatewayError;
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
 use crate::routing::now_ms;
+use crate::telemetry::{Outcome, Tracker};
 
 static OPENAI: OpenAiIngress = OpenAiIngress;
 static ANTHROPIC: AnthropicIngress = AnthropicIngress;
@@ -46,6 +47,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/models", get(models))
         .route("/v1/messages", post(anthropic_messages))
         .route("/admin/deployments", get(admin::deployments))
+        .route("/admin/requests", get(admin::requests))
+        .route("/admin/requests/{id}", get(admin::request))
+        .route("/admin/spend", get(admin::spend))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(not_found)
@@ -161,13 +165,42 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     response
 }
 
+fn tracker(app: &App, ctx: &RequestContext, endpoint: &str) -> Tracker {
+    Tracker::new(
+        app.recorder.clone(),
+        &ctx.id,
+        ctx.started,
+        ctx.dialect.as_str(),
+        endpoint,
+        app.config.telemetry.content,
+    )
+}
+
+/// Ends the record of a request whose reply is not a stream (a stream's record ends with it).
+fn settle(tracker: Tracker, result: &Result<Reply, GatewayError>) {
+    match result {
+        Ok(_) => tracker.finish(200, Outcome::Success, None),
+        Err(e) => {
+            let outcome = match e {
+                GatewayError::Upstream { .. } | GatewayError::Internal(_) => Outcome::UpstreamError,
+                _ => Outcome::ClientError,
+            };
+            tracker.finish(e.to_client().status, outcome, Some(e));
+        }
+    }
+}
+
 async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(dialect);
+    let mut tracker = tracker(&app, &ctx, "chat");
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
-        Ok(bytes) => pipeline::chat(app, &ctx, ingress(dialect), &headers, bytes).await,
+        Ok(bytes) => {
+            pipeline::chat(app, &ctx, ingress(dialect), &headers, bytes, &mut tracker).await
+        }
         Err(e) => Err(e),
     };
+    settle(tracker, &result);
     match result {
         Ok(reply) => reply_response(reply, &ctx.id),
         Err(e) => error_response(dialect, &e, &ctx.id),
@@ -192,11 +225,13 @@ async fn openai_embeddings(
     body: Body,
 ) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
+    let mut tracker = tracker(&app, &ctx, "embeddings");
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
-        Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes).await,
+        Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes, &mut tracker).await,
         Err(e) => Err(e),
     };
+    settle(tracker, &result);
     match result {
         Ok(reply) => reply_response(reply, &ctx.id),
         Err(e) => error_response(DialectId::OpenAi, &e, &ctx.id),

@@ -23,6 +23,10 @@ pub struct StreamEnd {
     /// The client disconnected before the end.
     pub cancelled: bool,
     pub first_chunk_at: Option<Instant>,
+    /// The answer's text, when the caller asked for it to be captured (for the record).
+    pub text: String,
+    /// Characters of output seen, for an explicit estimate when usage is missing.
+    pub output_chars: usize,
 }
 
 type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
@@ -34,6 +38,9 @@ struct Relay {
     usage: Option<Usage>,
     done: bool,
     first_chunk_at: Option<Instant>,
+    capture_text: bool,
+    text: String,
+    output_chars: usize,
     on_end: Option<OnEnd>,
 }
 
@@ -45,6 +52,8 @@ impl Relay {
                 error,
                 cancelled,
                 first_chunk_at: self.first_chunk_at,
+                text: std::mem::take(&mut self.text),
+                output_chars: self.output_chars,
             });
         }
     }
@@ -64,6 +73,17 @@ impl Relay {
                         Some(total) => total.merge(u),
                         None => self.usage = Some(*u),
                     }
+                    self.encoder.event(event, out);
+                }
+                StreamEvent::TextDelta(t) => {
+                    self.output_chars += t.len();
+                    if self.capture_text {
+                        self.text.push_str(t);
+                    }
+                    self.encoder.event(event, out);
+                }
+                StreamEvent::ToolCallDelta { arguments, .. } => {
+                    self.output_chars += arguments.len();
                     self.encoder.event(event, out);
                 }
                 other => self.encoder.event(other, out),
@@ -185,6 +205,7 @@ fn stall_error(after: Duration) -> UpstreamErrorInfo {
 pub fn relay(
     upstream: CommittedStream,
     encoder: Box<dyn StreamEncoder>,
+    capture_text: bool,
     on_end: OnEnd,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let relay = Relay {
@@ -194,6 +215,9 @@ pub fn relay(
         usage: None,
         done: false,
         first_chunk_at: None,
+        capture_text,
+        text: String::new(),
+        output_chars: 0,
         on_end: Some(on_end),
     };
     futures::stream::unfold(relay, |mut relay| async move {

@@ -25,6 +25,7 @@ server:
   master_key: {KEY}
   max_body_bytes: 1048576
   shutdown_grace: 10s
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
 providers:
   - {{name: p-openai, kind: openai, base_url: "{sim}/v1", api_key: sk-upstream-openai-secret}}
   - {{name: p-compat, kind: openai_compatible, base_url: "{sim}/v1", api_key: sk-upstream-compat-secret}}
@@ -71,6 +72,7 @@ impl Gateway {
     /// Starts the binary with `args` and waits for its "listening" line.
     pub async fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Gateway {
         cmd.env("RUST_LOG", "error")
+            .env("SWITCHYARD_DATA_DIR", dir.path().join("data"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start switchyard");

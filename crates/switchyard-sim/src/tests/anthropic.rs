@@ -1,0 +1,314 @@
+use serde_json::{Value, json};
+
+use super::{anthropic, client, send, start_default, with_json};
+
+fn hello() -> Value {
+    json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": "Be brief.",
+        "messages": [{ "role": "user", "content": "Hello Claude, tell me something" }]
+    })
+}
+
+fn weather_tools() -> Value {
+    json!([
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": {
+                "type": "object",
+                "properties": { "city": { "type": "string" }, "days": { "type": "number" } },
+                "required": ["city", "days"]
+            }
+        },
+        {
+            "name": "get_time",
+            "input_schema": {
+                "type": "object",
+                "properties": { "zone": { "type": "string" } },
+                "required": ["zone"]
+            }
+        }
+    ])
+}
+
+#[tokio::test]
+async fn message_has_the_documented_shape() {
+    let sim = start_default().await;
+    let reply = send(anthropic(&sim, &hello())).await;
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert!(body["id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!(body["type"], "message");
+    assert_eq!(body["role"], "assistant");
+    assert_eq!(body["model"], "claude-sonnet-4-5");
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert!(body["stop_sequence"].is_null());
+    assert_eq!(body["content"][0]["type"], "text");
+    assert!(
+        body["content"][0]["text"].as_str().unwrap().starts_with(
+            "Simulated reply from claude-sonnet-4-5 to: Hello Claude, tell me something"
+        )
+    );
+    let usage = &body["usage"];
+    let chars = "Be brief.".len() + "Hello Claude, tell me something".len();
+    assert_eq!(usage["input_tokens"], chars.div_ceil(4) as u64);
+    assert_eq!(usage["output_tokens"], 12);
+    assert_eq!(usage["cache_creation_input_tokens"], 0);
+    assert_eq!(usage["cache_read_input_tokens"], 0);
+}
+
+#[tokio::test]
+async fn headers_and_max_tokens_are_required() {
+    let sim = start_default().await;
+    let url = format!("{}/v1/messages", sim.base_url());
+    let reply = send(with_json(
+        client()
+            .post(&url)
+            .header("anthropic-version", "2023-06-01"),
+        &hello(),
+    ))
+    .await;
+    assert_eq!(reply.status, 401);
+    let body = reply.json();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+
+    let reply = send(with_json(
+        client().post(&url).header("x-api-key", "k"),
+        &hello(),
+    ))
+    .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+
+    let mut no_max = hello();
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    let reply = send(anthropic(&sim, &no_max)).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "max_tokens: Field required"
+    );
+
+    let mut system_role = hello();
+    system_role["messages"] = json!([{ "role": "system", "content": "x" }]);
+    assert_eq!(send(anthropic(&sim, &system_role)).await.status, 400);
+}
+
+#[tokio::test]
+async fn stream_has_the_full_event_sequence() {
+    let sim = start_default().await;
+    let full = send(anthropic(&sim, &hello())).await.json();
+    let mut request = hello();
+    request["stream"] = json!(true);
+    let reply = send(anthropic(&sim, &request)).await;
+    assert_eq!(reply.status, 200);
+    let events = reply.events();
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_deref().unwrap()).collect();
+    assert_eq!(
+        &names[..3],
+        ["message_start", "content_block_start", "ping"]
+    );
+    assert_eq!(
+        &names[names.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    assert!(
+        names[3..names.len() - 3]
+            .iter()
+            .all(|n| *n == "content_block_delta")
+    );
+    let data = reply.data();
+    for (event, data) in events.iter().zip(&data) {
+        assert_eq!(event.event.as_deref(), data["type"].as_str());
+    }
+    let start = &data[0]["message"];
+    assert_eq!(start["role"], "assistant");
+    assert_eq!(start["content"], json!([]));
+    assert!(start["stop_reason"].is_null());
+    assert_eq!(
+        start["usage"]["input_tokens"],
+        full["usage"]["input_tokens"]
+    );
+    let text: String = data
+        .iter()
+        .filter(|d| d["type"] == "content_block_delta")
+        .map(|d| {
+            assert_eq!(d["delta"]["type"], "text_delta");
+            d["delta"]["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(text, full["content"][0]["text"].as_str().unwrap());
+    let delta = &data[data.len() - 2];
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    assert_eq!(delta["usage"]["output_tokens"], 12);
+}
+
+#[tokio::test]
+async fn limits_report_max_tokens_and_stop_sequence() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["max_tokens"] = json!(4);
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["stop_reason"], "max_tokens");
+    assert_eq!(body["usage"]["output_tokens"], 4);
+
+    let mut request = hello();
+    request["stop_sequences"] = json!(["claude"]);
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["stop_reason"], "stop_sequence");
+    assert_eq!(body["stop_sequence"], "claude");
+    assert_eq!(body["content"][0]["text"], "Simulated reply from");
+
+    request["stream"] = json!(true);
+    let data = send(anthropic(&sim, &request)).await.data();
+    let delta = &data[data.len() - 2];
+    assert_eq!(delta["delta"]["stop_reason"], "stop_sequence");
+    assert_eq!(delta["delta"]["stop_sequence"], "claude");
+}
+
+#[tokio::test]
+async fn tool_use_round_trip() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["tools"] = weather_tools();
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["stop_reason"], "tool_use");
+    let block = &body["content"][0];
+    assert_eq!(block["type"], "tool_use");
+    assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
+    assert_eq!(block["name"], "get_weather");
+    assert_eq!(block["input"], json!({ "city": "sample", "days": 1 }));
+
+    let id = block["id"].clone();
+    request["messages"] = json!([
+        { "role": "user", "content": "Hello Claude, tell me something" },
+        { "role": "assistant", "content": body["content"] },
+        { "role": "user", "content": [
+            { "type": "tool_result", "tool_use_id": id, "content": [{ "type": "text", "text": "It is 22C" }] }
+        ] }
+    ]);
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert!(
+        body["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"It is 22C\"")
+    );
+
+    // A result for an unknown id, and a tool_use left unanswered, are rejected.
+    request["messages"][2]["content"][0]["tool_use_id"] = json!("toolu_other");
+    let reply = send(anthropic(&sim, &request)).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tool_use_id")
+    );
+    request["messages"][2]["content"] = json!("no result here");
+    let reply = send(anthropic(&sim, &request)).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tool_result")
+    );
+
+    // tool_choice and disable_parallel_tool_use.
+    let mut request = hello();
+    request["tools"] = weather_tools();
+    request["messages"][0]["content"] = json!("both in parallel");
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["content"].as_array().unwrap().len(), 2);
+    request["tool_choice"] = json!({ "type": "auto", "disable_parallel_tool_use": true });
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["content"].as_array().unwrap().len(), 1);
+    request["tool_choice"] = json!({ "type": "tool", "name": "get_time" });
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["content"][0]["name"], "get_time");
+    request["tool_choice"] = json!({ "type": "none" });
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["content"][0]["type"], "text");
+}
+
+#[tokio::test]
+async fn streamed_tool_use_splits_input_json() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["tools"] = weather_tools();
+    request["stream"] = json!(true);
+    let data = send(anthropic(&sim, &request)).await.data();
+    let start = data
+        .iter()
+        .find(|d| d["type"] == "content_block_start")
+        .unwrap();
+    assert_eq!(start["content_block"]["type"], "tool_use");
+    assert_eq!(start["content_block"]["input"], json!({}));
+    let fragments: Vec<&str> = data
+        .iter()
+        .filter(|d| d["type"] == "content_block_delta")
+        .map(|d| {
+            assert_eq!(d["delta"]["type"], "input_json_delta");
+            d["delta"]["partial_json"].as_str().unwrap()
+        })
+        .collect();
+    assert!(fragments.len() > 2);
+    let input: Value = serde_json::from_str(&fragments.concat()).unwrap();
+    assert_eq!(input, json!({ "city": "sample", "days": 1 }));
+    let delta = data.iter().find(|d| d["type"] == "message_delta").unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    let full = {
+        let mut r = request.clone();
+        r["stream"] = json!(false);
+        send(anthropic(&sim, &r)).await.json()
+    };
+    assert_eq!(
+        delta["usage"]["output_tokens"],
+        full["usage"]["output_tokens"]
+    );
+}
+
+#[tokio::test]
+async fn structured_output_is_json() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["output_config"] = json!({
+        "format": {
+            "type": "json_schema",
+            "schema": {
+                "type": "object",
+                "properties": { "answer": { "type": "string" }, "score": { "type": "number" } },
+                "required": ["answer"],
+                "additionalProperties": false
+            }
+        }
+    });
+    let body = send(anthropic(&sim, &request)).await.json();
+    let document: Value =
+        serde_json::from_str(body["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(document, json!({ "answer": "sample", "score": 1 }));
+}
+
+#[tokio::test]
+async fn count_tokens_needs_no_max_tokens() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request.as_object_mut().unwrap().remove("max_tokens");
+    let reply = send(with_json(
+        client()
+            .post(format!("{}/v1/messages/count_tokens", sim.base_url()))
+            .header("x-api-key", "k")
+            .header("anthropic-version", "2023-06-01"),
+        &request,
+    ))
+    .await;
+    assert_eq!(reply.status, 200);
+    let chars = "Be brief.".len() + "Hello Claude, tell me something".len();
+    assert_eq!(reply.json(), json!({ "input_tokens": chars.div_ceil(4) }));
+}

@@ -1,0 +1,116 @@
+use serde_json::json;
+
+use crate::model::{
+    Conversation, Finish, IdGen, Output, fragments, respond, synthesize, word_pieces,
+};
+
+#[test]
+fn word_pieces_keep_leading_space() {
+    let text = "one  two three";
+    let pieces: Vec<&str> = word_pieces(text)
+        .iter()
+        .map(|p| &text[p.start..p.end])
+        .collect();
+    assert_eq!(pieces, ["one", "  two", " three"]);
+    assert!(word_pieces("").is_empty());
+    assert!(word_pieces("   ").is_empty());
+}
+
+#[test]
+fn fragments_cover_the_text_on_char_boundaries() {
+    let text = "{\"città\":\"ünïcödé sample\",\"n\":1}";
+    let pieces = fragments(text);
+    let joined: String = pieces.iter().map(|p| &text[p.start..p.end]).collect();
+    assert_eq!(joined, text);
+    assert!(pieces.len() > 2);
+    assert_eq!(pieces[0].tokens, 3);
+    assert!(fragments("").is_empty());
+}
+
+#[test]
+fn schemas_become_sample_values() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "s": { "type": "string" },
+            "i": { "type": "integer" },
+            "b": { "type": ["boolean", "null"] },
+            "e": { "enum": [3, 4] },
+            "c": { "const": "fixed" },
+            "o": { "anyOf": [{ "type": "null" }, { "type": "number" }] },
+            "r": { "$ref": "#/definitions/thing" },
+            "a": { "type": "array", "items": { "type": "object", "properties": { "x": { "type": "string" } }, "required": ["x"] } },
+            "optional": { "type": "string" }
+        },
+        "required": ["s", "i", "b", "e", "c", "o", "r", "a", "missing"],
+        "definitions": { "thing": { "type": "STRING", "enum": ["first", "second"] } }
+    });
+    assert_eq!(
+        synthesize(&schema, false),
+        json!({
+            "s": "sample", "i": 1, "b": true, "e": 3, "c": "fixed", "o": 1, "r": "first",
+            "a": [{ "x": "sample" }], "missing": "sample"
+        })
+    );
+    assert_eq!(synthesize(&schema, true)["optional"], "sample");
+    // Self-reference stops at the depth limit instead of recursing forever.
+    let recursive = json!({ "$ref": "#" });
+    assert_eq!(synthesize(&recursive, true), json!(null));
+}
+
+fn conversation(text: &str) -> Conversation {
+    Conversation {
+        model: "m".into(),
+        last_user_text: text.into(),
+        ..Conversation::default()
+    }
+}
+
+#[test]
+fn reply_length_stop_and_limit() {
+    let out = respond(&conversation("a b c d e f g h"), 8);
+    let Output::Text { text, finish, .. } = &out else {
+        panic!("text expected")
+    };
+    assert_eq!(text, "Simulated reply from m to: a b c");
+    assert_eq!(*finish, Finish::Stop);
+    assert_eq!(out.tokens(), 8);
+
+    let mut conv = conversation("hello");
+    conv.stop = vec!["m to".into(), "reply".into()];
+    let Output::Text { text, finish, .. } = respond(&conv, 12) else {
+        panic!("text expected")
+    };
+    assert_eq!(text, "Simulated");
+    assert_eq!(finish, Finish::StopSequence("reply".into()));
+
+    let mut conv = conversation("hello");
+    conv.max_output_tokens = Some(0);
+    let out = respond(&conv, 12);
+    assert_eq!(out.tokens(), 0);
+    let Output::Text { text, finish, .. } = out else {
+        panic!("text expected")
+    };
+    assert_eq!((text.as_str(), finish), ("", Finish::Length));
+}
+
+#[test]
+fn embeddings_are_unit_length_and_stable() {
+    let a = crate::model::embedding("text", 32);
+    let b = crate::model::embedding("text", 32);
+    let c = crate::model::embedding("other", 32);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let norm: f32 = a.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn ids_are_unique_and_shaped() {
+    let ids = IdGen::default();
+    let a = ids.make("toolu_01", 22);
+    let b = ids.make("toolu_01", 22);
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 30);
+    assert!(a[8..].chars().all(|c| c.is_ascii_alphanumeric()));
+}

@@ -1,0 +1,245 @@
+//! SQLite: the embedded default store, a file in the data directory created on first start,
+//! in WAL mode, with its schema applied by ordered migrations.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{Bucket, RecordStore, RequestFilter, SpendGroup, SpendRow, StoreResult};
+use crate::telemetry::record::RequestRecord;
+
+/// Applied in order; each runs once (tracked in `schema_migrations`).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    started_at_ms INTEGER NOT NULL,
+    requested_model TEXT NOT NULL,
+    alias TEXT,
+    deployment TEXT,
+    provider TEXT,
+    key_id TEXT,
+    team TEXT,
+    org TEXT,
+    customer TEXT,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    stream INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cost_nanos INTEGER,
+    tags TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX requests_started ON requests (started_at_ms);
+CREATE INDEX requests_alias ON requests (alias, started_at_ms);
+CREATE INDEX requests_deployment ON requests (deployment, started_at_ms);
+CREATE INDEX requests_key ON requests (key_id, started_at_ms);
+CREATE INDEX requests_team ON requests (team, started_at_ms);
+CREATE INDEX requests_customer ON requests (customer, started_at_ms);
+CREATE INDEX requests_error ON requests (error_code, started_at_ms);
+"#];
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_millis(500));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    pub async fn count(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM requests")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn query(&self, f: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT body FROM requests WHERE 1=1");
+        if let Some(v) = f.since_ms {
+            q.push(" AND started_at_ms >= ").push_bind(v);
+        }
+        if let Some(v) = f.until_ms {
+            q.push(" AND started_at_ms < ").push_bind(v);
+        }
+        for (col, v) in [
+            ("alias", &f.alias),
+            ("deployment", &f.deployment),
+            ("key_id", &f.key),
+            ("team", &f.team),
+            ("customer", &f.customer),
+            ("outcome", &f.outcome),
+            ("error_code", &f.error_code),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(s) = f.status {
+            q.push(" AND status = ").push_bind(i64::from(s));
+        }
+        if let Some((name, value)) = &f.tag {
+            q.push(" AND json_extract(tags, ")
+                .push_bind(json_path(name))
+                .push(") = ")
+                .push_bind(value.clone());
+        }
+        if let Some(id) = &f.before_id {
+            q.push(" AND id < ").push_bind(id.clone());
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit.clamp(1, 1000)));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .filter_map(|b| serde_json::from_str(&b).ok())
+            .collect())
+    }
+
+    pub async fn spend(
+        &self,
+        group: &SpendGroup,
+        bucket: Bucket,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> StoreResult<Vec<SpendRow>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        match group {
+            SpendGroup::Key => q.push("key_id"),
+            SpendGroup::Team => q.push("team"),
+            SpendGroup::Org => q.push("org"),
+            SpendGroup::Customer => q.push("customer"),
+            SpendGroup::Alias => q.push("alias"),
+            SpendGroup::Deployment => q.push("deployment"),
+            SpendGroup::Tag(name) => q
+                .push("CAST(json_extract(tags, ")
+                .push_bind(json_path(name))
+                .push(") AS TEXT)"),
+        };
+        q.push(" AS grp, ");
+        match bucket {
+            Bucket::Day => q.push("date(started_at_ms / 1000, 'unixepoch')"),
+            Bucket::Week => q.push("date(started_at_ms / 1000, 'unixepoch', 'weekday 0', '-6 days')"),
+            Bucket::Month => q.push("date(started_at_ms / 1000, 'unixepoch', 'start of month')"),
+            Bucket::All => q.push("NULL"),
+        };
+        q.push(
+            " AS bucket, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
+             COALESCE(SUM(cost_nanos), 0) FROM requests WHERE 1=1",
+        );
+        if let Some(v) = since_ms {
+            q.push(" AND started_at_ms >= ").push_bind(v);
+        }
+        if let Some(v) = until_ms {
+            q.push(" AND started_at_ms < ").push_bind(v);
+        }
+        q.push(" GROUP BY grp, bucket ORDER BY bucket, grp");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| SpendRow {
+                group: r.try_get(0).ok().flatten(),
+                bucket: r.try_get(1).ok().flatten(),
+                requests: r.try_get(2).unwrap_or(0),
+                input_tokens: r.try_get(3).unwrap_or(0),
+                output_tokens: r.try_get(4).unwrap_or(0),
+                cost_nanos: r.try_get(5).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+/// `$."name"` with the name's quotes escaped, so any tag name is a safe JSON path.
+fn json_path(name: &str) -> String {
+    format!("$.\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl RecordStore for SqliteStore {
+    async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            let body = serde_json::to_string(r).unwrap_or_default();
+            let tags = (!r.tags.is_empty()).then(|| serde_json::to_string(&r.tags).unwrap_or_default());
+            // Replays after a sink outage may repeat records: the id makes that harmless.
+            sqlx::query(
+                "INSERT OR IGNORE INTO requests (id, started_at_ms, requested_model, alias, deployment, provider, \
+                 key_id, team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, \
+                 output_tokens, cost_nanos, tags, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.id)
+            .bind(r.started_at_ms)
+            .bind(&r.requested_model)
+            .bind(&r.alias)
+            .bind(&r.deployment)
+            .bind(&r.provider)
+            .bind(&r.caller.key_id)
+            .bind(&r.caller.team)
+            .bind(&r.caller.org)
+            .bind(&r.customer)
+            .bind(i64::from(r.status))
+            .bind(r.outcome.as_str())
+            .bind(&r.error_code)
+            .bind(r.stream)
+            .bind(r.duration_ms)
+            .bind(r.tokens.map(|t| t.input as i64))
+            .bind(r.tokens.map(|t| t.output as i64))
+            .bind(r.cost_nanos)
+            .bind(tags)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}

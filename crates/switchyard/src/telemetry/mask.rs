@@ -1,0 +1,160 @@
+//! Masking of personal data and secrets in stored prompts and responses: e-mail addresses,
+//! phone numbers, payment card numbers (Luhn-checked), IBANs (mod-97-checked), IP addresses and
+//! API-key or secret-looking strings become typed placeholders such as `[EMAIL]`.
+
+use std::sync::OnceLock;
+
+use regex::{Captures, Regex};
+
+/// Compiled once. A pattern that failed to compile (a bug the tests catch) masks nothing.
+struct Patterns {
+    secret: Option<Regex>,
+    email: Option<Regex>,
+    iban: Option<Regex>,
+    card: Option<Regex>,
+    ipv4: Option<Regex>,
+    ipv6: Option<Regex>,
+    phone: Option<Regex>,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: OnceLock<Patterns> = OnceLock::new();
+    P.get_or_init(|| {
+        let re = |s: &str| Regex::new(s).ok();
+        Patterns {
+            secret: re(r"(?i)\b(?:sk|pk|rk|sess|ghp|gho|ghs|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{12,}\b|\b(?:Bearer)\s+[A-Za-z0-9._~+/=-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b"),
+            email: re(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+            iban: re(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b"),
+            card: re(r"\b\d(?:[ -]?\d){12,18}\b"),
+            // Four or more dotted groups; only exactly four in range are masked (so `1.2.3.4.5`,
+            // a version, is left alone).
+            ipv4: re(r"\b\d{1,3}(?:\.\d{1,3}){3,}\b"),
+            ipv6: re(r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|(?i)\b(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?\b"),
+            phone: re(r"(?:\+\d{1,3}[ .-]?)?\(\d{1,4}\)[ .-]?\d{2,4}[ .-]\d{2,5}\b|(?:\+\d{1,3}[ .-]?)?\d{2,4}[ .-]\d{2,4}[ .-]\d{2,5}\b|\+\d{8,14}\b"),
+        }
+    })
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(*d);
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+fn iban_valid(s: &str) -> bool {
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
+    let mut rem: u32 = 0;
+    for c in rearranged.chars() {
+        let v = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        let digits = if v >= 10 { 100 } else { 10 };
+        rem = (rem * digits + v) % 97;
+    }
+    rem == 1
+}
+
+fn apply(text: String, re: &Option<Regex>, f: impl Fn(&Captures) -> String) -> String {
+    match re {
+        Some(re) => re.replace_all(&text, |c: &Captures| f(c)).into_owned(),
+        None => text,
+    }
+}
+
+/// Replaces sensitive substrings with typed placeholders.
+pub fn mask(text: &str) -> String {
+    let p = patterns();
+    let s = apply(text.to_owned(), &p.secret, |_| "[SECRET]".to_owned());
+    let s = apply(s, &p.email, |_| "[EMAIL]".to_owned());
+    let s = apply(s, &p.iban, |c| {
+        if iban_valid(&c[0]) { "[IBAN]".to_owned() } else { c[0].to_owned() }
+    });
+    let s = apply(s, &p.card, |c| {
+        let digits: Vec<u8> = c[0].bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+        if (13..=19).contains(&digits.len()) && luhn(&digits) {
+            "[CARD]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
+    });
+    let s = apply(s, &p.ipv4, |c| {
+        let groups: Vec<&str> = c[0].split('.').collect();
+        let valid = groups.len() == 4 && groups.iter().all(|g| g.parse::<u16>().is_ok_and(|n| n <= 255));
+        if valid { "[IP]".to_owned() } else { c[0].to_owned() }
+    });
+    let s = apply(s, &p.ipv6, |_| "[IP]".to_owned());
+    apply(s, &p.phone, |c| {
+        let digits = c[0].bytes().filter(u8::is_ascii_digit).count();
+        if (7..=15).contains(&digits) { "[PHONE]".to_owned() } else { c[0].to_owned() }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn masks_each_kind() {
+        let cases = [
+            ("write to jane.doe+tag@example.co.uk today", "write to [EMAIL] today"),
+            ("card 4111 1111 1111 1111 exp 12/30", "card [CARD] exp 12/30"),
+            ("card 4111-1111-1111-1111.", "card [CARD]."),
+            ("iban DE89 3704 0044 0532 0130 00 please", "iban [IBAN] please"),
+            ("iban GB82WEST12345698765432", "iban [IBAN]"),
+            ("from 192.168.10.254 and 2001:0db8:85a3:0000:0000:8a2e:0370:7334", "from [IP] and [IP]"),
+            ("call +44 20 7946 0958 or (555) 123-4567", "call [PHONE] or [PHONE]"),
+            ("key sk-proj-abcdefghijklmnop1234 here", "key [SECRET] here"),
+            ("Authorization: Bearer abcdefghijklmnopqrstuvwx", "Authorization: [SECRET]"),
+            ("aws AKIAIOSFODNN7EXAMPLE", "aws [SECRET]"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(mask(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn leaves_lookalikes_alone() {
+        for input in [
+            "order 4111 1111 1111 1112 failed",  // fails Luhn
+            "version 1.2.3.4.5 and 999.1.1.1",  // not IPs
+            "GB82WEST12345698765431",            // fails mod 97
+            "the year 2024 and 42 apples",
+            "sk-short",
+            "an email@ without domain",
+        ] {
+            let out = mask(input);
+            assert!(!out.contains("[CARD]") && !out.contains("[IBAN]") && !out.contains("[EMAIL]") && !out.contains("[SECRET]"), "{input} -> {out}");
+        }
+        assert_eq!(mask("version 1.2.3.4.5 or 300.1.1.1"), "version 1.2.3.4.5 or 300.1.1.1");
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        let p = super::patterns();
+        for re in [&p.secret, &p.email, &p.iban, &p.card, &p.ipv4, &p.ipv6, &p.phone] {
+            assert!(re.is_some());
+        }
+    }
+
+    #[test]
+    fn unicode_and_empty() {
+        assert_eq!(mask(""), "");
+        assert_eq!(mask("héllo wörld ✓ 12:30"), "héllo wörld ✓ 12:30");
+        assert_eq!(mask("a@b.io, ✓ x@y.org"), "[EMAIL], ✓ [EMAIL]");
+    }
+}

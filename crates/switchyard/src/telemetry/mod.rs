@@ -1,0 +1,278 @@
+//! Telemetry records, never decides. Each request gets a [`Tracker`] when it arrives; stages fill
+//! it in; when the request ends (or is dropped because the client went away) it becomes exactly
+//! one [`RequestRecord`] handed to the [`Recorder`] without waiting.
+
+pub mod mask;
+pub mod record;
+pub mod recorder;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use switchyard_protocol::canonical::{ChatRequest, ContentPart, Role, Usage};
+
+use crate::config::ContentMode;
+use crate::error::GatewayError;
+use crate::pricing::Price;
+use crate::routing::RouteDecision;
+use crate::upstream::AttemptLog;
+
+pub use record::{AttemptRecord, Caller, Outcome, RequestRecord, TokenCounts};
+pub use recorder::{RecordObserver, Recorder, RecorderStats};
+
+/// Status recorded for a client that went away before the answer ended (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// The record of one request in the making.
+pub struct Tracker {
+    recorder: Arc<Recorder>,
+    record: Option<RequestRecord>,
+    started: Instant,
+    content: ContentMode,
+    /// Prompt size in characters, for an explicit estimate when usage is missing.
+    prompt_chars: usize,
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+impl Tracker {
+    pub fn new(
+        recorder: Arc<Recorder>,
+        id: &str,
+        started: Instant,
+        ingress: &str,
+        endpoint: &str,
+        content: ContentMode,
+    ) -> Self {
+        Self {
+            recorder,
+            record: Some(RequestRecord {
+                id: id.to_owned(),
+                started_at_ms: unix_ms() - started.elapsed().as_millis() as i64,
+                duration_ms: 0.0,
+                ttft_ms: None,
+                ingress: ingress.to_owned(),
+                endpoint: endpoint.to_owned(),
+                requested_model: String::new(),
+                alias: None,
+                deployment: None,
+                provider: None,
+                stream: false,
+                status: 0,
+                outcome: Outcome::ClientError,
+                error_code: None,
+                error_message: None,
+                caller: Caller::default(),
+                customer: None,
+                tags: serde_json::Map::new(),
+                decision: None,
+                attempts: Vec::new(),
+                tokens: None,
+                cost_nanos: None,
+                prompt: None,
+                response: None,
+            }),
+            started,
+            content,
+            prompt_chars: 0,
+        }
+    }
+
+    fn rec(&mut self) -> Option<&mut RequestRecord> {
+        self.record.as_mut()
+    }
+
+    pub fn content(&self) -> ContentMode {
+        self.content
+    }
+
+    pub fn set_caller(&mut self, caller: Caller) {
+        if let Some(r) = self.rec() {
+            r.caller = caller;
+        }
+    }
+
+    pub fn set_model(&mut self, model: &str) {
+        if let Some(r) = self.rec() {
+            r.requested_model = model.to_owned();
+        }
+    }
+
+    /// What the decoded request tells: model, stream, customer, tags and (per the content
+    /// setting) the prompt.
+    pub fn set_request(&mut self, request: &ChatRequest, customer: Option<String>) {
+        self.prompt_chars = request.prompt_chars();
+        let content = self.content;
+        let prompt = (content != ContentMode::Off).then(|| prompt_json(request, content));
+        if let Some(r) = self.rec() {
+            r.requested_model = request.model.clone();
+            r.stream = request.stream;
+            r.customer = customer.or_else(|| request.user.clone());
+            r.tags = request.metadata.clone().unwrap_or_default();
+            r.prompt = prompt;
+        }
+    }
+
+    pub fn set_route(&mut self, decision: &RouteDecision, attempts: &[AttemptLog]) {
+        let Some(r) = self.rec() else { return };
+        r.alias = Some(decision.alias.clone());
+        r.decision = serde_json::to_value(decision).ok();
+        let final_alias = attempts.last().map(|a| a.alias.clone());
+        r.attempts = attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                alias: a.alias.clone(),
+                deployment: a.deployment.clone(),
+                provider: a.provider.clone(),
+                status: a.status,
+                error_class: a.error.map(|c| c.as_str().to_owned()),
+                latency_ms: a.latency.as_secs_f64() * 1000.0,
+                retry: a.retry,
+                hedged: a.hedged,
+                cancelled: a.cancelled,
+                fell_back: a.alias != decision.alias,
+            })
+            .collect();
+        if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
+            r.deployment = Some(last.deployment.clone());
+            r.provider = Some(last.provider.clone());
+        }
+        if let Some(a) = final_alias {
+            r.alias = Some(a);
+        }
+    }
+
+    pub fn set_ttft(&mut self, at: Instant) {
+        let ms = at.duration_since(self.started).as_secs_f64() * 1000.0;
+        if let Some(r) = self.rec() {
+            r.ttft_ms = Some(ms);
+        }
+    }
+
+    /// Usage as reported, or an explicit estimate (marked as such) when the provider sent none.
+    pub fn set_usage(&mut self, usage: Option<Usage>, response_chars: usize, price: Option<Price>) {
+        let (usage, estimated) = match usage {
+            Some(u) => (u, false),
+            None => (
+                Usage {
+                    input_tokens: (self.prompt_chars as u64).div_ceil(4),
+                    output_tokens: (response_chars as u64).div_ceil(4),
+                    ..Usage::default()
+                },
+                true,
+            ),
+        };
+        if let Some(r) = self.rec() {
+            r.tokens = Some(TokenCounts {
+                input: usage.input_tokens,
+                output: usage.output_tokens,
+                cache_read: usage.cache_read_tokens,
+                cache_write: usage.cache_write_tokens,
+                reasoning: usage.reasoning_tokens,
+                estimated,
+            });
+            r.cost_nanos = price.map(|p| p.cost(&usage));
+        }
+    }
+
+    pub fn set_response_text(&mut self, text: &str) {
+        let value = match self.content {
+            ContentMode::Off => return,
+            ContentMode::Masked => mask::mask(text),
+            ContentMode::Full => text.to_owned(),
+        };
+        if let Some(r) = self.rec() {
+            r.response = Some(value);
+        }
+    }
+
+    /// Moves the record in the making into a new tracker (for a stream's end), leaving this one
+    /// empty: finishing or dropping it then records nothing.
+    pub fn detach(&mut self) -> Tracker {
+        Tracker {
+            recorder: self.recorder.clone(),
+            record: self.record.take(),
+            started: self.started,
+            content: self.content,
+            prompt_chars: self.prompt_chars,
+        }
+    }
+
+    /// Ends the record and hands it to the recorder.
+    pub fn finish(mut self, status: u16, outcome: Outcome, error: Option<&GatewayError>) {
+        self.emit(status, outcome, error);
+    }
+
+    fn emit(&mut self, status: u16, outcome: Outcome, error: Option<&GatewayError>) {
+        let Some(mut r) = self.record.take() else { return };
+        r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        r.status = status;
+        r.outcome = outcome;
+        if let Some(e) = error {
+            let client = e.to_client();
+            r.error_code = Some(client.code.to_owned());
+            r.error_message = Some(match self.content {
+                ContentMode::Full => client.message,
+                _ => mask::mask(&client.message),
+            });
+        }
+        self.recorder.record(r);
+    }
+}
+
+impl Drop for Tracker {
+    /// A request dropped before it finished: the client went away.
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
+        }
+    }
+}
+
+fn prompt_json(request: &ChatRequest, content: ContentMode) -> Value {
+    let keep = |s: &str| match content {
+        ContentMode::Full => s.to_owned(),
+        _ => mask::mask(s),
+    };
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let mut text = String::new();
+            for p in &m.content {
+                match p {
+                    ContentPart::Text { text: t, .. } => text.push_str(t),
+                    ContentPart::Image { .. } => text.push_str("[image]"),
+                    ContentPart::ToolCall { name, arguments, .. } => {
+                        text.push_str(&format!("[tool call {name}: {arguments}]"));
+                    }
+                    ContentPart::ToolResult { content, .. } => {
+                        for c in content {
+                            if let ContentPart::Text { text: t, .. } = c {
+                                text.push_str(t);
+                            }
+                        }
+                    }
+                    ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+                }
+            }
+            json!({"role": role_name(m.role), "content": keep(&text)})
+        })
+        .collect();
+    Value::Array(messages)
+}

@@ -1,0 +1,122 @@
+//! The request record: the one account of a request, filled in by the pipeline stages and
+//! handed to the recorder when the request is over (success, upstream error, refusal or
+//! client disconnect). Persisted as JSON; the store indexes the fields queries filter on.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    /// Rejected before any provider was called (bad input, auth, unknown model …).
+    ClientError,
+    /// Every attempt failed.
+    UpstreamError,
+    /// A stream failed after its first byte reached the client.
+    StreamError,
+    /// The client went away before the answer was complete.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::StreamError => "stream_error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    pub alias: String,
+    pub deployment: String,
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    pub latency_ms: f64,
+    pub retry: bool,
+    pub hedged: bool,
+    pub cancelled: bool,
+    pub fell_back: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+    /// The provider reported no usage; these counts are the gateway's estimate.
+    pub estimated: bool,
+}
+
+/// Who called. Until virtual keys exist every caller is the master key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Caller {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestRecord {
+    /// Time-ordered (UUIDv7, simple form).
+    pub id: String,
+    /// Unix milliseconds when the request arrived.
+    pub started_at_ms: i64,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// `openai` or `anthropic`.
+    pub ingress: String,
+    /// `chat` or `embeddings`.
+    pub endpoint: String,
+    pub requested_model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub caller: Caller,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// Request metadata (OpenAI `metadata`), used as tags.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub tags: Map<String, Value>,
+    /// The route decision: candidates, rule, strategy, scores, skipped deployments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Value>,
+    pub attempts: Vec<AttemptRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenCounts>,
+    /// Cost in nano-dollars (10⁻⁹ USD), when the deployment's price is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<i64>,
+    /// Prompt and response as stored under the content setting (`masked` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}

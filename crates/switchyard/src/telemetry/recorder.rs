@@ -1,0 +1,259 @@
+//! The recorder: request records leave the hot path through a bounded channel to one background
+//! writer that batches them into the store. When the store is slow or down, batches spill to a
+//! local JSON-lines file and are replayed when it recovers (inserts are idempotent by id), so no
+//! record is lost silently; only when the spill file reaches its configured cap are records
+//! dropped, and every drop is counted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::record::RequestRecord;
+use crate::store::{RecordStore, SqliteStore};
+
+/// Largest batch written in one transaction.
+const BATCH: usize = 512;
+/// How long a store write may take before the batch spills.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed write, batches go straight to the spill file for this long.
+const SINK_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Counters of the recorder, read by metrics and tests.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub enqueued: AtomicU64,
+    pub written: AtomicU64,
+    pub spilled: AtomicU64,
+    pub replayed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// Sees every batch of records before it is stored (metrics, exporters).
+pub trait RecordObserver: Send + Sync {
+    fn observe(&self, records: &[RequestRecord]);
+}
+
+pub struct Recorder {
+    tx: mpsc::Sender<RequestRecord>,
+    pub stats: Arc<RecorderStats>,
+    capacity: usize,
+}
+
+impl Recorder {
+    /// Starts the writer task. It ends after the last `Recorder` handle is dropped and the queue
+    /// is drained; `join` waits for that.
+    pub fn start(
+        store: SqliteStore,
+        spill_path: PathBuf,
+        spill_max_bytes: u64,
+        capacity: usize,
+        observers: Vec<Arc<dyn RecordObserver>>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let stats = Arc::new(RecorderStats::default());
+        let writer = Writer {
+            rx,
+            store,
+            spill: Spill {
+                path: spill_path,
+                max_bytes: spill_max_bytes,
+            },
+            stats: stats.clone(),
+            observers,
+            down_until: None,
+        };
+        let handle = tokio::spawn(writer.run());
+        (
+            Self {
+                tx,
+                stats,
+                capacity,
+            },
+            handle,
+        )
+    }
+
+    /// Hands a record to the writer without waiting. A full queue means the writer cannot even
+    /// spill fast enough: the record is dropped and counted.
+    pub fn record(&self, record: RequestRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("request record dropped: the recorder queue is full");
+            }
+        }
+    }
+
+    /// Records waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+}
+
+struct Spill {
+    path: PathBuf,
+    max_bytes: u64,
+}
+
+impl Spill {
+    async fn size(&self) -> u64 {
+        tokio::fs::metadata(&self.path).await.map_or(0, |m| m.len())
+    }
+
+    /// Appends records; returns how many had to be dropped because of the cap.
+    async fn append(&self, records: &[RequestRecord]) -> std::io::Result<u64> {
+        let mut size = self.size().await;
+        let mut out = Vec::new();
+        let mut dropped = 0;
+        for r in records {
+            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            line.push(b'\n');
+            if size + line.len() as u64 > self.max_bytes {
+                dropped += 1;
+                continue;
+            }
+            size += line.len() as u64;
+            out.extend_from_slice(&line);
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await?;
+        file.write_all(&out).await?;
+        file.flush().await?;
+        Ok(dropped)
+    }
+
+    async fn read(&self) -> Vec<RequestRecord> {
+        match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn clear(&self) {
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
+}
+
+struct Writer {
+    rx: mpsc::Receiver<RequestRecord>,
+    store: SqliteStore,
+    spill: Spill,
+    stats: Arc<RecorderStats>,
+    observers: Vec<Arc<dyn RecordObserver>>,
+    down_until: Option<Instant>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        // Records left over from a previous run go in first.
+        self.replay().await;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let spilled = self.spill.size().await > 0;
+            let next = if spilled {
+                match tokio::time::timeout(Duration::from_millis(250), self.rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.replay().await;
+                        continue;
+                    }
+                }
+            } else {
+                self.rx.recv().await
+            };
+            let Some(first) = next else { break };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            for o in &self.observers {
+                o.observe(&batch);
+            }
+            self.write(&batch).await;
+            batch.clear();
+        }
+        // Shutting down: one more attempt to empty the spill file into the store.
+        self.replay().await;
+    }
+
+    async fn write(&mut self, batch: &[RequestRecord]) {
+        let down = self.down_until.is_some_and(|t| Instant::now() < t);
+        if !down {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert(batch)).await {
+                Ok(Ok(())) => {
+                    self.down_until = None;
+                    self.stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "record store write failed; spilling to disk"),
+                Err(_) => tracing::warn!("record store write timed out; spilling to disk"),
+            }
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.down_until = Some(Instant::now() + SINK_BACKOFF);
+        }
+        match self.spill.append(batch).await {
+            Ok(dropped) => {
+                self.stats
+                    .spilled
+                    .fetch_add(batch.len() as u64 - dropped, Ordering::Relaxed);
+                if dropped > 0 {
+                    self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    tracing::error!(dropped, "spill file is at its cap: request records dropped");
+                }
+            }
+            Err(e) => {
+                self.stats
+                    .dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, records = batch.len(), "cannot spill request records: dropped");
+            }
+        }
+    }
+
+    async fn replay(&mut self) {
+        if self.down_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let records = self.spill.read().await;
+        if records.is_empty() {
+            return;
+        }
+        for chunk in records.chunks(BATCH) {
+            match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert(chunk)).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    self.down_until = Some(Instant::now() + SINK_BACKOFF);
+                    return;
+                }
+            }
+        }
+        self.spill.clear().await;
+        self.down_until = None;
+        self.stats
+            .replayed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats
+            .written
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        tracing::info!(records = records.len(), "replayed spilled request records");
+    }
+}
