@@ -163,7 +163,9 @@ pub enum ProviderKind {
 /// The one registry: provider kind → its dialect.
 pub fn provider_dialect(kind: &ProviderKind) -> Box<dyn ProviderDialect> {
     match kind {
-        ProviderKind::OpenAi => Box::new(crate::openai::OpenAiProvider::new(OpenAiQuirks::default())),
+        ProviderKind::OpenAi => {
+            Box::new(crate::openai::OpenAiProvider::new(OpenAiQuirks::default()))
+        }
         ProviderKind::OpenAiCompatible(quirks) => {
             Box::new(crate::openai::OpenAiProvider::new(quirks.clone()))
         }
@@ -206,16 +208,24 @@ pub fn interrupted(message: impl Into<String>) -> UpstreamErrorInfo {
 
 /// `retry-after` (seconds or HTTP date is not supported: seconds only) or `retry-after-ms`.
 pub fn retry_after_secs(headers: &HeaderMap) -> Option<f64> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-    {
-        return Some(ms / 1000.0);
+    let number = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    if let Some(ms) = number("retry-after-ms").and_then(|ms| sane_retry_after(ms / 1000.0)) {
+        return Some(ms);
     }
-    headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
+    number(http::header::RETRY_AFTER.as_str()).and_then(sane_retry_after)
+}
+
+/// Longest wait an upstream may ask for; anything longer is read as this.
+const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
+
+/// A provider's requested wait as a delay every caller can use (`Duration::from_secs_f64`
+/// panics on negative, infinite or huge values): `None` unless finite and non-negative, and
+/// capped at a day.
+pub(crate) fn sane_retry_after(secs: f64) -> Option<f64> {
+    (secs.is_finite() && secs >= 0.0).then(|| secs.min(MAX_RETRY_AFTER_SECS))
 }

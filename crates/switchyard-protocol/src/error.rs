@@ -24,7 +24,8 @@ impl DecodeError {
         let mut de = serde_json::Deserializer::from_slice(body);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => {
-                de.end().map_err(|e| DecodeError::new(format!("invalid JSON body: {e}"), None))?;
+                de.end()
+                    .map_err(|e| DecodeError::new(format!("invalid JSON body: {e}"), None))?;
                 Ok(v)
             }
             Err(e) => {

@@ -51,7 +51,10 @@ impl ObjectReader {
             }),
             other => Err(DecodeError::new(
                 if path.is_empty() {
-                    format!("request body must be a JSON object, not {}", type_name(&other))
+                    format!(
+                        "request body must be a JSON object, not {}",
+                        type_name(&other)
+                    )
                 } else {
                     format!("'{path}' must be an object, not {}", type_name(&other))
                 },

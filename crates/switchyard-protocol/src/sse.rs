@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn every_split_point_gives_the_same_events() {
-        let input: &[u8] = b"\xEF\xBB\xBFevent: a\r\ndata: one\r\rdata:two\n\ndata: 3\r\n\r\n:c\ndata:  four\n\n";
+        let input: &[u8] =
+            b"\xEF\xBB\xBFevent: a\r\ndata: one\r\rdata:two\n\ndata: 3\r\n\r\n:c\ndata:  four\n\n";
         let whole = parse_all(&[input]);
         assert_eq!(whole.len(), 4);
         for i in 0..=input.len() {
@@ -223,7 +224,11 @@ mod tests {
     #[test]
     fn writer_round_trips() {
         let mut buf = Vec::new();
-        write_event(&mut buf, Some("message_stop"), b"{\"type\":\"message_stop\"}");
+        write_event(
+            &mut buf,
+            Some("message_stop"),
+            b"{\"type\":\"message_stop\"}",
+        );
         let events = parse_all(&[&buf]);
         assert_eq!(events[0].event.as_deref(), Some("message_stop"));
         assert_eq!(events[0].data, "{\"type\":\"message_stop\"}");

@@ -8,6 +8,9 @@
 //! members under `output_config`. `cache_control` markers on blocks whose canonical part has no
 //! such field (images, tool uses, tool results) are kept in the message's extras under
 //! `cache_control`, keyed by part index. The provider side puts all of these back.
+//!
+//! Provider data on tool calls (a Gemini thought signature in the call's extras) has no place
+//! in a `tool_use` block and is left out of answers.
 
 use serde_json::{Map, Value};
 

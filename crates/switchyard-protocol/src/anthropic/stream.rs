@@ -5,7 +5,8 @@
 //!
 //! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) and
 //! server-tool blocks (`server_tool_use`, `web_search_tool_result`, …) are skipped by the
-//! decoder, along with `citations_delta`.
+//! decoder, along with `citations_delta`. The encoder drops tool call signatures (Gemini's
+//! `thoughtSignature`), which an Anthropic client has no way to return.
 
 use std::collections::HashMap;
 
@@ -479,6 +480,9 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     out,
                 );
             }
+            // A tool call signature (Gemini's) has no place in this format: a client could only
+            // return it inside a thinking block, which Anthropic would reject as forged.
+            StreamEvent::ToolCallSignature { .. } => {}
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.open_tool(*index, id.clone(), name.clone(), out);
             }

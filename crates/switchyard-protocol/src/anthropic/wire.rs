@@ -384,7 +384,12 @@ impl Usage {
         let cache_read = self.cache_read_input_tokens.unwrap_or(0);
         let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
         canonical::Usage {
-            input_tokens: self.input_tokens.unwrap_or(0) + cache_read + cache_write,
+            // Saturating: the counts come from the wire and must not overflow into a panic.
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(cache_read)
+                .saturating_add(cache_write),
             output_tokens: self.output_tokens.unwrap_or(0),
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,

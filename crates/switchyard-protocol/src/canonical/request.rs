@@ -211,9 +211,9 @@ impl ChatRequest {
         self.messages.iter().any(|m| {
             m.content.iter().any(|p| match p {
                 ContentPart::Image { .. } => true,
-                ContentPart::ToolResult { content, .. } => {
-                    content.iter().any(|c| matches!(c, ContentPart::Image { .. }))
-                }
+                ContentPart::ToolResult { content, .. } => content
+                    .iter()
+                    .any(|c| matches!(c, ContentPart::Image { .. })),
                 _ => false,
             })
         })
@@ -226,7 +226,9 @@ impl ChatRequest {
             for p in &m.content {
                 n += match p {
                     ContentPart::Text { text, .. } => text.len(),
-                    ContentPart::ToolCall { arguments, name, .. } => arguments.len() + name.len(),
+                    ContentPart::ToolCall {
+                        arguments, name, ..
+                    } => arguments.len() + name.len(),
                     ContentPart::ToolResult { content, .. } => content
                         .iter()
                         .map(|c| match c {

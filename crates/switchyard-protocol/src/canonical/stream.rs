@@ -6,7 +6,10 @@ use super::response::{FinishReason, Usage};
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     /// The answer began. Always the first event a decoder emits.
-    Start { id: String, model: String },
+    Start {
+        id: String,
+        model: String,
+    },
     TextDelta(String),
     ReasoningDelta(String),
     /// Signature of the reasoning block so far (Anthropic `signature_delta`).
@@ -17,8 +20,18 @@ pub enum StreamEvent {
         id: String,
         name: String,
     },
+    /// The provider's opaque signature of tool call `index` (Gemini `thoughtSignature`), which
+    /// must come back with that call on the next turn. Sent just before the call's
+    /// `ToolCallStart`; dialects that cannot carry it ignore it.
+    ToolCallSignature {
+        index: u32,
+        signature: String,
+    },
     /// A fragment of the JSON arguments of tool call `index`.
-    ToolCallDelta { index: u32, arguments: String },
+    ToolCallDelta {
+        index: u32,
+        arguments: String,
+    },
     /// Usage so far; later events supersede earlier ones field by field.
     Usage(Usage),
     /// The model stopped. Usage may still follow.

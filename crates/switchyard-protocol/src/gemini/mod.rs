@@ -12,11 +12,13 @@
 //!   `{"result": text}`; a failed call as `{"error": …}`.
 //! * Tool schemas go in `parametersJsonSchema` and answer schemas in `responseJsonSchema`, both
 //!   of which take JSON Schema as is (the older fields take only an OpenAPI subset).
-//! * Reasoning: a token budget becomes `thinkingBudget`; an effort becomes `thinkingLevel`
-//!   (`none` becomes a zero budget). Thought summaries are requested whenever thinking is on.
+//! * Reasoning: a token budget becomes `thinkingBudget`; an effort becomes `thinkingLevel`, or
+//!   a budget on Gemini 2.x models, which know no levels (`none` becomes a zero budget).
+//!   Thought summaries are requested whenever thinking is on.
 //! * Thought signatures: on a function call they live in the tool call's extras under
 //!   [`THOUGHT_SIGNATURE`]; on thought or text parts they become signed reasoning parts (an
-//!   empty one when only a signature is carried). Streams report every signature as a
+//!   empty one when only a signature is carried). Streams report a function call's signature
+//!   as a `ToolCallSignature` event just before the call starts, and any other signature as a
 //!   `ReasoningSignature` event placed before the part it belongs to.
 //! * Function calls without an id get a deterministic `call_<responseId>_<n>`.
 //! * Only the first candidate is read; Gemini reports no creation time, so `created` is 0.
@@ -29,3 +31,4 @@ mod wire;
 mod tests;
 
 pub use provider::{GeminiProvider, THOUGHT_SIGNATURE};
+pub(crate) use provider::{signature_extras, tool_call_signature};

@@ -22,6 +22,7 @@ use crate::canonical::{
 };
 use crate::dialect::{
     Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
+    sane_retry_after,
 };
 use crate::error::DecodeError;
 
@@ -51,7 +52,7 @@ impl ProviderDialect for GeminiProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        let body = build_body(request)?;
+        let body = build_body(request, target.model)?;
         let bytes = match request.extras.for_dialect(DialectId::Gemini) {
             Some(extras) => {
                 let mut value = serde_json::to_value(&body).map_err(encode_error)?;
@@ -193,7 +194,7 @@ fn encode_error(e: serde_json::Error) -> DecodeError {
     DecodeError::new(format!("cannot encode the Gemini request: {e}"), None)
 }
 
-fn build_body(request: &ChatRequest) -> Result<GenerateContentRequest, DecodeError> {
+fn build_body(request: &ChatRequest, model: &str) -> Result<GenerateContentRequest, DecodeError> {
     let (system_instruction, contents) = build_contents(&request.messages)?;
     let tools = if request.tools.is_empty() {
         Vec::new()
@@ -235,7 +236,7 @@ fn build_body(request: &ChatRequest) -> Result<GenerateContentRequest, DecodeErr
             },
         }
     });
-    let generation_config = generation_config(request)?;
+    let generation_config = generation_config(request, model)?;
     Ok(GenerateContentRequest {
         contents,
         system_instruction,
@@ -245,7 +246,7 @@ fn build_body(request: &ChatRequest) -> Result<GenerateContentRequest, DecodeErr
     })
 }
 
-fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, DecodeError> {
+fn generation_config(request: &ChatRequest, model: &str) -> Result<GenerationConfig, DecodeError> {
     let mut config = GenerationConfig {
         stop_sequences: request.stop.clone(),
         candidate_count: request.n,
@@ -268,16 +269,21 @@ fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, DecodeEr
         }
     }
     if let Some(reasoning) = &request.reasoning {
-        config.thinking_config = thinking_config(reasoning)?;
+        config.thinking_config = thinking_config(reasoning, model)?;
     }
     Ok(config)
 }
 
 /// An explicit budget wins (`thinkingBudget`, which every thinking model accepts). An effort
-/// becomes Gemini 3's `thinkingLevel`; `none` becomes a zero budget, which turns thinking off
-/// where the model allows it. Thought summaries are requested whenever thinking is on, so
-/// reasoning reaches clients that can show it.
-fn thinking_config(reasoning: &Reasoning) -> Result<Option<ThinkingConfig>, DecodeError> {
+/// becomes Gemini 3's `thinkingLevel`; Gemini 2.x models know no levels, so there it becomes
+/// the budget Gemini's own OpenAI-compatible API uses (low 1024, medium 8192, high 24576).
+/// `none` becomes a zero budget, which turns thinking off where the model allows it. Thought
+/// summaries are requested whenever thinking is on, so reasoning reaches clients that can show
+/// it.
+fn thinking_config(
+    reasoning: &Reasoning,
+    model: &str,
+) -> Result<Option<ThinkingConfig>, DecodeError> {
     if let Some(budget) = reasoning.budget_tokens {
         return Ok(Some(ThinkingConfig {
             include_thoughts: (budget > 0).then_some(true),
@@ -288,17 +294,17 @@ fn thinking_config(reasoning: &Reasoning) -> Result<Option<ThinkingConfig>, Deco
     let Some(effort) = reasoning.effort.as_deref() else {
         return Ok(None);
     };
-    let level = match effort {
+    let (level, budget) = match effort {
         "none" => {
             return Ok(Some(ThinkingConfig {
                 thinking_budget: Some(0),
                 ..ThinkingConfig::default()
             }));
         }
-        "minimal" => "MINIMAL",
-        "low" => "LOW",
-        "medium" => "MEDIUM",
-        "high" | "xhigh" => "HIGH",
+        "minimal" => ("MINIMAL", 1024),
+        "low" => ("LOW", 1024),
+        "medium" => ("MEDIUM", 8192),
+        "high" | "xhigh" => ("HIGH", 24576),
         other => {
             return Err(DecodeError::new(
                 format!(
@@ -309,10 +315,13 @@ fn thinking_config(reasoning: &Reasoning) -> Result<Option<ThinkingConfig>, Deco
             ));
         }
     };
+    let legacy = ["gemini-1", "gemini-2"]
+        .iter()
+        .any(|family| model_name(model).starts_with(family));
     Ok(Some(ThinkingConfig {
         include_thoughts: Some(true),
-        thinking_budget: None,
-        thinking_level: Some(level),
+        thinking_budget: legacy.then_some(budget),
+        thinking_level: (!legacy).then_some(level),
     }))
 }
 
@@ -559,10 +568,7 @@ fn model_parts<'m>(
                 extras,
             } => {
                 let args = parse_arguments(arguments, &format!("messages[{i}].content[{j}]"))?;
-                let signature = extras
-                    .for_dialect(DialectId::Gemini)
-                    .and_then(|fields| fields.get(THOUGHT_SIGNATURE))
-                    .and_then(Value::as_str)
+                let signature = tool_call_signature(extras)
                     .map(str::to_owned)
                     .or_else(|| pending_signature.take());
                 call_names.insert(id.as_str(), name.as_str());
@@ -746,7 +752,8 @@ fn parts_to_content(response_id: &str, parts: &[Part]) -> Vec<ContentPart> {
     content
 }
 
-fn signature_extras(signature: Option<&str>) -> Extras {
+/// Tool call extras holding a function call's thought signature (none without one).
+pub(crate) fn signature_extras(signature: Option<&str>) -> Extras {
     match signature {
         Some(signature) => {
             let mut fields = Map::new();
@@ -758,6 +765,14 @@ fn signature_extras(signature: Option<&str>) -> Extras {
         }
         None => Extras::default(),
     }
+}
+
+/// The thought signature kept in a tool call's extras, if the call came from Gemini.
+pub(crate) fn tool_call_signature(extras: &Extras) -> Option<&str> {
+    extras
+        .for_dialect(DialectId::Gemini)
+        .and_then(|fields| fields.get(THOUGHT_SIGNATURE))
+        .and_then(Value::as_str)
 }
 
 /// JSON text of `args`; a call without arguments has `{}`.
@@ -805,8 +820,13 @@ pub(super) fn map_finish_reason(reason: &str, has_tool_calls: bool) -> FinishRea
 /// `Usage::total` equals Gemini's `totalTokenCount`.
 pub(super) fn usage_from_metadata(usage: &UsageMetadata) -> Usage {
     Usage {
-        input_tokens: usage.prompt_token_count + usage.tool_use_prompt_token_count,
-        output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+        // Saturating: the counts come from the wire and must not overflow into a panic.
+        input_tokens: usage
+            .prompt_token_count
+            .saturating_add(usage.tool_use_prompt_token_count),
+        output_tokens: usage
+            .candidates_token_count
+            .saturating_add(usage.thoughts_token_count),
         cache_read_tokens: usage.cached_content_token_count,
         cache_write_tokens: 0,
         reasoning_tokens: usage.thoughts_token_count,
@@ -884,7 +904,7 @@ fn retry_delay(details: &[Value]) -> Option<f64> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(sane_retry_after)
     })
 }
 
@@ -892,7 +912,8 @@ fn retry_delay(details: &[Value]) -> Option<f64> {
 /// status and a short, single-line excerpt.
 fn unreadable_error_message(status: u16, body: &[u8]) -> String {
     const MAX_CHARS: usize = 200;
-    let text = String::from_utf8_lossy(body);
+    // A proxy's error page can be large; the excerpt comes from its first bytes.
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_CHARS * 8)]);
     let excerpt: String = text
         .split_whitespace()
         .collect::<Vec<_>>()

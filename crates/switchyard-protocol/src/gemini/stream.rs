@@ -64,14 +64,17 @@ impl GeminiStreamDecoder {
         let mut finish = None;
         if let Some(candidate) = candidate {
             for part in candidate.content.iter().flat_map(|c| &c.parts) {
-                // A function call's signature has no place on the tool call events, so it goes
-                // just before them; a text part's signature goes before its text, as in
-                // `parse_chat`.
+                // A function call's signature is its own event, just before the call starts (the
+                // tool call's extras in `parse_chat`); a text part's signature goes before its
+                // text, as a signed reasoning part does in `parse_chat`.
                 let signature = part.thought_signature.clone();
                 if let Some(call) = &part.function_call {
-                    out.extend(signature.map(StreamEvent::ReasoningSignature));
                     let index = self.tool_calls;
                     self.tool_calls += 1;
+                    out.extend(
+                        signature
+                            .map(|signature| StreamEvent::ToolCallSignature { index, signature }),
+                    );
                     out.push(StreamEvent::ToolCallStart {
                         index,
                         id: tool_call_id(&self.response_id, call.id.as_deref(), index),

@@ -319,11 +319,29 @@ fn json_object_and_reasoning_settings() {
         }),
         json!({"includeThoughts": true, "thinkingBudget": 2048})
     );
+    // Gemini 2.5 has budgets only; Gemini 3 takes the level.
     assert_eq!(
         with(Reasoning {
             effort: Some("low".into()),
             budget_tokens: None,
         }),
+        json!({"includeThoughts": true, "thinkingBudget": 1024})
+    );
+    let gemini3 = Target {
+        model: "models/gemini-3-pro-preview",
+        ..target(None)
+    };
+    let request = ChatRequest {
+        reasoning: Some(Reasoning {
+            effort: Some("low".into()),
+            budget_tokens: None,
+        }),
+        response_format: None,
+        ..base.clone()
+    };
+    let built = GeminiProvider.build_chat(&request, &gemini3).unwrap();
+    assert_eq!(
+        body_json(&built)["generationConfig"]["thinkingConfig"],
         json!({"includeThoughts": true, "thinkingLevel": "LOW"})
     );
     assert_eq!(
@@ -684,7 +702,10 @@ fn stream_transcript_decodes_to_canonical_events() {
             usage(52, 12, 0),
             StreamEvent::TextDelta("Il fait beau à Paris ☀️, ".into()),
             usage(52, 21, 0),
-            StreamEvent::ReasoningSignature("CiQB0e2Kb6".into()),
+            StreamEvent::ToolCallSignature {
+                index: 0,
+                signature: "CiQB0e2Kb6".into(),
+            },
             StreamEvent::ToolCallStart {
                 index: 0,
                 id: "call_k3mSaP6rEI2ZnvgPxJDR6AU_0".into(),

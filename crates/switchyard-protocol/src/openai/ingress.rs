@@ -1,10 +1,18 @@
 //! OpenAI Chat Completions as the client speaks it: decode `POST /v1/chat/completions` and
 //! `POST /v1/embeddings` bodies, encode replies, errors and `chat.completion.chunk` streams.
+//!
+//! Gemini thought signatures travel as Gemini's own OpenAI-compatible API carries them, in
+//! `tool_calls[].extra_content.google.thought_signature`: written on tool calls of replies (in
+//! the first delta of a streamed call) and read back from assistant `tool_calls` into the tool
+//! call's Gemini extras, so a Gemini history survives a round trip through an OpenAI client.
+
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::provider::REFUSAL;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
     EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role,
@@ -12,6 +20,7 @@ use crate::canonical::{
 };
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
+use crate::gemini;
 use crate::json::{ObjectReader, deserialize_at};
 use crate::sse::write_event;
 
@@ -99,6 +108,23 @@ struct WireToolCallFunction {
 struct WireToolCall {
     id: String,
     function: WireToolCallFunction,
+    extra_content: Option<WireExtraContent>,
+}
+
+/// `extra_content` of a tool call: provider data, keyed by provider.
+#[derive(Deserialize)]
+struct WireExtraContent {
+    google: Option<WireGoogleExtra>,
+}
+
+#[derive(Deserialize)]
+struct WireGoogleExtra {
+    thought_signature: Option<String>,
+}
+
+/// `extra_content` carrying a Gemini thought signature.
+fn extra_content(signature: &str) -> Value {
+    json!({"google": {"thought_signature": signature}})
 }
 
 fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
@@ -216,11 +242,15 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
                 if let Some(calls) = m.take_array("tool_calls")? {
                     for (cpath, cv) in calls {
                         let call: WireToolCall = deserialize_at(cv, &cpath)?;
+                        let signature = call
+                            .extra_content
+                            .and_then(|e| e.google)
+                            .and_then(|g| g.thought_signature);
                         content.push(ContentPart::ToolCall {
                             id: call.id,
                             name: call.function.name,
                             arguments: call.function.arguments,
-                            extras: Extras::default(),
+                            extras: gemini::signature_extras(signature.as_deref()),
                         });
                     }
                 }
@@ -282,7 +312,9 @@ fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeEr
                     other => {
                         let tp = format!("{ppath}.type");
                         return Err(DecodeError::new(
-                            format!("content part type '{other}' is not supported by this gateway (supported: text, image_url)"),
+                            format!(
+                                "content part type '{other}' is not supported by this gateway (supported: text, image_url)"
+                            ),
                             Some(&tp),
                         ));
                     }
@@ -336,7 +368,9 @@ fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, Deco
             "none" => Ok(Some(ToolChoice::None)),
             "required" => Ok(Some(ToolChoice::Required)),
             other => Err(DecodeError::new(
-                format!("'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"),
+                format!(
+                    "'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"
+                ),
                 Some("tool_choice"),
             )),
         },
@@ -378,7 +412,9 @@ fn decode_response_format(obj: &mut ObjectReader) -> Result<Option<ResponseForma
             }))
         }
         other => Err(DecodeError::new(
-            format!("response_format type '{other}' is not supported (text, json_object, json_schema)"),
+            format!(
+                "response_format type '{other}' is not supported (text, json_object, json_schema)"
+            ),
             Some("response_format.type"),
         )),
     }
@@ -398,25 +434,38 @@ fn message_json(response: &ChatResponse) -> Value {
                 id,
                 name,
                 arguments,
-                ..
-            } => tool_calls.push(json!({
-                "id": id,
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            })),
+                extras,
+            } => {
+                let mut call = json!({
+                    "id": id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                });
+                if let (Some(signature), Some(map)) =
+                    (gemini::tool_call_signature(extras), call.as_object_mut())
+                {
+                    map.insert("extra_content".into(), extra_content(signature));
+                }
+                tool_calls.push(call);
+            }
             _ => {}
         }
     }
     let has_tools = !tool_calls.is_empty();
-    message.insert(
-        "content".into(),
-        if text.is_empty() && has_tools {
-            Value::Null
-        } else {
-            Value::String(text)
-        },
-    );
-    message.insert("refusal".into(), Value::Null);
+    // A refusal from an OpenAI upstream went through the other dialects as text.
+    let refusal = response
+        .extras
+        .for_dialect(DialectId::OpenAi)
+        .and_then(|extras| extras.get(REFUSAL))
+        .and_then(Value::as_str)
+        .filter(|refusal| *refusal == text);
+    let (content, refusal) = match refusal {
+        Some(refusal) => (Value::Null, Value::String(refusal.to_owned())),
+        None if text.is_empty() && has_tools => (Value::Null, Value::Null),
+        None => (Value::String(text), Value::Null),
+    };
+    message.insert("content".into(), content);
+    message.insert("refusal".into(), refusal);
     if !reasoning.is_empty() {
         message.insert("reasoning_content".into(), Value::String(reasoning));
     }
@@ -465,7 +514,7 @@ fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
     );
     body.insert("system_fingerprint".into(), Value::Null);
     if let Some(extras) = response.extras.for_dialect(DialectId::OpenAi) {
-        for (k, v) in extras {
+        for (k, v) in extras.iter().filter(|(k, _)| k.as_str() != REFUSAL) {
             body.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
@@ -479,6 +528,10 @@ pub struct OpenAiStreamEncoder {
     started: bool,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
+    /// Indices of the tool calls whose first delta was written.
+    tool_calls: HashSet<u32>,
+    /// Signatures of tool calls not started yet, written with their first delta.
+    signatures: HashMap<u32, String>,
 }
 
 impl OpenAiStreamEncoder {
@@ -490,6 +543,8 @@ impl OpenAiStreamEncoder {
             started: false,
             finish: None,
             usage: None,
+            tool_calls: HashSet::new(),
+            signatures: HashMap::new(),
         }
     }
 
@@ -544,10 +599,27 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 }
             }
             StreamEvent::ReasoningSignature(_) => {}
-            StreamEvent::ToolCallStart { index, id, name } => self.delta(
-                json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                out,
-            ),
+            StreamEvent::ToolCallSignature { index, signature } => {
+                if self.tool_calls.contains(index) {
+                    // Late for the first delta; clients merge deltas of one call by index.
+                    self.delta(
+                        json!({"tool_calls": [{"index": index, "extra_content": extra_content(signature)}]}),
+                        out,
+                    );
+                } else {
+                    self.signatures.insert(*index, signature.clone());
+                }
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                let mut call = json!({"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
+                if let (Some(signature), Some(map)) =
+                    (self.signatures.remove(index), call.as_object_mut())
+                {
+                    map.insert("extra_content".into(), extra_content(&signature));
+                }
+                self.tool_calls.insert(*index);
+                self.delta(json!({"tool_calls": [call]}), out);
+            }
             StreamEvent::ToolCallDelta { index, arguments } => self.delta(
                 json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
                 out,
@@ -591,9 +663,9 @@ impl StreamEncoder for OpenAiStreamEncoder {
 pub fn decode_embeddings(body: &[u8]) -> Result<EmbeddingRequest, DecodeError> {
     let mut obj = ObjectReader::from_body(body)?;
     let model: String = obj.require("model")?;
-    let raw = obj.take_value("input").ok_or_else(|| {
-        DecodeError::new("missing required field 'input'", Some("input"))
-    })?;
+    let raw = obj
+        .take_value("input")
+        .ok_or_else(|| DecodeError::new("missing required field 'input'", Some("input")))?;
     let (input, single) = match raw {
         Value::String(s) => (EmbeddingInput::Texts(vec![s]), true),
         Value::Array(items) if items.is_empty() => {

@@ -1,6 +1,11 @@
 //! OpenAI Chat Completions as a provider: build the upstream request, parse replies, decode
 //! streams and classify error bodies. OpenAI-compatible servers and Azure OpenAI reuse it with
 //! small differences (quirks, URL and auth header).
+//!
+//! `cache_control` markers on content parts are an extension some OpenAI-compatible servers
+//! accept; they are sent only when the client itself spoke OpenAI (same-dialect fidelity). A
+//! marker from another dialect (an Anthropic client's prompt caching) is dropped, since strict
+//! servers, OpenAI's own among them, refuse unknown fields in content parts.
 
 use base64::Engine;
 use http::HeaderMap;
@@ -36,12 +41,15 @@ enum Endpoint {
 }
 
 fn post(url: String, auth: Option<(&str, String)>, body: Vec<u8>) -> http::Request<Vec<u8>> {
-    let mut builder = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    let mut builder =
+        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
     if let Some((name, value)) = auth {
         builder = builder.header(name, value);
     }
     // Only an invalid URL or header can fail here; both come from validated config.
-    builder.body(body).unwrap_or_else(|_| http::Request::new(Vec::new()))
+    builder
+        .body(body)
+        .unwrap_or_else(|_| http::Request::new(Vec::new()))
 }
 
 fn endpoint_url(endpoint: &Endpoint, target: &Target<'_>, path: &str) -> (String, bool) {
@@ -79,7 +87,14 @@ fn build_chat(
     if model_in_body {
         body.insert("model".into(), target.model.into());
     }
-    body.insert("messages".into(), Value::Array(messages_json(quirks, &request.messages)));
+    body.insert(
+        "messages".into(),
+        Value::Array(messages_json(
+            quirks,
+            &request.messages,
+            request.extras.dialect == Some(DialectId::OpenAi),
+        )),
+    );
     if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
@@ -192,10 +207,18 @@ fn insert_opt(body: &mut Map<String, Value>, key: &str, value: Option<f64>) {
     }
 }
 
+/// The text parts as one string. Separate blocks (an Anthropic system prompt in several
+/// blocks) are separate paragraphs to the sender, so they are joined by a line break rather
+/// than run together.
 fn text_of(parts: &[ContentPart]) -> String {
     let mut s = String::new();
     for p in parts {
-        if let ContentPart::Text { text, .. } = p {
+        if let ContentPart::Text { text, .. } = p
+            && !text.is_empty()
+        {
+            if !s.is_empty() {
+                s.push('\n');
+            }
             s.push_str(text);
         }
     }
@@ -203,15 +226,11 @@ fn text_of(parts: &[ContentPart]) -> String {
 }
 
 /// User-visible content: a plain string when it is only text, else an array of parts.
-fn content_json(parts: &[ContentPart]) -> Value {
-    let simple = parts.iter().all(|p| {
-        matches!(
-            p,
-            ContentPart::Text {
-                cache_control: None,
-                ..
-            }
-        )
+/// `markers` says whether part `cache_control` markers are sent.
+fn content_json(parts: &[ContentPart], markers: bool) -> Value {
+    let simple = parts.iter().all(|p| match p {
+        ContentPart::Text { cache_control, .. } => !markers || cache_control.is_none(),
+        _ => false,
     });
     if simple {
         return Value::String(text_of(parts));
@@ -224,7 +243,7 @@ fn content_json(parts: &[ContentPart]) -> Value {
                 cache_control,
             } => {
                 let mut o = json!({"type": "text", "text": text});
-                if let (Some(cc), Some(map)) = (cache_control, o.as_object_mut()) {
+                if let (Some(cc), Some(map), true) = (cache_control, o.as_object_mut(), markers) {
                     map.insert("cache_control".into(), cc.clone());
                 }
                 out.push(o);
@@ -251,7 +270,7 @@ fn tool_result_text(content: &[ContentPart], is_error: bool) -> String {
     }
 }
 
-fn messages_json(quirks: &OpenAiQuirks, messages: &[Message]) -> Vec<Value> {
+fn messages_json(quirks: &OpenAiQuirks, messages: &[Message], markers: bool) -> Vec<Value> {
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         let extras = m.extras.for_dialect(DialectId::OpenAi);
@@ -264,10 +283,12 @@ fn messages_json(quirks: &OpenAiQuirks, messages: &[Message]) -> Vec<Value> {
             out.push(v);
         };
         match m.role {
-            Role::System => push(json!({"role": "system", "content": content_json(&m.content)})),
+            Role::System => {
+                push(json!({"role": "system", "content": content_json(&m.content, markers)}))
+            }
             Role::Developer => push(json!({
                 "role": if quirks.developer_role { "developer" } else { "system" },
-                "content": content_json(&m.content),
+                "content": content_json(&m.content, markers),
             })),
             Role::User | Role::Tool => {
                 // Tool results become `tool` messages; anything else stays a user message.
@@ -288,7 +309,7 @@ fn messages_json(quirks: &OpenAiQuirks, messages: &[Message]) -> Vec<Value> {
                     }
                 }
                 if !rest.is_empty() {
-                    let mut msg = json!({"role": "user", "content": content_json(&rest)});
+                    let mut msg = json!({"role": "user", "content": content_json(&rest, markers)});
                     if let (Some(name), Some(map)) = (&m.name, msg.as_object_mut()) {
                         map.insert("name".into(), name.clone().into());
                     }
@@ -457,12 +478,26 @@ fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         });
     }
     let refused = message.refusal.is_some();
-    if let Some(text) = message.content.or(message.refusal)
-        && !text.is_empty()
-    {
-        content.push(ContentPart::text(text));
+    let mut rest = wire.rest;
+    match (
+        message.content.filter(|t| !t.is_empty()),
+        message.refusal.filter(|t| !t.is_empty()),
+    ) {
+        (Some(text), _) => content.push(ContentPart::text(text)),
+        // The refusal is the answer's text for other dialects; an OpenAI client gets it back
+        // in `refusal`, where its SDK looks for it.
+        (None, Some(refusal)) => {
+            content.push(ContentPart::text(refusal.clone()));
+            rest.insert(REFUSAL.into(), Value::String(refusal));
+        }
+        (None, None) => {}
     }
-    for (i, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+    for (i, call) in message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let f = call.function.unwrap_or(WireFunctionCall {
             name: None,
             arguments: None,
@@ -479,7 +514,6 @@ fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         None if refused => FinishReason::ContentFilter,
         None => FinishReason::Stop,
     };
-    let mut rest = wire.rest;
     rest.remove("object");
     rest.remove("system_fingerprint");
     Ok(ChatResponse {
@@ -492,6 +526,9 @@ fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         extras: Extras::new(DialectId::OpenAi, rest),
     })
 }
+
+/// Response extras key of a refusal that stands as the answer's text (OpenAI `refusal`).
+pub(crate) const REFUSAL: &str = "refusal";
 
 /// Decodes `chat.completion.chunk` SSE streams; `[DONE]` is the terminal event.
 #[derive(Default)]
@@ -643,11 +680,14 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
         .and_then(|e| e.error);
     let (message, code, kind) = match &err {
         Some(Value::Object(o)) => (
-            o.get("message").and_then(Value::as_str).map(str::to_owned),
+            o.get("message")
+                .and_then(Value::as_str)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned),
             o.get("code").and_then(Value::as_str).map(str::to_owned),
             o.get("type").and_then(Value::as_str).map(str::to_owned),
         ),
-        Some(Value::String(s)) => (Some(s.clone()), None, None),
+        Some(Value::String(s)) if !s.is_empty() => (Some(s.clone()), None, None),
         _ => (None, None, None),
     };
     let mut class = ErrorClass::from_status(status);

@@ -45,7 +45,9 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
         "reasoning_effort": "low",
         "logit_bias": {"1": 2}
     });
-    let req = OpenAiIngress.decode_chat(body.to_string().as_bytes()).unwrap();
+    let req = OpenAiIngress
+        .decode_chat(body.to_string().as_bytes())
+        .unwrap();
     assert_eq!(req.model, "gpt-4o");
     assert_eq!(req.messages.len(), 4);
     assert_eq!(req.messages[0].role, Role::System);
@@ -53,8 +55,12 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
         &req.messages[1].content[1],
         ContentPart::Image { source: ImageSource::Base64 { media_type, .. }, detail: Some(d) } if media_type == "image/png" && d == "low"
     ));
-    assert!(matches!(&req.messages[2].content[0], ContentPart::ToolCall { name, .. } if name == "lookup"));
-    assert!(matches!(&req.messages[3].content[0], ContentPart::ToolResult { tool_call_id, .. } if tool_call_id == "call_1"));
+    assert!(
+        matches!(&req.messages[2].content[0], ContentPart::ToolCall { name, .. } if name == "lookup")
+    );
+    assert!(
+        matches!(&req.messages[3].content[0], ContentPart::ToolResult { tool_call_id, .. } if tool_call_id == "call_1")
+    );
     assert_eq!(req.tool_choice, Some(ToolChoice::Function("lookup".into())));
     assert_eq!(req.max_tokens, Some(50));
     assert_eq!(req.stop, vec!["END".to_string()]);
@@ -71,8 +77,14 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
     assert_eq!(b["model"], "gpt-4o-2024-08-06");
     assert_eq!(b["logit_bias"], json!({"1": 2}));
     assert_eq!(b["max_completion_tokens"], 50);
-    assert_eq!(b["messages"][3], json!({"role": "tool", "tool_call_id": "call_1", "content": "42"}));
-    assert_eq!(b["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+    assert_eq!(
+        b["messages"][3],
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "42"})
+    );
+    assert_eq!(
+        b["messages"][1]["content"][1]["image_url"]["url"],
+        "data:image/png;base64,AAAA"
+    );
     assert_eq!(b["stream_options"], json!({"include_usage": true}));
     assert_eq!(b["reasoning_effort"], "low");
 }
@@ -82,16 +94,39 @@ fn decode_errors_name_the_field() {
     let cases = [
         (json!({"messages": []}), "model"),
         (json!({"model": "m"}), "messages"),
-        (json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}), "temperature"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}), "max_tokens"),
-        (json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].tool_call_id"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}), "messages[0].content[0].type"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}), "n"),
+        (
+            json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": 5}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
+            "temperature",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].tool_call_id",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}),
+            "messages[0].content[0].type",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}),
+            "n",
+        ),
     ];
     for (body, param) in cases {
-        let err = OpenAiIngress.decode_chat(body.to_string().as_bytes()).unwrap_err();
+        let err = OpenAiIngress
+            .decode_chat(body.to_string().as_bytes())
+            .unwrap_err();
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
     }
     let err = OpenAiIngress.decode_chat(b"{not json").unwrap_err();
@@ -116,14 +151,28 @@ fn parses_reply_with_tool_calls_and_usage() {
     assert_eq!(r.finish_reason, FinishReason::ToolCalls);
     assert_eq!(
         r.usage,
-        Some(Usage { input_tokens: 100, output_tokens: 20, cache_read_tokens: 60, cache_write_tokens: 0, reasoning_tokens: 5 })
+        Some(Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+            cache_read_tokens: 60,
+            cache_write_tokens: 0,
+            reasoning_tokens: 5
+        })
     );
-    let ctx = EncodeCtx { id: "abc".into(), model: "alias".into(), created: 5, include_usage: false };
+    let ctx = EncodeCtx {
+        id: "abc".into(),
+        model: "alias".into(),
+        created: 5,
+        include_usage: false,
+    };
     let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&r, &ctx)).unwrap();
     assert_eq!(out["id"], "chatcmpl-abc");
     assert_eq!(out["model"], "alias");
     assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
-    assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["id"], "call_9");
+    assert_eq!(
+        out["choices"][0]["message"]["tool_calls"][0]["id"],
+        "call_9"
+    );
     assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 60);
     assert_eq!(out["service_tier"], "default");
 }
@@ -155,17 +204,35 @@ fn stream_decodes_identically_at_every_split() {
     assert_eq!(
         whole,
         vec![
-            StreamEvent::Start { id: "c1".into(), model: "m".into() },
+            StreamEvent::Start {
+                id: "c1".into(),
+                model: "m".into()
+            },
             StreamEvent::TextDelta("Hel".into()),
             StreamEvent::TextDelta("lo é".into()),
-            StreamEvent::ToolCallStart { index: 0, id: "call_1".into(), name: "f".into() },
-            StreamEvent::ToolCallDelta { index: 0, arguments: "{\"a\":1}".into() },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_1".into(),
+                name: "f".into()
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"a\":1}".into()
+            },
             StreamEvent::Finish(FinishReason::ToolCalls),
-            StreamEvent::Usage(Usage { input_tokens: 9, output_tokens: 4, ..Usage::default() }),
+            StreamEvent::Usage(Usage {
+                input_tokens: 9,
+                output_tokens: 4,
+                ..Usage::default()
+            }),
         ]
     );
     for i in 0..=bytes.len() {
-        assert_eq!(decode(&[&bytes[..i], &bytes[i..]]).unwrap(), whole, "split at {i}");
+        assert_eq!(
+            decode(&[&bytes[..i], &bytes[i..]]).unwrap(),
+            whole,
+            "split at {i}"
+        );
     }
 }
 
@@ -179,14 +246,22 @@ fn premature_end_and_malformed_chunks_fail() {
     assert_eq!(err.class, ErrorClass::StreamInterrupted);
     let err = decode(&[b"data: {not json\n\n"]).unwrap_err();
     assert_eq!(err.class, ErrorClass::MalformedResponse);
-    let events = decode(&[b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n"]).unwrap();
+    let events = decode(&[
+        b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n",
+    ])
+    .unwrap();
     assert!(matches!(&events[0], StreamEvent::Error(e) if e.message == "boom"));
 }
 
 #[test]
 fn encoder_output_decodes_back_to_the_same_events() {
     let events = decode(&[STREAM.as_bytes()]).unwrap();
-    let ctx = EncodeCtx { id: "x".into(), model: "alias".into(), created: 1, include_usage: true };
+    let ctx = EncodeCtx {
+        id: "x".into(),
+        model: "alias".into(),
+        created: 1,
+        include_usage: true,
+    };
     let mut enc = OpenAiStreamEncoder::new(ctx);
     let mut out = Vec::new();
     for e in &events {
@@ -203,8 +278,15 @@ fn error_bodies_are_classified() {
     let p = OpenAiProvider::new(OpenAiQuirks::default());
     let mut h = http::HeaderMap::new();
     h.insert("retry-after", "3".parse().unwrap());
-    let e = p.classify_error(429, &h, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#);
-    assert_eq!((e.class, e.retry_after_secs, e.message.as_str()), (ErrorClass::RateLimited, Some(3.0), "slow down"));
+    let e = p.classify_error(
+        429,
+        &h,
+        br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#,
+    );
+    assert_eq!(
+        (e.class, e.retry_after_secs, e.message.as_str()),
+        (ErrorClass::RateLimited, Some(3.0), "slow down")
+    );
     let e = p.classify_error(400, &http::HeaderMap::new(), br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
     assert_eq!(e.class, ErrorClass::ContextTooLong);
     let e = p.classify_error(502, &http::HeaderMap::new(), b"<html>bad gateway</html>");
@@ -217,22 +299,329 @@ fn azure_uses_deployment_urls_and_api_key() {
     let req = OpenAiIngress
         .decode_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#)
         .unwrap();
-    let t = Target { base_url: "https://r.openai.azure.com", model: "dep1", api_key: Some("k"), api_version: Some("2024-10-21") };
+    let t = Target {
+        base_url: "https://r.openai.azure.com",
+        model: "dep1",
+        api_key: Some("k"),
+        api_version: Some("2024-10-21"),
+    };
     let out = AzureProvider::default().build_chat(&req, &t).unwrap();
-    assert_eq!(out.uri(), "https://r.openai.azure.com/openai/deployments/dep1/chat/completions?api-version=2024-10-21");
+    assert_eq!(
+        out.uri(),
+        "https://r.openai.azure.com/openai/deployments/dep1/chat/completions?api-version=2024-10-21"
+    );
     assert_eq!(out.headers()["api-key"], "k");
     assert!(body_of(&out).get("model").is_none());
 }
 
 #[test]
 fn embeddings_round_trip_in_both_encodings() {
-    let req = decode_embeddings(br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#).unwrap();
-    assert_eq!(req.input, EmbeddingInput::Texts(vec!["a".into(), "b".into()]));
+    let req = decode_embeddings(br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#)
+        .unwrap();
+    assert_eq!(
+        req.input,
+        EmbeddingInput::Texts(vec!["a".into(), "b".into()])
+    );
     let reply = json!({"object":"list","model":"e","data":[{"index":1,"embedding":[0.5,1.0]},{"index":0,"embedding":[0.25,-1.0]}],"usage":{"prompt_tokens":2,"total_tokens":2}});
-    let parsed = OpenAiProvider::new(OpenAiQuirks::default()).parse_embeddings(reply.to_string().as_bytes()).unwrap();
+    let parsed = OpenAiProvider::new(OpenAiQuirks::default())
+        .parse_embeddings(reply.to_string().as_bytes())
+        .unwrap();
     assert_eq!(parsed.vectors, vec![vec![0.25, -1.0], vec![0.5, 1.0]]);
-    let b64: Value = serde_json::from_slice(&encode_embeddings(&parsed, "alias", EncodingFormat::Base64)).unwrap();
-    let again = OpenAiProvider::new(OpenAiQuirks::default()).parse_embeddings(b64.to_string().as_bytes()).unwrap();
+    let b64: Value =
+        serde_json::from_slice(&encode_embeddings(&parsed, "alias", EncodingFormat::Base64))
+            .unwrap();
+    let again = OpenAiProvider::new(OpenAiQuirks::default())
+        .parse_embeddings(b64.to_string().as_bytes())
+        .unwrap();
     assert_eq!(again.vectors, parsed.vectors);
-    assert!(decode_embeddings(br#"{"model":"e","input":{}}"#).unwrap_err().param.as_deref() == Some("input"));
+    assert!(
+        decode_embeddings(br#"{"model":"e","input":{}}"#)
+            .unwrap_err()
+            .param
+            .as_deref()
+            == Some("input")
+    );
+}
+
+/// A Gemini 3 reply with two parallel calls; only the first carries a thought signature, as
+/// the thought signatures guide describes.
+const GEMINI_PARALLEL_CALLS: &str = r#"{
+  "candidates": [{
+    "content": {"role": "model", "parts": [
+      {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "Q2lRQjBlMkti"},
+      {"functionCall": {"name": "get_weather", "args": {"city": "Lyon"}}}
+    ]},
+    "finishReason": "STOP",
+    "index": 0
+  }],
+  "usageMetadata": {"promptTokenCount": 40, "candidatesTokenCount": 18, "totalTokenCount": 58},
+  "modelVersion": "gemini-3-pro-preview",
+  "responseId": "resp-1"
+}"#;
+
+fn ctx() -> EncodeCtx {
+    EncodeCtx {
+        id: "x".into(),
+        model: "alias".into(),
+        created: 1,
+        include_usage: false,
+    }
+}
+
+/// The next turn as an OpenAI SDK sends it: the assistant message echoed back with its
+/// `tool_calls` (including `extra_content`), then one tool result per call.
+fn next_turn(tool_calls: &Value) -> Vec<u8> {
+    let calls = tool_calls.as_array().unwrap();
+    let mut messages = vec![
+        json!({"role": "user", "content": "Weather in Paris and Lyon?"}),
+        json!({"role": "assistant", "content": null, "tool_calls": tool_calls}),
+    ];
+    for call in calls {
+        messages
+            .push(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"temp\": 21}"}));
+    }
+    json!({"model": "alias", "messages": messages})
+        .to_string()
+        .into_bytes()
+}
+
+/// The `functionCall` parts of the model turn Gemini would receive for `body`.
+fn gemini_call_parts(body: &[u8]) -> Vec<Value> {
+    let request = OpenAiIngress.decode_chat(body).unwrap();
+    let target = Target {
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        model: "gemini-3-pro-preview",
+        api_key: None,
+        api_version: None,
+    };
+    let built = crate::gemini::GeminiProvider
+        .build_chat(&request, &target)
+        .unwrap();
+    let body = body_of(&built);
+    let model_turn = body["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "model")
+        .unwrap()
+        .clone();
+    model_turn["parts"].as_array().unwrap().clone()
+}
+
+#[test]
+fn gemini_signatures_round_trip_through_an_openai_client() {
+    let reply = crate::gemini::GeminiProvider
+        .parse_chat(GEMINI_PARALLEL_CALLS.as_bytes())
+        .unwrap();
+    let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&reply, &ctx())).unwrap();
+    let calls = &out["choices"][0]["message"]["tool_calls"];
+    assert_eq!(
+        calls[0]["extra_content"],
+        json!({"google": {"thought_signature": "Q2lRQjBlMkti"}})
+    );
+    assert!(calls[1].get("extra_content").is_none());
+
+    let parts = gemini_call_parts(&next_turn(calls));
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0]["functionCall"]["args"], json!({"city": "Paris"}));
+    assert_eq!(parts[0]["thoughtSignature"], "Q2lRQjBlMkti");
+    assert!(parts[1].get("thoughtSignature").is_none());
+
+    // An Anthropic client has nowhere to put the signature: it is left out, not misplaced.
+    let anthropic = crate::anthropic::AnthropicIngress.encode_chat(&reply, &ctx());
+    let text = String::from_utf8(anthropic).unwrap();
+    assert!(!text.contains("Q2lRQjBlMkti"), "{text}");
+}
+
+#[test]
+fn gemini_signatures_round_trip_through_an_openai_stream() {
+    let sse: String = GEMINI_PARALLEL_CALLS
+        .split('\n')
+        .map(str::trim)
+        .collect::<String>();
+    let sse = format!("data: {sse}\r\n\r\n");
+    let mut decoder = crate::gemini::GeminiProvider.stream_decoder();
+    let mut events = Vec::new();
+    decoder.push(sse.as_bytes(), &mut events).unwrap();
+    decoder.finish(&mut events).unwrap();
+    assert!(events.contains(&StreamEvent::ToolCallSignature {
+        index: 0,
+        signature: "Q2lRQjBlMkti".into()
+    }));
+
+    let mut encoder = OpenAiStreamEncoder::new(ctx());
+    let mut wire = Vec::new();
+    for event in &events {
+        encoder.event(event, &mut wire);
+    }
+    encoder.finish(&mut wire);
+
+    // Accumulate the deltas as the SDKs do: by tool call index, the first delta naming the call.
+    let mut calls: Vec<Value> = Vec::new();
+    let mut first_deltas = Vec::new();
+    for line in String::from_utf8(wire).unwrap().lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        for delta in chunk["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let index = delta["index"].as_u64().unwrap() as usize;
+            if index == calls.len() {
+                first_deltas.push(delta.clone());
+                calls.push(json!({
+                    "id": delta["id"],
+                    "type": "function",
+                    "function": {"name": delta["function"]["name"], "arguments": ""},
+                }));
+                if let Some(extra) = delta.get("extra_content") {
+                    calls[index]["extra_content"] = extra.clone();
+                }
+            }
+            if let Some(fragment) = delta["function"]["arguments"].as_str() {
+                let so_far = calls[index]["function"]["arguments"].as_str().unwrap();
+                calls[index]["function"]["arguments"] = format!("{so_far}{fragment}").into();
+            }
+        }
+    }
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        first_deltas[0]["extra_content"]["google"]["thought_signature"],
+        "Q2lRQjBlMkti"
+    );
+    assert!(first_deltas[1].get("extra_content").is_none());
+
+    let parts = gemini_call_parts(&next_turn(&Value::Array(calls)));
+    assert_eq!(parts[0]["thoughtSignature"], "Q2lRQjBlMkti");
+    assert_eq!(parts[1]["functionCall"]["args"], json!({"city": "Lyon"}));
+    assert!(parts[1].get("thoughtSignature").is_none());
+
+    // The Anthropic stream encoder drops the signature instead of forging a thinking block.
+    let mut encoder = crate::anthropic::AnthropicStreamEncoder::new(ctx());
+    let mut wire = Vec::new();
+    for event in &events {
+        encoder.event(event, &mut wire);
+    }
+    encoder.finish(&mut wire);
+    let text = String::from_utf8(wire).unwrap();
+    assert!(
+        !text.contains("Q2lRQjBlMkti") && !text.contains("thinking"),
+        "{text}"
+    );
+}
+
+#[test]
+fn late_tool_call_signature_gets_its_own_delta_and_bad_ones_are_refused() {
+    let mut encoder = OpenAiStreamEncoder::new(ctx());
+    let mut wire = Vec::new();
+    for event in [
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_1".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallSignature {
+            index: 0,
+            signature: "sig".into(),
+        },
+    ] {
+        encoder.event(&event, &mut wire);
+    }
+    let text = String::from_utf8(wire).unwrap();
+    let last: Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .next_back()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        last["choices"][0]["delta"]["tool_calls"][0],
+        json!({"index": 0, "extra_content": {"google": {"thought_signature": "sig"}}})
+    );
+
+    let body = json!({"model": "m", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "f", "arguments": "{}"},
+            "extra_content": {"google": {"thought_signature": 7}}}]}
+    ]});
+    let err = OpenAiIngress
+        .decode_chat(body.to_string().as_bytes())
+        .unwrap_err();
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[0].tool_calls[0].extra_content.google.thought_signature")
+    );
+}
+
+#[test]
+fn a_refusal_comes_back_as_a_refusal_to_openai_clients() {
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+            "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}}]
+    });
+    let p = OpenAiProvider::new(OpenAiQuirks::default());
+    let reply = p.parse_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(reply.text(), "I can't help with that.");
+    let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&reply, &ctx())).unwrap();
+    let message = &out["choices"][0]["message"];
+    assert_eq!(message["content"], Value::Null);
+    assert_eq!(message["refusal"], "I can't help with that.");
+    assert!(out.get("refusal").is_none());
+}
+
+#[test]
+fn cache_markers_reach_openai_upstreams_only_from_openai_clients() {
+    let p = OpenAiProvider::new(OpenAiQuirks::compatible());
+    let openai_client = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+    ]}]});
+    let request = OpenAiIngress
+        .decode_chat(openai_client.to_string().as_bytes())
+        .unwrap();
+    let b = body_of(&p.build_chat(&request, &target()).unwrap());
+    assert_eq!(
+        b["messages"][0]["content"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
+
+    let anthropic_client = json!({"model": "m", "max_tokens": 10,
+    "system": [{"type": "text", "text": "a"}, {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}],
+    "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+    ]}]});
+    let request = crate::anthropic::AnthropicIngress
+        .decode_chat(anthropic_client.to_string().as_bytes())
+        .unwrap();
+    let b = body_of(&p.build_chat(&request, &target()).unwrap());
+    assert_eq!(
+        b["messages"][0],
+        json!({"role": "system", "content": "a\nb"})
+    );
+    assert_eq!(b["messages"][1], json!({"role": "user", "content": "hi"}));
+}
+
+#[test]
+fn retry_after_is_always_a_usable_delay() {
+    let p = OpenAiProvider::new(OpenAiQuirks::default());
+    let wait = |name: &str, value: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+        p.classify_error(429, &h, b"{}").retry_after_secs
+    };
+    assert_eq!(wait("retry-after-ms", "1500"), Some(1.5));
+    assert_eq!(wait("retry-after-ms", "-5"), None);
+    assert_eq!(wait("retry-after-ms", "NaN"), None);
+    assert_eq!(wait("retry-after", "inf"), None);
+    assert_eq!(wait("retry-after", "1e300"), Some(86_400.0));
 }
