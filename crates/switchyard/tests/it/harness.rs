@@ -103,6 +103,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's data directory (store and spill file).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -9,5 +9,6 @@ mod chaos;
 mod cli;
 mod conformance;
 mod errors;
+mod records;
 mod sdk;
 mod streams;

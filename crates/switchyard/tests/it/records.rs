@@ -1,0 +1,202 @@
+//! Every request produces exactly one record, findable by id with its route decision and
+//! attempts; spend adds up; a store that is down loses nothing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::ConnectOptions;
+
+use crate::harness::{Env, KEY, chat, env_with};
+
+const PRICED: &str = r#"
+  - alias: priced
+    deployments:
+      - {provider: p-openai, model: priced-primary, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+    fallbacks: [priced-backup]
+  - alias: priced-backup
+    deployments:
+      - {provider: p-anthropic, model: priced-backup, price: {input_per_mtok: 3, output_per_mtok: 15}}
+"#;
+
+async fn record(env: &Env, id: &str) -> Value {
+    // Records are written asynchronously; give the writer a moment.
+    for _ in 0..100 {
+        let r = env.get(&format!("/admin/requests/{id}")).await;
+        if r.status == 200 {
+            return r.json();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no record for request {id}");
+}
+
+fn request_id(r: &crate::harness::Reply) -> String {
+    r.headers["x-request-id"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_request_has_one_record_with_its_decision() {
+    let env = env_with(PRICED).await;
+    let mut ids = Vec::new();
+
+    // Success.
+    let r = env.post("/v1/chat/completions", &chat("priced", "hello, my email is jane@example.com")).await;
+    assert_eq!(r.status, 200);
+    let ok = request_id(&r);
+    ids.push(ok.clone());
+    // Failover: the primary fails once, the fallback answers.
+    env.fault("priced-primary", "status=500", Some(1)).await;
+    let r = env.post("/v1/chat/completions", &chat("priced", "again")).await;
+    assert_eq!(r.status, 200);
+    let failover = request_id(&r);
+    ids.push(failover.clone());
+    // Upstream error: both fail.
+    env.fault("priced-*", "status=503", Some(2)).await;
+    let r = env.post("/v1/chat/completions", &chat("priced", "doomed")).await;
+    assert_eq!(r.status, 502);
+    let upstream_error = request_id(&r);
+    ids.push(upstream_error.clone());
+    // Client errors: bad key, bad body, unknown model.
+    let r = env.post_with("/v1/chat/completions", &chat("priced", "x"), &[("authorization", "Bearer nope")]).await;
+    let unauthorized = request_id(&r);
+    ids.push(unauthorized.clone());
+    let r = env.post("/v1/chat/completions", &json!({"model": "priced"})).await;
+    ids.push(request_id(&r));
+    let r = env.post("/v1/chat/completions", &chat("nope", "x")).await;
+    ids.push(request_id(&r));
+    // A stream, and a stream that breaks after commit.
+    let mut body = chat("priced", "a story");
+    body["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &body).await;
+    let streamed = request_id(&r);
+    ids.push(streamed.clone());
+    env.fault("priced-primary", "cut_after=2", Some(1)).await;
+    let r = env.post("/v1/chat/completions", &body).await;
+    let broken = request_id(&r);
+    ids.push(broken.clone());
+    // A client that gives up while the provider is still thinking.
+    env.fault("priced-primary", "ttft_ms=3000", Some(1)).await;
+    let cancelled = env
+        .http
+        .post(format!("{}/v1/chat/completions", env.gw.url))
+        .bearer_auth(KEY)
+        .timeout(Duration::from_millis(300))
+        .json(&chat("priced", "too slow"))
+        .send()
+        .await;
+    assert!(cancelled.is_err(), "the client should have timed out");
+
+    let ok_rec = record(&env, &ok).await;
+    assert_eq!(ok_rec["outcome"], "success");
+    assert_eq!(ok_rec["status"], 200);
+    assert_eq!(ok_rec["alias"], "priced");
+    assert_eq!(ok_rec["deployment"], "p-openai/priced-primary");
+    assert_eq!(ok_rec["decision"]["strategy"], "weighted");
+    assert_eq!(ok_rec["decision"]["candidates"][0]["deployment"], "p-openai/priced-primary");
+    assert_eq!(ok_rec["attempts"].as_array().unwrap().len(), 1);
+    assert!(ok_rec["tokens"]["input"].as_u64().unwrap() > 0);
+    assert_eq!(ok_rec["tokens"]["estimated"], false);
+    let tokens = &ok_rec["tokens"];
+    let expected = tokens["input"].as_i64().unwrap() * 2500 + tokens["output"].as_i64().unwrap() * 10_000;
+    assert_eq!(ok_rec["cost_nanos"].as_i64().unwrap(), expected, "cost is price × tokens, in nano-dollars");
+    let prompt = ok_rec["prompt"].to_string();
+    assert!(prompt.contains("[EMAIL]") && !prompt.contains("jane@example.com"), "prompts are masked: {prompt}");
+
+    let fo = record(&env, &failover).await;
+    let attempts = fo["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["error_class"], "server_error");
+    assert_eq!(attempts[0]["status"], 500);
+    assert_eq!(attempts[1]["fell_back"], true);
+    assert_eq!(fo["deployment"], "p-anthropic/priced-backup");
+    assert_eq!(fo["decision"]["fallbacks"], json!(["priced-backup"]));
+
+    let ue = record(&env, &upstream_error).await;
+    assert_eq!(ue["outcome"], "upstream_error");
+    assert_eq!(ue["error_code"], "upstream_unavailable");
+    assert_eq!(ue["attempts"].as_array().unwrap().len(), 2);
+
+    let un = record(&env, &unauthorized).await;
+    assert_eq!((un["status"].as_u64(), un["outcome"].as_str()), (Some(401), Some("client_error")));
+    assert_eq!(un["error_code"], "invalid_api_key");
+
+    let st = record(&env, &streamed).await;
+    assert_eq!(st["stream"], true);
+    assert_eq!(st["outcome"], "success");
+    assert!(st["ttft_ms"].as_f64().is_some());
+    assert!(st["response"].as_str().is_some_and(|t| !t.is_empty()));
+
+    let br = record(&env, &broken).await;
+    assert_eq!(br["outcome"], "stream_error");
+    assert_eq!(br["error_code"], "stream_interrupted");
+
+    for id in &ids {
+        record(&env, id).await;
+    }
+    // The cancelled request has a record too: exactly one more than the answered ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = env.get("/admin/requests?limit=100").await.json();
+    let data = all["data"].as_array().unwrap();
+    assert_eq!(data.len(), ids.len() + 1, "{}", all);
+    assert!(data.iter().any(|r| r["outcome"] == "cancelled" && r["status"] == 499));
+    let mut seen: Vec<&str> = data.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), data.len(), "one record per request");
+
+    // Filters and pagination.
+    let failed = env.get("/admin/requests?outcome=upstream_error").await.json();
+    assert_eq!(failed["data"].as_array().unwrap().len(), 1);
+    let page = env.get("/admin/requests?limit=3").await.json();
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next = env.get(&format!("/admin/requests?limit=3&cursor={cursor}")).await.json();
+    assert!(next["data"][0]["id"].as_str().unwrap() < cursor);
+
+    // Spend per alias adds up to the records' costs.
+    let spend = env.get("/admin/spend?by=alias").await.json();
+    let total: i64 = data.iter().filter_map(|r| r["cost_nanos"].as_i64()).sum();
+    assert_eq!(spend["total_cost_nanos"].as_i64().unwrap(), total);
+    assert!(total > 0);
+    assert_eq!(env.get("/admin/spend?by=nonsense").await.status, 400);
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_loses_no_record() {
+    let env = env_with("").await;
+    let db = env.gw.data_dir().join("switchyard.db");
+    // Make sure the store exists, then take its write lock away from the gateway.
+    let r = env.post("/v1/chat/completions", &chat("openai", "warm up")).await;
+    assert_eq!(r.status, 200);
+    let mut lock = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await.unwrap();
+
+    let mut ids = vec![request_id(&r)];
+    let sends = (0..200).map(|i| {
+        let env = &env;
+        async move {
+            let mut body = chat("openai", "while the store is down");
+            if i % 3 == 0 {
+                body["stream"] = json!(true);
+            }
+            request_id(&env.post("/v1/chat/completions", &body).await)
+        }
+    });
+    ids.extend(futures::future::join_all(sends).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let spill = env.gw.data_dir().join("records.spill.jsonl");
+    assert!(spill.exists(), "records should have spilled to disk while the store was locked");
+
+    // The store comes back: everything is replayed.
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    drop(lock);
+    for id in &ids {
+        record(&env, id).await;
+    }
+    let all = env.get("/admin/requests?limit=1000").await.json();
+    assert_eq!(all["data"].as_array().unwrap().len(), ids.len());
+}
