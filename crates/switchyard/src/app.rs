@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::alerts::Alerts;
 use crate::config::Config;
+use crate::metrics::{Known, Metrics};
 use crate::routing::RoutingTable;
 use crate::store::SqliteStore;
 use crate::telemetry::Recorder;
@@ -16,6 +18,12 @@ pub struct App {
     pub retry_budget: RetryBudget,
     pub store: SqliteStore,
     pub recorder: Arc<Recorder>,
+    /// Prometheus metrics fed by the recorder (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Alert rules, their windows and what is firing (`GET /admin/alerts`).
+    pub alerts: Arc<Alerts>,
+    /// Virtual keys, teams, orgs, customers, limits and budgets.
+    pub governance: Arc<crate::governance::Governance>,
 }
 
 impl App {
@@ -33,12 +41,33 @@ impl App {
         let store = SqliteStore::open(&dir.join("switchyard.db"))
             .await
             .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let secret = match (&config.governance.hash_secret, &config.server.master_key) {
+            (Some(s), _) => s.clone().into_bytes(),
+            // Derived, so it is stable across restarts without being the master key itself.
+            (None, Some(master)) => {
+                crate::governance::derive_secret(master.expose(), "switchyard virtual key hashing")
+            }
+            (None, None) => Vec::new(),
+        };
+        let governance = crate::governance::Governance::load(
+            store.clone(),
+            secret,
+            config.governance.default_max_tokens,
+            config.governance.max_wait,
+        )
+        .await
+        .context("cannot load virtual keys and budgets")?;
+        let known = Known::from_table(&table);
+        let metrics = Arc::new(Metrics::new(known.clone()));
+        let alerts = Alerts::start(config.alerts.clone(), &table, known);
+        let mut observers: Vec<Arc<dyn crate::telemetry::RecordObserver>> = vec![metrics.clone()];
+        observers.extend(alerts.observer());
         let (recorder, writer) = Recorder::start(
             store.clone(),
             dir.join("records.spill.jsonl"),
             config.telemetry.spill_max_bytes,
             config.telemetry.queue_capacity,
-            Vec::new(),
+            observers,
         );
         Ok((
             Self {
@@ -47,6 +76,9 @@ impl App {
                 retry_budget,
                 store,
                 recorder: Arc::new(recorder),
+                metrics,
+                alerts,
+                governance,
             },
             writer,
         ))

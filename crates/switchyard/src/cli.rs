@@ -1,4 +1,5 @@
-//! The `switchyard` command line: `demo`, `serve`, `check-config`.
+//! The `switchyard` command line: `demo`, `serve`, `check-config`, and `requests` / `spend`
+//! over a running gateway's admin API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::admin_client;
 use crate::app::App;
 use crate::config::{self, Config, LogFormat};
 use crate::server;
@@ -46,6 +48,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Read the request records of a running gateway (its admin API, with the master key).
+    Requests {
+        #[command(subcommand)]
+        command: admin_client::RequestsCommand,
+    },
+    /// Print spend grouped by customer, team, key, alias, deployment or tag:NAME, from a
+    /// running gateway.
+    Spend(admin_client::SpendArgs),
 }
 
 /// Entry point of the binary.
@@ -88,6 +98,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Ok(std::process::ExitCode::from(2))
             }
         },
+        Command::Requests { command } => admin_client::requests(command),
+        Command::Spend(args) => admin_client::spend_command(args),
         Command::Serve { config, listen } => {
             let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
             if let Some(l) = listen {

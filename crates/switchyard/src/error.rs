@@ -27,6 +27,20 @@ pub enum GatewayError {
         all_rate_limited: bool,
         attempts: u32,
     },
+    #[error("{0}")]
+    BudgetExceeded(String),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        limit: u64,
+        /// `requests per minute`, `tokens per minute` or `parallel requests`.
+        kind: &'static str,
+        retry_after_secs: u64,
+    },
+    #[error("{0}")]
+    ModelNotAllowed(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,7 +61,30 @@ impl GatewayError {
                 last.retry_after_secs
                     .map_or(1, |s| s.ceil().max(1.0) as u64),
             ),
+            GatewayError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
+        }
+    }
+
+    /// `x-ratelimit-*` headers for a rate-limit refusal, OpenAI-style.
+    pub fn rate_limit_headers(&self) -> Vec<(String, String)> {
+        match self {
+            GatewayError::RateLimited {
+                limit,
+                kind,
+                retry_after_secs,
+                ..
+            } => {
+                let unit = if kind.starts_with("tokens") { "tokens" } else { "requests" };
+                vec![
+                    (format!("x-ratelimit-limit-{unit}"), limit.to_string()),
+                    (format!("x-ratelimit-remaining-{unit}"), "0".into()),
+                    (format!("x-ratelimit-reset-{unit}"), format!("{retry_after_secs}s")),
+                ]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -100,6 +137,34 @@ impl GatewayError {
                 all_rate_limited,
                 attempts,
             } => upstream(last, *all_rate_limited, *attempts),
+            GatewayError::BudgetExceeded(message) => (
+                429,
+                ErrorKind::InsufficientQuota,
+                "budget_exceeded",
+                message.clone(),
+                None,
+            ),
+            GatewayError::RateLimited { message, .. } => (
+                429,
+                ErrorKind::RateLimit,
+                "rate_limited",
+                message.clone(),
+                None,
+            ),
+            GatewayError::ModelNotAllowed(message) => (
+                403,
+                ErrorKind::Permission,
+                "model_not_allowed",
+                message.clone(),
+                Some("model".to_owned()),
+            ),
+            GatewayError::Forbidden(message) => (
+                403,
+                ErrorKind::Permission,
+                "permission_denied",
+                message.clone(),
+                None,
+            ),
             GatewayError::Internal(message) => (
                 500,
                 ErrorKind::Internal,

@@ -1,10 +1,14 @@
 //! The Switchyard gateway: configuration, HTTP server, request pipeline, routing and upstream
 //! execution. The `switchyard` binary is a thin wrapper around [`cli::main`].
 
+pub mod admin_client;
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod governance;
+pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
 pub mod routing;

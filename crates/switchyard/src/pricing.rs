@@ -37,8 +37,65 @@ impl Price {
     }
 }
 
+/// Version of the compiled-in table; bump with every price change.
+pub const TABLE_VERSION: &str = "2026-11-29";
+
+/// List prices in US dollars per million tokens: (model prefix, input, output, cache read,
+/// cache write). Looked up by the longest prefix of the upstream model name, so dated snapshots
+/// (`gpt-4o-mini-2024-07-18`) find their family. Deployments may override with `price:`.
+const TABLE: &[(&str, f64, f64, f64, f64)] = &[
+    ("gpt-4o-mini", 0.15, 0.60, 0.075, 0.15),
+    ("gpt-4o", 2.50, 10.00, 1.25, 2.50),
+    ("gpt-4.1-nano", 0.10, 0.40, 0.025, 0.10),
+    ("gpt-4.1-mini", 0.40, 1.60, 0.10, 0.40),
+    ("gpt-4.1", 2.00, 8.00, 0.50, 2.00),
+    ("o3-mini", 1.10, 4.40, 0.55, 1.10),
+    ("o4-mini", 1.10, 4.40, 0.275, 1.10),
+    ("o3", 2.00, 8.00, 0.50, 2.00),
+    ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
+    ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
+    ("claude-opus-4", 15.00, 75.00, 1.50, 18.75),
+    ("claude-sonnet-4", 3.00, 15.00, 0.30, 3.75),
+    ("claude-3-7-sonnet", 3.00, 15.00, 0.30, 3.75),
+    ("claude-3-5-sonnet", 3.00, 15.00, 0.30, 3.75),
+    ("claude-haiku-4", 1.00, 5.00, 0.10, 1.25),
+    ("claude-3-5-haiku", 0.80, 4.00, 0.08, 1.00),
+    ("gemini-2.5-pro", 1.25, 10.00, 0.31, 1.25),
+    ("gemini-2.5-flash-lite", 0.10, 0.40, 0.025, 0.10),
+    ("gemini-2.5-flash", 0.30, 2.50, 0.075, 0.30),
+    ("gemini-2.0-flash", 0.10, 0.40, 0.025, 0.10),
+    ("mistral-large", 2.00, 6.00, 2.00, 2.00),
+    ("mistral-small", 0.10, 0.30, 0.10, 0.10),
+];
+
+fn nanos(usd_per_mtok: f64) -> u64 {
+    (usd_per_mtok * 1_000.0).round().max(0.0) as u64
+}
+
+/// The compiled-in price of an upstream model, if the table knows its family.
+pub fn lookup(model: &str) -> Option<Price> {
+    TABLE
+        .iter()
+        .filter(|(prefix, ..)| model.starts_with(prefix))
+        .max_by_key(|(prefix, ..)| prefix.len())
+        .map(|&(_, i, o, r, w)| Price {
+            input: nanos(i),
+            output: nanos(o),
+            cache_read: nanos(r),
+            cache_write: nanos(w),
+        })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn table_lookup_uses_the_longest_prefix() {
+        assert_eq!(super::lookup("gpt-4o-mini-2024-07-18").map(|p| p.input), Some(150));
+        assert_eq!(super::lookup("gpt-4o-2024-08-06").map(|p| p.output), Some(10_000));
+        assert_eq!(super::lookup("claude-sonnet-4-5").map(|p| p.cache_write), Some(3_750));
+        assert_eq!(super::lookup("llama-3-8b"), None);
+    }
+
     use super::*;
 
     #[test]

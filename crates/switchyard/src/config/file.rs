@@ -482,3 +482,153 @@ impl Default for TelemetryFile {
         }
     }
 }
+
+/// `alerts:` — rules evaluated over recent request records and deployment health, and the
+/// webhooks that hear when an alert fires or resolves.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsFile {
+    /// Evaluate the rules at all (default true).
+    #[serde(default = "default_alerts_enabled")]
+    pub enabled: bool,
+    /// How often the rules are evaluated (default 10s).
+    #[serde(default = "default_alert_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Sliding window of records a rule looks at, unless the rule sets its own (default 5m).
+    #[serde(default = "default_alert_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Where firing and resolved notifications are sent.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookFile>,
+    /// The rules; when omitted: `error_rate`, `latency_p99` and `deployment_cooldown` with their
+    /// default thresholds.
+    pub rules: Option<Vec<AlertRuleFile>>,
+}
+
+fn default_alerts_enabled() -> bool {
+    true
+}
+fn default_alert_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_alert_window() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for AlertsFile {
+    fn default() -> Self {
+        Self {
+            enabled: default_alerts_enabled(),
+            interval: default_alert_interval(),
+            window: default_alert_window(),
+            webhooks: Vec::new(),
+            rules: None,
+        }
+    }
+}
+
+/// Body shape of a webhook notification.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// `{status, rule, kind, scope, subject, value, threshold, since, …}`.
+    #[default]
+    Json,
+    /// `{"text": "…"}`, accepted by Slack incoming webhooks and compatible chat tools.
+    Slack,
+}
+
+/// `alerts.webhooks[]`
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Per delivery attempt (default 5s); a failed delivery is retried twice.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// What an alert rule watches.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Share of failed requests (per alias) or failed attempts (per deployment) in the window.
+    ErrorRate,
+    /// 99th-percentile latency in milliseconds over the window.
+    LatencyP99,
+    /// A deployment is in cooldown.
+    DeploymentCooldown,
+    /// Share of a key's or team's budget spent. Budgets do not exist yet: evaluates to nothing.
+    #[serde(alias = "budget_utilization")]
+    BudgetUtilisation,
+}
+
+/// What an alert rule is evaluated per.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertScope {
+    Alias,
+    Deployment,
+    Key,
+    Team,
+}
+
+/// `alerts.rules[]`
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleFile {
+    /// Unique; defaults to the kind.
+    pub name: Option<String>,
+    pub kind: AlertKind,
+    /// Fires above this: a fraction for `error_rate` (default 0.05) and `budget_utilisation`
+    /// (default 0.8), milliseconds for `latency_p99` (default 2000); unused by
+    /// `deployment_cooldown`.
+    pub threshold: Option<f64>,
+    /// Fewer requests than this in the window never fire (default 20; rate and latency rules).
+    pub min_requests: Option<u64>,
+    /// Overrides `alerts.window` for this rule (rate and latency rules).
+    #[serde(default, with = "humantime_serde")]
+    pub window: Option<Duration>,
+    /// `alias` and/or `deployment` (rate and latency rules, default both), `deployment`
+    /// (cooldown), `key` and/or `team` (budget, default both).
+    #[serde(default)]
+    pub per: Vec<AlertScope>,
+}
+
+/// `governance:` — virtual keys and budgets.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceFile {
+    /// Secret for hashing virtual keys (HMAC-SHA-256). Defaults to one derived from the master
+    /// key; set it so the master key can be rotated without invalidating virtual keys.
+    pub hash_secret: Option<String>,
+    /// Output cap assumed for a request without `max_tokens` when reserving its worst case.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    /// How long a request may wait for in-flight reservations to settle before it is refused.
+    #[serde(default = "default_budget_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+fn default_max_tokens() -> u32 {
+    4096
+}
+fn default_budget_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for GovernanceFile {
+    fn default() -> Self {
+        Self {
+            hash_secret: None,
+            default_max_tokens: default_max_tokens(),
+            max_wait: default_budget_wait(),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! and resolves the result into the runtime [`Config`], which has no unchecked states.
 //! No file means the embedded demo configuration ([`DEMO_CONFIG`]).
 
+mod alerts;
 pub mod file;
 mod interpolate;
 mod secret;
@@ -17,11 +18,13 @@ use switchyard_protocol::ProviderKind;
 use switchyard_protocol::dialect::OpenAiQuirks;
 
 pub use file::{
-    ContentMode, HedgeAfterFile, TelemetryFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
+    ContentMode, GovernanceFile, HedgeAfterFile, TelemetryFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
     SimDialectFile, SimulatorFile, StrategyFile, StreamBufferFile, TimeoutsFile,
 };
 use switchyard_protocol::canonical::ErrorClass;
 pub use secret::Secret;
+pub use alerts::{AlertRule, AlertsConfig, Webhook, kind_name, scope_name};
+pub use file::{AlertKind, AlertScope, WebhookFormat};
 
 use file::{FallbacksFile, HedgeFile, KindFile, ModelFile, ProviderFile, ServerFile};
 
@@ -132,6 +135,8 @@ pub struct Config {
     pub simulator: SimulatorFile,
     pub logging: LoggingFile,
     pub telemetry: TelemetryFile,
+    pub alerts: AlertsConfig,
+    pub governance: GovernanceFile,
 }
 
 impl Config {
@@ -147,6 +152,9 @@ const TOP_LEVEL: &[&str] = &[
     "routing",
     "simulator",
     "logging",
+    "telemetry",
+    "alerts",
+    "governance",
 ];
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
@@ -183,9 +191,13 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let simulator: SimulatorFile = section(&mut top, "simulator", &mut errors).unwrap_or_default();
     let logging: LoggingFile = section(&mut top, "logging", &mut errors).unwrap_or_default();
     let telemetry: TelemetryFile = section(&mut top, "telemetry", &mut errors).unwrap_or_default();
+    let governance: GovernanceFile =
+        section(&mut top, "governance", &mut errors).unwrap_or_default();
     if telemetry.queue_capacity == 0 {
         err(&mut errors, "telemetry.queue_capacity", "must be greater than 0");
     }
+    let alerts: file::AlertsFile = section(&mut top, "alerts", &mut errors).unwrap_or_default();
+    let alerts = alerts::resolve_alerts(alerts, &mut errors);
     let providers: Vec<Option<ProviderFile>> = list(&mut top, "providers", &mut errors);
     let models: Vec<Option<ModelFile>> = list(&mut top, "models", &mut errors);
 
@@ -209,6 +221,8 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         simulator,
         logging,
         telemetry,
+        alerts,
+        governance,
     };
     resolve_rules(&config, &mut errors);
     if !errors.is_empty() {

@@ -32,7 +32,7 @@ use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
 
-pub use authenticate::authenticate;
+pub use authenticate::{authenticate, authorize_admin};
 
 /// Per-request facts the stages share.
 pub struct RequestContext {
@@ -122,7 +122,7 @@ fn random_below(n: u32) -> u32 {
 }
 
 fn price_of(d: &crate::routing::Deployment) -> Option<Price> {
-    d.price.map(|(i, o)| Price::per_mtok(i, o))
+    d.billing
 }
 
 /// `POST /v1/chat/completions` and `POST /v1/messages`.
@@ -134,17 +134,35 @@ pub async fn chat(
     body: Bytes,
     tracker: &mut Tracker,
 ) -> Result<Reply, GatewayError> {
-    let caller = authenticate(&app, headers)?;
-    tracker.set_caller(caller);
-    let request = ingress
+    let principal = authenticate(&app, headers)?;
+    tracker.set_caller(principal.caller.clone());
+    let mut request = ingress
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;
     drop(body);
-    tracker.set_request(&request, customer_header(headers));
+    let customer = customer_header(headers).or_else(|| request.user.clone());
+    tracker.set_request(&request, customer.clone());
+    check_model(&app, &principal, customer.as_deref(), &request.model)?;
+    let facts = facts_of(&request, headers);
     let mut planner = app
         .table
-        .planner(facts_of(&request, headers), now_ms(), &mut random_below)
+        .planner(facts.clone(), now_ms(), &mut random_below)
         .map_err(plan_error)?;
+    let (admission, capped) = app
+        .governance
+        .admit(
+            &principal,
+            customer.as_deref(),
+            app.table.max_price(&planner.decision.alias),
+            facts.input_tokens,
+            request.max_tokens,
+        )
+        .await?;
+    if let Some(cap) = capped {
+        // The budget cannot pay the default output cap: ask the provider for no more than it can.
+        request.max_tokens = Some(cap);
+    }
+    tracker.set_admission(admission);
     let encode_ctx = EncodeCtx {
         id: ctx.id.clone(),
         model: request.model.clone(),
@@ -214,6 +232,22 @@ pub async fn chat(
     }
 }
 
+/// The model allow-lists of every level the caller belongs to must admit the alias.
+fn check_model(
+    app: &App,
+    principal: &crate::governance::Principal,
+    customer: Option<&str>,
+    alias: &str,
+) -> Result<(), GatewayError> {
+    if app.governance.model_allowed(principal, customer, alias) {
+        Ok(())
+    } else {
+        Err(GatewayError::ModelNotAllowed(format!(
+            "This key may not use the model '{alias}' (its allow-list or its team's, organisation's or customer's does not include it)."
+        )))
+    }
+}
+
 /// `x-switchyard-customer`: the end user a request is for (else the body's `user`).
 fn customer_header(headers: &HeaderMap) -> Option<String> {
     headers
@@ -232,10 +266,12 @@ pub async fn embeddings(
     body: Bytes,
     tracker: &mut Tracker,
 ) -> Result<Reply, GatewayError> {
-    let caller = authenticate(&app, headers)?;
-    tracker.set_caller(caller);
+    let principal = authenticate(&app, headers)?;
+    tracker.set_caller(principal.caller.clone());
     let request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
     tracker.set_model(&request.model);
+    let customer = customer_header(headers).or_else(|| request.user.clone());
+    check_model(&app, &principal, customer.as_deref(), &request.model)?;
     let facts = RequestFacts {
         model: request.model.clone(),
         needs: Needs {
@@ -248,6 +284,25 @@ pub async fn embeddings(
         .table
         .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
+    let input_tokens = match &request.input {
+        switchyard_protocol::canonical::EmbeddingInput::Texts(t) => {
+            t.iter().map(|s| (s.len() as u64).div_ceil(4)).sum()
+        }
+        switchyard_protocol::canonical::EmbeddingInput::Tokens(t) => {
+            t.iter().map(|v| v.len() as u64).sum()
+        }
+    };
+    let (admission, _) = app
+        .governance
+        .admit(
+            &principal,
+            customer.as_deref(),
+            app.table.max_price(&planner.decision.alias),
+            input_tokens,
+            Some(0),
+        )
+        .await?;
+    tracker.set_admission(admission);
     let result =
         upstream::execute_embeddings(&mut planner, &request, &app.table.policy, &app.retry_budget)
             .await;

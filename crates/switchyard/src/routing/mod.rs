@@ -26,6 +26,7 @@ use crate::config::{
 };
 
 pub use health::{Health, HealthSnapshot, now_ms};
+pub use rules::glob_match;
 use strategy::{Candidate, OrderInput};
 
 /// One upstream endpoint with its dialect and credentials.
@@ -53,6 +54,8 @@ pub struct Deployment {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub context_window: Option<u64>,
+    /// What a token costs here: the configured price, else the compiled-in table's.
+    pub billing: Option<crate::pricing::Price>,
     pub health: Health,
 }
 
@@ -223,13 +226,18 @@ impl RoutingTable {
                 .iter()
                 .filter_map(|d| {
                     let provider = providers.get(d.provider)?.clone();
+                    let billing = match d.price {
+                        Some(p) => Some(crate::pricing::Price::per_mtok(p.input_per_mtok, p.output_per_mtok)),
+                        None => crate::pricing::lookup(&d.model),
+                    };
                     Some(Arc::new(Deployment {
                         id: format!("{}/{}", provider.name, d.model),
                         provider,
                         model: d.model.clone(),
                         weight: d.weight,
                         priority: d.priority,
-                        price: d.price.map(|p| (p.input_per_mtok, p.output_per_mtok)),
+                        price: billing.map(|p| (p.input as f64 / 1000.0, p.output as f64 / 1000.0)),
+                        billing,
                         rpm: d.rpm,
                         tpm: d.tpm,
                         context_window: d.context_window,
@@ -263,6 +271,37 @@ impl RoutingTable {
 
     pub fn route(&self, alias: &str) -> Option<&Arc<Route>> {
         self.routes.get(alias)
+    }
+
+    /// The highest price among the deployments a request to `alias` could reach (its own and
+    /// every fallback's), for budget reservations.
+    pub fn max_price(&self, alias: &str) -> Option<crate::pricing::Price> {
+        let mut seen = vec![alias.to_owned()];
+        let mut queue = vec![alias.to_owned()];
+        let mut best: Option<crate::pricing::Price> = None;
+        while let Some(a) = queue.pop() {
+            let Some(route) = self.routes.get(&a) else { continue };
+            for d in &route.deployments {
+                if let Some(p) = d.billing {
+                    best = Some(match best {
+                        None => p,
+                        Some(b) => crate::pricing::Price {
+                            input: b.input.max(p.input),
+                            output: b.output.max(p.output),
+                            cache_read: b.cache_read.max(p.cache_read),
+                            cache_write: b.cache_write.max(p.cache_write),
+                        },
+                    });
+                }
+            }
+            for f in route.fallbacks.all() {
+                if !seen.contains(f) {
+                    seen.push(f.clone());
+                    queue.push(f.clone());
+                }
+            }
+        }
+        best
     }
 
     pub fn deployments(&self) -> impl Iterator<Item = (&str, &Arc<Deployment>)> {

@@ -21,7 +21,7 @@ use crate::store::{Bucket, RequestFilter, SpendGroup};
 /// `GET /admin/deployments`: health of every deployment, by alias.
 pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
-    if let Err(e) = pipeline::authenticate(&app, &headers) {
+    if let Err(e) = pipeline::authorize_admin(&app, &headers, false) {
         return error_response(DialectId::OpenAi, &e, &ctx.id);
     }
     let now = now_ms();
@@ -112,7 +112,7 @@ pub fn parse_time(value: &str) -> Option<i64> {
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Response> {
     let ctx = RequestContext::new(DialectId::OpenAi);
-    match pipeline::authenticate(app, headers) {
+    match pipeline::authorize_admin(app, headers, false) {
         Ok(_) => Ok(ctx.id),
         Err(e) => Err(error_response(DialectId::OpenAi, &e, &ctx.id)),
     }

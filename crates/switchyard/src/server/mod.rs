@@ -20,6 +20,8 @@ use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
 mod admin;
+mod governance;
+mod observability;
 
 use crate::app::App;
 use crate::error::GatewayError;
@@ -38,7 +40,7 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    governance::routes(Router::new())
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -50,6 +52,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/requests", get(admin::requests))
         .route("/admin/requests/{id}", get(admin::request))
         .route("/admin/spend", get(admin::spend))
+        .route("/admin/alerts", get(observability::alerts))
+        .route("/metrics", get(observability::metrics))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .fallback(not_found)
@@ -133,6 +137,14 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
+    }
+    for (name, value) in error.rate_limit_headers() {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.insert(n, v);
+        }
     }
     if let Some(secs) = error.retry_after_secs() {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -250,13 +262,15 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
 
 async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
-    if let Err(e) = pipeline::authenticate(&app, &headers) {
-        return error_response(DialectId::OpenAi, &e, &ctx.id);
-    }
+    let principal = match pipeline::authenticate(&app, &headers) {
+        Ok(p) => p,
+        Err(e) => return error_response(DialectId::OpenAi, &e, &ctx.id),
+    };
     let data: Vec<_> = app
         .table
         .aliases
         .iter()
+        .filter(|a| app.governance.model_allowed(&principal, None, a))
         .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))

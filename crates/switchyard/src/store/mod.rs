@@ -3,7 +3,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{AuditEntry, SpendColumn, SqliteStore};
 
 use crate::telemetry::record::RequestRecord;
 

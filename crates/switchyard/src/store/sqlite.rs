@@ -42,6 +42,24 @@ CREATE INDEX requests_key ON requests (key_id, started_at_ms);
 CREATE INDEX requests_team ON requests (team, started_at_ms);
 CREATE INDEX requests_customer ON requests (customer, started_at_ms);
 CREATE INDEX requests_error ON requests (error_code, started_at_ms);
+"#, r#"
+CREATE TABLE entities (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+);
+CREATE INDEX requests_org ON requests (org, started_at_ms);
 "#];
 
 #[derive(Clone)]
@@ -198,6 +216,124 @@ impl SqliteStore {
             })
             .collect())
     }
+}
+
+impl SqliteStore {
+    /// Every stored entity of every kind: `(kind, id, body)`.
+    pub async fn entities(&self) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT kind, id, body FROM entities")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+            .collect())
+    }
+
+    /// Writes (or replaces) an entity and its audit entry in one transaction.
+    pub async fn put_entity(
+        &self,
+        kind: &str,
+        id: &str,
+        body: Option<&str>,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        match body {
+            Some(b) => {
+                sqlx::query("INSERT OR REPLACE INTO entities (kind, id, body) VALUES (?, ?, ?)")
+                    .bind(kind)
+                    .bind(id)
+                    .bind(b)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM entities WHERE kind = ? AND id = ?")
+                    .bind(kind)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO audit (at_ms, actor, action, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(audit.at_ms)
+        .bind(&audit.actor)
+        .bind(&audit.action)
+        .bind(&audit.kind)
+        .bind(&audit.entity_id)
+        .bind(audit.before.as_ref().map(|v| v.to_string()))
+        .bind(audit.after.as_ref().map(|v| v.to_string()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, kind, entity_id, before, after FROM audit ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at_ms: r.try_get(0).unwrap_or(0),
+                actor: r.try_get(1).unwrap_or_default(),
+                action: r.try_get(2).unwrap_or_default(),
+                kind: r.try_get(3).unwrap_or_default(),
+                entity_id: r.try_get(4).unwrap_or_default(),
+                before: r
+                    .try_get::<Option<String>, _>(5)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                after: r
+                    .try_get::<Option<String>, _>(6)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+            })
+            .collect())
+    }
+
+    /// Total recorded cost of one entity since a time (the ledger's starting point).
+    pub async fn spent_since(&self, column: SpendColumn, id: &str, since_ms: i64) -> StoreResult<i64> {
+        let sql = match column {
+            SpendColumn::Key => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE key_id = ? AND started_at_ms >= ?",
+            SpendColumn::Team => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE team = ? AND started_at_ms >= ?",
+            SpendColumn::Org => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE org = ? AND started_at_ms >= ?",
+            SpendColumn::Customer => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE customer = ? AND started_at_ms >= ?",
+        };
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SpendColumn {
+    Key,
+    Team,
+    Org,
+    Customer,
+}
+
+/// One entry of the audit log: who changed what, before and after (never a secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub kind: String,
+    pub entity_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
 }
 
 /// `$."name"` with the name's quotes escaped, so any tag name is a safe JSON path.

@@ -32,6 +32,8 @@ pub struct Tracker {
     content: ContentMode,
     /// Prompt size in characters, for an explicit estimate when usage is missing.
     prompt_chars: usize,
+    /// The budget reservation, settled exactly once with the record's cost.
+    admission: Option<crate::governance::Admission>,
 }
 
 fn unix_ms() -> i64 {
@@ -90,7 +92,12 @@ impl Tracker {
             started,
             content,
             prompt_chars: 0,
+            admission: None,
         }
+    }
+
+    pub fn set_admission(&mut self, admission: Option<crate::governance::Admission>) {
+        self.admission = admission;
     }
 
     fn rec(&mut self) -> Option<&mut RequestRecord> {
@@ -210,6 +217,7 @@ impl Tracker {
             started: self.started,
             content: self.content,
             prompt_chars: self.prompt_chars,
+            admission: self.admission.take(),
         }
     }
 
@@ -230,6 +238,10 @@ impl Tracker {
                 ContentMode::Full => client.message,
                 _ => mask::mask(&client.message),
             });
+        }
+        if let Some(admission) = self.admission.take() {
+            let output = r.tokens.map_or(0, |t| t.output);
+            admission.settle(r.cost_nanos.unwrap_or(0), output);
         }
         self.recorder.record(r);
     }

@@ -55,13 +55,17 @@ routing:
 pub struct Gateway {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
     /// Writes `config` to a temp file and starts `switchyard serve` on it.
     pub async fn start(config: &str) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(config, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Like `start`, in a given directory (to restart on the same data).
+    pub async fn start_in(config: &str, dir: tempfile::TempDir) -> Gateway {
         let path = dir.path().join("switchyard.yaml");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -99,13 +103,20 @@ impl Gateway {
         Gateway {
             child,
             url,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
     /// The gateway's data directory (store and spill file).
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self._dir.path().join("data")
+        self.dir.as_ref().map(|d| d.path().join("data")).unwrap_or_default()
+    }
+
+    /// Stops the process and hands back its directory (config and data).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -199,6 +210,27 @@ impl Reply {
 }
 
 impl Env {
+    pub async fn post_key(&self, path: &str, body: &Value, key: &str) -> Reply {
+        self.post_with(path, body, &[("authorization", &format!("Bearer {key}"))]).await
+    }
+
+    pub async fn get_key(&self, path: &str, key: &str) -> Reply {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.gw.url))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Reply {
+            status,
+            headers,
+            text: resp.text().await.unwrap(),
+        }
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
         self.post_with(path, body, &[("authorization", &format!("Bearer {KEY}"))])
             .await

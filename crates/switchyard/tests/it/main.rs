@@ -9,6 +9,8 @@ mod chaos;
 mod cli;
 mod conformance;
 mod errors;
+mod governance;
+mod observability;
 mod records;
 mod sdk;
 mod streams;

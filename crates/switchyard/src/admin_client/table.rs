@@ -1,0 +1,118 @@
+//! Plain-text tables for the terminal: a header row, columns padded to their widest cell,
+//! numbers aligned right.
+
+pub struct Table {
+    headers: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns as `(header, align right)`.
+    pub fn new(columns: &[(&'static str, bool)]) -> Self {
+        Self {
+            headers: columns.iter().map(|(h, _)| *h).collect(),
+            right: columns.iter().map(|(_, r)| *r).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    fn widths(&self) -> Vec<usize> {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        widths
+    }
+
+    fn line(&self, cells: &[String], widths: &[usize]) -> String {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = w.saturating_sub(cell.chars().count());
+            let last = i + 1 == cells.len();
+            if self.right.get(i).copied().unwrap_or(false) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out
+    }
+
+    /// The header line alone (for `--follow`, printed once).
+    pub fn header(&self, widths: &[usize]) -> String {
+        let cells: Vec<String> = self.headers.iter().map(|h| (*h).to_owned()).collect();
+        self.line(&cells, widths)
+    }
+
+    /// Rows only, padded to `widths` (for `--follow`, where the header came earlier).
+    pub fn rows_with(&self, widths: &[usize]) -> String {
+        let mut out = String::new();
+        for row in &self.rows {
+            out.push_str(&self.line(row, widths));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Column widths, at least `min` each.
+    pub fn widths_at_least(&self, min: &[usize]) -> Vec<usize> {
+        self.widths()
+            .into_iter()
+            .zip(min.iter().chain(std::iter::repeat(&0)))
+            .map(|(w, m)| w.max(*m))
+            .collect()
+    }
+
+    pub fn render(&self) -> String {
+        let widths = self.widths();
+        let mut out = self.header(&widths);
+        out.push('\n');
+        out.push_str(&self.rows_with(&widths));
+        out
+    }
+}
+
+/// US dollars from nano-dollars, to the micro-dollar.
+pub fn usd(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    format!("{sign}${}.{:06}", n / 1_000_000_000, (n % 1_000_000_000) / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_padded_and_numbers_aligned_right() {
+        let mut t = Table::new(&[("NAME", false), ("COUNT", true), ("NOTE", false)]);
+        t.push(vec!["a".into(), "5".into(), "x".into()]);
+        t.push(vec!["longer".into(), "12345".into(), "y".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME    COUNT  NOTE\na           5  x\nlonger  12345  y\n"
+        );
+    }
+
+    #[test]
+    fn dollars_from_nanos() {
+        assert_eq!(usd(0), "$0.000000");
+        assert_eq!(usd(1_500), "$0.000001");
+        assert_eq!(usd(12_345_678_901), "$12.345678");
+        assert_eq!(usd(-2_000_000_000), "-$2.000000");
+    }
+}

@@ -1,0 +1,185 @@
+//! Rule evaluation and alert state, both pure: [`evaluate`] turns windows and cooldowns into
+//! findings; [`State::apply`] compares them with the alerts already firing and yields exactly one
+//! firing notification per alert until it resolves, then one resolved notification.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::notify::{Notification, Status};
+use super::window::Windows;
+use crate::config::{AlertKind, AlertRule, AlertScope, kind_name, scope_name};
+
+/// One rule's verdict on one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Index into the rules.
+    pub rule: usize,
+    pub scope: AlertScope,
+    pub subject: String,
+    /// `None` when there is nothing to measure (no requests in the window).
+    pub value: Option<f64>,
+    pub requests: Option<u64>,
+    pub errors: Option<u64>,
+    pub firing: bool,
+}
+
+/// A deployment in cooldown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cooling {
+    pub deployment: String,
+    pub remaining_s: f64,
+}
+
+/// Every rule over every subject that has data (or is cooling).
+pub fn evaluate(rules: &[AlertRule], windows: &Windows, cooling: &[Cooling], now_ms: u64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        match rule.kind {
+            AlertKind::ErrorRate | AlertKind::LatencyP99 => {
+                for &scope in &rule.per {
+                    for subject in windows.subjects(scope) {
+                        let stats = windows.stats(scope, &subject, rule.window, now_ms);
+                        let value = match rule.kind {
+                            AlertKind::ErrorRate => stats.error_rate(),
+                            _ => stats.p99_ms,
+                        };
+                        let enough = stats.requests >= rule.min_requests.max(1);
+                        out.push(Finding {
+                            rule: i,
+                            scope,
+                            subject,
+                            value,
+                            requests: Some(stats.requests),
+                            errors: (rule.kind == AlertKind::ErrorRate).then_some(stats.errors),
+                            firing: enough && value.is_some_and(|v| v > rule.threshold),
+                        });
+                    }
+                }
+            }
+            AlertKind::DeploymentCooldown => {
+                // A deployment listed under several aliases has one health per alias: it is
+                // cooling if any of them is, for as long as the longest.
+                let mut by_id: BTreeMap<&str, f64> = BTreeMap::new();
+                for c in cooling {
+                    let e = by_id.entry(c.deployment.as_str()).or_insert(0.0);
+                    *e = e.max(c.remaining_s);
+                }
+                for (deployment, remaining) in by_id {
+                    out.push(Finding {
+                        rule: i,
+                        scope: AlertScope::Deployment,
+                        subject: deployment.to_owned(),
+                        value: Some(remaining),
+                        requests: None,
+                        errors: None,
+                        firing: true,
+                    });
+                }
+            }
+            // Budgets arrive with governance; until then there is nothing to measure.
+            AlertKind::BudgetUtilisation => {}
+        }
+    }
+    out
+}
+
+/// An alert that is firing, as `GET /admin/alerts` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActiveAlert {
+    pub rule: String,
+    pub kind: &'static str,
+    pub scope: &'static str,
+    pub subject: String,
+    pub value: Option<f64>,
+    pub threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<u64>,
+    /// Span of records the rule looks at (`5m`), for windowed rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Unix milliseconds when it started firing.
+    pub since_ms: i64,
+}
+
+type Key = (String, AlertScope, String);
+
+/// The alerts firing now.
+#[derive(Debug, Default)]
+pub struct State {
+    active: BTreeMap<Key, ActiveAlert>,
+}
+
+fn window_of(rule: &AlertRule) -> Option<Duration> {
+    matches!(rule.kind, AlertKind::ErrorRate | AlertKind::LatencyP99).then_some(rule.window)
+}
+
+impl State {
+    pub fn active(&self) -> impl Iterator<Item = &ActiveAlert> {
+        self.active.values()
+    }
+
+    /// Subjects firing per rule name.
+    pub fn count_by_rule(&self) -> HashMap<&str, u64> {
+        let mut out = HashMap::new();
+        for (rule, _, _) in self.active.keys() {
+            *out.entry(rule.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Applies one evaluation made at `now_unix_ms`; returns the notifications it causes.
+    pub fn apply(&mut self, rules: &[AlertRule], findings: Vec<Finding>, now_unix_ms: i64) -> Vec<Notification> {
+        let mut notes = Vec::new();
+        let mut quiet: HashMap<Key, Finding> = HashMap::new();
+        let mut firing = std::collections::HashSet::new();
+        for f in findings {
+            let Some(rule) = rules.get(f.rule) else { continue };
+            let key = (rule.name.clone(), f.scope, f.subject.clone());
+            if !f.firing {
+                quiet.insert(key, f);
+                continue;
+            }
+            firing.insert(key.clone());
+            match self.active.get_mut(&key) {
+                Some(a) => {
+                    a.value = f.value;
+                    a.requests = f.requests;
+                    a.errors = f.errors;
+                }
+                None => {
+                    let alert = ActiveAlert {
+                        rule: rule.name.clone(),
+                        kind: kind_name(rule.kind),
+                        scope: scope_name(f.scope),
+                        subject: f.subject,
+                        value: f.value,
+                        threshold: rule.threshold,
+                        requests: f.requests,
+                        errors: f.errors,
+                        window: window_of(rule).map(|w| humantime::format_duration(w).to_string()),
+                        since_ms: now_unix_ms,
+                    };
+                    notes.push(Notification::new(Status::Firing, rule, &alert, None));
+                    self.active.insert(key, alert);
+                }
+            }
+        }
+        let ended: Vec<Key> = self.active.keys().filter(|k| !firing.contains(*k)).cloned().collect();
+        for key in ended {
+            let Some(mut alert) = self.active.remove(&key) else { continue };
+            let now = quiet.remove(&key);
+            alert.value = now.as_ref().and_then(|f| f.value);
+            alert.requests = now.as_ref().and_then(|f| f.requests);
+            alert.errors = now.as_ref().and_then(|f| f.errors);
+            // A rule removed from the configuration cannot be described; it just goes quiet.
+            if let Some(rule) = rules.iter().find(|r| r.name == alert.rule) {
+                notes.push(Notification::new(Status::Resolved, rule, &alert, Some(now_unix_ms)));
+            }
+        }
+        notes
+    }
+}

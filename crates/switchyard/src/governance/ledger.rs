@@ -1,0 +1,330 @@
+//! Budgets by reservation and rate limits, per entity. A request reserves its worst-case cost at
+//! every level (key, team, org, customer) in one step: each level's small mutex is taken in a
+//! fixed order, all levels are checked, and only then are all reserved. Settling releases the
+//! reservation and adds the true cost the moment usage is known. No global lock: levels are
+//! independent, and the critical sections do arithmetic only.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::model::{Limits, OverBudget, Period};
+
+/// Which entity a ledger belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Org(String),
+    Team(String),
+    Key(String),
+    Customer(String),
+}
+
+impl Level {
+    pub fn describe(&self) -> String {
+        match self {
+            Level::Org(id) => format!("organisation '{id}'"),
+            Level::Team(id) => format!("team '{id}'"),
+            Level::Key(id) => format!("key '{id}'"),
+            Level::Customer(id) => format!("customer '{id}'"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    minute: i64,
+    current: u64,
+    previous: u64,
+}
+
+impl Window {
+    fn roll(&mut self, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        if minute != self.minute {
+            self.previous = if minute == self.minute + 1 { self.current } else { 0 };
+            self.current = 0;
+            self.minute = minute;
+        }
+    }
+
+    /// Sliding-window estimate of the last 60 s.
+    fn used(&self, now_ms: i64) -> f64 {
+        let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
+        self.previous as f64 * (1.0 - into) + self.current as f64
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    period_start_ms: i64,
+    spent: i64,
+    reserved: i64,
+    in_flight: u32,
+    requests: Window,
+    tokens: Window,
+}
+
+pub struct Ledger {
+    pub level: Level,
+    pub limits: Limits,
+    state: Mutex<State>,
+}
+
+/// Why a reservation did not go through.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shortfall {
+    /// The budget is spent (for this period).
+    Exhausted(Level),
+    /// It would fit once in-flight reservations settle: worth waiting for.
+    InFlight(Level),
+    /// RPM, TPM or parallel limit; `retry_after_secs` says when to try again.
+    RateLimited {
+        level: Level,
+        what: &'static str,
+        limit: u64,
+        retry_after_secs: u64,
+    },
+}
+
+/// What a request wants to reserve.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// Worst-case cost with the request's own (or the default) output cap.
+    pub worst: i64,
+    /// Cost of the prompt plus one output token: the least any answer costs.
+    pub least: i64,
+    /// Estimated prompt tokens, for TPM.
+    pub tokens: u64,
+    /// The caller gave no `max_tokens`, so the gateway may lower the cap.
+    pub may_cap: bool,
+}
+
+/// A reservation that went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    pub reserved: i64,
+    /// `Some(budget left for output)` when the output cap had to be lowered to fit.
+    pub capped_to: Option<i64>,
+}
+
+pub fn period_start(period: Period, now_ms: i64) -> i64 {
+    let day = 86_400_000;
+    match period {
+        Period::None => 0,
+        Period::Daily => now_ms - now_ms.rem_euclid(day),
+        // Weeks start on Monday (1970-01-01 was a Thursday).
+        Period::Weekly => {
+            let days = now_ms.div_euclid(day);
+            (days - (days + 3).rem_euclid(7)) * day
+        }
+        Period::Monthly => {
+            // Civil-from-days (Howard Hinnant's algorithm), then back to the 1st.
+            let days = now_ms.div_euclid(day);
+            let z = days + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            (days - (d - 1)) * day
+        }
+    }
+}
+
+impl Ledger {
+    pub fn new(level: Level, limits: Limits, spent: i64, now_ms: i64) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                period_start_ms: period_start(limits.budget_period, now_ms),
+                spent,
+                ..State::default()
+            }),
+            level,
+            limits,
+        })
+    }
+
+    fn roll(&self, s: &mut State, now_ms: i64) {
+        let start = period_start(self.limits.budget_period, now_ms);
+        if start != s.period_start_ms {
+            // A new period: what was spent belongs to the old one.
+            s.period_start_ms = start;
+            s.spent = 0;
+        }
+        s.requests.roll(now_ms);
+        s.tokens.roll(now_ms);
+    }
+
+    /// Spent, reserved and the budget, for the admin API.
+    pub fn usage(&self, now_ms: i64) -> (i64, i64, Option<i64>, i64) {
+        let mut s = self.state.lock();
+        self.roll(&mut s, now_ms);
+        (s.spent, s.reserved, self.limits.max_budget_nanos, s.period_start_ms)
+    }
+}
+
+/// Tries to reserve `ask` at every level at once.
+pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted, Shortfall> {
+    let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
+    ordered.sort_by(|a, b| a.level.cmp(&b.level));
+    let mut guards: Vec<_> = ordered.iter().map(|l| l.state.lock()).collect();
+    for (l, s) in ordered.iter().zip(guards.iter_mut()) {
+        l.roll(s, now_ms);
+    }
+    // Rate limits first: they say nothing about money.
+    for (l, s) in ordered.iter().zip(guards.iter()) {
+        let secs_left = (60 - now_ms.rem_euclid(60_000) / 1000).max(1) as u64;
+        if let Some(max) = l.limits.max_parallel
+            && s.in_flight >= max
+        {
+            return Err(Shortfall::RateLimited {
+                level: l.level.clone(),
+                what: "parallel requests",
+                limit: u64::from(max),
+                retry_after_secs: 1,
+            });
+        }
+        if let Some(rpm) = l.limits.rpm
+            && s.requests.used(now_ms) + 1.0 > rpm as f64
+        {
+            return Err(Shortfall::RateLimited {
+                level: l.level.clone(),
+                what: "requests per minute",
+                limit: rpm,
+                retry_after_secs: secs_left,
+            });
+        }
+        if let Some(tpm) = l.limits.tpm
+            && s.tokens.used(now_ms) + ask.tokens as f64 > tpm as f64
+        {
+            return Err(Shortfall::RateLimited {
+                level: l.level.clone(),
+                what: "tokens per minute",
+                limit: tpm,
+                retry_after_secs: secs_left,
+            });
+        }
+    }
+    // Money: the tightest level decides.
+    let mut free = i64::MAX;
+    let mut free_settled = i64::MAX;
+    let mut tightest: Option<&Level> = None;
+    let mut refuse_cap = false;
+    for (l, s) in ordered.iter().zip(guards.iter()) {
+        if let Some(max) = l.limits.max_budget_nanos {
+            let f = max - s.spent - s.reserved;
+            if f < free {
+                free = f;
+                tightest = Some(&l.level);
+            }
+            free_settled = free_settled.min(max - s.spent);
+            refuse_cap |= l.limits.over_budget == OverBudget::Refuse;
+        }
+    }
+    let level = || tightest.cloned().unwrap_or(Level::Key(String::new()));
+    let may_cap = ask.may_cap && !refuse_cap;
+    let amount = if ask.worst <= free {
+        Granted {
+            reserved: ask.worst,
+            capped_to: None,
+        }
+    } else if ask.least > free_settled {
+        return Err(Shortfall::Exhausted(level()));
+    } else if may_cap && ask.least <= free {
+        Granted {
+            reserved: free,
+            capped_to: Some(free),
+        }
+    } else if ask.worst <= free_settled || may_cap {
+        return Err(Shortfall::InFlight(level()));
+    } else {
+        return Err(Shortfall::Exhausted(level()));
+    };
+    for s in guards.iter_mut() {
+        s.reserved += amount.reserved;
+        s.in_flight += 1;
+        s.requests.current += 1;
+        s.tokens.current += ask.tokens;
+    }
+    Ok(amount)
+}
+
+/// Releases a reservation and books what was really spent.
+pub fn settle(levels: &[Arc<Ledger>], reserved: i64, cost: i64, extra_tokens: u64, now_ms: i64) {
+    let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
+    ordered.sort_by(|a, b| a.level.cmp(&b.level));
+    for l in ordered {
+        let mut s = l.state.lock();
+        l.roll(&mut s, now_ms);
+        s.reserved -= reserved;
+        s.spent += cost;
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.tokens.current += extra_tokens;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(nanos: i64) -> Limits {
+        Limits {
+            max_budget_nanos: Some(nanos),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn reserves_at_every_level_or_none() {
+        let key = Ledger::new(Level::Key("k".into()), budget(1_000), 0, 0);
+        let team = Ledger::new(Level::Team("t".into()), budget(500), 0, 0);
+        let levels = [key.clone(), team.clone()];
+        let ask = Ask { worst: 400, least: 10, tokens: 1, may_cap: false };
+        assert!(reserve(&levels, ask, 0).is_ok());
+        // The team has 100 left free, 500 once settled: wait, do not refuse.
+        assert_eq!(reserve(&levels, ask, 0), Err(Shortfall::InFlight(Level::Team("t".into()))));
+        assert_eq!(key.usage(0).1, 400, "nothing reserved at the key for the refused request");
+        settle(&levels, 400, 300, 0, 0);
+        assert_eq!(key.usage(0).0, 300);
+        assert!(reserve(&levels, Ask { worst: 200, ..ask }, 0).is_ok());
+        settle(&levels, 200, 200, 0, 0);
+        assert_eq!(reserve(&levels, ask, 0), Err(Shortfall::Exhausted(Level::Team("t".into()))));
+    }
+
+    #[test]
+    fn caps_when_the_caller_set_no_limit() {
+        let key = Ledger::new(Level::Key("k".into()), budget(1_000), 0, 0);
+        let ask = Ask { worst: 5_000, least: 50, tokens: 1, may_cap: true };
+        let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
+        assert_eq!(g, Granted { reserved: 1_000, capped_to: Some(1_000) });
+        assert_eq!(reserve(std::slice::from_ref(&key), ask, 0), Err(Shortfall::InFlight(Level::Key("k".into()))));
+        settle(std::slice::from_ref(&key), 1_000, 960, 0, 0);
+        assert_eq!(reserve(std::slice::from_ref(&key), ask, 0), Err(Shortfall::Exhausted(Level::Key("k".into()))));
+        let refuse = Ledger::new(Level::Key("r".into()), Limits { over_budget: OverBudget::Refuse, ..budget(1_000) }, 0, 0);
+        assert!(matches!(reserve(std::slice::from_ref(&refuse), ask, 0), Err(Shortfall::Exhausted(_))));
+    }
+
+    #[test]
+    fn rate_limits() {
+        let l = Ledger::new(Level::Key("k".into()), Limits { rpm: Some(2), max_parallel: Some(5), ..Limits::default() }, 0, 0);
+        let ask = Ask { worst: 0, least: 0, tokens: 0, may_cap: false };
+        assert!(reserve(std::slice::from_ref(&l), ask, 1_000).is_ok());
+        assert!(reserve(std::slice::from_ref(&l), ask, 2_000).is_ok());
+        assert!(matches!(reserve(std::slice::from_ref(&l), ask, 3_000), Err(Shortfall::RateLimited { what: "requests per minute", .. })));
+        // Two minutes later the window is empty again.
+        assert!(reserve(std::slice::from_ref(&l), ask, 121_000).is_ok());
+    }
+
+    #[test]
+    fn periods_start_where_they_should() {
+        // 2026-11-29T12:00:00Z, a Sunday.
+        let now = 1_795_953_600_000;
+        assert_eq!(period_start(Period::Daily, now), 1_795_910_400_000);
+        assert_eq!(period_start(Period::Weekly, now), 1_795_392_000_000, "Monday 2026-11-23");
+        assert_eq!(period_start(Period::Monthly, now), 1_793_491_200_000, "2026-11-01");
+        let l = Ledger::new(Level::Key("k".into()), Limits { budget_period: Period::Daily, ..budget(100) }, 90, now);
+        assert_eq!(l.usage(now).0, 90);
+        assert_eq!(l.usage(now + 86_400_000).0, 0, "a new day starts from zero");
+    }
+}

@@ -1,0 +1,485 @@
+//! Governance decides whether a request may go ahead and accounts for money: virtual keys
+//! (stored as keyed hashes), teams, organisations and customers, model allow-lists, RPM/TPM and
+//! parallel limits, and budgets by reservation (see [`ledger`]). Entities live in the store;
+//! the hot path reads an immutable in-memory snapshot swapped atomically after each change.
+
+pub mod ledger;
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::GatewayError;
+use crate::pricing::Price;
+use crate::routing::glob_match;
+use crate::store::{AuditEntry, SpendColumn, SqliteStore};
+use crate::telemetry::Caller;
+use ledger::{Ask, Ledger, Level, Shortfall};
+use model::{Customer, Limits, Org, Role, StoredKey, Team, VirtualKey};
+
+/// Who is calling, as far as governance is concerned.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub caller: Caller,
+    pub role: Role,
+    /// The master key: no limits, every permission.
+    pub master: bool,
+    pub key: Option<Arc<VirtualKey>>,
+}
+
+impl Principal {
+    pub fn actor(&self) -> String {
+        if self.master {
+            "master key".into()
+        } else {
+            self.key
+                .as_ref()
+                .map_or_else(|| "unknown".into(), |k| format!("key {} ({})", k.id, k.name))
+        }
+    }
+}
+
+/// In-memory view of every entity, rebuilt after each change.
+#[derive(Default)]
+struct Snapshot {
+    /// Secret hash → key (a rotated key's previous hash maps here too, with its deadline).
+    by_hash: HashMap<String, (Arc<VirtualKey>, Option<i64>)>,
+    keys: HashMap<String, Arc<VirtualKey>>,
+    teams: HashMap<String, Team>,
+    orgs: HashMap<String, Org>,
+    customers: HashMap<String, Customer>,
+    ledgers: HashMap<Level, Arc<Ledger>>,
+}
+
+pub struct Governance {
+    store: SqliteStore,
+    secret: Vec<u8>,
+    snapshot: ArcSwap<Snapshot>,
+    settled: tokio::sync::Notify,
+    /// Output cap assumed when a request sets none (for the worst case of its reservation).
+    pub default_max_tokens: u32,
+    /// How long a request waits for in-flight reservations to settle before it is refused.
+    pub max_wait: Duration,
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A reservation to settle exactly once, with the real cost, when the request ends.
+pub struct Admission {
+    gov: Arc<Governance>,
+    levels: Vec<Arc<Ledger>>,
+    reserved: i64,
+    done: bool,
+}
+
+impl Admission {
+    pub fn settle(mut self, cost_nanos: i64, output_tokens: u64) {
+        self.finish(cost_nanos, output_tokens);
+    }
+
+    fn finish(&mut self, cost_nanos: i64, output_tokens: u64) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        ledger::settle(&self.levels, self.reserved, cost_nanos, output_tokens, now_unix_ms());
+        self.gov.settled.notify_waiters();
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        // Never settled (a path that ended early): release the reservation, nothing spent.
+        self.finish(0, 0);
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission").field("reserved", &self.reserved).finish()
+    }
+}
+
+fn allowed_by(limits: &Limits, alias: &str) -> bool {
+    limits.models.is_empty() || limits.models.iter().any(|p| glob_match(p, alias))
+}
+
+impl Governance {
+    pub async fn load(
+        store: SqliteStore,
+        secret: Vec<u8>,
+        default_max_tokens: u32,
+        max_wait: Duration,
+    ) -> Result<Arc<Self>, sqlx::Error> {
+        let gov = Arc::new(Self {
+            store,
+            secret,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            settled: tokio::sync::Notify::new(),
+            default_max_tokens,
+            max_wait,
+        });
+        gov.reload().await?;
+        Ok(gov)
+    }
+
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    /// Keyed hash of a secret.
+    pub fn hash(&self, secret: &str) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            // HMAC accepts keys of any length; this branch cannot be taken.
+            Err(_) => return String::new(),
+        };
+        mac.update(secret.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Rebuilds the snapshot from the store, keeping the ledgers' running totals.
+    pub async fn reload(&self) -> Result<(), sqlx::Error> {
+        let now = now_unix_ms();
+        let old = self.snapshot.load_full();
+        let mut snap = Snapshot::default();
+        for (kind, id, body) in self.store.entities().await? {
+            match kind.as_str() {
+                "key" => {
+                    if let Ok(stored) = serde_json::from_str::<StoredKey>(&body) {
+                        let mut key = stored.key;
+                        key.hash = stored.hash.clone();
+                        key.previous_hash = stored.previous_hash.clone();
+                        let key = Arc::new(key);
+                        snap.by_hash.insert(stored.hash, (key.clone(), None));
+                        if let Some(prev) = stored.previous_hash {
+                            snap.by_hash
+                                .insert(prev, (key.clone(), key.previous_valid_until_ms));
+                        }
+                        snap.keys.insert(id, key);
+                    }
+                }
+                "team" => {
+                    if let Ok(t) = serde_json::from_str(&body) {
+                        snap.teams.insert(id, t);
+                    }
+                }
+                "org" => {
+                    if let Ok(o) = serde_json::from_str(&body) {
+                        snap.orgs.insert(id, o);
+                    }
+                }
+                "customer" => {
+                    if let Ok(c) = serde_json::from_str(&body) {
+                        snap.customers.insert(id, c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut wanted: Vec<(Level, Limits, SpendColumn, String)> = Vec::new();
+        for k in snap.keys.values() {
+            wanted.push((Level::Key(k.id.clone()), k.limits.clone(), SpendColumn::Key, k.id.clone()));
+        }
+        for t in snap.teams.values() {
+            wanted.push((Level::Team(t.id.clone()), t.limits.clone(), SpendColumn::Team, t.id.clone()));
+        }
+        for o in snap.orgs.values() {
+            wanted.push((Level::Org(o.id.clone()), o.limits.clone(), SpendColumn::Org, o.id.clone()));
+        }
+        for c in snap.customers.values() {
+            wanted.push((Level::Customer(c.id.clone()), c.limits.clone(), SpendColumn::Customer, c.id.clone()));
+        }
+        for (level, limits, column, id) in wanted {
+            let ledger = match old.ledgers.get(&level) {
+                Some(l) if l.limits == limits => l.clone(),
+                Some(l) => Ledger::new(level.clone(), limits, l.usage(now).0, now),
+                None => {
+                    // First sight of this entity: its spend so far comes from the request records.
+                    let since = ledger::period_start(limits.budget_period, now);
+                    let spent = self.store.spent_since(column, &id, since).await?;
+                    Ledger::new(level.clone(), limits, spent, now)
+                }
+            };
+            snap.ledgers.insert(level, ledger);
+        }
+        self.snapshot.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// Resolves a presented secret. `None` for anything that must not pass; the caller answers
+    /// 401 without saying why.
+    pub fn authenticate(&self, secret: &str) -> Option<Principal> {
+        let hash = self.hash(secret);
+        let snap = self.snapshot.load();
+        let (key, valid_until) = snap.by_hash.get(&hash)?;
+        // The map lookup found it by this very hash; compare anyway in constant time.
+        if !constant_time_eq(key_hash_for(key, valid_until.is_some()).as_bytes(), hash.as_bytes()) {
+            return None;
+        }
+        let now = now_unix_ms();
+        if key.blocked
+            || key.expires_at_ms.is_some_and(|t| t <= now)
+            || valid_until.is_some_and(|t| t <= now)
+        {
+            return None;
+        }
+        let team = key.team_id.as_ref().and_then(|t| snap.teams.get(t));
+        Some(Principal {
+            caller: Caller {
+                key_id: Some(key.id.clone()),
+                key_name: Some(key.name.clone()),
+                team: key.team_id.clone(),
+                org: team.and_then(|t| t.org_id.clone()),
+            },
+            role: key.role,
+            master: false,
+            key: Some(key.clone()),
+        })
+    }
+
+    fn limits_chain<'a>(&self, snap: &'a Snapshot, p: &Principal, customer: Option<&str>) -> Vec<&'a Limits> {
+        let mut out = Vec::new();
+        if let Some(k) = p.caller.key_id.as_ref().and_then(|id| snap.keys.get(id)) {
+            out.push(&k.limits);
+        }
+        if let Some(t) = p.caller.team.as_ref().and_then(|id| snap.teams.get(id)) {
+            out.push(&t.limits);
+        }
+        if let Some(o) = p.caller.org.as_ref().and_then(|id| snap.orgs.get(id)) {
+            out.push(&o.limits);
+        }
+        if let Some(c) = customer.and_then(|id| snap.customers.get(id)) {
+            out.push(&c.limits);
+        }
+        out
+    }
+
+    /// Whether every level's allow-list admits the alias.
+    pub fn model_allowed(&self, p: &Principal, customer: Option<&str>, alias: &str) -> bool {
+        if p.master {
+            return true;
+        }
+        let snap = self.snapshot.load();
+        self.limits_chain(&snap, p, customer)
+            .iter()
+            .all(|l| allowed_by(l, alias))
+    }
+
+    /// Reserves the request's worst-case cost and its rate-limit share at every level, waiting
+    /// (bounded) for in-flight reservations when only they stand in the way. May lower
+    /// `max_tokens` (returned) when the caller set none and the budget cannot pay the default.
+    pub async fn admit(
+        self: &Arc<Self>,
+        p: &Principal,
+        customer: Option<&str>,
+        price: Option<Price>,
+        input_tokens: u64,
+        max_tokens: Option<u32>,
+    ) -> Result<(Option<Admission>, Option<u32>), GatewayError> {
+        if p.master {
+            return Ok((None, None));
+        }
+        let levels: Vec<Arc<Ledger>> = {
+            let snap = self.snapshot.load();
+            let mut levels = Vec::new();
+            let mut push = |level: Level| {
+                if let Some(l) = snap.ledgers.get(&level) {
+                    levels.push(l.clone());
+                }
+            };
+            if let Some(id) = &p.caller.key_id {
+                push(Level::Key(id.clone()));
+            }
+            if let Some(id) = &p.caller.team {
+                push(Level::Team(id.clone()));
+            }
+            if let Some(id) = &p.caller.org {
+                push(Level::Org(id.clone()));
+            }
+            if let Some(id) = customer {
+                push(Level::Customer(id.to_owned()));
+            }
+            levels
+        };
+        if levels.is_empty() {
+            return Ok((None, None));
+        }
+        let price = price.unwrap_or_default();
+        let input_cost = (input_tokens as i64).saturating_mul(price.input as i64);
+        let cap = max_tokens.unwrap_or(self.default_max_tokens);
+        let ask = Ask {
+            worst: input_cost.saturating_add(i64::from(cap).saturating_mul(price.output as i64)),
+            least: input_cost.saturating_add(price.output as i64),
+            tokens: input_tokens,
+            may_cap: max_tokens.is_none(),
+        };
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            // Listen before looking, so a settle between the check and the wait is not missed.
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match ledger::reserve(&levels, ask, now_unix_ms()) {
+                Ok(granted) => {
+                    let capped = granted.capped_to.map(|free| {
+                        let out = if price.output == 0 {
+                            cap as i64
+                        } else {
+                            (free - input_cost) / price.output as i64
+                        };
+                        out.clamp(1, i64::from(cap)) as u32
+                    });
+                    return Ok((
+                        Some(Admission {
+                            gov: self.clone(),
+                            levels,
+                            reserved: granted.reserved,
+                            done: false,
+                        }),
+                        capped,
+                    ));
+                }
+                Err(Shortfall::InFlight(level)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero()
+                        || tokio::time::timeout(left, notified).await.is_err()
+                    {
+                        return Err(GatewayError::BudgetExceeded(format!(
+                            "The budget of {} is held by requests in flight; it did not free up within {} ms.",
+                            level.describe(),
+                            self.max_wait.as_millis()
+                        )));
+                    }
+                }
+                Err(Shortfall::Exhausted(level)) => {
+                    return Err(GatewayError::BudgetExceeded(format!(
+                        "The budget of {} is exhausted for this period.",
+                        level.describe()
+                    )));
+                }
+                Err(Shortfall::RateLimited {
+                    level,
+                    what,
+                    limit,
+                    retry_after_secs,
+                }) => {
+                    return Err(GatewayError::RateLimited {
+                        message: format!("Rate limit of {} reached: {limit} {what}.", level.describe()),
+                        limit,
+                        kind: what,
+                        retry_after_secs,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Spent, reserved and budget of one entity, for the admin API.
+    pub fn budget_of(&self, level: &Level) -> Option<(i64, i64, Option<i64>, i64)> {
+        self.snapshot
+            .load()
+            .ledgers
+            .get(level)
+            .map(|l| l.usage(now_unix_ms()))
+    }
+
+    pub fn keys(&self) -> Vec<Arc<VirtualKey>> {
+        let mut v: Vec<_> = self.snapshot.load().keys.values().cloned().collect();
+        v.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms));
+        v
+    }
+
+    pub fn key(&self, id: &str) -> Option<Arc<VirtualKey>> {
+        self.snapshot.load().keys.get(id).cloned()
+    }
+
+    pub fn teams(&self) -> Vec<Team> {
+        self.snapshot.load().teams.values().cloned().collect()
+    }
+
+    pub fn team(&self, id: &str) -> Option<Team> {
+        self.snapshot.load().teams.get(id).cloned()
+    }
+
+    pub fn orgs(&self) -> Vec<Org> {
+        self.snapshot.load().orgs.values().cloned().collect()
+    }
+
+    pub fn org(&self, id: &str) -> Option<Org> {
+        self.snapshot.load().orgs.get(id).cloned()
+    }
+
+    pub fn customers(&self) -> Vec<Customer> {
+        self.snapshot.load().customers.values().cloned().collect()
+    }
+
+    pub fn customer(&self, id: &str) -> Option<Customer> {
+        self.snapshot.load().customers.get(id).cloned()
+    }
+
+    /// Stores an entity (or deletes it with `None`) with its audit entry, then reloads.
+    pub async fn write(
+        &self,
+        kind: &str,
+        id: &str,
+        body: Option<String>,
+        audit: AuditEntry,
+    ) -> Result<(), sqlx::Error> {
+        self.store.put_entity(kind, id, body.as_deref(), &audit).await?;
+        self.reload().await
+    }
+}
+
+fn key_hash_for(key: &VirtualKey, previous: bool) -> &str {
+    if previous {
+        key.previous_hash.as_deref().unwrap_or("")
+    } else {
+        &key.hash
+    }
+}
+
+/// Equal-length comparison whose time does not depend on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A hashing secret derived from another secret and a purpose (HMAC-SHA-256).
+pub fn derive_secret(from: &str, purpose: &str) -> Vec<u8> {
+    match Hmac::<Sha256>::new_from_slice(from.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(purpose.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => from.as_bytes().to_vec(),
+    }
+}
+
+/// A new secret: `sk-sy-` and 40 random base-62 characters (~238 bits).
+pub fn new_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut s = String::from("sk-sy-");
+    for _ in 0..40 {
+        s.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
+    }
+    s
+}
+
+/// `sk-sy-AbCd…wXyZ`: recognisable, useless to an attacker.
+pub fn display_of(secret: &str) -> String {
+    let head: String = secret.chars().take(10).collect();
+    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}…{tail}")
+}

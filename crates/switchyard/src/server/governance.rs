@@ -1,0 +1,656 @@
+//! Admin API for governance: virtual keys, teams, organisations, customers, their budgets, and
+//! the audit log. Reads need the `viewer` role, changes `admin` (or `team_admin` within its own
+//! team). Every change writes an audit entry with the entity before and after, never a secret.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use switchyard_protocol::dialect::DialectId;
+use switchyard_protocol::error::DecodeError;
+
+use super::{error_response, json_response};
+use crate::app::App;
+use crate::error::GatewayError;
+use crate::governance::ledger::Level;
+use crate::governance::model::{Customer, Limits, OverBudget, Org, Period, Role, StoredKey, Team, VirtualKey};
+use crate::governance::{Principal, display_of, new_secret, now_unix_ms};
+use crate::pipeline::{RequestContext, authorize_admin};
+use crate::store::AuditEntry;
+
+type Answer = Result<Response, GatewayError>;
+
+fn respond(answer: Answer) -> Response {
+    match answer {
+        Ok(r) => r,
+        Err(e) => error_response(DialectId::OpenAi, &e, &RequestContext::new(DialectId::OpenAi).id),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+    DecodeError::parse(body).map_err(GatewayError::InvalidRequest)
+}
+
+const LIMIT_FIELDS: &[&str] = &[
+    "models",
+    "rpm",
+    "tpm",
+    "max_parallel",
+    "max_budget_usd",
+    "budget_period",
+    "soft_budget",
+    "over_budget",
+];
+
+/// Parses an entity body and its limits separately (both strict), so errors keep their field
+/// path — `#[serde(flatten)]` would lose it.
+fn parse_with_limits<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<(T, LimitsInput), GatewayError> {
+    let value: Value = if body.is_empty() {
+        Value::Object(Map::new())
+    } else {
+        parse(body)?
+    };
+    let Value::Object(mut rest) = value else {
+        return Err(bad("the body must be a JSON object", ""));
+    };
+    let mut limits = Map::new();
+    for f in LIMIT_FIELDS {
+        if let Some(v) = rest.remove(*f) {
+            limits.insert((*f).to_owned(), v);
+        }
+    }
+    let fields = switchyard_protocol::json::deserialize_at(Value::Object(rest), "")
+        .map_err(GatewayError::InvalidRequest)?;
+    let limits = switchyard_protocol::json::deserialize_at(Value::Object(limits), "")
+        .map_err(GatewayError::InvalidRequest)?;
+    Ok((fields, limits))
+}
+
+fn bad(message: impl Into<String>, param: &str) -> GatewayError {
+    GatewayError::InvalidRequest(DecodeError::new(message, Some(param)))
+}
+
+fn store_error(e: sqlx::Error) -> GatewayError {
+    GatewayError::Internal(format!("store: {e}"))
+}
+
+/// Limits as the API takes them: money in US dollars, converted once to nano-dollars.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsInput {
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    max_parallel: Option<u32>,
+    max_budget_usd: Option<f64>,
+    budget_period: Option<Period>,
+    soft_budget: Option<f64>,
+    over_budget: Option<OverBudget>,
+}
+
+impl LimitsInput {
+    fn apply(self, limits: &mut Limits) -> Result<(), GatewayError> {
+        if let Some(m) = self.models {
+            limits.models = m;
+        }
+        if let Some(v) = self.rpm {
+            limits.rpm = (v > 0).then_some(v);
+        }
+        if let Some(v) = self.tpm {
+            limits.tpm = (v > 0).then_some(v);
+        }
+        if let Some(v) = self.max_parallel {
+            limits.max_parallel = (v > 0).then_some(v);
+        }
+        if let Some(usd) = self.max_budget_usd {
+            if !(usd.is_finite() && usd >= 0.0) {
+                return Err(bad("'max_budget_usd' must be a non-negative number", "max_budget_usd"));
+            }
+            limits.max_budget_nanos = Some((usd * 1e9).round() as i64);
+        }
+        if let Some(p) = self.budget_period {
+            limits.budget_period = p;
+        }
+        if let Some(s) = self.soft_budget {
+            if !(0.0..=1.0).contains(&s) {
+                return Err(bad("'soft_budget' must be between 0 and 1", "soft_budget"));
+            }
+            limits.soft_budget = Some(s);
+        }
+        if let Some(o) = self.over_budget {
+            limits.over_budget = o;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct KeyInput {
+    name: Option<String>,
+    team_id: Option<String>,
+    role: Option<Role>,
+    /// Seconds until the key expires.
+    expires_in_secs: Option<i64>,
+    blocked: Option<bool>,
+    metadata: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GroupInput {
+    id: Option<String>,
+    name: Option<String>,
+    org_id: Option<String>,
+    metadata: Option<Map<String, Value>>,
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn audited(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    kind: &str,
+    id: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+    body: Option<String>,
+) -> Result<(), GatewayError> {
+    let entry = AuditEntry {
+        at_ms: now_unix_ms(),
+        actor: p.actor(),
+        action: action.into(),
+        kind: kind.into(),
+        entity_id: id.into(),
+        before,
+        after,
+    };
+    app.governance
+        .write(kind, id, body, entry)
+        .await
+        .map_err(store_error)
+}
+
+/// A team admin acts only within its own team.
+fn check_team_scope(p: &Principal, team: Option<&str>) -> Result<(), GatewayError> {
+    if p.role >= Role::Admin {
+        return Ok(());
+    }
+    if p.role == Role::TeamAdmin && team.is_some() && team == p.caller.team.as_deref() {
+        return Ok(());
+    }
+    Err(GatewayError::Forbidden(
+        "A team admin may only manage its own team's keys.".into(),
+    ))
+}
+
+fn require_admin(p: &Principal) -> Result<(), GatewayError> {
+    if p.role >= Role::Admin {
+        Ok(())
+    } else {
+        Err(GatewayError::Forbidden("This change needs the admin role.".into()))
+    }
+}
+
+fn key_json(app: &App, k: &VirtualKey) -> Value {
+    let mut v = json!(k);
+    if let (Some(map), Some((spent, reserved, budget, since))) =
+        (v.as_object_mut(), app.governance.budget_of(&Level::Key(k.id.clone())))
+    {
+        map.insert(
+            "budget".into(),
+            json!({"spent_nanos": spent, "reserved_nanos": reserved, "max_nanos": budget, "period_start_ms": since}),
+        );
+    }
+    v
+}
+
+fn store_key(key: &VirtualKey) -> String {
+    serde_json::to_string(&StoredKey {
+        key: key.clone(),
+        hash: key.hash.clone(),
+        previous_hash: key.previous_hash.clone(),
+    })
+    .unwrap_or_default()
+}
+
+pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            let (input, limits_input): (KeyInput, LimitsInput) = parse_with_limits(&body)?;
+            check_team_scope(&p, input.team_id.as_deref())?;
+            let role = input.role.unwrap_or_default();
+            if role > p.role {
+                return Err(GatewayError::Forbidden("A key cannot be given a role above its creator's.".into()));
+            }
+            if let Some(t) = &input.team_id
+                && app.governance.team(t).is_none()
+            {
+                return Err(bad(format!("unknown team '{t}'"), "team_id"));
+            }
+            let secret = new_secret();
+            let now = now_unix_ms();
+            let mut limits = Limits::default();
+            limits_input.apply(&mut limits)?;
+            let key = VirtualKey {
+                id: new_id("key"),
+                name: input.name.unwrap_or_else(|| "unnamed".into()),
+                display: display_of(&secret),
+                hash: app.governance.hash(&secret),
+                previous_hash: None,
+                previous_valid_until_ms: None,
+                team_id: input.team_id,
+                role,
+                expires_at_ms: input.expires_in_secs.map(|s| now + s * 1000),
+                blocked: input.blocked.unwrap_or(false),
+                limits,
+                metadata: input.metadata.unwrap_or_default(),
+                created_at_ms: now,
+            };
+            audited(&app, &p, "create", "key", &key.id, None, Some(json!(key)), Some(store_key(&key))).await?;
+            let mut out = key_json(&app, &key);
+            if let Some(map) = out.as_object_mut() {
+                // The only time the secret is ever shown.
+                map.insert("key".into(), Value::String(secret));
+            }
+            Ok(json_response(StatusCode::CREATED, out))
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ListQuery {
+    team: Option<String>,
+}
+
+pub async fn list_keys(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    respond((|| {
+        let p = authorize_admin(&app, &headers, false)?;
+        let team_scope = (p.role < Role::Admin && !p.master).then(|| p.caller.team.clone()).flatten();
+        let data: Vec<Value> = app
+            .governance
+            .keys()
+            .iter()
+            .filter(|k| q.team.as_ref().is_none_or(|t| k.team_id.as_ref() == Some(t)))
+            .filter(|k| team_scope.is_none() || k.team_id == team_scope)
+            .map(|k| key_json(&app, k))
+            .collect();
+        Ok(json_response(StatusCode::OK, json!({"object": "list", "data": data})))
+    })())
+}
+
+fn find_key(app: &App, p: &Principal, id: &str) -> Result<Arc<VirtualKey>, GatewayError> {
+    let key = app
+        .governance
+        .key(id)
+        .ok_or_else(|| GatewayError::NotFound(format!("key {id}")))?;
+    if p.role < Role::Admin {
+        check_team_scope(p, key.team_id.as_deref())?;
+    }
+    Ok(key)
+}
+
+pub async fn get_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    respond((|| {
+        let p = authorize_admin(&app, &headers, false)?;
+        let key = find_key(&app, &p, &id)?;
+        Ok(json_response(StatusCode::OK, key_json(&app, &key)))
+    })())
+}
+
+pub async fn update_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            let old = find_key(&app, &p, &id)?;
+            let (input, limits_input): (KeyInput, LimitsInput) = parse_with_limits(&body)?;
+            let mut key = (*old).clone();
+            if let Some(n) = input.name {
+                key.name = n;
+            }
+            if let Some(t) = input.team_id {
+                check_team_scope(&p, Some(&t))?;
+                key.team_id = Some(t);
+            }
+            if let Some(r) = input.role {
+                if r > p.role {
+                    return Err(GatewayError::Forbidden("A key cannot be given a role above yours.".into()));
+                }
+                key.role = r;
+            }
+            if let Some(s) = input.expires_in_secs {
+                key.expires_at_ms = Some(now_unix_ms() + s * 1000);
+            }
+            if let Some(b) = input.blocked {
+                key.blocked = b;
+            }
+            if let Some(m) = input.metadata {
+                key.metadata = m;
+            }
+            limits_input.apply(&mut key.limits)?;
+            audited(&app, &p, "update", "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            Ok(json_response(StatusCode::OK, key_json(&app, &key)))
+        }
+        .await,
+    )
+}
+
+async fn set_blocked(app: Arc<App>, headers: HeaderMap, id: String, blocked: bool) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            let old = find_key(&app, &p, &id)?;
+            let mut key = (*old).clone();
+            key.blocked = blocked;
+            let action = if blocked { "block" } else { "unblock" };
+            audited(&app, &p, action, "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            Ok(json_response(StatusCode::OK, key_json(&app, &key)))
+        }
+        .await,
+    )
+}
+
+pub async fn block_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_blocked(app, headers, id, true).await
+}
+
+pub async fn unblock_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    set_blocked(app, headers, id, false).await
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateInput {
+    /// How long the old secret keeps working (default 0: at once).
+    grace_secs: Option<i64>,
+}
+
+pub async fn rotate_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            let old = find_key(&app, &p, &id)?;
+            let input: RotateInput = if body.is_empty() { RotateInput::default() } else { parse(&body)? };
+            let grace = input.grace_secs.unwrap_or(0).max(0);
+            let secret = new_secret();
+            let mut key = (*old).clone();
+            key.previous_hash = (grace > 0).then(|| old.hash.clone());
+            key.previous_valid_until_ms = (grace > 0).then(|| now_unix_ms() + grace * 1000);
+            key.hash = app.governance.hash(&secret);
+            key.display = display_of(&secret);
+            audited(&app, &p, "rotate", "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            let mut out = key_json(&app, &key);
+            if let Some(map) = out.as_object_mut() {
+                map.insert("key".into(), Value::String(secret));
+            }
+            Ok(json_response(StatusCode::OK, out))
+        }
+        .await,
+    )
+}
+
+pub async fn delete_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            let old = find_key(&app, &p, &id)?;
+            audited(&app, &p, "delete", "key", &id, Some(json!(*old)), None, None).await?;
+            Ok(json_response(StatusCode::OK, json!({"id": id, "deleted": true})))
+        }
+        .await,
+    )
+}
+
+/// Teams, organisations and customers share one shape of handler.
+#[derive(Clone, Copy)]
+pub enum Group {
+    Team,
+    Org,
+    Customer,
+}
+
+impl Group {
+    fn kind(self) -> &'static str {
+        match self {
+            Group::Team => "team",
+            Group::Org => "org",
+            Group::Customer => "customer",
+        }
+    }
+
+    fn level(self, id: &str) -> Level {
+        match self {
+            Group::Team => Level::Team(id.into()),
+            Group::Org => Level::Org(id.into()),
+            Group::Customer => Level::Customer(id.into()),
+        }
+    }
+
+    fn get(self, app: &App, id: &str) -> Option<Value> {
+        match self {
+            Group::Team => app.governance.team(id).map(|v| json!(v)),
+            Group::Org => app.governance.org(id).map(|v| json!(v)),
+            Group::Customer => app.governance.customer(id).map(|v| json!(v)),
+        }
+    }
+
+    fn all(self, app: &App) -> Vec<Value> {
+        match self {
+            Group::Team => app.governance.teams().iter().map(|v| json!(v)).collect(),
+            Group::Org => app.governance.orgs().iter().map(|v| json!(v)).collect(),
+            Group::Customer => app.governance.customers().iter().map(|v| json!(v)).collect(),
+        }
+    }
+
+    fn with_budget(self, app: &App, mut v: Value) -> Value {
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        if let (Some(map), Some((spent, reserved, budget, since))) =
+            (v.as_object_mut(), app.governance.budget_of(&self.level(&id)))
+        {
+            map.insert(
+                "budget".into(),
+                json!({"spent_nanos": spent, "reserved_nanos": reserved, "max_nanos": budget, "period_start_ms": since}),
+            );
+        }
+        v
+    }
+}
+
+pub async fn create_group(app: Arc<App>, headers: HeaderMap, body: Bytes, group: Group) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            require_admin(&p)?;
+            let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
+            let id = match (group, input.id) {
+                (_, Some(id)) if !id.is_empty() => id,
+                (Group::Customer, _) => return Err(bad("'id' is required for customers (the `user` value)", "id")),
+                (Group::Team, _) => new_id("team"),
+                (Group::Org, _) => new_id("org"),
+            };
+            if group.get(&app, &id).is_some() {
+                return Err(bad(format!("{} '{id}' already exists", group.kind()), "id"));
+            }
+            if let Some(o) = &input.org_id
+                && app.governance.org(o).is_none()
+            {
+                return Err(bad(format!("unknown org '{o}'"), "org_id"));
+            }
+            let mut limits = Limits::default();
+            limits_input.apply(&mut limits)?;
+            let metadata = input.metadata.unwrap_or_default();
+            let name = input.name.unwrap_or_else(|| id.clone());
+            let value = match group {
+                Group::Team => json!(Team { id: id.clone(), name, org_id: input.org_id, limits, metadata }),
+                Group::Org => json!(Org { id: id.clone(), name, limits, metadata }),
+                Group::Customer => json!(Customer { id: id.clone(), limits, metadata }),
+            };
+            audited(&app, &p, "create", group.kind(), &id, None, Some(value.clone()), Some(value.to_string())).await?;
+            Ok(json_response(StatusCode::CREATED, group.with_budget(&app, value)))
+        }
+        .await,
+    )
+}
+
+pub async fn update_group(app: Arc<App>, headers: HeaderMap, id: String, body: Bytes, group: Group) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            require_admin(&p)?;
+            let old = group
+                .get(&app, &id)
+                .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+            let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
+            let mut limits: Limits = serde_json::from_value(old["limits"].clone()).unwrap_or_default();
+            limits_input.apply(&mut limits)?;
+            let mut value = old.clone();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("limits".into(), json!(limits));
+                if let Some(n) = input.name
+                    && !matches!(group, Group::Customer)
+                {
+                    map.insert("name".into(), Value::String(n));
+                }
+                if let Some(m) = input.metadata {
+                    map.insert("metadata".into(), Value::Object(m));
+                }
+                if let (Some(o), Group::Team) = (input.org_id, group) {
+                    map.insert("org_id".into(), Value::String(o));
+                }
+            }
+            audited(&app, &p, "update", group.kind(), &id, Some(old), Some(value.clone()), Some(value.to_string())).await?;
+            Ok(json_response(StatusCode::OK, group.with_budget(&app, value)))
+        }
+        .await,
+    )
+}
+
+pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: Group) -> Response {
+    respond(
+        async {
+            let p = authorize_admin(&app, &headers, true)?;
+            require_admin(&p)?;
+            let old = group
+                .get(&app, &id)
+                .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+            audited(&app, &p, "delete", group.kind(), &id, Some(old), None, None).await?;
+            Ok(json_response(StatusCode::OK, json!({"id": id, "deleted": true})))
+        }
+        .await,
+    )
+}
+
+pub async fn list_group(app: Arc<App>, headers: HeaderMap, group: Group) -> Response {
+    respond((|| {
+        authorize_admin(&app, &headers, false)?;
+        let data: Vec<Value> = group.all(&app).into_iter().map(|v| group.with_budget(&app, v)).collect();
+        Ok(json_response(StatusCode::OK, json!({"object": "list", "data": data})))
+    })())
+}
+
+pub async fn get_group(app: Arc<App>, headers: HeaderMap, id: String, group: Group) -> Response {
+    respond((|| {
+        authorize_admin(&app, &headers, false)?;
+        let v = group
+            .get(&app, &id)
+            .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+        Ok(json_response(StatusCode::OK, group.with_budget(&app, v)))
+    })())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct AuditQuery {
+    limit: Option<u32>,
+}
+
+pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
+    respond(
+        async {
+            authorize_admin(&app, &headers, false)?;
+            let entries = app
+                .governance
+                .store()
+                .audit_log(q.limit.unwrap_or(100))
+                .await
+                .map_err(store_error)?;
+            Ok(json_response(StatusCode::OK, json!({"object": "list", "data": entries})))
+        }
+        .await,
+    )
+}
+
+/// Route table entries for the group kinds, so `server` stays a list of paths.
+macro_rules! group_routes {
+    ($router:expr, $path:literal, $group:expr) => {
+        $router
+            .route(
+                $path,
+                axum::routing::get(|State(app): State<Arc<App>>, headers: HeaderMap| async move {
+                    $crate::server::governance::list_group(app, headers, $group).await
+                })
+                .post(|State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes| async move {
+                    $crate::server::governance::create_group(app, headers, body, $group).await
+                }),
+            )
+            .route(
+                concat!($path, "/{id}"),
+                axum::routing::get(
+                    |State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>| async move {
+                        $crate::server::governance::get_group(app, headers, id, $group).await
+                    },
+                )
+                .patch(
+                    |State(app): State<Arc<App>>,
+                     headers: HeaderMap,
+                     Path(id): Path<String>,
+                     body: Bytes| async move {
+                        $crate::server::governance::update_group(app, headers, id, body, $group).await
+                    },
+                )
+                .delete(
+                    |State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>| async move {
+                        $crate::server::governance::delete_group(app, headers, id, $group).await
+                    },
+                ),
+            )
+    };
+}
+
+pub fn routes(router: axum::Router<Arc<App>>) -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
+    let router = router
+        .route("/admin/keys", get(list_keys).post(create_key))
+        .route("/admin/keys/{id}", get(get_key).patch(update_key).delete(delete_key))
+        .route("/admin/keys/{id}/block", post(block_key))
+        .route("/admin/keys/{id}/unblock", post(unblock_key))
+        .route("/admin/keys/{id}/rotate", post(rotate_key))
+        .route("/admin/audit", get(audit));
+    let router = group_routes!(router, "/admin/teams", Group::Team);
+    let router = group_routes!(router, "/admin/orgs", Group::Org);
+    group_routes!(router, "/admin/customers", Group::Customer)
+}
