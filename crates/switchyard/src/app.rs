@@ -62,6 +62,10 @@ impl App {
         let alerts = Alerts::start(config.alerts.clone(), &table, known);
         let mut observers: Vec<Arc<dyn crate::telemetry::RecordObserver>> = vec![metrics.clone()];
         observers.extend(alerts.observer());
+        // OpenTelemetry trace exporters see every record after the request is over.
+        let otlp = crate::telemetry::otlp::start(&config, &table)
+            .context("cannot start the OTLP trace exporters")?;
+        observers.extend(otlp.as_ref().map(|o| o.observer()));
         let (recorder, writer) = Recorder::start(
             store.clone(),
             dir.join("records.spill.jsonl"),
@@ -69,6 +73,11 @@ impl App {
             config.telemetry.queue_capacity,
             observers,
         );
+        // Shutdown waits for the exporters to send the last records too.
+        let writer = match otlp {
+            Some(o) => o.join_after(writer),
+            None => writer,
+        };
         Ok((
             Self {
                 config,

@@ -183,7 +183,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     server::serve(app, listener, server::shutdown_signal()).await?;
     // The last handles are gone once the server is; the writer drains its queue and stops.
-    if tokio::time::timeout(std::time::Duration::from_secs(10), writer).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .is_err()
+    {
         tracing::error!("the record writer did not finish within 10 s");
     }
     if let Some(sim) = sim {

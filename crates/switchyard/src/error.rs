@@ -77,11 +77,18 @@ impl GatewayError {
                 retry_after_secs,
                 ..
             } => {
-                let unit = if kind.starts_with("tokens") { "tokens" } else { "requests" };
+                let unit = if kind.starts_with("tokens") {
+                    "tokens"
+                } else {
+                    "requests"
+                };
                 vec![
                     (format!("x-ratelimit-limit-{unit}"), limit.to_string()),
                     (format!("x-ratelimit-remaining-{unit}"), "0".into()),
-                    (format!("x-ratelimit-reset-{unit}"), format!("{retry_after_secs}s")),
+                    (
+                        format!("x-ratelimit-reset-{unit}"),
+                        format!("{retry_after_secs}s"),
+                    ),
                 ]
             }
             _ => Vec::new(),

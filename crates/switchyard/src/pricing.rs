@@ -90,9 +90,18 @@ pub fn lookup(model: &str) -> Option<Price> {
 mod tests {
     #[test]
     fn table_lookup_uses_the_longest_prefix() {
-        assert_eq!(super::lookup("gpt-4o-mini-2024-07-18").map(|p| p.input), Some(150));
-        assert_eq!(super::lookup("gpt-4o-2024-08-06").map(|p| p.output), Some(10_000));
-        assert_eq!(super::lookup("claude-sonnet-4-5").map(|p| p.cache_write), Some(3_750));
+        assert_eq!(
+            super::lookup("gpt-4o-mini-2024-07-18").map(|p| p.input),
+            Some(150)
+        );
+        assert_eq!(
+            super::lookup("gpt-4o-2024-08-06").map(|p| p.output),
+            Some(10_000)
+        );
+        assert_eq!(
+            super::lookup("claude-sonnet-4-5").map(|p| p.cache_write),
+            Some(3_750)
+        );
         assert_eq!(super::lookup("llama-3-8b"), None);
     }
 
@@ -103,9 +112,17 @@ mod tests {
         let p = Price::per_mtok(0.15, 0.6);
         assert_eq!(p.input, 150);
         assert_eq!(p.output, 600);
-        let u = Usage { input_tokens: 1000, output_tokens: 200, cache_read_tokens: 400, ..Usage::default() };
+        let u = Usage {
+            input_tokens: 1000,
+            output_tokens: 200,
+            cache_read_tokens: 400,
+            ..Usage::default()
+        };
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 150 + 200 * 600);
-        let p = Price { cache_read: 75, ..p };
+        let p = Price {
+            cache_read: 75,
+            ..p
+        };
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 75 + 200 * 600);
     }
 }

@@ -166,7 +166,11 @@ impl Api {
             .key
             .clone()
             .filter(|k| !k.is_empty())
-            .or_else(|| std::env::var("SWITCHYARD_MASTER_KEY").ok().filter(|k| !k.is_empty()))
+            .or_else(|| {
+                std::env::var("SWITCHYARD_MASTER_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty())
+            })
             .ok_or_else(|| anyhow!("no key: pass --key or set SWITCHYARD_KEY"))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -246,7 +250,14 @@ pub fn tail_row(r: &RequestRecord) -> Vec<String> {
         format!("{:.0}", r.duration_ms),
         r.tokens.map_or_else(
             || "-".to_owned(),
-            |t| format!("{}{}/{}", if t.estimated { "~" } else { "" }, t.input, t.output),
+            |t| {
+                format!(
+                    "{}{}/{}",
+                    if t.estimated { "~" } else { "" },
+                    t.input,
+                    t.output
+                )
+            },
         ),
         r.cost_nanos.map_or_else(|| "-".to_owned(), usd),
     ]
@@ -257,7 +268,8 @@ fn records_of(page: &Value) -> anyhow::Result<Vec<RequestRecord>> {
         .get("data")
         .cloned()
         .ok_or_else(|| anyhow!("the gateway's answer has no 'data'"))?;
-    serde_json::from_value(data).context("the gateway's request records are not in the expected shape")
+    serde_json::from_value(data)
+        .context("the gateway's request records are not in the expected shape")
 }
 
 /// A time bound as the admin API reads it: Unix milliseconds, or `N{s,m,h,d,w}` ago.
@@ -313,8 +325,10 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let mut seen: HashMap<String, i64> =
-        records.iter().map(|r| (r.id.clone(), r.started_at_ms)).collect();
+    let mut seen: HashMap<String, i64> = records
+        .iter()
+        .map(|r| (r.id.clone(), r.started_at_ms))
+        .collect();
     let mut newest = records
         .iter()
         .map(|r| r.started_at_ms)
@@ -358,11 +372,14 @@ async fn show(id: &str, json: bool, conn: &Connection) -> anyhow::Result<()> {
     let api = Api::new(conn)?;
     let value = api.get(&format!("/admin/requests/{id}"), &[]).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return Ok(());
     }
-    let r: RequestRecord =
-        serde_json::from_value(value).context("the gateway's request record is not in the expected shape")?;
+    let r: RequestRecord = serde_json::from_value(value)
+        .context("the gateway's request record is not in the expected shape")?;
     print!("{}", describe(&r));
     Ok(())
 }
@@ -385,11 +402,19 @@ pub fn describe(r: &RequestRecord) -> String {
     );
     line(
         "ingress",
-        format!("{} {}{}", r.ingress, r.endpoint, if r.stream { ", stream" } else { "" }),
+        format!(
+            "{} {}{}",
+            r.ingress,
+            r.endpoint,
+            if r.stream { ", stream" } else { "" }
+        ),
     );
     line("status", format!("{} {}", r.status, r.outcome.as_str()));
     if let Some(code) = &r.error_code {
-        line("error", format!("{code}: {}", r.error_message.as_deref().unwrap_or("")));
+        line(
+            "error",
+            format!("{code}: {}", r.error_message.as_deref().unwrap_or("")),
+        );
     }
     let mut latency = format!("{:.1} ms", r.duration_ms);
     if let Some(t) = r.ttft_ms {
@@ -479,7 +504,10 @@ pub fn describe(r: &RequestRecord) -> String {
         out.push_str(&t.render());
     }
     if let Some(p) = &r.prompt {
-        out.push_str(&format!("prompt\n{}\n", serde_json::to_string_pretty(p).unwrap_or_default()));
+        out.push_str(&format!(
+            "prompt\n{}\n",
+            serde_json::to_string_pretty(p).unwrap_or_default()
+        ));
     }
     if let Some(text) = &r.response {
         out.push_str(&format!("response\n{text}\n"));
@@ -490,14 +518,21 @@ pub fn describe(r: &RequestRecord) -> String {
 async fn spend(args: SpendArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.conn)?;
     let mut query = vec![("by", args.by.clone())];
-    for (name, value) in [("since", &args.since), ("until", &args.until), ("bucket", &args.bucket)] {
+    for (name, value) in [
+        ("since", &args.since),
+        ("until", &args.until),
+        ("bucket", &args.bucket),
+    ] {
         if let Some(v) = value {
             query.push((name, v.clone()));
         }
     }
     let page = api.get("/admin/spend", &query).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&page).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&page).unwrap_or_default()
+        );
         return Ok(());
     }
     print!("{}", spend_table(&args.by, &page));
@@ -541,7 +576,9 @@ pub fn spend_table(by: &str, page: &Value) -> String {
             row.push(r["bucket"].as_str().unwrap_or("-").to_owned());
         }
         row.extend([
-            r["group"].as_str().map_or_else(|| "(none)".to_owned(), str::to_owned),
+            r["group"]
+                .as_str()
+                .map_or_else(|| "(none)".to_owned(), str::to_owned),
             n("requests").to_string(),
             n("input_tokens").to_string(),
             n("output_tokens").to_string(),

@@ -90,7 +90,11 @@ impl Table {
 pub fn usd(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let n = nanos.unsigned_abs();
-    format!("{sign}${}.{:06}", n / 1_000_000_000, (n % 1_000_000_000) / 1_000)
+    format!(
+        "{sign}${}.{:06}",
+        n / 1_000_000_000,
+        (n % 1_000_000_000) / 1_000
+    )
 }
 
 #[cfg(test)]

@@ -37,7 +37,12 @@ impl Alerts {
     /// Builds the alerting state and, when enabled, starts the evaluation task (which ends once
     /// the returned handle is dropped) and the webhook delivery task.
     pub fn start(config: AlertsConfig, table: &RoutingTable, known: Known) -> Arc<Self> {
-        let shortest = config.rules.iter().map(|r| r.window).min().unwrap_or_default();
+        let shortest = config
+            .rules
+            .iter()
+            .map(|r| r.window)
+            .min()
+            .unwrap_or_default();
         let windows = Arc::new(Windows::new(known, shortest, config.max_window()));
         let notifier = Notifier::start(if config.enabled {
             config.webhooks.clone()
@@ -113,7 +118,11 @@ impl Alerts {
     pub fn active(&self) -> Vec<ActiveAlert> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<ActiveAlert> = state.active().cloned().collect();
-        out.sort_by(|a, b| a.since_ms.cmp(&b.since_ms).then_with(|| a.rule.cmp(&b.rule)));
+        out.sort_by(|a, b| {
+            a.since_ms
+                .cmp(&b.since_ms)
+                .then_with(|| a.rule.cmp(&b.rule))
+        });
         out
     }
 

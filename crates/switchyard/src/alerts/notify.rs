@@ -126,7 +126,12 @@ fn summary(status: Status, rule: &AlertRule, a: &ActiveAlert) -> String {
 }
 
 impl Notification {
-    pub fn new(status: Status, rule: &AlertRule, alert: &ActiveAlert, resolved_ms: Option<i64>) -> Self {
+    pub fn new(
+        status: Status,
+        rule: &AlertRule,
+        alert: &ActiveAlert,
+        resolved_ms: Option<i64>,
+    ) -> Self {
         Self {
             status,
             rule: alert.rule.clone(),
@@ -161,7 +166,10 @@ impl Notification {
                         format!(" after {}", humantime::format_duration(secs))
                     })
                     .unwrap_or_default();
-                format!(":white_check_mark: *[RESOLVED]* `{}`: {}{lasted}", self.rule, self.summary)
+                format!(
+                    ":white_check_mark: *[RESOLVED]* `{}`: {}{lasted}",
+                    self.rule, self.summary
+                )
             }
         }
     }
@@ -208,7 +216,10 @@ impl Notifier {
             }
         };
         tokio::spawn(run(rx, webhooks, client, stats.clone()));
-        Self { tx: Some(tx), stats }
+        Self {
+            tx: Some(tx),
+            stats,
+        }
     }
 
     /// Queues a notification for every webhook, without waiting.
@@ -230,7 +241,9 @@ async fn run(
     // One notification at a time keeps firing before resolved for every webhook; the webhooks
     // of one notification are served concurrently so a slow one does not hold the others.
     while let Some(n) = rx.recv().await {
-        let deliveries = webhooks.iter().map(|w| deliver(&client, w, n.body(w.format), w.timeout));
+        let deliveries = webhooks
+            .iter()
+            .map(|w| deliver(&client, w, n.body(w.format), w.timeout));
         for result in futures::future::join_all(deliveries).await {
             match result {
                 Ok(()) => stats.delivered.fetch_add(1, Ordering::Relaxed),
@@ -248,7 +261,12 @@ fn host_of(url: &str) -> String {
         .unwrap_or_else(|| "<invalid url>".into())
 }
 
-async fn deliver(client: &reqwest::Client, hook: &Webhook, body: Vec<u8>, timeout: Duration) -> Result<(), ()> {
+async fn deliver(
+    client: &reqwest::Client,
+    hook: &Webhook,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), ()> {
     let url = hook.url.expose();
     let mut last = String::new();
     for attempt in 0..=BACKOFF.len() {
@@ -266,7 +284,13 @@ async fn deliver(client: &reqwest::Client, hook: &Webhook, body: Vec<u8>, timeou
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("status {}", r.status().as_u16()),
             // Without the URL: reqwest's message would include the path and its token.
-            Err(e) => last = if e.is_timeout() { "timed out".into() } else { "could not connect or send".into() },
+            Err(e) => {
+                last = if e.is_timeout() {
+                    "timed out".into()
+                } else {
+                    "could not connect or send".into()
+                }
+            }
         }
     }
     tracing::error!(webhook = %host_of(url), error = %last, "alert notification could not be delivered after 3 tries");

@@ -33,7 +33,12 @@ pub struct Cooling {
 }
 
 /// Every rule over every subject that has data (or is cooling).
-pub fn evaluate(rules: &[AlertRule], windows: &Windows, cooling: &[Cooling], now_ms: u64) -> Vec<Finding> {
+pub fn evaluate(
+    rules: &[AlertRule],
+    windows: &Windows,
+    cooling: &[Cooling],
+    now_ms: u64,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         match rule.kind {
@@ -132,12 +137,19 @@ impl State {
     }
 
     /// Applies one evaluation made at `now_unix_ms`; returns the notifications it causes.
-    pub fn apply(&mut self, rules: &[AlertRule], findings: Vec<Finding>, now_unix_ms: i64) -> Vec<Notification> {
+    pub fn apply(
+        &mut self,
+        rules: &[AlertRule],
+        findings: Vec<Finding>,
+        now_unix_ms: i64,
+    ) -> Vec<Notification> {
         let mut notes = Vec::new();
         let mut quiet: HashMap<Key, Finding> = HashMap::new();
         let mut firing = std::collections::HashSet::new();
         for f in findings {
-            let Some(rule) = rules.get(f.rule) else { continue };
+            let Some(rule) = rules.get(f.rule) else {
+                continue;
+            };
             let key = (rule.name.clone(), f.scope, f.subject.clone());
             if !f.firing {
                 quiet.insert(key, f);
@@ -168,16 +180,28 @@ impl State {
                 }
             }
         }
-        let ended: Vec<Key> = self.active.keys().filter(|k| !firing.contains(*k)).cloned().collect();
+        let ended: Vec<Key> = self
+            .active
+            .keys()
+            .filter(|k| !firing.contains(*k))
+            .cloned()
+            .collect();
         for key in ended {
-            let Some(mut alert) = self.active.remove(&key) else { continue };
+            let Some(mut alert) = self.active.remove(&key) else {
+                continue;
+            };
             let now = quiet.remove(&key);
             alert.value = now.as_ref().and_then(|f| f.value);
             alert.requests = now.as_ref().and_then(|f| f.requests);
             alert.errors = now.as_ref().and_then(|f| f.errors);
             // A rule removed from the configuration cannot be described; it just goes quiet.
             if let Some(rule) = rules.iter().find(|r| r.name == alert.rule) {
-                notes.push(Notification::new(Status::Resolved, rule, &alert, Some(now_unix_ms)));
+                notes.push(Notification::new(
+                    Status::Resolved,
+                    rule,
+                    &alert,
+                    Some(now_unix_ms),
+                ));
             }
         }
         notes

@@ -13,7 +13,12 @@ fn known() -> Known {
     }
 }
 
-fn request(outcome: Outcome, status: u16, latency_ms: f64, attempts: &[(&str, Option<&str>)]) -> RequestRecord {
+fn request(
+    outcome: Outcome,
+    status: u16,
+    latency_ms: f64,
+    attempts: &[(&str, Option<&str>)],
+) -> RequestRecord {
     RequestRecord {
         id: "id".into(),
         started_at_ms: 0,
@@ -49,6 +54,9 @@ fn request(outcome: Outcome, status: u16, latency_ms: f64, attempts: &[(&str, Op
         cost_nanos: None,
         prompt: None,
         response: None,
+        trace: None,
+        response_model: None,
+        finish_reason: None,
     }
 }
 
@@ -69,7 +77,12 @@ const MIN: Duration = Duration::from_secs(60);
 fn window_sums_recent_slices_and_forgets_old_ones() {
     let w = Windows::new(known(), MIN, MIN);
     let ok = request(Outcome::Success, 200, 100.0, &[("p/primary", None)]);
-    let failed = request(Outcome::UpstreamError, 502, 100.0, &[("p/primary", Some("server_error"))]);
+    let failed = request(
+        Outcome::UpstreamError,
+        502,
+        100.0,
+        &[("p/primary", Some("server_error"))],
+    );
     w.observe_at(&vec![ok.clone(); 30], 1_000);
     w.observe_at(&vec![failed; 10], 30_000);
     let s = w.stats(AlertScope::Alias, "chat", MIN, 30_000);
@@ -84,21 +97,39 @@ fn window_sums_recent_slices_and_forgets_old_ones() {
     // After two minutes nothing is left, and pruning forgets the subject.
     w.prune(200_000);
     assert!(w.subjects(AlertScope::Alias).is_empty());
-    assert_eq!(w.stats(AlertScope::Alias, "chat", MIN, 200_000), window::WindowStats::default());
+    assert_eq!(
+        w.stats(AlertScope::Alias, "chat", MIN, 200_000),
+        window::WindowStats::default()
+    );
 }
 
 #[test]
 fn client_faults_and_lost_hedges_do_not_count() {
     let w = Windows::new(known(), MIN, MIN);
-    let mut hedge = request(Outcome::Success, 200, 100.0, &[("p/primary", None), ("p/backup", None)]);
+    let mut hedge = request(
+        Outcome::Success,
+        200,
+        100.0,
+        &[("p/primary", None), ("p/backup", None)],
+    );
     hedge.attempts[1].cancelled = true;
     w.observe_at(
         &[
             request(Outcome::ClientError, 400, 1.0, &[]),
             request(Outcome::Cancelled, 499, 1.0, &[("p/primary", None)]),
             // The provider refused the request itself: not the service's fault.
-            request(Outcome::UpstreamError, 400, 1.0, &[("p/primary", Some("context_window_exceeded"))]),
-            request(Outcome::UpstreamError, 429, 1.0, &[("p/primary", Some("rate_limited"))]),
+            request(
+                Outcome::UpstreamError,
+                400,
+                1.0,
+                &[("p/primary", Some("context_window_exceeded"))],
+            ),
+            request(
+                Outcome::UpstreamError,
+                429,
+                1.0,
+                &[("p/primary", Some("rate_limited"))],
+            ),
             hedge,
         ],
         1_000,
@@ -108,7 +139,11 @@ fn client_faults_and_lost_hedges_do_not_count() {
     let d = w.stats(AlertScope::Deployment, "p/primary", MIN, 1_000);
     // The cancelled request's attempt still tells about the deployment; the lost hedge does not.
     assert_eq!((d.requests, d.errors), (4, 1));
-    assert_eq!(w.stats(AlertScope::Deployment, "p/backup", MIN, 1_000).requests, 0);
+    assert_eq!(
+        w.stats(AlertScope::Deployment, "p/backup", MIN, 1_000)
+            .requests,
+        0
+    );
 }
 
 #[test]
@@ -117,14 +152,26 @@ fn p99_is_close_and_never_above_the_slowest() {
     let mut batch = vec![request(Outcome::Success, 200, 100.0, &[]); 99];
     batch.push(request(Outcome::Success, 200, 5_000.0, &[]));
     w.observe_at(&batch, 1_000);
-    let p99 = w.stats(AlertScope::Alias, "chat", MIN, 1_000).p99_ms.unwrap();
+    let p99 = w
+        .stats(AlertScope::Alias, "chat", MIN, 1_000)
+        .p99_ms
+        .unwrap();
     assert!((100.0..=115.0).contains(&p99), "{p99}");
-    w.observe_at(&vec![request(Outcome::Success, 200, 3_000.0, &[]); 10], 2_000);
-    let p99 = w.stats(AlertScope::Alias, "chat", MIN, 2_000).p99_ms.unwrap();
+    w.observe_at(
+        &vec![request(Outcome::Success, 200, 3_000.0, &[]); 10],
+        2_000,
+    );
+    let p99 = w
+        .stats(AlertScope::Alias, "chat", MIN, 2_000)
+        .p99_ms
+        .unwrap();
     assert!((3_000.0..=3_450.0).contains(&p99), "{p99}");
     let w = Windows::new(known(), MIN, MIN);
     w.observe_at(&[request(Outcome::Success, 200, 1234.0, &[])], 0);
-    assert_eq!(w.stats(AlertScope::Alias, "chat", MIN, 0).p99_ms, Some(1234.0));
+    assert_eq!(
+        w.stats(AlertScope::Alias, "chat", MIN, 0).p99_ms,
+        Some(1234.0)
+    );
 }
 
 #[test]
@@ -132,7 +179,12 @@ fn error_rate_fires_once_and_resolves_once() {
     let w = Windows::new(known(), MIN, MIN);
     let rules = vec![rule(AlertKind::ErrorRate, 0.05, 20, MIN)];
     let mut state = State::default();
-    let failed = request(Outcome::UpstreamError, 502, 10.0, &[("p/primary", Some("server_error"))]);
+    let failed = request(
+        Outcome::UpstreamError,
+        502,
+        10.0,
+        &[("p/primary", Some("server_error"))],
+    );
     let ok = request(Outcome::Success, 200, 10.0, &[("p/primary", None)]);
 
     // Below the minimum request count nothing fires, however bad.
@@ -143,11 +195,16 @@ fn error_rate_fires_once_and_resolves_once() {
     w.observe_at(&vec![failed; 10], 2_000);
     w.observe_at(&vec![ok.clone(); 20], 2_000);
     let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 2_000), 1_002_000);
-    let subjects: Vec<(&str, &str, Status)> =
-        notes.iter().map(|n| (n.scope, n.subject.as_str(), n.status)).collect();
+    let subjects: Vec<(&str, &str, Status)> = notes
+        .iter()
+        .map(|n| (n.scope, n.subject.as_str(), n.status))
+        .collect();
     assert_eq!(
         subjects,
-        [("alias", "chat", Status::Firing), ("deployment", "p/primary", Status::Firing)]
+        [
+            ("alias", "chat", Status::Firing),
+            ("deployment", "p/primary", Status::Firing)
+        ]
     );
     assert_eq!(notes[0].value, Some(0.5));
     assert_eq!(notes[0].requests, Some(40));
@@ -164,9 +221,16 @@ fn error_rate_fires_once_and_resolves_once() {
     let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 4_000), 1_004_000);
     assert_eq!(notes.len(), 2);
     assert!(notes.iter().all(|n| n.status == Status::Resolved));
-    assert_eq!(notes[0].resolved_at.as_deref(), Some("1970-01-01T00:16:44Z"));
+    assert_eq!(
+        notes[0].resolved_at.as_deref(),
+        Some("1970-01-01T00:16:44Z")
+    );
     assert_eq!(state.active().count(), 0);
-    assert!(state.apply(&rules, rules::evaluate(&rules, &w, &[], 5_000), 1_005_000).is_empty());
+    assert!(
+        state
+            .apply(&rules, rules::evaluate(&rules, &w, &[], 5_000), 1_005_000)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -177,13 +241,22 @@ fn an_empty_window_resolves_with_no_value() {
     let rules = vec![r];
     let mut state = State::default();
     w.observe_at(&[request(Outcome::StreamError, 200, 10.0, &[])], 0);
-    assert_eq!(state.apply(&rules, rules::evaluate(&rules, &w, &[], 0), 0).len(), 1);
+    assert_eq!(
+        state
+            .apply(&rules, rules::evaluate(&rules, &w, &[], 0), 0)
+            .len(),
+        1
+    );
     w.prune(500_000);
     let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 500_000), 500_000);
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].status, Status::Resolved);
     assert_eq!(notes[0].value, None);
-    assert!(notes[0].summary.contains("had no requests"), "{}", notes[0].summary);
+    assert!(
+        notes[0].summary.contains("had no requests"),
+        "{}",
+        notes[0].summary
+    );
 }
 
 #[test]
@@ -192,7 +265,10 @@ fn latency_rule_uses_its_threshold_in_milliseconds() {
     let mut r = rule(AlertKind::LatencyP99, 2000.0, 5, MIN);
     r.per = vec![AlertScope::Deployment];
     let rules = vec![r];
-    w.observe_at(&vec![request(Outcome::Success, 200, 2500.0, &[("p/backup", None)]); 5], 0);
+    w.observe_at(
+        &vec![request(Outcome::Success, 200, 2500.0, &[("p/backup", None)]); 5],
+        0,
+    );
     let findings = rules::evaluate(&rules, &w, &[], 0);
     assert_eq!(findings.len(), 1);
     assert!(findings[0].firing);
@@ -209,8 +285,14 @@ fn cooldown_fires_per_deployment_and_budget_measures_nothing() {
     budget.per = vec![AlertScope::Key, AlertScope::Team];
     let rules = vec![cooldown, budget];
     let cooling = [
-        Cooling { deployment: "p/primary".into(), remaining_s: 3.0 },
-        Cooling { deployment: "p/primary".into(), remaining_s: 7.0 },
+        Cooling {
+            deployment: "p/primary".into(),
+            remaining_s: 3.0,
+        },
+        Cooling {
+            deployment: "p/primary".into(),
+            remaining_s: 7.0,
+        },
     ];
     let mut state = State::default();
     let notes = state.apply(&rules, rules::evaluate(&rules, &w, &cooling, 0), 0);
@@ -227,7 +309,12 @@ fn cooldown_fires_per_deployment_and_budget_measures_nothing() {
 }
 
 fn firing_note() -> Notification {
-    let rules = vec![rule(AlertKind::ErrorRate, 0.05, 20, Duration::from_secs(300))];
+    let rules = vec![rule(
+        AlertKind::ErrorRate,
+        0.05,
+        20,
+        Duration::from_secs(300),
+    )];
     let alert = ActiveAlert {
         rule: "error_rate".into(),
         kind: "error_rate",
@@ -254,7 +341,12 @@ fn slack_text_says_what_fired_and_since_when() {
     assert_eq!(body.as_object().unwrap().len(), 1);
     assert_eq!(body["text"], n.slack_text());
 
-    let rules = vec![rule(AlertKind::ErrorRate, 0.05, 20, Duration::from_secs(300))];
+    let rules = vec![rule(
+        AlertKind::ErrorRate,
+        0.05,
+        20,
+        Duration::from_secs(300),
+    )];
     let alert = ActiveAlert {
         rule: "error_rate".into(),
         kind: "error_rate",
@@ -290,7 +382,12 @@ fn json_body_has_the_documented_fields() {
     assert_eq!(body["window"], "5m");
     assert_eq!(body["since"], "2025-11-29T21:00:00Z");
     assert!(body.get("resolved_at").is_none());
-    assert!(body["summary"].as_str().unwrap().starts_with("error rate of deployment p/primary"));
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("error rate of deployment p/primary")
+    );
 }
 
 #[test]
@@ -300,7 +397,11 @@ fn alerts_config_defaults_and_errors() {
     let kinds: Vec<AlertKind> = c.alerts.rules.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
-        [AlertKind::ErrorRate, AlertKind::LatencyP99, AlertKind::DeploymentCooldown]
+        [
+            AlertKind::ErrorRate,
+            AlertKind::LatencyP99,
+            AlertKind::DeploymentCooldown
+        ]
     );
     assert_eq!(c.alerts.interval, Duration::from_secs(10));
     assert_eq!(c.alerts.rules[0].threshold, 0.05);
@@ -333,7 +434,10 @@ fn alerts_config_defaults_and_errors() {
         "alerts.rules[2].threshold",
         "alerts.rules[2].per[0]",
     ] {
-        assert!(text.iter().any(|e| e.starts_with(path)), "{path} missing from {text:?}");
+        assert!(
+            text.iter().any(|e| e.starts_with(path)),
+            "{path} missing from {text:?}"
+        );
     }
     assert!(!text.iter().any(|e| e.contains("secret")), "{text:?}");
 }

@@ -147,7 +147,10 @@ impl Windows {
         let index = now_ms / self.slice_ms;
         let mut map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
         for r in records {
-            if let Some(alias) = r.alias.as_deref().filter(|a| self.known.aliases.contains(*a))
+            if let Some(alias) = r
+                .alias
+                .as_deref()
+                .filter(|a| self.known.aliases.contains(*a))
                 && let Some(failed) = request_failed(r)
             {
                 let key = (AlertScope::Alias, alias.to_owned());
@@ -191,7 +194,13 @@ impl Windows {
 
     /// The sums over the last `window` ending at `now_ms` (whole slices: the oldest one counted
     /// may start up to one slice before the window).
-    pub fn stats(&self, scope: AlertScope, subject: &str, window: Duration, now_ms: u64) -> WindowStats {
+    pub fn stats(
+        &self,
+        scope: AlertScope,
+        subject: &str,
+        window: Duration,
+        now_ms: u64,
+    ) -> WindowStats {
         let current = now_ms / self.slice_ms;
         let span = (window.as_millis() as u64).div_ceil(self.slice_ms).max(1);
         let first = (current + 1).saturating_sub(span);
@@ -202,7 +211,10 @@ impl Windows {
         let mut stats = WindowStats::default();
         let mut buckets = [0u64; BUCKETS];
         let mut max_ms: f64 = 0.0;
-        for s in slices.iter().filter(|s| s.index >= first && s.index <= current) {
+        for s in slices
+            .iter()
+            .filter(|s| s.index >= first && s.index <= current)
+        {
             stats.requests += s.requests;
             stats.errors += s.errors;
             max_ms = max_ms.max(s.max_ms);

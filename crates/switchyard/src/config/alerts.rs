@@ -53,7 +53,11 @@ impl Default for AlertsConfig {
 impl AlertsConfig {
     /// The longest window any rule looks at.
     pub fn max_window(&self) -> Duration {
-        self.rules.iter().map(|r| r.window).max().unwrap_or_default()
+        self.rules
+            .iter()
+            .map(|r| r.window)
+            .max()
+            .unwrap_or_default()
     }
 }
 
@@ -119,7 +123,11 @@ pub fn resolve_alerts(file: AlertsFile, errors: &mut Vec<ConfigError>) -> Alerts
             && w.url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
         if !url_ok {
             // The URL itself is not echoed: chat webhooks carry their token in it.
-            err(errors, format!("{path}.url"), "must be an http:// or https:// URL");
+            err(
+                errors,
+                format!("{path}.url"),
+                "must be an http:// or https:// URL",
+            );
         }
         if w.timeout.is_zero() {
             err(errors, format!("{path}.timeout"), "must be greater than 0");
@@ -132,9 +140,17 @@ pub fn resolve_alerts(file: AlertsFile, errors: &mut Vec<ConfigError>) -> Alerts
     }
     let mut names = HashSet::new();
     let mut rules = Vec::new();
-    for (i, r) in file.rules.unwrap_or_else(default_rules).into_iter().enumerate() {
+    for (i, r) in file
+        .rules
+        .unwrap_or_else(default_rules)
+        .into_iter()
+        .enumerate()
+    {
         let path = format!("alerts.rules[{i}]");
-        let name = r.name.clone().unwrap_or_else(|| kind_name(r.kind).to_owned());
+        let name = r
+            .name
+            .clone()
+            .unwrap_or_else(|| kind_name(r.kind).to_owned());
         if name.is_empty() {
             err(errors, format!("{path}.name"), "must not be empty");
         } else if !names.insert(name.clone()) {
@@ -172,21 +188,33 @@ pub fn resolve_alerts(file: AlertsFile, errors: &mut Vec<ConfigError>) -> Alerts
             (AlertKind::ErrorRate, t) => {
                 let t = t.unwrap_or(DEFAULT_ERROR_RATE);
                 if !(t > 0.0 && t <= 1.0) {
-                    err(errors, format!("{path}.threshold"), "must be a fraction in (0, 1]");
+                    err(
+                        errors,
+                        format!("{path}.threshold"),
+                        "must be a fraction in (0, 1]",
+                    );
                 }
                 t
             }
             (AlertKind::LatencyP99, t) => {
                 let t = t.unwrap_or(DEFAULT_LATENCY_P99_MS);
                 if !(t > 0.0 && t.is_finite()) {
-                    err(errors, format!("{path}.threshold"), "must be milliseconds greater than 0");
+                    err(
+                        errors,
+                        format!("{path}.threshold"),
+                        "must be milliseconds greater than 0",
+                    );
                 }
                 t
             }
             (AlertKind::BudgetUtilisation, t) => {
                 let t = t.unwrap_or(DEFAULT_BUDGET_UTILISATION);
                 if !(t > 0.0 && t.is_finite()) {
-                    err(errors, format!("{path}.threshold"), "must be a fraction greater than 0");
+                    err(
+                        errors,
+                        format!("{path}.threshold"),
+                        "must be a fraction greater than 0",
+                    );
                 }
                 t
             }

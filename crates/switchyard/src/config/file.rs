@@ -464,6 +464,9 @@ pub struct TelemetryFile {
     /// Cap of the spill file used while the store is down.
     #[serde(default = "default_spill_max")]
     pub spill_max_bytes: u64,
+    /// OpenTelemetry trace exporters (OTLP/HTTP), each fed every request record.
+    #[serde(default)]
+    pub otlp: Vec<super::otlp::OtlpFile>,
 }
 
 fn default_queue() -> usize {
@@ -479,6 +482,7 @@ impl Default for TelemetryFile {
             content: ContentMode::default(),
             queue_capacity: default_queue(),
             spill_max_bytes: default_spill_max(),
+            otlp: Vec::new(),
         }
     }
 }

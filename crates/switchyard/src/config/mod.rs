@@ -6,6 +6,7 @@
 mod alerts;
 pub mod file;
 mod interpolate;
+mod otlp;
 mod secret;
 
 use std::collections::HashSet;
@@ -17,14 +18,16 @@ use serde_json::{Map, Value};
 use switchyard_protocol::ProviderKind;
 use switchyard_protocol::dialect::OpenAiQuirks;
 
-pub use file::{
-    ContentMode, GovernanceFile, HedgeAfterFile, TelemetryFile, LogFormat, LoggingFile, PriceFile, RetryBudgetFile, RoutingFile, RuleFile,
-    SimDialectFile, SimulatorFile, StrategyFile, StreamBufferFile, TimeoutsFile,
-};
-use switchyard_protocol::canonical::ErrorClass;
-pub use secret::Secret;
 pub use alerts::{AlertRule, AlertsConfig, Webhook, kind_name, scope_name};
 pub use file::{AlertKind, AlertScope, WebhookFormat};
+pub use file::{
+    ContentMode, GovernanceFile, HedgeAfterFile, LogFormat, LoggingFile, PriceFile,
+    RetryBudgetFile, RoutingFile, RuleFile, SimDialectFile, SimulatorFile, StrategyFile,
+    StreamBufferFile, TelemetryFile, TimeoutsFile,
+};
+pub use otlp::{OtlpFile, traces_url};
+pub use secret::Secret;
+use switchyard_protocol::canonical::ErrorClass;
 
 use file::{FallbacksFile, HedgeFile, KindFile, ModelFile, ProviderFile, ServerFile};
 
@@ -67,6 +70,8 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
+    /// How telemetry names this provider (`gen_ai.provider.name`).
+    pub gen_ai_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +102,9 @@ impl Fallbacks {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &String> {
-        self.default.iter().chain(self.by_class.iter().flat_map(|(_, v)| v))
+        self.default
+            .iter()
+            .chain(self.by_class.iter().flat_map(|(_, v)| v))
     }
 }
 
@@ -194,8 +201,13 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let governance: GovernanceFile =
         section(&mut top, "governance", &mut errors).unwrap_or_default();
     if telemetry.queue_capacity == 0 {
-        err(&mut errors, "telemetry.queue_capacity", "must be greater than 0");
+        err(
+            &mut errors,
+            "telemetry.queue_capacity",
+            "must be greater than 0",
+        );
     }
+    otlp::check(&telemetry.otlp, &mut errors);
     let alerts: file::AlertsFile = section(&mut top, "alerts", &mut errors).unwrap_or_default();
     let alerts = alerts::resolve_alerts(alerts, &mut errors);
     let providers: Vec<Option<ProviderFile>> = list(&mut top, "providers", &mut errors);
@@ -208,10 +220,16 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         return Err(errors);
     }
     if !(0.0..=1.0).contains(&routing.exploration) {
-        errors.push(ConfigError { path: "routing.exploration".into(), message: "must be between 0 and 1".into() });
+        errors.push(ConfigError {
+            path: "routing.exploration".into(),
+            message: "must be between 0 and 1".into(),
+        });
     }
-    if !(routing.retry_budget.ratio >= 0.0) {
-        errors.push(ConfigError { path: "routing.retry_budget.ratio".into(), message: "must not be negative".into() });
+    if routing.retry_budget.ratio.is_nan() || routing.retry_budget.ratio < 0.0 {
+        errors.push(ConfigError {
+            path: "routing.retry_budget.ratio".into(),
+            message: "must not be negative".into(),
+        });
     }
     let config = Config {
         server,
@@ -421,7 +439,8 @@ fn resolve_providers(
             },
         };
         if !base_url.is_empty()
-            && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+            && !base_url.starts_with("http://")
+            && !base_url.starts_with("https://")
         {
             err(
                 errors,
@@ -483,6 +502,7 @@ fn resolve_providers(
                 (_, v) => v.clone(),
             },
             timeouts: p.timeouts,
+            gen_ai_name: otlp::gen_ai_provider_name(p.kind, simulated, &p.name),
         }));
     }
     out
@@ -535,7 +555,11 @@ fn resolve_models(
                     context_window: d.context_window,
                 }),
                 None if providers.iter().any(Option::is_none) => {}
-                None => err(errors, format!("{dpath}.provider"), format!("unknown provider '{}'", d.provider)),
+                None => err(
+                    errors,
+                    format!("{dpath}.provider"),
+                    format!("unknown provider '{}'", d.provider),
+                ),
             }
             if d.model.is_empty() {
                 err(errors, format!("{dpath}.model"), "must not be empty");
@@ -544,18 +568,38 @@ fn resolve_models(
                 err(errors, format!("{dpath}.weight"), "must be greater than 0");
             }
             if let Some(p) = d.price
-                && (p.input_per_mtok < 0.0 || p.output_per_mtok < 0.0 || !p.input_per_mtok.is_finite() || !p.output_per_mtok.is_finite())
+                && (p.input_per_mtok < 0.0
+                    || p.output_per_mtok < 0.0
+                    || !p.input_per_mtok.is_finite()
+                    || !p.output_per_mtok.is_finite())
             {
-                err(errors, format!("{dpath}.price"), "prices must be finite and not negative");
+                err(
+                    errors,
+                    format!("{dpath}.price"),
+                    "prices must be finite and not negative",
+                );
             }
-            for (name, v) in [("rpm", d.rpm), ("tpm", d.tpm), ("context_window", d.context_window)] {
+            for (name, v) in [
+                ("rpm", d.rpm),
+                ("tpm", d.tpm),
+                ("context_window", d.context_window),
+            ] {
                 if v == Some(0) {
                     err(errors, format!("{dpath}.{name}"), "must be greater than 0");
                 }
             }
         }
-        let fallbacks = resolve_fallbacks(&m.fallbacks, &m.alias, &aliases, &format!("{path}.fallbacks"), errors);
-        let hedge = m.hedge.as_ref().and_then(|h| resolve_hedge(h, &format!("{path}.hedge"), errors));
+        let fallbacks = resolve_fallbacks(
+            &m.fallbacks,
+            &m.alias,
+            &aliases,
+            &format!("{path}.fallbacks"),
+            errors,
+        );
+        let hedge = m
+            .hedge
+            .as_ref()
+            .and_then(|h| resolve_hedge(h, &format!("{path}.hedge"), errors));
         out.push(ModelConfig {
             alias: m.alias,
             deployments,
@@ -569,12 +613,26 @@ fn resolve_models(
     out
 }
 
-fn check_aliases(list: &[String], own: &str, aliases: &HashSet<String>, path: &str, errors: &mut Vec<ConfigError>) {
+fn check_aliases(
+    list: &[String],
+    own: &str,
+    aliases: &HashSet<String>,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) {
     for (j, f) in list.iter().enumerate() {
         if f == own {
-            err(errors, format!("{path}[{j}]"), "an alias cannot fall back to itself");
+            err(
+                errors,
+                format!("{path}[{j}]"),
+                "an alias cannot fall back to itself",
+            );
         } else if !aliases.contains(f) {
-            err(errors, format!("{path}[{j}]"), format!("unknown alias '{f}'"));
+            err(
+                errors,
+                format!("{path}[{j}]"),
+                format!("unknown alias '{f}'"),
+            );
         }
     }
 }
@@ -589,7 +647,10 @@ fn resolve_fallbacks(
     match file {
         FallbacksFile::All(list) => {
             check_aliases(list, own, aliases, path, errors);
-            Fallbacks { default: list.clone(), by_class: Vec::new() }
+            Fallbacks {
+                default: list.clone(),
+                by_class: Vec::new(),
+            }
         }
         FallbacksFile::ByClass(map) => {
             let mut out = Fallbacks::default();
@@ -601,7 +662,11 @@ fn resolve_fallbacks(
                 } else if let Some(c) = ErrorClass::parse(class) {
                     out.by_class.push((c, list.clone()));
                 } else {
-                    err(errors, cpath, "unknown error class (use default, context_window_exceeded, content_filtered, rate_limited, timeout, server_error, overloaded, connect, auth_failed, not_found, stream_interrupted, malformed_response)");
+                    err(
+                        errors,
+                        cpath,
+                        "unknown error class (use default, context_window_exceeded, content_filtered, rate_limited, timeout, server_error, overloaded, connect, auth_failed, not_found, stream_interrupted, malformed_response)",
+                    );
                 }
             }
             out
@@ -614,7 +679,11 @@ fn resolve_hedge(h: &HedgeFile, path: &str, errors: &mut Vec<ConfigError>) -> Op
         HedgeAfterFile::Fixed(d) => HedgeAfter::Fixed(*d),
         HedgeAfterFile::Percentile(p) if p == "p95" => HedgeAfter::P95,
         HedgeAfterFile::Percentile(p) => {
-            err(errors, format!("{path}.after"), format!("'{p}' is neither a duration nor p95"));
+            err(
+                errors,
+                format!("{path}.after"),
+                format!("'{p}' is neither a duration nor p95"),
+            );
             return None;
         }
     };
@@ -622,7 +691,10 @@ fn resolve_hedge(h: &HedgeFile, path: &str, errors: &mut Vec<ConfigError>) -> Op
         err(errors, format!("{path}.max_share"), "must be in (0, 1]");
         return None;
     }
-    Some(Hedge { after, max_share: h.max_share })
+    Some(Hedge {
+        after,
+        max_share: h.max_share,
+    })
 }
 
 fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
@@ -633,35 +705,67 @@ fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
         }
         for (j, need) in rule.when.needs.iter().enumerate() {
             if !["tools", "images", "json_schema"].contains(&need.as_str()) {
-                err(errors, format!("{path}.match.needs[{j}]"), "must be tools, images or json_schema");
+                err(
+                    errors,
+                    format!("{path}.match.needs[{j}]"),
+                    "must be tools, images or json_schema",
+                );
             }
         }
         let target = match &rule.route.alias {
             Some(alias) => match config.models.iter().find(|m| &m.alias == alias) {
                 Some(m) => Some(m),
                 None => {
-                    err(errors, format!("{path}.route.alias"), format!("unknown alias '{alias}'"));
+                    err(
+                        errors,
+                        format!("{path}.route.alias"),
+                        format!("unknown alias '{alias}'"),
+                    );
                     None
                 }
             },
             None => None,
         };
         let ids: Vec<String> = match target {
-            Some(m) => m.deployments.iter().map(|d| format!("{}/{}", config.providers[d.provider].name, d.model)).collect(),
-            None => config.models.iter().flat_map(|m| m.deployments.iter().map(|d| format!("{}/{}", config.providers[d.provider].name, d.model))).collect(),
+            Some(m) => m
+                .deployments
+                .iter()
+                .map(|d| format!("{}/{}", config.providers[d.provider].name, d.model))
+                .collect(),
+            None => config
+                .models
+                .iter()
+                .flat_map(|m| {
+                    m.deployments
+                        .iter()
+                        .map(|d| format!("{}/{}", config.providers[d.provider].name, d.model))
+                })
+                .collect(),
         };
         for (j, id) in rule.route.deployments.iter().enumerate() {
             if !ids.contains(id) {
-                err(errors, format!("{path}.route.deployments[{j}]"), format!("unknown deployment '{id}' (write provider/model)"));
+                err(
+                    errors,
+                    format!("{path}.route.deployments[{j}]"),
+                    format!("unknown deployment '{id}' (write provider/model)"),
+                );
             }
         }
         for id in rule.route.weights.keys() {
             if !ids.contains(id) {
-                err(errors, format!("{path}.route.weights.{id}"), "unknown deployment (write provider/model)");
+                err(
+                    errors,
+                    format!("{path}.route.weights.{id}"),
+                    "unknown deployment (write provider/model)",
+                );
             }
         }
-        if rule.route.max_cost.is_some_and(|c| !(c >= 0.0)) {
-            err(errors, format!("{path}.route.max_cost"), "must not be negative");
+        if rule.route.max_cost.is_some_and(|c| c.is_nan() || c < 0.0) {
+            err(
+                errors,
+                format!("{path}.route.max_cost"),
+                "must not be negative",
+            );
         }
     }
 }

@@ -41,7 +41,11 @@ impl Window {
     fn roll(&mut self, now_ms: i64) {
         let minute = now_ms.div_euclid(60_000);
         if minute != self.minute {
-            self.previous = if minute == self.minute + 1 { self.current } else { 0 };
+            self.previous = if minute == self.minute + 1 {
+                self.current
+            } else {
+                0
+            };
             self.current = 0;
             self.minute = minute;
         }
@@ -160,7 +164,12 @@ impl Ledger {
     pub fn usage(&self, now_ms: i64) -> (i64, i64, Option<i64>, i64) {
         let mut s = self.state.lock();
         self.roll(&mut s, now_ms);
-        (s.spent, s.reserved, self.limits.max_budget_nanos, s.period_start_ms)
+        (
+            s.spent,
+            s.reserved,
+            self.limits.max_budget_nanos,
+            s.period_start_ms,
+        )
     }
 }
 
@@ -280,38 +289,101 @@ mod tests {
         let key = Ledger::new(Level::Key("k".into()), budget(1_000), 0, 0);
         let team = Ledger::new(Level::Team("t".into()), budget(500), 0, 0);
         let levels = [key.clone(), team.clone()];
-        let ask = Ask { worst: 400, least: 10, tokens: 1, may_cap: false };
+        let ask = Ask {
+            worst: 400,
+            least: 10,
+            tokens: 1,
+            may_cap: false,
+        };
         assert!(reserve(&levels, ask, 0).is_ok());
         // The team has 100 left free, 500 once settled: wait, do not refuse.
-        assert_eq!(reserve(&levels, ask, 0), Err(Shortfall::InFlight(Level::Team("t".into()))));
-        assert_eq!(key.usage(0).1, 400, "nothing reserved at the key for the refused request");
+        assert_eq!(
+            reserve(&levels, ask, 0),
+            Err(Shortfall::InFlight(Level::Team("t".into())))
+        );
+        assert_eq!(
+            key.usage(0).1,
+            400,
+            "nothing reserved at the key for the refused request"
+        );
         settle(&levels, 400, 300, 0, 0);
         assert_eq!(key.usage(0).0, 300);
         assert!(reserve(&levels, Ask { worst: 200, ..ask }, 0).is_ok());
         settle(&levels, 200, 200, 0, 0);
-        assert_eq!(reserve(&levels, ask, 0), Err(Shortfall::Exhausted(Level::Team("t".into()))));
+        assert_eq!(
+            reserve(&levels, ask, 0),
+            Err(Shortfall::Exhausted(Level::Team("t".into())))
+        );
     }
 
     #[test]
     fn caps_when_the_caller_set_no_limit() {
         let key = Ledger::new(Level::Key("k".into()), budget(1_000), 0, 0);
-        let ask = Ask { worst: 5_000, least: 50, tokens: 1, may_cap: true };
+        let ask = Ask {
+            worst: 5_000,
+            least: 50,
+            tokens: 1,
+            may_cap: true,
+        };
         let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
-        assert_eq!(g, Granted { reserved: 1_000, capped_to: Some(1_000) });
-        assert_eq!(reserve(std::slice::from_ref(&key), ask, 0), Err(Shortfall::InFlight(Level::Key("k".into()))));
+        assert_eq!(
+            g,
+            Granted {
+                reserved: 1_000,
+                capped_to: Some(1_000)
+            }
+        );
+        assert_eq!(
+            reserve(std::slice::from_ref(&key), ask, 0),
+            Err(Shortfall::InFlight(Level::Key("k".into())))
+        );
         settle(std::slice::from_ref(&key), 1_000, 960, 0, 0);
-        assert_eq!(reserve(std::slice::from_ref(&key), ask, 0), Err(Shortfall::Exhausted(Level::Key("k".into()))));
-        let refuse = Ledger::new(Level::Key("r".into()), Limits { over_budget: OverBudget::Refuse, ..budget(1_000) }, 0, 0);
-        assert!(matches!(reserve(std::slice::from_ref(&refuse), ask, 0), Err(Shortfall::Exhausted(_))));
+        assert_eq!(
+            reserve(std::slice::from_ref(&key), ask, 0),
+            Err(Shortfall::Exhausted(Level::Key("k".into())))
+        );
+        let refuse = Ledger::new(
+            Level::Key("r".into()),
+            Limits {
+                over_budget: OverBudget::Refuse,
+                ..budget(1_000)
+            },
+            0,
+            0,
+        );
+        assert!(matches!(
+            reserve(std::slice::from_ref(&refuse), ask, 0),
+            Err(Shortfall::Exhausted(_))
+        ));
     }
 
     #[test]
     fn rate_limits() {
-        let l = Ledger::new(Level::Key("k".into()), Limits { rpm: Some(2), max_parallel: Some(5), ..Limits::default() }, 0, 0);
-        let ask = Ask { worst: 0, least: 0, tokens: 0, may_cap: false };
+        let l = Ledger::new(
+            Level::Key("k".into()),
+            Limits {
+                rpm: Some(2),
+                max_parallel: Some(5),
+                ..Limits::default()
+            },
+            0,
+            0,
+        );
+        let ask = Ask {
+            worst: 0,
+            least: 0,
+            tokens: 0,
+            may_cap: false,
+        };
         assert!(reserve(std::slice::from_ref(&l), ask, 1_000).is_ok());
         assert!(reserve(std::slice::from_ref(&l), ask, 2_000).is_ok());
-        assert!(matches!(reserve(std::slice::from_ref(&l), ask, 3_000), Err(Shortfall::RateLimited { what: "requests per minute", .. })));
+        assert!(matches!(
+            reserve(std::slice::from_ref(&l), ask, 3_000),
+            Err(Shortfall::RateLimited {
+                what: "requests per minute",
+                ..
+            })
+        ));
         // Two minutes later the window is empty again.
         assert!(reserve(std::slice::from_ref(&l), ask, 121_000).is_ok());
     }
@@ -321,9 +393,25 @@ mod tests {
         // 2026-11-29T12:00:00Z, a Sunday.
         let now = 1_795_953_600_000;
         assert_eq!(period_start(Period::Daily, now), 1_795_910_400_000);
-        assert_eq!(period_start(Period::Weekly, now), 1_795_392_000_000, "Monday 2026-11-23");
-        assert_eq!(period_start(Period::Monthly, now), 1_793_491_200_000, "2026-11-01");
-        let l = Ledger::new(Level::Key("k".into()), Limits { budget_period: Period::Daily, ..budget(100) }, 90, now);
+        assert_eq!(
+            period_start(Period::Weekly, now),
+            1_795_392_000_000,
+            "Monday 2026-11-23"
+        );
+        assert_eq!(
+            period_start(Period::Monthly, now),
+            1_793_491_200_000,
+            "2026-11-01"
+        );
+        let l = Ledger::new(
+            Level::Key("k".into()),
+            Limits {
+                budget_period: Period::Daily,
+                ..budget(100)
+            },
+            90,
+            now,
+        );
         assert_eq!(l.usage(now).0, 90);
         assert_eq!(l.usage(now + 86_400_000).0, 0, "a new day starts from zero");
     }

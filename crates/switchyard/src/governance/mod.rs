@@ -37,9 +37,10 @@ impl Principal {
         if self.master {
             "master key".into()
         } else {
-            self.key
-                .as_ref()
-                .map_or_else(|| "unknown".into(), |k| format!("key {} ({})", k.id, k.name))
+            self.key.as_ref().map_or_else(
+                || "unknown".into(),
+                |k| format!("key {} ({})", k.id, k.name),
+            )
         }
     }
 }
@@ -91,7 +92,13 @@ impl Admission {
             return;
         }
         self.done = true;
-        ledger::settle(&self.levels, self.reserved, cost_nanos, output_tokens, now_unix_ms());
+        ledger::settle(
+            &self.levels,
+            self.reserved,
+            cost_nanos,
+            output_tokens,
+            now_unix_ms(),
+        );
         self.gov.settled.notify_waiters();
     }
 }
@@ -105,7 +112,9 @@ impl Drop for Admission {
 
 impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admission").field("reserved", &self.reserved).finish()
+        f.debug_struct("Admission")
+            .field("reserved", &self.reserved)
+            .finish()
     }
 }
 
@@ -188,16 +197,36 @@ impl Governance {
         }
         let mut wanted: Vec<(Level, Limits, SpendColumn, String)> = Vec::new();
         for k in snap.keys.values() {
-            wanted.push((Level::Key(k.id.clone()), k.limits.clone(), SpendColumn::Key, k.id.clone()));
+            wanted.push((
+                Level::Key(k.id.clone()),
+                k.limits.clone(),
+                SpendColumn::Key,
+                k.id.clone(),
+            ));
         }
         for t in snap.teams.values() {
-            wanted.push((Level::Team(t.id.clone()), t.limits.clone(), SpendColumn::Team, t.id.clone()));
+            wanted.push((
+                Level::Team(t.id.clone()),
+                t.limits.clone(),
+                SpendColumn::Team,
+                t.id.clone(),
+            ));
         }
         for o in snap.orgs.values() {
-            wanted.push((Level::Org(o.id.clone()), o.limits.clone(), SpendColumn::Org, o.id.clone()));
+            wanted.push((
+                Level::Org(o.id.clone()),
+                o.limits.clone(),
+                SpendColumn::Org,
+                o.id.clone(),
+            ));
         }
         for c in snap.customers.values() {
-            wanted.push((Level::Customer(c.id.clone()), c.limits.clone(), SpendColumn::Customer, c.id.clone()));
+            wanted.push((
+                Level::Customer(c.id.clone()),
+                c.limits.clone(),
+                SpendColumn::Customer,
+                c.id.clone(),
+            ));
         }
         for (level, limits, column, id) in wanted {
             let ledger = match old.ledgers.get(&level) {
@@ -223,7 +252,10 @@ impl Governance {
         let snap = self.snapshot.load();
         let (key, valid_until) = snap.by_hash.get(&hash)?;
         // The map lookup found it by this very hash; compare anyway in constant time.
-        if !constant_time_eq(key_hash_for(key, valid_until.is_some()).as_bytes(), hash.as_bytes()) {
+        if !constant_time_eq(
+            key_hash_for(key, valid_until.is_some()).as_bytes(),
+            hash.as_bytes(),
+        ) {
             return None;
         }
         let now = now_unix_ms();
@@ -247,7 +279,12 @@ impl Governance {
         })
     }
 
-    fn limits_chain<'a>(&self, snap: &'a Snapshot, p: &Principal, customer: Option<&str>) -> Vec<&'a Limits> {
+    fn limits_chain<'a>(
+        &self,
+        snap: &'a Snapshot,
+        p: &Principal,
+        customer: Option<&str>,
+    ) -> Vec<&'a Limits> {
         let mut out = Vec::new();
         if let Some(k) = p.caller.key_id.as_ref().and_then(|id| snap.keys.get(id)) {
             out.push(&k.limits);
@@ -351,9 +388,7 @@ impl Governance {
                 }
                 Err(Shortfall::InFlight(level)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero()
-                        || tokio::time::timeout(left, notified).await.is_err()
-                    {
+                    if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
                         return Err(GatewayError::BudgetExceeded(format!(
                             "The budget of {} is held by requests in flight; it did not free up within {} ms.",
                             level.describe(),
@@ -374,7 +409,10 @@ impl Governance {
                     retry_after_secs,
                 }) => {
                     return Err(GatewayError::RateLimited {
-                        message: format!("Rate limit of {} reached: {limit} {what}.", level.describe()),
+                        message: format!(
+                            "Rate limit of {} reached: {limit} {what}.",
+                            level.describe()
+                        ),
                         limit,
                         kind: what,
                         retry_after_secs,
@@ -395,7 +433,7 @@ impl Governance {
 
     pub fn keys(&self) -> Vec<Arc<VirtualKey>> {
         let mut v: Vec<_> = self.snapshot.load().keys.values().cloned().collect();
-        v.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms));
+        v.sort_by_key(|k| k.created_at_ms);
         v
     }
 
@@ -435,7 +473,9 @@ impl Governance {
         body: Option<String>,
         audit: AuditEntry,
     ) -> Result<(), sqlx::Error> {
-        self.store.put_entity(kind, id, body.as_deref(), &audit).await?;
+        self.store
+            .put_entity(kind, id, body.as_deref(), &audit)
+            .await?;
         self.reload().await
     }
 }
@@ -480,6 +520,13 @@ pub fn new_secret() -> String {
 /// `sk-sy-AbCd…wXyZ`: recognisable, useless to an attacker.
 pub fn display_of(secret: &str) -> String {
     let head: String = secret.chars().take(10).collect();
-    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head}…{tail}")
 }

@@ -124,7 +124,8 @@ fn code_label(code: Option<&str>) -> String {
         Some(c)
             if !c.is_empty()
                 && c.len() <= 64
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
         {
             c.to_owned()
         }
@@ -383,9 +384,13 @@ impl prometheus_client::collector::Collector for Snapshot {
             if deployments.is_empty() {
                 return Ok(());
             }
-            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
             for d in deployments {
-                let labels = [("alias", d.alias.as_str()), ("deployment", d.deployment.as_str())];
+                let labels = [
+                    ("alias", d.alias.as_str()),
+                    ("deployment", d.deployment.as_str()),
+                ];
                 ConstGauge::new(pick(d)).encode(family.encode_family(&labels)?)?;
             }
             Ok(())
@@ -394,25 +399,41 @@ impl prometheus_client::collector::Collector for Snapshot {
         per_deployment(
             &mut encoder,
             ds,
-            ("deployment_in_flight", "Requests in flight to the deployment", Some(Unit::Other("requests".into()))),
+            (
+                "deployment_in_flight",
+                "Requests in flight to the deployment",
+                Some(Unit::Other("requests".into())),
+            ),
             |d| i64::from(d.in_flight),
         )?;
         per_deployment(
             &mut encoder,
             ds,
-            ("deployment_cooling", "1 while the deployment is in cooldown (planned last), else 0", None),
+            (
+                "deployment_cooling",
+                "1 while the deployment is in cooldown (planned last), else 0",
+                None,
+            ),
             |d| i64::from(d.cooling),
         )?;
         per_deployment(
             &mut encoder,
             ds,
-            ("deployment_cooldown_remaining", "Time left in the deployment's cooldown", Some(Unit::Seconds)),
+            (
+                "deployment_cooldown_remaining",
+                "Time left in the deployment's cooldown",
+                Some(Unit::Seconds),
+            ),
             |d| d.cooldown_remaining_s,
         )?;
         per_deployment(
             &mut encoder,
             ds,
-            ("deployment_consecutive_failures", "Failed attempts in a row since the deployment's last success", None),
+            (
+                "deployment_consecutive_failures",
+                "Failed attempts in a row since the deployment's last success",
+                None,
+            ),
             |d| i64::from(d.consecutive_failures),
         )?;
         per_deployment(
@@ -435,11 +456,31 @@ impl prometheus_client::collector::Collector for Snapshot {
             MetricType::Gauge,
         )?)?;
         for (name, help, value) in [
-            ("recorder_enqueued", "Request records handed to the recorder", r.enqueued),
-            ("recorder_written", "Request records written to the store", r.written),
-            ("recorder_spilled", "Request records spilled to the local file while the store was unavailable", r.spilled),
-            ("recorder_replayed", "Spilled request records written to the store after it recovered", r.replayed),
-            ("recorder_dropped", "Request records lost (queue full or spill file at its cap)", r.dropped),
+            (
+                "recorder_enqueued",
+                "Request records handed to the recorder",
+                r.enqueued,
+            ),
+            (
+                "recorder_written",
+                "Request records written to the store",
+                r.written,
+            ),
+            (
+                "recorder_spilled",
+                "Request records spilled to the local file while the store was unavailable",
+                r.spilled,
+            ),
+            (
+                "recorder_replayed",
+                "Spilled request records written to the store after it recovered",
+                r.replayed,
+            ),
+            (
+                "recorder_dropped",
+                "Request records lost (queue full or spill file at its cap)",
+                r.dropped,
+            ),
         ] {
             ConstCounter::new(value).encode(encoder.encode_descriptor(
                 name,

@@ -8,7 +8,12 @@ fn known() -> Known {
     }
 }
 
-pub fn record(alias: Option<&str>, deployment: Option<&str>, status: u16, outcome: Outcome) -> RequestRecord {
+pub fn record(
+    alias: Option<&str>,
+    deployment: Option<&str>,
+    status: u16,
+    outcome: Outcome,
+) -> RequestRecord {
     RequestRecord {
         id: "0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0".into(),
         started_at_ms: 1_700_000_000_000,
@@ -34,6 +39,9 @@ pub fn record(alias: Option<&str>, deployment: Option<&str>, status: u16, outcom
         cost_nanos: None,
         prompt: None,
         response: None,
+        trace: None,
+        response_model: None,
+        finish_reason: None,
     }
 }
 
@@ -57,7 +65,10 @@ fn lines(text: &str) -> Vec<&str> {
 fn records_become_labelled_counters_and_histograms() {
     let m = Metrics::new(known());
     let mut ok = record(Some("chat"), Some("p/m"), 200, Outcome::Success);
-    ok.attempts = vec![attempt("p/backup", Some("server_error")), attempt("p/m", None)];
+    ok.attempts = vec![
+        attempt("p/backup", Some("server_error")),
+        attempt("p/m", None),
+    ];
     ok.tokens = Some(TokenCounts {
         input: 10,
         output: 20,

@@ -54,7 +54,11 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Principal, Gateway
 
 /// Admin API access: reads need at least `viewer`, changes `team_admin` (limited to its own
 /// team by the handlers) or `admin`. Callers without the role get 403.
-pub fn authorize_admin(app: &App, headers: &HeaderMap, write: bool) -> Result<Principal, GatewayError> {
+pub fn authorize_admin(
+    app: &App,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<Principal, GatewayError> {
     let p = authenticate(app, headers)?;
     let needed = if write { Role::TeamAdmin } else { Role::Viewer };
     if p.role < needed {

@@ -28,8 +28,8 @@ use crate::app::App;
 use crate::config::ContentMode;
 use crate::error::GatewayError;
 use crate::pricing::Price;
-use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
+use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
 
 pub use authenticate::{authenticate, authorize_admin};
@@ -176,7 +176,14 @@ pub async fn chat(
         Ok(e) => e,
         Err(failed) => {
             tracker.set_route(&decision, &failed.attempts);
-            log_request(ctx, &decision, &failed.attempts, Err(&failed.error), None, request.stream);
+            log_request(
+                ctx,
+                &decision,
+                &failed.attempts,
+                Err(&failed.error),
+                None,
+                request.stream,
+            );
             return Err(failed.error);
         }
     };
@@ -188,7 +195,15 @@ pub async fn chat(
             let text = response.text();
             tracker.set_usage(response.usage, text.len(), price);
             tracker.set_response_text(&text);
-            log_request(ctx, &decision, &executed.attempts, Ok(()), response.usage, false);
+            tracker.set_response_meta(&response.model, Some(response.finish_reason.as_openai()));
+            log_request(
+                ctx,
+                &decision,
+                &executed.attempts,
+                Ok(()),
+                response.usage,
+                false,
+            );
             Ok(Reply {
                 body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
                 route,
@@ -311,7 +326,14 @@ pub async fn embeddings(
         Ok(e) => e,
         Err(failed) => {
             tracker.set_route(&decision, &failed.attempts);
-            log_request(ctx, &decision, &failed.attempts, Err(&failed.error), None, false);
+            log_request(
+                ctx,
+                &decision,
+                &failed.attempts,
+                Err(&failed.error),
+                None,
+                false,
+            );
             return Err(failed.error);
         }
     };
@@ -330,7 +352,15 @@ pub async fn embeddings(
         return Err(error);
     }
     tracker.set_usage(executed.answer.usage, 0, price_of(&executed.deployment));
-    log_request(ctx, &decision, &executed.attempts, Ok(()), executed.answer.usage, false);
+    tracker.set_response_meta(&executed.answer.model, None);
+    log_request(
+        ctx,
+        &decision,
+        &executed.attempts,
+        Ok(()),
+        executed.answer.usage,
+        false,
+    );
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     Ok(Reply {
         body: ReplyBody::Json(openai::encode_embeddings(

@@ -15,8 +15,26 @@ pub fn now_ms() -> u64 {
 
 /// Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
 const BUCKETS_MS: [u64; 20] = [
-    1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000,
-    20_000, 60_000, u64::MAX,
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    300,
+    500,
+    750,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    5_000,
+    10_000,
+    20_000,
+    60_000,
+    u64::MAX,
 ];
 
 /// Weight of the newest sample in the moving averages.
@@ -33,16 +51,18 @@ impl Ewma {
     }
 
     fn add(&self, sample: f64) {
-        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            let next = if bits == 0 {
-                sample
-            } else {
-                let old = f64::from_bits(bits);
-                old + EWMA_ALPHA * (sample - old)
-            };
-            // Zero is the "no sample" marker; keep a tiny positive value instead.
-            Some(next.max(f64::MIN_POSITIVE).to_bits())
-        });
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let next = if bits == 0 {
+                    sample
+                } else {
+                    let old = f64::from_bits(bits);
+                    old + EWMA_ALPHA * (sample - old)
+                };
+                // Zero is the "no sample" marker; keep a tiny positive value instead.
+                Some(next.max(f64::MIN_POSITIVE).to_bits())
+            });
     }
 }
 
@@ -193,7 +213,8 @@ impl Health {
     /// Records the provider's `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` headroom.
     pub fn provider_headroom(&self, fraction: f64) {
         let permille = (fraction.clamp(0.0, 1.0) * 1000.0) as u32;
-        self.remaining_permille.store(permille + 1, Ordering::Relaxed);
+        self.remaining_permille
+            .store(permille + 1, Ordering::Relaxed);
     }
 
     fn percentile(&self, q: f64) -> Option<u64> {

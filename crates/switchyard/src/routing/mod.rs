@@ -153,7 +153,10 @@ pub struct PlannedAttempt {
 pub enum PlanError {
     UnknownAlias(String),
     /// Deployments exist but none can serve what the request needs.
-    Unsupported { alias: String, needs: String },
+    Unsupported {
+        alias: String,
+        needs: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -227,7 +230,10 @@ impl RoutingTable {
                 .filter_map(|d| {
                     let provider = providers.get(d.provider)?.clone();
                     let billing = match d.price {
-                        Some(p) => Some(crate::pricing::Price::per_mtok(p.input_per_mtok, p.output_per_mtok)),
+                        Some(p) => Some(crate::pricing::Price::per_mtok(
+                            p.input_per_mtok,
+                            p.output_per_mtok,
+                        )),
                         None => crate::pricing::lookup(&d.model),
                     };
                     Some(Arc::new(Deployment {
@@ -280,7 +286,9 @@ impl RoutingTable {
         let mut queue = vec![alias.to_owned()];
         let mut best: Option<crate::pricing::Price> = None;
         while let Some(a) = queue.pop() {
-            let Some(route) = self.routes.get(&a) else { continue };
+            let Some(route) = self.routes.get(&a) else {
+                continue;
+            };
             for d in &route.deployments {
                 if let Some(p) = d.billing {
                     best = Some(match best {
@@ -450,7 +458,11 @@ impl Planner<'_> {
                 && !o.deployments.is_empty()
                 && !o.deployments.contains(&d.id)
             {
-                self.skip(&route.alias, d, "not in the rule's deployment subset".into());
+                self.skip(
+                    &route.alias,
+                    d,
+                    "not in the rule's deployment subset".into(),
+                );
                 continue;
             }
             if !self.facts.needs.met_by(d.provider.dialect.capabilities()) {
@@ -462,7 +474,11 @@ impl Planner<'_> {
                 && self.facts.input_tokens + output > window
             {
                 let need = self.facts.input_tokens + output;
-                self.skip(&route.alias, d, format!("needs ~{need} tokens, context window is {window}"));
+                self.skip(
+                    &route.alias,
+                    d,
+                    format!("needs ~{need} tokens, context window is {window}"),
+                );
                 continue;
             }
             if let (Some(limit), Some(cost)) = (
@@ -470,11 +486,16 @@ impl Planner<'_> {
                 strategy::estimated_cost(d.price, self.facts.input_tokens, output),
             ) && cost > limit
             {
-                self.skip(&route.alias, d, format!("estimated cost ${cost:.6} exceeds max_cost ${limit:.6}"));
+                self.skip(
+                    &route.alias,
+                    d,
+                    format!("estimated cost ${cost:.6} exceeds max_cost ${limit:.6}"),
+                );
                 continue;
             }
             let snapshot = d.health.snapshot(self.now_ms);
-            let admitted = !snapshot.cooling && d.health.admit(self.now_ms, self.table.policy.cooldown);
+            let admitted =
+                !snapshot.cooling && d.health.admit(self.now_ms, self.table.policy.cooldown);
             let candidate = Candidate {
                 index,
                 weight: overrides
@@ -588,6 +609,11 @@ pub fn record_failure(
     // Resets and refusals are fast to detect and can be transient (a stale pooled connection),
     // so they count towards `allowed_fails` like other failures.
     let immediate = class == ErrorClass::Timeout;
-    d.health
-        .failure(policy.allowed_fails, policy.cooldown, retry_after, immediate, now_ms);
+    d.health.failure(
+        policy.allowed_fails,
+        policy.cooldown,
+        retry_after,
+        immediate,
+        now_ms,
+    );
 }

@@ -29,8 +29,10 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
             return false;
         }
     }
-    if w.min_input_tokens.is_some_and(|min| facts.input_tokens < min)
-        || w.max_input_tokens.is_some_and(|max| facts.input_tokens > max)
+    if w.min_input_tokens
+        .is_some_and(|min| facts.input_tokens < min)
+        || w.max_input_tokens
+            .is_some_and(|max| facts.input_tokens > max)
         || w.max_messages.is_some_and(|max| facts.messages > max)
     {
         return false;

@@ -99,8 +99,8 @@ pub fn order(
                 .collect()
         }
         StrategyFile::LowestLatency => {
-            let explore = input.exploration > 0.0
-                && f64::from(rng(10_000)) < input.exploration * 10_000.0;
+            let explore =
+                input.exploration > 0.0 && f64::from(rng(10_000)) < input.exploration * 10_000.0;
             let mut v = shuffled(candidates, rng);
             if !explore {
                 // Unmeasured deployments score 0 so they get measured.

@@ -81,7 +81,8 @@ fn cooled_deployments_go_last_and_come_back() {
     let route = t.route("main").unwrap();
     let a = &route.deployments[0];
     for _ in 0..3 {
-        a.health.failure(3, Duration::from_secs(10), None, false, 1_000);
+        a.health
+            .failure(3, Duration::from_secs(10), None, false, 1_000);
     }
     let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
     assert_eq!(ids(&plan), ["main:b/m2", "backup:c/claude", "main:a/m1"]);
@@ -90,7 +91,8 @@ fn cooled_deployments_go_last_and_come_back() {
         .unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1", "cooldown over: probed again");
     // Half-open: one more failure cools it again at once.
-    a.health.failure(3, Duration::from_secs(10), None, false, 11_002);
+    a.health
+        .failure(3, Duration::from_secs(10), None, false, 11_002);
     assert!(a.health.snapshot(11_003).cooling);
     a.health.success(Duration::from_millis(5));
     assert!(!a.health.snapshot(11_003).cooling);
@@ -100,8 +102,13 @@ fn cooled_deployments_go_last_and_come_back() {
 fn retry_after_cools_for_that_long() {
     let t = table();
     let b = &t.route("main").unwrap().deployments[1];
-    b.health
-        .failure(3, Duration::from_secs(10), Some(Duration::from_secs(2)), false, 0);
+    b.health.failure(
+        3,
+        Duration::from_secs(10),
+        Some(Duration::from_secs(2)),
+        false,
+        0,
+    );
     assert!(b.health.snapshot(1_999).cooling);
     assert!(!b.health.snapshot(2_001).cooling);
 }
@@ -140,18 +147,40 @@ fn cand(index: usize, weight: u32) -> strategy::Candidate {
     }
 }
 
-fn order_of(s: StrategyFile, cands: Vec<strategy::Candidate>, input: strategy::OrderInput) -> Vec<usize> {
+fn order_of(
+    s: StrategyFile,
+    cands: Vec<strategy::Candidate>,
+    input: strategy::OrderInput,
+) -> Vec<usize> {
     let mut rng = |_: u32| 0;
-    strategy::order(s, cands, &input, &mut rng).into_iter().map(|(c, _)| c.index).collect()
+    strategy::order(s, cands, &input, &mut rng)
+        .into_iter()
+        .map(|(c, _)| c.index)
+        .collect()
 }
 
-const INPUT: strategy::OrderInput = strategy::OrderInput { input_tokens: 1000, output_tokens: 100, tick: 0, exploration: 0.0 };
+const INPUT: strategy::OrderInput = strategy::OrderInput {
+    input_tokens: 1000,
+    output_tokens: 100,
+    tick: 0,
+    exploration: 0.0,
+};
 
 #[test]
 fn round_robin_rotates_with_the_tick() {
     let cands = || vec![cand(0, 1), cand(1, 1), cand(2, 1)];
-    assert_eq!(order_of(StrategyFile::RoundRobin, cands(), INPUT), [0, 1, 2]);
-    assert_eq!(order_of(StrategyFile::RoundRobin, cands(), strategy::OrderInput { tick: 4, ..INPUT }), [1, 2, 0]);
+    assert_eq!(
+        order_of(StrategyFile::RoundRobin, cands(), INPUT),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        order_of(
+            StrategyFile::RoundRobin,
+            cands(),
+            strategy::OrderInput { tick: 4, ..INPUT }
+        ),
+        [1, 2, 0]
+    );
 }
 
 #[test]
@@ -162,7 +191,10 @@ fn least_busy_prefers_fewest_in_flight() {
     b.health.in_flight = 1;
     let mut c = cand(2, 1);
     c.health.in_flight = 3;
-    assert_eq!(order_of(StrategyFile::LeastBusy, vec![a, b, c], INPUT), [1, 2, 0]);
+    assert_eq!(
+        order_of(StrategyFile::LeastBusy, vec![a, b, c], INPUT),
+        [1, 2, 0]
+    );
 }
 
 #[test]
@@ -172,9 +204,23 @@ fn lowest_latency_measures_unknown_first_and_explores() {
     let mut b = cand(1, 1);
     b.health.latency_ewma_ms = Some(20.0);
     let c = cand(2, 1);
-    assert_eq!(order_of(StrategyFile::LowestLatency, vec![a.clone(), b.clone(), c.clone()], INPUT), [2, 1, 0]);
+    assert_eq!(
+        order_of(
+            StrategyFile::LowestLatency,
+            vec![a.clone(), b.clone(), c.clone()],
+            INPUT
+        ),
+        [2, 1, 0]
+    );
     // Exploration on (rng 0 < share): no sorting, the shuffled order stands.
-    let explored = order_of(StrategyFile::LowestLatency, vec![a, b, c], strategy::OrderInput { exploration: 1.0, ..INPUT });
+    let explored = order_of(
+        StrategyFile::LowestLatency,
+        vec![a, b, c],
+        strategy::OrderInput {
+            exploration: 1.0,
+            ..INPUT
+        },
+    );
     assert_eq!(explored.len(), 3);
 }
 
@@ -187,7 +233,10 @@ fn lowest_cost_uses_prices_and_puts_unpriced_last() {
     let c = cand(2, 1);
     let mut rng = |_: u32| 0;
     let ordered = strategy::order(StrategyFile::LowestCost, vec![a, b, c], &INPUT, &mut rng);
-    assert_eq!(ordered.iter().map(|(c, _)| c.index).collect::<Vec<_>>(), [1, 0, 2]);
+    assert_eq!(
+        ordered.iter().map(|(c, _)| c.index).collect::<Vec<_>>(),
+        [1, 0, 2]
+    );
     let cheapest = ordered[0].1.unwrap();
     assert!((cheapest - (1000.0 * 0.15 + 100.0 * 0.6) / 1e6).abs() < 1e-12);
 }
@@ -202,7 +251,10 @@ fn usage_aware_prefers_headroom() {
     b.health.requests_this_minute = 2;
     let mut c = cand(2, 1);
     c.health.provider_headroom = Some(0.5);
-    assert_eq!(order_of(StrategyFile::UsageAware, vec![a, b, c], INPUT), [1, 2, 0]);
+    assert_eq!(
+        order_of(StrategyFile::UsageAware, vec![a, b, c], INPUT),
+        [1, 2, 0]
+    );
 }
 
 #[test]
@@ -212,7 +264,10 @@ fn priority_uses_tiers_in_order() {
     let b = cand(1, 1);
     let mut c = cand(2, 1);
     c.priority = 1;
-    assert_eq!(order_of(StrategyFile::Priority, vec![a, b, c], INPUT), [1, 2, 0]);
+    assert_eq!(
+        order_of(StrategyFile::Priority, vec![a, b, c], INPUT),
+        [1, 2, 0]
+    );
 }
 
 const RULES: &str = r#"
@@ -249,7 +304,12 @@ fn rules_table() -> RoutingTable {
 }
 
 fn facts(model: &str, tokens: u64) -> RequestFacts {
-    RequestFacts { model: model.into(), input_tokens: tokens, messages: 1, ..RequestFacts::default() }
+    RequestFacts {
+        model: model.into(),
+        input_tokens: tokens,
+        messages: 1,
+        ..RequestFacts::default()
+    }
 }
 
 #[test]
@@ -265,7 +325,12 @@ fn rules_pick_alias_and_subset() {
     let mut p = t.planner(facts("auto", 10), 0, &mut rng).unwrap();
     assert_eq!(p.decision.rule.as_deref(), Some("short-and-simple"));
     assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
-    assert!(p.decision.skipped.iter().any(|s| s.deployment == "big/large" && s.reason.contains("subset")));
+    assert!(
+        p.decision
+            .skipped
+            .iter()
+            .any(|s| s.deployment == "big/large" && s.reason.contains("subset"))
+    );
 
     let p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
     assert_eq!(p.decision.rule, None);
@@ -277,13 +342,23 @@ fn context_window_and_cost_ceiling_skip_deployments() {
     let mut rng = |_: u32| 0;
     let mut p = t.planner(facts("auto", 20_000), 0, &mut rng).unwrap();
     assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "big/large");
-    assert!(p.decision.skipped.iter().any(|s| s.deployment == "small/mini" && s.reason.contains("context window")));
+    assert!(
+        p.decision
+            .skipped
+            .iter()
+            .any(|s| s.deployment == "small/mini" && s.reason.contains("context window"))
+    );
 
     let mut f = facts("auto", 1000);
     f.max_cost = Some(0.001);
     let mut p = t.planner(f, 0, &mut rng).unwrap();
     assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
-    assert!(p.decision.skipped.iter().any(|s| s.deployment == "big/large" && s.reason.contains("max_cost")));
+    assert!(
+        p.decision
+            .skipped
+            .iter()
+            .any(|s| s.deployment == "big/large" && s.reason.contains("max_cost"))
+    );
 }
 
 #[test]
@@ -293,12 +368,22 @@ fn fallbacks_follow_the_error_class() {
     let mut p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
-    let next = p.next(Some(switchyard_protocol::canonical::ErrorClass::ContextTooLong), &mut rng).unwrap();
+    let next = p
+        .next(
+            Some(switchyard_protocol::canonical::ErrorClass::ContextTooLong),
+            &mut rng,
+        )
+        .unwrap();
     assert_eq!(next.alias, "huge");
     let mut p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
-    let next = p.next(Some(switchyard_protocol::canonical::ErrorClass::ServerError), &mut rng).unwrap();
+    let next = p
+        .next(
+            Some(switchyard_protocol::canonical::ErrorClass::ServerError),
+            &mut rng,
+        )
+        .unwrap();
     assert_eq!(next.alias, "backup");
     assert_eq!(p.decision.fallbacks, ["backup"]);
 }

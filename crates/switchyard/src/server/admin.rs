@@ -4,17 +4,17 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde::Deserialize;
-use switchyard_protocol::error::DecodeError;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 use switchyard_protocol::dialect::DialectId;
+use switchyard_protocol::error::DecodeError;
 
 use super::{error_response, json_response};
 use crate::app::App;
-use crate::pipeline::{self, RequestContext};
 use crate::error::GatewayError;
+use crate::pipeline::{self, RequestContext};
 use crate::routing::now_ms;
 use crate::store::{Bucket, RequestFilter, SpendGroup};
 
@@ -110,11 +110,11 @@ pub fn parse_time(value: &str) -> Option<i64> {
     Some(now - secs * 1000)
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let ctx = RequestContext::new(DialectId::OpenAi);
     match pipeline::authorize_admin(app, headers, false) {
         Ok(_) => Ok(ctx.id),
-        Err(e) => Err(error_response(DialectId::OpenAi, &e, &ctx.id)),
+        Err(e) => Err(Box::new(error_response(DialectId::OpenAi, &e, &ctx.id))),
     }
 }
 
@@ -126,7 +126,7 @@ pub async fn requests(
 ) -> Response {
     let id = match authorize(&app, &headers) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Query(q) = match query {
         Ok(q) => q,
@@ -152,7 +152,12 @@ pub async fn requests(
         if let Some(v) = value {
             match parse_time(&v) {
                 Some(t) => *slot = Some(t),
-                None => return bad_query(format!("'{name}' must be Unix milliseconds or a span like 24h"), &id),
+                None => {
+                    return bad_query(
+                        format!("'{name}' must be Unix milliseconds or a span like 24h"),
+                        &id,
+                    );
+                }
             }
         }
     }
@@ -188,7 +193,7 @@ pub async fn request(
 ) -> Response {
     let id = match authorize(&app, &headers) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match app.store.get(&request_id).await {
         Ok(Some(record)) => json_response(StatusCode::OK, json!(record)),
@@ -224,7 +229,7 @@ pub async fn spend(
 ) -> Response {
     let id = match authorize(&app, &headers) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Query(q) = match query {
         Ok(q) => q,
@@ -256,12 +261,22 @@ pub async fn spend(
         _ => return bad_query("'bucket' must be day, week, month or all".into(), &id),
     };
     let since = match q.since.as_deref().map(parse_time) {
-        Some(None) => return bad_query("'since' must be Unix milliseconds or a span like 7d".into(), &id),
+        Some(None) => {
+            return bad_query(
+                "'since' must be Unix milliseconds or a span like 7d".into(),
+                &id,
+            );
+        }
         Some(Some(t)) => Some(t),
         None => None,
     };
     let until = match q.until.as_deref().map(parse_time) {
-        Some(None) => return bad_query("'until' must be Unix milliseconds or a span like 7d".into(), &id),
+        Some(None) => {
+            return bad_query(
+                "'until' must be Unix milliseconds or a span like 7d".into(),
+                &id,
+            );
+        }
         Some(Some(t)) => Some(t),
         None => None,
     };

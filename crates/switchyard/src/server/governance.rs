@@ -17,7 +17,9 @@ use super::{error_response, json_response};
 use crate::app::App;
 use crate::error::GatewayError;
 use crate::governance::ledger::Level;
-use crate::governance::model::{Customer, Limits, OverBudget, Org, Period, Role, StoredKey, Team, VirtualKey};
+use crate::governance::model::{
+    Customer, Limits, Org, OverBudget, Period, Role, StoredKey, Team, VirtualKey,
+};
 use crate::governance::{Principal, display_of, new_secret, now_unix_ms};
 use crate::pipeline::{RequestContext, authorize_admin};
 use crate::store::AuditEntry;
@@ -27,7 +29,11 @@ type Answer = Result<Response, GatewayError>;
 fn respond(answer: Answer) -> Response {
     match answer {
         Ok(r) => r,
-        Err(e) => error_response(DialectId::OpenAi, &e, &RequestContext::new(DialectId::OpenAi).id),
+        Err(e) => error_response(
+            DialectId::OpenAi,
+            &e,
+            &RequestContext::new(DialectId::OpenAi).id,
+        ),
     }
 }
 
@@ -110,7 +116,10 @@ impl LimitsInput {
         }
         if let Some(usd) = self.max_budget_usd {
             if !(usd.is_finite() && usd >= 0.0) {
-                return Err(bad("'max_budget_usd' must be a non-negative number", "max_budget_usd"));
+                return Err(bad(
+                    "'max_budget_usd' must be a non-negative number",
+                    "max_budget_usd",
+                ));
             }
             limits.max_budget_nanos = Some((usd * 1e9).round() as i64);
         }
@@ -155,27 +164,29 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
-async fn audited(
-    app: &App,
-    p: &Principal,
-    action: &str,
-    kind: &str,
-    id: &str,
+/// One change to an entity: what is stored, and what the audit log says about it.
+struct Change<'a> {
+    action: &'a str,
+    kind: &'a str,
+    id: &'a str,
     before: Option<Value>,
     after: Option<Value>,
+    /// The stored body (`None` deletes).
     body: Option<String>,
-) -> Result<(), GatewayError> {
+}
+
+async fn audited(app: &App, p: &Principal, c: Change<'_>) -> Result<(), GatewayError> {
     let entry = AuditEntry {
         at_ms: now_unix_ms(),
         actor: p.actor(),
-        action: action.into(),
-        kind: kind.into(),
-        entity_id: id.into(),
-        before,
-        after,
+        action: c.action.into(),
+        kind: c.kind.into(),
+        entity_id: c.id.into(),
+        before: c.before,
+        after: c.after,
     };
     app.governance
-        .write(kind, id, body, entry)
+        .write(c.kind, c.id, c.body, entry)
         .await
         .map_err(store_error)
 }
@@ -197,15 +208,18 @@ fn require_admin(p: &Principal) -> Result<(), GatewayError> {
     if p.role >= Role::Admin {
         Ok(())
     } else {
-        Err(GatewayError::Forbidden("This change needs the admin role.".into()))
+        Err(GatewayError::Forbidden(
+            "This change needs the admin role.".into(),
+        ))
     }
 }
 
 fn key_json(app: &App, k: &VirtualKey) -> Value {
     let mut v = json!(k);
-    if let (Some(map), Some((spent, reserved, budget, since))) =
-        (v.as_object_mut(), app.governance.budget_of(&Level::Key(k.id.clone())))
-    {
+    if let (Some(map), Some((spent, reserved, budget, since))) = (
+        v.as_object_mut(),
+        app.governance.budget_of(&Level::Key(k.id.clone())),
+    ) {
         map.insert(
             "budget".into(),
             json!({"spent_nanos": spent, "reserved_nanos": reserved, "max_nanos": budget, "period_start_ms": since}),
@@ -231,7 +245,9 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             check_team_scope(&p, input.team_id.as_deref())?;
             let role = input.role.unwrap_or_default();
             if role > p.role {
-                return Err(GatewayError::Forbidden("A key cannot be given a role above its creator's.".into()));
+                return Err(GatewayError::Forbidden(
+                    "A key cannot be given a role above its creator's.".into(),
+                ));
             }
             if let Some(t) = &input.team_id
                 && app.governance.team(t).is_none()
@@ -257,7 +273,19 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 metadata: input.metadata.unwrap_or_default(),
                 created_at_ms: now,
             };
-            audited(&app, &p, "create", "key", &key.id, None, Some(json!(key)), Some(store_key(&key))).await?;
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "create",
+                    kind: "key",
+                    id: &key.id,
+                    before: None,
+                    after: Some(json!(key)),
+                    body: Some(store_key(&key)),
+                },
+            )
+            .await?;
             let mut out = key_json(&app, &key);
             if let Some(map) = out.as_object_mut() {
                 // The only time the secret is ever shown.
@@ -281,16 +309,25 @@ pub async fn list_keys(
 ) -> Response {
     respond((|| {
         let p = authorize_admin(&app, &headers, false)?;
-        let team_scope = (p.role < Role::Admin && !p.master).then(|| p.caller.team.clone()).flatten();
+        let team_scope = (p.role < Role::Admin && !p.master)
+            .then(|| p.caller.team.clone())
+            .flatten();
         let data: Vec<Value> = app
             .governance
             .keys()
             .iter()
-            .filter(|k| q.team.as_ref().is_none_or(|t| k.team_id.as_ref() == Some(t)))
+            .filter(|k| {
+                q.team
+                    .as_ref()
+                    .is_none_or(|t| k.team_id.as_ref() == Some(t))
+            })
             .filter(|k| team_scope.is_none() || k.team_id == team_scope)
             .map(|k| key_json(&app, k))
             .collect();
-        Ok(json_response(StatusCode::OK, json!({"object": "list", "data": data})))
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": data}),
+        ))
     })())
 }
 
@@ -305,7 +342,11 @@ fn find_key(app: &App, p: &Principal, id: &str) -> Result<Arc<VirtualKey>, Gatew
     Ok(key)
 }
 
-pub async fn get_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn get_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     respond((|| {
         let p = authorize_admin(&app, &headers, false)?;
         let key = find_key(&app, &p, &id)?;
@@ -334,7 +375,9 @@ pub async fn update_key(
             }
             if let Some(r) = input.role {
                 if r > p.role {
-                    return Err(GatewayError::Forbidden("A key cannot be given a role above yours.".into()));
+                    return Err(GatewayError::Forbidden(
+                        "A key cannot be given a role above yours.".into(),
+                    ));
                 }
                 key.role = r;
             }
@@ -348,7 +391,19 @@ pub async fn update_key(
                 key.metadata = m;
             }
             limits_input.apply(&mut key.limits)?;
-            audited(&app, &p, "update", "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "update",
+                    kind: "key",
+                    id: &id,
+                    before: Some(json!(*old)),
+                    after: Some(json!(key)),
+                    body: Some(store_key(&key)),
+                },
+            )
+            .await?;
             Ok(json_response(StatusCode::OK, key_json(&app, &key)))
         }
         .await,
@@ -363,18 +418,38 @@ async fn set_blocked(app: Arc<App>, headers: HeaderMap, id: String, blocked: boo
             let mut key = (*old).clone();
             key.blocked = blocked;
             let action = if blocked { "block" } else { "unblock" };
-            audited(&app, &p, action, "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            audited(
+                &app,
+                &p,
+                Change {
+                    action,
+                    kind: "key",
+                    id: &id,
+                    before: Some(json!(*old)),
+                    after: Some(json!(key)),
+                    body: Some(store_key(&key)),
+                },
+            )
+            .await?;
             Ok(json_response(StatusCode::OK, key_json(&app, &key)))
         }
         .await,
     )
 }
 
-pub async fn block_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn block_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     set_blocked(app, headers, id, true).await
 }
 
-pub async fn unblock_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn unblock_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     set_blocked(app, headers, id, false).await
 }
 
@@ -395,7 +470,11 @@ pub async fn rotate_key(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let old = find_key(&app, &p, &id)?;
-            let input: RotateInput = if body.is_empty() { RotateInput::default() } else { parse(&body)? };
+            let input: RotateInput = if body.is_empty() {
+                RotateInput::default()
+            } else {
+                parse(&body)?
+            };
             let grace = input.grace_secs.unwrap_or(0).max(0);
             let secret = new_secret();
             let mut key = (*old).clone();
@@ -403,7 +482,19 @@ pub async fn rotate_key(
             key.previous_valid_until_ms = (grace > 0).then(|| now_unix_ms() + grace * 1000);
             key.hash = app.governance.hash(&secret);
             key.display = display_of(&secret);
-            audited(&app, &p, "rotate", "key", &id, Some(json!(*old)), Some(json!(key)), Some(store_key(&key))).await?;
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "rotate",
+                    kind: "key",
+                    id: &id,
+                    before: Some(json!(*old)),
+                    after: Some(json!(key)),
+                    body: Some(store_key(&key)),
+                },
+            )
+            .await?;
             let mut out = key_json(&app, &key);
             if let Some(map) = out.as_object_mut() {
                 map.insert("key".into(), Value::String(secret));
@@ -414,13 +505,32 @@ pub async fn rotate_key(
     )
 }
 
-pub async fn delete_key(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn delete_key(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let old = find_key(&app, &p, &id)?;
-            audited(&app, &p, "delete", "key", &id, Some(json!(*old)), None, None).await?;
-            Ok(json_response(StatusCode::OK, json!({"id": id, "deleted": true})))
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "delete",
+                    kind: "key",
+                    id: &id,
+                    before: Some(json!(*old)),
+                    after: None,
+                    body: None,
+                },
+            )
+            .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"id": id, "deleted": true}),
+            ))
         }
         .await,
     )
@@ -463,15 +573,21 @@ impl Group {
         match self {
             Group::Team => app.governance.teams().iter().map(|v| json!(v)).collect(),
             Group::Org => app.governance.orgs().iter().map(|v| json!(v)).collect(),
-            Group::Customer => app.governance.customers().iter().map(|v| json!(v)).collect(),
+            Group::Customer => app
+                .governance
+                .customers()
+                .iter()
+                .map(|v| json!(v))
+                .collect(),
         }
     }
 
     fn with_budget(self, app: &App, mut v: Value) -> Value {
         let id = v["id"].as_str().unwrap_or_default().to_owned();
-        if let (Some(map), Some((spent, reserved, budget, since))) =
-            (v.as_object_mut(), app.governance.budget_of(&self.level(&id)))
-        {
+        if let (Some(map), Some((spent, reserved, budget, since))) = (
+            v.as_object_mut(),
+            app.governance.budget_of(&self.level(&id)),
+        ) {
             map.insert(
                 "budget".into(),
                 json!({"spent_nanos": spent, "reserved_nanos": reserved, "max_nanos": budget, "period_start_ms": since}),
@@ -481,7 +597,12 @@ impl Group {
     }
 }
 
-pub async fn create_group(app: Arc<App>, headers: HeaderMap, body: Bytes, group: Group) -> Response {
+pub async fn create_group(
+    app: Arc<App>,
+    headers: HeaderMap,
+    body: Bytes,
+    group: Group,
+) -> Response {
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
@@ -489,7 +610,12 @@ pub async fn create_group(app: Arc<App>, headers: HeaderMap, body: Bytes, group:
             let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
             let id = match (group, input.id) {
                 (_, Some(id)) if !id.is_empty() => id,
-                (Group::Customer, _) => return Err(bad("'id' is required for customers (the `user` value)", "id")),
+                (Group::Customer, _) => {
+                    return Err(bad(
+                        "'id' is required for customers (the `user` value)",
+                        "id",
+                    ));
+                }
                 (Group::Team, _) => new_id("team"),
                 (Group::Org, _) => new_id("org"),
             };
@@ -506,18 +632,54 @@ pub async fn create_group(app: Arc<App>, headers: HeaderMap, body: Bytes, group:
             let metadata = input.metadata.unwrap_or_default();
             let name = input.name.unwrap_or_else(|| id.clone());
             let value = match group {
-                Group::Team => json!(Team { id: id.clone(), name, org_id: input.org_id, limits, metadata }),
-                Group::Org => json!(Org { id: id.clone(), name, limits, metadata }),
-                Group::Customer => json!(Customer { id: id.clone(), limits, metadata }),
+                Group::Team => json!(Team {
+                    id: id.clone(),
+                    name,
+                    org_id: input.org_id,
+                    limits,
+                    metadata
+                }),
+                Group::Org => json!(Org {
+                    id: id.clone(),
+                    name,
+                    limits,
+                    metadata
+                }),
+                Group::Customer => json!(Customer {
+                    id: id.clone(),
+                    limits,
+                    metadata
+                }),
             };
-            audited(&app, &p, "create", group.kind(), &id, None, Some(value.clone()), Some(value.to_string())).await?;
-            Ok(json_response(StatusCode::CREATED, group.with_budget(&app, value)))
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "create",
+                    kind: group.kind(),
+                    id: &id,
+                    before: None,
+                    after: Some(value.clone()),
+                    body: Some(value.to_string()),
+                },
+            )
+            .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                group.with_budget(&app, value),
+            ))
         }
         .await,
     )
 }
 
-pub async fn update_group(app: Arc<App>, headers: HeaderMap, id: String, body: Bytes, group: Group) -> Response {
+pub async fn update_group(
+    app: Arc<App>,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    group: Group,
+) -> Response {
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
@@ -526,7 +688,8 @@ pub async fn update_group(app: Arc<App>, headers: HeaderMap, id: String, body: B
                 .get(&app, &id)
                 .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
             let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
-            let mut limits: Limits = serde_json::from_value(old["limits"].clone()).unwrap_or_default();
+            let mut limits: Limits =
+                serde_json::from_value(old["limits"].clone()).unwrap_or_default();
             limits_input.apply(&mut limits)?;
             let mut value = old.clone();
             if let Some(map) = value.as_object_mut() {
@@ -543,8 +706,23 @@ pub async fn update_group(app: Arc<App>, headers: HeaderMap, id: String, body: B
                     map.insert("org_id".into(), Value::String(o));
                 }
             }
-            audited(&app, &p, "update", group.kind(), &id, Some(old), Some(value.clone()), Some(value.to_string())).await?;
-            Ok(json_response(StatusCode::OK, group.with_budget(&app, value)))
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "update",
+                    kind: group.kind(),
+                    id: &id,
+                    before: Some(old),
+                    after: Some(value.clone()),
+                    body: Some(value.to_string()),
+                },
+            )
+            .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                group.with_budget(&app, value),
+            ))
         }
         .await,
     )
@@ -558,8 +736,23 @@ pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: 
             let old = group
                 .get(&app, &id)
                 .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
-            audited(&app, &p, "delete", group.kind(), &id, Some(old), None, None).await?;
-            Ok(json_response(StatusCode::OK, json!({"id": id, "deleted": true})))
+            audited(
+                &app,
+                &p,
+                Change {
+                    action: "delete",
+                    kind: group.kind(),
+                    id: &id,
+                    before: Some(old),
+                    after: None,
+                    body: None,
+                },
+            )
+            .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"id": id, "deleted": true}),
+            ))
         }
         .await,
     )
@@ -568,8 +761,15 @@ pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: 
 pub async fn list_group(app: Arc<App>, headers: HeaderMap, group: Group) -> Response {
     respond((|| {
         authorize_admin(&app, &headers, false)?;
-        let data: Vec<Value> = group.all(&app).into_iter().map(|v| group.with_budget(&app, v)).collect();
-        Ok(json_response(StatusCode::OK, json!({"object": "list", "data": data})))
+        let data: Vec<Value> = group
+            .all(&app)
+            .into_iter()
+            .map(|v| group.with_budget(&app, v))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({"object": "list", "data": data}),
+        ))
     })())
 }
 
@@ -588,7 +788,11 @@ pub struct AuditQuery {
     limit: Option<u32>,
 }
 
-pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
     respond(
         async {
             authorize_admin(&app, &headers, false)?;
@@ -598,7 +802,10 @@ pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
                 .audit_log(q.limit.unwrap_or(100))
                 .await
                 .map_err(store_error)?;
-            Ok(json_response(StatusCode::OK, json!({"object": "list", "data": entries})))
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"object": "list", "data": entries}),
+            ))
         }
         .await,
     )
@@ -645,7 +852,10 @@ pub fn routes(router: axum::Router<Arc<App>>) -> axum::Router<Arc<App>> {
     use axum::routing::{get, post};
     let router = router
         .route("/admin/keys", get(list_keys).post(create_key))
-        .route("/admin/keys/{id}", get(get_key).patch(update_key).delete(delete_key))
+        .route(
+            "/admin/keys/{id}",
+            get(get_key).patch(update_key).delete(delete_key),
+        )
         .route("/admin/keys/{id}/block", post(block_key))
         .route("/admin/keys/{id}/unblock", post(unblock_key))
         .route("/admin/keys/{id}/rotate", post(rotate_key))

@@ -188,6 +188,11 @@ fn tracker(app: &App, ctx: &RequestContext, endpoint: &str) -> Tracker {
     )
 }
 
+/// The W3C `traceparent` header, read so the request's spans join the caller's trace.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
+}
+
 /// Ends the record of a request whose reply is not a stream (a stream's record ends with it).
 fn settle(tracker: Tracker, result: &Result<Reply, GatewayError>) {
     match result {
@@ -205,6 +210,7 @@ fn settle(tracker: Tracker, result: &Result<Reply, GatewayError>) {
 async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(dialect);
     let mut tracker = tracker(&app, &ctx, "chat");
+    tracker.set_trace(traceparent(&headers));
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => {
@@ -238,6 +244,7 @@ async fn openai_embeddings(
 ) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let mut tracker = tracker(&app, &ctx, "embeddings");
+    tracker.set_trace(traceparent(&headers));
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes, &mut tracker).await,

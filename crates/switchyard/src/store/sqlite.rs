@@ -12,7 +12,8 @@ use super::{Bucket, RecordStore, RequestFilter, SpendGroup, SpendRow, StoreResul
 use crate::telemetry::record::RequestRecord;
 
 /// Applied in order; each runs once (tracked in `schema_migrations`).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE requests (
     id TEXT PRIMARY KEY,
     started_at_ms INTEGER NOT NULL,
@@ -42,7 +43,8 @@ CREATE INDEX requests_key ON requests (key_id, started_at_ms);
 CREATE INDEX requests_team ON requests (team, started_at_ms);
 CREATE INDEX requests_customer ON requests (customer, started_at_ms);
 CREATE INDEX requests_error ON requests (error_code, started_at_ms);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE entities (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -60,7 +62,8 @@ CREATE TABLE audit (
     after TEXT
 );
 CREATE INDEX requests_org ON requests (org, started_at_ms);
-"#];
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -188,7 +191,9 @@ impl SqliteStore {
         q.push(" AS grp, ");
         match bucket {
             Bucket::Day => q.push("date(started_at_ms / 1000, 'unixepoch')"),
-            Bucket::Week => q.push("date(started_at_ms / 1000, 'unixepoch', 'weekday 0', '-6 days')"),
+            Bucket::Week => {
+                q.push("date(started_at_ms / 1000, 'unixepoch', 'weekday 0', '-6 days')")
+            }
             Bucket::Month => q.push("date(started_at_ms / 1000, 'unixepoch', 'start of month')"),
             Bucket::All => q.push("NULL"),
         };
@@ -301,12 +306,25 @@ impl SqliteStore {
     }
 
     /// Total recorded cost of one entity since a time (the ledger's starting point).
-    pub async fn spent_since(&self, column: SpendColumn, id: &str, since_ms: i64) -> StoreResult<i64> {
+    pub async fn spent_since(
+        &self,
+        column: SpendColumn,
+        id: &str,
+        since_ms: i64,
+    ) -> StoreResult<i64> {
         let sql = match column {
-            SpendColumn::Key => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE key_id = ? AND started_at_ms >= ?",
-            SpendColumn::Team => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE team = ? AND started_at_ms >= ?",
-            SpendColumn::Org => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE org = ? AND started_at_ms >= ?",
-            SpendColumn::Customer => "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE customer = ? AND started_at_ms >= ?",
+            SpendColumn::Key => {
+                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE key_id = ? AND started_at_ms >= ?"
+            }
+            SpendColumn::Team => {
+                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE team = ? AND started_at_ms >= ?"
+            }
+            SpendColumn::Org => {
+                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE org = ? AND started_at_ms >= ?"
+            }
+            SpendColumn::Customer => {
+                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE customer = ? AND started_at_ms >= ?"
+            }
         };
         sqlx::query_scalar(sql)
             .bind(id)
@@ -346,7 +364,8 @@ impl RecordStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for r in records {
             let body = serde_json::to_string(r).unwrap_or_default();
-            let tags = (!r.tags.is_empty()).then(|| serde_json::to_string(&r.tags).unwrap_or_default());
+            let tags =
+                (!r.tags.is_empty()).then(|| serde_json::to_string(&r.tags).unwrap_or_default());
             // Replays after a sink outage may repeat records: the id makes that harmless.
             sqlx::query(
                 "INSERT OR IGNORE INTO requests (id, started_at_ms, requested_model, alias, deployment, provider, \

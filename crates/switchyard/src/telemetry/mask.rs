@@ -47,7 +47,7 @@ fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn iban_valid(s: &str) -> bool {
@@ -82,10 +82,18 @@ pub fn mask(text: &str) -> String {
     let s = apply(text.to_owned(), &p.secret, |_| "[SECRET]".to_owned());
     let s = apply(s, &p.email, |_| "[EMAIL]".to_owned());
     let s = apply(s, &p.iban, |c| {
-        if iban_valid(&c[0]) { "[IBAN]".to_owned() } else { c[0].to_owned() }
+        if iban_valid(&c[0]) {
+            "[IBAN]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
     });
     let s = apply(s, &p.card, |c| {
-        let digits: Vec<u8> = c[0].bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+        let digits: Vec<u8> = c[0]
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .map(|b| b - b'0')
+            .collect();
         if (13..=19).contains(&digits.len()) && luhn(&digits) {
             "[CARD]".to_owned()
         } else {
@@ -94,13 +102,24 @@ pub fn mask(text: &str) -> String {
     });
     let s = apply(s, &p.ipv4, |c| {
         let groups: Vec<&str> = c[0].split('.').collect();
-        let valid = groups.len() == 4 && groups.iter().all(|g| g.parse::<u16>().is_ok_and(|n| n <= 255));
-        if valid { "[IP]".to_owned() } else { c[0].to_owned() }
+        let valid = groups.len() == 4
+            && groups
+                .iter()
+                .all(|g| g.parse::<u16>().is_ok_and(|n| n <= 255));
+        if valid {
+            "[IP]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
     });
     let s = apply(s, &p.ipv6, |_| "[IP]".to_owned());
     apply(s, &p.phone, |c| {
         let digits = c[0].bytes().filter(u8::is_ascii_digit).count();
-        if (7..=15).contains(&digits) { "[PHONE]".to_owned() } else { c[0].to_owned() }
+        if (7..=15).contains(&digits) {
+            "[PHONE]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
     })
 }
 
@@ -111,15 +130,33 @@ mod tests {
     #[test]
     fn masks_each_kind() {
         let cases = [
-            ("write to jane.doe+tag@example.co.uk today", "write to [EMAIL] today"),
-            ("card 4111 1111 1111 1111 exp 12/30", "card [CARD] exp 12/30"),
+            (
+                "write to jane.doe+tag@example.co.uk today",
+                "write to [EMAIL] today",
+            ),
+            (
+                "card 4111 1111 1111 1111 exp 12/30",
+                "card [CARD] exp 12/30",
+            ),
             ("card 4111-1111-1111-1111.", "card [CARD]."),
-            ("iban DE89 3704 0044 0532 0130 00 please", "iban [IBAN] please"),
+            (
+                "iban DE89 3704 0044 0532 0130 00 please",
+                "iban [IBAN] please",
+            ),
             ("iban GB82WEST12345698765432", "iban [IBAN]"),
-            ("from 192.168.10.254 and 2001:0db8:85a3:0000:0000:8a2e:0370:7334", "from [IP] and [IP]"),
-            ("call +44 20 7946 0958 or (555) 123-4567", "call [PHONE] or [PHONE]"),
+            (
+                "from 192.168.10.254 and 2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+                "from [IP] and [IP]",
+            ),
+            (
+                "call +44 20 7946 0958 or (555) 123-4567",
+                "call [PHONE] or [PHONE]",
+            ),
             ("key sk-proj-abcdefghijklmnop1234 here", "key [SECRET] here"),
-            ("Authorization: Bearer abcdefghijklmnopqrstuvwx", "Authorization: [SECRET]"),
+            (
+                "Authorization: Bearer abcdefghijklmnopqrstuvwx",
+                "Authorization: [SECRET]",
+            ),
             ("aws AKIAIOSFODNN7EXAMPLE", "aws [SECRET]"),
         ];
         for (input, expected) in cases {
@@ -130,23 +167,34 @@ mod tests {
     #[test]
     fn leaves_lookalikes_alone() {
         for input in [
-            "order 4111 1111 1111 1112 failed",  // fails Luhn
+            "order 4111 1111 1111 1112 failed", // fails Luhn
             "version 1.2.3.4.5 and 999.1.1.1",  // not IPs
-            "GB82WEST12345698765431",            // fails mod 97
+            "GB82WEST12345698765431",           // fails mod 97
             "the year 2024 and 42 apples",
             "sk-short",
             "an email@ without domain",
         ] {
             let out = mask(input);
-            assert!(!out.contains("[CARD]") && !out.contains("[IBAN]") && !out.contains("[EMAIL]") && !out.contains("[SECRET]"), "{input} -> {out}");
+            assert!(
+                !out.contains("[CARD]")
+                    && !out.contains("[IBAN]")
+                    && !out.contains("[EMAIL]")
+                    && !out.contains("[SECRET]"),
+                "{input} -> {out}"
+            );
         }
-        assert_eq!(mask("version 1.2.3.4.5 or 300.1.1.1"), "version 1.2.3.4.5 or 300.1.1.1");
+        assert_eq!(
+            mask("version 1.2.3.4.5 or 300.1.1.1"),
+            "version 1.2.3.4.5 or 300.1.1.1"
+        );
     }
 
     #[test]
     fn every_pattern_compiles() {
         let p = super::patterns();
-        for re in [&p.secret, &p.email, &p.iban, &p.card, &p.ipv4, &p.ipv6, &p.phone] {
+        for re in [
+            &p.secret, &p.email, &p.iban, &p.card, &p.ipv4, &p.ipv6, &p.phone,
+        ] {
             assert!(re.is_some());
         }
     }

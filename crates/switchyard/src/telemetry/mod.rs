@@ -2,9 +2,12 @@
 //! it in; when the request ends (or is dropped because the client went away) it becomes exactly
 //! one [`RequestRecord`] handed to the [`Recorder`] without waiting.
 
+pub mod genai;
 pub mod mask;
+pub mod otlp;
 pub mod record;
 pub mod recorder;
+pub mod trace_context;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +23,7 @@ use crate::upstream::AttemptLog;
 
 pub use record::{AttemptRecord, Caller, Outcome, RequestRecord, TokenCounts};
 pub use recorder::{RecordObserver, Recorder, RecorderStats};
+pub use trace_context::TraceContext;
 
 /// Status recorded for a client that went away before the answer ended (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;
@@ -88,6 +92,9 @@ impl Tracker {
                 cost_nanos: None,
                 prompt: None,
                 response: None,
+                trace: None,
+                response_model: None,
+                finish_reason: None,
             }),
             started,
             content,
@@ -164,6 +171,21 @@ impl Tracker {
         }
     }
 
+    /// The caller's W3C trace (`traceparent` header value), or a new trace without a valid one.
+    pub fn set_trace(&mut self, traceparent: Option<&str>) {
+        if let Some(r) = self.rec() {
+            r.trace = Some(TraceContext::from_header_or_new(traceparent));
+        }
+    }
+
+    /// What the provider said about its answer: the model that answered and why it stopped.
+    pub fn set_response_meta(&mut self, model: &str, finish_reason: Option<&str>) {
+        if let Some(r) = self.rec() {
+            r.response_model = Some(model.to_owned()).filter(|m| !m.is_empty());
+            r.finish_reason = finish_reason.map(str::to_owned);
+        }
+    }
+
     pub fn set_ttft(&mut self, at: Instant) {
         let ms = at.duration_since(self.started).as_secs_f64() * 1000.0;
         if let Some(r) = self.rec() {
@@ -227,7 +249,9 @@ impl Tracker {
     }
 
     fn emit(&mut self, status: u16, outcome: Outcome, error: Option<&GatewayError>) {
-        let Some(mut r) = self.record.take() else { return };
+        let Some(mut r) = self.record.take() else {
+            return;
+        };
         r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         r.status = status;
         r.outcome = outcome;
@@ -270,7 +294,9 @@ fn prompt_json(request: &ChatRequest, content: ContentMode) -> Value {
                 match p {
                     ContentPart::Text { text: t, .. } => text.push_str(t),
                     ContentPart::Image { .. } => text.push_str("[image]"),
-                    ContentPart::ToolCall { name, arguments, .. } => {
+                    ContentPart::ToolCall {
+                        name, arguments, ..
+                    } => {
                         text.push_str(&format!("[tool call {name}: {arguments}]"));
                     }
                     ContentPart::ToolResult { content, .. } => {

@@ -119,4 +119,13 @@ pub struct RequestRecord {
     pub prompt: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// The W3C trace the request belongs to: the caller's (`traceparent`) or a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<super::trace_context::TraceContext>,
+    /// The model that answered, as the provider named it (not known for streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_model: Option<String>,
+    /// Why the model stopped, in OpenAI's vocabulary (not known for streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
 }

@@ -204,7 +204,9 @@ impl Writer {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "record store write failed; spilling to disk"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "record store write failed; spilling to disk")
+                }
                 Err(_) => tracing::warn!("record store write timed out; spilling to disk"),
             }
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);

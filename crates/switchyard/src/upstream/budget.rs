@@ -35,7 +35,9 @@ impl RetryBudget {
         let cap = self.cap;
         let _ = self
             .balance
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some((b + amount).min(cap)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((b + amount).min(cap))
+            });
     }
 
     /// Every request deposits its share.
@@ -74,14 +76,20 @@ mod tests {
 
     #[test]
     fn retries_are_bounded_by_deposits_and_the_floor() {
-        let b = RetryBudget::new(RetryBudgetFile { ratio: 0.5, min_per_sec: 0 });
+        let b = RetryBudget::new(RetryBudgetFile {
+            ratio: 0.5,
+            min_per_sec: 0,
+        });
         assert!(!b.try_withdraw(), "nothing deposited yet");
         for _ in 0..10 {
             b.deposit();
         }
         let allowed = (0..100).filter(|_| b.try_withdraw()).count();
         assert_eq!(allowed, 5, "half a retry per request");
-        let b = RetryBudget::new(RetryBudgetFile { ratio: 0.0, min_per_sec: 3 });
+        let b = RetryBudget::new(RetryBudgetFile {
+            ratio: 0.0,
+            min_per_sec: 3,
+        });
         let allowed = (0..100).filter(|_| b.try_withdraw()).count();
         assert_eq!(allowed, 3, "the floor allows a few retries per second");
     }

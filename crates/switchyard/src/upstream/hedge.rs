@@ -56,9 +56,8 @@ where
     let started = Instant::now();
     let first = single(primary.clone(), call, false, input_tokens);
     let mut first = Box::pin(first);
-    match tokio::time::timeout(delay, &mut first).await {
-        Ok(done) => return vec![done],
-        Err(_) => {}
+    if let Ok(done) = tokio::time::timeout(delay, &mut first).await {
+        return vec![done];
     }
     let mut rng = |n: u32| if n == 0 { 0 } else { rand::random_range(0..n) };
     let Some(second_plan) = planner.next(None, &mut rng) else {

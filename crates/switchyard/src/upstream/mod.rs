@@ -194,8 +194,14 @@ fn headroom(headers: &http::HeaderMap) -> Option<f64> {
     let mut best: Option<f64> = None;
     for kind in ["requests", "tokens"] {
         let pairs = [
-            (format!("x-ratelimit-remaining-{kind}"), format!("x-ratelimit-limit-{kind}")),
-            (format!("anthropic-ratelimit-{kind}-remaining"), format!("anthropic-ratelimit-{kind}-limit")),
+            (
+                format!("x-ratelimit-remaining-{kind}"),
+                format!("x-ratelimit-limit-{kind}"),
+            ),
+            (
+                format!("anthropic-ratelimit-{kind}-remaining"),
+                format!("anthropic-ratelimit-{kind}-limit"),
+            ),
         ];
         for (rem, lim) in pairs {
             if let (Some(r), Some(l)) = (num(&rem), num(&lim))
@@ -290,10 +296,12 @@ async fn attempt_chat(
                 let meaningful = buffered
                     .iter()
                     .any(|e| !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_)));
-                if meaningful && buffer_until.is_none() {
-                    if let Some(b) = buffer.filter(|b| b.max_bytes > 0 || !b.max_delay.is_zero()) {
-                        buffer_until = Some((Instant::now() + b.max_delay, buffered_bytes + b.max_bytes));
-                    }
+                if meaningful
+                    && buffer_until.is_none()
+                    && let Some(b) = buffer.filter(|b| b.max_bytes > 0 || !b.max_delay.is_zero())
+                {
+                    buffer_until =
+                        Some((Instant::now() + b.max_delay, buffered_bytes + b.max_bytes));
                 }
                 let full = match buffer_until {
                     Some((until, bytes)) => buffered_bytes >= bytes || Instant::now() >= until,
@@ -443,10 +451,20 @@ where
                     };
                     match delay {
                         Some(delay) => {
-                            hedge::race(planner, planned.clone(), delay, h.max_share, retry_budget, &call, input_tokens)
-                                .await
+                            hedge::race(
+                                planner,
+                                planned.clone(),
+                                delay,
+                                h.max_share,
+                                retry_budget,
+                                &call,
+                                input_tokens,
+                            )
+                            .await
                         }
-                        None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
+                        None => {
+                            vec![hedge::single(planned.clone(), &call, retry, input_tokens).await]
+                        }
                     }
                 }
                 None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
@@ -463,7 +481,13 @@ where
                         tracing::debug!(deployment = %t.planned.deployment.id, class = e.class.as_str(), status = ?e.status, "attempt failed");
                         let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
                         if counts_against_deployment(e.class) {
-                            record_failure(&t.planned.deployment, policy, e.class, retry_after, now_ms());
+                            record_failure(
+                                &t.planned.deployment,
+                                policy,
+                                e.class,
+                                retry_after,
+                                now_ms(),
+                            );
                         }
                         if e.class != ErrorClass::RateLimited {
                             all_rate_limited = false;
@@ -517,7 +541,11 @@ where
     Err(failed(last, all_rate_limited, attempts))
 }
 
-fn failed(last: Option<UpstreamErrorInfo>, all_rate_limited: bool, attempts: Vec<AttemptLog>) -> Failed {
+fn failed(
+    last: Option<UpstreamErrorInfo>,
+    all_rate_limited: bool,
+    attempts: Vec<AttemptLog>,
+) -> Failed {
     let error = match last {
         Some(last) => GatewayError::Upstream {
             last,
@@ -535,9 +563,14 @@ pub async fn execute_chat(
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
 ) -> Result<Executed<Answer>, Failed> {
-    walk(planner, policy, retry_budget, |a: PlannedAttempt| async move {
-        attempt_chat(&a.deployment, request, a.route.stream_buffer).await
-    })
+    walk(
+        planner,
+        policy,
+        retry_budget,
+        |a: PlannedAttempt| async move {
+            attempt_chat(&a.deployment, request, a.route.stream_buffer).await
+        },
+    )
     .await
 }
 
@@ -547,8 +580,11 @@ pub async fn execute_embeddings(
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
 ) -> Result<Executed<EmbeddingResponse>, Failed> {
-    walk(planner, policy, retry_budget, |a: PlannedAttempt| async move {
-        attempt_embeddings(&a.deployment, request).await
-    })
+    walk(
+        planner,
+        policy,
+        retry_budget,
+        |a: PlannedAttempt| async move { attempt_embeddings(&a.deployment, request).await },
+    )
     .await
 }

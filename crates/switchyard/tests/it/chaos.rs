@@ -81,9 +81,14 @@ async fn failover_under_every_fault() {
         // Cooldown keeps a broken primary out of the way: far fewer calls than requests. Stream
         // faults leave non-stream requests working, and each success resets the failure count,
         // so there the half-broken primary keeps its traffic (and streams fall back).
-        let stream_only = ["cut_after", "premature_end", "malformed"].iter().any(|f| fault.starts_with(f));
+        let stream_only = ["cut_after", "premature_end", "malformed"]
+            .iter()
+            .any(|f| fault.starts_with(f));
         if !stream_only {
-            assert!(calls < 150, "{fault}: the failing primary was called {calls} times");
+            assert!(
+                calls < 150,
+                "{fault}: the failing primary was called {calls} times"
+            );
         }
 
         // Health is visible to operators.
@@ -95,7 +100,10 @@ async fn failover_under_every_fault() {
             .find(|d| d["deployment"] == "p-fast/chaos-primary")
             .unwrap()
             .clone();
-        assert!(primary["failures"].as_u64().unwrap() > 0, "{fault}: {primary}");
+        assert!(
+            primary["failures"].as_u64().unwrap() > 0,
+            "{fault}: {primary}"
+        );
 
         // Recovery: fault cleared, cooldown over, the primary gets traffic again.
         env.clear_faults().await;
@@ -104,12 +112,19 @@ async fn failover_under_every_fault() {
         for _ in 0..5 {
             let r = env.post("/v1/chat/completions", &chat("chaos", "hi")).await;
             assert_eq!(r.status, 200);
-            if r.headers["x-switchyard-route"].to_str().unwrap().contains("deployment=p-fast/chaos-primary") {
+            if r.headers["x-switchyard-route"]
+                .to_str()
+                .unwrap()
+                .contains("deployment=p-fast/chaos-primary")
+            {
                 recovered = true;
                 break;
             }
         }
-        assert!(recovered, "{fault}: the primary did not come back after recovering");
+        assert!(
+            recovered,
+            "{fault}: the primary did not come back after recovering"
+        );
     }
 }
 
@@ -129,8 +144,15 @@ async fn streams_failing_after_commit_never_look_complete() {
                 .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
                 .is_some_and(|v| v["error"].is_object());
             assert!(complete ^ errored, "{fault}: {data:?}");
-            if r.headers["x-switchyard-route"].to_str().unwrap().contains("chaos-primary") {
-                assert!(errored, "{fault}: a truncated stream was delivered as complete");
+            if r.headers["x-switchyard-route"]
+                .to_str()
+                .unwrap()
+                .contains("chaos-primary")
+            {
+                assert!(
+                    errored,
+                    "{fault}: a truncated stream was delivered as complete"
+                );
             }
         }
         env.clear_faults().await;
@@ -152,9 +174,17 @@ async fn hedged_requests_win_over_a_slow_primary() {
     .await;
     env.fault("slow-primary", "ttft_ms=3000", None).await;
     let started = std::time::Instant::now();
-    let r = env.post("/v1/chat/completions", &chat("hedged", "hi")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("hedged", "hi"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let route = r.headers["x-switchyard-route"].to_str().unwrap();
-    assert!(route.contains("deployment=p-compat/quick-secondary") && route.contains("attempts=2"), "{route}");
-    assert!(started.elapsed() < Duration::from_secs(3), "the hedge did not win");
+    assert!(
+        route.contains("deployment=p-compat/quick-secondary") && route.contains("attempts=2"),
+        "{route}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the hedge did not win"
+    );
 }

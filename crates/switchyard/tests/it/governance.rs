@@ -18,13 +18,21 @@ const BUDGETED: &str = r#"
 
 async fn admin(env: &Env, path: &str, body: Value) -> Value {
     let r = env.post(path, &body).await;
-    assert!(r.status == 201 || r.status == 200, "{path}: {} {}", r.status, r.text);
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{path}: {} {}",
+        r.status,
+        r.text
+    );
     r.json()
 }
 
 async fn new_key(env: &Env, body: Value) -> (String, String) {
     let k = admin(env, "/admin/keys", body).await;
-    (k["id"].as_str().unwrap().to_owned(), k["key"].as_str().unwrap().to_owned())
+    (
+        k["id"].as_str().unwrap().to_owned(),
+        k["key"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// Cost of one request to `alias`, read from its record.
@@ -91,39 +99,73 @@ async fn budgets_admit_exactly_what_they_can_pay_for() {
     let c = cost_of_one(&env, "budgeted", false).await;
     assert!(c > 0);
     let budget_usd = (10 * c) as f64 / 1e9;
-    let before = env.sim_stats().await["by_model"]["budget-model"].as_u64().unwrap_or(0);
+    let before = env.sim_stats().await["by_model"]["budget-model"]
+        .as_u64()
+        .unwrap_or(0);
 
     // 100 concurrent requests without max_tokens on a key whose budget covers exactly 10.
     let (id, key) = new_key(&env, json!({"name": "ten", "max_budget_usd": budget_usd})).await;
     let (ok, refused) = fire(&env, "budgeted", std::slice::from_ref(&key), 100, false).await;
     assert_eq!((ok, refused), (10, 90));
-    assert_eq!(key_spent(&env, &id).await, 10 * c, "spent exactly the budget");
-    let reached = env.sim_stats().await["by_model"]["budget-model"].as_u64().unwrap() - before;
+    assert_eq!(
+        key_spent(&env, &id).await,
+        10 * c,
+        "spent exactly the budget"
+    );
+    let reached = env.sim_stats().await["by_model"]["budget-model"]
+        .as_u64()
+        .unwrap()
+        - before;
     assert_eq!(reached, 10, "only paid-for requests reached the provider");
     // The ledger equals the records.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let spend = env.get("/admin/spend?by=key").await.json();
-    let row = spend["data"].as_array().unwrap().iter().find(|r| r["group"] == id.as_str()).unwrap().clone();
+    let row = spend["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(row["cost_nanos"].as_i64().unwrap(), 10 * c);
 
     // One at a time: the first ten pass, the rest are refused.
-    let (_, key) = new_key(&env, json!({"name": "sequential", "max_budget_usd": budget_usd})).await;
+    let (_, key) = new_key(
+        &env,
+        json!({"name": "sequential", "max_budget_usd": budget_usd}),
+    )
+    .await;
     let mut results = Vec::new();
     for _ in 0..20 {
-        let r = env.post_key("/v1/chat/completions", &chat("budgeted", "How much does this cost?"), &key).await;
+        let r = env
+            .post_key(
+                "/v1/chat/completions",
+                &chat("budgeted", "How much does this cost?"),
+                &key,
+            )
+            .await;
         results.push(r.status);
     }
     assert_eq!(results, [vec![200; 10], vec![429; 10]].concat());
 
     // Streams settle the same way.
     let cs = cost_of_one(&env, "budgeted-b", true).await;
-    let (id, key) = new_key(&env, json!({"name": "streams", "max_budget_usd": (10 * cs) as f64 / 1e9})).await;
+    let (id, key) = new_key(
+        &env,
+        json!({"name": "streams", "max_budget_usd": (10 * cs) as f64 / 1e9}),
+    )
+    .await;
     let (ok, refused) = fire(&env, "budgeted-b", std::slice::from_ref(&key), 100, true).await;
     assert_eq!((ok, refused), (10, 90));
     assert_eq!(key_spent(&env, &id).await, 10 * cs);
 
     // A team budget shared by two keys.
-    let team = admin(&env, "/admin/teams", json!({"name": "research", "max_budget_usd": budget_usd})).await;
+    let team = admin(
+        &env,
+        "/admin/teams",
+        json!({"name": "research", "max_budget_usd": budget_usd}),
+    )
+    .await;
     let team_id = team["id"].as_str().unwrap();
     let (_, a) = new_key(&env, json!({"name": "a", "team_id": team_id})).await;
     let (_, b) = new_key(&env, json!({"name": "b", "team_id": team_id})).await;
@@ -137,15 +179,26 @@ async fn budgets_admit_exactly_what_they_can_pay_for() {
 #[tokio::test]
 async fn keys_limits_roles_and_audit() {
     let env = env_with("").await;
-    let (id, key) = new_key(&env, json!({"name": "app", "models": ["openai", "gem*"], "rpm": 5})).await;
+    let (id, key) = new_key(
+        &env,
+        json!({"name": "app", "models": ["openai", "gem*"], "rpm": 5}),
+    )
+    .await;
     assert!(key.starts_with("sk-sy-"));
 
     // Allow-list.
-    let r = env.post_key("/v1/chat/completions", &chat("anthropic", "x"), &key).await;
+    let r = env
+        .post_key("/v1/chat/completions", &chat("anthropic", "x"), &key)
+        .await;
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(r.json()["error"]["code"], "model_not_allowed");
     let models = env.get_key("/v1/models", &key).await.json();
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["openai", "gemini"]);
 
     // RPM under concurrency: exactly five pass.
@@ -160,7 +213,9 @@ async fn keys_limits_roles_and_audit() {
     assert_eq!(limited.headers["x-ratelimit-limit-requests"], "5");
     assert_eq!(limited.headers["x-ratelimit-remaining-requests"], "0");
 
-    let r = env.post_with(&format!("/admin/keys/{id}"), &json!({}), &[]).await;
+    let r = env
+        .post_with(&format!("/admin/keys/{id}"), &json!({}), &[])
+        .await;
     assert_eq!(r.status, 405, "PATCH, not POST");
     let patched = env
         .http
@@ -173,46 +228,129 @@ async fn keys_limits_roles_and_audit() {
     assert_eq!(patched.status(), 200);
 
     // Blocked, rotated, deleted, expired and invalid keys all get the same 401.
-    let r = env.post(&format!("/admin/keys/{id}/block"), &json!({})).await;
+    let r = env
+        .post(&format!("/admin/keys/{id}/block"), &json!({}))
+        .await;
     assert_eq!(r.status, 200);
-    let blocked = env.post_key("/v1/chat/completions", &chat("openai", "x"), &key).await;
-    let invalid = env.post_key("/v1/chat/completions", &chat("openai", "x"), "sk-sy-nonexistent").await;
+    let blocked = env
+        .post_key("/v1/chat/completions", &chat("openai", "x"), &key)
+        .await;
+    let invalid = env
+        .post_key(
+            "/v1/chat/completions",
+            &chat("openai", "x"),
+            "sk-sy-nonexistent",
+        )
+        .await;
     assert_eq!(blocked.status, 401);
-    assert_eq!(blocked.json()["error"], invalid.json()["error"], "no hint whether a key exists");
-    env.post(&format!("/admin/keys/{id}/unblock"), &json!({})).await;
-    let rotated = admin(&env, &format!("/admin/keys/{id}/rotate"), json!({"grace_secs": 60})).await;
+    assert_eq!(
+        blocked.json()["error"],
+        invalid.json()["error"],
+        "no hint whether a key exists"
+    );
+    env.post(&format!("/admin/keys/{id}/unblock"), &json!({}))
+        .await;
+    let rotated = admin(
+        &env,
+        &format!("/admin/keys/{id}/rotate"),
+        json!({"grace_secs": 60}),
+    )
+    .await;
     let new_secret = rotated["key"].as_str().unwrap().to_owned();
-    assert_eq!(env.post_key("/v1/chat/completions", &chat("gemini", "x"), &key).await.status, 200, "old secret works during the grace period");
-    assert_eq!(env.post_key("/v1/chat/completions", &chat("gemini", "x"), &new_secret).await.status, 200);
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("gemini", "x"), &key)
+            .await
+            .status,
+        200,
+        "old secret works during the grace period"
+    );
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("gemini", "x"), &new_secret)
+            .await
+            .status,
+        200
+    );
     let (_, expired) = new_key(&env, json!({"name": "short", "expires_in_secs": -1})).await;
-    assert_eq!(env.post_key("/v1/chat/completions", &chat("openai", "x"), &expired).await.status, 401);
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("openai", "x"), &expired)
+            .await
+            .status,
+        401
+    );
 
     // Roles.
     let team = admin(&env, "/admin/teams", json!({"name": "alpha"})).await;
     let other = admin(&env, "/admin/teams", json!({"name": "beta"})).await;
     let (_, viewer) = new_key(&env, json!({"name": "viewer", "role": "viewer"})).await;
-    let (_, team_admin) = new_key(&env, json!({"name": "ta", "role": "team_admin", "team_id": team["id"]})).await;
+    let (_, team_admin) = new_key(
+        &env,
+        json!({"name": "ta", "role": "team_admin", "team_id": team["id"]}),
+    )
+    .await;
     assert_eq!(env.get_key("/admin/keys", &viewer).await.status, 200);
-    let r = env.post_key("/admin/keys", &json!({"name": "x"}), &viewer).await;
+    let r = env
+        .post_key("/admin/keys", &json!({"name": "x"}), &viewer)
+        .await;
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["error"]["code"], "permission_denied");
-    assert_eq!(env.post_key("/admin/keys", &json!({"name": "x", "team_id": other["id"]}), &team_admin).await.status, 403);
-    assert_eq!(env.post_key("/admin/keys", &json!({"name": "x", "team_id": team["id"]}), &team_admin).await.status, 201);
-    assert_eq!(env.post_key("/admin/teams", &json!({"name": "gamma"}), &team_admin).await.status, 403);
-    assert_eq!(env.get_key("/admin/keys", &key).await.status, 403, "a plain key cannot read the admin API");
+    assert_eq!(
+        env.post_key(
+            "/admin/keys",
+            &json!({"name": "x", "team_id": other["id"]}),
+            &team_admin
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        env.post_key(
+            "/admin/keys",
+            &json!({"name": "x", "team_id": team["id"]}),
+            &team_admin
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        env.post_key("/admin/teams", &json!({"name": "gamma"}), &team_admin)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        env.get_key("/admin/keys", &key).await.status,
+        403,
+        "a plain key cannot read the admin API"
+    );
 
     // Malformed admin bodies name the field.
-    let r = env.post("/admin/keys", &json!({"name": "x", "rpm": "fast"})).await;
+    let r = env
+        .post("/admin/keys", &json!({"name": "x", "rpm": "fast"}))
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["param"], "rpm");
 
     // The audit log has who and what, never a secret.
     let audit = env.get("/admin/audit?limit=100").await;
     assert_eq!(audit.status, 200);
-    assert!(!audit.text.contains(&key) && !audit.text.contains(&new_secret) && !audit.text.contains(KEY));
+    assert!(
+        !audit.text.contains(&key)
+            && !audit.text.contains(&new_secret)
+            && !audit.text.contains(KEY)
+    );
     let entries = audit.json()["data"].as_array().unwrap().clone();
-    assert!(entries.iter().any(|e| e["action"] == "rotate" && e["entity_id"] == id.as_str()));
-    assert!(entries.iter().any(|e| e["action"] == "create" && e["actor"].as_str().unwrap().contains("ta")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "rotate" && e["entity_id"] == id.as_str())
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "create" && e["actor"].as_str().unwrap().contains("ta"))
+    );
 }
 
 #[tokio::test]
@@ -220,10 +358,19 @@ async fn a_restart_keeps_keys_and_spend() {
     let sim = crate::harness::start_sim(switchyard_sim::SimConfig::default()).await;
     let config = standard_config(&sim.base_url(), BUDGETED);
     let gw = Gateway::start(&config).await;
-    let env = Env { sim, gw, http: reqwest::Client::new() };
+    let env = Env {
+        sim,
+        gw,
+        http: reqwest::Client::new(),
+    };
     let (id, key) = new_key(&env, json!({"name": "durable", "max_budget_usd": 1.0})).await;
     for _ in 0..3 {
-        assert_eq!(env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key).await.status, 200);
+        assert_eq!(
+            env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key)
+                .await
+                .status,
+            200
+        );
     }
     let spent = key_spent(&env, &id).await;
     assert!(spent > 0);
@@ -232,6 +379,15 @@ async fn a_restart_keeps_keys_and_spend() {
     let dir = gw.stop();
     let gw = Gateway::start_in(&config, dir).await;
     let env = Env { sim, gw, http };
-    assert_eq!(key_spent(&env, &id).await, spent, "spend survives a restart");
-    assert_eq!(env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key).await.status, 200);
+    assert_eq!(
+        key_spent(&env, &id).await,
+        spent,
+        "spend survives a restart"
+    );
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key)
+            .await
+            .status,
+        200
+    );
 }

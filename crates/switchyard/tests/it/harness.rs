@@ -109,7 +109,10 @@ impl Gateway {
 
     /// The gateway's data directory (store and spill file).
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.as_ref().map(|d| d.path().join("data")).unwrap_or_default()
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("data"))
+            .unwrap_or_default()
     }
 
     /// Stops the process and hands back its directory (config and data).
@@ -211,7 +214,8 @@ impl Reply {
 
 impl Env {
     pub async fn post_key(&self, path: &str, body: &Value, key: &str) -> Reply {
-        self.post_with(path, body, &[("authorization", &format!("Bearer {key}"))]).await
+        self.post_with(path, body, &[("authorization", &format!("Bearer {key}"))])
+            .await
     }
 
     pub async fn get_key(&self, path: &str, key: &str) -> Reply {

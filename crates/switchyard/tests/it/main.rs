@@ -14,3 +14,4 @@ mod observability;
 mod records;
 mod sdk;
 mod streams;
+mod traces;

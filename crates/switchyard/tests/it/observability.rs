@@ -26,7 +26,11 @@ const MODELS: &str = r#"
 /// Bodies received, with the path they were posted to (`json` or `slack`).
 type Inbox = Arc<Mutex<Vec<(String, Value)>>>;
 
-async fn receive(State(inbox): State<Inbox>, Path(kind): Path<String>, body: String) -> &'static str {
+async fn receive(
+    State(inbox): State<Inbox>,
+    Path(kind): Path<String>,
+    body: String,
+) -> &'static str {
     let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     inbox.lock().unwrap().push((kind, value));
     "ok"
@@ -55,7 +59,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -70,7 +77,8 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
     assert_eq!(lines.last(), Some(&"# EOF"), "no EOF marker");
     let name_ok = |n: &str| {
         !n.is_empty()
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
             && !n.starts_with(|c: char| c.is_ascii_digit())
     };
     for line in &lines[..lines.len() - 1] {
@@ -78,17 +86,27 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
             let mut parts = rest.splitn(3, ' ');
             let keyword = parts.next().unwrap();
             let name = parts.next().unwrap_or_default();
-            assert!(["HELP", "TYPE", "UNIT"].contains(&keyword), "bad comment: {line}");
+            assert!(
+                ["HELP", "TYPE", "UNIT"].contains(&keyword),
+                "bad comment: {line}"
+            );
             assert!(name_ok(name), "bad metric name: {line}");
             if keyword == "TYPE" {
                 let kind = parts.next().unwrap_or_default();
-                assert!(["counter", "gauge", "histogram"].contains(&kind), "bad type: {line}");
+                assert!(
+                    ["counter", "gauge", "histogram"].contains(&kind),
+                    "bad type: {line}"
+                );
                 families.push(name.to_owned());
             }
             continue;
         }
-        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         let name = key.split('{').next().unwrap();
         assert!(name_ok(name), "bad series name: {line}");
         assert!(
@@ -103,23 +121,36 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
                 let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
                 let inner = inner.unwrap_or_else(|| panic!("bad label set: {line}"));
                 for pair in inner.split("\",") {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
+                    let (k, v) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label: {line}"));
                     assert!(name_ok(k), "bad label name: {line}");
                     assert!(!v.contains('\n'), "{line}");
                 }
             }
         }
-        assert!(series.insert(key.to_owned(), value).is_none(), "duplicate series: {line}");
+        assert!(
+            series.insert(key.to_owned(), value).is_none(),
+            "duplicate series: {line}"
+        );
     }
     series
 }
 
 async fn scrape(env: &Env) -> (String, HashMap<String, f64>) {
     // No key: Prometheus scrapes without one.
-    let resp = env.http.get(format!("{}/metrics", env.gw.url)).send().await.unwrap();
+    let resp = env
+        .http
+        .get(format!("{}/metrics", env.gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     let text = resp.text().await.unwrap();
     let series = parse_exposition(&text);
     (text, series)
@@ -129,11 +160,15 @@ async fn scrape(env: &Env) -> (String, HashMap<String, f64>) {
 /// stderr).
 async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.args(args).env_remove("SWITCHYARD_KEY").env_remove("SWITCHYARD_MASTER_KEY");
+    cmd.args(args)
+        .env_remove("SWITCHYARD_KEY")
+        .env_remove("SWITCHYARD_MASTER_KEY");
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -142,7 +177,11 @@ async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 }
 
 fn hooks_of<'a>(inbox: &'a [(String, Value)], kind: &str) -> Vec<&'a Value> {
-    inbox.iter().filter(|(k, _)| k == kind).map(|(_, v)| v).collect()
+    inbox
+        .iter()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 #[tokio::test]
@@ -157,7 +196,10 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     let env = Env {
         sim,
         gw,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
     };
     let env = &env;
     let inbox = &inbox;
@@ -173,13 +215,22 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         assert_eq!(env.post("/v1/chat/completions", &body).await.status, 200);
     }
     for _ in 0..6 {
-        assert_eq!(env.post("/v1/chat/completions", &chat("obs-solo", "x")).await.status, 502);
+        assert_eq!(
+            env.post("/v1/chat/completions", &chat("obs-solo", "x"))
+                .await
+                .status,
+            502
+        );
     }
     for _ in 0..2 {
-        let r = env.post("/v1/chat/completions", &chat("no-such-model", "x")).await;
+        let r = env
+            .post("/v1/chat/completions", &chat("no-such-model", "x"))
+            .await;
         assert_eq!(r.status, 404);
     }
-    let last = env.post("/v1/chat/completions", &chat("openai", "the last one")).await;
+    let last = env
+        .post("/v1/chat/completions", &chat("openai", "the last one"))
+        .await;
     assert_eq!(last.status, 200);
     let last_id = last.headers["x-request-id"].to_str().unwrap().to_owned();
 
@@ -195,12 +246,30 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     })
     .await;
     for (key, value) in [
-        (r#"switchyard_upstream_attempts_total{deployment="p-fast/obs-primary",error_class="server_error"}"#, 3.0),
-        (r#"switchyard_upstream_attempts_total{deployment="p-openai/obs-backup",error_class="none"}"#, 20.0),
-        (r#"switchyard_deployment_cooling{alias="obs",deployment="p-fast/obs-primary"}"#, 1.0),
-        (r#"switchyard_deployment_cooling{alias="obs",deployment="p-openai/obs-backup"}"#, 0.0),
-        (r#"switchyard_deployment_consecutive_failures{alias="obs",deployment="p-fast/obs-primary"}"#, 3.0),
-        (r#"switchyard_deployment_in_flight_requests{alias="obs",deployment="p-fast/obs-primary"}"#, 0.0),
+        (
+            r#"switchyard_upstream_attempts_total{deployment="p-fast/obs-primary",error_class="server_error"}"#,
+            3.0,
+        ),
+        (
+            r#"switchyard_upstream_attempts_total{deployment="p-openai/obs-backup",error_class="none"}"#,
+            20.0,
+        ),
+        (
+            r#"switchyard_deployment_cooling{alias="obs",deployment="p-fast/obs-primary"}"#,
+            1.0,
+        ),
+        (
+            r#"switchyard_deployment_cooling{alias="obs",deployment="p-openai/obs-backup"}"#,
+            0.0,
+        ),
+        (
+            r#"switchyard_deployment_consecutive_failures{alias="obs",deployment="p-fast/obs-primary"}"#,
+            3.0,
+        ),
+        (
+            r#"switchyard_deployment_in_flight_requests{alias="obs",deployment="p-fast/obs-primary"}"#,
+            0.0,
+        ),
         (
             r#"switchyard_requests_total{alias="obs",deployment="p-openai/obs-backup",status="200",error_code="none",outcome="success",ingress="openai",stream="true"}"#,
             10.0,
@@ -213,8 +282,14 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
             r#"switchyard_requests_total{alias="unknown",deployment="none",status="404",error_code="model_not_found",outcome="client_error",ingress="openai",stream="false"}"#,
             2.0,
         ),
-        (r#"switchyard_request_duration_seconds_count{alias="obs",deployment="p-openai/obs-backup"}"#, 20.0),
-        (r#"switchyard_time_to_first_token_seconds_count{alias="obs",deployment="p-openai/obs-backup"}"#, 10.0),
+        (
+            r#"switchyard_request_duration_seconds_count{alias="obs",deployment="p-openai/obs-backup"}"#,
+            20.0,
+        ),
+        (
+            r#"switchyard_time_to_first_token_seconds_count{alias="obs",deployment="p-openai/obs-backup"}"#,
+            10.0,
+        ),
         ("switchyard_recorder_dropped_records_total", 0.0),
         ("switchyard_recorder_queue_depth_records", 0.0),
     ] {
@@ -223,7 +298,10 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     let cost = series[r#"switchyard_cost_nanodollars_total{alias="obs",deployment="p-openai/obs-backup",team="none"}"#];
     assert!(cost > 0.0, "{text}");
     assert!(series.keys().any(|k| k.starts_with(r#"switchyard_tokens_total{alias="obs",deployment="p-openai/obs-backup",team="none",kind="output"}"#)));
-    assert!(!text.contains("no-such-model"), "a client string became a label:\n{text}");
+    assert!(
+        !text.contains("no-such-model"),
+        "a client string became a label:\n{text}"
+    );
 
     // The error-rate alert fired for the failing deployment and the failing alias, once each,
     // in both formats.
@@ -231,14 +309,19 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         let inbox = inbox.lock().unwrap().clone();
         let json = hooks_of(&inbox, "json");
         let got = |subject: &str| {
-            json.iter().any(|b| b["status"] == "firing" && b["rule"] == "errors" && b["subject"] == subject)
+            json.iter().any(|b| {
+                b["status"] == "firing" && b["rule"] == "errors" && b["subject"] == subject
+            })
         };
-        (got("p-fast/obs-primary") && got("obs-solo") && hooks_of(&inbox, "slack").len() >= 2).then_some(inbox)
+        (got("p-fast/obs-primary") && got("obs-solo") && hooks_of(&inbox, "slack").len() >= 2)
+            .then_some(inbox)
     })
     .await;
     let primary: Vec<&Value> = hooks_of(&firing, "json")
         .into_iter()
-        .filter(|b| b["status"] == "firing" && b["rule"] == "errors" && b["subject"] == "p-fast/obs-primary")
+        .filter(|b| {
+            b["status"] == "firing" && b["rule"] == "errors" && b["subject"] == "p-fast/obs-primary"
+        })
         .collect();
     assert_eq!(primary.len(), 1, "{primary:?}");
     let b = primary[0];
@@ -253,17 +336,29 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         .map(|b| b["text"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        slack.iter().any(|t| t.contains("*[FIRING]* `errors`") && t.contains("deployment p-fast/obs-primary")),
+        slack
+            .iter()
+            .any(|t| t.contains("*[FIRING]* `errors`")
+                && t.contains("deployment p-fast/obs-primary")),
         "{slack:?}"
     );
 
     // The admin view lists what fires, for the master key only.
     let alerts = env.get("/admin/alerts").await.json();
     assert!(
-        alerts["data"].as_array().unwrap().iter().any(|a| a["kind"] == "deployment_cooldown" && a["subject"] == "p-fast/obs-primary"),
+        alerts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "deployment_cooldown" && a["subject"] == "p-fast/obs-primary"),
         "{alerts}"
     );
-    let anonymous = env.http.get(format!("{}/admin/alerts", env.gw.url)).send().await.unwrap();
+    let anonymous = env
+        .http
+        .get(format!("{}/admin/alerts", env.gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
 
     // Fault cleared, window passed: the error-rate alerts resolve, once.
@@ -272,18 +367,27 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         let inbox = inbox.lock().unwrap().clone();
         let json = hooks_of(&inbox, "json");
         json.iter()
-            .any(|b| b["status"] == "resolved" && b["rule"] == "errors" && b["subject"] == "p-fast/obs-primary")
+            .any(|b| {
+                b["status"] == "resolved"
+                    && b["rule"] == "errors"
+                    && b["subject"] == "p-fast/obs-primary"
+            })
             .then_some(inbox)
     })
     .await;
     let slack = hooks_of(&resolved, "slack");
     assert!(
-        slack.iter().any(|b| b["text"].as_str().unwrap().contains("*[RESOLVED]* `errors`")),
+        slack.iter().any(|b| b["text"]
+            .as_str()
+            .unwrap()
+            .contains("*[RESOLVED]* `errors`")),
         "{slack:?}"
     );
     let firing_again = hooks_of(&resolved, "json")
         .iter()
-        .filter(|b| b["status"] == "firing" && b["subject"] == "p-fast/obs-primary" && b["rule"] == "errors")
+        .filter(|b| {
+            b["status"] == "firing" && b["subject"] == "p-fast/obs-primary" && b["rule"] == "errors"
+        })
         .count();
     assert_eq!(firing_again, 1);
 
@@ -295,35 +399,71 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         (env.get(path).await.status == 200).then_some(())
     })
     .await;
-    let (code, out, err) = cli(&["requests", "tail", "--url", &url, "--limit", "3"], &[("SWITCHYARD_KEY", KEY)]).await;
+    let (code, out, err) = cli(
+        &["requests", "tail", "--url", &url, "--limit", "3"],
+        &[("SWITCHYARD_KEY", KEY)],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
-    for column in ["TIME", "ID", "ALIAS", "DEPLOYMENT", "STATUS", "OUTCOME", "LATENCY_MS", "COST_USD"] {
+    for column in [
+        "TIME",
+        "ID",
+        "ALIAS",
+        "DEPLOYMENT",
+        "STATUS",
+        "OUTCOME",
+        "LATENCY_MS",
+        "COST_USD",
+    ] {
         assert!(lines[0].contains(column), "{out}");
     }
     // Oldest first: the last request is the last line.
     let newest: Vec<&str> = lines[3].split_whitespace().collect();
     assert_eq!(newest[1], last_id, "{out}");
-    assert_eq!(&newest[2..6], ["openai", "p-openai/gpt-4o-mini", "200", "success"], "{out}");
+    assert_eq!(
+        &newest[2..6],
+        ["openai", "p-openai/gpt-4o-mini", "200", "success"],
+        "{out}"
+    );
 
     let (code, out, err) = cli(
-        &["requests", "tail", "--url", &url, "--key", KEY, "--alias", "obs-solo", "--limit", "50"],
+        &[
+            "requests", "tail", "--url", &url, "--key", KEY, "--alias", "obs-solo", "--limit", "50",
+        ],
         &[],
     )
     .await;
     assert_eq!(code, 0, "{err}");
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 6, "{out}");
-    assert!(rows.iter().all(|r| r.contains(" 502 ") && r.contains("upstream_error")), "{out}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" 502 ") && r.contains("upstream_error")),
+        "{out}"
+    );
 
-    let (code, out, err) = cli(&["requests", "show", &last_id, "--url", &url], &[("SWITCHYARD_MASTER_KEY", KEY)]).await;
+    let (code, out, err) = cli(
+        &["requests", "show", &last_id, "--url", &url],
+        &[("SWITCHYARD_MASTER_KEY", KEY)],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("id         {last_id}")), "{out}");
-    assert!(out.contains("openai -> openai (p-openai/gpt-4o-mini"), "{out}");
+    assert!(
+        out.contains("openai -> openai (p-openai/gpt-4o-mini"),
+        "{out}"
+    );
     assert!(out.contains("attempts"), "{out}");
 
-    let (code, out, err) = cli(&["spend", "--by", "alias", "--since", "1d", "--url", &url, "--key", KEY], &[]).await;
+    let (code, out, err) = cli(
+        &[
+            "spend", "--by", "alias", "--since", "1d", "--url", &url, "--key", KEY,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let row = |name: &str| -> Vec<String> {
         out.lines()
@@ -343,11 +483,22 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     // Errors from the API are printed as they come, with a failing exit code.
     let (code, _, err) = cli(&["requests", "tail", "--url", &url, "--key", "wrong"], &[]).await;
     assert_ne!(code, 0);
-    assert!(err.contains("Missing or invalid API key") && err.contains("401"), "{err}");
-    let (code, _, err) = cli(&["spend", "--by", "colour", "--url", &url, "--key", KEY], &[]).await;
+    assert!(
+        err.contains("Missing or invalid API key") && err.contains("401"),
+        "{err}"
+    );
+    let (code, _, err) = cli(
+        &["spend", "--by", "colour", "--url", &url, "--key", KEY],
+        &[],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("'by' must be"), "{err}");
-    let (code, _, err) = cli(&["requests", "show", "nope", "--url", &url, "--key", KEY], &[]).await;
+    let (code, _, err) = cli(
+        &["requests", "show", "nope", "--url", &url, "--key", KEY],
+        &[],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("404"), "{err}");
 }

@@ -41,27 +41,44 @@ async fn every_request_has_one_record_with_its_decision() {
     let mut ids = Vec::new();
 
     // Success.
-    let r = env.post("/v1/chat/completions", &chat("priced", "hello, my email is jane@example.com")).await;
+    let r = env
+        .post(
+            "/v1/chat/completions",
+            &chat("priced", "hello, my email is jane@example.com"),
+        )
+        .await;
     assert_eq!(r.status, 200);
     let ok = request_id(&r);
     ids.push(ok.clone());
     // Failover: the primary fails once, the fallback answers.
     env.fault("priced-primary", "status=500", Some(1)).await;
-    let r = env.post("/v1/chat/completions", &chat("priced", "again")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("priced", "again"))
+        .await;
     assert_eq!(r.status, 200);
     let failover = request_id(&r);
     ids.push(failover.clone());
     // Upstream error: both fail.
     env.fault("priced-*", "status=503", Some(2)).await;
-    let r = env.post("/v1/chat/completions", &chat("priced", "doomed")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("priced", "doomed"))
+        .await;
     assert_eq!(r.status, 502);
     let upstream_error = request_id(&r);
     ids.push(upstream_error.clone());
     // Client errors: bad key, bad body, unknown model.
-    let r = env.post_with("/v1/chat/completions", &chat("priced", "x"), &[("authorization", "Bearer nope")]).await;
+    let r = env
+        .post_with(
+            "/v1/chat/completions",
+            &chat("priced", "x"),
+            &[("authorization", "Bearer nope")],
+        )
+        .await;
     let unauthorized = request_id(&r);
     ids.push(unauthorized.clone());
-    let r = env.post("/v1/chat/completions", &json!({"model": "priced"})).await;
+    let r = env
+        .post("/v1/chat/completions", &json!({"model": "priced"}))
+        .await;
     ids.push(request_id(&r));
     let r = env.post("/v1/chat/completions", &chat("nope", "x")).await;
     ids.push(request_id(&r));
@@ -93,15 +110,26 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(ok_rec["alias"], "priced");
     assert_eq!(ok_rec["deployment"], "p-openai/priced-primary");
     assert_eq!(ok_rec["decision"]["strategy"], "weighted");
-    assert_eq!(ok_rec["decision"]["candidates"][0]["deployment"], "p-openai/priced-primary");
+    assert_eq!(
+        ok_rec["decision"]["candidates"][0]["deployment"],
+        "p-openai/priced-primary"
+    );
     assert_eq!(ok_rec["attempts"].as_array().unwrap().len(), 1);
     assert!(ok_rec["tokens"]["input"].as_u64().unwrap() > 0);
     assert_eq!(ok_rec["tokens"]["estimated"], false);
     let tokens = &ok_rec["tokens"];
-    let expected = tokens["input"].as_i64().unwrap() * 2500 + tokens["output"].as_i64().unwrap() * 10_000;
-    assert_eq!(ok_rec["cost_nanos"].as_i64().unwrap(), expected, "cost is price × tokens, in nano-dollars");
+    let expected =
+        tokens["input"].as_i64().unwrap() * 2500 + tokens["output"].as_i64().unwrap() * 10_000;
+    assert_eq!(
+        ok_rec["cost_nanos"].as_i64().unwrap(),
+        expected,
+        "cost is price × tokens, in nano-dollars"
+    );
     let prompt = ok_rec["prompt"].to_string();
-    assert!(prompt.contains("[EMAIL]") && !prompt.contains("jane@example.com"), "prompts are masked: {prompt}");
+    assert!(
+        prompt.contains("[EMAIL]") && !prompt.contains("jane@example.com"),
+        "prompts are masked: {prompt}"
+    );
 
     let fo = record(&env, &failover).await;
     let attempts = fo["attempts"].as_array().unwrap();
@@ -118,7 +146,10 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(ue["attempts"].as_array().unwrap().len(), 2);
 
     let un = record(&env, &unauthorized).await;
-    assert_eq!((un["status"].as_u64(), un["outcome"].as_str()), (Some(401), Some("client_error")));
+    assert_eq!(
+        (un["status"].as_u64(), un["outcome"].as_str()),
+        (Some(401), Some("client_error"))
+    );
     assert_eq!(un["error_code"], "invalid_api_key");
 
     let st = record(&env, &streamed).await;
@@ -139,18 +170,27 @@ async fn every_request_has_one_record_with_its_decision() {
     let all = env.get("/admin/requests?limit=100").await.json();
     let data = all["data"].as_array().unwrap();
     assert_eq!(data.len(), ids.len() + 1, "{}", all);
-    assert!(data.iter().any(|r| r["outcome"] == "cancelled" && r["status"] == 499));
+    assert!(
+        data.iter()
+            .any(|r| r["outcome"] == "cancelled" && r["status"] == 499)
+    );
     let mut seen: Vec<&str> = data.iter().map(|r| r["id"].as_str().unwrap()).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), data.len(), "one record per request");
 
     // Filters and pagination.
-    let failed = env.get("/admin/requests?outcome=upstream_error").await.json();
+    let failed = env
+        .get("/admin/requests?outcome=upstream_error")
+        .await
+        .json();
     assert_eq!(failed["data"].as_array().unwrap().len(), 1);
     let page = env.get("/admin/requests?limit=3").await.json();
     let cursor = page["next_cursor"].as_str().unwrap();
-    let next = env.get(&format!("/admin/requests?limit=3&cursor={cursor}")).await.json();
+    let next = env
+        .get(&format!("/admin/requests?limit=3&cursor={cursor}"))
+        .await
+        .json();
     assert!(next["data"][0]["id"].as_str().unwrap() < cursor);
 
     // Spend per alias adds up to the records' costs.
@@ -166,14 +206,20 @@ async fn a_store_that_is_down_loses_no_record() {
     let env = env_with("").await;
     let db = env.gw.data_dir().join("switchyard.db");
     // Make sure the store exists, then take its write lock away from the gateway.
-    let r = env.post("/v1/chat/completions", &chat("openai", "warm up")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", "warm up"))
+        .await;
     assert_eq!(r.status, 200);
-    let mut lock = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
-        .unwrap()
-        .connect()
+    let mut lock =
+        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
         .await
         .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut lock).await.unwrap();
 
     let mut ids = vec![request_id(&r)];
     let sends = (0..200).map(|i| {
@@ -189,7 +235,10 @@ async fn a_store_that_is_down_loses_no_record() {
     ids.extend(futures::future::join_all(sends).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let spill = env.gw.data_dir().join("records.spill.jsonl");
-    assert!(spill.exists(), "records should have spilled to disk while the store was locked");
+    assert!(
+        spill.exists(),
+        "records should have spilled to disk while the store was locked"
+    );
 
     // The store comes back: everything is replayed.
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();

@@ -1,0 +1,187 @@
+//! `telemetry.otlp[]`: OpenTelemetry trace exporters as written in the file, their checks, and
+//! the `gen_ai.provider.name` each configured provider kind is reported as.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::file::{KindFile, SimDialectFile};
+use super::{ConfigError, Secret};
+
+/// `telemetry.otlp[]` — one OTLP/HTTP (protobuf) trace receiver: a collector, Phoenix, MLflow,
+/// Langfuse …
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpFile {
+    /// Base URL of the receiver, e.g. `http://127.0.0.1:4318`; `/v1/traces` is appended unless
+    /// the URL already ends with it.
+    pub endpoint: String,
+    /// Extra HTTP headers sent with every export (authentication, `x-mlflow-experiment-id` …).
+    /// Their values never appear in logs.
+    #[serde(default, deserialize_with = "secret_values")]
+    pub headers: BTreeMap<String, Secret>,
+    /// `service.name` of the exported resource (default `switchyard`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// More resource attributes, e.g. `deployment.environment.name` or Phoenix's
+    /// `openinference.project.name`.
+    #[serde(default)]
+    pub resource: BTreeMap<String, String>,
+    /// Also export prompt and response, as the records keep them (masked unless
+    /// `telemetry.content: full`), as `gen_ai.input.messages` / `gen_ai.output.messages`
+    /// (default false).
+    #[serde(default)]
+    pub capture_content: bool,
+    /// Records waiting for this exporter; when it is full, new records are not exported and
+    /// are counted (default 4096).
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Most records (each a request span with its attempt spans) in one export request
+    /// (default 256).
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// Limit of one export request; a batch that fails or times out is dropped and counted,
+    /// never retried (default 10s).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_service_name() -> String {
+    "switchyard".into()
+}
+fn default_queue() -> usize {
+    4096
+}
+fn default_batch() -> usize {
+    256
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn secret_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Secret>, D::Error> {
+    let plain = BTreeMap::<String, String>::deserialize(d)?;
+    Ok(plain
+        .into_iter()
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect())
+}
+
+/// The OTLP/HTTP traces URL of an endpoint setting.
+pub fn traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
+/// Checks every exporter, adding errors with their paths.
+pub(super) fn check(exporters: &[OtlpFile], errors: &mut Vec<ConfigError>) {
+    let mut err = |path: String, message: &str| {
+        errors.push(ConfigError {
+            path,
+            message: message.to_owned(),
+        })
+    };
+    for (i, e) in exporters.iter().enumerate() {
+        let path = format!("telemetry.otlp[{i}]");
+        let url = traces_url(&e.endpoint);
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            err(
+                format!("{path}.endpoint"),
+                "must start with http:// or https://",
+            );
+        } else if !url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some()) {
+            err(format!("{path}.endpoint"), "is not a valid URL");
+        }
+        for (name, value) in &e.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                err(
+                    format!("{path}.headers.{name}"),
+                    "is not a valid header name",
+                );
+            } else if http::HeaderValue::from_str(value.expose()).is_err() {
+                err(
+                    format!("{path}.headers.{name}"),
+                    "is not a valid header value",
+                );
+            }
+        }
+        if e.service_name.is_empty() {
+            err(format!("{path}.service_name"), "must not be empty");
+        }
+        if e.queue_capacity == 0 {
+            err(format!("{path}.queue_capacity"), "must be greater than 0");
+        }
+        if e.max_batch == 0 {
+            err(format!("{path}.max_batch"), "must be greater than 0");
+        }
+        if e.timeout.is_zero() {
+            err(format!("{path}.timeout"), "must be greater than 0");
+        }
+    }
+}
+
+/// `gen_ai.provider.name` of a provider: the conventions' well-known value for its kind, or the
+/// provider's own name for an OpenAI-compatible server (the conventions allow custom values).
+/// A simulated provider reports the provider whose wire format it speaks.
+pub(super) fn gen_ai_provider_name(
+    kind: KindFile,
+    simulated: Option<SimDialectFile>,
+    name: &str,
+) -> String {
+    let known = match (kind, simulated) {
+        (KindFile::Openai, _) | (KindFile::Simulator, Some(SimDialectFile::Openai) | None) => {
+            "openai"
+        }
+        (KindFile::Azure, _) | (KindFile::Simulator, Some(SimDialectFile::Azure)) => {
+            "azure.ai.openai"
+        }
+        (KindFile::Anthropic, _) | (KindFile::Simulator, Some(SimDialectFile::Anthropic)) => {
+            "anthropic"
+        }
+        (KindFile::Gemini, _) | (KindFile::Simulator, Some(SimDialectFile::Gemini)) => "gcp.gemini",
+        (KindFile::OpenaiCompatible, _) => return name.to_owned(),
+    };
+    known.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_url_appends_the_signal_path_once() {
+        assert_eq!(traces_url("http://h:4318"), "http://h:4318/v1/traces");
+        assert_eq!(traces_url("http://h:4318/"), "http://h:4318/v1/traces");
+        assert_eq!(
+            traces_url("https://cloud.langfuse.com/api/public/otel"),
+            "https://cloud.langfuse.com/api/public/otel/v1/traces"
+        );
+        assert_eq!(traces_url("http://h/v1/traces"), "http://h/v1/traces");
+    }
+
+    #[test]
+    fn provider_names_follow_the_conventions() {
+        assert_eq!(gen_ai_provider_name(KindFile::Openai, None, "x"), "openai");
+        assert_eq!(
+            gen_ai_provider_name(KindFile::Azure, None, "x"),
+            "azure.ai.openai"
+        );
+        assert_eq!(
+            gen_ai_provider_name(KindFile::Gemini, None, "x"),
+            "gcp.gemini"
+        );
+        assert_eq!(
+            gen_ai_provider_name(KindFile::OpenaiCompatible, None, "mistral"),
+            "mistral"
+        );
+        assert_eq!(
+            gen_ai_provider_name(KindFile::Simulator, Some(SimDialectFile::Anthropic), "sim"),
+            "anthropic"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! OpenTelemetry trace export of request records over OTLP/HTTP (protobuf). The recorder's
+//! writer hands every batch of records to [`OtlpObserver`], which only copies them into one
+//! bounded queue per configured exporter; a task per exporter turns them into spans
+//! ([`spans`]) and posts `ExportTraceServiceRequest`s with our own async HTTP client. Nothing
+//! here runs on the request path.
+//!
+//! Failure policy: a full queue drops the new records; a failed or timed-out export drops its
+//! batch. Either is counted in [`OtlpStats`] and logged at most once a minute per exporter
+//! (with the number of occurrences since the last line); nothing is retried, so an endpoint
+//! that is down costs one short request per batch and never holds up the recorder. The
+//! records themselves are in the store either way.
+
+pub mod spans;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, OtlpFile, Secret, traces_url};
+use crate::routing::RoutingTable;
+use crate::telemetry::{RecordObserver, RequestRecord};
+use spans::{Catalog, RandomIds};
+
+/// How long shutdown waits for the exporters to send what is still queued.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Least time between two log lines about the same kind of failure of one exporter.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Counters of one exporter.
+#[derive(Debug, Default)]
+pub struct OtlpStats {
+    /// Spans the receiver accepted.
+    pub exported_spans: AtomicU64,
+    /// Spans the receiver reported as rejected (OTLP partial success).
+    pub rejected_spans: AtomicU64,
+    /// Export requests that failed (connection, timeout, non-2xx); their spans are dropped.
+    pub failed_exports: AtomicU64,
+    /// Spans lost with failed exports.
+    pub dropped_spans: AtomicU64,
+    /// Records never exported because the queue was full.
+    pub dropped_records: AtomicU64,
+}
+
+/// Lets a log line through at most once per [`LOG_EVERY`], counting the ones held back.
+struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    const fn new() -> Self {
+        Self {
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be logged now.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+struct Queue {
+    tx: mpsc::Sender<RequestRecord>,
+    url: String,
+    stats: Arc<OtlpStats>,
+    full_log: Mutex<Throttle>,
+}
+
+/// The record observer feeding every exporter's queue.
+pub struct OtlpObserver {
+    queues: Vec<Queue>,
+}
+
+impl RecordObserver for OtlpObserver {
+    fn observe(&self, records: &[RequestRecord]) {
+        for q in &self.queues {
+            let mut dropped = 0u64;
+            for r in records {
+                if q.tx.try_send(r.clone()).is_err() {
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                q.stats
+                    .dropped_records
+                    .fetch_add(dropped, Ordering::Relaxed);
+                if let Some(held_back) = q.full_log.lock().allow() {
+                    tracing::warn!(
+                        endpoint = %q.url, dropped, earlier_warnings_suppressed = held_back,
+                        "OTLP export queue is full: request records not exported"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The running exporters: the observer to register with the recorder, and their tasks.
+pub struct Exporters {
+    observer: Arc<OtlpObserver>,
+    tasks: Vec<JoinHandle<()>>,
+    stats: Vec<Arc<OtlpStats>>,
+}
+
+/// Starts one export task per `telemetry.otlp` entry; `None` when there is none.
+pub fn start(config: &Config, table: &RoutingTable) -> Result<Option<Exporters>, reqwest::Error> {
+    if config.telemetry.otlp.is_empty() {
+        return Ok(None);
+    }
+    let catalog = Arc::new(Catalog::build(config, table));
+    let mut queues = Vec::new();
+    let mut tasks = Vec::new();
+    let mut stats = Vec::new();
+    for file in &config.telemetry.otlp {
+        let (tx, rx) = mpsc::channel(file.queue_capacity);
+        let exporter = Exporter::new(file, catalog.clone())?;
+        let s = exporter.stats.clone();
+        queues.push(Queue {
+            tx,
+            url: exporter.url.clone(),
+            stats: s.clone(),
+            full_log: Mutex::new(Throttle::new()),
+        });
+        stats.push(s);
+        tasks.push(tokio::spawn(exporter.run(rx, file.max_batch)));
+    }
+    Ok(Some(Exporters {
+        observer: Arc::new(OtlpObserver { queues }),
+        tasks,
+        stats,
+    }))
+}
+
+impl Exporters {
+    pub fn observer(&self) -> Arc<dyn RecordObserver> {
+        self.observer.clone()
+    }
+
+    /// One entry per configured exporter, in configuration order.
+    pub fn stats(&self) -> &[Arc<OtlpStats>] {
+        &self.stats
+    }
+
+    /// A handle that finishes once `writer` (the recorder's task, which owns the other
+    /// observer handle) has finished and the exporters have sent what was queued, or after
+    /// [`SHUTDOWN_GRACE`] more.
+    pub fn join_after(self, writer: JoinHandle<()>) -> JoinHandle<()> {
+        let Exporters {
+            observer, tasks, ..
+        } = self;
+        // The queues close when the writer drops the last observer handle.
+        drop(observer);
+        tokio::spawn(async move {
+            let _ = writer.await;
+            let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+            let all = futures::future::join_all(tasks);
+            if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+                tracing::warn!(
+                    "OTLP exporters did not finish sending within 5 s; the rest is dropped"
+                );
+                for a in aborts {
+                    a.abort();
+                }
+            }
+        })
+    }
+}
+
+/// One exporter: where to send, how, and its counters.
+struct Exporter {
+    url: String,
+    headers: Vec<(String, Secret)>,
+    timeout: Duration,
+    capture_content: bool,
+    resource: Resource,
+    catalog: Arc<Catalog>,
+    client: reqwest::Client,
+    stats: Arc<OtlpStats>,
+    fail_log: Throttle,
+}
+
+impl Exporter {
+    fn new(file: &OtlpFile, catalog: Arc<Catalog>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(file.timeout.min(Duration::from_secs(5)))
+            .build()?;
+        Ok(Self {
+            url: traces_url(&file.endpoint),
+            headers: file
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            timeout: file.timeout,
+            capture_content: file.capture_content,
+            resource: spans::resource(&file.service_name, &file.resource),
+            catalog,
+            client,
+            stats: Arc::new(OtlpStats::default()),
+            fail_log: Throttle::new(),
+        })
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<RequestRecord>, max_batch: usize) {
+        let mut batch = Vec::with_capacity(max_batch);
+        while rx.recv_many(&mut batch, max_batch).await > 0 {
+            self.export(&batch).await;
+            batch.clear();
+        }
+    }
+
+    /// The protobuf body for a batch of records and how many spans it holds.
+    fn encode(&self, records: &[RequestRecord]) -> (Vec<u8>, u64) {
+        let mut ids = RandomIds;
+        let spans: Vec<_> = records
+            .iter()
+            .flat_map(|r| spans::record_spans(r, &self.catalog, self.capture_content, &mut ids))
+            .collect();
+        let count = spans.len() as u64;
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![spans::resource_spans(self.resource.clone(), spans)],
+        };
+        (request.encode_to_vec(), count)
+    }
+
+    async fn export(&mut self, records: &[RequestRecord]) {
+        let (body, count) = self.encode(records);
+        if count == 0 {
+            return;
+        }
+        match self.send(body).await {
+            Ok(rejected) => {
+                self.stats
+                    .exported_spans
+                    .fetch_add(count - rejected.0.min(count), Ordering::Relaxed);
+                if rejected.0 > 0 {
+                    self.stats
+                        .rejected_spans
+                        .fetch_add(rejected.0, Ordering::Relaxed);
+                    if let Some(held_back) = self.fail_log.allow() {
+                        tracing::warn!(
+                            endpoint = %self.url, rejected = rejected.0, reason = %rejected.1,
+                            earlier_warnings_suppressed = held_back,
+                            "OTLP receiver rejected some spans"
+                        );
+                    }
+                }
+            }
+            Err(reason) => {
+                self.stats.failed_exports.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
+                if let Some(held_back) = self.fail_log.allow() {
+                    tracing::warn!(
+                        endpoint = %self.url, spans = count, %reason,
+                        earlier_warnings_suppressed = held_back,
+                        "OTLP trace export failed; the batch is dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Posts one body; on success returns the spans the receiver rejected and its message.
+    async fn send(&self, body: Vec<u8>) -> Result<(u64, String), String> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.expose());
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| without_url(&e))?;
+        let status = response.status();
+        let is_protobuf = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-protobuf"));
+        let bytes = response.bytes().await.map_err(|e| without_url(&e))?;
+        if !status.is_success() {
+            let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            return Err(format!("HTTP {}: {excerpt}", status.as_u16()));
+        }
+        // A 2xx may still report a partial success; bodies that are not protobuf are ignored.
+        let partial = is_protobuf
+            .then(|| ExportTraceServiceResponse::decode(bytes.as_ref()).ok())
+            .flatten()
+            .and_then(|r| r.partial_success);
+        Ok(partial.map_or((0, String::new()), |p| {
+            (
+                u64::try_from(p.rejected_spans).unwrap_or(0),
+                p.error_message,
+            )
+        }))
+    }
+}
+
+/// The transport error without its URL (the URL is logged beside it once).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,466 @@
+use std::collections::BTreeMap;
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value as V};
+use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
+use serde_json::json;
+
+use super::spans::{Catalog, Ids, record_spans};
+use super::*;
+use crate::telemetry::trace_context::TraceContext;
+use crate::telemetry::{AttemptRecord, Caller, Outcome, TokenCounts};
+
+/// Ids counting up from 1, so spans are predictable.
+struct Counted(u64);
+
+impl Ids for Counted {
+    fn trace_id(&mut self) -> [u8; 16] {
+        self.0 += 1;
+        u128::from(self.0).to_be_bytes()
+    }
+    fn span_id(&mut self) -> [u8; 8] {
+        self.0 += 1;
+        self.0.to_be_bytes()
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog::for_tests(
+        &[
+            ("p-openai", "openai", "https://api.openai.com/v1"),
+            ("p-backup", "anthropic", "http://127.0.0.1:9000"),
+        ],
+        &[
+            ("p-openai/gpt-4o-mini", "gpt-4o-mini"),
+            ("p-backup/claude-x", "claude-x"),
+        ],
+    )
+}
+
+fn record() -> RequestRecord {
+    RequestRecord {
+        id: "0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0".into(),
+        started_at_ms: 1_700_000_000_000,
+        duration_ms: 250.0,
+        ttft_ms: Some(40.0),
+        ingress: "openai".into(),
+        endpoint: "chat".into(),
+        requested_model: "smart".into(),
+        alias: Some("smart".into()),
+        deployment: Some("p-openai/gpt-4o-mini".into()),
+        provider: Some("p-openai".into()),
+        stream: true,
+        status: 200,
+        outcome: Outcome::Success,
+        error_code: None,
+        error_message: None,
+        caller: Caller {
+            key_id: Some("key-1".into()),
+            team: Some("research".into()),
+            ..Caller::default()
+        },
+        customer: Some("cust-9".into()),
+        tags: serde_json::Map::new(),
+        decision: Some(json!({
+            "requested": "smart", "alias": "smart", "strategy": "weighted", "rule": "cheap-first",
+            "candidates": [
+                {"alias": "smart", "deployment": "p-backup/claude-x", "cooling": false},
+                {"alias": "smart", "deployment": "p-openai/gpt-4o-mini", "cooling": false}
+            ],
+            "skipped": [{"alias": "smart", "deployment": "p-x/y", "reason": "no tools"}],
+            "fallbacks": ["other"]
+        })),
+        attempts: vec![
+            AttemptRecord {
+                alias: "smart".into(),
+                deployment: "p-backup/claude-x".into(),
+                provider: "p-backup".into(),
+                status: Some(429),
+                error_class: Some("rate_limited".into()),
+                latency_ms: 30.0,
+                ..AttemptRecord::default()
+            },
+            AttemptRecord {
+                alias: "smart".into(),
+                deployment: "p-openai/gpt-4o-mini".into(),
+                provider: "p-openai".into(),
+                status: Some(200),
+                latency_ms: 50.0,
+                ..AttemptRecord::default()
+            },
+        ],
+        tokens: Some(TokenCounts {
+            input: 120,
+            output: 30,
+            cache_read: 100,
+            cache_write: 0,
+            reasoning: 7,
+            estimated: false,
+        }),
+        cost_nanos: Some(1_500_000),
+        prompt: Some(json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi <EMAIL>"}
+        ])),
+        response: Some("hello".into()),
+        trace: None,
+        response_model: Some("gpt-4o-mini-2024-07-18".into()),
+        finish_reason: Some("stop".into()),
+    }
+}
+
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a V> {
+    span.attributes
+        .iter()
+        .find(|kv: &&KeyValue| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn s<'a>(span: &'a Span, key: &str) -> &'a str {
+    match attr(span, key) {
+        Some(V::StringValue(v)) => v,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn i(span: &Span, key: &str) -> i64 {
+    match attr(span, key) {
+        Some(V::IntValue(v)) => *v,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn strings(span: &Span, key: &str) -> Vec<String> {
+    match attr(span, key) {
+        Some(V::ArrayValue(a)) => a
+            .values
+            .iter()
+            .filter_map(|v| match &v.value {
+                Some(V::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[test]
+fn request_span_carries_the_genai_attributes() {
+    let spans = record_spans(&record(), &catalog(), false, &mut Counted(0));
+    assert_eq!(spans.len(), 3);
+    let root = &spans[0];
+    assert_eq!(root.name, "chat gpt-4o-mini");
+    assert_eq!(root.kind, SpanKind::Client as i32);
+    assert!(root.parent_span_id.is_empty());
+    assert_eq!(root.start_time_unix_nano, 1_700_000_000_000_000_000);
+    assert_eq!(root.end_time_unix_nano, 1_700_000_000_250_000_000);
+    assert!(root.status.is_none(), "success leaves the status unset");
+    assert_eq!(s(root, "gen_ai.operation.name"), "chat");
+    assert_eq!(s(root, "gen_ai.provider.name"), "openai");
+    assert_eq!(s(root, "gen_ai.system"), "openai");
+    assert_eq!(s(root, "gen_ai.request.model"), "gpt-4o-mini");
+    assert_eq!(s(root, "gen_ai.response.model"), "gpt-4o-mini-2024-07-18");
+    assert_eq!(strings(root, "gen_ai.response.finish_reasons"), ["stop"]);
+    assert_eq!(i(root, "gen_ai.usage.input_tokens"), 120);
+    assert_eq!(i(root, "gen_ai.usage.output_tokens"), 30);
+    assert_eq!(i(root, "gen_ai.usage.cache_read.input_tokens"), 100);
+    assert!(attr(root, "gen_ai.usage.cache_creation.input_tokens").is_none());
+    assert_eq!(i(root, "gen_ai.usage.reasoning.output_tokens"), 7);
+    assert_eq!(
+        attr(root, "gen_ai.usage.cost"),
+        Some(&V::DoubleValue(0.0015))
+    );
+    assert_eq!(
+        attr(root, "gen_ai.response.time_to_first_chunk"),
+        Some(&V::DoubleValue(0.04))
+    );
+    assert_eq!(
+        attr(root, "gen_ai.request.stream"),
+        Some(&V::BoolValue(true))
+    );
+    assert_eq!(s(root, "server.address"), "api.openai.com");
+    assert_eq!(i(root, "server.port"), 443);
+    assert!(attr(root, "error.type").is_none());
+    assert_eq!(s(root, "gateway.model.alias"), "smart");
+    assert_eq!(s(root, "gateway.route.strategy"), "weighted");
+    assert_eq!(s(root, "gateway.route.rule"), "cheap-first");
+    assert_eq!(
+        strings(root, "gateway.route.candidates"),
+        ["p-backup/claude-x", "p-openai/gpt-4o-mini"]
+    );
+    assert_eq!(strings(root, "gateway.route.skipped"), ["p-x/y: no tools"]);
+    assert_eq!(strings(root, "gateway.route.fallbacks"), ["other"]);
+    assert_eq!(i(root, "gateway.attempts"), 2);
+    assert_eq!(s(root, "gateway.virtual_key.id"), "key-1");
+    assert_eq!(s(root, "gateway.customer"), "cust-9");
+    // Content stays out unless asked for.
+    assert!(attr(root, "gen_ai.input.messages").is_none());
+    assert!(attr(root, "gen_ai.output.messages").is_none());
+}
+
+#[test]
+fn attempts_are_children_laid_out_in_order() {
+    let spans = record_spans(&record(), &catalog(), false, &mut Counted(0));
+    let (root, failed, won) = (&spans[0], &spans[1], &spans[2]);
+    for child in [failed, won] {
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_eq!(child.parent_span_id, root.span_id);
+        assert_ne!(child.span_id, root.span_id);
+        assert_eq!(child.kind, SpanKind::Client as i32);
+    }
+    assert_eq!(failed.name, "attempt p-backup/claude-x");
+    assert_eq!(s(failed, "error.type"), "rate_limited");
+    assert_eq!(i(failed, "http.response.status_code"), 429);
+    assert_eq!(s(failed, "gateway.attempt.model"), "claude-x");
+    assert_eq!(s(failed, "server.address"), "127.0.0.1");
+    assert_eq!(
+        failed.status.as_ref().map(|s| s.code),
+        Some(StatusCode::Error as i32)
+    );
+    assert_eq!(won.name, "attempt p-openai/gpt-4o-mini");
+    assert!(won.status.is_none());
+    assert_eq!(failed.start_time_unix_nano, root.start_time_unix_nano);
+    assert_eq!(won.start_time_unix_nano, failed.end_time_unix_nano);
+    assert_eq!(
+        won.end_time_unix_nano - won.start_time_unix_nano,
+        50_000_000
+    );
+    // Usage and cost are counted once, on the request span.
+    assert!(attr(won, "gen_ai.usage.input_tokens").is_none());
+    assert!(attr(won, "gen_ai.usage.cost").is_none());
+}
+
+#[test]
+fn a_hedge_ends_with_the_attempt_it_raced() {
+    let mut r = record();
+    r.attempts[0].latency_ms = 100.0;
+    r.attempts[0].cancelled = true;
+    r.attempts[0].error_class = Some("timeout".into());
+    r.attempts[0].status = None;
+    r.attempts[1].hedged = true;
+    r.attempts[1].latency_ms = 40.0;
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    let (first, hedge) = (&spans[1], &spans[2]);
+    assert_eq!(hedge.end_time_unix_nano, first.end_time_unix_nano);
+    assert_eq!(
+        hedge.start_time_unix_nano,
+        first.start_time_unix_nano + 60_000_000
+    );
+    // Losing the race is no error.
+    assert!(first.status.is_none());
+    assert!(attr(first, "error.type").is_none());
+    assert_eq!(
+        attr(first, "gateway.attempt.cancelled"),
+        Some(&V::BoolValue(true))
+    );
+}
+
+#[test]
+fn incoming_trace_context_is_honoured() {
+    let mut r = record();
+    r.trace =
+        TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert_eq!(
+        hex::encode(&spans[0].trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(hex::encode(&spans[0].parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(spans[0].flags, 0x301, "sampled, with a remote parent");
+    assert_eq!(spans[1].flags, 0x101, "sampled, with a local parent");
+    assert!(spans.iter().all(|s| s.trace_id == spans[0].trace_id));
+
+    // The caller decided not to sample this trace: nothing is exported.
+    r.trace =
+        TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+    assert!(record_spans(&r, &catalog(), false, &mut Counted(0)).is_empty());
+
+    // A trace the gateway started has no parent.
+    r.trace = Some(TraceContext::new_root());
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert_eq!(
+        hex::encode(&spans[0].trace_id),
+        r.trace
+            .as_ref()
+            .map(|t| t.trace_id.clone())
+            .unwrap_or_default()
+    );
+    assert!(spans[0].parent_span_id.is_empty());
+}
+
+#[test]
+fn failures_set_error_type_and_status() {
+    let mut r = record();
+    r.outcome = Outcome::UpstreamError;
+    r.status = 502;
+    r.error_code = Some("upstream_error".into());
+    r.tokens = None;
+    r.cost_nanos = None;
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert_eq!(s(&spans[0], "error.type"), "upstream_error");
+    assert_eq!(i(&spans[0], "gateway.status_code"), 502);
+    let status = spans[0].status.clone().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert!(attr(&spans[0], "gen_ai.usage.input_tokens").is_none());
+
+    r.outcome = Outcome::Cancelled;
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert_eq!(s(&spans[0], "error.type"), "cancelled");
+}
+
+#[test]
+fn a_request_refused_before_routing_is_named_after_the_requested_model() {
+    let mut r = record();
+    r.deployment = None;
+    r.provider = None;
+    r.attempts.clear();
+    r.decision = None;
+    r.requested_model = "unknown-model".into();
+    r.endpoint = "embeddings".into();
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "embeddings unknown-model");
+    assert!(attr(&spans[0], "gen_ai.provider.name").is_none());
+    assert!(attr(&spans[0], "gen_ai.request.stream").is_none());
+    r.requested_model.clear();
+    assert_eq!(
+        record_spans(&r, &catalog(), false, &mut Counted(0))[0].name,
+        "embeddings"
+    );
+}
+
+#[test]
+fn content_is_captured_in_the_message_schema_when_asked() {
+    let mut r = record();
+    r.response = Some("é".repeat(10_000));
+    let spans = record_spans(&r, &catalog(), true, &mut Counted(0));
+    let input: serde_json::Value =
+        serde_json::from_str(s(&spans[0], "gen_ai.input.messages")).unwrap();
+    assert_eq!(
+        input,
+        json!([
+            {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+            {"role": "user", "parts": [{"type": "text", "content": "hi <EMAIL>"}]}
+        ])
+    );
+    let output: serde_json::Value =
+        serde_json::from_str(s(&spans[0], "gen_ai.output.messages")).unwrap();
+    assert_eq!(output[0]["role"], "assistant");
+    assert_eq!(output[0]["finish_reason"], "stop");
+    let text = output[0]["parts"][0]["content"].as_str().unwrap();
+    assert!(
+        text.ends_with("…[truncated]") && text.len() < 8300,
+        "{}",
+        text.len()
+    );
+}
+
+#[test]
+fn the_export_request_round_trips_through_protobuf() {
+    let spans = record_spans(&record(), &catalog(), false, &mut Counted(0));
+    let mut extra = BTreeMap::new();
+    extra.insert("deployment.environment.name".to_owned(), "test".to_owned());
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![spans::resource_spans(
+            spans::resource("gw", &extra),
+            spans.clone(),
+        )],
+    };
+    let decoded = ExportTraceServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    let rs = &decoded.resource_spans[0];
+    assert_eq!(rs.schema_url, "https://opentelemetry.io/schemas/1.42.0");
+    let resource = rs.resource.as_ref().unwrap();
+    assert!(resource.attributes.iter().any(|kv| kv.key == "service.name"
+        && kv.value.as_ref().and_then(|v| v.value.as_ref()) == Some(&V::StringValue("gw".into()))));
+    assert_eq!(rs.scope_spans[0].spans, spans);
+}
+
+fn otlp_file(endpoint: String) -> OtlpFile {
+    serde_json::from_value(json!({"endpoint": endpoint, "timeout": "2s"})).unwrap()
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_counted_not_retried() {
+    // A port that was just free: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let file = otlp_file(format!("http://127.0.0.1:{port}"));
+    let mut exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    exporter.export(&[record(), record()]).await;
+    exporter.export(&[record()]).await;
+    let stats = &exporter.stats;
+    assert_eq!(stats.failed_exports.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.dropped_spans.load(Ordering::Relaxed), 9);
+    assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_receiver_gets_protobuf_and_partial_success_is_counted() {
+    use axum::routing::post;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |headers: http::HeaderMap, body: bytes::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send((auth, body.to_vec()));
+                let reply = ExportTraceServiceResponse {
+                    partial_success: Some(
+                        opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                            rejected_spans: 1,
+                            error_message: "one too many".into(),
+                        },
+                    ),
+                };
+                (
+                    [(http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    reply.encode_to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut file = otlp_file(format!("http://{addr}/"));
+    file.headers
+        .insert("authorization".into(), Secret::new("Bearer t0ken".into()));
+    let mut exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    exporter.export(&[record()]).await;
+    let (auth, body) = rx.recv().await.unwrap();
+    assert_eq!(auth, "Bearer t0ken");
+    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    let names: Vec<_> = request.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "chat gpt-4o-mini",
+            "attempt p-backup/claude-x",
+            "attempt p-openai/gpt-4o-mini"
+        ]
+    );
+    assert_eq!(exporter.stats.exported_spans.load(Ordering::Relaxed), 2);
+    assert_eq!(exporter.stats.rejected_spans.load(Ordering::Relaxed), 1);
+    server.abort();
+}
+
+#[test]
+fn the_throttle_lets_one_line_through_per_period() {
+    let mut t = Throttle::new();
+    assert_eq!(t.allow(), Some(0));
+    assert_eq!(t.allow(), None);
+    assert_eq!(t.allow(), None);
+    t.last = Instant::now().checked_sub(LOG_EVERY);
+    assert_eq!(t.allow(), Some(2));
+}
