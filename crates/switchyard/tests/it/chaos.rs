@@ -22,13 +22,17 @@ const CHAOS_MODELS: &str = r#"
 const REQUESTS: usize = 1000;
 const CONCURRENCY: usize = 16;
 
-/// Sends `REQUESTS` requests (every other one streamed); returns how many succeeded.
-async fn drive(env: &Env) -> u32 {
+/// Sends `REQUESTS` requests (every other one streamed); returns how many succeeded and the
+/// median latency in milliseconds (printed for the record, never asserted).
+async fn drive(env: &Env) -> (u32, f64) {
     let ok = AtomicU32::new(0);
+    let latencies = std::sync::Mutex::new(Vec::with_capacity(REQUESTS));
     futures::stream::iter(0..REQUESTS)
         .for_each_concurrent(CONCURRENCY, |i| {
             let ok = &ok;
+            let latencies = &latencies;
             async move {
+                let started = std::time::Instant::now();
                 let mut body = chat("chaos", "hello chaos");
                 let stream = i % 2 == 1;
                 if stream {
@@ -44,10 +48,13 @@ async fn drive(env: &Env) -> u32 {
                 if good {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
+                latencies.lock().unwrap().push(started.elapsed().as_secs_f64() * 1000.0);
             }
         })
         .await;
-    ok.load(Ordering::Relaxed)
+    let mut l = latencies.into_inner().unwrap();
+    l.sort_by(f64::total_cmp);
+    (ok.load(Ordering::Relaxed), l[l.len() / 2])
 }
 
 fn primary_calls(stats: &serde_json::Value) -> u64 {
@@ -68,11 +75,15 @@ async fn failover_under_every_fault() {
         "premature_end_after=0",
         "malformed_after=0",
     ];
+    env.clear_faults().await;
+    let (_, healthy_p50) = drive(&env).await;
+    eprintln!("chaos: healthy p50 {healthy_p50:.2} ms");
     for fault in faults {
         env.clear_faults().await;
         let before = primary_calls(&env.sim_stats().await);
         env.fault("chaos-primary", fault, None).await;
-        let ok = drive(&env).await;
+        let (ok, p50) = drive(&env).await;
+        eprintln!("chaos: {fault:<28} {ok}/{REQUESTS} ok, p50 {p50:.2} ms ({:+.2} ms over healthy)", p50 - healthy_p50);
         let calls = primary_calls(&env.sim_stats().await) - before;
         assert!(
             ok as usize * 1000 >= REQUESTS * 999,
