@@ -287,6 +287,12 @@ pub struct RuleMatchFile {
     pub needs: Vec<String>,
     /// The request must not use tools (for "simple prompt" rules).
     pub no_tools: Option<bool>,
+    /// The caller's team must be one of these (team ids).
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// The caller's key must be one of these (key ids).
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// `routing.rules[].route`: what a matching rule does.

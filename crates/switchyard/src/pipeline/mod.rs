@@ -96,6 +96,8 @@ fn facts_of(request: &ChatRequest, headers: &HeaderMap) -> RequestFacts {
             embeddings: false,
         },
         max_cost: max_cost(headers),
+        team: None,
+        key: None,
     }
 }
 
@@ -143,7 +145,9 @@ pub async fn chat(
     let customer = customer_header(headers).or_else(|| request.user.clone());
     tracker.set_request(&request, customer.clone());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
-    let facts = facts_of(&request, headers);
+    let mut facts = facts_of(&request, headers);
+    facts.team = principal.caller.team.clone();
+    facts.key = principal.caller.key_id.clone();
     let mut planner = app
         .table
         .planner(facts.clone(), now_ms(), &mut random_below)

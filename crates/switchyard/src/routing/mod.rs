@@ -138,6 +138,9 @@ pub struct RequestFacts {
     pub needs: Needs,
     /// Per-request cost ceiling in US dollars (`x-switchyard-max-cost` header).
     pub max_cost: Option<f64>,
+    /// The caller's team and key ids, for rules that match on them.
+    pub team: Option<String>,
+    pub key: Option<String>,
 }
 
 /// One planned attempt: which deployment, reached through which alias.

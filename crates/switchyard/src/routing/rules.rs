@@ -51,6 +51,12 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
     if w.no_tools == Some(true) && facts.needs.tools {
         return false;
     }
+    if !w.teams.is_empty() && !facts.team.as_ref().is_some_and(|t| w.teams.contains(t)) {
+        return false;
+    }
+    if !w.keys.is_empty() && !facts.key.as_ref().is_some_and(|k| w.keys.contains(k)) {
+        return false;
+    }
     true
 }
 

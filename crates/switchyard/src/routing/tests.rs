@@ -294,6 +294,9 @@ routing:
     - name: code-tasks
       match: {model: "auto", metadata: {task: code}}
       route: {alias: code}
+    - name: team-gold
+      match: {teams: [gold]}
+      route: {alias: code}
     - name: short-and-simple
       match: {model: "au*", max_input_tokens: 50, max_messages: 2, no_tools: true}
       route: {deployments: [small/mini]}
@@ -334,6 +337,11 @@ fn rules_pick_alias_and_subset() {
 
     let p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
     assert_eq!(p.decision.rule, None);
+
+    let mut f = facts("auto", 1000);
+    f.team = Some("gold".into());
+    let p = t.planner(f, 0, &mut rng).unwrap();
+    assert_eq!(p.decision.rule.as_deref(), Some("team-gold"));
 }
 
 #[test]
