@@ -1,0 +1,482 @@
+//! The `switchyard-bench` command line and the run itself: start the simulator, nginx and, per
+//! case, the gateway; drive each case against each target; print and save the report. Also the
+//! `--soak` mode. This is a tool, so errors are `anyhow` throughout.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::runtime::Runtime;
+use tokio::task::LocalSet;
+
+use crate::case::{self, Case, Load, Stop};
+use crate::client::Pool;
+use crate::load::{self, Plan, ProcWatch, Recorder};
+use crate::payload::Template;
+use crate::procfs::{self, Machine};
+use crate::report::{self, Added, CaseReport, Percentiles, ProcessReport, Report, TargetReport};
+use crate::targets::{Gateway, Nginx, SimThread};
+
+/// The case `--soak` runs when none is named.
+pub const DEFAULT_SOAK_CASE: &str = "chat-small-rate";
+/// Longest `--soak`.
+const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
+/// Pause between two runs, so one run's tail does not overlap the next.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Load harness: the gateway's added latency, throughput, CPU and memory, measured against the
+/// provider simulator (and an nginx hop when nginx is installed). Loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-bench", version)]
+pub struct Args {
+    /// Cases to run (directory names under the cases directory); all of them when none given.
+    pub cases: Vec<String>,
+    /// The cases directory.
+    #[arg(long, value_name = "DIR")]
+    pub cases_dir: Option<PathBuf>,
+    /// The `switchyard` binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub gateway_bin: Option<PathBuf>,
+    /// A few hundred requests per case and target, short warm-ups: checks every path, for CI.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Run one case's load against the gateway for DURATION (e.g. 10m) and print its memory
+    /// every `--every`; the case is the first one named, else `chat-small-rate`.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, conflicts_with_all = ["smoke", "json"])]
+    pub soak: Option<Duration>,
+    /// Soak: print interval.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "10s")]
+    pub every: Duration,
+    /// Skip the nginx reference even when nginx is installed.
+    #[arg(long)]
+    pub no_nginx: bool,
+    /// List the cases and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    case::parse_duration(text).map_err(|e| format!("{e:#}"))
+}
+
+/// What a run needs, for callers other than the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cases_dir: PathBuf,
+    /// Case names; empty means all.
+    pub cases: Vec<String>,
+    pub gateway_bin: PathBuf,
+    pub smoke: bool,
+    /// Use nginx as a reference hop when it is installed.
+    pub nginx: bool,
+}
+
+/// Entry point of the binary. Exit status 0 when every request succeeded, 1 when some failed,
+/// 2 when the harness itself could not run.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    match run_cli(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_cli(args: Args) -> anyhow::Result<bool> {
+    let cases_dir = args
+        .cases_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("cases"));
+    if args.list {
+        for c in case::load_all(&cases_dir, &[])? {
+            println!("{:<32} {}", c.name, c.description);
+        }
+        return Ok(true);
+    }
+    let gateway_bin = match args.gateway_bin.clone() {
+        Some(p) => p,
+        None => default_gateway_bin()?,
+    };
+    let options = Options {
+        cases_dir,
+        cases: args.cases.clone(),
+        gateway_bin,
+        smoke: args.smoke,
+        nginx: !args.no_nginx,
+    };
+    if let Some(duration) = args.soak {
+        return soak(&options, duration, args.every);
+    }
+    let report = run(&options)?;
+    if let Some(path) = &args.json {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(std::io::BufWriter::new(file), &report)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(report.errors() == 0)
+}
+
+/// `switchyard` in the directory of this executable (where cargo puts both).
+fn default_gateway_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe.parent().context("this executable has no directory")?;
+    Ok(dir.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX)))
+}
+
+/// `release/switchyard`: the binary's directory and name, without the machine's path.
+fn short_path(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    match (dir, name) {
+        (Some(d), Some(n)) => format!("{d}/{n}"),
+        (None, Some(n)) => n,
+        _ => path.display().to_string(),
+    }
+}
+
+fn gateway_version(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "version unknown".into())
+}
+
+fn notes(machine: &Machine, gateway_bin: &Path) -> Vec<String> {
+    let mut notes = vec![
+        format!(
+            "warning: the load generator, the simulator and the gateway share these {} CPUs; \
+             every figure includes that contention (expected on this machine).",
+            machine.cpus
+        ),
+        "note: feature set `bare` only: master-key authentication, routing, translation, and \
+         what the gateway always does (its request records included); feature sets with \
+         virtual keys, budgets or OpenTelemetry are not implemented in the harness yet."
+            .to_owned(),
+        "latency: open loop from each request's due time (coordinated omission corrected), \
+         closed loop from its send time; \"added\" = target minus direct at the same percentile; \
+         \"lag p99\" = how late open-loop requests left after their due time."
+            .to_owned(),
+    ];
+    if cfg!(debug_assertions) {
+        notes.push("warning: switchyard-bench is a debug build; use --release for figures.".into());
+    }
+    if gateway_bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n == "debug")
+    {
+        notes.push("warning: the gateway is a debug build; use --release for figures.".into());
+    }
+    notes
+}
+
+fn runtime() -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the load generator's runtime")
+}
+
+fn check_gateway_bin(bin: &Path) -> anyhow::Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "no gateway binary at {}; build it (cargo build --release -p switchyard) or pass \
+             --gateway-bin",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the selected cases against every target, printing each case as it finishes.
+pub fn run(options: &Options) -> anyhow::Result<Report> {
+    let mut cases = case::load_all(&options.cases_dir, &options.cases)?;
+    if cases.is_empty() {
+        bail!("no cases in {}", options.cases_dir.display());
+    }
+    if options.smoke {
+        cases = cases.iter().map(Case::smoke).collect();
+    }
+    check_gateway_bin(&options.gateway_bin)?;
+    let nginx_bin = if options.nginx { Nginx::find() } else { None };
+    let machine = Machine::probe();
+    let mut report = Report {
+        mode: if options.smoke { "smoke" } else { "full" },
+        notes: notes(&machine, &options.gateway_bin),
+        machine,
+        gateway_bin: short_path(&options.gateway_bin),
+        gateway_version: gateway_version(&options.gateway_bin),
+        nginx: nginx_bin.as_deref().map(Nginx::version),
+        cases: Vec::new(),
+    };
+    print!("{}", report::header(&report));
+
+    let sim = SimThread::start()?;
+    let nginx = match &nginx_bin {
+        Some(bin) => Some(Nginx::start(bin, sim.addr)?),
+        None => None,
+    };
+    let rt = runtime()?;
+    let ticks = procfs::clock_ticks();
+    for case in &cases {
+        let block = run_case(&rt, case, options, &sim, nginx.as_ref(), ticks)?;
+        print!("{}", report::case_block(&block));
+        report.cases.push(block);
+    }
+    print!("{}", report::summary(&report));
+    if let Some(n) = nginx {
+        n.stop();
+    }
+    Ok(report)
+}
+
+fn run_case(
+    rt: &Runtime,
+    case: &Case,
+    options: &Options,
+    sim: &SimThread,
+    nginx: Option<&Nginx>,
+    ticks: u64,
+) -> anyhow::Result<CaseReport> {
+    eprintln!("{}: starting the gateway", case.name);
+    let gateway = Gateway::start(&options.gateway_bin, &case.gateway_config, &sim.base_url())
+        .with_context(|| format!("case {}", case.name))?;
+    let template = Rc::new(Template::for_case(case));
+    let plan = Plan {
+        load: case.load,
+        warmup: case.warmup,
+        stop: case.stop,
+        measure_limit: case.measure_limit(),
+    };
+    let mut targets: Vec<(&str, SocketAddr, Option<u32>)> = vec![("direct", sim.addr, None)];
+    if let Some(n) = nginx {
+        targets.push(("nginx", n.addr, Some(n.pid)));
+    }
+    targets.push(("gateway", gateway.addr, Some(gateway.pid)));
+    let mut reports = Vec::new();
+    for (name, addr, pid) in targets {
+        eprintln!("{}: {name} ({})", case.name, case.load_summary());
+        let r = run_target(rt, name, addr, pid, &template, &plan, ticks)?;
+        if name == "gateway" && r.errors > 0 {
+            eprintln!("gateway stderr (end):\n{}", gateway.stderr_tail());
+        }
+        reports.push(r);
+        std::thread::sleep(SETTLE);
+    }
+    gateway.stop();
+    let added_over_direct = match reports.first() {
+        Some(direct) => reports
+            .iter()
+            .skip(1)
+            .map(|t| Added::between(t, direct))
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(CaseReport {
+        case: case.clone(),
+        prompt_bytes: template.prompt_bytes,
+        body_bytes: template.body.len(),
+        targets: reports,
+        added_over_direct,
+    })
+}
+
+fn run_target(
+    rt: &Runtime,
+    name: &str,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    template: &Rc<Template>,
+    plan: &Plan,
+    ticks: u64,
+) -> anyhow::Result<TargetReport> {
+    let rss_idle = pid.and_then(procfs::rss_kib);
+    let pool = Rc::new(Pool::new(addr)?);
+    let recorder = Rc::new(RefCell::new(Recorder::new()?));
+    let watch = pid.map(ProcWatch::new);
+    let local = LocalSet::new();
+    let result = local.block_on(
+        rt,
+        load::run(pool, template.clone(), plan, watch, recorder.clone()),
+    );
+    // Cancels whatever a hard deadline left running, closing its connections.
+    drop(local);
+    let rec = recorder.borrow();
+    let errors = rec.error_count();
+    let done = rec.ok + errors;
+    let elapsed = result.elapsed.as_secs_f64();
+    let process = result.process.map(|p| {
+        let cpu_ms = p.cpu_ticks.map(|t| t as f64 * 1000.0 / ticks as f64);
+        ProcessReport {
+            cpu_ms,
+            cpu_ms_per_1k_requests: cpu_ms
+                .filter(|_| done > 0)
+                .map(|ms| ms * 1000.0 / done as f64),
+            rss_idle_kib: rss_idle,
+            rss_load_kib: p.rss_peak_kib,
+        }
+    });
+    Ok(TargetReport {
+        target: name.to_owned(),
+        ok: rec.ok,
+        errors,
+        error_kinds: rec.errors.clone(),
+        first_error: rec.first_error.clone(),
+        elapsed_s: elapsed,
+        throughput_rps: if elapsed > 0.0 {
+            rec.ok as f64 / elapsed
+        } else {
+            0.0
+        },
+        connections: result.connections,
+        latency_us: Percentiles::of(&rec.latency),
+        ttft_us: Percentiles::of_nonempty(&rec.ttft),
+        gap_us: Percentiles::of_nonempty(&rec.gap),
+        send_lag_us: Percentiles::of_nonempty(&rec.send_lag),
+        process,
+    })
+}
+
+/// `--soak`: steady load on the gateway alone, printing its memory every `every`.
+fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Result<bool> {
+    if duration.is_zero() || duration > MAX_SOAK {
+        bail!("--soak must be between 1 s and {MAX_SOAK:?}");
+    }
+    let every = every.max(Duration::from_secs(1));
+    let name = options
+        .cases
+        .first()
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_SOAK_CASE.to_owned());
+    let cases = case::load_all(&options.cases_dir, std::slice::from_ref(&name))?;
+    let case = cases.first().context("no case to soak")?;
+    check_gateway_bin(&options.gateway_bin)?;
+    let machine = Machine::probe();
+    let report = Report {
+        mode: "soak",
+        notes: notes(&machine, &options.gateway_bin),
+        machine,
+        gateway_bin: short_path(&options.gateway_bin),
+        gateway_version: gateway_version(&options.gateway_bin),
+        nginx: None,
+        cases: Vec::new(),
+    };
+    print!("{}", report::header(&report));
+    let sim = SimThread::start()?;
+    let gateway = Gateway::start(&options.gateway_bin, &case.gateway_config, &sim.base_url())?;
+    let load_text = match case.load {
+        Load::Rate(r) => format!("open loop {r} req/s"),
+        Load::Concurrency(c) => format!("closed loop, concurrency {c}"),
+    };
+    println!(
+        "\n== soak: {} ({load_text} for {}), gateway memory every {}",
+        case.name,
+        case::fmt_duration(duration),
+        case::fmt_duration(every)
+    );
+    println!(
+        "{:>9} {:>10} {:>7} {:>9} {:>9} {:>13}",
+        "elapsed", "ok", "errors", "RSS MiB", "CPU s", "p99 ms (last)"
+    );
+    let pid = gateway.pid;
+    let ticks = procfs::clock_ticks() as f64;
+    let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
+    let line = move |start: Instant, rec: &mut Recorder| {
+        let p99 = if rec.interval.is_empty() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.3}",
+                rec.interval.value_at_quantile(0.99) as f64 / 1000.0
+            )
+        };
+        rec.interval.reset();
+        let cpu = procfs::cpu_ticks(pid).map_or(0, |t| t.saturating_sub(cpu_at_start));
+        format!(
+            "{:>8.0}s {:>10} {:>7} {:>9} {:>9.2} {:>13}",
+            start.elapsed().as_secs_f64(),
+            rec.ok,
+            rec.error_count(),
+            procfs::rss_kib(pid).map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            cpu as f64 / ticks,
+            p99
+        )
+    };
+    let plan = Plan {
+        load: case.load,
+        warmup: Duration::ZERO,
+        stop: Stop::Duration(duration),
+        measure_limit: duration,
+    };
+    let template = Rc::new(Template::for_case(case));
+    let pool = Rc::new(Pool::new(gateway.addr)?);
+    let recorder = Rc::new(RefCell::new(Recorder::new()?));
+    let rt = runtime()?;
+    let local = LocalSet::new();
+    let start = Instant::now();
+    let printer_rec = recorder.clone();
+    local.block_on(&rt, async {
+        tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval_at((start + every).into(), every);
+            loop {
+                tick.tick().await;
+                println!("{}", line(start, &mut printer_rec.borrow_mut()));
+            }
+        });
+        load::run(pool, template, &plan, None, recorder.clone()).await
+    });
+    drop(local);
+    println!("{}", line(start, &mut recorder.borrow_mut()));
+    let rec = recorder.borrow();
+    let errors = rec.error_count();
+    if errors > 0 {
+        println!(
+            "FAILED: {errors} requests failed; first: {}",
+            rec.first_error.as_deref().unwrap_or("-")
+        );
+        eprintln!("gateway stderr (end):\n{}", gateway.stderr_tail());
+    }
+    gateway.stop();
+    Ok(errors == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_path_keeps_profile_and_name() {
+        assert_eq!(
+            short_path(Path::new("/x/target/release/switchyard")),
+            "release/switchyard"
+        );
+        assert_eq!(short_path(Path::new("switchyard")), "switchyard");
+    }
+
+    #[test]
+    fn shipped_cases_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let cases = case::load_all(&dir, &[]).unwrap();
+        assert!(cases.len() >= 8);
+        assert!(cases.iter().any(|c| c.name == DEFAULT_SOAK_CASE));
+    }
+}

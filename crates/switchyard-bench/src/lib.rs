@@ -1,0 +1,29 @@
+//! `switchyard-bench`: the load harness. It starts the provider simulator (zero latency, in
+//! this process), the real `switchyard` gateway as a child process and, when installed, nginx
+//! as a reverse-proxy reference; then it drives HTTP/1.1 keep-alive load at a fixed rate (open
+//! loop) or a fixed concurrency (closed loop) against the simulator directly, through nginx and
+//! through the gateway, and reports the gateway's added latency (p50 to p99.9), throughput, CPU
+//! time per 1,000 requests and resident memory.
+//!
+//! Cases are data: `cases/<name>/case.yaml` (kind, prompt size, load profile, feature set) and
+//! `cases/<name>/gateway.yaml` (the gateway configuration; `${SIM_URL}`, `${SIM_OPENAI_BASE}`,
+//! `${BENCH_MASTER_KEY}` and `${BENCH_DATA_DIR}` come from the environment the harness gives
+//! the gateway).
+//!
+//! Load only ever goes to 127.0.0.1, every run is bounded in requests and time, and no test
+//! asserts on timing.
+//!
+//! Modules: `case` reads case files; `payload` builds the request bytes; `client` is the
+//! keep-alive HTTP client; `load` drives load and records; `targets` starts the simulator,
+//! the gateway and nginx; `procfs` reads `/proc`; `report` prints and serialises; `cli` runs.
+
+pub mod case;
+pub mod cli;
+mod client;
+mod load;
+mod payload;
+mod procfs;
+pub mod report;
+mod targets;
+
+pub use cli::{Options, run};

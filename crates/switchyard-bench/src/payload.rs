@@ -1,0 +1,127 @@
+//! The bytes a case sends: path, headers and JSON body, built once per case and shared by
+//! every request of it. The same request goes to every target (simulator, nginx, gateway), so
+//! the simulator and the gateway both accept its credential.
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use serde_json::json;
+
+use crate::case::{Case, Kind, PromptSize};
+
+/// The key every request presents; the harness gives it to the gateway as `BENCH_MASTER_KEY`.
+/// The simulator accepts any non-empty key.
+pub const MASTER_KEY: &str = "sk-bench-master-key";
+const BEARER: &str = "Bearer sk-bench-master-key";
+
+/// Size of the large prompt: about 50,000 tokens at four characters a token.
+pub const LARGE_PROMPT_BYTES: usize = 200_000;
+
+const SMALL_PROMPT: &str = "Write one short sentence about keep-alive connections.";
+
+/// One request, ready to be cloned for each send.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub path: &'static str,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// The reply is an OpenAI SSE stream.
+    pub stream: bool,
+    /// Bytes of prompt text in the body.
+    pub prompt_bytes: usize,
+}
+
+impl Template {
+    pub fn for_case(case: &Case) -> Template {
+        let prompt = prompt_text(case.prompt);
+        let model = case.model.as_str();
+        let openai_auth = vec![(header::AUTHORIZATION, HeaderValue::from_static(BEARER))];
+        let (path, headers, body) = match case.kind {
+            Kind::Chat | Kind::ChatStream => {
+                let mut body = json!({
+                    "model": model,
+                    "messages": [
+                        {"role": "system", "content": "You are terse."},
+                        {"role": "user", "content": prompt},
+                    ],
+                    "max_tokens": 64,
+                });
+                if case.kind == Kind::ChatStream {
+                    body["stream"] = json!(true);
+                }
+                ("/v1/chat/completions", openai_auth, body)
+            }
+            Kind::Embeddings => (
+                "/v1/embeddings",
+                openai_auth,
+                json!({"model": model, "input": prompt}),
+            ),
+            Kind::AnthropicToOpenai => (
+                "/v1/messages",
+                vec![
+                    (
+                        header::HeaderName::from_static("x-api-key"),
+                        HeaderValue::from_static(MASTER_KEY),
+                    ),
+                    (
+                        header::HeaderName::from_static("anthropic-version"),
+                        HeaderValue::from_static("2023-06-01"),
+                    ),
+                ],
+                json!({
+                    "model": model,
+                    "max_tokens": 64,
+                    "system": "You are terse.",
+                    "messages": [{"role": "user", "content": prompt}],
+                }),
+            ),
+        };
+        Template {
+            path,
+            headers,
+            body: Bytes::from(body.to_string()),
+            stream: case.kind == Kind::ChatStream,
+            prompt_bytes: prompt.len(),
+        }
+    }
+}
+
+/// The prompt text: a sentence, or deterministic filler words up to [`LARGE_PROMPT_BYTES`].
+fn prompt_text(size: PromptSize) -> String {
+    match size {
+        PromptSize::Small => SMALL_PROMPT.to_owned(),
+        PromptSize::Large => {
+            const WORDS: &[&str] = &[
+                "the", "gateway", "forwards", "each", "request", "to", "a", "provider", "and",
+                "streams", "its", "answer", "back", "while", "counting", "tokens", "latency",
+                "budget", "route", "fallback",
+            ];
+            let mut text = String::with_capacity(LARGE_PROMPT_BYTES + 16);
+            text.push_str(SMALL_PROMPT);
+            let mut i = 0;
+            while text.len() < LARGE_PROMPT_BYTES {
+                text.push(' ');
+                text.push_str(WORDS[i % WORDS.len()]);
+                i += 1;
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_carries_the_master_key() {
+        assert_eq!(BEARER, format!("Bearer {MASTER_KEY}"));
+    }
+
+    #[test]
+    fn large_prompt_is_about_fifty_thousand_tokens() {
+        let text = prompt_text(PromptSize::Large);
+        assert!(text.len() >= LARGE_PROMPT_BYTES && text.len() < LARGE_PROMPT_BYTES + 16);
+        assert!(text.is_ascii());
+        assert!(prompt_text(PromptSize::Small).len() < 100);
+    }
+}

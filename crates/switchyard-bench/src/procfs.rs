@@ -1,0 +1,97 @@
+//! Process and machine facts from `/proc`: CPU time (`utime + stime` of `/proc/PID/stat`),
+//! resident memory (`VmRSS` of `/proc/PID/status`), and the CPU model, core count and memory
+//! printed in the report header. Linux only; elsewhere the figures are simply absent.
+
+use std::process::Command;
+
+use serde::Serialize;
+
+/// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`, almost always 100).
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// User plus system CPU time of a process (all its threads), in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces; fields after it start
+    // with field 3 (state), so utime (14) and stime (15) are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_kib_line(&status, "VmRSS:")
+}
+
+fn parse_kib_line(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    /// Logical CPUs this process may use (what `nproc` prints).
+    pub cpus: usize,
+    pub memory_mib: u64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_mib: parse_kib_line(&meminfo, "MemTotal:").unwrap_or(0) / 1024,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_times_are_found_after_an_awkward_name() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1190 0 0 0 37 12 0 0 20 0 3 0 \
+                    123 456 789";
+        assert_eq!(parse_cpu_ticks(stat), Some(49));
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let pid = std::process::id();
+        assert!(cpu_ticks(pid).is_some());
+        assert!(rss_kib(pid).unwrap() > 0);
+        assert!(Machine::probe().cpus >= 1);
+    }
+}

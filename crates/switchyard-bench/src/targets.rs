@@ -1,0 +1,349 @@
+//! What the load goes to: the simulator (in this process, on a thread and runtime of its own),
+//! the gateway (the real `switchyard` binary as a child process) and, when installed, nginx as a
+//! reverse-proxy reference. Every child is killed when its handle drops, so the harness never
+//! leaves a process behind; everything listens on 127.0.0.1 only.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use switchyard_sim::{SimConfig, SimServer};
+
+use crate::payload::MASTER_KEY;
+
+/// How long a child process may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A scratch directory removed on drop (configs, logs, pid files).
+pub struct ScratchDir {
+    pub path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn new(label: &str) -> anyhow::Result<ScratchDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "switchyard-bench-{label}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir { path })
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The simulator in zero-latency mode on its own thread, so its work never runs on the load
+/// generator's runtime.
+pub struct SimThread {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimThread {
+    pub fn start() -> anyhow::Result<SimThread> {
+        let config = SimConfig {
+            // The per-request log is for tests; keep its bookkeeping small.
+            log_capacity: 16,
+            ..SimConfig::default()
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("simulator".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                    match SimServer::start(config, loopback).await {
+                        Ok(server) => {
+                            let _ = ready_tx.send(Ok(server.addr));
+                            let _ = stopped.await;
+                            server.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .context("starting the simulator thread")?;
+        let addr = ready_rx
+            .recv_timeout(START_TIMEOUT)
+            .context("the simulator did not start")?
+            .context("starting the simulator")?;
+        Ok(SimThread {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SimThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `switchyard serve` on a case's configuration, listening on a free loopback port.
+pub struct Gateway {
+    child: Killed,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    scratch: ScratchDir,
+}
+
+impl Gateway {
+    /// Starts the gateway with `config` (a file that may use `${SIM_URL}`, `${SIM_OPENAI_BASE}`,
+    /// `${BENCH_MASTER_KEY}` and `${BENCH_DATA_DIR}`, a fresh directory for its store) and waits
+    /// for its `switchyard listening on` line.
+    pub fn start(bin: &Path, config: &Path, sim_url: &str) -> anyhow::Result<Gateway> {
+        let scratch = ScratchDir::new("gateway")?;
+        let stderr = std::fs::File::create(scratch.path.join("stderr.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            // Whatever the file says, listen on loopback only.
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("SIM_URL", sim_url)
+            .env("SIM_OPENAI_BASE", format!("{sim_url}/v1"))
+            .env("BENCH_MASTER_KEY", MASTER_KEY)
+            .env("BENCH_DATA_DIR", scratch.path.join("data"))
+            // The case's `logging.level` decides, not the caller's environment.
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut child = Killed(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", bin.display()))?,
+        );
+        let pid = child.0.id();
+        let stdout = child.0.stdout.take().context("no stdout pipe")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("switchyard listening on http://") {
+                    let _ = tx.send(url.trim().to_owned());
+                    break;
+                }
+            }
+            // Keep draining so the gateway never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                drop(child);
+                bail!(
+                    "the gateway did not start listening; its stderr:\n{}",
+                    tail(&scratch.path.join("stderr.log"))
+                );
+            }
+        };
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("the gateway printed an odd address `{addr}`"))?;
+        Ok(Gateway {
+            child,
+            addr,
+            pid,
+            scratch,
+        })
+    }
+
+    /// The end of the gateway's stderr, for error reports.
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.scratch.path.join("stderr.log"))
+    }
+
+    /// Stops the gateway now.
+    pub fn stop(self) {
+        drop(self.child);
+    }
+}
+
+/// nginx as a plain reverse proxy in front of the simulator: one worker, no daemon, keep-alive
+/// to the upstream, `proxy_buffering off`, everything (logs, pid, temp files) in a scratch dir.
+pub struct Nginx {
+    child: Killed,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    _scratch: ScratchDir,
+}
+
+impl Nginx {
+    /// `nginx` on `PATH`, else `/usr/sbin/nginx`.
+    pub fn find() -> Option<PathBuf> {
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("nginx"))
+                .find(|p| p.is_file())
+        });
+        on_path.or_else(|| {
+            let sbin = PathBuf::from("/usr/sbin/nginx");
+            sbin.is_file().then_some(sbin)
+        })
+    }
+
+    /// What `nginx -v` says, e.g. `nginx/1.22.1`.
+    pub fn version(bin: &Path) -> String {
+        Command::new(bin)
+            .arg("-v")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            .and_then(|s| s.strip_prefix("nginx version: ").map(str::to_owned))
+            .unwrap_or_else(|| "nginx".into())
+    }
+
+    pub fn start(bin: &Path, upstream: SocketAddr) -> anyhow::Result<Nginx> {
+        let scratch = ScratchDir::new("nginx")?;
+        let port = free_port()?;
+        let dir = scratch.path.display().to_string();
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {dir}/access.log combined buffer=64k flush=1s;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 64m;
+    client_body_buffer_size 1m;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream simulator {{
+        server {upstream};
+        keepalive 256;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://simulator;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"#
+        );
+        let conf_path = scratch.path.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let mut child = Killed(
+            Command::new(bin)
+                .arg("-p")
+                .arg(&scratch.path)
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(scratch.path.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?,
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                bail!(
+                    "nginx exited at start ({status}):\n{}",
+                    tail(&scratch.path.join("error.log"))
+                );
+            }
+            if TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("nginx did not start listening on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = child.0.id();
+        Ok(Nginx {
+            child,
+            addr,
+            pid,
+            _scratch: scratch,
+        })
+    }
+
+    pub fn stop(self) {
+        drop(self.child);
+    }
+}
+
+/// A loopback port that was free a moment ago (nginx cannot be told to pick one itself).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The last 2 KB of a log file.
+fn tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let start = text.len().saturating_sub(2048);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    text[start..].to_owned()
+}

@@ -1,0 +1,74 @@
+//! End to end: two smoke cases (a stream, and Anthropic-to-OpenAI translation) through the real
+//! `switchyard` binary, checking only that every request succeeded; never timing.
+//!
+//! Cargo does not build another package's binary for this package's tests, so the test runs
+//! `cargo build -p switchyard` itself, into the same target directory and profile as the bench
+//! binary (a no-op when the gateway is fresh), and the bench finds the gateway next to its own
+//! executable, as it does for users.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn build_gateway(profile_dir: &Path) -> Result<(), String> {
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("the profile directory has no parent")?;
+    let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "-p", "switchyard", "--target-dir"])
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build -p switchyard failed: {status}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn smoke_cases_complete_without_errors() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
+    build_gateway(bench.parent().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(bench)
+        .args(["--smoke", "--no-nginx", "--json"])
+        .arg(&json)
+        .args(["chat-stream-small-rate", "anthropic-to-openai-small-rate"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all requests succeeded"), "{stdout}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["mode"], "smoke");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for case in cases {
+        let targets = case["targets"].as_array().unwrap();
+        let names: Vec<&str> = targets
+            .iter()
+            .map(|t| t["target"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["direct", "gateway"]);
+        for t in targets {
+            assert_eq!(t["errors"], 0, "{t}");
+            assert!(t["ok"].as_u64().unwrap() >= 50, "{t}");
+        }
+        let gateway = &targets[1];
+        assert!(gateway["process"]["rss_load_kib"].as_u64().unwrap() > 0);
+        if case["case"]["kind"] == "chat_stream" {
+            // Every stream carried text and ended with [DONE].
+            assert_eq!(gateway["ttft_us"]["count"], gateway["ok"], "{gateway}");
+        }
+    }
+}
