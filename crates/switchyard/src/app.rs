@@ -60,6 +60,7 @@ impl App {
         let known = Known::from_table(&table);
         let metrics = Arc::new(Metrics::new(known.clone()));
         let alerts = Alerts::start(config.alerts.clone(), &table, known);
+        alerts.watch_budgets(governance.clone());
         let mut observers: Vec<Arc<dyn crate::telemetry::RecordObserver>> = vec![metrics.clone()];
         observers.extend(alerts.observer());
         // OpenTelemetry trace exporters see every record after the request is over.

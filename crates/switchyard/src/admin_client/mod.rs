@@ -31,6 +31,8 @@ pub struct Connection {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum RequestsCommand {
     /// Print the latest request records, oldest first; with --follow, keep printing new ones.
     Tail(TailArgs),
@@ -297,7 +299,7 @@ fn unix_ms_now() -> i64 {
 }
 
 /// Narrowest widths of the tail columns, so that follow-up rows line up with the first page.
-const TAIL_WIDTHS: [usize; 9] = [20, 32, 8, 12, 6, 10, 10, 13, 9];
+const TAIL_WIDTHS: [usize; 9] = [20, 32, 14, 30, 6, 14, 10, 13, 10];
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.conn)?;
@@ -335,11 +337,7 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or_else(unix_ms_now);
     let user_since = args.filters.since.as_deref().and_then(parse_time);
-    loop {
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        tokio::time::sleep(args.interval).await;
-        let since = (newest - FOLLOW_LOOKBACK_MS).max(user_since.unwrap_or(i64::MIN));
+    let follow_query = |since: i64| {
         let mut query: Vec<(&str, String)> = args
             .filters
             .query()
@@ -348,10 +346,23 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
             .collect();
         query.push(("since", since.to_string()));
         query.push(("limit", "1000".to_owned()));
-        let mut fresh: Vec<RequestRecord> = records_of(&api.get("/admin/requests", &query).await?)?
-            .into_iter()
-            .filter(|r| !seen.contains_key(&r.id))
-            .collect();
+        query
+    };
+    // Records already stored but older than the first page are not news: mark them seen.
+    let since = (newest - FOLLOW_LOOKBACK_MS).max(user_since.unwrap_or(i64::MIN));
+    for r in records_of(&api.get("/admin/requests", &follow_query(since)).await?)? {
+        seen.insert(r.id, r.started_at_ms);
+    }
+    loop {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(args.interval).await;
+        let since = (newest - FOLLOW_LOOKBACK_MS).max(user_since.unwrap_or(i64::MIN));
+        let mut fresh: Vec<RequestRecord> =
+            records_of(&api.get("/admin/requests", &follow_query(since)).await?)?
+                .into_iter()
+                .filter(|r| !seen.contains_key(&r.id))
+                .collect();
         fresh.sort_by(|a, b| a.id.cmp(&b.id));
         for r in &fresh {
             seen.insert(r.id.clone(), r.started_at_ms);

@@ -49,6 +49,7 @@ impl Table {
                 }
             }
         }
+        out.truncate(out.trim_end().len());
         out
     }
 

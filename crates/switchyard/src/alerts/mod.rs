@@ -4,7 +4,8 @@
 //! notification; [`rules`]) and webhook delivery off every request path ([`notify`]).
 //!
 //! Records reach the windows through the recorder's writer (a [`RecordObserver`]); the store is
-//! never queried. Budget rules exist in the configuration but measure nothing until budgets do.
+//! never queried. Budget rules exist in the configuration but measure nothing until they are
+//! wired to the governance budgets.
 
 pub mod notify;
 pub mod rules;
@@ -31,6 +32,8 @@ pub struct Alerts {
     deployments: Vec<(String, Arc<Deployment>)>,
     state: Mutex<State>,
     notifier: Notifier,
+    /// Where budget use comes from, once governance is up.
+    budgets: std::sync::OnceLock<Arc<crate::governance::Governance>>,
 }
 
 impl Alerts {
@@ -57,6 +60,7 @@ impl Alerts {
             windows,
             state: Mutex::new(State::default()),
             notifier,
+            budgets: std::sync::OnceLock::new(),
             config,
         });
         if alerts.config.enabled && !alerts.config.rules.is_empty() {
@@ -81,6 +85,11 @@ impl Alerts {
             .then(|| self.windows.clone() as Arc<dyn RecordObserver>)
     }
 
+    /// Connects the budget-utilisation rules to the governance ledgers.
+    pub fn watch_budgets(&self, governance: Arc<crate::governance::Governance>) {
+        let _ = self.budgets.set(governance);
+    }
+
     /// One evaluation round at `now_ms` (monotonic) / `now_unix_ms` (wall clock).
     pub fn evaluate(&self, now_ms: u64, now_unix_ms: i64) {
         self.windows.prune(now_ms);
@@ -95,7 +104,38 @@ impl Alerts {
                 })
             })
             .collect();
-        let findings = rules::evaluate(&self.config.rules, &self.windows, &cooling, now_ms);
+        let budgets: Vec<rules::BudgetUse> = self
+            .budgets
+            .get()
+            .map(|g| {
+                g.utilisation()
+                    .into_iter()
+                    .filter_map(|(level, ratio)| {
+                        let (scope, subject) = match level {
+                            crate::governance::ledger::Level::Key(id) => {
+                                (crate::config::AlertScope::Key, id)
+                            }
+                            crate::governance::ledger::Level::Team(id) => {
+                                (crate::config::AlertScope::Team, id)
+                            }
+                            _ => return None,
+                        };
+                        Some(rules::BudgetUse {
+                            scope,
+                            subject,
+                            ratio,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let findings = rules::evaluate(
+            &self.config.rules,
+            &self.windows,
+            &cooling,
+            &budgets,
+            now_ms,
+        );
         let notes = self
             .state
             .lock()

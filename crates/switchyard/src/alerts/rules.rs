@@ -32,11 +32,21 @@ pub struct Cooling {
     pub remaining_s: f64,
 }
 
+/// How much of its budget a key or team has used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetUse {
+    pub scope: AlertScope,
+    pub subject: String,
+    /// Spent (plus reserved) over the budget.
+    pub ratio: f64,
+}
+
 /// Every rule over every subject that has data (or is cooling).
 pub fn evaluate(
     rules: &[AlertRule],
     windows: &Windows,
     cooling: &[Cooling],
+    budgets: &[BudgetUse],
     now_ms: u64,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -83,8 +93,19 @@ pub fn evaluate(
                     });
                 }
             }
-            // Budgets arrive with governance; until then there is nothing to measure.
-            AlertKind::BudgetUtilisation => {}
+            AlertKind::BudgetUtilisation => {
+                for b in budgets.iter().filter(|b| rule.per.contains(&b.scope)) {
+                    out.push(Finding {
+                        rule: i,
+                        scope: b.scope,
+                        subject: b.subject.clone(),
+                        value: Some(b.ratio),
+                        requests: None,
+                        errors: None,
+                        firing: b.ratio > rule.threshold,
+                    });
+                }
+            }
         }
     }
     out

@@ -189,12 +189,20 @@ fn error_rate_fires_once_and_resolves_once() {
 
     // Below the minimum request count nothing fires, however bad.
     w.observe_at(&vec![failed.clone(); 10], 1_000);
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 1_000), 1_000_000);
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &[], 1_000),
+        1_000_000,
+    );
     assert!(notes.is_empty(), "{notes:?}");
 
     w.observe_at(&vec![failed; 10], 2_000);
     w.observe_at(&vec![ok.clone(); 20], 2_000);
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 2_000), 1_002_000);
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &[], 2_000),
+        1_002_000,
+    );
     let subjects: Vec<(&str, &str, Status)> = notes
         .iter()
         .map(|n| (n.scope, n.subject.as_str(), n.status))
@@ -212,13 +220,21 @@ fn error_rate_fires_once_and_resolves_once() {
     assert_eq!(notes[0].since, "1970-01-01T00:16:42Z");
 
     // Still failing: no second notification, the value is refreshed.
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 3_000), 1_003_000);
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &[], 3_000),
+        1_003_000,
+    );
     assert!(notes.is_empty());
     assert_eq!(state.active().count(), 2);
 
     // Traffic recovers: enough successes bring the rate under the threshold.
     w.observe_at(&vec![ok; 400], 4_000);
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 4_000), 1_004_000);
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &[], 4_000),
+        1_004_000,
+    );
     assert_eq!(notes.len(), 2);
     assert!(notes.iter().all(|n| n.status == Status::Resolved));
     assert_eq!(
@@ -228,7 +244,11 @@ fn error_rate_fires_once_and_resolves_once() {
     assert_eq!(state.active().count(), 0);
     assert!(
         state
-            .apply(&rules, rules::evaluate(&rules, &w, &[], 5_000), 1_005_000)
+            .apply(
+                &rules,
+                rules::evaluate(&rules, &w, &[], &[], 5_000),
+                1_005_000
+            )
             .is_empty()
     );
 }
@@ -243,12 +263,16 @@ fn an_empty_window_resolves_with_no_value() {
     w.observe_at(&[request(Outcome::StreamError, 200, 10.0, &[])], 0);
     assert_eq!(
         state
-            .apply(&rules, rules::evaluate(&rules, &w, &[], 0), 0)
+            .apply(&rules, rules::evaluate(&rules, &w, &[], &[], 0), 0)
             .len(),
         1
     );
     w.prune(500_000);
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 500_000), 500_000);
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &[], 500_000),
+        500_000,
+    );
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].status, Status::Resolved);
     assert_eq!(notes[0].value, None);
@@ -269,7 +293,7 @@ fn latency_rule_uses_its_threshold_in_milliseconds() {
         &vec![request(Outcome::Success, 200, 2500.0, &[("p/backup", None)]); 5],
         0,
     );
-    let findings = rules::evaluate(&rules, &w, &[], 0);
+    let findings = rules::evaluate(&rules, &w, &[], &[], 0);
     assert_eq!(findings.len(), 1);
     assert!(findings[0].firing);
     assert_eq!(findings[0].value, Some(2500.0));
@@ -277,7 +301,7 @@ fn latency_rule_uses_its_threshold_in_milliseconds() {
 }
 
 #[test]
-fn cooldown_fires_per_deployment_and_budget_measures_nothing() {
+fn cooldown_fires_per_deployment_and_budgets_fire_over_their_threshold() {
     let w = Windows::new(known(), MIN, MIN);
     let mut cooldown = rule(AlertKind::DeploymentCooldown, 0.0, 0, MIN);
     cooldown.per = vec![AlertScope::Deployment];
@@ -295,7 +319,7 @@ fn cooldown_fires_per_deployment_and_budget_measures_nothing() {
         },
     ];
     let mut state = State::default();
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &cooling, 0), 0);
+    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &cooling, &[], 0), 0);
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].kind, "deployment_cooldown");
     assert_eq!(notes[0].value, Some(7.0));
@@ -303,13 +327,35 @@ fn cooldown_fires_per_deployment_and_budget_measures_nothing() {
         notes[0].summary,
         "deployment p/primary is in cooldown (7 s left): it is tried only after the other deployments"
     );
-    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], 1_000), 1_000);
+    let notes = state.apply(&rules, rules::evaluate(&rules, &w, &[], &[], 1_000), 1_000);
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].summary, "deployment p/primary is out of cooldown");
+    let budgets = [
+        rules::BudgetUse {
+            scope: AlertScope::Key,
+            subject: "key_a".into(),
+            ratio: 0.85,
+        },
+        rules::BudgetUse {
+            scope: AlertScope::Team,
+            subject: "team_b".into(),
+            ratio: 0.5,
+        },
+    ];
+    let notes = state.apply(
+        &rules,
+        rules::evaluate(&rules, &w, &[], &budgets, 2_000),
+        2_000,
+    );
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        (notes[0].kind, notes[0].subject.as_str()),
+        ("budget_utilisation", "key_a")
+    );
 }
 
 fn firing_note() -> Notification {
-    let rules = vec![rule(
+    let rules = [rule(
         AlertKind::ErrorRate,
         0.05,
         20,
@@ -341,7 +387,7 @@ fn slack_text_says_what_fired_and_since_when() {
     assert_eq!(body.as_object().unwrap().len(), 1);
     assert_eq!(body["text"], n.slack_text());
 
-    let rules = vec![rule(
+    let rules = [rule(
         AlertKind::ErrorRate,
         0.05,
         20,

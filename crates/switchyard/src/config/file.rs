@@ -574,7 +574,7 @@ pub enum AlertKind {
     LatencyP99,
     /// A deployment is in cooldown.
     DeploymentCooldown,
-    /// Share of a key's or team's budget spent. Budgets do not exist yet: evaluates to nothing.
+    /// Share of a key's or team's budget spent. Not wired to budgets yet: evaluates to nothing.
     #[serde(alias = "budget_utilization")]
     BudgetUtilisation,
 }

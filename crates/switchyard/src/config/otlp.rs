@@ -164,6 +164,47 @@ mod tests {
         assert_eq!(traces_url("http://h/v1/traces"), "http://h/v1/traces");
     }
 
+    const BASE: &str = "server: {master_key: k}\nproviders: [{name: s, kind: simulator, dialect: gemini}]\nmodels: [{alias: a, deployments: [{provider: s, model: m}]}]\n";
+
+    #[test]
+    fn exporters_load_with_defaults_and_secret_headers() {
+        let text = format!(
+            "{BASE}telemetry:\n  otlp:\n    - endpoint: http://127.0.0.1:6006\n      headers: {{authorization: Bearer s3cr3t}}\n"
+        );
+        let c = crate::config::load(&text, &|_| None).unwrap();
+        let e = &c.telemetry.otlp[0];
+        assert_eq!(traces_url(&e.endpoint), "http://127.0.0.1:6006/v1/traces");
+        assert_eq!(e.service_name, "switchyard");
+        assert!(!e.capture_content);
+        assert_eq!((e.queue_capacity, e.max_batch), (4096, 256));
+        assert_eq!(e.timeout, Duration::from_secs(10));
+        assert_eq!(e.headers["authorization"].expose(), "Bearer s3cr3t");
+        assert!(
+            !format!("{c:?}").contains("s3cr3t"),
+            "header values never print"
+        );
+        assert_eq!(c.providers[0].gen_ai_name, "gcp.gemini");
+    }
+
+    #[test]
+    fn bad_exporters_are_reported_with_their_paths() {
+        let text = format!(
+            "{BASE}telemetry:\n  otlp:\n    - {{endpoint: collector:4318, max_batch: 0}}\n    - {{endpoint: http://h, headers: {{\"bad header\": x}}, timeout: 0s, queue_capacity: 0}}\n"
+        );
+        let errors = crate::config::load(&text, &|_| None).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "telemetry.otlp[0].endpoint",
+                "telemetry.otlp[0].max_batch",
+                "telemetry.otlp[1].headers.bad header",
+                "telemetry.otlp[1].queue_capacity",
+                "telemetry.otlp[1].timeout",
+            ]
+        );
+    }
+
     #[test]
     fn provider_names_follow_the_conventions() {
         assert_eq!(gen_ai_provider_name(KindFile::Openai, None, "x"), "openai");

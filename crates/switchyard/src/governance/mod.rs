@@ -431,6 +431,21 @@ impl Governance {
             .map(|l| l.usage(now_unix_ms()))
     }
 
+    /// Share of its budget each entity with a budget has spent or reserved.
+    pub fn utilisation(&self) -> Vec<(Level, f64)> {
+        let now = now_unix_ms();
+        self.snapshot
+            .load()
+            .ledgers
+            .values()
+            .filter_map(|l| {
+                let (spent, reserved, max, _) = l.usage(now);
+                let max = max.filter(|m| *m > 0)?;
+                Some((l.level.clone(), (spent + reserved) as f64 / max as f64))
+            })
+            .collect()
+    }
+
     pub fn keys(&self) -> Vec<Arc<VirtualKey>> {
         let mut v: Vec<_> = self.snapshot.load().keys.values().cloned().collect();
         v.sort_by_key(|k| k.created_at_ms);

@@ -361,7 +361,12 @@ impl Snapshot {
                     cooling: h.cooling,
                     cooldown_remaining_s: h.cooldown_left_ms as f64 / 1000.0,
                     consecutive_failures: h.consecutive_failures,
-                    recent_error_ratio: h.error_rate,
+                    // The moving average never reaches exactly 0; print 0 rather than 1e-308.
+                    recent_error_ratio: if h.error_rate < 1e-9 {
+                        0.0
+                    } else {
+                        h.error_rate
+                    },
                 }
             })
             .collect()
@@ -401,7 +406,7 @@ impl prometheus_client::collector::Collector for Snapshot {
             ds,
             (
                 "deployment_in_flight",
-                "Requests in flight to the deployment",
+                "Requests in flight to the deployment.",
                 Some(Unit::Other("requests".into())),
             ),
             |d| i64::from(d.in_flight),
@@ -411,7 +416,7 @@ impl prometheus_client::collector::Collector for Snapshot {
             ds,
             (
                 "deployment_cooling",
-                "1 while the deployment is in cooldown (planned last), else 0",
+                "1 while the deployment is in cooldown (planned last), else 0.",
                 None,
             ),
             |d| i64::from(d.cooling),
@@ -421,7 +426,7 @@ impl prometheus_client::collector::Collector for Snapshot {
             ds,
             (
                 "deployment_cooldown_remaining",
-                "Time left in the deployment's cooldown",
+                "Time left in the deployment's cooldown.",
                 Some(Unit::Seconds),
             ),
             |d| d.cooldown_remaining_s,
@@ -431,7 +436,7 @@ impl prometheus_client::collector::Collector for Snapshot {
             ds,
             (
                 "deployment_consecutive_failures",
-                "Failed attempts in a row since the deployment's last success",
+                "Failed attempts in a row since the deployment's last success.",
                 None,
             ),
             |d| i64::from(d.consecutive_failures),
@@ -441,7 +446,7 @@ impl prometheus_client::collector::Collector for Snapshot {
             ds,
             (
                 "deployment_recent_error",
-                "Moving average of the deployment's attempt failures (0 to 1)",
+                "Moving average of the deployment's attempt failures (0 to 1).",
                 Some(Unit::Other("ratio".into())),
             ),
             |d| d.recent_error_ratio,
@@ -451,34 +456,34 @@ impl prometheus_client::collector::Collector for Snapshot {
         let unit = records_unit();
         ConstGauge::new(r.queue_depth as i64).encode(encoder.encode_descriptor(
             "recorder_queue_depth",
-            "Request records waiting for the recorder's writer",
+            "Request records waiting for the recorder's writer.",
             Some(&unit),
             MetricType::Gauge,
         )?)?;
         for (name, help, value) in [
             (
                 "recorder_enqueued",
-                "Request records handed to the recorder",
+                "Request records handed to the recorder.",
                 r.enqueued,
             ),
             (
                 "recorder_written",
-                "Request records written to the store",
+                "Request records written to the store.",
                 r.written,
             ),
             (
                 "recorder_spilled",
-                "Request records spilled to the local file while the store was unavailable",
+                "Request records spilled to the local file while the store was unavailable.",
                 r.spilled,
             ),
             (
                 "recorder_replayed",
-                "Spilled request records written to the store after it recovered",
+                "Spilled request records written to the store after it recovered.",
                 r.replayed,
             ),
             (
                 "recorder_dropped",
-                "Request records lost (queue full or spill file at its cap)",
+                "Request records lost (queue full or spill file at its cap).",
                 r.dropped,
             ),
         ] {
@@ -491,7 +496,7 @@ impl prometheus_client::collector::Collector for Snapshot {
         }
         ConstCounter::new(r.write_errors).encode(encoder.encode_descriptor(
             "recorder_write_errors",
-            "Failed or timed-out writes of a batch of records to the store",
+            "Failed or timed-out writes of a batch of records to the store.",
             None,
             MetricType::Counter,
         )?)?;
@@ -500,7 +505,7 @@ impl prometheus_client::collector::Collector for Snapshot {
         if !a.active.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "alerts_active",
-                "Subjects (aliases, deployments …) for which an alert rule is firing",
+                "Subjects (aliases or deployments) for which an alert rule is firing.",
                 None,
                 MetricType::Gauge,
             )?;
@@ -511,7 +516,7 @@ impl prometheus_client::collector::Collector for Snapshot {
         }
         let mut family = encoder.encode_descriptor(
             "alert_notifications",
-            "Alert notifications by delivery result (failed: still failing after the retries)",
+            "Alert notifications by delivery result (failed: still failing after the retries).",
             None,
             MetricType::Counter,
         )?;

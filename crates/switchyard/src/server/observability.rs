@@ -33,7 +33,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// `GET /admin/alerts`: the alerts firing now, oldest first.
 pub async fn alerts(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
-    if let Err(e) = pipeline::authenticate(&app, &headers) {
+    if let Err(e) = pipeline::authorize_admin(&app, &headers, false) {
         return error_response(DialectId::OpenAi, &e, &ctx.id);
     }
     let data = app.alerts.active();

@@ -48,7 +48,10 @@ async fn drive(env: &Env) -> (u32, f64) {
                 if good {
                     ok.fetch_add(1, Ordering::Relaxed);
                 }
-                latencies.lock().unwrap().push(started.elapsed().as_secs_f64() * 1000.0);
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(started.elapsed().as_secs_f64() * 1000.0);
             }
         })
         .await;
@@ -83,7 +86,10 @@ async fn failover_under_every_fault() {
         let before = primary_calls(&env.sim_stats().await);
         env.fault("chaos-primary", fault, None).await;
         let (ok, p50) = drive(&env).await;
-        eprintln!("chaos: {fault:<28} {ok}/{REQUESTS} ok, p50 {p50:.2} ms ({:+.2} ms over healthy)", p50 - healthy_p50);
+        eprintln!(
+            "chaos: {fault:<28} {ok}/{REQUESTS} ok, p50 {p50:.2} ms ({:+.2} ms over healthy)",
+            p50 - healthy_p50
+        );
         let calls = primary_calls(&env.sim_stats().await) - before;
         assert!(
             ok as usize * 1000 >= REQUESTS * 999,

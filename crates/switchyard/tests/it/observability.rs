@@ -116,17 +116,19 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
                     .any(|s| name.strip_suffix(s) == Some(f.as_str()))),
             "series of an undeclared family: {line}"
         );
-        if let Some(labels) = key.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}'));
-                let inner = inner.unwrap_or_else(|| panic!("bad label set: {line}"));
-                for pair in inner.split("\",") {
-                    let (k, v) = pair
-                        .split_once("=\"")
-                        .unwrap_or_else(|| panic!("bad label: {line}"));
-                    assert!(name_ok(k), "bad label name: {line}");
-                    assert!(!v.contains('\n'), "{line}");
-                }
+        let labels = &key[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix("\"}"));
+            let inner = inner.unwrap_or_else(|| panic!("bad label set: {line}"));
+            for pair in inner.split("\",") {
+                let (k, v) = pair
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(name_ok(k), "bad label name: {line}");
+                assert!(
+                    !v.contains('"') || v.contains("\\\""),
+                    "unescaped quote: {line}"
+                );
             }
         }
         assert!(
@@ -236,7 +238,7 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
 
     // Metrics: counters arrive through the recorder, gauges are live.
     let (text, series) = eventually("metrics of every request", move || async move {
-        let (text, series) = scrape(&env).await;
+        let (text, series) = scrape(env).await;
         let total: f64 = series
             .iter()
             .filter(|(k, _)| k.starts_with("switchyard_requests_total{"))
