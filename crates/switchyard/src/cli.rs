@@ -56,6 +56,11 @@ enum Command {
     /// Print spend grouped by customer, team, key, alias, deployment or tag:NAME, from a
     /// running gateway.
     Spend(admin_client::SpendArgs),
+    /// Manage virtual keys through a running gateway's admin API.
+    Keys {
+        #[command(subcommand)]
+        command: admin_client::KeysCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -100,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         },
         Command::Requests { command } => admin_client::requests(command),
         Command::Spend(args) => admin_client::spend_command(args),
+        Command::Keys { command } => admin_client::keys_command(command),
         Command::Serve { config, listen } => {
             let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
             if let Some(l) = listen {

@@ -3,7 +3,10 @@
 //! no business rules; the gateway validates filters and reports errors, which are printed as
 //! they come, with a non-zero exit.
 
+mod keys;
 mod table;
+
+pub use keys::{KeysCommand, keys_command};
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -183,6 +186,37 @@ impl Api {
             base: conn.url.trim_end_matches('/').to_owned(),
             key,
         })
+    }
+
+    /// POSTs a JSON body to `path` and returns the answer's JSON, or the API's error message.
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
+        Self::answer(path, response).await
+    }
+
+    async fn answer(path: &str, response: reqwest::Response) -> anyhow::Result<Value> {
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .context("the gateway broke off its answer")?;
+        let body: Option<Value> = serde_json::from_str(&text).ok();
+        if !status.is_success() {
+            let message = body
+                .as_ref()
+                .and_then(|b| b["error"]["message"].as_str())
+                .map_or_else(|| text.trim().to_owned(), str::to_owned);
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        body.ok_or_else(|| anyhow!("the gateway answered {path} with something other than JSON"))
     }
 
     /// GETs `path` and returns its JSON, or the API's error message.

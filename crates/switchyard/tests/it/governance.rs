@@ -391,3 +391,75 @@ async fn a_restart_keeps_keys_and_spend() {
         200
     );
 }
+
+#[tokio::test]
+async fn keys_cli_creates_lists_and_blocks() {
+    let env = env_with("").await;
+    let url = env.gw.url.clone();
+    let run = move |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                    .args(&args)
+                    .args(["--url", &url, "--key", KEY])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(vec![
+        "keys".into(),
+        "create".into(),
+        "--name".into(),
+        "cli-key".into(),
+        "--budget".into(),
+        "2.5".into(),
+        "--rpm".into(),
+        "60".into(),
+        "--model".into(),
+        "openai".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("openai", "x"), &secret)
+            .await
+            .status,
+        200
+    );
+    let list = run(vec!["keys".into(), "list".into()]).await;
+    let listing = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listing.contains("cli-key") && listing.contains("2.50"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&secret), "the secret is never listed");
+    let block = run(vec!["keys".into(), "block".into(), id]).await;
+    assert!(block.status.success());
+    assert_eq!(
+        env.post_key("/v1/chat/completions", &chat("openai", "x"), &secret)
+            .await
+            .status,
+        401
+    );
+}
