@@ -124,16 +124,23 @@ pub struct Message {
     pub extras: Extras,
 }
 
-impl Message {
-    /// Concatenated text of the message's text parts.
-    pub fn text(&self) -> String {
+impl ContentPart {
+    /// Concatenated text of the text parts among `parts`.
+    pub fn concat_text(parts: &[ContentPart]) -> String {
         let mut out = String::new();
-        for part in &self.content {
+        for part in parts {
             if let ContentPart::Text { text, .. } = part {
                 out.push_str(text);
             }
         }
         out
+    }
+}
+
+impl Message {
+    /// Concatenated text of the message's text parts.
+    pub fn text(&self) -> String {
+        ContentPart::concat_text(&self.content)
     }
 }
 

@@ -85,13 +85,7 @@ pub struct ChatResponse {
 
 impl ChatResponse {
     pub fn text(&self) -> String {
-        let mut out = String::new();
-        for part in &self.content {
-            if let ContentPart::Text { text, .. } = part {
-                out.push_str(text);
-            }
-        }
-        out
+        ContentPart::concat_text(&self.content)
     }
 }
 

@@ -232,6 +232,20 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
     out
 }
 
+/// Reads a whole (non-stream) answer within what is left of the total timeout.
+async fn whole_body(
+    provider: &Provider,
+    response: reqwest::Response,
+    started: Instant,
+) -> Result<Bytes, UpstreamErrorInfo> {
+    let total = provider.timeouts.total;
+    match tokio::time::timeout(remaining(started, total), response.bytes()).await {
+        Err(_) => Err(timeout_error(provider, "complete answer", total)),
+        Ok(Err(e)) => Err(transport_error(&e, provider)),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
 async fn attempt_chat(
     d: &Deployment,
     request: &ChatRequest,
@@ -246,12 +260,7 @@ async fn attempt_chat(
     let response = send(d, built, started).await?;
     let timeouts = provider.timeouts;
     if !request.stream {
-        let budget = remaining(started, timeouts.total);
-        let body = match tokio::time::timeout(budget, response.bytes()).await {
-            Err(_) => return Err(timeout_error(provider, "complete answer", timeouts.total)),
-            Ok(Err(e)) => return Err(transport_error(&e, provider)),
-            Ok(Ok(b)) => b,
-        };
+        let body = whole_body(provider, response, started).await?;
         return provider.dialect.parse_chat(&body).map(Answer::Complete);
     }
     let mut body: ByteStream = Box::pin(response.bytes_stream());
@@ -349,18 +358,7 @@ async fn attempt_embeddings(
         .build_embeddings(request, &target(d))
         .map_err(invalid_for_provider)?;
     let response = send(d, built, started).await?;
-    let budget = remaining(started, provider.timeouts.total);
-    let body = match tokio::time::timeout(budget, response.bytes()).await {
-        Err(_) => {
-            return Err(timeout_error(
-                provider,
-                "complete answer",
-                provider.timeouts.total,
-            ));
-        }
-        Ok(Err(e)) => return Err(transport_error(&e, provider)),
-        Ok(Ok(b)) => b,
-    };
+    let body = whole_body(provider, response, started).await?;
     provider.dialect.parse_embeddings(&body)
 }
 

@@ -177,7 +177,13 @@ async fn budgets_admit_exactly_what_they_can_pay_for() {
     // Spend by team from the records equals the team's ledger.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let by_team = env.get("/admin/spend?by=team").await.json();
-    let row = by_team["data"].as_array().unwrap().iter().find(|r| r["group"] == team_id).unwrap().clone();
+    let row = by_team["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == team_id)
+        .unwrap()
+        .clone();
     assert_eq!(row["cost_nanos"].as_i64().unwrap(), 10 * c);
 }
 
