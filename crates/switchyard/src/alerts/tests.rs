@@ -54,6 +54,7 @@ fn request(
         cost_nanos: None,
         prompt: None,
         response: None,
+        mask_pending: false,
         trace: None,
         response_model: None,
         finish_reason: None,

@@ -39,6 +39,7 @@ pub fn record(
         cost_nanos: None,
         prompt: None,
         response: None,
+        mask_pending: false,
         trace: None,
         response_model: None,
         finish_reason: None,

@@ -92,6 +92,7 @@ impl Tracker {
                 cost_nanos: None,
                 prompt: None,
                 response: None,
+                mask_pending: false,
                 trace: None,
                 response_model: None,
                 finish_reason: None,
@@ -138,6 +139,7 @@ impl Tracker {
             r.stream = request.stream;
             r.customer = customer.or_else(|| request.user.clone());
             r.tags = request.metadata.clone().unwrap_or_default();
+            r.mask_pending |= prompt.is_some() && content == ContentMode::Masked;
             r.prompt = prompt;
         }
     }
@@ -220,13 +222,14 @@ impl Tracker {
     }
 
     pub fn set_response_text(&mut self, text: &str) {
-        let value = match self.content {
-            ContentMode::Off => return,
-            ContentMode::Masked => mask::mask(text),
-            ContentMode::Full => text.to_owned(),
-        };
+        let content = self.content;
+        if content == ContentMode::Off {
+            return;
+        }
         if let Some(r) = self.rec() {
-            r.response = Some(value);
+            // Masking waits for the record writer (see `mask_record`).
+            r.response = Some(text.to_owned());
+            r.mask_pending |= content == ContentMode::Masked;
         }
     }
 
@@ -280,11 +283,27 @@ impl Drop for Tracker {
     }
 }
 
-fn prompt_json(request: &ChatRequest, content: ContentMode) -> Value {
-    let keep = |s: &str| match content {
-        ContentMode::Full => s.to_owned(),
-        _ => mask::mask(s),
-    };
+/// Masks a record's prompt and response if that is still pending. The record writer calls it
+/// for each record, so the regular expressions never run on the request path.
+pub fn mask_record(r: &mut RequestRecord) {
+    if !std::mem::take(&mut r.mask_pending) {
+        return;
+    }
+    if let Some(Value::Array(messages)) = &mut r.prompt {
+        for m in messages {
+            if let Some(Value::String(text)) = m.get_mut("content") {
+                *text = mask::mask(text);
+            }
+        }
+    }
+    if let Some(text) = &mut r.response {
+        *text = mask::mask(text);
+    }
+}
+
+/// Prompt messages as records keep them (raw here; masked later by the writer when pending).
+fn prompt_json(request: &ChatRequest, _content: ContentMode) -> Value {
+    let keep = |s: &str| s.to_owned();
     let messages: Vec<Value> = request
         .messages
         .iter()

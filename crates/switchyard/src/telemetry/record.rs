@@ -119,6 +119,10 @@ pub struct RequestRecord {
     pub prompt: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// Prompt and response still need masking: done by the record writer, off the hot path,
+    /// before any observer or the store sees them.
+    #[serde(skip)]
+    pub mask_pending: bool,
     /// The W3C trace the request belongs to: the caller's (`traceparent`) or a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<super::trace_context::TraceContext>,

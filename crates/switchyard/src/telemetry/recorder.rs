@@ -183,6 +183,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            for r in &mut batch {
+                super::mask_record(r);
+            }
             for o in &self.observers {
                 o.observe(&batch);
             }

@@ -102,6 +102,7 @@ fn record() -> RequestRecord {
             {"role": "user", "content": "hi <EMAIL>"}
         ])),
         response: Some("hello".into()),
+        mask_pending: false,
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
         finish_reason: Some("stop".into()),
