@@ -169,7 +169,7 @@ pub fn provider_dialect(kind: &ProviderKind) -> Box<dyn ProviderDialect> {
         ProviderKind::OpenAiCompatible(quirks) => {
             Box::new(crate::openai::OpenAiProvider::new(quirks.clone()))
         }
-        ProviderKind::Azure => Box::new(crate::openai::AzureProvider::default()),
+        ProviderKind::Azure => Box::new(crate::openai::OpenAiProvider::azure()),
         ProviderKind::Anthropic => Box::new(crate::anthropic::AnthropicProvider),
         ProviderKind::Gemini => Box::new(crate::gemini::GeminiProvider),
     }

@@ -9,4 +9,4 @@ mod provider;
 mod tests;
 
 pub use ingress::{OpenAiIngress, OpenAiStreamEncoder, decode_embeddings, encode_embeddings};
-pub use provider::{AzureProvider, OpenAiProvider, OpenAiStreamDecoder};
+pub use provider::{OpenAiProvider, OpenAiStreamDecoder};

@@ -26,15 +26,29 @@ use crate::sse::{SseEvent, SseParser};
 
 pub struct OpenAiProvider {
     quirks: OpenAiQuirks,
+    endpoint: Endpoint,
 }
 
 impl OpenAiProvider {
     pub fn new(quirks: OpenAiQuirks) -> Self {
-        Self { quirks }
+        Self {
+            quirks,
+            endpoint: Endpoint::OpenAi,
+        }
+    }
+
+    /// Azure OpenAI: OpenAI bodies, deployment URLs with `api-version` (or the v1 API), and the
+    /// `api-key` header.
+    pub fn azure() -> Self {
+        Self {
+            quirks: OpenAiQuirks::default(),
+            endpoint: Endpoint::Azure,
+        }
     }
 }
 
 /// How the request reaches the server: URL shape and auth header.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     OpenAi,
     Azure,
@@ -812,55 +826,15 @@ impl ProviderDialect for OpenAiProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_chat(&self.quirks, &Endpoint::OpenAi, request, target)
+        build_chat(&self.quirks, &self.endpoint, request, target)
     }
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        parse_chat(body)
-    }
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStreamDecoder::default())
-    }
-    fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
-        classify_error(status, headers, body)
-    }
-    fn build_embeddings(
-        &self,
-        request: &EmbeddingRequest,
-        target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_embeddings(&Endpoint::OpenAi, request, target)
-    }
-    fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
-        parse_embeddings(body)
-    }
-}
-
-/// Azure OpenAI: OpenAI bodies, deployment URLs with `api-version` (or the v1 API), `api-key`.
-#[derive(Default)]
-pub struct AzureProvider {
-    quirks: OpenAiQuirks,
-}
-
-impl ProviderDialect for AzureProvider {
-    fn id(&self) -> DialectId {
-        DialectId::OpenAi
-    }
-    fn capabilities(&self) -> Capabilities {
-        CAPABILITIES
-    }
-    fn build_chat(
-        &self,
-        request: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_chat(&self.quirks, &Endpoint::Azure, request, target)
-    }
-    fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        parse_chat(body).map(|mut r| {
+        let mut response = parse_chat(body)?;
+        if self.endpoint == Endpoint::Azure {
             // Azure's content-filter annotations are provider detail, not OpenAI fields.
-            r.extras.fields.remove("prompt_filter_results");
-            r
-        })
+            response.extras.fields.remove("prompt_filter_results");
+        }
+        Ok(response)
     }
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiStreamDecoder::default())
@@ -873,7 +847,7 @@ impl ProviderDialect for AzureProvider {
         request: &EmbeddingRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_embeddings(&Endpoint::Azure, request, target)
+        build_embeddings(&self.endpoint, request, target)
     }
     fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
         parse_embeddings(body)

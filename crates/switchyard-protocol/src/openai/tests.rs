@@ -305,7 +305,7 @@ fn azure_uses_deployment_urls_and_api_key() {
         api_key: Some("k"),
         api_version: Some("2024-10-21"),
     };
-    let out = AzureProvider::default().build_chat(&req, &t).unwrap();
+    let out = OpenAiProvider::azure().build_chat(&req, &t).unwrap();
     assert_eq!(
         out.uri(),
         "https://r.openai.azure.com/openai/deployments/dep1/chat/completions?api-version=2024-10-21"
