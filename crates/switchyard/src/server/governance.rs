@@ -228,6 +228,34 @@ fn key_json(app: &App, k: &VirtualKey) -> Value {
     v
 }
 
+/// Stores a key and writes its audit entry.
+async fn save_key(
+    app: &App,
+    p: &Principal,
+    action: &str,
+    before: Option<&VirtualKey>,
+    key: &VirtualKey,
+) -> Result<(), GatewayError> {
+    let change = Change {
+        action,
+        kind: "key",
+        id: &key.id,
+        before: before.map(|k| json!(k)),
+        after: Some(json!(key)),
+        body: Some(store_key(key)),
+    };
+    audited(app, p, change).await
+}
+
+/// A key's JSON with its secret: the only time the secret is ever shown.
+fn with_secret(app: &App, key: &VirtualKey, secret: String) -> Value {
+    let mut out = key_json(app, key);
+    if let Some(map) = out.as_object_mut() {
+        map.insert("key".into(), Value::String(secret));
+    }
+    out
+}
+
 fn store_key(key: &VirtualKey) -> String {
     serde_json::to_string(&StoredKey {
         key: key.clone(),
@@ -273,25 +301,11 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 metadata: input.metadata.unwrap_or_default(),
                 created_at_ms: now,
             };
-            audited(
-                &app,
-                &p,
-                Change {
-                    action: "create",
-                    kind: "key",
-                    id: &key.id,
-                    before: None,
-                    after: Some(json!(key)),
-                    body: Some(store_key(&key)),
-                },
-            )
-            .await?;
-            let mut out = key_json(&app, &key);
-            if let Some(map) = out.as_object_mut() {
-                // The only time the secret is ever shown.
-                map.insert("key".into(), Value::String(secret));
-            }
-            Ok(json_response(StatusCode::CREATED, out))
+            save_key(&app, &p, "create", None, &key).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                with_secret(&app, &key, secret),
+            ))
         }
         .await,
     )
@@ -391,19 +405,7 @@ pub async fn update_key(
                 key.metadata = m;
             }
             limits_input.apply(&mut key.limits)?;
-            audited(
-                &app,
-                &p,
-                Change {
-                    action: "update",
-                    kind: "key",
-                    id: &id,
-                    before: Some(json!(*old)),
-                    after: Some(json!(key)),
-                    body: Some(store_key(&key)),
-                },
-            )
-            .await?;
+            save_key(&app, &p, "update", Some(&old), &key).await?;
             Ok(json_response(StatusCode::OK, key_json(&app, &key)))
         }
         .await,
@@ -418,19 +420,7 @@ async fn set_blocked(app: Arc<App>, headers: HeaderMap, id: String, blocked: boo
             let mut key = (*old).clone();
             key.blocked = blocked;
             let action = if blocked { "block" } else { "unblock" };
-            audited(
-                &app,
-                &p,
-                Change {
-                    action,
-                    kind: "key",
-                    id: &id,
-                    before: Some(json!(*old)),
-                    after: Some(json!(key)),
-                    body: Some(store_key(&key)),
-                },
-            )
-            .await?;
+            save_key(&app, &p, action, Some(&old), &key).await?;
             Ok(json_response(StatusCode::OK, key_json(&app, &key)))
         }
         .await,
@@ -482,24 +472,11 @@ pub async fn rotate_key(
             key.previous_valid_until_ms = (grace > 0).then(|| now_unix_ms() + grace * 1000);
             key.hash = app.governance.hash(&secret);
             key.display = display_of(&secret);
-            audited(
-                &app,
-                &p,
-                Change {
-                    action: "rotate",
-                    kind: "key",
-                    id: &id,
-                    before: Some(json!(*old)),
-                    after: Some(json!(key)),
-                    body: Some(store_key(&key)),
-                },
-            )
-            .await?;
-            let mut out = key_json(&app, &key);
-            if let Some(map) = out.as_object_mut() {
-                map.insert("key".into(), Value::String(secret));
-            }
-            Ok(json_response(StatusCode::OK, out))
+            save_key(&app, &p, "rotate", Some(&old), &key).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                with_secret(&app, &key, secret),
+            ))
         }
         .await,
     )
