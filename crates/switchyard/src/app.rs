@@ -24,6 +24,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     /// Virtual keys, teams, orgs, customers, limits and budgets.
     pub governance: Arc<crate::governance::Governance>,
+    /// Configuration versions, experiments, change log and feedback.
+    pub experiments: Arc<crate::experiments::Experiments>,
 }
 
 impl App {
@@ -57,6 +59,9 @@ impl App {
         )
         .await
         .context("cannot load virtual keys and budgets")?;
+        let experiments = crate::experiments::Experiments::load(store.clone())
+            .await
+            .context("cannot load configurations and experiments")?;
         let known = Known::from_table(&table);
         let metrics = Arc::new(Metrics::new(known.clone()));
         let alerts = Alerts::start(config.alerts.clone(), &table, known);
@@ -89,6 +94,7 @@ impl App {
                 metrics,
                 alerts,
                 governance,
+                experiments,
             },
             writer,
         ))

@@ -1,5 +1,5 @@
-//! The `switchyard` command line: `demo`, `serve`, `check-config`, and `requests` / `spend`
-//! over a running gateway's admin API.
+//! The `switchyard` command line: `demo`, `serve`, `check-config`, and `requests`, `spend`,
+//! `keys`, `configs`, `experiments` and `feedback` over a running gateway's admin API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +61,18 @@ enum Command {
         #[command(subcommand)]
         command: admin_client::KeysCommand,
     },
+    /// Versioned configurations (target, parameters, prompt template) and their labels.
+    Configs {
+        #[command(subcommand)]
+        command: admin_client::ConfigsCommand,
+    },
+    /// A/B experiments over configuration versions and their results.
+    Experiments {
+        #[command(subcommand)]
+        command: admin_client::ExperimentsCommand,
+    },
+    /// Score a request or session (thumbs up, a rating, a category).
+    Feedback(admin_client::FeedbackArgs),
 }
 
 /// Entry point of the binary.
@@ -106,6 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Requests { command } => admin_client::requests(command),
         Command::Spend(args) => admin_client::spend_command(args),
         Command::Keys { command } => admin_client::keys_command(command),
+        Command::Configs { command } => admin_client::configs_command(command),
+        Command::Experiments { command } => admin_client::experiments_command(command),
+        Command::Feedback(args) => admin_client::feedback_command(args),
         Command::Serve { config, listen } => {
             let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
             if let Some(l) = listen {

@@ -19,6 +19,9 @@ pub enum GatewayError {
     Unsupported(String),
     #[error("no route for {0}")]
     NotFound(String),
+    /// An entity the request names does not exist; the message says which and how to find one.
+    #[error("{0}")]
+    Missing(String),
     /// Every planned attempt failed; `last` decides the status.
     #[error("{}", .last.message)]
     Upstream {
@@ -137,6 +140,13 @@ impl GatewayError {
                 ErrorKind::NotFound,
                 "not_found",
                 format!("No such endpoint: {what}"),
+                None,
+            ),
+            GatewayError::Missing(message) => (
+                404,
+                ErrorKind::NotFound,
+                "not_found",
+                message.clone(),
                 None,
             ),
             GatewayError::Upstream {

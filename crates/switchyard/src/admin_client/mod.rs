@@ -3,9 +3,14 @@
 //! no business rules; the gateway validates filters and reports errors, which are printed as
 //! they come, with a non-zero exit.
 
+mod experiments;
 mod keys;
 mod table;
 
+pub use experiments::{
+    ConfigsCommand, ExperimentsCommand, FeedbackArgs, configs_command, experiments_command,
+    feedback_command,
+};
 pub use keys::{KeysCommand, keys_command};
 
 use std::collections::HashMap;

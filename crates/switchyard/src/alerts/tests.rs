@@ -58,6 +58,12 @@ fn request(
         trace: None,
         response_model: None,
         finish_reason: None,
+        config_name: None,
+        config_version: None,
+        experiment_id: None,
+        variant: None,
+        assignment: None,
+        session_id: None,
     }
 }
 

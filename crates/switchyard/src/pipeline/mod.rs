@@ -27,6 +27,7 @@ use switchyard_protocol::openai;
 use crate::app::App;
 use crate::config::ContentMode;
 use crate::error::GatewayError;
+use crate::experiments;
 use crate::pricing::Price;
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
@@ -64,6 +65,8 @@ pub struct Reply {
     pub body: ReplyBody,
     /// `x-switchyard-route`: alias, deployment, attempts.
     pub route: String,
+    /// More response headers (`x-switchyard-variant` …).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
@@ -143,7 +146,17 @@ pub async fn chat(
         .map_err(GatewayError::InvalidRequest)?;
     drop(body);
     let customer = customer_header(headers).or_else(|| request.user.clone());
+    let applied = apply_config(
+        &app,
+        ctx,
+        &principal,
+        customer.as_deref(),
+        headers,
+        &mut request,
+        tracker,
+    );
     tracker.set_request(&request, customer.clone());
+    let reply_headers = experiments::reply_headers(applied?.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     let mut facts = facts_of(&request, headers);
     facts.team = principal.caller.team.clone();
@@ -211,6 +224,7 @@ pub async fn chat(
             Ok(Reply {
                 body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
                 route,
+                headers: reply_headers,
             })
         }
         Answer::Stream(stream) => {
@@ -246,9 +260,37 @@ pub async fn chat(
                     stream, encoder, capture, on_end,
                 ))),
                 route,
+                headers: reply_headers,
             })
         }
     }
+}
+
+/// Applies the configuration version the request selects (if any; an experiment may choose
+/// it) and notes it, with the session, in the record.
+fn apply_config(
+    app: &App,
+    ctx: &RequestContext,
+    principal: &crate::governance::Principal,
+    customer: Option<&str>,
+    headers: &HeaderMap,
+    request: &mut ChatRequest,
+    tracker: &mut Tracker,
+) -> Result<Option<experiments::Applied>, GatewayError> {
+    let session = experiments::session_id(headers);
+    tracker.set_session(session);
+    let units = experiments::Units {
+        customer,
+        key: principal.caller.key_id.as_deref(),
+        session,
+        request: &ctx.id,
+    };
+    let allowed = |alias: &str| app.governance.model_allowed(principal, customer, alias);
+    let applied = app.experiments.prepare(request, headers, units, &allowed)?;
+    if let Some(a) = &applied {
+        tracker.set_experiment(a);
+    }
+    Ok(applied)
 }
 
 /// The model allow-lists of every level the caller belongs to must admit the alias.
@@ -373,6 +415,7 @@ pub async fn embeddings(
             request.encoding_format,
         )),
         route,
+        headers: Vec::new(),
     })
 }
 

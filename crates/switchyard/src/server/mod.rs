@@ -20,6 +20,7 @@ use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
 mod admin;
+mod experiments;
 mod governance;
 mod observability;
 
@@ -40,7 +41,7 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    governance::routes(Router::new())
+    experiments::routes(governance::routes(Router::new()))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -173,6 +174,11 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&reply.route) {
         h.insert("x-switchyard-route", v);
+    }
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
     }
     response
 }

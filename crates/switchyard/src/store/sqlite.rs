@@ -63,6 +63,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX requests_org ON requests (org, started_at_ms);
 "#,
+    crate::experiments::store::MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -84,6 +85,11 @@ impl SqliteStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The connection pool, for modules that keep their own tables (see `experiments::store`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     async fn migrate(&self) -> StoreResult<()> {
@@ -370,7 +376,8 @@ impl RecordStore for SqliteStore {
             sqlx::query(
                 "INSERT OR IGNORE INTO requests (id, started_at_ms, requested_model, alias, deployment, provider, \
                  key_id, team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, \
-                 output_tokens, cost_nanos, tags, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 output_tokens, cost_nanos, tags, body, config_name, config_version, experiment_id, variant, \
+                 session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&r.id)
             .bind(r.started_at_ms)
@@ -392,6 +399,11 @@ impl RecordStore for SqliteStore {
             .bind(r.cost_nanos)
             .bind(tags)
             .bind(body)
+            .bind(&r.config_name)
+            .bind(r.config_version.map(i64::from))
+            .bind(&r.experiment_id)
+            .bind(&r.variant)
+            .bind(&r.session_id)
             .execute(&mut *tx)
             .await?;
         }

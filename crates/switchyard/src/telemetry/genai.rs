@@ -76,6 +76,11 @@ pub const VIRTUAL_KEY_ID: &str = "gateway.virtual_key.id";
 pub const TEAM: &str = "gateway.team";
 pub const ORG: &str = "gateway.org";
 pub const CUSTOMER: &str = "gateway.customer";
+/// The configuration version that shaped the request, and the experiment variant that chose it.
+pub const CONFIG_NAME: &str = "gateway.config.name";
+pub const CONFIG_VERSION: &str = "gateway.config.version";
+pub const EXPERIMENT_ID: &str = "gateway.experiment.id";
+pub const EXPERIMENT_VARIANT: &str = "gateway.experiment.variant";
 // On attempt spans.
 pub const ATTEMPT_INDEX: &str = "gateway.attempt.index";
 /// The provider's model name this attempt asked for.

@@ -96,6 +96,12 @@ impl Tracker {
                 trace: None,
                 response_model: None,
                 finish_reason: None,
+                config_name: None,
+                config_version: None,
+                experiment_id: None,
+                variant: None,
+                assignment: None,
+                session_id: None,
             }),
             started,
             content,
@@ -185,6 +191,23 @@ impl Tracker {
         if let Some(r) = self.rec() {
             r.response_model = Some(model.to_owned()).filter(|m| !m.is_empty());
             r.finish_reason = finish_reason.map(str::to_owned);
+        }
+    }
+
+    /// The configuration version applied to the request and the experiment that chose it.
+    pub fn set_experiment(&mut self, applied: &crate::experiments::Applied) {
+        if let Some(r) = self.rec() {
+            r.config_name = Some(applied.config.clone());
+            r.config_version = Some(applied.version);
+            r.experiment_id = applied.experiment_id.clone();
+            r.variant = applied.variant.clone();
+            r.assignment = applied.assignment.clone();
+        }
+    }
+
+    pub fn set_session(&mut self, session: Option<&str>) {
+        if let Some(r) = self.rec() {
+            r.session_id = session.map(str::to_owned);
         }
     }
 

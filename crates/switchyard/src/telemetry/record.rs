@@ -132,4 +132,22 @@ pub struct RequestRecord {
     /// Why the model stopped, in OpenAI's vocabulary (not known for streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
+    /// The configuration version that shaped the request (`x-switchyard-config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<u32>,
+    /// The experiment that chose the version, and the variant it assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// How the variant was assigned: `customer`, `key`, `session`, `request`, or
+    /// `request (no customer)` when the experiment's unit was missing; `not_allowed` when the
+    /// caller may not use the variant's model and got the default version instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<String>,
+    /// The `x-switchyard-session-id` header (feedback may target a session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }

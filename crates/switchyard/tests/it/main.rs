@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod conformance;
 mod errors;
+mod experiments;
 mod governance;
 mod observability;
 mod records;

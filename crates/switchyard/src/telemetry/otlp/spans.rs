@@ -284,6 +284,12 @@ pub fn record_spans(
     a.opt_str(attr::TEAM, record.caller.team.as_deref());
     a.opt_str(attr::ORG, record.caller.org.as_deref());
     a.opt_str(attr::CUSTOMER, record.customer.as_deref());
+    a.opt_str(attr::CONFIG_NAME, record.config_name.as_deref());
+    if let Some(v) = record.config_version {
+        a.int(attr::CONFIG_VERSION, u64::from(v));
+    }
+    a.opt_str(attr::EXPERIMENT_ID, record.experiment_id.as_deref());
+    a.opt_str(attr::EXPERIMENT_VARIANT, record.variant.as_deref());
     if capture_content {
         if let Some(prompt) = &record.prompt {
             a.str(attr::INPUT_MESSAGES, input_messages(prompt));

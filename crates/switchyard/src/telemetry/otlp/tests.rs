@@ -106,6 +106,12 @@ fn record() -> RequestRecord {
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
         finish_reason: Some("stop".into()),
+        config_name: Some("support".into()),
+        config_version: Some(3),
+        experiment_id: Some("exp_1".into()),
+        variant: Some("b".into()),
+        assignment: Some("customer".into()),
+        session_id: None,
     }
 }
 
@@ -194,6 +200,10 @@ fn request_span_carries_the_genai_attributes() {
     assert_eq!(i(root, "gateway.attempts"), 2);
     assert_eq!(s(root, "gateway.virtual_key.id"), "key-1");
     assert_eq!(s(root, "gateway.customer"), "cust-9");
+    assert_eq!(s(root, "gateway.config.name"), "support");
+    assert_eq!(i(root, "gateway.config.version"), 3);
+    assert_eq!(s(root, "gateway.experiment.id"), "exp_1");
+    assert_eq!(s(root, "gateway.experiment.variant"), "b");
     // Content stays out unless asked for.
     assert!(attr(root, "gen_ai.input.messages").is_none());
     assert!(attr(root, "gen_ai.output.messages").is_none());
