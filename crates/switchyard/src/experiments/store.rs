@@ -54,6 +54,7 @@ CREATE TABLE feedback (
     comment TEXT,
     actor TEXT NOT NULL,
     at_ms INTEGER NOT NULL,
+    revisions INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target_kind, target_id, metric, source)
 );
 "#;
@@ -259,20 +260,15 @@ impl ExperimentStore {
     /// Stores a score, replacing the one with the same target, metric and source. Returns
     /// whether one was replaced.
     pub async fn put_feedback(&self, f: &Feedback) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM feedback WHERE target_kind = ? AND target_id = ? AND metric = ? AND source = ?",
-        )
-        .bind(f.target.kind())
-        .bind(f.target.id())
-        .bind(&f.metric)
-        .bind(&f.source)
-        .fetch_optional(&mut *tx)
-        .await?;
         let (kind, num, category) = value_columns(&f.value);
-        sqlx::query(
-            "INSERT OR REPLACE INTO feedback (target_kind, target_id, metric, source, kind, num, category, comment, actor, at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        // One statement, so concurrent posts never hold a read lock they must upgrade.
+        let revisions: i64 = sqlx::query_scalar(
+            "INSERT INTO feedback (target_kind, target_id, metric, source, kind, num, category, comment, actor, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (target_kind, target_id, metric, source) DO UPDATE SET kind = excluded.kind, \
+             num = excluded.num, category = excluded.category, comment = excluded.comment, \
+             actor = excluded.actor, at_ms = excluded.at_ms, revisions = revisions + 1 \
+             RETURNING revisions",
         )
         .bind(f.target.kind())
         .bind(f.target.id())
@@ -284,10 +280,9 @@ impl ExperimentStore {
         .bind(&f.comment)
         .bind(&f.actor)
         .bind(f.at_ms)
-        .execute(&mut *tx)
+        .fetch_one(self.pool())
         .await?;
-        tx.commit().await?;
-        Ok(existing.is_some())
+        Ok(revisions > 0)
     }
 
     /// The calling keys of a session's requests (empty when the session has none).
