@@ -383,3 +383,66 @@ fn results_without_enough_data_say_so_and_flag_a_skewed_split() {
             .starts_with("no significant difference on thumbs_up yet (n = 6/6")
     );
 }
+
+fn openai_request(extra: Option<Value>) -> ChatRequest {
+    let mut r = request("hi");
+    r.model = "cheap".into();
+    r.extras = Extras::new(
+        switchyard_protocol::DialectId::OpenAi,
+        [("logit_bias".to_owned(), json!({}))].into_iter().collect(),
+    );
+    if let Some(v) = extra {
+        r.extras.fields.insert(BODY_FIELD.into(), v);
+    }
+    r
+}
+
+#[tokio::test]
+async fn the_switchyard_field_never_stays_in_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::SqliteStore::open(&dir.path().join("t.db"))
+        .await
+        .unwrap();
+    let exps = Experiments::load(store).await.unwrap();
+    let input: VersionInput = serde_json::from_value(json!({
+        "name": "c", "target": "cheap", "template": {"system": "For {{who}}."}
+    }))
+    .unwrap();
+    let known = |a: &str| a == "cheap";
+    exps.create_version("test", input, &known).await.unwrap();
+    let headers = http::HeaderMap::new();
+    let units = Units {
+        customer: None,
+        key: None,
+        session: None,
+        request: "r1",
+    };
+    let allowed = |_: &str| true;
+
+    // Selecting nothing: removed, the request is untouched otherwise.
+    let mut r = openai_request(Some(json!({})));
+    assert_eq!(
+        exps.prepare(&mut r, &headers, units, &allowed).unwrap(),
+        None
+    );
+    assert!(!r.extras.fields.contains_key(BODY_FIELD));
+    assert!(r.extras.fields.contains_key("logit_bias"));
+    assert_eq!(r.messages.len(), 1);
+
+    // Selecting a configuration: removed and applied.
+    let mut r = openai_request(Some(
+        json!({"config": "c@latest", "variables": {"who": "Ada"}}),
+    ));
+    let applied = exps
+        .prepare(&mut r, &headers, units, &allowed)
+        .unwrap()
+        .unwrap();
+    assert_eq!((applied.config.as_str(), applied.version), ("c", 1));
+    assert!(!r.extras.fields.contains_key(BODY_FIELD));
+    assert_eq!(r.messages[0].text(), "For Ada.");
+
+    // An error still leaves nothing behind to forward.
+    let mut r = openai_request(Some(json!({"config": "c"})));
+    assert!(exps.prepare(&mut r, &headers, units, &allowed).is_err());
+    assert!(!r.extras.fields.contains_key(BODY_FIELD));
+}
