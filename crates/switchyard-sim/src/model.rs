@@ -149,8 +149,7 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
         .iter()
         .find(|r| {
             glob_match(&r.model, &conv.model)
-                && r
-                    .prompt_contains
+                && r.prompt_contains
                     .as_deref()
                     .is_none_or(|t| conv.last_user_text.contains(t))
         })

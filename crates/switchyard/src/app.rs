@@ -24,6 +24,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     /// Virtual keys, teams, orgs, customers, limits and budgets.
     pub governance: Arc<crate::governance::Governance>,
+    /// Datasets and evaluation runs, with the runs in flight.
+    pub evaluations: Arc<crate::evaluation::Evaluations>,
 }
 
 impl App {
@@ -67,6 +69,10 @@ impl App {
         let otlp = crate::telemetry::otlp::start(&config, &table)
             .context("cannot start the OTLP trace exporters")?;
         observers.extend(otlp.as_ref().map(|o| o.observer()));
+        let evaluations = crate::evaluation::Evaluations::open(&store)
+            .await
+            .context("cannot open the evaluation tables")?;
+        observers.push(evaluations.observer());
         let (recorder, writer) = Recorder::start(
             store.clone(),
             dir.join("records.spill.jsonl"),
@@ -89,6 +95,7 @@ impl App {
                 metrics,
                 alerts,
                 governance,
+                evaluations,
             },
             writer,
         ))

@@ -61,6 +61,16 @@ enum Command {
         #[command(subcommand)]
         command: admin_client::KeysCommand,
     },
+    /// Evaluation datasets through a running gateway's admin API.
+    Datasets {
+        #[command(subcommand)]
+        command: admin_client::DatasetsCommand,
+    },
+    /// Evaluation runs: start, watch, show, compare, resume, export to MLflow.
+    Eval {
+        #[command(subcommand)]
+        command: admin_client::EvalCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -106,6 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Requests { command } => admin_client::requests(command),
         Command::Spend(args) => admin_client::spend_command(args),
         Command::Keys { command } => admin_client::keys_command(command),
+        Command::Datasets { command } => admin_client::datasets_command(command),
+        Command::Eval { command } => admin_client::eval_command(command),
         Command::Serve { config, listen } => {
             let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
             if let Some(l) = listen {
@@ -187,7 +199,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
     if addr.port() == 0 {
         bail!("listener has no port");
     }
+    let evaluations = app.evaluations.clone();
     server::serve(app, listener, server::shutdown_signal()).await?;
+    // Runs in flight hold the app: stop them (they become `interrupted`) before the writer.
+    evaluations.shutdown().await;
     // The last handles are gone once the server is; the writer drains its queue and stops.
     if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
         .await

@@ -136,7 +136,10 @@ fn scripted_replies_replace_the_text_for_matching_requests() {
     assert_eq!(out, "echo: say hi");
     let mut limited = conversation("say hi");
     limited.max_output_tokens = Some(2);
-    let Output::Text { text: out, finish, .. } = respond(&limited, 12, text.as_deref()) else {
+    let Output::Text {
+        text: out, finish, ..
+    } = respond(&limited, 12, text.as_deref())
+    else {
         panic!("text expected")
     };
     assert_eq!((out.as_str(), finish), ("echo: say", Finish::Length));

@@ -533,7 +533,9 @@ async fn paced_streams_carry_the_same_events() {
 #[tokio::test]
 async fn scripted_reply_from_the_configuration() {
     let sim = start(SimConfig {
-        replies: vec![crate::ReplyRule::new("gpt-4o*", "{\"answer\": 42}").when_prompt_contains("Hello")],
+        replies: vec![
+            crate::ReplyRule::new("gpt-4o*", "{\"answer\": 42}").when_prompt_contains("Hello"),
+        ],
         ..SimConfig::default()
     })
     .await;

@@ -3,9 +3,11 @@
 //! no business rules; the gateway validates filters and reports errors, which are printed as
 //! they come, with a non-zero exit.
 
+mod evaluation;
 mod keys;
 mod table;
 
+pub use evaluation::{DatasetsCommand, EvalCommand, datasets_command, eval_command};
 pub use keys::{KeysCommand, keys_command};
 
 use std::collections::HashMap;

@@ -63,6 +63,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX requests_org ON requests (org, started_at_ms);
 "#,
+    crate::evaluation::store::MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -84,6 +85,11 @@ impl SqliteStore {
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The connection pool, for modules that keep their own tables here (evaluation).
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
     }
 
     async fn migrate(&self) -> StoreResult<()> {
