@@ -149,7 +149,8 @@ fn delta(a: Option<f64>, b: Option<f64>) -> Value {
     }
 }
 
-/// Compares two targets' results, matching items by their dataset item id.
+/// Compares two targets' results, matching items by their dataset item id: an item differs
+/// when a scorer both sides have scored it differently, or when only one side's request failed.
 pub fn compare(
     a: TargetAggregate,
     b: TargetAggregate,
@@ -185,6 +186,12 @@ pub fn compare(
         Value::from(b.errors as i64 - a.errors as i64),
     );
 
+    // Items are compared on the scorers both sides have.
+    let common_scorers: Vec<&String> = a
+        .scores
+        .keys()
+        .filter(|k| b.scores.contains_key(*k))
+        .collect();
     let by_id: HashMap<&str, &ItemResult> = rb.iter().map(|r| (r.item_id.as_str(), *r)).collect();
     let mut common = 0u64;
     let mut differences = Vec::new();
@@ -194,16 +201,15 @@ pub fn compare(
         };
         common += 1;
         let mut scores = BTreeMap::new();
-        let names: BTreeSet<&String> = x.scores.keys().chain(y.scores.keys()).collect();
-        for name in names {
-            let sa = x.scores.get(name).and_then(|s| s.score);
-            let sb = y.scores.get(name).and_then(|s| s.score);
+        for name in &common_scorers {
+            let sa = x.scores.get(*name).and_then(|s| s.score);
+            let sb = y.scores.get(*name).and_then(|s| s.score);
             if sa != sb {
-                scores.insert(name.clone(), [sa, sb]);
+                scores.insert((*name).clone(), [sa, sb]);
             }
         }
         let errored = x.error.is_some() != y.error.is_some();
-        if !scores.is_empty() || errored || x.passed != y.passed {
+        if !scores.is_empty() || errored {
             differences.push(ItemDifference {
                 item_id: x.item_id.clone(),
                 scores,
