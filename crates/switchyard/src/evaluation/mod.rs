@@ -481,13 +481,13 @@ fn parse_target(
         model: text("model")?,
         config: text("config")?,
     };
-    if let Some(c) = &target.config {
-        if !valid_config_reference(c) {
-            return Err(invalid(
-                format!("'{c}' is not a configuration reference like NAME@VERSION"),
-                &format!("{path}.config"),
-            ));
-        }
+    if let Some(c) = &target.config
+        && !valid_config_reference(c)
+    {
+        return Err(invalid(
+            format!("'{c}' is not a configuration reference like NAME@VERSION"),
+            &format!("{path}.config"),
+        ));
     }
     match (&target.model, &target.config) {
         (None, None) => Err(invalid("needs model or config", &path)),
@@ -729,10 +729,10 @@ fn pick_target(run: &Run, wanted: Option<&str>, side: &str) -> Result<usize, Eva
             &format!("{side}_target"),
         )),
         Some(w) => {
-            if let Ok(i) = w.parse::<usize>() {
-                if i < n {
-                    return Ok(i);
-                }
+            if let Ok(i) = w.parse::<usize>()
+                && i < n
+            {
+                return Ok(i);
             }
             run.spec
                 .targets
