@@ -402,6 +402,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     assert_eq!(r.status, 403);
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn a_run_interrupted_by_a_restart_resumes_where_it_stopped() {
     let sim = start_sim(SimConfig {
@@ -483,6 +484,31 @@ async fn a_run_interrupted_by_a_restart_resumes_where_it_stopped() {
         .post(&format!("/admin/evals/{id}/resume"), &json!({"bogus": 1}))
         .await;
     assert_eq!(again.status, 400);
+
+    // A graceful stop lets go of a run in flight (the process exits cleanly) and marks it
+    // interrupted.
+    let started = env
+        .post(
+            "/admin/evals",
+            &json!({"dataset": "qa", "targets": [{"model": "slow"}], "scorers": [{"type": "contains"}], "concurrency": 1}),
+        )
+        .await;
+    let second = started.json()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(env.gw.pid().to_string())
+        .status()
+        .unwrap();
+    let gw = env.gw;
+    let (status, dir) = tokio::task::spawn_blocking(move || gw.wait_keeping_dir())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    env.gw = Gateway::start_in(&config, dir).await;
+    let run = env.get(&format!("/admin/evals/{second}")).await.json();
+    assert_eq!(run["status"], "interrupted", "{run:#}");
+    assert!(run["progress"]["done"].as_i64().unwrap() < 10, "{run:#}");
 }
 
 /// The Python that has MLflow installed (set by `scripts/test`).
