@@ -210,23 +210,20 @@ pub fn aggregates_table(aggregates: &[Value]) -> String {
         .and_then(|a| a["scores"].as_object())
         .map(|s| s.keys().cloned().collect())
         .unwrap_or_default();
-    let mut columns: Vec<(&'static str, bool)> = vec![
-        ("TARGET", false),
-        ("DONE", true),
-        ("ERRORS", true),
-        ("PASS_RATE", true),
+    let mut columns: Vec<(String, bool)> = vec![
+        ("TARGET".into(), false),
+        ("DONE".into(), true),
+        ("ERRORS".into(), true),
+        ("PASS_RATE".into(), true),
     ];
-    // Column headers are static strings; scorer names vary, so they get a generic header
-    // and a legend line.
-    let score_headers: [&'static str; 8] = [
-        "SCORE_1", "SCORE_2", "SCORE_3", "SCORE_4", "SCORE_5", "SCORE_6", "SCORE_7", "SCORE_8",
-    ];
-    let shown = scorers.len().min(score_headers.len());
-    for h in score_headers.iter().take(shown) {
-        columns.push((h, true));
+    // One column per scorer, headed by its name: the mean score.
+    for name in &scorers {
+        columns.push((name.to_uppercase(), true));
     }
-    columns.extend([("P50_MS", true), ("P95_MS", true), ("COST_USD", true)]);
-    let mut t = Table::new(&columns);
+    for h in ["P50_MS", "P95_MS", "COST_USD"] {
+        columns.push((h.into(), true));
+    }
+    let mut t = Table::with_columns(columns);
     for a in aggregates {
         let mut row = vec![
             a["label"].as_str().unwrap_or("-").to_owned(),
@@ -234,7 +231,7 @@ pub fn aggregates_table(aggregates: &[Value]) -> String {
             a["errors"].to_string(),
             pct(&a["pass_rate"]),
         ];
-        for name in scorers.iter().take(shown) {
+        for name in &scorers {
             row.push(num(&a["scores"][name]["mean"], 3));
         }
         row.push(num(&a["latency_p50_ms"], 1));
@@ -243,14 +240,8 @@ pub fn aggregates_table(aggregates: &[Value]) -> String {
         t.push(row);
     }
     let mut out = t.render();
-    if shown > 0 {
-        let legend: Vec<String> = scorers
-            .iter()
-            .take(shown)
-            .enumerate()
-            .map(|(i, n)| format!("SCORE_{} = {n} (mean)", i + 1))
-            .collect();
-        out.push_str(&format!("{}\n", legend.join(", ")));
+    if !scorers.is_empty() {
+        out.push_str("(scorer columns: mean score)\n");
     }
     out
 }
