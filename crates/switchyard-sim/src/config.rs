@@ -33,6 +33,8 @@ pub struct SimConfig {
     pub log_capacity: usize,
     /// Fault rules in force at start; runtime rules are added to the same list.
     pub faults: Vec<FaultRule>,
+    /// Scripted replies: the first rule that matches a chat request replaces its generated text.
+    pub replies: Vec<ReplyRule>,
 }
 
 impl Default for SimConfig {
@@ -49,7 +51,37 @@ impl Default for SimConfig {
                 .collect(),
             log_capacity: DEFAULT_LOG_CAPACITY,
             faults: Vec::new(),
+            replies: Vec::new(),
         }
+    }
+}
+
+/// A canned text reply for chat requests whose model matches `model` (a glob with `*` and `?`)
+/// and, when `prompt_contains` is set, whose last user message contains that text. In `reply`,
+/// `{prompt}` stands for the last user message, so `reply: "{prompt}"` echoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRule {
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_contains: Option<String>,
+    pub reply: String,
+}
+
+impl ReplyRule {
+    /// Replies `reply` to every chat request for models matching `model`.
+    pub fn new(model: impl Into<String>, reply: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            prompt_contains: None,
+            reply: reply.into(),
+        }
+    }
+
+    /// Only when the last user message contains `text`.
+    pub fn when_prompt_contains(mut self, text: impl Into<String>) -> Self {
+        self.prompt_contains = Some(text.into());
+        self
     }
 }
 

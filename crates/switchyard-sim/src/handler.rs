@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::config::SimConfig;
 use crate::fault::{FaultSpec, FaultTable};
-use crate::model::{Conversation, IdGen, Output, estimate_tokens, respond};
+use crate::model::{Conversation, IdGen, Output, estimate_tokens, respond, scripted_reply};
 use crate::server::ConnAbort;
 use crate::stats::{Api, Endpoint, LogEntry, Stats};
 use crate::stream::{Break, SseBody, into_body};
@@ -402,7 +402,8 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
             Err(response) => return response,
         };
     }
-    let out = respond(&conv, sim.config.reply_words);
+    let scripted = scripted_reply(&sim.config.replies, &conv);
+    let out = respond(&conv, sim.config.reply_words, scripted.as_deref());
     if !conv.stream {
         let body = req.api.render(&sim.ids, &conv, &out);
         let tokens = out.tokens();

@@ -32,6 +32,11 @@
 //!   `responseMimeType: application/json`) returns a document built from the schema, or
 //!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
 //!   tokens per 12-character fragment (plus one per tool call).
+//! * Scripted replies (`replies` in [`SimConfig`]): the first [`ReplyRule`] whose model glob
+//!   matches and whose `prompt_contains` (if any) occurs in the last user message replaces the
+//!   text of a plain or JSON-mode reply with its `reply` (`{prompt}` is replaced by that
+//!   message), not padded to `reply_words`; stop sequences and `max_tokens` still cut it. Tool
+//!   calls and tool-result quotes are not affected.
 //! * Latency: `ttft_ms` delays the response start, `token_ms` separates stream chunks (a
 //!   non-streamed reply waits `ttft_ms + token_ms × output tokens`). Zero means no timer at all.
 //!
@@ -81,7 +86,8 @@ mod stats;
 mod stream;
 
 pub use config::{
-    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_LOG_CAPACITY, DEFAULT_REPLY_WORDS, FaultRule, SimConfig,
+    DEFAULT_EMBEDDING_DIMENSIONS, DEFAULT_LOG_CAPACITY, DEFAULT_REPLY_WORDS, FaultRule, ReplyRule,
+    SimConfig,
 };
 pub use fault::{FaultSpec, FaultSpecError, StreamFault, glob_match};
 pub use server::SimServer;

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
+use crate::config::ReplyRule;
+use crate::fault::glob_match;
+
 /// Characters per streamed fragment of JSON text or tool arguments.
 pub(crate) const FRAGMENT_CHARS: usize = 12;
 
@@ -139,9 +142,24 @@ pub(crate) fn estimate_tokens(chars: usize) -> u64 {
     chars.div_ceil(4) as u64
 }
 
-/// Decides the reply: tool results are quoted, offered tools are called, JSON mode gets a
-/// document, anything else a text reply of `reply_words` words.
-pub(crate) fn respond(conv: &Conversation, reply_words: u32) -> Output {
+/// The text of the first scripted reply rule that matches the conversation, with `{prompt}`
+/// replaced by the last user message.
+pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option<String> {
+    rules
+        .iter()
+        .find(|r| {
+            glob_match(&r.model, &conv.model)
+                && r.prompt_contains
+                    .as_deref()
+                    .is_none_or(|t| conv.last_user_text.contains(t))
+        })
+        .map(|r| r.reply.replace("{prompt}", &conv.last_user_text))
+}
+
+/// Decides the reply: tool results are quoted, offered tools are called, a scripted reply
+/// replaces the text, JSON mode gets a document, anything else a text reply of `reply_words`
+/// words.
+pub(crate) fn respond(conv: &Conversation, reply_words: u32, scripted: Option<&str>) -> Output {
     if let Some(results) = &conv.tool_results {
         let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "with"];
         words.extend(["tool", "result:"]);
@@ -188,6 +206,9 @@ pub(crate) fn respond(conv: &Conversation, reply_words: u32) -> Output {
                 .collect(),
         );
     }
+    if let Some(text) = scripted {
+        return limit_text(text.to_owned(), conv);
+    }
     if let Some(json_mode) = &conv.json {
         let document = match &json_mode.schema {
             Some(schema) => synthesize(schema, true),
@@ -232,7 +253,11 @@ fn text_output(mut words: Vec<&str>, conv: &Conversation, reply_words: u32) -> O
     if conv.tool_results.is_none() {
         words.truncate(target);
     }
-    let mut text = words.join(" ");
+    limit_text(words.join(" "), conv)
+}
+
+/// Applies stop sequences and the output limit to a reply's text.
+fn limit_text(mut text: String, conv: &Conversation) -> Output {
     let mut finish = Finish::Stop;
     let earliest_stop = conv
         .stop

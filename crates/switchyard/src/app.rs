@@ -26,6 +26,8 @@ pub struct App {
     pub governance: Arc<crate::governance::Governance>,
     /// Configuration versions, experiments, change log and feedback.
     pub experiments: Arc<crate::experiments::Experiments>,
+    /// Datasets and evaluation runs, with the runs in flight.
+    pub evaluations: Arc<crate::evaluation::Evaluations>,
 }
 
 impl App {
@@ -72,6 +74,10 @@ impl App {
         let otlp = crate::telemetry::otlp::start(&config, &table)
             .context("cannot start the OTLP trace exporters")?;
         observers.extend(otlp.as_ref().map(|o| o.observer()));
+        let evaluations = crate::evaluation::Evaluations::open(&store)
+            .await
+            .context("cannot open the evaluation tables")?;
+        observers.push(evaluations.observer());
         let (recorder, writer) = Recorder::start(
             store.clone(),
             dir.join("records.spill.jsonl"),
@@ -95,6 +101,7 @@ impl App {
                 alerts,
                 governance,
                 experiments,
+                evaluations,
             },
             writer,
         ))

@@ -73,6 +73,16 @@ enum Command {
     },
     /// Score a request or session (thumbs up, a rating, a category).
     Feedback(admin_client::FeedbackArgs),
+    /// Evaluation datasets through a running gateway's admin API.
+    Datasets {
+        #[command(subcommand)]
+        command: admin_client::DatasetsCommand,
+    },
+    /// Evaluation runs: start, watch, show, compare, resume, export to MLflow.
+    Eval {
+        #[command(subcommand)]
+        command: admin_client::EvalCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -121,6 +131,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Configs { command } => admin_client::configs_command(command),
         Command::Experiments { command } => admin_client::experiments_command(command),
         Command::Feedback(args) => admin_client::feedback_command(args),
+        Command::Datasets { command } => admin_client::datasets_command(command),
+        Command::Eval { command } => admin_client::eval_command(command),
         Command::Serve { config, listen } => {
             let mut cfg = config::load_file(&config).map_err(|errors| report(&config, errors))?;
             if let Some(l) = listen {
@@ -202,7 +214,10 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
     if addr.port() == 0 {
         bail!("listener has no port");
     }
+    let evaluations = app.evaluations.clone();
     server::serve(app, listener, server::shutdown_signal()).await?;
+    // Runs in flight hold the app: stop them (they become `interrupted`) before the writer.
+    evaluations.shutdown().await;
     // The last handles are gone once the server is; the writer drains its queue and stops.
     if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
         .await

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod evaluation;
 pub mod experiments;
 pub mod governance;
 pub mod metrics;

@@ -68,7 +68,7 @@ fn conversation(text: &str) -> Conversation {
 
 #[test]
 fn reply_length_stop_and_limit() {
-    let out = respond(&conversation("a b c d e f g h"), 8);
+    let out = respond(&conversation("a b c d e f g h"), 8, None);
     let Output::Text { text, finish, .. } = &out else {
         panic!("text expected")
     };
@@ -78,7 +78,7 @@ fn reply_length_stop_and_limit() {
 
     let mut conv = conversation("hello");
     conv.stop = vec!["m to".into(), "reply".into()];
-    let Output::Text { text, finish, .. } = respond(&conv, 12) else {
+    let Output::Text { text, finish, .. } = respond(&conv, 12, None) else {
         panic!("text expected")
     };
     assert_eq!(text, "Simulated");
@@ -86,7 +86,7 @@ fn reply_length_stop_and_limit() {
 
     let mut conv = conversation("hello");
     conv.max_output_tokens = Some(0);
-    let out = respond(&conv, 12);
+    let out = respond(&conv, 12, None);
     assert_eq!(out.tokens(), 0);
     let Output::Text { text, finish, .. } = out else {
         panic!("text expected")
@@ -113,4 +113,37 @@ fn ids_are_unique_and_shaped() {
     assert_ne!(a, b);
     assert_eq!(a.len(), 30);
     assert!(a[8..].chars().all(|c| c.is_ascii_alphanumeric()));
+}
+
+#[test]
+fn scripted_replies_replace_the_text_for_matching_requests() {
+    use crate::ReplyRule;
+    use crate::model::scripted_reply;
+    let rules = vec![
+        ReplyRule::new("judge-*", "SCORE: 0.75"),
+        ReplyRule::new("m", "forty-two").when_prompt_contains("answer"),
+        ReplyRule::new("m", "echo: {prompt}"),
+    ];
+    let conv = conversation("the answer please");
+    assert_eq!(scripted_reply(&rules, &conv).as_deref(), Some("forty-two"));
+    let conv = conversation("say hi");
+    let text = scripted_reply(&rules, &conv);
+    assert_eq!(text.as_deref(), Some("echo: say hi"));
+    // Not padded with filler, still cut by the output limit.
+    let Output::Text { text: out, .. } = respond(&conv, 12, text.as_deref()) else {
+        panic!("text expected")
+    };
+    assert_eq!(out, "echo: say hi");
+    let mut limited = conversation("say hi");
+    limited.max_output_tokens = Some(2);
+    let Output::Text {
+        text: out, finish, ..
+    } = respond(&limited, 12, text.as_deref())
+    else {
+        panic!("text expected")
+    };
+    assert_eq!((out.as_str(), finish), ("echo: say", Finish::Length));
+    let mut other = conversation("x");
+    other.model = "unrelated".into();
+    assert_eq!(scripted_reply(&rules, &other), None);
 }

@@ -529,3 +529,22 @@ async fn paced_streams_carry_the_same_events() {
     let b = strip(send(openai(&paced, &request)).await.data());
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn scripted_reply_from_the_configuration() {
+    let sim = start(SimConfig {
+        replies: vec![
+            crate::ReplyRule::new("gpt-4o*", "{\"answer\": 42}").when_prompt_contains("Hello"),
+        ],
+        ..SimConfig::default()
+    })
+    .await;
+    let body = send(openai(&sim, &hello())).await.json();
+    assert_eq!(body["choices"][0]["message"]["content"], "{\"answer\": 42}");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    let mut other = hello();
+    other["messages"][1]["content"] = json!("Something else");
+    let body = send(openai(&sim, &other)).await.json();
+    let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.starts_with("Simulated reply"), "{text}");
+}

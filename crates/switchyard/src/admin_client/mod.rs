@@ -3,10 +3,12 @@
 //! no business rules; the gateway validates filters and reports errors, which are printed as
 //! they come, with a non-zero exit.
 
+mod evaluation;
 mod experiments;
 mod keys;
 mod table;
 
+pub use evaluation::{DatasetsCommand, EvalCommand, datasets_command, eval_command};
 pub use experiments::{
     ConfigsCommand, ExperimentsCommand, FeedbackArgs, configs_command, experiments_command,
     feedback_command,

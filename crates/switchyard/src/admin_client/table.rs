@@ -2,7 +2,7 @@
 //! numbers aligned right.
 
 pub struct Table {
-    headers: Vec<&'static str>,
+    headers: Vec<String>,
     right: Vec<bool>,
     rows: Vec<Vec<String>>,
 }
@@ -10,9 +10,14 @@ pub struct Table {
 impl Table {
     /// Columns as `(header, align right)`.
     pub fn new(columns: &[(&'static str, bool)]) -> Self {
+        Self::with_columns(columns.iter().map(|(h, r)| ((*h).to_owned(), *r)).collect())
+    }
+
+    /// Columns whose headers are only known at run time (e.g. scorer names).
+    pub fn with_columns(columns: Vec<(String, bool)>) -> Self {
         Self {
-            headers: columns.iter().map(|(h, _)| *h).collect(),
             right: columns.iter().map(|(_, r)| *r).collect(),
+            headers: columns.into_iter().map(|(h, _)| h).collect(),
             rows: Vec::new(),
         }
     }
@@ -55,8 +60,7 @@ impl Table {
 
     /// The header line alone (for `--follow`, printed once).
     pub fn header(&self, widths: &[usize]) -> String {
-        let cells: Vec<String> = self.headers.iter().map(|h| (*h).to_owned()).collect();
-        self.line(&cells, widths)
+        self.line(&self.headers, widths)
     }
 
     /// Rows only, padded to `widths` (for `--follow`, where the header came earlier).

@@ -33,7 +33,7 @@ use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
 
-pub use authenticate::{authenticate, authorize_admin};
+pub use authenticate::{authenticate, authorize_admin, presented_key};
 
 /// Per-request facts the stages share.
 pub struct RequestContext {

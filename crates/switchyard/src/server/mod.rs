@@ -20,6 +20,7 @@ use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
 mod admin;
+mod evaluation;
 mod experiments;
 mod governance;
 mod observability;
@@ -41,7 +42,7 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    experiments::routes(governance::routes(Router::new()))
+    evaluation::routes(experiments::routes(governance::routes(Router::new())))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))

@@ -64,6 +64,7 @@ CREATE TABLE audit (
 CREATE INDEX requests_org ON requests (org, started_at_ms);
 "#,
     crate::experiments::store::MIGRATION,
+    crate::evaluation::store::MIGRATION,
 ];
 
 #[derive(Clone)]
@@ -87,7 +88,8 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// The connection pool, for modules that keep their own tables (see `experiments::store`).
+    /// The connection pool, for modules that keep their own tables here (experiments,
+    /// evaluation).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -130,6 +130,12 @@ impl Gateway {
     pub fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
+
+    /// Like `wait`, handing back the directory (to restart on the same data).
+    pub fn wait_keeping_dir(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let status = self.child.wait().unwrap();
+        (status, self.dir.take().unwrap())
+    }
 }
 
 impl Drop for Gateway {

@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod conformance;
 mod errors;
+mod evaluation;
 mod experiments;
 mod governance;
 mod observability;

@@ -1,0 +1,455 @@
+//! Persistence of datasets, evaluation runs and their per-item results, in the gateway's SQLite
+//! database. A dataset is written with all its items in one transaction; a run item is one row
+//! written when the item is finished, so a run's progress is the count of its rows and a resumed
+//! run skips exactly the items that have one.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Row, SqlitePool};
+
+use super::dataset::DatasetItem;
+use super::scorer::Score;
+use crate::store::StoreResult;
+
+/// The schema of this module, applied as one entry of the store's ordered migrations.
+pub const MIGRATION: &str = r#"
+CREATE TABLE eval_datasets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT,
+    source TEXT NOT NULL,
+    item_count INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE eval_dataset_items (
+    dataset_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, position),
+    UNIQUE (dataset_id, item_id)
+);
+CREATE TABLE eval_runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    dataset_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    started_at_ms INTEGER,
+    finished_at_ms INTEGER,
+    created_by TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX eval_runs_created ON eval_runs (created_at_ms);
+CREATE TABLE eval_run_items (
+    run_id TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    item_id TEXT NOT NULL,
+    output TEXT,
+    scores TEXT NOT NULL,
+    passed INTEGER,
+    latency_ms REAL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    cost_nanos INTEGER,
+    judge_cost_nanos INTEGER,
+    error_code TEXT,
+    error TEXT,
+    request_id TEXT,
+    finished_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, target, position)
+);
+"#;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `upload` or `requests`.
+    pub source: String,
+    pub item_count: i64,
+    pub created_at_ms: i64,
+    pub created_by: String,
+}
+
+/// How a run is carried out, as stored with it (scorers in their input form, compiled again
+/// when the run resumes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub targets: Vec<Target>,
+    pub scorers: Vec<Value>,
+    pub concurrency: usize,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, Value>,
+}
+
+/// What an item is sent to: a model alias, or a configuration version (`NAME`,
+/// `NAME@VERSION` or `NAME@LABEL`) selected with the `x-switchyard-config` header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+impl Target {
+    /// `model:ALIAS` or `config:NAME@VERSION`, the name results and exports use.
+    pub fn label(&self) -> String {
+        match (&self.config, &self.model) {
+            (Some(c), _) => format!("config:{c}"),
+            (None, Some(m)) => format!("model:{m}"),
+            (None, None) => "-".into(),
+        }
+    }
+}
+
+/// `queued` → `running` → `completed`; `interrupted` when the gateway stopped mid-run,
+/// `failed` when the run could not go on (its dataset or a scorer's model is gone).
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub dataset_id: String,
+    pub status: String,
+    pub spec: RunSpec,
+    /// Items × targets.
+    pub total: i64,
+    pub created_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    pub created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One item's result for one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub target: usize,
+    /// The item's position in its dataset, from 1.
+    pub position: i64,
+    pub item_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    pub scores: BTreeMap<String, Score>,
+    /// Every scorer that gave a verdict passed, and the request did not fail.
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_cost_nanos: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The gateway's `x-request-id` of the item's request (its request record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub finished_at_ms: i64,
+}
+
+/// The evaluation tables of the gateway's store.
+#[derive(Clone)]
+pub struct EvalStore {
+    pool: SqlitePool,
+}
+
+impl EvalStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    /// Stores a dataset and all its items, or nothing. `Ok(false)` when the name is taken.
+    pub async fn create_dataset(
+        &self,
+        dataset: &Dataset,
+        items: &[DatasetItem],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO eval_datasets (id, name, description, source, item_count, created_at_ms, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&dataset.id)
+        .bind(&dataset.name)
+        .bind(&dataset.description)
+        .bind(&dataset.source)
+        .bind(dataset.item_count)
+        .bind(dataset.created_at_ms)
+        .bind(&dataset.created_by)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for (i, item) in items.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO eval_dataset_items (dataset_id, position, item_id, body) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&dataset.id)
+            .bind(i as i64 + 1)
+            .bind(&item.id)
+            .bind(serde_json::to_string(item).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    fn dataset_of(r: &sqlx::sqlite::SqliteRow) -> Dataset {
+        Dataset {
+            id: r.try_get("id").unwrap_or_default(),
+            name: r.try_get("name").unwrap_or_default(),
+            description: r.try_get("description").ok().flatten(),
+            source: r.try_get("source").unwrap_or_default(),
+            item_count: r.try_get("item_count").unwrap_or(0),
+            created_at_ms: r.try_get("created_at_ms").unwrap_or(0),
+            created_by: r.try_get("created_by").unwrap_or_default(),
+        }
+    }
+
+    pub async fn datasets(&self) -> StoreResult<Vec<Dataset>> {
+        let rows = sqlx::query("SELECT * FROM eval_datasets ORDER BY created_at_ms DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::dataset_of).collect())
+    }
+
+    /// A dataset by id or by name.
+    pub async fn dataset(&self, id_or_name: &str) -> StoreResult<Option<Dataset>> {
+        let row = sqlx::query("SELECT * FROM eval_datasets WHERE id = ? OR name = ? LIMIT 1")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::dataset_of))
+    }
+
+    /// Items in order, `(position, item)`, from `offset` (0-based) for at most `limit`.
+    pub async fn items(
+        &self,
+        dataset_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, DatasetItem)>> {
+        let rows = sqlx::query(
+            "SELECT position, body FROM eval_dataset_items WHERE dataset_id = ? ORDER BY position LIMIT ? OFFSET ?",
+        )
+        .bind(dataset_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let position: i64 = r.try_get(0).ok()?;
+                let body: String = r.try_get(1).ok()?;
+                Some((position, serde_json::from_str(&body).ok()?))
+            })
+            .collect())
+    }
+
+    pub async fn create_run(&self, run: &Run) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO eval_runs (id, name, dataset_id, status, spec, total, created_at_ms, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&run.id)
+        .bind(&run.name)
+        .bind(&run.dataset_id)
+        .bind(&run.status)
+        .bind(serde_json::to_string(&run.spec).unwrap_or_default())
+        .bind(run.total)
+        .bind(run.created_at_ms)
+        .bind(&run.created_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn run_of(r: &sqlx::sqlite::SqliteRow) -> Option<Run> {
+        let spec: String = r.try_get("spec").ok()?;
+        Some(Run {
+            id: r.try_get("id").ok()?,
+            name: r.try_get("name").ok().flatten(),
+            dataset_id: r.try_get("dataset_id").ok()?,
+            status: r.try_get("status").ok()?,
+            spec: serde_json::from_str(&spec).ok()?,
+            total: r.try_get("total").unwrap_or(0),
+            created_at_ms: r.try_get("created_at_ms").unwrap_or(0),
+            started_at_ms: r.try_get("started_at_ms").ok().flatten(),
+            finished_at_ms: r.try_get("finished_at_ms").ok().flatten(),
+            created_by: r.try_get("created_by").unwrap_or_default(),
+            error: r.try_get("error").ok().flatten(),
+        })
+    }
+
+    pub async fn run(&self, id: &str) -> StoreResult<Option<Run>> {
+        let row = sqlx::query("SELECT * FROM eval_runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().and_then(Self::run_of))
+    }
+
+    /// The latest runs, newest first.
+    pub async fn runs(&self, limit: i64) -> StoreResult<Vec<Run>> {
+        let rows =
+            sqlx::query("SELECT * FROM eval_runs ORDER BY created_at_ms DESC, id DESC LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().filter_map(Self::run_of).collect())
+    }
+
+    /// Moves a run to `status`; `started`/`finished` stamp the times, `error` says why it stopped.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        started_at_ms: Option<i64>,
+        finished_at_ms: Option<i64>,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE eval_runs SET status = ?, started_at_ms = COALESCE(?, started_at_ms), \
+             finished_at_ms = ?, error = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(started_at_ms)
+        .bind(finished_at_ms)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Moves `running` (and `queued`) runs to `interrupted`: called at start, when no run can
+    /// be running yet. Returns how many there were.
+    pub async fn interrupt_unfinished(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE eval_runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn put_result(&self, run_id: &str, r: &ItemResult) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO eval_run_items (run_id, target, position, item_id, output, scores, passed, \
+             latency_ms, input_tokens, output_tokens, cost_nanos, judge_cost_nanos, error_code, error, request_id, \
+             finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(r.target as i64)
+        .bind(r.position)
+        .bind(&r.item_id)
+        .bind(&r.output)
+        .bind(serde_json::to_string(&r.scores).unwrap_or_default())
+        .bind(r.passed)
+        .bind(r.latency_ms)
+        .bind(r.input_tokens)
+        .bind(r.output_tokens)
+        .bind(r.cost_nanos)
+        .bind(r.judge_cost_nanos)
+        .bind(&r.error_code)
+        .bind(&r.error)
+        .bind(&r.request_id)
+        .bind(r.finished_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Results of a run, by target then position; `target` narrows to one target.
+    pub async fn results(
+        &self,
+        run_id: &str,
+        target: Option<usize>,
+    ) -> StoreResult<Vec<ItemResult>> {
+        let rows = sqlx::query(
+            "SELECT * FROM eval_run_items WHERE run_id = ? AND (? IS NULL OR target = ?) ORDER BY target, position",
+        )
+        .bind(run_id)
+        .bind(target.map(|t| t as i64))
+        .bind(target.map(|t| t as i64))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let scores: String = r.try_get("scores").ok()?;
+                Some(ItemResult {
+                    target: usize::try_from(r.try_get::<i64, _>("target").ok()?).ok()?,
+                    position: r.try_get("position").ok()?,
+                    item_id: r.try_get("item_id").ok()?,
+                    output: r.try_get("output").ok().flatten(),
+                    scores: serde_json::from_str(&scores).ok()?,
+                    passed: r.try_get("passed").unwrap_or(false),
+                    latency_ms: r.try_get("latency_ms").ok().flatten(),
+                    input_tokens: r.try_get("input_tokens").ok().flatten(),
+                    output_tokens: r.try_get("output_tokens").ok().flatten(),
+                    cost_nanos: r.try_get("cost_nanos").ok().flatten(),
+                    judge_cost_nanos: r.try_get("judge_cost_nanos").ok().flatten(),
+                    error_code: r.try_get("error_code").ok().flatten(),
+                    error: r.try_get("error").ok().flatten(),
+                    request_id: r.try_get("request_id").ok().flatten(),
+                    finished_at_ms: r.try_get("finished_at_ms").unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// `(target, position)` of every finished item of a run.
+    pub async fn finished(&self, run_id: &str) -> StoreResult<HashSet<(usize, i64)>> {
+        let rows = sqlx::query("SELECT target, position FROM eval_run_items WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let t: i64 = r.try_get(0).ok()?;
+                Some((usize::try_from(t).ok()?, r.try_get(1).ok()?))
+            })
+            .collect())
+    }
+
+    pub async fn count_finished(&self, run_id: &str) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM eval_run_items WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Forgets the results that ended in a request error, so a resume runs them again.
+    pub async fn clear_errors(&self, run_id: &str) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM eval_run_items WHERE run_id = ? AND error IS NOT NULL")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
