@@ -24,6 +24,8 @@ pub struct App {
     pub alerts: Arc<Alerts>,
     /// Virtual keys, teams, orgs, customers, limits and budgets.
     pub governance: Arc<crate::governance::Governance>,
+    /// Provider credentials stored through the admin API, encrypted at rest.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 impl App {
@@ -33,7 +35,6 @@ impl App {
         config: Config,
         sim_base_url: Option<&str>,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
-        let table = RoutingTable::build(&config, sim_base_url)?;
         let retry_budget = RetryBudget::new(config.routing.retry_budget);
         let dir = &config.server.data_dir;
         std::fs::create_dir_all(dir)
@@ -41,6 +42,19 @@ impl App {
         let store = SqliteStore::open(&dir.join("switchyard.db"))
             .await
             .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let keyring = crate::credentials::Keyring::from_env(&|name| std::env::var(name).ok())
+            .map_err(anyhow::Error::msg)?;
+        let users = config
+            .providers
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.credential.clone()?)))
+            .collect();
+        let credentials = Arc::new(
+            crate::credentials::Credentials::load(store.clone(), keyring, users)
+                .await
+                .context("cannot load the stored provider credentials")?,
+        );
+        let table = RoutingTable::build(&config, sim_base_url, &credentials.vault())?;
         let secret = match (&config.governance.hash_secret, &config.server.master_key) {
             (Some(s), _) => s.clone().into_bytes(),
             // Derived, so it is stable across restarts without being the master key itself.
@@ -89,6 +103,7 @@ impl App {
                 metrics,
                 alerts,
                 governance,
+                credentials,
             },
             writer,
         ))

@@ -240,6 +240,14 @@ fn upstream(
             ),
             None,
         ),
+        // No status: the gateway had no usable credential to send (our own message).
+        ErrorClass::AuthFailed if last.status.is_none() => (
+            503,
+            ErrorKind::Upstream,
+            "credential_unavailable",
+            format!("The gateway has no usable credential for the provider: {}", last.message),
+            None,
+        ),
         // Never echo the provider's text here: it may quote part of our credential.
         ErrorClass::AuthFailed => (
             502,

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::error::GatewayError;
 use crate::pricing::Price;
-use crate::routing::glob_match;
+use crate::routing::{Restrictions, glob_match};
 use crate::store::{AuditEntry, SpendColumn, SqliteStore};
 use crate::telemetry::Caller;
 use ledger::{Ask, Ledger, Level, Shortfall};
@@ -310,6 +310,23 @@ impl Governance {
         self.limits_chain(&snap, p, customer)
             .iter()
             .all(|l| allowed_by(l, alias))
+    }
+
+    /// The deployment restrictions of every level the caller belongs to, merged.
+    pub fn restrictions(&self, p: &Principal, customer: Option<&str>) -> Restrictions {
+        let mut out = Restrictions::default();
+        if p.master {
+            return out;
+        }
+        let snap = self.snapshot.load();
+        for l in self.limits_chain(&snap, p, customer) {
+            out.add(
+                &l.allowed_regions,
+                l.max_risk_level,
+                &l.allowed_data_classifications,
+            );
+        }
+        out
     }
 
     /// Reserves the request's worst-case cost and its rate-limit share at every level, waiting

@@ -15,6 +15,7 @@ use switchyard_protocol::error::DecodeError;
 
 use super::{error_response, json_response};
 use crate::app::App;
+use crate::config::RiskLevel;
 use crate::error::GatewayError;
 use crate::governance::ledger::Level;
 use crate::governance::model::{
@@ -50,6 +51,9 @@ const LIMIT_FIELDS: &[&str] = &[
     "budget_period",
     "soft_budget",
     "over_budget",
+    "allowed_regions",
+    "max_risk_level",
+    "allowed_data_classifications",
 ];
 
 /// Parses an entity body and its limits separately (both strict), so errors keep their field
@@ -98,6 +102,20 @@ pub struct LimitsInput {
     budget_period: Option<Period>,
     soft_budget: Option<f64>,
     over_budget: Option<OverBudget>,
+    allowed_regions: Option<Vec<String>>,
+    /// `low`, `medium` or `high`; `null` lifts the limit.
+    #[serde(default, deserialize_with = "present")]
+    max_risk_level: Option<Option<RiskLevel>>,
+    allowed_data_classifications: Option<Vec<String>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl LimitsInput {
@@ -134,6 +152,27 @@ impl LimitsInput {
         }
         if let Some(o) = self.over_budget {
             limits.over_budget = o;
+        }
+        for (field, list, into) in [
+            ("allowed_regions", self.allowed_regions, &mut limits.allowed_regions),
+            (
+                "allowed_data_classifications",
+                self.allowed_data_classifications,
+                &mut limits.allowed_data_classifications,
+            ),
+        ] {
+            if let Some(list) = list {
+                if let Some(i) = list.iter().position(|v| v.trim().is_empty()) {
+                    return Err(bad(
+                        format!("'{field}[{i}]' must not be empty"),
+                        &format!("{field}[{i}]"),
+                    ));
+                }
+                *into = list;
+            }
+        }
+        if let Some(r) = self.max_risk_level {
+            limits.max_risk_level = r;
         }
         Ok(())
     }

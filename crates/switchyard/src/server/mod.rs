@@ -273,11 +273,13 @@ async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Ok(p) => p,
         Err(e) => return error_response(DialectId::OpenAi, &e, &ctx.id),
     };
+    let restrictions = app.governance.restrictions(&principal, None);
     let data: Vec<_> = app
         .table
         .aliases
         .iter()
         .filter(|a| app.governance.model_allowed(&principal, None, a))
+        .filter(|a| restrictions.is_empty() || app.table.usable(a, &restrictions))
         .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))
