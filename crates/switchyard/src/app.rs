@@ -55,6 +55,7 @@ impl App {
                 .context("cannot load the stored provider credentials")?,
         );
         let table = RoutingTable::build(&config, sim_base_url, &credentials.vault())?;
+        crate::tokens::prepare(table.encodings());
         let secret = match (&config.governance.hash_secret, &config.server.master_key) {
             (Some(s), _) => s.clone().into_bytes(),
             // Derived, so it is stable across restarts without being the master key itself.

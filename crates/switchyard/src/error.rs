@@ -41,6 +41,9 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A feature needs configuration the operator has not given (the message says which).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -169,6 +172,13 @@ impl GatewayError {
                 403,
                 ErrorKind::Permission,
                 "permission_denied",
+                message.clone(),
+                None,
+            ),
+            GatewayError::NotConfigured(message) => (
+                503,
+                ErrorKind::Internal,
+                "encryption_not_configured",
                 message.clone(),
                 None,
             ),

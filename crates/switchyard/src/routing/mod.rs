@@ -337,6 +337,17 @@ impl RoutingTable {
         self.routes.get(alias)
     }
 
+    /// Every vocabulary some alias estimates with.
+    pub fn encodings(&self) -> Vec<crate::tokens::Encoding> {
+        let mut v = Vec::new();
+        for r in self.routes.values() {
+            if !v.contains(&r.encoding) {
+                v.push(r.encoding);
+            }
+        }
+        v
+    }
+
     /// The vocabulary to estimate prompts for `alias` with (`o200k` for unknown aliases).
     pub fn encoding(&self, alias: &str) -> crate::tokens::Encoding {
         self.routes

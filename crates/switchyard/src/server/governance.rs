@@ -27,7 +27,7 @@ use crate::store::AuditEntry;
 
 type Answer = Result<Response, GatewayError>;
 
-fn respond(answer: Answer) -> Response {
+pub(super) fn respond(answer: Answer) -> Response {
     match answer {
         Ok(r) => r,
         Err(e) => error_response(
@@ -38,7 +38,7 @@ fn respond(answer: Answer) -> Response {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     DecodeError::parse(body).map_err(GatewayError::InvalidRequest)
 }
 
@@ -82,11 +82,11 @@ fn parse_with_limits<T: serde::de::DeserializeOwned>(
     Ok((fields, limits))
 }
 
-fn bad(message: impl Into<String>, param: &str) -> GatewayError {
+pub(super) fn bad(message: impl Into<String>, param: &str) -> GatewayError {
     GatewayError::InvalidRequest(DecodeError::new(message, Some(param)))
 }
 
-fn store_error(e: sqlx::Error) -> GatewayError {
+pub(super) fn store_error(e: sqlx::Error) -> GatewayError {
     GatewayError::Internal(format!("store: {e}"))
 }
 
@@ -243,7 +243,7 @@ fn check_team_scope(p: &Principal, team: Option<&str>) -> Result<(), GatewayErro
     ))
 }
 
-fn require_admin(p: &Principal) -> Result<(), GatewayError> {
+pub(super) fn require_admin(p: &Principal) -> Result<(), GatewayError> {
     if p.role >= Role::Admin {
         Ok(())
     } else {

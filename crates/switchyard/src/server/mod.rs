@@ -20,6 +20,7 @@ use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
 mod admin;
+mod credentials;
 mod governance;
 mod observability;
 
@@ -40,7 +41,7 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    governance::routes(Router::new())
+    credentials::routes(governance::routes(Router::new()))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
