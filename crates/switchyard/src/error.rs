@@ -27,12 +27,18 @@ pub enum GatewayError {
         all_rate_limited: bool,
         attempts: u32,
     },
-    #[error("{0}")]
-    BudgetExceeded(String),
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        /// When it is worth trying again: the next budget period, or a moment for in-flight
+        /// reservations to settle.
+        retry_after_secs: Option<u64>,
+    },
     #[error("{message}")]
     RateLimited {
         message: String,
         limit: u64,
+        remaining: u64,
         /// `requests per minute`, `tokens per minute` or `parallel requests`.
         kind: &'static str,
         retry_after_secs: u64,
@@ -67,6 +73,9 @@ impl GatewayError {
             GatewayError::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            GatewayError::BudgetExceeded {
+                retry_after_secs, ..
+            } => *retry_after_secs,
             _ => None,
         }
     }
@@ -76,6 +85,7 @@ impl GatewayError {
         match self {
             GatewayError::RateLimited {
                 limit,
+                remaining,
                 kind,
                 retry_after_secs,
                 ..
@@ -87,7 +97,7 @@ impl GatewayError {
                 };
                 vec![
                     (format!("x-ratelimit-limit-{unit}"), limit.to_string()),
-                    (format!("x-ratelimit-remaining-{unit}"), "0".into()),
+                    (format!("x-ratelimit-remaining-{unit}"), remaining.to_string()),
                     (
                         format!("x-ratelimit-reset-{unit}"),
                         format!("{retry_after_secs}s"),
@@ -147,7 +157,7 @@ impl GatewayError {
                 all_rate_limited,
                 attempts,
             } => upstream(last, *all_rate_limited, *attempts),
-            GatewayError::BudgetExceeded(message) => (
+            GatewayError::BudgetExceeded { message, .. } => (
                 429,
                 ErrorKind::InsufficientQuota,
                 "budget_exceeded",

@@ -35,6 +35,18 @@ pub enum KeysCommand {
         /// `user` (default), `viewer`, `team_admin` or `admin`.
         #[arg(long)]
         role: Option<String>,
+        /// Deployment regions the key may reach; repeat the flag for several.
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Highest deployment risk level the key may reach: `low`, `medium` or `high`.
+        #[arg(long)]
+        max_risk_level: Option<String>,
+        /// Deployment data classifications the key may reach; repeat the flag for several.
+        #[arg(long = "data-classification")]
+        data_classifications: Vec<String>,
+        /// Share of the budget (0–1) at which the budget alert fires for this key.
+        #[arg(long)]
+        soft_budget: Option<f64>,
     },
     /// List keys with their budgets.
     List {
@@ -75,6 +87,10 @@ async fn run(command: KeysCommand) -> anyhow::Result<()> {
             tpm,
             models,
             role,
+            regions,
+            max_risk_level,
+            data_classifications,
+            soft_budget,
         } => {
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
@@ -85,14 +101,22 @@ async fn run(command: KeysCommand) -> anyhow::Result<()> {
                 ("rpm", rpm.map(Value::from)),
                 ("tpm", tpm.map(Value::from)),
                 ("role", role.map(Value::from)),
+                ("max_risk_level", max_risk_level.map(Value::from)),
+                ("soft_budget", soft_budget.map(Value::from)),
             ];
             for (k, v) in optional {
                 if let Some(v) = v {
                     body.insert(k.into(), v);
                 }
             }
-            if !models.is_empty() {
-                body.insert("models".into(), json!(models));
+            for (k, list) in [
+                ("models", models),
+                ("allowed_regions", regions),
+                ("allowed_data_classifications", data_classifications),
+            ] {
+                if !list.is_empty() {
+                    body.insert(k.into(), json!(list));
+                }
             }
             let key = Api::new(&conn)?
                 .post("/admin/keys", &Value::Object(body))

@@ -542,8 +542,8 @@ pub struct AlertsFile {
     /// Where firing and resolved notifications are sent.
     #[serde(default)]
     pub webhooks: Vec<WebhookFile>,
-    /// The rules; when omitted: `error_rate`, `latency_p99` and `deployment_cooldown` with their
-    /// default thresholds.
+    /// The rules; when omitted: `error_rate`, `latency_p99`, `deployment_cooldown` and
+    /// `budget_utilisation` with their default thresholds.
     pub rules: Option<Vec<AlertRuleFile>>,
 }
 
@@ -606,7 +606,8 @@ pub enum AlertKind {
     LatencyP99,
     /// A deployment is in cooldown.
     DeploymentCooldown,
-    /// Share of a key's or team's budget spent. Not wired to budgets yet: evaluates to nothing.
+    /// Share of a key's or team's budget spent this period (above the entity's `soft_budget`
+    /// when it sets one).
     #[serde(alias = "budget_utilization")]
     BudgetUtilisation,
 }

@@ -86,6 +86,8 @@ pub enum Shortfall {
         level: Level,
         what: &'static str,
         limit: u64,
+        /// What is left of the limit now (less than this request needs).
+        remaining: u64,
         retry_after_secs: u64,
     },
 }
@@ -136,6 +138,19 @@ pub fn period_start(period: Period, now_ms: i64) -> i64 {
     }
 }
 
+/// When the period after the one containing `now_ms` starts; `None` for budgets without one.
+pub fn next_period_start(period: Period, now_ms: i64) -> Option<i64> {
+    let day = 86_400_000;
+    let start = period_start(period, now_ms);
+    match period {
+        Period::None => None,
+        Period::Daily => Some(start + day),
+        Period::Weekly => Some(start + 7 * day),
+        // The first day of the next month: 32 days on is always in it.
+        Period::Monthly => Some(period_start(period, start + 32 * day)),
+    }
+}
+
 impl Ledger {
     pub fn new(level: Level, limits: Limits, spent: i64, now_ms: i64) -> Arc<Self> {
         Arc::new(Self {
@@ -173,6 +188,11 @@ impl Ledger {
     }
 }
 
+/// What is left of a per-minute limit, rounded down.
+fn left(limit: u64, used: f64) -> u64 {
+    (limit as f64 - used).max(0.0).floor() as u64
+}
+
 /// Tries to reserve `ask` at every level at once.
 pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted, Shortfall> {
     let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
@@ -191,6 +211,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "parallel requests",
                 limit: u64::from(max),
+                remaining: 0,
                 retry_after_secs: 1,
             });
         }
@@ -201,6 +222,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "requests per minute",
                 limit: rpm,
+                remaining: left(rpm, s.requests.used(now_ms)),
                 retry_after_secs: secs_left,
             });
         }
@@ -211,6 +233,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "tokens per minute",
                 limit: tpm,
+                remaining: left(tpm, s.tokens.used(now_ms)),
                 retry_after_secs: secs_left,
             });
         }
@@ -414,5 +437,11 @@ mod tests {
         );
         assert_eq!(l.usage(now).0, 90);
         assert_eq!(l.usage(now + 86_400_000).0, 0, "a new day starts from zero");
+        assert_eq!(
+            next_period_start(Period::Monthly, now),
+            Some(1_796_083_200_000),
+            "2026-12-01"
+        );
+        assert_eq!(next_period_start(Period::None, now), None);
     }
 }

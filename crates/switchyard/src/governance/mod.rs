@@ -406,23 +406,40 @@ impl Governance {
                 Err(Shortfall::InFlight(level)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                        return Err(GatewayError::BudgetExceeded(format!(
-                            "The budget of {} is held by requests in flight; it did not free up within {} ms.",
-                            level.describe(),
-                            self.max_wait.as_millis()
-                        )));
+                        return Err(GatewayError::BudgetExceeded {
+                            message: format!(
+                                "The budget of {} is held by requests in flight; it did not free up within {} ms.",
+                                level.describe(),
+                                self.max_wait.as_millis()
+                            ),
+                            retry_after_secs: Some(1),
+                        });
                     }
                 }
                 Err(Shortfall::Exhausted(level)) => {
-                    return Err(GatewayError::BudgetExceeded(format!(
-                        "The budget of {} is exhausted for this period.",
-                        level.describe()
-                    )));
+                    let period = levels
+                        .iter()
+                        .find(|l| l.level == level)
+                        .map_or(model::Period::None, |l| l.limits.budget_period);
+                    let now = now_unix_ms();
+                    let next = ledger::next_period_start(period, now);
+                    return Err(GatewayError::BudgetExceeded {
+                        message: match next {
+                            Some(_) => format!(
+                                "The budget of {} is exhausted for this period; it starts over with the next {} period.",
+                                level.describe(),
+                                period.as_str()
+                            ),
+                            None => format!("The budget of {} is exhausted.", level.describe()),
+                        },
+                        retry_after_secs: next.map(|t| ((t - now).max(1000) / 1000) as u64),
+                    });
                 }
                 Err(Shortfall::RateLimited {
                     level,
                     what,
                     limit,
+                    remaining,
                     retry_after_secs,
                 }) => {
                     return Err(GatewayError::RateLimited {
@@ -431,6 +448,7 @@ impl Governance {
                             level.describe()
                         ),
                         limit,
+                        remaining,
                         kind: what,
                         retry_after_secs,
                     });
@@ -448,17 +466,23 @@ impl Governance {
             .map(|l| l.usage(now_unix_ms()))
     }
 
-    /// Share of its budget each entity with a budget has spent or reserved.
-    pub fn utilisation(&self) -> Vec<(Level, f64)> {
+    /// Share of its budget each entity with a budget has spent this period, with its
+    /// `soft_budget`. Reservations are left out: they come and go with every request, and an
+    /// alert on them would fire and resolve again and again instead of once per period.
+    pub fn utilisation(&self) -> Vec<(Level, f64, Option<f64>)> {
         let now = now_unix_ms();
         self.snapshot
             .load()
             .ledgers
             .values()
             .filter_map(|l| {
-                let (spent, reserved, max, _) = l.usage(now);
+                let (spent, _, max, _) = l.usage(now);
                 let max = max.filter(|m| *m > 0)?;
-                Some((l.level.clone(), (spent + reserved) as f64 / max as f64))
+                Some((
+                    l.level.clone(),
+                    spent as f64 / max as f64,
+                    l.limits.soft_budget,
+                ))
             })
             .collect()
     }

@@ -17,6 +17,17 @@ pub enum Period {
     Monthly,
 }
 
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::None => "none",
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+        }
+    }
+}
+
 /// What to do when a request without `max_tokens` could cost more than the budget has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
