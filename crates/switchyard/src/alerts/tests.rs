@@ -467,7 +467,8 @@ fn alerts_config_defaults_and_errors() {
         [
             AlertKind::ErrorRate,
             AlertKind::LatencyP99,
-            AlertKind::DeploymentCooldown
+            AlertKind::DeploymentCooldown,
+            AlertKind::BudgetUtilisation
         ]
     );
     assert_eq!(c.alerts.interval, Duration::from_secs(10));
