@@ -160,7 +160,9 @@ impl Api {
             && !config.api_keys.is_empty()
             && !key.is_some_and(|k| config.api_keys.iter().any(|a| a == k))
         {
-            return Err(SimError::new(401, "Incorrect API key provided.").with_code("invalid_api_key"));
+            return Err(
+                SimError::new(401, "Incorrect API key provided.").with_code("invalid_api_key")
+            );
         }
         Ok(())
     }

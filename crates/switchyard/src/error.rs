@@ -97,7 +97,10 @@ impl GatewayError {
                 };
                 vec![
                     (format!("x-ratelimit-limit-{unit}"), limit.to_string()),
-                    (format!("x-ratelimit-remaining-{unit}"), remaining.to_string()),
+                    (
+                        format!("x-ratelimit-remaining-{unit}"),
+                        remaining.to_string(),
+                    ),
                     (
                         format!("x-ratelimit-reset-{unit}"),
                         format!("{retry_after_secs}s"),
@@ -265,7 +268,10 @@ fn upstream(
             503,
             ErrorKind::Upstream,
             "credential_unavailable",
-            format!("The gateway has no usable credential for the provider: {}", last.message),
+            format!(
+                "The gateway has no usable credential for the provider: {}",
+                last.message
+            ),
             None,
         ),
         // Never echo the provider's text here: it may quote part of our credential.

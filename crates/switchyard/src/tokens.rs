@@ -28,9 +28,7 @@ impl Encoding {
     pub fn for_model(model: &str) -> Self {
         let m = model.rsplit('/').next().unwrap_or(model);
         let gpt4_classic = m == "gpt-4"
-            || m.starts_with("gpt-4-")
-                && !m.starts_with("gpt-4-1")
-                && !m.starts_with("gpt-4-5");
+            || m.starts_with("gpt-4-") && !m.starts_with("gpt-4-1") && !m.starts_with("gpt-4-5");
         if m.starts_with("gpt-3.5")
             || m.starts_with("gpt-35")
             || gpt4_classic
@@ -93,7 +91,7 @@ pub fn count_text(encoding: Encoding, text: &str) -> u64 {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 bpe.encode_ordinary(piece).len() as u64
             }))
-                .unwrap_or_else(|_| fallback(piece))
+            .unwrap_or_else(|_| fallback(piece))
         })
         .sum()
 }
@@ -194,7 +192,8 @@ pub fn estimate_embeddings(encoding: Encoding, input: &EmbeddingInput) -> u64 {
 /// to another thread meanwhile (on a multi-threaded runtime; elsewhere it just runs).
 pub fn off_the_reactor<T>(bytes: usize, count: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    let multi = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let multi =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if bytes > BLOCKING_THRESHOLD && multi {
         tokio::task::block_in_place(count)
     } else {
@@ -225,7 +224,12 @@ mod tests {
 
     #[test]
     fn chooses_the_vocabulary_by_model() {
-        for m in ["gpt-3.5-turbo", "gpt-4", "gpt-4-0613", "text-embedding-3-small"] {
+        for m in [
+            "gpt-3.5-turbo",
+            "gpt-4",
+            "gpt-4-0613",
+            "text-embedding-3-small",
+        ] {
             assert_eq!(Encoding::for_model(m), Encoding::Cl100k, "{m}");
         }
         for m in [

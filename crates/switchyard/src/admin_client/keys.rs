@@ -2,52 +2,56 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::{Api, Connection, Table, runtime, usd};
 
+/// `switchyard keys create` flags.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// A name to recognise the key by.
+    #[arg(long, default_value = "unnamed")]
+    name: String,
+    /// Team id the key belongs to.
+    #[arg(long)]
+    team: Option<String>,
+    /// Budget in US dollars.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// `none`, `daily`, `weekly` or `monthly`.
+    #[arg(long)]
+    period: Option<String>,
+    #[arg(long)]
+    rpm: Option<u64>,
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Model aliases (globs allowed) the key may use; repeat the flag for several.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// `user` (default), `viewer`, `team_admin` or `admin`.
+    #[arg(long)]
+    role: Option<String>,
+    /// Deployment regions the key may reach; repeat the flag for several.
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    /// Highest deployment risk level the key may reach: `low`, `medium` or `high`.
+    #[arg(long)]
+    max_risk_level: Option<String>,
+    /// Deployment data classifications the key may reach; repeat the flag for several.
+    #[arg(long = "data-classification")]
+    data_classifications: Vec<String>,
+    /// Share of the budget (0–1) at which the budget alert fires for this key.
+    #[arg(long)]
+    soft_budget: Option<f64>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once.
-    Create {
-        #[command(flatten)]
-        conn: Connection,
-        /// A name to recognise the key by.
-        #[arg(long, default_value = "unnamed")]
-        name: String,
-        /// Team id the key belongs to.
-        #[arg(long)]
-        team: Option<String>,
-        /// Budget in US dollars.
-        #[arg(long)]
-        budget: Option<f64>,
-        /// `none`, `daily`, `weekly` or `monthly`.
-        #[arg(long)]
-        period: Option<String>,
-        #[arg(long)]
-        rpm: Option<u64>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        /// Model aliases (globs allowed) the key may use; repeat the flag for several.
-        #[arg(long = "model")]
-        models: Vec<String>,
-        /// `user` (default), `viewer`, `team_admin` or `admin`.
-        #[arg(long)]
-        role: Option<String>,
-        /// Deployment regions the key may reach; repeat the flag for several.
-        #[arg(long = "region")]
-        regions: Vec<String>,
-        /// Highest deployment risk level the key may reach: `low`, `medium` or `high`.
-        #[arg(long)]
-        max_risk_level: Option<String>,
-        /// Deployment data classifications the key may reach; repeat the flag for several.
-        #[arg(long = "data-classification")]
-        data_classifications: Vec<String>,
-        /// Share of the budget (0–1) at which the budget alert fires for this key.
-        #[arg(long)]
-        soft_budget: Option<f64>,
-    },
+    Create(Box<CreateArgs>),
     /// List keys with their budgets.
     List {
         #[command(flatten)]
@@ -77,21 +81,22 @@ fn nanos_usd(v: &Value) -> String {
 
 async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create {
-            conn,
-            name,
-            team,
-            budget,
-            period,
-            rpm,
-            tpm,
-            models,
-            role,
-            regions,
-            max_risk_level,
-            data_classifications,
-            soft_budget,
-        } => {
+        KeysCommand::Create(args) => {
+            let CreateArgs {
+                conn,
+                name,
+                team,
+                budget,
+                period,
+                rpm,
+                tpm,
+                models,
+                role,
+                regions,
+                max_risk_level,
+                data_classifications,
+                soft_budget,
+            } = *args;
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
             let optional = [

@@ -366,11 +366,19 @@ fn cooldown_fires_per_deployment_and_budgets_fire_over_their_threshold() {
         (notes[1].subject.as_str(), notes[1].threshold),
         ("key_soft", 0.4)
     );
-    assert!(notes[1].summary.ends_with("above 40.0%"), "{}", notes[1].summary);
+    assert!(
+        notes[1].summary.ends_with("above 40.0%"),
+        "{}",
+        notes[1].summary
+    );
     // Still above: no second notification within the period.
     assert!(
         state
-            .apply(&rules, rules::evaluate(&rules, &w, &[], &budgets, 3_000), 3_000)
+            .apply(
+                &rules,
+                rules::evaluate(&rules, &w, &[], &budgets, 3_000),
+                3_000
+            )
             .is_empty()
     );
 }

@@ -197,7 +197,9 @@ pub struct DeploymentFile {
 }
 
 /// Ordered risk of a deployment: `low` < `medium` < `high`.
-#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     Low,

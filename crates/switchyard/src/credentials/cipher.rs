@@ -58,7 +58,8 @@ fn parse_key(var: &str, text: &str) -> Result<MasterKey, String> {
             "{var} must be 32 random bytes written as 64 hex digits or as base64 (e.g. the output of `openssl rand -base64 32`)"
         )
     })?;
-    let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("{var}: not a 256-bit key"))?;
+    let cipher =
+        Aes256Gcm::new_from_slice(&bytes).map_err(|_| format!("{var}: not a 256-bit key"))?;
     Ok(MasterKey {
         id: key_id(&bytes),
         cipher,
@@ -154,7 +155,9 @@ impl Keyring {
             .ok()
             .and_then(|n| n.try_into().ok())
             .ok_or(OpenError::Malformed)?;
-        let ciphertext = STANDARD.decode(ciphertext).map_err(|_| OpenError::Malformed)?;
+        let ciphertext = STANDARD
+            .decode(ciphertext)
+            .map_err(|_| OpenError::Malformed)?;
         let plaintext = key
             .cipher
             .decrypt(

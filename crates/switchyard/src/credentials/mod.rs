@@ -270,7 +270,12 @@ impl Credentials {
     }
 
     /// Deletes a credential (with its audit entry); `false` when there was none.
-    pub async fn delete(&self, name: &str, actor: String, now_ms: i64) -> Result<bool, ChangeError> {
+    pub async fn delete(
+        &self,
+        name: &str,
+        actor: String,
+        now_ms: i64,
+    ) -> Result<bool, ChangeError> {
         let Some(old) = self.find(name).await? else {
             return Ok(false);
         };

@@ -412,6 +412,37 @@ mod tests {
     }
 
     #[test]
+    fn an_exhausted_budget_admits_again_when_its_period_starts_over() {
+        // 2026-11-29T23:59:00Z.
+        let now = 1_795_996_740_000;
+        let key = Ledger::new(
+            Level::Key("k".into()),
+            Limits {
+                budget_period: Period::Daily,
+                ..budget(100)
+            },
+            0,
+            now,
+        );
+        let levels = std::slice::from_ref(&key);
+        let ask = Ask {
+            worst: 60,
+            least: 10,
+            tokens: 1,
+            may_cap: false,
+        };
+        assert!(reserve(levels, ask, now).is_ok());
+        settle(levels, 60, 60, 0, now);
+        assert_eq!(
+            reserve(levels, ask, now + 1_000),
+            Err(Shortfall::Exhausted(Level::Key("k".into())))
+        );
+        // One minute later it is the next day.
+        assert!(reserve(levels, ask, now + 60_000).is_ok());
+        assert_eq!(key.usage(now + 60_000).0, 0);
+    }
+
+    #[test]
     fn periods_start_where_they_should() {
         // 2026-11-29T12:00:00Z, a Sunday.
         let now = 1_795_953_600_000;

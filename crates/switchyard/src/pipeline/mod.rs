@@ -155,9 +155,7 @@ pub async fn chat(
     let mut facts = facts_of(&request, headers, input_tokens);
     facts.team = principal.caller.team.clone();
     facts.key = principal.caller.key_id.clone();
-    facts.restrictions = app
-        .governance
-        .restrictions(&principal, customer.as_deref());
+    facts.restrictions = app.governance.restrictions(&principal, customer.as_deref());
     let mut planner = app
         .table
         .planner(facts.clone(), now_ms(), &mut random_below)
@@ -316,9 +314,7 @@ pub async fn embeddings(
             embeddings: true,
             ..Needs::default()
         },
-        restrictions: app
-            .governance
-            .restrictions(&principal, customer.as_deref()),
+        restrictions: app.governance.restrictions(&principal, customer.as_deref()),
         ..RequestFacts::default()
     };
     let mut planner = app

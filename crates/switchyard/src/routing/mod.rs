@@ -22,8 +22,8 @@ use switchyard_protocol::canonical::ErrorClass;
 use switchyard_protocol::dialect::{Capabilities, ProviderDialect, provider_dialect};
 
 use crate::config::{
-    Attributes, Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile, StreamBufferFile,
-    TimeoutsFile,
+    Attributes, Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile,
+    StreamBufferFile, TimeoutsFile,
 };
 
 pub use health::{Health, HealthSnapshot, now_ms};
@@ -435,13 +435,15 @@ impl RoutingTable {
         if planner.queue.is_empty() && planner.last_resort.is_empty() {
             let restrictions = &planner.facts.restrictions;
             if !restrictions.is_empty() && !self.usable(&route.alias, restrictions) {
-                return Err(PlanError::NotAllowed(restrictions.explain(
-                    &route.alias,
-                    route
-                        .deployments
-                        .iter()
-                        .map(|d| (d.id.as_str(), &d.attributes)),
-                )));
+                return Err(PlanError::NotAllowed(
+                    restrictions.explain(
+                        &route.alias,
+                        route
+                            .deployments
+                            .iter()
+                            .map(|d| (d.id.as_str(), &d.attributes)),
+                    ),
+                ));
             }
             if route.fallbacks.all().next().is_none() {
                 return Err(PlanError::Unsupported {

@@ -60,7 +60,7 @@ impl Restrictions {
             ));
         }
         if let Some(max) = self.max_risk
-            && !a.risk_level.is_some_and(|r| r <= max)
+            && a.risk_level.is_none_or(|r| r > max)
         {
             return Some((
                 Attribute::Risk,
@@ -166,12 +166,21 @@ mod tests {
     fn every_level_applies() {
         let mut r = Restrictions::default();
         r.add(&["eu".into(), "us".into()], Some(RiskLevel::High), &[]);
-        r.add(&["eu".into()], Some(RiskLevel::Medium), &["internal".into()]);
+        r.add(
+            &["eu".into()],
+            Some(RiskLevel::Medium),
+            &["internal".into()],
+        );
         assert_eq!(r.regions, Some(vec!["eu".to_owned()]));
         assert_eq!(r.max_risk, Some(RiskLevel::Medium));
-        assert!(r.rejects(&attrs("eu", RiskLevel::Low, "internal")).is_none());
+        assert!(
+            r.rejects(&attrs("eu", RiskLevel::Low, "internal"))
+                .is_none()
+        );
         assert_eq!(
-            r.rejects(&attrs("us", RiskLevel::Low, "internal")).unwrap().0,
+            r.rejects(&attrs("us", RiskLevel::Low, "internal"))
+                .unwrap()
+                .0,
             Attribute::Region
         );
         assert_eq!(

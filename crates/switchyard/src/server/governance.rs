@@ -154,7 +154,11 @@ impl LimitsInput {
             limits.over_budget = o;
         }
         for (field, list, into) in [
-            ("allowed_regions", self.allowed_regions, &mut limits.allowed_regions),
+            (
+                "allowed_regions",
+                self.allowed_regions,
+                &mut limits.allowed_regions,
+            ),
             (
                 "allowed_data_classifications",
                 self.allowed_data_classifications,

@@ -116,7 +116,10 @@ async fn stored_credentials_authenticate_upstream_and_never_rest_in_plaintext() 
         .await;
     assert_eq!(r.status, 403);
     let r = env
-        .post("/admin/credentials", &json!({"name": "bad name", "value": "v"}))
+        .post(
+            "/admin/credentials",
+            &json!({"name": "bad name", "value": "v"}),
+        )
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["param"], "name");
@@ -168,7 +171,10 @@ async fn stored_credentials_authenticate_upstream_and_never_rest_in_plaintext() 
     let stored = data_files(&data);
     assert!(stored.contains("v1:"), "the envelope is stored");
     for secret in [FIRST, SECOND, WRONG] {
-        assert!(!stored.contains(secret), "plaintext secret in the data directory");
+        assert!(
+            !stored.contains(secret),
+            "plaintext secret in the data directory"
+        );
     }
 
     // A restart with the same master key uses the stored credential.
@@ -217,7 +223,10 @@ async fn stored_credentials_authenticate_upstream_and_never_rest_in_plaintext() 
             .unwrap()
             .contains("SWITCHYARD_ENCRYPTION_KEY")
     );
-    assert_eq!(env.get("/admin/credentials").await.json()["encryption_configured"], false);
+    assert_eq!(
+        env.get("/admin/credentials").await.json()["encryption_configured"],
+        false
+    );
 }
 
 #[tokio::test]
