@@ -21,8 +21,11 @@ pub struct SimConfig {
     /// Delay between stream chunks, in milliseconds; a non-streamed reply waits this long per
     /// output token on top of `ttft_ms`.
     pub token_ms: u64,
-    /// Check each provider's credential header (any non-empty value passes).
+    /// Check each provider's credential header (any non-empty value passes, unless
+    /// `api_keys` lists the accepted ones).
     pub require_auth: bool,
+    /// When not empty, the only credentials accepted; any other gets 401.
+    pub api_keys: Vec<String>,
     /// Words in a plain text reply before `max_tokens` or stop sequences cut it.
     pub reply_words: u32,
     /// Embedding length when the request does not ask for one.
@@ -43,6 +46,7 @@ impl Default for SimConfig {
             ttft_ms: 0,
             token_ms: 0,
             require_auth: true,
+            api_keys: Vec::new(),
             reply_words: DEFAULT_REPLY_WORDS,
             embedding_dimensions: DEFAULT_EMBEDDING_DIMENSIONS,
             models: ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]

@@ -118,11 +118,13 @@ impl Api {
     /// Credential and protocol-header checks, as each provider does them.
     fn check_request(self, config: &SimConfig, req: &Incoming<'_>) -> Result<(), SimError> {
         let headers = req.headers;
-        match self {
+        let key = match self {
             Api::OpenAi => {
-                if config.require_auth && bearer(headers).is_none() {
+                let key = bearer(headers);
+                if config.require_auth && key.is_none() {
                     return Err(openai::missing_key());
                 }
+                key
             }
             Api::Azure => {
                 // Only the classic deployment paths carry the version in the query.
@@ -133,14 +135,17 @@ impl Api {
                 if config.require_auth && key.is_none() {
                     return Err(openai::azure_access_denied());
                 }
+                key
             }
             Api::Anthropic => {
-                if config.require_auth && header(headers, "x-api-key").is_none() {
+                let key = header(headers, "x-api-key");
+                if config.require_auth && key.is_none() {
                     return Err(anthropic::missing_key());
                 }
                 if header(headers, "anthropic-version").is_none() {
                     return Err(anthropic::missing_version());
                 }
+                key
             }
             Api::Gemini => {
                 let key = header(headers, "x-goog-api-key")
@@ -148,7 +153,16 @@ impl Api {
                 if config.require_auth && key.is_none() {
                     return Err(gemini::missing_key());
                 }
+                key
             }
+        };
+        if config.require_auth
+            && !config.api_keys.is_empty()
+            && !key.is_some_and(|k| config.api_keys.iter().any(|a| a == k))
+        {
+            return Err(
+                SimError::new(401, "Incorrect API key provided.").with_code("invalid_api_key")
+            );
         }
         Ok(())
     }

@@ -12,8 +12,9 @@
 //! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`, `:countTokens` | `x-goog-api-key` (or `?key=`) |
 //!
 //! Control endpoints: `GET/POST/DELETE /_sim/faults`, `GET/DELETE /_sim/stats`,
-//! `GET /_sim/health`. Any non-empty credential passes; with `require_auth: false` none is
-//! needed (Azure's `api-version` and Anthropic's `anthropic-version` are still required).
+//! `GET /_sim/health`. Any non-empty credential passes, or only those in `api_keys` when it is
+//! set (others get 401); with `require_auth: false` none is needed (Azure's `api-version` and
+//! Anthropic's `anthropic-version` are still required).
 //!
 //! # Behaviour
 //!

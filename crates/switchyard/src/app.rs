@@ -28,6 +28,8 @@ pub struct App {
     pub experiments: Arc<crate::experiments::Experiments>,
     /// Datasets and evaluation runs, with the runs in flight.
     pub evaluations: Arc<crate::evaluation::Evaluations>,
+    /// Provider credentials stored through the admin API, encrypted at rest.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 impl App {
@@ -37,7 +39,6 @@ impl App {
         config: Config,
         sim_base_url: Option<&str>,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
-        let table = RoutingTable::build(&config, sim_base_url)?;
         let retry_budget = RetryBudget::new(config.routing.retry_budget);
         let dir = &config.server.data_dir;
         std::fs::create_dir_all(dir)
@@ -45,6 +46,20 @@ impl App {
         let store = SqliteStore::open(&dir.join("switchyard.db"))
             .await
             .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let keyring = crate::credentials::Keyring::from_env(&|name| std::env::var(name).ok())
+            .map_err(anyhow::Error::msg)?;
+        let users = config
+            .providers
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.credential.clone()?)))
+            .collect();
+        let credentials = Arc::new(
+            crate::credentials::Credentials::load(store.clone(), keyring, users)
+                .await
+                .context("cannot load the stored provider credentials")?,
+        );
+        let table = RoutingTable::build(&config, sim_base_url, &credentials.vault())?;
+        crate::tokens::prepare(table.encodings());
         let secret = match (&config.governance.hash_secret, &config.server.master_key) {
             (Some(s), _) => s.clone().into_bytes(),
             // Derived, so it is stable across restarts without being the master key itself.
@@ -102,6 +117,7 @@ impl App {
                 governance,
                 experiments,
                 evaluations,
+                credentials,
             },
             writer,
         ))

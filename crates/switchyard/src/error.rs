@@ -30,12 +30,18 @@ pub enum GatewayError {
         all_rate_limited: bool,
         attempts: u32,
     },
-    #[error("{0}")]
-    BudgetExceeded(String),
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        /// When it is worth trying again: the next budget period, or a moment for in-flight
+        /// reservations to settle.
+        retry_after_secs: Option<u64>,
+    },
     #[error("{message}")]
     RateLimited {
         message: String,
         limit: u64,
+        remaining: u64,
         /// `requests per minute`, `tokens per minute` or `parallel requests`.
         kind: &'static str,
         retry_after_secs: u64,
@@ -44,6 +50,9 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A feature needs configuration the operator has not given (the message says which).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -67,6 +76,9 @@ impl GatewayError {
             GatewayError::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            GatewayError::BudgetExceeded {
+                retry_after_secs, ..
+            } => *retry_after_secs,
             _ => None,
         }
     }
@@ -76,6 +88,7 @@ impl GatewayError {
         match self {
             GatewayError::RateLimited {
                 limit,
+                remaining,
                 kind,
                 retry_after_secs,
                 ..
@@ -87,7 +100,10 @@ impl GatewayError {
                 };
                 vec![
                     (format!("x-ratelimit-limit-{unit}"), limit.to_string()),
-                    (format!("x-ratelimit-remaining-{unit}"), "0".into()),
+                    (
+                        format!("x-ratelimit-remaining-{unit}"),
+                        remaining.to_string(),
+                    ),
                     (
                         format!("x-ratelimit-reset-{unit}"),
                         format!("{retry_after_secs}s"),
@@ -154,7 +170,7 @@ impl GatewayError {
                 all_rate_limited,
                 attempts,
             } => upstream(last, *all_rate_limited, *attempts),
-            GatewayError::BudgetExceeded(message) => (
+            GatewayError::BudgetExceeded { message, .. } => (
                 429,
                 ErrorKind::InsufficientQuota,
                 "budget_exceeded",
@@ -179,6 +195,13 @@ impl GatewayError {
                 403,
                 ErrorKind::Permission,
                 "permission_denied",
+                message.clone(),
+                None,
+            ),
+            GatewayError::NotConfigured(message) => (
+                503,
+                ErrorKind::Internal,
+                "encryption_not_configured",
                 message.clone(),
                 None,
             ),
@@ -246,6 +269,17 @@ fn upstream(
             "content_filtered",
             format!(
                 "The provider's content filter blocked the request: {}",
+                last.message
+            ),
+            None,
+        ),
+        // No status: the gateway had no usable credential to send (our own message).
+        ErrorClass::AuthFailed if last.status.is_none() => (
+            503,
+            ErrorKind::Upstream,
+            "credential_unavailable",
+            format!(
+                "The gateway has no usable credential for the provider: {}",
                 last.message
             ),
             None,

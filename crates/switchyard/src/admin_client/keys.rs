@@ -2,40 +2,56 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use super::{Api, Connection, Table, runtime, usd};
 
+/// `switchyard keys create` flags.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// A name to recognise the key by.
+    #[arg(long, default_value = "unnamed")]
+    name: String,
+    /// Team id the key belongs to.
+    #[arg(long)]
+    team: Option<String>,
+    /// Budget in US dollars.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// `none`, `daily`, `weekly` or `monthly`.
+    #[arg(long)]
+    period: Option<String>,
+    #[arg(long)]
+    rpm: Option<u64>,
+    #[arg(long)]
+    tpm: Option<u64>,
+    /// Model aliases (globs allowed) the key may use; repeat the flag for several.
+    #[arg(long = "model")]
+    models: Vec<String>,
+    /// `user` (default), `viewer`, `team_admin` or `admin`.
+    #[arg(long)]
+    role: Option<String>,
+    /// Deployment regions the key may reach; repeat the flag for several.
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    /// Highest deployment risk level the key may reach: `low`, `medium` or `high`.
+    #[arg(long)]
+    max_risk_level: Option<String>,
+    /// Deployment data classifications the key may reach; repeat the flag for several.
+    #[arg(long = "data-classification")]
+    data_classifications: Vec<String>,
+    /// Share of the budget (0–1) at which the budget alert fires for this key.
+    #[arg(long)]
+    soft_budget: Option<f64>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once.
-    Create {
-        #[command(flatten)]
-        conn: Connection,
-        /// A name to recognise the key by.
-        #[arg(long, default_value = "unnamed")]
-        name: String,
-        /// Team id the key belongs to.
-        #[arg(long)]
-        team: Option<String>,
-        /// Budget in US dollars.
-        #[arg(long)]
-        budget: Option<f64>,
-        /// `none`, `daily`, `weekly` or `monthly`.
-        #[arg(long)]
-        period: Option<String>,
-        #[arg(long)]
-        rpm: Option<u64>,
-        #[arg(long)]
-        tpm: Option<u64>,
-        /// Model aliases (globs allowed) the key may use; repeat the flag for several.
-        #[arg(long = "model")]
-        models: Vec<String>,
-        /// `user` (default), `viewer`, `team_admin` or `admin`.
-        #[arg(long)]
-        role: Option<String>,
-    },
+    Create(Box<CreateArgs>),
     /// List keys with their budgets.
     List {
         #[command(flatten)]
@@ -65,17 +81,22 @@ fn nanos_usd(v: &Value) -> String {
 
 async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create {
-            conn,
-            name,
-            team,
-            budget,
-            period,
-            rpm,
-            tpm,
-            models,
-            role,
-        } => {
+        KeysCommand::Create(args) => {
+            let CreateArgs {
+                conn,
+                name,
+                team,
+                budget,
+                period,
+                rpm,
+                tpm,
+                models,
+                role,
+                regions,
+                max_risk_level,
+                data_classifications,
+                soft_budget,
+            } = *args;
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
             let optional = [
@@ -85,14 +106,22 @@ async fn run(command: KeysCommand) -> anyhow::Result<()> {
                 ("rpm", rpm.map(Value::from)),
                 ("tpm", tpm.map(Value::from)),
                 ("role", role.map(Value::from)),
+                ("max_risk_level", max_risk_level.map(Value::from)),
+                ("soft_budget", soft_budget.map(Value::from)),
             ];
             for (k, v) in optional {
                 if let Some(v) = v {
                     body.insert(k.into(), v);
                 }
             }
-            if !models.is_empty() {
-                body.insert("models".into(), json!(models));
+            for (k, list) in [
+                ("models", models),
+                ("allowed_regions", regions),
+                ("allowed_data_classifications", data_classifications),
+            ] {
+                if !list.is_empty() {
+                    body.insert(k.into(), json!(list));
+                }
             }
             let key = Api::new(&conn)?
                 .post("/admin/keys", &Value::Object(body))

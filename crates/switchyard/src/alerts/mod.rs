@@ -4,8 +4,8 @@
 //! notification; [`rules`]) and webhook delivery off every request path ([`notify`]).
 //!
 //! Records reach the windows through the recorder's writer (a [`RecordObserver`]); the store is
-//! never queried. Budget rules exist in the configuration but measure nothing until they are
-//! wired to the governance budgets.
+//! never queried. Budget rules read the governance ledgers: the share of each key's and team's
+//! budget spent this period, against the entity's own `soft_budget` when it sets one.
 
 pub mod notify;
 pub mod rules;
@@ -110,7 +110,7 @@ impl Alerts {
             .map(|g| {
                 g.utilisation()
                     .into_iter()
-                    .filter_map(|(level, ratio)| {
+                    .filter_map(|(level, ratio, soft)| {
                         let (scope, subject) = match level {
                             crate::governance::ledger::Level::Key(id) => {
                                 (crate::config::AlertScope::Key, id)
@@ -124,6 +124,7 @@ impl Alerts {
                             scope,
                             subject,
                             ratio,
+                            threshold: soft,
                         })
                     })
                     .collect()

@@ -90,7 +90,7 @@ fn summary(status: Status, rule: &AlertRule, a: &ActiveAlert) -> String {
         .as_deref()
         .map(|w| format!(" over the last {w}"))
         .unwrap_or_default();
-    let threshold = show(rule.kind, rule.threshold);
+    let threshold = show(rule.kind, a.threshold);
     let measured = |what: &str| match a.value {
         Some(v) => format!("{what} of {who} is {}{over}", show(rule.kind, v)),
         None => format!("{who} had no requests{over}"),

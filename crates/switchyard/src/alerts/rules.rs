@@ -23,6 +23,8 @@ pub struct Finding {
     pub requests: Option<u64>,
     pub errors: Option<u64>,
     pub firing: bool,
+    /// The subject's own threshold, when it sets one (a key's or team's `soft_budget`).
+    pub threshold: Option<f64>,
 }
 
 /// A deployment in cooldown.
@@ -37,8 +39,10 @@ pub struct Cooling {
 pub struct BudgetUse {
     pub scope: AlertScope,
     pub subject: String,
-    /// Spent (plus reserved) over the budget.
+    /// Spent in the current period over the budget.
     pub ratio: f64,
+    /// The entity's `soft_budget`, which replaces the rule's threshold for it.
+    pub threshold: Option<f64>,
 }
 
 /// Every rule over every subject that has data (or is cooling).
@@ -69,6 +73,7 @@ pub fn evaluate(
                             requests: Some(stats.requests),
                             errors: (rule.kind == AlertKind::ErrorRate).then_some(stats.errors),
                             firing: enough && value.is_some_and(|v| v > rule.threshold),
+                            threshold: None,
                         });
                     }
                 }
@@ -90,6 +95,7 @@ pub fn evaluate(
                         requests: None,
                         errors: None,
                         firing: true,
+                        threshold: None,
                     });
                 }
             }
@@ -102,7 +108,8 @@ pub fn evaluate(
                         value: Some(b.ratio),
                         requests: None,
                         errors: None,
-                        firing: b.ratio > rule.threshold,
+                        firing: b.ratio > b.threshold.unwrap_or(rule.threshold),
+                        threshold: b.threshold,
                     });
                 }
             }
@@ -190,7 +197,7 @@ impl State {
                         scope: scope_name(f.scope),
                         subject: f.subject,
                         value: f.value,
-                        threshold: rule.threshold,
+                        threshold: f.threshold.unwrap_or(rule.threshold),
                         requests: f.requests,
                         errors: f.errors,
                         window: window_of(rule).map(|w| humantime::format_duration(w).to_string()),

@@ -342,11 +342,19 @@ fn cooldown_fires_per_deployment_and_budgets_fire_over_their_threshold() {
             scope: AlertScope::Key,
             subject: "key_a".into(),
             ratio: 0.85,
+            threshold: None,
         },
         rules::BudgetUse {
             scope: AlertScope::Team,
             subject: "team_b".into(),
             ratio: 0.5,
+            threshold: None,
+        },
+        rules::BudgetUse {
+            scope: AlertScope::Key,
+            subject: "key_soft".into(),
+            ratio: 0.5,
+            threshold: Some(0.4),
         },
     ];
     let notes = state.apply(
@@ -354,10 +362,30 @@ fn cooldown_fires_per_deployment_and_budgets_fire_over_their_threshold() {
         rules::evaluate(&rules, &w, &[], &budgets, 2_000),
         2_000,
     );
-    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes.len(), 2, "{notes:?}");
     assert_eq!(
         (notes[0].kind, notes[0].subject.as_str()),
         ("budget_utilisation", "key_a")
+    );
+    // A key's soft budget replaces the rule's threshold for it.
+    assert_eq!(
+        (notes[1].subject.as_str(), notes[1].threshold),
+        ("key_soft", 0.4)
+    );
+    assert!(
+        notes[1].summary.ends_with("above 40.0%"),
+        "{}",
+        notes[1].summary
+    );
+    // Still above: no second notification within the period.
+    assert!(
+        state
+            .apply(
+                &rules,
+                rules::evaluate(&rules, &w, &[], &budgets, 3_000),
+                3_000
+            )
+            .is_empty()
     );
 }
 
@@ -453,7 +481,8 @@ fn alerts_config_defaults_and_errors() {
         [
             AlertKind::ErrorRate,
             AlertKind::LatencyP99,
-            AlertKind::DeploymentCooldown
+            AlertKind::DeploymentCooldown,
+            AlertKind::BudgetUtilisation
         ]
     );
     assert_eq!(c.alerts.interval, Duration::from_secs(10));

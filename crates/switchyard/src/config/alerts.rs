@@ -66,6 +66,7 @@ fn default_rules() -> Vec<AlertRuleFile> {
         AlertKind::ErrorRate,
         AlertKind::LatencyP99,
         AlertKind::DeploymentCooldown,
+        AlertKind::BudgetUtilisation,
     ]
     .into_iter()
     .map(|kind| AlertRuleFile {

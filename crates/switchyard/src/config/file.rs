@@ -141,6 +141,9 @@ pub struct ProviderFile {
     /// Defaults per kind (official endpoints); required for `openai_compatible` and `azure`.
     pub base_url: Option<String>,
     pub api_key: Option<String>,
+    /// Name of a credential stored through `POST /admin/credentials` (encrypted at rest) to use
+    /// instead of `api_key`; read again whenever it changes, without a restart.
+    pub credential: Option<String>,
     /// Azure `api-version` for classic deployment URLs; omit to use Azure's v1 API.
     pub api_version: Option<String>,
     /// For `kind: simulator`: which provider's wire format it speaks.
@@ -181,6 +184,37 @@ pub struct DeploymentFile {
     pub tpm: Option<u64>,
     /// Context window in tokens: requests that cannot fit are never sent here.
     pub context_window: Option<u64>,
+    /// Where the deployment runs (e.g. `eu`, `us-east`); keys and teams may restrict it.
+    pub region: Option<String>,
+    /// How risky sending data here is; keys and teams may set a maximum.
+    pub risk_level: Option<RiskLevel>,
+    /// The most sensitive data this deployment may receive (e.g. `public`, `internal`,
+    /// `confidential`); keys and teams may list the ones they accept.
+    pub data_classification: Option<String>,
+    /// Free-form attributes, shown in the admin API.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Ordered risk of a deployment: `low` < `medium` < `high`.
+#[derive(
+    Debug, Deserialize, serde::Serialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+}
+
+impl RiskLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -510,8 +544,8 @@ pub struct AlertsFile {
     /// Where firing and resolved notifications are sent.
     #[serde(default)]
     pub webhooks: Vec<WebhookFile>,
-    /// The rules; when omitted: `error_rate`, `latency_p99` and `deployment_cooldown` with their
-    /// default thresholds.
+    /// The rules; when omitted: `error_rate`, `latency_p99`, `deployment_cooldown` and
+    /// `budget_utilisation` with their default thresholds.
     pub rules: Option<Vec<AlertRuleFile>>,
 }
 
@@ -574,7 +608,8 @@ pub enum AlertKind {
     LatencyP99,
     /// A deployment is in cooldown.
     DeploymentCooldown,
-    /// Share of a key's or team's budget spent. Not wired to budgets yet: evaluates to nothing.
+    /// Share of a key's or team's budget spent this period (above the entity's `soft_budget`
+    /// when it sets one).
     #[serde(alias = "budget_utilization")]
     BudgetUtilisation,
 }

@@ -22,7 +22,7 @@ pub use alerts::{AlertRule, AlertsConfig, Webhook, kind_name, scope_name};
 pub use file::{AlertKind, AlertScope, WebhookFormat};
 pub use file::{
     ContentMode, GovernanceFile, HedgeAfterFile, LogFormat, LoggingFile, PriceFile,
-    RetryBudgetFile, RoutingFile, RuleFile, SimDialectFile, SimulatorFile, StrategyFile,
+    RetryBudgetFile, RiskLevel, RoutingFile, RuleFile, SimDialectFile, SimulatorFile, StrategyFile,
     StreamBufferFile, TelemetryFile, TimeoutsFile,
 };
 pub use otlp::{OtlpFile, traces_url};
@@ -68,6 +68,8 @@ pub struct ProviderConfig {
     pub simulated: Option<SimDialectFile>,
     pub base_url: String,
     pub api_key: Option<Secret>,
+    /// A stored credential used instead of `api_key` (its name).
+    pub credential: Option<String>,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
     /// How telemetry names this provider (`gen_ai.provider.name`).
@@ -85,6 +87,20 @@ pub struct DeploymentConfig {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub context_window: Option<u64>,
+    pub attributes: Attributes,
+}
+
+/// What a deployment is, for the restrictions keys and teams may set.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Attributes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_level: Option<RiskLevel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_classification: Option<String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, String>,
 }
 
 /// Fallback aliases, chosen by the class of the last failure.
@@ -408,12 +424,24 @@ fn resolve_providers(
             KindFile::Openai | KindFile::Azure | KindFile::Anthropic | KindFile::Gemini
         );
         let api_key = p.api_key.clone().filter(|k| !k.is_empty());
-        if needs_key && api_key.is_none() {
-            err(
+        let credential = p.credential.clone();
+        match (&api_key, &credential) {
+            (Some(_), Some(_)) => err(
+                errors,
+                format!("{path}.credential"),
+                "give either api_key or credential, not both",
+            ),
+            (_, Some(name)) if !crate::credentials::valid_name(name) => err(
+                errors,
+                format!("{path}.credential"),
+                "a credential name is 1 to 64 letters, digits, '-', '_' or '.'",
+            ),
+            (None, None) if needs_key => err(
                 errors,
                 format!("{path}.api_key"),
-                "required for this provider kind",
-            );
+                "required for this provider kind (or name a stored credential with `credential`)",
+            ),
+            _ => {}
         }
         let base_url = match (&p.base_url, p.kind) {
             (Some(url), KindFile::Simulator) => {
@@ -495,8 +523,13 @@ fn resolve_providers(
             base_url,
             // The simulator accepts any key; a fixed one keeps auth headers on the wire realistic.
             api_key: api_key
-                .or_else(|| simulated.map(|_| "sim-key".to_owned()))
+                .or_else(|| {
+                    simulated
+                        .filter(|_| credential.is_none())
+                        .map(|_| "sim-key".to_owned())
+                })
                 .map(Secret::new),
+            credential,
             api_version: match (simulated, &p.api_version) {
                 (Some(SimDialectFile::Azure), None) => Some("2024-10-21".to_owned()),
                 (_, v) => v.clone(),
@@ -553,6 +586,12 @@ fn resolve_models(
                     rpm: d.rpm,
                     tpm: d.tpm,
                     context_window: d.context_window,
+                    attributes: Attributes {
+                        region: d.region.clone(),
+                        risk_level: d.risk_level,
+                        data_classification: d.data_classification.clone(),
+                        extra: d.attributes.clone(),
+                    },
                 }),
                 None if providers.iter().any(Option::is_none) => {}
                 None => err(
@@ -563,6 +602,14 @@ fn resolve_models(
             }
             if d.model.is_empty() {
                 err(errors, format!("{dpath}.model"), "must not be empty");
+            }
+            for (name, v) in [
+                ("region", &d.region),
+                ("data_classification", &d.data_classification),
+            ] {
+                if v.as_deref().is_some_and(str::is_empty) {
+                    err(errors, format!("{dpath}.{name}"), "must not be empty");
+                }
             }
             if d.weight == 0 {
                 err(errors, format!("{dpath}.weight"), "must be greater than 0");

@@ -86,6 +86,8 @@ pub enum Shortfall {
         level: Level,
         what: &'static str,
         limit: u64,
+        /// What is left of the limit now (less than this request needs).
+        remaining: u64,
         retry_after_secs: u64,
     },
 }
@@ -136,6 +138,19 @@ pub fn period_start(period: Period, now_ms: i64) -> i64 {
     }
 }
 
+/// When the period after the one containing `now_ms` starts; `None` for budgets without one.
+pub fn next_period_start(period: Period, now_ms: i64) -> Option<i64> {
+    let day = 86_400_000;
+    let start = period_start(period, now_ms);
+    match period {
+        Period::None => None,
+        Period::Daily => Some(start + day),
+        Period::Weekly => Some(start + 7 * day),
+        // The first day of the next month: 32 days on is always in it.
+        Period::Monthly => Some(period_start(period, start + 32 * day)),
+    }
+}
+
 impl Ledger {
     pub fn new(level: Level, limits: Limits, spent: i64, now_ms: i64) -> Arc<Self> {
         Arc::new(Self {
@@ -173,6 +188,11 @@ impl Ledger {
     }
 }
 
+/// What is left of a per-minute limit, rounded down.
+fn left(limit: u64, used: f64) -> u64 {
+    (limit as f64 - used).max(0.0).floor() as u64
+}
+
 /// Tries to reserve `ask` at every level at once.
 pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted, Shortfall> {
     let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
@@ -191,6 +211,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "parallel requests",
                 limit: u64::from(max),
+                remaining: 0,
                 retry_after_secs: 1,
             });
         }
@@ -201,6 +222,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "requests per minute",
                 limit: rpm,
+                remaining: left(rpm, s.requests.used(now_ms)),
                 retry_after_secs: secs_left,
             });
         }
@@ -211,6 +233,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 level: l.level.clone(),
                 what: "tokens per minute",
                 limit: tpm,
+                remaining: left(tpm, s.tokens.used(now_ms)),
                 retry_after_secs: secs_left,
             });
         }
@@ -389,6 +412,37 @@ mod tests {
     }
 
     #[test]
+    fn an_exhausted_budget_admits_again_when_its_period_starts_over() {
+        // 2026-11-29T23:59:00Z.
+        let now = 1_795_996_740_000;
+        let key = Ledger::new(
+            Level::Key("k".into()),
+            Limits {
+                budget_period: Period::Daily,
+                ..budget(100)
+            },
+            0,
+            now,
+        );
+        let levels = std::slice::from_ref(&key);
+        let ask = Ask {
+            worst: 60,
+            least: 10,
+            tokens: 1,
+            may_cap: false,
+        };
+        assert!(reserve(levels, ask, now).is_ok());
+        settle(levels, 60, 60, 0, now);
+        assert_eq!(
+            reserve(levels, ask, now + 1_000),
+            Err(Shortfall::Exhausted(Level::Key("k".into())))
+        );
+        // One minute later it is the next day.
+        assert!(reserve(levels, ask, now + 60_000).is_ok());
+        assert_eq!(key.usage(now + 60_000).0, 0);
+    }
+
+    #[test]
     fn periods_start_where_they_should() {
         // 2026-11-29T12:00:00Z, a Sunday.
         let now = 1_795_953_600_000;
@@ -414,5 +468,11 @@ mod tests {
         );
         assert_eq!(l.usage(now).0, 90);
         assert_eq!(l.usage(now + 86_400_000).0, 0, "a new day starts from zero");
+        assert_eq!(
+            next_period_start(Period::Monthly, now),
+            Some(1_796_083_200_000),
+            "2026-12-01"
+        );
+        assert_eq!(next_period_start(Period::None, now), None);
     }
 }

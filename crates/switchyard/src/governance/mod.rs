@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::error::GatewayError;
 use crate::pricing::Price;
-use crate::routing::glob_match;
+use crate::routing::{Restrictions, glob_match};
 use crate::store::{AuditEntry, SpendColumn, SqliteStore};
 use crate::telemetry::Caller;
 use ledger::{Ask, Ledger, Level, Shortfall};
@@ -312,6 +312,23 @@ impl Governance {
             .all(|l| allowed_by(l, alias))
     }
 
+    /// The deployment restrictions of every level the caller belongs to, merged.
+    pub fn restrictions(&self, p: &Principal, customer: Option<&str>) -> Restrictions {
+        let mut out = Restrictions::default();
+        if p.master {
+            return out;
+        }
+        let snap = self.snapshot.load();
+        for l in self.limits_chain(&snap, p, customer) {
+            out.add(
+                &l.allowed_regions,
+                l.max_risk_level,
+                &l.allowed_data_classifications,
+            );
+        }
+        out
+    }
+
     /// Reserves the request's worst-case cost and its rate-limit share at every level, waiting
     /// (bounded) for in-flight reservations when only they stand in the way. May lower
     /// `max_tokens` (returned) when the caller set none and the budget cannot pay the default.
@@ -389,23 +406,40 @@ impl Governance {
                 Err(Shortfall::InFlight(level)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                        return Err(GatewayError::BudgetExceeded(format!(
-                            "The budget of {} is held by requests in flight; it did not free up within {} ms.",
-                            level.describe(),
-                            self.max_wait.as_millis()
-                        )));
+                        return Err(GatewayError::BudgetExceeded {
+                            message: format!(
+                                "The budget of {} is held by requests in flight; it did not free up within {} ms.",
+                                level.describe(),
+                                self.max_wait.as_millis()
+                            ),
+                            retry_after_secs: Some(1),
+                        });
                     }
                 }
                 Err(Shortfall::Exhausted(level)) => {
-                    return Err(GatewayError::BudgetExceeded(format!(
-                        "The budget of {} is exhausted for this period.",
-                        level.describe()
-                    )));
+                    let period = levels
+                        .iter()
+                        .find(|l| l.level == level)
+                        .map_or(model::Period::None, |l| l.limits.budget_period);
+                    let now = now_unix_ms();
+                    let next = ledger::next_period_start(period, now);
+                    return Err(GatewayError::BudgetExceeded {
+                        message: match next {
+                            Some(_) => format!(
+                                "The budget of {} is exhausted for this period; it starts over with the next {} period.",
+                                level.describe(),
+                                period.as_str()
+                            ),
+                            None => format!("The budget of {} is exhausted.", level.describe()),
+                        },
+                        retry_after_secs: next.map(|t| ((t - now).max(1000) / 1000) as u64),
+                    });
                 }
                 Err(Shortfall::RateLimited {
                     level,
                     what,
                     limit,
+                    remaining,
                     retry_after_secs,
                 }) => {
                     return Err(GatewayError::RateLimited {
@@ -414,6 +448,7 @@ impl Governance {
                             level.describe()
                         ),
                         limit,
+                        remaining,
                         kind: what,
                         retry_after_secs,
                     });
@@ -431,17 +466,23 @@ impl Governance {
             .map(|l| l.usage(now_unix_ms()))
     }
 
-    /// Share of its budget each entity with a budget has spent or reserved.
-    pub fn utilisation(&self) -> Vec<(Level, f64)> {
+    /// Share of its budget each entity with a budget has spent this period, with its
+    /// `soft_budget`. Reservations are left out: they come and go with every request, and an
+    /// alert on them would fire and resolve again and again instead of once per period.
+    pub fn utilisation(&self) -> Vec<(Level, f64, Option<f64>)> {
         let now = now_unix_ms();
         self.snapshot
             .load()
             .ledgers
             .values()
             .filter_map(|l| {
-                let (spent, reserved, max, _) = l.usage(now);
+                let (spent, _, max, _) = l.usage(now);
                 let max = max.filter(|m| *m > 0)?;
-                Some((l.level.clone(), (spent + reserved) as f64 / max as f64))
+                Some((
+                    l.level.clone(),
+                    spent as f64 / max as f64,
+                    l.limits.soft_budget,
+                ))
             })
             .collect()
     }

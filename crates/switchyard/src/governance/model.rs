@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::RiskLevel;
+
 /// When a budget starts over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -13,6 +15,17 @@ pub enum Period {
     Daily,
     Weekly,
     Monthly,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::None => "none",
+            Period::Daily => "daily",
+            Period::Weekly => "weekly",
+            Period::Monthly => "monthly",
+        }
+    }
 }
 
 /// What to do when a request without `max_tokens` could cost more than the budget has left.
@@ -62,6 +75,15 @@ pub struct Limits {
     pub soft_budget: Option<f64>,
     #[serde(default)]
     pub over_budget: OverBudget,
+    /// Deployment regions this entity's requests may go to; empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_regions: Vec<String>,
+    /// Highest deployment risk level allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_risk_level: Option<RiskLevel>,
+    /// Deployment data classifications allowed; empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_data_classifications: Vec<String>,
 }
 
 impl Limits {
@@ -71,6 +93,9 @@ impl Limits {
             && self.tpm.is_none()
             && self.max_parallel.is_none()
             && self.max_budget_nanos.is_none()
+            && self.allowed_regions.is_empty()
+            && self.max_risk_level.is_none()
+            && self.allowed_data_classifications.is_empty()
     }
 }
 

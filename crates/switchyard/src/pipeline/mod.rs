@@ -81,12 +81,11 @@ fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> 
     h
 }
 
-fn facts_of(request: &ChatRequest, headers: &HeaderMap) -> RequestFacts {
+fn facts_of(request: &ChatRequest, headers: &HeaderMap, input_tokens: u64) -> RequestFacts {
     RequestFacts {
         model: request.model.clone(),
         metadata: request.metadata.clone(),
-        // About four characters per token: a routing estimate, not an accounting figure.
-        input_tokens: (request.prompt_chars() as u64).div_ceil(4),
+        input_tokens,
         max_output_tokens: request.max_tokens.map(u64::from),
         messages: request.messages.len(),
         needs: Needs {
@@ -101,6 +100,7 @@ fn facts_of(request: &ChatRequest, headers: &HeaderMap) -> RequestFacts {
         max_cost: max_cost(headers),
         team: None,
         key: None,
+        restrictions: Default::default(),
     }
 }
 
@@ -119,6 +119,7 @@ fn plan_error(e: PlanError) -> GatewayError {
         PlanError::Unsupported { alias, needs } => GatewayError::Unsupported(format!(
             "No deployment behind '{alias}' supports what this request needs ({needs})."
         )),
+        PlanError::NotAllowed(why) => GatewayError::ModelNotAllowed(why),
     }
 }
 
@@ -158,9 +159,16 @@ pub async fn chat(
     tracker.set_request(&request, customer.clone());
     let reply_headers = experiments::reply_headers(applied?.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
-    let mut facts = facts_of(&request, headers);
+    // The prompt's size in tokens, for the reservation, TPM and routing (an estimate that leans
+    // high; the usage in the answer is what gets billed).
+    let encoding = app.table.encoding(&request.model);
+    let input_tokens = crate::tokens::off_the_reactor(request.prompt_chars(), || {
+        crate::tokens::estimate_chat(encoding, &request)
+    });
+    let mut facts = facts_of(&request, headers, input_tokens);
     facts.team = principal.caller.team.clone();
     facts.key = principal.caller.key_id.clone();
+    facts.restrictions = app.governance.restrictions(&principal, customer.as_deref());
     let mut planner = app
         .table
         .planner(facts.clone(), now_ms(), &mut random_below)
@@ -333,26 +341,28 @@ pub async fn embeddings(
     tracker.set_model(&request.model);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
+    let encoding = app.table.encoding(&request.model);
+    let input_bytes = match &request.input {
+        switchyard_protocol::canonical::EmbeddingInput::Texts(t) => t.iter().map(String::len).sum(),
+        switchyard_protocol::canonical::EmbeddingInput::Tokens(_) => 0,
+    };
+    let input_tokens = crate::tokens::off_the_reactor(input_bytes, || {
+        crate::tokens::estimate_embeddings(encoding, &request.input)
+    });
     let facts = RequestFacts {
         model: request.model.clone(),
+        input_tokens,
         needs: Needs {
             embeddings: true,
             ..Needs::default()
         },
+        restrictions: app.governance.restrictions(&principal, customer.as_deref()),
         ..RequestFacts::default()
     };
     let mut planner = app
         .table
         .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
-    let input_tokens = match &request.input {
-        switchyard_protocol::canonical::EmbeddingInput::Texts(t) => {
-            t.iter().map(|s| (s.len() as u64).div_ceil(4)).sum()
-        }
-        switchyard_protocol::canonical::EmbeddingInput::Tokens(t) => {
-            t.iter().map(|v| v.len() as u64).sum()
-        }
-    };
     let (admission, _) = app
         .governance
         .admit(

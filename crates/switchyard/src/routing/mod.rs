@@ -5,6 +5,7 @@
 //! random source, so it is unit-testable; every decision is recorded in a [`RouteDecision`].
 
 mod health;
+mod restrict;
 mod rules;
 pub mod strategy;
 #[cfg(test)]
@@ -21,24 +22,48 @@ use switchyard_protocol::canonical::ErrorClass;
 use switchyard_protocol::dialect::{Capabilities, ProviderDialect, provider_dialect};
 
 use crate::config::{
-    Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile, StreamBufferFile,
-    TimeoutsFile,
+    Attributes, Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile,
+    StreamBufferFile, TimeoutsFile,
 };
 
 pub use health::{Health, HealthSnapshot, now_ms};
+pub use restrict::Restrictions;
 pub use rules::glob_match;
 use strategy::{Candidate, OrderInput};
+
+/// Where a provider's credential comes from.
+pub enum ProviderAuth {
+    None,
+    /// `api_key` in the configuration.
+    Static(Arc<Secret>),
+    /// A stored credential, read from the vault on every attempt.
+    Stored {
+        name: String,
+        vault: Arc<crate::credentials::Vault>,
+    },
+}
 
 /// One upstream endpoint with its dialect and credentials.
 pub struct Provider {
     pub name: String,
     pub dialect: Box<dyn ProviderDialect>,
     pub base_url: String,
-    pub api_key: Option<Secret>,
+    pub auth: ProviderAuth,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
     /// Own connection pool, so one provider's connect timeout and pool never affect another.
     pub client: reqwest::Client,
+}
+
+impl Provider {
+    /// The credential to send now; an error (naming no secret) when a stored one is missing.
+    pub fn api_key(&self) -> Result<Option<Arc<Secret>>, String> {
+        match &self.auth {
+            ProviderAuth::None => Ok(None),
+            ProviderAuth::Static(s) => Ok(Some(s.clone())),
+            ProviderAuth::Stored { name, vault } => vault.get(name).map(Some),
+        }
+    }
 }
 
 /// One callable target behind an alias.
@@ -54,6 +79,8 @@ pub struct Deployment {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub context_window: Option<u64>,
+    /// Region, risk level, data classification and free-form attributes.
+    pub attributes: Attributes,
     /// What a token costs here: the configured price, else the compiled-in table's.
     pub billing: Option<crate::pricing::Price>,
     pub health: Health,
@@ -67,6 +94,8 @@ pub struct Route {
     pub num_retries: u32,
     pub hedge: Option<Hedge>,
     pub stream_buffer: Option<StreamBufferFile>,
+    /// Vocabulary prompt estimates use: `cl100k` only when every deployment's model uses it.
+    pub encoding: crate::tokens::Encoding,
     tick: AtomicU64,
     requests: AtomicU64,
     hedged: AtomicU64,
@@ -141,6 +170,8 @@ pub struct RequestFacts {
     /// The caller's team and key ids, for rules that match on them.
     pub team: Option<String>,
     pub key: Option<String>,
+    /// What the caller's key, team, organisation and customer allow.
+    pub restrictions: Restrictions,
 }
 
 /// One planned attempt: which deployment, reached through which alias.
@@ -160,6 +191,8 @@ pub enum PlanError {
         alias: String,
         needs: String,
     },
+    /// The caller's restrictions leave no deployment of the alias or its fallbacks.
+    NotAllowed(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,8 +236,13 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Builds the table. `sim_base_url` is where the in-process simulator listens, if started.
-    pub fn build(config: &Config, sim_base_url: Option<&str>) -> Result<Self, reqwest::Error> {
+    /// Builds the table. `sim_base_url` is where the in-process simulator listens, if started;
+    /// `vault` holds the stored credentials providers may name.
+    pub fn build(
+        config: &Config,
+        sim_base_url: Option<&str>,
+        vault: &Arc<crate::credentials::Vault>,
+    ) -> Result<Self, reqwest::Error> {
         let providers: Vec<Arc<Provider>> = config
             .providers
             .iter()
@@ -217,7 +255,14 @@ impl RoutingTable {
                     name: p.name.clone(),
                     dialect: provider_dialect(&p.kind),
                     base_url,
-                    api_key: p.api_key.clone(),
+                    auth: match (&p.credential, &p.api_key) {
+                        (Some(name), _) => ProviderAuth::Stored {
+                            name: name.clone(),
+                            vault: vault.clone(),
+                        },
+                        (None, Some(key)) => ProviderAuth::Static(Arc::new(key.clone())),
+                        (None, None) => ProviderAuth::None,
+                    },
                     api_version: p.api_version.clone(),
                     timeouts: p.timeouts,
                     client: crate::upstream::client_for(p.timeouts.connect)?,
@@ -250,10 +295,19 @@ impl RoutingTable {
                         rpm: d.rpm,
                         tpm: d.tpm,
                         context_window: d.context_window,
+                        attributes: d.attributes.clone(),
                         health: Health::default(),
                     }))
                 })
                 .collect();
+            let encoding = if !m.deployments.is_empty()
+                && m.deployments.iter().all(|d| {
+                    crate::tokens::Encoding::for_model(&d.model) == crate::tokens::Encoding::Cl100k
+                }) {
+                crate::tokens::Encoding::Cl100k
+            } else {
+                crate::tokens::Encoding::O200k
+            };
             aliases.push(m.alias.clone());
             routes.insert(
                 m.alias.clone(),
@@ -265,6 +319,7 @@ impl RoutingTable {
                     num_retries: m.num_retries,
                     hedge: m.hedge,
                     stream_buffer: m.stream_buffer,
+                    encoding,
                     tick: AtomicU64::new(0),
                     requests: AtomicU64::new(0),
                     hedged: AtomicU64::new(0),
@@ -280,6 +335,24 @@ impl RoutingTable {
 
     pub fn route(&self, alias: &str) -> Option<&Arc<Route>> {
         self.routes.get(alias)
+    }
+
+    /// Every vocabulary some alias estimates with.
+    pub fn encodings(&self) -> Vec<crate::tokens::Encoding> {
+        let mut v = Vec::new();
+        for r in self.routes.values() {
+            if !v.contains(&r.encoding) {
+                v.push(r.encoding);
+            }
+        }
+        v
+    }
+
+    /// The vocabulary to estimate prompts for `alias` with (`o200k` for unknown aliases).
+    pub fn encoding(&self, alias: &str) -> crate::tokens::Encoding {
+        self.routes
+            .get(alias)
+            .map_or(crate::tokens::Encoding::O200k, |r| r.encoding)
     }
 
     /// The highest price among the deployments a request to `alias` could reach (its own and
@@ -359,16 +432,53 @@ impl RoutingTable {
         };
         planner.rank(&route, rng);
         planner.expanded.push_back(route.clone());
-        if planner.queue.is_empty()
-            && planner.last_resort.is_empty()
-            && route.fallbacks.all().next().is_none()
-        {
-            return Err(PlanError::Unsupported {
-                alias: route.alias.clone(),
-                needs: planner.facts.needs.describe(),
-            });
+        if planner.queue.is_empty() && planner.last_resort.is_empty() {
+            let restrictions = &planner.facts.restrictions;
+            if !restrictions.is_empty() && !self.usable(&route.alias, restrictions) {
+                return Err(PlanError::NotAllowed(
+                    restrictions.explain(
+                        &route.alias,
+                        route
+                            .deployments
+                            .iter()
+                            .map(|d| (d.id.as_str(), &d.attributes)),
+                    ),
+                ));
+            }
+            if route.fallbacks.all().next().is_none() {
+                return Err(PlanError::Unsupported {
+                    alias: route.alias.clone(),
+                    needs: planner.facts.needs.describe(),
+                });
+            }
         }
         Ok(planner)
+    }
+
+    /// Whether `alias` or one of its fallbacks (transitively) has a deployment the
+    /// restrictions allow.
+    pub fn usable(&self, alias: &str, restrictions: &Restrictions) -> bool {
+        let mut seen = vec![alias.to_owned()];
+        let mut queue = vec![alias.to_owned()];
+        while let Some(a) = queue.pop() {
+            let Some(route) = self.routes.get(&a) else {
+                continue;
+            };
+            if route
+                .deployments
+                .iter()
+                .any(|d| restrictions.rejects(&d.attributes).is_none())
+            {
+                return true;
+            }
+            for f in route.fallbacks.all() {
+                if !seen.contains(f) {
+                    seen.push(f.clone());
+                    queue.push(f.clone());
+                }
+            }
+        }
+        false
     }
 
     /// The whole plan when every failure is of an unknown class (tests and tools).
@@ -455,6 +565,10 @@ impl Planner<'_> {
         let mut cooled = Vec::new();
         for (index, d) in route.deployments.iter().enumerate() {
             if self.already_planned(&d.id) {
+                continue;
+            }
+            if let Some((_, why)) = self.facts.restrictions.rejects(&d.attributes) {
+                self.skip(&route.alias, d, why);
                 continue;
             }
             if let Some(o) = overrides

@@ -23,7 +23,7 @@ models:
 
 fn table() -> RoutingTable {
     let config = load(CONFIG, &|_| None).unwrap();
-    RoutingTable::build(&config, None).unwrap()
+    RoutingTable::build(&config, None, &Default::default()).unwrap()
 }
 
 fn ids(plan: &[PlannedAttempt]) -> Vec<String> {
@@ -303,7 +303,7 @@ routing:
 "#;
 
 fn rules_table() -> RoutingTable {
-    RoutingTable::build(&load(RULES, &|_| None).unwrap(), None).unwrap()
+    RoutingTable::build(&load(RULES, &|_| None).unwrap(), None, &Default::default()).unwrap()
 }
 
 fn facts(model: &str, tokens: u64) -> RequestFacts {

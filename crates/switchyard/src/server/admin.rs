@@ -42,6 +42,7 @@ pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
                 "deployment": d.id,
                 "provider": d.provider.name,
                 "model": d.model,
+                "attributes": d.attributes,
                 "state": state,
                 "in_flight": h.in_flight,
                 "successes": h.successes,

@@ -15,6 +15,7 @@ use switchyard_protocol::error::DecodeError;
 
 use super::{error_response, json_response};
 use crate::app::App;
+use crate::config::RiskLevel;
 use crate::error::GatewayError;
 use crate::governance::ledger::Level;
 use crate::governance::model::{
@@ -26,7 +27,7 @@ use crate::store::AuditEntry;
 
 type Answer = Result<Response, GatewayError>;
 
-fn respond(answer: Answer) -> Response {
+pub(super) fn respond(answer: Answer) -> Response {
     match answer {
         Ok(r) => r,
         Err(e) => error_response(
@@ -37,7 +38,7 @@ fn respond(answer: Answer) -> Response {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
     DecodeError::parse(body).map_err(GatewayError::InvalidRequest)
 }
 
@@ -50,6 +51,9 @@ const LIMIT_FIELDS: &[&str] = &[
     "budget_period",
     "soft_budget",
     "over_budget",
+    "allowed_regions",
+    "max_risk_level",
+    "allowed_data_classifications",
 ];
 
 /// Parses an entity body and its limits separately (both strict), so errors keep their field
@@ -78,11 +82,11 @@ fn parse_with_limits<T: serde::de::DeserializeOwned>(
     Ok((fields, limits))
 }
 
-fn bad(message: impl Into<String>, param: &str) -> GatewayError {
+pub(super) fn bad(message: impl Into<String>, param: &str) -> GatewayError {
     GatewayError::InvalidRequest(DecodeError::new(message, Some(param)))
 }
 
-fn store_error(e: sqlx::Error) -> GatewayError {
+pub(super) fn store_error(e: sqlx::Error) -> GatewayError {
     GatewayError::Internal(format!("store: {e}"))
 }
 
@@ -98,6 +102,20 @@ pub struct LimitsInput {
     budget_period: Option<Period>,
     soft_budget: Option<f64>,
     over_budget: Option<OverBudget>,
+    allowed_regions: Option<Vec<String>>,
+    /// `low`, `medium` or `high`; `null` lifts the limit.
+    #[serde(default, deserialize_with = "present")]
+    max_risk_level: Option<Option<RiskLevel>>,
+    allowed_data_classifications: Option<Vec<String>>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl LimitsInput {
@@ -134,6 +152,31 @@ impl LimitsInput {
         }
         if let Some(o) = self.over_budget {
             limits.over_budget = o;
+        }
+        for (field, list, into) in [
+            (
+                "allowed_regions",
+                self.allowed_regions,
+                &mut limits.allowed_regions,
+            ),
+            (
+                "allowed_data_classifications",
+                self.allowed_data_classifications,
+                &mut limits.allowed_data_classifications,
+            ),
+        ] {
+            if let Some(list) = list {
+                if let Some(i) = list.iter().position(|v| v.trim().is_empty()) {
+                    return Err(bad(
+                        format!("'{field}[{i}]' must not be empty"),
+                        &format!("{field}[{i}]"),
+                    ));
+                }
+                *into = list;
+            }
+        }
+        if let Some(r) = self.max_risk_level {
+            limits.max_risk_level = r;
         }
         Ok(())
     }
@@ -204,7 +247,7 @@ fn check_team_scope(p: &Principal, team: Option<&str>) -> Result<(), GatewayErro
     ))
 }
 
-fn require_admin(p: &Principal) -> Result<(), GatewayError> {
+pub(super) fn require_admin(p: &Principal) -> Result<(), GatewayError> {
     if p.role >= Role::Admin {
         Ok(())
     } else {

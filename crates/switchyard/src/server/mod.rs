@@ -20,6 +20,7 @@ use switchyard_protocol::openai::OpenAiIngress;
 use tokio::net::TcpListener;
 
 mod admin;
+mod credentials;
 mod evaluation;
 mod experiments;
 mod governance;
@@ -42,7 +43,8 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    evaluation::routes(experiments::routes(governance::routes(Router::new())))
+    let admin = credentials::routes(governance::routes(Router::new()));
+    evaluation::routes(experiments::routes(admin))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -280,11 +282,13 @@ async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Ok(p) => p,
         Err(e) => return error_response(DialectId::OpenAi, &e, &ctx.id),
     };
+    let restrictions = app.governance.restrictions(&principal, None);
     let data: Vec<_> = app
         .table
         .aliases
         .iter()
         .filter(|a| app.governance.model_allowed(&principal, None, a))
+        .filter(|a| restrictions.is_empty() || app.table.usable(a, &restrictions))
         .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
         .collect();
     json_response(StatusCode::OK, json!({"object": "list", "data": data}))

@@ -3,7 +3,7 @@
 
 mod sqlite;
 
-pub use sqlite::{AuditEntry, SpendColumn, SqliteStore};
+pub use sqlite::{AuditEntry, SpendColumn, SqliteStore, StoredCredential};
 
 use crate::telemetry::record::RequestRecord;
 

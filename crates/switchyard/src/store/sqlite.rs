@@ -65,6 +65,16 @@ CREATE INDEX requests_org ON requests (org, started_at_ms);
 "#,
     crate::experiments::store::MIGRATION,
     crate::evaluation::store::MIGRATION,
+    r#"
+CREATE TABLE credentials (
+    name TEXT PRIMARY KEY,
+    envelope TEXT NOT NULL,
+    hint TEXT NOT NULL,
+    description TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 #[derive(Clone)]
@@ -269,18 +279,7 @@ impl SqliteStore {
                     .await?;
             }
         }
-        sqlx::query(
-            "INSERT INTO audit (at_ms, actor, action, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(audit.at_ms)
-        .bind(&audit.actor)
-        .bind(&audit.action)
-        .bind(&audit.kind)
-        .bind(&audit.entity_id)
-        .bind(audit.before.as_ref().map(|v| v.to_string()))
-        .bind(audit.after.as_ref().map(|v| v.to_string()))
-        .execute(&mut *tx)
-        .await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await
     }
 
@@ -340,6 +339,98 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await
     }
+}
+
+impl SqliteStore {
+    /// Every stored credential (still encrypted).
+    pub async fn credentials(&self) -> StoreResult<Vec<StoredCredential>> {
+        let rows = sqlx::query(
+            "SELECT name, envelope, hint, description, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(StoredCredential {
+                    name: r.try_get(0).ok()?,
+                    envelope: r.try_get(1).ok()?,
+                    hint: r.try_get(2).ok()?,
+                    description: r.try_get(3).ok()?,
+                    created_at_ms: r.try_get(4).ok()?,
+                    updated_at_ms: r.try_get(5).ok()?,
+                })
+            })
+            .collect())
+    }
+
+    /// Writes (or, with `None`, deletes) the credential `name` and its audit entry (when given)
+    /// in one transaction.
+    pub async fn put_credential(
+        &self,
+        name: &str,
+        record: Option<&StoredCredential>,
+        audit: Option<&AuditEntry>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        match record {
+            Some(c) => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO credentials (name, envelope, hint, description, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&c.name)
+                .bind(&c.envelope)
+                .bind(&c.hint)
+                .bind(&c.description)
+                .bind(c.created_at_ms)
+                .bind(c.updated_at_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM credentials WHERE name = ?")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(audit) = audit {
+            insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await
+    }
+}
+
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    audit: &AuditEntry,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit (at_ms, actor, action, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(audit.at_ms)
+    .bind(&audit.actor)
+    .bind(&audit.action)
+    .bind(&audit.kind)
+    .bind(&audit.entity_id)
+    .bind(audit.before.as_ref().map(|v| v.to_string()))
+    .bind(audit.after.as_ref().map(|v| v.to_string()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A credential as stored: the secret only inside the encrypted envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub name: String,
+    /// `v1:key_id:nonce:ciphertext`.
+    pub envelope: String,
+    /// `…abcd`: the secret's last characters, or `…` for short secrets.
+    pub hint: String,
+    pub description: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy)]

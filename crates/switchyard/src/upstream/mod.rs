@@ -87,14 +87,28 @@ pub fn client_for(connect_timeout: Duration) -> Result<reqwest::Client, reqwest:
         .build()
 }
 
-fn target<'a>(d: &'a Deployment) -> Target<'a> {
+fn target<'a>(d: &'a Deployment, api_key: Option<&'a crate::config::Secret>) -> Target<'a> {
     let p = &d.provider;
     Target {
         base_url: &p.base_url,
         model: &d.model,
-        api_key: p.api_key.as_ref().map(|s| s.expose()),
+        api_key: api_key.map(|s| s.expose()),
         api_version: p.api_version.as_deref(),
     }
+}
+
+/// The provider's credential for this attempt. A stored credential that is missing or cannot
+/// be decrypted fails the attempt (status-less `auth_failed`, so other deployments are tried).
+fn credential(
+    provider: &Provider,
+) -> Result<Option<Arc<crate::config::Secret>>, UpstreamErrorInfo> {
+    provider.api_key().map_err(|why| UpstreamErrorInfo {
+        class: ErrorClass::AuthFailed,
+        status: None,
+        message: format!("provider '{}': {why}", provider.name),
+        provider_code: None,
+        retry_after_secs: None,
+    })
 }
 
 fn transport_error(e: &reqwest::Error, provider: &Provider) -> UpstreamErrorInfo {
@@ -253,9 +267,10 @@ async fn attempt_chat(
 ) -> Result<Answer, UpstreamErrorInfo> {
     let provider = &d.provider;
     let started = Instant::now();
+    let key = credential(provider)?;
     let built = provider
         .dialect
-        .build_chat(request, &target(d))
+        .build_chat(request, &target(d, key.as_deref()))
         .map_err(invalid_for_provider)?;
     let response = send(d, built, started).await?;
     let timeouts = provider.timeouts;
@@ -353,9 +368,10 @@ async fn attempt_embeddings(
 ) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
     let provider = &d.provider;
     let started = Instant::now();
+    let key = credential(provider)?;
     let built = provider
         .dialect
-        .build_embeddings(request, &target(d))
+        .build_embeddings(request, &target(d, key.as_deref()))
         .map_err(invalid_for_provider)?;
     let response = send(d, built, started).await?;
     let body = whole_body(provider, response, started).await?;

@@ -8,6 +8,7 @@ mod harness;
 mod chaos;
 mod cli;
 mod conformance;
+mod credentials;
 mod errors;
 mod evaluation;
 mod experiments;

@@ -24,7 +24,7 @@ const MODELS: &str = r#"
 "#;
 
 /// Bodies received, with the path they were posted to (`json` or `slack`).
-type Inbox = Arc<Mutex<Vec<(String, Value)>>>;
+pub(crate) type Inbox = Arc<Mutex<Vec<(String, Value)>>>;
 
 async fn receive(
     State(inbox): State<Inbox>,
@@ -37,7 +37,7 @@ async fn receive(
 }
 
 /// A webhook receiver on a free loopback port.
-async fn webhook_receiver() -> (SocketAddr, Inbox) {
+pub(crate) async fn webhook_receiver() -> (SocketAddr, Inbox) {
     let inbox: Inbox = Arc::default();
     let app = axum::Router::new()
         .route("/hook/{kind}", axum::routing::post(receive))
@@ -49,7 +49,7 @@ async fn webhook_receiver() -> (SocketAddr, Inbox) {
 }
 
 /// Polls `check` until it returns `Some`, for up to 15 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
