@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// A feature needs configuration the operator has not given (the message says which).
     #[error("{0}")]
     NotConfigured(String),
+    /// Exporting results to an external tracking server failed (the message says why).
+    #[error("{0}")]
+    ExportFailed(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -196,6 +199,13 @@ impl GatewayError {
                 ErrorKind::Permission,
                 "permission_denied",
                 message.clone(),
+                None,
+            ),
+            GatewayError::ExportFailed(message) => (
+                502,
+                ErrorKind::Upstream,
+                "mlflow_export_failed",
+                format!("The MLflow export failed: {message}"),
                 None,
             ),
             GatewayError::NotConfigured(message) => (

@@ -135,6 +135,17 @@ pub enum ExperimentsCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Export the results to an MLflow tracking server: a parent run and one run per variant.
+    Export {
+        id: String,
+        /// The tracking server's URL, e.g. http://127.0.0.1:5000.
+        #[arg(long)]
+        mlflow: String,
+        #[arg(long, default_value = "switchyard-experiments")]
+        experiment: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Print the change log of one experiment (or of all).
     Log {
         id: Option<String>,
@@ -701,6 +712,29 @@ async fn experiments(command: ExperimentsCommand) -> anyhow::Result<()> {
                 s(&e["production"]["config"]),
                 s(&e["production"]["version"]),
                 s(&e["status"])
+            );
+        }
+        ExperimentsCommand::Export {
+            id,
+            mlflow,
+            experiment,
+            conn,
+        } => {
+            let out = Api::new(&conn)?
+                .post(
+                    &format!("/admin/experiments/{id}/export/mlflow"),
+                    &json!({"tracking_uri": mlflow, "experiment": experiment}),
+                )
+                .await?;
+            let runs: Vec<&str> = out["run_ids"]
+                .as_array()
+                .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!(
+                "exported {id} to MLflow experiment {experiment} (id {}): parent run {}, variant runs {}",
+                s(&out["experiment_id"]),
+                s(&out["parent_run_id"]),
+                runs.join(", ")
             );
         }
         ExperimentsCommand::Log { id, limit, conn } => {

@@ -433,21 +433,6 @@ pub struct RunInput {
     pub params: Map<String, Value>,
 }
 
-/// A configuration reference: `NAME`, `NAME@VERSION` or `NAME@LABEL`.
-fn valid_config_reference(reference: &str) -> bool {
-    let (name, version) = match reference.split_once('@') {
-        Some((n, v)) => (n, Some(v)),
-        None => (reference, None),
-    };
-    let part = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 100
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    };
-    part(name) && version.is_none_or(part)
-}
-
 fn parse_target(
     app: &App,
     principal: &crate::governance::Principal,
@@ -481,13 +466,19 @@ fn parse_target(
         model: text("model")?,
         config: text("config")?,
     };
-    if let Some(c) = &target.config
-        && !valid_config_reference(c)
-    {
-        return Err(invalid(
-            format!("'{c}' is not a configuration reference like NAME@VERSION"),
-            &format!("{path}.config"),
-        ));
+    // A configuration reference must name an existing version (or label) now, so a typo is a
+    // 400 here rather than an error on every item.
+    if let Some(c) = &target.config {
+        let found = match c.split_once('@') {
+            Some((name, version)) => app.experiments.version(name, version),
+            None => app.experiments.config(c),
+        };
+        if let Err(e) = found {
+            return Err(invalid(
+                format!("'{c}' is not a known configuration version: {e}"),
+                &format!("{path}.config"),
+            ));
+        }
     }
     match (&target.model, &target.config) {
         (None, None) => Err(invalid("needs model or config", &path)),

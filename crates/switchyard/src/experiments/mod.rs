@@ -10,6 +10,7 @@
 
 pub mod assign;
 pub mod diff;
+pub mod export;
 pub mod model;
 pub mod results;
 pub mod stats;

@@ -17,6 +17,7 @@ use switchyard_protocol::error::DecodeError;
 use super::{error_response, json_response};
 use crate::app::App;
 use crate::error::GatewayError;
+use crate::evaluation::mlflow::{MlflowClient, export_nested};
 use crate::experiments::{ExperimentInput, FeedbackInput, Transition, VersionInput};
 use crate::governance::Principal;
 use crate::governance::model::Role;
@@ -330,6 +331,37 @@ async fn results(
     )
 }
 
+/// `POST /admin/experiments/{id}/export/mlflow`: the results, as `GET …/results` shows them
+/// over the whole experiment, become a parent MLflow run with one nested run per variant.
+async fn export_mlflow(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(
+        async {
+            admin(&app, &headers)?;
+            let input: crate::evaluation::ExportInput = parse(&body)?;
+            let client = MlflowClient::new(&input.tracking_uri, input.token)
+                .map_err(|e| bad(e, "tracking_uri"))?;
+            let experiment = input
+                .experiment
+                .unwrap_or_else(|| "switchyard-experiments".into());
+            if experiment.trim().is_empty() {
+                return Err(bad("'experiment' must not be empty", "experiment"));
+            }
+            let results = app.experiments.results(&id, None, None).await?;
+            let (parent, children) = crate::experiments::export::mlflow_runs(&results);
+            let exported = export_nested(&client, &experiment, parent, children)
+                .await
+                .map_err(|e| GatewayError::ExportFailed(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, json!(exported)))
+        }
+        .await,
+    )
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChangelogQuery {
@@ -421,5 +453,6 @@ pub fn routes(router: axum::Router<Arc<App>>) -> axum::Router<Arc<App>> {
         .route("/admin/experiments/{id}/stop", post(stop))
         .route("/admin/experiments/{id}/promote", post(promote))
         .route("/admin/experiments/{id}/results", get(results))
+        .route("/admin/experiments/{id}/export/mlflow", post(export_mlflow))
         .route("/admin/changelog", get(changelog))
 }

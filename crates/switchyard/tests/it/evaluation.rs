@@ -326,6 +326,93 @@ async fn a_dataset_against_two_versions_scores_compares_and_tags_requests() {
     );
 }
 
+/// Two versions of configuration `qa-prompt` (a system prompt each, on versions A and B of the
+/// simulated model), evaluated against the standard dataset.
+async fn prompt_versions_run(env: &Env) -> (String, Value) {
+    for (target, system) in [("va", "Answer exactly."), ("vb", "Answer briefly.")] {
+        let r = env
+            .post(
+                "/admin/configs",
+                &json!({"name": "qa-prompt", "target": target, "template": {"system": system}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let created = upload(env, "qa-v", DATASET).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let started = env
+        .post(
+            "/admin/evals",
+            &json!({
+                "dataset": "qa-v",
+                "name": "qa-prompt-1-vs-2",
+                "targets": [{"config": "qa-prompt@1"}, {"config": "qa-prompt@2"}],
+                "scorers": [{"type": "exact_match", "name": "exact"}, {"type": "contains"}],
+            }),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let run = wait_done(env, &id).await;
+    assert_eq!(run["status"], "completed", "{run:#}");
+    (id, run)
+}
+
+#[tokio::test]
+async fn two_configuration_versions_are_evaluated_and_compared() {
+    let env = env().await;
+    // An unknown version is refused when the run is created, not item by item.
+    let r = env
+        .post(
+            "/admin/evals",
+            &json!({"dataset": "nope", "targets": [{"config": "qa-prompt@9"}], "scorers": [{"type": "contains"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let (id, run) = prompt_versions_run(&env).await;
+    let unknown = env
+        .post(
+            "/admin/evals",
+            &json!({"dataset": "qa-v", "targets": [{"config": "qa-prompt@9"}], "scorers": [{"type": "contains"}]}),
+        )
+        .await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+    assert_eq!(unknown.json()["error"]["param"], "targets[0].config");
+
+    let v1 = target(&run, "config:qa-prompt@1");
+    let v2 = target(&run, "config:qa-prompt@2");
+    assert_eq!(v1["errors"], 0, "{v1:#}");
+    assert!(close(&v1["scores"]["exact"]["mean"], 3.0 / 9.0), "{v1:#}");
+    assert!(close(&v2["scores"]["exact"]["mean"], 0.0), "{v2:#}");
+    assert!(close(&v1["scores"]["contains"]["mean"], 8.0 / 9.0));
+    assert!(close(&v2["scores"]["contains"]["mean"], 7.0 / 9.0));
+
+    // Each item's request was served by the version it names, with that version's prompt.
+    let items = env
+        .get(&format!("/admin/evals/{id}/items?target=1"))
+        .await
+        .json();
+    let item = &items["data"][0];
+    let record = env
+        .get(&format!(
+            "/admin/requests/{}",
+            item["request_id"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(record["config_name"], "qa-prompt", "{record:#}");
+    assert_eq!(record["config_version"], 2, "{record:#}");
+    assert_eq!(record["alias"], "vb", "{record:#}");
+
+    let c = env
+        .get(&format!("/admin/evals/compare?a={id}&b={id}"))
+        .await
+        .json();
+    assert_eq!(c["a"]["label"], "config:qa-prompt@1");
+    assert_eq!(c["b"]["label"], "config:qa-prompt@2");
+    assert!(close(&c["deltas"]["exact.mean"], -3.0 / 9.0), "{c:#}");
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_and_nothing_is_stored() {
     let env = env().await;
@@ -616,6 +703,23 @@ fn pairs(list: &Value) -> serde_json::Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// One MLflow run, read back through MLflow's REST API.
+async fn mlflow_run(env: &Env, mlflow: &Mlflow, run_id: &str) -> Value {
+    let found: Value = env
+        .http
+        .get(format!(
+            "{}/api/2.0/mlflow/runs/get?run_id={run_id}",
+            mlflow.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    found["run"].clone()
+}
+
 #[tokio::test]
 async fn the_run_appears_in_a_real_mlflow_server() {
     let Some(python) = mlflow_python() else {
@@ -713,7 +817,100 @@ async fn the_run_appears_in_a_real_mlflow_server() {
         ));
     }
 
+    // The run over two configuration versions appears the same way.
+    let (versions_id, _) = prompt_versions_run(&env).await;
+    let r = env
+        .post(
+            &format!("/admin/evals/{versions_id}/export/mlflow"),
+            &json!({"tracking_uri": mlflow.url, "experiment": "switchyard-it"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let parent_id = r.json()["parent_run_id"].as_str().unwrap().to_owned();
+    let parent = mlflow_run(&env, &mlflow, &parent_id).await;
+    assert_eq!(
+        pairs(&parent["data"]["params"])["targets"],
+        "config:qa-prompt@1,config:qa-prompt@2"
+    );
+
+    // An A/B experiment's results: a parent run and one run per variant.
+    let experiment = env
+        .post(
+            "/admin/experiments",
+            &json!({
+                "name": "qa-tone", "config": "qa-prompt", "unit": "request",
+                "variants": [{"name": "a", "version": 1, "share": 50}, {"name": "b", "version": 2, "share": 50}],
+                "metrics": [{"name": "thumbs_up", "kind": "boolean"}],
+            }),
+        )
+        .await;
+    assert_eq!(experiment.status, 201, "{}", experiment.text);
+    let experiment_id = experiment.json()["id"].as_str().unwrap().to_owned();
+    for i in 0..20 {
+        let r = env
+            .post_with(
+                "/v1/chat/completions",
+                &json!({"model": "qa-prompt", "messages": [{"role": "user", "content": format!("repeat: {i}")}]}),
+                &[("authorization", &format!("Bearer {KEY}")), ("x-switchyard-config", "qa-prompt")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+        let thumbs = r.headers["x-switchyard-variant"] == "b";
+        let fb = env
+            .post(
+                "/v1/feedback",
+                &json!({"request_id": id, "metric": "thumbs_up", "value": thumbs}),
+            )
+            .await;
+        assert_eq!(fb.status, 200, "{}", fb.text);
+    }
+    let results = env
+        .get(&format!("/admin/experiments/{experiment_id}/results"))
+        .await
+        .json();
+    let r = env
+        .post(
+            &format!("/admin/experiments/{experiment_id}/export/mlflow"),
+            &json!({"tracking_uri": mlflow.url, "experiment": "switchyard-ab"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let exported = r.json();
+    let run_ids = exported["run_ids"].as_array().unwrap();
+    assert_eq!(run_ids.len(), 2, "{exported:#}");
+    let parent = mlflow_run(&env, &mlflow, exported["parent_run_id"].as_str().unwrap()).await;
+    assert_eq!(parent["info"]["run_name"], "qa-tone");
+    let parent_tags = pairs(&parent["data"]["tags"]);
+    assert_eq!(parent_tags["switchyard.verdict"], results["verdict"]);
+    for (i, variant) in ["a", "b"].iter().enumerate() {
+        let run = mlflow_run(&env, &mlflow, run_ids[i].as_str().unwrap()).await;
+        let params = pairs(&run["data"]["params"]);
+        assert_eq!(params["variant"], *variant);
+        assert_eq!(params["version"], (i + 1).to_string());
+        let metrics = pairs(&run["data"]["metrics"]);
+        let want = &results["variants"][i];
+        assert!(close(
+            &metrics["requests"],
+            want["requests"].as_f64().unwrap()
+        ));
+        let rate = if *variant == "b" { 1.0 } else { 0.0 };
+        assert!(close(&metrics["thumbs_up.rate"], rate), "{metrics:#?}");
+        assert_eq!(
+            pairs(&run["data"]["tags"])["mlflow.parentRunId"],
+            exported["parent_run_id"]
+        );
+    }
+
     // An unreachable tracking server is a clean 502.
+    let r = env
+        .post(
+            &format!("/admin/experiments/{experiment_id}/export/mlflow"),
+            &json!({"tracking_uri": "http://127.0.0.1:1"}),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "mlflow_export_failed");
     let r = env
         .post(
             &format!("/admin/evals/{id}/export/mlflow"),
