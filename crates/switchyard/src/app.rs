@@ -67,13 +67,21 @@ impl App {
         let otlp = crate::telemetry::otlp::start(&config, &table)
             .context("cannot start the OTLP trace exporters")?;
         observers.extend(otlp.as_ref().map(|o| o.observer()));
-        let (recorder, writer) = Recorder::start(
-            store.clone(),
-            dir.join("records.spill.jsonl"),
-            config.telemetry.spill_max_bytes,
-            config.telemetry.queue_capacity,
-            observers,
-        );
+        let (recorder, writer) = if config.telemetry.records {
+            Recorder::start(
+                store.clone(),
+                dir.join("records.spill.jsonl"),
+                config.telemetry.spill_max_bytes,
+                config.telemetry.queue_capacity,
+                observers,
+            )
+        } else {
+            tracing::warn!(
+                "telemetry.records is false: no request is recorded, and request metrics and \
+                 alert rules over records see none"
+            );
+            (Recorder::disabled(), tokio::spawn(async {}))
+        };
         // Shutdown waits for the exporters to send the last records too.
         let writer = match otlp {
             Some(o) => o.join_after(writer),

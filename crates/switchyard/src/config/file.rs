@@ -462,6 +462,11 @@ pub enum ContentMode {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryFile {
+    /// Keep request records at all (default true). Off, requests are still settled against
+    /// budgets, but nothing is stored, and what is fed from records (request metrics, alert
+    /// windows, trace export) sees no requests.
+    #[serde(default = "default_records")]
+    pub records: bool,
     #[serde(default)]
     pub content: ContentMode,
     /// Records waiting for the writer before new ones are dropped (and counted).
@@ -475,6 +480,9 @@ pub struct TelemetryFile {
     pub otlp: Vec<super::otlp::OtlpFile>,
 }
 
+fn default_records() -> bool {
+    true
+}
 fn default_queue() -> usize {
     65_536
 }
@@ -485,6 +493,7 @@ fn default_spill_max() -> u64 {
 impl Default for TelemetryFile {
     fn default() -> Self {
         Self {
+            records: default_records(),
             content: ContentMode::default(),
             queue_capacity: default_queue(),
             spill_max_bytes: default_spill_max(),

@@ -65,6 +65,12 @@ impl Tracker {
         endpoint: &str,
         content: ContentMode,
     ) -> Self {
+        // Without records nothing would keep the content: do not copy it.
+        let content = if recorder.enabled() {
+            content
+        } else {
+            ContentMode::Off
+        };
         Self {
             recorder,
             record: Some(RequestRecord {
@@ -145,9 +151,12 @@ impl Tracker {
     }
 
     pub fn set_route(&mut self, decision: &RouteDecision, attempts: &[AttemptLog]) {
+        let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
         r.alias = Some(decision.alias.clone());
-        r.decision = serde_json::to_value(decision).ok();
+        if keep_decision {
+            r.decision = serde_json::to_value(decision).ok();
+        }
         let final_alias = attempts.last().map(|a| a.alias.clone());
         r.attempts = attempts
             .iter()

@@ -39,7 +39,8 @@ pub trait RecordObserver: Send + Sync {
 }
 
 pub struct Recorder {
-    tx: mpsc::Sender<RequestRecord>,
+    /// `None` when records are switched off (`telemetry.records: false`).
+    tx: Option<mpsc::Sender<RequestRecord>>,
     pub stats: Arc<RecorderStats>,
     capacity: usize,
 }
@@ -70,7 +71,7 @@ impl Recorder {
         let handle = tokio::spawn(writer.run());
         (
             Self {
-                tx,
+                tx: Some(tx),
                 stats,
                 capacity,
             },
@@ -78,10 +79,28 @@ impl Recorder {
         )
     }
 
+    /// A recorder that keeps nothing (`telemetry.records: false`): records are dropped
+    /// uncounted, and no writer runs.
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            stats: Arc::default(),
+            capacity: 0,
+        }
+    }
+
+    /// Whether records are kept at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Hands a record to the writer without waiting. A full queue means the writer cannot even
     /// spill fast enough: the record is dropped and counted.
     pub fn record(&self, record: RequestRecord) {
-        match self.tx.try_send(record) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(record) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
             }
@@ -94,7 +113,9 @@ impl Recorder {
 
     /// Records waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.capacity - self.tx.capacity()
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| self.capacity - tx.capacity())
     }
 }
 
