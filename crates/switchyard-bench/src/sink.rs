@@ -141,9 +141,7 @@ async fn handle(
     let mut response = Response::new(Full::new(Bytes::new()));
     if accepted {
         counts.exports.fetch_add(1, Ordering::Relaxed);
-        counts
-            .bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        counts.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/x-protobuf"),

@@ -73,6 +73,7 @@ impl App {
                 dir.join("records.spill.jsonl"),
                 config.telemetry.spill_max_bytes,
                 config.telemetry.queue_capacity,
+                config.telemetry.queue_max_bytes,
                 observers,
             )
         } else {
