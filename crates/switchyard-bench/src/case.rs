@@ -56,21 +56,41 @@ impl Kind {
     }
 }
 
-/// The gateway features a case switches on. Only the bare proxy exists so far; virtual keys,
-/// budgets, request records and OpenTelemetry will add sets here as they land.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// The gateway features a case switches on. Cumulative: each set has everything of the one
+/// before it. The case's `gateway.yaml` switches the gateway's side on (records, exporters);
+/// the harness does its own part (a virtual key for `keys` and above, the OTLP sink for `otel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeatureSet {
-    /// Plain proxying: authentication with the master key, routing, translation.
+    /// Plain proxying: master-key authentication, routing, translation; request records off.
     #[default]
     Bare,
+    /// + a virtual key with RPM and TPM limits and a budget too large ever to refuse.
+    Keys,
+    /// + request records (stored in SQLite, prompts masked) and the metrics fed from them.
+    Records,
+    /// + OpenTelemetry trace export over OTLP/HTTP to a sink the harness runs.
+    Otel,
 }
 
 impl FeatureSet {
     pub fn as_str(self) -> &'static str {
         match self {
             FeatureSet::Bare => "bare",
+            FeatureSet::Keys => "keys",
+            FeatureSet::Records => "records",
+            FeatureSet::Otel => "otel",
         }
+    }
+
+    /// Requests authenticate with a virtual key the harness creates (limits and budget set).
+    pub fn virtual_key(self) -> bool {
+        self >= FeatureSet::Keys
+    }
+
+    /// The gateway exports traces to the harness's OTLP sink.
+    pub fn otlp(self) -> bool {
+        self >= FeatureSet::Otel
     }
 }
 
@@ -352,6 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn feature_sets_are_cumulative() {
+        assert!(!FeatureSet::Bare.virtual_key());
+        assert!(FeatureSet::Keys.virtual_key() && !FeatureSet::Keys.otlp());
+        assert!(FeatureSet::Records.virtual_key() && !FeatureSet::Records.otlp());
+        assert!(FeatureSet::Otel.virtual_key() && FeatureSet::Otel.otlp());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_case(
+            tmp.path(),
+            "description: d\nkind: chat\nfeatures: otel\nload: {rate: 1, requests: 5}\n",
+        );
+        assert_eq!(Case::load(&dir).unwrap().features, FeatureSet::Otel);
+    }
+
+    #[test]
     fn case_files_are_validated() {
         let tmp = tempfile::tempdir().unwrap();
         let ok = write_case(
@@ -364,6 +398,7 @@ mod tests {
         assert_eq!(case.load, Load::Rate(100.0));
         assert_eq!(case.stop, Stop::Duration(Duration::from_secs(3)));
         assert_eq!(case.warmup, Duration::from_secs(2));
+        assert_eq!(case.features, FeatureSet::Bare);
         let smoke = case.smoke();
         assert_eq!(smoke.stop, Stop::Requests(100));
         assert_eq!(smoke.warmup, SMOKE_WARMUP);
@@ -373,6 +408,7 @@ mod tests {
             "description: d\nkind: chat\nload: {rate: 1}\n",
             "description: d\nkind: chat\nload: {concurrency: 0, requests: 5}\n",
             "description: d\nkind: chat\nfeatures: budgets\nload: {rate: 1, requests: 5}\n",
+            "description: d\nkind: chat\nfeatures: [keys]\nload: {rate: 1, requests: 5}\n",
             "description: d\nkind: chat\nload: {rate: 1, requests: 5, burst: 3}\n",
             "description: d\nkind: chat\nload: {rate: 1, duration: 2h}\n",
         ] {

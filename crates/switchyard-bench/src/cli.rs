@@ -15,15 +15,25 @@ use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 
 use crate::case::{self, Case, Load, Stop};
-use crate::client::Pool;
+use crate::client::{self, Pool};
 use crate::load::{self, Plan, ProcWatch, Recorder};
-use crate::payload::Template;
+use crate::payload::{MASTER_KEY, Template};
 use crate::procfs::{self, Machine};
-use crate::report::{self, Added, CaseReport, Percentiles, ProcessReport, Report, TargetReport};
+use crate::report::{
+    self, Added, CaseReport, Percentiles, ProcessReport, Report, SinkReport, TargetReport,
+};
+use crate::sink::OtlpSink;
 use crate::targets::{Gateway, Nginx, SimThread};
 
-/// The case `--soak` runs when none is named.
-pub const DEFAULT_SOAK_CASE: &str = "chat-small-rate";
+/// The case `--soak` runs when none is named: every feature on, so that whatever could grow
+/// (records, metrics, exporters) runs.
+pub const DEFAULT_SOAK_CASE: &str = "chat-small-rate-otel";
+
+/// Limits of the virtual key of feature sets `keys` and above: real limits, checked on every
+/// request, but far above any load the harness offers, so they never refuse.
+const KEY_RPM: u64 = 1_000_000_000;
+const KEY_TPM: u64 = 1_000_000_000_000;
+const KEY_BUDGET_USD: f64 = 1_000_000.0;
 /// Longest `--soak`.
 const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
@@ -167,9 +177,9 @@ fn notes(machine: &Machine, gateway_bin: &Path) -> Vec<String> {
              every figure includes that contention (expected on this machine).",
             machine.cpus
         ),
-        "note: feature set `bare` only: master-key authentication, routing, translation, and \
-         what the gateway always does (its request records included); feature sets with \
-         virtual keys, budgets or OpenTelemetry are not implemented in the harness yet."
+        "features (cumulative): bare = master key, routing, translation, no request records; \
+         keys = + virtual key with RPM/TPM limits and a budget; records = + request records \
+         (SQLite, masked content) and metrics; otel = + OTLP trace export to a local sink."
             .to_owned(),
         "latency: open loop from each request's due time (coordinated omission corrected), \
          closed loop from its send time; \"added\" = target minus direct at the same percentile; \
@@ -258,9 +268,9 @@ fn run_case(
     ticks: u64,
 ) -> anyhow::Result<CaseReport> {
     eprintln!("{}: starting the gateway", case.name);
-    let gateway = Gateway::start(&options.gateway_bin, &case.gateway_config, &sim.base_url())
-        .with_context(|| format!("case {}", case.name))?;
-    let template = Rc::new(Template::for_case(case));
+    let setup = GatewaySetup::start(rt, case, options, sim)?;
+    let gateway = &setup.gateway;
+    let template = Rc::new(Template::for_case(case, &setup.key)?);
     let plan = Plan {
         load: case.load,
         warmup: case.warmup,
@@ -282,7 +292,11 @@ fn run_case(
         reports.push(r);
         std::thread::sleep(SETTLE);
     }
-    gateway.stop();
+    let otlp_sink = setup.sink.as_ref().map(|s| SinkReport {
+        exports: s.exports(),
+        bytes: s.bytes(),
+    });
+    drop(setup);
     let added_over_direct = match reports.first() {
         Some(direct) => reports
             .iter()
@@ -297,7 +311,73 @@ fn run_case(
         body_bytes: template.body.len(),
         targets: reports,
         added_over_direct,
+        otlp_sink,
     })
+}
+
+/// A running gateway for one case with what its feature set needs around it: the OTLP sink it
+/// exports to and the key requests present.
+struct GatewaySetup {
+    gateway: Gateway,
+    /// The master key, or the virtual key created for this run.
+    key: String,
+    sink: Option<OtlpSink>,
+}
+
+impl GatewaySetup {
+    fn start(
+        rt: &Runtime,
+        case: &Case,
+        options: &Options,
+        sim: &SimThread,
+    ) -> anyhow::Result<GatewaySetup> {
+        let sink = if case.features.otlp() {
+            Some(OtlpSink::start()?)
+        } else {
+            None
+        };
+        let endpoint = sink.as_ref().map(OtlpSink::endpoint);
+        let gateway = Gateway::start(
+            &options.gateway_bin,
+            &case.gateway_config,
+            &sim.base_url(),
+            endpoint.as_deref(),
+        )
+        .with_context(|| format!("case {}", case.name))?;
+        let key = if case.features.virtual_key() {
+            create_virtual_key(rt, &gateway).with_context(|| format!("case {}", case.name))?
+        } else {
+            MASTER_KEY.to_owned()
+        };
+        Ok(GatewaySetup { gateway, key, sink })
+    }
+}
+
+/// Creates the virtual key of feature sets `keys` and above through the admin API.
+fn create_virtual_key(rt: &Runtime, gateway: &Gateway) -> anyhow::Result<String> {
+    let body = serde_json::json!({
+        "name": "bench",
+        "rpm": KEY_RPM,
+        "tpm": KEY_TPM,
+        "max_budget_usd": KEY_BUDGET_USD,
+    })
+    .to_string();
+    let local = LocalSet::new();
+    let (status, reply) = local.block_on(
+        rt,
+        client::post_json(gateway.addr, "/admin/keys", MASTER_KEY, body),
+    )?;
+    if status != 201 {
+        bail!(
+            "creating a virtual key answered {status}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    let reply: serde_json::Value = serde_json::from_slice(&reply)?;
+    reply["key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the created key has no `key` field")
 }
 
 fn run_target(
@@ -382,15 +462,18 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     };
     print!("{}", report::header(&report));
     let sim = SimThread::start()?;
-    let gateway = Gateway::start(&options.gateway_bin, &case.gateway_config, &sim.base_url())?;
+    let rt = runtime()?;
+    let setup = GatewaySetup::start(&rt, case, options, &sim)?;
+    let gateway = &setup.gateway;
     let load_text = match case.load {
         Load::Rate(r) => format!("open loop {r} req/s"),
         Load::Concurrency(c) => format!("closed loop, concurrency {c}"),
     };
     println!(
-        "\n== soak: {} ({load_text} for {}), gateway memory every {}",
+        "\n== soak: {} ({load_text} for {}, features {}), gateway memory every {}",
         case.name,
         case::fmt_duration(duration),
+        case.features.as_str(),
         case::fmt_duration(every)
     );
     println!(
@@ -427,10 +510,9 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         stop: Stop::Duration(duration),
         measure_limit: duration,
     };
-    let template = Rc::new(Template::for_case(case));
+    let template = Rc::new(Template::for_case(case, &setup.key)?);
     let pool = Rc::new(Pool::new(gateway.addr)?);
     let recorder = Rc::new(RefCell::new(Recorder::new()?));
-    let rt = runtime()?;
     let local = LocalSet::new();
     let start = Instant::now();
     let printer_rec = recorder.clone();
@@ -455,13 +537,21 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         );
         eprintln!("gateway stderr (end):\n{}", gateway.stderr_tail());
     }
-    gateway.stop();
+    if let Some(sink) = &setup.sink {
+        println!(
+            "otlp sink: {} trace exports received ({} KiB)",
+            sink.exports(),
+            sink.bytes() / 1024
+        );
+    }
+    drop(setup);
     Ok(errors == 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case::FeatureSet;
 
     #[test]
     fn short_path_keeps_profile_and_name() {
@@ -478,5 +568,22 @@ mod tests {
         let cases = case::load_all(&dir, &[]).unwrap();
         assert!(cases.len() >= 8);
         assert!(cases.iter().any(|c| c.name == DEFAULT_SOAK_CASE));
+        // Every feature set has a small-prompt fixed-rate chat case and a stream case.
+        for features in [
+            FeatureSet::Bare,
+            FeatureSet::Keys,
+            FeatureSet::Records,
+            FeatureSet::Otel,
+        ] {
+            for kind in [case::Kind::Chat, case::Kind::ChatStream] {
+                assert!(
+                    cases.iter().any(|c| c.features == features
+                        && c.kind == kind
+                        && c.prompt == case::PromptSize::Small
+                        && matches!(c.load, Load::Rate(_))),
+                    "no {kind:?} case for {features:?}"
+                );
+            }
+        }
     }
 }

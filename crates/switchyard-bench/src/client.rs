@@ -82,6 +82,30 @@ impl Pool {
     }
 }
 
+/// One JSON request on a fresh connection (admin calls, not load): the status and the body.
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    bearer: &str,
+    body: String,
+) -> anyhow::Result<(u16, Bytes)> {
+    anyhow::ensure!(addr.ip().is_loopback(), "refusing to call {addr}");
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::task::spawn_local(async move {
+        let _ = conn.await;
+    });
+    let request = Request::post(path)
+        .header(header::HOST, addr.to_string())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {bearer}"))
+        .body(Full::new(Bytes::from(body)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
 /// Why a request did not count as a success.
 #[derive(Debug, Clone)]
 pub enum Failure {

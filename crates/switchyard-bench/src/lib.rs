@@ -7,15 +7,16 @@
 //!
 //! Cases are data: `cases/<name>/case.yaml` (kind, prompt size, load profile, feature set) and
 //! `cases/<name>/gateway.yaml` (the gateway configuration; `${SIM_URL}`, `${SIM_OPENAI_BASE}`,
-//! `${BENCH_MASTER_KEY}` and `${BENCH_DATA_DIR}` come from the environment the harness gives
-//! the gateway).
+//! `${BENCH_MASTER_KEY}`, `${BENCH_DATA_DIR}` and `${BENCH_OTLP_ENDPOINT}` come from the
+//! environment the harness gives the gateway).
 //!
 //! Load only ever goes to 127.0.0.1, every run is bounded in requests and time, and no test
 //! asserts on timing.
 //!
 //! Modules: `case` reads case files; `payload` builds the request bytes; `client` is the
 //! keep-alive HTTP client; `load` drives load and records; `targets` starts the simulator,
-//! the gateway and nginx; `procfs` reads `/proc`; `report` prints and serialises; `cli` runs.
+//! the gateway and nginx; `sink` is the OTLP receiver of the `otel` feature set; `procfs` reads
+//! `/proc`; `report` prints and serialises; `cli` runs.
 
 pub mod case;
 pub mod cli;
@@ -24,6 +25,7 @@ mod load;
 mod payload;
 mod procfs;
 pub mod report;
+mod sink;
 mod targets;
 
 pub use cli::{Options, run};

@@ -1,6 +1,7 @@
 //! The bytes a case sends: path, headers and JSON body, built once per case and shared by
 //! every request of it. The same request goes to every target (simulator, nginx, gateway), so
-//! the simulator and the gateway both accept its credential.
+//! the simulator and the gateway both accept its credential: the master key, or the virtual key
+//! the harness created for feature sets that have one (the simulator accepts any key).
 
 use bytes::Bytes;
 use http::{HeaderValue, header};
@@ -8,10 +9,9 @@ use serde_json::json;
 
 use crate::case::{Case, Kind, PromptSize};
 
-/// The key every request presents; the harness gives it to the gateway as `BENCH_MASTER_KEY`.
-/// The simulator accepts any non-empty key.
+/// The gateway's master key; the harness gives it to the gateway as `BENCH_MASTER_KEY`. The
+/// simulator accepts any non-empty key.
 pub const MASTER_KEY: &str = "sk-bench-master-key";
-const BEARER: &str = "Bearer sk-bench-master-key";
 
 /// Size of the large prompt: about 50,000 tokens at four characters a token.
 pub const LARGE_PROMPT_BYTES: usize = 200_000;
@@ -31,10 +31,12 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn for_case(case: &Case) -> Template {
+    /// The request of `case`, presenting `key` (the master key or a virtual key).
+    pub fn for_case(case: &Case, key: &str) -> anyhow::Result<Template> {
         let prompt = prompt_text(case.prompt);
         let model = case.model.as_str();
-        let openai_auth = vec![(header::AUTHORIZATION, HeaderValue::from_static(BEARER))];
+        let bearer = HeaderValue::from_str(&format!("Bearer {key}"))?;
+        let openai_auth = vec![(header::AUTHORIZATION, bearer)];
         let (path, headers, body) = match case.kind {
             Kind::Chat | Kind::ChatStream => {
                 let mut body = json!({
@@ -60,7 +62,7 @@ impl Template {
                 vec![
                     (
                         header::HeaderName::from_static("x-api-key"),
-                        HeaderValue::from_static(MASTER_KEY),
+                        HeaderValue::from_str(key)?,
                     ),
                     (
                         header::HeaderName::from_static("anthropic-version"),
@@ -75,13 +77,13 @@ impl Template {
                 }),
             ),
         };
-        Template {
+        Ok(Template {
             path,
             headers,
             body: Bytes::from(body.to_string()),
             stream: case.kind == Kind::ChatStream,
             prompt_bytes: prompt.len(),
-        }
+        })
     }
 }
 
@@ -113,8 +115,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_carries_the_master_key() {
-        assert_eq!(BEARER, format!("Bearer {MASTER_KEY}"));
+    fn requests_present_the_given_key() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let cases = crate::case::load_all(&dir, &[]).unwrap();
+        for case in &cases {
+            let t = Template::for_case(case, "sk-test").unwrap();
+            let presented: Vec<&str> = t
+                .headers
+                .iter()
+                .filter(|(n, _)| *n == header::AUTHORIZATION || n.as_str() == "x-api-key")
+                .map(|(_, v)| v.to_str().unwrap())
+                .collect();
+            assert!(
+                presented == ["Bearer sk-test"] || presented == ["sk-test"],
+                "{}: {presented:?}",
+                case.name
+            );
+        }
     }
 
     #[test]

@@ -44,6 +44,15 @@ pub struct CaseReport {
     pub body_bytes: usize,
     pub targets: Vec<TargetReport>,
     pub added_over_direct: Vec<Added>,
+    /// Feature set `otel`: what the harness's OTLP sink received during the gateway's run.
+    pub otlp_sink: Option<SinkReport>,
+}
+
+/// Trace exports the OTLP sink received.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SinkReport {
+    pub exports: u64,
+    pub bytes: u64,
 }
 
 /// One run of a case against one target.
@@ -284,6 +293,14 @@ pub fn case_block(c: &CaseReport) -> String {
                 mib(p.rss_load_kib)
             );
         }
+    }
+    if let Some(sink) = c.otlp_sink {
+        let _ = writeln!(
+            out,
+            "   otlp sink: {} trace exports received ({} KiB)",
+            sink.exports,
+            sink.bytes / 1024
+        );
     }
     for t in c.targets.iter().filter(|t| t.errors > 0) {
         let kinds: Vec<String> = t

@@ -128,7 +128,8 @@ impl Drop for Killed {
 
 /// `switchyard serve` on a case's configuration, listening on a free loopback port.
 pub struct Gateway {
-    child: Killed,
+    /// Killed when the gateway handle drops.
+    _child: Killed,
     pub addr: SocketAddr,
     pub pid: u32,
     scratch: ScratchDir,
@@ -136,9 +137,14 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the gateway with `config` (a file that may use `${SIM_URL}`, `${SIM_OPENAI_BASE}`,
-    /// `${BENCH_MASTER_KEY}` and `${BENCH_DATA_DIR}`, a fresh directory for its store) and waits
-    /// for its `switchyard listening on` line.
-    pub fn start(bin: &Path, config: &Path, sim_url: &str) -> anyhow::Result<Gateway> {
+    /// `${BENCH_MASTER_KEY}`, `${BENCH_DATA_DIR}`, a fresh directory for its store, and, when an
+    /// OTLP sink runs, `${BENCH_OTLP_ENDPOINT}`) and waits for its `switchyard listening on` line.
+    pub fn start(
+        bin: &Path,
+        config: &Path,
+        sim_url: &str,
+        otlp_endpoint: Option<&str>,
+    ) -> anyhow::Result<Gateway> {
         let scratch = ScratchDir::new("gateway")?;
         let stderr = std::fs::File::create(scratch.path.join("stderr.log"))?;
         let mut cmd = Command::new(bin);
@@ -154,9 +160,13 @@ impl Gateway {
             .env("BENCH_DATA_DIR", scratch.path.join("data"))
             // The case's `logging.level` decides, not the caller's environment.
             .env_remove("RUST_LOG")
+            .env_remove("BENCH_OTLP_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
+        if let Some(endpoint) = otlp_endpoint {
+            cmd.env("BENCH_OTLP_ENDPOINT", endpoint);
+        }
         let mut child = Killed(
             cmd.spawn()
                 .with_context(|| format!("starting {}", bin.display()))?,
@@ -190,7 +200,7 @@ impl Gateway {
             .parse()
             .with_context(|| format!("the gateway printed an odd address `{addr}`"))?;
         Ok(Gateway {
-            child,
+            _child: child,
             addr,
             pid,
             scratch,
@@ -200,11 +210,6 @@ impl Gateway {
     /// The end of the gateway's stderr, for error reports.
     pub fn stderr_tail(&self) -> String {
         tail(&self.scratch.path.join("stderr.log"))
-    }
-
-    /// Stops the gateway now.
-    pub fn stop(self) {
-        drop(self.child);
     }
 }
 

@@ -1,5 +1,6 @@
-//! End to end: two smoke cases (a stream, and Anthropic-to-OpenAI translation) through the real
-//! `switchyard` binary, checking only that every request succeeded; never timing.
+//! End to end: smoke cases through the real `switchyard` binary covering every feature set (bare
+//! stream and Anthropic-to-OpenAI translation, a virtual key, request records, OTLP export),
+//! checking only that every request succeeded and the sink heard the exporter; never timing.
 //!
 //! Cargo does not build another package's binary for this package's tests. The bench finds the
 //! gateway next to its own executable, as it does for users; `cargo test --workspace` (what CI
@@ -39,6 +40,15 @@ fn build_gateway_if_missing(profile_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// One case of each feature set, plus translation.
+const CASES: &[&str] = &[
+    "chat-stream-small-rate",
+    "anthropic-to-openai-small-rate",
+    "chat-small-rate-keys",
+    "chat-stream-small-rate-records",
+    "chat-small-rate-otel",
+];
+
 #[test]
 fn smoke_cases_complete_without_errors() {
     let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
@@ -48,7 +58,7 @@ fn smoke_cases_complete_without_errors() {
     let out = Command::new(bench)
         .args(["--smoke", "--no-nginx", "--json"])
         .arg(&json)
-        .args(["chat-stream-small-rate", "anthropic-to-openai-small-rate"])
+        .args(CASES)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -59,8 +69,13 @@ fn smoke_cases_complete_without_errors() {
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["mode"], "smoke");
     let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 2);
+    assert_eq!(cases.len(), CASES.len());
     for case in cases {
+        if case["case"]["features"] == "otel" {
+            assert!(case["otlp_sink"]["exports"].as_u64().unwrap() > 0, "{case}");
+        } else {
+            assert!(case["otlp_sink"].is_null(), "{case}");
+        }
         let targets = case["targets"].as_array().unwrap();
         let names: Vec<&str> = targets
             .iter()

@@ -93,13 +93,22 @@ impl App {
             .await
             .context("cannot open the evaluation tables")?;
         observers.push(evaluations.observer());
-        let (recorder, writer) = Recorder::start(
-            store.clone(),
-            dir.join("records.spill.jsonl"),
-            config.telemetry.spill_max_bytes,
-            config.telemetry.queue_capacity,
-            observers,
-        );
+        let (recorder, writer) = if config.telemetry.records {
+            Recorder::start(
+                store.clone(),
+                dir.join("records.spill.jsonl"),
+                config.telemetry.spill_max_bytes,
+                config.telemetry.queue_capacity,
+                config.telemetry.queue_max_bytes,
+                observers,
+            )
+        } else {
+            tracing::warn!(
+                "telemetry.records is false: no request is recorded, and request metrics, alert \
+                 rules, experiment results and evaluation runs over records see none"
+            );
+            (Recorder::disabled(), tokio::spawn(async {}))
+        };
         // Shutdown waits for the exporters to send the last records too.
         let writer = match otlp {
             Some(o) => o.join_after(writer),

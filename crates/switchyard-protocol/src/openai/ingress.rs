@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::provider::REFUSAL;
@@ -521,6 +521,35 @@ fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
+/// One stream frame as written. Fields in alphabetical order, as the `Value` maps this replaced
+/// wrote them, so the bytes on the wire did not change.
+#[derive(Serialize)]
+struct ChunkOut<'a, C: Serialize> {
+    choices: C,
+    created: i64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    system_fingerprint: Option<()>,
+    /// Present (possibly `null`) only when the client asked for usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Value>>,
+}
+
+/// The choice of a text chunk.
+#[derive(Serialize)]
+struct TextChoiceOut<'a> {
+    delta: TextDeltaOut<'a>,
+    finish_reason: Option<()>,
+    index: u32,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct TextDeltaOut<'a> {
+    content: &'a str,
+}
+
 /// Writes `chat.completion.chunk` frames as canonical events arrive.
 pub struct OpenAiStreamEncoder {
     ctx: EncodeCtx,
@@ -548,19 +577,24 @@ impl OpenAiStreamEncoder {
         }
     }
 
-    fn chunk(&self, choices: Value, usage: Option<Value>, out: &mut Vec<u8>) {
-        let mut chunk = Map::new();
-        chunk.insert("id".into(), self.id.clone().into());
-        chunk.insert("object".into(), "chat.completion.chunk".into());
-        chunk.insert("created".into(), self.ctx.created.into());
-        chunk.insert("model".into(), self.ctx.model.clone().into());
-        chunk.insert("system_fingerprint".into(), Value::Null);
-        chunk.insert("choices".into(), choices);
-        if self.ctx.include_usage {
-            chunk.insert("usage".into(), usage.unwrap_or(Value::Null));
+    /// Writes one `chat.completion.chunk` frame straight into `out`, borrowing the id and
+    /// model (no `Value` tree per chunk).
+    fn chunk(&self, choices: impl Serialize, usage: Option<Value>, out: &mut Vec<u8>) {
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.ctx.created,
+            model: &self.ctx.model,
+            system_fingerprint: None,
+            choices,
+            usage: self.ctx.include_usage.then_some(usage),
+        };
+        out.extend_from_slice(b"data: ");
+        if serde_json::to_writer(&mut *out, &chunk).is_err() {
+            // Serialising these types cannot fail; keep the frame well-formed regardless.
+            out.extend_from_slice(b"{}");
         }
-        let data = serde_json::to_vec(&Value::Object(chunk)).unwrap_or_default();
-        write_event(out, None, &data);
+        out.extend_from_slice(b"\n\n");
     }
 
     fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
@@ -590,7 +624,15 @@ impl StreamEncoder for OpenAiStreamEncoder {
             StreamEvent::Start { .. } => self.ensure_started(out),
             StreamEvent::TextDelta(text) => {
                 if !text.is_empty() {
-                    self.delta(json!({"content": text}), out);
+                    // The common chunk, written without building a tree.
+                    self.ensure_started(out);
+                    let choice = TextChoiceOut {
+                        index: 0,
+                        delta: TextDeltaOut { content: text },
+                        logprobs: None,
+                        finish_reason: None,
+                    };
+                    self.chunk([choice], None, out);
                 }
             }
             StreamEvent::ReasoningDelta(text) => {

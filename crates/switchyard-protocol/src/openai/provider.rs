@@ -461,6 +461,23 @@ struct WireCompletion {
     rest: Map<String, Value>,
 }
 
+/// One `chat.completion.chunk` of a stream, parsed in one pass (no `Value` tree, no flattened
+/// leftovers: streams keep no extras). `error` and `object` spot in-band errors.
+#[derive(Deserialize)]
+struct WireStreamChunk {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    object: Option<String>,
+}
+
 fn finish_reason(s: &str) -> FinishReason {
     match s {
         "stop" => FinishReason::Stop,
@@ -561,18 +578,36 @@ impl OpenAiStreamDecoder {
             self.done = true;
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data)
-            .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
-        if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+        let chunk: WireStreamChunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            // Not the usual shape: find out whether it is an error, else say what is wrong.
+            Err(shape) => {
+                let value: Value = serde_json::from_str(data)
+                    .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
+                if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+                    out.push(StreamEvent::Error(in_stream_error(err)));
+                    return Ok(());
+                }
+                if value.get("object").and_then(Value::as_str) == Some("error") {
+                    out.push(StreamEvent::Error(in_stream_error(&value)));
+                    return Ok(());
+                }
+                return Err(malformed(format!(
+                    "stream chunk has an unexpected shape: {shape}"
+                )));
+            }
+        };
+        if chunk.error.is_some() || chunk.object.as_deref() == Some("error") {
+            // Rare: parse again as a tree for the error's details.
+            let value: Value = serde_json::from_str(data)
+                .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
+            let err = value
+                .get("error")
+                .filter(|e| !e.is_null())
+                .unwrap_or(&value);
             out.push(StreamEvent::Error(in_stream_error(err)));
             return Ok(());
         }
-        if value.get("object").and_then(Value::as_str) == Some("error") {
-            out.push(StreamEvent::Error(in_stream_error(&value)));
-            return Ok(());
-        }
-        let chunk: WireCompletion = serde_json::from_value(value)
-            .map_err(|e| malformed(format!("stream chunk has an unexpected shape: {e}")))?;
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {

@@ -496,11 +496,30 @@ pub enum ContentMode {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryFile {
+    /// Keep request records at all (default true). Off, requests are still settled against
+    /// budgets, but nothing is stored, and what is fed from records (request metrics, alert
+    /// windows, trace export) sees no requests.
+    #[serde(default = "default_records")]
+    pub records: bool,
     #[serde(default)]
     pub content: ContentMode,
+    /// Most bytes of prompt text (all messages together) and of response text one record
+    /// keeps; longer texts keep their head and tail around a marker.
+    #[serde(
+        default = "default_content_max",
+        deserialize_with = "number_or_numeric_string"
+    )]
+    pub content_max_bytes: u64,
     /// Records waiting for the writer before new ones are dropped (and counted).
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// Bytes of record content waiting for the writer; past it, records still queue but
+    /// without their prompt and response.
+    #[serde(
+        default = "default_queue_max_bytes",
+        deserialize_with = "number_or_numeric_string"
+    )]
+    pub queue_max_bytes: u64,
     /// Cap of the spill file used while the store is down.
     #[serde(default = "default_spill_max")]
     pub spill_max_bytes: u64,
@@ -509,8 +528,17 @@ pub struct TelemetryFile {
     pub otlp: Vec<super::otlp::OtlpFile>,
 }
 
+fn default_records() -> bool {
+    true
+}
 fn default_queue() -> usize {
     65_536
+}
+fn default_content_max() -> u64 {
+    16 * 1024
+}
+fn default_queue_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 fn default_spill_max() -> u64 {
     1024 * 1024 * 1024
@@ -519,8 +547,11 @@ fn default_spill_max() -> u64 {
 impl Default for TelemetryFile {
     fn default() -> Self {
         Self {
+            records: default_records(),
             content: ContentMode::default(),
+            content_max_bytes: default_content_max(),
             queue_capacity: default_queue(),
+            queue_max_bytes: default_queue_max_bytes(),
             spill_max_bytes: default_spill_max(),
             otlp: Vec::new(),
         }

@@ -224,6 +224,13 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         );
     }
     otlp::check(&telemetry.otlp, &mut errors);
+    if !telemetry.records && !telemetry.otlp.is_empty() {
+        err(
+            &mut errors,
+            "telemetry.otlp",
+            "exports request records: it needs telemetry.records to be true",
+        );
+    }
     let alerts: file::AlertsFile = section(&mut top, "alerts", &mut errors).unwrap_or_default();
     let alerts = alerts::resolve_alerts(alerts, &mut errors);
     let providers: Vec<Option<ProviderFile>> = list(&mut top, "providers", &mut errors);

@@ -147,13 +147,7 @@ impl Governance {
 
     /// Keyed hash of a secret.
     pub fn hash(&self, secret: &str) -> String {
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
-            Ok(m) => m,
-            // HMAC accepts keys of any length; this branch cannot be taken.
-            Err(_) => return String::new(),
-        };
-        mac.update(secret.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        key_hash(&self.secret, secret)
     }
 
     /// Rebuilds the snapshot from the store, keeping the ledgers' running totals.
@@ -542,6 +536,17 @@ fn key_hash_for(key: &VirtualKey, previous: bool) -> &str {
     } else {
         &key.hash
     }
+}
+
+/// The stored form of a key: hex HMAC-SHA-256 of the presented secret under the hashing secret.
+pub fn key_hash(hashing_secret: &[u8], presented: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(hashing_secret) {
+        Ok(m) => m,
+        // HMAC accepts keys of any length; this branch cannot be taken.
+        Err(_) => return String::new(),
+    };
+    mac.update(presented.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Equal-length comparison whose time does not depend on where the bytes differ.

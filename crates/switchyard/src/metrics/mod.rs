@@ -313,6 +313,8 @@ pub struct RecorderCounts {
     pub replayed: u64,
     pub dropped: u64,
     pub write_errors: u64,
+    pub content_shed: u64,
+    pub queued_bytes: u64,
 }
 
 impl RecorderCounts {
@@ -326,6 +328,8 @@ impl RecorderCounts {
             replayed: s.replayed.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             write_errors: s.write_errors.load(Ordering::Relaxed),
+            content_shed: s.content_shed.load(Ordering::Relaxed),
+            queued_bytes: s.queued_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -486,6 +490,11 @@ impl prometheus_client::collector::Collector for Snapshot {
                 "Request records lost (queue full or spill file at its cap).",
                 r.dropped,
             ),
+            (
+                "recorder_content_shed",
+                "Request records queued without their prompt and response because the queue's byte bound was reached.",
+                r.content_shed,
+            ),
         ] {
             ConstCounter::new(value).encode(encoder.encode_descriptor(
                 name,
@@ -494,6 +503,14 @@ impl prometheus_client::collector::Collector for Snapshot {
                 MetricType::Counter,
             )?)?;
         }
+        ConstGauge::new(i64::try_from(r.queued_bytes).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "recorder_queue",
+                "Bytes of request records waiting for the recorder's writer or being written.",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?,
+        )?;
         ConstCounter::new(r.write_errors).encode(encoder.encode_descriptor(
             "recorder_write_errors",
             "Failed or timed-out writes of a batch of records to the store.",

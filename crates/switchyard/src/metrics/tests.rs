@@ -40,6 +40,7 @@ pub fn record(
         prompt: None,
         response: None,
         mask_pending: false,
+        queued_bytes: 0,
         trace: None,
         response_model: None,
         finish_reason: None,

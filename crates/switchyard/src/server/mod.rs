@@ -194,6 +194,7 @@ fn tracker(app: &App, ctx: &RequestContext, endpoint: &str) -> Tracker {
         ctx.dialect.as_str(),
         endpoint,
         app.config.telemetry.content,
+        usize::try_from(app.config.telemetry.content_max_bytes).unwrap_or(usize::MAX),
     )
 }
 

@@ -2,6 +2,7 @@
 //! it in; when the request ends (or is dropped because the client went away) it becomes exactly
 //! one [`RequestRecord`] handed to the [`Recorder`] without waiting.
 
+pub mod clip;
 pub mod genai;
 pub mod mask;
 pub mod otlp;
@@ -11,6 +12,8 @@ pub mod trace_context;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use std::borrow::Cow;
 
 use serde_json::{Value, json};
 use switchyard_protocol::canonical::{ChatRequest, ContentPart, Role, Usage};
@@ -34,6 +37,8 @@ pub struct Tracker {
     record: Option<RequestRecord>,
     started: Instant,
     content: ContentMode,
+    /// Most bytes of prompt (all messages together) and of response text a record keeps.
+    content_max_bytes: usize,
     /// Prompt size in characters, for an explicit estimate when usage is missing.
     prompt_chars: usize,
     /// The budget reservation, settled exactly once with the record's cost.
@@ -64,7 +69,14 @@ impl Tracker {
         ingress: &str,
         endpoint: &str,
         content: ContentMode,
+        content_max_bytes: usize,
     ) -> Self {
+        // Without records nothing would keep the content: do not copy it.
+        let content = if recorder.enabled() {
+            content
+        } else {
+            ContentMode::Off
+        };
         Self {
             recorder,
             record: Some(RequestRecord {
@@ -93,6 +105,7 @@ impl Tracker {
                 prompt: None,
                 response: None,
                 mask_pending: false,
+                queued_bytes: 0,
                 trace: None,
                 response_model: None,
                 finish_reason: None,
@@ -105,6 +118,7 @@ impl Tracker {
             }),
             started,
             content,
+            content_max_bytes,
             prompt_chars: 0,
             admission: None,
         }
@@ -139,7 +153,8 @@ impl Tracker {
     pub fn set_request(&mut self, request: &ChatRequest, customer: Option<String>) {
         self.prompt_chars = request.prompt_chars();
         let content = self.content;
-        let prompt = (content != ContentMode::Off).then(|| prompt_json(request, content));
+        let max = self.content_max_bytes;
+        let prompt = (content != ContentMode::Off).then(|| prompt_json(request, content, max));
         if let Some(r) = self.rec() {
             r.requested_model = request.model.clone();
             r.stream = request.stream;
@@ -151,9 +166,12 @@ impl Tracker {
     }
 
     pub fn set_route(&mut self, decision: &RouteDecision, attempts: &[AttemptLog]) {
+        let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
         r.alias = Some(decision.alias.clone());
-        r.decision = serde_json::to_value(decision).ok();
+        if keep_decision {
+            r.decision = serde_json::to_value(decision).ok();
+        }
         let final_alias = attempts.last().map(|a| a.alias.clone());
         r.attempts = attempts
             .iter()
@@ -249,9 +267,14 @@ impl Tracker {
         if content == ContentMode::Off {
             return;
         }
+        let kept = clip::clip(
+            &[text],
+            self.content_max_bytes,
+            content == ContentMode::Masked,
+        );
         if let Some(r) = self.rec() {
             // Masking waits for the record writer (see `mask_record`).
-            r.response = Some(text.to_owned());
+            r.response = Some(kept);
             r.mask_pending |= content == ContentMode::Masked;
         }
     }
@@ -264,6 +287,7 @@ impl Tracker {
             record: self.record.take(),
             started: self.started,
             content: self.content,
+            content_max_bytes: self.content_max_bytes,
             prompt_chars: self.prompt_chars,
             admission: self.admission.take(),
         }
@@ -306,8 +330,9 @@ impl Drop for Tracker {
     }
 }
 
-/// Masks a record's prompt and response if that is still pending. The record writer calls it
-/// for each record, so the regular expressions never run on the request path.
+/// Masks a record's prompt and response if that is still pending, settling the cuts
+/// [`clip`] left for after masking. The record writer calls it for each record, so the regular
+/// expressions never run on the request path.
 pub fn mask_record(r: &mut RequestRecord) {
     if !std::mem::take(&mut r.mask_pending) {
         return;
@@ -315,43 +340,60 @@ pub fn mask_record(r: &mut RequestRecord) {
     if let Some(Value::Array(messages)) = &mut r.prompt {
         for m in messages {
             if let Some(Value::String(text)) = m.get_mut("content") {
-                *text = mask::mask(text);
+                *text = clip::finish_masked(text, mask::mask);
             }
         }
     }
     if let Some(text) = &mut r.response {
-        *text = mask::mask(text);
+        *text = clip::finish_masked(text, mask::mask);
     }
 }
 
-/// Prompt messages as records keep them (raw here; masked later by the writer when pending).
-fn prompt_json(request: &ChatRequest, _content: ContentMode) -> Value {
-    let keep = |s: &str| s.to_owned();
+/// The text pieces of one message as a record shows them, borrowed where possible.
+fn message_parts(content: &[ContentPart]) -> Vec<Cow<'_, str>> {
+    let mut parts = Vec::new();
+    for p in content {
+        match p {
+            ContentPart::Text { text, .. } => parts.push(Cow::Borrowed(text.as_str())),
+            ContentPart::Image { .. } => parts.push(Cow::Borrowed("[image]")),
+            ContentPart::ToolCall {
+                name, arguments, ..
+            } => parts.push(Cow::Owned(format!("[tool call {name}: {arguments}]"))),
+            ContentPart::ToolResult { content, .. } => {
+                for c in content {
+                    if let ContentPart::Text { text, .. } = c {
+                        parts.push(Cow::Borrowed(text.as_str()));
+                    }
+                }
+            }
+            ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+        }
+    }
+    parts
+}
+
+/// Prompt messages as records keep them: within `max_bytes` for all messages together (shared
+/// by [`clip::share`]), raw here and masked later by the writer when pending. Only the kept
+/// bytes are copied.
+fn prompt_json(request: &ChatRequest, content: ContentMode, max_bytes: usize) -> Value {
+    let parts: Vec<Vec<Cow<'_, str>>> = request
+        .messages
+        .iter()
+        .map(|m| message_parts(&m.content))
+        .collect();
+    let lengths: Vec<usize> = parts
+        .iter()
+        .map(|p| p.iter().map(|s| s.len()).sum())
+        .collect();
+    let caps = clip::share(&lengths, max_bytes);
+    let masked_later = content == ContentMode::Masked;
     let messages: Vec<Value> = request
         .messages
         .iter()
-        .map(|m| {
-            let mut text = String::new();
-            for p in &m.content {
-                match p {
-                    ContentPart::Text { text: t, .. } => text.push_str(t),
-                    ContentPart::Image { .. } => text.push_str("[image]"),
-                    ContentPart::ToolCall {
-                        name, arguments, ..
-                    } => {
-                        text.push_str(&format!("[tool call {name}: {arguments}]"));
-                    }
-                    ContentPart::ToolResult { content, .. } => {
-                        for c in content {
-                            if let ContentPart::Text { text: t, .. } = c {
-                                text.push_str(t);
-                            }
-                        }
-                    }
-                    ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
-                }
-            }
-            json!({"role": role_name(m.role), "content": keep(&text)})
+        .zip(parts.iter().zip(caps))
+        .map(|(m, (parts, cap))| {
+            let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
+            json!({"role": role_name(m.role), "content": clip::clip(&parts, cap, masked_later)})
         })
         .collect();
     Value::Array(messages)

@@ -20,6 +20,21 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl RequestRecord {
+    /// Bytes of prompt and response text the record carries.
+    pub fn content_bytes(&self) -> usize {
+        let prompt = match &self.prompt {
+            Some(Value::Array(messages)) => messages
+                .iter()
+                .filter_map(|m| m.get("content").and_then(Value::as_str))
+                .map(str::len)
+                .sum(),
+            _ => 0,
+        };
+        prompt + self.response.as_ref().map_or(0, String::len)
+    }
+}
+
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,6 +138,9 @@ pub struct RequestRecord {
     /// before any observer or the store sees them.
     #[serde(skip)]
     pub mask_pending: bool,
+    /// Bytes this record was counted for in the recorder's queue (see `Recorder::record`).
+    #[serde(skip)]
+    pub queued_bytes: usize,
     /// The W3C trace the request belongs to: the caller's (`traceparent`) or a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<super::trace_context::TraceContext>,

@@ -3,6 +3,14 @@
 //! local JSON-lines file and are replayed when it recovers (inserts are idempotent by id), so no
 //! record is lost silently; only when the spill file reaches its configured cap are records
 //! dropped, and every drop is counted.
+//!
+//! The queue is bounded twice: by records (`telemetry.queue_capacity`) and by the bytes of
+//! content they carry (`telemetry.queue_max_bytes`). A record that would pass the byte bound is
+//! still queued, without its prompt and response (counted as `content_shed`), so a flood of big
+//! prompts costs content, never records, and never unbounded memory.
+//!
+//! The writer collects records for up to [`BATCH_WINDOW`] (or [`BATCH`] records) before each
+//! transaction, so at low rates a request does not pay for a transaction of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +25,10 @@ use crate::store::{RecordStore, SqliteStore};
 
 /// Largest batch written in one transaction.
 const BATCH: usize = 512;
+/// How long the writer keeps collecting after the first record of a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Bytes a record is counted for besides its content (ids, decision, attempts).
+const RECORD_OVERHEAD: usize = 1024;
 /// How long a store write may take before the batch spills.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed write, batches go straight to the spill file for this long.
@@ -31,6 +43,10 @@ pub struct RecorderStats {
     pub replayed: AtomicU64,
     pub dropped: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Records queued without their content because the queue's byte bound was reached.
+    pub content_shed: AtomicU64,
+    /// Bytes of the records waiting in the queue or in the batch being written.
+    pub queued_bytes: AtomicU64,
 }
 
 /// Sees every batch of records before it is stored (metrics, exporters).
@@ -39,9 +55,11 @@ pub trait RecordObserver: Send + Sync {
 }
 
 pub struct Recorder {
-    tx: mpsc::Sender<RequestRecord>,
+    /// `None` when records are switched off (`telemetry.records: false`).
+    tx: Option<mpsc::Sender<RequestRecord>>,
     pub stats: Arc<RecorderStats>,
     capacity: usize,
+    max_bytes: u64,
 }
 
 impl Recorder {
@@ -52,6 +70,7 @@ impl Recorder {
         spill_path: PathBuf,
         spill_max_bytes: u64,
         capacity: usize,
+        max_bytes: u64,
         observers: Vec<Arc<dyn RecordObserver>>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
@@ -70,22 +89,57 @@ impl Recorder {
         let handle = tokio::spawn(writer.run());
         (
             Self {
-                tx,
+                tx: Some(tx),
                 stats,
                 capacity,
+                max_bytes,
             },
             handle,
         )
     }
 
+    /// A recorder that keeps nothing (`telemetry.records: false`): records are dropped
+    /// uncounted, and no writer runs.
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            stats: Arc::default(),
+            capacity: 0,
+            max_bytes: 0,
+        }
+    }
+
+    /// Whether records are kept at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Hands a record to the writer without waiting. A full queue means the writer cannot even
     /// spill fast enough: the record is dropped and counted.
-    pub fn record(&self, record: RequestRecord) {
-        match self.tx.try_send(record) {
+    pub fn record(&self, mut record: RequestRecord) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let content = record.content_bytes();
+        let mut size = (RECORD_OVERHEAD + content) as u64;
+        let before = self.stats.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if content > 0 && before + size > self.max_bytes {
+            // Over the byte bound: keep the record, shed its content.
+            self.stats.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            record.prompt = None;
+            record.response = None;
+            record.mask_pending = false;
+            size = RECORD_OVERHEAD as u64;
+            self.stats.queued_bytes.fetch_add(size, Ordering::Relaxed);
+            self.stats.content_shed.fetch_add(1, Ordering::Relaxed);
+        }
+        record.queued_bytes = size as usize;
+        match tx.try_send(record) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
+                self.stats.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!("request record dropped: the recorder queue is full");
             }
@@ -94,7 +148,9 @@ impl Recorder {
 
     /// Records waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.capacity - self.tx.capacity()
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| self.capacity - tx.capacity())
     }
 }
 
@@ -177,10 +233,14 @@ impl Writer {
             };
             let Some(first) = next else { break };
             batch.push(first);
+            let window_ends = tokio::time::Instant::now() + BATCH_WINDOW;
             while batch.len() < BATCH {
-                match self.rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+                let room = BATCH - batch.len();
+                let more = self.rx.recv_many(&mut batch, room);
+                match tokio::time::timeout_at(window_ends, more).await {
+                    // The queue closed: write what there is, the loop then ends.
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
                 }
             }
             for r in &mut batch {
@@ -190,6 +250,10 @@ impl Writer {
                 o.observe(&batch);
             }
             self.write(&batch).await;
+            let bytes: usize = batch.iter().map(|r| r.queued_bytes).sum();
+            self.stats
+                .queued_bytes
+                .fetch_sub(bytes as u64, Ordering::Relaxed);
             batch.clear();
         }
         // Shutting down: one more attempt to empty the spill file into the store.

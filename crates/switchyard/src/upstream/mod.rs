@@ -205,25 +205,29 @@ fn headroom(headers: &http::HeaderMap) -> Option<f64> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
     };
+    // (remaining, limit) header pairs; fixed names, so nothing is formatted per response.
+    const PAIRS: [(&str, &str); 4] = [
+        (
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-limit-requests",
+        ),
+        (
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-limit",
+        ),
+        ("x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens"),
+        (
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-limit",
+        ),
+    ];
     let mut best: Option<f64> = None;
-    for kind in ["requests", "tokens"] {
-        let pairs = [
-            (
-                format!("x-ratelimit-remaining-{kind}"),
-                format!("x-ratelimit-limit-{kind}"),
-            ),
-            (
-                format!("anthropic-ratelimit-{kind}-remaining"),
-                format!("anthropic-ratelimit-{kind}-limit"),
-            ),
-        ];
-        for (rem, lim) in pairs {
-            if let (Some(r), Some(l)) = (num(&rem), num(&lim))
-                && l > 0.0
-            {
-                let f = r / l;
-                best = Some(best.map_or(f, |b: f64| b.min(f)));
-            }
+    for (rem, lim) in PAIRS {
+        if let (Some(r), Some(l)) = (num(rem), num(lim))
+            && l > 0.0
+        {
+            let f = r / l;
+            best = Some(best.map_or(f, |b: f64| b.min(f)));
         }
     }
     best

@@ -167,13 +167,18 @@ pub async fn env_with(extra_models: &str) -> Env {
 }
 
 pub async fn env_with_routing(extra_models: &str, routing: &str) -> Env {
+    env_with_sections(extra_models, routing, "").await
+}
+
+/// The standard environment with more top-level sections (e.g. `telemetry:`) in its config.
+pub async fn env_with_sections(extra_models: &str, routing: &str, sections: &str) -> Env {
     let sim = start_sim(SimConfig::default()).await;
-    let gw = Gateway::start(&standard_config_with(
-        &sim.base_url(),
-        extra_models,
-        routing,
-    ))
-    .await;
+    let config = format!(
+        "{}
+{sections}",
+        standard_config_with(&sim.base_url(), extra_models, routing)
+    );
+    let gw = Gateway::start(&config).await;
     Env {
         sim,
         gw,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
 
-use crate::harness::{Env, KEY, chat, env_with};
+use crate::harness::{Env, KEY, chat, env_with, env_with_sections};
 
 const PRICED: &str = r#"
   - alias: priced
@@ -248,4 +248,45 @@ async fn a_store_that_is_down_loses_no_record() {
     }
     let all = env.get("/admin/requests?limit=1000").await.json();
     assert_eq!(all["data"].as_array().unwrap().len(), ids.len());
+}
+
+#[tokio::test]
+async fn a_huge_prompt_is_stored_cut_with_a_marker_and_masked() {
+    let env = env_with_sections(
+        "",
+        "allowed_fails: 3",
+        "telemetry:\n  content_max_bytes: 4096\n",
+    )
+    .await;
+    // 200 KB: an e-mail address in the head, another in the tail, one in the middle that is cut.
+    let filler = "lorem ipsum dolor sit amet ".repeat(7_500);
+    let prompt =
+        format!("BEGIN jane@example.com {filler} middle@example.com {filler} bob@example.org END");
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", &prompt))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rec = record(&env, &request_id(&r)).await;
+    let stored = rec["prompt"][0]["content"].as_str().unwrap();
+    assert!(stored.len() < 4096 + 100, "{} bytes kept", stored.len());
+    assert!(stored.starts_with("BEGIN [EMAIL] lorem"), "{stored:.80}");
+    assert!(stored.ends_with("[EMAIL] END"), "{stored}");
+    assert!(stored.contains(" bytes cut ...]"), "a marker says where");
+    assert!(!stored.contains("@example"), "masked: {stored}");
+    // The answer is unaffected.
+    assert!(r.json()["choices"][0]["message"]["content"].is_string());
+}
+
+#[tokio::test]
+async fn records_can_be_switched_off() {
+    let env = env_with_sections("", "allowed_fails: 3", "telemetry:\n  records: false\n").await;
+    for _ in 0..3 {
+        let r = env
+            .post("/v1/chat/completions", &chat("openai", "not recorded"))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = env.get("/admin/requests").await.json();
+    assert_eq!(all["data"].as_array().unwrap().len(), 0, "{all}");
 }

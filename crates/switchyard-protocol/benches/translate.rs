@@ -1,0 +1,165 @@
+//! Micro-benchmarks of the translation hot path, with allocation counts: request decode and
+//! encode per dialect, and one stream chunk decoded and re-encoded. Run with
+//! `cargo bench -p switchyard-protocol --bench translate`.
+
+use divan::{AllocProfiler, Bencher, black_box};
+use serde_json::json;
+use switchyard_protocol::anthropic::{AnthropicIngress, AnthropicStreamEncoder};
+use switchyard_protocol::canonical::StreamEvent;
+use switchyard_protocol::dialect::{
+    EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamEncoder, Target,
+};
+use switchyard_protocol::openai::{OpenAiIngress, OpenAiProvider, OpenAiStreamEncoder};
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+/// Prompt sizes: one sentence, and the load harness's 200 KB prompt.
+const SIZES: &[&str] = &["small", "large"];
+
+fn prompt(size: &str) -> String {
+    let sentence = "Write one short sentence about keep-alive connections.";
+    if size == "small" {
+        return sentence.to_owned();
+    }
+    let mut text = String::from(sentence);
+    while text.len() < 200_000 {
+        text.push_str(" the gateway forwards each request to a provider");
+    }
+    text
+}
+
+fn openai_body(size: &str) -> Vec<u8> {
+    json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": prompt(size)},
+        ],
+        "max_tokens": 64,
+        "temperature": 0.2,
+        "metadata": {"team": "bench"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn anthropic_body(size: &str) -> Vec<u8> {
+    json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "system": "You are terse.",
+        "messages": [{"role": "user", "content": prompt(size)}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn target() -> Target<'static> {
+    Target {
+        base_url: "http://127.0.0.1:1/v1",
+        model: "gpt-4o-mini",
+        api_key: Some("sk-upstream"),
+        api_version: None,
+    }
+}
+
+fn ctx() -> EncodeCtx {
+    EncodeCtx {
+        id: "0192c0ffee".into(),
+        model: "gpt-4o-mini".into(),
+        created: 1_700_000_000,
+        include_usage: true,
+    }
+}
+
+/// OpenAI client body → canonical request.
+#[divan::bench(args = SIZES)]
+fn openai_decode(bencher: Bencher, size: &str) {
+    let body = openai_body(size);
+    bencher.bench(|| OpenAiIngress.decode_chat(black_box(&body)));
+}
+
+/// Canonical request → OpenAI provider request (body and headers).
+#[divan::bench(args = SIZES)]
+fn openai_encode(bencher: Bencher, size: &str) {
+    let Ok(request) = OpenAiIngress.decode_chat(&openai_body(size)) else {
+        return;
+    };
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let target = target();
+    bencher.bench(|| provider.build_chat(black_box(&request), &target));
+}
+
+/// The whole same-dialect request path: OpenAI in, OpenAI out.
+#[divan::bench(args = SIZES)]
+fn openai_to_openai(bencher: Bencher, size: &str) {
+    let body = openai_body(size);
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let target = target();
+    bencher.bench(|| {
+        OpenAiIngress
+            .decode_chat(black_box(&body))
+            .map(|r| provider.build_chat(&r, &target))
+    });
+}
+
+/// Translation: Anthropic Messages in, OpenAI provider request out.
+#[divan::bench(args = SIZES)]
+fn anthropic_to_openai(bencher: Bencher, size: &str) {
+    let body = anthropic_body(size);
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let target = target();
+    bencher.bench(|| {
+        AnthropicIngress
+            .decode_chat(black_box(&body))
+            .map(|r| provider.build_chat(&r, &target))
+    });
+}
+
+fn openai_chunk(text: &str) -> Vec<u8> {
+    let chunk = json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}],
+    });
+    format!("data: {chunk}\n\n").into_bytes()
+}
+
+/// One upstream text chunk decoded and re-encoded for the client, after the stream started.
+fn chunk_round_trip(bencher: Bencher, mut encoder: Box<dyn StreamEncoder>) {
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let mut decoder = provider.stream_decoder();
+    let mut events: Vec<StreamEvent> = Vec::new();
+    let mut out = Vec::new();
+    // The first chunk starts the stream (role chunk, message start); not measured.
+    let first = openai_chunk("Hello");
+    if decoder.push(&first, &mut events).is_err() {
+        return;
+    }
+    for e in events.drain(..) {
+        encoder.event(&e, &mut out);
+    }
+    let chunk = openai_chunk(" world, and a few more words");
+    bencher.bench_local(|| {
+        out.clear();
+        let _ = decoder.push(black_box(&chunk), &mut events);
+        for e in events.drain(..) {
+            encoder.event(&e, &mut out);
+        }
+        out.len()
+    });
+}
+
+#[divan::bench]
+fn stream_chunk_openai_to_openai(bencher: Bencher) {
+    chunk_round_trip(bencher, Box::new(OpenAiStreamEncoder::new(ctx())));
+}
+
+#[divan::bench]
+fn stream_chunk_openai_to_anthropic(bencher: Bencher) {
+    chunk_round_trip(bencher, Box::new(AnthropicStreamEncoder::new(ctx())));
+}

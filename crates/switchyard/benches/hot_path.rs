@@ -1,0 +1,143 @@
+//! Micro-benchmarks of the gateway's pure per-request work, each beside the naive alternative
+//! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
+//! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
+//! cost computation (integer nano-dollars vs floating-point dollars). Run with
+//! `cargo bench -p switchyard --bench hot_path`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use divan::{AllocProfiler, Bencher, black_box};
+use switchyard::governance::ledger::{self, Ask, Ledger, Level};
+use switchyard::governance::model::Limits;
+use switchyard::governance::{constant_time_eq, key_hash};
+use switchyard::pricing::Price;
+use switchyard_protocol::canonical::Usage;
+
+#[global_allocator]
+static ALLOC: AllocProfiler = AllocProfiler::system();
+
+fn main() {
+    divan::main();
+}
+
+const HASH_SECRET: &[u8] = b"bench hashing secret, 32 bytes!!";
+
+/// Stored keys: (hash of the secret, key id), as the gateway's snapshot holds them.
+fn stored_keys(n: usize) -> (Vec<(String, String)>, String) {
+    let keys: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let secret = format!("sk-sy-bench{i:034}");
+            (key_hash(HASH_SECRET, &secret), format!("key_{i}"))
+        })
+        .collect();
+    // The caller presents the last key created: the worst case of a scan.
+    (keys, format!("sk-sy-bench{:034}", n - 1))
+}
+
+const KEY_COUNTS: &[usize] = &[10, 1_000, 100_000];
+
+/// What the gateway does: HMAC-SHA-256 of the presented key, one map lookup, one constant-time
+/// comparison of the hash found.
+#[divan::bench(args = KEY_COUNTS)]
+fn key_hash_and_map_lookup(bencher: Bencher, n: usize) {
+    let (keys, presented) = stored_keys(n);
+    let by_hash: HashMap<String, String> = keys.into_iter().collect();
+    bencher.bench(|| {
+        let hash = key_hash(HASH_SECRET, black_box(&presented));
+        by_hash
+            .get_key_value(&hash)
+            .filter(|(stored, _)| constant_time_eq(stored.as_bytes(), hash.as_bytes()))
+            .map(|(_, id)| id.len())
+    });
+}
+
+/// The naive alternative: hash once, then compare against every stored key.
+#[divan::bench(args = KEY_COUNTS)]
+fn key_hash_and_linear_scan(bencher: Bencher, n: usize) {
+    let (keys, presented) = stored_keys(n);
+    bencher.bench(|| {
+        let hash = key_hash(HASH_SECRET, black_box(&presented));
+        keys.iter()
+            .find(|(stored, _)| constant_time_eq(stored.as_bytes(), hash.as_bytes()))
+            .map(|(_, id)| id.len())
+    });
+}
+
+/// The keyed hash alone.
+#[divan::bench]
+fn key_hash_only(bencher: Bencher) {
+    bencher.bench(|| {
+        key_hash(
+            HASH_SECRET,
+            black_box("sk-sy-0123456789abcdefghijABCDEFGHIJ0123"),
+        )
+    });
+}
+
+fn ledger_levels() -> Vec<Arc<Ledger>> {
+    let limits = Limits {
+        rpm: Some(1_000_000_000),
+        tpm: Some(1_000_000_000_000),
+        max_budget_nanos: Some(1_000_000_000_000_000),
+        ..Limits::default()
+    };
+    vec![
+        Ledger::new(Level::Key("key_1".into()), limits.clone(), 0, 0),
+        Ledger::new(Level::Team("team_1".into()), limits, 0, 0),
+    ]
+}
+
+const ASK: Ask = Ask {
+    worst: 40_000,
+    least: 1_000,
+    tokens: 20,
+    may_cap: true,
+};
+
+/// Reserve at a key and its team, then settle with the true cost: the ledger work of one
+/// request. With several threads, every thread works on the same two ledgers (one key used by
+/// concurrent requests), so the figure includes lock contention.
+#[divan::bench(threads = [1, 2, 4])]
+fn budget_reserve_and_settle(bencher: Bencher) {
+    let levels = ledger_levels();
+    let now = 1_764_400_000_000;
+    bencher.bench(|| {
+        if let Ok(granted) = ledger::reserve(black_box(&levels), ASK, now) {
+            ledger::settle(&levels, granted.reserved, 12_345, 10, now);
+        }
+    });
+}
+
+fn usage() -> Usage {
+    Usage {
+        input_tokens: 1_234,
+        output_tokens: 567,
+        cache_read_tokens: 200,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+    }
+}
+
+/// Integer nano-dollars per token: exact, and sums of many requests stay exact.
+#[divan::bench]
+fn cost_integer_nanos(bencher: Bencher) {
+    let price = Price::per_mtok(0.15, 0.60);
+    let usage = usage();
+    bencher.bench(|| black_box(&price).cost(black_box(&usage)));
+}
+
+/// The naive alternative: US dollars per million tokens as `f64` (rounding drifts in sums).
+#[divan::bench]
+fn cost_naive_f64_dollars(bencher: Bencher) {
+    let (input, output, cache_read) = (0.15_f64, 0.60_f64, 0.15_f64);
+    let usage = usage();
+    bencher.bench(|| {
+        let u = black_box(&usage);
+        let uncached = u.input_tokens - u.cache_read_tokens - u.cache_write_tokens;
+        (uncached as f64 * black_box(input)
+            + u.cache_read_tokens as f64 * cache_read
+            + u.output_tokens as f64 * output)
+            / 1_000_000.0
+    });
+}
