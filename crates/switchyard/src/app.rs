@@ -30,6 +30,9 @@ pub struct App {
     pub evaluations: Arc<crate::evaluation::Evaluations>,
     /// Provider credentials stored through the admin API, encrypted at rest.
     pub credentials: Arc<crate::credentials::Credentials>,
+    /// The runtime the state was built on, for background work started by a request (an
+    /// evaluation run): serving workers only serve.
+    pub background: tokio::runtime::Handle,
 }
 
 impl App {
@@ -59,7 +62,9 @@ impl App {
                 .context("cannot load the stored provider credentials")?,
         );
         let table = RoutingTable::build(&config, sim_base_url, &credentials.vault())?;
-        crate::tokens::prepare(table.encodings());
+        if table.tokens_matter() {
+            crate::tokens::prepare(table.encodings());
+        }
         let secret = match (&config.governance.hash_secret, &config.server.master_key) {
             (Some(s), _) => s.clone().into_bytes(),
             // Derived, so it is stable across restarts without being the master key itself.
@@ -127,6 +132,7 @@ impl App {
                 experiments,
                 evaluations,
                 credentials,
+                background: tokio::runtime::Handle::current(),
             },
             writer,
         ))

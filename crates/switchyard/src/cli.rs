@@ -98,7 +98,10 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Background work (record writer, exporters, alerts, evaluation runs) and accepting
+    // connections; requests are served on the workers `server::serve` starts.
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -5,9 +5,13 @@
 //! are not published and whose counts o200k approximates. The authoritative number is always
 //! the response's usage; these are estimates, and they lean high (message framing is counted).
 //!
-//! Each vocabulary is built once per process, on first use. Text is encoded in bounded chunks,
-//! so hostile input (a megabyte of one repeated character) costs linear time and cannot drive
-//! the pre-tokenizer's backtracking into its failure mode.
+//! A vocabulary is built once per process, when a request first needs it (or ahead of that,
+//! when the configuration shows that some will), so a gateway whose callers have no budget or
+//! TPM limit never holds one (o200k takes about 50 MiB). The tokenizer's work per request is
+//! bounded: the first [`EXACT_BYTES`] of text are counted exactly; longer texts are estimated
+//! from evenly spaced windows and extrapolated with a margin, so a 200 KB prompt costs about as
+//! much as a 4 KB one. Text is encoded in bounded chunks, so hostile input (a megabyte of one
+//! repeated character) cannot drive the pre-tokenizer's backtracking into its failure mode.
 
 use std::sync::OnceLock;
 
@@ -41,22 +45,41 @@ impl Encoding {
         }
     }
 
-    fn bpe(self) -> Option<&'static CoreBPE> {
+    fn cell(self) -> &'static OnceLock<Option<CoreBPE>> {
         static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
         static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
         match self {
-            Encoding::O200k => O200K.get_or_init(|| tiktoken_rs::o200k_base().ok()),
-            Encoding::Cl100k => CL100K.get_or_init(|| tiktoken_rs::cl100k_base().ok()),
+            Encoding::O200k => &O200K,
+            Encoding::Cl100k => &CL100K,
         }
-        .as_ref()
+    }
+
+    fn build(self) -> Option<CoreBPE> {
+        match self {
+            Encoding::O200k => tiktoken_rs::o200k_base().ok(),
+            Encoding::Cl100k => tiktoken_rs::cl100k_base().ok(),
+        }
+    }
+
+    /// The vocabulary, built on first use; the build (a few hundred milliseconds) tells the
+    /// runtime it blocks, so other tasks on this worker move on meanwhile.
+    fn bpe(self) -> Option<&'static CoreBPE> {
+        let cell = self.cell();
+        if let Some(bpe) = cell.get() {
+            return bpe.as_ref();
+        }
+        off_the_reactor(|| cell.get_or_init(|| self.build())).as_ref()
     }
 }
 
-/// Builds the vocabularies on the blocking pool, so the first request does not wait for it
-/// (it takes a few hundred milliseconds).
+/// Builds vocabularies on the blocking pool ahead of the first request that needs them.
 pub fn prepare(encodings: impl IntoIterator<Item = Encoding>) {
     for e in encodings {
-        drop(tokio::task::spawn_blocking(move || e.bpe().is_some()));
+        if e.cell().get().is_none() && tokio::runtime::Handle::try_current().is_ok() {
+            drop(tokio::task::spawn_blocking(move || {
+                e.cell().get_or_init(|| e.build());
+            }));
+        }
     }
 }
 
@@ -71,34 +94,125 @@ pub const IMAGE_LOW: u64 = 85;
 /// An image otherwise: above the largest OpenAI high-detail tiling (1,445) and Anthropic's
 /// ~1,600 for a 1.15-megapixel image.
 pub const IMAGE: u64 = 1_600;
-/// Prompts longer than this many bytes are counted with the runtime told it may block.
-pub const BLOCKING_THRESHOLD: usize = 32 * 1024;
+/// Bytes of text per request counted exactly.
+pub const EXACT_BYTES: usize = 16 * 1024;
+/// Bytes of text per request the tokenizer reads to estimate texts beyond [`EXACT_BYTES`];
+/// past it, the ratio of tokens to bytes seen so far extrapolates.
+const SAMPLE_BYTES: usize = 16 * 1024;
+/// A long text is estimated from this many windows of [`WINDOW`] bytes, spread evenly.
+const WINDOWS: usize = 4;
+const WINDOW: usize = 1024;
+/// Estimates of long texts are raised by this share (in percent), so they lean high.
+const MARGIN_PERCENT: u64 = 10;
 /// Text is encoded in pieces of about this many bytes.
 const CHUNK: usize = 4 * 1024;
 
-/// Tokens of one text.
-pub fn count_text(encoding: Encoding, text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
+/// Counts the texts of one request, spending at most [`EXACT_BYTES`] + [`SAMPLE_BYTES`] of
+/// tokenizer work whatever the request's size.
+pub struct Counter {
+    encoding: Encoding,
+    exact_left: usize,
+    sample_left: usize,
+    /// Bytes and tokens the tokenizer has seen, for extrapolating.
+    seen_bytes: u64,
+    seen_tokens: u64,
+}
+
+impl Counter {
+    pub fn new(encoding: Encoding) -> Self {
+        Self {
+            encoding,
+            exact_left: EXACT_BYTES,
+            sample_left: SAMPLE_BYTES,
+            seen_bytes: 0,
+            seen_tokens: 0,
+        }
     }
-    let Some(bpe) = encoding.bpe() else {
-        return fallback(text);
-    };
-    chunks(text)
-        .map(|piece| {
-            // The tokenizer unwraps its pre-tokenizer's result; chunking keeps that from
-            // failing, and a failure still only costs accuracy, never the request.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                bpe.encode_ordinary(piece).len() as u64
-            }))
-            .unwrap_or_else(|_| fallback(piece))
-        })
-        .sum()
+
+    /// Tokens of one text: exact while the request's exact allowance lasts, else an estimate.
+    pub fn text(&mut self, text: &str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        let Some(bpe) = self.encoding.bpe() else {
+            return fallback(text);
+        };
+        if text.len() <= self.exact_left {
+            self.exact_left -= text.len();
+            let n = chunks(text).map(|piece| encode_len(bpe, piece)).sum();
+            self.seen(text.len(), n);
+            return n;
+        }
+        self.exact_left = 0;
+        if self.sample_left >= WINDOWS * WINDOW {
+            let (bytes, tokens) = windows(text)
+                .map(|w| (w.len(), encode_len(bpe, w)))
+                .fold((0, 0), |(b, t), (wb, wt)| (b + wb, t + wt));
+            self.sample_left -= bytes;
+            self.seen(bytes, tokens);
+            return extrapolate(text.len(), bytes as u64, tokens);
+        }
+        if self.seen_bytes > 0 {
+            extrapolate(text.len(), self.seen_bytes, self.seen_tokens)
+        } else {
+            fallback(text)
+        }
+    }
+
+    fn seen(&mut self, bytes: usize, tokens: u64) {
+        self.seen_bytes += bytes as u64;
+        self.seen_tokens += tokens;
+    }
+}
+
+/// Tokens of one piece of text; the tokenizer unwraps its pre-tokenizer's result, chunking
+/// keeps that from failing, and a failure still only costs accuracy, never the request.
+fn encode_len(bpe: &CoreBPE, piece: &str) -> u64 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bpe.encode_ordinary(piece).len() as u64
+    }))
+    .unwrap_or_else(|_| fallback(piece))
+}
+
+/// `bytes` of text at the sample's ratio of tokens to bytes, plus the margin.
+fn extrapolate(bytes: usize, sample_bytes: u64, sample_tokens: u64) -> u64 {
+    let scaled =
+        (bytes as u128 * u128::from(sample_tokens)).div_ceil(u128::from(sample_bytes.max(1)));
+    let scaled = u64::try_from(scaled).unwrap_or(u64::MAX);
+    scaled.saturating_add(scaled * MARGIN_PERCENT / 100).max(1)
+}
+
+/// [`WINDOWS`] pieces of about [`WINDOW`] bytes spread evenly over `text` (first and last
+/// included), each on char boundaries.
+fn windows(text: &str) -> impl Iterator<Item = &str> {
+    let span = text.len().saturating_sub(WINDOW);
+    (0..WINDOWS).map(move |i| {
+        let mut start = span * i / (WINDOWS - 1);
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = (start + WINDOW).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        &text[start..end]
+    })
+}
+
+/// Tokens of one text, as the first text of a request would be counted.
+pub fn count_text(encoding: Encoding, text: &str) -> u64 {
+    Counter::new(encoding).text(text)
 }
 
 /// About four bytes per token, rounded up: the estimate when no vocabulary is available.
 fn fallback(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
+}
+
+/// The estimate of a request nothing meters by tokens (no budget, no TPM limit, no routing
+/// on token counts): about four bytes per token, without the tokenizer.
+pub fn rough(prompt_bytes: usize) -> u64 {
+    (prompt_bytes as u64).div_ceil(4) + REPLY_PRIMING
 }
 
 /// Splits `text` into pieces of at most about [`CHUNK`] bytes, before a whitespace where one is
@@ -128,12 +242,12 @@ fn chunks(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-fn count_parts(encoding: Encoding, parts: &[ContentPart]) -> u64 {
+fn count_parts(counter: &mut Counter, parts: &[ContentPart]) -> u64 {
     parts
         .iter()
         .map(|p| match p {
             ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => {
-                count_text(encoding, text)
+                counter.text(text)
             }
             ContentPart::Image { detail, .. } => {
                 if detail.as_deref() == Some("low") {
@@ -144,10 +258,10 @@ fn count_parts(encoding: Encoding, parts: &[ContentPart]) -> u64 {
             }
             ContentPart::ToolCall {
                 name, arguments, ..
-            } => count_text(encoding, name) + count_text(encoding, arguments) + PER_MESSAGE,
+            } => counter.text(name) + counter.text(arguments) + PER_MESSAGE,
             ContentPart::ToolResult { name, content, .. } => {
-                name.as_deref().map_or(0, |n| count_text(encoding, n))
-                    + count_parts(encoding, content)
+                name.as_deref().map_or(0, |n| counter.text(n))
+                    + count_parts(counter, content)
                     + PER_MESSAGE
             }
             // Opaque provider data: sized like text, as the provider will bill it.
@@ -159,23 +273,22 @@ fn count_parts(encoding: Encoding, parts: &[ContentPart]) -> u64 {
 /// Estimated prompt tokens of a chat request: every message with its framing, tool
 /// definitions, a JSON schema for the output, and the reply priming.
 pub fn estimate_chat(encoding: Encoding, request: &ChatRequest) -> u64 {
+    let mut counter = Counter::new(encoding);
     let mut n = REPLY_PRIMING;
     for m in &request.messages {
-        n += PER_MESSAGE + count_parts(encoding, &m.content);
+        n += PER_MESSAGE + count_parts(&mut counter, &m.content);
         if let Some(name) = &m.name {
-            n += 1 + count_text(encoding, name);
+            n += 1 + counter.text(name);
         }
     }
     for t in &request.tools {
         n += PER_TOOL
-            + count_text(encoding, &t.name)
-            + t.description
-                .as_deref()
-                .map_or(0, |d| count_text(encoding, d))
-            + count_text(encoding, &t.parameters.to_string());
+            + counter.text(&t.name)
+            + t.description.as_deref().map_or(0, |d| counter.text(d))
+            + counter.text(&t.parameters.to_string());
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format {
-        n += count_text(encoding, &schema.to_string());
+        n += counter.text(&schema.to_string());
     }
     n
 }
@@ -183,21 +296,24 @@ pub fn estimate_chat(encoding: Encoding, request: &ChatRequest) -> u64 {
 /// Estimated input tokens of an embeddings request (token-array inputs are counted exactly).
 pub fn estimate_embeddings(encoding: Encoding, input: &EmbeddingInput) -> u64 {
     match input {
-        EmbeddingInput::Texts(t) => t.iter().map(|s| count_text(encoding, s)).sum(),
+        EmbeddingInput::Texts(t) => {
+            let mut counter = Counter::new(encoding);
+            t.iter().map(|s| counter.text(s)).sum()
+        }
         EmbeddingInput::Tokens(t) => t.iter().map(|v| v.len() as u64).sum(),
     }
 }
 
-/// Runs a count; a large one tells the runtime it blocks, so other tasks on this worker move
-/// to another thread meanwhile (on a multi-threaded runtime; elsewhere it just runs).
-pub fn off_the_reactor<T>(bytes: usize, count: impl FnOnce() -> T) -> T {
+/// Runs `work`, telling a multi-threaded runtime that it blocks, so other tasks on this worker
+/// move to another thread meanwhile (elsewhere it just runs).
+fn off_the_reactor<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     let multi =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if bytes > BLOCKING_THRESHOLD && multi {
-        tokio::task::block_in_place(count)
+    if multi {
+        tokio::task::block_in_place(work)
     } else {
-        count()
+        work()
     }
 }
 
@@ -245,21 +361,54 @@ mod tests {
     }
 
     #[test]
-    fn chunking_changes_counts_little_and_never_panics() {
+    fn long_texts_are_estimated_high_and_never_panic() {
         let sentence = "The quick brown fox jumps over the lazy dog. ";
-        let long = sentence.repeat(2_000); // ~90 KB, many chunks
+        let long = sentence.repeat(2_000); // ~90 KB, beyond the exact allowance
         // Repeated, each sentence's trailing space joins the next word: one token fewer each.
         let whole = count_text(Encoding::O200k, sentence.trim_end()) * 2_000;
-        let chunked = count_text(Encoding::O200k, &long);
+        let estimated = count_text(Encoding::O200k, &long);
         assert!(
-            chunked >= whole && chunked <= whole + whole / 100,
-            "{chunked} vs {whole}"
+            estimated >= whole && estimated <= whole + whole / 5,
+            "{estimated} vs {whole}"
         );
+        // Exact up to the allowance: a text just inside it is chunked and counted.
+        let inside = sentence.repeat(EXACT_BYTES / sentence.len());
+        let exact = count_text(Encoding::O200k, &inside);
+        let per = count_text(Encoding::O200k, sentence.trim_end());
+        let n = (EXACT_BYTES / sentence.len()) as u64;
+        assert!(exact >= per * n && exact <= per * n + n / 50, "{exact}");
         // Inputs that drive backtracking pre-tokenizers into their limits.
-        for c in ["^", " ", "\n", "a", "é"] {
+        for c in ["^", " ", "\n", "a", "é", "日本語"] {
             let n = count_text(Encoding::O200k, &c.repeat(1_000_000));
             assert!(n > 0, "{c:?}");
         }
+        // Non-ASCII text: windows cut on char boundaries, the ratio carries over.
+        let cjk = "日本語のテキストです。".repeat(5_000);
+        let one = count_text(Encoding::O200k, "日本語のテキストです。");
+        let estimated = count_text(Encoding::O200k, &cjk);
+        assert!(
+            estimated >= one * 5_000 * 9 / 10,
+            "{estimated} vs {}",
+            one * 5_000
+        );
+    }
+
+    #[test]
+    fn a_request_spends_a_bounded_allowance() {
+        let mut counter = Counter::new(Encoding::O200k);
+        let page = "Budgets reserve by the prompt's tokens before the call. ".repeat(500);
+        // Many long texts: the first are sampled, the rest extrapolated from what was seen.
+        let counts: Vec<u64> = (0..20).map(|_| counter.text(&page)).collect();
+        assert_eq!(counter.sample_left, SAMPLE_BYTES % (WINDOWS * WINDOW));
+        assert!(counts.iter().all(|&c| c > 0));
+        let exact = Counter::new(Encoding::O200k).text(&page[..EXACT_BYTES - 100]);
+        let sampled = counts[0] as f64 / page.len() as f64;
+        let ratio = exact as f64 / (EXACT_BYTES - 100) as f64;
+        assert!(
+            sampled >= ratio && sampled < ratio * 1.3,
+            "{sampled} vs {ratio}"
+        );
+        assert!(counts[19] as f64 / page.len() as f64 >= ratio);
     }
 
     #[test]
@@ -289,9 +438,8 @@ mod tests {
         );
     }
 
-    /// Rough cost of counting a 50,000-token prompt (printed with `--nocapture`; no assertion on
-    /// time). In an optimised build this takes a few tens of milliseconds, which is why prompts
-    /// above `BLOCKING_THRESHOLD` are counted with `block_in_place`.
+    /// Rough cost of estimating a 50,000-token prompt (printed with `--nocapture`; no assertion
+    /// on time): the tokenizer reads only a few windows of it.
     #[test]
     fn a_large_prompt_is_counted() {
         let text = "Budget reservations need a token estimate before the call. ".repeat(5_000);

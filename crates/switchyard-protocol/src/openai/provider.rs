@@ -208,7 +208,9 @@ fn build_chat(
             body.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let bytes = serde_json::to_vec(&Value::Object(body))
+    // Sized for the prompt up front: a long prompt is then written once, without regrowing.
+    let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
+    serde_json::to_writer(&mut bytes, &Value::Object(body))
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
     Ok(post(url, auth(endpoint, target), bytes))
 }

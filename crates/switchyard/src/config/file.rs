@@ -24,6 +24,10 @@ pub struct ServerFile {
     /// Directory of the embedded store (SQLite) and the record spill file; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
+    /// Threads that serve requests, each with its own event loop, listening socket and
+    /// upstream connection pools; 0 (the default) means one per CPU.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 pub fn default_data_dir() -> String {
@@ -50,6 +54,7 @@ impl Default for ServerFile {
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace: default_drain(),
             data_dir: default_data_dir(),
+            workers: 0,
         }
     }
 }

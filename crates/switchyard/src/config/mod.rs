@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub data_dir: std::path::PathBuf,
+    /// Request-serving threads (resolved: at least 1).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +374,10 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         max_body_bytes: server.max_body_bytes,
         shutdown_grace: server.shutdown_grace,
         data_dir: std::path::PathBuf::from(server.data_dir),
+        workers: match server.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        },
     }
 }
 

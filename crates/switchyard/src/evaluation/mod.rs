@@ -147,6 +147,7 @@ impl Evaluations {
             active.insert(run.id.clone(), cancel.clone());
         }
         let router = crate::server::router(app.clone());
+        let background = app.background.clone();
         let ctx = RunContext {
             app,
             router,
@@ -154,7 +155,8 @@ impl Evaluations {
             run,
             scorers,
         };
-        evals.tasks.spawn(async move {
+        evals.tasks.spawn_on(
+            async move {
             let id = ctx.run.id.clone();
             let evals = ctx.app.evaluations.clone();
             let status = tokio::select! {
@@ -175,7 +177,9 @@ impl Evaluations {
             }
             evals.active.lock().remove(&id);
             tracing::info!(run = %id, status, "evaluation run stopped");
-        });
+            },
+            &background,
+        );
         Ok(())
     }
 }

@@ -235,6 +235,11 @@ impl Governance {
             };
             snap.ledgers.insert(level, ledger);
         }
+        if snap.ledgers.values().any(|l| l.limits.meters_tokens()) {
+            // Requests of these callers will need a token estimate: build the default
+            // vocabulary now, off the request path.
+            crate::tokens::prepare([crate::tokens::Encoding::O200k]);
+        }
         self.snapshot.store(Arc::new(snap));
         Ok(())
     }
@@ -304,6 +309,18 @@ impl Governance {
         self.limits_chain(&snap, p, customer)
             .iter()
             .all(|l| allowed_by(l, alias))
+    }
+
+    /// Whether any level the caller belongs to has a budget or a TPM limit, the limits that
+    /// reserve by the prompt's token estimate.
+    pub fn meters_tokens(&self, p: &Principal, customer: Option<&str>) -> bool {
+        if p.master {
+            return false;
+        }
+        let snap = self.snapshot.load();
+        self.limits_chain(&snap, p, customer)
+            .iter()
+            .any(|l| l.meters_tokens())
     }
 
     /// The deployment restrictions of every level the caller belongs to, merged.

@@ -87,6 +87,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Whether these limits reserve by the prompt's token estimate (a budget or a TPM limit).
+    pub fn meters_tokens(&self) -> bool {
+        self.max_budget_nanos.is_some() || self.tpm.is_some()
+    }
+}
+
+impl Limits {
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
             && self.rpm.is_none()

@@ -104,6 +104,20 @@ fn facts_of(request: &ChatRequest, headers: &HeaderMap, input_tokens: u64) -> Re
     }
 }
 
+/// Whether the prompt's token estimate feeds a decision: a budget or TPM limit of the caller,
+/// routing on token counts or cost, or a per-request cost ceiling. Otherwise the tokenizer is
+/// skipped (and its vocabulary never built).
+fn needs_token_estimate(
+    app: &App,
+    principal: &crate::governance::Principal,
+    customer: Option<&str>,
+    headers: &HeaderMap,
+) -> bool {
+    app.table.tokens_matter()
+        || headers.contains_key("x-switchyard-max-cost")
+        || app.governance.meters_tokens(principal, customer)
+}
+
 /// `x-switchyard-max-cost`: a per-request ceiling in US dollars.
 fn max_cost(headers: &HeaderMap) -> Option<f64> {
     headers
@@ -160,11 +174,12 @@ pub async fn chat(
     let reply_headers = experiments::reply_headers(applied?.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     // The prompt's size in tokens, for the reservation, TPM and routing (an estimate that leans
-    // high; the usage in the answer is what gets billed).
-    let encoding = app.table.encoding(&request.model);
-    let input_tokens = crate::tokens::off_the_reactor(request.prompt_chars(), || {
-        crate::tokens::estimate_chat(encoding, &request)
-    });
+    // high; the usage in the answer is what gets billed). Only counted when something uses it.
+    let input_tokens = if needs_token_estimate(&app, &principal, customer.as_deref(), headers) {
+        crate::tokens::estimate_chat(app.table.encoding(&request.model), &request)
+    } else {
+        crate::tokens::rough(request.prompt_chars())
+    };
     let mut facts = facts_of(&request, headers, input_tokens);
     facts.team = principal.caller.team.clone();
     facts.key = principal.caller.key_id.clone();
@@ -341,14 +356,18 @@ pub async fn embeddings(
     tracker.set_model(&request.model);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
-    let encoding = app.table.encoding(&request.model);
-    let input_bytes = match &request.input {
-        switchyard_protocol::canonical::EmbeddingInput::Texts(t) => t.iter().map(String::len).sum(),
-        switchyard_protocol::canonical::EmbeddingInput::Tokens(_) => 0,
+    let input_tokens = if needs_token_estimate(&app, &principal, customer.as_deref(), headers) {
+        crate::tokens::estimate_embeddings(app.table.encoding(&request.model), &request.input)
+    } else {
+        match &request.input {
+            switchyard_protocol::canonical::EmbeddingInput::Texts(t) => {
+                crate::tokens::rough(t.iter().map(String::len).sum())
+            }
+            switchyard_protocol::canonical::EmbeddingInput::Tokens(t) => {
+                t.iter().map(|v| v.len() as u64).sum()
+            }
+        }
     };
-    let input_tokens = crate::tokens::off_the_reactor(input_bytes, || {
-        crate::tokens::estimate_embeddings(encoding, &request.input)
-    });
     let facts = RequestFacts {
         model: request.model.clone(),
         input_tokens,

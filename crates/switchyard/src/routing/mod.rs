@@ -51,11 +51,18 @@ pub struct Provider {
     pub auth: ProviderAuth,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
-    /// Own connection pool, so one provider's connect timeout and pool never affect another.
-    pub client: reqwest::Client,
+    /// Own connection pools, so one provider's connect timeout and pool never affect another:
+    /// one per serving worker (see [`crate::upstream::worker_slot`]) plus one for everything
+    /// else, so a connection's I/O stays on the thread that uses it.
+    pub clients: Box<[reqwest::Client]>,
 }
 
 impl Provider {
+    /// The connection pool of the current thread's worker.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.clients[crate::upstream::worker_slot() % self.clients.len()]
+    }
+
     /// The credential to send now; an error (naming no secret) when a stored one is missing.
     pub fn api_key(&self) -> Result<Option<Arc<Secret>>, String> {
         match &self.auth {
@@ -84,6 +91,32 @@ pub struct Deployment {
     /// What a token costs here: the configured price, else the compiled-in table's.
     pub billing: Option<crate::pricing::Price>,
     pub health: Health,
+    /// The provider URLs this deployment's requests go to, parsed once (see [`Self::url`]).
+    pub urls: UrlCache,
+}
+
+/// Up to two parsed request URLs (a dialect may use one for streams and one for whole
+/// answers), so the hot path does not parse the same URL on every request. Lock-free: each
+/// slot is set once; a third distinct URL is parsed per request.
+#[derive(Default)]
+pub struct UrlCache([std::sync::OnceLock<(http::Uri, reqwest::Url)>; 2]);
+
+impl UrlCache {
+    /// `uri` as a parsed URL, from the cache when it holds it.
+    pub fn get(&self, uri: &http::Uri) -> Result<reqwest::Url, String> {
+        for slot in &self.0 {
+            if let Some((cached, url)) = slot.get() {
+                if cached == uri {
+                    return Ok(url.clone());
+                }
+                continue;
+            }
+            let url = reqwest::Url::parse(&uri.to_string()).map_err(|e| e.to_string())?;
+            let _ = slot.set((uri.clone(), url.clone()));
+            return Ok(url);
+        }
+        reqwest::Url::parse(&uri.to_string()).map_err(|e| e.to_string())
+    }
 }
 
 pub struct Route {
@@ -233,6 +266,10 @@ pub struct RoutingTable {
     /// Aliases in configuration order, for `/v1/models`.
     pub aliases: Vec<String>,
     pub policy: RoutingFile,
+    /// Whether routing reads the prompt's token estimate (context windows, deployment TPM,
+    /// cost-based strategies, rules on token counts or cost): when not, and no budget or TPM
+    /// limit applies either, requests skip the tokenizer.
+    tokens_matter: bool,
 }
 
 impl RoutingTable {
@@ -265,7 +302,9 @@ impl RoutingTable {
                     },
                     api_version: p.api_version.clone(),
                     timeouts: p.timeouts,
-                    client: crate::upstream::client_for(p.timeouts.connect)?,
+                    clients: (0..=config.server.workers)
+                        .map(|_| crate::upstream::client_for(p.timeouts.connect))
+                        .collect::<Result<_, _>>()?,
                 }))
             })
             .collect::<Result<_, reqwest::Error>>()?;
@@ -297,6 +336,7 @@ impl RoutingTable {
                         context_window: d.context_window,
                         attributes: d.attributes.clone(),
                         health: Health::default(),
+                        urls: UrlCache::default(),
                     }))
                 })
                 .collect();
@@ -326,11 +366,30 @@ impl RoutingTable {
                 }),
             );
         }
+        let tokens_matter = config.routing.rules.iter().any(|r| {
+            r.when.min_input_tokens.is_some()
+                || r.when.max_input_tokens.is_some()
+                || r.route.max_cost.is_some()
+        }) || routes.values().any(|r| {
+            matches!(
+                r.strategy,
+                StrategyFile::LowestCost | StrategyFile::UsageAware
+            ) || r
+                .deployments
+                .iter()
+                .any(|d| d.context_window.is_some() || d.tpm.is_some())
+        });
         Ok(Self {
             routes,
             aliases,
             policy: config.routing.clone(),
+            tokens_matter,
         })
+    }
+
+    /// See the field: whether any routing decision depends on the prompt's token estimate.
+    pub fn tokens_matter(&self) -> bool {
+        self.tokens_matter
     }
 
     pub fn route(&self, alias: &str) -> Option<&Arc<Route>> {

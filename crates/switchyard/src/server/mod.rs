@@ -3,6 +3,7 @@
 //! dialect's error shape. No business rules live here.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -67,28 +68,133 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (streams included) finish for
 /// up to `grace`.
+///
+/// Requests are served by `server.workers` threads, each with a single-threaded event loop and
+/// its own upstream connection pools; this task accepts connections and hands each to the next
+/// worker, which serves it from start to finish. A request's work (client socket, pipeline,
+/// provider socket) thus stays on one thread: no work stealing, no wake-ups across threads.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = app.config.server.shutdown_grace;
-    let signalled = Arc::new(tokio::sync::Notify::new());
-    let notify = signalled.clone();
-    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        notify.notify_one();
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut handoffs = Vec::new();
+    let mut finished = Vec::new();
+    for slot in 1..=app.config.server.workers.max(1) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let app = app.clone();
+        let stop = stop_rx.clone();
+        std::thread::Builder::new()
+            .name(format!("switchyard-worker-{slot}"))
+            .spawn(move || {
+                crate::upstream::set_worker_slot(slot);
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| rt.block_on(worker(app, Handoff { rx, addr }, stop, grace)));
+                let _ = done_tx.send(result);
+            })?;
+        handoffs.push(tx);
+        finished.push(done_rx);
+    }
+    tokio::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Small writes (stream events) leave at once.
+                    let _ = stream.set_nodelay(true);
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            let _ = handoffs[next % handoffs.len()].send((stream, peer));
+                            next = next.wrapping_add(1);
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cannot hand over a connection"),
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    drop(handoffs);
+    let mut result = Ok(());
+    for done in finished {
+        match done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => {
+                result = Err(std::io::Error::other(
+                    "a serving worker stopped unexpectedly",
+                ))
+            }
+        }
+    }
+    result
+}
+
+/// One worker's event loop: serves the connections it is handed until told to stop, then
+/// lets its in-flight requests finish for up to `grace`.
+async fn worker(
+    app: Arc<App>,
+    handoff: Handoff,
+    stop: tokio::sync::watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut stopped = stop.clone();
+    let mut stop = stop;
+    let server = axum::serve(handoff, router(app)).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
     });
     tokio::select! {
         result = server => result,
         () = async {
-            signalled.notified().await;
+            let _ = stopped.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing the remaining connections");
             Ok(())
         }
+    }
+}
+
+/// The connections the acceptor hands to one worker.
+struct Handoff {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for Handoff {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some((stream, peer)) = self.rx.recv().await else {
+                // The acceptor has stopped; graceful shutdown ends this worker.
+                return std::future::pending().await;
+            };
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => return (stream, peer),
+                Err(e) => tracing::debug!(error = %e, "cannot take over a connection"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
     }
 }
 

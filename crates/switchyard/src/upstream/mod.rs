@@ -76,6 +76,21 @@ pub struct Failed {
     pub attempts: Vec<AttemptLog>,
 }
 
+thread_local! {
+    static WORKER_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as serving worker `slot` (1-based; 0, the default, is every
+/// other thread), so its upstream requests use that worker's connection pools.
+pub fn set_worker_slot(slot: usize) {
+    WORKER_SLOT.with(|w| w.set(slot));
+}
+
+/// The current thread's worker slot (0 outside serving workers).
+pub fn worker_slot() -> usize {
+    WORKER_SLOT.with(std::cell::Cell::get)
+}
+
 /// Builds the HTTP client of one provider (its own pool and connect timeout).
 pub fn client_for(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
@@ -167,15 +182,21 @@ async fn send(
     started: Instant,
 ) -> Result<reqwest::Response, UpstreamErrorInfo> {
     let provider = &d.provider;
-    let request = reqwest::Request::try_from(request).map_err(|e| UpstreamErrorInfo {
+    let (parts, body) = request.into_parts();
+    let url = d.urls.get(&parts.uri).map_err(|e| UpstreamErrorInfo {
         class: ErrorClass::InvalidRequest,
         status: None,
         message: format!("cannot build the provider request: {e}"),
         provider_code: None,
         retry_after_secs: None,
     })?;
+    let mut request = reqwest::Request::new(parts.method, url);
+    *request.headers_mut() = parts.headers;
+    *request.version_mut() = parts.version;
+    *request.body_mut() = Some(body.into());
     let first_byte = provider.timeouts.first_byte;
-    let response = match tokio::time::timeout(first_byte, provider.client.execute(request)).await {
+    let response = match tokio::time::timeout(first_byte, provider.client().execute(request)).await
+    {
         Err(_) => return Err(timeout_error(provider, "response", first_byte)),
         Ok(Err(e)) => return Err(transport_error(&e, provider)),
         Ok(Ok(r)) => r,

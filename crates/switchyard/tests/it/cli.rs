@@ -118,3 +118,49 @@ async fn sigterm_drains_a_stream_in_flight() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// `server.workers` threads serve; connections spread over them, and every request on every
+/// connection (plain and streamed) is answered whole.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn connections_spread_over_the_serving_workers() {
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig::default()).await;
+    let config = crate::harness::standard_config(&sim.base_url(), "").replace(
+        "  shutdown_grace: 10s\n",
+        "  shutdown_grace: 10s\n  workers: 3\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("switchyard-work"))
+        .collect();
+    assert_eq!(threads.len(), 3, "{threads:?}");
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        // A client each: a connection each, handed to the workers in turn.
+        let http = reqwest::Client::new();
+        let url = gw.url.clone();
+        calls.push(tokio::spawn(async move {
+            let stream = i % 2 == 0;
+            let response = http
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(crate::harness::KEY)
+                .json(&json!({"model": "openai", "stream": stream, "messages": [{"role": "user", "content": format!("hello {i}")}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let text = response.text().await.unwrap();
+            if stream {
+                assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+            } else {
+                let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert!(body["choices"][0]["message"]["content"].is_string(), "{text}");
+            }
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+}
