@@ -460,45 +460,49 @@ fn json_path(name: &str) -> String {
 
 impl RecordStore for SqliteStore {
     async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
+        // One multi-row statement per chunk: each statement is a round trip to the SQLite
+        // thread, so a batch costs one or a few instead of one per record.
+        const ROWS_PER_STATEMENT: usize = 256;
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            let body = serde_json::to_string(r).unwrap_or_default();
-            let tags =
-                (!r.tags.is_empty()).then(|| serde_json::to_string(&r.tags).unwrap_or_default());
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
             // Replays after a sink outage may repeat records: the id makes that harmless.
-            sqlx::query(
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO requests (id, started_at_ms, requested_model, alias, deployment, provider, \
                  key_id, team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, \
                  output_tokens, cost_nanos, tags, body, config_name, config_version, experiment_id, variant, \
-                 session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.id)
-            .bind(r.started_at_ms)
-            .bind(&r.requested_model)
-            .bind(&r.alias)
-            .bind(&r.deployment)
-            .bind(&r.provider)
-            .bind(&r.caller.key_id)
-            .bind(&r.caller.team)
-            .bind(&r.caller.org)
-            .bind(&r.customer)
-            .bind(i64::from(r.status))
-            .bind(r.outcome.as_str())
-            .bind(&r.error_code)
-            .bind(r.stream)
-            .bind(r.duration_ms)
-            .bind(r.tokens.map(|t| t.input as i64))
-            .bind(r.tokens.map(|t| t.output as i64))
-            .bind(r.cost_nanos)
-            .bind(tags)
-            .bind(body)
-            .bind(&r.config_name)
-            .bind(r.config_version.map(i64::from))
-            .bind(&r.experiment_id)
-            .bind(&r.variant)
-            .bind(&r.session_id)
-            .execute(&mut *tx)
-            .await?;
+                 session_id) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                let body = serde_json::to_string(r).unwrap_or_default();
+                let tags = (!r.tags.is_empty())
+                    .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
+                row.push_bind(&r.id)
+                    .push_bind(r.started_at_ms)
+                    .push_bind(&r.requested_model)
+                    .push_bind(&r.alias)
+                    .push_bind(&r.deployment)
+                    .push_bind(&r.provider)
+                    .push_bind(&r.caller.key_id)
+                    .push_bind(&r.caller.team)
+                    .push_bind(&r.caller.org)
+                    .push_bind(&r.customer)
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.outcome.as_str())
+                    .push_bind(&r.error_code)
+                    .push_bind(r.stream)
+                    .push_bind(r.duration_ms)
+                    .push_bind(r.tokens.map(|t| t.input as i64))
+                    .push_bind(r.tokens.map(|t| t.output as i64))
+                    .push_bind(r.cost_nanos)
+                    .push_bind(tags)
+                    .push_bind(body)
+                    .push_bind(&r.config_name)
+                    .push_bind(r.config_version.map(i64::from))
+                    .push_bind(&r.experiment_id)
+                    .push_bind(&r.variant)
+                    .push_bind(&r.session_id);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await
     }

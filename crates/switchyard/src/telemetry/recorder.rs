@@ -79,6 +79,8 @@ impl Recorder {
             rx,
             store,
             spill: Spill {
+                // Known at start, then tracked, so the writer's loop asks no file system.
+                holds_records: std::fs::metadata(&spill_path).is_ok_and(|m| m.len() > 0),
                 path: spill_path,
                 max_bytes: spill_max_bytes,
             },
@@ -157,6 +159,8 @@ impl Recorder {
 struct Spill {
     path: PathBuf,
     max_bytes: u64,
+    /// Whether the file holds records to replay.
+    holds_records: bool,
 }
 
 impl Spill {
@@ -165,7 +169,7 @@ impl Spill {
     }
 
     /// Appends records; returns how many had to be dropped because of the cap.
-    async fn append(&self, records: &[RequestRecord]) -> std::io::Result<u64> {
+    async fn append(&mut self, records: &[RequestRecord]) -> std::io::Result<u64> {
         let mut size = self.size().await;
         let mut out = Vec::new();
         let mut dropped = 0;
@@ -186,6 +190,7 @@ impl Spill {
             .await?;
         file.write_all(&out).await?;
         file.flush().await?;
+        self.holds_records |= !out.is_empty();
         Ok(dropped)
     }
 
@@ -199,8 +204,9 @@ impl Spill {
         }
     }
 
-    async fn clear(&self) {
+    async fn clear(&mut self) {
         let _ = tokio::fs::remove_file(&self.path).await;
+        self.holds_records = false;
     }
 }
 
@@ -219,7 +225,7 @@ impl Writer {
         self.replay().await;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let spilled = self.spill.size().await > 0;
+            let spilled = self.spill.holds_records;
             let next = if spilled {
                 match tokio::time::timeout(Duration::from_millis(250), self.rx.recv()).await {
                     Ok(r) => r,
