@@ -9,8 +9,9 @@
 //! still queued, without its prompt and response (counted as `content_shed`), so a flood of big
 //! prompts costs content, never records, and never unbounded memory.
 //!
-//! The writer collects records for up to [`BATCH_WINDOW`] (or [`BATCH`] records) before each
-//! transaction, so at low rates a request does not pay for a transaction of its own.
+//! After the first record of a batch the writer sleeps for [`BATCH_WINDOW`], then writes
+//! everything queued, [`BATCH`] records per transaction: a request pays neither for a
+//! transaction of its own nor for waking the writer (only the first record of a window does).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::store::{RecordStore, SqliteStore};
 
 /// Largest batch written in one transaction.
 const BATCH: usize = 512;
-/// How long the writer keeps collecting after the first record of a batch.
+/// How long the writer lets records gather after the first record of a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Bytes a record is counted for besides its content (ids, decision, attempts).
 const RECORD_OVERHEAD: usize = 1024;
@@ -239,31 +240,41 @@ impl Writer {
             };
             let Some(first) = next else { break };
             batch.push(first);
-            let window_ends = tokio::time::Instant::now() + BATCH_WINDOW;
-            while batch.len() < BATCH {
-                let room = BATCH - batch.len();
-                let more = self.rx.recv_many(&mut batch, room);
-                match tokio::time::timeout_at(window_ends, more).await {
-                    // The queue closed: write what there is, the loop then ends.
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+            // Sleep out the window instead of waiting on the queue: a waiting receiver is woken
+            // by every record (a wake-up across threads per request), a sleeping one is not.
+            tokio::time::sleep(BATCH_WINDOW).await;
+            loop {
+                while batch.len() < BATCH {
+                    match self.rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let full = batch.len() == BATCH;
+                self.flush(&mut batch).await;
+                if !full {
+                    break;
                 }
             }
-            for r in &mut batch {
-                super::mask_record(r);
-            }
-            for o in &self.observers {
-                o.observe(&batch);
-            }
-            self.write(&batch).await;
-            let bytes: usize = batch.iter().map(|r| r.queued_bytes).sum();
-            self.stats
-                .queued_bytes
-                .fetch_sub(bytes as u64, Ordering::Relaxed);
-            batch.clear();
         }
         // Shutting down: one more attempt to empty the spill file into the store.
         self.replay().await;
+    }
+
+    /// Masks, shows to the observers and stores one batch, then empties it.
+    async fn flush(&mut self, batch: &mut Vec<RequestRecord>) {
+        for r in batch.iter_mut() {
+            super::mask_record(r);
+        }
+        for o in &self.observers {
+            o.observe(batch);
+        }
+        self.write(batch).await;
+        let bytes: usize = batch.iter().map(|r| r.queued_bytes).sum();
+        self.stats
+            .queued_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
+        batch.clear();
     }
 
     async fn write(&mut self, batch: &[RequestRecord]) {
