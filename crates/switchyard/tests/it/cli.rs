@@ -130,12 +130,19 @@ async fn connections_spread_over_the_serving_workers() {
         "  shutdown_grace: 10s\n  workers: 3\n",
     );
     let gw = Gateway::start(&config).await;
-    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("switchyard-work"))
-        .collect();
-    assert_eq!(threads.len(), 3, "{threads:?}");
+    // The workers start right after the address is printed: give them a moment.
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", gw.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("switchyard-work"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while workers() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(workers(), 3);
     let mut calls = Vec::new();
     for i in 0..24 {
         // A client each: a connection each, handed to the workers in turn.
