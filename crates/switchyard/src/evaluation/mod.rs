@@ -817,6 +817,25 @@ pub struct ExportInput {
     pub token: Option<String>,
 }
 
+impl ExportInput {
+    /// The tracking server's client and the experiment name (`default_experiment` when the
+    /// input names none); an error carries its message and the field at fault.
+    pub fn connect(
+        self,
+        default_experiment: &str,
+    ) -> Result<(mlflow::MlflowClient, String), (String, &'static str)> {
+        let client = mlflow::MlflowClient::new(&self.tracking_uri, self.token)
+            .map_err(|e| (e, "tracking_uri"))?;
+        let experiment = self
+            .experiment
+            .unwrap_or_else(|| default_experiment.to_owned());
+        if experiment.trim().is_empty() {
+            return Err(("'experiment' must not be empty".into(), "experiment"));
+        }
+        Ok((client, experiment))
+    }
+}
+
 /// The MLflow runs of an evaluation run: a parent for the run, one child per target.
 pub fn mlflow_runs(
     run: &Run,
@@ -908,14 +927,9 @@ pub async fn export_mlflow(
     input: ExportInput,
 ) -> Result<mlflow::Exported, EvalError> {
     let run = find_run(app, id).await?;
-    let client = mlflow::MlflowClient::new(&input.tracking_uri, input.token)
-        .map_err(|e| invalid(e, "tracking_uri"))?;
-    let experiment = input
-        .experiment
-        .unwrap_or_else(|| "switchyard-evals".into());
-    if experiment.trim().is_empty() {
-        return Err(invalid("'experiment' must not be empty", "experiment"));
-    }
+    let (client, experiment) = input
+        .connect("switchyard-evals")
+        .map_err(|(message, field)| invalid(message, field))?;
     let store = &app.evaluations.store;
     let dataset = store
         .dataset(&run.dataset_id)

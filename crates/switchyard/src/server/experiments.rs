@@ -17,7 +17,7 @@ use switchyard_protocol::error::DecodeError;
 use super::{error_response, json_response};
 use crate::app::App;
 use crate::error::GatewayError;
-use crate::evaluation::mlflow::{MlflowClient, export_nested};
+use crate::evaluation::mlflow::export_nested;
 use crate::experiments::{ExperimentInput, FeedbackInput, Transition, VersionInput};
 use crate::governance::Principal;
 use crate::governance::model::Role;
@@ -343,14 +343,9 @@ async fn export_mlflow(
         async {
             admin(&app, &headers)?;
             let input: crate::evaluation::ExportInput = parse(&body)?;
-            let client = MlflowClient::new(&input.tracking_uri, input.token)
-                .map_err(|e| bad(e, "tracking_uri"))?;
-            let experiment = input
-                .experiment
-                .unwrap_or_else(|| "switchyard-experiments".into());
-            if experiment.trim().is_empty() {
-                return Err(bad("'experiment' must not be empty", "experiment"));
-            }
+            let (client, experiment) = input
+                .connect("switchyard-experiments")
+                .map_err(|(message, field)| bad(message, field))?;
             let results = app.experiments.results(&id, None, None).await?;
             let (parent, children) = crate::experiments::export::mlflow_runs(&results);
             let exported = export_nested(&client, &experiment, parent, children)
