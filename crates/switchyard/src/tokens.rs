@@ -304,6 +304,14 @@ pub fn estimate_embeddings(encoding: Encoding, input: &EmbeddingInput) -> u64 {
     }
 }
 
+/// [`rough`] for an embeddings request (token-array inputs are counted exactly).
+pub fn rough_embeddings(input: &EmbeddingInput) -> u64 {
+    match input {
+        EmbeddingInput::Texts(t) => rough(t.iter().map(String::len).sum()),
+        EmbeddingInput::Tokens(t) => t.iter().map(|v| v.len() as u64).sum(),
+    }
+}
+
 /// Runs `work`, telling a multi-threaded runtime that it blocks, so other tasks on this worker
 /// move to another thread meanwhile (elsewhere it just runs).
 fn off_the_reactor<T>(work: impl FnOnce() -> T) -> T {

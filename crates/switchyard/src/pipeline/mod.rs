@@ -359,14 +359,7 @@ pub async fn embeddings(
     let input_tokens = if needs_token_estimate(&app, &principal, customer.as_deref(), headers) {
         crate::tokens::estimate_embeddings(app.table.encoding(&request.model), &request.input)
     } else {
-        match &request.input {
-            switchyard_protocol::canonical::EmbeddingInput::Texts(t) => {
-                crate::tokens::rough(t.iter().map(String::len).sum())
-            }
-            switchyard_protocol::canonical::EmbeddingInput::Tokens(t) => {
-                t.iter().map(|v| v.len() as u64).sum()
-            }
-        }
+        crate::tokens::rough_embeddings(&request.input)
     };
     let facts = RequestFacts {
         model: request.model.clone(),
