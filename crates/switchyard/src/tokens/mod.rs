@@ -7,16 +7,19 @@
 //!
 //! A vocabulary is built once per process, when a request first needs it (or ahead of that,
 //! when the configuration shows that some will), so a gateway whose callers have no budget or
-//! TPM limit never holds one (o200k takes about 50 MiB). The tokenizer's work per request is
+//! TPM limit never holds one; it is held compactly ([`vocabulary`]: about 4 MiB for o200k
+//! where `tiktoken-rs`'s own tables take about 50 MiB). The tokenizer's work per request is
 //! bounded: the first [`EXACT_BYTES`] of text are counted exactly; longer texts are estimated
 //! from evenly spaced windows and extrapolated with a margin, so a 200 KB prompt costs about as
 //! much as a 4 KB one. Text is encoded in bounded chunks, so hostile input (a megabyte of one
 //! repeated character) cannot drive the pre-tokenizer's backtracking into its failure mode.
 
+mod vocabulary;
+
 use std::sync::OnceLock;
 
 use switchyard_protocol::canonical::{ChatRequest, ContentPart, EmbeddingInput, ResponseFormat};
-use tiktoken_rs::CoreBPE;
+use vocabulary::Vocabulary;
 
 /// Which vocabulary to count with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,41 +48,56 @@ impl Encoding {
         }
     }
 
-    fn cell(self) -> &'static OnceLock<Option<CoreBPE>> {
-        static O200K: OnceLock<Option<CoreBPE>> = OnceLock::new();
-        static CL100K: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    fn cell(self) -> &'static OnceLock<Option<Vocabulary>> {
+        static O200K: OnceLock<Option<Vocabulary>> = OnceLock::new();
+        static CL100K: OnceLock<Option<Vocabulary>> = OnceLock::new();
         match self {
             Encoding::O200k => &O200K,
             Encoding::Cl100k => &CL100K,
         }
     }
 
-    fn build(self) -> Option<CoreBPE> {
-        match self {
-            Encoding::O200k => tiktoken_rs::o200k_base().ok(),
-            Encoding::Cl100k => tiktoken_rs::cl100k_base().ok(),
-        }
+    /// Builds the vocabulary, then returns the build's scratch memory (`tiktoken-rs`'s own
+    /// tables, about ten times the result) to the system.
+    fn build(self) -> Option<Vocabulary> {
+        let built = match self {
+            Encoding::O200k => Vocabulary::o200k(),
+            Encoding::Cl100k => Vocabulary::cl100k(),
+        };
+        crate::allocator::release_free_memory();
+        built
     }
 
     /// The vocabulary, built on first use; the build (a few hundred milliseconds) tells the
     /// runtime it blocks, so other tasks on this worker move on meanwhile.
-    fn bpe(self) -> Option<&'static CoreBPE> {
+    fn vocabulary(self) -> Option<&'static Vocabulary> {
         let cell = self.cell();
-        if let Some(bpe) = cell.get() {
-            return bpe.as_ref();
+        if let Some(built) = cell.get() {
+            return built.as_ref();
         }
         off_the_reactor(|| cell.get_or_init(|| self.build())).as_ref()
     }
 }
 
-/// Builds vocabularies on the blocking pool ahead of the first request that needs them.
+/// Builds vocabularies ahead of the first request that needs them, on a thread of their own.
 pub fn prepare(encodings: impl IntoIterator<Item = Encoding>) {
-    for e in encodings {
-        if e.cell().get().is_none() && tokio::runtime::Handle::try_current().is_ok() {
-            drop(tokio::task::spawn_blocking(move || {
-                e.cell().get_or_init(|| e.build());
-            }));
+    let missing: Vec<Encoding> = encodings
+        .into_iter()
+        .filter(|e| e.cell().get().is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let build = move || {
+        for e in missing {
+            e.cell().get_or_init(|| e.build());
         }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("switchyard-vocabulary".into())
+        .spawn(build)
+    {
+        tracing::warn!(error = %e, "could not start the vocabulary build; requests will build it");
     }
 }
 
@@ -134,19 +152,21 @@ impl Counter {
         if text.is_empty() {
             return 0;
         }
-        let Some(bpe) = self.encoding.bpe() else {
+        let Some(vocabulary) = self.encoding.vocabulary() else {
             return fallback(text);
         };
         if text.len() <= self.exact_left {
             self.exact_left -= text.len();
-            let n = chunks(text).map(|piece| encode_len(bpe, piece)).sum();
+            let n = chunks(text)
+                .map(|piece| encode_len(vocabulary, piece))
+                .sum();
             self.seen(text.len(), n);
             return n;
         }
         self.exact_left = 0;
         if self.sample_left >= WINDOWS * WINDOW {
             let (bytes, tokens) = windows(text)
-                .map(|w| (w.len(), encode_len(bpe, w)))
+                .map(|w| (w.len(), encode_len(vocabulary, w)))
                 .fold((0, 0), |(b, t), (wb, wt)| (b + wb, t + wt));
             self.sample_left -= bytes;
             self.seen(bytes, tokens);
@@ -165,13 +185,10 @@ impl Counter {
     }
 }
 
-/// Tokens of one piece of text; the tokenizer unwraps its pre-tokenizer's result, chunking
-/// keeps that from failing, and a failure still only costs accuracy, never the request.
-fn encode_len(bpe: &CoreBPE, piece: &str) -> u64 {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        bpe.encode_ordinary(piece).len() as u64
-    }))
-    .unwrap_or_else(|_| fallback(piece))
+/// Tokens of one piece of text; chunking keeps the pre-tokenizer within its backtracking
+/// limit, and should it still fail, that costs accuracy, never the request.
+fn encode_len(vocabulary: &Vocabulary, piece: &str) -> u64 {
+    vocabulary.count(piece).unwrap_or_else(|_| fallback(piece))
 }
 
 /// `bytes` of text at the sample's ratio of tokens to bytes, plus the margin.
