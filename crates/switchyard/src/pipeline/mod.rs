@@ -45,11 +45,23 @@ pub struct RequestContext {
 impl RequestContext {
     pub fn new(dialect: DialectId) -> Self {
         Self {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: request_id(),
             started: Instant::now(),
             dialect,
         }
     }
+}
+
+/// A time-ordered id (UUIDv7: milliseconds, then random bits) drawn from the thread's random
+/// generator; `Uuid::now_v7` would read the system's random source, a system call per request.
+fn request_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand::random())
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 pub type SseBody =
@@ -503,5 +515,21 @@ fn log_stream_end(
             stream = true, latency_ms, ?ttft_ms, input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens, "request completed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_distinct_time_ordered_uuids() {
+        let first = super::request_id();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| super::request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = super::request_id();
+        assert!(later > first, "{later} after {first}");
+        let parsed = uuid::Uuid::parse_str(&later).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
     }
 }

@@ -91,9 +91,14 @@ pub fn worker_slot() -> usize {
     WORKER_SLOT.with(std::cell::Cell::get)
 }
 
-/// Builds the HTTP client of one provider (its own pool and connect timeout).
+/// Builds the HTTP client of one provider (its own pool and connect timeout). Retries and
+/// fallbacks are the gateway's (`walk`), so the client's own retry layer is off, and with no
+/// retries allowed it does not copy every request in case one is needed; a provider's redirect
+/// is an answer to report, not to follow with the caller's credentials.
 pub fn client_for(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .redirect(reqwest::redirect::Policy::none())
         .http1_only()
         .tcp_nodelay(true)
         .connect_timeout(connect_timeout)
