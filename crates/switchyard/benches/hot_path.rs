@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the gateway's pure per-request work, each beside the naive alternative
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
-//! cost computation (integer nano-dollars vs floating-point dollars). Run with
+//! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
@@ -140,4 +141,30 @@ fn cost_naive_f64_dollars(bencher: Bencher) {
             + u.output_tokens as f64 * output)
             / 1_000_000.0
     });
+}
+
+/// A prompt of about 1 KiB: prose, a little code and numbers, one non-English sentence.
+fn prompt() -> String {
+    "Summarise the quarterly report in three bullet points. Revenue grew 12.5% to $4.2M; \
+     `fn main() { println!(\"hi\"); }` stays as is. Das Wetter ist heute wirklich schön. "
+        .repeat(6)
+}
+
+/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once).
+#[divan::bench]
+fn token_count_compact_vocabulary(bencher: Bencher) {
+    use switchyard::tokens::{Encoding, count_text};
+    let text = prompt();
+    count_text(Encoding::O200k, "warm up");
+    bencher.bench(|| count_text(Encoding::O200k, black_box(&text)));
+}
+
+/// The library's encoder, which builds the token list to count it (about 50 MiB of tables).
+#[divan::bench]
+fn token_count_tiktoken(bencher: Bencher) {
+    let text = prompt();
+    let Ok(bpe) = tiktoken_rs::o200k_base() else {
+        return;
+    };
+    bencher.bench(|| bpe.encode_ordinary(black_box(&text)).len());
 }

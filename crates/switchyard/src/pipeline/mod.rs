@@ -52,13 +52,30 @@ impl RequestContext {
     }
 }
 
-/// A time-ordered id (UUIDv7: milliseconds, then random bits) drawn from the thread's random
-/// generator; `Uuid::now_v7` would read the system's random source, a system call per request.
+/// A time-ordered id (UUIDv7): milliseconds, a 12-bit sequence that keeps ids of the same
+/// millisecond in the order they were made (records list newest first by id), then random bits
+/// from the thread's generator; `Uuid::now_v7` would read the system's random source, a system
+/// call per request.
 fn request_id() -> String {
-    let ms = std::time::SystemTime::now()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// The last id's milliseconds and sequence, as `ms << 12 | sequence`.
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    uuid::Builder::from_unix_timestamp_millis(ms, &rand::random())
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        // A sequence that runs out within a millisecond carries into the next one.
+        let next = (now_ms << 12).max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => prev = seen,
+        }
+    };
+    let mut bytes: [u8; 10] = rand::random();
+    bytes[0] = (stamp >> 8) as u8 & 0x0f;
+    bytes[1] = stamp as u8;
+    uuid::Builder::from_unix_timestamp_millis(stamp >> 12, &bytes)
         .into_uuid()
         .simple()
         .to_string()
@@ -523,13 +540,25 @@ mod tests {
     #[test]
     fn request_ids_are_distinct_time_ordered_uuids() {
         let first = super::request_id();
-        let ids: std::collections::HashSet<String> =
-            (0..10_000).map(|_| super::request_id()).collect();
-        assert_eq!(ids.len(), 10_000);
+        let ids: Vec<String> = (0..10_000).map(|_| super::request_id()).collect();
+        // Made one after the other, within and across milliseconds: strictly increasing.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids[0] > first);
         std::thread::sleep(std::time::Duration::from_millis(2));
         let later = super::request_id();
         assert!(later > first, "{later} after {first}");
         let parsed = uuid::Uuid::parse_str(&later).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
+        // Serving workers make ids at once: none repeats.
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| (0..5_000).map(|_| super::request_id()).collect::<Vec<_>>())
+            })
+            .collect();
+        let all: std::collections::HashSet<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect();
+        assert_eq!(all.len(), 20_000);
     }
 }
