@@ -5,14 +5,14 @@
 //! are not published and whose counts o200k approximates. The authoritative number is always
 //! the response's usage; these are estimates, and they lean high (message framing is counted).
 //!
-//! A vocabulary is built once per process, when a request first needs it (or ahead of that,
-//! when the configuration shows that some will), so a gateway whose callers have no budget or
-//! TPM limit never holds one; it is held compactly ([`vocabulary`]: about 4 MiB for o200k
-//! where `tiktoken-rs`'s own tables take about 50 MiB). The tokenizer's work per request is
-//! bounded: the first [`EXACT_BYTES`] of text are counted exactly; longer texts are estimated
-//! from evenly spaced windows and extrapolated with a margin, so a 200 KB prompt costs about as
-//! much as a 4 KB one. Text is encoded in bounded chunks, so hostile input (a megabyte of one
-//! repeated character) cannot drive the pre-tokenizer's backtracking into its failure mode.
+//! A vocabulary is built once per process, when a request first needs it (or ahead of that, when
+//! the configuration shows that some will), so a gateway whose callers have no budget or TPM limit
+//! never holds one; it is held compactly ([`vocabulary`]: about 7 MiB for o200k with its
+//! pre-tokenizer, where `tiktoken-rs`'s own tables take about 50 MiB). The tokenizer's work per
+//! request is bounded: the first [`EXACT_BYTES`] of text are counted exactly; longer texts are
+//! estimated from evenly spaced windows and extrapolated with a margin, so a 200 KB prompt costs
+//! about as much as a 4 KB one. Text is encoded in bounded chunks, so hostile input (a megabyte of
+//! one repeated character) cannot drive the pre-tokenizer's backtracking into its failure mode.
 
 mod vocabulary;
 
@@ -68,8 +68,9 @@ impl Encoding {
         built
     }
 
-    /// The vocabulary, built on first use; the build (a few hundred milliseconds) tells the
-    /// runtime it blocks, so other tasks on this worker move on meanwhile.
+    /// The vocabulary, built on first use, or waited for while [`prepare`] builds it (about
+    /// half a second, once). A multi-threaded runtime is told the wait blocks; a serving
+    /// worker's single-threaded runtime is held up for it.
     fn vocabulary(self) -> Option<&'static Vocabulary> {
         let cell = self.cell();
         if let Some(built) = cell.get() {
