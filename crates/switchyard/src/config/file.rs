@@ -24,8 +24,8 @@ pub struct ServerFile {
     /// Directory of the embedded store (SQLite) and the record spill file; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
-    /// Threads that serve requests, each with its own event loop, listening socket and
-    /// upstream connection pools; 0 (the default) means one per CPU.
+    /// Threads that serve requests, each with its own event loop and upstream connection
+    /// pools, fed connections by one acceptor; 0 (the default) means one per CPU.
     #[serde(default)]
     pub workers: usize,
 }

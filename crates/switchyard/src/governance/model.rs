@@ -91,9 +91,7 @@ impl Limits {
     pub fn meters_tokens(&self) -> bool {
         self.max_budget_nanos.is_some() || self.tpm.is_some()
     }
-}
 
-impl Limits {
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
             && self.rpm.is_none()

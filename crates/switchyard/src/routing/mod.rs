@@ -91,7 +91,7 @@ pub struct Deployment {
     /// What a token costs here: the configured price, else the compiled-in table's.
     pub billing: Option<crate::pricing::Price>,
     pub health: Health,
-    /// The provider URLs this deployment's requests go to, parsed once (see [`Self::url`]).
+    /// The provider URLs this deployment's requests go to, parsed once (see [`UrlCache::get`]).
     pub urls: UrlCache,
 }
 
@@ -104,18 +104,19 @@ pub struct UrlCache([std::sync::OnceLock<(http::Uri, reqwest::Url)>; 2]);
 impl UrlCache {
     /// `uri` as a parsed URL, from the cache when it holds it.
     pub fn get(&self, uri: &http::Uri) -> Result<reqwest::Url, String> {
+        let parse = || reqwest::Url::parse(&uri.to_string()).map_err(|e| e.to_string());
         for slot in &self.0 {
-            if let Some((cached, url)) = slot.get() {
-                if cached == uri {
-                    return Ok(url.clone());
+            match slot.get() {
+                Some((cached, url)) if cached == uri => return Ok(url.clone()),
+                Some(_) => continue,
+                None => {
+                    let url = parse()?;
+                    let _ = slot.set((uri.clone(), url.clone()));
+                    return Ok(url);
                 }
-                continue;
             }
-            let url = reqwest::Url::parse(&uri.to_string()).map_err(|e| e.to_string())?;
-            let _ = slot.set((uri.clone(), url.clone()));
-            return Ok(url);
         }
-        reqwest::Url::parse(&uri.to_string()).map_err(|e| e.to_string())
+        parse()
     }
 }
 

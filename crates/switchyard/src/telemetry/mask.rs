@@ -244,9 +244,8 @@ mod tests {
             "iban DE89 3704 0044 0532 0130 00 and mail x@y.org",
             "plain words, no numbers",
         ] {
-            let every: Vec<bool> = super::ALL.iter().map(|_| true).collect();
             let set = p.set.as_ref().unwrap().matches(input);
-            let expected = super::mask_with(input, &|i| every[i]);
+            let expected = super::mask_with(input, &|_| true);
             assert_eq!(super::mask_with(input, &|i| set.matched(i)), expected);
             assert_eq!(mask(input), expected, "{input}");
         }
