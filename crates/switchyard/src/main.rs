@@ -2,5 +2,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    switchyard::allocator::without_transparent_huge_pages();
     switchyard::cli::main()
 }

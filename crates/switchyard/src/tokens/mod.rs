@@ -1,19 +1,21 @@
 //! Prompt-size estimates in tokens, for budget reservations, TPM limits, routing rules and
-//! context-window checks. Counts use OpenAI's BPE vocabularies (bundled with `tiktoken-rs`, so
-//! no network): `cl100k_base` for the older GPT-3.5/GPT-4 names and their embeddings,
-//! `o200k_base` for everything else, including other providers' models, whose own tokenizers
-//! are not published and whose counts o200k approximates. The authoritative number is always
-//! the response's usage; these are estimates, and they lean high (message framing is counted).
+//! context-window checks. Counts use OpenAI's BPE vocabularies (compiled into the binary from the
+//! ones `tiktoken-rs` bundles, so no network): `cl100k_base` for the older GPT-3.5/GPT-4 names
+//! and their embeddings, `o200k_base` for everything else, including other providers' models,
+//! whose own tokenizers are not published and whose counts o200k approximates. The authoritative
+//! number is always the response's usage; these are estimates, and they lean high (message
+//! framing is counted).
 //!
-//! A vocabulary is built once per process, when a request first needs it (or ahead of that, when
-//! the configuration shows that some will), so a gateway whose callers have no budget or TPM limit
-//! never holds one; it is held compactly ([`vocabulary`]: about 7 MiB for o200k with its
-//! pre-tokenizer, where `tiktoken-rs`'s own tables take about 50 MiB). The tokenizer's work per
-//! request is bounded: the first [`EXACT_BYTES`] of text are counted exactly; longer texts are
-//! estimated from evenly spaced windows and extrapolated with a margin, so a 200 KB prompt costs
-//! about as much as a 4 KB one. Text is encoded in bounded chunks, so hostile input (a megabyte of
-//! one repeated character) cannot drive the pre-tokenizer's backtracking into its failure mode.
+//! A vocabulary's tables are read in place from the binary ([`vocabulary`]); what is made at run
+//! time is its compiled pre-tokenizer, once per process, when a request first needs it (or ahead
+//! of that, when the configuration shows that some will), so a gateway whose callers have no
+//! budget or TPM limit never makes one. The tokenizer's work per request is bounded: the first
+//! [`EXACT_BYTES`] of text are counted exactly; longer texts are estimated from evenly spaced
+//! windows and extrapolated with a margin, so a 200 KB prompt costs about as much as a 4 KB one.
+//! Text is encoded in bounded chunks, so hostile input (a megabyte of one repeated character)
+//! cannot drive the pre-tokenizer's backtracking into its failure mode.
 
+mod tables;
 mod vocabulary;
 
 use std::sync::OnceLock;
@@ -57,8 +59,8 @@ impl Encoding {
         }
     }
 
-    /// Builds the vocabulary, then returns the build's scratch memory (`tiktoken-rs`'s own
-    /// tables, about ten times the result) to the system.
+    /// Makes the vocabulary, then returns its pattern compiler's scratch memory (about five
+    /// times what the compiled pattern keeps) to the system.
     fn build(self) -> Option<Vocabulary> {
         let built = match self {
             Encoding::O200k => Vocabulary::o200k(),
@@ -68,9 +70,9 @@ impl Encoding {
         built
     }
 
-    /// The vocabulary, built on first use, or waited for while [`prepare`] builds it (about
-    /// half a second, once). A multi-threaded runtime is told the wait blocks; a serving
-    /// worker's single-threaded runtime is held up for it.
+    /// The vocabulary, made on first use, or waited for while [`prepare`] makes it (its
+    /// pattern's compilation, a few milliseconds, once). A multi-threaded runtime is told the
+    /// wait blocks; a serving worker's single-threaded runtime is held up for it.
     fn vocabulary(self) -> Option<&'static Vocabulary> {
         let cell = self.cell();
         if let Some(built) = cell.get() {
@@ -80,7 +82,7 @@ impl Encoding {
     }
 }
 
-/// Builds vocabularies ahead of the first request that needs them, on a thread of their own.
+/// Makes vocabularies ahead of the first request that needs them, on a thread of their own.
 pub fn prepare(encodings: impl IntoIterator<Item = Encoding>) {
     let missing: Vec<Encoding> = encodings
         .into_iter()
@@ -98,7 +100,7 @@ pub fn prepare(encodings: impl IntoIterator<Item = Encoding>) {
         .name("switchyard-vocabulary".into())
         .spawn(build)
     {
-        tracing::warn!(error = %e, "could not start the vocabulary build; requests will build it");
+        tracing::warn!(error = %e, "could not prepare the token vocabulary; the first request that needs it will");
     }
 }
 
@@ -471,7 +473,7 @@ mod tests {
         let text = "Budget reservations need a token estimate before the call. ".repeat(5_000);
         let started = std::time::Instant::now();
         count_text(Encoding::O200k, "warm up");
-        println!("vocabulary built in {:?}", started.elapsed());
+        println!("vocabulary ready in {:?}", started.elapsed());
         let started = std::time::Instant::now();
         let n = count_text(Encoding::O200k, &text);
         println!(

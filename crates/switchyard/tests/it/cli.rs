@@ -121,6 +121,19 @@ async fn sigterm_drains_a_stream_in_flight() {
 
 /// `server.workers` threads serve; connections spread over them, and every request on every
 /// connection (plain and streamed) is answered whole.
+/// mimalloc asks for huge pages; the gateway opts out so its memory follows its use.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_gateway_opts_out_of_transparent_huge_pages() {
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig::default()).await;
+    let gw = Gateway::start(&crate::harness::standard_config(&sim.base_url(), "")).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    // Kernels before 5.0 do not report the flag; nothing to check there.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{status}");
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn connections_spread_over_the_serving_workers() {
