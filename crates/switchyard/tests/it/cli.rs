@@ -134,6 +134,72 @@ async fn the_gateway_opts_out_of_transparent_huge_pages() {
     }
 }
 
+/// Background threads (the background runtime, SQLite's connection threads) run below the
+/// serving workers and the acceptor, so telemetry bursts do not land in request latency.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn background_threads_yield_to_the_serving_workers() {
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig::default()).await;
+    let gw = Gateway::start(&crate::harness::standard_config(&sim.base_url(), "")).await;
+    // A request, so every kind of thread has started.
+    let reply = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(crate::harness::KEY)
+        .json(&json!({"model": "openai", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let pid = gw.pid();
+    let mut nice_of: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the nice value is the 19th field, the 17th after comm.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let nice: i32 = stat[close + 1..]
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap();
+        nice_of.entry(comm).or_default().push(nice);
+    }
+    let of = |prefix: &str| -> Vec<i32> {
+        nice_of
+            .iter()
+            .filter(|(comm, _)| comm.starts_with(prefix))
+            .flat_map(|(_, n)| n.clone())
+            .collect()
+    };
+    let (serving, background, sqlite) = (
+        of("switchyard-work"),
+        of("switchyard-bg"),
+        of("sqlx-sqlite"),
+    );
+    assert!(
+        !serving.is_empty() && serving.iter().all(|&n| n == 0),
+        "{nice_of:?}"
+    );
+    assert_eq!(
+        nice_of.get("switchyard"),
+        Some(&vec![0]),
+        "the acceptor: {nice_of:?}"
+    );
+    assert!(
+        !background.is_empty() && background.iter().all(|&n| n == 10),
+        "{nice_of:?}"
+    );
+    assert!(
+        !sqlite.is_empty() && sqlite.iter().all(|&n| n == 10),
+        "{nice_of:?}"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn connections_spread_over_the_serving_workers() {
