@@ -1,5 +1,4 @@
-//! The process allocator (mimalloc, installed by the binary in `main.rs`) and how the process
-//! shares the machine: memory pages and thread priorities.
+//! The process allocator: mimalloc, installed by the binary (`main.rs`).
 
 /// Hands the memory the allocator holds free back to the system now, instead of at its next
 /// purge, which may not come for a thread that goes quiet. Worth calling after a one-off burst
@@ -25,21 +24,5 @@ pub fn without_transparent_huge_pages() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         // Not fatal: memory use is then only less predictable.
         eprintln!("switchyard: could not opt out of transparent huge pages: {e}");
-    }
-}
-
-/// The nice value of threads that do background work (record writer, exporters, alerts,
-/// evaluation runs, SQLite): when the CPUs are contended, the scheduler gives them about a tenth
-/// of what a serving thread gets, so telemetry bursts do not land in request latency; an idle
-/// machine runs them at full speed. Their queues absorb the delay (bounded, spilled to disk).
-pub const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread to [`BACKGROUND_NICE`]. Threads it starts afterwards inherit it.
-pub fn lower_this_thread_to_background() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE)
-    {
-        tracing::debug!(error = %e, "cannot lower a background thread's priority");
     }
 }

@@ -46,12 +46,8 @@ impl App {
         let dir = &config.server.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        // Opened from a background thread, so the store's connection threads (made there, once)
-        // inherit its lower priority.
-        let path = dir.join("switchyard.db");
-        let store = tokio::spawn(async move { SqliteStore::open(&path).await })
+        let store = SqliteStore::open(&dir.join("switchyard.db"))
             .await
-            .context("the store's opening task failed")?
             .with_context(|| format!("cannot open the store in {}", dir.display()))?;
         let keyring = crate::credentials::Keyring::from_env(&|name| std::env::var(name).ok())
             .map_err(anyhow::Error::msg)?;

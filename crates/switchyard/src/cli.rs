@@ -98,13 +98,10 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Background work (record writer, exporters, alerts, evaluation runs), at a lower priority
-    // than the serving workers `server::serve` starts. The main thread, which accepts
-    // connections, keeps the normal priority.
+    // Background work (record writer, exporters, alerts, evaluation runs) and accepting
+    // connections; requests are served on the workers `server::serve` starts.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("switchyard-bg")
-        .on_thread_start(crate::allocator::lower_this_thread_to_background)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

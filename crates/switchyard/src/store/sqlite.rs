@@ -77,9 +77,6 @@ CREATE TABLE credentials (
 "#,
 ];
 
-/// Connections of the pool (SQLite serialises writers; readers run beside them in WAL mode).
-const CONNECTIONS: u32 = 4;
-
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -92,13 +89,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_millis(500));
-        // Every connection (a thread each) is made up front and kept: they are made where the
-        // store is opened, and inherit that thread's priority.
         let pool = SqlitePoolOptions::new()
-            .max_connections(CONNECTIONS)
-            .min_connections(CONNECTIONS)
-            .idle_timeout(None)
-            .max_lifetime(None)
+            .max_connections(4)
             .connect_with(options)
             .await?;
         let store = Self { pool };
