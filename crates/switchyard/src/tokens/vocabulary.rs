@@ -25,9 +25,15 @@ const O200K_PATTERN: &str = concat!(
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 );
 
+/// The vocabulary the build script compiled under `$name`, with its pre-tokenizer `$pattern`.
 macro_rules! compiled {
-    ($name:literal, $suffix:literal) => {
-        include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".", $suffix))
+    ($name:literal, $pattern:expr) => {
+        Vocabulary::from_tables(
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".arena")),
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".ends")),
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".slots")),
+            $pattern,
+        )
     };
 }
 
@@ -49,21 +55,11 @@ pub struct SplitFailed;
 
 impl Vocabulary {
     pub fn o200k() -> Option<Self> {
-        Self::from_tables(
-            compiled!("o200k_base", "arena"),
-            compiled!("o200k_base", "ends"),
-            compiled!("o200k_base", "slots"),
-            O200K_PATTERN,
-        )
+        compiled!("o200k_base", O200K_PATTERN)
     }
 
     pub fn cl100k() -> Option<Self> {
-        Self::from_tables(
-            compiled!("cl100k_base", "arena"),
-            compiled!("cl100k_base", "ends"),
-            compiled!("cl100k_base", "slots"),
-            CL100K_PATTERN,
-        )
+        compiled!("cl100k_base", CL100K_PATTERN)
     }
 
     fn from_tables(
