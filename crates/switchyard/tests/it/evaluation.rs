@@ -633,7 +633,12 @@ impl Mlflow {
         let log = std::fs::File::create(dir.path().join("mlflow.log")).unwrap();
         let store = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
         let artifacts = dir.path().join("artifacts");
-        let child = Command::new(python)
+        let mut command = Command::new(python);
+        // Its own process group: the server starts workers and job runners of its own, and
+        // dropping it ends the whole group, not just the first process.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args([
@@ -687,6 +692,10 @@ impl Mlflow {
 
 impl Drop for Mlflow {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
