@@ -1,10 +1,11 @@
-//! The process allocator: mimalloc, installed by the binary (`main.rs`).
+//! The process allocator (mimalloc, installed by the binary in `main.rs`) and how the process's
+//! memory is paged.
 
 /// Hands the memory the allocator holds free back to the system now, instead of at its next
 /// purge, which may not come for a thread that goes quiet. Worth calling after a one-off burst
 /// that frees many MiB at once, such as compiling a tokenizer's pre-tokenizer pattern (about
-/// 16 MiB of scratch for 3 MiB kept). Where mimalloc is not the
-/// global allocator (unit tests), its heaps are empty and this does nothing.
+/// 16 MiB of scratch for 3 MiB kept). Where mimalloc is not the global allocator (unit tests),
+/// its heaps are empty and this does nothing.
 pub fn release_free_memory() {
     // SAFETY: `mi_collect` takes no pointers; mimalloc allows it on any thread at any time.
     #[allow(unsafe_code)]

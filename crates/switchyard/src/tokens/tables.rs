@@ -49,6 +49,24 @@ pub fn read_u32(table: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
+/// The rank of the token `bytes` in `slots`, probing as [`compile`] placed it; `token` gives a
+/// rank's bytes (from the arena), read only when a slot's tag matches.
+pub fn find<'a>(slots: &[u8], bytes: &[u8], token: impl Fn(u32) -> &'a [u8]) -> Option<u32> {
+    let h = hash(bytes);
+    let mask = slots.len() / 4 - 1;
+    let mut i = h as usize & mask;
+    loop {
+        let slot = read_u32(slots, i);
+        if slot == EMPTY {
+            return None;
+        }
+        if slot & !RANK_MASK == tag(h) && token(slot & RANK_MASK) == bytes {
+            return Some(slot & RANK_MASK);
+        }
+        i = (i + 1) & mask;
+    }
+}
+
 /// The three tables of a vocabulary whose token of rank `r` is the `r`-th of `tokens`, or
 /// `None` when it has too many tokens or bytes for the layout.
 #[cfg_attr(not(test), allow(dead_code))] // the build script's, and the tests'

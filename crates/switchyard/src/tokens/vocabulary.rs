@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::tables::{self, EMPTY, RANK_MASK};
+use super::tables;
 
 /// `cl100k_base`'s pre-tokenizer pattern, as OpenAI publishes it.
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
@@ -104,20 +104,7 @@ impl Vocabulary {
     }
 
     fn rank(&self, bytes: &[u8]) -> Option<u32> {
-        let h = tables::hash(bytes);
-        let tag = tables::tag(h);
-        let mask = self.slots.len() / 4 - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let slot = tables::read_u32(self.slots, i);
-            if slot == EMPTY {
-                return None;
-            }
-            if slot & !RANK_MASK == tag && self.token_bytes(slot & RANK_MASK) == bytes {
-                return Some(slot & RANK_MASK);
-            }
-            i = (i + 1) & mask;
-        }
+        tables::find(self.slots, bytes, |r| self.token_bytes(r))
     }
 
     /// How many tokens `text` encodes to, special-token text counted as ordinary text.
