@@ -54,12 +54,12 @@ pub struct Provider {
     /// Own connection pools, so one provider's connect timeout and pool never affect another:
     /// one per serving worker (see [`crate::upstream::worker_slot`]) plus one for everything
     /// else, so a connection's I/O stays on the thread that uses it.
-    pub clients: Box<[reqwest::Client]>,
+    pub clients: Box<[crate::upstream::client::HttpClient]>,
 }
 
 impl Provider {
     /// The connection pool of the current thread's worker.
-    pub fn client(&self) -> &reqwest::Client {
+    pub fn client(&self) -> &crate::upstream::client::HttpClient {
         &self.clients[crate::upstream::worker_slot() % self.clients.len()]
     }
 
@@ -96,7 +96,8 @@ pub struct Deployment {
 }
 
 /// Up to two parsed request URLs (a dialect may use one for streams and one for whole
-/// answers), so the hot path does not parse the same URL on every request. Lock-free: each
+/// answers), so requests through a proxy (sent with reqwest, which takes a parsed URL) do not
+/// parse the same URL every time. Lock-free: each
 /// slot is set once; a third distinct URL is parsed per request.
 #[derive(Default)]
 pub struct UrlCache([std::sync::OnceLock<(http::Uri, reqwest::Url)>; 2]);
@@ -280,7 +281,8 @@ impl RoutingTable {
         config: &Config,
         sim_base_url: Option<&str>,
         vault: &Arc<crate::credentials::Vault>,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, crate::upstream::client::ClientSetupError> {
+        let transport = crate::upstream::client::Transport::from_env()?;
         let providers: Vec<Arc<Provider>> = config
             .providers
             .iter()
@@ -289,6 +291,12 @@ impl RoutingTable {
                     (Some(dialect), Some(sim)) => simulator_base_url(dialect, sim),
                     _ => p.base_url.clone(),
                 };
+                let clients = (0..=config.server.workers)
+                    .map(|_| transport.client(&base_url, p.timeouts.connect))
+                    .collect::<Result<Box<[_]>, _>>()?;
+                if clients.first().is_some_and(|c| c.is_proxied()) {
+                    tracing::info!(provider = %p.name, "reached through the proxy the environment names");
+                }
                 Ok(Arc::new(Provider {
                     name: p.name.clone(),
                     dialect: provider_dialect(&p.kind),
@@ -303,12 +311,10 @@ impl RoutingTable {
                     },
                     api_version: p.api_version.clone(),
                     timeouts: p.timeouts,
-                    clients: (0..=config.server.workers)
-                        .map(|_| crate::upstream::client_for(p.timeouts.connect))
-                        .collect::<Result<_, _>>()?,
+                    clients,
                 }))
             })
-            .collect::<Result<_, reqwest::Error>>()?;
+            .collect::<Result<_, crate::upstream::client::ClientSetupError>>()?;
         let mut routes = HashMap::new();
         let mut aliases = Vec::new();
         for m in &config.models {

@@ -4,6 +4,7 @@
 //! and hands a committed stream to the [`relay`]. It decides nothing about *where* to go.
 
 mod budget;
+pub mod client;
 mod hedge;
 pub mod relay;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use http_body_util::{BodyDataStream, BodyExt};
 use switchyard_protocol::canonical::{
     ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, StreamEvent,
     UpstreamErrorInfo,
@@ -28,7 +30,9 @@ use crate::routing::{Deployment, PlannedAttempt, Planner, Provider, now_ms, reco
 /// Most of an error body we read to classify it.
 const MAX_ERROR_BODY: usize = 256 * 1024;
 
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, client::BodyError>> + Send>>;
+
+type Response = http::Response<client::ResponseBody>;
 
 /// One HTTP exchange with one deployment, as the request record will show it.
 #[derive(Debug, Clone)]
@@ -91,22 +95,6 @@ pub fn worker_slot() -> usize {
     WORKER_SLOT.with(std::cell::Cell::get)
 }
 
-/// Builds the HTTP client of one provider (its own pool and connect timeout). Retries and
-/// fallbacks are the gateway's (`walk`), so the client's own retry layer is off, and with no
-/// retries allowed it does not copy every request in case one is needed; a provider's redirect
-/// is an answer to report, not to follow with the caller's credentials.
-pub fn client_for(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .retry(reqwest::retry::never().max_retries_per_request(0))
-        .redirect(reqwest::redirect::Policy::none())
-        .http1_only()
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
-        .build()
-}
-
 fn target<'a>(d: &'a Deployment, api_key: Option<&'a crate::config::Secret>) -> Target<'a> {
     let p = &d.provider;
     Target {
@@ -131,26 +119,44 @@ fn credential(
     })
 }
 
-fn transport_error(e: &reqwest::Error, provider: &Provider) -> UpstreamErrorInfo {
-    let class = if e.is_timeout() {
-        ErrorClass::Timeout
-    } else if e.is_connect() {
-        ErrorClass::Connect
-    } else if e.is_body() || e.is_decode() {
-        ErrorClass::StreamInterrupted
-    } else {
+fn transport_error(failure: client::SendFailure, provider: &Provider) -> UpstreamErrorInfo {
+    let (class, what) = match failure {
+        client::SendFailure::Timeout => (ErrorClass::Timeout, "timed out"),
+        client::SendFailure::Url => {
+            return UpstreamErrorInfo {
+                class: ErrorClass::InvalidRequest,
+                status: None,
+                message: format!(
+                    "cannot build the request for provider '{}': its URL is invalid",
+                    provider.name
+                ),
+                provider_code: None,
+                retry_after_secs: None,
+            };
+        }
         // Resets and closes before a response are connection-level failures.
-        ErrorClass::Connect
-    };
-    let what = match class {
-        ErrorClass::Timeout => "timed out",
-        ErrorClass::StreamInterrupted => "broke off while sending its answer",
-        _ => "could not be reached or closed the connection",
+        client::SendFailure::Connect => (
+            ErrorClass::Connect,
+            "could not be reached or closed the connection",
+        ),
     };
     UpstreamErrorInfo {
         class,
         status: None,
         message: format!("provider '{}' {what}", provider.name),
+        provider_code: None,
+        retry_after_secs: None,
+    }
+}
+
+fn broken_off(provider: &Provider) -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::StreamInterrupted,
+        status: None,
+        message: format!(
+            "provider '{}' broke off while sending its answer",
+            provider.name
+        ),
         provider_code: None,
         retry_after_secs: None,
     }
@@ -185,27 +191,15 @@ async fn send(
     d: &Deployment,
     request: http::Request<Vec<u8>>,
     started: Instant,
-) -> Result<reqwest::Response, UpstreamErrorInfo> {
+) -> Result<Response, UpstreamErrorInfo> {
     let provider = &d.provider;
-    let (parts, body) = request.into_parts();
-    let url = d.urls.get(&parts.uri).map_err(|e| UpstreamErrorInfo {
-        class: ErrorClass::InvalidRequest,
-        status: None,
-        message: format!("cannot build the provider request: {e}"),
-        provider_code: None,
-        retry_after_secs: None,
-    })?;
-    let mut request = reqwest::Request::new(parts.method, url);
-    *request.headers_mut() = parts.headers;
-    *request.version_mut() = parts.version;
-    *request.body_mut() = Some(body.into());
     let first_byte = provider.timeouts.first_byte;
-    let response = match tokio::time::timeout(first_byte, provider.client().execute(request)).await
-    {
-        Err(_) => return Err(timeout_error(provider, "response", first_byte)),
-        Ok(Err(e)) => return Err(transport_error(&e, provider)),
-        Ok(Ok(r)) => r,
-    };
+    let response =
+        match tokio::time::timeout(first_byte, provider.client().send(request, &d.urls)).await {
+            Err(_) => return Err(timeout_error(provider, "response", first_byte)),
+            Ok(Err(e)) => return Err(transport_error(e, provider)),
+            Ok(Ok(r)) => r,
+        };
     if let Some(h) = headroom(response.headers()) {
         d.health.provider_headroom(h);
     }
@@ -213,12 +207,14 @@ async fn send(
         return Ok(response);
     }
     let status = response.status().as_u16();
-    let headers = response.headers().clone();
+    let (parts, body) = response.into_parts();
     let budget = remaining(started, provider.timeouts.total).min(Duration::from_secs(10));
-    let body = tokio::time::timeout(budget, read_limited(response, MAX_ERROR_BODY))
+    let body = tokio::time::timeout(budget, read_limited(body, MAX_ERROR_BODY))
         .await
         .unwrap_or_default();
-    Err(provider.dialect.classify_error(status, &headers, &body))
+    Err(provider
+        .dialect
+        .classify_error(status, &parts.headers, &body))
 }
 
 /// The tightest remaining share among the provider's rate-limit headers (OpenAI style
@@ -263,9 +259,9 @@ fn remaining(started: Instant, total: Duration) -> Duration {
     total.saturating_sub(started.elapsed())
 }
 
-async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
+async fn read_limited(body: client::ResponseBody, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut body = response.bytes_stream();
+    let mut body = BodyDataStream::new(body);
     while let Some(Ok(chunk)) = body.next().await {
         let room = limit.saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -279,14 +275,15 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Vec<u8> {
 /// Reads a whole (non-stream) answer within what is left of the total timeout.
 async fn whole_body(
     provider: &Provider,
-    response: reqwest::Response,
+    response: Response,
     started: Instant,
 ) -> Result<Bytes, UpstreamErrorInfo> {
     let total = provider.timeouts.total;
-    match tokio::time::timeout(remaining(started, total), response.bytes()).await {
+    let body = response.into_body().collect();
+    match tokio::time::timeout(remaining(started, total), body).await {
         Err(_) => Err(timeout_error(provider, "complete answer", total)),
-        Ok(Err(e)) => Err(transport_error(&e, provider)),
-        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(broken_off(provider)),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
     }
 }
 
@@ -308,7 +305,7 @@ async fn attempt_chat(
         let body = whole_body(provider, response, started).await?;
         return provider.dialect.parse_chat(&body).map(Answer::Complete);
     }
-    let mut body: ByteStream = Box::pin(response.bytes_stream());
+    let mut body: ByteStream = Box::pin(BodyDataStream::new(response.into_body()));
     let mut decoder = provider.dialect.stream_decoder();
     let mut buffered = Vec::new();
     // Until the first meaningful event the first-byte budget applies; then, with a pre-commit
@@ -372,11 +369,7 @@ async fn attempt_chat(
                     }));
                 }
             }
-            Some(Err(e)) => {
-                let mut err = transport_error(&e, provider);
-                err.class = ErrorClass::StreamInterrupted;
-                return Err(err);
-            }
+            Some(Err(_)) => return Err(broken_off(provider)),
             None => {
                 decoder.finish(&mut buffered)?;
                 return Ok(Answer::Stream(CommittedStream {

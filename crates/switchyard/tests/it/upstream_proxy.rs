@@ -1,0 +1,154 @@
+//! Providers behind the proxy the environment names (`HTTP_PROXY`, `NO_PROXY`): requests go
+//! through it, whole and streamed, and hosts `NO_PROXY` exempts are reached directly.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use switchyard_sim::SimConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{Env, Gateway, chat, standard_config, start_sim};
+
+/// A forwarding HTTP proxy: notes each connection's first request line, connects to the host
+/// its absolute-form target names and relays bytes both ways.
+async fn start_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                log.lock().unwrap().push(line.clone());
+                // "POST http://host:port/path HTTP/1.1"
+                let Some(authority) = line
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|t| t.strip_prefix("http://"))
+                    .and_then(|t| t.split('/').next())
+                else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                };
+                let Ok(mut upstream) = TcpStream::connect(authority).await else {
+                    return;
+                };
+                if upstream.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+async fn gateway_with_env(vars: &[(&str, &str)]) -> Env {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(&path, standard_config(&sim.base_url(), "")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.arg("serve").arg("--config").arg(&path);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let gw = Gateway::spawn(cmd, dir).await;
+    Env {
+        sim,
+        gw,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn providers_are_reached_through_the_proxy_the_environment_names() {
+    let (proxy, seen) = start_proxy().await;
+    let env = gateway_with_env(&[("HTTP_PROXY", &proxy)]).await;
+    let sim = env.sim.base_url();
+
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", "hello there"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json()["choices"][0]["message"]["content"].is_string(),
+        "{}",
+        r.text
+    );
+
+    let mut body = chat("anthropic", "tell me a story");
+    body["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    assert!(data.len() > 2, "{data:?}");
+
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines.contains(&format!("POST {sim}/v1/chat/completions HTTP/1.1")),
+        "the proxy saw {lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("POST {sim}/v1/messages HTTP/1.1")),
+        "the proxy saw {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn hosts_no_proxy_names_are_reached_directly() {
+    let (proxy, seen) = start_proxy().await;
+    let env = gateway_with_env(&[("HTTP_PROXY", &proxy), ("NO_PROXY", "127.0.0.1")]).await;
+
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", "hello there"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut body = chat("openai", "tell me a story");
+    body["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.sse_data().last().map(String::as_str),
+        Some("[DONE]"),
+        "{}",
+        r.text
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the proxy saw {:?}",
+        seen.lock().unwrap()
+    );
+}
