@@ -121,6 +121,63 @@ fn anthropic_to_openai(bencher: Bencher, size: &str) {
     });
 }
 
+/// A provider's whole answer as OpenAI writes it (the fields of a real reply, usage details
+/// included).
+fn openai_reply() -> Vec<u8> {
+    json!({
+        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+        "object": "chat.completion",
+        "created": 1_741_569_952,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Keep-alive lets one connection carry many requests.",
+                "refusal": null,
+                "annotations": [],
+            },
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": 19,
+            "completion_tokens": 10,
+            "total_tokens": 29,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_06737a9306",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A provider's OpenAI answer → canonical response.
+#[divan::bench]
+fn openai_reply_parse(bencher: Bencher) {
+    let body = openai_reply();
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    bencher.bench(|| provider.parse_chat(black_box(&body)));
+}
+
+/// Canonical response → the OpenAI client's answer.
+#[divan::bench]
+fn openai_reply_encode(bencher: Bencher) {
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let Ok(response) = provider.parse_chat(&openai_reply()) else {
+        return;
+    };
+    let ctx = ctx();
+    bencher.bench(|| OpenAiIngress.encode_chat(black_box(&response), &ctx));
+}
+
 fn openai_chunk(text: &str) -> Vec<u8> {
     let chunk = json!({
         "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",

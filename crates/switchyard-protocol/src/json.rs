@@ -1,6 +1,8 @@
 //! Path-aware reading of JSON objects: take the fields a dialect models, one by one, each error
 //! naming the full JSON path, and keep whatever is left over as the unknown-field extras.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -150,4 +152,29 @@ pub fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str) -> Result<T
         let inner = e.into_inner();
         DecodeError::new(format!("invalid value at '{full}': {inner}"), Some(&full))
     })
+}
+
+/// An object key as the deserializer has it: borrowed from the input when it holds no escapes.
+pub struct Key<'de>(pub Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }

@@ -6,6 +6,7 @@
 //! the first delta of a streamed call) and read back from assistant `tool_calls` into the tool
 //! call's Gemini extras, so a Gemini history survives a round trip through an OpenAI client.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
@@ -421,68 +422,189 @@ fn decode_response_format(obj: &mut ObjectReader) -> Result<Option<ResponseForma
 }
 
 /// The `message` object of a completion, shared by the non-stream reply.
-fn message_json(response: &ChatResponse) -> Value {
-    let mut message = Map::new();
-    message.insert("role".into(), "assistant".into());
-    let text = response.text();
-    let mut reasoning = String::new();
-    let mut tool_calls = Vec::new();
-    for part in &response.content {
-        match part {
-            ContentPart::Reasoning { text, .. } => reasoning.push_str(text),
+/// The client's `chat.completion`, written straight from the canonical response (no `Value`
+/// tree in between). An OpenAI upstream's unknown fields (e.g. `service_tier`) follow ours.
+#[derive(Serialize)]
+struct CompletionOut<'a> {
+    id: String,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+    usage: Option<UsageOut>,
+    system_fingerprint: Option<()>,
+    #[serde(flatten)]
+    extras: ExtrasOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Option<Cow<'a, str>>,
+    refusal: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_content: Option<ExtraContentOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// `extra_content` carrying a Gemini thought signature.
+#[derive(Serialize)]
+struct ExtraContentOut<'a> {
+    google: GoogleExtraOut<'a>,
+}
+
+#[derive(Serialize)]
+struct GoogleExtraOut<'a> {
+    thought_signature: &'a str,
+}
+
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedTokensOut,
+    completion_tokens_details: ReasoningTokensOut,
+}
+
+#[derive(Serialize)]
+struct CachedTokensOut {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokensOut {
+    reasoning_tokens: u64,
+}
+
+impl UsageOut {
+    fn of(usage: &Usage) -> Self {
+        UsageOut {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.total(),
+            prompt_tokens_details: CachedTokensOut {
+                cached_tokens: usage.cache_read_tokens,
+            },
+            completion_tokens_details: ReasoningTokensOut {
+                reasoning_tokens: usage.reasoning_tokens,
+            },
+        }
+    }
+}
+
+/// The upstream's own fields, less those we write and the refusal we carried through.
+struct ExtrasOut<'a>(Option<&'a Map<String, Value>>);
+
+impl Serialize for ExtrasOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const OURS: [&str; 7] = [
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "usage",
+            "system_fingerprint",
+        ];
+        serializer.collect_map(self.0.into_iter().flatten().filter(|(k, _)| {
+            let k = k.as_str();
+            k != REFUSAL && !OURS.contains(&k)
+        }))
+    }
+}
+
+/// The text parts, borrowed when there is one (the usual case).
+fn joined_text<'a>(parts: impl Iterator<Item = &'a str> + Clone) -> Cow<'a, str> {
+    let mut iter = parts.clone();
+    match (iter.next(), iter.next()) {
+        (None, _) => Cow::Borrowed(""),
+        (Some(one), None) => Cow::Borrowed(one),
+        _ => Cow::Owned(parts.collect()),
+    }
+}
+
+fn message_out(response: &ChatResponse) -> MessageOut<'_> {
+    let text = joined_text(response.content.iter().filter_map(|p| match p {
+        ContentPart::Text { text, .. } => Some(text.as_str()),
+        _ => None,
+    }));
+    let reasoning = joined_text(response.content.iter().filter_map(|p| match p {
+        ContentPart::Reasoning { text, .. } => Some(text.as_str()),
+        _ => None,
+    }));
+    let tool_calls: Vec<ToolCallOut<'_>> = response
+        .content
+        .iter()
+        .filter_map(|p| match p {
             ContentPart::ToolCall {
                 id,
                 name,
                 arguments,
                 extras,
-            } => {
-                let mut call = json!({
-                    "id": id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                });
-                if let (Some(signature), Some(map)) =
-                    (gemini::tool_call_signature(extras), call.as_object_mut())
-                {
-                    map.insert("extra_content".into(), extra_content(signature));
-                }
-                tool_calls.push(call);
-            }
-            _ => {}
-        }
-    }
-    let has_tools = !tool_calls.is_empty();
+            } => Some(ToolCallOut {
+                id,
+                kind: "function",
+                function: FunctionOut { name, arguments },
+                extra_content: gemini::tool_call_signature(extras).map(|thought_signature| {
+                    ExtraContentOut {
+                        google: GoogleExtraOut { thought_signature },
+                    }
+                }),
+            }),
+            _ => None,
+        })
+        .collect();
     // A refusal from an OpenAI upstream went through the other dialects as text.
-    let refusal = response
+    let refused = response
         .extras
         .for_dialect(DialectId::OpenAi)
         .and_then(|extras| extras.get(REFUSAL))
         .and_then(Value::as_str)
-        .filter(|refusal| *refusal == text);
-    let (content, refusal) = match refusal {
-        Some(refusal) => (Value::Null, Value::String(refusal.to_owned())),
-        None if text.is_empty() && has_tools => (Value::Null, Value::Null),
-        None => (Value::String(text), Value::Null),
+        .is_some_and(|refusal| refusal == text);
+    let (content, refusal) = if refused {
+        (None, Some(text))
+    } else if text.is_empty() && !tool_calls.is_empty() {
+        (None, None)
+    } else {
+        (Some(text), None)
     };
-    message.insert("content".into(), content);
-    message.insert("refusal".into(), refusal);
-    if !reasoning.is_empty() {
-        message.insert("reasoning_content".into(), Value::String(reasoning));
+    MessageOut {
+        role: "assistant",
+        content,
+        refusal,
+        reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+        tool_calls,
     }
-    if has_tools {
-        message.insert("tool_calls".into(), Value::Array(tool_calls));
-    }
-    Value::Object(message)
 }
 
 pub(crate) fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total(),
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    })
+    serde_json::to_value(UsageOut::of(usage)).unwrap_or(Value::Null)
 }
 
 fn response_id(ctx: &EncodeCtx) -> String {
@@ -494,31 +616,36 @@ fn response_id(ctx: &EncodeCtx) -> String {
 }
 
 fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    let mut body = Map::new();
-    body.insert("id".into(), response_id(ctx).into());
-    body.insert("object".into(), "chat.completion".into());
-    body.insert("created".into(), ctx.created.into());
-    body.insert("model".into(), ctx.model.clone().into());
-    body.insert(
-        "choices".into(),
-        json!([{
-            "index": 0,
-            "message": message_json(response),
-            "logprobs": null,
-            "finish_reason": response.finish_reason.as_openai(),
-        }]),
-    );
-    body.insert(
-        "usage".into(),
-        response.usage.as_ref().map_or(Value::Null, usage_json),
-    );
-    body.insert("system_fingerprint".into(), Value::Null);
-    if let Some(extras) = response.extras.for_dialect(DialectId::OpenAi) {
-        for (k, v) in extras.iter().filter(|(k, _)| k.as_str() != REFUSAL) {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+    let completion = CompletionOut {
+        id: response_id(ctx),
+        object: "chat.completion",
+        created: ctx.created,
+        model: &ctx.model,
+        choices: [ChoiceOut {
+            index: 0,
+            message: message_out(response),
+            logprobs: None,
+            finish_reason: response.finish_reason.as_openai(),
+        }],
+        usage: response.usage.as_ref().map(UsageOut::of),
+        system_fingerprint: None,
+        extras: ExtrasOut(response.extras.for_dialect(DialectId::OpenAi)),
+    };
+    // The answer's text plus room for the fields around it, so the output grows rarely.
+    let text_len: usize = response
+        .content
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => text.len(),
+            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
+            _ => 0,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(text_len + 512);
+    match serde_json::to_writer(&mut out, &completion) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
     }
-    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
 /// One stream frame as written. Fields in alphabetical order, as the `Value` maps this replaced

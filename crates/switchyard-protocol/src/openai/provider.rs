@@ -448,19 +448,60 @@ struct WireChoice {
     finish_reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
+/// buffers every field of a struct with a flattened member into an intermediate tree first,
+/// which cost as much as the rest of the parse.
 struct WireCompletion {
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     model: String,
-    #[serde(default)]
     created: i64,
-    #[serde(default)]
     choices: Vec<WireChoice>,
     usage: Option<WireUsage>,
-    #[serde(flatten)]
     rest: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for WireCompletion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = WireCompletion;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a chat completion object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WireCompletion, A::Error> {
+                let mut out = WireCompletion {
+                    id: String::new(),
+                    model: String::new(),
+                    created: 0,
+                    choices: Vec::new(),
+                    usage: None,
+                    rest: Map::new(),
+                };
+                while let Some(key) = map.next_key::<crate::json::Key<'de>>()? {
+                    match &*key.0 {
+                        "id" => out.id = map.next_value()?,
+                        "model" => out.model = map.next_value()?,
+                        "created" => out.created = map.next_value()?,
+                        "choices" => out.choices = map.next_value()?,
+                        "usage" => out.usage = map.next_value()?,
+                        // Ours are written anew for the client.
+                        "object" | "system_fingerprint" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        _ => {
+                            let value = map.next_value()?;
+                            out.rest.insert(key.0.into_owned(), value);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// One `chat.completion.chunk` of a stream, parsed in one pass (no `Value` tree, no flattened
@@ -547,8 +588,6 @@ fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         None if refused => FinishReason::ContentFilter,
         None => FinishReason::Stop,
     };
-    rest.remove("object");
-    rest.remove("system_fingerprint");
     Ok(ChatResponse {
         id: wire.id,
         model: wire.model,
