@@ -226,7 +226,7 @@ fn insert_opt(body: &mut Map<String, Value>, key: &str, value: Option<f64>) {
 /// The text parts as one string. Separate blocks (an Anthropic system prompt in several
 /// blocks) are separate paragraphs to the sender, so they are joined by a line break rather
 /// than run together.
-fn text_of(parts: &[ContentPart]) -> String {
+fn text_of<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> String {
     let mut s = String::new();
     for p in parts {
         if let ContentPart::Text { text, .. } = p
@@ -243,8 +243,11 @@ fn text_of(parts: &[ContentPart]) -> String {
 
 /// User-visible content: a plain string when it is only text, else an array of parts.
 /// `markers` says whether part `cache_control` markers are sent.
-fn content_json(parts: &[ContentPart], markers: bool) -> Value {
-    let simple = parts.iter().all(|p| match p {
+fn content_json<'a, I>(parts: I, markers: bool) -> Value
+where
+    I: IntoIterator<Item = &'a ContentPart> + Clone,
+{
+    let simple = parts.clone().into_iter().all(|p| match p {
         ContentPart::Text { cache_control, .. } => !markers || cache_control.is_none(),
         _ => false,
     });
@@ -308,7 +311,7 @@ fn messages_json(quirks: &OpenAiQuirks, messages: &[Message], markers: bool) -> 
             })),
             Role::User | Role::Tool => {
                 // Tool results become `tool` messages; anything else stays a user message.
-                let mut rest = Vec::new();
+                let mut rest: Vec<&ContentPart> = Vec::new();
                 for part in &m.content {
                     match part {
                         ContentPart::ToolResult {
@@ -321,11 +324,11 @@ fn messages_json(quirks: &OpenAiQuirks, messages: &[Message], markers: bool) -> 
                             "tool_call_id": tool_call_id,
                             "content": tool_result_text(content, *is_error),
                         })),
-                        other => rest.push(other.clone()),
+                        other => rest.push(other),
                     }
                 }
                 if !rest.is_empty() {
-                    let mut msg = json!({"role": "user", "content": content_json(&rest, markers)});
+                    let mut msg = json!({"role": "user", "content": content_json(rest.iter().copied(), markers)});
                     if let (Some(name), Some(map)) = (&m.name, msg.as_object_mut()) {
                         map.insert("name".into(), name.clone().into());
                     }

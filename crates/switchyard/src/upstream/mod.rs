@@ -221,13 +221,8 @@ async fn send(
 /// `x-ratelimit-remaining-requests` / `x-ratelimit-limit-requests`, and Anthropic's
 /// `anthropic-ratelimit-requests-remaining` / `-limit`).
 fn headroom(headers: &http::HeaderMap) -> Option<f64> {
-    let num = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    // (remaining, limit) header pairs; fixed names, so nothing is formatted per response.
+    // (remaining, limit) header pairs, read in one pass over the reply's headers: most replies
+    // carry none of them, and a lookup by name would hash each of the eight names.
     const PAIRS: [(&str, &str); 4] = [
         (
             "x-ratelimit-remaining-requests",
@@ -243,9 +238,24 @@ fn headroom(headers: &http::HeaderMap) -> Option<f64> {
             "anthropic-ratelimit-tokens-limit",
         ),
     ];
+    let mut found = [(None, None); 4];
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !name.contains("ratelimit") {
+            continue;
+        }
+        let number = || value.to_str().ok()?.trim().parse::<f64>().ok();
+        for (i, (rem, lim)) in PAIRS.iter().enumerate() {
+            if name == *rem {
+                found[i].0 = number();
+            } else if name == *lim {
+                found[i].1 = number();
+            }
+        }
+    }
     let mut best: Option<f64> = None;
-    for (rem, lim) in PAIRS {
-        if let (Some(r), Some(l)) = (num(rem), num(lim))
+    for (r, l) in found {
+        if let (Some(r), Some(l)) = (r, l)
             && l > 0.0
         {
             let f = r / l;
@@ -624,4 +634,47 @@ pub async fn execute_embeddings(
         |a: PlannedAttempt| async move { attempt_embeddings(&a.deployment, request).await },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headroom;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headroom_is_the_tightest_share_among_complete_pairs() {
+        assert_eq!(
+            headroom(&headers(&[("content-type", "application/json")])),
+            None
+        );
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "50"),
+            ("x-ratelimit-limit-requests", "100"),
+            ("x-ratelimit-remaining-tokens", " 1000 "),
+            ("x-ratelimit-limit-tokens", "10000"),
+        ]);
+        assert_eq!(headroom(&h), Some(0.1));
+        let h = headers(&[
+            ("anthropic-ratelimit-requests-remaining", "3"),
+            ("anthropic-ratelimit-requests-limit", "4"),
+            // Half a pair, a zero limit and a non-number are ignored.
+            ("anthropic-ratelimit-tokens-remaining", "1"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-limit-requests", "0"),
+            ("x-ratelimit-remaining-tokens", "many"),
+            ("x-ratelimit-limit-tokens", "10"),
+        ]);
+        assert_eq!(headroom(&h), Some(0.75));
+    }
 }
