@@ -5,6 +5,7 @@
 //! `NO_PROXY`, read at start): it tunnels and forwards through proxies, which deployments behind
 //! a corporate proxy rely on and which this module does not redo.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -77,12 +78,14 @@ impl Transport {
         let mut tcp = HttpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(self.tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
+        let connector = TimedConnector {
+            inner: hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(self.tls.clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(tcp),
+            timeout: connect_timeout,
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
@@ -92,7 +95,41 @@ impl Transport {
     }
 }
 
-type DirectClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type DirectClient = Client<TimedConnector, Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connection = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+
+/// The connector with the provider's connect timeout over the TCP connect and the TLS handshake
+/// together (hyper's own connect timeout covers the TCP connect only).
+#[derive(Clone)]
+pub struct TimedConnector {
+    inner: hyper_rustls::HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+impl tower::Service<http::Uri> for TimedConnector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connection, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting timed out",
+                )) as BoxError),
+            }
+        })
+    }
+}
 
 /// One provider's connection pool on one serving worker.
 #[expect(

@@ -18,4 +18,4 @@ mod records;
 mod sdk;
 mod streams;
 mod traces;
-mod upstream_proxy;
+mod upstream_connections;

@@ -1,16 +1,17 @@
-//! Providers behind the proxy the environment names (`HTTP_PROXY`, `NO_PROXY`): requests go
-//! through it, whole and streamed, and hosts `NO_PROXY` exempts are reached directly.
+//! How the gateway reaches providers: through the proxy the environment names (`HTTP_PROXY`,
+//! `NO_PROXY`), whole and streamed, or directly; a refused connection and a TLS handshake that
+//! never completes fail as the error classes say, within the connect timeout.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_sim::SimConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Env, Gateway, chat, standard_config, start_sim};
+use crate::harness::{Env, Gateway, KEY, chat, standard_config, start_sim};
 
 /// A forwarding HTTP proxy: notes each connection's first request line, connects to the host
 /// its absolute-form target names and relays bytes both ways.
@@ -60,9 +61,14 @@ async fn start_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
 
 async fn gateway_with_env(vars: &[(&str, &str)]) -> Env {
     let sim = start_sim(SimConfig::default()).await;
+    let config = standard_config(&sim.base_url(), "");
+    gateway(sim, &config, vars).await
+}
+
+async fn gateway(sim: switchyard_sim::SimServer, config: &str, vars: &[(&str, &str)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("switchyard.yaml");
-    std::fs::write(&path, standard_config(&sim.base_url(), "")).unwrap();
+    std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     cmd.arg("serve").arg("--config").arg(&path);
     for var in [
@@ -151,4 +157,61 @@ async fn hosts_no_proxy_names_are_reached_directly() {
         "the proxy saw {:?}",
         seen.lock().unwrap()
     );
+}
+
+#[tokio::test]
+async fn unreachable_providers_fail_within_the_connect_timeout() {
+    // A port nobody listens on refuses; a listener that never accepts leaves a TLS handshake
+    // unanswered (the kernel completes the TCP handshake for it).
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_port = refused.local_addr().unwrap().port();
+    drop(refused);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let sim = start_sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-refused, kind: openai, base_url: "http://127.0.0.1:{refused_port}/v1", api_key: sk-a}}
+  - name: p-silent
+    kind: openai
+    base_url: "https://127.0.0.1:{silent_port}/v1"
+    api_key: sk-b
+    timeouts: {{connect: 300ms, first_byte: 60s, total: 120s}}
+models:
+  - {{alias: refused, deployments: [{{provider: p-refused, model: m}}]}}
+  - {{alias: silent, deployments: [{{provider: p-silent, model: m}}]}}
+"#
+    );
+    let env = gateway(sim, &config, &[]).await;
+
+    let r = env
+        .post("/v1/chat/completions", &chat("refused", "hi"))
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "upstream_unavailable",
+        "{}",
+        r.text
+    );
+
+    let started = Instant::now();
+    let r = env
+        .post("/v1/chat/completions", &chat("silent", "hi"))
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "upstream_timeout", "{}", r.text);
+    // Retries included, far below the 60 s first-byte timeout the handshake would otherwise
+    // have waited out.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }
