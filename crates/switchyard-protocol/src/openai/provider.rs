@@ -210,7 +210,7 @@ fn build_chat(
     }
     // Sized for the prompt up front: a long prompt is then written once, without regrowing.
     let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
-    serde_json::to_writer(&mut bytes, &Value::Object(body))
+    crate::json::write_value(&mut bytes, &Value::Object(body))
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
     Ok(post(url, auth(endpoint, target), bytes))
 }
@@ -452,8 +452,8 @@ struct WireChoice {
 }
 
 /// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
-/// buffers every field of a struct with a flattened member into an intermediate tree first,
-/// which cost as much as the rest of the parse.
+/// buffers every field of a struct with a flattened member into an intermediate tree first, and
+/// the fields we write anew (`object`, `system_fingerprint`) are skipped instead of kept.
 struct WireCompletion {
     id: String,
     model: String,
