@@ -454,6 +454,7 @@ struct WireChoice {
 /// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
 /// buffers every field of a struct with a flattened member into an intermediate tree first, and
 /// the fields we write anew (`object`, `system_fingerprint`) are skipped instead of kept.
+#[derive(Default)]
 struct WireCompletion {
     id: String,
     model: String,
@@ -475,14 +476,7 @@ impl<'de> Deserialize<'de> for WireCompletion {
                 self,
                 mut map: A,
             ) -> Result<WireCompletion, A::Error> {
-                let mut out = WireCompletion {
-                    id: String::new(),
-                    model: String::new(),
-                    created: 0,
-                    choices: Vec::new(),
-                    usage: None,
-                    rest: Map::new(),
-                };
+                let mut out = WireCompletion::default();
                 while let Some(key) = map.next_key::<crate::json::Key<'de>>()? {
                     match &*key.0 {
                         "id" => out.id = map.next_value()?,

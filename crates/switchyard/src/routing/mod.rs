@@ -97,8 +97,8 @@ pub struct Deployment {
 
 /// Up to two parsed request URLs (a dialect may use one for streams and one for whole
 /// answers), so requests through a proxy (sent with reqwest, which takes a parsed URL) do not
-/// parse the same URL every time. Lock-free: each
-/// slot is set once; a third distinct URL is parsed per request.
+/// parse the same URL every time. Lock-free: each slot is set once; a third distinct URL is
+/// parsed per request.
 #[derive(Default)]
 pub struct UrlCache([std::sync::OnceLock<(http::Uri, reqwest::Url)>; 2]);
 
@@ -291,12 +291,13 @@ impl RoutingTable {
                     (Some(dialect), Some(sim)) => simulator_base_url(dialect, sim),
                     _ => p.base_url.clone(),
                 };
-                let clients = (0..=config.server.workers)
-                    .map(|_| transport.client(&base_url, p.timeouts.connect))
-                    .collect::<Result<Box<[_]>, _>>()?;
-                if clients.first().is_some_and(|c| c.is_proxied()) {
+                let proxied = transport.proxied(&base_url);
+                if proxied {
                     tracing::info!(provider = %p.name, "reached through the proxy the environment names");
                 }
+                let clients = (0..=config.server.workers)
+                    .map(|_| transport.client(proxied, p.timeouts.connect))
+                    .collect::<Result<_, _>>()?;
                 Ok(Arc::new(Provider {
                     name: p.name.clone(),
                     dialect: provider_dialect(&p.kind),

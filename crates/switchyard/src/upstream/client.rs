@@ -52,17 +52,22 @@ impl Transport {
         })
     }
 
-    /// A connection pool for a provider at `base_url`. Retries and fallbacks are the gateway's,
-    /// and a provider's redirect is an answer to report, not to follow with the caller's
-    /// credentials: neither client retries or follows redirects.
+    /// Whether the environment's proxy rules send requests for `base_url` through a proxy.
+    pub fn proxied(&self, base_url: &str) -> bool {
+        base_url
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| self.proxies.intercept(&uri).is_some())
+    }
+
+    /// A connection pool for a provider, through the environment's proxy when `proxied`.
+    /// Retries and fallbacks are the gateway's, and a provider's redirect is an answer to
+    /// report, not to follow with the caller's credentials: neither client retries or follows
+    /// redirects.
     pub fn client(
         &self,
-        base_url: &str,
+        proxied: bool,
         connect_timeout: Duration,
     ) -> Result<HttpClient, ClientSetupError> {
-        let proxied = base_url
-            .parse::<http::Uri>()
-            .is_ok_and(|uri| self.proxies.intercept(&uri).is_some());
         if proxied {
             let client = reqwest::Client::builder()
                 .retry(reqwest::retry::never().max_retries_per_request(0))
@@ -153,11 +158,6 @@ pub enum SendFailure {
 }
 
 impl HttpClient {
-    /// Whether requests go through a proxy named by the environment.
-    pub fn is_proxied(&self) -> bool {
-        matches!(self, Self::Proxied(_))
-    }
-
     /// Sends `request` (absolute URI) and waits for the response head.
     pub async fn send(
         &self,
