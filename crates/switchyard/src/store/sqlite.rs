@@ -502,7 +502,9 @@ impl RecordStore for SqliteStore {
                     .push_bind(&r.variant)
                     .push_bind(&r.session_id);
             });
-            insert.build().execute(&mut *tx).await?;
+            // Not kept prepared: each row count is a statement of its own, and the connection's
+            // statement cache would keep up to a hundred of them per connection for good.
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await
     }
