@@ -57,6 +57,9 @@ pub struct CommittedStream {
     pub buffered: Vec<StreamEvent>,
     /// The upstream already ended cleanly (a very short answer).
     pub ended: bool,
+    /// Bytes read from the provider but not yet decoded: what followed the first meaningful
+    /// event in the same read (see [`push_until_meaningful`]).
+    pub unread: Bytes,
     pub body: ByteStream,
     pub decoder: Box<dyn StreamDecoder>,
     pub stall: Duration,
@@ -336,6 +339,7 @@ async fn attempt_chat(
                 return Ok(Answer::Stream(CommittedStream {
                     buffered,
                     ended: false,
+                    unread: Bytes::new(),
                     body,
                     decoder,
                     stall: timeouts.stall,
@@ -348,21 +352,42 @@ async fn attempt_chat(
         match next {
             Some(Ok(chunk)) => {
                 buffered_bytes += chunk.len();
-                decoder.push(&chunk, &mut buffered)?;
+                // With a pre-commit buffer everything read is checked before commit; without
+                // one the first meaningful event commits, and what follows it waits.
+                let unread = if buffer_until.is_some() {
+                    decoder.push(&chunk, &mut buffered)?;
+                    Bytes::new()
+                } else {
+                    push_until_meaningful(decoder.as_mut(), chunk, &mut buffered)?
+                };
                 if let Some(StreamEvent::Error(e)) =
                     buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
                 {
                     return Err(e.clone());
                 }
-                let meaningful = buffered
-                    .iter()
-                    .any(|e| !matches!(e, StreamEvent::Start { .. } | StreamEvent::Usage(_)));
+                let meaningful = buffered.iter().any(is_meaningful);
                 if meaningful
                     && buffer_until.is_none()
                     && let Some(b) = buffer.filter(|b| b.max_bytes > 0 || !b.max_delay.is_zero())
                 {
                     buffer_until =
                         Some((Instant::now() + b.max_delay, buffered_bytes + b.max_bytes));
+                    decoder.push(&unread, &mut buffered)?;
+                    if let Some(StreamEvent::Error(e)) =
+                        buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
+                    {
+                        return Err(e.clone());
+                    }
+                } else if !unread.is_empty() {
+                    return Ok(Answer::Stream(CommittedStream {
+                        buffered,
+                        ended: false,
+                        unread,
+                        body,
+                        decoder,
+                        stall: timeouts.stall,
+                        deadline: started + timeouts.total,
+                    }));
                 }
                 let full = match buffer_until {
                     Some((until, bytes)) => buffered_bytes >= bytes || Instant::now() >= until,
@@ -372,6 +397,7 @@ async fn attempt_chat(
                     return Ok(Answer::Stream(CommittedStream {
                         buffered,
                         ended: false,
+                        unread: Bytes::new(),
                         body,
                         decoder,
                         stall: timeouts.stall,
@@ -385,6 +411,7 @@ async fn attempt_chat(
                 return Ok(Answer::Stream(CommittedStream {
                     buffered,
                     ended: true,
+                    unread: Bytes::new(),
                     body,
                     decoder,
                     stall: timeouts.stall,
@@ -393,6 +420,33 @@ async fn attempt_chat(
             }
         }
     }
+}
+
+/// Whether an event is worth committing the stream for (an answer has begun).
+fn is_meaningful(event: &StreamEvent) -> bool {
+    !matches!(event, StreamEvent::Start { .. } | StreamEvent::Usage(_))
+}
+
+/// Decodes `input` one SSE event at a time until a meaningful event comes out, and returns
+/// the bytes not decoded yet. When a provider's read holds many events (a fast or caching
+/// provider, or chunks that queued up), the first of them then reaches the client without
+/// waiting for the rest to be translated. Decoders accept input split anywhere, so the split
+/// (after a blank line) only decides how soon that event is found, never what is decoded.
+fn push_until_meaningful(
+    decoder: &mut dyn StreamDecoder,
+    mut input: Bytes,
+    events: &mut Vec<StreamEvent>,
+) -> Result<Bytes, UpstreamErrorInfo> {
+    let finder = memchr::memmem::Finder::new(b"\n\n");
+    while !input.is_empty() {
+        let cut = finder.find(&input).map_or(input.len(), |at| at + 2);
+        let before = events.len();
+        decoder.push(&input.split_to(cut), events)?;
+        if events[before..].iter().any(is_meaningful) {
+            break;
+        }
+    }
+    Ok(input)
 }
 
 async fn attempt_embeddings(
@@ -638,7 +692,61 @@ pub async fn execute_embeddings(
 
 #[cfg(test)]
 mod tests {
-    use super::headroom;
+    use bytes::Bytes;
+    use switchyard_protocol::canonical::StreamEvent;
+    use switchyard_protocol::dialect::{ProviderKind, provider_dialect};
+
+    use super::{headroom, push_until_meaningful};
+
+    #[test]
+    fn a_burst_commits_on_its_first_text_and_keeps_the_rest_undecoded() {
+        let chunk = |delta: &str| {
+            format!(
+                "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+                 \"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\
+                 \"finish_reason\":null}}]}}\n\n"
+            )
+        };
+        let burst = [
+            chunk(r#"{"role":"assistant","content":""}"#),
+            chunk(r#"{"content":"Hello"}"#),
+            chunk(r#"{"content":" there"}"#),
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+             \"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\
+             \"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+                .to_owned(),
+        ]
+        .concat();
+        let dialect = provider_dialect(&ProviderKind::OpenAi);
+
+        let mut whole = Vec::new();
+        let mut decoder = dialect.stream_decoder();
+        decoder.push(burst.as_bytes(), &mut whole).unwrap();
+        decoder.finish(&mut whole).unwrap();
+
+        let mut split = Vec::new();
+        let mut decoder = dialect.stream_decoder();
+        let unread =
+            push_until_meaningful(decoder.as_mut(), Bytes::from(burst.clone()), &mut split)
+                .unwrap();
+        assert!(matches!(split.last(), Some(StreamEvent::TextDelta(t)) if t == "Hello"));
+        assert!(unread.starts_with(b"data: "));
+        assert!(burst.ends_with(std::str::from_utf8(&unread).unwrap()));
+        decoder.push(&unread, &mut split).unwrap();
+        decoder.finish(&mut split).unwrap();
+        assert_eq!(split, whole);
+
+        // No blank line at all: the whole input is decoded in one piece.
+        let mut events = Vec::new();
+        let mut decoder = dialect.stream_decoder();
+        let unread = push_until_meaningful(
+            decoder.as_mut(),
+            Bytes::from_static(b"data: {"),
+            &mut events,
+        )
+        .unwrap();
+        assert!(unread.is_empty() && events.is_empty());
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         pairs

@@ -129,6 +129,21 @@ impl Relay {
             self.first_chunk_at.get_or_insert_with(Instant::now);
             return Some(Bytes::from(out));
         }
+        if !self.upstream.unread.is_empty() {
+            // The first event went out as a chunk of its own; letting the connection write it
+            // before the rest of that read is translated is what puts it on the wire first.
+            tokio::task::yield_now().await;
+            let unread = std::mem::take(&mut self.upstream.unread);
+            if let Err(e) = self.upstream.decoder.push(&unread, &mut self.events) {
+                self.events.clear();
+                self.fail(e, &mut out);
+            } else if let Some(e) = self.encode_pending(&mut out) {
+                self.fail(e, &mut out);
+            }
+            if !out.is_empty() {
+                return Some(Bytes::from(out));
+            }
+        }
         loop {
             let wait = self.upstream.stall.min(
                 self.upstream
