@@ -7,6 +7,8 @@
 //! marker from another dialect (an Anthropic client's prompt caching) is dropped, since strict
 //! servers, OpenAI's own among them, refuse unknown fields in content parts.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
@@ -503,19 +505,22 @@ impl<'de> Deserialize<'de> for WireCompletion {
 
 /// One `chat.completion.chunk` of a stream, parsed in one pass (no `Value` tree, no flattened
 /// leftovers: streams keep no extras). `error` and `object` spot in-band errors.
+/// `id`, `model` and `object` borrow from the event's text: they come with every chunk and are
+/// read from the first one only.
 #[derive(Deserialize)]
-struct WireStreamChunk {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
+struct WireStreamChunk<'a> {
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
     #[serde(default)]
     choices: Vec<WireChoice>,
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    object: Option<String>,
+    /// Empty when absent.
+    #[serde(default, borrow)]
+    object: Cow<'a, str>,
 }
 
 fn finish_reason(s: &str) -> FinishReason {
@@ -635,7 +640,7 @@ impl OpenAiStreamDecoder {
                 )));
             }
         };
-        if chunk.error.is_some() || chunk.object.as_deref() == Some("error") {
+        if chunk.error.is_some() || chunk.object == "error" {
             // Rare: parse again as a tree for the error's details.
             let value: Value = serde_json::from_str(data)
                 .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
@@ -649,8 +654,8 @@ impl OpenAiStreamDecoder {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
+                id: chunk.id.into_owned(),
+                model: chunk.model.into_owned(),
             });
         }
         for choice in chunk.choices {
