@@ -360,11 +360,7 @@ async fn attempt_chat(
                 } else {
                     push_until_meaningful(decoder.as_mut(), chunk, &mut buffered)?
                 };
-                if let Some(StreamEvent::Error(e)) =
-                    buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
-                {
-                    return Err(e.clone());
-                }
+                in_band_error(&buffered)?;
                 let meaningful = buffered.iter().any(is_meaningful);
                 if meaningful
                     && buffer_until.is_none()
@@ -373,11 +369,7 @@ async fn attempt_chat(
                     buffer_until =
                         Some((Instant::now() + b.max_delay, buffered_bytes + b.max_bytes));
                     decoder.push(&unread, &mut buffered)?;
-                    if let Some(StreamEvent::Error(e)) =
-                        buffered.iter().find(|e| matches!(e, StreamEvent::Error(_)))
-                    {
-                        return Err(e.clone());
-                    }
+                    in_band_error(&buffered)?;
                 } else if !unread.is_empty() {
                     return Ok(Answer::Stream(CommittedStream {
                         buffered,
@@ -419,6 +411,14 @@ async fn attempt_chat(
                 }));
             }
         }
+    }
+}
+
+/// Fails with the provider's in-band error, when one came before commit.
+fn in_band_error(events: &[StreamEvent]) -> Result<(), UpstreamErrorInfo> {
+    match events.iter().find(|e| matches!(e, StreamEvent::Error(_))) {
+        Some(StreamEvent::Error(e)) => Err(e.clone()),
+        _ => Ok(()),
     }
 }
 
