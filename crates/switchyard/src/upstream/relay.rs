@@ -94,6 +94,17 @@ impl Relay {
         failure
     }
 
+    /// Decodes bytes from the provider and encodes what they hold for the client; a decode
+    /// failure or an in-band error ends the stream with the dialect's error event.
+    fn translate(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if let Err(e) = self.upstream.decoder.push(bytes, &mut self.events) {
+            self.events.clear();
+            self.fail(e, out);
+        } else if let Some(e) = self.encode_pending(out) {
+            self.fail(e, out);
+        }
+    }
+
     fn fail(&mut self, error: UpstreamErrorInfo, out: &mut Vec<u8>) {
         let client = GatewayError::Upstream {
             last: error.clone(),
@@ -134,12 +145,7 @@ impl Relay {
             // before the rest of that read is translated is what puts it on the wire first.
             tokio::task::yield_now().await;
             let unread = std::mem::take(&mut self.upstream.unread);
-            if let Err(e) = self.upstream.decoder.push(&unread, &mut self.events) {
-                self.events.clear();
-                self.fail(e, &mut out);
-            } else if let Some(e) = self.encode_pending(&mut out) {
-                self.fail(e, &mut out);
-            }
+            self.translate(&unread, &mut out);
             if !out.is_empty() {
                 return Some(Bytes::from(out));
             }
@@ -155,14 +161,7 @@ impl Relay {
                 Err(_) => {
                     self.fail(stall_error(wait), &mut out);
                 }
-                Ok(Some(Ok(chunk))) => {
-                    if let Err(e) = self.upstream.decoder.push(&chunk, &mut self.events) {
-                        self.events.clear();
-                        self.fail(e, &mut out);
-                    } else if let Some(e) = self.encode_pending(&mut out) {
-                        self.fail(e, &mut out);
-                    }
-                }
+                Ok(Some(Ok(chunk))) => self.translate(&chunk, &mut out),
                 Ok(Some(Err(_))) => {
                     self.fail(
                         UpstreamErrorInfo {
