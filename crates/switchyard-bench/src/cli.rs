@@ -38,6 +38,12 @@ const KEY_BUDGET_USD: f64 = 1_000_000.0;
 const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
 const SETTLE: Duration = Duration::from_millis(300);
+/// Default `--rounds`.
+const DEFAULT_ROUNDS: u32 = 5;
+/// Most `--rounds`.
+const MAX_ROUNDS: u32 = 100;
+/// Warm-up of every round after the first: enough to reopen connections and warm caches.
+const ROUND_WARMUP: Duration = Duration::from_millis(500);
 
 /// Load harness: the gateway's added latency, throughput, CPU and memory, measured against the
 /// provider simulator (and an nginx hop when nginx is installed). Loopback only.
@@ -68,6 +74,12 @@ pub struct Args {
     /// Skip the nginx reference even when nginx is installed.
     #[arg(long)]
     pub no_nginx: bool,
+    /// Split each case's measured part into N rounds and take the targets in turn, a round at a
+    /// time (direct, nginx, gateway, then the next round starting one target later), so the
+    /// machine's drift over a case falls on every target alike. Smoke runs use one round.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ROUNDS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
+    pub rounds: u32,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
@@ -87,6 +99,8 @@ pub struct Options {
     pub smoke: bool,
     /// Use nginx as a reference hop when it is installed.
     pub nginx: bool,
+    /// Rounds per case (`--rounds`); smoke runs use one.
+    pub rounds: u32,
 }
 
 /// Entry point of the binary. Exit status 0 when every request succeeded, 1 when some failed,
@@ -124,6 +138,7 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
         gateway_bin,
         smoke: args.smoke,
         nginx: !args.no_nginx,
+        rounds: args.rounds,
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -236,6 +251,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         gateway_bin: short_path(&options.gateway_bin),
         gateway_version: gateway_version(&options.gateway_bin),
         nginx: nginx_bin.as_deref().map(Nginx::version),
+        rounds: if options.smoke { 1 } else { options.rounds },
         cases: Vec::new(),
     };
     print!("{}", report::header(&report));
@@ -271,26 +287,40 @@ fn run_case(
     let setup = GatewaySetup::start(rt, case, options, sim)?;
     let gateway = &setup.gateway;
     let template = Rc::new(Template::for_case(case, &setup.key)?);
-    let plan = Plan {
-        load: case.load,
-        warmup: case.warmup,
-        stop: case.stop,
-        measure_limit: case.measure_limit(),
-    };
-    let mut targets: Vec<(&str, SocketAddr, Option<u32>)> = vec![("direct", sim.addr, None)];
+    let mut targets = vec![TargetRun::new("direct", sim.addr, None)?];
     if let Some(n) = nginx {
-        targets.push(("nginx", n.addr, Some(n.pid)));
+        targets.push(TargetRun::new("nginx", n.addr, Some(n.pid))?);
     }
-    targets.push(("gateway", gateway.addr, Some(gateway.pid)));
-    let mut reports = Vec::new();
-    for (name, addr, pid) in targets {
-        eprintln!("{}: {name} ({})", case.name, case.load_summary());
-        let r = run_target(rt, name, addr, pid, &template, &plan, ticks)?;
-        if name == "gateway" && r.errors > 0 {
-            eprintln!("gateway stderr (end):\n{}", gateway.stderr_tail());
+    targets.push(TargetRun::new("gateway", gateway.addr, Some(gateway.pid))?);
+    let rounds = if options.smoke { 1 } else { options.rounds };
+    for round in 0..rounds {
+        let plan = round_plan(case, round, rounds);
+        // Each round starts one target later, so none is always first after a pause.
+        let count = targets.len();
+        for t in 0..count {
+            let target = &mut targets[(t + round as usize) % count];
+            eprintln!(
+                "{}: {} ({}, round {}/{rounds})",
+                case.name,
+                target.name,
+                case.load_summary(),
+                round + 1
+            );
+            target.run_round(rt, &template, &plan)?;
+            std::thread::sleep(SETTLE);
         }
-        reports.push(r);
-        std::thread::sleep(SETTLE);
+    }
+    let reports: Vec<TargetReport> = targets.iter().map(|t| t.report(ticks)).collect();
+    if let Some(r) = reports
+        .iter()
+        .find(|r| r.target == "gateway" && r.errors > 0)
+    {
+        eprintln!(
+            "{}: gateway failed {} requests; gateway stderr (end):\n{}",
+            case.name,
+            r.errors,
+            gateway.stderr_tail()
+        );
     }
     let otlp_sink = setup.sink.as_ref().map(|s| SinkReport {
         exports: s.exports(),
@@ -380,60 +410,128 @@ fn create_virtual_key(rt: &Runtime, gateway: &Gateway) -> anyhow::Result<String>
         .context("the created key has no `key` field")
 }
 
-fn run_target(
-    rt: &Runtime,
-    name: &str,
+/// Round `round` of `rounds`: an equal share of the case's measured part (the first rounds take
+/// one request more when a count does not divide), after the case's warm-up in the first round
+/// and a short one in the others.
+fn round_plan(case: &Case, round: u32, rounds: u32) -> Plan {
+    let stop = match case.stop {
+        Stop::Duration(d) => Stop::Duration(d / rounds),
+        Stop::Requests(n) => {
+            let share = n / u64::from(rounds) + u64::from(u64::from(round) < n % u64::from(rounds));
+            Stop::Requests(share.max(1))
+        }
+    };
+    let warmup = if round == 0 {
+        case.warmup
+    } else {
+        case.warmup.min(ROUND_WARMUP)
+    };
+    let measure_limit = match stop {
+        Stop::Duration(d) => d,
+        Stop::Requests(_) => case.measure_limit(),
+    };
+    Plan {
+        load: case.load,
+        warmup,
+        stop,
+        measure_limit,
+    }
+}
+
+/// One target's runs over a case's rounds: one recorder for all of them, and the process's
+/// CPU time, peak memory and measured time summed (or maxed) across rounds.
+struct TargetRun {
+    name: &'static str,
     addr: SocketAddr,
     pid: Option<u32>,
-    template: &Rc<Template>,
-    plan: &Plan,
-    ticks: u64,
-) -> anyhow::Result<TargetReport> {
-    let rss_idle = pid.and_then(procfs::rss_kib);
-    let pool = Rc::new(Pool::new(addr)?);
-    let recorder = Rc::new(RefCell::new(Recorder::new()?));
-    let watch = pid.map(ProcWatch::new);
-    let local = LocalSet::new();
-    let result = local.block_on(
-        rt,
-        load::run(pool, template.clone(), plan, watch, recorder.clone()),
-    );
-    // Cancels whatever a hard deadline left running, closing its connections.
-    drop(local);
-    let rec = recorder.borrow();
-    let errors = rec.error_count();
-    let done = rec.ok + errors;
-    let elapsed = result.elapsed.as_secs_f64();
-    let process = result.process.map(|p| {
-        let cpu_ms = p.cpu_ticks.map(|t| t as f64 * 1000.0 / ticks as f64);
-        ProcessReport {
-            cpu_ms,
-            cpu_ms_per_1k_requests: cpu_ms
-                .filter(|_| done > 0)
-                .map(|ms| ms * 1000.0 / done as f64),
-            rss_idle_kib: rss_idle,
-            rss_load_kib: p.rss_peak_kib,
+    recorder: Rc<RefCell<Recorder>>,
+    /// Resident memory before the first round.
+    rss_idle: Option<u64>,
+    rss_peak: u64,
+    cpu_ticks: Option<u64>,
+    elapsed: Duration,
+    connections: u64,
+}
+
+impl TargetRun {
+    fn new(name: &'static str, addr: SocketAddr, pid: Option<u32>) -> anyhow::Result<TargetRun> {
+        Ok(TargetRun {
+            name,
+            addr,
+            pid,
+            recorder: Rc::new(RefCell::new(Recorder::new()?)),
+            rss_idle: pid.and_then(procfs::rss_kib),
+            rss_peak: 0,
+            cpu_ticks: Some(0),
+            elapsed: Duration::ZERO,
+            connections: 0,
+        })
+    }
+
+    fn run_round(
+        &mut self,
+        rt: &Runtime,
+        template: &Rc<Template>,
+        plan: &Plan,
+    ) -> anyhow::Result<()> {
+        let pool = Rc::new(Pool::new(self.addr)?);
+        let watch = self.pid.map(ProcWatch::new);
+        self.recorder.borrow_mut().last_end = None;
+        let local = LocalSet::new();
+        let result = local.block_on(
+            rt,
+            load::run(pool, template.clone(), plan, watch, self.recorder.clone()),
+        );
+        // Cancels whatever a hard deadline left running, closing its connections.
+        drop(local);
+        self.elapsed += result.elapsed;
+        self.connections += result.connections;
+        if let Some(p) = result.process {
+            self.rss_peak = self.rss_peak.max(p.rss_peak_kib);
+            self.cpu_ticks = match (self.cpu_ticks, p.cpu_ticks) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
         }
-    });
-    Ok(TargetReport {
-        target: name.to_owned(),
-        ok: rec.ok,
-        errors,
-        error_kinds: rec.errors.clone(),
-        first_error: rec.first_error.clone(),
-        elapsed_s: elapsed,
-        throughput_rps: if elapsed > 0.0 {
-            rec.ok as f64 / elapsed
-        } else {
-            0.0
-        },
-        connections: result.connections,
-        latency_us: Percentiles::of(&rec.latency),
-        ttft_us: Percentiles::of_nonempty(&rec.ttft),
-        gap_us: Percentiles::of_nonempty(&rec.gap),
-        send_lag_us: Percentiles::of_nonempty(&rec.send_lag),
-        process,
-    })
+        Ok(())
+    }
+
+    fn report(&self, ticks: u64) -> TargetReport {
+        let rec = self.recorder.borrow();
+        let errors = rec.error_count();
+        let done = rec.ok + errors;
+        let elapsed = self.elapsed.as_secs_f64();
+        let process = self.pid.map(|_| {
+            let cpu_ms = self.cpu_ticks.map(|t| t as f64 * 1000.0 / ticks as f64);
+            ProcessReport {
+                cpu_ms,
+                cpu_ms_per_1k_requests: cpu_ms
+                    .filter(|_| done > 0)
+                    .map(|ms| ms * 1000.0 / done as f64),
+                rss_idle_kib: self.rss_idle,
+                rss_load_kib: self.rss_peak,
+            }
+        });
+        TargetReport {
+            target: self.name.to_owned(),
+            ok: rec.ok,
+            errors,
+            error_kinds: rec.errors.clone(),
+            first_error: rec.first_error.clone(),
+            elapsed_s: elapsed,
+            throughput_rps: if elapsed > 0.0 {
+                rec.ok as f64 / elapsed
+            } else {
+                0.0
+            },
+            connections: self.connections,
+            latency_us: Percentiles::of(&rec.latency),
+            ttft_us: Percentiles::of_nonempty(&rec.ttft),
+            gap_us: Percentiles::of_nonempty(&rec.gap),
+            send_lag_us: Percentiles::of_nonempty(&rec.send_lag),
+            process,
+        }
+    }
 }
 
 /// `--soak`: steady load on the gateway alone, printing its memory every `every`.
@@ -458,6 +556,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         gateway_bin: short_path(&options.gateway_bin),
         gateway_version: gateway_version(&options.gateway_bin),
         nginx: None,
+        rounds: 1,
         cases: Vec::new(),
     };
     print!("{}", report::header(&report));

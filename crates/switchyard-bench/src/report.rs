@@ -21,6 +21,9 @@ pub struct Report {
     pub gateway_version: String,
     /// `nginx/1.22.1` when the nginx reference ran.
     pub nginx: Option<String>,
+    /// Rounds per case: each target's measured part is split into this many runs, taken in
+    /// turn with the other targets'.
+    pub rounds: u32,
     pub notes: Vec<String>,
     pub cases: Vec<CaseReport>,
 }
@@ -194,6 +197,14 @@ pub fn header(report: &Report) -> String {
         "gateway: {} ({}){reference}",
         report.gateway_bin, report.gateway_version
     );
+    if report.mode != "soak" {
+        let _ = writeln!(
+            out,
+            "rounds: {} per case; the targets take turns, a round each, and each target's rounds \
+             are reported together",
+            report.rounds
+        );
+    }
     for note in &report.notes {
         let _ = writeln!(out, "{note}");
     }
