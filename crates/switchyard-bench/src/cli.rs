@@ -76,10 +76,10 @@ pub struct Args {
     pub no_nginx: bool,
     /// Split each case's measured part into N rounds and take the targets in turn, a round at a
     /// time (direct, nginx, gateway, then the next round starting one target later), so the
-    /// machine's drift over a case falls on every target alike. Smoke runs use one round.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ROUNDS,
+    /// machine's drift over a case falls on every target alike [default: 5, smoke runs 1].
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS as i64))]
-    pub rounds: u32,
+    pub rounds: Option<u32>,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
@@ -99,7 +99,7 @@ pub struct Options {
     pub smoke: bool,
     /// Use nginx as a reference hop when it is installed.
     pub nginx: bool,
-    /// Rounds per case (`--rounds`); smoke runs use one.
+    /// Rounds per case (`--rounds`).
     pub rounds: u32,
 }
 
@@ -138,7 +138,9 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
         gateway_bin,
         smoke: args.smoke,
         nginx: !args.no_nginx,
-        rounds: args.rounds,
+        rounds: args
+            .rounds
+            .unwrap_or(if args.smoke { 1 } else { DEFAULT_ROUNDS }),
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -251,7 +253,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         gateway_bin: short_path(&options.gateway_bin),
         gateway_version: gateway_version(&options.gateway_bin),
         nginx: nginx_bin.as_deref().map(Nginx::version),
-        rounds: if options.smoke { 1 } else { options.rounds },
+        rounds: options.rounds,
         cases: Vec::new(),
     };
     print!("{}", report::header(&report));
@@ -292,7 +294,7 @@ fn run_case(
         targets.push(TargetRun::new("nginx", n.addr, Some(n.pid))?);
     }
     targets.push(TargetRun::new("gateway", gateway.addr, Some(gateway.pid))?);
-    let rounds = if options.smoke { 1 } else { options.rounds };
+    let rounds = options.rounds;
     for round in 0..rounds {
         let plan = round_plan(case, round, rounds);
         // Each round starts one target later, so none is always first after a pause.
@@ -659,6 +661,36 @@ mod tests {
             "release/switchyard"
         );
         assert_eq!(short_path(Path::new("switchyard")), "switchyard");
+    }
+
+    #[test]
+    fn rounds_share_the_measured_part_and_only_the_first_has_the_full_warm_up() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let cases = case::load_all(&dir, &["chat-small-rate".to_owned()]).unwrap();
+        let case = Case {
+            stop: Stop::Requests(11),
+            warmup: Duration::from_secs(2),
+            ..cases[0].clone()
+        };
+        let plans: Vec<Plan> = (0..3).map(|r| round_plan(&case, r, 3)).collect();
+        let shares: Vec<u64> = plans
+            .iter()
+            .map(|p| match p.stop {
+                Stop::Requests(n) => n,
+                Stop::Duration(_) => panic!("a count stays a count"),
+            })
+            .collect();
+        assert_eq!(shares, [4, 4, 3]);
+        assert_eq!(plans[0].warmup, Duration::from_secs(2));
+        assert!(plans[1..].iter().all(|p| p.warmup == ROUND_WARMUP));
+
+        let timed = Case {
+            stop: Stop::Duration(Duration::from_secs(10)),
+            ..case
+        };
+        let plan = round_plan(&timed, 4, 5);
+        assert!(matches!(plan.stop, Stop::Duration(d) if d == Duration::from_secs(2)));
+        assert_eq!(plan.measure_limit, Duration::from_secs(2));
     }
 
     #[test]

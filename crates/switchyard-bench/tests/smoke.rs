@@ -56,7 +56,8 @@ fn smoke_cases_complete_without_errors() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let out = Command::new(bench)
-        .args(["--smoke", "--no-nginx", "--json"])
+        // Two rounds: the targets take turns, and each target's rounds add up.
+        .args(["--smoke", "--no-nginx", "--rounds", "2", "--json"])
         .arg(&json)
         .args(CASES)
         .output()
@@ -68,6 +69,7 @@ fn smoke_cases_complete_without_errors() {
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["mode"], "smoke");
+    assert_eq!(report["rounds"], 2);
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), CASES.len());
     for case in cases {
@@ -82,6 +84,15 @@ fn smoke_cases_complete_without_errors() {
             .map(|t| t["target"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["direct", "gateway"]);
+        // Both targets ran every round's share of the same request count, on fresh connections
+        // each round.
+        assert_eq!(targets[0]["ok"], targets[1]["ok"], "{case}");
+        assert_eq!(
+            targets[0]["ok"].as_u64(),
+            case["case"]["stop"]["requests"].as_u64(),
+            "{case}"
+        );
+        assert!(targets[1]["connections"].as_u64().unwrap() >= 2, "{case}");
         for t in targets {
             assert_eq!(t["errors"], 0, "{t}");
             assert!(t["ok"].as_u64().unwrap() >= 50, "{t}");
