@@ -81,7 +81,8 @@ impl ObjectReader {
     pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, DecodeError> {
         match self.map.remove(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => deserialize_at(value, &self.child_path(key)).map(Some),
+            // The path is only written out when there is an error to name it in.
+            Some(value) => deserialize_at_lazy(value, || self.child_path(key)).map(Some),
         }
     }
 
@@ -142,12 +143,21 @@ impl ObjectReader {
 
 /// Deserializes `value`, reporting errors at `path` plus the path inside the value.
 pub fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str) -> Result<T, DecodeError> {
+    deserialize_at_lazy(value, || path.to_owned())
+}
+
+/// [`deserialize_at`] with the path built only when there is an error.
+fn deserialize_at_lazy<T: DeserializeOwned>(
+    value: Value,
+    path: impl FnOnce() -> String,
+) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = path();
         let inner_path = e.path().to_string();
         let full = if inner_path == "." || inner_path.is_empty() {
-            path.to_owned()
+            path
         } else {
-            join(path, &inner_path)
+            join(&path, &inner_path)
         };
         let inner = e.into_inner();
         DecodeError::new(format!("invalid value at '{full}': {inner}"), Some(&full))

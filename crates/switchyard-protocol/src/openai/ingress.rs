@@ -677,6 +677,22 @@ struct TextDeltaOut<'a> {
     content: &'a str,
 }
 
+/// The choice of a stream's first chunk, which names the role.
+#[derive(Serialize)]
+struct RoleChoiceOut {
+    delta: RoleDeltaOut,
+    finish_reason: Option<()>,
+    index: u32,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct RoleDeltaOut {
+    content: &'static str,
+    refusal: Option<()>,
+    role: &'static str,
+}
+
 /// Writes `chat.completion.chunk` frames as canonical events arrive.
 pub struct OpenAiStreamEncoder {
     ctx: EncodeCtx,
@@ -736,11 +752,17 @@ impl OpenAiStreamEncoder {
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if !self.started {
             self.started = true;
-            self.chunk(
-                json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
-                None,
-                out,
-            );
+            let choice = RoleChoiceOut {
+                delta: RoleDeltaOut {
+                    content: "",
+                    refusal: None,
+                    role: "assistant",
+                },
+                finish_reason: None,
+                index: 0,
+                logprobs: None,
+            };
+            self.chunk([choice], None, out);
         }
     }
 }

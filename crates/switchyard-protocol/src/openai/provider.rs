@@ -56,7 +56,11 @@ enum Endpoint {
     Azure,
 }
 
-fn post(url: String, auth: Option<(&str, String)>, body: Vec<u8>) -> http::Request<Vec<u8>> {
+fn post(
+    url: String,
+    auth: Option<(http::HeaderName, String)>,
+    body: Vec<u8>,
+) -> http::Request<Vec<u8>> {
     let mut builder =
         http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
     if let Some((name, value)) = auth {
@@ -84,11 +88,12 @@ fn endpoint_url(endpoint: &Endpoint, target: &Target<'_>, path: &str) -> (String
     }
 }
 
-fn auth(endpoint: &Endpoint, target: &Target<'_>) -> Option<(&'static str, String)> {
+/// The credential header; its name is a constant, not parsed per request.
+fn auth(endpoint: &Endpoint, target: &Target<'_>) -> Option<(http::HeaderName, String)> {
     let key = target.api_key?;
     Some(match endpoint {
-        Endpoint::OpenAi => ("authorization", format!("Bearer {key}")),
-        Endpoint::Azure => ("api-key", key.to_owned()),
+        Endpoint::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+        Endpoint::Azure => (http::HeaderName::from_static("api-key"), key.to_owned()),
     })
 }
 

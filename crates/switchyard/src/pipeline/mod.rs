@@ -14,6 +14,7 @@
 
 mod authenticate;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -99,10 +100,20 @@ pub struct Reply {
 }
 
 fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
-    let mut h = format!(
-        "alias={}; deployment={deployment}; attempts={attempts}; strategy={}",
-        decision.alias, decision.strategy
-    );
+    // Pieces pushed in turn rather than `format!`: this runs on every request.
+    let mut h = String::with_capacity(96);
+    for piece in [
+        "alias=",
+        decision.alias.as_str(),
+        "; deployment=",
+        deployment,
+        "; attempts=",
+    ] {
+        h.push_str(piece);
+    }
+    let _ = write!(h, "{attempts}");
+    h.push_str("; strategy=");
+    h.push_str(decision.strategy);
     if let Some(rule) = &decision.rule {
         h.push_str("; rule=");
         h.push_str(rule);

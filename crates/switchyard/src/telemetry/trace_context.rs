@@ -64,7 +64,7 @@ impl TraceContext {
         // The chance of zero is 2⁻¹²⁸, but an all-zero id is invalid, so rule it out.
         let id = rand::random::<u128>().max(1);
         Self {
-            trace_id: format!("{id:032x}"),
+            trace_id: hex32(id),
             parent_span_id: None,
             sampled: true,
         }
@@ -78,11 +78,37 @@ impl TraceContext {
     }
 }
 
+/// `id` as 32 lowercase hex digits: what `format!("{id:032x}")` writes, without the formatting
+/// machinery, on every request.
+fn hex32(id: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for shift in (0..32).rev() {
+        out.push(char::from(DIGITS[((id >> (shift * 4)) & 0xf) as usize]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn trace_ids_are_the_formatted_hex_of_the_number() {
+        for id in [
+            1u128,
+            0xabc,
+            u128::MAX,
+            0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+        ] {
+            assert_eq!(hex32(id), format!("{id:032x}"));
+        }
+        let root = TraceContext::new_root();
+        assert_eq!(root.trace_id.len(), 32);
+        assert_ne!(root.trace_id, "0".repeat(32));
+    }
 
     #[test]
     fn reads_a_valid_traceparent() {

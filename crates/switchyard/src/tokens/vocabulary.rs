@@ -18,12 +18,23 @@ use super::tables;
 
 /// `cl100k_base`'s pre-tokenizer pattern, as OpenAI publishes it.
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+/// `o200k_base`'s pattern up to its last three alternatives, which are whitespace.
+macro_rules! o200k_head {
+    () => {
+        concat!(
+            r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+",
+        )
+    };
+}
 /// `o200k_base`'s, as OpenAI publishes it.
-const O200K_PATTERN: &str = concat!(
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-);
+#[cfg(test)]
+const O200K_PATTERN: &str = concat!(o200k_head!(), r"|\s+(?!\S)|\s+");
+/// The same without its look-ahead (`\s+(?!\S)|\s+` become `\s+`), so that the regex crate's
+/// automata run it instead of a backtracking engine; [`whitespace_end`] gives back what the
+/// look-ahead would have left to the next piece.
+const O200K_REGULAR: &str = concat!(o200k_head!(), r"|\s+");
 
 /// The vocabulary the build script compiled under `$name`, with its pre-tokenizer `$pattern`.
 macro_rules! compiled {
@@ -46,7 +57,38 @@ pub struct Vocabulary {
     arena: &'static [u8],
     ends: &'static [u8],
     slots: &'static [u8],
-    pattern: fancy_regex::Regex,
+    splitter: Splitter,
+}
+
+/// The pre-tokenizer.
+enum Splitter {
+    /// A pattern without look-around, whose whitespace pieces [`whitespace_end`] trims.
+    Regular(regex::Regex),
+    /// A pattern as published, look-around included.
+    Backtracking(fancy_regex::Regex),
+}
+
+/// Where o200k's `\s+(?!\S)` would end the piece `start..end` that its look-ahead-free form
+/// matched. Only that form's last alternative, `\s+`, yields whitespace without a line break
+/// (`\s*[\r\n]+` comes first and ends on one), and it takes the whole run, so what follows is
+/// not whitespace. The published pattern's `\s+(?!\S)` comes before that `\s+` and matches the
+/// run less its last character whenever the run has two or more and text follows; that last
+/// character then starts the next piece (as the space before a word does).
+fn whitespace_end(text: &str, start: usize, end: usize) -> usize {
+    if end == text.len() {
+        return end;
+    }
+    let piece = &text[start..end];
+    let mut chars = piece.chars();
+    let Some(last) = chars.next_back() else {
+        return end;
+    };
+    let plain_space = |c: char| c.is_whitespace() && c != '\r' && c != '\n';
+    if chars.next().is_some() && piece.chars().all(plain_space) {
+        end - last.len_utf8()
+    } else {
+        end
+    }
 }
 
 /// The pre-tokenizer could not split a text (its backtracking limit); the caller estimates.
@@ -55,18 +97,24 @@ pub struct SplitFailed;
 
 impl Vocabulary {
     pub fn o200k() -> Option<Self> {
-        compiled!("o200k_base", O200K_PATTERN)
+        compiled!(
+            "o200k_base",
+            Splitter::Regular(regex::Regex::new(O200K_REGULAR).ok()?)
+        )
     }
 
     pub fn cl100k() -> Option<Self> {
-        compiled!("cl100k_base", CL100K_PATTERN)
+        compiled!(
+            "cl100k_base",
+            Splitter::Backtracking(fancy_regex::Regex::new(CL100K_PATTERN).ok()?)
+        )
     }
 
     fn from_tables(
         arena: &'static [u8],
         ends: &'static [u8],
         slots: &'static [u8],
-        pattern: &str,
+        splitter: Splitter,
     ) -> Option<Self> {
         let slot_count = slots.len() / 4;
         if !slot_count.is_power_of_two() || !ends.len().is_multiple_of(4) {
@@ -76,7 +124,7 @@ impl Vocabulary {
             arena,
             ends,
             slots,
-            pattern: fancy_regex::Regex::new(pattern).ok()?,
+            splitter,
         })
     }
 
@@ -89,7 +137,7 @@ impl Vocabulary {
             leak(compiled.arena),
             leak(compiled.ends),
             leak(compiled.slots),
-            pattern,
+            Splitter::Backtracking(fancy_regex::Regex::new(pattern).ok()?),
         )
     }
 
@@ -110,11 +158,28 @@ impl Vocabulary {
     /// How many tokens `text` encodes to, special-token text counted as ordinary text.
     pub fn count(&self, text: &str) -> Result<u64, SplitFailed> {
         let mut n = 0u64;
-        for piece in self.pattern.find_iter(text) {
-            let piece = piece.map_err(|_| SplitFailed)?.as_str().as_bytes();
-            n += self.count_piece(piece) as u64;
-        }
+        self.split(text, |piece| n += self.count_piece(piece.as_bytes()) as u64)?;
         Ok(n)
+    }
+
+    /// Calls `each` with the pieces of `text`, in order.
+    fn split<'t>(&self, text: &'t str, mut each: impl FnMut(&'t str)) -> Result<(), SplitFailed> {
+        match &self.splitter {
+            Splitter::Regular(pattern) => {
+                let mut at = 0;
+                while let Some(m) = pattern.find_at(text, at) {
+                    let end = whitespace_end(text, m.start(), m.end());
+                    each(&text[m.start()..end]);
+                    at = end;
+                }
+            }
+            Splitter::Backtracking(pattern) => {
+                for piece in pattern.find_iter(text) {
+                    each(piece.map_err(|_| SplitFailed)?.as_str());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Tokens of one pre-tokenized piece.
@@ -281,6 +346,53 @@ mod tests {
     #[test]
     fn patterns_are_tiktokens() {
         assert_eq!(O200K_PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+    }
+
+    /// The look-ahead-free o200k splitter cuts every text exactly where the published pattern
+    /// does, on the corpus and on runs of every kind of whitespace before every kind of text.
+    #[test]
+    fn regular_o200k_splits_as_the_published_pattern() {
+        let Some(ours) = Vocabulary::o200k() else {
+            unreachable!("o200k builds from bundled data")
+        };
+        let Ok(published) = fancy_regex::Regex::new(O200K_PATTERN) else {
+            unreachable!("the published pattern compiles")
+        };
+        let mut texts = corpus();
+        let spaces = [
+            " ",
+            "  ",
+            "\t",
+            " \t ",
+            "\u{a0}",
+            "\u{3000}\u{2003}",
+            "\x0b\x0c",
+            "\n",
+            " \n ",
+            "\r\n  ",
+            "  \r",
+        ];
+        let after = [
+            "", "a", "A", "é", "1", "!", "\n", "日本", "'s", "/", "\u{301}",
+        ];
+        for s in spaces {
+            for t in after {
+                texts.push(format!("{s}{t}"));
+                texts.push(format!("x{s}{t}"));
+                texts.push(format!("x{s}{s}{t}{s}"));
+            }
+        }
+        for text in &texts {
+            let mut pieces = Vec::new();
+            if ours.split(text, |p| pieces.push(p)).is_err() {
+                unreachable!("the regular splitter cannot fail")
+            }
+            let expected: Vec<&str> = published
+                .find_iter(text)
+                .map(|m| m.map(|m| m.as_str()).unwrap_or_default())
+                .collect();
+            assert_eq!(pieces, expected, "{text:?}");
+        }
     }
 
     #[test]
