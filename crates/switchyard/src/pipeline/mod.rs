@@ -102,15 +102,11 @@ pub struct Reply {
 fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
     // Pieces pushed in turn rather than `format!`: this runs on every request.
     let mut h = String::with_capacity(96);
-    for piece in [
-        "alias=",
-        decision.alias.as_str(),
-        "; deployment=",
-        deployment,
-        "; attempts=",
-    ] {
-        h.push_str(piece);
-    }
+    h.push_str("alias=");
+    h.push_str(&decision.alias);
+    h.push_str("; deployment=");
+    h.push_str(deployment);
+    h.push_str("; attempts=");
     let _ = write!(h, "{attempts}");
     h.push_str("; strategy=");
     h.push_str(decision.strategy);

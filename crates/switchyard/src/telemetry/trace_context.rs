@@ -81,12 +81,7 @@ impl TraceContext {
 /// `id` as 32 lowercase hex digits: what `format!("{id:032x}")` writes, without the formatting
 /// machinery, on every request.
 fn hex32(id: u128) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for shift in (0..32).rev() {
-        out.push(char::from(DIGITS[((id >> (shift * 4)) & 0xf) as usize]));
-    }
-    out
+    hex::encode(id.to_be_bytes())
 }
 
 #[cfg(test)]
