@@ -14,7 +14,6 @@
 
 mod authenticate;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,16 +99,10 @@ pub struct Reply {
 }
 
 fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
-    // Pieces pushed in turn rather than `format!`: this runs on every request.
-    let mut h = String::with_capacity(96);
-    h.push_str("alias=");
-    h.push_str(&decision.alias);
-    h.push_str("; deployment=");
-    h.push_str(deployment);
-    h.push_str("; attempts=");
-    let _ = write!(h, "{attempts}");
-    h.push_str("; strategy=");
-    h.push_str(decision.strategy);
+    let mut h = format!(
+        "alias={}; deployment={deployment}; attempts={attempts}; strategy={}",
+        decision.alias, decision.strategy
+    );
     if let Some(rule) = &decision.rule {
         h.push_str("; rule=");
         h.push_str(rule);

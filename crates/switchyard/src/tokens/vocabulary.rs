@@ -8,8 +8,9 @@
 //! vocabulary therefore costs no start-up work and no heap: only the pages a count touches become
 //! resident, and they are file-backed pages the kernel can drop. The pre-tokenizer pattern is
 //! compiled on first use (a few milliseconds, about 3 MiB once used). Counting follows
-//! `tiktoken`'s rules: the same pattern splits the text into pieces, and each piece is merged
-//! pairwise, lowest rank first (the leftmost of equal ranks), until no adjacent pair is a token.
+//! `tiktoken`'s rules: its pattern splits the text into pieces (o200k's through an equivalent
+//! pattern without look-ahead, see [`whitespace_end`]), and each piece is merged pairwise,
+//! lowest rank first (the leftmost of equal ranks), until no adjacent pair is a token.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
