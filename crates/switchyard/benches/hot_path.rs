@@ -2,7 +2,8 @@
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder). Run with
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), and storing a batch of request
+//! records in the embedded SQLite store (off the request path, but on the same CPUs). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
@@ -167,4 +168,59 @@ fn token_count_tiktoken(bencher: Bencher) {
         return;
     };
     bencher.bench(|| bpe.encode_ordinary(black_box(&text)).len());
+}
+
+/// A record as a virtual key's chat request leaves it (key and team set; no customer, org,
+/// error, experiment or session), its content already masked.
+fn sample_record() -> switchyard::telemetry::record::RequestRecord {
+    serde_json::from_value(serde_json::json!({
+        "id": "", "started_at_ms": 1_764_000_000_000_i64, "duration_ms": 1.25,
+        "ingress": "openai", "endpoint": "chat", "requested_model": "gpt-4o-mini",
+        "alias": "gpt-4o-mini", "deployment": "gpt-4o-mini#0", "provider": "sim-openai",
+        "stream": false, "status": 200, "outcome": "success",
+        "caller": {"key_id": "key_0123456789", "key_name": "bench", "team": "team-bench"},
+        "decision": {"alias": "gpt-4o-mini", "strategy": "weighted",
+                     "candidates": [{"deployment": "gpt-4o-mini#0", "score": 1.0}]},
+        "attempts": [{"alias": "gpt-4o-mini", "deployment": "gpt-4o-mini#0",
+                      "provider": "sim-openai", "status": 200, "latency_ms": 0.8,
+                      "retry": false, "hedged": false, "cancelled": false, "fell_back": false}],
+        "tokens": {"input": 24, "output": 12, "cache_read": 0, "cache_write": 0,
+                   "reasoning": 0, "estimated": false},
+        "cost_nanos": 10_800,
+        "prompt": [{"role": "user", "content": "Say hello to <EMAIL> in one short sentence, please."}],
+        "response": "Hello! This is a simulated reply from the provider simulator.",
+        "response_model": "gpt-4o-mini", "finish_reason": "stop"
+    }))
+    .expect("a valid record")
+}
+
+/// One batch as the record writer stores it: a transaction with one multi-row insert.
+#[divan::bench(args = [1, 25])]
+fn record_store_insert(bencher: Bencher, batch: usize) {
+    use switchyard::store::RecordStore;
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store = rt
+        .block_on(switchyard::store::SqliteStore::open(
+            &dir.path().join("bench.db"),
+        ))
+        .expect("the store opens");
+    let template = sample_record();
+    let mut next = 0u64;
+    bencher
+        .with_inputs(|| {
+            (0..batch)
+                .map(|_| {
+                    next += 1;
+                    let mut r = template.clone();
+                    r.id = format!("{next:032x}");
+                    r.started_at_ms += next as i64;
+                    r
+                })
+                .collect::<Vec<_>>()
+        })
+        .bench_local_refs(|records| rt.block_on(store.insert(records)).expect("stored"));
 }
