@@ -55,6 +55,7 @@ fn request(
         prompt: None,
         response: None,
         mask_pending: false,
+        pending_decision: None,
         queued_bytes: 0,
         trace: None,
         response_model: None,

@@ -40,6 +40,7 @@ pub fn record(
         prompt: None,
         response: None,
         mask_pending: false,
+        pending_decision: None,
         queued_bytes: 0,
         trace: None,
         response_model: None,

@@ -244,7 +244,6 @@ pub async fn chat(
     let executed = match result {
         Ok(e) => e,
         Err(failed) => {
-            tracker.set_route(&decision, &failed.attempts);
             log_request(
                 ctx,
                 &decision,
@@ -253,10 +252,10 @@ pub async fn chat(
                 None,
                 request.stream,
             );
+            tracker.set_route(decision, &failed.attempts);
             return Err(failed.error);
         }
     };
-    tracker.set_route(&decision, &executed.attempts);
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     let price = price_of(&executed.deployment);
     match executed.answer {
@@ -273,6 +272,7 @@ pub async fn chat(
                 response.usage,
                 false,
             );
+            tracker.set_route(decision, &executed.attempts);
             Ok(Reply {
                 body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
                 route,
@@ -288,6 +288,7 @@ pub async fn chat(
             let capture = tracker.content() != ContentMode::Off;
             let on_end = Box::new(move |end: StreamEnd| {
                 log_stream_end(&id, &decision, started, &attempts, &end);
+                tracker.set_route(decision, &attempts);
                 if let Some(at) = end.first_chunk_at {
                     tracker.set_ttft(at);
                 }
@@ -422,7 +423,6 @@ pub async fn embeddings(
     let executed = match result {
         Ok(e) => e,
         Err(failed) => {
-            tracker.set_route(&decision, &failed.attempts);
             log_request(
                 ctx,
                 &decision,
@@ -431,10 +431,10 @@ pub async fn embeddings(
                 None,
                 false,
             );
+            tracker.set_route(decision, &failed.attempts);
             return Err(failed.error);
         }
     };
-    tracker.set_route(&decision, &executed.attempts);
     if executed.answer.vectors.len() != request.input.len() {
         let error = GatewayError::Upstream {
             last: switchyard_protocol::dialect::malformed(format!(
@@ -446,6 +446,7 @@ pub async fn embeddings(
             attempts: executed.attempts.len() as u32,
         };
         log_request(ctx, &decision, &executed.attempts, Err(&error), None, false);
+        tracker.set_route(decision, &executed.attempts);
         return Err(error);
     }
     tracker.set_usage(executed.answer.usage, 0, price_of(&executed.deployment));
@@ -459,6 +460,7 @@ pub async fn embeddings(
         false,
     );
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
+    tracker.set_route(decision, &executed.attempts);
     Ok(Reply {
         body: ReplyBody::Json(openai::encode_embeddings(
             &executed.answer,

@@ -230,7 +230,7 @@ pub enum PlanError {
     NotAllowed(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoredCandidate {
     pub alias: String,
     pub deployment: String,
@@ -239,7 +239,7 @@ pub struct ScoredCandidate {
     pub cooling: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkippedDeployment {
     pub alias: String,
     pub deployment: String,
@@ -247,7 +247,7 @@ pub struct SkippedDeployment {
 }
 
 /// Everything routing decided for one request, for the response header, logs and records.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct RouteDecision {
     /// The model the client asked for.
     pub requested: String,

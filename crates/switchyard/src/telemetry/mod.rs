@@ -99,6 +99,7 @@ impl Tracker {
                 customer: None,
                 tags: serde_json::Map::new(),
                 decision: None,
+                pending_decision: None,
                 attempts: Vec::new(),
                 tokens: None,
                 cost_nanos: None,
@@ -165,13 +166,12 @@ impl Tracker {
         }
     }
 
-    pub fn set_route(&mut self, decision: &RouteDecision, attempts: &[AttemptLog]) {
+    /// The route decision and the attempts it led to. Takes the decision itself: the record
+    /// writer turns it into the record's `decision`, off the request path.
+    pub fn set_route(&mut self, decision: RouteDecision, attempts: &[AttemptLog]) {
         let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
         r.alias = Some(decision.alias.clone());
-        if keep_decision {
-            r.decision = serde_json::to_value(decision).ok();
-        }
         let final_alias = attempts.last().map(|a| a.alias.clone());
         r.attempts = attempts
             .iter()
@@ -194,6 +194,9 @@ impl Tracker {
         }
         if let Some(a) = final_alias {
             r.alias = Some(a);
+        }
+        if keep_decision {
+            r.pending_decision = Some(Box::new(decision));
         }
     }
 
@@ -273,7 +276,7 @@ impl Tracker {
             content == ContentMode::Masked,
         );
         if let Some(r) = self.rec() {
-            // Masking waits for the record writer (see `mask_record`).
+            // Masking waits for the record writer (see `prepare_record`).
             r.response = Some(kept);
             r.mask_pending |= content == ContentMode::Masked;
         }
@@ -330,10 +333,14 @@ impl Drop for Tracker {
     }
 }
 
-/// Masks a record's prompt and response if that is still pending, settling the cuts
-/// [`clip`] left for after masking. The record writer calls it for each record, so the regular
-/// expressions never run on the request path.
-pub fn mask_record(r: &mut RequestRecord) {
+/// Finishes what the request path left to the record writer, which calls it for each record
+/// before any observer or the store sees it: writes out the route decision, and masks the
+/// prompt and response if that is still pending, settling the cuts [`clip`] left for after
+/// masking. So neither the decision's JSON nor the regular expressions cost a request any time.
+pub fn prepare_record(r: &mut RequestRecord) {
+    if let Some(decision) = r.pending_decision.take() {
+        r.decision = serde_json::to_value(&*decision).ok();
+    }
     if !std::mem::take(&mut r.mask_pending) {
         return;
     }

@@ -123,6 +123,9 @@ pub struct RequestRecord {
     /// The route decision: candidates, rule, strategy, scores, skipped deployments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Value>,
+    /// The decision itself until the record writer writes it out as `decision`.
+    #[serde(skip)]
+    pub pending_decision: Option<Box<crate::routing::RouteDecision>>,
     pub attempts: Vec<AttemptRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<TokenCounts>,

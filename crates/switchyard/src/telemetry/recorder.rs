@@ -261,10 +261,11 @@ impl Writer {
         self.replay().await;
     }
 
-    /// Masks, shows to the observers and stores one batch, then empties it.
+    /// Prepares (see `prepare_record`), shows to the observers and stores one batch, then empties
+    /// it.
     async fn flush(&mut self, batch: &mut Vec<RequestRecord>) {
         for r in batch.iter_mut() {
-            super::mask_record(r);
+            super::prepare_record(r);
         }
         for o in &self.observers {
             o.observe(batch);

@@ -144,6 +144,7 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(ue["outcome"], "upstream_error");
     assert_eq!(ue["error_code"], "upstream_unavailable");
     assert_eq!(ue["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(ue["decision"]["alias"], "priced");
 
     let un = record(&env, &unauthorized).await;
     assert_eq!(
@@ -157,6 +158,9 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(st["outcome"], "success");
     assert!(st["ttft_ms"].as_f64().is_some());
     assert!(st["response"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(st["deployment"], "p-openai/priced-primary");
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(st["decision"]["strategy"], "weighted");
 
     let br = record(&env, &broken).await;
     assert_eq!(br["outcome"], "stream_error");

@@ -103,6 +103,7 @@ fn record() -> RequestRecord {
         ])),
         response: Some("hello".into()),
         mask_pending: false,
+        pending_decision: None,
         queued_bytes: 0,
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
