@@ -76,14 +76,14 @@ fn error_body(error: &ClientError) -> Value {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum StringOrList {
+pub(super) enum StringOrList {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum WireRole {
+pub(super) enum WireRole {
     System,
     Developer,
     User,
@@ -129,6 +129,14 @@ fn extra_content(signature: &str) -> Value {
 }
 
 fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    match super::common_chat::decode(body) {
+        Some(request) => Ok(request),
+        None => decode_chat_full(body),
+    }
+}
+
+/// Every form of the request, each error naming its JSON path.
+pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let mut obj = ObjectReader::from_body(body)?;
     let model: String = obj.require("model")?;
     let messages = decode_messages(&mut obj)?;

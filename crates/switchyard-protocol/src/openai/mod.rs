@@ -3,6 +3,7 @@
 //! Mistral, Groq, Together, DeepSeek, OpenRouter …), whose differences are data in
 //! [`OpenAiQuirks`](crate::dialect::OpenAiQuirks).
 
+mod common_chat;
 mod ingress;
 mod provider;
 #[cfg(test)]

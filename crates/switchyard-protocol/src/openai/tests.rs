@@ -625,3 +625,79 @@ fn retry_after_is_always_a_usable_delay() {
     assert_eq!(wait("retry-after", "inf"), None);
     assert_eq!(wait("retry-after", "1e300"), Some(86_400.0));
 }
+
+/// Request bodies the one-pass reader of common requests must read exactly as the full
+/// decoder does: the first ones in its common form, the rest for the full decoder (each
+/// variation of the common form that needs it).
+const COMMON_FORM: &[&str] = &[
+    include_str!("../../tests/fixtures/requests/openai/plain.json"),
+    include_str!("../../tests/fixtures/requests/openai/sampling.json"),
+    include_str!("../../tests/fixtures/requests/openai/system_multi_turn.json"),
+    include_str!("../../tests/fixtures/requests/openai/unknown_fields.json"),
+    r#"{"messages": [{"content": "hi", "role": "user"}], "model": "m"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "caf\u00e9 \"quoted\" \n line"}], "stop": "END"}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "content": null}, {"role": "user", "content": []}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"text": "t", "type": "text", "cache_control": null}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user"}], "stream": null, "stream_options": {"include_usage": null, "x": 1}}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "max_tokens": 5, "max_completion_tokens": 7, "n": 1}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "max_tokens": null, "stop": null, "metadata": null}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "temperature": 2, "seed": -3, "user": "u"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "reasoning_effort": "low", "parallel_tool_calls": false}"#,
+    r#"{"model": "m", "model": "n", "messages": [{"role": "user", "content": "a"}], "functions": [], "x": {"y": [1, 2.5, null]}}"#,
+    r#" {"model": "m", "messages": [{"role": "developer", "content": "a", "name": null}]} "#,
+];
+
+const FULL_FORM: &[&str] = &[
+    include_str!("../../tests/fixtures/requests/openai/images.json"),
+    include_str!("../../tests/fixtures/requests/openai/json_object.json"),
+    include_str!("../../tests/fixtures/requests/openai/json_schema.json"),
+    include_str!("../../tests/fixtures/requests/openai/parallel_tools.json"),
+    include_str!("../../tests/fixtures/requests/openai/reasoning.json"),
+    include_str!("../../tests/fixtures/requests/openai/thought_signatures.json"),
+    include_str!("../../tests/fixtures/requests/openai/tools.json"),
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tool_choice": "none"}"#,
+    r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": "42"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a", "reasoning_content": "r"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "temperature": 2.5}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "n": 2}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "max_tokens": -1}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "stream": "yes"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "stream_options": true}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": 7}]}"#,
+    r#"{"model": "m", "messages": [{"role": "robot", "content": "a"}]}"#,
+    r#"{"model": "m", "messages": [{"content": "a"}]}"#,
+    r#"{"model": "m", "messages": []}"#,
+    r#"{"model": null, "messages": [{"role": "user", "content": "a"}]}"#,
+    r#"{"messages": [{"role": "user", "content": "a"}]}"#,
+    r#"{"model": "m"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}]} trailing"#,
+    r#"[1, 2]"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}"#,
+];
+
+#[test]
+fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them() {
+    for body in COMMON_FORM {
+        let common = common_chat::decode(body.as_bytes());
+        assert!(common.is_some(), "should be read in one pass: {body}");
+        assert_eq!(
+            common.map(Ok),
+            Some(ingress::decode_chat_full(body.as_bytes())),
+            "{body}"
+        );
+    }
+    for body in FULL_FORM {
+        assert!(
+            common_chat::decode(body.as_bytes()).is_none(),
+            "should need the full decoder: {body}"
+        );
+        // What the dialect answers is the full decoder's answer, errors and all.
+        assert_eq!(
+            OpenAiIngress.decode_chat(body.as_bytes()),
+            ingress::decode_chat_full(body.as_bytes()),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The common Chat Completions request read in one pass, straight from the body's bytes: the
+//! full decoder builds a `Value` tree of the body first and then takes its fields one by one,
+//! which costs several times the parse itself.
+//!
+//! Only what most clients send is read here: messages of a system, developer, user or assistant
+//! role with text content (a string or text parts) and a name, and the plain request fields.
+//! Anything else (tools, tool choice, response format, tool messages or calls, images,
+//! reasoning, a part's unknown field, a value out of range or of the wrong type, malformed JSON)
+//! answers `None`, and the request goes through the full decoder, which reads every form and
+//! names the path of every error. For what it accepts, this gives exactly the full decoder's
+//! request; a test holds the two to that.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::ingress::{StringOrList, WireRole};
+use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
+use crate::dialect::DialectId;
+use crate::json::Key;
+
+/// The request, or `None` when it needs the full decoder.
+pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
+    serde_json::from_slice::<Common>(body).ok().map(|c| c.0)
+}
+
+/// Any error here only means "not the common form": its text is never shown.
+fn not_common<E: de::Error>() -> E {
+    E::custom("not the common form")
+}
+
+struct Common(ChatRequest);
+
+impl<'de> Deserialize<'de> for Common {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RequestVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = Common;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a chat completion request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common, A::Error> {
+        let mut model: Option<String> = None;
+        let mut messages: Option<Vec<Message>> = None;
+        let mut max_completion_tokens: Option<u32> = None;
+        let mut max_tokens: Option<u32> = None;
+        let mut effort: Option<String> = None;
+        let mut stream: Option<bool> = None;
+        let mut stream_options: Option<StreamOptions> = None;
+        let mut stop: Option<StringOrList> = None;
+        let mut r = ChatRequest::default();
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "model" => model = Some(map.next_value()?),
+                "messages" => messages = Some(map.next_value::<Messages>()?.0),
+                "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
+                "max_completion_tokens" => max_completion_tokens = map.next_value()?,
+                "max_tokens" => max_tokens = map.next_value()?,
+                "temperature" => r.temperature = map.next_value()?,
+                "top_p" => r.top_p = map.next_value()?,
+                "stop" => stop = map.next_value()?,
+                "seed" => r.seed = map.next_value()?,
+                "frequency_penalty" => r.frequency_penalty = map.next_value()?,
+                "presence_penalty" => r.presence_penalty = map.next_value()?,
+                "reasoning_effort" => effort = map.next_value()?,
+                "user" => r.user = map.next_value()?,
+                "metadata" => r.metadata = map.next_value()?,
+                "stream" => stream = map.next_value()?,
+                "stream_options" => stream_options = map.next_value()?,
+                "n" => r.n = map.next_value()?,
+                // The full decoder reads these into the request's own fields.
+                "tools" | "tool_choice" | "response_format" => return Err(not_common()),
+                _ => {
+                    let value: Value = map.next_value()?;
+                    rest.insert(key.0.into_owned(), value);
+                }
+            }
+        }
+        let (Some(model), Some(messages)) = (model, messages) else {
+            return Err(not_common());
+        };
+        // Out of range: the full decoder says why.
+        if messages.is_empty()
+            || r.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t))
+            || r.n.is_some_and(|n| n != 1)
+        {
+            return Err(not_common());
+        }
+        r.model = model;
+        r.messages = messages;
+        r.max_tokens = max_completion_tokens.or(max_tokens);
+        r.stop = match stop {
+            None => Vec::new(),
+            Some(StringOrList::One(s)) => vec![s],
+            Some(StringOrList::Many(v)) => v,
+        };
+        r.reasoning = effort.map(|e| Reasoning {
+            effort: Some(e),
+            budget_tokens: None,
+        });
+        r.stream = stream.unwrap_or(false);
+        r.include_usage = stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        r.extras = Extras::new(DialectId::OpenAi, rest);
+        Ok(Common(r))
+    }
+}
+
+struct Messages(Vec<Message>);
+
+impl<'de> Deserialize<'de> for Messages {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = Messages;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of messages")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(m) = seq.next_element::<CommonMessage>()? {
+                    out.push(m.0);
+                }
+                Ok(Messages(out))
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor)
+    }
+}
+
+struct CommonMessage(Message);
+
+impl<'de> Deserialize<'de> for CommonMessage {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor;
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = CommonMessage;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CommonMessage, A::Error> {
+                let mut role: Option<WireRole> = None;
+                let mut name: Option<String> = None;
+                let mut content = Vec::new();
+                let mut rest = Map::new();
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match &*key.0 {
+                        "role" => role = Some(map.next_value()?),
+                        "name" => name = map.next_value()?,
+                        "content" => content = map.next_value::<Content>()?.0,
+                        // What the full decoder reads for an assistant or tool message.
+                        "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
+                            return Err(not_common());
+                        }
+                        _ => {
+                            let value: Value = map.next_value()?;
+                            rest.insert(key.0.into_owned(), value);
+                        }
+                    }
+                }
+                let role = match role {
+                    Some(WireRole::System) => Role::System,
+                    Some(WireRole::Developer) => Role::Developer,
+                    Some(WireRole::User) => Role::User,
+                    Some(WireRole::Assistant) => Role::Assistant,
+                    Some(WireRole::Tool) | None => return Err(not_common()),
+                };
+                Ok(CommonMessage(Message {
+                    role,
+                    content,
+                    name,
+                    extras: Extras::new(DialectId::OpenAi, rest),
+                }))
+            }
+        }
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+/// A message's content: a string, text parts, or `null`.
+struct Content(Vec<ContentPart>);
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> Visitor<'de> for ContentVisitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or text parts")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+                Ok(Content(Vec::new()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content(vec![ContentPart::text(v)]))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content(vec![ContentPart::text(v)]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element::<TextPart>()? {
+                    out.push(part.0);
+                }
+                Ok(Content(out))
+            }
+        }
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+/// `{"type": "text", "text": …, "cache_control": …}`.
+struct TextPart(ContentPart);
+
+impl<'de> Deserialize<'de> for TextPart {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PartVisitor;
+        impl<'de> Visitor<'de> for PartVisitor {
+            type Value = TextPart;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text part")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart, A::Error> {
+                let mut is_text = false;
+                let mut text: Option<String> = None;
+                let mut cache_control: Option<Value> = None;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match &*key.0 {
+                        "type" => is_text = map.next_value::<Key<'de>>()?.0 == "text",
+                        "text" => text = map.next_value()?,
+                        "cache_control" => {
+                            cache_control =
+                                Some(map.next_value::<Value>()?).filter(|v| !v.is_null());
+                        }
+                        _ => return Err(not_common()),
+                    }
+                }
+                match (is_text, text) {
+                    (true, Some(text)) => Ok(TextPart(ContentPart::Text {
+                        text,
+                        cache_control,
+                    })),
+                    _ => Err(not_common()),
+                }
+            }
+        }
+        deserializer.deserialize_map(PartVisitor)
+    }
+}
