@@ -195,7 +195,7 @@ fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
 }
 
 /// One batch as the record writer stores it: a transaction with one multi-row insert.
-#[divan::bench(args = [1, 25])]
+#[divan::bench(args = [1, 32])]
 fn record_store_insert(bencher: Bencher, batch: usize) {
     use switchyard::store::RecordStore;
     let Ok(dir) = tempfile::tempdir() else {
