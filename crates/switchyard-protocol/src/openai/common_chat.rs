@@ -104,11 +104,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
         r.model = model;
         r.messages = messages;
         r.max_tokens = max_completion_tokens.or(max_tokens);
-        r.stop = match stop {
-            None => Vec::new(),
-            Some(StringOrList::One(s)) => vec![s],
-            Some(StringOrList::Many(v)) => v,
-        };
+        r.stop = stop.map_or_else(Vec::new, StringOrList::into_vec);
         r.reasoning = effort.map(|e| Reasoning {
             effort: Some(e),
             budget_tokens: None,

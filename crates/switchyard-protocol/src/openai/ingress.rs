@@ -81,6 +81,15 @@ pub(super) enum StringOrList {
     Many(Vec<String>),
 }
 
+impl StringOrList {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s],
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum WireRole {
@@ -156,11 +165,9 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         ));
     }
     let top_p = obj.take("top_p")?;
-    let stop = match obj.take::<StringOrList>("stop")? {
-        None => Vec::new(),
-        Some(StringOrList::One(s)) => vec![s],
-        Some(StringOrList::Many(v)) => v,
-    };
+    let stop = obj
+        .take::<StringOrList>("stop")?
+        .map_or_else(Vec::new, StringOrList::into_vec);
     let seed = obj.take("seed")?;
     let frequency_penalty = obj.take("frequency_penalty")?;
     let presence_penalty = obj.take("presence_penalty")?;
