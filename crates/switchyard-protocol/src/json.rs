@@ -210,20 +210,138 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::E
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, item)?;
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(out, map)?,
     }
     Ok(())
+}
+
+/// Writes `map` as a compact JSON object, as [`write_value`] does.
+pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), serde_json::Error> {
+    out.push(b'{');
+    for (i, (key, item)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, item)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Most fields an [`ObjectWriter`] remembers; an object the gateway builds has fewer.
+const MAX_WRITTEN_KEYS: usize = 24;
+
+/// A JSON object written field by field straight into a buffer, without building a `Value`
+/// map first. A key is written at most once and the first write wins, so the fields a builder
+/// sets are never overridden by the extras it adds after them.
+pub struct ObjectWriter<'o, 'k> {
+    out: &'o mut Vec<u8>,
+    written: [&'k str; MAX_WRITTEN_KEYS],
+    count: usize,
+    empty: bool,
+}
+
+impl<'o, 'k> ObjectWriter<'o, 'k> {
+    pub fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self {
+            out,
+            written: [""; MAX_WRITTEN_KEYS],
+            count: 0,
+            empty: true,
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.written[..self.count].contains(&key)
+    }
+
+    /// Writes `key` and the separator before it; the caller writes the value next.
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+
+    /// Whether `key` is new, remembering it: a key already written is not written again.
+    fn claim(&mut self, key: &'k str) -> bool {
+        if self.has(key) {
+            return false;
+        }
+        // A key past the bound is not remembered: no object built here comes near it.
+        if let Some(slot) = self.written.get_mut(self.count) {
+            *slot = key;
+            self.count += 1;
+        }
+        self.key(key);
+        true
+    }
+
+    /// Writes `key` with the value `value` writes, unless `key` was written already.
+    pub fn field(
+        &mut self,
+        key: &'k str,
+        value: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), serde_json::Error> {
+        if self.claim(key) {
+            value(self.out)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`ObjectWriter::field`] for a value whose writing cannot fail.
+    pub fn put(&mut self, key: &'k str, value: impl FnOnce(&mut Vec<u8>)) {
+        if self.claim(key) {
+            value(self.out);
+        }
+    }
+
+    pub fn str(&mut self, key: &'k str, value: &str) {
+        self.put(key, |out| write_str(out, value));
+    }
+
+    /// A value already in JSON form.
+    pub fn raw(&mut self, key: &'k str, json: &[u8]) {
+        self.put(key, |out| out.extend_from_slice(json));
+    }
+
+    pub fn value(&mut self, key: &'k str, value: &Value) -> Result<(), serde_json::Error> {
+        self.field(key, |out| write_value(out, value))
+    }
+
+    /// A number, or nothing when it is not finite (JSON has no NaN or infinity).
+    pub fn f64(&mut self, key: &'k str, value: f64) -> Result<(), serde_json::Error> {
+        match serde_json::Number::from_f64(value) {
+            Some(n) => self.field(key, |out| serde_json::to_writer(out, &n)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn u64(&mut self, key: &'k str, value: u64) -> Result<(), serde_json::Error> {
+        self.field(key, |out| serde_json::to_writer(out, &value))
+    }
+
+    /// Every field of `extras` whose key was not written yet (extras are unique among
+    /// themselves, so they are not remembered).
+    pub fn extras(&mut self, extras: Option<&Map<String, Value>>) -> Result<(), serde_json::Error> {
+        for (key, value) in extras.into_iter().flatten() {
+            if !self.has(key) {
+                self.key(key);
+                write_value(self.out, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn close(self) {
+        self.out.push(b'}');
+    }
 }
 
 /// Writes `s` as a JSON string: `"` and `\` escaped, control characters as serde_json writes

@@ -24,6 +24,7 @@ use crate::dialect::{
     malformed, retry_after_secs,
 };
 use crate::error::DecodeError;
+use crate::json::{self, ObjectWriter};
 use crate::sse::{SseEvent, SseParser};
 
 pub struct OpenAiProvider {
@@ -104,153 +105,220 @@ fn build_chat(
     target: &Target<'_>,
 ) -> Result<http::Request<Vec<u8>>, DecodeError> {
     let (url, model_in_body) = endpoint_url(endpoint, target, "chat/completions");
-    let mut body = Map::new();
-    if model_in_body {
-        body.insert("model".into(), target.model.into());
-    }
-    body.insert(
-        "messages".into(),
-        Value::Array(messages_json(
-            quirks,
-            &request.messages,
-            request.extras.dialect == Some(DialectId::OpenAi),
-        )),
-    );
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), t.name.clone().into());
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), d.clone().into());
-                }
-                f.insert("parameters".into(), t.parameters.clone());
-                if let Some(s) = t.strict {
-                    f.insert("strict".into(), s.into());
-                }
-                json!({"type": "function", "function": f})
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = &request.tool_choice {
-        body.insert(
-            "tool_choice".into(),
-            match choice {
-                ToolChoice::Auto => "auto".into(),
-                ToolChoice::None => "none".into(),
-                ToolChoice::Required => "required".into(),
-                ToolChoice::Function(name) => {
-                    json!({"type": "function", "function": {"name": name}})
-                }
-            },
-        );
-    }
-    if let Some(p) = request.parallel_tool_calls
-        && !request.tools.is_empty()
-    {
-        body.insert("parallel_tool_calls".into(), p.into());
-    }
-    if let Some(rf) = &request.response_format {
-        body.insert(
-            "response_format".into(),
-            match rf {
-                ResponseFormat::Text => json!({"type": "text"}),
-                ResponseFormat::JsonObject => json!({"type": "json_object"}),
-                ResponseFormat::JsonSchema {
-                    name,
-                    description,
-                    schema,
-                    strict,
-                } => {
-                    let mut js = Map::new();
-                    js.insert("name".into(), name.clone().into());
-                    if let Some(d) = description {
-                        js.insert("description".into(), d.clone().into());
-                    }
-                    js.insert("schema".into(), schema.clone());
-                    if let Some(s) = strict {
-                        js.insert("strict".into(), (*s).into());
-                    }
-                    json!({"type": "json_schema", "json_schema": js})
-                }
-            },
-        );
-    }
-    if let Some(m) = request.max_tokens {
-        body.insert(quirks.max_tokens_field.clone(), m.into());
-    }
-    insert_opt(&mut body, "temperature", request.temperature);
-    insert_opt(&mut body, "top_p", request.top_p);
-    if !request.stop.is_empty() {
-        body.insert("stop".into(), json!(request.stop));
-    }
-    if let Some(seed) = request.seed {
-        body.insert(quirks.seed_field.clone(), seed.into());
-    }
-    insert_opt(&mut body, "frequency_penalty", request.frequency_penalty);
-    insert_opt(&mut body, "presence_penalty", request.presence_penalty);
-    if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref()) {
-        body.insert("reasoning_effort".into(), effort.clone().into());
-    }
-    if let Some(user) = &request.user {
-        body.insert("user".into(), user.clone().into());
-    }
-    if let Some(md) = &request.metadata {
-        body.insert("metadata".into(), Value::Object(md.clone()));
-    }
-    if let Some(n) = request.n {
-        body.insert("n".into(), n.into());
-    }
-    if request.stream {
-        body.insert("stream".into(), true.into());
-        if quirks.stream_usage || request.include_usage {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-    }
-    if let Some(extras) = request.extras.for_dialect(DialectId::OpenAi) {
-        for (k, v) in extras {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
     // Sized for the prompt up front: a long prompt is then written once, without regrowing.
     let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
-    crate::json::write_value(&mut bytes, &Value::Object(body))
+    write_chat(&mut bytes, quirks, request, target, model_in_body)
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
     Ok(post(url, auth(endpoint, target), bytes))
 }
 
-fn insert_opt(body: &mut Map<String, Value>, key: &str, value: Option<f64>) {
-    if let Some(v) = value
-        && let Some(n) = serde_json::Number::from_f64(v)
-    {
-        body.insert(key.into(), Value::Number(n));
+/// The Chat Completions body, written field by field without a `Value` tree in between. The
+/// client's unknown fields (extras) come last and never replace a field written here.
+fn write_chat(
+    out: &mut Vec<u8>,
+    quirks: &OpenAiQuirks,
+    request: &ChatRequest,
+    target: &Target<'_>,
+    model_in_body: bool,
+) -> Result<(), serde_json::Error> {
+    let mut body = ObjectWriter::open(out);
+    if model_in_body {
+        body.str("model", target.model);
     }
-}
-
-/// The text parts as one string. Separate blocks (an Anthropic system prompt in several
-/// blocks) are separate paragraphs to the sender, so they are joined by a line break rather
-/// than run together.
-fn text_of<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> String {
-    let mut s = String::new();
-    for p in parts {
-        if let ContentPart::Text { text, .. } = p
-            && !text.is_empty()
-        {
-            if !s.is_empty() {
-                s.push('\n');
+    body.field("messages", |out| {
+        write_messages(
+            out,
+            quirks,
+            &request.messages,
+            request.extras.dialect == Some(DialectId::OpenAi),
+        )
+    })?;
+    if !request.tools.is_empty() {
+        body.field("tools", |out| {
+            out.push(b'[');
+            for (i, tool) in request.tools.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut t = ObjectWriter::open(out);
+                t.str("type", "function");
+                t.field("function", |out| {
+                    let mut f = ObjectWriter::open(out);
+                    f.str("name", &tool.name);
+                    if let Some(d) = &tool.description {
+                        f.str("description", d);
+                    }
+                    f.value("parameters", &tool.parameters)?;
+                    if let Some(strict) = tool.strict {
+                        f.raw("strict", bool_json(strict));
+                    }
+                    f.close();
+                    Ok(())
+                })?;
+                t.close();
             }
-            s.push_str(text);
+            out.push(b']');
+            Ok(())
+        })?;
+    }
+    match &request.tool_choice {
+        None => {}
+        Some(ToolChoice::Auto) => body.str("tool_choice", "auto"),
+        Some(ToolChoice::None) => body.str("tool_choice", "none"),
+        Some(ToolChoice::Required) => body.str("tool_choice", "required"),
+        Some(ToolChoice::Function(name)) => {
+            body.put("tool_choice", |out| {
+                let mut c = ObjectWriter::open(out);
+                c.str("type", "function");
+                c.put("function", |out| {
+                    let mut f = ObjectWriter::open(out);
+                    f.str("name", name);
+                    f.close();
+                });
+                c.close();
+            });
         }
     }
-    s
+    if let Some(p) = request.parallel_tool_calls
+        && !request.tools.is_empty()
+    {
+        body.raw("parallel_tool_calls", bool_json(p));
+    }
+    if let Some(rf) = &request.response_format {
+        body.field("response_format", |out| write_response_format(out, rf))?;
+    }
+    if let Some(m) = request.max_tokens {
+        body.u64(&quirks.max_tokens_field, u64::from(m))?;
+    }
+    if let Some(t) = request.temperature {
+        body.f64("temperature", t)?;
+    }
+    if let Some(p) = request.top_p {
+        body.f64("top_p", p)?;
+    }
+    if !request.stop.is_empty() {
+        body.put("stop", |out| {
+            write_str_list(out, &request.stop);
+        });
+    }
+    if let Some(seed) = request.seed {
+        body.field(&quirks.seed_field, |out| serde_json::to_writer(out, &seed))?;
+    }
+    if let Some(p) = request.frequency_penalty {
+        body.f64("frequency_penalty", p)?;
+    }
+    if let Some(p) = request.presence_penalty {
+        body.f64("presence_penalty", p)?;
+    }
+    if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref()) {
+        body.str("reasoning_effort", effort);
+    }
+    if let Some(user) = &request.user {
+        body.str("user", user);
+    }
+    if let Some(md) = &request.metadata {
+        body.field("metadata", |out| json::write_object(out, md))?;
+    }
+    if let Some(n) = request.n {
+        body.u64("n", u64::from(n))?;
+    }
+    if request.stream {
+        body.raw("stream", b"true");
+        if quirks.stream_usage || request.include_usage {
+            body.raw("stream_options", br#"{"include_usage":true}"#);
+        }
+    }
+    body.extras(request.extras.for_dialect(DialectId::OpenAi))?;
+    body.close();
+    Ok(())
+}
+
+fn bool_json(b: bool) -> &'static [u8] {
+    if b { b"true" } else { b"false" }
+}
+
+fn write_str_list(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json::write_str(out, item);
+    }
+    out.push(b']');
+}
+
+fn write_response_format(
+    out: &mut Vec<u8>,
+    format: &ResponseFormat,
+) -> Result<(), serde_json::Error> {
+    let mut rf = ObjectWriter::open(out);
+    match format {
+        ResponseFormat::Text => rf.str("type", "text"),
+        ResponseFormat::JsonObject => rf.str("type", "json_object"),
+        ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        } => {
+            rf.str("type", "json_schema");
+            rf.field("json_schema", |out| {
+                let mut js = ObjectWriter::open(out);
+                js.str("name", name);
+                if let Some(d) = description {
+                    js.str("description", d);
+                }
+                js.value("schema", schema)?;
+                if let Some(s) = strict {
+                    js.raw("strict", bool_json(*s));
+                }
+                js.close();
+                Ok(())
+            })?;
+        }
+    }
+    rf.close();
+    Ok(())
+}
+
+/// The text parts, each nonempty one a paragraph of its own. Separate blocks (an Anthropic
+/// system prompt in several blocks) are separate paragraphs to the sender, so they are joined
+/// by a line break rather than run together.
+fn texts<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> impl Iterator<Item = &'a str> {
+    parts.into_iter().filter_map(|p| match p {
+        ContentPart::Text { text, .. } if !text.is_empty() => Some(text.as_str()),
+        _ => None,
+    })
+}
+
+/// The text parts as one JSON string, with `prefix` before them; one part (the usual case) is
+/// written without a joined copy.
+fn write_text<'a>(
+    out: &mut Vec<u8>,
+    prefix: &str,
+    parts: impl IntoIterator<Item = &'a ContentPart>,
+) {
+    let mut texts = texts(parts);
+    match (texts.next(), texts.next()) {
+        (None, _) => json::write_str(out, prefix),
+        (Some(only), None) if prefix.is_empty() => json::write_str(out, only),
+        (first, second) => {
+            let mut joined = String::from(prefix);
+            for text in first.into_iter().chain(second).chain(texts) {
+                if joined.len() > prefix.len() {
+                    joined.push('\n');
+                }
+                joined.push_str(text);
+            }
+            json::write_str(out, &joined);
+        }
+    }
 }
 
 /// User-visible content: a plain string when it is only text, else an array of parts.
 /// `markers` says whether part `cache_control` markers are sent.
-fn content_json<'a, I>(parts: I, markers: bool) -> Value
+fn write_content<'a, I>(out: &mut Vec<u8>, parts: I, markers: bool) -> Result<(), serde_json::Error>
 where
     I: IntoIterator<Item = &'a ContentPart> + Clone,
 {
@@ -259,66 +327,96 @@ where
         _ => false,
     });
     if simple {
-        return Value::String(text_of(parts));
+        write_text(out, "", parts);
+        return Ok(());
     }
-    let mut out = Vec::new();
+    out.push(b'[');
+    let mut first = true;
     for p in parts {
         match p {
             ContentPart::Text {
                 text,
                 cache_control,
             } => {
-                let mut o = json!({"type": "text", "text": text});
-                if let (Some(cc), Some(map), true) = (cache_control, o.as_object_mut(), markers) {
-                    map.insert("cache_control".into(), cc.clone());
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
                 }
-                out.push(o);
+                let mut o = ObjectWriter::open(out);
+                o.str("type", "text");
+                o.str("text", text);
+                if let (Some(cc), true) = (cache_control, markers) {
+                    o.value("cache_control", cc)?;
+                }
+                o.close();
             }
             ContentPart::Image { source, detail } => {
-                let mut image = json!({"url": source.to_url()});
-                if let (Some(d), Some(map)) = (detail, image.as_object_mut()) {
-                    map.insert("detail".into(), d.clone().into());
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
                 }
-                out.push(json!({"type": "image_url", "image_url": image}));
+                let mut o = ObjectWriter::open(out);
+                o.str("type", "image_url");
+                o.put("image_url", |out| {
+                    let mut image = ObjectWriter::open(out);
+                    image.str("url", &source.to_url());
+                    if let Some(d) = detail {
+                        image.str("detail", d);
+                    }
+                    image.close();
+                });
+                o.close();
             }
             _ => {}
         }
     }
-    Value::Array(out)
+    out.push(b']');
+    Ok(())
 }
 
-fn tool_result_text(content: &[ContentPart], is_error: bool) -> String {
-    let text = text_of(content);
-    if is_error && !text.starts_with("Error") {
-        format!("Error: {text}")
+/// A tool's result as text; an error is marked as one for models that only see text.
+fn write_tool_result(out: &mut Vec<u8>, content: &[ContentPart], is_error: bool) {
+    let starts_with_error = texts(content)
+        .next()
+        .is_some_and(|t| t.starts_with("Error"));
+    let prefix = if is_error && !starts_with_error {
+        "Error: "
     } else {
-        text
-    }
+        ""
+    };
+    write_text(out, prefix, content);
 }
 
-fn messages_json(quirks: &OpenAiQuirks, messages: &[Message], markers: bool) -> Vec<Value> {
-    let mut out = Vec::with_capacity(messages.len());
+fn write_messages(
+    out: &mut Vec<u8>,
+    quirks: &OpenAiQuirks,
+    messages: &[Message],
+    markers: bool,
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    let mut first = true;
     for m in messages {
         let extras = m.extras.for_dialect(DialectId::OpenAi);
-        let mut push = |mut v: Value| {
-            if let (Some(extras), Some(map)) = (extras, v.as_object_mut()) {
-                for (k, val) in extras {
-                    map.entry(k.clone()).or_insert_with(|| val.clone());
-                }
+        // Opens the next message of the array.
+        let mut open = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
             }
-            out.push(v);
         };
         match m.role {
-            Role::System => {
-                push(json!({"role": "system", "content": content_json(&m.content, markers)}))
+            Role::System | Role::Developer => {
+                let role = match m.role {
+                    Role::Developer if quirks.developer_role => "developer",
+                    _ => "system",
+                };
+                open(out);
+                let mut msg = ObjectWriter::open(out);
+                msg.str("role", role);
+                msg.field("content", |out| write_content(out, &m.content, markers))?;
+                msg.extras(extras)?;
+                msg.close();
             }
-            Role::Developer => push(json!({
-                "role": if quirks.developer_role { "developer" } else { "system" },
-                "content": content_json(&m.content, markers),
-            })),
             Role::User | Role::Tool => {
                 // Tool results become `tool` messages; anything else stays a user message.
-                let mut rest: Vec<&ContentPart> = Vec::new();
+                let mut others = false;
                 for part in &m.content {
                     match part {
                         ContentPart::ToolResult {
@@ -326,59 +424,88 @@ fn messages_json(quirks: &OpenAiQuirks, messages: &[Message], markers: bool) -> 
                             content,
                             is_error,
                             ..
-                        } => push(json!({
-                            "role": "tool",
-                            "tool_call_id": tool_call_id,
-                            "content": tool_result_text(content, *is_error),
-                        })),
-                        other => rest.push(other),
+                        } => {
+                            open(out);
+                            let mut msg = ObjectWriter::open(out);
+                            msg.str("role", "tool");
+                            msg.str("tool_call_id", tool_call_id);
+                            msg.put("content", |out| {
+                                write_tool_result(out, content, *is_error);
+                            });
+                            msg.extras(extras)?;
+                            msg.close();
+                        }
+                        _ => others = true,
                     }
                 }
-                if !rest.is_empty() {
-                    let mut msg = json!({"role": "user", "content": content_json(rest.iter().copied(), markers)});
-                    if let (Some(name), Some(map)) = (&m.name, msg.as_object_mut()) {
-                        map.insert("name".into(), name.clone().into());
+                if others {
+                    let rest = m
+                        .content
+                        .iter()
+                        .filter(|p| !matches!(p, ContentPart::ToolResult { .. }));
+                    open(out);
+                    let mut msg = ObjectWriter::open(out);
+                    msg.str("role", "user");
+                    msg.field("content", |out| write_content(out, rest, markers))?;
+                    if let Some(name) = &m.name {
+                        msg.str("name", name);
                     }
-                    push(msg);
+                    msg.extras(extras)?;
+                    msg.close();
                 }
             }
             Role::Assistant => {
-                let text = text_of(&m.content);
-                let calls: Vec<Value> = m
-                    .content
-                    .iter()
-                    .filter_map(|p| match p {
+                let calls = || {
+                    m.content.iter().filter_map(|p| match p {
                         ContentPart::ToolCall {
                             id,
                             name,
                             arguments,
                             ..
-                        } => Some(json!({
-                            "id": id,
-                            "type": "function",
-                            "function": {"name": name, "arguments": arguments},
-                        })),
+                        } => Some((id, name, arguments)),
                         _ => None,
                     })
-                    .collect();
-                let mut msg = Map::new();
-                msg.insert("role".into(), "assistant".into());
-                msg.insert(
-                    "content".into(),
-                    if text.is_empty() && !calls.is_empty() {
-                        Value::Null
-                    } else {
-                        Value::String(text)
-                    },
-                );
-                if !calls.is_empty() {
-                    msg.insert("tool_calls".into(), Value::Array(calls));
+                };
+                let has_calls = calls().next().is_some();
+                let has_text = texts(&m.content).next().is_some();
+                open(out);
+                let mut msg = ObjectWriter::open(out);
+                msg.str("role", "assistant");
+                if !has_text && has_calls {
+                    msg.raw("content", b"null");
+                } else {
+                    msg.put("content", |out| {
+                        write_text(out, "", &m.content);
+                    });
                 }
-                push(Value::Object(msg));
+                if has_calls {
+                    msg.put("tool_calls", |out| {
+                        out.push(b'[');
+                        for (i, (id, name, arguments)) in calls().enumerate() {
+                            if i > 0 {
+                                out.push(b',');
+                            }
+                            let mut call = ObjectWriter::open(out);
+                            call.str("id", id);
+                            call.str("type", "function");
+                            call.put("function", |out| {
+                                let mut f = ObjectWriter::open(out);
+                                f.str("name", name);
+                                f.str("arguments", arguments);
+                                f.close();
+                            });
+                            call.close();
+                        }
+                        out.push(b']');
+                    });
+                }
+                msg.extras(extras)?;
+                msg.close();
             }
         }
     }
-    out
+    out.push(b']');
+    Ok(())
 }
 
 #[derive(Deserialize)]

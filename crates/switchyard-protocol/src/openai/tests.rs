@@ -701,3 +701,54 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         );
     }
 }
+
+#[test]
+fn fields_the_gateway_writes_win_over_extras_of_the_same_name_and_each_key_is_written_once() {
+    let body = json!({"model": "alias", "messages": [{"role": "user", "content": "hi", "x-tag": 1}],
+        "stream": true, "temperature": 0.5, "top_k": 3});
+    let mut request = OpenAiIngress
+        .decode_chat(body.to_string().as_bytes())
+        .unwrap();
+    // Extras that name fields the builder writes (a caller's hook or an older decoder could
+    // leave them there) must not produce a second key nor replace the gateway's value.
+    request.extras.fields.insert("model".into(), json!("other"));
+    request.extras.fields.insert("stream".into(), json!(false));
+    request.extras.fields.insert("messages".into(), json!([]));
+    request.messages[0]
+        .extras
+        .fields
+        .insert("role".into(), json!("system"));
+    let built = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&request, &target())
+        .unwrap();
+    let text = std::str::from_utf8(built.body()).unwrap();
+    for key in [
+        "\"model\":",
+        "\"stream\":",
+        "\"messages\":",
+        "\"role\":",
+        "\"top_k\":",
+        "\"x-tag\":",
+    ] {
+        assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+    }
+    let b = body_of(&built);
+    assert_eq!(b["model"], "gpt-4o-2024-08-06");
+    assert_eq!(b["stream"], true);
+    assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    assert_eq!(b["top_k"], 3);
+    assert_eq!(
+        b["messages"],
+        json!([{"role": "user", "content": "hi", "x-tag": 1}])
+    );
+    assert_eq!(b["temperature"], 0.5);
+
+    // A number JSON cannot carry is left out rather than written as something else.
+    request.temperature = Some(f64::NAN);
+    let b = body_of(
+        &OpenAiProvider::new(OpenAiQuirks::default())
+            .build_chat(&request, &target())
+            .unwrap(),
+    );
+    assert!(b.get("temperature").is_none(), "{b}");
+}
