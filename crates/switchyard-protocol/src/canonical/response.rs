@@ -87,6 +87,17 @@ impl ChatResponse {
     pub fn text(&self) -> String {
         ContentPart::concat_text(&self.content)
     }
+
+    /// The length in bytes of [`ChatResponse::text`], without building it.
+    pub fn text_len(&self) -> usize {
+        self.content
+            .iter()
+            .map(|p| match p {
+                ContentPart::Text { text, .. } => text.len(),
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

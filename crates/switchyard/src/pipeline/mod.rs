@@ -215,7 +215,7 @@ pub async fn chat(
     facts.restrictions = app.governance.restrictions(&principal, customer.as_deref());
     let mut planner = app
         .table
-        .planner(facts.clone(), now_ms(), &mut random_below)
+        .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
     let (admission, capped) = app
         .governance
@@ -223,7 +223,7 @@ pub async fn chat(
             &principal,
             customer.as_deref(),
             app.table.max_price(&planner.decision.alias),
-            facts.input_tokens,
+            input_tokens,
             request.max_tokens,
         )
         .await?;
@@ -260,9 +260,10 @@ pub async fn chat(
     let price = price_of(&executed.deployment);
     match executed.answer {
         Answer::Complete(response) => {
-            let text = response.text();
-            tracker.set_usage(response.usage, text.len(), price);
-            tracker.set_response_text(&text);
+            tracker.set_usage(response.usage, response.text_len(), price);
+            if tracker.content() != ContentMode::Off {
+                tracker.set_response_text(&response.text());
+            }
             tracker.set_response_meta(&response.model, Some(response.finish_reason.as_openai()));
             log_request(
                 ctx,

@@ -217,30 +217,29 @@ impl Health {
             .store(permille + 1, Ordering::Relaxed);
     }
 
-    fn percentile(&self, q: f64) -> Option<u64> {
-        let counts: Vec<u64> = self
-            .histogram
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
+    /// The p50, p95 and p99 latencies from one read of the histogram (no allocation: every
+    /// request's routing takes a snapshot).
+    fn percentiles(&self) -> [Option<u64>; 3] {
+        let counts: [u64; BUCKETS_MS.len()] =
+            std::array::from_fn(|i| self.histogram[i].load(Ordering::Relaxed));
         let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(BUCKETS_MS[i].min(120_000));
+        [0.50, 0.95, 0.99].map(|q| {
+            if total == 0 {
+                return None;
             }
-        }
-        None
+            let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            counts.iter().zip(BUCKETS_MS).find_map(|(c, bound)| {
+                seen += c;
+                (seen >= rank).then_some(bound.min(120_000))
+            })
+        })
     }
 
     pub fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
         let remaining = self.remaining_permille.load(Ordering::Relaxed);
+        let [p50_ms, p95_ms, p99_ms] = self.percentiles();
         HealthSnapshot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
@@ -250,9 +249,9 @@ impl Health {
             failures: self.failures.load(Ordering::Relaxed),
             error_rate: self.error_rate.get().unwrap_or(0.0),
             latency_ewma_ms: self.latency_ms.get(),
-            p50_ms: self.percentile(0.50),
-            p95_ms: self.percentile(0.95),
-            p99_ms: self.percentile(0.99),
+            p50_ms,
+            p95_ms,
+            p99_ms,
             requests_this_minute: self.requests_this_minute.get(now_ms),
             tokens_this_minute: self.tokens_this_minute.get(now_ms),
             provider_headroom: (remaining > 0).then(|| f64::from(remaining - 1) / 1000.0),

@@ -265,6 +265,8 @@ pub struct RouteDecision {
 
 pub struct RoutingTable {
     routes: HashMap<String, Arc<Route>>,
+    /// Per alias, the highest price a request to it could meet (see `max_price`).
+    max_prices: HashMap<String, Option<crate::pricing::Price>>,
     /// Aliases in configuration order, for `/v1/models`.
     pub aliases: Vec<String>,
     pub policy: RoutingFile,
@@ -387,8 +389,13 @@ impl RoutingTable {
                 .iter()
                 .any(|d| d.context_window.is_some() || d.tpm.is_some())
         });
+        let max_prices = routes
+            .keys()
+            .map(|alias| (alias.clone(), Self::reachable_max_price(&routes, alias)))
+            .collect();
         Ok(Self {
             routes,
+            max_prices,
             aliases,
             policy: config.routing.clone(),
             tokens_matter,
@@ -423,13 +430,21 @@ impl RoutingTable {
     }
 
     /// The highest price among the deployments a request to `alias` could reach (its own and
-    /// every fallback's), for budget reservations.
+    /// every fallback's), for budget reservations. Worked out once per alias when the table is
+    /// built: prices and fallbacks do not change while it serves.
     pub fn max_price(&self, alias: &str) -> Option<crate::pricing::Price> {
+        self.max_prices.get(alias).copied().flatten()
+    }
+
+    fn reachable_max_price(
+        routes: &HashMap<String, Arc<Route>>,
+        alias: &str,
+    ) -> Option<crate::pricing::Price> {
         let mut seen = vec![alias.to_owned()];
         let mut queue = vec![alias.to_owned()];
         let mut best: Option<crate::pricing::Price> = None;
         while let Some(a) = queue.pop() {
-            let Some(route) = self.routes.get(&a) else {
+            let Some(route) = routes.get(&a) else {
                 continue;
             };
             for d in &route.deployments {

@@ -404,3 +404,58 @@ fn globs() {
     assert!(!rules::glob_match("gpt-*", "claude"));
     assert!(rules::glob_match("*", ""));
 }
+
+#[test]
+fn latency_percentiles_come_from_one_read_of_the_histogram() {
+    let h = Health::default();
+    let empty = h.snapshot(0);
+    assert_eq!(
+        (empty.p50_ms, empty.p95_ms, empty.p99_ms),
+        (None, None, None)
+    );
+    for _ in 0..90 {
+        h.success(Duration::from_millis(3));
+    }
+    for _ in 0..5 {
+        h.success(Duration::from_millis(150));
+    }
+    for _ in 0..5 {
+        h.success(Duration::from_millis(900));
+    }
+    let s = h.snapshot(0);
+    // Each percentile is the upper bound of the bucket its rank falls in.
+    assert_eq!(
+        (s.p50_ms, s.p95_ms, s.p99_ms),
+        (Some(5), Some(200), Some(1_000))
+    );
+}
+
+#[test]
+fn the_highest_price_a_request_could_meet_includes_every_reachable_fallback() {
+    let config = load(
+        r#"
+server: {master_key: k}
+providers:
+  - {name: a, kind: openai_compatible, base_url: "http://127.0.0.1:9/v1"}
+models:
+  - alias: cheap
+    deployments: [{provider: a, model: m1, price: {input_per_mtok: 1, output_per_mtok: 2}}]
+    fallbacks: [dear]
+  - alias: dear
+    deployments: [{provider: a, model: m2, price: {input_per_mtok: 5, output_per_mtok: 1}}]
+    fallbacks: [cheap]
+  - alias: unpriced
+    deployments: [{provider: a, model: m3}]
+"#,
+        &|_| None,
+    )
+    .unwrap();
+    let t = RoutingTable::build(&config, None, &Default::default()).unwrap();
+    // Field by field: the dearest input and the dearest output, even from different aliases.
+    let cheap = t.max_price("cheap").unwrap();
+    assert_eq!((cheap.input, cheap.output), (5_000, 2_000));
+    let dear = t.max_price("dear").unwrap();
+    assert_eq!((dear.input, dear.output), (5_000, 2_000));
+    assert!(t.max_price("unpriced").is_none());
+    assert!(t.max_price("unknown").is_none());
+}

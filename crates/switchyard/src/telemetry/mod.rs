@@ -171,8 +171,12 @@ impl Tracker {
     pub fn set_route(&mut self, decision: RouteDecision, attempts: &[AttemptLog]) {
         let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
-        r.alias = Some(decision.alias.clone());
-        let final_alias = attempts.last().map(|a| a.alias.clone());
+        // The alias that answered: the last attempt's (a fallback's), else the one routed to.
+        r.alias = Some(
+            attempts
+                .last()
+                .map_or_else(|| decision.alias.clone(), |a| a.alias.clone()),
+        );
         r.attempts = attempts
             .iter()
             .map(|a| AttemptRecord {
@@ -191,9 +195,6 @@ impl Tracker {
         if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
             r.deployment = Some(last.deployment.clone());
             r.provider = Some(last.provider.clone());
-        }
-        if let Some(a) = final_alias {
-            r.alias = Some(a);
         }
         if keep_decision {
             r.pending_decision = Some(Box::new(decision));
