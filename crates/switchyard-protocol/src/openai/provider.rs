@@ -578,6 +578,49 @@ struct WireMessage {
     tool_calls: Option<Vec<WireToolCall>>,
 }
 
+/// A reply's or chunk's `choices`. Nearly always one: it is kept inline, and only the choices
+/// after it take a vector (every stream chunk would otherwise allocate one).
+#[derive(Default)]
+struct WireChoices {
+    first: Option<WireChoice>,
+    rest: Vec<WireChoice>,
+}
+
+impl IntoIterator for WireChoices {
+    type Item = WireChoice;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<WireChoice>, std::vec::IntoIter<WireChoice>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireChoices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choices;
+        impl<'de> serde::de::Visitor<'de> for Choices {
+            type Value = WireChoices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<WireChoices, A::Error> {
+                let mut out = WireChoices {
+                    first: seq.next_element()?,
+                    rest: Vec::new(),
+                };
+                while let Some(choice) = seq.next_element()? {
+                    out.rest.push(choice);
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(Choices)
+    }
+}
+
 #[derive(Deserialize)]
 struct WireChoice {
     message: Option<WireMessage>,
@@ -593,7 +636,7 @@ struct WireCompletion {
     id: String,
     model: String,
     created: i64,
-    choices: Vec<WireChoice>,
+    choices: WireChoices,
     usage: Option<WireUsage>,
     rest: Map<String, Value>,
 }
@@ -646,7 +689,7 @@ struct WireStreamChunk<'a> {
     #[serde(default, borrow)]
     model: Cow<'a, str>,
     #[serde(default)]
-    choices: Vec<WireChoice>,
+    choices: WireChoices,
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,

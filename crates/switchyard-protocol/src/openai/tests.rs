@@ -752,3 +752,33 @@ fn fields_the_gateway_writes_win_over_extras_of_the_same_name_and_each_key_is_wr
     );
     assert!(b.get("temperature").is_none(), "{b}");
 }
+
+#[test]
+fn every_choice_of_a_chunk_is_read_in_order() {
+    let stream = "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}},{\"index\":1,\"delta\":{\"content\":\"b\"}},{\"index\":2,\"delta\":{\"content\":\"c\"},\"finish_reason\":\"stop\"}]}\n\n\
+data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[]}\n\n\
+data: [DONE]\n\n";
+    assert_eq!(
+        decode(&[stream.as_bytes()]).unwrap(),
+        vec![
+            StreamEvent::Start {
+                id: "c".into(),
+                model: "m".into()
+            },
+            StreamEvent::TextDelta("a".into()),
+            StreamEvent::TextDelta("b".into()),
+            StreamEvent::TextDelta("c".into()),
+            StreamEvent::Finish(FinishReason::Stop),
+        ]
+    );
+    // A reply answers with its first choice; one without any is malformed.
+    let p = OpenAiProvider::new(OpenAiQuirks::default());
+    let reply = json!({"id": "r", "model": "m", "created": 1, "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "first"}, "finish_reason": "stop"},
+        {"index": 1, "message": {"role": "assistant", "content": "second"}, "finish_reason": "stop"}
+    ]});
+    let parsed = p.parse_chat(reply.to_string().as_bytes()).unwrap();
+    assert_eq!(parsed.text(), "first");
+    let empty = json!({"id": "r", "model": "m", "created": 1, "choices": []});
+    assert!(p.parse_chat(empty.to_string().as_bytes()).is_err());
+}

@@ -145,6 +145,7 @@ impl Relay {
             // before the rest of that read is translated is what puts it on the wire first.
             tokio::task::yield_now().await;
             let unread = std::mem::take(&mut self.upstream.unread);
+            out.reserve(unread.len() + 256);
             self.translate(&unread, &mut out);
             if !out.is_empty() {
                 return Some(Bytes::from(out));
@@ -161,7 +162,12 @@ impl Relay {
                 Err(_) => {
                     self.fail(stall_error(wait), &mut out);
                 }
-                Ok(Some(Ok(chunk))) => self.translate(&chunk, &mut out),
+                Ok(Some(Ok(chunk))) => {
+                    // Re-encoded, a read comes out about as long as it went in: sized once
+                    // instead of grown event by event.
+                    out.reserve(chunk.len() + 256);
+                    self.translate(&chunk, &mut out);
+                }
                 Ok(Some(Err(_))) => {
                     self.fail(
                         UpstreamErrorInfo {
