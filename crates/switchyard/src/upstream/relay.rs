@@ -14,6 +14,10 @@ use switchyard_protocol::dialect::StreamEncoder;
 use super::CommittedStream;
 use crate::error::GatewayError;
 
+/// Room made for a stream's first chunk to the client: the role chunk and the first event, with
+/// the longest ids and model names in use, fit.
+const FIRST_CHUNK_BYTES: usize = 1024;
+
 /// How a relayed stream ended, reported once to whoever records the request.
 #[derive(Debug, Clone)]
 pub struct StreamEnd {
@@ -132,6 +136,8 @@ impl Relay {
         // The events decoded before commit go out first, with the end if it already came.
         if !self.upstream.buffered.is_empty() || self.upstream.ended {
             self.events = std::mem::take(&mut self.upstream.buffered);
+            // Room for the usual first chunk (the role and the first words) without regrowing.
+            out.reserve(FIRST_CHUNK_BYTES);
             if let Some(e) = self.encode_pending(&mut out) {
                 self.fail(e, &mut out);
             } else if self.upstream.ended {
