@@ -223,10 +223,10 @@ impl Health {
         let counts: [u64; BUCKETS_MS.len()] =
             std::array::from_fn(|i| self.histogram[i].load(Ordering::Relaxed));
         let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return [None; 3];
+        }
         [0.50, 0.95, 0.99].map(|q| {
-            if total == 0 {
-                return None;
-            }
             let rank = ((total as f64) * q).ceil().max(1.0) as u64;
             let mut seen = 0;
             counts.iter().zip(BUCKETS_MS).find_map(|(c, bound)| {
