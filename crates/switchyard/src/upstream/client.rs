@@ -13,10 +13,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use http::uri::{Authority, Scheme};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::Mutex;
 
 use crate::routing::UrlCache;
 
@@ -91,18 +96,16 @@ impl Transport {
                 .wrap_connector(tcp),
             timeout: connect_timeout,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(HttpClient::Direct(client))
+        Ok(HttpClient::Direct(DirectClient {
+            connector,
+            pool: Arc::new(Pool::default()),
+        }))
     }
 }
 
-type DirectClient = Client<TimedConnector, Full<Bytes>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connection = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// The connector with the provider's connect timeout over the TCP connect and the TLS handshake
 /// together (hyper's own connect timeout covers the TCP connect only).
@@ -137,10 +140,6 @@ impl tower::Service<http::Uri> for TimedConnector {
 }
 
 /// One provider's connection pool on one serving worker.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "made once per provider and worker and never moved after"
-)]
 pub enum HttpClient {
     Direct(DirectClient),
     Proxied(reqwest::Client),
@@ -165,11 +164,7 @@ impl HttpClient {
         urls: &UrlCache,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
         match self {
-            Self::Direct(client) => client
-                .request(request.map(|body| Full::new(Bytes::from(body))))
-                .await
-                .map(|r| r.map(ResponseBody::Direct))
-                .map_err(|e| direct_failure(&e)),
+            Self::Direct(client) => client.send(request).await,
             Self::Proxied(client) => {
                 let (parts, body) = request.into_parts();
                 let url = urls.get(&parts.uri).map_err(|_| SendFailure::Url)?;
@@ -189,8 +184,8 @@ impl HttpClient {
 
 /// A timed-out connect shows as an I/O `TimedOut` somewhere in the error's sources; anything
 /// else before a response head is the connection failing.
-fn direct_failure(e: &hyper_util::client::legacy::Error) -> SendFailure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+fn failure_of(e: &(dyn std::error::Error + 'static)) -> SendFailure {
+    let mut source = Some(e);
     while let Some(s) = source {
         if s.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
@@ -202,9 +197,200 @@ fn direct_failure(e: &hyper_util::client::legacy::Error) -> SendFailure {
     SendFailure::Connect
 }
 
+/// HTTP/1.1 connections to a provider, kept alive and reused. Each serving worker has its own
+/// (see [`crate::upstream::worker_slot`]), so a pool is only ever touched by one thread and its
+/// connections' tasks run there; the lock is never contended.
+///
+/// hyper's own connection API is used under a small pool of ours rather than hyper-util's
+/// pooled client: that client clones its connector and builds a URI for a connect it rarely
+/// makes, formats the `Host` header, rebuilds the request URI, and spawns a task to return
+/// the connection, on every request.
+pub struct DirectClient {
+    connector: TimedConnector,
+    pool: Arc<Pool>,
+}
+
+/// Idle connections per origin (a provider's base URL has one; a pool rarely sees another).
+#[derive(Default)]
+struct Pool {
+    origins: Mutex<Vec<Origin>>,
+}
+
+struct Origin {
+    scheme: Scheme,
+    authority: Authority,
+    /// The `Host` header for this origin, made once.
+    host: HeaderValue,
+    /// Most recently returned last; taken from the back, expired from the front.
+    idle: VecDeque<(Sender, Instant)>,
+}
+
+impl Pool {
+    /// The origin's index and `Host` header, registering the origin on first sight.
+    fn origin(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+    ) -> Result<(usize, HeaderValue), SendFailure> {
+        let mut origins = self.origins.lock();
+        if let Some(i) = origins
+            .iter()
+            .position(|o| o.scheme == *scheme && o.authority == *authority)
+        {
+            return Ok((i, origins[i].host.clone()));
+        }
+        let host = host_header(scheme, authority).ok_or(SendFailure::Url)?;
+        origins.push(Origin {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            host: host.clone(),
+            idle: VecDeque::new(),
+        });
+        Ok((origins.len() - 1, host))
+    }
+
+    /// The most recently used idle connection of an origin that is still open; connections
+    /// idle for longer than [`POOL_IDLE`] are closed instead (servers drop them about then,
+    /// and a request sent as one closes would be lost to that race).
+    fn take(&self, origin: usize) -> Option<Sender> {
+        let mut origins = self.origins.lock();
+        let idle = &mut origins[origin].idle;
+        let now = Instant::now();
+        while idle
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) > POOL_IDLE)
+        {
+            idle.pop_front();
+        }
+        while let Some((sender, _)) = idle.pop_back() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Takes a connection back once its response has been read to the end.
+    fn put(&self, origin: usize, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut origins = self.origins.lock();
+        let idle = &mut origins[origin].idle;
+        if idle.len() >= POOL_MAX_IDLE {
+            idle.pop_front();
+        }
+        idle.push_back((sender, Instant::now()));
+    }
+}
+
+/// `Host` as HTTP/1.1 wants it: the URI's host, with the port unless it is the scheme's default.
+fn host_header(scheme: &Scheme, authority: &Authority) -> Option<HeaderValue> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = authority.host();
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => HeaderValue::try_from(format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
+}
+
+impl DirectClient {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<ResponseBody>, SendFailure> {
+        let (mut parts, body) = request.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) else {
+            return Err(SendFailure::Url);
+        };
+        let (origin, host) = self.pool.origin(scheme, authority)?;
+        parts.headers.entry(http::header::HOST).or_insert(host);
+        // The request line carries the path only; the origin is the connection's.
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let origin_uri = std::mem::replace(&mut parts.uri, http::Uri::from(path));
+        let mut request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        loop {
+            let (mut sender, reused) = match self.pool.take(origin) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&origin_uri).await?, false),
+            };
+            if reused && sender.ready().await.is_err() {
+                // Closed while idle: the request is still ours to send elsewhere.
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let lease = Lease {
+                        pool: self.pool.clone(),
+                        origin,
+                        sender,
+                    };
+                    return Ok(response.map(|body| {
+                        ResponseBody::Direct(Leased {
+                            body,
+                            lease: Some(lease),
+                        })
+                    }));
+                }
+                // Not sent at all (the connection closed as it was taken): a reused
+                // connection's request goes out on another; a new one's failure is final.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(failure_of(e.error())),
+                },
+            }
+        }
+    }
+
+    /// A new connection to the request's origin, its task running on this thread.
+    async fn connect(&self, uri: &http::Uri) -> Result<Sender, SendFailure> {
+        let mut connector = self.connector.clone();
+        let io = tower::Service::call(&mut connector, uri.clone())
+            .await
+            .map_err(|e| failure_of(&*e))?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| failure_of(&e))?;
+        tokio::spawn(async move {
+            // Ends when the server closes the connection or the pool lets go of it; a failure
+            // here reaches the request it affected through that request's own future or body.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// A connection lent to one response: back to the pool once the body has been read to its
+/// end; dropped with a body that was not (hyper then closes the connection).
+struct Lease {
+    pool: Arc<Pool>,
+    origin: usize,
+    sender: Sender,
+}
+
+/// A response body from the pool, with the connection it came on.
+pub struct Leased {
+    body: hyper::body::Incoming,
+    lease: Option<Lease>,
+}
+
+impl Leased {
+    fn give_back(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.pool.put(lease.origin, lease.sender);
+        }
+    }
+}
+
 /// A provider's response body, from either client.
 pub enum ResponseBody {
-    Direct(hyper::body::Incoming),
+    Direct(Leased),
     Proxied(reqwest::Body),
 }
 
@@ -222,9 +408,15 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            Self::Direct(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map_err(|e| BodyError(Box::new(e))),
+            Self::Direct(leased) => {
+                let frame = Pin::new(&mut leased.body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => leased.give_back(),
+                    Poll::Ready(Some(Err(_))) => leased.lease = None,
+                    _ => {}
+                }
+                frame.map_err(|e| BodyError(Box::new(e)))
+            }
             Self::Proxied(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|e| BodyError(Box::new(e))),
@@ -233,15 +425,226 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Direct(b) => b.is_end_stream(),
+            Self::Direct(leased) => leased.body.is_end_stream(),
             Self::Proxied(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Direct(b) => b.size_hint(),
+            Self::Direct(leased) => leased.body.size_hint(),
             Self::Proxied(b) => b.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// What the test server saw: connections accepted and each request's head.
+    #[derive(Default)]
+    struct Seen {
+        connections: AtomicUsize,
+        heads: Mutex<Vec<String>>,
+    }
+
+    /// A loopback HTTP/1.1 server answering every request with a 2,000-byte body; after
+    /// `answers_per_connection` answers it closes the connection without saying so first.
+    async fn server(answers_per_connection: usize) -> (String, Arc<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = shared.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    for _ in 0..answers_per_connection {
+                        let head_end = loop {
+                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break end + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buffer.len() < head_end + length {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buffer.drain(..head_end + length);
+                        seen.heads.lock().push(head);
+                        let body = "x".repeat(2000);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn client() -> HttpClient {
+        Transport::from_env()
+            .unwrap()
+            .client(false, Duration::from_secs(2))
+            .unwrap()
+    }
+
+    fn post(url: &str) -> http::Request<Vec<u8>> {
+        http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(b"{\"a\":1}".to_vec())
+            .unwrap()
+    }
+
+    async fn read(response: http::Response<ResponseBody>) -> usize {
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_answer_is_read_and_requests_name_only_the_path() {
+        let (base, seen) = server(usize::MAX).await;
+        let client = client();
+        let urls = UrlCache::default();
+        for _ in 0..5 {
+            let response = client
+                .send(
+                    post(&format!("{base}/v1/chat/completions?api-version=1")),
+                    &urls,
+                )
+                .await
+                .unwrap();
+            assert_eq!(read(response).await, 2000);
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+        let heads = seen.heads.lock();
+        assert_eq!(heads.len(), 5);
+        let port = base.rsplit(':').next().unwrap();
+        for head in heads.iter() {
+            assert!(
+                head.starts_with("POST /v1/chat/completions?api-version=1 HTTP/1.1\r\n"),
+                "{head}"
+            );
+            assert!(
+                head.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+                "{head}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_together_get_a_connection_each_and_all_return_to_the_pool() {
+        let (base, seen) = server(usize::MAX).await;
+        let client = client();
+        let urls = UrlCache::default();
+        let url = format!("{base}/v1/embeddings");
+        let (a, b, c) = tokio::join!(
+            client.send(post(&url), &urls),
+            client.send(post(&url), &urls),
+            client.send(post(&url), &urls)
+        );
+        for response in [a, b, c] {
+            assert_eq!(read(response.unwrap()).await, 2000);
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+        // All three are idle again: three more at once open nothing new.
+        let (a, b, c) = tokio::join!(
+            client.send(post(&url), &urls),
+            client.send(post(&url), &urls),
+            client.send(post(&url), &urls)
+        );
+        for response in [a, b, c] {
+            assert_eq!(read(response.unwrap()).await, 2000);
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_left_unread_does_not_give_its_connection_back() {
+        let (base, seen) = server(usize::MAX).await;
+        let client = client();
+        let urls = UrlCache::default();
+        let url = format!("{base}/v1/chat/completions");
+        let unread = client.send(post(&url), &urls).await.unwrap();
+        drop(unread);
+        let response = client.send(post(&url), &urls).await.unwrap();
+        assert_eq!(read(response).await, 2000);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_without_failing_the_request() {
+        let (base, seen) = server(1).await;
+        let client = client();
+        let urls = UrlCache::default();
+        let url = format!("{base}/v1/chat/completions");
+        for _ in 0..3 {
+            let response = client.send(post(&url), &urls).await.unwrap();
+            assert_eq!(read(response).await, 2000);
+            // Give the connection's task the moment it needs to see the close.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_and_a_url_without_origin_are_told_apart() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!(
+            "http://{}/v1/chat/completions",
+            listener.local_addr().unwrap()
+        );
+        drop(listener);
+        let client = client();
+        let urls = UrlCache::default();
+        let refused = client.send(post(&closed), &urls).await.err();
+        assert_eq!(refused, Some(SendFailure::Connect));
+        let relative = client.send(post("/v1/chat/completions"), &urls).await.err();
+        assert_eq!(relative, Some(SendFailure::Url));
+    }
+
+    #[test]
+    fn the_host_header_names_the_port_only_when_it_is_not_the_schemes_default() {
+        let host = |scheme: Scheme, authority: &str| {
+            host_header(&scheme, &authority.parse().unwrap()).unwrap()
+        };
+        assert_eq!(host(Scheme::HTTPS, "api.openai.com"), "api.openai.com");
+        assert_eq!(host(Scheme::HTTPS, "api.openai.com:443"), "api.openai.com");
+        assert_eq!(host(Scheme::HTTPS, "example.com:8443"), "example.com:8443");
+        assert_eq!(host(Scheme::HTTP, "localhost:80"), "localhost");
+        assert_eq!(host(Scheme::HTTP, "localhost:443"), "localhost:443");
+        assert_eq!(host(Scheme::HTTP, "[::1]:11434"), "[::1]:11434");
+        assert_eq!(host(Scheme::HTTP, "user:pw@10.0.0.1:8000"), "10.0.0.1:8000");
     }
 }
