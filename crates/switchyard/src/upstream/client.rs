@@ -1,6 +1,8 @@
-//! The HTTP client a provider's requests go out on. hyper's pooled client is called directly:
-//! reqwest's layers around it (redirect and retry services, a URL parse of every request) cost
-//! about a tenth of the gateway's CPU at saturation. reqwest is still used when the environment
+//! The HTTP client a provider's requests go out on: a pool of hyper's HTTP/1 connections
+//! (`DirectClient`). reqwest's layers (redirect and retry services, a URL parse of every
+//! request) cost about a tenth of the gateway's CPU at saturation, and hyper-util's pooled
+//! client does per request work a pool of one worker's connections does not need (see
+//! `DirectClient`). reqwest is still used when the environment
 //! names a proxy for the provider's URL (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, less
 //! `NO_PROXY`, read at start): it tunnels and forwards through proxies, which deployments behind
 //! a corporate proxy rely on and which this module does not redo.
@@ -255,13 +257,7 @@ impl Pool {
     fn take(&self, origin: usize) -> Option<Sender> {
         let mut origins = self.origins.lock();
         let idle = &mut origins[origin].idle;
-        let now = Instant::now();
-        while idle
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) > POOL_IDLE)
-        {
-            idle.pop_front();
-        }
+        expire(idle, Instant::now());
         while let Some((sender, _)) = idle.pop_back() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -277,10 +273,22 @@ impl Pool {
         }
         let mut origins = self.origins.lock();
         let idle = &mut origins[origin].idle;
+        let now = Instant::now();
+        expire(idle, now);
         if idle.len() >= POOL_MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back((sender, Instant::now()));
+        idle.push_back((sender, now));
+    }
+}
+
+/// Closes the connections idle for longer than [`POOL_IDLE`] (the oldest are at the front).
+fn expire(idle: &mut VecDeque<(Sender, Instant)>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|(_, since)| now.duration_since(*since) > POOL_IDLE)
+    {
+        idle.pop_front();
     }
 }
 
@@ -349,8 +357,7 @@ impl DirectClient {
 
     /// A new connection to the request's origin, its task running on this thread.
     async fn connect(&self, uri: &http::Uri) -> Result<Sender, SendFailure> {
-        let mut connector = self.connector.clone();
-        let io = tower::Service::call(&mut connector, uri.clone())
+        let io = tower::ServiceExt::oneshot(self.connector.clone(), uri.clone())
             .await
             .map_err(|e| failure_of(&*e))?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
@@ -616,6 +623,31 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_for_longer_than_the_pool_keeps_them_is_closed_not_reused() {
+        let (base, seen) = server(usize::MAX).await;
+        let client = client();
+        let HttpClient::Direct(direct) = &client else {
+            panic!("a direct client was asked for");
+        };
+        let urls = UrlCache::default();
+        let url = format!("{base}/v1/chat/completions");
+        let response = client.send(post(&url), &urls).await.unwrap();
+        assert_eq!(read(response).await, 2000);
+        {
+            let mut origins = direct.pool.origins.lock();
+            let idle = &mut origins[0].idle;
+            assert_eq!(idle.len(), 1);
+            expire(idle, Instant::now() + POOL_IDLE / 2);
+            assert_eq!(idle.len(), 1, "not yet expired");
+            expire(idle, Instant::now() + POOL_IDLE + Duration::from_secs(1));
+            assert!(idle.is_empty());
+        }
+        let response = client.send(post(&url), &urls).await.unwrap();
+        assert_eq!(read(response).await, 2000);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
