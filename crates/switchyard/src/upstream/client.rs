@@ -480,10 +480,8 @@ mod tests {
                             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
                                 break end + 4;
                             }
-                            let mut chunk = [0u8; 4096];
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            if !read_more(&mut stream, &mut buffer).await {
+                                return;
                             }
                         };
                         let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
@@ -492,10 +490,8 @@ mod tests {
                             .find_map(|l| l.strip_prefix("content-length: "))
                             .map_or(0, |v| v.trim().parse().unwrap());
                         while buffer.len() < head_end + length {
-                            let mut chunk = [0u8; 4096];
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            if !read_more(&mut stream, &mut buffer).await {
+                                return;
                             }
                         }
                         buffer.drain(..head_end + length);
@@ -513,6 +509,18 @@ mod tests {
             }
         });
         (base, seen)
+    }
+
+    /// Appends what the peer sent next; false once it has closed.
+    async fn read_more(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
     }
 
     fn client() -> HttpClient {
@@ -570,30 +578,28 @@ mod tests {
         }
     }
 
+    /// Three requests in flight together, each answer read to its end.
+    async fn three_at_once(client: &HttpClient, url: &str) {
+        let urls = UrlCache::default();
+        let (a, b, c) = tokio::join!(
+            client.send(post(url), &urls),
+            client.send(post(url), &urls),
+            client.send(post(url), &urls)
+        );
+        for response in [a, b, c] {
+            assert_eq!(read(response.unwrap()).await, 2000);
+        }
+    }
+
     #[tokio::test]
     async fn requests_in_flight_together_get_a_connection_each_and_all_return_to_the_pool() {
         let (base, seen) = server(usize::MAX).await;
         let client = client();
-        let urls = UrlCache::default();
         let url = format!("{base}/v1/embeddings");
-        let (a, b, c) = tokio::join!(
-            client.send(post(&url), &urls),
-            client.send(post(&url), &urls),
-            client.send(post(&url), &urls)
-        );
-        for response in [a, b, c] {
-            assert_eq!(read(response.unwrap()).await, 2000);
-        }
+        three_at_once(&client, &url).await;
         assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
         // All three are idle again: three more at once open nothing new.
-        let (a, b, c) = tokio::join!(
-            client.send(post(&url), &urls),
-            client.send(post(&url), &urls),
-            client.send(post(&url), &urls)
-        );
-        for response in [a, b, c] {
-            assert_eq!(read(response.unwrap()).await, 2000);
-        }
+        three_at_once(&client, &url).await;
         assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
     }
 
