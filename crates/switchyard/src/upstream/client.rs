@@ -1,26 +1,24 @@
 //! The HTTP client a provider's requests go out on: a pool of hyper's HTTP/1 connections
 //! (`DirectClient`). reqwest's layers (redirect and retry services, a URL parse of every
 //! request) cost about a tenth of the gateway's CPU at saturation, and hyper-util's pooled
-//! client does per request work a pool of one worker's connections does not need (see
-//! `DirectClient`). reqwest is still used when the environment
-//! names a proxy for the provider's URL (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, less
-//! `NO_PROXY`, read at start): it tunnels and forwards through proxies, which deployments behind
-//! a corporate proxy rely on and which this module does not redo.
+//! client does per-request work a pool of one worker's connections does not need (see
+//! `DirectClient`). reqwest is still used when the environment names a proxy for the
+//! provider's URL (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, less `NO_PROXY`, read at start): it
+//! tunnels and forwards through proxies, which deployments behind a corporate proxy rely on and
+//! which this module does not redo.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Instant;
-
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use parking_lot::Mutex;
@@ -228,42 +226,36 @@ struct Origin {
 }
 
 impl Pool {
-    /// The origin's index and `Host` header, registering the origin on first sight.
-    fn origin(
+    /// The origin's index and `Host` header, registering the origin on first sight, and its most
+    /// recently used idle connection that is still open: one lock for the common request.
+    fn checkout(
         &self,
         scheme: &Scheme,
         authority: &Authority,
-    ) -> Result<(usize, HeaderValue), SendFailure> {
+    ) -> Result<(usize, HeaderValue, Option<Sender>), SendFailure> {
         let mut origins = self.origins.lock();
-        if let Some(i) = origins
+        let i = match origins
             .iter()
             .position(|o| o.scheme == *scheme && o.authority == *authority)
         {
-            return Ok((i, origins[i].host.clone()));
-        }
-        let host = host_header(scheme, authority).ok_or(SendFailure::Url)?;
-        origins.push(Origin {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-            host: host.clone(),
-            idle: VecDeque::new(),
-        });
-        Ok((origins.len() - 1, host))
+            Some(i) => i,
+            None => {
+                origins.push(Origin {
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                    host: host_header(scheme, authority).ok_or(SendFailure::Url)?,
+                    idle: VecDeque::new(),
+                });
+                origins.len() - 1
+            }
+        };
+        let origin = &mut origins[i];
+        Ok((i, origin.host.clone(), take_idle(&mut origin.idle)))
     }
 
-    /// The most recently used idle connection of an origin that is still open; connections
-    /// idle for longer than [`POOL_IDLE`] are closed instead (servers drop them about then,
-    /// and a request sent as one closes would be lost to that race).
+    /// The origin's next idle connection, after one taken before turned out closed.
     fn take(&self, origin: usize) -> Option<Sender> {
-        let mut origins = self.origins.lock();
-        let idle = &mut origins[origin].idle;
-        expire(idle, Instant::now());
-        while let Some((sender, _)) = idle.pop_back() {
-            if !sender.is_closed() {
-                return Some(sender);
-            }
-        }
-        None
+        take_idle(&mut self.origins.lock()[origin].idle)
     }
 
     /// Takes a connection back once its response has been read to the end.
@@ -280,6 +272,19 @@ impl Pool {
         }
         idle.push_back((sender, now));
     }
+}
+
+/// The most recently used idle connection that is still open; connections idle for longer than
+/// [`POOL_IDLE`] are closed instead (servers drop them about then, and a request sent as one
+/// closes would be lost to that race).
+fn take_idle(idle: &mut VecDeque<(Sender, Instant)>) -> Option<Sender> {
+    expire(idle, Instant::now());
+    while let Some((sender, _)) = idle.pop_back() {
+        if !sender.is_closed() {
+            return Some(sender);
+        }
+    }
+    None
 }
 
 /// Closes the connections idle for longer than [`POOL_IDLE`] (the oldest are at the front).
@@ -312,7 +317,7 @@ impl DirectClient {
         let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) else {
             return Err(SendFailure::Url);
         };
-        let (origin, host) = self.pool.origin(scheme, authority)?;
+        let (origin, host, mut idle) = self.pool.checkout(scheme, authority)?;
         parts.headers.entry(http::header::HOST).or_insert(host);
         // The request line carries the path only; the origin is the connection's.
         let path = parts
@@ -323,7 +328,7 @@ impl DirectClient {
         let origin_uri = std::mem::replace(&mut parts.uri, http::Uri::from(path));
         let mut request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         loop {
-            let (mut sender, reused) = match self.pool.take(origin) {
+            let (mut sender, reused) = match idle.take().or_else(|| self.pool.take(origin)) {
                 Some(sender) => (sender, true),
                 None => (self.connect(&origin_uri).await?, false),
             };
