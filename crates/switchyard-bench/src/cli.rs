@@ -34,6 +34,9 @@ pub const DEFAULT_SOAK_CASE: &str = "chat-small-rate-otel";
 const KEY_RPM: u64 = 1_000_000_000;
 const KEY_TPM: u64 = 1_000_000_000_000;
 const KEY_BUDGET_USD: f64 = 1_000_000.0;
+/// How long into a soak's load its memory sampling starts (at most half an interval).
+const SOAK_SETTLE: Duration = Duration::from_secs(10);
+
 /// Longest `--soak`.
 const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
@@ -65,7 +68,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Run one case's load against the gateway for DURATION (e.g. 10m) and print its memory
-    /// every `--every`; the case is the first one named, else `chat-small-rate`.
+    /// every `--every`; the case is the first one named, else `chat-small-rate-otel`.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg, conflicts_with_all = ["smoke", "json"])]
     pub soak: Option<Duration>,
     /// Soak: print interval.
@@ -571,39 +574,75 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         Load::Concurrency(c) => format!("closed loop, concurrency {c}"),
     };
     println!(
-        "\n== soak: {} ({load_text} for {}, features {}), gateway memory every {}",
+        "\n== soak: {} ({load_text} for {}, features {}), gateway memory every {}\n   \
+         (RSS and its anonymous part sampled each second from {} into the load: interval mean \
+         and range; conns = connections the load has opened so far, all kept open)",
         case.name,
         case::fmt_duration(duration),
         case.features.as_str(),
-        case::fmt_duration(every)
+        case::fmt_duration(every),
+        case::fmt_duration(SOAK_SETTLE.min(every / 2))
     );
     println!(
-        "{:>9} {:>10} {:>7} {:>9} {:>9} {:>13}",
-        "elapsed", "ok", "errors", "RSS MiB", "CPU s", "p99 ms (last)"
+        "{:>9} {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9} {:>13}",
+        "elapsed",
+        "ok",
+        "errors",
+        "conns",
+        "RSS MiB",
+        "(min-max)",
+        "anon MiB",
+        "CPU s",
+        "p99 ms (last)"
     );
     let pid = gateway.pid;
     let ticks = procfs::clock_ticks() as f64;
     let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
-    let line = move |start: Instant, rec: &mut Recorder| {
-        let p99 = if rec.interval.is_empty() {
-            "-".to_owned()
-        } else {
-            format!(
-                "{:.3}",
-                rec.interval.value_at_quantile(0.99) as f64 / 1000.0
-            )
-        };
-        rec.interval.reset();
-        let cpu = procfs::cpu_ticks(pid).map_or(0, |t| t.saturating_sub(cpu_at_start));
-        format!(
-            "{:>8.0}s {:>10} {:>7} {:>9} {:>9.2} {:>13}",
-            start.elapsed().as_secs_f64(),
-            rec.ok,
-            rec.error_count(),
-            procfs::rss_kib(pid).map_or("-".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
-            cpu as f64 / ticks,
-            p99
-        )
+    let pool = Rc::new(Pool::new(gateway.addr)?);
+    let memory = Rc::new(RefCell::new(MemoryInterval::default()));
+    let intervals = Rc::new(RefCell::new(Vec::<MemoryInterval>::new()));
+    let line = {
+        let memory = memory.clone();
+        let intervals = intervals.clone();
+        let pool = pool.clone();
+        // `whole`: the interval ran its full length, so its means can stand for it in the
+        // closing summary (the one the end of the load cuts short may hold a sample or two).
+        move |start: Instant, rec: &mut Recorder, whole: bool| {
+            let p99 = if rec.interval.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.3}",
+                    rec.interval.value_at_quantile(0.99) as f64 / 1000.0
+                )
+            };
+            rec.interval.reset();
+            let cpu = procfs::cpu_ticks(pid).map_or(0, |t| t.saturating_sub(cpu_at_start));
+            let mut taken = std::mem::take(&mut *memory.borrow_mut());
+            taken.connections = pool.opened();
+            let text = format!(
+                "{:>8.0}s {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9.2} {:>13}",
+                start.elapsed().as_secs_f64(),
+                rec.ok,
+                rec.error_count(),
+                taken.connections,
+                taken
+                    .rss_mean_mib()
+                    .map_or("-".into(), |m| format!("{m:.1}")),
+                taken
+                    .rss_range_mib()
+                    .map_or("-".into(), |(lo, hi)| format!("{lo:.1}-{hi:.1}")),
+                taken
+                    .anon_mean_mib()
+                    .map_or("-".into(), |m| format!("{m:.1}")),
+                cpu as f64 / ticks,
+                p99
+            );
+            if whole && taken.samples > 0 {
+                intervals.borrow_mut().push(taken);
+            }
+            text
+        }
     };
     let plan = Plan {
         load: case.load,
@@ -612,23 +651,46 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         measure_limit: duration,
     };
     let template = Rc::new(Template::for_case(case, &setup.key)?);
-    let pool = Rc::new(Pool::new(gateway.addr)?);
     let recorder = Rc::new(RefCell::new(Recorder::new()?));
     let local = LocalSet::new();
     let start = Instant::now();
     let printer_rec = recorder.clone();
+    let sampled = memory.clone();
+    let printer = Rc::new(line);
+    let last_line = printer.clone();
     local.block_on(&rt, async {
+        // Memory is sampled every second and each printed line gives the interval's mean and
+        // range: a single reading per interval moves by a few hundred KiB with whatever the
+        // load holds at that instant, which reads as growth or shrinkage that is not there.
+        // Sampling starts once the load has filled the gateway's buffers and pools from idle,
+        // so the first interval is steady load too.
+        tokio::task::spawn_local(async move {
+            let settled = start + SOAK_SETTLE.min(every / 2);
+            let mut tick = tokio::time::interval_at(settled.into(), Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Some((rss, anon)) = procfs::rss_and_anon_kib(pid) {
+                    sampled.borrow_mut().add(rss, anon);
+                }
+            }
+        });
         tokio::task::spawn_local(async move {
             let mut tick = tokio::time::interval_at((start + every).into(), every);
             loop {
                 tick.tick().await;
-                println!("{}", line(start, &mut printer_rec.borrow_mut()));
+                println!("{}", printer(start, &mut printer_rec.borrow_mut(), true));
             }
         });
         load::run(pool, template, &plan, None, recorder.clone()).await
     });
     drop(local);
-    println!("{}", line(start, &mut recorder.borrow_mut()));
+    // The interval cut short by the end of the load, if it holds any sample.
+    if memory.borrow().samples > 0 {
+        println!("{}", last_line(start, &mut recorder.borrow_mut(), false));
+    }
+    if let Some(summary) = memory_summary(&intervals.borrow()) {
+        println!("{summary}");
+    }
     let rec = recorder.borrow();
     let errors = rec.error_count();
     if errors > 0 {
@@ -649,10 +711,95 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     Ok(errors == 0)
 }
 
+/// The gateway's memory over one interval of a soak, sampled every second (KiB).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct MemoryInterval {
+    samples: u64,
+    rss_sum: u64,
+    rss_min: u64,
+    rss_max: u64,
+    anon_sum: u64,
+    /// Connections the load had opened by the interval's end (each one the gateway holds
+    /// buffers for while it stays open).
+    connections: u64,
+}
+
+impl MemoryInterval {
+    fn add(&mut self, rss_kib: u64, anon_kib: u64) {
+        self.rss_min = if self.samples == 0 {
+            rss_kib
+        } else {
+            self.rss_min.min(rss_kib)
+        };
+        self.rss_max = self.rss_max.max(rss_kib);
+        self.rss_sum += rss_kib;
+        self.anon_sum += anon_kib;
+        self.samples += 1;
+    }
+
+    fn rss_mean_mib(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.rss_sum as f64 / self.samples as f64 / 1024.0)
+    }
+
+    fn anon_mean_mib(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.anon_sum as f64 / self.samples as f64 / 1024.0)
+    }
+
+    fn rss_range_mib(&self) -> Option<(f64, f64)> {
+        (self.samples > 0).then(|| (self.rss_min as f64 / 1024.0, self.rss_max as f64 / 1024.0))
+    }
+}
+
+/// The soak's closing memory line over its whole intervals: the first one's means against the
+/// last one's, and the highest sample among them.
+fn memory_summary(intervals: &[MemoryInterval]) -> Option<String> {
+    let first = intervals.first()?;
+    let last = intervals.last()?;
+    let rss = (first.rss_mean_mib()?, last.rss_mean_mib()?);
+    let anon = (first.anon_mean_mib()?, last.anon_mean_mib()?);
+    let peak = intervals.iter().map(|i| i.rss_max).max()? as f64 / 1024.0;
+    Some(format!(
+        "memory: RSS mean {:.1} MiB over the first interval, {:.1} over the last ({:+.1}); \
+         anonymous {:.1} -> {:.1} ({:+.1}); highest sample {peak:.1}; connections opened by \
+         the load {} -> {}",
+        rss.0,
+        rss.1,
+        rss.1 - rss.0,
+        anon.0,
+        anon.1,
+        anon.1 - anon.0,
+        first.connections,
+        last.connections
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::case::FeatureSet;
+
+    #[test]
+    fn soak_memory_is_summarised_by_interval_means() {
+        let mut first = MemoryInterval::default();
+        first.add(30 * 1024, 10 * 1024);
+        first.add(32 * 1024, 12 * 1024);
+        assert_eq!(first.rss_mean_mib(), Some(31.0));
+        assert_eq!(first.rss_range_mib(), Some((30.0, 32.0)));
+        assert_eq!(first.anon_mean_mib(), Some(11.0));
+        let mut last = MemoryInterval::default();
+        last.add(31 * 1024, 11 * 1024);
+        last.add(36 * 1024, 11 * 1024);
+        first.connections = 3;
+        last.connections = 5;
+        assert_eq!(MemoryInterval::default().rss_mean_mib(), None);
+        assert_eq!(memory_summary(&[]), None);
+        assert_eq!(
+            memory_summary(&[first, last]).unwrap(),
+            "memory: RSS mean 31.0 MiB over the first interval, 33.5 over the last (+2.5); \
+             anonymous 11.0 -> 11.0 (+0.0); highest sample 36.0; connections opened by the \
+             load 3 -> 5"
+        );
+    }
 
     #[test]
     fn short_path_keeps_profile_and_name() {

@@ -40,6 +40,16 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     parse_kib_line(&status, "VmRSS:")
 }
 
+/// Resident set size of a process and its anonymous part (the heap and stacks, without the
+/// binary's and libraries' pages), in KiB.
+pub fn rss_and_anon_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        parse_kib_line(&status, "VmRSS:")?,
+        parse_kib_line(&status, "RssAnon:")?,
+    ))
+}
+
 fn parse_kib_line(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
@@ -92,6 +102,8 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
         assert!(rss_kib(pid).unwrap() > 0);
+        let (rss, anon) = rss_and_anon_kib(pid).unwrap();
+        assert!(anon > 0 && anon <= rss);
         assert!(Machine::probe().cpus >= 1);
     }
 }

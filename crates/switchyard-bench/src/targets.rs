@@ -1,7 +1,8 @@
 //! What the load goes to: the simulator (in this process, on a thread and runtime of its own),
 //! the gateway (the real `switchyard` binary as a child process) and, when installed, nginx as a
-//! reverse-proxy reference. Every child is killed when its handle drops, so the harness never
-//! leaves a process behind; everything listens on 127.0.0.1 only.
+//! reverse-proxy reference. Every child is stopped when its handle drops (the gateway with
+//! `SIGTERM` first, the rest killed outright), so the harness never leaves a process behind;
+//! everything listens on 127.0.0.1 only.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -126,10 +127,41 @@ impl Drop for Killed {
     }
 }
 
+/// How long the gateway has to finish after `SIGTERM` before it is killed.
+const GATEWAY_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A child process asked to stop on drop (`SIGTERM`, as an operator or a service manager
+/// would), killed if it has not exited within [`GATEWAY_STOP_GRACE`]. The gateway then runs
+/// its own shutdown: the last records are written and whatever the process writes at exit
+/// (a profile of an instrumented build, for one) gets written.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let pid = i32::try_from(self.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        let asked = pid.is_some_and(|pid| {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        });
+        if asked {
+            let deadline = Instant::now() + GATEWAY_STOP_GRACE;
+            while Instant::now() < deadline {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `switchyard serve` on a case's configuration, listening on a free loopback port.
 pub struct Gateway {
-    /// Killed when the gateway handle drops.
-    _child: Killed,
+    /// Stopped when the gateway handle drops.
+    _child: Stopped,
     pub addr: SocketAddr,
     pub pid: u32,
     scratch: ScratchDir,
@@ -167,7 +199,7 @@ impl Gateway {
         if let Some(endpoint) = otlp_endpoint {
             cmd.env("BENCH_OTLP_ENDPOINT", endpoint);
         }
-        let mut child = Killed(
+        let mut child = Stopped(
             cmd.spawn()
                 .with_context(|| format!("starting {}", bin.display()))?,
         );
@@ -351,4 +383,33 @@ fn tail(path: &Path) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
     text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_child_is_asked_with_sigterm_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("terminated");
+        // Writes the marker only if it gets SIGTERM; a SIGKILL would leave none.
+        let script = format!(
+            "trap 'echo yes > {}; exit 0' TERM; echo ready; while :; do sleep 0.05; done",
+            marker.display()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the trap is in place before stopping it.
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        drop(Stopped(child));
+        assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "yes");
+    }
 }
