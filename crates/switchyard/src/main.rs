@@ -3,5 +3,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     switchyard::allocator::without_transparent_huge_pages();
+    switchyard::allocator::purge_free_pages_at_once();
     switchyard::cli::main()
 }
