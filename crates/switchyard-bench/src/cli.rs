@@ -712,7 +712,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
 }
 
 /// The gateway's memory over one interval of a soak, sampled every second (KiB).
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default)]
 struct MemoryInterval {
     samples: u64,
     rss_sum: u64,

@@ -132,8 +132,8 @@ const GATEWAY_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A child process asked to stop on drop (`SIGTERM`, as an operator or a service manager
 /// would), killed if it has not exited within [`GATEWAY_STOP_GRACE`]. The gateway then runs
-/// its own shutdown: the last records are written and whatever the process writes at exit
-/// (a profile of an instrumented build, for one) gets written.
+/// its own shutdown: the last records are written, and so is anything a tool attached to the
+/// process records at exit (a heap profiler's, for one).
 struct Stopped(Child);
 
 impl Drop for Stopped {
