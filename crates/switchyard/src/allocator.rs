@@ -22,8 +22,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// after its default delay of a second; `MIMALLOC_PURGE_DELAY` in the environment still wins.
 /// Under steady load the gateway's live heap is flat, yet with the delayed purge its resident
 /// memory crept or stepped up over ten minutes (by 0.8 and 2.5 MiB in two runs); purging at
-/// once held it flat after the first minutes at no measurable CPU cost (docs/PERFORMANCE.md,
-/// eleventh round). Call once, first thing in `main`.
+/// once held it flat after the first minutes, for CPU within the machine's spread (at most a
+/// few percent; docs/PERFORMANCE.md, eleventh round). Call once, first thing in `main`.
 pub fn purge_free_pages_at_once() {
     // SAFETY: `mi_option_set_default` takes no pointers and only stores a number; it runs
     // before any other thread exists.
