@@ -21,6 +21,10 @@ pub struct ServerFile {
     /// How long in-flight requests (streams included) may take to finish after SIGTERM.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a client connection may wait for its next request's headers (idle between
+    /// requests, or sending them slowly) before it is closed; 0 never closes it.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Directory of the embedded store (SQLite) and the record spill file; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: String,
@@ -46,6 +50,12 @@ fn default_drain() -> Duration {
     Duration::from_secs(30)
 }
 
+/// Longer than the idle expiry of the common clients' pools (a few seconds), so a client
+/// rarely reuses a connection the gateway is closing at that moment.
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+
 impl Default for ServerFile {
     fn default() -> Self {
         Self {
@@ -53,6 +63,7 @@ impl Default for ServerFile {
             master_key: None,
             max_body_bytes: default_max_body_bytes(),
             shutdown_grace: default_drain(),
+            idle_timeout: default_idle_timeout(),
             data_dir: default_data_dir(),
             workers: 0,
         }

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub master_key: Option<Secret>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// A client connection's longest wait for its next request's headers; `None`: no limit.
+    pub idle_timeout: Option<Duration>,
     pub data_dir: std::path::PathBuf,
     /// Request-serving threads (resolved: at least 1).
     pub workers: usize,
@@ -373,6 +375,7 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         master_key,
         max_body_bytes: server.max_body_bytes,
         shutdown_grace: server.shutdown_grace,
+        idle_timeout: Some(server.idle_timeout).filter(|t| !t.is_zero()),
         data_dir: std::path::PathBuf::from(server.data_dir),
         workers: match server.workers {
             0 => std::thread::available_parallelism().map_or(1, usize::from),

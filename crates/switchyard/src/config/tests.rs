@@ -100,3 +100,16 @@ fn secret_compare() {
     assert!(!s.matches("abcd"));
     assert!(!s.matches(""));
 }
+
+#[test]
+fn the_idle_timeout_defaults_to_75_seconds_and_zero_turns_it_off() {
+    let text = |server: &str| {
+        format!(
+            "server:\n  master_key: k\n{server}providers:\n  - name: o\n    kind: openai\n    api_key: x\nmodels:\n  - alias: a\n    deployments: [{{provider: o, model: m}}]\n"
+        )
+    };
+    let idle = |server: &str| load(&text(server), &env).unwrap().server.idle_timeout;
+    assert_eq!(idle(""), Some(Duration::from_secs(75)));
+    assert_eq!(idle("  idle_timeout: 5s\n"), Some(Duration::from_secs(5)));
+    assert_eq!(idle("  idle_timeout: 0s\n"), None);
+}

@@ -3,7 +3,6 @@
 //! dialect's error shape. No business rules live here.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -79,7 +78,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = app.config.server.shutdown_grace;
-    let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut handoffs = Vec::new();
     let mut finished = Vec::new();
@@ -95,7 +93,7 @@ pub async fn serve(
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .and_then(|rt| rt.block_on(worker(app, Handoff { rx, addr }, stop, grace)));
+                    .and_then(|rt| rt.block_on(worker(app, rx, stop, grace)));
                 let _ = done_tx.send(result);
             })?;
         handoffs.push(tx);
@@ -107,12 +105,12 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((stream, _)) => {
                     // Small writes (stream events) leave at once.
                     let _ = stream.set_nodelay(true);
                     match stream.into_std() {
                         Ok(stream) => {
-                            let _ = handoffs[next % handoffs.len()].send((stream, peer));
+                            let _ = handoffs[next % handoffs.len()].send(stream);
                             next = next.wrapping_add(1);
                         }
                         Err(e) => tracing::debug!(error = %e, "cannot hand over a connection"),
@@ -145,61 +143,58 @@ pub async fn serve(
     result
 }
 
-/// One worker's event loop: serves the connections it is handed until told to stop, then
-/// lets its in-flight requests finish for up to `grace`.
+/// One worker's event loop: serves the connections it is handed, over HTTP/1.1, until told to
+/// stop, then lets its in-flight requests finish for up to `grace`.
 async fn worker(
     app: Arc<App>,
-    handoff: Handoff,
-    stop: tokio::sync::watch::Receiver<bool>,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    let mut stopped = stop.clone();
-    let mut stop = stop;
-    // A make-service hands each connection a clone of the router (a reference count); served
-    // as a plain `Router`, axum would rebuild its route tables for every connection (about
-    // 16 KiB held for as long as the connection stays open, and the CPU to build them).
-    let service = router(app).into_make_service();
-    let server = axum::serve(handoff, service).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
-    tokio::select! {
-        result = server => result,
-        () = async {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing the remaining connections");
-            Ok(())
-        }
-    }
-}
-
-/// The connections the acceptor hands to one worker.
-struct Handoff {
-    rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for Handoff {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Some((stream, peer)) = self.rx.recv().await else {
-                // The acceptor has stopped; graceful shutdown ends this worker.
-                return std::future::pending().await;
-            };
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => return (stream, peer),
-                Err(e) => tracing::debug!(error = %e, "cannot take over a connection"),
+    let idle_timeout = app.config.server.idle_timeout;
+    // One router for all connections; each gets a clone, which is a reference count (a router
+    // built per connection costs its route tables, about 16 KiB, for the connection's life).
+    let router = router(app);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's header read timeout runs whenever a connection waits for a request's headers
+    // (from the connect, and again after each response) until they are complete: one bound for
+    // idle keep-alive connections and for clients that send their headers slowly.
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(idle_timeout);
+    let open = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            next = connections.recv() => {
+                // The acceptor has stopped: no more connections come.
+                let Some(stream) = next else { break };
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot take over a connection");
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let connection = open.watch(
+                    http.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+                tokio::spawn(async move {
+                    // A client that hangs up or stays idle too long ends its connection; the
+                    // requests on it were recorded by the pipeline, nothing is left to report.
+                    let _ = connection.await;
+                });
             }
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
+    // Idle connections close now; those with a request in flight close once it is answered.
+    tokio::select! {
+        () = open.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing the remaining connections");
+        }
     }
+    Ok(())
 }
 
 /// Most we read and discard of an oversized body so the client gets a clean 413 instead of a

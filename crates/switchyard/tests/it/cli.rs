@@ -119,8 +119,6 @@ async fn sigterm_drains_a_stream_in_flight() {
     assert!(status.success(), "{status:?}");
 }
 
-/// `server.workers` threads serve; connections spread over them, and every request on every
-/// connection (plain and streamed) is answered whole.
 /// mimalloc asks for huge pages; the gateway opts out so its memory follows its use.
 #[cfg(target_os = "linux")]
 #[tokio::test]
@@ -134,6 +132,8 @@ async fn the_gateway_opts_out_of_transparent_huge_pages() {
     }
 }
 
+/// `server.workers` threads serve; connections spread over them, and every request on every
+/// connection (plain and streamed) is answered whole.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn connections_spread_over_the_serving_workers() {
@@ -183,4 +183,67 @@ async fn connections_spread_over_the_serving_workers() {
     for call in calls {
         call.await.unwrap();
     }
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` from a raw connection; `None` if the
+/// gateway closed the connection first.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap();
+            if buf.len() >= end + 4 + length {
+                return Some(text);
+            }
+        }
+        let n = conn.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A client connection is kept open between requests, and closed once it has waited longer than
+/// `server.idle_timeout` for the next one, as is one that never sends a request at all.
+#[tokio::test]
+async fn idle_client_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig::default()).await;
+    let config = crate::harness::standard_config(&sim.base_url(), "").replace(
+        "  shutdown_grace: 10s\n",
+        "  shutdown_grace: 10s\n  idle_timeout: 1s\n",
+    );
+    let gw = Gateway::start(&config).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let request = format!("GET /health/live HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..3 {
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let response = read_response(&mut conn)
+            .await
+            .expect("answered on the same connection");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    // Now idle: the gateway closes it (a read sees the end) well before this bound.
+    let bound = std::time::Duration::from_secs(20);
+    let closed = tokio::time::timeout(bound, read_response(&mut conn)).await;
+    assert_eq!(closed, Ok(None), "the idle connection was not closed");
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let closed = tokio::time::timeout(bound, read_response(&mut silent)).await;
+    assert_eq!(
+        closed,
+        Ok(None),
+        "a connection that never sent a request was not closed"
+    );
 }
