@@ -351,38 +351,43 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut unwritten = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes
-            .get(i..i + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            && !any_needs_escape(u64::from_le_bytes(word))
-        {
-            i += 8;
-            continue;
+    let mut at = 0;
+    // Whole blocks with nothing to escape are skipped with one test each; a block with something
+    // to escape, and the tail shorter than a block, go byte by byte.
+    while let Some(block) = bytes[at..].first_chunk::<ESCAPE_BLOCK>() {
+        if block_needs_escape(block) {
+            escape_bytes(out, bytes, at, at + ESCAPE_BLOCK, &mut unwritten);
         }
-        let byte = bytes[i];
-        if byte < 0x20 || byte == b'"' || byte == b'\\' {
-            out.extend_from_slice(&bytes[unwritten..i]);
-            write_escape(out, byte);
-            unwritten = i + 1;
-        }
-        i += 1;
+        at += ESCAPE_BLOCK;
     }
+    escape_bytes(out, bytes, at, bytes.len(), &mut unwritten);
     out.extend_from_slice(&bytes[unwritten..]);
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes of `word` is below 0x20, `"` or `\` (exact: the tests for a
-/// zero byte and for a byte below a bound from "Bit Twiddling Hacks").
-fn any_needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
-    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
-    (below_space | quote | backslash) & HIGH != 0
+/// Bytes tested at once by [`write_str`]: the test of a fixed-size block has no branch per byte,
+/// so the compiler turns it into a few vector compares (two 16-byte registers here).
+const ESCAPE_BLOCK: usize = 32;
+
+fn block_needs_escape(block: &[u8; ESCAPE_BLOCK]) -> bool {
+    block
+        .iter()
+        .fold(false, |found, &byte| found | needs_escape(byte))
+}
+
+fn needs_escape(byte: u8) -> bool {
+    (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+}
+
+/// Writes what needs escaping in `bytes[from..to]`, with the unwritten run before each escape.
+fn escape_bytes(out: &mut Vec<u8>, bytes: &[u8], from: usize, to: usize, unwritten: &mut usize) {
+    for (at, &byte) in bytes.iter().enumerate().take(to).skip(from) {
+        if needs_escape(byte) {
+            out.extend_from_slice(&bytes[*unwritten..at]);
+            write_escape(out, byte);
+            *unwritten = at + 1;
+        }
+    }
 }
 
 fn write_escape(out: &mut Vec<u8>, byte: u8) {
@@ -433,31 +438,43 @@ mod tests {
             json!(""),
         ];
         // Every byte that may need escaping, alone and at every offset of a longer string, so
-        // each position in the eight-byte word is seen.
+        // each position in a block tested at once, and in the tail after the blocks, is seen.
         let specials: Vec<char> = (0u8..0x20)
             .map(char::from)
             .chain(['"', '\\', '/', '\u{7f}', 'é', '€', '😀', 'a'])
             .collect();
         for c in &specials {
-            for offset in 0..20 {
+            for offset in 0..3 * super::ESCAPE_BLOCK {
                 let mut s = "x".repeat(offset);
                 s.push(*c);
-                s.push_str(&"y".repeat(offset % 9));
+                s.push_str(&"y".repeat(offset % (super::ESCAPE_BLOCK + 5)));
                 values.push(Value::String(s));
             }
         }
-        // Pseudo-random mixes (a fixed linear congruential sequence).
+        // Pseudo-random mixes (a fixed linear congruential sequence), dense in escapes and
+        // sparse (a special one byte in about forty, so most blocks have none and some one).
         let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
         for len in 0..300 {
-            let s: String = (0..len)
+            let dense: String = (0..len)
+                .map(|_| specials[next() % specials.len()])
+                .collect();
+            let sparse: String = (0..len)
                 .map(|_| {
-                    state = state
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
-                    specials[((state >> 33) as usize) % specials.len()]
+                    let pick = next();
+                    if pick % 40 == 0 {
+                        specials[(pick / 40) % specials.len()]
+                    } else {
+                        'z'
+                    }
                 })
                 .collect();
-            values.push(json!({ s.clone(): [s] }));
+            values.push(json!({ dense.clone(): [dense, sparse] }));
         }
         for value in &values {
             assert_eq!(
