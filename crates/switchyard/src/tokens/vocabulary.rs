@@ -12,8 +12,12 @@
 //! pattern without look-ahead, see [`whitespace_end`]), and each piece is merged pairwise,
 //! lowest rank first (the leftmost of equal ranks), until no adjacent pair is a token.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use regex_automata::{Anchored, Input, Match, meta};
 
 use super::tables;
 
@@ -64,7 +68,7 @@ pub struct Vocabulary {
 /// The pre-tokenizer.
 enum Splitter {
     /// A pattern without look-around, whose whitespace pieces [`whitespace_end`] trims.
-    Regular(regex::Regex),
+    Regular(RegularSplitter),
     /// A pattern as published, look-around included.
     Backtracking(fancy_regex::Regex),
 }
@@ -92,6 +96,59 @@ fn whitespace_end(text: &str, start: usize, end: usize) -> usize {
     }
 }
 
+/// A look-around-free pattern searched with a cache of the calling thread's.
+///
+/// Its pieces follow one another, so each is first looked for anchored where the last one ended:
+/// an anchored search knows where its match starts and runs its automaton forwards only, where
+/// an unanchored one also runs a reverse automaton back to the start. Only when no piece starts
+/// there (text the pattern skips) does the unanchored search run, so the pieces are the same.
+/// The cache (the lazy automaton's states) lives in the thread: the regex crate's own pool of
+/// caches takes a lock on every search made from any thread but the first one to search.
+struct RegularSplitter {
+    /// Tells this splitter's cache apart from another's in the thread's slot.
+    id: u64,
+    regex: meta::Regex,
+}
+
+thread_local! {
+    /// The cache of the regular splitter this thread used last.
+    static SPLIT_CACHE: RefCell<Option<(u64, meta::Cache)>> = const { RefCell::new(None) };
+}
+
+impl RegularSplitter {
+    fn new(pattern: &str) -> Option<Self> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        Some(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            regex: meta::Regex::new(pattern).ok()?,
+        })
+    }
+
+    /// Calls `each` with the pieces of `text`, in order.
+    fn split<'t>(&self, text: &'t str, each: &mut dyn FnMut(&'t str)) {
+        SPLIT_CACHE.with_borrow_mut(|slot| {
+            let cache = match slot {
+                Some((id, cache)) if *id == self.id => cache,
+                _ => &mut slot.insert((self.id, self.regex.create_cache())).1,
+            };
+            let mut at = 0;
+            while let Some(m) = self.next_piece(cache, text, at) {
+                let end = whitespace_end(text, m.start(), m.end());
+                each(&text[m.start()..end]);
+                at = end;
+            }
+        });
+    }
+
+    /// The first match at or after `at`.
+    fn next_piece(&self, cache: &mut meta::Cache, text: &str, at: usize) -> Option<Match> {
+        let from = Input::new(text).range(at..);
+        self.regex
+            .search_with(cache, &from.clone().anchored(Anchored::Yes))
+            .or_else(|| self.regex.search_with(cache, &from))
+    }
+}
+
 /// The pre-tokenizer could not split a text (its backtracking limit); the caller estimates.
 #[derive(Debug)]
 pub struct SplitFailed;
@@ -100,7 +157,7 @@ impl Vocabulary {
     pub fn o200k() -> Option<Self> {
         compiled!(
             "o200k_base",
-            Splitter::Regular(regex::Regex::new(O200K_REGULAR).ok()?)
+            Splitter::Regular(RegularSplitter::new(O200K_REGULAR)?)
         )
     }
 
@@ -166,14 +223,7 @@ impl Vocabulary {
     /// Calls `each` with the pieces of `text`, in order.
     fn split<'t>(&self, text: &'t str, mut each: impl FnMut(&'t str)) -> Result<(), SplitFailed> {
         match &self.splitter {
-            Splitter::Regular(pattern) => {
-                let mut at = 0;
-                while let Some(m) = pattern.find_at(text, at) {
-                    let end = whitespace_end(text, m.start(), m.end());
-                    each(&text[m.start()..end]);
-                    at = end;
-                }
-            }
+            Splitter::Regular(splitter) => splitter.split(text, &mut each),
             Splitter::Backtracking(pattern) => {
                 for piece in pattern.find_iter(text) {
                     each(piece.map_err(|_| SplitFailed)?.as_str());
@@ -393,6 +443,40 @@ mod tests {
                 .map(|m| m.map(|m| m.as_str()).unwrap_or_default())
                 .collect();
             assert_eq!(pieces, expected, "{text:?}");
+        }
+    }
+
+    /// Text a pattern skips is stepped over by the unanchored search, and splitters used in
+    /// turn on one thread each search with their own cache (a lazy automaton's states are
+    /// its pattern's alone).
+    #[test]
+    fn regular_splitters_skip_what_their_pattern_skips_and_keep_their_own_caches() {
+        let (Some(o200k), Some(pairs), Some(digits)) = (
+            RegularSplitter::new(O200K_REGULAR),
+            RegularSplitter::new(r"\s+|\S{1,2}"),
+            RegularSplitter::new(r"[0-9]"),
+        ) else {
+            unreachable!("the patterns compile")
+        };
+        let pieces = |splitter: &RegularSplitter, text: &'static str| {
+            let mut out = Vec::new();
+            splitter.split(text, &mut |p| out.push(p));
+            out
+        };
+        let text = "Hello world, it's 2024!";
+        for _ in 0..3 {
+            assert_eq!(
+                pieces(&o200k, text),
+                ["Hello", " world", ",", " it's", " ", "202", "4", "!"]
+            );
+            assert_eq!(
+                pieces(&pairs, text),
+                [
+                    "He", "ll", "o", " ", "wo", "rl", "d,", " ", "it", "'s", " ", "20", "24", "!"
+                ]
+            );
+            assert_eq!(pieces(&digits, "a1b23 4"), ["1", "2", "3", "4"]);
+            assert!(pieces(&digits, "none").is_empty());
         }
     }
 
