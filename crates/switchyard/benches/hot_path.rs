@@ -170,6 +170,18 @@ fn token_count_tiktoken(bencher: Bencher) {
     bencher.bench(|| bpe.encode_ordinary(black_box(&text)).len());
 }
 
+/// Masking a record's prompt at the default cap (16 KiB with nothing to mask): English only,
+/// and [`prompt`]'s mix, whose German sentence has one non-ASCII letter.
+#[divan::bench(args = ["ascii", "mixed"])]
+fn mask_record_prompt(bencher: Bencher, kind: &str) {
+    let text = if kind == "ascii" {
+        "The gateway forwards each request to a provider and streams it back. ".repeat(240)
+    } else {
+        prompt().repeat(16)
+    };
+    bencher.bench(|| switchyard::telemetry::mask::mask(black_box(&text)));
+}
+
 /// A record as a virtual key's chat request leaves it (key and team set; no customer, org,
 /// error, experiment or session), its content already masked.
 fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
