@@ -369,6 +369,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// so the compiler turns it into a few vector compares (two 16-byte registers here).
 const ESCAPE_BLOCK: usize = 32;
 
+/// Whether any byte of `bytes` is a control character (below 0x20), tested a block at a time.
+pub fn has_control_bytes(bytes: &[u8]) -> bool {
+    let (blocks, tail) = bytes.as_chunks::<ESCAPE_BLOCK>();
+    let control = |found: bool, &byte: &u8| found | (byte < 0x20);
+    blocks.iter().any(|block| block.iter().fold(false, control)) || tail.iter().fold(false, control)
+}
+
 fn block_needs_escape(block: &[u8; ESCAPE_BLOCK]) -> bool {
     block
         .iter()
@@ -425,6 +432,23 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, value).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn control_bytes_are_found_wherever_they_are() {
+        for len in 0..3 * super::ESCAPE_BLOCK {
+            let mut bytes = vec![b'a'; len];
+            assert!(!super::has_control_bytes(&bytes));
+            bytes.extend_from_slice("é\u{7f}\"\\ ".as_bytes());
+            assert!(!super::has_control_bytes(&bytes));
+            for at in 0..bytes.len() {
+                for control in [0x00, b'\t', b'\n', 0x1f] {
+                    let mut with = bytes.clone();
+                    with[at] = control;
+                    assert!(super::has_control_bytes(&with), "{len} {at}");
+                }
+            }
+        }
     }
 
     #[test]

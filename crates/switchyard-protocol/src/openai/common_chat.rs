@@ -22,8 +22,21 @@ use crate::dialect::DialectId;
 use crate::json::Key;
 
 /// The request, or `None` when it needs the full decoder.
+///
+/// A body without a single control byte (compact JSON, as the SDKs send it) cannot have one
+/// raw inside a string, so its message texts are read as raw strings: serde_json then finds a
+/// string's end with a vectorised search for `"` and `\`, instead of also testing every byte
+/// for a control character (most of the parse of a long prompt). Their UTF-8 is checked here.
 pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
-    serde_json::from_slice::<Common>(body).ok().map(|c| c.0)
+    if crate::json::has_control_bytes(body) {
+        serde_json::from_slice::<Common<false>>(body)
+            .ok()
+            .map(|c| c.0)
+    } else {
+        serde_json::from_slice::<Common<true>>(body)
+            .ok()
+            .map(|c| c.0)
+    }
 }
 
 /// Any error here only means "not the common form": its text is never shown.
@@ -31,11 +44,12 @@ fn not_common<E: de::Error>() -> E {
     E::custom("not the common form")
 }
 
-struct Common(ChatRequest);
+/// `RAW`: message texts are read as raw strings (the body has no control byte).
+struct Common<const RAW: bool>(ChatRequest);
 
-impl<'de> Deserialize<'de> for Common {
+impl<'de, const RAW: bool> Deserialize<'de> for Common<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RequestVisitor)
+        deserializer.deserialize_map(RequestVisitor::<RAW>)
     }
 }
 
@@ -44,16 +58,16 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-struct RequestVisitor;
+struct RequestVisitor<const RAW: bool>;
 
-impl<'de> Visitor<'de> for RequestVisitor {
-    type Value = Common;
+impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
+    type Value = Common<RAW>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a chat completion request")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common<RAW>, A::Error> {
         let mut model: Option<String> = None;
         let mut messages: Option<Vec<Message>> = None;
         let mut max_completion_tokens: Option<u32> = None;
@@ -67,7 +81,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "model" => model = Some(map.next_value()?),
-                "messages" => messages = Some(map.next_value::<Messages>()?.0),
+                "messages" => messages = Some(map.next_value::<Messages<RAW>>()?.0),
                 "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
                 "max_completion_tokens" => max_completion_tokens = map.next_value()?,
                 "max_tokens" => max_tokens = map.next_value()?,
@@ -118,39 +132,42 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 }
 
-struct Messages(Vec<Message>);
+struct Messages<const RAW: bool>(Vec<Message>);
 
-impl<'de> Deserialize<'de> for Messages {
+impl<'de, const RAW: bool> Deserialize<'de> for Messages<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = Messages;
+        struct ListVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for ListVisitor<RAW> {
+            type Value = Messages<RAW>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of messages")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages<RAW>, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(m) = seq.next_element::<CommonMessage>()? {
+                while let Some(m) = seq.next_element::<CommonMessage<RAW>>()? {
                     out.push(m.0);
                 }
                 Ok(Messages(out))
             }
         }
-        deserializer.deserialize_seq(ListVisitor)
+        deserializer.deserialize_seq(ListVisitor::<RAW>)
     }
 }
 
-struct CommonMessage(Message);
+struct CommonMessage<const RAW: bool>(Message);
 
-impl<'de> Deserialize<'de> for CommonMessage {
+impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MessageVisitor;
-        impl<'de> Visitor<'de> for MessageVisitor {
-            type Value = CommonMessage;
+        struct MessageVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for MessageVisitor<RAW> {
+            type Value = CommonMessage<RAW>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a message")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CommonMessage, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<CommonMessage<RAW>, A::Error> {
                 let mut role: Option<WireRole> = None;
                 let mut name: Option<String> = None;
                 let mut content = Vec::new();
@@ -159,7 +176,7 @@ impl<'de> Deserialize<'de> for CommonMessage {
                     match &*key.0 {
                         "role" => role = Some(map.next_value()?),
                         "name" => name = map.next_value()?,
-                        "content" => content = map.next_value::<Content>()?.0,
+                        "content" => content = map.next_value::<Content<RAW>>()?.0,
                         // What the full decoder reads for an assistant or tool message.
                         "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
                             return Err(not_common());
@@ -185,61 +202,109 @@ impl<'de> Deserialize<'de> for CommonMessage {
                 }))
             }
         }
-        deserializer.deserialize_map(MessageVisitor)
+        deserializer.deserialize_map(MessageVisitor::<RAW>)
     }
 }
 
 /// A message's content: a string, text parts, or `null`.
-struct Content(Vec<ContentPart>);
+struct Content<const RAW: bool>(Vec<ContentPart>);
 
-impl<'de> Deserialize<'de> for Content {
+impl<'de, const RAW: bool> Deserialize<'de> for Content<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor;
-        impl<'de> Visitor<'de> for ContentVisitor {
-            type Value = Content;
+        struct ContentVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for ContentVisitor<RAW> {
+            type Value = Content<RAW>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string or text parts")
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Content, E> {
+            fn visit_none<E: de::Error>(self) -> Result<Content<RAW>, E> {
                 Ok(Content(Vec::new()))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Content<RAW>, E> {
+                Ok(Content(Vec::new()))
+            }
+            /// Raw: what is not `null` is a raw string or a list.
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Content<RAW>, D::Error> {
+                d.deserialize_bytes(self)
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Content<RAW>, E> {
+                Ok(Content(vec![ContentPart::text(utf8(v)?)]))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content<RAW>, E> {
                 Ok(Content(vec![ContentPart::text(v)]))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content<RAW>, E> {
                 Ok(Content(vec![ContentPart::text(v)]))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content<RAW>, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(part) = seq.next_element::<TextPart>()? {
+                while let Some(part) = seq.next_element::<TextPart<RAW>>()? {
                     out.push(part.0);
                 }
                 Ok(Content(out))
             }
         }
-        deserializer.deserialize_any(ContentVisitor)
+        if RAW {
+            deserializer.deserialize_option(ContentVisitor::<RAW>)
+        } else {
+            deserializer.deserialize_any(ContentVisitor::<RAW>)
+        }
+    }
+}
+
+/// A raw string's text, if it is UTF-8 (an escaped lone surrogate is not).
+fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
+    std::str::from_utf8(v).map_err(|_| not_common())
+}
+
+/// A text part's text: a raw string when `RAW`.
+struct Text<const RAW: bool>(String);
+
+impl<'de, const RAW: bool> Deserialize<'de> for Text<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for TextVisitor<RAW> {
+            type Value = Text<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text<RAW>, E> {
+                Ok(Text(utf8(v)?.to_owned()))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<RAW>, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<RAW>, E> {
+                Ok(Text(v))
+            }
+        }
+        if RAW {
+            deserializer.deserialize_bytes(TextVisitor::<RAW>)
+        } else {
+            deserializer.deserialize_string(TextVisitor::<RAW>)
+        }
     }
 }
 
 /// `{"type": "text", "text": …, "cache_control": …}`.
-struct TextPart(ContentPart);
+struct TextPart<const RAW: bool>(ContentPart);
 
-impl<'de> Deserialize<'de> for TextPart {
+impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PartVisitor;
-        impl<'de> Visitor<'de> for PartVisitor {
-            type Value = TextPart;
+        struct PartVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for PartVisitor<RAW> {
+            type Value = TextPart<RAW>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a text part")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart<RAW>, A::Error> {
                 let mut is_text = false;
                 let mut text: Option<String> = None;
                 let mut cache_control: Option<Value> = None;
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     match &*key.0 {
                         "type" => is_text = map.next_value::<Key<'de>>()?.0 == "text",
-                        "text" => text = map.next_value()?,
+                        "text" => text = Some(map.next_value::<Text<RAW>>()?.0),
                         "cache_control" => {
                             cache_control =
                                 Some(map.next_value::<Value>()?).filter(|v| !v.is_null());
@@ -256,6 +321,6 @@ impl<'de> Deserialize<'de> for TextPart {
                 }
             }
         }
-        deserializer.deserialize_map(PartVisitor)
+        deserializer.deserialize_map(PartVisitor::<RAW>)
     }
 }

@@ -673,13 +673,39 @@ const FULL_FORM: &[&str] = &[
     r#"{"messages": [{"role": "user", "content": "a"}]}"#,
     r#"{"model": "m"}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}]} trailing"#,
+    "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"a\tb\"}]}",
+    r#"{"model": "m", "messages": [{"role": "user", "content": "lone \ud800 surrogate"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "bad \x escape"}]}"#,
     r#"[1, 2]"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}"#,
 ];
 
+/// A body's line breaks and tabs (whitespace, since no string may hold them raw) made spaces,
+/// so that it has no control byte and its texts are read as raw strings.
+fn without_control_bytes(body: &str) -> String {
+    body.replace(['\n', '\r', '\t'], " ")
+}
+
 #[test]
 fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them() {
-    for body in COMMON_FORM {
+    // A long text with escapes across the whole of it.
+    let long = format!(
+        r#"{{"model": "m", "messages": [{{"role": "user", "content": [{{"type": "text", "text": "{}"}}]}}, {{"role": "user", "content": "{}"}}]}}"#,
+        "line\\n \\\"q\\\" café \\u00e9 ".repeat(500),
+        "x".repeat(70_000)
+    );
+    let flattened: Vec<String> = COMMON_FORM
+        .iter()
+        .map(|b| without_control_bytes(b))
+        .chain([long])
+        .collect();
+    for body in COMMON_FORM
+        .iter()
+        .copied()
+        .chain(flattened.iter().map(String::as_str))
+    {
         let common = common_chat::decode(body.as_bytes());
         assert!(common.is_some(), "should be read in one pass: {body}");
         assert_eq!(
