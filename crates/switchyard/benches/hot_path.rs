@@ -2,8 +2,9 @@
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), and storing a batch of request
-//! records in the embedded SQLite store (off the request path, but on the same CPUs). Run with
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), masking a record's prompt, and
+//! storing a batch of request records in the embedded SQLite store (both off the request path,
+//! but on the same CPUs). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
