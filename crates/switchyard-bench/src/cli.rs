@@ -37,6 +37,9 @@ const KEY_BUDGET_USD: f64 = 1_000_000.0;
 /// How long into a soak's load its memory sampling starts (at most half an interval).
 const SOAK_SETTLE: Duration = Duration::from_secs(10);
 
+/// Connections a soak at a fixed rate holds (one at concurrency N holds N).
+const SOAK_RATE_CONNECTIONS: u64 = 8;
+
 /// Longest `--soak`.
 const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
@@ -573,10 +576,19 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         Load::Rate(r) => format!("open loop {r} req/s"),
         Load::Concurrency(c) => format!("closed loop, concurrency {c}"),
     };
+    // A fixed set of connections, opened before the load and used in turn: the gateway's
+    // memory then follows the load alone, not the number of connections it serves.
+    let connections = match case.load {
+        Load::Concurrency(c) => u64::from(c),
+        Load::Rate(_) => SOAK_RATE_CONNECTIONS,
+    };
+    let local = LocalSet::new();
+    let pool = Rc::new(local.block_on(&rt, Pool::bounded(gateway.addr, connections))?);
     println!(
         "\n== soak: {} ({load_text} for {}, features {}), gateway memory every {}\n   \
          (RSS and its anonymous part sampled each second from {} into the load: interval mean \
-         and range; conns = connections the load has opened so far, all kept open)",
+         and range; the load holds {connections} connections, opened before it and used in \
+         turn; conns = connections opened so far)",
         case.name,
         case::fmt_duration(duration),
         case.features.as_str(),
@@ -598,7 +610,6 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     let pid = gateway.pid;
     let ticks = procfs::clock_ticks() as f64;
     let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
-    let pool = Rc::new(Pool::new(gateway.addr)?);
     let memory = Rc::new(RefCell::new(MemoryInterval::default()));
     let intervals = Rc::new(RefCell::new(Vec::<MemoryInterval>::new()));
     let line = {
@@ -652,7 +663,6 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     };
     let template = Rc::new(Template::for_case(case, &setup.key)?);
     let recorder = Rc::new(RefCell::new(Recorder::new()?));
-    let local = LocalSet::new();
     let start = Instant::now();
     let printer_rec = recorder.clone();
     let sampled = memory.clone();

@@ -3,9 +3,14 @@
 //! inside a `LocalSet`, so the pool is a plain `RefCell`.
 //!
 //! The pool is ours rather than hyper-util's: it sets `TCP_NODELAY`, reuses the most recently
-//! returned connection first, counts the connections it opens, and has no locks or timers.
+//! returned connection first, counts the connections it opens, and has no locks or timers. It
+//! can be bounded (`--soak`): all its connections are opened up front and taken in turn (the
+//! least recently returned first, so none sits idle long enough for the gateway's idle timeout
+//! to close it), and a request that finds none idle waits for one to come back, so the number
+//! of connections stays put over a long run.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -24,8 +29,51 @@ type Sender = SendRequest<Full<Bytes>>;
 pub struct Pool {
     addr: SocketAddr,
     host: header::HeaderValue,
-    idle: RefCell<Vec<Sender>>,
+    idle: RefCell<VecDeque<Sender>>,
     opened: Cell<u64>,
+    /// Connections open now, idle or lent.
+    open: Cell<u64>,
+    /// Most connections open at once, if bounded.
+    limit: Option<u64>,
+    /// Told when a lent connection comes back or is dropped.
+    returned: tokio::sync::Notify,
+}
+
+/// A connection lent by the pool: [`Lease::give_back`] returns it for reuse; dropped otherwise
+/// (a failed or abandoned exchange, or a failed connect), it is closed and its place in the
+/// pool's count freed.
+pub struct Lease<'p> {
+    pool: &'p Pool,
+    /// `None` while connecting.
+    sender: Option<Sender>,
+    /// Whether this lease still holds its connection's place in [`Pool::open`].
+    holds_place: bool,
+}
+
+impl Lease<'_> {
+    fn sender(&mut self) -> Result<&mut Sender, Failure> {
+        self.sender
+            .as_mut()
+            .ok_or_else(|| Failure::Io("no connection".into()))
+    }
+
+    /// Back to the idle list, which keeps its place; a closed one is dropped instead.
+    fn give_back(mut self) {
+        if let Some(sender) = self.sender.take_if(|s| !s.is_closed()) {
+            self.pool.idle.borrow_mut().push_back(sender);
+            self.holds_place = false;
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.holds_place {
+            self.pool.open.set(self.pool.open.get().saturating_sub(1));
+            self.pool.returned.notify_one();
+        }
+    }
 }
 
 impl Pool {
@@ -37,9 +85,28 @@ impl Pool {
         Ok(Pool {
             addr,
             host: header::HeaderValue::from_str(&addr.to_string())?,
-            idle: RefCell::new(Vec::new()),
+            idle: RefCell::new(VecDeque::new()),
             opened: Cell::new(0),
+            open: Cell::new(0),
+            limit: None,
+            returned: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A pool of at most `limit` connections, all opened now.
+    pub async fn bounded(addr: SocketAddr, limit: u64) -> anyhow::Result<Pool> {
+        let mut pool = Pool::new(addr)?;
+        pool.limit = Some(limit.max(1));
+        let mut opened = Vec::new();
+        for _ in 0..limit.max(1) {
+            opened.push(
+                pool.checkout()
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.detail()))?,
+            );
+        }
+        opened.into_iter().for_each(Lease::give_back);
+        Ok(pool)
     }
 
     /// Connections opened so far.
@@ -47,18 +114,47 @@ impl Pool {
         self.opened.get()
     }
 
+    /// Unbounded: the most recently returned (the fewest connections stay warm); bounded: the
+    /// least recently returned (every one stays in use).
     fn pop_idle(&self) -> Option<Sender> {
-        self.idle.borrow_mut().pop()
+        let mut idle = self.idle.borrow_mut();
+        if self.limit.is_some() {
+            idle.pop_front()
+        } else {
+            idle.pop_back()
+        }
     }
 
-    /// An idle connection ready for a request, or a new one.
-    async fn checkout(&self) -> Result<Sender, Failure> {
-        while let Some(mut sender) = self.pop_idle() {
-            // A connection the server closed fails here and is dropped.
-            if sender.ready().await.is_ok() {
-                return Ok(sender);
+    /// An idle connection ready for a request, or a new one (within the bound, waiting for one
+    /// to come back when it is reached).
+    async fn checkout(&self) -> Result<Lease<'_>, Failure> {
+        loop {
+            while let Some(mut sender) = self.pop_idle() {
+                // Its place passes to the lease; a connection the server closed fails here and
+                // is dropped with the lease.
+                let ready = sender.ready().await;
+                let lease = Lease {
+                    pool: self,
+                    sender: Some(sender),
+                    holds_place: true,
+                };
+                if ready.is_ok() {
+                    return Ok(lease);
+                }
             }
+            if self.limit.is_none_or(|limit| self.open.get() < limit) {
+                break;
+            }
+            self.returned.notified().await;
         }
+        // Counted before the connect's await, so requests waiting meanwhile respect the bound;
+        // the lease frees the place if the connect fails.
+        self.open.set(self.open.get() + 1);
+        let mut lease = Lease {
+            pool: self,
+            sender: None,
+            holds_place: true,
+        };
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| Failure::Connect(e.to_string()))?;
@@ -72,13 +168,8 @@ impl Pool {
             let _ = conn.await;
         });
         self.opened.set(self.opened.get() + 1);
-        Ok(sender)
-    }
-
-    fn checkin(&self, sender: Sender) {
-        if !sender.is_closed() {
-            self.idle.borrow_mut().push(sender);
-        }
+        lease.sender = Some(sender);
+        Ok(lease)
     }
 }
 
@@ -150,7 +241,7 @@ pub struct Timings {
 
 /// Sends `template` once and reads the whole reply.
 pub async fn exchange(pool: &Pool, template: &Template) -> Result<Timings, Failure> {
-    let mut sender = pool.checkout().await?;
+    let mut lease = pool.checkout().await?;
     let mut request = Request::post(template.path)
         .header(header::HOST, pool.host.clone())
         .header(header::CONTENT_TYPE, "application/json")
@@ -159,7 +250,8 @@ pub async fn exchange(pool: &Pool, template: &Template) -> Result<Timings, Failu
     for (name, value) in &template.headers {
         request.headers_mut().insert(name.clone(), value.clone());
     }
-    let response = sender
+    let response = lease
+        .sender()?
         .send_request(request)
         .await
         .map_err(|e| Failure::Io(e.to_string()))?;
@@ -182,7 +274,7 @@ pub async fn exchange(pool: &Pool, template: &Template) -> Result<Timings, Failu
         }
     }
     let end = Instant::now();
-    pool.checkin(sender);
+    lease.give_back();
     if !status.is_success() {
         let text = String::from_utf8_lossy(&error_body);
         return Err(Failure::Status(
@@ -243,6 +335,57 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bounded pool opens its connections up front and never more, however many requests
+    /// are in flight, and a request that fails gives its place back.
+    #[test]
+    fn a_bounded_pool_keeps_its_connections() {
+        let sim = crate::targets::SimThread::start().unwrap();
+        let template = Template {
+            path: "/v1/chat/completions",
+            headers: vec![(
+                header::AUTHORIZATION,
+                header::HeaderValue::from_static("Bearer sk-test"),
+            )],
+            body: Bytes::from_static(
+                br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            stream: false,
+            prompt_bytes: 2,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let pool = std::rc::Rc::new(Pool::bounded(sim.addr, 3).await.unwrap());
+            assert_eq!(pool.opened(), 3);
+            let template = std::rc::Rc::new(template);
+            let exchanges: Vec<_> = (0..40)
+                .map(|_| {
+                    let (pool, template) = (pool.clone(), template.clone());
+                    tokio::task::spawn_local(async move { exchange(&pool, &template).await })
+                })
+                .collect();
+            for e in exchanges {
+                assert!(e.await.unwrap().is_ok());
+            }
+            assert_eq!(pool.opened(), 3);
+            assert_eq!(pool.open.get(), 3);
+            // A lease dropped without being given back (a failed exchange) frees its place,
+            // and three requests at once open a connection in its stead.
+            drop(pool.checkout().await.unwrap());
+            assert_eq!(pool.open.get(), 2);
+            let (a, b, c) = tokio::join!(
+                exchange(&pool, &template),
+                exchange(&pool, &template),
+                exchange(&pool, &template)
+            );
+            assert!(a.is_ok() && b.is_ok() && c.is_ok());
+            assert_eq!((pool.opened(), pool.open.get()), (4, 3));
+        });
+    }
 
     #[test]
     fn sse_scan_finds_text_events_and_done_across_splits() {
