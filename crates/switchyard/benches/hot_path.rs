@@ -172,7 +172,7 @@ fn token_count_tiktoken(bencher: Bencher) {
 }
 
 /// Masking a record's prompt at the default cap (16 KiB with nothing to mask): English only,
-/// and [`prompt`]'s mix, whose German sentence has one non-ASCII letter.
+/// and [`prompt`]'s mix, whose German sentences have a non-ASCII letter each.
 #[divan::bench(args = ["ascii", "mixed"])]
 fn mask_record_prompt(bencher: Bencher, kind: &str) {
     let text = if kind == "ascii" {
