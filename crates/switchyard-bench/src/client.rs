@@ -40,39 +40,34 @@ pub struct Pool {
 }
 
 /// A connection lent by the pool: [`Lease::give_back`] returns it for reuse; dropped otherwise
-/// (a failed or abandoned exchange, or a failed connect), it is closed and its place in the
-/// pool's count freed.
+/// (a failed or abandoned exchange), it is closed and its place freed.
 pub struct Lease<'p> {
-    pool: &'p Pool,
-    /// `None` while connecting.
-    sender: Option<Sender>,
-    /// Whether this lease still holds its connection's place in [`Pool::open`].
-    holds_place: bool,
+    sender: Sender,
+    place: Place<'p>,
 }
 
 impl Lease<'_> {
-    fn sender(&mut self) -> Result<&mut Sender, Failure> {
-        self.sender
-            .as_mut()
-            .ok_or_else(|| Failure::Io("no connection".into()))
-    }
-
     /// Back to the idle list, which keeps its place; a closed one is dropped instead.
-    fn give_back(mut self) {
-        if let Some(sender) = self.sender.take_if(|s| !s.is_closed()) {
-            self.pool.idle.borrow_mut().push_back(sender);
-            self.holds_place = false;
-            self.pool.returned.notify_one();
+    fn give_back(self) {
+        if !self.sender.is_closed() {
+            let pool = self.place.pool;
+            pool.idle.borrow_mut().push_back(self.sender);
+            // The idle connection now holds the place.
+            std::mem::forget(self.place);
+            pool.returned.notify_one();
         }
     }
 }
 
-impl Drop for Lease<'_> {
+/// One connection's place in [`Pool::open`], freed when dropped.
+struct Place<'p> {
+    pool: &'p Pool,
+}
+
+impl Drop for Place<'_> {
     fn drop(&mut self) {
-        if self.holds_place {
-            self.pool.open.set(self.pool.open.get().saturating_sub(1));
-            self.pool.returned.notify_one();
-        }
+        self.pool.open.set(self.pool.open.get().saturating_sub(1));
+        self.pool.returned.notify_one();
     }
 }
 
@@ -95,10 +90,11 @@ impl Pool {
 
     /// A pool of at most `limit` connections, all opened now.
     pub async fn bounded(addr: SocketAddr, limit: u64) -> anyhow::Result<Pool> {
+        let limit = limit.max(1);
         let mut pool = Pool::new(addr)?;
-        pool.limit = Some(limit.max(1));
+        pool.limit = Some(limit);
         let mut opened = Vec::new();
-        for _ in 0..limit.max(1) {
+        for _ in 0..limit {
             opened.push(
                 pool.checkout()
                     .await
@@ -132,14 +128,9 @@ impl Pool {
             while let Some(mut sender) = self.pop_idle() {
                 // Its place passes to the lease; a connection the server closed fails here and
                 // is dropped with the lease.
-                let ready = sender.ready().await;
-                let lease = Lease {
-                    pool: self,
-                    sender: Some(sender),
-                    holds_place: true,
-                };
-                if ready.is_ok() {
-                    return Ok(lease);
+                let place = Place { pool: self };
+                if sender.ready().await.is_ok() {
+                    return Ok(Lease { sender, place });
                 }
             }
             if self.limit.is_none_or(|limit| self.open.get() < limit) {
@@ -148,13 +139,9 @@ impl Pool {
             self.returned.notified().await;
         }
         // Counted before the connect's await, so requests waiting meanwhile respect the bound;
-        // the lease frees the place if the connect fails.
+        // freed if the connect fails.
         self.open.set(self.open.get() + 1);
-        let mut lease = Lease {
-            pool: self,
-            sender: None,
-            holds_place: true,
-        };
+        let place = Place { pool: self };
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| Failure::Connect(e.to_string()))?;
@@ -168,8 +155,7 @@ impl Pool {
             let _ = conn.await;
         });
         self.opened.set(self.opened.get() + 1);
-        lease.sender = Some(sender);
-        Ok(lease)
+        Ok(Lease { sender, place })
     }
 }
 
@@ -251,7 +237,7 @@ pub async fn exchange(pool: &Pool, template: &Template) -> Result<Timings, Failu
         request.headers_mut().insert(name.clone(), value.clone());
     }
     let response = lease
-        .sender()?
+        .sender
         .send_request(request)
         .await
         .map_err(|e| Failure::Io(e.to_string()))?;

@@ -355,7 +355,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Whole blocks with nothing to escape are skipped with one test each; a block with something
     // to escape, and the tail shorter than a block, go byte by byte.
     while let Some(block) = bytes[at..].first_chunk::<ESCAPE_BLOCK>() {
-        if block_needs_escape(block) {
+        if block_has(block, needs_escape) {
             escape_bytes(out, bytes, at, at + ESCAPE_BLOCK, &mut unwritten);
         }
         at += ESCAPE_BLOCK;
@@ -372,14 +372,14 @@ const ESCAPE_BLOCK: usize = 32;
 /// Whether any byte of `bytes` is a control character (below 0x20), tested a block at a time.
 pub fn has_control_bytes(bytes: &[u8]) -> bool {
     let (blocks, tail) = bytes.as_chunks::<ESCAPE_BLOCK>();
-    let control = |found: bool, &byte: &u8| found | (byte < 0x20);
-    blocks.iter().any(|block| block.iter().fold(false, control)) || tail.iter().fold(false, control)
+    let control = |byte: u8| byte < 0x20;
+    blocks.iter().any(|block| block_has(block, control)) || tail.iter().any(|&b| control(b))
 }
 
-fn block_needs_escape(block: &[u8; ESCAPE_BLOCK]) -> bool {
-    block
-        .iter()
-        .fold(false, |found, &byte| found | needs_escape(byte))
+/// Whether `test` holds for any byte of the block, without a branch per byte (so the test of
+/// a fixed-size block becomes vector compares).
+fn block_has(block: &[u8; ESCAPE_BLOCK], test: impl Fn(u8) -> bool) -> bool {
+    block.iter().fold(false, |found, &byte| found | test(byte))
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -388,7 +388,7 @@ fn needs_escape(byte: u8) -> bool {
 
 /// Writes what needs escaping in `bytes[from..to]`, with the unwritten run before each escape.
 fn escape_bytes(out: &mut Vec<u8>, bytes: &[u8], from: usize, to: usize, unwritten: &mut usize) {
-    for (at, &byte) in bytes.iter().enumerate().take(to).skip(from) {
+    for (at, &byte) in (from..to).zip(&bytes[from..to]) {
         if needs_escape(byte) {
             out.extend_from_slice(&bytes[*unwritten..at]);
             write_escape(out, byte);
