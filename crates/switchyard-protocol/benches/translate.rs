@@ -53,7 +53,7 @@ fn anthropic_body(size: &str) -> Vec<u8> {
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "system": "You are terse.",
-        "messages": [{"role": "user", "content": prompt(size)}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": prompt(size)}]}],
     })
     .to_string()
     .into_bytes()
@@ -82,6 +82,13 @@ fn ctx() -> EncodeCtx {
 fn openai_decode(bencher: Bencher, size: &str) {
     let body = openai_body(size);
     bencher.bench(|| OpenAiIngress.decode_chat(black_box(&body)));
+}
+
+/// Anthropic client body → canonical request.
+#[divan::bench(args = SIZES)]
+fn anthropic_decode(bencher: Bencher, size: &str) {
+    let body = anthropic_body(size);
+    bencher.bench(|| AnthropicIngress.decode_chat(black_box(&body)));
 }
 
 /// Canonical request → OpenAI provider request (body and headers).

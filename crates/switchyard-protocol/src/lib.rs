@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod error;
 pub mod gemini;
 pub mod json;
+mod one_pass;
 pub mod openai;
 pub mod sse;
 

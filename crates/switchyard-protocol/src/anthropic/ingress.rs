@@ -66,6 +66,14 @@ fn missing(field: &str) -> DecodeError {
 }
 
 fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    match super::common::decode(body) {
+        Some(request) => Ok(request),
+        None => decode_chat_full(body),
+    }
+}
+
+/// Every form of the request, each error with its path.
+pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let params: MessageCreateParams = DecodeError::parse(body)?;
     let model = params.model.ok_or_else(|| missing("model"))?;
     let max_tokens = params.max_tokens.ok_or_else(|| missing("max_tokens"))?;

@@ -3,6 +3,7 @@
 //! Anthropic's API. Wire types stay in `wire`; translation choices are documented where they
 //! are made (`ingress`, `provider`, `stream`).
 
+mod common;
 mod ingress;
 mod provider;
 mod stream;

@@ -4,7 +4,10 @@
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{AnthropicIngress, AnthropicProvider, AnthropicStreamDecoder, JSON_OBJECT_INSTRUCTION};
+use super::{
+    AnthropicIngress, AnthropicProvider, AnthropicStreamDecoder, JSON_OBJECT_INSTRUCTION, common,
+    ingress,
+};
 use crate::DialectId;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, FinishReason, ImageSource, Message,
@@ -1469,4 +1472,115 @@ fn empty_stream_still_has_a_complete_envelope() {
     assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
     assert_eq!(frames[1].1["delta"]["stop_reason"], json!("end_turn"));
     assert_eq!(frames[1].1["usage"], json!({"output_tokens": 0}));
+}
+
+/// Request bodies the one-pass reader of common requests must read exactly as the full
+/// decoder does: the first ones in its common form, the rest for the full decoder (each
+/// variation of the common form that needs it).
+const COMMON_FORM: &[&str] = &[
+    include_str!("../../tests/fixtures/requests/anthropic/plain.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/sampling.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/system_multi_turn.json"),
+    r#"{"messages": [{"content": "hi", "role": "user"}], "max_tokens": 1, "model": "m"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "caf\u00e9 \"quoted\" \n line"}], "stop_sequences": []}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": []}, {"role": "user", "content": ""}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"text": "t", "type": "text", "cache_control": null}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "t", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": "", "stream": null, "metadata": null}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [], "metadata": {"user_id": null, "x": 1}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": null, "temperature": null, "top_p": 1, "top_k": 0}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": "be brief", "service_tier": "auto", "x": {"y": [1, 2.5, null, -3, 1e300]}}"#,
+    r#" {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "a"}], "temperature": 7, "stream": false} "#,
+];
+
+const FULL_FORM: &[&str] = &[
+    include_str!("../../tests/fixtures/requests/anthropic/images.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/json_schema.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/parallel_tools.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/thinking.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/tools.json"),
+    include_str!("../../tests/fixtures/requests/anthropic/unknown_fields.json"),
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}], "tool_choice": {"type": "auto"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "citations": []}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "text": "b"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"text": "a"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a", "name": "n"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": "a"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "robot", "content": "a"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": null}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": 7}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"content": "a"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": 3}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "model": "n"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "x": 1, "x": 2}"#,
+    r#"{"model": "m", "max_tokens": -1, "messages": []}"#,
+    r#"{"model": "m", "max_tokens": null, "messages": []}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "stream": "yes"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "stop_sequences": "END"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "metadata": {"user_id": 5}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "thinking": {"type": "disabled"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "output_config": {"effort": "low"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": null}"#,
+    r#"{"model": null, "max_tokens": 9, "messages": []}"#,
+    r#"{"max_tokens": 9, "messages": []}"#,
+    r#"{"model": "m", "messages": []}"#,
+    r#"{"model": "m", "max_tokens": 9}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": []} trailing"#,
+    "{\"model\": \"m\", \"max_tokens\": 9, \"messages\": [{\"role\": \"user\", \"content\": \"a\tb\"}]}",
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "lone \ud800 surrogate"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [{"type": "text", "text": "\udc00"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "bad \x escape"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [], "x": 1e400}"#,
+    r#"[1, 2]"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}"#,
+];
+
+/// A body's line breaks and tabs (whitespace, since no string may hold them raw) made spaces,
+/// so that it has no control byte and its texts are read as raw strings.
+fn without_control_bytes(body: &str) -> String {
+    body.replace(['\n', '\r', '\t'], " ")
+}
+
+#[test]
+fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them() {
+    // Long texts with escapes across the whole of them.
+    let long = format!(
+        r#"{{"model": "m", "max_tokens": 9, "system": [{{"type": "text", "text": "{}"}}], "messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "line\\n \\\"q\\\" café \\u00e9 ".repeat(500),
+        "x".repeat(70_000)
+    );
+    let flattened: Vec<String> = COMMON_FORM
+        .iter()
+        .map(|b| without_control_bytes(b))
+        .chain([long])
+        .collect();
+    for body in COMMON_FORM
+        .iter()
+        .copied()
+        .chain(flattened.iter().map(String::as_str))
+    {
+        let common = common::decode(body.as_bytes());
+        assert!(common.is_some(), "should be read in one pass: {body}");
+        assert_eq!(
+            common.map(Ok),
+            Some(ingress::decode_chat_full(body.as_bytes())),
+            "{body}"
+        );
+    }
+    for body in FULL_FORM {
+        assert!(
+            common::decode(body.as_bytes()).is_none(),
+            "should need the full decoder: {body}"
+        );
+        // What the dialect answers is the full decoder's answer, errors and all.
+        assert_eq!(
+            AnthropicIngress.decode_chat(body.as_bytes()),
+            ingress::decode_chat_full(body.as_bytes()),
+            "{body}"
+        );
+    }
 }

@@ -20,28 +20,20 @@ use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
+use crate::one_pass::{Text, decline, raw_texts, utf8};
 
-/// The request, or `None` when it needs the full decoder.
-///
-/// A body without a single control byte (compact JSON, as the SDKs send it) cannot have one
-/// raw inside a string, so its message texts are read as raw strings: serde_json then finds a
-/// string's end with a vectorised search for `"` and `\`, instead of also testing every byte
-/// for a control character (most of the parse of a long prompt). Their UTF-8 is checked here.
+/// The request, or `None` when it needs the full decoder. The message texts of a body without
+/// control bytes are read as raw strings (see `one_pass`).
 pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
-    if crate::json::has_control_bytes(body) {
-        serde_json::from_slice::<Common<false>>(body)
-            .ok()
-            .map(|c| c.0)
-    } else {
+    if raw_texts(body) {
         serde_json::from_slice::<Common<true>>(body)
             .ok()
             .map(|c| c.0)
+    } else {
+        serde_json::from_slice::<Common<false>>(body)
+            .ok()
+            .map(|c| c.0)
     }
-}
-
-/// Any error here only means "not the common form": its text is never shown.
-fn not_common<E: de::Error>() -> E {
-    E::custom("not the common form")
 }
 
 /// `RAW`: message texts are read as raw strings (the body has no control byte).
@@ -98,7 +90,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                 "stream_options" => stream_options = map.next_value()?,
                 "n" => r.n = map.next_value()?,
                 // The full decoder reads these into the request's own fields.
-                "tools" | "tool_choice" | "response_format" => return Err(not_common()),
+                "tools" | "tool_choice" | "response_format" => return Err(decline()),
                 _ => {
                     let value: Value = map.next_value()?;
                     rest.insert(key.0.into_owned(), value);
@@ -106,14 +98,14 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
             }
         }
         let (Some(model), Some(messages)) = (model, messages) else {
-            return Err(not_common());
+            return Err(decline());
         };
         // Out of range: the full decoder says why.
         if messages.is_empty()
             || r.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t))
             || r.n.is_some_and(|n| n != 1)
         {
-            return Err(not_common());
+            return Err(decline());
         }
         r.model = model;
         r.messages = messages;
@@ -179,7 +171,7 @@ impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
                         "content" => content = map.next_value::<Content<RAW>>()?.0,
                         // What the full decoder reads for an assistant or tool message.
                         "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
-                            return Err(not_common());
+                            return Err(decline());
                         }
                         _ => {
                             let value: Value = map.next_value()?;
@@ -192,7 +184,7 @@ impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
                     Some(WireRole::Developer) => Role::Developer,
                     Some(WireRole::User) => Role::User,
                     Some(WireRole::Assistant) => Role::Assistant,
-                    Some(WireRole::Tool) | None => return Err(not_common()),
+                    Some(WireRole::Tool) | None => return Err(decline()),
                 };
                 Ok(CommonMessage(Message {
                     role,
@@ -252,40 +244,6 @@ impl<'de, const RAW: bool> Deserialize<'de> for Content<RAW> {
     }
 }
 
-/// A raw string's text, if it is UTF-8 (an escaped lone surrogate is not).
-fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
-    std::str::from_utf8(v).map_err(|_| not_common())
-}
-
-/// A text part's text: a raw string when `RAW`.
-struct Text<const RAW: bool>(String);
-
-impl<'de, const RAW: bool> Deserialize<'de> for Text<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for TextVisitor<RAW> {
-            type Value = Text<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text<RAW>, E> {
-                Ok(Text(utf8(v)?.to_owned()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<RAW>, E> {
-                Ok(Text(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<RAW>, E> {
-                Ok(Text(v))
-            }
-        }
-        if RAW {
-            deserializer.deserialize_bytes(TextVisitor::<RAW>)
-        } else {
-            deserializer.deserialize_string(TextVisitor::<RAW>)
-        }
-    }
-}
-
 /// `{"type": "text", "text": …, "cache_control": …}`.
 struct TextPart<const RAW: bool>(ContentPart);
 
@@ -309,7 +267,7 @@ impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
                             cache_control =
                                 Some(map.next_value::<Value>()?).filter(|v| !v.is_null());
                         }
-                        _ => return Err(not_common()),
+                        _ => return Err(decline()),
                     }
                 }
                 match (is_text, text) {
@@ -317,7 +275,7 @@ impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
                         text,
                         cache_control,
                     })),
-                    _ => Err(not_common()),
+                    _ => Err(decline()),
                 }
             }
         }

@@ -1,0 +1,317 @@
+//! The common Messages request read in one pass, straight from the body's bytes. The full decoder
+//! (serde's derived one, in `wire.rs`) buffers the body twice over: the top-level object into
+//! a map of its parts, for the unknown fields it keeps, and every content block, to find its
+//! `type` before reading it; for a long prompt that costs several times the parse itself.
+//!
+//! Only what most clients send is read here: user and assistant messages whose content is a
+//! string or text blocks, a system prompt of the same kind, and the plain request fields.
+//! Anything else (tools, tool choice, thinking, output configuration, other block types, a
+//! block's or a message's unknown field, a field given twice, a value of the wrong type, malformed
+//! JSON) answers `None`, and the request goes through the full decoder, which reads every form
+//! and names the path of every error. For what it accepts, this gives exactly the full
+//! decoder's request; a test holds the two to that.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::wire::Metadata;
+use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role};
+use crate::dialect::DialectId;
+use crate::json::Key;
+use crate::one_pass::{Text, decline, raw_texts, utf8};
+
+/// The request, or `None` when it needs the full decoder. The texts of a body without control
+/// bytes are read as raw strings (see `one_pass`).
+pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
+    if raw_texts(body) {
+        serde_json::from_slice::<Common<true>>(body)
+            .ok()
+            .map(|c| c.0)
+    } else {
+        serde_json::from_slice::<Common<false>>(body)
+            .ok()
+            .map(|c| c.0)
+    }
+}
+
+/// Marks `field` as read; a second time declines (serde's derived decoder refuses it).
+fn first_time<E: de::Error>(seen: &mut u16, field: u16) -> Result<(), E> {
+    if *seen & field != 0 {
+        return Err(decline());
+    }
+    *seen |= field;
+    Ok(())
+}
+
+struct Common<const RAW: bool>(ChatRequest);
+
+impl<'de, const RAW: bool> Deserialize<'de> for Common<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RequestVisitor::<RAW>)
+    }
+}
+
+struct RequestVisitor<const RAW: bool>;
+
+impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
+    type Value = Common<RAW>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a messages request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common<RAW>, A::Error> {
+        let mut seen = 0u16;
+        let mut model: Option<String> = None;
+        let mut max_tokens: Option<u32> = None;
+        let mut messages: Option<Vec<Message>> = None;
+        let mut system: Option<Vec<ContentPart>> = None;
+        let mut stop_sequences: Option<Vec<String>> = None;
+        let mut metadata: Option<Metadata> = None;
+        let mut stream: Option<bool> = None;
+        let mut r = ChatRequest::default();
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "model" => {
+                    first_time(&mut seen, 1)?;
+                    model = map.next_value()?;
+                }
+                "max_tokens" => {
+                    first_time(&mut seen, 1 << 1)?;
+                    max_tokens = map.next_value()?;
+                }
+                "messages" => {
+                    first_time(&mut seen, 1 << 2)?;
+                    messages = Some(map.next_value::<Messages<RAW>>()?.0);
+                }
+                "system" => {
+                    first_time(&mut seen, 1 << 3)?;
+                    // An empty string adds no system message; an empty text block does.
+                    system = map
+                        .next_value::<Option<Blocks<RAW>>>()?
+                        .filter(|b| !b.is_empty_string())
+                        .map(|b| b.0);
+                }
+                "stop_sequences" => {
+                    first_time(&mut seen, 1 << 4)?;
+                    stop_sequences = map.next_value()?;
+                }
+                "temperature" => {
+                    first_time(&mut seen, 1 << 5)?;
+                    r.temperature = map.next_value()?;
+                }
+                "top_p" => {
+                    first_time(&mut seen, 1 << 6)?;
+                    r.top_p = map.next_value()?;
+                }
+                "top_k" => {
+                    first_time(&mut seen, 1 << 7)?;
+                    r.top_k = map.next_value()?;
+                }
+                "metadata" => {
+                    first_time(&mut seen, 1 << 8)?;
+                    metadata = map.next_value()?;
+                }
+                "stream" => {
+                    first_time(&mut seen, 1 << 9)?;
+                    stream = map.next_value()?;
+                }
+                // The full decoder reads these into the request's own fields.
+                "tools" | "tool_choice" | "thinking" | "output_config" => return Err(decline()),
+                _ => {
+                    if rest.contains_key(&*key.0) {
+                        return Err(decline());
+                    }
+                    let value: Value = map.next_value()?;
+                    rest.insert(key.0.into_owned(), value);
+                }
+            }
+        }
+        // A missing required field: the full decoder names it.
+        let (Some(model), Some(max_tokens), Some(wire_messages)) = (model, max_tokens, messages)
+        else {
+            return Err(decline());
+        };
+        let mut messages = Vec::with_capacity(wire_messages.len() + 1);
+        if let Some(content) = system.filter(|c| !c.is_empty()) {
+            messages.push(Message {
+                role: Role::System,
+                content,
+                name: None,
+                extras: Extras::default(),
+            });
+        }
+        messages.extend(wire_messages);
+        r.model = model;
+        r.messages = messages;
+        r.max_tokens = Some(max_tokens);
+        r.stop = stop_sequences.unwrap_or_default();
+        r.user = metadata.and_then(|m| m.user_id);
+        r.stream = stream.unwrap_or(false);
+        // Anthropic streams always carry usage (`message_start` and `message_delta`).
+        r.include_usage = true;
+        if !rest.is_empty() {
+            r.extras = Extras::new(DialectId::Anthropic, rest);
+        }
+        Ok(Common(r))
+    }
+}
+
+struct Messages<const RAW: bool>(Vec<Message>);
+
+impl<'de, const RAW: bool> Deserialize<'de> for Messages<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for ListVisitor<RAW> {
+            type Value = Messages<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of messages")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages<RAW>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(m) = seq.next_element::<CommonMessage<RAW>>()? {
+                    out.push(m.0);
+                }
+                Ok(Messages(out))
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor::<RAW>)
+    }
+}
+
+/// `{"role": "user" | "assistant", "content": …}`.
+struct CommonMessage<const RAW: bool>(Message);
+
+impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for MessageVisitor<RAW> {
+            type Value = CommonMessage<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a message")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<CommonMessage<RAW>, A::Error> {
+                let mut role: Option<Role> = None;
+                let mut content: Option<Vec<ContentPart>> = None;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match &*key.0 {
+                        "role" if role.is_none() => {
+                            // Any other role: the full decoder explains what it expects.
+                            role = Some(match &*map.next_value::<Key<'de>>()?.0 {
+                                "user" => Role::User,
+                                "assistant" => Role::Assistant,
+                                _ => return Err(decline()),
+                            });
+                        }
+                        "content" if content.is_none() => {
+                            content = Some(map.next_value::<Blocks<RAW>>()?.0);
+                        }
+                        _ => return Err(decline()),
+                    }
+                }
+                match (role, content) {
+                    (Some(role), Some(content)) => Ok(CommonMessage(Message {
+                        role,
+                        content,
+                        name: None,
+                        extras: Extras::default(),
+                    })),
+                    _ => Err(decline()),
+                }
+            }
+        }
+        deserializer.deserialize_map(MessageVisitor::<RAW>)
+    }
+}
+
+/// A message's content or the system prompt: a string (one text part) or text blocks.
+/// The parts, and whether they came as a string.
+struct Blocks<const RAW: bool>(Vec<ContentPart>, bool);
+
+impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BlocksVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for BlocksVisitor<RAW> {
+            type Value = Blocks<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or text blocks")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blocks<RAW>, E> {
+                Ok(Blocks(vec![ContentPart::text(utf8(v)?)], true))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Blocks<RAW>, E> {
+                Ok(Blocks(vec![ContentPart::text(v)], true))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks<RAW>, E> {
+                Ok(Blocks(vec![ContentPart::text(v)], true))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blocks<RAW>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(block) = seq.next_element::<TextBlock<RAW>>()? {
+                    out.push(block.0);
+                }
+                Ok(Blocks(out, false))
+            }
+        }
+        if RAW {
+            // A raw string or a list; anything else is refused by the deserializer.
+            deserializer.deserialize_bytes(BlocksVisitor::<RAW>)
+        } else {
+            deserializer.deserialize_any(BlocksVisitor::<RAW>)
+        }
+    }
+}
+
+impl<const RAW: bool> Blocks<RAW> {
+    fn is_empty_string(&self) -> bool {
+        matches!(&self.0[..], [ContentPart::Text { text, cache_control: None }] if text.is_empty())
+            && self.1
+    }
+}
+
+/// `{"type": "text", "text": …, "cache_control": …}`.
+struct TextBlock<const RAW: bool>(ContentPart);
+
+impl<'de, const RAW: bool> Deserialize<'de> for TextBlock<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BlockVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for BlockVisitor<RAW> {
+            type Value = TextBlock<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text block")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextBlock<RAW>, A::Error> {
+                let mut is_text = None;
+                let mut text: Option<String> = None;
+                let mut cache_control: Option<Option<Value>> = None;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match &*key.0 {
+                        "type" if is_text.is_none() => {
+                            is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
+                        }
+                        "text" if text.is_none() => text = Some(map.next_value::<Text<RAW>>()?.0),
+                        "cache_control" if cache_control.is_none() => {
+                            cache_control = Some(map.next_value()?);
+                        }
+                        _ => return Err(decline()),
+                    }
+                }
+                match (is_text, text) {
+                    (Some(true), Some(text)) => Ok(TextBlock(ContentPart::Text {
+                        text,
+                        cache_control: cache_control.flatten(),
+                    })),
+                    _ => Err(decline()),
+                }
+            }
+        }
+        deserializer.deserialize_map(BlockVisitor::<RAW>)
+    }
+}
