@@ -207,8 +207,8 @@ fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
     .ok()
 }
 
-/// One batch as the record writer stores it: a transaction with one multi-row insert.
-#[divan::bench(args = [1, 32])]
+/// One batch as the record writer stores it: a transaction with a few multi-row inserts.
+#[divan::bench(args = [1, 25, 32])]
 fn record_store_insert(bencher: Bencher, batch: usize) {
     use switchyard::store::RecordStore;
     let Ok(dir) = tempfile::tempdir() else {

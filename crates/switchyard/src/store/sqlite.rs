@@ -487,13 +487,21 @@ fn json_path(name: &str) -> String {
     format!("$.\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// Rows of the multi-row statements a batch of records is written with: as many of the largest
+/// as fit, then the rest by halves, so any batch takes a few statements (each a round trip to
+/// the SQLite thread) of five sizes only. Each size is prepared once per connection and kept,
+/// so its memory is taken once; statements sized to each batch were parsed anew every time and
+/// took memory that followed the largest batch so far (a stall of the writer made a batch of
+/// hundreds of records and raised it for good).
+const STATEMENT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
+
 impl RecordStore for SqliteStore {
     async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
-        // One multi-row statement per chunk: each statement is a round trip to the SQLite
-        // thread, so a batch costs one or a few instead of one per record.
-        const ROWS_PER_STATEMENT: usize = 256;
         let mut tx = self.pool.begin().await?;
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let mut rest = records;
+        while let Some(&rows) = STATEMENT_ROWS.iter().find(|&&rows| rows <= rest.len()) {
+            let (chunk, tail) = rest.split_at(rows);
+            rest = tail;
             // Replays after a sink outage may repeat records: the id makes that harmless.
             let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT OR IGNORE INTO requests (id, started_at_ms, requested_model, alias, deployment, provider, \
@@ -531,9 +539,8 @@ impl RecordStore for SqliteStore {
                     .push_bind(&r.variant)
                     .push_bind(&r.session_id);
             });
-            // Not kept prepared: each row count is a statement of its own, and the connection's
-            // statement cache would keep up to a hundred of them per connection for good.
-            insert.build().persistent(false).execute(&mut *tx).await?;
+            // Kept prepared: one statement per size in `STATEMENT_ROWS` and connection.
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -635,5 +642,45 @@ mod tests {
                 .unwrap();
             assert_eq!(limit as u64, SQLITE_HEAP_LIMIT);
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_any_size_is_stored_whole_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let record: RequestRecord = serde_json::from_value(serde_json::json!({
+            "id": "", "started_at_ms": 1, "duration_ms": 2.0, "ingress": "openai",
+            "endpoint": "chat", "requested_model": "m", "stream": false, "status": 200,
+            "outcome": "success", "caller": {}, "attempts": []
+        }))
+        .unwrap();
+        let mut stored = 0;
+        for size in (0..=40).chain([77, 300]) {
+            let batch: Vec<RequestRecord> = (0..size)
+                .map(|i| RequestRecord {
+                    id: format!("{size}-{i}"),
+                    ..record.clone()
+                })
+                .collect();
+            store.insert(&batch).await.unwrap();
+            stored += size;
+            assert_eq!(
+                store.count().await.unwrap(),
+                stored as i64,
+                "batch of {size}"
+            );
+            for r in &batch {
+                assert!(store.get(&r.id).await.unwrap().is_some(), "{}", r.id);
+            }
+        }
+        // A replayed batch stores nothing twice.
+        store
+            .insert(&[RequestRecord {
+                id: "3-1".into(),
+                ..record
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.count().await.unwrap(), stored as i64);
     }
 }
