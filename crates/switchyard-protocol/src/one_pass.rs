@@ -12,7 +12,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Visitor};
+use serde::de::{self, SeqAccess, Visitor};
 
 /// The error that sends a request to the full decoder.
 pub(crate) fn decline<E: de::Error>() -> E {
@@ -55,5 +55,66 @@ impl<'de, const RAW: bool> Deserialize<'de> for Text<RAW> {
         } else {
             deserializer.deserialize_string(TextVisitor::<RAW>)
         }
+    }
+}
+
+/// A list read element by element.
+pub(crate) struct List<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(element) = seq.next_element()? {
+                    out.push(element);
+                }
+                Ok(List(out))
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Holds a dialect's one-pass reader to its full decoder: every body of `common` (each also
+/// with its line breaks made spaces, so that its texts are read as raw strings) is read in one
+/// pass into exactly the full decoder's request, and every body of `declined` goes to the full
+/// decoder, whose answer (errors and all) is the dialect's.
+#[cfg(test)]
+pub(crate) fn assert_reads_as_the_full_decoder(
+    one_pass: impl Fn(&[u8]) -> Option<crate::canonical::ChatRequest>,
+    full: impl Fn(&[u8]) -> Result<crate::canonical::ChatRequest, crate::error::DecodeError>,
+    dialect: &dyn crate::dialect::IngressDialect,
+    common: &[&str],
+    declined: &[&str],
+) {
+    let flattened: Vec<String> = common
+        .iter()
+        .map(|body| body.replace(['\n', '\r', '\t'], " "))
+        .collect();
+    for body in common
+        .iter()
+        .copied()
+        .chain(flattened.iter().map(String::as_str))
+    {
+        let read = one_pass(body.as_bytes());
+        assert!(read.is_some(), "should be read in one pass: {body}");
+        assert_eq!(read.map(Ok), Some(full(body.as_bytes())), "{body}");
+    }
+    for body in declined {
+        assert!(
+            one_pass(body.as_bytes()).is_none(),
+            "should need the full decoder: {body}"
+        );
+        assert_eq!(
+            dialect.decode_chat(body.as_bytes()),
+            full(body.as_bytes()),
+            "{body}"
+        );
     }
 }

@@ -21,7 +21,7 @@ use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{Text, decline, raw_texts, utf8};
+use crate::one_pass::{List, Text, decline, raw_texts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
 /// bytes are read as raw strings (see `one_pass`).
@@ -67,7 +67,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
         let mut seen = 0u16;
         let mut model: Option<String> = None;
         let mut max_tokens: Option<u32> = None;
-        let mut messages: Option<Vec<Message>> = None;
+        let mut messages: Option<List<CommonMessage<RAW>>> = None;
         let mut system: Option<Vec<ContentPart>> = None;
         let mut stop_sequences: Option<Vec<String>> = None;
         let mut metadata: Option<Metadata> = None;
@@ -86,7 +86,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                 }
                 "messages" => {
                     first_time(&mut seen, 1 << 2)?;
-                    messages = Some(map.next_value::<Messages<RAW>>()?.0);
+                    messages = Some(map.next_value()?);
                 }
                 "system" => {
                     first_time(&mut seen, 1 << 3)?;
@@ -136,7 +136,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
         else {
             return Err(decline());
         };
-        let mut messages = Vec::with_capacity(wire_messages.len() + 1);
+        let mut messages = Vec::with_capacity(wire_messages.0.len() + 1);
         if let Some(content) = system.filter(|c| !c.is_empty()) {
             messages.push(Message {
                 role: Role::System,
@@ -145,7 +145,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                 extras: Extras::default(),
             });
         }
-        messages.extend(wire_messages);
+        messages.extend(wire_messages.0.into_iter().map(|m| m.0));
         r.model = model;
         r.messages = messages;
         r.max_tokens = Some(max_tokens);
@@ -158,28 +158,6 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
             r.extras = Extras::new(DialectId::Anthropic, rest);
         }
         Ok(Common(r))
-    }
-}
-
-struct Messages<const RAW: bool>(Vec<Message>);
-
-impl<'de, const RAW: bool> Deserialize<'de> for Messages<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for ListVisitor<RAW> {
-            type Value = Messages<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of messages")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages<RAW>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(m) = seq.next_element::<CommonMessage<RAW>>()? {
-                    out.push(m.0);
-                }
-                Ok(Messages(out))
-            }
-        }
-        deserializer.deserialize_seq(ListVisitor::<RAW>)
     }
 }
 

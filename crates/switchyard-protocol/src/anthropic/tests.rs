@@ -1539,12 +1539,6 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}"#,
 ];
 
-/// A body's line breaks and tabs (whitespace, since no string may hold them raw) made spaces,
-/// so that it has no control byte and its texts are read as raw strings.
-fn without_control_bytes(body: &str) -> String {
-    body.replace(['\n', '\r', '\t'], " ")
-}
-
 #[test]
 fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them() {
     // Long texts with escapes across the whole of them.
@@ -1553,34 +1547,12 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         "line\\n \\\"q\\\" café \\u00e9 ".repeat(500),
         "x".repeat(70_000)
     );
-    let flattened: Vec<String> = COMMON_FORM
-        .iter()
-        .map(|b| without_control_bytes(b))
-        .chain([long])
-        .collect();
-    for body in COMMON_FORM
-        .iter()
-        .copied()
-        .chain(flattened.iter().map(String::as_str))
-    {
-        let common = common::decode(body.as_bytes());
-        assert!(common.is_some(), "should be read in one pass: {body}");
-        assert_eq!(
-            common.map(Ok),
-            Some(ingress::decode_chat_full(body.as_bytes())),
-            "{body}"
-        );
-    }
-    for body in FULL_FORM {
-        assert!(
-            common::decode(body.as_bytes()).is_none(),
-            "should need the full decoder: {body}"
-        );
-        // What the dialect answers is the full decoder's answer, errors and all.
-        assert_eq!(
-            AnthropicIngress.decode_chat(body.as_bytes()),
-            ingress::decode_chat_full(body.as_bytes()),
-            "{body}"
-        );
-    }
+    let common: Vec<&str> = COMMON_FORM.iter().copied().chain([long.as_str()]).collect();
+    crate::one_pass::assert_reads_as_the_full_decoder(
+        common::decode,
+        ingress::decode_chat_full,
+        &AnthropicIngress,
+        &common,
+        FULL_FORM,
+    );
 }

@@ -20,7 +20,7 @@ use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{Text, decline, raw_texts, utf8};
+use crate::one_pass::{List, Text, decline, raw_texts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
 /// control bytes are read as raw strings (see `one_pass`).
@@ -73,7 +73,10 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "model" => model = Some(map.next_value()?),
-                "messages" => messages = Some(map.next_value::<Messages<RAW>>()?.0),
+                "messages" => {
+                    let list = map.next_value::<List<CommonMessage<RAW>>>()?;
+                    messages = Some(list.0.into_iter().map(|m| m.0).collect());
+                }
                 "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
                 "max_completion_tokens" => max_completion_tokens = map.next_value()?,
                 "max_tokens" => max_tokens = map.next_value()?,
@@ -121,28 +124,6 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
             .unwrap_or(false);
         r.extras = Extras::new(DialectId::OpenAi, rest);
         Ok(Common(r))
-    }
-}
-
-struct Messages<const RAW: bool>(Vec<Message>);
-
-impl<'de, const RAW: bool> Deserialize<'de> for Messages<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for ListVisitor<RAW> {
-            type Value = Messages<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of messages")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages<RAW>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(m) = seq.next_element::<CommonMessage<RAW>>()? {
-                    out.push(m.0);
-                }
-                Ok(Messages(out))
-            }
-        }
-        deserializer.deserialize_seq(ListVisitor::<RAW>)
     }
 }
 
