@@ -94,7 +94,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                     system = map
                         .next_value::<Option<Blocks<RAW>>>()?
                         .filter(|b| !b.is_empty_string())
-                        .map(|b| b.0);
+                        .map(|b| b.parts);
                 }
                 "stop_sequences" => {
                     first_time(&mut seen, 1 << 4)?;
@@ -189,7 +189,7 @@ impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
                             });
                         }
                         "content" if content.is_none() => {
-                            content = Some(map.next_value::<Blocks<RAW>>()?.0);
+                            content = Some(map.next_value::<Blocks<RAW>>()?.parts);
                         }
                         _ => return Err(decline()),
                     }
@@ -210,8 +210,24 @@ impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
 }
 
 /// A message's content or the system prompt: a string (one text part) or text blocks.
-/// The parts, and whether they came as a string.
-struct Blocks<const RAW: bool>(Vec<ContentPart>, bool);
+struct Blocks<const RAW: bool> {
+    parts: Vec<ContentPart>,
+    from_string: bool,
+}
+
+impl<const RAW: bool> Blocks<RAW> {
+    fn text(text: impl Into<String>) -> Self {
+        Self {
+            parts: vec![ContentPart::text(text)],
+            from_string: true,
+        }
+    }
+
+    fn is_empty_string(&self) -> bool {
+        self.from_string
+            && matches!(&self.parts[..], [ContentPart::Text { text, .. }] if text.is_empty())
+    }
+}
 
 impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -222,20 +238,23 @@ impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
                 f.write_str("a string or text blocks")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks(vec![ContentPart::text(utf8(v)?)], true))
+                Ok(Blocks::text(utf8(v)?))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks(vec![ContentPart::text(v)], true))
+                Ok(Blocks::text(v))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks(vec![ContentPart::text(v)], true))
+                Ok(Blocks::text(v))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blocks<RAW>, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
                 while let Some(block) = seq.next_element::<TextBlock<RAW>>()? {
                     out.push(block.0);
                 }
-                Ok(Blocks(out, false))
+                Ok(Blocks {
+                    parts: out,
+                    from_string: false,
+                })
             }
         }
         if RAW {
@@ -244,13 +263,6 @@ impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
         } else {
             deserializer.deserialize_any(BlocksVisitor::<RAW>)
         }
-    }
-}
-
-impl<const RAW: bool> Blocks<RAW> {
-    fn is_empty_string(&self) -> bool {
-        matches!(&self.0[..], [ContentPart::Text { text, cache_control: None }] if text.is_empty())
-            && self.1
     }
 }
 
