@@ -11,14 +11,13 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::{Bucket, RecordStore, RequestFilter, SpendGroup, SpendRow, StoreResult};
 use crate::telemetry::record::RequestRecord;
 
-/// Applied in order; each runs once (tracked in `schema_migrations`).
 /// SQLite's memory, all connections together (a soft limit: past it, SQLite reuses its page
-/// caches' pages instead of taking more). Without it every connection's cache keeps growing, as
-/// the records table does, towards its own cap (2,000 KiB by default), at the pace the pool
-/// happens to hand that connection out: memory that creeps for many minutes. With it the
-/// record writer alone reaches the limit within the first seconds of load and the level holds.
+/// caches' pages instead of taking more). Without it each of the pool's connections may keep a
+/// page cache of SQLite's default 2,000 KiB, filled by whatever it last read (a large admin
+/// query, say), and hold it for as long as the process runs.
 const SQLITE_HEAP_LIMIT: u64 = 4 << 20;
 
+/// Applied in order; each runs once (tracked in `schema_migrations`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE requests (
