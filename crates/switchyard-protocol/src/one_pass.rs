@@ -12,7 +12,11 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use crate::canonical::ContentPart;
+use crate::json::Key;
 
 /// The error that sends a request to the full decoder.
 pub(crate) fn decline<E: de::Error>() -> E {
@@ -79,6 +83,55 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
         }
         deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
     }
+}
+
+/// A text part or block, `{"type": "text", "text": …, "cache_control": …}`, each field at most
+/// once (OpenAI's text parts and Anthropic's text blocks have the same shape).
+pub(crate) struct TextPart<const RAW: bool>(pub ContentPart);
+
+impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PartVisitor<const RAW: bool>;
+        impl<'de, const RAW: bool> Visitor<'de> for PartVisitor<RAW> {
+            type Value = TextPart<RAW>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text part")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart<RAW>, A::Error> {
+                let mut is_text = None;
+                let mut text: Option<String> = None;
+                let mut cache_control: Option<Option<Value>> = None;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match &*key.0 {
+                        "type" if is_text.is_none() => {
+                            is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
+                        }
+                        "text" if text.is_none() => text = Some(map.next_value::<Text<RAW>>()?.0),
+                        "cache_control" if cache_control.is_none() => {
+                            cache_control = Some(map.next_value()?);
+                        }
+                        _ => return Err(decline()),
+                    }
+                }
+                match (is_text, text) {
+                    (Some(true), Some(text)) => Ok(TextPart(ContentPart::Text {
+                        text,
+                        cache_control: cache_control.flatten(),
+                    })),
+                    _ => Err(decline()),
+                }
+            }
+        }
+        deserializer.deserialize_map(PartVisitor::<RAW>)
+    }
+}
+
+/// A list of text parts.
+pub(crate) fn read_parts<'de, const RAW: bool, A: SeqAccess<'de>>(
+    seq: A,
+) -> Result<Vec<ContentPart>, A::Error> {
+    let list = List::<TextPart<RAW>>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+    Ok(list.0.into_iter().map(|p| p.0).collect())
 }
 
 /// Holds a dialect's one-pass reader to its full decoder: every body of `common` (each also

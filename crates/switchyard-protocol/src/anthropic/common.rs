@@ -21,7 +21,7 @@ use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, Text, decline, raw_texts, utf8};
+use crate::one_pass::{List, decline, raw_texts, read_parts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
 /// bytes are read as raw strings (see `one_pass`).
@@ -246,13 +246,9 @@ impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
             fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks<RAW>, E> {
                 Ok(Blocks::text(v))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blocks<RAW>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(block) = seq.next_element::<TextBlock<RAW>>()? {
-                    out.push(block.0);
-                }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blocks<RAW>, A::Error> {
                 Ok(Blocks {
-                    parts: out,
+                    parts: read_parts::<RAW, A>(seq)?,
                     from_string: false,
                 })
             }
@@ -263,45 +259,5 @@ impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
         } else {
             deserializer.deserialize_any(BlocksVisitor::<RAW>)
         }
-    }
-}
-
-/// `{"type": "text", "text": …, "cache_control": …}`.
-struct TextBlock<const RAW: bool>(ContentPart);
-
-impl<'de, const RAW: bool> Deserialize<'de> for TextBlock<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BlockVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for BlockVisitor<RAW> {
-            type Value = TextBlock<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a text block")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextBlock<RAW>, A::Error> {
-                let mut is_text = None;
-                let mut text: Option<String> = None;
-                let mut cache_control: Option<Option<Value>> = None;
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match &*key.0 {
-                        "type" if is_text.is_none() => {
-                            is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
-                        }
-                        "text" if text.is_none() => text = Some(map.next_value::<Text<RAW>>()?.0),
-                        "cache_control" if cache_control.is_none() => {
-                            cache_control = Some(map.next_value()?);
-                        }
-                        _ => return Err(decline()),
-                    }
-                }
-                match (is_text, text) {
-                    (Some(true), Some(text)) => Ok(TextBlock(ContentPart::Text {
-                        text,
-                        cache_control: cache_control.flatten(),
-                    })),
-                    _ => Err(decline()),
-                }
-            }
-        }
-        deserializer.deserialize_map(BlockVisitor::<RAW>)
     }
 }

@@ -5,8 +5,9 @@
 //! Only what most clients send is read here: messages of a system, developer, user or assistant
 //! role with text content (a string or text parts) and a name, and the plain request fields.
 //! Anything else (tools, tool choice, response format, tool messages or calls, images,
-//! reasoning, a part's unknown field, a value out of range or of the wrong type, malformed JSON)
-//! answers `None`, and the request goes through the full decoder, which reads every form and
+//! reasoning, a part's unknown field or one given twice, a value out of range or of the wrong
+//! type, malformed JSON) answers `None`, and the request goes through the full decoder, which
+//! reads every form and
 //! names the path of every error. For what it accepts, this gives exactly the full decoder's
 //! request; a test holds the two to that.
 
@@ -20,7 +21,7 @@ use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, Text, decline, raw_texts, utf8};
+use crate::one_pass::{List, decline, raw_texts, read_parts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
 /// control bytes are read as raw strings (see `one_pass`).
@@ -209,12 +210,8 @@ impl<'de, const RAW: bool> Deserialize<'de> for Content<RAW> {
             fn visit_string<E: de::Error>(self, v: String) -> Result<Content<RAW>, E> {
                 Ok(Content(vec![ContentPart::text(v)]))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content<RAW>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
-                while let Some(part) = seq.next_element::<TextPart<RAW>>()? {
-                    out.push(part.0);
-                }
-                Ok(Content(out))
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content<RAW>, A::Error> {
+                read_parts::<RAW, A>(seq).map(Content)
             }
         }
         if RAW {
@@ -222,44 +219,5 @@ impl<'de, const RAW: bool> Deserialize<'de> for Content<RAW> {
         } else {
             deserializer.deserialize_any(ContentVisitor::<RAW>)
         }
-    }
-}
-
-/// `{"type": "text", "text": …, "cache_control": …}`.
-struct TextPart<const RAW: bool>(ContentPart);
-
-impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PartVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for PartVisitor<RAW> {
-            type Value = TextPart<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a text part")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart<RAW>, A::Error> {
-                let mut is_text = false;
-                let mut text: Option<String> = None;
-                let mut cache_control: Option<Value> = None;
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match &*key.0 {
-                        "type" => is_text = map.next_value::<Key<'de>>()?.0 == "text",
-                        "text" => text = Some(map.next_value::<Text<RAW>>()?.0),
-                        "cache_control" => {
-                            cache_control =
-                                Some(map.next_value::<Value>()?).filter(|v| !v.is_null());
-                        }
-                        _ => return Err(decline()),
-                    }
-                }
-                match (is_text, text) {
-                    (true, Some(text)) => Ok(TextPart(ContentPart::Text {
-                        text,
-                        cache_control,
-                    })),
-                    _ => Err(decline()),
-                }
-            }
-        }
-        deserializer.deserialize_map(PartVisitor::<RAW>)
     }
 }
