@@ -7,9 +7,8 @@
 //! Anything else (tools, tool choice, response format, tool messages or calls, images,
 //! reasoning, a part's unknown field or one given twice, a value out of range or of the wrong
 //! type, malformed JSON) answers `None`, and the request goes through the full decoder, which
-//! reads every form and
-//! names the path of every error. For what it accepts, this gives exactly the full decoder's
-//! request; a test holds the two to that.
+//! reads every form and names the path of every error. For what it accepts, this gives exactly
+//! the full decoder's request; a test holds the two to that.
 
 use std::fmt;
 
