@@ -2,9 +2,9 @@
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), masking a record's prompt, and
-//! storing a batch of request records in the embedded SQLite store (both off the request path,
-//! but on the same CPUs). Run with
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), masking a record's prompt, the
+//! record writer's own work on a batch, and storing a batch of request records in the embedded
+//! SQLite store (the last three off the request path, but on the same CPUs). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
@@ -186,7 +186,8 @@ fn mask_record_prompt(bencher: Bencher, kind: &str) {
 /// A record as a virtual key's chat request leaves it (key and team set; no customer, org,
 /// error, experiment or session), its content already masked.
 fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
-    serde_json::from_value(serde_json::json!({
+    // Through text: a record's route decision is JSON text, read from text only.
+    serde_json::from_str(&serde_json::json!({
         "id": "", "started_at_ms": 1_764_000_000_000_i64, "duration_ms": 1.25,
         "ingress": "openai", "endpoint": "chat", "requested_model": "gpt-4o-mini",
         "alias": "gpt-4o-mini", "deployment": "gpt-4o-mini#0", "provider": "sim-openai",
@@ -203,7 +204,8 @@ fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
         "prompt": [{"role": "user", "content": "Say hello to <EMAIL> in one short sentence, please."}],
         "response": "Hello! This is a simulated reply from the provider simulator.",
         "response_model": "gpt-4o-mini", "finish_reason": "stop"
-    }))
+    })
+    .to_string())
     .ok()
 }
 
@@ -242,4 +244,59 @@ fn record_store_insert(bencher: Bencher, batch: usize) {
                 .collect::<Vec<_>>()
         })
         .bench_local_refs(|records| rt.block_on(store.insert(records)).is_ok());
+}
+
+/// A record as the request path hands it to the writer: the route decision still a struct,
+/// prompt and response not yet masked.
+fn pending_record() -> Option<switchyard::telemetry::record::RequestRecord> {
+    use switchyard::routing::{RouteDecision, ScoredCandidate};
+    let mut r = sample_record()?;
+    r.decision = None;
+    r.pending_decision = Some(Box::new(RouteDecision {
+        requested: "gpt-4o-mini".into(),
+        alias: "gpt-4o-mini".into(),
+        rule: None,
+        strategy: "weighted",
+        candidates: vec![ScoredCandidate {
+            alias: "gpt-4o-mini".into(),
+            deployment: "gpt-4o-mini#0".into(),
+            score: Some(1.0),
+            cooling: false,
+        }],
+        skipped: Vec::new(),
+        fallbacks: Vec::new(),
+    }));
+    r.prompt = Some(serde_json::json!([
+        {"role": "user", "content": "Say hello to ada@example.com in one short sentence, please."}
+    ]));
+    r.mask_pending = true;
+    Some(r)
+}
+
+/// The writer's own work on a batch, the store's insert aside: finishing each record (route
+/// decision written out, content masked), counting it in the metrics, and the record's JSON
+/// text as the store keeps it.
+#[divan::bench(args = [25])]
+fn record_writer_prepare(bencher: Bencher, batch: usize) {
+    use switchyard::telemetry::RecordObserver;
+    let Some(template) = pending_record() else {
+        return;
+    };
+    let known = switchyard::metrics::Known {
+        aliases: ["gpt-4o-mini".to_owned()].into(),
+        deployments: ["gpt-4o-mini#0".to_owned()].into(),
+    };
+    let metrics = switchyard::metrics::Metrics::new(known);
+    bencher
+        .with_inputs(|| vec![template.clone(); batch])
+        .bench_local_refs(|records| {
+            for r in records.iter_mut() {
+                switchyard::telemetry::prepare_record(r);
+            }
+            metrics.observe(records);
+            records
+                .iter()
+                .map(|r| serde_json::to_string(r).map_or(0, |s| s.len()))
+                .sum::<usize>()
+        });
 }

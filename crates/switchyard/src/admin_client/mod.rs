@@ -309,10 +309,14 @@ pub fn tail_row(r: &RequestRecord) -> Vec<String> {
 fn records_of(page: &Value) -> anyhow::Result<Vec<RequestRecord>> {
     let data = page
         .get("data")
-        .cloned()
         .ok_or_else(|| anyhow!("the gateway's answer has no 'data'"))?;
-    serde_json::from_value(data)
-        .context("the gateway's request records are not in the expected shape")
+    from_text(data).context("the gateway's request records are not in the expected shape")
+}
+
+/// Reads records from their JSON through its text: a record keeps its route decision as JSON
+/// text, which serde_json reads from text only.
+fn from_text<T: serde::de::DeserializeOwned>(value: &Value) -> serde_json::Result<T> {
+    serde_json::from_str(&value.to_string())
 }
 
 /// A time bound as the admin API reads it: Unix milliseconds, or `N{s,m,h,d,w}` ago.
@@ -430,8 +434,8 @@ async fn show(id: &str, json: bool, conn: &Connection) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let r: RequestRecord = serde_json::from_value(value)
-        .context("the gateway's request record is not in the expected shape")?;
+    let r: RequestRecord =
+        from_text(&value).context("the gateway's request record is not in the expected shape")?;
     print!("{}", describe(&r));
     Ok(())
 }
@@ -509,14 +513,13 @@ pub fn describe(r: &RequestRecord) -> String {
             .collect();
         line("tags", tags.join(", "));
     }
-    if let Some(d) = &r.decision {
-        let mut route = format!("strategy {}", d["strategy"].as_str().unwrap_or("-"));
-        if let Some(rule) = d["rule"].as_str() {
+    if let Some(d) = r.decision.as_ref().map(|d| d.summary()) {
+        let mut route = format!("strategy {}", d.strategy.as_deref().unwrap_or("-"));
+        if let Some(rule) = &d.rule {
             route.push_str(&format!(", rule {rule}"));
         }
-        if let Some(f) = d["fallbacks"].as_array().filter(|f| !f.is_empty()) {
-            let names: Vec<&str> = f.iter().filter_map(Value::as_str).collect();
-            route.push_str(&format!(", fallbacks {}", names.join(", ")));
+        if !d.fallbacks.is_empty() {
+            route.push_str(&format!(", fallbacks {}", d.fallbacks.join(", ")));
         }
         line("route", route);
     }

@@ -104,9 +104,40 @@ CREATE INDEX requests_session ON requests (session_id) WHERE session_id IS NOT N
 "#,
 ];
 
+/// Applies the migrations not applied yet, each in a transaction of its own.
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        .execute(pool)
+        .await?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(pool)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Page cache of the record writer's connection, in KiB (SQLite's default is 2,000).
+const RECORDS_CACHE_KIB: u64 = 512;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The record writer's own connection (see `open`).
+    records: SqlitePool,
 }
 
 impl SqliteStore {
@@ -119,42 +150,28 @@ impl SqliteStore {
             .pragma("soft_heap_limit", SQLITE_HEAP_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        // Records are written on a connection of their own, kept for the process's life. In WAL
+        // mode a connection's page cache holds only while no other connection has written since
+        // its last transaction, and the pool hands its connections out in turn: each batch
+        // found the cache of its connection made stale by the batch before, on another one,
+        // and read its index pages again. Appending records touches the right edge of each
+        // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
+        let records = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB)))
+            .await?;
+        Ok(Self { pool, records })
     }
 
     /// The connection pool, for modules that keep their own tables here (experiments,
     /// evaluation).
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-            .execute(&self.pool)
-            .await?;
-        for (i, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i as i64 + 1;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
@@ -496,7 +513,7 @@ const STATEMENT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
 
 impl RecordStore for SqliteStore {
     async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.records.begin().await?;
         let mut rest = records;
         while let Some(&rows) = STATEMENT_ROWS.iter().find(|&&rows| rows <= rest.len()) {
             let (chunk, tail) = rest.split_at(rows);
@@ -629,11 +646,12 @@ mod tests {
     async fn sqlite_memory_is_bounded_on_every_connection() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        // Hold every connection of the pool at once, so each is asked.
+        // Hold every connection of the pool at once, so each is asked, and the record writer's.
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(store.pool().acquire().await.unwrap());
         }
+        held.push(store.records.acquire().await.unwrap());
         for conn in &mut held {
             let limit: i64 = sqlx::query_scalar("PRAGMA soft_heap_limit")
                 .fetch_one(&mut **conn)
@@ -641,6 +659,12 @@ mod tests {
                 .unwrap();
             assert_eq!(limit as u64, SQLITE_HEAP_LIMIT);
         }
+        let writer = held.last_mut().unwrap();
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut **writer)
+            .await
+            .unwrap();
+        assert_eq!(cache, -(RECORDS_CACHE_KIB as i64));
     }
 
     #[tokio::test]

@@ -340,7 +340,7 @@ impl Drop for Tracker {
 /// masking. So neither the decision's JSON nor the regular expressions cost a request any time.
 pub fn prepare_record(r: &mut RequestRecord) {
     if let Some(decision) = r.pending_decision.take() {
-        r.decision = serde_json::to_value(&*decision).ok();
+        r.decision = record::DecisionJson::of(&*decision);
     }
     if !std::mem::take(&mut r.mask_pending) {
         return;

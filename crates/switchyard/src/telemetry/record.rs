@@ -2,7 +2,10 @@
 //! handed to the recorder when the request is over (success, upstream error, refusal or
 //! client disconnect). Persisted as JSON; the store indexes the fields queries filter on.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// How a request ended.
@@ -121,8 +124,8 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub tags: Map<String, Value>,
     /// The route decision: candidates, rule, strategy, scores, skipped deployments.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionJson>,
     /// The decision itself until the record writer writes it out as `decision`.
     #[serde(skip)]
     pub pending_decision: Option<Box<crate::routing::RouteDecision>>,
@@ -171,4 +174,122 @@ pub struct RequestRecord {
     /// The `x-switchyard-session-id` header (feedback may target a session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+}
+
+/// A route decision as JSON text. The record writer writes it straight from the decision (no
+/// tree of values in between), and the store and the admin API carry the text as it is; what
+/// reads its fields parses a [`DecisionSummary`] from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DecisionJson(Box<RawValue>);
+
+impl PartialEq for DecisionJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl DecisionJson {
+    /// The decision (or any value of the same shape) as JSON text.
+    pub fn of<T: Serialize + ?Sized>(decision: &T) -> Option<Self> {
+        serde_json::value::to_raw_value(decision).ok().map(Self)
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The fields records show of a decision; empty for text of another shape.
+    pub fn summary(&self) -> DecisionSummary<'_> {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+/// What spans and the command line show of a route decision, borrowed from its text.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DecisionSummary<'a> {
+    #[serde(borrow)]
+    pub strategy: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub rule: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub candidates: Vec<DeploymentNamed<'a>>,
+    #[serde(borrow)]
+    pub skipped: Vec<DeploymentNamed<'a>>,
+    #[serde(borrow)]
+    pub fallbacks: Vec<Cow<'a, str>>,
+}
+
+/// A candidate or skipped deployment of a [`DecisionSummary`]; `reason` only for skipped ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeploymentNamed<'a> {
+    #[serde(borrow)]
+    pub deployment: Cow<'a, str>,
+    #[serde(borrow)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{RouteDecision, ScoredCandidate, SkippedDeployment};
+
+    fn decision() -> RouteDecision {
+        let candidate = |deployment: &str| ScoredCandidate {
+            alias: "smart".into(),
+            deployment: deployment.into(),
+            score: Some(0.5),
+            cooling: false,
+        };
+        RouteDecision {
+            requested: "smart".into(),
+            alias: "smart".into(),
+            rule: Some("code \"tasks\"".into()),
+            strategy: "lowest_latency",
+            candidates: vec![candidate("p/a"), candidate("p/b")],
+            skipped: vec![SkippedDeployment {
+                alias: "smart".into(),
+                deployment: "p/c".into(),
+                reason: "no tools".into(),
+            }],
+            fallbacks: vec!["backup".into()],
+        }
+    }
+
+    /// What spans and the command line read from a decision's text is what was decided, names
+    /// with escapes included.
+    #[test]
+    fn a_decision_reads_back_from_its_text() {
+        let json = DecisionJson::of(&decision()).unwrap();
+        let d = json.summary();
+        assert_eq!(d.strategy.as_deref(), Some("lowest_latency"));
+        assert_eq!(d.rule.as_deref(), Some("code \"tasks\""));
+        let candidates: Vec<&str> = d.candidates.iter().map(|c| &*c.deployment).collect();
+        assert_eq!(candidates, ["p/a", "p/b"]);
+        assert_eq!(d.skipped[0].deployment, "p/c");
+        assert_eq!(d.skipped[0].reason.as_deref(), Some("no tools"));
+        assert_eq!(d.fallbacks, ["backup"]);
+        // The text is the decision's JSON, carried as it is inside a record's.
+        let value: Value = serde_json::from_str(json.text()).unwrap();
+        assert_eq!(value, serde_json::to_value(decision()).unwrap());
+    }
+
+    /// A record with a decision goes to text and back unchanged (store, spill file, admin API).
+    #[test]
+    fn a_record_keeps_its_decision_through_text() {
+        let mut record: RequestRecord = serde_json::from_str(
+            r#"{"id": "r1", "started_at_ms": 1, "duration_ms": 2.0, "ingress": "openai",
+                "endpoint": "chat", "requested_model": "smart", "stream": false, "status": 200,
+                "outcome": "success", "caller": {}, "attempts": []}"#,
+        )
+        .unwrap();
+        record.decision = DecisionJson::of(&decision());
+        let text = serde_json::to_string(&record).unwrap();
+        let back: RequestRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, record);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["decision"]["skipped"][0]["reason"], "no tools");
+    }
 }

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::routing::RoutingTable;
 use crate::telemetry::genai as attr;
+use crate::telemetry::record::DecisionJson;
 use crate::telemetry::{Outcome, RequestRecord};
 
 /// Longest text of one message part in captured content; the rest is cut.
@@ -402,34 +403,24 @@ fn status(error_type: Option<String>, message: Option<&str>) -> Option<Status> {
 
 /// The route decision as a few attributes: strategy, rule, the plan's order, what was skipped
 /// and the fallbacks.
-fn route_summary(decision: &Value, a: &mut Attrs) {
-    a.opt_str(attr::ROUTE_STRATEGY, decision["strategy"].as_str());
-    a.opt_str(attr::ROUTE_RULE, decision["rule"].as_str());
-    let list = |key: &str, f: &dyn Fn(&Value) -> Option<String>| -> Vec<String> {
-        decision[key]
-            .as_array()
-            .map(|items| items.iter().filter_map(f).collect())
-            .unwrap_or_default()
-    };
-    let candidates = list("candidates", &|c| {
-        c["deployment"].as_str().map(str::to_owned)
-    });
-    if !candidates.is_empty() {
-        a.strs(attr::ROUTE_CANDIDATES, candidates);
+fn route_summary(decision: &DecisionJson, a: &mut Attrs) {
+    let d = decision.summary();
+    a.opt_str(attr::ROUTE_STRATEGY, d.strategy.as_deref());
+    a.opt_str(attr::ROUTE_RULE, d.rule.as_deref());
+    if !d.candidates.is_empty() {
+        let candidates = d.candidates.iter().map(|c| c.deployment.to_string());
+        a.strs(attr::ROUTE_CANDIDATES, candidates.collect());
     }
-    let skipped = list("skipped", &|s| {
-        Some(format!(
-            "{}: {}",
-            s["deployment"].as_str()?,
-            s["reason"].as_str().unwrap_or("")
-        ))
-    });
-    if !skipped.is_empty() {
-        a.strs(attr::ROUTE_SKIPPED, skipped);
+    if !d.skipped.is_empty() {
+        let skipped = d
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.deployment, s.reason.as_deref().unwrap_or("")));
+        a.strs(attr::ROUTE_SKIPPED, skipped.collect());
     }
-    let fallbacks = list("fallbacks", &|f| f.as_str().map(str::to_owned));
-    if !fallbacks.is_empty() {
-        a.strs(attr::ROUTE_FALLBACKS, fallbacks);
+    if !d.fallbacks.is_empty() {
+        let fallbacks = d.fallbacks.iter().map(|f| f.to_string());
+        a.strs(attr::ROUTE_FALLBACKS, fallbacks.collect());
     }
 }
 

@@ -60,7 +60,7 @@ fn record() -> RequestRecord {
         },
         customer: Some("cust-9".into()),
         tags: serde_json::Map::new(),
-        decision: Some(json!({
+        decision: crate::telemetry::record::DecisionJson::of(&json!({
             "requested": "smart", "alias": "smart", "strategy": "weighted", "rule": "cheap-first",
             "candidates": [
                 {"alias": "smart", "deployment": "p-backup/claude-x", "cooling": false},
