@@ -266,9 +266,10 @@ fn pending_record() -> Option<switchyard::telemetry::record::RequestRecord> {
         skipped: Vec::new(),
         fallbacks: Vec::new(),
     }));
-    r.prompt = Some(serde_json::json!([
-        {"role": "user", "content": "Say hello to ada@example.com in one short sentence, please."}
-    ]));
+    r.prompt = Some(vec![switchyard::telemetry::PromptMessage {
+        role: "user".into(),
+        content: "Say hello to ada@example.com in one short sentence, please.".into(),
+    }]);
     r.mask_pending = true;
     Some(r)
 }

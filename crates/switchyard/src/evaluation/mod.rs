@@ -371,16 +371,18 @@ pub async fn dataset_from_requests(
     let mut skipped = 0u64;
     for r in records {
         let messages = match &r.prompt {
-            Some(Value::Array(m)) if r.endpoint == "chat" && !m.is_empty() => m.clone(),
+            Some(m)
+                if r.endpoint == "chat" && !m.is_empty() && m.iter().all(|m| m.role != "tool") =>
+            {
+                m.iter()
+                    .map(|m| json!({"role": m.role, "content": m.content}))
+                    .collect()
+            }
             _ => {
                 skipped += 1;
                 continue;
             }
         };
-        if messages.iter().any(|m| m["role"] == "tool") {
-            skipped += 1;
-            continue;
-        }
         let mut metadata = Map::new();
         metadata.insert("request_id".into(), Value::String(r.id.clone()));
         if let Some(a) = &r.alias {

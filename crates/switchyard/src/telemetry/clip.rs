@@ -22,15 +22,16 @@ pub fn marker(cut_bytes: usize) -> String {
 }
 
 /// Total length of `parts` taken together.
-fn total_len(parts: &[&str]) -> usize {
-    parts.iter().map(|p| p.len()).sum()
+fn total_len<S: AsRef<str>>(parts: &[S]) -> usize {
+    parts.iter().map(|p| p.as_ref().len()).sum()
 }
 
 /// Appends the bytes `from..to` of the concatenation of `parts` to `out`, rounded inwards to
 /// character boundaries, without the [`CUT`] character.
-fn push_range(parts: &[&str], from: usize, to: usize, out: &mut String) {
+fn push_range<S: AsRef<str>>(parts: &[S], from: usize, to: usize, out: &mut String) {
     let mut offset = 0;
     for part in parts {
+        let part = part.as_ref();
         let (start, end) = (offset, offset + part.len());
         offset = end;
         if end <= from || start >= to {
@@ -56,7 +57,7 @@ fn push_range(parts: &[&str], from: usize, to: usize, out: &mut String) {
 /// The text of `parts` taken together, within `cap` bytes. Over the cap: the first and last
 /// `cap / 2` bytes around [`marker`]; or, when `masked_later`, each side [`MARGIN`] bytes longer
 /// around a pending cut that [`finish_masked`] settles after masking.
-pub fn clip(parts: &[&str], cap: usize, masked_later: bool) -> String {
+pub fn clip<S: AsRef<str>>(parts: &[S], cap: usize, masked_later: bool) -> String {
     let total = total_len(parts);
     let margin = if masked_later { MARGIN } else { 0 };
     if total <= cap + 2 * margin {

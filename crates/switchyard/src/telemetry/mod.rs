@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use std::borrow::Cow;
 
-use serde_json::{Value, json};
 use switchyard_protocol::canonical::{ChatRequest, ContentPart, Role, Usage};
 
 use crate::config::ContentMode;
@@ -24,7 +23,7 @@ use crate::pricing::Price;
 use crate::routing::RouteDecision;
 use crate::upstream::AttemptLog;
 
-pub use record::{AttemptRecord, Caller, Outcome, RequestRecord, TokenCounts};
+pub use record::{AttemptRecord, Caller, Outcome, PromptMessage, RequestRecord, TokenCounts};
 pub use recorder::{RecordObserver, Recorder, RecorderStats};
 pub use trace_context::TraceContext;
 
@@ -155,7 +154,7 @@ impl Tracker {
         self.prompt_chars = request.prompt_chars();
         let content = self.content;
         let max = self.content_max_bytes;
-        let prompt = (content != ContentMode::Off).then(|| prompt_json(request, content, max));
+        let prompt = (content != ContentMode::Off).then(|| prompt_messages(request, content, max));
         if let Some(r) = self.rec() {
             r.requested_model = request.model.clone();
             r.stream = request.stream;
@@ -345,12 +344,8 @@ pub fn prepare_record(r: &mut RequestRecord) {
     if !std::mem::take(&mut r.mask_pending) {
         return;
     }
-    if let Some(Value::Array(messages)) = &mut r.prompt {
-        for m in messages {
-            if let Some(Value::String(text)) = m.get_mut("content") {
-                *text = clip::finish_masked(text, mask::mask);
-            }
-        }
+    for m in r.prompt.iter_mut().flatten() {
+        m.content = clip::finish_masked(&m.content, mask::mask);
     }
     if let Some(text) = &mut r.response {
         *text = clip::finish_masked(text, mask::mask);
@@ -383,7 +378,11 @@ fn message_parts(content: &[ContentPart]) -> Vec<Cow<'_, str>> {
 /// Prompt messages as records keep them: within `max_bytes` for all messages together (shared
 /// by [`clip::share`]), raw here and masked later by the writer when pending. Only the kept
 /// bytes are copied.
-fn prompt_json(request: &ChatRequest, content: ContentMode, max_bytes: usize) -> Value {
+fn prompt_messages(
+    request: &ChatRequest,
+    content: ContentMode,
+    max_bytes: usize,
+) -> Vec<PromptMessage> {
     let parts: Vec<Vec<Cow<'_, str>>> = request
         .messages
         .iter()
@@ -395,14 +394,13 @@ fn prompt_json(request: &ChatRequest, content: ContentMode, max_bytes: usize) ->
         .collect();
     let caps = clip::share(&lengths, max_bytes);
     let masked_later = content == ContentMode::Masked;
-    let messages: Vec<Value> = request
+    request
         .messages
         .iter()
         .zip(parts.iter().zip(caps))
-        .map(|(m, (parts, cap))| {
-            let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
-            json!({"role": role_name(m.role), "content": clip::clip(&parts, cap, masked_later)})
+        .map(|(m, (parts, cap))| PromptMessage {
+            role: Cow::Borrowed(role_name(m.role)),
+            content: clip::clip(parts, cap, masked_later),
         })
-        .collect();
-    Value::Array(messages)
+        .collect()
 }

@@ -26,14 +26,12 @@ pub enum Outcome {
 impl RequestRecord {
     /// Bytes of prompt and response text the record carries.
     pub fn content_bytes(&self) -> usize {
-        let prompt = match &self.prompt {
-            Some(Value::Array(messages)) => messages
-                .iter()
-                .filter_map(|m| m.get("content").and_then(Value::as_str))
-                .map(str::len)
-                .sum(),
-            _ => 0,
-        };
+        let prompt = self
+            .prompt
+            .iter()
+            .flatten()
+            .map(|m| m.content.len())
+            .sum::<usize>();
         prompt + self.response.as_ref().map_or(0, String::len)
     }
 }
@@ -136,8 +134,8 @@ pub struct RequestRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_nanos: Option<i64>,
     /// Prompt and response as stored under the content setting (`masked` by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Vec<PromptMessage>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
     /// Prompt and response still need masking: done by the record writer, off the hot path,
@@ -174,6 +172,14 @@ pub struct RequestRecord {
     /// The `x-switchyard-session-id` header (feedback may target a session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+}
+
+/// One prompt message as a record keeps it: the role, and the text of its parts together (an
+/// image or a tool call as a short note), capped and masked as the content setting says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptMessage {
+    pub role: Cow<'static, str>,
+    pub content: String,
 }
 
 /// A route decision as JSON text. The record writer writes it straight from the decision (no
@@ -276,9 +282,10 @@ mod tests {
         assert_eq!(value, serde_json::to_value(decision()).unwrap());
     }
 
-    /// A record with a decision goes to text and back unchanged (store, spill file, admin API).
+    /// A record with a decision and a prompt goes to text and back unchanged (store, spill file,
+    /// admin API), the prompt as `[{"role", "content"}]`.
     #[test]
-    fn a_record_keeps_its_decision_through_text() {
+    fn a_record_keeps_its_decision_and_prompt_through_text() {
         let mut record: RequestRecord = serde_json::from_str(
             r#"{"id": "r1", "started_at_ms": 1, "duration_ms": 2.0, "ingress": "openai",
                 "endpoint": "chat", "requested_model": "smart", "stream": false, "status": 200,
@@ -286,10 +293,18 @@ mod tests {
         )
         .unwrap();
         record.decision = DecisionJson::of(&decision());
+        record.prompt = Some(vec![PromptMessage {
+            role: "user".into(),
+            content: "hi <EMAIL>".into(),
+        }]);
         let text = serde_json::to_string(&record).unwrap();
         let back: RequestRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back, record);
         let value: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["decision"]["skipped"][0]["reason"], "no tools");
+        assert_eq!(
+            value["prompt"],
+            serde_json::json!([{"role": "user", "content": "hi <EMAIL>"}])
+        );
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::routing::RoutingTable;
 use crate::telemetry::genai as attr;
-use crate::telemetry::record::DecisionJson;
+use crate::telemetry::record::{DecisionJson, PromptMessage};
 use crate::telemetry::{Outcome, RequestRecord};
 
 /// Longest text of one message part in captured content; the rest is cut.
@@ -436,18 +436,15 @@ fn cut(text: &str) -> String {
 }
 
 /// The record's prompt (`[{role, content}]`) in the conventions' input-message schema.
-fn input_messages(prompt: &Value) -> String {
-    let Some(messages) = prompt.as_array() else {
-        return prompt.to_string();
-    };
+fn input_messages(messages: &[PromptMessage]) -> String {
     let skip = messages.len().saturating_sub(MAX_MESSAGES);
     let out: Vec<Value> = messages
         .iter()
         .skip(skip)
         .map(|m| {
             json!({
-                "role": m["role"].as_str().unwrap_or("user"),
-                "parts": [{"type": "text", "content": cut(m["content"].as_str().unwrap_or(""))}],
+                "role": m.role,
+                "parts": [{"type": "text", "content": cut(&m.content)}],
             })
         })
         .collect();

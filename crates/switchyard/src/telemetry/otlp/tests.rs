@@ -7,7 +7,7 @@ use serde_json::json;
 use super::spans::{Catalog, Ids, record_spans};
 use super::*;
 use crate::telemetry::trace_context::TraceContext;
-use crate::telemetry::{AttemptRecord, Caller, Outcome, TokenCounts};
+use crate::telemetry::{AttemptRecord, Caller, Outcome, PromptMessage, TokenCounts};
 
 /// Ids counting up from 1, so spans are predictable.
 struct Counted(u64);
@@ -97,10 +97,16 @@ fn record() -> RequestRecord {
             estimated: false,
         }),
         cost_nanos: Some(1_500_000),
-        prompt: Some(json!([
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "hi <EMAIL>"}
-        ])),
+        prompt: Some(vec![
+            PromptMessage {
+                role: "system".into(),
+                content: "be brief".into(),
+            },
+            PromptMessage {
+                role: "user".into(),
+                content: "hi <EMAIL>".into(),
+            },
+        ]),
         response: Some("hello".into()),
         mask_pending: false,
         pending_decision: None,
