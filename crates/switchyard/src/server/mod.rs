@@ -309,7 +309,7 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     response
 }
 
-fn tracker(app: &App, ctx: &RequestContext, endpoint: &str) -> Tracker {
+fn tracker(app: &App, ctx: &RequestContext, endpoint: &'static str) -> Tracker {
     Tracker::new(
         app.recorder.clone(),
         &ctx.id,

@@ -159,12 +159,12 @@ impl SqliteStore {
         // found the cache of its connection made stale by the batch before, on another one,
         // and read its index pages again. Appending records touches the right edge of each
         // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
+        // Opened with the first batch, so a gateway without records does not hold it.
         let records = SqlitePoolOptions::new()
             .max_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB)))
-            .await?;
+            .connect_lazy_with(options.pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB)));
         Ok(Self { pool, records })
     }
 

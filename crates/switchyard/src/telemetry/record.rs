@@ -98,9 +98,9 @@ pub struct RequestRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<f64>,
     /// `openai` or `anthropic`.
-    pub ingress: String,
+    pub ingress: Cow<'static, str>,
     /// `chat` or `embeddings`.
-    pub endpoint: String,
+    pub endpoint: Cow<'static, str>,
     pub requested_model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,

@@ -270,7 +270,7 @@ pub fn record_spans(
     a.opt_str(attr::ERROR_TYPE, error_type.as_deref());
 
     a.str(attr::REQUEST_ID, &record.id);
-    a.str(attr::INGRESS, &record.ingress);
+    a.str(attr::INGRESS, &*record.ingress);
     a.opt_str(attr::MODEL_ALIAS, Some(record.requested_model.as_str()));
     a.int(attr::STATUS_CODE, u64::from(record.status));
     a.str(attr::OUTCOME, record.outcome.as_str());
