@@ -289,10 +289,13 @@ fn record_writer_prepare(bencher: Bencher, batch: usize) {
     };
     let metrics = switchyard::metrics::Metrics::new(known);
     bencher
-        .with_inputs(|| vec![template.clone(); batch])
+        .with_inputs(|| std::sync::Arc::new(vec![template.clone(); batch]))
         .bench_local_refs(|records| {
-            for r in records.iter_mut() {
-                switchyard::telemetry::prepare_record(r);
+            // Not yet shared: the writer prepares its batch before showing it to anyone.
+            if let Some(batch) = std::sync::Arc::get_mut(records) {
+                for r in batch.iter_mut() {
+                    switchyard::telemetry::prepare_record(r);
+                }
             }
             metrics.observe(records);
             records

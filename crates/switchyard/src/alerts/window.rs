@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::config::AlertScope;
 use crate::metrics::Known;
-use crate::telemetry::{AttemptRecord, Outcome, RecordObserver, RequestRecord};
+use crate::telemetry::{AttemptRecord, Outcome, RecordBatch, RecordObserver, RequestRecord};
 
 /// Growth factor between latency bucket bounds.
 const FACTOR: f64 = 1.15;
@@ -238,7 +238,7 @@ impl Windows {
 }
 
 impl RecordObserver for Windows {
-    fn observe(&self, records: &[RequestRecord]) {
+    fn observe(&self, records: &RecordBatch) {
         self.observe_at(records, crate::routing::now_ms());
     }
 }

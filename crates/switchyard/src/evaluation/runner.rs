@@ -23,7 +23,7 @@ use super::scorer::{Score, Scorer};
 use super::store::{ItemResult, Run, Target};
 use crate::app::App;
 use crate::config::Secret;
-use crate::telemetry::{RecordObserver, RequestRecord};
+use crate::telemetry::{RecordBatch, RecordObserver};
 
 /// How long the runner waits for a request's record (tokens, cost) after the answer.
 const RECORD_WAIT: Duration = Duration::from_secs(10);
@@ -59,8 +59,8 @@ impl RecordWaiters {
 }
 
 impl RecordObserver for RecordWaiters {
-    fn observe(&self, records: &[RequestRecord]) {
-        for r in records {
+    fn observe(&self, records: &RecordBatch) {
+        for r in records.iter() {
             let Some(Value::String(call)) = r.tags.get("eval_call") else {
                 continue;
             };

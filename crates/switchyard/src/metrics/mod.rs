@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::routing::{RoutingTable, now_ms};
-use crate::telemetry::{RecordObserver, Recorder, RequestRecord};
+use crate::telemetry::{RecordBatch, RecordObserver, Recorder, RequestRecord};
 
 #[cfg(test)]
 mod tests;
@@ -284,8 +284,8 @@ impl Metrics {
 }
 
 impl RecordObserver for Metrics {
-    fn observe(&self, records: &[RequestRecord]) {
-        for r in records {
+    fn observe(&self, records: &RecordBatch) {
+        for r in records.iter() {
             self.count(r);
         }
     }

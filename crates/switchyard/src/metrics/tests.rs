@@ -97,7 +97,7 @@ fn records_become_labelled_counters_and_histograms() {
     });
     let mut unknown = record(Some("gpt-\"evil\"\n"), None, 404, Outcome::ClientError);
     unknown.error_code = Some("model_not_found".into());
-    m.observe(&[ok, streamed, unknown]);
+    m.observe(&std::sync::Arc::new(vec![ok, streamed, unknown]));
 
     let text = m.render(Snapshot::default());
     let l = lines(&text);

@@ -24,7 +24,7 @@ use crate::routing::RouteDecision;
 use crate::upstream::AttemptLog;
 
 pub use record::{AttemptRecord, Caller, Outcome, PromptMessage, RequestRecord, TokenCounts};
-pub use recorder::{RecordObserver, Recorder, RecorderStats};
+pub use recorder::{RecordBatch, RecordObserver, Recorder, RecorderStats};
 pub use trace_context::TraceContext;
 
 /// Status recorded for a client that went away before the answer ended (nginx's convention).

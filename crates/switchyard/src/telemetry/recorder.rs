@@ -50,9 +50,13 @@ pub struct RecorderStats {
     pub queued_bytes: AtomicU64,
 }
 
+/// A batch of finished records, shared by the store's writer and the observers that keep
+/// records beyond the call (exporters queue the batch instead of copying its records).
+pub type RecordBatch = Arc<Vec<RequestRecord>>;
+
 /// Sees every batch of records before it is stored (metrics, exporters).
 pub trait RecordObserver: Send + Sync {
-    fn observe(&self, records: &[RequestRecord]);
+    fn observe(&self, records: &RecordBatch);
 }
 
 pub struct Recorder {
@@ -224,7 +228,6 @@ impl Writer {
     async fn run(mut self) {
         // Records left over from a previous run go in first.
         self.replay().await;
-        let mut batch = Vec::with_capacity(BATCH);
         loop {
             let spilled = self.spill.holds_records;
             let next = if spilled {
@@ -239,11 +242,14 @@ impl Writer {
                 self.rx.recv().await
             };
             let Some(first) = next else { break };
-            batch.push(first);
             // Sleep out the window instead of waiting on the queue: a waiting receiver is woken
             // by every record (a wake-up across threads per request), a sleeping one is not.
             tokio::time::sleep(BATCH_WINDOW).await;
+            let mut first = Some(first);
             loop {
+                // Each batch is a new vector: observers may keep it (see `RecordBatch`).
+                let mut batch = Vec::with_capacity((self.rx.len() + 1).min(BATCH));
+                batch.extend(first.take());
                 while batch.len() < BATCH {
                     match self.rx.try_recv() {
                         Ok(r) => batch.push(r),
@@ -251,7 +257,7 @@ impl Writer {
                     }
                 }
                 let full = batch.len() == BATCH;
-                self.flush(&mut batch).await;
+                self.flush(batch).await;
                 if !full {
                     break;
                 }
@@ -261,21 +267,20 @@ impl Writer {
         self.replay().await;
     }
 
-    /// Prepares (see `prepare_record`), shows to the observers and stores one batch, then empties
-    /// it.
-    async fn flush(&mut self, batch: &mut Vec<RequestRecord>) {
+    /// Prepares (see `prepare_record`), shows to the observers and stores one batch.
+    async fn flush(&mut self, mut batch: Vec<RequestRecord>) {
         for r in batch.iter_mut() {
             super::prepare_record(r);
         }
+        let batch = Arc::new(batch);
         for o in &self.observers {
-            o.observe(batch);
+            o.observe(&batch);
         }
-        self.write(batch).await;
+        self.write(&batch).await;
         let bytes: usize = batch.iter().map(|r| r.queued_bytes).sum();
         self.stats
             .queued_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
-        batch.clear();
     }
 
     async fn write(&mut self, batch: &[RequestRecord]) {

@@ -1,8 +1,8 @@
 //! OpenTelemetry trace export of request records over OTLP/HTTP (protobuf). The recorder's
-//! writer hands every batch of records to [`OtlpObserver`], which only copies them into one
-//! bounded queue per configured exporter; a task per exporter turns them into spans
-//! ([`spans`]) and posts `ExportTraceServiceRequest`s with our own async HTTP client. Nothing
-//! here runs on the request path.
+//! writer hands every batch of records to [`OtlpObserver`], which only queues the shared batch
+//! (no record is copied) for each configured exporter, bounded by records; a task per exporter
+//! writes their spans straight into the protobuf body ([`spans`]) and posts it with our own
+//! async HTTP client. Nothing here runs on the request path.
 //!
 //! Failure policy: a full queue drops the new records; a failed or timed-out export drops its
 //! batch. Either is counted in [`OtlpStats`] and logged at most once a minute per exporter
@@ -10,16 +10,14 @@
 //! that is down costs one short request per batch and never holds up the recorder. The
 //! records themselves are in the store either way.
 
+mod protobuf;
 pub mod spans;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -27,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, OtlpFile, Secret, traces_url};
 use crate::routing::RoutingTable;
-use crate::telemetry::{RecordObserver, RequestRecord};
+use crate::telemetry::{RecordBatch, RecordObserver, RequestRecord};
 use spans::{Catalog, RandomIds};
 
 /// How long shutdown waits for the exporters to send what is still queued.
@@ -76,8 +74,17 @@ impl Throttle {
     }
 }
 
+/// The first `take` records of a batch, waiting for one exporter.
+struct Queued {
+    batch: RecordBatch,
+    take: usize,
+}
+
 struct Queue {
-    tx: mpsc::Sender<RequestRecord>,
+    tx: mpsc::Sender<Queued>,
+    /// Records waiting (received by the exporter is no longer waiting), at most `capacity`.
+    waiting: Arc<AtomicUsize>,
+    capacity: usize,
     url: String,
     stats: Arc<OtlpStats>,
     full_log: Mutex<Throttle>,
@@ -89,14 +96,23 @@ pub struct OtlpObserver {
 }
 
 impl RecordObserver for OtlpObserver {
-    fn observe(&self, records: &[RequestRecord]) {
+    fn observe(&self, records: &RecordBatch) {
         for q in &self.queues {
-            let mut dropped = 0u64;
-            for r in records {
-                if q.tx.try_send(r.clone()).is_err() {
-                    dropped += 1;
+            // Only the recorder's writer adds, so the room seen here cannot shrink meanwhile.
+            let room = q.capacity.saturating_sub(q.waiting.load(Ordering::Acquire));
+            let mut take = records.len().min(room);
+            if take > 0 {
+                q.waiting.fetch_add(take, Ordering::AcqRel);
+                let queued = Queued {
+                    batch: records.clone(),
+                    take,
+                };
+                if q.tx.try_send(queued).is_err() {
+                    q.waiting.fetch_sub(take, Ordering::AcqRel);
+                    take = 0;
                 }
             }
+            let dropped = (records.len() - take) as u64;
             if dropped > 0 {
                 q.stats
                     .dropped_records
@@ -129,17 +145,21 @@ pub fn start(config: &Config, table: &RoutingTable) -> Result<Option<Exporters>,
     let mut tasks = Vec::new();
     let mut stats = Vec::new();
     for file in &config.telemetry.otlp {
-        let (tx, rx) = mpsc::channel(file.queue_capacity);
+        // Every queued batch holds at least one record: the count bounds the channel first.
+        let (tx, rx) = mpsc::channel(file.queue_capacity.max(1));
+        let waiting = Arc::new(AtomicUsize::new(0));
         let exporter = Exporter::new(file, catalog.clone())?;
         let s = exporter.stats.clone();
         queues.push(Queue {
             tx,
+            waiting: waiting.clone(),
+            capacity: file.queue_capacity,
             url: exporter.url.clone(),
             stats: s.clone(),
             full_log: Mutex::new(Throttle::new()),
         });
         stats.push(s);
-        tasks.push(tokio::spawn(exporter.run(rx, file.max_batch)));
+        tasks.push(tokio::spawn(exporter.run(rx, waiting, file.max_batch)));
     }
     Ok(Some(Exporters {
         observer: Arc::new(OtlpObserver { queues }),
@@ -189,11 +209,14 @@ struct Exporter {
     headers: Vec<(String, Secret)>,
     timeout: Duration,
     capture_content: bool,
-    resource: Resource,
+    /// The encoded `Resource`, the same in every request.
+    resource: Vec<u8>,
     catalog: Arc<Catalog>,
     client: reqwest::Client,
     stats: Arc<OtlpStats>,
     fail_log: Throttle,
+    /// Size of the last body, to size the next one's buffer at once.
+    body_hint: usize,
 }
 
 impl Exporter {
@@ -215,32 +238,58 @@ impl Exporter {
             client,
             stats: Arc::new(OtlpStats::default()),
             fail_log: Throttle::new(),
+            body_hint: 0,
         })
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<RequestRecord>, max_batch: usize) {
-        let mut batch = Vec::with_capacity(max_batch);
-        while rx.recv_many(&mut batch, max_batch).await > 0 {
-            self.export(&batch).await;
-            batch.clear();
+    /// Sends what is queued, at most `max_batch` records per request, until the queue closes.
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Queued>,
+        waiting: Arc<AtomicUsize>,
+        max_batch: usize,
+    ) {
+        let max_batch = max_batch.max(1);
+        let mut parts = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut count = first.take;
+            parts.push(first);
+            while count < max_batch {
+                match rx.try_recv() {
+                    Ok(part) => {
+                        count += part.take;
+                        parts.push(part);
+                    }
+                    Err(_) => break,
+                }
+            }
+            waiting.fetch_sub(count, Ordering::AcqRel);
+            let records: Vec<&RequestRecord> =
+                parts.iter().flat_map(|p| &p.batch[..p.take]).collect();
+            for chunk in records.chunks(max_batch) {
+                self.export(chunk).await;
+            }
+            drop(records);
+            parts.clear();
         }
     }
 
     /// The protobuf body for a batch of records and how many spans it holds.
-    fn encode(&self, records: &[RequestRecord]) -> (Vec<u8>, u64) {
-        let mut ids = RandomIds;
-        let spans: Vec<_> = records
-            .iter()
-            .flat_map(|r| spans::record_spans(r, &self.catalog, self.capture_content, &mut ids))
-            .collect();
-        let count = spans.len() as u64;
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![spans::resource_spans(self.resource.clone(), spans)],
-        };
-        (request.encode_to_vec(), count)
+    fn encode(&mut self, records: &[&RequestRecord]) -> (Vec<u8>, u64) {
+        let mut body = Vec::with_capacity(self.body_hint);
+        let count = spans::export_request(
+            &mut body,
+            &self.resource,
+            records,
+            &self.catalog,
+            self.capture_content,
+            &mut RandomIds,
+        );
+        self.body_hint = body.len();
+        (body, count)
     }
 
-    async fn export(&mut self, records: &[RequestRecord]) {
+    async fn export(&mut self, records: &[&RequestRecord]) {
         let (body, count) = self.encode(records);
         if count == 0 {
             return;

@@ -1,6 +1,8 @@
-//! From a request record to OTLP spans, with no IO: one `CLIENT` span per request named
-//! `{gen_ai.operation.name} {gen_ai.request.model}` with the GenAI attributes, the cost and the
-//! route decision, and one child span per upstream attempt.
+//! From request records to the protobuf body of an OTLP export request, with no IO: one
+//! `CLIENT` span per request named `{gen_ai.operation.name} {gen_ai.request.model}` with the
+//! GenAI attributes, the cost and the route decision, and one child span per upstream attempt.
+//! Spans are written straight into the body ([`protobuf`](super::protobuf)), their text taken
+//! from the record by reference.
 //!
 //! The record keeps each attempt's duration but not its start, so attempt spans are laid out
 //! from the request's start in the order they ran; a hedged attempt is placed to end with the
@@ -8,17 +10,13 @@
 //! appear slightly early. Usage and cost sit on the request span only, so backends that sum
 //! them per span (Langfuse) count each request once.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode,
-};
-use serde_json::{Value, json};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
+use serde::{Serialize, Serializer};
 
+use super::protobuf::Writer;
 use crate::config::Config;
 use crate::routing::RoutingTable;
 use crate::telemetry::genai as attr;
@@ -123,24 +121,75 @@ impl Ids for RandomIds {
     }
 }
 
-/// Attributes under construction.
-#[derive(Default)]
-struct Attrs(Vec<KeyValue>);
+/// Field numbers of the OTLP messages written here (`opentelemetry/proto/collector/trace/v1`,
+/// `trace/v1`, `common/v1`, `resource/v1`).
+mod field {
+    pub const EXPORT_RESOURCE_SPANS: u32 = 1;
 
-fn any(value: any_value::Value) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(value) })
+    pub const RESOURCE_SPANS_RESOURCE: u32 = 1;
+    pub const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+    pub const RESOURCE_SPANS_SCHEMA_URL: u32 = 3;
+
+    pub const SCOPE_SPANS_SCOPE: u32 = 1;
+    pub const SCOPE_SPANS_SPANS: u32 = 2;
+    pub const SCOPE_SPANS_SCHEMA_URL: u32 = 3;
+
+    pub const SCOPE_NAME: u32 = 1;
+    pub const SCOPE_VERSION: u32 = 2;
+
+    pub const RESOURCE_ATTRIBUTES: u32 = 1;
+
+    pub const SPAN_TRACE_ID: u32 = 1;
+    pub const SPAN_SPAN_ID: u32 = 2;
+    pub const SPAN_PARENT_SPAN_ID: u32 = 4;
+    pub const SPAN_FLAGS: u32 = 16;
+    pub const SPAN_NAME: u32 = 5;
+    pub const SPAN_KIND: u32 = 6;
+    pub const SPAN_START_TIME: u32 = 7;
+    pub const SPAN_END_TIME: u32 = 8;
+    pub const SPAN_ATTRIBUTES: u32 = 9;
+    pub const SPAN_STATUS: u32 = 15;
+
+    pub const STATUS_MESSAGE: u32 = 2;
+    pub const STATUS_CODE: u32 = 3;
+
+    pub const KEY_VALUE_KEY: u32 = 1;
+    pub const KEY_VALUE_VALUE: u32 = 2;
+
+    pub const ANY_STRING: u32 = 1;
+    pub const ANY_BOOL: u32 = 2;
+    pub const ANY_INT: u32 = 3;
+    pub const ANY_DOUBLE: u32 = 4;
+    pub const ANY_ARRAY: u32 = 5;
+
+    pub const ARRAY_VALUES: u32 = 1;
 }
 
-impl Attrs {
-    fn put(&mut self, key: &str, value: any_value::Value) {
-        self.0.push(KeyValue {
-            key: key.to_owned(),
-            value: any(value),
-            ..KeyValue::default()
+/// The attributes of one message, written as `KeyValue`s into its `field`.
+struct Attrs<'w, 'b> {
+    w: &'w mut Writer<'b>,
+    field: u32,
+}
+
+impl Attrs<'_, '_> {
+    /// One attribute; `value` writes the `AnyValue`'s one field.
+    fn put(&mut self, key: &str, value: impl FnOnce(&mut Writer<'_>)) {
+        self.w.nested(self.field, |kv| {
+            kv.string(field::KEY_VALUE_KEY, key);
+            kv.nested(field::KEY_VALUE_VALUE, value);
         });
     }
-    fn str(&mut self, key: &str, value: impl Into<String>) {
-        self.put(key, any_value::Value::StringValue(value.into()));
+    fn str(&mut self, key: &str, value: &str) {
+        self.put(key, |v| v.bytes_always(field::ANY_STRING, value.as_bytes()));
+    }
+    /// A string attribute whose text is `value` written as JSON.
+    fn json(&mut self, key: &str, value: &impl Serialize) {
+        self.put(key, |v| {
+            v.nested(field::ANY_STRING, |s| {
+                // Writing plain strings and sequences into a vector cannot fail.
+                let _ = serde_json::to_writer(s.buffer(), value);
+            });
+        });
     }
     fn opt_str(&mut self, key: &str, value: Option<&str>) {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -148,25 +197,28 @@ impl Attrs {
         }
     }
     fn int(&mut self, key: &str, value: u64) {
-        self.put(
-            key,
-            any_value::Value::IntValue(i64::try_from(value).unwrap_or(i64::MAX)),
-        );
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        self.put(key, |v| v.varint_always(field::ANY_INT, value as u64));
     }
     fn double(&mut self, key: &str, value: f64) {
-        self.put(key, any_value::Value::DoubleValue(value));
+        self.put(key, |v| v.double_always(field::ANY_DOUBLE, value));
     }
     fn bool(&mut self, key: &str, value: bool) {
-        self.put(key, any_value::Value::BoolValue(value));
+        self.put(key, |v| v.bool_always(field::ANY_BOOL, value));
     }
-    fn strs(&mut self, key: &str, values: Vec<String>) {
-        let values = values
-            .into_iter()
-            .map(|v| AnyValue {
-                value: Some(any_value::Value::StringValue(v)),
-            })
-            .collect();
-        self.put(key, any_value::Value::ArrayValue(ArrayValue { values }));
+    /// An array of strings, each the concatenation of its parts.
+    fn strs<'s, const N: usize>(&mut self, key: &str, values: impl Iterator<Item = [&'s str; N]>) {
+        self.put(key, |v| {
+            v.nested(field::ANY_ARRAY, |array| {
+                for parts in values {
+                    array.nested(field::ARRAY_VALUES, |item| {
+                        item.nested(field::ANY_STRING, |s| {
+                            parts.iter().for_each(|p| s.raw(p.as_bytes()));
+                        });
+                    });
+                }
+            });
+        });
     }
 }
 
@@ -185,17 +237,48 @@ fn decode_hex<const N: usize>(hex_id: &str) -> Option<[u8; N]> {
     out.iter().any(|&b| b != 0).then_some(out)
 }
 
-/// The spans of one record: the request span first, then its attempts. Empty when the caller's
-/// `traceparent` said the trace is not sampled.
-pub fn record_spans(
+/// Writes one `ExportTraceServiceRequest` holding the spans of `records` under `resource` (an
+/// encoded `Resource`, see [`resource`]) into `out`; returns how many spans it holds.
+pub fn export_request(
+    out: &mut Vec<u8>,
+    resource: &[u8],
+    records: &[&RequestRecord],
+    catalog: &Catalog,
+    capture_content: bool,
+    ids: &mut dyn Ids,
+) -> u64 {
+    let mut count = 0;
+    let mut w = Writer::new(out);
+    w.nested(field::EXPORT_RESOURCE_SPANS, |rs| {
+        rs.nested(field::RESOURCE_SPANS_RESOURCE, |r| r.raw(resource));
+        rs.nested(field::RESOURCE_SPANS_SCOPE_SPANS, |ss| {
+            ss.nested(field::SCOPE_SPANS_SCOPE, |scope| {
+                scope.string(field::SCOPE_NAME, "switchyard");
+                scope.string(field::SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
+            });
+            for r in records {
+                count += record_spans(ss, r, catalog, capture_content, ids);
+            }
+            ss.string(field::SCOPE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
+        });
+        rs.string(field::RESOURCE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
+    });
+    count
+}
+
+/// Writes the spans of one record, the request span first, then its attempts, as `spans`
+/// fields of a `ScopeSpans`; returns how many. None when the caller's `traceparent` said the
+/// trace is not sampled.
+fn record_spans(
+    w: &mut Writer<'_>,
     record: &RequestRecord,
     catalog: &Catalog,
     capture_content: bool,
     ids: &mut dyn Ids,
-) -> Vec<Span> {
+) -> u64 {
     let trace = record.trace.as_ref();
     if trace.is_some_and(|t| !t.sampled) {
-        return Vec::new();
+        return 0;
     }
     let trace_id = trace
         .and_then(|t| decode_hex::<16>(&t.trace_id))
@@ -216,112 +299,122 @@ pub fn record_spans(
         .as_deref()
         .and_then(|d| catalog.deployments.get(d))
         .map_or(record.requested_model.as_str(), String::as_str);
-    let name = if model.is_empty() {
-        op.to_owned()
-    } else {
-        format!("{op} {model}")
-    };
     let provider = record
         .provider
         .as_deref()
         .and_then(|p| catalog.providers.get(p));
-
-    let mut a = Attrs::default();
-    a.str(attr::OPERATION_NAME, op);
-    if let Some(p) = provider {
-        a.str(attr::PROVIDER_NAME, &p.gen_ai_name);
-        a.str(attr::SYSTEM, &p.gen_ai_name);
-        a.opt_str(attr::SERVER_ADDRESS, p.address.as_deref());
-        if let Some(port) = p.port {
-            a.int(attr::SERVER_PORT, u64::from(port));
-        }
-    }
-    a.opt_str(attr::REQUEST_MODEL, Some(model));
-    a.opt_str(attr::RESPONSE_MODEL, record.response_model.as_deref());
-    if op == attr::OP_CHAT {
-        a.bool(attr::REQUEST_STREAM, record.stream);
-    }
-    if let Some(reason) = &record.finish_reason {
-        a.strs(attr::RESPONSE_FINISH_REASONS, vec![reason.clone()]);
-    }
-    if let Some(ttft) = record.ttft_ms {
-        a.double(attr::RESPONSE_TIME_TO_FIRST_CHUNK, ttft / 1000.0);
-    }
-    if let Some(t) = record.tokens {
-        a.int(attr::USAGE_INPUT_TOKENS, t.input);
-        a.int(attr::USAGE_OUTPUT_TOKENS, t.output);
-        if t.cache_read > 0 {
-            a.int(attr::USAGE_CACHE_READ_INPUT_TOKENS, t.cache_read);
-        }
-        if t.cache_write > 0 {
-            a.int(attr::USAGE_CACHE_CREATION_INPUT_TOKENS, t.cache_write);
-        }
-        if t.reasoning > 0 {
-            a.int(attr::USAGE_REASONING_OUTPUT_TOKENS, t.reasoning);
-        }
-        if t.estimated {
-            a.bool(attr::TOKENS_ESTIMATED, true);
-        }
-    }
-    if let Some(nanos) = record.cost_nanos {
-        a.double(attr::USAGE_COST, nanos as f64 / 1e9);
-    }
     let error_type = request_error_type(record);
-    a.opt_str(attr::ERROR_TYPE, error_type.as_deref());
-
-    a.str(attr::REQUEST_ID, &record.id);
-    a.str(attr::INGRESS, &*record.ingress);
-    a.opt_str(attr::MODEL_ALIAS, Some(record.requested_model.as_str()));
-    a.int(attr::STATUS_CODE, u64::from(record.status));
-    a.str(attr::OUTCOME, record.outcome.as_str());
-    a.opt_str(attr::PROVIDER, record.provider.as_deref());
-    a.opt_str(attr::DEPLOYMENT, record.deployment.as_deref());
-    a.int(attr::ATTEMPTS, record.attempts.len() as u64);
-    a.opt_str(attr::ROUTE_ALIAS, record.alias.as_deref());
-    if let Some(decision) = &record.decision {
-        route_summary(decision, &mut a);
-    }
-    a.opt_str(attr::VIRTUAL_KEY_ID, record.caller.key_id.as_deref());
-    a.opt_str(attr::TEAM, record.caller.team.as_deref());
-    a.opt_str(attr::ORG, record.caller.org.as_deref());
-    a.opt_str(attr::CUSTOMER, record.customer.as_deref());
-    a.opt_str(attr::CONFIG_NAME, record.config_name.as_deref());
-    if let Some(v) = record.config_version {
-        a.int(attr::CONFIG_VERSION, u64::from(v));
-    }
-    a.opt_str(attr::EXPERIMENT_ID, record.experiment_id.as_deref());
-    a.opt_str(attr::EXPERIMENT_VARIANT, record.variant.as_deref());
-    if capture_content {
-        if let Some(prompt) = &record.prompt {
-            a.str(attr::INPUT_MESSAGES, input_messages(prompt));
-        }
-        if let Some(text) = &record.response {
-            a.str(attr::OUTPUT_MESSAGES, output_messages(text, record));
-        }
-    }
-
     let start = u64::try_from(record.started_at_ms)
         .unwrap_or(0)
         .saturating_mul(1_000_000);
     let end = start + nanos(record.duration_ms);
     let sampled = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
-    let mut spans = Vec::with_capacity(1 + record.attempts.len());
-    spans.push(Span {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_vec(),
-        parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-        flags: if parent.is_some() {
-            sampled | FLAG_IS_REMOTE
-        } else {
-            sampled
-        },
-        name,
-        kind: SpanKind::Client as i32,
-        start_time_unix_nano: start,
-        end_time_unix_nano: end,
-        attributes: a.0,
-        status: status(error_type, record.error_code.as_deref()),
-        ..Span::default()
+
+    w.nested(field::SCOPE_SPANS_SPANS, |span| {
+        span.bytes(field::SPAN_TRACE_ID, &trace_id);
+        span.bytes(field::SPAN_SPAN_ID, &span_id);
+        if let Some(p) = &parent {
+            span.bytes(field::SPAN_PARENT_SPAN_ID, p);
+        }
+        span.nested(field::SPAN_NAME, |name| {
+            name.raw(op.as_bytes());
+            if !model.is_empty() {
+                name.raw(b" ");
+                name.raw(model.as_bytes());
+            }
+        });
+        span.uint(field::SPAN_KIND, SpanKind::Client as u64);
+        span.fixed64(field::SPAN_START_TIME, start);
+        span.fixed64(field::SPAN_END_TIME, end);
+
+        let mut a = Attrs {
+            w: span,
+            field: field::SPAN_ATTRIBUTES,
+        };
+        a.str(attr::OPERATION_NAME, op);
+        if let Some(p) = provider {
+            a.str(attr::PROVIDER_NAME, &p.gen_ai_name);
+            a.str(attr::SYSTEM, &p.gen_ai_name);
+            a.opt_str(attr::SERVER_ADDRESS, p.address.as_deref());
+            if let Some(port) = p.port {
+                a.int(attr::SERVER_PORT, u64::from(port));
+            }
+        }
+        a.opt_str(attr::REQUEST_MODEL, Some(model));
+        a.opt_str(attr::RESPONSE_MODEL, record.response_model.as_deref());
+        if op == attr::OP_CHAT {
+            a.bool(attr::REQUEST_STREAM, record.stream);
+        }
+        if let Some(reason) = &record.finish_reason {
+            a.strs(
+                attr::RESPONSE_FINISH_REASONS,
+                std::iter::once([reason.as_str()]),
+            );
+        }
+        if let Some(ttft) = record.ttft_ms {
+            a.double(attr::RESPONSE_TIME_TO_FIRST_CHUNK, ttft / 1000.0);
+        }
+        if let Some(t) = record.tokens {
+            a.int(attr::USAGE_INPUT_TOKENS, t.input);
+            a.int(attr::USAGE_OUTPUT_TOKENS, t.output);
+            if t.cache_read > 0 {
+                a.int(attr::USAGE_CACHE_READ_INPUT_TOKENS, t.cache_read);
+            }
+            if t.cache_write > 0 {
+                a.int(attr::USAGE_CACHE_CREATION_INPUT_TOKENS, t.cache_write);
+            }
+            if t.reasoning > 0 {
+                a.int(attr::USAGE_REASONING_OUTPUT_TOKENS, t.reasoning);
+            }
+            if t.estimated {
+                a.bool(attr::TOKENS_ESTIMATED, true);
+            }
+        }
+        if let Some(nanos) = record.cost_nanos {
+            a.double(attr::USAGE_COST, nanos as f64 / 1e9);
+        }
+        a.opt_str(attr::ERROR_TYPE, error_type.as_deref());
+
+        a.str(attr::REQUEST_ID, &record.id);
+        a.str(attr::INGRESS, &record.ingress);
+        a.opt_str(attr::MODEL_ALIAS, Some(record.requested_model.as_str()));
+        a.int(attr::STATUS_CODE, u64::from(record.status));
+        a.str(attr::OUTCOME, record.outcome.as_str());
+        a.opt_str(attr::PROVIDER, record.provider.as_deref());
+        a.opt_str(attr::DEPLOYMENT, record.deployment.as_deref());
+        a.int(attr::ATTEMPTS, record.attempts.len() as u64);
+        a.opt_str(attr::ROUTE_ALIAS, record.alias.as_deref());
+        if let Some(decision) = &record.decision {
+            route_summary(decision, &mut a);
+        }
+        a.opt_str(attr::VIRTUAL_KEY_ID, record.caller.key_id.as_deref());
+        a.opt_str(attr::TEAM, record.caller.team.as_deref());
+        a.opt_str(attr::ORG, record.caller.org.as_deref());
+        a.opt_str(attr::CUSTOMER, record.customer.as_deref());
+        a.opt_str(attr::CONFIG_NAME, record.config_name.as_deref());
+        if let Some(v) = record.config_version {
+            a.int(attr::CONFIG_VERSION, u64::from(v));
+        }
+        a.opt_str(attr::EXPERIMENT_ID, record.experiment_id.as_deref());
+        a.opt_str(attr::EXPERIMENT_VARIANT, record.variant.as_deref());
+        if capture_content {
+            if let Some(prompt) = &record.prompt {
+                a.json(attr::INPUT_MESSAGES, &InputMessages(prompt));
+            }
+            if let Some(text) = &record.response {
+                a.json(attr::OUTPUT_MESSAGES, &[output_message(text, record)]);
+            }
+        }
+        status(span, error_type.as_deref(), record.error_code.as_deref());
+        // Field 16, so last.
+        span.fixed32(
+            field::SPAN_FLAGS,
+            if parent.is_some() {
+                sampled | FLAG_IS_REMOTE
+            } else {
+                sampled
+            },
+        );
     });
 
     // Lay the attempts out in the order they ran (see the module comment).
@@ -337,121 +430,163 @@ pub fn record_spans(
         };
         cursor = cursor.max(begin + length);
         previous = Some((begin, length));
-
-        let mut a = Attrs::default();
-        a.int(attr::ATTEMPT_INDEX, i as u64);
-        a.str(attr::DEPLOYMENT, &at.deployment);
-        a.str(attr::PROVIDER, &at.provider);
-        a.str(attr::ROUTE_ALIAS, &at.alias);
-        if let Some(m) = catalog.deployments.get(&at.deployment) {
-            a.str(attr::ATTEMPT_MODEL, m);
-        }
-        if let Some(p) = catalog.providers.get(&at.provider) {
-            a.opt_str(attr::SERVER_ADDRESS, p.address.as_deref());
-            if let Some(port) = p.port {
-                a.int(attr::SERVER_PORT, u64::from(port));
-            }
-        }
-        if let Some(s) = at.status {
-            a.int(attr::HTTP_RESPONSE_STATUS_CODE, u64::from(s));
-        }
-        a.bool(attr::ATTEMPT_RETRY, at.retry);
-        a.bool(attr::ATTEMPT_HEDGED, at.hedged);
-        a.bool(attr::ATTEMPT_CANCELLED, at.cancelled);
-        a.bool(attr::ATTEMPT_FELL_BACK, at.fell_back);
+        let attempt_id = ids.span_id();
         // A hedge that lost the race was cancelled on purpose: not an error.
-        let error = at.error_class.clone().filter(|_| !at.cancelled);
-        a.opt_str(attr::ERROR_TYPE, error.as_deref());
-        spans.push(Span {
-            trace_id: trace_id.to_vec(),
-            span_id: ids.span_id().to_vec(),
-            parent_span_id: span_id.to_vec(),
-            flags: sampled,
-            name: format!("attempt {}", at.deployment),
-            kind: SpanKind::Client as i32,
-            start_time_unix_nano: begin,
-            end_time_unix_nano: begin + length,
-            attributes: a.0,
-            status: status(error, None),
-            ..Span::default()
+        let error = at.error_class.as_deref().filter(|_| !at.cancelled);
+
+        w.nested(field::SCOPE_SPANS_SPANS, |span| {
+            span.bytes(field::SPAN_TRACE_ID, &trace_id);
+            span.bytes(field::SPAN_SPAN_ID, &attempt_id);
+            span.bytes(field::SPAN_PARENT_SPAN_ID, &span_id);
+            span.nested(field::SPAN_NAME, |name| {
+                name.raw(b"attempt ");
+                name.raw(at.deployment.as_bytes());
+            });
+            span.uint(field::SPAN_KIND, SpanKind::Client as u64);
+            span.fixed64(field::SPAN_START_TIME, begin);
+            span.fixed64(field::SPAN_END_TIME, begin + length);
+
+            let mut a = Attrs {
+                w: span,
+                field: field::SPAN_ATTRIBUTES,
+            };
+            a.int(attr::ATTEMPT_INDEX, i as u64);
+            a.str(attr::DEPLOYMENT, &at.deployment);
+            a.str(attr::PROVIDER, &at.provider);
+            a.str(attr::ROUTE_ALIAS, &at.alias);
+            if let Some(m) = catalog.deployments.get(&at.deployment) {
+                a.str(attr::ATTEMPT_MODEL, m);
+            }
+            if let Some(p) = catalog.providers.get(&at.provider) {
+                a.opt_str(attr::SERVER_ADDRESS, p.address.as_deref());
+                if let Some(port) = p.port {
+                    a.int(attr::SERVER_PORT, u64::from(port));
+                }
+            }
+            if let Some(s) = at.status {
+                a.int(attr::HTTP_RESPONSE_STATUS_CODE, u64::from(s));
+            }
+            a.bool(attr::ATTEMPT_RETRY, at.retry);
+            a.bool(attr::ATTEMPT_HEDGED, at.hedged);
+            a.bool(attr::ATTEMPT_CANCELLED, at.cancelled);
+            a.bool(attr::ATTEMPT_FELL_BACK, at.fell_back);
+            a.opt_str(attr::ERROR_TYPE, error);
+            status(span, error, None);
+            span.fixed32(field::SPAN_FLAGS, sampled);
         });
     }
-    spans
+    1 + record.attempts.len() as u64
 }
 
 /// `error.type` of a failed request: the gateway's stable error code (documented and
 /// low-cardinality), `cancelled` when the client went away.
-fn request_error_type(record: &RequestRecord) -> Option<String> {
+fn request_error_type(record: &RequestRecord) -> Option<Cow<'_, str>> {
     match record.outcome {
         Outcome::Success => None,
-        Outcome::Cancelled => Some("cancelled".to_owned()),
+        Outcome::Cancelled => Some(Cow::Borrowed("cancelled")),
         _ => Some(
             record
                 .error_code
-                .clone()
-                .unwrap_or_else(|| record.status.to_string()),
+                .as_deref()
+                .map_or_else(|| Cow::Owned(record.status.to_string()), Cow::Borrowed),
         ),
     }
 }
 
-fn status(error_type: Option<String>, message: Option<&str>) -> Option<Status> {
-    error_type.map(|e| Status {
-        message: message.unwrap_or(&e).to_owned(),
-        code: StatusCode::Error as i32,
-    })
+/// A span's status: an error, with `message` or else the error type, or nothing (unset).
+fn status(span: &mut Writer<'_>, error_type: Option<&str>, message: Option<&str>) {
+    if let Some(e) = error_type {
+        span.nested(field::SPAN_STATUS, |status| {
+            status.string(field::STATUS_MESSAGE, message.unwrap_or(e));
+            status.uint(field::STATUS_CODE, StatusCode::Error as u64);
+        });
+    }
 }
 
 /// The route decision as a few attributes: strategy, rule, the plan's order, what was skipped
 /// and the fallbacks.
-fn route_summary(decision: &DecisionJson, a: &mut Attrs) {
+fn route_summary(decision: &DecisionJson, a: &mut Attrs<'_, '_>) {
     let d = decision.summary();
     a.opt_str(attr::ROUTE_STRATEGY, d.strategy.as_deref());
     a.opt_str(attr::ROUTE_RULE, d.rule.as_deref());
     if !d.candidates.is_empty() {
-        let candidates = d.candidates.iter().map(|c| c.deployment.to_string());
-        a.strs(attr::ROUTE_CANDIDATES, candidates.collect());
+        let candidates = d.candidates.iter().map(|c| [c.deployment.as_ref()]);
+        a.strs(attr::ROUTE_CANDIDATES, candidates);
     }
     if !d.skipped.is_empty() {
-        let skipped = d
-            .skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.deployment, s.reason.as_deref().unwrap_or("")));
-        a.strs(attr::ROUTE_SKIPPED, skipped.collect());
+        let skipped = d.skipped.iter().map(|s| {
+            [
+                s.deployment.as_ref(),
+                ": ",
+                s.reason.as_deref().unwrap_or(""),
+            ]
+        });
+        a.strs(attr::ROUTE_SKIPPED, skipped);
     }
     if !d.fallbacks.is_empty() {
-        let fallbacks = d.fallbacks.iter().map(|f| f.to_string());
-        a.strs(attr::ROUTE_FALLBACKS, fallbacks.collect());
+        let fallbacks = d.fallbacks.iter().map(|f| [f.as_ref()]);
+        a.strs(attr::ROUTE_FALLBACKS, fallbacks);
     }
 }
 
-fn cut(text: &str) -> String {
+/// A message part's text, cut after [`MAX_PART_BYTES`].
+fn cut(text: &str) -> Cow<'_, str> {
     if text.len() <= MAX_PART_BYTES {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let mut end = MAX_PART_BYTES;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…[truncated]", &text[..end])
+    Cow::Owned(format!("{}…[truncated]", &text[..end]))
 }
 
-/// The record's prompt (`[{role, content}]`) in the conventions' input-message schema.
-fn input_messages(messages: &[PromptMessage]) -> String {
-    let skip = messages.len().saturating_sub(MAX_MESSAGES);
-    let out: Vec<Value> = messages
-        .iter()
-        .skip(skip)
-        .map(|m| {
-            json!({
-                "role": m.role,
-                "parts": [{"type": "text", "content": cut(&m.content)}],
-            })
-        })
-        .collect();
-    Value::Array(out).to_string()
+/// One message in the conventions' input/output message schema, with one text part.
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'a str,
+    parts: [TextPart<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
 }
 
-fn output_messages(text: &str, record: &RequestRecord) -> String {
+#[derive(Serialize)]
+struct TextPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    content: Cow<'a, str>,
+}
+
+fn text_message<'a>(
+    role: &'a str,
+    text: &'a str,
+    finish_reason: Option<&'a str>,
+) -> ChatMessage<'a> {
+    ChatMessage {
+        role,
+        parts: [TextPart {
+            kind: "text",
+            content: cut(text),
+        }],
+        finish_reason,
+    }
+}
+
+/// The record's prompt in the input-message schema (the latest [`MAX_MESSAGES`]).
+struct InputMessages<'a>(&'a [PromptMessage]);
+
+impl Serialize for InputMessages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let skip = self.0.len().saturating_sub(MAX_MESSAGES);
+        serializer.collect_seq(
+            self.0[skip..]
+                .iter()
+                .map(|m| text_message(&m.role, &m.content, None)),
+        )
+    }
+}
+
+fn output_message<'a>(text: &'a str, record: &'a RequestRecord) -> ChatMessage<'a> {
     let finish = record
         .finish_reason
         .as_deref()
@@ -459,46 +594,24 @@ fn output_messages(text: &str, record: &RequestRecord) -> String {
             Outcome::Success => "stop",
             _ => "error",
         });
-    json!([{
-        "role": "assistant",
-        "parts": [{"type": "text", "content": cut(text)}],
-        "finish_reason": finish,
-    }])
-    .to_string()
+    text_message("assistant", text, Some(finish))
 }
 
-/// What describes the exporting process: `service.name`, version and configured attributes.
-pub fn resource(
-    service_name: &str,
-    extra: &std::collections::BTreeMap<String, String>,
-) -> Resource {
-    let mut a = Attrs::default();
+/// The encoded `Resource` describing the exporting process: `service.name`, version and
+/// configured attributes. Written once per exporter.
+pub fn resource(service_name: &str, extra: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    let mut a = Attrs {
+        w: &mut w,
+        field: field::RESOURCE_ATTRIBUTES,
+    };
     a.str(attr::SERVICE_NAME, service_name);
     a.str(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION"));
     for (k, v) in extra {
-        a.str(k, v.as_str());
+        a.str(k, v);
     }
-    Resource {
-        attributes: a.0,
-        ..Resource::default()
-    }
-}
-
-/// One `ResourceSpans` holding `spans` under the gateway's instrumentation scope.
-pub fn resource_spans(resource: Resource, spans: Vec<Span>) -> ResourceSpans {
-    ResourceSpans {
-        resource: Some(resource),
-        scope_spans: vec![ScopeSpans {
-            scope: Some(InstrumentationScope {
-                name: "switchyard".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..InstrumentationScope::default()
-            }),
-            spans,
-            schema_url: attr::SCHEMA_URL.into(),
-        }],
-        schema_url: attr::SCHEMA_URL.into(),
-    }
+    out
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value as V};
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use serde_json::json;
 
-use super::spans::{Catalog, Ids, record_spans};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use super::spans::{Catalog, Ids};
 use super::*;
 use crate::telemetry::trace_context::TraceContext;
 use crate::telemetry::{AttemptRecord, Caller, Outcome, PromptMessage, TokenCounts};
@@ -121,6 +123,45 @@ fn record() -> RequestRecord {
         assignment: Some("customer".into()),
         session_id: None,
     }
+}
+
+/// Decodes what the exporter writes, checking on the way that it is written exactly as prost
+/// writes the same message.
+fn decode(body: &[u8]) -> ExportTraceServiceRequest {
+    let decoded = ExportTraceServiceRequest::decode(body).unwrap();
+    assert_eq!(
+        decoded.encode_to_vec(),
+        body,
+        "not written as prost writes it"
+    );
+    decoded
+}
+
+/// The spans of one record, as a receiver reads them.
+fn record_spans(
+    record: &RequestRecord,
+    catalog: &Catalog,
+    capture_content: bool,
+    ids: &mut dyn Ids,
+) -> Vec<Span> {
+    let mut body = Vec::new();
+    let resource = spans::resource("gw", &BTreeMap::new());
+    let count = spans::export_request(
+        &mut body,
+        &resource,
+        &[record],
+        catalog,
+        capture_content,
+        ids,
+    );
+    let spans: Vec<Span> = decode(&body)
+        .resource_spans
+        .into_iter()
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect();
+    assert_eq!(count, spans.len() as u64);
+    spans
 }
 
 fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a V> {
@@ -375,23 +416,51 @@ fn content_is_captured_in_the_message_schema_when_asked() {
 }
 
 #[test]
-fn the_export_request_round_trips_through_protobuf() {
-    let spans = record_spans(&record(), &catalog(), false, &mut Counted(0));
+fn the_export_request_holds_resource_scope_and_every_record() {
     let mut extra = BTreeMap::new();
     extra.insert("deployment.environment.name".to_owned(), "test".to_owned());
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![spans::resource_spans(
-            spans::resource("gw", &extra),
-            spans.clone(),
-        )],
-    };
-    let decoded = ExportTraceServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+    let resource = spans::resource("gw", &extra);
+    let mut unsampled = record();
+    unsampled.trace = Some(TraceContext {
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        parent_span_id: None,
+        sampled: false,
+    });
+    let mut long = record();
+    long.response = Some("x".repeat(100_000));
+    let records = [&record(), &unsampled, &long];
+    let mut body = Vec::new();
+    let count = spans::export_request(
+        &mut body,
+        &resource,
+        &records,
+        &catalog(),
+        true,
+        &mut Counted(0),
+    );
+    assert_eq!(count, 6);
+    let decoded = decode(&body);
     let rs = &decoded.resource_spans[0];
     assert_eq!(rs.schema_url, "https://opentelemetry.io/schemas/1.42.0");
-    let resource = rs.resource.as_ref().unwrap();
-    assert!(resource.attributes.iter().any(|kv| kv.key == "service.name"
-        && kv.value.as_ref().and_then(|v| v.value.as_ref()) == Some(&V::StringValue("gw".into()))));
-    assert_eq!(rs.scope_spans[0].spans, spans);
+    let attrs = &rs.resource.as_ref().unwrap().attributes;
+    let value = |key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.clone())
+    };
+    assert_eq!(value("service.name"), Some(V::StringValue("gw".into())));
+    assert_eq!(
+        value("deployment.environment.name"),
+        Some(V::StringValue("test".into()))
+    );
+    let scope = &rs.scope_spans[0];
+    assert_eq!(scope.scope.as_ref().unwrap().name, "switchyard");
+    assert_eq!(scope.schema_url, rs.schema_url);
+    let mut one_by_one = record_spans(&record(), &catalog(), true, &mut Counted(0));
+    one_by_one.extend(record_spans(&long, &catalog(), true, &mut Counted(4)));
+    assert_eq!(scope.spans, one_by_one);
 }
 
 fn otlp_file(endpoint: String) -> OtlpFile {
@@ -406,22 +475,30 @@ async fn an_unreachable_endpoint_is_counted_not_retried() {
     drop(listener);
     let file = otlp_file(format!("http://127.0.0.1:{port}"));
     let mut exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
-    exporter.export(&[record(), record()]).await;
-    exporter.export(&[record()]).await;
+    exporter.export(&[&record(), &record()]).await;
+    exporter.export(&[&record()]).await;
     let stats = &exporter.stats;
     assert_eq!(stats.failed_exports.load(Ordering::Relaxed), 2);
     assert_eq!(stats.dropped_spans.load(Ordering::Relaxed), 9);
     assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 0);
 }
 
-#[tokio::test]
-async fn a_receiver_gets_protobuf_and_partial_success_is_counted() {
+/// An OTLP receiver on a free port answering every export with `reply`; yields each request's
+/// `authorization` header and body.
+async fn receiver(
+    reply: ExportTraceServiceResponse,
+) -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    JoinHandle<std::io::Result<()>>,
+) {
     use axum::routing::post;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let (tx, rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
     let app = axum::Router::new().route(
         "/v1/traces",
         post(move |headers: http::HeaderMap, body: bytes::Bytes| {
             let tx = tx.clone();
+            let reply = reply.encode_to_vec();
             async move {
                 let auth = headers
                     .get("authorization")
@@ -429,17 +506,9 @@ async fn a_receiver_gets_protobuf_and_partial_success_is_counted() {
                     .unwrap_or_default()
                     .to_owned();
                 let _ = tx.send((auth, body.to_vec()));
-                let reply = ExportTraceServiceResponse {
-                    partial_success: Some(
-                        opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
-                            rejected_spans: 1,
-                            error_message: "one too many".into(),
-                        },
-                    ),
-                };
                 (
                     [(http::header::CONTENT_TYPE, "application/x-protobuf")],
-                    reply.encode_to_vec(),
+                    reply,
                 )
             }
         }),
@@ -447,15 +516,29 @@ async fn a_receiver_gets_protobuf_and_partial_success_is_counted() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx, server)
+}
+
+#[tokio::test]
+async fn a_receiver_gets_protobuf_and_partial_success_is_counted() {
+    let (addr, mut rx, server) = receiver(ExportTraceServiceResponse {
+        partial_success: Some(
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "one too many".into(),
+            },
+        ),
+    })
+    .await;
 
     let mut file = otlp_file(format!("http://{addr}/"));
     file.headers
         .insert("authorization".into(), Secret::new("Bearer t0ken".into()));
     let mut exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
-    exporter.export(&[record()]).await;
+    exporter.export(&[&record()]).await;
     let (auth, body) = rx.recv().await.unwrap();
     assert_eq!(auth, "Bearer t0ken");
-    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    let request = decode(&body);
     let names: Vec<_> = request.resource_spans[0].scope_spans[0]
         .spans
         .iter()
@@ -482,4 +565,61 @@ fn the_throttle_lets_one_line_through_per_period() {
     assert_eq!(t.allow(), None);
     t.last = Instant::now().checked_sub(LOG_EVERY);
     assert_eq!(t.allow(), Some(2));
+}
+
+#[tokio::test]
+async fn the_queue_shares_batches_bounded_by_records_and_requests_hold_at_most_max_batch() {
+    let (addr, mut rx, server) = receiver(ExportTraceServiceResponse::default()).await;
+    let file = otlp_file(format!("http://{addr}"));
+    let exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    let stats = exporter.stats.clone();
+    let (tx, queue_rx) = mpsc::channel(8);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let observer = OtlpObserver {
+        queues: vec![Queue {
+            tx,
+            waiting: waiting.clone(),
+            capacity: 5,
+            url: exporter.url.clone(),
+            stats: stats.clone(),
+            full_log: Mutex::new(Throttle::new()),
+        }],
+    };
+    // Two batches before the exporter runs: 3 records fit, then 2 of the next 4.
+    let first: RecordBatch = Arc::new(vec![record(), record(), record()]);
+    let mut second = vec![record(), record(), record(), record()];
+    for (i, r) in second.iter_mut().enumerate() {
+        r.id = format!("second-{i}");
+    }
+    let second: RecordBatch = Arc::new(second);
+    observer.observe(&first);
+    observer.observe(&second);
+    assert_eq!(waiting.load(Ordering::Relaxed), 5);
+    assert_eq!(stats.dropped_records.load(Ordering::Relaxed), 2);
+    // Shared, not copied: the queue holds the batches themselves.
+    assert_eq!(Arc::strong_count(&second), 2);
+
+    drop(observer);
+    exporter.run(queue_rx, waiting.clone(), 2).await;
+    assert_eq!(waiting.load(Ordering::Relaxed), 0);
+    assert_eq!(Arc::strong_count(&second), 1);
+    let mut per_request = Vec::new();
+    let mut ids = Vec::new();
+    while let Ok((_, body)) = rx.try_recv() {
+        let spans = &decode(&body).resource_spans[0].scope_spans[0].spans;
+        let requests: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_empty())
+            .collect();
+        per_request.push(requests.len());
+        ids.extend(
+            requests
+                .iter()
+                .map(|span| s(span, "gateway.request.id").to_owned()),
+        );
+    }
+    assert_eq!(per_request, [2, 1, 2]);
+    assert_eq!(ids[3..], ["second-0", "second-1"]);
+    assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 15);
+    server.abort();
 }
