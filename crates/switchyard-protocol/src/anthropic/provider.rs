@@ -23,7 +23,7 @@
 //!   are not sent; `n` above 1 is refused.
 //! * Extras from an Anthropic client are passed through (same-dialect fidelity).
 
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::ingress::{BLOCK_CACHE_CONTROL, OUTPUT_CONFIG, SERVER_TOOLS, THINKING};
@@ -95,8 +95,14 @@ impl ProviderDialect for AnthropicProvider {
         let mut builder = http::Request::builder()
             .method(Method::POST)
             .uri(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("anthropic-version", ANTHROPIC_VERSION);
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .header(
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
         if let Some(key) = target.api_key {
             let mut value = HeaderValue::from_str(key).map_err(|_| {
                 DecodeError::new(
@@ -105,7 +111,7 @@ impl ProviderDialect for AnthropicProvider {
                 )
             })?;
             value.set_sensitive(true);
-            builder = builder.header("x-api-key", value);
+            builder = builder.header(HeaderName::from_static("x-api-key"), value);
         }
         builder
             .body(body)

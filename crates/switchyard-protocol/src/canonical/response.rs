@@ -58,7 +58,7 @@ pub enum FinishReason {
 
 impl FinishReason {
     /// The OpenAI `finish_reason` vocabulary.
-    pub fn as_openai(&self) -> &str {
+    pub fn as_openai(&self) -> &'static str {
         match self {
             FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::Other(_) => "stop",
             FinishReason::Length => "length",

@@ -172,9 +172,12 @@ fn post(
     let mut builder = http::Request::builder()
         .method(http::Method::POST)
         .uri(url)
-        .header(http::header::CONTENT_TYPE, "application/json");
+        .header(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
     if let Some(key) = target.api_key {
-        builder = builder.header("x-goog-api-key", key);
+        builder = builder.header(http::HeaderName::from_static("x-goog-api-key"), key);
     }
     // The message names no value: the URL is configuration and the key is a secret.
     builder.body(body).map_err(|_| {

@@ -57,13 +57,15 @@ enum Endpoint {
     Azure,
 }
 
+/// Made once: a header value given as text is copied on every request.
+const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
+
 fn post(
     url: String,
     auth: Option<(http::HeaderName, String)>,
     body: Vec<u8>,
 ) -> http::Request<Vec<u8>> {
-    let mut builder =
-        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    let mut builder = http::Request::post(url).header(http::header::CONTENT_TYPE, JSON);
     if let Some((name, value)) = auth {
         builder = builder.header(name, value);
     }

@@ -252,7 +252,7 @@ pub async fn chat(
                 None,
                 request.stream,
             );
-            tracker.set_route(decision, &failed.attempts);
+            tracker.set_route(decision, failed.attempts);
             return Err(failed.error);
         }
     };
@@ -264,7 +264,6 @@ pub async fn chat(
             if tracker.content() != ContentMode::Off {
                 tracker.set_response_text(&response.text());
             }
-            tracker.set_response_meta(&response.model, Some(response.finish_reason.as_openai()));
             log_request(
                 ctx,
                 &decision,
@@ -273,9 +272,12 @@ pub async fn chat(
                 response.usage,
                 false,
             );
-            tracker.set_route(decision, &executed.attempts);
+            tracker.set_route(decision, executed.attempts);
+            let body = ingress.encode_chat(&response, &encode_ctx);
+            let finish_reason = response.finish_reason.as_openai();
+            tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {
-                body: ReplyBody::Json(ingress.encode_chat(&response, &encode_ctx)),
+                body: ReplyBody::Json(body),
                 route,
                 headers: reply_headers,
             })
@@ -289,7 +291,7 @@ pub async fn chat(
             let capture = tracker.content() != ContentMode::Off;
             let on_end = Box::new(move |end: StreamEnd| {
                 log_stream_end(&id, &decision, started, &attempts, &end);
-                tracker.set_route(decision, &attempts);
+                tracker.set_route(decision, attempts);
                 if let Some(at) = end.first_chunk_at {
                     tracker.set_ttft(at);
                 }
@@ -432,7 +434,7 @@ pub async fn embeddings(
                 None,
                 false,
             );
-            tracker.set_route(decision, &failed.attempts);
+            tracker.set_route(decision, failed.attempts);
             return Err(failed.error);
         }
     };
@@ -447,11 +449,11 @@ pub async fn embeddings(
             attempts: executed.attempts.len() as u32,
         };
         log_request(ctx, &decision, &executed.attempts, Err(&error), None, false);
-        tracker.set_route(decision, &executed.attempts);
+        tracker.set_route(decision, executed.attempts);
         return Err(error);
     }
     tracker.set_usage(executed.answer.usage, 0, price_of(&executed.deployment));
-    tracker.set_response_meta(&executed.answer.model, None);
+    tracker.set_response_meta(executed.answer.model.clone(), None);
     log_request(
         ctx,
         &decision,
@@ -461,7 +463,7 @@ pub async fn embeddings(
         false,
     );
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
-    tracker.set_route(decision, &executed.attempts);
+    tracker.set_route(decision, executed.attempts);
     Ok(Reply {
         body: ReplyBody::Json(openai::encode_embeddings(
             &executed.answer,

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::json;
 use switchyard_protocol::anthropic::AnthropicIngress;
@@ -263,7 +263,7 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
         HeaderValue::from_static("application/json"),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     for (name, value) in error.rate_limit_headers() {
         if let (Ok(n), Ok(v)) = (
@@ -282,6 +282,11 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
     response
 }
 
+// Header names made once: inserting a name given as text copies it into the map every time.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
 fn reply_response(reply: Reply, request_id: &str) -> Response {
     let (body, content_type) = match reply.body {
         ReplyBody::Json(bytes) => (Body::from(bytes), "application/json"),
@@ -293,17 +298,17 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if streaming {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     }
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     if let Ok(v) = HeaderValue::from_str(&reply.route) {
-        h.insert("x-switchyard-route", v);
+        h.insert(X_SWITCHYARD_ROUTE, v);
     }
     for (name, value) in reply.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+            h.insert(HeaderName::from_static(name), v);
         }
     }
     response

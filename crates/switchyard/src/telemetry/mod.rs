@@ -167,7 +167,8 @@ impl Tracker {
 
     /// The route decision and the attempts it led to. Takes the decision itself: the record
     /// writer turns it into the record's `decision`, off the request path.
-    pub fn set_route(&mut self, decision: RouteDecision, attempts: &[AttemptLog]) {
+    /// The route taken; the attempts' names move into the record (nothing reads them after).
+    pub fn set_route(&mut self, decision: RouteDecision, attempts: Vec<AttemptLog>) {
         let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
         // The alias that answered: the last attempt's (a fallback's), else the one routed to.
@@ -176,25 +177,25 @@ impl Tracker {
                 .last()
                 .map_or_else(|| decision.alias.clone(), |a| a.alias.clone()),
         );
+        if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
+            r.deployment = Some(last.deployment.clone());
+            r.provider = Some(last.provider.clone());
+        }
         r.attempts = attempts
-            .iter()
+            .into_iter()
             .map(|a| AttemptRecord {
-                alias: a.alias.clone(),
-                deployment: a.deployment.clone(),
-                provider: a.provider.clone(),
+                fell_back: a.alias != decision.alias,
+                alias: a.alias,
+                deployment: a.deployment,
+                provider: a.provider,
                 status: a.status,
                 error_class: a.error.map(|c| c.as_str().to_owned()),
                 latency_ms: a.latency.as_secs_f64() * 1000.0,
                 retry: a.retry,
                 hedged: a.hedged,
                 cancelled: a.cancelled,
-                fell_back: a.alias != decision.alias,
             })
             .collect();
-        if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
-            r.deployment = Some(last.deployment.clone());
-            r.provider = Some(last.provider.clone());
-        }
         if keep_decision {
             r.pending_decision = Some(Box::new(decision));
         }
@@ -208,10 +209,10 @@ impl Tracker {
     }
 
     /// What the provider said about its answer: the model that answered and why it stopped.
-    pub fn set_response_meta(&mut self, model: &str, finish_reason: Option<&str>) {
+    pub fn set_response_meta(&mut self, model: String, finish_reason: Option<&'static str>) {
         if let Some(r) = self.rec() {
-            r.response_model = Some(model.to_owned()).filter(|m| !m.is_empty());
-            r.finish_reason = finish_reason.map(str::to_owned);
+            r.response_model = Some(model).filter(|m| !m.is_empty());
+            r.finish_reason = finish_reason.map(Cow::Borrowed);
         }
     }
 

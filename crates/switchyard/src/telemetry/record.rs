@@ -153,7 +153,8 @@ pub struct RequestRecord {
     pub response_model: Option<String>,
     /// Why the model stopped, in OpenAI's vocabulary (not known for streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finish_reason: Option<String>,
+    /// A word of the OpenAI vocabulary, borrowed when the gateway wrote it.
+    pub finish_reason: Option<Cow<'static, str>>,
     /// The configuration version that shaped the request (`x-switchyard-config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_name: Option<String>,

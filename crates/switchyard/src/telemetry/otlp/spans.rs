@@ -348,7 +348,7 @@ fn record_spans(
         if let Some(reason) = &record.finish_reason {
             a.strs(
                 attr::RESPONSE_FINISH_REASONS,
-                std::iter::once([reason.as_str()]),
+                std::iter::once([reason.as_ref()]),
             );
         }
         if let Some(ttft) = record.ttft_ms {
