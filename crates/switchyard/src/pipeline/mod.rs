@@ -453,7 +453,6 @@ pub async fn embeddings(
         return Err(error);
     }
     tracker.set_usage(executed.answer.usage, 0, price_of(&executed.deployment));
-    tracker.set_response_meta(executed.answer.model.clone(), None);
     log_request(
         ctx,
         &decision,
@@ -464,12 +463,10 @@ pub async fn embeddings(
     );
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     tracker.set_route(decision, executed.attempts);
+    let body = openai::encode_embeddings(&executed.answer, &request.model, request.encoding_format);
+    tracker.set_response_meta(executed.answer.model, None);
     Ok(Reply {
-        body: ReplyBody::Json(openai::encode_embeddings(
-            &executed.answer,
-            &request.model,
-            request.encoding_format,
-        )),
+        body: ReplyBody::Json(body),
         route,
         headers: Vec::new(),
     })

@@ -269,7 +269,6 @@ impl Exporter {
             for chunk in records.chunks(max_batch) {
                 self.export(chunk).await;
             }
-            drop(records);
             parts.clear();
         }
     }
