@@ -14,20 +14,6 @@ pub fn release_free_memory() {
     }
 }
 
-/// Frees the pages of this thread's heap whose blocks have all been freed, by other threads
-/// too, and hands their memory back. A block freed by another thread goes back to its page
-/// only when the owning thread next looks at that page, and an allocating thread looks no
-/// further than the first page of a size with room: after a burst, the pages behind it stay
-/// resident, free, for as long as the front page suffices. Cheap (a walk over this thread's
-/// pages); meant for threads that allocate what others free.
-pub fn collect_thread_heap() {
-    // SAFETY: `mi_collect` takes no pointers; mimalloc allows it on any thread at any time.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_collect(false);
-    }
-}
-
 /// mimalloc's number for its purge delay option (`mi_option_purge_delay` in its header, which
 /// the bindings do not name).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

@@ -199,9 +199,7 @@ async fn worker(
     Ok(())
 }
 
-/// A timer that fires every second on the worker's event loop; each tick also has the
-/// worker's heap take back pages other threads freed (`allocator::collect_thread_heap`: the
-/// records a worker builds are freed by the record writer).
+/// A timer that fires every second on the worker's event loop, and does nothing else.
 ///
 /// tokio's timer wakes its event loop through an eventfd (a write, then one more `epoll_wait`)
 /// whenever a timer is armed to fire before the loop's planned wake-up, even from the loop's
@@ -214,7 +212,6 @@ async fn keep_the_next_wake_near() {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        crate::allocator::collect_thread_heap();
     }
 }
 

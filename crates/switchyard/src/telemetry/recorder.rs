@@ -281,8 +281,6 @@ impl Writer {
         self.stats
             .queued_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
-        // The store's thread freed the copies of the bound values this thread made.
-        crate::allocator::collect_thread_heap();
     }
 
     async fn write(&mut self, batch: &[RequestRecord]) {
