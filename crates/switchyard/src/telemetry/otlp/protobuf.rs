@@ -83,6 +83,11 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A `string` field whose text is `parts` joined, always written.
+    pub fn text_always(&mut self, field: u32, parts: &[&str]) {
+        self.nested(field, |s| parts.iter().for_each(|p| s.raw(p.as_bytes())));
+    }
+
     pub fn string(&mut self, field: u32, text: &str) {
         self.bytes(field, text.as_bytes());
     }

@@ -212,9 +212,7 @@ impl Attrs<'_, '_> {
             v.nested(field::ANY_ARRAY, |array| {
                 for parts in values {
                     array.nested(field::ARRAY_VALUES, |item| {
-                        item.nested(field::ANY_STRING, |s| {
-                            parts.iter().for_each(|p| s.raw(p.as_bytes()));
-                        });
+                        item.text_always(field::ANY_STRING, &parts);
                     });
                 }
             });
@@ -316,13 +314,11 @@ fn record_spans(
         if let Some(p) = &parent {
             span.bytes(field::SPAN_PARENT_SPAN_ID, p);
         }
-        span.nested(field::SPAN_NAME, |name| {
-            name.raw(op.as_bytes());
-            if !model.is_empty() {
-                name.raw(b" ");
-                name.raw(model.as_bytes());
-            }
-        });
+        if model.is_empty() {
+            span.string(field::SPAN_NAME, op);
+        } else {
+            span.text_always(field::SPAN_NAME, &[op, " ", model]);
+        }
         span.uint(field::SPAN_KIND, SpanKind::Client as u64);
         span.fixed64(field::SPAN_START_TIME, start);
         span.fixed64(field::SPAN_END_TIME, end);
@@ -438,10 +434,7 @@ fn record_spans(
             span.bytes(field::SPAN_TRACE_ID, &trace_id);
             span.bytes(field::SPAN_SPAN_ID, &attempt_id);
             span.bytes(field::SPAN_PARENT_SPAN_ID, &span_id);
-            span.nested(field::SPAN_NAME, |name| {
-                name.raw(b"attempt ");
-                name.raw(at.deployment.as_bytes());
-            });
+            span.text_always(field::SPAN_NAME, &["attempt ", &at.deployment]);
             span.uint(field::SPAN_KIND, SpanKind::Client as u64);
             span.fixed64(field::SPAN_START_TIME, begin);
             span.fixed64(field::SPAN_END_TIME, begin + length);
