@@ -15,6 +15,17 @@ pub struct ObjectReader {
     path: String,
 }
 
+/// Parses a whole body. A body that is UTF-8 throughout (every well-formed one) is checked once
+/// and then parsed as text, so serde_json does not check each string again: a provider's reply
+/// has some thirty keys and values, and a check per string cost more than the one pass over the
+/// body. Anything else is parsed as bytes, which names the error as before.
+pub fn from_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+}
+
 /// Joins a parent path and a child segment (`messages` + `[2]`, `messages[2]` + `role`).
 pub fn join(parent: &str, child: &str) -> String {
     if parent.is_empty() {
@@ -347,9 +358,16 @@ impl<'o, 'k> ObjectWriter<'o, 'k> {
 /// Writes `s` as a JSON string: `"` and `\` escaped, control characters as serde_json writes
 /// them (`\n`, `\t` … or `\u00XX`), everything else as is.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_str_content(out, s);
+    out.push(b'"');
+}
+
+/// Writes what goes between the quotes of `s` as a JSON string (see [`write_str`]): a string
+/// made of several pieces is written piece by piece between one pair of quotes.
+pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
     let mut unwritten = 0;
     let mut at = 0;
     // Whole blocks with nothing to escape are skipped with one test each; a block with something
@@ -362,7 +380,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     escape_bytes(out, bytes, at, bytes.len(), &mut unwritten);
     out.extend_from_slice(&bytes[unwritten..]);
-    out.push(b'"');
 }
 
 /// Bytes tested at once by [`write_str`]: the test of a fixed-size block has no branch per byte,
@@ -432,6 +449,28 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, value).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_body_parses_as_text_or_bytes_alike() {
+        let bodies: [&[u8]; 7] = [
+            br#"{"a":"x","b":[1,2.5,null,true],"c":{"d":"\u00e9\n"}}"#,
+            "{\"k\u{e9}y\":\"\u{1f600} v\u{e4}lue\"}".as_bytes(),
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\xe9t\xe9\"}",
+            br#"{"a":"\ud800"}"#,
+            b"[1,2",
+            b"",
+        ];
+        for body in bodies {
+            let text: Result<Value, _> = super::from_body(body);
+            let bytes: Result<Value, _> = serde_json::from_slice(body);
+            match (text, bytes) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("{body:?}: {a:?} against {b:?}"),
+            }
+        }
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl ProviderDialect for AnthropicProvider {
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        let message: wire::Message = serde_json::from_slice(body)
+        let message: wire::Message = crate::json::from_body(body)
             .map_err(|e| malformed(format!("Anthropic message is not valid: {e}")))?;
         Ok(parse_message(message))
     }

@@ -22,7 +22,7 @@ use crate::canonical::{
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
 use crate::gemini;
-use crate::json::{ObjectReader, deserialize_at};
+use crate::json::{self, ObjectReader, deserialize_at};
 use crate::sse::write_event;
 
 pub struct OpenAiIngress;
@@ -437,8 +437,9 @@ fn decode_response_format(obj: &mut ObjectReader) -> Result<Option<ResponseForma
 }
 
 /// The `message` object of a completion, shared by the non-stream reply.
-/// The client's `chat.completion`, written straight from the canonical response (no `Value`
-/// tree in between). An OpenAI upstream's unknown fields (e.g. `service_tier`) follow ours.
+/// The client's `chat.completion` as serde writes it: the reference the hand-written
+/// [`encode_chat`] is tested against (it must write the same bytes).
+#[cfg(test)]
 #[derive(Serialize)]
 struct CompletionOut<'a> {
     id: String,
@@ -452,6 +453,7 @@ struct CompletionOut<'a> {
     extras: ExtrasOut<'a>,
 }
 
+#[cfg(test)]
 #[derive(Serialize)]
 struct ChoiceOut<'a> {
     index: u32,
@@ -533,24 +535,33 @@ impl UsageOut {
     }
 }
 
-/// The upstream's own fields, less those we write and the refusal we carried through.
+/// The upstream's own fields a `chat.completion` carries after ours: all but those we write and
+/// the refusal we carried through.
+fn completion_extras(
+    extras: Option<&Map<String, Value>>,
+) -> impl Iterator<Item = (&String, &Value)> {
+    const OURS: [&str; 7] = [
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "usage",
+        "system_fingerprint",
+    ];
+    extras.into_iter().flatten().filter(|(k, _)| {
+        let k = k.as_str();
+        k != REFUSAL && !OURS.contains(&k)
+    })
+}
+
+#[cfg(test)]
 struct ExtrasOut<'a>(Option<&'a Map<String, Value>>);
 
+#[cfg(test)]
 impl Serialize for ExtrasOut<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const OURS: [&str; 7] = [
-            "id",
-            "object",
-            "created",
-            "model",
-            "choices",
-            "usage",
-            "system_fingerprint",
-        ];
-        serializer.collect_map(self.0.into_iter().flatten().filter(|(k, _)| {
-            let k = k.as_str();
-            k != REFUSAL && !OURS.contains(&k)
-        }))
+        serializer.collect_map(completion_extras(self.0))
     }
 }
 
@@ -626,11 +637,126 @@ fn response_id(ctx: &EncodeCtx) -> String {
     if ctx.id.starts_with("chatcmpl-") {
         ctx.id.clone()
     } else {
-        format!("chatcmpl-{}", ctx.id)
+        ["chatcmpl-", &ctx.id].concat()
     }
 }
 
+/// The client's `chat.completion`, written field by field straight from the canonical response
+/// (no `Value` tree, no serializer): the keys are constant bytes and the strings go through
+/// [`json::write_str`]. An OpenAI upstream's unknown fields (e.g. `service_tier`) follow ours.
+/// The bytes are those serde wrote from `CompletionOut`, which the tests hold it to.
 fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    // The answer's text plus room for the fields around it, so the output grows rarely.
+    let text_len: usize = response
+        .content
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => text.len(),
+            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
+            _ => 0,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(text_len + 512);
+    match write_completion(&mut out, response, ctx) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+fn write_completion(
+    out: &mut Vec<u8>,
+    response: &ChatResponse,
+    ctx: &EncodeCtx,
+) -> Result<(), serde_json::Error> {
+    let message = message_out(response);
+    out.extend_from_slice(b"{\"id\":\"");
+    if !ctx.id.starts_with("chatcmpl-") {
+        out.extend_from_slice(b"chatcmpl-");
+    }
+    json::write_str_content(out, &ctx.id);
+    out.extend_from_slice(b"\",\"object\":\"chat.completion\",\"created\":");
+    serde_json::to_writer(&mut *out, &ctx.created)?;
+    out.extend_from_slice(b",\"model\":");
+    json::write_str(out, &ctx.model);
+    out.extend_from_slice(
+        b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
+    );
+    write_optional_str(out, message.content.as_deref());
+    out.extend_from_slice(b",\"refusal\":");
+    write_optional_str(out, message.refusal.as_deref());
+    if let Some(reasoning) = &message.reasoning_content {
+        out.extend_from_slice(b",\"reasoning_content\":");
+        json::write_str(out, reasoning);
+    }
+    if !message.tool_calls.is_empty() {
+        out.extend_from_slice(b",\"tool_calls\":[");
+        for (i, call) in message.tool_calls.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            json::write_str(out, call.id);
+            out.extend_from_slice(b",\"type\":");
+            json::write_str(out, call.kind);
+            out.extend_from_slice(b",\"function\":{\"name\":");
+            json::write_str(out, call.function.name);
+            out.extend_from_slice(b",\"arguments\":");
+            json::write_str(out, call.function.arguments);
+            out.push(b'}');
+            if let Some(extra) = &call.extra_content {
+                out.extend_from_slice(b",\"extra_content\":{\"google\":{\"thought_signature\":");
+                json::write_str(out, extra.google.thought_signature);
+                out.extend_from_slice(b"}}");
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":");
+    json::write_str(out, response.finish_reason.as_openai());
+    out.extend_from_slice(b"}],\"usage\":");
+    match &response.usage {
+        Some(usage) => write_usage(out, usage)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"system_fingerprint\":null");
+    for (key, value) in completion_extras(response.extras.for_dialect(DialectId::OpenAi)) {
+        out.push(b',');
+        json::write_str(out, key);
+        out.push(b':');
+        json::write_value(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_optional_str(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(text) => json::write_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `usage` as [`UsageOut`] serializes it.
+fn write_usage(out: &mut Vec<u8>, usage: &Usage) -> Result<(), serde_json::Error> {
+    let u = UsageOut::of(usage);
+    out.extend_from_slice(b"{\"prompt_tokens\":");
+    serde_json::to_writer(&mut *out, &u.prompt_tokens)?;
+    out.extend_from_slice(b",\"completion_tokens\":");
+    serde_json::to_writer(&mut *out, &u.completion_tokens)?;
+    out.extend_from_slice(b",\"total_tokens\":");
+    serde_json::to_writer(&mut *out, &u.total_tokens)?;
+    out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+    serde_json::to_writer(&mut *out, &u.prompt_tokens_details.cached_tokens)?;
+    out.extend_from_slice(b"},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    serde_json::to_writer(&mut *out, &u.completion_tokens_details.reasoning_tokens)?;
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
+/// The same answer as serde writes it from [`CompletionOut`]: the reference for the tests.
+#[cfg(test)]
+pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
     let completion = CompletionOut {
         id: response_id(ctx),
         object: "chat.completion",
@@ -646,21 +772,7 @@ fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
         system_fingerprint: None,
         extras: ExtrasOut(response.extras.for_dialect(DialectId::OpenAi)),
     };
-    // The answer's text plus room for the fields around it, so the output grows rarely.
-    let text_len: usize = response
-        .content
-        .iter()
-        .map(|p| match p {
-            ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => text.len(),
-            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
-            _ => 0,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(text_len + 512);
-    match serde_json::to_writer(&mut out, &completion) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    serde_json::to_vec(&completion).unwrap()
 }
 
 /// One stream frame as written. Fields in alphabetical order, as the `Value` maps this replaced
@@ -719,12 +831,19 @@ pub struct OpenAiStreamEncoder {
     tool_calls: HashSet<u32>,
     /// Signatures of tool calls not started yet, written with their first delta.
     signatures: HashMap<u32, String>,
+    /// What follows the text in every text chunk of this stream (see [`TEXT_CHUNK_HEAD`]).
+    text_chunk_tail: Vec<u8>,
 }
+
+/// How every text chunk starts: its one choice's delta comes first, and its text is all that
+/// changes from one text chunk of a stream to the next. Such a chunk is this, the text, and the
+/// stream's tail, which serde writes once per stream (see [`OpenAiStreamEncoder::text_chunk`]).
+const TEXT_CHUNK_HEAD: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":";
 
 impl OpenAiStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         let id = response_id(&ctx);
-        Self {
+        let mut encoder = Self {
             ctx,
             id,
             started: false,
@@ -732,7 +851,41 @@ impl OpenAiStreamEncoder {
             usage: None,
             tool_calls: HashSet::new(),
             signatures: HashMap::new(),
+            text_chunk_tail: Vec::new(),
+        };
+        let mut empty = Vec::new();
+        encoder.serde_text_chunk("", &mut empty);
+        if let Some(tail) = empty
+            .strip_prefix(TEXT_CHUNK_HEAD)
+            .and_then(|rest| rest.strip_prefix(b"\"\""))
+        {
+            encoder.text_chunk_tail = tail.to_vec();
         }
+        encoder
+    }
+
+    /// A text chunk: the head, the text as a JSON string and the stream's tail, the bytes serde
+    /// writes for it (a test holds the two to that) without a serializer per chunk.
+    pub(super) fn text_chunk(&self, text: &str, out: &mut Vec<u8>) {
+        if self.text_chunk_tail.is_empty() {
+            // Not expected: the tail is made when the encoder is.
+            self.serde_text_chunk(text, out);
+            return;
+        }
+        out.reserve(TEXT_CHUNK_HEAD.len() + text.len() + 2 + self.text_chunk_tail.len());
+        out.extend_from_slice(TEXT_CHUNK_HEAD);
+        json::write_str(out, text);
+        out.extend_from_slice(&self.text_chunk_tail);
+    }
+
+    pub(super) fn serde_text_chunk(&self, text: &str, out: &mut Vec<u8>) {
+        let choice = TextChoiceOut {
+            index: 0,
+            delta: TextDeltaOut { content: text },
+            logprobs: None,
+            finish_reason: None,
+        };
+        self.chunk([choice], None, out);
     }
 
     /// Writes one `chat.completion.chunk` frame straight into `out`, borrowing the id and
@@ -790,13 +943,7 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 if !text.is_empty() {
                     // The common chunk, written without building a tree.
                     self.ensure_started(out);
-                    let choice = TextChoiceOut {
-                        index: 0,
-                        delta: TextDeltaOut { content: text },
-                        logprobs: None,
-                        finish_reason: None,
-                    };
-                    self.chunk([choice], None, out);
+                    self.text_chunk(text, out);
                 }
             }
             StreamEvent::ReasoningDelta(text) => {

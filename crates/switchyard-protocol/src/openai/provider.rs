@@ -65,19 +65,29 @@ fn post(
     auth: Option<(http::HeaderName, String)>,
     body: Vec<u8>,
 ) -> http::Request<Vec<u8>> {
-    let mut builder = http::Request::post(url).header(http::header::CONTENT_TYPE, JSON);
-    if let Some((name, value)) = auth {
-        builder = builder.header(name, value);
-    }
+    // Set part by part rather than through `http::request::Builder`, which moves the whole
+    // request head through a `Result` at every step.
+    let mut request = http::Request::new(body);
+    *request.method_mut() = http::Method::POST;
     // Only an invalid URL or header can fail here; both come from validated config.
-    builder
-        .body(body)
-        .unwrap_or_else(|_| http::Request::new(Vec::new()))
+    let Ok(uri) = http::Uri::try_from(url) else {
+        return http::Request::new(Vec::new());
+    };
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, JSON);
+    if let Some((name, value)) = auth {
+        let Ok(value) = http::HeaderValue::try_from(value) else {
+            return http::Request::new(Vec::new());
+        };
+        headers.insert(name, value);
+    }
+    request
 }
 
 fn endpoint_url(endpoint: &Endpoint, target: &Target<'_>, path: &str) -> (String, bool) {
     match endpoint {
-        Endpoint::OpenAi => (format!("{}/{path}", target.base_url), true),
+        Endpoint::OpenAi => ([target.base_url, "/", path].concat(), true),
         Endpoint::Azure => match target.api_version {
             Some(v) => (
                 format!(
@@ -95,7 +105,7 @@ fn endpoint_url(endpoint: &Endpoint, target: &Target<'_>, path: &str) -> (String
 fn auth(endpoint: &Endpoint, target: &Target<'_>) -> Option<(http::HeaderName, String)> {
     let key = target.api_key?;
     Some(match endpoint {
-        Endpoint::OpenAi => (http::header::AUTHORIZATION, format!("Bearer {key}")),
+        Endpoint::OpenAi => (http::header::AUTHORIZATION, ["Bearer ", key].concat()),
         Endpoint::Azure => (http::HeaderName::from_static("api-key"), key.to_owned()),
     })
 }
@@ -711,7 +721,7 @@ fn finish_reason(s: &str) -> FinishReason {
 }
 
 fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-    let wire: WireCompletion = serde_json::from_slice(body)
+    let wire: WireCompletion = crate::json::from_body(body)
         .map_err(|e| malformed(format!("provider reply is not a chat completion: {e}")))?;
     let choice = wire
         .choices

@@ -780,3 +780,95 @@ data: [DONE]\n\n";
     let empty = json!({"id": "r", "model": "m", "created": 1, "choices": []});
     assert!(p.parse_chat(empty.to_string().as_bytes()).is_err());
 }
+
+#[test]
+fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
+    let openai = OpenAiProvider::new(OpenAiQuirks::default());
+    let text = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+            "message": {"role": "assistant", "content": "Hé \"quoted\" \\ \n\t\u{1} 🚀 </script>",
+                "refusal": null, "annotations": []}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
+            "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 2}},
+        "system_fingerprint": "fp_1", "service_tier": "default",
+        "odd \"key\"": {"nested": [1, 2.5, null, "x"], "n": -3}
+    });
+    let tools = json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "created": 2, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+            "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":\"\\n\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}]
+    });
+    let refusal = json!({
+        "id": "chatcmpl-3", "object": "chat.completion", "created": 3, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": null, "refusal": "No."}}]
+    });
+    let reasoning = json!({
+        "id": "c4", "object": "chat.completion", "created": 4, "model": "deepseek-reasoner",
+        "choices": [{"index": 0, "finish_reason": "length",
+            "message": {"role": "assistant", "content": "", "reasoning_content": "Think…"}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    });
+    let other = json!({
+        "id": "c5", "object": "chat.completion", "created": 5, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "something_new",
+            "message": {"role": "assistant", "content": "text and a call",
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "h", "arguments": "[]"}}]}}]
+    });
+    let mut replies: Vec<ChatResponse> = [text, tools, refusal, reasoning, other]
+        .iter()
+        .map(|body| openai.parse_chat(body.to_string().as_bytes()).unwrap())
+        .collect();
+    replies.push(
+        crate::gemini::GeminiProvider
+            .parse_chat(GEMINI_PARALLEL_CALLS.as_bytes())
+            .unwrap(),
+    );
+    let contexts = [
+        ctx(),
+        EncodeCtx {
+            id: "chatcmpl-already".into(),
+            model: "al\"ias\u{7f}é".into(),
+            created: -7,
+            include_usage: true,
+        },
+    ];
+    for reply in &replies {
+        for ctx in &contexts {
+            let ours = OpenAiIngress.encode_chat(reply, ctx);
+            let serde = super::ingress::encode_chat_with_serde(reply, ctx);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn text_chunks_are_byte_for_byte_what_serde_wrote() {
+    let texts = ["Hel", "lo é", "\"quoted\" \\ \n\t\u{1}", "🚀</script>", " "];
+    for include_usage in [false, true] {
+        for (id, model) in [("x", "alias"), ("chatcmpl-1", "al\"ias\u{7f}é")] {
+            let encoder = OpenAiStreamEncoder::new(EncodeCtx {
+                id: id.into(),
+                model: model.into(),
+                created: 1_700_000_000,
+                include_usage,
+            });
+            for text in texts {
+                let (mut ours, mut serde) = (Vec::new(), Vec::new());
+                encoder.text_chunk(text, &mut ours);
+                encoder.serde_text_chunk(text, &mut serde);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(serde).unwrap()
+                );
+            }
+        }
+    }
+}
