@@ -832,7 +832,7 @@ pub struct OpenAiStreamEncoder {
     /// Signatures of tool calls not started yet, written with their first delta.
     signatures: HashMap<u32, String>,
     /// What follows the text in every text chunk of this stream (see [`TEXT_CHUNK_HEAD`]).
-    text_chunk_tail: Vec<u8>,
+    pub(super) text_chunk_tail: Vec<u8>,
 }
 
 /// How every text chunk starts: its one choice's delta comes first, and its text is all that
@@ -853,13 +853,16 @@ impl OpenAiStreamEncoder {
             signatures: HashMap::new(),
             text_chunk_tail: Vec::new(),
         };
-        let mut empty = Vec::new();
-        encoder.serde_text_chunk("", &mut empty);
-        if let Some(tail) = empty
-            .strip_prefix(TEXT_CHUNK_HEAD)
-            .and_then(|rest| rest.strip_prefix(b"\"\""))
+        // An empty text chunk as serde writes it; what follows its `""` is the tail. Sized so
+        // that serde's writing does not regrow it.
+        let mut frame = Vec::with_capacity(256 + encoder.id.len() + encoder.ctx.model.len());
+        encoder.serde_text_chunk("", &mut frame);
+        let head = TEXT_CHUNK_HEAD.len() + 2;
+        if frame.starts_with(TEXT_CHUNK_HEAD)
+            && frame.get(TEXT_CHUNK_HEAD.len()..head) == Some(b"\"\"")
         {
-            encoder.text_chunk_tail = tail.to_vec();
+            frame.drain(..head);
+            encoder.text_chunk_tail = frame;
         }
         encoder
     }

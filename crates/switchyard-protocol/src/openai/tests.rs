@@ -860,6 +860,8 @@ fn text_chunks_are_byte_for_byte_what_serde_wrote() {
                 created: 1_700_000_000,
                 include_usage,
             });
+            // The tail was made, so text chunks are written without serde.
+            assert!(encoder.text_chunk_tail.ends_with(b"}\n\n"));
             for text in texts {
                 let (mut ours, mut serde) = (Vec::new(), Vec::new());
                 encoder.text_chunk(text, &mut ours);
