@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod encoding;
 pub mod error;
 pub mod evaluation;
 pub mod experiments;

@@ -563,14 +563,7 @@ pub fn key_hash(hashing_secret: &[u8], presented: &str) -> String {
         Err(_) => return String::new(),
     };
     mac.update(presented.as_bytes());
-    // Written into a buffer of its size: `hex::encode` pushes one `char` at a time, and this
-    // runs for every request that presents a key.
-    let mut digits = vec![0; 64];
-    match hex::encode_to_slice(mac.finalize().into_bytes(), &mut digits) {
-        Ok(()) => String::from_utf8(digits).unwrap_or_default(),
-        // 32 bytes always fill 64 digits; this branch cannot be taken.
-        Err(_) => String::new(),
-    }
+    crate::encoding::lower_hex(&mac.finalize().into_bytes())
 }
 
 /// Equal-length comparison whose time does not depend on where the bytes differ.

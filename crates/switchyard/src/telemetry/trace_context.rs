@@ -79,14 +79,9 @@ impl TraceContext {
 }
 
 /// `id` as 32 lowercase hex digits: what `format!("{id:032x}")` writes, without the formatting
-/// machinery (nor `hex::encode`, which pushes one `char` at a time), on every request.
+/// machinery, on every request.
 fn hex32(id: u128) -> String {
-    let mut digits = vec![0; 32];
-    match hex::encode_to_slice(id.to_be_bytes(), &mut digits) {
-        Ok(()) => String::from_utf8(digits).unwrap_or_default(),
-        // 16 bytes always fill 32 digits; this branch cannot be taken.
-        Err(_) => String::new(),
-    }
+    crate::encoding::lower_hex(&id.to_be_bytes())
 }
 
 #[cfg(test)]
