@@ -371,14 +371,23 @@ pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
     let mut unwritten = 0;
     let mut at = 0;
     // Whole blocks with nothing to escape are skipped with one test each; a block with something
-    // to escape, and the tail shorter than a block, go byte by byte.
+    // to escape goes byte by byte.
     while let Some(block) = bytes[at..].first_chunk::<ESCAPE_BLOCK>() {
         if block_has(block, needs_escape) {
             escape_bytes(out, bytes, at, at + ESCAPE_BLOCK, &mut unwritten);
         }
         at += ESCAPE_BLOCK;
     }
-    escape_bytes(out, bytes, at, bytes.len(), &mut unwritten);
+    // The tail shorter than a block (all of most keys and names) is tested the same way, padded
+    // with a byte that needs no escape, and goes byte by byte only when something in it does.
+    let tail = &bytes[at..];
+    if !tail.is_empty() {
+        let mut block = [b' '; ESCAPE_BLOCK];
+        block[..tail.len()].copy_from_slice(tail);
+        if block_has(&block, needs_escape) {
+            escape_bytes(out, bytes, at, bytes.len(), &mut unwritten);
+        }
+    }
     out.extend_from_slice(&bytes[unwritten..]);
 }
 
