@@ -102,8 +102,11 @@ pub struct Reply {
 /// formatting machinery cost several times the copying.
 fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
     let attempts = attempts.to_string();
-    let rule = decision.rule.as_deref();
-    let parts = [
+    let (rule_label, rule) = match &decision.rule {
+        Some(rule) => ("; rule=", rule.as_str()),
+        None => ("", ""),
+    };
+    [
         "alias=",
         &decision.alias,
         "; deployment=",
@@ -112,17 +115,10 @@ fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> 
         &attempts,
         "; strategy=",
         decision.strategy,
-    ];
-    let len = parts.iter().map(|p| p.len()).sum::<usize>() + rule.map_or(0, |r| r.len() + 7);
-    let mut h = String::with_capacity(len);
-    for part in parts {
-        h.push_str(part);
-    }
-    if let Some(rule) = rule {
-        h.push_str("; rule=");
-        h.push_str(rule);
-    }
-    h
+        rule_label,
+        rule,
+    ]
+    .concat()
 }
 
 fn facts_of(request: &ChatRequest, headers: &HeaderMap, input_tokens: u64) -> RequestFacts {
