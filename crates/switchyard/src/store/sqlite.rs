@@ -526,7 +526,7 @@ impl RecordStore for SqliteStore {
                  session_id) ",
             );
             insert.push_values(chunk, |mut row, r| {
-                let body = serde_json::to_string(r).unwrap_or_default();
+                let body = r.to_json();
                 let tags = (!r.tags.is_empty())
                     .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
                 row.push_bind(&r.id)

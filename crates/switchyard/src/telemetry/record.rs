@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use switchyard_protocol::json;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,208 @@ impl RequestRecord {
             .sum::<usize>();
         prompt + self.response.as_ref().map_or(0, String::len)
     }
+}
+
+impl RequestRecord {
+    /// The record as JSON text, as the store and the spill file keep it: byte for byte what
+    /// `serde_json` writes from the derived `Serialize` (same field order, escapes and number
+    /// forms), written straight into one buffer. serde_json escaped every key and string
+    /// through a byte-by-byte loop and a write call per piece, most of a record's serialization.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(768 + self.content_bytes());
+        self.write_json(&mut out);
+        // Only text and JSON written from text went in: never fails.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json::write_str(out, &self.id);
+        out.extend_from_slice(b",\"started_at_ms\":");
+        write_number(out, self.started_at_ms);
+        out.extend_from_slice(b",\"duration_ms\":");
+        write_number(out, self.duration_ms);
+        if let Some(ttft) = self.ttft_ms {
+            out.extend_from_slice(b",\"ttft_ms\":");
+            write_number(out, ttft);
+        }
+        out.extend_from_slice(b",\"ingress\":");
+        json::write_str(out, &self.ingress);
+        out.extend_from_slice(b",\"endpoint\":");
+        json::write_str(out, &self.endpoint);
+        out.extend_from_slice(b",\"requested_model\":");
+        json::write_str(out, &self.requested_model);
+        optional_str(out, b",\"alias\":", &self.alias);
+        optional_str(out, b",\"deployment\":", &self.deployment);
+        optional_str(out, b",\"provider\":", &self.provider);
+        out.extend_from_slice(if self.stream {
+            b",\"stream\":true,\"status\":"
+        } else {
+            b",\"stream\":false,\"status\":"
+        });
+        write_number(out, self.status);
+        out.extend_from_slice(b",\"outcome\":\"");
+        out.extend_from_slice(self.outcome.as_str().as_bytes());
+        out.push(b'"');
+        optional_str(out, b",\"error_code\":", &self.error_code);
+        optional_str(out, b",\"error_message\":", &self.error_message);
+        out.extend_from_slice(b",\"caller\":");
+        self.caller.write_json(out);
+        optional_str(out, b",\"customer\":", &self.customer);
+        if !self.tags.is_empty() {
+            out.extend_from_slice(b",\"tags\":");
+            write_object(out, &self.tags);
+        }
+        if let Some(decision) = &self.decision {
+            out.extend_from_slice(b",\"decision\":");
+            out.extend_from_slice(decision.text().as_bytes());
+        }
+        out.extend_from_slice(b",\"attempts\":[");
+        for (i, attempt) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            attempt.write_json(out);
+        }
+        out.push(b']');
+        if let Some(tokens) = &self.tokens {
+            out.extend_from_slice(b",\"tokens\":");
+            tokens.write_json(out);
+        }
+        if let Some(cost) = self.cost_nanos {
+            out.extend_from_slice(b",\"cost_nanos\":");
+            write_number(out, cost);
+        }
+        if let Some(prompt) = &self.prompt {
+            out.extend_from_slice(b",\"prompt\":[");
+            for (i, message) in prompt.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"role\":");
+                json::write_str(out, &message.role);
+                out.extend_from_slice(b",\"content\":");
+                json::write_str(out, &message.content);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        optional_str(out, b",\"response\":", &self.response);
+        if let Some(trace) = &self.trace {
+            out.extend_from_slice(b",\"trace\":{\"trace_id\":");
+            json::write_str(out, &trace.trace_id);
+            optional_str(out, b",\"parent_span_id\":", &trace.parent_span_id);
+            out.extend_from_slice(if trace.sampled {
+                b",\"sampled\":true}"
+            } else {
+                b",\"sampled\":false}"
+            });
+        }
+        optional_str(out, b",\"response_model\":", &self.response_model);
+        optional_str(out, b",\"finish_reason\":", &self.finish_reason);
+        optional_str(out, b",\"config_name\":", &self.config_name);
+        if let Some(version) = self.config_version {
+            out.extend_from_slice(b",\"config_version\":");
+            write_number(out, version);
+        }
+        optional_str(out, b",\"experiment_id\":", &self.experiment_id);
+        optional_str(out, b",\"variant\":", &self.variant);
+        optional_str(out, b",\"assignment\":", &self.assignment);
+        optional_str(out, b",\"session_id\":", &self.session_id);
+        out.push(b'}');
+    }
+}
+
+impl Caller {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (key, value) in [
+            ("key_id", &self.key_id),
+            ("key_name", &self.key_name),
+            ("team", &self.team),
+            ("org", &self.org),
+        ] {
+            if let Some(value) = value {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                json::write_str(out, key);
+                out.push(b':');
+                json::write_str(out, value);
+            }
+        }
+        out.push(b'}');
+    }
+}
+
+impl AttemptRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"alias\":");
+        json::write_str(out, &self.alias);
+        out.extend_from_slice(b",\"deployment\":");
+        json::write_str(out, &self.deployment);
+        out.extend_from_slice(b",\"provider\":");
+        json::write_str(out, &self.provider);
+        if let Some(status) = self.status {
+            out.extend_from_slice(b",\"status\":");
+            write_number(out, status);
+        }
+        optional_str(out, b",\"error_class\":", &self.error_class);
+        out.extend_from_slice(b",\"latency_ms\":");
+        write_number(out, self.latency_ms);
+        for (key, value) in [
+            (&b",\"retry\":"[..], self.retry),
+            (b",\"hedged\":", self.hedged),
+            (b",\"cancelled\":", self.cancelled),
+            (b",\"fell_back\":", self.fell_back),
+        ] {
+            out.extend_from_slice(key);
+            out.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+        out.push(b'}');
+    }
+}
+
+impl TokenCounts {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"input\":");
+        write_number(out, self.input);
+        out.extend_from_slice(b",\"output\":");
+        write_number(out, self.output);
+        out.extend_from_slice(b",\"cache_read\":");
+        write_number(out, self.cache_read);
+        out.extend_from_slice(b",\"cache_write\":");
+        write_number(out, self.cache_write);
+        out.extend_from_slice(b",\"reasoning\":");
+        write_number(out, self.reasoning);
+        out.extend_from_slice(if self.estimated {
+            b",\"estimated\":true}"
+        } else {
+            b",\"estimated\":false}"
+        });
+    }
+}
+
+/// `key` (with its leading comma and trailing colon) and the string, when there is one.
+fn optional_str(out: &mut Vec<u8>, key: &[u8], value: &Option<impl AsRef<str>>) {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        json::write_str(out, value.as_ref());
+    }
+}
+
+/// A number as serde_json writes it (a float that is not finite as `null`).
+fn write_number(out: &mut Vec<u8>, value: impl Serialize) {
+    // Writing a number into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+/// Tags as serde_json writes a map of values.
+fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    // Writing a `Value` into a vector cannot fail: its keys are strings, its numbers finite.
+    let _ = json::write_object(out, map);
 }
 
 impl Outcome {
@@ -242,6 +445,7 @@ pub struct DeploymentNamed<'a> {
 mod tests {
     use super::*;
     use crate::routing::{RouteDecision, ScoredCandidate, SkippedDeployment};
+    use crate::telemetry::TraceContext;
 
     fn decision() -> RouteDecision {
         let candidate = |deployment: &str| ScoredCandidate {
@@ -263,6 +467,154 @@ mod tests {
             }],
             fallbacks: vec!["backup".into()],
         }
+    }
+
+    /// A record with every optional field set, its strings full of what JSON escapes.
+    fn full_record() -> RequestRecord {
+        let odd = "q\"b\\s/\n\r\t\u{1}\u{1f}\u{7f} é 日本 🎉 </script>";
+        let mut tags = Map::new();
+        tags.insert("team \"x\"".into(), Value::from(odd));
+        tags.insert(
+            "n".into(),
+            serde_json::json!([1, 2.5, -3, null, true, {"k": "v"}]),
+        );
+        RequestRecord {
+            id: "0193a1b2c3d4e5f60718293a4b5c6d7e".into(),
+            started_at_ms: 1_733_000_000_123,
+            duration_ms: 12.345_678_9,
+            ttft_ms: Some(0.000_1),
+            ingress: "anthropic".into(),
+            endpoint: Cow::Owned("chat".into()),
+            requested_model: format!("smart{odd}"),
+            alias: Some("smart".into()),
+            deployment: Some("openai/gpt-4o-mini".into()),
+            provider: Some("openai".into()),
+            stream: true,
+            status: 502,
+            outcome: Outcome::UpstreamError,
+            error_code: Some("upstream_timeout".into()),
+            error_message: Some(odd.into()),
+            caller: Caller {
+                key_id: Some("key_1".into()),
+                key_name: Some(odd.into()),
+                team: Some("t".into()),
+                org: Some("o".into()),
+            },
+            customer: Some("cust".into()),
+            tags,
+            decision: DecisionJson::of(&decision()),
+            pending_decision: None,
+            attempts: vec![
+                AttemptRecord {
+                    alias: "smart".into(),
+                    deployment: "openai/gpt-4o-mini".into(),
+                    provider: "openai".into(),
+                    status: Some(429),
+                    error_class: Some("rate_limited".into()),
+                    latency_ms: 1e-7,
+                    retry: false,
+                    hedged: true,
+                    cancelled: false,
+                    fell_back: true,
+                },
+                AttemptRecord {
+                    latency_ms: 1.5e300,
+                    retry: true,
+                    cancelled: true,
+                    ..AttemptRecord::default()
+                },
+            ],
+            tokens: Some(TokenCounts {
+                input: u64::MAX,
+                output: 0,
+                cache_read: 7,
+                cache_write: 8,
+                reasoning: 9,
+                estimated: true,
+            }),
+            cost_nanos: Some(-42),
+            prompt: Some(vec![
+                PromptMessage {
+                    role: "system".into(),
+                    content: odd.into(),
+                },
+                PromptMessage {
+                    role: Cow::Owned("user".into()),
+                    content: String::new(),
+                },
+            ]),
+            response: Some(odd.repeat(3)),
+            mask_pending: true,
+            queued_bytes: 99,
+            trace: Some(TraceContext {
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                parent_span_id: Some("00f067aa0ba902b7".into()),
+                sampled: false,
+            }),
+            response_model: Some("gpt-4o-mini-2024-07-18".into()),
+            finish_reason: Some("tool_calls".into()),
+            config_name: Some("support".into()),
+            config_version: Some(u32::MAX),
+            experiment_id: Some("exp".into()),
+            variant: Some("b".into()),
+            assignment: Some("request (no customer)".into()),
+            session_id: Some(odd.into()),
+        }
+    }
+
+    /// The record's own writer writes what serde's derive writes, for every shape a record
+    /// takes: each optional field set or not, each outcome, floats of every form (and `null`
+    /// for the ones JSON cannot hold), strings that need every kind of escape.
+    #[test]
+    fn record_json_is_what_serde_writes() {
+        let full = full_record();
+        let mut cases = vec![full.clone()];
+        let mut bare: RequestRecord = serde_json::from_str(
+            r#"{"id": "r1", "started_at_ms": -1, "duration_ms": 0.0, "ingress": "openai",
+                "endpoint": "embeddings", "requested_model": "", "stream": false, "status": 0,
+                "outcome": "success", "caller": {}, "attempts": []}"#,
+        )
+        .unwrap();
+        cases.push(bare.clone());
+        for outcome in [
+            Outcome::ClientError,
+            Outcome::StreamError,
+            Outcome::Cancelled,
+        ] {
+            bare.outcome = outcome;
+            cases.push(bare.clone());
+        }
+        bare.duration_ms = f64::NAN;
+        bare.ttft_ms = Some(f64::INFINITY);
+        cases.push(bare.clone());
+        // Each caller field alone (the commas between them).
+        for field in 0..4 {
+            let mut r = bare.clone();
+            let value = Some(format!("c{field}"));
+            match field {
+                0 => r.caller.key_id = value,
+                1 => r.caller.key_name = value,
+                2 => r.caller.team = value,
+                _ => r.caller.org = value,
+            }
+            cases.push(r);
+        }
+        let mut partial = full.clone();
+        partial.trace.as_mut().unwrap().parent_span_id = None;
+        partial.trace.as_mut().unwrap().sampled = true;
+        partial.prompt = Some(Vec::new());
+        partial.tokens.as_mut().unwrap().estimated = false;
+        partial.stream = false;
+        partial.decision = None;
+        cases.push(partial);
+        for record in &cases {
+            let expected = serde_json::to_string(record).unwrap();
+            assert_eq!(record.to_json(), expected);
+        }
+        // And it reads back as the record it was written from.
+        let back: RequestRecord = serde_json::from_str(&full.to_json()).unwrap();
+        assert_eq!(back.response, full.response);
+        assert_eq!(back.tags, full.tags);
     }
 
     /// What spans and the command line read from a decision's text is what was decided, names

@@ -179,7 +179,7 @@ impl Spill {
         let mut out = Vec::new();
         let mut dropped = 0;
         for r in records {
-            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            let mut line = r.to_json().into_bytes();
             line.push(b'\n');
             if size + line.len() as u64 > self.max_bytes {
                 dropped += 1;
