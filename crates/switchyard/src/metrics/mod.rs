@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::routing::{RoutingTable, now_ms};
-use crate::telemetry::{RecordBatch, RecordObserver, Recorder, RequestRecord};
+use crate::telemetry::{Outcome, RecordBatch, RecordObserver, Recorder, RequestRecord};
 
 #[cfg(test)]
 mod tests;
@@ -201,72 +201,57 @@ impl Metrics {
         }
     }
 
-    fn count(&self, r: &RequestRecord) {
-        let alias = self.known.alias(r.alias.as_deref());
-        let deployment = self.known.deployment(r.deployment.as_deref());
-        self.requests
-            .get_or_create(&RequestLabels {
-                alias: alias.clone(),
-                deployment: deployment.clone(),
-                status: r.status,
-                error_code: code_label(r.error_code.as_deref()),
-                outcome: r.outcome.as_str().to_owned(),
-                ingress: code_label(Some(&r.ingress)),
-                stream: r.stream,
-            })
-            .inc();
-        let route = RouteLabels {
-            alias: alias.clone(),
-            deployment: deployment.clone(),
-        };
-        self.duration
-            .get_or_create(&route)
-            .observe(r.duration_ms / 1000.0);
-        if let Some(ttft) = r.ttft_ms {
-            self.ttft.get_or_create(&route).observe(ttft / 1000.0);
+    /// Adds one batch's tally to the families.
+    fn apply(&self, tally: Tally<'_>) {
+        for (k, n) in tally.requests {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    alias: self.known.alias(k.route.alias),
+                    deployment: self.known.deployment(k.route.deployment),
+                    status: k.status,
+                    error_code: code_label(k.error_code),
+                    outcome: k.outcome.as_str().to_owned(),
+                    ingress: code_label(Some(k.ingress)),
+                    stream: k.stream,
+                })
+                .inc_by(n);
         }
-        for a in &r.attempts {
-            let class = if a.cancelled {
-                "cancelled".to_owned()
-            } else {
-                code_label(a.error_class.as_deref())
-            };
+        for ((deployment, class), n) in tally.attempts {
             self.attempts
                 .get_or_create(&AttemptLabels {
-                    deployment: self.known.deployment(Some(&a.deployment)),
-                    error_class: class,
+                    deployment: self.known.deployment(Some(deployment)),
+                    error_class: match class {
+                        AttemptClass::Cancelled => "cancelled".to_owned(),
+                        AttemptClass::Error(code) => code_label(code),
+                    },
                 })
-                .inc();
+                .inc_by(n);
         }
-        let team = r.caller.team.clone().unwrap_or_else(|| NONE.to_owned());
-        if let Some(t) = r.tokens {
-            for (kind, n) in [
-                ("input", t.input),
-                ("output", t.output),
-                ("cache_read", t.cache_read),
-                ("cache_write", t.cache_write),
-                ("reasoning", t.reasoning),
-            ] {
-                if n > 0 {
-                    self.tokens
-                        .get_or_create(&TokenLabels {
-                            alias: alias.clone(),
-                            deployment: deployment.clone(),
-                            team: team.clone(),
-                            kind: kind.to_owned(),
-                        })
-                        .inc_by(n);
-                }
-            }
+        for ((route, team, kind), n) in tally.tokens {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    alias: self.known.alias(route.alias),
+                    deployment: self.known.deployment(route.deployment),
+                    team: team.unwrap_or(NONE).to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc_by(n);
         }
-        if let Some(c) = r.cost_nanos.filter(|c| *c > 0) {
+        for ((route, team), n) in tally.cost {
             self.cost
                 .get_or_create(&CostLabels {
-                    alias,
-                    deployment,
-                    team,
+                    alias: self.known.alias(route.alias),
+                    deployment: self.known.deployment(route.deployment),
+                    team: team.unwrap_or(NONE).to_owned(),
                 })
-                .inc_by(c as u64);
+                .inc_by(n);
+        }
+    }
+
+    fn route_labels(&self, route: RouteKey<'_>) -> RouteLabels {
+        RouteLabels {
+            alias: self.known.alias(route.alias),
+            deployment: self.known.deployment(route.deployment),
         }
     }
 
@@ -285,10 +270,131 @@ impl Metrics {
 
 impl RecordObserver for Metrics {
     fn observe(&self, records: &RecordBatch) {
+        let mut tally = Tally::default();
         for r in records.iter() {
-            self.count(r);
+            tally.count(self, r);
+        }
+        self.apply(tally);
+    }
+}
+
+/// A batch of records counted per distinct set of raw values before anything reaches a family:
+/// a batch mostly repeats a few such sets, and each family lookup builds owned labels, hashes
+/// them and takes the family's lock. Histograms are looked up once per route and batch, and
+/// observe every record's value as before.
+#[derive(Default)]
+struct Tally<'r> {
+    requests: Totals<RequestKey<'r>>,
+    durations: Vec<(RouteKey<'r>, Histogram)>,
+    ttfts: Vec<(RouteKey<'r>, Histogram)>,
+    attempts: Totals<(&'r str, AttemptClass<'r>)>,
+    /// Route, team and kind of token.
+    tokens: Totals<(RouteKey<'r>, Option<&'r str>, &'static str)>,
+    /// Route and team.
+    cost: Totals<(RouteKey<'r>, Option<&'r str>)>,
+}
+
+/// A total per key, in the order the keys first came.
+type Totals<K> = Vec<(K, u64)>;
+
+#[derive(Clone, Copy, PartialEq)]
+struct RouteKey<'r> {
+    alias: Option<&'r str>,
+    deployment: Option<&'r str>,
+}
+
+#[derive(PartialEq)]
+struct RequestKey<'r> {
+    route: RouteKey<'r>,
+    status: u16,
+    error_code: Option<&'r str>,
+    outcome: Outcome,
+    ingress: &'r str,
+    stream: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum AttemptClass<'r> {
+    Cancelled,
+    Error(Option<&'r str>),
+}
+
+impl<'r> Tally<'r> {
+    fn count(&mut self, metrics: &Metrics, r: &'r RequestRecord) {
+        let route = RouteKey {
+            alias: r.alias.as_deref(),
+            deployment: r.deployment.as_deref(),
+        };
+        add(
+            &mut self.requests,
+            RequestKey {
+                route,
+                status: r.status,
+                error_code: r.error_code.as_deref(),
+                outcome: r.outcome,
+                ingress: &r.ingress,
+                stream: r.stream,
+            },
+            1,
+        );
+        histogram(&mut self.durations, &metrics.duration, metrics, route)
+            .observe(r.duration_ms / 1000.0);
+        if let Some(ttft) = r.ttft_ms {
+            histogram(&mut self.ttfts, &metrics.ttft, metrics, route).observe(ttft / 1000.0);
+        }
+        for a in &r.attempts {
+            let class = if a.cancelled {
+                AttemptClass::Cancelled
+            } else {
+                AttemptClass::Error(a.error_class.as_deref())
+            };
+            add(&mut self.attempts, (a.deployment.as_str(), class), 1);
+        }
+        let team = r.caller.team.as_deref();
+        if let Some(t) = r.tokens {
+            for (kind, n) in [
+                ("input", t.input),
+                ("output", t.output),
+                ("cache_read", t.cache_read),
+                ("cache_write", t.cache_write),
+                ("reasoning", t.reasoning),
+            ] {
+                if n > 0 {
+                    add(&mut self.tokens, (route, team, kind), n);
+                }
+            }
+        }
+        if let Some(c) = r.cost_nanos.filter(|c| *c > 0) {
+            add(&mut self.cost, (route, team), c as u64);
         }
     }
+}
+
+/// Adds `n` to `key`'s total. A linear search: a batch holds few distinct keys, and even a
+/// batch of all-different ones costs no more than the lookups it replaces.
+fn add<K: PartialEq>(totals: &mut Totals<K>, key: K, n: u64) {
+    match totals.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, total)) => *total += n,
+        None => totals.push((key, n)),
+    }
+}
+
+/// The histogram of `route` in `family`, looked up in the family at its first use in the batch.
+fn histogram<'t, 'r>(
+    seen: &'t mut Vec<(RouteKey<'r>, Histogram)>,
+    family: &HistogramFamily<RouteLabels>,
+    metrics: &Metrics,
+    route: RouteKey<'r>,
+) -> &'t Histogram {
+    let at = match seen.iter().position(|(k, _)| *k == route) {
+        Some(at) => at,
+        None => {
+            let h = Histogram::clone(&family.get_or_create(&metrics.route_labels(route)));
+            seen.push((route, h));
+            seen.len() - 1
+        }
+    };
+    &seen[at].1
 }
 
 /// Health of one deployment behind one alias at scrape time.

@@ -126,6 +126,58 @@ fn records_become_labelled_counters_and_histograms() {
     assert!(text.ends_with("# EOF\n"));
 }
 
+/// A batch is counted per distinct set of values before it reaches the families: whatever it
+/// repeats or mixes, the exposition is the one its records give one at a time.
+#[test]
+fn a_batch_counts_as_its_records_one_by_one() {
+    let mut records = Vec::new();
+    for i in 0..40_u32 {
+        let alias = ["chat", "other-1", "other-2"][(i % 3) as usize];
+        let deployment = [Some("p/m"), Some("p/backup"), None, Some("x/y")][(i % 4) as usize];
+        let outcome = if i % 5 == 0 {
+            Outcome::UpstreamError
+        } else {
+            Outcome::Success
+        };
+        let mut r = record(
+            Some(alias),
+            deployment,
+            if i % 5 == 0 { 502 } else { 200 },
+            outcome,
+        );
+        r.duration_ms = f64::from(i) * 7.5;
+        r.ttft_ms = (i % 2 == 0).then_some(f64::from(i));
+        r.stream = i % 2 == 0;
+        r.error_code = (i % 5 == 0).then(|| "upstream_error".to_owned());
+        r.caller.team = (i % 3 == 1).then(|| "t".to_owned());
+        r.attempts = vec![attempt("p/m", (i % 5 == 0).then_some("server_error"))];
+        r.attempts[0].cancelled = i % 7 == 0;
+        r.tokens = Some(TokenCounts {
+            input: u64::from(i),
+            output: u64::from(i % 4),
+            cache_write: u64::from(i % 2),
+            ..TokenCounts::default()
+        });
+        r.cost_nanos = Some(i64::from(i) * 10 - 50);
+        records.push(r);
+    }
+    let batched = Metrics::new(known());
+    batched.observe(&std::sync::Arc::new(records.clone()));
+    let one_by_one = Metrics::new(known());
+    for r in records {
+        one_by_one.observe(&std::sync::Arc::new(vec![r]));
+    }
+    let (a, b) = (
+        batched.render(Snapshot::default()),
+        one_by_one.render(Snapshot::default()),
+    );
+    let (mut a, mut b) = (lines(&a), lines(&b));
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    assert!(a.iter().any(|l| l.contains("alias=\"unknown\"")));
+}
+
 #[test]
 fn scrape_time_gauges_and_recorder_counters() {
     let m = Metrics::new(known());
