@@ -592,33 +592,40 @@ struct WireMessage {
 
 /// A reply's or chunk's `choices`. Nearly always one: it is kept inline, and only the choices
 /// after it take a vector (every stream chunk would otherwise allocate one).
-#[derive(Default)]
-struct WireChoices {
-    first: Option<WireChoice>,
-    rest: Vec<WireChoice>,
+struct WireChoices<C> {
+    first: Option<C>,
+    rest: Vec<C>,
 }
 
-impl IntoIterator for WireChoices {
-    type Item = WireChoice;
-    type IntoIter =
-        std::iter::Chain<std::option::IntoIter<WireChoice>, std::vec::IntoIter<WireChoice>>;
+impl<C> Default for WireChoices<C> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl<C> IntoIterator for WireChoices<C> {
+    type Item = C;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<C>, std::vec::IntoIter<C>>;
     fn into_iter(self) -> Self::IntoIter {
         self.first.into_iter().chain(self.rest)
     }
 }
 
-impl<'de> Deserialize<'de> for WireChoices {
+impl<'de, C: Deserialize<'de>> Deserialize<'de> for WireChoices<C> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Choices;
-        impl<'de> serde::de::Visitor<'de> for Choices {
-            type Value = WireChoices;
+        struct Choices<C>(std::marker::PhantomData<C>);
+        impl<'de, C: Deserialize<'de>> serde::de::Visitor<'de> for Choices<C> {
+            type Value = WireChoices<C>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of choices")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<WireChoices, A::Error> {
+            ) -> Result<WireChoices<C>, A::Error> {
                 let mut out = WireChoices {
                     first: seq.next_element()?,
                     rest: Vec::new(),
@@ -629,42 +636,51 @@ impl<'de> Deserialize<'de> for WireChoices {
                 Ok(out)
             }
         }
-        deserializer.deserialize_seq(Choices)
+        deserializer.deserialize_seq(Choices(std::marker::PhantomData))
     }
 }
 
+/// A choice of a whole reply. The finish reason is borrowed: it is only ever matched.
 #[derive(Deserialize)]
-struct WireChoice {
+struct WireChoice<'a> {
     message: Option<WireMessage>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A choice of a stream chunk.
+#[derive(Deserialize)]
+struct WireStreamChoice<'a> {
     delta: Option<WireMessage>,
-    finish_reason: Option<String>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 /// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
 /// buffers every field of a struct with a flattened member into an intermediate tree first, and
 /// the fields we write anew (`object`, `system_fingerprint`) are skipped instead of kept.
 #[derive(Default)]
-struct WireCompletion {
+struct WireCompletion<'a> {
     id: String,
     model: String,
     created: i64,
-    choices: WireChoices,
+    choices: WireChoices<WireChoice<'a>>,
     usage: Option<WireUsage>,
     rest: Map<String, Value>,
 }
 
-impl<'de> Deserialize<'de> for WireCompletion {
+impl<'de> Deserialize<'de> for WireCompletion<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Fields;
         impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = WireCompletion;
+            type Value = WireCompletion<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a chat completion object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<WireCompletion, A::Error> {
+            ) -> Result<WireCompletion<'de>, A::Error> {
                 let mut out = WireCompletion::default();
                 while let Some(key) = map.next_key::<crate::json::Key<'de>>()? {
                     match &*key.0 {
@@ -700,8 +716,8 @@ struct WireStreamChunk<'a> {
     id: Cow<'a, str>,
     #[serde(default, borrow)]
     model: Cow<'a, str>,
-    #[serde(default)]
-    choices: WireChoices,
+    #[serde(default, borrow)]
+    choices: WireChoices<WireStreamChoice<'a>>,
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
