@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use switchyard_protocol::canonical::ChatRequest;
@@ -44,6 +44,10 @@ use store::{ExperimentStore, Mutation};
 pub const CONFIG_HEADER: &str = "x-switchyard-config";
 /// Header naming the session a request belongs to (assignment unit and feedback target).
 pub const SESSION_HEADER: &str = "x-switchyard-session-id";
+
+// Looked up by name made once: a lookup by `&str` parses and checks the name on every request.
+static CONFIG_NAME: HeaderName = HeaderName::from_static(CONFIG_HEADER);
+static SESSION_NAME: HeaderName = HeaderName::from_static(SESSION_HEADER);
 /// Top-level body field `{"config": …, "variables": {…}}`, removed before anything goes upstream.
 pub const BODY_FIELD: &str = "switchyard";
 
@@ -82,7 +86,7 @@ pub enum VersionRef {
 /// The session a request belongs to (`x-switchyard-session-id`), if it says.
 pub fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get(SESSION_HEADER)
+        .get(&SESSION_NAME)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 256)
@@ -430,7 +434,7 @@ impl Experiments {
                 .map_err(GatewayError::InvalidRequest)?,
             Some(_) => return Err(bad("'switchyard' must be an object", BODY_FIELD)),
         };
-        let header = match headers.get(CONFIG_HEADER) {
+        let header = match headers.get(&CONFIG_NAME) {
             None => None,
             Some(v) => Some(
                 v.to_str()

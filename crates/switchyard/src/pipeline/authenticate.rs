@@ -1,7 +1,10 @@
 //! Who is calling. Until virtual keys exist the only credential is the master key, sent as
 //! `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic SDKs).
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+/// Anthropic's key header, made once (a lookup by `&str` parses the name every time).
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 use crate::app::App;
 use crate::error::GatewayError;
@@ -24,7 +27,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         }
     }
     headers
-        .get("x-api-key")
+        .get(&X_API_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }

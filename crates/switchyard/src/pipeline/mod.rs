@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::Stream;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use switchyard_protocol::canonical::{ChatRequest, ResponseFormat, Usage};
 use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect};
 use switchyard_protocol::openai;
@@ -154,14 +154,20 @@ fn needs_token_estimate(
     headers: &HeaderMap,
 ) -> bool {
     app.table.tokens_matter()
-        || headers.contains_key("x-switchyard-max-cost")
+        || headers.contains_key(&MAX_COST)
         || app.governance.meters_tokens(principal, customer)
 }
 
+// Header names made once: a lookup by `&str` parses and checks the name on every request.
 /// `x-switchyard-max-cost`: a per-request ceiling in US dollars.
+static MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
+/// `x-switchyard-customer`: the end user a request is for (else the body's `user`).
+static CUSTOMER: HeaderName = HeaderName::from_static("x-switchyard-customer");
+
+/// The [`MAX_COST`] header as dollars, when it is a finite number not below zero.
 fn max_cost(headers: &HeaderMap) -> Option<f64> {
     headers
-        .get("x-switchyard-max-cost")
+        .get(&MAX_COST)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v >= 0.0)
@@ -376,10 +382,10 @@ fn check_model(
     }
 }
 
-/// `x-switchyard-customer`: the end user a request is for (else the body's `user`).
+/// The [`CUSTOMER`] header, trimmed, when not empty.
 fn customer_header(headers: &HeaderMap) -> Option<String> {
     headers
-        .get("x-switchyard-customer")
+        .get(&CUSTOMER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())

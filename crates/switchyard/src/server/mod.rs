@@ -328,7 +328,8 @@ fn tracker(app: &App, ctx: &RequestContext, endpoint: &'static str) -> Tracker {
 
 /// The W3C `traceparent` header, read so the request's spans join the caller's trace.
 fn traceparent(headers: &HeaderMap) -> Option<&str> {
-    headers.get("traceparent").and_then(|v| v.to_str().ok())
+    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok())
 }
 
 /// Ends the record of a request whose reply is not a stream (a stream's record ends with it).
