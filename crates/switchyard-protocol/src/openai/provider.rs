@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
@@ -651,9 +652,22 @@ struct WireChoice<'a> {
 /// A choice of a stream chunk.
 #[derive(Deserialize)]
 struct WireStreamChoice<'a> {
-    delta: Option<WireMessage>,
+    #[serde(borrow)]
+    delta: Option<WireDelta<'a>>,
     #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A stream chunk's `delta`. The text is kept as its JSON text, borrowed from the chunk: where
+/// it lies frames the chunks after it (see [`TextChunkFrame`]).
+#[derive(Deserialize)]
+struct WireDelta<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    refusal: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    tool_calls: Option<Vec<WireToolCall>>,
 }
 
 /// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
@@ -816,12 +830,38 @@ pub struct OpenAiStreamDecoder {
     done: bool,
     finished: bool,
     tool_indices: Vec<u32>,
+    frame: Option<TextChunkFrame>,
+    /// Chunks read through the frame (tests check the fast path is the one taken).
+    #[cfg(test)]
+    framed: usize,
+}
+
+/// What surrounds the text of a stream's last plain text chunk: the chunk before its content
+/// string's opening quote, and after its closing one. The chunks of one stream nearly always
+/// differ only in their text (id, model, created, the choice's index and the rest repeat byte for
+/// byte), and a chunk that reads exactly like this frame around one JSON string is, as JSON, the
+/// framed chunk with another text: the same fields, so the same events (only its text, or none
+/// when the text is empty). Such a chunk is read by parsing that string alone, instead of the
+/// dozen keys and values around it.
+struct TextChunkFrame {
+    head: String,
+    tail: String,
 }
 
 impl OpenAiStreamDecoder {
     fn handle(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
         if data == "[DONE]" {
             self.done = true;
+            return Ok(());
+        }
+        if let Some(text) = self.framed_text(data) {
+            #[cfg(test)]
+            {
+                self.framed += 1;
+            }
+            if !text.is_empty() {
+                out.push(StreamEvent::TextDelta(text));
+            }
             return Ok(());
         }
         let chunk: WireStreamChunk = match serde_json::from_str(data) {
@@ -861,14 +901,32 @@ impl OpenAiStreamDecoder {
                 model: chunk.model.into_owned(),
             });
         }
+        // A chunk whose one choice carries text and nothing else frames the chunks after it.
+        let mut text_at = None;
+        let single = chunk.choices.rest.is_empty() && chunk.usage.is_none();
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
+                if single
+                    && choice.finish_reason.is_none()
+                    && delta.refusal.is_none()
+                    && delta.reasoning_content.is_none()
+                    && delta.reasoning.is_none()
+                    && delta.tool_calls.is_none()
+                {
+                    text_at = delta.content.and_then(|raw| span_in(data, raw.get()));
+                }
                 if let Some(r) = delta.reasoning_content.or(delta.reasoning)
                     && !r.is_empty()
                 {
                     out.push(StreamEvent::ReasoningDelta(r));
                 }
-                if let Some(t) = delta.content.or(delta.refusal)
+                let content = match delta.content {
+                    Some(raw) => Some(serde_json::from_str::<String>(raw.get()).map_err(|e| {
+                        malformed(format!("stream chunk has an unexpected shape: {e}"))
+                    })?),
+                    None => None,
+                };
+                if let Some(t) = content.or(delta.refusal)
                     && !t.is_empty()
                 {
                     out.push(StreamEvent::TextDelta(t));
@@ -905,8 +963,51 @@ impl OpenAiStreamDecoder {
         if let Some(u) = chunk.usage {
             out.push(StreamEvent::Usage(u.canonical()));
         }
+        if let Some((start, end)) = text_at {
+            let frame = self.frame.get_or_insert_with(|| TextChunkFrame {
+                head: String::new(),
+                tail: String::new(),
+            });
+            frame.head.clear();
+            frame.head.push_str(&data[..start]);
+            frame.tail.clear();
+            frame.tail.push_str(&data[end..]);
+        }
         Ok(())
     }
+
+    /// The text of `data` when it is the framed chunk with another text (see
+    /// [`TextChunkFrame`]); `None` sends it through the full parse.
+    fn framed_text(&self, data: &str) -> Option<String> {
+        let frame = self.frame.as_ref()?;
+        let text = data
+            .strip_prefix(frame.head.as_str())?
+            .strip_suffix(frame.tail.as_str())?;
+        // One JSON string and nothing else; anything else is not the framed shape.
+        if !text.starts_with('"') {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// Forgets the frame, so that every chunk after is parsed whole (tests compare both ways).
+    #[cfg(test)]
+    pub(crate) fn forget_frame(&mut self) {
+        self.frame = None;
+    }
+
+    /// Chunks read through the frame so far.
+    #[cfg(test)]
+    pub(crate) fn framed_chunks(&self) -> usize {
+        self.framed
+    }
+}
+
+/// Where `part`, a slice borrowed from `whole`, lies in it.
+fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (whole.get(start..end)? == part).then_some((start, end))
 }
 
 fn in_stream_error(err: &Value) -> UpstreamErrorInfo {

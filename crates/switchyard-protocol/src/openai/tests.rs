@@ -236,6 +236,131 @@ fn stream_decodes_identically_at_every_split() {
     }
 }
 
+type Decoded = Result<Vec<StreamEvent>, UpstreamErrorInfo>;
+
+/// Decodes `chunks` (each one SSE event's data) twice: as the gateway does, and with the text
+/// chunk frame forgotten before every chunk, so that every chunk is parsed whole. Returns both
+/// results and how many chunks the first read through the frame.
+fn decode_framed_and_whole(chunks: &[String]) -> (Decoded, Decoded, usize) {
+    let run = |forget: bool| {
+        let mut d = OpenAiStreamDecoder::default();
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for c in chunks {
+            if forget {
+                d.forget_frame();
+            }
+            result = d.push(format!("data: {c}\n\n").as_bytes(), &mut out);
+            if result.is_err() {
+                break;
+            }
+        }
+        let framed = d.framed_chunks();
+        (result.map(|()| out), framed)
+    };
+    let (framed, count) = run(false);
+    let (whole, none) = run(true);
+    assert_eq!(none, 0);
+    (framed, whole, count)
+}
+
+/// A stream's plain text chunks are read through the frame of the one before (only their text
+/// parsed), and that gives exactly the events parsing each chunk whole gives: texts with every
+/// kind of escape, texts that look like the frame's own JSON, empty and null texts, chunks with
+/// a field more or less, a changing field on every chunk, finish and usage chunks, and chunks
+/// that are not well-formed at all.
+#[test]
+fn framed_text_chunks_read_as_whole_ones() {
+    // Keys in the simulator's order (sorted), and in OpenAI's.
+    let sorted = |content: &Value, extra: &str| {
+        format!(
+            r#"{{"choices":[{{"delta":{{"content":{content}}},"finish_reason":null,"index":0,"logprobs":null}}],"created":1741569952,"id":"chatcmpl-abc","model":"gpt-4o-mini","object":"chat.completion.chunk"{extra},"service_tier":"default","system_fingerprint":"fp_1","usage":null}}"#
+        )
+    };
+    let openai = |content: &Value, obfuscation: &str| {
+        format!(
+            r#"{{"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1,"model":"gpt-4o","service_tier":"default","system_fingerprint":"fp_1","choices":[{{"index":0,"delta":{{"content":{content}}},"logprobs":null,"finish_reason":null}}],"usage":null,"obfuscation":"{obfuscation}"}}"#
+        )
+    };
+    let texts = [
+        json!("Hello"),
+        json!(" world"),
+        json!("quote \" backslash \\ slash / newline \n tab \t nul \u{0} é 日本 🎉"),
+        json!("\"},\"finish_reason\":\"stop\",\"x\":{\"content\":\""),
+        json!(""),
+        Value::Null,
+        json!("after null"),
+        json!("\u{1f}\u{7f}"),
+    ];
+    let first = r#"{"choices":[{"delta":{"content":"","role":"assistant","refusal":null},"finish_reason":null,"index":0,"logprobs":null}],"created":1741569952,"id":"chatcmpl-abc","model":"gpt-4o-mini","object":"chat.completion.chunk","service_tier":"default","system_fingerprint":"fp_1","usage":null}"#;
+    let mut stream = vec![first.to_owned()];
+    stream.extend(texts.iter().map(|t| sorted(t, "")));
+    // Escaped forms the writer above never makes: `\u` escapes and a surrogate pair.
+    stream.push(sorted(&json!("x"), "").replace(r#""x""#, r#""\u00e9\ud83c\udf89\/""#));
+    // A field more, then the frame's shape again.
+    stream.push(sorted(&json!("with more"), r#","extra":1"#));
+    stream.push(sorted(&json!("back"), ""));
+    // Not one string where the text was: parsed whole, whatever it is.
+    stream.push(sorted(&json!("x"), "").replace(r#""x""#, r#""a","refusal":"b""#));
+    stream.push(sorted(&json!("x"), "").replace(r#""x""#, r#" "spaced" "#));
+    stream.push(sorted(&json!("x"), "").replace(r#""x""#, r#""a"  "#));
+    stream.push(sorted(&json!("tail"), ""));
+    stream.push(
+        sorted(&Value::Null, "").replace(r#""finish_reason":null"#, r#""finish_reason":"stop""#),
+    );
+    stream.push(
+        r#"{"choices":[],"created":1,"id":"chatcmpl-abc","model":"gpt-4o-mini","object":"chat.completion.chunk","usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}"#
+            .to_owned(),
+    );
+    stream.push("[DONE]".to_owned());
+    let (framed, whole, count) = decode_framed_and_whole(&stream);
+    let events = framed.unwrap();
+    assert_eq!(events, whole.unwrap());
+    // Framed: each text after "Hello" but the null one (a null text is not a string), the
+    // `\u`-escaped one included: seven. After a changed shape, chunks are parsed whole until
+    // one of them frames the next.
+    assert_eq!(count, 7);
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(texts.contains(&"\"},\"finish_reason\":\"stop\",\"x\":{\"content\":\""));
+    assert!(texts.contains(&"é🎉/"));
+    assert!(texts.contains(&"a") && texts.contains(&"spaced"));
+    assert!(matches!(events.last(), Some(StreamEvent::Usage(_))));
+
+    // OpenAI's own chunks carry a different `obfuscation` on every chunk: never framed, same
+    // events.
+    let stream: Vec<String> = ["a", "bb", "ccc"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| openai(&json!(t), &"x".repeat(i + 1)))
+        .collect();
+    let (framed, whole, count) = decode_framed_and_whole(&stream);
+    assert_eq!(framed.unwrap(), whole.unwrap());
+    assert_eq!(count, 0);
+    // The same chunks without it are framed after the first.
+    let stream: Vec<String> = ["a", "bb", "ccc"]
+        .iter()
+        .map(|t| openai(&json!(t), ""))
+        .collect();
+    let (framed, whole, count) = decode_framed_and_whole(&stream);
+    assert_eq!(framed.unwrap(), whole.unwrap());
+    assert_eq!(count, 2);
+
+    // A framed chunk whose text is not text is an error either way.
+    let stream = vec![
+        sorted(&json!("ok"), ""),
+        sorted(&json!("x"), "").replace(r#""x""#, "42"),
+    ];
+    let (framed, whole, _) = decode_framed_and_whole(&stream);
+    assert_eq!(framed.unwrap_err().class, ErrorClass::MalformedResponse);
+    assert_eq!(whole.unwrap_err().class, ErrorClass::MalformedResponse);
+}
+
 #[test]
 fn premature_end_and_malformed_chunks_fail() {
     let bytes = STREAM.as_bytes();
