@@ -14,5 +14,6 @@ pub mod json;
 mod one_pass;
 pub mod openai;
 pub mod sse;
+mod text_frame;
 
 pub use dialect::{DialectId, ProviderKind};

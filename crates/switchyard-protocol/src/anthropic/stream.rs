@@ -16,6 +16,7 @@ use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo, Usage};
 use crate::dialect::{EncodeCtx, StreamDecoder, StreamEncoder, interrupted, malformed};
 use crate::error::ClientError;
 use crate::sse::{SseEvent, SseParser, write_event};
+use crate::text_frame::TextFrame;
 
 /// What kind of block a stream index holds, as far as the decoder cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,21 @@ pub struct AnthropicStreamDecoder {
     started: bool,
     /// `message_stop` or an in-stream `error` was seen: nothing more is read.
     ended: bool,
+    /// Frames the text deltas after the last one parsed whole (see `text_frame`).
+    text: TextFrame,
+}
+
+/// Where a `text_delta` event's text lies in the event's JSON (borrowed from it).
+#[derive(serde::Deserialize)]
+struct TextDeltaAt<'a> {
+    #[serde(borrow)]
+    delta: TextAt<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct TextAt<'a> {
+    #[serde(borrow)]
+    text: &'a serde_json::value::RawValue,
 }
 
 impl AnthropicStreamDecoder {
@@ -182,6 +198,18 @@ impl AnthropicStreamDecoder {
         Ok(())
     }
 
+    /// Forgets the text frame, so that the next event is parsed whole (tests compare both ways).
+    #[cfg(test)]
+    pub(crate) fn forget_text_frame(&mut self) {
+        self.text.forget();
+    }
+
+    /// Text deltas read through the text frame so far.
+    #[cfg(test)]
+    pub(crate) fn framed_texts(&self) -> usize {
+        self.text.hits
+    }
+
     fn require_start(&self, event: &str) -> Result<(), UpstreamErrorInfo> {
         if self.started {
             Ok(())
@@ -224,11 +252,28 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     if self.ended {
                         break;
                     }
+                    // A text delta shaped like the last one: its text is all that differs.
+                    if let Some(text) = self.text.text_of(&frame.data) {
+                        if !text.is_empty() {
+                            out.push(StreamEvent::TextDelta(text));
+                        }
+                        continue;
+                    }
                     let event: MessageStreamEvent =
                         serde_json::from_str(&frame.data).map_err(|e| {
                             malformed(format!("Anthropic stream event is not valid: {e}"))
                         })?;
+                    let text_delta = matches!(
+                        &event,
+                        MessageStreamEvent::ContentBlockDelta {
+                            delta: ContentBlockDelta::TextDelta { .. },
+                            ..
+                        }
+                    );
                     self.handle(event, out)?;
+                    if text_delta && let Ok(at) = serde_json::from_str::<TextDeltaAt>(&frame.data) {
+                        self.text.set(&frame.data, at.delta.text.get());
+                    }
                 }
                 Ok(())
             });

@@ -1101,6 +1101,78 @@ fn stream_decodes_identically_at_every_split() {
     assert_eq!(decode_chunks(&[crlf.as_bytes()]).unwrap(), expected);
 }
 
+/// Text deltas shaped like the one before are read through its frame (their text alone
+/// parsed), with exactly the events parsing each event whole gives: escapes, texts that look like
+/// the event's own JSON, empty texts, another block's index, other delta kinds in between.
+#[test]
+fn framed_text_deltas_read_as_whole_ones() {
+    let delta = |index: u32, text: &serde_json::Value| {
+        format!(
+            r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":{text}}}}}"#
+        )
+    };
+    let mut events = vec![
+        r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#.to_owned(),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned(),
+    ];
+    for text in [
+        json!("Hello"),
+        json!(" world"),
+        json!("quote \" backslash \\ newline \n é 🎉"),
+        json!("\"}},{\"type\":\"message_stop\"}"),
+        json!(""),
+        json!("more"),
+    ] {
+        events.push(delta(0, &text));
+    }
+    events.push(delta(0, &json!("x")).replace(r#""x""#, r#""\u00e9\ud83c\udf89""#));
+    events.push(r#"{"type":"content_block_stop","index":0}"#.to_owned());
+    events.push(r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"f","input":{}}}"#.to_owned());
+    events.push(r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#.to_owned());
+    events.push(r#"{"type":"content_block_stop","index":1}"#.to_owned());
+    events.push(
+        r#"{"type":"content_block_start","index":2,"content_block":{"type":"text","text":""}}"#
+            .to_owned(),
+    );
+    events.push(delta(2, &json!("after")));
+    events.push(delta(2, &json!("the tool")));
+    events.push(r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}"#.to_owned());
+    events.push(r#"{"type":"message_stop"}"#.to_owned());
+    let run = |forget: bool| {
+        let mut decoder = AnthropicStreamDecoder::new();
+        let mut out = Vec::new();
+        for e in &events {
+            if forget {
+                decoder.forget_text_frame();
+            }
+            let frame = format!("event: x\ndata: {e}\n\n");
+            if let Err(err) = decoder.push(frame.as_bytes(), &mut out) {
+                return (Err(err), decoder.framed_texts());
+            }
+        }
+        (
+            decoder.finish(&mut out).map(|()| out),
+            decoder.framed_texts(),
+        )
+    };
+    let (framed, hits) = run(false);
+    let (whole, none) = run(true);
+    let framed = framed.unwrap();
+    assert_eq!(framed, whole.unwrap());
+    assert_eq!(none, 0);
+    // " world" to "more", the `\u`-escaped text and "the tool": seven.
+    assert_eq!(hits, 7);
+    let texts: Vec<&str> = framed
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(texts.contains(&"\"}},{\"type\":\"message_stop\"}"));
+    assert!(texts.contains(&"é🎉"));
+}
+
 #[test]
 fn premature_end_is_an_error() {
     let cut = RECORDED_STREAM.find("event: message_stop").unwrap();

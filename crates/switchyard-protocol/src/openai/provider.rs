@@ -27,6 +27,7 @@ use crate::dialect::{
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
 use crate::sse::{SseEvent, SseParser};
+use crate::text_frame::TextFrame;
 
 pub struct OpenAiProvider {
     quirks: OpenAiQuirks,
@@ -659,7 +660,7 @@ struct WireStreamChoice<'a> {
 }
 
 /// A stream chunk's `delta`. The text is kept as its JSON text, borrowed from the chunk: where
-/// it lies frames the chunks after it (see [`TextChunkFrame`]).
+/// it lies frames the chunks after it (see `text_frame`).
 #[derive(Deserialize)]
 struct WireDelta<'a> {
     #[serde(borrow)]
@@ -830,22 +831,8 @@ pub struct OpenAiStreamDecoder {
     done: bool,
     finished: bool,
     tool_indices: Vec<u32>,
-    frame: Option<TextChunkFrame>,
-    /// Chunks read through the frame (tests check the fast path is the one taken).
-    #[cfg(test)]
-    framed: usize,
-}
-
-/// What surrounds the text of a stream's last plain text chunk: the chunk before its content
-/// string's opening quote, and after its closing one. The chunks of one stream nearly always
-/// differ only in their text (id, model, created, the choice's index and the rest repeat byte for
-/// byte), and a chunk that reads exactly like this frame around one JSON string is, as JSON, the
-/// framed chunk with another text: the same fields, so the same events (only its text, or none
-/// when the text is empty). Such a chunk is read by parsing that string alone, instead of the
-/// dozen keys and values around it.
-struct TextChunkFrame {
-    head: String,
-    tail: String,
+    /// Frames the plain text chunks after the last one parsed whole (see `text_frame`).
+    frame: TextFrame,
 }
 
 impl OpenAiStreamDecoder {
@@ -854,11 +841,7 @@ impl OpenAiStreamDecoder {
             self.done = true;
             return Ok(());
         }
-        if let Some(text) = self.framed_text(data) {
-            #[cfg(test)]
-            {
-                self.framed += 1;
-            }
+        if let Some(text) = self.frame.text_of(data) {
             if !text.is_empty() {
                 out.push(StreamEvent::TextDelta(text));
             }
@@ -902,7 +885,7 @@ impl OpenAiStreamDecoder {
             });
         }
         // A chunk whose one choice carries text and nothing else frames the chunks after it.
-        let mut text_at = None;
+        let mut framing = None;
         let single = chunk.choices.rest.is_empty() && chunk.usage.is_none();
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
@@ -913,7 +896,7 @@ impl OpenAiStreamDecoder {
                     && delta.reasoning.is_none()
                     && delta.tool_calls.is_none()
                 {
-                    text_at = delta.content.and_then(|raw| span_in(data, raw.get()));
+                    framing = delta.content;
                 }
                 if let Some(r) = delta.reasoning_content.or(delta.reasoning)
                     && !r.is_empty()
@@ -963,51 +946,23 @@ impl OpenAiStreamDecoder {
         if let Some(u) = chunk.usage {
             out.push(StreamEvent::Usage(u.canonical()));
         }
-        if let Some((start, end)) = text_at {
-            let frame = self.frame.get_or_insert_with(|| TextChunkFrame {
-                head: String::new(),
-                tail: String::new(),
-            });
-            frame.head.clear();
-            frame.head.push_str(&data[..start]);
-            frame.tail.clear();
-            frame.tail.push_str(&data[end..]);
+        if let Some(text) = framing {
+            self.frame.set(data, text.get());
         }
         Ok(())
     }
 
-    /// The text of `data` when it is the framed chunk with another text (see
-    /// [`TextChunkFrame`]); `None` sends it through the full parse.
-    fn framed_text(&self, data: &str) -> Option<String> {
-        let frame = self.frame.as_ref()?;
-        let text = data
-            .strip_prefix(frame.head.as_str())?
-            .strip_suffix(frame.tail.as_str())?;
-        // One JSON string and nothing else; anything else is not the framed shape.
-        if !text.starts_with('"') {
-            return None;
-        }
-        serde_json::from_str(text).ok()
-    }
-
-    /// Forgets the frame, so that every chunk after is parsed whole (tests compare both ways).
+    /// Forgets the text frame, so that the next chunk is parsed whole (tests compare both ways).
     #[cfg(test)]
     pub(crate) fn forget_frame(&mut self) {
-        self.frame = None;
+        self.frame.forget();
     }
 
-    /// Chunks read through the frame so far.
+    /// Chunks read through the text frame so far.
     #[cfg(test)]
     pub(crate) fn framed_chunks(&self) -> usize {
-        self.framed
+        self.frame.hits
     }
-}
-
-/// Where `part`, a slice borrowed from `whole`, lies in it.
-fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let end = start.checked_add(part.len())?;
-    (whole.get(start..end)? == part).then_some((start, end))
 }
 
 fn in_stream_error(err: &Value) -> UpstreamErrorInfo {

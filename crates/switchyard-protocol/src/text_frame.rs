@@ -1,0 +1,108 @@
+//! Reading a stream's text chunks by their text alone. The chunks of one stream nearly always
+//! differ only in their text: the id, model, index, type names and the rest repeat byte for
+//! byte. A decoder that has parsed a plain text chunk keeps what surrounds its text (the chunk
+//! before the text's opening quote, and after its closing one); a later chunk that reads exactly
+//! like that frame around one JSON string is, as JSON, the same chunk with another text, so it
+//! has the same fields and means the same thing: that text, and nothing else. Only the string is
+//! parsed, instead of the dozen keys and values around it. Anything else (another shape, a field
+//! that changes on every chunk, a text that is not one string) is parsed whole, as before.
+
+/// What surrounds the text of a stream's last plain text chunk.
+#[derive(Debug, Default)]
+pub(crate) struct TextFrame {
+    head: String,
+    tail: String,
+    set: bool,
+    /// Chunks read through the frame (tests check the fast path is the one taken).
+    #[cfg(test)]
+    pub(crate) hits: usize,
+}
+
+impl TextFrame {
+    /// Frames the chunks after `data`, a plain text chunk whose text's JSON string is `text`
+    /// (a slice of `data`, as a borrowed `RawValue` gives it). Leaves the frame as it was if
+    /// `text` does not lie in `data`.
+    pub(crate) fn set(&mut self, data: &str, text: &str) {
+        let Some((start, end)) = span_in(data, text) else {
+            return;
+        };
+        self.head.clear();
+        self.head.push_str(&data[..start]);
+        self.tail.clear();
+        self.tail.push_str(&data[end..]);
+        self.set = true;
+    }
+
+    /// The text of `data` when it is the framed chunk with another text; `None` sends it
+    /// through the full parse.
+    pub(crate) fn text_of(&mut self, data: &str) -> Option<String> {
+        if !self.set {
+            return None;
+        }
+        let text = data
+            .strip_prefix(self.head.as_str())?
+            .strip_suffix(self.tail.as_str())?;
+        // One JSON string and nothing else; anything else is not the framed shape.
+        if !text.starts_with('"') {
+            return None;
+        }
+        let text = serde_json::from_str(text).ok()?;
+        #[cfg(test)]
+        {
+            self.hits += 1;
+        }
+        Some(text)
+    }
+
+    /// Forgets the frame, so that the next chunk is parsed whole (tests compare both ways).
+    #[cfg(test)]
+    pub(crate) fn forget(&mut self) {
+        self.set = false;
+    }
+}
+
+/// Where `part`, a slice borrowed from `whole`, lies in it.
+fn span_in(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (whole.get(start..end)? == part).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_reads_only_chunks_of_its_shape() {
+        let data = r#"{"a":1,"text":"hi","b":[2]}"#;
+        let at = data.find(r#""hi""#).unwrap();
+        let mut frame = TextFrame::default();
+        assert_eq!(frame.text_of(data), None);
+        // A slice that does not lie in the chunk frames nothing.
+        frame.set(data, r#""hi""#);
+        assert_eq!(frame.text_of(data), None);
+        frame.set(data, &data[at..at + 4]);
+        assert_eq!(frame.text_of(data).as_deref(), Some("hi"));
+        assert_eq!(
+            frame
+                .text_of(r#"{"a":1,"text":"x \" \\ \u00e9","b":[2]}"#)
+                .as_deref(),
+            Some("x \" \\ é")
+        );
+        for other in [
+            r#"{"a":2,"text":"hi","b":[2]}"#,
+            r#"{"a":1,"text":null,"b":[2]}"#,
+            r#"{"a":1,"text":"x","y":"z","b":[2]}"#,
+            r#"{"a":1,"text":"unterminated,"b":[2]}"#,
+            r#"{"a":1,"text":,"b":[2]}"#,
+        ] {
+            assert_eq!(frame.text_of(other), None, "{other}");
+        }
+        // Whitespace after the string is still the same document.
+        assert_eq!(
+            frame.text_of(r#"{"a":1,"text":"x" ,"b":[2]}"#).as_deref(),
+            Some("x")
+        );
+        assert_eq!(frame.hits, 3);
+    }
+}
