@@ -186,14 +186,51 @@ fn openai_reply_encode(bencher: Bencher) {
 }
 
 fn openai_chunk(text: &str) -> Vec<u8> {
+    openai_chunk_created(text, 1)
+}
+
+fn openai_chunk_created(text: &str, created: u64) -> Vec<u8> {
     let chunk = json!({
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": created,
+        "model": "gpt-4o-mini",
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}],
     });
     format!("data: {chunk}\n\n").into_bytes()
 }
 
-/// One upstream text chunk decoded and re-encoded for the client, after the stream started.
+/// Text chunks whose `created` alternates, so that none reads like the one before it and each
+/// is parsed whole: what every chunk cost before chunks were read through the last one's frame.
+#[divan::bench]
+fn stream_chunk_openai_to_openai_parsed_whole(bencher: Bencher) {
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let mut decoder = provider.stream_decoder();
+    let mut encoder = OpenAiStreamEncoder::new(ctx());
+    let mut events: Vec<StreamEvent> = Vec::new();
+    let mut out = Vec::new();
+    if decoder.push(&openai_chunk("Hello"), &mut events).is_err() {
+        return;
+    }
+    for e in events.drain(..) {
+        encoder.event(&e, &mut out);
+    }
+    let chunks = [
+        openai_chunk_created(" world, and a few more words", 2),
+        openai_chunk_created(" world, and a few more words", 3),
+    ];
+    let mut next = 0;
+    bencher.bench_local(|| {
+        out.clear();
+        next ^= 1;
+        let _ = decoder.push(black_box(&chunks[next]), &mut events);
+        for e in events.drain(..) {
+            encoder.event(&e, &mut out);
+        }
+        out.len()
+    });
+}
+
+/// One upstream text chunk decoded and re-encoded for the client, after the stream started
+/// (the chunks after the first are read through its text frame).
 fn chunk_round_trip(bencher: Bencher, mut encoder: Box<dyn StreamEncoder>) {
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
     let mut decoder = provider.stream_decoder();

@@ -298,9 +298,32 @@ fn record_writer_prepare(bencher: Bencher, batch: usize) {
                 }
             }
             metrics.observe(records);
-            records
-                .iter()
-                .map(|r| serde_json::to_string(r).map_or(0, |s| s.len()))
-                .sum::<usize>()
+            records.iter().map(|r| r.to_json().len()).sum::<usize>()
         });
+}
+
+/// A finished record's JSON text, as the store and the spill file keep it: the record's own
+/// writer.
+#[divan::bench]
+fn record_json_own_writer(bencher: Bencher) {
+    let Some(record) = finished_record() else {
+        return;
+    };
+    bencher.bench_local(|| black_box(&record).to_json().len());
+}
+
+/// The same text through serde's derived serializer (what the store used before).
+#[divan::bench]
+fn record_json_serde(bencher: Bencher) {
+    let Some(record) = finished_record() else {
+        return;
+    };
+    bencher.bench_local(|| serde_json::to_string(black_box(&record)).map_or(0, |s| s.len()));
+}
+
+/// A record as the writer stores it: decision written out, content masked.
+fn finished_record() -> Option<switchyard::telemetry::RequestRecord> {
+    let mut r = pending_record()?;
+    switchyard::telemetry::prepare_record(&mut r);
+    Some(r)
 }

@@ -43,7 +43,11 @@ impl RequestRecord {
     /// forms), written straight into one buffer. serde_json escaped every key and string
     /// through a byte-by-byte loop and a write call per piece, most of a record's serialization.
     pub fn to_json(&self) -> String {
-        let mut out = Vec::with_capacity(768 + self.content_bytes());
+        // Sized for the whole text, so that it is written without growing: the fixed fields
+        // (names, ids, numbers and keys) come to well under a kilobyte.
+        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
+        let capacity = 1024 + self.content_bytes() + decision + 192 * self.attempts.len();
+        let mut out = Vec::with_capacity(capacity);
         self.write_json(&mut out);
         // Only text and JSON written from text went in: never fails.
         String::from_utf8(out).unwrap_or_default()
