@@ -9,6 +9,8 @@
 //! their margins, then drops the margins and writes the marker ([`finish_masked`]). A secret
 //! shorter than the margin that straddles the edge of a side is then cut away, never half kept.
 
+use std::borrow::Cow;
+
 /// Bytes kept beyond each side of a cut until masking is done.
 pub const MARGIN: usize = 1024;
 
@@ -81,8 +83,9 @@ pub fn clip<S: AsRef<str>>(parts: &[S], cap: usize, masked_later: bool) -> Strin
 }
 
 /// Masks a text that [`clip`] may have cut with `masked_later`: both sides are masked with
-/// their margins, the margins dropped, and the marker written. Uncut text is masked whole.
-pub fn finish_masked(text: &str, mask: impl Fn(&str) -> String) -> String {
+/// their margins, the margins dropped, and the marker written. Uncut text is masked whole, and
+/// comes back borrowed when the mask changed nothing.
+pub fn finish_masked(text: &str, mask: impl Fn(&str) -> Cow<'_, str>) -> Cow<'_, str> {
     let mut pieces = text.splitn(3, CUT);
     let (Some(head), Some(count), Some(tail)) = (pieces.next(), pieces.next(), pieces.next())
     else {
@@ -103,7 +106,7 @@ pub fn finish_masked(text: &str, mask: impl Fn(&str) -> String) -> String {
     out.push_str(&head[..head_end]);
     out.push_str(&marker(cut));
     out.push_str(&tail[tail_start..]);
-    out
+    Cow::Owned(out)
 }
 
 /// Shares `cap` bytes among texts of the given lengths: short texts keep everything, and what
@@ -149,7 +152,7 @@ mod tests {
         let kept = clip(&[&text], 1001, false);
         assert!(kept.starts_with('é') && kept.ends_with('é'));
         let pending = clip(&[&text], 1001, true);
-        let masked = finish_masked(&pending, str::to_owned);
+        let masked = finish_masked(&pending, |t| Cow::Borrowed(t));
         assert!(masked.contains("bytes cut"));
     }
 
@@ -163,14 +166,13 @@ mod tests {
         let text = format!("{}{secret}{}", "x".repeat(at), "y".repeat(20_000));
         let pending = clip(&[&text], cap, true);
         // A mask that only recognises the whole secret.
-        let masked = finish_masked(&pending, |t| t.replace(secret, "[SECRET]"));
+        let masked = finish_masked(&pending, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
         assert!(!masked.contains("SECRET"), "{masked}");
         assert!(masked.contains("bytes cut"));
         // And a secret well inside the kept head is masked, not cut.
         let text = format!("{secret}{}", "y".repeat(20_000));
-        let masked = finish_masked(&clip(&[&text], cap, true), |t| {
-            t.replace(secret, "[SECRET]")
-        });
+        let pending = clip(&[&text], cap, true);
+        let masked = finish_masked(&pending, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
         assert!(masked.starts_with("[SECRET]"));
     }
 

@@ -2,6 +2,7 @@
 //! phone numbers, payment card numbers (Luhn-checked), IBANs (mod-97-checked), IP addresses and
 //! API-key or secret-looking strings become typed placeholders such as `[EMAIL]`.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::{Captures, Regex, RegexSet};
@@ -101,18 +102,19 @@ fn apply(text: String, hit: bool, re: &Option<Regex>, f: impl Fn(&Captures) -> S
     }
 }
 
-/// Replaces sensitive substrings with typed placeholders.
-pub fn mask(text: &str) -> String {
+/// Replaces sensitive substrings with typed placeholders; text with nothing to mask (most of
+/// it) comes back borrowed, not copied.
+pub fn mask(text: &str) -> Cow<'_, str> {
     let p = patterns();
     // Without the set (it failed to compile) every pattern runs.
     let Some(set) = &p.set else {
-        return mask_with(text, &|_| true);
+        return Cow::Owned(mask_with(text, &|_| true));
     };
     let hits = set.matches(text);
     if !hits.matched_any() {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
-    mask_with(text, &|i| hits.matched(i))
+    Cow::Owned(mask_with(text, &|i| hits.matched(i)))
 }
 
 /// Runs the patterns `hit` selects (by index in [`ALL`]), in order.

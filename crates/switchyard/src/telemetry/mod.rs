@@ -314,7 +314,7 @@ impl Tracker {
             r.error_code = Some(client.code.to_owned());
             r.error_message = Some(match self.content {
                 ContentMode::Full => client.message,
-                _ => mask::mask(&client.message),
+                _ => mask::mask(&client.message).into_owned(),
             });
         }
         if let Some(admission) = self.admission.take() {
@@ -345,11 +345,16 @@ pub fn prepare_record(r: &mut RequestRecord) {
     if !std::mem::take(&mut r.mask_pending) {
         return;
     }
+    // Texts with nothing to mask (most) are kept as they are, not copied.
     for m in r.prompt.iter_mut().flatten() {
-        m.content = clip::finish_masked(&m.content, mask::mask);
+        if let Cow::Owned(masked) = clip::finish_masked(&m.content, mask::mask) {
+            m.content = masked;
+        }
     }
-    if let Some(text) = &mut r.response {
-        *text = clip::finish_masked(text, mask::mask);
+    if let Some(text) = &mut r.response
+        && let Cow::Owned(masked) = clip::finish_masked(text, mask::mask)
+    {
+        *text = masked;
     }
 }
 
