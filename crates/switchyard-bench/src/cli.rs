@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn rounds_share_the_measured_part_and_only_the_first_has_the_full_warm_up() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let dir = crate::shipped_cases();
         let cases = case::load_all(&dir, &["chat-small-rate".to_owned()]).unwrap();
         let case = Case {
             stop: Stop::Requests(11),
@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn shipped_cases_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let dir = crate::shipped_cases();
         let cases = case::load_all(&dir, &[]).unwrap();
         assert!(cases.len() >= 8);
         assert!(cases.iter().any(|c| c.name == DEFAULT_SOAK_CASE));

@@ -29,3 +29,16 @@ mod sink;
 mod targets;
 
 pub use cli::{Options, run};
+
+/// The shipped cases, for tests: found through the package directory cargo names when it runs
+/// the test, so that a test binary reused from a checkout at another path (one target directory
+/// shared by several checkouts) still reads this checkout's cases.
+#[cfg(test)]
+fn shipped_cases() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join("cases")
+}

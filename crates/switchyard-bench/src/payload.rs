@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn requests_present_the_given_key() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+        let dir = crate::shipped_cases();
         let cases = crate::case::load_all(&dir, &[]).unwrap();
         for case in &cases {
             let t = Template::for_case(case, "sk-test").unwrap();

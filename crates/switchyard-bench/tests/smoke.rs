@@ -25,7 +25,10 @@ fn build_gateway_if_missing(profile_dir: &Path) -> Result<(), String> {
         .ok_or("the profile directory has no parent")?;
     let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        ))
         .args(["build", "--quiet", "-p", "switchyard", "--target-dir"])
         .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {

@@ -42,8 +42,12 @@ use switchyard_protocol::openai;
 const API_KEY: &str = "sk-golden-secret-0123456789";
 const REDACTED: &str = "<redacted>";
 
+/// Found through the package directory cargo names when it runs the test (a test binary reused
+/// from a checkout at another path still reads this checkout's fixtures).
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
+        .join("tests/fixtures")
 }
 
 /// One provider dialect with the fixed deployment every snapshot is built for.
