@@ -35,9 +35,7 @@ impl RequestRecord {
             .sum::<usize>();
         prompt + self.response.as_ref().map_or(0, String::len)
     }
-}
 
-impl RequestRecord {
     /// The record as JSON text, as the store and the spill file keep it: byte for byte what
     /// `serde_json` writes from the derived `Serialize` (same field order, escapes and number
     /// forms), written straight into one buffer. serde_json escaped every key and string
@@ -56,32 +54,20 @@ impl RequestRecord {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
         json::write_str(out, &self.id);
-        out.extend_from_slice(b",\"started_at_ms\":");
-        write_number(out, self.started_at_ms);
-        out.extend_from_slice(b",\"duration_ms\":");
-        write_number(out, self.duration_ms);
+        number_field(out, b",\"started_at_ms\":", self.started_at_ms);
+        number_field(out, b",\"duration_ms\":", self.duration_ms);
         if let Some(ttft) = self.ttft_ms {
-            out.extend_from_slice(b",\"ttft_ms\":");
-            write_number(out, ttft);
+            number_field(out, b",\"ttft_ms\":", ttft);
         }
-        out.extend_from_slice(b",\"ingress\":");
-        json::write_str(out, &self.ingress);
-        out.extend_from_slice(b",\"endpoint\":");
-        json::write_str(out, &self.endpoint);
-        out.extend_from_slice(b",\"requested_model\":");
-        json::write_str(out, &self.requested_model);
+        str_field(out, b",\"ingress\":", &self.ingress);
+        str_field(out, b",\"endpoint\":", &self.endpoint);
+        str_field(out, b",\"requested_model\":", &self.requested_model);
         optional_str(out, b",\"alias\":", &self.alias);
         optional_str(out, b",\"deployment\":", &self.deployment);
         optional_str(out, b",\"provider\":", &self.provider);
-        out.extend_from_slice(if self.stream {
-            b",\"stream\":true,\"status\":"
-        } else {
-            b",\"stream\":false,\"status\":"
-        });
-        write_number(out, self.status);
-        out.extend_from_slice(b",\"outcome\":\"");
-        out.extend_from_slice(self.outcome.as_str().as_bytes());
-        out.push(b'"');
+        bool_field(out, b",\"stream\":", self.stream);
+        number_field(out, b",\"status\":", self.status);
+        str_field(out, b",\"outcome\":", self.outcome.as_str());
         optional_str(out, b",\"error_code\":", &self.error_code);
         optional_str(out, b",\"error_message\":", &self.error_message);
         out.extend_from_slice(b",\"caller\":");
@@ -89,7 +75,9 @@ impl RequestRecord {
         optional_str(out, b",\"customer\":", &self.customer);
         if !self.tags.is_empty() {
             out.extend_from_slice(b",\"tags\":");
-            write_object(out, &self.tags);
+            // Writing a `Value` into a vector cannot fail: its keys are strings, its numbers
+            // finite.
+            let _ = json::write_object(out, &self.tags);
         }
         if let Some(decision) = &self.decision {
             out.extend_from_slice(b",\"decision\":");
@@ -108,8 +96,7 @@ impl RequestRecord {
             tokens.write_json(out);
         }
         if let Some(cost) = self.cost_nanos {
-            out.extend_from_slice(b",\"cost_nanos\":");
-            write_number(out, cost);
+            number_field(out, b",\"cost_nanos\":", cost);
         }
         if let Some(prompt) = &self.prompt {
             out.extend_from_slice(b",\"prompt\":[");
@@ -117,31 +104,24 @@ impl RequestRecord {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(b"{\"role\":");
-                json::write_str(out, &message.role);
-                out.extend_from_slice(b",\"content\":");
-                json::write_str(out, &message.content);
+                str_field(out, b"{\"role\":", &message.role);
+                str_field(out, b",\"content\":", &message.content);
                 out.push(b'}');
             }
             out.push(b']');
         }
         optional_str(out, b",\"response\":", &self.response);
         if let Some(trace) = &self.trace {
-            out.extend_from_slice(b",\"trace\":{\"trace_id\":");
-            json::write_str(out, &trace.trace_id);
+            str_field(out, b",\"trace\":{\"trace_id\":", &trace.trace_id);
             optional_str(out, b",\"parent_span_id\":", &trace.parent_span_id);
-            out.extend_from_slice(if trace.sampled {
-                b",\"sampled\":true}"
-            } else {
-                b",\"sampled\":false}"
-            });
+            bool_field(out, b",\"sampled\":", trace.sampled);
+            out.push(b'}');
         }
         optional_str(out, b",\"response_model\":", &self.response_model);
         optional_str(out, b",\"finish_reason\":", &self.finish_reason);
         optional_str(out, b",\"config_name\":", &self.config_name);
         if let Some(version) = self.config_version {
-            out.extend_from_slice(b",\"config_version\":");
-            write_number(out, version);
+            number_field(out, b",\"config_version\":", version);
         }
         optional_str(out, b",\"experiment_id\":", &self.experiment_id);
         optional_str(out, b",\"variant\":", &self.variant);
@@ -177,70 +157,59 @@ impl Caller {
 
 impl AttemptRecord {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"alias\":");
-        json::write_str(out, &self.alias);
-        out.extend_from_slice(b",\"deployment\":");
-        json::write_str(out, &self.deployment);
-        out.extend_from_slice(b",\"provider\":");
-        json::write_str(out, &self.provider);
+        str_field(out, b"{\"alias\":", &self.alias);
+        str_field(out, b",\"deployment\":", &self.deployment);
+        str_field(out, b",\"provider\":", &self.provider);
         if let Some(status) = self.status {
-            out.extend_from_slice(b",\"status\":");
-            write_number(out, status);
+            number_field(out, b",\"status\":", status);
         }
         optional_str(out, b",\"error_class\":", &self.error_class);
-        out.extend_from_slice(b",\"latency_ms\":");
-        write_number(out, self.latency_ms);
-        for (key, value) in [
-            (&b",\"retry\":"[..], self.retry),
-            (b",\"hedged\":", self.hedged),
-            (b",\"cancelled\":", self.cancelled),
-            (b",\"fell_back\":", self.fell_back),
-        ] {
-            out.extend_from_slice(key);
-            out.extend_from_slice(if value { b"true" } else { b"false" });
-        }
+        number_field(out, b",\"latency_ms\":", self.latency_ms);
+        bool_field(out, b",\"retry\":", self.retry);
+        bool_field(out, b",\"hedged\":", self.hedged);
+        bool_field(out, b",\"cancelled\":", self.cancelled);
+        bool_field(out, b",\"fell_back\":", self.fell_back);
         out.push(b'}');
     }
 }
 
 impl TokenCounts {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"input\":");
-        write_number(out, self.input);
-        out.extend_from_slice(b",\"output\":");
-        write_number(out, self.output);
-        out.extend_from_slice(b",\"cache_read\":");
-        write_number(out, self.cache_read);
-        out.extend_from_slice(b",\"cache_write\":");
-        write_number(out, self.cache_write);
-        out.extend_from_slice(b",\"reasoning\":");
-        write_number(out, self.reasoning);
-        out.extend_from_slice(if self.estimated {
-            b",\"estimated\":true}"
-        } else {
-            b",\"estimated\":false}"
-        });
+        number_field(out, b"{\"input\":", self.input);
+        number_field(out, b",\"output\":", self.output);
+        number_field(out, b",\"cache_read\":", self.cache_read);
+        number_field(out, b",\"cache_write\":", self.cache_write);
+        number_field(out, b",\"reasoning\":", self.reasoning);
+        bool_field(out, b",\"estimated\":", self.estimated);
+        out.push(b'}');
     }
 }
 
-/// `key` (with its leading comma and trailing colon) and the string, when there is one.
+// Each field writer takes its key with the separator before it and the colon after it, as
+// constant bytes: `b",\"name\":"`.
+
+fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
+    out.extend_from_slice(key);
+    json::write_str(out, value);
+}
+
+/// The field when there is a value.
 fn optional_str(out: &mut Vec<u8>, key: &[u8], value: &Option<impl AsRef<str>>) {
     if let Some(value) = value {
-        out.extend_from_slice(key);
-        json::write_str(out, value.as_ref());
+        str_field(out, key, value.as_ref());
     }
+}
+
+fn bool_field(out: &mut Vec<u8>, key: &[u8], value: bool) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(if value { b"true" } else { b"false" });
 }
 
 /// A number as serde_json writes it (a float that is not finite as `null`).
-fn write_number(out: &mut Vec<u8>, value: impl Serialize) {
+fn number_field(out: &mut Vec<u8>, key: &[u8], value: impl Serialize) {
+    out.extend_from_slice(key);
     // Writing a number into a vector cannot fail.
     let _ = serde_json::to_writer(&mut *out, &value);
-}
-
-/// Tags as serde_json writes a map of values.
-fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    // Writing a `Value` into a vector cannot fail: its keys are strings, its numbers finite.
-    let _ = json::write_object(out, map);
 }
 
 impl Outcome {
