@@ -10,10 +10,18 @@
 //! without the workspace's dev-dependencies and would recompile the gateway, so after changing
 //! the gateway, test the workspace or build the gateway first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+/// This package's directory as cargo names it when it runs the test: the binaries it runs may
+/// have been built in a checkout at another path (one target directory shared by several), and
+/// then carry that checkout's path.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
+}
 
 fn build_gateway_if_missing(profile_dir: &Path) -> Result<(), String> {
     let gateway = profile_dir.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX));
@@ -25,10 +33,7 @@ fn build_gateway_if_missing(profile_dir: &Path) -> Result<(), String> {
         .ok_or("the profile directory has no parent")?;
     let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
     cargo
-        .current_dir(std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-            || env!("CARGO_MANIFEST_DIR").into(),
-            std::path::PathBuf::from,
-        ))
+        .current_dir(package_dir())
         .args(["build", "--quiet", "-p", "switchyard", "--target-dir"])
         .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
@@ -62,6 +67,8 @@ fn smoke_cases_complete_without_errors() {
         // Two rounds: the targets take turns, and each target's rounds add up.
         .args(["--smoke", "--no-nginx", "--rounds", "2", "--json"])
         .arg(&json)
+        .arg("--cases-dir")
+        .arg(package_dir().join("cases"))
         .args(CASES)
         .output()
         .unwrap();
