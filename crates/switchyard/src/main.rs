@@ -1,5 +1,5 @@
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: switchyard::allocator::Mimalloc = switchyard::allocator::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     switchyard::allocator::without_transparent_huge_pages();
