@@ -81,6 +81,14 @@ async fn bad_client_input() {
 
     let r = env.get("/v1/nothing-here").await;
     assert_openai_error(&r, 404, "not_found");
+    // The inference endpoints answer POST only; another method gets the error shape of the
+    // endpoint's dialect, not an empty reply.
+    let r = env.get("/v1/chat/completions").await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert!(r.json()["error"]["message"].is_string(), "{}", r.text);
+    let r = env.get("/v1/messages").await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.json()["type"], "error", "{}", r.text);
 
     // The Anthropic ingress answers in its own shape.
     let r = env
