@@ -25,12 +25,13 @@ use crate::one_pass::{List, decline, raw_texts, read_parts, utf8};
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
 /// control bytes are read as raw strings (see `one_pass`).
 pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
+    // Checked as UTF-8 in one pass rather than string by string (see `json::from_body`).
     if raw_texts(body) {
-        serde_json::from_slice::<Common<true>>(body)
+        crate::json::from_body::<Common<true>>(body)
             .ok()
             .map(|c| c.0)
     } else {
-        serde_json::from_slice::<Common<false>>(body)
+        crate::json::from_body::<Common<false>>(body)
             .ok()
             .map(|c| c.0)
     }

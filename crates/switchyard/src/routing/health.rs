@@ -237,9 +237,20 @@ impl Health {
     }
 
     pub fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
+        let [p50_ms, p95_ms, p99_ms] = self.percentiles();
+        HealthSnapshot {
+            p50_ms,
+            p95_ms,
+            p99_ms,
+            ..self.snapshot_for_routing(now_ms)
+        }
+    }
+
+    /// A snapshot without the latency percentiles (left `None`), which no strategy reads:
+    /// taking them walks the whole histogram, a cost every request's route plan paid.
+    pub fn snapshot_for_routing(&self, now_ms: u64) -> HealthSnapshot {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
         let remaining = self.remaining_permille.load(Ordering::Relaxed);
-        let [p50_ms, p95_ms, p99_ms] = self.percentiles();
         HealthSnapshot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
@@ -249,9 +260,9 @@ impl Health {
             failures: self.failures.load(Ordering::Relaxed),
             error_rate: self.error_rate.get().unwrap_or(0.0),
             latency_ewma_ms: self.latency_ms.get(),
-            p50_ms,
-            p95_ms,
-            p99_ms,
+            p50_ms: None,
+            p95_ms: None,
+            p99_ms: None,
             requests_this_minute: self.requests_this_minute.get(now_ms),
             tokens_this_minute: self.tokens_this_minute.get(now_ms),
             provider_headroom: (remaining > 0).then(|| f64::from(remaining - 1) / 1000.0),

@@ -692,7 +692,7 @@ impl Planner<'_> {
                 );
                 continue;
             }
-            let snapshot = d.health.snapshot(self.now_ms);
+            let snapshot = d.health.snapshot_for_routing(self.now_ms);
             let admitted =
                 !snapshot.cooling && d.health.admit(self.now_ms, self.table.policy.cooldown);
             let candidate = Candidate {
