@@ -40,8 +40,13 @@ pub struct Tracker {
     content_max_bytes: usize,
     /// Prompt size in characters, for an explicit estimate when usage is missing.
     prompt_chars: usize,
-    /// The budget reservation, settled exactly once with the record's cost.
+    /// The budget reservation, settled exactly once with the request's cost.
     admission: Option<crate::governance::Admission>,
+    /// Not finished yet: finishing (or dropping) settles the budget and hands the record over.
+    open: bool,
+    /// What the request cost and produced, kept for the budget whether or not a record is.
+    cost_nanos: Option<i64>,
+    output_tokens: u64,
 }
 
 fn unix_ms() -> i64 {
@@ -76,51 +81,57 @@ impl Tracker {
         } else {
             ContentMode::Off
         };
+        // Without records nobody reads one: none is built, and the request only keeps what its
+        // budget settles with.
+        let record = recorder.enabled().then(|| RequestRecord {
+            id: id.to_owned(),
+            started_at_ms: unix_ms() - started.elapsed().as_millis() as i64,
+            duration_ms: 0.0,
+            ttft_ms: None,
+            ingress: Cow::Borrowed(ingress),
+            endpoint: Cow::Borrowed(endpoint),
+            requested_model: String::new(),
+            alias: None,
+            deployment: None,
+            provider: None,
+            stream: false,
+            status: 0,
+            outcome: Outcome::ClientError,
+            error_code: None,
+            error_message: None,
+            caller: Caller::default(),
+            customer: None,
+            tags: serde_json::Map::new(),
+            decision: None,
+            pending_decision: None,
+            attempts: Vec::new(),
+            tokens: None,
+            cost_nanos: None,
+            prompt: None,
+            response: None,
+            mask_pending: false,
+            queued_bytes: 0,
+            trace: None,
+            response_model: None,
+            finish_reason: None,
+            config_name: None,
+            config_version: None,
+            experiment_id: None,
+            variant: None,
+            assignment: None,
+            session_id: None,
+        });
         Self {
             recorder,
-            record: Some(RequestRecord {
-                id: id.to_owned(),
-                started_at_ms: unix_ms() - started.elapsed().as_millis() as i64,
-                duration_ms: 0.0,
-                ttft_ms: None,
-                ingress: Cow::Borrowed(ingress),
-                endpoint: Cow::Borrowed(endpoint),
-                requested_model: String::new(),
-                alias: None,
-                deployment: None,
-                provider: None,
-                stream: false,
-                status: 0,
-                outcome: Outcome::ClientError,
-                error_code: None,
-                error_message: None,
-                caller: Caller::default(),
-                customer: None,
-                tags: serde_json::Map::new(),
-                decision: None,
-                pending_decision: None,
-                attempts: Vec::new(),
-                tokens: None,
-                cost_nanos: None,
-                prompt: None,
-                response: None,
-                mask_pending: false,
-                queued_bytes: 0,
-                trace: None,
-                response_model: None,
-                finish_reason: None,
-                config_name: None,
-                config_version: None,
-                experiment_id: None,
-                variant: None,
-                assignment: None,
-                session_id: None,
-            }),
+            record,
             started,
             content,
             content_max_bytes,
             prompt_chars: 0,
             admission: None,
+            open: true,
+            cost_nanos: None,
+            output_tokens: 0,
         }
     }
 
@@ -253,6 +264,9 @@ impl Tracker {
                 true,
             ),
         };
+        let cost_nanos = price.map(|p| p.cost(&usage));
+        self.cost_nanos = cost_nanos;
+        self.output_tokens = usage.output_tokens;
         if let Some(r) = self.rec() {
             r.tokens = Some(TokenCounts {
                 input: usage.input_tokens,
@@ -262,7 +276,7 @@ impl Tracker {
                 reasoning: usage.reasoning_tokens,
                 estimated,
             });
-            r.cost_nanos = price.map(|p| p.cost(&usage));
+            r.cost_nanos = cost_nanos;
         }
     }
 
@@ -294,6 +308,9 @@ impl Tracker {
             content_max_bytes: self.content_max_bytes,
             prompt_chars: self.prompt_chars,
             admission: self.admission.take(),
+            open: std::mem::take(&mut self.open),
+            cost_nanos: self.cost_nanos,
+            output_tokens: self.output_tokens,
         }
     }
 
@@ -303,6 +320,12 @@ impl Tracker {
     }
 
     fn emit(&mut self, status: u16, outcome: Outcome, error: Option<&GatewayError>) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(self.cost_nanos.unwrap_or(0), self.output_tokens);
+        }
         let Some(mut r) = self.record.take() else {
             return;
         };
@@ -317,10 +340,6 @@ impl Tracker {
                 _ => mask::mask(&client.message).into_owned(),
             });
         }
-        if let Some(admission) = self.admission.take() {
-            let output = r.tokens.map_or(0, |t| t.output);
-            admission.settle(r.cost_nanos.unwrap_or(0), output);
-        }
         self.recorder.record(r);
     }
 }
@@ -328,7 +347,7 @@ impl Tracker {
 impl Drop for Tracker {
     /// A request dropped before it finished: the client went away.
     fn drop(&mut self) {
-        if self.record.is_some() {
+        if self.open {
             self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, Gateway, KEY, chat, env_with, standard_config};
+use crate::harness::{Env, Gateway, KEY, chat, env_with, env_with_sections, standard_config};
 
 const BUDGETED: &str = r#"
   - alias: budgeted
@@ -194,6 +194,51 @@ async fn budgets_admit_exactly_what_they_can_pay_for() {
         .unwrap()
         .clone();
     assert_eq!(row["cost_nanos"].as_i64().unwrap(), team_spent);
+}
+
+/// Without request records the gateway keeps no record of a request, yet budgets are charged
+/// and enforced the same: a request's cost settles its key's reservation either way.
+#[tokio::test]
+async fn budgets_are_charged_with_records_switched_off() {
+    let env = env_with_sections(BUDGETED, "", "telemetry:\n  records: false\n").await;
+    let (id, key) = new_key(&env, json!({"name": "unrecorded", "max_budget_usd": 100.0})).await;
+    let body = chat("budgeted", "How much does this cost?");
+    let r = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let one = key_spent(&env, &id).await;
+    assert!(one > 0, "the request was charged");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = env.post_key("/v1/chat/completions", &streamed, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
+    let streamed_cost = key_spent(&env, &id).await - one;
+    assert!(streamed_cost > 0, "the stream was charged");
+    let r = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The same question gets the same answer from the simulator, so the same cost each time.
+    assert_eq!(key_spent(&env, &id).await, 2 * one + streamed_cost);
+    let records = env.get("/admin/requests").await.json();
+    assert_eq!(
+        records["data"].as_array().map(Vec::len),
+        Some(0),
+        "{records}"
+    );
+
+    // A budget of two such requests admits two and refuses the third.
+    let (id, key) = new_key(
+        &env,
+        json!({"name": "two", "max_budget_usd": (2 * one) as f64 / 1e9}),
+    )
+    .await;
+    let (ok, refused) = fire(&env, "budgeted", &[key], 3, false).await;
+    assert_eq!((ok, refused), (2, 1));
+    let spent = key_spent(&env, &id).await;
+    assert!(
+        spent > one && spent <= 2 * one,
+        "spent {spent} of {}",
+        2 * one
+    );
 }
 
 #[tokio::test]
