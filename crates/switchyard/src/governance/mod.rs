@@ -59,7 +59,7 @@ struct Snapshot {
 
 pub struct Governance {
     store: SqliteStore,
-    secret: Vec<u8>,
+    hasher: KeyHasher,
     snapshot: ArcSwap<Snapshot>,
     settled: tokio::sync::Notify,
     /// Output cap assumed when a request sets none (for the worst case of its reservation).
@@ -131,7 +131,7 @@ impl Governance {
     ) -> Result<Arc<Self>, sqlx::Error> {
         let gov = Arc::new(Self {
             store,
-            secret,
+            hasher: KeyHasher::new(&secret),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             settled: tokio::sync::Notify::new(),
             default_max_tokens,
@@ -147,7 +147,7 @@ impl Governance {
 
     /// Keyed hash of a secret.
     pub fn hash(&self, secret: &str) -> String {
-        key_hash(&self.secret, secret)
+        self.hasher.hash(secret)
     }
 
     /// Rebuilds the snapshot from the store, keeping the ledgers' running totals.
@@ -557,13 +557,32 @@ fn key_hash_for(key: &VirtualKey, previous: bool) -> &str {
 
 /// The stored form of a key: hex HMAC-SHA-256 of the presented secret under the hashing secret.
 pub fn key_hash(hashing_secret: &[u8], presented: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(hashing_secret) {
-        Ok(m) => m,
-        // HMAC accepts keys of any length; this branch cannot be taken.
-        Err(_) => return String::new(),
-    };
-    mac.update(presented.as_bytes());
-    crate::encoding::lower_hex(&mac.finalize().into_bytes())
+    KeyHasher::new(hashing_secret).hash(presented)
+}
+
+/// HMAC-SHA-256 under the hashing secret, with the secret's two padded blocks hashed once: each
+/// key hash then starts from a copy of that state, two of its four compressions fewer.
+pub struct KeyHasher {
+    /// `None` only if HMAC refused the key, which it never does (any length is accepted).
+    prepared: Option<Hmac<Sha256>>,
+}
+
+impl KeyHasher {
+    pub fn new(hashing_secret: &[u8]) -> Self {
+        Self {
+            prepared: Hmac::<Sha256>::new_from_slice(hashing_secret).ok(),
+        }
+    }
+
+    /// Hex HMAC-SHA-256 of `presented`.
+    pub fn hash(&self, presented: &str) -> String {
+        let Some(prepared) = &self.prepared else {
+            return String::new();
+        };
+        let mut mac = prepared.clone();
+        mac.update(presented.as_bytes());
+        crate::encoding::lower_hex(&mac.finalize().into_bytes())
+    }
 }
 
 /// Equal-length comparison whose time does not depend on where the bytes differ.
@@ -630,6 +649,10 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect();
             assert_eq!(super::key_hash(secret, key), expected);
+            // A prepared hasher gives the same hash however often it is used.
+            let hasher = super::KeyHasher::new(secret);
+            assert_eq!(hasher.hash(key), expected);
+            assert_eq!(hasher.hash(key), expected);
         }
     }
 }
