@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::config::{AlertKind, AlertRule, AlertScope, WebhookFormat};
-use crate::telemetry::{AttemptRecord, Caller, Outcome, RequestRecord};
+use crate::telemetry::{AttemptRecord, Outcome, RequestRecord};
 
 fn known() -> Known {
     Known {
@@ -20,25 +20,12 @@ fn request(
     attempts: &[(&str, Option<&str>)],
 ) -> RequestRecord {
     RequestRecord {
-        id: "id".into(),
-        started_at_ms: 0,
         duration_ms: latency_ms,
-        ttft_ms: None,
-        ingress: "openai".into(),
-        endpoint: "chat".into(),
         requested_model: "chat".into(),
         alias: Some("chat".into()),
         deployment: attempts.last().map(|(d, _)| (*d).to_owned()),
-        provider: None,
-        stream: false,
         status,
         outcome,
-        error_code: None,
-        error_message: None,
-        caller: Caller::default(),
-        customer: None,
-        tags: serde_json::Map::new(),
-        decision: None,
         attempts: attempts
             .iter()
             .map(|(d, class)| AttemptRecord {
@@ -50,22 +37,7 @@ fn request(
                 ..AttemptRecord::default()
             })
             .collect(),
-        tokens: None,
-        cost_nanos: None,
-        prompt: None,
-        response: None,
-        mask_pending: false,
-        pending_decision: None,
-        queued_bytes: 0,
-        trace: None,
-        response_model: None,
-        finish_reason: None,
-        config_name: None,
-        config_version: None,
-        experiment_id: None,
-        variant: None,
-        assignment: None,
-        session_id: None,
+        ..RequestRecord::new("id".into(), 0, "openai", "chat")
     }
 }
 

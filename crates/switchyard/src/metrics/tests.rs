@@ -1,5 +1,5 @@
 use super::*;
-use crate::telemetry::{AttemptRecord, Caller, Outcome, TokenCounts};
+use crate::telemetry::{AttemptRecord, Outcome, TokenCounts};
 
 fn known() -> Known {
     Known {
@@ -15,42 +15,19 @@ pub fn record(
     outcome: Outcome,
 ) -> RequestRecord {
     RequestRecord {
-        id: "0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0".into(),
-        started_at_ms: 1_700_000_000_000,
         duration_ms: 200.0,
-        ttft_ms: None,
-        ingress: "openai".into(),
-        endpoint: "chat".into(),
         requested_model: alias.unwrap_or("whatever").into(),
         alias: alias.map(str::to_owned),
         deployment: deployment.map(str::to_owned),
         provider: deployment.map(|_| "p".to_owned()),
-        stream: false,
         status,
         outcome,
-        error_code: None,
-        error_message: None,
-        caller: Caller::default(),
-        customer: None,
-        tags: serde_json::Map::new(),
-        decision: None,
-        attempts: Vec::new(),
-        tokens: None,
-        cost_nanos: None,
-        prompt: None,
-        response: None,
-        mask_pending: false,
-        pending_decision: None,
-        queued_bytes: 0,
-        trace: None,
-        response_model: None,
-        finish_reason: None,
-        config_name: None,
-        config_version: None,
-        experiment_id: None,
-        variant: None,
-        assignment: None,
-        session_id: None,
+        ..RequestRecord::new(
+            "0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0".into(),
+            1_700_000_000_000,
+            "openai",
+            "chat",
+        )
     }
 }
 

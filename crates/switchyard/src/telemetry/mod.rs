@@ -83,43 +83,9 @@ impl Tracker {
         };
         // Without records nobody reads one: none is built, and the request only keeps what its
         // budget settles with.
-        let record = recorder.enabled().then(|| RequestRecord {
-            id: id.to_owned(),
-            started_at_ms: unix_ms() - started.elapsed().as_millis() as i64,
-            duration_ms: 0.0,
-            ttft_ms: None,
-            ingress: Cow::Borrowed(ingress),
-            endpoint: Cow::Borrowed(endpoint),
-            requested_model: String::new(),
-            alias: None,
-            deployment: None,
-            provider: None,
-            stream: false,
-            status: 0,
-            outcome: Outcome::ClientError,
-            error_code: None,
-            error_message: None,
-            caller: Caller::default(),
-            customer: None,
-            tags: serde_json::Map::new(),
-            decision: None,
-            pending_decision: None,
-            attempts: Vec::new(),
-            tokens: None,
-            cost_nanos: None,
-            prompt: None,
-            response: None,
-            mask_pending: false,
-            queued_bytes: 0,
-            trace: None,
-            response_model: None,
-            finish_reason: None,
-            config_name: None,
-            config_version: None,
-            experiment_id: None,
-            variant: None,
-            assignment: None,
-            session_id: None,
+        let record = recorder.enabled().then(|| {
+            let started_at_ms = unix_ms() - started.elapsed().as_millis() as i64;
+            RequestRecord::new(id.to_owned(), started_at_ms, ingress, endpoint)
         });
         Self {
             recorder,

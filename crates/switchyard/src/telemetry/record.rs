@@ -25,6 +25,54 @@ pub enum Outcome {
 }
 
 impl RequestRecord {
+    /// A request's record as it starts: what it is and when it began, everything else empty or
+    /// zero until the request fills it in.
+    pub fn new(
+        id: String,
+        started_at_ms: i64,
+        ingress: &'static str,
+        endpoint: &'static str,
+    ) -> Self {
+        Self {
+            id,
+            started_at_ms,
+            duration_ms: 0.0,
+            ttft_ms: None,
+            ingress: Cow::Borrowed(ingress),
+            endpoint: Cow::Borrowed(endpoint),
+            requested_model: String::new(),
+            alias: None,
+            deployment: None,
+            provider: None,
+            stream: false,
+            status: 0,
+            outcome: Outcome::ClientError,
+            error_code: None,
+            error_message: None,
+            caller: Caller::default(),
+            customer: None,
+            tags: Map::new(),
+            decision: None,
+            pending_decision: None,
+            attempts: Vec::new(),
+            tokens: None,
+            cost_nanos: None,
+            prompt: None,
+            response: None,
+            mask_pending: false,
+            queued_bytes: 0,
+            trace: None,
+            response_model: None,
+            finish_reason: None,
+            config_name: None,
+            config_version: None,
+            experiment_id: None,
+            variant: None,
+            assignment: None,
+            session_id: None,
+        }
+    }
+
     /// Bytes of prompt and response text the record carries.
     pub fn content_bytes(&self) -> usize {
         let prompt = self
