@@ -8,6 +8,7 @@
 //! servers, OpenAI's own among them, refuse unknown fields in content parts.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use http::HeaderMap;
@@ -32,23 +33,111 @@ use crate::text_frame::TextFrame;
 pub struct OpenAiProvider {
     quirks: OpenAiQuirks,
     endpoint: Endpoint,
+    chat_head: OnceLock<Head>,
+    embeddings_head: OnceLock<Head>,
 }
 
 impl OpenAiProvider {
     pub fn new(quirks: OpenAiQuirks) -> Self {
-        Self {
-            quirks,
-            endpoint: Endpoint::OpenAi,
-        }
+        Self::with_endpoint(quirks, Endpoint::OpenAi)
     }
 
     /// Azure OpenAI: OpenAI bodies, deployment URLs with `api-version` (or the v1 API), and the
     /// `api-key` header.
     pub fn azure() -> Self {
+        Self::with_endpoint(OpenAiQuirks::default(), Endpoint::Azure)
+    }
+
+    fn with_endpoint(quirks: OpenAiQuirks, endpoint: Endpoint) -> Self {
         Self {
-            quirks: OpenAiQuirks::default(),
-            endpoint: Endpoint::Azure,
+            quirks,
+            endpoint,
+            chat_head: OnceLock::new(),
+            embeddings_head: OnceLock::new(),
         }
+    }
+
+    /// The head of a request to `path` for `target`: the one kept when it was made for the same
+    /// target, else made anew (and kept if none was).
+    fn head(
+        &self,
+        kept: &OnceLock<Head>,
+        target: &Target<'_>,
+        path: &str,
+    ) -> Result<HeadParts, DecodeError> {
+        if let Some(head) = kept.get()
+            && head.serves(target)
+        {
+            return Ok(head.parts());
+        }
+        let head = Head::new(&self.endpoint, target, path)?;
+        let parts = head.parts();
+        // The first target keeps its head; others (rarer) make theirs each time.
+        let _ = kept.set(head);
+        Ok(parts)
+    }
+}
+
+/// What every request to one deployment carries the same: its URL, parsed, and its credential
+/// header, checked. Kept by the dialect, since making them cost some 1,300 instructions a
+/// request.
+struct Head {
+    base_url: String,
+    /// Only compared when the model is part of the URL (Azure's deployment URLs).
+    model: String,
+    api_version: Option<String>,
+    api_key: Option<String>,
+    uri: http::Uri,
+    model_in_body: bool,
+    auth: Option<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// A copy of a [`Head`] for one request (the URI and header value share their bytes).
+type HeadParts = (
+    http::Uri,
+    bool,
+    Option<(http::HeaderName, http::HeaderValue)>,
+);
+
+impl Head {
+    fn new(endpoint: &Endpoint, target: &Target<'_>, path: &str) -> Result<Self, DecodeError> {
+        let (url, model_in_body) = endpoint_url(endpoint, target, path);
+        let uri = http::Uri::try_from(&url).map_err(|e| {
+            DecodeError::new(format!("cannot build a request for `{url}`: {e}"), None)
+        })?;
+        let auth = match auth(endpoint, target) {
+            Some((name, value)) => {
+                let mut value = http::HeaderValue::try_from(value).map_err(|_| {
+                    DecodeError::new(
+                        "the deployment's API key contains characters not allowed in an HTTP header",
+                        None,
+                    )
+                })?;
+                value.set_sensitive(true);
+                Some((name, value))
+            }
+            None => None,
+        };
+        Ok(Self {
+            base_url: target.base_url.to_owned(),
+            model: target.model.to_owned(),
+            api_version: target.api_version.map(str::to_owned),
+            api_key: target.api_key.map(str::to_owned),
+            uri,
+            model_in_body,
+            auth,
+        })
+    }
+
+    fn serves(&self, target: &Target<'_>) -> bool {
+        self.base_url == target.base_url
+            && (self.model_in_body || self.model == target.model)
+            && self.api_version.as_deref() == target.api_version
+            && self.api_key.as_deref() == target.api_key
+    }
+
+    fn parts(&self) -> HeadParts {
+        (self.uri.clone(), self.model_in_body, self.auth.clone())
     }
 }
 
@@ -63,25 +152,18 @@ enum Endpoint {
 const JSON: http::HeaderValue = http::HeaderValue::from_static("application/json");
 
 fn post(
-    url: String,
-    auth: Option<(http::HeaderName, String)>,
+    uri: http::Uri,
+    auth: Option<(http::HeaderName, http::HeaderValue)>,
     body: Vec<u8>,
 ) -> http::Request<Vec<u8>> {
     // Set part by part rather than through `http::request::Builder`, which moves the whole
     // request head through a `Result` at every step.
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
-    // Only an invalid URL or header can fail here; both come from validated config.
-    let Ok(uri) = http::Uri::try_from(url) else {
-        return http::Request::new(Vec::new());
-    };
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, JSON);
     if let Some((name, value)) = auth {
-        let Ok(value) = http::HeaderValue::try_from(value) else {
-            return http::Request::new(Vec::new());
-        };
         headers.insert(name, value);
     }
     request
@@ -114,16 +196,15 @@ fn auth(endpoint: &Endpoint, target: &Target<'_>) -> Option<(http::HeaderName, S
 
 fn build_chat(
     quirks: &OpenAiQuirks,
-    endpoint: &Endpoint,
+    (uri, model_in_body, auth): HeadParts,
     request: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-    let (url, model_in_body) = endpoint_url(endpoint, target, "chat/completions");
     // Sized for the prompt up front: a long prompt is then written once, without regrowing.
     let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
     write_chat(&mut bytes, quirks, request, target, model_in_body)
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
-    Ok(post(url, auth(endpoint, target), bytes))
+    Ok(post(uri, auth, bytes))
 }
 
 /// The Chat Completions body, written field by field without a `Value` tree in between. The
@@ -1062,11 +1143,10 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
 }
 
 fn build_embeddings(
-    endpoint: &Endpoint,
+    (uri, model_in_body, auth): HeadParts,
     request: &EmbeddingRequest,
     target: &Target<'_>,
 ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-    let (url, model_in_body) = endpoint_url(endpoint, target, "embeddings");
     let mut body = Map::new();
     if model_in_body {
         body.insert("model".into(), target.model.into());
@@ -1093,7 +1173,7 @@ fn build_embeddings(
     }
     let bytes = serde_json::to_vec(&Value::Object(body))
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
-    Ok(post(url, auth(endpoint, target), bytes))
+    Ok(post(uri, auth, bytes))
 }
 
 fn parse_embeddings(body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
@@ -1163,7 +1243,8 @@ impl ProviderDialect for OpenAiProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_chat(&self.quirks, &self.endpoint, request, target)
+        let head = self.head(&self.chat_head, target, "chat/completions")?;
+        build_chat(&self.quirks, head, request, target)
     }
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         let mut response = parse_chat(body)?;
@@ -1184,7 +1265,8 @@ impl ProviderDialect for OpenAiProvider {
         request: &EmbeddingRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
-        build_embeddings(&self.endpoint, request, target)
+        let head = self.head(&self.embeddings_head, target, "embeddings")?;
+        build_embeddings(head, request, target)
     }
     fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
         parse_embeddings(body)

@@ -440,6 +440,73 @@ fn azure_uses_deployment_urls_and_api_key() {
 }
 
 #[test]
+fn the_request_head_a_provider_keeps_follows_the_target() {
+    let req = OpenAiIngress
+        .decode_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#)
+        .unwrap();
+    let azure = OpenAiProvider::azure();
+    let deployment = |model, api_key| Target {
+        base_url: "https://r.openai.azure.com",
+        model,
+        api_key: Some(api_key),
+        api_version: Some("2024-10-21"),
+    };
+    let url = |model: &str| {
+        format!(
+            "https://r.openai.azure.com/openai/deployments/{model}/chat/completions?api-version=2024-10-21"
+        )
+    };
+    // The first target's head is kept; another deployment, a rotated key, and the first again
+    // each get their own URL and key.
+    for (model, key) in [
+        ("dep1", "k1"),
+        ("dep1", "k1"),
+        ("dep2", "k1"),
+        ("dep1", "k2"),
+        ("dep1", "k1"),
+    ] {
+        let out = azure.build_chat(&req, &deployment(model, key)).unwrap();
+        assert_eq!(out.uri(), url(model).as_str());
+        assert_eq!(out.headers()["api-key"], key);
+        assert!(out.headers()["api-key"].is_sensitive());
+    }
+    // Where the model goes in the body, one head serves every model of the provider.
+    let openai = OpenAiProvider::new(OpenAiQuirks::default());
+    for model in ["gpt-4o", "gpt-4o-mini"] {
+        let out = openai
+            .build_chat(&req, &Target { model, ..target() })
+            .unwrap();
+        assert_eq!(out.uri(), "https://api.example.com/v1/chat/completions");
+        assert_eq!(body_of(&out)["model"], model);
+        assert_eq!(out.headers()["authorization"], "Bearer sk-test");
+    }
+    let moved = Target {
+        base_url: "https://other.example/v1",
+        ..target()
+    };
+    let out = openai.build_chat(&req, &moved).unwrap();
+    assert_eq!(out.uri(), "https://other.example/v1/chat/completions");
+    // A key that cannot be a header, or a URL that cannot be one, is an error, not a request.
+    let bad_key = Target {
+        api_key: Some("bad\nkey"),
+        ..target()
+    };
+    let error = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&req, &bad_key)
+        .unwrap_err();
+    assert!(!error.message.contains("bad"), "{}", error.message);
+    let bad_url = Target {
+        base_url: "not a url",
+        ..target()
+    };
+    assert!(
+        OpenAiProvider::new(OpenAiQuirks::default())
+            .build_chat(&req, &bad_url)
+            .is_err()
+    );
+}
+
+#[test]
 fn embeddings_round_trip_in_both_encodings() {
     let req = decode_embeddings(br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#)
         .unwrap();
