@@ -244,7 +244,8 @@ fn headroom(headers: &http::HeaderMap) -> Option<f64> {
     let mut found = [(None, None); 4];
     for (name, value) in headers {
         let name = name.as_str();
-        if !name.contains("ratelimit") {
+        // Every name of the pairs starts so: two short comparisons, not a substring search.
+        if !(name.starts_with("x-ratelimit-") || name.starts_with("anthropic-ratelimit-")) {
             continue;
         }
         let number = || value.to_str().ok()?.trim().parse::<f64>().ok();
