@@ -79,7 +79,7 @@ impl OpenAiProvider {
 }
 
 /// What every request to one deployment carries the same: its URL, parsed, and its credential
-/// header, checked. Kept by the dialect, since making them cost some 1,300 instructions a
+/// header, checked. Kept by the dialect, since making them cost some 1,400 instructions a
 /// request.
 struct Head {
     base_url: String,
