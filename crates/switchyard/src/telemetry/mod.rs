@@ -40,10 +40,9 @@ pub struct Tracker {
     content_max_bytes: usize,
     /// Prompt size in characters, for an explicit estimate when usage is missing.
     prompt_chars: usize,
-    /// The budget reservation, settled exactly once with the request's cost.
+    /// The budget reservation, settled exactly once with the request's cost (taken then, so a
+    /// second finish, or the drop after one, finds nothing left to do).
     admission: Option<crate::governance::Admission>,
-    /// Not finished yet: finishing (or dropping) settles the budget and hands the record over.
-    open: bool,
     /// What the request cost and produced, kept for the budget whether or not a record is.
     cost_nanos: Option<i64>,
     output_tokens: u64,
@@ -95,7 +94,6 @@ impl Tracker {
             content_max_bytes,
             prompt_chars: 0,
             admission: None,
-            open: true,
             cost_nanos: None,
             output_tokens: 0,
         }
@@ -274,7 +272,6 @@ impl Tracker {
             content_max_bytes: self.content_max_bytes,
             prompt_chars: self.prompt_chars,
             admission: self.admission.take(),
-            open: std::mem::take(&mut self.open),
             cost_nanos: self.cost_nanos,
             output_tokens: self.output_tokens,
         }
@@ -286,9 +283,6 @@ impl Tracker {
     }
 
     fn emit(&mut self, status: u16, outcome: Outcome, error: Option<&GatewayError>) {
-        if !std::mem::take(&mut self.open) {
-            return;
-        }
         if let Some(admission) = self.admission.take() {
             admission.settle(self.cost_nanos.unwrap_or(0), self.output_tokens);
         }
@@ -313,9 +307,8 @@ impl Tracker {
 impl Drop for Tracker {
     /// A request dropped before it finished: the client went away.
     fn drop(&mut self) {
-        if self.open {
-            self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
-        }
+        // Nothing left after a finish or a detach: the reservation and the record were taken.
+        self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
     }
 }
 
