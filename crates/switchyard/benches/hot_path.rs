@@ -164,11 +164,16 @@ fn prompt() -> String {
         .repeat(6)
 }
 
-/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once).
-#[divan::bench]
-fn token_count_compact_vocabulary(bencher: Bencher) {
+/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once): on
+/// [`prompt`] made all ASCII (which the splitter cuts without its automaton) and as it is.
+#[divan::bench(args = ["ascii", "mixed"])]
+fn token_count_compact_vocabulary(bencher: Bencher, kind: &str) {
     use switchyard::tokens::{Encoding, count_text};
-    let text = prompt();
+    let text = if kind == "ascii" {
+        prompt().replace('ö', "oe")
+    } else {
+        prompt()
+    };
     count_text(Encoding::O200k, "warm up");
     bencher.bench(|| count_text(Encoding::O200k, black_box(&text)));
 }

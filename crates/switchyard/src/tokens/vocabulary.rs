@@ -108,7 +108,13 @@ struct RegularSplitter {
     /// Tells this splitter's cache apart from another's in the thread's slot.
     id: u64,
     regex: meta::Regex,
+    /// The same pattern written out for ASCII text, tried first at each piece.
+    ascii: Option<AsciiMatcher>,
 }
+
+/// Where the pattern's piece starting at `at` ends, for a piece whose extent ASCII bytes
+/// decide; `None` as soon as a byte it must classify is not ASCII (the automaton decides then).
+type AsciiMatcher = fn(&[u8], usize) -> Option<usize>;
 
 thread_local! {
     /// The cache of the regular splitter this thread used last.
@@ -116,11 +122,12 @@ thread_local! {
 }
 
 impl RegularSplitter {
-    fn new(pattern: &str) -> Option<Self> {
+    fn new(pattern: &str, ascii: Option<AsciiMatcher>) -> Option<Self> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Some(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             regex: meta::Regex::new(pattern).ok()?,
+            ascii,
         })
     }
 
@@ -132,9 +139,16 @@ impl RegularSplitter {
                 _ => &mut slot.insert((self.id, self.regex.create_cache())).1,
             };
             let mut at = 0;
-            while let Some(m) = self.next_piece(cache, text, at) {
-                let end = whitespace_end(text, m.start(), m.end());
-                each(&text[m.start()..end]);
+            while at < text.len() {
+                let (start, end) = match self.ascii.and_then(|ascii| ascii(text.as_bytes(), at)) {
+                    Some(end) => (at, end),
+                    None => match self.next_piece(cache, text, at) {
+                        Some(m) => (m.start(), m.end()),
+                        None => break,
+                    },
+                };
+                let end = whitespace_end(text, start, end);
+                each(&text[start..end]);
                 at = end;
             }
         });
@@ -149,6 +163,154 @@ impl RegularSplitter {
     }
 }
 
+/// An ASCII byte as [`O200K_REGULAR`] sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AsciiClass {
+    Upper,
+    Lower,
+    Digit,
+    /// `\r` or `\n`.
+    LineBreak,
+    /// Whitespace other than a line break: space, tab, vertical tab, form feed.
+    Space,
+    /// Neither letter, digit nor whitespace (`[^\s\p{L}\p{N}]`).
+    Other,
+    /// Past the end of the text.
+    End,
+}
+
+/// The class of the byte at `i`, `None` for a byte that is not ASCII (a letter, digit, mark
+/// or space of another script could continue or end a piece there).
+fn ascii_class(bytes: &[u8], i: usize) -> Option<AsciiClass> {
+    let Some(&b) = bytes.get(i) else {
+        return Some(AsciiClass::End);
+    };
+    Some(match b {
+        b'A'..=b'Z' => AsciiClass::Upper,
+        b'a'..=b'z' => AsciiClass::Lower,
+        b'0'..=b'9' => AsciiClass::Digit,
+        b'\r' | b'\n' => AsciiClass::LineBreak,
+        b' ' | b'\t' | 0x0b | 0x0c => AsciiClass::Space,
+        0x80.. => return None,
+        _ => AsciiClass::Other,
+    })
+}
+
+/// The first index at or after `i` whose byte is not of class `class`, or `None` if that byte
+/// is not ASCII.
+fn run_end(bytes: &[u8], mut i: usize, class: AsciiClass) -> Option<usize> {
+    loop {
+        let c = ascii_class(bytes, i)?;
+        if c != class {
+            return Some(i);
+        }
+        i += 1;
+    }
+}
+
+/// [`O200K_REGULAR`] at `at`, written out for ASCII (an [`AsciiMatcher`]). The alternatives, in
+/// the pattern's order (the first that matches wins, each quantifier greedy):
+/// 1. `P?[\p{Lu}…]*[\p{Ll}…]+C?` and 2. `P?[\p{Lu}…]+[\p{Ll}…]*C?`, where `P` is one character
+///    that is no line break, letter or digit and `C` a contraction (`'s`, `'t`, `'re`, `'ve`,
+///    `'m`, `'ll`, `'d`, any case): together, an optional `P`, then uppercase letters and
+///    lowercase letters, at least one letter in all;
+/// 3. `\p{N}{1,3}`;
+/// 4. ` ?[^\s\p{L}\p{N}]+[\r\n/]*`;
+/// 5. `\s*[\r\n]+`: a whitespace run up to its last line break;
+/// 6. `\s+`: the whole run (which [`whitespace_end`] then trims as the look-ahead would).
+fn o200k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
+    use AsciiClass::*;
+    let first = ascii_class(bytes, at)?;
+    // 1 and 2: `P` can only be a first character that is neither letter nor digit nor a line
+    // break, and a letter cannot be `P`, so at most one way to start applies.
+    let letters_from = match first {
+        Upper | Lower => Some(at),
+        Space | Other => Some(at + 1),
+        Digit | LineBreak | End => None,
+    };
+    if let Some(start) = letters_from {
+        let uppers_end = run_end(bytes, start, Upper)?;
+        let letters_end = run_end(bytes, uppers_end, Lower)?;
+        if letters_end > start {
+            return contraction_end(bytes, letters_end);
+        }
+    }
+    match first {
+        // 3: up to three digits; a fourth place that is not ASCII could be a digit.
+        Digit => {
+            let mut end = at + 1;
+            while end < at + 3 {
+                match ascii_class(bytes, end)? {
+                    Digit => end += 1,
+                    _ => break,
+                }
+            }
+            Some(end)
+        }
+        // 4: an optional space, then symbols, then line breaks and slashes.
+        Space | Other => {
+            let symbols_from = if first == Other {
+                Some(at)
+            } else if bytes[at] == b' ' && ascii_class(bytes, at + 1)? == Other {
+                Some(at + 1)
+            } else {
+                None
+            };
+            match symbols_from {
+                Some(from) => {
+                    let mut end = run_end(bytes, from, Other)?;
+                    while matches!(bytes.get(end), Some(b'\r' | b'\n' | b'/')) {
+                        end += 1;
+                    }
+                    Some(end)
+                }
+                None => whitespace_piece_end(bytes, at),
+            }
+        }
+        LineBreak => whitespace_piece_end(bytes, at),
+        Upper | Lower | End => None,
+    }
+}
+
+/// Alternatives 5 and 6 of [`o200k_ascii_end`] at a whitespace character.
+fn whitespace_piece_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut end = at;
+    let mut last_break = None;
+    loop {
+        match ascii_class(bytes, end)? {
+            AsciiClass::LineBreak => last_break = Some(end),
+            AsciiClass::Space => {}
+            _ => break,
+        }
+        end += 1;
+    }
+    Some(last_break.map_or(end, |b| b + 1))
+}
+
+/// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case) at `at`
+/// if one is there, else `at`; `None` where a letter of it could be a non-ASCII case variant
+/// (`ſ` folds to `s`).
+fn contraction_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'\'') {
+        return Some(at);
+    }
+    let lower = |i: usize| -> Option<u8> {
+        match bytes.get(i) {
+            Some(b) if !b.is_ascii() => None,
+            Some(b) => Some(b.to_ascii_lowercase()),
+            None => Some(0),
+        }
+    };
+    Some(match lower(at + 1)? {
+        b's' | b't' | b'm' | b'd' => at + 2,
+        first @ (b'r' | b'v' | b'l') => {
+            let second = if first == b'l' { b'l' } else { b'e' };
+            if lower(at + 2)? == second { at + 3 } else { at }
+        }
+        _ => at,
+    })
+}
+
 /// The pre-tokenizer could not split a text (its backtracking limit); the caller estimates.
 #[derive(Debug)]
 pub struct SplitFailed;
@@ -157,7 +319,7 @@ impl Vocabulary {
     pub fn o200k() -> Option<Self> {
         compiled!(
             "o200k_base",
-            Splitter::Regular(RegularSplitter::new(O200K_REGULAR)?)
+            Splitter::Regular(RegularSplitter::new(O200K_REGULAR, Some(o200k_ascii_end))?)
         )
     }
 
@@ -452,9 +614,9 @@ mod tests {
     #[test]
     fn regular_splitters_skip_what_their_pattern_skips_and_keep_their_own_caches() {
         let (Some(o200k), Some(pairs), Some(digits)) = (
-            RegularSplitter::new(O200K_REGULAR),
-            RegularSplitter::new(r"\s+|\S{1,2}"),
-            RegularSplitter::new(r"[0-9]"),
+            RegularSplitter::new(O200K_REGULAR, None),
+            RegularSplitter::new(r"\s+|\S{1,2}", None),
+            RegularSplitter::new(r"[0-9]", None),
         ) else {
             unreachable!("the patterns compile")
         };
@@ -512,5 +674,86 @@ mod tests {
             v.arena.len(),
             v.slots.len() / 4
         );
+    }
+
+    /// The pieces the ASCII matcher alone cuts `text` into, `None` if it declines anywhere.
+    fn ascii_pieces(text: &str) -> Option<Vec<&str>> {
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let end = whitespace_end(text, at, o200k_ascii_end(text.as_bytes(), at)?);
+            pieces.push(&text[at..end]);
+            at = end;
+        }
+        Some(pieces)
+    }
+
+    #[test]
+    fn the_ascii_matcher_cuts_ascii_text_itself_and_declines_where_other_bytes_decide() {
+        assert_eq!(
+            ascii_pieces("Hello world, it's 2024!\n\n  x\tY'ALL'RE ok?!/\r\n/ 12345 \"Quote\"  ")
+                .unwrap(),
+            [
+                "Hello", " world", ",", " it's", " ", "202", "4", "!\n\n", " ", " x", "\tY",
+                "'ALL'RE", " ok", "?!/\r\n/", " ", "123", "45", " \"", "Quote", "\"", "  "
+            ]
+        );
+        // Where the next byte could be a letter, digit or space of another script, or a case
+        // variant in a contraction, the automaton decides.
+        for (text, at) in [
+            ("abcé", 0),
+            (" é", 0),
+            ("12٣", 0),
+            ("x\u{a0}y", 1),
+            ("it'ſ", 0),
+            ("!—", 0),
+        ] {
+            assert_eq!(o200k_ascii_end(text.as_bytes(), at), None, "{text:?}");
+        }
+        // A non-ASCII byte that cannot change the piece does not stop it.
+        assert_eq!(o200k_ascii_end("123٣".as_bytes(), 0), Some(3));
+        assert_eq!(o200k_ascii_end("!\né".as_bytes(), 0), Some(2));
+    }
+
+    /// Text mostly ASCII with other characters here and there, cut by the splitter (the ASCII
+    /// matcher where it decides, the automaton elsewhere) exactly as by the published pattern.
+    #[test]
+    fn ascii_and_automaton_pieces_together_split_as_the_published_pattern() {
+        let Some(ours) = Vocabulary::o200k() else {
+            unreachable!("o200k builds from bundled data")
+        };
+        let Ok(published) = fancy_regex::Regex::new(O200K_PATTERN) else {
+            unreachable!("the published pattern compiles")
+        };
+        use rand::{Rng, SeedableRng};
+        let ascii: Vec<char> = (0u8..0x80).map(char::from).collect();
+        let frequent: Vec<char> = "aeiouAEIOU sSlLrRvVtTdDmM'' \t\n\r\n09/!.,-\""
+            .chars()
+            .collect();
+        let rare: Vec<char> = "éÉſ٣½\u{a0}\u{3000}\u{85}—…\u{301}日ǅʰ".chars().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..20_000 {
+            let len = rng.random_range(1..40);
+            let text: String = (0..len)
+                .map(|_| match rng.random_range(0..100) {
+                    0..60 => frequent[rng.random_range(0..frequent.len())],
+                    60..97 => ascii[rng.random_range(0..ascii.len())],
+                    _ if round % 2 == 0 => rare[rng.random_range(0..rare.len())],
+                    _ => 'x',
+                })
+                .collect();
+            let mut pieces = Vec::new();
+            if ours.split(&text, |p| pieces.push(p)).is_err() {
+                unreachable!("the regular splitter cannot fail")
+            }
+            let expected: Vec<&str> = published
+                .find_iter(&text)
+                .map(|m| m.map(|m| m.as_str()).unwrap_or_default())
+                .collect();
+            assert_eq!(pieces, expected, "{text:?}");
+            if text.is_ascii() {
+                assert_eq!(ascii_pieces(&text), Some(expected), "{text:?}");
+            }
+        }
     }
 }
