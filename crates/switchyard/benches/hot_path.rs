@@ -164,18 +164,24 @@ fn prompt() -> String {
         .repeat(6)
 }
 
-/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once): on
-/// [`prompt`] made all ASCII (which the splitter cuts without its automaton) and as it is.
-#[divan::bench(args = ["ascii", "mixed"])]
+/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once), with
+/// each vocabulary: on [`prompt`] made all ASCII (which the splitters cut without their regex
+/// engines) and as it is.
+#[divan::bench(args = ["o200k/ascii", "o200k/mixed", "cl100k/ascii", "cl100k/mixed"])]
 fn token_count_compact_vocabulary(bencher: Bencher, kind: &str) {
     use switchyard::tokens::{Encoding, count_text};
-    let text = if kind == "ascii" {
+    let encoding = if kind.starts_with("o200k") {
+        Encoding::O200k
+    } else {
+        Encoding::Cl100k
+    };
+    let text = if kind.ends_with("ascii") {
         prompt().replace('ö', "oe")
     } else {
         prompt()
     };
-    count_text(Encoding::O200k, "warm up");
-    bencher.bench(|| count_text(Encoding::O200k, black_box(&text)));
+    count_text(encoding, "warm up");
+    bencher.bench(|| count_text(encoding, black_box(&text)));
 }
 
 /// The library's encoder, which builds the token list to count it (about 50 MiB of tables).

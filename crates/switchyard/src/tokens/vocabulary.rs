@@ -69,8 +69,9 @@ pub struct Vocabulary {
 enum Splitter {
     /// A pattern without look-around, whose whitespace pieces [`whitespace_end`] trims.
     Regular(RegularSplitter),
-    /// A pattern as published, look-around included.
-    Backtracking(fancy_regex::Regex),
+    /// A pattern as published, look-around included, with the same pattern written out for
+    /// ASCII text (whose ends are final) tried first at each piece.
+    Backtracking(fancy_regex::Regex, Option<AsciiMatcher>),
 }
 
 /// Where o200k's `\s+(?!\S)` would end the piece `start..end` that its look-ahead-free form
@@ -230,9 +231,9 @@ fn o200k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
     };
     if let Some(start) = letters_from {
         let uppers_end = run_end(bytes, start, Upper)?;
-        let letters_end = run_end(bytes, uppers_end, Lower)?;
-        if letters_end > start {
-            return contraction_end(bytes, letters_end);
+        let lowers_end = run_end(bytes, uppers_end, Lower)?;
+        if lowers_end > start {
+            return contraction_end(bytes, lowers_end);
         }
     }
     match first {
@@ -287,8 +288,8 @@ fn whitespace_piece_end(bytes: &[u8], at: usize) -> Option<usize> {
     Some(last_break.map_or(end, |b| b + 1))
 }
 
-/// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case) at `at`
-/// if one is there, else `at`; `None` where a letter of it could be a non-ASCII case variant
+/// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case: the same
+/// set in both patterns) at `at` if one is there, else `at`; `None` where a letter of it could be a non-ASCII case variant
 /// (`ſ` folds to `s`).
 fn contraction_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'\'') {
@@ -311,6 +312,95 @@ fn contraction_end(bytes: &[u8], at: usize) -> Option<usize> {
     })
 }
 
+/// [`CL100K_PATTERN`] at `at`, written out for ASCII (an [`AsciiMatcher`]); its ends are
+/// final (the look-ahead is in here). The alternatives, in the pattern's order, each `+`
+/// possessive (what it took is never given back):
+/// 1. `'(?i:[sdmt]|ll|ve|re)`, a contraction standing alone;
+/// 2. `[^\r\n\p{L}\p{N}]?+\p{L}++`: an optional character that is no line break, letter or
+///    digit, then letters of either case (it fails, rather than starting again without that
+///    character, when no letter follows);
+/// 3. `\p{N}{1,3}+`;
+/// 4. ` ?[^\s\p{L}\p{N}]++[\r\n]*+`;
+/// 5. `\s++$`: whitespace to the end of the text;
+/// 6. `\s*[\r\n]`: a whitespace run up to its last line break;
+/// 7. `\s+(?!\S)`: a run of two or more less its last character (the text goes on after it);
+/// 8. `\s`: one whitespace character.
+fn cl100k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
+    use AsciiClass::*;
+    let first = ascii_class(bytes, at)?;
+    let end = contraction_end(bytes, at)?;
+    if end > at {
+        return Some(end);
+    }
+    let letters_from = match first {
+        Upper | Lower => Some(at),
+        Space | Other => Some(at + 1),
+        Digit | LineBreak | End => None,
+    };
+    if let Some(start) = letters_from {
+        let end = letters_end(bytes, start)?;
+        if end > start {
+            return Some(end);
+        }
+    }
+    match first {
+        Digit => {
+            let mut end = at + 1;
+            while end < at + 3 {
+                match ascii_class(bytes, end)? {
+                    Digit => end += 1,
+                    _ => break,
+                }
+            }
+            Some(end)
+        }
+        Space | Other | LineBreak => {
+            let symbols_from = if first == Other {
+                Some(at)
+            } else if bytes[at] == b' ' && ascii_class(bytes, at + 1)? == Other {
+                Some(at + 1)
+            } else {
+                None
+            };
+            if let Some(from) = symbols_from {
+                let mut end = run_end(bytes, from, Other)?;
+                while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
+                    end += 1;
+                }
+                return Some(end);
+            }
+            // Only whitespace is left (an `Other` always matched above).
+            let mut end = at;
+            let mut last_break = None;
+            loop {
+                match ascii_class(bytes, end)? {
+                    LineBreak => last_break = Some(end),
+                    Space => {}
+                    End => return Some(end),
+                    _ => break,
+                }
+                end += 1;
+            }
+            Some(match last_break {
+                Some(b) => b + 1,
+                None if end - at >= 2 => end - 1,
+                None => at + 1,
+            })
+        }
+        Upper | Lower | End => None,
+    }
+}
+
+/// The end of the letters (either case) from `at`, `None` if a byte not ASCII ends them.
+fn letters_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        match ascii_class(bytes, at)? {
+            AsciiClass::Upper | AsciiClass::Lower => at += 1,
+            _ => return Some(at),
+        }
+    }
+}
+
 /// The pre-tokenizer could not split a text (its backtracking limit); the caller estimates.
 #[derive(Debug)]
 pub struct SplitFailed;
@@ -326,7 +416,10 @@ impl Vocabulary {
     pub fn cl100k() -> Option<Self> {
         compiled!(
             "cl100k_base",
-            Splitter::Backtracking(fancy_regex::Regex::new(CL100K_PATTERN).ok()?)
+            Splitter::Backtracking(
+                fancy_regex::Regex::new(CL100K_PATTERN).ok()?,
+                Some(cl100k_ascii_end)
+            )
         )
     }
 
@@ -357,7 +450,7 @@ impl Vocabulary {
             leak(compiled.arena),
             leak(compiled.ends),
             leak(compiled.slots),
-            Splitter::Backtracking(fancy_regex::Regex::new(pattern).ok()?),
+            Splitter::Backtracking(fancy_regex::Regex::new(pattern).ok()?, None),
         )
     }
 
@@ -386,9 +479,24 @@ impl Vocabulary {
     fn split<'t>(&self, text: &'t str, mut each: impl FnMut(&'t str)) -> Result<(), SplitFailed> {
         match &self.splitter {
             Splitter::Regular(splitter) => splitter.split(text, &mut each),
-            Splitter::Backtracking(pattern) => {
-                for piece in pattern.find_iter(text) {
-                    each(piece.map_err(|_| SplitFailed)?.as_str());
+            Splitter::Backtracking(pattern, ascii) => {
+                let mut at = 0;
+                while at < text.len() {
+                    if let Some(end) = ascii.and_then(|ascii| ascii(text.as_bytes(), at)) {
+                        each(&text[at..end]);
+                        at = end;
+                        continue;
+                    }
+                    let Some(m) = pattern.find_from_pos(text, at).map_err(|_| SplitFailed)? else {
+                        break;
+                    };
+                    if m.end() > at {
+                        each(m.as_str());
+                        at = m.end();
+                    } else {
+                        // An empty match (no pattern here has one) would not move on.
+                        at += text[at..].chars().next().map_or(1, char::len_utf8);
+                    }
                 }
             }
         }
@@ -676,16 +784,50 @@ mod tests {
         );
     }
 
-    /// The pieces the ASCII matcher alone cuts `text` into, `None` if it declines anywhere.
+    /// The pieces o200k's ASCII matcher alone cuts `text` into, `None` if it declines anywhere.
     fn ascii_pieces(text: &str) -> Option<Vec<&str>> {
+        matcher_pieces(text, |bytes, at| {
+            Some(whitespace_end(text, at, o200k_ascii_end(bytes, at)?))
+        })
+    }
+
+    fn matcher_pieces(
+        text: &str,
+        matcher: impl Fn(&[u8], usize) -> Option<usize>,
+    ) -> Option<Vec<&str>> {
         let mut pieces = Vec::new();
         let mut at = 0;
         while at < text.len() {
-            let end = whitespace_end(text, at, o200k_ascii_end(text.as_bytes(), at)?);
+            let end = matcher(text.as_bytes(), at)?;
             pieces.push(&text[at..end]);
             at = end;
         }
         Some(pieces)
+    }
+
+    /// Mostly ASCII text with other characters here and there (in every other text), from a
+    /// fixed seed: the ASCII matchers' paths, and their hand-overs to the automaton.
+    fn mostly_ascii(count: usize) -> Vec<String> {
+        use rand::{Rng, SeedableRng};
+        let ascii: Vec<char> = (0u8..0x80).map(char::from).collect();
+        let frequent: Vec<char> = "aeiouAEIOU sSlLrRvVtTdDmM'' \t\n\r\n09/!.,-\""
+            .chars()
+            .collect();
+        let rare: Vec<char> = "éÉſ٣½\u{a0}\u{3000}\u{85}—…\u{301}日ǅʰ".chars().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        (0..count)
+            .map(|round| {
+                let len = rng.random_range(1..40);
+                (0..len)
+                    .map(|_| match rng.random_range(0..100) {
+                        0..60 => frequent[rng.random_range(0..frequent.len())],
+                        60..97 => ascii[rng.random_range(0..ascii.len())],
+                        _ if round % 2 == 0 => rare[rng.random_range(0..rare.len())],
+                        _ => 'x',
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -715,45 +857,59 @@ mod tests {
         assert_eq!(o200k_ascii_end("!\né".as_bytes(), 0), Some(2));
     }
 
-    /// Text mostly ASCII with other characters here and there, cut by the splitter (the ASCII
-    /// matcher where it decides, the automaton elsewhere) exactly as by the published pattern.
+    /// Mostly ASCII text cut by each splitter (the ASCII matcher where it decides, the pattern's
+    /// own engine elsewhere) exactly as by the published pattern.
     #[test]
-    fn ascii_and_automaton_pieces_together_split_as_the_published_pattern() {
-        let Some(ours) = Vocabulary::o200k() else {
-            unreachable!("o200k builds from bundled data")
+    fn ascii_and_automaton_pieces_together_split_as_the_published_patterns() {
+        let (Some(o200k), Some(cl100k)) = (Vocabulary::o200k(), Vocabulary::cl100k()) else {
+            unreachable!("both vocabularies build from bundled data")
         };
-        let Ok(published) = fancy_regex::Regex::new(O200K_PATTERN) else {
-            unreachable!("the published pattern compiles")
+        let (Ok(o200k_published), Ok(cl100k_published)) = (
+            fancy_regex::Regex::new(O200K_PATTERN),
+            fancy_regex::Regex::new(CL100K_PATTERN),
+        ) else {
+            unreachable!("the published patterns compile")
         };
-        use rand::{Rng, SeedableRng};
-        let ascii: Vec<char> = (0u8..0x80).map(char::from).collect();
-        let frequent: Vec<char> = "aeiouAEIOU sSlLrRvVtTdDmM'' \t\n\r\n09/!.,-\""
-            .chars()
-            .collect();
-        let rare: Vec<char> = "éÉſ٣½\u{a0}\u{3000}\u{85}—…\u{301}日ǅʰ".chars().collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for round in 0..20_000 {
-            let len = rng.random_range(1..40);
-            let text: String = (0..len)
-                .map(|_| match rng.random_range(0..100) {
-                    0..60 => frequent[rng.random_range(0..frequent.len())],
-                    60..97 => ascii[rng.random_range(0..ascii.len())],
-                    _ if round % 2 == 0 => rare[rng.random_range(0..rare.len())],
-                    _ => 'x',
-                })
-                .collect();
-            let mut pieces = Vec::new();
-            if ours.split(&text, |p| pieces.push(p)).is_err() {
-                unreachable!("the regular splitter cannot fail")
-            }
-            let expected: Vec<&str> = published
-                .find_iter(&text)
-                .map(|m| m.map(|m| m.as_str()).unwrap_or_default())
-                .collect();
-            assert_eq!(pieces, expected, "{text:?}");
-            if text.is_ascii() {
-                assert_eq!(ascii_pieces(&text), Some(expected), "{text:?}");
+        let mut texts = mostly_ascii(20_000);
+        texts.extend(corpus());
+        for text in &texts {
+            for (ours, published) in [(&o200k, &o200k_published), (&cl100k, &cl100k_published)] {
+                let mut pieces = Vec::new();
+                if ours.split(text, |p| pieces.push(p)).is_err() {
+                    unreachable!("short texts do not reach the backtracking limit")
+                }
+                let expected: Vec<&str> = published
+                    .find_iter(text)
+                    .map(|m| m.map(|m| m.as_str()).unwrap_or_default())
+                    .collect();
+                assert_eq!(pieces, expected, "{text:?}");
+                if text.is_ascii() {
+                    let alone = if std::ptr::eq(ours, &o200k) {
+                        ascii_pieces(text)
+                    } else {
+                        matcher_pieces(text, cl100k_ascii_end)
+                    };
+                    assert_eq!(alone, Some(expected), "{text:?}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn the_cl100k_ascii_matcher_cuts_ascii_text_itself() {
+        assert_eq!(
+            matcher_pieces(
+                "Hello world, it's 2024!\n\n  x\tY'ALL'RE ok?!/\r\n/ 12345 \"Quote\"  \n ",
+                cl100k_ascii_end
+            )
+            .unwrap(),
+            [
+                "Hello", " world", ",", " it", "'s", " ", "202", "4", "!\n\n", " ", " x", "\tY",
+                "'ALL", "'RE", " ok", "?!/\r\n", "/", " ", "123", "45", " \"", "Quote", "\"",
+                "  \n "
+            ]
+        );
+        assert_eq!(cl100k_ascii_end("abcé".as_bytes(), 0), None);
+        assert_eq!(cl100k_ascii_end(" \u{a0}".as_bytes(), 0), None);
     }
 }
