@@ -775,55 +775,12 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
     serde_json::to_vec(&completion).unwrap()
 }
 
-/// One stream frame as written. Fields in alphabetical order, as the `Value` maps this replaced
-/// wrote them, so the bytes on the wire did not change.
-#[derive(Serialize)]
-struct ChunkOut<'a, C: Serialize> {
-    choices: C,
-    created: i64,
-    id: &'a str,
-    model: &'a str,
-    object: &'static str,
-    system_fingerprint: Option<()>,
-    /// Present (possibly `null`) only when the client asked for usage.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<Value>>,
-}
-
-/// The choice of a text chunk.
-#[derive(Serialize)]
-struct TextChoiceOut<'a> {
-    delta: TextDeltaOut<'a>,
-    finish_reason: Option<()>,
-    index: u32,
-    logprobs: Option<()>,
-}
-
-#[derive(Serialize)]
-struct TextDeltaOut<'a> {
-    content: &'a str,
-}
-
-/// The choice of a stream's first chunk, which names the role.
-#[derive(Serialize)]
-struct RoleChoiceOut {
-    delta: RoleDeltaOut,
-    finish_reason: Option<()>,
-    index: u32,
-    logprobs: Option<()>,
-}
-
-#[derive(Serialize)]
-struct RoleDeltaOut {
-    content: &'static str,
-    refusal: Option<()>,
-    role: &'static str,
-}
-
-/// Writes `chat.completion.chunk` frames as canonical events arrive.
+/// Writes `chat.completion.chunk` frames as canonical events arrive. Every frame is written
+/// from constant bytes and the stream's [`chunk_tail`](Self::chunk_tail), made once: the keys
+/// in alphabetical order (as serde writes a `Value` map), which a test holds byte for byte to
+/// what serde writes.
 pub struct OpenAiStreamEncoder {
-    ctx: EncodeCtx,
-    id: String,
+    include_usage: bool,
     started: bool,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
@@ -831,110 +788,103 @@ pub struct OpenAiStreamEncoder {
     tool_calls: HashSet<u32>,
     /// Signatures of tool calls not started yet, written with their first delta.
     signatures: HashMap<u32, String>,
-    /// What follows the text in every text chunk of this stream (see [`TEXT_CHUNK_HEAD`]).
-    pub(super) text_chunk_tail: Vec<u8>,
+    /// What follows the choices in every chunk of this stream: `],"created":…,"id":…,
+    /// "model":…,"object":"chat.completion.chunk","system_fingerprint":null`, then
+    /// `,"usage":null` when the client asked for usage, then `}` and the blank line.
+    pub(super) chunk_tail: Vec<u8>,
+    /// Where `,"usage":null}` (or `}` without usage) starts in `chunk_tail`.
+    usage_at: usize,
 }
 
-/// How every text chunk starts: its one choice's delta comes first, and its text is all that
-/// changes from one text chunk of a stream to the next. Such a chunk is this, the text, and the
-/// stream's tail, which serde writes once per stream (see [`OpenAiStreamEncoder::text_chunk`]).
+/// How every chunk starts; its choices follow.
+const CHUNK_HEAD: &[u8] = b"data: {\"choices\":[";
+/// How a text chunk starts: its text follows, as a JSON string, then [`TEXT_CHOICE_END`].
 const TEXT_CHUNK_HEAD: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":";
+/// What closes a text chunk's choice after its text.
+const TEXT_CHOICE_END: &[u8] = b"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}";
+/// The choice of a stream's first chunk, which names the role.
+const ROLE_CHOICE: &[u8] = b"{\"delta\":{\"content\":\"\",\"refusal\":null,\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}";
 
 impl OpenAiStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         let id = response_id(&ctx);
-        let mut encoder = Self {
-            ctx,
-            id,
+        let mut tail = Vec::with_capacity(128 + id.len() + ctx.model.len());
+        tail.extend_from_slice(b"],\"created\":");
+        // Writing an integer into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut tail, &ctx.created);
+        tail.extend_from_slice(b",\"id\":");
+        json::write_str(&mut tail, &id);
+        tail.extend_from_slice(b",\"model\":");
+        json::write_str(&mut tail, &ctx.model);
+        tail.extend_from_slice(
+            b",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":null",
+        );
+        let usage_at = tail.len();
+        if ctx.include_usage {
+            tail.extend_from_slice(b",\"usage\":null");
+        }
+        tail.extend_from_slice(b"}\n\n");
+        Self {
+            include_usage: ctx.include_usage,
             started: false,
             finish: None,
             usage: None,
             tool_calls: HashSet::new(),
             signatures: HashMap::new(),
-            text_chunk_tail: Vec::new(),
-        };
-        // An empty text chunk as serde writes it; what follows its `""` is the tail. Sized so
-        // that serde's writing does not regrow it.
-        let mut frame = Vec::with_capacity(256 + encoder.id.len() + encoder.ctx.model.len());
-        encoder.serde_text_chunk("", &mut frame);
-        let head = TEXT_CHUNK_HEAD.len() + 2;
-        if frame.starts_with(TEXT_CHUNK_HEAD)
-            && frame.get(TEXT_CHUNK_HEAD.len()..head) == Some(b"\"\"")
-        {
-            frame.drain(..head);
-            encoder.text_chunk_tail = frame;
+            chunk_tail: tail,
+            usage_at,
         }
-        encoder
     }
 
-    /// A text chunk: the head, the text as a JSON string and the stream's tail, the bytes serde
-    /// writes for it (a test holds the two to that) without a serializer per chunk.
+    /// A text chunk: the head, the text as a JSON string, the choice's end and the tail.
     pub(super) fn text_chunk(&self, text: &str, out: &mut Vec<u8>) {
-        if self.text_chunk_tail.is_empty() {
-            // Not expected: the tail is made when the encoder is.
-            self.serde_text_chunk(text, out);
-            return;
-        }
-        out.reserve(TEXT_CHUNK_HEAD.len() + text.len() + 2 + self.text_chunk_tail.len());
+        out.reserve(
+            TEXT_CHUNK_HEAD.len() + text.len() + 2 + TEXT_CHOICE_END.len() + self.chunk_tail.len(),
+        );
         out.extend_from_slice(TEXT_CHUNK_HEAD);
         json::write_str(out, text);
-        out.extend_from_slice(&self.text_chunk_tail);
+        out.extend_from_slice(TEXT_CHOICE_END);
+        out.extend_from_slice(&self.chunk_tail);
     }
 
-    pub(super) fn serde_text_chunk(&self, text: &str, out: &mut Vec<u8>) {
-        let choice = TextChoiceOut {
-            index: 0,
-            delta: TextDeltaOut { content: text },
-            logprobs: None,
-            finish_reason: None,
-        };
-        self.chunk([choice], None, out);
+    /// A chunk whose one choice `choice` writes.
+    fn chunk(&self, out: &mut Vec<u8>, choice: impl FnOnce(&mut Vec<u8>)) {
+        out.extend_from_slice(CHUNK_HEAD);
+        choice(out);
+        out.extend_from_slice(&self.chunk_tail);
     }
 
-    /// Writes one `chat.completion.chunk` frame straight into `out`, borrowing the id and
-    /// model (no `Value` tree per chunk).
-    fn chunk(&self, choices: impl Serialize, usage: Option<Value>, out: &mut Vec<u8>) {
-        let chunk = ChunkOut {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.ctx.created,
-            model: &self.ctx.model,
-            system_fingerprint: None,
-            choices,
-            usage: self.ctx.include_usage.then_some(usage),
-        };
-        out.extend_from_slice(b"data: ");
-        if serde_json::to_writer(&mut *out, &chunk).is_err() {
-            // Serialising these types cannot fail; keep the frame well-formed regardless.
-            out.extend_from_slice(b"{}");
-        }
-        out.extend_from_slice(b"\n\n");
-    }
-
+    /// The chunk of a delta other than text (reasoning, tool calls), as a `Value`: rarer, and
+    /// of many shapes.
     fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
         self.ensure_started(out);
-        self.chunk(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
-            None,
-            out,
-        );
+        self.chunk(out, |out| {
+            out.extend_from_slice(b"{\"delta\":");
+            if json::write_value(out, &delta).is_err() {
+                // Writing a `Value` cannot fail; keep the frame well-formed regardless.
+                out.extend_from_slice(b"{}");
+            }
+            out.extend_from_slice(b",\"finish_reason\":null,\"index\":0,\"logprobs\":null}");
+        });
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if !self.started {
             self.started = true;
-            let choice = RoleChoiceOut {
-                delta: RoleDeltaOut {
-                    content: "",
-                    refusal: None,
-                    role: "assistant",
-                },
-                finish_reason: None,
-                index: 0,
-                logprobs: None,
-            };
-            self.chunk([choice], None, out);
+            self.chunk(out, |out| out.extend_from_slice(ROLE_CHOICE));
         }
+    }
+
+    /// The last chunk when the client asked for usage: no choices, and the usage.
+    fn usage_chunk(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(CHUNK_HEAD);
+        out.extend_from_slice(&self.chunk_tail[..self.usage_at]);
+        out.extend_from_slice(b",\"usage\":");
+        let usage = self.usage.as_ref().map(usage_json);
+        if json::write_value(out, usage.as_ref().unwrap_or(&Value::Null)).is_err() {
+            out.extend_from_slice(b"null");
+        }
+        out.extend_from_slice(b"}\n\n");
     }
 }
 
@@ -987,11 +937,11 @@ impl StreamEncoder for OpenAiStreamEncoder {
             StreamEvent::Finish(reason) => {
                 self.ensure_started(out);
                 if self.finish.is_none() {
-                    self.chunk(
-                        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason.as_openai()}]),
-                        None,
-                        out,
-                    );
+                    self.chunk(out, |out| {
+                        out.extend_from_slice(b"{\"delta\":{},\"finish_reason\":");
+                        json::write_str(out, reason.as_openai());
+                        out.extend_from_slice(b",\"index\":0,\"logprobs\":null}");
+                    });
                     self.finish = Some(reason.clone());
                 }
             }
@@ -1002,9 +952,8 @@ impl StreamEncoder for OpenAiStreamEncoder {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
-        if self.ctx.include_usage {
-            let usage = self.usage.as_ref().map(usage_json);
-            self.chunk(json!([]), Some(usage.unwrap_or(Value::Null)), out);
+        if self.include_usage {
+            self.usage_chunk(out);
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }

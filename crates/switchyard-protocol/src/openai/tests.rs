@@ -1041,28 +1041,109 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
     }
 }
 
+/// A chunk as serde writes it from a `Value` (keys in alphabetical order): what the encoder's
+/// hand-written frames must equal byte for byte.
+fn serde_chunk(ctx: &EncodeCtx, choices: Value, usage: Option<Value>) -> String {
+    let id = if ctx.id.starts_with("chatcmpl-") {
+        ctx.id.clone()
+    } else {
+        format!("chatcmpl-{}", ctx.id)
+    };
+    let mut frame = json!({
+        "choices": choices,
+        "created": ctx.created,
+        "id": id,
+        "model": ctx.model,
+        "object": "chat.completion.chunk",
+        "system_fingerprint": null,
+    });
+    if ctx.include_usage {
+        frame["usage"] = usage.unwrap_or(Value::Null);
+    }
+    format!("data: {}\n\n", serde_json::to_string(&frame).unwrap())
+}
+
+fn serde_delta_chunk(ctx: &EncodeCtx, delta: Value, finish_reason: Value) -> String {
+    serde_chunk(
+        ctx,
+        json!([{"delta": delta, "finish_reason": finish_reason, "index": 0, "logprobs": null}]),
+        None,
+    )
+}
+
 #[test]
-fn text_chunks_are_byte_for_byte_what_serde_wrote() {
+fn stream_chunks_are_byte_for_byte_what_serde_writes() {
     let texts = ["Hel", "lo é", "\"quoted\" \\ \n\t\u{1}", "🚀</script>", " "];
+    let usage = Usage {
+        input_tokens: 12,
+        output_tokens: 5,
+        cache_read_tokens: 3,
+        cache_write_tokens: 0,
+        reasoning_tokens: 2,
+    };
     for include_usage in [false, true] {
         for (id, model) in [("x", "alias"), ("chatcmpl-1", "al\"ias\u{7f}é")] {
-            let encoder = OpenAiStreamEncoder::new(EncodeCtx {
+            let ctx = EncodeCtx {
                 id: id.into(),
                 model: model.into(),
                 created: 1_700_000_000,
                 include_usage,
-            });
-            // The tail was made, so text chunks are written without serde.
-            assert!(encoder.text_chunk_tail.ends_with(b"}\n\n"));
-            for text in texts {
-                let (mut ours, mut serde) = (Vec::new(), Vec::new());
-                encoder.text_chunk(text, &mut ours);
-                encoder.serde_text_chunk(text, &mut serde);
-                assert_eq!(
-                    String::from_utf8(ours).unwrap(),
-                    String::from_utf8(serde).unwrap()
-                );
+            };
+            let mut encoder = OpenAiStreamEncoder::new(ctx.clone());
+            let mut events = vec![StreamEvent::Start {
+                id: "up-1".into(),
+                model: "up-model".into(),
+            }];
+            events.extend(texts.iter().map(|t| StreamEvent::TextDelta((*t).into())));
+            events.extend([
+                StreamEvent::ReasoningDelta("thinking \"aloud\"".into()),
+                StreamEvent::ToolCallStart {
+                    index: 0,
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                },
+                StreamEvent::ToolCallDelta {
+                    index: 0,
+                    arguments: "{\"city\":\"Par".into(),
+                },
+                StreamEvent::Usage(usage),
+                StreamEvent::Finish(FinishReason::ToolCalls),
+            ]);
+            let mut ours = Vec::new();
+            for event in &events {
+                encoder.event(event, &mut ours);
             }
+            encoder.finish(&mut ours);
+
+            let mut expected = serde_delta_chunk(
+                &ctx,
+                json!({"content": "", "refusal": null, "role": "assistant"}),
+                Value::Null,
+            );
+            for text in texts {
+                expected += &serde_delta_chunk(&ctx, json!({"content": text}), Value::Null);
+            }
+            expected += &serde_delta_chunk(
+                &ctx,
+                json!({"reasoning_content": "thinking \"aloud\""}),
+                Value::Null,
+            );
+            expected += &serde_delta_chunk(
+                &ctx,
+                json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+                Value::Null,
+            );
+            expected += &serde_delta_chunk(
+                &ctx,
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":\"Par"}}]}),
+                Value::Null,
+            );
+            expected += &serde_delta_chunk(&ctx, json!({}), json!("tool_calls"));
+            if include_usage {
+                expected += &serde_chunk(&ctx, json!([]), Some(super::ingress::usage_json(&usage)));
+            }
+            expected += "data: [DONE]\n\n";
+            assert_eq!(String::from_utf8(ours).unwrap(), expected);
         }
     }
 }
