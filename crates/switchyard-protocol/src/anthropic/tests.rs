@@ -1628,3 +1628,33 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         FULL_FORM,
     );
 }
+
+#[test]
+fn text_deltas_are_byte_for_byte_what_serde_writes() {
+    use super::stream::AnthropicStreamEncoder;
+    use super::wire::{ContentBlockDelta, MessageStreamEvent};
+    for index in [0, 7, 4_000_000_000] {
+        for text in [
+            "Hel",
+            "lo é",
+            "\"quoted\" \\ \n\t\u{1}",
+            "🚀</script>",
+            " ",
+            "\u{7f}\u{2028}",
+        ] {
+            let (mut ours, mut serde) = (Vec::new(), Vec::new());
+            AnthropicStreamEncoder::text_delta(index, text, &mut ours);
+            AnthropicStreamEncoder::write(
+                &MessageStreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::TextDelta { text: text.into() },
+                },
+                &mut serde,
+            );
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+}
