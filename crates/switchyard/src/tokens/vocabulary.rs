@@ -224,12 +224,7 @@ fn o200k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
     let first = ascii_class(bytes, at)?;
     // 1 and 2: `P` can only be a first character that is neither letter nor digit nor a line
     // break, and a letter cannot be `P`, so at most one way to start applies.
-    let letters_from = match first {
-        Upper | Lower => Some(at),
-        Space | Other => Some(at + 1),
-        Digit | LineBreak | End => None,
-    };
-    if let Some(start) = letters_from {
+    if let Some(start) = letters_start(at, first) {
         let uppers_end = run_end(bytes, start, Upper)?;
         let lowers_end = run_end(bytes, uppers_end, Lower)?;
         if lowers_end > start {
@@ -237,55 +232,75 @@ fn o200k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
         }
     }
     match first {
-        // 3: up to three digits; a fourth place that is not ASCII could be a digit.
-        Digit => {
-            let mut end = at + 1;
-            while end < at + 3 {
-                match ascii_class(bytes, end)? {
-                    Digit => end += 1,
-                    _ => break,
-                }
+        Digit => digits_end(bytes, at),
+        Space | Other | LineBreak => {
+            if let Some(from) = symbols_start(bytes, at, first)? {
+                return symbols_end(bytes, from, b"\r\n/");
             }
-            Some(end)
+            // 5, else 6: only whitespace is left (symbols always matched above).
+            let (end, last_break) = whitespace_run(bytes, at)?;
+            Some(last_break.map_or(end, |b| b + 1))
         }
-        // 4: an optional space, then symbols, then line breaks and slashes.
-        Space | Other => {
-            let symbols_from = if first == Other {
-                Some(at)
-            } else if bytes[at] == b' ' && ascii_class(bytes, at + 1)? == Other {
-                Some(at + 1)
-            } else {
-                None
-            };
-            match symbols_from {
-                Some(from) => {
-                    let mut end = run_end(bytes, from, Other)?;
-                    while matches!(bytes.get(end), Some(b'\r' | b'\n' | b'/')) {
-                        end += 1;
-                    }
-                    Some(end)
-                }
-                None => whitespace_piece_end(bytes, at),
-            }
-        }
-        LineBreak => whitespace_piece_end(bytes, at),
         Upper | Lower | End => None,
     }
 }
 
-/// Alternatives 5 and 6 of [`o200k_ascii_end`] at a whitespace character.
-fn whitespace_piece_end(bytes: &[u8], at: usize) -> Option<usize> {
+/// Where a piece's letters start after its optional leading character `P` (no line break,
+/// letter or digit), in both patterns: at a letter, or after a character that can be `P`.
+fn letters_start(at: usize, first: AsciiClass) -> Option<usize> {
+    match first {
+        AsciiClass::Upper | AsciiClass::Lower => Some(at),
+        AsciiClass::Space | AsciiClass::Other => Some(at + 1),
+        AsciiClass::Digit | AsciiClass::LineBreak | AsciiClass::End => None,
+    }
+}
+
+/// `\p{N}{1,3}` at a digit: up to three digits; a place within them that is not ASCII could
+/// be a digit.
+fn digits_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut end = at + 1;
+    while end < at + 3 {
+        match ascii_class(bytes, end)? {
+            AsciiClass::Digit => end += 1,
+            _ => break,
+        }
+    }
+    Some(end)
+}
+
+/// Where ` ?[^\s\p{L}\p{N}]+` finds its first symbol at `at` (after one optional space), or
+/// `Some(None)` where it does not match.
+fn symbols_start(bytes: &[u8], at: usize, first: AsciiClass) -> Option<Option<usize>> {
+    Some(if first == AsciiClass::Other {
+        Some(at)
+    } else if bytes[at] == b' ' && ascii_class(bytes, at + 1)? == AsciiClass::Other {
+        Some(at + 1)
+    } else {
+        None
+    })
+}
+
+/// The end of the symbols from `from` and of the bytes of `trailing` right after them.
+fn symbols_end(bytes: &[u8], from: usize, trailing: &[u8]) -> Option<usize> {
+    let mut end = run_end(bytes, from, AsciiClass::Other)?;
+    while bytes.get(end).is_some_and(|b| trailing.contains(b)) {
+        end += 1;
+    }
+    Some(end)
+}
+
+/// The whitespace run from `at`: where it ends and its last line break, if any.
+fn whitespace_run(bytes: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
     let mut end = at;
     let mut last_break = None;
     loop {
         match ascii_class(bytes, end)? {
             AsciiClass::LineBreak => last_break = Some(end),
             AsciiClass::Space => {}
-            _ => break,
+            _ => return Some((end, last_break)),
         }
         end += 1;
     }
-    Some(last_break.map_or(end, |b| b + 1))
 }
 
 /// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case: the same
@@ -332,56 +347,22 @@ fn cl100k_ascii_end(bytes: &[u8], at: usize) -> Option<usize> {
     if end > at {
         return Some(end);
     }
-    let letters_from = match first {
-        Upper | Lower => Some(at),
-        Space | Other => Some(at + 1),
-        Digit | LineBreak | End => None,
-    };
-    if let Some(start) = letters_from {
+    if let Some(start) = letters_start(at, first) {
         let end = letters_end(bytes, start)?;
         if end > start {
             return Some(end);
         }
     }
     match first {
-        Digit => {
-            let mut end = at + 1;
-            while end < at + 3 {
-                match ascii_class(bytes, end)? {
-                    Digit => end += 1,
-                    _ => break,
-                }
-            }
-            Some(end)
-        }
+        Digit => digits_end(bytes, at),
         Space | Other | LineBreak => {
-            let symbols_from = if first == Other {
-                Some(at)
-            } else if bytes[at] == b' ' && ascii_class(bytes, at + 1)? == Other {
-                Some(at + 1)
-            } else {
-                None
-            };
-            if let Some(from) = symbols_from {
-                let mut end = run_end(bytes, from, Other)?;
-                while matches!(bytes.get(end), Some(b'\r' | b'\n')) {
-                    end += 1;
-                }
-                return Some(end);
+            if let Some(from) = symbols_start(bytes, at, first)? {
+                return symbols_end(bytes, from, b"\r\n");
             }
-            // Only whitespace is left (an `Other` always matched above).
-            let mut end = at;
-            let mut last_break = None;
-            loop {
-                match ascii_class(bytes, end)? {
-                    LineBreak => last_break = Some(end),
-                    Space => {}
-                    End => return Some(end),
-                    _ => break,
-                }
-                end += 1;
-            }
+            // Only whitespace is left (symbols always matched above).
+            let (end, last_break) = whitespace_run(bytes, at)?;
             Some(match last_break {
+                _ if end == bytes.len() => end,
                 Some(b) => b + 1,
                 None if end - at >= 2 => end - 1,
                 None => at + 1,
