@@ -798,12 +798,12 @@ pub struct OpenAiStreamEncoder {
 
 /// How every chunk starts; its choices follow.
 const CHUNK_HEAD: &[u8] = b"data: {\"choices\":[";
-/// How a text chunk starts: its text follows, as a JSON string, then [`TEXT_CHOICE_END`].
+/// How a text chunk starts: its text follows, as a JSON string, then `}` and [`CHOICE_END`].
 const TEXT_CHUNK_HEAD: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":";
-/// What closes a text chunk's choice after its text.
-const TEXT_CHOICE_END: &[u8] = b"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}";
-/// The choice of a stream's first chunk, which names the role.
-const ROLE_CHOICE: &[u8] = b"{\"delta\":{\"content\":\"\",\"refusal\":null,\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}";
+/// What closes a choice that has not finished, after its delta.
+const CHOICE_END: &[u8] = b",\"finish_reason\":null,\"index\":0,\"logprobs\":null}";
+/// The delta of a stream's first chunk, which names the role.
+const ROLE_DELTA: &[u8] = b"{\"delta\":{\"content\":\"\",\"refusal\":null,\"role\":\"assistant\"}";
 
 impl OpenAiStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
@@ -839,11 +839,12 @@ impl OpenAiStreamEncoder {
     /// A text chunk: the head, the text as a JSON string, the choice's end and the tail.
     pub(super) fn text_chunk(&self, text: &str, out: &mut Vec<u8>) {
         out.reserve(
-            TEXT_CHUNK_HEAD.len() + text.len() + 2 + TEXT_CHOICE_END.len() + self.chunk_tail.len(),
+            TEXT_CHUNK_HEAD.len() + text.len() + 3 + CHOICE_END.len() + self.chunk_tail.len(),
         );
         out.extend_from_slice(TEXT_CHUNK_HEAD);
         json::write_str(out, text);
-        out.extend_from_slice(TEXT_CHOICE_END);
+        out.push(b'}');
+        out.extend_from_slice(CHOICE_END);
         out.extend_from_slice(&self.chunk_tail);
     }
 
@@ -864,14 +865,17 @@ impl OpenAiStreamEncoder {
                 // Writing a `Value` cannot fail; keep the frame well-formed regardless.
                 out.extend_from_slice(b"{}");
             }
-            out.extend_from_slice(b",\"finish_reason\":null,\"index\":0,\"logprobs\":null}");
+            out.extend_from_slice(CHOICE_END);
         });
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if !self.started {
             self.started = true;
-            self.chunk(out, |out| out.extend_from_slice(ROLE_CHOICE));
+            self.chunk(out, |out| {
+                out.extend_from_slice(ROLE_DELTA);
+                out.extend_from_slice(CHOICE_END);
+            });
         }
     }
 
