@@ -23,6 +23,15 @@ pub enum SseError {
     InvalidUtf8,
 }
 
+/// Why [`SseParser::push_each`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError<E> {
+    /// The bytes are not a well-formed stream.
+    Sse(SseError),
+    /// The caller's handler refused an event.
+    Event(E),
+}
+
 #[derive(Debug, Default)]
 pub struct SseParser {
     /// Bytes of the current, unfinished line.
@@ -30,11 +39,18 @@ pub struct SseParser {
     /// The previous chunk ended on CR: a following LF belongs to it.
     pending_cr: bool,
     started: bool,
-    event: Option<String>,
+    /// The current event's `event:` field (when `has_event`), kept for its capacity.
+    event: String,
+    has_event: bool,
+    /// The current event's joined `data:` lines, kept for its capacity.
     data: String,
     has_data: bool,
     event_bytes: usize,
 }
+
+/// What a handler of [`SseParser::push_each`] is given for each event: its `event:` field and
+/// its data, borrowed from the parser.
+pub type EventHandler<'h, E> = dyn FnMut(Option<&str>, &str) -> Result<(), E> + 'h;
 
 impl SseParser {
     pub fn new() -> Self {
@@ -42,7 +58,28 @@ impl SseParser {
     }
 
     /// Feeds bytes; appends every completed event to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        let mut collect = |event: Option<&str>, data: &str| {
+            out.push(SseEvent {
+                event: event.map(str::to_owned),
+                data: data.to_owned(),
+            });
+            Ok::<(), std::convert::Infallible>(())
+        };
+        self.push_each(chunk, &mut collect).map_err(|e| match e {
+            PushError::Sse(e) => e,
+            PushError::Event(never) => match never {},
+        })
+    }
+
+    /// Feeds bytes; calls `each` with every completed event as it completes, borrowed from the
+    /// parser's buffers (no allocation per event). At the first error `each` returns, the rest
+    /// of the chunk is left unread (a refused event ends the stream for its callers).
+    pub fn push_each<E>(
+        &mut self,
+        mut chunk: &[u8],
+        each: &mut EventHandler<'_, E>,
+    ) -> Result<(), PushError<E>> {
         if !self.started && !chunk.is_empty() {
             // A BOM may only appear at the very start of the stream; it can be split too, so
             // wait until three bytes are known.
@@ -53,7 +90,7 @@ impl SseParser {
             self.started = true;
             let buffered = std::mem::take(&mut self.line);
             let rest = buffered.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buffered);
-            return self.scan(rest, out);
+            return self.scan(rest, each);
         }
         if self.pending_cr && !chunk.is_empty() {
             self.pending_cr = false;
@@ -61,10 +98,14 @@ impl SseParser {
                 chunk = &chunk[1..];
             }
         }
-        self.scan(chunk, out)
+        self.scan(chunk, each)
     }
 
-    fn scan(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    fn scan<E>(
+        &mut self,
+        chunk: &[u8],
+        each: &mut EventHandler<'_, E>,
+    ) -> Result<(), PushError<E>> {
         let mut start = 0;
         // Line ends are found with a vectorised search rather than byte by byte: a stream's
         // events are mostly JSON between them.
@@ -72,13 +113,14 @@ impl SseParser {
             let end = start + offset;
             if self.line.is_empty() {
                 // The whole line is in this chunk: read it where it is.
-                self.process_line(&chunk[start..end], out)?;
+                self.process_line(&chunk[start..end], each)?;
             } else {
                 self.line.extend_from_slice(&chunk[start..end]);
                 let line = std::mem::take(&mut self.line);
-                self.process_line(&line, out)?;
+                let processed = self.process_line(&line, each);
                 self.line = line;
                 self.line.clear();
+                processed?;
             }
             start = end + 1;
             if chunk[end] == b'\r' {
@@ -91,28 +133,31 @@ impl SseParser {
         }
         self.line.extend_from_slice(&chunk[start..]);
         if self.line.len() + self.event_bytes > MAX_EVENT_BYTES {
-            return Err(SseError::TooLarge);
+            return Err(PushError::Sse(SseError::TooLarge));
         }
         Ok(())
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+    fn process_line<E>(
+        &mut self,
+        line: &[u8],
+        each: &mut EventHandler<'_, E>,
+    ) -> Result<(), PushError<E>> {
         if line.is_empty() {
-            if self.has_data {
-                out.push(SseEvent {
-                    event: self.event.take(),
-                    data: std::mem::take(&mut self.data),
-                });
-            }
-            self.event = None;
+            let handled = if self.has_data {
+                each(self.has_event.then_some(self.event.as_str()), &self.data)
+            } else {
+                Ok(())
+            };
+            self.has_event = false;
             self.data.clear();
             self.has_data = false;
             self.event_bytes = 0;
-            return Ok(());
+            return handled.map_err(PushError::Event);
         }
         self.event_bytes += line.len();
         if self.event_bytes > MAX_EVENT_BYTES {
-            return Err(SseError::TooLarge);
+            return Err(PushError::Sse(SseError::TooLarge));
         }
         if line[0] == b':' {
             return Ok(());
@@ -124,9 +169,11 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
+        let text =
+            |value| std::str::from_utf8(value).map_err(|_| PushError::Sse(SseError::InvalidUtf8));
         match field {
             b"data" => {
-                let value = std::str::from_utf8(value).map_err(|_| SseError::InvalidUtf8)?;
+                let value = text(value)?;
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -134,8 +181,10 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => {
-                let value = std::str::from_utf8(value).map_err(|_| SseError::InvalidUtf8)?;
-                self.event = Some(value.to_owned());
+                let value = text(value)?;
+                self.event.clear();
+                self.event.push_str(value);
+                self.has_event = true;
             }
             // `id` and `retry` mean nothing to an LLM stream relay; unknown fields are ignored
             // as the spec says.
@@ -233,5 +282,39 @@ mod tests {
         let events = parse_all(&[&buf]);
         assert_eq!(events[0].event.as_deref(), Some("message_stop"));
         assert_eq!(events[0].data, "{\"type\":\"message_stop\"}");
+    }
+
+    #[test]
+    fn events_are_handed_over_as_they_complete_and_a_refusal_stops_the_push() {
+        let mut p = SseParser::new();
+        let mut seen: Vec<(Option<String>, String)> = Vec::new();
+        let mut handler = |event: Option<&str>, data: &str| {
+            seen.push((event.map(str::to_owned), data.to_owned()));
+            if data == "stop" {
+                Err("refused")
+            } else {
+                Ok(())
+            }
+        };
+        let pushed = p.push_each(
+            b"event: a\ndata: 1\n\ndata: 2\n\ndata: stop\n\ndata: never\n\n",
+            &mut handler,
+        );
+        assert_eq!(pushed, Err(PushError::Event("refused")));
+        // The event name does not carry over to the next event; a split event completes later.
+        assert_eq!(p.push_each(b"data: 3", &mut handler), Ok(()));
+        assert_eq!(p.push_each(b"\n\n", &mut handler), Ok(()));
+        assert_eq!(
+            p.push_each(&[b'd', b'a', b't', b'a', b':', 0xff, b'\n'], &mut handler),
+            Err(PushError::Sse(SseError::InvalidUtf8))
+        );
+        let seen: Vec<(Option<&str>, &str)> = seen
+            .iter()
+            .map(|(e, d)| (e.as_deref(), d.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [(Some("a"), "1"), (None, "2"), (None, "stop"), (None, "3")]
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::wire::{self, ContentBlock, ContentBlockDelta, ErrorObject, MessageStr
 use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo, Usage};
 use crate::dialect::{EncodeCtx, StreamDecoder, StreamEncoder, interrupted, malformed};
 use crate::error::ClientError;
-use crate::sse::{SseEvent, SseParser, write_event};
+use crate::sse::{PushError, SseParser, write_event};
 use crate::text_frame::TextFrame;
 
 /// What kind of block a stream index holds, as far as the decoder cares.
@@ -33,7 +33,6 @@ enum BlockKind {
 #[derive(Debug, Default)]
 pub struct AnthropicStreamDecoder {
     parser: SseParser,
-    frames: Vec<SseEvent>,
     blocks: HashMap<u32, BlockKind>,
     tool_calls: u32,
     usage: Usage,
@@ -58,6 +57,34 @@ struct TextAt<'a> {
 }
 
 impl AnthropicStreamDecoder {
+    /// One event's data.
+    fn on_data(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        if self.ended {
+            return Ok(());
+        }
+        // A text delta shaped like the last one: its text is all that differs.
+        if let Some(text) = self.text.text_of(data) {
+            if !text.is_empty() {
+                out.push(StreamEvent::TextDelta(text));
+            }
+            return Ok(());
+        }
+        let event: MessageStreamEvent = serde_json::from_str(data)
+            .map_err(|e| malformed(format!("Anthropic stream event is not valid: {e}")))?;
+        let text_delta = matches!(
+            &event,
+            MessageStreamEvent::ContentBlockDelta {
+                delta: ContentBlockDelta::TextDelta { .. },
+                ..
+            }
+        );
+        self.handle(event, out)?;
+        if text_delta && let Ok(at) = serde_json::from_str::<TextDeltaAt>(data) {
+            self.text.set(data, at.delta.text.get());
+        }
+        Ok(())
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -243,43 +270,14 @@ impl StreamDecoder for AnthropicStreamDecoder {
         if self.ended {
             return Ok(());
         }
-        let mut frames = std::mem::take(&mut self.frames);
-        let parsed = self.parser.push(chunk, &mut frames);
-        let result = parsed
-            .map_err(|e| malformed(format!("Anthropic stream: {e}")))
-            .and_then(|()| {
-                for frame in frames.drain(..) {
-                    if self.ended {
-                        break;
-                    }
-                    // A text delta shaped like the last one: its text is all that differs.
-                    if let Some(text) = self.text.text_of(&frame.data) {
-                        if !text.is_empty() {
-                            out.push(StreamEvent::TextDelta(text));
-                        }
-                        continue;
-                    }
-                    let event: MessageStreamEvent =
-                        serde_json::from_str(&frame.data).map_err(|e| {
-                            malformed(format!("Anthropic stream event is not valid: {e}"))
-                        })?;
-                    let text_delta = matches!(
-                        &event,
-                        MessageStreamEvent::ContentBlockDelta {
-                            delta: ContentBlockDelta::TextDelta { .. },
-                            ..
-                        }
-                    );
-                    self.handle(event, out)?;
-                    if text_delta && let Ok(at) = serde_json::from_str::<TextDeltaAt>(&frame.data) {
-                        self.text.set(&frame.data, at.delta.text.get());
-                    }
-                }
-                Ok(())
-            });
-        frames.clear();
-        self.frames = frames;
-        result
+        // The parser is taken out for the call, so that the handler may use the decoder.
+        let mut parser = std::mem::take(&mut self.parser);
+        let pushed = parser.push_each(chunk, &mut |_, data| self.on_data(data, out));
+        self.parser = parser;
+        pushed.map_err(|e| match e {
+            PushError::Sse(e) => malformed(format!("Anthropic stream: {e}")),
+            PushError::Event(e) => e,
+        })
     }
 
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {

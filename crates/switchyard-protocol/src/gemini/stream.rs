@@ -11,13 +11,11 @@ use super::provider::{
 use super::wire::{GenerateContentResponse, StreamChunk};
 use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo};
 use crate::dialect::{StreamDecoder, interrupted, malformed};
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{PushError, SseParser};
 
 #[derive(Debug, Default)]
 pub(super) struct GeminiStreamDecoder {
     sse: SseParser,
-    /// Scratch buffer for the events of one push.
-    events: Vec<SseEvent>,
     started: bool,
     /// The first chunk's `responseId`, which names synthesized tool call ids.
     response_id: String,
@@ -123,22 +121,15 @@ impl GeminiStreamDecoder {
 
 impl StreamDecoder for GeminiStreamDecoder {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        let mut events = std::mem::take(&mut self.events);
-        let parsed = self
-            .sse
-            .push(chunk, &mut events)
-            .map_err(|e| malformed(format!("Gemini stream: {e}")));
-        // Events completed before a framing error are still delivered.
-        let mut result = Ok(());
-        for event in events.drain(..) {
-            result = self.on_data(&event.data, out);
-            if result.is_err() {
-                break;
-            }
-        }
-        events.clear();
-        self.events = events;
-        result.and(parsed)
+        // The parser is taken out for the call, so that the handler may use the decoder. Events
+        // completed before a framing error are still delivered.
+        let mut sse = std::mem::take(&mut self.sse);
+        let pushed = sse.push_each(chunk, &mut |_, data| self.on_data(data, out));
+        self.sse = sse;
+        pushed.map_err(|e| match e {
+            PushError::Sse(e) => malformed(format!("Gemini stream: {e}")),
+            PushError::Event(e) => e,
+        })
     }
 
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {

@@ -27,7 +27,7 @@ use crate::dialect::{
 };
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{PushError, SseParser};
 use crate::text_frame::TextFrame;
 
 pub struct OpenAiProvider {
@@ -907,7 +907,6 @@ pub(crate) const REFUSAL: &str = "refusal";
 #[derive(Default)]
 pub struct OpenAiStreamDecoder {
     sse: SseParser,
-    events: Vec<SseEvent>,
     started: bool,
     done: bool,
     finished: bool,
@@ -1074,19 +1073,20 @@ fn in_stream_error(err: &Value) -> UpstreamErrorInfo {
 
 impl StreamDecoder for OpenAiStreamDecoder {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        self.sse
-            .push(chunk, &mut self.events)
-            .map_err(|e| malformed(e.to_string()))?;
-        let events = std::mem::take(&mut self.events);
-        for ev in &events {
+        // The parser is taken out for the call, so that the handler may use the decoder.
+        let mut sse = std::mem::take(&mut self.sse);
+        let pushed = sse.push_each(chunk, &mut |_, data| {
             if self.done {
-                break;
+                Ok(())
+            } else {
+                self.handle(data, out)
             }
-            self.handle(&ev.data, out)?;
-        }
-        self.events = events;
-        self.events.clear();
-        Ok(())
+        });
+        self.sse = sse;
+        pushed.map_err(|e| match e {
+            PushError::Sse(e) => malformed(e.to_string()),
+            PushError::Event(e) => e,
+        })
     }
 
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
