@@ -164,7 +164,7 @@ impl RegularSplitter {
     }
 }
 
-/// An ASCII byte as [`O200K_REGULAR`] sees it.
+/// An ASCII byte as both pre-tokenizer patterns see it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum AsciiClass {
     Upper,
@@ -304,8 +304,8 @@ fn whitespace_run(bytes: &[u8], at: usize) -> Option<(usize, Option<usize>)> {
 }
 
 /// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case: the same
-/// set in both patterns) at `at` if one is there, else `at`; `None` where a letter of it could be a non-ASCII case variant
-/// (`ſ` folds to `s`).
+/// set in both patterns) at `at` if one is there, else `at`; `None` where a letter of it could
+/// be a non-ASCII case variant (`ſ` folds to `s`).
 fn contraction_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'\'') {
         return Some(at);
