@@ -20,10 +20,17 @@ pub struct ObjectReader {
 /// has some thirty keys and values, and a check per string cost more than the one pass over the
 /// body. Anything else is parsed as bytes, which names the error as before.
 pub fn from_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
-    match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
+    match utf8(body) {
+        Some(text) => serde_json::from_str(text),
+        None => serde_json::from_slice(body),
     }
+}
+
+/// `bytes` as text if they are UTF-8, checked with vector instructions (a 200 KB prompt in a
+/// fraction of the time of the standard library's check, which goes a word at a time). Says
+/// only whether they are; a caller that must name the fault checks again with the standard one.
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
 }
 
 /// Joins a parent path and a child segment (`messages` + `[2]`, `messages[2]` + `role`).
@@ -370,9 +377,16 @@ pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut unwritten = 0;
     let mut at = 0;
-    // Whole blocks with nothing to escape are skipped with one test each; a block with something
-    // to escape goes byte by byte.
-    while let Some(block) = bytes[at..].first_chunk::<ESCAPE_BLOCK>() {
+    // Whole blocks with nothing to escape are skipped with one test each (a long text a wide
+    // block at a time, then at most one narrow block); a block with something to escape goes
+    // byte by byte.
+    while let Some(block) = bytes[at..].first_chunk::<WIDE_BLOCK>() {
+        if block_has(block, needs_escape) {
+            escape_bytes(out, bytes, at, at + WIDE_BLOCK, &mut unwritten);
+        }
+        at += WIDE_BLOCK;
+    }
+    if let Some(block) = bytes[at..].first_chunk::<ESCAPE_BLOCK>() {
         if block_has(block, needs_escape) {
             escape_bytes(out, bytes, at, at + ESCAPE_BLOCK, &mut unwritten);
         }
@@ -392,20 +406,32 @@ pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Bytes tested at once by [`write_str`]: the test of a fixed-size block has no branch per byte,
-/// so the compiler turns it into a few vector compares (two 16-byte registers here).
+/// so the compiler turns it into a few vector compares (two 16-byte registers here). Short
+/// strings (most keys and names) are tested as one such block.
 const ESCAPE_BLOCK: usize = 32;
+
+/// Bytes tested at once in a long text: four registers' compares share one test of the result.
+const WIDE_BLOCK: usize = 2 * ESCAPE_BLOCK;
 
 /// Whether any byte of `bytes` is a control character (below 0x20), tested a block at a time.
 pub fn has_control_bytes(bytes: &[u8]) -> bool {
-    let (blocks, tail) = bytes.as_chunks::<ESCAPE_BLOCK>();
+    let (blocks, tail) = bytes.as_chunks::<WIDE_BLOCK>();
     let control = |byte: u8| byte < 0x20;
     blocks.iter().any(|block| block_has(block, control)) || tail.iter().any(|&b| control(b))
 }
 
 /// Whether `test` holds for any byte of the block, without a branch per byte (so the test of
-/// a fixed-size block becomes vector compares).
-fn block_has(block: &[u8; ESCAPE_BLOCK], test: impl Fn(u8) -> bool) -> bool {
-    block.iter().fold(false, |found, &byte| found | test(byte))
+/// a fixed-size block becomes vector compares). Each byte's answer is kept as a byte and the
+/// answers are OR-ed afterwards: OR-ing them into one `bool` as it went, the compiler moved every
+/// compare's result out of the vector registers on its own. Always inlined: it is called once
+/// per block, and a call cost more than the compares.
+#[inline(always)]
+fn block_has<const N: usize>(block: &[u8; N], test: impl Fn(u8) -> bool) -> bool {
+    let mut hits = [0u8; N];
+    for (hit, &byte) in hits.iter_mut().zip(block) {
+        *hit = u8::from(test(byte));
+    }
+    hits.iter().fold(0, |any, &hit| any | hit) != 0
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -461,6 +487,41 @@ mod tests {
     }
 
     #[test]
+    fn utf8_agrees_with_the_standard_check() {
+        // Valid texts of every sequence length, and the faults a check must catch: a stray
+        // continuation byte, a sequence cut short, an overlong form, an encoded surrogate, a code
+        // point above U+10FFFF, bytes never used. Each at every offset across a vector's width.
+        let pieces: [&[u8]; 12] = [
+            b"plain ascii",
+            "é € 😀".as_bytes(),
+            b"\x80",
+            b"\xc3",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\xc0\xaf",
+            b"\xe0\x80\xaf",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xfe",
+            b"\xff",
+        ];
+        for piece in pieces {
+            for offset in 0..70 {
+                for after in [0, 1, 40] {
+                    let mut bytes = vec![b'a'; offset];
+                    bytes.extend_from_slice(piece);
+                    bytes.extend(std::iter::repeat_n(b'z', after));
+                    assert_eq!(
+                        super::utf8(&bytes),
+                        std::str::from_utf8(&bytes).ok(),
+                        "{bytes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_body_parses_as_text_or_bytes_alike() {
         let bodies: [&[u8]; 7] = [
             br#"{"a":"x","b":[1,2.5,null,true],"c":{"d":"\u00e9\n"}}"#,
@@ -484,7 +545,7 @@ mod tests {
 
     #[test]
     fn control_bytes_are_found_wherever_they_are() {
-        for len in 0..3 * super::ESCAPE_BLOCK {
+        for len in 0..3 * super::WIDE_BLOCK {
             let mut bytes = vec![b'a'; len];
             assert!(!super::has_control_bytes(&bytes));
             bytes.extend_from_slice("é\u{7f}\"\\ ".as_bytes());
@@ -516,7 +577,7 @@ mod tests {
             .chain(['"', '\\', '/', '\u{7f}', 'é', '€', '😀', 'a'])
             .collect();
         for c in &specials {
-            for offset in 0..3 * super::ESCAPE_BLOCK {
+            for offset in 0..3 * super::WIDE_BLOCK {
                 let mut s = "x".repeat(offset);
                 s.push(*c);
                 s.push_str(&"y".repeat(offset % (super::ESCAPE_BLOCK + 5)));

@@ -30,7 +30,7 @@ pub(crate) fn raw_texts(body: &[u8]) -> bool {
 
 /// A raw string's text, if it is UTF-8 (an escaped lone surrogate is not).
 pub(crate) fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
-    std::str::from_utf8(v).map_err(|_| decline())
+    crate::json::utf8(v).ok_or_else(decline)
 }
 
 /// A string's text: read as a raw string when `RAW`.

@@ -169,8 +169,7 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        let text =
-            |value| std::str::from_utf8(value).map_err(|_| PushError::Sse(SseError::InvalidUtf8));
+        let text = |value| crate::json::utf8(value).ok_or(PushError::Sse(SseError::InvalidUtf8));
         match field {
             b"data" => {
                 let value = text(value)?;
