@@ -28,6 +28,22 @@ pub(crate) fn raw_texts(body: &[u8]) -> bool {
     !crate::json::has_control_bytes(body)
 }
 
+/// Parses a body for a one-pass reader whose texts are raw when `raw`. A short body is checked
+/// as UTF-8 whole and then parsed as text (see `json::from_body`), so its keys and small values
+/// are not checked one by one. A long body with raw texts is nearly all texts, each checked as it
+/// is read: it is parsed as bytes instead, so a long prompt is not checked twice.
+pub(crate) fn parse<'de, T: Deserialize<'de>>(body: &'de [u8], raw: bool) -> Option<T> {
+    if raw && body.len() > CHECKED_WHOLE_MAX {
+        serde_json::from_slice(body).ok()
+    } else {
+        crate::json::from_body(body).ok()
+    }
+}
+
+/// The longest body `parse` checks whole (with raw texts): some kilobytes of keys and values are
+/// checked faster one by one than a second pass over a long text.
+const CHECKED_WHOLE_MAX: usize = 4096;
+
 /// A raw string's text, if it is UTF-8 (an escaped lone surrogate is not).
 pub(crate) fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
     crate::json::utf8(v).ok_or_else(decline)

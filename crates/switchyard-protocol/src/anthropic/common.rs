@@ -21,19 +21,15 @@ use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, decline, raw_texts, read_parts, utf8};
+use crate::one_pass::{List, decline, parse, raw_texts, read_parts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
 /// bytes are read as raw strings (see `one_pass`).
 pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
     if raw_texts(body) {
-        serde_json::from_slice::<Common<true>>(body)
-            .ok()
-            .map(|c| c.0)
+        parse::<Common<true>>(body, true).map(|c| c.0)
     } else {
-        serde_json::from_slice::<Common<false>>(body)
-            .ok()
-            .map(|c| c.0)
+        parse::<Common<false>>(body, false).map(|c| c.0)
     }
 }
 

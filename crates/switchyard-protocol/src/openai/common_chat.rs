@@ -20,20 +20,15 @@ use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, decline, raw_texts, read_parts, utf8};
+use crate::one_pass::{List, decline, parse, raw_texts, read_parts, utf8};
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
 /// control bytes are read as raw strings (see `one_pass`).
 pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
-    // Checked as UTF-8 in one pass rather than string by string (see `json::from_body`).
     if raw_texts(body) {
-        crate::json::from_body::<Common<true>>(body)
-            .ok()
-            .map(|c| c.0)
+        parse::<Common<true>>(body, true).map(|c| c.0)
     } else {
-        crate::json::from_body::<Common<false>>(body)
-            .ok()
-            .map(|c| c.0)
+        parse::<Common<false>>(body, false).map(|c| c.0)
     }
 }
 
