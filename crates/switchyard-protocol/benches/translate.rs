@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the translation hot path, with allocation counts: request decode and
-//! encode per dialect, and one stream chunk decoded and re-encoded. Run with
-//! `cargo bench -p switchyard-protocol --bench translate`.
+//! encode per dialect, one stream chunk decoded and re-encoded, and the UTF-8 check of a long
+//! body. Run with `cargo bench -p switchyard-protocol --bench translate`.
 
 use divan::{AllocProfiler, Bencher, black_box};
 use serde_json::json;
@@ -82,6 +82,18 @@ fn ctx() -> EncodeCtx {
 fn openai_decode(bencher: Bencher, size: &str) {
     let body = openai_body(size);
     bencher.bench(|| OpenAiIngress.decode_chat(black_box(&body)));
+}
+
+/// The UTF-8 check of the large body: the one the readers use (vector instructions) and the
+/// standard library's, which it replaced.
+#[divan::bench(args = ["vector", "standard"])]
+fn utf8_check_large(bencher: Bencher, how: &str) {
+    let body = openai_body("large");
+    if how == "vector" {
+        bencher.bench(|| switchyard_protocol::json::utf8(black_box(&body)).is_some());
+    } else {
+        bencher.bench(|| std::str::from_utf8(black_box(&body)).is_ok());
+    }
 }
 
 /// Anthropic client body → canonical request.
