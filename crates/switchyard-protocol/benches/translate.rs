@@ -96,6 +96,32 @@ fn utf8_check_large(bencher: Bencher, how: &str) {
     }
 }
 
+/// A long text written as a JSON string: the large prompt as it is (nothing to escape) and the
+/// same text in lines of about sixty characters with a quoted word in every fifth (a line
+/// break or quote to escape in most 64-byte blocks, as in code or a document).
+#[divan::bench(args = ["plain", "lines"])]
+fn escape_large(bencher: Bencher, text: &str) {
+    let mut prompt = prompt("large");
+    if text == "lines" {
+        prompt = prompt
+            .split(' ')
+            .enumerate()
+            .map(|(i, word)| match i % 50 {
+                0 | 10 | 20 | 30 | 40 => format!("{word}\n"),
+                25 => format!("\"{word}\""),
+                _ => word.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let mut out = Vec::with_capacity(2 * prompt.len());
+    bencher.bench_local(|| {
+        out.clear();
+        switchyard_protocol::json::write_str(&mut out, black_box(&prompt));
+        out.len()
+    });
+}
+
 /// Anthropic client body → canonical request.
 #[divan::bench(args = SIZES)]
 fn anthropic_decode(bencher: Bencher, size: &str) {
