@@ -18,8 +18,10 @@ fn main() {
     divan::main();
 }
 
-/// Prompt sizes: one sentence, and the load harness's 200 KB prompt.
-const SIZES: &[&str] = &["small", "large"];
+/// Prompt sizes: one sentence, the load harness's 200 KB prompt, and the same 200 KB in lines
+/// of about sixty characters with a quoted word in every fifth (`lines`: a line break or quote
+/// to escape in most 64-byte blocks, as in code or a document).
+const SIZES: &[&str] = &["small", "large", "lines"];
 
 fn prompt(size: &str) -> String {
     let sentence = "Write one short sentence about keep-alive connections.";
@@ -29,6 +31,18 @@ fn prompt(size: &str) -> String {
     let mut text = String::from(sentence);
     while text.len() < 200_000 {
         text.push_str(" the gateway forwards each request to a provider");
+    }
+    if size == "lines" {
+        text = text
+            .split(' ')
+            .enumerate()
+            .map(|(i, word)| match i % 50 {
+                0 | 10 | 20 | 30 | 40 => format!("{word}\n"),
+                25 => format!("\"{word}\""),
+                _ => word.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
     }
     text
 }
@@ -96,24 +110,11 @@ fn utf8_check_large(bencher: Bencher, how: &str) {
     }
 }
 
-/// A long text written as a JSON string: the large prompt as it is (nothing to escape) and the
-/// same text in lines of about sixty characters with a quoted word in every fifth (a line
-/// break or quote to escape in most 64-byte blocks, as in code or a document).
-#[divan::bench(args = ["plain", "lines"])]
-fn escape_large(bencher: Bencher, text: &str) {
-    let mut prompt = prompt("large");
-    if text == "lines" {
-        prompt = prompt
-            .split(' ')
-            .enumerate()
-            .map(|(i, word)| match i % 50 {
-                0 | 10 | 20 | 30 | 40 => format!("{word}\n"),
-                25 => format!("\"{word}\""),
-                _ => word.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
+/// A long text written as a JSON string: the large prompt (nothing to escape) and its `lines`
+/// form (see [`SIZES`]).
+#[divan::bench(args = ["large", "lines"])]
+fn escape_large(bencher: Bencher, size: &str) {
+    let prompt = prompt(size);
     let mut out = Vec::with_capacity(2 * prompt.len());
     bencher.bench_local(|| {
         out.clear();

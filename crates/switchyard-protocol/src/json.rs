@@ -441,6 +441,8 @@ fn needs_escape(byte: u8) -> bool {
 /// Writes what needs escaping in the block of `N` bytes at `at`, found to hold something that
 /// does: its parts of [`SUB_BLOCK`] bytes are tested again, and only those holding an escape go
 /// byte by byte (in text with a line break or quote every few dozen bytes, most blocks hold one).
+/// Never inlined: kept out of the loop over clean blocks, that loop stays as tight as before.
+#[inline(never)]
 fn escape_block<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], at: usize, unwritten: &mut usize) {
     for part in (at..at + N).step_by(SUB_BLOCK) {
         if let Some(block) = bytes[part..].first_chunk::<SUB_BLOCK>()
