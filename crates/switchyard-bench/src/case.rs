@@ -103,6 +103,9 @@ pub enum PromptSize {
     Small,
     /// About 50,000 tokens (200 KB of text).
     Large,
+    /// The large prompt in lines of about sixty characters with a quoted word now and then, as
+    /// code or a document is: a line break or quote to escape in most 64-byte stretches.
+    Lines,
 }
 
 /// How load is offered.

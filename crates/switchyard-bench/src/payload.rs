@@ -87,11 +87,12 @@ impl Template {
     }
 }
 
-/// The prompt text: a sentence, or deterministic filler words up to [`LARGE_PROMPT_BYTES`].
+/// The prompt text: a sentence, or deterministic filler words up to [`LARGE_PROMPT_BYTES`],
+/// for `Lines` with a line break after every tenth word and every fiftieth word quoted.
 fn prompt_text(size: PromptSize) -> String {
     match size {
         PromptSize::Small => SMALL_PROMPT.to_owned(),
-        PromptSize::Large => {
+        PromptSize::Large | PromptSize::Lines => {
             const WORDS: &[&str] = &[
                 "the", "gateway", "forwards", "each", "request", "to", "a", "provider", "and",
                 "streams", "its", "answer", "back", "while", "counting", "tokens", "latency",
@@ -99,10 +100,18 @@ fn prompt_text(size: PromptSize) -> String {
             ];
             let mut text = String::with_capacity(LARGE_PROMPT_BYTES + 16);
             text.push_str(SMALL_PROMPT);
+            let lines = size == PromptSize::Lines;
             let mut i = 0;
             while text.len() < LARGE_PROMPT_BYTES {
-                text.push(' ');
-                text.push_str(WORDS[i % WORDS.len()]);
+                text.push(if lines && i % 10 == 0 { '\n' } else { ' ' });
+                let word = WORDS[i % WORDS.len()];
+                if lines && i % 50 == 25 {
+                    text.push('"');
+                    text.push_str(word);
+                    text.push('"');
+                } else {
+                    text.push_str(word);
+                }
                 i += 1;
             }
             text
@@ -140,5 +149,12 @@ mod tests {
         assert!(text.len() >= LARGE_PROMPT_BYTES && text.len() < LARGE_PROMPT_BYTES + 16);
         assert!(text.is_ascii());
         assert!(prompt_text(PromptSize::Small).len() < 100);
+        let lines = prompt_text(PromptSize::Lines);
+        assert!(lines.len() >= LARGE_PROMPT_BYTES && lines.len() < LARGE_PROMPT_BYTES + 16);
+        // A line break about every sixty bytes and a quoted word about every three hundred.
+        let breaks = lines.matches('\n').count();
+        assert!((LARGE_PROMPT_BYTES / 80..LARGE_PROMPT_BYTES / 40).contains(&breaks));
+        assert_eq!(lines.matches('"').count() % 2, 0);
+        assert!(lines.matches('"').count() > LARGE_PROMPT_BYTES / 400);
     }
 }
