@@ -4,7 +4,7 @@
 
 use divan::{AllocProfiler, Bencher, black_box};
 use serde_json::json;
-use switchyard_protocol::anthropic::{AnthropicIngress, AnthropicStreamEncoder};
+use switchyard_protocol::anthropic::{AnthropicIngress, AnthropicProvider, AnthropicStreamEncoder};
 use switchyard_protocol::canonical::StreamEvent;
 use switchyard_protocol::dialect::{
     EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamEncoder, Target,
@@ -128,6 +128,16 @@ fn escape_large(bencher: Bencher, size: &str) {
 fn anthropic_decode(bencher: Bencher, size: &str) {
     let body = anthropic_body(size);
     bencher.bench(|| AnthropicIngress.decode_chat(black_box(&body)));
+}
+
+/// Canonical request (from an OpenAI client body) → Anthropic provider request.
+#[divan::bench(args = SIZES)]
+fn anthropic_encode(bencher: Bencher, size: &str) {
+    let Ok(request) = OpenAiIngress.decode_chat(&openai_body(size)) else {
+        return;
+    };
+    let target = target();
+    bencher.bench(|| AnthropicProvider.build_chat(black_box(&request), &target));
 }
 
 /// Canonical request → OpenAI provider request (body and headers).

@@ -327,8 +327,13 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
             body.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
-    serde_json::to_vec(&body)
-        .map_err(|e| DecodeError::new(format!("cannot serialise the Anthropic request: {e}"), None))
+    // Written by our writer, whose escaping of a long prompt is several times faster than
+    // serde_json's (the same bytes: `json::write_value` is held to serde_json's output).
+    let mut out = Vec::new();
+    crate::json::write_object(&mut out, &body).map_err(|e| {
+        DecodeError::new(format!("cannot serialise the Anthropic request: {e}"), None)
+    })?;
+    Ok(out)
 }
 
 /// A single text block without `cache_control` travels as a plain string.

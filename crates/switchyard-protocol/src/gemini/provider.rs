@@ -57,7 +57,10 @@ impl ProviderDialect for GeminiProvider {
             Some(extras) => {
                 let mut value = serde_json::to_value(&body).map_err(encode_error)?;
                 merge_extras(&mut value, extras);
-                serde_json::to_vec(&value)
+                // The tree is there already: our writer escapes its long texts faster than
+                // serde_json (the same bytes).
+                let mut out = Vec::new();
+                crate::json::write_value(&mut out, &value).map(|()| out)
             }
             None => serde_json::to_vec(&body),
         }
