@@ -378,8 +378,8 @@ pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
     let mut unwritten = 0;
     let mut at = 0;
     // Whole blocks with nothing to escape are skipped with one test each (a long text a wide
-    // block at a time, then at most one narrow block); a block with something to escape goes
-    // byte by byte.
+    // block at a time, then at most one narrow block); a block with something to escape is
+    // searched (`escape_block`).
     while let Some(block) = bytes[at..].first_chunk::<WIDE_BLOCK>() {
         if block_has(block, needs_escape) {
             escape_block::<WIDE_BLOCK>(out, bytes, at, &mut unwritten);
@@ -393,7 +393,7 @@ pub fn write_str_content(out: &mut Vec<u8>, s: &str) {
         at += ESCAPE_BLOCK;
     }
     // The tail shorter than a block (all of most keys and names) is tested the same way, padded
-    // with a byte that needs no escape, and goes byte by byte only when something in it does.
+    // with a byte that needs no escape, and is searched only when something in it needs one.
     let tail = &bytes[at..];
     if !tail.is_empty() {
         let mut block = [b' '; ESCAPE_BLOCK];
@@ -439,8 +439,8 @@ fn needs_escape(byte: u8) -> bool {
 }
 
 /// Writes what needs escaping in the block of `N` bytes at `at`, found to hold something that
-/// does: its parts of [`SUB_BLOCK`] bytes are tested again, and only those holding an escape go
-/// byte by byte (in text with a line break or quote every few dozen bytes, most blocks hold one).
+/// does: its parts of [`SUB_BLOCK`] bytes are tested again, and only those holding an escape are
+/// searched (in text with a line break or quote every few dozen bytes, most blocks hold one).
 /// Never inlined: kept out of the loop over clean blocks, that loop stays as tight as before.
 #[inline(never)]
 fn escape_block<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], at: usize, unwritten: &mut usize) {
@@ -453,7 +453,7 @@ fn escape_block<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], at: usize, unwr
     }
 }
 
-/// The part of a block that goes byte by byte when it holds an escape (one vector register).
+/// The part of a block searched when it holds an escape (one vector register).
 const SUB_BLOCK: usize = 16;
 
 /// Writes what needs escaping in `bytes[from..to]`, with the unwritten run before each escape.
