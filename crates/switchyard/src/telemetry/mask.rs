@@ -93,6 +93,38 @@ fn iban_valid(s: &str) -> bool {
     rem == 1
 }
 
+/// A phone pattern's match that is a calendar date: three groups of digits joined by one
+/// separator, as year-month-day (`2024-07-18`, the date in a model's name) or day-month-year and
+/// month-day-year (`18.07.2024`, `07-18-2024`), the month and day in range. Phone numbers are
+/// seldom grouped four-two-two or two-two-four; dates are, and masked they turned every dated
+/// model name and date in a stored reply into `[PHONE]`.
+fn is_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let Some(separator) = bytes.iter().copied().find(|b| !b.is_ascii_digit()) else {
+        return false;
+    };
+    let groups: Vec<&str> = text.split(char::from(separator)).collect();
+    let [a, b, c] = groups[..] else {
+        return false;
+    };
+    let number = |g: &str| -> Option<u32> {
+        (g.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| g.parse().ok())
+            .flatten()
+    };
+    let (Some(x), Some(y), Some(z)) = (number(a), number(b), number(c)) else {
+        return false;
+    };
+    let month = |m: u32| (1..=12).contains(&m);
+    let day = |d: u32| (1..=31).contains(&d);
+    let year = |g: &str, v: u32| g.len() == 4 && (1000..=2999).contains(&v);
+    match (a.len(), b.len(), c.len()) {
+        (4, 2, 2) => year(a, x) && month(y) && day(z),
+        (2, 2, 4) => year(c, z) && ((day(x) && month(y)) || (month(x) && day(y))),
+        _ => false,
+    }
+}
+
 /// Applies `re` when the set saw it match the original text. Placeholders match no pattern
 /// and never join their neighbours, so a replacement cannot create a match the set missed.
 fn apply(text: String, hit: bool, re: &Option<Regex>, f: impl Fn(&Captures) -> String) -> String {
@@ -158,7 +190,7 @@ fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
     let s = apply(s, hit(5), &p.ipv6, |_| "[IP]".to_owned());
     apply(s, hit(6), &p.phone, |c| {
         let digits = c[0].bytes().filter(u8::is_ascii_digit).count();
-        if (7..=15).contains(&digits) {
+        if (7..=15).contains(&digits) && !is_date(&c[0]) {
             "[PHONE]".to_owned()
         } else {
             c[0].to_owned()
@@ -230,6 +262,29 @@ mod tests {
             mask("version 1.2.3.4.5 or 300.1.1.1"),
             "version 1.2.3.4.5 or 300.1.1.1"
         );
+    }
+
+    #[test]
+    fn dates_are_not_phone_numbers() {
+        for (input, expected) in [
+            (
+                "Simulated reply from gpt-4o-mini-2024-07-18 to: hi",
+                "Simulated reply from gpt-4o-mini-2024-07-18 to: hi",
+            ),
+            (
+                "due 18.07.2024 or 07-18-2024",
+                "due 18.07.2024 or 07-18-2024",
+            ),
+            ("on 2024 07 18", "on 2024 07 18"),
+            // Not dates: a month or day out of range, separators that differ, other groupings.
+            ("call 2024-13-18 now", "call [PHONE] now"),
+            ("call 18.07-2024 now", "call [PHONE] now"),
+            ("call 555-123-4567 now", "call [PHONE] now"),
+            ("call 1234-56-789 now", "call [PHONE] now"),
+            ("call +49 2024-07-18", "call [PHONE]"),
+        ] {
+            assert_eq!(mask(input), expected, "{input}");
+        }
     }
 
     #[test]
