@@ -18,7 +18,7 @@ use crate::case::{self, Case, Load, Stop};
 use crate::client::{self, Pool};
 use crate::load::{self, Plan, ProcWatch, Recorder};
 use crate::payload::{MASTER_KEY, Template};
-use crate::procfs::{self, Machine};
+use crate::procfs::{self, CpuTotals, Machine};
 use crate::report::{
     self, Added, CaseReport, Percentiles, ProcessReport, Report, SinkReport, TargetReport,
 };
@@ -457,6 +457,8 @@ struct TargetRun {
     rss_idle: Option<u64>,
     rss_peak: u64,
     cpu_ticks: Option<u64>,
+    /// The machine's CPU time over the measured windows; `None` once a round could not read it.
+    host: Option<CpuTotals>,
     elapsed: Duration,
     connections: u64,
 }
@@ -471,6 +473,7 @@ impl TargetRun {
             rss_idle: pid.and_then(procfs::rss_kib),
             rss_peak: 0,
             cpu_ticks: Some(0),
+            host: Some(CpuTotals::default()),
             elapsed: Duration::ZERO,
             connections: 0,
         })
@@ -494,6 +497,7 @@ impl TargetRun {
         drop(local);
         self.elapsed += result.elapsed;
         self.connections += result.connections;
+        self.host = self.host.zip(result.host).map(|(a, b)| a.add(b));
         if let Some(p) = result.process {
             self.rss_peak = self.rss_peak.max(p.rss_peak_kib);
             self.cpu_ticks = match (self.cpu_ticks, p.cpu_ticks) {
@@ -538,6 +542,7 @@ impl TargetRun {
             gap_us: Percentiles::of_nonempty(&rec.gap),
             send_lag_us: Percentiles::of_nonempty(&rec.send_lag),
             process,
+            host_steal_pct: self.host.and_then(CpuTotals::steal_pct),
         }
     }
 }
@@ -596,7 +601,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         case::fmt_duration(SOAK_SETTLE.min(every / 2))
     );
     println!(
-        "{:>9} {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9} {:>13}",
+        "{:>9} {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9} {:>13} {:>7}",
         "elapsed",
         "ok",
         "errors",
@@ -605,11 +610,14 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
         "(min-max)",
         "anon MiB",
         "CPU s",
-        "p99 ms (last)"
+        "p99 ms (last)",
+        "steal %"
     );
     let pid = gateway.pid;
     let ticks = procfs::clock_ticks() as f64;
     let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
+    // The machine's CPU time at the last line, for the share of it stolen in each interval.
+    let host_at_last = std::cell::Cell::new(CpuTotals::now());
     let memory = Rc::new(RefCell::new(MemoryInterval::default()));
     let intervals = Rc::new(RefCell::new(Vec::<MemoryInterval>::new()));
     let line = {
@@ -629,10 +637,15 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
             };
             rec.interval.reset();
             let cpu = procfs::cpu_ticks(pid).map_or(0, |t| t.saturating_sub(cpu_at_start));
+            let host_now = CpuTotals::now();
+            let steal = host_now
+                .zip(host_at_last.replace(host_now))
+                .and_then(|(now, last)| now.since(last).steal_pct())
+                .map_or("-".to_owned(), |p| format!("{p:.1}"));
             let mut taken = std::mem::take(&mut *memory.borrow_mut());
             taken.connections = pool.opened();
             let text = format!(
-                "{:>8.0}s {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9.2} {:>13}",
+                "{:>8.0}s {:>10} {:>7} {:>6} {:>9} {:>13} {:>9} {:>9.2} {:>13} {:>7}",
                 start.elapsed().as_secs_f64(),
                 rec.ok,
                 rec.error_count(),
@@ -647,7 +660,8 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
                     .anon_mean_mib()
                     .map_or("-".into(), |m| format!("{m:.1}")),
                 cpu as f64 / ticks,
-                p99
+                p99,
+                steal
             );
             if whole && taken.samples > 0 {
                 intervals.borrow_mut().push(taken);

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::case::{Load, Stop};
 use crate::client::{self, Failure, Pool, Timings};
 use crate::payload::Template;
-use crate::procfs;
+use crate::procfs::{self, CpuTotals};
 
 /// Longest a single request may take before it counts as a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -178,6 +178,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     pub connections: u64,
     pub process: Option<ProcUsage>,
+    /// The machine's CPU time over the measured window, and the part of it stolen.
+    pub host: Option<CpuTotals>,
 }
 
 /// Counts requests in flight and wakes a waiter when none are left.
@@ -228,6 +230,14 @@ pub async fn run(
     if let Some(w) = &watch {
         w.spawn(measure_start);
     }
+    let host_start = Rc::new(Cell::new(None));
+    tokio::task::spawn_local({
+        let host_start = host_start.clone();
+        async move {
+            tokio::time::sleep_until(measure_start.into()).await;
+            host_start.set(CpuTotals::now());
+        }
+    });
     let driven = async {
         match plan.load {
             Load::Rate(rate) => {
@@ -258,6 +268,10 @@ pub async fn run(
         }
     }
     let process = watch.map(|w| w.finish());
+    let host = host_start
+        .get()
+        .zip(CpuTotals::now())
+        .map(|(start, end)| end.since(start));
     let elapsed = recorder
         .borrow()
         .last_end
@@ -267,6 +281,7 @@ pub async fn run(
         elapsed,
         connections: pool.opened(),
         process,
+        host,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Process and machine facts from `/proc`: CPU time (`utime + stime` of `/proc/PID/stat`),
-//! resident memory (`VmRSS` of `/proc/PID/status`), and the CPU model, core count and memory
+//! resident memory (`VmRSS` of `/proc/PID/status`), the machine's CPU time and the part of it
+//! the hypervisor gave to other guests (`/proc/stat`), and the CPU model, core count and memory
 //! printed in the report header. Linux only; elsewhere the figures are simply absent.
 
 use std::process::Command;
@@ -32,6 +33,62 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The machine's CPU time so far, in clock ticks: all of it (every state of every CPU), and
+/// the part stolen: time a virtual CPU was ready to run but its hypervisor ran another guest.
+/// Requests that wait out a steal take that long longer whatever the target does, so a run's
+/// steal tells how far its tail is the host's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTotals {
+    pub all: u64,
+    pub steal: u64,
+}
+
+impl CpuTotals {
+    /// The machine's totals now.
+    pub fn now() -> Option<CpuTotals> {
+        parse_cpu_totals(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// What passed between `earlier` and `self`.
+    pub fn since(self, earlier: CpuTotals) -> CpuTotals {
+        CpuTotals {
+            all: self.all.saturating_sub(earlier.all),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+
+    pub fn add(self, other: CpuTotals) -> CpuTotals {
+        CpuTotals {
+            all: self.all + other.all,
+            steal: self.steal + other.steal,
+        }
+    }
+
+    /// Stolen time as a percentage of all CPU time; `None` over no time at all.
+    pub fn steal_pct(self) -> Option<f64> {
+        (self.all > 0).then(|| self.steal as f64 * 100.0 / self.all as f64)
+    }
+}
+
+fn parse_cpu_totals(stat: &str) -> Option<CpuTotals> {
+    // `cpu  user nice system idle iowait irq softirq steal guest guest_nice`: the guest times
+    // are already counted in user and nice, so the first eight make up the whole.
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [.., steal] = fields[..] else {
+        return None;
+    };
+    (fields.len() == 8).then(|| CpuTotals {
+        all: fields.iter().sum(),
+        steal,
+    })
 }
 
 /// Resident set size of a process, in KiB.
@@ -98,6 +155,26 @@ mod tests {
     }
 
     #[test]
+    fn machine_totals_count_every_state_and_the_stolen_part() {
+        let stat = "cpu  84765 10 10728 126936 883 5 856 2137 40 0\n\
+                    cpu0 42000 5 5000 63000 400 2 400 1000 20 0\nintr 1 2 3\n";
+        let totals = parse_cpu_totals(stat).unwrap();
+        assert_eq!(totals.steal, 2137);
+        assert_eq!(
+            totals.all,
+            84765 + 10 + 10728 + 126936 + 883 + 5 + 856 + 2137
+        );
+        let later = CpuTotals {
+            all: totals.all + 1000,
+            steal: totals.steal + 50,
+        };
+        assert_eq!(later.since(totals).steal_pct(), Some(5.0));
+        assert_eq!(CpuTotals::default().steal_pct(), None);
+        // An old kernel's line without the steal field is not a reading.
+        assert_eq!(parse_cpu_totals("cpu  1 2 3 4 5 6 7\n"), None);
+    }
+
+    #[test]
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
@@ -105,5 +182,6 @@ mod tests {
         let (rss, anon) = rss_and_anon_kib(pid).unwrap();
         assert!(anon > 0 && anon <= rss);
         assert!(Machine::probe().cpus >= 1);
+        assert!(CpuTotals::now().is_some_and(|t| t.all > 0));
     }
 }

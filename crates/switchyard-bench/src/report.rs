@@ -81,6 +81,10 @@ pub struct TargetReport {
     pub send_lag_us: Option<Percentiles>,
     /// The target's own process (gateway, nginx); none for the in-process simulator.
     pub process: Option<ProcessReport>,
+    /// Percentage of the machine's CPU time the hypervisor gave to other guests during this
+    /// target's measured windows (Linux; `None` where `/proc/stat` has no steal figure). Every
+    /// process of the run waits out a steal, so where it is high the tail is the host's.
+    pub host_steal_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -163,6 +167,10 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
+fn pct(value: f64) -> String {
+    format!("{value:.1}")
+}
+
 fn opt<T>(value: Option<T>, f: impl Fn(T) -> String) -> String {
     value.map(f).unwrap_or_else(|| "-".into())
 }
@@ -227,14 +235,15 @@ pub fn case_block(c: &CaseReport) -> String {
     );
     let _ = writeln!(
         out,
-        "   {:<8} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}   latency, ms",
-        "target", "ok", "err", "req/s", "p50", "p90", "p99", "p99.9", "max", "lag p99"
+        "   {:<8} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}   latency, ms; \
+         host CPU stolen, %",
+        "target", "ok", "err", "req/s", "p50", "p90", "p99", "p99.9", "max", "lag p99", "steal"
     );
     for t in &c.targets {
         let l = &t.latency_us;
         let _ = writeln!(
             out,
-            "   {:<8} {:>7} {:>5} {:>8.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "   {:<8} {:>7} {:>5} {:>8.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
             t.target,
             t.ok,
             t.errors,
@@ -245,6 +254,7 @@ pub fn case_block(c: &CaseReport) -> String {
             ms(l.p999),
             ms(l.max),
             opt(t.send_lag_us, |p| ms(p.p99)),
+            opt(t.host_steal_pct, pct),
         );
     }
     if !c.added_over_direct.is_empty() {
@@ -347,8 +357,8 @@ pub fn summary(report: &Report) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>9}",
-        "case", "p50", "p90", "p99", "p99.9", "req/s", "CPU ms/1k", "RSS idle", "RSS load"
+        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7}",
+        "case", "p50", "p90", "p99", "p99.9", "req/s", "CPU ms/1k", "RSS idle", "RSS load", "steal"
     );
     for c in &report.cases {
         let Some(gw) = c.targets.iter().find(|t| t.target == "gateway") else {
@@ -358,7 +368,7 @@ pub fn summary(report: &Report) -> String {
         let p = gw.process;
         let _ = writeln!(
             out,
-            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>10} {:>9} {:>9}",
+            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>10} {:>9} {:>9} {:>7}",
             c.case.name,
             opt(added, |a| signed_ms(a.p50_us)),
             opt(added, |a| signed_ms(a.p90_us)),
@@ -370,6 +380,7 @@ pub fn summary(report: &Report) -> String {
             )),
             opt(p.and_then(|p| p.rss_idle_kib), mib),
             opt(p.map(|p| p.rss_load_kib), mib),
+            opt(gw.host_steal_pct, pct),
         );
     }
     let errors = report.errors();
@@ -395,5 +406,7 @@ mod tests {
         assert_eq!(signed_ms(-150), "-0.150");
         assert_eq!(signed_ms(2500), "+2.500");
         assert_eq!(mib(2048), "2.0");
+        assert_eq!(opt(Some(4.25), pct), "4.2");
+        assert_eq!(opt(None, pct), "-");
     }
 }
