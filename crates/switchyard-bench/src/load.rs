@@ -73,6 +73,27 @@ impl Recorder {
         self.errors.values().sum()
     }
 
+    /// Adds a later run's figures to these (histograms of the same bounds always add).
+    pub fn merge(&mut self, later: &Recorder) {
+        for (into, from) in [
+            (&mut self.latency, &later.latency),
+            (&mut self.ttft, &later.ttft),
+            (&mut self.gap, &later.gap),
+            (&mut self.send_lag, &later.send_lag),
+            (&mut self.interval, &later.interval),
+        ] {
+            let _ = into.add(from);
+        }
+        self.ok += later.ok;
+        for (kind, n) in &later.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&later.first_error);
+        }
+        self.last_end = self.last_end.max(later.last_end);
+    }
+
     /// Records one measured request that was due at `due`.
     fn record(&mut self, due: Instant, result: Result<Timings, Failure>) {
         match result {
@@ -388,5 +409,42 @@ async fn send(pool: &Pool, template: &Template) -> Result<Timings, Failure> {
     match tokio::time::timeout(REQUEST_TIMEOUT, client::exchange(pool, template)).await {
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_rounds_add_up_to_one_run() {
+        let due = Instant::now();
+        let done = |ms: u64| Timings {
+            end: due + Duration::from_millis(ms),
+            tokens: vec![
+                due + Duration::from_millis(ms / 2),
+                due + Duration::from_millis(ms),
+            ],
+        };
+        let mut whole = Recorder::new().unwrap();
+        let mut first = Recorder::new().unwrap();
+        let mut second = Recorder::new().unwrap();
+        for (ms, in_first) in [(1, true), (3, true), (5, false)] {
+            whole.record(due, Ok(done(ms)));
+            let part = if in_first { &mut first } else { &mut second };
+            part.record(due, Ok(done(ms)));
+        }
+        whole.record(due, Err(Failure::Timeout));
+        second.record(due, Err(Failure::Timeout));
+        let last_end = first.last_end.max(second.last_end);
+        first.merge(&second);
+        assert_eq!(first.ok, 3);
+        assert_eq!(first.error_count(), 1);
+        assert_eq!(first.first_error, whole.first_error);
+        assert_eq!(first.latency.len(), whole.latency.len());
+        assert_eq!(first.latency.max(), whole.latency.max());
+        assert_eq!(first.ttft.len(), 3);
+        assert_eq!(first.gap.len(), 3);
+        assert_eq!(first.last_end, last_end);
     }
 }

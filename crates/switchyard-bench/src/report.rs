@@ -49,6 +49,8 @@ pub struct CaseReport {
     pub added_over_direct: Vec<Added>,
     /// Feature set `otel`: what the harness's OTLP sink received during the gateway's run.
     pub otlp_sink: Option<SinkReport>,
+    /// Rounds measured again under `--max-steal` (their figures are left out).
+    pub rounds_measured_again: u32,
 }
 
 /// Trace exports the OTLP sink received.
@@ -233,6 +235,13 @@ pub fn case_block(c: &CaseReport) -> String {
         case.load_summary(),
         case.features.as_str()
     );
+    if c.rounds_measured_again > 0 {
+        let _ = writeln!(
+            out,
+            "   {} round(s) measured again for the host's stolen CPU time (--max-steal)",
+            c.rounds_measured_again
+        );
+    }
     let _ = writeln!(
         out,
         "   {:<8} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}   latency, ms; \

@@ -88,6 +88,8 @@ fn smoke_cases_complete_without_errors() {
         } else {
             assert!(case["otlp_sink"].is_null(), "{case}");
         }
+        // Without `--max-steal` every round is kept.
+        assert_eq!(case["rounds_measured_again"], 0, "{case}");
         let targets = case["targets"].as_array().unwrap();
         let names: Vec<&str> = targets
             .iter()
@@ -105,6 +107,10 @@ fn smoke_cases_complete_without_errors() {
         assert!(targets[1]["connections"].as_u64().unwrap() >= 2, "{case}");
         for t in targets {
             assert_eq!(t["errors"], 0, "{t}");
+            // Linux reports how much of the machine's CPU time was stolen meanwhile.
+            if cfg!(target_os = "linux") {
+                assert!(t["host_steal_pct"].as_f64().is_some(), "{t}");
+            }
             assert!(t["ok"].as_u64().unwrap() >= 50, "{t}");
         }
         let gateway = &targets[1];
