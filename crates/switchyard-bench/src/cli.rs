@@ -2,7 +2,7 @@
 //! case, the gateway; drive each case against each target; print and save the report. Also the
 //! `--soak` mode. This is a tool, so errors are `anyhow` throughout.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -709,7 +709,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     let ticks = procfs::clock_ticks() as f64;
     let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
     // The machine's CPU time at the last line, for the share of it stolen in each interval.
-    let host_at_last = std::cell::Cell::new(CpuTotals::now());
+    let host_at_last = Cell::new(CpuTotals::now());
     let memory = Rc::new(RefCell::new(MemoryInterval::default()));
     let intervals = Rc::new(RefCell::new(Vec::<MemoryInterval>::new()));
     let line = {

@@ -85,6 +85,7 @@ fn parse_cpu_totals(stat: &str) -> Option<CpuTotals> {
     let [.., steal] = fields[..] else {
         return None;
     };
+    // A line with fewer times (an old kernel's, without steal) is not a reading.
     (fields.len() == 8).then(|| CpuTotals {
         all: fields.iter().sum(),
         steal,

@@ -99,28 +99,31 @@ fn iban_valid(s: &str) -> bool {
 /// seldom grouped four-two-two or two-two-four; dates are, and masked they turned every dated
 /// model name and date in a stored reply into `[PHONE]`.
 fn is_date(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let Some(separator) = bytes.iter().copied().find(|b| !b.is_ascii_digit()) else {
+    let Some(separator) = text.chars().find(|c| !c.is_ascii_digit()) else {
         return false;
     };
-    let groups: Vec<&str> = text.split(char::from(separator)).collect();
-    let [a, b, c] = groups[..] else {
+    let mut groups = text.split(separator);
+    let (Some(a), Some(b), Some(c), None) =
+        (groups.next(), groups.next(), groups.next(), groups.next())
+    else {
         return false;
     };
-    let number = |g: &str| -> Option<u32> {
-        (g.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| g.parse().ok())
+    // Digits only: `parse` would also take a sign.
+    let number = |g: &str| {
+        g.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| g.parse::<u32>().ok())
             .flatten()
     };
     let (Some(x), Some(y), Some(z)) = (number(a), number(b), number(c)) else {
         return false;
     };
+    let year = |v: u32| (1000..=2999).contains(&v);
     let month = |m: u32| (1..=12).contains(&m);
     let day = |d: u32| (1..=31).contains(&d);
-    let year = |g: &str, v: u32| g.len() == 4 && (1000..=2999).contains(&v);
     match (a.len(), b.len(), c.len()) {
-        (4, 2, 2) => year(a, x) && month(y) && day(z),
-        (2, 2, 4) => year(c, z) && ((day(x) && month(y)) || (month(x) && day(y))),
+        (4, 2, 2) => year(x) && month(y) && day(z),
+        (2, 2, 4) => year(z) && ((day(x) && month(y)) || (month(x) && day(y))),
         _ => false,
     }
 }
