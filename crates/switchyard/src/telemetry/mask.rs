@@ -15,7 +15,12 @@ const CARD: &str = r"\b\d(?:[ -]?\d){12,18}\b";
 // version, is left alone).
 const IPV4: &str = r"\b\d{1,3}(?:\.\d{1,3}){3,}\b";
 const IPV6: &str = r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|(?i)\b(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?\b";
-const PHONE: &str = r"(?:\+\d{1,3}[ .-]?)?\(\d{1,4}\)[ .-]?\d{2,4}[ .-]\d{2,5}\b|(?:\+\d{1,3}[ .-]?)?\d{2,4}[ .-]\d{2,4}[ .-]\d{2,5}\b|\+\d{8,14}\b";
+// Phone numbers as written across countries: with a country code, grouped any way
+// (`+33 1 23 45 67 89`, `+49 30 12345678`, `+1 (555) 123-4567`); an area code in parentheses
+// (`(555) 123-4567`); three to five groups (`555-123-4567`, `01 23 45 67 89`); or a trunk prefix
+// and one long group (`030 12345678`, `030/12345678`). Only matches of 7 to 15 digits (E.164's
+// most) that are not dates are masked.
+const PHONE: &str = r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,8}){1,6}\b|\(\d{1,4}\)[ .-]?\d{2,4}[ .-]?\d{2,5}\b|\d{2,5}(?:[ .-]\d{2,4}){1,3}[ .-]\d{2,5}\b|\b0\d{1,4}[ ./-]\d{4,8}\b";
 /// In the order they are applied; the set's indexes follow it.
 const ALL: [&str; 7] = [SECRET, EMAIL, IBAN, CARD, IPV4, IPV6, PHONE];
 
@@ -285,6 +290,28 @@ mod tests {
             ("call 555-123-4567 now", "call [PHONE] now"),
             ("call 1234-56-789 now", "call [PHONE] now"),
             ("call +49 2024-07-18", "call [PHONE]"),
+        ] {
+            assert_eq!(mask(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn phone_numbers_as_countries_write_them() {
+        for (input, expected) in [
+            ("appelez le 01 23 45 67 89 demain", "appelez le [PHONE] demain"),
+            ("ou le +33 1 23 45 67 89.", "ou le [PHONE]."),
+            ("Tel. +49 30 12345678 oder 030 12345678", "Tel. [PHONE] oder [PHONE]"),
+            ("Tel. 030/12345678", "Tel. [PHONE]"),
+            ("mobile +4917612345678", "mobile [PHONE]"),
+            ("Tokyo +81 3-1234-5678", "Tokyo [PHONE]"),
+            ("us +1 (555) 123-4567 or 555.123.4567", "us [PHONE] or [PHONE]"),
+            ("uk 020 7946 0958", "uk [PHONE]"),
+            ("glued tel555-123-4567", "glued tel[PHONE]"),
+            ("nl +31 (0)20 123 4567", "nl [PHONE]"),
+            // Too few digits, or not grouped like a number: left alone.
+            ("scores 10 20 30 and +5 10 15", "scores 10 20 30 and +5 10 15"),
+            ("in 2023 42 people paid 0.5 each", "in 2023 42 people paid 0.5 each"),
+            ("nginx 1.22.1, rust 1.95.0", "nginx 1.22.1, rust 1.95.0"),
         ] {
             assert_eq!(mask(input), expected, "{input}");
         }
