@@ -298,19 +298,34 @@ mod tests {
     #[test]
     fn phone_numbers_as_countries_write_them() {
         for (input, expected) in [
-            ("appelez le 01 23 45 67 89 demain", "appelez le [PHONE] demain"),
+            (
+                "appelez le 01 23 45 67 89 demain",
+                "appelez le [PHONE] demain",
+            ),
             ("ou le +33 1 23 45 67 89.", "ou le [PHONE]."),
-            ("Tel. +49 30 12345678 oder 030 12345678", "Tel. [PHONE] oder [PHONE]"),
+            (
+                "Tel. +49 30 12345678 oder 030 12345678",
+                "Tel. [PHONE] oder [PHONE]",
+            ),
             ("Tel. 030/12345678", "Tel. [PHONE]"),
             ("mobile +4917612345678", "mobile [PHONE]"),
             ("Tokyo +81 3-1234-5678", "Tokyo [PHONE]"),
-            ("us +1 (555) 123-4567 or 555.123.4567", "us [PHONE] or [PHONE]"),
+            (
+                "us +1 (555) 123-4567 or 555.123.4567",
+                "us [PHONE] or [PHONE]",
+            ),
             ("uk 020 7946 0958", "uk [PHONE]"),
             ("glued tel555-123-4567", "glued tel[PHONE]"),
             ("nl +31 (0)20 123 4567", "nl [PHONE]"),
             // Too few digits, or not grouped like a number: left alone.
-            ("scores 10 20 30 and +5 10 15", "scores 10 20 30 and +5 10 15"),
-            ("in 2023 42 people paid 0.5 each", "in 2023 42 people paid 0.5 each"),
+            (
+                "scores 10 20 30 and +5 10 15",
+                "scores 10 20 30 and +5 10 15",
+            ),
+            (
+                "in 2023 42 people paid 0.5 each",
+                "in 2023 42 people paid 0.5 each",
+            ),
             ("nginx 1.22.1, rust 1.95.0", "nginx 1.22.1, rust 1.95.0"),
         ] {
             assert_eq!(mask(input), expected, "{input}");
