@@ -224,7 +224,8 @@ fn notes(machine: &Machine, gateway_bin: &Path) -> Vec<String> {
             .to_owned(),
         "latency: open loop from each request's due time (coordinated omission corrected), \
          closed loop from its send time; \"added\" = target minus direct at the same percentile; \
-         \"lag p99\" = how late open-loop requests left after their due time."
+         \"p99 rnd\" = the median over rounds of each round's added p99 (a stall in one round \
+         does not move it); \"lag p99\" = how late open-loop requests left after their due time."
             .to_owned(),
     ];
     if cfg!(debug_assertions) {
@@ -510,6 +511,8 @@ struct TargetRun {
     host: Option<CpuTotals>,
     elapsed: Duration,
     connections: u64,
+    /// Each kept round's own p99 latency, in the order the rounds ran.
+    round_p99s: Vec<u64>,
 }
 
 impl TargetRun {
@@ -525,6 +528,7 @@ impl TargetRun {
             host: Some(CpuTotals::default()),
             elapsed: Duration::ZERO,
             connections: 0,
+            round_p99s: Vec::new(),
         })
     }
 
@@ -551,6 +555,11 @@ impl TargetRun {
 
     fn keep(&mut self, round: RoundOutcome) {
         let RoundOutcome { recorder, result } = round;
+        let p99 = {
+            let latency = &recorder.borrow().latency;
+            (!latency.is_empty()).then(|| latency.value_at_quantile(0.99))
+        };
+        self.round_p99s.extend(p99);
         self.recorder.borrow_mut().merge(&recorder.borrow());
         self.elapsed += result.elapsed;
         self.connections += result.connections;
@@ -594,6 +603,7 @@ impl TargetRun {
             },
             connections: self.connections,
             latency_us: Percentiles::of(&rec.latency),
+            round_p99_us: self.round_p99s.clone(),
             ttft_us: Percentiles::of_nonempty(&rec.ttft),
             gap_us: Percentiles::of_nonempty(&rec.gap),
             send_lag_us: Percentiles::of_nonempty(&rec.send_lag),

@@ -75,6 +75,9 @@ pub struct TargetReport {
     /// Connections the generator opened (keep-alive keeps this near the concurrency).
     pub connections: u64,
     pub latency_us: Percentiles,
+    /// Each round's own p99 latency, in the order the rounds ran (rounds measured again under
+    /// `--max-steal` left out).
+    pub round_p99_us: Vec<u64>,
     /// Streams: time to the first event carrying text.
     pub ttft_us: Option<Percentiles>,
     /// Streams: time between consecutive events carrying text.
@@ -139,6 +142,10 @@ pub struct Added {
     pub p90_us: i64,
     pub p99_us: i64,
     pub p999_us: i64,
+    /// The median over rounds of each round's added p99 (the target's p99 in a round minus
+    /// direct's in the same round). A stall that spoils one round's tail moves the p99 of all
+    /// rounds together, not this; `None` without rounds to pair.
+    pub p99_median_of_rounds_us: Option<i64>,
 }
 
 impl Added {
@@ -152,7 +159,26 @@ impl Added {
             p90_us: d(t.p90, b.p90),
             p99_us: d(t.p99, b.p99),
             p999_us: d(t.p999, b.p999),
+            p99_median_of_rounds_us: median(
+                target
+                    .round_p99_us
+                    .iter()
+                    .zip(&direct.round_p99_us)
+                    .map(|(&t, &b)| d(t, b))
+                    .collect(),
+            ),
         }
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); `None` when empty.
+fn median(mut values: Vec<i64>) -> Option<i64> {
+    values.sort_unstable();
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]).div_euclid(2)),
     }
 }
 
@@ -269,18 +295,20 @@ pub fn case_block(c: &CaseReport) -> String {
     if !c.added_over_direct.is_empty() {
         let _ = writeln!(
             out,
-            "   {:<8} {:>9} {:>9} {:>9} {:>9}   added over direct, ms",
-            "", "p50", "p90", "p99", "p99.9"
+            "   {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}   added over direct, ms; p99 rnd: median of \
+             the rounds' added p99",
+            "", "p50", "p90", "p99", "p99.9", "p99 rnd"
         );
         for a in &c.added_over_direct {
             let _ = writeln!(
                 out,
-                "   {:<8} {:>9} {:>9} {:>9} {:>9}",
+                "   {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 a.target,
                 signed_ms(a.p50_us),
                 signed_ms(a.p90_us),
                 signed_ms(a.p99_us),
-                signed_ms(a.p999_us)
+                signed_ms(a.p999_us),
+                opt(a.p99_median_of_rounds_us, signed_ms)
             );
         }
     }
@@ -366,8 +394,18 @@ pub fn summary(report: &Report) -> String {
         .max(4);
     let _ = writeln!(
         out,
-        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7}",
-        "case", "p50", "p90", "p99", "p99.9", "req/s", "CPU ms/1k", "RSS idle", "RSS load", "steal"
+        "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>9} {:>7}",
+        "case",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99 rnd",
+        "req/s",
+        "CPU ms/1k",
+        "RSS idle",
+        "RSS load",
+        "steal"
     );
     for c in &report.cases {
         let Some(gw) = c.targets.iter().find(|t| t.target == "gateway") else {
@@ -377,12 +415,13 @@ pub fn summary(report: &Report) -> String {
         let p = gw.process;
         let _ = writeln!(
             out,
-            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>10} {:>9} {:>9} {:>7}",
+            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>10} {:>9} {:>9} {:>7}",
             c.case.name,
             opt(added, |a| signed_ms(a.p50_us)),
             opt(added, |a| signed_ms(a.p90_us)),
             opt(added, |a| signed_ms(a.p99_us)),
             opt(added, |a| signed_ms(a.p999_us)),
+            opt(added.and_then(|a| a.p99_median_of_rounds_us), signed_ms),
             gw.throughput_rps,
             opt(p.and_then(|p| p.cpu_ms_per_1k_requests), |v| format!(
                 "{v:.1}"
@@ -407,6 +446,56 @@ pub fn summary(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(name: &str, p99: u64, round_p99_us: Vec<u64>) -> TargetReport {
+        let latency_us = Percentiles {
+            count: 1,
+            mean: p99 as f64,
+            p50: p99,
+            p90: p99,
+            p99,
+            p999: p99,
+            max: p99,
+        };
+        TargetReport {
+            target: name.into(),
+            ok: 1,
+            errors: 0,
+            error_kinds: BTreeMap::new(),
+            first_error: None,
+            elapsed_s: 1.0,
+            throughput_rps: 1.0,
+            connections: 1,
+            latency_us,
+            round_p99_us,
+            ttft_us: None,
+            gap_us: None,
+            send_lag_us: None,
+            process: None,
+            host_steal_pct: None,
+        }
+    }
+
+    #[test]
+    fn the_rounds_added_p99_is_paired_by_round_and_ignores_one_stalled_round() {
+        let direct = target("direct", 500, vec![400, 500, 450, 420, 480]);
+        // The fourth round stalled: its p99 lifts the p99 of all rounds together.
+        let gateway = target("gateway", 9_000, vec![600, 650, 640, 9_000, 660]);
+        let added = Added::between(&gateway, &direct);
+        assert_eq!(added.p99_us, 8_500);
+        // Rounds' added p99s: 200, 150, 190, 8580, 180.
+        assert_eq!(added.p99_median_of_rounds_us, Some(190));
+        let even = Added::between(&target("g", 1, vec![300, 100]), &target("d", 1, vec![0, 0]));
+        assert_eq!(even.p99_median_of_rounds_us, Some(200));
+        let none = Added::between(&target("g", 1, vec![]), &target("d", 1, vec![]));
+        assert_eq!(none.p99_median_of_rounds_us, None);
+        // Negative added p99s (below direct's) stay negative.
+        let below = Added::between(
+            &target("g", 1, vec![100, 90, 80]),
+            &target("d", 1, vec![150, 100, 60]),
+        );
+        assert_eq!(below.p99_median_of_rounds_us, Some(-10));
+    }
 
     #[test]
     fn milliseconds_print_with_three_decimals() {

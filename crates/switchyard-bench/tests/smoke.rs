@@ -112,7 +112,23 @@ fn smoke_cases_complete_without_errors() {
                 assert!(t["host_steal_pct"].as_f64().is_some(), "{t}");
             }
             assert!(t["ok"].as_u64().unwrap() >= 50, "{t}");
+            // Each round's own p99; the p99 of both together lies between them.
+            let rounds: Vec<u64> = t["round_p99_us"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(rounds.len(), 2, "{t}");
+            let p99 = t["latency_us"]["p99"].as_u64().unwrap();
+            assert!(
+                rounds[0].min(rounds[1]) <= p99 && p99 <= rounds[0].max(rounds[1]),
+                "{t}"
+            );
         }
+        let added = &case["added_over_direct"][0];
+        assert_eq!(added["target"], "gateway", "{case}");
+        assert!(added["p99_median_of_rounds_us"].is_i64(), "{case}");
         let gateway = &targets[1];
         assert!(gateway["process"]["rss_load_kib"].as_u64().unwrap() > 0);
         if case["case"]["kind"] == "chat_stream" {
