@@ -46,7 +46,10 @@ impl TextFrame {
         if !text.starts_with('"') {
             return None;
         }
-        let text = serde_json::from_str(text).ok()?;
+        let text = match plain_string(text) {
+            Some(plain) => plain.to_owned(),
+            None => serde_json::from_str(text).ok()?,
+        };
         #[cfg(test)]
         {
             self.hits += 1;
@@ -59,6 +62,17 @@ impl TextFrame {
     pub(crate) fn forget(&mut self) {
         self.set = false;
     }
+}
+
+/// The value of the JSON string `text` (quotes included) when it is written as it reads: no
+/// escape, no quote inside, no control character. Most stream texts are; the rest go through
+/// the JSON parser, which also rejects what is not one string.
+fn plain_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    inner
+        .bytes()
+        .all(|b| b != b'"' && b != b'\\' && b >= 0x20)
+        .then_some(inner)
 }
 
 /// Where `part`, a slice borrowed from `whole`, lies in it.
@@ -104,5 +118,33 @@ mod tests {
             Some("x")
         );
         assert_eq!(frame.hits, 3);
+    }
+
+    #[test]
+    fn plain_strings_are_read_as_they_are_written_and_the_rest_by_the_parser() {
+        for (json, plain) in [
+            (r#""hi there""#, Some("hi there")),
+            (r#""""#, Some("")),
+            ("\"é ✓ 日本\"", Some("é ✓ 日本")),
+            (r#""a\nb""#, None),
+            (r#""say \"x\"""#, None),
+            (r#""a","b""#, None),
+            ("\"tab\there\"", None),
+            (r#"""#, None),
+            (r#""open"#, None),
+        ] {
+            assert_eq!(plain_string(json), plain, "{json}");
+            // Where it answers, it answers as the parser does.
+            if let Some(plain) = plain {
+                assert_eq!(serde_json::from_str::<String>(json).unwrap(), plain);
+            }
+        }
+        // Through a frame: a string with escapes or quotes is still read right, by the parser.
+        let data = r#"{"t":"hi"}"#;
+        let mut frame = TextFrame::default();
+        frame.set(data, &data[5..9]);
+        assert_eq!(frame.text_of(r#"{"t":"a\nb"}"#).as_deref(), Some("a\nb"));
+        assert_eq!(frame.text_of(r#"{"t":"a","u":"b"}"#), None);
+        assert_eq!(frame.text_of("{\"t\":\"a\tb\"}"), None);
     }
 }
