@@ -502,7 +502,7 @@ struct TargetRun {
     name: &'static str,
     addr: SocketAddr,
     pid: Option<u32>,
-    recorder: Rc<RefCell<Recorder>>,
+    recorder: Recorder,
     /// Resident memory before the first round.
     rss_idle: Option<u64>,
     rss_peak: u64,
@@ -521,7 +521,7 @@ impl TargetRun {
             name,
             addr,
             pid,
-            recorder: Rc::new(RefCell::new(Recorder::new()?)),
+            recorder: Recorder::new()?,
             rss_idle: pid.and_then(procfs::rss_kib),
             rss_peak: 0,
             cpu_ticks: Some(0),
@@ -555,12 +555,12 @@ impl TargetRun {
 
     fn keep(&mut self, round: RoundOutcome) {
         let RoundOutcome { recorder, result } = round;
-        let p99 = {
-            let latency = &recorder.borrow().latency;
-            (!latency.is_empty()).then(|| latency.value_at_quantile(0.99))
-        };
-        self.round_p99s.extend(p99);
-        self.recorder.borrow_mut().merge(&recorder.borrow());
+        let recorder = recorder.borrow();
+        if !recorder.latency.is_empty() {
+            self.round_p99s
+                .push(recorder.latency.value_at_quantile(0.99));
+        }
+        self.recorder.merge(&recorder);
         self.elapsed += result.elapsed;
         self.connections += result.connections;
         if let Some(p) = result.process {
@@ -574,7 +574,7 @@ impl TargetRun {
     }
 
     fn report(&self, ticks: u64) -> TargetReport {
-        let rec = self.recorder.borrow();
+        let rec = &self.recorder;
         let errors = rec.error_count();
         let done = rec.ok + errors;
         let elapsed = self.elapsed.as_secs_f64();
