@@ -215,11 +215,23 @@ fn openai_reply() -> Vec<u8> {
     .into_bytes()
 }
 
-/// A provider's OpenAI answer → canonical response.
-#[divan::bench]
-fn openai_reply_parse(bencher: Bencher) {
-    let body = openai_reply();
+/// A provider's OpenAI answer → canonical response: read by hand (`common`), and the same
+/// answer with one key's underscore escaped (`service\u005ftier`), which the hand reader leaves
+/// to the serde decoder that read every answer before it (`serde`).
+#[divan::bench(args = ["common", "serde"])]
+fn openai_reply_parse(bencher: Bencher, how: &str) {
+    let mut body = openai_reply();
+    if how == "serde" {
+        body = String::from_utf8(body)
+            .unwrap_or_default()
+            .replace("service_tier", "service\\u005ftier")
+            .into_bytes();
+    }
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let Ok(expected) = provider.parse_chat(&openai_reply()) else {
+        return;
+    };
+    assert_eq!(provider.parse_chat(&body).ok(), Some(expected));
     bencher.bench(|| provider.parse_chat(black_box(&body)));
 }
 

@@ -456,6 +456,25 @@ fn escape_block<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], at: usize, unwr
 /// The part of a block searched when it holds an escape (one vector register).
 const SUB_BLOCK: usize = 16;
 
+/// Where the first byte from `from` on that a JSON string cannot hold as it is (`"`, `\\` or a
+/// control byte) lies: a string's end, if it has no escape. Eight bytes at a time.
+pub(crate) fn first_special(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..)?.first_chunk::<8>() {
+        let marked = may_need_escape(u64::from_le_bytes(*word));
+        if marked != 0 {
+            // The lowest mark is always a byte that needs escaping: a false one only follows
+            // a true one, whose borrow carried into it.
+            return Some(at + marked.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|i| at + i)
+}
+
 /// Writes what needs escaping in `bytes[from..to]`, with the unwritten run before each escape.
 /// Eight bytes at a time, only the bytes [`may_need_escape`] marks are looked at.
 fn escape_bytes(out: &mut Vec<u8>, bytes: &[u8], from: usize, to: usize, unwritten: &mut usize) {
@@ -606,6 +625,35 @@ mod tests {
                     let mut with = bytes.clone();
                     with[at] = control;
                     assert!(super::has_control_bytes(&with), "{len} {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_byte_a_string_cannot_hold_is_found_wherever_it_is() {
+        let naive = |bytes: &[u8], from: usize| {
+            (from..bytes.len()).find(|&i| bytes[i] < 0x20 || bytes[i] == b'"' || bytes[i] == b'\\')
+        };
+        for len in 0..40 {
+            // Bytes just above and below the ones it looks for, and multi-byte text.
+            let filler: Vec<u8> = "a!#[]é\u{7f} ".bytes().cycle().take(len).collect();
+            for from in 0..=len {
+                assert_eq!(super::first_special(&filler, from), None, "{len} {from}");
+            }
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, b'\n', 0x1f] {
+                    let mut with = filler.clone();
+                    with[at] = special;
+                    // A second one after it must not be taken for it.
+                    with.push(b'"');
+                    for from in 0..=len {
+                        assert_eq!(
+                            super::first_special(&with, from),
+                            naive(&with, from),
+                            "{len} {at} {special} {from}"
+                        );
+                    }
                 }
             }
         }

@@ -30,6 +30,8 @@ use crate::json::{self, ObjectWriter};
 use crate::sse::{PushError, SseParser};
 use crate::text_frame::TextFrame;
 
+mod reply;
+
 pub struct OpenAiProvider {
     quirks: OpenAiQuirks,
     endpoint: Endpoint,
@@ -833,8 +835,16 @@ fn finish_reason(s: &str) -> FinishReason {
 }
 
 fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-    let wire: WireCompletion = crate::json::from_body(body)
-        .map_err(|e| malformed(format!("provider reply is not a chat completion: {e}")))?;
+    let wire = match reply::read(body) {
+        Some(wire) => wire,
+        None => crate::json::from_body(body)
+            .map_err(|e| malformed(format!("provider reply is not a chat completion: {e}")))?,
+    };
+    chat_response(wire)
+}
+
+/// The canonical response of a reply, however it was read.
+fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamErrorInfo> {
     let choice = wire
         .choices
         .into_iter()

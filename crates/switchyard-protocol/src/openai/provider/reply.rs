@@ -1,0 +1,306 @@
+//! The common `chat.completion` read by hand, in one pass over its text: most of a short
+//! request's parse went into serde_json's machinery for the reply's two dozen keys, most of which
+//! are skipped. The reader takes what the serde decoder (`WireCompletion`'s `Deserialize`) takes,
+//! into the same values, and gives up on everything else (tool calls, escaped keys, a duplicate
+//! field, an integer out of range, any fault), which then goes to that decoder: it reads every
+//! form and words every error. The tests hold the two to the same answers.
+
+use serde_json::Value;
+
+use super::{
+    WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireMessage, WirePromptDetails,
+    WireUsage,
+};
+use crate::scan::Cursor;
+
+/// The reply, if it is in the common form.
+pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
+    let mut c = Cursor::new(crate::json::utf8(body)?);
+    let mut out = WireCompletion::default();
+    // As in the serde decoder, a later top-level field replaces an earlier one of its name.
+    c.object(|c, key| {
+        match key {
+            "id" => out.id = c.string()?.into_owned(),
+            "model" => out.model = c.string()?.into_owned(),
+            "created" => out.created = i64::try_from(c.uint()?).ok()?,
+            "choices" => out.choices = choices(c)?,
+            "usage" => out.usage = if c.null() { None } else { Some(usage(c)?) },
+            "object" | "system_fingerprint" => c.skip()?,
+            _ => {
+                let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
+                out.rest.insert(key.to_owned(), value);
+            }
+        }
+        Some(())
+    })?;
+    c.at_end().then_some(out)
+}
+
+/// Sets a field of a derived struct once: serde refuses a duplicate field, so the reader gives
+/// up on one.
+fn once<T>(slot: &mut Option<T>, seen: &mut bool, value: Option<T>) -> Option<()> {
+    if std::mem::replace(seen, true) {
+        return None;
+    }
+    *slot = value;
+    Some(())
+}
+
+fn choices<'a>(c: &mut Cursor<'a>) -> Option<WireChoices<WireChoice<'a>>> {
+    let mut out = WireChoices::default();
+    c.array(|c| {
+        let choice = choice(c)?;
+        match out.first {
+            None => out.first = Some(choice),
+            Some(_) => out.rest.push(choice),
+        }
+        Some(())
+    })?;
+    Some(out)
+}
+
+fn choice<'a>(c: &mut Cursor<'a>) -> Option<WireChoice<'a>> {
+    let (mut message, mut finish_reason) = (None, None);
+    let (mut seen_message, mut seen_finish) = (false, false);
+    c.object(|c, key| match key {
+        "message" => {
+            let value = if c.null() {
+                None
+            } else {
+                Some(self::message(c)?)
+            };
+            once(&mut message, &mut seen_message, value)
+        }
+        "finish_reason" => {
+            let value = if c.null() { None } else { Some(c.string()?) };
+            once(&mut finish_reason, &mut seen_finish, value)
+        }
+        _ => c.skip(),
+    })?;
+    Some(WireChoice {
+        message,
+        finish_reason,
+    })
+}
+
+fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
+    let mut texts: [Option<String>; 4] = Default::default();
+    let mut seen = [false; 5];
+    c.object(|c, key| {
+        let i = match key {
+            "content" => 0,
+            "refusal" => 1,
+            "reasoning_content" => 2,
+            "reasoning" => 3,
+            "tool_calls" => {
+                // Calls are left to the serde decoder; `null` is none.
+                return (c.null() && !std::mem::replace(&mut seen[4], true)).then_some(());
+            }
+            _ => return c.skip(),
+        };
+        let value = c.optional_string()?;
+        once(&mut texts[i], &mut seen[i], value)
+    })?;
+    let [content, refusal, reasoning_content, reasoning] = texts;
+    Some(WireMessage {
+        content,
+        refusal,
+        reasoning_content,
+        reasoning,
+        tool_calls: None,
+    })
+}
+
+fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
+    let mut counts: [Option<u64>; 3] = [None; 3];
+    let mut seen = [false; 5];
+    let (mut prompt_details, mut completion_details) = (None, None);
+    c.object(|c, key| match key {
+        "prompt_tokens" => once(&mut counts[0], &mut seen[0], Some(c.uint()?)),
+        "completion_tokens" => once(&mut counts[1], &mut seen[1], Some(c.uint()?)),
+        "prompt_cache_hit_tokens" => once(&mut counts[2], &mut seen[2], c.optional_uint()?),
+        "prompt_tokens_details" => {
+            let value = if c.null() {
+                None
+            } else {
+                Some(WirePromptDetails {
+                    cached_tokens: one_count(c, "cached_tokens")?,
+                })
+            };
+            once(&mut prompt_details, &mut seen[3], value)
+        }
+        "completion_tokens_details" => {
+            let value = if c.null() {
+                None
+            } else {
+                Some(WireCompletionDetails {
+                    reasoning_tokens: one_count(c, "reasoning_tokens")?,
+                })
+            };
+            once(&mut completion_details, &mut seen[4], value)
+        }
+        _ => c.skip(),
+    })?;
+    Some(WireUsage {
+        prompt_tokens: counts[0].unwrap_or(0),
+        completion_tokens: counts[1].unwrap_or(0),
+        prompt_tokens_details: prompt_details,
+        completion_tokens_details: completion_details,
+        prompt_cache_hit_tokens: counts[2],
+    })
+}
+
+/// The one optional count an object of details is read for; its other fields are skipped.
+fn one_count(c: &mut Cursor<'_>, name: &str) -> Option<Option<u64>> {
+    let (mut count, mut seen) = (None, false);
+    c.object(|c, key| {
+        if key == name {
+            let value = c.optional_uint()?;
+            once(&mut count, &mut seen, value)
+        } else {
+            c.skip()
+        }
+    })?;
+    Some(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{WireCompletion, chat_response};
+    use super::read;
+
+    /// Replies in the common form, as providers write them.
+    const COMMON: &[&str] = &[
+        // OpenAI, compact, keys sorted (as the simulator writes it).
+        r#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"annotations":[],"content":"Simulated reply to: Hello there","refusal":null,"role":"assistant"}}],"created":1796229826,"id":"chatcmpl-DfD0p0d43N5lG1OV5VVtByXChNO1j","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_5f3c1d2e7a","usage":{"completion_tokens":12,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":8,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":20}}"#,
+        // OpenAI's reference example, printed with indentation.
+        r#"{
+  "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+  "object": "chat.completion",
+  "created": 1741569952,
+  "model": "gpt-4.1-2025-04-14",
+  "choices": [
+    {
+      "index": 0,
+      "message": {
+        "role": "assistant",
+        "content": "Hello! How can I assist you today?",
+        "refusal": null,
+        "annotations": []
+      },
+      "logprobs": null,
+      "finish_reason": "stop"
+    }
+  ],
+  "usage": {
+    "prompt_tokens": 19,
+    "completion_tokens": 10,
+    "total_tokens": 29,
+    "prompt_tokens_details": {"cached_tokens": 5, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 3, "audio_tokens": 0}
+  },
+  "service_tier": "default"
+}"#,
+        // Azure OpenAI: content filter results on the prompt and on each choice.
+        r#"{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}},"finish_reason":"length","index":0,"logprobs":null,"message":{"content":"Cut sh","role":"assistant"}}],"created":1796229826,"id":"chatcmpl-2A8V","model":"gpt-4o-mini","object":"chat.completion","prompt_filter_results":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"prompt_index":0}],"system_fingerprint":null,"usage":{"completion_tokens":2,"prompt_tokens":8,"total_tokens":10}}"#,
+        // A refusal in place of the text.
+        r#"{"id":"chatcmpl-r","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#,
+        // DeepSeek: reasoning text and cache hits in its own fields.
+        r#"{"id":"ds-1","object":"chat.completion","created":1730000000,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":"First, 2+2.","content":"4"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":20,"total_tokens":50,"prompt_cache_hit_tokens":24,"prompt_cache_miss_tokens":6,"completion_tokens_details":{"reasoning_tokens":12}},"system_fingerprint":"fp_x"}"#,
+        // Escapes, non-ASCII text and `\u` escapes in the texts; `reasoning` as some servers name it.
+        r#"{"id":"chatcmpl-\u0041","created":2,"model":"m","choices":[{"message":{"content":"Line 1\nLine \"2\" caf\u00e9 \u65e5\u672c \ud83d\ude00 é 日本 \/ \\ \t","reasoning":"hm"},"finish_reason":"eos"}],"usage":null}"#,
+        // Two choices, a null message and finish reason, tool calls null, fields of every kind
+        // kept for the client.
+        r#"{"id":"x","created":3,"model":"m","choices":[{"message":{"content":"a","tool_calls":null},"finish_reason":null},{"message":null,"finish_reason":"stop","extra":[1,-2.5e-3,true,false,null,{"k":"v"}]}],"x_meta":{"a":[1,2.5e3,{"b":null}],"c":"d\u00e9"},"n":-0,"usage":{"prompt_tokens":0,"completion_tokens":18446744073709551615,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#,
+        // No usage, no choices' message, empty choices: the serde decoder's answer stands.
+        r#"{"id":"y","created":0,"model":"m","choices":[]}"#,
+        r#"{"id":"z","created":0,"model":"m","choices":[{}]}"#,
+        // A later top-level field replaces an earlier one, as in the serde decoder.
+        r#"{"id":"first","id":"second","created":1,"model":"m","choices":[{"message":{"content":"t"}}],"k":1,"k":2}"#,
+    ];
+
+    /// Forms left to the serde decoder (it takes some of them, refuses others).
+    const DECLINED: &[&str] = &[
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":"a","content":"b"}}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"cont\u0065nt":"a"}}]}"#,
+        r#"{"id":"c","created":1.5,"model":"m","choices":[]}"#,
+        r#"{"id":"c","created":-1,"model":"m","choices":[]}"#,
+        r#"{"id":"c","created":9223372036854775808,"model":"m","choices":[]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":-1}}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1.0}}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[]} x"#,
+        r#"{"id":null,"created":1,"model":"m","choices":[]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[],}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":"a\x"}}]}"#,
+        r#"[{"id":"c"}]"#,
+        "",
+    ];
+
+    fn by_serde(
+        body: &[u8],
+    ) -> Option<Result<crate::canonical::ChatResponse, crate::canonical::UpstreamErrorInfo>> {
+        crate::json::from_body::<WireCompletion>(body)
+            .ok()
+            .map(chat_response)
+    }
+
+    #[test]
+    fn common_replies_are_read_by_hand_into_the_serde_decoders_answer() {
+        for body in COMMON {
+            let by_hand = read(body.as_bytes()).map(chat_response);
+            assert!(by_hand.is_some(), "should be read by hand: {body}");
+            assert_eq!(by_hand, by_serde(body.as_bytes()), "{body}");
+        }
+        for body in DECLINED {
+            assert!(
+                read(body.as_bytes()).is_none(),
+                "should be declined: {body}"
+            );
+        }
+    }
+
+    /// Every one-byte change of every common reply (a byte replaced, removed or added): what
+    /// the reader takes, the serde decoder takes into the same response.
+    #[test]
+    fn no_changed_reply_is_read_otherwise_than_by_the_serde_decoder() {
+        let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
+        let (mut tried, mut by_hand) = (0, 0);
+        for body in COMMON {
+            let body = body.as_bytes();
+            for at in 0..=body.len() {
+                let mut changed = Vec::new();
+                if at < body.len() {
+                    let mut removed = body.to_vec();
+                    removed.remove(at);
+                    changed.push(removed);
+                }
+                for &b in bytes {
+                    let mut inserted = body.to_vec();
+                    inserted.insert(at, b);
+                    changed.push(inserted);
+                    if at < body.len() {
+                        let mut replaced = body.to_vec();
+                        replaced[at] = b;
+                        changed.push(replaced);
+                    }
+                }
+                for body in changed {
+                    tried += 1;
+                    if let Some(wire) = read(&body) {
+                        by_hand += 1;
+                        assert_eq!(
+                            Some(chat_response(wire)),
+                            by_serde(&body),
+                            "{}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                }
+            }
+        }
+        // Changes inside texts and between tokens keep a reply readable: the comparison above
+        // ran on many of them, not on none.
+        assert!(by_hand * 10 > tried, "{by_hand} of {tried}");
+    }
+}
