@@ -235,6 +235,53 @@ fn openai_reply_parse(bencher: Bencher, how: &str) {
     bencher.bench(|| provider.parse_chat(black_box(&body)));
 }
 
+/// An Anthropic answer as the Messages API writes it (a thinking block, a text block, the
+/// usage members it reports).
+fn anthropic_reply() -> Vec<u8> {
+    json!({
+        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [
+            {"type": "thinking", "thinking": "The user asks about keep-alive.", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA"},
+            {"type": "text", "text": "Keep-alive lets one connection carry many requests."},
+        ],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": {
+            "input_tokens": 2095,
+            "output_tokens": 503,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "service_tier": "standard",
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A provider's Anthropic answer → canonical response: read by hand (`common`), and the same
+/// answer with one key's underscore escaped (`stop\u005fsequence`), which the hand reader
+/// leaves to the serde decoder that read every answer before it (`serde`).
+#[divan::bench(args = ["common", "serde"])]
+fn anthropic_reply_parse(bencher: Bencher, how: &str) {
+    let mut body = anthropic_reply();
+    if how == "serde" {
+        body = String::from_utf8(body)
+            .unwrap_or_default()
+            .replace("stop_sequence", "stop\\u005fsequence")
+            .into_bytes();
+    }
+    let provider = AnthropicProvider;
+    let Ok(expected) = provider.parse_chat(&anthropic_reply()) else {
+        return;
+    };
+    assert_eq!(provider.parse_chat(&body).ok(), Some(expected));
+    bencher.bench(|| provider.parse_chat(black_box(&body)));
+}
+
 /// Canonical response → the OpenAI client's answer.
 #[divan::bench]
 fn openai_reply_encode(bencher: Bencher) {

@@ -1,5 +1,5 @@
 //! A cursor over JSON text for the hand-written readers of the commonest provider replies
-//! (`openai/reply.rs`). It accepts a strict subset of what serde_json accepts and gives up
+//! (`openai/provider/reply.rs`, `anthropic/reply.rs`). It accepts a strict subset of what serde_json accepts and gives up
 //! (`None`) on anything else: a key or a skipped string with a `\u` escape, a number where an
 //! integer is wanted, nesting deeper than `MAX_DEPTH`, any syntax error. A reader that gives up
 //! hands the body to its serde decoder, which reads every form and words every error; so the

@@ -6,6 +6,7 @@
 mod common;
 mod ingress;
 mod provider;
+mod reply;
 mod stream;
 #[cfg(test)]
 mod tests;

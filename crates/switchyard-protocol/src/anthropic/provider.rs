@@ -119,8 +119,11 @@ impl ProviderDialect for AnthropicProvider {
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        let message: wire::Message = crate::json::from_body(body)
-            .map_err(|e| malformed(format!("Anthropic message is not valid: {e}")))?;
+        let message = match super::reply::read(body) {
+            Some(message) => message,
+            None => crate::json::from_body(body)
+                .map_err(|e| malformed(format!("Anthropic message is not valid: {e}")))?,
+        };
         Ok(parse_message(message))
     }
 
