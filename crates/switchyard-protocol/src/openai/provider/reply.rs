@@ -1,15 +1,15 @@
 //! The common `chat.completion` read by hand, in one pass over its text: most of a short
 //! request's parse went into serde_json's machinery for the reply's two dozen keys, most of which
 //! are skipped. The reader takes what the serde decoder (`WireCompletion`'s `Deserialize`) takes,
-//! into the same values, and gives up on everything else (tool calls, escaped keys, a duplicate
-//! field, an integer out of range, any fault), which then goes to that decoder: it reads every
-//! form and words every error. The tests hold the two to the same answers.
+//! into the same values, tool calls included, and gives up on everything else (escaped keys, a
+//! duplicate field, an integer out of range, any fault), which then goes to that decoder: it
+//! reads every form and words every error. The tests hold the two to the same answers.
 
 use serde_json::Value;
 
 use super::{
-    WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireMessage, WirePromptDetails,
-    WireUsage,
+    WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireFunctionCall, WireMessage,
+    WirePromptDetails, WireToolCall, WireUsage,
 };
 use crate::scan::Cursor;
 
@@ -86,6 +86,7 @@ fn choice<'a>(c: &mut Cursor<'a>) -> Option<WireChoice<'a>> {
 fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
     let mut texts: [Option<String>; 4] = Default::default();
     let mut seen = [false; 5];
+    let mut tool_calls = None;
     c.object(|c, key| {
         let i = match key {
             "content" => 0,
@@ -93,8 +94,8 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
             "reasoning_content" => 2,
             "reasoning" => 3,
             "tool_calls" => {
-                // Calls are left to the serde decoder; `null` is none.
-                return (c.null() && !std::mem::replace(&mut seen[4], true)).then_some(());
+                let value = if c.null() { None } else { Some(calls(c)?) };
+                return once(&mut tool_calls, &mut seen[4], value);
             }
             _ => return c.skip(),
         };
@@ -107,8 +108,64 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
         refusal,
         reasoning_content,
         reasoning,
-        tool_calls: None,
+        tool_calls,
     })
+}
+
+/// `tool_calls`: each call's index, id and function (its `type` and anything else skipped).
+fn calls(c: &mut Cursor<'_>) -> Option<Vec<WireToolCall>> {
+    let mut out = Vec::new();
+    c.array(|c| {
+        let (mut index, mut id, mut function) = (None, None, None);
+        let mut seen = [false; 3];
+        c.object(|c, key| match key {
+            "index" => {
+                let value = match c.optional_uint()? {
+                    Some(n) => Some(u32::try_from(n).ok()?),
+                    None => None,
+                };
+                once(&mut index, &mut seen[0], value)
+            }
+            "id" => {
+                let value = c.optional_string()?;
+                once(&mut id, &mut seen[1], value)
+            }
+            "function" => {
+                let value = if c.null() {
+                    None
+                } else {
+                    Some(self::function(c)?)
+                };
+                once(&mut function, &mut seen[2], value)
+            }
+            _ => c.skip(),
+        })?;
+        out.push(WireToolCall {
+            index,
+            id,
+            function,
+        });
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// A call's `function`: its name and arguments (the arguments' JSON text, as a string).
+fn function(c: &mut Cursor<'_>) -> Option<WireFunctionCall> {
+    let (mut name, mut arguments) = (None, None);
+    let mut seen = [false; 2];
+    c.object(|c, key| match key {
+        "name" => {
+            let value = c.optional_string()?;
+            once(&mut name, &mut seen[0], value)
+        }
+        "arguments" => {
+            let value = c.optional_string()?;
+            once(&mut arguments, &mut seen[1], value)
+        }
+        _ => c.skip(),
+    })?;
+    Some(WireFunctionCall { name, arguments })
 }
 
 fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
@@ -212,6 +269,9 @@ mod tests {
         // Two choices, a null message and finish reason, tool calls null, fields of every kind
         // kept for the client.
         r#"{"id":"x","created":3,"model":"m","choices":[{"message":{"content":"a","tool_calls":null},"finish_reason":null},{"message":null,"finish_reason":"stop","extra":[1,-2.5e-3,true,false,null,{"k":"v"}]}],"x_meta":{"a":[1,2.5e3,{"b":null}],"c":"d\u00e9"},"n":-0,"usage":{"prompt_tokens":0,"completion_tokens":18446744073709551615,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#,
+        // Tool calls as OpenAI writes them (two in parallel), and in forms other servers use.
+        r#"{"id":"chatcmpl-t","object":"chat.completion","created":1741569952,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":"{\"location\":\"Boston, MA\"}"}},{"id":"call_def","type":"function","function":{"name":"get_time","arguments":"{}"}}],"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":82,"completion_tokens":17,"total_tokens":99}}"#,
+        r#"{"id":"t2","created":1,"model":"m","choices":[{"message":{"content":"Let me check.","tool_calls":[{"index":0,"id":null,"function":{"name":"f","arguments":null}},{"index":1},{"function":null}]},"finish_reason":"tool_calls"}]}"#,
         // No usage, no choices' message, empty choices: the serde decoder's answer stands.
         r#"{"id":"y","created":0,"model":"m","choices":[]}"#,
         r#"{"id":"z","created":0,"model":"m","choices":[{}]}"#,
@@ -221,7 +281,10 @@ mod tests {
 
     /// Forms left to the serde decoder (it takes some of them, refuses others).
     const DECLINED: &[&str] = &[
-        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"tool_calls":[{"index":4294967296}]}}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"tool_calls":[{"id":"a","id":"b"}]}}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"tool_calls":[{"function":{"arguments":{"city":"Paris"}}}]}}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"tool_calls":{}}}]}"#,
         r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":"a","content":"b"}}]}"#,
         r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"cont\u0065nt":"a"}}]}"#,
         r#"{"id":"c","created":1.5,"model":"m","choices":[]}"#,
