@@ -9,6 +9,7 @@ use switchyard_protocol::canonical::StreamEvent;
 use switchyard_protocol::dialect::{
     EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamEncoder, Target,
 };
+use switchyard_protocol::gemini::GeminiProvider;
 use switchyard_protocol::openai::{OpenAiIngress, OpenAiProvider, OpenAiStreamEncoder};
 
 #[global_allocator]
@@ -334,6 +335,39 @@ fn stream_chunk_openai_to_openai_parsed_whole(bencher: Bencher) {
             encoder.event(&e, &mut out);
         }
         out.len()
+    });
+}
+
+/// One Gemini stream chunk of text decoded, after the stream started: read by hand (`common`),
+/// and the same chunk with one key's letter escaped (`model\u0056ersion`), which the hand
+/// reader leaves to the serde decoder that read every chunk before it (`serde`).
+#[divan::bench(args = ["common", "serde"])]
+fn stream_chunk_gemini_decode(bencher: Bencher, how: &str) {
+    let chunk = |text: &str| {
+        let data = json!({
+            "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 20},
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "mlJ4aK6pMYqGz7IPi6bfuAk",
+        })
+        .to_string();
+        let data = if how == "serde" {
+            data.replace("modelVersion", "model\\u0056ersion")
+        } else {
+            data
+        };
+        format!("data: {data}\r\n\r\n").into_bytes()
+    };
+    let mut decoder = GeminiProvider.stream_decoder();
+    let mut events: Vec<StreamEvent> = Vec::new();
+    if decoder.push(&chunk("Hello"), &mut events).is_err() {
+        return;
+    }
+    let next = chunk(" world, and a few more words");
+    bencher.bench_local(|| {
+        events.clear();
+        let _ = decoder.push(black_box(&next), &mut events);
+        events.len()
     });
 }
 

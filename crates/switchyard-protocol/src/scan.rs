@@ -1,10 +1,10 @@
 //! A cursor over JSON text for the hand-written readers of the commonest provider replies
-//! (`openai/provider/reply.rs`, `anthropic/reply.rs`). It accepts a strict subset of what
-//! serde_json accepts and gives up (`None`) on anything else: a key or a skipped string with a
-//! `\u` escape, a number where an integer is wanted, nesting deeper than `MAX_DEPTH`, any syntax
-//! error. A reader that gives up hands the body to its serde decoder, which reads every form and
-//! words every error; so the cursor never has to be right about what is wrong, only about what
-//! it accepts.
+//! (`openai/provider/reply.rs`, `anthropic/reply.rs`, `gemini/reply.rs`). It accepts a strict
+//! subset of what serde_json accepts and gives up (`None`) on anything else: a key or a skipped
+//! string with a `\u` escape, a number where an integer is wanted, nesting deeper than
+//! `MAX_DEPTH`, any syntax error. A reader that gives up hands the body to its serde decoder,
+//! which reads every form and words every error; so the cursor never has to be right about what
+//! is wrong, only about what it accepts.
 //!
 //! The text is UTF-8 already (the reader checks the whole body once), so a string without
 //! escapes is a slice of it, its end found eight bytes at a time.
@@ -199,6 +199,16 @@ impl<'a> Cursor<'a> {
             return Some(None);
         }
         self.uint().map(Some)
+    }
+
+    /// An optional `bool` field: `None` for `null`.
+    pub(crate) fn optional_bool(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b'n' => self.literal(b"null").map(|()| None),
+            b't' => self.literal(b"true").map(|()| Some(true)),
+            b'f' => self.literal(b"false").map(|()| Some(false)),
+            _ => None,
+        }
     }
 
     /// Skips the value that comes next, checking it as serde_json would when ignoring it.

@@ -24,6 +24,7 @@
 //! * Only the first candidate is read; Gemini reports no creation time, so `created` is 0.
 
 mod provider;
+mod reply;
 mod stream;
 mod wire;
 

@@ -74,8 +74,11 @@ impl ProviderDialect for GeminiProvider {
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
-        let response: GenerateContentResponse = DecodeError::parse(body)
-            .map_err(|e| malformed(format!("unreadable Gemini response: {}", e.message)))?;
+        let response: GenerateContentResponse = match super::reply::read_response(body) {
+            Some(response) => response,
+            None => DecodeError::parse(body)
+                .map_err(|e| malformed(format!("unreadable Gemini response: {}", e.message)))?,
+        };
         response_to_canonical(response)
     }
 

@@ -35,8 +35,11 @@ impl GeminiStreamDecoder {
         if self.failed || data.trim().is_empty() {
             return Ok(());
         }
-        let chunk: StreamChunk = serde_json::from_str(data)
-            .map_err(|e| malformed(format!("unreadable Gemini stream chunk: {e}")))?;
+        let chunk: StreamChunk = match super::reply::read_chunk(data) {
+            Some(chunk) => chunk,
+            None => serde_json::from_str(data)
+                .map_err(|e| malformed(format!("unreadable Gemini stream chunk: {e}")))?,
+        };
         if let Some(error) = chunk.error {
             self.failed = true;
             out.push(StreamEvent::Error(status_to_error(&error, None)));

@@ -183,7 +183,7 @@ pub struct ThinkingConfig {
 }
 
 /// `GenerateContentResponse`, also each chunk of a stream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentResponse {
     #[serde(default)]
@@ -199,7 +199,7 @@ pub struct GenerateContentResponse {
 }
 
 /// `Candidate`. `content` is absent when the candidate was blocked.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Candidate {
     #[serde(default)]
@@ -211,7 +211,7 @@ pub struct Candidate {
 }
 
 /// `PromptFeedback`: `blockReason` is set when the prompt itself was refused.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptFeedback {
     #[serde(default)]
@@ -238,7 +238,7 @@ pub struct UsageMetadata {
 }
 
 /// One SSE chunk of `streamGenerateContent`: a response, or an in-band `error` object.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StreamChunk {
     #[serde(default)]
     pub error: Option<Status>,
@@ -248,7 +248,7 @@ pub struct StreamChunk {
 
 /// `google.rpc.Status`, the `error` of Google's `{"error": …}` envelope, as rendered in JSON: numeric HTTP `code`, `message`, the
 /// canonical `status` name and typed `details`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Status {
     #[serde(default)]
     pub code: Option<i64>,

@@ -1,0 +1,356 @@
+//! The common Gemini `GenerateContentResponse` read by hand, in one pass over its text: a whole
+//! answer, and each chunk of a stream (whose serde decoder, `StreamChunk`, flattens the response
+//! into itself, so serde buffered every chunk into an intermediate tree before reading it). The
+//! reader takes candidates whose parts are text (answer or thought, with a thought signature),
+//! the prompt feedback, the usage counts, the model version and the response id into the same
+//! values as the serde decoder, and gives up on everything else (function calls and other data
+//! parts, a stream's in-band error, escaped keys, a member named twice, a count that is not an
+//! unsigned integer, any fault). That goes to the decoder, which reads every form and words
+//! every error. The tests hold the two to the same answers.
+
+use super::wire::{
+    Candidate, Content, GenerateContentResponse, Part, PromptFeedback, StreamChunk, UsageMetadata,
+};
+use crate::scan::Cursor;
+
+/// A whole answer, if it is in the common form.
+pub(super) fn read_response(body: &[u8]) -> Option<GenerateContentResponse> {
+    read(crate::json::utf8(body)?, Mode::Response)
+}
+
+/// A stream chunk, if it is in the common form (an error chunk is not).
+pub(super) fn read_chunk(data: &str) -> Option<StreamChunk> {
+    read(data, Mode::Chunk).map(|response| StreamChunk {
+        error: None,
+        response,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `error` is not a member of a whole answer: skipped, as its decoder skips it.
+    Response,
+    /// A chunk's `error` is read by the decoder.
+    Chunk,
+}
+
+/// Marks a member as read, giving up on a second one.
+fn first(seen: &mut bool) -> Option<()> {
+    (!std::mem::replace(seen, true)).then_some(())
+}
+
+fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
+    let mut c = Cursor::new(text);
+    let mut out = GenerateContentResponse::default();
+    let mut seen = [false; 5];
+    c.object(|c, key| match key {
+        "candidates" => {
+            first(&mut seen[0])?;
+            out.candidates = candidates(c)?;
+            Some(())
+        }
+        "promptFeedback" => {
+            first(&mut seen[1])?;
+            out.prompt_feedback = if c.null() {
+                None
+            } else {
+                Some(prompt_feedback(c)?)
+            };
+            Some(())
+        }
+        "usageMetadata" => {
+            first(&mut seen[2])?;
+            out.usage_metadata = if c.null() { None } else { Some(usage(c)?) };
+            Some(())
+        }
+        "modelVersion" => {
+            first(&mut seen[3])?;
+            out.model_version = c.optional_string()?;
+            Some(())
+        }
+        "responseId" => {
+            first(&mut seen[4])?;
+            out.response_id = c.optional_string()?;
+            Some(())
+        }
+        "error" if mode == Mode::Chunk => None,
+        _ => c.skip(),
+    })?;
+    c.at_end().then_some(out)
+}
+
+fn candidates(c: &mut Cursor<'_>) -> Option<Vec<Candidate>> {
+    let mut out = Vec::new();
+    c.array(|c| {
+        let mut candidate = Candidate::default();
+        let mut seen = [false; 3];
+        c.object(|c, key| match key {
+            "content" => {
+                first(&mut seen[0])?;
+                candidate.content = if c.null() { None } else { Some(content(c)?) };
+                Some(())
+            }
+            "finishReason" => {
+                first(&mut seen[1])?;
+                candidate.finish_reason = c.optional_string()?;
+                Some(())
+            }
+            "index" => {
+                first(&mut seen[2])?;
+                candidate.index = match c.optional_uint()? {
+                    Some(n) => Some(u32::try_from(n).ok()?),
+                    None => None,
+                };
+                Some(())
+            }
+            _ => c.skip(),
+        })?;
+        out.push(candidate);
+        Some(())
+    })?;
+    Some(out)
+}
+
+fn content(c: &mut Cursor<'_>) -> Option<Content> {
+    let mut out = Content::default();
+    let mut seen = [false; 2];
+    c.object(|c, key| match key {
+        "role" => {
+            first(&mut seen[0])?;
+            out.role = c.optional_string()?;
+            Some(())
+        }
+        "parts" => {
+            first(&mut seen[1])?;
+            out.parts = parts(c)?;
+            Some(())
+        }
+        _ => c.skip(),
+    })?;
+    Some(out)
+}
+
+/// Text parts only: a data part (`inlineData`, `fileData`, `functionCall`,
+/// `functionResponse`) that is not null is left to the decoder.
+fn parts(c: &mut Cursor<'_>) -> Option<Vec<Part>> {
+    let mut out = Vec::new();
+    c.array(|c| {
+        let mut part = Part::default();
+        let mut seen = [false; 7];
+        c.object(|c, key| match key {
+            "text" => {
+                first(&mut seen[0])?;
+                part.text = c.optional_string()?;
+                Some(())
+            }
+            "thought" => {
+                first(&mut seen[1])?;
+                part.thought = c.optional_bool()?;
+                Some(())
+            }
+            "thoughtSignature" => {
+                first(&mut seen[2])?;
+                part.thought_signature = c.optional_string()?;
+                Some(())
+            }
+            "inlineData" | "fileData" | "functionCall" | "functionResponse" => {
+                let i = match key {
+                    "inlineData" => 3,
+                    "fileData" => 4,
+                    "functionCall" => 5,
+                    _ => 6,
+                };
+                first(&mut seen[i])?;
+                // Null is the field's absence; anything else is the decoder's.
+                c.null().then_some(())
+            }
+            _ => c.skip(),
+        })?;
+        out.push(part);
+        Some(())
+    })?;
+    Some(out)
+}
+
+fn prompt_feedback(c: &mut Cursor<'_>) -> Option<PromptFeedback> {
+    let mut out = PromptFeedback::default();
+    let mut seen = false;
+    c.object(|c, key| match key {
+        "blockReason" => {
+            first(&mut seen)?;
+            out.block_reason = c.optional_string()?;
+            Some(())
+        }
+        _ => c.skip(),
+    })?;
+    Some(out)
+}
+
+/// The six counts; the details by modality and anything else skipped.
+fn usage(c: &mut Cursor<'_>) -> Option<UsageMetadata> {
+    let mut counts = [0u64; 6];
+    let mut seen = [false; 6];
+    c.object(|c, key| {
+        let i = match key {
+            "promptTokenCount" => 0,
+            "cachedContentTokenCount" => 1,
+            "candidatesTokenCount" => 2,
+            "toolUsePromptTokenCount" => 3,
+            "thoughtsTokenCount" => 4,
+            "totalTokenCount" => 5,
+            _ => return c.skip(),
+        };
+        first(&mut seen[i])?;
+        counts[i] = c.uint()?;
+        Some(())
+    })?;
+    let [
+        prompt_token_count,
+        cached_content_token_count,
+        candidates_token_count,
+        tool_use_prompt_token_count,
+        thoughts_token_count,
+        total_token_count,
+    ] = counts;
+    Some(UsageMetadata {
+        prompt_token_count,
+        cached_content_token_count,
+        candidates_token_count,
+        tool_use_prompt_token_count,
+        thoughts_token_count,
+        total_token_count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{GenerateContentResponse, StreamChunk};
+    use super::{read_chunk, read_response};
+    use crate::error::DecodeError;
+
+    /// Answers and stream chunks in the common form, as the Gemini API writes them.
+    const COMMON: &[&str] = &[
+        r#"{
+  "candidates": [
+    {
+      "content": {"parts": [{"text": "Hello! How can I help you today?"}], "role": "model"},
+      "finishReason": "STOP",
+      "avgLogprobs": -0.0123,
+      "index": 0,
+      "safetyRatings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"}]
+    }
+  ],
+  "usageMetadata": {
+    "promptTokenCount": 4,
+    "candidatesTokenCount": 9,
+    "totalTokenCount": 33,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 4}],
+    "thoughtsTokenCount": 20
+  },
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "mlJ4aK6pMYqGz7IPi6bfuAk"
+}"#,
+        // A thought summary, then the answer with the reasoning's signature; cached content.
+        r#"{"candidates":[{"content":{"parts":[{"text":"**Adding**\n\nTwo and two.","thought":true},{"text":"4","thoughtSignature":"CiQB0e2Kb7Q="}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":2048,"cachedContentTokenCount":1024,"candidatesTokenCount":1,"toolUsePromptTokenCount":0,"totalTokenCount":2049},"modelVersion":"gemini-2.5-pro","responseId":"r1"}"#,
+        // A refused prompt: no candidate, the block reason.
+        r#"{"promptFeedback":{"blockReason":"SAFETY","safetyRatings":[{"category":"HARM_CATEGORY_DANGEROUS_CONTENT","probability":"HIGH"}]},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7},"modelVersion":"gemini-2.5-flash"}"#,
+        // Stream chunks: text only, then the last with its finish reason and usage.
+        r#"{"candidates": [{"content": {"parts": [{"text": " there"}],"role": "model"},"index": 0}],"modelVersion": "gemini-2.5-flash","responseId": "abc"}"#,
+        r#"{"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":18446744073709551615,"totalTokenCount":5}}"#,
+        // Escapes and non-ASCII text; nulls; data fields that are null; unknown members.
+        r#"{"candidates":[{"content":{"parts":[{"text":"Line 1\nLine \"2\" caf\u00e9 日本 \ud83d\ude00","functionCall":null,"inlineData":null}],"role":null},"finishReason":null,"index":null,"citationMetadata":{"citationSources":[]}},{"content":null},{}],"promptFeedback":null,"usageMetadata":null,"modelVersion":null,"createTime":"2025-01-01T00:00:00Z"}"#,
+        "{}",
+    ];
+
+    /// Forms left to the decoders (they take some of them, refuse others).
+    const DECLINED: &[&str] = &[
+        r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}],"role":"model"},"finishReason":"STOP"}]}"#,
+        r#"{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}}]}}]}"#,
+        r#"{"candidates":[{"content":{"parts":[{"text":"a","text":"b"}]}}]}"#,
+        r#"{"candidates":[{"content":{"parts":[{"functionCall":null,"functionCall":null}]}}]}"#,
+        r#"{"candidates":[{"content":{"parts":[{"thought":"yes"}]}}]}"#,
+        r#"{"candidates":[{"index":-1}]}"#,
+        r#"{"candidates":[{"index":4294967296}]}"#,
+        r#"{"candidates":null}"#,
+        r#"{"usageMetadata":{"promptTokenCount":null}}"#,
+        r#"{"usageMetadata":{"promptTokenCount":1.5}}"#,
+        r#"{"modelVersion":"a","modelVersion":"b"}"#,
+        r#"{"model\u0056ersion":"a"}"#,
+        r#"{} x"#,
+        "[]",
+    ];
+
+    fn response_by_serde(body: &[u8]) -> Option<GenerateContentResponse> {
+        DecodeError::parse(body).ok()
+    }
+
+    fn chunk_by_serde(body: &[u8]) -> Option<StreamChunk> {
+        serde_json::from_slice(body).ok()
+    }
+
+    #[test]
+    fn common_answers_and_chunks_are_read_by_hand_into_the_decoders_answer() {
+        for body in COMMON {
+            let response = read_response(body.as_bytes());
+            assert!(response.is_some(), "should be read by hand: {body}");
+            assert_eq!(response, response_by_serde(body.as_bytes()), "{body}");
+            let chunk = read_chunk(body);
+            assert!(chunk.is_some(), "should be read by hand: {body}");
+            assert_eq!(chunk, chunk_by_serde(body.as_bytes()), "{body}");
+        }
+        for body in DECLINED {
+            assert!(read_response(body.as_bytes()).is_none(), "{body}");
+            assert!(read_chunk(body).is_none(), "{body}");
+        }
+        // An in-band error: a whole answer's decoder skips the member, a chunk's reads it.
+        let error = r#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(read_chunk(error), None);
+        assert_eq!(
+            read_response(error.as_bytes()),
+            response_by_serde(error.as_bytes())
+        );
+    }
+
+    /// Every one-byte change of every common answer (a byte replaced, removed or added): what
+    /// the reader takes, the decoders take into the same answer and chunk.
+    #[test]
+    fn no_changed_answer_is_read_otherwise_than_by_the_decoders() {
+        let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
+        let (mut tried, mut by_hand) = (0, 0);
+        for body in COMMON {
+            let body = body.as_bytes();
+            for at in 0..=body.len() {
+                let mut changed = Vec::new();
+                if at < body.len() {
+                    let mut removed = body.to_vec();
+                    removed.remove(at);
+                    changed.push(removed);
+                }
+                for &b in bytes {
+                    let mut inserted = body.to_vec();
+                    inserted.insert(at, b);
+                    changed.push(inserted);
+                    if at < body.len() {
+                        let mut replaced = body.to_vec();
+                        replaced[at] = b;
+                        changed.push(replaced);
+                    }
+                }
+                for body in changed {
+                    tried += 1;
+                    let text = String::from_utf8_lossy(&body);
+                    if let Some(response) = read_response(&body) {
+                        by_hand += 1;
+                        assert_eq!(Some(response), response_by_serde(&body), "{text}");
+                    }
+                    if let Ok(data) = std::str::from_utf8(&body)
+                        && let Some(chunk) = read_chunk(data)
+                    {
+                        assert_eq!(Some(chunk), chunk_by_serde(&body), "{text}");
+                    }
+                }
+            }
+        }
+        assert!(by_hand * 10 > tried, "{by_hand} of {tried}");
+    }
+}
