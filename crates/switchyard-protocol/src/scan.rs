@@ -18,6 +18,16 @@ use crate::json::first_special;
 /// Deeper than this, a skipped value is left to serde_json (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
 
+/// Sets a field read from the text, once: a derived serde decoder refuses a field named twice,
+/// so a reader gives up on the second (`None`).
+pub(crate) fn set<T>(seen: &mut bool, slot: &mut T, value: T) -> Option<()> {
+    if std::mem::replace(seen, true) {
+        return None;
+    }
+    *slot = value;
+    Some(())
+}
+
 pub(crate) struct Cursor<'a> {
     text: &'a str,
     at: usize,
@@ -113,6 +123,19 @@ impl<'a> Cursor<'a> {
             }
             return self.eat(b']').then_some(());
         }
+    }
+
+    /// The array that comes next, each element read by `element`.
+    pub(crate) fn list<T>(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        self.array(|c| {
+            out.push(element(c)?);
+            Some(())
+        })?;
+        Some(out)
     }
 
     /// A string without escapes, borrowed; the cursor on its opening quote.
@@ -291,6 +314,62 @@ impl<'a> Cursor<'a> {
         self.skip()?;
         Some(&self.text[start..self.at])
     }
+}
+
+/// Holds a reader to its serde decoder on examples: each of `common` is read by hand into the
+/// decoder's answer, and each of `declined` is left to the decoder.
+#[cfg(test)]
+pub(crate) fn assert_reads_common_and_declines<T: PartialEq + std::fmt::Debug>(
+    common: &[&str],
+    declined: &[&str],
+    by_hand: impl Fn(&[u8]) -> Option<T>,
+    by_decoder: impl Fn(&[u8]) -> Option<T>,
+) {
+    for body in common {
+        let read = by_hand(body.as_bytes());
+        assert!(read.is_some(), "should be read by hand: {body}");
+        assert_eq!(read, by_decoder(body.as_bytes()), "{body}");
+    }
+    for body in declined {
+        let read = by_hand(body.as_bytes());
+        assert!(read.is_none(), "should be declined: {body}");
+    }
+}
+
+/// Holds a reader to its serde decoder on every one-byte change of each of `bodies` (a byte
+/// removed, inserted, or replaced by one of the bytes that matter to JSON): `taken` reads a
+/// changed body, checks that what the reader took the decoder reads alike, and says whether the
+/// reader took it. A tenth of the changes at least must be taken, so that the check ran on many.
+#[cfg(test)]
+pub(crate) fn assert_every_one_byte_change(bodies: &[&str], mut taken: impl FnMut(&[u8]) -> bool) {
+    let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
+    let (mut tried, mut read) = (0, 0);
+    for body in bodies {
+        let body = body.as_bytes();
+        for at in 0..=body.len() {
+            let mut changed = Vec::new();
+            if at < body.len() {
+                let mut removed = body.to_vec();
+                removed.remove(at);
+                changed.push(removed);
+            }
+            for &b in bytes {
+                let mut inserted = body.to_vec();
+                inserted.insert(at, b);
+                changed.push(inserted);
+                if at < body.len() {
+                    let mut replaced = body.to_vec();
+                    replaced[at] = b;
+                    changed.push(replaced);
+                }
+            }
+            for body in changed {
+                tried += 1;
+                read += usize::from(taken(&body));
+            }
+        }
+    }
+    assert!(read * 10 > tried, "{read} of {tried}");
 }
 
 #[cfg(test)]

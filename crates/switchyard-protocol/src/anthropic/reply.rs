@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::wire::{ContentBlock, Message, Usage};
-use crate::scan::Cursor;
+use crate::scan::{Cursor, set};
 
 /// The message, if it is in the common form.
 pub(super) fn read(body: &[u8]) -> Option<Message> {
@@ -28,19 +28,14 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
             "model" => 3,
             "stop_reason" => 4,
             "stop_sequence" => 5,
-            "content" => {
-                first(&mut seen[6])?;
-                content = blocks(c)?;
-                return Some(());
-            }
+            "content" => return set(&mut seen[6], &mut content, blocks(c)?),
             "usage" => {
-                first(&mut seen[7])?;
-                usage = if c.null() {
+                let value = if c.null() {
                     None
                 } else {
                     Some(self::usage(c)?)
                 };
-                return Some(());
+                return set(&mut seen[7], &mut usage, value);
             }
             _ => {
                 let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
@@ -48,14 +43,13 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
                 return rest.insert(key.to_owned(), value).is_none().then_some(());
             }
         };
-        first(&mut seen[i])?;
         // The stop reason and sequence may be null; the other texts are strings.
-        texts[i] = if i >= 4 {
+        let value = if i >= 4 {
             c.optional_string()?
         } else {
             Some(c.string()?.into_owned())
         };
-        Some(())
+        set(&mut seen[i], &mut texts[i], value)
     })?;
     if !c.at_end() {
         return None;
@@ -75,15 +69,9 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
     })
 }
 
-/// Marks a member as read, giving up on a second one.
-fn first(seen: &mut bool) -> Option<()> {
-    (!std::mem::replace(seen, true)).then_some(())
-}
-
 /// `content`: text and thinking blocks only.
 fn blocks(c: &mut Cursor<'_>) -> Option<Vec<ContentBlock>> {
-    let mut out = Vec::new();
-    c.array(|c| {
+    c.list(|c| {
         // type, text, thinking, signature: read whatever the block's kind, then kept by kind.
         let mut fields: [Option<String>; 4] = Default::default();
         let mut seen = [false; 4];
@@ -95,12 +83,11 @@ fn blocks(c: &mut Cursor<'_>) -> Option<Vec<ContentBlock>> {
                 "signature" => 3,
                 _ => return c.skip(),
             };
-            first(&mut seen[i])?;
-            fields[i] = Some(c.string()?.into_owned());
-            Some(())
+            let value = Some(c.string()?.into_owned());
+            set(&mut seen[i], &mut fields[i], value)
         })?;
         let [kind, text, thinking, signature] = fields;
-        out.push(match kind?.as_str() {
+        Some(match kind?.as_str() {
             "text" => ContentBlock::Text {
                 text: text.unwrap_or_default(),
             },
@@ -109,10 +96,8 @@ fn blocks(c: &mut Cursor<'_>) -> Option<Vec<ContentBlock>> {
                 signature: signature.unwrap_or_default(),
             },
             _ => return None,
-        });
-        Some(())
-    })?;
-    Some(out)
+        })
+    })
 }
 
 /// `usage`: the four counts; its other members (tier, cache details, server tools) skipped.
@@ -127,21 +112,13 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
             "cache_read_input_tokens" => 3,
             _ => return c.skip(),
         };
-        first(&mut seen[i])?;
-        counts[i] = c.optional_uint()?;
-        Some(())
+        set(&mut seen[i], &mut counts[i], c.optional_uint()?)
     })?;
-    let [
-        input_tokens,
-        output_tokens,
-        cache_creation_input_tokens,
-        cache_read_input_tokens,
-    ] = counts;
     Some(Usage {
-        input_tokens,
-        output_tokens,
-        cache_creation_input_tokens,
-        cache_read_input_tokens,
+        input_tokens: counts[0],
+        output_tokens: counts[1],
+        cache_creation_input_tokens: counts[2],
+        cache_read_input_tokens: counts[3],
     })
 }
 
@@ -203,58 +180,20 @@ mod tests {
 
     #[test]
     fn common_messages_are_read_by_hand_into_the_decoders_answer() {
-        for body in COMMON {
-            let by_hand = read(body.as_bytes());
-            assert!(by_hand.is_some(), "should be read by hand: {body}");
-            assert_eq!(by_hand, by_serde(body.as_bytes()), "{body}");
-        }
-        for body in DECLINED {
-            assert!(
-                read(body.as_bytes()).is_none(),
-                "should be declined: {body}"
-            );
-        }
+        crate::scan::assert_reads_common_and_declines(COMMON, DECLINED, read, by_serde);
     }
 
     /// Every one-byte change of every common message (a byte replaced, removed or added): what
     /// the reader takes, the decoder takes into the same message.
     #[test]
     fn no_changed_message_is_read_otherwise_than_by_the_decoder() {
-        let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
-        let (mut tried, mut by_hand) = (0, 0);
-        for body in COMMON {
-            let body = body.as_bytes();
-            for at in 0..=body.len() {
-                let mut changed = Vec::new();
-                if at < body.len() {
-                    let mut removed = body.to_vec();
-                    removed.remove(at);
-                    changed.push(removed);
-                }
-                for &b in bytes {
-                    let mut inserted = body.to_vec();
-                    inserted.insert(at, b);
-                    changed.push(inserted);
-                    if at < body.len() {
-                        let mut replaced = body.to_vec();
-                        replaced[at] = b;
-                        changed.push(replaced);
-                    }
-                }
-                for body in changed {
-                    tried += 1;
-                    if let Some(message) = read(&body) {
-                        by_hand += 1;
-                        assert_eq!(
-                            Some(message),
-                            by_serde(&body),
-                            "{}",
-                            String::from_utf8_lossy(&body)
-                        );
-                    }
-                }
-            }
-        }
-        assert!(by_hand * 10 > tried, "{by_hand} of {tried}");
+        crate::scan::assert_every_one_byte_change(COMMON, |body| {
+            let Some(message) = read(body) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(Some(message), by_serde(body), "{text}");
+            true
+        });
     }
 }

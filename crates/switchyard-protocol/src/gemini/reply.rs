@@ -11,7 +11,7 @@
 use super::wire::{
     Candidate, Content, GenerateContentResponse, Part, PromptFeedback, StreamChunk, UsageMetadata,
 };
-use crate::scan::Cursor;
+use crate::scan::{Cursor, set};
 
 /// A whole answer, if it is in the common form.
 pub(super) fn read_response(body: &[u8]) -> Option<GenerateContentResponse> {
@@ -34,45 +34,28 @@ enum Mode {
     Chunk,
 }
 
-/// Marks a member as read, giving up on a second one.
-fn first(seen: &mut bool) -> Option<()> {
-    (!std::mem::replace(seen, true)).then_some(())
-}
-
 fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
     let mut c = Cursor::new(text);
     let mut out = GenerateContentResponse::default();
     let mut seen = [false; 5];
     c.object(|c, key| match key {
-        "candidates" => {
-            first(&mut seen[0])?;
-            out.candidates = candidates(c)?;
-            Some(())
-        }
+        "candidates" => set(&mut seen[0], &mut out.candidates, candidates(c)?),
         "promptFeedback" => {
-            first(&mut seen[1])?;
-            out.prompt_feedback = if c.null() {
+            let value = if c.null() {
                 None
             } else {
                 Some(prompt_feedback(c)?)
             };
-            Some(())
+
+            set(&mut seen[1], &mut out.prompt_feedback, value)
         }
         "usageMetadata" => {
-            first(&mut seen[2])?;
-            out.usage_metadata = if c.null() { None } else { Some(usage(c)?) };
-            Some(())
+            let value = if c.null() { None } else { Some(usage(c)?) };
+
+            set(&mut seen[2], &mut out.usage_metadata, value)
         }
-        "modelVersion" => {
-            first(&mut seen[3])?;
-            out.model_version = c.optional_string()?;
-            Some(())
-        }
-        "responseId" => {
-            first(&mut seen[4])?;
-            out.response_id = c.optional_string()?;
-            Some(())
-        }
+        "modelVersion" => set(&mut seen[3], &mut out.model_version, c.optional_string()?),
+        "responseId" => set(&mut seen[4], &mut out.response_id, c.optional_string()?),
         "error" if mode == Mode::Chunk => None,
         _ => c.skip(),
     })?;
@@ -80,51 +63,40 @@ fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
 }
 
 fn candidates(c: &mut Cursor<'_>) -> Option<Vec<Candidate>> {
-    let mut out = Vec::new();
-    c.array(|c| {
+    c.list(|c| {
         let mut candidate = Candidate::default();
         let mut seen = [false; 3];
         c.object(|c, key| match key {
             "content" => {
-                first(&mut seen[0])?;
-                candidate.content = if c.null() { None } else { Some(content(c)?) };
-                Some(())
+                let value = if c.null() { None } else { Some(content(c)?) };
+
+                set(&mut seen[0], &mut candidate.content, value)
             }
-            "finishReason" => {
-                first(&mut seen[1])?;
-                candidate.finish_reason = c.optional_string()?;
-                Some(())
-            }
+            "finishReason" => set(
+                &mut seen[1],
+                &mut candidate.finish_reason,
+                c.optional_string()?,
+            ),
             "index" => {
-                first(&mut seen[2])?;
-                candidate.index = match c.optional_uint()? {
+                let value = match c.optional_uint()? {
                     Some(n) => Some(u32::try_from(n).ok()?),
                     None => None,
                 };
-                Some(())
+
+                set(&mut seen[2], &mut candidate.index, value)
             }
             _ => c.skip(),
         })?;
-        out.push(candidate);
-        Some(())
-    })?;
-    Some(out)
+        Some(candidate)
+    })
 }
 
 fn content(c: &mut Cursor<'_>) -> Option<Content> {
     let mut out = Content::default();
     let mut seen = [false; 2];
     c.object(|c, key| match key {
-        "role" => {
-            first(&mut seen[0])?;
-            out.role = c.optional_string()?;
-            Some(())
-        }
-        "parts" => {
-            first(&mut seen[1])?;
-            out.parts = parts(c)?;
-            Some(())
-        }
+        "role" => set(&mut seen[0], &mut out.role, c.optional_string()?),
+        "parts" => set(&mut seen[1], &mut out.parts, parts(c)?),
         _ => c.skip(),
     })?;
     Some(out)
@@ -133,26 +105,17 @@ fn content(c: &mut Cursor<'_>) -> Option<Content> {
 /// Text parts only: a data part (`inlineData`, `fileData`, `functionCall`,
 /// `functionResponse`) that is not null is left to the decoder.
 fn parts(c: &mut Cursor<'_>) -> Option<Vec<Part>> {
-    let mut out = Vec::new();
-    c.array(|c| {
+    c.list(|c| {
         let mut part = Part::default();
         let mut seen = [false; 7];
         c.object(|c, key| match key {
-            "text" => {
-                first(&mut seen[0])?;
-                part.text = c.optional_string()?;
-                Some(())
-            }
-            "thought" => {
-                first(&mut seen[1])?;
-                part.thought = c.optional_bool()?;
-                Some(())
-            }
-            "thoughtSignature" => {
-                first(&mut seen[2])?;
-                part.thought_signature = c.optional_string()?;
-                Some(())
-            }
+            "text" => set(&mut seen[0], &mut part.text, c.optional_string()?),
+            "thought" => set(&mut seen[1], &mut part.thought, c.optional_bool()?),
+            "thoughtSignature" => set(
+                &mut seen[2],
+                &mut part.thought_signature,
+                c.optional_string()?,
+            ),
             "inlineData" | "fileData" | "functionCall" | "functionResponse" => {
                 let i = match key {
                     "inlineData" => 3,
@@ -160,27 +123,23 @@ fn parts(c: &mut Cursor<'_>) -> Option<Vec<Part>> {
                     "functionCall" => 5,
                     _ => 6,
                 };
-                first(&mut seen[i])?;
                 // Null is the field's absence; anything else is the decoder's.
-                c.null().then_some(())
+                if !c.null() {
+                    return None;
+                }
+                set(&mut seen[i], &mut (), ())
             }
             _ => c.skip(),
         })?;
-        out.push(part);
-        Some(())
-    })?;
-    Some(out)
+        Some(part)
+    })
 }
 
 fn prompt_feedback(c: &mut Cursor<'_>) -> Option<PromptFeedback> {
     let mut out = PromptFeedback::default();
     let mut seen = false;
     c.object(|c, key| match key {
-        "blockReason" => {
-            first(&mut seen)?;
-            out.block_reason = c.optional_string()?;
-            Some(())
-        }
+        "blockReason" => set(&mut seen, &mut out.block_reason, c.optional_string()?),
         _ => c.skip(),
     })?;
     Some(out)
@@ -200,25 +159,15 @@ fn usage(c: &mut Cursor<'_>) -> Option<UsageMetadata> {
             "totalTokenCount" => 5,
             _ => return c.skip(),
         };
-        first(&mut seen[i])?;
-        counts[i] = c.uint()?;
-        Some(())
+        set(&mut seen[i], &mut counts[i], c.uint()?)
     })?;
-    let [
-        prompt_token_count,
-        cached_content_token_count,
-        candidates_token_count,
-        tool_use_prompt_token_count,
-        thoughts_token_count,
-        total_token_count,
-    ] = counts;
     Some(UsageMetadata {
-        prompt_token_count,
-        cached_content_token_count,
-        candidates_token_count,
-        tool_use_prompt_token_count,
-        thoughts_token_count,
-        total_token_count,
+        prompt_token_count: counts[0],
+        cached_content_token_count: counts[1],
+        candidates_token_count: counts[2],
+        tool_use_prompt_token_count: counts[3],
+        thoughts_token_count: counts[4],
+        total_token_count: counts[5],
     })
 }
 
@@ -290,18 +239,10 @@ mod tests {
 
     #[test]
     fn common_answers_and_chunks_are_read_by_hand_into_the_decoders_answer() {
-        for body in COMMON {
-            let response = read_response(body.as_bytes());
-            assert!(response.is_some(), "should be read by hand: {body}");
-            assert_eq!(response, response_by_serde(body.as_bytes()), "{body}");
-            let chunk = read_chunk(body);
-            assert!(chunk.is_some(), "should be read by hand: {body}");
-            assert_eq!(chunk, chunk_by_serde(body.as_bytes()), "{body}");
-        }
-        for body in DECLINED {
-            assert!(read_response(body.as_bytes()).is_none(), "{body}");
-            assert!(read_chunk(body).is_none(), "{body}");
-        }
+        use crate::scan::assert_reads_common_and_declines;
+        assert_reads_common_and_declines(COMMON, DECLINED, read_response, response_by_serde);
+        let chunk = |body: &[u8]| read_chunk(std::str::from_utf8(body).ok()?);
+        assert_reads_common_and_declines(COMMON, DECLINED, chunk, chunk_by_serde);
         // An in-band error: a whole answer's decoder skips the member, a chunk's reads it.
         let error = r#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
         assert_eq!(read_chunk(error), None);
@@ -315,42 +256,18 @@ mod tests {
     /// the reader takes, the decoders take into the same answer and chunk.
     #[test]
     fn no_changed_answer_is_read_otherwise_than_by_the_decoders() {
-        let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
-        let (mut tried, mut by_hand) = (0, 0);
-        for body in COMMON {
-            let body = body.as_bytes();
-            for at in 0..=body.len() {
-                let mut changed = Vec::new();
-                if at < body.len() {
-                    let mut removed = body.to_vec();
-                    removed.remove(at);
-                    changed.push(removed);
-                }
-                for &b in bytes {
-                    let mut inserted = body.to_vec();
-                    inserted.insert(at, b);
-                    changed.push(inserted);
-                    if at < body.len() {
-                        let mut replaced = body.to_vec();
-                        replaced[at] = b;
-                        changed.push(replaced);
-                    }
-                }
-                for body in changed {
-                    tried += 1;
-                    let text = String::from_utf8_lossy(&body);
-                    if let Some(response) = read_response(&body) {
-                        by_hand += 1;
-                        assert_eq!(Some(response), response_by_serde(&body), "{text}");
-                    }
-                    if let Ok(data) = std::str::from_utf8(&body)
-                        && let Some(chunk) = read_chunk(data)
-                    {
-                        assert_eq!(Some(chunk), chunk_by_serde(&body), "{text}");
-                    }
-                }
+        crate::scan::assert_every_one_byte_change(COMMON, |body| {
+            let text = String::from_utf8_lossy(body);
+            if let Ok(data) = std::str::from_utf8(body)
+                && let Some(chunk) = read_chunk(data)
+            {
+                assert_eq!(Some(chunk), chunk_by_serde(body), "{text}");
             }
-        }
-        assert!(by_hand * 10 > tried, "{by_hand} of {tried}");
+            let Some(response) = read_response(body) else {
+                return false;
+            };
+            assert_eq!(Some(response), response_by_serde(body), "{text}");
+            true
+        });
     }
 }

@@ -11,7 +11,7 @@ use super::{
     WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireFunctionCall, WireMessage,
     WirePromptDetails, WireToolCall, WireUsage,
 };
-use crate::scan::Cursor;
+use crate::scan::{Cursor, set};
 
 /// The reply, if it is in the common form.
 pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
@@ -34,16 +34,6 @@ pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
         Some(())
     })?;
     c.at_end().then_some(out)
-}
-
-/// Sets a field of a derived struct once: serde refuses a duplicate field, so the reader gives
-/// up on one.
-fn once<T>(slot: &mut Option<T>, seen: &mut bool, value: Option<T>) -> Option<()> {
-    if std::mem::replace(seen, true) {
-        return None;
-    }
-    *slot = value;
-    Some(())
 }
 
 fn choices<'a>(c: &mut Cursor<'a>) -> Option<WireChoices<WireChoice<'a>>> {
@@ -69,11 +59,11 @@ fn choice<'a>(c: &mut Cursor<'a>) -> Option<WireChoice<'a>> {
             } else {
                 Some(self::message(c)?)
             };
-            once(&mut message, &mut seen_message, value)
+            set(&mut seen_message, &mut message, value)
         }
         "finish_reason" => {
             let value = if c.null() { None } else { Some(c.string()?) };
-            once(&mut finish_reason, &mut seen_finish, value)
+            set(&mut seen_finish, &mut finish_reason, value)
         }
         _ => c.skip(),
     })?;
@@ -95,12 +85,12 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
             "reasoning" => 3,
             "tool_calls" => {
                 let value = if c.null() { None } else { Some(calls(c)?) };
-                return once(&mut tool_calls, &mut seen[4], value);
+                return set(&mut seen[4], &mut tool_calls, value);
             }
             _ => return c.skip(),
         };
         let value = c.optional_string()?;
-        once(&mut texts[i], &mut seen[i], value)
+        set(&mut seen[i], &mut texts[i], value)
     })?;
     let [content, refusal, reasoning_content, reasoning] = texts;
     Some(WireMessage {
@@ -114,8 +104,7 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
 
 /// `tool_calls`: each call's index, id and function (its `type` and anything else skipped).
 fn calls(c: &mut Cursor<'_>) -> Option<Vec<WireToolCall>> {
-    let mut out = Vec::new();
-    c.array(|c| {
+    c.list(|c| {
         let (mut index, mut id, mut function) = (None, None, None);
         let mut seen = [false; 3];
         c.object(|c, key| match key {
@@ -124,11 +113,11 @@ fn calls(c: &mut Cursor<'_>) -> Option<Vec<WireToolCall>> {
                     Some(n) => Some(u32::try_from(n).ok()?),
                     None => None,
                 };
-                once(&mut index, &mut seen[0], value)
+                set(&mut seen[0], &mut index, value)
             }
             "id" => {
                 let value = c.optional_string()?;
-                once(&mut id, &mut seen[1], value)
+                set(&mut seen[1], &mut id, value)
             }
             "function" => {
                 let value = if c.null() {
@@ -136,18 +125,16 @@ fn calls(c: &mut Cursor<'_>) -> Option<Vec<WireToolCall>> {
                 } else {
                     Some(self::function(c)?)
                 };
-                once(&mut function, &mut seen[2], value)
+                set(&mut seen[2], &mut function, value)
             }
             _ => c.skip(),
         })?;
-        out.push(WireToolCall {
+        Some(WireToolCall {
             index,
             id,
             function,
-        });
-        Some(())
-    })?;
-    Some(out)
+        })
+    })
 }
 
 /// A call's `function`: its name and arguments (the arguments' JSON text, as a string).
@@ -157,11 +144,11 @@ fn function(c: &mut Cursor<'_>) -> Option<WireFunctionCall> {
     c.object(|c, key| match key {
         "name" => {
             let value = c.optional_string()?;
-            once(&mut name, &mut seen[0], value)
+            set(&mut seen[0], &mut name, value)
         }
         "arguments" => {
             let value = c.optional_string()?;
-            once(&mut arguments, &mut seen[1], value)
+            set(&mut seen[1], &mut arguments, value)
         }
         _ => c.skip(),
     })?;
@@ -173,9 +160,9 @@ fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
     let mut seen = [false; 5];
     let (mut prompt_details, mut completion_details) = (None, None);
     c.object(|c, key| match key {
-        "prompt_tokens" => once(&mut counts[0], &mut seen[0], Some(c.uint()?)),
-        "completion_tokens" => once(&mut counts[1], &mut seen[1], Some(c.uint()?)),
-        "prompt_cache_hit_tokens" => once(&mut counts[2], &mut seen[2], c.optional_uint()?),
+        "prompt_tokens" => set(&mut seen[0], &mut counts[0], Some(c.uint()?)),
+        "completion_tokens" => set(&mut seen[1], &mut counts[1], Some(c.uint()?)),
+        "prompt_cache_hit_tokens" => set(&mut seen[2], &mut counts[2], c.optional_uint()?),
         "prompt_tokens_details" => {
             let value = if c.null() {
                 None
@@ -184,7 +171,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
                     cached_tokens: one_count(c, "cached_tokens")?,
                 })
             };
-            once(&mut prompt_details, &mut seen[3], value)
+            set(&mut seen[3], &mut prompt_details, value)
         }
         "completion_tokens_details" => {
             let value = if c.null() {
@@ -194,7 +181,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
                     reasoning_tokens: one_count(c, "reasoning_tokens")?,
                 })
             };
-            once(&mut completion_details, &mut seen[4], value)
+            set(&mut seen[4], &mut completion_details, value)
         }
         _ => c.skip(),
     })?;
@@ -213,7 +200,7 @@ fn one_count(c: &mut Cursor<'_>, name: &str) -> Option<Option<u64>> {
     c.object(|c, key| {
         if key == name {
             let value = c.optional_uint()?;
-            once(&mut count, &mut seen, value)
+            set(&mut seen, &mut count, value)
         } else {
             c.skip()
         }
@@ -310,60 +297,25 @@ mod tests {
 
     #[test]
     fn common_replies_are_read_by_hand_into_the_serde_decoders_answer() {
-        for body in COMMON {
-            let by_hand = read(body.as_bytes()).map(chat_response);
-            assert!(by_hand.is_some(), "should be read by hand: {body}");
-            assert_eq!(by_hand, by_serde(body.as_bytes()), "{body}");
-        }
-        for body in DECLINED {
-            assert!(
-                read(body.as_bytes()).is_none(),
-                "should be declined: {body}"
-            );
-        }
+        crate::scan::assert_reads_common_and_declines(
+            COMMON,
+            DECLINED,
+            |body| read(body).map(chat_response),
+            by_serde,
+        );
     }
 
     /// Every one-byte change of every common reply (a byte replaced, removed or added): what
     /// the reader takes, the serde decoder takes into the same response.
     #[test]
     fn no_changed_reply_is_read_otherwise_than_by_the_serde_decoder() {
-        let bytes: &[u8] = b"\"\\,:{}[]0-.e5 nt\x01/u\xc3";
-        let (mut tried, mut by_hand) = (0, 0);
-        for body in COMMON {
-            let body = body.as_bytes();
-            for at in 0..=body.len() {
-                let mut changed = Vec::new();
-                if at < body.len() {
-                    let mut removed = body.to_vec();
-                    removed.remove(at);
-                    changed.push(removed);
-                }
-                for &b in bytes {
-                    let mut inserted = body.to_vec();
-                    inserted.insert(at, b);
-                    changed.push(inserted);
-                    if at < body.len() {
-                        let mut replaced = body.to_vec();
-                        replaced[at] = b;
-                        changed.push(replaced);
-                    }
-                }
-                for body in changed {
-                    tried += 1;
-                    if let Some(wire) = read(&body) {
-                        by_hand += 1;
-                        assert_eq!(
-                            Some(chat_response(wire)),
-                            by_serde(&body),
-                            "{}",
-                            String::from_utf8_lossy(&body)
-                        );
-                    }
-                }
-            }
-        }
-        // Changes inside texts and between tokens keep a reply readable: the comparison above
-        // ran on many of them, not on none.
-        assert!(by_hand * 10 > tried, "{by_hand} of {tried}");
+        crate::scan::assert_every_one_byte_change(COMMON, |body| {
+            let Some(wire) = read(body) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(body);
+            assert_eq!(Some(chat_response(wire)), by_serde(body), "{text}");
+            true
+        });
     }
 }
