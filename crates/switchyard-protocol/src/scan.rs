@@ -71,12 +71,7 @@ impl<'a> Cursor<'a> {
 
     /// Consumes `null` if it is next (the `None` of an optional field).
     pub(crate) fn null(&mut self) -> bool {
-        if self.peek() == Some(b'n') && self.bytes()[self.at..].starts_with(b"null") {
-            self.at += 4;
-            true
-        } else {
-            false
-        }
+        self.peek() == Some(b'n') && self.literal(b"null").is_some()
     }
 
     /// Calls `field` with each key of the object that comes next, the cursor on its value,
@@ -163,8 +158,7 @@ impl<'a> Cursor<'a> {
         serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
     }
 
-    /// The string that comes next, or `None` for `null` (an `Option<String>` field): `Err` is
-    /// neither.
+    /// An `Option<String>` field: `Some(None)` for `null`, `None` for anything but a string.
     pub(crate) fn optional_string(&mut self) -> Option<Option<String>> {
         if self.null() {
             return Some(None);
@@ -216,7 +210,7 @@ impl<'a> Cursor<'a> {
         digits.parse().ok()
     }
 
-    /// An optional `u64` field: `None` for `null`.
+    /// An `Option<u64>` field: `Some(None)` for `null`.
     pub(crate) fn optional_uint(&mut self) -> Option<Option<u64>> {
         if self.null() {
             return Some(None);
@@ -224,7 +218,7 @@ impl<'a> Cursor<'a> {
         self.uint().map(Some)
     }
 
-    /// An optional `bool` field: `None` for `null`.
+    /// An `Option<bool>` field: `Some(None)` for `null`.
     pub(crate) fn optional_bool(&mut self) -> Option<Option<bool>> {
         match self.peek()? {
             b'n' => self.literal(b"null").map(|()| None),
