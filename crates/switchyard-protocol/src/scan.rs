@@ -158,12 +158,21 @@ impl<'a> Cursor<'a> {
         serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
     }
 
-    /// An `Option<String>` field: `Some(None)` for `null`, `None` for anything but a string.
-    pub(crate) fn optional_string(&mut self) -> Option<Option<String>> {
+    /// An optional field: `Some(None)` for `null`, else what `read` reads (`None` when it gives
+    /// up).
+    pub(crate) fn optional<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<Option<T>> {
         if self.null() {
             return Some(None);
         }
-        self.string().map(|s| Some(s.into_owned()))
+        read(self).map(Some)
+    }
+
+    /// An `Option<String>` field: `Some(None)` for `null`, `None` for anything but a string.
+    pub(crate) fn optional_string(&mut self) -> Option<Option<String>> {
+        self.optional(|c| c.string().map(Cow::into_owned))
     }
 
     /// The JSON text of the string that comes next, quotes included, its escapes checked
@@ -212,10 +221,7 @@ impl<'a> Cursor<'a> {
 
     /// An `Option<u64>` field: `Some(None)` for `null`.
     pub(crate) fn optional_uint(&mut self) -> Option<Option<u64>> {
-        if self.null() {
-            return Some(None);
-        }
-        self.uint().map(Some)
+        self.optional(Self::uint)
     }
 
     /// An `Option<bool>` field: `Some(None)` for `null`.

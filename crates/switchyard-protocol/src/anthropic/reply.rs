@@ -29,14 +29,7 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
             "stop_reason" => 4,
             "stop_sequence" => 5,
             "content" => return set(&mut seen[6], &mut content, blocks(c)?),
-            "usage" => {
-                let value = if c.null() {
-                    None
-                } else {
-                    Some(self::usage(c)?)
-                };
-                return set(&mut seen[7], &mut usage, value);
-            }
+            "usage" => return set(&mut seen[7], &mut usage, c.optional(self::usage)?),
             _ => {
                 let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
                 // A member named twice is left to the decoder.
@@ -83,8 +76,7 @@ fn blocks(c: &mut Cursor<'_>) -> Option<Vec<ContentBlock>> {
                 "signature" => 3,
                 _ => return c.skip(),
             };
-            let value = Some(c.string()?.into_owned());
-            set(&mut seen[i], &mut fields[i], value)
+            set(&mut seen[i], &mut fields[i], Some(c.string()?.into_owned()))
         })?;
         let [kind, text, thinking, signature] = fields;
         Some(match kind?.as_str() {

@@ -40,20 +40,12 @@ fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
     let mut seen = [false; 5];
     c.object(|c, key| match key {
         "candidates" => set(&mut seen[0], &mut out.candidates, candidates(c)?),
-        "promptFeedback" => {
-            let value = if c.null() {
-                None
-            } else {
-                Some(prompt_feedback(c)?)
-            };
-
-            set(&mut seen[1], &mut out.prompt_feedback, value)
-        }
-        "usageMetadata" => {
-            let value = if c.null() { None } else { Some(usage(c)?) };
-
-            set(&mut seen[2], &mut out.usage_metadata, value)
-        }
+        "promptFeedback" => set(
+            &mut seen[1],
+            &mut out.prompt_feedback,
+            c.optional(prompt_feedback)?,
+        ),
+        "usageMetadata" => set(&mut seen[2], &mut out.usage_metadata, c.optional(usage)?),
         "modelVersion" => set(&mut seen[3], &mut out.model_version, c.optional_string()?),
         "responseId" => set(&mut seen[4], &mut out.response_id, c.optional_string()?),
         "error" if mode == Mode::Chunk => None,
@@ -67,21 +59,14 @@ fn candidates(c: &mut Cursor<'_>) -> Option<Vec<Candidate>> {
         let mut candidate = Candidate::default();
         let mut seen = [false; 3];
         c.object(|c, key| match key {
-            "content" => {
-                let value = if c.null() { None } else { Some(content(c)?) };
-
-                set(&mut seen[0], &mut candidate.content, value)
-            }
+            "content" => set(&mut seen[0], &mut candidate.content, c.optional(content)?),
             "finishReason" => set(
                 &mut seen[1],
                 &mut candidate.finish_reason,
                 c.optional_string()?,
             ),
             "index" => {
-                let value = match c.optional_uint()? {
-                    Some(n) => Some(u32::try_from(n).ok()?),
-                    None => None,
-                };
+                let value = c.optional(|c| u32::try_from(c.uint()?).ok())?;
 
                 set(&mut seen[2], &mut candidate.index, value)
             }

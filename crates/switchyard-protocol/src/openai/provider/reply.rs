@@ -24,7 +24,7 @@ pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
             "model" => out.model = c.string()?.into_owned(),
             "created" => out.created = i64::try_from(c.uint()?).ok()?,
             "choices" => out.choices = choices(c)?,
-            "usage" => out.usage = if c.null() { None } else { Some(usage(c)?) },
+            "usage" => out.usage = c.optional(usage)?,
             "object" | "system_fingerprint" => c.skip()?,
             _ => {
                 let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
@@ -53,18 +53,12 @@ fn choice<'a>(c: &mut Cursor<'a>) -> Option<WireChoice<'a>> {
     let (mut message, mut finish_reason) = (None, None);
     let (mut seen_message, mut seen_finish) = (false, false);
     c.object(|c, key| match key {
-        "message" => {
-            let value = if c.null() {
-                None
-            } else {
-                Some(self::message(c)?)
-            };
-            set(&mut seen_message, &mut message, value)
-        }
-        "finish_reason" => {
-            let value = if c.null() { None } else { Some(c.string()?) };
-            set(&mut seen_finish, &mut finish_reason, value)
-        }
+        "message" => set(&mut seen_message, &mut message, c.optional(self::message)?),
+        "finish_reason" => set(
+            &mut seen_finish,
+            &mut finish_reason,
+            c.optional(|c| c.string())?,
+        ),
         _ => c.skip(),
     })?;
     Some(WireChoice {
@@ -83,14 +77,10 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
             "refusal" => 1,
             "reasoning_content" => 2,
             "reasoning" => 3,
-            "tool_calls" => {
-                let value = if c.null() { None } else { Some(calls(c)?) };
-                return set(&mut seen[4], &mut tool_calls, value);
-            }
+            "tool_calls" => return set(&mut seen[4], &mut tool_calls, c.optional(calls)?),
             _ => return c.skip(),
         };
-        let value = c.optional_string()?;
-        set(&mut seen[i], &mut texts[i], value)
+        set(&mut seen[i], &mut texts[i], c.optional_string()?)
     })?;
     let [content, refusal, reasoning_content, reasoning] = texts;
     Some(WireMessage {
@@ -109,24 +99,11 @@ fn calls(c: &mut Cursor<'_>) -> Option<Vec<WireToolCall>> {
         let mut seen = [false; 3];
         c.object(|c, key| match key {
             "index" => {
-                let value = match c.optional_uint()? {
-                    Some(n) => Some(u32::try_from(n).ok()?),
-                    None => None,
-                };
+                let value = c.optional(|c| u32::try_from(c.uint()?).ok())?;
                 set(&mut seen[0], &mut index, value)
             }
-            "id" => {
-                let value = c.optional_string()?;
-                set(&mut seen[1], &mut id, value)
-            }
-            "function" => {
-                let value = if c.null() {
-                    None
-                } else {
-                    Some(self::function(c)?)
-                };
-                set(&mut seen[2], &mut function, value)
-            }
+            "id" => set(&mut seen[1], &mut id, c.optional_string()?),
+            "function" => set(&mut seen[2], &mut function, c.optional(self::function)?),
             _ => c.skip(),
         })?;
         Some(WireToolCall {
@@ -142,14 +119,8 @@ fn function(c: &mut Cursor<'_>) -> Option<WireFunctionCall> {
     let (mut name, mut arguments) = (None, None);
     let mut seen = [false; 2];
     c.object(|c, key| match key {
-        "name" => {
-            let value = c.optional_string()?;
-            set(&mut seen[0], &mut name, value)
-        }
-        "arguments" => {
-            let value = c.optional_string()?;
-            set(&mut seen[1], &mut arguments, value)
-        }
+        "name" => set(&mut seen[0], &mut name, c.optional_string()?),
+        "arguments" => set(&mut seen[1], &mut arguments, c.optional_string()?),
         _ => c.skip(),
     })?;
     Some(WireFunctionCall { name, arguments })
@@ -164,23 +135,19 @@ fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
         "completion_tokens" => set(&mut seen[1], &mut counts[1], Some(c.uint()?)),
         "prompt_cache_hit_tokens" => set(&mut seen[2], &mut counts[2], c.optional_uint()?),
         "prompt_tokens_details" => {
-            let value = if c.null() {
-                None
-            } else {
+            let value = c.optional(|c| {
                 Some(WirePromptDetails {
                     cached_tokens: one_count(c, "cached_tokens")?,
                 })
-            };
+            })?;
             set(&mut seen[3], &mut prompt_details, value)
         }
         "completion_tokens_details" => {
-            let value = if c.null() {
-                None
-            } else {
+            let value = c.optional(|c| {
                 Some(WireCompletionDetails {
                     reasoning_tokens: one_count(c, "reasoning_tokens")?,
                 })
-            };
+            })?;
             set(&mut seen[4], &mut completion_details, value)
         }
         _ => c.skip(),
@@ -199,8 +166,7 @@ fn one_count(c: &mut Cursor<'_>, name: &str) -> Option<Option<u64>> {
     let (mut count, mut seen) = (None, false);
     c.object(|c, key| {
         if key == name {
-            let value = c.optional_uint()?;
-            set(&mut seen, &mut count, value)
+            set(&mut seen, &mut count, c.optional_uint()?)
         } else {
             c.skip()
         }
