@@ -33,6 +33,11 @@ impl<'a> Writer<'a> {
     }
 
     fn varint(&mut self, value: u64) {
+        // Keys and most lengths and counts take one byte: pushed, not copied through a call.
+        if value < 0x80 {
+            self.buf.push(value as u8);
+            return;
+        }
         let mut bytes = [0u8; 10];
         let n = varint(value, &mut bytes);
         self.buf.extend_from_slice(&bytes[..n]);
@@ -54,7 +59,10 @@ impl<'a> Writer<'a> {
         let mut prefix = [0u8; 10];
         let n = varint(len as u64, &mut prefix);
         if n > 1 {
-            self.buf.splice(start..start, prefix[1..n].iter().copied());
+            // Move the body up in one copy to make room for the length's other bytes.
+            let end = self.buf.len();
+            self.buf.resize(end + n - 1, 0);
+            self.buf.copy_within(start..end, start + n - 1);
         }
         self.buf[start - 1..start - 1 + n].copy_from_slice(&prefix[..n]);
     }
