@@ -275,7 +275,7 @@ fn pending_record() -> Option<switchyard::telemetry::record::RequestRecord> {
     use switchyard::routing::{RouteDecision, ScoredCandidate};
     let mut r = sample_record()?;
     r.decision = None;
-    r.pending_decision = Some(Box::new(RouteDecision {
+    r.route_decision = Some(Box::new(RouteDecision {
         requested: "gpt-4o-mini".into(),
         alias: "gpt-4o-mini".into(),
         rule: None,

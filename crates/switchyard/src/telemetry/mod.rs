@@ -172,7 +172,7 @@ impl Tracker {
             })
             .collect();
         if keep_decision {
-            r.pending_decision = Some(Box::new(decision));
+            r.route_decision = Some(Box::new(decision));
         }
     }
 
@@ -317,8 +317,8 @@ impl Drop for Tracker {
 /// prompt and response if that is still pending, settling the cuts [`clip`] left for after
 /// masking. So neither the decision's JSON nor the regular expressions cost a request any time.
 pub fn prepare_record(r: &mut RequestRecord) {
-    if let Some(decision) = r.pending_decision.take() {
-        r.decision = record::DecisionJson::of(&*decision);
+    if let Some(decision) = &r.route_decision {
+        r.decision = record::DecisionJson::of(&**decision);
     }
     if !std::mem::take(&mut r.mask_pending) {
         return;

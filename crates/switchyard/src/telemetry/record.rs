@@ -53,7 +53,7 @@ impl RequestRecord {
             customer: None,
             tags: Map::new(),
             decision: None,
-            pending_decision: None,
+            route_decision: None,
             attempts: Vec::new(),
             tokens: None,
             cost_nanos: None,
@@ -348,9 +348,11 @@ pub struct RequestRecord {
     /// The route decision: candidates, rule, strategy, scores, skipped deployments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionJson>,
-    /// The decision itself until the record writer writes it out as `decision`.
+    /// The decision itself, as routing made it: the record writer writes it out as `decision`,
+    /// and exporters in this process read it rather than parse that text back. Absent in
+    /// records read back from the store or the spill file.
     #[serde(skip)]
-    pub pending_decision: Option<Box<crate::routing::RouteDecision>>,
+    pub route_decision: Option<Box<crate::routing::RouteDecision>>,
     pub attempts: Vec<AttemptRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<TokenCounts>,
@@ -433,6 +435,31 @@ impl DecisionJson {
     /// The fields records show of a decision; empty for text of another shape.
     pub fn summary(&self) -> DecisionSummary<'_> {
         serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl<'a> DecisionSummary<'a> {
+    /// The same fields borrowed from the decision itself, for a record that still carries it.
+    pub fn of(decision: &'a crate::routing::RouteDecision) -> Self {
+        let named = |deployment: &'a str, reason: Option<&'a str>| DeploymentNamed {
+            deployment: Cow::Borrowed(deployment),
+            reason: reason.map(Cow::Borrowed),
+        };
+        Self {
+            strategy: Some(Cow::Borrowed(decision.strategy)),
+            rule: decision.rule.as_deref().map(Cow::Borrowed),
+            candidates: (decision.candidates.iter())
+                .map(|c| named(&c.deployment, None))
+                .collect(),
+            skipped: (decision.skipped.iter())
+                .map(|s| named(&s.deployment, Some(&s.reason)))
+                .collect(),
+            fallbacks: decision
+                .fallbacks
+                .iter()
+                .map(|f| Cow::Borrowed(f.as_str()))
+                .collect(),
+        }
     }
 }
 
@@ -524,7 +551,7 @@ mod tests {
             customer: Some("cust".into()),
             tags,
             decision: DecisionJson::of(&decision()),
-            pending_decision: None,
+            route_decision: None,
             attempts: vec![
                 AttemptRecord {
                     alias: "smart".into(),

@@ -20,7 +20,7 @@ use super::protobuf::Writer;
 use crate::config::Config;
 use crate::routing::RoutingTable;
 use crate::telemetry::genai as attr;
-use crate::telemetry::record::{DecisionJson, PromptMessage};
+use crate::telemetry::record::{DecisionSummary, PromptMessage};
 use crate::telemetry::{Outcome, RequestRecord};
 
 /// Longest text of one message part in captured content; the rest is cut.
@@ -380,8 +380,12 @@ fn record_spans(
         a.opt_str(attr::DEPLOYMENT, record.deployment.as_deref());
         a.int(attr::ATTEMPTS, record.attempts.len() as u64);
         a.opt_str(attr::ROUTE_ALIAS, record.alias.as_deref());
-        if let Some(decision) = &record.decision {
-            route_summary(decision, &mut a);
+        // Read from the decision itself when the record carries it (every record of this
+        // process), from its text otherwise (records replayed from the spill file).
+        if let Some(decision) = &record.route_decision {
+            route_summary(&DecisionSummary::of(decision), &mut a);
+        } else if let Some(decision) = &record.decision {
+            route_summary(&decision.summary(), &mut a);
         }
         a.opt_str(attr::VIRTUAL_KEY_ID, record.caller.key_id.as_deref());
         a.opt_str(attr::TEAM, record.caller.team.as_deref());
@@ -498,8 +502,7 @@ fn status(span: &mut Writer<'_>, error_type: Option<&str>, message: Option<&str>
 
 /// The route decision as a few attributes: strategy, rule, the plan's order, what was skipped
 /// and the fallbacks.
-fn route_summary(decision: &DecisionJson, a: &mut Attrs<'_, '_>) {
-    let d = decision.summary();
+fn route_summary(d: &DecisionSummary<'_>, a: &mut Attrs<'_, '_>) {
     a.opt_str(attr::ROUTE_STRATEGY, d.strategy.as_deref());
     a.opt_str(attr::ROUTE_RULE, d.rule.as_deref());
     if !d.candidates.is_empty() {

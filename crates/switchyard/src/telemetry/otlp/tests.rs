@@ -111,7 +111,7 @@ fn record() -> RequestRecord {
         ]),
         response: Some("hello".into()),
         mask_pending: false,
-        pending_decision: None,
+        route_decision: None,
         queued_bytes: 0,
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
@@ -256,6 +256,65 @@ fn request_span_carries_the_genai_attributes() {
     // Content stays out unless asked for.
     assert!(attr(root, "gen_ai.input.messages").is_none());
     assert!(attr(root, "gen_ai.output.messages").is_none());
+}
+
+/// A record of this process carries its route decision beside the decision's text; the span
+/// reads the decision itself and shows exactly what it shows from the text alone.
+#[test]
+fn the_route_reads_the_same_from_the_decision_as_from_its_text() {
+    use crate::routing::{RouteDecision, ScoredCandidate, SkippedDeployment};
+    let candidate = |deployment: &str| ScoredCandidate {
+        alias: "smart".into(),
+        deployment: deployment.into(),
+        score: Some(0.5),
+        cooling: false,
+    };
+    let decision = RouteDecision {
+        requested: "smart".into(),
+        alias: "smart".into(),
+        rule: Some("cheap-first".into()),
+        strategy: "weighted",
+        candidates: vec![
+            candidate("p-backup/claude-x"),
+            candidate("p-openai/gpt-4o-mini"),
+        ],
+        skipped: vec![SkippedDeployment {
+            alias: "smart".into(),
+            deployment: "p-x/y".into(),
+            reason: "no tools".into(),
+        }],
+        fallbacks: vec!["other".into()],
+    };
+    let mut carried = record();
+    carried.decision = None;
+    carried.route_decision = Some(Box::new(decision));
+    crate::telemetry::prepare_record(&mut carried);
+    assert!(
+        carried.decision.is_some(),
+        "the writer still writes the text"
+    );
+    let mut text_only = carried.clone();
+    text_only.route_decision = None;
+    let [from_decision, from_text] = [&carried, &text_only]
+        .map(|r| record_spans(r, &catalog(), false, &mut Counted(0)).remove(0));
+    for key in [
+        "gateway.route.candidates",
+        "gateway.route.skipped",
+        "gateway.route.fallbacks",
+    ] {
+        assert_eq!(
+            strings(&from_decision, key),
+            strings(&from_text, key),
+            "{key}"
+        );
+    }
+    assert_eq!(s(&from_decision, "gateway.route.strategy"), "weighted");
+    assert_eq!(s(&from_decision, "gateway.route.rule"), "cheap-first");
+    assert_eq!(
+        strings(&from_decision, "gateway.route.skipped"),
+        ["p-x/y: no tools"]
+    );
+    assert_eq!(from_decision.attributes, from_text.attributes);
 }
 
 #[test]
