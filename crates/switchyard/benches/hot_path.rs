@@ -325,6 +325,25 @@ fn record_writer_prepare(bencher: Bencher, batch: usize) {
         });
 }
 
+/// A batch's OTLP export body, as the exporter writes it: the spans of each prepared record
+/// (the request and its attempt), written straight into one protobuf buffer.
+#[divan::bench(args = [25])]
+fn otlp_export_encode(bencher: Bencher, batch: usize) {
+    use switchyard::telemetry::otlp::spans;
+    let Some(mut template) = pending_record() else {
+        return;
+    };
+    switchyard::telemetry::prepare_record(&mut template);
+    let records = vec![template; batch];
+    let refs: Vec<_> = records.iter().collect();
+    let catalog = spans::Catalog::default();
+    let mut out = Vec::new();
+    bencher.bench_local(|| {
+        out.clear();
+        spans::export_request(&mut out, b"", &refs, &catalog, false, &mut spans::RandomIds)
+    });
+}
+
 /// A finished record's JSON text, as the store and the spill file keep it: the record's own
 /// writer.
 #[divan::bench]
