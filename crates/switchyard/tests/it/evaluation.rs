@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard_sim::{ReplyRule, SimConfig};
 
-use crate::harness::{Env, Gateway, KEY, Reply, standard_config, start_sim};
+use crate::harness::{
+    Env, Gateway, KEY, PORT_RESTARTS, Reply, lost_its_port, standard_config, start_sim,
+};
 
 const MODELS: &str = r#"
   - alias: va
@@ -669,16 +671,23 @@ impl Mlflow {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    async fn ready(&mut self, http: &reqwest::Client) {
+    async fn ready(&mut self, python: &str, http: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(300);
+        let mut restarts = 0;
         loop {
+            // Asked before the port is: once the server has gone, whatever answers there is not it.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if restarts < PORT_RESTARTS && lost_its_port(&self.log_tail()) {
+                    restarts += 1;
+                    *self = Self::spawn(python);
+                    continue;
+                }
+                panic!("MLflow exited ({status}):\n{}", self.log_tail());
+            }
             if let Ok(r) = http.get(format!("{}/health", self.url)).send().await
                 && r.status().is_success()
             {
                 return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("MLflow exited ({status}):\n{}", self.log_tail());
             }
             assert!(
                 Instant::now() < deadline,
@@ -741,7 +750,7 @@ async fn the_run_appears_in_a_real_mlflow_server() {
     let mut mlflow = Mlflow::spawn(&python);
     let env = env().await;
     let (id, run) = two_target_run(&env).await;
-    mlflow.ready(&env.http).await;
+    mlflow.ready(&python, &env.http).await;
 
     let r = env
         .post(

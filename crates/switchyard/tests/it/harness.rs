@@ -338,6 +338,15 @@ impl Env {
     }
 }
 
+/// Whether a server started on a port chosen free lost it before binding: the port is free when
+/// chosen, the server binds it seconds later, and another test may take it meanwhile.
+pub fn lost_its_port(log: &str) -> bool {
+    log.to_ascii_lowercase().contains("address already in use")
+}
+
+/// How many times a server that lost its port is started again on a new one.
+pub const PORT_RESTARTS: u32 = 3;
+
 pub fn chat(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }

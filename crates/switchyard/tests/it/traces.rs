@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
-use crate::harness::{Env, Gateway, Reply, chat, standard_config_with, start_sim};
+use crate::harness::{
+    Env, Gateway, PORT_RESTARTS, Reply, chat, lost_its_port, standard_config_with, start_sim,
+};
 
 /// Phoenix project the gateway's spans go to (resource attribute `openinference.project.name`).
 const PROJECT: &str = "switchyard-it";
@@ -92,16 +94,23 @@ impl Phoenix {
     }
 
     /// Phoenix runs its database migrations first, which takes a while on a busy machine.
-    async fn ready(&mut self, http: &reqwest::Client) {
+    async fn ready(&mut self, python: &str, http: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(300);
+        let mut restarts = 0;
         loop {
+            // Asked before the port is: once the server has gone, whatever answers there is not it.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if restarts < PORT_RESTARTS && lost_its_port(&self.log_tail()) {
+                    restarts += 1;
+                    *self = Self::spawn(python);
+                    continue;
+                }
+                panic!("Phoenix exited ({status}):\n{}", self.log_tail());
+            }
             if let Ok(r) = http.get(format!("{}/healthz", self.url)).send().await
                 && r.status().is_success()
             {
                 return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("Phoenix exited ({status}):\n{}", self.log_tail());
             }
             assert!(
                 Instant::now() < deadline,
@@ -190,7 +199,7 @@ async fn spans_reach_a_real_receiver() {
     );
     let gw = Gateway::start(&config).await;
     let env = Env { sim, gw, http };
-    phoenix.ready(&env.http).await;
+    phoenix.ready(&python, &env.http).await;
 
     // 1. In the caller's trace; the primary fails once, the fallback answers.
     env.fault("traced-primary", "status=500", Some(1)).await;
