@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use switchyard_sim::{ReplyRule, SimConfig};
 
 use crate::harness::{
-    Env, Gateway, KEY, PORT_RESTARTS, Reply, lost_its_port, standard_config, start_sim,
+    Env, Gateway, KEY, LocalServer, Reply, standard_config, start_sim, wait_ready,
 };
 
 const MODELS: &str = r#"
@@ -624,7 +624,10 @@ struct Mlflow {
     dir: tempfile::TempDir,
 }
 
-impl Mlflow {
+impl LocalServer for Mlflow {
+    const NAME: &'static str = "MLflow";
+    const HEALTH: &'static str = "/health";
+
     fn spawn(python: &str) -> Mlflow {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -665,37 +668,16 @@ impl Mlflow {
         }
     }
 
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("mlflow.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
     }
 
-    async fn ready(&mut self, python: &str, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut restarts = 0;
-        loop {
-            // Asked before the port is: once the server has gone, whatever answers there is not it.
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if restarts < PORT_RESTARTS && lost_its_port(&self.log_tail()) {
-                    restarts += 1;
-                    *self = Self::spawn(python);
-                    continue;
-                }
-                panic!("MLflow exited ({status}):\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(format!("{}/health", self.url)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "MLflow did not become ready within 300 s:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("mlflow.log")
     }
 }
 
@@ -750,7 +732,7 @@ async fn the_run_appears_in_a_real_mlflow_server() {
     let mut mlflow = Mlflow::spawn(&python);
     let env = env().await;
     let (id, run) = two_target_run(&env).await;
-    mlflow.ready(&python, &env.http).await;
+    wait_ready(&mut mlflow, &python, &env.http).await;
 
     let r = env
         .post(

@@ -2,8 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_sim::{SimConfig, SimServer};
@@ -338,14 +339,60 @@ impl Env {
     }
 }
 
-/// Whether a server started on a port chosen free lost it before binding: the port is free when
-/// chosen, the server binds it seconds later, and another test may take it meanwhile.
-pub fn lost_its_port(log: &str) -> bool {
-    log.to_ascii_lowercase().contains("address already in use")
+/// A server a test starts as a child process on a port chosen free (MLflow, Phoenix).
+pub trait LocalServer: Sized {
+    /// Its name in failure messages.
+    const NAME: &'static str;
+    /// The path of its health check.
+    const HEALTH: &'static str;
+    fn spawn(python: &str) -> Self;
+    fn child(&mut self) -> &mut Child;
+    fn url(&self) -> &str;
+    /// The file its output goes to.
+    fn log(&self) -> PathBuf;
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
 }
 
-/// How many times a server that lost its port is started again on a new one.
-pub const PORT_RESTARTS: u32 = 3;
+/// Waits up to 300 s for `server` to answer its health check (such servers migrate a database
+/// first, which takes a while on a busy machine). Its port was free when chosen, but the server
+/// binds it seconds later and another test may take it meanwhile: a server that exits having
+/// lost its port is started again on a new one, up to three times.
+pub async fn wait_ready<S: LocalServer>(server: &mut S, python: &str, http: &reqwest::Client) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut restarts = 0;
+    loop {
+        // Asked before the port is: once the server has gone, whatever answers there is not it.
+        if let Ok(Some(status)) = server.child().try_wait() {
+            let log = server.log_tail();
+            if restarts < 3 && log.to_ascii_lowercase().contains("address already in use") {
+                restarts += 1;
+                *server = S::spawn(python);
+                continue;
+            }
+            panic!("{} exited ({status}):\n{log}", S::NAME);
+        }
+        if let Ok(r) = http
+            .get(format!("{}{}", server.url(), S::HEALTH))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not become ready within 300 s:\n{}",
+            S::NAME,
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
 
 pub fn chat(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
 use crate::harness::{
-    Env, Gateway, PORT_RESTARTS, Reply, chat, lost_its_port, standard_config_with, start_sim,
+    Env, Gateway, LocalServer, Reply, chat, standard_config_with, start_sim, wait_ready,
 };
 
 /// Phoenix project the gateway's spans go to (resource attribute `openinference.project.name`).
@@ -62,65 +62,6 @@ struct Phoenix {
 }
 
 impl Phoenix {
-    /// Starts the server; `ready` waits for it.
-    fn spawn(python: &str) -> Phoenix {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("phoenix.log")).unwrap();
-        let child = Command::new(python)
-            .args(["-m", "phoenix.server.main", "serve"])
-            .env("PHOENIX_WORKING_DIR", dir.path())
-            .env("PHOENIX_HOST", "127.0.0.1")
-            .env("PHOENIX_PORT", port.to_string())
-            // Its gRPC receiver is not used; port 0 keeps it off any fixed port.
-            .env("PHOENIX_GRPC_PORT", "0")
-            .env("PHOENIX_TELEMETRY_ENABLED", "false")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start Phoenix");
-        Phoenix {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            dir,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("phoenix.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Phoenix runs its database migrations first, which takes a while on a busy machine.
-    async fn ready(&mut self, python: &str, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let mut restarts = 0;
-        loop {
-            // Asked before the port is: once the server has gone, whatever answers there is not it.
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if restarts < PORT_RESTARTS && lost_its_port(&self.log_tail()) {
-                    restarts += 1;
-                    *self = Self::spawn(python);
-                    continue;
-                }
-                panic!("Phoenix exited ({status}):\n{}", self.log_tail());
-            }
-            if let Ok(r) = http.get(format!("{}/healthz", self.url)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Phoenix did not become ready within 300 s:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
     /// The project's spans, once at least `count` have arrived.
     async fn spans(&self, http: &reqwest::Client, count: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -149,6 +90,48 @@ impl Phoenix {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+impl LocalServer for Phoenix {
+    const NAME: &'static str = "Phoenix";
+    const HEALTH: &'static str = "/healthz";
+
+    /// Starts the server; `wait_ready` waits for it.
+    fn spawn(python: &str) -> Phoenix {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("phoenix.log")).unwrap();
+        let child = Command::new(python)
+            .args(["-m", "phoenix.server.main", "serve"])
+            .env("PHOENIX_WORKING_DIR", dir.path())
+            .env("PHOENIX_HOST", "127.0.0.1")
+            .env("PHOENIX_PORT", port.to_string())
+            // Its gRPC receiver is not used; port 0 keeps it off any fixed port.
+            .env("PHOENIX_GRPC_PORT", "0")
+            .env("PHOENIX_TELEMETRY_ENABLED", "false")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start Phoenix");
+        Phoenix {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("phoenix.log")
     }
 }
 
@@ -199,7 +182,7 @@ async fn spans_reach_a_real_receiver() {
     );
     let gw = Gateway::start(&config).await;
     let env = Env { sim, gw, http };
-    phoenix.ready(&python, &env.http).await;
+    wait_ready(&mut phoenix, &python, &env.http).await;
 
     // 1. In the caller's trace; the primary fails once, the fallback answers.
     env.fault("traced-primary", "status=500", Some(1)).await;
