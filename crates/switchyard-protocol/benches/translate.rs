@@ -2,6 +2,7 @@
 //! encode per dialect, one stream chunk decoded and re-encoded, and the UTF-8 check of a long
 //! body. Run with `cargo bench -p switchyard-protocol --bench translate`.
 
+use bytes::Bytes;
 use divan::{AllocProfiler, Bencher, black_box};
 use serde_json::json;
 use switchyard_protocol::anthropic::{AnthropicIngress, AnthropicProvider, AnthropicStreamEncoder};
@@ -48,7 +49,7 @@ fn prompt(size: &str) -> String {
     text
 }
 
-fn openai_body(size: &str) -> Vec<u8> {
+fn openai_body(size: &str) -> Bytes {
     json!({
         "model": "gpt-4o-mini",
         "messages": [
@@ -61,9 +62,10 @@ fn openai_body(size: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+    .into()
 }
 
-fn anthropic_body(size: &str) -> Vec<u8> {
+fn anthropic_body(size: &str) -> Bytes {
     json!({
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
@@ -72,6 +74,7 @@ fn anthropic_body(size: &str) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+    .into()
 }
 
 fn target() -> Target<'static> {

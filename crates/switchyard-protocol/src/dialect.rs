@@ -1,6 +1,7 @@
 //! The two dialect traits and the one registry from provider kind to dialect. This is the only
 //! place in the code base that matches on a provider kind.
 
+use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::canonical::{
@@ -43,7 +44,8 @@ pub struct EncodeCtx {
 /// What the client speaks: decode its request, encode our answer, frame our stream.
 pub trait IngressDialect: Send + Sync {
     fn id(&self) -> DialectId;
-    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError>;
+    /// Reads the client's request. Its texts may share `body`'s bytes rather than copy them.
+    fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError>;
     fn encode_chat(&self, response: &crate::canonical::ChatResponse, ctx: &EncodeCtx) -> Vec<u8>;
     fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder>;
     /// The full error body in this dialect's envelope.

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::canonical::Text;
 use crate::error::DecodeError;
 
 /// An object being taken apart field by field.
@@ -324,6 +325,11 @@ impl<'o, 'k> ObjectWriter<'o, 'k> {
         self.put(key, |out| write_str(out, value));
     }
 
+    /// A message text (see [`write_text`]).
+    pub fn text(&mut self, key: &'k str, value: &Text) {
+        self.put(key, |out| write_text(out, value));
+    }
+
     /// A value already in JSON form.
     pub fn raw(&mut self, key: &'k str, json: &[u8]) {
         self.put(key, |out| out.extend_from_slice(json));
@@ -369,6 +375,19 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     write_str_content(out, s);
     out.push(b'"');
+}
+
+/// Writes a message text as a JSON string. A text read from a JSON string without escapes (see
+/// `Text::is_json_plain`) has nothing to escape and is copied as it is, without the scan.
+pub fn write_text(out: &mut Vec<u8>, text: &Text) {
+    if text.is_json_plain() {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        write_str(out, text);
+    }
 }
 
 /// Writes what goes between the quotes of `s` as a JSON string (see [`write_str`]): a string

@@ -11,11 +11,11 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::canonical::ContentPart;
+use crate::canonical::{ContentPart, Text};
 use crate::json::Key;
 
 /// The error that sends a request to the full decoder.
@@ -28,19 +28,33 @@ pub(crate) fn raw_texts(body: &[u8]) -> bool {
     !crate::json::has_control_bytes(body)
 }
 
-/// Parses a body for a one-pass reader whose texts are raw when `raw`. A short body is checked
-/// as UTF-8 whole and then parsed as text (see `json::from_body`), so its keys and small values
-/// are not checked one by one. A long body with raw texts is nearly all texts, each checked as it
-/// is read: it is parsed as bytes instead, so a long prompt is not checked twice.
-pub(crate) fn parse<'de, T: Deserialize<'de>>(body: &'de [u8], raw: bool) -> Option<T> {
+/// Parses a body for a one-pass reader (`seed`) whose texts are raw when `raw`. A short body is
+/// checked as UTF-8 whole and then parsed as text (see `json::from_body`), so its keys and small
+/// values are not checked one by one. A long body with raw texts is nearly all texts, each
+/// checked as it is read: it is parsed as bytes instead, so a long prompt is not checked twice.
+pub(crate) fn parse_seed<'de, S: DeserializeSeed<'de>>(
+    body: &'de [u8],
+    raw: bool,
+    seed: S,
+) -> Option<S::Value> {
+    fn whole<'de, R: serde_json::de::Read<'de>, S: DeserializeSeed<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        seed: S,
+    ) -> Option<S::Value> {
+        let value = seed.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(value)
+    }
     if raw && body.len() > CHECKED_WHOLE_MAX {
-        serde_json::from_slice(body).ok()
-    } else {
-        crate::json::from_body(body).ok()
+        return whole(serde_json::Deserializer::from_slice(body), seed);
+    }
+    match crate::json::utf8(body) {
+        Some(text) => whole(serde_json::Deserializer::from_str(text), seed),
+        None => whole(serde_json::Deserializer::from_slice(body), seed),
     }
 }
 
-/// The longest body `parse` checks whole (with raw texts): some kilobytes of keys and values are
+/// The longest body `parse_seed` checks whole (with raw texts): some kilobytes of keys and values are
 /// checked faster one by one than a second pass over a long text.
 const CHECKED_WHOLE_MAX: usize = 4096;
 
@@ -49,105 +63,139 @@ pub(crate) fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
     crate::json::utf8(v).ok_or_else(decline)
 }
 
-/// A string's text: read as a raw string when `RAW`.
-pub(crate) struct Text<const RAW: bool>(pub String);
+/// The body the texts are read from. A string without escapes is handed over borrowed from it,
+/// and its text shares the body's bytes rather than copying them (a long prompt is most of its
+/// body); a string with escapes is unescaped into a text of its own.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'b, const RAW: bool>(pub &'b Bytes);
 
-impl<'de, const RAW: bool> Deserialize<'de> for Text<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for TextVisitor<RAW> {
-            type Value = Text<RAW>;
+impl<const RAW: bool> Source<'_, RAW> {
+    /// The text of a string without escapes, borrowed from the body.
+    pub(crate) fn unescaped<E: de::Error>(self, v: &[u8]) -> Result<Text, E> {
+        Text::unescaped_in(self.0, v).ok_or_else(decline)
+    }
+}
+
+/// The text of a string the parser unescaped (a raw one not yet checked as UTF-8): a copy.
+pub(crate) fn escaped_text<E: de::Error>(v: &[u8]) -> Result<Text, E> {
+    Ok(Text::from(utf8(v)?))
+}
+
+/// A string's text, read from `Source`.
+pub(crate) struct TextSeed<'b, const RAW: bool>(pub Source<'b, RAW>);
+
+impl<'de, const RAW: bool> DeserializeSeed<'de> for TextSeed<'_, RAW> {
+    type Value = Text;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Text, D::Error> {
+        struct TextVisitor<'b, const RAW: bool>(Source<'b, RAW>);
+        impl<'de, const RAW: bool> Visitor<'de> for TextVisitor<'_, RAW> {
+            type Value = Text;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text<RAW>, E> {
-                Ok(Text(utf8(v)?.to_owned()))
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Text, E> {
+                self.0.unescaped(v)
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<RAW>, E> {
-                Ok(Text(v.to_owned()))
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text, E> {
+                escaped_text(v)
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<RAW>, E> {
-                Ok(Text(v))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text, E> {
+                self.0.unescaped(v.as_bytes())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text::from(v))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
+                Ok(Text::from(v))
             }
         }
         if RAW {
-            deserializer.deserialize_bytes(TextVisitor::<RAW>)
+            deserializer.deserialize_bytes(TextVisitor(self.0))
         } else {
-            deserializer.deserialize_string(TextVisitor::<RAW>)
+            deserializer.deserialize_string(TextVisitor(self.0))
         }
     }
 }
 
-/// A list read element by element.
-pub(crate) struct List<T>(pub Vec<T>);
+/// A list whose every element is read with (a copy of) the seed.
+pub(crate) struct ListSeed<S>(pub S);
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-            type Value = List<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<List<T>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(element) = seq.next_element()? {
-                    out.push(element);
-                }
-                Ok(List(out))
-            }
+impl<'de, S: DeserializeSeed<'de> + Clone> DeserializeSeed<'de> for ListSeed<S> {
+    type Value = Vec<S::Value>;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de> + Clone> Visitor<'de> for ListSeed<S> {
+    type Value = Vec<S::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        while let Some(element) = seq.next_element_seed(self.0.clone())? {
+            out.push(element);
         }
-        deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
+        Ok(out)
     }
 }
 
 /// A text part or block, `{"type": "text", "text": …, "cache_control": …}`, each field at most
 /// once (OpenAI's text parts and Anthropic's text blocks have the same shape).
-pub(crate) struct TextPart<const RAW: bool>(pub ContentPart);
+#[derive(Clone, Copy)]
+struct TextPartSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Deserialize<'de> for TextPart<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PartVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for PartVisitor<RAW> {
-            type Value = TextPart<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a text part")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextPart<RAW>, A::Error> {
-                let mut is_text = None;
-                let mut text: Option<String> = None;
-                let mut cache_control: Option<Option<Value>> = None;
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match &*key.0 {
-                        "type" if is_text.is_none() => {
-                            is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
-                        }
-                        "text" if text.is_none() => text = Some(map.next_value::<Text<RAW>>()?.0),
-                        "cache_control" if cache_control.is_none() => {
-                            cache_control = Some(map.next_value()?);
-                        }
-                        _ => return Err(decline()),
-                    }
+impl<'de, const RAW: bool> DeserializeSeed<'de> for TextPartSeed<'_, RAW> {
+    type Value = ContentPart;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ContentPart, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for TextPartSeed<'_, RAW> {
+    type Value = ContentPart;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a text part")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentPart, A::Error> {
+        let mut is_text = None;
+        let mut text: Option<Text> = None;
+        let mut cache_control: Option<Option<Value>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "type" if is_text.is_none() => {
+                    is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
                 }
-                match (is_text, text) {
-                    (Some(true), Some(text)) => Ok(TextPart(ContentPart::Text {
-                        text,
-                        cache_control: cache_control.flatten(),
-                    })),
-                    _ => Err(decline()),
+                "text" if text.is_none() => text = Some(map.next_value_seed(TextSeed(self.0))?),
+                "cache_control" if cache_control.is_none() => {
+                    cache_control = Some(map.next_value()?);
                 }
+                _ => return Err(decline()),
             }
         }
-        deserializer.deserialize_map(PartVisitor::<RAW>)
+        match (is_text, text) {
+            (Some(true), Some(text)) => Ok(ContentPart::Text {
+                text,
+                cache_control: cache_control.flatten(),
+            }),
+            _ => Err(decline()),
+        }
     }
 }
 
 /// A list of text parts.
 pub(crate) fn read_parts<'de, const RAW: bool, A: SeqAccess<'de>>(
+    source: Source<'_, RAW>,
     seq: A,
 ) -> Result<Vec<ContentPart>, A::Error> {
-    let list = List::<TextPart<RAW>>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-    Ok(list.0.into_iter().map(|p| p.0).collect())
+    ListSeed(TextPartSeed(source)).visit_seq(seq)
 }
 
 /// Holds a dialect's one-pass reader to its full decoder: every body of `common` (each also
@@ -156,7 +204,7 @@ pub(crate) fn read_parts<'de, const RAW: bool, A: SeqAccess<'de>>(
 /// decoder, whose answer (errors and all) is the dialect's.
 #[cfg(test)]
 pub(crate) fn assert_reads_as_the_full_decoder(
-    one_pass: impl Fn(&[u8]) -> Option<crate::canonical::ChatRequest>,
+    one_pass: impl Fn(&Bytes) -> Option<crate::canonical::ChatRequest>,
     full: impl Fn(&[u8]) -> Result<crate::canonical::ChatRequest, crate::error::DecodeError>,
     dialect: &dyn crate::dialect::IngressDialect,
     common: &[&str],
@@ -171,17 +219,17 @@ pub(crate) fn assert_reads_as_the_full_decoder(
         .copied()
         .chain(flattened.iter().map(String::as_str))
     {
-        let read = one_pass(body.as_bytes());
+        let read = one_pass(&Bytes::copy_from_slice(body.as_bytes()));
         assert!(read.is_some(), "should be read in one pass: {body}");
         assert_eq!(read.map(Ok), Some(full(body.as_bytes())), "{body}");
     }
     for body in declined {
         assert!(
-            one_pass(body.as_bytes()).is_none(),
+            one_pass(&Bytes::copy_from_slice(body.as_bytes())).is_none(),
             "should need the full decoder: {body}"
         );
         assert_eq!(
-            dialect.decode_chat(body.as_bytes()),
+            dialect.decode_chat(&Bytes::copy_from_slice(body.as_bytes())),
             full(body.as_bytes()),
             "{body}"
         );

@@ -28,6 +28,7 @@ use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Map, Value, json};
 use switchyard_protocol::DialectId;
@@ -371,7 +372,7 @@ fn goldens() {
 
     for (ingress_name, ingress) in &ingresses {
         for (case, path) in cases(&root.join("requests").join(ingress_name), "json") {
-            let body = std::fs::read(&path).unwrap();
+            let body = Bytes::from(std::fs::read(&path).unwrap());
             let request = match ingress.decode_chat(&body) {
                 Ok(request) => request,
                 Err(e) => {
@@ -766,7 +767,7 @@ impl Targets {
     /// Client decoders; a decoded request is built for every provider.
     fn requests(&self, input: &[u8]) {
         for (name, ingress) in &self.ingresses {
-            match ingress.decode_chat(input) {
+            match ingress.decode_chat(&Bytes::copy_from_slice(input)) {
                 Err(e) => assert_decode_error(&e, name),
                 Ok(request) => {
                     for provider in &self.providers {

@@ -13,23 +13,24 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::wire::Metadata;
-use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role};
+use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, decline, parse, raw_texts, read_parts, utf8};
+use crate::one_pass::{ListSeed, Source, decline, escaped_text, parse_seed, raw_texts, read_parts};
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
-/// bytes are read as raw strings (see `one_pass`).
-pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
+/// bytes are read as raw strings, and texts without escapes share the body's bytes (see
+/// `one_pass`).
+pub(super) fn decode(body: &Bytes) -> Option<ChatRequest> {
     if raw_texts(body) {
-        parse::<Common<true>>(body, true).map(|c| c.0)
+        parse_seed(body, true, RequestVisitor(Source::<true>(body)))
     } else {
-        parse::<Common<false>>(body, false).map(|c| c.0)
+        parse_seed(body, false, RequestVisitor(Source::<false>(body)))
     }
 }
 
@@ -42,28 +43,30 @@ fn first_time<E: de::Error>(seen: &mut u16, field: u16) -> Result<(), E> {
     Ok(())
 }
 
-struct Common<const RAW: bool>(ChatRequest);
+struct RequestVisitor<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Deserialize<'de> for Common<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RequestVisitor::<RAW>)
+impl<'de, const RAW: bool> DeserializeSeed<'de> for RequestVisitor<'_, RAW> {
+    type Value = ChatRequest;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ChatRequest, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct RequestVisitor<const RAW: bool>;
-
-impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
-    type Value = Common<RAW>;
+impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
+    type Value = ChatRequest;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a messages request")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common<RAW>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
         let mut seen = 0u16;
         let mut model: Option<String> = None;
         let mut max_tokens: Option<u32> = None;
-        let mut messages: Option<List<CommonMessage<RAW>>> = None;
+        let mut messages: Option<Vec<Message>> = None;
         let mut system: Option<Vec<ContentPart>> = None;
         let mut stop_sequences: Option<Vec<String>> = None;
         let mut metadata: Option<Metadata> = None;
@@ -82,13 +85,13 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                 }
                 "messages" => {
                     first_time(&mut seen, 1 << 2)?;
-                    messages = Some(map.next_value()?);
+                    messages = Some(map.next_value_seed(ListSeed(MessageSeed(self.0)))?);
                 }
                 "system" => {
                     first_time(&mut seen, 1 << 3)?;
                     // An empty string adds no system message; an empty text block does.
                     system = map
-                        .next_value::<Option<Blocks<RAW>>>()?
+                        .next_value_seed(SystemSeed(self.0))?
                         .filter(|b| !b.is_empty_string())
                         .map(|b| b.parts);
                 }
@@ -132,7 +135,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
         else {
             return Err(decline());
         };
-        let mut messages = Vec::with_capacity(wire_messages.0.len() + 1);
+        let mut messages = Vec::with_capacity(wire_messages.len() + 1);
         if let Some(content) = system.filter(|c| !c.is_empty()) {
             messages.push(Message {
                 role: Role::System,
@@ -141,7 +144,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
                 extras: Extras::default(),
             });
         }
-        messages.extend(wire_messages.0.into_iter().map(|m| m.0));
+        messages.extend(wire_messages);
         r.model = model;
         r.messages = messages;
         r.max_tokens = Some(max_tokens);
@@ -153,66 +156,65 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
         if !rest.is_empty() {
             r.extras = Extras::new(DialectId::Anthropic, rest);
         }
-        Ok(Common(r))
+        Ok(r)
     }
 }
 
 /// `{"role": "user" | "assistant", "content": …}`.
-struct CommonMessage<const RAW: bool>(Message);
+#[derive(Clone, Copy)]
+struct MessageSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MessageVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for MessageVisitor<RAW> {
-            type Value = CommonMessage<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a message")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<CommonMessage<RAW>, A::Error> {
-                let mut role: Option<Role> = None;
-                let mut content: Option<Vec<ContentPart>> = None;
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match &*key.0 {
-                        "role" if role.is_none() => {
-                            // Any other role: the full decoder explains what it expects.
-                            role = Some(match &*map.next_value::<Key<'de>>()?.0 {
-                                "user" => Role::User,
-                                "assistant" => Role::Assistant,
-                                _ => return Err(decline()),
-                            });
-                        }
-                        "content" if content.is_none() => {
-                            content = Some(map.next_value::<Blocks<RAW>>()?.parts);
-                        }
+impl<'de, const RAW: bool> DeserializeSeed<'de> for MessageSeed<'_, RAW> {
+    type Value = Message;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Message, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
+    type Value = Message;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+        let mut role: Option<Role> = None;
+        let mut content: Option<Vec<ContentPart>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "role" if role.is_none() => {
+                    // Any other role: the full decoder explains what it expects.
+                    role = Some(match &*map.next_value::<Key<'de>>()?.0 {
+                        "user" => Role::User,
+                        "assistant" => Role::Assistant,
                         _ => return Err(decline()),
-                    }
+                    });
                 }
-                match (role, content) {
-                    (Some(role), Some(content)) => Ok(CommonMessage(Message {
-                        role,
-                        content,
-                        name: None,
-                        extras: Extras::default(),
-                    })),
-                    _ => Err(decline()),
+                "content" if content.is_none() => {
+                    content = Some(map.next_value_seed(BlocksSeed(self.0))?.parts);
                 }
+                _ => return Err(decline()),
             }
         }
-        deserializer.deserialize_map(MessageVisitor::<RAW>)
+        match (role, content) {
+            (Some(role), Some(content)) => Ok(Message {
+                role,
+                content,
+                name: None,
+                extras: Extras::default(),
+            }),
+            _ => Err(decline()),
+        }
     }
 }
 
 /// A message's content or the system prompt: a string (one text part) or text blocks.
-struct Blocks<const RAW: bool> {
+struct Blocks {
     parts: Vec<ContentPart>,
     from_string: bool,
 }
 
-impl<const RAW: bool> Blocks<RAW> {
-    fn text(text: impl Into<String>) -> Self {
+impl Blocks {
+    fn text(text: Text) -> Self {
         Self {
             parts: vec![ContentPart::text(text)],
             from_string: true,
@@ -225,35 +227,74 @@ impl<const RAW: bool> Blocks<RAW> {
     }
 }
 
-impl<'de, const RAW: bool> Deserialize<'de> for Blocks<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BlocksVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for BlocksVisitor<RAW> {
-            type Value = Blocks<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or text blocks")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks::text(utf8(v)?))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks::text(v))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks<RAW>, E> {
-                Ok(Blocks::text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blocks<RAW>, A::Error> {
-                Ok(Blocks {
-                    parts: read_parts::<RAW, A>(seq)?,
-                    from_string: false,
-                })
-            }
-        }
+#[derive(Clone, Copy)]
+struct BlocksSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+impl<'de, const RAW: bool> DeserializeSeed<'de> for BlocksSeed<'_, RAW> {
+    type Value = Blocks;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Blocks, D::Error> {
         if RAW {
             // A raw string or a list; anything else is refused by the deserializer.
-            deserializer.deserialize_bytes(BlocksVisitor::<RAW>)
+            deserializer.deserialize_bytes(self)
         } else {
-            deserializer.deserialize_any(BlocksVisitor::<RAW>)
+            deserializer.deserialize_any(self)
         }
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
+    type Value = Blocks;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or text blocks")
+    }
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Blocks, E> {
+        Ok(Blocks::text(self.0.unescaped(v)?))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blocks, E> {
+        Ok(Blocks::text(escaped_text(v)?))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Blocks, E> {
+        Ok(Blocks::text(self.0.unescaped(v.as_bytes())?))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Blocks, E> {
+        Ok(Blocks::text(Text::from(v)))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks, E> {
+        Ok(Blocks::text(Text::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blocks, A::Error> {
+        Ok(Blocks {
+            parts: read_parts(self.0, seq)?,
+            from_string: false,
+        })
+    }
+}
+
+/// The system prompt: blocks, or `null` for none.
+struct SystemSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+impl<'de, const RAW: bool> DeserializeSeed<'de> for SystemSeed<'_, RAW> {
+    type Value = Option<Blocks>;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for SystemSeed<'_, RAW> {
+    type Value = Option<Blocks>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, text blocks or null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<Blocks>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Blocks>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Blocks>, D::Error> {
+        BlocksSeed(self.0).deserialize(d).map(Some)
     }
 }

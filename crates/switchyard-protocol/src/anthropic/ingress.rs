@@ -12,6 +12,7 @@
 //! Provider data on tool calls (a Gemini thought signature in the call's extras) has no place
 //! in a `tool_use` block and is left out of answers.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::stream::AnthropicStreamEncoder;
@@ -44,7 +45,7 @@ impl IngressDialect for AnthropicIngress {
         DialectId::Anthropic
     }
 
-    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
         decode_chat(body)
     }
 
@@ -65,7 +66,7 @@ fn missing(field: &str) -> DecodeError {
     DecodeError::new(format!("{field}: field required"), Some(field))
 }
 
-fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
     match super::common::decode(body) {
         Some(request) => Ok(request),
         None => decode_chat_full(body),
@@ -200,7 +201,7 @@ fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentP
                     text,
                     cache_control,
                 } => Ok(ContentPart::Text {
-                    text,
+                    text: text.into(),
                     cache_control,
                 }),
                 _ => Err(DecodeError::new(
@@ -273,7 +274,7 @@ fn decode_block(
             cache_control,
         } => (
             ContentPart::Text {
-                text,
+                text: text.into(),
                 cache_control,
             },
             None,
@@ -394,9 +395,9 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
             ContentPart::RedactedReasoning { data } => {
                 blocks.push(ContentBlock::RedactedThinking { data: data.clone() });
             }
-            ContentPart::Text { text, .. } => {
-                blocks.push(ContentBlock::Text { text: text.clone() })
-            }
+            ContentPart::Text { text, .. } => blocks.push(ContentBlock::Text {
+                text: text.as_str().to_owned(),
+            }),
             ContentPart::ToolCall {
                 id,
                 name,

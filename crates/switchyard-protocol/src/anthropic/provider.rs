@@ -159,7 +159,7 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
                         && !text.is_empty()
                     {
                         system.push(ContentBlockParam::Text {
-                            text: text.clone(),
+                            text: text.as_str().to_owned(),
                             cache_control: cache_control.clone(),
                         });
                     }
@@ -375,7 +375,7 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<ContentBlockParam>,
                     continue;
                 }
                 ContentBlockParam::Text {
-                    text: text.clone(),
+                    text: text.as_str().to_owned(),
                     cache_control: cache_control.clone(),
                 }
             }
@@ -458,7 +458,7 @@ fn tool_result_content(content: &[ContentPart]) -> Option<TextOrBlocks<ContentBl
                 text,
                 cache_control,
             } if !text.is_empty() => Some(ContentBlockParam::Text {
-                text: text.clone(),
+                text: text.as_str().to_owned(),
                 cache_control: cache_control.clone(),
             }),
             ContentPart::Image { source, .. } => Some(ContentBlockParam::Image {

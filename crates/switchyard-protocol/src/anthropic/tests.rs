@@ -1,6 +1,7 @@
 //! Tests of the Anthropic dialect: ingress decode/encode, provider request goldens, response
 //! and error parsing, and the stream codecs (every split point, round trips, failures).
 
+use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -11,7 +12,7 @@ use super::{
 use crate::DialectId;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, FinishReason, ImageSource, Message,
-    Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, Usage,
+    Reasoning, ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice, Usage,
 };
 use crate::dialect::{EncodeCtx, IngressDialect, ProviderDialect, StreamDecoder, Target};
 use crate::error::{ClientError, DecodeError, ErrorKind};
@@ -38,7 +39,7 @@ fn ctx(id: &str, model: &str) -> EncodeCtx {
 }
 
 fn decode(body: &Value) -> Result<ChatRequest, DecodeError> {
-    AnthropicIngress.decode_chat(&serde_json::to_vec(body).unwrap())
+    AnthropicIngress.decode_chat(&Bytes::from(serde_json::to_vec(body).unwrap()))
 }
 
 fn decode_err(body: Value) -> DecodeError {
@@ -374,7 +375,9 @@ fn decode_errors_name_the_offending_field() {
         Some("system[0].type")
     );
 
-    let syntax = AnthropicIngress.decode_chat(b"{\"model\": ").unwrap_err();
+    let syntax = AnthropicIngress
+        .decode_chat(&Bytes::from_static(b"{\"model\": "))
+        .unwrap_err();
     assert!(
         syntax.message.contains("invalid JSON"),
         "{}",
@@ -1657,4 +1660,37 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
             );
         }
     }
+}
+
+/// The Anthropic reader shares unescaped texts with the body too: a system prompt and a
+/// message, as a string and as blocks.
+#[test]
+fn texts_without_escapes_share_the_body() {
+    let long = "a long system prompt ".repeat(500);
+    let body = Bytes::from(
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 10,
+            "system": long,
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": long}]},
+                {"role": "assistant", "content": "line one\nline two"}
+            ]
+        })
+        .to_string(),
+    );
+    let request = AnthropicIngress.decode_chat(&body).unwrap();
+    let texts: Vec<&Text> = request
+        .messages
+        .iter()
+        .map(|m| match &m.content[0] {
+            ContentPart::Text { text, .. } => text,
+            other => panic!("a text part, not {other:?}"),
+        })
+        .collect();
+    let inside = |t: &Text| body.as_ptr_range().contains(&t.as_ptr());
+    assert!(inside(texts[0]) && texts[0].is_json_plain() && *texts[0] == long);
+    assert!(inside(texts[1]) && texts[1].is_json_plain() && *texts[1] == long);
+    assert!(!inside(texts[2]) && !texts[2].is_json_plain());
+    assert_eq!(*texts[2], "line one\nline two");
 }

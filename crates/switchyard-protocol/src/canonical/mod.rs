@@ -6,6 +6,7 @@ mod error;
 mod request;
 mod response;
 mod stream;
+mod text;
 
 pub use error::{ErrorClass, UpstreamErrorInfo};
 pub use request::{
@@ -14,3 +15,4 @@ pub use request::{
 };
 pub use response::{ChatResponse, EmbeddingResponse, FinishReason, Usage};
 pub use stream::StreamEvent;
+pub use text::Text;

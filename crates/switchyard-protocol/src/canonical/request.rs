@@ -1,5 +1,6 @@
 use serde_json::{Map, Value};
 
+use super::Text;
 use crate::DialectId;
 
 /// Fields a dialect did not model, kept verbatim so a same-dialect round trip loses nothing.
@@ -72,7 +73,7 @@ impl ImageSource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContentPart {
     Text {
-        text: String,
+        text: Text,
         /// Provider-specific markers on the part (e.g. Anthropic `cache_control`), passed on
         /// to providers that understand them.
         cache_control: Option<Value>,
@@ -107,7 +108,7 @@ pub enum ContentPart {
 }
 
 impl ContentPart {
-    pub fn text(text: impl Into<String>) -> Self {
+    pub fn text(text: impl Into<Text>) -> Self {
         ContentPart::Text {
             text: text.into(),
             cache_control: None,

@@ -356,7 +356,7 @@ fn build_contents(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>
                 for (j, part) in message.content.iter().enumerate() {
                     match part {
                         ContentPart::Text { text, .. } if !text.is_empty() => {
-                            system.push(text_part(text.clone()));
+                            system.push(text_part(text.as_str().to_owned()));
                         }
                         ContentPart::Text { .. } => {}
                         _ => {
@@ -437,7 +437,7 @@ fn user_parts(
         match part {
             ContentPart::Text { text, .. } => {
                 if !text.is_empty() {
-                    parts.push(text_part(text.clone()));
+                    parts.push(text_part(text.as_str().to_owned()));
                 }
             }
             ContentPart::Image { source, .. } => parts.push(image_part(source)),
@@ -542,7 +542,7 @@ fn model_parts<'m>(
                     continue;
                 }
                 parts.push(Part {
-                    text: Some(text.clone()),
+                    text: Some(text.as_str().to_owned()),
                     thought_signature: pending_signature.take(),
                     ..Part::default()
                 });

@@ -12,32 +12,25 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{List, decline, parse, raw_texts, read_parts, utf8};
+use crate::one_pass::{ListSeed, Source, decline, escaped_text, parse_seed, raw_texts, read_parts};
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
-/// control bytes are read as raw strings (see `one_pass`).
-pub(super) fn decode(body: &[u8]) -> Option<ChatRequest> {
+/// control bytes are read as raw strings, and texts without escapes share the body's bytes (see
+/// `one_pass`).
+pub(super) fn decode(body: &Bytes) -> Option<ChatRequest> {
     if raw_texts(body) {
-        parse::<Common<true>>(body, true).map(|c| c.0)
+        parse_seed(body, true, RequestVisitor(Source::<true>(body)))
     } else {
-        parse::<Common<false>>(body, false).map(|c| c.0)
-    }
-}
-
-/// `RAW`: message texts are read as raw strings (the body has no control byte).
-struct Common<const RAW: bool>(ChatRequest);
-
-impl<'de, const RAW: bool> Deserialize<'de> for Common<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RequestVisitor::<RAW>)
+        parse_seed(body, false, RequestVisitor(Source::<false>(body)))
     }
 }
 
@@ -46,16 +39,27 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-struct RequestVisitor<const RAW: bool>;
+/// `RAW`: message texts are read as raw strings (the body has no control byte).
+struct RequestVisitor<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
-    type Value = Common<RAW>;
+impl<'de, const RAW: bool> DeserializeSeed<'de> for RequestVisitor<'_, RAW> {
+    type Value = ChatRequest;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<ChatRequest, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
+    type Value = ChatRequest;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a chat completion request")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Common<RAW>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
         let mut model: Option<String> = None;
         let mut messages: Option<Vec<Message>> = None;
         let mut max_completion_tokens: Option<u32> = None;
@@ -70,8 +74,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
             match &*key.0 {
                 "model" => model = Some(map.next_value()?),
                 "messages" => {
-                    let list = map.next_value::<List<CommonMessage<RAW>>>()?;
-                    messages = Some(list.0.into_iter().map(|m| m.0).collect());
+                    messages = Some(map.next_value_seed(ListSeed(MessageSeed(self.0)))?);
                 }
                 "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
                 "max_completion_tokens" => max_completion_tokens = map.next_value()?,
@@ -119,100 +122,110 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<RAW> {
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         r.extras = Extras::new(DialectId::OpenAi, rest);
-        Ok(Common(r))
+        Ok(r)
     }
 }
 
-struct CommonMessage<const RAW: bool>(Message);
+/// A message of a system, developer, user or assistant role.
+#[derive(Clone, Copy)]
+struct MessageSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Deserialize<'de> for CommonMessage<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MessageVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for MessageVisitor<RAW> {
-            type Value = CommonMessage<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a message")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<CommonMessage<RAW>, A::Error> {
-                let mut role: Option<WireRole> = None;
-                let mut name: Option<String> = None;
-                let mut content = Vec::new();
-                let mut rest = Map::new();
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    match &*key.0 {
-                        "role" => role = Some(map.next_value()?),
-                        "name" => name = map.next_value()?,
-                        "content" => content = map.next_value::<Content<RAW>>()?.0,
-                        // What the full decoder reads for an assistant or tool message.
-                        "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
-                            return Err(decline());
-                        }
-                        _ => {
-                            let value: Value = map.next_value()?;
-                            rest.insert(key.0.into_owned(), value);
-                        }
-                    }
+impl<'de, const RAW: bool> DeserializeSeed<'de> for MessageSeed<'_, RAW> {
+    type Value = Message;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Message, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
+    type Value = Message;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+        let mut role: Option<WireRole> = None;
+        let mut name: Option<String> = None;
+        let mut content = Vec::new();
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "role" => role = Some(map.next_value()?),
+                "name" => name = map.next_value()?,
+                "content" => content = map.next_value_seed(ContentSeed(self.0))?,
+                // What the full decoder reads for an assistant or tool message.
+                "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
+                    return Err(decline());
                 }
-                let role = match role {
-                    Some(WireRole::System) => Role::System,
-                    Some(WireRole::Developer) => Role::Developer,
-                    Some(WireRole::User) => Role::User,
-                    Some(WireRole::Assistant) => Role::Assistant,
-                    Some(WireRole::Tool) | None => return Err(decline()),
-                };
-                Ok(CommonMessage(Message {
-                    role,
-                    content,
-                    name,
-                    extras: Extras::new(DialectId::OpenAi, rest),
-                }))
+                _ => {
+                    let value: Value = map.next_value()?;
+                    rest.insert(key.0.into_owned(), value);
+                }
             }
         }
-        deserializer.deserialize_map(MessageVisitor::<RAW>)
+        let role = match role {
+            Some(WireRole::System) => Role::System,
+            Some(WireRole::Developer) => Role::Developer,
+            Some(WireRole::User) => Role::User,
+            Some(WireRole::Assistant) => Role::Assistant,
+            Some(WireRole::Tool) | None => return Err(decline()),
+        };
+        Ok(Message {
+            role,
+            content,
+            name,
+            extras: Extras::new(DialectId::OpenAi, rest),
+        })
     }
 }
 
 /// A message's content: a string, text parts, or `null`.
-struct Content<const RAW: bool>(Vec<ContentPart>);
+struct ContentSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> Deserialize<'de> for Content<RAW> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor<const RAW: bool>;
-        impl<'de, const RAW: bool> Visitor<'de> for ContentVisitor<RAW> {
-            type Value = Content<RAW>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or text parts")
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Content<RAW>, E> {
-                Ok(Content(Vec::new()))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Content<RAW>, E> {
-                Ok(Content(Vec::new()))
-            }
-            /// Raw: what is not `null` is a raw string or a list.
-            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Content<RAW>, D::Error> {
-                d.deserialize_bytes(self)
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Content<RAW>, E> {
-                Ok(Content(vec![ContentPart::text(utf8(v)?)]))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content<RAW>, E> {
-                Ok(Content(vec![ContentPart::text(v)]))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content<RAW>, E> {
-                Ok(Content(vec![ContentPart::text(v)]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content<RAW>, A::Error> {
-                read_parts::<RAW, A>(seq).map(Content)
-            }
-        }
+impl<'de, const RAW: bool> DeserializeSeed<'de> for ContentSeed<'_, RAW> {
+    type Value = Vec<ContentPart>;
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Vec<ContentPart>, D::Error> {
         if RAW {
-            deserializer.deserialize_option(ContentVisitor::<RAW>)
+            deserializer.deserialize_option(self)
         } else {
-            deserializer.deserialize_any(ContentVisitor::<RAW>)
+            deserializer.deserialize_any(self)
         }
+    }
+}
+
+impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
+    type Value = Vec<ContentPart>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or text parts")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Vec<ContentPart>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<ContentPart>, E> {
+        Ok(Vec::new())
+    }
+    /// Raw: what is not `null` is a raw string or a list.
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<ContentPart>, D::Error> {
+        d.deserialize_bytes(self)
+    }
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Vec<ContentPart>, E> {
+        Ok(vec![ContentPart::text(self.0.unescaped(v)?)])
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<ContentPart>, E> {
+        Ok(vec![ContentPart::text(escaped_text(v)?)])
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Vec<ContentPart>, E> {
+        Ok(vec![ContentPart::text(self.0.unescaped(v.as_bytes())?)])
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<ContentPart>, E> {
+        Ok(vec![ContentPart::text(v)])
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<ContentPart>, E> {
+        Ok(vec![ContentPart::text(v)])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<ContentPart>, A::Error> {
+        read_parts(self.0, seq)
     }
 }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -32,7 +33,7 @@ impl IngressDialect for OpenAiIngress {
         DialectId::OpenAi
     }
 
-    fn decode_chat(&self, body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
         decode_chat(body)
     }
 
@@ -137,7 +138,7 @@ fn extra_content(signature: &str) -> Value {
     json!({"google": {"thought_signature": signature}})
 }
 
-fn decode_chat(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
     match super::common_chat::decode(body) {
         Some(request) => Ok(request),
         None => decode_chat_full(body),
@@ -310,7 +311,7 @@ fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeEr
                 let kind: String = p.require("type")?;
                 match kind.as_str() {
                     "text" => out.push(ContentPart::Text {
-                        text: p.require("text")?,
+                        text: p.require::<String>("text")?.into(),
                         cache_control: p.take_value("cache_control"),
                     }),
                     "image_url" => {
@@ -651,7 +652,8 @@ fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
         .content
         .iter()
         .map(|p| match p {
-            ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => text.len(),
+            ContentPart::Text { text, .. } => text.len(),
+            ContentPart::Reasoning { text, .. } => text.len(),
             ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
             _ => 0,
         })

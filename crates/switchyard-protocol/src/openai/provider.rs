@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    ErrorClass, Extras, FinishReason, Message, ResponseFormat, Role, StreamEvent, ToolChoice,
+    ErrorClass, Extras, FinishReason, Message, ResponseFormat, Role, StreamEvent, Text, ToolChoice,
     UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
@@ -382,9 +382,9 @@ fn write_response_format(
 /// The text parts, each nonempty one a paragraph of its own. Separate blocks (an Anthropic
 /// system prompt in several blocks) are separate paragraphs to the sender, so they are joined
 /// by a line break rather than run together.
-fn texts<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> impl Iterator<Item = &'a str> {
+fn texts<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> impl Iterator<Item = &'a Text> {
     parts.into_iter().filter_map(|p| match p {
-        ContentPart::Text { text, .. } if !text.is_empty() => Some(text.as_str()),
+        ContentPart::Text { text, .. } if !text.is_empty() => Some(text),
         _ => None,
     })
 }
@@ -399,7 +399,7 @@ fn write_text<'a>(
     let mut texts = texts(parts);
     match (texts.next(), texts.next()) {
         (None, _) => json::write_str(out, prefix),
-        (Some(only), None) if prefix.is_empty() => json::write_str(out, only),
+        (Some(only), None) if prefix.is_empty() => json::write_text(out, only),
         (first, second) => {
             let mut joined = String::from(prefix);
             for text in first.into_iter().chain(second).chain(texts) {
@@ -440,7 +440,7 @@ where
                 }
                 let mut o = ObjectWriter::open(out);
                 o.str("type", "text");
-                o.str("text", text);
+                o.text("text", text);
                 if let (Some(cc), true) = (cache_control, markers) {
                     o.value("cache_control", cc)?;
                 }

@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::*;
@@ -46,7 +47,7 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
         "logit_bias": {"1": 2}
     });
     let req = OpenAiIngress
-        .decode_chat(body.to_string().as_bytes())
+        .decode_chat(&Bytes::from(body.to_string()))
         .unwrap();
     assert_eq!(req.model, "gpt-4o");
     assert_eq!(req.messages.len(), 4);
@@ -125,13 +126,17 @@ fn decode_errors_name_the_field() {
     ];
     for (body, param) in cases {
         let err = OpenAiIngress
-            .decode_chat(body.to_string().as_bytes())
+            .decode_chat(&Bytes::from(body.to_string()))
             .unwrap_err();
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
     }
-    let err = OpenAiIngress.decode_chat(b"{not json").unwrap_err();
+    let err = OpenAiIngress
+        .decode_chat(&Bytes::from_static(b"{not json"))
+        .unwrap_err();
     assert!(err.message.contains("invalid JSON"));
-    let err = OpenAiIngress.decode_chat(b"[1]").unwrap_err();
+    let err = OpenAiIngress
+        .decode_chat(&Bytes::from_static(b"[1]"))
+        .unwrap_err();
     assert!(err.message.contains("JSON object"));
 }
 
@@ -422,7 +427,9 @@ fn error_bodies_are_classified() {
 #[test]
 fn azure_uses_deployment_urls_and_api_key() {
     let req = OpenAiIngress
-        .decode_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#)
+        .decode_chat(&Bytes::from_static(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
         .unwrap();
     let t = Target {
         base_url: "https://r.openai.azure.com",
@@ -442,7 +449,9 @@ fn azure_uses_deployment_urls_and_api_key() {
 #[test]
 fn the_request_head_a_provider_keeps_follows_the_target() {
     let req = OpenAiIngress
-        .decode_chat(br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#)
+        .decode_chat(&Bytes::from_static(
+            br#"{"model":"gpt","messages":[{"role":"user","content":"hi"}]}"#,
+        ))
         .unwrap();
     let azure = OpenAiProvider::azure();
     let deployment = |model, api_key| Target {
@@ -579,7 +588,9 @@ fn next_turn(tool_calls: &Value) -> Vec<u8> {
 
 /// The `functionCall` parts of the model turn Gemini would receive for `body`.
 fn gemini_call_parts(body: &[u8]) -> Vec<Value> {
-    let request = OpenAiIngress.decode_chat(body).unwrap();
+    let request = OpenAiIngress
+        .decode_chat(&Bytes::copy_from_slice(body))
+        .unwrap();
     let target = Target {
         base_url: "https://generativelanguage.googleapis.com/v1beta",
         model: "gemini-3-pro-preview",
@@ -744,7 +755,7 @@ fn late_tool_call_signature_gets_its_own_delta_and_bad_ones_are_refused() {
             "extra_content": {"google": {"thought_signature": 7}}}]}
     ]});
     let err = OpenAiIngress
-        .decode_chat(body.to_string().as_bytes())
+        .decode_chat(&Bytes::from(body.to_string()))
         .unwrap_err();
     assert_eq!(
         err.param.as_deref(),
@@ -776,7 +787,7 @@ fn cache_markers_reach_openai_upstreams_only_from_openai_clients() {
         {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
     ]}]});
     let request = OpenAiIngress
-        .decode_chat(openai_client.to_string().as_bytes())
+        .decode_chat(&Bytes::from(openai_client.to_string()))
         .unwrap();
     let b = body_of(&p.build_chat(&request, &target()).unwrap());
     assert_eq!(
@@ -790,7 +801,7 @@ fn cache_markers_reach_openai_upstreams_only_from_openai_clients() {
         {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
     ]}]});
     let request = crate::anthropic::AnthropicIngress
-        .decode_chat(anthropic_client.to_string().as_bytes())
+        .decode_chat(&Bytes::from(anthropic_client.to_string()))
         .unwrap();
     let b = body_of(&p.build_chat(&request, &target()).unwrap());
     assert_eq!(
@@ -897,7 +908,7 @@ fn fields_the_gateway_writes_win_over_extras_of_the_same_name_and_each_key_is_wr
     let body = json!({"model": "alias", "messages": [{"role": "user", "content": "hi", "x-tag": 1}],
         "stream": true, "temperature": 0.5, "top_k": 3});
     let mut request = OpenAiIngress
-        .decode_chat(body.to_string().as_bytes())
+        .decode_chat(&Bytes::from(body.to_string()))
         .unwrap();
     // Extras that name fields the builder writes (a caller's hook or an older decoder could
     // leave them there) must not produce a second key nor replace the gateway's value.
@@ -1144,6 +1155,43 @@ fn stream_chunks_are_byte_for_byte_what_serde_writes() {
             }
             expected += "data: [DONE]\n\n";
             assert_eq!(String::from_utf8(ours).unwrap(), expected);
+        }
+    }
+}
+
+/// A text read from a string without escapes is a slice of the client's body, not a copy, and
+/// the provider's request carries it exactly as a copied text would be written.
+#[test]
+fn a_prompt_without_escapes_shares_the_body_and_is_written_unchanged() {
+    let long = "words and more words, <tags> & ünïcödé ✓ ".repeat(3000);
+    for (content, shared) in [
+        (json!(long), true),
+        (json!([{"type": "text", "text": long}]), true),
+        (json!("a \"quoted\" line\nand a tab\t"), false),
+    ] {
+        let compact =
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]});
+        for body in [
+            compact.to_string(),
+            serde_json::to_string_pretty(&compact).unwrap(),
+        ] {
+            let body = Bytes::from(body);
+            let request = OpenAiIngress.decode_chat(&body).unwrap();
+            let ContentPart::Text { text, .. } = &request.messages[0].content[0] else {
+                panic!("a text part");
+            };
+            let inside = body.as_ptr_range().contains(&text.as_ptr());
+            assert_eq!(inside, shared, "{content}");
+            assert_eq!(text.is_json_plain(), shared);
+
+            let mut copied = request.clone();
+            copied.messages[0].content[0] = ContentPart::text(text.as_str());
+            let provider = OpenAiProvider::new(OpenAiQuirks::default());
+            let written = provider.build_chat(&request, &target()).unwrap();
+            let expected = provider.build_chat(&copied, &target()).unwrap();
+            assert_eq!(written.body(), expected.body());
+            // Text parts without markers go as one string.
+            assert_eq!(body_of(&written)["messages"][0]["content"], text.as_str());
         }
     }
 }

@@ -266,9 +266,8 @@ fn count_parts(counter: &mut Counter, parts: &[ContentPart]) -> u64 {
     parts
         .iter()
         .map(|p| match p {
-            ContentPart::Text { text, .. } | ContentPart::Reasoning { text, .. } => {
-                counter.text(text)
-            }
+            ContentPart::Text { text, .. } => counter.text(text),
+            ContentPart::Reasoning { text, .. } => counter.text(text),
             ContentPart::Image { detail, .. } => {
                 if detail.as_deref() == Some("low") {
                     IMAGE_LOW

@@ -1,0 +1,171 @@
+//! The text of a message part. A long prompt is most of its request's body, so a text read from
+//! the body as a JSON string without escapes is a slice of that body, shared rather than copied,
+//! and is known to need no escaping when a provider's request is written.
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+/// A message part's text: owned, or shared with the request body it was read from.
+#[derive(Clone, Default)]
+pub struct Text {
+    text: ByteString,
+    /// Nothing in the text needs escaping in a JSON string (no `"`, `\` or control character):
+    /// it was read from a JSON string that had none. Such a text is written as it is.
+    plain: bool,
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text of a JSON string that holds no escape, `raw` being the bytes between its quotes
+    /// in `body` (a JSON string has no `"` or control character unescaped): shared with `body`
+    /// when `raw` lies within it, copied otherwise. `None` when it is not UTF-8.
+    pub fn unescaped_in(body: &Bytes, raw: &[u8]) -> Option<Text> {
+        let within = body.as_ptr_range();
+        let range = raw.as_ptr_range();
+        let text = if within.start <= range.start && range.end <= within.end {
+            ByteString::try_from(body.slice_ref(raw)).ok()?
+        } else {
+            ByteString::from(std::str::from_utf8(raw).ok()?)
+        };
+        Some(Text { text, plain: true })
+    }
+
+    /// Whether the text can be written between a JSON string's quotes as it is.
+    pub fn is_json_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// Appends `more` (the text becomes an owned copy).
+    pub fn push_str(&mut self, more: &str) {
+        let mut joined = String::with_capacity(self.text.len() + more.len());
+        joined.push_str(&self.text);
+        joined.push_str(more);
+        *self = Text::from(joined);
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text {
+            text: ByteString::from(text),
+            plain: false,
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text {
+            text: ByteString::from(text),
+            plain: false,
+        }
+    }
+}
+
+impl From<&String> for Text {
+    fn from(text: &String) -> Self {
+        Text::from(text.as_str())
+    }
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> Self {
+        text.as_str().to_owned()
+    }
+}
+
+/// Texts are equal when their characters are: how they were read does not matter.
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_inside_the_body_shares_its_bytes() {
+        let body = Bytes::from_static(br#"{"content":"hello there"}"#);
+        let raw = &body[12..23];
+        let text = Text::unescaped_in(&body, raw).unwrap();
+        assert_eq!(text, "hello there");
+        assert!(text.is_json_plain());
+        assert_eq!(text.as_str().as_ptr(), raw.as_ptr(), "not copied");
+    }
+
+    #[test]
+    fn a_text_outside_the_body_is_copied_and_bad_utf8_is_refused() {
+        let body = Bytes::from_static(b"{}");
+        let elsewhere = b"abc".to_vec();
+        let text = Text::unescaped_in(&body, &elsewhere).unwrap();
+        assert_eq!(text, "abc");
+        assert_ne!(text.as_str().as_ptr(), elsewhere.as_ptr());
+        assert!(Text::unescaped_in(&Bytes::from_static(b"\xff\xfe"), b"\xff").is_none());
+    }
+
+    #[test]
+    fn equality_ignores_how_a_text_was_read_and_appending_makes_it_owned() {
+        let body = Bytes::from_static(b"ab");
+        let mut shared = Text::unescaped_in(&body, &body[..]).unwrap();
+        assert_eq!(shared, Text::from("ab"));
+        shared.push_str("\n");
+        assert_eq!(shared, "ab\n");
+        assert!(
+            !shared.is_json_plain(),
+            "what was appended was never checked"
+        );
+    }
+}
