@@ -114,6 +114,18 @@ fn utf8_check_large(bencher: Bencher, how: &str) {
     }
 }
 
+/// The test for control bytes of the large body (which lets its texts be read as raw strings):
+/// each stretch's least byte (the one the readers use), against testing each byte.
+#[divan::bench(args = ["least", "each"])]
+fn control_bytes_large(bencher: Bencher, how: &str) {
+    let body = openai_body("large");
+    if how == "least" {
+        bencher.bench(|| switchyard_protocol::json::has_control_bytes(black_box(&body)));
+    } else {
+        bencher.bench(|| black_box(&body).iter().any(|&b| b < 0x20));
+    }
+}
+
 /// A long text written as a JSON string: the large prompt (nothing to escape) and its `lines`
 /// form (see [`SIZES`]).
 #[divan::bench(args = ["large", "lines"])]

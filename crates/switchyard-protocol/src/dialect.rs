@@ -9,6 +9,7 @@ use crate::canonical::{
     UpstreamErrorInfo,
 };
 use crate::error::{ClientError, DecodeError};
+use crate::provider_body::ProviderBody;
 
 /// One wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,11 +130,13 @@ pub struct Capabilities {
 pub trait ProviderDialect: Send + Sync {
     fn id(&self) -> DialectId;
     fn capabilities(&self) -> Capabilities;
+    /// The provider's request. Long texts of the client's body may be spliced into its body
+    /// rather than copied (see `ProviderBody`).
     fn build_chat(
         &self,
         request: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError>;
+    ) -> Result<http::Request<ProviderBody>, DecodeError>;
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo>;
     fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo;

@@ -13,6 +13,7 @@ pub mod gemini;
 pub mod json;
 mod one_pass;
 pub mod openai;
+pub mod provider_body;
 mod scan;
 pub mod sse;
 mod text_frame;

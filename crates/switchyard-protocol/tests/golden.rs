@@ -382,7 +382,7 @@ fn goldens() {
             };
             for provider in &providers {
                 let snapshot = match provider.dialect.build_chat(&request, &provider.target) {
-                    Ok(built) => request_snapshot(&built),
+                    Ok(built) => request_snapshot(&built.map(|body| body.into_vec())),
                     Err(e) => decode_error_snapshot(&e),
                 };
                 let file = snapshots

@@ -41,6 +41,7 @@ use crate::dialect::{
     Capabilities, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
 };
 use crate::error::DecodeError;
+use crate::provider_body::ProviderBody;
 
 /// `max_tokens` when the request sets none: the Messages API requires the field, and 4096 fits
 /// the output limit of every current Claude model.
@@ -83,7 +84,7 @@ impl ProviderDialect for AnthropicProvider {
         &self,
         request: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+    ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let body = build_body(request, target.model)?;
         let base = target.base_url.trim_end_matches('/');
         // Accept a base URL configured with or without the `/v1` suffix.
@@ -114,7 +115,7 @@ impl ProviderDialect for AnthropicProvider {
             builder = builder.header(HeaderName::from_static("x-api-key"), value);
         }
         builder
-            .body(body)
+            .body(ProviderBody::from(body))
             .map_err(|e| DecodeError::new(format!("cannot build a request for `{url}`: {e}"), None))
     }
 

@@ -16,6 +16,7 @@ use crate::canonical::{
 };
 use crate::dialect::{EncodeCtx, IngressDialect, ProviderDialect, StreamDecoder, Target};
 use crate::error::{ClientError, DecodeError, ErrorKind};
+use crate::provider_body::ProviderBody;
 use crate::sse::SseParser;
 
 const MODEL: &str = "claude-sonnet-4-5";
@@ -48,6 +49,7 @@ fn decode_err(body: Value) -> DecodeError {
 
 fn build(request: &ChatRequest) -> (http::Request<Vec<u8>>, Value) {
     let built = AnthropicProvider.build_chat(request, &target()).unwrap();
+    let built = built.map(ProviderBody::into_vec);
     let body = serde_json::from_slice(built.body()).unwrap();
     (built, body)
 }

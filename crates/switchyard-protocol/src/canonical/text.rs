@@ -36,6 +36,11 @@ impl Text {
         Some(Text { text, plain: true })
     }
 
+    /// The text's bytes, shared (with the client's body, for a text read from it).
+    pub fn bytes(&self) -> Bytes {
+        self.text.as_bytes().clone()
+    }
+
     /// Whether the text can be written between a JSON string's quotes as it is.
     pub fn is_json_plain(&self) -> bool {
         self.plain

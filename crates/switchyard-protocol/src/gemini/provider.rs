@@ -25,6 +25,7 @@ use crate::dialect::{
     sane_retry_after,
 };
 use crate::error::DecodeError;
+use crate::provider_body::ProviderBody;
 
 /// Key of a function call's thought signature in `ContentPart::ToolCall::extras`
 /// (dialect `Gemini`), named as the `Part` field it comes from.
@@ -51,7 +52,7 @@ impl ProviderDialect for GeminiProvider {
         &self,
         request: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+    ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let body = build_body(request, target.model)?;
         let bytes = match request.extras.for_dialect(DialectId::Gemini) {
             Some(extras) => {
@@ -70,7 +71,7 @@ impl ProviderDialect for GeminiProvider {
         } else {
             "generateContent"
         };
-        post(target, method, bytes)
+        post(target, method, bytes).map(|request| request.map(ProviderBody::from))
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {

@@ -11,6 +11,7 @@ use crate::canonical::{
     ToolChoice, Usage,
 };
 use crate::dialect::{DialectId, ProviderDialect, Target};
+use crate::provider_body::ProviderBody;
 
 const BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 
@@ -40,6 +41,7 @@ fn build(request: &ChatRequest) -> http::Request<Vec<u8>> {
     GeminiProvider
         .build_chat(request, &target(Some("test-key")))
         .unwrap()
+        .map(ProviderBody::into_vec)
 }
 
 fn tool_call(id: &str, name: &str, arguments: &str, extras: Extras) -> ContentPart {
@@ -247,7 +249,8 @@ fn stream_request_uses_sse_endpoint_and_omits_missing_key() {
                 api_version: None,
             },
         )
-        .unwrap();
+        .unwrap()
+        .map(ProviderBody::into_vec);
     assert_eq!(
         http_request.uri().to_string(),
         format!("{BASE}/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
@@ -339,7 +342,10 @@ fn json_object_and_reasoning_settings() {
         response_format: None,
         ..base.clone()
     };
-    let built = GeminiProvider.build_chat(&request, &gemini3).unwrap();
+    let built = GeminiProvider
+        .build_chat(&request, &gemini3)
+        .unwrap()
+        .map(ProviderBody::into_vec);
     assert_eq!(
         body_json(&built)["generationConfig"]["thinkingConfig"],
         json!({"includeThoughts": true, "thinkingLevel": "LOW"})

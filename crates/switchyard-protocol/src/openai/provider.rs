@@ -27,6 +27,7 @@ use crate::dialect::{
 };
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
+use crate::provider_body::{ProviderBody, Splices};
 use crate::sse::{PushError, SseParser};
 use crate::text_frame::TextFrame;
 
@@ -201,18 +202,28 @@ fn build_chat(
     (uri, model_in_body, auth): HeadParts,
     request: &ChatRequest,
     target: &Target<'_>,
-) -> Result<http::Request<Vec<u8>>, DecodeError> {
-    // Sized for the prompt up front: a long prompt is then written once, without regrowing.
+) -> Result<http::Request<ProviderBody>, DecodeError> {
+    // Sized for the prompt up front: a long prompt is then written once, without regrowing
+    // (unless it is spliced in from the client's body, which leaves the room unused).
     let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
-    write_chat(&mut bytes, quirks, request, target, model_in_body)
-        .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
-    Ok(post(uri, auth, bytes))
+    let mut splices = Splices::default();
+    write_chat(
+        &mut bytes,
+        &mut splices,
+        quirks,
+        request,
+        target,
+        model_in_body,
+    )
+    .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
+    Ok(post(uri, auth, bytes).map(|bytes| splices.into_body(bytes)))
 }
 
 /// The Chat Completions body, written field by field without a `Value` tree in between. The
 /// client's unknown fields (extras) come last and never replace a field written here.
 fn write_chat(
     out: &mut Vec<u8>,
+    splices: &mut Splices,
     quirks: &OpenAiQuirks,
     request: &ChatRequest,
     target: &Target<'_>,
@@ -225,6 +236,7 @@ fn write_chat(
     body.field("messages", |out| {
         write_messages(
             out,
+            splices,
             quirks,
             &request.messages,
             request.extras.dialect == Some(DialectId::OpenAi),
@@ -393,13 +405,14 @@ fn texts<'a>(parts: impl IntoIterator<Item = &'a ContentPart>) -> impl Iterator<
 /// written without a joined copy.
 fn write_text<'a>(
     out: &mut Vec<u8>,
+    splices: &mut Splices,
     prefix: &str,
     parts: impl IntoIterator<Item = &'a ContentPart>,
 ) {
     let mut texts = texts(parts);
     match (texts.next(), texts.next()) {
         (None, _) => json::write_str(out, prefix),
-        (Some(only), None) if prefix.is_empty() => json::write_text(out, only),
+        (Some(only), None) if prefix.is_empty() => json::write_text_splicing(out, only, splices),
         (first, second) => {
             let mut joined = String::from(prefix);
             for text in first.into_iter().chain(second).chain(texts) {
@@ -415,7 +428,12 @@ fn write_text<'a>(
 
 /// User-visible content: a plain string when it is only text, else an array of parts.
 /// `markers` says whether part `cache_control` markers are sent.
-fn write_content<'a, I>(out: &mut Vec<u8>, parts: I, markers: bool) -> Result<(), serde_json::Error>
+fn write_content<'a, I>(
+    out: &mut Vec<u8>,
+    splices: &mut Splices,
+    parts: I,
+    markers: bool,
+) -> Result<(), serde_json::Error>
 where
     I: IntoIterator<Item = &'a ContentPart> + Clone,
 {
@@ -424,7 +442,7 @@ where
         _ => false,
     });
     if simple {
-        write_text(out, "", parts);
+        write_text(out, splices, "", parts);
         return Ok(());
     }
     out.push(b'[');
@@ -440,7 +458,7 @@ where
                 }
                 let mut o = ObjectWriter::open(out);
                 o.str("type", "text");
-                o.text("text", text);
+                o.put("text", |out| json::write_text_splicing(out, text, splices));
                 if let (Some(cc), true) = (cache_control, markers) {
                     o.value("cache_control", cc)?;
                 }
@@ -470,7 +488,12 @@ where
 }
 
 /// A tool's result as text; an error is marked as one for models that only see text.
-fn write_tool_result(out: &mut Vec<u8>, content: &[ContentPart], is_error: bool) {
+fn write_tool_result(
+    out: &mut Vec<u8>,
+    splices: &mut Splices,
+    content: &[ContentPart],
+    is_error: bool,
+) {
     let starts_with_error = texts(content)
         .next()
         .is_some_and(|t| t.starts_with("Error"));
@@ -479,11 +502,12 @@ fn write_tool_result(out: &mut Vec<u8>, content: &[ContentPart], is_error: bool)
     } else {
         ""
     };
-    write_text(out, prefix, content);
+    write_text(out, splices, prefix, content);
 }
 
 fn write_messages(
     out: &mut Vec<u8>,
+    splices: &mut Splices,
     quirks: &OpenAiQuirks,
     messages: &[Message],
     markers: bool,
@@ -507,7 +531,9 @@ fn write_messages(
                 open(out);
                 let mut msg = ObjectWriter::open(out);
                 msg.str("role", role);
-                msg.field("content", |out| write_content(out, &m.content, markers))?;
+                msg.field("content", |out| {
+                    write_content(out, splices, &m.content, markers)
+                })?;
                 msg.extras(extras)?;
                 msg.close();
             }
@@ -527,7 +553,7 @@ fn write_messages(
                             msg.str("role", "tool");
                             msg.str("tool_call_id", tool_call_id);
                             msg.put("content", |out| {
-                                write_tool_result(out, content, *is_error);
+                                write_tool_result(out, splices, content, *is_error);
                             });
                             msg.extras(extras)?;
                             msg.close();
@@ -543,7 +569,7 @@ fn write_messages(
                     open(out);
                     let mut msg = ObjectWriter::open(out);
                     msg.str("role", "user");
-                    msg.field("content", |out| write_content(out, rest, markers))?;
+                    msg.field("content", |out| write_content(out, splices, rest, markers))?;
                     if let Some(name) = &m.name {
                         msg.str("name", name);
                     }
@@ -572,7 +598,7 @@ fn write_messages(
                     msg.raw("content", b"null");
                 } else {
                     msg.put("content", |out| {
-                        write_text(out, "", &m.content);
+                        write_text(out, splices, "", &m.content);
                     });
                 }
                 if has_calls {
@@ -1252,7 +1278,7 @@ impl ProviderDialect for OpenAiProvider {
         &self,
         request: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+    ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let head = self.head(&self.chat_head, target, "chat/completions")?;
         build_chat(&self.quirks, head, request, target)
     }

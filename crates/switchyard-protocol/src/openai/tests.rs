@@ -6,6 +6,7 @@ use crate::canonical::*;
 use crate::dialect::{
     EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamDecoder, StreamEncoder, Target,
 };
+use crate::provider_body::ProviderBody;
 
 fn target() -> Target<'static> {
     Target {
@@ -16,8 +17,8 @@ fn target() -> Target<'static> {
     }
 }
 
-fn body_of(req: &http::Request<Vec<u8>>) -> Value {
-    serde_json::from_slice(req.body()).unwrap()
+fn body_of(req: &http::Request<ProviderBody>) -> Value {
+    serde_json::from_slice(&req.body().to_vec()).unwrap()
 }
 
 #[test]
@@ -922,7 +923,7 @@ fn fields_the_gateway_writes_win_over_extras_of_the_same_name_and_each_key_is_wr
     let built = OpenAiProvider::new(OpenAiQuirks::default())
         .build_chat(&request, &target())
         .unwrap();
-    let text = std::str::from_utf8(built.body()).unwrap();
+    let text = String::from_utf8(built.body().to_vec()).unwrap();
     for key in [
         "\"model\":",
         "\"stream\":",
@@ -1189,7 +1190,14 @@ fn a_prompt_without_escapes_shares_the_body_and_is_written_unchanged() {
             let provider = OpenAiProvider::new(OpenAiQuirks::default());
             let written = provider.build_chat(&request, &target()).unwrap();
             let expected = provider.build_chat(&copied, &target()).unwrap();
-            assert_eq!(written.body(), expected.body());
+            assert_eq!(written.body().to_vec(), expected.body().to_vec());
+            // A long shared text is spliced in from the client's body, between what was
+            // written before and after it; a copied one is written with the rest.
+            let pieces = written.body().clone().into_pieces();
+            assert_eq!(pieces.len(), if shared { 3 } else { 1 });
+            if shared {
+                assert_eq!(pieces[1].as_ptr(), text.as_ptr(), "not copied");
+            }
             // Text parts without markers go as one string.
             assert_eq!(body_of(&written)["messages"][0]["content"], text.as_str());
         }

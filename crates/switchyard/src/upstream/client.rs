@@ -18,10 +18,10 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http::uri::{Authority, Scheme};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use parking_lot::Mutex;
+use switchyard_protocol::provider_body::ProviderBody;
 
 use crate::routing::UrlCache;
 
@@ -105,7 +105,7 @@ impl Transport {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Connection = hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>;
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type Sender = hyper::client::conn::http1::SendRequest<Pieces>;
 
 /// The connector with the provider's connect timeout over the TCP connect and the TLS handshake
 /// together (hyper's own connect timeout covers the TCP connect only).
@@ -160,7 +160,7 @@ impl HttpClient {
     /// Sends `request` (absolute URI) and waits for the response head.
     pub async fn send(
         &self,
-        request: http::Request<Vec<u8>>,
+        request: http::Request<ProviderBody>,
         urls: &UrlCache,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
         match self {
@@ -171,7 +171,7 @@ impl HttpClient {
                 let mut request = reqwest::Request::new(parts.method, url);
                 *request.headers_mut() = parts.headers;
                 *request.version_mut() = parts.version;
-                *request.body_mut() = Some(body.into());
+                *request.body_mut() = Some(body.into_vec().into());
                 // Boxed: see `DirectClient::send`.
                 match Box::pin(client.execute(request)).await {
                     Ok(r) => Ok(http::Response::from(r).map(ResponseBody::Proxied)),
@@ -316,7 +316,7 @@ impl DirectClient {
     /// request's whole future took 6.6 KiB, copied as each layer was built.
     async fn send(
         &self,
-        request: http::Request<Vec<u8>>,
+        request: http::Request<ProviderBody>,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
         let (mut parts, body) = request.into_parts();
         let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) else {
@@ -331,7 +331,7 @@ impl DirectClient {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let origin_uri = std::mem::replace(&mut parts.uri, http::Uri::from(path));
-        let mut request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let mut request = http::Request::from_parts(parts, Pieces::new(body));
         loop {
             let (mut sender, reused) = match idle.take().or_else(|| self.pool.take(origin)) {
                 Some(sender) => (sender, true),
@@ -402,6 +402,59 @@ impl Leased {
         if let Some(lease) = self.lease.take() {
             lease.pool.put(lease.origin, lease.sender);
         }
+    }
+}
+
+/// A request body sent as its pieces (see `ProviderBody`): hyper takes them one after another
+/// into one vectored write, so a long prompt spliced in goes from the client's body as it is.
+pub struct Pieces {
+    next: Option<Bytes>,
+    rest: std::vec::IntoIter<Bytes>,
+    left: u64,
+}
+
+impl Pieces {
+    fn new(body: ProviderBody) -> Self {
+        let left = body.len() as u64;
+        // A body of one piece (most) needs no list of pieces.
+        if !body.is_spliced() {
+            return Pieces {
+                next: Some(Bytes::from(body.into_vec())),
+                rest: Vec::new().into_iter(),
+                left,
+            };
+        }
+        let mut rest = body.into_pieces().into_iter();
+        Pieces {
+            next: rest.next(),
+            rest,
+            left,
+        }
+    }
+}
+
+impl Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.next.take().or_else(|| this.rest.next()).map(|piece| {
+            this.left -= piece.len() as u64;
+            Ok(Frame::data(piece))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Exact, so the request carries a `content-length` rather than a chunked body.
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
     }
 }
 
@@ -540,10 +593,10 @@ mod tests {
             .unwrap()
     }
 
-    fn post(url: &str) -> http::Request<Vec<u8>> {
+    fn post(url: &str) -> http::Request<ProviderBody> {
         http::Request::post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(b"{\"a\":1}".to_vec())
+            .body(ProviderBody::from(b"{\"a\":1}".to_vec()))
             .unwrap()
     }
 

@@ -22,6 +22,7 @@ use switchyard_protocol::canonical::{
     UpstreamErrorInfo,
 };
 use switchyard_protocol::dialect::{StreamDecoder, Target};
+use switchyard_protocol::provider_body::ProviderBody;
 
 use crate::config::{HedgeAfter, RoutingFile, StreamBufferFile};
 use crate::error::GatewayError;
@@ -192,7 +193,7 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
 /// Sends a built request and waits for the response head within the first-byte timeout.
 async fn send(
     d: &Deployment,
-    request: http::Request<Vec<u8>>,
+    request: http::Request<ProviderBody>,
     started: Instant,
 ) -> Result<Response, UpstreamErrorInfo> {
     let provider = &d.provider;
@@ -461,7 +462,7 @@ async fn attempt_embeddings(
         .dialect
         .build_embeddings(request, &target(d, key.as_deref()))
         .map_err(invalid_for_provider)?;
-    let response = send(d, built, started).await?;
+    let response = send(d, built.map(ProviderBody::from), started).await?;
     let body = whole_body(provider, response, started).await?;
     provider.dialect.parse_embeddings(&body)
 }
