@@ -81,40 +81,64 @@ pub(crate) fn escaped_text<E: de::Error>(v: &[u8]) -> Result<Text, E> {
     Ok(Text::from(utf8(v)?))
 }
 
+/// `DeserializeSeed` for a seed that is its own visitor (and holds the `Source` as `.0`): read
+/// with `deserializer.$read(self)`, or, when the seed's texts are raw, `$raw`.
+macro_rules! seed_visits_itself {
+    ($seed:ident -> $value:ty, $read:ident) => {
+        $crate::one_pass::seed_visits_itself!($seed -> $value, $read, $read);
+    };
+    ($seed:ident -> $value:ty, $raw:ident, $read:ident) => {
+        impl<'de, const RAW: bool> serde::de::DeserializeSeed<'de> for $seed<'_, RAW> {
+            type Value = $value;
+            fn deserialize<D: serde::de::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<$value, D::Error> {
+                if RAW {
+                    deserializer.$raw(self)
+                } else {
+                    deserializer.$read(self)
+                }
+            }
+        }
+    };
+}
+pub(crate) use seed_visits_itself;
+
+/// The visitor methods that take a string as a text read from the seed's `Source` (shared when
+/// it had no escape), each answering `$wrap(text)`.
+macro_rules! string_visits {
+    ($value:ty, $wrap:expr) => {
+        fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<$value, E> {
+            self.0.unescaped(v).map($wrap)
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<$value, E> {
+            $crate::one_pass::escaped_text(v).map($wrap)
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<$value, E> {
+            self.0.unescaped(v.as_bytes()).map($wrap)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$value, E> {
+            Ok($wrap($crate::canonical::Text::from(v)))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<$value, E> {
+            Ok($wrap($crate::canonical::Text::from(v)))
+        }
+    };
+}
+pub(crate) use string_visits;
+
 /// A string's text, read from `Source`.
 pub(crate) struct TextSeed<'b, const RAW: bool>(pub Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for TextSeed<'_, RAW> {
+seed_visits_itself!(TextSeed -> Text, deserialize_bytes, deserialize_string);
+
+impl<'de, const RAW: bool> Visitor<'de> for TextSeed<'_, RAW> {
     type Value = Text;
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Text, D::Error> {
-        struct TextVisitor<'b, const RAW: bool>(Source<'b, RAW>);
-        impl<'de, const RAW: bool> Visitor<'de> for TextVisitor<'_, RAW> {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Text, E> {
-                self.0.unescaped(v)
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text, E> {
-                escaped_text(v)
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text, E> {
-                self.0.unescaped(v.as_bytes())
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text::from(v))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text, E> {
-                Ok(Text::from(v))
-            }
-        }
-        if RAW {
-            deserializer.deserialize_bytes(TextVisitor(self.0))
-        } else {
-            deserializer.deserialize_string(TextVisitor(self.0))
-        }
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
     }
+    string_visits!(Text, |text| text);
 }
 
 /// A list whose every element is read with (a copy of) the seed.
@@ -149,15 +173,7 @@ impl<'de, S: DeserializeSeed<'de> + Clone> Visitor<'de> for ListSeed<S> {
 #[derive(Clone, Copy)]
 struct TextPartSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for TextPartSeed<'_, RAW> {
-    type Value = ContentPart;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<ContentPart, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+seed_visits_itself!(TextPartSeed -> ContentPart, deserialize_map);
 
 impl<'de, const RAW: bool> Visitor<'de> for TextPartSeed<'_, RAW> {
     type Value = ContentPart;

@@ -21,7 +21,9 @@ use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{ListSeed, Source, decline, escaped_text, parse_seed, raw_texts, read_parts};
+use crate::one_pass::{
+    ListSeed, Source, decline, parse_seed, raw_texts, read_parts, seed_visits_itself, string_visits,
+};
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
 /// bytes are read as raw strings, and texts without escapes share the body's bytes (see
@@ -45,15 +47,7 @@ fn first_time<E: de::Error>(seen: &mut u16, field: u16) -> Result<(), E> {
 
 struct RequestVisitor<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for RequestVisitor<'_, RAW> {
-    type Value = ChatRequest;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<ChatRequest, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+seed_visits_itself!(RequestVisitor -> ChatRequest, deserialize_map);
 
 impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
     type Value = ChatRequest;
@@ -164,12 +158,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
 #[derive(Clone, Copy)]
 struct MessageSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for MessageSeed<'_, RAW> {
-    type Value = Message;
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Message, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+seed_visits_itself!(MessageSeed -> Message, deserialize_map);
 
 impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
     type Value = Message;
@@ -230,38 +219,15 @@ impl Blocks {
 #[derive(Clone, Copy)]
 struct BlocksSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for BlocksSeed<'_, RAW> {
-    type Value = Blocks;
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Blocks, D::Error> {
-        if RAW {
-            // A raw string or a list; anything else is refused by the deserializer.
-            deserializer.deserialize_bytes(self)
-        } else {
-            deserializer.deserialize_any(self)
-        }
-    }
-}
+// Raw: a raw string or a list; anything else is refused by the deserializer.
+seed_visits_itself!(BlocksSeed -> Blocks, deserialize_bytes, deserialize_any);
 
 impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
     type Value = Blocks;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string or text blocks")
     }
-    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Blocks, E> {
-        Ok(Blocks::text(self.0.unescaped(v)?))
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blocks, E> {
-        Ok(Blocks::text(escaped_text(v)?))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Blocks, E> {
-        Ok(Blocks::text(self.0.unescaped(v.as_bytes())?))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Blocks, E> {
-        Ok(Blocks::text(Text::from(v)))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Blocks, E> {
-        Ok(Blocks::text(Text::from(v)))
-    }
+    string_visits!(Blocks, Blocks::text);
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blocks, A::Error> {
         Ok(Blocks {
             parts: read_parts(self.0, seq)?,
@@ -273,15 +239,7 @@ impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
 /// The system prompt: blocks, or `null` for none.
 struct SystemSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for SystemSeed<'_, RAW> {
-    type Value = Option<Blocks>;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_option(self)
-    }
-}
+seed_visits_itself!(SystemSeed -> Option<Blocks>, deserialize_option);
 
 impl<'de, const RAW: bool> Visitor<'de> for SystemSeed<'_, RAW> {
     type Value = Option<Blocks>;

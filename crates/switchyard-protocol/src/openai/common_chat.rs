@@ -14,14 +14,16 @@ use std::fmt;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ingress::{StringOrList, WireRole};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
 use crate::json::Key;
-use crate::one_pass::{ListSeed, Source, decline, escaped_text, parse_seed, raw_texts, read_parts};
+use crate::one_pass::{
+    ListSeed, Source, decline, parse_seed, raw_texts, read_parts, seed_visits_itself, string_visits,
+};
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
 /// control bytes are read as raw strings, and texts without escapes share the body's bytes (see
@@ -42,15 +44,7 @@ struct StreamOptions {
 /// `RAW`: message texts are read as raw strings (the body has no control byte).
 struct RequestVisitor<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for RequestVisitor<'_, RAW> {
-    type Value = ChatRequest;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<ChatRequest, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+seed_visits_itself!(RequestVisitor -> ChatRequest, deserialize_map);
 
 impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
     type Value = ChatRequest;
@@ -130,12 +124,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
 #[derive(Clone, Copy)]
 struct MessageSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for MessageSeed<'_, RAW> {
-    type Value = Message;
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Message, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
+seed_visits_itself!(MessageSeed -> Message, deserialize_map);
 
 impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
     type Value = Message;
@@ -181,19 +170,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
 /// A message's content: a string, text parts, or `null`.
 struct ContentSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-impl<'de, const RAW: bool> DeserializeSeed<'de> for ContentSeed<'_, RAW> {
-    type Value = Vec<ContentPart>;
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Vec<ContentPart>, D::Error> {
-        if RAW {
-            deserializer.deserialize_option(self)
-        } else {
-            deserializer.deserialize_any(self)
-        }
-    }
-}
+seed_visits_itself!(ContentSeed -> Vec<ContentPart>, deserialize_option, deserialize_any);
 
 impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
     type Value = Vec<ContentPart>;
@@ -210,21 +187,7 @@ impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<ContentPart>, D::Error> {
         d.deserialize_bytes(self)
     }
-    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Vec<ContentPart>, E> {
-        Ok(vec![ContentPart::text(self.0.unescaped(v)?)])
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<ContentPart>, E> {
-        Ok(vec![ContentPart::text(escaped_text(v)?)])
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Vec<ContentPart>, E> {
-        Ok(vec![ContentPart::text(self.0.unescaped(v.as_bytes())?)])
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<ContentPart>, E> {
-        Ok(vec![ContentPart::text(v)])
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<ContentPart>, E> {
-        Ok(vec![ContentPart::text(v)])
-    }
+    string_visits!(Vec<ContentPart>, |text| vec![ContentPart::text(text)]);
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<ContentPart>, A::Error> {
         read_parts(self.0, seq)
     }
