@@ -326,11 +326,6 @@ impl<'o, 'k> ObjectWriter<'o, 'k> {
         self.put(key, |out| write_str(out, value));
     }
 
-    /// A message text (see [`write_text`]).
-    pub fn text(&mut self, key: &'k str, value: &Text) {
-        self.put(key, |out| write_text(out, value));
-    }
-
     /// A value already in JSON form.
     pub fn raw(&mut self, key: &'k str, json: &[u8]) {
         self.put(key, |out| out.extend_from_slice(json));
