@@ -193,6 +193,30 @@ fn anthropic_to_openai(bencher: Bencher, size: &str) {
     });
 }
 
+/// Translation: OpenAI in, Anthropic provider request out.
+#[divan::bench(args = SIZES)]
+fn openai_to_anthropic(bencher: Bencher, size: &str) {
+    let body = openai_body(size);
+    let target = target();
+    bencher.bench(|| {
+        OpenAiIngress
+            .decode_chat(black_box(&body))
+            .map(|r| AnthropicProvider.build_chat(&r, &target))
+    });
+}
+
+/// Translation: OpenAI in, Gemini provider request out.
+#[divan::bench(args = SIZES)]
+fn openai_to_gemini(bencher: Bencher, size: &str) {
+    let body = openai_body(size);
+    let target = target();
+    bencher.bench(|| {
+        OpenAiIngress
+            .decode_chat(black_box(&body))
+            .map(|r| GeminiProvider.build_chat(&r, &target))
+    });
+}
+
 /// A provider's whole answer as OpenAI writes it (the fields of a real reply, usage details
 /// included).
 fn openai_reply() -> Vec<u8> {

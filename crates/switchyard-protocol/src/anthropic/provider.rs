@@ -29,19 +29,20 @@ use serde_json::{Map, Value};
 use super::ingress::{BLOCK_CACHE_CONTROL, OUTPUT_CONFIG, SERVER_TOOLS, THINKING};
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
-    self, ANTHROPIC_VERSION, ContentBlock, ContentBlockParam, ErrorResponse, MessageCreateParams,
-    MessageParam, OutputConfig, OutputFormat, TextOrBlocks, ThinkingConfigParam, ToolUnion,
+    self, ANTHROPIC_VERSION, ContentBlock, ContentBlockParam, ErrorResponse, OutputConfig,
+    OutputFormat, ThinkingConfigParam, ToolUnion,
 };
 use crate::DialectId;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, ToolChoice, UpstreamErrorInfo,
+    ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo,
 };
 use crate::dialect::{
     Capabilities, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
 };
 use crate::error::DecodeError;
-use crate::provider_body::ProviderBody;
+use crate::json::{self, ObjectWriter};
+use crate::provider_body::{ProviderBody, Splices};
 
 /// `max_tokens` when the request sets none: the Messages API requires the field, and 4096 fits
 /// the output limit of every current Claude model.
@@ -115,7 +116,7 @@ impl ProviderDialect for AnthropicProvider {
             builder = builder.header(HeaderName::from_static("x-api-key"), value);
         }
         builder
-            .body(ProviderBody::from(body))
+            .body(body)
             .map_err(|e| DecodeError::new(format!("cannot build a request for `{url}`: {e}"), None))
     }
 
@@ -137,7 +138,36 @@ impl ProviderDialect for AnthropicProvider {
     }
 }
 
-fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError> {
+/// A request content block as the writer takes it: a text borrowed from the canonical request
+/// (so that a long prompt read without escapes is spliced into the body, not copied), a tool
+/// result holding such texts, or any other block in its wire form.
+enum Block<'r> {
+    Text {
+        text: &'r Text,
+        cache_control: Option<Value>,
+    },
+    ToolResult {
+        tool_use_id: &'r str,
+        content: Vec<Block<'r>>,
+        is_error: bool,
+        cache_control: Option<Value>,
+    },
+    Wire(ContentBlockParam),
+}
+
+impl Block<'_> {
+    /// The block's `cache_control` marker, for the block types that can carry one.
+    fn cache_control_mut(&mut self) -> Option<&mut Option<Value>> {
+        match self {
+            Block::Text { cache_control, .. } | Block::ToolResult { cache_control, .. } => {
+                Some(cache_control)
+            }
+            Block::Wire(block) => block.cache_control_mut(),
+        }
+    }
+}
+
+fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, DecodeError> {
     if request.n.is_some_and(|n| n > 1) {
         return Err(DecodeError::new(
             "Anthropic models return one answer per request; n must be 1",
@@ -147,8 +177,9 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
     let extras = request.extras.for_dialect(DialectId::Anthropic);
     let extra = |key: &str| extras.and_then(|fields| fields.get(key));
 
-    let mut system: Vec<ContentBlockParam> = Vec::new();
-    let mut messages: Vec<(&'static str, Vec<ContentBlockParam>)> = Vec::new();
+    let json_object_instruction = Text::from(JSON_OBJECT_INSTRUCTION);
+    let mut system: Vec<Block> = Vec::new();
+    let mut messages: Vec<(&'static str, Vec<Block>)> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
         let role = match message.role {
             Role::System | Role::Developer => {
@@ -159,8 +190,8 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
                     } = part
                         && !text.is_empty()
                     {
-                        system.push(ContentBlockParam::Text {
-                            text: text.as_str().to_owned(),
+                        system.push(Block::Text {
+                            text,
                             cache_control: cache_control.clone(),
                         });
                     }
@@ -180,8 +211,8 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
         }
     }
     if request.response_format == Some(ResponseFormat::JsonObject) {
-        system.push(ContentBlockParam::Text {
-            text: JSON_OBJECT_INSTRUCTION.into(),
+        system.push(Block::Text {
+            text: &json_object_instruction,
             cache_control: None,
         });
     }
@@ -279,85 +310,158 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Vec<u8>, DecodeError
         });
     }
 
-    let params = MessageCreateParams {
-        model: Some(model.to_owned()),
-        max_tokens: Some(max_tokens),
-        messages: Some(
-            messages
-                .into_iter()
-                .map(|(role, blocks)| MessageParam {
-                    role: role.to_owned(),
-                    content: compact(blocks),
-                })
-                .collect(),
-        ),
-        system: match system.len() {
-            0 => None,
-            _ => Some(compact(system)),
-        },
-        tools: (!tools.is_empty()).then_some(tools),
-        tool_choice,
-        stop_sequences: (!request.stop.is_empty()).then(|| request.stop.clone()),
-        temperature,
-        top_p: request.top_p,
-        top_k,
-        thinking,
-        metadata: request.user.as_ref().map(|user| wire::Metadata {
-            user_id: Some(user.clone()),
-        }),
-        output_config: (output_config != OutputConfig::default()).then_some(output_config),
-        stream: request.stream.then_some(true),
-        rest: Map::new(),
-    };
-
-    let mut body = match serde_json::to_value(&params) {
-        Ok(Value::Object(body)) => body,
-        _ => {
-            return Err(DecodeError::new(
-                "cannot serialise the Anthropic request",
-                None,
-            ));
+    // Written field by field in the order of the API reference's `MessageCreateParams`; the
+    // texts are written (or spliced) straight from the canonical request, the small wire-typed
+    // fields through serde. The fields set here win over same-named extras.
+    let mut out = Vec::with_capacity(512);
+    let mut splices = Splices::default();
+    let mut body = ObjectWriter::open(&mut out);
+    let written = (|| -> Result<(), serde_json::Error> {
+        body.str("model", model);
+        body.u64("max_tokens", u64::from(max_tokens))?;
+        body.field("messages", |out| {
+            out.push(b'[');
+            for (i, (role, blocks)) in messages.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut message = ObjectWriter::open(out);
+                message.str("role", role);
+                message.field("content", |out| write_blocks(out, &mut splices, blocks))?;
+                message.close();
+            }
+            out.push(b']');
+            Ok(())
+        })?;
+        if !system.is_empty() {
+            body.field("system", |out| write_blocks(out, &mut splices, &system))?;
         }
-    };
-    if let Some(fields) = extras {
-        for (key, value) in fields {
-            if matches!(
+        if !tools.is_empty() {
+            body.field("tools", |out| write_serialized(out, &tools))?;
+        }
+        if let Some(tool_choice) = &tool_choice {
+            body.field("tool_choice", |out| write_serialized(out, tool_choice))?;
+        }
+        if !request.stop.is_empty() {
+            body.field("stop_sequences", |out| write_serialized(out, &request.stop))?;
+        }
+        if let Some(temperature) = temperature {
+            body.f64("temperature", temperature)?;
+        }
+        if let Some(top_p) = request.top_p {
+            body.f64("top_p", top_p)?;
+        }
+        if let Some(top_k) = top_k {
+            body.u64("top_k", u64::from(top_k))?;
+        }
+        if let Some(thinking) = &thinking {
+            body.field("thinking", |out| write_serialized(out, thinking))?;
+        }
+        if let Some(user) = &request.user {
+            body.field("metadata", |out| {
+                let mut metadata = ObjectWriter::open(out);
+                metadata.str("user_id", user);
+                metadata.close();
+                Ok(())
+            })?;
+        }
+        if output_config != OutputConfig::default() {
+            body.field("output_config", |out| write_serialized(out, &output_config))?;
+        }
+        if request.stream {
+            body.raw("stream", b"true");
+        }
+        for (key, value) in extras.into_iter().flatten() {
+            if !matches!(
                 key.as_str(),
                 SERVER_TOOLS | THINKING | OUTPUT_CONFIG | BLOCK_CACHE_CONTROL
             ) {
-                continue;
+                body.value(key, value)?;
             }
-            // Modelled fields win over a same-named leftover.
-            body.entry(key.clone()).or_insert_with(|| value.clone());
         }
-    }
-    // Written by our writer, whose escaping of a long prompt is several times faster than
-    // serde_json's (the same bytes: `json::write_value` is held to serde_json's output).
-    let mut out = Vec::new();
-    crate::json::write_object(&mut out, &body).map_err(|e| {
+        Ok(())
+    })();
+    written.map_err(|e| {
         DecodeError::new(format!("cannot serialise the Anthropic request: {e}"), None)
     })?;
-    Ok(out)
+    body.close();
+    Ok(splices.into_body(out))
 }
 
-/// A single text block without `cache_control` travels as a plain string.
-fn compact(mut blocks: Vec<ContentBlockParam>) -> TextOrBlocks<ContentBlockParam> {
+/// Writes a message's (or the system prompt's, or a tool result's) blocks: a single text block
+/// without `cache_control` as a plain string, else an array of blocks.
+fn write_blocks(
+    out: &mut Vec<u8>,
+    splices: &mut Splices,
+    blocks: &[Block],
+) -> Result<(), serde_json::Error> {
     if let [
-        ContentBlockParam::Text {
+        Block::Text {
+            text,
             cache_control: None,
-            ..
         },
-    ] = blocks.as_slice()
-        && let Some(ContentBlockParam::Text { text, .. }) = blocks.pop()
+    ] = blocks
     {
-        return TextOrBlocks::Text(text);
+        json::write_text_splicing(out, text, splices);
+        return Ok(());
     }
-    TextOrBlocks::Blocks(blocks)
+    out.push(b'[');
+    for (i, block) in blocks.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match block {
+            Block::Text {
+                text,
+                cache_control,
+            } => {
+                let mut object = ObjectWriter::open(out);
+                object.str("type", "text");
+                object.put("text", |out| json::write_text_splicing(out, text, splices));
+                if let Some(cache_control) = cache_control {
+                    object.value("cache_control", cache_control)?;
+                }
+                object.close();
+            }
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                cache_control,
+            } => {
+                let mut object = ObjectWriter::open(out);
+                object.str("type", "tool_result");
+                object.str("tool_use_id", tool_use_id);
+                if !content.is_empty() {
+                    object.field("content", |out| write_blocks(out, splices, content))?;
+                }
+                if *is_error {
+                    object.raw("is_error", b"true");
+                }
+                if let Some(cache_control) = cache_control {
+                    object.value("cache_control", cache_control)?;
+                }
+                object.close();
+            }
+            Block::Wire(block) => write_serialized(out, block)?,
+        }
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// A wire-typed value through serde, its strings then escaped by our writer (several times
+/// faster than serde_json's for long ones; the same bytes).
+fn write_serialized(
+    out: &mut Vec<u8>,
+    value: &impl serde::Serialize,
+) -> Result<(), serde_json::Error> {
+    json::write_value(out, &serde_json::to_value(value)?)
 }
 
 /// The blocks of one non-system message, with `cache_control` markers an Anthropic client put
 /// on blocks the canonical model has no field for.
-fn message_blocks(message: &Message, i: usize) -> Result<Vec<ContentBlockParam>, DecodeError> {
+fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeError> {
     let cache_controls = message
         .extras
         .for_dialect(DialectId::Anthropic)
@@ -375,15 +479,15 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<ContentBlockParam>,
                 if text.is_empty() {
                     continue;
                 }
-                ContentBlockParam::Text {
-                    text: text.as_str().to_owned(),
+                Block::Text {
+                    text,
                     cache_control: cache_control.clone(),
                 }
             }
-            ContentPart::Image { source, .. } => ContentBlockParam::Image {
+            ContentPart::Image { source, .. } => Block::Wire(ContentBlockParam::Image {
                 source: image_source(source),
                 cache_control: None,
-            },
+            }),
             ContentPart::ToolCall {
                 id,
                 name,
@@ -392,33 +496,33 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<ContentBlockParam>,
             } => {
                 let path = format!("messages[{i}].tool_calls[{tool_calls}].function.arguments");
                 tool_calls += 1;
-                ContentBlockParam::ToolUse {
+                Block::Wire(ContentBlockParam::ToolUse {
                     id: id.clone(),
                     name: name.clone(),
                     input: tool_arguments(arguments, &path)?,
                     cache_control: None,
-                }
+                })
             }
             ContentPart::ToolResult {
                 tool_call_id,
                 content,
                 is_error,
                 ..
-            } => ContentBlockParam::ToolResult {
-                tool_use_id: tool_call_id.clone(),
+            } => Block::ToolResult {
+                tool_use_id: tool_call_id,
                 content: tool_result_content(content),
-                is_error: is_error.then_some(true),
+                is_error: *is_error,
                 cache_control: None,
             },
             ContentPart::Reasoning { text, signature } => match signature {
-                Some(signature) => ContentBlockParam::Thinking {
+                Some(signature) => Block::Wire(ContentBlockParam::Thinking {
                     thinking: text.clone(),
                     signature: signature.clone(),
-                },
+                }),
                 None => continue,
             },
             ContentPart::RedactedReasoning { data } => {
-                ContentBlockParam::RedactedThinking { data: data.clone() }
+                Block::Wire(ContentBlockParam::RedactedThinking { data: data.clone() })
             }
         };
         if let Some(marker) = cache_controls.and_then(|m| m.get(&j.to_string()))
@@ -451,25 +555,25 @@ fn tool_arguments(arguments: &str, path: &str) -> Result<Value, DecodeError> {
     }
 }
 
-fn tool_result_content(content: &[ContentPart]) -> Option<TextOrBlocks<ContentBlockParam>> {
-    let blocks: Vec<ContentBlockParam> = content
+/// A tool result's text and image parts; the API takes no other kind there.
+fn tool_result_content(content: &[ContentPart]) -> Vec<Block<'_>> {
+    content
         .iter()
         .filter_map(|part| match part {
             ContentPart::Text {
                 text,
                 cache_control,
-            } if !text.is_empty() => Some(ContentBlockParam::Text {
-                text: text.as_str().to_owned(),
+            } if !text.is_empty() => Some(Block::Text {
+                text,
                 cache_control: cache_control.clone(),
             }),
-            ContentPart::Image { source, .. } => Some(ContentBlockParam::Image {
+            ContentPart::Image { source, .. } => Some(Block::Wire(ContentBlockParam::Image {
                 source: image_source(source),
                 cache_control: None,
-            }),
+            })),
             _ => None,
         })
-        .collect();
-    (!blocks.is_empty()).then(|| compact(blocks))
+        .collect()
 }
 
 fn image_source(source: &ImageSource) -> wire::ImageSource {

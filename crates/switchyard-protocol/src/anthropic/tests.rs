@@ -1696,3 +1696,81 @@ fn texts_without_escapes_share_the_body() {
     assert!(!inside(texts[2]) && !texts[2].is_json_plain());
     assert_eq!(*texts[2], "line one\nline two");
 }
+
+/// A long prompt without escapes goes into the Anthropic request as a slice of the client's
+/// body (system prompt, message text, tool result), and the body is byte for byte what the
+/// same request with copied texts gives.
+#[test]
+fn long_texts_without_escapes_are_spliced_into_the_request() {
+    use crate::openai::OpenAiIngress;
+
+    let long = "words and more words, <tags> & ünïcödé ✓ ".repeat(1000);
+    let openai = json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": long},
+            {"role": "user", "content": [{"type": "text", "text": long}, {"type": "text", "text": "short"}]},
+            {"role": "assistant", "content": "a \"quoted\" line\n"}
+        ]
+    });
+    let anthropic = json!({
+        "model": MODEL,
+        "max_tokens": 10,
+        "system": long,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": long,
+            "cache_control": {"type": "ephemeral"}}]}]
+    });
+    let decoders: [(&dyn IngressDialect, Value, usize); 2] = [
+        (&OpenAiIngress, openai, 3),
+        (&AnthropicIngress, anthropic, 3),
+    ];
+    for (ingress, request, shared) in decoders {
+        let body = Bytes::from(request.to_string());
+        let mut request = ingress.decode_chat(&body).unwrap();
+        let ContentPart::Text { text: system, .. } = &request.messages[0].content[0] else {
+            panic!("a text part");
+        };
+        // A tool's long result, as an agent sends a file it read (shared with the body too).
+        let result = ContentPart::ToolResult {
+            tool_call_id: "call_1".into(),
+            content: vec![ContentPart::Text {
+                text: system.clone(),
+                cache_control: None,
+            }],
+            name: None,
+            is_error: false,
+        };
+        request.messages.extend([
+            message(
+                Role::Assistant,
+                vec![tool_call("call_1", "read_file", "{}")],
+            ),
+            message(Role::Tool, vec![result]),
+        ]);
+        let mut copied = request.clone();
+        for message in &mut copied.messages {
+            for part in &mut message.content {
+                if let ContentPart::Text { text, .. } = part {
+                    *text = Text::from(text.as_str());
+                }
+                if let ContentPart::ToolResult { content, .. } = part {
+                    for part in content {
+                        if let ContentPart::Text { text, .. } = part {
+                            *text = Text::from(text.as_str());
+                        }
+                    }
+                }
+            }
+        }
+        let written = AnthropicProvider.build_chat(&request, &target()).unwrap();
+        let expected = AnthropicProvider.build_chat(&copied, &target()).unwrap();
+        assert!(!expected.body().is_spliced());
+        assert_eq!(written.body().to_vec(), expected.body().to_vec());
+        let pieces = written.body().clone().into_pieces();
+        let inside = |piece: &Bytes| body.as_ptr_range().contains(&piece.as_ptr());
+        assert_eq!(pieces.iter().filter(|p| inside(p)).count(), shared);
+        assert_eq!(pieces.len(), 2 * shared + 1, "no empty piece");
+        let sent: Value = serde_json::from_slice(&written.body().to_vec()).unwrap();
+        assert_eq!(sent["system"], long.as_str());
+    }
+}

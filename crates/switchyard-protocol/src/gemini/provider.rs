@@ -12,12 +12,12 @@ use super::stream::GeminiStreamDecoder;
 use super::wire::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
     FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
-    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, Status,
-    ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, RequestContent,
+    RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role,
+    ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role, Text,
     ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
@@ -25,7 +25,8 @@ use crate::dialect::{
     sane_retry_after,
 };
 use crate::error::DecodeError;
-use crate::provider_body::ProviderBody;
+use crate::json::{self, ObjectWriter};
+use crate::provider_body::{ProviderBody, Splices};
 
 /// Key of a function call's thought signature in `ContentPart::ToolCall::extras`
 /// (dialect `Gemini`), named as the `Part` field it comes from.
@@ -54,16 +55,16 @@ impl ProviderDialect for GeminiProvider {
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let body = build_body(request, target.model)?;
-        let bytes = match request.extras.for_dialect(DialectId::Gemini) {
+        let body = match request.extras.for_dialect(DialectId::Gemini) {
             Some(extras) => {
                 let mut value = serde_json::to_value(&body).map_err(encode_error)?;
                 merge_extras(&mut value, extras);
                 // The tree is there already: our writer escapes its long texts faster than
                 // serde_json (the same bytes).
                 let mut out = Vec::new();
-                crate::json::write_value(&mut out, &value).map(|()| out)
+                json::write_value(&mut out, &value).map(|()| ProviderBody::from(out))
             }
-            None => serde_json::to_vec(&body),
+            None => write_request(&body),
         }
         .map_err(encode_error)?;
         let method = if request.stream {
@@ -71,7 +72,7 @@ impl ProviderDialect for GeminiProvider {
         } else {
             "generateContent"
         };
-        post(target, method, bytes).map(|request| request.map(ProviderBody::from))
+        post(target, method, body)
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
@@ -166,11 +167,7 @@ impl ProviderDialect for GeminiProvider {
 // Requests
 
 /// `POST {base_url}/models/{model}:{method}` with the API key header when one is configured.
-fn post(
-    target: &Target<'_>,
-    method: &str,
-    body: Vec<u8>,
-) -> Result<http::Request<Vec<u8>>, DecodeError> {
+fn post<B>(target: &Target<'_>, method: &str, body: B) -> Result<http::Request<B>, DecodeError> {
     let url = format!(
         "{}/models/{}:{method}",
         target.base_url.trim_end_matches('/'),
@@ -204,7 +201,84 @@ fn encode_error(e: serde_json::Error) -> DecodeError {
     DecodeError::new(format!("cannot encode the Gemini request: {e}"), None)
 }
 
-fn build_body(request: &ChatRequest, model: &str) -> Result<GenerateContentRequest, DecodeError> {
+/// Writes `body` as `serde_json::to_vec` would, byte for byte, with its texts written by our
+/// writer (or spliced in from the client's body) instead of serde_json's escaper.
+fn write_request(body: &GenerateContentRequest) -> Result<ProviderBody, serde_json::Error> {
+    let mut out = Vec::with_capacity(512);
+    let mut splices = Splices::default();
+    let mut object = ObjectWriter::open(&mut out);
+    object.field("contents", |out| {
+        out.push(b'[');
+        for (i, content) in body.contents.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_content(out, &mut splices, content)?;
+        }
+        out.push(b']');
+        Ok(())
+    })?;
+    if let Some(system) = &body.system_instruction {
+        object.field("systemInstruction", |out| {
+            write_content(out, &mut splices, system)
+        })?;
+    }
+    if !body.tools.is_empty() {
+        object.field("tools", |out| serde_json::to_writer(out, &body.tools))?;
+    }
+    if let Some(tool_config) = &body.tool_config {
+        object.field("toolConfig", |out| serde_json::to_writer(out, tool_config))?;
+    }
+    if let Some(generation_config) = &body.generation_config {
+        object.field("generationConfig", |out| {
+            serde_json::to_writer(out, generation_config)
+        })?;
+    }
+    object.close();
+    Ok(splices.into_body(out))
+}
+
+fn write_content(
+    out: &mut Vec<u8>,
+    splices: &mut Splices,
+    content: &RequestContent,
+) -> Result<(), serde_json::Error> {
+    let mut object = ObjectWriter::open(out);
+    if let Some(role) = content.role {
+        object.str("role", role);
+    }
+    object.field("parts", |out| {
+        out.push(b'[');
+        for (i, part) in content.parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match part {
+                RequestPart::Text {
+                    text,
+                    thought_signature,
+                } => {
+                    let mut part = ObjectWriter::open(out);
+                    part.put("text", |out| json::write_text_splicing(out, text, splices));
+                    if let Some(signature) = thought_signature {
+                        part.str("thoughtSignature", signature);
+                    }
+                    part.close();
+                }
+                RequestPart::Other(part) => serde_json::to_writer(&mut *out, part)?,
+            }
+        }
+        out.push(b']');
+        Ok(())
+    })?;
+    object.close();
+    Ok(())
+}
+
+pub(super) fn build_body<'r>(
+    request: &'r ChatRequest,
+    model: &str,
+) -> Result<GenerateContentRequest<'r>, DecodeError> {
     let (system_instruction, contents) = build_contents(&request.messages)?;
     let tools = if request.tools.is_empty() {
         Vec::new()
@@ -345,9 +419,20 @@ fn text_part(text: String) -> Part {
 /// System and developer messages become `systemInstruction` (Gemini has one, so all of them are
 /// gathered in order); the rest become `contents` with roles `user` and `model`, tool results
 /// travelling as `user` parts. Consecutive contents of the same role are merged.
-fn build_contents(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>), DecodeError> {
+/// A request's text part.
+fn request_text(text: &Text) -> RequestPart<'_> {
+    RequestPart::Text {
+        text,
+        thought_signature: None,
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn build_contents(
+    messages: &[Message],
+) -> Result<(Option<RequestContent<'_>>, Vec<RequestContent<'_>>), DecodeError> {
     let mut system = Vec::new();
-    let mut contents: Vec<Content> = Vec::new();
+    let mut contents: Vec<RequestContent> = Vec::new();
     // Tool call id → function name, from the assistant turns seen so far; a later call with the
     // same id replaces an earlier one, so a result finds the most recent call.
     let mut call_names: HashMap<&str, &str> = HashMap::new();
@@ -357,7 +442,7 @@ fn build_contents(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>
                 for (j, part) in message.content.iter().enumerate() {
                     match part {
                         ContentPart::Text { text, .. } if !text.is_empty() => {
-                            system.push(text_part(text.as_str().to_owned()));
+                            system.push(request_text(text));
                         }
                         ContentPart::Text { .. } => {}
                         _ => {
@@ -377,14 +462,14 @@ fn build_contents(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>
             continue;
         }
         match contents.last_mut() {
-            Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
-            _ => contents.push(Content {
-                role: Some(role.to_owned()),
+            Some(last) if last.role == Some(role) => last.parts.extend(parts),
+            _ => contents.push(RequestContent {
+                role: Some(role),
                 parts,
             }),
         }
     }
-    let system = (!system.is_empty()).then_some(Content {
+    let system = (!system.is_empty()).then_some(RequestContent {
         role: None,
         parts: system,
     });
@@ -428,20 +513,22 @@ fn image_mime_from_url(url: &str) -> Option<String> {
     Some(mime.to_owned())
 }
 
-fn user_parts(
+fn user_parts<'m>(
     i: usize,
-    message: &Message,
+    message: &'m Message,
     call_names: &HashMap<&str, &str>,
-) -> Result<Vec<Part>, DecodeError> {
+) -> Result<Vec<RequestPart<'m>>, DecodeError> {
     let mut parts = Vec::with_capacity(message.content.len());
     for (j, part) in message.content.iter().enumerate() {
         match part {
             ContentPart::Text { text, .. } => {
                 if !text.is_empty() {
-                    parts.push(text_part(text.as_str().to_owned()));
+                    parts.push(request_text(text));
                 }
             }
-            ContentPart::Image { source, .. } => parts.push(image_part(source)),
+            ContentPart::Image { source, .. } => {
+                parts.push(RequestPart::Other(Box::new(image_part(source))))
+            }
             ContentPart::ToolResult {
                 tool_call_id,
                 name,
@@ -464,14 +551,14 @@ fn user_parts(
                             )
                         })?,
                 };
-                parts.push(Part {
+                parts.push(RequestPart::Other(Box::new(Part {
                     function_response: Some(FunctionResponse {
                         id: (!tool_call_id.is_empty()).then(|| tool_call_id.clone()),
                         name: name.to_owned(),
                         response: function_response_body(content, *is_error, &path)?,
                     }),
                     ..Part::default()
-                });
+                })));
             }
             // Thoughts are the model's own; a client-side copy in a user turn means nothing to
             // Gemini.
@@ -533,7 +620,7 @@ fn model_parts<'m>(
     i: usize,
     message: &'m Message,
     call_names: &mut HashMap<&'m str, &'m str>,
-) -> Result<Vec<Part>, DecodeError> {
+) -> Result<Vec<RequestPart<'m>>, DecodeError> {
     let mut parts = Vec::with_capacity(message.content.len());
     let mut pending_signature: Option<String> = None;
     for (j, part) in message.content.iter().enumerate() {
@@ -542,16 +629,15 @@ fn model_parts<'m>(
                 if text.is_empty() && pending_signature.is_none() {
                     continue;
                 }
-                parts.push(Part {
-                    text: Some(text.as_str().to_owned()),
+                parts.push(RequestPart::Text {
+                    text,
                     thought_signature: pending_signature.take(),
-                    ..Part::default()
                 });
             }
             ContentPart::Image { source, .. } => {
                 let mut part = image_part(source);
                 part.thought_signature = pending_signature.take();
-                parts.push(part);
+                parts.push(RequestPart::Other(Box::new(part)));
             }
             ContentPart::Reasoning {
                 text,
@@ -559,15 +645,15 @@ fn model_parts<'m>(
             } => {
                 if text.is_empty() {
                     if let Some(earlier) = pending_signature.replace(signature.clone()) {
-                        parts.push(signature_part(earlier));
+                        parts.push(RequestPart::Other(Box::new(signature_part(earlier))));
                     }
                 } else {
-                    parts.push(Part {
+                    parts.push(RequestPart::Other(Box::new(Part {
                         text: Some(text.clone()),
                         thought: Some(true),
                         thought_signature: Some(signature.clone()),
                         ..Part::default()
-                    });
+                    })));
                 }
             }
             ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
@@ -582,7 +668,7 @@ fn model_parts<'m>(
                     .map(str::to_owned)
                     .or_else(|| pending_signature.take());
                 call_names.insert(id.as_str(), name.as_str());
-                parts.push(Part {
+                parts.push(RequestPart::Other(Box::new(Part {
                     function_call: Some(FunctionCall {
                         id: (!id.is_empty()).then(|| id.clone()),
                         name: name.clone(),
@@ -590,7 +676,7 @@ fn model_parts<'m>(
                     }),
                     thought_signature: signature,
                     ..Part::default()
-                });
+                })));
             }
             ContentPart::ToolResult { .. } => {
                 return Err(DecodeError::new(
@@ -601,7 +687,7 @@ fn model_parts<'m>(
         }
     }
     if let Some(signature) = pending_signature {
-        parts.push(signature_part(signature));
+        parts.push(RequestPart::Other(Box::new(signature_part(signature))));
     }
     Ok(parts)
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::canonical::{
     ChatRequest, ContentPart, EmbeddingInput, EmbeddingRequest, EncodingFormat, ErrorClass, Extras,
-    FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role, StreamEvent, Tool,
+    FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role, StreamEvent, Text, Tool,
     ToolChoice, Usage,
 };
 use crate::dialect::{DialectId, ProviderDialect, Target};
@@ -38,10 +38,20 @@ fn body_json(request: &http::Request<Vec<u8>>) -> Value {
 }
 
 fn build(request: &ChatRequest) -> http::Request<Vec<u8>> {
-    GeminiProvider
-        .build_chat(request, &target(Some("test-key")))
+    let target = target(Some("test-key"));
+    let built = GeminiProvider
+        .build_chat(request, &target)
         .unwrap()
-        .map(ProviderBody::into_vec)
+        .map(ProviderBody::into_vec);
+    // Without extras the body is written field by field: byte for byte what serde writes.
+    if request.extras.for_dialect(DialectId::Gemini).is_none() {
+        let body = super::provider::build_body(request, target.model).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(built.body()),
+            serde_json::to_string(&body).unwrap()
+        );
+    }
+    built
 }
 
 fn tool_call(id: &str, name: &str, arguments: &str, extras: Extras) -> ContentPart {
@@ -965,4 +975,44 @@ fn capabilities_are_all_on() {
     let caps = GeminiProvider.capabilities();
     assert!(caps.tools && caps.images && caps.json_schema && caps.embeddings);
     assert_eq!(GeminiProvider.id(), DialectId::Gemini);
+}
+
+/// A long prompt without escapes goes into the Gemini request as a slice of the client's body
+/// (system instruction and user text), and the body is byte for byte what the same request
+/// with copied texts gives.
+#[test]
+fn long_texts_without_escapes_are_spliced_into_the_request() {
+    use crate::dialect::IngressDialect;
+    use crate::openai::OpenAiIngress;
+
+    let long = "words and more words, <tags> & ünïcödé ✓ ".repeat(1000);
+    let body = bytes::Bytes::from(
+        json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": long},
+                {"role": "user", "content": [{"type": "text", "text": long}, {"type": "text", "text": "short"}]},
+                {"role": "assistant", "content": "a \"quoted\" line\n"}
+            ]
+        })
+        .to_string(),
+    );
+    let request = OpenAiIngress.decode_chat(&body).unwrap();
+    let mut copied = request.clone();
+    for message in &mut copied.messages {
+        for part in &mut message.content {
+            if let ContentPart::Text { text, .. } = part {
+                *text = Text::from(text.as_str());
+            }
+        }
+    }
+    let written = GeminiProvider.build_chat(&request, &target(None)).unwrap();
+    let expected = build(&copied);
+    assert_eq!(&written.body().to_vec(), expected.body());
+    let pieces = written.body().clone().into_pieces();
+    let inside = |piece: &bytes::Bytes| body.as_ptr_range().contains(&piece.as_ptr());
+    assert_eq!(pieces.iter().filter(|p| inside(p)).count(), 2);
+    assert_eq!(pieces.len(), 5, "no empty piece");
+    let sent: Value = serde_json::from_slice(expected.body()).unwrap();
+    assert_eq!(sent["systemInstruction"]["parts"][0]["text"], long.as_str());
 }

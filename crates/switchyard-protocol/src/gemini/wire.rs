@@ -4,16 +4,19 @@
 //! fields we do not model (`safetySettings`, `cachedContent`, …) come from same-dialect extras,
 //! merged into the serialised body by the provider.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
+
+use crate::canonical::Text;
 
 /// `GenerateContentRequest` body (the model is in the URL, not the body).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GenerateContentRequest {
-    pub contents: Vec<Content>,
+pub struct GenerateContentRequest<'r> {
+    pub contents: Vec<RequestContent<'r>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_instruction: Option<Content>,
+    pub system_instruction: Option<RequestContent<'r>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<Tool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +33,46 @@ pub struct Content {
     pub role: Option<String>,
     #[serde(default)]
     pub parts: Vec<Part>,
+}
+
+/// A request's `Content`: its text parts borrowed from the canonical request.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestContent<'r> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    pub parts: Vec<RequestPart<'r>>,
+}
+
+/// A request's `Part`: a text borrowed from the canonical request (so that a long prompt read
+/// without escapes is spliced into the body rather than copied), or any other part.
+#[derive(Debug, Clone)]
+pub enum RequestPart<'r> {
+    Text {
+        text: &'r Text,
+        thought_signature: Option<String>,
+    },
+    /// Boxed: a part of another kind is rare, and four times the size of a text.
+    Other(Box<Part>),
+}
+
+/// Written as the [`Part`] with that text and signature would be.
+impl Serialize for RequestPart<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestPart::Text {
+                text,
+                thought_signature,
+            } => {
+                let mut part = serializer.serialize_struct("Part", 2)?;
+                part.serialize_field("text", text.as_str())?;
+                if let Some(signature) = thought_signature {
+                    part.serialize_field("thoughtSignature", signature)?;
+                }
+                part.end()
+            }
+            RequestPart::Other(part) => part.serialize(serializer),
+        }
+    }
 }
 
 /// `Part`: exactly one data field (`text`, `inlineData`, `fileData`, `functionCall`,
