@@ -364,6 +364,23 @@ impl<'o, 'k> ObjectWriter<'o, 'k> {
     }
 }
 
+/// Writes `items` as a JSON array, each item with `write`.
+pub fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
 /// Writes `s` as a JSON string: `"` and `\` escaped, control characters as serde_json writes
 /// them (`\n`, `\t` … or `\u00XX`), everything else as is.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {

@@ -320,18 +320,13 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         body.str("model", model);
         body.u64("max_tokens", u64::from(max_tokens))?;
         body.field("messages", |out| {
-            out.push(b'[');
-            for (i, (role, blocks)) in messages.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+            json::write_array(out, &messages, |out, (role, blocks)| {
                 let mut message = ObjectWriter::open(out);
                 message.str("role", role);
                 message.field("content", |out| write_blocks(out, &mut splices, blocks))?;
                 message.close();
-            }
-            out.push(b']');
-            Ok(())
+                Ok(())
+            })
         })?;
         if !system.is_empty() {
             body.field("system", |out| write_blocks(out, &mut splices, &system))?;
@@ -405,11 +400,7 @@ fn write_blocks(
         json::write_text_splicing(out, text, splices);
         return Ok(());
     }
-    out.push(b'[');
-    for (i, block) in blocks.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    json::write_array(out, blocks, |out, block| {
         match block {
             Block::Text {
                 text,
@@ -445,9 +436,8 @@ fn write_blocks(
             }
             Block::Wire(block) => write_serialized(out, block)?,
         }
-    }
-    out.push(b']');
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A wire-typed value through serde, its strings then escaped by our writer (several times

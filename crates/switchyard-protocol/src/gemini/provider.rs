@@ -208,15 +208,9 @@ fn write_request(body: &GenerateContentRequest) -> Result<ProviderBody, serde_js
     let mut splices = Splices::default();
     let mut object = ObjectWriter::open(&mut out);
     object.field("contents", |out| {
-        out.push(b'[');
-        for (i, content) in body.contents.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_content(out, &mut splices, content)?;
-        }
-        out.push(b']');
-        Ok(())
+        json::write_array(out, &body.contents, |out, content| {
+            write_content(out, &mut splices, content)
+        })
     })?;
     if let Some(system) = &body.system_instruction {
         object.field("systemInstruction", |out| {
@@ -248,11 +242,7 @@ fn write_content(
         object.str("role", role);
     }
     object.field("parts", |out| {
-        out.push(b'[');
-        for (i, part) in content.parts.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        json::write_array(out, &content.parts, |out, part| {
             match part {
                 RequestPart::Text {
                     text,
@@ -267,9 +257,8 @@ fn write_content(
                 }
                 RequestPart::Other(part) => serde_json::to_writer(&mut *out, part)?,
             }
-        }
-        out.push(b']');
-        Ok(())
+            Ok(())
+        })
     })?;
     object.close();
     Ok(())
