@@ -220,16 +220,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::E
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => serde_json::to_writer(&mut *out, n)?,
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item)?;
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array(out, items, write_value)?,
         Value::Object(map) => write_object(out, map)?,
     }
     Ok(())
