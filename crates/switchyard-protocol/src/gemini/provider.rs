@@ -405,9 +405,6 @@ fn text_part(text: String) -> Part {
     }
 }
 
-/// System and developer messages become `systemInstruction` (Gemini has one, so all of them are
-/// gathered in order); the rest become `contents` with roles `user` and `model`, tool results
-/// travelling as `user` parts. Consecutive contents of the same role are merged.
 /// A request's text part.
 fn request_text(text: &Text) -> RequestPart<'_> {
     RequestPart::Text {
@@ -416,6 +413,9 @@ fn request_text(text: &Text) -> RequestPart<'_> {
     }
 }
 
+/// System and developer messages become `systemInstruction` (Gemini has one, so all of them are
+/// gathered in order); the rest become `contents` with roles `user` and `model`, tool results
+/// travelling as `user` parts. Consecutive contents of the same role are merged.
 #[allow(clippy::type_complexity)]
 fn build_contents(
     messages: &[Message],
