@@ -381,25 +381,29 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Writes a message text as a JSON string. A text read from a JSON string without escapes (see
-/// `Text::is_json_plain`) has nothing to escape and is copied as it is, without the scan.
+/// Writes a message text as a JSON string. A text whose JSON form is known (see
+/// `Text::json_content`: read from a JSON string without escapes, or keeping the client's
+/// escaped string) is copied in that form, without the escape scan.
 pub fn write_text(out: &mut Vec<u8>, text: &Text) {
-    if text.is_json_plain() {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        write_str(out, text);
+    match text.json_content() {
+        Some(content) => {
+            out.reserve(content.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(content);
+            out.push(b'"');
+        }
+        None => write_str(out, text),
     }
 }
 
-/// [`write_text`], leaving a long text that needs no escaping out of `out`: its place is
-/// recorded in `splices`, and the text is sent from the client's body as it is.
+/// [`write_text`], leaving a long text whose JSON form is the client's out of `out`: its place
+/// is recorded in `splices`, and that form is sent from the client's body as it is.
 pub fn write_text_splicing(out: &mut Vec<u8>, text: &Text, splices: &mut Splices) {
-    if text.is_json_plain() && text.len() >= SPLICED_MIN {
+    if text.json_content().is_some_and(|c| c.len() >= SPLICED_MIN)
+        && let Some(content) = text.shared_json_content()
+    {
         out.push(b'"');
-        splices.push(out, text.bytes());
+        splices.push(out, content);
         out.push(b'"');
     } else {
         write_text(out, text);

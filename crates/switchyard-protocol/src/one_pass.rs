@@ -65,20 +65,105 @@ pub(crate) fn utf8<E: de::Error>(v: &[u8]) -> Result<&str, E> {
 
 /// The body the texts are read from. A string without escapes is handed over borrowed from it,
 /// and its text shares the body's bytes rather than copying them (a long prompt is most of its
-/// body); a string with escapes is unescaped into a text of its own.
+/// body); a string with escapes is unescaped into a text of its own, which keeps the string as
+/// the client wrote it (a slice of the body) when the reader knows where it starts.
 #[derive(Clone, Copy)]
-pub(crate) struct Source<'b, const RAW: bool>(pub &'b Bytes);
+pub(crate) struct Source<'b, const RAW: bool> {
+    body: &'b Bytes,
+    /// Where the value being read starts in `body`, when known (see [`Source::after`]).
+    value_at: Option<usize>,
+}
 
-impl<const RAW: bool> Source<'_, RAW> {
+impl<'b, const RAW: bool> Source<'b, RAW> {
+    pub(crate) fn new(body: &'b Bytes) -> Self {
+        Source {
+            body,
+            value_at: None,
+        }
+    }
+
+    /// The source for the value that follows `key` in an object: where that value starts is
+    /// known when the key was read borrowed from the body (it had no escape), since the value
+    /// comes right after the key's closing quote, whitespace, the colon and whitespace.
+    pub(crate) fn after(self, key: &Key<'_>) -> Self {
+        Source {
+            body: self.body,
+            value_at: value_after(self.body, &key.0),
+        }
+    }
+
+    /// The source for values whose start is not known (such as a list's elements).
+    pub(crate) fn unplaced(self) -> Self {
+        Source {
+            body: self.body,
+            value_at: None,
+        }
+    }
+
     /// The text of a string without escapes, borrowed from the body.
     pub(crate) fn unescaped<E: de::Error>(self, v: &[u8]) -> Result<Text, E> {
-        Text::unescaped_in(self.0, v).ok_or_else(decline)
+        Text::unescaped_in(self.body, v).ok_or_else(decline)
+    }
+
+    /// The text of a string the parser unescaped: a copy, which keeps the string as it was
+    /// written when it starts at the known place.
+    pub(crate) fn escaped(self, text: &str) -> Text {
+        match self
+            .value_at
+            .and_then(|at| string_at(self.body, at, text.len()))
+        {
+            Some(written) => Text::unescaped_from(text, self.body.slice(written)),
+            None => Text::from(text),
+        }
     }
 }
 
-/// The text of a string the parser unescaped (a raw one not yet checked as UTF-8): a copy.
-pub(crate) fn escaped_text<E: de::Error>(v: &[u8]) -> Result<Text, E> {
-    Ok(Text::from(utf8(v)?))
+/// Where the value after `key` starts in `body`, if `key` lies within it.
+fn value_after(body: &[u8], key: &str) -> Option<usize> {
+    let start = body.as_ptr() as usize;
+    let key_start = key.as_ptr() as usize;
+    if key_start < start || key_start + key.len() > start + body.len() {
+        return None;
+    }
+    let mut at = key_start - start + key.len();
+    let skip_space = |at: &mut usize| {
+        while body
+            .get(*at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            *at += 1;
+        }
+    };
+    (body.get(at) == Some(&b'"')).then_some(())?;
+    at += 1;
+    skip_space(&mut at);
+    (body.get(at) == Some(&b':')).then_some(())?;
+    at += 1;
+    skip_space(&mut at);
+    Some(at)
+}
+
+/// The bytes between the quotes of the JSON string that starts at `at` in `body` (the parser
+/// has read it, so it is well formed), whose text is `text_len` bytes long: up to the first
+/// quote that is not escaped (not after an odd run of backslashes). An escape is never shorter
+/// than what it stands for, so that quote is searched for from `text_len` bytes on: a long
+/// text's string is not read again, only its last escapes' worth of bytes.
+fn string_at(body: &[u8], at: usize, text_len: usize) -> Option<std::ops::Range<usize>> {
+    (body.get(at) == Some(&b'"')).then_some(())?;
+    let start = at + 1;
+    let mut from = start + text_len;
+    loop {
+        let quote = from + memchr::memchr(b'"', body.get(from..)?)?;
+        let backslashes = body[start..quote]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            return Some(start..quote);
+        }
+        from = quote + 1;
+    }
 }
 
 /// `DeserializeSeed` for a seed that is its own visitor (and holds the `Source` as `.0`): read
@@ -113,13 +198,13 @@ macro_rules! string_visits {
             self.0.unescaped(v).map($wrap)
         }
         fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<$value, E> {
-            $crate::one_pass::escaped_text(v).map($wrap)
+            Ok($wrap(self.0.escaped($crate::one_pass::utf8(v)?)))
         }
         fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<$value, E> {
             self.0.unescaped(v.as_bytes()).map($wrap)
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$value, E> {
-            Ok($wrap($crate::canonical::Text::from(v)))
+            Ok($wrap(self.0.escaped(v)))
         }
         fn visit_string<E: serde::de::Error>(self, v: String) -> Result<$value, E> {
             Ok($wrap($crate::canonical::Text::from(v)))
@@ -189,7 +274,9 @@ impl<'de, const RAW: bool> Visitor<'de> for TextPartSeed<'_, RAW> {
                 "type" if is_text.is_none() => {
                     is_text = Some(map.next_value::<Key<'de>>()?.0 == "text");
                 }
-                "text" if text.is_none() => text = Some(map.next_value_seed(TextSeed(self.0))?),
+                "text" if text.is_none() => {
+                    text = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
                 "cache_control" if cache_control.is_none() => {
                     cache_control = Some(map.next_value()?);
                 }
@@ -211,7 +298,7 @@ pub(crate) fn read_parts<'de, const RAW: bool, A: SeqAccess<'de>>(
     source: Source<'_, RAW>,
     seq: A,
 ) -> Result<Vec<ContentPart>, A::Error> {
-    ListSeed(TextPartSeed(source)).visit_seq(seq)
+    ListSeed(TextPartSeed(source.unplaced())).visit_seq(seq)
 }
 
 /// Holds a dialect's one-pass reader to its full decoder: every body of `common` (each also
@@ -249,5 +336,143 @@ pub(crate) fn assert_reads_as_the_full_decoder(
             full(body.as_bytes()),
             "{body}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use serde_json::Value;
+
+    use crate::anthropic::AnthropicIngress;
+    use crate::canonical::{ContentPart, Text};
+    use crate::dialect::{IngressDialect, ProviderKind, Target, provider_dialect};
+    use crate::openai::OpenAiIngress;
+
+    /// Every escape JSON has, a pair of surrogates among them, and a string that ends with an
+    /// escaped backslash (so its closing quote follows a backslash).
+    const ESCAPED: &str =
+        r#"say \"hi\"\n\tthen \\ and \/ and \u00e9 and \ud83d\ude00 \b\f\r end \\"#;
+    const UNESCAPED: &str = "say \"hi\"\n\tthen \\ and / and é and 😀 \u{8}\u{c}\r end \\";
+
+    /// The common requests of both ingresses with `text` (JSON string content) in every text
+    /// place the one-pass readers read, compact and spread over lines (whose line breaks make
+    /// the readers take their texts as strings rather than raw), with the number of texts.
+    fn bodies(text: &str) -> Vec<(&'static dyn IngressDialect, String, usize)> {
+        let openai = format!(
+            r#"{{"model":"m","messages":[{{"role":"system","content" : "{text}"}},{{"role":"user","content":[{{"type":"text","text":"{text}"}}]}},{{"role":"assistant","content":[{{"type":"text","text":"plain"}}]}}]}}"#
+        );
+        let anthropic = format!(
+            r#"{{"model":"m","max_tokens":5,"system":"{text}","messages":[{{"role":"user","content": "{text}"}},{{"role":"assistant","content":[{{"type":"text","text":"{text}"}}]}}]}}"#
+        );
+        let spread = |body: &str| body.replace(",\"", ",\n  \"").replace(":\"", ":\n\t\"");
+        vec![
+            (&OpenAiIngress, spread(&openai), 2),
+            (&AnthropicIngress, spread(&anthropic), 3),
+            (&OpenAiIngress, openai, 2),
+            (&AnthropicIngress, anthropic, 3),
+        ]
+    }
+
+    fn texts(request: &crate::canonical::ChatRequest) -> Vec<&Text> {
+        request
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter_map(|p| match p {
+                ContentPart::Text { text, .. } if text.as_str() != "plain" => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn target() -> Target<'static> {
+        Target {
+            base_url: "https://api.example.com/v1",
+            model: "a-model",
+            api_key: Some("key"),
+            api_version: None,
+        }
+    }
+
+    /// A text read from a string with escapes keeps the string as the client wrote it, and
+    /// every provider's request carries it so: the same escapes, and the same text once read.
+    #[test]
+    fn a_text_with_escapes_keeps_the_clients_string_into_every_providers_request() {
+        for (ingress, body, count) in bodies(ESCAPED) {
+            let body = Bytes::from(body);
+            let request = ingress.decode_chat(&body).unwrap();
+            let texts = texts(&request);
+            assert_eq!(texts.len(), count, "{body:?}");
+            for text in texts {
+                assert_eq!(text.as_str(), UNESCAPED);
+                let content = text.json_content().expect("the client's string");
+                assert_eq!(content, ESCAPED.as_bytes());
+                assert!(body.as_ptr_range().contains(&content.as_ptr()), "shared");
+            }
+            for kind in [
+                ProviderKind::OpenAi,
+                ProviderKind::Anthropic,
+                ProviderKind::Gemini,
+            ] {
+                let built = provider_dialect(&kind)
+                    .build_chat(&request, &target())
+                    .unwrap();
+                let sent = built.body().to_vec();
+                let sent_text = String::from_utf8(sent.clone()).unwrap();
+                assert_eq!(sent_text.matches(ESCAPED).count(), count, "{sent_text}");
+                let value: Value = serde_json::from_slice(&sent).unwrap();
+                assert_eq!(value.to_string().matches(r#"\"hi\""#).count(), count);
+            }
+        }
+    }
+
+    /// A long text with escapes goes into a provider's request as a slice of the client's body.
+    #[test]
+    fn a_long_text_with_escapes_is_spliced_from_the_clients_body() {
+        let long = ESCAPED.repeat(400);
+        for (ingress, body, count) in bodies(&long) {
+            let body = Bytes::from(body);
+            let request = ingress.decode_chat(&body).unwrap();
+            for kind in [
+                ProviderKind::OpenAi,
+                ProviderKind::Anthropic,
+                ProviderKind::Gemini,
+            ] {
+                let built = provider_dialect(&kind)
+                    .build_chat(&request, &target())
+                    .unwrap();
+                let pieces = built.body().clone().into_pieces();
+                let inside = |piece: &&Bytes| body.as_ptr_range().contains(&piece.as_ptr());
+                let shared: Vec<&Bytes> = pieces.iter().filter(inside).collect();
+                assert_eq!(shared.len(), count, "{kind:?}");
+                assert!(shared.iter().all(|piece| piece[..] == *long.as_bytes()));
+                let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+                assert!(
+                    value
+                        .to_string()
+                        .contains(&serde_json::to_string(UNESCAPED).unwrap()[1..20])
+                );
+            }
+        }
+    }
+
+    /// Where the string cannot be placed (its key was written with an escape), the text is
+    /// read all the same and escaped again when written.
+    #[test]
+    fn a_text_whose_key_has_an_escape_is_escaped_again() {
+        let body = Bytes::from(format!(
+            r#"{{"model":"m","messages":[{{"role":"user","cont\u0065nt":"{ESCAPED}"}}]}}"#
+        ));
+        let request = OpenAiIngress.decode_chat(&body).unwrap();
+        let texts = texts(&request);
+        assert_eq!(texts.len(), 1);
+        assert_eq!(texts[0].as_str(), UNESCAPED);
+        assert_eq!(texts[0].json_content(), None);
+        let built = provider_dialect(&ProviderKind::OpenAi)
+            .build_chat(&request, &target())
+            .unwrap();
+        let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+        assert_eq!(value["messages"][0]["content"], UNESCAPED);
     }
 }

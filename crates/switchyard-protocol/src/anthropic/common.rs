@@ -30,9 +30,9 @@ use crate::one_pass::{
 /// `one_pass`).
 pub(super) fn decode(body: &Bytes) -> Option<ChatRequest> {
     if raw_texts(body) {
-        parse_seed(body, true, RequestVisitor(Source::<true>(body)))
+        parse_seed(body, true, RequestVisitor(Source::<true>::new(body)))
     } else {
-        parse_seed(body, false, RequestVisitor(Source::<false>(body)))
+        parse_seed(body, false, RequestVisitor(Source::<false>::new(body)))
     }
 }
 
@@ -85,7 +85,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                     first_time(&mut seen, 1 << 3)?;
                     // An empty string adds no system message; an empty text block does.
                     system = map
-                        .next_value_seed(SystemSeed(self.0))?
+                        .next_value_seed(SystemSeed(self.0.after(&key)))?
                         .filter(|b| !b.is_empty_string())
                         .map(|b| b.parts);
                 }
@@ -179,7 +179,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                     });
                 }
                 "content" if content.is_none() => {
-                    content = Some(map.next_value_seed(BlocksSeed(self.0))?.parts);
+                    content = Some(map.next_value_seed(BlocksSeed(self.0.after(&key)))?.parts);
                 }
                 _ => return Err(decline()),
             }

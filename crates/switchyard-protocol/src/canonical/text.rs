@@ -1,6 +1,8 @@
 //! The text of a message part. A long prompt is most of its request's body, so a text read from
 //! the body as a JSON string without escapes is a slice of that body, shared rather than copied,
-//! and is known to need no escaping when a provider's request is written.
+//! and is known to need no escaping when a provider's request is written. A text read from a
+//! string with escapes is unescaped into a copy, and keeps the string as the client escaped it
+//! (a slice of the body), which is what a provider's request then carries.
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,9 +14,21 @@ use bytestring::ByteString;
 #[derive(Clone, Default)]
 pub struct Text {
     text: ByteString,
-    /// Nothing in the text needs escaping in a JSON string (no `"`, `\` or control character):
-    /// it was read from a JSON string that had none. Such a text is written as it is.
-    plain: bool,
+    json: JsonForm,
+}
+
+/// How a text is written between a JSON string's quotes.
+#[derive(Clone, Default)]
+enum JsonForm {
+    /// Escaped as it is written (nothing known about it).
+    #[default]
+    Unknown,
+    /// As it is: nothing in it needs escaping (no `"`, `\` or control character), as it was
+    /// read from a JSON string that had none.
+    Plain,
+    /// As the client's JSON string had it: that string's bytes between its quotes, escapes and
+    /// all (valid JSON, since the text was read from it).
+    Escaped(Bytes),
 }
 
 impl Text {
@@ -33,7 +47,25 @@ impl Text {
         } else {
             ByteString::from(std::str::from_utf8(raw).ok()?)
         };
-        Some(Text { text, plain: true })
+        Some(Text {
+            text,
+            json: JsonForm::Plain,
+        })
+    }
+
+    /// The text a JSON string with escapes was read as (`text`, copied), which keeps the
+    /// string as it was written (`escaped`: its bytes between the quotes, escapes and all).
+    /// The caller vouches that `text` is what `escaped` unescapes to; tests check it.
+    pub fn unescaped_from(text: &str, escaped: Bytes) -> Text {
+        debug_assert_eq!(
+            serde_json::from_slice::<String>(&[&b"\""[..], &escaped, b"\""].concat()).ok(),
+            Some(text.to_owned()),
+            "an escaped form that is not the text's"
+        );
+        Text {
+            text: ByteString::from(text),
+            json: JsonForm::Escaped(escaped),
+        }
     }
 
     /// The text's bytes, shared (with the client's body, for a text read from it).
@@ -43,7 +75,26 @@ impl Text {
 
     /// Whether the text can be written between a JSON string's quotes as it is.
     pub fn is_json_plain(&self) -> bool {
-        self.plain
+        matches!(self.json, JsonForm::Plain)
+    }
+
+    /// What goes between a JSON string's quotes for this text, when it is known without
+    /// escaping it: the text itself (plain) or the client's escaped string.
+    pub fn json_content(&self) -> Option<&[u8]> {
+        match &self.json {
+            JsonForm::Unknown => None,
+            JsonForm::Plain => Some(self.text.as_bytes()),
+            JsonForm::Escaped(escaped) => Some(escaped),
+        }
+    }
+
+    /// [`Text::json_content`], shared rather than borrowed.
+    pub fn shared_json_content(&self) -> Option<Bytes> {
+        match &self.json {
+            JsonForm::Unknown => None,
+            JsonForm::Plain => Some(self.bytes()),
+            JsonForm::Escaped(escaped) => Some(escaped.clone()),
+        }
     }
 
     /// Appends `more` (the text becomes an owned copy).
@@ -72,7 +123,7 @@ impl From<String> for Text {
     fn from(text: String) -> Self {
         Text {
             text: ByteString::from(text),
-            plain: false,
+            json: JsonForm::Unknown,
         }
     }
 }
@@ -81,7 +132,7 @@ impl From<&str> for Text {
     fn from(text: &str) -> Self {
         Text {
             text: ByteString::from(text),
-            plain: false,
+            json: JsonForm::Unknown,
         }
     }
 }

@@ -30,9 +30,9 @@ use crate::one_pass::{
 /// `one_pass`).
 pub(super) fn decode(body: &Bytes) -> Option<ChatRequest> {
     if raw_texts(body) {
-        parse_seed(body, true, RequestVisitor(Source::<true>(body)))
+        parse_seed(body, true, RequestVisitor(Source::<true>::new(body)))
     } else {
-        parse_seed(body, false, RequestVisitor(Source::<false>(body)))
+        parse_seed(body, false, RequestVisitor(Source::<false>::new(body)))
     }
 }
 
@@ -140,7 +140,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
             match &*key.0 {
                 "role" => role = Some(map.next_value()?),
                 "name" => name = map.next_value()?,
-                "content" => content = map.next_value_seed(ContentSeed(self.0))?,
+                "content" => content = map.next_value_seed(ContentSeed(self.0.after(&key)))?,
                 // What the full decoder reads for an assistant or tool message.
                 "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
                     return Err(decline());
