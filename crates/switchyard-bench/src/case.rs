@@ -33,6 +33,9 @@ pub enum Kind {
     Embeddings,
     /// Anthropic Messages from the client; the gateway translates to an OpenAI provider.
     AnthropicToOpenai,
+    /// OpenAI Chat Completions of an agent's turn: a tool, the assistant's call of it and the
+    /// tool's result, which carries the prompt (a file the agent read), not streamed.
+    ChatTools,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::ChatStream => "chat_stream",
             Kind::Embeddings => "embeddings",
             Kind::AnthropicToOpenai => "anthropic_to_openai",
+            Kind::ChatTools => "chat_tools",
         }
     }
 
@@ -49,7 +53,7 @@ impl Kind {
     /// have an alias of that name.
     fn default_model(self) -> &'static str {
         match self {
-            Kind::Chat | Kind::ChatStream => "gpt-4o-mini",
+            Kind::Chat | Kind::ChatStream | Kind::ChatTools => "gpt-4o-mini",
             Kind::Embeddings => "text-embedding-3-small",
             Kind::AnthropicToOpenai => "claude-sonnet-4-5",
         }

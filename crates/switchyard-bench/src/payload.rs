@@ -52,6 +52,35 @@ impl Template {
                 }
                 ("/v1/chat/completions", openai_auth, body)
             }
+            Kind::ChatTools => {
+                let body = json!({
+                    "model": model,
+                    "messages": [
+                        {"role": "system", "content": "You are a coding agent. Read files with read_file."},
+                        {"role": "user", "content": "Summarise notes.txt."},
+                        {"role": "assistant", "content": null, "tool_calls": [{
+                            "id": "call_read_1",
+                            "type": "function",
+                            "function": {"name": "read_file", "arguments": "{\"path\":\"notes.txt\"}"},
+                        }]},
+                        {"role": "tool", "tool_call_id": "call_read_1", "content": prompt},
+                    ],
+                    "tools": [{
+                        "type": "function",
+                        "function": {
+                            "name": "read_file",
+                            "description": "Reads a file of the workspace.",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"path": {"type": "string"}},
+                                "required": ["path"],
+                            },
+                        },
+                    }],
+                    "max_tokens": 64,
+                });
+                ("/v1/chat/completions", openai_auth, body)
+            }
             Kind::Embeddings => (
                 "/v1/embeddings",
                 openai_auth,

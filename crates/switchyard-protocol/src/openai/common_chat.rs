@@ -2,13 +2,13 @@
 //! full decoder builds a `Value` tree of the body first and then takes its fields one by one,
 //! which costs several times the parse itself.
 //!
-//! Only what most clients send is read here: messages of a system, developer, user or assistant
-//! role with text content (a string or text parts) and a name, and the plain request fields.
-//! Anything else (tools, tool choice, response format, tool messages or calls, images,
-//! reasoning, a part's unknown field or one given twice, a value out of range or of the wrong
-//! type, malformed JSON) answers `None`, and the request goes through the full decoder, which
-//! reads every form and names the path of every error. For what it accepts, this gives exactly
-//! the full decoder's request; a test holds the two to that.
+//! Only what most clients send is read here: messages of any role with text content (a string
+//! or text parts) and a name, an assistant's tool calls, a tool's result, and the request's
+//! fields, tools, tool choice and response format taken by the full decoder's own functions.
+//! Anything else (images, reasoning, a part's unknown field or one given twice, a value out of
+//! range or of the wrong type, malformed JSON) answers `None`, and the request goes through the
+//! full decoder, which reads every form and names the path of every error. For what it
+//! accepts, this gives exactly the full decoder's request; a test holds the two to that.
 
 use std::fmt;
 
@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::ingress::{StringOrList, WireRole};
+use super::ingress::{self, StringOrList, WireRole, WireToolCall};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
 use crate::dialect::DialectId;
-use crate::json::Key;
+use crate::error::DecodeError;
+use crate::json::{Key, ObjectReader};
 use crate::one_pass::{
     ListSeed, Source, decline, parse_seed, raw_texts, read_parts, seed_visits_itself, string_visits,
 };
@@ -85,8 +86,6 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                 "stream" => stream = map.next_value()?,
                 "stream_options" => stream_options = map.next_value()?,
                 "n" => r.n = map.next_value()?,
-                // The full decoder reads these into the request's own fields.
-                "tools" | "tool_choice" | "response_format" => return Err(decline()),
                 _ => {
                     let value: Value = map.next_value()?;
                     rest.insert(key.0.into_owned(), value);
@@ -96,6 +95,20 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         let (Some(model), Some(messages)) = (model, messages) else {
             return Err(decline());
         };
+        // Tools, tool choice and response format are small: read from their values by the
+        // full decoder's own functions, so they mean exactly what they mean there.
+        let mut typed = Map::new();
+        for key in TYPED_FIELDS {
+            if let Some(value) = rest.remove(key) {
+                typed.insert(key.to_owned(), value);
+            }
+        }
+        if !typed.is_empty() {
+            let mut obj = ObjectReader::from_value(Value::Object(typed), "").map_err(declined)?;
+            r.tools = ingress::decode_tools(&mut obj).map_err(declined)?;
+            r.tool_choice = ingress::decode_tool_choice(&mut obj).map_err(declined)?;
+            r.response_format = ingress::decode_response_format(&mut obj).map_err(declined)?;
+        }
         // Out of range: the full decoder says why.
         if messages.is_empty()
             || r.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t))
@@ -120,7 +133,15 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
     }
 }
 
-/// A message of a system, developer, user or assistant role.
+/// The request fields of typed values the full decoder's functions read.
+const TYPED_FIELDS: [&str; 3] = ["tools", "tool_choice", "response_format"];
+
+/// A full decoder's error, here only a reason to decline.
+fn declined<E: de::Error>(_: DecodeError) -> E {
+    decline()
+}
+
+/// A message of any role: its text content, an assistant's tool calls, a tool's result.
 #[derive(Clone, Copy)]
 struct MessageSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
@@ -141,22 +162,41 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                 "role" => role = Some(map.next_value()?),
                 "name" => name = map.next_value()?,
                 "content" => content = map.next_value_seed(ContentSeed(self.0.after(&key)))?,
-                // What the full decoder reads for an assistant or tool message.
-                "reasoning_content" | "reasoning" | "tool_calls" | "tool_call_id" => {
-                    return Err(decline());
-                }
+                // Reasoning the full decoder reads for an assistant message.
+                "reasoning_content" | "reasoning" => return Err(decline()),
                 _ => {
                     let value: Value = map.next_value()?;
                     rest.insert(key.0.into_owned(), value);
                 }
             }
         }
+        // As in the full decoder, `tool_calls` belongs to an assistant message and
+        // `tool_call_id` to a tool message; on another role each is an extra field.
         let role = match role {
             Some(WireRole::System) => Role::System,
             Some(WireRole::Developer) => Role::Developer,
             Some(WireRole::User) => Role::User,
-            Some(WireRole::Assistant) => Role::Assistant,
-            Some(WireRole::Tool) | None => return Err(decline()),
+            Some(WireRole::Assistant) => {
+                if let Some(calls) = rest.remove("tool_calls").filter(|v| !v.is_null()) {
+                    let calls: Vec<WireToolCall> =
+                        serde_json::from_value(calls).map_err(|_| decline())?;
+                    content.extend(calls.into_iter().map(WireToolCall::into_part));
+                }
+                Role::Assistant
+            }
+            Some(WireRole::Tool) => {
+                let Some(Value::String(tool_call_id)) = rest.remove("tool_call_id") else {
+                    return Err(decline());
+                };
+                content = vec![ContentPart::ToolResult {
+                    tool_call_id,
+                    name: name.clone(),
+                    content,
+                    is_error: false,
+                }];
+                Role::Tool
+            }
+            None => return Err(decline()),
         };
         Ok(Message {
             role,

@@ -115,11 +115,27 @@ struct WireToolCallFunction {
     arguments: String,
 }
 
+/// A tool call of an assistant message in the history.
 #[derive(Deserialize)]
-struct WireToolCall {
+pub(super) struct WireToolCall {
     id: String,
     function: WireToolCallFunction,
     extra_content: Option<WireExtraContent>,
+}
+
+impl WireToolCall {
+    pub(super) fn into_part(self) -> ContentPart {
+        let signature = self
+            .extra_content
+            .and_then(|e| e.google)
+            .and_then(|g| g.thought_signature);
+        ContentPart::ToolCall {
+            id: self.id,
+            name: self.function.name,
+            arguments: self.function.arguments,
+            extras: gemini::signature_extras(signature.as_deref()),
+        }
+    }
 }
 
 /// `extra_content` of a tool call: provider data, keyed by provider.
@@ -258,17 +274,7 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
                 }
                 if let Some(calls) = m.take_array("tool_calls")? {
                     for (cpath, cv) in calls {
-                        let call: WireToolCall = deserialize_at(cv, &cpath)?;
-                        let signature = call
-                            .extra_content
-                            .and_then(|e| e.google)
-                            .and_then(|g| g.thought_signature);
-                        content.push(ContentPart::ToolCall {
-                            id: call.id,
-                            name: call.function.name,
-                            arguments: call.function.arguments,
-                            extras: gemini::signature_extras(signature.as_deref()),
-                        });
+                        content.push(deserialize_at::<WireToolCall>(cv, &cpath)?.into_part());
                     }
                 }
                 Role::Assistant
@@ -346,7 +352,7 @@ fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeEr
     }
 }
 
-fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
+pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
     let Some(items) = obj.take_array("tools")? else {
         return Ok(Vec::new());
     };
@@ -375,7 +381,9 @@ fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
     Ok(out)
 }
 
-fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, DecodeError> {
+pub(super) fn decode_tool_choice(
+    obj: &mut ObjectReader,
+) -> Result<Option<ToolChoice>, DecodeError> {
     let Some(value) = obj.take_value("tool_choice") else {
         return Ok(None);
     };
@@ -404,7 +412,9 @@ fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, Deco
     }
 }
 
-fn decode_response_format(obj: &mut ObjectReader) -> Result<Option<ResponseFormat>, DecodeError> {
+pub(super) fn decode_response_format(
+    obj: &mut ObjectReader,
+) -> Result<Option<ResponseFormat>, DecodeError> {
     let Some(mut rf) = obj.take_object("response_format")? else {
         return Ok(None);
     };

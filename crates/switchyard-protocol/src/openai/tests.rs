@@ -849,19 +849,31 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "reasoning_effort": "low", "parallel_tool_calls": false}"#,
     r#"{"model": "m", "model": "n", "messages": [{"role": "user", "content": "a"}], "functions": [], "x": {"y": [1, 2.5, null]}}"#,
     r#" {"model": "m", "messages": [{"role": "developer", "content": "a", "name": null}]} "#,
-];
-
-const FULL_FORM: &[&str] = &[
-    include_str!("../../tests/fixtures/requests/openai/images.json"),
     include_str!("../../tests/fixtures/requests/openai/json_object.json"),
     include_str!("../../tests/fixtures/requests/openai/json_schema.json"),
     include_str!("../../tests/fixtures/requests/openai/parallel_tools.json"),
-    include_str!("../../tests/fixtures/requests/openai/reasoning.json"),
     include_str!("../../tests/fixtures/requests/openai/thought_signatures.json"),
     include_str!("../../tests/fixtures/requests/openai/tools.json"),
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tool_choice": "none"}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": "42"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "tool", "name": "f", "tool_call_id": "c", "content": [{"type": "text", "text": "4\n2"}], "x": 1}]}"#,
+    r#"{"model": "m", "messages": [{"tool_calls": null, "role": "assistant", "content": "a"}, {"role": "tool", "tool_call_id": "c"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a", "tool_calls": 5, "tool_call_id": "c"}], "tools": null, "tool_choice": null}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": [], "response_format": {"type": "text"}}"#,
+];
+
+const FULL_FORM: &[&str] = &[
+    include_str!("../../tests/fixtures/requests/openai/images.json"),
+    include_str!("../../tests/fixtures/requests/openai/reasoning.json"),
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "tool", "content": "42"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": 7, "content": "42"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "tool_calls": {"id": "c"}}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": [{"type": "retrieval"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": {"type": "function"}}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tool_choice": "maybe"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "response_format": {"type": "yaml"}}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a", "reasoning_content": "r"}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "temperature": 2.5}"#,

@@ -306,8 +306,9 @@ async fn embeddings_and_models() {
 }
 
 /// A long prompt reaches every kind of provider exactly as the client wrote it, whether it is
-/// shared with the client's body (no escapes: spliced into an OpenAI provider's request as it
-/// is) or unescaped into a copy, from a compact or a pretty-printed body, in either ingress.
+/// shared with the client's body (no escapes) or unescaped into a copy that keeps the client's
+/// string (both spliced into the provider's request as they are), from a compact or a
+/// pretty-printed body, alone or after an agent's tool call and long result, in either ingress.
 #[tokio::test]
 async fn a_long_prompt_reaches_every_provider_unchanged() {
     let sim = start_sim(SimConfig {
@@ -330,9 +331,25 @@ async fn a_long_prompt_reaches_every_provider_unchanged() {
             // would cut it).
             let body = json!({"model": kind, "max_tokens": 100_000,
                 "messages": [{"role": "user", "content": prompt}]});
+            // An agent's turn: tools, a call and its long result before the prompt (the
+            // simulator echoes the last user message; the tool choice keeps it from calling,
+            // and the assistant's answer in between from quoting the result instead).
+            let agent = json!({"model": kind, "max_tokens": 100_000,
+                "messages": [
+                    {"role": "user", "content": "Read notes.txt."},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                        "type": "function",
+                        "function": {"name": "read_file", "arguments": "{\"path\":\"notes.txt\"}"}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": prompt},
+                    {"role": "assistant", "content": "Read it."},
+                    {"role": "user", "content": prompt}],
+                "tools": [{"type": "function", "function": {"name": "read_file",
+                    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}],
+                "tool_choice": "none"});
             for raw in [
                 serde_json::to_vec(&body).unwrap(),
                 serde_json::to_vec_pretty(&body).unwrap(),
+                serde_json::to_vec(&agent).unwrap(),
             ] {
                 let r = env
                     .post_raw("/v1/chat/completions", raw, &[("authorization", &bearer)])
