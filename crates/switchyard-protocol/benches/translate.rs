@@ -180,6 +180,43 @@ fn openai_to_openai(bencher: Bencher, size: &str) {
     });
 }
 
+/// An agent's turn: a tool, the assistant's call of it, and the tool's result carrying the
+/// prompt (a file the agent read).
+fn openai_agent_body(size: &str) -> Bytes {
+    json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a coding agent."},
+            {"role": "user", "content": "Summarise notes.txt."},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                "type": "function",
+                "function": {"name": "read_file", "arguments": "{\"path\":\"notes.txt\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": prompt(size)},
+        ],
+        "tools": [{"type": "function", "function": {"name": "read_file",
+            "description": "Reads a file of the workspace.",
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                "required": ["path"]}}}],
+        "max_tokens": 64,
+    })
+    .to_string()
+    .into_bytes()
+    .into()
+}
+
+/// An agent's turn through the same-dialect path: OpenAI in, OpenAI out.
+#[divan::bench(args = SIZES)]
+fn openai_agent_to_openai(bencher: Bencher, size: &str) {
+    let body = openai_agent_body(size);
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let target = target();
+    bencher.bench(|| {
+        OpenAiIngress
+            .decode_chat(black_box(&body))
+            .map(|r| provider.build_chat(&r, &target))
+    });
+}
+
 /// Translation: Anthropic Messages in, OpenAI provider request out.
 #[divan::bench(args = SIZES)]
 fn anthropic_to_openai(bencher: Bencher, size: &str) {

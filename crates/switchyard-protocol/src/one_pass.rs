@@ -356,34 +356,41 @@ mod tests {
     const UNESCAPED: &str = "say \"hi\"\n\tthen \\ and / and é and 😀 \u{8}\u{c}\r end \\";
 
     /// The common requests of both ingresses with `text` (JSON string content) in every text
-    /// place the one-pass readers read, compact and spread over lines (whose line breaks make
-    /// the readers take their texts as strings rather than raw), with the number of texts.
+    /// place the one-pass readers read (a tool's result among them), compact and spread over
+    /// lines (whose line breaks make the readers take their texts as strings rather than raw),
+    /// with the number of texts.
     fn bodies(text: &str) -> Vec<(&'static dyn IngressDialect, String, usize)> {
         let openai = format!(
-            r#"{{"model":"m","messages":[{{"role":"system","content" : "{text}"}},{{"role":"user","content":[{{"type":"text","text":"{text}"}}]}},{{"role":"assistant","content":[{{"type":"text","text":"plain"}}]}}]}}"#
+            r#"{{"model":"m","messages":[{{"role":"system","content" : "{text}"}},{{"role":"user","content":[{{"type":"text","text":"{text}"}}]}},{{"role":"assistant","content":[{{"type":"text","text":"plain"}}],"tool_calls":[{{"id":"c1","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"{text}"}}],"tools":[{{"type":"function","function":{{"name":"f"}}}}]}}"#
         );
         let anthropic = format!(
-            r#"{{"model":"m","max_tokens":5,"system":"{text}","messages":[{{"role":"user","content": "{text}"}},{{"role":"assistant","content":[{{"type":"text","text":"{text}"}}]}}]}}"#
+            r#"{{"model":"m","max_tokens":5,"system":"{text}","messages":[{{"role":"user","content": "{text}"}},{{"role":"assistant","content":[{{"type":"text","text":"{text}"}},{{"type":"tool_use","id":"c1","name":"f","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"c1","content":[{{"type":"text","text":"{text}"}}]}}]}}],"tools":[{{"name":"f","input_schema":{{"type":"object"}}}}]}}"#
         );
         let spread = |body: &str| body.replace(",\"", ",\n  \"").replace(":\"", ":\n\t\"");
         vec![
-            (&OpenAiIngress, spread(&openai), 2),
-            (&AnthropicIngress, spread(&anthropic), 3),
-            (&OpenAiIngress, openai, 2),
-            (&AnthropicIngress, anthropic, 3),
+            (&OpenAiIngress, spread(&openai), 3),
+            (&AnthropicIngress, spread(&anthropic), 4),
+            (&OpenAiIngress, openai, 3),
+            (&AnthropicIngress, anthropic, 4),
         ]
     }
 
+    /// The texts of text parts and tool results, but the one written plain.
     fn texts(request: &crate::canonical::ChatRequest) -> Vec<&Text> {
-        request
-            .messages
-            .iter()
-            .flat_map(|m| &m.content)
-            .filter_map(|p| match p {
-                ContentPart::Text { text, .. } if text.as_str() != "plain" => Some(text),
-                _ => None,
-            })
-            .collect()
+        fn of<'a>(parts: &'a [ContentPart], out: &mut Vec<&'a Text>) {
+            for part in parts {
+                match part {
+                    ContentPart::Text { text, .. } if text.as_str() != "plain" => out.push(text),
+                    ContentPart::ToolResult { content, .. } => of(content, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for message in &request.messages {
+            of(&message.content, &mut out);
+        }
+        out
     }
 
     fn target() -> Target<'static> {

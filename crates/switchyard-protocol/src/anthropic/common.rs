@@ -4,10 +4,12 @@
 //! `type` before reading it; for a long prompt that costs several times the parse itself.
 //!
 //! Only what most clients send is read here: user and assistant messages whose content is a
-//! string or text blocks, a system prompt of the same kind, and the plain request fields.
-//! Anything else (tools, tool choice, thinking, output configuration, other block types, a
-//! block's or a message's unknown field, a field given twice, a value of the wrong type, malformed
-//! JSON) answers `None`, and the request goes through the full decoder, which reads every form
+//! string or text, tool use and tool result blocks (a result's content a string or text blocks),
+//! a system prompt of a string or text blocks, the plain request fields, and tools, tool choice,
+//! thinking and output configuration, read into their wire types and converted by the full
+//! decoder's own function. Anything else (images, thinking blocks, other block types, a block's
+//! or a message's unknown field, a field given twice, a value of the wrong type, malformed JSON)
+//! answers `None`, and the request goes through the full decoder, which reads every form
 //! and names the path of every error. For what it accepts, this gives exactly the full
 //! decoder's request; a test holds the two to that.
 
@@ -17,12 +19,14 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::ingress::{BLOCK_CACHE_CONTROL, TypedParams, decode_typed};
 use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::json::Key;
 use crate::one_pass::{
-    ListSeed, Source, decline, parse_seed, raw_texts, read_parts, seed_visits_itself, string_visits,
+    ListSeed, Source, TextSeed, decline, parse_seed, raw_texts, read_parts, seed_visits_itself,
+    string_visits,
 };
 
 /// The request, or `None` when it needs the full decoder. The texts of a body without control
@@ -67,6 +71,12 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         let mut stream: Option<bool> = None;
         let mut r = ChatRequest::default();
         let mut rest = Map::new();
+        let mut typed = TypedParams {
+            tools: None,
+            tool_choice: None,
+            thinking: None,
+            output_config: None,
+        };
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "model" => {
@@ -113,8 +123,22 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                     first_time(&mut seen, 1 << 9)?;
                     stream = map.next_value()?;
                 }
-                // The full decoder reads these into the request's own fields.
-                "tools" | "tool_choice" | "thinking" | "output_config" => return Err(decline()),
+                "tools" => {
+                    first_time(&mut seen, 1 << 10)?;
+                    typed.tools = map.next_value()?;
+                }
+                "tool_choice" => {
+                    first_time(&mut seen, 1 << 11)?;
+                    typed.tool_choice = map.next_value()?;
+                }
+                "thinking" => {
+                    first_time(&mut seen, 1 << 12)?;
+                    typed.thinking = map.next_value()?;
+                }
+                "output_config" => {
+                    first_time(&mut seen, 1 << 13)?;
+                    typed.output_config = map.next_value()?;
+                }
                 _ => {
                     if rest.contains_key(&*key.0) {
                         return Err(decline());
@@ -139,6 +163,14 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
             });
         }
         messages.extend(wire_messages);
+        // Tools and the other typed fields mean here what they mean in the full decoder: its
+        // own function reads them.
+        let typed = decode_typed(typed, &mut rest);
+        r.tools = typed.tools;
+        r.tool_choice = typed.tool_choice;
+        r.parallel_tool_calls = typed.parallel_tool_calls;
+        r.reasoning = typed.reasoning;
+        r.response_format = typed.response_format;
         r.model = model;
         r.messages = messages;
         r.max_tokens = Some(max_tokens);
@@ -167,7 +199,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
         let mut role: Option<Role> = None;
-        let mut content: Option<Vec<ContentPart>> = None;
+        let mut content: Option<Blocks> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "role" if role.is_none() => {
@@ -179,7 +211,8 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                     });
                 }
                 "content" if content.is_none() => {
-                    content = Some(map.next_value_seed(BlocksSeed(self.0.after(&key)))?.parts);
+                    let seed = BlocksSeed(self.0.after(&key), BlockTypes::OfMessage);
+                    content = Some(map.next_value_seed(seed)?);
                 }
                 _ => return Err(decline()),
             }
@@ -187,19 +220,31 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
         match (role, content) {
             (Some(role), Some(content)) => Ok(Message {
                 role,
-                content,
+                content: content.parts,
                 name: None,
-                extras: Extras::default(),
+                extras: if content.cache_controls.is_empty() {
+                    Extras::default()
+                } else {
+                    let mut fields = Map::new();
+                    fields.insert(
+                        BLOCK_CACHE_CONTROL.into(),
+                        Value::Object(content.cache_controls),
+                    );
+                    Extras::new(DialectId::Anthropic, fields)
+                },
             }),
             _ => Err(decline()),
         }
     }
 }
 
-/// A message's content or the system prompt: a string (one text part) or text blocks.
+/// A message's content or the system prompt: a string (one text part) or blocks.
 struct Blocks {
     parts: Vec<ContentPart>,
     from_string: bool,
+    /// `cache_control` markers of blocks whose part has no such field (tool uses and results),
+    /// by block index, as the full decoder keeps them in the message's extras.
+    cache_controls: Map<String, Value>,
 }
 
 impl Blocks {
@@ -207,6 +252,7 @@ impl Blocks {
         Self {
             parts: vec![ContentPart::text(text)],
             from_string: true,
+            cache_controls: Map::new(),
         }
     }
 
@@ -216,8 +262,15 @@ impl Blocks {
     }
 }
 
+/// A string or blocks: text blocks, or for a message's content also tool uses and results.
 #[derive(Clone, Copy)]
-struct BlocksSeed<'b, const RAW: bool>(Source<'b, RAW>);
+struct BlocksSeed<'b, const RAW: bool>(Source<'b, RAW>, BlockTypes);
+
+#[derive(Clone, Copy, PartialEq)]
+enum BlockTypes {
+    Text,
+    OfMessage,
+}
 
 // Raw: a raw string or a list; anything else is refused by the deserializer.
 seed_visits_itself!(BlocksSeed -> Blocks, deserialize_bytes, deserialize_any);
@@ -225,18 +278,123 @@ seed_visits_itself!(BlocksSeed -> Blocks, deserialize_bytes, deserialize_any);
 impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
     type Value = Blocks;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string or text blocks")
+        f.write_str("a string or blocks")
     }
     string_visits!(Blocks, Blocks::text);
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blocks, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blocks, A::Error> {
+        if self.1 == BlockTypes::Text {
+            return Ok(Blocks {
+                parts: read_parts(self.0, seq)?,
+                from_string: false,
+                cache_controls: Map::new(),
+            });
+        }
+        let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+        let mut cache_controls = Map::new();
+        while let Some((part, cache_control)) =
+            seq.next_element_seed(BlockSeed(self.0.unplaced()))?
+        {
+            if let Some(cache_control) = cache_control {
+                cache_controls.insert(parts.len().to_string(), cache_control);
+            }
+            parts.push(part);
+        }
         Ok(Blocks {
-            parts: read_parts(self.0, seq)?,
+            parts,
             from_string: false,
+            cache_controls,
         })
     }
 }
 
-/// The system prompt: blocks, or `null` for none.
+/// A message's block: text, a tool use or a tool result, with the `cache_control` marker of a
+/// tool use or result (its part has no field for it). Any other type, a field the type does
+/// not have, or a field given twice declines.
+#[derive(Clone, Copy)]
+struct BlockSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+seed_visits_itself!(BlockSeed -> (ContentPart, Option<Value>), deserialize_map);
+
+impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
+    type Value = (ContentPart, Option<Value>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a content block")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut kind: Option<Key<'de>> = None;
+        let mut text: Option<Text> = None;
+        let mut cache_control: Option<Option<Value>> = None;
+        let mut id: Option<String> = None;
+        let mut name: Option<String> = None;
+        let mut input: Option<Value> = None;
+        let mut tool_use_id: Option<String> = None;
+        let mut content: Option<Option<Blocks>> = None;
+        let mut is_error: Option<Option<bool>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "text" if text.is_none() => {
+                    text = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
+                "cache_control" if cache_control.is_none() => {
+                    cache_control = Some(map.next_value()?);
+                }
+                "id" if id.is_none() => id = Some(map.next_value()?),
+                "name" if name.is_none() => name = Some(map.next_value()?),
+                "input" if input.is_none() => input = Some(map.next_value()?),
+                "tool_use_id" if tool_use_id.is_none() => tool_use_id = Some(map.next_value()?),
+                "content" if content.is_none() => {
+                    content = Some(map.next_value_seed(SystemSeed(self.0.after(&key)))?);
+                }
+                "is_error" if is_error.is_none() => is_error = Some(map.next_value()?),
+                _ => return Err(decline()),
+            }
+        }
+        let cache_control = cache_control.flatten();
+        let Some(kind) = kind else {
+            return Err(decline());
+        };
+        match &*kind.0 {
+            "text" => match (text, id, name, input, tool_use_id, content, is_error) {
+                (Some(text), None, None, None, None, None, None) => Ok((
+                    ContentPart::Text {
+                        text,
+                        cache_control,
+                    },
+                    None,
+                )),
+                _ => Err(decline()),
+            },
+            "tool_use" => match (text, id, name, input, tool_use_id, content, is_error) {
+                (None, Some(id), Some(name), Some(input), None, None, None) => Ok((
+                    ContentPart::ToolCall {
+                        id,
+                        name,
+                        arguments: input.to_string(),
+                        extras: Extras::default(),
+                    },
+                    cache_control,
+                )),
+                _ => Err(decline()),
+            },
+            "tool_result" => match (text, id, name, input, tool_use_id) {
+                (None, None, None, None, Some(tool_call_id)) => Ok((
+                    ContentPart::ToolResult {
+                        tool_call_id,
+                        name: None,
+                        content: content.flatten().map_or_else(Vec::new, |b| b.parts),
+                        is_error: is_error.flatten().unwrap_or(false),
+                    },
+                    cache_control,
+                )),
+                _ => Err(decline()),
+            },
+            _ => Err(decline()),
+        }
+    }
+}
+
+/// The system prompt or a tool result's content: a string or text blocks, or `null` for none.
 struct SystemSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
 seed_visits_itself!(SystemSeed -> Option<Blocks>, deserialize_option);
@@ -253,6 +411,8 @@ impl<'de, const RAW: bool> Visitor<'de> for SystemSeed<'_, RAW> {
         Ok(None)
     }
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Blocks>, D::Error> {
-        BlocksSeed(self.0).deserialize(d).map(Some)
+        BlocksSeed(self.0, BlockTypes::Text)
+            .deserialize(d)
+            .map(Some)
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::stream::AnthropicStreamEncoder;
 use super::wire::{
     self, ContentBlock, ContentBlockParam, ErrorObject, ErrorResponse, MessageCreateParams,
-    MessageParam, OutputFormat, TextOrBlocks, ThinkingConfigParam, ToolUnion,
+    MessageParam, OutputConfig, OutputFormat, TextOrBlocks, ThinkingConfigParam, ToolUnion,
 };
 use crate::DialectId;
 use crate::canonical::{
@@ -97,6 +97,63 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         messages.push(decode_message(message, i)?);
     }
 
+    let typed = decode_typed(
+        TypedParams {
+            tools: params.tools,
+            tool_choice: params.tool_choice,
+            thinking: params.thinking,
+            output_config: params.output_config,
+        },
+        &mut extras,
+    );
+
+    Ok(ChatRequest {
+        model,
+        messages,
+        tools: typed.tools,
+        tool_choice: typed.tool_choice,
+        parallel_tool_calls: typed.parallel_tool_calls,
+        response_format: typed.response_format,
+        max_tokens: Some(max_tokens),
+        temperature: params.temperature,
+        top_p: params.top_p,
+        top_k: params.top_k,
+        stop: params.stop_sequences.unwrap_or_default(),
+        reasoning: typed.reasoning,
+        user: params.metadata.and_then(|m| m.user_id),
+        stream: params.stream.unwrap_or(false),
+        // Anthropic streams always carry usage (`message_start` and `message_delta`).
+        include_usage: true,
+        extras: if extras.is_empty() {
+            Extras::default()
+        } else {
+            Extras::new(DialectId::Anthropic, extras)
+        },
+        ..ChatRequest::default()
+    })
+}
+
+/// The request's typed fields beyond messages: tools, tool choice, thinking and output
+/// configuration, as the wire has them.
+pub(super) struct TypedParams {
+    pub tools: Option<Vec<ToolUnion>>,
+    pub tool_choice: Option<wire::ToolChoice>,
+    pub thinking: Option<ThinkingConfigParam>,
+    pub output_config: Option<OutputConfig>,
+}
+
+/// What [`TypedParams`] become in the canonical request.
+pub(super) struct Typed {
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    pub reasoning: Option<Reasoning>,
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// The canonical form of the typed fields; what the canonical model cannot hold (server tools,
+/// other thinking configurations, unmodelled output configuration) goes to `extras`.
+pub(super) fn decode_typed(params: TypedParams, extras: &mut Map<String, Value>) -> Typed {
     let mut tools = Vec::new();
     let mut server_tools = Vec::new();
     for tool in params.tools.unwrap_or_default() {
@@ -163,30 +220,13 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         }
     }
 
-    Ok(ChatRequest {
-        model,
-        messages,
+    Typed {
         tools,
         tool_choice,
         parallel_tool_calls,
-        response_format,
-        max_tokens: Some(max_tokens),
-        temperature: params.temperature,
-        top_p: params.top_p,
-        top_k: params.top_k,
-        stop: params.stop_sequences.unwrap_or_default(),
         reasoning,
-        user: params.metadata.and_then(|m| m.user_id),
-        stream: params.stream.unwrap_or(false),
-        // Anthropic streams always carry usage (`message_start` and `message_delta`).
-        include_usage: true,
-        extras: if extras.is_empty() {
-            Extras::default()
-        } else {
-            Extras::new(DialectId::Anthropic, extras)
-        },
-        ..ChatRequest::default()
-    })
+        response_format,
+    }
 }
 
 fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentPart>, DecodeError> {

@@ -255,6 +255,28 @@ fn write_content(
                     }
                     part.close();
                 }
+                RequestPart::FunctionResult {
+                    id,
+                    name,
+                    key,
+                    text,
+                } => {
+                    let mut part = ObjectWriter::open(out);
+                    part.put("functionResponse", |out| {
+                        let mut call = ObjectWriter::open(out);
+                        if let Some(id) = id {
+                            call.str("id", id);
+                        }
+                        call.str("name", name);
+                        call.put("response", |out| {
+                            let mut response = ObjectWriter::open(out);
+                            response.put(key, |out| json::write_text_splicing(out, text, splices));
+                            response.close();
+                        });
+                        call.close();
+                    });
+                    part.close();
+                }
                 RequestPart::Other(part) => serde_json::to_writer(&mut *out, part)?,
             }
             Ok(())
@@ -505,7 +527,7 @@ fn image_mime_from_url(url: &str) -> Option<String> {
 fn user_parts<'m>(
     i: usize,
     message: &'m Message,
-    call_names: &HashMap<&str, &str>,
+    call_names: &HashMap<&str, &'m str>,
 ) -> Result<Vec<RequestPart<'m>>, DecodeError> {
     let mut parts = Vec::with_capacity(message.content.len());
     for (j, part) in message.content.iter().enumerate() {
@@ -540,9 +562,23 @@ fn user_parts<'m>(
                             )
                         })?,
                 };
+                let id = (!tool_call_id.is_empty()).then_some(tool_call_id.as_str());
+                // One text that cannot be a JSON object (the common result: a file, a command's
+                // output) is written as it is, shared or spliced like a message's text.
+                if let [ContentPart::Text { text, .. }] = &content[..]
+                    && !text.trim_start().starts_with('{')
+                {
+                    parts.push(RequestPart::FunctionResult {
+                        id,
+                        name,
+                        key: if *is_error { "error" } else { "result" },
+                        text,
+                    });
+                    continue;
+                }
                 parts.push(RequestPart::Other(Box::new(Part {
                     function_response: Some(FunctionResponse {
-                        id: (!tool_call_id.is_empty()).then(|| tool_call_id.clone()),
+                        id: id.map(str::to_owned),
                         name: name.to_owned(),
                         response: function_response_body(content, *is_error, &path)?,
                     }),

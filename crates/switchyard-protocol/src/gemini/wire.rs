@@ -51,6 +51,15 @@ pub enum RequestPart<'r> {
         text: &'r Text,
         thought_signature: Option<String>,
     },
+    /// A function's response of one text that is not a JSON object:
+    /// `{"functionResponse": {"id", "name", "response": {key: text}}}`, `key` being `result`, or
+    /// `error` for a failed call (borrowed, as a text part's, since a tool's result can be long).
+    FunctionResult {
+        id: Option<&'r str>,
+        name: &'r str,
+        key: &'static str,
+        text: &'r Text,
+    },
     /// Boxed: a part of another kind is rare, and four times the size of a text.
     Other(Box<Part>),
 }
@@ -70,9 +79,35 @@ impl Serialize for RequestPart<'_> {
                 }
                 part.end()
             }
+            RequestPart::FunctionResult {
+                id,
+                name,
+                key,
+                text,
+            } => {
+                let mut part = serializer.serialize_struct("Part", 1)?;
+                part.serialize_field(
+                    "functionResponse",
+                    &FunctionResultOut {
+                        id: *id,
+                        name,
+                        response: std::iter::once((*key, text.as_str())).collect(),
+                    },
+                )?;
+                part.end()
+            }
             RequestPart::Other(part) => part.serialize(serializer),
         }
     }
+}
+
+/// [`FunctionResponse`] with borrowed fields, for [`RequestPart::FunctionResult`].
+#[derive(Serialize)]
+struct FunctionResultOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    name: &'a str,
+    response: std::collections::BTreeMap<&'static str, &'a str>,
 }
 
 /// `Part`: exactly one data field (`text`, `inlineData`, `fileData`, `functionCall`,

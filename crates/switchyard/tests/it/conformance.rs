@@ -373,5 +373,30 @@ async fn a_long_prompt_reaches_every_provider_unchanged() {
             .await;
         assert_eq!(r.status, 200, "{:.300}", r.text);
         assert!(r.json()["content"][0]["text"] == prompt.as_str());
+        // An agent's turn in Messages form, to every provider kind.
+        for kind in KINDS {
+            let r = env
+                .post_anthropic(&json!({
+                    "model": kind,
+                    "max_tokens": 100_000,
+                    "tools": [{"name": "read_file", "input_schema": {"type": "object",
+                        "properties": {"path": {"type": "string"}}}}],
+                    "tool_choice": {"type": "none"},
+                    "messages": [
+                        {"role": "user", "content": "Read notes.txt."},
+                        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                            "name": "read_file", "input": {"path": "notes.txt"}}]},
+                        {"role": "user", "content": [{"type": "tool_result",
+                            "tool_use_id": "toolu_1", "content": prompt}]},
+                        {"role": "assistant", "content": "Read it."},
+                        {"role": "user", "content": prompt}],
+                }))
+                .await;
+            assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+            assert!(
+                r.json()["content"][0]["text"] == prompt.as_str(),
+                "{kind}: the prompt changed"
+            );
+        }
     }
 }
