@@ -36,6 +36,9 @@ pub enum Kind {
     /// OpenAI Chat Completions of an agent's turn: a tool, the assistant's call of it and the
     /// tool's result, which carries the prompt (a file the agent read), not streamed.
     ChatTools,
+    /// The same turn in Anthropic Messages form (`tool_use`, `tool_result`), translated to an
+    /// OpenAI provider.
+    AnthropicToolsToOpenai,
 }
 
 impl Kind {
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Embeddings => "embeddings",
             Kind::AnthropicToOpenai => "anthropic_to_openai",
             Kind::ChatTools => "chat_tools",
+            Kind::AnthropicToolsToOpenai => "anthropic_tools_to_openai",
         }
     }
 
@@ -55,7 +59,7 @@ impl Kind {
         match self {
             Kind::Chat | Kind::ChatStream | Kind::ChatTools => "gpt-4o-mini",
             Kind::Embeddings => "text-embedding-3-small",
-            Kind::AnthropicToOpenai => "claude-sonnet-4-5",
+            Kind::AnthropicToOpenai | Kind::AnthropicToolsToOpenai => "claude-sonnet-4-5",
         }
     }
 }

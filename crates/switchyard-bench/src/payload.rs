@@ -88,21 +88,38 @@ impl Template {
             ),
             Kind::AnthropicToOpenai => (
                 "/v1/messages",
-                vec![
-                    (
-                        header::HeaderName::from_static("x-api-key"),
-                        HeaderValue::from_str(key)?,
-                    ),
-                    (
-                        header::HeaderName::from_static("anthropic-version"),
-                        HeaderValue::from_static("2023-06-01"),
-                    ),
-                ],
+                anthropic_headers(key)?,
                 json!({
                     "model": model,
                     "max_tokens": 64,
                     "system": "You are terse.",
                     "messages": [{"role": "user", "content": prompt}],
+                }),
+            ),
+            Kind::AnthropicToolsToOpenai => (
+                "/v1/messages",
+                anthropic_headers(key)?,
+                json!({
+                    "model": model,
+                    "max_tokens": 64,
+                    "system": "You are a coding agent. Read files with read_file.",
+                    "tools": [{
+                        "name": "read_file",
+                        "description": "Reads a file of the workspace.",
+                        "input_schema": {
+                            "type": "object",
+                            "properties": {"path": {"type": "string"}},
+                            "required": ["path"],
+                        },
+                    }],
+                    "messages": [
+                        {"role": "user", "content": "Summarise notes.txt."},
+                        {"role": "assistant", "content": [{"type": "tool_use",
+                            "id": "toolu_read_1", "name": "read_file",
+                            "input": {"path": "notes.txt"}}]},
+                        {"role": "user", "content": [{"type": "tool_result",
+                            "tool_use_id": "toolu_read_1", "content": prompt}]},
+                    ],
                 }),
             ),
         };
@@ -114,6 +131,20 @@ impl Template {
             prompt_bytes: prompt.len(),
         })
     }
+}
+
+/// The headers of an Anthropic Messages request presenting `key`.
+fn anthropic_headers(key: &str) -> anyhow::Result<Vec<(header::HeaderName, HeaderValue)>> {
+    Ok(vec![
+        (
+            header::HeaderName::from_static("x-api-key"),
+            HeaderValue::from_str(key)?,
+        ),
+        (
+            header::HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static("2023-06-01"),
+        ),
+    ])
 }
 
 /// The prompt text: a sentence, or deterministic filler words up to [`LARGE_PROMPT_BYTES`],
