@@ -3,8 +3,9 @@
 //! which costs several times the parse itself.
 //!
 //! Only what most clients send is read here: messages of any role with text content (a string
-//! or text parts) and a name, an assistant's tool calls, a tool's result, and the request's
-//! fields, tools, tool choice and response format taken by the full decoder's own functions.
+//! or text parts) and a name, an assistant's tool calls, a tool's result, the plain request
+//! fields, and tools, tool choice and response format (converted by the full decoder's own
+//! functions).
 //! Anything else (images, reasoning, a part's unknown field or one given twice, a value out of
 //! range or of the wrong type, malformed JSON) answers `None`, and the request goes through the
 //! full decoder, which reads every form and names the path of every error. For what it
