@@ -170,7 +170,11 @@ fn openai_encode(bencher: Bencher, size: &str) {
 /// The whole same-dialect request path: OpenAI in, OpenAI out.
 #[divan::bench(args = SIZES)]
 fn openai_to_openai(bencher: Bencher, size: &str) {
-    let body = openai_body(size);
+    same_dialect(bencher, openai_body(size));
+}
+
+/// `body` decoded as an OpenAI request and built for an OpenAI provider.
+fn same_dialect(bencher: Bencher, body: Bytes) {
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
     let target = target();
     bencher.bench(|| {
@@ -207,14 +211,7 @@ fn openai_agent_body(size: &str) -> Bytes {
 /// An agent's turn through the same-dialect path: OpenAI in, OpenAI out.
 #[divan::bench(args = SIZES)]
 fn openai_agent_to_openai(bencher: Bencher, size: &str) {
-    let body = openai_agent_body(size);
-    let provider = OpenAiProvider::new(OpenAiQuirks::default());
-    let target = target();
-    bencher.bench(|| {
-        OpenAiIngress
-            .decode_chat(black_box(&body))
-            .map(|r| provider.build_chat(&r, &target))
-    });
+    same_dialect(bencher, openai_agent_body(size));
 }
 
 /// Translation: Anthropic Messages in, OpenAI provider request out.

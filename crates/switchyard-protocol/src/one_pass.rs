@@ -345,9 +345,10 @@ mod tests {
     use serde_json::Value;
 
     use crate::anthropic::AnthropicIngress;
-    use crate::canonical::{ContentPart, Text};
+    use crate::canonical::{ChatRequest, ContentPart, Text};
     use crate::dialect::{IngressDialect, ProviderKind, Target, provider_dialect};
     use crate::openai::OpenAiIngress;
+    use crate::provider_body::ProviderBody;
 
     /// Every escape JSON has, a pair of surrogates among them, and a string that ends with an
     /// escaped backslash (so its closing quote follows a backslash).
@@ -376,7 +377,7 @@ mod tests {
     }
 
     /// The texts of text parts and tool results, but the one written plain.
-    fn texts(request: &crate::canonical::ChatRequest) -> Vec<&Text> {
+    fn texts(request: &ChatRequest) -> Vec<&Text> {
         fn of<'a>(parts: &'a [ContentPart], out: &mut Vec<&'a Text>) {
             for part in parts {
                 match part {
@@ -391,6 +392,25 @@ mod tests {
             of(&message.content, &mut out);
         }
         out
+    }
+
+    /// The request built by the OpenAI, Anthropic and Gemini providers.
+    fn built_for_every_provider(
+        request: &ChatRequest,
+    ) -> Vec<(ProviderKind, http::Request<ProviderBody>)> {
+        [
+            ProviderKind::OpenAi,
+            ProviderKind::Anthropic,
+            ProviderKind::Gemini,
+        ]
+        .into_iter()
+        .map(|kind| {
+            let built = provider_dialect(&kind)
+                .build_chat(request, &target())
+                .unwrap();
+            (kind, built)
+        })
+        .collect()
     }
 
     fn target() -> Target<'static> {
@@ -417,14 +437,7 @@ mod tests {
                 assert_eq!(content, ESCAPED.as_bytes());
                 assert!(body.as_ptr_range().contains(&content.as_ptr()), "shared");
             }
-            for kind in [
-                ProviderKind::OpenAi,
-                ProviderKind::Anthropic,
-                ProviderKind::Gemini,
-            ] {
-                let built = provider_dialect(&kind)
-                    .build_chat(&request, &target())
-                    .unwrap();
+            for (_, built) in built_for_every_provider(&request) {
                 let sent = built.body().to_vec();
                 let sent_text = String::from_utf8(sent.clone()).unwrap();
                 assert_eq!(sent_text.matches(ESCAPED).count(), count, "{sent_text}");
@@ -441,14 +454,7 @@ mod tests {
         for (ingress, body, count) in bodies(&long) {
             let body = Bytes::from(body);
             let request = ingress.decode_chat(&body).unwrap();
-            for kind in [
-                ProviderKind::OpenAi,
-                ProviderKind::Anthropic,
-                ProviderKind::Gemini,
-            ] {
-                let built = provider_dialect(&kind)
-                    .build_chat(&request, &target())
-                    .unwrap();
+            for (kind, built) in built_for_every_provider(&request) {
                 let pieces = built.body().clone().into_pieces();
                 let inside = |piece: &&Bytes| body.as_ptr_range().contains(&piece.as_ptr());
                 let shared: Vec<&Bytes> = pieces.iter().filter(inside).collect();
