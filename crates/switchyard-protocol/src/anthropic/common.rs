@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::ingress::{BLOCK_CACHE_CONTROL, TypedParams, decode_typed};
+use super::ingress::{BLOCK_CACHE_CONTROL, TypedParams, decode_typed, tool_use_part};
 use super::wire::Metadata;
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
@@ -366,15 +366,9 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                 _ => Err(decline()),
             },
             "tool_use" => match (text, id, name, input, tool_use_id, content, is_error) {
-                (None, Some(id), Some(name), Some(input), None, None, None) => Ok((
-                    ContentPart::ToolCall {
-                        id,
-                        name,
-                        arguments: input.to_string(),
-                        extras: Extras::default(),
-                    },
-                    cache_control,
-                )),
+                (None, Some(id), Some(name), Some(input), None, None, None) => {
+                    Ok((tool_use_part(id, name, &input), cache_control))
+                }
                 _ => Err(decline()),
             },
             "tool_result" => match (text, id, name, input, tool_use_id) {

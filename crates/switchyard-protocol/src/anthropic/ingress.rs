@@ -334,15 +334,7 @@ fn decode_block(
             name,
             input,
             cache_control,
-        } => (
-            ContentPart::ToolCall {
-                id,
-                name,
-                arguments: input.to_string(),
-                extras: Extras::default(),
-            },
-            cache_control,
-        ),
+        } => (tool_use_part(id, name, &input), cache_control),
         ContentBlockParam::ToolResult {
             tool_use_id,
             content,
@@ -395,6 +387,16 @@ fn decode_block(
             (ContentPart::RedactedReasoning { data }, None)
         }
     })
+}
+
+/// A `tool_use` block's part: its input as the call's arguments text.
+pub(super) fn tool_use_part(id: String, name: String, input: &Value) -> ContentPart {
+    ContentPart::ToolCall {
+        id,
+        name,
+        arguments: input.to_string(),
+        extras: Extras::default(),
+    }
 }
 
 fn image_source(source: wire::ImageSource) -> ImageSource {

@@ -189,12 +189,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                 let Some(Value::String(tool_call_id)) = rest.remove("tool_call_id") else {
                     return Err(decline());
                 };
-                content = vec![ContentPart::ToolResult {
-                    tool_call_id,
-                    name: name.clone(),
-                    content,
-                    is_error: false,
-                }];
+                content = ingress::tool_message_content(tool_call_id, name.clone(), content);
                 Role::Tool
             }
             None => return Err(decline()),

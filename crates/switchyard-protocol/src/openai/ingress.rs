@@ -287,12 +287,7 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
                         Some(&id_path),
                     )
                 })?;
-                content = vec![ContentPart::ToolResult {
-                    tool_call_id,
-                    name: name.clone(),
-                    content,
-                    is_error: false,
-                }];
+                content = tool_message_content(tool_call_id, name.clone(), content);
                 Role::Tool
             }
         };
@@ -304,6 +299,20 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
         });
     }
     Ok(out)
+}
+
+/// A tool message's content: its parts as the result of the call it answers.
+pub(super) fn tool_message_content(
+    tool_call_id: String,
+    name: Option<String>,
+    content: Vec<ContentPart>,
+) -> Vec<ContentPart> {
+    vec![ContentPart::ToolResult {
+        tool_call_id,
+        name,
+        content,
+        is_error: false,
+    }]
 }
 
 fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeError> {
