@@ -399,14 +399,20 @@ pub fn write_text(out: &mut Vec<u8>, text: &Text) {
 /// [`write_text`], leaving a long text whose JSON form is the client's out of `out`: its place
 /// is recorded in `splices`, and that form is sent from the client's body as it is.
 pub fn write_text_splicing(out: &mut Vec<u8>, text: &Text, splices: &mut Splices) {
-    if text.json_content().is_some_and(|c| c.len() >= SPLICED_MIN)
-        && let Some(content) = text.shared_json_content()
-    {
-        out.push(b'"');
-        splices.push(out, content);
-        out.push(b'"');
-    } else {
-        write_text(out, text);
+    out.push(b'"');
+    write_text_content_splicing(out, text, splices);
+    out.push(b'"');
+}
+
+/// What goes between the quotes of [`write_text_splicing`], for a string written in pieces
+/// (such as a data URI around an image's base64 text).
+pub fn write_text_content_splicing(out: &mut Vec<u8>, text: &Text, splices: &mut Splices) {
+    match text.json_content() {
+        Some(content) if content.len() < SPLICED_MIN => out.extend_from_slice(content),
+        _ => match text.shared_json_content() {
+            Some(long) => splices.push(out, long),
+            None => write_str_content(out, text),
+        },
     }
 }
 

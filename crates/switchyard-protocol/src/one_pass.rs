@@ -470,6 +470,45 @@ mod tests {
         }
     }
 
+    /// A long inline image's base64 text goes into every provider's request as a slice of the
+    /// client's body, in each provider's form, from either ingress.
+    #[test]
+    fn a_long_inline_image_is_spliced_into_every_providers_request() {
+        let data = "iVBORw0KGgoAAAANSUhEUgAA+/".repeat(2_000) + "==";
+        let openai = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{data}","detail":"high"}}}}]}}]}}"#
+        );
+        let anthropic = format!(
+            r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}}]}}]}}"#
+        );
+        let ingresses: [(&dyn IngressDialect, String); 2] =
+            [(&OpenAiIngress, openai), (&AnthropicIngress, anthropic)];
+        for (ingress, body) in ingresses {
+            let body = Bytes::from(body);
+            let request = ingress.decode_chat(&body).unwrap();
+            for (kind, built) in built_for_every_provider(&request) {
+                let pieces = built.body().clone().into_pieces();
+                let inside = |piece: &&Bytes| body.as_ptr_range().contains(&piece.as_ptr());
+                let shared: Vec<&Bytes> = pieces.iter().filter(inside).collect();
+                assert_eq!(shared.len(), 1, "{kind:?}");
+                assert_eq!(shared[0][..], *data.as_bytes(), "{kind:?}");
+                let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+                let image = match kind {
+                    ProviderKind::OpenAi => &value["messages"][0]["content"][1]["image_url"]["url"],
+                    ProviderKind::Anthropic => {
+                        &value["messages"][0]["content"][1]["source"]["data"]
+                    }
+                    _ => &value["contents"][0]["parts"][1]["inlineData"]["data"],
+                };
+                let expected = match kind {
+                    ProviderKind::OpenAi => format!("data:image/png;base64,{data}"),
+                    _ => data.clone(),
+                };
+                assert_eq!(image.as_str(), Some(expected.as_str()), "{kind:?}");
+            }
+        }
+    }
+
     /// Where the string cannot be placed (its key was written with an escape), the text is
     /// read all the same and escaped again when written.
     #[test]

@@ -4,10 +4,11 @@
 //! `type` before reading it; for a long prompt that costs several times the parse itself.
 //!
 //! Only what most clients send is read here: user and assistant messages whose content is a
-//! string or text, tool use and tool result blocks (a result's content a string or text blocks),
+//! string or text, images (base64, the text shared with the body as texts are, or by URL), tool
+//! use and tool result blocks (a result's content a string or text blocks),
 //! a system prompt of a string or text blocks, the plain request fields, and tools, tool choice,
 //! thinking and output configuration, read into their wire types and converted by the full
-//! decoder's own function. Anything else (images, thinking blocks, other block types, a block's
+//! decoder's own function. Anything else (thinking blocks, other block types, a block's
 //! or a message's unknown field, a field given twice, a value of the wrong type, malformed JSON)
 //! answers `None`, and the request goes through the full decoder, which reads every form
 //! and names the path of every error. For what it accepts, this gives exactly the full
@@ -21,7 +22,7 @@ use serde_json::{Map, Value};
 
 use super::ingress::{BLOCK_CACHE_CONTROL, TypedParams, decode_typed, tool_use_part};
 use super::wire::Metadata;
-use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
+use crate::canonical::{ChatRequest, ContentPart, Extras, ImageSource, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::json::Key;
 use crate::one_pass::{
@@ -330,6 +331,7 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
         let mut tool_use_id: Option<String> = None;
         let mut content: Option<Option<Blocks>> = None;
         let mut is_error: Option<Option<bool>> = None;
+        let mut source: Option<ImageSource> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "type" if kind.is_none() => kind = Some(map.next_value()?),
@@ -347,10 +349,37 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                     content = Some(map.next_value_seed(SystemSeed(self.0.after(&key)))?);
                 }
                 "is_error" if is_error.is_none() => is_error = Some(map.next_value()?),
+                "source" if source.is_none() => {
+                    source = Some(map.next_value_seed(ImageSourceSeed(self.0))?);
+                }
                 _ => return Err(decline()),
             }
         }
         let cache_control = cache_control.flatten();
+        if kind.as_ref().is_some_and(|k| k.0 == "image") {
+            return match (
+                source,
+                text,
+                id,
+                name,
+                input,
+                tool_use_id,
+                content,
+                is_error,
+            ) {
+                (Some(source), None, None, None, None, None, None, None) => Ok((
+                    ContentPart::Image {
+                        source,
+                        detail: None,
+                    },
+                    cache_control,
+                )),
+                _ => Err(decline()),
+            };
+        }
+        if source.is_some() {
+            return Err(decline());
+        }
         let Some(kind) = kind else {
             return Err(decline());
         };
@@ -383,6 +412,45 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                 )),
                 _ => Err(decline()),
             },
+            _ => Err(decline()),
+        }
+    }
+}
+
+/// An image block's `source`: `{"type": "base64", "media_type", "data"}` (the base64 text read
+/// as a text, so that it shares the body's bytes) or `{"type": "url", "url"}`, each field at
+/// most once.
+#[derive(Clone, Copy)]
+struct ImageSourceSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+seed_visits_itself!(ImageSourceSeed -> ImageSource, deserialize_map);
+
+impl<'de, const RAW: bool> Visitor<'de> for ImageSourceSeed<'_, RAW> {
+    type Value = ImageSource;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an image source")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImageSource, A::Error> {
+        let mut kind: Option<Key<'de>> = None;
+        let mut media_type: Option<String> = None;
+        let mut data: Option<Text> = None;
+        let mut url: Option<String> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "media_type" if media_type.is_none() => media_type = Some(map.next_value()?),
+                "data" if data.is_none() => {
+                    data = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
+                "url" if url.is_none() => url = Some(map.next_value()?),
+                _ => return Err(decline()),
+            }
+        }
+        match (kind.as_ref().map(|k| &*k.0), media_type, data, url) {
+            (Some("base64"), Some(media_type), Some(data), None) => {
+                Ok(ImageSource::Base64 { media_type, data })
+            }
+            (Some("url"), None, None, Some(url)) => Ok(ImageSource::Url(url)),
             _ => Err(decline()),
         }
     }

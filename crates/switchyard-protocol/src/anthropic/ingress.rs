@@ -401,7 +401,10 @@ pub(super) fn tool_use_part(id: String, name: String, input: &Value) -> ContentP
 
 fn image_source(source: wire::ImageSource) -> ImageSource {
     match source {
-        wire::ImageSource::Base64 { media_type, data } => ImageSource::Base64 { media_type, data },
+        wire::ImageSource::Base64 { media_type, data } => ImageSource::Base64 {
+            media_type,
+            data: data.into(),
+        },
         wire::ImageSource::Url { url } => ImageSource::Url(url),
     }
 }

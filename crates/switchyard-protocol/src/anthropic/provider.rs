@@ -152,6 +152,11 @@ enum Block<'r> {
         is_error: bool,
         cache_control: Option<Value>,
     },
+    /// Written by hand, so that an inline image's base64 text is spliced in as a long text is.
+    Image {
+        source: &'r ImageSource,
+        cache_control: Option<Value>,
+    },
     Wire(ContentBlockParam),
 }
 
@@ -159,9 +164,9 @@ impl Block<'_> {
     /// The block's `cache_control` marker, for the block types that can carry one.
     fn cache_control_mut(&mut self) -> Option<&mut Option<Value>> {
         match self {
-            Block::Text { cache_control, .. } | Block::ToolResult { cache_control, .. } => {
-                Some(cache_control)
-            }
+            Block::Text { cache_control, .. }
+            | Block::ToolResult { cache_control, .. }
+            | Block::Image { cache_control, .. } => Some(cache_control),
             Block::Wire(block) => block.cache_control_mut(),
         }
     }
@@ -434,6 +439,34 @@ fn write_blocks(
                 }
                 object.close();
             }
+            Block::Image {
+                source,
+                cache_control,
+            } => {
+                let mut object = ObjectWriter::open(out);
+                object.str("type", "image");
+                object.put("source", |out| {
+                    let mut source_object = ObjectWriter::open(out);
+                    match source {
+                        ImageSource::Base64 { media_type, data } => {
+                            source_object.str("type", "base64");
+                            source_object.str("media_type", media_type);
+                            source_object.put("data", |out| {
+                                json::write_text_splicing(out, data, splices);
+                            });
+                        }
+                        ImageSource::Url(url) => {
+                            source_object.str("type", "url");
+                            source_object.str("url", url);
+                        }
+                    }
+                    source_object.close();
+                });
+                if let Some(cache_control) = cache_control {
+                    object.value("cache_control", cache_control)?;
+                }
+                object.close();
+            }
             Block::Wire(block) => write_serialized(out, block)?,
         }
         Ok(())
@@ -474,10 +507,10 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                     cache_control: cache_control.clone(),
                 }
             }
-            ContentPart::Image { source, .. } => Block::Wire(ContentBlockParam::Image {
-                source: image_source(source),
+            ContentPart::Image { source, .. } => Block::Image {
+                source,
                 cache_control: None,
-            }),
+            },
             ContentPart::ToolCall {
                 id,
                 name,
@@ -557,23 +590,13 @@ fn tool_result_content(content: &[ContentPart]) -> Vec<Block<'_>> {
                 text,
                 cache_control: cache_control.clone(),
             }),
-            ContentPart::Image { source, .. } => Some(Block::Wire(ContentBlockParam::Image {
-                source: image_source(source),
+            ContentPart::Image { source, .. } => Some(Block::Image {
+                source,
                 cache_control: None,
-            })),
+            }),
             _ => None,
         })
         .collect()
-}
-
-fn image_source(source: &ImageSource) -> wire::ImageSource {
-    match source {
-        ImageSource::Url(url) => wire::ImageSource::Url { url: url.clone() },
-        ImageSource::Base64 { media_type, data } => wire::ImageSource::Base64 {
-            media_type: media_type.clone(),
-            data: data.clone(),
-        },
-    }
 }
 
 fn parse_message(message: wire::Message) -> ChatResponse {

@@ -43,30 +43,33 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImageSource {
     Url(String),
-    Base64 { media_type: String, data: String },
+    /// `data` is the base64 text: an inline image is often most of its request, so when it
+    /// was read from the client's body it shares that body's bytes, as a long prompt does.
+    Base64 {
+        media_type: String,
+        data: Text,
+    },
 }
 
 impl ImageSource {
     /// Splits a `data:<mime>;base64,<data>` URI into a base64 source; other URLs stay URLs.
     pub fn from_url(url: &str) -> Self {
+        Self::from_url_text(&Text::from(url))
+    }
+
+    /// [`ImageSource::from_url`] for a URL read as a [`Text`]: a data URI's base64 text is
+    /// the URL's own tail, shared rather than copied.
+    pub fn from_url_text(url: &Text) -> Self {
         if let Some(rest) = url.strip_prefix("data:")
-            && let Some((meta, data)) = rest.split_once(',')
+            && let Some((meta, _)) = rest.split_once(',')
             && let Some(media_type) = meta.strip_suffix(";base64")
         {
             return ImageSource::Base64 {
                 media_type: media_type.to_owned(),
-                data: data.to_owned(),
+                data: url.tail_from("data:".len() + meta.len() + 1),
             };
         }
-        ImageSource::Url(url.to_owned())
-    }
-
-    /// The OpenAI-style URL form: either the URL itself or a data URI.
-    pub fn to_url(&self) -> String {
-        match self {
-            ImageSource::Url(url) => url.clone(),
-            ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        }
+        ImageSource::Url(url.as_str().to_owned())
     }
 }
 

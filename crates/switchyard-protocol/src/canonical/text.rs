@@ -97,6 +97,19 @@ impl Text {
         }
     }
 
+    /// The text from byte `at` on (a char boundary), sharing this text's bytes. A tail of a
+    /// plain text is plain; the tail of an escaped string is not known without reading it, so
+    /// it is escaped again when written.
+    pub fn tail_from(&self, at: usize) -> Text {
+        Text {
+            text: self.text.slice_ref(&self.text[at..]),
+            json: match self.json {
+                JsonForm::Plain => JsonForm::Plain,
+                JsonForm::Unknown | JsonForm::Escaped(_) => JsonForm::Unknown,
+            },
+        }
+    }
+
     /// Appends `more` (the text becomes an owned copy).
     pub fn push_str(&mut self, more: &str) {
         let mut joined = String::with_capacity(self.text.len() + more.len());

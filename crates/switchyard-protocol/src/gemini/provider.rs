@@ -277,6 +277,16 @@ fn write_content(
                     });
                     part.close();
                 }
+                RequestPart::InlineData { mime_type, data } => {
+                    let mut part = ObjectWriter::open(out);
+                    part.put("inlineData", |out| {
+                        let mut blob = ObjectWriter::open(out);
+                        blob.str("mimeType", mime_type);
+                        blob.put("data", |out| json::write_text_splicing(out, data, splices));
+                        blob.close();
+                    });
+                    part.close();
+                }
                 RequestPart::Other(part) => serde_json::to_writer(&mut *out, part)?,
             }
             Ok(())
@@ -487,12 +497,24 @@ fn build_contents(
     Ok((system, contents))
 }
 
+/// A user's image: an inline one borrowed from the request (see [`RequestPart::InlineData`]).
+fn image_request_part(source: &ImageSource) -> RequestPart<'_> {
+    match source {
+        ImageSource::Base64 { media_type, data } => RequestPart::InlineData {
+            mime_type: media_type,
+            data,
+        },
+        ImageSource::Url(_) => RequestPart::Other(Box::new(image_part(source))),
+    }
+}
+
+/// An image as a wire `Part` of its own (a model's image, rare, may carry a signature).
 fn image_part(source: &ImageSource) -> Part {
     match source {
         ImageSource::Base64 { media_type, data } => Part {
             inline_data: Some(Blob {
                 mime_type: media_type.clone(),
-                data: data.clone(),
+                data: data.as_str().to_owned(),
             }),
             ..Part::default()
         },
@@ -537,9 +559,7 @@ fn user_parts<'m>(
                     parts.push(request_text(text));
                 }
             }
-            ContentPart::Image { source, .. } => {
-                parts.push(RequestPart::Other(Box::new(image_part(source))))
-            }
+            ContentPart::Image { source, .. } => parts.push(image_request_part(source)),
             ContentPart::ToolResult {
                 tool_call_id,
                 name,

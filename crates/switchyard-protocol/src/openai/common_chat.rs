@@ -3,10 +3,11 @@
 //! which costs several times the parse itself.
 //!
 //! Only what most clients send is read here: messages of any role with text content (a string
-//! or text parts) and a name, an assistant's tool calls, a tool's result, the plain request
+//! or text parts) or images (an inline image's base64 text shared with the body, as texts are)
+//! and a name, an assistant's tool calls, a tool's result, the plain request
 //! fields, and tools, tool choice and response format (converted by the full decoder's own
 //! functions).
-//! Anything else (images, reasoning, a part's unknown field or one given twice, a value out of
+//! Anything else (reasoning, a part's unknown field or one given twice, a value out of
 //! range or of the wrong type, malformed JSON) answers `None`, and the request goes through the
 //! full decoder, which reads every form and names the path of every error. For what it
 //! accepts, this gives exactly the full decoder's request; a test holds the two to that.
@@ -19,12 +20,14 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ingress::{self, StringOrList, WireRole, WireToolCall};
-use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Reasoning, Role};
+use crate::canonical::{
+    ChatRequest, ContentPart, Extras, ImageSource, Message, Reasoning, Role, Text,
+};
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
 use crate::json::{Key, ObjectReader};
 use crate::one_pass::{
-    ListSeed, Source, decline, parse_seed, raw_texts, read_parts, seed_visits_itself, string_visits,
+    ListSeed, Source, TextSeed, decline, parse_seed, raw_texts, seed_visits_itself, string_visits,
 };
 
 /// The request, or `None` when it needs the full decoder. The message texts of a body without
@@ -225,6 +228,82 @@ impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
     }
     string_visits!(Vec<ContentPart>, |text| vec![ContentPart::text(text)]);
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<ContentPart>, A::Error> {
-        read_parts(self.0, seq)
+        ListSeed(PartSeed(self.0.unplaced())).visit_seq(seq)
+    }
+}
+
+/// A content part: text (`{"type": "text", "text", "cache_control"}`) or an image
+/// (`{"type": "image_url", "image_url": {"url", "detail"}}`), each field at most once. An
+/// image's URL is read as a text, so that a data URI's base64 text shares the body's bytes.
+#[derive(Clone, Copy)]
+struct PartSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+seed_visits_itself!(PartSeed -> ContentPart, deserialize_map);
+
+impl<'de, const RAW: bool> Visitor<'de> for PartSeed<'_, RAW> {
+    type Value = ContentPart;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a content part")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentPart, A::Error> {
+        let mut kind: Option<Key<'de>> = None;
+        let mut text: Option<Text> = None;
+        let mut cache_control: Option<Option<Value>> = None;
+        let mut image: Option<(Text, Option<String>)> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "text" if text.is_none() => {
+                    text = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
+                "cache_control" if cache_control.is_none() => {
+                    cache_control = Some(map.next_value()?);
+                }
+                "image_url" if image.is_none() => {
+                    image = Some(map.next_value_seed(ImageUrlSeed(self.0))?);
+                }
+                _ => return Err(decline()),
+            }
+        }
+        match (kind.as_ref().map(|k| &*k.0), text, image) {
+            (Some("text"), Some(text), None) => Ok(ContentPart::Text {
+                text,
+                cache_control: cache_control.flatten(),
+            }),
+            (Some("image_url"), None, Some((url, detail))) if cache_control.is_none() => {
+                Ok(ContentPart::Image {
+                    source: ImageSource::from_url_text(&url),
+                    detail,
+                })
+            }
+            _ => Err(decline()),
+        }
+    }
+}
+
+/// An image part's `image_url`: its `url` (read as a text) and `detail`, each at most once.
+#[derive(Clone, Copy)]
+struct ImageUrlSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+seed_visits_itself!(ImageUrlSeed -> (Text, Option<String>), deserialize_map);
+
+impl<'de, const RAW: bool> Visitor<'de> for ImageUrlSeed<'_, RAW> {
+    type Value = (Text, Option<String>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an image URL")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut url: Option<Text> = None;
+        let mut detail: Option<Option<String>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "url" if url.is_none() => {
+                    url = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
+                "detail" if detail.is_none() => detail = Some(map.next_value()?),
+                _ => return Err(decline()),
+            }
+        }
+        Ok((url.ok_or_else(decline)?, detail.flatten()))
     }
 }

@@ -18,8 +18,8 @@ use serde_json::{Map, Value, json};
 
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    ErrorClass, Extras, FinishReason, Message, ResponseFormat, Role, StreamEvent, Text, ToolChoice,
-    UpstreamErrorInfo, Usage,
+    ErrorClass, Extras, FinishReason, ImageSource, Message, ResponseFormat, Role, StreamEvent,
+    Text, ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
     Capabilities, DialectId, OpenAiQuirks, ProviderDialect, StreamDecoder, Target, interrupted,
@@ -472,7 +472,7 @@ where
                 o.str("type", "image_url");
                 o.put("image_url", |out| {
                     let mut image = ObjectWriter::open(out);
-                    image.str("url", &source.to_url());
+                    image.put("url", |out| write_image_url(out, source, splices));
                     if let Some(d) = detail {
                         image.str("detail", d);
                     }
@@ -485,6 +485,22 @@ where
     }
     out.push(b']');
     Ok(())
+}
+
+/// An image's `url`: the URL, or a data URI whose base64 text (most of a request with an
+/// inline image) is spliced in from the client's body when it was read from there.
+fn write_image_url(out: &mut Vec<u8>, source: &ImageSource, splices: &mut Splices) {
+    out.push(b'"');
+    match source {
+        ImageSource::Url(url) => json::write_str_content(out, url),
+        ImageSource::Base64 { media_type, data } => {
+            out.extend_from_slice(b"data:");
+            json::write_str_content(out, media_type);
+            out.extend_from_slice(b";base64,");
+            json::write_text_content_splicing(out, data, splices);
+        }
+    }
+    out.push(b'"');
 }
 
 /// A tool's result as text; an error is marked as one for models that only see text.
