@@ -55,6 +55,21 @@ pub(crate) fn status_error(status: u16) -> SimError {
     SimError::new(status, message)
 }
 
+/// An image block's `source` as a data URI (base64) or its URL.
+fn image_source(source: Option<&Value>) -> Option<String> {
+    let source = source?;
+    let get = |key: &str| source.get(key).and_then(Value::as_str);
+    match get("type")? {
+        "base64" => Some(format!(
+            "data:{};base64,{}",
+            get("media_type")?,
+            get("data")?
+        )),
+        "url" => get("url").map(str::to_owned),
+        _ => None,
+    }
+}
+
 fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
@@ -195,6 +210,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
             }
         };
         let mut text = Vec::new();
+        let mut images = Vec::new();
         let mut results = Vec::new();
         let mut uses = Vec::new();
         for (j, block) in blocks.iter().enumerate() {
@@ -204,6 +220,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     conv.input_chars += chars(t);
                     text.push(t);
                 }
+                Some("image") => images.extend(image_source(block.get("source"))),
                 Some("thinking") => {
                     conv.input_chars += block
                         .get("thinking")
@@ -259,6 +276,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         awaiting = uses;
         if role == "user" {
             conv.last_user_text = text.join("\n");
+            conv.last_user_images = images;
             last_results = (!results.is_empty()).then_some(results);
         } else {
             last_results = None;

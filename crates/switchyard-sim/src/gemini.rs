@@ -169,6 +169,7 @@ pub(crate) fn parse_chat(
             ));
         }
         let mut text = Vec::new();
+        let mut images = Vec::new();
         let mut results = Vec::new();
         for part in content
             .get("parts")
@@ -179,6 +180,19 @@ pub(crate) fn parse_chat(
             if let Some(t) = part.get("text").and_then(Value::as_str) {
                 conv.input_chars += chars(t);
                 text.push(t);
+            } else if let Some(blob) = field(part, "inlineData", "inline_data") {
+                let get = |camel, snake| field(blob, camel, snake).and_then(Value::as_str);
+                if let (Some(mime), Some(data)) =
+                    (get("mimeType", "mime_type"), get("data", "data"))
+                {
+                    images.push(format!("data:{mime};base64,{data}"));
+                }
+            } else if let Some(file) = field(part, "fileData", "file_data") {
+                images.extend(
+                    field(file, "fileUri", "file_uri")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
             } else if let Some(call) = field(part, "functionCall", "function_call") {
                 conv.input_chars += call.get("name").and_then(Value::as_str).map_or(0, chars);
                 conv.input_chars += call.get("args").map_or(0, |a| chars(&a.to_string()));
@@ -193,6 +207,7 @@ pub(crate) fn parse_chat(
         }
         if role == "user" {
             conv.last_user_text = text.join("\n");
+            conv.last_user_images = images;
             last_results = (!results.is_empty()).then_some(results);
         } else {
             last_results = None;

@@ -43,6 +43,9 @@ pub(crate) struct Conversation {
     pub include_usage: bool,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
+    /// Images of the last user message, each as a data URI (`data:<type>;base64,<data>`, as
+    /// rebuilt from an inline image) or its URL: what a scripted reply's `{images}` echoes.
+    pub last_user_images: Vec<String>,
     /// Characters of all message text, system prompt, tool calls and tool results.
     pub input_chars: usize,
     /// Set when the conversation ends with tool results: their text, joined.
@@ -143,7 +146,7 @@ pub(crate) fn estimate_tokens(chars: usize) -> u64 {
 }
 
 /// The text of the first scripted reply rule that matches the conversation, with `{prompt}`
-/// replaced by the last user message.
+/// replaced by the last user message's text and `{images}` by its images (space-separated).
 pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option<String> {
     rules
         .iter()
@@ -153,7 +156,11 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
                     .as_deref()
                     .is_none_or(|t| conv.last_user_text.contains(t))
         })
-        .map(|r| r.reply.replace("{prompt}", &conv.last_user_text))
+        .map(|r| {
+            r.reply
+                .replace("{prompt}", &conv.last_user_text)
+                .replace("{images}", &conv.last_user_images.join(" "))
+        })
 }
 
 /// Decides the reply: tool results are quoted, offered tools are called, a scripted reply

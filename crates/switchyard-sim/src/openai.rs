@@ -136,6 +136,18 @@ pub(crate) fn stream_error_frame() -> Vec<u8> {
 // Requests
 // ---------------------------------------------------------------------------------------------
 
+/// The URLs (data URIs included) of a message `content`'s `image_url` parts.
+fn content_images(content: Option<&Value>) -> Vec<String> {
+    content
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|part| part.get("type").and_then(Value::as_str) == Some("image_url"))
+        .filter_map(|part| part.pointer("/image_url/url").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The text of a message `content`: a string, or the `text` parts of an array.
 pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
@@ -254,6 +266,7 @@ pub(crate) fn parse_chat(
         }
         if role == "user" {
             conv.last_user_text = text;
+            conv.last_user_images = content_images(message.get("content"));
         }
     }
     if !awaiting.is_empty() {

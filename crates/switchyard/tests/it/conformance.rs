@@ -400,3 +400,59 @@ async fn a_long_prompt_reaches_every_provider_unchanged() {
         }
     }
 }
+
+/// A long inline image (and one by URL) reaches every provider kind as the client sent it,
+/// from both ingresses: the simulator echoes the images of the last user message.
+#[tokio::test]
+async fn a_long_inline_image_reaches_every_provider_unchanged() {
+    let sim = start_sim(SimConfig {
+        replies: vec![ReplyRule::new("*", "{images}")],
+        ..SimConfig::default()
+    })
+    .await;
+    let gw = Gateway::start(&standard_config(&sim.base_url(), "")).await;
+    let env = Env {
+        sim,
+        gw,
+        http: reqwest::Client::new(),
+    };
+    // About 300 KB of base64, every character of its alphabet in it.
+    let data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ+/09xyz".repeat(6_000) + "==";
+    let url = "https://upload.example.org/photos/cat.png";
+    let expected = format!("data:image/png;base64,{data} {url}");
+    let bearer = format!("Bearer {KEY}");
+    for kind in KINDS {
+        let body = json!({"model": kind, "max_tokens": 100_000,
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What differs?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}"), "detail": "high"}},
+                {"type": "image_url", "image_url": {"url": url}}]}]});
+        let r = env
+            .post_raw(
+                "/v1/chat/completions",
+                serde_json::to_vec(&body).unwrap(),
+                &[("authorization", &bearer)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        let echoed = &r.json()["choices"][0]["message"]["content"];
+        assert!(
+            echoed == expected.as_str(),
+            "{kind}: the images changed ({} characters back of {})",
+            echoed.as_str().map_or(0, str::len),
+            expected.len()
+        );
+        let r = env
+            .post_anthropic(&json!({"model": kind, "max_tokens": 100_000,
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "What differs?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+                    {"type": "image", "source": {"type": "url", "url": url}}]}]}))
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert!(
+            r.json()["content"][0]["text"] == expected.as_str(),
+            "{kind}: the images changed on the way from the Messages form"
+        );
+    }
+}
