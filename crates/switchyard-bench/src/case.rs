@@ -39,6 +39,12 @@ pub enum Kind {
     /// The same turn in Anthropic Messages form (`tool_use`, `tool_result`), translated to an
     /// OpenAI provider.
     AnthropicToolsToOpenai,
+    /// OpenAI Chat Completions of a question about an inline image (a `data:` URI) whose
+    /// base64 text is as long as the case's prompt would be, not streamed.
+    ChatImage,
+    /// The same in Anthropic Messages form (a `base64` image block), translated to an OpenAI
+    /// provider.
+    AnthropicImageToOpenai,
 }
 
 impl Kind {
@@ -50,6 +56,8 @@ impl Kind {
             Kind::AnthropicToOpenai => "anthropic_to_openai",
             Kind::ChatTools => "chat_tools",
             Kind::AnthropicToolsToOpenai => "anthropic_tools_to_openai",
+            Kind::ChatImage => "chat_image",
+            Kind::AnthropicImageToOpenai => "anthropic_image_to_openai",
         }
     }
 
@@ -57,9 +65,11 @@ impl Kind {
     /// have an alias of that name.
     fn default_model(self) -> &'static str {
         match self {
-            Kind::Chat | Kind::ChatStream | Kind::ChatTools => "gpt-4o-mini",
+            Kind::Chat | Kind::ChatStream | Kind::ChatTools | Kind::ChatImage => "gpt-4o-mini",
             Kind::Embeddings => "text-embedding-3-small",
-            Kind::AnthropicToOpenai | Kind::AnthropicToolsToOpenai => "claude-sonnet-4-5",
+            Kind::AnthropicToOpenai
+            | Kind::AnthropicToolsToOpenai
+            | Kind::AnthropicImageToOpenai => "claude-sonnet-4-5",
         }
     }
 }

@@ -33,7 +33,12 @@ pub struct Template {
 impl Template {
     /// The request of `case`, presenting `key` (the master key or a virtual key).
     pub fn for_case(case: &Case, key: &str) -> anyhow::Result<Template> {
-        let prompt = prompt_text(case.prompt);
+        let image = matches!(case.kind, Kind::ChatImage | Kind::AnthropicImageToOpenai);
+        let prompt = if image {
+            image_base64(prompt_text(case.prompt).len())
+        } else {
+            prompt_text(case.prompt)
+        };
         let model = case.model.as_str();
         let bearer = HeaderValue::from_str(&format!("Bearer {key}"))?;
         let openai_auth = vec![(header::AUTHORIZATION, bearer)];
@@ -81,6 +86,37 @@ impl Template {
                 });
                 ("/v1/chat/completions", openai_auth, body)
             }
+            Kind::ChatImage => (
+                "/v1/chat/completions",
+                openai_auth,
+                json!({
+                    "model": model,
+                    "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What does this screenshot show?"},
+                        {"type": "image_url", "image_url": {
+                            "url": format!("data:image/png;base64,{prompt}"),
+                            "detail": "high",
+                        }},
+                    ]}],
+                    "max_tokens": 64,
+                }),
+            ),
+            Kind::AnthropicImageToOpenai => (
+                "/v1/messages",
+                anthropic_headers(key)?,
+                json!({
+                    "model": model,
+                    "max_tokens": 64,
+                    "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What does this screenshot show?"},
+                        {"type": "image", "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": prompt,
+                        }},
+                    ]}],
+                }),
+            ),
             Kind::Embeddings => (
                 "/v1/embeddings",
                 openai_auth,
@@ -145,6 +181,21 @@ fn anthropic_headers(key: &str) -> anyhow::Result<Vec<(header::HeaderName, Heade
             HeaderValue::from_static("2023-06-01"),
         ),
     ])
+}
+
+/// Deterministic base64 text of about `len` bytes (a multiple of four), every character of the
+/// alphabet in it, standing for an inline image.
+fn image_base64(len: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len.div_ceil(4) * 4)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            char::from(ALPHABET[(state >> 26) as usize])
+        })
+        .collect()
 }
 
 /// The prompt text: a sentence, or deterministic filler words up to [`LARGE_PROMPT_BYTES`],
