@@ -7,7 +7,9 @@ pub mod ledger;
 pub mod model;
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -62,6 +64,9 @@ pub struct Governance {
     hasher: KeyHasher,
     snapshot: ArcSwap<Snapshot>,
     settled: tokio::sync::Notify,
+    /// Admissions listening to `settled`: a settle notifies only when there are any, since
+    /// `notify_waiters` takes a lock every serving worker shares.
+    waiting: AtomicUsize,
     /// Output cap assumed when a request sets none (for the worst case of its reservation).
     pub default_max_tokens: u32,
     /// How long a request waits for in-flight reservations to settle before it is refused.
@@ -99,7 +104,37 @@ impl Admission {
             output_tokens,
             now_unix_ms(),
         );
-        self.gov.settled.notify_waiters();
+        // Pairs with `Listening::new`: an admission counted before it looked at the ledgers
+        // is seen here if its look missed this settle (both go through the ledgers' locks).
+        if self.gov.waiting.load(Ordering::SeqCst) > 0 {
+            self.gov.settled.notify_waiters();
+        }
+    }
+}
+
+/// An admission listening for settles while budget held in flight stands in its way.
+struct Listening<'a> {
+    notified: Pin<Box<tokio::sync::futures::Notified<'a>>>,
+    waiting: &'a AtomicUsize,
+}
+
+impl<'a> Listening<'a> {
+    /// Counted and registered before the ledgers are looked at again, so a settle between
+    /// the two looks is not missed.
+    fn new(gov: &'a Governance) -> Self {
+        gov.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut notified = Box::pin(gov.settled.notified());
+        notified.as_mut().enable();
+        Listening {
+            notified,
+            waiting: &gov.waiting,
+        }
+    }
+}
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -134,6 +169,7 @@ impl Governance {
             hasher: KeyHasher::new(&secret),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             settled: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
             default_max_tokens,
             max_wait,
         });
@@ -389,11 +425,10 @@ impl Governance {
             may_cap: max_tokens.is_none(),
         };
         let deadline = Instant::now() + self.max_wait;
+        // Only a request refused for budget held in flight listens for settles (and looks
+        // again before it waits): the common one takes no lock shared with other workers.
+        let mut listening: Option<Listening> = None;
         loop {
-            // Listen before looking, so a settle between the check and the wait is not missed.
-            let notified = self.settled.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             match ledger::reserve(&levels, ask, now_unix_ms()) {
                 Ok(granted) => {
                     let capped = granted.capped_to.map(|free| {
@@ -415,8 +450,16 @@ impl Governance {
                     ));
                 }
                 Err(Shortfall::InFlight(level)) => {
+                    let Some(mut listened) = listening.take() else {
+                        listening = Some(Listening::new(self));
+                        continue;
+                    };
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                    if left.is_zero()
+                        || tokio::time::timeout(left, listened.notified.as_mut())
+                            .await
+                            .is_err()
+                    {
                         return Err(GatewayError::BudgetExceeded {
                             message: format!(
                                 "The budget of {} is held by requests in flight; it did not free up within {} ms.",
