@@ -413,6 +413,13 @@ mod tests {
         .collect()
     }
 
+    /// The pieces of a provider's request that are slices of the client's `body`.
+    fn shared_with(built: &http::Request<ProviderBody>, body: &Bytes) -> Vec<Bytes> {
+        let inside = |piece: &Bytes| body.as_ptr_range().contains(&piece.as_ptr());
+        let pieces = built.body().clone().into_pieces();
+        pieces.into_iter().filter(inside).collect()
+    }
+
     fn target() -> Target<'static> {
         Target {
             base_url: "https://api.example.com/v1",
@@ -455,9 +462,7 @@ mod tests {
             let body = Bytes::from(body);
             let request = ingress.decode_chat(&body).unwrap();
             for (kind, built) in built_for_every_provider(&request) {
-                let pieces = built.body().clone().into_pieces();
-                let inside = |piece: &&Bytes| body.as_ptr_range().contains(&piece.as_ptr());
-                let shared: Vec<&Bytes> = pieces.iter().filter(inside).collect();
+                let shared = shared_with(&built, &body);
                 assert_eq!(shared.len(), count, "{kind:?}");
                 assert!(shared.iter().all(|piece| piece[..] == *long.as_bytes()));
                 let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
@@ -487,9 +492,7 @@ mod tests {
             let body = Bytes::from(body);
             let request = ingress.decode_chat(&body).unwrap();
             for (kind, built) in built_for_every_provider(&request) {
-                let pieces = built.body().clone().into_pieces();
-                let inside = |piece: &&Bytes| body.as_ptr_range().contains(&piece.as_ptr());
-                let shared: Vec<&Bytes> = pieces.iter().filter(inside).collect();
+                let shared = shared_with(&built, &body);
                 assert_eq!(shared.len(), 1, "{kind:?}");
                 assert_eq!(shared[0][..], *data.as_bytes(), "{kind:?}");
                 let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();

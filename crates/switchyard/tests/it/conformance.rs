@@ -311,17 +311,7 @@ async fn embeddings_and_models() {
 /// pretty-printed body, alone or after an agent's tool call and long result, in either ingress.
 #[tokio::test]
 async fn a_long_prompt_reaches_every_provider_unchanged() {
-    let sim = start_sim(SimConfig {
-        replies: vec![ReplyRule::new("*", "{prompt}")],
-        ..SimConfig::default()
-    })
-    .await;
-    let gw = Gateway::start(&standard_config(&sim.base_url(), "")).await;
-    let env = Env {
-        sim,
-        gw,
-        http: reqwest::Client::new(),
-    };
+    let env = echoing("{prompt}").await;
     let plain = "Plain words, <tags> & ünïcödé ✓ 漢字 ".repeat(2_000);
     let escaped = format!("{plain}\n\t\"quoted\" \\ {plain}");
     let bearer = format!("Bearer {KEY}");
@@ -405,17 +395,7 @@ async fn a_long_prompt_reaches_every_provider_unchanged() {
 /// from both ingresses: the simulator echoes the images of the last user message.
 #[tokio::test]
 async fn a_long_inline_image_reaches_every_provider_unchanged() {
-    let sim = start_sim(SimConfig {
-        replies: vec![ReplyRule::new("*", "{images}")],
-        ..SimConfig::default()
-    })
-    .await;
-    let gw = Gateway::start(&standard_config(&sim.base_url(), "")).await;
-    let env = Env {
-        sim,
-        gw,
-        http: reqwest::Client::new(),
-    };
+    let env = echoing("{images}").await;
     // About 300 KB of base64, every character of its alphabet in it.
     let data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ+/09xyz".repeat(6_000) + "==";
     let url = "https://upload.example.org/photos/cat.png";
@@ -454,5 +434,21 @@ async fn a_long_inline_image_reaches_every_provider_unchanged() {
             r.json()["content"][0]["text"] == expected.as_str(),
             "{kind}: the images changed on the way from the Messages form"
         );
+    }
+}
+
+/// The gateway in front of a simulator whose every reply is `reply` (a scripted reply, such as
+/// `{prompt}`, which echoes what the provider received).
+async fn echoing(reply: &str) -> Env {
+    let sim = start_sim(SimConfig {
+        replies: vec![ReplyRule::new("*", reply)],
+        ..SimConfig::default()
+    })
+    .await;
+    let gw = Gateway::start(&standard_config(&sim.base_url(), "")).await;
+    Env {
+        sim,
+        gw,
+        http: reqwest::Client::new(),
     }
 }
