@@ -476,15 +476,23 @@ mod tests {
     }
 
     /// A long inline image's base64 text goes into every provider's request as a slice of the
-    /// client's body, in each provider's form, from either ingress.
+    /// client's body, in each provider's form, from either ingress, and so does one whose `/`
+    /// the client's encoder wrote escaped (`\/`, as PHP's does), as the client wrote it.
     #[test]
     fn a_long_inline_image_is_spliced_into_every_providers_request() {
         let data = "iVBORw0KGgoAAAANSUhEUgAA+/".repeat(2_000) + "==";
+        for written in [data.clone(), data.replace('/', "\\/")] {
+            image_spliced_into_every_providers_request(&data, &written);
+        }
+    }
+
+    /// The body of each ingress with the base64 text `data` written as `written`.
+    fn image_spliced_into_every_providers_request(data: &str, written: &str) {
         let openai = format!(
-            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{data}","detail":"high"}}}}]}}]}}"#
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{written}","detail":"high"}}}}]}}]}}"#
         );
         let anthropic = format!(
-            r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}}]}}]}}"#
+            r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":[{{"type":"text","text":"What is it?"}},{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{written}"}}}}]}}]}}"#
         );
         let ingresses: [(&dyn IngressDialect, String); 2] =
             [(&OpenAiIngress, openai), (&AnthropicIngress, anthropic)];
@@ -494,7 +502,7 @@ mod tests {
             for (kind, built) in built_for_every_provider(&request) {
                 let shared = shared_with(&built, &body);
                 assert_eq!(shared.len(), 1, "{kind:?}");
-                assert_eq!(shared[0][..], *data.as_bytes(), "{kind:?}");
+                assert_eq!(shared[0][..], *written.as_bytes(), "{kind:?}");
                 let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
                 let image = match kind {
                     ProviderKind::OpenAi => &value["messages"][0]["content"][1]["image_url"]["url"],
@@ -505,7 +513,7 @@ mod tests {
                 };
                 let expected = match kind {
                     ProviderKind::OpenAi => format!("data:image/png;base64,{data}"),
-                    _ => data.clone(),
+                    _ => data.to_owned(),
                 };
                 assert_eq!(image.as_str(), Some(expected.as_str()), "{kind:?}");
             }

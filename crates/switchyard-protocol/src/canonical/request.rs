@@ -54,23 +54,34 @@ pub enum ImageSource {
 impl ImageSource {
     /// Splits a `data:<mime>;base64,<data>` URI into a base64 source; other URLs stay URLs.
     pub fn from_url(url: &str) -> Self {
-        Self::from_url_text(&Text::from(url))
+        match split_data_uri(url) {
+            Some((media_type, at)) => ImageSource::Base64 {
+                media_type: media_type.to_owned(),
+                data: Text::from(&url[at..]),
+            },
+            None => ImageSource::Url(url.to_owned()),
+        }
     }
 
     /// [`ImageSource::from_url`] for a URL read as a [`Text`]: a data URI's base64 text is
     /// the URL's own tail, shared rather than copied.
     pub fn from_url_text(url: &Text) -> Self {
-        if let Some(rest) = url.strip_prefix("data:")
-            && let Some((meta, _)) = rest.split_once(',')
-            && let Some(media_type) = meta.strip_suffix(";base64")
-        {
-            return ImageSource::Base64 {
+        match split_data_uri(url) {
+            Some((media_type, at)) => ImageSource::Base64 {
                 media_type: media_type.to_owned(),
-                data: url.tail_from("data:".len() + meta.len() + 1),
-            };
+                data: url.tail_from(at),
+            },
+            None => ImageSource::Url(url.as_str().to_owned()),
         }
-        ImageSource::Url(url.as_str().to_owned())
     }
+}
+
+/// A `data:<mime>;base64,<data>` URI's media type and where its data starts.
+fn split_data_uri(url: &str) -> Option<(&str, usize)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, _) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type, "data:".len() + meta.len() + 1))
 }
 
 #[derive(Debug, Clone, PartialEq)]

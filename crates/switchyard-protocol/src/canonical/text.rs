@@ -98,16 +98,33 @@ impl Text {
     }
 
     /// The text from byte `at` on (a char boundary), sharing this text's bytes. A tail of a
-    /// plain text is plain; the tail of an escaped string is not known without reading it, so
-    /// it is escaped again when written.
+    /// plain text is plain. A tail of a text read from a string with escapes keeps that
+    /// string's tail when the first `at` bytes were written without any (as a data URI's
+    /// `data:<type>;base64,` is, before a base64 text whose `/` a client's encoder escaped);
+    /// otherwise where it starts is not known without unescaping, and it is escaped again.
     pub fn tail_from(&self, at: usize) -> Text {
-        Text {
+        let json = match &self.json {
+            JsonForm::Plain => JsonForm::Plain,
+            JsonForm::Escaped(escaped)
+                if escaped.get(..at) == Some(&self.text.as_bytes()[..at])
+                    && !escaped[..at].contains(&b'\\') =>
+            {
+                JsonForm::Escaped(escaped.slice(at..))
+            }
+            JsonForm::Unknown | JsonForm::Escaped(_) => JsonForm::Unknown,
+        };
+        let tail = Text {
             text: self.text.slice_ref(&self.text[at..]),
-            json: match self.json {
-                JsonForm::Plain => JsonForm::Plain,
-                JsonForm::Unknown | JsonForm::Escaped(_) => JsonForm::Unknown,
-            },
+            json,
+        };
+        if let JsonForm::Escaped(escaped) = &tail.json {
+            debug_assert_eq!(
+                serde_json::from_slice::<String>(&[&b"\""[..], escaped, b"\""].concat()).ok(),
+                Some(tail.as_str().to_owned()),
+                "an escaped tail that is not the text's"
+            );
         }
+        tail
     }
 
     /// Appends `more` (the text becomes an owned copy).
@@ -236,5 +253,27 @@ mod tests {
             !shared.is_json_plain(),
             "what was appended was never checked"
         );
+    }
+
+    #[test]
+    fn a_tail_keeps_the_clients_string_only_where_it_is_known() {
+        let plain = Text::unescaped_in(&Bytes::from_static(b"data:x,abc"), b"data:x,abc").unwrap();
+        let tail = plain.tail_from(7);
+        assert_eq!(tail, "abc");
+        assert_eq!(tail.json_content(), Some(&b"abc"[..]));
+        // Escapes after the cut only: the tail is the string's tail.
+        let escaped =
+            Text::unescaped_from("data:x,a/b\"c", Bytes::from_static(br#"data:x,a\/b\"c"#));
+        let tail = escaped.tail_from(7);
+        assert_eq!(tail, "a/b\"c");
+        assert_eq!(tail.json_content(), Some(&br#"a\/b\"c"#[..]));
+        // An escape before the cut: where the tail starts in the string is not known.
+        let escaped = Text::unescaped_from("d/ta:x,ab", Bytes::from_static(br#"d\/ta:x,ab"#));
+        let tail = escaped.tail_from(7);
+        assert_eq!(tail, "ab");
+        assert_eq!(tail.json_content(), None);
+        // A backslash of the text itself before the cut, written as an escape.
+        let escaped = Text::unescaped_from("a\\b", Bytes::from_static(br#"a\\b"#));
+        assert_eq!(escaped.tail_from(2).json_content(), None);
     }
 }

@@ -407,21 +407,26 @@ async fn a_long_inline_image_reaches_every_provider_unchanged() {
                 {"type": "text", "text": "What differs?"},
                 {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}"), "detail": "high"}},
                 {"type": "image_url", "image_url": {"url": url}}]}]});
-        let r = env
-            .post_raw(
-                "/v1/chat/completions",
-                serde_json::to_vec(&body).unwrap(),
-                &[("authorization", &bearer)],
-            )
-            .await;
-        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
-        let echoed = &r.json()["choices"][0]["message"]["content"];
-        assert!(
-            echoed == expected.as_str(),
-            "{kind}: the images changed ({} characters back of {})",
-            echoed.as_str().map_or(0, str::len),
-            expected.len()
-        );
+        let compact = serde_json::to_string(&body).unwrap();
+        // Also as an encoder that escapes `/` writes it (PHP's does by default).
+        let slashes_escaped = compact.replace(&data, &data.replace('/', "\\/"));
+        for raw in [compact, slashes_escaped] {
+            let r = env
+                .post_raw(
+                    "/v1/chat/completions",
+                    raw.into_bytes(),
+                    &[("authorization", &bearer)],
+                )
+                .await;
+            assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+            let echoed = &r.json()["choices"][0]["message"]["content"];
+            assert!(
+                echoed == expected.as_str(),
+                "{kind}: the images changed ({} characters back of {})",
+                echoed.as_str().map_or(0, str::len),
+                expected.len()
+            );
+        }
         let r = env
             .post_anthropic(&json!({"model": kind, "max_tokens": 100_000,
                 "messages": [{"role": "user", "content": [
