@@ -8,7 +8,8 @@
 //! use and tool result blocks (a result's content a string or text blocks),
 //! a system prompt of a string or text blocks, the plain request fields, and tools, tool choice,
 //! thinking and output configuration, read into their wire types and converted by the full
-//! decoder's own function. Anything else (thinking blocks, other block types, a block's
+//! decoder's own function, and thinking and redacted thinking blocks. Anything
+//! else (other block types, a block's
 //! or a message's unknown field, a field given twice, a value of the wrong type, malformed JSON)
 //! answers `None`, and the request goes through the full decoder, which reads every form
 //! and names the path of every error. For what it accepts, this gives exactly the full
@@ -332,6 +333,9 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
         let mut content: Option<Option<Blocks>> = None;
         let mut is_error: Option<Option<bool>> = None;
         let mut source: Option<ImageSource> = None;
+        let mut thinking: Option<String> = None;
+        let mut signature: Option<String> = None;
+        let mut data: Option<String> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "type" if kind.is_none() => kind = Some(map.next_value()?),
@@ -352,70 +356,122 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                 "source" if source.is_none() => {
                     source = Some(map.next_value_seed(ImageSourceSeed(self.0))?);
                 }
+                "thinking" if thinking.is_none() => thinking = Some(map.next_value()?),
+                "signature" if signature.is_none() => signature = Some(map.next_value()?),
+                "data" if data.is_none() => data = Some(map.next_value()?),
                 _ => return Err(decline()),
             }
         }
+        // Each block type takes its own fields; any other field present declines.
+        let present = [
+            text.is_some(),
+            cache_control.is_some(),
+            id.is_some(),
+            name.is_some(),
+            input.is_some(),
+            tool_use_id.is_some(),
+            content.is_some(),
+            is_error.is_some(),
+            source.is_some(),
+            thinking.is_some(),
+            signature.is_some(),
+            data.is_some(),
+        ]
+        .into_iter()
+        .enumerate()
+        .fold(0u16, |bits, (i, seen)| bits | (u16::from(seen) << i));
+        let only = |fields: u16| {
+            if present & !fields == 0 {
+                Ok(())
+            } else {
+                Err(decline())
+            }
+        };
         let cache_control = cache_control.flatten();
-        if kind.as_ref().is_some_and(|k| k.0 == "image") {
-            return match (
-                source,
-                text,
-                id,
-                name,
-                input,
-                tool_use_id,
-                content,
-                is_error,
-            ) {
-                (Some(source), None, None, None, None, None, None, None) => Ok((
-                    ContentPart::Image {
-                        source,
-                        detail: None,
-                    },
-                    cache_control,
-                )),
-                _ => Err(decline()),
-            };
-        }
-        if source.is_some() {
-            return Err(decline());
-        }
         let Some(kind) = kind else {
             return Err(decline());
         };
         match &*kind.0 {
-            "text" => match (text, id, name, input, tool_use_id, content, is_error) {
-                (Some(text), None, None, None, None, None, None) => Ok((
+            "text" => {
+                only(TEXT | CACHE_CONTROL)?;
+                let text = text.ok_or_else(decline)?;
+                Ok((
                     ContentPart::Text {
                         text,
                         cache_control,
                     },
                     None,
-                )),
-                _ => Err(decline()),
-            },
-            "tool_use" => match (text, id, name, input, tool_use_id, content, is_error) {
-                (None, Some(id), Some(name), Some(input), None, None, None) => {
-                    Ok((tool_use_part(id, name, &input), cache_control))
-                }
-                _ => Err(decline()),
-            },
-            "tool_result" => match (text, id, name, input, tool_use_id) {
-                (None, None, None, None, Some(tool_call_id)) => Ok((
+                ))
+            }
+            "image" => {
+                only(SOURCE | CACHE_CONTROL)?;
+                let source = source.ok_or_else(decline)?;
+                Ok((
+                    ContentPart::Image {
+                        source,
+                        detail: None,
+                    },
+                    cache_control,
+                ))
+            }
+            "tool_use" => {
+                only(ID | NAME | INPUT | CACHE_CONTROL)?;
+                let (Some(id), Some(name), Some(input)) = (id, name, input) else {
+                    return Err(decline());
+                };
+                Ok((tool_use_part(id, name, &input), cache_control))
+            }
+            "tool_result" => {
+                only(TOOL_USE_ID | CONTENT | IS_ERROR | CACHE_CONTROL)?;
+                Ok((
                     ContentPart::ToolResult {
-                        tool_call_id,
+                        tool_call_id: tool_use_id.ok_or_else(decline)?,
                         name: None,
                         content: content.flatten().map_or_else(Vec::new, |b| b.parts),
                         is_error: is_error.flatten().unwrap_or(false),
                     },
                     cache_control,
-                )),
-                _ => Err(decline()),
-            },
+                ))
+            }
+            // A thinking model's earlier turns, as the full decoder reads them (an empty
+            // signature is none).
+            "thinking" => {
+                only(THINKING | SIGNATURE)?;
+                Ok((
+                    ContentPart::Reasoning {
+                        text: thinking.ok_or_else(decline)?,
+                        signature: signature.filter(|s| !s.is_empty()),
+                    },
+                    None,
+                ))
+            }
+            "redacted_thinking" => {
+                only(DATA)?;
+                Ok((
+                    ContentPart::RedactedReasoning {
+                        data: data.ok_or_else(decline)?,
+                    },
+                    None,
+                ))
+            }
             _ => Err(decline()),
         }
     }
 }
+
+/// A block's fields, as bits in the order `BlockSeed` lists them.
+const TEXT: u16 = 1;
+const CACHE_CONTROL: u16 = 1 << 1;
+const ID: u16 = 1 << 2;
+const NAME: u16 = 1 << 3;
+const INPUT: u16 = 1 << 4;
+const TOOL_USE_ID: u16 = 1 << 5;
+const CONTENT: u16 = 1 << 6;
+const IS_ERROR: u16 = 1 << 7;
+const SOURCE: u16 = 1 << 8;
+const THINKING: u16 = 1 << 9;
+const SIGNATURE: u16 = 1 << 10;
+const DATA: u16 = 1 << 11;
 
 /// An image block's `source`: `{"type": "base64", "media_type", "data"}` (the base64 text read
 /// as a text, so that it shares the body's bytes) or `{"type": "url", "url"}`, each field at

@@ -1581,10 +1581,18 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"source": {"data": "/9j/4A==", "media_type": "image/jpeg", "type": "base64"}, "type": "image", "cache_control": null}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "\/9j\u002f4A=="}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}, "cache_control": {"type": "ephemeral"}}]}]}"#,
+    include_str!("../../tests/fixtures/requests/anthropic/thinking.json"),
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"signature": "", "thinking": "t \"q\"", "type": "thinking"}, {"type": "thinking", "thinking": ""}, {"type": "text", "text": "a"}]}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
-    include_str!("../../tests/fixtures/requests/anthropic/thinking.json"),
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "cache_control": {"type": "ephemeral"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "signature": "s"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": null}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "text": "a"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "redacted_thinking", "data": "d", "signature": "s"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "redacted_thinking"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "thinking": "t"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "citations": []}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x", "x": 1}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": "QQ=="}}]}]}"#,

@@ -4,10 +4,10 @@
 //!
 //! Only what most clients send is read here: messages of any role with text content (a string
 //! or text parts) or images (an inline image's base64 text shared with the body, as texts are)
-//! and a name, an assistant's tool calls, a tool's result, the plain request
+//! and a name, an assistant's tool calls and reasoning, a tool's result, the plain request
 //! fields, and tools, tool choice and response format (converted by the full decoder's own
 //! functions).
-//! Anything else (reasoning, a part's unknown field or one given twice, a value out of
+//! Anything else (a part's unknown field or one given twice, a value out of
 //! range or of the wrong type, malformed JSON) answers `None`, and the request goes through the
 //! full decoder, which reads every form and names the path of every error. For what it
 //! accepts, this gives exactly the full decoder's request; a test holds the two to that.
@@ -166,8 +166,6 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                 "role" => role = Some(map.next_value()?),
                 "name" => name = map.next_value()?,
                 "content" => content = map.next_value_seed(ContentSeed(self.0.after(&key)))?,
-                // Reasoning the full decoder reads for an assistant message.
-                "reasoning_content" | "reasoning" => return Err(decline()),
                 _ => {
                     let value: Value = map.next_value()?;
                     rest.insert(key.0.into_owned(), value);
@@ -181,6 +179,21 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
             Some(WireRole::Developer) => Role::Developer,
             Some(WireRole::User) => Role::User,
             Some(WireRole::Assistant) => {
+                // Reasoning a compatible server returned, first in the content, as the full
+                // decoder puts it (`reasoning` ahead of `reasoning_content` when both are given).
+                for key in ["reasoning_content", "reasoning"] {
+                    match rest.remove(key) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::String(text)) => content.insert(
+                            0,
+                            ContentPart::Reasoning {
+                                text,
+                                signature: None,
+                            },
+                        ),
+                        Some(_) => return Err(decline()),
+                    }
+                }
                 if let Some(calls) = rest.remove("tool_calls").filter(|v| !v.is_null()) {
                     let calls: Vec<WireToolCall> =
                         serde_json::from_value(calls).map_err(|_| decline())?;

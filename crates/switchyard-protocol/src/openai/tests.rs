@@ -865,10 +865,15 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,\/9j\u002f4A=="}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:text/plain,hello"}}, {"type": "image_url", "image_url": {"url": "data:;base64,QQ=="}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}"#,
+    include_str!("../../tests/fixtures/requests/openai/reasoning.json"),
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a", "reasoning_content": "r"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "reasoning": "first", "content": null, "reasoning_content": "second \"q\"", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c", "content": "1"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning_content": null, "reasoning": null}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
-    include_str!("../../tests/fixtures/requests/openai/reasoning.json"),
+    r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning_content": 5}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning": ["r"]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "content": "42"}]}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": 7, "content": "42"}]}"#,
@@ -888,7 +893,6 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "image_url": {"url": "https://x"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x", "url": "https://y"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}"#,
-    r#"{"model": "m", "messages": [{"role": "user", "content": "a", "reasoning_content": "r"}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "temperature": 2.5}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "n": 2}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "max_tokens": -1}"#,

@@ -457,3 +457,54 @@ async fn echoing(reply: &str) -> Env {
         http: reqwest::Client::new(),
     }
 }
+
+/// A thinking model's history (OpenAI-style `reasoning_content`; Anthropic thinking and
+/// redacted thinking blocks before a tool call) goes to every provider kind, and the turn after
+/// it is answered.
+#[tokio::test]
+async fn a_thinking_models_history_reaches_every_provider() {
+    let env = echoing("{prompt}").await;
+    let bearer = format!("Bearer {KEY}");
+    for kind in KINDS {
+        let body = json!({"model": kind, "messages": [
+            {"role": "user", "content": "How many primes below 30?"},
+            {"role": "assistant", "content": "Ten.",
+                "reasoning_content": "2, 3, 5, 7, 11, 13, 17, 19, 23, 29: \"ten\" of them."},
+            {"role": "user", "content": "And below 50?"}]});
+        let r = env
+            .post_raw(
+                "/v1/chat/completions",
+                serde_json::to_vec(&body).unwrap(),
+                &[("authorization", &bearer)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"],
+            "And below 50?",
+            "{kind}"
+        );
+        let r = env
+            .post_anthropic(&json!({"model": kind, "max_tokens": 1000,
+                "tools": [{"name": "get_weather", "input_schema": {"type": "object",
+                    "properties": {"city": {"type": "string"}}}}],
+                "tool_choice": {"type": "none"},
+                "messages": [
+                    {"role": "user", "content": "Umbrella in Paris?"},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "I need the forecast.", "signature": "EqQBCgIYAhIM"},
+                        {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3p"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "Rain after 3pm."}]},
+                    {"role": "assistant", "content": "Take one."},
+                    {"role": "user", "content": "Thanks, and tomorrow?"}]}))
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["content"][0]["text"],
+            "Thanks, and tomorrow?",
+            "{kind}"
+        );
+    }
+}
