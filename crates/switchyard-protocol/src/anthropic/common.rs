@@ -97,7 +97,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                     first_time(&mut seen, 1 << 3)?;
                     // An empty string adds no system message; an empty text block does.
                     system = map
-                        .next_value_seed(SystemSeed(self.0.after(&key)))?
+                        .next_value_seed(BlocksOrNullSeed(self.0.after(&key), BlockTypes::Text))?
                         .filter(|b| !b.is_empty_string())
                         .map(|b| b.parts);
                 }
@@ -264,13 +264,17 @@ impl Blocks {
     }
 }
 
-/// A string or blocks: text blocks, or for a message's content also tool uses and results.
+/// A string or blocks of the types a place takes.
 #[derive(Clone, Copy)]
 struct BlocksSeed<'b, const RAW: bool>(Source<'b, RAW>, BlockTypes);
 
 #[derive(Clone, Copy, PartialEq)]
 enum BlockTypes {
+    /// Text blocks only: the system prompt.
     Text,
+    /// Text and image blocks: a tool result's content.
+    OfToolResult,
+    /// Every type the reader knows: a message's content.
     OfMessage,
 }
 
@@ -284,12 +288,25 @@ impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
     }
     string_visits!(Blocks, Blocks::text);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blocks, A::Error> {
-        if self.1 == BlockTypes::Text {
-            return Ok(Blocks {
-                parts: read_parts(self.0, seq)?,
-                from_string: false,
-                cache_controls: Map::new(),
-            });
+        let only_parts = |parts| Blocks {
+            parts,
+            from_string: false,
+            cache_controls: Map::new(),
+        };
+        match self.1 {
+            BlockTypes::Text => return Ok(only_parts(read_parts(self.0, seq)?)),
+            BlockTypes::OfToolResult => {
+                // An image's `cache_control` there is dropped, as the full decoder drops it.
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some((part, _)) = seq.next_element_seed(BlockSeed(self.0.unplaced()))? {
+                    if !matches!(part, ContentPart::Text { .. } | ContentPart::Image { .. }) {
+                        return Err(decline());
+                    }
+                    parts.push(part);
+                }
+                return Ok(only_parts(parts));
+            }
+            BlockTypes::OfMessage => {}
         }
         let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
         let mut cache_controls = Map::new();
@@ -309,9 +326,9 @@ impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
     }
 }
 
-/// A message's block: text, a tool use or a tool result, with the `cache_control` marker of a
-/// tool use or result (its part has no field for it). Any other type, a field the type does
-/// not have, or a field given twice declines.
+/// A block: text, an image, a tool use or result, thinking or redacted thinking, with the
+/// `cache_control` marker of an image or a tool use or result (its part has no field for it).
+/// Any other type, a field the type does not have, or a field given twice declines.
 #[derive(Clone, Copy)]
 struct BlockSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
@@ -350,7 +367,8 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                 "input" if input.is_none() => input = Some(map.next_value()?),
                 "tool_use_id" if tool_use_id.is_none() => tool_use_id = Some(map.next_value()?),
                 "content" if content.is_none() => {
-                    content = Some(map.next_value_seed(SystemSeed(self.0.after(&key)))?);
+                    let seed = BlocksOrNullSeed(self.0.after(&key), BlockTypes::OfToolResult);
+                    content = Some(map.next_value_seed(seed)?);
                 }
                 "is_error" if is_error.is_none() => is_error = Some(map.next_value()?),
                 "source" if source.is_none() => {
@@ -512,15 +530,15 @@ impl<'de, const RAW: bool> Visitor<'de> for ImageSourceSeed<'_, RAW> {
     }
 }
 
-/// The system prompt or a tool result's content: a string or text blocks, or `null` for none.
-struct SystemSeed<'b, const RAW: bool>(Source<'b, RAW>);
+/// The system prompt or a tool result's content: a string, blocks or `null` for none.
+struct BlocksOrNullSeed<'b, const RAW: bool>(Source<'b, RAW>, BlockTypes);
 
-seed_visits_itself!(SystemSeed -> Option<Blocks>, deserialize_option);
+seed_visits_itself!(BlocksOrNullSeed -> Option<Blocks>, deserialize_option);
 
-impl<'de, const RAW: bool> Visitor<'de> for SystemSeed<'_, RAW> {
+impl<'de, const RAW: bool> Visitor<'de> for BlocksOrNullSeed<'_, RAW> {
     type Value = Option<Blocks>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string, text blocks or null")
+        f.write_str("a string, blocks or null")
     }
     fn visit_none<E: de::Error>(self) -> Result<Option<Blocks>, E> {
         Ok(None)
@@ -529,8 +547,6 @@ impl<'de, const RAW: bool> Visitor<'de> for SystemSeed<'_, RAW> {
         Ok(None)
     }
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Blocks>, D::Error> {
-        BlocksSeed(self.0, BlockTypes::Text)
-            .deserialize(d)
-            .map(Some)
+        BlocksSeed(self.0, self.1).deserialize(d).map(Some)
     }
 }
