@@ -253,6 +253,15 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     let result = tool_result_text(block.get("content"));
                     conv.input_chars += chars(&result);
                     results.push(result);
+                    // A result's images (an agent's screenshot) are the user turn's images too.
+                    if let Some(Value::Array(inner)) = block.get("content") {
+                        images.extend(
+                            inner
+                                .iter()
+                                .filter(|b| b.get("type").and_then(Value::as_str) == Some("image"))
+                                .filter_map(|b| image_source(b.get("source"))),
+                        );
+                    }
                 }
                 Some("tool_use" | "tool_result") => {
                     return Err(SimError::bad_request(format!(

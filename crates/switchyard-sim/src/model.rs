@@ -43,7 +43,7 @@ pub(crate) struct Conversation {
     pub include_usage: bool,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
-    /// Images of the last user message, each as a data URI (`data:<type>;base64,<data>`, as
+    /// Images of the last user message (those of its tool results included), each as a data URI (`data:<type>;base64,<data>`, as
     /// rebuilt from an inline image) or its URL: what a scripted reply's `{images}` echoes.
     pub last_user_images: Vec<String>,
     /// Characters of all message text, system prompt, tool calls and tool results.
@@ -164,10 +164,13 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
 }
 
 /// Decides the reply: tool results are quoted, offered tools are called, a scripted reply
-/// replaces the text, JSON mode gets a document, anything else a text reply of `reply_words`
-/// words.
+/// replaces the text (a quote of tool results included), JSON mode gets a document, anything
+/// else a text reply of `reply_words` words.
 pub(crate) fn respond(conv: &Conversation, reply_words: u32, scripted: Option<&str>) -> Output {
     if let Some(results) = &conv.tool_results {
+        if let Some(text) = scripted {
+            return limit_text(text.to_owned(), conv);
+        }
         let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "with"];
         words.extend(["tool", "result:"]);
         let quoted = format!(

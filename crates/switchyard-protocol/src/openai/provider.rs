@@ -555,7 +555,20 @@ fn write_messages(
             }
             Role::User | Role::Tool => {
                 // Tool results become `tool` messages; anything else stays a user message.
-                let mut others = false;
+                // A `tool` message holds text only, so a result's images (a screenshot an
+                // agent's tool took) follow in that user message, after every `tool` message
+                // (each must directly answer the assistant's call), ahead of the other parts.
+                let result_images = || {
+                    m.content
+                        .iter()
+                        .filter_map(|p| match p {
+                            ContentPart::ToolResult { content, .. } => Some(content),
+                            _ => None,
+                        })
+                        .flatten()
+                        .filter(|p| matches!(p, ContentPart::Image { .. }))
+                };
+                let mut others = result_images().next().is_some();
                 for part in &m.content {
                     match part {
                         ContentPart::ToolResult {
@@ -578,10 +591,11 @@ fn write_messages(
                     }
                 }
                 if others {
-                    let rest = m
-                        .content
-                        .iter()
-                        .filter(|p| !matches!(p, ContentPart::ToolResult { .. }));
+                    let rest = result_images().chain(
+                        m.content
+                            .iter()
+                            .filter(|p| !matches!(p, ContentPart::ToolResult { .. })),
+                    );
                     open(out);
                     let mut msg = ObjectWriter::open(out);
                     msg.str("role", "user");

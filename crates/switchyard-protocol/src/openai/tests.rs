@@ -92,6 +92,56 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
 }
 
 #[test]
+fn a_tool_results_images_follow_the_tool_messages_in_a_user_message() {
+    // An agent's turn from an Anthropic client: two tool results with screenshots, then text.
+    let body = json!({
+        "model": "m", "max_tokens": 9,
+        "messages": [
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "screenshot", "input": {}},
+                {"type": "tool_use", "id": "t2", "name": "zoom", "input": {"x": 1}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "the screen:"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+                ]},
+                {"type": "tool_result", "tool_use_id": "t2", "content": [
+                    {"type": "image", "source": {"type": "url", "url": "https://x/zoom.png"}}
+                ]},
+                {"type": "text", "text": "what next?"}
+            ]}
+        ]
+    });
+    let req = crate::anthropic::AnthropicIngress
+        .decode_chat(&Bytes::from(body.to_string()))
+        .unwrap();
+    let out = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&req, &target())
+        .unwrap();
+    let messages = body_of(&out)["messages"].clone();
+    assert_eq!(messages[0]["tool_calls"].as_array().unwrap().len(), 2);
+    // Every call is answered by a `tool` message right after the assistant's, then the images.
+    assert_eq!(
+        messages[1],
+        json!({"role": "tool", "tool_call_id": "t1", "content": "the screen:"})
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "tool", "tool_call_id": "t2", "content": ""})
+    );
+    assert_eq!(
+        messages[3],
+        json!({"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            {"type": "image_url", "image_url": {"url": "https://x/zoom.png"}},
+            {"type": "text", "text": "what next?"}
+        ]})
+    );
+    assert_eq!(messages.as_array().unwrap().len(), 4);
+}
+
+#[test]
 fn decode_errors_name_the_field() {
     let cases = [
         (json!({"messages": []}), "model"),
