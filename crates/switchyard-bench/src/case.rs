@@ -45,6 +45,10 @@ pub enum Kind {
     /// The same in Anthropic Messages form (a `base64` image block), translated to an OpenAI
     /// provider.
     AnthropicImageToOpenai,
+    /// A computer-use agent's turn in Anthropic Messages form: its screenshot tool called, and
+    /// the result a short text and the screenshot (a `base64` image block as long as the case's
+    /// prompt would be), translated to an OpenAI provider.
+    AnthropicScreenshotToOpenai,
 }
 
 impl Kind {
@@ -58,6 +62,7 @@ impl Kind {
             Kind::AnthropicToolsToOpenai => "anthropic_tools_to_openai",
             Kind::ChatImage => "chat_image",
             Kind::AnthropicImageToOpenai => "anthropic_image_to_openai",
+            Kind::AnthropicScreenshotToOpenai => "anthropic_screenshot_to_openai",
         }
     }
 
@@ -69,7 +74,8 @@ impl Kind {
             Kind::Embeddings => "text-embedding-3-small",
             Kind::AnthropicToOpenai
             | Kind::AnthropicToolsToOpenai
-            | Kind::AnthropicImageToOpenai => "claude-sonnet-4-5",
+            | Kind::AnthropicImageToOpenai
+            | Kind::AnthropicScreenshotToOpenai => "claude-sonnet-4-5",
         }
     }
 }

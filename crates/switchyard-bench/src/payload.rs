@@ -33,7 +33,10 @@ pub struct Template {
 impl Template {
     /// The request of `case`, presenting `key` (the master key or a virtual key).
     pub fn for_case(case: &Case, key: &str) -> anyhow::Result<Template> {
-        let image = matches!(case.kind, Kind::ChatImage | Kind::AnthropicImageToOpenai);
+        let image = matches!(
+            case.kind,
+            Kind::ChatImage | Kind::AnthropicImageToOpenai | Kind::AnthropicScreenshotToOpenai
+        );
         let prompt = if image {
             image_base64(prompt_text(case.prompt).len())
         } else {
@@ -155,6 +158,34 @@ impl Template {
                             "input": {"path": "notes.txt"}}]},
                         {"role": "user", "content": [{"type": "tool_result",
                             "tool_use_id": "toolu_read_1", "content": prompt}]},
+                    ],
+                }),
+            ),
+            Kind::AnthropicScreenshotToOpenai => (
+                "/v1/messages",
+                anthropic_headers(key)?,
+                json!({
+                    "model": model,
+                    "max_tokens": 64,
+                    "system": "You operate a computer. Look at the screen with screenshot.",
+                    "tools": [{
+                        "name": "screenshot",
+                        "description": "Takes a screenshot of the display.",
+                        "input_schema": {"type": "object", "properties": {}},
+                    }],
+                    "messages": [
+                        {"role": "user", "content": "Open the settings."},
+                        {"role": "assistant", "content": [{"type": "tool_use",
+                            "id": "toolu_shot_1", "name": "screenshot", "input": {}}]},
+                        {"role": "user", "content": [{"type": "tool_result",
+                            "tool_use_id": "toolu_shot_1", "content": [
+                                {"type": "text", "text": "1280x800"},
+                                {"type": "image", "source": {
+                                    "type": "base64",
+                                    "media_type": "image/png",
+                                    "data": prompt,
+                                }},
+                            ]}]},
                     ],
                 }),
             ),
