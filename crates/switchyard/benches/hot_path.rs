@@ -2,7 +2,7 @@
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder), masking a record's prompt, the
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder, and a text counted lately), masking a record's prompt, the
 //! record writer's own work on a batch, and storing a batch of request records in the embedded
 //! SQLite store (the last three off the request path, but on the same CPUs). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
@@ -164,9 +164,10 @@ fn prompt() -> String {
         .repeat(6)
 }
 
-/// What the gateway does when a budget needs the prompt's tokens (vocabulary built once), with
-/// each vocabulary: on [`prompt`] made all ASCII (which the splitters cut without their regex
-/// engines) and as it is.
+/// What the gateway does when a budget needs the tokens of a prompt it has not counted lately
+/// (vocabulary built once), with each vocabulary: on [`prompt`] made all ASCII (which the
+/// splitters cut without their regex engines) and as it is. Each count is of a text new to the
+/// thread (a number before [`prompt`]), so it is tokenized.
 #[divan::bench(args = ["o200k/ascii", "o200k/mixed", "cl100k/ascii", "cl100k/mixed"])]
 fn token_count_compact_vocabulary(bencher: Bencher, kind: &str) {
     use switchyard::tokens::{Encoding, count_text};
@@ -181,7 +182,23 @@ fn token_count_compact_vocabulary(bencher: Bencher, kind: &str) {
         prompt()
     };
     count_text(encoding, "warm up");
-    bencher.bench(|| count_text(encoding, black_box(&text)));
+    let mut n = 0u64;
+    bencher
+        .with_inputs(|| {
+            n += 1;
+            format!("{n} {text}")
+        })
+        .bench_local_refs(|text| count_text(encoding, black_box(text)));
+}
+
+/// The same prompt counted again on the thread that counted it (a system prompt or an earlier
+/// turn sent with every request): its count comes from the thread's table of recent texts.
+#[divan::bench]
+fn token_count_seen_lately(bencher: Bencher) {
+    use switchyard::tokens::{Encoding, count_text};
+    let text = prompt();
+    count_text(Encoding::O200k, &text);
+    bencher.bench_local(|| count_text(Encoding::O200k, black_box(&text)));
 }
 
 /// The library's encoder, which builds the token list to count it (about 50 MiB of tables).

@@ -13,8 +13,11 @@
 //! [`EXACT_BYTES`] of text are counted exactly; longer texts are estimated from evenly spaced
 //! windows and extrapolated with a margin, so a 200 KB prompt costs about as much as a 4 KB one.
 //! Text is encoded in bounded chunks, so hostile input (a megabyte of one repeated character)
-//! cannot drive the pre-tokenizer's backtracking into its failure mode.
+//! cannot drive the pre-tokenizer's backtracking into its failure mode. A text counted exactly is
+//! remembered by its thread ([`recent`]), so one sent again (a system prompt, the earlier turns
+//! of a conversation) is not tokenized again.
 
+mod recent;
 mod tables;
 mod vocabulary;
 
@@ -160,9 +163,11 @@ impl Counter {
         };
         if text.len() <= self.exact_left {
             self.exact_left -= text.len();
-            let n = chunks(text)
-                .map(|piece| encode_len(vocabulary, piece))
-                .sum();
+            let n = recent::count(self.encoding, text, |text| {
+                chunks(text)
+                    .map(|piece| encode_len(vocabulary, piece))
+                    .sum()
+            });
             self.seen(text.len(), n);
             return n;
         }
