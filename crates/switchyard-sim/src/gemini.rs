@@ -105,6 +105,17 @@ fn field<'a>(obj: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     obj.get(camel).or_else(|| obj.get(snake))
 }
 
+/// A part's (or a function response part's) `inlineData` as a data URI.
+fn inline_image(part: &Value) -> Option<String> {
+    let blob = field(part, "inlineData", "inline_data")?;
+    let get = |camel, snake| field(blob, camel, snake).and_then(Value::as_str);
+    Some(format!(
+        "data:{};base64,{}",
+        get("mimeType", "mime_type")?,
+        get("data", "data")?
+    ))
+}
+
 fn field_mut<'a>(obj: &'a mut Value, camel: &str, snake: &str) -> Option<&'a mut Value> {
     if obj.get(camel).is_some() {
         obj.get_mut(camel)
@@ -180,13 +191,8 @@ pub(crate) fn parse_chat(
             if let Some(t) = part.get("text").and_then(Value::as_str) {
                 conv.input_chars += chars(t);
                 text.push(t);
-            } else if let Some(blob) = field(part, "inlineData", "inline_data") {
-                let get = |camel, snake| field(blob, camel, snake).and_then(Value::as_str);
-                if let (Some(mime), Some(data)) =
-                    (get("mimeType", "mime_type"), get("data", "data"))
-                {
-                    images.push(format!("data:{mime};base64,{data}"));
-                }
+            } else if let Some(image) = inline_image(part) {
+                images.push(image);
             } else if let Some(file) = field(part, "fileData", "file_data") {
                 images.extend(
                     field(file, "fileUri", "file_uri")
@@ -203,6 +209,15 @@ pub(crate) fn parse_chat(
                     .unwrap_or_default();
                 conv.input_chars += chars(&result);
                 results.push(result);
+                // The response's media (a screenshot) are the user turn's images too.
+                for media in response
+                    .get("parts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    images.extend(inline_image(media));
+                }
             }
         }
         if role == "user" {

@@ -12,8 +12,8 @@ use super::stream::GeminiStreamDecoder;
 use super::wire::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
     FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
-    GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part, RequestContent,
-    RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+    FunctionResponsePart, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part,
+    RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
@@ -596,11 +596,13 @@ fn user_parts<'m>(
                     });
                     continue;
                 }
+                let (response, media) = function_response_body(content, *is_error, &path)?;
                 parts.push(RequestPart::Other(Box::new(Part {
                     function_response: Some(FunctionResponse {
                         id: id.map(str::to_owned),
                         name: name.to_owned(),
-                        response: function_response_body(content, *is_error, &path)?,
+                        response,
+                        parts: media,
                     }),
                     ..Part::default()
                 })));
@@ -621,13 +623,15 @@ fn user_parts<'m>(
 
 /// `functionResponse.response` must be an object: a result whose text is a JSON object is sent
 /// as that object, any other text as `{"result": text}`. A failed call is wrapped as
-/// `{"error": …}`, the key the reference names for error details.
+/// `{"error": …}`, the key the reference names for error details. The result's inline images
+/// go in the response's own `parts` (an image by URL has no form there).
 fn function_response_body(
     content: &[ContentPart],
     is_error: bool,
     path: &str,
-) -> Result<Map<String, Value>, DecodeError> {
+) -> Result<(Map<String, Value>, Vec<FunctionResponsePart>), DecodeError> {
     let mut text = String::new();
+    let mut media = Vec::new();
     for (k, part) in content.iter().enumerate() {
         match part {
             ContentPart::Text { text: t, .. } => {
@@ -636,9 +640,18 @@ fn function_response_body(
                 }
                 text.push_str(t);
             }
+            ContentPart::Image {
+                source: ImageSource::Base64 { media_type, data },
+                ..
+            } => media.push(FunctionResponsePart {
+                inline_data: Blob {
+                    mime_type: media_type.clone(),
+                    data: data.as_str().to_owned(),
+                },
+            }),
             _ => {
                 return Err(DecodeError::new(
-                    "Gemini function responses carry text only",
+                    "Gemini function responses carry text and inline (base64) images only",
                     Some(&format!("{path}.content[{k}]")),
                 ));
             }
@@ -650,11 +663,11 @@ fn function_response_body(
     };
     let mut response = Map::new();
     match (value, is_error) {
-        (Value::Object(object), false) => return Ok(object),
+        (Value::Object(object), false) => return Ok((object, media)),
         (value, true) => response.insert("error".to_owned(), value),
         (value, false) => response.insert("result".to_owned(), value),
     };
-    Ok(response)
+    Ok((response, media))
 }
 
 /// Assistant parts. Thought signatures must come back where Gemini put them: on the function

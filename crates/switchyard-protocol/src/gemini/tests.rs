@@ -434,6 +434,56 @@ fn tool_result_without_a_known_call_is_an_error() {
     );
 }
 
+/// A tool result's inline image (an agent's screenshot) goes in the function response's own
+/// `parts`; one by URL has no form there and is refused with the part's path.
+#[test]
+fn a_tool_results_inline_image_goes_in_the_function_responses_parts() {
+    let screenshot = ContentPart::Image {
+        source: ImageSource::Base64 {
+            media_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        },
+        detail: None,
+    };
+    let turn = |image: ContentPart| ChatRequest {
+        messages: vec![
+            message(Role::User, vec![ContentPart::text("what is on screen?")]),
+            message(
+                Role::Assistant,
+                vec![tool_call("c1", "screenshot", "{}", Extras::default())],
+            ),
+            message(
+                Role::Tool,
+                vec![ContentPart::ToolResult {
+                    tool_call_id: "c1".into(),
+                    name: None,
+                    content: vec![ContentPart::text("1280x800"), image],
+                    is_error: false,
+                }],
+            ),
+        ],
+        ..ChatRequest::default()
+    };
+    let body = body_json(&build(&turn(screenshot)));
+    assert_eq!(
+        body["contents"][2]["parts"],
+        json!([{"functionResponse": {"id": "c1", "name": "screenshot",
+            "response": {"result": "1280x800"},
+            "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}]}}])
+    );
+    let by_url = ContentPart::Image {
+        source: ImageSource::Url("https://x.example/s.png".into()),
+        detail: None,
+    };
+    let err = GeminiProvider
+        .build_chat(&turn(by_url), &target(None))
+        .unwrap_err();
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[2].content[0].content[1]")
+    );
+}
+
 #[test]
 fn failed_tool_results_and_empty_arguments() {
     let request = ChatRequest {

@@ -192,6 +192,17 @@ pub struct FunctionResponse {
     pub id: Option<String>,
     pub name: String,
     pub response: Map<String, Value>,
+    /// Media the function returned (a screenshot), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<FunctionResponsePart>,
+}
+
+/// `FunctionResponsePart`: inline bytes (`FunctionResponseBlob`, the fields of a `Blob`); the
+/// reference's `fileData` here is not supported by the Gemini API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionResponsePart {
+    pub inline_data: Blob,
 }
 
 /// `Tool`: we only declare functions; built-in tools (`googleSearch`, `codeExecution`) arrive

@@ -443,40 +443,32 @@ async fn a_long_inline_image_reaches_every_provider_unchanged() {
 }
 
 /// An agent's tool result holding a screenshot (a computer-use turn from an Anthropic client)
-/// reaches the model: as it is for Anthropic, and in a user message after the `tool` messages
-/// for OpenAI-style providers, whose `tool` messages hold text only. Gemini's function
-/// responses hold text only too; it is refused there with a clear error, not sent without it.
+/// reaches the model: as it is for Anthropic, in a user message after the `tool` messages for
+/// OpenAI-style providers (whose `tool` messages hold text only), and in the function
+/// response's own parts for Gemini. A screenshot by URL has no place in a Gemini function
+/// response: refused there with a clear error, not sent without it.
 #[tokio::test]
 async fn a_tool_results_screenshot_reaches_the_model() {
     let env = echoing("{images}").await;
     // About 100 KB of base64: long enough to be shared with the client's body.
     let data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJ+/09xyz".repeat(2_000) + "==";
+    let turn = |image: Value| {
+        json!({"model": "", "max_tokens": 1000,
+            "tools": [{"name": "screenshot", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "none"},
+            "messages": [
+                {"role": "user", "content": "What is on my screen?"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                        {"type": "text", "text": "1280x800"}, image]}]}]})
+    };
+    let inline = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}});
     for kind in KINDS {
-        let r = env
-            .post_anthropic(&json!({"model": kind, "max_tokens": 1000,
-                "tools": [{"name": "screenshot", "input_schema": {"type": "object"}}],
-                "tool_choice": {"type": "none"},
-                "messages": [
-                    {"role": "user", "content": "What is on my screen?"},
-                    {"role": "assistant", "content": [
-                        {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
-                    {"role": "user", "content": [
-                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
-                            {"type": "text", "text": "1280x800"},
-                            {"type": "image", "source": {"type": "base64",
-                                "media_type": "image/png", "data": data}}]}]}]}))
-            .await;
-        if *kind == "gemini" {
-            assert_eq!(r.status, 400, "{kind}: {:.300}", r.text);
-            let error = &r.json()["error"];
-            assert_eq!(error["type"], "invalid_request_error", "{}", r.text);
-            assert!(
-                error["message"].as_str().unwrap().contains("text only"),
-                "{}",
-                r.text
-            );
-            continue;
-        }
+        let mut body = turn(inline.clone());
+        body["model"] = json!(kind);
+        let r = env.post_anthropic(&body).await;
         assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
         let echoed = &r.json()["content"][0]["text"];
         assert!(
@@ -485,6 +477,18 @@ async fn a_tool_results_screenshot_reaches_the_model() {
             echoed.as_str().map_or(0, str::len)
         );
     }
+    let mut by_url =
+        turn(json!({"type": "image", "source": {"type": "url", "url": "https://x.example/s.png"}}));
+    by_url["model"] = json!("gemini");
+    let r = env.post_anthropic(&by_url).await;
+    assert_eq!(r.status, 400, "{:.300}", r.text);
+    let error = &r.json()["error"];
+    assert_eq!(error["type"], "invalid_request_error", "{}", r.text);
+    assert!(
+        error["message"].as_str().unwrap().contains("inline"),
+        "{}",
+        r.text
+    );
 }
 
 /// The gateway in front of a simulator whose every reply is `reply` (a scripted reply, such as
