@@ -600,7 +600,8 @@ fn write_messages(
                     let mut msg = ObjectWriter::open(out);
                     msg.str("role", "user");
                     msg.field("content", |out| write_content(out, splices, rest, markers))?;
-                    if let Some(name) = &m.name {
+                    // A `tool` message's name is its function's, not a participant's.
+                    if let (Some(name), Role::User) = (&m.name, m.role) {
                         msg.str("name", name);
                     }
                     msg.extras(extras)?;

@@ -139,6 +139,31 @@ fn a_tool_results_images_follow_the_tool_messages_in_a_user_message() {
         ]})
     );
     assert_eq!(messages.as_array().unwrap().len(), 4);
+
+    // From an OpenAI client, a `tool` message with an image part: the user message after it
+    // carries the image, and not the function's name as a participant's.
+    let body = json!({"model": "m", "messages": [
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "screenshot", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": "screenshot", "content": [
+            {"type": "text", "text": "ok"},
+            {"type": "image_url", "image_url": {"url": "https://x/s.png"}}]}]});
+    let req = OpenAiIngress
+        .decode_chat(&Bytes::from(body.to_string()))
+        .unwrap();
+    let out = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&req, &target())
+        .unwrap();
+    let messages = body_of(&out)["messages"].clone();
+    assert_eq!(
+        messages[1],
+        json!({"role": "tool", "tool_call_id": "c1", "content": "ok"})
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://x/s.png"}}]})
+    );
 }
 
 #[test]
