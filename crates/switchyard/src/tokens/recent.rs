@@ -41,13 +41,13 @@ thread_local! {
 }
 
 /// The exact count of `text` in `encoding`: from this thread's table when it counted the same
-/// text lately, else from `count`, which is then kept.
-pub fn count(encoding: Encoding, text: &str, count: impl FnOnce(&str) -> u64) -> u64 {
+/// text lately, else from `tokenize`, whose count is then kept.
+pub fn count(encoding: Encoding, text: &str, tokenize: impl FnOnce(&str) -> u64) -> u64 {
     if text.len() < MIN_BYTES {
-        return count(text);
+        return tokenize(text);
     }
-    // The table is borrowed only to look and to keep, never while `count` runs.
-    let looked = RECENT.with_borrow_mut(|recent| {
+    // The table is borrowed only to look and to keep, never while `tokenize` runs.
+    let (hash, hit) = RECENT.with_borrow_mut(|recent| {
         let recent = recent.get_or_insert_with(|| Recent {
             key: RandomState::new(),
             slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
@@ -61,11 +61,10 @@ pub fn count(encoding: Encoding, text: &str, count: impl FnOnce(&str) -> u64) ->
         let hit = (slot.hash == hash && slot.len == text.len() as u64).then_some(slot.tokens);
         (hash, hit)
     });
-    let (hash, hit) = looked;
     if let Some(tokens) = hit {
         return tokens;
     }
-    let tokens = count(text);
+    let tokens = tokenize(text);
     RECENT.with_borrow_mut(|recent| {
         if let Some(recent) = recent {
             recent.slots[hash as usize & (SLOTS - 1)] = Slot {
