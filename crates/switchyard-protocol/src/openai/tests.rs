@@ -91,6 +91,15 @@ fn decodes_a_full_request_and_keeps_unknown_fields() {
     assert_eq!(b["reasoning_effort"], "low");
 }
 
+/// The messages of the OpenAI provider's request for `body`, read by `ingress`.
+fn provider_messages(ingress: &dyn IngressDialect, body: &Value) -> Value {
+    let req = ingress.decode_chat(&Bytes::from(body.to_string())).unwrap();
+    let out = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&req, &target())
+        .unwrap();
+    body_of(&out)["messages"].clone()
+}
+
 #[test]
 fn a_tool_results_images_follow_the_tool_messages_in_a_user_message() {
     // An agent's turn from an Anthropic client: two tool results with screenshots, then text.
@@ -113,13 +122,7 @@ fn a_tool_results_images_follow_the_tool_messages_in_a_user_message() {
             ]}
         ]
     });
-    let req = crate::anthropic::AnthropicIngress
-        .decode_chat(&Bytes::from(body.to_string()))
-        .unwrap();
-    let out = OpenAiProvider::new(OpenAiQuirks::default())
-        .build_chat(&req, &target())
-        .unwrap();
-    let messages = body_of(&out)["messages"].clone();
+    let messages = provider_messages(&crate::anthropic::AnthropicIngress, &body);
     assert_eq!(messages[0]["tool_calls"].as_array().unwrap().len(), 2);
     // Every call is answered by a `tool` message right after the assistant's, then the images.
     assert_eq!(
@@ -148,13 +151,7 @@ fn a_tool_results_images_follow_the_tool_messages_in_a_user_message() {
         {"role": "tool", "tool_call_id": "c1", "name": "screenshot", "content": [
             {"type": "text", "text": "ok"},
             {"type": "image_url", "image_url": {"url": "https://x/s.png"}}]}]});
-    let req = OpenAiIngress
-        .decode_chat(&Bytes::from(body.to_string()))
-        .unwrap();
-    let out = OpenAiProvider::new(OpenAiQuirks::default())
-        .build_chat(&req, &target())
-        .unwrap();
-    let messages = body_of(&out)["messages"].clone();
+    let messages = provider_messages(&OpenAiIngress, &body);
     assert_eq!(
         messages[1],
         json!({"role": "tool", "tool_call_id": "c1", "content": "ok"})
