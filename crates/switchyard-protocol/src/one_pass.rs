@@ -521,8 +521,9 @@ mod tests {
     }
 
     /// An agent's screenshot in an Anthropic tool result is shared with the client's body too,
-    /// on its way to an Anthropic provider (in the result) and an OpenAI one (in the user
-    /// message after the `tool` message, which holds text only).
+    /// on its way to an Anthropic provider (in the result), an OpenAI one (in the user message
+    /// after the `tool` message, which holds text only) and a Gemini one (in the function
+    /// response's `parts`).
     #[test]
     fn a_tool_results_long_image_is_spliced_into_the_providers_request() {
         let data = "iVBORw0KGgoAAAANSUhEUgAA+/".repeat(2_000) + "==";
@@ -530,10 +531,7 @@ mod tests {
             r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t1","name":"screenshot","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1","content":[{{"type":"text","text":"the screen"}},{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}}]}}]}}]}}"#
         ));
         let request = AnthropicIngress.decode_chat(&body).unwrap();
-        for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
-            let built = provider_dialect(&kind)
-                .build_chat(&request, &target())
-                .unwrap();
+        for (kind, built) in built_for_every_provider(&request) {
             let shared = shared_with(&built, &body);
             assert_eq!(shared.len(), 1, "{kind:?}");
             assert_eq!(shared[0][..], *data.as_bytes(), "{kind:?}");
@@ -543,8 +541,13 @@ mod tests {
                     &value["messages"][2]["content"][0]["image_url"]["url"],
                     format!("data:image/png;base64,{data}"),
                 ),
-                _ => (
+                ProviderKind::Anthropic => (
                     &value["messages"][1]["content"][0]["content"][1]["source"]["data"],
+                    data.clone(),
+                ),
+                _ => (
+                    &value["contents"][1]["parts"][0]["functionResponse"]["parts"][0]["inlineData"]
+                        ["data"],
                     data.clone(),
                 ),
             };

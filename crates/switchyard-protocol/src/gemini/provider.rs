@@ -12,8 +12,8 @@ use super::stream::GeminiStreamDecoder;
 use super::wire::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
     FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
-    FunctionResponsePart, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Part,
-    RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+    FunctionResponseWithMedia, GenerateContentRequest, GenerateContentResponse, GenerationConfig,
+    Part, RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
 };
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
@@ -285,6 +285,37 @@ fn write_content(
                         blob.put("data", |out| json::write_text_splicing(out, data, splices));
                         blob.close();
                     });
+                    part.close();
+                }
+                RequestPart::FunctionResponse(with_media) => {
+                    let mut part = ObjectWriter::open(out);
+                    part.field("functionResponse", |out| {
+                        let mut call = ObjectWriter::open(out);
+                        if let Some(id) = with_media.id {
+                            call.str("id", id);
+                        }
+                        call.str("name", with_media.name);
+                        call.field("response", |out| {
+                            json::write_object(out, &with_media.response)
+                        })?;
+                        call.field("parts", |out| {
+                            json::write_array(out, &with_media.media, |out, (mime_type, data)| {
+                                let mut media = ObjectWriter::open(out);
+                                media.put("inlineData", |out| {
+                                    let mut blob = ObjectWriter::open(out);
+                                    blob.str("mimeType", mime_type);
+                                    blob.put("data", |out| {
+                                        json::write_text_splicing(out, data, splices);
+                                    });
+                                    blob.close();
+                                });
+                                media.close();
+                                Ok(())
+                            })
+                        })?;
+                        call.close();
+                        Ok(())
+                    })?;
                     part.close();
                 }
                 RequestPart::Other(part) => serde_json::to_writer(&mut *out, part)?,
@@ -597,12 +628,23 @@ fn user_parts<'m>(
                     continue;
                 }
                 let (response, media) = function_response_body(content, *is_error, &path)?;
+                if !media.is_empty() {
+                    parts.push(RequestPart::FunctionResponse(Box::new(
+                        FunctionResponseWithMedia {
+                            id,
+                            name,
+                            response,
+                            media,
+                        },
+                    )));
+                    continue;
+                }
                 parts.push(RequestPart::Other(Box::new(Part {
                     function_response: Some(FunctionResponse {
                         id: id.map(str::to_owned),
                         name: name.to_owned(),
                         response,
-                        parts: media,
+                        parts: Vec::new(),
                     }),
                     ..Part::default()
                 })));
@@ -621,15 +663,19 @@ fn user_parts<'m>(
     Ok(parts)
 }
 
+/// Inline images of a tool's result: each one's media type and base64 text.
+type InlineMedia<'c> = Vec<(&'c str, &'c Text)>;
+
 /// `functionResponse.response` must be an object: a result whose text is a JSON object is sent
 /// as that object, any other text as `{"result": text}`. A failed call is wrapped as
 /// `{"error": …}`, the key the reference names for error details. The result's inline images
-/// go in the response's own `parts` (an image by URL has no form there).
-fn function_response_body(
-    content: &[ContentPart],
+/// (media type and base64 text) go in the response's own `parts` (an image by URL has no form
+/// there).
+fn function_response_body<'c>(
+    content: &'c [ContentPart],
     is_error: bool,
     path: &str,
-) -> Result<(Map<String, Value>, Vec<FunctionResponsePart>), DecodeError> {
+) -> Result<(Map<String, Value>, InlineMedia<'c>), DecodeError> {
     let mut text = String::new();
     let mut media = Vec::new();
     for (k, part) in content.iter().enumerate() {
@@ -643,12 +689,7 @@ fn function_response_body(
             ContentPart::Image {
                 source: ImageSource::Base64 { media_type, data },
                 ..
-            } => media.push(FunctionResponsePart {
-                inline_data: Blob {
-                    mime_type: media_type.clone(),
-                    data: data.as_str().to_owned(),
-                },
-            }),
+            } => media.push((media_type.as_str(), data)),
             _ => {
                 return Err(DecodeError::new(
                     "Gemini function responses carry text and inline (base64) images only",

@@ -63,8 +63,21 @@ pub enum RequestPart<'r> {
     /// An inline image, `{"inlineData": {"mimeType", "data"}}`, its base64 text borrowed (an
     /// image is often most of its request).
     InlineData { mime_type: &'r str, data: &'r Text },
+    /// A function's response with the result's inline images in its `parts`, their base64
+    /// texts borrowed (a screenshot is most of an agent's turn). Boxed: rare and large.
+    FunctionResponse(Box<FunctionResponseWithMedia<'r>>),
     /// Boxed: a part of another kind is rare, and four times the size of a text.
     Other(Box<Part>),
+}
+
+/// [`FunctionResponse`] whose `parts` are inline images borrowed from the canonical request.
+#[derive(Debug, Clone)]
+pub struct FunctionResponseWithMedia<'r> {
+    pub id: Option<&'r str>,
+    pub name: &'r str,
+    pub response: Map<String, Value>,
+    /// Each image's media type and base64 text, in order.
+    pub media: Vec<(&'r str, &'r Text)>,
 }
 
 /// Written as the [`Part`] with that text and signature would be.
@@ -110,9 +123,48 @@ impl Serialize for RequestPart<'_> {
                 )?;
                 part.end()
             }
+            RequestPart::FunctionResponse(with_media) => {
+                let mut part = serializer.serialize_struct("Part", 1)?;
+                part.serialize_field(
+                    "functionResponse",
+                    &FunctionResponseOut {
+                        id: with_media.id,
+                        name: with_media.name,
+                        response: &with_media.response,
+                        parts: with_media
+                            .media
+                            .iter()
+                            .map(|(mime_type, data)| MediaOut {
+                                inline_data: BlobOut {
+                                    mime_type,
+                                    data: data.as_str(),
+                                },
+                            })
+                            .collect(),
+                    },
+                )?;
+                part.end()
+            }
             RequestPart::Other(part) => part.serialize(serializer),
         }
     }
+}
+
+/// [`FunctionResponse`] with borrowed fields, for [`RequestPart::FunctionResponse`].
+#[derive(Serialize)]
+struct FunctionResponseOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    name: &'a str,
+    response: &'a Map<String, Value>,
+    parts: Vec<MediaOut<'a>>,
+}
+
+/// [`FunctionResponsePart`] with borrowed fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaOut<'a> {
+    inline_data: BlobOut<'a>,
 }
 
 /// [`Blob`] with borrowed fields, for [`RequestPart::InlineData`].
