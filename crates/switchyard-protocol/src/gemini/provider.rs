@@ -13,7 +13,8 @@ use super::wire::{
     BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
     FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
     FunctionResponseWithMedia, GenerateContentRequest, GenerateContentResponse, GenerationConfig,
-    Part, RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig, UsageMetadata,
+    InlineMedia, Part, RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig,
+    UsageMetadata,
 };
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
@@ -278,14 +279,7 @@ fn write_content(
                     part.close();
                 }
                 RequestPart::InlineData { mime_type, data } => {
-                    let mut part = ObjectWriter::open(out);
-                    part.put("inlineData", |out| {
-                        let mut blob = ObjectWriter::open(out);
-                        blob.str("mimeType", mime_type);
-                        blob.put("data", |out| json::write_text_splicing(out, data, splices));
-                        blob.close();
-                    });
-                    part.close();
+                    write_inline_data(out, mime_type, data, splices);
                 }
                 RequestPart::FunctionResponse(with_media) => {
                     let mut part = ObjectWriter::open(out);
@@ -300,16 +294,7 @@ fn write_content(
                         })?;
                         call.field("parts", |out| {
                             json::write_array(out, &with_media.media, |out, (mime_type, data)| {
-                                let mut media = ObjectWriter::open(out);
-                                media.put("inlineData", |out| {
-                                    let mut blob = ObjectWriter::open(out);
-                                    blob.str("mimeType", mime_type);
-                                    blob.put("data", |out| {
-                                        json::write_text_splicing(out, data, splices);
-                                    });
-                                    blob.close();
-                                });
-                                media.close();
+                                write_inline_data(out, mime_type, data, splices);
                                 Ok(())
                             })
                         })?;
@@ -663,8 +648,18 @@ fn user_parts<'m>(
     Ok(parts)
 }
 
-/// Inline images of a tool's result: each one's media type and base64 text.
-type InlineMedia<'c> = Vec<(&'c str, &'c Text)>;
+/// `{"inlineData": {"mimeType", "data"}}`, a message's part or a function response's: the
+/// base64 text copied when short, spliced from the client's body when long.
+fn write_inline_data(out: &mut Vec<u8>, mime_type: &str, data: &Text, splices: &mut Splices) {
+    let mut part = ObjectWriter::open(out);
+    part.put("inlineData", |out| {
+        let mut blob = ObjectWriter::open(out);
+        blob.str("mimeType", mime_type);
+        blob.put("data", |out| json::write_text_splicing(out, data, splices));
+        blob.close();
+    });
+    part.close();
+}
 
 /// `functionResponse.response` must be an object: a result whose text is a JSON object is sent
 /// as that object, any other text as `{"result": text}`. A failed call is wrapped as

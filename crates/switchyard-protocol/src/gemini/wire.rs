@@ -76,9 +76,11 @@ pub struct FunctionResponseWithMedia<'r> {
     pub id: Option<&'r str>,
     pub name: &'r str,
     pub response: Map<String, Value>,
-    /// Each image's media type and base64 text, in order.
-    pub media: Vec<(&'r str, &'r Text)>,
+    pub media: InlineMedia<'r>,
 }
+
+/// Inline images, in order: each one's media type and base64 text.
+pub type InlineMedia<'r> = Vec<(&'r str, &'r Text)>;
 
 /// Written as the [`Part`] with that text and signature would be.
 impl Serialize for RequestPart<'_> {
