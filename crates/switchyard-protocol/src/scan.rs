@@ -178,9 +178,15 @@ impl<'a> Cursor<'a> {
     /// The JSON text of the string that comes next, quotes included, its escapes checked
     /// (`\u` ones left to serde_json by the callers that need them read).
     fn string_raw(&mut self) -> Option<&'a str> {
+        self.string_raw_marking_unicode().map(|(raw, _)| raw)
+    }
+
+    /// [`Self::string_raw`], and whether the string has a `\u` escape.
+    fn string_raw_marking_unicode(&mut self) -> Option<(&'a str, bool)> {
         let bytes = self.bytes();
         let start = self.at;
         let mut from = start + 1;
+        let mut unicode = false;
         loop {
             let at = first_special(bytes, from)?;
             if bytes[at] < 0x20 {
@@ -188,11 +194,14 @@ impl<'a> Cursor<'a> {
             }
             if bytes[at] == b'"' {
                 self.at = at + 1;
-                return Some(&self.text[start..self.at]);
+                return Some((&self.text[start..self.at], unicode));
             }
             from = match bytes.get(at + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at + 2,
-                b'u' if bytes.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => at + 6,
+                b'u' if bytes.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => {
+                    unicode = true;
+                    at + 6
+                }
                 _ => return None,
             };
         }
@@ -245,9 +254,9 @@ impl<'a> Cursor<'a> {
         }
         match self.peek()? {
             b'"' => {
-                let raw = self.string_raw()?;
+                let (raw, unicode) = self.string_raw_marking_unicode()?;
                 // A skipped `\u` escape is left to serde_json's own rules for ignored strings.
-                if raw.contains("\\u") {
+                if unicode {
                     serde_json::from_str::<IgnoredAny>(raw).ok()?;
                 }
                 Some(())

@@ -67,7 +67,7 @@ impl TextFrame {
 /// The value of the JSON string `text` (quotes included) when it is written as it reads: no
 /// escape, no quote inside, no control character. Most stream texts are; the rest go through
 /// the JSON parser, which also rejects what is not one string.
-fn plain_string(text: &str) -> Option<&str> {
+pub(crate) fn plain_string(text: &str) -> Option<&str> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
     inner
         .bytes()

@@ -663,6 +663,7 @@ fn write_messages(
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
@@ -675,11 +676,13 @@ struct WireUsage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WirePromptDetails {
     cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireCompletionDetails {
     reasoning_tokens: Option<u64>,
 }
@@ -706,6 +709,7 @@ impl WireUsage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireFunctionCall {
     #[serde(default)]
     name: Option<String>,
@@ -714,6 +718,7 @@ struct WireFunctionCall {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireToolCall {
     #[serde(default)]
     index: Option<u32>,
@@ -734,6 +739,7 @@ struct WireMessage {
 
 /// A reply's or chunk's `choices`. Nearly always one: it is kept inline, and only the choices
 /// after it take a vector (every stream chunk would otherwise allocate one).
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireChoices<C> {
     first: Option<C>,
     rest: Vec<C>,
@@ -792,6 +798,7 @@ struct WireChoice<'a> {
 
 /// A choice of a stream chunk.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireStreamChoice<'a> {
     #[serde(borrow)]
     delta: Option<WireDelta<'a>>,
@@ -802,13 +809,26 @@ struct WireStreamChoice<'a> {
 /// A stream chunk's `delta`. The text is kept as its JSON text, borrowed from the chunk: where
 /// it lies frames the chunks after it (see `text_frame`).
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireDelta<'a> {
     #[serde(borrow)]
-    content: Option<&'a RawValue>,
+    content: Option<RawJson<'a>>,
     refusal: Option<String>,
     reasoning_content: Option<String>,
     reasoning: Option<String>,
     tool_calls: Option<Vec<WireToolCall>>,
+}
+
+/// The JSON text of a value, borrowed from the text it was read from: the serde decoder takes
+/// it as a `RawValue`, the hand-written reader as the slice it skipped.
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+struct RawJson<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&RawValue>::deserialize(deserializer).map(|raw| RawJson(raw.get()))
+    }
 }
 
 /// A whole `chat.completion`. Read by hand rather than with a flattened map of the rest: serde
@@ -865,7 +885,8 @@ impl<'de> Deserialize<'de> for WireCompletion<'de> {
 /// leftovers: streams keep no extras). `error` and `object` spot in-band errors.
 /// `id`, `model` and `object` borrow from the event's text: they come with every chunk and are
 /// read from the first one only.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WireStreamChunk<'a> {
     #[serde(default, borrow)]
     id: Cow<'a, str>,
@@ -994,7 +1015,11 @@ impl OpenAiStreamDecoder {
             }
             return Ok(());
         }
-        let chunk: WireStreamChunk = match serde_json::from_str(data) {
+        let parsed = match reply::read_chunk(data) {
+            Some(chunk) => Ok(chunk),
+            None => serde_json::from_str::<WireStreamChunk>(data),
+        };
+        let chunk = match parsed {
             Ok(c) => c,
             // Not the usual shape: find out whether it is an error, else say what is wrong.
             Err(shape) => {
@@ -1051,9 +1076,12 @@ impl OpenAiStreamDecoder {
                     out.push(StreamEvent::ReasoningDelta(r));
                 }
                 let content = match delta.content {
-                    Some(raw) => Some(serde_json::from_str::<String>(raw.get()).map_err(|e| {
-                        malformed(format!("stream chunk has an unexpected shape: {e}"))
-                    })?),
+                    Some(RawJson(raw)) => Some(match crate::text_frame::plain_string(raw) {
+                        Some(plain) => plain.to_owned(),
+                        None => serde_json::from_str::<String>(raw).map_err(|e| {
+                            malformed(format!("stream chunk has an unexpected shape: {e}"))
+                        })?,
+                    }),
                     None => None,
                 };
                 if let Some(t) = content.or(delta.refusal)
@@ -1094,7 +1122,7 @@ impl OpenAiStreamDecoder {
             out.push(StreamEvent::Usage(u.canonical()));
         }
         if let Some(text) = framing {
-            self.frame.set(data, text.get());
+            self.frame.set(data, text.0);
         }
         Ok(())
     }

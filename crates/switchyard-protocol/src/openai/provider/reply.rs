@@ -1,15 +1,20 @@
-//! The common `chat.completion` read by hand, in one pass over its text: most of a short
-//! request's parse went into serde_json's machinery for the reply's two dozen keys, most of which
-//! are skipped. The reader takes what the serde decoder (`WireCompletion`'s `Deserialize`) takes,
-//! into the same values, tool calls included, and gives up on everything else (escaped keys, a
-//! duplicate field, an integer out of range, any fault), which then goes to that decoder: it
-//! reads every form and words every error. The tests hold the two to the same answers.
+//! The common `chat.completion` and `chat.completion.chunk` read by hand, in one pass over
+//! their text: most of a short request's parse went into serde_json's machinery for the reply's
+//! two dozen keys, most of which are skipped, and a stream's chunks that the text frame does not
+//! read (its first, its first text, its finish and its usage) cost as much each. The readers
+//! take what the serde decoders (`WireCompletion`'s and `WireStreamChunk`'s `Deserialize`) take,
+//! into the same values, tool calls included, and give up on everything else (escaped keys, a
+//! duplicate field, an integer out of range, an in-band error, any fault), which then goes to
+//! that decoder: it reads every form and words every error. The tests hold each pair to the
+//! same answers.
 
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::{
-    WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireFunctionCall, WireMessage,
-    WirePromptDetails, WireToolCall, WireUsage,
+    RawJson, WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireDelta,
+    WireFunctionCall, WireMessage, WirePromptDetails, WireStreamChoice, WireStreamChunk,
+    WireToolCall, WireUsage,
 };
 use crate::scan::{Cursor, set};
 
@@ -84,6 +89,88 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
     })?;
     let [content, refusal, reasoning_content, reasoning] = texts;
     Some(WireMessage {
+        content,
+        refusal,
+        reasoning_content,
+        reasoning,
+        tool_calls,
+    })
+}
+
+/// A stream chunk, if it is in the common form. Unlike a whole reply's, a chunk's fields are
+/// each allowed once (its serde decoder is derived).
+pub(super) fn read_chunk(data: &str) -> Option<WireStreamChunk<'_>> {
+    let mut c = Cursor::new(data);
+    let mut out = WireStreamChunk::default();
+    let mut seen = [false; 6];
+    c.object(|c, key| match key {
+        "id" => set(&mut seen[0], &mut out.id, c.string()?),
+        "model" => set(&mut seen[1], &mut out.model, c.string()?),
+        "choices" => set(&mut seen[2], &mut out.choices, stream_choices(c)?),
+        "usage" => set(&mut seen[3], &mut out.usage, c.optional(usage)?),
+        "error" => {
+            let error = c.optional(|c| c.skip().map(|()| IgnoredAny))?;
+            set(&mut seen[4], &mut out.error, error)
+        }
+        "object" => set(&mut seen[5], &mut out.object, c.string()?),
+        _ => c.skip(),
+    })?;
+    c.at_end().then_some(out)
+}
+
+fn stream_choices<'a>(c: &mut Cursor<'a>) -> Option<WireChoices<WireStreamChoice<'a>>> {
+    let mut out = WireChoices::default();
+    c.array(|c| {
+        let (mut delta, mut finish_reason) = (None, None);
+        let mut seen = [false; 2];
+        c.object(|c, key| match key {
+            "delta" => set(&mut seen[0], &mut delta, c.optional(self::delta)?),
+            "finish_reason" => set(
+                &mut seen[1],
+                &mut finish_reason,
+                c.optional(|c| c.string())?,
+            ),
+            _ => c.skip(),
+        })?;
+        let choice = WireStreamChoice {
+            delta,
+            finish_reason,
+        };
+        match out.first {
+            None => out.first = Some(choice),
+            Some(_) => out.rest.push(choice),
+        }
+        Some(())
+    })?;
+    Some(out)
+}
+
+/// A chunk's `delta`; its text is kept as the JSON string it is written as (the text frame is
+/// cut around it), and any other value there is left to the serde decoder.
+fn delta<'a>(c: &mut Cursor<'a>) -> Option<WireDelta<'a>> {
+    let mut content = None;
+    let mut texts: [Option<String>; 3] = Default::default();
+    let mut seen = [false; 5];
+    let mut tool_calls = None;
+    c.object(|c, key| {
+        let i = match key {
+            "content" => {
+                let raw = c.optional(|c| {
+                    (c.peek()? == b'"').then_some(())?;
+                    c.raw_value().map(RawJson)
+                })?;
+                return set(&mut seen[0], &mut content, raw);
+            }
+            "refusal" => 0,
+            "reasoning_content" => 1,
+            "reasoning" => 2,
+            "tool_calls" => return set(&mut seen[4], &mut tool_calls, c.optional(calls)?),
+            _ => return c.skip(),
+        };
+        set(&mut seen[i + 1], &mut texts[i], c.optional_string()?)
+    })?;
+    let [refusal, reasoning_content, reasoning] = texts;
+    Some(WireDelta {
         content,
         refusal,
         reasoning_content,
@@ -176,8 +263,8 @@ fn one_count(c: &mut Cursor<'_>, name: &str) -> Option<Option<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{WireCompletion, chat_response};
-    use super::read;
+    use super::super::{WireCompletion, WireStreamChunk, chat_response};
+    use super::{read, read_chunk};
 
     /// Replies in the common form, as providers write them.
     const COMMON: &[&str] = &[
@@ -281,6 +368,89 @@ mod tests {
             };
             let text = String::from_utf8_lossy(body);
             assert_eq!(Some(chat_response(wire)), by_serde(body), "{text}");
+            true
+        });
+    }
+
+    /// Stream chunks in the common form, as providers write them.
+    const COMMON_CHUNKS: &[&str] = &[
+        // OpenAI: the role chunk, a text, the finish and the usage chunk of `include_usage`.
+        r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+        r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+        // A tool call's start and its arguments in pieces.
+        r#"{"id":"chatcmpl-t","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-t","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"location\": \"Bos"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        // Azure OpenAI: the prompt's filter results in a chunk without choices, a choice's own.
+        r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#,
+        r#"{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"delta":{"content":"Hi"},"finish_reason":null,"index":0,"logprobs":null}],"created":1,"id":"chatcmpl-az","model":"gpt-4o-mini","object":"chat.completion.chunk","system_fingerprint":"fp_x"}"#,
+        // DeepSeek's and vLLM's reasoning texts; Ollama's chunk without `logprobs` or usage.
+        r#"{"id":"ds","object":"chat.completion.chunk","created":1,"model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"First"},"finish_reason":null}]}"#,
+        r#"{"id":"v","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"reasoning":"Hm"},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"llama3","system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#,
+        // Escapes and `\u` escapes in the text and the id, printed with indentation.
+        "{ \"id\" : \"c-\\u0041\" ,\n \"model\": \"m\", \"choices\": [ { \"delta\": { \"content\" : \"Line 1\\nLine \\\"2\\\" caf\\u00e9 \\ud83d\\ude00 \u{e9} \\/\" } } ] }",
+        // Two choices; an in-band error (the decoder reads it again for its details); nulls.
+        r#"{"id":"x","model":"m","choices":[{"delta":{"content":"a"},"finish_reason":null},{"delta":null,"finish_reason":"length","extra":[1,-2.5e-3,true,{"k":"v"}]}],"error":null,"usage":null}"#,
+        r#"{"error":{"message":"The server had an error","type":"server_error","code":null}}"#,
+        r#"{"object":"error","message":"overloaded","code":503}"#,
+        r#"{}"#,
+    ];
+
+    /// Chunk forms left to the serde decoder (it takes some of them, refuses others).
+    const DECLINED_CHUNKS: &[&str] = &[
+        r#"{"id":"a","id":"b","choices":[]}"#,
+        r#"{"id":null,"choices":[]}"#,
+        r#"{"id":"c","choices":null}"#,
+        r#"{"id":"c","choices":[{"delta":{"content":[{"type":"text","text":"a"}]}}]}"#,
+        r#"{"id":"c","choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+        r#"{"id":"c","choices":[{"delta":{"cont\u0065nt":"a"}}]}"#,
+        r#"{"id":"c","choices":[{"delta":{"tool_calls":[{"index":4294967296}]}}]}"#,
+        r#"{"id":"c","choices":[{"delta":{},"finish_reason":"stop","finish_reason":null}]}"#,
+        r#"{"id":"c","choices":[],"usage":{"prompt_tokens":-1}}"#,
+        r#"{"id":"c","choices":[]} x"#,
+        r#"{"id":"c","choices":[],}"#,
+        r#"[{"id":"c"}]"#,
+        "",
+    ];
+
+    fn chunk_by_serde(data: &[u8]) -> Option<WireStreamChunk<'_>> {
+        serde_json::from_str(std::str::from_utf8(data).ok()?).ok()
+    }
+
+    fn chunk_by_hand(data: &[u8]) -> Option<WireStreamChunk<'_>> {
+        read_chunk(std::str::from_utf8(data).ok()?)
+    }
+
+    /// The helper compares answers that outlive the text: a chunk's derived `Debug` text says
+    /// all its fields.
+    #[test]
+    fn common_chunks_are_read_by_hand_into_the_serde_decoders_answer() {
+        crate::scan::assert_reads_common_and_declines(
+            COMMON_CHUNKS,
+            DECLINED_CHUNKS,
+            |data| chunk_by_hand(data).map(|c| format!("{c:?}")),
+            |data| chunk_by_serde(data).map(|c| format!("{c:?}")),
+        );
+    }
+
+    /// Every one-byte change of every common chunk: what the reader takes, the serde decoder
+    /// takes into the same chunk, its text's JSON string at the same place.
+    #[test]
+    fn no_changed_chunk_is_read_otherwise_than_by_the_serde_decoder() {
+        crate::scan::assert_every_one_byte_change(COMMON_CHUNKS, |data| {
+            let Some(chunk) = chunk_by_hand(data) else {
+                return false;
+            };
+            let text = String::from_utf8_lossy(data);
+            let by_serde = chunk_by_serde(data);
+            assert_eq!(Some(&chunk), by_serde.as_ref(), "{text}");
+            let place = |c: &WireStreamChunk<'_>| {
+                let raw = c.choices.first.as_ref()?.delta.as_ref()?.content?.0;
+                Some(raw.as_ptr() as usize - data.as_ptr() as usize)
+            };
+            assert_eq!(place(&chunk), by_serde.as_ref().and_then(place), "{text}");
             true
         });
     }
