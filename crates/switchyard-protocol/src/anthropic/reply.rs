@@ -7,14 +7,167 @@
 //! unsigned integer, any fault); that goes to the decoder, which reads every form and words
 //! every error. The tests hold the two to the same answers.
 
+//!
+//! A stream's events are read the same way (`read_event`): their serde decoder is an internally
+//! tagged enum, which buffers every event into a tree before reading its fields.
+
 use serde_json::{Map, Value};
 
-use super::wire::{ContentBlock, Message, Usage};
+use super::wire::{
+    ContentBlock, ContentBlockDelta, Message, MessageDelta, MessageStreamEvent, Usage,
+};
 use crate::scan::{Cursor, set};
 
 /// The message, if it is in the common form.
 pub(super) fn read(body: &[u8]) -> Option<Message> {
     let mut c = Cursor::new(crate::json::utf8(body)?);
+    let message = message(&mut c)?;
+    c.at_end().then_some(message)
+}
+
+/// A stream event's data, if it is in the common form: its `type` first (as the API writes
+/// it), then the members of that type; an in-band error and a tool call's first input are left
+/// to the decoder. With a text delta, the JSON string its text is written as (a slice of
+/// `data`, which frames the text deltas after it).
+pub(super) fn read_event(data: &str) -> Option<(MessageStreamEvent, Option<&str>)> {
+    let mut c = Cursor::new(data);
+    let mut first = true;
+    let mut kind = None;
+    // index, message, content_block, delta (as the type's own reader reads it), usage.
+    let mut index = None;
+    let mut message = None;
+    let mut block = None;
+    let mut delta = None;
+    let mut text_at = None;
+    let mut message_delta = None;
+    let mut usage = None;
+    let mut seen = [false; 6];
+    c.object(|c, key| {
+        if std::mem::take(&mut first) {
+            // The tag first, or the decoder reads it wherever it is.
+            if key != "type" {
+                return None;
+            }
+            kind = Some(c.string()?);
+            return Some(());
+        }
+        match (kind.as_deref()?, key) {
+            (_, "type") => None,
+            ("content_block_start" | "content_block_delta" | "content_block_stop", "index") => {
+                set(&mut seen[0], &mut index, u32::try_from(c.uint()?).ok())
+            }
+            ("message_start", "message") => {
+                set(&mut seen[1], &mut message, Some(self::message(c)?))
+            }
+            ("content_block_start", "content_block") => {
+                set(&mut seen[2], &mut block, Some(self::block(c, true)?))
+            }
+            ("content_block_delta", "delta") => {
+                let (read, at) = block_delta(c)?;
+                text_at = at;
+                set(&mut seen[3], &mut delta, Some(read))
+            }
+            ("message_delta", "delta") => set(
+                &mut seen[4],
+                &mut message_delta,
+                Some(self::message_delta(c)?),
+            ),
+            ("message_delta", "usage") => set(&mut seen[5], &mut usage, c.optional(self::usage)?),
+            _ => c.skip(),
+        }
+    })?;
+    if !c.at_end() {
+        return None;
+    }
+    // A member a type requires and did not get leaves the decoder's error to stand.
+    let event = match kind?.as_ref() {
+        "message_start" => MessageStreamEvent::MessageStart { message: message? },
+        "content_block_start" => MessageStreamEvent::ContentBlockStart {
+            index: index?,
+            content_block: block?,
+        },
+        "content_block_delta" => MessageStreamEvent::ContentBlockDelta {
+            index: index?,
+            delta: delta?,
+        },
+        "content_block_stop" => MessageStreamEvent::ContentBlockStop { index: index? },
+        "message_delta" => MessageStreamEvent::MessageDelta {
+            delta: message_delta?,
+            usage,
+        },
+        "message_stop" => MessageStreamEvent::MessageStop,
+        "ping" => MessageStreamEvent::Ping,
+        "error" => return None,
+        _ => MessageStreamEvent::Unknown,
+    };
+    Some((event, text_at))
+}
+
+/// A content block delta, and where a text delta's JSON string lies.
+fn block_delta<'a>(c: &mut Cursor<'a>) -> Option<(ContentBlockDelta, Option<&'a str>)> {
+    // type, text, partial_json, thinking, signature: read whatever the kind, kept by kind.
+    let mut fields: [Option<String>; 5] = Default::default();
+    let mut seen = [false; 5];
+    let mut text_at = None;
+    c.object(|c, key| {
+        let i = match key {
+            "type" => 0,
+            "text" => {
+                (c.peek()? == b'"').then_some(())?;
+                let raw = c.raw_value()?;
+                text_at = Some(raw);
+                let text = match crate::text_frame::plain_string(raw) {
+                    Some(plain) => plain.to_owned(),
+                    None => serde_json::from_str(raw).ok()?,
+                };
+                return set(&mut seen[1], &mut fields[1], Some(text));
+            }
+            "partial_json" => 2,
+            "thinking" => 3,
+            "signature" => 4,
+            _ => return c.skip(),
+        };
+        set(&mut seen[i], &mut fields[i], Some(c.string()?.into_owned()))
+    })?;
+    let [kind, text, partial_json, thinking, signature] = fields;
+    let delta = match kind?.as_str() {
+        "text_delta" => ContentBlockDelta::TextDelta { text: text? },
+        "input_json_delta" => ContentBlockDelta::InputJsonDelta {
+            partial_json: partial_json?,
+        },
+        "thinking_delta" => ContentBlockDelta::ThinkingDelta {
+            thinking: thinking?,
+        },
+        "signature_delta" => ContentBlockDelta::SignatureDelta {
+            signature: signature?,
+        },
+        _ => ContentBlockDelta::Other,
+    };
+    let text_at = text_at.filter(|_| matches!(delta, ContentBlockDelta::TextDelta { .. }));
+    Some((delta, text_at))
+}
+
+/// `message_delta.delta`: the stop reason and sequence, each may be null or absent.
+fn message_delta(c: &mut Cursor<'_>) -> Option<MessageDelta> {
+    let mut texts: [Option<String>; 2] = Default::default();
+    let mut seen = [false; 2];
+    c.object(|c, key| {
+        let i = match key {
+            "stop_reason" => 0,
+            "stop_sequence" => 1,
+            _ => return c.skip(),
+        };
+        set(&mut seen[i], &mut texts[i], c.optional_string()?)
+    })?;
+    let [stop_reason, stop_sequence] = texts;
+    Some(MessageDelta {
+        stop_reason,
+        stop_sequence,
+    })
+}
+
+/// A `Message` object (a whole answer, or the skeleton of `message_start`).
+fn message(c: &mut Cursor<'_>) -> Option<Message> {
     let mut texts: [Option<String>; 6] = Default::default();
     let mut seen = [false; 8];
     let (mut content, mut usage) = (Vec::new(), None);
@@ -28,7 +181,10 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
             "model" => 3,
             "stop_reason" => 4,
             "stop_sequence" => 5,
-            "content" => return set(&mut seen[6], &mut content, blocks(c)?),
+            "content" => {
+                let blocks = c.list(|c| block(c, false))?;
+                return set(&mut seen[6], &mut content, blocks);
+            }
             "usage" => return set(&mut seen[7], &mut usage, c.optional(self::usage)?),
             _ => {
                 let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
@@ -44,9 +200,6 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
         };
         set(&mut seen[i], &mut texts[i], value)
     })?;
-    if !c.at_end() {
-        return None;
-    }
     let [id, kind, role, model, stop_reason, stop_sequence] = texts;
     Some(Message {
         // Required by the decoder: without it, its error stands.
@@ -62,33 +215,47 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
     })
 }
 
-/// `content`: text and thinking blocks only.
-fn blocks(c: &mut Cursor<'_>) -> Option<Vec<ContentBlock>> {
-    c.list(|c| {
-        // type, text, thinking, signature: read whatever the block's kind, then kept by kind.
-        let mut fields: [Option<String>; 4] = Default::default();
-        let mut seen = [false; 4];
-        c.object(|c, key| {
-            let i = match key {
-                "type" => 0,
-                "text" => 1,
-                "thinking" => 2,
-                "signature" => 3,
-                _ => return c.skip(),
-            };
-            set(&mut seen[i], &mut fields[i], Some(c.string()?.into_owned()))
-        })?;
-        let [kind, text, thinking, signature] = fields;
-        Some(match kind?.as_str() {
-            "text" => ContentBlock::Text {
-                text: text.unwrap_or_default(),
-            },
-            "thinking" => ContentBlock::Thinking {
-                thinking: thinking.unwrap_or_default(),
-                signature: signature.unwrap_or_default(),
-            },
-            _ => return None,
-        })
+/// A content block: text or thinking, and with `tool_use` a tool call without input (as a
+/// stream's `content_block_start` opens one: its input follows in deltas).
+fn block(c: &mut Cursor<'_>, tool_use: bool) -> Option<ContentBlock> {
+    // type, text, thinking, signature, id, name: read whatever the kind, then kept by kind.
+    let mut fields: [Option<String>; 6] = Default::default();
+    let mut seen = [false; 7];
+    let mut input = None;
+    c.object(|c, key| {
+        let i = match key {
+            "type" => 0,
+            "text" => 1,
+            "thinking" => 2,
+            "signature" => 3,
+            "id" if tool_use => 4,
+            "name" if tool_use => 5,
+            "input" if tool_use => {
+                // Only the empty object the API opens a call with.
+                if !(c.eat(b'{') && c.eat(b'}')) {
+                    return None;
+                }
+                return set(&mut seen[6], &mut input, Some(Value::Object(Map::new())));
+            }
+            _ => return c.skip(),
+        };
+        set(&mut seen[i], &mut fields[i], Some(c.string()?.into_owned()))
+    })?;
+    let [kind, text, thinking, signature, id, name] = fields;
+    Some(match kind?.as_str() {
+        "text" => ContentBlock::Text {
+            text: text.unwrap_or_default(),
+        },
+        "thinking" => ContentBlock::Thinking {
+            thinking: thinking.unwrap_or_default(),
+            signature: signature.unwrap_or_default(),
+        },
+        "tool_use" if tool_use => ContentBlock::ToolUse {
+            id: id?,
+            name: name?,
+            input: input.unwrap_or(Value::Null),
+        },
+        _ => return None,
     })
 }
 
@@ -116,8 +283,8 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::wire::Message;
-    use super::read;
+    use super::super::wire::{Message, MessageStreamEvent};
+    use super::{read, read_event};
 
     /// Messages in the common form, as the Messages API writes them.
     const COMMON: &[&str] = &[
@@ -185,6 +352,105 @@ mod tests {
             };
             let text = String::from_utf8_lossy(body);
             assert_eq!(Some(message), by_serde(body), "{text}");
+            true
+        });
+    }
+
+    /// Stream events in the common form, as the Messages API writes them.
+    const COMMON_EVENTS: &[&str] = &[
+        r#"{"type":"message_start","message":{"id":"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"service_tier":"standard"}}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type": "ping"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+        r#"{"type":"message_stop"}"#,
+        // A tool call opened with empty input, its arguments in pieces; the usage of newer
+        // API versions in `message_delta`.
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01T1x1fJ34qAmk2tNTrN7Up6","name":"get_weather","input":{}}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"location\": \"San Fra"}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":472,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":89},"context_management":{"applied_edits":[]}}"#,
+        // Extended thinking: its block, text and signature.
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me solve this step by step:\n\n1. First break down 27 * 453"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"}}"#,
+        // Escapes, a stop sequence, spacing, members in another order after the type.
+        "{ \"type\" : \"content_block_delta\" , \"delta\" : { \"text\" : \"caf\\u00e9 \\\"quoted\\\"\\n \u{65e5}\" , \"type\" : \"text_delta\" } , \"index\" : 2 }",
+        r#"{"type":"message_delta","usage":null,"delta":{"stop_sequence":"END","stop_reason":"stop_sequence"}}"#,
+        // Kinds added later: an unknown event, a delta and a block the decoder does not model.
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"x","start_char_index":0}}}"#,
+        r#"{"type":"future_event","data":{"x":[1,2.5,null]}}"#,
+    ];
+
+    /// Event forms left to the decoder (it takes some of them, refuses others).
+    const DECLINED_EVENTS: &[&str] = &[
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        r#"{"index":0,"type":"content_block_stop"}"#,
+        r#"{"type":"content_block_stop","index":0,"index":1}"#,
+        r#"{"type":"content_block_stop","index":-1}"#,
+        r#"{"type":"content_block_stop","index":4294967296}"#,
+        r#"{"type":"content_block_stop"}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{"city":"Paris"}}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"server_tool_use","id":"srvtoolu_01","name":"web_search","input":{}}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgB"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":null}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+        r#"{"type":"content_block_delta","ind\u0065x":0,"delta":{"type":"text_delta","text":"a"}}"#,
+        r#"{"type":"message_start","message":{"model":"no id"}}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":1}}"#,
+        r#"{"type":"message_stop","type":"ping"}"#,
+        r#"{"type":"message_stop"} x"#,
+        r#"{"type":null}"#,
+        "{}",
+        "",
+    ];
+
+    fn event_by_serde(data: &[u8]) -> Option<MessageStreamEvent> {
+        serde_json::from_slice(data).ok()
+    }
+
+    fn event_by_hand(data: &[u8]) -> Option<MessageStreamEvent> {
+        read_event(std::str::from_utf8(data).ok()?).map(|(event, _)| event)
+    }
+
+    #[test]
+    fn common_stream_events_are_read_by_hand_into_the_decoders_answer() {
+        crate::scan::assert_reads_common_and_declines(
+            COMMON_EVENTS,
+            DECLINED_EVENTS,
+            event_by_hand,
+            event_by_serde,
+        );
+    }
+
+    /// Every one-byte change of every common event: what the reader takes, the decoder takes
+    /// into the same event, and a text delta's JSON string is where the decoder finds it.
+    #[test]
+    fn no_changed_stream_event_is_read_otherwise_than_by_the_decoder() {
+        #[derive(serde::Deserialize)]
+        struct TextAt<'a> {
+            #[serde(borrow)]
+            delta: Text<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Text<'a> {
+            #[serde(borrow)]
+            text: &'a serde_json::value::RawValue,
+        }
+        crate::scan::assert_every_one_byte_change(COMMON_EVENTS, |data| {
+            let Some(text) = std::str::from_utf8(data).ok() else {
+                return false;
+            };
+            let Some((event, text_at)) = read_event(text) else {
+                return false;
+            };
+            assert_eq!(Some(&event), event_by_serde(data).as_ref(), "{text}");
+            if let Some(at) = text_at {
+                let by_serde: TextAt<'_> = serde_json::from_str(text).unwrap();
+                assert_eq!(at.as_ptr(), by_serde.delta.text.get().as_ptr(), "{text}");
+                assert_eq!(at, by_serde.delta.text.get(), "{text}");
+            }
             true
         });
     }

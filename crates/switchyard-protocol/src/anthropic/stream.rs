@@ -69,6 +69,13 @@ impl AnthropicStreamDecoder {
             }
             return Ok(());
         }
+        if let Some((event, text_at)) = super::reply::read_event(data) {
+            self.handle(event, out)?;
+            if let Some(text) = text_at {
+                self.text.set(data, text);
+            }
+            return Ok(());
+        }
         let event: MessageStreamEvent = serde_json::from_str(data)
             .map_err(|e| malformed(format!("Anthropic stream event is not valid: {e}")))?;
         let text_delta = matches!(
