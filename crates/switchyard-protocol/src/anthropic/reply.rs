@@ -25,75 +25,59 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
     c.at_end().then_some(message)
 }
 
-/// A stream event's data, if it is in the common form: its `type` first (as the API writes
-/// it), then the members of that type; an in-band error and a tool call's first input are left
-/// to the decoder. With a text delta, the JSON string its text is written as (a slice of
-/// `data`, which frames the text deltas after it).
+/// A stream event's data, if it is in the common form: the members of its `type`, which may
+/// come anywhere (the API writes it first; a server that sorts keys, last); an in-band error
+/// and a tool call's first input are left to the decoder. With a text delta, the JSON string
+/// its text is written as (a slice of `data`, which frames the text deltas after it).
 pub(super) fn read_event(data: &str) -> Option<(MessageStreamEvent, Option<&str>)> {
     let mut c = Cursor::new(data);
-    let mut first = true;
     let mut kind = None;
-    // index, message, content_block, delta (as the type's own reader reads it), usage.
-    let mut index = None;
-    let mut message = None;
-    let mut block = None;
-    let mut delta = None;
-    let mut text_at = None;
-    let mut message_delta = None;
-    let mut usage = None;
+    // The members any type reads, as JSON text until the type is known: index, message,
+    // content_block, delta, usage.
+    let mut members: [Option<&str>; 5] = [None; 5];
     let mut seen = [false; 6];
     c.object(|c, key| {
-        if std::mem::take(&mut first) {
-            // The tag first, or the decoder reads it wherever it is.
-            if key != "type" {
-                return None;
-            }
-            kind = Some(c.string()?);
-            return Some(());
-        }
-        match (kind.as_deref()?, key) {
-            (_, "type") => None,
-            ("content_block_start" | "content_block_delta" | "content_block_stop", "index") => {
-                set(&mut seen[0], &mut index, u32::try_from(c.uint()?).ok())
-            }
-            ("message_start", "message") => {
-                set(&mut seen[1], &mut message, Some(self::message(c)?))
-            }
-            ("content_block_start", "content_block") => {
-                set(&mut seen[2], &mut block, Some(self::block(c, true)?))
-            }
-            ("content_block_delta", "delta") => {
-                let (read, at) = block_delta(c)?;
-                text_at = at;
-                set(&mut seen[3], &mut delta, Some(read))
-            }
-            ("message_delta", "delta") => set(
-                &mut seen[4],
-                &mut message_delta,
-                Some(self::message_delta(c)?),
-            ),
-            ("message_delta", "usage") => set(&mut seen[5], &mut usage, c.optional(self::usage)?),
-            _ => c.skip(),
-        }
+        let i = match key {
+            "type" => return set(&mut seen[5], &mut kind, Some(c.string()?)),
+            "index" => 0,
+            "message" => 1,
+            "content_block" => 2,
+            "delta" => 3,
+            "usage" => 4,
+            _ => return c.skip(),
+        };
+        set(&mut seen[i], &mut members[i], Some(c.raw_value()?))
     })?;
     if !c.at_end() {
         return None;
     }
-    // A member a type requires and did not get leaves the decoder's error to stand.
+    let [index, message, block, delta, usage] = members;
+    // A member its type requires and did not get leaves the decoder's error to stand.
+    let index = || u32::try_from(whole(index?, Cursor::uint)?).ok();
+    let mut text_at = None;
     let event = match kind?.as_ref() {
-        "message_start" => MessageStreamEvent::MessageStart { message: message? },
+        "message_start" => MessageStreamEvent::MessageStart {
+            message: whole(message?, self::message)?,
+        },
         "content_block_start" => MessageStreamEvent::ContentBlockStart {
-            index: index?,
-            content_block: block?,
+            index: index()?,
+            content_block: whole(block?, |c| self::block(c, true))?,
         },
-        "content_block_delta" => MessageStreamEvent::ContentBlockDelta {
-            index: index?,
-            delta: delta?,
-        },
-        "content_block_stop" => MessageStreamEvent::ContentBlockStop { index: index? },
+        "content_block_delta" => {
+            let (delta, at) = whole(delta?, block_delta)?;
+            text_at = at;
+            MessageStreamEvent::ContentBlockDelta {
+                index: index()?,
+                delta,
+            }
+        }
+        "content_block_stop" => MessageStreamEvent::ContentBlockStop { index: index()? },
         "message_delta" => MessageStreamEvent::MessageDelta {
-            delta: message_delta?,
-            usage,
+            delta: whole(delta?, message_delta)?,
+            usage: match usage {
+                Some(usage) => whole(usage, |c| c.optional(self::usage))?,
+                None => None,
+            },
         },
         "message_stop" => MessageStreamEvent::MessageStop,
         "ping" => MessageStreamEvent::Ping,
@@ -101,6 +85,14 @@ pub(super) fn read_event(data: &str) -> Option<(MessageStreamEvent, Option<&str>
         _ => MessageStreamEvent::Unknown,
     };
     Some((event, text_at))
+}
+
+/// `read` applied to the whole of `text`, a value's JSON text (slices it returns stay slices
+/// of the text `text` was cut from).
+fn whole<'a, T>(text: &'a str, read: impl FnOnce(&mut Cursor<'a>) -> Option<T>) -> Option<T> {
+    let mut c = Cursor::new(text);
+    let value = read(&mut c)?;
+    c.at_end().then_some(value)
 }
 
 /// A content block delta, and where a text delta's JSON string lies.
@@ -377,6 +369,10 @@ mod tests {
         // Escapes, a stop sequence, spacing, members in another order after the type.
         "{ \"type\" : \"content_block_delta\" , \"delta\" : { \"text\" : \"caf\\u00e9 \\\"quoted\\\"\\n \u{65e5}\" , \"type\" : \"text_delta\" } , \"index\" : 2 }",
         r#"{"type":"message_delta","usage":null,"delta":{"stop_sequence":"END","stop_reason":"stop_sequence"}}"#,
+        // Keys sorted, the type last (as a server writing a sorted map does).
+        r#"{"delta":{"text":"Hi","type":"text_delta"},"index":0,"type":"content_block_delta"}"#,
+        r#"{"content_block":{"text":"","type":"text"},"index":0,"type":"content_block_start"}"#,
+        r#"{"index":0,"type":"content_block_stop"}"#,
         // Kinds added later: an unknown event, a delta and a block the decoder does not model.
         r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"x","start_char_index":0}}}"#,
         r#"{"type":"future_event","data":{"x":[1,2.5,null]}}"#,
@@ -385,7 +381,6 @@ mod tests {
     /// Event forms left to the decoder (it takes some of them, refuses others).
     const DECLINED_EVENTS: &[&str] = &[
         r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        r#"{"index":0,"type":"content_block_stop"}"#,
         r#"{"type":"content_block_stop","index":0,"index":1}"#,
         r#"{"type":"content_block_stop","index":-1}"#,
         r#"{"type":"content_block_stop","index":4294967296}"#,
