@@ -453,6 +453,103 @@ fn stream_chunk_gemini_decode(bencher: Bencher, how: &str) {
     });
 }
 
+/// The events of a stream that no text frame reads, each decoded by a new decoder after the
+/// ones before it: OpenAI's role, first text, finish and usage chunks as the API writes them,
+/// and Anthropic's `message_start` to `message_stop` (its one text delta included). `common`
+/// is read by hand; `serde` is the same stream with one key's letter escaped in every event
+/// (`\u0069d` for `id`, `\u0074ype` for `type`), which the hand readers leave to the serde
+/// decoders that read every event before.
+#[divan::bench(args = ["common", "serde"])]
+fn stream_events_openai_decode(bencher: Bencher, how: &str) {
+    let chunk = |choices: serde_json::Value, usage: serde_json::Value| {
+        json!({
+            "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object": "chat.completion.chunk",
+            "created": 1741570283, "model": "gpt-4o-2024-08-06",
+            "system_fingerprint": "fp_eb9dce56a8", "choices": choices, "usage": usage,
+        })
+    };
+    let choice = |delta: serde_json::Value, finish: serde_json::Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    let events = [
+        chunk(
+            choice(
+                json!({"role": "assistant", "content": "", "refusal": null}),
+                json!(null),
+            ),
+            json!(null),
+        ),
+        chunk(
+            choice(json!({"content": "Hello"}), json!(null)),
+            json!(null),
+        ),
+        chunk(choice(json!({}), json!("stop")), json!(null)),
+        chunk(
+            json!([]),
+            json!({
+                "prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            }),
+        ),
+    ];
+    let body = sse_body(&events, "\"id\"", "\"\\u0069d\"", how);
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    decode_whole_stream(bencher, || provider.stream_decoder(), &body);
+}
+
+#[divan::bench(args = ["common", "serde"])]
+fn stream_events_anthropic_decode(bencher: Bencher, how: &str) {
+    let events = [
+        json!({"type": "message_start", "message": {
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
+            "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null,
+            "stop_sequence": null,
+            "usage": {"input_tokens": 25, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0},
+        }}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "ping"}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+               "usage": {"output_tokens": 15}}),
+        json!({"type": "message_stop"}),
+    ];
+    let body = sse_body(&events, "\"type\":\"", "\"\\u0074ype\":\"", how);
+    decode_whole_stream(bencher, || AnthropicProvider.stream_decoder(), &body);
+}
+
+/// The events as one SSE body; with `serde`, `key` replaced by `escaped` in each.
+fn sse_body(events: &[serde_json::Value], key: &str, escaped: &str, how: &str) -> Vec<u8> {
+    let mut body = String::new();
+    for event in events {
+        let data = event.to_string();
+        let data = if how == "serde" {
+            data.replacen(key, escaped, 1)
+        } else {
+            data
+        };
+        body.push_str(&format!("data: {data}\n\n"));
+    }
+    body.into_bytes()
+}
+
+fn decode_whole_stream(
+    bencher: Bencher,
+    decoder: impl Fn() -> Box<dyn switchyard_protocol::dialect::StreamDecoder>,
+    body: &[u8],
+) {
+    let mut events: Vec<StreamEvent> = Vec::new();
+    // An error would stop the decoder at its first event and time nothing.
+    let decoded = decoder().push(body, &mut events);
+    assert!(decoded.is_ok() && !events.is_empty(), "{decoded:?}");
+    bencher.bench_local(|| {
+        events.clear();
+        let mut decoder = decoder();
+        let _ = decoder.push(black_box(body), &mut events);
+        events.len()
+    });
+}
+
 /// One upstream text chunk decoded and re-encoded for the client, after the stream started
 /// (the chunks after the first are read through its text frame).
 fn chunk_round_trip(bencher: Bencher, mut encoder: Box<dyn StreamEncoder>) {

@@ -32,52 +32,68 @@ pub(super) fn read(body: &[u8]) -> Option<Message> {
 pub(super) fn read_event(data: &str) -> Option<(MessageStreamEvent, Option<&str>)> {
     let mut c = Cursor::new(data);
     let mut kind = None;
-    // The members any type reads, as JSON text until the type is known: index, message,
-    // content_block, delta, usage.
-    let mut members: [Option<&str>; 5] = [None; 5];
+    let mut members = EventMembers::default();
+    // A member met before the type is kept as its JSON text, and read once the type is known.
+    let mut early: [Option<&str>; 5] = [None; 5];
     let mut seen = [false; 6];
     c.object(|c, key| {
-        let i = match key {
+        let member = match key {
             "type" => return set(&mut seen[5], &mut kind, Some(c.string()?)),
-            "index" => 0,
-            "message" => 1,
-            "content_block" => 2,
-            "delta" => 3,
-            "usage" => 4,
+            "index" => Member::Index,
+            "message" => Member::Message,
+            "content_block" => Member::ContentBlock,
+            "delta" => Member::Delta,
+            "usage" => Member::Usage,
             _ => return c.skip(),
         };
-        set(&mut seen[i], &mut members[i], Some(c.raw_value()?))
+        if std::mem::replace(&mut seen[member as usize], true) {
+            return None;
+        }
+        match kind.as_deref() {
+            Some(kind) => members.read(kind, member, c),
+            None => {
+                early[member as usize] = Some(c.raw_value()?);
+                Some(())
+            }
+        }
     })?;
     if !c.at_end() {
         return None;
     }
-    let [index, message, block, delta, usage] = members;
+    let kind = kind?;
+    for (member, text) in Member::ALL.into_iter().zip(early) {
+        if let Some(text) = text {
+            whole(text, |c| members.read(&kind, member, c))?;
+        }
+    }
+    let EventMembers {
+        index,
+        message,
+        content_block,
+        block_delta,
+        message_delta,
+        usage,
+    } = members;
     // A member its type requires and did not get leaves the decoder's error to stand.
-    let index = || u32::try_from(whole(index?, Cursor::uint)?).ok();
     let mut text_at = None;
-    let event = match kind?.as_ref() {
-        "message_start" => MessageStreamEvent::MessageStart {
-            message: whole(message?, self::message)?,
-        },
+    let event = match kind.as_ref() {
+        "message_start" => MessageStreamEvent::MessageStart { message: message? },
         "content_block_start" => MessageStreamEvent::ContentBlockStart {
-            index: index()?,
-            content_block: whole(block?, |c| self::block(c, true))?,
+            index: index?,
+            content_block: content_block?,
         },
         "content_block_delta" => {
-            let (delta, at) = whole(delta?, block_delta)?;
+            let (delta, at) = block_delta?;
             text_at = at;
             MessageStreamEvent::ContentBlockDelta {
-                index: index()?,
+                index: index?,
                 delta,
             }
         }
-        "content_block_stop" => MessageStreamEvent::ContentBlockStop { index: index()? },
+        "content_block_stop" => MessageStreamEvent::ContentBlockStop { index: index? },
         "message_delta" => MessageStreamEvent::MessageDelta {
-            delta: whole(delta?, message_delta)?,
-            usage: match usage {
-                Some(usage) => whole(usage, |c| c.optional(self::usage))?,
-                None => None,
-            },
+            delta: message_delta?,
+            usage,
         },
         "message_stop" => MessageStreamEvent::MessageStop,
         "ping" => MessageStreamEvent::Ping,
@@ -85,6 +101,60 @@ pub(super) fn read_event(data: &str) -> Option<(MessageStreamEvent, Option<&str>
         _ => MessageStreamEvent::Unknown,
     };
     Some((event, text_at))
+}
+
+/// The members a stream event's types read.
+#[derive(Clone, Copy)]
+enum Member {
+    Index,
+    Message,
+    ContentBlock,
+    Delta,
+    Usage,
+}
+
+impl Member {
+    const ALL: [Member; 5] = [
+        Member::Index,
+        Member::Message,
+        Member::ContentBlock,
+        Member::Delta,
+        Member::Usage,
+    ];
+}
+
+/// What a stream event's members held, each read as its event's type reads it.
+#[derive(Default)]
+struct EventMembers<'a> {
+    index: Option<u32>,
+    message: Option<Message>,
+    content_block: Option<ContentBlock>,
+    block_delta: Option<(ContentBlockDelta, Option<&'a str>)>,
+    message_delta: Option<MessageDelta>,
+    usage: Option<Usage>,
+}
+
+impl<'a> EventMembers<'a> {
+    /// Reads `member` as an event of type `kind` has it, or skips it if that type has none.
+    fn read(&mut self, kind: &str, member: Member, c: &mut Cursor<'a>) -> Option<()> {
+        match (kind, member) {
+            (
+                "content_block_start" | "content_block_delta" | "content_block_stop",
+                Member::Index,
+            ) => {
+                self.index = Some(u32::try_from(c.uint()?).ok()?);
+            }
+            ("message_start", Member::Message) => self.message = Some(message(c)?),
+            ("content_block_start", Member::ContentBlock) => {
+                self.content_block = Some(block(c, true)?);
+            }
+            ("content_block_delta", Member::Delta) => self.block_delta = Some(block_delta(c)?),
+            ("message_delta", Member::Delta) => self.message_delta = Some(message_delta(c)?),
+            ("message_delta", Member::Usage) => self.usage = c.optional(usage)?,
+            _ => c.skip()?,
+        }
+        Some(())
+    }
 }
 
 /// `read` applied to the whole of `text`, a value's JSON text (slices it returns stay slices
