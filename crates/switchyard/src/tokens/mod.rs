@@ -389,6 +389,53 @@ mod tests {
     }
 
     #[test]
+    fn a_document_counts_a_page_per_32_kib_of_its_data() {
+        let with = |source: DocumentSource| ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentPart::Document {
+                    source,
+                    title: None,
+                    context: None,
+                    extras: Default::default(),
+                }],
+                name: None,
+                extras: Default::default(),
+            }],
+            ..ChatRequest::default()
+        };
+        let framing = REPLY_PRIMING + PER_MESSAGE;
+        let pdf = |bytes: usize| DocumentSource::Base64 {
+            media_type: "application/pdf".into(),
+            // Four base64 characters hold three bytes.
+            data: "A".repeat(bytes / 3 * 4).into(),
+        };
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(pdf(3))),
+            framing + DOCUMENT_PAGE
+        );
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(pdf(3 * DOCUMENT_PAGE_BYTES))),
+            framing + 3 * DOCUMENT_PAGE
+        );
+        assert_eq!(
+            estimate_chat(
+                Encoding::O200k,
+                &with(DocumentSource::FileId("file-1".into()))
+            ),
+            framing + DOCUMENT_PAGE
+        );
+        let text = DocumentSource::Text {
+            media_type: "text/plain".into(),
+            data: "hello world".into(),
+        };
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(text)),
+            framing + 2 + PER_MESSAGE
+        );
+    }
+
+    #[test]
     fn chooses_the_vocabulary_by_model() {
         for m in [
             "gpt-3.5-turbo",
