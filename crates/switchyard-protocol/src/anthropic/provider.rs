@@ -233,6 +233,7 @@ fn document_block_source<'r>(
         DocumentSource::Base64 { media_type, data } if media_type_essence(media_type) == PDF => {
             DocumentBlockSource::Pdf(data)
         }
+        // `document_refusal` let through no other inline type than plain text.
         DocumentSource::Base64 { data, .. } => {
             let text = base64::engine::general_purpose::STANDARD
                 .decode(data.as_bytes())

@@ -91,7 +91,8 @@ fn split_data_uri(url: &str) -> Option<(&str, usize)> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DocumentSource {
     /// The document's bytes as base64 text with their media type (`application/pdf`,
-    /// `text/plain`, …); shared with the client's body like an inline image's.
+    /// `text/plain`, …). A `Text`, as an image's, so that a provider's request can splice in one
+    /// shared with the client's body; the full decoders that read documents today copy it.
     Base64 { media_type: String, data: Text },
     /// A document the provider fetches itself (Anthropic's URL source, a PDF).
     Url(String),
