@@ -5,8 +5,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::canonical::{
-    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, StreamEvent,
-    UpstreamErrorInfo,
+    ChatRequest, ChatResponse, DocumentSource, EmbeddingRequest, EmbeddingResponse, ErrorClass,
+    Role, StreamEvent, UpstreamErrorInfo,
 };
 use crate::error::{ClientError, DecodeError};
 use crate::provider_body::ProviderBody;
@@ -122,6 +122,7 @@ pub struct Target<'a> {
 pub struct Capabilities {
     pub tools: bool,
     pub images: bool,
+    pub documents: bool,
     pub json_schema: bool,
     pub embeddings: bool,
 }
@@ -187,6 +188,39 @@ pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
         DialectId::Anthropic => Some(Box::new(crate::anthropic::AnthropicIngress)),
         DialectId::Gemini => None,
     }
+}
+
+/// Refuses, naming the part, a document a provider cannot take: `refusal` says why a form is
+/// not taken (`None` when it is). A document is input for the model to read, so one outside a
+/// user message is refused for every provider rather than left out.
+pub(crate) fn check_documents(
+    request: &ChatRequest,
+    refusal: impl Fn(&DocumentSource) -> Option<String>,
+) -> Result<(), DecodeError> {
+    for (i, j, message, source) in request.documents() {
+        let reason = if message.role == Role::User {
+            refusal(source)
+        } else {
+            Some("documents belong to user messages".to_owned())
+        };
+        if let Some(reason) = reason {
+            return Err(DecodeError::new(
+                reason,
+                Some(&format!("messages[{i}].content[{j}]")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The essence of a media type (`text/plain; charset=utf-8` → `text/plain`), lower-cased.
+pub(crate) fn media_type_essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or(media_type)
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// A `MalformedResponse` error with a message.

@@ -8,6 +8,8 @@
 pub mod anthropic;
 pub mod canonical;
 pub mod dialect;
+#[cfg(test)]
+mod document_tests;
 pub mod error;
 pub mod gemini;
 pub mod json;

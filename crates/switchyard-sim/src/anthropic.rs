@@ -70,6 +70,19 @@ fn image_source(source: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A document block's `source` as `{documents}` shows it: inline data's media type and size, a
+/// text source's size, or the URL; `None` for a source the API does not take.
+fn document_source(source: Option<&Value>) -> Option<String> {
+    let source = source?;
+    let get = |key: &str| source.get(key).and_then(Value::as_str);
+    match get("type")? {
+        "base64" => crate::model::inline_document(get("media_type")?, get("data")?),
+        "text" => Some(format!("{}:{}", get("media_type")?, get("data")?.len())),
+        "url" => get("url").map(str::to_owned),
+        _ => None,
+    }
+}
+
 fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
@@ -211,6 +224,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         };
         let mut text = Vec::new();
         let mut images = Vec::new();
+        let mut documents = Vec::new();
         let mut results = Vec::new();
         let mut uses = Vec::new();
         for (j, block) in blocks.iter().enumerate() {
@@ -221,6 +235,22 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     text.push(t);
                 }
                 Some("image") => images.extend(image_source(block.get("source"))),
+                Some("document") if role == "user" => {
+                    let source = block.get("source");
+                    if let Some(text) = source.and_then(|s| s.get("data")).and_then(Value::as_str)
+                        && source.and_then(|s| s.get("type")).and_then(Value::as_str)
+                            == Some("text")
+                    {
+                        conv.input_chars += chars(text);
+                    }
+                    documents.push(document_source(source).ok_or_else(|| {
+                        SimError::bad_request(format!(
+                            "messages.{i}.content.{j}.document.source: Input tag does not match \
+                             any of the expected tags: 'base64', 'text', 'url' (or its base64 \
+                             data is invalid)"
+                        ))
+                    })?);
+                }
                 Some("thinking") => {
                     conv.input_chars += block
                         .get("thinking")
@@ -286,6 +316,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         if role == "user" {
             conv.last_user_text = text.join("\n");
             conv.last_user_images = images;
+            conv.last_user_documents = documents;
             last_results = (!results.is_empty()).then_some(results);
         } else {
             last_results = None;

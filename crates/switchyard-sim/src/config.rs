@@ -62,7 +62,10 @@ impl Default for SimConfig {
 
 /// A canned text reply for chat requests whose model matches `model` (a glob with `*` and `?`)
 /// and, when `prompt_contains` is set, whose last user message contains that text. In `reply`,
-/// `{prompt}` stands for the last user message, so `reply: "{prompt}"` echoes it.
+/// `{prompt}` stands for the last user message, so `reply: "{prompt}"` echoes it; `{images}`
+/// stands for its images (data URIs or URLs) and `{documents}` for its documents (an inline one
+/// as `<media type>:<decoded bytes>`, one by URL as its URL, an OpenAI file id as
+/// `file_id:<id>`), each list space-separated.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyRule {

@@ -105,6 +105,33 @@ fn field<'a>(obj: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     obj.get(camel).or_else(|| obj.get(snake))
 }
 
+/// A part's `inlineData` or `fileData` when it is a document (its type not an image's), as
+/// `{documents}` shows it: inline data's media type and size, or the file's URI. Inline data
+/// that is not base64 is refused, as the API refuses it.
+fn document(part: &Value) -> Option<Result<String, SimError>> {
+    let is_document = |blob: &Value| {
+        field(blob, "mimeType", "mime_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.starts_with("image/"))
+    };
+    if let Some(blob) = field(part, "inlineData", "inline_data").filter(|b| is_document(b)) {
+        let get = |camel, snake| field(blob, camel, snake).and_then(Value::as_str);
+        return Some(
+            crate::model::inline_document(get("mimeType", "mime_type")?, get("data", "data")?)
+                .ok_or_else(|| {
+                    SimError::bad_request(
+                        "Invalid value at 'contents.parts.inline_data.data' (TYPE_BYTES), \
+                         Base64 decoding failed",
+                    )
+                }),
+        );
+    }
+    let file = field(part, "fileData", "file_data").filter(|f| is_document(f))?;
+    field(file, "fileUri", "file_uri")
+        .and_then(Value::as_str)
+        .map(|uri| Ok(uri.to_owned()))
+}
+
 /// A part's (or a function response part's) `inlineData` as a data URI.
 fn inline_image(part: &Value) -> Option<String> {
     let blob = field(part, "inlineData", "inline_data")?;
@@ -181,6 +208,7 @@ pub(crate) fn parse_chat(
         }
         let mut text = Vec::new();
         let mut images = Vec::new();
+        let mut documents = Vec::new();
         let mut results = Vec::new();
         for part in content
             .get("parts")
@@ -191,6 +219,8 @@ pub(crate) fn parse_chat(
             if let Some(t) = part.get("text").and_then(Value::as_str) {
                 conv.input_chars += chars(t);
                 text.push(t);
+            } else if let Some(document) = document(part) {
+                documents.push(document?);
             } else if let Some(image) = inline_image(part) {
                 images.push(image);
             } else if let Some(file) = field(part, "fileData", "file_data") {
@@ -223,6 +253,7 @@ pub(crate) fn parse_chat(
         if role == "user" {
             conv.last_user_text = text.join("\n");
             conv.last_user_images = images;
+            conv.last_user_documents = documents;
             last_results = (!results.is_empty()).then_some(results);
         } else {
             last_results = None;

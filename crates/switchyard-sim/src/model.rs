@@ -46,6 +46,10 @@ pub(crate) struct Conversation {
     /// Images of the last user message (those of its tool results included), each as a data URI (`data:<type>;base64,<data>`, as
     /// rebuilt from an inline image) or its URL: what a scripted reply's `{images}` echoes.
     pub last_user_images: Vec<String>,
+    /// Documents of the last user message, each as [`inline_document`] shows inline data,
+    /// `file_id:<id>` for an OpenAI file id, or its URL: what a scripted reply's `{documents}`
+    /// echoes.
+    pub last_user_documents: Vec<String>,
     /// Characters of all message text, system prompt, tool calls and tool results.
     pub input_chars: usize,
     /// Set when the conversation ends with tool results: their text, joined.
@@ -145,8 +149,19 @@ pub(crate) fn estimate_tokens(chars: usize) -> u64 {
     chars.div_ceil(4) as u64
 }
 
+/// How `{documents}` shows a document sent inline: `<media type>:<size in bytes>`, the size
+/// that of the decoded data. `None` when the data is not base64, which the providers refuse.
+pub(crate) fn inline_document(media_type: &str, base64_data: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_data)
+        .ok()?;
+    Some(format!("{media_type}:{}", bytes.len()))
+}
+
 /// The text of the first scripted reply rule that matches the conversation, with `{prompt}`
-/// replaced by the last user message's text and `{images}` by its images (space-separated).
+/// replaced by the last user message's text, `{images}` by its images and `{documents}` by its
+/// documents (each list space-separated).
 pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option<String> {
     rules
         .iter()
@@ -160,6 +175,7 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
             r.reply
                 .replace("{prompt}", &conv.last_user_text)
                 .replace("{images}", &conv.last_user_images.join(" "))
+                .replace("{documents}", &conv.last_user_documents.join(" "))
         })
 }
 

@@ -148,6 +148,45 @@ fn content_images(content: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// The documents of a message `content`'s `file` parts (see `Conversation::last_user_documents`);
+/// a part with neither data nor id, or data that is not a base64 data URI, is refused as the
+/// API refuses it.
+fn content_documents(content: Option<&Value>, i: usize) -> Result<Vec<String>, SimError> {
+    let mut documents = Vec::new();
+    for (j, part) in content
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if part.get("type").and_then(Value::as_str) != Some("file") {
+            continue;
+        }
+        let file = part.get("file");
+        let get = |key: &str| file.and_then(|f| f.get(key)).and_then(Value::as_str);
+        let document = match (get("file_data"), get("file_id")) {
+            (Some(data), None) => data
+                .strip_prefix("data:")
+                .and_then(|rest| rest.split_once(";base64,"))
+                .and_then(|(media_type, data)| crate::model::inline_document(media_type, data)),
+            (None, Some(id)) => Some(format!("file_id:{id}")),
+            _ => None,
+        };
+        match document {
+            Some(document) => documents.push(document),
+            None => {
+                return Err(SimError::bad_request(
+                    "Invalid file data: expected a base64-encoded data URL (file_data) or a \
+                     file id (file_id).",
+                )
+                .with_param(format!("messages[{i}].content[{j}].file"))
+                .with_code("invalid_value"));
+            }
+        }
+    }
+    Ok(documents)
+}
+
 /// The text of a message `content`: a string, or the `text` parts of an array.
 pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
@@ -267,6 +306,7 @@ pub(crate) fn parse_chat(
         if role == "user" {
             conv.last_user_text = text;
             conv.last_user_images = content_images(message.get("content"));
+            conv.last_user_documents = content_documents(message.get("content"), i)?;
         }
     }
     if !awaiting.is_empty() {

@@ -6,8 +6,9 @@
 //! so do the parts of known fields the canonical model cannot hold — server tools under
 //! `tools`, non-`enabled` thinking configurations under `thinking`, unmodelled `output_config`
 //! members under `output_config`. `cache_control` markers on blocks whose canonical part has no
-//! such field (images, tool uses, tool results) are kept in the message's extras under
-//! `cache_control`, keyed by part index. The provider side puts all of these back.
+//! such field (images, documents, tool uses, tool results) are kept in the message's extras
+//! under `cache_control`, keyed by part index; a document's `citations` setting is kept in its
+//! part's extras. The provider side puts all of these back.
 //!
 //! Provider data on tool calls (a Gemini thought signature in the call's extras) has no place
 //! in a `tool_use` block and is left out of answers.
@@ -22,14 +23,16 @@ use super::wire::{
 };
 use crate::DialectId;
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, Extras, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, Tool, ToolChoice,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, Extras, ImageSource, Message,
+    Reasoning, ResponseFormat, Role, Tool, ToolChoice,
 };
 use crate::dialect::{EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
 
 /// Extras key of a message's `cache_control` markers on blocks without a canonical field.
 pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
+/// Extras key of a document block's `citations` setting, in its part's extras.
+pub(crate) const DOCUMENT_CITATIONS: &str = "citations";
 /// Extras key of server tools, appended after the client tools on the way out.
 pub(crate) const SERVER_TOOLS: &str = "tools";
 /// Extras key of a thinking configuration other than `enabled`.
@@ -282,6 +285,12 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
     let mut content = Vec::with_capacity(blocks.len());
     let mut cache_controls = Map::new();
     for (j, block) in blocks.into_iter().enumerate() {
+        if role != Role::User && matches!(block, ContentBlockParam::Document { .. }) {
+            return Err(DecodeError::new(
+                "document blocks belong to user messages",
+                Some(&format!("messages[{i}].content[{j}].type")),
+            ));
+        }
         let (part, cache_control) = decode_block(block, &format!("messages[{i}].content[{j}]"))?;
         if let Some(cache_control) = cache_control {
             cache_controls.insert(j.to_string(), cache_control);
@@ -327,6 +336,16 @@ fn decode_block(
                 source: image_source(source),
                 detail: None,
             },
+            cache_control,
+        ),
+        ContentBlockParam::Document {
+            source,
+            title,
+            context,
+            citations,
+            cache_control,
+        } => (
+            document_part(source, title, context, citations),
             cache_control,
         ),
         ContentBlockParam::ToolUse {
@@ -399,6 +418,41 @@ pub(super) fn tool_use_part(id: String, name: String, input: &Value) -> ContentP
     }
 }
 
+/// A `document` block's part. `citations` only means something to Anthropic, so it rides in
+/// the part's extras; `cache_control` goes where an image's does (the message's extras).
+fn document_part(
+    source: wire::DocumentSource,
+    title: Option<String>,
+    context: Option<String>,
+    citations: Option<Value>,
+) -> ContentPart {
+    let source = match source {
+        wire::DocumentSource::Base64 { media_type, data } => DocumentSource::Base64 {
+            media_type,
+            data: data.into(),
+        },
+        wire::DocumentSource::Url { url } => DocumentSource::Url(url),
+        wire::DocumentSource::Text { media_type, data } => DocumentSource::Text {
+            media_type,
+            data: data.into(),
+        },
+    };
+    let extras = match citations {
+        Some(citations) => {
+            let mut fields = Map::new();
+            fields.insert(DOCUMENT_CITATIONS.into(), citations);
+            Extras::new(DialectId::Anthropic, fields)
+        }
+        None => Extras::default(),
+    };
+    ContentPart::Document {
+        source,
+        title,
+        context,
+        extras,
+    }
+}
+
 fn image_source(source: wire::ImageSource) -> ImageSource {
     match source {
         wire::ImageSource::Base64 { media_type, data } => ImageSource::Base64 {
@@ -453,8 +507,10 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
                 name: name.clone(),
                 input: tool_input(arguments),
             }),
-            // Output never holds images or tool results; nothing to show for them.
-            ContentPart::Image { .. } | ContentPart::ToolResult { .. } => {}
+            // Output never holds images, documents or tool results; nothing to show for them.
+            ContentPart::Image { .. }
+            | ContentPart::Document { .. }
+            | ContentPart::ToolResult { .. } => {}
         }
     }
     blocks

@@ -21,12 +21,19 @@
 //!   a system instruction asks for a bare JSON object.
 //! * `seed`, `frequency_penalty`, `presence_penalty` and `metadata` have no Anthropic field and
 //!   are not sent; `n` above 1 is refused.
+//! * Documents: a PDF's base64 data, a URL or a text document become `document` blocks (an
+//!   inline `text/plain` file is decoded into a text source, the only form the API has for it);
+//!   other inline types and OpenAI file ids are refused, naming the part. A title and context
+//!   are sent; `citations` only when the client spoke Anthropic.
 //! * Extras from an Anthropic client are passed through (same-dialect fidelity).
 
+use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
-use super::ingress::{BLOCK_CACHE_CONTROL, OUTPUT_CONFIG, SERVER_TOOLS, THINKING};
+use super::ingress::{
+    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING,
+};
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
     self, ANTHROPIC_VERSION, ContentBlock, ContentBlockParam, ErrorResponse, OutputConfig,
@@ -34,11 +41,12 @@ use super::wire::{
 };
 use crate::DialectId;
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, ErrorClass, Extras, ImageSource,
+    Message, PDF, Reasoning, ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo,
 };
 use crate::dialect::{
-    Capabilities, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
+    Capabilities, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
+    media_type_essence, retry_after_secs,
 };
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
@@ -76,6 +84,7 @@ impl ProviderDialect for AnthropicProvider {
         Capabilities {
             tools: true,
             images: true,
+            documents: true,
             json_schema: true,
             embeddings: false,
         }
@@ -157,6 +166,14 @@ enum Block<'r> {
         source: &'r ImageSource,
         cache_control: Option<Value>,
     },
+    /// Written by hand too, for a PDF's base64 text.
+    Document {
+        source: DocumentBlockSource<'r>,
+        title: Option<&'r str>,
+        context: Option<&'r str>,
+        citations: Option<&'r Value>,
+        cache_control: Option<Value>,
+    },
     Wire(ContentBlockParam),
 }
 
@@ -166,10 +183,79 @@ impl Block<'_> {
         match self {
             Block::Text { cache_control, .. }
             | Block::ToolResult { cache_control, .. }
-            | Block::Image { cache_control, .. } => Some(cache_control),
+            | Block::Image { cache_control, .. }
+            | Block::Document { cache_control, .. } => Some(cache_control),
             Block::Wire(block) => block.cache_control_mut(),
         }
     }
+}
+
+/// A `document` block's `source` as the Messages API takes it.
+enum DocumentBlockSource<'r> {
+    /// `Base64PDFSource`.
+    Pdf(&'r Text),
+    /// `URLPDFSource`.
+    Url(&'r str),
+    /// `PlainTextSource`: a text document's text, or an inline `text/plain` file's, decoded.
+    Text(Text),
+}
+
+/// Why the Messages API cannot take a document (`None` when it can): its base64 source is a
+/// PDF only (plain text inline is sent as a text source), and an OpenAI file id means nothing
+/// to it.
+fn document_refusal(source: &DocumentSource) -> Option<String> {
+    match source {
+        DocumentSource::Base64 { media_type, .. } => {
+            let essence = media_type_essence(media_type);
+            (essence != PDF && essence != "text/plain").then(|| {
+                format!(
+                    "Anthropic models take inline documents as PDF (application/pdf) or plain \
+                     text (text/plain), not '{media_type}'"
+                )
+            })
+        }
+        DocumentSource::FileId(_) => Some(
+            "Anthropic models cannot read an OpenAI file id; send the document's data \
+             (file_data) instead"
+                .to_owned(),
+        ),
+        DocumentSource::Url(_) | DocumentSource::Text { .. } => None,
+    }
+}
+
+/// A document's block source; an inline plain text file is decoded into a text source (the
+/// Messages API has no base64 source for it).
+fn document_block_source<'r>(
+    source: &'r DocumentSource,
+    path: &str,
+) -> Result<DocumentBlockSource<'r>, DecodeError> {
+    Ok(match source {
+        DocumentSource::Base64 { media_type, data } if media_type_essence(media_type) == PDF => {
+            DocumentBlockSource::Pdf(data)
+        }
+        // `document_refusal` let through no other inline type than plain text.
+        DocumentSource::Base64 { data, .. } => {
+            let text = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    DecodeError::new(
+                        "a text/plain document's data must be base64 of UTF-8 text",
+                        Some(path),
+                    )
+                })?;
+            DocumentBlockSource::Text(Text::from(text))
+        }
+        DocumentSource::Url(url) => DocumentBlockSource::Url(url),
+        DocumentSource::Text { data, .. } => DocumentBlockSource::Text(data.clone()),
+        DocumentSource::FileId(_) => {
+            return Err(DecodeError::new(
+                document_refusal(source).unwrap_or_default(),
+                Some(path),
+            ));
+        }
+    })
 }
 
 fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, DecodeError> {
@@ -179,6 +265,7 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
             Some("n"),
         ));
     }
+    check_documents(request, document_refusal)?;
     let extras = request.extras.for_dialect(DialectId::Anthropic);
     let extra = |key: &str| extras.and_then(|fields| fields.get(key));
 
@@ -467,6 +554,53 @@ fn write_blocks(
                 }
                 object.close();
             }
+            Block::Document {
+                source,
+                title,
+                context,
+                citations,
+                cache_control,
+            } => {
+                let mut object = ObjectWriter::open(out);
+                object.str("type", "document");
+                object.put("source", |out| {
+                    let mut source_object = ObjectWriter::open(out);
+                    match source {
+                        DocumentBlockSource::Pdf(data) => {
+                            source_object.str("type", "base64");
+                            source_object.str("media_type", PDF);
+                            source_object.put("data", |out| {
+                                json::write_text_splicing(out, data, splices);
+                            });
+                        }
+                        DocumentBlockSource::Url(url) => {
+                            source_object.str("type", "url");
+                            source_object.str("url", url);
+                        }
+                        DocumentBlockSource::Text(text) => {
+                            source_object.str("type", "text");
+                            source_object.str("media_type", "text/plain");
+                            source_object.put("data", |out| {
+                                json::write_text_splicing(out, text, splices);
+                            });
+                        }
+                    }
+                    source_object.close();
+                });
+                if let Some(title) = title {
+                    object.str("title", title);
+                }
+                if let Some(context) = context {
+                    object.str("context", context);
+                }
+                if let Some(citations) = citations {
+                    object.value("citations", citations)?;
+                }
+                if let Some(cache_control) = cache_control {
+                    object.value("cache_control", cache_control)?;
+                }
+                object.close();
+            }
             Block::Wire(block) => write_serialized(out, block)?,
         }
         Ok(())
@@ -509,6 +643,20 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
             }
             ContentPart::Image { source, .. } => Block::Image {
                 source,
+                cache_control: None,
+            },
+            ContentPart::Document {
+                source,
+                title,
+                context,
+                extras,
+            } => Block::Document {
+                source: document_block_source(source, &format!("messages[{i}].content[{j}]"))?,
+                title: title.as_deref(),
+                context: context.as_deref(),
+                citations: extras
+                    .for_dialect(DialectId::Anthropic)
+                    .and_then(|fields| fields.get(DOCUMENT_CITATIONS)),
                 cache_control: None,
             },
             ContentPart::ToolCall {

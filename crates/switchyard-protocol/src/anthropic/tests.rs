@@ -331,10 +331,10 @@ fn decode_errors_name_the_offending_field() {
 
     let block = decode_err(with(
         "messages",
-        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "document", "source": {}}]}]),
+        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "search_result", "source": "s"}]}]),
     ));
     assert_eq!(block.param.as_deref(), Some("messages[0].content[1].type"));
-    assert!(block.message.contains("document"), "{}", block.message);
+    assert!(block.message.contains("search_result"), "{}", block.message);
 
     let nested = decode_err(with(
         "messages",
@@ -1588,6 +1588,9 @@ const COMMON_FORM: &[&str] = &[
 ];
 
 const FULL_FORM: &[&str] = &[
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "t", "context": "c", "citations": {"enabled": true}, "cache_control": {"type": "ephemeral"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "f"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "cache_control": {"type": "ephemeral"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "signature": "s"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": null}]}]}"#,

@@ -107,7 +107,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for TextOrBlocks<T> {
 }
 
 /// Request content blocks (`ContentBlockParam`). Block types the canonical model cannot carry
-/// (`document`, `search_result`, server tool results, …) are refused by name.
+/// (`search_result`, server tool results, …) are refused by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlockParam {
@@ -118,6 +118,17 @@ pub(crate) enum ContentBlockParam {
     },
     Image {
         source: ImageSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    Document {
+        source: DocumentSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
     },
@@ -153,6 +164,7 @@ impl ContentBlockParam {
         match self {
             ContentBlockParam::Text { cache_control, .. }
             | ContentBlockParam::Image { cache_control, .. }
+            | ContentBlockParam::Document { cache_control, .. }
             | ContentBlockParam::ToolUse { cache_control, .. }
             | ContentBlockParam::ToolResult { cache_control, .. } => Some(cache_control),
             ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking { .. } => None,
@@ -166,6 +178,16 @@ impl ContentBlockParam {
 pub(crate) enum ImageSource {
     Base64 { media_type: String, data: String },
     Url { url: String },
+}
+
+/// `document.source` (`Base64PDFSource` | `URLPDFSource` | `PlainTextSource`). The other
+/// sources (`content` blocks, an Anthropic `file` id) are refused by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum DocumentSource {
+    Base64 { media_type: String, data: String },
+    Url { url: String },
+    Text { media_type: String, data: String },
 }
 
 /// An entry of `tools`: a client tool (`Tool`, `type` absent or `custom`) or one of Anthropic's

@@ -10,8 +10,8 @@ mod text;
 
 pub use error::{ErrorClass, UpstreamErrorInfo};
 pub use request::{
-    ChatRequest, ContentPart, EmbeddingInput, EmbeddingRequest, EncodingFormat, Extras,
-    ImageSource, Message, Reasoning, ResponseFormat, Role, Tool, ToolChoice,
+    ChatRequest, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest, EncodingFormat,
+    Extras, ImageSource, Message, PDF, Reasoning, ResponseFormat, Role, Tool, ToolChoice,
 };
 pub use response::{ChatResponse, EmbeddingResponse, FinishReason, Usage};
 pub use stream::StreamEvent;

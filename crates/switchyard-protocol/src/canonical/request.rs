@@ -84,6 +84,50 @@ fn split_data_uri(url: &str) -> Option<(&str, usize)> {
     Some((media_type, "data:".len() + meta.len() + 1))
 }
 
+/// Where a document's content is. Which forms a provider takes differs (OpenAI Chat
+/// Completions: PDF data or a file id; Anthropic: PDF data, a URL or plain text; Gemini: inline
+/// data of any type or a URL); a form a provider cannot take is refused when its request is
+/// built, naming the part.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentSource {
+    /// The document's bytes as base64 text with their media type (`application/pdf`,
+    /// `text/plain`, …). A `Text`, as an image's, so that a provider's request can splice in one
+    /// shared with the client's body; the full decoders that read documents today copy it.
+    Base64 { media_type: String, data: Text },
+    /// A document the provider fetches itself (Anthropic's URL source, a PDF).
+    Url(String),
+    /// The document's own text, not encoded (Anthropic's `text` source).
+    Text { media_type: String, data: Text },
+    /// A file uploaded to OpenAI's Files API beforehand, by its id (`file-…`).
+    FileId(String),
+}
+
+impl DocumentSource {
+    /// The document's media type, where its form names one (a URL document is a PDF).
+    pub fn media_type(&self) -> Option<&str> {
+        match self {
+            DocumentSource::Base64 { media_type, .. } | DocumentSource::Text { media_type, .. } => {
+                Some(media_type)
+            }
+            DocumentSource::Url(_) => Some(PDF),
+            DocumentSource::FileId(_) => None,
+        }
+    }
+
+    /// Splits a `data:<mime>;base64,<data>` URI into a base64 source, the base64 text shared
+    /// with the URI; anything else is not a document's data.
+    pub fn from_data_uri(uri: &Text) -> Option<Self> {
+        let (media_type, at) = split_data_uri(uri)?;
+        Some(DocumentSource::Base64 {
+            media_type: media_type.to_owned(),
+            data: uri.tail_from(at),
+        })
+    }
+}
+
+/// The media type of a PDF document.
+pub const PDF: &str = "application/pdf";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContentPart {
     Text {
@@ -96,6 +140,17 @@ pub enum ContentPart {
         source: ImageSource,
         /// OpenAI's `detail` hint (`auto`, `low`, `high`).
         detail: Option<String>,
+    },
+    /// A document the model reads (a PDF, a text file): input only, in user messages.
+    Document {
+        source: DocumentSource,
+        /// OpenAI's `filename` / Anthropic's `title`.
+        title: Option<String>,
+        /// Anthropic's `context`: about the document, shown to the model beside it.
+        context: Option<String>,
+        /// Dialect-only fields of the part (Anthropic's `citations`), re-emitted to the same
+        /// dialect.
+        extras: Extras,
     },
     ToolCall {
         id: String,
@@ -241,6 +296,27 @@ impl ChatRequest {
         })
     }
 
+    pub fn has_documents(&self) -> bool {
+        self.messages.iter().any(|m| {
+            m.content
+                .iter()
+                .any(|p| matches!(p, ContentPart::Document { .. }))
+        })
+    }
+
+    /// Every document part with its place: the index of its message and of the part in it.
+    pub fn documents(&self) -> impl Iterator<Item = (usize, usize, &Message, &DocumentSource)> {
+        self.messages.iter().enumerate().flat_map(|(i, m)| {
+            m.content
+                .iter()
+                .enumerate()
+                .filter_map(move |(j, p)| match p {
+                    ContentPart::Document { source, .. } => Some((i, j, m, source)),
+                    _ => None,
+                })
+        })
+    }
+
     /// Rough size of the prompt in characters, for estimates that need no tokenizer.
     pub fn prompt_chars(&self) -> usize {
         let mut n = 0;
@@ -259,6 +335,10 @@ impl ChatRequest {
                         })
                         .sum(),
                     ContentPart::Reasoning { text, .. } => text.len(),
+                    ContentPart::Document {
+                        source: DocumentSource::Text { data, .. },
+                        ..
+                    } => data.len(),
                     _ => 0,
                 };
             }

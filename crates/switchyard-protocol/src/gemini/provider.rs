@@ -17,13 +17,13 @@ use super::wire::{
     UsageMetadata,
 };
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role, Text,
-    ToolChoice, UpstreamErrorInfo, Usage,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
+    EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
-    Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, malformed, retry_after_secs,
-    sane_retry_after,
+    Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
+    retry_after_secs, sane_retry_after,
 };
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
@@ -45,6 +45,7 @@ impl ProviderDialect for GeminiProvider {
         Capabilities {
             tools: true,
             images: true,
+            documents: true,
             json_schema: true,
             embeddings: true,
         }
@@ -316,6 +317,7 @@ pub(super) fn build_body<'r>(
     request: &'r ChatRequest,
     model: &str,
 ) -> Result<GenerateContentRequest<'r>, DecodeError> {
+    check_documents(request, document_refusal)?;
     let (system_instruction, contents) = build_contents(&request.messages)?;
     let tools = if request.tools.is_empty() {
         Vec::new()
@@ -562,6 +564,45 @@ fn image_mime_from_url(url: &str) -> Option<String> {
     Some(mime.to_owned())
 }
 
+/// Why Gemini cannot take a document (`None` when it can): an OpenAI file id means nothing to
+/// it (its own files are named by URI).
+fn document_refusal(source: &DocumentSource) -> Option<String> {
+    matches!(source, DocumentSource::FileId(_)).then(|| {
+        "Gemini models cannot read an OpenAI file id; send the document's data (file_data) \
+         instead"
+            .to_owned()
+    })
+}
+
+/// A user's document: inline data of any type as `inlineData` (borrowed like an image's), a URL
+/// as `fileData` (Gemini fetches it; a URL document is a PDF), a text document as a text part
+/// (Gemini reads non-PDF documents as plain text anyway). A file id was refused before.
+fn document_request_part<'m>(
+    source: &'m DocumentSource,
+    path: &str,
+) -> Result<RequestPart<'m>, DecodeError> {
+    Ok(match source {
+        DocumentSource::Base64 { media_type, data } => RequestPart::InlineData {
+            mime_type: media_type,
+            data,
+        },
+        DocumentSource::Url(url) => RequestPart::Other(Box::new(Part {
+            file_data: Some(FileData {
+                mime_type: source.media_type().map(str::to_owned),
+                file_uri: url.clone(),
+            }),
+            ..Part::default()
+        })),
+        DocumentSource::Text { data, .. } => request_text(data),
+        DocumentSource::FileId(_) => {
+            return Err(DecodeError::new(
+                document_refusal(source).unwrap_or_default(),
+                Some(path),
+            ));
+        }
+    })
+}
+
 fn user_parts<'m>(
     i: usize,
     message: &'m Message,
@@ -576,6 +617,10 @@ fn user_parts<'m>(
                 }
             }
             ContentPart::Image { source, .. } => parts.push(image_request_part(source)),
+            ContentPart::Document { source, .. } => parts.push(document_request_part(
+                source,
+                &format!("messages[{i}].content[{j}]"),
+            )?),
             ContentPart::ToolResult {
                 tool_call_id,
                 name,
@@ -771,6 +816,12 @@ fn model_parts<'m>(
                     thought_signature: signature,
                     ..Part::default()
                 })));
+            }
+            ContentPart::Document { .. } => {
+                return Err(DecodeError::new(
+                    "documents belong to user messages",
+                    Some(&format!("messages[{i}].content[{j}]")),
+                ));
             }
             ContentPart::ToolResult { .. } => {
                 return Err(DecodeError::new(

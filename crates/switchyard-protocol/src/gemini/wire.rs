@@ -60,8 +60,8 @@ pub enum RequestPart<'r> {
         key: &'static str,
         text: &'r Text,
     },
-    /// An inline image, `{"inlineData": {"mimeType", "data"}}`, its base64 text borrowed (an
-    /// image is often most of its request).
+    /// An inline image or document, `{"inlineData": {"mimeType", "data"}}`, its base64 text
+    /// borrowed (an image or a PDF is often most of its request).
     InlineData { mime_type: &'r str, data: &'r Text },
     /// A function's response with the result's inline images in its `parts`, their base64
     /// texts borrowed (a screenshot is most of an agent's turn). Boxed: rare and large.

@@ -16,9 +16,9 @@ use serde_json::{Map, Value, json};
 
 use super::provider::REFUSAL;
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning, ResponseFormat, Role,
-    StreamEvent, Tool, ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
+    EmbeddingResponse, EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice, Usage,
 };
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
@@ -253,7 +253,7 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
         let name: Option<String> = m.take("name")?;
         let mut content = match m.take_value("content") {
             None => Vec::new(),
-            Some(v) => decode_content(v, &m.child_path("content"))?,
+            Some(v) => decode_content(v, &m.child_path("content"), matches!(role, WireRole::User))?,
         };
         let role = match role {
             WireRole::System => Role::System,
@@ -315,7 +315,9 @@ pub(super) fn tool_message_content(
     }]
 }
 
-fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeError> {
+/// A message's content; `files` says whether `file` parts may be in it (a user message's only,
+/// as in OpenAI's reference).
+fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPart>, DecodeError> {
     match value {
         Value::String(text) => Ok(vec![ContentPart::text(text)]),
         Value::Array(parts) => {
@@ -341,11 +343,19 @@ fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeEr
                         });
                     }
                     "refusal" => out.push(ContentPart::text(p.require::<String>("refusal")?)),
+                    "file" if files => out.push(decode_file(&mut p, &ppath)?),
+                    "file" => {
+                        let tp = format!("{ppath}.type");
+                        return Err(DecodeError::new(
+                            "file parts belong to user messages",
+                            Some(&tp),
+                        ));
+                    }
                     other => {
                         let tp = format!("{ppath}.type");
                         return Err(DecodeError::new(
                             format!(
-                                "content part type '{other}' is not supported by this gateway (supported: text, image_url)"
+                                "content part type '{other}' is not supported by this gateway (supported: text, image_url, file)"
                             ),
                             Some(&tp),
                         ));
@@ -359,6 +369,50 @@ fn decode_content(value: Value, path: &str) -> Result<Vec<ContentPart>, DecodeEr
             Some(path),
         )),
     }
+}
+
+/// A `file` part: `file.file_data` (a `data:<media type>;base64,<data>` URI) or `file.file_id`
+/// (a file uploaded to the Files API), and an optional `file.filename`.
+fn decode_file(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
+    let file_path = format!("{path}.file");
+    let mut file = part.take_object("file")?.ok_or_else(|| {
+        DecodeError::new(
+            format!("missing required field '{file_path}'"),
+            Some(&file_path),
+        )
+    })?;
+    let filename: Option<String> = file.take("filename")?;
+    let data: Option<String> = file.take("file_data")?;
+    let id: Option<String> = file.take("file_id")?;
+    let source = match (data, id) {
+        (Some(data), None) => {
+            DocumentSource::from_data_uri(&Text::from(data)).ok_or_else(|| {
+                let data_path = format!("{file_path}.file_data");
+                DecodeError::new(
+                    format!("'{data_path}' must be a data URI: data:<media type>;base64,<data>"),
+                    Some(&data_path),
+                )
+            })?
+        }
+        (None, Some(id)) => DocumentSource::FileId(id),
+        (data, _) => {
+            let which = if data.is_some() {
+                "either 'file_data' or 'file_id', not both"
+            } else {
+                "'file_data' or 'file_id'"
+            };
+            return Err(DecodeError::new(
+                format!("'{file_path}' must give {which}"),
+                Some(&file_path),
+            ));
+        }
+    };
+    Ok(ContentPart::Document {
+        source,
+        title: filename,
+        context: None,
+        extras: Extras::default(),
+    })
 }
 
 pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {

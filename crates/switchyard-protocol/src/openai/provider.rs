@@ -2,6 +2,11 @@
 //! streams and classify error bodies. OpenAI-compatible servers and Azure OpenAI reuse it with
 //! small differences (quirks, URL and auth header).
 //!
+//! Documents go as `file` parts: a PDF's data as a data URI (named `document.pdf` when the
+//! client gave no name) or an uploaded file's id; a text document as a text part. Other inline
+//! types and documents by URL, which Chat Completions does not take, are refused, naming the
+//! part.
+//!
 //! `cache_control` markers on content parts are an extension some OpenAI-compatible servers
 //! accept; they are sent only when the client itself spoke OpenAI (same-dialect fidelity). A
 //! marker from another dialect (an Anthropic client's prompt caching) is dropped, since strict
@@ -17,13 +22,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-    ErrorClass, Extras, FinishReason, ImageSource, Message, ResponseFormat, Role, StreamEvent,
-    Text, ToolChoice, UpstreamErrorInfo, Usage,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
+    EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message, PDF, ResponseFormat,
+    Role, StreamEvent, Text, ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
-    Capabilities, DialectId, OpenAiQuirks, ProviderDialect, StreamDecoder, Target, interrupted,
-    malformed, retry_after_secs,
+    Capabilities, DialectId, OpenAiQuirks, ProviderDialect, StreamDecoder, Target, check_documents,
+    interrupted, malformed, media_type_essence, retry_after_secs,
 };
 use crate::error::DecodeError;
 use crate::json::{self, ObjectWriter};
@@ -203,6 +208,7 @@ fn build_chat(
     request: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<http::Request<ProviderBody>, DecodeError> {
+    check_documents(request, document_refusal)?;
     // Sized for the prompt up front: a long prompt is then written once, without regrowing
     // (unless it is spliced in from the client's body, which leaves the room unused).
     let mut bytes = Vec::with_capacity(request.prompt_chars() + 1024);
@@ -480,11 +486,89 @@ where
                 });
                 o.close();
             }
+            ContentPart::Document { source, title, .. } => {
+                if !std::mem::take(&mut first) {
+                    out.push(b',');
+                }
+                write_document(out, splices, source, title.as_deref());
+            }
             _ => {}
         }
     }
     out.push(b']');
     Ok(())
+}
+
+/// Why Chat Completions cannot take a document (`None` when it can): its `file` part holds a PDF
+/// (as data or an uploaded file's id) and nothing by URL; a text document is sent as a text
+/// part, as OpenAI's reference advises for a file's text.
+fn document_refusal(source: &DocumentSource) -> Option<String> {
+    match source {
+        DocumentSource::Base64 { media_type, .. } if media_type_essence(media_type) != PDF => {
+            Some(format!(
+                "OpenAI Chat Completions takes inline files as PDF (application/pdf) only, not \
+                 '{media_type}'; send a text file's text as a text part"
+            ))
+        }
+        DocumentSource::Url(_) => Some(
+            "OpenAI Chat Completions takes no document by URL; send its data (base64) or an \
+             uploaded file's id instead"
+                .to_owned(),
+        ),
+        DocumentSource::Base64 { .. } | DocumentSource::Text { .. } | DocumentSource::FileId(_) => {
+            None
+        }
+    }
+}
+
+/// Written when a `file` part's data has no name: OpenAI's examples always give one.
+const DEFAULT_FILENAME: &str = "document.pdf";
+
+/// A document as a `file` part (`file_data` as a data URI whose base64 text is spliced from the
+/// client's body like an image's, or `file_id`), or a text document as a text part. Forms
+/// refused by [`document_refusal`] never reach here.
+fn write_document(
+    out: &mut Vec<u8>,
+    splices: &mut Splices,
+    source: &DocumentSource,
+    title: Option<&str>,
+) {
+    let mut o = ObjectWriter::open(out);
+    match source {
+        DocumentSource::Text { data, .. } => {
+            o.str("type", "text");
+            o.put("text", |out| json::write_text_splicing(out, data, splices));
+        }
+        DocumentSource::Base64 { media_type, data } => {
+            o.str("type", "file");
+            o.put("file", |out| {
+                let mut file = ObjectWriter::open(out);
+                file.str("filename", title.unwrap_or(DEFAULT_FILENAME));
+                file.put("file_data", |out| {
+                    out.push(b'"');
+                    out.extend_from_slice(b"data:");
+                    json::write_str_content(out, media_type);
+                    out.extend_from_slice(b";base64,");
+                    json::write_text_content_splicing(out, data, splices);
+                    out.push(b'"');
+                });
+                file.close();
+            });
+        }
+        DocumentSource::FileId(id) => {
+            o.str("type", "file");
+            o.put("file", |out| {
+                let mut file = ObjectWriter::open(out);
+                file.str("file_id", id);
+                if let Some(title) = title {
+                    file.str("filename", title);
+                }
+                file.close();
+            });
+        }
+        DocumentSource::Url(_) => {}
+    }
+    o.close();
 }
 
 /// An image's `url`: the URL, or a data URI whose base64 text (most of a request with an
@@ -1322,6 +1406,7 @@ fn parse_embeddings(body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo>
 const CAPABILITIES: Capabilities = Capabilities {
     tools: true,
     images: true,
+    documents: true,
     json_schema: true,
     embeddings: true,
 };

@@ -944,6 +944,8 @@ const COMMON_FORM: &[&str] = &[
 ];
 
 const FULL_FORM: &[&str] = &[
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}, {"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "JVBERi0xLjQK"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning_content": 5}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning": ["r"]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]}"#,

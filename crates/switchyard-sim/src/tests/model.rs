@@ -147,3 +147,68 @@ fn scripted_replies_replace_the_text_for_matching_requests() {
     other.model = "unrelated".into();
     assert_eq!(scripted_reply(&rules, &other), None);
 }
+
+/// `{documents}` lists what each wire format's document forms carried: inline data by media
+/// type and decoded size, a URL as itself, an OpenAI file id by id; data that is not base64 is
+/// refused as the providers refuse it.
+#[test]
+fn documents_are_read_from_every_wire_format() {
+    use crate::ReplyRule;
+    use crate::model::scripted_reply;
+    // "%PDF-1.4\n": nine bytes.
+    let pdf = "JVBERi0xLjQK";
+    let rules = vec![ReplyRule::new("*", "{documents}")];
+    let echoed = |conv: Conversation| scripted_reply(&rules, &conv).unwrap();
+
+    let openai = |file: serde_json::Value| {
+        crate::openai::parse_chat(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Summarize."}, {"type": "file", "file": file}]}]}),
+            None,
+        )
+    };
+    let conv = openai(
+        json!({"filename": "a.pdf", "file_data": format!("data:application/pdf;base64,{pdf}")}),
+    );
+    assert_eq!(echoed(conv.unwrap()), "application/pdf:9");
+    assert_eq!(
+        echoed(openai(json!({"file_id": "file-1"})).unwrap()),
+        "file_id:file-1"
+    );
+    assert_eq!(openai(json!({"file_data": pdf})).unwrap_err().status, 400);
+
+    let anthropic = |source: serde_json::Value| {
+        crate::anthropic::parse_chat(
+            json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": source}, {"type": "text", "text": "Summarize."}]}]}),
+            false,
+        )
+    };
+    let conv = anthropic(json!({"type": "base64", "media_type": "application/pdf", "data": pdf}));
+    assert_eq!(echoed(conv.unwrap()), "application/pdf:9");
+    let conv = anthropic(json!({"type": "text", "media_type": "text/plain", "data": "Grass."}));
+    assert_eq!(echoed(conv.unwrap()), "text/plain:6");
+    let conv = anthropic(json!({"type": "url", "url": "https://x.example/a.pdf"}));
+    assert_eq!(echoed(conv.unwrap()), "https://x.example/a.pdf");
+    let bad = anthropic(json!({"type": "base64", "media_type": "application/pdf", "data": "%%"}));
+    assert_eq!(bad.unwrap_err().status, 400);
+
+    let gemini = |part: serde_json::Value| {
+        crate::gemini::parse_chat(
+            json!({"contents": [{"role": "user", "parts": [part, {"text": "Summarize."}]}]}),
+            "m",
+            false,
+        )
+    };
+    let conv = gemini(json!({"inlineData": {"mimeType": "application/pdf", "data": pdf}}));
+    assert_eq!(echoed(conv.unwrap()), "application/pdf:9");
+    let conv = gemini(
+        json!({"fileData": {"mimeType": "application/pdf", "fileUri": "https://x.example/a.pdf"}}),
+    );
+    assert_eq!(echoed(conv.unwrap()), "https://x.example/a.pdf");
+    // An image is an image, not a document.
+    let conv = gemini(json!({"inlineData": {"mimeType": "image/png", "data": pdf}})).unwrap();
+    assert_eq!(echoed(conv), "");
+    let bad = gemini(json!({"inlineData": {"mimeType": "application/pdf", "data": "%%"}}));
+    assert_eq!(bad.unwrap_err().status, 400);
+}

@@ -767,11 +767,11 @@ fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
             err(errors, format!("{path}.name"), "must not be empty");
         }
         for (j, need) in rule.when.needs.iter().enumerate() {
-            if !["tools", "images", "json_schema"].contains(&need.as_str()) {
+            if !["tools", "images", "documents", "json_schema"].contains(&need.as_str()) {
                 err(
                     errors,
                     format!("{path}.match.needs[{j}]"),
-                    "must be tools, images or json_schema",
+                    "must be tools, images, documents or json_schema",
                 );
             }
         }

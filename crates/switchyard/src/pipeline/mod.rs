@@ -131,6 +131,7 @@ fn facts_of(request: &ChatRequest, headers: &HeaderMap, input_tokens: u64) -> Re
         needs: Needs {
             tools: !request.tools.is_empty(),
             images: request.has_images(),
+            documents: request.has_documents(),
             json_schema: matches!(
                 request.response_format,
                 Some(ResponseFormat::JsonSchema { .. })

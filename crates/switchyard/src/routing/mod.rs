@@ -159,6 +159,7 @@ impl Route {
 pub struct Needs {
     pub tools: bool,
     pub images: bool,
+    pub documents: bool,
     pub json_schema: bool,
     pub embeddings: bool,
 }
@@ -167,6 +168,7 @@ impl Needs {
     fn met_by(&self, c: Capabilities) -> bool {
         (!self.tools || c.tools)
             && (!self.images || c.images)
+            && (!self.documents || c.documents)
             && (!self.json_schema || c.json_schema)
             && (!self.embeddings || c.embeddings)
     }
@@ -178,6 +180,9 @@ impl Needs {
         }
         if self.images {
             parts.push("images");
+        }
+        if self.documents {
+            parts.push("documents");
         }
         if self.json_schema {
             parts.push("JSON schema output");

@@ -41,6 +41,7 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
         let has = match need.as_str() {
             "tools" => facts.needs.tools,
             "images" => facts.needs.images,
+            "documents" => facts.needs.documents,
             "json_schema" => facts.needs.json_schema,
             _ => false,
         };

@@ -131,6 +131,21 @@ fn unknown_alias_and_unmet_needs() {
     );
 }
 
+#[test]
+fn documents_are_a_need_every_chat_provider_meets() {
+    let t = table();
+    let needs = Needs {
+        documents: true,
+        ..Needs::default()
+    };
+    assert_eq!(needs.describe(), "documents");
+    let plan = t.plan("backup", needs, 0, &mut |_| 0).unwrap();
+    assert!(
+        plan.iter().any(|p| p.deployment.provider.name == "c"),
+        "anthropic reads documents"
+    );
+}
+
 fn snapshot() -> HealthSnapshot {
     Health::default().snapshot(0)
 }

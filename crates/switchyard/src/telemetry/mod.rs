@@ -343,6 +343,7 @@ fn message_parts(content: &[ContentPart]) -> Vec<Cow<'_, str>> {
         match p {
             ContentPart::Text { text, .. } => parts.push(Cow::Borrowed(text.as_str())),
             ContentPart::Image { .. } => parts.push(Cow::Borrowed("[image]")),
+            ContentPart::Document { .. } => parts.push(Cow::Borrowed("[document]")),
             ContentPart::ToolCall {
                 name, arguments, ..
             } => parts.push(Cow::Owned(format!("[tool call {name}: {arguments}]"))),

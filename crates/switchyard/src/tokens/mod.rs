@@ -23,7 +23,9 @@ mod vocabulary;
 
 use std::sync::OnceLock;
 
-use switchyard_protocol::canonical::{ChatRequest, ContentPart, EmbeddingInput, ResponseFormat};
+use switchyard_protocol::canonical::{
+    ChatRequest, ContentPart, DocumentSource, EmbeddingInput, ResponseFormat,
+};
 use vocabulary::Vocabulary;
 
 /// Which vocabulary to count with.
@@ -118,6 +120,12 @@ pub const IMAGE_LOW: u64 = 85;
 /// An image otherwise: above the largest OpenAI high-detail tiling (1,445) and Anthropic's
 /// ~1,600 for a 1.15-megapixel image.
 pub const IMAGE: u64 = 1_600;
+/// A page of a document the model reads as images and text (Anthropic: 1,500–3,000 tokens a
+/// page).
+pub const DOCUMENT_PAGE: u64 = 2_250;
+/// Bytes of a document's data taken as one page: the page count is not known without parsing
+/// the file, and a page of a typical text PDF takes a few tens of kilobytes.
+pub const DOCUMENT_PAGE_BYTES: usize = 32 * 1024;
 /// Bytes of text per request counted exactly.
 pub const EXACT_BYTES: usize = 16 * 1024;
 /// Bytes of text per request the tokenizer reads to estimate texts beyond [`EXACT_BYTES`];
@@ -288,6 +296,16 @@ fn count_parts(counter: &mut Counter, parts: &[ContentPart]) -> u64 {
                     + count_parts(counter, content)
                     + PER_MESSAGE
             }
+            ContentPart::Document { source, .. } => match source {
+                DocumentSource::Text { data, .. } => counter.text(data) + PER_MESSAGE,
+                // Base64 holds three bytes in four characters.
+                DocumentSource::Base64 { data, .. } => {
+                    let pages = (data.len() / 4 * 3).div_ceil(DOCUMENT_PAGE_BYTES).max(1);
+                    pages as u64 * DOCUMENT_PAGE
+                }
+                // Its size is the provider's to know: a page's worth.
+                DocumentSource::Url(_) | DocumentSource::FileId(_) => DOCUMENT_PAGE,
+            },
             // Opaque provider data: sized like text, as the provider will bill it.
             ContentPart::RedactedReasoning { data } => fallback(data),
         })
@@ -368,6 +386,53 @@ mod tests {
         // Each vocabulary counts a non-English sentence differently; o200k needs fewer.
         let text = "Das Wetter ist heute wirklich schön, aber morgen soll es regnen.";
         assert!(count_text(Encoding::O200k, text) < count_text(Encoding::Cl100k, text));
+    }
+
+    #[test]
+    fn a_document_counts_a_page_per_32_kib_of_its_data() {
+        let with = |source: DocumentSource| ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![ContentPart::Document {
+                    source,
+                    title: None,
+                    context: None,
+                    extras: Default::default(),
+                }],
+                name: None,
+                extras: Default::default(),
+            }],
+            ..ChatRequest::default()
+        };
+        let framing = REPLY_PRIMING + PER_MESSAGE;
+        let pdf = |bytes: usize| DocumentSource::Base64 {
+            media_type: "application/pdf".into(),
+            // Four base64 characters hold three bytes.
+            data: "A".repeat(bytes / 3 * 4).into(),
+        };
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(pdf(3))),
+            framing + DOCUMENT_PAGE
+        );
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(pdf(3 * DOCUMENT_PAGE_BYTES))),
+            framing + 3 * DOCUMENT_PAGE
+        );
+        assert_eq!(
+            estimate_chat(
+                Encoding::O200k,
+                &with(DocumentSource::FileId("file-1".into()))
+            ),
+            framing + DOCUMENT_PAGE
+        );
+        let text = DocumentSource::Text {
+            media_type: "text/plain".into(),
+            data: "hello world".into(),
+        };
+        assert_eq!(
+            estimate_chat(Encoding::O200k, &with(text)),
+            framing + 2 + PER_MESSAGE
+        );
     }
 
     #[test]

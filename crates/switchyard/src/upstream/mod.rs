@@ -180,11 +180,16 @@ fn timeout_error(provider: &Provider, what: &str, after: Duration) -> UpstreamEr
     }
 }
 
+/// A request the provider's format cannot carry. The message names the part by its place in
+/// the gateway's request (where an Anthropic client's `system` is the first message).
 fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamErrorInfo {
     UpstreamErrorInfo {
         class: ErrorClass::InvalidRequest,
         status: None,
-        message: e.message,
+        message: match e.param {
+            Some(param) => format!("{} (at '{param}')", e.message),
+            None => e.message,
+        },
         provider_code: None,
         retry_after_secs: None,
     }

@@ -491,6 +491,98 @@ async fn a_tool_results_screenshot_reaches_the_model() {
     );
 }
 
+/// A PDF sent inline reaches every provider kind from both ingresses (an OpenAI `file` part, an
+/// Anthropic `document` block): the simulator echoes the documents the model received, with
+/// their decoded size. A form a provider has no place for (an OpenAI file id for Anthropic or
+/// Gemini, a document by URL for OpenAI) is refused with a 400 naming the part, never sent
+/// without it.
+#[tokio::test]
+async fn a_pdf_reaches_every_provider_from_both_ingresses() {
+    use base64::Engine;
+    let env = echoing("{documents}").await;
+    // About 60 KB of PDF: long enough for its base64 to be shared with the client's body.
+    let pdf = [
+        &b"%PDF-1.4\n"[..],
+        &b"1 0 obj << /Type /Catalog >> endobj\n".repeat(1_600),
+        b"%%EOF\n",
+    ]
+    .concat();
+    let data = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let expected = format!("application/pdf:{}", pdf.len());
+    for kind in KINDS {
+        let r = env
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": kind, "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "Summarize the report."},
+                    {"type": "file", "file": {"filename": "report.pdf",
+                        "file_data": format!("data:application/pdf;base64,{data}")}}]}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"],
+            expected.as_str(),
+            "{kind}: the PDF did not arrive from the OpenAI form"
+        );
+        let r = env
+            .post_anthropic(&json!({"model": kind, "max_tokens": 1000,
+                "messages": [{"role": "user", "content": [
+                    {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data},
+                        "title": "Report"},
+                    {"type": "text", "text": "Summarize the report."}]}]}))
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["content"][0]["text"],
+            expected.as_str(),
+            "{kind}: the PDF did not arrive from the Messages form"
+        );
+    }
+
+    // An uploaded file's id means something to OpenAI-style providers only.
+    let by_id = |kind: &str| {
+        json!({"model": kind, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Summarize the report."},
+            {"type": "file", "file": {"file_id": "file-abc123"}}]}]})
+    };
+    for kind in ["openai", "compat", "azure"] {
+        let r = env.post("/v1/chat/completions", &by_id(kind)).await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"],
+            "file_id:file-abc123"
+        );
+    }
+    for kind in ["anthropic", "gemini"] {
+        let r = env.post("/v1/chat/completions", &by_id(kind)).await;
+        assert_eq!(r.status, 400, "{kind}: {:.300}", r.text);
+        let error = &r.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{}", r.text);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("file id") && message.contains("messages[0].content[1]"),
+            "{kind}: {message}"
+        );
+    }
+    // Chat Completions takes no document by URL.
+    let r = env
+        .post_anthropic(&json!({"model": "openai", "max_tokens": 1000,
+            "messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "url", "url": "https://x.example/report.pdf"}},
+                {"type": "text", "text": "Summarize the report."}]}]}))
+        .await;
+    assert_eq!(r.status, 400, "{:.300}", r.text);
+    assert_eq!(r.json()["type"], "error", "{}", r.text);
+    let error = &r.json()["error"];
+    assert_eq!(error["type"], "invalid_request_error", "{}", r.text);
+    assert!(
+        error["message"].as_str().unwrap().contains("by URL"),
+        "{}",
+        r.text
+    );
+}
+
 /// The gateway in front of a simulator whose every reply is `reply` (a scripted reply, such as
 /// `{prompt}`, which echoes what the provider received).
 async fn echoing(reply: &str) -> Env {

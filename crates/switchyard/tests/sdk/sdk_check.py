@@ -2,12 +2,13 @@
 
 Usage: sdk_check.py BASE_URL API_KEY ALIAS [ALIAS ...]
 
-For every alias it runs plain, streaming and tool-calling conversations through the `openai`
-and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
+For every alias it runs plain, streaming, tool-calling and document (PDF) conversations through
+the `openai` and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
 reported, and checks the SDKs' error classes for a bad key and an unknown model. Prints one
 line per check and a closing 'N passed, M failed' line; exits non-zero on any failure.
 """
 
+import base64
 import json
 import sys
 import traceback
@@ -35,6 +36,9 @@ ANTHROPIC_WEATHER_TOOL = {
     "description": "Current weather in a city",
     "input_schema": WEATHER_TOOL["function"]["parameters"],
 }
+
+# A one-page PDF's bytes, enough for the providers' document forms.
+PDF_BASE64 = base64.b64encode(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n").decode()
 
 passed, failed = 0, 0
 
@@ -156,6 +160,48 @@ def run_alias(alias):
         assert m.content[0].type == "text" and m.content[0].text, m
         assert m.stop_reason == "end_turn", m.stop_reason
         assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m.usage
+
+    @check(f"anthropic document [{alias}]")
+    def _():
+        m = an.messages.create(
+            model=alias,
+            max_tokens=200,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_BASE64},
+                            "title": "Report",
+                        },
+                        {"type": "text", "text": "Summarize the report."},
+                    ],
+                }
+            ],
+        )
+        assert m.content[0].type == "text" and m.content[0].text, m
+        assert m.stop_reason == "end_turn", m.stop_reason
+
+    @check(f"openai file part [{alias}]")
+    def _():
+        r = oa.chat.completions.create(
+            model=alias,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Summarize the report."},
+                        {
+                            "type": "file",
+                            "file": {"filename": "report.pdf", "file_data": f"data:application/pdf;base64,{PDF_BASE64}"},
+                        },
+                    ],
+                }
+            ],
+        )
+        assert r.choices[0].message.content, r
+        assert r.choices[0].finish_reason == "stop", r.choices[0].finish_reason
 
     @check(f"anthropic stream [{alias}]")
     def _():
