@@ -536,16 +536,9 @@ fn write_blocks(
                     let mut source_object = ObjectWriter::open(out);
                     match source {
                         ImageSource::Base64 { media_type, data } => {
-                            source_object.str("type", "base64");
-                            source_object.str("media_type", media_type);
-                            source_object.put("data", |out| {
-                                json::write_text_splicing(out, data, splices);
-                            });
+                            base64_source(&mut source_object, media_type, data, splices);
                         }
-                        ImageSource::Url(url) => {
-                            source_object.str("type", "url");
-                            source_object.str("url", url);
-                        }
+                        ImageSource::Url(url) => url_source(&mut source_object, url),
                     }
                     source_object.close();
                 });
@@ -567,16 +560,9 @@ fn write_blocks(
                     let mut source_object = ObjectWriter::open(out);
                     match source {
                         DocumentBlockSource::Pdf(data) => {
-                            source_object.str("type", "base64");
-                            source_object.str("media_type", PDF);
-                            source_object.put("data", |out| {
-                                json::write_text_splicing(out, data, splices);
-                            });
+                            base64_source(&mut source_object, PDF, data, splices);
                         }
-                        DocumentBlockSource::Url(url) => {
-                            source_object.str("type", "url");
-                            source_object.str("url", url);
-                        }
+                        DocumentBlockSource::Url(url) => url_source(&mut source_object, url),
                         DocumentBlockSource::Text(text) => {
                             source_object.str("type", "text");
                             source_object.str("media_type", "text/plain");
@@ -614,6 +600,24 @@ fn write_serialized(
     value: &impl serde::Serialize,
 ) -> Result<(), serde_json::Error> {
     json::write_value(out, &serde_json::to_value(value)?)
+}
+
+/// A `base64` source (an image's or a PDF's), its data borrowed and a long one spliced.
+fn base64_source(
+    o: &mut ObjectWriter<'_, '_>,
+    media_type: &str,
+    data: &Text,
+    splices: &mut Splices,
+) {
+    o.str("type", "base64");
+    o.str("media_type", media_type);
+    o.put("data", |out| json::write_text_splicing(out, data, splices));
+}
+
+/// A `url` source, which the provider fetches.
+fn url_source(o: &mut ObjectWriter<'_, '_>, url: &str) {
+    o.str("type", "url");
+    o.str("url", url);
 }
 
 /// The blocks of one non-system message, with `cache_control` markers an Anthropic client put

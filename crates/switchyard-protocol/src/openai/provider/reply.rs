@@ -28,7 +28,7 @@ pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
             "id" => out.id = c.string()?.into_owned(),
             "model" => out.model = c.string()?.into_owned(),
             "created" => out.created = i64::try_from(c.uint()?).ok()?,
-            "choices" => out.choices = choices(c)?,
+            "choices" => out.choices = choices(c, choice)?,
             "usage" => out.usage = c.optional(usage)?,
             "object" | "system_fingerprint" => c.skip()?,
             _ => {
@@ -41,7 +41,11 @@ pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
     c.at_end().then_some(out)
 }
 
-fn choices<'a>(c: &mut Cursor<'a>) -> Option<WireChoices<WireChoice<'a>>> {
+/// A reply's or a chunk's `choices`, each read by `choice`.
+fn choices<'a, C>(
+    c: &mut Cursor<'a>,
+    mut choice: impl FnMut(&mut Cursor<'a>) -> Option<C>,
+) -> Option<WireChoices<C>> {
     let mut out = WireChoices::default();
     c.array(|c| {
         let choice = choice(c)?;
@@ -106,7 +110,7 @@ pub(super) fn read_chunk(data: &str) -> Option<WireStreamChunk<'_>> {
     c.object(|c, key| match key {
         "id" => set(&mut seen[0], &mut out.id, c.string()?),
         "model" => set(&mut seen[1], &mut out.model, c.string()?),
-        "choices" => set(&mut seen[2], &mut out.choices, stream_choices(c)?),
+        "choices" => set(&mut seen[2], &mut out.choices, choices(c, stream_choice)?),
         "usage" => set(&mut seen[3], &mut out.usage, c.optional(usage)?),
         "error" => {
             let error = c.optional(|c| c.skip().map(|()| IgnoredAny))?;
@@ -118,31 +122,22 @@ pub(super) fn read_chunk(data: &str) -> Option<WireStreamChunk<'_>> {
     c.at_end().then_some(out)
 }
 
-fn stream_choices<'a>(c: &mut Cursor<'a>) -> Option<WireChoices<WireStreamChoice<'a>>> {
-    let mut out = WireChoices::default();
-    c.array(|c| {
-        let (mut delta, mut finish_reason) = (None, None);
-        let mut seen = [false; 2];
-        c.object(|c, key| match key {
-            "delta" => set(&mut seen[0], &mut delta, c.optional(self::delta)?),
-            "finish_reason" => set(
-                &mut seen[1],
-                &mut finish_reason,
-                c.optional(|c| c.string())?,
-            ),
-            _ => c.skip(),
-        })?;
-        let choice = WireStreamChoice {
-            delta,
-            finish_reason,
-        };
-        match out.first {
-            None => out.first = Some(choice),
-            Some(_) => out.rest.push(choice),
-        }
-        Some(())
+fn stream_choice<'a>(c: &mut Cursor<'a>) -> Option<WireStreamChoice<'a>> {
+    let (mut delta, mut finish_reason) = (None, None);
+    let mut seen = [false; 2];
+    c.object(|c, key| match key {
+        "delta" => set(&mut seen[0], &mut delta, c.optional(self::delta)?),
+        "finish_reason" => set(
+            &mut seen[1],
+            &mut finish_reason,
+            c.optional(|c| c.string())?,
+        ),
+        _ => c.skip(),
     })?;
-    Some(out)
+    Some(WireStreamChoice {
+        delta,
+        finish_reason,
+    })
 }
 
 /// A chunk's `delta`; its text is kept as the JSON string it is written as (the text frame is
