@@ -345,6 +345,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stream::TextDeltaAt;
     use super::super::wire::{Message, MessageStreamEvent};
     use super::{read, read_event};
 
@@ -493,16 +494,6 @@ mod tests {
     /// into the same event, and a text delta's JSON string is where the decoder finds it.
     #[test]
     fn no_changed_stream_event_is_read_otherwise_than_by_the_decoder() {
-        #[derive(serde::Deserialize)]
-        struct TextAt<'a> {
-            #[serde(borrow)]
-            delta: Text<'a>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Text<'a> {
-            #[serde(borrow)]
-            text: &'a serde_json::value::RawValue,
-        }
         crate::scan::assert_every_one_byte_change(COMMON_EVENTS, |data| {
             let Some(text) = std::str::from_utf8(data).ok() else {
                 return false;
@@ -512,7 +503,7 @@ mod tests {
             };
             assert_eq!(Some(&event), event_by_serde(data).as_ref(), "{text}");
             if let Some(at) = text_at {
-                let by_serde: TextAt<'_> = serde_json::from_str(text).unwrap();
+                let by_serde: TextDeltaAt<'_> = serde_json::from_str(text).unwrap();
                 assert_eq!(at.as_ptr(), by_serde.delta.text.get().as_ptr(), "{text}");
                 assert_eq!(at, by_serde.delta.text.get(), "{text}");
             }

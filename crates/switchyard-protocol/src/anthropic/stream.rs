@@ -45,15 +45,15 @@ pub struct AnthropicStreamDecoder {
 
 /// Where a `text_delta` event's text lies in the event's JSON (borrowed from it).
 #[derive(serde::Deserialize)]
-struct TextDeltaAt<'a> {
+pub(super) struct TextDeltaAt<'a> {
     #[serde(borrow)]
-    delta: TextAt<'a>,
+    pub(super) delta: TextAt<'a>,
 }
 
 #[derive(serde::Deserialize)]
-struct TextAt<'a> {
+pub(super) struct TextAt<'a> {
     #[serde(borrow)]
-    text: &'a serde_json::value::RawValue,
+    pub(super) text: &'a serde_json::value::RawValue,
 }
 
 impl AnthropicStreamDecoder {
