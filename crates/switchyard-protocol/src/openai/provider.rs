@@ -546,10 +546,7 @@ fn write_document(
                 file.str("filename", title.unwrap_or(DEFAULT_FILENAME));
                 file.put("file_data", |out| {
                     out.push(b'"');
-                    out.extend_from_slice(b"data:");
-                    json::write_str_content(out, media_type);
-                    out.extend_from_slice(b";base64,");
-                    json::write_text_content_splicing(out, data, splices);
+                    write_data_uri(out, media_type, data, splices);
                     out.push(b'"');
                 });
                 file.close();
@@ -578,13 +575,19 @@ fn write_image_url(out: &mut Vec<u8>, source: &ImageSource, splices: &mut Splice
     match source {
         ImageSource::Url(url) => json::write_str_content(out, url),
         ImageSource::Base64 { media_type, data } => {
-            out.extend_from_slice(b"data:");
-            json::write_str_content(out, media_type);
-            out.extend_from_slice(b";base64,");
-            json::write_text_content_splicing(out, data, splices);
+            write_data_uri(out, media_type, data, splices);
         }
     }
     out.push(b'"');
+}
+
+/// A `data:` URI's text inside a JSON string (an image's or a file's), its base64 text spliced
+/// in from the client's body when it was read from there.
+fn write_data_uri(out: &mut Vec<u8>, media_type: &str, data: &Text, splices: &mut Splices) {
+    out.extend_from_slice(b"data:");
+    json::write_str_content(out, media_type);
+    out.extend_from_slice(b";base64,");
+    json::write_text_content_splicing(out, data, splices);
 }
 
 /// A tool's result as text; an error is marked as one for models that only see text.
