@@ -251,6 +251,45 @@ fn openai_to_gemini(bencher: Bencher, size: &str) {
     });
 }
 
+/// A question about a PDF of about 750 KB (1 MB of base64), as each ingress's SDK sends it: an
+/// OpenAI `file` part or an Anthropic `document` block.
+fn pdf_body(ingress: &str) -> Bytes {
+    let data = "JVBERi0xLjcKJeLjz9MK+/".repeat(1 << 20 >> 5);
+    let question = json!({"type": "text", "text": "Summarise this report in three bullets."});
+    let body = if ingress == "openai" {
+        json!({"model": "gpt-4o-mini", "max_tokens": 256, "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"filename": "report.pdf",
+                "file_data": format!("data:application/pdf;base64,{data}")}},
+            question]}]})
+    } else {
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                "data": data}, "title": "report.pdf"},
+            question]}]})
+    };
+    body.to_string().into_bytes().into()
+}
+
+/// The PDF question decoded and built for a provider of its own dialect (`openai`: OpenAI in
+/// and out; `anthropic`: Anthropic in and out).
+#[divan::bench(args = ["openai", "anthropic"])]
+fn pdf_to_provider(bencher: Bencher, ingress: &str) {
+    let body = pdf_body(ingress);
+    let target = target();
+    let openai = OpenAiProvider::new(OpenAiQuirks::default());
+    bencher.bench(|| {
+        if ingress == "openai" {
+            OpenAiIngress
+                .decode_chat(black_box(&body))
+                .map(|r| openai.build_chat(&r, &target))
+        } else {
+            AnthropicIngress
+                .decode_chat(black_box(&body))
+                .map(|r| AnthropicProvider.build_chat(&r, &target))
+        }
+    });
+}
+
 /// A provider's whole answer as OpenAI writes it (the fields of a real reply, usage details
 /// included).
 fn openai_reply() -> Vec<u8> {

@@ -520,6 +520,49 @@ mod tests {
         }
     }
 
+    /// A long inline PDF's base64 text goes into every provider's request as a slice of the
+    /// client's body, as an image's does: from an OpenAI `file` part and an Anthropic
+    /// `document` block, into OpenAI's `file_data`, Anthropic's source and Gemini's inline data.
+    #[test]
+    fn a_long_document_is_spliced_into_every_providers_request() {
+        let data = "JVBERi0xLjQKJcfsj6IK+/".repeat(2_000) + "==";
+        for written in [data.clone(), data.replace('/', "\\/")] {
+            let openai = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"text","text":"Summarise."}},{{"type":"file","file":{{"filename":"a.pdf","file_data":"data:application/pdf;base64,{written}"}}}}]}}]}}"#
+            );
+            let anthropic = format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":[{{"type":"text","text":"Summarise."}},{{"type":"document","source":{{"type":"base64","media_type":"application/pdf","data":"{written}"}},"title":"a.pdf"}}]}}]}}"#
+            );
+            let ingresses: [(&dyn IngressDialect, String); 2] =
+                [(&OpenAiIngress, openai), (&AnthropicIngress, anthropic)];
+            for (ingress, body) in ingresses {
+                let body = Bytes::from(body);
+                let request = ingress.decode_chat(&body).unwrap();
+                for (kind, built) in built_for_every_provider(&request) {
+                    let shared = shared_with(&built, &body);
+                    assert_eq!(shared.len(), 1, "{kind:?}");
+                    assert_eq!(shared[0][..], *written.as_bytes(), "{kind:?}");
+                    let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+                    let (document, expected) = match kind {
+                        ProviderKind::OpenAi => (
+                            &value["messages"][0]["content"][1]["file"]["file_data"],
+                            format!("data:application/pdf;base64,{data}"),
+                        ),
+                        ProviderKind::Anthropic => (
+                            &value["messages"][0]["content"][1]["source"]["data"],
+                            data.clone(),
+                        ),
+                        _ => (
+                            &value["contents"][0]["parts"][1]["inlineData"]["data"],
+                            data.clone(),
+                        ),
+                    };
+                    assert_eq!(document.as_str(), Some(expected.as_str()), "{kind:?}");
+                }
+            }
+        }
+    }
+
     /// An agent's screenshot in an Anthropic tool result is shared with the client's body too,
     /// on its way to an Anthropic provider (in the result), an OpenAI one (in the user message
     /// after the `tool` message, which holds text only) and a Gemini one (in the function

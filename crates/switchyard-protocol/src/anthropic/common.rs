@@ -4,7 +4,8 @@
 //! `type` before reading it; for a long prompt that costs several times the parse itself.
 //!
 //! Only what most clients send is read here: user and assistant messages whose content is a
-//! string or text, images (base64, the text shared with the body as texts are, or by URL), tool
+//! string or text, images (base64, the text shared with the body as texts are, or by URL), a
+//! user's documents (base64, shared alike, by URL, or plain text), tool
 //! use and tool result blocks (a result's content a string or text blocks),
 //! a system prompt of a string or text blocks, the plain request fields, and tools, tool choice,
 //! thinking and output configuration, read into their wire types and converted by the full
@@ -21,9 +22,13 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::ingress::{BLOCK_CACHE_CONTROL, TypedParams, decode_typed, tool_use_part};
+use super::ingress::{
+    BLOCK_CACHE_CONTROL, TypedParams, decode_typed, document_part, tool_use_part,
+};
 use super::wire::Metadata;
-use crate::canonical::{ChatRequest, ContentPart, Extras, ImageSource, Message, Role, Text};
+use crate::canonical::{
+    ChatRequest, ContentPart, DocumentSource, Extras, ImageSource, Message, Role, Text,
+};
 use crate::dialect::DialectId;
 use crate::json::Key;
 use crate::one_pass::{
@@ -220,6 +225,15 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
             }
         }
         match (role, content) {
+            // Document blocks belong to user messages; elsewhere the full decoder names the block.
+            (Some(Role::Assistant), Some(content))
+                if content
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p, ContentPart::Document { .. })) =>
+            {
+                Err(decline())
+            }
             (Some(role), Some(content)) => Ok(Message {
                 role,
                 content: content.parts,
@@ -326,8 +340,9 @@ impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
     }
 }
 
-/// A block: text, an image, a tool use or result, thinking or redacted thinking, with the
-/// `cache_control` marker of an image or a tool use or result (its part has no field for it).
+/// A block: text, an image, a document, a tool use or result, thinking or redacted thinking,
+/// with the `cache_control` marker of an image, a document or a tool use or result (its part
+/// has no field for it).
 /// Any other type, a field the type does not have, or a field given twice declines.
 #[derive(Clone, Copy)]
 struct BlockSeed<'b, const RAW: bool>(Source<'b, RAW>);
@@ -349,10 +364,13 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
         let mut tool_use_id: Option<String> = None;
         let mut content: Option<Option<Blocks>> = None;
         let mut is_error: Option<Option<bool>> = None;
-        let mut source: Option<ImageSource> = None;
+        let mut source: Option<BlockSource> = None;
         let mut thinking: Option<String> = None;
         let mut signature: Option<String> = None;
         let mut data: Option<String> = None;
+        let mut title: Option<Option<String>> = None;
+        let mut context: Option<Option<String>> = None;
+        let mut citations: Option<Option<Value>> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "type" if kind.is_none() => kind = Some(map.next_value()?),
@@ -372,11 +390,14 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
                 }
                 "is_error" if is_error.is_none() => is_error = Some(map.next_value()?),
                 "source" if source.is_none() => {
-                    source = Some(map.next_value_seed(ImageSourceSeed(self.0))?);
+                    source = Some(map.next_value_seed(BlockSourceSeed(self.0))?);
                 }
                 "thinking" if thinking.is_none() => thinking = Some(map.next_value()?),
                 "signature" if signature.is_none() => signature = Some(map.next_value()?),
                 "data" if data.is_none() => data = Some(map.next_value()?),
+                "title" if title.is_none() => title = Some(map.next_value()?),
+                "context" if context.is_none() => context = Some(map.next_value()?),
+                "citations" if citations.is_none() => citations = Some(map.next_value()?),
                 _ => return Err(decline()),
             }
         }
@@ -394,6 +415,9 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
             thinking.is_some(),
             signature.is_some(),
             data.is_some(),
+            title.is_some(),
+            context.is_some(),
+            citations.is_some(),
         ]
         .into_iter()
         .enumerate()
@@ -423,12 +447,39 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
             }
             "image" => {
                 only(SOURCE | CACHE_CONTROL)?;
-                let source = source.ok_or_else(decline)?;
+                let source = match source {
+                    Some(BlockSource::Base64 { media_type, data }) => {
+                        ImageSource::Base64 { media_type, data }
+                    }
+                    Some(BlockSource::Url(url)) => ImageSource::Url(url),
+                    Some(BlockSource::Text { .. }) | None => return Err(decline()),
+                };
                 Ok((
                     ContentPart::Image {
                         source,
                         detail: None,
                     },
+                    cache_control,
+                ))
+            }
+            "document" => {
+                only(SOURCE | CACHE_CONTROL | TITLE | CONTEXT | CITATIONS)?;
+                let source = match source.ok_or_else(decline)? {
+                    BlockSource::Base64 { media_type, data } => {
+                        DocumentSource::Base64 { media_type, data }
+                    }
+                    BlockSource::Url(url) => DocumentSource::Url(url),
+                    BlockSource::Text { media_type, data } => {
+                        DocumentSource::Text { media_type, data }
+                    }
+                };
+                Ok((
+                    document_part(
+                        source,
+                        title.flatten(),
+                        context.flatten(),
+                        citations.flatten(),
+                    ),
                     cache_control,
                 ))
             }
@@ -490,21 +541,38 @@ const SOURCE: u16 = 1 << 8;
 const THINKING: u16 = 1 << 9;
 const SIGNATURE: u16 = 1 << 10;
 const DATA: u16 = 1 << 11;
+const TITLE: u16 = 1 << 12;
+const CONTEXT: u16 = 1 << 13;
+const CITATIONS: u16 = 1 << 14;
 
-/// An image block's `source`: `{"type": "base64", "media_type", "data"}` (the base64 text read
-/// as a text, so that it shares the body's bytes) or `{"type": "url", "url"}`, each field at
-/// most once.
+/// An image's or a document's `source`, as read; each block type takes the forms it has.
+enum BlockSource {
+    Base64 {
+        media_type: String,
+        data: Text,
+    },
+    Url(String),
+    /// A document's plain text (`{"type": "text", "media_type", "data"}`).
+    Text {
+        media_type: String,
+        data: Text,
+    },
+}
+
+/// An image or document block's `source`: `{"type": "base64", "media_type", "data"}` (the
+/// base64 text read as a text, so that it shares the body's bytes), `{"type": "url", "url"}` or
+/// `{"type": "text", "media_type", "data"}`, each field at most once.
 #[derive(Clone, Copy)]
-struct ImageSourceSeed<'b, const RAW: bool>(Source<'b, RAW>);
+struct BlockSourceSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-seed_visits_itself!(ImageSourceSeed -> ImageSource, deserialize_map);
+seed_visits_itself!(BlockSourceSeed -> BlockSource, deserialize_map);
 
-impl<'de, const RAW: bool> Visitor<'de> for ImageSourceSeed<'_, RAW> {
-    type Value = ImageSource;
+impl<'de, const RAW: bool> Visitor<'de> for BlockSourceSeed<'_, RAW> {
+    type Value = BlockSource;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an image source")
+        f.write_str("an image or document source")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImageSource, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BlockSource, A::Error> {
         let mut kind: Option<Key<'de>> = None;
         let mut media_type: Option<String> = None;
         let mut data: Option<Text> = None;
@@ -522,9 +590,12 @@ impl<'de, const RAW: bool> Visitor<'de> for ImageSourceSeed<'_, RAW> {
         }
         match (kind.as_ref().map(|k| &*k.0), media_type, data, url) {
             (Some("base64"), Some(media_type), Some(data), None) => {
-                Ok(ImageSource::Base64 { media_type, data })
+                Ok(BlockSource::Base64 { media_type, data })
             }
-            (Some("url"), None, None, Some(url)) => Ok(ImageSource::Url(url)),
+            (Some("text"), Some(media_type), Some(data), None) => {
+                Ok(BlockSource::Text { media_type, data })
+            }
+            (Some("url"), None, None, Some(url)) => Ok(BlockSource::Url(url)),
             _ => Err(decline()),
         }
     }

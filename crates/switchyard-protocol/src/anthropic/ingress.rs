@@ -345,7 +345,7 @@ fn decode_block(
             citations,
             cache_control,
         } => (
-            document_part(source, title, context, citations),
+            document_part(document_source(source), title, context, citations),
             cache_control,
         ),
         ContentBlockParam::ToolUse {
@@ -420,23 +420,12 @@ pub(super) fn tool_use_part(id: String, name: String, input: &Value) -> ContentP
 
 /// A `document` block's part. `citations` only means something to Anthropic, so it rides in
 /// the part's extras; `cache_control` goes where an image's does (the message's extras).
-fn document_part(
-    source: wire::DocumentSource,
+pub(super) fn document_part(
+    source: DocumentSource,
     title: Option<String>,
     context: Option<String>,
     citations: Option<Value>,
 ) -> ContentPart {
-    let source = match source {
-        wire::DocumentSource::Base64 { media_type, data } => DocumentSource::Base64 {
-            media_type,
-            data: data.into(),
-        },
-        wire::DocumentSource::Url { url } => DocumentSource::Url(url),
-        wire::DocumentSource::Text { media_type, data } => DocumentSource::Text {
-            media_type,
-            data: data.into(),
-        },
-    };
     let extras = match citations {
         Some(citations) => {
             let mut fields = Map::new();
@@ -450,6 +439,20 @@ fn document_part(
         title,
         context,
         extras,
+    }
+}
+
+fn document_source(source: wire::DocumentSource) -> DocumentSource {
+    match source {
+        wire::DocumentSource::Base64 { media_type, data } => DocumentSource::Base64 {
+            media_type,
+            data: data.into(),
+        },
+        wire::DocumentSource::Url { url } => DocumentSource::Url(url),
+        wire::DocumentSource::Text { media_type, data } => DocumentSource::Text {
+            media_type,
+            data: data.into(),
+        },
     }
 }
 

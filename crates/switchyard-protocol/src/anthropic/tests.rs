@@ -1585,11 +1585,22 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "screen:", "cache_control": {"type": "ephemeral"}}, {"source": {"data": "iVBORw0KGgo=", "media_type": "image/png", "type": "base64"}, "type": "image", "cache_control": {"type": "ephemeral"}}], "is_error": false}, {"type": "tool_result", "tool_use_id": "t2", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "\/9j\/4A=="}, "cache_control": null}], "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "next?"}]}]}"#,
     include_str!("../../tests/fixtures/requests/anthropic/thinking.json"),
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"signature": "", "thinking": "t \"q\"", "type": "thinking"}, {"type": "thinking", "thinking": ""}, {"type": "text", "text": "a"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "t", "context": "c", "citations": {"enabled": true}, "cache_control": {"type": "ephemeral"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"content": [{"citations": null, "title": null, "context": "c \"q\"", "source": {"data": "\/9j\u002f4A==", "media_type": "application/pdf", "type": "base64"}, "type": "document", "cache_control": null}, {"type": "text", "text": "sum"}], "role": "user"}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
-    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "t", "context": "c", "citations": {"enabled": true}, "cache_control": {"type": "ephemeral"}}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}, "x": 1}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf", "x": 1}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}, "title": "a", "title": "b"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "data": "JVBERi0xLjQK"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "title": "t"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}, "text": "a"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}, "title": "t"}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "system": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}], "messages": []}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "f"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "cache_control": {"type": "ephemeral"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "signature": "s"}]}]}"#,
@@ -1665,7 +1676,16 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         "line\\n \\\"q\\\" café \\u00e9 ".repeat(500),
         "x".repeat(70_000)
     );
-    let common: Vec<&str> = COMMON_FORM.iter().copied().chain([long.as_str()]).collect();
+    // A long document's data, read as a text of the body (raw, past the body's UTF-8 check).
+    let pdf = format!(
+        r#"{{"model": "m", "max_tokens": 9, "messages": [{{"role": "user", "content": [{{"type": "document", "source": {{"type": "base64", "media_type": "application/pdf", "data": "{}"}}, "title": "long.pdf"}}, {{"type": "text", "text": "Summarise."}}]}}]}}"#,
+        "JVBERi0xLjQK".repeat(8_000)
+    );
+    let common: Vec<&str> = COMMON_FORM
+        .iter()
+        .copied()
+        .chain([long.as_str(), pdf.as_str()])
+        .collect();
     crate::one_pass::assert_reads_as_the_full_decoder(
         common::decode,
         ingress::decode_chat_full,

@@ -91,8 +91,8 @@ fn split_data_uri(url: &str) -> Option<(&str, usize)> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DocumentSource {
     /// The document's bytes as base64 text with their media type (`application/pdf`,
-    /// `text/plain`, …). A `Text`, as an image's, so that a provider's request can splice in one
-    /// shared with the client's body; the full decoders that read documents today copy it.
+    /// `text/plain`, …). A `Text`, as an image's: the one-pass readers share it with the
+    /// client's body, and a provider's request splices it in rather than copying it.
     Base64 { media_type: String, data: Text },
     /// A document the provider fetches itself (Anthropic's URL source, a PDF).
     Url(String),

@@ -3,8 +3,8 @@
 //! which costs several times the parse itself.
 //!
 //! Only what most clients send is read here: messages of any role with text content (a string
-//! or text parts) or images (an inline image's base64 text shared with the body, as texts are)
-//! and a name, an assistant's tool calls and reasoning, a tool's result, the plain request
+//! or text parts) or images (an inline image's base64 text shared with the body, as texts are),
+//! a user's files (documents, their data shared with the body too), and a name, an assistant's tool calls and reasoning, a tool's result, the plain request
 //! fields, and tools, tool choice and response format (converted by the full decoder's own
 //! functions).
 //! Anything else (a part's unknown field or one given twice, a value out of
@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::ingress::{self, StringOrList, WireRole, WireToolCall};
 use crate::canonical::{
-    ChatRequest, ContentPart, Extras, ImageSource, Message, Reasoning, Role, Text,
+    ChatRequest, ContentPart, DocumentSource, Extras, ImageSource, Message, Reasoning, Role, Text,
 };
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
@@ -172,6 +172,14 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                 }
             }
         }
+        // File parts belong to user messages; elsewhere the full decoder names the part.
+        if !matches!(role, Some(WireRole::User))
+            && content
+                .iter()
+                .any(|p| matches!(p, ContentPart::Document { .. }))
+        {
+            return Err(decline());
+        }
         // As in the full decoder, `tool_calls` belongs to an assistant message and
         // `tool_call_id` to a tool message; on another role each is an extra field.
         let role = match role {
@@ -245,9 +253,11 @@ impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
     }
 }
 
-/// A content part: text (`{"type": "text", "text", "cache_control"}`) or an image
-/// (`{"type": "image_url", "image_url": {"url", "detail"}}`), each field at most once. An
-/// image's URL is read as a text, so that a data URI's base64 text shares the body's bytes.
+/// A content part: text (`{"type": "text", "text", "cache_control"}`), an image
+/// (`{"type": "image_url", "image_url": {"url", "detail"}}`) or a file
+/// (`{"type": "file", "file": {"file_data" | "file_id", "filename"}}`, a document; only a user
+/// message may hold one, which `MessageSeed` checks), each field at most once. An image's URL and
+/// a file's data are read as texts, so that a data URI's base64 text shares the body's bytes.
 #[derive(Clone, Copy)]
 struct PartSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
@@ -263,9 +273,11 @@ impl<'de, const RAW: bool> Visitor<'de> for PartSeed<'_, RAW> {
         let mut text: Option<Text> = None;
         let mut cache_control: Option<Option<Value>> = None;
         let mut image: Option<(Text, Option<String>)> = None;
+        let mut file: Option<ContentPart> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
                 "type" if kind.is_none() => kind = Some(map.next_value()?),
+                "file" if file.is_none() => file = Some(map.next_value_seed(FileSeed(self.0))?),
                 "text" if text.is_none() => {
                     text = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
                 }
@@ -278,19 +290,60 @@ impl<'de, const RAW: bool> Visitor<'de> for PartSeed<'_, RAW> {
                 _ => return Err(decline()),
             }
         }
-        match (kind.as_ref().map(|k| &*k.0), text, image) {
-            (Some("text"), Some(text), None) => Ok(ContentPart::Text {
+        match (kind.as_ref().map(|k| &*k.0), text, image, file) {
+            (Some("text"), Some(text), None, None) => Ok(ContentPart::Text {
                 text,
                 cache_control: cache_control.flatten(),
             }),
-            (Some("image_url"), None, Some((url, detail))) if cache_control.is_none() => {
+            (Some("image_url"), None, Some((url, detail)), None) if cache_control.is_none() => {
                 Ok(ContentPart::Image {
                     source: ImageSource::from_url_text(&url),
                     detail,
                 })
             }
+            (Some("file"), None, None, Some(document)) if cache_control.is_none() => Ok(document),
             _ => Err(decline()),
         }
+    }
+}
+
+/// A file part's `file`: a document, from its `file_data` (a `data:` URI, read as a text) or
+/// its `file_id`, named by its `filename`; each field at most once.
+#[derive(Clone, Copy)]
+struct FileSeed<'b, const RAW: bool>(Source<'b, RAW>);
+
+seed_visits_itself!(FileSeed -> ContentPart, deserialize_map);
+
+impl<'de, const RAW: bool> Visitor<'de> for FileSeed<'_, RAW> {
+    type Value = ContentPart;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a file")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentPart, A::Error> {
+        let mut data: Option<Text> = None;
+        let mut id: Option<String> = None;
+        let mut filename: Option<Option<String>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "file_data" if data.is_none() => {
+                    data = Some(map.next_value_seed(TextSeed(self.0.after(&key)))?);
+                }
+                "file_id" if id.is_none() => id = Some(map.next_value()?),
+                "filename" if filename.is_none() => filename = Some(map.next_value()?),
+                _ => return Err(decline()),
+            }
+        }
+        let source = match (data, id) {
+            (Some(data), None) => DocumentSource::from_data_uri(&data).ok_or_else(decline)?,
+            (None, Some(id)) => DocumentSource::FileId(id),
+            _ => return Err(decline()),
+        };
+        Ok(ContentPart::Document {
+            source,
+            title: filename.flatten(),
+            context: None,
+            extras: Extras::default(),
+        })
     }
 }
 

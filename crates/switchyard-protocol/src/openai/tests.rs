@@ -941,10 +941,24 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "messages": [{"role": "user", "content": "a", "reasoning_content": "r"}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "reasoning": "first", "content": null, "reasoning_content": "second \"q\"", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c", "content": "1"}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning_content": null, "reasoning": null}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}, {"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"content": [{"file": {"file_data": "data:text/plain;base64,aGk=", "filename": null}, "type": "file"}, {"type": "text", "text": "sum"}], "role": "user"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "data:application/pdf;base64,\/9j\u002f4A==", "filename": "caf\u00e9.pdf"}}]}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
-    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}, {"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "assistant", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "system", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1", "x": 1}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1", "filename": "a", "filename": "b"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}, "cache_control": {"type": "ephemeral"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "text": "a", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "file": {"file_id": "file-1"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": null, "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file"}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "JVBERi0xLjQK"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning_content": 5}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": "a", "reasoning": ["r"]}]}"#,
@@ -997,7 +1011,16 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         "line\\n \\\"q\\\" café \\u00e9 ".repeat(500),
         "x".repeat(70_000)
     );
-    let common: Vec<&str> = COMMON_FORM.iter().copied().chain([long.as_str()]).collect();
+    // A long document's data, read as a text of the body (raw, past the body's UTF-8 check).
+    let pdf = format!(
+        r#"{{"model": "m", "messages": [{{"role": "user", "content": [{{"type": "file", "file": {{"filename": "long.pdf", "file_data": "data:application/pdf;base64,{}"}}}}]}}]}}"#,
+        "JVBERi0xLjQK".repeat(8_000)
+    );
+    let common: Vec<&str> = COMMON_FORM
+        .iter()
+        .copied()
+        .chain([long.as_str(), pdf.as_str()])
+        .collect();
     crate::one_pass::assert_reads_as_the_full_decoder(
         common_chat::decode,
         ingress::decode_chat_full,
