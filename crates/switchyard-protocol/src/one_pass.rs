@@ -420,6 +420,26 @@ mod tests {
         pieces.into_iter().filter(inside).collect()
     }
 
+    /// Decodes `body` with `ingress`, builds it for every provider and checks that each
+    /// request carries `written` once, as a slice of `body`, and holds `expected` where `place`
+    /// points (`place` gives, per provider, the value's path in the request).
+    fn assert_spliced_into_every_providers_request(
+        ingress: &dyn IngressDialect,
+        body: &Bytes,
+        written: &str,
+        place: impl for<'v> Fn(&ProviderKind, &'v Value) -> (&'v Value, String),
+    ) {
+        let request = ingress.decode_chat(body).unwrap();
+        for (kind, built) in built_for_every_provider(&request) {
+            let shared = shared_with(&built, body);
+            assert_eq!(shared.len(), 1, "{kind:?}");
+            assert_eq!(shared[0][..], *written.as_bytes(), "{kind:?}");
+            let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+            let (found, expected) = place(&kind, &value);
+            assert_eq!(found.as_str(), Some(expected.as_str()), "{kind:?}");
+        }
+    }
+
     fn target() -> Target<'static> {
         Target {
             base_url: "https://api.example.com/v1",
@@ -498,25 +518,22 @@ mod tests {
             [(&OpenAiIngress, openai), (&AnthropicIngress, anthropic)];
         for (ingress, body) in ingresses {
             let body = Bytes::from(body);
-            let request = ingress.decode_chat(&body).unwrap();
-            for (kind, built) in built_for_every_provider(&request) {
-                let shared = shared_with(&built, &body);
-                assert_eq!(shared.len(), 1, "{kind:?}");
-                assert_eq!(shared[0][..], *written.as_bytes(), "{kind:?}");
-                let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
-                let image = match kind {
-                    ProviderKind::OpenAi => &value["messages"][0]["content"][1]["image_url"]["url"],
-                    ProviderKind::Anthropic => {
-                        &value["messages"][0]["content"][1]["source"]["data"]
-                    }
-                    _ => &value["contents"][0]["parts"][1]["inlineData"]["data"],
-                };
-                let expected = match kind {
-                    ProviderKind::OpenAi => format!("data:image/png;base64,{data}"),
-                    _ => data.to_owned(),
-                };
-                assert_eq!(image.as_str(), Some(expected.as_str()), "{kind:?}");
-            }
+            assert_spliced_into_every_providers_request(ingress, &body, written, |kind, value| {
+                match kind {
+                    ProviderKind::OpenAi => (
+                        &value["messages"][0]["content"][1]["image_url"]["url"],
+                        format!("data:image/png;base64,{data}"),
+                    ),
+                    ProviderKind::Anthropic => (
+                        &value["messages"][0]["content"][1]["source"]["data"],
+                        data.to_owned(),
+                    ),
+                    _ => (
+                        &value["contents"][0]["parts"][1]["inlineData"]["data"],
+                        data.to_owned(),
+                    ),
+                }
+            });
         }
     }
 
@@ -537,13 +554,11 @@ mod tests {
                 [(&OpenAiIngress, openai), (&AnthropicIngress, anthropic)];
             for (ingress, body) in ingresses {
                 let body = Bytes::from(body);
-                let request = ingress.decode_chat(&body).unwrap();
-                for (kind, built) in built_for_every_provider(&request) {
-                    let shared = shared_with(&built, &body);
-                    assert_eq!(shared.len(), 1, "{kind:?}");
-                    assert_eq!(shared[0][..], *written.as_bytes(), "{kind:?}");
-                    let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
-                    let (document, expected) = match kind {
+                assert_spliced_into_every_providers_request(
+                    ingress,
+                    &body,
+                    &written,
+                    |kind, value| match kind {
                         ProviderKind::OpenAi => (
                             &value["messages"][0]["content"][1]["file"]["file_data"],
                             format!("data:application/pdf;base64,{data}"),
@@ -556,9 +571,8 @@ mod tests {
                             &value["contents"][0]["parts"][1]["inlineData"]["data"],
                             data.clone(),
                         ),
-                    };
-                    assert_eq!(document.as_str(), Some(expected.as_str()), "{kind:?}");
-                }
+                    },
+                );
             }
         }
     }
@@ -573,13 +587,11 @@ mod tests {
         let body = Bytes::from(format!(
             r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t1","name":"screenshot","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1","content":[{{"type":"text","text":"the screen"}},{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}}]}}]}}]}}"#
         ));
-        let request = AnthropicIngress.decode_chat(&body).unwrap();
-        for (kind, built) in built_for_every_provider(&request) {
-            let shared = shared_with(&built, &body);
-            assert_eq!(shared.len(), 1, "{kind:?}");
-            assert_eq!(shared[0][..], *data.as_bytes(), "{kind:?}");
-            let value: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
-            let (image, expected) = match kind {
+        assert_spliced_into_every_providers_request(
+            &AnthropicIngress,
+            &body,
+            &data,
+            |kind, value| match kind {
                 ProviderKind::OpenAi => (
                     &value["messages"][2]["content"][0]["image_url"]["url"],
                     format!("data:image/png;base64,{data}"),
@@ -593,9 +605,8 @@ mod tests {
                         ["data"],
                     data.clone(),
                 ),
-            };
-            assert_eq!(image.as_str(), Some(expected.as_str()), "{kind:?}");
-        }
+            },
+        );
     }
 
     /// Where the string cannot be placed (its key was written with an escape), the text is
