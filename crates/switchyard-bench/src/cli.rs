@@ -20,7 +20,8 @@ use crate::load::{self, Plan, ProcWatch, Recorder};
 use crate::payload::{MASTER_KEY, Template};
 use crate::procfs::{self, CpuTotals, Machine};
 use crate::report::{
-    self, Added, CaseReport, Percentiles, ProcessReport, Report, SinkReport, TargetReport,
+    self, Added, AgainstNginx, CaseReport, Percentiles, ProcessReport, Report, SinkReport,
+    TargetReport,
 };
 use crate::sink::OtlpSink;
 use crate::targets::{Gateway, Nginx, SimThread};
@@ -296,6 +297,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         report.cases.push(block);
     }
     print!("{}", report::summary(&report));
+    print!("{}", report::targets(&report));
     if let Some(n) = nginx {
         n.stop();
     }
@@ -396,6 +398,7 @@ fn run_case(
         case: case.clone(),
         prompt_bytes: template.prompt_bytes,
         body_bytes: template.body.len(),
+        against_nginx: AgainstNginx::of(&reports, &added_over_direct),
         targets: reports,
         added_over_direct,
         otlp_sink,

@@ -114,7 +114,7 @@ fn parse_kib_line(text: &str, key: &str) -> Option<u64> {
 }
 
 /// The machine the numbers come from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Machine {
     pub cpu_model: String,
     /// Logical CPUs this process may use (what `nproc` prints).

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::case::{Case, Kind};
+use crate::case::{Case, FeatureSet, Kind, Load, PromptSize};
 use crate::procfs::Machine;
 
 /// The whole run.
@@ -51,6 +51,8 @@ pub struct CaseReport {
     pub otlp_sink: Option<SinkReport>,
     /// Rounds measured again under `--max-steal` (their figures are left out).
     pub rounds_measured_again: u32,
+    /// The gateway against the nginx hop; `None` without nginx.
+    pub against_nginx: Option<AgainstNginx>,
 }
 
 /// Trace exports the OTLP sink received.
@@ -169,6 +171,73 @@ impl Added {
             ),
         }
     }
+}
+
+/// The targets the harness checks a run against: the gateway's added p99 within this multiple
+/// of the nginx hop's (with keys, budgets and records on) ...
+const P99_TIMES_NGINX: f64 = 1.5;
+/// ... its requests per CPU-second at least this share of nginx's (closed loop, bare proxy) ...
+const PER_CPU_SHARE_OF_NGINX: f64 = 0.5;
+/// ... its idle RSS under 40 MB ...
+const IDLE_RSS_MAX_KIB: u64 = 40_000_000 / 1024;
+/// ... and its added time to first token under 200 µs at p50.
+const TTFT_ADDED_MAX_US: i64 = 200;
+
+/// The gateway against the nginx hop in one case: the ratios the targets compare.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgainstNginx {
+    /// The gateway's added p99 over nginx's; `None` where either is at or below direct's.
+    pub p99_ratio: Option<f64>,
+    /// The same for the medians of the rounds' added p99s.
+    pub p99_rounds_ratio: Option<f64>,
+    /// Whether the gateway's added p99 is within 1.5 × nginx's (or at or below direct's).
+    pub p99_within: bool,
+    /// The same for the medians of the rounds' added p99s; `None` without rounds.
+    pub p99_rounds_within: Option<bool>,
+    /// The gateway's requests per second over nginx's.
+    pub throughput_ratio: f64,
+    /// Requests per CPU-second, the gateway's over nginx's (nginx's CPU per request over the
+    /// gateway's); `None` without both processes' CPU time.
+    pub throughput_per_cpu_ratio: Option<f64>,
+}
+
+impl AgainstNginx {
+    /// `None` unless the case ran against both nginx and the gateway.
+    pub fn of(targets: &[TargetReport], added: &[Added]) -> Option<Self> {
+        let target = |name: &str| targets.iter().find(|t| t.target == name);
+        let added_of = |name: &str| added.iter().find(|a| a.target == name);
+        let (nginx, gateway) = (target("nginx")?, target("gateway")?);
+        let (nginx_added, gateway_added) = (added_of("nginx")?, added_of("gateway")?);
+        let ratio = |g: i64, n: i64| (g > 0 && n > 0).then(|| g as f64 / n as f64);
+        let within = |g: i64, n: i64| g as f64 <= (P99_TIMES_NGINX * n as f64).max(0.0);
+        let rounds = nginx_added
+            .p99_median_of_rounds_us
+            .zip(gateway_added.p99_median_of_rounds_us);
+        let cpu = |t: &TargetReport| t.process.and_then(|p| p.cpu_ms_per_1k_requests);
+        Some(AgainstNginx {
+            p99_ratio: ratio(gateway_added.p99_us, nginx_added.p99_us),
+            p99_rounds_ratio: rounds.and_then(|(n, g)| ratio(g, n)),
+            p99_within: within(gateway_added.p99_us, nginx_added.p99_us),
+            p99_rounds_within: rounds.map(|(n, g)| within(g, n)),
+            throughput_ratio: gateway.throughput_rps / nginx.throughput_rps,
+            throughput_per_cpu_ratio: cpu(nginx)
+                .zip(cpu(gateway))
+                .filter(|&(_, g)| g > 0.0)
+                .map(|(n, g)| n / g),
+        })
+    }
+}
+
+/// A stream's added time to first token at p50 (µs), the target's over direct's.
+fn ttft_added_p50(c: &CaseReport, name: &str) -> Option<i64> {
+    let ttft = |name: &str| {
+        c.targets
+            .iter()
+            .find(|t| t.target == name)
+            .and_then(|t| t.ttft_us)
+            .map(|p| p.p50 as i64)
+    };
+    Some(ttft(name)? - ttft("direct")?)
 }
 
 /// The middle value (the mean of the two middle ones for an even count); `None` when empty.
@@ -443,6 +512,156 @@ pub fn summary(report: &Report) -> String {
     out
 }
 
+/// The gateway against the nginx hop case by case, then each target of the run: what met it,
+/// what did not, and the worst case.
+pub fn targets(report: &Report) -> String {
+    let mut out = String::new();
+    let width = report
+        .cases
+        .iter()
+        .map(|c| c.case.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}"));
+    if report.cases.iter().any(|c| c.against_nginx.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n== against the nginx hop: the gateway's figure over nginx's (n/a: either added p99 \
+             at or below direct's)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>27}",
+            "case", "p99", "p99 rnd", "req/s", "per CPU", "TTFT added, nginx / gateway"
+        );
+        for c in &report.cases {
+            let Some(a) = &c.against_nginx else { continue };
+            let ttft = match (ttft_added_p50(c, "nginx"), ttft_added_p50(c, "gateway")) {
+                (Some(n), Some(g)) => format!("{} / {}", signed_ms(n), signed_ms(g)),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27}",
+                c.case.name,
+                ratio(a.p99_ratio),
+                ratio(a.p99_rounds_ratio),
+                a.throughput_ratio,
+                ratio(a.throughput_per_cpu_ratio),
+                ttft
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n== targets{}",
+        if report.mode == "smoke" {
+            " (a smoke run: too few requests for the verdicts to mean anything)"
+        } else {
+            ""
+        }
+    );
+    let verdict = |met: bool| if met { "met" } else { "NOT MET" };
+    // Added p99 with keys, budgets and records on.
+    let kept: Vec<(&CaseReport, &AgainstNginx)> = report
+        .cases
+        .iter()
+        .filter(|c| c.case.features >= FeatureSet::Records)
+        .filter_map(|c| Some((c, c.against_nginx.as_ref()?)))
+        .collect();
+    if kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "added p99 within {P99_TIMES_NGINX} x nginx's, records on: not measured (needs nginx \
+             and a case with records)"
+        );
+    } else {
+        let pooled = kept.iter().filter(|(_, a)| a.p99_within).count();
+        let rounds = kept
+            .iter()
+            .filter(|(_, a)| a.p99_rounds_within == Some(true))
+            .count();
+        let worst = kept
+            .iter()
+            .filter_map(|(c, a)| Some((a.p99_rounds_ratio?, &c.case.name)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let _ = writeln!(
+            out,
+            "added p99 within {P99_TIMES_NGINX} x nginx's, keys, budgets and records on: {} \
+             (within in {pooled} of {n} cases by the pooled p99, {rounds} by the rounds' median{})",
+            verdict(pooled == kept.len() || rounds == kept.len()),
+            worst.map_or(String::new(), |(r, name)| format!(
+                "; highest rounds' ratio {r:.2}, {name}"
+            )),
+            n = kept.len(),
+        );
+    }
+    // Throughput per CPU at saturation, bare proxy.
+    let lowest = report
+        .cases
+        .iter()
+        .filter(|c| {
+            c.case.features == FeatureSet::Bare && matches!(c.case.load, Load::Concurrency(_))
+        })
+        .filter_map(|c| {
+            Some((
+                c.against_nginx.as_ref()?.throughput_per_cpu_ratio?,
+                &c.case.name,
+            ))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let _ = match lowest {
+        Some((r, name)) => writeln!(
+            out,
+            "throughput per CPU at least {PER_CPU_SHARE_OF_NGINX} x nginx's (bare, closed loop): {} \
+             (lowest {r:.2}, {name})",
+            verdict(r >= PER_CPU_SHARE_OF_NGINX)
+        ),
+        None => writeln!(
+            out,
+            "throughput per CPU at least {PER_CPU_SHARE_OF_NGINX} x nginx's: not measured (needs \
+             nginx and a closed-loop bare case)"
+        ),
+    };
+    // Idle RSS, every case.
+    let highest = report
+        .cases
+        .iter()
+        .filter_map(|c| {
+            let gateway = c.targets.iter().find(|t| t.target == "gateway")?;
+            Some((gateway.process?.rss_idle_kib?, &c.case.name))
+        })
+        .max();
+    if let Some((kib, name)) = highest {
+        let _ = writeln!(
+            out,
+            "idle RSS under 40 MB: {} (highest {} MiB, {name})",
+            verdict(kib < IDLE_RSS_MAX_KIB),
+            mib(kib)
+        );
+    }
+    // Added time to first token, streams, by prompt size.
+    for (long, label) in [(false, "short prompt"), (true, "long prompt")] {
+        let highest = report
+            .cases
+            .iter()
+            .filter(|c| (c.case.prompt != PromptSize::Small) == long)
+            .filter_map(|c| Some((ttft_added_p50(c, "gateway")?, &c.case.name)))
+            .max();
+        if let Some((us, name)) = highest {
+            let _ = writeln!(
+                out,
+                "added time to first token under {TTFT_ADDED_MAX_US} us at p50, streams, {label}: \
+                 {} (highest {}, {name})",
+                verdict(us < TTFT_ADDED_MAX_US),
+                signed_ms(us)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +714,209 @@ mod tests {
             &target("d", 1, vec![150, 100, 60]),
         );
         assert_eq!(below.p99_median_of_rounds_us, Some(-10));
+    }
+
+    /// A target whose added latencies over a direct of 1 ms are `p99_added` (pooled and in
+    /// each round), with its process's CPU per 1,000 requests and idle RSS.
+    fn run(name: &str, p99_added: u64, rps: f64, cpu: f64, rss_idle_kib: u64) -> TargetReport {
+        let mut t = target(name, 1_000 + p99_added, vec![1_000 + p99_added; 3]);
+        t.throughput_rps = rps;
+        t.process = Some(ProcessReport {
+            cpu_ms: None,
+            cpu_ms_per_1k_requests: Some(cpu),
+            rss_idle_kib: Some(rss_idle_kib),
+            rss_load_kib: rss_idle_kib,
+        });
+        t
+    }
+
+    fn case(
+        name: &str,
+        features: FeatureSet,
+        load: Load,
+        targets: Vec<TargetReport>,
+    ) -> CaseReport {
+        let direct = &targets[0];
+        let added: Vec<Added> = targets[1..]
+            .iter()
+            .map(|t| Added::between(t, direct))
+            .collect();
+        CaseReport {
+            case: Case {
+                name: name.into(),
+                description: String::new(),
+                kind: Kind::Chat,
+                features,
+                prompt: PromptSize::Small,
+                model: "m".into(),
+                load,
+                stop: crate::case::Stop::Requests(1),
+                warmup: std::time::Duration::ZERO,
+                gateway_config: Default::default(),
+            },
+            prompt_bytes: 0,
+            body_bytes: 0,
+            against_nginx: AgainstNginx::of(&targets, &added),
+            targets,
+            added_over_direct: added,
+            otlp_sink: None,
+            rounds_measured_again: 0,
+        }
+    }
+
+    #[test]
+    fn the_gateway_is_compared_with_nginx_as_the_targets_ask() {
+        let direct = || target("direct", 1_000, vec![1_000; 3]);
+        let of = |nginx: TargetReport, gateway: TargetReport| {
+            let targets = vec![direct(), nginx, gateway];
+            let added: Vec<Added> = targets[1..]
+                .iter()
+                .map(|t| Added::between(t, &targets[0]))
+                .collect();
+            AgainstNginx::of(&targets, &added).unwrap()
+        };
+        let a = of(
+            run("nginx", 200, 1_000.0, 20.0, 8_000),
+            run("gateway", 250, 800.0, 40.0, 20_000),
+        );
+        assert_eq!(a.p99_ratio, Some(1.25));
+        assert_eq!(a.p99_rounds_ratio, Some(1.25));
+        assert!(a.p99_within);
+        assert_eq!(a.p99_rounds_within, Some(true));
+        assert_eq!(a.throughput_ratio, 0.8);
+        assert_eq!(a.throughput_per_cpu_ratio, Some(0.5));
+        let a = of(
+            run("nginx", 200, 1.0, 1.0, 1),
+            run("gateway", 400, 1.0, 1.0, 1),
+        );
+        assert_eq!(a.p99_ratio, Some(2.0));
+        assert!(!a.p99_within);
+        // At or below direct's: no ratio. A gateway at or below direct's is within; above
+        // direct's while nginx is not, it is not.
+        let mut nginx_below = target("nginx", 950, vec![950; 3]);
+        nginx_below.process = None;
+        let a = of(nginx_below, target("gateway", 990, vec![990; 3]));
+        assert_eq!((a.p99_ratio, a.p99_within), (None, true));
+        assert_eq!(a.throughput_per_cpu_ratio, None);
+        let a = of(
+            target("nginx", 950, vec![950; 3]),
+            target("gateway", 1_030, vec![1_030; 3]),
+        );
+        assert_eq!((a.p99_ratio, a.p99_within), (None, false));
+        // Without nginx there is nothing to compare.
+        let targets = vec![direct(), run("gateway", 250, 1.0, 1.0, 1)];
+        let added = vec![Added::between(&targets[1], &targets[0])];
+        assert!(AgainstNginx::of(&targets, &added).is_none());
+    }
+
+    #[test]
+    fn each_target_is_reported_met_or_not_with_its_worst_case() {
+        let direct = || target("direct", 1_000, vec![1_000; 3]);
+        let report = |cases| Report {
+            mode: "full",
+            machine: Machine::default(),
+            gateway_bin: String::new(),
+            gateway_version: String::new(),
+            nginx: Some("nginx/1".into()),
+            rounds: 3,
+            notes: Vec::new(),
+            cases,
+        };
+        let text = targets(&report(vec![
+            case(
+                "records-within",
+                FeatureSet::Records,
+                Load::Rate(500.0),
+                vec![
+                    direct(),
+                    run("nginx", 200, 500.0, 70.0, 8_000),
+                    run("gateway", 290, 500.0, 150.0, 24_000),
+                ],
+            ),
+            case(
+                "records-over",
+                FeatureSet::Otel,
+                Load::Rate(500.0),
+                vec![
+                    direct(),
+                    run("nginx", 100, 500.0, 70.0, 8_000),
+                    run("gateway", 390, 500.0, 150.0, 25_000),
+                ],
+            ),
+            case(
+                "saturation",
+                FeatureSet::Bare,
+                Load::Concurrency(16),
+                vec![
+                    direct(),
+                    run("nginx", 100, 20_000.0, 20.0, 8_000),
+                    run("gateway", 100, 18_000.0, 50.0, 22_000),
+                ],
+            ),
+        ]));
+        let row = |name: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default();
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(row("records-over"), "3.90 3.90 1.00 0.47 -", "{text}");
+        assert_eq!(row("saturation"), "1.00 1.00 0.90 0.40 -", "{text}");
+        assert!(
+            text.contains(
+                "added p99 within 1.5 x nginx's, keys, budgets and records on: NOT MET (within in \
+                 1 of 2 cases by the pooled p99, 1 by the rounds' median; highest rounds' ratio \
+                 3.90, records-over)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("throughput per CPU at least 0.5 x nginx's (bare, closed loop): NOT MET (lowest 0.40, saturation)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("idle RSS under 40 MB: met (highest 24.4 MiB, records-over)"),
+            "{text}"
+        );
+        // No stream, no time to first token; without nginx, no comparison.
+        assert!(!text.contains("first token"), "{text}");
+        let ttft = |mut t: TargetReport, p50: u64| {
+            let mut p = t.latency_us;
+            p.p50 = p50;
+            t.ttft_us = Some(p);
+            t
+        };
+        let streamed = targets(&report(vec![case(
+            "stream",
+            FeatureSet::Keys,
+            Load::Rate(500.0),
+            vec![
+                ttft(direct(), 300),
+                ttft(run("nginx", 100, 500.0, 70.0, 8_000), 360),
+                ttft(run("gateway", 120, 500.0, 90.0, 22_000), 450),
+            ],
+        )]));
+        assert!(streamed.contains("+0.060 / +0.150"), "{streamed}");
+        assert!(
+            streamed.contains("added time to first token under 200 us at p50, streams, short prompt: met (highest +0.150, stream)"),
+            "{streamed}"
+        );
+        let alone = targets(&report(vec![case(
+            "records-alone",
+            FeatureSet::Records,
+            Load::Rate(500.0),
+            vec![direct(), run("gateway", 290, 500.0, 150.0, 41_000)],
+        )]));
+        assert!(!alone.contains("against the nginx hop"), "{alone}");
+        assert!(alone.contains("records on: not measured"), "{alone}");
+        assert!(
+            alone.contains("idle RSS under 40 MB: NOT MET (highest 40.0 MiB, records-alone)"),
+            "{alone}"
+        );
     }
 
     #[test]

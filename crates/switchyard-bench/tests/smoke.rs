@@ -76,6 +76,16 @@ fn smoke_cases_complete_without_errors() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("all requests succeeded"), "{stdout}");
+    // The run ends with each target's verdict; without nginx, those that compare with it say
+    // they were not measured.
+    assert!(stdout.contains("\n== targets (a smoke run"), "{stdout}");
+    assert!(!stdout.contains("against the nginx hop"), "{stdout}");
+    assert!(stdout.contains("records on: not measured"), "{stdout}");
+    assert!(stdout.contains("idle RSS under 40 MB: "), "{stdout}");
+    assert!(
+        stdout.contains("added time to first token under 200 us at p50, streams, short prompt: "),
+        "{stdout}"
+    );
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["mode"], "smoke");
@@ -88,6 +98,8 @@ fn smoke_cases_complete_without_errors() {
         } else {
             assert!(case["otlp_sink"].is_null(), "{case}");
         }
+        // Without nginx there is nothing to compare the gateway with.
+        assert!(case["against_nginx"].is_null(), "{case}");
         // Without `--max-steal` every round is kept.
         assert_eq!(case["rounds_measured_again"], 0, "{case}");
         let targets = case["targets"].as_array().unwrap();
