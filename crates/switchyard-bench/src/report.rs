@@ -768,12 +768,14 @@ mod tests {
     fn the_gateway_is_compared_with_nginx_as_the_targets_ask() {
         let direct = || target("direct", 1_000, vec![1_000; 3]);
         let of = |nginx: TargetReport, gateway: TargetReport| {
-            let targets = vec![direct(), nginx, gateway];
-            let added: Vec<Added> = targets[1..]
-                .iter()
-                .map(|t| Added::between(t, &targets[0]))
-                .collect();
-            AgainstNginx::of(&targets, &added).unwrap()
+            case(
+                "c",
+                FeatureSet::Bare,
+                Load::Rate(1.0),
+                vec![direct(), nginx, gateway],
+            )
+            .against_nginx
+            .unwrap()
         };
         let a = of(
             run("nginx", 200, 1_000.0, 20.0, 8_000),
@@ -804,9 +806,12 @@ mod tests {
         );
         assert_eq!((a.p99_ratio, a.p99_within), (None, false));
         // Without nginx there is nothing to compare.
-        let targets = vec![direct(), run("gateway", 250, 1.0, 1.0, 1)];
-        let added = vec![Added::between(&targets[1], &targets[0])];
-        assert!(AgainstNginx::of(&targets, &added).is_none());
+        let alone = vec![direct(), run("gateway", 250, 1.0, 1.0, 1)];
+        assert!(
+            case("c", FeatureSet::Bare, Load::Rate(1.0), alone)
+                .against_nginx
+                .is_none()
+        );
     }
 
     #[test]
