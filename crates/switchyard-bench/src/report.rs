@@ -564,25 +564,25 @@ pub fn targets(report: &Report) -> String {
     );
     let verdict = |met: bool| if met { "met" } else { "NOT MET" };
     // Added p99 with keys, budgets and records on.
-    let kept: Vec<(&CaseReport, &AgainstNginx)> = report
+    let with_records: Vec<(&CaseReport, &AgainstNginx)> = report
         .cases
         .iter()
         .filter(|c| c.case.features >= FeatureSet::Records)
         .filter_map(|c| Some((c, c.against_nginx.as_ref()?)))
         .collect();
-    if kept.is_empty() {
+    if with_records.is_empty() {
         let _ = writeln!(
             out,
             "added p99 within {P99_TIMES_NGINX} x nginx's, records on: not measured (needs nginx \
              and a case with records)"
         );
     } else {
-        let pooled = kept.iter().filter(|(_, a)| a.p99_within).count();
-        let rounds = kept
+        let pooled = with_records.iter().filter(|(_, a)| a.p99_within).count();
+        let rounds = with_records
             .iter()
             .filter(|(_, a)| a.p99_rounds_within == Some(true))
             .count();
-        let worst = kept
+        let worst = with_records
             .iter()
             .filter_map(|(c, a)| Some((a.p99_rounds_ratio?, &c.case.name)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
@@ -590,11 +590,11 @@ pub fn targets(report: &Report) -> String {
             out,
             "added p99 within {P99_TIMES_NGINX} x nginx's, keys, budgets and records on: {} \
              (within in {pooled} of {n} cases by the pooled p99, {rounds} by the rounds' median{})",
-            verdict(pooled == kept.len() || rounds == kept.len()),
+            verdict(pooled == with_records.len() || rounds == with_records.len()),
             worst.map_or(String::new(), |(r, name)| format!(
                 "; highest rounds' ratio {r:.2}, {name}"
             )),
-            n = kept.len(),
+            n = with_records.len(),
         );
     }
     // Throughput per CPU at saturation, bare proxy.
@@ -614,8 +614,8 @@ pub fn targets(report: &Report) -> String {
     let _ = match lowest {
         Some((r, name)) => writeln!(
             out,
-            "throughput per CPU at least {PER_CPU_SHARE_OF_NGINX} x nginx's (bare, closed loop): {} \
-             (lowest {r:.2}, {name})",
+            "throughput per CPU at least {PER_CPU_SHARE_OF_NGINX} x nginx's (bare, closed \
+             loop): {} (lowest {r:.2}, {name})",
             verdict(r >= PER_CPU_SHARE_OF_NGINX)
         ),
         None => writeln!(
@@ -880,7 +880,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("throughput per CPU at least 0.5 x nginx's (bare, closed loop): NOT MET (lowest 0.40, saturation)"),
+            text.contains(
+                "throughput per CPU at least 0.5 x nginx's (bare, closed loop): NOT MET (lowest \
+                 0.40, saturation)"
+            ),
             "{text}"
         );
         assert!(
@@ -907,7 +910,10 @@ mod tests {
         )]));
         assert!(streamed.contains("+0.060 / +0.150"), "{streamed}");
         assert!(
-            streamed.contains("added time to first token under 200 us at p50, streams, short prompt: met (highest +0.150, stream)"),
+            streamed.contains(
+                "added time to first token under 200 us at p50, streams, short prompt: met \
+                 (highest +0.150, stream)"
+            ),
             "{streamed}"
         );
         let alone = targets(&report(vec![case(

@@ -4,9 +4,9 @@
 //!
 //! Only what most clients send is read here: messages of any role with text content (a string
 //! or text parts) or images (an inline image's base64 text shared with the body, as texts are),
-//! a user's files (documents, their data shared with the body too), and a name, an assistant's tool calls and reasoning, a tool's result, the plain request
-//! fields, and tools, tool choice and response format (converted by the full decoder's own
-//! functions).
+//! a user's files (documents, their data shared with the body too), and a name, an assistant's
+//! tool calls and reasoning, a tool's result, the plain request fields, and tools, tool choice
+//! and response format (converted by the full decoder's own functions).
 //! Anything else (a part's unknown field or one given twice, a value out of
 //! range or of the wrong type, malformed JSON) answers `None`, and the request goes through the
 //! full decoder, which reads every form and names the path of every error. For what it
