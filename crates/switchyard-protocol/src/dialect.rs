@@ -6,7 +6,7 @@ use http::HeaderMap;
 
 use crate::canonical::{
     ChatRequest, ChatResponse, DocumentSource, EmbeddingRequest, EmbeddingResponse, ErrorClass,
-    Role, StreamEvent, UpstreamErrorInfo,
+    StreamEvent, UpstreamErrorInfo,
 };
 use crate::error::{ClientError, DecodeError};
 use crate::provider_body::ProviderBody;
@@ -197,17 +197,14 @@ pub(crate) fn check_documents(
     request: &ChatRequest,
     refusal: impl Fn(&DocumentSource) -> Option<String>,
 ) -> Result<(), DecodeError> {
-    for (i, j, message, source) in request.documents() {
-        let reason = if message.role == Role::User {
+    for (path, in_place, source) in request.documents() {
+        let reason = if in_place {
             refusal(source)
         } else {
             Some("documents belong to user messages".to_owned())
         };
         if let Some(reason) = reason {
-            return Err(DecodeError::new(
-                reason,
-                Some(&format!("messages[{i}].content[{j}]")),
-            ));
+            return Err(DecodeError::new(reason, Some(&path)));
         }
     }
     Ok(())

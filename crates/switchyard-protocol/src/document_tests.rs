@@ -253,10 +253,10 @@ fn an_anthropic_document_the_gateway_cannot_carry_is_refused_by_path() {
         (
             anthropic_body(
                 json!([{"type": "tool_result", "tool_use_id": "t", "content": [
-                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]),
+                {"type": "tool_use", "id": "u", "name": "f", "input": {}}]}]),
             ),
             "messages[0].content[0].content[0].type",
-            "text and image",
+            "text, image and document",
         ),
     ];
     for (body, param, words) in cases {
@@ -419,5 +419,73 @@ fn every_provider_declares_documents() {
     ];
     for provider in providers {
         assert!(provider.capabilities().documents);
+    }
+}
+
+/// An agent's tool that fetched a PDF: the result's document reaches each provider where its
+/// API takes one (Anthropic in the tool result, OpenAI in a user message after the `tool`
+/// message, Gemini in the function response's parts), and a form a provider has no place for
+/// there is refused naming the part.
+#[test]
+fn a_tool_results_document_reaches_every_provider() {
+    let body = |source: Value| {
+        json!({"model": "m", "max_tokens": 100, "messages": [
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "fetch_report", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "text", "text": "the report"},
+                {"type": "document", "source": source, "title": "report.pdf"}]}]}]})
+    };
+    let inline = json!({"type": "base64", "media_type": "application/pdf", "data": PDF_DATA});
+    let request = decode(&AnthropicIngress, &body(inline.clone())).unwrap();
+    let ContentPart::ToolResult { content, .. } = &request.messages[1].content[0] else {
+        panic!("a tool result: {:?}", request.messages[1]);
+    };
+    assert!(
+        matches!(&content[1], ContentPart::Document { .. }),
+        "{content:?}"
+    );
+    assert!(request.has_documents());
+
+    let sent = build(&AnthropicProvider, &request).unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"][0]["content"][1],
+        json!({"type": "document", "source": inline, "title": "report.pdf"})
+    );
+    let sent = build(&openai(), &request).unwrap();
+    assert_eq!(sent["messages"][1]["role"], "tool");
+    assert_eq!(sent["messages"][1]["content"], "the report");
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [{"type": "file", "file": {"filename": "report.pdf",
+            "file_data": format!("data:application/pdf;base64,{PDF_DATA}")}}]})
+    );
+    let sent = build(&GeminiProvider, &request).unwrap();
+    let response = &sent["contents"][1]["parts"][0]["functionResponse"];
+    assert_eq!(response["response"], json!({"result": "the report"}));
+    assert_eq!(
+        response["parts"],
+        json!([{"inlineData": {"mimeType": "application/pdf", "data": PDF_DATA}}])
+    );
+
+    // A URL: Anthropic fetches it; OpenAI's file part and Gemini's function response have no
+    // place for one.
+    let by_url = decode(
+        &AnthropicIngress,
+        &body(json!({"type": "url", "url": "https://x.example/report.pdf"})),
+    )
+    .unwrap();
+    let sent = build(&AnthropicProvider, &by_url).unwrap();
+    assert_eq!(
+        sent["messages"][1]["content"][0]["content"][1]["source"]["url"],
+        "https://x.example/report.pdf"
+    );
+    for provider in [&openai() as &dyn ProviderDialect, &GeminiProvider] {
+        let error = build(provider, &by_url).expect_err("a URL in a tool result");
+        assert_eq!(
+            error.param.as_deref(),
+            Some("messages[1].content[0].content[1]"),
+            "{error:?}"
+        );
     }
 }

@@ -283,14 +283,27 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     let result = tool_result_text(block.get("content"));
                     conv.input_chars += chars(&result);
                     results.push(result);
-                    // A result's images (an agent's screenshot) are the user turn's images too.
+                    // A result's images and documents (an agent's screenshot, a PDF its tool
+                    // fetched) are the user turn's too.
                     if let Some(Value::Array(inner)) = block.get("content") {
-                        images.extend(
-                            inner
-                                .iter()
-                                .filter(|b| b.get("type").and_then(Value::as_str) == Some("image"))
-                                .filter_map(|b| image_source(b.get("source"))),
-                        );
+                        for (k, b) in inner.iter().enumerate() {
+                            match b.get("type").and_then(Value::as_str) {
+                                Some("image") => images.extend(image_source(b.get("source"))),
+                                Some("document") => {
+                                    documents.push(document_source(b.get("source")).ok_or_else(
+                                        || {
+                                            SimError::bad_request(format!(
+                                                "messages.{i}.content.{j}.content.{k}.document.\
+                                                 source: Input tag does not match any of the \
+                                                 expected tags: 'base64', 'text', 'url' (or its \
+                                                 base64 data is invalid)"
+                                            ))
+                                        },
+                                    )?);
+                                }
+                                _ => {}
+                            }
+                        }
                     }
                 }
                 Some("tool_use" | "tool_result") => {

@@ -239,14 +239,18 @@ pub(crate) fn parse_chat(
                     .unwrap_or_default();
                 conv.input_chars += chars(&result);
                 results.push(result);
-                // The response's media (a screenshot) are the user turn's images too.
+                // The response's media (a screenshot, a PDF) are the user turn's images and
+                // documents too.
                 for media in response
                     .get("parts")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
                 {
-                    images.extend(inline_image(media));
+                    match document(media) {
+                        Some(document) => documents.push(document?),
+                        None => images.extend(inline_image(media)),
+                    }
                 }
             }
         }

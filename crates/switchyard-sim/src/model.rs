@@ -43,10 +43,12 @@ pub(crate) struct Conversation {
     pub include_usage: bool,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
-    /// Images of the last user message (those of its tool results included), each as a data URI (`data:<type>;base64,<data>`, as
-    /// rebuilt from an inline image) or its URL: what a scripted reply's `{images}` echoes.
+    /// Images of the last user message (those of its tool results included), each as a data
+    /// URI (`data:<type>;base64,<data>`, as rebuilt from an inline image) or its URL: what a
+    /// scripted reply's `{images}` echoes.
     pub last_user_images: Vec<String>,
-    /// Documents of the last user message, each as [`inline_document`] shows inline data,
+    /// Documents of the last user message (those of its tool results included), each as
+    /// [`inline_document`] shows inline data,
     /// `file_id:<id>` for an OpenAI file id, or its URL: what a scripted reply's `{documents}`
     /// echoes.
     pub last_user_documents: Vec<String>,

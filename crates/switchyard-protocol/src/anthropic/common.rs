@@ -313,7 +313,12 @@ impl<'de, const RAW: bool> Visitor<'de> for BlocksSeed<'_, RAW> {
                 // An image's `cache_control` there is dropped, as the full decoder drops it.
                 let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
                 while let Some((part, _)) = seq.next_element_seed(BlockSeed(self.0.unplaced()))? {
-                    if !matches!(part, ContentPart::Text { .. } | ContentPart::Image { .. }) {
+                    if !matches!(
+                        part,
+                        ContentPart::Text { .. }
+                            | ContentPart::Image { .. }
+                            | ContentPart::Document { .. }
+                    ) {
                         return Err(decline());
                     }
                     parts.push(part);

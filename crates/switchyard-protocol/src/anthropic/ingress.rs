@@ -368,12 +368,15 @@ fn decode_block(
                     for (k, block) in blocks.into_iter().enumerate() {
                         let inner = format!("{path}.content[{k}]");
                         match block {
-                            ContentBlockParam::Text { .. } | ContentBlockParam::Image { .. } => {
+                            ContentBlockParam::Text { .. }
+                            | ContentBlockParam::Image { .. }
+                            | ContentBlockParam::Document { .. } => {
                                 parts.push(decode_block(block, &inner)?.0);
                             }
                             _ => {
                                 return Err(DecodeError::new(
-                                    "tool_result content may only hold text and image blocks",
+                                    "tool_result content may only hold text, image and document \
+                                     blocks",
                                     Some(&format!("{inner}.type")),
                                 ));
                             }

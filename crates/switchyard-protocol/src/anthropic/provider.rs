@@ -223,6 +223,26 @@ fn document_refusal(source: &DocumentSource) -> Option<String> {
     }
 }
 
+/// A document part's `document` block (its `cache_control`, if any, is set by the caller);
+/// `path` names the part in errors.
+fn document_block<'r>(
+    source: &'r DocumentSource,
+    title: &'r Option<String>,
+    context: &'r Option<String>,
+    extras: &'r Extras,
+    path: &str,
+) -> Result<Block<'r>, DecodeError> {
+    Ok(Block::Document {
+        source: document_block_source(source, path)?,
+        title: title.as_deref(),
+        context: context.as_deref(),
+        citations: extras
+            .for_dialect(DialectId::Anthropic)
+            .and_then(|fields| fields.get(DOCUMENT_CITATIONS)),
+        cache_control: None,
+    })
+}
+
 /// A document's block source; an inline plain text file is decoded into a text source (the
 /// Messages API has no base64 source for it).
 fn document_block_source<'r>(
@@ -654,15 +674,13 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                 title,
                 context,
                 extras,
-            } => Block::Document {
-                source: document_block_source(source, &format!("messages[{i}].content[{j}]"))?,
-                title: title.as_deref(),
-                context: context.as_deref(),
-                citations: extras
-                    .for_dialect(DialectId::Anthropic)
-                    .and_then(|fields| fields.get(DOCUMENT_CITATIONS)),
-                cache_control: None,
-            },
+            } => document_block(
+                source,
+                title,
+                context,
+                extras,
+                &format!("messages[{i}].content[{j}]"),
+            )?,
             ContentPart::ToolCall {
                 id,
                 name,
@@ -685,7 +703,7 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                 ..
             } => Block::ToolResult {
                 tool_use_id: tool_call_id,
-                content: tool_result_content(content),
+                content: tool_result_content(content, &format!("messages[{i}].content[{j}]"))?,
                 is_error: *is_error,
                 cache_control: None,
             },
@@ -731,24 +749,40 @@ fn tool_arguments(arguments: &str, path: &str) -> Result<Value, DecodeError> {
 }
 
 /// A tool result's text and image parts; the API takes no other kind there.
-fn tool_result_content(content: &[ContentPart]) -> Vec<Block<'_>> {
-    content
-        .iter()
-        .filter_map(|part| match part {
+fn tool_result_content<'r>(
+    content: &'r [ContentPart],
+    path: &str,
+) -> Result<Vec<Block<'r>>, DecodeError> {
+    let mut blocks = Vec::with_capacity(content.len());
+    for (k, part) in content.iter().enumerate() {
+        match part {
             ContentPart::Text {
                 text,
                 cache_control,
-            } if !text.is_empty() => Some(Block::Text {
+            } if !text.is_empty() => blocks.push(Block::Text {
                 text,
                 cache_control: cache_control.clone(),
             }),
-            ContentPart::Image { source, .. } => Some(Block::Image {
+            ContentPart::Image { source, .. } => blocks.push(Block::Image {
                 source,
                 cache_control: None,
             }),
-            _ => None,
-        })
-        .collect()
+            ContentPart::Document {
+                source,
+                title,
+                context,
+                extras,
+            } => blocks.push(document_block(
+                source,
+                title,
+                context,
+                extras,
+                &format!("{path}.content[{k}]"),
+            )?),
+            _ => {}
+        }
+    }
+    Ok(blocks)
 }
 
 fn parse_message(message: wire::Message) -> ChatResponse {

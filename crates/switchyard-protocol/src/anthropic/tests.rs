@@ -1588,6 +1588,8 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "t", "context": "c", "citations": {"enabled": true}, "cache_control": {"type": "ephemeral"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"content": [{"citations": null, "title": null, "context": "c \"q\"", "source": {"data": "\/9j\u002f4A==", "media_type": "application/pdf", "type": "base64"}, "type": "document", "cache_control": null}, {"type": "text", "text": "sum"}], "role": "user"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "the report"}, {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "r.pdf", "cache_control": {"type": "ephemeral"}}]}]}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
@@ -1627,7 +1629,6 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}]}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image"}]}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": {"type": "text", "text": "a"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 5}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "content": "a"}]}]}"#,

@@ -141,7 +141,8 @@ pub enum ContentPart {
         /// OpenAI's `detail` hint (`auto`, `low`, `high`).
         detail: Option<String>,
     },
-    /// A document the model reads (a PDF, a text file): input only, in user messages.
+    /// A document the model reads (a PDF, a text file): input only, in user messages and in
+    /// tool results.
     Document {
         source: DocumentSource,
         /// OpenAI's `filename` / Anthropic's `title`.
@@ -297,23 +298,42 @@ impl ChatRequest {
     }
 
     pub fn has_documents(&self) -> bool {
-        self.messages.iter().any(|m| {
-            m.content
-                .iter()
-                .any(|p| matches!(p, ContentPart::Document { .. }))
-        })
+        self.documents().next().is_some()
     }
 
-    /// Every document part with its place: the index of its message and of the part in it.
-    pub fn documents(&self) -> impl Iterator<Item = (usize, usize, &Message, &DocumentSource)> {
+    /// Every document part, a message's or a tool result's, with its path in the request
+    /// (`messages[i].content[j]`, `messages[i].content[j].content[k]` in a tool result) and
+    /// whether it stands where a document may: in a user message, or in a tool's result.
+    pub fn documents(&self) -> impl Iterator<Item = (String, bool, &DocumentSource)> {
         self.messages.iter().enumerate().flat_map(|(i, m)| {
-            m.content
-                .iter()
-                .enumerate()
-                .filter_map(move |(j, p)| match p {
-                    ContentPart::Document { source, .. } => Some((i, j, m, source)),
+            m.content.iter().enumerate().flat_map(move |(j, p)| {
+                let in_result = match p {
+                    ContentPart::ToolResult { content, .. } => &content[..],
+                    _ => &[],
+                };
+                let own = match p {
+                    ContentPart::Document { source, .. } => Some((
+                        format!("messages[{i}].content[{j}]"),
+                        m.role == Role::User,
+                        source,
+                    )),
                     _ => None,
-                })
+                };
+                own.into_iter()
+                    .chain(
+                        in_result
+                            .iter()
+                            .enumerate()
+                            .filter_map(move |(k, c)| match c {
+                                ContentPart::Document { source, .. } => Some((
+                                    format!("messages[{i}].content[{j}].content[{k}]"),
+                                    true,
+                                    source,
+                                )),
+                                _ => None,
+                            }),
+                    )
+            })
         })
     }
 

@@ -729,10 +729,15 @@ fn function_response_body<'c>(
             ContentPart::Image {
                 source: ImageSource::Base64 { media_type, data },
                 ..
+            }
+            | ContentPart::Document {
+                source: DocumentSource::Base64 { media_type, data },
+                ..
             } => media.push((media_type.as_str(), data)),
             _ => {
                 return Err(DecodeError::new(
-                    "Gemini function responses carry text and inline (base64) images only",
+                    "Gemini function responses carry text and inline (base64) images and \
+                     documents only",
                     Some(&format!("{path}.content[{k}]")),
                 ));
             }

@@ -642,8 +642,9 @@ fn write_messages(
             }
             Role::User | Role::Tool => {
                 // Tool results become `tool` messages; anything else stays a user message.
-                // A `tool` message holds text only, so a result's images (a screenshot an
-                // agent's tool took) follow in that user message, after every `tool` message
+                // A `tool` message holds text only, so a result's images and documents (a
+                // screenshot an agent's tool took, a PDF it fetched) follow in that user message,
+                // after every `tool` message
                 // (each must directly answer the assistant's call), ahead of the other parts.
                 let result_images = || {
                     m.content
@@ -653,7 +654,9 @@ fn write_messages(
                             _ => None,
                         })
                         .flatten()
-                        .filter(|p| matches!(p, ContentPart::Image { .. }))
+                        .filter(|p| {
+                            matches!(p, ContentPart::Image { .. } | ContentPart::Document { .. })
+                        })
                 };
                 let mut others = result_images().next().is_some();
                 for part in &m.content {

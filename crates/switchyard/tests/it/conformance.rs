@@ -583,6 +583,55 @@ async fn a_pdf_reaches_every_provider_from_both_ingresses() {
     );
 }
 
+/// An agent's tool fetched a PDF: the document in the Anthropic tool result reaches every
+/// provider (in the result for Anthropic, in a user message after the `tool` message for
+/// OpenAI-style providers, in the function response's parts for Gemini), and a URL, which only
+/// Anthropic fetches, is refused by the others naming the part.
+#[tokio::test]
+async fn a_tool_results_pdf_reaches_every_provider() {
+    use base64::Engine;
+    let env = echoing("{documents}").await;
+    let pdf = [
+        &b"%PDF-1.4\n"[..],
+        &b"1 0 obj << /Type /Catalog >> endobj\n".repeat(400),
+        b"%%EOF\n",
+    ]
+    .concat();
+    let data = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let body = |kind: &str, source: Value| {
+        json!({"model": kind, "max_tokens": 1000, "messages": [
+            {"role": "user", "content": "Summarize this quarter's report."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "fetch_report", "input": {"quarter": 3}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                {"type": "text", "text": "Q3 report attached."},
+                {"type": "document", "source": source, "title": "q3.pdf"}]}]}]})
+    };
+    let inline = json!({"type": "base64", "media_type": "application/pdf", "data": data});
+    for kind in KINDS {
+        let r = env.post_anthropic(&body(kind, inline.clone())).await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert_eq!(
+            r.json()["content"][0]["text"],
+            format!("application/pdf:{}", pdf.len()),
+            "{kind}: the tool result's PDF did not arrive"
+        );
+    }
+    let url = json!({"type": "url", "url": "https://x.example/q3.pdf"});
+    let r = env.post_anthropic(&body("anthropic", url.clone())).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(r.json()["content"][0]["text"], "https://x.example/q3.pdf");
+    for kind in ["openai", "gemini"] {
+        let r = env.post_anthropic(&body(kind, url.clone())).await;
+        assert_eq!(r.status, 400, "{kind}: {:.300}", r.text);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("messages[2].content[0].content[1]"),
+            "{kind}: {message}"
+        );
+    }
+}
+
 /// The gateway in front of a simulator whose every reply is `reply` (a scripted reply, such as
 /// `{prompt}`, which echoes what the provider received).
 async fn echoing(reply: &str) -> Env {
