@@ -498,16 +498,9 @@ async fn a_tool_results_screenshot_reaches_the_model() {
 /// without it.
 #[tokio::test]
 async fn a_pdf_reaches_every_provider_from_both_ingresses() {
-    use base64::Engine;
     let env = echoing("{documents}").await;
     // About 60 KB of PDF: long enough for its base64 to be shared with the client's body.
-    let pdf = [
-        &b"%PDF-1.4\n"[..],
-        &b"1 0 obj << /Type /Catalog >> endobj\n".repeat(1_600),
-        b"%%EOF\n",
-    ]
-    .concat();
-    let data = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let (pdf, data) = pdf_and_base64(1_600);
     let expected = format!("application/pdf:{}", pdf.len());
     for kind in KINDS {
         let r = env
@@ -589,15 +582,8 @@ async fn a_pdf_reaches_every_provider_from_both_ingresses() {
 /// Anthropic fetches, is refused by the others naming the part.
 #[tokio::test]
 async fn a_tool_results_pdf_reaches_every_provider() {
-    use base64::Engine;
     let env = echoing("{documents}").await;
-    let pdf = [
-        &b"%PDF-1.4\n"[..],
-        &b"1 0 obj << /Type /Catalog >> endobj\n".repeat(400),
-        b"%%EOF\n",
-    ]
-    .concat();
-    let data = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let (pdf, data) = pdf_and_base64(400);
     let body = |kind: &str, source: Value| {
         json!({"model": kind, "max_tokens": 1000, "messages": [
             {"role": "user", "content": "Summarize this quarter's report."},
@@ -630,6 +616,19 @@ async fn a_tool_results_pdf_reaches_every_provider() {
             "{kind}: {message}"
         );
     }
+}
+
+/// A PDF of `objects` catalog lines (36 bytes each) and its base64 text.
+fn pdf_and_base64(objects: usize) -> (Vec<u8>, String) {
+    use base64::Engine;
+    let pdf = [
+        &b"%PDF-1.4\n"[..],
+        &b"1 0 obj << /Type /Catalog >> endobj\n".repeat(objects),
+        b"%%EOF\n",
+    ]
+    .concat();
+    let data = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    (pdf, data)
 }
 
 /// The gateway in front of a simulator whose every reply is `reply` (a scripted reply, such as
