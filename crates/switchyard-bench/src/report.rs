@@ -523,12 +523,12 @@ pub fn targets(report: &Report) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
-    let ratio = |v: Option<f64>| opt(v, |v| format!("{v:.2}"));
+    let ratio = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.2}"));
     if report.cases.iter().any(|c| c.against_nginx.is_some()) {
         let _ = writeln!(
             out,
-            "\n== against the nginx hop: the gateway's figure over nginx's (n/a: either added p99 \
-             at or below direct's)"
+            "\n== against the nginx hop: the gateway's figure over nginx's (n/a: an added p99 \
+             at or below direct's, or no CPU time)"
         );
         let _ = writeln!(
             out,
@@ -849,6 +849,16 @@ mod tests {
                 ],
             ),
             case(
+                "nginx-at-direct",
+                FeatureSet::Bare,
+                Load::Rate(500.0),
+                vec![
+                    direct(),
+                    run("nginx", 0, 500.0, 70.0, 8_000),
+                    run("gateway", 150, 500.0, 140.0, 22_000),
+                ],
+            ),
+            case(
                 "saturation",
                 FeatureSet::Bare,
                 Load::Concurrency(16),
@@ -871,6 +881,7 @@ mod tests {
         };
         assert_eq!(row("records-over"), "3.90 3.90 1.00 0.47 -", "{text}");
         assert_eq!(row("saturation"), "1.00 1.00 0.90 0.40 -", "{text}");
+        assert_eq!(row("nginx-at-direct"), "n/a n/a 1.00 0.50 -", "{text}");
         assert!(
             text.contains(
                 "added p99 within 1.5 x nginx's, keys, budgets and records on: NOT MET (within in \
