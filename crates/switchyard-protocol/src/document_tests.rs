@@ -49,6 +49,18 @@ fn decode_error(ingress: &dyn IngressDialect, body: &Value) -> DecodeError {
     decode(ingress, body).expect_err("the body should be refused")
 }
 
+/// Each body is refused by `ingress` with the error's param and words in its message.
+fn assert_refused_by_path<const N: usize>(
+    ingress: &dyn IngressDialect,
+    cases: [(Value, &str, &str); N],
+) {
+    for (body, param, words) in cases {
+        let error = decode_error(ingress, &body);
+        assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
+        assert!(error.message.contains(words), "{body}: {}", error.message);
+    }
+}
+
 fn build(provider: &dyn ProviderDialect, request: &ChatRequest) -> Result<Value, DecodeError> {
     let built = provider.build_chat(request, &target())?;
     Ok(serde_json::from_slice(&built.body().to_vec()).unwrap())
@@ -160,11 +172,7 @@ fn a_malformed_or_misplaced_openai_file_part_is_refused_by_path() {
             "file",
         ),
     ];
-    for (body, param, words) in cases {
-        let error = decode_error(&OpenAiIngress, &body);
-        assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
-        assert!(error.message.contains(words), "{body}: {}", error.message);
-    }
+    assert_refused_by_path(&OpenAiIngress, cases);
 }
 
 #[test]
@@ -259,11 +267,7 @@ fn an_anthropic_document_the_gateway_cannot_carry_is_refused_by_path() {
             "text, image and document",
         ),
     ];
-    for (body, param, words) in cases {
-        let error = decode_error(&AnthropicIngress, &body);
-        assert_eq!(error.param.as_deref(), Some(param), "{body}: {error:?}");
-        assert!(error.message.contains(words), "{body}: {}", error.message);
-    }
+    assert_refused_by_path(&AnthropicIngress, cases);
 }
 
 #[test]

@@ -301,18 +301,21 @@ pub(crate) fn read_parts<'de, const RAW: bool, A: SeqAccess<'de>>(
     ListSeed(TextPartSeed(source.unplaced())).visit_seq(seq)
 }
 
-/// Holds a dialect's one-pass reader to its full decoder: every body of `common` (each also
-/// with its line breaks made spaces, so that its texts are read as raw strings) is read in one
-/// pass into exactly the full decoder's request, and every body of `declined` goes to the full
-/// decoder, whose answer (errors and all) is the dialect's.
+/// Holds a dialect's one-pass reader to its full decoder: every body of `common` and `built`
+/// (each also with its line breaks made spaces, so that its texts are read as raw strings) is
+/// read in one pass into exactly the full decoder's request, and every body of `declined` goes
+/// to the full decoder, whose answer (errors and all) is the dialect's.
 #[cfg(test)]
 pub(crate) fn assert_reads_as_the_full_decoder(
     one_pass: impl Fn(&Bytes) -> Option<crate::canonical::ChatRequest>,
     full: impl Fn(&[u8]) -> Result<crate::canonical::ChatRequest, crate::error::DecodeError>,
     dialect: &dyn crate::dialect::IngressDialect,
     common: &[&str],
+    built: &[&str],
     declined: &[&str],
 ) {
+    // The fixed bodies and those a test builds (long texts, long documents) alike.
+    let common: Vec<&str> = common.iter().chain(built).copied().collect();
     let flattened: Vec<String> = common
         .iter()
         .map(|body| body.replace(['\n', '\r', '\t'], " "))

@@ -1682,16 +1682,12 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         r#"{{"model": "m", "max_tokens": 9, "messages": [{{"role": "user", "content": [{{"type": "document", "source": {{"type": "base64", "media_type": "application/pdf", "data": "{}"}}, "title": "long.pdf"}}, {{"type": "text", "text": "Summarise."}}]}}]}}"#,
         "JVBERi0xLjQK".repeat(8_000)
     );
-    let common: Vec<&str> = COMMON_FORM
-        .iter()
-        .copied()
-        .chain([long.as_str(), pdf.as_str()])
-        .collect();
     crate::one_pass::assert_reads_as_the_full_decoder(
         common::decode,
         ingress::decode_chat_full,
         &AnthropicIngress,
-        &common,
+        COMMON_FORM,
+        &[&long, &pdf],
         FULL_FORM,
     );
 }

@@ -1016,16 +1016,12 @@ fn common_requests_are_read_in_one_pass_exactly_as_the_full_decoder_reads_them()
         r#"{{"model": "m", "messages": [{{"role": "user", "content": [{{"type": "file", "file": {{"filename": "long.pdf", "file_data": "data:application/pdf;base64,{}"}}}}]}}]}}"#,
         "JVBERi0xLjQK".repeat(8_000)
     );
-    let common: Vec<&str> = COMMON_FORM
-        .iter()
-        .copied()
-        .chain([long.as_str(), pdf.as_str()])
-        .collect();
     crate::one_pass::assert_reads_as_the_full_decoder(
         common_chat::decode,
         ingress::decode_chat_full,
         &OpenAiIngress,
-        &common,
+        COMMON_FORM,
+        &[&long, &pdf],
         FULL_FORM,
     );
 }
