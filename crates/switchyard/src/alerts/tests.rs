@@ -85,6 +85,31 @@ fn window_sums_recent_slices_and_forgets_old_ones() {
 }
 
 #[test]
+fn a_subjects_memory_is_taken_at_its_first_request_and_never_grows() {
+    let w = Windows::new(known(), MIN, MIN);
+    let ok = request(Outcome::Success, 200, 100.0, &[("p/primary", None)]);
+    w.observe_at(std::slice::from_ref(&ok), 0);
+    let (held, room) = w.slices_held(AlertScope::Alias, "chat").unwrap();
+    assert_eq!(held, 1);
+    // A request every half second for five windows, never pruned: old slices go as new ones
+    // come, and the deque keeps the room it was given.
+    for t in 1..600u64 {
+        w.observe_at(std::slice::from_ref(&ok), t * 500);
+        let (held, now) = w.slices_held(AlertScope::Alias, "chat").unwrap();
+        assert!(
+            held <= room,
+            "{held} slices in a deque with room for {room}"
+        );
+        assert_eq!(now, room, "the deque grew at {} ms", t * 500);
+    }
+    // The last minute still counts every request in it (120, one slice's worth more at most).
+    let s = w.stats(AlertScope::Alias, "chat", MIN, 299_500);
+    assert!((120..=122).contains(&s.requests), "{}", s.requests);
+    let d = w.stats(AlertScope::Deployment, "p/primary", MIN, 299_500);
+    assert_eq!(d.requests, s.requests);
+}
+
+#[test]
 fn client_faults_and_lost_hedges_do_not_count() {
     let w = Windows::new(known(), MIN, MIN);
     let mut hedge = request(

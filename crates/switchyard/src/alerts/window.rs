@@ -105,7 +105,27 @@ pub struct Windows {
     known: Known,
     slice_ms: u64,
     keep: u64,
-    subjects: Mutex<HashMap<(AlertScope, String), VecDeque<Slice>>>,
+    subjects: Mutex<Subjects>,
+}
+
+/// Each subject's slices, oldest first, by scope and name (looked up by `&str`, so a record
+/// costs no string copy). A subject's deque is given room for every slice a window keeps when
+/// it first appears, so it takes its memory at once rather than growing over the longest
+/// window's length.
+#[derive(Default)]
+struct Subjects {
+    aliases: HashMap<String, VecDeque<Slice>>,
+    deployments: HashMap<String, VecDeque<Slice>>,
+}
+
+impl Subjects {
+    fn of(&self, scope: AlertScope) -> Option<&HashMap<String, VecDeque<Slice>>> {
+        match scope {
+            AlertScope::Alias => Some(&self.aliases),
+            AlertScope::Deployment => Some(&self.deployments),
+            AlertScope::Key | AlertScope::Team => None,
+        }
+    }
 }
 
 impl Windows {
@@ -118,19 +138,31 @@ impl Windows {
             known,
             slice_ms,
             keep: longest_ms.div_ceil(slice_ms) + 1,
-            subjects: Mutex::new(HashMap::new()),
+            subjects: Mutex::default(),
         }
     }
 
     fn add(
-        map: &mut HashMap<(AlertScope, String), VecDeque<Slice>>,
-        key: (AlertScope, String),
+        &self,
+        map: &mut HashMap<String, VecDeque<Slice>>,
+        subject: &str,
         index: u64,
         failed: bool,
         latency_ms: f64,
     ) {
-        let slices = map.entry(key).or_default();
+        if !map.contains_key(subject) {
+            let room = VecDeque::with_capacity(self.keep as usize + 1);
+            map.insert(subject.to_owned(), room);
+        }
+        let Some(slices) = map.get_mut(subject) else {
+            return;
+        };
         if slices.back().is_none_or(|s| s.index < index) {
+            // Slices too old for any window go as new ones come, so the deque never outgrows
+            // the room it was given (pruning between evaluations only drops idle subjects').
+            while slices.front().is_some_and(|s| s.index + self.keep < index) {
+                slices.pop_front();
+            }
             slices.push_back(Slice::new(index));
         }
         // Batches arrive in order, so the newest slice is the one to fill.
@@ -145,7 +177,11 @@ impl Windows {
     /// Adds a batch of records as seen at `now_ms` (monotonic milliseconds).
     pub fn observe_at(&self, records: &[RequestRecord], now_ms: u64) {
         let index = now_ms / self.slice_ms;
-        let mut map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let Subjects {
+            aliases,
+            deployments,
+        } = &mut *subjects;
         for r in records {
             if let Some(alias) = r
                 .alias
@@ -153,16 +189,14 @@ impl Windows {
                 .filter(|a| self.known.aliases.contains(*a))
                 && let Some(failed) = request_failed(r)
             {
-                let key = (AlertScope::Alias, alias.to_owned());
-                Self::add(&mut map, key, index, failed, request_latency_ms(r));
+                self.add(aliases, alias, index, failed, request_latency_ms(r));
             }
             for a in &r.attempts {
                 if !self.known.deployments.contains(&a.deployment) {
                     continue;
                 }
                 if let Some(failed) = attempt_failed(a) {
-                    let key = (AlertScope::Deployment, a.deployment.clone());
-                    Self::add(&mut map, key, index, failed, a.latency_ms);
+                    self.add(deployments, &a.deployment, index, failed, a.latency_ms);
                 }
             }
         }
@@ -171,23 +205,36 @@ impl Windows {
     /// Drops slices older than the longest window, and subjects left without any.
     pub fn prune(&self, now_ms: u64) {
         let oldest = (now_ms / self.slice_ms).saturating_sub(self.keep);
-        let mut map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, slices| {
-            while slices.front().is_some_and(|s| s.index < oldest) {
-                slices.pop_front();
-            }
-            !slices.is_empty()
-        });
+        let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let Subjects {
+            aliases,
+            deployments,
+        } = &mut *subjects;
+        for map in [aliases, deployments] {
+            map.retain(|_, slices| {
+                while slices.front().is_some_and(|s| s.index < oldest) {
+                    slices.pop_front();
+                }
+                !slices.is_empty()
+            });
+        }
+    }
+
+    /// A subject's slices held and the room its deque has, for tests of its memory.
+    #[cfg(test)]
+    pub fn slices_held(&self, scope: AlertScope, subject: &str) -> Option<(usize, usize)> {
+        let subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let slices = subjects.of(scope)?.get(subject)?;
+        Some((slices.len(), slices.capacity()))
     }
 
     /// Subjects of `scope` with data in the last `window`.
     pub fn subjects(&self, scope: AlertScope) -> Vec<String> {
-        let map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<String> = map
-            .keys()
-            .filter(|(s, _)| *s == scope)
-            .map(|(_, name)| name.clone())
-            .collect();
+        let subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<String> = subjects
+            .of(scope)
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default();
         out.sort();
         out
     }
@@ -204,8 +251,8 @@ impl Windows {
         let current = now_ms / self.slice_ms;
         let span = (window.as_millis() as u64).div_ceil(self.slice_ms).max(1);
         let first = (current + 1).saturating_sub(span);
-        let map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(slices) = map.get(&(scope, subject.to_owned())) else {
+        let subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(slices) = subjects.of(scope).and_then(|map| map.get(subject)) else {
             return WindowStats::default();
         };
         let mut stats = WindowStats::default();
