@@ -128,6 +128,13 @@ impl Subjects {
     }
 }
 
+/// Drops a subject's slices older than slice `oldest`.
+fn forget_before(slices: &mut VecDeque<Slice>, oldest: u64) {
+    while slices.front().is_some_and(|s| s.index < oldest) {
+        slices.pop_front();
+    }
+}
+
 impl Windows {
     /// Windows able to answer for any span up to `longest`, at a resolution fit for `shortest`.
     pub fn new(known: Known, shortest: Duration, longest: Duration) -> Self {
@@ -160,9 +167,7 @@ impl Windows {
         if slices.back().is_none_or(|s| s.index < index) {
             // Slices too old for any window go as new ones come, so the deque never outgrows
             // the room it was given (pruning between evaluations only drops idle subjects').
-            while slices.front().is_some_and(|s| s.index + self.keep < index) {
-                slices.pop_front();
-            }
+            forget_before(slices, index.saturating_sub(self.keep));
             slices.push_back(Slice::new(index));
         }
         // Batches arrive in order, so the newest slice is the one to fill.
@@ -212,9 +217,7 @@ impl Windows {
         } = &mut *subjects;
         for map in [aliases, deployments] {
             map.retain(|_, slices| {
-                while slices.front().is_some_and(|s| s.index < oldest) {
-                    slices.pop_front();
-                }
+                forget_before(slices, oldest);
                 !slices.is_empty()
             });
         }
