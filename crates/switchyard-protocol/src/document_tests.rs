@@ -264,7 +264,7 @@ fn an_anthropic_document_the_gateway_cannot_carry_is_refused_by_path() {
                 {"type": "tool_use", "id": "u", "name": "f", "input": {}}]}]),
             ),
             "messages[0].content[0].content[0].type",
-            "text, image and document",
+            "text, image, document and search_result",
         ),
     ];
     assert_refused_by_path(&AnthropicIngress, cases);

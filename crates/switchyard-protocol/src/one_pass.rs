@@ -287,6 +287,7 @@ impl<'de, const RAW: bool> Visitor<'de> for TextPartSeed<'_, RAW> {
             (Some(true), Some(text)) => Ok(ContentPart::Text {
                 text,
                 cache_control: cache_control.flatten(),
+                citations: None,
             }),
             _ => Err(decline()),
         }

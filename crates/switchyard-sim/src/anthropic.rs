@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::handler::SimError;
-use crate::model::{Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice};
+use crate::model::{Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice};
 use crate::stream::{FrameKind, SseBody};
 
 /// Context window reported by the simulated context-length error.
@@ -81,6 +81,68 @@ fn document_source(source: Option<&Value>) -> Option<String> {
         "url" => get("url").map(str::to_owned),
         _ => None,
     }
+}
+
+/// The citation an answer makes of a text document with citations enabled: its first sentence,
+/// located by character as the API locates text (`char_location`). Other sources (a PDF, a URL)
+/// are not read here, so not cited.
+fn citation(block: &Value, document_index: usize) -> Option<Value> {
+    let enabled = block
+        .pointer("/citations/enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let source = block.get("source")?;
+    if !enabled || source.get("type").and_then(Value::as_str) != Some("text") {
+        return None;
+    }
+    let text = source.get("data").and_then(Value::as_str)?;
+    let sentence = match text.find(". ") {
+        Some(end) => &text[..end + 2],
+        None => text,
+    };
+    Some(json!({
+        "type": "char_location",
+        "cited_text": sentence,
+        "document_index": document_index,
+        "document_title": block.get("title").cloned().unwrap_or(Value::Null),
+        "start_char_index": 0,
+        "end_char_index": sentence.chars().count(),
+    }))
+}
+
+/// Characters of a search result's title, source and texts.
+fn search_result_chars(block: &Value) -> usize {
+    let field = |key: &str| block.get(key).and_then(Value::as_str).map_or(0, chars);
+    let texts: usize = block
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .map(chars)
+        .sum();
+    field("title") + field("source") + texts
+}
+
+/// The citation an answer makes of a search result with citations enabled: its first block
+/// (`search_result_location`).
+fn search_result_citation(block: &Value, search_result_index: usize) -> Option<Value> {
+    let enabled = block
+        .pointer("/citations/enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let first = block.pointer("/content/0/text").and_then(Value::as_str)?;
+    enabled.then(|| {
+        json!({
+            "type": "search_result_location",
+            "cited_text": first,
+            "search_result_index": search_result_index,
+            "source": block.get("source").cloned().unwrap_or(Value::Null),
+            "title": block.get("title").cloned().unwrap_or(Value::Null),
+            "start_block_index": 0,
+            "end_block_index": 1,
+        })
+    })
 }
 
 fn error_type(status: u16) -> &'static str {
@@ -201,6 +263,9 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
 
     // `tool_use` ids of the previous assistant turn that the next user turn must answer.
     let mut awaiting: Vec<String> = Vec::new();
+    // Documents and search results so far in the request, which citations count.
+    let mut document_count = 0;
+    let mut search_result_count = 0;
     let mut last_results: Option<Vec<String>> = None;
     for (i, message) in messages.iter().enumerate() {
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
@@ -227,6 +292,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         let mut documents = Vec::new();
         let mut results = Vec::new();
         let mut uses = Vec::new();
+        let mut citations = Vec::new();
         for (j, block) in blocks.iter().enumerate() {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => {
@@ -250,6 +316,13 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                              data is invalid)"
                         ))
                     })?);
+                    citations.extend(citation(block, document_count));
+                    document_count += 1;
+                }
+                Some("search_result") if role == "user" => {
+                    conv.input_chars += search_result_chars(block);
+                    citations.extend(search_result_citation(block, search_result_count));
+                    search_result_count += 1;
                 }
                 Some("thinking") => {
                     conv.input_chars += block
@@ -289,7 +362,14 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                         for (k, b) in inner.iter().enumerate() {
                             match b.get("type").and_then(Value::as_str) {
                                 Some("image") => images.extend(image_source(b.get("source"))),
+                                Some("search_result") => {
+                                    conv.input_chars += search_result_chars(b);
+                                    citations
+                                        .extend(search_result_citation(b, search_result_count));
+                                    search_result_count += 1;
+                                }
                                 Some("document") => {
+                                    document_count += 1;
                                     documents.push(document_source(b.get("source")).ok_or_else(
                                         || {
                                             SimError::bad_request(format!(
@@ -330,6 +410,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
             conv.last_user_text = text.join("\n");
             conv.last_user_images = images;
             conv.last_user_documents = documents;
+            conv.citations = citations;
             last_results = (!results.is_empty()).then_some(results);
         } else {
             last_results = None;
@@ -421,7 +502,19 @@ fn usage(input: u64, output: u64) -> Value {
 
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     let content: Vec<Value> = match out {
-        Output::Text { text, .. } => vec![json!({ "type": "text", "text": text })],
+        Output::Text { text, pieces, .. } if !conv.citations.is_empty() && !pieces.is_empty() => {
+            let at = pieces[cited_from(pieces)].start;
+            let mut blocks = Vec::with_capacity(2);
+            if at > 0 {
+                blocks.push(json!({ "type": "text", "text": &text[..at], "citations": null }));
+            }
+            blocks
+                .push(json!({ "type": "text", "text": &text[at..], "citations": conv.citations }));
+            blocks
+        }
+        Output::Text { text, .. } => {
+            vec![json!({ "type": "text", "text": text, "citations": null })]
+        }
         Output::ToolCalls(calls) => calls
             .iter()
             .map(|call| {
@@ -473,35 +566,21 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
     );
     match out {
         Output::Text { text, pieces, .. } => {
-            sse.json(
-                FrameKind::Other,
-                0,
-                Some("content_block_start"),
-                &json!({
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": { "type": "text", "text": "" },
-                }),
-            );
-            sse.json(
-                FrameKind::Other,
-                0,
-                Some("ping"),
-                &json!({ "type": "ping" }),
-            );
-            for piece in pieces {
-                sse.json(
-                    FrameKind::Content,
-                    piece.tokens,
-                    Some("content_block_delta"),
-                    &json!({
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": { "type": "text_delta", "text": &text[piece.start..piece.end] },
-                    }),
-                );
+            // A cited answer comes as an uncited lead-in and the cited claim, each a block.
+            let split = if conv.citations.is_empty() {
+                pieces.len()
+            } else {
+                cited_from(pieces)
+            };
+            let (lead, claim) = pieces.split_at(split);
+            let mut index = 0;
+            if !lead.is_empty() || claim.is_empty() {
+                text_block(&mut sse, index, text, lead, &[]);
+                index += 1;
             }
-            block_stop(&mut sse, 0);
+            if !claim.is_empty() {
+                text_block(&mut sse, index, text, claim, &conv.citations);
+            }
         }
         Output::ToolCalls(calls) => {
             for (index, call) in calls.iter().enumerate() {
@@ -568,6 +647,60 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         &json!({ "type": "message_stop" }),
     );
     sse
+}
+
+/// One streamed text block of `pieces` of `text`, its citations first; a ping follows the
+/// first block's start, as the API sends one.
+fn text_block(sse: &mut SseBody, index: usize, text: &str, pieces: &[Piece], citations: &[Value]) {
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("content_block_start"),
+        &json!({
+            "type": "content_block_start",
+            "index": index,
+            "content_block": { "type": "text", "text": "", "citations": null },
+        }),
+    );
+    if index == 0 {
+        sse.json(
+            FrameKind::Other,
+            0,
+            Some("ping"),
+            &json!({ "type": "ping" }),
+        );
+    }
+    for citation in citations {
+        sse.json(
+            FrameKind::Other,
+            0,
+            Some("content_block_delta"),
+            &json!({
+                "type": "content_block_delta",
+                "index": index,
+                "delta": { "type": "citations_delta", "citation": citation },
+            }),
+        );
+    }
+    for piece in pieces {
+        sse.json(
+            FrameKind::Content,
+            piece.tokens,
+            Some("content_block_delta"),
+            &json!({
+                "type": "content_block_delta",
+                "index": index,
+                "delta": { "type": "text_delta", "text": &text[piece.start..piece.end] },
+            }),
+        );
+    }
+    block_stop(sse, index);
+}
+
+/// The first piece of a cited answer's claim: the answer's second half, so that the answer
+/// comes as an uncited lead-in and a cited claim, as the API splits one.
+fn cited_from(pieces: &[Piece]) -> usize {
+    pieces.len() / 2
 }
 
 fn block_stop(sse: &mut SseBody, index: usize) {

@@ -62,6 +62,9 @@ pub(crate) struct Conversation {
     pub json: Option<JsonMode>,
     pub max_output_tokens: Option<u64>,
     pub stop: Vec<String>,
+    /// Anthropic: the citations a text answer carries, one for each text document and search
+    /// result of the last user message that has citations enabled (in the provider's own form).
+    pub citations: Vec<Value>,
 }
 
 impl Conversation {

@@ -440,12 +440,13 @@ impl<'de, const RAW: bool> Visitor<'de> for BlockSeed<'_, RAW> {
         };
         match &*kind.0 {
             "text" => {
-                only(TEXT | CACHE_CONTROL)?;
+                only(TEXT | CACHE_CONTROL | CITATIONS)?;
                 let text = text.ok_or_else(decline)?;
                 Ok((
                     ContentPart::Text {
                         text,
                         cache_control,
+                        citations: citations.flatten(),
                     },
                     None,
                 ))

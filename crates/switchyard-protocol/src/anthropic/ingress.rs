@@ -8,7 +8,9 @@
 //! members under `output_config`. `cache_control` markers on blocks whose canonical part has no
 //! such field (images, documents, tool uses, tool results) are kept in the message's extras
 //! under `cache_control`, keyed by part index; a document's `citations` setting is kept in its
-//! part's extras. The provider side puts all of these back.
+//! part's extras. A `search_result` block becomes a text part (its title, source and texts, for
+//! providers without such a block) and is kept whole under `search_results`, keyed by part
+//! index. The provider side puts all of these back.
 //!
 //! Provider data on tool calls (a Gemini thought signature in the call's extras) has no place
 //! in a `tool_use` block and is left out of answers.
@@ -31,6 +33,9 @@ use crate::error::{ClientError, DecodeError, ErrorKind};
 
 /// Extras key of a message's `cache_control` markers on blocks without a canonical field.
 pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
+/// Extras key of a message's `search_result` blocks, kept whole and keyed by part index (`3`,
+/// or `3.1` for the second block of part 3's tool result); the part is the result as text.
+pub(crate) const SEARCH_RESULTS: &str = "search_results";
 /// Extras key of a document block's `citations` setting, in its part's extras.
 pub(crate) const DOCUMENT_CITATIONS: &str = "citations";
 /// Extras key of server tools, appended after the client tools on the way out.
@@ -243,9 +248,11 @@ fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentP
                 ContentBlockParam::Text {
                     text,
                     cache_control,
+                    citations,
                 } => Ok(ContentPart::Text {
                     text: text.into(),
                     cache_control,
+                    citations,
                 }),
                 _ => Err(DecodeError::new(
                     "system blocks must be text blocks",
@@ -279,29 +286,46 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
         TextOrBlocks::Text(text) => vec![ContentBlockParam::Text {
             text,
             cache_control: None,
+            citations: None,
         }],
         TextOrBlocks::Blocks(blocks) => blocks,
     };
     let mut content = Vec::with_capacity(blocks.len());
     let mut cache_controls = Map::new();
+    let mut search_results = Map::new();
     for (j, block) in blocks.into_iter().enumerate() {
-        if role != Role::User && matches!(block, ContentBlockParam::Document { .. }) {
+        let kind = match block {
+            ContentBlockParam::Document { .. } => Some("document"),
+            ContentBlockParam::SearchResult { .. } => Some("search_result"),
+            _ => None,
+        };
+        if let (Some(kind), false) = (kind, role == Role::User) {
             return Err(DecodeError::new(
-                "document blocks belong to user messages",
+                format!("{kind} blocks belong to user messages"),
                 Some(&format!("messages[{i}].content[{j}].type")),
             ));
         }
-        let (part, cache_control) = decode_block(block, &format!("messages[{i}].content[{j}]"))?;
+        let (part, cache_control) = decode_block(
+            block,
+            &format!("messages[{i}].content[{j}]"),
+            &j.to_string(),
+            &mut search_results,
+        )?;
         if let Some(cache_control) = cache_control {
             cache_controls.insert(j.to_string(), cache_control);
         }
         content.push(part);
     }
-    let extras = if cache_controls.is_empty() {
+    let mut fields = Map::new();
+    if !cache_controls.is_empty() {
+        fields.insert(BLOCK_CACHE_CONTROL.into(), Value::Object(cache_controls));
+    }
+    if !search_results.is_empty() {
+        fields.insert(SEARCH_RESULTS.into(), Value::Object(search_results));
+    }
+    let extras = if fields.is_empty() {
         Extras::default()
     } else {
-        let mut fields = Map::new();
-        fields.insert(BLOCK_CACHE_CONTROL.into(), Value::Object(cache_controls));
         Extras::new(DialectId::Anthropic, fields)
     };
     Ok(Message {
@@ -312,19 +336,24 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
     })
 }
 
-/// One request block as a canonical part, plus a `cache_control` the part cannot carry.
+/// One request block as a canonical part, plus a `cache_control` the part cannot carry. A
+/// search result is also kept whole in `search_results`, under `key`.
 fn decode_block(
     block: ContentBlockParam,
     path: &str,
+    key: &str,
+    search_results: &mut Map<String, Value>,
 ) -> Result<(ContentPart, Option<Value>), DecodeError> {
     Ok(match block {
         ContentBlockParam::Text {
             text,
             cache_control,
+            citations,
         } => (
             ContentPart::Text {
                 text: text.into(),
                 cache_control,
+                citations,
             },
             None,
         ),
@@ -370,13 +399,15 @@ fn decode_block(
                         match block {
                             ContentBlockParam::Text { .. }
                             | ContentBlockParam::Image { .. }
-                            | ContentBlockParam::Document { .. } => {
-                                parts.push(decode_block(block, &inner)?.0);
+                            | ContentBlockParam::Document { .. }
+                            | ContentBlockParam::SearchResult { .. } => {
+                                let key = format!("{key}.{k}");
+                                parts.push(decode_block(block, &inner, &key, search_results)?.0);
                             }
                             _ => {
                                 return Err(DecodeError::new(
-                                    "tool_result content may only hold text, image and document \
-                                     blocks",
+                                    "tool_result content may only hold text, image, document \
+                                     and search_result blocks",
                                     Some(&format!("{inner}.type")),
                                 ));
                             }
@@ -407,6 +438,37 @@ fn decode_block(
         ),
         ContentBlockParam::RedactedThinking { data } => {
             (ContentPart::RedactedReasoning { data }, None)
+        }
+        ContentBlockParam::SearchResult {
+            source,
+            title,
+            content,
+            citations,
+            cache_control,
+        } => {
+            let mut text = format!("{title}\n{source}");
+            for (k, block) in content.iter().enumerate() {
+                let ContentBlockParam::Text { text: t, .. } = block else {
+                    return Err(DecodeError::new(
+                        "search_result content may only hold text blocks",
+                        Some(&format!("{path}.content[{k}].type")),
+                    ));
+                };
+                text.push_str("\n\n");
+                text.push_str(t);
+            }
+            let block = ContentBlockParam::SearchResult {
+                source,
+                title,
+                content,
+                citations,
+                cache_control,
+            };
+            // A wire block of strings and JSON values always serialises.
+            if let Ok(block) = serde_json::to_value(&block) {
+                search_results.insert(key.to_owned(), block);
+            }
+            (ContentPart::text(text), None)
         }
     })
 }
@@ -500,8 +562,11 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
             ContentPart::RedactedReasoning { data } => {
                 blocks.push(ContentBlock::RedactedThinking { data: data.clone() });
             }
-            ContentPart::Text { text, .. } => blocks.push(ContentBlock::Text {
+            ContentPart::Text {
+                text, citations, ..
+            } => blocks.push(ContentBlock::Text {
                 text: text.as_str().to_owned(),
+                citations: citations.clone(),
             }),
             ContentPart::ToolCall {
                 id,

@@ -25,6 +25,9 @@
 //!   inline `text/plain` file is decoded into a text source, the only form the API has for it);
 //!   other inline types and OpenAI file ids are refused, naming the part. A title and context
 //!   are sent; `citations` only when the client spoke Anthropic.
+//! * Citations: a text part's `citations` (an earlier answer's, sent back as history) are sent
+//!   on its text block; an answer's text blocks keep theirs, for an Anthropic client. A
+//!   client's `search_result` blocks are sent as it wrote them.
 //! * Extras from an Anthropic client are passed through (same-dialect fidelity).
 
 use base64::Engine;
@@ -32,7 +35,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::ingress::{
-    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING,
+    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SEARCH_RESULTS, SERVER_TOOLS, THINKING,
 };
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
@@ -154,6 +157,7 @@ enum Block<'r> {
     Text {
         text: &'r Text,
         cache_control: Option<Value>,
+        citations: Option<&'r Value>,
     },
     ToolResult {
         tool_use_id: &'r str,
@@ -175,6 +179,8 @@ enum Block<'r> {
         cache_control: Option<Value>,
     },
     Wire(ContentBlockParam),
+    /// A block an Anthropic client sent, kept whole (a `search_result`).
+    Verbatim(&'r Value),
 }
 
 impl Block<'_> {
@@ -186,6 +192,7 @@ impl Block<'_> {
             | Block::Image { cache_control, .. }
             | Block::Document { cache_control, .. } => Some(cache_control),
             Block::Wire(block) => block.cache_control_mut(),
+            Block::Verbatim(_) => None,
         }
     }
 }
@@ -299,12 +306,14 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
                     if let ContentPart::Text {
                         text,
                         cache_control,
+                        citations,
                     } = part
                         && !text.is_empty()
                     {
                         system.push(Block::Text {
                             text,
                             cache_control: cache_control.clone(),
+                            citations: citations.as_ref(),
                         });
                     }
                 }
@@ -326,6 +335,7 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         system.push(Block::Text {
             text: &json_object_instruction,
             cache_control: None,
+            citations: None,
         });
     }
 
@@ -506,6 +516,7 @@ fn write_blocks(
         Block::Text {
             text,
             cache_control: None,
+            citations: None,
         },
     ] = blocks
     {
@@ -517,12 +528,16 @@ fn write_blocks(
             Block::Text {
                 text,
                 cache_control,
+                citations,
             } => {
                 let mut object = ObjectWriter::open(out);
                 object.str("type", "text");
                 object.put("text", |out| json::write_text_splicing(out, text, splices));
                 if let Some(cache_control) = cache_control {
                     object.value("cache_control", cache_control)?;
+                }
+                if let Some(citations) = citations {
+                    object.value("citations", citations)?;
                 }
                 object.close();
             }
@@ -608,6 +623,7 @@ fn write_blocks(
                 object.close();
             }
             Block::Wire(block) => write_serialized(out, block)?,
+            Block::Verbatim(block) => json::write_value(out, block)?,
         }
         Ok(())
     })
@@ -643,18 +659,26 @@ fn url_source(o: &mut ObjectWriter<'_, '_>, url: &str) {
 /// The blocks of one non-system message, with `cache_control` markers an Anthropic client put
 /// on blocks the canonical model has no field for.
 fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeError> {
-    let cache_controls = message
-        .extras
-        .for_dialect(DialectId::Anthropic)
+    let extras = message.extras.for_dialect(DialectId::Anthropic);
+    let cache_controls = extras
         .and_then(|fields| fields.get(BLOCK_CACHE_CONTROL))
+        .and_then(Value::as_object);
+    let search_results = extras
+        .and_then(|fields| fields.get(SEARCH_RESULTS))
         .and_then(Value::as_object);
     let mut blocks = Vec::with_capacity(message.content.len());
     let mut tool_calls = 0;
     for (j, part) in message.content.iter().enumerate() {
+        // A search result goes back as the client wrote it, not as its text.
+        if let Some(block) = search_results.and_then(|m| m.get(&j.to_string())) {
+            blocks.push(Block::Verbatim(block));
+            continue;
+        }
         let mut block = match part {
             ContentPart::Text {
                 text,
                 cache_control,
+                citations,
             } => {
                 // The API rejects empty text blocks (OpenAI assistants often send `""`).
                 if text.is_empty() {
@@ -663,6 +687,7 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                 Block::Text {
                     text,
                     cache_control: cache_control.clone(),
+                    citations: citations.as_ref(),
                 }
             }
             ContentPart::Image { source, .. } => Block::Image {
@@ -703,7 +728,11 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                 ..
             } => Block::ToolResult {
                 tool_use_id: tool_call_id,
-                content: tool_result_content(content, &format!("messages[{i}].content[{j}]"))?,
+                content: tool_result_content(
+                    content,
+                    &format!("messages[{i}].content[{j}]"),
+                    |k| search_results.and_then(|m| m.get(&format!("{j}.{k}"))),
+                )?,
                 is_error: *is_error,
                 cache_control: None,
             },
@@ -752,16 +781,23 @@ fn tool_arguments(arguments: &str, path: &str) -> Result<Value, DecodeError> {
 fn tool_result_content<'r>(
     content: &'r [ContentPart],
     path: &str,
+    search_result: impl Fn(usize) -> Option<&'r Value>,
 ) -> Result<Vec<Block<'r>>, DecodeError> {
     let mut blocks = Vec::with_capacity(content.len());
     for (k, part) in content.iter().enumerate() {
+        if let Some(block) = search_result(k) {
+            blocks.push(Block::Verbatim(block));
+            continue;
+        }
         match part {
             ContentPart::Text {
                 text,
                 cache_control,
+                citations,
             } if !text.is_empty() => blocks.push(Block::Text {
                 text,
                 cache_control: cache_control.clone(),
+                citations: citations.as_ref(),
             }),
             ContentPart::Image { source, .. } => blocks.push(Block::Image {
                 source,
@@ -785,11 +821,21 @@ fn tool_result_content<'r>(
     Ok(blocks)
 }
 
+/// Whether a text block's `citations` cite anything (the API writes `null` for a block that
+/// does not; an empty list says no more).
+fn cited(citations: &Value) -> bool {
+    citations.as_array().is_none_or(|list| !list.is_empty())
+}
+
 fn parse_message(message: wire::Message) -> ChatResponse {
     let mut content = Vec::with_capacity(message.content.len());
     for block in message.content {
         match block {
-            ContentBlock::Text { text } => content.push(ContentPart::text(text)),
+            ContentBlock::Text { text, citations } => content.push(ContentPart::Text {
+                text: text.into(),
+                cache_control: None,
+                citations: citations.filter(cited),
+            }),
             ContentBlock::ToolUse { id, name, input } => content.push(ContentPart::ToolCall {
                 id,
                 name,

@@ -203,6 +203,8 @@ fn block_delta<'a>(c: &mut Cursor<'a>) -> Option<(ContentBlockDelta, Option<&'a 
         "signature_delta" => ContentBlockDelta::SignatureDelta {
             signature: signature?,
         },
+        // A citation is left to the serde decoder, which keeps it whole.
+        "citations_delta" => return None,
         _ => ContentBlockDelta::Other,
     };
     let text_at = text_at.filter(|_| matches!(delta, ContentBlockDelta::TextDelta { .. }));
@@ -292,6 +294,8 @@ fn block(c: &mut Cursor<'_>, tool_use: bool) -> Option<ContentBlock> {
             "signature" => 3,
             "id" if tool_use => 4,
             "name" if tool_use => 5,
+            // A cited text's citations are left to the serde decoder; `null` says none.
+            "citations" => return (c.raw_value()? == "null").then_some(()),
             "input" if tool_use => {
                 // Only the empty object the API opens a call with.
                 if !(c.eat(b'{') && c.eat(b'}')) {
@@ -307,6 +311,7 @@ fn block(c: &mut Cursor<'_>, tool_use: bool) -> Option<ContentBlock> {
     Some(match kind?.as_str() {
         "text" => ContentBlock::Text {
             text: text.unwrap_or_default(),
+            citations: None,
         },
         "thinking" => ContentBlock::Thinking {
             thinking: thinking.unwrap_or_default(),
@@ -378,6 +383,7 @@ mod tests {
 
     /// Forms left to the decoder (it takes some of them, refuses others).
     const DECLINED: &[&str] = &[
+        r#"{"id":"m","content":[{"type":"text","text":"the grass is green","citations":[{"type":"char_location","cited_text":"The grass is green.","document_index":0,"document_title":null,"start_char_index":0,"end_char_index":20}]}]}"#,
         r#"{"id":"m","content":[{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use"}"#,
         r#"{"id":"m","content":[{"type":"redacted_thinking","data":"EmwKAhgB"}]}"#,
         r#"{"id":"m","content":[{"type":"server_tool_use","id":"srvtoolu_01","name":"web_search","input":{}}]}"#,
@@ -444,13 +450,15 @@ mod tests {
         r#"{"delta":{"text":"Hi","type":"text_delta"},"index":0,"type":"content_block_delta"}"#,
         r#"{"content_block":{"text":"","type":"text"},"index":0,"type":"content_block_start"}"#,
         r#"{"index":0,"type":"content_block_stop"}"#,
-        // Kinds added later: an unknown event, a delta and a block the decoder does not model.
-        r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"x","start_char_index":0}}}"#,
+        // Kinds added later: an unknown event and a delta the decoder does not model.
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"future_delta","x":{"y":0}}}"#,
         r#"{"type":"future_event","data":{"x":[1,2.5,null]}}"#,
     ];
 
     /// Event forms left to the decoder (it takes some of them, refuses others).
     const DECLINED_EVENTS: &[&str] = &[
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"x","start_char_index":0}}}"#,
+        r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"","citations":[]}}"#,
         r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         r#"{"type":"content_block_stop","index":0,"index":1}"#,
         r#"{"type":"content_block_stop","index":-1}"#,

@@ -3,12 +3,18 @@
 //! canonical events, whatever the chunking; the encoder writes canonical events as that same
 //! event sequence for clients.
 //!
+//! A cited answer comes as several text blocks, each with its `citations_delta` events: the
+//! decoder marks where each text block starts and passes every citation on as it was written,
+//! and the encoder writes the same blocks and citations for an Anthropic client.
+//!
 //! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) and
 //! server-tool blocks (`server_tool_use`, `web_search_tool_result`, …) are skipped by the
-//! decoder, along with `citations_delta`. The encoder drops tool call signatures (Gemini's
-//! `thoughtSignature`), which an Anthropic client has no way to return.
+//! decoder. The encoder drops tool call signatures (Gemini's `thoughtSignature`), which an
+//! Anthropic client has no way to return.
 
 use std::collections::HashMap;
+
+use serde_json::Value;
 
 use super::ingress::{error_object, message_id};
 use super::wire::{self, ContentBlock, ContentBlockDelta, ErrorObject, MessageStreamEvent};
@@ -128,7 +134,11 @@ impl AnthropicStreamDecoder {
             } => {
                 self.require_start("content_block_start")?;
                 let kind = match content_block {
-                    ContentBlock::Text { text } => {
+                    ContentBlock::Text { text, citations } => {
+                        out.push(StreamEvent::TextBlockStart);
+                        if let Some(Value::Array(citations)) = citations {
+                            out.extend(citations.into_iter().map(StreamEvent::Citation));
+                        }
                         if !text.is_empty() {
                             out.push(StreamEvent::TextDelta(text));
                         }
@@ -187,6 +197,9 @@ impl AnthropicStreamDecoder {
                     (ContentBlockDelta::SignatureDelta { signature }, _) => {
                         out.push(StreamEvent::ReasoningSignature(signature));
                     }
+                    (ContentBlockDelta::CitationsDelta { citation }, Some(BlockKind::Text)) => {
+                        out.push(StreamEvent::Citation(citation));
+                    }
                     (
                         ContentBlockDelta::InputJsonDelta { partial_json },
                         Some(BlockKind::Tool(tool)),
@@ -198,8 +211,14 @@ impl AnthropicStreamDecoder {
                             });
                         }
                     }
-                    // Arguments of server tools, and deltas of kinds added later.
-                    (ContentBlockDelta::InputJsonDelta { .. } | ContentBlockDelta::Other, _) => {}
+                    // Arguments of server tools, citations outside a text block, and deltas of
+                    // kinds added later.
+                    (
+                        ContentBlockDelta::InputJsonDelta { .. }
+                        | ContentBlockDelta::CitationsDelta { .. }
+                        | ContentBlockDelta::Other,
+                        _,
+                    ) => {}
                 }
             }
             MessageStreamEvent::ContentBlockStop { .. } => {
@@ -459,6 +478,24 @@ impl AnthropicStreamEncoder {
         index
     }
 
+    /// The open text block's index, opening one if the open block is not text.
+    fn text_block(&mut self, out: &mut Vec<u8>) -> u32 {
+        match self.open {
+            Some(OpenBlock::Text { index }) => index,
+            _ => {
+                let index = self.open(
+                    ContentBlock::Text {
+                        text: String::new(),
+                        citations: None,
+                    },
+                    out,
+                );
+                self.open = Some(OpenBlock::Text { index });
+                index
+            }
+        }
+    }
+
     fn thinking_block(&mut self, out: &mut Vec<u8>) -> u32 {
         match self.open {
             Some(OpenBlock::Thinking {
@@ -501,20 +538,24 @@ impl StreamEncoder for AnthropicStreamEncoder {
                 if text.is_empty() {
                     return;
                 }
-                let index = match self.open {
-                    Some(OpenBlock::Text { index }) => index,
-                    _ => {
-                        let index = self.open(
-                            ContentBlock::Text {
-                                text: String::new(),
-                            },
-                            out,
-                        );
-                        self.open = Some(OpenBlock::Text { index });
-                        index
-                    }
-                };
+                let index = self.text_block(out);
                 Self::text_delta(index, text, out);
+            }
+            // The next text or citation opens a block of its own.
+            StreamEvent::TextBlockStart => {
+                if matches!(self.open, Some(OpenBlock::Text { .. })) {
+                    self.close(out);
+                }
+            }
+            StreamEvent::Citation(citation) => {
+                let index = self.text_block(out);
+                Self::delta(
+                    index,
+                    ContentBlockDelta::CitationsDelta {
+                        citation: citation.clone(),
+                    },
+                    out,
+                );
             }
             StreamEvent::ReasoningDelta(thinking) => {
                 if thinking.is_empty() {

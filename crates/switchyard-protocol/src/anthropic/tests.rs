@@ -160,7 +160,8 @@ fn decodes_every_modelled_field() {
         system.content[0],
         ContentPart::Text {
             text: "You are terse.".into(),
-            cache_control: Some(json!({"type": "ephemeral"}))
+            cache_control: Some(json!({"type": "ephemeral"})),
+            citations: None,
         }
     );
     assert_eq!(
@@ -331,10 +332,14 @@ fn decode_errors_name_the_offending_field() {
 
     let block = decode_err(with(
         "messages",
-        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "search_result", "source": "s"}]}]),
+        json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "web_search_tool_result", "tool_use_id": "s"}]}]),
     ));
     assert_eq!(block.param.as_deref(), Some("messages[0].content[1].type"));
-    assert!(block.message.contains("search_result"), "{}", block.message);
+    assert!(
+        block.message.contains("web_search_tool_result"),
+        "{}",
+        block.message
+    );
 
     let nested = decode_err(with(
         "messages",
@@ -1043,6 +1048,7 @@ fn recorded_events() -> Vec<StreamEvent> {
         StreamEvent::ReasoningDelta("The user wants the weather".into()),
         StreamEvent::ReasoningDelta(" in Paris.".into()),
         StreamEvent::ReasoningSignature("EqQBCgIYAhIM1gbcDa9GJwZA2b3h".into()),
+        StreamEvent::TextBlockStart,
         StreamEvent::TextDelta("Let me check — ☀️ ".into()),
         StreamEvent::TextDelta("maybe.".into()),
         StreamEvent::ToolCallStart {
@@ -1206,11 +1212,12 @@ fn in_stream_error_event_is_reported() {
         "\n\n",
     );
     let events = decode_chunks(&[stream.as_bytes()]).unwrap();
-    assert_eq!(events[2], StreamEvent::TextDelta("Hel".into()));
+    assert_eq!(events[2], StreamEvent::TextBlockStart);
+    assert_eq!(events[3], StreamEvent::TextDelta("Hel".into()));
     let [.., StreamEvent::Error(error)] = events.as_slice() else {
         panic!("expected a final error event, got {events:?}");
     };
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
     assert_eq!(error.class, ErrorClass::Overloaded);
     assert_eq!(error.provider_code.as_deref(), Some("overloaded_error"));
     assert_eq!(error.message, "Overloaded");
@@ -1590,6 +1597,8 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"content": [{"citations": null, "title": null, "context": "c \"q\"", "source": {"data": "\/9j\u002f4A==", "media_type": "application/pdf", "type": "base64"}, "type": "document", "cache_control": null}, {"type": "text", "text": "sum"}], "role": "user"}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "the report"}, {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}, "title": "r.pdf", "cache_control": {"type": "ephemeral"}}]}]}]}"#,
+    // An earlier cited answer sent back: its blocks' citations, none, null and an empty list.
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "text", "text": "According to it, ", "citations": null}, {"type": "text", "text": "the grass is green", "citations": [{"type": "char_location", "cited_text": "The grass is green. ", "document_index": 0, "document_title": "Facts", "start_char_index": 0, "end_char_index": 20}]}, {"type": "text", "text": ".", "citations": []}]}]}"#,
 ];
 
 const FULL_FORM: &[&str] = &[
@@ -1611,7 +1620,6 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "redacted_thinking", "data": "d", "signature": "s"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "redacted_thinking"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "thinking": "t"}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "citations": []}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x", "x": 1}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": "QQ=="}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "QQ==", "url": "https://x"}}]}]}"#,
@@ -1794,6 +1802,7 @@ fn long_texts_without_escapes_are_spliced_into_the_request() {
             content: vec![ContentPart::Text {
                 text: system.clone(),
                 cache_control: None,
+                citations: None,
             }],
             name: None,
             is_error: false,
@@ -1831,4 +1840,305 @@ fn long_texts_without_escapes_are_spliced_into_the_request() {
         let sent: Value = serde_json::from_slice(&written.body().to_vec()).unwrap();
         assert_eq!(sent["system"], long.as_str());
     }
+}
+
+// ---------------------------------------------------------------- citations
+
+/// An answer that cites a text document, as the Messages API splits one: an uncited lead-in,
+/// then each cited claim in a text block of its own.
+const CITED_MESSAGE: &str = r#"{"id":"msg_01C","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"According to the document, ","citations":null},{"type":"text","text":"the grass is green","citations":[{"type":"char_location","cited_text":"The grass is green. ","document_index":0,"document_title":"Facts","start_char_index":0,"end_char_index":20}]},{"type":"text","text":" and ","citations":null},{"type":"text","text":"the sky is blue","citations":[{"type":"char_location","cited_text":"The sky is blue.","document_index":0,"document_title":"Facts","start_char_index":20,"end_char_index":36},{"type":"page_location","cited_text":"Blue sky.","document_index":1,"document_title":null,"start_page_number":2,"end_page_number":3}]}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":610,"output_tokens":31}}"#;
+
+/// The same answer streamed: each block's citations come as `citations_delta` events.
+fn cited_stream() -> String {
+    let message: Value = serde_json::from_str(CITED_MESSAGE).unwrap();
+    let mut out = String::new();
+    let mut event = |data: Value| {
+        out.push_str(&format!(
+            "event: {}\ndata: {data}\n\n",
+            data["type"].as_str().unwrap()
+        ));
+    };
+    event(
+        json!({"type": "message_start", "message": {"id": "msg_01C", "type": "message",
+        "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null,
+        "stop_sequence": null, "usage": {"input_tokens": 610, "output_tokens": 1}}}),
+    );
+    for (index, block) in message["content"].as_array().unwrap().iter().enumerate() {
+        event(json!({"type": "content_block_start", "index": index,
+            "content_block": {"type": "text", "text": "", "citations": null}}));
+        for citation in block["citations"].as_array().into_iter().flatten() {
+            event(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "citations_delta", "citation": citation}}));
+        }
+        event(json!({"type": "content_block_delta", "index": index,
+            "delta": {"type": "text_delta", "text": block["text"]}}));
+        event(json!({"type": "content_block_stop", "index": index}));
+    }
+    event(
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+        "stop_sequence": null}, "usage": {"output_tokens": 31}}),
+    );
+    event(json!({"type": "message_stop"}));
+    out
+}
+
+/// The answer's text blocks as `(text, citations)`, citations absent when none.
+fn text_blocks(content: &Value) -> Vec<(String, Option<Value>)> {
+    content
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|block| {
+            assert_eq!(block["type"], "text", "{block}");
+            let citations = block.get("citations").filter(|c| !c.is_null()).cloned();
+            (block["text"].as_str().unwrap().to_owned(), citations)
+        })
+        .collect()
+}
+
+/// The content blocks an SDK builds from a stream's frames: a block per start, its text
+/// deltas appended, each citation added to the block's list.
+fn accumulated_blocks(bytes: &[u8]) -> Value {
+    let mut blocks: Vec<Value> = Vec::new();
+    for (name, data) in frames(bytes) {
+        let index = data["index"].as_u64().map(|i| i as usize);
+        match name.as_str() {
+            "content_block_start" => {
+                assert_eq!(index, Some(blocks.len()), "blocks are numbered in order");
+                blocks.push(data["content_block"].clone());
+            }
+            "content_block_delta" => {
+                let block = &mut blocks[index.unwrap()];
+                let delta = &data["delta"];
+                match delta["type"].as_str().unwrap() {
+                    "text_delta" => {
+                        let text = format!(
+                            "{}{}",
+                            block["text"].as_str().unwrap(),
+                            delta["text"].as_str().unwrap()
+                        );
+                        block["text"] = Value::String(text);
+                    }
+                    "citations_delta" => {
+                        if !block["citations"].is_array() {
+                            block["citations"] = json!([]);
+                        }
+                        block["citations"]
+                            .as_array_mut()
+                            .unwrap()
+                            .push(delta["citation"].clone());
+                    }
+                    other => panic!("unexpected delta {other}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    Value::Array(blocks)
+}
+
+#[test]
+fn a_cited_answer_reaches_an_anthropic_client_block_for_block() {
+    let original: Value = serde_json::from_str(CITED_MESSAGE).unwrap();
+    let response = AnthropicProvider
+        .parse_chat(CITED_MESSAGE.as_bytes())
+        .unwrap();
+    assert_eq!(response.content.len(), 4);
+    let ContentPart::Text { citations, .. } = &response.content[1] else {
+        panic!("expected text, got {:?}", response.content[1]);
+    };
+    assert_eq!(
+        citations.as_ref(),
+        Some(&original["content"][1]["citations"])
+    );
+    assert_eq!(
+        response.text(),
+        "According to the document, the grass is green and the sky is blue"
+    );
+
+    let encoded = AnthropicIngress.encode_chat(&response, &ctx("gw-1", "alias"));
+    let encoded: Value = serde_json::from_slice(&encoded).unwrap();
+    assert_eq!(
+        text_blocks(&encoded["content"]),
+        text_blocks(&original["content"])
+    );
+
+    // An OpenAI client gets the text whole, without Anthropic's citations.
+    let openai = crate::openai::OpenAiIngress.encode_chat(&response, &ctx("gw-1", "alias"));
+    let openai: Value = serde_json::from_slice(&openai).unwrap();
+    assert_eq!(
+        openai["choices"][0]["message"]["content"],
+        "According to the document, the grass is green and the sky is blue"
+    );
+    assert!(!String::from_utf8_lossy(&serde_json::to_vec(&openai).unwrap()).contains("cited_text"));
+}
+
+#[test]
+fn a_cited_stream_reaches_an_anthropic_client_block_for_block() {
+    let original: Value = serde_json::from_str(CITED_MESSAGE).unwrap();
+    let stream = cited_stream();
+    let events = decode_chunks(&[stream.as_bytes()]).unwrap();
+    let citations: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Citation(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(citations.len(), 3);
+    assert_eq!(citations[0], &original["content"][1]["citations"][0]);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| **e == StreamEvent::TextBlockStart)
+            .count(),
+        4
+    );
+    // The same events whatever the chunking.
+    let bytes = stream.as_bytes();
+    for i in 0..=bytes.len() {
+        assert_eq!(
+            decode_chunks(&[&bytes[..i], &bytes[i..]]).unwrap(),
+            events,
+            "split at {i}"
+        );
+    }
+
+    let encoded = encode_events(&events, ctx("gw-2", "alias"));
+    assert_eq!(
+        text_blocks(&accumulated_blocks(&encoded)),
+        text_blocks(&original["content"])
+    );
+    assert_eq!(decode_chunks(&[&encoded]).unwrap()[2..], events[2..]);
+
+    // An OpenAI client's chunks carry the text alone.
+    let mut encoder = crate::openai::OpenAiIngress.stream_encoder(ctx("gw-2", "alias"));
+    let mut out = Vec::new();
+    for event in &events {
+        encoder.event(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("cited_text"), "{out}");
+    let mut text = String::new();
+    for line in out.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if let Ok(chunk) = serde_json::from_str::<Value>(line)
+            && let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str()
+        {
+            text.push_str(delta);
+        }
+    }
+    assert_eq!(
+        text,
+        "According to the document, the grass is green and the sky is blue"
+    );
+}
+
+#[test]
+fn an_earlier_cited_answer_goes_back_to_anthropic_with_its_citations() {
+    let citation = json!({"type": "char_location", "cited_text": "The grass is green. ",
+        "document_index": 0, "document_title": "Facts", "start_char_index": 0, "end_char_index": 20});
+    let body = json!({"model": MODEL, "max_tokens": 64, "messages": [
+        {"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                "data": "The grass is green. The sky is blue."}, "title": "Facts",
+                "citations": {"enabled": true}},
+            {"type": "text", "text": "What colour is the grass?"}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "According to the document, ", "citations": null},
+            {"type": "text", "text": "the grass is green", "citations": [citation]}]},
+        {"role": "user", "content": "And the sky?"}]});
+    let request = decode(&body).unwrap();
+    let (_, sent) = build(&request);
+    assert_eq!(
+        sent["messages"][1]["content"],
+        json!([
+            {"type": "text", "text": "According to the document, "},
+            {"type": "text", "text": "the grass is green", "citations": [citation]}
+        ])
+    );
+    assert_eq!(
+        sent["messages"][0]["content"][0]["citations"],
+        json!({"enabled": true})
+    );
+}
+
+// ---------------------------------------------------------------- search results
+
+fn search_result(source: &str, title: &str, texts: &[&str]) -> Value {
+    let content: Vec<Value> = texts
+        .iter()
+        .map(|t| json!({"type": "text", "text": t}))
+        .collect();
+    json!({"type": "search_result", "source": source, "title": title, "content": content,
+        "citations": {"enabled": true}})
+}
+
+#[test]
+fn search_results_go_to_anthropic_whole_and_to_other_providers_as_text() {
+    let top = search_result(
+        "https://kb.example/grass",
+        "Grass",
+        &["The grass is green.", "It grows."],
+    );
+    let mut marked = search_result("kb://sky", "Sky", &["The sky is blue."]);
+    marked["cache_control"] = json!({"type": "ephemeral"});
+    let body = json!({"model": MODEL, "max_tokens": 64, "messages": [
+        {"role": "user", "content": [top.clone(), {"type": "text", "text": "What colour is the grass?"}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {"q": "sky"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+            "content": [{"type": "text", "text": "One hit."}, marked.clone()]}]}]});
+    let request = decode(&body).unwrap();
+    assert_eq!(
+        request.messages[0].content[0],
+        ContentPart::text("Grass\nhttps://kb.example/grass\n\nThe grass is green.\n\nIt grows.")
+    );
+
+    let (_, sent) = build(&request);
+    assert_eq!(sent["messages"][0]["content"][0], top);
+    assert_eq!(sent["messages"][2]["content"][0]["content"][1], marked);
+    assert_eq!(
+        sent["messages"][2]["content"][0]["content"][0],
+        json!({"type": "text", "text": "One hit."})
+    );
+
+    // An OpenAI-style provider reads the results as text.
+    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+        .build_chat(&request, &target())
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    let sent: Value = serde_json::from_slice(built.body()).unwrap();
+    let text = sent.to_string();
+    assert!(
+        text.contains(r"Grass\nhttps://kb.example/grass\n\nThe grass is green."),
+        "{text}"
+    );
+    assert!(
+        text.contains(r"Sky\nkb://sky\n\nThe sky is blue."),
+        "{text}"
+    );
+    assert!(!text.contains("search_result"), "{text}");
+}
+
+#[test]
+fn search_results_out_of_place_are_refused_naming_the_block() {
+    let with_image = json!({"type": "search_result", "source": "s", "title": "t", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]});
+    let error = decode_err(json!({"model": MODEL, "max_tokens": 9, "messages": [
+        {"role": "user", "content": [with_image]}]}));
+    assert_eq!(
+        error.param.as_deref(),
+        Some("messages[0].content[0].content[0].type")
+    );
+    assert!(error.message.contains("text blocks"), "{}", error.message);
+
+    let error = decode_err(json!({"model": MODEL, "max_tokens": 9, "messages": [
+        {"role": "assistant", "content": [search_result("s", "t", &["x"])]}]}));
+    assert_eq!(error.param.as_deref(), Some("messages[0].content[0].type"));
+    assert!(error.message.contains("user messages"), "{}", error.message);
+
+    let error = decode_err(json!({"model": MODEL, "max_tokens": 9, "messages": [
+        {"role": "user", "content": [{"type": "search_result", "source": "s", "content": []}]}]}));
+    assert!(error.message.contains("title"), "{}", error.message);
 }

@@ -107,7 +107,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for TextOrBlocks<T> {
 }
 
 /// Request content blocks (`ContentBlockParam`). Block types the canonical model cannot carry
-/// (`search_result`, server tool results, …) are refused by name.
+/// (server tool results, …) are refused by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlockParam {
@@ -115,6 +115,9 @@ pub(crate) enum ContentBlockParam {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
+        /// The citations of an earlier answer's text, sent back with the history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
     },
     Image {
         source: ImageSource,
@@ -156,6 +159,17 @@ pub(crate) enum ContentBlockParam {
     RedactedThinking {
         data: String,
     },
+    /// Retrieved content the model can cite (`SearchResultBlockParam`): in a user message or a
+    /// tool result, its `content` text blocks only.
+    SearchResult {
+        source: String,
+        title: String,
+        content: Vec<ContentBlockParam>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
 }
 
 impl ContentBlockParam {
@@ -166,7 +180,8 @@ impl ContentBlockParam {
             | ContentBlockParam::Image { cache_control, .. }
             | ContentBlockParam::Document { cache_control, .. }
             | ContentBlockParam::ToolUse { cache_control, .. }
-            | ContentBlockParam::ToolResult { cache_control, .. } => Some(cache_control),
+            | ContentBlockParam::ToolResult { cache_control, .. }
+            | ContentBlockParam::SearchResult { cache_control, .. } => Some(cache_control),
             ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking { .. } => None,
         }
     }
@@ -356,6 +371,10 @@ pub(crate) enum ContentBlock {
     Text {
         #[serde(default)]
         text: String,
+        /// Where the text's claim comes from in the request's documents or search results;
+        /// null or absent when it cites nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
     },
     ToolUse {
         id: String,
@@ -490,8 +509,7 @@ pub(crate) enum MessageStreamEvent {
     Unknown,
 }
 
-/// `content_block_delta.delta` (`RawContentBlockDelta`). `citations_delta` and later delta
-/// types decode as `Other`.
+/// `content_block_delta.delta` (`RawContentBlockDelta`). Later delta types decode as `Other`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlockDelta {
@@ -506,6 +524,10 @@ pub(crate) enum ContentBlockDelta {
     },
     SignatureDelta {
         signature: String,
+    },
+    /// One citation to add to the text block's `citations`.
+    CitationsDelta {
+        citation: Value,
     },
     #[serde(other)]
     Other,

@@ -135,6 +135,10 @@ pub enum ContentPart {
         /// Provider-specific markers on the part (e.g. Anthropic `cache_control`), passed on
         /// to providers that understand them.
         cache_control: Option<Value>,
+        /// Anthropic's `citations` of the text: where in the request's documents or search
+        /// results a claim comes from. Set on answers and on the history a client sends back;
+        /// kept as the provider wrote them and re-emitted only to Anthropic.
+        citations: Option<Value>,
     },
     Image {
         source: ImageSource,
@@ -182,6 +186,7 @@ impl ContentPart {
         ContentPart::Text {
             text: text.into(),
             cache_control: None,
+            citations: None,
         }
     }
 }

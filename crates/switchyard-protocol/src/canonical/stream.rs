@@ -11,6 +11,14 @@ pub enum StreamEvent {
         model: String,
     },
     TextDelta(String),
+    /// A text block starts. Anthropic answers that cite their sources come as several text
+    /// blocks, one per cited claim, and a block's citations belong to it alone: the boundary
+    /// lets an Anthropic client get the same blocks. Dialects with one text per answer ignore
+    /// it.
+    TextBlockStart,
+    /// One citation of the text block streaming now (Anthropic `citations_delta`), as the
+    /// provider wrote it. Only the Anthropic dialect carries it.
+    Citation(serde_json::Value),
     ReasoningDelta(String),
     /// Signature of the reasoning block so far (Anthropic `signature_delta`).
     ReasoningSignature(String),

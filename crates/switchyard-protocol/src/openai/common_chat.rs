@@ -294,6 +294,7 @@ impl<'de, const RAW: bool> Visitor<'de> for PartSeed<'_, RAW> {
             (Some("text"), Some(text), None, None) => Ok(ContentPart::Text {
                 text,
                 cache_control: cache_control.flatten(),
+                citations: None,
             }),
             (Some("image_url"), None, Some((url, detail)), None) if cache_control.is_none() => {
                 Ok(ContentPart::Image {

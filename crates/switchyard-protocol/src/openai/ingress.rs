@@ -330,6 +330,7 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
                     "text" => out.push(ContentPart::Text {
                         text: p.require::<String>("text")?.into(),
                         cache_control: p.take_value("cache_control"),
+                        citations: None,
                     }),
                     "image_url" => {
                         let mut image = p.take_object("image_url")?.ok_or_else(|| {
@@ -983,7 +984,10 @@ impl StreamEncoder for OpenAiStreamEncoder {
                     self.delta(json!({"reasoning_content": text}), out);
                 }
             }
-            StreamEvent::ReasoningSignature(_) => {}
+            // Citations are Anthropic's; an OpenAI client gets the cited text alone.
+            StreamEvent::ReasoningSignature(_)
+            | StreamEvent::TextBlockStart
+            | StreamEvent::Citation(_) => {}
             StreamEvent::ToolCallSignature { index, signature } => {
                 if self.tool_calls.contains(index) {
                     // Late for the first delta; clients merge deltas of one call by index.

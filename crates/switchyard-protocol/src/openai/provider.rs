@@ -458,6 +458,7 @@ where
             ContentPart::Text {
                 text,
                 cache_control,
+                ..
             } => {
                 if !std::mem::take(&mut first) {
                     out.push(b',');

@@ -429,9 +429,13 @@ fn in_band_error(events: &[StreamEvent]) -> Result<(), UpstreamErrorInfo> {
     }
 }
 
-/// Whether an event is worth committing the stream for (an answer has begun).
+/// Whether an event is worth committing the stream for (an answer has begun). A text block's
+/// start is not: its text has yet to come.
 fn is_meaningful(event: &StreamEvent) -> bool {
-    !matches!(event, StreamEvent::Start { .. } | StreamEvent::Usage(_))
+    !matches!(
+        event,
+        StreamEvent::Start { .. } | StreamEvent::Usage(_) | StreamEvent::TextBlockStart
+    )
 }
 
 /// Decodes `input` one SSE event at a time until a meaningful event comes out, and returns

@@ -576,6 +576,140 @@ async fn a_pdf_reaches_every_provider_from_both_ingresses() {
     );
 }
 
+/// An answer that cites a text document reaches an Anthropic client as Anthropic wrote it: an
+/// uncited lead-in and the cited claim in blocks of their own, the claim's citations on it,
+/// alike whole and streamed; and the answer, citations included, goes back as history.
+#[tokio::test]
+async fn a_cited_answer_reaches_an_anthropic_client_block_for_block() {
+    let env = env().await;
+    let question = json!({"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+            "data": "The grass is green. The sky is blue."}, "title": "Facts",
+            "citations": {"enabled": true}},
+        {"type": "text", "text": "What colour is the grass?"}]});
+    let body = json!({"model": "anthropic", "max_tokens": 200, "messages": [question]});
+    let r = env.post_anthropic(&body).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let whole = r.json()["content"].clone();
+    let blocks = whole.as_array().unwrap();
+    assert_eq!(blocks.len(), 2, "a lead-in and a claim: {whole}");
+    assert!(blocks[0].get("citations").is_none(), "{whole}");
+    assert_eq!(
+        blocks[1]["citations"],
+        json!([{"type": "char_location", "cited_text": "The grass is green. ", "document_index": 0,
+            "document_title": "Facts", "start_char_index": 0, "end_char_index": 20}])
+    );
+
+    // Streamed: the same blocks, built as an SDK builds them from the events.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = env.post_anthropic(&streamed).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let mut built: Vec<Value> = Vec::new();
+    for data in r.sse_data() {
+        let event: Value = serde_json::from_str(&data).unwrap();
+        let index = event["index"].as_u64().unwrap_or(0) as usize;
+        match event["type"].as_str().unwrap() {
+            "content_block_start" => {
+                assert_eq!(index, built.len(), "{}", r.text);
+                built.push(event["content_block"].clone());
+            }
+            "content_block_delta" if event["delta"]["type"] == "text_delta" => {
+                let text = format!(
+                    "{}{}",
+                    built[index]["text"].as_str().unwrap(),
+                    event["delta"]["text"].as_str().unwrap()
+                );
+                built[index]["text"] = json!(text);
+            }
+            "content_block_delta" if event["delta"]["type"] == "citations_delta" => {
+                let block = built[index].as_object_mut().unwrap();
+                let list = block.entry("citations").or_insert_with(|| json!([]));
+                list.as_array_mut()
+                    .unwrap()
+                    .push(event["delta"]["citation"].clone());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(Value::Array(built), whole, "{}", r.text);
+
+    // The cited answer sent back as history, citations and all, and the next turn answered.
+    let next = json!({"model": "anthropic", "max_tokens": 200, "messages": [
+        question, {"role": "assistant", "content": whole},
+        {"role": "user", "content": "And the sky?"}]});
+    let r = env.post_anthropic(&next).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert!(
+        r.json()["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("sky"),
+        "{}",
+        r.text
+    );
+}
+
+/// Search results (an Anthropic client's RAG results, in its message and in a tool's result)
+/// reach an Anthropic provider as the blocks they are, so that its answer cites them by source
+/// and title, and every other provider as text the model reads.
+#[tokio::test]
+async fn search_results_reach_anthropic_as_blocks_and_other_providers_as_text() {
+    let env = echoing("{prompt}").await;
+    let result = |source: &str, title: &str, text: &str| {
+        json!({"type": "search_result", "source": source, "title": title,
+            "content": [{"type": "text", "text": text}], "citations": {"enabled": true}})
+    };
+    let body = |kind: &str| {
+        json!({"model": kind, "max_tokens": 300, "messages": [
+            {"role": "user", "content": "Search the knowledge base for the sky."},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {"q": "sky"}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1",
+                    "content": [result("kb://sky", "Sky", "The sky is blue.")]},
+                result("https://kb.example/grass", "Grass", "The grass is green."),
+                {"type": "text", "text": "What colours are they?"}]}]})
+    };
+    let r = env.post_anthropic(&body("anthropic")).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let content = r.json()["content"].clone();
+    let text: String = content
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "What colours are they?", "{content}");
+    let citations = content
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| b.get("citations"))
+        .unwrap_or_else(|| panic!("no citations: {content}"));
+    assert_eq!(
+        citations,
+        &json!([
+            {"type": "search_result_location", "cited_text": "The sky is blue.",
+                "search_result_index": 0, "source": "kb://sky", "title": "Sky",
+                "start_block_index": 0, "end_block_index": 1},
+            {"type": "search_result_location", "cited_text": "The grass is green.",
+                "search_result_index": 1, "source": "https://kb.example/grass", "title": "Grass",
+                "start_block_index": 0, "end_block_index": 1}
+        ])
+    );
+
+    for kind in ["openai", "compat", "azure", "gemini"] {
+        let r = env.post_anthropic(&body(kind)).await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        let answer = r.json()["content"][0]["text"].as_str().unwrap().to_owned();
+        assert!(
+            answer.contains("Grass\nhttps://kb.example/grass\n\nThe grass is green."),
+            "{kind}: {answer}"
+        );
+    }
+}
+
 /// An agent's tool fetched a PDF: the document in the Anthropic tool result reaches every
 /// provider (in the result for Anthropic, in a user message after the `tool` message for
 /// OpenAI-style providers, in the function response's parts for Gemini), and a URL, which only

@@ -2,7 +2,8 @@
 
 Usage: sdk_check.py BASE_URL API_KEY ALIAS [ALIAS ...]
 
-For every alias it runs plain, streaming, tool-calling and document (PDF) conversations through
+For every alias it runs plain, streaming, tool-calling and document (PDF) conversations (and,
+with the Anthropic provider, answers citing a document and search results) through
 the `openai` and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
 reported, and checks the SDKs' error classes for a bad key and an unknown model. Prints one
 line per check and a closing 'N passed, M failed' line; exits non-zero on any failure.
@@ -182,6 +183,61 @@ def run_alias(alias):
         )
         assert m.content[0].type == "text" and m.content[0].text, m
         assert m.stop_reason == "end_turn", m.stop_reason
+
+    if alias == "anthropic":
+
+        @check(f"anthropic citations [{alias}]")
+        def _():
+            question = {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green. The sky is blue."},
+                        "title": "Facts",
+                        "citations": {"enabled": True},
+                    },
+                    {"type": "text", "text": "What colour is the grass?"},
+                ],
+            }
+            m = an.messages.create(model=alias, max_tokens=200, messages=[question])
+            cited = [b for b in m.content if b.type == "text" and b.citations]
+            assert cited, m.content
+            citation = cited[0].citations[0]
+            assert citation.type == "char_location", citation
+            assert citation.cited_text == "The grass is green. " and citation.document_title == "Facts", citation
+            with an.messages.stream(model=alias, max_tokens=200, messages=[question]) as stream:
+                final = stream.get_final_message()
+            assert [(b.text, b.citations) for b in final.content] == [(b.text, b.citations) for b in m.content], (
+                final.content,
+                m.content,
+            )
+            history = [question, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m.content]}]
+            m2 = an.messages.create(
+                model=alias, max_tokens=200, messages=history + [{"role": "user", "content": "And the sky?"}]
+            )
+            assert m2.content[0].text, m2
+
+    if alias == "anthropic":
+
+        @check(f"anthropic search results [{alias}]")
+        def _():
+            result = {
+                "type": "search_result",
+                "source": "https://kb.example/grass",
+                "title": "Grass",
+                "content": [{"type": "text", "text": "The grass is green."}],
+                "citations": {"enabled": True},
+            }
+            m = an.messages.create(
+                model=alias,
+                max_tokens=200,
+                messages=[{"role": "user", "content": [result, {"type": "text", "text": "What colour is the grass?"}]}],
+            )
+            citations = [c for b in m.content if b.type == "text" for c in (b.citations or [])]
+            assert citations, m.content
+            assert citations[0].type == "search_result_location", citations[0]
+            assert citations[0].source == "https://kb.example/grass" and citations[0].title == "Grass", citations[0]
 
     @check(f"openai file part [{alias}]")
     def _():
