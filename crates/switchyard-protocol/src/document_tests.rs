@@ -245,10 +245,12 @@ fn an_anthropic_document_the_gateway_cannot_carry_is_refused_by_path() {
         ),
         (
             anthropic_body(
-                json!([{"type": "document", "source": {"type": "content", "content": "a"}}]),
+                json!([{"type": "document", "source": {"type": "content", "content": [
+                {"type": "text", "text": "a"},
+                {"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}}]}}]),
             ),
-            "messages[0].content[0]",
-            "`content`",
+            "messages[0].content[0].source.content[1].type",
+            "only hold text blocks",
         ),
         (
             json!({"model": "m", "max_tokens": 9, "messages": [

@@ -71,7 +71,8 @@ fn image_source(source: Option<&Value>) -> Option<String> {
 }
 
 /// A document block's `source` as `{documents}` shows it: inline data's media type and size, a
-/// text source's size, or the URL; `None` for a source the API does not take.
+/// text source's size, a custom-content source's number of blocks (`content:<blocks>`), or the
+/// URL; `None` for a source the API does not take.
 fn document_source(source: Option<&Value>) -> Option<String> {
     let source = source?;
     let get = |key: &str| source.get(key).and_then(Value::as_str);
@@ -79,20 +80,44 @@ fn document_source(source: Option<&Value>) -> Option<String> {
         "base64" => crate::model::inline_document(get("media_type")?, get("data")?),
         "text" => Some(format!("{}:{}", get("media_type")?, get("data")?.len())),
         "url" => get("url").map(str::to_owned),
+        "content" => match source.get("content")? {
+            Value::String(_) => Some("content:1".to_owned()),
+            Value::Array(blocks) => Some(format!("content:{}", blocks.len())),
+            _ => None,
+        },
         _ => None,
     }
 }
 
-/// The citation an answer makes of a text document with citations enabled: its first sentence,
-/// located by character as the API locates text (`char_location`). Other sources (a PDF, a URL)
-/// are not read here, so not cited.
+/// The citation an answer makes of a document with citations enabled: a text document's first
+/// sentence, located by character (`char_location`), or a custom-content document's first
+/// block (`content_block_location`). Other sources (a PDF, a URL) are not read here, so not
+/// cited.
 fn citation(block: &Value, document_index: usize) -> Option<Value> {
     let enabled = block
         .pointer("/citations/enabled")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let source = block.get("source")?;
-    if !enabled || source.get("type").and_then(Value::as_str) != Some("text") {
+    let title = block.get("title").cloned().unwrap_or(Value::Null);
+    if !enabled {
+        return None;
+    }
+    if source.get("type").and_then(Value::as_str) == Some("content") {
+        let first = match source.get("content")? {
+            Value::String(text) => text.as_str(),
+            blocks => blocks.pointer("/0/text").and_then(Value::as_str)?,
+        };
+        return Some(json!({
+            "type": "content_block_location",
+            "cited_text": first,
+            "document_index": document_index,
+            "document_title": title,
+            "start_block_index": 0,
+            "end_block_index": 1,
+        }));
+    }
+    if source.get("type").and_then(Value::as_str) != Some("text") {
         return None;
     }
     let text = source.get("data").and_then(Value::as_str)?;
@@ -104,7 +129,7 @@ fn citation(block: &Value, document_index: usize) -> Option<Value> {
         "type": "char_location",
         "cited_text": sentence,
         "document_index": document_index,
-        "document_title": block.get("title").cloned().unwrap_or(Value::Null),
+        "document_title": title,
         "start_char_index": 0,
         "end_char_index": sentence.chars().count(),
     }))
@@ -308,6 +333,9 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                             == Some("text")
                     {
                         conv.input_chars += chars(text);
+                    }
+                    if let Some(content) = source.and_then(|s| s.get("content")) {
+                        conv.input_chars += chars(&content.to_string());
                     }
                     documents.push(document_source(source).ok_or_else(|| {
                         SimError::bad_request(format!(

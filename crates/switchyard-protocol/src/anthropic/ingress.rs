@@ -9,8 +9,9 @@
 //! such field (images, documents, tool uses, tool results) are kept in the message's extras
 //! under `cache_control`, keyed by part index; a document's `citations` setting is kept in its
 //! part's extras. A `search_result` block becomes a text part (its title, source and texts, for
-//! providers without such a block) and is kept whole under `search_results`, keyed by part
-//! index. The provider side puts all of these back.
+//! providers without such a block), and a document of custom content (`content` source) a
+//! plain-text document of its texts; both are kept whole under `blocks`, keyed by part index.
+//! The provider side puts all of these back.
 //!
 //! Provider data on tool calls (a Gemini thought signature in the call's extras) has no place
 //! in a `tool_use` block and is left out of answers.
@@ -33,9 +34,10 @@ use crate::error::{ClientError, DecodeError, ErrorKind};
 
 /// Extras key of a message's `cache_control` markers on blocks without a canonical field.
 pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
-/// Extras key of a message's `search_result` blocks, kept whole and keyed by part index (`3`,
-/// or `3.1` for the second block of part 3's tool result); the part is the result as text.
-pub(crate) const SEARCH_RESULTS: &str = "search_results";
+/// Extras key of a message's blocks that only Anthropic takes as they are (search results,
+/// documents of custom content), kept whole and keyed by part index (`3`, or `3.1` for the
+/// second block of part 3's tool result); the part is what other providers get instead.
+pub(crate) const WHOLE_BLOCKS: &str = "blocks";
 /// Extras key of a document block's `citations` setting, in its part's extras.
 pub(crate) const DOCUMENT_CITATIONS: &str = "citations";
 /// Extras key of server tools, appended after the client tools on the way out.
@@ -292,7 +294,7 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
     };
     let mut content = Vec::with_capacity(blocks.len());
     let mut cache_controls = Map::new();
-    let mut search_results = Map::new();
+    let mut whole_blocks = Map::new();
     for (j, block) in blocks.into_iter().enumerate() {
         let kind = match block {
             ContentBlockParam::Document { .. } => Some("document"),
@@ -309,7 +311,7 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
             block,
             &format!("messages[{i}].content[{j}]"),
             &j.to_string(),
-            &mut search_results,
+            &mut whole_blocks,
         )?;
         if let Some(cache_control) = cache_control {
             cache_controls.insert(j.to_string(), cache_control);
@@ -320,8 +322,8 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
     if !cache_controls.is_empty() {
         fields.insert(BLOCK_CACHE_CONTROL.into(), Value::Object(cache_controls));
     }
-    if !search_results.is_empty() {
-        fields.insert(SEARCH_RESULTS.into(), Value::Object(search_results));
+    if !whole_blocks.is_empty() {
+        fields.insert(WHOLE_BLOCKS.into(), Value::Object(whole_blocks));
     }
     let extras = if fields.is_empty() {
         Extras::default()
@@ -337,12 +339,13 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
 }
 
 /// One request block as a canonical part, plus a `cache_control` the part cannot carry. A
-/// search result is also kept whole in `search_results`, under `key`.
+/// search result or a custom-content document is also kept whole in `whole_blocks`, under
+/// `key`.
 fn decode_block(
     block: ContentBlockParam,
     path: &str,
     key: &str,
-    search_results: &mut Map<String, Value>,
+    whole_blocks: &mut Map<String, Value>,
 ) -> Result<(ContentPart, Option<Value>), DecodeError> {
     Ok(match block {
         ContentBlockParam::Text {
@@ -367,6 +370,42 @@ fn decode_block(
             },
             cache_control,
         ),
+        ContentBlockParam::Document {
+            source: wire::DocumentSource::Content { content },
+            title,
+            context,
+            citations,
+            cache_control,
+        } => {
+            // Other providers read the blocks' texts as a plain-text document.
+            let data = content_text(&content).map_err(|k| {
+                DecodeError::new(
+                    "a document's content may only hold text blocks",
+                    Some(&format!("{path}.source.content[{k}].type")),
+                )
+            })?;
+            let part = document_part(
+                DocumentSource::Text {
+                    media_type: "text/plain".into(),
+                    data: data.into(),
+                },
+                title.clone(),
+                context.clone(),
+                citations.clone(),
+            );
+            let block = ContentBlockParam::Document {
+                source: wire::DocumentSource::Content { content },
+                title,
+                context,
+                citations,
+                cache_control,
+            };
+            // A wire block of strings and JSON values always serialises.
+            if let Ok(block) = serde_json::to_value(&block) {
+                whole_blocks.insert(key.to_owned(), block);
+            }
+            (part, None)
+        }
         ContentBlockParam::Document {
             source,
             title,
@@ -402,7 +441,7 @@ fn decode_block(
                             | ContentBlockParam::Document { .. }
                             | ContentBlockParam::SearchResult { .. } => {
                                 let key = format!("{key}.{k}");
-                                parts.push(decode_block(block, &inner, &key, search_results)?.0);
+                                parts.push(decode_block(block, &inner, &key, whole_blocks)?.0);
                             }
                             _ => {
                                 return Err(DecodeError::new(
@@ -466,7 +505,7 @@ fn decode_block(
             };
             // A wire block of strings and JSON values always serialises.
             if let Ok(block) = serde_json::to_value(&block) {
-                search_results.insert(key.to_owned(), block);
+                whole_blocks.insert(key.to_owned(), block);
             }
             (ContentPart::text(text), None)
         }
@@ -518,6 +557,28 @@ fn document_source(source: wire::DocumentSource) -> DocumentSource {
             media_type,
             data: data.into(),
         },
+        wire::DocumentSource::Content { content } => DocumentSource::Text {
+            media_type: "text/plain".into(),
+            data: content_text(&content).unwrap_or_default().into(),
+        },
+    }
+}
+
+/// A custom-content document's texts, one block a line; the index of the first block that is
+/// not text, if any.
+fn content_text(content: &TextOrBlocks<ContentBlockParam>) -> Result<String, usize> {
+    match content {
+        TextOrBlocks::Text(text) => Ok(text.clone()),
+        TextOrBlocks::Blocks(blocks) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for (k, block) in blocks.iter().enumerate() {
+                let ContentBlockParam::Text { text, .. } = block else {
+                    return Err(k);
+                };
+                texts.push(text.as_str());
+            }
+            Ok(texts.join("\n"))
+        }
     }
 }
 

@@ -27,7 +27,8 @@
 //!   are sent; `citations` only when the client spoke Anthropic.
 //! * Citations: a text part's `citations` (an earlier answer's, sent back as history) are sent
 //!   on its text block; an answer's text blocks keep theirs, for an Anthropic client. A
-//!   client's `search_result` blocks are sent as it wrote them.
+//!   client's `search_result` blocks and documents of its own chunks (`content` source) are
+//!   sent as it wrote them.
 //! * Extras from an Anthropic client are passed through (same-dialect fidelity).
 
 use base64::Engine;
@@ -35,7 +36,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::ingress::{
-    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SEARCH_RESULTS, SERVER_TOOLS, THINKING,
+    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING, WHOLE_BLOCKS,
 };
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
@@ -663,14 +664,14 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
     let cache_controls = extras
         .and_then(|fields| fields.get(BLOCK_CACHE_CONTROL))
         .and_then(Value::as_object);
-    let search_results = extras
-        .and_then(|fields| fields.get(SEARCH_RESULTS))
+    let whole_blocks = extras
+        .and_then(|fields| fields.get(WHOLE_BLOCKS))
         .and_then(Value::as_object);
     let mut blocks = Vec::with_capacity(message.content.len());
     let mut tool_calls = 0;
     for (j, part) in message.content.iter().enumerate() {
         // A search result goes back as the client wrote it, not as its text.
-        if let Some(block) = search_results.and_then(|m| m.get(&j.to_string())) {
+        if let Some(block) = whole_blocks.and_then(|m| m.get(&j.to_string())) {
             blocks.push(Block::Verbatim(block));
             continue;
         }
@@ -731,7 +732,7 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
                 content: tool_result_content(
                     content,
                     &format!("messages[{i}].content[{j}]"),
-                    |k| search_results.and_then(|m| m.get(&format!("{j}.{k}"))),
+                    |k| whole_blocks.and_then(|m| m.get(&format!("{j}.{k}"))),
                 )?,
                 is_error: *is_error,
                 cache_control: None,

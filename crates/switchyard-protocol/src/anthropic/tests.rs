@@ -2142,3 +2142,50 @@ fn search_results_out_of_place_are_refused_naming_the_block() {
         {"role": "user", "content": [{"type": "search_result", "source": "s", "content": []}]}]}));
     assert!(error.message.contains("title"), "{}", error.message);
 }
+
+#[test]
+fn a_custom_content_document_goes_to_anthropic_whole_and_to_others_as_plain_text() {
+    let document = json!({"type": "document", "source": {"type": "content", "content": [
+        {"type": "text", "text": "The grass is green."},
+        {"type": "text", "text": "The sky is blue."}]},
+        "title": "Facts", "context": "Field notes", "citations": {"enabled": true}});
+    let in_result =
+        json!({"type": "document", "source": {"type": "content", "content": "One chunk."}});
+    let body = json!({"model": MODEL, "max_tokens": 64, "messages": [
+        {"role": "user", "content": [document.clone(), {"type": "text", "text": "Colours?"}]},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+            "content": [in_result.clone()]}]}]});
+    let request = decode(&body).unwrap();
+    let ContentPart::Document { source, title, .. } = &request.messages[0].content[0] else {
+        panic!(
+            "expected a document, got {:?}",
+            request.messages[0].content[0]
+        );
+    };
+    assert_eq!(
+        source,
+        &crate::canonical::DocumentSource::Text {
+            media_type: "text/plain".into(),
+            data: "The grass is green.\nThe sky is blue.".into()
+        }
+    );
+    assert_eq!(title.as_deref(), Some("Facts"));
+
+    let (_, sent) = build(&request);
+    assert_eq!(sent["messages"][0]["content"][0], document);
+    assert_eq!(sent["messages"][2]["content"][0]["content"][0], in_result);
+
+    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+        .build_chat(&request, &target())
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    let text = String::from_utf8(built.into_body()).unwrap();
+    assert!(
+        text.contains(r"The grass is green.\nThe sky is blue."),
+        "{text}"
+    );
+    assert!(text.contains("One chunk."), "{text}");
+    assert!(!text.contains(r#""type":"content""#), "{text}");
+}

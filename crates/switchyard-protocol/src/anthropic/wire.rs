@@ -195,14 +195,27 @@ pub(crate) enum ImageSource {
     Url { url: String },
 }
 
-/// `document.source` (`Base64PDFSource` | `URLPDFSource` | `PlainTextSource`). The other
-/// sources (`content` blocks, an Anthropic `file` id) are refused by name.
+/// `document.source` (`Base64PDFSource` | `URLPDFSource` | `PlainTextSource` |
+/// `ContentBlockSource`). An Anthropic `file` id is refused by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum DocumentSource {
-    Base64 { media_type: String, data: String },
-    Url { url: String },
-    Text { media_type: String, data: String },
+    Base64 {
+        media_type: String,
+        data: String,
+    },
+    Url {
+        url: String,
+    },
+    Text {
+        media_type: String,
+        data: String,
+    },
+    /// A document of the client's own chunks: a string or text blocks (image blocks are
+    /// refused), each block citable on its own.
+    Content {
+        content: TextOrBlocks<ContentBlockParam>,
+    },
 }
 
 /// An entry of `tools`: a client tool (`Tool`, `type` absent or `custom`) or one of Anthropic's

@@ -710,6 +710,46 @@ async fn search_results_reach_anthropic_as_blocks_and_other_providers_as_text() 
     }
 }
 
+/// A document of the client's own chunks (a `content` source) reaches an Anthropic provider
+/// as it is, so that its answer cites a chunk by index, and every other provider as a
+/// plain-text document of its chunks.
+#[tokio::test]
+async fn a_custom_content_document_reaches_every_provider() {
+    let env = echoing("{prompt}").await;
+    let body = |kind: &str| {
+        json!({"model": kind, "max_tokens": 300, "messages": [{"role": "user", "content": [
+            {"type": "document", "title": "Facts", "citations": {"enabled": true},
+                "source": {"type": "content", "content": [
+                    {"type": "text", "text": "The grass is green."},
+                    {"type": "text", "text": "The sky is blue."}]}},
+            {"type": "text", "text": "What colours are they?"}]}]})
+    };
+    let r = env.post_anthropic(&body("anthropic")).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let content = r.json()["content"].clone();
+    let citations = content
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| b.get("citations"))
+        .unwrap_or_else(|| panic!("no citations: {content}"));
+    assert_eq!(
+        citations,
+        &json!([{"type": "content_block_location", "cited_text": "The grass is green.",
+            "document_index": 0, "document_title": "Facts", "start_block_index": 0,
+            "end_block_index": 1}])
+    );
+    for kind in ["openai", "compat", "azure", "gemini"] {
+        let r = env.post_anthropic(&body(kind)).await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        let answer = r.json()["content"][0]["text"].as_str().unwrap().to_owned();
+        assert!(
+            answer.contains("The grass is green.\nThe sky is blue."),
+            "{kind}: {answer}"
+        );
+    }
+}
+
 /// An agent's tool fetched a PDF: the document in the Anthropic tool result reaches every
 /// provider (in the result for Anthropic, in a user message after the `tool` message for
 /// OpenAI-style providers, in the function response's parts for Gemini), and a URL, which only
