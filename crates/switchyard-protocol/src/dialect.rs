@@ -47,6 +47,9 @@ pub trait IngressDialect: Send + Sync {
     fn id(&self) -> DialectId;
     /// Reads the client's request. Its texts may share `body`'s bytes rather than copy them.
     fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError>;
+    /// Keeps the request headers that a provider of this dialect must get unchanged (Anthropic's
+    /// `anthropic-beta` and `anthropic-version`), in the request's extras.
+    fn keep_headers(&self, _headers: &http::HeaderMap, _request: &mut ChatRequest) {}
     fn encode_chat(&self, response: &crate::canonical::ChatResponse, ctx: &EncodeCtx) -> Vec<u8>;
     fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder>;
     /// The full error body in this dialect's envelope.

@@ -380,6 +380,8 @@ fn start<'a>(
             input_tokens: 0,
             output_tokens: 0,
             fault: None,
+            anthropic_version: header(req.headers, "anthropic-version").map(str::to_owned),
+            anthropic_beta: header(req.headers, "anthropic-beta").map(str::to_owned),
         },
     }
 }

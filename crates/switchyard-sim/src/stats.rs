@@ -75,6 +75,11 @@ pub struct LogEntry {
     /// The fault applied, in spec form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// Anthropic: the request's `anthropic-version` and `anthropic-beta` headers, as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_beta: Option<String>,
 }
 
 /// `GET /_sim/stats`.

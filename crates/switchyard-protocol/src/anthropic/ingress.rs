@@ -40,6 +40,10 @@ pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
 pub(crate) const WHOLE_BLOCKS: &str = "blocks";
 /// Extras key of a document block's `citations` setting, in its part's extras.
 pub(crate) const DOCUMENT_CITATIONS: &str = "citations";
+/// Extras keys of the client's `anthropic-beta` and `anthropic-version` headers, which an
+/// Anthropic provider gets unchanged as headers (never as body fields: none has a hyphen).
+pub(crate) const BETA_HEADER: &str = "anthropic-beta";
+pub(crate) const VERSION_HEADER: &str = "anthropic-version";
 /// Extras key of server tools, appended after the client tools on the way out.
 pub(crate) const SERVER_TOOLS: &str = "tools";
 /// Extras key of a thinking configuration other than `enabled`.
@@ -57,6 +61,26 @@ impl IngressDialect for AnthropicIngress {
 
     fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
         decode_chat(body)
+    }
+
+    /// Claude Code and the SDKs turn features on with `anthropic-beta` (a body field such a
+    /// feature adds is refused without it); `anthropic-version` names the API version asked
+    /// for. Several `anthropic-beta` lines are joined as one list.
+    fn keep_headers(&self, headers: &http::HeaderMap, request: &mut ChatRequest) {
+        for name in [BETA_HEADER, VERSION_HEADER] {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            if !values.is_empty() {
+                request
+                    .extras
+                    .insert(DialectId::Anthropic, name, Value::String(values.join(",")));
+            }
+        }
     }
 
     fn encode_chat(&self, response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
@@ -347,6 +371,13 @@ fn decode_block(
     key: &str,
     whole_blocks: &mut Map<String, Value>,
 ) -> Result<(ContentPart, Option<Value>), DecodeError> {
+    if let Some(part) = stand_in(&block, path)? {
+        // A wire block of strings and JSON values always serialises.
+        if let Ok(whole) = serde_json::to_value(&block) {
+            whole_blocks.insert(key.to_owned(), whole);
+        }
+        return Ok((part, None));
+    }
     Ok(match block {
         ContentBlockParam::Text {
             text,
@@ -370,42 +401,6 @@ fn decode_block(
             },
             cache_control,
         ),
-        ContentBlockParam::Document {
-            source: wire::DocumentSource::Content { content },
-            title,
-            context,
-            citations,
-            cache_control,
-        } => {
-            // Other providers read the blocks' texts as a plain-text document.
-            let data = content_text(&content).map_err(|k| {
-                DecodeError::new(
-                    "a document's content may only hold text blocks",
-                    Some(&format!("{path}.source.content[{k}].type")),
-                )
-            })?;
-            let part = document_part(
-                DocumentSource::Text {
-                    media_type: "text/plain".into(),
-                    data: data.into(),
-                },
-                title.clone(),
-                context.clone(),
-                citations.clone(),
-            );
-            let block = ContentBlockParam::Document {
-                source: wire::DocumentSource::Content { content },
-                title,
-                context,
-                citations,
-                cache_control,
-            };
-            // A wire block of strings and JSON values always serialises.
-            if let Ok(block) = serde_json::to_value(&block) {
-                whole_blocks.insert(key.to_owned(), block);
-            }
-            (part, None)
-        }
         ContentBlockParam::Document {
             source,
             title,
@@ -478,36 +473,12 @@ fn decode_block(
         ContentBlockParam::RedactedThinking { data } => {
             (ContentPart::RedactedReasoning { data }, None)
         }
-        ContentBlockParam::SearchResult {
-            source,
-            title,
-            content,
-            citations,
-            cache_control,
-        } => {
-            let mut text = format!("{title}\n{source}");
-            for (k, block) in content.iter().enumerate() {
-                let ContentBlockParam::Text { text: t, .. } = block else {
-                    return Err(DecodeError::new(
-                        "search_result content may only hold text blocks",
-                        Some(&format!("{path}.content[{k}].type")),
-                    ));
-                };
-                text.push_str("\n\n");
-                text.push_str(t);
-            }
-            let block = ContentBlockParam::SearchResult {
-                source,
-                title,
-                content,
-                citations,
-                cache_control,
-            };
-            // A wire block of strings and JSON values always serialises.
-            if let Ok(block) = serde_json::to_value(&block) {
-                whole_blocks.insert(key.to_owned(), block);
-            }
-            (ContentPart::text(text), None)
+        // Never here: `stand_in` took every search result above.
+        ContentBlockParam::SearchResult { .. } => {
+            return Err(DecodeError::new(
+                "a search_result block could not be read",
+                Some(&format!("{path}.type")),
+            ));
         }
     })
 }
@@ -520,6 +491,57 @@ pub(super) fn tool_use_part(id: String, name: String, input: &Value) -> ContentP
         arguments: input.to_string(),
         extras: Extras::default(),
     }
+}
+
+/// What other providers get for a block only Anthropic takes as it is: a search result as a
+/// text part (its title, source and texts), a document of custom content as a plain-text
+/// document of its texts; `None` for any other block.
+fn stand_in(block: &ContentBlockParam, path: &str) -> Result<Option<ContentPart>, DecodeError> {
+    Ok(Some(match block {
+        ContentBlockParam::SearchResult {
+            source,
+            title,
+            content,
+            ..
+        } => {
+            let mut text = format!("{title}\n{source}");
+            for (k, block) in content.iter().enumerate() {
+                let ContentBlockParam::Text { text: t, .. } = block else {
+                    return Err(DecodeError::new(
+                        "search_result content may only hold text blocks",
+                        Some(&format!("{path}.content[{k}].type")),
+                    ));
+                };
+                text.push_str("\n\n");
+                text.push_str(t);
+            }
+            ContentPart::text(text)
+        }
+        ContentBlockParam::Document {
+            source: wire::DocumentSource::Content { content },
+            title,
+            context,
+            citations,
+            ..
+        } => {
+            let data = content_text(content).map_err(|k| {
+                DecodeError::new(
+                    "a document's content may only hold text blocks",
+                    Some(&format!("{path}.source.content[{k}].type")),
+                )
+            })?;
+            document_part(
+                DocumentSource::Text {
+                    media_type: "text/plain".into(),
+                    data: data.into(),
+                },
+                title.clone(),
+                context.clone(),
+                citations.clone(),
+            )
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// A `document` block's part. `citations` only means something to Anthropic, so it rides in

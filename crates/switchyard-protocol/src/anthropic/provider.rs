@@ -36,7 +36,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::ingress::{
-    BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING, WHOLE_BLOCKS,
+    BETA_HEADER, BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING,
+    VERSION_HEADER, WHOLE_BLOCKS,
 };
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
@@ -107,6 +108,17 @@ impl ProviderDialect for AnthropicProvider {
         } else {
             format!("{base}/v1/messages")
         };
+        // An Anthropic client's version and beta features go on as it sent them.
+        let client_header = |key: &str| {
+            request
+                .extras
+                .for_dialect(DialectId::Anthropic)
+                .and_then(|fields| fields.get(key))
+                .and_then(Value::as_str)
+                .and_then(|v| HeaderValue::from_str(v).ok())
+        };
+        let version = client_header(VERSION_HEADER)
+            .unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
         let mut builder = http::Request::builder()
             .method(Method::POST)
             .uri(&url)
@@ -114,10 +126,10 @@ impl ProviderDialect for AnthropicProvider {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )
-            .header(
-                HeaderName::from_static("anthropic-version"),
-                HeaderValue::from_static(ANTHROPIC_VERSION),
-            );
+            .header(HeaderName::from_static("anthropic-version"), version);
+        if let Some(beta) = client_header(BETA_HEADER) {
+            builder = builder.header(HeaderName::from_static("anthropic-beta"), beta);
+        }
         if let Some(key) = target.api_key {
             let mut value = HeaderValue::from_str(key).map_err(|_| {
                 DecodeError::new(
@@ -180,7 +192,8 @@ enum Block<'r> {
         cache_control: Option<Value>,
     },
     Wire(ContentBlockParam),
-    /// A block an Anthropic client sent, kept whole (a `search_result`).
+    /// A block an Anthropic client sent, kept whole (a search result, a document of its own
+    /// chunks).
     Verbatim(&'r Value),
 }
 
@@ -492,7 +505,12 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         for (key, value) in extras.into_iter().flatten() {
             if !matches!(
                 key.as_str(),
-                SERVER_TOOLS | THINKING | OUTPUT_CONFIG | BLOCK_CACHE_CONTROL
+                SERVER_TOOLS
+                    | THINKING
+                    | OUTPUT_CONFIG
+                    | BLOCK_CACHE_CONTROL
+                    | BETA_HEADER
+                    | VERSION_HEADER
             ) {
                 body.value(key, value)?;
             }

@@ -2189,3 +2189,41 @@ fn a_custom_content_document_goes_to_anthropic_whole_and_to_others_as_plain_text
     assert!(text.contains("One chunk."), "{text}");
     assert!(!text.contains(r#""type":"content""#), "{text}");
 }
+
+#[test]
+fn an_anthropic_clients_beta_and_version_headers_go_on_as_headers_only() {
+    let mut headers = HeaderMap::new();
+    headers.append(
+        "anthropic-beta",
+        "interleaved-thinking-2025-05-14".parse().unwrap(),
+    );
+    headers.append("anthropic-beta", " context-1m-2025-08-07 ".parse().unwrap());
+    headers.append("anthropic-version", "2023-06-01".parse().unwrap());
+    let body = json!({"model": MODEL, "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}],
+        "context_management": {"edits": []}});
+    let mut request = decode(&body).unwrap();
+    AnthropicIngress.keep_headers(&headers, &mut request);
+    let (built, sent) = build(&request);
+    assert_eq!(
+        built.headers()["anthropic-beta"],
+        "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
+    );
+    assert_eq!(built.headers()["anthropic-version"], "2023-06-01");
+    // The beta feature's body field goes too; the headers never go into the body.
+    assert_eq!(sent["context_management"], json!({"edits": []}));
+    assert!(sent.get("anthropic-beta").is_none() && sent.get("anthropic-version").is_none());
+
+    // Without them (or from another dialect): the gateway's version, no beta.
+    let plain = decode(&body).unwrap();
+    let (built, _) = build(&plain);
+    assert!(built.headers().get("anthropic-beta").is_none());
+    assert_eq!(built.headers()["anthropic-version"], "2023-06-01");
+    // Another dialect's provider never sees them.
+    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+        .build_chat(&request, &target())
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    assert!(built.headers().get("anthropic-beta").is_none());
+    let text = String::from_utf8(built.into_body()).unwrap();
+    assert!(!text.contains("anthropic-"), "{text}");
+}

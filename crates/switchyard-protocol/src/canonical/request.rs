@@ -27,6 +27,14 @@ impl Extras {
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
+
+    /// Keeps `value` under `key` for `dialect`; fields kept for another dialect are dropped.
+    pub fn insert(&mut self, dialect: DialectId, key: &str, value: Value) {
+        if self.dialect != Some(dialect) {
+            *self = Self::new(dialect, Map::new());
+        }
+        self.fields.insert(key.to_owned(), value);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -207,6 +207,7 @@ pub async fn chat(
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;
     drop(body);
+    ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     let applied = apply_config(
         &app,

@@ -681,15 +681,9 @@ async fn search_results_reach_anthropic_as_blocks_and_other_providers_as_text() 
         .map(|b| b["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, "What colours are they?", "{content}");
-    let citations = content
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|b| b.get("citations"))
-        .unwrap_or_else(|| panic!("no citations: {content}"));
     assert_eq!(
-        citations,
-        &json!([
+        first_citations(&content),
+        json!([
             {"type": "search_result_location", "cited_text": "The sky is blue.",
                 "search_result_index": 0, "source": "kb://sky", "title": "Sky",
                 "start_block_index": 0, "end_block_index": 1},
@@ -699,15 +693,12 @@ async fn search_results_reach_anthropic_as_blocks_and_other_providers_as_text() 
         ])
     );
 
-    for kind in ["openai", "compat", "azure", "gemini"] {
-        let r = env.post_anthropic(&body(kind)).await;
-        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
-        let answer = r.json()["content"][0]["text"].as_str().unwrap().to_owned();
-        assert!(
-            answer.contains("Grass\nhttps://kb.example/grass\n\nThe grass is green."),
-            "{kind}: {answer}"
-        );
-    }
+    others_read(
+        &env,
+        body,
+        "Grass\nhttps://kb.example/grass\n\nThe grass is green.",
+    )
+    .await;
 }
 
 /// A document of the client's own chunks (a `content` source) reaches an Anthropic provider
@@ -726,27 +717,93 @@ async fn a_custom_content_document_reaches_every_provider() {
     };
     let r = env.post_anthropic(&body("anthropic")).await;
     assert_eq!(r.status, 200, "{:.300}", r.text);
-    let content = r.json()["content"].clone();
-    let citations = content
+    assert_eq!(
+        first_citations(&r.json()["content"]),
+        json!([{"type": "content_block_location", "cited_text": "The grass is green.",
+            "document_index": 0, "document_title": "Facts", "start_block_index": 0,
+            "end_block_index": 1}])
+    );
+    others_read(&env, body, "The grass is green.\nThe sky is blue.").await;
+}
+
+/// An Anthropic client's `anthropic-beta` and `anthropic-version` headers reach an Anthropic
+/// provider unchanged (Claude Code turns features on with them, and a body field of a beta
+/// feature is refused without its header); the gateway's own version goes when the client
+/// speaks OpenAI.
+#[tokio::test]
+async fn an_anthropic_clients_beta_and_version_headers_reach_anthropic() {
+    let env = env().await;
+    let body = json!({"model": "anthropic", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = env
+        .post_with(
+            "/v1/messages",
+            &body,
+            &[
+                ("x-api-key", KEY),
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", "interleaved-thinking-2025-05-14"),
+                ("anthropic-beta", "context-management-2025-06-27"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = env
+        .post_with(
+            "/v1/messages",
+            &streamed,
+            &[
+                ("x-api-key", KEY),
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", "files-api-2025-04-14"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let r = env
+        .post("/v1/chat/completions", &chat("anthropic", "hello"))
+        .await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+
+    let stats = env.sim_stats().await;
+    let log: Vec<&Value> = stats["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["provider_kind"] == "anthropic" && e["endpoint"] == "chat")
+        .collect();
+    assert_eq!(log.len(), 3, "{stats}");
+    assert_eq!(
+        log[0]["anthropic_beta"],
+        "interleaved-thinking-2025-05-14,context-management-2025-06-27"
+    );
+    assert_eq!(log[0]["anthropic_version"], "2023-06-01");
+    assert_eq!(log[1]["anthropic_beta"], "files-api-2025-04-14");
+    assert!(log[2].get("anthropic_beta").is_none(), "{}", log[2]);
+    assert_eq!(log[2]["anthropic_version"], "2023-06-01");
+}
+
+/// The citations of an answer's first cited block.
+fn first_citations(content: &Value) -> Value {
+    content
         .as_array()
         .unwrap()
         .iter()
         .find_map(|b| b.get("citations"))
-        .unwrap_or_else(|| panic!("no citations: {content}"));
-    assert_eq!(
-        citations,
-        &json!([{"type": "content_block_location", "cited_text": "The grass is green.",
-            "document_index": 0, "document_title": "Facts", "start_block_index": 0,
-            "end_block_index": 1}])
-    );
+        .cloned()
+        .unwrap_or_else(|| panic!("no citations: {content}"))
+}
+
+/// Every provider kind but Anthropic answers `body` (the simulator echoing the prompt) with
+/// `text` in its answer: the model read it.
+async fn others_read(env: &Env, body: impl Fn(&str) -> Value, text: &str) {
     for kind in ["openai", "compat", "azure", "gemini"] {
         let r = env.post_anthropic(&body(kind)).await;
         assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
         let answer = r.json()["content"][0]["text"].as_str().unwrap().to_owned();
-        assert!(
-            answer.contains("The grass is green.\nThe sky is blue."),
-            "{kind}: {answer}"
-        );
+        assert!(answer.contains(text), "{kind}: {answer}");
     }
 }
 
