@@ -24,6 +24,7 @@ mod credentials;
 mod evaluation;
 mod experiments;
 mod governance;
+mod models;
 mod observability;
 
 use crate::app::App;
@@ -49,8 +50,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/chat/completions", post(openai_chat))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embeddings", post(openai_embeddings))
-        .route("/v1/models", get(models))
-        .route("/models", get(models))
+        .route("/v1/models", get(models::list))
+        .route("/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
+        .route("/models/{id}", get(models::get))
         .route("/v1/messages", post(anthropic_messages))
         .route("/admin/deployments", get(admin::deployments))
         .route("/admin/requests", get(admin::requests))
@@ -486,24 +489,6 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let ctx = RequestContext::new(DialectId::OpenAi);
-    let principal = match pipeline::authenticate(&app, &headers) {
-        Ok(p) => p,
-        Err(e) => return error_response(DialectId::OpenAi, &e, &ctx.id),
-    };
-    let restrictions = app.governance.restrictions(&principal, None);
-    let data: Vec<_> = app
-        .table
-        .aliases
-        .iter()
-        .filter(|a| app.governance.model_allowed(&principal, None, a))
-        .filter(|a| restrictions.is_empty() || app.table.usable(a, &restrictions))
-        .map(|a| json!({"id": a, "object": "model", "created": 0, "owned_by": "switchyard"}))
-        .collect();
-    json_response(StatusCode::OK, json!({"object": "list", "data": data}))
 }
 
 async fn live() -> Response {

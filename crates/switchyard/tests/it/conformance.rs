@@ -305,6 +305,87 @@ async fn embeddings_and_models() {
     assert_eq!(env.get("/health/ready").await.status, 200);
 }
 
+/// The models list and a single model come in the shape of the client that asks: Anthropic's
+/// (`ModelInfo`s in pages) when it sends `anthropic-version`, as its SDKs and Claude Code do,
+/// else OpenAI's; errors likewise.
+#[tokio::test]
+async fn models_are_listed_in_the_shape_the_client_speaks() {
+    let env = env().await;
+    let anthropic = |path: &str, key: &str| {
+        env.http
+            .get(format!("{}{path}", env.gw.url))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .send()
+    };
+    let read = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    let (status, all) = read(anthropic("/v1/models", KEY).await.unwrap()).await;
+    assert_eq!(status, 200, "{all}");
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["type"], "model", "{m}");
+            assert_eq!(m["display_name"], m["id"], "{m}");
+            assert!(m["created_at"].is_string(), "{m}");
+            m["id"].as_str().unwrap()
+        })
+        .collect();
+    for kind in KINDS {
+        assert!(ids.contains(kind), "{all}");
+    }
+    assert_eq!(all["has_more"], false);
+    assert_eq!(all["first_id"], ids[0]);
+    assert_eq!(all["last_id"], *ids.last().unwrap());
+
+    // Pages of two, forwards from the first.
+    let (_, first) = read(anthropic("/v1/models?limit=2", KEY).await.unwrap()).await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert_eq!(first["has_more"], true);
+    let after = first["last_id"].as_str().unwrap();
+    let (_, next) = read(
+        anthropic(&format!("/v1/models?limit=2&after_id={after}"), KEY)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(next["first_id"], ids[2], "{next}");
+
+    let (status, one) = read(anthropic("/v1/models/anthropic", KEY).await.unwrap()).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], "anthropic");
+    assert_eq!(one["type"], "model");
+    for (path, key, status, kind) in [
+        ("/v1/models/nope", KEY, 404, "not_found_error"),
+        ("/v1/models?limit=0", KEY, 400, "invalid_request_error"),
+        ("/v1/models", "sk-wrong", 401, "authentication_error"),
+    ] {
+        let (got, body) = read(anthropic(path, key).await.unwrap()).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["type"], "error", "{path}: {body}");
+        assert_eq!(body["error"]["type"], kind, "{path}: {body}");
+    }
+
+    let one = env.get("/v1/models/openai").await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(
+        one.json(),
+        json!({"id": "openai", "object": "model", "created": 0, "owned_by": "switchyard"})
+    );
+    let missing = env.get("/v1/models/nope").await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert!(
+        missing.json()["error"]["message"].is_string(),
+        "{}",
+        missing.text
+    );
+}
+
 /// A long prompt reaches every kind of provider exactly as the client wrote it, whether it is
 /// shared with the client's body (no escapes) or unescaped into a copy that keeps the client's
 /// string (both spliced into the provider's request as they are), from a compact or a

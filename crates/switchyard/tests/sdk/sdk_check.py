@@ -342,6 +342,22 @@ def _():
 def _():
     ids = {m.id for m in oa.models.list()}
     assert set(ALIASES) <= ids, ids
+    assert oa.models.retrieve(ALIASES[0]).id == ALIASES[0]
+
+
+@check("anthropic models list")
+def _():
+    # Pages of two, which the SDK follows by itself.
+    models = list(an.models.list(limit=2))
+    assert set(ALIASES) <= {m.id for m in models}, models
+    assert all(m.type == "model" and m.display_name and m.created_at for m in models), models
+    assert an.models.retrieve(ALIASES[0]).id == ALIASES[0]
+    try:
+        an.models.retrieve("no-such-model")
+    except anthropic.NotFoundError as e:
+        assert e.status_code == 404
+    else:
+        raise AssertionError("no error")
 
 
 @check("openai bad key is AuthenticationError")
