@@ -157,6 +157,18 @@ pub trait ProviderDialect: Send + Sync {
     fn parse_embeddings(&self, _body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
         Err(malformed("this provider does not serve embeddings"))
     }
+    /// A request to count the prompt's input tokens, where the provider has such an endpoint
+    /// (Anthropic's `count_tokens`); `None` where it has not.
+    fn build_count_tokens(
+        &self,
+        _request: &ChatRequest,
+        _target: &Target<'_>,
+    ) -> Option<Result<http::Request<Vec<u8>>, DecodeError>> {
+        None
+    }
+    fn parse_count_tokens(&self, _body: &[u8]) -> Result<u64, UpstreamErrorInfo> {
+        Err(malformed("this provider does not count tokens"))
+    }
 }
 
 /// Provider kinds as they appear in configuration.

@@ -101,48 +101,38 @@ impl ProviderDialect for AnthropicProvider {
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let body = build_body(request, target.model)?;
-        let base = target.base_url.trim_end_matches('/');
-        // Accept a base URL configured with or without the `/v1` suffix.
-        let url = if base.ends_with("/v1") {
-            format!("{base}/messages")
-        } else {
-            format!("{base}/v1/messages")
-        };
-        // An Anthropic client's version and beta features go on as it sent them.
-        let client_header = |key: &str| {
-            request
-                .extras
-                .for_dialect(DialectId::Anthropic)
-                .and_then(|fields| fields.get(key))
-                .and_then(Value::as_str)
-                .and_then(|v| HeaderValue::from_str(v).ok())
-        };
-        let version = client_header(VERSION_HEADER)
-            .unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
-        let mut builder = http::Request::builder()
-            .method(Method::POST)
-            .uri(&url)
-            .header(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )
-            .header(HeaderName::from_static("anthropic-version"), version);
-        if let Some(beta) = client_header(BETA_HEADER) {
-            builder = builder.header(HeaderName::from_static("anthropic-beta"), beta);
-        }
-        if let Some(key) = target.api_key {
-            let mut value = HeaderValue::from_str(key).map_err(|_| {
-                DecodeError::new(
-                    "the deployment's API key contains characters not allowed in an HTTP header",
-                    None,
-                )
+        post(request, target, "messages", body)
+    }
+
+    /// The request's body for `messages`, cut down to the members `count_tokens` takes (it
+    /// refuses `max_tokens`, the sampling fields and the rest).
+    fn build_count_tokens(
+        &self,
+        request: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Option<Result<http::Request<Vec<u8>>, DecodeError>> {
+        let counted = || {
+            let body = build_body(request, target.model)?.into_vec();
+            let mut body: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+                DecodeError::new(format!("cannot serialise the Anthropic request: {e}"), None)
             })?;
-            value.set_sensitive(true);
-            builder = builder.header(HeaderName::from_static("x-api-key"), value);
+            body.retain(|key, _| COUNTED_MEMBERS.contains(&key.as_str()));
+            let body = serde_json::to_vec(&body).map_err(|e| {
+                DecodeError::new(format!("cannot serialise the Anthropic request: {e}"), None)
+            })?;
+            post(request, target, "messages/count_tokens", body)
+        };
+        Some(counted())
+    }
+
+    fn parse_count_tokens(&self, body: &[u8]) -> Result<u64, UpstreamErrorInfo> {
+        #[derive(serde::Deserialize)]
+        struct Counted {
+            input_tokens: u64,
         }
-        builder
-            .body(body)
-            .map_err(|e| DecodeError::new(format!("cannot build a request for `{url}`: {e}"), None))
+        crate::json::from_body::<Counted>(body)
+            .map(|c| c.input_tokens)
+            .map_err(|e| malformed(format!("Anthropic token count is not valid: {e}")))
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
@@ -161,6 +151,74 @@ impl ProviderDialect for AnthropicProvider {
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
         classify_error(status, headers, body)
     }
+}
+
+/// The members of a `messages` body that `count_tokens` takes (the Messages API reference's
+/// `MessageCountTokensParams`, the beta's included).
+const COUNTED_MEMBERS: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "cache_control",
+    "output_config",
+    "output_format",
+    "context_management",
+    "mcp_servers",
+    "speed",
+];
+
+/// A `POST` of `body` to the API's `path` (after `/v1/`), with the key, the API version and an
+/// Anthropic client's beta features (its version and betas go on as it sent them).
+fn post<B>(
+    request: &ChatRequest,
+    target: &Target<'_>,
+    path: &str,
+    body: B,
+) -> Result<http::Request<B>, DecodeError> {
+    let base = target.base_url.trim_end_matches('/');
+    // Accept a base URL configured with or without the `/v1` suffix.
+    let url = if base.ends_with("/v1") {
+        format!("{base}/{path}")
+    } else {
+        format!("{base}/v1/{path}")
+    };
+    let client_header = |key: &str| {
+        request
+            .extras
+            .for_dialect(DialectId::Anthropic)
+            .and_then(|fields| fields.get(key))
+            .and_then(Value::as_str)
+            .and_then(|v| HeaderValue::from_str(v).ok())
+    };
+    let version = client_header(VERSION_HEADER)
+        .unwrap_or_else(|| HeaderValue::from_static(ANTHROPIC_VERSION));
+    let mut builder = http::Request::builder()
+        .method(Method::POST)
+        .uri(&url)
+        .header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
+        .header(HeaderName::from_static("anthropic-version"), version);
+    if let Some(beta) = client_header(BETA_HEADER) {
+        builder = builder.header(HeaderName::from_static("anthropic-beta"), beta);
+    }
+    if let Some(key) = target.api_key {
+        let mut value = HeaderValue::from_str(key).map_err(|_| {
+            DecodeError::new(
+                "the deployment's API key contains characters not allowed in an HTTP header",
+                None,
+            )
+        })?;
+        value.set_sensitive(true);
+        builder = builder.header(HeaderName::from_static("x-api-key"), value);
+    }
+    builder
+        .body(body)
+        .map_err(|e| DecodeError::new(format!("cannot build a request for `{url}`: {e}"), None))
 }
 
 /// A request content block as the writer takes it: a text borrowed from the canonical request

@@ -2227,3 +2227,55 @@ fn an_anthropic_clients_beta_and_version_headers_go_on_as_headers_only() {
     let text = String::from_utf8(built.into_body()).unwrap();
     assert!(!text.contains("anthropic-"), "{text}");
 }
+
+#[test]
+fn a_token_count_goes_to_count_tokens_with_only_the_members_it_takes() {
+    let mut headers = HeaderMap::new();
+    headers.append(
+        "anthropic-beta",
+        "context-management-2025-06-27".parse().unwrap(),
+    );
+    let body = json!({"model": MODEL, "max_tokens": 9, "temperature": 0.5, "stream": true,
+        "stop_sequences": ["x"], "metadata": {"user_id": "u"},
+        "system": "Be brief.", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "context_management": {"edits": []}});
+    let mut request = decode(&body).unwrap();
+    AnthropicIngress.keep_headers(&headers, &mut request);
+    let built = AnthropicProvider
+        .build_count_tokens(&request, &target())
+        .expect("Anthropic counts tokens")
+        .unwrap();
+    assert_eq!(
+        built.uri().to_string(),
+        "https://api.anthropic.com/v1/messages/count_tokens"
+    );
+    assert_eq!(
+        built.headers()["anthropic-beta"],
+        "context-management-2025-06-27"
+    );
+    assert_eq!(built.headers()["x-api-key"], "sk-ant-test");
+    let sent: Value = serde_json::from_slice(built.body()).unwrap();
+    let mut members: Vec<&str> = sent
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        ["context_management", "messages", "model", "system", "tools"]
+    );
+    assert_eq!(sent["model"], "claude-target");
+
+    assert_eq!(
+        AnthropicProvider.parse_count_tokens(br#"{"input_tokens": 2095}"#),
+        Ok(2095)
+    );
+    let error = AnthropicProvider.parse_count_tokens(b"{}").unwrap_err();
+    assert_eq!(error.class, ErrorClass::MalformedResponse);
+    // Providers without a counting endpoint say so.
+    let openai = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default());
+    assert!(openai.build_count_tokens(&request, &target()).is_none());
+}

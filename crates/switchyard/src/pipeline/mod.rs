@@ -394,6 +394,60 @@ fn customer_header(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// `POST /v1/messages/count_tokens`: the prompt's input tokens, as the first deployment behind
+/// the alias that is not cooling down counts them where its provider has a counting endpoint
+/// (Anthropic's), else the gateway's own estimate. The body is a Messages request without
+/// `max_tokens`; nothing is generated, billed or recorded.
+pub async fn count_tokens(
+    app: &App,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<u64, GatewayError> {
+    let principal = authenticate(app, headers)?;
+    // The Messages decoder wants `max_tokens`, which this endpoint does not take.
+    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|e| {
+            GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
+                format!("the body is not a JSON object: {e}"),
+                None,
+            ))
+        })?;
+    object
+        .entry("max_tokens")
+        .or_insert(serde_json::Value::from(1));
+    let body = Bytes::from(serde_json::Value::Object(object).to_string());
+    let ingress = &switchyard_protocol::anthropic::AnthropicIngress;
+    let mut request = ingress
+        .decode_chat(&body)
+        .map_err(GatewayError::InvalidRequest)?;
+    ingress.keep_headers(headers, &mut request);
+    let customer = customer_header(headers).or_else(|| request.user.clone());
+    check_model(app, &principal, customer.as_deref(), &request.model)?;
+    let route = app
+        .table
+        .route(&request.model)
+        .ok_or_else(|| GatewayError::ModelNotFound(request.model.clone()))?;
+    let now = now_ms();
+    let deployment = route
+        .deployments
+        .iter()
+        .find(|d| !d.health.snapshot(now).cooling)
+        .or_else(|| route.deployments.first());
+    if let Some(d) = deployment
+        && let Some(counted) = upstream::count_tokens(d, &request).await
+    {
+        return counted.map_err(|last| GatewayError::Upstream {
+            last,
+            all_rate_limited: false,
+            attempts: 1,
+        });
+    }
+    Ok(crate::tokens::estimate_chat(
+        app.table.encoding(&request.model),
+        &request,
+    ))
+}
+
 /// `POST /v1/embeddings`.
 pub async fn embeddings(
     app: Arc<App>,

@@ -55,6 +55,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/models/{id}", get(models::get))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/admin/deployments", get(admin::deployments))
         .route("/admin/requests", get(admin::requests))
         .route("/admin/requests/{id}", get(admin::request))
@@ -455,6 +456,23 @@ async fn anthropic_messages(
     body: Body,
 ) -> Response {
     chat(app, DialectId::Anthropic, headers, body).await
+}
+
+async fn anthropic_count_tokens(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ctx = RequestContext::new(DialectId::Anthropic);
+    let limit = app.config.server.max_body_bytes;
+    let counted = match read_body(&headers, body, limit).await {
+        Ok(bytes) => pipeline::count_tokens(&app, &headers, bytes).await,
+        Err(e) => Err(e),
+    };
+    match counted {
+        Ok(input_tokens) => json_response(StatusCode::OK, json!({"input_tokens": input_tokens})),
+        Err(e) => error_response(DialectId::Anthropic, &e, &ctx.id),
+    }
 }
 
 async fn openai_embeddings(

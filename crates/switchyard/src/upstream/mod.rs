@@ -476,6 +476,32 @@ async fn attempt_embeddings(
     provider.dialect.parse_embeddings(&body)
 }
 
+/// The prompt's input tokens as the deployment's provider counts them, where it has a counting
+/// endpoint (`None` where it has not). One call, within the provider's timeouts; no retries.
+pub async fn count_tokens(
+    d: &Deployment,
+    request: &ChatRequest,
+) -> Option<Result<u64, UpstreamErrorInfo>> {
+    let provider = &d.provider;
+    let key = match credential(provider) {
+        Ok(key) => key,
+        Err(e) => return Some(Err(e)),
+    };
+    let built = provider
+        .dialect
+        .build_count_tokens(request, &target(d, key.as_deref()))?;
+    Some(
+        async {
+            let built = built.map_err(invalid_for_provider)?;
+            let started = Instant::now();
+            let response = send(d, built.map(ProviderBody::from), started).await?;
+            let body = whole_body(provider, response, started).await?;
+            provider.dialect.parse_count_tokens(&body)
+        }
+        .await,
+    )
+}
+
 /// Full jitter: a random wait between zero and an exponentially growing cap.
 fn backoff(try_no: u32) -> Duration {
     let cap_ms = (100u64 << try_no.min(5)).min(2_000);

@@ -888,6 +888,76 @@ async fn others_read(env: &Env, body: impl Fn(&str) -> Value, text: &str) {
     }
 }
 
+/// `count_tokens` answers what an Anthropic provider counts for the prompt (the same figure
+/// its answer then reports as input), the client's beta headers included, and the gateway's
+/// own estimate where the provider has no counting endpoint; errors come in Anthropic's shape.
+#[tokio::test]
+async fn count_tokens_asks_anthropic_and_estimates_for_other_providers() {
+    let env = env().await;
+    let prompt = |model: &str| {
+        json!({"model": model, "system": "Be brief.",
+            "messages": [{"role": "user", "content": "How many tokens is this question, roughly?"}]})
+    };
+    let count = |body: Value, key: &'static str| {
+        let env = &env;
+        async move {
+            env.post_with(
+                "/v1/messages/count_tokens",
+                &body,
+                &[
+                    ("x-api-key", key),
+                    ("anthropic-version", "2023-06-01"),
+                    ("anthropic-beta", "token-counting-2024-11-01"),
+                ],
+            )
+            .await
+        }
+    };
+    let r = count(prompt("anthropic"), KEY).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let counted = r.json()["input_tokens"].as_u64().unwrap();
+    let mut answered = prompt("anthropic");
+    answered["max_tokens"] = json!(20);
+    let r = env.post_anthropic(&answered).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(r.json()["usage"]["input_tokens"].as_u64(), Some(counted));
+    let stats = env.sim_stats().await;
+    let asked = stats["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == "count_tokens")
+        .unwrap_or_else(|| panic!("the provider was not asked: {stats}"));
+    assert_eq!(asked["anthropic_beta"], "token-counting-2024-11-01");
+
+    for kind in ["openai", "gemini"] {
+        let r = count(prompt(kind), KEY).await;
+        assert_eq!(r.status, 200, "{kind}: {:.300}", r.text);
+        assert!(
+            r.json()["input_tokens"].as_u64().unwrap() > 5,
+            "{kind}: {}",
+            r.text
+        );
+    }
+
+    for (body, key, status, kind) in [
+        (prompt("no-such-model"), KEY, 404, "not_found_error"),
+        (
+            json!({"model": "anthropic"}),
+            KEY,
+            400,
+            "invalid_request_error",
+        ),
+        (json!([1, 2]), KEY, 400, "invalid_request_error"),
+        (prompt("anthropic"), "sk-wrong", 401, "authentication_error"),
+    ] {
+        let r = count(body.clone(), key).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        assert_eq!(r.json()["type"], "error", "{}", r.text);
+        assert_eq!(r.json()["error"]["type"], kind, "{}", r.text);
+    }
+}
+
 /// An agent's tool fetched a PDF: the document in the Anthropic tool result reaches every
 /// provider (in the result for Anthropic, in a user message after the `tool` message for
 /// OpenAI-style providers, in the function response's parts for Gemini), and a URL, which only

@@ -162,6 +162,13 @@ def run_alias(alias):
         assert m.stop_reason == "end_turn", m.stop_reason
         assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m.usage
 
+    @check(f"anthropic count tokens [{alias}]")
+    def _():
+        n = an.messages.count_tokens(
+            model=alias, system="Be brief.", messages=[{"role": "user", "content": "Hello there"}]
+        )
+        assert n.input_tokens > 0, n
+
     @check(f"anthropic document [{alias}]")
     def _():
         m = an.messages.create(
