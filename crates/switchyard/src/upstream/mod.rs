@@ -483,15 +483,15 @@ pub async fn count_tokens(
     request: &ChatRequest,
 ) -> Option<Result<u64, UpstreamErrorInfo>> {
     let provider = &d.provider;
-    let key = match credential(provider) {
-        Ok(key) => key,
-        Err(e) => return Some(Err(e)),
-    };
+    // Only a provider that counts needs its credential: the others are estimated.
+    let key = credential(provider);
+    let usable = key.as_ref().ok().and_then(|k| k.as_deref());
     let built = provider
         .dialect
-        .build_count_tokens(request, &target(d, key.as_deref()))?;
+        .build_count_tokens(request, &target(d, usable))?;
     Some(
         async {
+            key?;
             let built = built.map_err(invalid_for_provider)?;
             let started = Instant::now();
             let response = send(d, built.map(ProviderBody::from), started).await?;
