@@ -94,15 +94,11 @@ fn document_source(source: Option<&Value>) -> Option<String> {
 /// block (`content_block_location`). Other sources (a PDF, a URL) are not read here, so not
 /// cited.
 fn citation(block: &Value, document_index: usize) -> Option<Value> {
-    let enabled = block
-        .pointer("/citations/enabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let source = block.get("source")?;
-    let title = block.get("title").cloned().unwrap_or(Value::Null);
-    if !enabled {
+    if !citations_enabled(block) {
         return None;
     }
+    let source = block.get("source")?;
+    let title = block.get("title").cloned().unwrap_or(Value::Null);
     if source.get("type").and_then(Value::as_str) == Some("content") {
         let first = match source.get("content")? {
             Value::String(text) => text.as_str(),
@@ -152,22 +148,19 @@ fn search_result_chars(block: &Value) -> usize {
 /// The citation an answer makes of a search result with citations enabled: its first block
 /// (`search_result_location`).
 fn search_result_citation(block: &Value, search_result_index: usize) -> Option<Value> {
-    let enabled = block
-        .pointer("/citations/enabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    if !citations_enabled(block) {
+        return None;
+    }
     let first = block.pointer("/content/0/text").and_then(Value::as_str)?;
-    enabled.then(|| {
-        json!({
-            "type": "search_result_location",
-            "cited_text": first,
-            "search_result_index": search_result_index,
-            "source": block.get("source").cloned().unwrap_or(Value::Null),
-            "title": block.get("title").cloned().unwrap_or(Value::Null),
-            "start_block_index": 0,
-            "end_block_index": 1,
-        })
-    })
+    Some(json!({
+        "type": "search_result_location",
+        "cited_text": first,
+        "search_result_index": search_result_index,
+        "source": block.get("source").cloned().unwrap_or(Value::Null),
+        "title": block.get("title").cloned().unwrap_or(Value::Null),
+        "start_block_index": 0,
+        "end_block_index": 1,
+    }))
 }
 
 fn error_type(status: u16) -> &'static str {
@@ -530,18 +523,19 @@ fn usage(input: u64, output: u64) -> Value {
 
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     let content: Vec<Value> = match out {
-        Output::Text { text, pieces, .. } if !conv.citations.is_empty() && !pieces.is_empty() => {
-            let at = pieces[cited_from(pieces)].start;
+        Output::Text { text, pieces, .. } => {
+            let (lead, claim) = cited_split(conv, pieces);
+            let at = claim.first().map_or(text.len(), |p| p.start);
             let mut blocks = Vec::with_capacity(2);
-            if at > 0 {
+            if !lead.is_empty() || claim.is_empty() {
                 blocks.push(json!({ "type": "text", "text": &text[..at], "citations": null }));
             }
+            if !claim.is_empty() {
+                blocks.push(
+                    json!({ "type": "text", "text": &text[at..], "citations": conv.citations }),
+                );
+            }
             blocks
-                .push(json!({ "type": "text", "text": &text[at..], "citations": conv.citations }));
-            blocks
-        }
-        Output::Text { text, .. } => {
-            vec![json!({ "type": "text", "text": text, "citations": null })]
         }
         Output::ToolCalls(calls) => calls
             .iter()
@@ -594,13 +588,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
     );
     match out {
         Output::Text { text, pieces, .. } => {
-            // A cited answer comes as an uncited lead-in and the cited claim, each a block.
-            let split = if conv.citations.is_empty() {
-                pieces.len()
-            } else {
-                cited_from(pieces)
-            };
-            let (lead, claim) = pieces.split_at(split);
+            let (lead, claim) = cited_split(conv, pieces);
             let mut index = 0;
             if !lead.is_empty() || claim.is_empty() {
                 text_block(&mut sse, index, text, lead, &[]);
@@ -725,10 +713,23 @@ fn text_block(sse: &mut SseBody, index: usize, text: &str, pieces: &[Piece], cit
     block_stop(sse, index);
 }
 
-/// The first piece of a cited answer's claim: the answer's second half, so that the answer
-/// comes as an uncited lead-in and a cited claim, as the API splits one.
-fn cited_from(pieces: &[Piece]) -> usize {
-    pieces.len() / 2
+/// A text answer's pieces as an uncited lead-in and the cited claim, each a block as the API
+/// splits a cited answer: the claim is the second half, and empty when nothing is cited.
+fn cited_split<'p>(conv: &Conversation, pieces: &'p [Piece]) -> (&'p [Piece], &'p [Piece]) {
+    let at = if conv.citations.is_empty() {
+        pieces.len()
+    } else {
+        pieces.len() / 2
+    };
+    pieces.split_at(at)
+}
+
+/// Whether a document or search result has citations enabled.
+fn citations_enabled(block: &Value) -> bool {
+    block
+        .pointer("/citations/enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
 fn block_stop(sse: &mut SseBody, index: usize) {

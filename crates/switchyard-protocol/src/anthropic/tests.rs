@@ -54,6 +54,11 @@ fn build(request: &ChatRequest) -> (http::Request<Vec<u8>>, Value) {
     (built, body)
 }
 
+/// An OpenAI provider, for what other dialects make of an Anthropic client's request.
+fn openai_provider() -> crate::openai::OpenAiProvider {
+    crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+}
+
 fn message(role: Role, content: Vec<ContentPart>) -> Message {
     Message {
         role,
@@ -2104,7 +2109,7 @@ fn search_results_go_to_anthropic_whole_and_to_other_providers_as_text() {
     );
 
     // An OpenAI-style provider reads the results as text.
-    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+    let built = openai_provider()
         .build_chat(&request, &target())
         .unwrap()
         .map(ProviderBody::into_vec);
@@ -2177,7 +2182,7 @@ fn a_custom_content_document_goes_to_anthropic_whole_and_to_others_as_plain_text
     assert_eq!(sent["messages"][0]["content"][0], document);
     assert_eq!(sent["messages"][2]["content"][0]["content"][0], in_result);
 
-    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+    let built = openai_provider()
         .build_chat(&request, &target())
         .unwrap()
         .map(ProviderBody::into_vec);
@@ -2219,7 +2224,7 @@ fn an_anthropic_clients_beta_and_version_headers_go_on_as_headers_only() {
     assert!(built.headers().get("anthropic-beta").is_none());
     assert_eq!(built.headers()["anthropic-version"], "2023-06-01");
     // Another dialect's provider never sees them.
-    let built = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default())
+    let built = openai_provider()
         .build_chat(&request, &target())
         .unwrap()
         .map(ProviderBody::into_vec);
@@ -2276,6 +2281,6 @@ fn a_token_count_goes_to_count_tokens_with_only_the_members_it_takes() {
     let error = AnthropicProvider.parse_count_tokens(b"{}").unwrap_err();
     assert_eq!(error.class, ErrorClass::MalformedResponse);
     // Providers without a counting endpoint say so.
-    let openai = crate::openai::OpenAiProvider::new(crate::dialect::OpenAiQuirks::default());
+    let openai = openai_provider();
     assert!(openai.build_count_tokens(&request, &target()).is_none());
 }
