@@ -92,6 +92,7 @@ fn ctx() -> EncodeCtx {
         model: "gpt-4o-mini".into(),
         created: 1_700_000_000,
         include_usage: true,
+        echo: None,
     }
 }
 

@@ -15,6 +15,8 @@ use crate::provider_body::ProviderBody;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DialectId {
     OpenAi,
+    /// OpenAI's Responses API: a client dialect only, no provider speaks it here.
+    OpenAiResponses,
     Anthropic,
     Gemini,
 }
@@ -23,6 +25,7 @@ impl DialectId {
     pub fn as_str(self) -> &'static str {
         match self {
             DialectId::OpenAi => "openai",
+            DialectId::OpenAiResponses => "openai-responses",
             DialectId::Anthropic => "anthropic",
             DialectId::Gemini => "gemini",
         }
@@ -40,6 +43,9 @@ pub struct EncodeCtx {
     pub created: i64,
     /// The client asked for a final usage chunk (OpenAI `stream_options.include_usage`).
     pub include_usage: bool,
+    /// The request's settings, for dialects whose answers repeat them (a Responses API
+    /// `response`); see [`IngressDialect::echo`].
+    pub echo: Option<serde_json::Value>,
 }
 
 /// What the client speaks: decode its request, encode our answer, frame our stream.
@@ -50,6 +56,10 @@ pub trait IngressDialect: Send + Sync {
     /// Keeps the request headers that a provider of this dialect must get unchanged (Anthropic's
     /// `anthropic-beta` and `anthropic-version`), in the request's extras.
     fn keep_headers(&self, _headers: &http::HeaderMap, _request: &mut ChatRequest) {}
+    /// The request's settings that this dialect's answers repeat, if any ([`EncodeCtx::echo`]).
+    fn echo(&self, _request: &ChatRequest) -> Option<serde_json::Value> {
+        None
+    }
     fn encode_chat(&self, response: &crate::canonical::ChatResponse, ctx: &EncodeCtx) -> Vec<u8>;
     fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder>;
     /// The full error body in this dialect's envelope.
@@ -200,6 +210,7 @@ pub fn provider_dialect(kind: &ProviderKind) -> Box<dyn ProviderDialect> {
 pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
     match id {
         DialectId::OpenAi => Some(Box::new(crate::openai::OpenAiIngress)),
+        DialectId::OpenAiResponses => Some(Box::new(crate::openai::ResponsesIngress)),
         DialectId::Anthropic => Some(Box::new(crate::anthropic::AnthropicIngress)),
         DialectId::Gemini => None,
     }

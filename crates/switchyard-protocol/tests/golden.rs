@@ -129,6 +129,7 @@ fn ctx() -> EncodeCtx {
         model: "my-alias".into(),
         created: 1_754_400_000,
         include_usage: true,
+        echo: None,
     }
 }
 

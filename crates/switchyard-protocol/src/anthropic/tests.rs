@@ -36,6 +36,7 @@ fn ctx(id: &str, model: &str) -> EncodeCtx {
         model: model.into(),
         created: 1_700_000_000,
         include_usage: true,
+        echo: None,
     }
 }
 

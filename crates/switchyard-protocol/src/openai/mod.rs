@@ -6,8 +6,10 @@
 mod common_chat;
 mod ingress;
 mod provider;
+mod responses;
 #[cfg(test)]
 mod tests;
 
 pub use ingress::{OpenAiIngress, OpenAiStreamEncoder, decode_embeddings, encode_embeddings};
 pub use provider::{OpenAiProvider, OpenAiStreamDecoder};
+pub use responses::{ResponsesIngress, ResponsesStreamEncoder};

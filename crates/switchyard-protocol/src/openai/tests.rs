@@ -242,6 +242,7 @@ fn parses_reply_with_tool_calls_and_usage() {
         model: "alias".into(),
         created: 5,
         include_usage: false,
+        echo: None,
     };
     let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&r, &ctx)).unwrap();
     assert_eq!(out["id"], "chatcmpl-abc");
@@ -464,6 +465,7 @@ fn encoder_output_decodes_back_to_the_same_events() {
         model: "alias".into(),
         created: 1,
         include_usage: true,
+        echo: None,
     };
     let mut enc = OpenAiStreamEncoder::new(ctx);
     let mut out = Vec::new();
@@ -639,6 +641,7 @@ fn ctx() -> EncodeCtx {
         model: "alias".into(),
         created: 1,
         include_usage: false,
+        echo: None,
     }
 }
 
@@ -1161,6 +1164,7 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
             model: "al\"ias\u{7f}é".into(),
             created: -7,
             include_usage: true,
+            echo: None,
         },
     ];
     for reply in &replies {
@@ -1222,6 +1226,7 @@ fn stream_chunks_are_byte_for_byte_what_serde_writes() {
                 model: model.into(),
                 created: 1_700_000_000,
                 include_usage,
+                echo: None,
             };
             let mut encoder = OpenAiStreamEncoder::new(ctx.clone());
             let mut events = vec![StreamEvent::Start {

@@ -256,6 +256,7 @@ pub async fn chat(
         model: request.model.clone(),
         created: unix_now(),
         include_usage: request.include_usage || ctx.dialect == DialectId::Anthropic,
+        echo: ingress.echo(&request),
     };
     let result =
         upstream::execute_chat(&mut planner, &request, &app.table.policy, &app.retry_budget).await;

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use switchyard_protocol::anthropic::AnthropicIngress;
 use switchyard_protocol::dialect::{DialectId, IngressDialect};
-use switchyard_protocol::openai::OpenAiIngress;
+use switchyard_protocol::openai::{OpenAiIngress, ResponsesIngress};
 use tokio::net::TcpListener;
 
 mod admin;
@@ -35,10 +35,12 @@ use crate::telemetry::{Outcome, Tracker};
 
 static OPENAI: OpenAiIngress = OpenAiIngress;
 static ANTHROPIC: AnthropicIngress = AnthropicIngress;
+static RESPONSES: ResponsesIngress = ResponsesIngress;
 
 fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
     match dialect {
         DialectId::Anthropic => &ANTHROPIC,
+        DialectId::OpenAiResponses => &RESPONSES,
         _ => &OPENAI,
     }
 }
@@ -48,6 +50,8 @@ pub fn router(app: Arc<App>) -> Router {
     evaluation::routes(experiments::routes(admin))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))
+        .route("/v1/responses", post(openai_responses))
+        .route("/responses", post(openai_responses))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embeddings", post(openai_embeddings))
         .route("/v1/models", get(models::list))
@@ -235,6 +239,7 @@ impl Endpoint {
         match path {
             "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat(DialectId::OpenAi)),
             "/v1/messages" => Some(Endpoint::Chat(DialectId::Anthropic)),
+            "/v1/responses" | "/responses" => Some(Endpoint::Chat(DialectId::OpenAiResponses)),
             "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
             _ => None,
         }
@@ -448,6 +453,10 @@ async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body)
 
 async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     chat(app, DialectId::OpenAi, headers, body).await
+}
+
+async fn openai_responses(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    chat(app, DialectId::OpenAiResponses, headers, body).await
 }
 
 async fn anthropic_messages(

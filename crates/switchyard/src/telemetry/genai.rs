@@ -49,7 +49,7 @@ pub const SERVICE_VERSION: &str = "service.version";
 
 // The gateway's own attributes.
 pub const REQUEST_ID: &str = "gateway.request.id";
-/// The dialect the client spoke (`openai`, `anthropic`).
+/// The dialect the client spoke (`openai`, `openai-responses`, `anthropic`).
 pub const INGRESS: &str = "gateway.ingress";
 /// The model name the client asked for (an alias), before routing.
 pub const MODEL_ALIAS: &str = "gateway.model.alias";

@@ -1,5 +1,5 @@
-//! The provider conformance matrix: every provider kind through every capability, from both
-//! ingress dialects, against the simulator.
+//! The provider conformance matrix: every provider kind through every capability, from every
+//! ingress dialect (Chat Completions, the Responses API, Messages), against the simulator.
 
 use serde_json::{Value, json};
 use switchyard_sim::{ReplyRule, SimConfig};
@@ -261,6 +261,224 @@ async fn anthropic_ingress_matrix() {
             "{kind}: {b}"
         );
     }
+}
+
+/// The Responses API's events of a stream, checked as a client rebuilds them: numbered from 0
+/// without gaps, items opened before their deltas and closed before the terminal event, which
+/// holds every item as the deltas built it.
+fn responses_stream(reply: &crate::harness::Reply) -> (Vec<String>, Value) {
+    let events: Vec<Value> = reply
+        .sse_data()
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let names = reply.sse_events();
+    assert_eq!(names.len(), events.len(), "{}", reply.text);
+    let mut built: Vec<Value> = Vec::new();
+    for (n, (name, event)) in names.iter().zip(&events).enumerate() {
+        assert_eq!(event["type"], name.as_str(), "{event}");
+        assert_eq!(event["sequence_number"], n, "{event}");
+        let index = event["output_index"].as_u64().map(|i| i as usize);
+        match name.as_str() {
+            "response.output_item.added" => {
+                assert_eq!(index, Some(built.len()), "{event}");
+                built.push(event["item"].clone());
+            }
+            "response.output_text.delta" => {
+                let item = &mut built[index.unwrap()];
+                let text = format!(
+                    "{}{}",
+                    item["text"].as_str().unwrap_or(""),
+                    event["delta"].as_str().unwrap()
+                );
+                item["text"] = json!(text);
+            }
+            "response.function_call_arguments.delta" => {
+                let item = &mut built[index.unwrap()];
+                let args = format!(
+                    "{}{}",
+                    item["arguments"].as_str().unwrap(),
+                    event["delta"].as_str().unwrap()
+                );
+                item["arguments"] = json!(args);
+            }
+            "response.output_item.done" => {
+                let item = &built[index.unwrap()];
+                let done = &event["item"];
+                assert_eq!(done["id"], item["id"], "{event}");
+                if done["type"] == "message" {
+                    assert_eq!(done["content"][0]["text"], item["text"], "{event}");
+                }
+                if done["type"] == "function_call" {
+                    assert_eq!(done["arguments"], item["arguments"], "{event}");
+                }
+            }
+            _ => {}
+        }
+    }
+    let last = events.last().unwrap()["response"].clone();
+    assert_eq!(
+        last["output"].as_array().unwrap().len(),
+        built.len(),
+        "{last}"
+    );
+    (names, last)
+}
+
+fn responses_tool() -> Value {
+    json!({"type": "function", "name": "get_weather", "description": "weather", "strict": false,
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
+}
+
+#[tokio::test]
+async fn responses_api_matrix() {
+    let env = env().await;
+    for kind in KINDS {
+        // Plain, with instructions.
+        let body = json!({"model": kind, "instructions": "Be brief.", "input": "Hello there"});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        assert_eq!(b["object"], "response");
+        assert_eq!(b["status"], "completed", "{kind}: {b}");
+        assert_eq!(b["model"], *kind);
+        assert_eq!(b["instructions"], "Be brief.");
+        assert!(b["id"].as_str().unwrap().starts_with("resp_"));
+        let message = &b["output"][0];
+        assert_eq!(message["type"], "message", "{kind}: {b}");
+        assert_eq!(message["role"], "assistant");
+        assert_eq!(message["content"][0]["type"], "output_text");
+        let text = message["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("Hello there"), "{kind}: {text}");
+        let usage = &b["usage"];
+        assert!(usage["input_tokens"].as_u64().unwrap() > 0, "{kind}: {b}");
+        assert_eq!(
+            usage["total_tokens"].as_u64().unwrap(),
+            usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
+        );
+
+        // The same streamed: the events rebuild the answer, which ends complete with usage.
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let r = env.post("/v1/responses", &sbody).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let (names, last) = responses_stream(&r);
+        assert_eq!(
+            &names[..2],
+            ["response.created", "response.in_progress"],
+            "{kind}"
+        );
+        assert_eq!(
+            names.last().unwrap(),
+            "response.completed",
+            "{kind}: {names:?}"
+        );
+        assert!(
+            names.contains(&"response.output_text.done".to_owned()),
+            "{kind}"
+        );
+        assert_eq!(last["status"], "completed");
+        assert!(
+            last["usage"]["output_tokens"].as_u64().unwrap() > 0,
+            "{kind}: {last}"
+        );
+
+        // A length stop is an incomplete response, streamed or not.
+        let short = json!({"model": kind, "input": "Write a long essay", "max_output_tokens": 3});
+        let b = env.post("/v1/responses", &short).await.json();
+        assert_eq!(b["status"], "incomplete", "{kind}: {b}");
+        assert_eq!(b["incomplete_details"]["reason"], "max_output_tokens");
+        let mut sshort = short.clone();
+        sshort["stream"] = json!(true);
+        let (names, last) = responses_stream(&env.post("/v1/responses", &sshort).await);
+        assert_eq!(
+            names.last().unwrap(),
+            "response.incomplete",
+            "{kind}: {names:?}"
+        );
+        assert_eq!(last["incomplete_details"]["reason"], "max_output_tokens");
+
+        // A function call and its output, sent back as items with the call.
+        let history = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+        let body = json!({"model": kind, "input": history, "tools": [responses_tool()]});
+        let b = env.post("/v1/responses", &body).await.json();
+        let call = b["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "function_call")
+            .unwrap_or_else(|| panic!("{kind}: no function call in {b}"))
+            .clone();
+        assert_eq!(call["name"], "get_weather");
+        assert_eq!(
+            b["tools"][0]["name"], "get_weather",
+            "the tools are repeated"
+        );
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string(), "{kind}: {call}");
+        let mut input = history.as_array().unwrap().clone();
+        input.extend(b["output"].as_array().unwrap().iter().cloned());
+        input.push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": "18 degrees"}));
+        let body = json!({"model": kind, "input": input, "tools": [responses_tool()]});
+        let b = env.post("/v1/responses", &body).await.json();
+        assert_eq!(b["status"], "completed", "{kind}: {b}");
+        let text = b["output"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("18 degrees"), "{kind}: {b}");
+
+        // The call streamed: its arguments arrive as deltas of one item.
+        let body = json!({"model": kind, "input": "Weather in Oslo?", "tools": [responses_tool()],
+            "tool_choice": "required", "stream": true});
+        let (names, last) = responses_stream(&env.post("/v1/responses", &body).await);
+        assert!(
+            names.contains(&"response.function_call_arguments.done".to_owned()),
+            "{kind}"
+        );
+        let call = &last["output"][0];
+        assert_eq!(call["type"], "function_call", "{kind}: {last}");
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string(), "{kind}: {call}");
+    }
+
+    // What a stateless gateway cannot answer, and malformed input, are 400s naming the member.
+    for (body, param) in [
+        (json!({"model": "openai"}), "input"),
+        (json!({"model": "openai", "input": []}), "input"),
+        (
+            json!({"model": "openai", "input": "hi", "previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "openai", "input": "hi", "conversation": "conv_1"}),
+            "conversation",
+        ),
+        (
+            json!({"model": "openai", "input": "hi", "tools": [{"type": "web_search"}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"model": "openai", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "openai", "input": [{"role": "system", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"model": "openai", "input": "hi", "temperature": 3}),
+            "temperature",
+        ),
+    ] {
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        let b = r.json();
+        assert_eq!(b["error"]["type"], "invalid_request_error", "{b}");
+        assert_eq!(b["error"]["param"], param, "{body}: {b}");
+    }
+    let r = env
+        .post("/v1/responses", &json!({"model": "nope", "input": "hi"}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
 }
 
 #[tokio::test]

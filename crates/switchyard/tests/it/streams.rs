@@ -83,6 +83,32 @@ async fn failures_after_commit_end_with_an_error_event() {
             "{fault}: {events:?}"
         );
         assert!(!events.contains(&"message_stop".to_owned()), "{fault}");
+
+        // Responses API: an `error` event, then `response.failed`; never `response.completed`.
+        env.fault("primary-model", fault, Some(1)).await;
+        let r = env
+            .post(
+                "/v1/responses",
+                &json!({"model": "primary", "stream": true, "input": "Tell me a long story about trains"}),
+            )
+            .await;
+        let events = r.sse_events();
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("response.failed"),
+            "{fault}: {events:?}"
+        );
+        assert!(events.contains(&"error".to_owned()), "{fault}: {events:?}");
+        assert!(
+            !events.contains(&"response.completed".to_owned()),
+            "{fault}"
+        );
+        let failed: serde_json::Value = serde_json::from_str(r.sse_data().last().unwrap()).unwrap();
+        assert_eq!(failed["response"]["status"], "failed", "{fault}: {failed}");
+        assert!(
+            failed["response"]["error"]["message"].is_string(),
+            "{fault}: {failed}"
+        );
     }
 }
 

@@ -2,7 +2,8 @@
 
 Usage: sdk_check.py BASE_URL API_KEY ALIAS [ALIAS ...]
 
-For every alias it runs plain, streaming, tool-calling and document (PDF) conversations (and,
+For every alias it runs plain, streaming, tool-calling and document (PDF) conversations (the
+OpenAI ones through both Chat Completions and the Responses API) (and,
 with the Anthropic provider, answers citing a document and search results) through
 the `openai` and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
 reported, and checks the SDKs' error classes for a bad key and an unknown model. Prints one
@@ -152,6 +153,8 @@ def run_alias(alias):
             response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
         )
         assert "answer" in json.loads(r.choices[0].message.content)
+
+    run_responses(alias)
 
     @check(f"anthropic plain [{alias}]")
     def _():
@@ -305,6 +308,87 @@ def run_alias(alias):
         assert final.stop_reason == "tool_use", final.stop_reason
         use = next(b for b in final.content if b.type == "tool_use")
         assert "city" in use.input, use
+
+
+RESPONSES_WEATHER_TOOL = {"type": "function", "strict": False, **WEATHER_TOOL["function"]}
+
+
+def run_responses(alias):
+    """The Responses API (`client.responses`), stateless: each request carries its history."""
+
+    @check(f"openai responses plain [{alias}]")
+    def _():
+        r = oa.responses.create(model=alias, instructions="Be brief.", input="Hello there")
+        assert r.status == "completed", r.status
+        assert r.output_text, r
+        assert r.model == alias, r.model
+        assert r.instructions == "Be brief.", r.instructions
+        assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage
+        assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+
+    @check(f"openai responses stream [{alias}]")
+    def _():
+        deltas, kinds = "", []
+        with oa.responses.stream(model=alias, input="Tell me a story") as stream:
+            for event in stream:
+                kinds.append(event.type)
+                if event.type == "response.output_text.delta":
+                    deltas += event.delta
+            final = stream.get_final_response()
+        assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+        assert deltas and deltas == final.output_text, (deltas, final.output_text)
+        assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0, final.usage
+
+    @check(f"openai responses max_output_tokens gives incomplete [{alias}]")
+    def _():
+        r = oa.responses.create(model=alias, input="Write a long essay", max_output_tokens=3)
+        assert r.status == "incomplete", r.status
+        assert r.incomplete_details.reason == "max_output_tokens", r.incomplete_details
+        assert r.usage.output_tokens <= 3, r.usage
+
+    @check(f"openai responses tool round trip [{alias}]")
+    def _():
+        history = [{"role": "user", "content": "What is the weather in Paris?"}]
+        r = oa.responses.create(model=alias, input=history, tools=[RESPONSES_WEATHER_TOOL])
+        calls = [item for item in r.output if item.type == "function_call"]
+        assert calls and calls[0].name == "get_weather", r.output
+        assert "city" in json.loads(calls[0].arguments), calls[0].arguments
+        history += r.output
+        history.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "18 degrees and sunny"})
+        r2 = oa.responses.create(model=alias, input=history, tools=[RESPONSES_WEATHER_TOOL])
+        assert r2.status == "completed", r2.status
+        assert "18 degrees" in r2.output_text, r2.output_text
+
+    @check(f"openai responses streamed tool call [{alias}]")
+    def _():
+        with oa.responses.stream(
+            model=alias, input="Weather in Oslo?", tools=[RESPONSES_WEATHER_TOOL], tool_choice="required"
+        ) as stream:
+            done = [e for e in stream if e.type == "response.function_call_arguments.done"]
+            final = stream.get_final_response()
+        calls = [item for item in final.output if item.type == "function_call"]
+        assert calls and calls[0].name == "get_weather" and calls[0].call_id, final.output
+        assert done and done[0].arguments == calls[0].arguments, done
+        assert "city" in json.loads(calls[0].arguments), calls[0].arguments
+
+    @check(f"openai responses parse [{alias}]")
+    def _():
+        from pydantic import BaseModel
+
+        class Reply(BaseModel):
+            answer: str
+
+        r = oa.responses.parse(model=alias, input="Answer in JSON", text_format=Reply)
+        assert isinstance(r.output_parsed, Reply), r.output_parsed
+
+    @check(f"openai responses refuses stored state [{alias}]")
+    def _():
+        try:
+            oa.responses.create(model=alias, input="Go on", previous_response_id="resp_123")
+        except openai.BadRequestError as e:
+            assert e.body["param"] == "previous_response_id", e.body
+        else:
+            raise AssertionError("previous_response_id was accepted")
 
 
 def run_langchain(alias):

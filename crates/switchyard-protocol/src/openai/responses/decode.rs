@@ -1,0 +1,507 @@
+//! Reads a `POST /v1/responses` body into the canonical request, each error naming its JSON
+//! path. The gateway keeps no responses, so what needs a stored one (`previous_response_id`,
+//! `conversation`, an `item_reference`, a stored `prompt`, `background`) is refused with a 400
+//! rather than silently answered without its context.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::canonical::{
+    ChatRequest, ContentPart, DocumentSource, Extras, ImageSource, Message, Reasoning,
+    ResponseFormat, Role, Text, Tool, ToolChoice,
+};
+use crate::dialect::DialectId;
+use crate::error::DecodeError;
+use crate::json::ObjectReader;
+
+use super::INSTRUCTIONS;
+
+/// Request members that only make sense against responses stored by the provider.
+const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+
+pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
+    let mut obj = ObjectReader::from_body(body)?;
+    let model: String = obj.require("model")?;
+    for key in NEEDS_STORED_STATE {
+        if obj.take_value(key).is_some() {
+            return Err(DecodeError::new(
+                format!(
+                    "'{key}' is not supported: this gateway keeps no responses or conversations; \
+                     send the whole conversation in 'input'"
+                ),
+                Some(key),
+            ));
+        }
+    }
+    if obj.take::<bool>("background")? == Some(true) {
+        return Err(DecodeError::new(
+            "'background' responses are not supported: this gateway keeps no responses to poll",
+            Some("background"),
+        ));
+    }
+    let mut messages = Vec::new();
+    let instructions = obj.take_value(INSTRUCTIONS);
+    if let Some(instructions) = &instructions {
+        let Value::String(text) = instructions else {
+            return Err(DecodeError::new(
+                "'instructions' must be a string",
+                Some("instructions"),
+            ));
+        };
+        messages.push(Message {
+            role: Role::Developer,
+            content: vec![ContentPart::text(text.as_str())],
+            name: None,
+            extras: Extras::default(),
+        });
+    }
+    decode_input(&mut obj, &mut messages)?;
+    let tools = decode_tools(&mut obj)?;
+    let tool_choice = decode_tool_choice(&mut obj)?;
+    let parallel_tool_calls = obj.take("parallel_tool_calls")?;
+    let response_format = decode_text(&mut obj)?;
+    let max_tokens: Option<u32> = obj.take("max_output_tokens")?;
+    let temperature: Option<f64> = obj.take("temperature")?;
+    if let Some(t) = temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(DecodeError::new(
+            format!("'temperature' must be between 0 and 2, got {t}"),
+            Some("temperature"),
+        ));
+    }
+    let top_p = obj.take("top_p")?;
+    let reasoning = match obj.take_object("reasoning")? {
+        Some(mut r) => r.take::<String>("effort")?.map(|effort| Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }),
+        None => None,
+    };
+    let user = obj.take("user")?;
+    let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
+    let stream = obj.take::<bool>("stream")?.unwrap_or(false);
+    // Members that ask nothing of a stateless gateway's answer: it stores nothing
+    // (`store`), returns what the canonical answer has (`include`), never truncates
+    // (`truncation`) and has no stream obfuscation to turn off (`stream_options`).
+    for key in ["store", "include", "truncation", "stream_options"] {
+        obj.take_value(key);
+    }
+    Ok(ChatRequest {
+        model,
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls,
+        response_format,
+        max_tokens,
+        temperature,
+        top_p,
+        reasoning,
+        user,
+        metadata,
+        stream,
+        // A Responses stream always ends with the usage in its `response.completed` event.
+        include_usage: true,
+        extras: {
+            let mut extras = obj.into_rest();
+            if let Some(instructions) = instructions {
+                extras.insert(INSTRUCTIONS.into(), instructions);
+            }
+            Extras::new(DialectId::OpenAiResponses, extras)
+        },
+        ..ChatRequest::default()
+    })
+}
+
+/// `input`: a string (one user message) or a list of items: messages, function calls and
+/// their outputs, reasoning. An assistant's turn arrives as several items (its reasoning, its
+/// message, each function call), which become one assistant message, as the other dialects
+/// hold a turn.
+fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(), DecodeError> {
+    let items = match obj.take_value("input") {
+        None => {
+            return Err(DecodeError::new(
+                "missing required field 'input'",
+                Some("input"),
+            ));
+        }
+        Some(Value::String(text)) => {
+            messages.push(message(Role::User, vec![ContentPart::text(text)]));
+            return Ok(());
+        }
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err(DecodeError::new(
+                "'input' must contain at least one item",
+                Some("input"),
+            ));
+        }
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(DecodeError::new(
+                "'input' must be a string or an array of input items",
+                Some("input"),
+            ));
+        }
+    };
+    // Function names by call id: a function's output names its call only by id, and Gemini
+    // matches results to calls by name.
+    let mut call_names: HashMap<String, String> = HashMap::new();
+    for (i, value) in items.into_iter().enumerate() {
+        let path = format!("input[{i}]");
+        let mut item = ObjectReader::from_value(value, &path)?;
+        let kind: Option<String> = item.take("type")?;
+        match kind.as_deref() {
+            // An item with a role and no type is a message (the SDK's `EasyInputMessage`).
+            Some("message") | None => {
+                let (role, content) = decode_message(&mut item, &path)?;
+                if role == Role::Assistant {
+                    assistant_turn(messages).extend(content);
+                } else {
+                    messages.push(message(role, content));
+                }
+            }
+            Some("function_call") => {
+                let call_id: String = item.require("call_id")?;
+                let name: String = item.require("name")?;
+                let arguments: String = item.require("arguments")?;
+                call_names.insert(call_id.clone(), name.clone());
+                assistant_turn(messages).push(ContentPart::ToolCall {
+                    id: call_id,
+                    name,
+                    arguments,
+                    extras: Extras::default(),
+                });
+            }
+            Some("function_call_output") => {
+                let call_id: String = item.require("call_id")?;
+                let output_path = item.child_path("output");
+                let content = match item.take_value("output") {
+                    None => {
+                        return Err(DecodeError::new(
+                            format!("missing required field '{output_path}'"),
+                            Some(&output_path),
+                        ));
+                    }
+                    Some(Value::String(text)) => vec![ContentPart::text(text)],
+                    Some(Value::Array(parts)) => decode_parts(parts, &output_path, true)?,
+                    Some(_) => {
+                        return Err(DecodeError::new(
+                            format!(
+                                "'{output_path}' must be a string or an array of content parts"
+                            ),
+                            Some(&output_path),
+                        ));
+                    }
+                };
+                let name = call_names.get(&call_id).cloned();
+                messages.push(message(
+                    Role::Tool,
+                    vec![ContentPart::ToolResult {
+                        tool_call_id: call_id,
+                        name,
+                        content,
+                        is_error: false,
+                    }],
+                ));
+            }
+            Some("reasoning") => {
+                let part = decode_reasoning(&mut item)?;
+                assistant_turn(messages).push(part);
+            }
+            Some("item_reference") => {
+                return Err(DecodeError::new(
+                    "item references are not supported: this gateway keeps no responses; send \
+                     the item itself",
+                    Some(&format!("{path}.type")),
+                ));
+            }
+            Some(other) => {
+                return Err(DecodeError::new(
+                    format!(
+                        "input item type '{other}' is not supported by this gateway (supported: \
+                         message, function_call, function_call_output, reasoning)"
+                    ),
+                    Some(&format!("{path}.type")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn message(role: Role, content: Vec<ContentPart>) -> Message {
+    Message {
+        role,
+        content,
+        name: None,
+        extras: Extras::default(),
+    }
+}
+
+/// The parts of the assistant turn being read: the last message's when it is the assistant's,
+/// else a new assistant message's.
+fn assistant_turn(messages: &mut Vec<Message>) -> &mut Vec<ContentPart> {
+    if messages.last().is_none_or(|m| m.role != Role::Assistant) {
+        messages.push(message(Role::Assistant, Vec::new()));
+    }
+    let last = messages.len() - 1;
+    &mut messages[last].content
+}
+
+fn decode_message(
+    item: &mut ObjectReader,
+    path: &str,
+) -> Result<(Role, Vec<ContentPart>), DecodeError> {
+    let role_path = item.child_path("role");
+    let role = match item.require::<String>("role")?.as_str() {
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        "system" => Role::System,
+        "developer" => Role::Developer,
+        other => {
+            return Err(DecodeError::new(
+                format!(
+                    "'{role_path}' must be 'user', 'assistant', 'system' or 'developer', got '{other}'"
+                ),
+                Some(&role_path),
+            ));
+        }
+    };
+    let content_path = format!("{path}.content");
+    let content = match item.take_value("content") {
+        None => {
+            return Err(DecodeError::new(
+                format!("missing required field '{content_path}'"),
+                Some(&content_path),
+            ));
+        }
+        Some(Value::String(text)) => vec![ContentPart::text(text)],
+        Some(Value::Array(parts)) => decode_parts(parts, &content_path, role == Role::User)?,
+        Some(_) => {
+            return Err(DecodeError::new(
+                format!("'{content_path}' must be a string or an array of content parts"),
+                Some(&content_path),
+            ));
+        }
+    };
+    Ok((role, content))
+}
+
+/// A message's or a function output's content parts; `media` says whether images and files
+/// may be among them (a user message's and a function output's, as in OpenAI's reference).
+fn decode_parts(
+    parts: Vec<Value>,
+    path: &str,
+    media: bool,
+) -> Result<Vec<ContentPart>, DecodeError> {
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        let ppath = format!("{path}[{i}]");
+        let mut p = ObjectReader::from_value(part, &ppath)?;
+        let kind: String = p.require("type")?;
+        let type_path = format!("{ppath}.type");
+        match kind.as_str() {
+            "input_text" | "output_text" => {
+                out.push(ContentPart::text(p.require::<String>("text")?));
+            }
+            "refusal" => out.push(ContentPart::text(p.require::<String>("refusal")?)),
+            "input_image" | "input_file" if !media => {
+                return Err(DecodeError::new(
+                    format!("{kind} parts belong to user messages and function outputs"),
+                    Some(&type_path),
+                ));
+            }
+            "input_image" => out.push(decode_image(&mut p, &ppath)?),
+            "input_file" => out.push(decode_file(&mut p, &ppath)?),
+            other => {
+                return Err(DecodeError::new(
+                    format!(
+                        "content part type '{other}' is not supported by this gateway (supported: \
+                         input_text, output_text, refusal, input_image, input_file)"
+                    ),
+                    Some(&type_path),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn decode_image(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
+    let detail: Option<String> = part.take("detail")?;
+    if part.take_value("file_id").is_some() {
+        let id_path = format!("{path}.file_id");
+        return Err(DecodeError::new(
+            "images by file id are not supported: this gateway does not proxy the Files API; \
+             send the image as 'image_url' (a URL or a data URI)",
+            Some(&id_path),
+        ));
+    }
+    let url: String = part.require("image_url")?;
+    Ok(ContentPart::Image {
+        source: ImageSource::from_url(&url),
+        detail,
+    })
+}
+
+/// An `input_file` part: its data as a data URI (`file_data`), a file id, or a URL the
+/// provider fetches.
+fn decode_file(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
+    let filename: Option<String> = part.take("filename")?;
+    let data: Option<String> = part.take("file_data")?;
+    let id: Option<String> = part.take("file_id")?;
+    let url: Option<String> = part.take("file_url")?;
+    let source = match (data, id, url) {
+        (Some(data), None, None) => {
+            DocumentSource::from_data_uri(&Text::from(data)).ok_or_else(|| {
+                let data_path = format!("{path}.file_data");
+                DecodeError::new(
+                    format!("'{data_path}' must be a data URI: data:<media type>;base64,<data>"),
+                    Some(&data_path),
+                )
+            })?
+        }
+        (None, Some(id), None) => DocumentSource::FileId(id),
+        (None, None, Some(url)) => DocumentSource::Url(url),
+        _ => {
+            return Err(DecodeError::new(
+                format!("'{path}' must give exactly one of 'file_data', 'file_id' and 'file_url'"),
+                Some(path),
+            ));
+        }
+    };
+    Ok(ContentPart::Document {
+        source,
+        title: filename,
+        context: None,
+        extras: Extras::default(),
+    })
+}
+
+/// A reasoning item sent back: its text and, in `encrypted_content`, the provider's signature
+/// of it (an Anthropic thinking block's), which this gateway writes there; an item with
+/// encrypted content and no text is a redacted thinking block's data.
+fn decode_reasoning(item: &mut ObjectReader) -> Result<ContentPart, DecodeError> {
+    let encrypted: Option<String> = item.take("encrypted_content")?;
+    let content = texts_of(item, "content", "reasoning_text")?;
+    let summary = texts_of(item, "summary", "summary_text")?;
+    Ok(match (content, encrypted) {
+        (None, Some(data)) => ContentPart::RedactedReasoning { data },
+        (content, signature) => ContentPart::Reasoning {
+            text: content.or(summary).unwrap_or_default(),
+            signature,
+        },
+    })
+}
+
+/// The joined texts of the `kind` parts in the list at `key`, `None` when the list is absent
+/// or empty.
+fn texts_of(item: &mut ObjectReader, key: &str, kind: &str) -> Result<Option<String>, DecodeError> {
+    let Some(parts) = item.take_array(key)? else {
+        return Ok(None);
+    };
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    for (path, value) in parts {
+        let mut p = ObjectReader::from_value(value, &path)?;
+        let found: String = p.require("type")?;
+        if found != kind {
+            let type_path = format!("{path}.type");
+            return Err(DecodeError::new(
+                format!("'{type_path}' must be '{kind}', got '{found}'"),
+                Some(&type_path),
+            ));
+        }
+        text.push_str(&p.require::<String>("text")?);
+    }
+    Ok(Some(text))
+}
+
+fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
+    let Some(items) = obj.take_array("tools")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (path, value) in items {
+        let mut t = ObjectReader::from_value(value, &path)?;
+        let kind: String = t.require("type")?;
+        if kind != "function" {
+            return Err(DecodeError::new(
+                format!(
+                    "tool type '{kind}' is not supported by this gateway (only 'function'): \
+                     hosted tools run at OpenAI, not at every provider"
+                ),
+                Some(&format!("{path}.type")),
+            ));
+        }
+        out.push(Tool {
+            name: t.require("name")?,
+            description: t.take("description")?,
+            parameters: t
+                .take_value("parameters")
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: t.take("strict")?,
+            cache_control: None,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, DecodeError> {
+    let Some(value) = obj.take_value("tool_choice") else {
+        return Ok(None);
+    };
+    match value {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(Some(ToolChoice::Auto)),
+            "none" => Ok(Some(ToolChoice::None)),
+            "required" => Ok(Some(ToolChoice::Required)),
+            other => Err(DecodeError::new(
+                format!(
+                    "'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"
+                ),
+                Some("tool_choice"),
+            )),
+        },
+        value => {
+            let mut choice = ObjectReader::from_value(value, "tool_choice")?;
+            let kind: String = choice.require("type")?;
+            if kind != "function" {
+                return Err(DecodeError::new(
+                    format!("tool_choice type '{kind}' is not supported (only 'function')"),
+                    Some("tool_choice.type"),
+                ));
+            }
+            Ok(Some(ToolChoice::Function(choice.require("name")?)))
+        }
+    }
+}
+
+/// `text.format`: plain text, a JSON object, or JSON following a schema.
+fn decode_text(obj: &mut ObjectReader) -> Result<Option<ResponseFormat>, DecodeError> {
+    let Some(mut text) = obj.take_object("text")? else {
+        return Ok(None);
+    };
+    let Some(mut format) = text.take_object("format")? else {
+        return Ok(None);
+    };
+    let kind: String = format.require("type")?;
+    match kind.as_str() {
+        "text" => Ok(Some(ResponseFormat::Text)),
+        "json_object" => Ok(Some(ResponseFormat::JsonObject)),
+        "json_schema" => Ok(Some(ResponseFormat::JsonSchema {
+            name: format.require("name")?,
+            description: format.take("description")?,
+            schema: format.require("schema")?,
+            strict: format.take("strict")?,
+        })),
+        other => Err(DecodeError::new(
+            format!("text.format type '{other}' is not supported (text, json_object, json_schema)"),
+            Some("text.format.type"),
+        )),
+    }
+}

@@ -1,0 +1,616 @@
+//! Writes the client's `response` object and its stream of `response.*` events.
+//!
+//! Output items from the canonical answer, in order: a reasoning item per reasoning part, one
+//! message item per run of text (its text as one `output_text` part), one `function_call` item
+//! per tool call. A thinking block's signature travels in the reasoning item's
+//! `encrypted_content`, and a redacted thinking block's data there alone, so that a
+//! conversation sent back through `input` returns both to Anthropic intact.
+
+use serde_json::{Map, Value, json};
+
+use crate::canonical::{ChatResponse, ContentPart, FinishReason, StreamEvent, Usage};
+use crate::dialect::{EncodeCtx, StreamEncoder};
+use crate::error::{ClientError, ErrorKind};
+use crate::sse::write_event;
+
+/// The gateway's request id as the body of item and response ids (`resp_…`, `msg_…`).
+fn id_body(ctx: &EncodeCtx) -> String {
+    ctx.id.replace('-', "")
+}
+
+/// One output item being built or built.
+#[derive(Debug, Clone)]
+enum Item {
+    Message {
+        id: String,
+        text: String,
+    },
+    Reasoning {
+        id: String,
+        text: String,
+        signature: Option<String>,
+    },
+    RedactedReasoning {
+        id: String,
+        data: String,
+    },
+    FunctionCall {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+impl Item {
+    fn id(&self) -> &str {
+        match self {
+            Item::Message { id, .. }
+            | Item::Reasoning { id, .. }
+            | Item::RedactedReasoning { id, .. }
+            | Item::FunctionCall { id, .. } => id,
+        }
+    }
+
+    /// The item as the `output` list and the `output_item` events show it; `status` is that of
+    /// an item still streaming (`in_progress`) or finished.
+    fn to_json(&self, status: &str) -> Value {
+        match self {
+            Item::Message { id, text } => {
+                let content = if status == "in_progress" {
+                    json!([])
+                } else {
+                    json!([output_text(text)])
+                };
+                json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+            }
+            Item::Reasoning {
+                id,
+                text,
+                signature,
+            } => {
+                let mut item = json!({"id": id, "type": "reasoning", "summary": []});
+                if status != "in_progress" {
+                    item["content"] = json!([reasoning_text(text)]);
+                    if let Some(signature) = signature {
+                        item["encrypted_content"] = json!(signature);
+                    }
+                }
+                item["status"] = json!(status);
+                item
+            }
+            Item::RedactedReasoning { id, data } => {
+                json!({"id": id, "type": "reasoning", "summary": [], "encrypted_content": data, "status": status})
+            }
+            Item::FunctionCall {
+                id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                let arguments = if status == "in_progress" {
+                    ""
+                } else {
+                    arguments
+                };
+                json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments})
+            }
+        }
+    }
+}
+
+fn output_text(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+fn reasoning_text(text: &str) -> Value {
+    json!({"type": "reasoning_text", "text": text})
+}
+
+/// The answer's output items, in the order of its parts.
+fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
+    let body = id_body(ctx);
+    let mut items: Vec<Item> = Vec::new();
+    for part in &response.content {
+        let n = items.len();
+        match part {
+            ContentPart::Text { text, .. } => match items.last_mut() {
+                Some(Item::Message { text: joined, .. }) => joined.push_str(text),
+                _ => items.push(Item::Message {
+                    id: format!("msg_{body}_{n}"),
+                    text: text.to_string(),
+                }),
+            },
+            ContentPart::Reasoning { text, signature } => items.push(Item::Reasoning {
+                id: format!("rs_{body}_{n}"),
+                text: text.clone(),
+                signature: signature.clone(),
+            }),
+            ContentPart::RedactedReasoning { data } => items.push(Item::RedactedReasoning {
+                id: format!("rs_{body}_{n}"),
+                data: data.clone(),
+            }),
+            ContentPart::ToolCall {
+                id,
+                name,
+                arguments,
+                ..
+            } => items.push(Item::FunctionCall {
+                id: format!("fc_{body}_{n}"),
+                call_id: id.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
+            }),
+            // Answers hold none of the input-only parts.
+            ContentPart::Image { .. }
+            | ContentPart::Document { .. }
+            | ContentPart::ToolResult { .. } => {}
+        }
+    }
+    items
+}
+
+/// `status` and `incomplete_details` of an answer that stopped for `reason`.
+fn status_of(reason: Option<&FinishReason>) -> (&'static str, Value) {
+    match reason {
+        Some(FinishReason::Length) => ("incomplete", json!({"reason": "max_output_tokens"})),
+        Some(FinishReason::ContentFilter) => ("incomplete", json!({"reason": "content_filter"})),
+        _ => ("completed", Value::Null),
+    }
+}
+
+/// The `status` of the output items of an answer whose own status is `status`.
+fn item_status(status: &str) -> &'static str {
+    if status == "completed" {
+        "completed"
+    } else {
+        "incomplete"
+    }
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {
+            "cached_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "total_tokens": usage.total(),
+    })
+}
+
+/// The settings a `response` repeats from its request.
+const SETTINGS: [&str; 11] = [
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "reasoning",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "user",
+];
+
+/// What a setting says when the request left it out.
+fn setting_default(key: &str) -> Value {
+    match key {
+        "metadata" => json!({}),
+        "parallel_tool_calls" => json!(true),
+        "reasoning" => json!({"effort": null, "summary": null}),
+        "text" => json!({"format": {"type": "text"}}),
+        "tool_choice" => json!("auto"),
+        "tools" => json!([]),
+        _ => Value::Null,
+    }
+}
+
+/// A `response` object: the request's settings as echoed (`ctx.echo`), its output and status.
+fn response_json(
+    ctx: &EncodeCtx,
+    status: &str,
+    incomplete: Value,
+    error: Value,
+    output: Vec<Value>,
+    usage: Option<&Usage>,
+) -> Value {
+    let mut response = Map::new();
+    response.insert("id".into(), json!(format!("resp_{}", id_body(ctx))));
+    response.insert("object".into(), json!("response"));
+    response.insert("created_at".into(), json!(ctx.created));
+    response.insert("status".into(), json!(status));
+    response.insert("background".into(), json!(false));
+    response.insert("error".into(), error);
+    response.insert("incomplete_details".into(), incomplete);
+    response.insert("model".into(), json!(ctx.model));
+    response.insert("output".into(), Value::Array(output));
+    response.insert("previous_response_id".into(), Value::Null);
+    response.insert("store".into(), json!(false));
+    response.insert("truncation".into(), json!("disabled"));
+    let echo = ctx.echo.as_ref().and_then(Value::as_object);
+    for key in SETTINGS {
+        let value = echo.and_then(|e| e.get(key)).cloned();
+        response.insert(key.into(), value.unwrap_or_else(|| setting_default(key)));
+    }
+    response.insert("usage".into(), usage.map_or(Value::Null, usage_json));
+    Value::Object(response)
+}
+
+pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    let (status, incomplete) = status_of(Some(&response.finish_reason));
+    let output = items_of(response, ctx)
+        .iter()
+        .map(|item| item.to_json(item_status(status)))
+        .collect();
+    let body = response_json(
+        ctx,
+        status,
+        incomplete,
+        Value::Null,
+        output,
+        response.usage.as_ref(),
+    );
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The `code` of a failed response's error: OpenAI's codes name the model's failures, of
+/// which a gateway's are a rate limit or the server's.
+fn failure_code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::RateLimit => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
+/// Writes `response.*` events as canonical events arrive. Items open as their first delta
+/// comes and close (their `.done` events) when an item of another kind starts or the answer
+/// ends; the closing `response.completed` (or `response.incomplete`) holds them all, with the
+/// usage.
+pub struct ResponsesStreamEncoder {
+    ctx: EncodeCtx,
+    id_body: String,
+    sequence: u64,
+    started: bool,
+    items: Vec<Item>,
+    /// Index in `items` of the message or reasoning item streaming now.
+    open: Option<usize>,
+    /// Indices in `items` of the function calls not closed yet, by the canonical call index.
+    open_calls: Vec<(u32, usize)>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+}
+
+impl ResponsesStreamEncoder {
+    pub fn new(ctx: EncodeCtx) -> Self {
+        let id_body = id_body(&ctx);
+        Self {
+            ctx,
+            id_body,
+            sequence: 0,
+            started: false,
+            items: Vec::new(),
+            open: None,
+            open_calls: Vec::new(),
+            usage: None,
+            finish: None,
+        }
+    }
+
+    fn emit(&mut self, kind: &str, mut event: Value, out: &mut Vec<u8>) {
+        if let Some(map) = event.as_object_mut() {
+            map.insert("type".into(), json!(kind));
+            map.insert("sequence_number".into(), json!(self.sequence));
+        }
+        self.sequence += 1;
+        let data = serde_json::to_vec(&event).unwrap_or_default();
+        write_event(out, Some(kind), &data);
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let response = response_json(
+            &self.ctx,
+            "in_progress",
+            Value::Null,
+            Value::Null,
+            Vec::new(),
+            None,
+        );
+        self.emit(
+            "response.created",
+            json!({"response": response.clone()}),
+            out,
+        );
+        self.emit("response.in_progress", json!({"response": response}), out);
+    }
+
+    /// Opens an item: announces it and, for a message or reasoning, its one content part.
+    fn open_item(&mut self, item: Item, out: &mut Vec<u8>) -> usize {
+        let index = self.items.len();
+        let id = item.id().to_owned();
+        let part = match &item {
+            Item::Message { .. } => Some(output_text("")),
+            Item::Reasoning { .. } => Some(reasoning_text("")),
+            _ => None,
+        };
+        self.emit(
+            "response.output_item.added",
+            json!({"output_index": index, "item": item.to_json("in_progress")}),
+            out,
+        );
+        if let Some(part) = part {
+            self.emit(
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
+                out,
+            );
+        }
+        self.items.push(item);
+        index
+    }
+
+    /// The streaming message's index, opening one (and closing any other item) when needed.
+    fn message(&mut self, out: &mut Vec<u8>) -> usize {
+        if let Some(index) = self.open
+            && matches!(self.items[index], Item::Message { .. })
+        {
+            return index;
+        }
+        self.close_all(out);
+        let id = format!("msg_{}_{}", self.id_body, self.items.len());
+        let index = self.open_item(
+            Item::Message {
+                id,
+                text: String::new(),
+            },
+            out,
+        );
+        self.open = Some(index);
+        index
+    }
+
+    /// The streaming reasoning item's index, opening one (and closing any other) when needed.
+    fn reasoning(&mut self, out: &mut Vec<u8>) -> usize {
+        if let Some(index) = self.open
+            && matches!(self.items[index], Item::Reasoning { .. })
+        {
+            return index;
+        }
+        self.close_all(out);
+        let id = format!("rs_{}_{}", self.id_body, self.items.len());
+        let index = self.open_item(
+            Item::Reasoning {
+                id,
+                text: String::new(),
+                signature: None,
+            },
+            out,
+        );
+        self.open = Some(index);
+        index
+    }
+
+    /// Closes every open item, in the order they were opened.
+    fn close_all(&mut self, out: &mut Vec<u8>) {
+        let mut closing: Vec<usize> = self.open.take().into_iter().collect();
+        closing.extend(self.open_calls.drain(..).map(|(_, index)| index));
+        closing.sort_unstable();
+        self.close(closing, out);
+    }
+
+    /// Writes the `.done` events of the items at `closing`.
+    fn close(&mut self, closing: Vec<usize>, out: &mut Vec<u8>) {
+        let status = item_status(status_of(self.finish.as_ref()).0);
+        for index in closing {
+            let item = self.items[index].clone();
+            let id = item.id().to_owned();
+            match &item {
+                Item::Message { text, .. } => {
+                    self.emit(
+                        "response.output_text.done",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
+                        out,
+                    );
+                    self.emit(
+                        "response.content_part.done",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "part": output_text(text)}),
+                        out,
+                    );
+                }
+                Item::Reasoning { text, .. } => {
+                    self.emit(
+                        "response.reasoning_text.done",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
+                        out,
+                    );
+                    self.emit(
+                        "response.content_part.done",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "part": reasoning_text(text)}),
+                        out,
+                    );
+                }
+                Item::FunctionCall {
+                    name, arguments, ..
+                } => {
+                    self.emit(
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments}),
+                        out,
+                    );
+                }
+                Item::RedactedReasoning { .. } => {}
+            }
+            self.emit(
+                "response.output_item.done",
+                json!({"output_index": index, "item": item.to_json(status)}),
+                out,
+            );
+        }
+    }
+
+    /// The closing `response.*` event, with every item and the usage.
+    fn terminal(&mut self, out: &mut Vec<u8>) {
+        let (status, incomplete) = status_of(self.finish.as_ref());
+        let output = self
+            .items
+            .iter()
+            .map(|item| item.to_json(item_status(status)))
+            .collect();
+        let response = response_json(
+            &self.ctx,
+            status,
+            incomplete,
+            Value::Null,
+            output,
+            self.usage.as_ref(),
+        );
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        self.emit(kind, json!({"response": response}), out);
+    }
+}
+
+impl StreamEncoder for ResponsesStreamEncoder {
+    fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        match event {
+            StreamEvent::Start { .. } => self.ensure_started(out),
+            StreamEvent::TextDelta(text) => {
+                if text.is_empty() {
+                    return;
+                }
+                self.ensure_started(out);
+                let index = self.message(out);
+                if let Item::Message { id, text: joined } = &mut self.items[index] {
+                    joined.push_str(text);
+                    let id = id.clone();
+                    self.emit(
+                        "response.output_text.delta",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []}),
+                        out,
+                    );
+                }
+            }
+            StreamEvent::ReasoningDelta(text) => {
+                if text.is_empty() {
+                    return;
+                }
+                self.ensure_started(out);
+                let index = self.reasoning(out);
+                if let Item::Reasoning {
+                    id, text: joined, ..
+                } = &mut self.items[index]
+                {
+                    joined.push_str(text);
+                    let id = id.clone();
+                    self.emit(
+                        "response.reasoning_text.delta",
+                        json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text}),
+                        out,
+                    );
+                }
+            }
+            StreamEvent::ReasoningSignature(value) => {
+                self.ensure_started(out);
+                let index = self.reasoning(out);
+                if let Item::Reasoning { signature, .. } = &mut self.items[index] {
+                    *signature = Some(value.clone());
+                }
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.ensure_started(out);
+                // A message or reasoning item ends where a call starts; earlier calls stay
+                // open, since some providers interleave the arguments of parallel calls.
+                if let Some(open) = self.open.take() {
+                    self.close(vec![open], out);
+                }
+                let item_id = format!("fc_{}_{}", self.id_body, self.items.len());
+                let at = self.open_item(
+                    Item::FunctionCall {
+                        id: item_id,
+                        call_id: id.clone(),
+                        name: name.clone(),
+                        arguments: String::new(),
+                    },
+                    out,
+                );
+                self.open_calls.push((*index, at));
+            }
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                let Some(&(_, at)) = self.open_calls.iter().find(|(i, _)| i == index) else {
+                    return;
+                };
+                if let Item::FunctionCall {
+                    id,
+                    arguments: joined,
+                    ..
+                } = &mut self.items[at]
+                {
+                    joined.push_str(arguments);
+                    let id = id.clone();
+                    self.emit(
+                        "response.function_call_arguments.delta",
+                        json!({"item_id": id, "output_index": at, "delta": arguments}),
+                        out,
+                    );
+                }
+            }
+            StreamEvent::Usage(usage) => match &mut self.usage {
+                Some(u) => u.merge(usage),
+                None => self.usage = Some(*usage),
+            },
+            StreamEvent::Finish(reason) => {
+                self.ensure_started(out);
+                self.finish.get_or_insert_with(|| reason.clone());
+            }
+            // Citations are Anthropic's, as are its text block boundaries; a signature of a
+            // Gemini call has no place in a function call item. In-stream provider errors
+            // become `error()` calls by the relay.
+            StreamEvent::TextBlockStart
+            | StreamEvent::Citation(_)
+            | StreamEvent::ToolCallSignature { .. }
+            | StreamEvent::Error(_) => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.close_all(out);
+        self.terminal(out);
+    }
+
+    /// An `error` event, then `response.failed`: never `response.completed`, so no client
+    /// takes the cut answer for a whole one.
+    fn error(&mut self, error: &ClientError, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.emit(
+            "error",
+            json!({"code": error.code, "message": error.message, "param": error.param}),
+            out,
+        );
+        let output = self
+            .items
+            .iter()
+            .map(|item| item.to_json("incomplete"))
+            .collect();
+        let failure = json!({"code": failure_code(error.kind), "message": error.message});
+        let response = response_json(
+            &self.ctx,
+            "failed",
+            Value::Null,
+            failure,
+            output,
+            self.usage.as_ref(),
+        );
+        self.emit("response.failed", json!({"response": response}), out);
+    }
+}

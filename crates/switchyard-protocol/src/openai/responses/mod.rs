@@ -1,0 +1,116 @@
+//! OpenAI's Responses API as the client speaks it (`POST /v1/responses`), stateless: a request
+//! carries its whole conversation in `input`, any provider answers it through the canonical
+//! request, and the answer comes back as a `response` object or a stream of `response.*`
+//! events. Errors use the OpenAI envelope.
+
+mod decode;
+mod encode;
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+pub use encode::ResponsesStreamEncoder;
+
+use crate::canonical::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice};
+use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
+use crate::error::{ClientError, DecodeError};
+
+/// The request's `instructions`, which become its first message and are also kept in its
+/// extras (never sent to a provider: none speaks this dialect) for the response to repeat.
+const INSTRUCTIONS: &str = "instructions";
+
+pub struct ResponsesIngress;
+
+impl IngressDialect for ResponsesIngress {
+    fn id(&self) -> DialectId {
+        DialectId::OpenAiResponses
+    }
+
+    fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
+        decode::decode(body)
+    }
+
+    fn echo(&self, request: &ChatRequest) -> Option<Value> {
+        Some(settings(request))
+    }
+
+    fn encode_chat(&self, response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+        encode::encode_response(response, ctx)
+    }
+
+    fn stream_encoder(&self, ctx: EncodeCtx) -> Box<dyn StreamEncoder> {
+        Box::new(ResponsesStreamEncoder::new(ctx))
+    }
+
+    fn encode_error(&self, error: &ClientError) -> Vec<u8> {
+        super::OpenAiIngress.encode_error(error)
+    }
+}
+
+/// The request's settings as a `response` object repeats them: those it set, in the
+/// Responses API's shapes (`max_output_tokens`, `text.format`, flat function tools).
+fn settings(request: &ChatRequest) -> Value {
+    let mut echo = Map::new();
+    if let Some(instructions) = request.extras.fields.get(INSTRUCTIONS) {
+        echo.insert(INSTRUCTIONS.into(), instructions.clone());
+    }
+    let mut set = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            echo.insert(key.into(), value);
+        }
+    };
+    set("max_output_tokens", request.max_tokens.map(|n| json!(n)));
+    set("metadata", request.metadata.clone().map(Value::Object));
+    set(
+        "parallel_tool_calls",
+        request.parallel_tool_calls.map(|p| json!(p)),
+    );
+    set(
+        "reasoning",
+        request
+            .reasoning
+            .as_ref()
+            .map(|r| json!({"effort": r.effort, "summary": null})),
+    );
+    set("temperature", request.temperature.map(|t| json!(t)));
+    set(
+        "text",
+        request.response_format.as_ref().map(|f| {
+            let format = match f {
+                ResponseFormat::Text => json!({"type": "text"}),
+                ResponseFormat::JsonObject => json!({"type": "json_object"}),
+                ResponseFormat::JsonSchema {
+                    name,
+                    description,
+                    schema,
+                    strict,
+                } => json!({"type": "json_schema", "name": name, "description": description, "schema": schema, "strict": strict}),
+            };
+            json!({"format": format})
+        }),
+    );
+    set(
+        "tool_choice",
+        request.tool_choice.as_ref().map(|c| match c {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Function(name) => json!({"type": "function", "name": name}),
+        }),
+    );
+    set(
+        "tools",
+        (!request.tools.is_empty()).then(|| {
+            request
+                .tools
+                .iter()
+                .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict}))
+                .collect()
+        }),
+    );
+    set("top_p", request.top_p.map(|p| json!(p)));
+    set("user", request.user.clone().map(Value::String));
+    Value::Object(echo)
+}

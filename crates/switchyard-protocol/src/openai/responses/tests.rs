@@ -1,0 +1,546 @@
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::ResponsesIngress;
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, Extras, FinishReason, ImageSource,
+    ResponseFormat, Role, StreamEvent, ToolChoice, Usage,
+};
+use crate::dialect::{DialectId, EncodeCtx, IngressDialect};
+use crate::error::{ClientError, ErrorKind};
+
+fn decode(body: Value) -> ChatRequest {
+    ResponsesIngress
+        .decode_chat(&Bytes::from(body.to_string()))
+        .unwrap_or_else(|e| panic!("{body}: {e:?}"))
+}
+
+fn refused(body: Value) -> (String, Option<String>) {
+    match ResponsesIngress.decode_chat(&Bytes::from(body.to_string())) {
+        Ok(r) => panic!("accepted {body}: {r:?}"),
+        Err(e) => (e.message, e.param),
+    }
+}
+
+fn ctx(request: &ChatRequest) -> EncodeCtx {
+    EncodeCtx {
+        id: "0193-abcd".into(),
+        model: "alias".into(),
+        created: 1_700_000_000,
+        include_usage: true,
+        echo: ResponsesIngress.echo(request),
+    }
+}
+
+fn usage() -> Usage {
+    Usage {
+        input_tokens: 20,
+        output_tokens: 7,
+        cache_read_tokens: 4,
+        cache_write_tokens: 2,
+        reasoning_tokens: 3,
+    }
+}
+
+#[test]
+fn a_string_input_is_one_user_message_after_the_instructions() {
+    let r = decode(
+        json!({"model": "m", "instructions": "Be brief.", "input": "Hello",
+        "max_output_tokens": 50, "temperature": 0.5, "top_p": 0.9, "user": "u1",
+        "metadata": {"tag": "a"}, "reasoning": {"effort": "low", "summary": "auto"},
+        "store": true, "include": ["reasoning.encrypted_content"], "service_tier": "flex"}),
+    );
+    assert_eq!(r.messages.len(), 2);
+    assert_eq!(r.messages[0].role, Role::Developer);
+    assert_eq!(r.messages[0].text(), "Be brief.");
+    assert_eq!(r.messages[1].role, Role::User);
+    assert_eq!(r.messages[1].text(), "Hello");
+    assert_eq!(r.max_tokens, Some(50));
+    assert_eq!(r.temperature, Some(0.5));
+    assert_eq!(r.top_p, Some(0.9));
+    assert_eq!(r.user.as_deref(), Some("u1"));
+    assert_eq!(r.metadata.unwrap()["tag"], "a");
+    assert_eq!(r.reasoning.unwrap().effort.as_deref(), Some("low"));
+    assert!(
+        r.include_usage,
+        "a Responses stream always ends with its usage"
+    );
+    // Unknown members are kept for this dialect alone, which no provider speaks.
+    assert_eq!(r.extras.dialect, Some(DialectId::OpenAiResponses));
+    assert_eq!(r.extras.fields["service_tier"], "flex");
+    assert!(r.extras.for_dialect(DialectId::OpenAi).is_none());
+}
+
+#[test]
+fn an_assistant_turn_of_several_items_is_one_assistant_message() {
+    let r = decode(json!({"model": "m", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [],
+            "content": [{"type": "reasoning_text", "text": "think"}], "encrypted_content": "sig"},
+        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
+            "content": [{"type": "output_text", "text": "Let me look.", "annotations": []}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "call_a", "name": "get_weather",
+            "arguments": "{\"city\":\"Paris\"}", "status": "completed"},
+        {"type": "function_call", "call_id": "call_b", "name": "get_time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_a", "output": "18 degrees"},
+        {"type": "function_call_output", "call_id": "call_b", "output": [
+            {"type": "input_text", "text": "noon"},
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBO", "detail": "low"}]},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "redacted-data"}
+    ]}));
+    let roles: Vec<Role> = r.messages.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool,
+            Role::Assistant
+        ]
+    );
+    let turn = &r.messages[1].content;
+    assert_eq!(
+        turn[0],
+        ContentPart::Reasoning {
+            text: "think".into(),
+            signature: Some("sig".into())
+        }
+    );
+    assert_eq!(turn[1], ContentPart::text("Let me look."));
+    assert!(
+        matches!(&turn[2], ContentPart::ToolCall { id, name, arguments, .. }
+        if id == "call_a" && name == "get_weather" && arguments == "{\"city\":\"Paris\"}")
+    );
+    assert!(matches!(&turn[3], ContentPart::ToolCall { id, .. } if id == "call_b"));
+    // Each output names its call's function, which Gemini matches results by.
+    let ContentPart::ToolResult {
+        tool_call_id,
+        name,
+        content,
+        ..
+    } = &r.messages[3].content[0]
+    else {
+        panic!("{:?}", r.messages[3]);
+    };
+    assert_eq!(tool_call_id, "call_b");
+    assert_eq!(name.as_deref(), Some("get_time"));
+    assert_eq!(content[0], ContentPart::text("noon"));
+    assert!(
+        matches!(&content[1], ContentPart::Image { source: ImageSource::Base64 { media_type, .. }, detail }
+        if media_type == "image/png" && detail.as_deref() == Some("low"))
+    );
+    assert_eq!(
+        r.messages[4].content,
+        [ContentPart::RedactedReasoning {
+            data: "redacted-data".into()
+        }]
+    );
+}
+
+#[test]
+fn files_tools_choice_and_format_are_read() {
+    let r = decode(json!({"model": "m",
+        "input": [{"role": "user", "content": [
+            {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBE"},
+            {"type": "input_file", "file_id": "file-1"},
+            {"type": "input_file", "file_url": "https://example.com/a.pdf"},
+            {"type": "input_image", "image_url": "https://example.com/a.png"}]}],
+        "tools": [{"type": "function", "name": "f", "description": "d", "strict": true,
+            "parameters": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "function", "name": "f"},
+        "parallel_tool_calls": false,
+        "text": {"format": {"type": "json_schema", "name": "reply", "strict": true,
+            "schema": {"type": "object"}}, "verbosity": "low"}}));
+    let parts = &r.messages[0].content;
+    assert!(
+        matches!(&parts[0], ContentPart::Document { source: DocumentSource::Base64 { media_type, .. }, title, .. }
+        if media_type == "application/pdf" && title.as_deref() == Some("a.pdf"))
+    );
+    assert!(
+        matches!(&parts[1], ContentPart::Document { source: DocumentSource::FileId(id), .. } if id == "file-1")
+    );
+    assert!(
+        matches!(&parts[2], ContentPart::Document { source: DocumentSource::Url(url), .. } if url.ends_with("a.pdf"))
+    );
+    assert!(matches!(
+        &parts[3],
+        ContentPart::Image {
+            source: ImageSource::Url(_),
+            ..
+        }
+    ));
+    assert_eq!(r.tools[0].name, "f");
+    assert_eq!(r.tools[0].strict, Some(true));
+    assert_eq!(r.tool_choice, Some(ToolChoice::Function("f".into())));
+    assert_eq!(r.parallel_tool_calls, Some(false));
+    assert!(matches!(
+        r.response_format,
+        Some(ResponseFormat::JsonSchema { ref name, strict: Some(true), .. }) if name == "reply"
+    ));
+}
+
+#[test]
+fn what_needs_stored_state_or_hosted_tools_is_refused_naming_the_member() {
+    for (body, param) in [
+        (json!({"model": "m"}), "input"),
+        (json!({"model": "m", "input": 3}), "input"),
+        (
+            json!({"model": "m", "input": "x", "previous_response_id": "r"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "m", "input": "x", "conversation": {"id": "c"}}),
+            "conversation",
+        ),
+        (
+            json!({"model": "m", "input": "x", "prompt": {"id": "p"}}),
+            "prompt",
+        ),
+        (
+            json!({"model": "m", "input": "x", "background": true}),
+            "background",
+        ),
+        (
+            json!({"model": "m", "input": "x", "instructions": ["a"]}),
+            "instructions",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "file_search"}]}),
+            "tools[0].type",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
+            "tool_choice.type",
+        ),
+        (
+            json!({"model": "m", "input": "x", "text": {"format": {"type": "grammar"}}}),
+            "text.format.type",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "i"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "computer_call_output", "call_id": "c"}]}),
+            "input[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "tool", "content": "x"}]}),
+            "input[0].role",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "assistant", "content": [
+                {"type": "input_file", "file_id": "f"}]}]}),
+            "input[0].content[0].type",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_image", "file_id": "f", "detail": "auto"}]}]}),
+            "input[0].content[0].file_id",
+        ),
+        (
+            json!({"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_file", "file_id": "f", "file_url": "u"}]}]}),
+            "input[0].content[0]",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "function_call_output", "output": "x"}]}),
+            "input[0].call_id",
+        ),
+    ] {
+        let (message, found) = refused(body.clone());
+        assert_eq!(found.as_deref(), Some(param), "{body}: {message}");
+    }
+}
+
+fn answer(content: Vec<ContentPart>, finish_reason: FinishReason) -> ChatResponse {
+    ChatResponse {
+        id: "up".into(),
+        model: "upstream".into(),
+        created: 0,
+        content,
+        finish_reason,
+        usage: Some(usage()),
+        extras: Extras::default(),
+    }
+}
+
+#[test]
+fn a_whole_answer_is_a_response_whose_items_come_back_as_input() {
+    let request = decode(
+        json!({"model": "m", "instructions": "Be brief.", "input": "Weather?",
+        "tools": [{"type": "function", "name": "get_weather", "strict": false,
+            "parameters": {"type": "object"}}], "temperature": 0.2}),
+    );
+    let response = answer(
+        vec![
+            ContentPart::Reasoning {
+                text: "think".into(),
+                signature: Some("sig".into()),
+            },
+            ContentPart::RedactedReasoning {
+                data: "opaque".into(),
+            },
+            ContentPart::text("Let me "),
+            ContentPart::text("look."),
+            ContentPart::ToolCall {
+                id: "call_a".into(),
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Paris\"}".into(),
+                extras: Extras::default(),
+            },
+        ],
+        FinishReason::ToolCalls,
+    );
+    let body: Value =
+        serde_json::from_slice(&ResponsesIngress.encode_chat(&response, &ctx(&request))).unwrap();
+    assert_eq!(body["id"], "resp_0193abcd");
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["model"], "alias");
+    assert_eq!(body["created_at"], 1_700_000_000);
+    assert_eq!(body["instructions"], "Be brief.");
+    assert_eq!(body["temperature"], 0.2);
+    assert_eq!(body["tools"][0]["name"], "get_weather");
+    assert_eq!(body["tool_choice"], "auto");
+    assert_eq!(
+        body["usage"],
+        json!({"input_tokens": 20, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 2},
+            "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 27})
+    );
+    let output = body["output"].as_array().unwrap();
+    let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["reasoning", "reasoning", "message", "function_call"]
+    );
+    assert_eq!(output[0]["content"][0]["text"], "think");
+    assert_eq!(output[0]["encrypted_content"], "sig");
+    assert_eq!(output[1]["encrypted_content"], "opaque");
+    assert!(output[1].get("content").is_none());
+    assert_eq!(output[2]["content"][0]["text"], "Let me look.");
+    assert_eq!(output[3]["call_id"], "call_a");
+    assert_eq!(output[3]["status"], "completed");
+
+    // Sent back, the items are the assistant's turn as it was.
+    let mut input = vec![json!({"role": "user", "content": "Weather?"})];
+    input.extend(output.iter().cloned());
+    let again = decode(json!({"model": "m", "input": input}));
+    let mut expected = response.content.clone();
+    expected.splice(2..4, [ContentPart::text("Let me look.")]);
+    assert_eq!(again.messages[1].role, Role::Assistant);
+    assert_eq!(again.messages[1].content, expected);
+}
+
+#[test]
+fn a_length_stop_is_an_incomplete_response() {
+    let request = decode(json!({"model": "m", "input": "x", "max_output_tokens": 3}));
+    let body: Value = serde_json::from_slice(&ResponsesIngress.encode_chat(
+        &answer(vec![ContentPart::text("Once")], FinishReason::Length),
+        &ctx(&request),
+    ))
+    .unwrap();
+    assert_eq!(body["status"], "incomplete");
+    assert_eq!(
+        body["incomplete_details"],
+        json!({"reason": "max_output_tokens"})
+    );
+    assert_eq!(body["max_output_tokens"], 3);
+    assert_eq!(body["output"][0]["status"], "incomplete");
+}
+
+/// The stream's events as (type, data), checked for their numbering.
+fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter(|frame| !frame.is_empty())
+        .map(|frame| {
+            let (event, data) = frame.split_once('\n').unwrap();
+            let name = event.strip_prefix("event: ").unwrap().to_owned();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], name.as_str());
+            (name, data)
+        })
+        .collect();
+    for (n, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["sequence_number"], n);
+    }
+    events
+}
+
+fn encode_stream(stream: &[StreamEvent], end: Option<&ClientError>) -> Vec<(String, Value)> {
+    let request = decode(json!({"model": "m", "input": "x", "stream": true}));
+    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
+    let mut out = Vec::new();
+    for event in stream {
+        encoder.event(event, &mut out);
+    }
+    match end {
+        None => encoder.finish(&mut out),
+        Some(error) => encoder.error(error, &mut out),
+    }
+    events(&out)
+}
+
+#[test]
+fn a_stream_opens_and_closes_each_item_and_ends_with_all_of_them() {
+    let events = encode_stream(
+        &[
+            StreamEvent::Start {
+                id: "up".into(),
+                model: "upstream".into(),
+            },
+            StreamEvent::ReasoningDelta("thi".into()),
+            StreamEvent::ReasoningDelta("nk".into()),
+            StreamEvent::ReasoningSignature("sig".into()),
+            StreamEvent::TextDelta("Let me ".into()),
+            StreamEvent::TextDelta("look.".into()),
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_a".into(),
+                name: "get_weather".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "call_b".into(),
+                name: "get_time".into(),
+            },
+            // Interleaved arguments of parallel calls go to their own items.
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"city\":".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                arguments: "{}".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "\"Paris\"}".into(),
+            },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+            StreamEvent::Usage(usage()),
+        ],
+        None,
+    );
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.delta",
+            "response.reasoning_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[0].1["response"]["status"], "in_progress");
+    assert_eq!(events[8].1["item"]["encrypted_content"], "sig");
+    assert_eq!(events[8].1["item"]["content"][0]["text"], "think");
+    assert_eq!(events[13].1["text"], "Let me look.");
+    assert_eq!(events[19].1["output_index"], 3);
+    assert_eq!(events[21].1["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(events[23].1["arguments"], "{}");
+    let done = &events[25].1["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["usage"]["total_tokens"], 27);
+    let output = done["output"].as_array().unwrap();
+    assert_eq!(output.len(), 4);
+    assert_eq!(output[1]["content"][0]["text"], "Let me look.");
+    assert_eq!(output[2]["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(output[3]["call_id"], "call_b");
+}
+
+#[test]
+fn a_stream_cut_short_fails_and_never_completes() {
+    let error = ClientError {
+        status: 502,
+        kind: ErrorKind::Upstream,
+        code: "upstream_stream_interrupted",
+        message: "the provider's stream ended early".into(),
+        param: None,
+    };
+    let events = encode_stream(
+        &[
+            StreamEvent::Start {
+                id: "up".into(),
+                model: "upstream".into(),
+            },
+            StreamEvent::TextDelta("Once upon".into()),
+        ],
+        Some(&error),
+    );
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"response.completed"), "{names:?}");
+    assert_eq!(names[names.len() - 2], "error");
+    assert_eq!(
+        events[names.len() - 2].1["code"],
+        "upstream_stream_interrupted"
+    );
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.failed");
+    assert_eq!(data["response"]["status"], "failed");
+    assert_eq!(data["response"]["error"]["code"], "server_error");
+    assert_eq!(data["response"]["output"][0]["status"], "incomplete");
+}
+
+#[test]
+fn a_length_stop_in_a_stream_ends_incomplete() {
+    let events = encode_stream(
+        &[
+            StreamEvent::TextDelta("Once".into()),
+            StreamEvent::Finish(FinishReason::Length),
+        ],
+        None,
+    );
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "response.incomplete");
+    assert_eq!(
+        data["response"]["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
+    assert_eq!(data["response"]["output"][0]["status"], "incomplete");
+}
+
+#[test]
+fn errors_use_the_openai_envelope() {
+    let error = ClientError {
+        status: 400,
+        kind: ErrorKind::InvalidRequest,
+        code: "invalid_request",
+        message: "bad".into(),
+        param: Some("input".into()),
+    };
+    let body: Value = serde_json::from_slice(&ResponsesIngress.encode_error(&error)).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"message": "bad", "type": "invalid_request_error", "param": "input", "code": "invalid_request"}})
+    );
+}
