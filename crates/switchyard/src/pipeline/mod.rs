@@ -395,29 +395,34 @@ fn customer_header(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// `POST /v1/messages/count_tokens`: the prompt's input tokens, as the first deployment behind
-/// the alias that is not cooling down counts them where its provider has a counting endpoint
-/// (Anthropic's), else the gateway's own estimate. The body is a Messages request without
-/// `max_tokens`; nothing is generated, billed or recorded.
+/// `POST /v1/messages/count_tokens` and `POST /v1/responses/input_tokens`: the prompt's input
+/// tokens, as the first deployment behind the alias that is not cooling down counts them where
+/// its provider has a counting endpoint (Anthropic's), else the gateway's own estimate. The
+/// body is a request of `ingress`'s dialect (a Messages one without `max_tokens`); nothing is
+/// generated, billed or recorded.
 pub async fn count_tokens(
     app: &App,
+    ingress: &'static dyn IngressDialect,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<u64, GatewayError> {
     let principal = authenticate(app, headers)?;
-    // The Messages decoder wants `max_tokens`, which this endpoint does not take.
-    let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|e| {
-            GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
-                format!("the body is not a JSON object: {e}"),
-                None,
-            ))
-        })?;
-    object
-        .entry("max_tokens")
-        .or_insert(serde_json::Value::from(1));
-    let body = Bytes::from(serde_json::Value::Object(object).to_string());
-    let ingress = &switchyard_protocol::anthropic::AnthropicIngress;
+    let body = if ingress.id() == DialectId::Anthropic {
+        // The Messages decoder wants `max_tokens`, which this endpoint does not take.
+        let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| {
+                GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
+                    format!("the body is not a JSON object: {e}"),
+                    None,
+                ))
+            })?;
+        object
+            .entry("max_tokens")
+            .or_insert(serde_json::Value::from(1));
+        Bytes::from(serde_json::Value::Object(object).to_string())
+    } else {
+        body
+    };
     let mut request = ingress
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;

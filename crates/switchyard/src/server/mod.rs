@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
@@ -52,6 +52,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/chat/completions", post(openai_chat))
         .route("/v1/responses", post(openai_responses))
         .route("/responses", post(openai_responses))
+        .route("/v1/responses/input_tokens", post(openai_input_tokens))
+        .route("/v1/responses/{*rest}", any(responses_not_kept))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embeddings", post(openai_embeddings))
         .route("/v1/models", get(models::list))
@@ -363,7 +365,7 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
     if let Some(secs) = error.retry_after_secs() {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if client.status == 401 && dialect == DialectId::OpenAi {
+    if client.status == 401 && matches!(dialect, DialectId::OpenAi | DialectId::OpenAiResponses) {
         h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
@@ -472,16 +474,61 @@ async fn anthropic_count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let ctx = RequestContext::new(DialectId::Anthropic);
+    count_tokens(
+        app,
+        DialectId::Anthropic,
+        headers,
+        body,
+        |n| json!({"input_tokens": n}),
+    )
+    .await
+}
+
+async fn openai_input_tokens(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    count_tokens(
+        app,
+        DialectId::OpenAiResponses,
+        headers,
+        body,
+        |n| json!({"object": "response.input_tokens", "input_tokens": n}),
+    )
+    .await
+}
+
+async fn count_tokens(
+    app: Arc<App>,
+    dialect: DialectId,
+    headers: HeaderMap,
+    body: Body,
+    answer: impl Fn(u64) -> serde_json::Value,
+) -> Response {
+    let ctx = RequestContext::new(dialect);
     let limit = app.config.server.max_body_bytes;
     let counted = match read_body(&headers, body, limit).await {
-        Ok(bytes) => pipeline::count_tokens(&app, &headers, bytes).await,
+        Ok(bytes) => pipeline::count_tokens(&app, ingress(dialect), &headers, bytes).await,
         Err(e) => Err(e),
     };
     match counted {
-        Ok(input_tokens) => json_response(StatusCode::OK, json!({"input_tokens": input_tokens})),
-        Err(e) => error_response(DialectId::Anthropic, &e, &ctx.id),
+        Ok(input_tokens) => json_response(StatusCode::OK, answer(input_tokens)),
+        Err(e) => error_response(dialect, &e, &ctx.id),
     }
+}
+
+/// Reading, cancelling or deleting a stored response: this gateway stores none.
+async fn responses_not_kept(uri: http::Uri) -> Response {
+    let ctx = RequestContext::new(DialectId::OpenAiResponses);
+    error_response(
+        DialectId::OpenAiResponses,
+        &GatewayError::Missing(format!(
+            "No stored response at {}: this gateway keeps no responses; each request carries its whole conversation in 'input'",
+            uri.path()
+        )),
+        &ctx.id,
+    )
 }
 
 async fn openai_embeddings(

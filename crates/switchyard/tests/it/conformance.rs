@@ -1176,6 +1176,51 @@ async fn count_tokens_asks_anthropic_and_estimates_for_other_providers() {
     }
 }
 
+/// `POST /v1/responses/input_tokens` (the SDK's `responses.input_tokens.count`) counts as the
+/// Messages endpoint does: Anthropic's count for a Claude deployment, the same figure its answer
+/// then reports, and the gateway's estimate for others. Stored responses are not kept, and
+/// asking for one says so.
+#[tokio::test]
+async fn responses_input_tokens_are_counted_and_stored_responses_are_not_kept() {
+    let env = env().await;
+    let prompt = |model: &str| {
+        json!({"model": model, "instructions": "Be brief.",
+            "input": "How many tokens is this question, roughly?"})
+    };
+    let r = env
+        .post("/v1/responses/input_tokens", &prompt("anthropic"))
+        .await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(r.json()["object"], "response.input_tokens");
+    let counted = r.json()["input_tokens"].as_u64().unwrap();
+    let r = env.post("/v1/responses", &prompt("anthropic")).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(r.json()["usage"]["input_tokens"].as_u64(), Some(counted));
+    let r = env
+        .post("/v1/responses/input_tokens", &prompt("openai"))
+        .await;
+    assert!(r.json()["input_tokens"].as_u64().unwrap() > 5, "{}", r.text);
+    let r = env
+        .post(
+            "/v1/responses/input_tokens",
+            &json!({"model": "openai", "input": 5}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "input", "{}", r.text);
+
+    for path in [
+        "/v1/responses/resp_123",
+        "/v1/responses/resp_123/input_items",
+    ] {
+        let r = env.get(path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert_eq!(r.json()["error"]["code"], "not_found", "{}", r.text);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("keeps no responses"), "{message}");
+    }
+}
+
 /// An agent's tool fetched a PDF: the document in the Anthropic tool result reaches every
 /// provider (in the result for Anthropic, in a user message after the `tool` message for
 /// OpenAI-style providers, in the function response's parts for Gemini), and a URL, which only

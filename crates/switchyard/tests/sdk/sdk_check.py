@@ -381,6 +381,11 @@ def run_responses(alias):
         r = oa.responses.parse(model=alias, input="Answer in JSON", text_format=Reply)
         assert isinstance(r.output_parsed, Reply), r.output_parsed
 
+    @check(f"openai responses input tokens [{alias}]")
+    def _():
+        n = oa.responses.input_tokens.count(model=alias, instructions="Be brief.", input="Hello there")
+        assert n.object == "response.input_tokens" and n.input_tokens > 0, n
+
     @check(f"openai responses refuses stored state [{alias}]")
     def _():
         try:
@@ -413,6 +418,23 @@ def run_langchain(alias):
         r = llm.bind_tools([WEATHER_TOOL]).invoke("What is the weather in Paris?")
         assert r.tool_calls and r.tool_calls[0]["name"] == "get_weather", r
         assert "city" in r.tool_calls[0]["args"], r.tool_calls
+
+    responses = ChatOpenAI(
+        model=alias, base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=30, use_responses_api=True
+    )
+
+    @check(f"langchain responses api tool round trip [{alias}]")
+    def _():
+        from langchain_core.messages import ToolMessage
+
+        bound = responses.bind_tools([WEATHER_TOOL])
+        question = HumanMessage(content="What is the weather in Paris?")
+        r = bound.invoke([question])
+        assert r.tool_calls and r.tool_calls[0]["name"] == "get_weather", r
+        answer = ToolMessage(content="18 degrees and sunny", tool_call_id=r.tool_calls[0]["id"])
+        r2 = bound.invoke([question, r, answer])
+        assert "18 degrees" in r2.text, r2.content
+        assert r2.usage_metadata and r2.usage_metadata["input_tokens"] > 0, r2.usage_metadata
 
 
 for alias in ALIASES:

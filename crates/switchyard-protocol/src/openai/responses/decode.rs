@@ -380,17 +380,18 @@ fn decode_file(part: &mut ObjectReader, path: &str) -> Result<ContentPart, Decod
     })
 }
 
-/// A reasoning item sent back: its text and, in `encrypted_content`, the provider's signature
-/// of it (an Anthropic thinking block's), which this gateway writes there; an item with
-/// encrypted content and no text is a redacted thinking block's data.
+/// A reasoning item sent back: its text (its content, else its summary) and, in
+/// `encrypted_content`, the provider's signature of it (an Anthropic thinking block's), which
+/// this gateway writes there; an item with encrypted content and no text at all is a redacted
+/// thinking block's data.
 fn decode_reasoning(item: &mut ObjectReader) -> Result<ContentPart, DecodeError> {
     let encrypted: Option<String> = item.take("encrypted_content")?;
     let content = texts_of(item, "content", "reasoning_text")?;
     let summary = texts_of(item, "summary", "summary_text")?;
-    Ok(match (content, encrypted) {
+    Ok(match (content.or(summary), encrypted) {
         (None, Some(data)) => ContentPart::RedactedReasoning { data },
-        (content, signature) => ContentPart::Reasoning {
-            text: content.or(summary).unwrap_or_default(),
+        (text, signature) => ContentPart::Reasoning {
+            text: text.unwrap_or_default(),
             signature,
         },
     })

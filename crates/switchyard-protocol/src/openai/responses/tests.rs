@@ -544,3 +544,25 @@ fn errors_use_the_openai_envelope() {
         json!({"error": {"message": "bad", "type": "invalid_request_error", "param": "input", "code": "invalid_request"}})
     );
 }
+
+#[test]
+fn a_reasoning_items_summary_is_its_text_when_it_has_no_content() {
+    let r = decode(json!({"model": "m", "input": [
+        {"type": "reasoning", "id": "rs_1", "encrypted_content": "blob",
+            "summary": [{"type": "summary_text", "text": "Weighed "}, {"type": "summary_text", "text": "both."}]},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "content": null}
+    ]}));
+    assert_eq!(
+        r.messages[0].content,
+        [
+            ContentPart::Reasoning {
+                text: "Weighed both.".into(),
+                signature: Some("blob".into())
+            },
+            ContentPart::Reasoning {
+                text: String::new(),
+                signature: None
+            }
+        ]
+    );
+}
