@@ -311,6 +311,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         let mut results = Vec::new();
         let mut uses = Vec::new();
         let mut citations = Vec::new();
+        let mut server_uses: Vec<String> = Vec::new();
         for (j, block) in blocks.iter().enumerate() {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => {
@@ -407,6 +408,27 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                         }
                     }
                 }
+                // A server tool's call and its result, sent back with the assistant's turn:
+                // the result must answer a call of the same turn, and both are read again as
+                // input (search results are billed as input tokens on later turns).
+                Some("server_tool_use") if role == "assistant" => {
+                    let id = block.get("id").and_then(Value::as_str).unwrap_or("");
+                    server_uses.push(id.to_owned());
+                    conv.input_chars += chars(&block.to_string());
+                }
+                Some(kind) if role == "assistant" && kind.ends_with("_tool_result") => {
+                    let id = block
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    if !server_uses.iter().any(|u| u == id) {
+                        return Err(SimError::bad_request(format!(
+                            "messages.{i}.content.{j}: `{kind}` block's `tool_use_id` {id} \
+                             answers no `server_tool_use` block before it in this message"
+                        )));
+                    }
+                    conv.input_chars += chars(&block.to_string());
+                }
                 Some("tool_use" | "tool_result") => {
                     return Err(SimError::bad_request(format!(
                         "messages.{i}.content.{j}: this block type is not allowed in a `{role}` \
@@ -439,10 +461,15 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
 
+    let mut offers_web_search = false;
     if let Some(Value::Array(tools)) = obj.get_mut("tools") {
         for tool in tools {
             // Server tools (web search, code execution...) have no input schema.
             let Some(schema) = tool.get_mut("input_schema").map(Value::take) else {
+                offers_web_search |= tool
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("web_search_"));
                 continue;
             };
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
@@ -492,7 +519,69 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         })
         .unwrap_or_default();
     conv.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if offers_web_search && conv.tool_results.is_none() && !conv.last_user_text.is_empty() {
+        conv.citations
+            .push(web_search_citation(&conv.last_user_text));
+        conv.web_search = Some(conv.last_user_text.clone());
+    }
     Ok(conv)
+}
+
+/// The page the simulated web search finds for `query`.
+fn web_search_page(query: &str) -> (String, String) {
+    let slug: String = query
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    (
+        format!("https://example.com/search/{slug}"),
+        format!("About {query}"),
+    )
+}
+
+/// The citation an answer makes of the page its web search found (`web_search_result_location`).
+fn web_search_citation(query: &str) -> Value {
+    let (url, title) = web_search_page(query);
+    json!({
+        "type": "web_search_result_location",
+        "url": url,
+        "title": title,
+        "encrypted_index": "RW5jcnlwdGVkSW5kZXg=",
+        "cited_text": format!("What the web says about {query}."),
+    })
+}
+
+/// The server tool's call (its input left out when streamed, as the API streams it) and its
+/// result, for an answer that searched the web for `query`.
+fn web_search_blocks(ids: &IdGen, query: &str, streamed: bool) -> [Value; 2] {
+    let (url, title) = web_search_page(query);
+    let id = ids.make("srvtoolu_01", 22);
+    let input = if streamed {
+        json!({})
+    } else {
+        json!({ "query": query })
+    };
+    [
+        json!({ "type": "server_tool_use", "id": id, "name": "web_search", "input": input }),
+        json!({
+            "type": "web_search_tool_result",
+            "tool_use_id": id,
+            "content": [{
+                "type": "web_search_result",
+                "url": url,
+                "title": title,
+                "encrypted_content": "RW5jcnlwdGVkUGFnZUNvbnRlbnQ=",
+                "page_age": null,
+            }],
+        }),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,15 +599,19 @@ fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
     }
 }
 
-fn usage(input: u64, output: u64) -> Value {
-    json!({
+fn usage(conv: &Conversation, input: u64, output: u64) -> Value {
+    let mut usage = json!({
         "input_tokens": input,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
         "cache_creation": { "ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0 },
         "output_tokens": output,
         "service_tier": "standard",
-    })
+    });
+    if conv.web_search.is_some() {
+        usage["server_tool_use"] = json!({ "web_search_requests": 1 });
+    }
+    usage
 }
 
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
@@ -526,7 +619,10 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
         Output::Text { text, pieces, .. } => {
             let (lead, claim) = cited_split(conv, pieces);
             let at = claim.first().map_or(text.len(), |p| p.start);
-            let mut blocks = Vec::with_capacity(2);
+            let mut blocks = Vec::with_capacity(4);
+            if let Some(query) = &conv.web_search {
+                blocks.extend(web_search_blocks(ids, query, false));
+            }
             if !lead.is_empty() || claim.is_empty() {
                 blocks.push(json!({ "type": "text", "text": &text[..at], "citations": null }));
             }
@@ -558,13 +654,13 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage(conv.input_tokens(), out.tokens()),
+        "usage": usage(conv, conv.input_tokens(), out.tokens()),
     })
 }
 
 pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
     let mut sse = SseBody::new();
-    let mut start_usage = usage(conv.input_tokens(), 1);
+    let mut start_usage = usage(conv, conv.input_tokens(), 1);
     if let Some(u) = start_usage.as_object_mut() {
         u.remove("cache_creation");
     }
@@ -590,6 +686,10 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         Output::Text { text, pieces, .. } => {
             let (lead, claim) = cited_split(conv, pieces);
             let mut index = 0;
+            if let Some(query) = &conv.web_search {
+                web_search_stream(&mut sse, ids, query);
+                index = 2;
+            }
             if !lead.is_empty() || claim.is_empty() {
                 text_block(&mut sse, index, text, lead, &[]);
                 index += 1;
@@ -646,6 +746,10 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         }
     }
     let (reason, sequence) = stop_reason(out);
+    let mut final_usage = json!({ "output_tokens": out.tokens() });
+    if conv.web_search.is_some() {
+        final_usage["server_tool_use"] = json!({ "web_search_requests": 1 });
+    }
     sse.json(
         FrameKind::Terminal,
         0,
@@ -653,7 +757,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         &json!({
             "type": "message_delta",
             "delta": { "stop_reason": reason, "stop_sequence": sequence },
-            "usage": { "output_tokens": out.tokens() },
+            "usage": final_usage,
         }),
     );
     sse.json(
@@ -663,6 +767,36 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         &json!({ "type": "message_stop" }),
     );
     sse
+}
+
+/// The web search's two blocks, streamed as the API streams them: the call opened with an
+/// empty input, its input as one JSON fragment, then the result whole.
+fn web_search_stream(sse: &mut SseBody, ids: &IdGen, query: &str) {
+    let [call, result] = web_search_blocks(ids, query, true);
+    for (index, block) in [call, result].into_iter().enumerate() {
+        sse.json(
+            FrameKind::Other,
+            0,
+            Some("content_block_start"),
+            &json!({ "type": "content_block_start", "index": index, "content_block": block }),
+        );
+        if index == 0 {
+            sse.json(
+                FrameKind::Other,
+                0,
+                Some("content_block_delta"),
+                &json!({
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": json!({ "query": query }).to_string(),
+                    },
+                }),
+            );
+        }
+        block_stop(sse, index);
+    }
 }
 
 /// One streamed text block of `pieces` of `text`, its citations first; a ping follows the

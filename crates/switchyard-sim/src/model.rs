@@ -65,6 +65,9 @@ pub(crate) struct Conversation {
     /// Anthropic: the citations a text answer carries, one for each text document and search
     /// result of the last user message that has citations enabled (in the provider's own form).
     pub citations: Vec<Value>,
+    /// Anthropic: the query of the web search the answer runs first, when the request offers
+    /// the web search server tool and ends with the user's words.
+    pub web_search: Option<String>,
 }
 
 impl Conversation {

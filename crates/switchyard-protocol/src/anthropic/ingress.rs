@@ -331,6 +331,16 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
                 Some(&format!("messages[{i}].content[{j}].type")),
             ));
         }
+        if block.is_server_tool() && role != Role::Assistant {
+            let kind = serde_json::to_value(&block)
+                .ok()
+                .and_then(|b| b["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(DecodeError::new(
+                format!("{kind} blocks belong to assistant messages: the provider wrote them"),
+                Some(&format!("messages[{i}].content[{j}].type")),
+            ));
+        }
         let (part, cache_control) = decode_block(
             block,
             &format!("messages[{i}].content[{j}]"),
@@ -480,6 +490,14 @@ fn decode_block(
                 Some(&format!("{path}.type")),
             ));
         }
+        // Server tools' calls and results: every other block type is named above. A wire
+        // block of strings and JSON values always serialises.
+        server_tool => (
+            ContentPart::ServerTool {
+                block: serde_json::to_value(&server_tool).unwrap_or_default(),
+            },
+            None,
+        ),
     })
 }
 
@@ -661,6 +679,11 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
                 name: name.clone(),
                 input: tool_input(arguments),
             }),
+            ContentPart::ServerTool { block } => {
+                if let Ok(block) = serde_json::from_value(block.clone()) {
+                    blocks.push(block);
+                }
+            }
             // Output never holds images, documents or tool results; nothing to show for them.
             ContentPart::Image { .. }
             | ContentPart::Document { .. }

@@ -823,6 +823,7 @@ fn message_blocks(message: &Message, i: usize) -> Result<Vec<Block<'_>>, DecodeE
             ContentPart::RedactedReasoning { data } => {
                 Block::Wire(ContentBlockParam::RedactedThinking { data: data.clone() })
             }
+            ContentPart::ServerTool { block } => Block::Verbatim(block),
         };
         if let Some(marker) = cache_controls.and_then(|m| m.get(&j.to_string()))
             && let Some(slot) = block.cache_control_mut()
@@ -907,6 +908,10 @@ fn cited(citations: &Value) -> bool {
 fn parse_message(message: wire::Message) -> ChatResponse {
     let mut content = Vec::with_capacity(message.content.len());
     for block in message.content {
+        if let Some(block) = block.server_tool() {
+            content.push(ContentPart::ServerTool { block });
+            continue;
+        }
         match block {
             ContentBlock::Text { text, citations } => content.push(ContentPart::Text {
                 text: text.into(),
@@ -932,8 +937,8 @@ fn parse_message(message: wire::Message) -> ChatResponse {
             ContentBlock::RedactedThinking { data } => {
                 content.push(ContentPart::RedactedReasoning { data });
             }
-            // Server-tool blocks have no canonical form.
-            ContentBlock::Other => {}
+            // Server tools' blocks were taken above; block types added later have no form.
+            _ => {}
         }
     }
     ChatResponse {

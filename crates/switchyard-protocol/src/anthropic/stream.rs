@@ -7,10 +7,12 @@
 //! decoder marks where each text block starts and passes every citation on as it was written,
 //! and the encoder writes the same blocks and citations for an Anthropic client.
 //!
-//! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) and
-//! server-tool blocks (`server_tool_use`, `web_search_tool_result`, …) are skipped by the
-//! decoder. The encoder drops tool call signatures (Gemini's `thoughtSignature`), which an
-//! Anthropic client has no way to return.
+//! Server tools' blocks (`server_tool_use`, `web_search_tool_result`, …) pass whole, a call's
+//! input deltas with it, from an Anthropic provider to an Anthropic client.
+//!
+//! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) are
+//! skipped by the decoder. The encoder drops tool call signatures (Gemini's
+//! `thoughtSignature`), which an Anthropic client has no way to return.
 
 use std::collections::HashMap;
 
@@ -31,7 +33,9 @@ enum BlockKind {
     Thinking,
     /// A client tool call and its position among the answer's tool calls.
     Tool(u32),
-    /// Redacted thinking, server tools and block types added later.
+    /// A server tool's call or result, kept whole.
+    ServerTool,
+    /// Redacted thinking and block types added later.
     Skipped,
 }
 
@@ -134,6 +138,10 @@ impl AnthropicStreamDecoder {
             } => {
                 self.require_start("content_block_start")?;
                 let kind = match content_block {
+                    block if block.server_tool().is_some() => {
+                        out.extend(block.server_tool().map(StreamEvent::ServerToolStart));
+                        BlockKind::ServerTool
+                    }
                     ContentBlock::Text { text, citations } => {
                         out.push(StreamEvent::TextBlockStart);
                         if let Some(Value::Array(citations)) = citations {
@@ -174,9 +182,7 @@ impl AnthropicStreamDecoder {
                         }
                         BlockKind::Tool(tool)
                     }
-                    ContentBlock::RedactedThinking { .. } | ContentBlock::Other => {
-                        BlockKind::Skipped
-                    }
+                    _ => BlockKind::Skipped,
                 };
                 self.blocks.insert(index, kind);
             }
@@ -211,8 +217,16 @@ impl AnthropicStreamDecoder {
                             });
                         }
                     }
-                    // Arguments of server tools, citations outside a text block, and deltas of
-                    // kinds added later.
+                    (
+                        ContentBlockDelta::InputJsonDelta { partial_json },
+                        Some(BlockKind::ServerTool),
+                    ) => {
+                        if !partial_json.is_empty() {
+                            out.push(StreamEvent::ServerToolInputDelta(partial_json));
+                        }
+                    }
+                    // Arguments of blocks that are not calls, citations outside a text block,
+                    // and deltas of kinds added later.
                     (
                         ContentBlockDelta::InputJsonDelta { .. }
                         | ContentBlockDelta::CitationsDelta { .. }
@@ -331,6 +345,9 @@ enum OpenBlock {
         index: u32,
         tool: u32,
     },
+    ServerTool {
+        index: u32,
+    },
 }
 
 impl OpenBlock {
@@ -338,7 +355,8 @@ impl OpenBlock {
         match self {
             OpenBlock::Text { index }
             | OpenBlock::Thinking { index, .. }
-            | OpenBlock::Tool { index, .. } => index,
+            | OpenBlock::Tool { index, .. }
+            | OpenBlock::ServerTool { index } => index,
         }
     }
 }
@@ -583,6 +601,24 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     },
                     out,
                 );
+            }
+            StreamEvent::ServerToolStart(block) => {
+                // Only blocks read from this format's own streams come here.
+                if let Ok(block) = serde_json::from_value(block.clone()) {
+                    let index = self.open(block, out);
+                    self.open = Some(OpenBlock::ServerTool { index });
+                }
+            }
+            StreamEvent::ServerToolInputDelta(partial_json) => {
+                if let Some(OpenBlock::ServerTool { index }) = self.open {
+                    Self::delta(
+                        index,
+                        ContentBlockDelta::InputJsonDelta {
+                            partial_json: partial_json.clone(),
+                        },
+                        out,
+                    );
+                }
             }
             // A tool call signature (Gemini's) has no place in this format: a client could only
             // return it inside a thinking block, which Anthropic would reject as forged.

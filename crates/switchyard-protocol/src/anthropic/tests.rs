@@ -847,6 +847,10 @@ fn parses_a_recorded_message() {
                 data: "EmwKAhgBEgy3va3pzix".into()
             },
             ContentPart::text("I'll look that up."),
+            ContentPart::ServerTool {
+                block: json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                    "input": {"query": "weather"}})
+            },
             tool_call(
                 "toolu_01A09q90qw90lq917835lq9",
                 "get_weather",
@@ -1249,7 +1253,7 @@ fn malformed_streams_are_errors() {
 }
 
 #[test]
-fn decoder_skips_what_it_cannot_carry_and_counts_tool_calls() {
+fn decoder_skips_what_it_cannot_carry_keeps_server_tools_and_counts_tool_calls() {
     let stream = concat!(
         "event: message_start\n",
         r#"data: {"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":1}}}"#,
@@ -1289,6 +1293,12 @@ fn decoder_skips_what_it_cannot_carry_and_counts_tool_calls() {
     assert_eq!(
         events[2..],
         [
+            // The server tool's call passes whole, its input with it; tool calls are still
+            // counted among client tools only.
+            StreamEvent::ServerToolStart(
+                json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}})
+            ),
+            StreamEvent::ServerToolInputDelta("{\"query\":\"x\"}".into()),
             StreamEvent::ToolCallStart {
                 index: 0,
                 id: "toolu_a".into(),
@@ -1934,10 +1944,27 @@ fn accumulated_blocks(bytes: &[u8]) -> Value {
                             .unwrap()
                             .push(delta["citation"].clone());
                     }
+                    "input_json_delta" => {
+                        let input = format!(
+                            "{}{}",
+                            block["partial_input"].as_str().unwrap_or(""),
+                            delta["partial_json"].as_str().unwrap()
+                        );
+                        block["partial_input"] = Value::String(input);
+                    }
                     other => panic!("unexpected delta {other}"),
                 }
             }
             _ => {}
+        }
+    }
+    // A call's input is whole once its fragments are joined, as SDKs join them.
+    for block in &mut blocks {
+        if let Some(input) = block
+            .as_object_mut()
+            .and_then(|b| b.remove("partial_input"))
+        {
+            block["input"] = serde_json::from_str(input.as_str().unwrap()).unwrap();
         }
     }
     Value::Array(blocks)
@@ -2284,4 +2311,125 @@ fn a_token_count_goes_to_count_tokens_with_only_the_members_it_takes() {
     // Providers without a counting endpoint say so.
     let openai = openai_provider();
     assert!(openai.build_count_tokens(&request, &target()).is_none());
+}
+
+/// An answer that searched the web, as the API writes it: the server tool's call, its
+/// result, then text citing the page.
+const SEARCHED_MESSAGE: &str = r#"{"id":"msg_ws","type":"message","role":"assistant","model":"claude",
+  "content":[
+    {"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"trains"}},
+    {"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result",
+      "url":"https://example.com/t","title":"Trains","encrypted_content":"RW5j","page_age":null}]},
+    {"type":"text","text":"Trains run on time.","citations":[{"type":"web_search_result_location",
+      "url":"https://example.com/t","title":"Trains","encrypted_index":"SW5k","cited_text":"On time."}]}],
+  "stop_reason":"end_turn","stop_sequence":null,
+  "usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":1}}}"#;
+
+#[test]
+fn a_server_tools_blocks_reach_an_anthropic_client_whole_and_others_get_the_text() {
+    let original: Value = serde_json::from_str(SEARCHED_MESSAGE).unwrap();
+    let response = AnthropicProvider
+        .parse_chat(SEARCHED_MESSAGE.as_bytes())
+        .unwrap();
+    assert_eq!(
+        response.content[..2],
+        [
+            ContentPart::ServerTool {
+                block: original["content"][0].clone()
+            },
+            ContentPart::ServerTool {
+                block: original["content"][1].clone()
+            },
+        ]
+    );
+    let encoded: Value =
+        serde_json::from_slice(&AnthropicIngress.encode_chat(&response, &ctx("gw-1", "alias")))
+            .unwrap();
+    assert_eq!(encoded["content"], original["content"]);
+
+    // Streamed: the call opens with an empty input that its fragments fill, the result comes
+    // whole, and a client rebuilds the provider's blocks.
+    let frames: Vec<Value> = vec![
+        json!({"type": "message_start", "message": {"id": "msg_ws", "type": "message", "role": "assistant",
+            "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use",
+            "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":"}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"trains\"}"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": original["content"][1]}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": "", "citations": []}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta",
+            "citation": original["content"][2]["citations"][0]}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Trains run on time."}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+        json!({"type": "message_stop"}),
+    ];
+    let stream: String = frames
+        .iter()
+        .map(|f| format!("event: {}\ndata: {f}\n\n", f["type"].as_str().unwrap()))
+        .collect();
+    let events = decode_chunks(&[stream.as_bytes()]).unwrap();
+    let encoded = encode_events(&events, ctx("gw-2", "alias"));
+    assert_eq!(accumulated_blocks(&encoded), original["content"]);
+
+    // OpenAI clients get the text alone, whole or streamed.
+    let body: Value = serde_json::from_slice(
+        &crate::openai::OpenAiIngress.encode_chat(&response, &ctx("gw-3", "alias")),
+    )
+    .unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Trains run on time."
+    );
+    let mut encoder = crate::openai::OpenAiIngress.stream_encoder(ctx("gw-4", "alias"));
+    let mut out = Vec::new();
+    for event in &events {
+        encoder.event(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        !out.contains("srvtoolu_1") && !out.contains("encrypted"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_server_tools_blocks_in_history_go_back_to_anthropic_only() {
+    let original: Value = serde_json::from_str(SEARCHED_MESSAGE).unwrap();
+    let body = json!({"model": MODEL, "max_tokens": 64, "messages": [
+        {"role": "user", "content": "News on trains?"},
+        {"role": "assistant", "content": original["content"]},
+        {"role": "user", "content": "And buses?"}]});
+    let request = decode(&body).unwrap();
+    assert!(matches!(
+        &request.messages[1].content[0],
+        ContentPart::ServerTool { block } if *block == original["content"][0]
+    ));
+    let (_, sent) = build(&request);
+    assert_eq!(sent["messages"][1]["content"], original["content"]);
+
+    let built = openai_provider()
+        .build_chat(&request, &target())
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    let sent: Value = serde_json::from_slice(built.body()).unwrap();
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "assistant", "content": "Trains run on time."})
+    );
+
+    // The provider wrote them: a user message cannot hold them.
+    let error = decode_err(json!({"model": MODEL, "max_tokens": 9, "messages": [
+        {"role": "user", "content": [original["content"][0].clone()]}]}));
+    assert_eq!(error.param.as_deref(), Some("messages[0].content[0].type"));
+    assert!(
+        error.message.contains("server_tool_use"),
+        "{}",
+        error.message
+    );
 }

@@ -106,8 +106,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for TextOrBlocks<T> {
     }
 }
 
-/// Request content blocks (`ContentBlockParam`). Block types the canonical model cannot carry
-/// (server tool results, …) are refused by name.
+/// Request content blocks (`ContentBlockParam`). Server tools' blocks in an assistant's
+/// history are kept whole; block types unknown here are refused by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlockParam {
@@ -170,6 +170,18 @@ pub(crate) enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
     },
+    // Server tools' calls and results, as the provider wrote them but for the `type`, which
+    // names the variant (see `is_server_tool`).
+    ServerToolUse(Map<String, Value>),
+    WebSearchToolResult(Map<String, Value>),
+    WebFetchToolResult(Map<String, Value>),
+    CodeExecutionToolResult(Map<String, Value>),
+    BashCodeExecutionToolResult(Map<String, Value>),
+    TextEditorCodeExecutionToolResult(Map<String, Value>),
+    ToolSearchToolResult(Map<String, Value>),
+    ContainerUpload(Map<String, Value>),
+    McpToolUse(Map<String, Value>),
+    McpToolResult(Map<String, Value>),
 }
 
 impl ContentBlockParam {
@@ -183,7 +195,27 @@ impl ContentBlockParam {
             | ContentBlockParam::ToolResult { cache_control, .. }
             | ContentBlockParam::SearchResult { cache_control, .. } => Some(cache_control),
             ContentBlockParam::Thinking { .. } | ContentBlockParam::RedactedThinking { .. } => None,
+            // Kept whole, markers included.
+            _ => None,
         }
+    }
+
+    /// A server tool's call or result (which only assistant messages hold).
+    pub fn is_server_tool(&self) -> bool {
+        use ContentBlockParam as B;
+        matches!(
+            self,
+            B::ServerToolUse(_)
+                | B::WebSearchToolResult(_)
+                | B::WebFetchToolResult(_)
+                | B::CodeExecutionToolResult(_)
+                | B::BashCodeExecutionToolResult(_)
+                | B::TextEditorCodeExecutionToolResult(_)
+                | B::ToolSearchToolResult(_)
+                | B::ContainerUpload(_)
+                | B::McpToolUse(_)
+                | B::McpToolResult(_)
+        )
     }
 }
 
@@ -376,8 +408,8 @@ fn assistant_role() -> String {
     "assistant".to_owned()
 }
 
-/// Response content blocks (`ContentBlock`). Server-tool blocks (`server_tool_use`,
-/// `web_search_tool_result`, …) have no canonical form and decode as `Other`.
+/// Response content blocks (`ContentBlock`). Server tools' blocks (`server_tool_use`,
+/// `web_search_tool_result`, …) are kept whole; block types added later decode as `Other`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlock {
@@ -404,8 +436,40 @@ pub(crate) enum ContentBlock {
     RedactedThinking {
         data: String,
     },
+    // Server tools' calls and results, as the provider wrote them but for the `type`, which
+    // names the variant (see `server_tool`).
+    ServerToolUse(Map<String, Value>),
+    WebSearchToolResult(Map<String, Value>),
+    WebFetchToolResult(Map<String, Value>),
+    CodeExecutionToolResult(Map<String, Value>),
+    BashCodeExecutionToolResult(Map<String, Value>),
+    TextEditorCodeExecutionToolResult(Map<String, Value>),
+    ToolSearchToolResult(Map<String, Value>),
+    ContainerUpload(Map<String, Value>),
+    McpToolUse(Map<String, Value>),
+    McpToolResult(Map<String, Value>),
     #[serde(other)]
     Other,
+}
+
+impl ContentBlock {
+    /// A server tool's call or result, whole (its `type` included), for the canonical part.
+    pub fn server_tool(&self) -> Option<Value> {
+        use ContentBlock as B;
+        match self {
+            B::ServerToolUse(_)
+            | B::WebSearchToolResult(_)
+            | B::WebFetchToolResult(_)
+            | B::CodeExecutionToolResult(_)
+            | B::BashCodeExecutionToolResult(_)
+            | B::TextEditorCodeExecutionToolResult(_)
+            | B::ToolSearchToolResult(_)
+            | B::ContainerUpload(_)
+            | B::McpToolUse(_)
+            | B::McpToolResult(_) => serde_json::to_value(self).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// `usage` (`Usage`, and `MessageDeltaUsage` in streams, where every member may be absent).

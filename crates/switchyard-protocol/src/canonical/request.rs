@@ -187,6 +187,14 @@ pub enum ContentPart {
     RedactedReasoning {
         data: String,
     },
+    /// A server tool's call or result in an Anthropic answer (`server_tool_use`,
+    /// `web_search_tool_result`, `code_execution_tool_result`, …): the provider ran the tool
+    /// itself. Kept whole as the provider wrote it and written only to Anthropic clients and
+    /// providers; other dialects have no place for it, and the answer's text says what it
+    /// found.
+    ServerTool {
+        block: Value,
+    },
 }
 
 impl ContentPart {

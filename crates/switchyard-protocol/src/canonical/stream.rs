@@ -19,6 +19,12 @@ pub enum StreamEvent {
     /// One citation of the text block streaming now (Anthropic `citations_delta`), as the
     /// provider wrote it. Only the Anthropic dialect carries it.
     Citation(serde_json::Value),
+    /// A server tool's block starts (see `ContentPart::ServerTool`), as the provider wrote its
+    /// start: a result whole, a call with its input following as `ServerToolInputDelta`.
+    /// Only the Anthropic dialect carries it.
+    ServerToolStart(serde_json::Value),
+    /// A fragment of the JSON input of the server tool call streaming now.
+    ServerToolInputDelta(String),
     ReasoningDelta(String),
     /// Signature of the reasoning block so far (Anthropic `signature_delta`).
     ReasoningSignature(String),

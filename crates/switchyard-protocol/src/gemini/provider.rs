@@ -679,9 +679,11 @@ fn user_parts<'m>(
                     ..Part::default()
                 })));
             }
-            // Thoughts are the model's own; a client-side copy in a user turn means nothing to
-            // Gemini.
-            ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+            // Thoughts are the model's own, and another provider's server tools ran there; a
+            // copy in a user turn means nothing to Gemini.
+            ContentPart::Reasoning { .. }
+            | ContentPart::RedactedReasoning { .. }
+            | ContentPart::ServerTool { .. } => {}
             ContentPart::ToolCall { .. } => {
                 return Err(DecodeError::new(
                     "tool calls belong to assistant messages",
@@ -800,7 +802,10 @@ fn model_parts<'m>(
                     })));
                 }
             }
-            ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
+            // Another provider's server tools ran there; the answer's text says what they found.
+            ContentPart::Reasoning { .. }
+            | ContentPart::RedactedReasoning { .. }
+            | ContentPart::ServerTool { .. } => {}
             ContentPart::ToolCall {
                 id,
                 name,

@@ -984,10 +984,12 @@ impl StreamEncoder for OpenAiStreamEncoder {
                     self.delta(json!({"reasoning_content": text}), out);
                 }
             }
-            // Citations are Anthropic's; an OpenAI client gets the cited text alone.
+            // Citations and server tools are Anthropic's; an OpenAI client gets the text alone.
             StreamEvent::ReasoningSignature(_)
             | StreamEvent::TextBlockStart
-            | StreamEvent::Citation(_) => {}
+            | StreamEvent::Citation(_)
+            | StreamEvent::ServerToolStart(_)
+            | StreamEvent::ServerToolInputDelta(_) => {}
             StreamEvent::ToolCallSignature { index, signature } => {
                 if self.tool_calls.contains(index) {
                     // Late for the first delta; clients merge deltas of one call by index.

@@ -354,6 +354,12 @@ fn message_parts(content: &[ContentPart]) -> Vec<Cow<'_, str>> {
                     }
                 }
             }
+            // A server tool's block by its type (`[web_search_tool_result]`); its results are
+            // the provider's, often encrypted.
+            ContentPart::ServerTool { block } => parts.push(Cow::Owned(format!(
+                "[{}]",
+                block["type"].as_str().unwrap_or("server tool")
+            ))),
             ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
         }
     }

@@ -308,6 +308,8 @@ fn count_parts(counter: &mut Counter, parts: &[ContentPart]) -> u64 {
             },
             // Opaque provider data: sized like text, as the provider will bill it.
             ContentPart::RedactedReasoning { data } => fallback(data),
+            // A server tool's call or its results, which the provider reads back as input.
+            ContentPart::ServerTool { block } => fallback(&block.to_string()),
         })
         .sum()
 }

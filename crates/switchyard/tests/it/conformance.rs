@@ -904,34 +904,7 @@ async fn a_cited_answer_reaches_an_anthropic_client_block_for_block() {
     streamed["stream"] = json!(true);
     let r = env.post_anthropic(&streamed).await;
     assert_eq!(r.status, 200, "{:.300}", r.text);
-    let mut built: Vec<Value> = Vec::new();
-    for data in r.sse_data() {
-        let event: Value = serde_json::from_str(&data).unwrap();
-        let index = event["index"].as_u64().unwrap_or(0) as usize;
-        match event["type"].as_str().unwrap() {
-            "content_block_start" => {
-                assert_eq!(index, built.len(), "{}", r.text);
-                built.push(event["content_block"].clone());
-            }
-            "content_block_delta" if event["delta"]["type"] == "text_delta" => {
-                let text = format!(
-                    "{}{}",
-                    built[index]["text"].as_str().unwrap(),
-                    event["delta"]["text"].as_str().unwrap()
-                );
-                built[index]["text"] = json!(text);
-            }
-            "content_block_delta" if event["delta"]["type"] == "citations_delta" => {
-                let block = built[index].as_object_mut().unwrap();
-                let list = block.entry("citations").or_insert_with(|| json!([]));
-                list.as_array_mut()
-                    .unwrap()
-                    .push(event["delta"]["citation"].clone());
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(Value::Array(built), whole, "{}", r.text);
+    assert_eq!(streamed_blocks(&r), whole, "{}", r.text);
 
     // The cited answer sent back as history, citations and all, and the next turn answered.
     let next = json!({"model": "anthropic", "max_tokens": 200, "messages": [
@@ -947,6 +920,127 @@ async fn a_cited_answer_reaches_an_anthropic_client_block_for_block() {
         "{}",
         r.text
     );
+}
+
+/// An Anthropic stream's content blocks as an SDK builds them from the events: texts joined,
+/// citations gathered, a tool call's input fragments joined and read.
+fn streamed_blocks(reply: &crate::harness::Reply) -> Value {
+    let mut built: Vec<Value> = Vec::new();
+    let mut inputs: Vec<String> = Vec::new();
+    for data in reply.sse_data() {
+        let event: Value = serde_json::from_str(&data).unwrap();
+        let index = event["index"].as_u64().unwrap_or(0) as usize;
+        let delta = &event["delta"];
+        match (event["type"].as_str().unwrap(), delta["type"].as_str()) {
+            ("content_block_start", _) => {
+                assert_eq!(index, built.len(), "{}", reply.text);
+                built.push(event["content_block"].clone());
+                inputs.push(String::new());
+            }
+            ("content_block_delta", Some("text_delta")) => {
+                let text = format!(
+                    "{}{}",
+                    built[index]["text"].as_str().unwrap(),
+                    delta["text"].as_str().unwrap()
+                );
+                built[index]["text"] = json!(text);
+            }
+            ("content_block_delta", Some("citations_delta")) => {
+                let block = built[index].as_object_mut().unwrap();
+                let list = block.entry("citations").or_insert_with(|| json!([]));
+                list.as_array_mut().unwrap().push(delta["citation"].clone());
+            }
+            ("content_block_delta", Some("input_json_delta")) => {
+                inputs[index].push_str(delta["partial_json"].as_str().unwrap());
+            }
+            _ => {}
+        }
+    }
+    for (block, input) in built.iter_mut().zip(inputs) {
+        if !input.is_empty() {
+            block["input"] = serde_json::from_str(&input).unwrap();
+        }
+    }
+    Value::Array(built)
+}
+
+/// A server tool (Anthropic's web search) ran at the provider: its call and result blocks reach
+/// an Anthropic client whole, streamed alike, and go back to Anthropic as history, where they
+/// count as input; other providers get the history without them.
+#[tokio::test]
+async fn a_server_tools_blocks_reach_an_anthropic_client_and_go_back_as_history() {
+    let env = env().await;
+    let tools = json!([{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]);
+    let question = json!({"role": "user", "content": "Latest news on trains"});
+    let body =
+        json!({"model": "anthropic", "max_tokens": 200, "tools": tools, "messages": [question]});
+    let r = env.post_anthropic(&body).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let whole = r.json()["content"].clone();
+    let kinds: Vec<&str> = whole
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["server_tool_use", "web_search_tool_result", "text", "text"],
+        "{whole}"
+    );
+    assert_eq!(whole[0]["input"], json!({"query": "Latest news on trains"}));
+    assert_eq!(whole[1]["tool_use_id"], whole[0]["id"]);
+    assert_eq!(
+        whole[3]["citations"][0]["type"],
+        "web_search_result_location"
+    );
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = env.post_anthropic(&streamed).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let built = streamed_blocks(&r);
+    // Ids differ between the two answers; everything else is the same.
+    let without_ids = |blocks: &Value| {
+        let mut blocks = blocks.clone();
+        for block in blocks.as_array_mut().unwrap() {
+            block.as_object_mut().unwrap().remove("id");
+            block.as_object_mut().unwrap().remove("tool_use_id");
+        }
+        blocks
+    };
+    assert_eq!(without_ids(&built), without_ids(&whole), "{}", r.text);
+
+    // The next turn: Anthropic reads the blocks again (the search results are input).
+    let history = |with_blocks: bool| {
+        let mut answer = whole.as_array().unwrap().clone();
+        if !with_blocks {
+            answer.drain(..2);
+        }
+        json!({"model": "anthropic", "max_tokens": 200, "tools": tools, "messages": [
+            question, {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And buses?"}]})
+    };
+    let r = env.post_anthropic(&history(true)).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let with_blocks = r.json()["usage"]["input_tokens"].as_u64().unwrap();
+    let r = env.post_anthropic(&history(false)).await;
+    let without = r.json()["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(with_blocks > without, "{with_blocks} <= {without}");
+    // A result that answers no call of its turn is the provider's 400, not the gateway's guess.
+    let mut orphan = history(true);
+    orphan["messages"][1]["content"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let r = env.post_anthropic(&orphan).await;
+    assert_eq!(r.status, 400, "{:.300}", r.text);
+
+    // Another provider gets the history without them.
+    let mut other = history(true);
+    other["model"] = json!("openai");
+    let r = env.post_anthropic(&other).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
 }
 
 /// Search results (an Anthropic client's RAG results, in its message and in a tool's result)

@@ -4,7 +4,8 @@ Usage: sdk_check.py BASE_URL API_KEY ALIAS [ALIAS ...]
 
 For every alias it runs plain, streaming, tool-calling and document (PDF) conversations (the
 OpenAI ones through both Chat Completions and the Responses API) (and,
-with the Anthropic provider, answers citing a document and search results) through
+with the Anthropic provider, answers citing a document and search results, and a web search
+run by the provider's server tool) through
 the `openai` and `anthropic` SDKs (and a plain and a tool call through `langchain-openai`), checks that usage is
 reported, and checks the SDKs' error classes for a bad key and an unknown model. Prints one
 line per check and a closing 'N passed, M failed' line; exits non-zero on any failure.
@@ -195,6 +196,31 @@ def run_alias(alias):
         assert m.stop_reason == "end_turn", m.stop_reason
 
     if alias == "anthropic":
+
+        @check(f"anthropic web search server tool [{alias}]")
+        def _():
+            tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+            question = {"role": "user", "content": "Latest news on trains"}
+            m = an.messages.create(model=alias, max_tokens=200, tools=tools, messages=[question])
+            kinds = [b.type for b in m.content]
+            assert kinds[:2] == ["server_tool_use", "web_search_tool_result"], kinds
+            assert isinstance(m.content[0], anthropic.types.ServerToolUseBlock), m.content[0]
+            assert m.content[0].input == {"query": "Latest news on trains"}, m.content[0].input
+            assert m.content[1].tool_use_id == m.content[0].id
+            assert m.content[1].content[0].url.startswith("https://"), m.content[1]
+            assert m.content[-1].citations[0].type == "web_search_result_location", m.content[-1]
+            with an.messages.stream(model=alias, max_tokens=200, tools=tools, messages=[question]) as stream:
+                final = stream.get_final_message()
+            assert [b.type for b in final.content] == kinds, final.content
+            assert final.content[0].input == m.content[0].input, final.content[0]
+            history = [b.model_dump(exclude_none=True) for b in m.content]
+            again = an.messages.create(
+                model=alias,
+                max_tokens=200,
+                tools=tools,
+                messages=[question, {"role": "assistant", "content": history}, {"role": "user", "content": "More?"}],
+            )
+            assert again.stop_reason == "end_turn", again
 
         @check(f"anthropic citations [{alias}]")
         def _():

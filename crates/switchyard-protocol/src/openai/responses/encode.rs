@@ -141,8 +141,10 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 name: name.clone(),
                 arguments: arguments.clone(),
             }),
-            // Answers hold none of the input-only parts.
-            ContentPart::Image { .. }
+            // Answers hold none of the input-only parts, and an Anthropic server tool's blocks
+            // have no item here (the answer's text says what the tool found).
+            ContentPart::ServerTool { .. }
+            | ContentPart::Image { .. }
             | ContentPart::Document { .. }
             | ContentPart::ToolResult { .. } => {}
         }
@@ -572,11 +574,13 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 self.ensure_started(out);
                 self.finish.get_or_insert_with(|| reason.clone());
             }
-            // Citations are Anthropic's, as are its text block boundaries; a signature of a
-            // Gemini call has no place in a function call item. In-stream provider errors
+            // Citations, text block boundaries and server tools are Anthropic's; a signature
+            // of a Gemini call has no place in a function call item. In-stream provider errors
             // become `error()` calls by the relay.
             StreamEvent::TextBlockStart
             | StreamEvent::Citation(_)
+            | StreamEvent::ServerToolStart(_)
+            | StreamEvent::ServerToolInputDelta(_)
             | StreamEvent::ToolCallSignature { .. }
             | StreamEvent::Error(_) => {}
         }
