@@ -131,6 +131,7 @@ fn usage() -> Usage {
         cache_read_tokens: 200,
         cache_write_tokens: 0,
         reasoning_tokens: 0,
+        ..Default::default()
     }
 }
 

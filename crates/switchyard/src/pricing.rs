@@ -3,13 +3,16 @@
 
 use switchyard_protocol::canonical::Usage;
 
-/// Nano-dollars per token for each kind of token.
+/// Nano-dollars per token for each kind of token, and per web search the provider runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Price {
     pub input: u64,
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// Per search of a provider's own web search tool (Anthropic's), on top of the tokens its
+    /// results add.
+    pub web_search: u64,
 }
 
 impl Price {
@@ -23,18 +26,44 @@ impl Price {
             // discounts); writes likewise.
             cache_read: nanos(input),
             cache_write: nanos(input),
+            web_search: 0,
         }
     }
 
-    /// Cost of `usage`: each token counted once, at its own price. Reasoning tokens are part of
-    /// the output count and billed as output.
+    /// Cost of `usage`: each token counted once, at its own price, and each web search.
+    /// Reasoning tokens are part of the output count and billed as output.
     pub fn cost(&self, usage: &Usage) -> i64 {
-        let total = usage.uncached_input() * self.input
-            + usage.cache_read_tokens * self.cache_read
-            + usage.cache_write_tokens * self.cache_write
-            + usage.output_tokens * self.output;
+        // Saturating: the counts come from providers and must not overflow into a panic.
+        let total = [
+            (usage.uncached_input(), self.input),
+            (usage.cache_read_tokens, self.cache_read),
+            (usage.cache_write_tokens, self.cache_write),
+            (usage.output_tokens, self.output),
+            (usage.web_search_requests, self.web_search),
+        ]
+        .iter()
+        .fold(0u64, |sum, (count, price)| {
+            sum.saturating_add(count.saturating_mul(*price))
+        });
         i64::try_from(total).unwrap_or(i64::MAX)
     }
+}
+
+/// US dollars for one search of a provider's web search tool, by model prefix: Anthropic
+/// charges $10 per 1,000 searches on every model that has the tool.
+const WEB_SEARCH: &[(&str, f64)] = &[("claude-", 0.01)];
+
+/// Nano-dollars for one web search of `model`'s provider, where the table knows it.
+pub fn web_search_price(model: &str) -> u64 {
+    WEB_SEARCH
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map_or(0, |&(_, usd)| usd_nanos(usd))
+}
+
+/// Nano-dollars in `usd` US dollars.
+pub fn usd_nanos(usd: f64) -> u64 {
+    (usd * 1e9).round().max(0.0) as u64
 }
 
 /// Version of the compiled-in table; bump with every price change.
@@ -83,6 +112,7 @@ pub fn lookup(model: &str) -> Option<Price> {
             output: nanos(o),
             cache_read: nanos(r),
             cache_write: nanos(w),
+            web_search: web_search_price(model),
         })
 }
 
@@ -124,5 +154,26 @@ mod tests {
             ..p
         };
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 75 + 200 * 600);
+    }
+
+    #[test]
+    fn web_searches_are_billed_per_search_on_top_of_tokens() {
+        let p = lookup("claude-sonnet-4-5").unwrap();
+        assert_eq!(p.web_search, 10_000_000, "$10 per 1,000 searches");
+        assert_eq!(lookup("gpt-4o").unwrap().web_search, 0);
+        let u = Usage {
+            input_tokens: 1_000,
+            output_tokens: 100,
+            web_search_requests: 3,
+            web_fetch_requests: 2,
+            ..Usage::default()
+        };
+        assert_eq!(p.cost(&u), 1_000 * 3_000 + 100 * 15_000 + 3 * 10_000_000);
+        // Counts beyond any real bill saturate rather than overflow.
+        let huge = Usage {
+            web_search_requests: u64::MAX,
+            ..Usage::default()
+        };
+        assert_eq!(p.cost(&huge), i64::MAX);
     }
 }

@@ -326,7 +326,8 @@ fn block(c: &mut Cursor<'_>, tool_use: bool) -> Option<ContentBlock> {
     })
 }
 
-/// `usage`: the four counts; its other members (tier, cache details, server tools) skipped.
+/// `usage`: the four counts and the server tools' requests; its other members (tier, cache
+/// details) skipped. Server tools' requests other than null are left to the decoder.
 fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
     let mut counts: [Option<u64>; 4] = [None; 4];
     let mut seen = [false; 4];
@@ -336,6 +337,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
             "output_tokens" => 1,
             "cache_creation_input_tokens" => 2,
             "cache_read_input_tokens" => 3,
+            "server_tool_use" => return c.null().then_some(()),
             _ => return c.skip(),
         };
         set(&mut seen[i], &mut counts[i], c.optional_uint()?)
@@ -345,6 +347,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
         output_tokens: counts[1],
         cache_creation_input_tokens: counts[2],
         cache_read_input_tokens: counts[3],
+        server_tool_use: None,
     })
 }
 
@@ -387,6 +390,7 @@ mod tests {
         r#"{"id":"m","content":[{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use"}"#,
         r#"{"id":"m","content":[{"type":"redacted_thinking","data":"EmwKAhgB"}]}"#,
         r#"{"id":"m","content":[{"type":"server_tool_use","id":"srvtoolu_01","name":"web_search","input":{}}]}"#,
+        r#"{"id":"m","usage":{"input_tokens":1,"server_tool_use":{"web_search_requests":2,"web_fetch_requests":0}}}"#,
         r#"{"id":"m","content":[{"text":"no type"}]}"#,
         r#"{"id":"m","content":[{"type":"text","text":null}]}"#,
         r#"{"id":"m","content":[{"type":"text","text":"a","text":"b"}]}"#,

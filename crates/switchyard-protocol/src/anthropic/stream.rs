@@ -252,11 +252,15 @@ impl AnthropicStreamDecoder {
                     if let Some(output) = usage.output_tokens {
                         self.usage.output_tokens = output;
                     }
+                    let counts = usage.to_canonical();
                     if usage.has_input_side() {
-                        let input = usage.to_canonical();
-                        self.usage.input_tokens = input.input_tokens;
-                        self.usage.cache_read_tokens = input.cache_read_tokens;
-                        self.usage.cache_write_tokens = input.cache_write_tokens;
+                        self.usage.input_tokens = counts.input_tokens;
+                        self.usage.cache_read_tokens = counts.cache_read_tokens;
+                        self.usage.cache_write_tokens = counts.cache_write_tokens;
+                    }
+                    if usage.server_tool_use.is_some() {
+                        self.usage.web_search_requests = counts.web_search_requests;
+                        self.usage.web_fetch_requests = counts.web_fetch_requests;
                     }
                     out.push(StreamEvent::Usage(self.usage));
                 }
@@ -675,6 +679,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
         } else {
             wire::Usage {
                 output_tokens: Some(self.usage.output_tokens),
+                server_tool_use: wire::Usage::full(&self.usage).server_tool_use,
                 ..wire::Usage::default()
             }
         };

@@ -422,6 +422,7 @@ fn sample_response() -> ChatResponse {
             cache_read_tokens: 600,
             cache_write_tokens: 100,
             reasoning_tokens: 10,
+            ..Default::default()
         }),
         extras: Extras::default(),
     }
@@ -867,6 +868,7 @@ fn parses_a_recorded_message() {
             cache_read_tokens: 2000,
             cache_write_tokens: 1000,
             reasoning_tokens: 0,
+            ..Default::default()
         })
     );
     let extras = response.extras.for_dialect(DialectId::Anthropic).unwrap();
@@ -1048,6 +1050,7 @@ fn recorded_events() -> Vec<StreamEvent> {
         cache_read_tokens: 2000,
         cache_write_tokens: 100,
         reasoning_tokens: 0,
+        ..Default::default()
     };
     vec![
         StreamEvent::Start {
@@ -1321,6 +1324,7 @@ fn decoder_skips_what_it_cannot_carry_keeps_server_tools_and_counts_tool_calls()
                 cache_read_tokens: 4,
                 cache_write_tokens: 0,
                 reasoning_tokens: 0,
+                ..Default::default()
             }),
         ]
     );
@@ -2342,14 +2346,19 @@ fn a_server_tools_blocks_reach_an_anthropic_client_whole_and_others_get_the_text
             },
         ]
     );
+    assert_eq!(response.usage.unwrap().web_search_requests, 1);
     let encoded: Value =
         serde_json::from_slice(&AnthropicIngress.encode_chat(&response, &ctx("gw-1", "alias")))
             .unwrap();
     assert_eq!(encoded["content"], original["content"]);
+    assert_eq!(
+        encoded["usage"]["server_tool_use"],
+        json!({"web_search_requests": 1, "web_fetch_requests": 0})
+    );
 
     // Streamed: the call opens with an empty input that its fragments fill, the result comes
     // whole, and a client rebuilds the provider's blocks.
-    let frames: Vec<Value> = vec![
+    let provider_frames: Vec<Value> = vec![
         json!({"type": "message_start", "message": {"id": "msg_ws", "type": "message", "role": "assistant",
             "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 10, "output_tokens": 1}}}),
@@ -2365,16 +2374,25 @@ fn a_server_tools_blocks_reach_an_anthropic_client_whole_and_others_get_the_text
             "citation": original["content"][2]["citations"][0]}}),
         json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Trains run on time."}}),
         json!({"type": "content_block_stop", "index": 2}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": 5, "server_tool_use": {"web_search_requests": 1}}}),
         json!({"type": "message_stop"}),
     ];
-    let stream: String = frames
+    let stream: String = provider_frames
         .iter()
         .map(|f| format!("event: {}\ndata: {f}\n\n", f["type"].as_str().unwrap()))
         .collect();
     let events = decode_chunks(&[stream.as_bytes()]).unwrap();
     let encoded = encode_events(&events, ctx("gw-2", "alias"));
     assert_eq!(accumulated_blocks(&encoded), original["content"]);
+    let (_, last_delta) = frames(&encoded)
+        .into_iter()
+        .rfind(|(name, _)| name == "message_delta")
+        .unwrap();
+    assert_eq!(
+        last_delta["usage"]["server_tool_use"]["web_search_requests"],
+        1
+    );
 
     // OpenAI clients get the text alone, whole or streamed.
     let body: Value = serde_json::from_slice(

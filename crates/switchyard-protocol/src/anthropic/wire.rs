@@ -484,6 +484,28 @@ pub(crate) struct Usage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
+    /// The server tools' requests (`ServerToolUsage`), null when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tool_use: Option<ServerToolUsage>,
+}
+
+/// `usage.server_tool_use`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServerToolUsage {
+    #[serde(default)]
+    pub web_search_requests: u64,
+    #[serde(default)]
+    pub web_fetch_requests: u64,
+}
+
+impl ServerToolUsage {
+    /// The counts of `usage`, when any server tool ran.
+    fn of(usage: &canonical::Usage) -> Option<Self> {
+        (usage.web_search_requests != 0 || usage.web_fetch_requests != 0).then_some(Self {
+            web_search_requests: usage.web_search_requests,
+            web_fetch_requests: usage.web_fetch_requests,
+        })
+    }
 }
 
 impl Usage {
@@ -494,6 +516,7 @@ impl Usage {
             output_tokens: Some(usage.output_tokens),
             cache_creation_input_tokens: Some(usage.cache_write_tokens),
             cache_read_input_tokens: Some(usage.cache_read_tokens),
+            server_tool_use: ServerToolUsage::of(usage),
         }
     }
 
@@ -512,6 +535,8 @@ impl Usage {
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,
             reasoning_tokens: 0,
+            web_search_requests: self.server_tool_use.map_or(0, |s| s.web_search_requests),
+            web_fetch_requests: self.server_tool_use.map_or(0, |s| s.web_fetch_requests),
         }
     }
 

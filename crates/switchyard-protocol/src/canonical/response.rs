@@ -10,6 +10,12 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
+    /// Web searches the provider ran itself and bills per search (Anthropic's web search
+    /// server tool, `server_tool_use.web_search_requests`).
+    pub web_search_requests: u64,
+    /// Pages the provider fetched itself (Anthropic's web fetch server tool), billed as the
+    /// input tokens they add, not per fetch.
+    pub web_fetch_requests: u64,
 }
 
 impl Usage {
@@ -40,6 +46,12 @@ impl Usage {
         }
         if later.reasoning_tokens != 0 {
             self.reasoning_tokens = later.reasoning_tokens;
+        }
+        if later.web_search_requests != 0 {
+            self.web_search_requests = later.web_search_requests;
+        }
+        if later.web_fetch_requests != 0 {
+            self.web_fetch_requests = later.web_fetch_requests;
         }
     }
 }

@@ -1081,6 +1081,7 @@ pub(super) fn usage_from_metadata(usage: &UsageMetadata) -> Usage {
         cache_read_tokens: usage.cached_content_token_count,
         cache_write_tokens: 0,
         reasoning_tokens: usage.thoughts_token_count,
+        ..Usage::default()
     }
 }
 

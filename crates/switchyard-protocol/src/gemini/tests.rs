@@ -618,6 +618,7 @@ fn parses_recorded_response_with_thoughts_calls_and_usage() {
             cache_read_tokens: 64,
             cache_write_tokens: 0,
             reasoning_tokens: 45,
+            ..Default::default()
         }
     );
     assert_eq!(usage.total(), 195);
@@ -755,6 +756,7 @@ fn stream_transcript_decodes_to_canonical_events() {
             cache_read_tokens: cache_read,
             cache_write_tokens: 0,
             reasoning_tokens: 12,
+            ..Default::default()
         })
     };
     assert_eq!(

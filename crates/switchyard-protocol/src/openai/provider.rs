@@ -795,6 +795,7 @@ impl WireUsage {
                 .as_ref()
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            ..Usage::default()
         }
     }
 }

@@ -234,7 +234,8 @@ fn parses_reply_with_tool_calls_and_usage() {
             output_tokens: 20,
             cache_read_tokens: 60,
             cache_write_tokens: 0,
-            reasoning_tokens: 5
+            reasoning_tokens: 5,
+            ..Default::default()
         })
     );
     let ctx = EncodeCtx {
@@ -1218,6 +1219,7 @@ fn stream_chunks_are_byte_for_byte_what_serde_writes() {
         cache_read_tokens: 3,
         cache_write_tokens: 0,
         reasoning_tokens: 2,
+        ..Default::default()
     };
     for include_usage in [false, true] {
         for (id, model) in [("x", "alias"), ("chatcmpl-1", "al\"ias\u{7f}é")] {

@@ -178,6 +178,10 @@ pub struct PriceFile {
     pub input_per_mtok: f64,
     #[serde(default)]
     pub output_per_mtok: f64,
+    /// US dollars per search of the provider's own web search tool (Anthropic: 0.01); absent,
+    /// the compiled-in table's figure for the model.
+    #[serde(default)]
+    pub web_search_per_call: Option<f64>,
 }
 
 /// `models[].deployments[]` — one callable target behind an alias.

@@ -631,10 +631,10 @@ fn resolve_models(
                 err(errors, format!("{dpath}.weight"), "must be greater than 0");
             }
             if let Some(p) = d.price
-                && (p.input_per_mtok < 0.0
-                    || p.output_per_mtok < 0.0
-                    || !p.input_per_mtok.is_finite()
-                    || !p.output_per_mtok.is_finite())
+                && [p.input_per_mtok, p.output_per_mtok]
+                    .into_iter()
+                    .chain(p.web_search_per_call)
+                    .any(|usd| usd < 0.0 || !usd.is_finite())
             {
                 err(
                     errors,

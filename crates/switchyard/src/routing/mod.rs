@@ -332,10 +332,13 @@ impl RoutingTable {
                 .filter_map(|d| {
                     let provider = providers.get(d.provider)?.clone();
                     let billing = match d.price {
-                        Some(p) => Some(crate::pricing::Price::per_mtok(
-                            p.input_per_mtok,
-                            p.output_per_mtok,
-                        )),
+                        Some(p) => Some(crate::pricing::Price {
+                            web_search: p.web_search_per_call.map_or_else(
+                                || crate::pricing::web_search_price(&d.model),
+                                crate::pricing::usd_nanos,
+                            ),
+                            ..crate::pricing::Price::per_mtok(p.input_per_mtok, p.output_per_mtok)
+                        }),
                         None => crate::pricing::lookup(&d.model),
                     };
                     Some(Arc::new(Deployment {
@@ -461,6 +464,7 @@ impl RoutingTable {
                             output: b.output.max(p.output),
                             cache_read: b.cache_read.max(p.cache_read),
                             cache_write: b.cache_write.max(p.cache_write),
+                            web_search: b.web_search.max(p.web_search),
                         },
                     });
                 }

@@ -294,3 +294,54 @@ async fn records_can_be_switched_off() {
     let all = env.get("/admin/requests").await.json();
     assert_eq!(all["data"].as_array().unwrap().len(), 0, "{all}");
 }
+
+/// A web search the provider runs (Anthropic's server tool) is billed per search on top of the
+/// tokens: the record's cost has it at the table's $10 per 1,000 searches, or at the
+/// deployment's own `web_search_per_call`, streamed or not, and the client's usage reports it.
+#[tokio::test]
+async fn a_providers_web_searches_are_billed_per_search() {
+    let env = env_with(
+        r#"
+  - alias: searching
+    deployments: [{provider: p-anthropic, model: claude-sonnet-4-5}]
+  - alias: searching-priced
+    deployments:
+      - {provider: p-anthropic, model: claude-sonnet-4-5, price: {input_per_mtok: 3, output_per_mtok: 15, web_search_per_call: 0.02}}
+"#,
+    )
+    .await;
+    for (alias, per_search) in [("searching", 10_000_000), ("searching-priced", 20_000_000)] {
+        for stream in [false, true] {
+            let body = json!({"model": alias, "max_tokens": 100, "stream": stream,
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+                "messages": [{"role": "user", "content": "Latest news on trains"}]});
+            let r = env.post_anthropic(&body).await;
+            assert_eq!(r.status, 200, "{:.300}", r.text);
+            let usage = if stream {
+                let last_delta = r
+                    .sse_data()
+                    .iter()
+                    .map(|d| serde_json::from_str::<Value>(d).unwrap())
+                    .rfind(|e| e["type"] == "message_delta")
+                    .unwrap();
+                last_delta["usage"].clone()
+            } else {
+                r.json()["usage"].clone()
+            };
+            assert_eq!(
+                usage["server_tool_use"]["web_search_requests"], 1,
+                "{alias} stream={stream}: {usage}"
+            );
+            let rec = record(&env, &request_id(&r)).await;
+            let tokens = &rec["tokens"];
+            let expected = tokens["input"].as_i64().unwrap() * 3_000
+                + tokens["output"].as_i64().unwrap() * 15_000
+                + per_search;
+            assert_eq!(
+                rec["cost_nanos"].as_i64().unwrap(),
+                expected,
+                "{alias} stream={stream}: {rec}"
+            );
+        }
+    }
+}

@@ -39,6 +39,7 @@ fn usage() -> Usage {
         cache_read_tokens: 4,
         cache_write_tokens: 2,
         reasoning_tokens: 3,
+        ..Default::default()
     }
 }
 
