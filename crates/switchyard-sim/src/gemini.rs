@@ -5,7 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::handler::{EmbedInput, EmbedRequest, SimError};
-use crate::model::{Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice, embedding};
+use crate::model::{
+    Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolCall, ToolChoice, embedding,
+};
 use crate::stream::{FrameKind, SseBody};
 
 /// Context window reported by the simulated context-length error.
@@ -196,7 +198,10 @@ pub(crate) fn parse_chat(
         conv.input_chars += chars(&parts_text(system));
     }
     let mut last_results = None;
-    for content in contents {
+    // The first unsigned function call of the current turn (since the user's last words),
+    // which a Gemini 3 model refuses: (content index, part index, name).
+    let mut unsigned_call: Option<(usize, usize, String)> = None;
+    for (i, content) in contents.iter().enumerate() {
         let role = content
             .get("role")
             .and_then(Value::as_str)
@@ -210,11 +215,13 @@ pub(crate) fn parse_chat(
         let mut images = Vec::new();
         let mut documents = Vec::new();
         let mut results = Vec::new();
-        for part in content
+        let mut step_has_call = false;
+        for (j, part) in content
             .get("parts")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
+            .enumerate()
         {
             if let Some(t) = part.get("text").and_then(Value::as_str) {
                 conv.input_chars += chars(t);
@@ -230,8 +237,18 @@ pub(crate) fn parse_chat(
                         .map(str::to_owned),
                 );
             } else if let Some(call) = field(part, "functionCall", "function_call") {
-                conv.input_chars += call.get("name").and_then(Value::as_str).map_or(0, chars);
+                let name = call.get("name").and_then(Value::as_str).unwrap_or("");
+                conv.input_chars += chars(name);
                 conv.input_chars += call.get("args").map_or(0, |a| chars(&a.to_string()));
+                // A step's first call carries the step's signature.
+                let first_call = !step_has_call;
+                step_has_call = true;
+                if first_call
+                    && field(part, "thoughtSignature", "thought_signature").is_none()
+                    && unsigned_call.is_none()
+                {
+                    unsigned_call = Some((i, j, name.to_owned()));
+                }
             } else if let Some(response) = field(part, "functionResponse", "function_response") {
                 let result = response
                     .get("response")
@@ -254,6 +271,10 @@ pub(crate) fn parse_chat(
                 }
             }
         }
+        // The user's own words start a new turn; function responses do not.
+        if role == "user" && !text.is_empty() {
+            unsigned_call = None;
+        }
         if role == "user" {
             conv.last_user_text = text.join("\n");
             conv.last_user_images = images;
@@ -264,6 +285,15 @@ pub(crate) fn parse_chat(
         }
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
+    if let Some((i, j, name)) = unsigned_call
+        && signs_calls(model)
+    {
+        return Err(SimError::bad_request(format!(
+            "Function call `{name}` in the {i}. content block is missing a \
+             `thought_signature` (part {j}). Function calls of the current turn must carry \
+             the signatures the model returned."
+        )));
+    }
     if count_only {
         return Ok(conv);
     }
@@ -424,6 +454,25 @@ fn call_part(ids: &IdGen, name: &str, args: &Value) -> Value {
     json!({ "functionCall": { "id": ids.make("", 8), "name": name, "args": args } })
 }
 
+/// Whether `model` signs its function calls and requires the signatures back (Gemini 3).
+fn signs_calls(model: &str) -> bool {
+    model.starts_with("gemini-3")
+}
+
+/// A step's function call parts; a Gemini 3 model signs the first (`thoughtSignature`).
+fn call_parts(ids: &IdGen, conv: &Conversation, calls: &[ToolCall]) -> Vec<Value> {
+    let mut parts: Vec<Value> = calls
+        .iter()
+        .map(|c| call_part(ids, &c.name, &c.arguments))
+        .collect();
+    if signs_calls(&conv.model)
+        && let Some(first) = parts.first_mut()
+    {
+        first["thoughtSignature"] = json!(ids.make("Cs0BAY89a1", 40));
+    }
+    parts
+}
+
 fn response(conv: &Conversation, id: &str, candidate: Value, usage: Value) -> Value {
     json!({
         "candidates": [candidate],
@@ -436,10 +485,7 @@ fn response(conv: &Conversation, id: &str, candidate: Value, usage: Value) -> Va
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     let parts: Vec<Value> = match out {
         Output::Text { text, .. } => vec![json!({ "text": text })],
-        Output::ToolCalls(calls) => calls
-            .iter()
-            .map(|c| call_part(ids, &c.name, &c.arguments))
-            .collect(),
+        Output::ToolCalls(calls) => call_parts(ids, conv, calls),
     };
     let candidate = json!({
         "content": { "parts": parts, "role": "model" },
@@ -478,10 +524,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
             }
         }
         Output::ToolCalls(calls) => {
-            let parts: Vec<Value> = calls
-                .iter()
-                .map(|c| call_part(ids, &c.name, &c.arguments))
-                .collect();
+            let parts = call_parts(ids, conv, calls);
             let tokens = u32::try_from(out.tokens()).unwrap_or(u32::MAX);
             chunk(&mut sse, Value::Array(parts), tokens);
         }

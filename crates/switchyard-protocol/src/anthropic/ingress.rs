@@ -31,6 +31,7 @@ use crate::canonical::{
 };
 use crate::dialect::{EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
+use crate::gemini;
 
 /// Extras key of a message's `cache_control` markers on blocks without a canonical field.
 pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
@@ -101,10 +102,14 @@ fn missing(field: &str) -> DecodeError {
 }
 
 fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
-    match super::common::decode(body) {
-        Some(request) => Ok(request),
-        None => decode_chat_full(body),
-    }
+    let mut request = match super::common::decode(body) {
+        Some(request) => request,
+        None => decode_chat_full(body)?,
+    };
+    // A Gemini call's signature, written as a redacted thinking block before the call, is the
+    // call's again.
+    gemini::attach_carried_signatures(&mut request.messages);
+    Ok(request)
 }
 
 /// Every form of the request, each error with its path.
@@ -673,12 +678,20 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
                 id,
                 name,
                 arguments,
-                ..
-            } => blocks.push(ContentBlock::ToolUse {
-                id: id.clone(),
-                name: name.clone(),
-                input: tool_input(arguments),
-            }),
+                extras,
+            } => {
+                // A Gemini call's signature, which a tool_use block has no place for.
+                if let Some(signature) = gemini::tool_call_signature(extras) {
+                    blocks.push(ContentBlock::RedactedThinking {
+                        data: gemini::carry_signature(signature),
+                    });
+                }
+                blocks.push(ContentBlock::ToolUse {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: tool_input(arguments),
+                });
+            }
             ContentPart::ServerTool { block } => {
                 if let Ok(block) = serde_json::from_value(block.clone()) {
                     blocks.push(block);

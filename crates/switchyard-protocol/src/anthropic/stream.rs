@@ -10,9 +10,11 @@
 //! Server tools' blocks (`server_tool_use`, `web_search_tool_result`, …) pass whole, a call's
 //! input deltas with it, from an Anthropic provider to an Anthropic client.
 //!
+//! A Gemini call's signature (`thoughtSignature`), which a `tool_use` block has no place for,
+//! goes to the client in a `redacted_thinking` block of its own just before the call.
+//!
 //! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) are
-//! skipped by the decoder. The encoder drops tool call signatures (Gemini's
-//! `thoughtSignature`), which an Anthropic client has no way to return.
+//! skipped by the decoder.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,7 @@ use super::wire::{self, ContentBlock, ContentBlockDelta, ErrorObject, MessageStr
 use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo, Usage};
 use crate::dialect::{EncodeCtx, StreamDecoder, StreamEncoder, interrupted, malformed};
 use crate::error::ClientError;
+use crate::gemini;
 use crate::sse::{PushError, SseParser, write_event};
 use crate::text_frame::TextFrame;
 
@@ -624,9 +627,17 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     );
                 }
             }
-            // A tool call signature (Gemini's) has no place in this format: a client could only
-            // return it inside a thinking block, which Anthropic would reject as forged.
-            StreamEvent::ToolCallSignature { .. } => {}
+            // A Gemini call's signature, which a tool_use block has no place for, comes just
+            // before the call: a redacted thinking block of its own carries it.
+            StreamEvent::ToolCallSignature { signature, .. } => {
+                let index = self.open(
+                    ContentBlock::RedactedThinking {
+                        data: gemini::carry_signature(signature),
+                    },
+                    out,
+                );
+                Self::write(&MessageStreamEvent::ContentBlockStop { index }, out);
+            }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.open_tool(*index, id.clone(), name.clone(), out);
             }

@@ -32,4 +32,6 @@ mod wire;
 mod tests;
 
 pub use provider::{GeminiProvider, THOUGHT_SIGNATURE};
-pub(crate) use provider::{signature_extras, tool_call_signature};
+pub(crate) use provider::{
+    attach_carried_signatures, carry_signature, signature_extras, tool_call_signature,
+};

@@ -1018,6 +1018,49 @@ pub(crate) fn signature_extras(signature: Option<&str>) -> Extras {
     }
 }
 
+/// What starts opaque reasoning data that carries a Gemini function call's thought signature
+/// (which Gemini 3 requires back with the call) for clients whose format has no place for it
+/// on the call: an Anthropic client's `redacted_thinking` block, a Responses API client's
+/// reasoning item, written just before the call. Clients send such data back unchanged; on the
+/// way in it returns to the call that follows it ([`attach_carried_signatures`]), so it never
+/// reaches another provider as reasoning.
+const CARRIED_SIGNATURE: &str = "gemini-thought-signature:";
+
+/// Reasoning data carrying `signature` (see [`CARRIED_SIGNATURE`]).
+pub(crate) fn carry_signature(signature: &str) -> String {
+    [CARRIED_SIGNATURE, signature].concat()
+}
+
+/// Moves each signature carried in reasoning data (see [`CARRIED_SIGNATURE`]) onto the
+/// function call that follows it in its message; one followed by no call is dropped.
+pub(crate) fn attach_carried_signatures(messages: &mut [Message]) {
+    for message in messages.iter_mut().filter(|m| m.role == Role::Assistant) {
+        let carries = |p: &ContentPart| matches!(p, ContentPart::RedactedReasoning { data } if data.starts_with(CARRIED_SIGNATURE));
+        if !message.content.iter().any(carries) {
+            continue;
+        }
+        let mut signature: Option<String> = None;
+        message.content.retain_mut(|part| match part {
+            ContentPart::RedactedReasoning { data } if data.starts_with(CARRIED_SIGNATURE) => {
+                signature = Some(data[CARRIED_SIGNATURE.len()..].to_owned());
+                false
+            }
+            ContentPart::ToolCall { extras, .. } => {
+                if let Some(signature) = signature.take()
+                    && tool_call_signature(extras).is_none()
+                {
+                    *extras = signature_extras(Some(&signature));
+                }
+                true
+            }
+            _ => {
+                signature = None;
+                true
+            }
+        });
+    }
+}
+
 /// The thought signature kept in a tool call's extras, if the call came from Gemini.
 pub(crate) fn tool_call_signature(extras: &Extras) -> Option<&str> {
     extras

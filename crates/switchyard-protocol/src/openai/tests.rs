@@ -707,10 +707,69 @@ fn gemini_signatures_round_trip_through_an_openai_client() {
     assert_eq!(parts[0]["thoughtSignature"], "Q2lRQjBlMkti");
     assert!(parts[1].get("thoughtSignature").is_none());
 
-    // An Anthropic client has nowhere to put the signature: it is left out, not misplaced.
+    // An Anthropic client gets it in a redacted thinking block of its own, before the call.
     let anthropic = crate::anthropic::AnthropicIngress.encode_chat(&reply, &ctx());
-    let text = String::from_utf8(anthropic).unwrap();
-    assert!(!text.contains("Q2lRQjBlMkti"), "{text}");
+    let message: Value = serde_json::from_slice(&anthropic).unwrap();
+    assert_eq!(
+        message["content"][0],
+        json!({"type": "redacted_thinking", "data": "gemini-thought-signature:Q2lRQjBlMkti"})
+    );
+    assert_eq!(message["content"][1]["type"], "tool_use");
+    assert_anthropic_client_returns_the_signature(&message["content"]);
+}
+
+/// An Anthropic client that sends back `content` (a Gemini call's answer) gives the call its
+/// signature again, for Gemini; a Claude deployment never sees the carrier block.
+fn assert_anthropic_client_returns_the_signature(content: &Value) {
+    let next = json!({"model": "m", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "Weather in Paris and Lyon?"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": content[1]["id"], "content": "sunny"},
+            {"type": "tool_result", "tool_use_id": content[2]["id"], "content": "rain"}]}]});
+    let request = crate::anthropic::AnthropicIngress
+        .decode_chat(&Bytes::from(next.to_string()))
+        .unwrap();
+    let turn = &request.messages[1].content;
+    assert_eq!(
+        turn.len(),
+        2,
+        "the carrier is not a part of its own: {turn:?}"
+    );
+    let ContentPart::ToolCall { extras, .. } = &turn[0] else {
+        panic!("{turn:?}");
+    };
+    assert_eq!(
+        crate::gemini::tool_call_signature(extras),
+        Some("Q2lRQjBlMkti")
+    );
+    let target = Target {
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        model: "gemini-3-pro-preview",
+        api_key: None,
+        api_version: None,
+    };
+    let body = body_of(
+        &crate::gemini::GeminiProvider
+            .build_chat(&request, &target)
+            .unwrap(),
+    );
+    assert_eq!(
+        body["contents"][1]["parts"][0]["thoughtSignature"], "Q2lRQjBlMkti",
+        "{body}"
+    );
+    let claude = Target {
+        base_url: "https://api.anthropic.com/v1",
+        model: "claude-sonnet-4-5",
+        api_key: None,
+        api_version: None,
+    };
+    let body = body_of(
+        &crate::anthropic::AnthropicProvider
+            .build_chat(&request, &claude)
+            .unwrap(),
+    );
+    assert!(!body.to_string().contains("Q2lRQjBlMkti"), "{body}");
 }
 
 #[test]
@@ -782,7 +841,8 @@ fn gemini_signatures_round_trip_through_an_openai_stream() {
     assert_eq!(parts[1]["functionCall"]["args"], json!({"city": "Lyon"}));
     assert!(parts[1].get("thoughtSignature").is_none());
 
-    // The Anthropic stream encoder drops the signature instead of forging a thinking block.
+    // The Anthropic stream encoder writes the signature's redacted thinking block before the
+    // call's block, which a client sends back as it got it.
     let mut encoder = crate::anthropic::AnthropicStreamEncoder::new(ctx());
     let mut wire = Vec::new();
     for event in &events {
@@ -790,10 +850,28 @@ fn gemini_signatures_round_trip_through_an_openai_stream() {
     }
     encoder.finish(&mut wire);
     let text = String::from_utf8(wire).unwrap();
-    assert!(
-        !text.contains("Q2lRQjBlMkti") && !text.contains("thinking"),
-        "{text}"
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut inputs: Vec<String> = Vec::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["type"] == "content_block_start" {
+            blocks.push(event["content_block"].clone());
+            inputs.push(String::new());
+        } else if event["delta"]["type"] == "input_json_delta" {
+            inputs[event["index"].as_u64().unwrap() as usize]
+                .push_str(event["delta"]["partial_json"].as_str().unwrap());
+        }
+    }
+    for (block, input) in blocks.iter_mut().zip(inputs) {
+        if !input.is_empty() {
+            block["input"] = serde_json::from_str(&input).unwrap();
+        }
+    }
+    assert_eq!(
+        blocks[0],
+        json!({"type": "redacted_thinking", "data": "gemini-thought-signature:Q2lRQjBlMkti"})
     );
+    assert_anthropic_client_returns_the_signature(&Value::Array(blocks));
 }
 
 #[test]

@@ -1436,3 +1436,89 @@ async fn a_thinking_models_history_reaches_every_provider() {
         );
     }
 }
+
+/// Gemini 3 signs its function calls and refuses a next step whose calls come back unsigned
+/// (the simulator does as the API does). The signature survives a tool loop from every client:
+/// in the call's `extra_content` on Chat Completions, in a reasoning item before the call on
+/// the Responses API, in a redacted thinking block before the call on Messages, whole or
+/// streamed.
+#[tokio::test]
+async fn gemini_3_signatures_survive_a_tool_loop_from_every_client() {
+    let env = crate::harness::env_with(
+        "  - {alias: gemini3, deployments: [{provider: p-gemini, model: gemini-3-flash-preview}]}",
+    )
+    .await;
+    let question = json!({"role": "user", "content": "What is the weather in Paris?"});
+
+    // Chat Completions.
+    let body = json!({"model": "gemini3", "messages": [question], "tools": [weather_tool()]});
+    let b = env.post("/v1/chat/completions", &body).await.json();
+    let message = b["choices"][0]["message"].clone();
+    let call = &message["tool_calls"][0];
+    assert!(
+        call["extra_content"]["google"]["thought_signature"].is_string(),
+        "{b}"
+    );
+    let next = json!({"model": "gemini3", "tools": [weather_tool()], "messages": [question, message,
+        {"role": "tool", "tool_call_id": call["id"], "content": "18 degrees"}]});
+    let r = env.post("/v1/chat/completions", &next).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    // Without the signature, the provider refuses the step, as Gemini 3 does.
+    let mut unsigned = next.clone();
+    unsigned["messages"][1]["tool_calls"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("extra_content");
+    let r = env.post("/v1/chat/completions", &unsigned).await;
+    assert_eq!(r.status, 400, "{:.300}", r.text);
+
+    // The Responses API, whole and streamed.
+    for stream in [false, true] {
+        let body = json!({"model": "gemini3", "input": [question], "tools": [responses_tool()],
+            "stream": stream});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{:.300}", r.text);
+        let output = if stream {
+            responses_stream(&r).1["output"].clone()
+        } else {
+            r.json()["output"].clone()
+        };
+        assert_eq!(output[0]["type"], "reasoning", "{output}");
+        let call = output
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "function_call")
+            .unwrap()
+            .clone();
+        let mut input = vec![question.clone()];
+        input.extend(output.as_array().unwrap().iter().cloned());
+        input.push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": "18 degrees"}));
+        let next = json!({"model": "gemini3", "input": input, "tools": [responses_tool()]});
+        let r = env.post("/v1/responses", &next).await;
+        assert_eq!(r.status, 200, "stream={stream}: {:.300}", r.text);
+        assert!(r.text.contains("18 degrees"), "{:.300}", r.text);
+
+        // Messages.
+        let tool = json!({"name": "get_weather", "input_schema": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}});
+        let body = json!({"model": "gemini3", "max_tokens": 100, "tools": [tool],
+            "stream": stream, "messages": [question]});
+        let r = env.post_anthropic(&body).await;
+        assert_eq!(r.status, 200, "{:.300}", r.text);
+        let content = if stream {
+            streamed_blocks(&r)
+        } else {
+            r.json()["content"].clone()
+        };
+        assert_eq!(content[0]["type"], "redacted_thinking", "{content}");
+        let call = content[1].clone();
+        assert_eq!(call["type"], "tool_use", "{content}");
+        let next = json!({"model": "gemini3", "max_tokens": 100, "tools": [tool], "messages": [
+            question, {"role": "assistant", "content": content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "18 degrees"}]}]});
+        let r = env.post_anthropic(&next).await;
+        assert_eq!(r.status, 200, "stream={stream}: {:.300}", r.text);
+        assert!(r.text.contains("18 degrees"), "{:.300}", r.text);
+    }
+}

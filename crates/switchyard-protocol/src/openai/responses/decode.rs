@@ -16,6 +16,7 @@ use crate::error::DecodeError;
 use crate::json::ObjectReader;
 
 use super::INSTRUCTIONS;
+use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
 const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
@@ -228,6 +229,8 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
             }
         }
     }
+    // A Gemini call's signature, written as a reasoning item before the call, is the call's.
+    gemini::attach_carried_signatures(messages);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::canonical::{ChatResponse, ContentPart, FinishReason, StreamEvent, Usage};
 use crate::dialect::{EncodeCtx, StreamEncoder};
 use crate::error::{ClientError, ErrorKind};
+use crate::gemini;
 use crate::sse::write_event;
 
 /// The gateway's request id as the body of item and response ids (`resp_…`, `msg_…`).
@@ -134,13 +135,19 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 id,
                 name,
                 arguments,
-                ..
-            } => items.push(Item::FunctionCall {
-                id: format!("fc_{body}_{n}"),
-                call_id: id.clone(),
-                name: name.clone(),
-                arguments: arguments.clone(),
-            }),
+                extras,
+            } => {
+                if let Some(signature) = gemini::tool_call_signature(extras) {
+                    items.push(gemini_signature_item(&body, n, signature));
+                }
+                let n = items.len();
+                items.push(Item::FunctionCall {
+                    id: format!("fc_{body}_{n}"),
+                    call_id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                });
+            }
             // Answers hold none of the input-only parts, and an Anthropic server tool's blocks
             // have no item here (the answer's text says what the tool found).
             ContentPart::ServerTool { .. }
@@ -150,6 +157,15 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
         }
     }
     items
+}
+
+/// The reasoning item that carries a Gemini function call's thought signature, just before
+/// the call (see `gemini::carry_signature`).
+fn gemini_signature_item(body: &str, n: usize, signature: &str) -> Item {
+    Item::RedactedReasoning {
+        id: format!("rs_{body}_{n}"),
+        data: gemini::carry_signature(signature),
+    }
 }
 
 /// `status` and `incomplete_details` of an answer that stopped for `reason`.
@@ -574,14 +590,22 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 self.ensure_started(out);
                 self.finish.get_or_insert_with(|| reason.clone());
             }
-            // Citations, text block boundaries and server tools are Anthropic's; a signature
-            // of a Gemini call has no place in a function call item. In-stream provider errors
-            // become `error()` calls by the relay.
+            // A Gemini call's signature comes just before the call: its item goes first.
+            StreamEvent::ToolCallSignature { signature, .. } => {
+                self.ensure_started(out);
+                if let Some(open) = self.open.take() {
+                    self.close(vec![open], out);
+                }
+                let item = gemini_signature_item(&self.id_body, self.items.len(), signature);
+                let at = self.open_item(item, out);
+                self.close(vec![at], out);
+            }
+            // Citations, text block boundaries and server tools are Anthropic's. In-stream
+            // provider errors become `error()` calls by the relay.
             StreamEvent::TextBlockStart
             | StreamEvent::Citation(_)
             | StreamEvent::ServerToolStart(_)
             | StreamEvent::ServerToolInputDelta(_)
-            | StreamEvent::ToolCallSignature { .. }
             | StreamEvent::Error(_) => {}
         }
     }

@@ -567,3 +567,71 @@ fn a_reasoning_items_summary_is_its_text_when_it_has_no_content() {
         ]
     );
 }
+
+#[test]
+fn a_gemini_calls_signature_goes_out_as_a_reasoning_item_and_comes_back_to_the_call() {
+    let signed = ContentPart::ToolCall {
+        id: "call_a".into(),
+        name: "get_weather".into(),
+        arguments: "{}".into(),
+        extras: crate::gemini::signature_extras(Some("Cs0BAY89a1")),
+    };
+    let request = decode(json!({"model": "m", "input": "Weather?"}));
+    let body: Value = serde_json::from_slice(&ResponsesIngress.encode_chat(
+        &answer(vec![signed.clone()], FinishReason::ToolCalls),
+        &ctx(&request),
+    ))
+    .unwrap();
+    let output = body["output"].as_array().unwrap();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(
+        output[0]["encrypted_content"],
+        "gemini-thought-signature:Cs0BAY89a1"
+    );
+    assert_eq!(output[1]["type"], "function_call");
+
+    // Sent back, the signature is the call's again, not a thinking block for any provider.
+    let mut input = vec![json!({"role": "user", "content": "Weather?"})];
+    input.extend(output.iter().cloned());
+    input.push(json!({"type": "function_call_output", "call_id": "call_a", "output": "sunny"}));
+    let again = decode(json!({"model": "m", "input": input}));
+    assert_eq!(again.messages[1].content, [signed]);
+
+    // Streamed, the signature's item is added and done before the call's.
+    let events = encode_stream(
+        &[
+            StreamEvent::ToolCallSignature {
+                index: 0,
+                signature: "Cs0BAY89a1".into(),
+            },
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_a".into(),
+                name: "get_weather".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".into(),
+            },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ],
+        None,
+    );
+    let items: Vec<(&str, &Value)> = events
+        .iter()
+        .filter(|(n, _)| n.starts_with("response.output_item."))
+        .map(|(n, data)| (n.as_str(), &data["item"]))
+        .collect();
+    assert_eq!(items[0].0, "response.output_item.added");
+    assert_eq!(items[1].0, "response.output_item.done");
+    assert_eq!(
+        items[1].1["encrypted_content"],
+        "gemini-thought-signature:Cs0BAY89a1"
+    );
+    assert_eq!(items[2].1["type"], "function_call");
+    let (_, completed) = events.last().unwrap();
+    assert_eq!(
+        completed["response"]["output"][0]["encrypted_content"],
+        "gemini-thought-signature:Cs0BAY89a1"
+    );
+}
