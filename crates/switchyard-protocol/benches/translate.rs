@@ -11,7 +11,9 @@ use switchyard_protocol::dialect::{
     EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamEncoder, Target,
 };
 use switchyard_protocol::gemini::GeminiProvider;
-use switchyard_protocol::openai::{OpenAiIngress, OpenAiProvider, OpenAiStreamEncoder};
+use switchyard_protocol::openai::{
+    OpenAiIngress, OpenAiProvider, OpenAiStreamEncoder, ResponsesIngress, ResponsesStreamEncoder,
+};
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -71,6 +73,20 @@ fn anthropic_body(size: &str) -> Bytes {
         "max_tokens": 64,
         "system": "You are terse.",
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt(size)}]}],
+    })
+    .to_string()
+    .into_bytes()
+    .into()
+}
+
+fn responses_body(size: &str) -> Bytes {
+    json!({
+        "model": "gpt-4o-mini",
+        "instructions": "You are terse.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": prompt(size)}]}],
+        "max_output_tokens": 64,
+        "temperature": 0.2,
+        "metadata": {"team": "bench"},
     })
     .to_string()
     .into_bytes()
@@ -223,6 +239,19 @@ fn anthropic_to_openai(bencher: Bencher, size: &str) {
     let target = target();
     bencher.bench(|| {
         AnthropicIngress
+            .decode_chat(black_box(&body))
+            .map(|r| provider.build_chat(&r, &target))
+    });
+}
+
+/// Translation: the Responses API in, OpenAI provider request out.
+#[divan::bench(args = SIZES)]
+fn responses_to_openai(bencher: Bencher, size: &str) {
+    let body = responses_body(size);
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let target = target();
+    bencher.bench(|| {
+        ResponsesIngress
             .decode_chat(black_box(&body))
             .map(|r| provider.build_chat(&r, &target))
     });
@@ -624,4 +653,9 @@ fn stream_chunk_openai_to_openai(bencher: Bencher) {
 #[divan::bench]
 fn stream_chunk_openai_to_anthropic(bencher: Bencher) {
     chunk_round_trip(bencher, Box::new(AnthropicStreamEncoder::new(ctx())));
+}
+
+#[divan::bench]
+fn stream_chunk_openai_to_responses(bencher: Bencher) {
+    chunk_round_trip(bencher, Box::new(ResponsesStreamEncoder::new(ctx())));
 }

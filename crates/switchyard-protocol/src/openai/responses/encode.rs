@@ -12,6 +12,7 @@ use crate::canonical::{ChatResponse, ContentPart, FinishReason, StreamEvent, Usa
 use crate::dialect::{EncodeCtx, StreamEncoder};
 use crate::error::{ClientError, ErrorKind};
 use crate::gemini;
+use crate::json;
 use crate::sse::write_event;
 
 /// The gateway's request id as the body of item and response ids (`resp_…`, `msg_…`).
@@ -275,6 +276,33 @@ pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// A `response.output_text.delta` event, a stream's most frequent, written as `emit` writes
+/// it (keys in the order serde's map keeps them; a test holds the two together) without
+/// building a tree of values or copying the text or the item's id.
+pub(super) fn write_text_delta(
+    out: &mut Vec<u8>,
+    item_id: &str,
+    index: usize,
+    sequence: u64,
+    text: &str,
+) {
+    out.reserve(TEXT_DELTA_HEAD.len() + text.len() + item_id.len() + 128);
+    out.extend_from_slice(TEXT_DELTA_HEAD);
+    json::write_str(out, text);
+    out.extend_from_slice(b",\"item_id\":");
+    json::write_str(out, item_id);
+    out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
+    // Writing integers into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &index);
+    out.extend_from_slice(b",\"sequence_number\":");
+    let _ = serde_json::to_writer(&mut *out, &sequence);
+    out.extend_from_slice(b",\"type\":\"response.output_text.delta\"}\n\n");
+}
+
+/// How a text delta event starts: its text follows as a JSON string.
+const TEXT_DELTA_HEAD: &[u8] =
+    b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
+
 /// The `code` of a failed response's error: OpenAI's codes name the model's failures, of
 /// which a gateway's are a rate limit or the server's.
 fn failure_code(kind: ErrorKind) -> &'static str {
@@ -510,12 +538,8 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 let index = self.message(out);
                 if let Item::Message { id, text: joined } = &mut self.items[index] {
                     joined.push_str(text);
-                    let id = id.clone();
-                    self.emit(
-                        "response.output_text.delta",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text, "logprobs": []}),
-                        out,
-                    );
+                    write_text_delta(out, id, index, self.sequence, text);
+                    self.sequence += 1;
                 }
             }
             StreamEvent::ReasoningDelta(text) => {

@@ -635,3 +635,28 @@ fn a_gemini_calls_signature_goes_out_as_a_reasoning_item_and_comes_back_to_the_c
         "gemini-thought-signature:Cs0BAY89a1"
     );
 }
+
+#[test]
+fn text_deltas_are_byte_for_byte_what_serde_writes() {
+    for text in [
+        "Hello",
+        " world \"quoted\"\n",
+        "caf\u{e9} \u{65e5}\u{672c} \u{1f600}",
+        "\u{7f}\u{1}\t<>&'",
+    ] {
+        for (index, sequence) in [(0, 4), (3, 12_345)] {
+            let mut hand = Vec::new();
+            super::encode::write_text_delta(&mut hand, "msg_0193abcd_0", index, sequence, text);
+            let data = serde_json::to_vec(&json!({"item_id": "msg_0193abcd_0", "output_index": index,
+                "content_index": 0, "delta": text, "logprobs": [], "type": "response.output_text.delta",
+                "sequence_number": sequence}))
+            .unwrap();
+            let mut serde = Vec::new();
+            crate::sse::write_event(&mut serde, Some("response.output_text.delta"), &data);
+            assert_eq!(
+                String::from_utf8(hand).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+}
