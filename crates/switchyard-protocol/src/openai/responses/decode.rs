@@ -19,7 +19,7 @@ use super::INSTRUCTIONS;
 use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
-const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+pub(super) const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 
 pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let mut obj = ObjectReader::from_body(body)?;
@@ -73,13 +73,7 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
         ));
     }
     let top_p = obj.take("top_p")?;
-    let reasoning = match obj.take_object("reasoning")? {
-        Some(mut r) => r.take::<String>("effort")?.map(|effort| Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        }),
-        None => None,
-    };
+    let reasoning = decode_reasoning_config(&mut obj)?;
     let user = obj.take("user")?;
     let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
     let stream = obj.take::<bool>("stream")?.unwrap_or(false);
@@ -113,6 +107,20 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             Extras::new(DialectId::OpenAiResponses, extras)
         },
         ..ChatRequest::default()
+    })
+}
+
+/// `reasoning`: its `effort`; its `summary` asks for nothing a provider's reasoning text
+/// does not already give.
+pub(super) fn decode_reasoning_config(
+    obj: &mut ObjectReader,
+) -> Result<Option<Reasoning>, DecodeError> {
+    Ok(match obj.take_object("reasoning")? {
+        Some(mut r) => r.take::<String>("effort")?.map(|effort| Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }),
+        None => None,
     })
 }
 
@@ -425,7 +433,7 @@ fn texts_of(item: &mut ObjectReader, key: &str, kind: &str) -> Result<Option<Str
     Ok(Some(text))
 }
 
-fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
+pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
     let Some(items) = obj.take_array("tools")? else {
         return Ok(Vec::new());
     };
@@ -455,7 +463,9 @@ fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
     Ok(out)
 }
 
-fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, DecodeError> {
+pub(super) fn decode_tool_choice(
+    obj: &mut ObjectReader,
+) -> Result<Option<ToolChoice>, DecodeError> {
     let Some(value) = obj.take_value("tool_choice") else {
         return Ok(None);
     };
@@ -486,7 +496,7 @@ fn decode_tool_choice(obj: &mut ObjectReader) -> Result<Option<ToolChoice>, Deco
 }
 
 /// `text.format`: plain text, a JSON object, or JSON following a schema.
-fn decode_text(obj: &mut ObjectReader) -> Result<Option<ResponseFormat>, DecodeError> {
+pub(super) fn decode_text(obj: &mut ObjectReader) -> Result<Option<ResponseFormat>, DecodeError> {
     let Some(mut text) = obj.take_object("text")? else {
         return Ok(None);
     };

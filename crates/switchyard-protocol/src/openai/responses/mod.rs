@@ -3,6 +3,7 @@
 //! request, and the answer comes back as a `response` object or a stream of `response.*`
 //! events. Errors use the OpenAI envelope.
 
+mod common;
 mod decode;
 mod encode;
 #[cfg(test)]
@@ -29,7 +30,10 @@ impl IngressDialect for ResponsesIngress {
     }
 
     fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
-        decode::decode(body)
+        match common::decode(body) {
+            Some(request) => Ok(request),
+            None => decode::decode(body),
+        }
     }
 
     fn echo(&self, request: &ChatRequest) -> Option<Value> {

@@ -660,3 +660,81 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
         }
     }
 }
+
+/// Common requests, read in one pass into exactly the full decoder's request.
+const COMMON: &[&str] = &[
+    r#"{"model":"m","input":"Hello"}"#,
+    r#"{"model":"m","instructions":"Be brief.","input":"Tell me \"more\"\n\u00e9 \ud83d\ude00","stream":true,"max_output_tokens":64,"temperature":0.2,"top_p":0.9,"user":"u","metadata":{"team":"a"},"parallel_tool_calls":false,"store":false,"include":[],"truncation":"auto","stream_options":{"include_obfuscation":false},"service_tier":"flex","prompt_cache_key":"k"}"#,
+    r#"{
+      "model": "m",
+      "input": [
+        {"role": "developer", "content": "Answer in French."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Bonjour"}, {"type": "input_text", "text": "ça va ?"}]},
+        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed",
+         "content": [{"type": "output_text", "text": "Oui.", "annotations": [], "logprobs": []}]},
+        {"role": "assistant", "content": "Et vous ?"},
+        {"role": "user", "content": "Bien."}
+      ],
+      "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false}],
+      "tool_choice": "auto",
+      "text": {"format": {"type": "json_schema", "name": "r", "schema": {"type": "object"}}, "verbosity": "low"},
+      "reasoning": {"effort": "low", "summary": "auto"},
+      "max_output_tokens": null,
+      "temperature": null
+    }"#,
+];
+
+/// Forms left to the full decoder (which takes some of them and refuses others).
+const DECLINED: &[&str] = &[
+    r#"{"model":"m","input":[]}"#,
+    r#"{"model":"m"}"#,
+    r#"{"input":"x"}"#,
+    r#"{"model":"m","model":"n","input":"x"}"#,
+    r#"{"model":"m","input":"x","previous_response_id":"r"}"#,
+    r#"{"model":"m","input":"x","previous_response_id":null}"#,
+    r#"{"model":"m","input":"x","background":false}"#,
+    r#"{"model":"m","input":"x","instructions":null}"#,
+    r#"{"model":"m","input":"x","instructions":["a"]}"#,
+    r#"{"model":"m","input":"x","temperature":3}"#,
+    r#"{"model":"m","input":"x","max_output_tokens":-1}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+    r#"{"model":"m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#,
+    r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"x"}]}"#,
+    r#"{"model":"m","input":[{"type":"reasoning","id":"r","summary":[]}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"https://x/y.png","detail":"auto"}]}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"a","extra":1}]}]}"#,
+    r#"{"model":"m","input":[{"role":"tool","content":"x"}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":null}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":"x","name":"n"}]}"#,
+    r#"{"model":"m","input":[{"role":"user","content":[{"type":"refusal","refusal":"no"}]}]}"#,
+    r#"{"model":"m","input":"x"} trailing"#,
+    "[1,2]",
+];
+
+#[test]
+fn common_requests_are_read_in_one_pass_as_the_full_decoder_reads_them() {
+    let long = format!(
+        r#"{{"model":"m","instructions":"Be brief.","input":[{{"role":"user","content":[{{"type":"input_text","text":"{}"}}]}}]}}"#,
+        "keep-alive connections ".repeat(10_000)
+    );
+    crate::one_pass::assert_reads_as_the_full_decoder(
+        super::common::decode,
+        super::decode::decode,
+        &ResponsesIngress,
+        COMMON,
+        &[&long],
+        DECLINED,
+    );
+    // A long prompt without escapes shares the body's bytes.
+    let body = Bytes::from(long.clone());
+    let request = super::common::decode(&body).unwrap();
+    let ContentPart::Text { text, .. } = &request.messages[1].content[0] else {
+        panic!("{:?}", request.messages[1]);
+    };
+    let at = text.as_str().as_ptr() as usize;
+    let start = body.as_ptr() as usize;
+    assert!(
+        (start..start + body.len()).contains(&at),
+        "the prompt is a slice of the body"
+    );
+}
