@@ -172,15 +172,7 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
     let response_format = decode_response_format(&mut obj)?;
     let max_completion_tokens: Option<u32> = obj.take("max_completion_tokens")?;
     let max_tokens: Option<u32> = obj.take("max_tokens")?;
-    let temperature: Option<f64> = obj.take("temperature")?;
-    if let Some(t) = temperature
-        && !(0.0..=2.0).contains(&t)
-    {
-        return Err(DecodeError::new(
-            format!("'temperature' must be between 0 and 2, got {t}"),
-            Some("temperature"),
-        ));
-    }
+    let temperature = take_temperature(&mut obj)?;
     let top_p = obj.take("top_p")?;
     let stop = obj
         .take::<StringOrList>("stop")?
@@ -452,17 +444,7 @@ pub(super) fn decode_tool_choice(
         return Ok(None);
     };
     match value {
-        Value::String(s) => match s.as_str() {
-            "auto" => Ok(Some(ToolChoice::Auto)),
-            "none" => Ok(Some(ToolChoice::None)),
-            "required" => Ok(Some(ToolChoice::Required)),
-            other => Err(DecodeError::new(
-                format!(
-                    "'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"
-                ),
-                Some("tool_choice"),
-            )),
-        },
+        Value::String(mode) => tool_choice_mode(&mode).map(Some),
         value => {
             let mut o = ObjectReader::from_value(value, "tool_choice")?;
             let mut f = o.take_object("function")?.ok_or_else(|| {
@@ -473,6 +455,33 @@ pub(super) fn decode_tool_choice(
             })?;
             Ok(Some(ToolChoice::Function(f.require("name")?)))
         }
+    }
+}
+
+/// `temperature`, which OpenAI takes between 0 and 2.
+pub(super) fn take_temperature(obj: &mut ObjectReader) -> Result<Option<f64>, DecodeError> {
+    let temperature: Option<f64> = obj.take("temperature")?;
+    if let Some(t) = temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(DecodeError::new(
+            format!("'temperature' must be between 0 and 2, got {t}"),
+            Some("temperature"),
+        ));
+    }
+    Ok(temperature)
+}
+
+/// A `tool_choice` given as a word (Chat Completions' and the Responses API's alike).
+pub(super) fn tool_choice_mode(mode: &str) -> Result<ToolChoice, DecodeError> {
+    match mode {
+        "auto" => Ok(ToolChoice::Auto),
+        "none" => Ok(ToolChoice::None),
+        "required" => Ok(ToolChoice::Required),
+        other => Err(DecodeError::new(
+            format!("'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"),
+            Some("tool_choice"),
+        )),
     }
 }
 

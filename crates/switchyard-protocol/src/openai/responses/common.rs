@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::INSTRUCTIONS;
 use super::decode::{
     NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice, decode_tools,
+    message,
 };
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
@@ -116,12 +117,10 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                 INSTRUCTIONS.to_owned(),
                 Value::String(instructions.as_str().to_owned()),
             );
-            r.messages.push(Message {
-                role: Role::Developer,
-                content: vec![ContentPart::text(instructions)],
-                name: None,
-                extras: Extras::default(),
-            });
+            r.messages.push(message(
+                Role::Developer,
+                vec![ContentPart::text(instructions)],
+            ));
         }
         // An assistant's consecutive messages are one turn, as in the full decoder.
         for message in input {
@@ -143,7 +142,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
 /// `input`: a string (one user message) or a list of messages.
 struct InputSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-seed_visits_itself!(InputSeed -> Vec<Message>, deserialize_any);
+seed_visits_itself!(InputSeed -> Vec<Message>, deserialize_bytes, deserialize_any);
 
 impl<'de, const RAW: bool> Visitor<'de> for InputSeed<'_, RAW> {
     type Value = Vec<Message>;
@@ -156,15 +155,6 @@ impl<'de, const RAW: bool> Visitor<'de> for InputSeed<'_, RAW> {
     )]);
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<Message>, A::Error> {
         ListSeed(MessageSeed(self.0.unplaced())).visit_seq(seq)
-    }
-}
-
-fn message(role: Role, content: Vec<ContentPart>) -> Message {
-    Message {
-        role,
-        content,
-        name: None,
-        extras: Extras::default(),
     }
 }
 
@@ -220,7 +210,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
 /// A message's content: a string or text parts.
 struct ContentSeed<'b, const RAW: bool>(Source<'b, RAW>);
 
-seed_visits_itself!(ContentSeed -> Vec<ContentPart>, deserialize_any);
+seed_visits_itself!(ContentSeed -> Vec<ContentPart>, deserialize_bytes, deserialize_any);
 
 impl<'de, const RAW: bool> Visitor<'de> for ContentSeed<'_, RAW> {
     type Value = Vec<ContentPart>;

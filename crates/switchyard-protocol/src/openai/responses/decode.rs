@@ -14,6 +14,7 @@ use crate::canonical::{
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
 use crate::json::ObjectReader;
+use crate::openai::ingress::{take_temperature, tool_choice_mode};
 
 use super::INSTRUCTIONS;
 use crate::gemini;
@@ -50,12 +51,10 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
                 Some("instructions"),
             ));
         };
-        messages.push(Message {
-            role: Role::Developer,
-            content: vec![ContentPart::text(text.as_str())],
-            name: None,
-            extras: Extras::default(),
-        });
+        messages.push(message(
+            Role::Developer,
+            vec![ContentPart::text(text.as_str())],
+        ));
     }
     decode_input(&mut obj, &mut messages)?;
     let tools = decode_tools(&mut obj)?;
@@ -63,15 +62,7 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let parallel_tool_calls = obj.take("parallel_tool_calls")?;
     let response_format = decode_text(&mut obj)?;
     let max_tokens: Option<u32> = obj.take("max_output_tokens")?;
-    let temperature: Option<f64> = obj.take("temperature")?;
-    if let Some(t) = temperature
-        && !(0.0..=2.0).contains(&t)
-    {
-        return Err(DecodeError::new(
-            format!("'temperature' must be between 0 and 2, got {t}"),
-            Some("temperature"),
-        ));
-    }
+    let temperature = take_temperature(&mut obj)?;
     let top_p = obj.take("top_p")?;
     let reasoning = decode_reasoning_config(&mut obj)?;
     let user = obj.take("user")?;
@@ -242,7 +233,7 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
     Ok(())
 }
 
-fn message(role: Role, content: Vec<ContentPart>) -> Message {
+pub(super) fn message(role: Role, content: Vec<ContentPart>) -> Message {
     Message {
         role,
         content,
@@ -470,17 +461,7 @@ pub(super) fn decode_tool_choice(
         return Ok(None);
     };
     match value {
-        Value::String(s) => match s.as_str() {
-            "auto" => Ok(Some(ToolChoice::Auto)),
-            "none" => Ok(Some(ToolChoice::None)),
-            "required" => Ok(Some(ToolChoice::Required)),
-            other => Err(DecodeError::new(
-                format!(
-                    "'tool_choice' must be 'auto', 'none', 'required' or an object, got '{other}'"
-                ),
-                Some("tool_choice"),
-            )),
-        },
+        Value::String(mode) => tool_choice_mode(&mode).map(Some),
         value => {
             let mut choice = ObjectReader::from_value(value, "tool_choice")?;
             let kind: String = choice.require("type")?;
