@@ -67,20 +67,32 @@ impl IngressDialect for AnthropicIngress {
     /// Claude Code and the SDKs turn features on with `anthropic-beta` (a body field such a
     /// feature adds is refused without it); `anthropic-version` names the API version asked
     /// for. Several `anthropic-beta` lines are joined as one list.
+    ///
+    /// The version this gateway sends anyway (the SDKs' and Claude Code's) is not kept: every
+    /// Anthropic client sends it, and keeping it cost each request a few allocations.
     fn keep_headers(&self, headers: &http::HeaderMap, request: &mut ChatRequest) {
         for name in [BETA_HEADER, VERSION_HEADER] {
-            let values: Vec<&str> = headers
+            let mut values = headers
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .collect();
-            if !values.is_empty() {
-                request
-                    .extras
-                    .insert(DialectId::Anthropic, name, Value::String(values.join(",")));
+                .filter(|v| !v.is_empty());
+            let Some(first) = values.next() else {
+                continue;
+            };
+            let second = values.next();
+            if name == VERSION_HEADER && first == wire::ANTHROPIC_VERSION && second.is_none() {
+                continue;
             }
+            let mut joined = first.to_owned();
+            for value in second.into_iter().chain(values) {
+                joined.push(',');
+                joined.push_str(value);
+            }
+            request
+                .extras
+                .insert(DialectId::Anthropic, name, Value::String(joined));
         }
     }
 

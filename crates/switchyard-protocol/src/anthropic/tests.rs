@@ -2246,6 +2246,16 @@ fn an_anthropic_clients_beta_and_version_headers_go_on_as_headers_only() {
         "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
     );
     assert_eq!(built.headers()["anthropic-version"], "2023-06-01");
+    // The version the gateway sends anyway is not kept; another one is.
+    assert!(!request.extras.fields.contains_key("anthropic-version"));
+    let mut other_version = HeaderMap::new();
+    other_version.append("anthropic-version", "2024-01-01".parse().unwrap());
+    let mut versioned = decode(&body).unwrap();
+    AnthropicIngress.keep_headers(&other_version, &mut versioned);
+    assert_eq!(
+        build(&versioned).0.headers()["anthropic-version"],
+        "2024-01-01"
+    );
     // The beta feature's body field goes too; the headers never go into the body.
     assert_eq!(sent["context_management"], json!({"edits": []}));
     assert!(sent.get("anthropic-beta").is_none() && sent.get("anthropic-version").is_none());
