@@ -13,8 +13,8 @@
 //! A Gemini call's signature (`thoughtSignature`), which a `tool_use` block has no place for,
 //! goes to the client in a `redacted_thinking` block of its own just before the call.
 //!
-//! Not carried: `redacted_thinking` blocks (the canonical stream has no event for them) are
-//! skipped by the decoder.
+//! A `redacted_thinking` block passes whole (`StreamEvent::RedactedReasoning`), as in a whole
+//! answer, so that a client can send it back with the history.
 
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ enum BlockKind {
     Tool(u32),
     /// A server tool's call or result, kept whole.
     ServerTool,
-    /// Redacted thinking and block types added later.
+    /// Redacted thinking (passed on whole at its start) and block types added later.
     Skipped,
 }
 
@@ -184,6 +184,10 @@ impl AnthropicStreamDecoder {
                             });
                         }
                         BlockKind::Tool(tool)
+                    }
+                    ContentBlock::RedactedThinking { data } => {
+                        out.push(StreamEvent::RedactedReasoning(data));
+                        BlockKind::Skipped
                     }
                     _ => BlockKind::Skipped,
                 };
@@ -544,6 +548,12 @@ impl AnthropicStreamEncoder {
         }
     }
 
+    /// A whole `redacted_thinking` block: its start, which holds the data, and its stop.
+    fn redacted_block(&mut self, data: String, out: &mut Vec<u8>) {
+        let index = self.open(ContentBlock::RedactedThinking { data }, out);
+        Self::write(&MessageStreamEvent::ContentBlockStop { index }, out);
+    }
+
     fn write_error(&mut self, error: ErrorObject, out: &mut Vec<u8>) {
         Self::write(&MessageStreamEvent::Error { error }, out);
         self.done = true;
@@ -627,16 +637,11 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     );
                 }
             }
+            StreamEvent::RedactedReasoning(data) => self.redacted_block(data.clone(), out),
             // A Gemini call's signature, which a tool_use block has no place for, comes just
             // before the call: a redacted thinking block of its own carries it.
             StreamEvent::ToolCallSignature { signature, .. } => {
-                let index = self.open(
-                    ContentBlock::RedactedThinking {
-                        data: gemini::carry_signature(signature),
-                    },
-                    out,
-                );
-                Self::write(&MessageStreamEvent::ContentBlockStop { index }, out);
+                self.redacted_block(gemini::carry_signature(signature), out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.open_tool(*index, id.clone(), name.clone(), out);

@@ -1256,7 +1256,7 @@ fn malformed_streams_are_errors() {
 }
 
 #[test]
-fn decoder_skips_what_it_cannot_carry_keeps_server_tools_and_counts_tool_calls() {
+fn decoder_skips_what_it_cannot_carry_keeps_whole_blocks_and_counts_tool_calls() {
     let stream = concat!(
         "event: message_start\n",
         r#"data: {"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":1}}}"#,
@@ -1296,8 +1296,9 @@ fn decoder_skips_what_it_cannot_carry_keeps_server_tools_and_counts_tool_calls()
     assert_eq!(
         events[2..],
         [
-            // The server tool's call passes whole, its input with it; tool calls are still
-            // counted among client tools only.
+            // Redacted thinking passes whole; the server tool's call too, its input with it;
+            // tool calls are still counted among client tools only.
+            StreamEvent::RedactedReasoning("abc".into()),
             StreamEvent::ServerToolStart(
                 json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}})
             ),
@@ -2460,4 +2461,53 @@ fn a_server_tools_blocks_in_history_go_back_to_anthropic_only() {
         "{}",
         error.message
     );
+}
+
+#[test]
+fn a_streamed_redacted_thinking_block_reaches_clients_whole() {
+    let events = vec![
+        StreamEvent::Start {
+            id: "msg_r".into(),
+            model: "claude".into(),
+        },
+        StreamEvent::ReasoningDelta("Let me think.".into()),
+        StreamEvent::ReasoningSignature("sig".into()),
+        StreamEvent::RedactedReasoning("EmwKAhgB".into()),
+        StreamEvent::TextDelta("Done.".into()),
+        StreamEvent::Finish(FinishReason::Stop),
+    ];
+    let encoded = encode_events(&events, ctx("gw-r", "alias"));
+    let kinds: Vec<Value> = frames(&encoded)
+        .into_iter()
+        .filter(|(name, _)| name == "content_block_start")
+        .map(|(_, data)| data["content_block"].clone())
+        .collect();
+    assert_eq!(kinds[0]["type"], "thinking");
+    assert_eq!(
+        kinds[1],
+        json!({"type": "redacted_thinking", "data": "EmwKAhgB"})
+    );
+    assert_eq!(kinds[2]["type"], "text");
+    // Read back, the same events (with the start, the usage and where text blocks start).
+    let read: Vec<StreamEvent> = decode_chunks(&[&encoded])
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            !matches!(
+                e,
+                StreamEvent::Start { .. } | StreamEvent::Usage(_) | StreamEvent::TextBlockStart
+            )
+        })
+        .collect();
+    assert_eq!(read, events[1..]);
+
+    // A Responses client gets it as a reasoning item's encrypted content.
+    let mut encoder = crate::openai::ResponsesIngress.stream_encoder(ctx("gw-r", "alias"));
+    let mut out = Vec::new();
+    for event in &events {
+        encoder.event(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#""encrypted_content":"EmwKAhgB""#), "{text}");
 }

@@ -28,6 +28,9 @@ pub enum StreamEvent {
     ReasoningDelta(String),
     /// Signature of the reasoning block so far (Anthropic `signature_delta`).
     ReasoningSignature(String),
+    /// A reasoning block the provider encrypted (Anthropic `redacted_thinking`), whole: its data
+    /// must come back unchanged with the history.
+    RedactedReasoning(String),
     /// A new tool call at output position `index` (0-based among tool calls).
     ToolCallStart {
         index: u32,

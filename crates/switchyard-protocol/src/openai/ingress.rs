@@ -995,6 +995,7 @@ impl StreamEncoder for OpenAiStreamEncoder {
             }
             // Citations and server tools are Anthropic's; an OpenAI client gets the text alone.
             StreamEvent::ReasoningSignature(_)
+            | StreamEvent::RedactedReasoning(_)
             | StreamEvent::TextBlockStart
             | StreamEvent::Citation(_)
             | StreamEvent::ServerToolStart(_)

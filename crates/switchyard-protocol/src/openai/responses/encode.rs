@@ -443,6 +443,17 @@ impl ResponsesStreamEncoder {
         index
     }
 
+    /// An item that comes whole (opaque reasoning data): added and done at once, after the
+    /// message or reasoning item streaming now is closed.
+    fn whole_item(&mut self, item: Item, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        if let Some(open) = self.open.take() {
+            self.close(vec![open], out);
+        }
+        let at = self.open_item(item, out);
+        self.close(vec![at], out);
+    }
+
     /// Closes every open item, in the order they were opened.
     fn close_all(&mut self, out: &mut Vec<u8>) {
         let mut closing: Vec<usize> = self.open.take().into_iter().collect();
@@ -614,15 +625,18 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 self.ensure_started(out);
                 self.finish.get_or_insert_with(|| reason.clone());
             }
+            StreamEvent::RedactedReasoning(data) => {
+                let id = format!("rs_{}_{}", self.id_body, self.items.len());
+                let item = Item::RedactedReasoning {
+                    id,
+                    data: data.clone(),
+                };
+                self.whole_item(item, out);
+            }
             // A Gemini call's signature comes just before the call: its item goes first.
             StreamEvent::ToolCallSignature { signature, .. } => {
-                self.ensure_started(out);
-                if let Some(open) = self.open.take() {
-                    self.close(vec![open], out);
-                }
                 let item = gemini_signature_item(&self.id_body, self.items.len(), signature);
-                let at = self.open_item(item, out);
-                self.close(vec![at], out);
+                self.whole_item(item, out);
             }
             // Citations, text block boundaries and server tools are Anthropic's. In-stream
             // provider errors become `error()` calls by the relay.
