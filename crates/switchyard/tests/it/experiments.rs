@@ -712,3 +712,31 @@ async fn a_missing_unit_falls_back_to_the_request_and_says_so() {
     assert_eq!(scored[0]["name"], seen[0].as_str());
     assert_eq!(scored[0]["mean"], 4.5);
 }
+
+/// The Responses API selects and renders a configuration as Chat Completions does: from the
+/// `switchyard` body field, its template's messages ahead of the request's input, its target
+/// serving.
+#[tokio::test]
+async fn a_responses_request_selects_a_configuration() {
+    let env = env_with(MODELS).await;
+    setup_configs(&env).await;
+    let body = json!({
+        "model": "support",
+        "input": "Where is my parcel?",
+        "switchyard": {"config": "support@2", "variables": {"product": "Gizmo", "question": "late delivery"}},
+    });
+    let r = env.post("/v1/responses", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        header(&r, "x-switchyard-config").as_deref(),
+        Some("support@2")
+    );
+    let rec = record(&env, &request_id(&r)).await;
+    assert_eq!(rec["deployment"], "p-anthropic/dear-model", "{rec}");
+    assert_eq!(rec["ingress"], "openai-responses", "{rec}");
+    let prompt = rec["prompt"].to_string();
+    assert!(
+        prompt.contains("Answer briefly about Gizmo") && prompt.contains("late delivery"),
+        "{prompt}"
+    );
+}
