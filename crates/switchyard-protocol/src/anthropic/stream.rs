@@ -140,9 +140,10 @@ impl AnthropicStreamDecoder {
                 content_block,
             } => {
                 self.require_start("content_block_start")?;
+                let server_tool = content_block.server_tool();
                 let kind = match content_block {
-                    block if block.server_tool().is_some() => {
-                        out.extend(block.server_tool().map(StreamEvent::ServerToolStart));
+                    _ if server_tool.is_some() => {
+                        out.extend(server_tool.map(StreamEvent::ServerToolStart));
                         BlockKind::ServerTool
                     }
                     ContentBlock::Text { text, citations } => {

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 
 use super::INSTRUCTIONS;
 use super::decode::{
-    NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice, decode_tools,
-    message,
+    IGNORED_FIELDS, NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice,
+    decode_tools, message,
 };
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
@@ -38,9 +38,6 @@ pub(super) fn decode(body: &Bytes) -> Option<ChatRequest> {
 
 /// The request fields of typed values the full decoder's functions read.
 const TYPED_FIELDS: [&str; 4] = ["tools", "tool_choice", "text", "reasoning"];
-
-/// Fields that ask nothing of a stateless gateway, taken and dropped as the full decoder does.
-const IGNORED_FIELDS: [&str; 4] = ["store", "include", "truncation", "stream_options"];
 
 /// A full decoder's error, here only a reason to decline.
 fn declined<E: de::Error>(_: DecodeError) -> E {

@@ -22,6 +22,11 @@ use crate::gemini;
 /// Request members that only make sense against responses stored by the provider.
 pub(super) const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 
+/// Members that ask nothing of a stateless gateway's answer, taken and dropped: it stores
+/// nothing (`store`), returns what the canonical answer has (`include`), never truncates
+/// (`truncation`) and has no stream obfuscation to turn off (`stream_options`).
+pub(super) const IGNORED_FIELDS: [&str; 4] = ["store", "include", "truncation", "stream_options"];
+
 pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let mut obj = ObjectReader::from_body(body)?;
     let model: String = obj.require("model")?;
@@ -68,10 +73,7 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let user = obj.take("user")?;
     let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
     let stream = obj.take::<bool>("stream")?.unwrap_or(false);
-    // Members that ask nothing of a stateless gateway's answer: it stores nothing
-    // (`store`), returns what the canonical answer has (`include`), never truncates
-    // (`truncation`) and has no stream obfuscation to turn off (`stream_options`).
-    for key in ["store", "include", "truncation", "stream_options"] {
+    for key in IGNORED_FIELDS {
         obj.take_value(key);
     }
     Ok(ChatRequest {

@@ -20,6 +20,11 @@ fn id_body(ctx: &EncodeCtx) -> String {
     ctx.id.replace('-', "")
 }
 
+/// The id of output item `n` of a response: `msg_…`, `rs_…` or `fc_…` by `prefix`.
+fn item_id(prefix: &str, body: &str, n: usize) -> String {
+    format!("{prefix}_{body}_{n}")
+}
+
 /// One output item being built or built.
 #[derive(Debug, Clone)]
 enum Item {
@@ -119,17 +124,17 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
             ContentPart::Text { text, .. } => match items.last_mut() {
                 Some(Item::Message { text: joined, .. }) => joined.push_str(text),
                 _ => items.push(Item::Message {
-                    id: format!("msg_{body}_{n}"),
+                    id: item_id("msg", &body, n),
                     text: text.to_string(),
                 }),
             },
             ContentPart::Reasoning { text, signature } => items.push(Item::Reasoning {
-                id: format!("rs_{body}_{n}"),
+                id: item_id("rs", &body, n),
                 text: text.clone(),
                 signature: signature.clone(),
             }),
             ContentPart::RedactedReasoning { data } => items.push(Item::RedactedReasoning {
-                id: format!("rs_{body}_{n}"),
+                id: item_id("rs", &body, n),
                 data: data.clone(),
             }),
             ContentPart::ToolCall {
@@ -143,7 +148,7 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 }
                 let n = items.len();
                 items.push(Item::FunctionCall {
-                    id: format!("fc_{body}_{n}"),
+                    id: item_id("fc", &body, n),
                     call_id: id.clone(),
                     name: name.clone(),
                     arguments: arguments.clone(),
@@ -164,7 +169,7 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
 /// the call (see `gemini::carry_signature`).
 fn gemini_signature_item(body: &str, n: usize, signature: &str) -> Item {
     Item::RedactedReasoning {
-        id: format!("rs_{body}_{n}"),
+        id: item_id("rs", body, n),
         data: gemini::carry_signature(signature),
     }
 }
@@ -312,6 +317,17 @@ fn failure_code(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Writes event `kind` with its type and the next sequence number.
+fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut Vec<u8>) {
+    if let Some(map) = event.as_object_mut() {
+        map.insert("type".into(), json!(kind));
+        map.insert("sequence_number".into(), json!(*sequence));
+    }
+    *sequence += 1;
+    let data = serde_json::to_vec(&event).unwrap_or_default();
+    write_event(out, Some(kind), &data);
+}
+
 /// Writes `response.*` events as canonical events arrive. Items open as their first delta
 /// comes and close (their `.done` events) when an item of another kind starts or the answer
 /// ends; the closing `response.completed` (or `response.incomplete`) holds them all, with the
@@ -346,14 +362,8 @@ impl ResponsesStreamEncoder {
         }
     }
 
-    fn emit(&mut self, kind: &str, mut event: Value, out: &mut Vec<u8>) {
-        if let Some(map) = event.as_object_mut() {
-            map.insert("type".into(), json!(kind));
-            map.insert("sequence_number".into(), json!(self.sequence));
-        }
-        self.sequence += 1;
-        let data = serde_json::to_vec(&event).unwrap_or_default();
-        write_event(out, Some(kind), &data);
+    fn emit(&mut self, kind: &str, event: Value, out: &mut Vec<u8>) {
+        emit(&mut self.sequence, kind, event, out);
     }
 
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
@@ -402,43 +412,32 @@ impl ResponsesStreamEncoder {
         index
     }
 
-    /// The streaming message's index, opening one (and closing any other item) when needed.
-    fn message(&mut self, out: &mut Vec<u8>) -> usize {
+    /// The index of the message (or, with `reasoning`, the reasoning item) streaming now,
+    /// opening one (and closing any other item) when needed.
+    fn streaming(&mut self, reasoning: bool, out: &mut Vec<u8>) -> usize {
         if let Some(index) = self.open
-            && matches!(self.items[index], Item::Message { .. })
+            && matches!(
+                (&self.items[index], reasoning),
+                (Item::Message { .. }, false) | (Item::Reasoning { .. }, true)
+            )
         {
             return index;
         }
         self.close_all(out);
-        let id = format!("msg_{}_{}", self.id_body, self.items.len());
-        let index = self.open_item(
-            Item::Message {
-                id,
-                text: String::new(),
-            },
-            out,
-        );
-        self.open = Some(index);
-        index
-    }
-
-    /// The streaming reasoning item's index, opening one (and closing any other) when needed.
-    fn reasoning(&mut self, out: &mut Vec<u8>) -> usize {
-        if let Some(index) = self.open
-            && matches!(self.items[index], Item::Reasoning { .. })
-        {
-            return index;
-        }
-        self.close_all(out);
-        let id = format!("rs_{}_{}", self.id_body, self.items.len());
-        let index = self.open_item(
+        let n = self.items.len();
+        let item = if reasoning {
             Item::Reasoning {
-                id,
+                id: item_id("rs", &self.id_body, n),
                 text: String::new(),
                 signature: None,
-            },
-            out,
-        );
+            }
+        } else {
+            Item::Message {
+                id: item_id("msg", &self.id_body, n),
+                text: String::new(),
+            }
+        };
+        let index = self.open_item(item, out);
         self.open = Some(index);
         index
     }
@@ -466,28 +465,33 @@ impl ResponsesStreamEncoder {
     fn close(&mut self, closing: Vec<usize>, out: &mut Vec<u8>) {
         let status = item_status(status_of(self.finish.as_ref()).0);
         for index in closing {
-            let item = self.items[index].clone();
-            let id = item.id().to_owned();
-            match &item {
+            // The item is borrowed while the events advance the sequence: no copy of its text.
+            let (item, sequence) = (&self.items[index], &mut self.sequence);
+            let id = item.id();
+            match item {
                 Item::Message { text, .. } => {
-                    self.emit(
+                    emit(
+                        sequence,
                         "response.output_text.done",
                         json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
                         out,
                     );
-                    self.emit(
+                    emit(
+                        sequence,
                         "response.content_part.done",
                         json!({"item_id": id, "output_index": index, "content_index": 0, "part": output_text(text)}),
                         out,
                     );
                 }
                 Item::Reasoning { text, .. } => {
-                    self.emit(
+                    emit(
+                        sequence,
                         "response.reasoning_text.done",
                         json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
                         out,
                     );
-                    self.emit(
+                    emit(
+                        sequence,
                         "response.content_part.done",
                         json!({"item_id": id, "output_index": index, "content_index": 0, "part": reasoning_text(text)}),
                         out,
@@ -496,7 +500,8 @@ impl ResponsesStreamEncoder {
                 Item::FunctionCall {
                     name, arguments, ..
                 } => {
-                    self.emit(
+                    emit(
+                        sequence,
                         "response.function_call_arguments.done",
                         json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments}),
                         out,
@@ -504,7 +509,8 @@ impl ResponsesStreamEncoder {
                 }
                 Item::RedactedReasoning { .. } => {}
             }
-            self.emit(
+            emit(
+                sequence,
                 "response.output_item.done",
                 json!({"output_index": index, "item": item.to_json(status)}),
                 out,
@@ -546,7 +552,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     return;
                 }
                 self.ensure_started(out);
-                let index = self.message(out);
+                let index = self.streaming(false, out);
                 if let Item::Message { id, text: joined } = &mut self.items[index] {
                     joined.push_str(text);
                     write_text_delta(out, id, index, self.sequence, text);
@@ -558,7 +564,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     return;
                 }
                 self.ensure_started(out);
-                let index = self.reasoning(out);
+                let index = self.streaming(true, out);
                 if let Item::Reasoning {
                     id, text: joined, ..
                 } = &mut self.items[index]
@@ -574,7 +580,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
             }
             StreamEvent::ReasoningSignature(value) => {
                 self.ensure_started(out);
-                let index = self.reasoning(out);
+                let index = self.streaming(true, out);
                 if let Item::Reasoning { signature, .. } = &mut self.items[index] {
                     *signature = Some(value.clone());
                 }
@@ -586,10 +592,10 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 if let Some(open) = self.open.take() {
                     self.close(vec![open], out);
                 }
-                let item_id = format!("fc_{}_{}", self.id_body, self.items.len());
+                let id_of_item = item_id("fc", &self.id_body, self.items.len());
                 let at = self.open_item(
                     Item::FunctionCall {
-                        id: item_id,
+                        id: id_of_item,
                         call_id: id.clone(),
                         name: name.clone(),
                         arguments: String::new(),
@@ -626,7 +632,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 self.finish.get_or_insert_with(|| reason.clone());
             }
             StreamEvent::RedactedReasoning(data) => {
-                let id = format!("rs_{}_{}", self.id_body, self.items.len());
+                let id = item_id("rs", &self.id_body, self.items.len());
                 let item = Item::RedactedReasoning {
                     id,
                     data: data.clone(),
