@@ -47,7 +47,7 @@ use super::wire::{
 use crate::DialectId;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, DocumentSource, ErrorClass, Extras, ImageSource,
-    Message, PDF, Reasoning, ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo,
+    Message, PDF, Reasoning, ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo, WebSearch,
 };
 use crate::dialect::{
     Capabilities, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
@@ -357,6 +357,24 @@ fn document_block_source<'r>(
     })
 }
 
+/// Anthropic's web search server tool for a search another dialect asked for (OpenAI's hosted
+/// `web_search`), in the version Anthropic documents for every Claude model that searches.
+fn web_search_tool(search: &WebSearch) -> Map<String, Value> {
+    let mut tool = Map::new();
+    tool.insert("type".into(), Value::from("web_search_20250305"));
+    tool.insert("name".into(), Value::from("web_search"));
+    if !search.allowed_domains.is_empty() {
+        tool.insert(
+            "allowed_domains".into(),
+            Value::from(search.allowed_domains.clone()),
+        );
+    }
+    if let Some(location) = &search.user_location {
+        tool.insert("user_location".into(), location.clone());
+    }
+    tool
+}
+
 fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, DecodeError> {
     if request.n.is_some_and(|n| n > 1) {
         return Err(DecodeError::new(
@@ -433,6 +451,9 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
             Value::Object(tool) => Some(ToolUnion::Server(tool.clone())),
             _ => None,
         }));
+    }
+    if let Some(search) = &request.web_search {
+        tools.push(ToolUnion::Server(web_search_tool(search)));
     }
 
     let disable_parallel = (request.parallel_tool_calls == Some(false)).then_some(true);

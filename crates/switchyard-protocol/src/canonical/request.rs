@@ -246,6 +246,18 @@ pub struct Tool {
     pub cache_control: Option<Value>,
 }
 
+/// A web search the provider runs itself, as OpenAI's hosted `web_search` tool asks: offered
+/// to providers that have a search of their own (Anthropic's web search server tool) and left
+/// out for the others, whose model then answers without searching.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebSearch {
+    /// Only results from these domains (and their subdomains); empty for any domain.
+    pub allowed_domains: Vec<String>,
+    /// Where the user is, roughly: `{type: "approximate", city, region, country, timezone}`,
+    /// one shape in both APIs.
+    pub user_location: Option<Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolChoice {
     Auto,
@@ -281,6 +293,8 @@ pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
     pub tools: Vec<Tool>,
+    /// A search the provider runs, where it has one (see [`WebSearch`]).
+    pub web_search: Option<WebSearch>,
     pub tool_choice: Option<ToolChoice>,
     pub parallel_tool_calls: Option<bool>,
     pub response_format: Option<ResponseFormat>,

@@ -201,6 +201,8 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         model,
         messages,
         tools,
+        // `web_search_options` stays in the extras, for OpenAI providers' search models.
+        web_search: None,
         tool_choice,
         parallel_tool_calls,
         response_format,

@@ -302,6 +302,15 @@ fn responses_stream(reply: &crate::harness::Reply) -> (Vec<String>, Value) {
                 );
                 item["arguments"] = json!(args);
             }
+            "response.custom_tool_call_input.delta" => {
+                let item = &mut built[index.unwrap()];
+                let input = format!(
+                    "{}{}",
+                    item["input"].as_str().unwrap(),
+                    event["delta"].as_str().unwrap()
+                );
+                item["input"] = json!(input);
+            }
             "response.output_item.done" => {
                 let item = &built[index.unwrap()];
                 let done = &event["item"];
@@ -311,6 +320,9 @@ fn responses_stream(reply: &crate::harness::Reply) -> (Vec<String>, Value) {
                 }
                 if done["type"] == "function_call" {
                     assert_eq!(done["arguments"], item["arguments"], "{event}");
+                }
+                if done["type"] == "custom_tool_call" {
+                    assert_eq!(done["input"], item["input"], "{event}");
                 }
             }
             _ => {}
@@ -437,6 +449,104 @@ async fn responses_api_matrix() {
         assert_eq!(call["type"], "function_call", "{kind}: {last}");
         let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
         assert!(args["city"].is_string(), "{kind}: {call}");
+
+        // A custom tool (free-form input, as Codex's `apply_patch`): called as a custom tool
+        // call whose input is text, its output sent back, streamed alike.
+        let patch_tool = json!({"type": "custom", "name": "apply_patch",
+            "description": "Edit files with a patch.",
+            "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}});
+        let choice = json!({"type": "custom", "name": "apply_patch"});
+        let history = json!([{"role": "user", "content": "Create hello.txt"}]);
+        let body = json!({"model": kind, "input": history, "tools": [responses_tool(), patch_tool],
+            "tool_choice": choice});
+        let b = env.post("/v1/responses", &body).await.json();
+        let call = b["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "custom_tool_call")
+            .unwrap_or_else(|| panic!("{kind}: no custom tool call in {b}"))
+            .clone();
+        assert_eq!(call["name"], "apply_patch", "{kind}: {call}");
+        let patch = call["input"].as_str().unwrap();
+        assert!(
+            !patch.is_empty() && !patch.starts_with('{'),
+            "{kind}: {call}"
+        );
+        assert_eq!(
+            b["tools"][1], patch_tool,
+            "{kind}: the custom tool is repeated"
+        );
+        assert_eq!(b["tool_choice"], choice);
+        let mut input = history.as_array().unwrap().clone();
+        input.extend(b["output"].as_array().unwrap().iter().cloned());
+        input.push(
+            json!({"type": "custom_tool_call_output", "call_id": call["call_id"],
+            "output": "Patch applied"}),
+        );
+        let body = json!({"model": kind, "input": input, "tools": [responses_tool(), patch_tool]});
+        let b = env.post("/v1/responses", &body).await.json();
+        assert_eq!(b["status"], "completed", "{kind}: {b}");
+        let text = b["output"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("Patch applied"), "{kind}: {b}");
+        let body = json!({"model": kind, "input": "Create hello.txt", "stream": true,
+            "tools": [patch_tool], "tool_choice": choice});
+        let r = env.post("/v1/responses", &body).await;
+        let (names, last) = responses_stream(&r);
+        let done = names
+            .iter()
+            .position(|n| n == "response.custom_tool_call_input.done")
+            .unwrap_or_else(|| panic!("{kind}: {names:?}"));
+        assert_eq!(names[done - 1], "response.custom_tool_call_input.delta");
+        let call = &last["output"][0];
+        assert_eq!(call["type"], "custom_tool_call", "{kind}: {last}");
+        assert!(
+            !call["input"].as_str().unwrap().is_empty(),
+            "{kind}: {call}"
+        );
+
+        // The hosted web search: Claude runs Anthropic's own search, and its call is a
+        // `web_search_call` item, streamed or not; the others answer without searching.
+        let tools = json!([{"type": "web_search", "external_web_access": false,
+            "user_location": {"type": "approximate", "country": "NO"}}]);
+        let body = json!({"model": kind, "input": "Latest Rust release", "tools": tools});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        assert_eq!(b["tools"], tools, "{kind}");
+        let searches: Vec<&Value> = b["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|item| item["type"] == "web_search_call")
+            .collect();
+        if *kind == "anthropic" {
+            assert_eq!(searches.len(), 1, "{kind}: {b}");
+            assert_eq!(searches[0]["status"], "completed");
+            assert_eq!(searches[0]["action"]["query"], "Latest Rust release");
+            assert!(
+                searches[0]["action"]["sources"][0]["url"].is_string(),
+                "{b}"
+            );
+            // Sent back with the history, the search's item is taken.
+            let mut input = vec![json!({"role": "user", "content": "Latest Rust release"})];
+            input.extend(b["output"].as_array().unwrap().iter().cloned());
+            input.push(json!({"role": "user", "content": "Thanks"}));
+            let again = json!({"model": kind, "input": input, "tools": tools});
+            let r = env.post("/v1/responses", &again).await;
+            assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        } else {
+            assert!(searches.is_empty(), "{kind}: {b}");
+        }
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let (names, last) = responses_stream(&env.post("/v1/responses", &sbody).await);
+        assert_eq!(names.last().unwrap(), "response.completed", "{kind}");
+        let searched = names.contains(&"response.web_search_call.completed".to_owned());
+        assert_eq!(searched, *kind == "anthropic", "{kind}: {names:?}");
+        if searched {
+            assert_eq!(last["output"][0]["type"], "web_search_call", "{last}");
+        }
     }
 
     // What a stateless gateway cannot answer, and malformed input, are 400s naming the member.
@@ -452,7 +562,7 @@ async fn responses_api_matrix() {
             "conversation",
         ),
         (
-            json!({"model": "openai", "input": "hi", "tools": [{"type": "web_search"}]}),
+            json!({"model": "openai", "input": "hi", "tools": [{"type": "file_search"}]}),
             "tools[0].type",
         ),
         (

@@ -337,6 +337,12 @@ def run_alias(alias):
 
 
 RESPONSES_WEATHER_TOOL = {"type": "function", "strict": False, **WEATHER_TOOL["function"]}
+PATCH_TOOL = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files with a patch.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)+/'},
+}
 
 
 def run_responses(alias):
@@ -396,6 +402,25 @@ def run_responses(alias):
         assert calls and calls[0].name == "get_weather" and calls[0].call_id, final.output
         assert done and done[0].arguments == calls[0].arguments, done
         assert "city" in json.loads(calls[0].arguments), calls[0].arguments
+
+    @check(f"openai responses custom tool round trip [{alias}]")
+    def _():
+        # A free-form tool as Codex offers `apply_patch`: its call's input is text, not JSON.
+        history = [{"role": "user", "content": "Create hello.txt"}]
+        choice = {"type": "custom", "name": "apply_patch"}
+        r = oa.responses.create(model=alias, input=history, tools=[PATCH_TOOL], tool_choice=choice)
+        calls = [item for item in r.output if item.type == "custom_tool_call"]
+        assert calls and calls[0].name == "apply_patch" and calls[0].input, r.output
+        assert r.tools[0].type == "custom" and r.tools[0].format.type == "grammar", r.tools
+        history += r.output
+        history.append({"type": "custom_tool_call_output", "call_id": calls[0].call_id, "output": "Patch applied"})
+        r2 = oa.responses.create(model=alias, input=history, tools=[PATCH_TOOL])
+        assert "Patch applied" in r2.output_text, r2.output_text
+        with oa.responses.stream(model=alias, input="Create hello.txt", tools=[PATCH_TOOL], tool_choice=choice) as stream:
+            done = [e for e in stream if e.type == "response.custom_tool_call_input.done"]
+            final = stream.get_final_response()
+        calls = [item for item in final.output if item.type == "custom_tool_call"]
+        assert calls and done and done[0].input == calls[0].input, (done, final.output)
 
     @check(f"openai responses parse [{alias}]")
     def _():

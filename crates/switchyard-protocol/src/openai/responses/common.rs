@@ -14,11 +14,11 @@ use bytes::Bytes;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::INSTRUCTIONS;
 use super::decode::{
     IGNORED_FIELDS, NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice,
     decode_tools, message,
 };
+use super::{INSTRUCTIONS, TOOLS_AS_SENT};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
@@ -103,7 +103,12 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         }
         if !typed.is_empty() {
             let mut obj = ObjectReader::from_value(Value::Object(typed), "").map_err(declined)?;
-            r.tools = decode_tools(&mut obj).map_err(declined)?;
+            let tools = decode_tools(&mut obj).map_err(declined)?;
+            r.tools = tools.functions;
+            r.web_search = tools.web_search;
+            if let Some(as_sent) = tools.as_sent {
+                rest.insert(TOOLS_AS_SENT.to_owned(), as_sent);
+            }
             r.tool_choice = decode_tool_choice(&mut obj).map_err(declined)?;
             r.response_format = decode_text(&mut obj).map_err(declined)?;
             r.reasoning = decode_reasoning_config(&mut obj).map_err(declined)?;

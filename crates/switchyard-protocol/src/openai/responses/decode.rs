@@ -9,14 +9,14 @@ use serde_json::{Map, Value, json};
 
 use crate::canonical::{
     ChatRequest, ContentPart, DocumentSource, Extras, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, Text, Tool, ToolChoice,
+    ResponseFormat, Role, Text, Tool, ToolChoice, WebSearch,
 };
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
 use crate::json::ObjectReader;
 use crate::openai::ingress::{take_temperature, tool_choice_mode};
 
-use super::INSTRUCTIONS;
+use super::{INSTRUCTIONS, TOOLS_AS_SENT};
 use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
@@ -79,7 +79,8 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     Ok(ChatRequest {
         model,
         messages,
-        tools,
+        tools: tools.functions,
+        web_search: tools.web_search,
         tool_choice,
         parallel_tool_calls,
         response_format,
@@ -96,6 +97,9 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             let mut extras = obj.into_rest();
             if let Some(instructions) = instructions {
                 extras.insert(INSTRUCTIONS.into(), instructions);
+            }
+            if let Some(as_sent) = tools.as_sent {
+                extras.insert(TOOLS_AS_SENT.into(), as_sent);
             }
             Extras::new(DialectId::OpenAiResponses, extras)
         },
@@ -176,38 +180,24 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
                     extras: Extras::default(),
                 });
             }
-            Some("function_call_output") => {
+            Some("custom_tool_call") => {
                 let call_id: String = item.require("call_id")?;
-                let output_path = item.child_path("output");
-                let content = match item.take_value("output") {
-                    None => {
-                        return Err(DecodeError::new(
-                            format!("missing required field '{output_path}'"),
-                            Some(&output_path),
-                        ));
-                    }
-                    Some(Value::String(text)) => vec![ContentPart::text(text)],
-                    Some(Value::Array(parts)) => decode_parts(parts, &output_path, true)?,
-                    Some(_) => {
-                        return Err(DecodeError::new(
-                            format!(
-                                "'{output_path}' must be a string or an array of content parts"
-                            ),
-                            Some(&output_path),
-                        ));
-                    }
-                };
-                let name = call_names.get(&call_id).cloned();
-                messages.push(message(
-                    Role::Tool,
-                    vec![ContentPart::ToolResult {
-                        tool_call_id: call_id,
-                        name,
-                        content,
-                        is_error: false,
-                    }],
-                ));
+                let name: String = item.require("name")?;
+                let input: String = item.require("input")?;
+                call_names.insert(call_id.clone(), name.clone());
+                assistant_turn(messages).push(ContentPart::ToolCall {
+                    id: call_id,
+                    name,
+                    arguments: json!({ CUSTOM_INPUT: input }).to_string(),
+                    extras: Extras::default(),
+                });
             }
+            Some("function_call_output" | "custom_tool_call_output") => {
+                messages.push(call_output(&mut item, &call_names)?);
+            }
+            // A web search the provider ran, sent back with the history: the answer that
+            // followed holds what it found, and no provider takes another's search as input.
+            Some("web_search_call") => {}
             Some("reasoning") => {
                 let part = decode_reasoning(&mut item)?;
                 assistant_turn(messages).push(part);
@@ -223,7 +213,8 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
                 return Err(DecodeError::new(
                     format!(
                         "input item type '{other}' is not supported by this gateway (supported: \
-                         message, function_call, function_call_output, reasoning)"
+                         message, function_call, function_call_output, custom_tool_call, \
+                         custom_tool_call_output, web_search_call, reasoning)"
                     ),
                     Some(&format!("{path}.type")),
                 ));
@@ -233,6 +224,41 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
     // A Gemini call's signature, written as a reasoning item before the call, is the call's.
     gemini::attach_carried_signatures(messages);
     Ok(())
+}
+
+/// A function's or custom tool's output: a tool message answering its call.
+fn call_output(
+    item: &mut ObjectReader,
+    call_names: &HashMap<String, String>,
+) -> Result<Message, DecodeError> {
+    let call_id: String = item.require("call_id")?;
+    let output_path = item.child_path("output");
+    let content = match item.take_value("output") {
+        None => {
+            return Err(DecodeError::new(
+                format!("missing required field '{output_path}'"),
+                Some(&output_path),
+            ));
+        }
+        Some(Value::String(text)) => vec![ContentPart::text(text)],
+        Some(Value::Array(parts)) => decode_parts(parts, &output_path, true)?,
+        Some(_) => {
+            return Err(DecodeError::new(
+                format!("'{output_path}' must be a string or an array of content parts"),
+                Some(&output_path),
+            ));
+        }
+    };
+    let name = call_names.get(&call_id).cloned();
+    Ok(message(
+        Role::Tool,
+        vec![ContentPart::ToolResult {
+            tool_call_id: call_id,
+            name,
+            content,
+            is_error: false,
+        }],
+    ))
 }
 
 pub(super) fn message(role: Role, content: Vec<ContentPart>) -> Message {
@@ -426,34 +452,138 @@ fn texts_of(item: &mut ObjectReader, key: &str, kind: &str) -> Result<Option<Str
     Ok(Some(text))
 }
 
-pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeError> {
+/// What a request's `tools` hold, read.
+#[derive(Default)]
+pub(super) struct Tools {
+    /// Functions, and custom tools as the functions that stand for them.
+    pub functions: Vec<Tool>,
+    pub web_search: Option<WebSearch>,
+    /// The list as the client wrote it, kept when it holds more than functions: the response
+    /// repeats it, and its custom tools' calls are told from functions' calls by it.
+    pub as_sent: Option<Value>,
+}
+
+/// The types of OpenAI's hosted web search tool.
+const WEB_SEARCH_TOOLS: [&str; 4] = [
+    "web_search",
+    "web_search_2025_08_26",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+];
+
+/// `tools`: function tools as they are; custom tools (free-form text input, Codex's
+/// `apply_patch`) as functions of one string argument, `input`, that every provider can call;
+/// the hosted web search as a search the provider runs where it has one. Other hosted tools
+/// (file search, computer use, code interpreter, MCP …) run at OpenAI alone and are refused.
+pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Tools, DecodeError> {
     let Some(items) = obj.take_array("tools")? else {
-        return Ok(Vec::new());
+        return Ok(Tools::default());
     };
-    let mut out = Vec::with_capacity(items.len());
+    let mut out = Tools {
+        functions: Vec::with_capacity(items.len()),
+        ..Tools::default()
+    };
+    if items
+        .iter()
+        .any(|(_, t)| t.get("type").and_then(Value::as_str) != Some("function"))
+    {
+        out.as_sent = Some(Value::Array(items.iter().map(|(_, t)| t.clone()).collect()));
+    }
     for (path, value) in items {
         let mut t = ObjectReader::from_value(value, &path)?;
         let kind: String = t.require("type")?;
-        if kind != "function" {
-            return Err(DecodeError::new(
-                format!(
-                    "tool type '{kind}' is not supported by this gateway (only 'function'): \
-                     hosted tools run at OpenAI, not at every provider"
-                ),
-                Some(&format!("{path}.type")),
-            ));
+        match kind.as_str() {
+            "function" => out.functions.push(Tool {
+                name: t.require("name")?,
+                description: t.take("description")?,
+                parameters: t
+                    .take_value("parameters")
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                strict: t.take("strict")?,
+                cache_control: None,
+            }),
+            "custom" => {
+                let name: String = t.require("name")?;
+                let description: Option<String> = t.take("description")?;
+                let format = t.take_value("format");
+                let input = custom_input_description(format, &format!("{path}.format"))?;
+                out.functions.push(Tool {
+                    name,
+                    description,
+                    parameters: json!({
+                        "type": "object",
+                        "properties": {CUSTOM_INPUT: {"type": "string", "description": input}},
+                        "required": [CUSTOM_INPUT],
+                        "additionalProperties": false,
+                    }),
+                    strict: None,
+                    cache_control: None,
+                });
+            }
+            kind if WEB_SEARCH_TOOLS.contains(&kind) => {
+                let allowed_domains = match t.take_object("filters")? {
+                    Some(mut filters) => filters
+                        .take::<Vec<String>>("allowed_domains")?
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                out.web_search = Some(WebSearch {
+                    allowed_domains,
+                    user_location: t.take_value("user_location"),
+                });
+            }
+            _ => {
+                return Err(DecodeError::new(
+                    format!(
+                        "tool type '{kind}' is not supported by this gateway (function, custom \
+                         and web_search are): hosted tools run at OpenAI, not at every provider"
+                    ),
+                    Some(&format!("{path}.type")),
+                ));
+            }
         }
-        out.push(Tool {
-            name: t.require("name")?,
-            description: t.take("description")?,
-            parameters: t
-                .take_value("parameters")
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            strict: t.take("strict")?,
-            cache_control: None,
-        });
     }
     Ok(out)
+}
+
+/// The one argument of the function that stands for a custom tool.
+pub(super) const CUSTOM_INPUT: &str = "input";
+
+/// What the stand-in function's `input` argument is told to hold: free text, or text that
+/// follows the custom tool's grammar (a provider without grammar-constrained output reads the
+/// grammar instead).
+fn custom_input_description(format: Option<Value>, path: &str) -> Result<String, DecodeError> {
+    const FREE: &str = "The tool's input: free-form text, not JSON.";
+    let Some(format) = format else {
+        return Ok(FREE.to_owned());
+    };
+    let mut f = ObjectReader::from_value(format, path)?;
+    let kind: String = f.require("type")?;
+    match kind.as_str() {
+        "text" => Ok(FREE.to_owned()),
+        "grammar" => {
+            let syntax: String = f.require("syntax")?;
+            let definition: String = f.require("definition")?;
+            if syntax != "lark" && syntax != "regex" {
+                let syntax_path = format!("{path}.syntax");
+                return Err(DecodeError::new(
+                    format!("'{syntax_path}' must be 'lark' or 'regex', got '{syntax}'"),
+                    Some(&syntax_path),
+                ));
+            }
+            Ok(format!(
+                "The tool's input: free-form text, not JSON, that must match this {syntax} \
+                 grammar:\n{definition}"
+            ))
+        }
+        other => {
+            let type_path = format!("{path}.type");
+            Err(DecodeError::new(
+                format!("'{type_path}' must be 'text' or 'grammar', got '{other}'"),
+                Some(&type_path),
+            ))
+        }
+    }
 }
 
 pub(super) fn decode_tool_choice(
@@ -467,9 +597,11 @@ pub(super) fn decode_tool_choice(
         value => {
             let mut choice = ObjectReader::from_value(value, "tool_choice")?;
             let kind: String = choice.require("type")?;
-            if kind != "function" {
+            if kind != "function" && kind != "custom" {
                 return Err(DecodeError::new(
-                    format!("tool_choice type '{kind}' is not supported (only 'function')"),
+                    format!(
+                        "tool_choice type '{kind}' is not supported (only 'function' and 'custom')"
+                    ),
                     Some("tool_choice.type"),
                 ));
             }

@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::custom_tool_names;
+use super::decode::CUSTOM_INPUT;
 use crate::canonical::{ChatResponse, ContentPart, FinishReason, StreamEvent, Usage};
 use crate::dialect::{EncodeCtx, StreamEncoder};
 use crate::error::{ClientError, ErrorKind};
@@ -47,6 +49,22 @@ enum Item {
         name: String,
         arguments: String,
     },
+    /// A web search the provider ran (Anthropic's web search server tool): its query, and the
+    /// addresses of what it found.
+    WebSearchCall {
+        id: String,
+        query: String,
+        sources: Vec<String>,
+        failed: bool,
+    },
+    /// A custom tool's call: the arguments of the function standing for it as they arrive,
+    /// its `input` once they are whole.
+    CustomCall {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
 }
 
 impl Item {
@@ -55,7 +73,9 @@ impl Item {
             Item::Message { id, .. }
             | Item::Reasoning { id, .. }
             | Item::RedactedReasoning { id, .. }
-            | Item::FunctionCall { id, .. } => id,
+            | Item::FunctionCall { id, .. }
+            | Item::WebSearchCall { id, .. }
+            | Item::CustomCall { id, .. } => id,
         }
     }
 
@@ -102,6 +122,117 @@ impl Item {
                 };
                 json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments})
             }
+            Item::WebSearchCall {
+                id,
+                query,
+                sources,
+                failed,
+            } => {
+                let status = match (status, failed) {
+                    ("in_progress", _) => "in_progress",
+                    (_, true) => "failed",
+                    _ => "completed",
+                };
+                let sources: Vec<Value> = sources
+                    .iter()
+                    .map(|url| json!({"type": "url", "url": url}))
+                    .collect();
+                json!({"id": id, "type": "web_search_call", "status": status,
+                    "action": {"type": "search", "query": query, "sources": sources}})
+            }
+            Item::CustomCall {
+                id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                let input = if status == "in_progress" {
+                    String::new()
+                } else {
+                    custom_input(arguments)
+                };
+                json!({"id": id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": input})
+            }
+        }
+    }
+}
+
+/// A custom tool call's input: the `input` argument of the function standing for the tool, or
+/// the arguments as they are when a model wrote something else.
+fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Map<String, Value>>(arguments) {
+        Ok(mut args) => match args.remove(CUSTOM_INPUT) {
+            Some(Value::String(input)) => input,
+            _ => arguments.to_owned(),
+        },
+        Err(_) => arguments.to_owned(),
+    }
+}
+
+/// A web search's item from Anthropic's `server_tool_use` block (named `web_search`) and
+/// its input's JSON; `None` for another server tool's block.
+fn web_search_call(block: &Value, input: Option<&str>, body: &str, n: usize) -> Option<Item> {
+    if block.get("type")? != "server_tool_use" || block.get("name")? != "web_search" {
+        return None;
+    }
+    let parsed;
+    let input = match input {
+        Some(json) => {
+            parsed = serde_json::from_str::<Value>(json).unwrap_or(Value::Null);
+            &parsed
+        }
+        None => block.get("input").unwrap_or(&Value::Null),
+    };
+    let query = input.get("query").and_then(Value::as_str).unwrap_or("");
+    Some(Item::WebSearchCall {
+        id: item_id("ws", body, n),
+        query: query.to_owned(),
+        sources: Vec::new(),
+        failed: false,
+    })
+}
+
+/// Fills in the last web search's item from Anthropic's `web_search_tool_result` block: the
+/// pages found, or that it failed (its content an error object). Other blocks change nothing.
+fn web_search_result(block: &Value, items: &mut [Item]) {
+    if block.get("type").and_then(Value::as_str) != Some("web_search_tool_result") {
+        return;
+    }
+    let Some(Item::WebSearchCall {
+        sources, failed, ..
+    }) = items
+        .iter_mut()
+        .rev()
+        .find(|item| matches!(item, Item::WebSearchCall { .. }))
+    else {
+        return;
+    };
+    match block.get("content") {
+        Some(Value::Array(results)) => sources.extend(
+            results
+                .iter()
+                .filter_map(|r| r.get("url").and_then(Value::as_str).map(str::to_owned)),
+        ),
+        _ => *failed = true,
+    }
+}
+
+/// The item of a call to tool `name`, a custom tool's or a function's.
+fn call_item(custom: &[String], body: &str, n: usize, call_id: &str, name: &str) -> Item {
+    let (call_id, name) = (call_id.to_owned(), name.to_owned());
+    if custom.contains(&name) {
+        Item::CustomCall {
+            id: item_id("ctc", body, n),
+            call_id,
+            name,
+            arguments: String::new(),
+        }
+    } else {
+        Item::FunctionCall {
+            id: item_id("fc", body, n),
+            call_id,
+            name,
+            arguments: String::new(),
         }
     }
 }
@@ -117,6 +248,7 @@ fn reasoning_text(text: &str) -> Value {
 /// The answer's output items, in the order of its parts.
 fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
     let body = id_body(ctx);
+    let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
     let mut items: Vec<Item> = Vec::new();
     for part in &response.content {
         let n = items.len();
@@ -146,18 +278,23 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 if let Some(signature) = gemini::tool_call_signature(extras) {
                     items.push(gemini_signature_item(&body, n, signature));
                 }
-                let n = items.len();
-                items.push(Item::FunctionCall {
-                    id: item_id("fc", &body, n),
-                    call_id: id.clone(),
-                    name: name.clone(),
-                    arguments: arguments.clone(),
-                });
+                let mut item = call_item(&custom, &body, items.len(), id, name);
+                if let Item::FunctionCall { arguments: a, .. }
+                | Item::CustomCall { arguments: a, .. } = &mut item
+                {
+                    a.clone_from(arguments);
+                }
+                items.push(item);
             }
-            // Answers hold none of the input-only parts, and an Anthropic server tool's blocks
-            // have no item here (the answer's text says what the tool found).
-            ContentPart::ServerTool { .. }
-            | ContentPart::Image { .. }
+            ContentPart::ServerTool { block } => {
+                if let Some(item) = web_search_call(block, None, &body, n) {
+                    items.push(item);
+                } else {
+                    web_search_result(block, &mut items);
+                }
+            }
+            // Answers hold none of the input-only parts.
+            ContentPart::Image { .. }
             | ContentPart::Document { .. }
             | ContentPart::ToolResult { .. } => {}
         }
@@ -335,6 +472,11 @@ fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut Vec<u8>) {
 pub struct ResponsesStreamEncoder {
     ctx: EncodeCtx,
     id_body: String,
+    /// The request's custom tools, whose calls are `custom_tool_call` items.
+    custom: Vec<String>,
+    /// A web search's call block being streamed, with its input so far: its item goes out
+    /// whole with its result.
+    search: Option<(Value, String)>,
     sequence: u64,
     started: bool,
     items: Vec<Item>,
@@ -349,9 +491,12 @@ pub struct ResponsesStreamEncoder {
 impl ResponsesStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         let id_body = id_body(&ctx);
+        let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
         Self {
             ctx,
             id_body,
+            custom,
+            search: None,
             sequence: 0,
             started: false,
             items: Vec::new(),
@@ -507,6 +652,39 @@ impl ResponsesStreamEncoder {
                         out,
                     );
                 }
+                // The input comes whole: the function standing for the tool streams its
+                // arguments as JSON, of which the input is one string.
+                Item::CustomCall { arguments, .. } => {
+                    let input = custom_input(arguments);
+                    if !input.is_empty() {
+                        emit(
+                            sequence,
+                            "response.custom_tool_call_input.delta",
+                            json!({"item_id": id, "output_index": index, "delta": input}),
+                            out,
+                        );
+                    }
+                    emit(
+                        sequence,
+                        "response.custom_tool_call_input.done",
+                        json!({"item_id": id, "output_index": index, "input": input}),
+                        out,
+                    );
+                }
+                Item::WebSearchCall { .. } => {
+                    for kind in [
+                        "response.web_search_call.in_progress",
+                        "response.web_search_call.searching",
+                        "response.web_search_call.completed",
+                    ] {
+                        emit(
+                            sequence,
+                            kind,
+                            json!({"item_id": id, "output_index": index}),
+                            out,
+                        );
+                    }
+                }
                 Item::RedactedReasoning { .. } => {}
             }
             emit(
@@ -592,23 +770,20 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 if let Some(open) = self.open.take() {
                     self.close(vec![open], out);
                 }
-                let id_of_item = item_id("fc", &self.id_body, self.items.len());
-                let at = self.open_item(
-                    Item::FunctionCall {
-                        id: id_of_item,
-                        call_id: id.clone(),
-                        name: name.clone(),
-                        arguments: String::new(),
-                    },
-                    out,
-                );
+                let item = call_item(&self.custom, &self.id_body, self.items.len(), id, name);
+                let at = self.open_item(item, out);
                 self.open_calls.push((*index, at));
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 let Some(&(_, at)) = self.open_calls.iter().find(|(i, _)| i == index) else {
                     return;
                 };
-                if let Item::FunctionCall {
+                if let Item::CustomCall {
+                    arguments: joined, ..
+                } = &mut self.items[at]
+                {
+                    joined.push_str(arguments);
+                } else if let Item::FunctionCall {
                     id,
                     arguments: joined,
                     ..
@@ -644,13 +819,31 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 let item = gemini_signature_item(&self.id_body, self.items.len(), signature);
                 self.whole_item(item, out);
             }
-            // Citations, text block boundaries and server tools are Anthropic's. In-stream
-            // provider errors become `error()` calls by the relay.
-            StreamEvent::TextBlockStart
-            | StreamEvent::Citation(_)
-            | StreamEvent::ServerToolStart(_)
-            | StreamEvent::ServerToolInputDelta(_)
-            | StreamEvent::Error(_) => {}
+            // A web search's call is held until its result, and both go out as one item.
+            StreamEvent::ServerToolStart(block) => {
+                if block.get("type").and_then(Value::as_str) == Some("server_tool_use") {
+                    self.search = Some((block.clone(), String::new()));
+                    return;
+                }
+                let Some((call, input)) = self.search.take() else {
+                    return;
+                };
+                let input = (!input.is_empty()).then_some(input.as_str());
+                if let Some(item) = web_search_call(&call, input, &self.id_body, self.items.len()) {
+                    let mut item = [item];
+                    web_search_result(block, &mut item);
+                    let [item] = item;
+                    self.whole_item(item, out);
+                }
+            }
+            StreamEvent::ServerToolInputDelta(fragment) => {
+                if let Some((_, input)) = &mut self.search {
+                    input.push_str(fragment);
+                }
+            }
+            // Citations and text block boundaries are Anthropic's. In-stream provider errors
+            // become `error()` calls by the relay.
+            StreamEvent::TextBlockStart | StreamEvent::Citation(_) | StreamEvent::Error(_) => {}
         }
     }
 

@@ -22,6 +22,23 @@ use crate::error::{ClientError, DecodeError};
 /// extras (never sent to a provider: none speaks this dialect) for the response to repeat.
 const INSTRUCTIONS: &str = "instructions";
 
+/// The request's `tools` as the client wrote them when they hold more than functions (custom
+/// tools, the hosted web search), kept in its extras (never sent to a provider) for the
+/// response to repeat and to tell custom tools' calls from functions' calls.
+const TOOLS_AS_SENT: &str = "tools";
+
+/// The names of the custom tools in a list of tools as the client wrote it (the one a response
+/// repeats): their calls come back as `custom_tool_call` items, not `function_call` ones.
+fn custom_tool_names(tools: Option<&Value>) -> Vec<String> {
+    tools
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("custom"))
+        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
 pub struct ResponsesIngress;
 
 impl IngressDialect for ResponsesIngress {
@@ -57,6 +74,9 @@ impl IngressDialect for ResponsesIngress {
 /// Responses API's shapes (`max_output_tokens`, `text.format`, flat function tools).
 fn settings(request: &ChatRequest) -> Value {
     let mut echo = Map::new();
+    let as_sent = request.extras.fields.get(TOOLS_AS_SENT);
+    let custom = custom_tool_names(as_sent);
+    let custom_named = |name: &String| custom.contains(name);
     if let Some(instructions) = request.extras.fields.get(INSTRUCTIONS) {
         echo.insert(INSTRUCTIONS.into(), instructions.clone());
     }
@@ -101,17 +121,22 @@ fn settings(request: &ChatRequest) -> Value {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
             ToolChoice::Required => json!("required"),
+            ToolChoice::Function(name) if custom_named(name) => {
+                json!({"type": "custom", "name": name})
+            }
             ToolChoice::Function(name) => json!({"type": "function", "name": name}),
         }),
     );
     set(
         "tools",
-        (!request.tools.is_empty()).then(|| {
-            request
-                .tools
-                .iter()
-                .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict}))
-                .collect()
+        as_sent.cloned().or_else(|| {
+            (!request.tools.is_empty()).then(|| {
+                request
+                    .tools
+                    .iter()
+                    .map(|t| json!({"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict}))
+                    .collect()
+            })
         }),
     );
     set("top_p", request.top_p.map(|p| json!(p)));

@@ -211,6 +211,25 @@ fn what_needs_stored_state_or_hosted_tools_is_refused_naming_the_member() {
             "tools[0].type",
         ),
         (
+            json!({"model": "m", "input": "x", "tools": [{"type": "web_search",
+                "filters": {"allowed_domains": "a.com"}}]}),
+            "tools[0].filters.allowed_domains",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "p",
+                "format": {"type": "grammar", "syntax": "ebnf", "definition": "x"}}]}),
+            "tools[0].format.syntax",
+        ),
+        (
+            json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "p",
+                "format": {"type": "json"}}]}),
+            "tools[0].format.type",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "custom_tool_call", "call_id": "c", "name": "p"}]}),
+            "input[0].input",
+        ),
+        (
             json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
             "tool_choice.type",
         ),
@@ -664,6 +683,7 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
 /// Common requests, read in one pass into exactly the full decoder's request.
 const COMMON: &[&str] = &[
     r#"{"model":"m","input":"Hello"}"#,
+    r#"{"model":"m","input":"Hello","tools":[{"type":"web_search","user_location":{"type":"approximate","city":"Oslo"}}]}"#,
     r#"{"model":"m","instructions":"Be brief.","input":"Tell me \"more\"\n\u00e9 \ud83d\ude00","stream":true,"max_output_tokens":64,"temperature":0.2,"top_p":0.9,"user":"u","metadata":{"team":"a"},"parallel_tool_calls":false,"store":false,"include":[],"truncation":"auto","stream_options":{"include_obfuscation":false},"service_tier":"flex","prompt_cache_key":"k"}"#,
     r#"{
       "model": "m",
@@ -675,7 +695,9 @@ const COMMON: &[&str] = &[
         {"role": "assistant", "content": "Et vous ?"},
         {"role": "user", "content": "Bien."}
       ],
-      "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false}],
+      "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": false},
+                {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: \"*** Begin Patch\""}}],
       "tool_choice": "auto",
       "text": {"format": {"type": "json_schema", "name": "r", "schema": {"type": "object"}}, "verbosity": "low"},
       "reasoning": {"effort": "low", "summary": "auto"},
@@ -697,7 +719,7 @@ const DECLINED: &[&str] = &[
     r#"{"model":"m","input":"x","instructions":["a"]}"#,
     r#"{"model":"m","input":"x","temperature":3}"#,
     r#"{"model":"m","input":"x","max_output_tokens":-1}"#,
-    r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+    r#"{"model":"m","input":"x","tools":[{"type":"file_search"}]}"#,
     r#"{"model":"m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#,
     r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"x"}]}"#,
     r#"{"model":"m","input":[{"type":"reasoning","id":"r","summary":[]}]}"#,
@@ -737,4 +759,307 @@ fn common_requests_are_read_in_one_pass_as_the_full_decoder_reads_them() {
         (start..start + body.len()).contains(&at),
         "the prompt is a slice of the body"
     );
+}
+
+const APPLY_PATCH: &str =
+    "*** Begin Patch\n*** Add File: hello.txt\n+Hello \"world\"\n*** End Patch";
+
+/// A request offering a function and a custom tool (Codex's `apply_patch`, free-form text
+/// following a grammar).
+fn custom_tool_request(stream: bool) -> Value {
+    json!({"model": "m", "input": "Add hello.txt", "stream": stream,
+        "tools": [
+            {"type": "function", "name": "shell", "parameters": {"type": "object",
+                "properties": {"command": {"type": "string"}}}},
+            {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+                "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch"}}
+        ],
+        "tool_choice": {"type": "custom", "name": "apply_patch"}})
+}
+
+#[test]
+fn a_custom_tool_is_a_function_of_one_string_that_every_provider_can_call() {
+    let r = decode(custom_tool_request(false));
+    assert_eq!(r.tools.len(), 2);
+    let tool = &r.tools[1];
+    assert_eq!(tool.name, "apply_patch");
+    assert_eq!(tool.description.as_deref(), Some("Edit files."));
+    assert_eq!(tool.parameters["required"], json!(["input"]));
+    assert_eq!(tool.parameters["properties"]["input"]["type"], "string");
+    let told = tool.parameters["properties"]["input"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(told.contains("lark grammar:\nstart: begin_patch"), "{told}");
+    assert_eq!(
+        r.tool_choice,
+        Some(ToolChoice::Function("apply_patch".into()))
+    );
+    // The response repeats the tools and the choice as the client wrote them.
+    let echo = ResponsesIngress.echo(&r).unwrap();
+    assert_eq!(echo["tools"][0]["type"], "function");
+    assert_eq!(echo["tools"][1], custom_tool_request(false)["tools"][1]);
+    assert_eq!(
+        echo["tool_choice"],
+        json!({"type": "custom", "name": "apply_patch"})
+    );
+    // A free-text custom tool, without a format.
+    let r = decode(json!({"model": "m", "input": "x",
+        "tools": [{"type": "custom", "name": "note"}]}));
+    assert_eq!(
+        r.tools[0].parameters["properties"]["input"]["type"],
+        "string"
+    );
+    assert!(r.tools[0].description.is_none());
+}
+
+#[test]
+fn a_custom_tools_call_is_a_custom_tool_call_item_whose_output_comes_back() {
+    let request = decode(custom_tool_request(false));
+    let arguments = json!({"input": APPLY_PATCH}).to_string();
+    let body = ResponsesIngress.encode_chat(
+        &answer(
+            vec![
+                ContentPart::ToolCall {
+                    id: "call_1".into(),
+                    name: "apply_patch".into(),
+                    arguments: arguments.clone(),
+                    extras: Extras::default(),
+                },
+                ContentPart::ToolCall {
+                    id: "call_2".into(),
+                    name: "shell".into(),
+                    arguments: "{\"command\":\"ls\"}".into(),
+                    extras: Extras::default(),
+                },
+            ],
+            FinishReason::ToolCalls,
+        ),
+        &ctx(&request),
+    );
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    let output = response["output"].as_array().unwrap();
+    assert_eq!(
+        output[0],
+        json!({"id": "ctc_0193abcd_0", "type": "custom_tool_call", "call_id": "call_1",
+            "name": "apply_patch", "input": APPLY_PATCH})
+    );
+    assert_eq!(output[1]["type"], "function_call");
+    assert_eq!(response["tools"][1]["type"], "custom");
+    // Sent back with its output, the call is the stand-in function's again.
+    let mut next = custom_tool_request(false);
+    next["input"] = json!([
+        {"role": "user", "content": "Add hello.txt"},
+        output[0],
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": "Done."}
+    ]);
+    let r = decode(next);
+    assert_eq!(r.messages.len(), 3);
+    let ContentPart::ToolCall {
+        id,
+        name,
+        arguments: sent,
+        ..
+    } = &r.messages[1].content[0]
+    else {
+        panic!("{:?}", r.messages[1]);
+    };
+    assert_eq!((id.as_str(), name.as_str()), ("call_1", "apply_patch"));
+    assert_eq!(
+        serde_json::from_str::<Value>(sent).unwrap()["input"],
+        APPLY_PATCH
+    );
+    let ContentPart::ToolResult {
+        tool_call_id,
+        name,
+        content,
+        ..
+    } = &r.messages[2].content[0]
+    else {
+        panic!("{:?}", r.messages[2]);
+    };
+    assert_eq!(tool_call_id, "call_1");
+    assert_eq!(name.as_deref(), Some("apply_patch"));
+    assert_eq!(ContentPart::concat_text(content), "Done.");
+}
+
+#[test]
+fn a_streamed_custom_tool_call_gives_its_input_once_whole() {
+    let request = decode(custom_tool_request(true));
+    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
+    let arguments = json!({"input": APPLY_PATCH}).to_string();
+    let (head, tail) = arguments.split_at(20);
+    let mut out = Vec::new();
+    for event in [
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_1".into(),
+            name: "apply_patch".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: head.into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: tail.into(),
+        },
+        StreamEvent::Finish(FinishReason::ToolCalls),
+    ] {
+        encoder.event(&event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let events = events(&out);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(
+        events[2].1["item"],
+        json!({"id": "ctc_0193abcd_0", "type": "custom_tool_call", "call_id": "call_1",
+            "name": "apply_patch", "input": ""})
+    );
+    assert_eq!(events[3].1["delta"], APPLY_PATCH);
+    assert_eq!(events[4].1["input"], APPLY_PATCH);
+    assert_eq!(events[4].1["item_id"], "ctc_0193abcd_0");
+    assert_eq!(events[5].1["item"]["input"], APPLY_PATCH);
+    assert_eq!(events[6].1["response"]["output"][0]["input"], APPLY_PATCH);
+}
+
+#[test]
+fn a_custom_call_whose_arguments_are_not_the_stand_ins_keeps_them_as_its_input() {
+    let request = decode(custom_tool_request(false));
+    let body = ResponsesIngress.encode_chat(
+        &answer(
+            vec![ContentPart::ToolCall {
+                id: "call_1".into(),
+                name: "apply_patch".into(),
+                arguments: "*** Begin Patch".into(),
+                extras: Extras::default(),
+            }],
+            FinishReason::ToolCalls,
+        ),
+        &ctx(&request),
+    );
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(response["output"][0]["input"], "*** Begin Patch");
+}
+
+fn search_blocks() -> Vec<ContentPart> {
+    vec![
+        ContentPart::text("Let me look."),
+        ContentPart::ServerTool {
+            block: json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                "input": {"query": "rust 2024 edition"}}),
+        },
+        ContentPart::ServerTool {
+            block: json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+            "content": [
+                {"type": "web_search_result", "url": "https://a.example/1", "title": "A",
+                    "encrypted_content": "e1"},
+                {"type": "web_search_result", "url": "https://b.example/2", "title": "B",
+                    "encrypted_content": "e2"}
+            ]}),
+        },
+        ContentPart::text("It shipped in Rust 1.85."),
+    ]
+}
+
+#[test]
+fn the_hosted_web_search_is_a_search_the_provider_runs_and_its_call_an_item() {
+    let tools = json!([
+        {"type": "web_search", "external_web_access": false,
+            "filters": {"allowed_domains": ["doc.rust-lang.org"]},
+            "user_location": {"type": "approximate", "country": "NO"}},
+        {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    ]);
+    let r = decode(json!({"model": "m", "input": "x", "tools": tools}));
+    let search = r.web_search.as_ref().unwrap();
+    assert_eq!(search.allowed_domains, ["doc.rust-lang.org"]);
+    assert_eq!(search.user_location.as_ref().unwrap()["country"], "NO");
+    assert_eq!(r.tools.len(), 1);
+    assert_eq!(ResponsesIngress.echo(&r).unwrap()["tools"], tools);
+    // The preview versions too.
+    let r = decode(json!({"model": "m", "input": "x", "tools": [{"type": "web_search_preview"}]}));
+    assert!(r.web_search.is_some() && r.tools.is_empty());
+
+    let body = ResponsesIngress.encode_chat(&answer(search_blocks(), FinishReason::Stop), &ctx(&r));
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    let output = response["output"].as_array().unwrap();
+    let types: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["message", "web_search_call", "message"]);
+    assert_eq!(
+        output[1],
+        json!({"id": "ws_0193abcd_1", "type": "web_search_call", "status": "completed",
+            "action": {"type": "search", "query": "rust 2024 edition", "sources": [
+                {"type": "url", "url": "https://a.example/1"},
+                {"type": "url", "url": "https://b.example/2"}]}})
+    );
+    assert_eq!(response["output_text"], Value::Null);
+    // Sent back with the history, the search's item is taken and left out.
+    let mut input = vec![json!({"role": "user", "content": "x"})];
+    input.extend(output.iter().cloned());
+    input.push(json!({"role": "user", "content": "And 2027?"}));
+    let r = decode(json!({"model": "m", "input": input, "tools": [{"type": "web_search"}]}));
+    assert_eq!(r.messages.len(), 3);
+    assert_eq!(r.messages[1].text(), "Let me look.It shipped in Rust 1.85.");
+}
+
+#[test]
+fn a_streamed_web_search_goes_out_whole_with_its_result() {
+    let request = decode(json!({"model": "m", "input": "x", "stream": true,
+        "tools": [{"type": "web_search"}]}));
+    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
+    let mut out = Vec::new();
+    for event in [
+        StreamEvent::TextDelta("Let me look.".into()),
+        StreamEvent::ServerToolStart(json!({"type": "server_tool_use", "id": "srvtoolu_1",
+            "name": "web_search", "input": {}})),
+        StreamEvent::ServerToolInputDelta("{\"query\": \"rust ".into()),
+        StreamEvent::ServerToolInputDelta("edition\"}".into()),
+        StreamEvent::ServerToolStart(json!({"type": "web_search_tool_result",
+            "tool_use_id": "srvtoolu_1",
+            "content": {"type": "web_search_tool_result_error", "error_code": "unavailable"}})),
+        StreamEvent::TextDelta("I could not search.".into()),
+        StreamEvent::Finish(FinishReason::Stop),
+    ] {
+        encoder.event(&event, &mut out);
+    }
+    encoder.finish(&mut out);
+    let events = events(&out);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let at = names
+        .iter()
+        .position(|n| *n == "response.web_search_call.in_progress")
+        .unwrap();
+    assert_eq!(
+        names[at - 1..at + 4],
+        [
+            "response.output_item.added",
+            "response.web_search_call.in_progress",
+            "response.web_search_call.searching",
+            "response.web_search_call.completed",
+            "response.output_item.done",
+        ]
+    );
+    let item = &events[at + 3].1["item"];
+    assert_eq!(item["type"], "web_search_call");
+    assert_eq!(item["status"], "failed");
+    assert_eq!(item["action"]["query"], "rust edition");
+    let output = events.last().unwrap().1["response"]["output"].clone();
+    let types: Vec<&str> = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["message", "web_search_call", "message"]);
 }
