@@ -422,6 +422,24 @@ def run_responses(alias):
         calls = [item for item in final.output if item.type == "custom_tool_call"]
         assert calls and done and done[0].input == calls[0].input, (done, final.output)
 
+    @check(f"openai responses hosted web search [{alias}]")
+    def _():
+        # Claude searches with Anthropic's own tool; providers without a search answer without one.
+        tools = [{"type": "web_search", "user_location": {"type": "approximate", "country": "NO"}}]
+        r = oa.responses.create(model=alias, input="Latest news on trains", tools=tools)
+        searches = [item for item in r.output if item.type == "web_search_call"]
+        with oa.responses.stream(model=alias, input="Latest news on trains", tools=tools) as stream:
+            final = stream.get_final_response()
+        streamed = [item for item in final.output if item.type == "web_search_call"]
+        assert r.output_text and final.output_text, (r.output, final.output)
+        if alias == "anthropic" or alias.startswith("claude"):
+            assert isinstance(searches[0], openai.types.responses.ResponseFunctionWebSearch), r.output
+            assert searches[0].action.query == "Latest news on trains", searches[0]
+            assert searches[0].status == "completed" and searches[0].action.sources, searches[0]
+            assert streamed and streamed[0].action.query == searches[0].action.query, final.output
+        else:
+            assert not searches and not streamed, (r.output, final.output)
+
     @check(f"openai responses parse [{alias}]")
     def _():
         from pydantic import BaseModel
