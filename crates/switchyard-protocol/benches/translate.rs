@@ -109,6 +109,7 @@ fn ctx() -> EncodeCtx {
         created: 1_700_000_000,
         include_usage: true,
         echo: None,
+        keep: None,
     }
 }
 

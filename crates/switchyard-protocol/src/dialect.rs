@@ -46,6 +46,20 @@ pub struct EncodeCtx {
     /// The request's settings, for dialects whose answers repeat them (a Responses API
     /// `response`); see [`IngressDialect::echo`].
     pub echo: Option<serde_json::Value>,
+    /// Where a finished answer goes to be kept, for dialects whose clients may refer to it
+    /// later (the Responses API's `previous_response_id`); `None` keeps nothing.
+    pub keep: Option<KeepAnswer>,
+}
+
+/// Takes a finished answer, whole or streamed to its end, as its dialect's object (a Responses
+/// API `response`); never an answer that failed.
+#[derive(Clone)]
+pub struct KeepAnswer(pub std::sync::Arc<dyn Fn(&serde_json::Value) + Send + Sync>);
+
+impl std::fmt::Debug for KeepAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepAnswer")
+    }
 }
 
 /// What the client speaks: decode its request, encode our answer, frame our stream.

@@ -130,6 +130,7 @@ fn ctx() -> EncodeCtx {
         created: 1_754_400_000,
         include_usage: true,
         echo: None,
+        keep: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct App {
     pub evaluations: Arc<crate::evaluation::Evaluations>,
     /// Provider credentials stored through the admin API, encrypted at rest.
     pub credentials: Arc<crate::credentials::Credentials>,
+    /// Responses API answers kept for clients that refer to them.
+    pub kept_responses: crate::kept_responses::KeptResponses,
     /// The runtime the state was built on, for background work started by a request (an
     /// evaluation run): serving workers only serve.
     pub background: tokio::runtime::Handle,
@@ -121,6 +123,10 @@ impl App {
         };
         Ok((
             Self {
+                kept_responses: crate::kept_responses::KeptResponses::new(
+                    config.server.keep_responses_for,
+                    config.server.keep_responses_bytes,
+                ),
                 config,
                 table,
                 retry_budget,

@@ -37,6 +37,7 @@ fn ctx(id: &str, model: &str) -> EncodeCtx {
         created: 1_700_000_000,
         include_usage: true,
         echo: None,
+        keep: None,
     }
 }
 

@@ -13,3 +13,7 @@ mod tests;
 pub use ingress::{OpenAiIngress, OpenAiStreamEncoder, decode_embeddings, encode_embeddings};
 pub use provider::{OpenAiProvider, OpenAiStreamDecoder};
 pub use responses::{ResponsesIngress, ResponsesStreamEncoder};
+/// Responses the gateway keeps, brought back into requests that refer to them.
+pub mod kept_responses {
+    pub use super::responses::{Kept, STORE, bring_in, input_items, refers_to_kept};
+}

@@ -244,6 +244,7 @@ fn parses_reply_with_tool_calls_and_usage() {
         created: 5,
         include_usage: false,
         echo: None,
+        keep: None,
     };
     let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&r, &ctx)).unwrap();
     assert_eq!(out["id"], "chatcmpl-abc");
@@ -467,6 +468,7 @@ fn encoder_output_decodes_back_to_the_same_events() {
         created: 1,
         include_usage: true,
         echo: None,
+        keep: None,
     };
     let mut enc = OpenAiStreamEncoder::new(ctx);
     let mut out = Vec::new();
@@ -643,6 +645,7 @@ fn ctx() -> EncodeCtx {
         created: 1,
         include_usage: false,
         echo: None,
+        keep: None,
     }
 }
 
@@ -1244,6 +1247,7 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
             created: -7,
             include_usage: true,
             echo: None,
+            keep: None,
         },
     ];
     for reply in &replies {
@@ -1307,6 +1311,7 @@ fn stream_chunks_are_byte_for_byte_what_serde_writes() {
                 created: 1_700_000_000,
                 include_usage,
                 echo: None,
+                keep: None,
             };
             let mut encoder = OpenAiStreamEncoder::new(ctx.clone());
             let mut events = vec![StreamEvent::Start {

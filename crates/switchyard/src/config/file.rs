@@ -32,6 +32,22 @@ pub struct ServerFile {
     /// pools, fed connections by one acceptor; 0 (the default) means one per CPU.
     #[serde(default)]
     pub workers: usize,
+    /// How long a Responses API answer is kept in memory for `previous_response_id`,
+    /// `item_reference` and `GET /v1/responses/{id}` (unless its request says `store: false`);
+    /// 0 keeps none.
+    #[serde(default = "default_keep_responses_for", with = "humantime_serde")]
+    pub keep_responses_for: Duration,
+    /// Most memory the kept responses may take, in bytes; the oldest go first beyond it.
+    #[serde(default = "default_keep_responses_bytes")]
+    pub keep_responses_bytes: usize,
+}
+
+fn default_keep_responses_for() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_keep_responses_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 pub fn default_data_dir() -> String {
@@ -66,6 +82,8 @@ impl Default for ServerFile {
             idle_timeout: default_idle_timeout(),
             data_dir: default_data_dir(),
             workers: 0,
+            keep_responses_for: default_keep_responses_for(),
+            keep_responses_bytes: default_keep_responses_bytes(),
         }
     }
 }

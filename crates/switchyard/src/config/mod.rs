@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub data_dir: std::path::PathBuf,
     /// Request-serving threads (resolved: at least 1).
     pub workers: usize,
+    /// How long Responses API answers are kept; `None` keeps none.
+    pub keep_responses_for: Option<Duration>,
+    pub keep_responses_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -381,6 +384,8 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         },
+        keep_responses_for: Some(server.keep_responses_for).filter(|t| !t.is_zero()),
+        keep_responses_bytes: server.keep_responses_bytes,
     }
 }
 

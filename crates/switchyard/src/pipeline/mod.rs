@@ -21,13 +21,15 @@ use bytes::Bytes;
 use futures::Stream;
 use http::{HeaderMap, HeaderName};
 use switchyard_protocol::canonical::{ChatRequest, ResponseFormat, Usage};
-use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect};
+use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect, KeepAnswer};
 use switchyard_protocol::openai;
+use switchyard_protocol::openai::kept_responses;
 
 use crate::app::App;
 use crate::config::ContentMode;
 use crate::error::GatewayError;
 use crate::experiments;
+use crate::governance::Principal;
 use crate::pricing::Price;
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
@@ -192,6 +194,54 @@ fn price_of(d: &crate::routing::Deployment) -> Option<Price> {
     d.billing
 }
 
+/// A Responses API body with the kept responses it refers to (`previous_response_id`,
+/// `item_reference`) brought in, as if the client had sent the whole conversation; any other
+/// body as it is.
+fn bring_in_kept(
+    app: &App,
+    ingress: &dyn IngressDialect,
+    principal: &Principal,
+    body: Bytes,
+) -> Result<Bytes, GatewayError> {
+    if ingress.id() != DialectId::OpenAiResponses || !kept_responses::refers_to_kept(&body) {
+        return Ok(body);
+    }
+    let owner = &principal.caller.key_id;
+    let found = |id: &str| app.kept_responses.get(id, owner);
+    match kept_responses::bring_in(&body, &found).map_err(GatewayError::InvalidRequest)? {
+        Some(whole) => Ok(Bytes::from(whole)),
+        None => Ok(body),
+    }
+}
+
+/// Where a Responses API answer goes to be kept, unless keeping is off or the request said
+/// `store: false`: with the request it answered (`body`, its references brought in), for the
+/// caller that made it.
+fn keep_answer(
+    app: &Arc<App>,
+    ingress: &dyn IngressDialect,
+    principal: &Principal,
+    request: &ChatRequest,
+    body: &Bytes,
+) -> Option<KeepAnswer> {
+    let declined =
+        request.extras.fields.get(kept_responses::STORE) == Some(&serde_json::Value::Bool(false));
+    if ingress.id() != DialectId::OpenAiResponses || !app.kept_responses.enabled() || declined {
+        return None;
+    }
+    let (app, body, owner) = (app.clone(), body.clone(), principal.caller.key_id.clone());
+    Some(KeepAnswer(Arc::new(move |response: &serde_json::Value| {
+        let Some(id) = response.get("id").and_then(serde_json::Value::as_str) else {
+            return;
+        };
+        let kept = kept_responses::Kept {
+            request: body.clone(),
+            response: Bytes::from(serde_json::to_vec(response).unwrap_or_default()),
+        };
+        app.kept_responses.keep(id.to_owned(), kept, owner.clone());
+    })))
+}
+
 /// `POST /v1/chat/completions` and `POST /v1/messages`.
 pub async fn chat(
     app: Arc<App>,
@@ -203,9 +253,11 @@ pub async fn chat(
 ) -> Result<Reply, GatewayError> {
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
+    let body = bring_in_kept(&app, ingress, &principal, body)?;
     let mut request = ingress
         .decode_chat(&body)
         .map_err(GatewayError::InvalidRequest)?;
+    let keep = keep_answer(&app, ingress, &principal, &request, &body);
     drop(body);
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
@@ -257,6 +309,7 @@ pub async fn chat(
         created: unix_now(),
         include_usage: request.include_usage || ctx.dialect == DialectId::Anthropic,
         echo: ingress.echo(&request),
+        keep,
     };
     let result =
         upstream::execute_chat(&mut planner, &request, &app.table.policy, &app.retry_budget).await;
@@ -407,6 +460,7 @@ pub async fn count_tokens(
     body: Bytes,
 ) -> Result<u64, GatewayError> {
     let principal = authenticate(app, headers)?;
+    let body = bring_in_kept(app, ingress, &principal, body)?;
     let body = if ingress.id() == DialectId::Anthropic {
         // The Messages decoder wants `max_tokens`, which this endpoint does not take.
         let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)

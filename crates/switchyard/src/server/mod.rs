@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use switchyard_protocol::anthropic::AnthropicIngress;
 use switchyard_protocol::dialect::{DialectId, IngressDialect};
+use switchyard_protocol::openai::kept_responses;
 use switchyard_protocol::openai::{OpenAiIngress, ResponsesIngress};
 use tokio::net::TcpListener;
 
@@ -53,7 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/responses", post(openai_responses))
         .route("/responses", post(openai_responses))
         .route("/v1/responses/input_tokens", post(openai_input_tokens))
-        .route("/v1/responses/{*rest}", any(responses_not_kept))
+        .route("/v1/responses/{*rest}", any(kept_response))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embeddings", post(openai_embeddings))
         .route("/v1/models", get(models::list))
@@ -518,17 +519,55 @@ async fn count_tokens(
     }
 }
 
-/// Reading, cancelling or deleting a stored response: this gateway stores none.
-async fn responses_not_kept(uri: http::Uri) -> Response {
+/// A kept response (see `kept_responses`): `GET /v1/responses/{id}` answers it, `DELETE` forgets
+/// it and `GET /v1/responses/{id}/input_items` lists the items of the conversation it answered.
+/// Only the caller that made a response sees it; anything else, a response not kept among
+/// them, is a 404.
+async fn kept_response(
+    State(app): State<Arc<App>>,
+    method: http::Method,
+    headers: HeaderMap,
+    uri: http::Uri,
+) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAiResponses);
-    error_response(
-        DialectId::OpenAiResponses,
-        &GatewayError::Missing(format!(
-            "No stored response at {}: this gateway keeps no responses; each request carries its whole conversation in 'input'",
-            uri.path()
-        )),
-        &ctx.id,
-    )
+    let principal = match pipeline::authenticate(&app, &headers) {
+        Ok(p) => p,
+        Err(e) => return error_response(DialectId::OpenAiResponses, &e, &ctx.id),
+    };
+    let owner = &principal.caller.key_id;
+    let rest = uri.path().trim_start_matches("/v1/responses/");
+    let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+    let found = match (&method, sub) {
+        (&http::Method::GET, "") => app
+            .kept_responses
+            .get(id, owner)
+            .and_then(|k| serde_json::from_slice(&k.response).ok()),
+        (&http::Method::GET, "input_items") => app.kept_responses.get(id, owner).map(|k| {
+            let items = kept_responses::input_items(&k, id);
+            let first = items.first().and_then(|i| i.get("id")).cloned();
+            let last = items.last().and_then(|i| i.get("id")).cloned();
+            json!({"object": "list", "data": items, "first_id": first, "last_id": last,
+                "has_more": false})
+        }),
+        (&http::Method::DELETE, "") => app
+            .kept_responses
+            .remove(id, owner)
+            .then(|| json!({"id": id, "object": "response.deleted", "deleted": true})),
+        _ => None,
+    };
+    match found {
+        Some(body) => json_response(StatusCode::OK, body),
+        None => error_response(
+            DialectId::OpenAiResponses,
+            &GatewayError::Missing(format!(
+                "No response found at {} {}: it was stored with 'store': false, has expired or \
+                 been deleted, or was made with another key",
+                method,
+                uri.path()
+            )),
+            &ctx.id,
+        ),
+    }
 }
 
 async fn openai_embeddings(

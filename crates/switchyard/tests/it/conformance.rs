@@ -567,7 +567,7 @@ async fn responses_api_matrix() {
         ),
         (
             json!({"model": "openai", "input": [{"type": "item_reference", "id": "msg_1"}]}),
-            "input[0].type",
+            "input[0].id",
         ),
         (
             json!({"model": "openai", "input": [{"role": "system", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]}]}),
@@ -1385,7 +1385,7 @@ async fn count_tokens_asks_anthropic_and_estimates_for_other_providers() {
 /// then reports, and the gateway's estimate for others. Stored responses are not kept, and
 /// asking for one says so.
 #[tokio::test]
-async fn responses_input_tokens_are_counted_and_stored_responses_are_not_kept() {
+async fn responses_input_tokens_are_counted_and_unknown_responses_are_not_found() {
     let env = env().await;
     let prompt = |model: &str| {
         json!({"model": model, "instructions": "Be brief.",
@@ -1421,7 +1421,7 @@ async fn responses_input_tokens_are_counted_and_stored_responses_are_not_kept() 
         assert_eq!(r.status, 404, "{path}: {}", r.text);
         assert_eq!(r.json()["error"]["code"], "not_found", "{}", r.text);
         let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
-        assert!(message.contains("keeps no responses"), "{message}");
+        assert!(message.contains("No response found"), "{message}");
     }
 }
 
@@ -1630,5 +1630,154 @@ async fn gemini_3_signatures_survive_a_tool_loop_from_every_client() {
         let r = env.post_anthropic(&next).await;
         assert_eq!(r.status, 200, "stream={stream}: {:.300}", r.text);
         assert!(r.text.contains("18 degrees"), "{:.300}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn responses_are_kept_for_previous_response_id_item_references_and_reading() {
+    let env = env().await;
+    for kind in KINDS {
+        // A call, then only its output with `previous_response_id`: the call and the question
+        // come back from the kept response (Anthropic and Gemini refuse an output without them).
+        let body = json!({"model": kind, "input": "What is the weather in Paris?",
+            "tools": [responses_tool()], "tool_choice": "required"});
+        let first = env.post("/v1/responses", &body).await.json();
+        assert_eq!(first["store"], true, "{kind}: {first}");
+        let id = first["id"].as_str().unwrap().to_owned();
+        let call = first["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "function_call")
+            .unwrap_or_else(|| panic!("{kind}: {first}"))
+            .clone();
+        let next = json!({"model": kind, "previous_response_id": id, "tools": [responses_tool()],
+            "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "18 degrees"}]});
+        let r = env.post("/v1/responses", &next).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let second = r.json();
+        let text = second["output"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("18 degrees"), "{kind}: {second}");
+        assert!(
+            second["usage"]["input_tokens"].as_u64() > first["usage"]["input_tokens"].as_u64(),
+            "{kind}: the history was sent: {second}"
+        );
+        // The same with the call named by an item reference instead, streamed.
+        let by_reference = json!({"model": kind, "stream": true, "tools": [responses_tool()],
+        "input": [
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"type": "item_reference", "id": call["id"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "19 degrees"}
+        ]});
+        let (names, last) = responses_stream(&env.post("/v1/responses", &by_reference).await);
+        assert_eq!(
+            names.last().unwrap(),
+            "response.completed",
+            "{kind}: {names:?}"
+        );
+        let text = last["output"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("19 degrees"), "{kind}: {last}");
+        // A streamed answer is kept too, and chains on.
+        let third = json!({"model": kind, "previous_response_id": last["id"], "input": "Thanks"});
+        let r = env.post("/v1/responses", &third).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+    }
+
+    // Reading a kept response, its input items, and deleting it.
+    let body = json!({"model": "openai", "instructions": "Be brief.", "input": "Hello there"});
+    let made = env.post("/v1/responses", &body).await.json();
+    let id = made["id"].as_str().unwrap();
+    let got = env.get(&format!("/v1/responses/{id}")).await;
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.json(), made);
+    let items = env
+        .get(&format!("/v1/responses/{id}/input_items"))
+        .await
+        .json();
+    assert_eq!(items["object"], "list");
+    assert_eq!(
+        items["data"][0],
+        json!({"type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_text", "text": "Hello there"}],
+            "id": format!("in_{}_0", id.strip_prefix("resp_").unwrap())}),
+        "{items}"
+    );
+    assert_eq!(items["first_id"], items["data"][0]["id"]);
+    // Counted input tokens include the kept conversation too.
+    let count = |body: Value| {
+        let env = &env;
+        async move {
+            let r = env.post("/v1/responses/input_tokens", &body).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()["input_tokens"].as_u64().unwrap()
+        }
+    };
+    let alone = count(json!({"model": "openai", "input": "Go on"})).await;
+    let after =
+        count(json!({"model": "openai", "input": "Go on", "previous_response_id": id})).await;
+    assert!(after > alone, "{after} > {alone}");
+    // Another caller sees none of it.
+    let key = env
+        .post("/admin/keys", &json!({"name": "other"}))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.get_key(&format!("/v1/responses/{id}"), &key)
+            .await
+            .status,
+        404
+    );
+    let r = env
+        .post_key(
+            "/v1/responses",
+            &json!({"model": "openai", "previous_response_id": id, "input": "Go on"}),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "previous_response_id");
+    let deleted = env
+        .http
+        .delete(format!("{}/v1/responses/{id}", env.gw.url))
+        .header("authorization", format!("Bearer {}", crate::harness::KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let deleted: Value = deleted.json().await.unwrap();
+    assert_eq!(
+        deleted,
+        json!({"id": id, "object": "response.deleted", "deleted": true})
+    );
+    let r = env.get(&format!("/v1/responses/{id}")).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+
+    // `store: false` keeps nothing, and says so.
+    let body = json!({"model": "openai", "input": "Hello", "store": false});
+    let made = env.post("/v1/responses", &body).await.json();
+    assert_eq!(made["store"], false);
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(env.get(&format!("/v1/responses/{id}")).await.status, 404);
+    for (body, param) in [
+        (
+            json!({"model": "openai", "previous_response_id": id, "input": "Go on"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "openai", "input": [{"type": "item_reference", "id": "msg_nothing_0"}]}),
+            "input[0].id",
+        ),
+        (
+            json!({"model": "openai", "previous_response_id": 7, "input": "Go on"}),
+            "previous_response_id",
+        ),
+    ] {
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+        assert_eq!(r.json()["error"]["param"], param, "{body}: {}", r.text);
     }
 }

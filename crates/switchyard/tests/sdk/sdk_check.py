@@ -455,14 +455,40 @@ def run_responses(alias):
         n = oa.responses.input_tokens.count(model=alias, instructions="Be brief.", input="Hello there")
         assert n.object == "response.input_tokens" and n.input_tokens > 0, n
 
-    @check(f"openai responses refuses stored state [{alias}]")
+    @check(f"openai responses previous_response_id, retrieve, input items, delete [{alias}]")
     def _():
+        first = oa.responses.create(model=alias, input="What is the weather in Paris?", tools=[RESPONSES_WEATHER_TOOL], tool_choice="required")
+        assert first.store is True, first.store
+        call = next(item for item in first.output if item.type == "function_call")
+        second = oa.responses.create(
+            model=alias,
+            previous_response_id=first.id,
+            tools=[RESPONSES_WEATHER_TOOL],
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees"}],
+        )
+        assert "18 degrees" in second.output_text, second.output_text
+        got = oa.responses.retrieve(first.id)
+        assert got.id == first.id and got.output[-1].call_id == call.call_id, got
+        items = oa.responses.input_items.list(first.id)
+        assert items.data and items.data[0].type == "message", items
+        oa.responses.delete(first.id)
         try:
-            oa.responses.create(model=alias, input="Go on", previous_response_id="resp_123")
+            oa.responses.retrieve(first.id)
+        except openai.NotFoundError:
+            pass
+        else:
+            raise AssertionError("a deleted response was found")
+
+    @check(f"openai responses refuses what it does not keep [{alias}]")
+    def _():
+        r = oa.responses.create(model=alias, input="Hello", store=False)
+        assert r.store is False, r.store
+        try:
+            oa.responses.create(model=alias, input="Go on", previous_response_id=r.id)
         except openai.BadRequestError as e:
             assert e.body["param"] == "previous_response_id", e.body
         else:
-            raise AssertionError("previous_response_id was accepted")
+            raise AssertionError("an unkept previous_response_id was accepted")
 
 
 def run_langchain(alias):

@@ -18,7 +18,7 @@ use super::decode::{
     IGNORED_FIELDS, NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice,
     decode_tools, message,
 };
-use super::{INSTRUCTIONS, TOOLS_AS_SENT};
+use super::{INSTRUCTIONS, STORE, TOOLS_AS_SENT};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
@@ -78,6 +78,11 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
                 "metadata" => r.metadata = map.next_value()?,
                 "parallel_tool_calls" => r.parallel_tool_calls = map.next_value()?,
                 "stream" => stream = map.next_value()?,
+                "store" => {
+                    if let Some(store) = map.next_value::<Option<bool>>()? {
+                        rest.insert(STORE.to_owned(), Value::Bool(store));
+                    }
+                }
                 "model" | "instructions" | "input" | "background" => return Err(decline()),
                 key if NEEDS_STORED_STATE.contains(&key) => return Err(decline()),
                 key if IGNORED_FIELDS.contains(&key) => {

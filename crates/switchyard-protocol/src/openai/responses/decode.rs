@@ -1,7 +1,8 @@
 //! Reads a `POST /v1/responses` body into the canonical request, each error naming its JSON
-//! path. The gateway keeps no responses, so what needs a stored one (`previous_response_id`,
-//! `conversation`, an `item_reference`, a stored `prompt`, `background`) is refused with a 400
-//! rather than silently answered without its context.
+//! path. The responses a request refers to are brought into its `input` before it gets here
+//! (`kept.rs`); what still needs state the gateway does not keep (`conversation`, a stored
+//! `prompt`, `background`, and a `previous_response_id` or `item_reference` nothing brought
+//! in) is refused with a 400 rather than silently answered without its context.
 
 use std::collections::HashMap;
 
@@ -16,16 +17,16 @@ use crate::error::DecodeError;
 use crate::json::ObjectReader;
 use crate::openai::ingress::{take_temperature, tool_choice_mode};
 
-use super::{INSTRUCTIONS, TOOLS_AS_SENT};
+use super::{INSTRUCTIONS, STORE, TOOLS_AS_SENT};
 use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
 pub(super) const NEEDS_STORED_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 
-/// Members that ask nothing of a stateless gateway's answer, taken and dropped: it stores
-/// nothing (`store`), returns what the canonical answer has (`include`), never truncates
-/// (`truncation`) and has no stream obfuscation to turn off (`stream_options`).
-pub(super) const IGNORED_FIELDS: [&str; 4] = ["store", "include", "truncation", "stream_options"];
+/// Members that ask nothing of the gateway's answer, taken and dropped: it returns what the
+/// canonical answer has (`include`), never truncates (`truncation`) and has no stream
+/// obfuscation to turn off (`stream_options`).
+pub(super) const IGNORED_FIELDS: [&str; 3] = ["include", "truncation", "stream_options"];
 
 pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let mut obj = ObjectReader::from_body(body)?;
@@ -73,6 +74,7 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let user = obj.take("user")?;
     let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
     let stream = obj.take::<bool>("stream")?.unwrap_or(false);
+    let store: Option<bool> = obj.take(STORE)?;
     for key in IGNORED_FIELDS {
         obj.take_value(key);
     }
@@ -100,6 +102,9 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             }
             if let Some(as_sent) = tools.as_sent {
                 extras.insert(TOOLS_AS_SENT.into(), as_sent);
+            }
+            if let Some(store) = store {
+                extras.insert(STORE.into(), Value::Bool(store));
             }
             Extras::new(DialectId::OpenAiResponses, extras)
         },

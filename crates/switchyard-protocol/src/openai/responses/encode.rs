@@ -390,7 +390,7 @@ fn response_json(
     response.insert("model".into(), json!(ctx.model));
     response.insert("output".into(), Value::Array(output));
     response.insert("previous_response_id".into(), Value::Null);
-    response.insert("store".into(), json!(false));
+    response.insert("store".into(), json!(ctx.keep.is_some()));
     response.insert("truncation".into(), json!("disabled"));
     let echo = ctx.echo.as_ref().and_then(Value::as_object);
     for key in SETTINGS {
@@ -415,6 +415,9 @@ pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u
         output,
         response.usage.as_ref(),
     );
+    if let Some(keep) = &ctx.keep {
+        (keep.0)(&body);
+    }
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
@@ -717,6 +720,9 @@ impl ResponsesStreamEncoder {
         } else {
             "response.incomplete"
         };
+        if let Some(keep) = &self.ctx.keep {
+            (keep.0)(&response);
+        }
         self.emit(kind, json!({"response": response}), out);
     }
 }

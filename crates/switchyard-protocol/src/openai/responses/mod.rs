@@ -1,11 +1,14 @@
-//! OpenAI's Responses API as the client speaks it (`POST /v1/responses`), stateless: a request
-//! carries its whole conversation in `input`, any provider answers it through the canonical
-//! request, and the answer comes back as a `response` object or a stream of `response.*`
-//! events. Errors use the OpenAI envelope.
+//! OpenAI's Responses API as the client speaks it (`POST /v1/responses`). A request is read as
+//! carrying its whole conversation in `input`: the gateway brings in what it refers to among
+//! the responses it kept (`previous_response_id`, `item_reference`, see `kept.rs`) before the
+//! request is read. Any provider answers it through the canonical request, and the answer comes
+//! back as a `response` object or a stream of `response.*` events. Errors use the OpenAI
+//! envelope.
 
 mod common;
 mod decode;
 mod encode;
+mod kept;
 #[cfg(test)]
 mod tests;
 
@@ -13,6 +16,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 pub use encode::ResponsesStreamEncoder;
+pub use kept::{Kept, bring_in, input_items, refers_to_kept};
 
 use crate::canonical::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice};
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
@@ -21,6 +25,10 @@ use crate::error::{ClientError, DecodeError};
 /// The request's `instructions`, which become its first message and are also kept in its
 /// extras (never sent to a provider: none speaks this dialect) for the response to repeat.
 const INSTRUCTIONS: &str = "instructions";
+
+/// The request's `store`, when it set it: whether the client lets the gateway keep the answer
+/// (the Responses API keeps answers unless told not to).
+pub const STORE: &str = "store";
 
 /// The request's `tools` as the client wrote them when they hold more than functions (custom
 /// tools, the hosted web search), kept in its extras (never sent to a provider) for the

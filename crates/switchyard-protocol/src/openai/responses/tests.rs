@@ -29,6 +29,7 @@ fn ctx(request: &ChatRequest) -> EncodeCtx {
         created: 1_700_000_000,
         include_usage: true,
         echo: ResponsesIngress.echo(request),
+        keep: None,
     }
 }
 
@@ -1062,4 +1063,85 @@ fn a_streamed_web_search_goes_out_whole_with_its_result() {
         .map(|i| i["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["message", "web_search_call", "message"]);
+}
+
+#[test]
+fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
+    use super::{Kept, bring_in, refers_to_kept};
+    let first_request = json!({"model": "m", "instructions": "Be brief.", "input": "Hi"});
+    let first_response = json!({"id": "resp_abc", "object": "response", "output": [
+        {"id": "msg_abc_0", "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello!", "annotations": []}]},
+        {"id": "fc_abc_1", "type": "function_call", "call_id": "call_1", "name": "f",
+            "arguments": "{}", "status": "completed"}
+    ]});
+    let kept = |id: &str| {
+        (id == "resp_abc").then(|| Kept {
+            request: Bytes::from(first_request.to_string()),
+            response: Bytes::from(first_response.to_string()),
+        })
+    };
+    let next = json!({"model": "m", "previous_response_id": "resp_abc", "instructions": "Be kind.",
+        "input": [{"type": "function_call_output", "call_id": "call_1", "output": "done"}]});
+    let body = next.to_string();
+    assert!(refers_to_kept(body.as_bytes()));
+    let whole: Value =
+        serde_json::from_slice(&bring_in(body.as_bytes(), &kept).unwrap().unwrap()).unwrap();
+    assert!(whole.get("previous_response_id").is_none());
+    // The earlier instructions are not carried over; its input, output and the new input are.
+    assert_eq!(whole["instructions"], "Be kind.");
+    let input = whole["input"].as_array().unwrap();
+    assert_eq!(input[0], json!({"role": "user", "content": "Hi"}));
+    assert_eq!(input[1]["id"], "msg_abc_0");
+    assert_eq!(input[2]["id"], "fc_abc_1");
+    assert_eq!(input[3]["type"], "function_call_output");
+    let r = decode(whole);
+    assert_eq!(r.messages.len(), 4, "{:?}", r.messages);
+    let ContentPart::ToolResult { name, .. } = &r.messages[3].content[0] else {
+        panic!("{:?}", r.messages[3]);
+    };
+    assert_eq!(
+        name.as_deref(),
+        Some("f"),
+        "the output names its call, found in the history"
+    );
+
+    // An item reference becomes the item it names.
+    let by_reference = json!({"model": "m", "input": [
+        {"role": "user", "content": "Hi"}, {"type": "item_reference", "id": "fc_abc_1"}]});
+    let whole: Value = serde_json::from_slice(
+        &bring_in(by_reference.to_string().as_bytes(), &kept)
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(whole["input"][1]["call_id"], "call_1");
+
+    // What is not kept is refused, naming the member.
+    for (body, param) in [
+        (
+            json!({"model": "m", "previous_response_id": "resp_gone", "input": "x"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "fc_abc_9"}]}),
+            "input[0].id",
+        ),
+        (
+            json!({"model": "m", "input": ["x", {"type": "item_reference"}]}),
+            "input[1].id",
+        ),
+    ] {
+        let error = bring_in(body.to_string().as_bytes(), &kept).unwrap_err();
+        assert_eq!(
+            error.param.as_deref(),
+            Some(param),
+            "{body}: {}",
+            error.message
+        );
+    }
+    // A body that only mentions the words is left as it is.
+    let mention = json!({"model": "m", "input": "what is an item_reference?"}).to_string();
+    assert!(refers_to_kept(mention.as_bytes()));
+    assert!(bring_in(mention.as_bytes(), &kept).unwrap().is_none());
 }
