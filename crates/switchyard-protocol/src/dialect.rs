@@ -51,10 +51,13 @@ pub struct EncodeCtx {
     pub keep: Option<KeepAnswer>,
 }
 
-/// Takes a finished answer, whole or streamed to its end, as its dialect's object (a Responses
-/// API `response`); never an answer that failed.
+/// Takes a finished answer, whole or streamed to its end: its id and its dialect's object (a
+/// Responses API `response`) as JSON; never an answer that failed.
 #[derive(Clone)]
-pub struct KeepAnswer(pub std::sync::Arc<dyn Fn(&serde_json::Value) + Send + Sync>);
+pub struct KeepAnswer(pub std::sync::Arc<KeepFn>);
+
+/// What a [`KeepAnswer`] calls: with the answer's id and its JSON.
+pub type KeepFn = dyn Fn(&str, bytes::Bytes) + Send + Sync;
 
 impl std::fmt::Debug for KeepAnswer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

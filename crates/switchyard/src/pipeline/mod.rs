@@ -230,13 +230,10 @@ fn keep_answer(
         return None;
     }
     let (app, body, owner) = (app.clone(), body.clone(), principal.caller.key_id.clone());
-    Some(KeepAnswer(Arc::new(move |response: &serde_json::Value| {
-        let Some(id) = response.get("id").and_then(serde_json::Value::as_str) else {
-            return;
-        };
+    Some(KeepAnswer(Arc::new(move |id: &str, response: Bytes| {
         let kept = kept_responses::Kept {
             request: body.clone(),
-            response: Bytes::from(serde_json::to_vec(response).unwrap_or_default()),
+            response,
         };
         app.kept_responses.keep(id.to_owned(), kept, owner.clone());
     })))

@@ -6,6 +6,7 @@
 //! `encrypted_content`, and a redacted thinking block's data there alone, so that a
 //! conversation sent back through `input` returns both to Anthropic intact.
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::custom_tool_names;
@@ -20,6 +21,11 @@ use crate::sse::write_event;
 /// The gateway's request id as the body of item and response ids (`resp_…`, `msg_…`).
 fn id_body(ctx: &EncodeCtx) -> String {
     ctx.id.replace('-', "")
+}
+
+/// The response's id: `resp_…`.
+fn response_id(ctx: &EncodeCtx) -> String {
+    format!("resp_{}", id_body(ctx))
 }
 
 /// The id of output item `n` of a response: `msg_…`, `rs_…` or `fc_…` by `prefix`.
@@ -380,7 +386,7 @@ fn response_json(
     usage: Option<&Usage>,
 ) -> Value {
     let mut response = Map::new();
-    response.insert("id".into(), json!(format!("resp_{}", id_body(ctx))));
+    response.insert("id".into(), json!(response_id(ctx)));
     response.insert("object".into(), json!("response"));
     response.insert("created_at".into(), json!(ctx.created));
     response.insert("status".into(), json!(status));
@@ -415,10 +421,11 @@ pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u
         output,
         response.usage.as_ref(),
     );
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     if let Some(keep) = &ctx.keep {
-        (keep.0)(&body);
+        (keep.0)(&response_id(ctx), Bytes::copy_from_slice(&bytes));
     }
-    serde_json::to_vec(&body).unwrap_or_default()
+    bytes
 }
 
 /// A `response.output_text.delta` event, a stream's most frequent, written as `emit` writes
@@ -721,7 +728,8 @@ impl ResponsesStreamEncoder {
             "response.incomplete"
         };
         if let Some(keep) = &self.ctx.keep {
-            (keep.0)(&response);
+            let bytes = serde_json::to_vec(&response).unwrap_or_default();
+            (keep.0)(&response_id(&self.ctx), Bytes::from(bytes));
         }
         self.emit(kind, json!({"response": response}), out);
     }
