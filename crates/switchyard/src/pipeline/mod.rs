@@ -194,23 +194,35 @@ fn price_of(d: &crate::routing::Deployment) -> Option<Price> {
     d.billing
 }
 
-/// A Responses API body with the kept responses it refers to (`previous_response_id`,
-/// `item_reference`) brought in, as if the client had sent the whole conversation; any other
-/// body as it is.
-fn bring_in_kept(
+/// Reads the client's request. A Responses API request that refers to kept responses
+/// (`previous_response_id`, `item_reference`) fails the first reading, since the decoders read
+/// every request as stateless; it is then read again with what it refers to brought into its
+/// `input`, as if the client had sent the whole conversation. Requests that refer to nothing
+/// are read once and never scanned for references.
+fn decode_bringing_in_kept(
     app: &App,
     ingress: &dyn IngressDialect,
     principal: &Principal,
     body: Bytes,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(Bytes, ChatRequest), GatewayError> {
+    let first = match ingress.decode_chat(&body) {
+        Ok(request) => return Ok((body, request)),
+        Err(e) => e,
+    };
     if ingress.id() != DialectId::OpenAiResponses || !kept_responses::refers_to_kept(&body) {
-        return Ok(body);
+        return Err(GatewayError::InvalidRequest(first));
     }
     let owner = &principal.caller.key_id;
     let found = |id: &str| app.kept_responses.get(id, owner);
     match kept_responses::bring_in(&body, &found).map_err(GatewayError::InvalidRequest)? {
-        Some(whole) => Ok(Bytes::from(whole)),
-        None => Ok(body),
+        Some(whole) => {
+            let whole = Bytes::from(whole);
+            let request = ingress
+                .decode_chat(&whole)
+                .map_err(GatewayError::InvalidRequest)?;
+            Ok((whole, request))
+        }
+        None => Err(GatewayError::InvalidRequest(first)),
     }
 }
 
@@ -250,10 +262,7 @@ pub async fn chat(
 ) -> Result<Reply, GatewayError> {
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
-    let body = bring_in_kept(&app, ingress, &principal, body)?;
-    let mut request = ingress
-        .decode_chat(&body)
-        .map_err(GatewayError::InvalidRequest)?;
+    let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body)?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
     drop(body);
     ingress.keep_headers(headers, &mut request);
@@ -457,7 +466,6 @@ pub async fn count_tokens(
     body: Bytes,
 ) -> Result<u64, GatewayError> {
     let principal = authenticate(app, headers)?;
-    let body = bring_in_kept(app, ingress, &principal, body)?;
     let body = if ingress.id() == DialectId::Anthropic {
         // The Messages decoder wants `max_tokens`, which this endpoint does not take.
         let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
@@ -474,9 +482,7 @@ pub async fn count_tokens(
     } else {
         body
     };
-    let mut request = ingress
-        .decode_chat(&body)
-        .map_err(GatewayError::InvalidRequest)?;
+    let (_, mut request) = decode_bringing_in_kept(app, ingress, &principal, body)?;
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(app, &principal, customer.as_deref(), &request.model)?;
