@@ -243,8 +243,10 @@ fn keep_answer(
     }
     let (app, body, owner) = (app.clone(), body.clone(), principal.caller.key_id.clone());
     Some(KeepAnswer(Arc::new(move |id: &str, response: Bytes| {
+        // A copy of its own: the body may share a larger buffer of the connection's, which
+        // keeping it for an hour would hold on to.
         let kept = kept_responses::Kept {
-            request: body.clone(),
+            request: Bytes::copy_from_slice(&body),
             response,
         };
         app.kept_responses.keep(id.to_owned(), kept, owner.clone());
