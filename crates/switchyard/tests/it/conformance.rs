@@ -284,32 +284,22 @@ fn responses_stream(reply: &crate::harness::Reply) -> (Vec<String>, Value) {
                 assert_eq!(index, Some(built.len()), "{event}");
                 built.push(event["item"].clone());
             }
-            "response.output_text.delta" => {
+            // Each delta adds to its item's field: text, arguments or input.
+            "response.output_text.delta"
+            | "response.function_call_arguments.delta"
+            | "response.custom_tool_call_input.delta" => {
                 let item = &mut built[index.unwrap()];
-                let text = format!(
+                let field = match name.as_str() {
+                    "response.output_text.delta" => "text",
+                    "response.function_call_arguments.delta" => "arguments",
+                    _ => "input",
+                };
+                let joined = format!(
                     "{}{}",
-                    item["text"].as_str().unwrap_or(""),
+                    item[field].as_str().unwrap_or(""),
                     event["delta"].as_str().unwrap()
                 );
-                item["text"] = json!(text);
-            }
-            "response.function_call_arguments.delta" => {
-                let item = &mut built[index.unwrap()];
-                let args = format!(
-                    "{}{}",
-                    item["arguments"].as_str().unwrap(),
-                    event["delta"].as_str().unwrap()
-                );
-                item["arguments"] = json!(args);
-            }
-            "response.custom_tool_call_input.delta" => {
-                let item = &mut built[index.unwrap()];
-                let input = format!(
-                    "{}{}",
-                    item["input"].as_str().unwrap(),
-                    event["delta"].as_str().unwrap()
-                );
-                item["input"] = json!(input);
+                item[field] = json!(joined);
             }
             "response.output_item.done" => {
                 let item = &built[index.unwrap()];

@@ -238,22 +238,7 @@ fn call_output(
 ) -> Result<Message, DecodeError> {
     let call_id: String = item.require("call_id")?;
     let output_path = item.child_path("output");
-    let content = match item.take_value("output") {
-        None => {
-            return Err(DecodeError::new(
-                format!("missing required field '{output_path}'"),
-                Some(&output_path),
-            ));
-        }
-        Some(Value::String(text)) => vec![ContentPart::text(text)],
-        Some(Value::Array(parts)) => decode_parts(parts, &output_path, true)?,
-        Some(_) => {
-            return Err(DecodeError::new(
-                format!("'{output_path}' must be a string or an array of content parts"),
-                Some(&output_path),
-            ));
-        }
-    };
+    let content = text_or_parts(item.take_value("output"), &output_path, true)?;
     let name = call_names.get(&call_id).cloned();
     Ok(message(
         Role::Tool,
@@ -305,23 +290,33 @@ fn decode_message(
         }
     };
     let content_path = format!("{path}.content");
-    let content = match item.take_value("content") {
-        None => {
-            return Err(DecodeError::new(
-                format!("missing required field '{content_path}'"),
-                Some(&content_path),
-            ));
-        }
-        Some(Value::String(text)) => vec![ContentPart::text(text)],
-        Some(Value::Array(parts)) => decode_parts(parts, &content_path, role == Role::User)?,
-        Some(_) => {
-            return Err(DecodeError::new(
-                format!("'{content_path}' must be a string or an array of content parts"),
-                Some(&content_path),
-            ));
-        }
-    };
+    let content = text_or_parts(
+        item.take_value("content"),
+        &content_path,
+        role == Role::User,
+    )?;
     Ok((role, content))
+}
+
+/// A required member at `path` that is a string (one text part) or a list of content parts;
+/// `media` as in [`decode_parts`].
+fn text_or_parts(
+    value: Option<Value>,
+    path: &str,
+    media: bool,
+) -> Result<Vec<ContentPart>, DecodeError> {
+    match value {
+        None => Err(DecodeError::new(
+            format!("missing required field '{path}'"),
+            Some(path),
+        )),
+        Some(Value::String(text)) => Ok(vec![ContentPart::text(text)]),
+        Some(Value::Array(parts)) => decode_parts(parts, path, media),
+        Some(_) => Err(DecodeError::new(
+            format!("'{path}' must be a string or an array of content parts"),
+            Some(path),
+        )),
+    }
 }
 
 /// A message's or a function output's content parts; `media` says whether images and files

@@ -116,18 +116,13 @@ fn an_assistant_turn_of_several_items_is_one_assistant_message() {
     );
     assert!(matches!(&turn[3], ContentPart::ToolCall { id, .. } if id == "call_b"));
     // Each output names its call's function, which Gemini matches results by.
-    let ContentPart::ToolResult {
-        tool_call_id,
-        name,
-        content,
-        ..
-    } = &r.messages[3].content[0]
-    else {
+    assert_eq!(
+        tool_result(&r.messages[3]),
+        ("call_b", Some("get_time"), "noon".to_owned())
+    );
+    let ContentPart::ToolResult { content, .. } = &r.messages[3].content[0] else {
         panic!("{:?}", r.messages[3]);
     };
-    assert_eq!(tool_call_id, "call_b");
-    assert_eq!(name.as_deref(), Some("get_time"));
-    assert_eq!(content[0], ContentPart::text("noon"));
     assert!(
         matches!(&content[1], ContentPart::Image { source: ImageSource::Base64 { media_type, .. }, detail }
         if media_type == "image/png" && detail.as_deref() == Some("low"))
@@ -869,18 +864,28 @@ fn a_custom_tools_call_is_a_custom_tool_call_item_whose_output_comes_back() {
         serde_json::from_str::<Value>(sent).unwrap()["input"],
         APPLY_PATCH
     );
+    assert_eq!(
+        tool_result(&r.messages[2]),
+        ("call_1", Some("apply_patch"), "Done.".to_owned())
+    );
+}
+
+/// A tool message's call id, function name and text.
+fn tool_result(message: &crate::canonical::Message) -> (&str, Option<&str>, String) {
     let ContentPart::ToolResult {
         tool_call_id,
         name,
         content,
         ..
-    } = &r.messages[2].content[0]
+    } = &message.content[0]
     else {
-        panic!("{:?}", r.messages[2]);
+        panic!("{message:?}");
     };
-    assert_eq!(tool_call_id, "call_1");
-    assert_eq!(name.as_deref(), Some("apply_patch"));
-    assert_eq!(ContentPart::concat_text(content), "Done.");
+    (
+        tool_call_id,
+        name.as_deref(),
+        ContentPart::concat_text(content),
+    )
 }
 
 #[test]
@@ -1097,14 +1102,8 @@ fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
     assert_eq!(input[3]["type"], "function_call_output");
     let r = decode(whole);
     assert_eq!(r.messages.len(), 4, "{:?}", r.messages);
-    let ContentPart::ToolResult { name, .. } = &r.messages[3].content[0] else {
-        panic!("{:?}", r.messages[3]);
-    };
-    assert_eq!(
-        name.as_deref(),
-        Some("f"),
-        "the output names its call, found in the history"
-    );
+    // The output names its call, found in the history.
+    assert_eq!(tool_result(&r.messages[3]).1, Some("f"));
 
     // An item reference becomes the item it names.
     let by_reference = json!({"model": "m", "input": [
