@@ -198,21 +198,18 @@ fn web_search_call(block: &Value, input: Option<&str>, body: &str, n: usize) -> 
     })
 }
 
-/// Fills in the last web search's item from Anthropic's `web_search_tool_result` block: the
-/// pages found, or that it failed (its content an error object). Other blocks change nothing.
-fn web_search_result(block: &Value, items: &mut [Item]) {
-    if block.get("type").and_then(Value::as_str) != Some("web_search_tool_result") {
-        return;
-    }
-    let Some(Item::WebSearchCall {
+/// Fills in a web search's item from Anthropic's `web_search_tool_result` block: the pages
+/// found, or that it failed (its content an error object). Other blocks change nothing.
+fn add_search_result(block: &Value, item: &mut Item) {
+    let Item::WebSearchCall {
         sources, failed, ..
-    }) = items
-        .iter_mut()
-        .rev()
-        .find(|item| matches!(item, Item::WebSearchCall { .. }))
+    } = item
     else {
         return;
     };
+    if block.get("type").and_then(Value::as_str) != Some("web_search_tool_result") {
+        return;
+    }
     match block.get("content") {
         Some(Value::Array(results)) => sources.extend(
             results
@@ -224,21 +221,26 @@ fn web_search_result(block: &Value, items: &mut [Item]) {
 }
 
 /// The item of a call to tool `name`, a custom tool's or a function's.
-fn call_item(custom: &[String], body: &str, n: usize, call_id: &str, name: &str) -> Item {
-    let (call_id, name) = (call_id.to_owned(), name.to_owned());
+fn call_item(
+    custom: &[String],
+    body: &str,
+    n: usize,
+    (call_id, name, arguments): (&str, &str, &str),
+) -> Item {
+    let (call_id, name, arguments) = (call_id.to_owned(), name.to_owned(), arguments.to_owned());
     if custom.contains(&name) {
         Item::CustomCall {
             id: item_id("ctc", body, n),
             call_id,
             name,
-            arguments: String::new(),
+            arguments,
         }
     } else {
         Item::FunctionCall {
             id: item_id("fc", body, n),
             call_id,
             name,
-            arguments: String::new(),
+            arguments,
         }
     }
 }
@@ -284,19 +286,22 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 if let Some(signature) = gemini::tool_call_signature(extras) {
                     items.push(gemini_signature_item(&body, n, signature));
                 }
-                let mut item = call_item(&custom, &body, items.len(), id, name);
-                if let Item::FunctionCall { arguments: a, .. }
-                | Item::CustomCall { arguments: a, .. } = &mut item
-                {
-                    a.clone_from(arguments);
-                }
-                items.push(item);
+                items.push(call_item(
+                    &custom,
+                    &body,
+                    items.len(),
+                    (id, name, arguments),
+                ));
             }
             ContentPart::ServerTool { block } => {
                 if let Some(item) = web_search_call(block, None, &body, n) {
                     items.push(item);
-                } else {
-                    web_search_result(block, &mut items);
+                } else if let Some(search) = items
+                    .iter_mut()
+                    .rev()
+                    .find(|item| matches!(item, Item::WebSearchCall { .. }))
+                {
+                    add_search_result(block, search);
                 }
             }
             // Answers hold none of the input-only parts.
@@ -784,7 +789,8 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 if let Some(open) = self.open.take() {
                     self.close(vec![open], out);
                 }
-                let item = call_item(&self.custom, &self.id_body, self.items.len(), id, name);
+                let n = self.items.len();
+                let item = call_item(&self.custom, &self.id_body, n, (id, name, ""));
                 let at = self.open_item(item, out);
                 self.open_calls.push((*index, at));
             }
@@ -843,10 +849,9 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     return;
                 };
                 let input = (!input.is_empty()).then_some(input.as_str());
-                if let Some(item) = web_search_call(&call, input, &self.id_body, self.items.len()) {
-                    let mut item = [item];
-                    web_search_result(block, &mut item);
-                    let [item] = item;
+                let n = self.items.len();
+                if let Some(mut item) = web_search_call(&call, input, &self.id_body, n) {
+                    add_search_result(block, &mut item);
                     self.whole_item(item, out);
                 }
             }
