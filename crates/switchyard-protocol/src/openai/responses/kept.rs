@@ -17,8 +17,8 @@ pub struct Kept {
     pub response: Bytes,
 }
 
-/// Whether `body` may refer to kept responses: a scan for the two members' names, so that
-/// requests that refer to none are not parsed twice.
+/// Whether `body` may refer to kept responses: a scan for the two members' names, before a
+/// body that failed its first reading is parsed again.
 pub fn refers_to_kept(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"previous_response_id").is_some()
         || memchr::memmem::find(body, b"item_reference").is_some()
