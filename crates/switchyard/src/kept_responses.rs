@@ -100,6 +100,13 @@ impl KeptResponses {
         (entry.owner == *owner && entry.expires > now).then(|| entry.kept.clone())
     }
 
+    /// How many answers are kept, and the bytes they take (for `GET /metrics`).
+    pub fn counts(&self) -> (u64, u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.trim(Instant::now(), self.max_bytes);
+        (inner.by_id.len() as u64, inner.bytes as u64)
+    }
+
     /// Forgets the response `id` if `owner` made it; whether there was one.
     pub fn remove(&self, id: &str, owner: &Owner) -> bool {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -153,7 +160,7 @@ mod tests {
             .filter(|i| store.get(&format!("resp_{i}"), &None).is_some())
             .collect();
         assert_eq!(kept_ids, [2, 3, 4]);
-        assert_eq!(store.inner.lock().unwrap().bytes, 90);
+        assert_eq!(store.counts(), (3, 90));
         // One larger than the whole bound is not kept, and evicts nothing.
         store.keep("huge".into(), kept(101), None);
         assert!(store.get("huge", &None).is_none());

@@ -455,6 +455,8 @@ pub struct Snapshot {
     pub deployments: Vec<DeploymentGauges>,
     pub recorder: RecorderCounts,
     pub alerts: AlertCounts,
+    /// Responses API answers kept in memory, and the bytes they take.
+    pub kept_responses: (u64, u64),
 }
 
 impl Snapshot {
@@ -623,6 +625,24 @@ impl prometheus_client::collector::Collector for Snapshot {
             None,
             MetricType::Counter,
         )?)?;
+
+        let (kept, kept_bytes) = self.kept_responses;
+        ConstGauge::new(i64::try_from(kept).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "kept_responses",
+                "Responses API answers kept in memory for previous_response_id and retrieval.",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+        ConstGauge::new(i64::try_from(kept_bytes).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "kept_responses",
+                "Memory the kept Responses API answers and their requests take.",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?,
+        )?;
 
         let a = &self.alerts;
         if !a.active.is_empty() {

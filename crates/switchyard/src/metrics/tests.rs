@@ -179,6 +179,7 @@ fn scrape_time_gauges_and_recorder_counters() {
             notifications_delivered: 5,
             notifications_failed: 0,
         },
+        kept_responses: (3, 4096),
     };
     let text = m.render(snapshot);
     let l = lines(&text);
@@ -192,6 +193,8 @@ fn scrape_time_gauges_and_recorder_counters() {
         "switchyard_recorder_dropped_records_total 2",
         "switchyard_recorder_spilled_records_total 0",
         "switchyard_recorder_write_errors_total 1",
+        "switchyard_kept_responses 3",
+        "switchyard_kept_responses_bytes 4096",
         r#"switchyard_alerts_active{rule="errors",kind="error_rate"} 1"#,
         r#"switchyard_alert_notifications_total{result="delivered"} 5"#,
         "# TYPE switchyard_deployment_cooling gauge",

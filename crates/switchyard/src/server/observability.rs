@@ -21,6 +21,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         deployments: Snapshot::deployments_of(&app.table),
         recorder: RecorderCounts::read(&app.recorder),
         alerts: app.alerts.counts(),
+        kept_responses: app.kept_responses.counts(),
     };
     let mut response = Response::new(Body::from(app.metrics.render(snapshot)));
     response.headers_mut().insert(

@@ -1673,6 +1673,17 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         assert_eq!(r.status, 200, "{kind}: {}", r.text);
     }
 
+    // The kept answers show in the metrics.
+    let metrics = env.get("/metrics").await.text;
+    let kept = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(kept("switchyard_kept_responses") >= 15);
+    assert!(kept("switchyard_kept_responses_bytes") > 0);
+
     // Reading a kept response, its input items, and deleting it.
     let body = json!({"model": "openai", "instructions": "Be brief.", "input": "Hello there"});
     let made = env.post("/v1/responses", &body).await.json();
