@@ -327,6 +327,17 @@ fn responses_stream(reply: &crate::harness::Reply) -> (Vec<String>, Value) {
     (names, last)
 }
 
+/// The first output item of `kind` in a `response`.
+fn output_item(response: &Value, kind: &str) -> Value {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} item in {response}"))
+        .clone()
+}
+
 fn responses_tool() -> Value {
     json!({"type": "function", "name": "get_weather", "description": "weather", "strict": false,
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
@@ -404,13 +415,7 @@ async fn responses_api_matrix() {
         let history = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
         let body = json!({"model": kind, "input": history, "tools": [responses_tool()]});
         let b = env.post("/v1/responses", &body).await.json();
-        let call = b["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{kind}: no function call in {b}"))
-            .clone();
+        let call = output_item(&b, "function_call");
         assert_eq!(call["name"], "get_weather");
         assert_eq!(
             b["tools"][0]["name"], "get_weather",
@@ -450,13 +455,7 @@ async fn responses_api_matrix() {
         let body = json!({"model": kind, "input": history, "tools": [responses_tool(), patch_tool],
             "tool_choice": choice});
         let b = env.post("/v1/responses", &body).await.json();
-        let call = b["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "custom_tool_call")
-            .unwrap_or_else(|| panic!("{kind}: no custom tool call in {b}"))
-            .clone();
+        let call = output_item(&b, "custom_tool_call");
         assert_eq!(call["name"], "apply_patch", "{kind}: {call}");
         let patch = call["input"].as_str().unwrap();
         assert!(
@@ -1634,13 +1633,7 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         let first = env.post("/v1/responses", &body).await.json();
         assert_eq!(first["store"], true, "{kind}: {first}");
         let id = first["id"].as_str().unwrap().to_owned();
-        let call = first["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{kind}: {first}"))
-            .clone();
+        let call = output_item(&first, "function_call");
         let next = json!({"model": kind, "previous_response_id": id, "tools": [responses_tool()],
             "input": [{"type": "function_call_output", "call_id": call["call_id"], "output": "18 degrees"}]});
         let r = env.post("/v1/responses", &next).await;

@@ -392,7 +392,16 @@ fn events(bytes: &[u8]) -> Vec<(String, Value)> {
 
 fn encode_stream(stream: &[StreamEvent], end: Option<&ClientError>) -> Vec<(String, Value)> {
     let request = decode(json!({"model": "m", "input": "x", "stream": true}));
-    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
+    encode_stream_for(&request, stream, end)
+}
+
+/// The events of `stream` encoded for `request`'s client.
+fn encode_stream_for(
+    request: &ChatRequest,
+    stream: &[StreamEvent],
+    end: Option<&ClientError>,
+) -> Vec<(String, Value)> {
+    let mut encoder = ResponsesIngress.stream_encoder(ctx(request));
     let mut out = Vec::new();
     for event in stream {
         encoder.event(event, &mut out);
@@ -891,30 +900,28 @@ fn tool_result(message: &crate::canonical::Message) -> (&str, Option<&str>, Stri
 #[test]
 fn a_streamed_custom_tool_call_gives_its_input_once_whole() {
     let request = decode(custom_tool_request(true));
-    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
     let arguments = json!({"input": APPLY_PATCH}).to_string();
     let (head, tail) = arguments.split_at(20);
-    let mut out = Vec::new();
-    for event in [
-        StreamEvent::ToolCallStart {
-            index: 0,
-            id: "call_1".into(),
-            name: "apply_patch".into(),
-        },
-        StreamEvent::ToolCallDelta {
-            index: 0,
-            arguments: head.into(),
-        },
-        StreamEvent::ToolCallDelta {
-            index: 0,
-            arguments: tail.into(),
-        },
-        StreamEvent::Finish(FinishReason::ToolCalls),
-    ] {
-        encoder.event(&event, &mut out);
-    }
-    encoder.finish(&mut out);
-    let events = events(&out);
+    let events = encode_stream_for(
+        &request,
+        &[
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_1".into(),
+                name: "apply_patch".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: head.into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: tail.into(),
+            },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ],
+        None,
+    );
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -1023,24 +1030,22 @@ fn the_hosted_web_search_is_a_search_the_provider_runs_and_its_call_an_item() {
 fn a_streamed_web_search_goes_out_whole_with_its_result() {
     let request = decode(json!({"model": "m", "input": "x", "stream": true,
         "tools": [{"type": "web_search"}]}));
-    let mut encoder = ResponsesIngress.stream_encoder(ctx(&request));
-    let mut out = Vec::new();
-    for event in [
-        StreamEvent::TextDelta("Let me look.".into()),
-        StreamEvent::ServerToolStart(json!({"type": "server_tool_use", "id": "srvtoolu_1",
+    let events = encode_stream_for(
+        &request,
+        &[
+            StreamEvent::TextDelta("Let me look.".into()),
+            StreamEvent::ServerToolStart(json!({"type": "server_tool_use", "id": "srvtoolu_1",
             "name": "web_search", "input": {}})),
-        StreamEvent::ServerToolInputDelta("{\"query\": \"rust ".into()),
-        StreamEvent::ServerToolInputDelta("edition\"}".into()),
-        StreamEvent::ServerToolStart(json!({"type": "web_search_tool_result",
+            StreamEvent::ServerToolInputDelta("{\"query\": \"rust ".into()),
+            StreamEvent::ServerToolInputDelta("edition\"}".into()),
+            StreamEvent::ServerToolStart(json!({"type": "web_search_tool_result",
             "tool_use_id": "srvtoolu_1",
             "content": {"type": "web_search_tool_result_error", "error_code": "unavailable"}})),
-        StreamEvent::TextDelta("I could not search.".into()),
-        StreamEvent::Finish(FinishReason::Stop),
-    ] {
-        encoder.event(&event, &mut out);
-    }
-    encoder.finish(&mut out);
-    let events = events(&out);
+            StreamEvent::TextDelta("I could not search.".into()),
+            StreamEvent::Finish(FinishReason::Stop),
+        ],
+        None,
+    );
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     let at = names
         .iter()
