@@ -160,10 +160,10 @@ impl SqliteStore {
         // and read its index pages again. Appending records touches the right edge of each
         // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
         // Opened with the first batch, so a gateway without records does not hold it.
-        // Its commits checkpoint the WAL every 100 pages rather than SQLite's 1,000: the same
-        // pages copied in all, in pieces a tenth as long, so a checkpoint no longer holds a CPU
-        // for some 15 ms every few seconds while requests wait for it (docs/PERFORMANCE.md,
-        // thirty-eighth round).
+        // Its commits checkpoint the WAL every 100 pages rather than SQLite's 1,000: about the
+        // same copying (new pages are copied once either way), in pieces a tenth as long, so a
+        // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
+        // for it (docs/PERFORMANCE.md, thirty-eighth round).
         let records = SqlitePoolOptions::new()
             .max_connections(1)
             .idle_timeout(None)
