@@ -18,7 +18,7 @@ use super::provider::REFUSAL;
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
     EmbeddingResponse, EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice, Usage,
+    ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice, Usage, WebSearch,
 };
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
@@ -155,9 +155,36 @@ fn extra_content(signature: &str) -> Value {
 }
 
 fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
-    match super::common_chat::decode(body) {
-        Some(request) => Ok(request),
-        None => decode_chat_full(body),
+    let mut request = match super::common_chat::decode(body) {
+        Some(request) => request,
+        None => decode_chat_full(body)?,
+    };
+    // `web_search_options` stays in the extras for OpenAI providers' search models; providers
+    // with a search of their own (Anthropic's) get it as the canonical web search.
+    if let Some(options) = request.extras.fields.get(WEB_SEARCH_OPTIONS) {
+        request.web_search = Some(web_search_of(options));
+    }
+    Ok(request)
+}
+
+/// Chat Completions' request member asking for a web search.
+const WEB_SEARCH_OPTIONS: &str = "web_search_options";
+
+/// The canonical web search of `web_search_options`: its approximate user location (written
+/// under `approximate` here, flat in the canonical form); it names no domains.
+fn web_search_of(options: &Value) -> WebSearch {
+    let user_location = options
+        .get("user_location")
+        .and_then(|l| l.get("approximate"))
+        .and_then(Value::as_object)
+        .map(|place| {
+            let mut location = place.clone();
+            location.insert("type".into(), Value::from("approximate"));
+            Value::Object(location)
+        });
+    WebSearch {
+        allowed_domains: Vec::new(),
+        user_location,
     }
 }
 
@@ -201,7 +228,7 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         model,
         messages,
         tools,
-        // `web_search_options` stays in the extras, for OpenAI providers' search models.
+        // Set from `web_search_options` by `decode_chat`, for either decoder.
         web_search: None,
         tool_choice,
         parallel_tool_calls,

@@ -1415,3 +1415,29 @@ fn a_prompt_without_escapes_shares_the_body_and_is_written_unchanged() {
         }
     }
 }
+
+#[test]
+fn web_search_options_ask_for_the_providers_own_search_and_stay_for_openai() {
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "news"}],
+        "web_search_options": {"search_context_size": "low", "user_location":
+            {"type": "approximate", "approximate": {"city": "Oslo", "country": "NO"}}}});
+    for body in [
+        body.to_string(),
+        serde_json::to_string_pretty(&body).unwrap(),
+    ] {
+        let r = OpenAiIngress.decode_chat(&Bytes::from(body)).unwrap();
+        let search = r.web_search.as_ref().unwrap();
+        assert!(search.allowed_domains.is_empty());
+        assert_eq!(
+            search.user_location,
+            Some(json!({"type": "approximate", "city": "Oslo", "country": "NO"}))
+        );
+        assert!(r.extras.fields.contains_key("web_search_options"));
+    }
+    let r = OpenAiIngress
+        .decode_chat(&Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+        ))
+        .unwrap();
+    assert!(r.web_search.is_none());
+}

@@ -333,15 +333,37 @@ async fn a_providers_web_searches_are_billed_per_search() {
                 "{alias} stream={stream}: {usage}"
             );
             let rec = record(&env, &request_id(&r)).await;
-            let tokens = &rec["tokens"];
-            let expected = tokens["input"].as_i64().unwrap() * 3_000
-                + tokens["output"].as_i64().unwrap() * 15_000
-                + per_search;
-            assert_eq!(
-                rec["cost_nanos"].as_i64().unwrap(),
-                expected,
-                "{alias} stream={stream}: {rec}"
-            );
+            assert_eq!(cost(&rec, per_search), rec["cost_nanos"], "{alias}: {rec}");
+        }
+        // The same search asked for by OpenAI clients: a Responses client's hosted
+        // `web_search` and a Chat Completions client's `web_search_options`.
+        for (path, body) in [
+            (
+                "/v1/responses",
+                json!({"model": alias, "input": "Latest news on trains",
+                    "tools": [{"type": "web_search"}]}),
+            ),
+            (
+                "/v1/chat/completions",
+                json!({"model": alias, "web_search_options": {"user_location":
+                    {"type": "approximate", "approximate": {"country": "NO"}}},
+                    "messages": [{"role": "user", "content": "Latest news on trains"}]}),
+            ),
+        ] {
+            let r = env.post(path, &body).await;
+            assert_eq!(r.status, 200, "{path}: {:.300}", r.text);
+            let rec = record(&env, &request_id(&r)).await;
+            assert_eq!(cost(&rec, per_search), rec["cost_nanos"], "{path}: {rec}");
         }
     }
+}
+
+/// A record's cost at $3 and $15 per million input and output tokens and one search.
+fn cost(rec: &Value, per_search: i64) -> Value {
+    let tokens = &rec["tokens"];
+    json!(
+        tokens["input"].as_i64().unwrap() * 3_000
+            + tokens["output"].as_i64().unwrap() * 15_000
+            + per_search
+    )
 }
