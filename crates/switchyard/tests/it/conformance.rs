@@ -538,6 +538,16 @@ async fn responses_api_matrix() {
         }
     }
 
+    // A reasoning summary asked for is repeated (the simulator thinks aloud nowhere, so the
+    // summary form of reasoning items is held by the encoder's unit tests).
+    let body = json!({"model": "openai", "input": "Hi", "reasoning": {"summary": "auto"}});
+    let b = env.post("/v1/responses", &body).await.json();
+    assert_eq!(
+        b["reasoning"],
+        json!({"effort": null, "summary": "auto"}),
+        "{b}"
+    );
+
     // What a stateless gateway cannot answer, and malformed input, are 400s naming the member.
     for (body, param) in [
         (json!({"model": "openai"}), "input"),

@@ -18,7 +18,7 @@ use super::decode::{
     IGNORED_FIELDS, NEEDS_STORED_STATE, decode_reasoning_config, decode_text, decode_tool_choice,
     decode_tools, message,
 };
-use super::{INSTRUCTIONS, STORE, TOOLS_AS_SENT};
+use super::{INSTRUCTIONS, REASONING_SUMMARY, STORE, TOOLS_AS_SENT};
 use crate::canonical::{ChatRequest, ContentPart, Extras, Message, Role, Text};
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
@@ -116,7 +116,11 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
             }
             r.tool_choice = decode_tool_choice(&mut obj).map_err(declined)?;
             r.response_format = decode_text(&mut obj).map_err(declined)?;
-            r.reasoning = decode_reasoning_config(&mut obj).map_err(declined)?;
+            let summary;
+            (r.reasoning, summary) = decode_reasoning_config(&mut obj).map_err(declined)?;
+            if let Some(summary) = summary {
+                rest.insert(REASONING_SUMMARY.to_owned(), Value::String(summary));
+            }
         }
         if let Some(instructions) = instructions {
             // Repeated for the response, as the full decoder keeps it.

@@ -17,7 +17,7 @@ use crate::error::DecodeError;
 use crate::json::ObjectReader;
 use crate::openai::ingress::{take_temperature, tool_choice_mode};
 
-use super::{INSTRUCTIONS, STORE, TOOLS_AS_SENT};
+use super::{INSTRUCTIONS, REASONING_SUMMARY, STORE, TOOLS_AS_SENT};
 use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
@@ -70,7 +70,7 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let max_tokens: Option<u32> = obj.take("max_output_tokens")?;
     let temperature = take_temperature(&mut obj)?;
     let top_p = obj.take("top_p")?;
-    let reasoning = decode_reasoning_config(&mut obj)?;
+    let (reasoning, summary) = decode_reasoning_config(&mut obj)?;
     let user = obj.take("user")?;
     let metadata: Option<Map<String, Value>> = obj.take("metadata")?;
     let stream = obj.take::<bool>("stream")?.unwrap_or(false);
@@ -106,23 +106,30 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             if let Some(store) = store {
                 extras.insert(STORE.into(), Value::Bool(store));
             }
+            if let Some(summary) = summary {
+                extras.insert(REASONING_SUMMARY.into(), Value::String(summary));
+            }
             Extras::new(DialectId::OpenAiResponses, extras)
         },
         ..ChatRequest::default()
     })
 }
 
-/// `reasoning`: its `effort`; its `summary` asks for nothing a provider's reasoning text
-/// does not already give.
+/// `reasoning`: its `effort`, and its `summary` (`auto`, `concise`, `detailed`): a client
+/// that asks for a summary gets the provider's reasoning text as the reasoning items'
+/// summary, where such clients read it (see the encoder's `Item::Reasoning`).
 pub(super) fn decode_reasoning_config(
     obj: &mut ObjectReader,
-) -> Result<Option<Reasoning>, DecodeError> {
+) -> Result<(Option<Reasoning>, Option<String>), DecodeError> {
     Ok(match obj.take_object("reasoning")? {
-        Some(mut r) => r.take::<String>("effort")?.map(|effort| Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        }),
-        None => None,
+        Some(mut r) => {
+            let effort = r.take::<String>("effort")?.map(|effort| Reasoning {
+                effort: Some(effort),
+                budget_tokens: None,
+            });
+            (effort, r.take::<String>("summary")?)
+        }
+        None => (None, None),
     })
 }
 

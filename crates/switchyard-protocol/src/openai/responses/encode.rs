@@ -1,10 +1,12 @@
 //! Writes the client's `response` object and its stream of `response.*` events.
 //!
-//! Output items from the canonical answer, in order: a reasoning item per reasoning part, one
-//! message item per run of text (its text as one `output_text` part), one `function_call` item
-//! per tool call. A thinking block's signature travels in the reasoning item's
-//! `encrypted_content`, and a redacted thinking block's data there alone, so that a
-//! conversation sent back through `input` returns both to Anthropic intact.
+//! Output items from the canonical answer, in order: a reasoning item per reasoning part (its
+//! text as content, or as its summary when the request asked for one), one message item per
+//! run of text (its text as one `output_text` part), one `function_call` or `custom_tool_call`
+//! item per tool call, a `web_search_call` item per web search the provider ran. A thinking
+//! block's signature travels in the reasoning item's `encrypted_content`, and a redacted
+//! thinking block's data there alone, so that a conversation sent back through `input` returns
+//! both to Anthropic intact.
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -44,6 +46,9 @@ enum Item {
         id: String,
         text: String,
         signature: Option<String>,
+        /// The client asked for a reasoning summary (`reasoning.summary`): the text is the
+        /// item's summary, as clients that show reasoning read it, not its content.
+        summary: bool,
     },
     RedactedReasoning {
         id: String,
@@ -101,10 +106,15 @@ impl Item {
                 id,
                 text,
                 signature,
+                summary,
             } => {
                 let mut item = json!({"id": id, "type": "reasoning", "summary": []});
                 if status != "in_progress" {
-                    item["content"] = json!([reasoning_text(text)]);
+                    if *summary {
+                        item["summary"] = json!([summary_text(text)]);
+                    } else {
+                        item["content"] = json!([reasoning_text(text)]);
+                    }
                     if let Some(signature) = signature {
                         item["encrypted_content"] = json!(signature);
                     }
@@ -253,10 +263,24 @@ fn reasoning_text(text: &str) -> Value {
     json!({"type": "reasoning_text", "text": text})
 }
 
+fn summary_text(text: &str) -> Value {
+    json!({"type": "summary_text", "text": text})
+}
+
+/// Whether the request asked for a reasoning summary (`reasoning.summary` as repeated).
+fn wants_summary(ctx: &EncodeCtx) -> bool {
+    ctx.echo
+        .as_ref()
+        .and_then(|e| e.get("reasoning"))
+        .and_then(|r| r.get("summary"))
+        .is_some_and(Value::is_string)
+}
+
 /// The answer's output items, in the order of its parts.
 fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
     let body = id_body(ctx);
     let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
+    let summary = wants_summary(ctx);
     let mut items: Vec<Item> = Vec::new();
     for part in &response.content {
         let n = items.len();
@@ -272,6 +296,7 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 id: item_id("rs", &body, n),
                 text: text.clone(),
                 signature: signature.clone(),
+                summary,
             }),
             ContentPart::RedactedReasoning { data } => items.push(Item::RedactedReasoning {
                 id: item_id("rs", &body, n),
@@ -469,6 +494,15 @@ fn failure_code(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// The index member of a part event: a summary part's or a content part's.
+fn part_index(kind: &str) -> &'static str {
+    if kind.starts_with("response.reasoning_summary") {
+        "summary_index"
+    } else {
+        "content_index"
+    }
+}
+
 /// Writes event `kind` with its type and the next sequence number.
 fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut Vec<u8>) {
     if let Some(map) = event.as_object_mut() {
@@ -489,6 +523,8 @@ pub struct ResponsesStreamEncoder {
     id_body: String,
     /// The request's custom tools, whose calls are `custom_tool_call` items.
     custom: Vec<String>,
+    /// Reasoning goes out as a summary (see `Item::Reasoning`).
+    summary: bool,
     /// A web search's call block being streamed, with its input so far: its item goes out
     /// whole with its result.
     search: Option<(Value, String)>,
@@ -507,10 +543,12 @@ impl ResponsesStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         let id_body = id_body(&ctx);
         let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
+        let summary = wants_summary(&ctx);
         Self {
             ctx,
             id_body,
             custom,
+            summary,
             search: None,
             sequence: 0,
             started: false,
@@ -552,8 +590,11 @@ impl ResponsesStreamEncoder {
         let index = self.items.len();
         let id = item.id().to_owned();
         let part = match &item {
-            Item::Message { .. } => Some(output_text("")),
-            Item::Reasoning { .. } => Some(reasoning_text("")),
+            Item::Message { .. } => Some(("response.content_part.added", output_text(""))),
+            Item::Reasoning { summary: true, .. } => {
+                Some(("response.reasoning_summary_part.added", summary_text("")))
+            }
+            Item::Reasoning { .. } => Some(("response.content_part.added", reasoning_text(""))),
             _ => None,
         };
         self.emit(
@@ -561,12 +602,10 @@ impl ResponsesStreamEncoder {
             json!({"output_index": index, "item": item.to_json("in_progress")}),
             out,
         );
-        if let Some(part) = part {
-            self.emit(
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
-                out,
-            );
+        if let Some((kind, part)) = part {
+            let mut event = json!({"item_id": id, "output_index": index, "part": part});
+            event[part_index(kind)] = json!(0);
+            self.emit(kind, event, out);
         }
         self.items.push(item);
         index
@@ -590,6 +629,7 @@ impl ResponsesStreamEncoder {
                 id: item_id("rs", &self.id_body, n),
                 text: String::new(),
                 signature: None,
+                summary: self.summary,
             }
         } else {
             Item::Message {
@@ -640,6 +680,24 @@ impl ResponsesStreamEncoder {
                         sequence,
                         "response.content_part.done",
                         json!({"item_id": id, "output_index": index, "content_index": 0, "part": output_text(text)}),
+                        out,
+                    );
+                }
+                Item::Reasoning {
+                    text,
+                    summary: true,
+                    ..
+                } => {
+                    emit(
+                        sequence,
+                        "response.reasoning_summary_text.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                        out,
+                    );
+                    emit(
+                        sequence,
+                        "response.reasoning_summary_part.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "part": summary_text(text)}),
                         out,
                     );
                 }
@@ -763,16 +821,21 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 self.ensure_started(out);
                 let index = self.streaming(true, out);
                 if let Item::Reasoning {
-                    id, text: joined, ..
+                    id,
+                    text: joined,
+                    summary,
+                    ..
                 } = &mut self.items[index]
                 {
                     joined.push_str(text);
-                    let id = id.clone();
-                    self.emit(
-                        "response.reasoning_text.delta",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "delta": text}),
-                        out,
-                    );
+                    let (kind, at) = if *summary {
+                        ("response.reasoning_summary_text.delta", "summary_index")
+                    } else {
+                        ("response.reasoning_text.delta", "content_index")
+                    };
+                    let mut event = json!({"item_id": id, "output_index": index, "delta": text});
+                    event[at] = json!(0);
+                    self.emit(kind, event, out);
                 }
             }
             StreamEvent::ReasoningSignature(value) => {

@@ -26,6 +26,10 @@ use crate::error::{ClientError, DecodeError};
 /// extras (never sent to a provider: none speaks this dialect) for the response to repeat.
 const INSTRUCTIONS: &str = "instructions";
 
+/// The request's `reasoning.summary`, when it set it, for the response to repeat and to write
+/// reasoning as summaries.
+const REASONING_SUMMARY: &str = "reasoning_summary";
+
 /// The request's `store`, when it set it: whether the client lets the gateway keep the answer
 /// (the Responses API keeps answers unless told not to).
 pub const STORE: &str = "store";
@@ -99,12 +103,13 @@ fn settings(request: &ChatRequest) -> Value {
         "parallel_tool_calls",
         request.parallel_tool_calls.map(|p| json!(p)),
     );
+    let summary = request.extras.fields.get(REASONING_SUMMARY);
     set(
         "reasoning",
-        request
-            .reasoning
-            .as_ref()
-            .map(|r| json!({"effort": r.effort, "summary": null})),
+        (request.reasoning.is_some() || summary.is_some()).then(|| {
+            let effort = request.reasoning.as_ref().and_then(|r| r.effort.clone());
+            json!({"effort": effort, "summary": summary})
+        }),
     );
     set("temperature", request.temperature.map(|t| json!(t)));
     set(

@@ -1149,3 +1149,76 @@ fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
     assert!(refers_to_kept(mention.as_bytes()));
     assert!(bring_in(mention.as_bytes(), &kept).unwrap().is_none());
 }
+
+#[test]
+fn a_client_that_asks_for_a_reasoning_summary_gets_the_reasoning_as_its_summary() {
+    let request = decode(json!({"model": "m", "input": "x", "stream": true,
+        "reasoning": {"effort": "low", "summary": "auto"}}));
+    assert_eq!(
+        ResponsesIngress.echo(&request).unwrap()["reasoning"],
+        json!({"effort": "low", "summary": "auto"})
+    );
+    let whole = ResponsesIngress.encode_chat(
+        &answer(
+            vec![
+                ContentPart::Reasoning {
+                    text: "Think.".into(),
+                    signature: Some("sig".into()),
+                },
+                ContentPart::text("Done."),
+            ],
+            FinishReason::Stop,
+        ),
+        &ctx(&request),
+    );
+    let whole: Value = serde_json::from_slice(&whole).unwrap();
+    let item = &whole["output"][0];
+    assert_eq!(
+        item["summary"],
+        json!([{"type": "summary_text", "text": "Think."}])
+    );
+    assert!(item.get("content").is_none(), "{item}");
+    assert_eq!(item["encrypted_content"], "sig");
+    let events = encode_stream_for(
+        &request,
+        &[
+            StreamEvent::ReasoningDelta("Thi".into()),
+            StreamEvent::ReasoningDelta("nk.".into()),
+            StreamEvent::ReasoningSignature("sig".into()),
+            StreamEvent::TextDelta("Done.".into()),
+            StreamEvent::Finish(FinishReason::Stop),
+        ],
+        None,
+    );
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[2..9],
+        [
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+        ]
+    );
+    assert_eq!(events[3].1["summary_index"], 0);
+    assert_eq!(
+        events[3].1["part"],
+        json!({"type": "summary_text", "text": ""})
+    );
+    assert_eq!(events[4].1["delta"], "Thi");
+    assert_eq!(events[6].1["text"], "Think.");
+    assert_eq!(&events[8].1["item"], item);
+    // Sent back, the summary is the thinking again, its signature with it.
+    let back = decode(json!({"model": "m", "input": [
+        {"role": "user", "content": "x"}, item, {"role": "user", "content": "y"}]}));
+    assert_eq!(
+        back.messages[1].content[0],
+        ContentPart::Reasoning {
+            text: "Think.".into(),
+            signature: Some("sig".into())
+        }
+    );
+}
