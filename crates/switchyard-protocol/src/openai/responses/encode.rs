@@ -683,37 +683,27 @@ impl ResponsesStreamEncoder {
                         out,
                     );
                 }
-                Item::Reasoning {
-                    text,
-                    summary: true,
-                    ..
-                } => {
-                    emit(
-                        sequence,
-                        "response.reasoning_summary_text.done",
-                        json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
-                        out,
-                    );
-                    emit(
-                        sequence,
-                        "response.reasoning_summary_part.done",
-                        json!({"item_id": id, "output_index": index, "summary_index": 0, "part": summary_text(text)}),
-                        out,
-                    );
-                }
-                Item::Reasoning { text, .. } => {
-                    emit(
-                        sequence,
-                        "response.reasoning_text.done",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
-                        out,
-                    );
-                    emit(
-                        sequence,
-                        "response.content_part.done",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "part": reasoning_text(text)}),
-                        out,
-                    );
+                Item::Reasoning { text, summary, .. } => {
+                    let (text_kind, part_kind, part) = if *summary {
+                        (
+                            "response.reasoning_summary_text.done",
+                            "response.reasoning_summary_part.done",
+                            summary_text(text),
+                        )
+                    } else {
+                        (
+                            "response.reasoning_text.done",
+                            "response.content_part.done",
+                            reasoning_text(text),
+                        )
+                    };
+                    let at = part_index(text_kind);
+                    let mut done = json!({"item_id": id, "output_index": index, "text": text});
+                    done[at] = json!(0);
+                    emit(sequence, text_kind, done, out);
+                    let mut part_done = json!({"item_id": id, "output_index": index, "part": part});
+                    part_done[at] = json!(0);
+                    emit(sequence, part_kind, part_done, out);
                 }
                 Item::FunctionCall {
                     name, arguments, ..
