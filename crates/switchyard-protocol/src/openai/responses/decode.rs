@@ -180,27 +180,20 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
                     messages.push(message(role, content));
                 }
             }
-            Some("function_call") => {
+            // A custom tool's call is the call of the function that stands for it.
+            Some(kind @ ("function_call" | "custom_tool_call")) => {
                 let call_id: String = item.require("call_id")?;
                 let name: String = item.require("name")?;
-                let arguments: String = item.require("arguments")?;
+                let arguments = if kind == "function_call" {
+                    item.require::<String>("arguments")?
+                } else {
+                    json!({ CUSTOM_INPUT: item.require::<String>("input")? }).to_string()
+                };
                 call_names.insert(call_id.clone(), name.clone());
                 assistant_turn(messages).push(ContentPart::ToolCall {
                     id: call_id,
                     name,
                     arguments,
-                    extras: Extras::default(),
-                });
-            }
-            Some("custom_tool_call") => {
-                let call_id: String = item.require("call_id")?;
-                let name: String = item.require("name")?;
-                let input: String = item.require("input")?;
-                call_names.insert(call_id.clone(), name.clone());
-                assistant_turn(messages).push(ContentPart::ToolCall {
-                    id: call_id,
-                    name,
-                    arguments: json!({ CUSTOM_INPUT: input }).to_string(),
                     extras: Extras::default(),
                 });
             }
