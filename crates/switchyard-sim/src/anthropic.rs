@@ -5,7 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::handler::SimError;
-use crate::model::{Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice};
+use crate::model::{
+    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice,
+};
 use crate::stream::{FrameKind, SseBody};
 
 /// Context window reported by the simulated context-length error.
@@ -269,15 +271,21 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         max_output_tokens: max_tokens,
         ..Conversation::default()
     };
-    conv.input_chars += match obj.get("system") {
-        Some(Value::String(s)) => chars(s),
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .map(chars)
-            .sum(),
-        _ => 0,
-    };
+    // The last `cache_control` breakpoint: (message index, or none in the system prompt;
+    // block index; input characters up to and including the block; cached for an hour).
+    let mut breakpoint: Option<(Option<usize>, usize, usize, bool)> = None;
+    match obj.get("system") {
+        Some(Value::String(s)) => conv.input_chars += chars(s),
+        Some(Value::Array(blocks)) => {
+            for (j, block) in blocks.iter().enumerate() {
+                conv.input_chars += block.get("text").and_then(Value::as_str).map_or(0, chars);
+                if let Some(hour) = cache_control(block) {
+                    breakpoint = Some((None, j, conv.input_chars, hour));
+                }
+            }
+        }
+        _ => {}
+    }
 
     // `tool_use` ids of the previous assistant turn that the next user turn must answer.
     let mut awaiting: Vec<String> = Vec::new();
@@ -437,6 +445,9 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                 }
                 _ => {}
             }
+            if let Some(hour) = cache_control(block) {
+                breakpoint = Some((Some(i), j, conv.input_chars, hour));
+            }
         }
         // The previous assistant turn's `tool_use` blocks must all be answered right here.
         if !awaiting.is_empty() {
@@ -460,6 +471,11 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         }
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
+    conv.cache_mark = breakpoint.map(|(message, block, chars, hour)| CacheMark {
+        key: prefix_key(&conv.model, obj.get("system"), messages, message, block),
+        chars,
+        hour,
+    });
 
     let mut offers_web_search = false;
     if let Some(Value::Array(tools)) = obj.get_mut("tools") {
@@ -588,6 +604,42 @@ fn web_search_blocks(ids: &IdGen, query: &str, streamed: bool) -> [Value; 2] {
 // Responses
 // ---------------------------------------------------------------------------------------------
 
+/// A block's `cache_control` breakpoint, if it has one: whether it caches for an hour.
+fn cache_control(block: &Value) -> Option<bool> {
+    let control = block.get("cache_control").filter(|c| !c.is_null())?;
+    Some(control.get("ttl").and_then(Value::as_str) == Some("1h"))
+}
+
+/// A hash of the model and the request's prefix up to a breakpoint: the system prompt (up to
+/// the block when the breakpoint is in it), the messages before the breakpoint's and that
+/// message's blocks up to it.
+fn prefix_key(
+    model: &str,
+    system: Option<&Value>,
+    messages: &[Value],
+    message: Option<usize>,
+    block: usize,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    model.hash(&mut hasher);
+    let blocks_to = |content: Option<&Value>| match content {
+        Some(Value::Array(blocks)) => Value::from(blocks.get(..=block).unwrap_or(blocks)),
+        other => other.cloned().unwrap_or(Value::Null),
+    };
+    match message {
+        None => blocks_to(system).to_string().hash(&mut hasher),
+        Some(i) => {
+            system.map(Value::to_string).hash(&mut hasher);
+            Value::from(&messages[..i]).to_string().hash(&mut hasher);
+            blocks_to(messages[i].get("content"))
+                .to_string()
+                .hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
     match out {
         Output::ToolCalls(_) => ("tool_use", None),
@@ -599,12 +651,21 @@ fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
     }
 }
 
-fn usage(conv: &Conversation, input: u64, output: u64) -> Value {
+fn usage(conv: &Conversation, output: u64) -> Value {
+    let cache = conv.cache;
+    let (five_minutes, hour) = if cache.hour {
+        (0, cache.written)
+    } else {
+        (cache.written, 0)
+    };
     let mut usage = json!({
-        "input_tokens": input,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": { "ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0 },
+        "input_tokens": conv.uncached_input_tokens(),
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": five_minutes,
+            "ephemeral_1h_input_tokens": hour,
+        },
         "output_tokens": output,
         "service_tier": "standard",
     });
@@ -654,16 +715,13 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage(conv, conv.input_tokens(), out.tokens()),
+        "usage": usage(conv, out.tokens()),
     })
 }
 
 pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
     let mut sse = SseBody::new();
-    let mut start_usage = usage(conv, conv.input_tokens(), 1);
-    if let Some(u) = start_usage.as_object_mut() {
-        u.remove("cache_creation");
-    }
+    let start_usage = usage(conv, 1);
     sse.json(
         FrameKind::Other,
         0,

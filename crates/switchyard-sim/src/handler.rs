@@ -26,6 +26,7 @@ pub(crate) struct SimState {
     pub faults: FaultTable,
     pub stats: Stats,
     pub ids: IdGen,
+    pub prompt_cache: crate::model::PromptCache,
 }
 
 /// A provider error before dialect rendering. `error_type` and `code` override what the
@@ -405,10 +406,11 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
             return p.fail(&err);
         }
     };
-    let conv = match req.api.parse_chat(body, &req) {
+    let mut conv = match req.api.parse_chat(body, &req) {
         Ok(conv) => conv,
         Err(err) => return p.fail(&err),
     };
+    conv.cache = sim.prompt_cache.apply(conv.cache_mark);
     p.entry.stream = conv.stream;
     p.entry.input_tokens = conv.input_tokens();
     let ttft_ms = fault.and_then(|f| f.ttft_ms).unwrap_or(sim.config.ttft_ms);

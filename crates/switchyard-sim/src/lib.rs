@@ -33,6 +33,12 @@
 //!   `responseMimeType: application/json`) returns a document built from the schema, or
 //!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
 //!   tokens per 12-character fragment (plus one per tool call).
+//! * Anthropic prompt caching: the prefix up to a request's last `cache_control` breakpoint
+//!   (system prompt or message blocks), when it is at least 1,024 tokens, is written to an
+//!   in-memory cache on first sight (`cache_creation_input_tokens`, split by `ttl` into
+//!   `ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`) and read while it lives
+//!   (`cache_read_input_tokens`, each read renewing it); `input_tokens` counts the rest. The
+//!   cache is per model and per prefix as sent.
 //! * Scripted replies (`replies` in [`SimConfig`]): the first [`ReplyRule`] whose model glob
 //!   matches and whose `prompt_contains` (if any) occurs in the last user message replaces the
 //!   text of a plain or JSON-mode reply with its `reply` (`{prompt}` is replaced by that

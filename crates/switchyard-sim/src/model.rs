@@ -68,11 +68,86 @@ pub(crate) struct Conversation {
     /// Anthropic: the query of the web search the answer runs first, when the request offers
     /// the web search server tool and ends with the user's words.
     pub web_search: Option<String>,
+    /// Anthropic: the prefix up to the request's last `cache_control` breakpoint.
+    pub cache_mark: Option<CacheMark>,
+    /// What the prompt cache did with that prefix, once the handler has asked it.
+    pub cache: CacheUse,
 }
 
 impl Conversation {
     pub(crate) fn input_tokens(&self) -> u64 {
         estimate_tokens(self.input_chars)
+    }
+
+    /// Input tokens neither read from the prompt cache nor written to it.
+    pub(crate) fn uncached_input_tokens(&self) -> u64 {
+        self.input_tokens() - self.cache.read - self.cache.written
+    }
+}
+
+/// A request's prefix up to a prompt-cache breakpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheMark {
+    /// A hash of the model and the prefix as sent.
+    pub key: u64,
+    /// Input characters of the prefix.
+    pub chars: usize,
+    /// Cached for an hour (`ttl: "1h"`) rather than five minutes.
+    pub hour: bool,
+}
+
+/// Input tokens the prompt cache served or stored for one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CacheUse {
+    pub read: u64,
+    pub written: u64,
+    /// The write was for an hour.
+    pub hour: bool,
+}
+
+/// Prefixes written to the simulated prompt cache, with when each expires. A breakpoint's
+/// prefix of at least [`MIN_CACHED_TOKENS`] is written on first sight and read while it lives
+/// (each read renews it), as Anthropic's cache behaves.
+#[derive(Debug, Default)]
+pub(crate) struct PromptCache {
+    entries: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+}
+
+/// The shortest prefix the cache keeps (Claude Sonnet's and Opus's minimum).
+pub(crate) const MIN_CACHED_TOKENS: u64 = 1024;
+
+/// Entries beyond which expired ones are swept.
+const CACHE_SWEEP_AT: usize = 10_000;
+
+impl PromptCache {
+    pub(crate) fn apply(&self, mark: Option<CacheMark>) -> CacheUse {
+        let Some(mark) = mark else {
+            return CacheUse::default();
+        };
+        let tokens = estimate_tokens(mark.chars);
+        if tokens < MIN_CACHED_TOKENS {
+            return CacheUse::default();
+        }
+        let now = std::time::Instant::now();
+        let life = std::time::Duration::from_secs(if mark.hour { 3_600 } else { 300 });
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_SWEEP_AT {
+            entries.retain(|_, expires| *expires > now);
+        }
+        let hit = entries.get(&mark.key).is_some_and(|expires| *expires > now);
+        entries.insert(mark.key, now + life);
+        if hit {
+            CacheUse {
+                read: tokens,
+                ..CacheUse::default()
+            }
+        } else {
+            CacheUse {
+                written: tokens,
+                hour: mark.hour,
+                ..CacheUse::default()
+            }
+        }
     }
 }
 

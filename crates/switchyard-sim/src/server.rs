@@ -58,6 +58,7 @@ impl SimServer {
             stats: Stats::new(config.log_capacity),
             faults,
             ids: IdGen::default(),
+            prompt_cache: Default::default(),
             config,
         });
         let listener = TcpListener::bind(addr).await?;

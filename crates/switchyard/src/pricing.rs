@@ -3,42 +3,118 @@
 
 use switchyard_protocol::canonical::Usage;
 
-/// Nano-dollars per token for each kind of token, and per web search the provider runs.
+/// Nano-dollars per token for each kind of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Price {
+pub struct Rates {
     pub input: u64,
     pub output: u64,
     pub cache_read: u64,
+    /// Writes to a prompt cache that lives five minutes (Anthropic's default; OpenAI and Gemini
+    /// bill none, so their writes cost what input costs).
     pub cache_write: u64,
+    /// Writes to a prompt cache that lives an hour (Anthropic's `ttl: "1h"`).
+    pub cache_write_1h: u64,
+}
+
+impl Rates {
+    /// In US dollars per million tokens, as a deployment's `price` block writes them.
+    fn to_json(self) -> serde_json::Value {
+        let usd = |nanos: u64| nanos as f64 / 1_000.0;
+        serde_json::json!({
+            "input_per_mtok": usd(self.input),
+            "output_per_mtok": usd(self.output),
+            "cache_read_per_mtok": usd(self.cache_read),
+            "cache_write_per_mtok": usd(self.cache_write),
+            "cache_write_1h_per_mtok": usd(self.cache_write_1h),
+        })
+    }
+
+    /// From US dollars per million tokens (1 USD/Mtok = 1,000 nano-dollars per token). Without
+    /// specific figures, cache reads and writes cost what input costs (never invented discounts).
+    pub fn per_mtok(input: f64, output: f64) -> Self {
+        Self {
+            input: usd_per_mtok(input),
+            output: usd_per_mtok(output),
+            cache_read: usd_per_mtok(input),
+            cache_write: usd_per_mtok(input),
+            cache_write_1h: usd_per_mtok(input),
+        }
+    }
+
+    /// Each rate the higher of the two.
+    fn max(self, other: Self) -> Self {
+        Self {
+            input: self.input.max(other.input),
+            output: self.output.max(other.output),
+            cache_read: self.cache_read.max(other.cache_read),
+            cache_write: self.cache_write.max(other.cache_write),
+            cache_write_1h: self.cache_write_1h.max(other.cache_write_1h),
+        }
+    }
+}
+
+/// A provider's long-context tier: once a request's input (cached or not) passes
+/// `above_input_tokens`, every token of that request is billed at `rates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongContext {
+    pub above_input_tokens: u64,
+    pub rates: Rates,
+}
+
+/// What a deployment's requests cost: rates per token, a long-context tier where the provider
+/// has one, and a fee per web search the provider runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    pub rates: Rates,
+    pub long_context: Option<LongContext>,
     /// Per search of a provider's own web search tool (Anthropic's), on top of the tokens its
     /// results add.
     pub web_search: u64,
 }
 
 impl Price {
-    /// From US dollars per million tokens (1 USD/Mtok = 1,000 nano-dollars per token).
+    /// One rate for input and one for output, in US dollars per million tokens.
     pub fn per_mtok(input: f64, output: f64) -> Self {
-        let nanos = |usd: f64| (usd * 1_000.0).round().max(0.0) as u64;
         Self {
-            input: nanos(input),
-            output: nanos(output),
-            // Without a specific figure, cached reads cost what input costs (never invented
-            // discounts); writes likewise.
-            cache_read: nanos(input),
-            cache_write: nanos(input),
+            rates: Rates::per_mtok(input, output),
+            long_context: None,
             web_search: 0,
         }
+    }
+
+    /// The rates a request with `input_tokens` of input (cache reads and writes included) is
+    /// billed at: the long-context tier's once the input passes its threshold.
+    pub fn rates_for(&self, input_tokens: u64) -> Rates {
+        match self.long_context {
+            Some(tier) if input_tokens > tier.above_input_tokens => tier.rates,
+            _ => self.rates,
+        }
+    }
+
+    /// The price as a deployment's `price` block writes it (the admin API shows it).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = self.rates.to_json();
+        out["web_search_per_call"] = serde_json::json!(self.web_search as f64 / 1e9);
+        out["long_context"] = self.long_context.map_or(serde_json::Value::Null, |tier| {
+            let mut long = tier.rates.to_json();
+            long["above_input_tokens"] = tier.above_input_tokens.into();
+            long
+        });
+        out
     }
 
     /// Cost of `usage`: each token counted once, at its own price, and each web search.
     /// Reasoning tokens are part of the output count and billed as output.
     pub fn cost(&self, usage: &Usage) -> i64 {
+        let rates = self.rates_for(usage.input_tokens);
+        let hour_writes = usage.cache_write_1h_tokens.min(usage.cache_write_tokens);
         // Saturating: the counts come from providers and must not overflow into a panic.
         let total = [
-            (usage.uncached_input(), self.input),
-            (usage.cache_read_tokens, self.cache_read),
-            (usage.cache_write_tokens, self.cache_write),
-            (usage.output_tokens, self.output),
+            (usage.uncached_input(), rates.input),
+            (usage.cache_read_tokens, rates.cache_read),
+            (usage.cache_write_tokens - hour_writes, rates.cache_write),
+            (hour_writes, rates.cache_write_1h),
+            (usage.output_tokens, rates.output),
             (usage.web_search_requests, self.web_search),
         ]
         .iter()
@@ -46,6 +122,33 @@ impl Price {
             sum.saturating_add(count.saturating_mul(*price))
         });
         i64::try_from(total).unwrap_or(i64::MAX)
+    }
+
+    /// The highest of two prices, rate by rate and tier by tier: what a request that may reach
+    /// either deployment could cost at most. The tier's threshold is the lower of the two, so
+    /// that no input is priced below either deployment's rate for it.
+    pub fn max(self, other: Self) -> Self {
+        let long_context = match (self.long_context, other.long_context) {
+            (None, None) => None,
+            (a, b) => {
+                let threshold =
+                    |t: Option<LongContext>| t.map_or(u64::MAX, |t| t.above_input_tokens);
+                let rates =
+                    |price: &Self, t: Option<LongContext>| t.map_or(price.rates, |t| t.rates);
+                Some(LongContext {
+                    above_input_tokens: threshold(a).min(threshold(b)),
+                    rates: rates(&self, a)
+                        .max(rates(&other, b))
+                        .max(self.rates)
+                        .max(other.rates),
+                })
+            }
+        };
+        Self {
+            rates: self.rates.max(other.rates),
+            long_context,
+            web_search: self.web_search.max(other.web_search),
+        }
     }
 }
 
@@ -69,79 +172,136 @@ pub fn usd_nanos(usd: f64) -> u64 {
 /// Version of the compiled-in table; bump with every price change.
 pub const TABLE_VERSION: &str = "2026-11-29";
 
-/// List prices in US dollars per million tokens: (model prefix, input, output, cache read,
-/// cache write). Looked up by the longest prefix of the upstream model name, so dated snapshots
-/// (`gpt-4o-mini-2024-07-18`) find their family. Deployments may override with `price:`.
-const TABLE: &[(&str, f64, f64, f64, f64)] = &[
-    ("gpt-4o-mini", 0.15, 0.60, 0.075, 0.15),
-    ("gpt-4o", 2.50, 10.00, 1.25, 2.50),
-    ("gpt-4.1-nano", 0.10, 0.40, 0.025, 0.10),
-    ("gpt-4.1-mini", 0.40, 1.60, 0.10, 0.40),
-    ("gpt-4.1", 2.00, 8.00, 0.50, 2.00),
-    ("o3-mini", 1.10, 4.40, 0.55, 1.10),
-    ("o4-mini", 1.10, 4.40, 0.275, 1.10),
-    ("o3", 2.00, 8.00, 0.50, 2.00),
-    ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
-    ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
-    ("claude-opus-4", 15.00, 75.00, 1.50, 18.75),
-    ("claude-sonnet-4", 3.00, 15.00, 0.30, 3.75),
-    ("claude-3-7-sonnet", 3.00, 15.00, 0.30, 3.75),
-    ("claude-3-5-sonnet", 3.00, 15.00, 0.30, 3.75),
-    ("claude-haiku-4", 1.00, 5.00, 0.10, 1.25),
-    ("claude-3-5-haiku", 0.80, 4.00, 0.08, 1.00),
-    ("gemini-2.5-pro", 1.25, 10.00, 0.31, 1.25),
-    ("gemini-2.5-flash-lite", 0.10, 0.40, 0.025, 0.10),
-    ("gemini-2.5-flash", 0.30, 2.50, 0.075, 0.30),
-    ("gemini-2.0-flash", 0.10, 0.40, 0.025, 0.10),
-    ("mistral-large", 2.00, 6.00, 2.00, 2.00),
-    ("mistral-small", 0.10, 0.30, 0.10, 0.10),
+/// A row of the table, in US dollars per million tokens.
+struct Listed {
+    /// Looked up by the longest prefix of the upstream model name, so dated snapshots
+    /// (`gpt-4o-mini-2024-07-18`) find their family.
+    prefix: &'static str,
+    rates: Usd,
+    /// Above this many input tokens, the whole request at the second rates.
+    long_context: Option<(u64, Usd)>,
+}
+
+/// Input, output, cache read, five-minute cache write, one-hour cache write.
+type Usd = [f64; 5];
+
+/// Rates with the cache writes at the input's (providers that bill no cache writes).
+const fn plain(input: f64, output: f64, cache_read: f64) -> Usd {
+    [input, output, cache_read, input, input]
+}
+
+/// Anthropic's rates: cache reads a tenth of input, writes 1.25 times it for five minutes and
+/// twice it for an hour.
+const fn claude(input: f64, output: f64) -> Usd {
+    [input, output, input / 10.0, input * 1.25, input * 2.0]
+}
+
+const fn row(prefix: &'static str, rates: Usd) -> Listed {
+    Listed {
+        prefix,
+        rates,
+        long_context: None,
+    }
+}
+
+const fn tiered(prefix: &'static str, rates: Usd, above: u64, long: Usd) -> Listed {
+    Listed {
+        prefix,
+        rates,
+        long_context: Some((above, long)),
+    }
+}
+
+/// List prices. Deployments may override with `price:`.
+const TABLE: &[Listed] = &[
+    row("gpt-4o-mini", plain(0.15, 0.60, 0.075)),
+    row("gpt-4o", plain(2.50, 10.00, 1.25)),
+    row("gpt-4.1-nano", plain(0.10, 0.40, 0.025)),
+    row("gpt-4.1-mini", plain(0.40, 1.60, 0.10)),
+    row("gpt-4.1", plain(2.00, 8.00, 0.50)),
+    row("o3-mini", plain(1.10, 4.40, 0.55)),
+    row("o4-mini", plain(1.10, 4.40, 0.275)),
+    row("o3", plain(2.00, 8.00, 0.50)),
+    row("text-embedding-3-small", plain(0.02, 0.0, 0.02)),
+    row("text-embedding-3-large", plain(0.13, 0.0, 0.13)),
+    row("claude-opus-4", claude(15.00, 75.00)),
+    row("claude-sonnet-4", claude(3.00, 15.00)),
+    row("claude-3-7-sonnet", claude(3.00, 15.00)),
+    row("claude-3-5-sonnet", claude(3.00, 15.00)),
+    row("claude-haiku-4", claude(1.00, 5.00)),
+    row("claude-3-5-haiku", claude(0.80, 4.00)),
+    tiered(
+        "gemini-2.5-pro",
+        plain(1.25, 10.00, 0.31),
+        200_000,
+        plain(2.50, 15.00, 0.625),
+    ),
+    row("gemini-2.5-flash-lite", plain(0.10, 0.40, 0.025)),
+    row("gemini-2.5-flash", plain(0.30, 2.50, 0.075)),
+    row("gemini-2.0-flash", plain(0.10, 0.40, 0.025)),
+    row("mistral-large", plain(2.00, 6.00, 2.00)),
+    row("mistral-small", plain(0.10, 0.30, 0.10)),
 ];
 
-fn nanos(usd_per_mtok: f64) -> u64 {
-    (usd_per_mtok * 1_000.0).round().max(0.0) as u64
+/// Nano-dollars per token in `usd` US dollars per million tokens.
+pub fn usd_per_mtok(usd: f64) -> u64 {
+    (usd * 1_000.0).round().max(0.0) as u64
+}
+
+fn rates_of([input, output, cache_read, cache_write, cache_write_1h]: Usd) -> Rates {
+    Rates {
+        input: usd_per_mtok(input),
+        output: usd_per_mtok(output),
+        cache_read: usd_per_mtok(cache_read),
+        cache_write: usd_per_mtok(cache_write),
+        cache_write_1h: usd_per_mtok(cache_write_1h),
+    }
 }
 
 /// The compiled-in price of an upstream model, if the table knows its family.
 pub fn lookup(model: &str) -> Option<Price> {
     TABLE
         .iter()
-        .filter(|(prefix, ..)| model.starts_with(prefix))
-        .max_by_key(|(prefix, ..)| prefix.len())
-        .map(|&(_, i, o, r, w)| Price {
-            input: nanos(i),
-            output: nanos(o),
-            cache_read: nanos(r),
-            cache_write: nanos(w),
+        .filter(|listed| model.starts_with(listed.prefix))
+        .max_by_key(|listed| listed.prefix.len())
+        .map(|listed| Price {
+            rates: rates_of(listed.rates),
+            long_context: listed
+                .long_context
+                .map(|(above_input_tokens, rates)| LongContext {
+                    above_input_tokens,
+                    rates: rates_of(rates),
+                }),
             web_search: web_search_price(model),
         })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn table_lookup_uses_the_longest_prefix() {
         assert_eq!(
-            super::lookup("gpt-4o-mini-2024-07-18").map(|p| p.input),
+            lookup("gpt-4o-mini-2024-07-18").map(|p| p.rates.input),
             Some(150)
         );
         assert_eq!(
-            super::lookup("gpt-4o-2024-08-06").map(|p| p.output),
+            lookup("gpt-4o-2024-08-06").map(|p| p.rates.output),
             Some(10_000)
         );
         assert_eq!(
-            super::lookup("claude-sonnet-4-5").map(|p| p.cache_write),
+            lookup("claude-sonnet-4-5").map(|p| p.rates.cache_write),
             Some(3_750)
         );
-        assert_eq!(super::lookup("llama-3-8b"), None);
+        assert_eq!(lookup("llama-3-8b"), None);
     }
-
-    use super::*;
 
     #[test]
     fn costs_are_exact_integers() {
         let p = Price::per_mtok(0.15, 0.6);
-        assert_eq!(p.input, 150);
-        assert_eq!(p.output, 600);
+        assert_eq!(p.rates.input, 150);
+        assert_eq!(p.rates.output, 600);
         let u = Usage {
             input_tokens: 1000,
             output_tokens: 200,
@@ -150,10 +310,88 @@ mod tests {
         };
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 150 + 200 * 600);
         let p = Price {
-            cache_read: 75,
+            rates: Rates {
+                cache_read: 75,
+                ..p.rates
+            },
             ..p
         };
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 75 + 200 * 600);
+    }
+
+    #[test]
+    fn hour_long_cache_writes_are_billed_at_their_own_rate() {
+        // Claude Sonnet 4.5: $3 input, $3.75 five-minute writes, $6 one-hour writes, $0.30 reads.
+        let p = lookup("claude-sonnet-4-5-20250929").unwrap();
+        let u = Usage {
+            input_tokens: 10_000,
+            cache_read_tokens: 1_000,
+            cache_write_tokens: 5_000,
+            cache_write_1h_tokens: 2_000,
+            output_tokens: 100,
+            ..Usage::default()
+        };
+        assert_eq!(
+            p.cost(&u),
+            4_000 * 3_000 + 1_000 * 300 + 3_000 * 3_750 + 2_000 * 6_000 + 100 * 15_000
+        );
+        // A report claiming more hour-long writes than writes bills no more than the writes.
+        let wrong = Usage {
+            cache_write_1h_tokens: 9_000,
+            ..u
+        };
+        assert_eq!(
+            p.cost(&wrong),
+            4_000 * 3_000 + 1_000 * 300 + 5_000 * 6_000 + 100 * 15_000
+        );
+    }
+
+    #[test]
+    fn a_long_context_tier_bills_the_whole_request_once_input_passes_it() {
+        // Gemini 2.5 Pro: $1.25 / $10 up to 200k input tokens, $2.50 / $15 above.
+        let p = lookup("gemini-2.5-pro").unwrap();
+        let at = |input_tokens: u64| {
+            p.cost(&Usage {
+                input_tokens,
+                output_tokens: 1_000,
+                ..Usage::default()
+            })
+        };
+        assert_eq!(at(200_000), 200_000 * 1_250 + 1_000 * 10_000);
+        assert_eq!(at(200_001), 200_001 * 2_500 + 1_000 * 15_000);
+        // Cached input counts toward the threshold and is billed at the tier's cache rate.
+        let cached = Usage {
+            input_tokens: 250_000,
+            cache_read_tokens: 150_000,
+            output_tokens: 10,
+            ..Usage::default()
+        };
+        assert_eq!(
+            p.cost(&cached),
+            100_000 * 2_500 + 150_000 * 625 + 10 * 15_000
+        );
+        assert_eq!(p.rates_for(200_000), p.rates);
+        assert_eq!(p.rates_for(200_001).input, 2_500);
+    }
+
+    #[test]
+    fn the_highest_of_two_prices_covers_both_at_every_input() {
+        let tiered = lookup("gemini-2.5-pro").unwrap();
+        let flat = Price::per_mtok(2.0, 12.0);
+        let most = tiered.max(flat);
+        for input_tokens in [0, 100_000, 200_000, 200_001, 1_000_000] {
+            let u = Usage {
+                input_tokens,
+                output_tokens: 500,
+                ..Usage::default()
+            };
+            assert!(most.cost(&u) >= tiered.cost(&u), "{input_tokens}");
+            assert!(most.cost(&u) >= flat.cost(&u), "{input_tokens}");
+        }
+        assert_eq!(most.rates.input, 2_000);
+        assert_eq!(most.rates_for(300_000).input, 2_500);
+        assert_eq!(most.rates_for(300_000).output, 15_000);
+        assert_eq!(flat.max(flat), flat);
     }
 
     #[test]

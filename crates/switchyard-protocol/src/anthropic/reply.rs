@@ -14,7 +14,8 @@
 use serde_json::{Map, Value};
 
 use super::wire::{
-    ContentBlock, ContentBlockDelta, Message, MessageDelta, MessageStreamEvent, Usage,
+    CacheCreation, ContentBlock, ContentBlockDelta, Message, MessageDelta, MessageStreamEvent,
+    Usage,
 };
 use crate::scan::{Cursor, set};
 
@@ -326,17 +327,22 @@ fn block(c: &mut Cursor<'_>, tool_use: bool) -> Option<ContentBlock> {
     })
 }
 
-/// `usage`: the four counts and the server tools' requests; its other members (tier, cache
-/// details) skipped. Server tools' requests other than null are left to the decoder.
+/// `usage`: the four counts, the cache writes by lifetime and the server tools' requests; its
+/// other members (tier, geography) skipped. Server tools' requests other than null are left to
+/// the decoder.
 fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
     let mut counts: [Option<u64>; 4] = [None; 4];
-    let mut seen = [false; 4];
+    let mut seen = [false; 5];
+    let mut cache_creation = None;
     c.object(|c, key| {
         let i = match key {
             "input_tokens" => 0,
             "output_tokens" => 1,
             "cache_creation_input_tokens" => 2,
             "cache_read_input_tokens" => 3,
+            "cache_creation" => {
+                return set(&mut seen[4], &mut cache_creation, cache_writes(c)?);
+            }
             "server_tool_use" => return c.null().then_some(()),
             _ => return c.skip(),
         };
@@ -347,8 +353,27 @@ fn usage(c: &mut Cursor<'_>) -> Option<Usage> {
         output_tokens: counts[1],
         cache_creation_input_tokens: counts[2],
         cache_read_input_tokens: counts[3],
+        cache_creation,
         server_tool_use: None,
     })
+}
+
+/// `usage.cache_creation`, or null.
+fn cache_writes(c: &mut Cursor<'_>) -> Option<Option<CacheCreation>> {
+    if c.null() {
+        return Some(None);
+    }
+    let mut writes = CacheCreation::default();
+    let mut seen = [false; 2];
+    c.object(|c, key| {
+        let (i, count) = match key {
+            "ephemeral_5m_input_tokens" => (0, &mut writes.ephemeral_5m_input_tokens),
+            "ephemeral_1h_input_tokens" => (1, &mut writes.ephemeral_1h_input_tokens),
+            _ => return c.skip(),
+        };
+        set(&mut seen[i], count, c.uint()?)
+    })?;
+    Some(Some(writes))
 }
 
 #[cfg(test)]

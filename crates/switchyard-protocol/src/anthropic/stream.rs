@@ -265,6 +265,15 @@ impl AnthropicStreamDecoder {
                         self.usage.input_tokens = counts.input_tokens;
                         self.usage.cache_read_tokens = counts.cache_read_tokens;
                         self.usage.cache_write_tokens = counts.cache_write_tokens;
+                        // `MessageDeltaUsage` has no split of the writes by lifetime: the
+                        // start's stands.
+                        if usage.cache_creation.is_some() {
+                            self.usage.cache_write_1h_tokens = counts.cache_write_1h_tokens;
+                        }
+                        self.usage.cache_write_1h_tokens = self
+                            .usage
+                            .cache_write_1h_tokens
+                            .min(counts.cache_write_tokens);
                     }
                     if usage.server_tool_use.is_some() {
                         self.usage.web_search_requests = counts.web_search_requests;
@@ -692,7 +701,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
         let (stop_reason, stop_sequence) =
             wire::stop_reason(self.stop.as_ref().unwrap_or(&FinishReason::Stop));
         let usage = if self.usage.input_tokens != 0 {
-            wire::Usage::full(&self.usage)
+            wire::Usage::streamed(&self.usage)
         } else {
             wire::Usage {
                 output_tokens: Some(self.usage.output_tokens),

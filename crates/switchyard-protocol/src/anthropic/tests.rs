@@ -422,6 +422,7 @@ fn sample_response() -> ChatResponse {
             output_tokens: 50,
             cache_read_tokens: 600,
             cache_write_tokens: 100,
+            cache_write_1h_tokens: 40,
             reasoning_tokens: 10,
             ..Default::default()
         }),
@@ -456,7 +457,8 @@ fn encodes_a_complete_message() {
                 "input_tokens": 300,
                 "output_tokens": 50,
                 "cache_creation_input_tokens": 100,
-                "cache_read_input_tokens": 600
+                "cache_read_input_tokens": 600,
+                "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40}
             }
         })
     );
@@ -824,7 +826,7 @@ const RECORDED_MESSAGE: &str = r#"{
     "input_tokens": 50,
     "cache_creation_input_tokens": 1000,
     "cache_read_input_tokens": 2000,
-    "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 0},
+    "cache_creation": {"ephemeral_5m_input_tokens": 400, "ephemeral_1h_input_tokens": 600},
     "output_tokens": 120,
     "service_tier": "standard"
   },
@@ -868,6 +870,7 @@ fn parses_a_recorded_message() {
             output_tokens: 120,
             cache_read_tokens: 2000,
             cache_write_tokens: 1000,
+            cache_write_1h_tokens: 600,
             reasoning_tokens: 0,
             ..Default::default()
         })
@@ -989,7 +992,7 @@ fn classifies_error_bodies() {
 /// (including a ping, an empty `input_json_delta` and multi-byte text).
 const RECORDED_STREAM: &str = concat!(
     "event: message_start\n",
-    r#"data: {"type":"message_start","message":{"id":"msg_01WBeG2NaYQ8w99747S3n8MZ","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":423,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":0},"output_tokens":6,"service_tier":"standard"}}}"#,
+    r#"data: {"type":"message_start","message":{"id":"msg_01WBeG2NaYQ8w99747S3n8MZ","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":423,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"cache_creation":{"ephemeral_5m_input_tokens":40,"ephemeral_1h_input_tokens":60},"output_tokens":6,"service_tier":"standard"}}}"#,
     "\n\n",
     "event: content_block_start\n",
     r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
@@ -1050,6 +1053,7 @@ fn recorded_events() -> Vec<StreamEvent> {
         output_tokens: 6,
         cache_read_tokens: 2000,
         cache_write_tokens: 100,
+        cache_write_1h_tokens: 60,
         reasoning_tokens: 0,
         ..Default::default()
     };
@@ -1407,7 +1411,8 @@ fn stream_encoder_writes_the_documented_sequence() {
             json!({"type": "message_start", "message": {
             "id": "msg_gw-7", "type": "message", "role": "assistant", "content": [], "model": "alias",
             "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}}}),
         ),
         (
             "content_block_start",

@@ -484,9 +484,22 @@ pub(crate) struct Usage {
     pub cache_creation_input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
+    /// The cache writes by the cache's lifetime (`CacheCreation`), null when not told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation: Option<CacheCreation>,
     /// The server tools' requests (`ServerToolUsage`), null when none ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_tool_use: Option<ServerToolUsage>,
+}
+
+/// `usage.cache_creation`: of `cache_creation_input_tokens`, those cached for five minutes and
+/// for an hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: u64,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 /// `usage.server_tool_use`.
@@ -516,7 +529,22 @@ impl Usage {
             output_tokens: Some(usage.output_tokens),
             cache_creation_input_tokens: Some(usage.cache_write_tokens),
             cache_read_input_tokens: Some(usage.cache_read_tokens),
+            cache_creation: Some(CacheCreation {
+                ephemeral_5m_input_tokens: usage
+                    .cache_write_tokens
+                    .saturating_sub(usage.cache_write_1h_tokens),
+                ephemeral_1h_input_tokens: usage.cache_write_1h_tokens,
+            }),
             server_tool_use: ServerToolUsage::of(usage),
+        }
+    }
+
+    /// The counts a stream's `message_delta` carries: `MessageDeltaUsage` has no
+    /// `cache_creation`.
+    pub fn streamed(usage: &canonical::Usage) -> Self {
+        Self {
+            cache_creation: None,
+            ..Self::full(usage)
         }
     }
 
@@ -534,6 +562,10 @@ impl Usage {
             output_tokens: self.output_tokens.unwrap_or(0),
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,
+            // Never more than the writes themselves, whatever the wire says.
+            cache_write_1h_tokens: self
+                .cache_creation
+                .map_or(0, |c| c.ephemeral_1h_input_tokens.min(cache_write)),
             reasoning_tokens: 0,
             web_search_requests: self.server_tool_use.map_or(0, |s| s.web_search_requests),
             web_fetch_requests: self.server_tool_use.map_or(0, |s| s.web_fetch_requests),
@@ -546,6 +578,7 @@ impl Usage {
         self.input_tokens.is_some()
             || self.cache_creation_input_tokens.is_some()
             || self.cache_read_input_tokens.is_some()
+            || self.cache_creation.is_some()
     }
 }
 

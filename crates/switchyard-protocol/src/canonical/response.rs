@@ -9,6 +9,9 @@ pub struct Usage {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written to a cache that lives an hour (Anthropic's
+    /// `ttl: "1h"`), which are billed higher than the default five minutes' writes.
+    pub cache_write_1h_tokens: u64,
     pub reasoning_tokens: u64,
     /// Web searches the provider ran itself and bills per search (Anthropic's web search
     /// server tool, `server_tool_use.web_search_requests`).
@@ -43,6 +46,9 @@ impl Usage {
         }
         if later.cache_write_tokens != 0 {
             self.cache_write_tokens = later.cache_write_tokens;
+        }
+        if later.cache_write_1h_tokens != 0 {
+            self.cache_write_1h_tokens = later.cache_write_1h_tokens;
         }
         if later.reasoning_tokens != 0 {
             self.reasoning_tokens = later.reasoning_tokens;

@@ -312,3 +312,100 @@ async fn count_tokens_needs_no_max_tokens() {
     let chars = "Be brief.".len() + "Hello Claude, tell me something".len();
     assert_eq!(reply.json(), json!({ "input_tokens": chars.div_ceil(4) }));
 }
+
+/// A request whose system prompt (long enough to cache) ends with a breakpoint.
+fn cached_system(ttl: Option<&str>, question: &str) -> Value {
+    let mut control = json!({ "type": "ephemeral" });
+    if let Some(ttl) = ttl {
+        control["ttl"] = json!(ttl);
+    }
+    json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "system": [{ "type": "text", "text": "policy ".repeat(700), "cache_control": control }],
+        "messages": [{ "role": "user", "content": question }]
+    })
+}
+
+#[tokio::test]
+async fn a_breakpoint_writes_the_prefix_once_then_reads_it() {
+    let sim = start_default().await;
+    let prefix = ("policy ".len() * 700).div_ceil(4) as u64;
+    let total = |question: &str| ("policy ".len() * 700 + question.len()).div_ceil(4) as u64;
+    let usage = |body: Value| body["usage"].clone();
+
+    let first = usage(
+        send(anthropic(&sim, &cached_system(None, "First question")))
+            .await
+            .json(),
+    );
+    assert_eq!(first["cache_creation_input_tokens"], prefix);
+    assert_eq!(first["cache_creation"]["ephemeral_5m_input_tokens"], prefix);
+    assert_eq!(first["cache_creation"]["ephemeral_1h_input_tokens"], 0);
+    assert_eq!(first["cache_read_input_tokens"], 0);
+    assert_eq!(first["input_tokens"], total("First question") - prefix);
+
+    // The same prefix with another question after it is read, streamed or not.
+    let second = usage(
+        send(anthropic(&sim, &cached_system(None, "Second one")))
+            .await
+            .json(),
+    );
+    assert_eq!(second["cache_read_input_tokens"], prefix);
+    assert_eq!(second["cache_creation_input_tokens"], 0);
+    assert_eq!(second["input_tokens"], total("Second one") - prefix);
+    let mut streamed = cached_system(None, "Third");
+    streamed["stream"] = json!(true);
+    let data = send(anthropic(&sim, &streamed)).await.data();
+    assert_eq!(
+        data[0]["message"]["usage"]["cache_read_input_tokens"],
+        prefix
+    );
+
+    // An hour-long breakpoint on another prefix is written as such.
+    let mut hour = cached_system(Some("1h"), "First question");
+    hour["system"][0]["text"] = json!("rules ".repeat(800));
+    let written = usage(send(anthropic(&sim, &hour)).await.json());
+    let hour_prefix = ("rules ".len() * 800).div_ceil(4) as u64;
+    assert_eq!(
+        written["cache_creation"]["ephemeral_1h_input_tokens"],
+        hour_prefix
+    );
+    assert_eq!(written["cache_creation"]["ephemeral_5m_input_tokens"], 0);
+
+    // Another model has its own cache; a prefix under the minimum is never cached.
+    let mut other = cached_system(None, "First question");
+    other["model"] = json!("claude-haiku-4-5");
+    assert_eq!(
+        usage(send(anthropic(&sim, &other)).await.json())["cache_creation_input_tokens"],
+        prefix
+    );
+    let mut short = cached_system(None, "First question");
+    short["system"][0]["text"] = json!("Be brief.");
+    let short = usage(send(anthropic(&sim, &short)).await.json());
+    assert_eq!(short["cache_creation_input_tokens"], 0);
+    assert_eq!(short["cache_read_input_tokens"], 0);
+}
+
+#[tokio::test]
+async fn a_breakpoint_in_the_messages_caches_the_conversation_up_to_it() {
+    let sim = start_default().await;
+    let turn = |last: &str| {
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "messages": [
+                { "role": "user", "content": [
+                    { "type": "text", "text": "context ".repeat(600), "cache_control": { "type": "ephemeral" } }
+                ] },
+                { "role": "assistant", "content": "Noted." },
+                { "role": "user", "content": last }
+            ]
+        })
+    };
+    let prefix = ("context ".len() * 600).div_ceil(4) as u64;
+    let first = send(anthropic(&sim, &turn("a"))).await.json();
+    assert_eq!(first["usage"]["cache_creation_input_tokens"], prefix);
+    let second = send(anthropic(&sim, &turn("b"))).await.json();
+    assert_eq!(second["usage"]["cache_read_input_tokens"], prefix);
+}

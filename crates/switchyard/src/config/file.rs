@@ -187,8 +187,8 @@ pub struct ProviderFile {
     pub timeouts: TimeoutsFile,
 }
 
-/// Price of a deployment in US dollars per million tokens (for `lowest_cost` routing and
-/// `max_cost` ceilings).
+/// Price of a deployment in US dollars per million tokens (for budgets, records, `lowest_cost`
+/// routing and `max_cost` ceilings). Cache rates left out cost what input costs.
 #[derive(Debug, Deserialize, Clone, Copy, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PriceFile {
@@ -196,10 +196,116 @@ pub struct PriceFile {
     pub input_per_mtok: f64,
     #[serde(default)]
     pub output_per_mtok: f64,
+    pub cache_read_per_mtok: Option<f64>,
+    /// Five-minute cache writes (Anthropic's default).
+    pub cache_write_per_mtok: Option<f64>,
+    /// One-hour cache writes; absent, what five-minute writes cost.
+    pub cache_write_1h_per_mtok: Option<f64>,
     /// US dollars per search of the provider's own web search tool (Anthropic: 0.01); absent,
     /// the compiled-in table's figure for the model.
-    #[serde(default)]
     pub web_search_per_call: Option<f64>,
+    /// The provider's long-context tier: the whole request at these rates once its input
+    /// (cached or not) passes `above_input_tokens`.
+    pub long_context: Option<LongContextFile>,
+}
+
+/// `price.long_context`.
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextFile {
+    pub above_input_tokens: u64,
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    pub cache_read_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+    pub cache_write_1h_per_mtok: Option<f64>,
+}
+
+/// The rates of a price block or of its long-context tier, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct RatesFile {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cache_read_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+    pub cache_write_1h_per_mtok: Option<f64>,
+}
+
+impl RatesFile {
+    pub fn rates(self) -> crate::pricing::Rates {
+        let base = crate::pricing::Rates::per_mtok(self.input_per_mtok, self.output_per_mtok);
+        let or =
+            |usd: Option<f64>, otherwise: u64| usd.map_or(otherwise, crate::pricing::usd_per_mtok);
+        let cache_write = or(self.cache_write_per_mtok, base.cache_write);
+        crate::pricing::Rates {
+            cache_read: or(self.cache_read_per_mtok, base.cache_read),
+            cache_write,
+            cache_write_1h: or(self.cache_write_1h_per_mtok, cache_write),
+            ..base
+        }
+    }
+
+    /// Every figure given, for validation.
+    pub fn figures(self) -> impl Iterator<Item = f64> {
+        [self.input_per_mtok, self.output_per_mtok]
+            .into_iter()
+            .chain(self.cache_read_per_mtok)
+            .chain(self.cache_write_per_mtok)
+            .chain(self.cache_write_1h_per_mtok)
+    }
+}
+
+impl PriceFile {
+    fn rates(&self) -> RatesFile {
+        RatesFile {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cache_read_per_mtok: self.cache_read_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+            cache_write_1h_per_mtok: self.cache_write_1h_per_mtok,
+        }
+    }
+
+    /// The price of a deployment of `model` with this block.
+    pub fn price(&self, model: &str) -> crate::pricing::Price {
+        crate::pricing::Price {
+            rates: self.rates().rates(),
+            long_context: self.long_context.map(|tier| crate::pricing::LongContext {
+                above_input_tokens: tier.above_input_tokens,
+                rates: tier.rates().rates(),
+            }),
+            web_search: self.web_search_per_call.map_or_else(
+                || crate::pricing::web_search_price(model),
+                crate::pricing::usd_nanos,
+            ),
+        }
+    }
+
+    /// Every figure given, for validation.
+    pub fn figures(&self) -> impl Iterator<Item = f64> {
+        self.rates()
+            .figures()
+            .chain(self.web_search_per_call)
+            .chain(
+                self.long_context
+                    .into_iter()
+                    .flat_map(|t| t.rates().figures()),
+            )
+    }
+}
+
+impl LongContextFile {
+    fn rates(&self) -> RatesFile {
+        RatesFile {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cache_read_per_mtok: self.cache_read_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+            cache_write_1h_per_mtok: self.cache_write_1h_per_mtok,
+        }
+    }
 }
 
 /// `models[].deployments[]` — one callable target behind an alias.

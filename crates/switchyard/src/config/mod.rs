@@ -636,10 +636,7 @@ fn resolve_models(
                 err(errors, format!("{dpath}.weight"), "must be greater than 0");
             }
             if let Some(p) = d.price
-                && [p.input_per_mtok, p.output_per_mtok]
-                    .into_iter()
-                    .chain(p.web_search_per_call)
-                    .any(|usd| usd < 0.0 || !usd.is_finite())
+                && p.figures().any(|usd| usd < 0.0 || !usd.is_finite())
             {
                 err(
                     errors,

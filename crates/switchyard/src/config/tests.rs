@@ -113,3 +113,32 @@ fn the_idle_timeout_defaults_to_75_seconds_and_zero_turns_it_off() {
     assert_eq!(idle("  idle_timeout: 5s\n"), Some(Duration::from_secs(5)));
     assert_eq!(idle("  idle_timeout: 0s\n"), None);
 }
+
+#[test]
+fn a_price_with_a_misspelt_or_negative_figure_is_refused() {
+    let with = |price: &str| {
+        format!(
+            "server: {{master_key: k}}\nproviders: [{{name: o, kind: openai, api_key: k}}]\nmodels: [{{alias: a, deployments: [{{provider: o, model: m, price: {price}}}]}}]\n"
+        )
+    };
+    let errors = load(&with("{input_per_mtok: 1, cache_reads_per_mtok: 1}"), &env).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("cache_reads_per_mtok")),
+        "{errors:#?}"
+    );
+    let errors = load(
+        &with(
+            "{input_per_mtok: 1, long_context: {above_input_tokens: 200000, output_per_mtok: -1}}",
+        ),
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].path, "models[0].deployments[0].price");
+    assert!(load(
+        &with("{input_per_mtok: 1, cache_write_1h_per_mtok: 2, long_context: {above_input_tokens: 200000, input_per_mtok: 2}}"),
+        &env,
+    )
+    .is_ok());
+}

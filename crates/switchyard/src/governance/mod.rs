@@ -415,7 +415,8 @@ impl Governance {
         if levels.is_empty() {
             return Ok((None, None));
         }
-        let price = price.unwrap_or_default();
+        // The long-context tier's rates when the estimate (which leans high) passes it.
+        let price = price.unwrap_or_default().rates_for(input_tokens);
         let input_cost = (input_tokens as i64).saturating_mul(price.input as i64);
         let cap = max_tokens.unwrap_or(self.default_max_tokens);
         let ask = Ask {

@@ -331,23 +331,31 @@ impl RoutingTable {
                 .iter()
                 .filter_map(|d| {
                     let provider = providers.get(d.provider)?.clone();
-                    let billing = match d.price {
-                        Some(p) => Some(crate::pricing::Price {
-                            web_search: p.web_search_per_call.map_or_else(
-                                || crate::pricing::web_search_price(&d.model),
-                                crate::pricing::usd_nanos,
-                            ),
-                            ..crate::pricing::Price::per_mtok(p.input_per_mtok, p.output_per_mtok)
-                        }),
+                    let billing = match &d.price {
+                        Some(p) => Some(p.price(&d.model)),
                         None => crate::pricing::lookup(&d.model),
                     };
+                    if billing.is_none() {
+                        tracing::warn!(
+                            alias = %m.alias,
+                            provider = %d.provider,
+                            model = %d.model,
+                            "deployment has no price: its requests cost nothing in budgets and \
+                             records (give it a `price` block)"
+                        );
+                    }
                     Some(Arc::new(Deployment {
                         id: format!("{}/{}", provider.name, d.model),
                         provider,
                         model: d.model.clone(),
                         weight: d.weight,
                         priority: d.priority,
-                        price: billing.map(|p| (p.input as f64 / 1000.0, p.output as f64 / 1000.0)),
+                        price: billing.map(|p| {
+                            (
+                                p.rates.input as f64 / 1000.0,
+                                p.rates.output as f64 / 1000.0,
+                            )
+                        }),
                         billing,
                         rpm: d.rpm,
                         tpm: d.tpm,
@@ -457,16 +465,7 @@ impl RoutingTable {
             };
             for d in &route.deployments {
                 if let Some(p) = d.billing {
-                    best = Some(match best {
-                        None => p,
-                        Some(b) => crate::pricing::Price {
-                            input: b.input.max(p.input),
-                            output: b.output.max(p.output),
-                            cache_read: b.cache_read.max(p.cache_read),
-                            cache_write: b.cache_write.max(p.cache_write),
-                            web_search: b.web_search.max(p.web_search),
-                        },
-                    });
+                    best = Some(best.map_or(p, |b| b.max(p)));
                 }
             }
             for f in route.fallbacks.all() {

@@ -457,7 +457,15 @@ models:
     deployments: [{provider: a, model: m1, price: {input_per_mtok: 1, output_per_mtok: 2}}]
     fallbacks: [dear]
   - alias: dear
-    deployments: [{provider: a, model: m2, price: {input_per_mtok: 5, output_per_mtok: 1}}]
+    deployments:
+      - provider: a
+        model: m2
+        price:
+          input_per_mtok: 5
+          output_per_mtok: 1
+          cache_read_per_mtok: 0.5
+          cache_write_1h_per_mtok: 10
+          long_context: {above_input_tokens: 100000, input_per_mtok: 10, output_per_mtok: 1.5}
     fallbacks: [cheap]
   - alias: unpriced
     deployments: [{provider: a, model: m3}]
@@ -468,9 +476,25 @@ models:
     let t = RoutingTable::build(&config, None, &Default::default()).unwrap();
     // Field by field: the dearest input and the dearest output, even from different aliases.
     let cheap = t.max_price("cheap").unwrap();
-    assert_eq!((cheap.input, cheap.output), (5_000, 2_000));
+    assert_eq!((cheap.rates.input, cheap.rates.output), (5_000, 2_000));
     let dear = t.max_price("dear").unwrap();
-    assert_eq!((dear.input, dear.output), (5_000, 2_000));
+    assert_eq!((dear.rates.input, dear.rates.output), (5_000, 2_000));
+    // Cache rates given apply; those left out cost what input costs (five-minute writes here).
+    assert_eq!(
+        (
+            dear.rates.cache_read,
+            dear.rates.cache_write,
+            dear.rates.cache_write_1h
+        ),
+        (1_000, 5_000, 10_000)
+    );
+    // Past the tier, its rates, each at least the other deployment's.
+    let long = dear.rates_for(100_001);
+    assert_eq!(
+        (long.input, long.output, long.cache_read),
+        (10_000, 2_000, 10_000)
+    );
+    assert_eq!(dear.rates_for(100_000), dear.rates);
     assert!(t.max_price("unpriced").is_none());
     assert!(t.max_price("unknown").is_none());
 }

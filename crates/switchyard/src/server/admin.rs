@@ -43,6 +43,8 @@ pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
                 "provider": d.provider.name,
                 "model": d.model,
                 "attributes": d.attributes,
+                // Null: the deployment's requests cost nothing in budgets and records.
+                "price": d.billing.map(|p| p.to_json()),
                 "state": state,
                 "in_flight": h.in_flight,
                 "successes": h.successes,

@@ -237,6 +237,7 @@ impl Tracker {
                 output: usage.output_tokens,
                 cache_read: usage.cache_read_tokens,
                 cache_write: usage.cache_write_tokens,
+                cache_write_1h: usage.cache_write_1h_tokens,
                 reasoning: usage.reasoning_tokens,
                 estimated,
             });

@@ -227,6 +227,7 @@ impl TokenCounts {
         number_field(out, b",\"output\":", self.output);
         number_field(out, b",\"cache_read\":", self.cache_read);
         number_field(out, b",\"cache_write\":", self.cache_write);
+        number_field(out, b",\"cache_write_1h\":", self.cache_write_1h);
         number_field(out, b",\"reasoning\":", self.reasoning);
         bool_field(out, b",\"estimated\":", self.estimated);
         out.push(b'}');
@@ -294,6 +295,9 @@ pub struct TokenCounts {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the writes to a cache that lives an hour (billed higher).
+    #[serde(default)]
+    pub cache_write_1h: u64,
     pub reasoning: u64,
     /// The provider reported no usage; these counts are the gateway's estimate.
     pub estimated: bool,
@@ -577,6 +581,7 @@ mod tests {
                 output: 0,
                 cache_read: 7,
                 cache_write: 8,
+                cache_write_1h: 3,
                 reasoning: 9,
                 estimated: true,
             }),

@@ -358,6 +358,149 @@ async fn a_providers_web_searches_are_billed_per_search() {
     }
 }
 
+#[tokio::test]
+async fn prompt_cache_reads_and_hour_long_writes_are_billed_at_their_own_rates() {
+    let env = env_with(
+        r#"
+  - alias: cached
+    deployments: [{provider: p-anthropic, model: claude-sonnet-4-5}]
+"#,
+    )
+    .await;
+    // Claude Sonnet 4.5's list prices, nano-dollars per token: input, output, cache read,
+    // five-minute write, hour-long write.
+    let billed = |rec: &Value| {
+        let t = &rec["tokens"];
+        let n = |k: &str| t[k].as_i64().unwrap();
+        let five_minutes = n("cache_write") - n("cache_write_1h");
+        (n("input") - n("cache_read") - n("cache_write")) * 3_000
+            + n("output") * 15_000
+            + n("cache_read") * 300
+            + five_minutes * 3_750
+            + n("cache_write_1h") * 6_000
+    };
+    let policy = "Answer from the policy below. ".repeat(200);
+    // The same hour-long breakpoint through both ingresses: Anthropic's system block, and an
+    // OpenAI client's system message part (the extension OpenAI-compatible clients send).
+    let requests = [
+        (
+            "/v1/messages",
+            json!({"model": "cached", "max_tokens": 50,
+                "system": [{"type": "text", "text": policy,
+                    "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                "messages": [{"role": "user", "content": "May I park here?"}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "cached", "max_tokens": 50,
+                "messages": [
+                    {"role": "system", "content": [{"type": "text", "text": policy.repeat(2),
+                        "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
+                    {"role": "user", "content": "May I park here?"}]}),
+        ),
+    ];
+    for (path, body) in requests {
+        for (turn, stream) in [(0, false), (1, false), (2, true)] {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            if stream && path == "/v1/chat/completions" {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            let r = if path == "/v1/messages" {
+                env.post_anthropic(&body).await
+            } else {
+                env.post(path, &body).await
+            };
+            assert_eq!(r.status, 200, "{path}: {:.300}", r.text);
+            let rec = record(&env, &request_id(&r)).await;
+            let tokens = &rec["tokens"];
+            if turn == 0 {
+                assert!(
+                    tokens["cache_write_1h"].as_u64().unwrap() > 1_000,
+                    "{path}: {rec}"
+                );
+                assert_eq!(
+                    tokens["cache_write_1h"], tokens["cache_write"],
+                    "{path}: {rec}"
+                );
+                assert_eq!(tokens["cache_read"], 0, "{path}: {rec}");
+            } else {
+                assert!(
+                    tokens["cache_read"].as_u64().unwrap() > 1_000,
+                    "{path}: {rec}"
+                );
+                assert_eq!(tokens["cache_write"], 0, "{path}: {rec}");
+            }
+            assert_eq!(
+                rec["cost_nanos"],
+                json!(billed(&rec)),
+                "{path} turn {turn}: {rec}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_context_tier_bills_the_whole_request_past_its_threshold() {
+    let env = env_with(
+        r#"
+  - alias: long
+    deployments: [{provider: p-gemini, model: gemini-2.5-pro}]
+  - alias: long-priced
+    deployments:
+      - provider: p-openai
+        model: in-house
+        price:
+          input_per_mtok: 1
+          output_per_mtok: 2
+          long_context: {above_input_tokens: 1000, input_per_mtok: 4, output_per_mtok: 8}
+"#,
+    )
+    .await;
+    // Gemini 2.5 Pro's list prices up to 200k input tokens and above; a deployment's own tier.
+    for (alias, threshold, base, long) in [
+        ("long", 200_000, (1_250, 10_000), (2_500, 15_000)),
+        ("long-priced", 1_000, (1_000, 2_000), (4_000, 8_000)),
+    ] {
+        for (prompt_tokens, rates) in [(threshold / 2, base), (threshold + 500, long)] {
+            let body = json!({"model": alias, "max_tokens": 20, "messages": [
+                {"role": "user", "content": format!("Summarise {}", "word ".repeat(prompt_tokens * 4 / 5))}]});
+            let r = env.post("/v1/chat/completions", &body).await;
+            assert_eq!(r.status, 200, "{alias}: {:.300}", r.text);
+            let rec = record(&env, &request_id(&r)).await;
+            let input = rec["tokens"]["input"].as_i64().unwrap();
+            let output = rec["tokens"]["output"].as_i64().unwrap();
+            assert_eq!(
+                input > threshold as i64,
+                rates == long,
+                "{alias}: {input} input tokens"
+            );
+            assert_eq!(
+                rec["cost_nanos"],
+                json!(input * rates.0 + output * rates.1),
+                "{alias}: {rec}"
+            );
+        }
+    }
+    // The admin API shows each deployment's price, the tier included.
+    let deployments = env.get("/admin/deployments").await.json();
+    let long = deployments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["alias"] == "long")
+        .unwrap();
+    assert_eq!(long["price"]["input_per_mtok"], 1.25, "{long}");
+    assert_eq!(
+        long["price"]["long_context"]["above_input_tokens"], 200_000,
+        "{long}"
+    );
+    assert_eq!(
+        long["price"]["long_context"]["output_per_mtok"], 15.0,
+        "{long}"
+    );
+}
+
 /// A record's cost at $3 and $15 per million input and output tokens and one search.
 fn cost(rec: &Value, per_search: i64) -> Value {
     let tokens = &rec["tokens"];

@@ -95,6 +95,7 @@ fn record() -> RequestRecord {
             output: 30,
             cache_read: 100,
             cache_write: 0,
+            cache_write_1h: 0,
             reasoning: 7,
             estimated: false,
         }),
