@@ -19,6 +19,8 @@ pub enum DialectId {
     OpenAiResponses,
     Anthropic,
     Gemini,
+    /// Amazon Bedrock's Converse API: a provider dialect only.
+    Bedrock,
 }
 
 impl DialectId {
@@ -28,6 +30,7 @@ impl DialectId {
             DialectId::OpenAiResponses => "openai-responses",
             DialectId::Anthropic => "anthropic",
             DialectId::Gemini => "gemini",
+            DialectId::Bedrock => "bedrock",
         }
     }
 }
@@ -206,6 +209,7 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    Bedrock,
 }
 
 /// The one registry: provider kind → its dialect.
@@ -220,6 +224,7 @@ pub fn provider_dialect(kind: &ProviderKind) -> Box<dyn ProviderDialect> {
         ProviderKind::Azure => Box::new(crate::openai::OpenAiProvider::azure()),
         ProviderKind::Anthropic => Box::new(crate::anthropic::AnthropicProvider),
         ProviderKind::Gemini => Box::new(crate::gemini::GeminiProvider),
+        ProviderKind::Bedrock => Box::new(crate::bedrock::BedrockProvider),
     }
 }
 
@@ -229,7 +234,7 @@ pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
         DialectId::OpenAi => Some(Box::new(crate::openai::OpenAiIngress)),
         DialectId::OpenAiResponses => Some(Box::new(crate::openai::ResponsesIngress)),
         DialectId::Anthropic => Some(Box::new(crate::anthropic::AnthropicIngress)),
-        DialectId::Gemini => None,
+        DialectId::Gemini | DialectId::Bedrock => None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! to dialect.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod canonical;
 pub mod dialect;
 #[cfg(test)]

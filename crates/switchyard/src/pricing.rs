@@ -170,13 +170,13 @@ pub fn usd_nanos(usd: f64) -> u64 {
 }
 
 /// Version of the compiled-in table; bump with every price change.
-pub const TABLE_VERSION: &str = "2026-11-29";
+pub const TABLE_VERSION: &str = "2026-12-04";
 
 /// A row of the table, in US dollars per million tokens.
 struct Listed {
-    /// Looked up by the longest prefix of the upstream model name, so dated snapshots
-    /// (`gpt-4o-mini-2024-07-18`) find their family.
-    prefix: &'static str,
+    /// The model's name; dated snapshots and provider forms of it find the row too (see
+    /// [`lookup`]).
+    model: &'static str,
     rates: Usd,
     /// Above this many input tokens, the whole request at the second rates.
     long_context: Option<(u64, Usd)>,
@@ -185,7 +185,7 @@ struct Listed {
 /// Input, output, cache read, five-minute cache write, one-hour cache write.
 type Usd = [f64; 5];
 
-/// Rates with the cache writes at the input's (providers that bill no cache writes).
+/// Rates of a provider that bills no cache writes beyond input: writes at the input's rate.
 const fn plain(input: f64, output: f64, cache_read: f64) -> Usd {
     [input, output, cache_read, input, input]
 }
@@ -196,24 +196,63 @@ const fn claude(input: f64, output: f64) -> Usd {
     [input, output, input / 10.0, input * 1.25, input * 2.0]
 }
 
-const fn row(prefix: &'static str, rates: Usd) -> Listed {
+/// OpenAI's long-context rule for the models that have one: past 272k input tokens, input and
+/// cached input at twice their rates and output at one and a half times.
+const fn openai_long(input: f64, output: f64, cache_read: f64) -> Usd {
+    plain(input * 2.0, output * 1.5, cache_read * 2.0)
+}
+
+const fn row(model: &'static str, rates: Usd) -> Listed {
     Listed {
-        prefix,
+        model,
         rates,
         long_context: None,
     }
 }
 
-const fn tiered(prefix: &'static str, rates: Usd, above: u64, long: Usd) -> Listed {
+const fn tiered(model: &'static str, rates: Usd, above: u64, long: Usd) -> Listed {
     Listed {
-        prefix,
+        model,
         rates,
         long_context: Some((above, long)),
     }
 }
 
-/// List prices. Deployments may override with `price:`.
+/// List prices from the providers' pricing pages and model pages (table version
+/// [`TABLE_VERSION`]). Deployments may override with `price:`.
 const TABLE: &[Listed] = &[
+    // OpenAI.
+    tiered(
+        "gpt-6.2-sol",
+        plain(2.00, 10.00, 0.10),
+        272_000,
+        openai_long(2.00, 10.00, 0.10),
+    ),
+    row("gpt-6.2-astra", plain(8.00, 40.00, 8.00)),
+    row("gpt-6.1-terra", plain(1.00, 5.00, 1.00)),
+    tiered(
+        "gpt-6-sol",
+        plain(2.00, 10.00, 0.20),
+        272_000,
+        openai_long(2.00, 10.00, 0.20),
+    ),
+    tiered(
+        "gpt-6-luna",
+        plain(0.10, 0.50, 0.01),
+        272_000,
+        openai_long(0.10, 0.50, 0.01),
+    ),
+    tiered(
+        "gpt-5.6-luna",
+        plain(0.20, 1.20, 0.02),
+        272_000,
+        openai_long(0.20, 1.20, 0.02),
+    ),
+    row("gpt-5.1", plain(1.25, 10.00, 0.125)),
+    row("gpt-5-codex", plain(1.25, 10.00, 0.125)),
+    row("gpt-5", plain(1.25, 10.00, 0.125)),
+    row("gpt-5-mini", plain(0.25, 2.00, 0.025)),
+    row("gpt-5-nano", plain(0.05, 0.40, 0.005)),
     row("gpt-4o-mini", plain(0.15, 0.60, 0.075)),
     row("gpt-4o", plain(2.50, 10.00, 1.25)),
     row("gpt-4.1-nano", plain(0.10, 0.40, 0.025)),
@@ -224,12 +263,48 @@ const TABLE: &[Listed] = &[
     row("o3", plain(2.00, 8.00, 0.50)),
     row("text-embedding-3-small", plain(0.02, 0.0, 0.02)),
     row("text-embedding-3-large", plain(0.13, 0.0, 0.13)),
+    // Anthropic.
+    row("claude-fable-5-1", [10.00, 50.00, 0.25, 12.50, 20.00]),
+    row("claude-fable-5", [10.00, 50.00, 1.00, 12.50, 20.00]),
+    row("claude-opus-5-5", [4.00, 20.00, 0.20, 5.00, 8.00]),
+    row("claude-opus-5", claude(5.00, 25.00)),
+    row("claude-opus-4-8", claude(5.00, 25.00)),
+    row("claude-opus-4-7", claude(5.00, 25.00)),
+    row("claude-opus-4-6", claude(5.00, 25.00)),
+    row("claude-opus-4-5", claude(5.00, 25.00)),
+    row("claude-opus-4-1", claude(15.00, 75.00)),
     row("claude-opus-4", claude(15.00, 75.00)),
-    row("claude-sonnet-4", claude(3.00, 15.00)),
+    row("claude-sonnet-5-5", claude(2.00, 10.00)),
+    row("claude-sonnet-5", claude(2.00, 10.00)),
+    row("claude-sonnet-4-6", claude(3.00, 15.00)),
+    // Through the 1M-token context window (a beta on these two): past 200k input tokens the
+    // whole request at $6 / $22.50, the cache rates scaled with input.
+    tiered(
+        "claude-sonnet-4-5",
+        claude(3.00, 15.00),
+        200_000,
+        claude(6.00, 22.50),
+    ),
+    tiered(
+        "claude-sonnet-4",
+        claude(3.00, 15.00),
+        200_000,
+        claude(6.00, 22.50),
+    ),
     row("claude-3-7-sonnet", claude(3.00, 15.00)),
     row("claude-3-5-sonnet", claude(3.00, 15.00)),
-    row("claude-haiku-4", claude(1.00, 5.00)),
+    // Prompts over 100k tokens at the higher band.
+    tiered(
+        "claude-haiku-5-5",
+        claude(0.10, 0.50),
+        100_000,
+        claude(0.50, 2.50),
+    ),
+    row("claude-haiku-4-5", claude(1.00, 5.00)),
     row("claude-3-5-haiku", claude(0.80, 4.00)),
+    row("claude-3-haiku", [0.25, 1.25, 0.03, 0.30, 0.50]),
+    row("claude-3-opus", claude(15.00, 75.00)),
+    // Google.
     tiered(
         "gemini-2.5-pro",
         plain(1.25, 10.00, 0.31),
@@ -239,6 +314,7 @@ const TABLE: &[Listed] = &[
     row("gemini-2.5-flash-lite", plain(0.10, 0.40, 0.025)),
     row("gemini-2.5-flash", plain(0.30, 2.50, 0.075)),
     row("gemini-2.0-flash", plain(0.10, 0.40, 0.025)),
+    // Mistral.
     row("mistral-large", plain(2.00, 6.00, 2.00)),
     row("mistral-small", plain(0.10, 0.30, 0.10)),
 ];
@@ -258,12 +334,23 @@ fn rates_of([input, output, cache_read, cache_write, cache_write_1h]: Usd) -> Ra
     }
 }
 
-/// The compiled-in price of an upstream model, if the table knows its family.
+/// The compiled-in price of an upstream model, if the table knows it. A row matches its model
+/// name alone or followed by what names a snapshot or a provider's form of the same model: a
+/// date (`-2024-08-06`, `-20250929`), `-latest`, a Bedrock version (`-v1:0`) or a Vertex
+/// suffix (`@20250929`). Bedrock's namespaces (`us.anthropic.`) and a Gemini `models/` prefix
+/// are left out first. Another suffix is another model (`o3-pro` is not `o3`, at ten times the
+/// price), so it has no price rather than a wrong one.
 pub fn lookup(model: &str) -> Option<Price> {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    let name = name
+        .find("anthropic.")
+        .map_or(name, |at| &name[at + "anthropic.".len()..]);
     TABLE
         .iter()
-        .filter(|listed| model.starts_with(listed.prefix))
-        .max_by_key(|listed| listed.prefix.len())
+        .find(|listed| {
+            name.strip_prefix(listed.model)
+                .is_some_and(same_model_suffix)
+        })
         .map(|listed| Price {
             rates: rates_of(listed.rates),
             long_context: listed
@@ -276,25 +363,88 @@ pub fn lookup(model: &str) -> Option<Price> {
         })
 }
 
+/// Whether what follows a model's name in an upstream name still names that model.
+fn same_model_suffix(rest: &str) -> bool {
+    let (rest, _vertex) = rest.split_once('@').unwrap_or((rest, ""));
+    let mut parts = rest.split('-').peekable();
+    if parts.next() != Some("") {
+        // `gpt-5.1` after `gpt-5`, `o3x` after `o3`: another name.
+        return rest.is_empty();
+    }
+    let digits = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+    while let Some(part) = parts.next() {
+        let ok = match part {
+            "latest" => true,
+            p if digits(p, 8) => true,
+            // `-2024-08-06`
+            p if digits(p, 4) => {
+                parts.next().is_some_and(|m| digits(m, 2))
+                    && parts.next().is_some_and(|d| digits(d, 2))
+            }
+            // Bedrock's `-v1:0` / `-v2`
+            p => p.strip_prefix('v').is_some_and(|v| {
+                let (major, minor) = v.split_once(':').unwrap_or((v, "0"));
+                !major.is_empty()
+                    && major.bytes().all(|b| b.is_ascii_digit())
+                    && minor.bytes().all(|b| b.is_ascii_digit())
+            }),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn table_lookup_uses_the_longest_prefix() {
+    fn a_row_matches_its_model_and_the_snapshots_and_provider_forms_of_it() {
+        let input = |model: &str| lookup(model).map(|p| p.rates.input);
+        assert_eq!(input("gpt-4o-mini-2024-07-18"), Some(150));
+        assert_eq!(input("gpt-4o-mini"), Some(150));
+        assert_eq!(input("gpt-4o-2024-08-06"), Some(2_500));
+        assert_eq!(input("claude-sonnet-4-5-20250929"), Some(3_000));
+        assert_eq!(input("claude-sonnet-4-20250514"), Some(3_000));
+        assert_eq!(input("claude-opus-4-5-20251101"), Some(5_000));
+        assert_eq!(input("claude-opus-4-1-20250805"), Some(15_000));
+        assert_eq!(input("claude-3-7-sonnet-latest"), Some(3_000));
+        // Bedrock model ids and inference profiles, and Vertex's form.
         assert_eq!(
-            lookup("gpt-4o-mini-2024-07-18").map(|p| p.rates.input),
-            Some(150)
+            input("anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            Some(3_000)
         );
         assert_eq!(
-            lookup("gpt-4o-2024-08-06").map(|p| p.rates.output),
-            Some(10_000)
+            input("us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+            Some(1_000)
         );
         assert_eq!(
-            lookup("claude-sonnet-4-5").map(|p| p.rates.cache_write),
-            Some(3_750)
+            input(
+                "arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-opus-4-6-v1"
+            ),
+            Some(5_000)
         );
-        assert_eq!(lookup("llama-3-8b"), None);
+        assert_eq!(input("claude-sonnet-4-5@20250929"), Some(3_000));
+        assert_eq!(input("models/gemini-2.5-flash"), Some(300));
+        assert_eq!(
+            lookup("claude-sonnet-4-5").map(|p| (p.rates.cache_write, p.rates.cache_write_1h)),
+            Some((3_750, 6_000))
+        );
+        // Another suffix is another model, priced differently or not known: no price rather
+        // than a family's.
+        for other in [
+            "o3-pro",
+            "gpt-5-pro",
+            "gpt-5.4",
+            "gpt-4o-audio-preview",
+            "gpt-4o-deploy",
+            "claude-opus-4-9",
+            "llama-3-8b",
+        ] {
+            assert_eq!(lookup(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub enum KindFile {
     Azure,
     Anthropic,
     Gemini,
+    Bedrock,
     Simulator,
 }
 
@@ -150,6 +151,7 @@ pub enum SimDialectFile {
     Azure,
     Anthropic,
     Gemini,
+    Bedrock,
 }
 
 /// Differences of one OpenAI-compatible server.
@@ -185,6 +187,23 @@ pub struct ProviderFile {
     pub quirks: Option<QuirksFile>,
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// For `kind: bedrock`: the AWS region (`us-east-1`), which names the default endpoint and
+    /// signs requests.
+    pub region: Option<String>,
+    /// For `kind: bedrock`: AWS credentials to sign requests with (Signature Version 4), instead
+    /// of a Bedrock API key in `api_key`.
+    pub aws: Option<AwsFile>,
+}
+
+/// `providers[].aws`: an access key, its secret and, for temporary credentials, a session
+/// token (empty: none).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AwsFile {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub session_token: Option<String>,
 }
 
 /// Price of a deployment in US dollars per million tokens (for budgets, records, `lowest_cost`

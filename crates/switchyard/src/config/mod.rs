@@ -81,6 +81,8 @@ pub struct ProviderConfig {
     pub timeouts: TimeoutsFile,
     /// How telemetry names this provider (`gen_ai.provider.name`).
     pub gen_ai_name: String,
+    /// Bedrock with AWS credentials: requests are signed with them.
+    pub aws: Option<crate::upstream::sigv4::AwsCredentials>,
 }
 
 #[derive(Debug, Clone)]
@@ -394,7 +396,10 @@ fn default_base_url(kind: KindFile) -> Option<&'static str> {
         KindFile::Openai => Some("https://api.openai.com/v1"),
         KindFile::Anthropic => Some("https://api.anthropic.com"),
         KindFile::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-        KindFile::OpenaiCompatible | KindFile::Azure | KindFile::Simulator => None,
+        // Named after the region (`bedrock_base_url`).
+        KindFile::OpenaiCompatible | KindFile::Azure | KindFile::Bedrock | KindFile::Simulator => {
+            None
+        }
     }
 }
 
@@ -440,10 +445,43 @@ fn resolve_providers(
                 "only allowed with kind: azure",
             );
         }
+        for (name, given) in [("region", p.region.is_some()), ("aws", p.aws.is_some())] {
+            if given && p.kind != KindFile::Bedrock {
+                err(
+                    errors,
+                    format!("{path}.{name}"),
+                    "only allowed with kind: bedrock",
+                );
+            }
+        }
+        let region = p.region.clone().filter(|r| !r.is_empty());
+        if p.kind == KindFile::Bedrock && region.is_none() {
+            err(
+                errors,
+                format!("{path}.region"),
+                "required for kind: bedrock (the AWS region, e.g. us-east-1)",
+            );
+        }
+        if p.aws.is_some() && (p.api_key.is_some() || p.credential.is_some()) {
+            err(
+                errors,
+                format!("{path}.aws"),
+                "give either aws credentials or an api_key (a Bedrock API key), not both",
+            );
+        }
+        if let Some(aws) = &p.aws
+            && (aws.access_key_id.is_empty() || aws.secret_access_key.is_empty())
+        {
+            err(
+                errors,
+                format!("{path}.aws"),
+                "access_key_id and secret_access_key must not be empty",
+            );
+        }
         let needs_key = matches!(
             p.kind,
             KindFile::Openai | KindFile::Azure | KindFile::Anthropic | KindFile::Gemini
-        );
+        ) || (p.kind == KindFile::Bedrock && p.aws.is_none());
         let api_key = p.api_key.clone().filter(|k| !k.is_empty());
         let credential = p.credential.clone();
         match (&api_key, &credential) {
@@ -475,6 +513,10 @@ fn resolve_providers(
             }
             (Some(url), _) => url.trim_end_matches('/').to_owned(),
             (None, KindFile::Simulator) => String::new(),
+            (None, KindFile::Bedrock) => region
+                .as_deref()
+                .map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
+                .unwrap_or_default(),
             (None, kind) => match default_base_url(kind) {
                 Some(u) => u.to_owned(),
                 None => {
@@ -529,11 +571,13 @@ fn resolve_providers(
             KindFile::Azure => ProviderKind::Azure,
             KindFile::Anthropic => ProviderKind::Anthropic,
             KindFile::Gemini => ProviderKind::Gemini,
+            KindFile::Bedrock => ProviderKind::Bedrock,
             KindFile::Simulator => match p.dialect.unwrap_or_default() {
                 SimDialectFile::Openai => ProviderKind::OpenAi,
                 SimDialectFile::Azure => ProviderKind::Azure,
                 SimDialectFile::Anthropic => ProviderKind::Anthropic,
                 SimDialectFile::Gemini => ProviderKind::Gemini,
+                SimDialectFile::Bedrock => ProviderKind::Bedrock,
             },
         };
         let simulated = (p.kind == KindFile::Simulator).then(|| p.dialect.unwrap_or_default());
@@ -557,6 +601,19 @@ fn resolve_providers(
             },
             timeouts: p.timeouts,
             gen_ai_name: otlp::gen_ai_provider_name(p.kind, simulated, &p.name),
+            aws: p
+                .aws
+                .as_ref()
+                .map(|aws| crate::upstream::sigv4::AwsCredentials {
+                    region: region.clone().unwrap_or_default(),
+                    access_key_id: aws.access_key_id.clone(),
+                    secret_access_key: Secret::new(aws.secret_access_key.clone()),
+                    session_token: aws
+                        .session_token
+                        .clone()
+                        .filter(|t| !t.is_empty())
+                        .map(Secret::new),
+                }),
         }));
     }
     out

@@ -144,6 +144,9 @@ pub(super) fn gen_ai_provider_name(
             "anthropic"
         }
         (KindFile::Gemini, _) | (KindFile::Simulator, Some(SimDialectFile::Gemini)) => "gcp.gemini",
+        (KindFile::Bedrock, _) | (KindFile::Simulator, Some(SimDialectFile::Bedrock)) => {
+            "aws.bedrock"
+        }
         (KindFile::OpenaiCompatible, _) => return name.to_owned(),
     };
     known.to_owned()

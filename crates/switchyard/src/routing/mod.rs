@@ -51,6 +51,8 @@ pub struct Provider {
     pub auth: ProviderAuth,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
+    /// Bedrock with AWS credentials: each request is signed with them (Signature Version 4).
+    pub aws: Option<crate::upstream::sigv4::AwsCredentials>,
     /// Own connection pools, so one provider's connect timeout and pool never affect another:
     /// one per serving worker (see [`crate::upstream::worker_slot`]) plus one for everything
     /// else, so a connection's I/O stays on the thread that uses it.
@@ -319,6 +321,7 @@ impl RoutingTable {
                     },
                     api_version: p.api_version.clone(),
                     timeouts: p.timeouts,
+                    aws: p.aws.clone(),
                     clients,
                 }))
             })
@@ -338,7 +341,7 @@ impl RoutingTable {
                     if billing.is_none() {
                         tracing::warn!(
                             alias = %m.alias,
-                            provider = %d.provider,
+                            provider = %provider.name,
                             model = %d.model,
                             "deployment has no price: its requests cost nothing in budgets and \
                              records (give it a `price` block)"
@@ -801,6 +804,7 @@ fn simulator_base_url(dialect: crate::config::SimDialectFile, sim: &str) -> Stri
         D::Openai => format!("{sim}/v1"),
         D::Azure | D::Anthropic => sim.to_owned(),
         D::Gemini => format!("{sim}/v1beta"),
+        D::Bedrock => sim.to_owned(),
     }
 }
 

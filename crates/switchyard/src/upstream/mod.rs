@@ -7,6 +7,7 @@ mod budget;
 pub mod client;
 mod hedge;
 pub mod relay;
+pub mod sigv4;
 
 pub use budget::RetryBudget;
 
@@ -315,10 +316,24 @@ async fn attempt_chat(
     let provider = &d.provider;
     let started = Instant::now();
     let key = credential(provider)?;
-    let built = provider
+    let mut built = provider
         .dialect
         .build_chat(request, &target(d, key.as_deref()))
         .map_err(invalid_for_provider)?;
+    if let Some(aws) = &provider.aws {
+        let body = built.body().to_vec();
+        let now = sigv4::amz_date(std::time::SystemTime::now());
+        sigv4::sign(&mut built, &body, aws, &now).map_err(|why| UpstreamErrorInfo {
+            class: ErrorClass::AuthFailed,
+            status: None,
+            message: format!(
+                "provider '{}': could not sign the request: {why}",
+                provider.name
+            ),
+            provider_code: None,
+            retry_after_secs: None,
+        })?;
+    }
     let response = send(d, built, started).await?;
     let timeouts = provider.timeouts;
     if !request.stream {

@@ -1,0 +1,689 @@
+//! `BedrockProvider`: canonical request → Converse / ConverseStream request, Converse answer →
+//! canonical response, Bedrock errors → upstream error classes.
+
+use http::{HeaderMap, HeaderValue, Method};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::stream::BedrockStreamDecoder;
+use crate::anthropic::{JSON_OBJECT_INSTRUCTION, effort_budget};
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, ErrorClass, FinishReason, ImageSource,
+    Reasoning, ResponseFormat, Role, ToolChoice, UpstreamErrorInfo, Usage,
+};
+use crate::dialect::{
+    Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
+    retry_after_secs,
+};
+use crate::error::DecodeError;
+use crate::provider_body::ProviderBody;
+
+/// Output tokens asked for when the client set no limit: Converse has a default per model, but
+/// Claude models on Bedrock need one as on Anthropic's own API.
+const DEFAULT_MAX_TOKENS: u32 = crate::anthropic::DEFAULT_MAX_TOKENS;
+
+/// Amazon Bedrock's Converse API as an upstream.
+pub struct BedrockProvider;
+
+impl ProviderDialect for BedrockProvider {
+    fn id(&self) -> DialectId {
+        DialectId::Bedrock
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tools: true,
+            images: true,
+            documents: true,
+            json_schema: true,
+            embeddings: false,
+        }
+    }
+
+    fn build_chat(
+        &self,
+        request: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<http::Request<ProviderBody>, DecodeError> {
+        let body = build_body(request, target.model)?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| DecodeError::new(format!("could not write the request: {e}"), None))?;
+        let operation = if request.stream {
+            "converse-stream"
+        } else {
+            "converse"
+        };
+        let url = format!(
+            "{}/model/{}/{operation}",
+            target.base_url.trim_end_matches('/'),
+            encode_model_id(target.model)
+        );
+        let mut builder = http::Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        if request.stream {
+            builder = builder.header(
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+        }
+        // A Bedrock API key; without one the gateway signs the request with AWS credentials.
+        if let Some(key) = target.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                DecodeError::new("the provider's API key is not a valid header value", None)
+            })?;
+            value.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        builder
+            .body(ProviderBody::from(body))
+            .map_err(|e| DecodeError::new(format!("invalid provider URL {url}: {e}"), None))
+    }
+
+    fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
+        let answer: ConverseAnswer = serde_json::from_slice(body)
+            .map_err(|e| malformed(format!("unreadable Converse answer: {e}")))?;
+        let mut content = Vec::new();
+        for block in answer.output.message.content {
+            content.extend(answer_part(block)?);
+        }
+        let has_tool_calls = content
+            .iter()
+            .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+        Ok(ChatResponse {
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            content,
+            finish_reason: finish_reason(&answer.stop_reason, has_tool_calls),
+            usage: answer.usage.map(|u| u.canonical()),
+            extras: Default::default(),
+        })
+    }
+
+    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(BedrockStreamDecoder::default())
+    }
+
+    fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
+        let kind = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+        let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let kind = kind.or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|b| b.kind.as_deref())
+                // `__type` may be namespaced: `com.amazon.bedrock#ThrottlingException`.
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+        });
+        let message = parsed
+            .and_then(|b| b.message.or(b.message_upper))
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| match &kind {
+                Some(kind) => format!("Bedrock answered HTTP {status} ({kind})"),
+                None => format!("Bedrock answered HTTP {status}"),
+            });
+        UpstreamErrorInfo {
+            class: kind
+                .as_deref()
+                .and_then(|k| error_class(k, &message))
+                .unwrap_or_else(|| ErrorClass::from_status(status)),
+            status: Some(status),
+            message,
+            provider_code: kind,
+            retry_after_secs: retry_after_secs(headers),
+        }
+    }
+}
+
+/// The model id as one path segment: inference-profile ids carry `:` (`…-v1:0`) and ARNs `:`
+/// and `/`.
+fn encode_model_id(model: &str) -> String {
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An AWS exception type's class; the message tells a context overflow from other invalid
+/// requests.
+pub(super) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
+    Some(match kind {
+        "ThrottlingException" | "ServiceQuotaExceededException" => ErrorClass::RateLimited,
+        "ServiceUnavailableException" | "ModelNotReadyException" => ErrorClass::Overloaded,
+        "InternalServerException" | "ModelErrorException" | "ModelStreamErrorException" => {
+            ErrorClass::ServerError
+        }
+        "ModelTimeoutException" => ErrorClass::Timeout,
+        "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "IncompleteSignatureException" => ErrorClass::AuthFailed,
+        "ResourceNotFoundException" => ErrorClass::NotFound,
+        "ValidationException" => {
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("too long") || lower.contains("context window") {
+                ErrorClass::ContextTooLong
+            } else {
+                ErrorClass::InvalidRequest
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// `stopReason` → canonical. `stop_sequence` does not say which sequence.
+pub(super) fn finish_reason(reason: &str, has_tool_calls: bool) -> FinishReason {
+    match reason {
+        "end_turn" if has_tool_calls => FinishReason::ToolCalls,
+        "end_turn" => FinishReason::Stop,
+        "tool_use" => FinishReason::ToolCalls,
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "stop_sequence" => FinishReason::StopSequence(None),
+        "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    #[serde(rename = "Message")]
+    message_upper: Option<String>,
+    #[serde(rename = "__type")]
+    kind: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseAnswer {
+    output: Output,
+    stop_reason: String,
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Output {
+    message: OutputMessage,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutputMessage {
+    #[serde(default)]
+    content: Vec<Value>,
+}
+
+/// `usage` (`TokenUsage`): Bedrock's input count leaves out cache reads and writes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TokenUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: u64,
+    #[serde(default)]
+    cache_write_input_tokens: u64,
+}
+
+impl TokenUsage {
+    pub(super) fn canonical(&self) -> Usage {
+        Usage {
+            input_tokens: self
+                .input_tokens
+                .saturating_add(self.cache_read_input_tokens)
+                .saturating_add(self.cache_write_input_tokens),
+            output_tokens: self.output_tokens,
+            cache_read_tokens: self.cache_read_input_tokens,
+            cache_write_tokens: self.cache_write_input_tokens,
+            ..Usage::default()
+        }
+    }
+}
+
+/// One content block of an answer; blocks of kinds this gateway does not carry (citations
+/// content, guard content) are left out.
+fn answer_part(block: Value) -> Result<Option<ContentPart>, UpstreamErrorInfo> {
+    let Value::Object(mut block) = block else {
+        return Err(malformed("a Converse content block that is not an object"));
+    };
+    if let Some(Value::String(text)) = block.remove("text") {
+        return Ok(Some(ContentPart::text(text)));
+    }
+    if let Some(tool_use) = block.remove("toolUse") {
+        let id = tool_use["toolUseId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = tool_use["name"].as_str().unwrap_or_default().to_owned();
+        if id.is_empty() || name.is_empty() {
+            return Err(malformed("a Converse toolUse block without its id or name"));
+        }
+        let arguments = match tool_use.get("input") {
+            Some(input) if !input.is_null() => input.to_string(),
+            _ => "{}".to_owned(),
+        };
+        return Ok(Some(ContentPart::ToolCall {
+            id,
+            name,
+            arguments,
+            extras: Default::default(),
+        }));
+    }
+    if let Some(reasoning) = block.remove("reasoningContent") {
+        if let Some(text) = reasoning.get("reasoningText") {
+            return Ok(Some(ContentPart::Reasoning {
+                text: text["text"].as_str().unwrap_or_default().to_owned(),
+                signature: text["signature"].as_str().map(str::to_owned),
+            }));
+        }
+        if let Some(Value::String(data)) = reasoning.get("redactedContent") {
+            return Ok(Some(ContentPart::RedactedReasoning { data: data.clone() }));
+        }
+    }
+    Ok(None)
+}
+
+fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> {
+    if request.n.is_some_and(|n| n > 1) {
+        return Err(DecodeError::new(
+            "Bedrock models return one answer per request; n must be 1",
+            Some("n"),
+        ));
+    }
+    check_documents(request, document_refusal)?;
+    let mut system: Vec<Value> = Vec::new();
+    let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, message) in request.messages.iter().enumerate() {
+        let role = match message.role {
+            Role::System | Role::Developer => {
+                for part in &message.content {
+                    if let ContentPart::Text {
+                        text,
+                        cache_control,
+                        ..
+                    } = part
+                        && !text.is_empty()
+                    {
+                        system.push(json!({ "text": &**text }));
+                        if cache_control.is_some() {
+                            system.push(cache_point());
+                        }
+                    }
+                }
+                continue;
+            }
+            Role::User | Role::Tool => "user",
+            Role::Assistant => "assistant",
+        };
+        let mut blocks = Vec::new();
+        for (j, part) in message.content.iter().enumerate() {
+            part_blocks(part, &format!("messages[{i}].content[{j}]"), &mut blocks)?;
+        }
+        if blocks.is_empty() {
+            continue;
+        }
+        // Converse wants user and assistant turns to alternate: tool results (OpenAI's `tool`
+        // messages) and consecutive turns of one role become one message.
+        match messages.last_mut() {
+            Some((last_role, last)) if *last_role == role => last.extend(blocks),
+            _ => messages.push((role, blocks)),
+        }
+    }
+    if request.response_format == Some(ResponseFormat::JsonObject) {
+        system.push(json!({ "text": JSON_OBJECT_INSTRUCTION }));
+    }
+
+    let mut body = Map::new();
+    body.insert(
+        "messages".into(),
+        messages
+            .into_iter()
+            .map(|(role, content)| json!({ "role": role, "content": content }))
+            .collect(),
+    );
+    if !system.is_empty() {
+        body.insert("system".into(), system.into());
+    }
+
+    let forced_tool = matches!(
+        request.tool_choice,
+        Some(ToolChoice::Required | ToolChoice::Function(_))
+    );
+    let claude = model.contains("anthropic.");
+    // Claude's extended thinking goes in the model's own fields (`additionalModelRequestFields`).
+    let thinking_budget = match &request.reasoning {
+        Some(Reasoning {
+            budget_tokens: Some(budget),
+            ..
+        }) if claude => Some(*budget),
+        Some(Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }) if claude && !forced_tool => effort_budget(effort)
+            .map(|budget| match request.max_tokens {
+                Some(limit) => budget.min(limit.saturating_sub(1)),
+                None => budget,
+            })
+            .filter(|budget| *budget >= 1024),
+        _ => None,
+    };
+    let max_tokens = match (request.max_tokens, thinking_budget) {
+        (Some(limit), _) => limit,
+        (None, Some(budget)) => budget.saturating_add(DEFAULT_MAX_TOKENS),
+        (None, None) => DEFAULT_MAX_TOKENS,
+    };
+    let mut inference = Map::new();
+    inference.insert("maxTokens".into(), max_tokens.into());
+    // Thinking takes no sampling settings on Claude.
+    if thinking_budget.is_none() {
+        if let Some(t) = request.temperature {
+            inference.insert("temperature".into(), t.into());
+        }
+        if let Some(p) = request.top_p {
+            inference.insert("topP".into(), p.into());
+        }
+    }
+    if !request.stop.is_empty() {
+        inference.insert("stopSequences".into(), request.stop.clone().into());
+    }
+    body.insert("inferenceConfig".into(), inference.into());
+
+    let mut additional = Map::new();
+    if let Some(budget_tokens) = thinking_budget {
+        additional.insert(
+            "thinking".into(),
+            json!({ "type": "enabled", "budget_tokens": budget_tokens }),
+        );
+    } else if let (Some(k), true) = (request.top_k, claude) {
+        additional.insert("top_k".into(), k.into());
+    }
+    if !additional.is_empty() {
+        body.insert("additionalModelRequestFields".into(), additional.into());
+    }
+
+    if !request.tools.is_empty() {
+        let mut tools = Vec::new();
+        for tool in &request.tools {
+            let schema = match &tool.parameters {
+                Value::Null => json!({ "type": "object", "properties": {} }),
+                schema => schema.clone(),
+            };
+            let mut spec = Map::new();
+            spec.insert("name".into(), tool.name.clone().into());
+            if let Some(description) = tool.description.as_deref().filter(|d| !d.is_empty()) {
+                spec.insert("description".into(), description.into());
+            }
+            spec.insert("inputSchema".into(), json!({ "json": schema }));
+            tools.push(json!({ "toolSpec": spec }));
+            if tool.cache_control.is_some() {
+                tools.push(cache_point());
+            }
+        }
+        let mut config = Map::new();
+        config.insert("tools".into(), tools.into());
+        // Converse has no "none": the tools stay (a history with tool calls needs them) and the
+        // model chooses.
+        match &request.tool_choice {
+            Some(ToolChoice::Required) => {
+                config.insert("toolChoice".into(), json!({ "any": {} }));
+            }
+            Some(ToolChoice::Function(name)) => {
+                config.insert("toolChoice".into(), json!({ "tool": { "name": name } }));
+            }
+            Some(ToolChoice::Auto) => {
+                config.insert("toolChoice".into(), json!({ "auto": {} }));
+            }
+            Some(ToolChoice::None) | None => {}
+        }
+        body.insert("toolConfig".into(), config.into());
+    } else if matches!(
+        request.tool_choice,
+        Some(ToolChoice::Required | ToolChoice::Function(_))
+    ) {
+        return Err(DecodeError::new(
+            "tool_choice asks for a tool call but the request offers no tools",
+            Some("tool_choice"),
+        ));
+    }
+
+    if let Some(ResponseFormat::JsonSchema {
+        name,
+        description,
+        schema,
+        ..
+    }) = &request.response_format
+    {
+        let mut definition = Map::new();
+        // Converse takes the schema as JSON text.
+        definition.insert("schema".into(), schema.to_string().into());
+        definition.insert("name".into(), name.clone().into());
+        if let Some(description) = description {
+            definition.insert("description".into(), description.clone().into());
+        }
+        body.insert(
+            "outputConfig".into(),
+            json!({ "textFormat": {
+                "type": "json_schema",
+                "structure": { "jsonSchema": definition },
+            } }),
+        );
+    }
+    Ok(Value::Object(body))
+}
+
+fn cache_point() -> Value {
+    json!({ "cachePoint": { "type": "default" } })
+}
+
+/// The Converse blocks of one canonical part (a text with a cache marker is followed by a
+/// cache point).
+fn part_blocks(part: &ContentPart, path: &str, out: &mut Vec<Value>) -> Result<(), DecodeError> {
+    match part {
+        ContentPart::Text {
+            text,
+            cache_control,
+            ..
+        } => {
+            // Converse refuses empty text blocks.
+            if !text.is_empty() {
+                out.push(json!({ "text": &**text }));
+            }
+            if cache_control.is_some() {
+                out.push(cache_point());
+            }
+        }
+        ContentPart::Image { source, .. } => out.push(image_block(source, path)?),
+        ContentPart::Document { source, title, .. } => {
+            out.push(document_block(source, title.as_deref(), out.len()));
+        }
+        ContentPart::ToolCall {
+            id,
+            name,
+            arguments,
+            ..
+        } => {
+            let input = match serde_json::from_str::<Value>(arguments) {
+                Ok(Value::Object(input)) => Value::Object(input),
+                // Converse wants an object: arguments that are not one become empty.
+                _ => json!({}),
+            };
+            out.push(json!({ "toolUse": {
+                "toolUseId": tool_use_id(id),
+                "name": name,
+                "input": input,
+            } }));
+        }
+        ContentPart::ToolResult {
+            tool_call_id,
+            content,
+            is_error,
+            ..
+        } => {
+            let mut blocks = Vec::new();
+            for (k, inner) in content.iter().enumerate() {
+                match inner {
+                    ContentPart::Text { text, .. } if !text.is_empty() => {
+                        blocks.push(json!({ "text": &**text }));
+                    }
+                    ContentPart::Image { source, .. } => {
+                        blocks.push(image_block(source, &format!("{path}.content[{k}]"))?);
+                    }
+                    ContentPart::Document { source, title, .. } => {
+                        blocks.push(document_block(source, title.as_deref(), k));
+                    }
+                    _ => {}
+                }
+            }
+            if blocks.is_empty() {
+                // A result must say something.
+                blocks.push(json!({ "text": "(no output)" }));
+            }
+            let mut result = Map::new();
+            result.insert("toolUseId".into(), tool_use_id(tool_call_id).into());
+            result.insert("content".into(), blocks.into());
+            if *is_error {
+                result.insert("status".into(), "error".into());
+            }
+            out.push(json!({ "toolResult": result }));
+        }
+        ContentPart::Reasoning { text, signature } => {
+            let mut reasoning = Map::new();
+            reasoning.insert("text".into(), text.clone().into());
+            if let Some(signature) = signature {
+                reasoning.insert("signature".into(), signature.clone().into());
+            }
+            out.push(json!({ "reasoningContent": { "reasoningText": reasoning } }));
+        }
+        ContentPart::RedactedReasoning { data } => {
+            out.push(json!({ "reasoningContent": { "redactedContent": data } }));
+        }
+        // A server tool ran on another provider; the answer's text says what it found.
+        ContentPart::ServerTool { .. } => {}
+    }
+    Ok(())
+}
+
+/// Converse takes tool use ids of `[a-zA-Z0-9_-]`, at most 64: other characters become `_`
+/// (the same id maps the same way in the call and in its result).
+fn tool_use_id(id: &str) -> String {
+    id.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn image_block(source: &ImageSource, path: &str) -> Result<Value, DecodeError> {
+    match source {
+        ImageSource::Base64 { media_type, data } => {
+            let format = media_type.strip_prefix("image/").unwrap_or(media_type);
+            let format = match format {
+                "jpg" => "jpeg",
+                "png" | "jpeg" | "gif" | "webp" => format,
+                _ => {
+                    return Err(DecodeError::new(
+                        format!("Bedrock takes PNG, JPEG, GIF and WebP images, not {media_type}"),
+                        Some(path),
+                    ));
+                }
+            };
+            Ok(json!({ "image": { "format": format, "source": { "bytes": &**data } } }))
+        }
+        ImageSource::Url(_) => Err(DecodeError::new(
+            "Bedrock takes images inline only: send this image as a base64 data URL",
+            Some(path),
+        )),
+    }
+}
+
+/// Document formats Converse reads, by media type.
+fn document_format(media_type: &str) -> Option<&'static str> {
+    Some(match media_type {
+        "application/pdf" => "pdf",
+        "text/csv" => "csv",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "text/html" => "html",
+        "text/plain" => "txt",
+        "text/markdown" => "md",
+        _ => return None,
+    })
+}
+
+fn document_refusal(source: &DocumentSource) -> Option<String> {
+    match source {
+        DocumentSource::Base64 { media_type, .. } | DocumentSource::Text { media_type, .. }
+            if document_format(media_type).is_none() =>
+        {
+            Some(format!(
+                "Bedrock reads PDF, CSV, Word, Excel, HTML, text and Markdown documents, not {media_type}"
+            ))
+        }
+        DocumentSource::Base64 { .. } | DocumentSource::Text { .. } => None,
+        DocumentSource::Url(_) => {
+            Some("Bedrock takes documents inline only, not by URL".to_owned())
+        }
+        DocumentSource::FileId(_) => {
+            Some("Bedrock cannot read an OpenAI file id; send the document inline".to_owned())
+        }
+    }
+}
+
+/// A document block; `check_documents` has refused the forms Bedrock cannot take. Its name
+/// may hold only letters, digits, single spaces, hyphens, parentheses and square brackets.
+fn document_block(source: &DocumentSource, title: Option<&str>, index: usize) -> Value {
+    let name: String = title
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '(' | ')' | '[' | ']') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let name = if name.is_empty() {
+        format!("document {}", index + 1)
+    } else {
+        name
+    };
+    let (format, source) = match source {
+        DocumentSource::Base64 { media_type, data } => {
+            (document_format(media_type), json!({ "bytes": &**data }))
+        }
+        DocumentSource::Text { media_type, data } => {
+            (document_format(media_type), json!({ "text": &**data }))
+        }
+        DocumentSource::Url(_) | DocumentSource::FileId(_) => (None, Value::Null),
+    };
+    json!({ "document": {
+        "format": format.unwrap_or("txt"),
+        "name": name,
+        "source": source,
+    } })
+}

@@ -1,0 +1,578 @@
+// Tests may fail loudly; the workspace denies these lints only for library code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::event_stream::encode;
+use super::*;
+use crate::canonical::{
+    ChatRequest, ContentPart, DocumentSource, ErrorClass, Extras, FinishReason, ImageSource,
+    Message, Reasoning, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, Usage,
+};
+use crate::dialect::{ProviderDialect, Target};
+use crate::provider_body::ProviderBody;
+
+const BASE: &str = "https://bedrock-runtime.us-east-1.amazonaws.com";
+const CLAUDE: &str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+fn message(role: Role, content: Vec<ContentPart>) -> Message {
+    Message {
+        role,
+        content,
+        name: None,
+        extras: Extras::default(),
+    }
+}
+
+fn build_for(request: &ChatRequest, model: &str, key: Option<&str>) -> (String, Value) {
+    let target = Target {
+        base_url: BASE,
+        model,
+        api_key: key,
+        api_version: None,
+    };
+    let built = BedrockProvider
+        .build_chat(request, &target)
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    if let Some(key) = key {
+        assert_eq!(
+            built.headers()["authorization"],
+            format!("Bearer {key}").as_str()
+        );
+    } else {
+        assert!(built.headers().get("authorization").is_none());
+    }
+    (
+        built.uri().to_string(),
+        serde_json::from_slice(built.body()).unwrap(),
+    )
+}
+
+fn build(request: &ChatRequest) -> Value {
+    build_for(request, CLAUDE, Some("bedrock-api-key")).1
+}
+
+fn tool_call(id: &str, name: &str, arguments: &str) -> ContentPart {
+    ContentPart::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+        extras: Extras::default(),
+    }
+}
+
+fn tool_result(id: &str, text: &str, is_error: bool) -> ContentPart {
+    ContentPart::ToolResult {
+        tool_call_id: id.into(),
+        name: None,
+        content: vec![ContentPart::text(text)],
+        is_error,
+    }
+}
+
+fn weather_tool() -> Tool {
+    Tool {
+        name: "get_weather".into(),
+        description: Some("Weather for a city".into()),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"]}),
+        strict: None,
+        cache_control: None,
+    }
+}
+
+#[test]
+fn a_conversation_becomes_a_converse_request() {
+    let request = ChatRequest {
+        model: CLAUDE.into(),
+        messages: vec![
+            message(Role::System, vec![ContentPart::text("Be brief.")]),
+            message(
+                Role::User,
+                vec![
+                    ContentPart::text("Weather in Oslo and Bergen?"),
+                    ContentPart::Image {
+                        source: ImageSource::from_url("data:image/png;base64,iVBORw0KGgo="),
+                        detail: None,
+                    },
+                ],
+            ),
+            message(
+                Role::Assistant,
+                vec![
+                    ContentPart::text("Let me look."),
+                    tool_call("call_1", "get_weather", r#"{"city":"Oslo"}"#),
+                    tool_call("call.2", "get_weather", r#"{"city":"Bergen"}"#),
+                ],
+            ),
+            message(Role::Tool, vec![tool_result("call_1", "Snow, -3 C", false)]),
+            message(Role::Tool, vec![tool_result("call.2", "timeout", true)]),
+        ],
+        tools: vec![weather_tool()],
+        tool_choice: Some(ToolChoice::Auto),
+        max_tokens: Some(300),
+        temperature: Some(0.2),
+        top_p: Some(0.9),
+        top_k: Some(40),
+        stop: vec!["END".into()],
+        ..ChatRequest::default()
+    };
+    let (url, body) = build_for(&request, CLAUDE, Some("bedrock-api-key"));
+    assert_eq!(
+        url,
+        "https://bedrock-runtime.us-east-1.amazonaws.com/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse"
+    );
+    assert_eq!(
+        body,
+        json!({
+            "system": [{"text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"text": "Weather in Oslo and Bergen?"},
+                    {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"text": "Let me look."},
+                    {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Oslo"}}},
+                    {"toolUse": {"toolUseId": "call_2", "name": "get_weather", "input": {"city": "Bergen"}}}
+                ]},
+                // Two tool messages become one user turn, ids mapped as in the calls.
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "call_1", "content": [{"text": "Snow, -3 C"}]}},
+                    {"toolResult": {"toolUseId": "call_2", "content": [{"text": "timeout"}], "status": "error"}}
+                ]}
+            ],
+            "inferenceConfig": {"maxTokens": 300, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]},
+            "additionalModelRequestFields": {"top_k": 40},
+            "toolConfig": {
+                "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather for a city",
+                    "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"]}}}}],
+                "toolChoice": {"auto": {}}
+            }
+        })
+    );
+}
+
+#[test]
+fn streams_go_to_converse_stream_and_other_models_get_no_claude_fields() {
+    let request = ChatRequest {
+        messages: vec![message(Role::User, vec![ContentPart::text("Hi")])],
+        stream: true,
+        top_k: Some(5),
+        reasoning: Some(Reasoning {
+            effort: Some("high".into()),
+            budget_tokens: None,
+        }),
+        ..ChatRequest::default()
+    };
+    let (url, body) = build_for(&request, "amazon.nova-pro-v1:0", None);
+    assert!(
+        url.ends_with("/model/amazon.nova-pro-v1%3A0/converse-stream"),
+        "{url}"
+    );
+    assert!(body.get("additionalModelRequestFields").is_none(), "{body}");
+    assert_eq!(body["inferenceConfig"], json!({"maxTokens": 4096}));
+    // An ARN is one path segment.
+    let (url, _) = build_for(
+        &request,
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-haiku-4-5-v1:0",
+        None,
+    );
+    assert!(
+        url.contains("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-haiku-4-5-v1%3A0/converse-stream"),
+        "{url}"
+    );
+}
+
+#[test]
+fn claude_reasoning_becomes_thinking_and_drops_sampling() {
+    let request = ChatRequest {
+        messages: vec![message(Role::User, vec![ContentPart::text("Think.")])],
+        temperature: Some(0.5),
+        reasoning: Some(Reasoning {
+            effort: None,
+            budget_tokens: Some(2048),
+        }),
+        ..ChatRequest::default()
+    };
+    let body = build(&request);
+    assert_eq!(
+        body["additionalModelRequestFields"],
+        json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
+    );
+    assert_eq!(body["inferenceConfig"], json!({"maxTokens": 2048 + 4096}));
+}
+
+#[test]
+fn forms_and_markers_converse_has_its_own_way_for() {
+    let request = ChatRequest {
+        messages: vec![
+            message(
+                Role::System,
+                vec![ContentPart::Text {
+                    text: "Long policy.".into(),
+                    cache_control: Some(json!({"type": "ephemeral"})),
+                    citations: None,
+                }],
+            ),
+            message(
+                Role::User,
+                vec![
+                    ContentPart::Document {
+                        source: DocumentSource::Base64 {
+                            media_type: "application/pdf".into(),
+                            data: "JVBERi0=".into(),
+                        },
+                        title: Some("report_2026.final.pdf".into()),
+                        context: None,
+                        extras: Extras::default(),
+                    },
+                    ContentPart::text("Summarise."),
+                ],
+            ),
+            message(
+                Role::Assistant,
+                vec![ContentPart::Reasoning {
+                    text: "Hmm.".into(),
+                    signature: Some("sig".into()),
+                }],
+            ),
+            message(Role::User, vec![ContentPart::text("Go on.")]),
+        ],
+        tools: vec![Tool {
+            cache_control: Some(json!({"type": "ephemeral"})),
+            ..weather_tool()
+        }],
+        tool_choice: Some(ToolChoice::None),
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "summary".into(),
+            description: None,
+            schema: json!({"type": "object"}),
+            strict: Some(true),
+        }),
+        ..ChatRequest::default()
+    };
+    let body = build(&request);
+    assert_eq!(
+        body["system"],
+        json!([{"text": "Long policy."}, {"cachePoint": {"type": "default"}}])
+    );
+    assert_eq!(
+        body["messages"][0]["content"][0],
+        json!({"document": {"format": "pdf", "name": "report 2026 final pdf", "source": {"bytes": "JVBERi0="}}})
+    );
+    assert_eq!(
+        body["messages"][1]["content"][0],
+        json!({"reasoningContent": {"reasoningText": {"text": "Hmm.", "signature": "sig"}}})
+    );
+    assert_eq!(
+        body["toolConfig"],
+        json!({"tools": [
+            {"toolSpec": {"name": "get_weather", "description": "Weather for a city",
+                "inputSchema": {"json": weather_tool().parameters}}},
+            {"cachePoint": {"type": "default"}}
+        ]})
+    );
+    assert_eq!(
+        body["outputConfig"],
+        json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema":
+            {"schema": "{\"type\":\"object\"}", "name": "summary"}}}})
+    );
+}
+
+#[test]
+fn what_converse_cannot_take_is_refused_naming_the_part() {
+    let with = |part: ContentPart| ChatRequest {
+        messages: vec![message(Role::User, vec![ContentPart::text("Look."), part])],
+        ..ChatRequest::default()
+    };
+    let refusal = |request: &ChatRequest| {
+        BedrockProvider
+            .build_chat(
+                request,
+                &Target {
+                    base_url: BASE,
+                    model: CLAUDE,
+                    api_key: None,
+                    api_version: None,
+                },
+            )
+            .unwrap_err()
+    };
+    let url_image = refusal(&with(ContentPart::Image {
+        source: ImageSource::Url("https://example.com/cat.png".into()),
+        detail: None,
+    }));
+    assert_eq!(url_image.param.as_deref(), Some("messages[0].content[1]"));
+    assert!(
+        url_image.message.contains("inline"),
+        "{}",
+        url_image.message
+    );
+    let tiff = refusal(&with(ContentPart::Image {
+        source: ImageSource::from_url("data:image/tiff;base64,AAAA"),
+        detail: None,
+    }));
+    assert!(tiff.message.contains("image/tiff"), "{}", tiff.message);
+    let url_document = refusal(&with(ContentPart::Document {
+        source: DocumentSource::Url("https://example.com/a.pdf".into()),
+        title: None,
+        context: None,
+        extras: Extras::default(),
+    }));
+    assert!(
+        url_document.message.contains("URL"),
+        "{}",
+        url_document.message
+    );
+    let many = ChatRequest {
+        n: Some(2),
+        ..with(ContentPart::text("x"))
+    };
+    assert_eq!(refusal(&many).param.as_deref(), Some("n"));
+}
+
+/// A Converse answer in the shape of the API reference's response syntax.
+const ANSWER: &str = r#"{
+  "output": {"message": {"role": "assistant", "content": [
+    {"reasoningContent": {"reasoningText": {"text": "The user wants weather.", "signature": "EqoB"}}},
+    {"text": "Checking."},
+    {"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "name": "get_weather", "input": {"city": "Oslo"}}}
+  ]}},
+  "stopReason": "tool_use",
+  "usage": {"inputTokens": 30, "outputTokens": 42, "totalTokens": 1072, "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 0},
+  "metrics": {"latencyMs": 812}
+}"#;
+
+#[test]
+fn parses_an_answer() {
+    let response = BedrockProvider.parse_chat(ANSWER.as_bytes()).unwrap();
+    assert_eq!(
+        response.content,
+        vec![
+            ContentPart::Reasoning {
+                text: "The user wants weather.".into(),
+                signature: Some("EqoB".into())
+            },
+            ContentPart::text("Checking."),
+            tool_call(
+                "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+                "get_weather",
+                r#"{"city":"Oslo"}"#
+            ),
+        ]
+    );
+    assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(
+        response.usage,
+        Some(Usage {
+            input_tokens: 1030,
+            output_tokens: 42,
+            cache_read_tokens: 1000,
+            ..Usage::default()
+        })
+    );
+    let stopped: Value = json!({"output": {"message": {"role": "assistant", "content": [{"text": "a"}]}},
+        "stopReason": "max_tokens", "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}});
+    let stopped = BedrockProvider
+        .parse_chat(stopped.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::Length);
+    let err = BedrockProvider.parse_chat(b"{\"output\": 1}").unwrap_err();
+    assert_eq!(err.class, ErrorClass::MalformedResponse);
+}
+
+fn event(kind: &str, payload: Value) -> Vec<u8> {
+    encode(
+        &[
+            (":event-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload.to_string().as_bytes(),
+    )
+}
+
+/// A streamed answer with text and a tool call, as ConverseStream frames it (with the `p`
+/// padding its events carry).
+fn recorded_stream() -> Vec<u8> {
+    [
+        event("messageStart", json!({"role": "assistant", "p": "abcd"})),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "Checking "}, "p": "ab"}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "now."}}),
+        ),
+        event("contentBlockStop", json!({"contentBlockIndex": 0})),
+        event(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\":"}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"Oslo\"}"}}}),
+        ),
+        event("contentBlockStop", json!({"contentBlockIndex": 1})),
+        event("messageStop", json!({"stopReason": "tool_use"})),
+        event(
+            "metadata",
+            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 21,
+                "cacheWriteInputTokens": 2000}, "metrics": {"latencyMs": 300}}),
+        ),
+    ]
+    .concat()
+}
+
+fn decode(
+    bytes: &[u8],
+    piece: usize,
+) -> Result<Vec<StreamEvent>, crate::canonical::UpstreamErrorInfo> {
+    let mut decoder = BedrockProvider.stream_decoder();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(piece) {
+        decoder.push(chunk, &mut out)?;
+    }
+    decoder.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn a_stream_decodes_whatever_the_reads() {
+    let expected = vec![
+        StreamEvent::Start {
+            id: String::new(),
+            model: String::new(),
+        },
+        StreamEvent::TextDelta("Checking ".into()),
+        StreamEvent::TextDelta("now.".into()),
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "tooluse_1".into(),
+            name: "get_weather".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "{\"city\":".into(),
+        },
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: "\"Oslo\"}".into(),
+        },
+        StreamEvent::Finish(FinishReason::ToolCalls),
+        StreamEvent::Usage(Usage {
+            input_tokens: 2012,
+            output_tokens: 9,
+            cache_write_tokens: 2000,
+            ..Usage::default()
+        }),
+    ];
+    let bytes = recorded_stream();
+    for piece in [1, 7, 100, bytes.len()] {
+        assert_eq!(
+            decode(&bytes, piece).unwrap(),
+            expected,
+            "pieces of {piece}"
+        );
+    }
+}
+
+#[test]
+fn a_stream_cut_short_or_failing_is_never_complete() {
+    let bytes = recorded_stream();
+    // Cut before messageStop, and inside a message.
+    let stop_at = bytes.len()
+        - event(
+            "metadata",
+            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 21,
+                "cacheWriteInputTokens": 2000}, "metrics": {"latencyMs": 300}}),
+        )
+        .len()
+        - event("messageStop", json!({"stopReason": "tool_use"})).len();
+    let cut = decode(&bytes[..stop_at], 50).unwrap_err();
+    assert_eq!(cut.class, ErrorClass::StreamInterrupted);
+    let cut = decode(&bytes[..stop_at + 5], 50).unwrap_err();
+    assert!(cut.message.contains("inside a message"), "{}", cut.message);
+    // An exception frame mid-stream is an error event, and ends the stream.
+    let mut failing = bytes[..stop_at].to_vec();
+    failing.extend(encode(
+        &[
+            (":exception-type", "throttlingException"),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        br#"{"message":"Too many tokens, please wait before trying again."}"#,
+    ));
+    let events = decode(&failing, 13).unwrap();
+    let StreamEvent::Error(error) = events.last().unwrap() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(error.class, ErrorClass::RateLimited);
+    assert_eq!(error.provider_code.as_deref(), Some("throttlingException"));
+    // A corrupted frame is a malformed answer.
+    let mut corrupt = bytes.clone();
+    corrupt[40] ^= 0xff;
+    assert_eq!(
+        decode(&corrupt, 64).unwrap_err().class,
+        ErrorClass::MalformedResponse
+    );
+}
+
+#[test]
+fn errors_are_classified_by_their_aws_type() {
+    let classify = |status: u16, kind: Option<&str>, body: &str| {
+        let mut headers = HeaderMap::new();
+        if let Some(kind) = kind {
+            headers.insert("x-amzn-errortype", kind.parse().unwrap());
+        }
+        BedrockProvider.classify_error(status, &headers, body.as_bytes())
+    };
+    let throttled = classify(
+        429,
+        Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+        r#"{"message":"Too many requests, please wait before trying again."}"#,
+    );
+    assert_eq!(throttled.class, ErrorClass::RateLimited);
+    assert_eq!(
+        throttled.provider_code.as_deref(),
+        Some("ThrottlingException")
+    );
+    assert_eq!(
+        throttled.message,
+        "Too many requests, please wait before trying again."
+    );
+    let long = classify(
+        400,
+        Some("ValidationException"),
+        r#"{"message":"Input is too long for requested model."}"#,
+    );
+    assert_eq!(long.class, ErrorClass::ContextTooLong);
+    let invalid = classify(
+        400,
+        None,
+        r#"{"__type":"com.amazon.bedrock#ValidationException","message":"messages: bad"}"#,
+    );
+    assert_eq!(invalid.class, ErrorClass::InvalidRequest);
+    assert_eq!(
+        invalid.provider_code.as_deref(),
+        Some("ValidationException")
+    );
+    let denied = classify(403, Some("AccessDeniedException"), r#"{"Message":"no"}"#);
+    assert_eq!(
+        (denied.class, denied.message.as_str()),
+        (ErrorClass::AuthFailed, "no")
+    );
+    assert_eq!(
+        classify(503, None, "upstream connect error").class,
+        ErrorClass::Overloaded
+    );
+}
