@@ -41,6 +41,22 @@ impl Rates {
         }
     }
 
+    /// These rates (a long-context tier's) moved as `from` moved to `to`, kind by kind: a
+    /// deployment's own price applied to the table's tier.
+    pub fn scaled(self, from: Rates, to: Rates) -> Rates {
+        let kind = |this: u64, from: u64, to: u64| match from {
+            0 => this,
+            from => (u128::from(this) * u128::from(to) / u128::from(from)) as u64,
+        };
+        Rates {
+            input: kind(self.input, from.input, to.input),
+            output: kind(self.output, from.output, to.output),
+            cache_read: kind(self.cache_read, from.cache_read, to.cache_read),
+            cache_write: kind(self.cache_write, from.cache_write, to.cache_write),
+            cache_write_1h: kind(self.cache_write_1h, from.cache_write_1h, to.cache_write_1h),
+        }
+    }
+
     /// Each rate the higher of the two.
     fn max(self, other: Self) -> Self {
         Self {

@@ -253,15 +253,29 @@ pub struct RatesFile {
 }
 
 impl RatesFile {
-    pub fn rates(self) -> crate::pricing::Rates {
+    /// The rates given; cache rates left out follow `like` (the table's rates for the model)
+    /// in proportion to input, or cost what input costs when the table does not know it.
+    pub fn rates(self, like: Option<crate::pricing::Rates>) -> crate::pricing::Rates {
         let base = crate::pricing::Rates::per_mtok(self.input_per_mtok, self.output_per_mtok);
-        let or =
-            |usd: Option<f64>, otherwise: u64| usd.map_or(otherwise, crate::pricing::usd_per_mtok);
-        let cache_write = or(self.cache_write_per_mtok, base.cache_write);
+        let like = like.filter(|t| t.input > 0);
+        // `like`'s rate for a kind, scaled by this block's input against the table's.
+        let scaled = |kind: fn(&crate::pricing::Rates) -> u64| {
+            like.map(|t| {
+                (u128::from(base.input) * u128::from(kind(&t)) / u128::from(t.input)) as u64
+            })
+        };
+        let given = |usd: Option<f64>| usd.map(crate::pricing::usd_per_mtok);
+        let cache_write = given(self.cache_write_per_mtok)
+            .or_else(|| scaled(|r| r.cache_write))
+            .unwrap_or(base.input);
         crate::pricing::Rates {
-            cache_read: or(self.cache_read_per_mtok, base.cache_read),
+            cache_read: given(self.cache_read_per_mtok)
+                .or_else(|| scaled(|r| r.cache_read))
+                .unwrap_or(base.input),
             cache_write,
-            cache_write_1h: or(self.cache_write_1h_per_mtok, cache_write),
+            cache_write_1h: given(self.cache_write_1h_per_mtok)
+                .or_else(|| scaled(|r| r.cache_write_1h))
+                .unwrap_or(cache_write),
             ..base
         }
     }
@@ -287,14 +301,26 @@ impl PriceFile {
         }
     }
 
-    /// The price of a deployment of `model` with this block.
+    /// The price of a deployment of `model` with this block. What it leaves out follows the
+    /// table's price for the model: cache rates in proportion to the block's input, and the
+    /// table's long-context tier (its rates scaled the same way) when the block has none.
     pub fn price(&self, model: &str) -> crate::pricing::Price {
-        crate::pricing::Price {
-            rates: self.rates().rates(),
-            long_context: self.long_context.map(|tier| crate::pricing::LongContext {
+        let table = crate::pricing::lookup(model);
+        let rates = self.rates().rates(table.map(|t| t.rates));
+        let long_context = match (self.long_context, table.and_then(|t| t.long_context)) {
+            (Some(tier), table_tier) => Some(crate::pricing::LongContext {
                 above_input_tokens: tier.above_input_tokens,
-                rates: tier.rates().rates(),
+                rates: tier.rates().rates(table_tier.map(|t| t.rates)),
             }),
+            (None, Some(table_tier)) => table.map(|t| crate::pricing::LongContext {
+                above_input_tokens: table_tier.above_input_tokens,
+                rates: table_tier.rates.scaled(t.rates, rates),
+            }),
+            (None, None) => None,
+        };
+        crate::pricing::Price {
+            rates,
+            long_context,
             web_search: self.web_search_per_call.map_or_else(
                 || crate::pricing::web_search_price(model),
                 crate::pricing::usd_nanos,

@@ -142,3 +142,49 @@ fn a_price_with_a_misspelt_or_negative_figure_is_refused() {
     )
     .is_ok());
 }
+
+#[test]
+fn a_price_block_leaves_to_the_table_what_it_does_not_say() {
+    use super::file::PriceFile;
+    // Claude Sonnet 4.5 at a negotiated 20 % off: cache rates and the long-context tier follow.
+    let price = PriceFile {
+        input_per_mtok: 2.4,
+        output_per_mtok: 12.0,
+        ..PriceFile::default()
+    }
+    .price("claude-sonnet-4-5-20250929");
+    let r = price.rates;
+    assert_eq!(
+        (
+            r.input,
+            r.output,
+            r.cache_read,
+            r.cache_write,
+            r.cache_write_1h
+        ),
+        (2_400, 12_000, 240, 3_000, 4_800)
+    );
+    let long = price.rates_for(200_001);
+    assert_eq!(
+        (long.input, long.output, long.cache_read),
+        (4_800, 18_000, 480)
+    );
+    // Given rates win; a model the table does not know has cache rates at input's.
+    let own = PriceFile {
+        input_per_mtok: 1.0,
+        output_per_mtok: 2.0,
+        cache_read_per_mtok: Some(0.5),
+        ..PriceFile::default()
+    };
+    let r = own.price("claude-sonnet-4-5").rates;
+    assert_eq!(
+        (r.cache_read, r.cache_write, r.cache_write_1h),
+        (500, 1_250, 2_000)
+    );
+    let r = own.price("in-house-model").rates;
+    assert_eq!(
+        (r.cache_read, r.cache_write, r.cache_write_1h),
+        (500, 1_000, 1_000)
+    );
+    assert!(own.price("in-house-model").long_context.is_none());
+}

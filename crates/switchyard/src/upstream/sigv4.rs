@@ -30,12 +30,18 @@ pub fn sign<B>(
     credentials: &AwsCredentials,
     now: &str,
 ) -> Result<(), String> {
-    let host = request
-        .uri()
-        .authority()
-        .ok_or("the provider URL has no host")?
-        .as_str()
-        .to_owned();
+    // As the client writes the `host` header: the port only when it is not the scheme's.
+    let uri = request.uri();
+    let name = uri.host().ok_or("the provider URL has no host")?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let host = match uri.port_u16() {
+        Some(port) if port != default_port => format!("{name}:{port}"),
+        _ => name.to_owned(),
+    };
     let date = now.get(..8).ok_or("a signing time without a date")?;
     let mut headers: Vec<(&str, String)> = vec![("host", host), ("x-amz-date", now.to_owned())];
     if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE) {
@@ -236,6 +242,26 @@ mod tests {
              Signature=64669d42201785489f009baac9ddcc41c4bc92062be6017320dbc72703f56cd5"
         );
         assert!(r.headers().get("x-amz-security-token").is_none());
+
+        // A URL naming the scheme's own port signs as the client sends it: without the port.
+        let mut explicit = request(
+            "https://bedrock-runtime.us-east-1.amazonaws.com:443/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse",
+        );
+        sign(
+            &mut explicit,
+            br#"{"messages":[{"role":"user","content":[{"text":"Hello"}]}]}"#,
+            &credentials("us-east-1", Some("session-token-example")),
+            "20261204T110211Z",
+        )
+        .unwrap();
+        assert!(
+            explicit.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .ends_with(
+                    "Signature=56104ed3c716ff090503447bb8ae92c275483140c9999b4c5d6f1b5294df4de5"
+                )
+        );
     }
 
     #[test]
