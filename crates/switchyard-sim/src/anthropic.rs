@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::handler::SimError;
 use crate::model::{
-    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice,
+    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
 };
-use crate::stream::{FrameKind, SseBody};
+use crate::stream::{FrameKind, StreamBody};
 
 /// Context window reported by the simulated context-length error.
 const CONTEXT_WINDOW: u64 = 200_000;
@@ -610,36 +610,6 @@ fn cache_control(block: &Value) -> Option<bool> {
     Some(control.get("ttl").and_then(Value::as_str) == Some("1h"))
 }
 
-/// A hash of the model and the request's prefix up to a breakpoint: the system prompt (up to
-/// the block when the breakpoint is in it), the messages before the breakpoint's and that
-/// message's blocks up to it.
-fn prefix_key(
-    model: &str,
-    system: Option<&Value>,
-    messages: &[Value],
-    message: Option<usize>,
-    block: usize,
-) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    model.hash(&mut hasher);
-    let blocks_to = |content: Option<&Value>| match content {
-        Some(Value::Array(blocks)) => Value::from(blocks.get(..=block).unwrap_or(blocks)),
-        other => other.cloned().unwrap_or(Value::Null),
-    };
-    match message {
-        None => blocks_to(system).to_string().hash(&mut hasher),
-        Some(i) => {
-            system.map(Value::to_string).hash(&mut hasher);
-            Value::from(&messages[..i]).to_string().hash(&mut hasher);
-            blocks_to(messages[i].get("content"))
-                .to_string()
-                .hash(&mut hasher);
-        }
-    }
-    hasher.finish()
-}
-
 fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
     match out {
         Output::ToolCalls(_) => ("tool_use", None),
@@ -719,8 +689,8 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     })
 }
 
-pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
-    let mut sse = SseBody::new();
+pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> StreamBody {
+    let mut sse = StreamBody::new();
     let start_usage = usage(conv, 1);
     sse.json(
         FrameKind::Other,
@@ -829,7 +799,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
 
 /// The web search's two blocks, streamed as the API streams them: the call opened with an
 /// empty input, its input as one JSON fragment, then the result whole.
-fn web_search_stream(sse: &mut SseBody, ids: &IdGen, query: &str) {
+fn web_search_stream(sse: &mut StreamBody, ids: &IdGen, query: &str) {
     let [call, result] = web_search_blocks(ids, query, true);
     for (index, block) in [call, result].into_iter().enumerate() {
         sse.json(
@@ -859,7 +829,13 @@ fn web_search_stream(sse: &mut SseBody, ids: &IdGen, query: &str) {
 
 /// One streamed text block of `pieces` of `text`, its citations first; a ping follows the
 /// first block's start, as the API sends one.
-fn text_block(sse: &mut SseBody, index: usize, text: &str, pieces: &[Piece], citations: &[Value]) {
+fn text_block(
+    sse: &mut StreamBody,
+    index: usize,
+    text: &str,
+    pieces: &[Piece],
+    citations: &[Value],
+) {
     sse.json(
         FrameKind::Other,
         0,
@@ -924,7 +900,7 @@ fn citations_enabled(block: &Value) -> bool {
         .unwrap_or(false)
 }
 
-fn block_stop(sse: &mut SseBody, index: usize) {
+fn block_stop(sse: &mut StreamBody, index: usize) {
     sse.json(
         FrameKind::Other,
         0,

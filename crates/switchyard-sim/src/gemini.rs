@@ -8,7 +8,7 @@ use crate::handler::{EmbedInput, EmbedRequest, SimError};
 use crate::model::{
     Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolCall, ToolChoice, embedding,
 };
-use crate::stream::{FrameKind, SseBody};
+use crate::stream::{FrameKind, StreamBody};
 
 /// Context window reported by the simulated context-length error.
 const CONTEXT_WINDOW: u64 = 1_048_576;
@@ -501,13 +501,13 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     )
 }
 
-pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
-    let mut sse = SseBody::new();
+pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> StreamBody {
+    let mut sse = StreamBody::new();
     let id = ids.make("", 22);
     let input = conv.input_tokens();
     // Each chunk is a whole response carrying the usage so far.
     let mut sent = 0u64;
-    let mut chunk = |sse: &mut SseBody, parts: Value, tokens: u32| {
+    let mut chunk = |sse: &mut StreamBody, parts: Value, tokens: u32| {
         sent += u64::from(tokens);
         let candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
         let body = response(conv, &id, candidate, usage(input, Some(sent)));

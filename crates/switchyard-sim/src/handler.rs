@@ -17,8 +17,8 @@ use crate::fault::{FaultSpec, FaultTable};
 use crate::model::{Conversation, IdGen, Output, estimate_tokens, respond, scripted_reply};
 use crate::server::ConnAbort;
 use crate::stats::{Api, Endpoint, LogEntry, Stats};
-use crate::stream::{Break, SseBody, into_body};
-use crate::{anthropic, gemini, openai};
+use crate::stream::{Break, StreamBody, into_body};
+use crate::{anthropic, bedrock, gemini, openai};
 
 /// Everything a handler shares.
 pub(crate) struct SimState {
@@ -78,9 +78,9 @@ pub(crate) struct Incoming<'a> {
     pub api: Api,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
-    /// Azure deployment or Gemini model from the path.
+    /// Azure deployment, Gemini model or Bedrock model id (decoded) from the path.
     pub path_model: Option<&'a str>,
-    /// Gemini streams by method, not by a body field.
+    /// Gemini and Bedrock stream by method, not by a body field.
     pub stream_method: bool,
     /// Gemini `batchEmbedContents` rather than `embedContent`.
     pub batch: bool,
@@ -97,7 +97,7 @@ pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -116,8 +116,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Api {
-    /// Credential and protocol-header checks, as each provider does them.
-    fn check_request(self, config: &SimConfig, req: &Incoming<'_>) -> Result<(), SimError> {
+    /// Credential and protocol-header checks, as each provider does them. Bedrock's SigV4 check
+    /// reads the body's hash.
+    fn check_request(
+        self,
+        config: &SimConfig,
+        req: &Incoming<'_>,
+        body: &[u8],
+    ) -> Result<(), SimError> {
         let headers = req.headers;
         let key = match self {
             Api::OpenAi => {
@@ -156,6 +162,8 @@ impl Api {
                 }
                 key
             }
+            // Bedrock refuses unknown credentials with its own error.
+            Api::Bedrock => return bedrock::check_credentials(config, headers, body),
         };
         if config.require_auth
             && !config.api_keys.is_empty()
@@ -174,8 +182,14 @@ impl Api {
             Api::Azure => openai::error_body(err, true),
             Api::Anthropic => anthropic::error_body(ids, err),
             Api::Gemini => gemini::error_body(err),
+            Api::Bedrock => bedrock::error_body(err),
         };
         let mut response = json_response(err.status, serde_json::to_vec(&body).unwrap_or_default());
+        if self == Api::Bedrock
+            && let Ok(value) = HeaderValue::from_str(&bedrock::error_type_header(err))
+        {
+            response.headers_mut().insert("x-amzn-errortype", value);
+        }
         if let Some(secs) = err.retry_after {
             response
                 .headers_mut()
@@ -196,6 +210,7 @@ impl Api {
             Api::Azure => openai::status_error(status, model, retry_after, true),
             Api::Anthropic => anthropic::status_error(status),
             Api::Gemini => gemini::status_error(status, retry_after),
+            Api::Bedrock => bedrock::status_error(status),
         };
         err.retry_after = retry_after;
         err
@@ -206,6 +221,7 @@ impl Api {
             Api::OpenAi | Api::Azure => openai::context_error(input_tokens),
             Api::Anthropic => anthropic::context_error(input_tokens),
             Api::Gemini => gemini::context_error(input_tokens),
+            Api::Bedrock => bedrock::context_error(),
         }
     }
 
@@ -214,6 +230,7 @@ impl Api {
             Api::OpenAi | Api::Azure => openai::invalid_json(err),
             Api::Anthropic => anthropic::invalid_json(err),
             Api::Gemini => gemini::invalid_json(err),
+            Api::Bedrock => bedrock::invalid_json(err),
         }
     }
 
@@ -222,9 +239,10 @@ impl Api {
             Api::OpenAi | Api::Azure => openai::parse_chat(body, req.path_model),
             Api::Anthropic => anthropic::parse_chat(body, false),
             Api::Gemini => gemini::parse_chat(body, req.path_model.unwrap_or_default(), false),
+            Api::Bedrock => bedrock::parse_chat(body, req.path_model.unwrap_or_default()),
         }
         .map(|mut conv| {
-            if self == Api::Gemini {
+            if matches!(self, Api::Gemini | Api::Bedrock) {
                 conv.stream = req.stream_method;
             }
             conv
@@ -237,15 +255,17 @@ impl Api {
             Api::Azure => openai::render(ids, conv, out, true),
             Api::Anthropic => anthropic::render(ids, conv, out),
             Api::Gemini => gemini::render(ids, conv, out),
+            Api::Bedrock => bedrock::render(ids, conv, out),
         }
     }
 
-    fn render_stream(self, ids: &IdGen, conv: &Conversation, out: &Output) -> SseBody {
+    fn render_stream(self, ids: &IdGen, conv: &Conversation, out: &Output) -> StreamBody {
         match self {
             Api::OpenAi => openai::render_stream(ids, conv, out, false),
             Api::Azure => openai::render_stream(ids, conv, out, true),
             Api::Anthropic => anthropic::render_stream(ids, conv, out),
             Api::Gemini => gemini::render_stream(ids, conv, out),
+            Api::Bedrock => bedrock::render_stream(ids, conv, out),
         }
     }
 
@@ -254,7 +274,30 @@ impl Api {
             Api::OpenAi | Api::Azure => openai::stream_error_frame(),
             Api::Anthropic => anthropic::stream_error_frame(),
             Api::Gemini => gemini::stream_error_frame(),
+            Api::Bedrock => bedrock::stream_error_frame(),
         }
+    }
+
+    /// What `malformed_after` sends: an SSE line that is not JSON, or for Bedrock an
+    /// event-stream message whose payload is not.
+    fn stream_malformed_frame(self) -> Vec<u8> {
+        match self {
+            Api::Bedrock => bedrock::malformed_frame(),
+            _ => b"data: {not json\n\n".to_vec(),
+        }
+    }
+
+    /// The streamed body's content type.
+    fn stream_response(self, body: Body) -> Response {
+        if self != Api::Bedrock {
+            return sse_response(body);
+        }
+        let mut response = Response::new(body);
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+        response
     }
 }
 
@@ -391,7 +434,7 @@ fn start<'a>(
 pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body);
     let mut p = start(&sim, &req, Endpoint::Chat, parsed.as_ref().ok());
-    if let Err(err) = req.api.check_request(&sim.config, &req) {
+    if let Err(err) = req.api.check_request(&sim.config, &req, &body) {
         return p.fail(&err);
     }
     let fault = match select_fault(&sim.faults, req.headers, &p.entry.model) {
@@ -422,23 +465,26 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
     }
     let scripted = scripted_reply(&sim.config.replies, &conv);
     let out = respond(&conv, sim.config.reply_words, scripted.as_deref());
+    let answer_ms = sim.config.token_ms.saturating_mul(out.tokens());
+    conv.latency_ms = ttft_ms.saturating_add(answer_ms);
     if !conv.stream {
         let body = req.api.render(&sim.ids, &conv, &out);
         let tokens = out.tokens();
         p.entry.output_tokens = tokens;
         let response = json_response(200, serde_json::to_vec(&body).unwrap_or_default());
         let response = p.finish(200, response);
-        pause(ttft_ms.saturating_add(sim.config.token_ms.saturating_mul(tokens))).await;
+        pause(ttft_ms.saturating_add(answer_ms)).await;
         return response;
     }
     let sse = req.api.render_stream(&sim.ids, &conv, &out);
     let brk = fault.and_then(|f| f.stream).map(|fault| Break {
         fault,
         error_frame: req.api.stream_error_frame(),
+        malformed_frame: req.api.stream_malformed_frame(),
     });
     let (body, tokens) = into_body(sse, sim.config.token_ms, brk);
     p.entry.output_tokens = tokens;
-    let response = p.finish(200, sse_response(body));
+    let response = p.finish(200, req.api.stream_response(body));
     pause(ttft_ms).await;
     response
 }
@@ -468,7 +514,7 @@ impl EmbedInput {
 pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body);
     let mut p = start(&sim, &req, Endpoint::Embeddings, parsed.as_ref().ok());
-    if let Err(err) = req.api.check_request(&sim.config, &req) {
+    if let Err(err) = req.api.check_request(&sim.config, &req, &body) {
         return p.fail(&err);
     }
     let fault = match select_fault(&sim.faults, req.headers, &p.entry.model) {
@@ -520,7 +566,7 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
 pub(crate) async fn count_tokens(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body);
     let p = start(&sim, &req, Endpoint::CountTokens, parsed.as_ref().ok());
-    if let Err(err) = req.api.check_request(&sim.config, &req) {
+    if let Err(err) = req.api.check_request(&sim.config, &req, &body) {
         return p.fail(&err);
     }
     let body = match parsed {
@@ -552,7 +598,7 @@ pub(crate) async fn count_tokens(sim: Arc<SimState>, req: Incoming<'_>, body: By
 /// `GET /v1/models`, in Anthropic's shape when the request carries `anthropic-version`.
 pub(crate) async fn models(sim: Arc<SimState>, req: Incoming<'_>) -> Response {
     let p = start(&sim, &req, Endpoint::Models, None);
-    if let Err(err) = req.api.check_request(&sim.config, &req) {
+    if let Err(err) = req.api.check_request(&sim.config, &req, &[]) {
         return p.fail(&err);
     }
     let body = match req.api {

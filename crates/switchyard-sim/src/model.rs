@@ -68,10 +68,14 @@ pub(crate) struct Conversation {
     /// Anthropic: the query of the web search the answer runs first, when the request offers
     /// the web search server tool and ends with the user's words.
     pub web_search: Option<String>,
-    /// Anthropic: the prefix up to the request's last `cache_control` breakpoint.
+    /// Anthropic and Bedrock: the prefix up to the request's last breakpoint (`cache_control`,
+    /// `cachePoint`).
     pub cache_mark: Option<CacheMark>,
     /// What the prompt cache did with that prefix, once the handler has asked it.
     pub cache: CacheUse,
+    /// Bedrock: the latency its answer reports (`metrics.latencyMs`), set by the handler to the
+    /// time the simulator takes: `ttft_ms` plus `token_ms` per output token.
+    pub latency_ms: u64,
 }
 
 impl Conversation {
@@ -149,6 +153,37 @@ impl PromptCache {
             }
         }
     }
+}
+
+/// A hash of the model and a request's prefix up to a prompt-cache breakpoint: the system prompt
+/// (up to the block when the breakpoint is in it), the messages before the breakpoint's and that
+/// message's blocks up to it. Anthropic's and Bedrock's requests share the shape it reads (a
+/// system value, messages with a `content` list).
+pub(crate) fn prefix_key(
+    model: &str,
+    system: Option<&Value>,
+    messages: &[Value],
+    message: Option<usize>,
+    block: usize,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    model.hash(&mut hasher);
+    let blocks_to = |content: Option<&Value>| match content {
+        Some(Value::Array(blocks)) => Value::from(blocks.get(..=block).unwrap_or(blocks)),
+        other => other.cloned().unwrap_or(Value::Null),
+    };
+    match message {
+        None => blocks_to(system).to_string().hash(&mut hasher),
+        Some(i) => {
+            system.map(Value::to_string).hash(&mut hasher);
+            Value::from(&messages[..i]).to_string().hash(&mut hasher);
+            blocks_to(messages[i].get("content"))
+                .to_string()
+                .hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use crate::handler::{EmbedInput, EmbedRequest, SimError};
 use crate::model::{
     Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice, embedding, unix_now,
 };
-use crate::stream::{FrameKind, SseBody};
+use crate::stream::{FrameKind, StreamBody};
 
 const FINGERPRINT: &str = "fp_5f3c1d2e7a";
 /// Context window reported by the simulated context-length error.
@@ -633,8 +633,8 @@ pub(crate) fn render_stream(
     conv: &Conversation,
     out: &Output,
     azure: bool,
-) -> SseBody {
-    let mut sse = SseBody::new();
+) -> StreamBody {
+    let mut sse = StreamBody::new();
     let chunks = Chunks {
         id: ids.make("chatcmpl-", 29),
         created: unix_now(),

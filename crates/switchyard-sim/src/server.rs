@@ -182,6 +182,15 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/v1beta/models/{model_and_method}", post(gemini))
+        .route("/model/{model_id}/converse", post(bedrock_converse))
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(bedrock_converse_stream),
+        )
+        .route(
+            "/model/{model_id}/{operation}",
+            post(bedrock_unknown_operation),
+        )
         .route(
             "/_sim/faults",
             get(list_faults).post(add_faults).delete(clear_faults),
@@ -364,6 +373,61 @@ async fn gemini(
         "countTokens" => handler::count_tokens(sim, req, body).await,
         _ => gemini_not_found(&sim, &model_and_method),
     }
+}
+
+/// `/model/{modelId}/converse`; the id arrives percent-encoded (`:` as `%3A`, an ARN's `/` as
+/// `%2F`) and is matched and reported decoded.
+async fn bedrock_converse(
+    State(sim): Sim,
+    abort: Abort,
+    Path(model_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = incoming(
+        Api::Bedrock,
+        &headers,
+        query.as_deref(),
+        Some(&model_id),
+        abort,
+    );
+    handler::chat(sim, req, body).await
+}
+
+async fn bedrock_converse_stream(
+    State(sim): Sim,
+    abort: Abort,
+    Path(model_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut req = incoming(
+        Api::Bedrock,
+        &headers,
+        query.as_deref(),
+        Some(&model_id),
+        abort,
+    );
+    req.stream_method = true;
+    handler::chat(sim, req, body).await
+}
+
+/// Bedrock operations the simulator does not serve (`invoke`, ...), answered in Bedrock's shape.
+async fn bedrock_unknown_operation(
+    State(sim): Sim,
+    Path((_, operation)): Path<(String, String)>,
+) -> Response {
+    let err = SimError::new(
+        404,
+        format!(
+            "The simulator serves the Bedrock operations `converse` and `converse-stream`, not \
+             `{operation}`."
+        ),
+    )
+    .with_type("UnknownOperationException");
+    Api::Bedrock.error_response(&sim.ids, &err)
 }
 
 fn gemini_not_found(sim: &SimState, path: &str) -> Response {

@@ -15,10 +15,17 @@ pub(crate) enum Api {
     Azure,
     Anthropic,
     Gemini,
+    Bedrock,
 }
 
 impl Api {
-    const ALL: [Api; 4] = [Api::OpenAi, Api::Azure, Api::Anthropic, Api::Gemini];
+    const ALL: [Api; 5] = [
+        Api::OpenAi,
+        Api::Azure,
+        Api::Anthropic,
+        Api::Gemini,
+        Api::Bedrock,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -26,6 +33,7 @@ impl Api {
             Api::Azure => "azure",
             Api::Anthropic => "anthropic",
             Api::Gemini => "gemini",
+            Api::Bedrock => "bedrock",
         }
     }
 }
@@ -60,9 +68,10 @@ impl Endpoint {
 /// One request as the simulator answered it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
-    /// Model from the body, the Azure deployment or the Gemini path; empty when unknown.
+    /// Model from the body, the Azure deployment or the Gemini or Bedrock path (decoded); empty
+    /// when unknown.
     pub model: String,
-    /// `openai`, `azure`, `anthropic` or `gemini`.
+    /// `openai`, `azure`, `anthropic`, `gemini` or `bedrock`.
     pub provider_kind: String,
     /// `chat`, `embeddings`, `models` or `count_tokens`.
     pub endpoint: String,
@@ -107,7 +116,7 @@ struct Shared {
 }
 
 pub(crate) struct Stats {
-    by_endpoint: [AtomicU64; 16],
+    by_endpoint: [AtomicU64; Api::ALL.len() * Endpoint::ALL.len()],
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
     faults: AtomicU64,

@@ -1,6 +1,8 @@
-//! Streamed bodies: dialects write SSE frames into one buffer and label each frame; this module
-//! turns the buffer into a response body, paced by `token_ms` and broken by stream faults.
-//! Without pacing or faults the whole buffer goes out as one body, with no timers involved.
+//! Streamed bodies: dialects write their frames (SSE events, or AWS event-stream messages for
+//! Bedrock) into one buffer and label each frame; this module turns the buffer into a response
+//! body, paced by `token_ms` and broken by stream faults. Without pacing or faults the whole
+//! buffer goes out as one body, with no timers involved. Pacing and faults only see frame
+//! boundaries and labels, never the framing itself.
 
 use std::time::Duration;
 
@@ -30,14 +32,14 @@ struct Mark {
     tokens: u32,
 }
 
-/// SSE frames in one buffer.
+/// A stream's frames in one buffer, each labelled with its kind and output tokens.
 #[derive(Debug, Default)]
-pub(crate) struct SseBody {
+pub(crate) struct StreamBody {
     buf: Vec<u8>,
     marks: Vec<Mark>,
 }
 
-impl SseBody {
+impl StreamBody {
     pub(crate) fn new() -> Self {
         Self {
             buf: Vec::with_capacity(4096),
@@ -71,6 +73,18 @@ impl SseBody {
         self.mark(kind, 0);
     }
 
+    /// Appends an AWS event-stream message (string headers, then the payload).
+    pub(crate) fn event(
+        &mut self,
+        kind: FrameKind,
+        tokens: u32,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) {
+        crate::eventstream::write_frame(&mut self.buf, headers, payload);
+        self.mark(kind, tokens);
+    }
+
     fn mark(&mut self, kind: FrameKind, tokens: u32) {
         self.marks.push(Mark {
             end: self.buf.len(),
@@ -86,10 +100,12 @@ pub(crate) struct Break {
     pub fault: StreamFault,
     /// The dialect's in-band error frame, for `error_after`.
     pub error_frame: Vec<u8>,
+    /// The dialect's unreadable frame, for `malformed_after`.
+    pub malformed_frame: Vec<u8>,
 }
 
 /// The response body and the output tokens it carries.
-pub(crate) fn into_body(sse: SseBody, token_ms: u64, brk: Option<Break>) -> (Body, u64) {
+pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (Body, u64) {
     let Some(brk) = brk else {
         let tokens = sse.marks.iter().map(|m| u64::from(m.tokens)).sum();
         if token_ms == 0 {
@@ -126,7 +142,7 @@ pub(crate) fn into_body(sse: SseBody, token_ms: u64, brk: Option<Break>) -> (Bod
         StreamFault::CutAfter(_) => Tail::Cut,
         StreamFault::PrematureEndAfter(_) => Tail::End,
         StreamFault::MalformedAfter(_) => {
-            frames.push(Bytes::from_static(b"data: {not json\n\n"));
+            frames.push(Bytes::from(brk.malformed_frame));
             Tail::End
         }
         StreamFault::ErrorAfter(_) => {

@@ -3,6 +3,7 @@
 
 mod anthropic;
 mod azure;
+mod bedrock;
 mod faults;
 mod gemini;
 mod model;
@@ -142,6 +143,32 @@ pub(crate) fn gemini(
             .header("x-goog-api-key", "AIza-test"),
         body,
     )
+}
+
+/// Bedrock Converse (or ConverseStream) request builder with an API key; the model id is
+/// percent-encoded as AWS clients encode it (`:` and `/`).
+pub(crate) fn bedrock(
+    sim: &SimServer,
+    model_id: &str,
+    stream: bool,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    with_json(
+        client()
+            .post(bedrock_url(sim, model_id, stream))
+            .bearer_auth("bedrock-api-key"),
+        body,
+    )
+}
+
+pub(crate) fn bedrock_url(sim: &SimServer, model_id: &str, stream: bool) -> String {
+    let operation = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    let encoded = model_id.replace(':', "%3A").replace('/', "%2F");
+    format!("{}/model/{encoded}/{operation}", sim.base_url())
 }
 
 pub(crate) fn azure(sim: &SimServer, deployment: &str, body: &Value) -> reqwest::RequestBuilder {
