@@ -237,6 +237,17 @@ pub(super) struct TokenUsage {
     cache_read_input_tokens: u64,
     #[serde(default)]
     cache_write_input_tokens: u64,
+    /// The cache writes by lifetime.
+    #[serde(default)]
+    cache_details: Vec<CacheDetail>,
+}
+
+/// `usage.cacheDetails[]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CacheDetail {
+    ttl: String,
+    input_tokens: u64,
 }
 
 impl TokenUsage {
@@ -249,6 +260,13 @@ impl TokenUsage {
             output_tokens: self.output_tokens,
             cache_read_tokens: self.cache_read_input_tokens,
             cache_write_tokens: self.cache_write_input_tokens,
+            cache_write_1h_tokens: self
+                .cache_details
+                .iter()
+                .filter(|d| d.ttl == "1h")
+                .map(|d| d.input_tokens)
+                .sum::<u64>()
+                .min(self.cache_write_input_tokens),
             ..Usage::default()
         }
     }
@@ -319,8 +337,8 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
                         && !text.is_empty()
                     {
                         system.push(json!({ "text": &**text }));
-                        if cache_control.is_some() {
-                            system.push(cache_point());
+                        if let Some(marker) = cache_control {
+                            system.push(cache_point(marker));
                         }
                     }
                 }
@@ -429,8 +447,8 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
             }
             spec.insert("inputSchema".into(), json!({ "json": schema }));
             tools.push(json!({ "toolSpec": spec }));
-            if tool.cache_control.is_some() {
-                tools.push(cache_point());
+            if let Some(marker) = &tool.cache_control {
+                tools.push(cache_point(marker));
             }
         }
         let mut config = Map::new();
@@ -485,8 +503,13 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     Ok(Value::Object(body))
 }
 
-fn cache_point() -> Value {
-    json!({ "cachePoint": { "type": "default" } })
+/// A cache point for a cache marker (Anthropic's `cache_control`), with its lifetime when the
+/// marker names one Converse takes (`5m`, `1h`).
+fn cache_point(marker: &Value) -> Value {
+    match marker.get("ttl").and_then(Value::as_str) {
+        Some(ttl @ ("5m" | "1h")) => json!({ "cachePoint": { "type": "default", "ttl": ttl } }),
+        _ => json!({ "cachePoint": { "type": "default" } }),
+    }
 }
 
 /// The Converse blocks of one canonical part (a text with a cache marker is followed by a
@@ -502,8 +525,8 @@ fn part_blocks(part: &ContentPart, path: &str, out: &mut Vec<Value>) -> Result<(
             if !text.is_empty() {
                 out.push(json!({ "text": &**text }));
             }
-            if cache_control.is_some() {
-                out.push(cache_point());
+            if let Some(marker) = cache_control {
+                out.push(cache_point(marker));
             }
         }
         ContentPart::Image { source, .. } => out.push(image_block(source, path)?),

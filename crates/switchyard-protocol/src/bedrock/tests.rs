@@ -214,7 +214,7 @@ fn forms_and_markers_converse_has_its_own_way_for() {
                 Role::System,
                 vec![ContentPart::Text {
                     text: "Long policy.".into(),
-                    cache_control: Some(json!({"type": "ephemeral"})),
+                    cache_control: Some(json!({"type": "ephemeral", "ttl": "1h"})),
                     citations: None,
                 }],
             ),
@@ -258,7 +258,7 @@ fn forms_and_markers_converse_has_its_own_way_for() {
     let body = build(&request);
     assert_eq!(
         body["system"],
-        json!([{"text": "Long policy."}, {"cachePoint": {"type": "default"}}])
+        json!([{"text": "Long policy."}, {"cachePoint": {"type": "default", "ttl": "1h"}}])
     );
     assert_eq!(
         body["messages"][0]["content"][0],
@@ -426,8 +426,9 @@ fn recorded_stream() -> Vec<u8> {
         event("messageStop", json!({"stopReason": "tool_use"})),
         event(
             "metadata",
-            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 21,
-                "cacheWriteInputTokens": 2000}, "metrics": {"latencyMs": 300}}),
+            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 2021,
+                "cacheWriteInputTokens": 2000, "cacheDetails": [{"ttl": "1h", "inputTokens": 1500},
+                {"ttl": "5m", "inputTokens": 500}]}, "metrics": {"latencyMs": 300}}),
         ),
     ]
     .concat()
@@ -473,6 +474,7 @@ fn a_stream_decodes_whatever_the_reads() {
             input_tokens: 2012,
             output_tokens: 9,
             cache_write_tokens: 2000,
+            cache_write_1h_tokens: 1500,
             ..Usage::default()
         }),
     ];
@@ -493,8 +495,9 @@ fn a_stream_cut_short_or_failing_is_never_complete() {
     let stop_at = bytes.len()
         - event(
             "metadata",
-            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 21,
-                "cacheWriteInputTokens": 2000}, "metrics": {"latencyMs": 300}}),
+            json!({"usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 2021,
+                "cacheWriteInputTokens": 2000, "cacheDetails": [{"ttl": "1h", "inputTokens": 1500},
+                {"ttl": "5m", "inputTokens": 500}]}, "metrics": {"latencyMs": 300}}),
         )
         .len()
         - event("messageStop", json!({"stopReason": "tool_use"})).len();
