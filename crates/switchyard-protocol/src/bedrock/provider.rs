@@ -323,6 +323,10 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
         ));
     }
     check_documents(request, document_refusal)?;
+    // Converse wants a `toolConfig` whenever the history holds tool calls, and has no way to
+    // forbid calls: without tools, or with a choice of none, the history's calls and results
+    // go as text (their images and documents as blocks), so the model cannot call.
+    let tools_off = request.tools.is_empty() || request.tool_choice == Some(ToolChoice::None);
     let mut system: Vec<Value> = Vec::new();
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
@@ -349,7 +353,12 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
         };
         let mut blocks = Vec::new();
         for (j, part) in message.content.iter().enumerate() {
-            part_blocks(part, &format!("messages[{i}].content[{j}]"), &mut blocks)?;
+            part_blocks(
+                part,
+                &format!("messages[{i}].content[{j}]"),
+                tools_off,
+                &mut blocks,
+            )?;
         }
         if blocks.is_empty() {
             continue;
@@ -433,7 +442,7 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
         body.insert("additionalModelRequestFields".into(), additional.into());
     }
 
-    if !request.tools.is_empty() {
+    if !tools_off {
         let mut tools = Vec::new();
         for tool in &request.tools {
             let schema = match &tool.parameters {
@@ -453,8 +462,6 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
         }
         let mut config = Map::new();
         config.insert("tools".into(), tools.into());
-        // Converse has no "none": the tools stay (a history with tool calls needs them) and the
-        // model chooses.
         match &request.tool_choice {
             Some(ToolChoice::Required) => {
                 config.insert("toolChoice".into(), json!({ "any": {} }));
@@ -513,8 +520,13 @@ fn cache_point(marker: &Value) -> Value {
 }
 
 /// The Converse blocks of one canonical part (a text with a cache marker is followed by a
-/// cache point).
-fn part_blocks(part: &ContentPart, path: &str, out: &mut Vec<Value>) -> Result<(), DecodeError> {
+/// cache point). With `tools_off`, tool calls and results become text.
+fn part_blocks(
+    part: &ContentPart,
+    path: &str,
+    tools_off: bool,
+    out: &mut Vec<Value>,
+) -> Result<(), DecodeError> {
     match part {
         ContentPart::Text {
             text,
@@ -532,6 +544,37 @@ fn part_blocks(part: &ContentPart, path: &str, out: &mut Vec<Value>) -> Result<(
         ContentPart::Image { source, .. } => out.push(image_block(source, path)?),
         ContentPart::Document { source, title, .. } => {
             out.push(document_block(source, title.as_deref(), out.len()));
+        }
+        ContentPart::ToolCall {
+            id,
+            name,
+            arguments,
+            ..
+        } if tools_off => {
+            out.push(
+                json!({ "text": format!("[Called tool {name} (call {id}) with {arguments}]") }),
+            );
+        }
+        ContentPart::ToolResult {
+            tool_call_id,
+            content,
+            is_error,
+            ..
+        } if tools_off => {
+            let outcome = if *is_error { "Error from" } else { "Result of" };
+            let text = ContentPart::concat_text(content);
+            out.push(json!({ "text": format!("[{outcome} tool call {tool_call_id}: {text}]") }));
+            for (k, inner) in content.iter().enumerate() {
+                match inner {
+                    ContentPart::Image { source, .. } => {
+                        out.push(image_block(source, &format!("{path}.content[{k}]"))?);
+                    }
+                    ContentPart::Document { source, title, .. } => {
+                        out.push(document_block(source, title.as_deref(), k));
+                    }
+                    _ => {}
+                }
+            }
         }
         ContentPart::ToolCall {
             id,

@@ -246,7 +246,7 @@ fn forms_and_markers_converse_has_its_own_way_for() {
             cache_control: Some(json!({"type": "ephemeral"})),
             ..weather_tool()
         }],
-        tool_choice: Some(ToolChoice::None),
+        tool_choice: Some(ToolChoice::Required),
         response_format: Some(ResponseFormat::JsonSchema {
             name: "summary".into(),
             description: None,
@@ -274,13 +274,64 @@ fn forms_and_markers_converse_has_its_own_way_for() {
             {"toolSpec": {"name": "get_weather", "description": "Weather for a city",
                 "inputSchema": {"json": weather_tool().parameters}}},
             {"cachePoint": {"type": "default"}}
-        ]})
+        ], "toolChoice": {"any": {}}})
     );
     assert_eq!(
         body["outputConfig"],
         json!({"textFormat": {"type": "json_schema", "structure": {"jsonSchema":
             {"schema": "{\"type\":\"object\"}", "name": "summary"}}}})
     );
+}
+
+#[test]
+fn without_tools_or_with_a_choice_of_none_the_tool_history_goes_as_text() {
+    let history = vec![
+        message(Role::User, vec![ContentPart::text("Umbrella?")]),
+        message(
+            Role::Assistant,
+            vec![tool_call("toolu_1", "get_weather", r#"{"city":"Paris"}"#)],
+        ),
+        message(
+            Role::User,
+            vec![ContentPart::ToolResult {
+                tool_call_id: "toolu_1".into(),
+                name: None,
+                content: vec![
+                    ContentPart::text("Rain"),
+                    ContentPart::Image {
+                        source: ImageSource::from_url("data:image/jpeg;base64,/9j/"),
+                        detail: None,
+                    },
+                ],
+                is_error: false,
+            }],
+        ),
+        message(Role::User, vec![ContentPart::text("Tomorrow?")]),
+    ];
+    for (tools, choice) in [
+        (vec![], None),
+        (vec![weather_tool()], Some(ToolChoice::None)),
+    ] {
+        let body = build(&ChatRequest {
+            messages: history.clone(),
+            tools,
+            tool_choice: choice,
+            ..ChatRequest::default()
+        });
+        assert!(body.get("toolConfig").is_none(), "{body}");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": [{"text": "Umbrella?"}]},
+                {"role": "assistant", "content": [
+                    {"text": "[Called tool get_weather (call toolu_1) with {\"city\":\"Paris\"}]"}]},
+                {"role": "user", "content": [
+                    {"text": "[Result of tool call toolu_1: Rain]"},
+                    {"image": {"format": "jpeg", "source": {"bytes": "/9j/"}}},
+                    {"text": "Tomorrow?"}]}
+            ])
+        );
+    }
 }
 
 #[test]

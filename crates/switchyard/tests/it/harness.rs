@@ -12,7 +12,14 @@ use switchyard_sim::{SimConfig, SimServer};
 pub const KEY: &str = "sk-test-master-key";
 
 /// One provider of each kind, all backed by the simulator, behind aliases named after the kind.
-pub const KINDS: &[&str] = &["openai", "compat", "azure", "anthropic", "gemini"];
+pub const KINDS: &[&str] = &[
+    "openai",
+    "compat",
+    "azure",
+    "anthropic",
+    "gemini",
+    "bedrock",
+];
 
 pub fn standard_config(sim: &str, extra_models: &str) -> String {
     standard_config_with(sim, extra_models, "allowed_fails: 3\n  cooldown: 2s")
@@ -33,6 +40,11 @@ providers:
   - {{name: p-azure, kind: azure, base_url: "{sim}", api_key: azure-upstream-secret, api_version: "2024-10-21"}}
   - {{name: p-anthropic, kind: anthropic, base_url: "{sim}", api_key: sk-ant-upstream-secret}}
   - {{name: p-gemini, kind: gemini, base_url: "{sim}/v1beta", api_key: gemini-upstream-secret}}
+  - name: p-bedrock
+    kind: bedrock
+    base_url: "{sim}"
+    region: us-east-1
+    aws: {{access_key_id: AKIDUPSTREAMEXAMPLE, secret_access_key: bedrock-upstream-secret, session_token: bedrock-session-token}}
   - name: p-fast
     kind: openai
     base_url: "{sim}/v1"
@@ -44,6 +56,7 @@ models:
   - {{alias: azure, deployments: [{{provider: p-azure, model: gpt-4o-deploy}}]}}
   - {{alias: anthropic, deployments: [{{provider: p-anthropic, model: claude-sonnet-4-5}}]}}
   - {{alias: gemini, deployments: [{{provider: p-gemini, model: gemini-2.5-flash}}]}}
+  - {{alias: bedrock, deployments: [{{provider: p-bedrock, model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}}]}}
   - {{alias: embed, deployments: [{{provider: p-openai, model: text-embedding-3-small}}]}}
   - {{alias: fast, deployments: [{{provider: p-fast, model: fast-model}}]}}
 {extra_models}
