@@ -12,7 +12,7 @@ fn env(name: &str) -> Option<String> {
 fn demo_config_loads() {
     let c = load(DEMO_CONFIG, &env).unwrap();
     assert!(c.uses_simulator());
-    assert_eq!(c.models.len(), 4);
+    assert_eq!(c.models.len(), 5);
     assert_eq!(c.server.listen, "127.0.0.1:4000");
 }
 

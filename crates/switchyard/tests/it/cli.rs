@@ -62,7 +62,12 @@ async fn demo_answers_without_keys_or_network() {
     cmd.arg("demo").arg("--listen").arg("127.0.0.1:0");
     let gw = Gateway::spawn(cmd, tempfile::tempdir().unwrap()).await;
     let http = reqwest::Client::new();
-    for model in ["gpt-4o-mini", "claude-sonnet", "gemini-flash"] {
+    for model in [
+        "gpt-4o-mini",
+        "claude-sonnet",
+        "gemini-flash",
+        "claude-bedrock",
+    ] {
         let resp = http
             .post(format!("{}/v1/chat/completions", gw.url))
             .bearer_auth("sk-sy-demo-0000000000000000")

@@ -143,6 +143,7 @@ async fn upstream_failures_map_to_stable_codes() {
             "compat" => "llama-3-8b",
             "azure" => "gpt-4o-deploy",
             "anthropic" => "claude-sonnet-4-5",
+            "bedrock" => "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
             _ => "gemini-2.5-flash",
         };
         for (fault, status, code) in cases {
