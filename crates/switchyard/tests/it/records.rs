@@ -364,6 +364,8 @@ async fn prompt_cache_reads_and_hour_long_writes_are_billed_at_their_own_rates()
         r#"
   - alias: cached
     deployments: [{provider: p-anthropic, model: claude-sonnet-4-5}]
+  - alias: cached-bedrock
+    deployments: [{provider: p-bedrock, model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}]
 "#,
     )
     .await;
@@ -379,20 +381,27 @@ async fn prompt_cache_reads_and_hour_long_writes_are_billed_at_their_own_rates()
             + five_minutes * 3_750
             + n("cache_write_1h") * 6_000
     };
-    let policy = "Answer from the policy below. ".repeat(200);
     // The same hour-long breakpoint through both ingresses: Anthropic's system block, and an
-    // OpenAI client's system message part (the extension OpenAI-compatible clients send).
+    // OpenAI client's system message part (the extension OpenAI-compatible clients send); to
+    // Anthropic, and to Claude on Bedrock (a cache point with the same lifetime).
+    for alias in ["cached", "cached-bedrock"] {
+        check_cache_billing(&env, alias, billed).await;
+    }
+}
+
+async fn check_cache_billing(env: &Env, alias: &str, billed: impl Fn(&Value) -> i64) {
+    let policy = format!("{alias}: {}", "Answer from the policy below. ".repeat(200));
     let requests = [
         (
             "/v1/messages",
-            json!({"model": "cached", "max_tokens": 50,
+            json!({"model": alias, "max_tokens": 50,
                 "system": [{"type": "text", "text": policy,
                     "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
                 "messages": [{"role": "user", "content": "May I park here?"}]}),
         ),
         (
             "/v1/chat/completions",
-            json!({"model": "cached", "max_tokens": 50,
+            json!({"model": alias, "max_tokens": 50,
                 "messages": [
                     {"role": "system", "content": [{"type": "text", "text": policy.repeat(2),
                         "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
@@ -412,7 +421,7 @@ async fn prompt_cache_reads_and_hour_long_writes_are_billed_at_their_own_rates()
                 env.post(path, &body).await
             };
             assert_eq!(r.status, 200, "{path}: {:.300}", r.text);
-            let rec = record(&env, &request_id(&r)).await;
+            let rec = record(env, &request_id(&r)).await;
             let tokens = &rec["tokens"];
             if turn == 0 {
                 assert!(
