@@ -695,7 +695,38 @@ fn read_message(
 }
 
 /// Parses a Converse request for the model `model` (the decoded `modelId`).
-pub(crate) fn parse_chat(mut body: Value, model: &str) -> Result<Conversation, SimError> {
+pub(crate) fn parse_chat(body: Value, model: &str) -> Result<Conversation, SimError> {
+    parse_request(body, model, false)
+}
+
+/// `CountTokens`: `{"input": {"converse": {messages, system}}}`, the conversation read as
+/// `Converse` reads it (tool blocks need no `toolConfig` here: the request has none).
+pub(crate) fn parse_count_tokens(mut body: Value, model: &str) -> Result<Conversation, SimError> {
+    let converse = body
+        .get_mut("input")
+        .and_then(|input| input.get_mut("converse"))
+        .map(Value::take)
+        .ok_or_else(|| {
+            validation("Malformed input request: input.converse is required for a Converse count.")
+        })?;
+    if let Some(unknown) = converse.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !["messages", "system"].contains(&k.as_str()))
+    }) {
+        return Err(validation(format!(
+            "Malformed input request: extraneous key [{unknown}] is not permitted in \
+             input.converse, please reformat your input and try again."
+        )));
+    }
+    parse_request(converse, model, true)
+}
+
+/// `{"inputTokens": n}`, CountTokens' answer.
+pub(crate) fn render_count(tokens: u64) -> Value {
+    json!({ "inputTokens": tokens })
+}
+
+fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Conversation, SimError> {
     let Some(obj) = body.as_object_mut() else {
         return Err(validation(
             "Malformed input request: the body must be a JSON object, please reformat your \
@@ -855,7 +886,7 @@ pub(crate) fn parse_chat(mut body: Value, model: &str) -> Result<Conversation, S
     }
     match obj.get_mut("toolConfig") {
         Some(config) => read_tool_config(&mut conv, config)?,
-        None if uses_tools => {
+        None if uses_tools && !counting => {
             return Err(validation(
                 "The toolConfig field must be defined when using toolUse and toolResult content \
                  blocks.",

@@ -578,6 +578,7 @@ pub(crate) async fn count_tokens(sim: Arc<SimState>, req: Incoming<'_>, body: By
     };
     let conv = match req.api {
         Api::Gemini => gemini::parse_count_tokens(body, req.path_model.unwrap_or_default()),
+        Api::Bedrock => bedrock::parse_count_tokens(body, req.path_model.unwrap_or_default()),
         _ => anthropic::parse_chat(body, true),
     };
     let conv = match conv {
@@ -587,6 +588,7 @@ pub(crate) async fn count_tokens(sim: Arc<SimState>, req: Incoming<'_>, body: By
     let tokens = conv.input_tokens();
     let body = match req.api {
         Api::Gemini => gemini::render_count(tokens),
+        Api::Bedrock => bedrock::render_count(tokens),
         _ => serde_json::json!({ "input_tokens": tokens }),
     };
     p.finish(

@@ -187,6 +187,7 @@ fn router(state: Arc<SimState>) -> Router {
             "/model/{model_id}/converse-stream",
             post(bedrock_converse_stream),
         )
+        .route("/model/{model_id}/count-tokens", post(bedrock_count_tokens))
         .route(
             "/model/{model_id}/{operation}",
             post(bedrock_unknown_operation),
@@ -414,6 +415,24 @@ async fn bedrock_converse_stream(
     handler::chat(sim, req, body).await
 }
 
+async fn bedrock_count_tokens(
+    State(sim): Sim,
+    abort: Abort,
+    Path(model_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req = incoming(
+        Api::Bedrock,
+        &headers,
+        query.as_deref(),
+        Some(&model_id),
+        abort,
+    );
+    handler::count_tokens(sim, req, body).await
+}
+
 /// Bedrock operations the simulator does not serve (`invoke`, ...), answered in Bedrock's shape.
 async fn bedrock_unknown_operation(
     State(sim): Sim,
@@ -422,8 +441,8 @@ async fn bedrock_unknown_operation(
     let err = SimError::new(
         404,
         format!(
-            "The simulator serves the Bedrock operations `converse` and `converse-stream`, not \
-             `{operation}`."
+            "The simulator serves the Bedrock operations `converse`, `converse-stream` and \
+             `count-tokens`, not `{operation}`."
         ),
     )
     .with_type("UnknownOperationException");

@@ -46,42 +46,12 @@ impl ProviderDialect for BedrockProvider {
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let body = build_body(request, target.model)?;
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| DecodeError::new(format!("could not write the request: {e}"), None))?;
         let operation = if request.stream {
             "converse-stream"
         } else {
             "converse"
         };
-        let url = format!(
-            "{}/model/{}/{operation}",
-            target.base_url.trim_end_matches('/'),
-            encode_model_id(target.model)
-        );
-        let mut builder = http::Request::builder()
-            .method(Method::POST)
-            .uri(&url)
-            .header(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        if request.stream {
-            builder = builder.header(
-                http::header::ACCEPT,
-                HeaderValue::from_static("application/vnd.amazon.eventstream"),
-            );
-        }
-        // A Bedrock API key; without one the gateway signs the request with AWS credentials.
-        if let Some(key) = target.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                DecodeError::new("the provider's API key is not a valid header value", None)
-            })?;
-            value.set_sensitive(true);
-            builder = builder.header(http::header::AUTHORIZATION, value);
-        }
-        builder
-            .body(ProviderBody::from(body))
-            .map_err(|e| DecodeError::new(format!("invalid provider URL {url}: {e}"), None))
+        post(target, operation, &body, request.stream).map(|r| r.map(ProviderBody::from))
     }
 
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
@@ -107,6 +77,42 @@ impl ProviderDialect for BedrockProvider {
 
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(BedrockStreamDecoder::default())
+    }
+
+    /// `CountTokens` with the Converse request's messages and system prompt, as the model
+    /// would read them.
+    fn build_count_tokens(
+        &self,
+        request: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Option<Result<http::Request<Vec<u8>>, DecodeError>> {
+        let counted = || {
+            let mut body = build_body(request, target.model)?;
+            let mut converse = Map::new();
+            for member in ["messages", "system"] {
+                if let Some(value) = body.get_mut(member).map(Value::take) {
+                    converse.insert(member.into(), value);
+                }
+            }
+            post(
+                target,
+                "count-tokens",
+                &json!({ "input": { "converse": converse } }),
+                false,
+            )
+        };
+        Some(counted())
+    }
+
+    fn parse_count_tokens(&self, body: &[u8]) -> Result<u64, UpstreamErrorInfo> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Counted {
+            input_tokens: u64,
+        }
+        serde_json::from_slice::<Counted>(body)
+            .map(|c| c.input_tokens)
+            .map_err(|e| malformed(format!("unreadable CountTokens answer: {e}")))
     }
 
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
@@ -140,6 +146,46 @@ impl ProviderDialect for BedrockProvider {
             retry_after_secs: retry_after_secs(headers),
         }
     }
+}
+
+/// A `POST` of `body` to the model's `operation`, with the Bedrock API key when there is one
+/// (without one, the gateway signs the request with AWS credentials).
+fn post(
+    target: &Target<'_>,
+    operation: &str,
+    body: &Value,
+    stream: bool,
+) -> Result<http::Request<Vec<u8>>, DecodeError> {
+    let body = serde_json::to_vec(body)
+        .map_err(|e| DecodeError::new(format!("could not write the request: {e}"), None))?;
+    let url = format!(
+        "{}/model/{}/{operation}",
+        target.base_url.trim_end_matches('/'),
+        encode_model_id(target.model)
+    );
+    let mut builder = http::Request::builder()
+        .method(Method::POST)
+        .uri(&url)
+        .header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    if stream {
+        builder = builder.header(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+        );
+    }
+    if let Some(key) = target.api_key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+            DecodeError::new("the provider's API key is not a valid header value", None)
+        })?;
+        value.set_sensitive(true);
+        builder = builder.header(http::header::AUTHORIZATION, value);
+    }
+    builder
+        .body(body)
+        .map_err(|e| DecodeError::new(format!("invalid provider URL {url}: {e}"), None))
 }
 
 /// The model id as one path segment: inference-profile ids carry `:` (`…-v1:0`) and ARNs `:`

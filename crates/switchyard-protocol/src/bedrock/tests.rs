@@ -630,3 +630,53 @@ fn errors_are_classified_by_their_aws_type() {
         ErrorClass::Overloaded
     );
 }
+
+#[test]
+fn a_count_asks_count_tokens_with_the_conversation() {
+    let request = ChatRequest {
+        messages: vec![
+            message(Role::System, vec![ContentPart::text("Be brief.")]),
+            message(Role::User, vec![ContentPart::text("How many?")]),
+        ],
+        tools: vec![weather_tool()],
+        max_tokens: Some(10),
+        ..ChatRequest::default()
+    };
+    let target = Target {
+        base_url: BASE,
+        model: CLAUDE,
+        api_key: Some("k"),
+        api_version: None,
+    };
+    let built = BedrockProvider
+        .build_count_tokens(&request, &target)
+        .unwrap()
+        .unwrap();
+    assert!(
+        built
+            .uri()
+            .to_string()
+            .ends_with("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"),
+        "{}",
+        built.uri()
+    );
+    assert_eq!(built.headers()["authorization"], "Bearer k");
+    let body: Value = serde_json::from_slice(built.body()).unwrap();
+    assert_eq!(
+        body,
+        json!({"input": {"converse": {
+            "messages": [{"role": "user", "content": [{"text": "How many?"}]}],
+            "system": [{"text": "Be brief."}]
+        }}})
+    );
+    assert_eq!(
+        BedrockProvider
+            .parse_count_tokens(br#"{"inputTokens": 17}"#)
+            .unwrap(),
+        17
+    );
+    assert_eq!(
+        BedrockProvider.parse_count_tokens(b"{}").unwrap_err().class,
+        ErrorClass::MalformedResponse
+    );
+}

@@ -1,7 +1,9 @@
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use super::{bedrock, bedrock_url, client, read_until_error, send, start, start_default};
+use super::{
+    bedrock, bedrock_url, client, read_until_error, send, start, start_default, with_json,
+};
 use crate::{FaultRule, ReplyRule, SimConfig, event_stream_frame};
 
 /// An inference-profile id: its `:` travels as `%3A`.
@@ -1086,4 +1088,46 @@ async fn a_cache_point_in_the_messages_caches_the_conversation_up_to_it() {
     assert_eq!(first["usage"]["cacheWriteInputTokens"], prefix);
     let second = send(bedrock(&sim, MODEL, false, &turn("b"))).await.json();
     assert_eq!(second["usage"]["cacheReadInputTokens"], prefix);
+}
+
+#[tokio::test]
+async fn count_tokens_counts_the_conversation_as_converse_would() {
+    let sim = start_default().await;
+    let whole = send(bedrock(&sim, MODEL, false, &hello())).await.json();
+    let url = bedrock_url(&sim, MODEL, false).replace("/converse", "/count-tokens");
+    let counted =
+        |body: Value| with_json(client().post(&url).bearer_auth("bedrock-api-key"), &body);
+    let mut conversation = hello();
+    conversation
+        .as_object_mut()
+        .unwrap()
+        .remove("inferenceConfig");
+    let reply = send(counted(json!({"input": {"converse": conversation}}))).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.json()["inputTokens"],
+        whole["usage"]["inputTokens"],
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // Only messages and system may be counted; another input is refused.
+    let reply = send(counted(json!({"input": {"converse": hello()}}))).await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let reply = send(counted(json!({"input": {"invokeModel": {"body": "{}"}}}))).await;
+    assert_eq!(
+        reply.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
 }

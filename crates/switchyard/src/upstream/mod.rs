@@ -322,17 +322,7 @@ async fn attempt_chat(
         .map_err(invalid_for_provider)?;
     if let Some(aws) = &provider.aws {
         let body = built.body().to_vec();
-        let now = sigv4::amz_date(std::time::SystemTime::now());
-        sigv4::sign(&mut built, &body, aws, &now).map_err(|why| UpstreamErrorInfo {
-            class: ErrorClass::AuthFailed,
-            status: None,
-            message: format!(
-                "provider '{}': could not sign the request: {why}",
-                provider.name
-            ),
-            provider_code: None,
-            retry_after_secs: None,
-        })?;
+        sign(provider, aws, &mut built, &body)?;
     }
     let response = send(d, built, started).await?;
     let timeouts = provider.timeouts;
@@ -507,7 +497,11 @@ pub async fn count_tokens(
     Some(
         async {
             key?;
-            let built = built.map_err(invalid_for_provider)?;
+            let mut built = built.map_err(invalid_for_provider)?;
+            if let Some(aws) = &provider.aws {
+                let body = built.body().clone();
+                sign(provider, aws, &mut built, &body)?;
+            }
             let started = Instant::now();
             let response = send(d, built.map(ProviderBody::from), started).await?;
             let body = whole_body(provider, response, started).await?;
@@ -515,6 +509,26 @@ pub async fn count_tokens(
         }
         .await,
     )
+}
+
+/// Signs a request to a Bedrock provider with its AWS credentials, now.
+fn sign<B>(
+    provider: &Provider,
+    aws: &sigv4::AwsCredentials,
+    request: &mut http::Request<B>,
+    body: &[u8],
+) -> Result<(), UpstreamErrorInfo> {
+    let now = sigv4::amz_date(std::time::SystemTime::now());
+    sigv4::sign(request, body, aws, &now).map_err(|why| UpstreamErrorInfo {
+        class: ErrorClass::AuthFailed,
+        status: None,
+        message: format!(
+            "provider '{}': could not sign the request: {why}",
+            provider.name
+        ),
+        provider_code: None,
+        retry_after_secs: None,
+    })
 }
 
 /// Full jitter: a random wait between zero and an exponentially growing cap.

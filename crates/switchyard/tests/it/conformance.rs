@@ -1338,7 +1338,7 @@ async fn others_read(env: &Env, body: impl Fn(&str) -> Value, text: &str) {
 /// its answer then reports as input), the client's beta headers included, and the gateway's
 /// own estimate where the provider has no counting endpoint; errors come in Anthropic's shape.
 #[tokio::test]
-async fn count_tokens_asks_anthropic_and_estimates_for_other_providers() {
+async fn count_tokens_asks_anthropic_and_bedrock_and_estimates_for_other_providers() {
     let env = env().await;
     let prompt = |model: &str| {
         json!({"model": model, "system": "Be brief.",
@@ -1375,6 +1375,27 @@ async fn count_tokens_asks_anthropic_and_estimates_for_other_providers() {
         .find(|e| e["endpoint"] == "count_tokens")
         .unwrap_or_else(|| panic!("the provider was not asked: {stats}"));
     assert_eq!(asked["anthropic_beta"], "token-counting-2024-11-01");
+
+    // Bedrock counts too (its CountTokens, signed like its answers), and its count is the
+    // answer's.
+    let r = count(prompt("bedrock"), KEY).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let counted = r.json()["input_tokens"].as_u64().unwrap();
+    let mut answered = prompt("bedrock");
+    answered["max_tokens"] = json!(20);
+    let r = env.post_anthropic(&answered).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(r.json()["usage"]["input_tokens"].as_u64(), Some(counted));
+    let stats = env.sim_stats().await;
+    assert!(
+        stats["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["endpoint"] == "count_tokens"
+                && e["model"] == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        "Bedrock was not asked: {stats}"
+    );
 
     for kind in ["openai", "gemini"] {
         let r = count(prompt(kind), KEY).await;
