@@ -1,7 +1,7 @@
 //! Prices and the cost of a request. Money is integer nano-dollars (10⁻⁹ USD) end to end: one
 //! token of the cheapest model is still a whole number, and no floating point touches a sum.
 
-use switchyard_protocol::canonical::Usage;
+use switchyard_protocol::canonical::{CacheTtl, Usage};
 
 /// Nano-dollars per token for each kind of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,16 @@ impl Rates {
             cache_read: kind(self.cache_read, from.cache_read, to.cache_read),
             cache_write: kind(self.cache_write, from.cache_write, to.cache_write),
             cache_write_1h: kind(self.cache_write_1h, from.cache_write_1h, to.cache_write_1h),
+        }
+    }
+
+    /// The most a token of input can cost for a request that may write a prompt cache living
+    /// `cache_writes`: the write rate where it is above the input rate.
+    pub fn input_at_most(&self, cache_writes: Option<CacheTtl>) -> u64 {
+        match cache_writes {
+            None => self.input,
+            Some(CacheTtl::FiveMinutes) => self.input.max(self.cache_write),
+            Some(CacheTtl::Hour) => self.input.max(self.cache_write).max(self.cache_write_1h),
         }
     }
 

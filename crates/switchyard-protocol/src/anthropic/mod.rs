@@ -13,5 +13,6 @@ mod tests;
 mod wire;
 
 pub use ingress::AnthropicIngress;
+pub(crate) use ingress::BLOCK_CACHE_CONTROL;
 pub use provider::{AnthropicProvider, DEFAULT_MAX_TOKENS, JSON_OBJECT_INSTRUCTION, effort_budget};
 pub use stream::{AnthropicStreamDecoder, AnthropicStreamEncoder};

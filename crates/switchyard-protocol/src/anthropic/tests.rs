@@ -11,8 +11,9 @@ use super::{
 };
 use crate::DialectId;
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, FinishReason, ImageSource, Message,
-    Reasoning, ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice, Usage,
+    CacheTtl, ChatRequest, ChatResponse, ContentPart, ErrorClass, Extras, FinishReason,
+    ImageSource, Message, Reasoning, ResponseFormat, Role, StreamEvent, Text, Tool, ToolChoice,
+    Usage,
 };
 use crate::dialect::{EncodeCtx, IngressDialect, ProviderDialect, StreamDecoder, Target};
 use crate::error::{ClientError, DecodeError, ErrorKind};
@@ -2516,4 +2517,43 @@ fn a_streamed_redacted_thinking_block_reaches_clients_whole() {
     encoder.finish(&mut out);
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains(r#""encrypted_content":"EmwKAhgB""#), "{text}");
+}
+
+#[test]
+fn cache_markers_anywhere_say_how_long_the_written_cache_lives() {
+    let with = |extra: Value| {
+        let mut body = json!({
+            "model": "m",
+            "max_tokens": 9,
+            "messages": [{"role": "user", "content": "hi"}],
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        decode(&body).unwrap().cache_writes()
+    };
+    assert_eq!(with(json!({})), None);
+    let system =
+        json!({"system": [{"type": "text", "text": "s", "cache_control": {"type": "ephemeral"}}]});
+    assert_eq!(with(system), Some(CacheTtl::FiveMinutes));
+    let tool = json!({"tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]});
+    assert_eq!(with(tool), Some(CacheTtl::Hour));
+    // A marker on an image is kept in the message's extras.
+    let image = json!({"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "what is it?", "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+    ]}]});
+    assert_eq!(with(image), Some(CacheTtl::Hour));
+    // Inside a tool's result.
+    let result = json!({"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "w", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": [
+            {"type": "text", "text": "sunny", "cache_control": {"type": "ephemeral"}},
+        ]}]},
+    ]});
+    assert_eq!(with(result), Some(CacheTtl::FiveMinutes));
+    // Automatic caching, for the whole request.
+    let automatic = json!({"cache_control": {"type": "ephemeral", "ttl": "1h"}});
+    assert_eq!(with(automatic), Some(CacheTtl::Hour));
 }

@@ -10,9 +10,9 @@ mod text;
 
 pub use error::{ErrorClass, UpstreamErrorInfo};
 pub use request::{
-    ChatRequest, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest, EncodingFormat,
-    Extras, ImageSource, Message, PDF, Reasoning, ResponseFormat, Role, Tool, ToolChoice,
-    WebSearch,
+    CacheTtl, ChatRequest, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
+    EncodingFormat, Extras, ImageSource, Message, PDF, Reasoning, ResponseFormat, Role, Tool,
+    ToolChoice, WebSearch,
 };
 pub use response::{ChatResponse, EmbeddingResponse, FinishReason, Usage};
 pub use stream::StreamEvent;

@@ -319,7 +319,66 @@ pub struct ChatRequest {
     pub extras: Extras,
 }
 
+/// How long a prompt cache written by a request lives, which sets what its writes cost
+/// (Anthropic bills five-minute writes at 1.25 times input, hour-long ones at twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CacheTtl {
+    FiveMinutes,
+    Hour,
+}
+
+impl CacheTtl {
+    /// The lifetime a `cache_control` marker asks for (`{"type": "ephemeral", "ttl": "1h"}`);
+    /// five minutes when it names none.
+    fn of_marker(marker: &Value) -> Self {
+        match marker.get("ttl").and_then(Value::as_str) {
+            Some("1h") => Self::Hour,
+            _ => Self::FiveMinutes,
+        }
+    }
+}
+
 impl ChatRequest {
+    /// The longest-lived prompt cache the request's `cache_control` markers ask to write
+    /// (none without markers): on a part, a tool, a block kept in a message's extras, or the
+    /// whole request (Anthropic's automatic caching). What a budget must reserve for input
+    /// depends on it, since a cache write costs more than plain input.
+    pub fn cache_writes(&self) -> Option<CacheTtl> {
+        fn marked_parts(parts: &[ContentPart], longest: &mut Option<CacheTtl>) {
+            for part in parts {
+                match part {
+                    ContentPart::Text {
+                        cache_control: Some(marker),
+                        ..
+                    } => *longest = (*longest).max(Some(CacheTtl::of_marker(marker))),
+                    ContentPart::ToolResult { content, .. } => marked_parts(content, longest),
+                    _ => {}
+                }
+            }
+        }
+        let mut longest = None;
+        let mut see = |marker: &Value| longest = longest.max(Some(CacheTtl::of_marker(marker)));
+        if let Some(marker) = self.extras.fields.get("cache_control") {
+            see(marker);
+        }
+        for marker in self.tools.iter().filter_map(|t| t.cache_control.as_ref()) {
+            see(marker);
+        }
+        for message in &self.messages {
+            if let Some(Value::Object(markers)) = message
+                .extras
+                .fields
+                .get(crate::anthropic::BLOCK_CACHE_CONTROL)
+            {
+                markers.values().for_each(&mut see);
+            }
+        }
+        for message in &self.messages {
+            marked_parts(&message.content, &mut longest);
+        }
+        longest
+    }
+
     pub fn has_images(&self) -> bool {
         self.messages.iter().any(|m| {
             m.content.iter().any(|p| match p {

@@ -111,6 +111,8 @@ pub struct Granted {
     pub reserved: i64,
     /// `Some(budget left for output)` when the output cap had to be lowered to fit.
     pub capped_to: Option<i64>,
+    /// Some level has a money budget, so the answer must stay within the reserved cap.
+    pub budgeted: bool,
 }
 
 pub fn period_start(period: Period, now_ms: i64) -> i64 {
@@ -260,6 +262,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
         Granted {
             reserved: ask.worst,
             capped_to: None,
+            budgeted: tightest.is_some(),
         }
     } else if ask.least > free_settled {
         return Err(Shortfall::Exhausted(level()));
@@ -267,6 +270,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
         Granted {
             reserved: free,
             capped_to: Some(free),
+            budgeted: true,
         }
     } else if ask.worst <= free_settled || may_cap {
         return Err(Shortfall::InFlight(level()));
@@ -353,7 +357,8 @@ mod tests {
             g,
             Granted {
                 reserved: 1_000,
-                capped_to: Some(1_000)
+                capped_to: Some(1_000),
+                budgeted: true,
             }
         );
         assert_eq!(

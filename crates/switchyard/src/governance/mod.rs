@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use switchyard_protocol::canonical::CacheTtl;
 
 use crate::error::GatewayError;
 use crate::pricing::Price;
@@ -77,6 +78,18 @@ pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a request may cost at most, for its reservation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Demand {
+    /// The prompt's estimated tokens (leaning high).
+    pub input_tokens: u64,
+    /// The caller's output cap per choice, if any.
+    pub max_tokens: Option<u32>,
+    /// The longest-lived prompt cache the request may write: its input may be billed at that
+    /// write rate rather than at the input rate.
+    pub cache_writes: Option<CacheTtl>,
 }
 
 /// A reservation to settle exactly once, with the real cost, when the request ends.
@@ -377,15 +390,16 @@ impl Governance {
     }
 
     /// Reserves the request's worst-case cost and its rate-limit share at every level, waiting
-    /// (bounded) for in-flight reservations when only they stand in the way. May lower
-    /// `max_tokens` (returned) when the caller set none and the budget cannot pay the default.
+    /// (bounded) for in-flight reservations when only they stand in the way. When the caller
+    /// set no `max_tokens` and a budget applies, returns the output cap the request must be
+    /// sent with so that its answer cannot cost more than was reserved: the default, or lower
+    /// when the budget cannot pay the default.
     pub async fn admit(
         self: &Arc<Self>,
         p: &Principal,
         customer: Option<&str>,
         price: Option<Price>,
-        input_tokens: u64,
-        max_tokens: Option<u32>,
+        demand: Demand,
     ) -> Result<(Option<Admission>, Option<u32>), GatewayError> {
         if p.master {
             return Ok((None, None));
@@ -415,13 +429,20 @@ impl Governance {
         if levels.is_empty() {
             return Ok((None, None));
         }
+        let Demand {
+            input_tokens,
+            max_tokens,
+            cache_writes,
+        } = demand;
         // The long-context tier's rates when the estimate (which leans high) passes it.
         let price = price.unwrap_or_default().rates_for(input_tokens);
-        let input_cost = (input_tokens as i64).saturating_mul(price.input as i64);
+        let input_cost =
+            (input_tokens as i64).saturating_mul(price.input_at_most(cache_writes) as i64);
         let cap = max_tokens.unwrap_or(self.default_max_tokens);
+        let output_rate = price.output as i64;
         let ask = Ask {
-            worst: input_cost.saturating_add(i64::from(cap).saturating_mul(price.output as i64)),
-            least: input_cost.saturating_add(price.output as i64),
+            worst: input_cost.saturating_add(i64::from(cap).saturating_mul(output_rate)),
+            least: input_cost.saturating_add(output_rate),
             tokens: input_tokens,
             may_cap: max_tokens.is_none(),
         };
@@ -432,14 +453,19 @@ impl Governance {
         loop {
             match ledger::reserve(&levels, ask, now_unix_ms()) {
                 Ok(granted) => {
-                    let capped = granted.capped_to.map(|free| {
-                        let out = if price.output == 0 {
-                            cap as i64
-                        } else {
-                            (free - input_cost) / price.output as i64
-                        };
-                        out.clamp(1, i64::from(cap)) as u32
-                    });
+                    let capped = match granted.capped_to {
+                        Some(free) => {
+                            let out = if output_rate == 0 {
+                                cap as i64
+                            } else {
+                                (free - input_cost) / output_rate
+                            };
+                            Some(out.clamp(1, i64::from(cap)) as u32)
+                        }
+                        // An uncapped answer could cost more than was reserved.
+                        None if granted.budgeted && max_tokens.is_none() => Some(cap),
+                        None => None,
+                    };
                     return Ok((
                         Some(Admission {
                             gov: self.clone(),

@@ -29,7 +29,7 @@ use crate::app::App;
 use crate::config::ContentMode;
 use crate::error::GatewayError;
 use crate::experiments;
-use crate::governance::Principal;
+use crate::governance::{Demand, Principal};
 use crate::pricing::Price;
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
@@ -302,12 +302,15 @@ pub async fn chat(
             &principal,
             customer.as_deref(),
             app.table.max_price(&planner.decision.alias),
-            input_tokens,
-            request.max_tokens,
+            Demand {
+                input_tokens,
+                max_tokens: request.max_tokens,
+                cache_writes: request.cache_writes(),
+            },
         )
         .await?;
     if let Some(cap) = capped {
-        // The budget cannot pay the default output cap: ask the provider for no more than it can.
+        // Under a budget the provider is asked for no more output than was reserved.
         request.max_tokens = Some(cap);
     }
     tracker.set_admission(admission);
@@ -552,8 +555,11 @@ pub async fn embeddings(
             &principal,
             customer.as_deref(),
             app.table.max_price(&planner.decision.alias),
-            input_tokens,
-            Some(0),
+            Demand {
+                input_tokens,
+                max_tokens: Some(0),
+                ..Demand::default()
+            },
         )
         .await?;
     tracker.set_admission(admission);

@@ -831,3 +831,88 @@ async fn a_soft_budget_fires_the_budget_alert_once() {
         "{active}"
     );
 }
+
+/// What a reservation covers is what the answer can cost: an answer without the caller's cap is
+/// sent with the one reserved, and a prompt that may be written to a prompt cache is reserved
+/// at the write rate, not the input rate.
+#[tokio::test]
+async fn a_reservation_covers_everything_the_answer_can_cost() {
+    const PRICED: &str = r#"
+  - alias: priced
+    deployments:
+      - provider: p-openai
+        model: priced-model
+        price: {input_per_mtok: 1, output_per_mtok: 10, cache_write_per_mtok: 1.25, cache_write_1h_per_mtok: 10}
+"#;
+    // The simulator's replies run to 12 words (tokens); the default cap is lower.
+    let env = env_with_sections(PRICED, "", "governance:\n  default_max_tokens: 5\n").await;
+
+    // Without max_tokens, a budgeted key's request goes out with the reserved cap, so its
+    // answer stops there; an unbudgeted caller's does not.
+    let (id, key) = new_key(&env, json!({"name": "capped", "max_budget_usd": 1.0})).await;
+    let r = env
+        .post_key(
+            "/v1/chat/completions",
+            &chat("priced", "Tell me everything."),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    assert_eq!(b["usage"]["completion_tokens"], 5, "{b}");
+    assert_eq!(b["choices"][0]["finish_reason"], "length", "{b}");
+    assert!(key_spent(&env, &id).await > 0);
+    let r = env
+        .post(
+            "/v1/chat/completions",
+            &chat("priced", "Tell me everything."),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["usage"]["completion_tokens"], 12, "{}", r.text);
+
+    // Cache writes: a long prompt fits at the input rate (and at the five-minute write rate,
+    // 1.25 times it) but not at the hour-long write rate (ten times it).
+    let long = "word ".repeat(4_000);
+    let cached = |ttl: Option<&str>| {
+        let mut marker = json!({"type": "ephemeral"});
+        if let Some(ttl) = ttl {
+            marker["ttl"] = json!(ttl);
+        }
+        json!({
+            "model": "priced",
+            "max_tokens": 1,
+            "system": [{"type": "text", "text": long, "cache_control": marker}],
+            "messages": [{"role": "user", "content": "Summarise."}],
+        })
+    };
+    let plain = json!({
+        "model": "priced",
+        "max_tokens": 1,
+        "system": long,
+        "messages": [{"role": "user", "content": "Summarise."}],
+    });
+    // About 4,000 tokens: 4 million nano-dollars at the input rate, 40 million as an hour-long
+    // write.
+    let (_, key) = new_key(&env, json!({"name": "cache", "max_budget_usd": 0.03})).await;
+    let messages = |body: &Value| {
+        let key = key.clone();
+        let body = body.clone();
+        let env = &env;
+        async move {
+            env.post_with(
+                "/v1/messages",
+                &body,
+                &[("x-api-key", &key), ("anthropic-version", "2023-06-01")],
+            )
+            .await
+        }
+    };
+    let r = messages(&cached(Some("1h"))).await;
+    assert_eq!(r.status, 429, "an hour-long write does not fit: {}", r.text);
+    assert!(r.text.contains("budget"), "{}", r.text);
+    for body in [plain, cached(None), cached(Some("5m"))] {
+        let r = messages(&body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+}
