@@ -64,6 +64,12 @@ impl App {
                 .context("cannot load the stored provider credentials")?,
         );
         let table = RoutingTable::build(&config, sim_base_url, &credentials.vault())?;
+        crate::upstream::aws_credentials::start(
+            table.aws_auths(),
+            crate::upstream::aws_credentials::AwsEnv::from_process(),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         if table.tokens_matter() {
             crate::tokens::prepare(table.encodings());
         }

@@ -196,14 +196,19 @@ pub struct ProviderFile {
 }
 
 /// `providers[].aws`: an access key, its secret and, for temporary credentials, a session
-/// token (empty: none).
-#[derive(Debug, Deserialize, Clone)]
+/// token (empty: none); or the `profile` of AWS's shared files to read them from. Without the
+/// block (and without an `api_key`), AWS's default chain finds them.
+#[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AwsFile {
-    pub access_key_id: String,
-    pub secret_access_key: String,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
     #[serde(default)]
     pub session_token: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// Price of a deployment in US dollars per million tokens (for budgets, records, `lowest_cost`

@@ -81,8 +81,8 @@ pub struct ProviderConfig {
     pub timeouts: TimeoutsFile,
     /// How telemetry names this provider (`gen_ai.provider.name`).
     pub gen_ai_name: String,
-    /// Bedrock with AWS credentials: requests are signed with them.
-    pub aws: Option<crate::upstream::sigv4::AwsCredentials>,
+    /// Bedrock with AWS credentials (given, or to be found): requests are signed with them.
+    pub aws: Option<std::sync::Arc<crate::upstream::aws_credentials::AwsAuth>>,
 }
 
 #[derive(Debug, Clone)]
@@ -469,19 +469,28 @@ fn resolve_providers(
                 "give either aws credentials or an api_key (a Bedrock API key), not both",
             );
         }
-        if let Some(aws) = &p.aws
-            && (aws.access_key_id.is_empty() || aws.secret_access_key.is_empty())
-        {
-            err(
-                errors,
-                format!("{path}.aws"),
-                "access_key_id and secret_access_key must not be empty",
-            );
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if let Some(aws) = &p.aws {
+            let keys = (given(&aws.access_key_id), given(&aws.secret_access_key));
+            if keys.0 != keys.1 {
+                err(
+                    errors,
+                    format!("{path}.aws"),
+                    "give both access_key_id and secret_access_key (neither, to find them)",
+                );
+            }
+            if (keys.0 || keys.1) && given(&aws.profile) {
+                err(
+                    errors,
+                    format!("{path}.aws.profile"),
+                    "give either access keys or a profile, not both",
+                );
+            }
         }
         let needs_key = matches!(
             p.kind,
             KindFile::Openai | KindFile::Azure | KindFile::Anthropic | KindFile::Gemini
-        ) || (p.kind == KindFile::Bedrock && p.aws.is_none());
+        );
         let api_key = p.api_key.clone().filter(|k| !k.is_empty());
         let credential = p.credential.clone();
         match (&api_key, &credential) {
@@ -601,22 +610,47 @@ fn resolve_providers(
             },
             timeouts: p.timeouts,
             gen_ai_name: otlp::gen_ai_provider_name(p.kind, simulated, &p.name),
-            aws: p
-                .aws
-                .as_ref()
-                .map(|aws| crate::upstream::sigv4::AwsCredentials {
-                    region: region.clone().unwrap_or_default(),
-                    access_key_id: aws.access_key_id.clone(),
-                    secret_access_key: Secret::new(aws.secret_access_key.clone()),
-                    session_token: aws
-                        .session_token
-                        .clone()
-                        .filter(|t| !t.is_empty())
-                        .map(Secret::new),
-                }),
+            aws: aws_auth(p, region.clone().unwrap_or_default()),
         }));
     }
     out
+}
+
+/// A Bedrock provider's AWS credentials: given, from a named profile, or (with neither an
+/// `aws` block nor an API key) from AWS's default chain. `None` for other kinds and for
+/// Bedrock API keys.
+fn aws_auth(
+    p: &ProviderFile,
+    region: String,
+) -> Option<std::sync::Arc<crate::upstream::aws_credentials::AwsAuth>> {
+    use crate::upstream::aws_credentials::{AwsAuth, AwsSource};
+    if p.kind != KindFile::Bedrock {
+        return None;
+    }
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let auth = match &p.aws {
+        None if p.api_key.as_deref().is_some_and(|k| !k.is_empty()) || p.credential.is_some() => {
+            return None;
+        }
+        None => AwsAuth::to_find(region, AwsSource::Chain),
+        Some(aws) => match (
+            nonempty(&aws.access_key_id),
+            nonempty(&aws.secret_access_key),
+            nonempty(&aws.profile),
+        ) {
+            (Some(access_key_id), Some(secret), _) => {
+                AwsAuth::given(crate::upstream::sigv4::AwsCredentials {
+                    region,
+                    access_key_id,
+                    secret_access_key: Secret::new(secret),
+                    session_token: nonempty(&aws.session_token).map(Secret::new),
+                })
+            }
+            (_, _, Some(profile)) => AwsAuth::to_find(region, AwsSource::Profile(profile)),
+            _ => AwsAuth::to_find(region, AwsSource::Chain),
+        },
+    };
+    Some(std::sync::Arc::new(auth))
 }
 
 fn resolve_models(

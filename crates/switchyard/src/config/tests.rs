@@ -188,3 +188,43 @@ fn a_price_block_leaves_to_the_table_what_it_does_not_say() {
     );
     assert!(own.price("in-house-model").long_context.is_none());
 }
+
+#[test]
+fn bedrock_signs_with_given_keys_a_profile_or_the_default_chain() {
+    use crate::upstream::aws_credentials::AwsSource;
+    let config = |aws: &str| {
+        format!(
+            "server: {{master_key: k}}\nproviders:\n  - name: b\n    kind: bedrock\n    region: eu-west-1\n{aws}models:\n  - alias: a\n    deployments: [{{provider: b, model: m}}]\n"
+        )
+    };
+    let source = |aws: &str| {
+        let c = load(&config(aws), &env).unwrap();
+        c.providers[0].aws.as_ref().map(|a| a.source.clone())
+    };
+    assert_eq!(
+        source("    aws: {access_key_id: AKID, secret_access_key: s}\n"),
+        Some(AwsSource::Given)
+    );
+    assert_eq!(
+        source("    aws: {profile: work}\n"),
+        Some(AwsSource::Profile("work".into()))
+    );
+    assert_eq!(source(""), Some(AwsSource::Chain));
+    assert_eq!(source("    aws: {}\n"), Some(AwsSource::Chain));
+    // A Bedrock API key is sent as a bearer token, unsigned.
+    assert_eq!(source("    api_key: bedrock-key\n"), None);
+    let refused = |aws: &str| {
+        load(&config(aws), &env)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(refused("    aws: {access_key_id: AKID}\n").contains("give both"));
+    assert!(
+        refused("    aws: {access_key_id: AKID, secret_access_key: s, profile: work}\n")
+            .contains("not both")
+    );
+    assert!(refused("    api_key: k\n    aws: {profile: work}\n").contains("not both"));
+}

@@ -51,8 +51,9 @@ pub struct Provider {
     pub auth: ProviderAuth,
     pub api_version: Option<String>,
     pub timeouts: TimeoutsFile,
-    /// Bedrock with AWS credentials: each request is signed with them (Signature Version 4).
-    pub aws: Option<crate::upstream::sigv4::AwsCredentials>,
+    /// Bedrock with AWS credentials: each request is signed with the current ones (Signature
+    /// Version 4).
+    pub aws: Option<Arc<crate::upstream::aws_credentials::AwsAuth>>,
     /// Own connection pools, so one provider's connect timeout and pool never affect another:
     /// one per serving worker (see [`crate::upstream::worker_slot`]) plus one for everything
     /// else, so a connection's I/O stays on the thread that uses it.
@@ -428,6 +429,20 @@ impl RoutingTable {
 
     pub fn route(&self, alias: &str) -> Option<&Arc<Route>> {
         self.routes.get(alias)
+    }
+
+    /// The AWS credentials of every Bedrock provider some alias reaches, by provider name.
+    pub fn aws_auths(&self) -> Vec<(String, Arc<crate::upstream::aws_credentials::AwsAuth>)> {
+        let mut out: Vec<(String, Arc<crate::upstream::aws_credentials::AwsAuth>)> = Vec::new();
+        for d in self.routes.values().flat_map(|r| &r.deployments) {
+            if let Some(aws) = &d.provider.aws
+                && !out.iter().any(|(name, _)| *name == d.provider.name)
+            {
+                out.push((d.provider.name.clone(), aws.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Every vocabulary some alias estimates with.

@@ -3,6 +3,7 @@
 //! classifies failures, retries with backoff and full jitter, moves on to the next deployment,
 //! and hands a committed stream to the [`relay`]. It decides nothing about *where* to go.
 
+pub mod aws_credentials;
 mod budget;
 pub mod client;
 mod hedge;
@@ -511,15 +512,14 @@ pub async fn count_tokens(
     )
 }
 
-/// Signs a request to a Bedrock provider with its AWS credentials, now.
+/// Signs a request to a Bedrock provider with its current AWS credentials, now.
 fn sign<B>(
     provider: &Provider,
-    aws: &sigv4::AwsCredentials,
+    aws: &aws_credentials::AwsAuth,
     request: &mut http::Request<B>,
     body: &[u8],
 ) -> Result<(), UpstreamErrorInfo> {
-    let now = sigv4::amz_date(std::time::SystemTime::now());
-    sigv4::sign(request, body, aws, &now).map_err(|why| UpstreamErrorInfo {
+    let failed = |why: &str| UpstreamErrorInfo {
         class: ErrorClass::AuthFailed,
         status: None,
         message: format!(
@@ -528,7 +528,12 @@ fn sign<B>(
         ),
         provider_code: None,
         retry_after_secs: None,
-    })
+    };
+    let credentials = aws
+        .current()
+        .ok_or_else(|| failed("no AWS credentials were found"))?;
+    let now = sigv4::amz_date(std::time::SystemTime::now());
+    sigv4::sign(request, body, &credentials, &now).map_err(|why| failed(&why))
 }
 
 /// Full jitter: a random wait between zero and an exponentially growing cap.

@@ -255,3 +255,267 @@ async fn a_malformed_master_key_stops_the_start_with_a_message() {
     assert!(!stderr.contains("too-short-to-be-a-key"));
     assert!(!stderr.contains("panicked"));
 }
+
+/// Where the fake AWS endpoints stand: ECS/EKS's container endpoint, EC2's instance metadata
+/// service and STS, each counting the credentials it handed out.
+#[derive(Default)]
+struct AwsEndpoints {
+    container: std::sync::atomic::AtomicU32,
+    imds: std::sync::atomic::AtomicU32,
+    sts: std::sync::atomic::AtomicU32,
+}
+
+async fn aws_endpoints() -> (String, std::sync::Arc<AwsEndpoints>) {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post, put};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    type Shared = State<Arc<AwsEndpoints>>;
+    fn expiring_in(secs: u64) -> String {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(secs))
+            .to_string()
+    }
+    let counts = Arc::new(AwsEndpoints::default());
+    let app = axum::Router::new()
+        .route(
+            "/creds",
+            get(|State(c): Shared, headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("pod-token") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                // Short-lived, so the gateway renews them within the test.
+                let n = c.container.fetch_add(1, SeqCst) + 1;
+                let doc = json!({
+                    "AccessKeyId": format!("AKIDCONTAINER{n}"),
+                    "SecretAccessKey": "container-secret",
+                    "Token": "container-session",
+                    "Expiration": expiring_in(4),
+                });
+                (StatusCode::OK, doc.to_string())
+            }),
+        )
+        .route(
+            "/latest/api/token",
+            put(|headers: HeaderMap| async move {
+                match headers.get("x-aws-ec2-metadata-token-ttl-seconds") {
+                    Some(_) => (StatusCode::OK, "imds-session"),
+                    None => (StatusCode::BAD_REQUEST, ""),
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/{*role}",
+            get(
+                |State(c): Shared,
+                 axum::extract::Path(role): axum::extract::Path<String>,
+                 headers: HeaderMap| async move {
+                    if headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok())
+                        != Some("imds-session")
+                    {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    if role.is_empty() {
+                        return (StatusCode::OK, "gateway-role\n".to_owned());
+                    }
+                    assert_eq!(role, "gateway-role");
+                    c.imds.fetch_add(1, SeqCst);
+                    let doc = json!({
+                        "Code": "Success",
+                        "LastUpdated": expiring_in(0),
+                        "Type": "AWS-HMAC",
+                        "AccessKeyId": "AKIDIMDS",
+                        "SecretAccessKey": "imds-secret",
+                        "Token": "imds-session-token",
+                        "Expiration": expiring_in(3600),
+                    });
+                    (StatusCode::OK, doc.to_string())
+                },
+            ),
+        )
+        .route(
+            "/latest/meta-data/iam/security-credentials/",
+            get(|headers: HeaderMap| async move {
+                match headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()) {
+                    Some("imds-session") => (StatusCode::OK, "gateway-role\n"),
+                    _ => (StatusCode::UNAUTHORIZED, ""),
+                }
+            }),
+        )
+        .route(
+            "/sts/",
+            post(|State(c): Shared, body: String| async move {
+                let form: std::collections::HashMap<String, String> =
+                    form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                if form.get("Action").map(String::as_str) != Some("AssumeRoleWithWebIdentity")
+                    || form.get("WebIdentityToken").map(String::as_str) != Some("oidc-token")
+                    || form.get("RoleArn").map(String::as_str)
+                        != Some("arn:aws:iam::123456789012:role/gateway")
+                {
+                    return (StatusCode::FORBIDDEN, format!("<ErrorResponse><Error><Message>bad request: {body}</Message></Error></ErrorResponse>"));
+                }
+                c.sts.fetch_add(1, SeqCst);
+                let xml = format!(
+                    "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>sts-session</SessionToken><SecretAccessKey>sts-secret</SecretAccessKey><Expiration>{}</Expiration><AccessKeyId>AKIDSTS</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+                    expiring_in(3600)
+                );
+                (StatusCode::OK, xml)
+            }),
+        )
+        .with_state(counts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, counts)
+}
+
+/// A Bedrock provider without keys in its configuration finds them as AWS's tools do, through
+/// the real binary: the container endpoint (renewed before they expire), the instance metadata
+/// service, a web identity token exchanged with STS; and with none of them, the start stops with
+/// a message saying what was tried. The simulator accepts only the keys those sources hand out.
+#[tokio::test]
+async fn bedrock_finds_aws_credentials_as_aws_tools_do() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let sim = start_sim(SimConfig {
+        api_keys: vec!["AKIDCONTAINER2".into(), "AKIDIMDS".into(), "AKIDSTS".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let (aws, counts) = aws_endpoints().await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-chain, kind: bedrock, base_url: "{}", region: us-west-2}}
+models:
+  - {{alias: chained, deployments: [{{provider: p-chain, model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}}]}}
+"#,
+        sim.base_url()
+    );
+    let http = reqwest::Client::new();
+    let command = |dir: &tempfile::TempDir, vars: &[(&str, String)]| {
+        let path = dir.path().join("switchyard.yaml");
+        std::fs::write(&path, &config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("serve").arg("--config").arg(&path);
+        // Only what the case sets: no keys of the machine's, no shared files, no real IMDS.
+        for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
+            cmd.env_remove(name);
+        }
+        cmd.env("HOME", dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("SWITCHYARD_DATA_DIR", dir.path().join("data"));
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        cmd
+    };
+    let ask = |gw: &Gateway| {
+        let request = http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&chat("chained", "Who signs this?"));
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+
+    // EKS Pod Identity: a full URI and a token file. The first keys (AKIDCONTAINER1) live four
+    // seconds and the simulator does not take them; the renewed ones (AKIDCONTAINER2) it does.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("pod-token");
+    std::fs::write(&token_file, "pod-token\n").unwrap();
+    let gw = Gateway::spawn(
+        command(
+            &dir,
+            &[
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{aws}/creds")),
+                (
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                    token_file.display().to_string(),
+                ),
+            ],
+        ),
+        dir,
+    )
+    .await;
+    assert_eq!(counts.container.load(SeqCst), 1);
+    let mut renewed = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if counts.container.load(SeqCst) >= 2 {
+            renewed = true;
+            break;
+        }
+    }
+    assert!(
+        renewed,
+        "the container's credentials were renewed before they expired"
+    );
+    let (status, text) = ask(&gw).await;
+    assert_eq!(status, 200, "signed with the renewed keys: {text}");
+    drop(gw);
+
+    // EC2: IMDSv2's session token, the instance's role, its credentials.
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::spawn(
+        command(
+            &dir,
+            &[
+                ("AWS_EC2_METADATA_DISABLED", "false".into()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", aws.clone()),
+            ],
+        ),
+        dir,
+    )
+    .await;
+    let (status, text) = ask(&gw).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(counts.imds.load(SeqCst), 1);
+    drop(gw);
+
+    // EKS IAM roles for service accounts: the token file's token exchanged with STS.
+    let dir = tempfile::tempdir().unwrap();
+    let oidc = dir.path().join("oidc-token");
+    std::fs::write(&oidc, "oidc-token").unwrap();
+    let gw = Gateway::spawn(
+        command(
+            &dir,
+            &[
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", oidc.display().to_string()),
+                (
+                    "AWS_ROLE_ARN",
+                    "arn:aws:iam::123456789012:role/gateway".into(),
+                ),
+                ("AWS_ENDPOINT_URL_STS", format!("{aws}/sts")),
+            ],
+        ),
+        dir,
+    )
+    .await;
+    let (status, text) = ask(&gw).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(counts.sts.load(SeqCst), 1);
+    drop(gw);
+
+    // None at all: the start stops and says what was tried.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&dir, &[]);
+    let out = tokio::task::spawn_blocking(move || {
+        let out = cmd.output().unwrap();
+        drop(dir);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("provider 'p-chain'"), "{stderr}");
+    assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
