@@ -187,6 +187,16 @@ pub trait ProviderDialect: Send + Sync {
     fn parse_embeddings(&self, _body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
         Err(malformed("this provider does not serve embeddings"))
     }
+    /// Most inputs one embeddings request to `model` may carry, where the provider has a limit
+    /// (Titan embeds one text a call): the gateway sends a longer list in pieces.
+    fn embedding_inputs_per_request(&self, _model: &str) -> Option<usize> {
+        None
+    }
+    /// Input tokens of an embeddings answer, from its headers, for providers that put them
+    /// there rather than in the body.
+    fn embedding_tokens_in_headers(&self, _headers: &HeaderMap) -> Option<u64> {
+        None
+    }
     /// A request to count the prompt's input tokens, where the provider has such an endpoint
     /// (Anthropic's `count_tokens`); `None` where it has not.
     fn build_count_tokens(

@@ -1,10 +1,12 @@
-//! Amazon Bedrock Converse wire format (`POST /model/{modelId}/converse` and
-//! `/converse-stream`): credentials (a Bedrock API key as a bearer token, or a SigV4 signature
+//! Amazon Bedrock Converse wire format (`POST /model/{modelId}/converse`, `/converse-stream`
+//! and `/count-tokens`): credentials (a Bedrock API key as a bearer token, or a SigV4 signature
 //! whose structure is checked but whose value is not), request validation as Bedrock does it
 //! (strict top-level fields, a first `user` message, strict role alternation, `toolUse` /
 //! `toolResult` pairing), the Converse answer, the ConverseStream events in AWS event-stream
 //! framing, and the AWS JSON error shape with its `x-amzn-ErrorType` header. Field names follow
 //! the Amazon Bedrock API reference (`API_runtime_Converse`, `API_runtime_ConverseStream`).
+//! InvokeModel for embedding models lives in `bedrock_invoke`, which shares these credentials
+//! and errors.
 //!
 //! Errors: `SimError::error_type` is the AWS exception name (`ValidationException`, ...) and
 //! `SimError::code` the Coral namespace the header names after it: Bedrock's own
@@ -36,7 +38,7 @@ const BEDROCK_NAMESPACE: &str = "com.amazon.bedrock";
 const SERVICE_NAMESPACE: &str = "com.amazon.coral.service";
 
 /// A request Bedrock refuses (400 `ValidationException`).
-fn validation(message: impl Into<String>) -> SimError {
+pub(crate) fn validation(message: impl Into<String>) -> SimError {
     SimError::bad_request(message).with_type("ValidationException")
 }
 

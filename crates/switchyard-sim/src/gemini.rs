@@ -421,6 +421,7 @@ pub(crate) fn parse_embeddings(
         inputs,
         dimensions,
         base64: false,
+        bedrock: None,
     })
 }
 

@@ -12,6 +12,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
+use crate::bedrock_invoke::{self, InvokeEmbedding};
 use crate::config::SimConfig;
 use crate::fault::{FaultSpec, FaultTable};
 use crate::model::{Conversation, IdGen, Output, estimate_tokens, respond, scripted_reply};
@@ -501,6 +502,8 @@ pub(crate) struct EmbedRequest {
     pub dimensions: Option<usize>,
     /// OpenAI `encoding_format: base64`.
     pub base64: bool,
+    /// Bedrock InvokeModel: the model's body shape and the asked embedding types.
+    pub bedrock: Option<InvokeEmbedding>,
 }
 
 impl EmbedInput {
@@ -510,7 +513,7 @@ impl EmbedInput {
     }
 }
 
-/// Embeddings endpoints (OpenAI, Azure, Gemini).
+/// Embeddings endpoints (OpenAI, Azure, Gemini, Bedrock InvokeModel for embedding models).
 pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<Value>(&body);
     let mut p = start(&sim, &req, Endpoint::Embeddings, parsed.as_ref().ok());
@@ -533,13 +536,15 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
         Api::Gemini => {
             gemini::parse_embeddings(body, req.path_model.unwrap_or_default(), req.batch)
         }
+        Api::Bedrock => bedrock_invoke::parse(body, req.path_model.unwrap_or_default()),
         _ => openai::parse_embeddings(body, req.path_model),
     };
     let request = match parsed {
         Ok(request) => request,
         Err(err) => return p.fail(&err),
     };
-    p.entry.input_tokens = request.inputs.iter().map(|i| i.tokens).sum();
+    let input_tokens = request.inputs.iter().map(|i| i.tokens).sum();
+    p.entry.input_tokens = input_tokens;
     let ttft_ms = fault.and_then(|f| f.ttft_ms).unwrap_or(sim.config.ttft_ms);
     if let Some(fault) = &fault {
         p = match p.fault_outcome(fault, ttft_ms, req.abort.as_ref()).await {
@@ -550,14 +555,16 @@ pub(crate) async fn embeddings(sim: Arc<SimState>, req: Incoming<'_>, body: Byte
     let dimensions = request
         .dimensions
         .unwrap_or(sim.config.embedding_dimensions as usize);
-    let body = match req.api {
-        Api::Gemini => gemini::render_embeddings(&request, dimensions, req.batch),
-        _ => openai::render_embeddings(&request, dimensions),
+    let body = match (&request.bedrock, req.api) {
+        (Some(invoke), _) => bedrock_invoke::render(&sim.ids, invoke, &request.inputs),
+        (None, Api::Gemini) => gemini::render_embeddings(&request, dimensions, req.batch),
+        (None, _) => openai::render_embeddings(&request, dimensions),
     };
-    let response = p.finish(
-        200,
-        json_response(200, serde_json::to_vec(&body).unwrap_or_default()),
-    );
+    let mut response = json_response(200, serde_json::to_vec(&body).unwrap_or_default());
+    if request.bedrock.is_some() {
+        bedrock_invoke::insert_token_headers(response.headers_mut(), input_tokens);
+    }
+    let response = p.finish(200, response);
     pause(ttft_ms).await;
     response
 }

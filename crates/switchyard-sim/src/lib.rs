@@ -1,6 +1,6 @@
 //! A provider simulator for tests, benchmarks, the demo and chaos drills. It speaks the real
-//! wire formats of OpenAI, Azure OpenAI, Anthropic, Gemini and Amazon Bedrock (Converse),
-//! written independently of the gateway's translators so it can check them, and answers
+//! wire formats of OpenAI, Azure OpenAI, Anthropic, Gemini and Amazon Bedrock (Converse,
+//! CountTokens, and InvokeModel for embedding models), written independently of the gateway's translators so it can check them, and answers
 //! deterministically.
 //!
 //! # Endpoints
@@ -11,7 +11,7 @@
 //! | Azure OpenAI | `POST /openai/deployments/{deployment}/chat/completions?api-version=…`, `…/embeddings?api-version=…`, `POST /openai/v1/chat/completions`, `POST /openai/v1/embeddings` | `api-key` (or a bearer token) |
 //! | Anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models` with `anthropic-version` | `x-api-key` plus `anthropic-version` |
 //! | Gemini | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`, `:countTokens` | `x-goog-api-key` (or `?key=`) |
-//! | Amazon Bedrock | `POST /model/{modelId}/converse`, `POST /model/{modelId}/converse-stream` (the id percent-decoded: `%3A`, an ARN's `%2F`) | `Authorization: Bearer <API key>`, or SigV4 (`AWS4-HMAC-SHA256 Credential=…/bedrock/aws4_request, SignedHeaders=…, Signature=…` with `x-amz-date`) |
+//! | Amazon Bedrock | `POST /model/{modelId}/converse`, `POST /model/{modelId}/converse-stream`, `POST /model/{modelId}/count-tokens`, `POST /model/{modelId}/invoke` for Titan Text Embeddings and Cohere Embed models (the id percent-decoded: `%3A`, an ARN's `%2F`) | `Authorization: Bearer <API key>`, or SigV4 (`AWS4-HMAC-SHA256 Credential=…/bedrock/aws4_request, SignedHeaders=…, Signature=…` with `x-amz-date`) |
 //!
 //! Control endpoints: `GET/POST/DELETE /_sim/faults`, `GET/DELETE /_sim/stats`,
 //! `GET /_sim/health`. Any non-empty credential passes, or only those in `api_keys` when it is
@@ -63,6 +63,38 @@
 //!   `application/vnd.amazon.eventstream` messages (see [`event_stream_frame`]): `messageStart`,
 //!   per block `contentBlockStart` (tool use only), `contentBlockDelta`s, `contentBlockStop`,
 //!   then `messageStop` and `metadata` (usage); each payload carries Bedrock's `p` padding.
+//! * Bedrock InvokeModel (`invoke`) serves embedding models, picked by model id (also behind a
+//!   geography prefix such as `us.`, or at the end of an ARN), with the bodies of Bedrock's
+//!   model parameter pages:
+//!   * Amazon Titan Text Embeddings V2 (`amazon.titan-embed-text-v2…`) takes `{inputText,
+//!     dimensions (1024 by default, 512 or 256), normalize (true by default), embeddingTypes
+//!     ("float" and/or "binary"; ["float"] by default)}` and answers `{embedding,
+//!     inputTextTokenCount, embeddingsByType}`, `binary` being 1 per positive component, else
+//!     0. `normalize: false` gives the vector before it is scaled to unit length.
+//!   * Titan G1 (`amazon.titan-embed-text-v1…`) takes only `{inputText}` and answers
+//!     `{embedding, inputTextTokenCount}`, 1,536 dimensions.
+//!   * Cohere Embed (`cohere.embed-…`) takes `{texts (0 to 96, each at most 2,048
+//!     characters), input_type (search_document, search_query, classification or
+//!     clustering), truncate (NONE, START or END; no allowed text is long enough to be cut),
+//!     embedding_types}` and answers `{id, response_type: "embeddings_floats", embeddings:
+//!     [[…], …], texts}`, 1,024 dimensions per text in order. With `embedding_types` it
+//!     answers `response_type: "embeddings_by_type"` and `embeddings` keyed by type: `int8` is
+//!     each component scaled by the largest magnitude onto ±127, `uint8` that plus 128,
+//!     `ubinary` the signs packed eight to a byte (first in the high bit), `binary` that minus
+//!     128. `images` (and `input_type: "image"`) are refused. Cohere Embed v4
+//!     (`cohere.embed-v4…`) also takes `output_dimension` (1,536 by default, 1,024, 512 or
+//!     256) and `max_tokens`, and truncates `NONE`, `LEFT` or `RIGHT`.
+//!   * Both send `X-Amzn-Bedrock-Input-Token-Count` (`ceil(characters / 4)` per text, summed;
+//!     Titan's equals `inputTextTokenCount`) and `X-Amzn-Bedrock-Output-Token-Count: 0`.
+//!   * Bodies are checked as Bedrock's JSON schemas check them, with 400 `ValidationException`
+//!     in its words (`Malformed input request: #: extraneous key [foo] is not permitted,
+//!     please reformat your input and try again.`): a missing, non-string or empty
+//!     `inputText`, other `dimensions`, missing `texts` or more than 96, a missing or unknown
+//!     `input_type`, unknown types, unknown top-level fields.
+//!   * `invoke` for any other model (a Claude id, say) is answered as the operations the
+//!     simulator does not serve: 404 `UnknownOperationException`.
+//!
+//!   A unit vector depends only on its text and length, so every dialect's embeddings agree.
 //! * Scripted replies (`replies` in [`SimConfig`]): the first [`ReplyRule`] whose model glob
 //!   matches and whose `prompt_contains` (if any) occurs in the last user message replaces the
 //!   text of a plain or JSON-mode reply with its `reply` (`{prompt}` is replaced by that
@@ -103,11 +135,12 @@
 //! # Stats
 //!
 //! `GET /_sim/stats` returns [`StatsSnapshot`]: requests per `<provider>_<endpoint>` (Bedrock's
-//! as `bedrock_chat`) and per model, input tokens of requests answered 200, output tokens
+//! as `bedrock_chat`, `bedrock_embeddings` and `bedrock_count_tokens`) and per model, input tokens of requests answered 200, output tokens
 //! actually sent, and the last `log_capacity` requests. `DELETE /_sim/stats` resets it.
 
 mod anthropic;
 mod bedrock;
+mod bedrock_invoke;
 mod config;
 mod eventstream;
 mod fault;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use switchyard_sim::{SimConfig, SimServer};
 
-/// Provider simulator speaking the OpenAI, Azure OpenAI, Anthropic and Gemini wire formats.
+/// Provider simulator speaking the OpenAI, Azure OpenAI, Anthropic, Gemini and Amazon Bedrock
+/// wire formats.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-sim", version)]
 struct Args {

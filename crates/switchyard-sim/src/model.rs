@@ -584,20 +584,7 @@ fn synth(schema: &Value, root: &Value, all: bool, depth: usize) -> Value {
 
 /// A unit-length vector derived from the text, the same on every call.
 pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
-    // FNV-1a seeds a splitmix64 sequence.
-    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        seed ^= u64::from(b);
-        seed = seed.wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut values: Vec<f32> = (0..dimensions)
-        .map(|_| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let x = mix(seed);
-            // Top 24 bits mapped onto [-1, 1).
-            ((x >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        })
-        .collect();
+    let mut values = unnormalized_embedding(text, dimensions);
     let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {
         for v in &mut values {
@@ -605,6 +592,25 @@ pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
         }
     }
     values
+}
+
+/// The vector [`embedding`] scales to unit length: each component in `[-1, 1)`. It serves
+/// requests that ask for no normalization (Titan's `normalize: false`).
+pub(crate) fn unnormalized_embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    // FNV-1a seeds a splitmix64 sequence.
+    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        seed ^= u64::from(b);
+        seed = seed.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..dimensions)
+        .map(|_| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let x = mix(seed);
+            // Top 24 bits mapped onto [-1, 1).
+            ((x >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect()
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -625,7 +631,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 impl IdGen {
     /// `prefix` followed by `len` base-62 characters.
     pub(crate) fn make(&self, prefix: &str, len: usize) -> String {
-        let mut state = mix(self.next.fetch_add(1, Ordering::Relaxed) ^ 0x5157_5f53_494d);
+        let mut state = self.next_state();
         let mut out = String::with_capacity(prefix.len() + len);
         out.push_str(prefix);
         let mut left = 0;
@@ -639,6 +645,27 @@ impl IdGen {
             left -= 1;
         }
         out
+    }
+
+    /// A UUID in version 4's form (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`, lowercase hex),
+    /// as Cohere's response ids are.
+    pub(crate) fn uuid(&self) -> String {
+        let high = self.next_state();
+        let low = mix(high.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        let hex = format!("{high:016x}{low:016x}");
+        let variant = ['8', '9', 'a', 'b'][(low >> 62) as usize];
+        format!(
+            "{}-{}-4{}-{variant}{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..],
+        )
+    }
+
+    fn next_state(&self) -> u64 {
+        mix(self.next.fetch_add(1, Ordering::Relaxed) ^ 0x5157_5f53_494d)
     }
 }
 

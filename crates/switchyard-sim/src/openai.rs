@@ -493,6 +493,7 @@ pub(crate) fn parse_embeddings(
         inputs,
         dimensions,
         base64,
+        bedrock: None,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
+use crate::bedrock_invoke::EmbeddingModel;
 use crate::config::{FaultRule, SimConfig};
 use crate::fault::FaultTable;
 use crate::handler::{self, Incoming, SimError, SimState, json_response, query_param};
@@ -188,6 +189,7 @@ fn router(state: Arc<SimState>) -> Router {
             post(bedrock_converse_stream),
         )
         .route("/model/{model_id}/count-tokens", post(bedrock_count_tokens))
+        .route("/model/{model_id}/invoke", post(bedrock_invoke))
         .route(
             "/model/{model_id}/{operation}",
             post(bedrock_unknown_operation),
@@ -433,16 +435,47 @@ async fn bedrock_count_tokens(
     handler::count_tokens(sim, req, body).await
 }
 
-/// Bedrock operations the simulator does not serve (`invoke`, ...), answered in Bedrock's shape.
+/// InvokeModel, served for the embedding models whose bodies the simulator speaks. Any other
+/// model's `invoke` is an operation the simulator does not serve: a 404 like any other, so a
+/// test sees the simulator's limit rather than a request that looks malformed.
+async fn bedrock_invoke(
+    State(sim): Sim,
+    abort: Abort,
+    Path(model_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if EmbeddingModel::of(&model_id).is_none() {
+        return bedrock_unknown_operation_response(&sim, &format!("`invoke` for {model_id}"));
+    }
+    let req = incoming(
+        Api::Bedrock,
+        &headers,
+        query.as_deref(),
+        Some(&model_id),
+        abort,
+    );
+    handler::embeddings(sim, req, body).await
+}
+
+/// Bedrock operations the simulator does not serve (`invoke-with-response-stream`, ...),
+/// answered in Bedrock's shape.
 async fn bedrock_unknown_operation(
     State(sim): Sim,
     Path((_, operation)): Path<(String, String)>,
 ) -> Response {
+    bedrock_unknown_operation_response(&sim, &format!("`{operation}`"))
+}
+
+fn bedrock_unknown_operation_response(sim: &SimState, refused: &str) -> Response {
     let err = SimError::new(
         404,
         format!(
             "The simulator serves the Bedrock operations `converse`, `converse-stream` and \
-             `count-tokens`, not `{operation}`."
+             `count-tokens`, and `invoke` for the embedding models Amazon Titan Text Embeddings \
+             (`amazon.titan-embed-text-v2…`, `amazon.titan-embed-text-v1…`) and Cohere Embed \
+             (`cohere.embed-…`); not {refused}."
         ),
     )
     .with_type("UnknownOperationException");

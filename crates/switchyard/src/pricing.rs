@@ -289,6 +289,11 @@ const TABLE: &[Listed] = &[
     row("o3", plain(2.00, 8.00, 0.50)),
     row("text-embedding-3-small", plain(0.02, 0.0, 0.02)),
     row("text-embedding-3-large", plain(0.13, 0.0, 0.13)),
+    // Embedding models on Bedrock (input only), by their full model ids.
+    row("amazon.titan-embed-text-v2:0", plain(0.02, 0.0, 0.02)),
+    row("amazon.titan-embed-text-v1", plain(0.10, 0.0, 0.10)),
+    row("cohere.embed-english-v3", plain(0.10, 0.0, 0.10)),
+    row("cohere.embed-multilingual-v3", plain(0.10, 0.0, 0.10)),
     // Anthropic.
     row("claude-fable-5-1", [10.00, 50.00, 0.25, 12.50, 20.00]),
     row("claude-fable-5", [10.00, 50.00, 1.00, 12.50, 20.00]),
@@ -454,6 +459,9 @@ mod tests {
         );
         assert_eq!(input("claude-sonnet-4-5@20250929"), Some(3_000));
         assert_eq!(input("models/gemini-2.5-flash"), Some(300));
+        assert_eq!(input("amazon.titan-embed-text-v2:0"), Some(20));
+        assert_eq!(input("amazon.titan-embed-text-v1"), Some(100));
+        assert_eq!(input("cohere.embed-multilingual-v3"), Some(100));
         assert_eq!(
             lookup("claude-sonnet-4-5").map(|p| (p.rates.cache_write, p.rates.cache_write_1h)),
             Some((3_750, 6_000))

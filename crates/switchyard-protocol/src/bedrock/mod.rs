@@ -19,7 +19,10 @@
 //! * Answers carry no id, model or creation time: the gateway shows its own.
 //! * Authentication: a Bedrock API key as a bearer token here; AWS credentials are applied by
 //!   the gateway, which signs the finished request (Signature Version 4).
+//! * Embeddings go through InvokeModel in the model family's own body (`embeddings.rs`): Titan
+//!   Text Embeddings one text a call, Cohere Embed up to 96; the gateway splits longer lists.
 
+mod embeddings;
 mod event_stream;
 mod provider;
 mod stream;

@@ -8,8 +8,9 @@ use serde_json::{Map, Value, json};
 use super::stream::BedrockStreamDecoder;
 use crate::anthropic::{JSON_OBJECT_INSTRUCTION, effort_budget};
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, DocumentSource, ErrorClass, FinishReason, ImageSource,
-    Reasoning, ResponseFormat, Role, ToolChoice, UpstreamErrorInfo, Usage,
+    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingRequest, EmbeddingResponse,
+    ErrorClass, FinishReason, ImageSource, Reasoning, ResponseFormat, Role, ToolChoice,
+    UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
     Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
@@ -36,7 +37,7 @@ impl ProviderDialect for BedrockProvider {
             images: true,
             documents: true,
             json_schema: true,
-            embeddings: false,
+            embeddings: true,
         }
     }
 
@@ -77,6 +78,34 @@ impl ProviderDialect for BedrockProvider {
 
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(BedrockStreamDecoder::default())
+    }
+
+    fn build_embeddings(
+        &self,
+        request: &EmbeddingRequest,
+        target: &Target<'_>,
+    ) -> Result<http::Request<Vec<u8>>, DecodeError> {
+        let body = super::embeddings::build_body(request, target.model)?;
+        post(target, "invoke", &body, false)
+    }
+
+    fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
+        super::embeddings::parse(body)
+            .map_err(|e| malformed(format!("unreadable Bedrock embeddings: {e}")))
+    }
+
+    fn embedding_inputs_per_request(&self, model: &str) -> Option<usize> {
+        super::embeddings::Family::of(model).map(super::embeddings::Family::texts_per_call)
+    }
+
+    /// InvokeModel's answers count their input in a header (Cohere's bodies have no count).
+    fn embedding_tokens_in_headers(&self, headers: &HeaderMap) -> Option<u64> {
+        headers
+            .get("x-amzn-bedrock-input-token-count")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// `CountTokens` with the Converse request's messages and system prompt, as the model

@@ -680,3 +680,118 @@ fn a_count_asks_count_tokens_with_the_conversation() {
         ErrorClass::MalformedResponse
     );
 }
+
+fn embed(texts: &[&str], dimensions: Option<u32>) -> crate::canonical::EmbeddingRequest {
+    crate::canonical::EmbeddingRequest {
+        model: "embed".into(),
+        input: crate::canonical::EmbeddingInput::Texts(
+            texts.iter().map(|t| (*t).to_owned()).collect(),
+        ),
+        single: texts.len() == 1,
+        dimensions,
+        encoding_format: Default::default(),
+        user: None,
+        extras: Extras::default(),
+    }
+}
+
+fn embed_body(
+    request: &crate::canonical::EmbeddingRequest,
+    model: &str,
+) -> Result<(String, Value), crate::error::DecodeError> {
+    let target = Target {
+        base_url: BASE,
+        model,
+        api_key: None,
+        api_version: None,
+    };
+    let built = BedrockProvider.build_embeddings(request, &target)?;
+    Ok((
+        built.uri().to_string(),
+        serde_json::from_slice(built.body()).unwrap(),
+    ))
+}
+
+#[test]
+fn embeddings_go_through_invoke_model_in_each_family_s_body() {
+    let titan = "amazon.titan-embed-text-v2:0";
+    let (url, body) = embed_body(&embed(&["hello"], Some(256)), titan).unwrap();
+    assert_eq!(
+        url,
+        format!("{BASE}/model/amazon.titan-embed-text-v2%3A0/invoke")
+    );
+    assert_eq!(body, json!({"inputText": "hello", "dimensions": 256}));
+    assert_eq!(
+        embed_body(&embed(&["hello"], None), "amazon.titan-embed-text-v1")
+            .unwrap()
+            .1,
+        json!({"inputText": "hello"})
+    );
+    let refused =
+        embed_body(&embed(&["hello"], Some(256)), "amazon.titan-embed-text-v1").unwrap_err();
+    assert_eq!(refused.param.as_deref(), Some("dimensions"));
+    // Titan takes one text a call; the gateway splits by this figure.
+    assert_eq!(BedrockProvider.embedding_inputs_per_request(titan), Some(1));
+    assert!(embed_body(&embed(&["a", "b"], None), titan).is_err());
+
+    let cohere = "cohere.embed-english-v3";
+    let (_, body) = embed_body(&embed(&["a", "b"], None), cohere).unwrap();
+    assert_eq!(
+        body,
+        json!({"texts": ["a", "b"], "input_type": "search_document", "embedding_types": ["float"]})
+    );
+    assert_eq!(
+        BedrockProvider.embedding_inputs_per_request(cohere),
+        Some(96)
+    );
+    assert!(embed_body(&embed(&["a"], Some(512)), cohere).is_err());
+    // Cohere's own input type, from an OpenAI client's extra field; v4's output dimension.
+    let mut query = embed(&["q"], Some(512));
+    query.extras.insert(
+        crate::DialectId::OpenAi,
+        "input_type",
+        json!("search_query"),
+    );
+    let (_, body) = embed_body(&query, "cohere.embed-v4:0").unwrap();
+    assert_eq!(body["input_type"], "search_query");
+    assert_eq!(body["output_dimension"], 512);
+
+    let other = embed_body(&embed(&["a"], None), CLAUDE).unwrap_err();
+    assert_eq!(other.param.as_deref(), Some("model"));
+    assert_eq!(BedrockProvider.embedding_inputs_per_request(CLAUDE), None);
+}
+
+#[test]
+fn embeddings_answers_of_both_families_are_read() {
+    let titan = BedrockProvider
+        .parse_embeddings(
+            br#"{"embedding": [0.5, -0.25], "inputTextTokenCount": 3, "embeddingsByType": {"float": [0.5, -0.25]}}"#,
+        )
+        .unwrap();
+    assert_eq!(titan.vectors, vec![vec![0.5, -0.25]]);
+    assert_eq!(titan.usage.unwrap().input_tokens, 3);
+    let floats = BedrockProvider
+        .parse_embeddings(
+            br#"{"id": "e1", "response_type": "embeddings_floats", "embeddings": [[1.0], [2.0]], "texts": ["a", "b"]}"#,
+        )
+        .unwrap();
+    assert_eq!(floats.vectors, vec![vec![1.0], vec![2.0]]);
+    assert!(floats.usage.is_none());
+    let by_type = BedrockProvider
+        .parse_embeddings(
+            br#"{"id": "e2", "response_type": "embeddings_by_type", "embeddings": {"float": [[3.0]]}, "texts": ["c"]}"#,
+        )
+        .unwrap();
+    assert_eq!(by_type.vectors, vec![vec![3.0]]);
+    assert!(BedrockProvider.parse_embeddings(br#"{"id": "x"}"#).is_err());
+    let mut headers = HeaderMap::new();
+    headers.insert("x-amzn-bedrock-input-token-count", "42".parse().unwrap());
+    assert_eq!(
+        BedrockProvider.embedding_tokens_in_headers(&headers),
+        Some(42)
+    );
+    assert_eq!(
+        BedrockProvider.embedding_tokens_in_headers(&HeaderMap::new()),
+        None
+    );
+}

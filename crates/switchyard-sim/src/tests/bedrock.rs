@@ -220,21 +220,21 @@ async fn other_operations_get_a_bedrock_shaped_404() {
 // Credentials
 // ---------------------------------------------------------------------------------------------
 
-const AMZ_DATE: &str = "20261204T101500Z";
-const SIGNED_HEADERS: &str = "content-type;host;x-amz-content-sha256;x-amz-date";
+pub(super) const AMZ_DATE: &str = "20261204T101500Z";
+pub(super) const SIGNED_HEADERS: &str = "content-type;host;x-amz-content-sha256;x-amz-date";
 
-fn credential(access_key: &str) -> String {
+pub(super) fn credential(access_key: &str) -> String {
     format!("{access_key}/20261204/us-east-1/bedrock/aws4_request")
 }
 
-fn sigv4(credential: &str, signed_headers: &str, signature: &str) -> String {
+pub(super) fn sigv4(credential: &str, signed_headers: &str, signature: &str) -> String {
     format!(
         "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed_headers}, \
          Signature={signature}"
     )
 }
 
-fn signature() -> String {
+pub(super) fn signature() -> String {
     "0f1e2d3c".repeat(8)
 }
 
@@ -254,7 +254,7 @@ fn body_sha256() -> String {
 }
 
 /// The refusal's status, exception name (checked against the header form) and message.
-fn refusal(reply: &super::Reply) -> (u16, String, String) {
+pub(super) fn refusal(reply: &super::Reply) -> (u16, String, String) {
     let header = reply.header("x-amzn-errortype").unwrap();
     let (name, namespace) = header.split_once(':').unwrap();
     assert!(namespace.starts_with("http://internal.amazon.com/coral/"));

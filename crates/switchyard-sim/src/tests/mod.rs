@@ -4,6 +4,7 @@
 mod anthropic;
 mod azure;
 mod bedrock;
+mod bedrock_invoke;
 mod faults;
 mod gemini;
 mod model;

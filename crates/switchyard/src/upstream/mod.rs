@@ -20,8 +20,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt};
 use switchyard_protocol::canonical::{
-    ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ErrorClass, StreamEvent,
-    UpstreamErrorInfo,
+    ChatRequest, ChatResponse, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ErrorClass,
+    StreamEvent, UpstreamErrorInfo, Usage,
 };
 use switchyard_protocol::dialect::{StreamDecoder, Target};
 use switchyard_protocol::provider_body::ProviderBody;
@@ -466,20 +466,90 @@ fn push_until_meaningful(
     Ok(input)
 }
 
+/// Calls to one provider a split embeddings request keeps in flight at once.
+const EMBEDDING_CALLS_IN_FLIGHT: usize = 8;
+
 async fn attempt_embeddings(
+    d: &Deployment,
+    request: &EmbeddingRequest,
+) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
+    let per_call = d.provider.dialect.embedding_inputs_per_request(&d.model);
+    let texts = match (&request.input, per_call) {
+        (EmbeddingInput::Texts(texts), Some(per_call)) if texts.len() > per_call => texts,
+        _ => return embeddings_call(d, request).await,
+    };
+    // The provider takes fewer inputs a call than the client sent: the pieces go out side by
+    // side (a few at a time) and come back in order, as one answer.
+    let pieces: Vec<EmbeddingRequest> = texts
+        .chunks(per_call.unwrap_or(usize::MAX))
+        .map(|chunk| EmbeddingRequest {
+            model: request.model.clone(),
+            input: EmbeddingInput::Texts(chunk.to_vec()),
+            single: false,
+            dimensions: request.dimensions,
+            encoding_format: request.encoding_format,
+            user: request.user.clone(),
+            extras: request.extras.clone(),
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(pieces.len());
+    for batch in pieces.chunks(EMBEDDING_CALLS_IN_FLIGHT) {
+        // Futures made in a loop rather than by a closure: a closure's borrowed arguments would
+        // make the request's future not `Send` for every lifetime.
+        let mut calls = Vec::with_capacity(batch.len());
+        for piece in batch {
+            calls.push(embeddings_call(d, piece));
+        }
+        answers.extend(futures::future::join_all(calls).await);
+    }
+    let mut whole = EmbeddingResponse {
+        model: String::new(),
+        vectors: Vec::with_capacity(texts.len()),
+        usage: None,
+    };
+    for answer in answers {
+        let answer = answer?;
+        whole.model = answer.model;
+        whole.vectors.extend(answer.vectors);
+        if let Some(usage) = answer.usage {
+            let total = whole.usage.get_or_insert_with(Usage::default);
+            total.input_tokens += usage.input_tokens;
+        }
+    }
+    Ok(whole)
+}
+
+/// One embeddings call, signed where the provider signs.
+async fn embeddings_call(
     d: &Deployment,
     request: &EmbeddingRequest,
 ) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
     let provider = &d.provider;
     let started = Instant::now();
     let key = credential(provider)?;
-    let built = provider
+    let mut built = provider
         .dialect
         .build_embeddings(request, &target(d, key.as_deref()))
         .map_err(invalid_for_provider)?;
+    if let Some(aws) = &provider.aws {
+        let body = built.body().clone();
+        sign(provider, aws, &mut built, &body)?;
+    }
     let response = send(d, built.map(ProviderBody::from), started).await?;
+    let counted = provider
+        .dialect
+        .embedding_tokens_in_headers(response.headers());
     let body = whole_body(provider, response, started).await?;
-    provider.dialect.parse_embeddings(&body)
+    let mut answer = provider.dialect.parse_embeddings(&body)?;
+    if answer.usage.is_none()
+        && let Some(tokens) = counted
+    {
+        answer.usage = Some(Usage {
+            input_tokens: tokens,
+            ..Usage::default()
+        });
+    }
+    Ok(answer)
 }
 
 /// The prompt's input tokens as the deployment's provider counts them, where it has a counting

@@ -642,6 +642,89 @@ async fn embeddings_and_models() {
     assert_eq!(env.get("/health/ready").await.status, 200);
 }
 
+/// Bedrock's embedding models through InvokeModel, each family in its own body: Titan embeds
+/// one text a call (a list goes out in pieces and comes back as one answer, in order), Cohere up
+/// to 96 (a longer list in two calls), its tokens counted from the answer's header; both signed.
+#[tokio::test]
+async fn bedrock_embeds_with_titan_and_cohere() {
+    let env = crate::harness::env_with(
+        r#"
+  - {alias: embed-titan, deployments: [{provider: p-bedrock, model: "amazon.titan-embed-text-v2:0"}]}
+  - {alias: embed-cohere, deployments: [{provider: p-bedrock, model: "cohere.embed-english-v3"}]}
+"#,
+    )
+    .await;
+    let calls = |stats: &Value| {
+        stats["by_endpoint"]["bedrock_embeddings"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = calls(&env.sim_stats().await);
+
+    let texts = ["first text", "second", "the third text of all"];
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed-titan", "input": texts, "dimensions": 256}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    let data = b["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["index"], i);
+        assert_eq!(item["embedding"].as_array().unwrap().len(), 256);
+    }
+    // The same text embeds the same alone as in the list: the pieces came back in order.
+    let alone = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed-titan", "input": texts[1], "dimensions": 256}),
+        )
+        .await
+        .json();
+    assert_eq!(alone["data"][0]["embedding"], data[1]["embedding"]);
+    // The simulator counts ceil(characters / 4) tokens a text.
+    let tokens: u64 = texts.iter().map(|t| t.len().div_ceil(4) as u64).sum();
+    assert_eq!(b["usage"]["prompt_tokens"], tokens, "{b}");
+    assert_eq!(calls(&env.sim_stats().await) - before, 4);
+
+    let many: Vec<String> = (0..100).map(|i| format!("document number {i}")).collect();
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed-cohere", "input": many, "input_type": "search_query"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    assert_eq!(b["data"].as_array().unwrap().len(), 100);
+    assert_eq!(b["data"][99]["index"], 99);
+    let tokens: u64 = many.iter().map(|t| t.len().div_ceil(4) as u64).sum();
+    assert_eq!(
+        b["usage"]["prompt_tokens"], tokens,
+        "counted from the header: {}",
+        r.text
+    );
+    assert_eq!(calls(&env.sim_stats().await) - before, 6);
+
+    // A chat model has no embeddings here; Cohere v3 has one size.
+    let r = env
+        .post("/v1/embeddings", &json!({"model": "bedrock", "input": "x"}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("(at 'model')"), "{}", r.text);
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed-cohere", "input": "x", "dimensions": 256}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("(at 'dimensions')"), "{}", r.text);
+}
+
 /// The models list and a single model come in the shape of the client that asks: Anthropic's
 /// (`ModelInfo`s in pages) when it sends `anthropic-version`, as its SDKs and Claude Code do,
 /// else OpenAI's; errors likewise.
