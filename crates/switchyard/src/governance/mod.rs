@@ -85,8 +85,11 @@ pub fn now_unix_ms() -> i64 {
 pub struct Demand {
     /// The prompt's estimated tokens (leaning high).
     pub input_tokens: u64,
-    /// The caller's output cap per choice, if any.
+    /// The caller's output cap, if any.
     pub max_tokens: Option<u32>,
+    /// Without the caller's cap, room for reasoning on top of the default one: a thinking
+    /// budget must fit below the cap the request is sent with.
+    pub reasoning_tokens: u32,
     /// The longest-lived prompt cache the request may write: its input may be billed at that
     /// write rate rather than at the input rate.
     pub cache_writes: Option<CacheTtl>,
@@ -432,13 +435,15 @@ impl Governance {
         let Demand {
             input_tokens,
             max_tokens,
+            reasoning_tokens,
             cache_writes,
         } = demand;
         // The long-context tier's rates when the estimate (which leans high) passes it.
         let price = price.unwrap_or_default().rates_for(input_tokens);
         let input_cost =
             (input_tokens as i64).saturating_mul(price.input_at_most(cache_writes) as i64);
-        let cap = max_tokens.unwrap_or(self.default_max_tokens);
+        let cap =
+            max_tokens.unwrap_or_else(|| self.default_max_tokens.saturating_add(reasoning_tokens));
         let output_rate = price.output as i64;
         let ask = Ask {
             worst: input_cost.saturating_add(i64::from(cap).saturating_mul(output_rate)),

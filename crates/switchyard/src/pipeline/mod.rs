@@ -305,6 +305,17 @@ pub async fn chat(
             Demand {
                 input_tokens,
                 max_tokens: request.max_tokens,
+                reasoning_tokens: request
+                    .reasoning
+                    .as_ref()
+                    .and_then(|r| {
+                        r.budget_tokens.or_else(|| {
+                            r.effort
+                                .as_deref()
+                                .and_then(switchyard_protocol::anthropic::effort_budget)
+                        })
+                    })
+                    .unwrap_or(0),
                 cache_writes: request.cache_writes(),
             },
         )

@@ -833,8 +833,8 @@ async fn a_soft_budget_fires_the_budget_alert_once() {
 }
 
 /// What a reservation covers is what the answer can cost: an answer without the caller's cap is
-/// sent with the one reserved, and a prompt that may be written to a prompt cache is reserved
-/// at the write rate, not the input rate.
+/// sent with the one reserved (with room for a reasoning effort's thinking), and a prompt that
+/// may be written to a prompt cache is reserved at the write rate, not the input rate.
 #[tokio::test]
 async fn a_reservation_covers_everything_the_answer_can_cost() {
     const PRICED: &str = r#"
@@ -868,6 +868,13 @@ async fn a_reservation_covers_everything_the_answer_can_cost() {
             &chat("priced", "Tell me everything."),
         )
         .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["usage"]["completion_tokens"], 12, "{}", r.text);
+    // A reasoning effort gets room for its thinking on top of the default cap (1,024 tokens for
+    // `low`), reserved like the rest.
+    let mut thinking = chat("priced", "Tell me everything.");
+    thinking["reasoning_effort"] = json!("low");
+    let r = env.post_key("/v1/chat/completions", &thinking, &key).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["usage"]["completion_tokens"], 12, "{}", r.text);
 
