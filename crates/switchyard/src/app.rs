@@ -81,8 +81,22 @@ impl App {
             }
             (None, None) => Vec::new(),
         };
+        let shared = match &config.shared {
+            Some(s) => Some(
+                crate::governance::shared::Shared::connect(&s.redis_url, &s.prefix)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot reach the shared state at {}",
+                            redacted(&s.redis_url)
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let governance = crate::governance::Governance::load(
             store.clone(),
+            shared,
             secret,
             config.governance.default_max_tokens,
             config.governance.max_wait,
@@ -148,5 +162,13 @@ impl App {
             },
             writer,
         ))
+    }
+}
+
+/// A Redis URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),
+        _ => url.to_owned(),
     }
 }

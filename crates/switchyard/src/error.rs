@@ -56,6 +56,10 @@ pub enum GatewayError {
     /// Exporting results to an external tracking server failed (the message says why).
     #[error("{0}")]
     ExportFailed(String),
+    /// The state replicas share (Redis) could not be reached: budgets and limits cannot be
+    /// checked, so the request is not sent.
+    #[error("{0}")]
+    SharedStateUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -213,6 +217,16 @@ impl GatewayError {
                 ErrorKind::Internal,
                 "encryption_not_configured",
                 message.clone(),
+                None,
+            ),
+            GatewayError::SharedStateUnavailable(message) => (
+                503,
+                ErrorKind::Overloaded,
+                "shared_state_unavailable",
+                format!(
+                    "The gateway cannot reach the state its replicas share, so it cannot check \
+                     this caller's budget and limits: {message}"
+                ),
                 None,
             ),
             GatewayError::Internal(message) => (

@@ -871,6 +871,22 @@ pub struct AlertRuleFile {
     pub per: Vec<AlertScope>,
 }
 
+/// `shared:` — state the replicas of one deployment share, so that they act as one gateway:
+/// keys, teams, organisations and customers, budgets and rate limits.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SharedFile {
+    /// The Redis server (`redis://[:password@]host:port/db`).
+    pub redis_url: String,
+    /// Prefix of every Redis key, so that several deployments can share one server.
+    #[serde(default = "default_shared_prefix")]
+    pub prefix: String,
+}
+
+fn default_shared_prefix() -> String {
+    "switchyard".into()
+}
+
 /// `governance:` — virtual keys and budgets.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]

@@ -169,6 +169,8 @@ pub struct Config {
     pub telemetry: TelemetryFile,
     pub alerts: AlertsConfig,
     pub governance: GovernanceFile,
+    /// State shared by replicas, when set.
+    pub shared: Option<file::SharedFile>,
 }
 
 impl Config {
@@ -187,6 +189,7 @@ const TOP_LEVEL: &[&str] = &[
     "telemetry",
     "alerts",
     "governance",
+    "shared",
 ];
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
@@ -225,6 +228,16 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let telemetry: TelemetryFile = section(&mut top, "telemetry", &mut errors).unwrap_or_default();
     let governance: GovernanceFile =
         section(&mut top, "governance", &mut errors).unwrap_or_default();
+    let shared: Option<file::SharedFile> = section(&mut top, "shared", &mut errors);
+    if let Some(shared) = &shared
+        && !(shared.redis_url.starts_with("redis://") || shared.redis_url.starts_with("unix://"))
+    {
+        err(
+            &mut errors,
+            "shared.redis_url",
+            "a redis:// (or unix://) URL, e.g. redis://127.0.0.1:6379/0",
+        );
+    }
     if telemetry.queue_capacity == 0 {
         err(
             &mut errors,
@@ -273,6 +286,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         telemetry,
         alerts,
         governance,
+        shared,
     };
     resolve_rules(&config, &mut errors);
     if !errors.is_empty() {

@@ -228,3 +228,25 @@ fn bedrock_signs_with_given_keys_a_profile_or_the_default_chain() {
     );
     assert!(refused("    api_key: k\n    aws: {profile: work}\n").contains("not both"));
 }
+
+#[test]
+fn shared_state_takes_a_redis_url_and_a_prefix() {
+    let with = |shared: &str| {
+        load(
+            &format!(
+                "server: {{master_key: k}}\nproviders: [{{name: o, kind: openai, api_key: k}}]\nmodels: [{{alias: a, deployments: [{{provider: o, model: m}}]}}]\n{shared}"
+            ),
+            &env,
+        )
+    };
+    assert!(with("").unwrap().shared.is_none());
+    let shared = with("shared: {redis_url: \"redis://127.0.0.1:6379/0\"}\n")
+        .unwrap()
+        .shared
+        .unwrap();
+    assert_eq!(shared.prefix, "switchyard");
+    let refused = with("shared: {redis_url: \"http://127.0.0.1:6379\"}\n").unwrap_err();
+    assert_eq!(refused[0].path, "shared.redis_url");
+    let refused = with("shared: {redis_url: \"redis://x\", perfix: y}\n").unwrap_err();
+    assert_eq!(refused[0].path, "shared.perfix");
+}

@@ -177,6 +177,20 @@ impl Ledger {
         s.tokens.roll(now_ms);
     }
 
+    /// When the budget period containing `now_ms` started.
+    pub fn period_start(&self, now_ms: i64) -> i64 {
+        period_start(self.limits.budget_period, now_ms)
+    }
+
+    /// Takes the spent and reserved figures kept elsewhere (the replicas' shared ledger), for
+    /// what the admin API and the budget alerts read.
+    pub fn mirror(&self, spent: i64, reserved: i64, now_ms: i64) {
+        let mut s = self.state.lock();
+        self.roll(&mut s, now_ms);
+        s.spent = spent;
+        s.reserved = reserved;
+    }
+
     /// Spent, reserved and the budget, for the admin API.
     pub fn usage(&self, now_ms: i64) -> (i64, i64, Option<i64>, i64) {
         let mut s = self.state.lock();

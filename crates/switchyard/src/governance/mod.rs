@@ -5,6 +5,7 @@
 
 pub mod ledger;
 pub mod model;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -62,6 +63,8 @@ struct Snapshot {
 
 pub struct Governance {
     store: SqliteStore,
+    /// State shared with the other replicas (entities, ledgers), when configured.
+    shared: Option<Arc<shared::Shared>>,
     hasher: KeyHasher,
     snapshot: ArcSwap<Snapshot>,
     settled: tokio::sync::Notify,
@@ -73,6 +76,9 @@ pub struct Governance {
     /// How long a request waits for in-flight reservations to settle before it is refused.
     pub max_wait: Duration,
 }
+
+/// With shared state, how often a request waiting for in-flight reservations looks again.
+const SHARED_RECHECK: Duration = Duration::from_millis(20);
 
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
@@ -113,13 +119,53 @@ impl Admission {
             return;
         }
         self.done = true;
-        ledger::settle(
-            &self.levels,
-            self.reserved,
-            cost_nanos,
-            output_tokens,
-            now_unix_ms(),
-        );
+        if let Some(shared) = self.gov.shared.clone() {
+            // Off the caller's path; retried, since a reservation left standing would hold
+            // budget until Redis is cleared.
+            let levels = std::mem::take(&mut self.levels);
+            let reserved = self.reserved;
+            let settle = async move {
+                let now = now_unix_ms();
+                for attempt in 0..20u32 {
+                    match shared
+                        .settle(&levels, reserved, cost_nanos, output_tokens, now)
+                        .await
+                    {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::warn!(
+                                attempt,
+                                "cannot settle a reservation in the shared state: {e}"
+                            );
+                            tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                        }
+                    }
+                }
+                tracing::error!(
+                    reserved,
+                    cost_nanos,
+                    "gave up settling a reservation in the shared state"
+                );
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(settle);
+                }
+                Err(_) => tracing::error!(
+                    reserved,
+                    cost_nanos,
+                    "a reservation ended outside the runtime and could not be settled"
+                ),
+            }
+        } else {
+            ledger::settle(
+                &self.levels,
+                self.reserved,
+                cost_nanos,
+                output_tokens,
+                now_unix_ms(),
+            );
+        }
         // Pairs with `Listening::new`: an admission counted before it looked at the ledgers
         // is seen here if its look missed this settle (both go through the ledgers' locks).
         if self.gov.waiting.load(Ordering::SeqCst) > 0 {
@@ -176,12 +222,14 @@ fn allowed_by(limits: &Limits, alias: &str) -> bool {
 impl Governance {
     pub async fn load(
         store: SqliteStore,
+        shared: Option<shared::Shared>,
         secret: Vec<u8>,
         default_max_tokens: u32,
         max_wait: Duration,
-    ) -> Result<Arc<Self>, sqlx::Error> {
+    ) -> anyhow::Result<Arc<Self>> {
         let gov = Arc::new(Self {
             store,
+            shared: shared.map(Arc::new),
             hasher: KeyHasher::new(&secret),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             settled: tokio::sync::Notify::new(),
@@ -189,7 +237,20 @@ impl Governance {
             default_max_tokens,
             max_wait,
         });
+        if let Some(shared) = &gov.shared {
+            // The first replica to use a Redis brings the keys it already has.
+            let local = gov.store.entities().await?;
+            if shared.entities().await?.is_empty() && shared.seed_entities(&local).await? {
+                tracing::info!(
+                    entities = local.len(),
+                    "shared state seeded with this replica's entities"
+                );
+            }
+        }
         gov.reload().await?;
+        if gov.shared.is_some() {
+            tokio::spawn(keep_in_step(Arc::downgrade(&gov)));
+        }
         Ok(gov)
     }
 
@@ -202,12 +263,17 @@ impl Governance {
         self.hasher.hash(secret)
     }
 
-    /// Rebuilds the snapshot from the store, keeping the ledgers' running totals.
-    pub async fn reload(&self) -> Result<(), sqlx::Error> {
+    /// Rebuilds the snapshot from the store (the shared one, when configured), keeping the
+    /// ledgers' running totals.
+    pub async fn reload(&self) -> anyhow::Result<()> {
         let now = now_unix_ms();
         let old = self.snapshot.load_full();
         let mut snap = Snapshot::default();
-        for (kind, id, body) in self.store.entities().await? {
+        let entities = match &self.shared {
+            Some(shared) => shared.entities().await?,
+            None => self.store.entities().await?,
+        };
+        for (kind, id, body) in entities {
             match kind.as_str() {
                 "key" => {
                     if let Ok(stored) = serde_json::from_str::<StoredKey>(&body) {
@@ -279,13 +345,22 @@ impl Governance {
                 Some(l) if l.limits == limits => l.clone(),
                 Some(l) => Ledger::new(level.clone(), limits, l.usage(now).0, now),
                 None => {
-                    // First sight of this entity: its spend so far comes from the request records.
+                    // First sight of this entity: its spend so far comes from the request records
+                    // (with shared state, only where no replica has booked any yet).
                     let since = ledger::period_start(limits.budget_period, now);
                     let spent = self.store.spent_since(column, &id, since).await?;
-                    Ledger::new(level.clone(), limits, spent, now)
+                    let ledger = Ledger::new(level.clone(), limits, spent, now);
+                    if let Some(shared) = &self.shared {
+                        shared.seed_spent(&ledger, since, spent).await?;
+                    }
+                    ledger
                 }
             };
             snap.ledgers.insert(level, ledger);
+        }
+        if let Some(shared) = &self.shared {
+            let ledgers: Vec<Arc<Ledger>> = snap.ledgers.values().cloned().collect();
+            shared.refresh(&ledgers, now).await?;
         }
         if snap.ledgers.values().any(|l| l.limits.meters_tokens()) {
             // Requests of these callers will need a token estimate: build the default
@@ -456,7 +531,14 @@ impl Governance {
         // again before it waits): the common one takes no lock shared with other workers.
         let mut listening: Option<Listening> = None;
         loop {
-            match ledger::reserve(&levels, ask, now_unix_ms()) {
+            let reserved = match &self.shared {
+                Some(shared) => shared
+                    .reserve(&levels, ask, now_unix_ms())
+                    .await
+                    .map_err(|e| GatewayError::SharedStateUnavailable(e.to_string()))?,
+                None => ledger::reserve(&levels, ask, now_unix_ms()),
+            };
+            match reserved {
                 Ok(granted) => {
                     let capped = match granted.capped_to {
                         Some(free) => {
@@ -487,11 +569,21 @@ impl Governance {
                         continue;
                     };
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero()
-                        || tokio::time::timeout(left, listened.notified.as_mut())
+                    // Other replicas' settles wake nobody here: with shared state, look again
+                    // every few milliseconds as well.
+                    let wait = match &self.shared {
+                        Some(_) => left.min(SHARED_RECHECK),
+                        None => left,
+                    };
+                    let woken = !left.is_zero()
+                        && tokio::time::timeout(wait, listened.notified.as_mut())
                             .await
-                            .is_err()
-                    {
+                            .is_ok();
+                    if !woken && self.shared.is_some() && !left.is_zero() {
+                        listening = Some(listened);
+                        continue;
+                    }
+                    if !woken {
                         return Err(GatewayError::BudgetExceeded {
                             message: format!(
                                 "The budget of {} is held by requests in flight; it did not free up within {} ms.",
@@ -614,11 +706,45 @@ impl Governance {
         id: &str,
         body: Option<String>,
         audit: AuditEntry,
-    ) -> Result<(), sqlx::Error> {
+    ) -> anyhow::Result<()> {
+        if let Some(shared) = &self.shared {
+            shared.put_entity(kind, id, body.as_deref()).await?;
+        }
         self.store
             .put_entity(kind, id, body.as_deref(), &audit)
             .await?;
         self.reload().await
+    }
+}
+
+/// With shared state: reloads when another replica changed an entity, and refreshes the
+/// ledgers' mirrors, every `shared::POLL_EVERY`, for as long as the governance lives.
+async fn keep_in_step(gov: std::sync::Weak<Governance>) {
+    let mut seen = None;
+    loop {
+        tokio::time::sleep(shared::POLL_EVERY).await;
+        let Some(gov) = gov.upgrade() else {
+            return;
+        };
+        let Some(shared) = gov.shared.clone() else {
+            return;
+        };
+        let result = async {
+            let version = shared.version().await?;
+            if seen != Some(version) {
+                gov.reload().await?;
+                seen = Some(version);
+            } else {
+                let ledgers: Vec<Arc<Ledger>> =
+                    gov.snapshot.load().ledgers.values().cloned().collect();
+                shared.refresh(&ledgers, now_unix_ms()).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("cannot read the shared state: {e}");
+        }
     }
 }
 

@@ -231,7 +231,10 @@ async fn audited(app: &App, p: &Principal, c: Change<'_>) -> Result<(), GatewayE
     app.governance
         .write(c.kind, c.id, c.body, entry)
         .await
-        .map_err(store_error)
+        .map_err(|e| match e.downcast::<redis::RedisError>() {
+            Ok(e) => GatewayError::SharedStateUnavailable(e.to_string()),
+            Err(e) => GatewayError::Internal(format!("store: {e}")),
+        })
 }
 
 /// A team admin acts only within its own team.

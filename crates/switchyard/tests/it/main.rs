@@ -16,6 +16,7 @@ mod governance;
 mod observability;
 mod records;
 mod sdk;
+mod shared_state;
 mod streams;
 mod traces;
 mod upstream_connections;

@@ -1,0 +1,394 @@
+//! Governance state shared by replicas through Redis (`shared.redis_url`): the entities (keys,
+//! teams, organisations, customers) and, per entity, its budget ledger and rate-limit windows.
+//!
+//! * Entities: one hash of JSON documents, and a version counter that every write bumps;
+//!   each replica polls the counter and reloads on change, so a key made through one replica
+//!   works on all of them within a poll.
+//! * Reservations and settlements are Lua scripts, so that checking every level and reserving
+//!   at all of them is one atomic step across replicas, as the in-process ledger is within one
+//!   (`ledger.rs`, whose rules the scripts follow). Each level has a hash with `reserved`,
+//!   `in_flight` and `spent@{period start}`, and per minute a window hash (`req`, `tok`) that
+//!   expires. A request that needs a budget or limit checked costs one round trip to Redis.
+//! * What the admin API and the budget alerts read is a local mirror of the shared figures,
+//!   refreshed with every script's answer and by the poll.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::ledger::{Ask, Granted, Ledger, Level, Shortfall};
+use super::model::OverBudget;
+
+/// How often a replica looks for entity changes and refreshes its mirror of the ledgers.
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// A window hash outlives its minute and the next (the sliding estimate reads both).
+const WINDOW_TTL_SECS: i64 = 180;
+
+/// Atomic multi-level reservation; see `ledger::reserve` for the rules it follows.
+///
+/// KEYS: per level, its ledger hash, this minute's window and the previous minute's window.
+/// ARGV: levels, worst, least, tokens, may_cap, fraction of the minute gone, window TTL; then per
+/// level: has budget, budget, spent field, refuses to cap, parallel limit, rpm, tpm (-1: none).
+/// Returns `{"ok", reserved, capped_to (-1: not capped), budgeted, spent.., reserved..}` or
+/// `{"rate", level, what, limit, remaining}`, `{"exhausted", level}`, `{"inflight", level}`.
+const RESERVE: &str = r#"
+local n = tonumber(ARGV[1])
+local worst = tonumber(ARGV[2])
+local least = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[4])
+local may_cap = ARGV[5] == '1'
+local into = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+local function arg(i, k) return ARGV[7 + (i - 1) * 7 + k] end
+local function num(v) return tonumber(v) or 0 end
+for i = 1, n do
+  local ledger, cur, prev = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local parallel, rpm, tpm = tonumber(arg(i, 5)), tonumber(arg(i, 6)), tonumber(arg(i, 7))
+  if parallel >= 0 and num(redis.call('HGET', ledger, 'in_flight')) >= parallel then
+    return {'rate', i, 'parallel requests', parallel, 0}
+  end
+  if rpm >= 0 then
+    local used = num(redis.call('HGET', prev, 'req')) * (1 - into) + num(redis.call('HGET', cur, 'req'))
+    if used + 1 > rpm then
+      return {'rate', i, 'requests per minute', rpm, math.floor(math.max(rpm - used, 0))}
+    end
+  end
+  if tpm >= 0 then
+    local used = num(redis.call('HGET', prev, 'tok')) * (1 - into) + num(redis.call('HGET', cur, 'tok'))
+    if used + tokens > tpm then
+      return {'rate', i, 'tokens per minute', tpm, math.floor(math.max(tpm - used, 0))}
+    end
+  end
+end
+local free, free_settled, tightest, refuse_cap = nil, nil, 0, false
+for i = 1, n do
+  if arg(i, 1) == '1' then
+    local ledger = KEYS[3 * i - 2]
+    local max = tonumber(arg(i, 2))
+    local spent = num(redis.call('HGET', ledger, arg(i, 3)))
+    local f = max - spent - num(redis.call('HGET', ledger, 'reserved'))
+    if free == nil or f < free then free = f; tightest = i end
+    if free_settled == nil or max - spent < free_settled then free_settled = max - spent end
+    if arg(i, 4) == '1' then refuse_cap = true end
+  end
+end
+local amount, capped = worst, -1
+if free ~= nil then
+  may_cap = may_cap and not refuse_cap
+  if worst <= free then
+    amount = worst
+  elseif least > free_settled then
+    return {'exhausted', tightest}
+  elseif may_cap and least <= free then
+    amount, capped = free, free
+  elseif worst <= free_settled or may_cap then
+    return {'inflight', tightest}
+  else
+    return {'exhausted', tightest}
+  end
+end
+local out = {'ok', string.format('%d', amount), string.format('%d', capped), free ~= nil and 1 or 0}
+for i = 1, n do
+  local ledger, cur = KEYS[3 * i - 2], KEYS[3 * i - 1]
+  local reserved = redis.call('HINCRBY', ledger, 'reserved', string.format('%d', amount))
+  redis.call('HINCRBY', ledger, 'in_flight', 1)
+  redis.call('HINCRBY', cur, 'req', 1)
+  redis.call('HINCRBY', cur, 'tok', string.format('%d', tokens))
+  redis.call('EXPIRE', cur, ttl)
+  table.insert(out, string.format('%d', num(redis.call('HGET', ledger, arg(i, 3)))))
+  table.insert(out, string.format('%d', reserved))
+end
+return out
+"#;
+
+/// Releases a reservation and books the cost at every level.
+///
+/// KEYS: per level, its ledger hash and this minute's window. ARGV: levels, reserved, cost,
+/// extra tokens, window TTL; then per level its spent field.
+/// Returns per level its spent and reserved figures.
+const SETTLE: &str = r#"
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local ledger, cur = KEYS[2 * i - 1], KEYS[2 * i]
+  local field = ARGV[5 + i]
+  local reserved = redis.call('HINCRBY', ledger, 'reserved', '-' .. ARGV[2])
+  local spent = redis.call('HINCRBY', ledger, field, ARGV[3])
+  if tonumber(redis.call('HINCRBY', ledger, 'in_flight', -1)) < 0 then
+    redis.call('HSET', ledger, 'in_flight', 0)
+  end
+  if ARGV[4] ~= '0' then
+    redis.call('HINCRBY', cur, 'tok', ARGV[4])
+    redis.call('EXPIRE', cur, tonumber(ARGV[5]))
+  end
+  table.insert(out, spent)
+  table.insert(out, reserved)
+end
+return out
+"#;
+
+/// The Redis side of governance.
+pub struct Shared {
+    conn: ConnectionManager,
+    prefix: String,
+    reserve: redis::Script,
+    settle: redis::Script,
+}
+
+type RedisResult<T> = Result<T, redis::RedisError>;
+
+impl Shared {
+    /// Connects (failing the start when Redis cannot be reached: a replica that cannot see the
+    /// shared budgets must not serve).
+    pub async fn connect(url: &str, prefix: &str) -> RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        // A request waits for Redis at most a couple of seconds; reconnecting is retried a
+        // few times quickly, then again on the next request.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            reserve: redis::Script::new(RESERVE),
+            settle: redis::Script::new(SETTLE),
+        })
+    }
+
+    fn entities_key(&self) -> String {
+        format!("{}:entities", self.prefix)
+    }
+
+    fn version_key(&self) -> String {
+        format!("{}:entities:version", self.prefix)
+    }
+
+    fn ledger_key(&self, level: &Level) -> String {
+        format!("{}:ledger:{}", self.prefix, tag(level))
+    }
+
+    fn window_key(&self, level: &Level, minute: i64) -> String {
+        format!("{}:window:{}:{minute}", self.prefix, tag(level))
+    }
+
+    /// Every entity as `(kind, id, JSON)`.
+    pub async fn entities(&self) -> RedisResult<Vec<(String, String, String)>> {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.entities_key())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(field, body)| {
+                let (kind, id) = field.split_once('/')?;
+                Some((kind.to_owned(), id.to_owned(), body))
+            })
+            .collect())
+    }
+
+    /// Stores (or with `None` deletes) an entity and bumps the version replicas poll.
+    pub async fn put_entity(&self, kind: &str, id: &str, body: Option<&str>) -> RedisResult<()> {
+        let field = format!("{kind}/{id}");
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match body {
+            Some(body) => pipe.hset(self.entities_key(), field, body).ignore(),
+            None => pipe.hdel(self.entities_key(), field).ignore(),
+        };
+        pipe.incr(self.version_key(), 1).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+
+    /// Stores entities only where none are stored yet (a first replica brings its own).
+    pub async fn seed_entities(&self, entities: &[(String, String, String)]) -> RedisResult<bool> {
+        if entities.is_empty() {
+            return Ok(false);
+        }
+        let mut pipe = redis::pipe();
+        for (kind, id, body) in entities {
+            pipe.cmd("HSETNX")
+                .arg(self.entities_key())
+                .arg(format!("{kind}/{id}"))
+                .arg(body)
+                .ignore();
+        }
+        pipe.incr(self.version_key(), 1).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(true)
+    }
+
+    pub async fn version(&self) -> RedisResult<i64> {
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(self.version_key())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Sets a level's spend for a period where Redis has none yet (a first replica's records).
+    pub async fn seed_spent(
+        &self,
+        ledger: &Ledger,
+        period_start: i64,
+        spent: i64,
+    ) -> RedisResult<()> {
+        if spent == 0 {
+            return Ok(());
+        }
+        redis::cmd("HSETNX")
+            .arg(self.ledger_key(&ledger.level))
+            .arg(spent_field(period_start))
+            .arg(spent)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+    }
+
+    /// Reserves `ask` at every level at once, across replicas.
+    pub async fn reserve(
+        &self,
+        levels: &[std::sync::Arc<Ledger>],
+        ask: Ask,
+        now_ms: i64,
+    ) -> RedisResult<Result<Granted, Shortfall>> {
+        let minute = now_ms.div_euclid(60_000);
+        let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
+        let mut call = self.reserve.prepare_invoke();
+        call.arg(levels.len())
+            .arg(ask.worst)
+            .arg(ask.least)
+            .arg(ask.tokens)
+            .arg(u8::from(ask.may_cap))
+            .arg(into)
+            .arg(WINDOW_TTL_SECS);
+        for l in levels {
+            let limits = &l.limits;
+            call.key(self.ledger_key(&l.level))
+                .key(self.window_key(&l.level, minute))
+                .key(self.window_key(&l.level, minute - 1));
+            call.arg(u8::from(limits.max_budget_nanos.is_some()))
+                .arg(limits.max_budget_nanos.unwrap_or(0))
+                .arg(spent_field(l.period_start(now_ms)))
+                .arg(u8::from(limits.over_budget == OverBudget::Refuse))
+                .arg(limits.max_parallel.map_or(-1, i64::from))
+                .arg(limits.rpm.map_or(-1, |v| v as i64))
+                .arg(limits.tpm.map_or(-1, |v| v as i64));
+        }
+        let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let text = |i: usize| -> String {
+            match reply.get(i) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                Some(redis::Value::Int(n)) => n.to_string(),
+                _ => String::new(),
+            }
+        };
+        let number = |i: usize| text(i).parse::<i64>().unwrap_or(0);
+        let level = |i: usize| {
+            let at = usize::try_from(number(i)).unwrap_or(0);
+            levels
+                .get(at.saturating_sub(1))
+                .map_or(Level::Key(String::new()), |l| l.level.clone())
+        };
+        Ok(match text(0).as_str() {
+            "ok" => {
+                for (i, l) in levels.iter().enumerate() {
+                    l.mirror(number(4 + 2 * i), number(5 + 2 * i), now_ms);
+                }
+                let capped = number(2);
+                Ok(Granted {
+                    reserved: number(1),
+                    capped_to: (capped >= 0).then_some(capped),
+                    budgeted: number(3) == 1,
+                })
+            }
+            "rate" => Err(Shortfall::RateLimited {
+                level: level(1),
+                what: match text(2).as_str() {
+                    "parallel requests" => "parallel requests",
+                    "requests per minute" => "requests per minute",
+                    _ => "tokens per minute",
+                },
+                limit: number(3) as u64,
+                remaining: number(4) as u64,
+                retry_after_secs: if text(2) == "parallel requests" {
+                    1
+                } else {
+                    (60 - now_ms.rem_euclid(60_000) / 1000).max(1) as u64
+                },
+            }),
+            "inflight" => Err(Shortfall::InFlight(level(1))),
+            _ => Err(Shortfall::Exhausted(level(1))),
+        })
+    }
+
+    /// Releases a reservation and books the cost, across replicas.
+    pub async fn settle(
+        &self,
+        levels: &[std::sync::Arc<Ledger>],
+        reserved: i64,
+        cost: i64,
+        extra_tokens: u64,
+        now_ms: i64,
+    ) -> RedisResult<()> {
+        let minute = now_ms.div_euclid(60_000);
+        let mut call = self.settle.prepare_invoke();
+        call.arg(levels.len())
+            .arg(reserved)
+            .arg(cost)
+            .arg(extra_tokens)
+            .arg(WINDOW_TTL_SECS);
+        for l in levels {
+            call.key(self.ledger_key(&l.level))
+                .key(self.window_key(&l.level, minute));
+            call.arg(spent_field(l.period_start(now_ms)));
+        }
+        let figures: Vec<i64> = call.invoke_async(&mut self.conn.clone()).await?;
+        for (l, pair) in levels.iter().zip(figures.chunks(2)) {
+            if let [spent, reserved] = pair {
+                l.mirror(*spent, *reserved, now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes every ledger's mirror from Redis (what other replicas spent and hold).
+    pub async fn refresh(
+        &self,
+        ledgers: &[std::sync::Arc<Ledger>],
+        now_ms: i64,
+    ) -> RedisResult<()> {
+        if ledgers.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for l in ledgers {
+            pipe.cmd("HMGET")
+                .arg(self.ledger_key(&l.level))
+                .arg(spent_field(l.period_start(now_ms)))
+                .arg("reserved");
+        }
+        let figures: Vec<(Option<i64>, Option<i64>)> =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        for (l, (spent, reserved)) in ledgers.iter().zip(figures) {
+            l.mirror(spent.unwrap_or(0), reserved.unwrap_or(0), now_ms);
+        }
+        Ok(())
+    }
+}
+
+/// A level as it appears in Redis keys.
+fn tag(level: &Level) -> String {
+    match level {
+        Level::Org(id) => format!("org:{id}"),
+        Level::Team(id) => format!("team:{id}"),
+        Level::Key(id) => format!("key:{id}"),
+        Level::Customer(id) => format!("customer:{id}"),
+    }
+}
+
+fn spent_field(period_start: i64) -> String {
+    format!("spent@{period_start}")
+}

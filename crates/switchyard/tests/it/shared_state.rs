@@ -1,0 +1,315 @@
+//! Replicas sharing state through a real Redis server (started here on a free loopback port):
+//! a key made through one replica works on the other, and a budget holds across both under
+//! concurrency, never more and never less than it can pay for.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_sim::SimConfig;
+
+use crate::harness::{Gateway, KEY, chat, start_sim};
+
+struct Redis {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis server of its own, or `None` (with a loud message) where none is installed and the
+/// suite is not running under CI.
+async fn start_redis() -> Option<Redis> {
+    let Ok(path) = which("redis-server") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("redis-server is not installed under CI: .ci/run installs it");
+        }
+        eprintln!(
+            "\n!!! SKIPPING the shared-state test: redis-server is not installed (Debian: apt install redis-server).\n"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start redis-server");
+    let redis = Redis {
+        child,
+        url: format!("redis://127.0.0.1:{port}/0"),
+        _dir: dir,
+    };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(redis);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not listen on port {port}");
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+fn config(sim: &str, redis: &str) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-openai, kind: openai, base_url: "{sim}/v1", api_key: sk-upstream}}
+models:
+  - alias: shared
+    deployments:
+      - {{provider: p-openai, model: shared-model, price: {{input_per_mtok: 2.5, output_per_mtok: 10}}}}
+shared:
+  redis_url: "{redis}"
+"#
+    )
+}
+
+async fn post(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let r = http
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+    let r = http
+        .get(format!("{}{path}", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn replicas_share_keys_and_budgets_through_redis() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // What one request costs, through a probe key made on A.
+    let (status, probe) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "probe"})).await;
+    assert_eq!(status, 201, "{probe}");
+    let probe_key = probe["key"].as_str().unwrap().to_owned();
+    let probe_id = probe["id"].as_str().unwrap().to_owned();
+    let body = chat("shared", "How much does this cost?");
+    let (status, answer) = post(&http, &a, "/v1/chat/completions", &probe_key, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut cost = 0;
+    for _ in 0..50 {
+        let (_, k) = get(&http, &a, &format!("/admin/keys/{probe_id}")).await;
+        cost = k["budget"]["spent_nanos"].as_i64().unwrap_or(0);
+        if cost > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cost > 0);
+
+    // A key made through A works on B once B has polled.
+    let (status, made) = post(
+        &http,
+        &a,
+        "/admin/keys",
+        KEY,
+        &json!({"name": "ten", "max_budget_usd": (10 * cost) as f64 / 1e9}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let mut known = false;
+    for _ in 0..60 {
+        if get(&http, &b, &format!("/admin/keys/{id}")).await.0 == 200 {
+            known = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(known, "replica B learnt the key made through A");
+
+    // 100 concurrent requests, half to each replica, on a budget that pays for exactly 10.
+    let before = sim_requests(&http, &sim.base_url()).await;
+    let sends = (0..100).map(|i| {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let (http, key, body) = (&http, &key, &body);
+        async move { post(http, gw, "/v1/chat/completions", key, body).await }
+    });
+    let results = futures::future::join_all(sends).await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    for (status, body) in &results {
+        assert!(
+            *status == 200 || (*status == 429 && body["error"]["code"] == "budget_exceeded"),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(
+        ok, 10,
+        "exactly what the budget pays for, across both replicas"
+    );
+    let reached = sim_requests(&http, &sim.base_url()).await - before;
+    assert_eq!(reached, 10, "only paid-for requests reached the provider");
+
+    // Both replicas show the same spend, within the budget, with nothing left reserved.
+    let budget = 10 * cost;
+    let mut seen = Vec::new();
+    for gw in [&a, &b] {
+        let mut figures = (0, -1);
+        for _ in 0..40 {
+            let (_, k) = get(&http, gw, &format!("/admin/keys/{id}")).await;
+            figures = (
+                k["budget"]["spent_nanos"].as_i64().unwrap_or(0),
+                k["budget"]["reserved_nanos"].as_i64().unwrap_or(-1),
+            );
+            if figures.1 == 0 && figures.0 > 9 * cost {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen.push(figures);
+    }
+    assert_eq!(seen[0], seen[1], "both replicas see one ledger");
+    assert!(
+        seen[0].0 <= budget && seen[0].0 > 9 * cost && seen[0].1 == 0,
+        "spent {:?} of {budget}",
+        seen[0]
+    );
+
+    // A rate limit is one limit across the replicas too.
+    let (status, made) = post(
+        &http,
+        &a,
+        "/admin/keys",
+        KEY,
+        &json!({"name": "rpm", "rpm": 4}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let limited = made["key"].as_str().unwrap().to_owned();
+    let limited_id = made["id"].as_str().unwrap().to_owned();
+    for _ in 0..60 {
+        if get(&http, &b, &format!("/admin/keys/{limited_id}")).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        statuses.push(
+            post(&http, gw, "/v1/chat/completions", &limited, &body)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+
+    // A replica that loses Redis refuses budgeted requests rather than guess.
+    drop(redis);
+    let (status, refused) = post(&http, &b, "/v1/chat/completions", &key, &body).await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "shared_state_unavailable",
+        "{refused}"
+    );
+}
+
+async fn sim_requests(http: &reqwest::Client, sim: &str) -> u64 {
+    let stats: Value = http
+        .get(format!("{sim}/_sim/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["by_model"]["shared-model"].as_u64().unwrap_or(0)
+}
+
+/// A replica configured to share state that cannot reach Redis does not start, and says why
+/// without the URL's password.
+#[tokio::test]
+async fn a_replica_without_its_redis_does_not_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.yaml");
+    std::fs::write(
+        &path,
+        config(
+            "http://127.0.0.1:9",
+            &format!("redis://:hunter2-secret@127.0.0.1:{port}/0"),
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("SWITCHYARD_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the shared state"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
