@@ -32,6 +32,8 @@ pub struct App {
     pub credentials: Arc<crate::credentials::Credentials>,
     /// Responses API answers kept for clients that refer to them.
     pub kept_responses: crate::kept_responses::KeptResponses,
+    /// The exact response cache, when configured.
+    pub response_cache: Option<crate::response_cache::ResponseCache>,
     /// The runtime the state was built on, for background work started by a request (an
     /// evaluation run): serving workers only serve.
     pub background: tokio::runtime::Handle,
@@ -143,6 +145,10 @@ impl App {
         };
         Ok((
             Self {
+                response_cache: config
+                    .cache
+                    .as_ref()
+                    .map(|c| crate::response_cache::ResponseCache::new(c.ttl, c.max_bytes)),
                 kept_responses: crate::kept_responses::KeptResponses::new(
                     config.server.keep_responses_for,
                     config.server.keep_responses_bytes,

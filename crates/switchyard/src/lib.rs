@@ -17,6 +17,7 @@ pub mod kept_responses;
 pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
+pub mod response_cache;
 pub mod routing;
 pub mod server;
 pub mod store;

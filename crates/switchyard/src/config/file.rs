@@ -871,6 +871,28 @@ pub struct AlertRuleFile {
     pub per: Vec<AlertScope>,
 }
 
+/// `cache:` — the exact response cache: a complete answer served again, without a provider
+/// call, to a request whose body is byte for byte the same, from the same organisation (else
+/// team, else key).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// How long an answer is kept.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most bytes of answers kept; the least recently useful go first.
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_cache_bytes() -> u64 {
+    64 << 20
+}
+
 /// `shared:` — state the replicas of one deployment share, so that they act as one gateway:
 /// keys, teams, organisations and customers, budgets and rate limits.
 #[derive(Debug, Deserialize, Clone)]

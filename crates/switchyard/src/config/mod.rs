@@ -171,6 +171,8 @@ pub struct Config {
     pub governance: GovernanceFile,
     /// State shared by replicas, when set.
     pub shared: Option<file::SharedFile>,
+    /// The exact response cache, when set.
+    pub cache: Option<file::CacheFile>,
 }
 
 impl Config {
@@ -190,6 +192,7 @@ const TOP_LEVEL: &[&str] = &[
     "alerts",
     "governance",
     "shared",
+    "cache",
 ];
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
@@ -229,6 +232,16 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let governance: GovernanceFile =
         section(&mut top, "governance", &mut errors).unwrap_or_default();
     let shared: Option<file::SharedFile> = section(&mut top, "shared", &mut errors);
+    let cache: Option<file::CacheFile> = section(&mut top, "cache", &mut errors);
+    if let Some(cache) = &cache
+        && (cache.ttl.is_zero() || cache.max_bytes == 0)
+    {
+        err(
+            &mut errors,
+            "cache",
+            "ttl and max_bytes must be above zero (leave the section out for no cache)",
+        );
+    }
     if let Some(shared) = &shared
         && !(shared.redis_url.starts_with("redis://") || shared.redis_url.starts_with("unix://"))
     {
@@ -287,6 +300,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         alerts,
         governance,
         shared,
+        cache,
     };
     resolve_rules(&config, &mut errors);
     if !errors.is_empty() {

@@ -250,3 +250,20 @@ fn shared_state_takes_a_redis_url_and_a_prefix() {
     let refused = with("shared: {redis_url: \"redis://x\", perfix: y}\n").unwrap_err();
     assert_eq!(refused[0].path, "shared.perfix");
 }
+
+#[test]
+fn the_response_cache_is_off_unless_configured() {
+    let with = |cache: &str| {
+        load(
+            &format!(
+                "server: {{master_key: k}}\nproviders: [{{name: o, kind: openai, api_key: k}}]\nmodels: [{{alias: a, deployments: [{{provider: o, model: m}}]}}]\n{cache}"
+            ),
+            &env,
+        )
+    };
+    assert!(with("").unwrap().cache.is_none());
+    let cache = with("cache: {}\n").unwrap().cache.unwrap();
+    assert_eq!(cache.ttl, std::time::Duration::from_secs(600));
+    assert_eq!(cache.max_bytes, 64 << 20);
+    assert_eq!(with("cache: {ttl: 0s}\n").unwrap_err()[0].path, "cache");
+}

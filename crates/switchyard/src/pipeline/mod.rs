@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::Stream;
 use http::{HeaderMap, HeaderName};
-use switchyard_protocol::canonical::{ChatRequest, ResponseFormat, Usage};
+use switchyard_protocol::canonical::{ChatRequest, FinishReason, ResponseFormat, Usage};
 use switchyard_protocol::dialect::{DialectId, EncodeCtx, IngressDialect, KeepAnswer};
 use switchyard_protocol::openai;
 use switchyard_protocol::openai::kept_responses;
@@ -31,6 +31,7 @@ use crate::error::GatewayError;
 use crate::experiments;
 use crate::governance::{Demand, Principal};
 use crate::pricing::Price;
+use crate::response_cache;
 use crate::routing::{Needs, PlanError, RequestFacts, RouteDecision, now_ms};
 use crate::telemetry::{CLIENT_CLOSED, Outcome, Tracker};
 use crate::upstream::{self, Answer, AttemptLog, relay::StreamEnd};
@@ -226,6 +227,29 @@ fn decode_bringing_in_kept(
     }
 }
 
+/// The response cache's key for a request that may use the cache, and what it may do with it:
+/// none without a cache, for streams, for the Responses API (its answers are kept under their
+/// ids) and with `x-switchyard-cache: no-store`.
+fn cache_entry(
+    app: &App,
+    ingress: &dyn IngressDialect,
+    principal: &Principal,
+    headers: &HeaderMap,
+    request: &ChatRequest,
+    body: &[u8],
+) -> Option<([u8; 32], response_cache::Use)> {
+    app.response_cache.as_ref()?;
+    let use_ = response_cache::Use::of(headers);
+    if use_ == response_cache::Use::Neither
+        || request.stream
+        || ingress.id() == DialectId::OpenAiResponses
+    {
+        return None;
+    }
+    let key = response_cache::ResponseCache::key(&principal.caller, ingress.id().as_str(), body);
+    Some((key, use_))
+}
+
 /// Where a Responses API answer goes to be kept, unless keeping is off or the request said
 /// `store: false`: with the request it answered (`body`, its references brought in), for the
 /// caller that made it.
@@ -266,6 +290,7 @@ pub async fn chat(
     tracker.set_caller(principal.caller.clone());
     let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body)?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
+    let cache = cache_entry(&app, ingress, &principal, headers, &request, &body);
     drop(body);
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
@@ -279,8 +304,35 @@ pub async fn chat(
         tracker,
     );
     tracker.set_request(&request, customer.clone());
-    let reply_headers = experiments::reply_headers(applied?.as_ref());
+    let applied = applied?;
+    let mut reply_headers = experiments::reply_headers(applied.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
+    // A version or variant an experiment chose is not the request the body names.
+    let cache = cache.filter(|_| applied.is_none());
+    if let Some((key, use_)) = &cache {
+        let hit = (*use_ == response_cache::Use::ReadAndKeep)
+            .then(|| app.response_cache.as_ref()?.get(key))
+            .flatten();
+        if let Some(hit) = hit {
+            tracker.set_usage(hit.usage, hit.response_chars, None);
+            tracker.set_cache_hit(&hit.alias, &hit.deployment);
+            tracker.set_response_meta(hit.model.clone(), Some(hit.finish_reason));
+            reply_headers.push((response_cache::CACHE_HEADER_NAME, "hit".to_owned()));
+            return Ok(Reply {
+                body: ReplyBody::Json(hit.body.clone()),
+                route: [
+                    "alias=",
+                    &hit.alias,
+                    "; deployment=",
+                    &hit.deployment,
+                    "; attempts=0; cache=hit",
+                ]
+                .concat(),
+                headers: reply_headers,
+            });
+        }
+        reply_headers.push((response_cache::CACHE_HEADER_NAME, "miss".to_owned()));
+    }
     // The prompt's size in tokens, for the reservation, TPM and routing (an estimate that leans
     // high; the usage in the answer is what gets billed). Only counted when something uses it.
     let input_tokens = if needs_token_estimate(&app, &principal, customer.as_deref(), headers) {
@@ -355,6 +407,10 @@ pub async fn chat(
     let price = price_of(&executed.deployment);
     match executed.answer {
         Answer::Complete(response) => {
+            let answered_alias = executed
+                .attempts
+                .last()
+                .map_or_else(|| decision.alias.clone(), |a| a.alias.clone());
             tracker.set_usage(response.usage, response.text_len(), price);
             if tracker.content() != ContentMode::Off {
                 tracker.set_response_text(&response.text());
@@ -370,6 +426,24 @@ pub async fn chat(
             tracker.set_route(decision, executed.attempts);
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
+            let ended_normally = !matches!(
+                response.finish_reason,
+                FinishReason::ContentFilter | FinishReason::Other(_)
+            );
+            if let (Some(store), Some((key, _)), true) =
+                (&app.response_cache, cache, ended_normally)
+            {
+                store.keep(
+                    key,
+                    body.clone(),
+                    response.usage,
+                    response.model.clone(),
+                    finish_reason,
+                    response.text_len(),
+                    answered_alias,
+                    executed.deployment.id.clone(),
+                );
+            }
             tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {
                 body: ReplyBody::Json(body),

@@ -176,6 +176,18 @@ impl Tracker {
         }
     }
 
+    /// Answered from the response cache: the alias and deployment that first answered, and no
+    /// cost.
+    pub fn set_cache_hit(&mut self, alias: &str, deployment: &str) {
+        self.cost_nanos = Some(0);
+        if let Some(r) = self.rec() {
+            r.cache_hit = true;
+            r.alias = Some(alias.to_owned());
+            r.deployment = Some(deployment.to_owned());
+            r.cost_nanos = Some(0);
+        }
+    }
+
     /// The caller's W3C trace (`traceparent` header value), or a new trace without a valid one.
     pub fn set_trace(&mut self, traceparent: Option<&str>) {
         if let Some(r) = self.rec() {

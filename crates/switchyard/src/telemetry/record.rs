@@ -64,6 +64,7 @@ impl RequestRecord {
             trace: None,
             response_model: None,
             finish_reason: None,
+            cache_hit: false,
             config_name: None,
             config_version: None,
             experiment_id: None,
@@ -167,6 +168,9 @@ impl RequestRecord {
         }
         optional_str(out, b",\"response_model\":", &self.response_model);
         optional_str(out, b",\"finish_reason\":", &self.finish_reason);
+        if self.cache_hit {
+            bool_field(out, b",\"cache_hit\":", true);
+        }
         optional_str(out, b",\"config_name\":", &self.config_name);
         if let Some(version) = self.config_version {
             number_field(out, b",\"config_version\":", version);
@@ -385,6 +389,9 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// A word of the OpenAI vocabulary, borrowed when the gateway wrote it.
     pub finish_reason: Option<Cow<'static, str>>,
+    /// Answered from the exact response cache, without a provider call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
     /// The configuration version that shaped the request (`x-switchyard-config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_name: Option<String>,
@@ -606,6 +613,7 @@ mod tests {
             }),
             response_model: Some("gpt-4o-mini-2024-07-18".into()),
             finish_reason: Some("tool_calls".into()),
+            cache_hit: true,
             config_name: Some("support".into()),
             config_version: Some(u32::MAX),
             experiment_id: Some("exp".into()),

@@ -15,6 +15,7 @@ mod experiments;
 mod governance;
 mod observability;
 mod records;
+mod response_cache;
 mod sdk;
 mod shared_state;
 mod streams;

@@ -117,6 +117,7 @@ fn record() -> RequestRecord {
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
         finish_reason: Some("stop".into()),
+        cache_hit: false,
         config_name: Some("support".into()),
         config_version: Some(3),
         experiment_id: Some("exp_1".into()),

@@ -1,0 +1,221 @@
+//! The exact response cache (`cache:`): a complete answer, as the client's dialect wrote it, kept
+//! for `ttl` and served again to a request whose body is byte for byte the same, through the same
+//! ingress, from the same organisation (else team, else key, else the master key). A hit calls no
+//! provider and costs nothing; its record says it was a hit.
+//!
+//! Left out, so that a hit never changes what a request would have meant: streamed requests,
+//! requests an experiment or configuration version applies to, Responses API requests (their
+//! answers are kept under their ids), and answers that did not end normally (an error, a
+//! content filter). A client asks for a fresh answer with `x-switchyard-cache: no-cache` (the
+//! new answer is then kept) or `no-store` (nothing read or kept).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use switchyard_protocol::canonical::Usage;
+
+use crate::telemetry::Caller;
+
+/// The request header with which a client steers the cache, and the answer's header that says
+/// whether it came from the cache (`hit`) or was kept for the next request (`miss`).
+pub const CACHE_HEADER_NAME: &str = "x-switchyard-cache";
+pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static(CACHE_HEADER_NAME);
+
+/// One kept answer.
+pub struct Cached {
+    /// The answer's body, as the client's dialect wrote it.
+    pub body: Vec<u8>,
+    pub usage: Option<Usage>,
+    pub model: String,
+    pub finish_reason: &'static str,
+    pub response_chars: usize,
+    pub alias: String,
+    pub deployment: String,
+    expires: Instant,
+}
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<[u8; 32], Arc<Cached>> for ByBytes {
+    fn weight(&self, _key: &[u8; 32], value: &Arc<Cached>) -> u64 {
+        // The body, and about what the rest of an entry holds.
+        value.body.len() as u64 + 256
+    }
+}
+
+/// What a request may do with the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    ReadAndKeep,
+    /// `no-cache`: a fresh answer, kept for the next request.
+    KeepOnly,
+    /// `no-store`.
+    Neither,
+}
+
+impl Use {
+    pub fn of(headers: &HeaderMap) -> Self {
+        match headers.get(&CACHE_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(v) if v.eq_ignore_ascii_case("no-store") => Use::Neither,
+            Some(v) if v.eq_ignore_ascii_case("no-cache") => Use::KeepOnly,
+            _ => Use::ReadAndKeep,
+        }
+    }
+}
+
+pub struct ResponseCache {
+    entries: quick_cache::sync::Cache<[u8; 32], Arc<Cached>, ByBytes>,
+    ttl: Duration,
+}
+
+impl ResponseCache {
+    pub fn new(ttl: Duration, max_bytes: u64) -> Self {
+        // Sized for answers of a few kilobytes on average.
+        let items = usize::try_from(max_bytes / 4096)
+            .unwrap_or(usize::MAX)
+            .max(16);
+        Self {
+            entries: quick_cache::sync::Cache::with_weighter(items, max_bytes, ByBytes),
+            ttl,
+        }
+    }
+
+    /// The key of a request: who asks (its organisation, else team, else key), through which
+    /// ingress, and its body.
+    pub fn key(caller: &Caller, ingress: &str, body: &[u8]) -> [u8; 32] {
+        let scope = match (&caller.org, &caller.team, &caller.key_id) {
+            (Some(org), _, _) => ("org", org.as_str()),
+            (None, Some(team), _) => ("team", team.as_str()),
+            (None, None, Some(key)) => ("key", key.as_str()),
+            (None, None, None) => ("master", ""),
+        };
+        let mut hash = Sha256::new();
+        for part in [scope.0, scope.1, ingress] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(body);
+        hash.finalize().into()
+    }
+
+    /// The answer kept under `key`, while it lives.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
+        let found = self.entries.get(key)?;
+        if found.expires > Instant::now() {
+            Some(found)
+        } else {
+            self.entries.remove(key);
+            None
+        }
+    }
+
+    /// Keeps an answer for the cache's lifetime.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keep(
+        &self,
+        key: [u8; 32],
+        body: Vec<u8>,
+        usage: Option<Usage>,
+        model: String,
+        finish_reason: &'static str,
+        response_chars: usize,
+        alias: String,
+        deployment: String,
+    ) {
+        let entry = Cached {
+            body,
+            usage,
+            model,
+            finish_reason,
+            response_chars,
+            alias,
+            deployment,
+            expires: Instant::now() + self.ttl,
+        };
+        self.entries.insert(key, Arc::new(entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(org: Option<&str>, team: Option<&str>, key: Option<&str>) -> Caller {
+        Caller {
+            key_id: key.map(str::to_owned),
+            team: team.map(str::to_owned),
+            org: org.map(str::to_owned),
+            ..Caller::default()
+        }
+    }
+
+    #[test]
+    fn keys_separate_scopes_ingresses_and_bodies() {
+        let a = ResponseCache::key(&caller(None, None, Some("k1")), "openai", b"{}");
+        assert_eq!(
+            a,
+            ResponseCache::key(&caller(None, None, Some("k1")), "openai", b"{}")
+        );
+        assert_ne!(
+            a,
+            ResponseCache::key(&caller(None, None, Some("k2")), "openai", b"{}")
+        );
+        assert_ne!(
+            a,
+            ResponseCache::key(&caller(None, None, Some("k1")), "anthropic", b"{}")
+        );
+        assert_ne!(
+            a,
+            ResponseCache::key(&caller(None, None, Some("k1")), "openai", b"{ }")
+        );
+        // Keys of one team share answers; the organisation is the widest scope.
+        assert_eq!(
+            ResponseCache::key(&caller(None, Some("t"), Some("k1")), "openai", b"{}"),
+            ResponseCache::key(&caller(None, Some("t"), Some("k2")), "openai", b"{}"),
+        );
+        assert_eq!(
+            ResponseCache::key(&caller(Some("o"), Some("t1"), Some("k1")), "openai", b"{}"),
+            ResponseCache::key(&caller(Some("o"), Some("t2"), Some("k2")), "openai", b"{}"),
+        );
+        // A scope's name is not mistaken for another's.
+        assert_ne!(
+            ResponseCache::key(&caller(None, Some("x"), None), "openai", b"{}"),
+            ResponseCache::key(&caller(None, None, Some("x")), "openai", b"{}"),
+        );
+    }
+
+    #[test]
+    fn answers_live_for_the_ttl_and_the_size_bound_holds() {
+        let cache = ResponseCache::new(Duration::from_millis(50), 10_000);
+        let keep = |cache: &ResponseCache, key: [u8; 32], bytes: usize| {
+            cache.keep(
+                key,
+                vec![b'x'; bytes],
+                None,
+                "m".into(),
+                "stop",
+                1,
+                "a".into(),
+                "p/m".into(),
+            )
+        };
+        keep(&cache, [1; 32], 100);
+        assert_eq!(cache.get(&[1; 32]).unwrap().body.len(), 100);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(&[1; 32]).is_none());
+        // Far more than fits: the cache stays within its bound.
+        for i in 0..100u8 {
+            keep(&cache, [i; 32], 1_000);
+        }
+        let kept = (0..100u8)
+            .filter(|i| cache.get(&[*i; 32]).is_some())
+            .count();
+        assert!(
+            kept > 0 && kept <= 10,
+            "{kept} answers of 1,256 weight in 10,000"
+        );
+    }
+}

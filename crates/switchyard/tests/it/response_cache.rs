@@ -1,0 +1,143 @@
+//! The exact response cache through the real binary: the same body from the same scope is
+//! answered without a provider call and at no cost, and recorded as a hit; other bodies, other
+//! scopes, streams and the client's `no-cache` / `no-store` go to the provider.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Env, chat, env_with_sections};
+
+async fn provider_calls(env: &Env) -> u64 {
+    env.sim_stats().await["by_model"]["cached-model"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn record(env: &Env, id: &str) -> Value {
+    for _ in 0..100 {
+        let r = env.get(&format!("/admin/requests/{id}")).await;
+        if r.status == 200 {
+            return r.json();
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("no record {id}");
+}
+
+#[tokio::test]
+async fn identical_requests_are_answered_from_the_cache() {
+    let env = env_with_sections(
+        r#"
+  - alias: cached
+    deployments:
+      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+"#,
+        "",
+        "cache:\n  ttl: 2s\n",
+    )
+    .await;
+    let made = env
+        .post(
+            "/admin/keys",
+            &json!({"name": "app", "max_budget_usd": 1.0}),
+        )
+        .await
+        .json();
+    let (key, id) = (
+        made["key"].as_str().unwrap().to_owned(),
+        made["id"].as_str().unwrap().to_owned(),
+    );
+    let spent = || {
+        let (env, id) = (&env, id.clone());
+        async move {
+            env.get(&format!("/admin/keys/{id}")).await.json()["budget"]["spent_nanos"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let body = chat("cached", "What is the capital of France?");
+
+    let first = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.headers["x-switchyard-cache"], "miss");
+    let calls = provider_calls(&env).await;
+    let cost = spent().await;
+    assert!(cost > 0);
+
+    let second = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.headers["x-switchyard-cache"], "hit");
+    assert_eq!(second.text, first.text, "the same answer");
+    assert_eq!(provider_calls(&env).await, calls, "no provider call");
+    assert_eq!(spent().await, cost, "a hit costs nothing");
+    let hit = record(&env, second.headers["x-request-id"].to_str().unwrap()).await;
+    assert_eq!(hit["cache_hit"], true, "{hit}");
+    assert_eq!(hit["cost_nanos"], 0, "{hit}");
+    assert_eq!(hit["alias"], "cached", "{hit}");
+    assert_eq!(hit["deployment"], "p-openai/cached-model", "{hit}");
+    let miss = record(&env, first.headers["x-request-id"].to_str().unwrap()).await;
+    assert!(miss.get("cache_hit").is_none(), "{miss}");
+
+    // Another body, another caller's scope, a stream, and the client's own say: the provider.
+    let other = chat("cached", "What is the capital of Spain?");
+    let r = env.post_key("/v1/chat/completions", &other, &key).await;
+    assert_eq!(r.headers["x-switchyard-cache"], "miss");
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(
+        r.headers["x-switchyard-cache"], "miss",
+        "the master key's scope is its own"
+    );
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = env.post_key("/v1/chat/completions", &streamed, &key).await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("x-switchyard-cache").is_none());
+    let before = provider_calls(&env).await;
+    let r = env
+        .post_with(
+            "/v1/chat/completions",
+            &body,
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("x-switchyard-cache", "no-cache"),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers["x-switchyard-cache"], "miss");
+    let r = env
+        .post_with(
+            "/v1/chat/completions",
+            &body,
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("x-switchyard-cache", "no-store"),
+            ],
+        )
+        .await;
+    assert!(r.headers.get("x-switchyard-cache").is_none());
+    assert_eq!(provider_calls(&env).await, before + 2);
+
+    // The same question through the Anthropic ingress is its own entry.
+    let messages = json!({"model": "cached", "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}]});
+    let anthropic = || {
+        let (env, messages, key) = (&env, messages.clone(), key.clone());
+        async move {
+            env.post_with(
+                "/v1/messages",
+                &messages,
+                &[("x-api-key", &key), ("anthropic-version", "2023-06-01")],
+            )
+            .await
+        }
+    };
+    assert_eq!(anthropic().await.headers["x-switchyard-cache"], "miss");
+    let r = anthropic().await;
+    assert_eq!(r.headers["x-switchyard-cache"], "hit");
+    assert_eq!(r.json()["type"], "message");
+
+    // After the ttl, a fresh answer.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let r = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(r.headers["x-switchyard-cache"], "miss");
+}
