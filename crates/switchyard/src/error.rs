@@ -56,6 +56,9 @@ pub enum GatewayError {
     /// Exporting results to an external tracking server failed (the message says why).
     #[error("{0}")]
     ExportFailed(String),
+    /// A guardrail refused the request or the answer (`code` says which).
+    #[error("{message}")]
+    Guardrail { code: &'static str, message: String },
     /// The state replicas share (Redis) could not be reached: budgets and limits cannot be
     /// checked, so the request is not sent.
     #[error("{0}")]
@@ -216,6 +219,18 @@ impl GatewayError {
                 503,
                 ErrorKind::Internal,
                 "encryption_not_configured",
+                message.clone(),
+                None,
+            ),
+            GatewayError::Guardrail { code, message } => (
+                // A refused answer is the provider's doing; a refused prompt the client's.
+                if *code == "guardrail_schema" { 502 } else { 400 },
+                if *code == "guardrail_schema" {
+                    ErrorKind::Upstream
+                } else {
+                    ErrorKind::InvalidRequest
+                },
+                *code,
                 message.clone(),
                 None,
             ),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod evaluation;
 pub mod experiments;
 pub mod governance;
+pub mod guardrails;
 pub mod kept_responses;
 pub mod metrics;
 pub mod pipeline;

@@ -871,6 +871,51 @@ pub struct AlertRuleFile {
     pub per: Vec<AlertScope>,
 }
 
+/// `guardrails:` — checks on prompts before they reach a provider and on answers after.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsFile {
+    #[serde(default)]
+    pub pii: PiiMode,
+    #[serde(default)]
+    pub injection: InjectionMode,
+    #[serde(default)]
+    pub schema: SchemaMode,
+}
+
+/// Personal data and secrets in prompts.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiMode {
+    #[default]
+    Off,
+    /// Replaced by placeholders before the request leaves.
+    Redact,
+    /// The request is refused.
+    Block,
+}
+
+/// Prompt injection phrasings in the users' texts.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectionMode {
+    #[default]
+    Off,
+    /// Let through, marked in the record's tags.
+    Flag,
+    Block,
+}
+
+/// Answers to requests with a JSON schema answer format.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaMode {
+    #[default]
+    Off,
+    /// An answer that does not validate is an error (502).
+    Enforce,
+}
+
 /// `cache:` — the exact response cache: a complete answer served again, without a provider
 /// call, to a request whose body is byte for byte the same, from the same organisation (else
 /// team, else key).

@@ -173,6 +173,7 @@ pub struct Config {
     pub shared: Option<file::SharedFile>,
     /// The exact response cache, when set.
     pub cache: Option<file::CacheFile>,
+    pub guardrails: file::GuardrailsFile,
 }
 
 impl Config {
@@ -193,6 +194,7 @@ const TOP_LEVEL: &[&str] = &[
     "governance",
     "shared",
     "cache",
+    "guardrails",
 ];
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
@@ -233,6 +235,8 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         section(&mut top, "governance", &mut errors).unwrap_or_default();
     let shared: Option<file::SharedFile> = section(&mut top, "shared", &mut errors);
     let cache: Option<file::CacheFile> = section(&mut top, "cache", &mut errors);
+    let guardrails: file::GuardrailsFile =
+        section(&mut top, "guardrails", &mut errors).unwrap_or_default();
     if let Some(cache) = &cache
         && (cache.ttl.is_zero() || cache.max_bytes == 0)
     {
@@ -301,6 +305,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         governance,
         shared,
         cache,
+        guardrails,
     };
     resolve_rules(&config, &mut errors);
     if !errors.is_empty() {

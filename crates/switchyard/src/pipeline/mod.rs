@@ -307,6 +307,13 @@ pub async fn chat(
     let applied = applied?;
     let mut reply_headers = experiments::reply_headers(applied.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
+    let checked = crate::guardrails::before_provider(&app.config.guardrails, &mut request)?;
+    if checked.injection_flagged {
+        tracker.add_tag("guardrail", "injection");
+    }
+    if checked.redacted > 0 {
+        tracker.add_tag("pii_redacted", &checked.redacted.to_string());
+    }
     // A version or variant an experiment chose is not the request the body names.
     let cache = cache.filter(|_| applied.is_none());
     if let Some((key, use_)) = &cache {
@@ -424,6 +431,7 @@ pub async fn chat(
                 false,
             );
             tracker.set_route(decision, executed.attempts);
+            crate::guardrails::check_answer(&app.config.guardrails, &request, &response.text())?;
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
             let ended_normally = !matches!(

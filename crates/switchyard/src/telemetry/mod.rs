@@ -176,6 +176,13 @@ impl Tracker {
         }
     }
 
+    /// A tag of the gateway's own in the record (`guardrail: injection`, say).
+    pub fn add_tag(&mut self, key: &str, value: &str) {
+        if let Some(r) = self.rec() {
+            r.tags.insert(key.to_owned(), value.into());
+        }
+    }
+
     /// Answered from the response cache: the alias and deployment that first answered, and no
     /// cost.
     pub fn set_cache_hit(&mut self, alias: &str, deployment: &str) {

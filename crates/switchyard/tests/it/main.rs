@@ -13,6 +13,7 @@ mod errors;
 mod evaluation;
 mod experiments;
 mod governance;
+mod guardrails;
 mod observability;
 mod records;
 mod response_cache;
