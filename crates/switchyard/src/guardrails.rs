@@ -16,7 +16,9 @@
 use std::sync::OnceLock;
 
 use regex::RegexSet;
-use switchyard_protocol::canonical::{ChatRequest, ContentPart, ResponseFormat, Role, Text};
+use switchyard_protocol::canonical::{
+    ChatRequest, ChatResponse, ContentPart, ResponseFormat, Role, Text,
+};
 
 use crate::config::file::{GuardrailsFile, InjectionMode, PiiMode, SchemaMode};
 use crate::error::GatewayError;
@@ -104,7 +106,7 @@ pub fn before_provider(
 pub fn check_answer(
     config: &GuardrailsFile,
     request: &ChatRequest,
-    answer: &str,
+    answer: &ChatResponse,
 ) -> Result<(), GatewayError> {
     if config.schema != SchemaMode::Enforce {
         return Ok(());
@@ -116,8 +118,8 @@ pub fn check_answer(
         code: "guardrail_schema",
         message: format!("The model's answer does not follow the requested JSON schema: {why}"),
     };
-    let value: serde_json::Value =
-        serde_json::from_str(answer).map_err(|e| failed(format!("it is not JSON ({e})")))?;
+    let value: serde_json::Value = serde_json::from_str(&answer.text())
+        .map_err(|e| failed(format!("it is not JSON ({e})")))?;
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| failed(format!("the schema itself is not valid ({e})")))?;
     if let Some(error) = validator.iter_errors(&value).next() {
@@ -266,14 +268,27 @@ mod tests {
             schema: serde_json::json!({"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}),
             strict: None,
         });
-        assert!(check_answer(&enforce, &r, r#"{"name": "Ada"}"#).is_ok());
+        let answer = |text: &str| ChatResponse {
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            content: vec![ContentPart::Text {
+                text: text.into(),
+                cache_control: None,
+                citations: None,
+            }],
+            finish_reason: switchyard_protocol::canonical::FinishReason::Stop,
+            usage: None,
+            extras: Default::default(),
+        };
+        assert!(check_answer(&enforce, &r, &answer(r#"{"name": "Ada"}"#)).is_ok());
         let Err(GatewayError::Guardrail { message, .. }) =
-            check_answer(&enforce, &r, r#"{"name": 3}"#)
+            check_answer(&enforce, &r, &answer(r#"{"name": 3}"#))
         else {
             panic!()
         };
         assert!(message.contains("/name"), "{message}");
-        assert!(check_answer(&enforce, &r, "not json").is_err());
-        assert!(check_answer(&GuardrailsFile::default(), &r, "not json").is_ok());
+        assert!(check_answer(&enforce, &r, &answer("not json")).is_err());
+        assert!(check_answer(&GuardrailsFile::default(), &r, &answer("not json")).is_ok());
     }
 }

@@ -431,7 +431,7 @@ pub async fn chat(
                 false,
             );
             tracker.set_route(decision, executed.attempts);
-            crate::guardrails::check_answer(&app.config.guardrails, &request, &response.text())?;
+            crate::guardrails::check_answer(&app.config.guardrails, &request, &response)?;
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
             let ended_normally = !matches!(
