@@ -7,30 +7,19 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard_sim::{ReplyRule, SimConfig};
 
-use crate::harness::{Env, Gateway, chat, standard_config, start_sim};
+use crate::harness::{Env, chat, env_with_sim};
 
 async fn env() -> Env {
-    let sim = start_sim(SimConfig {
-        replies: vec![ReplyRule::new("schema-breaker", r#"{"name": 3}"#)],
-        ..SimConfig::default()
-    })
-    .await;
-    let config = format!(
-        "{}\nguardrails:\n  pii: redact\n  injection: block\n  schema: enforce\n",
-        standard_config(
-            &sim.base_url(),
-            "  - {alias: breaker, deployments: [{provider: p-openai, model: schema-breaker}]}\n",
-        )
-    );
-    let gw = Gateway::start(&config).await;
-    Env {
-        sim,
-        gw,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    }
+    env_with_sim(
+        SimConfig {
+            replies: vec![ReplyRule::new("schema-breaker", r#"{"name": 3}"#)],
+            ..SimConfig::default()
+        },
+        "  - {alias: breaker, deployments: [{provider: p-openai, model: schema-breaker}]}\n",
+        "allowed_fails: 3\n  cooldown: 2s",
+        "guardrails:\n  pii: redact\n  injection: block\n  schema: enforce\n",
+    )
+    .await
 }
 
 #[tokio::test]

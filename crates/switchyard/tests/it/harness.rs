@@ -186,7 +186,17 @@ pub async fn env_with_routing(extra_models: &str, routing: &str) -> Env {
 
 /// The standard environment with more top-level sections (e.g. `telemetry:`) in its config.
 pub async fn env_with_sections(extra_models: &str, routing: &str, sections: &str) -> Env {
-    let sim = start_sim(SimConfig::default()).await;
+    env_with_sim(SimConfig::default(), extra_models, routing, sections).await
+}
+
+/// [`env_with_sections`] over a simulator of the caller's configuration.
+pub async fn env_with_sim(
+    sim: SimConfig,
+    extra_models: &str,
+    routing: &str,
+    sections: &str,
+) -> Env {
+    let sim = start_sim(sim).await;
     let config = format!(
         "{}
 {sections}",
