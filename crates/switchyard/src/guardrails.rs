@@ -91,8 +91,10 @@ pub fn before_provider(
                                 .into(),
                         });
                     }
-                    let placeholders =
-                        masked.matches('[').count() - text.matches('[').count().min(masked.len());
+                    let placeholders = masked
+                        .matches('[')
+                        .count()
+                        .saturating_sub(text.matches('[').count());
                     checked.redacted += placeholders.max(1);
                     *text = Text::from(masked);
                 }

@@ -23,6 +23,9 @@ use super::model::OverBudget;
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// A window hash outlives its minute and the next (the sliding estimate reads both).
 const WINDOW_TTL_SECS: i64 = 180;
+/// Lua's numbers are doubles: whole numbers are exact up to 2^53 (nine million dollars in
+/// nano-dollars), so a larger worst case (a saturated estimate) is passed as that.
+const LUA_EXACT: i64 = 1 << 53;
 
 /// Atomic multi-level reservation; see `ledger::reserve` for the rules it follows.
 ///
@@ -257,9 +260,9 @@ impl Shared {
         let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
         let mut call = self.reserve.prepare_invoke();
         call.arg(levels.len())
-            .arg(ask.worst)
-            .arg(ask.least)
-            .arg(ask.tokens)
+            .arg(ask.worst.min(LUA_EXACT))
+            .arg(ask.least.min(LUA_EXACT))
+            .arg(ask.tokens.min(LUA_EXACT as u64))
             .arg(u8::from(ask.may_cap))
             .arg(into)
             .arg(WINDOW_TTL_SECS);
