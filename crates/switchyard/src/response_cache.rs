@@ -112,6 +112,52 @@ impl ResponseCache {
         }
     }
 
+    /// An answer another replica kept (in the shared state), with `left` to live, kept here too.
+    pub fn adopt(&self, key: [u8; 32], shared: &[u8], left: Duration) -> Option<Arc<Cached>> {
+        let (head, body) = split_shared(shared)?;
+        let head: SharedHead = serde_json::from_slice(head).ok()?;
+        let [
+            input,
+            output,
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            reasoning,
+            searches,
+            fetches,
+        ] = head.usage;
+        let entry = Arc::new(Cached {
+            body: body.to_vec(),
+            usage: head.has_usage.then_some(Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cache_read_tokens: cache_read,
+                cache_write_tokens: cache_write,
+                cache_write_1h_tokens: cache_write_1h,
+                reasoning_tokens: reasoning,
+                web_search_requests: searches,
+                web_fetch_requests: fetches,
+            }),
+            model: head.model,
+            finish_reason: FINISH_REASONS
+                .iter()
+                .find(|r| **r == head.finish_reason)
+                .copied()
+                .unwrap_or("stop"),
+            response_chars: head.response_chars,
+            alias: head.alias,
+            deployment: head.deployment,
+            expires: Instant::now() + left.min(self.ttl),
+        });
+        self.entries.insert(key, entry.clone());
+        Some(entry)
+    }
+
+    /// How long answers are kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Keeps an answer for the cache's lifetime.
     #[allow(clippy::too_many_arguments)]
     pub fn keep(
@@ -124,8 +170,8 @@ impl ResponseCache {
         response_chars: usize,
         alias: String,
         deployment: String,
-    ) {
-        let entry = Cached {
+    ) -> Arc<Cached> {
+        let entry = Arc::new(Cached {
             body,
             usage,
             model,
@@ -134,9 +180,57 @@ impl ResponseCache {
             alias,
             deployment,
             expires: Instant::now() + self.ttl,
-        };
-        self.entries.insert(key, Arc::new(entry));
+        });
+        self.entries.insert(key, entry.clone());
+        entry
     }
+}
+
+/// The OpenAI finish reasons an answer kept elsewhere may name.
+const FINISH_REASONS: [&str; 4] = ["stop", "length", "tool_calls", "content_filter"];
+
+/// What goes to the shared state besides the body: one line of JSON, then the body.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedHead {
+    has_usage: bool,
+    usage: [u64; 8],
+    model: String,
+    finish_reason: String,
+    response_chars: usize,
+    alias: String,
+    deployment: String,
+}
+
+/// An answer as the shared state keeps it (see [`SharedHead`]).
+pub fn to_shared(entry: &Cached) -> Vec<u8> {
+    let u = entry.usage.unwrap_or_default();
+    let head = SharedHead {
+        has_usage: entry.usage.is_some(),
+        usage: [
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+            u.reasoning_tokens,
+            u.web_search_requests,
+            u.web_fetch_requests,
+        ],
+        model: entry.model.clone(),
+        finish_reason: entry.finish_reason.to_owned(),
+        response_chars: entry.response_chars,
+        alias: entry.alias.clone(),
+        deployment: entry.deployment.clone(),
+    };
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.push(b'\n');
+    out.extend_from_slice(&entry.body);
+    out
+}
+
+fn split_shared(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = value.iter().position(|b| *b == b'\n')?;
+    Some((&value[..at], &value[at + 1..]))
 }
 
 #[cfg(test)]

@@ -254,6 +254,11 @@ impl Governance {
         Ok(gov)
     }
 
+    /// The state shared with other replicas, when configured.
+    pub fn shared(&self) -> Option<&Arc<shared::Shared>> {
+        self.shared.as_ref()
+    }
+
     pub fn store(&self) -> &SqliteStore {
         &self.store
     }

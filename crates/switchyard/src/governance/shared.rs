@@ -382,6 +382,40 @@ impl Shared {
     }
 }
 
+impl Shared {
+    fn cache_key(&self, key: &[u8; 32]) -> String {
+        format!("{}:cache:{}", self.prefix, hex::encode(key))
+    }
+
+    /// A kept answer and how long it has left, if another replica (or this one) kept it.
+    pub async fn cache_get(&self, key: &[u8; 32]) -> RedisResult<Option<(Vec<u8>, Duration)>> {
+        let name = self.cache_key(key);
+        let (value, left): (Option<Vec<u8>>, i64) = redis::pipe()
+            .get(&name)
+            .cmd("PTTL")
+            .arg(&name)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(value.map(|v| (v, Duration::from_millis(left.max(0) as u64))))
+    }
+
+    /// Keeps an answer for every replica, for `ttl`.
+    pub async fn cache_put(
+        &self,
+        key: &[u8; 32],
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.cache_key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+    }
+}
+
 /// A level as it appears in Redis keys.
 fn tag(level: &Level) -> String {
     match level {

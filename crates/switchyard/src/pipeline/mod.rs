@@ -227,6 +227,26 @@ fn decode_bringing_in_kept(
     }
 }
 
+/// The answer kept under `key`: this replica's, else (with shared state) another's.
+async fn cached_answer(
+    app: &App,
+    store: &response_cache::ResponseCache,
+    key: &[u8; 32],
+) -> Option<std::sync::Arc<response_cache::Cached>> {
+    if let Some(hit) = store.get(key) {
+        return Some(hit);
+    }
+    let shared = app.governance.shared()?;
+    match shared.cache_get(key).await {
+        Ok(Some((value, left))) => store.adopt(*key, &value, left),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot read the shared response cache: {e}");
+            None
+        }
+    }
+}
+
 /// The response cache's key for a request that may use the cache, and what it may do with it:
 /// none without a cache, for streams, for the Responses API (its answers are kept under their
 /// ids) and with `x-switchyard-cache: no-store`.
@@ -317,9 +337,12 @@ pub async fn chat(
     // A version or variant an experiment chose is not the request the body names.
     let cache = cache.filter(|_| applied.is_none());
     if let Some((key, use_)) = &cache {
-        let hit = (*use_ == response_cache::Use::ReadAndKeep)
-            .then(|| app.response_cache.as_ref()?.get(key))
-            .flatten();
+        let hit = match (*use_, app.response_cache.as_ref()) {
+            (response_cache::Use::ReadAndKeep, Some(store)) => {
+                cached_answer(&app, store, key).await
+            }
+            _ => None,
+        };
         if let Some(hit) = hit {
             tracker.set_usage(hit.usage, hit.response_chars, None);
             tracker.set_cache_hit(&hit.alias, &hit.deployment);
@@ -441,7 +464,7 @@ pub async fn chat(
             if let (Some(store), Some((key, _)), true) =
                 (&app.response_cache, cache, ended_normally)
             {
-                store.keep(
+                let kept = store.keep(
                     key,
                     body.clone(),
                     response.usage,
@@ -451,6 +474,15 @@ pub async fn chat(
                     answered_alias,
                     executed.deployment.id.clone(),
                 );
+                if let Some(shared) = app.governance.shared().cloned() {
+                    // For the other replicas, off the answer's path.
+                    let (value, ttl) = (response_cache::to_shared(&kept), store.ttl());
+                    tokio::spawn(async move {
+                        if let Err(e) = shared.cache_put(&key, value, ttl).await {
+                            tracing::warn!("cannot share a cached answer: {e}");
+                        }
+                    });
+                }
             }
             tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {

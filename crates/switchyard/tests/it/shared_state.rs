@@ -77,6 +77,10 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
 }
 
 fn config(sim: &str, redis: &str) -> String {
+    config_with(sim, redis, "")
+}
+
+fn config_with(sim: &str, redis: &str, sections: &str) -> String {
     format!(
         r#"
 server:
@@ -91,7 +95,7 @@ models:
       - {{provider: p-openai, model: shared-model, price: {{input_per_mtok: 2.5, output_per_mtok: 10}}}}
 shared:
   redis_url: "{redis}"
-"#
+{sections}"#
     )
 }
 
@@ -312,4 +316,43 @@ async fn a_replica_without_its_redis_does_not_start() {
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// With a cache and shared state, an answer kept by one replica is served by the other.
+#[tokio::test]
+async fn replicas_share_the_response_cache() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let config = config_with(&sim.base_url(), &redis.url, "cache:\n  ttl: 1m\n");
+    let a = Gateway::start(&config).await;
+    let b = Gateway::start(&config).await;
+    let http = reqwest::Client::new();
+    let body = chat("shared", "Which river runs through Paris?");
+    let ask = |gw: &Gateway| {
+        let request = http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            let cache = r.headers()["x-switchyard-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (cache, r.text().await.unwrap())
+        }
+    };
+    let before = sim_requests(&http, &sim.base_url()).await;
+    let (first, answer) = ask(&a).await;
+    assert_eq!(first, "miss");
+    // A shares what it kept right after answering; give that a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cache, text) = ask(&b).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(text, answer, "B served A's answer");
+    // B found it in Redis once; it is B's own now too.
+    assert_eq!(ask(&b).await.0, "hit");
+    assert_eq!(sim_requests(&http, &sim.base_url()).await - before, 1);
 }
