@@ -8,6 +8,10 @@
 //! answers are kept under their ids), and answers that did not end normally (an error, a
 //! content filter). A client asks for a fresh answer with `x-switchyard-cache: no-cache` (the
 //! new answer is then kept) or `no-store` (nothing read or kept).
+//!
+//! With shared state, a kept answer also goes to Redis ([`to_shared`]: a line of JSON with its
+//! usage and route, then the body), where another replica finds it on a miss and adopts it for
+//! what is left of its lifetime.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,6 +282,47 @@ mod tests {
         assert_ne!(
             ResponseCache::key(&caller(None, Some("x"), None), "openai", b"{}"),
             ResponseCache::key(&caller(None, None, Some("x")), "openai", b"{}"),
+        );
+    }
+
+    #[test]
+    fn an_answer_shared_through_redis_comes_back_whole() {
+        let here = ResponseCache::new(Duration::from_secs(60), 1 << 20);
+        let usage = Usage {
+            input_tokens: 12,
+            output_tokens: 7,
+            reasoning_tokens: 2,
+            ..Usage::default()
+        };
+        let kept = here.keep(
+            [7; 32],
+            b"{\"id\":\"x\"}\n".to_vec(),
+            Some(usage),
+            "gpt-4o-mini".into(),
+            "tool_calls",
+            42,
+            "alias".into(),
+            "p/m".into(),
+        );
+        let there = ResponseCache::new(Duration::from_secs(60), 1 << 20);
+        let adopted = there
+            .adopt([7; 32], &to_shared(&kept), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(adopted.body, kept.body);
+        assert_eq!(adopted.usage, Some(usage));
+        assert_eq!(
+            (adopted.finish_reason, adopted.response_chars),
+            ("tool_calls", 42)
+        );
+        assert_eq!(
+            (adopted.alias.as_str(), adopted.deployment.as_str()),
+            ("alias", "p/m")
+        );
+        assert!(there.get(&[7; 32]).is_some(), "kept here too");
+        assert!(
+            there
+                .adopt([8; 32], b"not a kept answer", Duration::from_secs(5))
+                .is_none()
         );
     }
 
