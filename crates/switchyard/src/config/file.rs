@@ -495,6 +495,8 @@ pub struct ModelFile {
     pub num_retries: u32,
     pub hedge: Option<HedgeFile>,
     pub stream_buffer: Option<StreamBufferFile>,
+    /// Replaces the top-level `guardrails` for requests that name this alias.
+    pub guardrails: Option<GuardrailsFile>,
 }
 
 /// `routing.rules[].match`: every given condition must hold.
@@ -872,7 +874,7 @@ pub struct AlertRuleFile {
 }
 
 /// `guardrails:` — checks on prompts before they reach a provider and on answers after.
-#[derive(Debug, Deserialize, Clone, Default)]
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailsFile {
     #[serde(default)]

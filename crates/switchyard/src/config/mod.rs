@@ -155,6 +155,7 @@ pub struct ModelConfig {
     pub num_retries: u32,
     pub hedge: Option<Hedge>,
     pub stream_buffer: Option<StreamBufferFile>,
+    pub guardrails: Option<file::GuardrailsFile>,
 }
 
 /// The validated runtime configuration.
@@ -797,6 +798,7 @@ fn resolve_models(
             num_retries: m.num_retries,
             hedge,
             stream_buffer: m.stream_buffer,
+            guardrails: m.guardrails,
         });
     }
     out

@@ -327,7 +327,13 @@ pub async fn chat(
     let applied = applied?;
     let mut reply_headers = experiments::reply_headers(applied.as_ref());
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
-    let checked = crate::guardrails::before_provider(&app.config.guardrails, &mut request)?;
+    // The alias the client named decides, fallbacks included.
+    let rails = app
+        .table
+        .route(&request.model)
+        .and_then(|r| r.guardrails)
+        .unwrap_or(app.config.guardrails);
+    let checked = crate::guardrails::before_provider(&rails, &mut request)?;
     if checked.injection_flagged {
         tracker.add_tag("guardrail", "injection");
     }
@@ -454,7 +460,7 @@ pub async fn chat(
                 false,
             );
             tracker.set_route(decision, executed.attempts);
-            crate::guardrails::check_answer(&app.config.guardrails, &request, &response)?;
+            crate::guardrails::check_answer(&rails, &request, &response)?;
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
             let ended_normally = !matches!(

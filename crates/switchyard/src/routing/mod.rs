@@ -132,6 +132,8 @@ pub struct Route {
     pub num_retries: u32,
     pub hedge: Option<Hedge>,
     pub stream_buffer: Option<StreamBufferFile>,
+    /// The alias's own guardrails, in place of the top-level ones.
+    pub guardrails: Option<crate::config::file::GuardrailsFile>,
     /// Vocabulary prompt estimates use: `cl100k` only when every deployment's model uses it.
     pub encoding: crate::tokens::Encoding,
     tick: AtomicU64,
@@ -389,6 +391,7 @@ impl RoutingTable {
                     num_retries: m.num_retries,
                     hedge: m.hedge,
                     stream_buffer: m.stream_buffer,
+                    guardrails: m.guardrails,
                     encoding,
                     tick: AtomicU64::new(0),
                     requests: AtomicU64::new(0),
