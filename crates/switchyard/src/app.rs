@@ -85,14 +85,18 @@ impl App {
         };
         let shared = match &config.shared {
             Some(s) => Some(
-                crate::governance::shared::Shared::connect(&s.redis_url, &s.prefix)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot reach the shared state at {}",
-                            redacted(&s.redis_url)
-                        )
-                    })?,
+                crate::governance::shared::Shared::connect(
+                    &s.redis_url,
+                    &s.prefix,
+                    config.server.workers,
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot reach the shared state at {}",
+                        redacted(&s.redis_url)
+                    )
+                })?,
             ),
             None => None,
         };

@@ -11,6 +11,8 @@
 //!   expires. A request that needs a budget or limit checked costs one round trip to Redis.
 //! * What the admin API and the budget alerts read is a local mirror of the shared figures,
 //!   refreshed with every script's answer and by the poll.
+//! * Each serving worker has its own connection, so a request's round trip does not cross
+//!   threads.
 
 use std::time::Duration;
 
@@ -132,7 +134,11 @@ return out
 
 /// The Redis side of governance.
 pub struct Shared {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
+    /// One connection per serving worker (made on first use, on that worker's runtime, so its
+    /// I/O stays on the thread that waits for it) and one, index 0, for everything else.
+    connections: Vec<tokio::sync::OnceCell<ConnectionManager>>,
     prefix: String,
     reserve: redis::Script,
     settle: redis::Script,
@@ -142,8 +148,8 @@ type RedisResult<T> = Result<T, redis::RedisError>;
 
 impl Shared {
     /// Connects (failing the start when Redis cannot be reached: a replica that cannot see the
-    /// shared budgets must not serve).
-    pub async fn connect(url: &str, prefix: &str) -> RedisResult<Self> {
+    /// shared budgets must not serve). `workers` is the number of serving workers.
+    pub async fn connect(url: &str, prefix: &str, workers: usize) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;
         // A request waits for Redis at most a couple of seconds; reconnecting is retried a
         // few times quickly, then again on the next request.
@@ -152,13 +158,30 @@ impl Shared {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
-            conn,
+        let shared = Self {
+            client,
+            config,
+            connections: (0..=workers)
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
             prefix: prefix.to_owned(),
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
-        })
+        };
+        shared.conn().await?;
+        Ok(shared)
+    }
+
+    /// This thread's connection.
+    async fn conn(&self) -> RedisResult<ConnectionManager> {
+        let slot = crate::upstream::worker_slot().min(self.connections.len().saturating_sub(1));
+        let cell = &self.connections[slot];
+        let conn = cell
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            })
+            .await?;
+        Ok(conn.clone())
     }
 
     fn entities_key(&self) -> String {
@@ -181,7 +204,7 @@ impl Shared {
     pub async fn entities(&self) -> RedisResult<Vec<(String, String, String)>> {
         let all: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(self.entities_key())
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(all
             .into_iter()
@@ -202,7 +225,7 @@ impl Shared {
             None => pipe.hdel(self.entities_key(), field).ignore(),
         };
         pipe.incr(self.version_key(), 1).ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await
+        pipe.query_async::<()>(&mut self.conn().await?).await
     }
 
     /// Stores entities only where none are stored yet (a first replica brings its own).
@@ -219,14 +242,14 @@ impl Shared {
                 .ignore();
         }
         pipe.incr(self.version_key(), 1).ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        pipe.query_async::<()>(&mut self.conn().await?).await?;
         Ok(true)
     }
 
     pub async fn version(&self) -> RedisResult<i64> {
         let v: Option<i64> = redis::cmd("GET")
             .arg(self.version_key())
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(v.unwrap_or(0))
     }
@@ -245,7 +268,7 @@ impl Shared {
             .arg(self.ledger_key(&ledger.level))
             .arg(spent_field(period_start))
             .arg(spent)
-            .query_async::<()>(&mut self.conn.clone())
+            .query_async::<()>(&mut self.conn().await?)
             .await
     }
 
@@ -279,7 +302,7 @@ impl Shared {
                 .arg(limits.rpm.map_or(-1, |v| v as i64))
                 .arg(limits.tpm.map_or(-1, |v| v as i64));
         }
-        let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn().await?).await?;
         let text = |i: usize| -> String {
             match reply.get(i) {
                 Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
@@ -348,7 +371,7 @@ impl Shared {
                 .key(self.window_key(&l.level, minute));
             call.arg(spent_field(l.period_start(now_ms)));
         }
-        let figures: Vec<i64> = call.invoke_async(&mut self.conn.clone()).await?;
+        let figures: Vec<i64> = call.invoke_async(&mut self.conn().await?).await?;
         for (l, pair) in levels.iter().zip(figures.chunks(2)) {
             if let [spent, reserved] = pair {
                 l.mirror(*spent, *reserved, now_ms);
@@ -374,7 +397,7 @@ impl Shared {
                 .arg("reserved");
         }
         let figures: Vec<(Option<i64>, Option<i64>)> =
-            pipe.query_async(&mut self.conn.clone()).await?;
+            pipe.query_async(&mut self.conn().await?).await?;
         for (l, (spent, reserved)) in ledgers.iter().zip(figures) {
             l.mirror(spent.unwrap_or(0), reserved.unwrap_or(0), now_ms);
         }
@@ -394,7 +417,7 @@ impl Shared {
             .get(&name)
             .cmd("PTTL")
             .arg(&name)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(value.map(|v| (v, Duration::from_millis(left.max(0) as u64))))
     }
@@ -411,7 +434,7 @@ impl Shared {
             .arg(value)
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
-            .query_async::<()>(&mut self.conn.clone())
+            .query_async::<()>(&mut self.conn().await?)
             .await
     }
 }
