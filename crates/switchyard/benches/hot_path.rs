@@ -263,7 +263,7 @@ fn record_store_insert(bencher: Bencher, batch: usize) {
     else {
         return;
     };
-    let Ok(store) = rt.block_on(switchyard::store::SqliteStore::open(
+    let Ok(store) = rt.block_on(switchyard::store::Store::open_sqlite(
         &dir.path().join("bench.db"),
     )) else {
         return;

@@ -8,7 +8,7 @@ use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::metrics::{Known, Metrics};
 use crate::routing::RoutingTable;
-use crate::store::SqliteStore;
+use crate::store::Store;
 use crate::telemetry::Recorder;
 use crate::upstream::RetryBudget;
 
@@ -16,7 +16,7 @@ pub struct App {
     pub config: Config,
     pub table: RoutingTable,
     pub retry_budget: RetryBudget,
-    pub store: SqliteStore,
+    pub store: Store,
     pub recorder: Arc<Recorder>,
     /// Prometheus metrics fed by the recorder (`GET /metrics`).
     pub metrics: Arc<Metrics>,
@@ -50,9 +50,20 @@ impl App {
         let dir = &config.server.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        let store = SqliteStore::open(&dir.join("switchyard.db"))
-            .await
-            .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        let store = match &config.store {
+            Some(s) => Store::open_postgres(&s.url, s.max_connections)
+                .await
+                .with_context(|| format!("cannot open the store at {}", redacted(&s.url)))?,
+            None => Store::open_sqlite(&dir.join("switchyard.db"))
+                .await
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+        };
+        if store.is_shared() && config.shared.is_none() {
+            tracing::warn!(
+                "store is shared but shared.redis_url is not set: replicas see each other's keys \
+                 within a second, but each counts budgets and rate limits on its own"
+            );
+        }
         let keyring = crate::credentials::Keyring::from_env(&|name| std::env::var(name).ok())
             .map_err(anyhow::Error::msg)?;
         let users = config
@@ -112,6 +123,14 @@ impl App {
         let experiments = crate::experiments::Experiments::load(store.clone())
             .await
             .context("cannot load configurations and experiments")?;
+        if store.is_shared() {
+            tokio::spawn(follow_store(
+                store.clone(),
+                Arc::downgrade(&experiments),
+                Arc::downgrade(&credentials),
+                Arc::downgrade(&governance),
+            ));
+        }
         let known = Known::from_table(&table);
         let metrics = Arc::new(Metrics::new(known.clone()));
         let alerts = Alerts::start(config.alerts.clone(), &table, known);
@@ -175,7 +194,49 @@ impl App {
     }
 }
 
-/// A Redis URL without its password, for messages.
+/// How often a replica sharing its store asks whether another one changed something.
+const FOLLOW_STORE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// With a store other replicas write too: every change through any replica's admin API writes an
+/// audit entry, so when the newest entry's number moves, this replica reads again what it keeps
+/// in memory (configuration versions and experiments, provider credentials, and keys when they
+/// are not in Redis, which has its own poll), for as long as the application lives.
+async fn follow_store(
+    store: Store,
+    experiments: std::sync::Weak<crate::experiments::Experiments>,
+    credentials: std::sync::Weak<crate::credentials::Credentials>,
+    governance: std::sync::Weak<crate::governance::Governance>,
+) {
+    let mut seen = store.last_change().await.ok();
+    loop {
+        tokio::time::sleep(FOLLOW_STORE_EVERY).await;
+        let (Some(experiments), Some(credentials), Some(governance)) = (
+            experiments.upgrade(),
+            credentials.upgrade(),
+            governance.upgrade(),
+        ) else {
+            return;
+        };
+        let result = async {
+            let last = store.last_change().await?;
+            if seen != Some(last) {
+                experiments.reload().await?;
+                credentials.refresh().await?;
+                if governance.shared().is_none() {
+                    governance.reload().await?;
+                }
+                seen = Some(last);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!("cannot read the shared store: {e}");
+        }
+    }
+}
+
+/// A URL without its password, for messages.
 fn redacted(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &url[at..]),

@@ -63,11 +63,27 @@ pub enum GatewayError {
     /// checked, so the request is not sent.
     #[error("{0}")]
     SharedStateUnavailable(String),
+    /// The store (PostgreSQL shared by replicas) could not be reached.
+    #[error("{0}")]
+    StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl GatewayError {
+    /// A store error: 503 when the database could not be reached (it may be back soon), 500
+    /// for anything else.
+    pub fn store(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::StoreUnavailable(e.to_string()),
+            e => Self::Internal(format!("store: {e}")),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         self.to_client().code
     }
@@ -242,6 +258,13 @@ impl GatewayError {
                     "The gateway cannot reach the state its replicas share, so it cannot check \
                      this caller's budget and limits: {message}"
                 ),
+                None,
+            ),
+            GatewayError::StoreUnavailable(message) => (
+                503,
+                ErrorKind::Overloaded,
+                "store_unavailable",
+                format!("The gateway cannot reach its store: {message}"),
                 None,
             ),
             GatewayError::Internal(message) => (

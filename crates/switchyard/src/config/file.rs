@@ -956,6 +956,24 @@ fn default_shared_prefix() -> String {
     "switchyard".into()
 }
 
+/// `store:` — where records, reports, the audit log, experiments, evaluations and stored
+/// credentials live, when not in the data directory's SQLite file: a PostgreSQL database the
+/// replicas of one deployment share.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// `postgres://user:password@host:5432/database` (libpq's URL form, with its `sslmode`,
+    /// `sslrootcert` and other parameters).
+    pub url: String,
+    /// Connections this replica keeps open at most.
+    #[serde(default = "default_store_connections")]
+    pub max_connections: u32,
+}
+
+fn default_store_connections() -> u32 {
+    8
+}
+
 /// `governance:` — virtual keys and budgets.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]

@@ -172,6 +172,8 @@ pub struct Config {
     pub governance: GovernanceFile,
     /// State shared by replicas, when set.
     pub shared: Option<file::SharedFile>,
+    /// A PostgreSQL store, when set (else SQLite in the data directory).
+    pub store: Option<file::StoreFile>,
     /// The exact response cache, when set.
     pub cache: Option<file::CacheFile>,
     pub guardrails: file::GuardrailsFile,
@@ -194,6 +196,7 @@ const TOP_LEVEL: &[&str] = &[
     "alerts",
     "governance",
     "shared",
+    "store",
     "cache",
     "guardrails",
 ];
@@ -235,6 +238,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let governance: GovernanceFile =
         section(&mut top, "governance", &mut errors).unwrap_or_default();
     let shared: Option<file::SharedFile> = section(&mut top, "shared", &mut errors);
+    let store: Option<file::StoreFile> = section(&mut top, "store", &mut errors);
     let cache: Option<file::CacheFile> = section(&mut top, "cache", &mut errors);
     let guardrails: file::GuardrailsFile =
         section(&mut top, "guardrails", &mut errors).unwrap_or_default();
@@ -255,6 +259,19 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
             "shared.redis_url",
             "a redis:// (or unix://) URL, e.g. redis://127.0.0.1:6379/0",
         );
+    }
+    if let Some(store) = &store {
+        if !(store.url.starts_with("postgres://") || store.url.starts_with("postgresql://")) {
+            err(
+                &mut errors,
+                "store.url",
+                "a postgres:// URL, e.g. postgres://switchyard:secret@127.0.0.1:5432/switchyard \
+                 (leave the section out for SQLite in the data directory)",
+            );
+        }
+        if store.max_connections == 0 {
+            err(&mut errors, "store.max_connections", "must be at least 1");
+        }
     }
     if telemetry.queue_capacity == 0 {
         err(
@@ -305,6 +322,7 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         alerts,
         governance,
         shared,
+        store,
         cache,
         guardrails,
     };

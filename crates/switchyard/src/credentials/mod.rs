@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::Secret;
-use crate::store::{AuditEntry, SqliteStore, StoredCredential};
+use crate::store::{AuditEntry, Store, StoredCredential};
 pub use cipher::{KEY_VAR, Keyring, OpenError, PREVIOUS_KEY_VAR};
 
 /// 1–64 of `A–Z a–z 0–9 - _ .`.
@@ -105,7 +105,7 @@ pub enum ChangeError {
 
 /// Credentials: the store, the master keys and the vault.
 pub struct Credentials {
-    store: SqliteStore,
+    store: Store,
     keyring: Option<Keyring>,
     vault: Arc<Vault>,
     /// Provider name → credential name, from the configuration.
@@ -117,7 +117,7 @@ impl Credentials {
     /// sealed again under the current one. One that cannot be opened stays stored and is
     /// reported (by name and reason) instead of failing the start.
     pub async fn load(
-        store: SqliteStore,
+        store: Store,
         keyring: Option<Keyring>,
         users: Vec<(String, String)>,
     ) -> Result<Self, sqlx::Error> {
@@ -127,16 +127,23 @@ impl Credentials {
             vault: Arc::new(Vault::default()),
             users,
         };
+        me.refresh().await?;
+        Ok(me)
+    }
+
+    /// Reads every stored credential again and replaces the vault's entries: at start, and
+    /// when another replica sharing the store changed one.
+    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
         let mut map = HashMap::new();
-        for record in me.store.credentials().await? {
-            let entry = match &me.keyring {
+        for record in self.store.credentials().await? {
+            let entry = match &self.keyring {
                 None => Err(format!(
                     "credential encryption is not configured ({KEY_VAR} is not set)"
                 )),
                 Some(ring) => match ring.open(&record.name, &record.envelope) {
                     Ok((secret, stale)) => {
                         if stale {
-                            me.reseal(ring, &record, &secret).await?;
+                            self.reseal(ring, &record, &secret).await?;
                         }
                         Ok(Arc::new(Secret::new(secret)))
                     }
@@ -148,7 +155,7 @@ impl Credentials {
             }
             map.insert(record.name, entry);
         }
-        for (provider, name) in &me.users {
+        for (provider, name) in &self.users {
             if !map.contains_key(name) {
                 tracing::warn!(
                     provider = %provider, credential = %name,
@@ -156,8 +163,8 @@ impl Credentials {
                 );
             }
         }
-        me.vault.entries.store(Arc::new(map));
-        Ok(me)
+        self.vault.entries.store(Arc::new(map));
+        Ok(())
     }
 
     async fn reseal(

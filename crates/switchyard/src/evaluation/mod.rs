@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Secret;
-use crate::store::{RequestFilter, SqliteStore, StoreResult};
+use crate::store::{RequestFilter, Store, StoreResult};
 use dataset::DatasetItem;
 use report::TargetAggregate;
 use runner::{RecordWaiters, RunContext};
@@ -95,10 +95,16 @@ pub struct Evaluations {
 }
 
 impl Evaluations {
-    /// Opens the tables. Runs left `running` by a previous process become `interrupted`.
-    pub async fn open(store: &SqliteStore) -> StoreResult<Arc<Self>> {
-        let store = EvalStore::new(store.pool().clone());
-        let interrupted = store.interrupt_unfinished().await?;
+    /// Opens the tables. Runs left `running` by a previous process become `interrupted`,
+    /// unless other replicas share the store: the runs may be theirs, still going.
+    pub async fn open(store: &Store) -> StoreResult<Arc<Self>> {
+        let shared = store.is_shared();
+        let store = EvalStore::new(store.db().clone());
+        let interrupted = if shared {
+            0
+        } else {
+            store.interrupt_unfinished().await?
+        };
         if interrupted > 0 {
             tracing::warn!(
                 runs = interrupted,

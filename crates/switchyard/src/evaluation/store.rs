@@ -1,5 +1,5 @@
-//! Persistence of datasets, evaluation runs and their per-item results, in the gateway's SQLite
-//! database. A dataset is written with all its items in one transaction; a run item is one row
+//! Persistence of datasets, evaluation runs and their per-item results, in the gateway's
+//! store. A dataset is written with all its items in one transaction; a run item is one row
 //! written when the item is finished, so a run's progress is the count of its rows and a resumed
 //! run skips exactly the items that have one.
 
@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use super::dataset::DatasetItem;
 use super::scorer::Score;
-use crate::store::StoreResult;
+use crate::store::{Db, StoreResult, on_db};
 
-/// The schema of this module, applied as one entry of the store's ordered migrations.
+/// The schema of this module in SQLite, applied as one entry of the store's ordered migrations.
 pub const MIGRATION: &str = r#"
 CREATE TABLE eval_datasets (
     id TEXT PRIMARY KEY,
@@ -63,6 +63,60 @@ CREATE TABLE eval_run_items (
     error TEXT,
     request_id TEXT,
     finished_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, target, position)
+);
+"#;
+
+/// The same tables in PostgreSQL.
+pub const POSTGRES_SCHEMA: &str = r#"
+CREATE TABLE eval_datasets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT,
+    source TEXT NOT NULL,
+    item_count BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE eval_dataset_items (
+    dataset_id TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    item_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, position),
+    UNIQUE (dataset_id, item_id)
+);
+CREATE TABLE eval_runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    dataset_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    started_at_ms BIGINT,
+    finished_at_ms BIGINT,
+    created_by TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX eval_runs_created ON eval_runs (created_at_ms);
+CREATE TABLE eval_run_items (
+    run_id TEXT NOT NULL,
+    target BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    item_id TEXT NOT NULL,
+    output TEXT,
+    scores TEXT NOT NULL,
+    passed BOOLEAN,
+    latency_ms DOUBLE PRECISION,
+    input_tokens BIGINT,
+    output_tokens BIGINT,
+    cost_nanos BIGINT,
+    judge_cost_nanos BIGINT,
+    error_code TEXT,
+    error TEXT,
+    request_id TEXT,
+    finished_at_ms BIGINT NOT NULL,
     PRIMARY KEY (run_id, target, position)
 );
 "#;
@@ -166,56 +220,10 @@ pub struct ItemResult {
     pub finished_at_ms: i64,
 }
 
-/// The evaluation tables of the gateway's store.
-#[derive(Clone)]
-pub struct EvalStore {
-    pool: SqlitePool,
-}
-
-impl EvalStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
-    }
-
-    /// Stores a dataset and all its items, or nothing. `Ok(false)` when the name is taken.
-    pub async fn create_dataset(
-        &self,
-        dataset: &Dataset,
-        items: &[DatasetItem],
-    ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT OR IGNORE INTO eval_datasets (id, name, description, source, item_count, created_at_ms, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&dataset.id)
-        .bind(&dataset.name)
-        .bind(&dataset.description)
-        .bind(&dataset.source)
-        .bind(dataset.item_count)
-        .bind(dataset.created_at_ms)
-        .bind(&dataset.created_by)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for (i, item) in items.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO eval_dataset_items (dataset_id, position, item_id, body) VALUES (?, ?, ?, ?)",
-            )
-            .bind(&dataset.id)
-            .bind(i as i64 + 1)
-            .bind(&item.id)
-            .bind(serde_json::to_string(item).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    fn dataset_of(r: &sqlx::sqlite::SqliteRow) -> Dataset {
+/// A dataset from a row of `eval_datasets` (of either database).
+macro_rules! dataset_of {
+    ($r:expr) => {{
+        let r = $r;
         Dataset {
             id: r.try_get("id").unwrap_or_default(),
             name: r.try_get("name").unwrap_or_default(),
@@ -225,23 +233,102 @@ impl EvalStore {
             created_at_ms: r.try_get("created_at_ms").unwrap_or(0),
             created_by: r.try_get("created_by").unwrap_or_default(),
         }
+    }};
+}
+
+/// A run from a row of `eval_runs` (of either database); `None` when its spec is unreadable.
+macro_rules! run_of {
+    ($r:expr) => {{
+        let r = $r;
+        (|| {
+            let spec: String = r.try_get("spec").ok()?;
+            Some(Run {
+                id: r.try_get("id").ok()?,
+                name: r.try_get("name").ok().flatten(),
+                dataset_id: r.try_get("dataset_id").ok()?,
+                status: r.try_get("status").ok()?,
+                spec: serde_json::from_str(&spec).ok()?,
+                total: r.try_get("total").unwrap_or(0),
+                created_at_ms: r.try_get("created_at_ms").unwrap_or(0),
+                started_at_ms: r.try_get("started_at_ms").ok().flatten(),
+                finished_at_ms: r.try_get("finished_at_ms").ok().flatten(),
+                created_by: r.try_get("created_by").unwrap_or_default(),
+                error: r.try_get("error").ok().flatten(),
+            })
+        })()
+    }};
+}
+
+/// The evaluation tables of the gateway's store.
+#[derive(Clone)]
+pub struct EvalStore {
+    db: Db,
+}
+
+impl EvalStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Stores a dataset and all its items, or nothing. `Ok(false)` when the name is taken.
+    pub async fn create_dataset(
+        &self,
+        dataset: &Dataset,
+        items: &[DatasetItem],
+    ) -> StoreResult<bool> {
+        on_db!(&self.db, |pool: Db| {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO eval_datasets (id, name, description, source, item_count, created_at_ms, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&dataset.id)
+            .bind(&dataset.name)
+            .bind(&dataset.description)
+            .bind(&dataset.source)
+            .bind(dataset.item_count)
+            .bind(dataset.created_at_ms)
+            .bind(&dataset.created_by)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for (i, item) in items.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO eval_dataset_items (dataset_id, position, item_id, body) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&dataset.id)
+                .bind(i as i64 + 1)
+                .bind(&item.id)
+                .bind(serde_json::to_string(item).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     pub async fn datasets(&self) -> StoreResult<Vec<Dataset>> {
-        let rows = sqlx::query("SELECT * FROM eval_datasets ORDER BY created_at_ms DESC, id DESC")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::dataset_of).collect())
+        on_db!(&self.db, |pool: Db| {
+            let rows =
+                sqlx::query("SELECT * FROM eval_datasets ORDER BY created_at_ms DESC, id DESC")
+                    .fetch_all(pool)
+                    .await?;
+            Ok(rows.iter().map(|r| dataset_of!(r)).collect())
+        })
     }
 
     /// A dataset by id or by name.
     pub async fn dataset(&self, id_or_name: &str) -> StoreResult<Option<Dataset>> {
-        let row = sqlx::query("SELECT * FROM eval_datasets WHERE id = ? OR name = ? LIMIT 1")
-            .bind(id_or_name)
-            .bind(id_or_name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(Self::dataset_of))
+        on_db!(&self.db, |pool: Db| {
+            let row = sqlx::query("SELECT * FROM eval_datasets WHERE id = $1 OR name = $1 LIMIT 1")
+                .bind(id_or_name)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.as_ref().map(|r| dataset_of!(r)))
+        })
     }
 
     /// Items in order, `(position, item)`, from `offset` (0-based) for at most `limit`.
@@ -251,75 +338,68 @@ impl EvalStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<Vec<(i64, DatasetItem)>> {
-        let rows = sqlx::query(
-            "SELECT position, body FROM eval_dataset_items WHERE dataset_id = ? ORDER BY position LIMIT ? OFFSET ?",
-        )
-        .bind(dataset_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let position: i64 = r.try_get(0).ok()?;
-                let body: String = r.try_get(1).ok()?;
-                Some((position, serde_json::from_str(&body).ok()?))
-            })
-            .collect())
-    }
-
-    pub async fn create_run(&self, run: &Run) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO eval_runs (id, name, dataset_id, status, spec, total, created_at_ms, created_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&run.id)
-        .bind(&run.name)
-        .bind(&run.dataset_id)
-        .bind(&run.status)
-        .bind(serde_json::to_string(&run.spec).unwrap_or_default())
-        .bind(run.total)
-        .bind(run.created_at_ms)
-        .bind(&run.created_by)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    fn run_of(r: &sqlx::sqlite::SqliteRow) -> Option<Run> {
-        let spec: String = r.try_get("spec").ok()?;
-        Some(Run {
-            id: r.try_get("id").ok()?,
-            name: r.try_get("name").ok().flatten(),
-            dataset_id: r.try_get("dataset_id").ok()?,
-            status: r.try_get("status").ok()?,
-            spec: serde_json::from_str(&spec).ok()?,
-            total: r.try_get("total").unwrap_or(0),
-            created_at_ms: r.try_get("created_at_ms").unwrap_or(0),
-            started_at_ms: r.try_get("started_at_ms").ok().flatten(),
-            finished_at_ms: r.try_get("finished_at_ms").ok().flatten(),
-            created_by: r.try_get("created_by").unwrap_or_default(),
-            error: r.try_get("error").ok().flatten(),
+        on_db!(&self.db, |pool: Db| {
+            let rows = sqlx::query(
+                "SELECT position, body FROM eval_dataset_items WHERE dataset_id = $1 \
+                 ORDER BY position LIMIT $2 OFFSET $3",
+            )
+            .bind(dataset_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let position: i64 = r.try_get(0).ok()?;
+                    let body: String = r.try_get(1).ok()?;
+                    Some((position, serde_json::from_str(&body).ok()?))
+                })
+                .collect())
         })
     }
 
-    pub async fn run(&self, id: &str) -> StoreResult<Option<Run>> {
-        let row = sqlx::query("SELECT * FROM eval_runs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
+    pub async fn create_run(&self, run: &Run) -> StoreResult<()> {
+        on_db!(&self.db, |pool: Db| {
+            sqlx::query(
+                "INSERT INTO eval_runs (id, name, dataset_id, status, spec, total, created_at_ms, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&run.id)
+            .bind(&run.name)
+            .bind(&run.dataset_id)
+            .bind(&run.status)
+            .bind(serde_json::to_string(&run.spec).unwrap_or_default())
+            .bind(run.total)
+            .bind(run.created_at_ms)
+            .bind(&run.created_by)
+            .execute(pool)
             .await?;
-        Ok(row.as_ref().and_then(Self::run_of))
+        });
+        Ok(())
+    }
+
+    pub async fn run(&self, id: &str) -> StoreResult<Option<Run>> {
+        on_db!(&self.db, |pool: Db| {
+            let row = sqlx::query("SELECT * FROM eval_runs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.as_ref().and_then(|r| run_of!(r)))
+        })
     }
 
     /// The latest runs, newest first.
     pub async fn runs(&self, limit: i64) -> StoreResult<Vec<Run>> {
-        let rows =
-            sqlx::query("SELECT * FROM eval_runs ORDER BY created_at_ms DESC, id DESC LIMIT ?")
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.iter().filter_map(Self::run_of).collect())
+        on_db!(&self.db, |pool: Db| {
+            let rows = sqlx::query(
+                "SELECT * FROM eval_runs ORDER BY created_at_ms DESC, id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().filter_map(|r| run_of!(r)).collect())
+        })
     }
 
     /// Moves a run to `status`; `started`/`finished` stamp the times, `error` says why it stopped.
@@ -331,55 +411,69 @@ impl EvalStore {
         finished_at_ms: Option<i64>,
         error: Option<&str>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE eval_runs SET status = ?, started_at_ms = COALESCE(?, started_at_ms), \
-             finished_at_ms = ?, error = ? WHERE id = ?",
-        )
-        .bind(status)
-        .bind(started_at_ms)
-        .bind(finished_at_ms)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, |pool: Db| {
+            sqlx::query(
+                "UPDATE eval_runs SET status = $1, started_at_ms = COALESCE($2, started_at_ms), \
+                 finished_at_ms = $3, error = $4 WHERE id = $5",
+            )
+            .bind(status)
+            .bind(started_at_ms)
+            .bind(finished_at_ms)
+            .bind(error)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Moves `running` (and `queued`) runs to `interrupted`: called at start, when no run can
     /// be running yet. Returns how many there were.
     pub async fn interrupt_unfinished(&self) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE eval_runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        on_db!(&self.db, |pool: Db| {
+            let done = sqlx::query(
+                "UPDATE eval_runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
+            )
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     pub async fn put_result(&self, run_id: &str, r: &ItemResult) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO eval_run_items (run_id, target, position, item_id, output, scores, passed, \
-             latency_ms, input_tokens, output_tokens, cost_nanos, judge_cost_nanos, error_code, error, request_id, \
-             finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run_id)
-        .bind(r.target as i64)
-        .bind(r.position)
-        .bind(&r.item_id)
-        .bind(&r.output)
-        .bind(serde_json::to_string(&r.scores).unwrap_or_default())
-        .bind(r.passed)
-        .bind(r.latency_ms)
-        .bind(r.input_tokens)
-        .bind(r.output_tokens)
-        .bind(r.cost_nanos)
-        .bind(r.judge_cost_nanos)
-        .bind(&r.error_code)
-        .bind(&r.error)
-        .bind(&r.request_id)
-        .bind(r.finished_at_ms)
-        .execute(&self.pool)
-        .await?;
+        on_db!(&self.db, |pool: Db| {
+            sqlx::query(
+                "INSERT INTO eval_run_items (run_id, target, position, item_id, output, scores, passed, \
+                 latency_ms, input_tokens, output_tokens, cost_nanos, judge_cost_nanos, error_code, error, \
+                 request_id, finished_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 ON CONFLICT (run_id, target, position) DO UPDATE SET item_id = excluded.item_id, \
+                 output = excluded.output, scores = excluded.scores, passed = excluded.passed, \
+                 latency_ms = excluded.latency_ms, input_tokens = excluded.input_tokens, \
+                 output_tokens = excluded.output_tokens, cost_nanos = excluded.cost_nanos, \
+                 judge_cost_nanos = excluded.judge_cost_nanos, error_code = excluded.error_code, \
+                 error = excluded.error, request_id = excluded.request_id, \
+                 finished_at_ms = excluded.finished_at_ms",
+            )
+            .bind(run_id)
+            .bind(r.target as i64)
+            .bind(r.position)
+            .bind(&r.item_id)
+            .bind(&r.output)
+            .bind(serde_json::to_string(&r.scores).unwrap_or_default())
+            .bind(r.passed)
+            .bind(r.latency_ms)
+            .bind(r.input_tokens)
+            .bind(r.output_tokens)
+            .bind(r.cost_nanos)
+            .bind(r.judge_cost_nanos)
+            .bind(&r.error_code)
+            .bind(&r.error)
+            .bind(&r.request_id)
+            .bind(r.finished_at_ms)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
@@ -389,67 +483,76 @@ impl EvalStore {
         run_id: &str,
         target: Option<usize>,
     ) -> StoreResult<Vec<ItemResult>> {
-        let rows = sqlx::query(
-            "SELECT * FROM eval_run_items WHERE run_id = ? AND (? IS NULL OR target = ?) ORDER BY target, position",
-        )
-        .bind(run_id)
-        .bind(target.map(|t| t as i64))
-        .bind(target.map(|t| t as i64))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let scores: String = r.try_get("scores").ok()?;
-                Some(ItemResult {
-                    target: usize::try_from(r.try_get::<i64, _>("target").ok()?).ok()?,
-                    position: r.try_get("position").ok()?,
-                    item_id: r.try_get("item_id").ok()?,
-                    output: r.try_get("output").ok().flatten(),
-                    scores: serde_json::from_str(&scores).ok()?,
-                    passed: r.try_get("passed").unwrap_or(false),
-                    latency_ms: r.try_get("latency_ms").ok().flatten(),
-                    input_tokens: r.try_get("input_tokens").ok().flatten(),
-                    output_tokens: r.try_get("output_tokens").ok().flatten(),
-                    cost_nanos: r.try_get("cost_nanos").ok().flatten(),
-                    judge_cost_nanos: r.try_get("judge_cost_nanos").ok().flatten(),
-                    error_code: r.try_get("error_code").ok().flatten(),
-                    error: r.try_get("error").ok().flatten(),
-                    request_id: r.try_get("request_id").ok().flatten(),
-                    finished_at_ms: r.try_get("finished_at_ms").unwrap_or(0),
+        on_db!(&self.db, |pool: Db| {
+            let rows = sqlx::query(
+                "SELECT * FROM eval_run_items WHERE run_id = $1 AND ($2 IS NULL OR target = $2) \
+                 ORDER BY target, position",
+            )
+            .bind(run_id)
+            .bind(target.map(|t| t as i64))
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let scores: String = r.try_get("scores").ok()?;
+                    Some(ItemResult {
+                        target: usize::try_from(r.try_get::<i64, _>("target").ok()?).ok()?,
+                        position: r.try_get("position").ok()?,
+                        item_id: r.try_get("item_id").ok()?,
+                        output: r.try_get("output").ok().flatten(),
+                        scores: serde_json::from_str(&scores).ok()?,
+                        passed: r.try_get("passed").unwrap_or(false),
+                        latency_ms: r.try_get("latency_ms").ok().flatten(),
+                        input_tokens: r.try_get("input_tokens").ok().flatten(),
+                        output_tokens: r.try_get("output_tokens").ok().flatten(),
+                        cost_nanos: r.try_get("cost_nanos").ok().flatten(),
+                        judge_cost_nanos: r.try_get("judge_cost_nanos").ok().flatten(),
+                        error_code: r.try_get("error_code").ok().flatten(),
+                        error: r.try_get("error").ok().flatten(),
+                        request_id: r.try_get("request_id").ok().flatten(),
+                        finished_at_ms: r.try_get("finished_at_ms").unwrap_or(0),
+                    })
                 })
-            })
-            .collect())
+                .collect())
+        })
     }
 
     /// `(target, position)` of every finished item of a run.
     pub async fn finished(&self, run_id: &str) -> StoreResult<HashSet<(usize, i64)>> {
-        let rows = sqlx::query("SELECT target, position FROM eval_run_items WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let t: i64 = r.try_get(0).ok()?;
-                Some((usize::try_from(t).ok()?, r.try_get(1).ok()?))
-            })
-            .collect())
+        on_db!(&self.db, |pool: Db| {
+            let rows = sqlx::query("SELECT target, position FROM eval_run_items WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let t: i64 = r.try_get(0).ok()?;
+                    Some((usize::try_from(t).ok()?, r.try_get(1).ok()?))
+                })
+                .collect())
+        })
     }
 
     pub async fn count_finished(&self, run_id: &str) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM eval_run_items WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await
+        on_db!(&self.db, |pool: Db| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM eval_run_items WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(pool)
+                .await
+        })
     }
 
     /// Forgets the results that ended in a request error, so a resume runs them again.
     pub async fn clear_errors(&self, run_id: &str) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM eval_run_items WHERE run_id = ? AND error IS NOT NULL")
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        on_db!(&self.db, |pool: Db| {
+            let done =
+                sqlx::query("DELETE FROM eval_run_items WHERE run_id = $1 AND error IS NOT NULL")
+                    .bind(run_id)
+                    .execute(pool)
+                    .await?;
+            Ok(done.rows_affected())
+        })
     }
 }

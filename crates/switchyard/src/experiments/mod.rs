@@ -33,7 +33,7 @@ use switchyard_protocol::error::DecodeError;
 
 use crate::error::GatewayError;
 use crate::governance::{Principal, now_unix_ms};
-use crate::store::{AuditEntry, SqliteStore};
+use crate::store::{AuditEntry, Store};
 use model::{
     ChangeEntry, ConfigVersion, Experiment, Feedback, FeedbackTarget, FeedbackValue, LATEST,
     MetricSpec, PARAMETER_NAMES, PRODUCTION, Parameters, Status, Template, Unit, Variant,
@@ -111,7 +111,7 @@ fn bad(message: impl Into<String>, param: &str) -> GatewayError {
 }
 
 fn store_error(e: sqlx::Error) -> GatewayError {
-    GatewayError::Internal(format!("store: {e}"))
+    GatewayError::store(e)
 }
 
 /// Names of configurations, labels, variants and metrics.
@@ -294,7 +294,7 @@ pub struct FeedbackInput {
 
 pub struct Experiments {
     store: ExperimentStore,
-    records: SqliteStore,
+    records: Store,
     snapshot: ArcSwap<Snapshot>,
     /// Serialises changes (admin path only) so version numbers and transitions never race.
     writes: tokio::sync::Mutex<()>,
@@ -373,7 +373,7 @@ fn check_parameters(p: &Parameters) -> Result<(), GatewayError> {
 }
 
 impl Experiments {
-    pub async fn load(records: SqliteStore) -> Result<Arc<Self>, sqlx::Error> {
+    pub async fn load(records: Store) -> Result<Arc<Self>, sqlx::Error> {
         let this = Arc::new(Self {
             store: ExperimentStore::new(records.clone()),
             records,
@@ -384,7 +384,7 @@ impl Experiments {
         Ok(this)
     }
 
-    async fn reload(&self) -> Result<(), sqlx::Error> {
+    pub async fn reload(&self) -> Result<(), sqlx::Error> {
         let mut snap = Snapshot::default();
         for v in self.store.versions().await? {
             snap.configs

@@ -400,7 +400,7 @@ fn openai_request(extra: Option<Value>) -> ChatRequest {
 #[tokio::test]
 async fn the_switchyard_field_never_stays_in_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::SqliteStore::open(&dir.path().join("t.db"))
+    let store = crate::store::Store::open_sqlite(&dir.path().join("t.db"))
         .await
         .unwrap();
     let exps = Experiments::load(store).await.unwrap();

@@ -21,7 +21,7 @@ use switchyard_protocol::canonical::CacheTtl;
 use crate::error::GatewayError;
 use crate::pricing::Price;
 use crate::routing::{Restrictions, glob_match};
-use crate::store::{AuditEntry, SpendColumn, SqliteStore};
+use crate::store::{AuditEntry, SpendColumn, Store};
 use crate::telemetry::Caller;
 use ledger::{Ask, Ledger, Level, Shortfall};
 use model::{Customer, Limits, Org, Role, StoredKey, Team, VirtualKey};
@@ -62,7 +62,7 @@ struct Snapshot {
 }
 
 pub struct Governance {
-    store: SqliteStore,
+    store: Store,
     /// State shared with the other replicas (entities, ledgers), when configured.
     shared: Option<Arc<shared::Shared>>,
     hasher: KeyHasher,
@@ -221,7 +221,7 @@ fn allowed_by(limits: &Limits, alias: &str) -> bool {
 
 impl Governance {
     pub async fn load(
-        store: SqliteStore,
+        store: Store,
         shared: Option<shared::Shared>,
         secret: Vec<u8>,
         default_max_tokens: u32,
@@ -259,7 +259,7 @@ impl Governance {
         self.shared.as_ref()
     }
 
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 

@@ -180,11 +180,7 @@ pub async fn requests(
                 json!({"object": "list", "data": records, "next_cursor": next}),
             )
         }
-        Err(e) => error_response(
-            DialectId::OpenAi,
-            &GatewayError::Internal(format!("record store: {e}")),
-            &id,
-        ),
+        Err(e) => error_response(DialectId::OpenAi, &GatewayError::store(e), &id),
     }
 }
 
@@ -205,11 +201,7 @@ pub async fn request(
             &GatewayError::NotFound(format!("request record {request_id}")),
             &id,
         ),
-        Err(e) => error_response(
-            DialectId::OpenAi,
-            &GatewayError::Internal(format!("record store: {e}")),
-            &id,
-        ),
+        Err(e) => error_response(DialectId::OpenAi, &GatewayError::store(e), &id),
     }
 }
 
@@ -301,10 +293,6 @@ pub async fn spend(
                 json!({"object": "list", "by": by, "data": data, "total_cost_nanos": total}),
             )
         }
-        Err(e) => error_response(
-            DialectId::OpenAi,
-            &GatewayError::Internal(format!("record store: {e}")),
-            &id,
-        ),
+        Err(e) => error_response(DialectId::OpenAi, &GatewayError::store(e), &id),
     }
 }

@@ -87,7 +87,7 @@ pub(super) fn bad(message: impl Into<String>, param: &str) -> GatewayError {
 }
 
 pub(super) fn store_error(e: sqlx::Error) -> GatewayError {
-    GatewayError::Internal(format!("store: {e}"))
+    GatewayError::store(e)
 }
 
 /// Limits as the API takes them: money in US dollars, converted once to nano-dollars.
@@ -233,7 +233,10 @@ async fn audited(app: &App, p: &Principal, c: Change<'_>) -> Result<(), GatewayE
         .await
         .map_err(|e| match e.downcast::<redis::RedisError>() {
             Ok(e) => GatewayError::SharedStateUnavailable(e.to_string()),
-            Err(e) => GatewayError::Internal(format!("store: {e}")),
+            Err(e) => match e.downcast::<sqlx::Error>() {
+                Ok(e) => GatewayError::store(e),
+                Err(e) => GatewayError::Internal(format!("store: {e}")),
+            },
         })
 }
 

@@ -1,11 +1,142 @@
 //! Persistence behind small interfaces. The embedded default is SQLite in the data directory;
-//! the store persists and answers queries, it never decides anything.
+//! replicas share PostgreSQL (`store.url`). The store persists and answers queries, it never
+//! decides anything.
+//!
+//! One set of statements serves both databases: parameters are written `$N`, which both read
+//! (SQLite takes `$N` as the N-th argument), upserts are `ON CONFLICT`, sums are cast to
+//! `BIGINT`, and the few expressions that differ (a tag's value, a report's date bucket) come
+//! from `Dialect`. `on_db!` compiles a body once per database.
 
+mod entities;
+mod postgres;
+mod records;
 mod sqlite;
 
-pub use sqlite::{AuditEntry, SpendColumn, SqliteStore, StoredCredential};
+pub(crate) use entities::insert_audit;
+pub use entities::{AuditEntry, SpendColumn, StoredCredential};
+
+use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use crate::telemetry::record::RequestRecord;
+
+/// The database a store lives in, as a pool of connections to it.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the pool of whichever database `$db` is and `$Db` naming
+/// its sqlx database type: the body is compiled once for each, so queries and row reads are the
+/// drivers' own, with no translation layer between.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident: $Db:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $Db = sqlx::Sqlite;
+                $body
+            }
+            $crate::store::Db::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $Db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// What the two databases write differently.
+pub trait Dialect: sqlx::Database + Sized {
+    /// Appends the value of the tag (request metadata entry) `name`, as text.
+    fn push_tag(q: &mut QueryBuilder<Self>, name: &str);
+    /// The first day (`YYYY-MM-DD`, UTC) of the bucket a record's `started_at_ms` falls in.
+    fn bucket_start(bucket: Bucket) -> &'static str;
+}
+
+impl Dialect for sqlx::Sqlite {
+    fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
+        // `$."name"` with the name's quotes escaped, so any tag name is a safe JSON path.
+        let path = format!("$.\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+        q.push("CAST(json_extract(tags, ")
+            .push_bind(path)
+            .push(") AS TEXT)");
+    }
+
+    fn bucket_start(bucket: Bucket) -> &'static str {
+        match bucket {
+            Bucket::Day => "date(started_at_ms / 1000, 'unixepoch')",
+            // The Sunday on or after, less six days: the week's Monday.
+            Bucket::Week => "date(started_at_ms / 1000, 'unixepoch', 'weekday 0', '-6 days')",
+            Bucket::Month => "date(started_at_ms / 1000, 'unixepoch', 'start of month')",
+            Bucket::All => "NULL",
+        }
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
+        q.push("(tags::jsonb ->> ")
+            .push_bind(name.to_owned())
+            .push(")");
+    }
+
+    fn bucket_start(bucket: Bucket) -> &'static str {
+        match bucket {
+            Bucket::Day => {
+                "to_char(to_timestamp(started_at_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+            // Weeks start on Monday, as in SQLite's reports.
+            Bucket::Week => {
+                "to_char(date_trunc('week', to_timestamp(started_at_ms / 1000.0) AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
+            }
+            Bucket::Month => {
+                "to_char(date_trunc('month', to_timestamp(started_at_ms / 1000.0) AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
+            }
+            Bucket::All => "CAST(NULL AS TEXT)",
+        }
+    }
+}
+
+/// The gateway's store: every table, in SQLite or PostgreSQL.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    /// Where the record writer writes: SQLite gives it a connection of its own
+    /// (`sqlite::open`); PostgreSQL shares the pool.
+    records: Db,
+}
+
+impl Store {
+    /// The embedded default: a SQLite file, created on first start.
+    pub async fn open_sqlite(path: &std::path::Path) -> StoreResult<Self> {
+        let (db, records) = sqlite::open(path).await?;
+        Ok(Self {
+            db: Db::Sqlite(db),
+            records: Db::Sqlite(records),
+        })
+    }
+
+    /// A PostgreSQL database that replicas share; its schema is brought up to date first.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let pool = postgres::open(url, max_connections).await?;
+        Ok(Self {
+            db: Db::Postgres(pool.clone()),
+            records: Db::Postgres(pool),
+        })
+    }
+
+    /// The database, for modules that keep their own tables here (experiments, evaluation).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether other replicas may write here too (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+}
 
 /// Filters of `GET /admin/requests`.
 #[derive(Debug, Clone, Default)]

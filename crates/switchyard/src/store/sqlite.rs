@@ -5,11 +5,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{Bucket, RecordStore, RequestFilter, SpendGroup, SpendRow, StoreResult};
-use crate::telemetry::record::RequestRecord;
+use super::StoreResult;
 
 /// SQLite's memory, all connections together (a soft limit: past it, SQLite reuses its page
 /// caches' pages instead of taking more). Without it each of the pool's connections may keep a
@@ -133,469 +132,61 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 /// Page cache of the record writer's connection, in KiB (SQLite's default is 2,000).
 const RECORDS_CACHE_KIB: u64 = 512;
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// The record writer's own connection (see `open`).
-    records: SqlitePool,
-}
-
-impl SqliteStore {
-    pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_millis(500))
-            .pragma("soft_heap_limit", SQLITE_HEAP_LIMIT.to_string());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await?;
-        migrate(&pool).await?;
-        // Records are written on a connection of their own, kept for the process's life. In WAL
-        // mode a connection's page cache holds only while no other connection has written since
-        // its last transaction, and the pool hands its connections out in turn: each batch
-        // found the cache of its connection made stale by the batch before, on another one,
-        // and read its index pages again. Appending records touches the right edge of each
-        // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
-        // Opened with the first batch, so a gateway without records does not hold it.
-        // Its commits checkpoint the WAL every 100 pages rather than SQLite's 1,000: about the
-        // same copying (new pages are copied once either way), in pieces a tenth as long, so a
-        // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
-        // for it (docs/PERFORMANCE.md, thirty-eighth round).
-        let records = SqlitePoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(
-                options
-                    .pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB))
-                    .pragma("wal_autocheckpoint", "100"),
-            );
-        Ok(Self { pool, records })
-    }
-
-    /// The connection pool, for modules that keep their own tables here (experiments,
-    /// evaluation).
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub async fn get(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
-        let body: Option<String> = sqlx::query_scalar("SELECT body FROM requests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
-    }
-
-    pub async fn count(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM requests")
-            .fetch_one(&self.pool)
-            .await
-    }
-
-    pub async fn query(&self, f: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT body FROM requests WHERE 1=1");
-        if let Some(v) = f.since_ms {
-            q.push(" AND started_at_ms >= ").push_bind(v);
-        }
-        if let Some(v) = f.until_ms {
-            q.push(" AND started_at_ms < ").push_bind(v);
-        }
-        for (col, v) in [
-            ("alias", &f.alias),
-            ("deployment", &f.deployment),
-            ("key_id", &f.key),
-            ("team", &f.team),
-            ("customer", &f.customer),
-            ("outcome", &f.outcome),
-            ("error_code", &f.error_code),
-        ] {
-            if let Some(v) = v {
-                q.push(format!(" AND {col} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some(s) = f.status {
-            q.push(" AND status = ").push_bind(i64::from(s));
-        }
-        if let Some((name, value)) = &f.tag {
-            q.push(" AND json_extract(tags, ")
-                .push_bind(json_path(name))
-                .push(") = ")
-                .push_bind(value.clone());
-        }
-        if let Some(id) = &f.before_id {
-            q.push(" AND id < ").push_bind(id.clone());
-        }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(f.limit.clamp(1, 1000)));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get::<String, _>(0).ok())
-            .filter_map(|b| serde_json::from_str(&b).ok())
-            .collect())
-    }
-
-    pub async fn spend(
-        &self,
-        group: &SpendGroup,
-        bucket: Bucket,
-        since_ms: Option<i64>,
-        until_ms: Option<i64>,
-    ) -> StoreResult<Vec<SpendRow>> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
-        match group {
-            SpendGroup::Key => q.push("key_id"),
-            SpendGroup::Team => q.push("team"),
-            SpendGroup::Org => q.push("org"),
-            SpendGroup::Customer => q.push("customer"),
-            SpendGroup::Alias => q.push("alias"),
-            SpendGroup::Deployment => q.push("deployment"),
-            SpendGroup::Tag(name) => q
-                .push("CAST(json_extract(tags, ")
-                .push_bind(json_path(name))
-                .push(") AS TEXT)"),
-        };
-        q.push(" AS grp, ");
-        match bucket {
-            Bucket::Day => q.push("date(started_at_ms / 1000, 'unixepoch')"),
-            Bucket::Week => {
-                q.push("date(started_at_ms / 1000, 'unixepoch', 'weekday 0', '-6 days')")
-            }
-            Bucket::Month => q.push("date(started_at_ms / 1000, 'unixepoch', 'start of month')"),
-            Bucket::All => q.push("NULL"),
-        };
-        q.push(
-            " AS bucket, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
-             COALESCE(SUM(cost_nanos), 0) FROM requests WHERE 1=1",
+/// Opens (creating if missing) the database at `path` and applies its migrations: the pool for
+/// every other use, and the record writer's own connection.
+pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_millis(500))
+        .pragma("soft_heap_limit", SQLITE_HEAP_LIMIT.to_string());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.clone())
+        .await?;
+    migrate(&pool).await?;
+    // Records are written on a connection of their own, kept for the process's life. In WAL
+    // mode a connection's page cache holds only while no other connection has written since
+    // its last transaction, and the pool hands its connections out in turn: each batch
+    // found the cache of its connection made stale by the batch before, on another one,
+    // and read its index pages again. Appending records touches the right edge of each
+    // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
+    // Opened with the first batch, so a gateway without records does not hold it.
+    // Its commits checkpoint the WAL every 100 pages rather than SQLite's 1,000: about the
+    // same copying (new pages are copied once either way), in pieces a tenth as long, so a
+    // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
+    // for it (docs/PERFORMANCE.md, thirty-eighth round).
+    let records = SqlitePoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(
+            options
+                .pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB))
+                .pragma("wal_autocheckpoint", "100"),
         );
-        if let Some(v) = since_ms {
-            q.push(" AND started_at_ms >= ").push_bind(v);
-        }
-        if let Some(v) = until_ms {
-            q.push(" AND started_at_ms < ").push_bind(v);
-        }
-        q.push(" GROUP BY grp, bucket ORDER BY bucket, grp");
-        let rows = q.build().fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| SpendRow {
-                group: r.try_get(0).ok().flatten(),
-                bucket: r.try_get(1).ok().flatten(),
-                requests: r.try_get(2).unwrap_or(0),
-                input_tokens: r.try_get(3).unwrap_or(0),
-                output_tokens: r.try_get(4).unwrap_or(0),
-                cost_nanos: r.try_get(5).unwrap_or(0),
-            })
-            .collect())
-    }
-}
-
-impl SqliteStore {
-    /// Every stored entity of every kind: `(kind, id, body)`.
-    pub async fn entities(&self) -> StoreResult<Vec<(String, String, String)>> {
-        let rows = sqlx::query("SELECT kind, id, body FROM entities")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
-            .collect())
-    }
-
-    /// Writes (or replaces) an entity and its audit entry in one transaction.
-    pub async fn put_entity(
-        &self,
-        kind: &str,
-        id: &str,
-        body: Option<&str>,
-        audit: &AuditEntry,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        match body {
-            Some(b) => {
-                sqlx::query("INSERT OR REPLACE INTO entities (kind, id, body) VALUES (?, ?, ?)")
-                    .bind(kind)
-                    .bind(id)
-                    .bind(b)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM entities WHERE kind = ? AND id = ?")
-                    .bind(kind)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await
-    }
-
-    pub async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT at_ms, actor, action, kind, entity_id, before, after FROM audit ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEntry {
-                at_ms: r.try_get(0).unwrap_or(0),
-                actor: r.try_get(1).unwrap_or_default(),
-                action: r.try_get(2).unwrap_or_default(),
-                kind: r.try_get(3).unwrap_or_default(),
-                entity_id: r.try_get(4).unwrap_or_default(),
-                before: r
-                    .try_get::<Option<String>, _>(5)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| serde_json::from_str(&s).ok()),
-                after: r
-                    .try_get::<Option<String>, _>(6)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| serde_json::from_str(&s).ok()),
-            })
-            .collect())
-    }
-
-    /// Total recorded cost of one entity since a time (the ledger's starting point).
-    pub async fn spent_since(
-        &self,
-        column: SpendColumn,
-        id: &str,
-        since_ms: i64,
-    ) -> StoreResult<i64> {
-        let sql = match column {
-            SpendColumn::Key => {
-                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE key_id = ? AND started_at_ms >= ?"
-            }
-            SpendColumn::Team => {
-                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE team = ? AND started_at_ms >= ?"
-            }
-            SpendColumn::Org => {
-                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE org = ? AND started_at_ms >= ?"
-            }
-            SpendColumn::Customer => {
-                "SELECT COALESCE(SUM(cost_nanos), 0) FROM requests WHERE customer = ? AND started_at_ms >= ?"
-            }
-        };
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .bind(since_ms)
-            .fetch_one(&self.pool)
-            .await
-    }
-}
-
-impl SqliteStore {
-    /// Every stored credential (still encrypted).
-    pub async fn credentials(&self) -> StoreResult<Vec<StoredCredential>> {
-        let rows = sqlx::query(
-            "SELECT name, envelope, hint, description, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(StoredCredential {
-                    name: r.try_get(0).ok()?,
-                    envelope: r.try_get(1).ok()?,
-                    hint: r.try_get(2).ok()?,
-                    description: r.try_get(3).ok()?,
-                    created_at_ms: r.try_get(4).ok()?,
-                    updated_at_ms: r.try_get(5).ok()?,
-                })
-            })
-            .collect())
-    }
-
-    /// Writes (or, with `None`, deletes) the credential `name` and its audit entry (when given)
-    /// in one transaction.
-    pub async fn put_credential(
-        &self,
-        name: &str,
-        record: Option<&StoredCredential>,
-        audit: Option<&AuditEntry>,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        match record {
-            Some(c) => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO credentials (name, envelope, hint, description, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&c.name)
-                .bind(&c.envelope)
-                .bind(&c.hint)
-                .bind(&c.description)
-                .bind(c.created_at_ms)
-                .bind(c.updated_at_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM credentials WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        if let Some(audit) = audit {
-            insert_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await
-    }
-}
-
-async fn insert_audit(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    audit: &AuditEntry,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit (at_ms, actor, action, kind, entity_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(audit.at_ms)
-    .bind(&audit.actor)
-    .bind(&audit.action)
-    .bind(&audit.kind)
-    .bind(&audit.entity_id)
-    .bind(audit.before.as_ref().map(|v| v.to_string()))
-    .bind(audit.after.as_ref().map(|v| v.to_string()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A credential as stored: the secret only inside the encrypted envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCredential {
-    pub name: String,
-    /// `v1:key_id:nonce:ciphertext`.
-    pub envelope: String,
-    /// `…abcd`: the secret's last characters, or `…` for short secrets.
-    pub hint: String,
-    pub description: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum SpendColumn {
-    Key,
-    Team,
-    Org,
-    Customer,
-}
-
-/// One entry of the audit log: who changed what, before and after (never a secret).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditEntry {
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub kind: String,
-    pub entity_id: String,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-}
-
-/// `$."name"` with the name's quotes escaped, so any tag name is a safe JSON path.
-fn json_path(name: &str) -> String {
-    format!("$.\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Rows of the multi-row statements a batch of records is written with: as many of the largest
-/// as fit, then the rest by halves, so any batch takes a few statements (each a round trip to
-/// the SQLite thread) of five sizes only. Each size is prepared once per connection and kept,
-/// so its memory is taken once; statements sized to each batch were parsed anew every time and
-/// took memory that followed the largest batch so far (a stall of the writer made a batch of
-/// hundreds of records and raised it for good).
-const STATEMENT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
-
-/// The columns a record is written to, in the order its values are bound.
-const RECORD_COLUMNS: &str = "id, started_at_ms, requested_model, alias, deployment, provider, key_id, \
-    team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, output_tokens, \
-    cost_nanos, tags, body, config_name, config_version, experiment_id, variant, session_id";
-
-/// The `INSERT` of `STATEMENT_ROWS[size]` records, written once for the process: built per
-/// batch, its few hundred placeholders and separators went through the query builder's
-/// formatting one by one, about a third of the writer's own work per record.
-fn insert_statement(size: usize) -> &'static str {
-    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        let columns = RECORD_COLUMNS.split(',').count();
-        let row = format!("({})", vec!["?"; columns].join(", "));
-        STATEMENT_ROWS
-            .iter()
-            .map(|&rows| {
-                format!(
-                    "INSERT OR IGNORE INTO requests ({RECORD_COLUMNS}) VALUES {}",
-                    vec![row.as_str(); rows].join(", ")
-                )
-            })
-            .collect()
-    });
-    &STATEMENTS[size]
-}
-
-impl RecordStore for SqliteStore {
-    async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
-        let mut tx = self.records.begin().await?;
-        let mut rest = records;
-        while let Some(size) = STATEMENT_ROWS.iter().position(|&rows| rows <= rest.len()) {
-            let (chunk, tail) = rest.split_at(STATEMENT_ROWS[size]);
-            rest = tail;
-            // Replays after a sink outage may repeat records: the id makes that harmless.
-            let mut insert = sqlx::query(insert_statement(size));
-            for r in chunk {
-                let tags = (!r.tags.is_empty())
-                    .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
-                insert = insert
-                    .bind(&r.id)
-                    .bind(r.started_at_ms)
-                    .bind(&r.requested_model)
-                    .bind(&r.alias)
-                    .bind(&r.deployment)
-                    .bind(&r.provider)
-                    .bind(&r.caller.key_id)
-                    .bind(&r.caller.team)
-                    .bind(&r.caller.org)
-                    .bind(&r.customer)
-                    .bind(i64::from(r.status))
-                    .bind(r.outcome.as_str())
-                    .bind(&r.error_code)
-                    .bind(r.stream)
-                    .bind(r.duration_ms)
-                    .bind(r.tokens.map(|t| t.input as i64))
-                    .bind(r.tokens.map(|t| t.output as i64))
-                    .bind(r.cost_nanos)
-                    .bind(tags)
-                    .bind(r.to_json())
-                    .bind(&r.config_name)
-                    .bind(r.config_version.map(i64::from))
-                    .bind(&r.experiment_id)
-                    .bind(&r.variant)
-                    .bind(&r.session_id);
-            }
-            // Kept prepared: one statement per size in `STATEMENT_ROWS` and connection.
-            insert.execute(&mut *tx).await?;
-        }
-        tx.commit().await
-    }
+    Ok((pool, records))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Db, RecordStore, Store};
+    use crate::telemetry::record::RequestRecord;
+    use sqlx::Row;
+
+    impl Store {
+        fn pool(&self) -> &SqlitePool {
+            match &self.db {
+                Db::Sqlite(pool) => pool,
+                Db::Postgres(_) => unreachable!("a SQLite store"),
+            }
+        }
+    }
 
     /// The plan SQLite picks for `sql`, its detail lines joined.
-    async fn plan(store: &SqliteStore, sql: &str) -> String {
+    async fn plan(store: &Store, sql: &str) -> String {
         // Test-only SQL built from the constants below.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
             .bind("x")
@@ -610,7 +201,7 @@ mod tests {
     }
 
     /// Filters on the sparsely set columns still find their (partial) index.
-    async fn assert_sparse_indexes_used(store: &SqliteStore) {
+    async fn assert_sparse_indexes_used(store: &Store) {
         for (column, index) in [
             ("key_id", "requests_key"),
             ("team", "requests_team"),
@@ -637,7 +228,7 @@ mod tests {
         assert!(plan.contains("INDEX requests_session "), "session: {plan}");
     }
 
-    async fn assert_customer_index_partial(store: &SqliteStore) {
+    async fn assert_customer_index_partial(store: &Store) {
         let sql: String =
             sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'requests_customer'")
                 .fetch_one(store.pool())
@@ -650,7 +241,7 @@ mod tests {
     async fn sparse_columns_are_indexed_only_where_set_and_the_indexes_serve_their_filters() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = Store::open_sqlite(&path).await.unwrap();
         assert_customer_index_partial(&store).await;
         assert_sparse_indexes_used(&store).await;
 
@@ -664,8 +255,8 @@ mod tests {
         .execute(store.pool())
         .await
         .unwrap();
-        store.pool.close().await;
-        let store = SqliteStore::open(&path).await.unwrap();
+        store.pool().close().await;
+        let store = Store::open_sqlite(&path).await.unwrap();
         assert_customer_index_partial(&store).await;
         assert_sparse_indexes_used(&store).await;
     }
@@ -673,13 +264,16 @@ mod tests {
     #[tokio::test]
     async fn sqlite_memory_is_bounded_on_every_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
         // Hold every connection of the pool at once, so each is asked, and the record writer's.
         let mut held = Vec::new();
         for _ in 0..4 {
             held.push(store.pool().acquire().await.unwrap());
         }
-        held.push(store.records.acquire().await.unwrap());
+        let Db::Sqlite(records) = &store.records else {
+            unreachable!("a SQLite store")
+        };
+        held.push(records.acquire().await.unwrap());
         for conn in &mut held {
             let limit: i64 = sqlx::query_scalar("PRAGMA soft_heap_limit")
                 .fetch_one(&mut **conn)
@@ -698,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_any_size_is_stored_whole_and_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
         let record: RequestRecord = serde_json::from_value(serde_json::json!({
             "id": "", "started_at_ms": 1, "duration_ms": 2.0, "ingress": "openai",
             "endpoint": "chat", "requested_model": "m", "stream": false, "status": 200,
@@ -756,7 +350,7 @@ mod tests {
                     "SELECT alias, deployment, provider, key_id, team, org, customer, error_code, \
                      cost_nanos, tags, config_name, config_version, experiment_id, variant, \
                      session_id, status, started_at_ms, requested_model, outcome, body \
-                     FROM requests WHERE id = ?",
+                     FROM requests WHERE id = $1",
                 )
                 .bind(&r.id)
                 .fetch_one(store.pool())

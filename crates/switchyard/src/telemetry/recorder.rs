@@ -22,7 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::record::RequestRecord;
-use crate::store::{RecordStore, SqliteStore};
+use crate::store::{RecordStore, Store};
 
 /// Largest batch written in one transaction.
 const BATCH: usize = 512;
@@ -71,7 +71,7 @@ impl Recorder {
     /// Starts the writer task. It ends after the last `Recorder` handle is dropped and the queue
     /// is drained; `join` waits for that.
     pub fn start(
-        store: SqliteStore,
+        store: Store,
         spill_path: PathBuf,
         spill_max_bytes: u64,
         capacity: usize,
@@ -217,7 +217,7 @@ impl Spill {
 
 struct Writer {
     rx: mpsc::Receiver<RequestRecord>,
-    store: SqliteStore,
+    store: Store,
     spill: Spill,
     stats: Arc<RecorderStats>,
     observers: Vec<Arc<dyn RecordObserver>>,

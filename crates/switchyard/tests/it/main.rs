@@ -19,6 +19,7 @@ mod records;
 mod response_cache;
 mod sdk;
 mod shared_state;
+mod shared_store;
 mod streams;
 mod traces;
 mod upstream_connections;
