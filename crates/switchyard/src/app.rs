@@ -175,6 +175,7 @@ impl App {
                 kept_responses: crate::kept_responses::KeptResponses::new(
                     config.server.keep_responses_for,
                     config.server.keep_responses_bytes,
+                    governance.shared().cloned(),
                 ),
                 config,
                 table,

@@ -15,5 +15,7 @@ pub use provider::{OpenAiProvider, OpenAiStreamDecoder};
 pub use responses::{ResponsesIngress, ResponsesStreamEncoder};
 /// Responses the gateway keeps, brought back into requests that refer to them.
 pub mod kept_responses {
-    pub use super::responses::{Kept, STORE, bring_in, input_items, refers_to_kept};
+    pub use super::responses::{
+        Kept, STORE, bring_in, input_items, referenced_responses, refers_to_kept,
+    };
 }

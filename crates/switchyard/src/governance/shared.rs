@@ -412,14 +412,29 @@ impl Shared {
 
     /// A kept answer and how long it has left, if another replica (or this one) kept it.
     pub async fn cache_get(&self, key: &[u8; 32]) -> RedisResult<Option<(Vec<u8>, Duration)>> {
-        let name = self.cache_key(key);
+        self.get_with_ttl(&self.cache_key(key)).await
+    }
+
+    /// A value and how long it has left.
+    async fn get_with_ttl(&self, name: &str) -> RedisResult<Option<(Vec<u8>, Duration)>> {
         let (value, left): (Option<Vec<u8>>, i64) = redis::pipe()
-            .get(&name)
+            .get(name)
             .cmd("PTTL")
-            .arg(&name)
+            .arg(name)
             .query_async(&mut self.conn().await?)
             .await?;
         Ok(value.map(|v| (v, Duration::from_millis(left.max(0) as u64))))
+    }
+
+    /// Sets a value that expires after `ttl`.
+    async fn set_for(&self, name: &str, value: Vec<u8>, ttl: Duration) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(name)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut self.conn().await?)
+            .await
     }
 
     /// Keeps an answer for every replica, for `ttl`.
@@ -429,13 +444,38 @@ impl Shared {
         value: Vec<u8>,
         ttl: Duration,
     ) -> RedisResult<()> {
+        self.set_for(&self.cache_key(key), value, ttl).await
+    }
+}
+
+impl Shared {
+    fn kept_key(&self, id: &str) -> String {
+        format!("{}:kept:{id}", self.prefix)
+    }
+
+    /// Keeps a Responses API answer (encoded with its owner) for every replica, for `ttl`,
+    /// unless it was deleted already (its id's tombstone stays).
+    pub async fn kept_put(&self, id: &str, value: Vec<u8>, ttl: Duration) -> RedisResult<()> {
         redis::cmd("SET")
-            .arg(self.cache_key(key))
+            .arg(self.kept_key(id))
             .arg(value)
+            .arg("NX")
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
             .query_async::<()>(&mut self.conn().await?)
             .await
+    }
+
+    /// A kept answer and how long it has left.
+    pub async fn kept_get(&self, id: &str) -> RedisResult<Option<(Vec<u8>, Duration)>> {
+        self.get_with_ttl(&self.kept_key(id)).await
+    }
+
+    /// Marks a kept answer deleted for every replica: an empty value (a tombstone) for as long
+    /// as it could have been kept, so replicas holding a copy drop it and a late write of it
+    /// cannot bring it back.
+    pub async fn kept_delete(&self, id: &str, keep_for: Duration) -> RedisResult<()> {
+        self.set_for(&self.kept_key(id), Vec::new(), keep_for).await
     }
 }
 

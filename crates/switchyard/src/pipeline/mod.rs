@@ -200,7 +200,7 @@ fn price_of(d: &crate::routing::Deployment) -> Option<Price> {
 /// every request as stateless; it is then read again with what it refers to brought into its
 /// `input`, as if the client had sent the whole conversation. Requests that refer to nothing
 /// are read once and never scanned for references.
-fn decode_bringing_in_kept(
+async fn decode_bringing_in_kept(
     app: &App,
     ingress: &dyn IngressDialect,
     principal: &Principal,
@@ -212,6 +212,10 @@ fn decode_bringing_in_kept(
     };
     if ingress.id() != DialectId::OpenAiResponses || !kept_responses::refers_to_kept(&body) {
         return Err(GatewayError::InvalidRequest(first));
+    }
+    // Another replica may have kept them.
+    for id in kept_responses::referenced_responses(&body) {
+        app.kept_responses.fetch(&id).await;
     }
     let owner = &principal.caller.key_id;
     let found = |id: &str| app.kept_responses.get(id, owner);
@@ -308,7 +312,7 @@ pub async fn chat(
 ) -> Result<Reply, GatewayError> {
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
-    let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body)?;
+    let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body).await?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
     let cache = cache_entry(&app, ingress, &principal, headers, &request, &body);
     drop(body);
@@ -618,7 +622,7 @@ pub async fn count_tokens(
     } else {
         body
     };
-    let (_, mut request) = decode_bringing_in_kept(app, ingress, &principal, body)?;
+    let (_, mut request) = decode_bringing_in_kept(app, ingress, &principal, body).await?;
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(app, &principal, customer.as_deref(), &request.model)?;

@@ -537,6 +537,8 @@ async fn kept_response(
     let owner = &principal.caller.key_id;
     let rest = uri.path().trim_start_matches("/v1/responses/");
     let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
+    // Another replica may have kept it.
+    app.kept_responses.fetch(id).await;
     let found = match (&method, sub) {
         (&http::Method::GET, "") => app
             .kept_responses
@@ -551,7 +553,8 @@ async fn kept_response(
         }),
         (&http::Method::DELETE, "") => app
             .kept_responses
-            .remove(id, owner)
+            .forget(id, owner)
+            .await
             .then(|| json!({"id": id, "object": "response.deleted", "deleted": true})),
         _ => None,
     };

@@ -356,3 +356,78 @@ async fn replicas_share_the_response_cache() {
     assert_eq!(ask(&b).await.0, "hit");
     assert_eq!(sim_requests(&http, &sim.base_url()).await - before, 1);
 }
+
+async fn send(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    gw: &Gateway,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut r = http
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        r = r.json(body);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (status, made) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "talker"})).await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    let key_id = made["id"].as_str().unwrap().to_owned();
+    for _ in 0..60 {
+        if get(&http, &b, &format!("/admin/keys/{key_id}")).await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    use reqwest::Method;
+
+    // Answered through A; the conversation goes on through B.
+    let first = json!({"model": "shared", "input": "Hello, who are you?"});
+    let (status, answer) = post(&http, &a, "/v1/responses", &key, &first).await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let next = json!({"model": "shared", "previous_response_id": id, "input": "And then?"});
+    let (status, follow) = post(&http, &b, "/v1/responses", &key, &next).await;
+    assert_eq!(status, 200, "B continues A's conversation: {follow}");
+    assert!(
+        follow["usage"]["input_tokens"].as_u64().unwrap()
+            > answer["usage"]["input_tokens"].as_u64().unwrap(),
+        "the earlier turn was sent along: {follow}"
+    );
+    let path = format!("/v1/responses/{id}");
+    let (status, read) = send(&http, Method::GET, &b, &path, &key, None).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["id"], id.as_str());
+    // Only its caller sees it, on any replica.
+    let (status, _) = send(&http, Method::GET, &b, &path, KEY, None).await;
+    assert_eq!(status, 404);
+
+    // Deleted through B, it is gone from A too, which held its own copy.
+    let (status, deleted) = send(&http, Method::DELETE, &b, &path, &key, None).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["deleted"], true);
+    let (status, _) = send(&http, Method::GET, &a, &path, &key, None).await;
+    assert_eq!(status, 404, "A forgot it");
+    let (status, refused) = post(&http, &a, "/v1/responses", &key, &next).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "previous_response_id");
+}

@@ -24,6 +24,41 @@ pub fn refers_to_kept(body: &[u8]) -> bool {
         || memchr::memmem::find(body, b"item_reference").is_some()
 }
 
+/// The ids of the responses `body` refers to (its `previous_response_id`, and the responses its
+/// `item_reference` items' ids belong to), for a gateway that must fetch them before
+/// `bring_in`. Empty for anything that is not such a request.
+pub fn referenced_responses(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Refs {
+        previous_response_id: Option<Value>,
+        input: Option<Value>,
+    }
+    let Ok(refs) = serde_json::from_slice::<Refs>(body) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = refs
+        .previous_response_id
+        .as_ref()
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if let Some(Value::Array(items)) = &refs.input {
+        for item in items {
+            if item.get("type").and_then(Value::as_str) == Some("item_reference")
+                && let Some(response) = item
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(response_of_item)
+                && !ids.contains(&response)
+            {
+                ids.push(response);
+            }
+        }
+    }
+    ids
+}
+
 /// The response id an output item's id belongs to: the gateway names items
 /// `{kind}_{response}_{index}` (see the encoder's `item_id`).
 fn response_of_item(item_id: &str) -> Option<String> {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 pub use encode::ResponsesStreamEncoder;
-pub use kept::{Kept, bring_in, input_items, refers_to_kept};
+pub use kept::{Kept, bring_in, input_items, referenced_responses, refers_to_kept};
 
 use crate::canonical::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice};
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};

@@ -1077,7 +1077,7 @@ fn a_streamed_web_search_goes_out_whole_with_its_result() {
 
 #[test]
 fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
-    use super::{Kept, bring_in, refers_to_kept};
+    use super::{Kept, bring_in, referenced_responses, refers_to_kept};
     let first_request = json!({"model": "m", "instructions": "Be brief.", "input": "Hi"});
     let first_response = json!({"id": "resp_abc", "object": "response", "output": [
         {"id": "msg_abc_0", "type": "message", "role": "assistant", "status": "completed",
@@ -1120,6 +1120,17 @@ fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
     )
     .unwrap();
     assert_eq!(whole["input"][1]["call_id"], "call_1");
+
+    // What a gateway must fetch first: each referred response once.
+    assert_eq!(referenced_responses(body.as_bytes()), ["resp_abc"]);
+    let both = json!({"model": "m", "previous_response_id": "resp_abc", "input": [
+        {"type": "item_reference", "id": "fc_abc_1"}, {"type": "item_reference", "id": "msg_xyz_0"},
+        {"type": "item_reference", "id": "not-ours"}]});
+    assert_eq!(
+        referenced_responses(both.to_string().as_bytes()),
+        ["resp_abc", "resp_xyz"]
+    );
+    assert!(referenced_responses(b"[1]").is_empty());
 
     // What is not kept is refused, naming the member.
     for (body, param) in [
