@@ -582,7 +582,9 @@ fn synth(schema: &Value, root: &Value, all: bool, depth: usize) -> Value {
     }
 }
 
-/// A unit-length vector derived from the text, the same on every call.
+/// A unit-length vector derived from the text, the same on every call. Texts are bags of words
+/// here, as a real model's embeddings roughly are: texts with the same words (in any case,
+/// order or punctuation) get the same vector, and texts sharing most of their words lie close.
 pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
     let mut values = unnormalized_embedding(text, dimensions);
     let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -594,9 +596,30 @@ pub(crate) fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
     values
 }
 
-/// The vector [`embedding`] scales to unit length: each component in `[-1, 1)`. It serves
-/// requests that ask for no normalization (Titan's `normalize: false`).
+/// The vector [`embedding`] scales to unit length: the mean of its words' vectors (the whole
+/// text's for a text without words), each component in `[-1, 1)`. It serves requests that ask
+/// for no normalization (Titan's `normalize: false`).
 pub(crate) fn unnormalized_embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        return hashed_vector(text, dimensions);
+    }
+    let mut sum = vec![0.0f32; dimensions];
+    for word in &words {
+        for (total, v) in sum.iter_mut().zip(hashed_vector(word, dimensions)) {
+            *total += v;
+        }
+    }
+    let n = words.len() as f32;
+    sum.into_iter().map(|v| v / n).collect()
+}
+
+/// A pseudo-random vector seeded by the text, each component in `[-1, 1)`.
+fn hashed_vector(text: &str, dimensions: usize) -> Vec<f32> {
     // FNV-1a seeds a splitmix64 sequence.
     let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {

@@ -34,6 +34,8 @@ pub struct App {
     pub kept_responses: crate::kept_responses::KeptResponses,
     /// The exact response cache, when configured.
     pub response_cache: Option<crate::response_cache::ResponseCache>,
+    /// The semantic cache in front of it, when configured.
+    pub semantic_cache: Option<crate::semantic_cache::SemanticCache>,
     /// The runtime the state was built on, for background work started by a request (an
     /// evaluation run): serving workers only serve.
     pub background: tokio::runtime::Handle,
@@ -172,6 +174,17 @@ impl App {
                     .cache
                     .as_ref()
                     .map(|c| crate::response_cache::ResponseCache::new(c.ttl, c.max_bytes)),
+                semantic_cache: config
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.semantic.as_ref())
+                    .map(|s| {
+                        crate::semantic_cache::SemanticCache::new(
+                            s.model.clone(),
+                            s.threshold,
+                            s.max_entries,
+                        )
+                    }),
                 kept_responses: crate::kept_responses::KeptResponses::new(
                     config.server.keep_responses_for,
                     config.server.keep_responses_bytes,

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod pricing;
 pub mod response_cache;
 pub mod routing;
+pub mod semantic_cache;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -106,6 +106,37 @@ fn embeddings_are_unit_length_and_stable() {
 }
 
 #[test]
+fn texts_with_the_same_words_embed_alike_and_sharing_most_lie_close() {
+    let cosine = |x: &str, y: &str| -> f32 {
+        let (a, b) = (
+            crate::model::embedding(x, 256),
+            crate::model::embedding(y, 256),
+        );
+        a.iter().zip(&b).map(|(p, q)| p * q).sum()
+    };
+    let same = cosine(
+        "What is the capital of France?",
+        "what is the capital of FRANCE",
+    );
+    assert!(same > 0.9999, "{same}");
+    let close = cosine(
+        "What is the capital of France?",
+        "What is the capital city of France?",
+    );
+    assert!(close > 0.85 && close < 0.99, "{close}");
+    let far = cosine(
+        "What is the capital of France?",
+        "How do I reset my router password?",
+    );
+    assert!(far < 0.5, "{far}");
+    // No words: the whole text decides.
+    assert_ne!(
+        crate::model::embedding("?!", 8),
+        crate::model::embedding("!?", 8)
+    );
+}
+
+#[test]
 fn ids_are_unique_and_shaped() {
     let ids = IdGen::default();
     let a = ids.make("toolu_01", 22);

@@ -930,6 +930,33 @@ pub struct CacheFile {
     /// Most bytes of answers kept; the least recently useful go first.
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
+    /// Answers for questions worded differently, when set.
+    pub semantic: Option<SemanticCacheFile>,
+}
+
+/// `cache.semantic:` — a request that misses the exact cache is answered with a kept answer to
+/// a question whose embedding lies within `threshold` (cosine similarity) of its own, asked in
+/// the same conversation with the same parameters.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticCacheFile {
+    /// The embedding model alias (one of `models[]`) the questions are embedded with.
+    pub model: String,
+    /// Least cosine similarity of two questions' embeddings for one's answer to serve the
+    /// other.
+    #[serde(default = "default_semantic_threshold")]
+    pub threshold: f32,
+    /// Most questions remembered; the oldest go first.
+    #[serde(default = "default_semantic_entries")]
+    pub max_entries: usize,
+}
+
+fn default_semantic_threshold() -> f32 {
+    0.95
+}
+
+fn default_semantic_entries() -> usize {
+    10_000
 }
 
 fn default_cache_ttl() -> Duration {

@@ -251,6 +251,22 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
             "ttl and max_bytes must be above zero (leave the section out for no cache)",
         );
     }
+    if let Some(semantic) = cache.as_ref().and_then(|c| c.semantic.as_ref()) {
+        if !(semantic.threshold > 0.0 && semantic.threshold <= 1.0) {
+            err(
+                &mut errors,
+                "cache.semantic.threshold",
+                "a cosine similarity above 0 and at most 1 (e.g. 0.95)",
+            );
+        }
+        if semantic.max_entries == 0 {
+            err(
+                &mut errors,
+                "cache.semantic.max_entries",
+                "must be at least 1",
+            );
+        }
+    }
     if let Some(shared) = &shared
         && !(shared.redis_url.starts_with("redis://") || shared.redis_url.starts_with("unix://"))
     {
@@ -907,6 +923,18 @@ fn resolve_hedge(h: &HedgeFile, path: &str, errors: &mut Vec<ConfigError>) -> Op
 }
 
 fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
+    if let Some(semantic) = config.cache.as_ref().and_then(|c| c.semantic.as_ref())
+        && !config.models.iter().any(|m| m.alias == semantic.model)
+    {
+        err(
+            errors,
+            "cache.semantic.model",
+            format!(
+                "unknown alias '{}': name the embedding model of one of models[]",
+                semantic.model
+            ),
+        );
+    }
     for (i, rule) in config.routing.rules.iter().enumerate() {
         let path = format!("routing.rules[{i}]");
         if rule.name.is_empty() {

@@ -266,4 +266,21 @@ fn the_response_cache_is_off_unless_configured() {
     assert_eq!(cache.ttl, std::time::Duration::from_secs(600));
     assert_eq!(cache.max_bytes, 64 << 20);
     assert_eq!(with("cache: {ttl: 0s}\n").unwrap_err()[0].path, "cache");
+    assert!(cache.semantic.is_none());
+    let semantic = with("cache: {semantic: {model: a}}\n")
+        .unwrap()
+        .cache
+        .unwrap()
+        .semantic
+        .unwrap();
+    assert_eq!((semantic.threshold, semantic.max_entries), (0.95, 10_000));
+    for (bad, path) in [
+        ("{model: nope}", "cache.semantic.model"),
+        ("{model: a, threshold: 0}", "cache.semantic.threshold"),
+        ("{model: a, threshold: 1.5}", "cache.semantic.threshold"),
+        ("{model: a, max_entries: 0}", "cache.semantic.max_entries"),
+    ] {
+        let errors = with(&format!("cache: {{semantic: {bad}}}\n")).unwrap_err();
+        assert_eq!(errors[0].path, path, "{bad}");
+    }
 }

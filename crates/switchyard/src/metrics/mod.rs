@@ -457,6 +457,8 @@ pub struct Snapshot {
     pub alerts: AlertCounts,
     /// Responses API answers kept in memory, and the bytes they take.
     pub kept_responses: (u64, u64),
+    /// Questions the semantic cache remembers, when it is configured.
+    pub semantic_questions: Option<u64>,
 }
 
 impl Snapshot {
@@ -643,6 +645,17 @@ impl prometheus_client::collector::Collector for Snapshot {
                 MetricType::Gauge,
             )?,
         )?;
+
+        if let Some(questions) = self.semantic_questions {
+            ConstGauge::new(i64::try_from(questions).unwrap_or(i64::MAX)).encode(
+                encoder.encode_descriptor(
+                    "semantic_cache_questions",
+                    "Questions the semantic cache remembers (their embeddings and answers' keys).",
+                    None,
+                    MetricType::Gauge,
+                )?,
+            )?;
+        }
 
         let a = &self.alerts;
         if !a.active.is_empty() {

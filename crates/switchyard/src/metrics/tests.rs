@@ -180,6 +180,7 @@ fn scrape_time_gauges_and_recorder_counters() {
             notifications_failed: 0,
         },
         kept_responses: (3, 4096),
+        semantic_questions: Some(7),
     };
     let text = m.render(snapshot);
     let l = lines(&text);
@@ -195,6 +196,7 @@ fn scrape_time_gauges_and_recorder_counters() {
         "switchyard_recorder_write_errors_total 1",
         "switchyard_kept_responses 3",
         "switchyard_kept_responses_bytes 4096",
+        "switchyard_semantic_cache_questions 7",
         r#"switchyard_alerts_active{rule="errors",kind="error_rate"} 1"#,
         r#"switchyard_alert_notifications_total{result="delivered"} 5"#,
         "# TYPE switchyard_deployment_cooling gauge",

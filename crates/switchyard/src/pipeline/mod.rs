@@ -55,6 +55,33 @@ impl RequestContext {
     }
 }
 
+/// A request's record, begun.
+pub fn tracker(app: &App, ctx: &RequestContext, endpoint: &'static str) -> Tracker {
+    Tracker::new(
+        app.recorder.clone(),
+        &ctx.id,
+        ctx.started,
+        ctx.dialect.as_str(),
+        endpoint,
+        app.config.telemetry.content,
+        usize::try_from(app.config.telemetry.content_max_bytes).unwrap_or(usize::MAX),
+    )
+}
+
+/// Ends the record of a request whose reply is not a stream (a stream's record ends with it).
+pub fn settle<T>(tracker: Tracker, result: &Result<T, GatewayError>) {
+    match result {
+        Ok(_) => tracker.finish(200, Outcome::Success, None),
+        Err(e) => {
+            let outcome = match e {
+                GatewayError::Upstream { .. } | GatewayError::Internal(_) => Outcome::UpstreamError,
+                _ => Outcome::ClientError,
+            };
+            tracker.finish(e.to_client().status, outcome, Some(e));
+        }
+    }
+}
+
 /// A time-ordered id (UUIDv7): milliseconds, a 12-bit sequence that keeps ids of the same
 /// millisecond in the order they were made (records list newest first by id), then random bits
 /// from the thread's generator; `Uuid::now_v7` would read the system's random source, a system
@@ -274,6 +301,92 @@ fn cache_entry(
     Some((key, use_))
 }
 
+/// A kept answer as the reply (a hit of either cache), with its record.
+fn cached_reply(
+    tracker: &mut Tracker,
+    hit: &response_cache::Cached,
+    mut headers: Vec<(&'static str, String)>,
+) -> Reply {
+    tracker.set_usage(hit.usage, hit.response_chars, None);
+    tracker.set_cache_hit(&hit.alias, &hit.deployment);
+    tracker.set_response_meta(hit.model.clone(), Some(hit.finish_reason));
+    headers.push((response_cache::CACHE_HEADER_NAME, "hit".to_owned()));
+    Reply {
+        body: ReplyBody::Json(hit.body.clone()),
+        route: [
+            "alias=",
+            &hit.alias,
+            "; deployment=",
+            &hit.deployment,
+            "; attempts=0; cache=hit",
+        ]
+        .concat(),
+        headers,
+    }
+}
+
+/// With a semantic cache, the request's context (its key, scoped as the exact cache's) and its
+/// question, when it ends with a user's text.
+fn semantic_question(
+    app: &App,
+    ingress: &dyn IngressDialect,
+    principal: &Principal,
+    body: &[u8],
+) -> Option<([u8; 32], String)> {
+    app.semantic_cache.as_ref()?;
+    let split = crate::semantic_cache::split(body)?;
+    let context = response_cache::ResponseCache::key(
+        &principal.caller,
+        ingress.id().as_str(),
+        &split.context,
+    );
+    Some((context, split.question))
+}
+
+/// The question's embedding, from the semantic cache's model: a request of its own, admitted,
+/// recorded (tagged `purpose: semantic_cache`) and billed as the caller's. `None` when it
+/// fails; the request then goes on without the semantic cache.
+async fn question_vector(
+    app: &Arc<App>,
+    principal: &Principal,
+    customer: Option<&str>,
+    semantic: &crate::semantic_cache::SemanticCache,
+    question: String,
+) -> Option<Vec<f32>> {
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    let mut tracker = tracker(app, &ctx, "embeddings");
+    tracker.set_caller(principal.caller.clone());
+    tracker.add_tag("purpose", "semantic_cache");
+    let request = switchyard_protocol::canonical::EmbeddingRequest {
+        model: semantic.model.clone(),
+        input: switchyard_protocol::canonical::EmbeddingInput::Texts(vec![question]),
+        single: true,
+        dimensions: None,
+        encoding_format: Default::default(),
+        user: None,
+        extras: Default::default(),
+    };
+    let result = embed(
+        app,
+        &ctx,
+        principal,
+        customer,
+        &HeaderMap::new(),
+        &request,
+        &mut tracker,
+    )
+    .await
+    .map(|(answer, _)| answer);
+    settle(tracker, &result);
+    match result {
+        Ok(mut answer) => answer.vectors.pop(),
+        Err(e) => {
+            tracing::debug!(request_id = %ctx.id, "semantic cache: no embedding ({e})");
+            None
+        }
+    }
+}
+
 /// Where a Responses API answer goes to be kept, unless keeping is off or the request said
 /// `store: false`: with the request it answered (`body`, its references brought in), for the
 /// caller that made it.
@@ -315,6 +428,9 @@ pub async fn chat(
     let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body).await?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
     let cache = cache_entry(&app, ingress, &principal, headers, &request, &body);
+    let question = cache
+        .as_ref()
+        .and_then(|_| semantic_question(&app, ingress, &principal, &body));
     drop(body);
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
@@ -346,30 +462,37 @@ pub async fn chat(
     }
     // A version or variant an experiment chose is not the request the body names.
     let cache = cache.filter(|_| applied.is_none());
+    // The question's embedding and context, for keeping the answer under them.
+    let mut asked = None;
     if let Some((key, use_)) = &cache {
-        let hit = match (*use_, app.response_cache.as_ref()) {
-            (response_cache::Use::ReadAndKeep, Some(store)) => {
-                cached_answer(&app, store, key).await
-            }
+        let reads = *use_ == response_cache::Use::ReadAndKeep;
+        let hit = match (reads, app.response_cache.as_ref()) {
+            (true, Some(store)) => cached_answer(&app, store, key).await,
             _ => None,
         };
         if let Some(hit) = hit {
-            tracker.set_usage(hit.usage, hit.response_chars, None);
-            tracker.set_cache_hit(&hit.alias, &hit.deployment);
-            tracker.set_response_meta(hit.model.clone(), Some(hit.finish_reason));
-            reply_headers.push((response_cache::CACHE_HEADER_NAME, "hit".to_owned()));
-            return Ok(Reply {
-                body: ReplyBody::Json(hit.body.clone()),
-                route: [
-                    "alias=",
-                    &hit.alias,
-                    "; deployment=",
-                    &hit.deployment,
-                    "; attempts=0; cache=hit",
-                ]
-                .concat(),
-                headers: reply_headers,
-            });
+            return Ok(cached_reply(tracker, &hit, reply_headers));
+        }
+        if let (Some(semantic), Some(store), Some((context, question))) = (
+            &app.semantic_cache,
+            &app.response_cache,
+            question.filter(|_| applied.is_none()),
+        ) && let Some(vector) =
+            question_vector(&app, &principal, customer.as_deref(), semantic, question).await
+        {
+            let similar = if reads {
+                semantic.nearest(&context, &vector)
+            } else {
+                Vec::new()
+            };
+            for (answer, similarity) in similar {
+                if let Some(hit) = store.get(&answer) {
+                    tracker.add_tag("cache", "semantic");
+                    tracker.add_tag("cache_similarity", &format!("{similarity:.4}"));
+                    return Ok(cached_reply(tracker, &hit, reply_headers));
+                }
+            }
+            asked = Some((context, vector));
         }
         reply_headers.push((response_cache::CACHE_HEADER_NAME, "miss".to_owned()));
     }
@@ -484,6 +607,9 @@ pub async fn chat(
                     answered_alias,
                     executed.deployment.id.clone(),
                 );
+                if let (Some(semantic), Some((context, vector))) = (&app.semantic_cache, &asked) {
+                    semantic.insert(*context, vector, key);
+                }
                 if let Some(shared) = app.governance.shared().cloned() {
                     // For the other replicas, off the answer's path.
                     let (value, ttl) = (response_cache::to_shared(&kept), store.ttl());
@@ -662,10 +788,40 @@ pub async fn embeddings(
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
     let request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
-    tracker.set_model(&request.model);
     let customer = customer_header(headers).or_else(|| request.user.clone());
-    check_model(&app, &principal, customer.as_deref(), &request.model)?;
-    let input_tokens = if needs_token_estimate(&app, &principal, customer.as_deref(), headers) {
+    let (answer, route) = embed(
+        &app,
+        ctx,
+        &principal,
+        customer.as_deref(),
+        headers,
+        &request,
+        tracker,
+    )
+    .await?;
+    let body = openai::encode_embeddings(&answer, &request.model, request.encoding_format);
+    tracker.set_response_meta(answer.model, None);
+    Ok(Reply {
+        body: ReplyBody::Json(body),
+        route,
+        headers: Vec::new(),
+    })
+}
+
+/// Embeds `request` for `principal`: admitted, routed, sent and booked on `tracker`. The answer
+/// and the route header.
+async fn embed(
+    app: &Arc<App>,
+    ctx: &RequestContext,
+    principal: &Principal,
+    customer: Option<&str>,
+    headers: &HeaderMap,
+    request: &switchyard_protocol::canonical::EmbeddingRequest,
+    tracker: &mut Tracker,
+) -> Result<(switchyard_protocol::canonical::EmbeddingResponse, String), GatewayError> {
+    tracker.set_model(&request.model);
+    check_model(app, principal, customer, &request.model)?;
+    let input_tokens = if needs_token_estimate(app, principal, customer, headers) {
         crate::tokens::estimate_embeddings(app.table.encoding(&request.model), &request.input)
     } else {
         crate::tokens::rough_embeddings(&request.input)
@@ -677,7 +833,7 @@ pub async fn embeddings(
             embeddings: true,
             ..Needs::default()
         },
-        restrictions: app.governance.restrictions(&principal, customer.as_deref()),
+        restrictions: app.governance.restrictions(principal, customer),
         ..RequestFacts::default()
     };
     let mut planner = app
@@ -687,8 +843,8 @@ pub async fn embeddings(
     let (admission, _) = app
         .governance
         .admit(
-            &principal,
-            customer.as_deref(),
+            principal,
+            customer,
             app.table.max_price(&planner.decision.alias),
             Demand {
                 input_tokens,
@@ -699,7 +855,7 @@ pub async fn embeddings(
         .await?;
     tracker.set_admission(admission);
     let result =
-        upstream::execute_embeddings(&mut planner, &request, &app.table.policy, &app.retry_budget)
+        upstream::execute_embeddings(&mut planner, request, &app.table.policy, &app.retry_budget)
             .await;
     let decision = std::mem::take(&mut planner.decision);
     let executed = match result {
@@ -742,13 +898,7 @@ pub async fn embeddings(
     );
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     tracker.set_route(decision, executed.attempts);
-    let body = openai::encode_embeddings(&executed.answer, &request.model, request.encoding_format);
-    tracker.set_response_meta(executed.answer.model, None);
-    Ok(Reply {
-        body: ReplyBody::Json(body),
-        route,
-        headers: Vec::new(),
-    })
+    Ok((executed.answer, route))
 }
 
 fn unix_now() -> i64 {

@@ -30,9 +30,8 @@ mod observability;
 
 use crate::app::App;
 use crate::error::GatewayError;
-use crate::pipeline::{self, Reply, ReplyBody, RequestContext};
+use crate::pipeline::{self, Reply, ReplyBody, RequestContext, settle, tracker};
 use crate::routing::now_ms;
-use crate::telemetry::{Outcome, Tracker};
 
 static OPENAI: OpenAiIngress = OpenAiIngress;
 static ANTHROPIC: AnthropicIngress = AnthropicIngress;
@@ -404,36 +403,10 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     response
 }
 
-fn tracker(app: &App, ctx: &RequestContext, endpoint: &'static str) -> Tracker {
-    Tracker::new(
-        app.recorder.clone(),
-        &ctx.id,
-        ctx.started,
-        ctx.dialect.as_str(),
-        endpoint,
-        app.config.telemetry.content,
-        usize::try_from(app.config.telemetry.content_max_bytes).unwrap_or(usize::MAX),
-    )
-}
-
 /// The W3C `traceparent` header, read so the request's spans join the caller's trace.
 fn traceparent(headers: &HeaderMap) -> Option<&str> {
     static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
     headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok())
-}
-
-/// Ends the record of a request whose reply is not a stream (a stream's record ends with it).
-fn settle(tracker: Tracker, result: &Result<Reply, GatewayError>) {
-    match result {
-        Ok(_) => tracker.finish(200, Outcome::Success, None),
-        Err(e) => {
-            let outcome = match e {
-                GatewayError::Upstream { .. } | GatewayError::Internal(_) => Outcome::UpstreamError,
-                _ => Outcome::ClientError,
-            };
-            tracker.finish(e.to_client().status, outcome, Some(e));
-        }
-    }
 }
 
 async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {

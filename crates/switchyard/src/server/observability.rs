@@ -22,6 +22,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         recorder: RecorderCounts::read(&app.recorder),
         alerts: app.alerts.counts(),
         kept_responses: app.kept_responses.counts(),
+        semantic_questions: app.semantic_cache.as_ref().map(|s| s.len() as u64),
     };
     let mut response = Response::new(Body::from(app.metrics.render(snapshot)));
     response.headers_mut().insert(

@@ -141,3 +141,97 @@ async fn identical_requests_are_answered_from_the_cache() {
     let r = env.post_key("/v1/chat/completions", &body, &key).await;
     assert_eq!(r.headers["x-switchyard-cache"], "miss");
 }
+
+#[tokio::test]
+async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
+    let env = env_with_sections(
+        r#"
+  - alias: cached
+    deployments:
+      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+  - alias: question-embedder
+    deployments:
+      - {provider: p-openai, model: text-embedding-3-small, price: {input_per_mtok: 0.02, output_per_mtok: 0}}
+"#,
+        "",
+        "cache:\n  ttl: 30s\n  semantic: {model: question-embedder, threshold: 0.9}\n",
+    )
+    .await;
+    let made = env
+        .post(
+            "/admin/keys",
+            &json!({"name": "app", "max_budget_usd": 1.0}),
+        )
+        .await
+        .json();
+    let key = made["key"].as_str().unwrap().to_owned();
+    let asks = |body: Value| {
+        let (env, key) = (&env, key.clone());
+        async move { env.post_key("/v1/chat/completions", &body, &key).await }
+    };
+
+    let first = asks(chat("cached", "What is the capital of France?")).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.headers["x-switchyard-cache"], "miss");
+    let calls = provider_calls(&env).await;
+
+    // The same words, another case and punctuation: not the same body, the same question.
+    let second = asks(chat("cached", "what is the capital of FRANCE")).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.headers["x-switchyard-cache"], "hit");
+    assert_eq!(second.text, first.text, "the kept answer");
+    assert_eq!(provider_calls(&env).await, calls, "no chat call");
+    let hit = record(&env, second.headers["x-request-id"].to_str().unwrap()).await;
+    assert_eq!(hit["cache_hit"], true, "{hit}");
+    assert_eq!(hit["cost_nanos"], 0, "{hit}");
+    assert_eq!(hit["tags"]["cache"], "semantic", "{hit}");
+    assert!(
+        hit["tags"]["cache_similarity"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.9
+    );
+
+    // Each question's embedding is a request of its own, billed to the caller.
+    let embeds = env
+        .get("/admin/requests?tag=purpose:semantic_cache")
+        .await
+        .json();
+    let embeds = embeds["data"].as_array().unwrap();
+    assert_eq!(embeds.len(), 2, "{embeds:?}");
+    for e in embeds {
+        assert_eq!(e["caller"]["key_id"], made["id"], "{e}");
+        assert_eq!(e["alias"], "question-embedder", "{e}");
+        assert!(e["cost_nanos"].as_i64().unwrap() > 0, "{e}");
+    }
+
+    // Another question, or the same one in another conversation or with other parameters:
+    // the provider answers.
+    let other = asks(chat("cached", "How do I reset my router password?")).await;
+    assert_eq!(other.headers["x-switchyard-cache"], "miss");
+    let mut briefed = chat("cached", "What is the capital of France?");
+    briefed["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"role": "system", "content": "Answer in German."}));
+    assert_eq!(asks(briefed).await.headers["x-switchyard-cache"], "miss");
+    let mut hotter = chat("cached", "what is the capital of france");
+    hotter["temperature"] = json!(1.5);
+    assert_eq!(asks(hotter).await.headers["x-switchyard-cache"], "miss");
+    assert_eq!(provider_calls(&env).await, calls + 3);
+    // No semantic reading for `no-cache`: a fresh answer.
+    let r = env
+        .post_with(
+            "/v1/chat/completions",
+            &chat("cached", "What's the capital of France?"),
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("x-switchyard-cache", "no-cache"),
+            ],
+        )
+        .await;
+    assert_eq!(r.headers["x-switchyard-cache"], "miss");
+    assert_eq!(provider_calls(&env).await, calls + 4);
+}

@@ -1,0 +1,211 @@
+//! The semantic cache (`cache.semantic:`): in front of the exact cache, for a question worded
+//! differently. A request's last message, when it is a user's text, is the question; the rest
+//! of the body (the conversation before it, the model, the parameters, the tools) is its
+//! context, which must match exactly. The question is embedded with the configured embedding
+//! model (a request of its own, recorded and billed to the same caller), and a kept answer to a
+//! question in the same context whose embedding lies within the threshold answers it.
+//!
+//! The index holds each question's embedding and the exact cache's key of its answer, nothing
+//! more: the answer lives in the exact cache, by its bounds and ttl, and an entry whose answer
+//! is gone simply finds nothing. Per replica.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// A request split for the semantic cache: its context (the body with the question taken out)
+/// and its question.
+pub struct Split {
+    pub context: Vec<u8>,
+    pub question: String,
+}
+
+/// Splits a chat body (OpenAI's chat completions or Anthropic's messages: both carry
+/// `messages` of `role` and `content`, a string or text blocks) whose last message is a user's
+/// text; `None` for anything else (a tool result, an image, no messages).
+pub fn split(body: &[u8]) -> Option<Split> {
+    let mut request: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let messages = request.get_mut("messages")?.as_array_mut()?;
+    let last = messages.last_mut()?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let question = match last.get("content")? {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for block in blocks {
+                if block.get("type").and_then(Value::as_str) != Some("text") {
+                    return None;
+                }
+                texts.push(block.get("text")?.as_str()?);
+            }
+            texts.join("\n")
+        }
+        _ => return None,
+    };
+    if question.trim().is_empty() {
+        return None;
+    }
+    // The question's place stays, so a context with one more turn is another context.
+    *last = Value::Null;
+    Some(Split {
+        context: serde_json::to_vec(&request).ok()?,
+        question,
+    })
+}
+
+struct Entry {
+    serial: u64,
+    /// Unit length, so a dot product is the cosine similarity.
+    vector: Box<[f32]>,
+    answer: [u8; 32],
+}
+
+#[derive(Default)]
+struct Inner {
+    by_context: HashMap<[u8; 32], Vec<Entry>>,
+    /// `(context, serial)` in the order they were added, for evicting the oldest.
+    order: VecDeque<([u8; 32], u64)>,
+    next_serial: u64,
+}
+
+pub struct SemanticCache {
+    /// The embedding model alias.
+    pub model: String,
+    threshold: f32,
+    max_entries: usize,
+    inner: Mutex<Inner>,
+}
+
+impl SemanticCache {
+    pub fn new(model: String, threshold: f32, max_entries: usize) -> Self {
+        Self {
+            model,
+            threshold,
+            max_entries,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The exact cache's keys of answers to questions asked in `context` within the threshold
+    /// of `vector`, the most similar first, each with its similarity.
+    pub fn nearest(&self, context: &[u8; 32], vector: &[f32]) -> Vec<([u8; 32], f32)> {
+        let Some(query) = unit(vector) else {
+            return Vec::new();
+        };
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found: Vec<([u8; 32], f32)> = inner
+            .by_context
+            .get(context)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.vector.len() == query.len())
+            .map(|e| (e.answer, dot(&e.vector, &query)))
+            .filter(|(_, similarity)| *similarity >= self.threshold)
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        found
+    }
+
+    /// Remembers that the question embedded as `vector`, asked in `context`, is answered by the
+    /// exact cache's entry `answer`.
+    pub fn insert(&self, context: [u8; 32], vector: &[f32], answer: [u8; 32]) {
+        let Some(vector) = unit(vector) else {
+            return;
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let serial = inner.next_serial;
+        inner.next_serial += 1;
+        inner.by_context.entry(context).or_default().push(Entry {
+            serial,
+            vector,
+            answer,
+        });
+        inner.order.push_back((context, serial));
+        while inner.order.len() > self.max_entries {
+            let Some((context, serial)) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(entries) = inner.by_context.get_mut(&context) {
+                entries.retain(|e| e.serial != serial);
+                if entries.is_empty() {
+                    inner.by_context.remove(&context);
+                }
+            }
+        }
+    }
+
+    /// How many questions are remembered.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .order
+            .len()
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `v` scaled to unit length; `None` for a zero (or non-finite) vector.
+fn unit(v: &[f32]) -> Option<Box<[f32]>> {
+    let norm = dot(v, v).sqrt();
+    (norm.is_finite() && norm > 0.0).then(|| v.iter().map(|x| x / norm).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_question_is_the_last_user_text_and_the_rest_is_its_context() {
+        let a = split(br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Capital of France?"}],"temperature":0}"#).unwrap();
+        assert_eq!(a.question, "Capital of France?");
+        let b = split(br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"What is France's capital?"}]}],"temperature":0}"#).unwrap();
+        assert_eq!(b.question, "What is France's capital?");
+        assert_eq!(a.context, b.context, "same conversation, same parameters");
+        let hotter = split(br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Capital of France?"}],"temperature":1}"#).unwrap();
+        assert_ne!(a.context, hotter.context);
+        for body in [
+            &br#"{"model":"m","messages":[{"role":"assistant","content":"Hi"}]}"#[..],
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+            br#"{"model":"m","messages":[]}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"  "}]}"#,
+            b"[]",
+        ] {
+            assert!(split(body).is_none(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn the_nearest_within_the_threshold_in_the_same_context_answers() {
+        let cache = SemanticCache::new("e".into(), 0.9, 3);
+        let (here, there) = ([1; 32], [2; 32]);
+        cache.insert(here, &[1.0, 0.0, 0.0], [10; 32]);
+        cache.insert(here, &[0.8, 0.6, 0.0], [11; 32]);
+        cache.insert(there, &[1.0, 0.0, 0.0], [12; 32]);
+        let found = cache.nearest(&here, &[2.0, 0.1, 0.0]);
+        assert_eq!(
+            found.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [[10; 32]],
+            "{found:?}"
+        );
+        assert!(found[0].1 > 0.99);
+        assert!(cache.nearest(&here, &[0.0, 0.0, 1.0]).is_empty());
+        assert!(cache.nearest(&[3; 32], &[1.0, 0.0, 0.0]).is_empty());
+        assert!(
+            cache.nearest(&here, &[1.0, 0.0]).is_empty(),
+            "another model's size"
+        );
+        // The oldest go beyond the bound.
+        cache.insert(there, &[0.0, 1.0, 0.0], [13; 32]);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.nearest(&here, &[1.0, 0.0, 0.0]).is_empty());
+        assert_eq!(cache.nearest(&there, &[0.0, 1.0, 0.0])[0].0, [13; 32]);
+    }
+}
