@@ -3,10 +3,11 @@
 //! ingress, from the same organisation (else team, else key, else the master key). A hit calls no
 //! provider and costs nothing; its record says it was a hit.
 //!
-//! Left out, so that a hit never changes what a request would have meant: streamed requests,
+//! A stream is kept as the events its client got (the pipeline gathers them as they pass), and
+//! replayed at once. Left out, so that a hit never changes what a request would have meant:
 //! requests an experiment or configuration version applies to, Responses API requests (their
 //! answers are kept under their ids), and answers that did not end normally (an error, a
-//! content filter). A client asks for a fresh answer with `x-switchyard-cache: no-cache` (the
+//! stream that broke off, a content filter). A client asks for a fresh answer with `x-switchyard-cache: no-cache` (the
 //! new answer is then kept) or `no-store` (nothing read or kept).
 //!
 //! With shared state, a kept answer also goes to Redis ([`to_shared`]: a line of JSON with its
@@ -73,6 +74,7 @@ impl Use {
 pub struct ResponseCache {
     entries: quick_cache::sync::Cache<[u8; 32], Arc<Cached>, ByBytes>,
     ttl: Duration,
+    max_bytes: u64,
 }
 
 impl ResponseCache {
@@ -84,6 +86,7 @@ impl ResponseCache {
         Self {
             entries: quick_cache::sync::Cache::with_weighter(items, max_bytes, ByBytes),
             ttl,
+            max_bytes,
         }
     }
 
@@ -163,31 +166,37 @@ impl ResponseCache {
     }
 
     /// Keeps an answer for the cache's lifetime.
-    #[allow(clippy::too_many_arguments)]
-    pub fn keep(
-        &self,
-        key: [u8; 32],
-        body: Vec<u8>,
-        usage: Option<Usage>,
-        model: String,
-        finish_reason: &'static str,
-        response_chars: usize,
-        alias: String,
-        deployment: String,
-    ) -> Arc<Cached> {
+    pub fn keep(&self, key: [u8; 32], answer: ToKeep) -> Arc<Cached> {
         let entry = Arc::new(Cached {
-            body,
-            usage,
-            model,
-            finish_reason,
-            response_chars,
-            alias,
-            deployment,
+            body: answer.body,
+            usage: answer.usage,
+            model: answer.model,
+            finish_reason: answer.finish_reason,
+            response_chars: answer.response_chars,
+            alias: answer.alias,
+            deployment: answer.deployment,
             expires: Instant::now() + self.ttl,
         });
         self.entries.insert(key, entry.clone());
         entry
     }
+
+    /// The most bytes one answer may take, so that one long stream cannot push out the rest.
+    pub fn max_answer_bytes(&self) -> usize {
+        usize::try_from(self.max_bytes / 8).unwrap_or(usize::MAX)
+    }
+}
+
+/// An answer to keep: its body (a whole answer, or a stream's events) and what its hits'
+/// records say.
+pub struct ToKeep {
+    pub body: Vec<u8>,
+    pub usage: Option<Usage>,
+    pub model: String,
+    pub finish_reason: &'static str,
+    pub response_chars: usize,
+    pub alias: String,
+    pub deployment: String,
 }
 
 /// The OpenAI finish reasons an answer kept elsewhere may name.
@@ -296,13 +305,15 @@ mod tests {
         };
         let kept = here.keep(
             [7; 32],
-            b"{\"id\":\"x\"}\n".to_vec(),
-            Some(usage),
-            "gpt-4o-mini".into(),
-            "tool_calls",
-            42,
-            "alias".into(),
-            "p/m".into(),
+            ToKeep {
+                body: b"{\"id\":\"x\"}\n".to_vec(),
+                usage: Some(usage),
+                model: "gpt-4o-mini".into(),
+                finish_reason: "tool_calls",
+                response_chars: 42,
+                alias: "alias".into(),
+                deployment: "p/m".into(),
+            },
         );
         let there = ResponseCache::new(Duration::from_secs(60), 1 << 20);
         let adopted = there
@@ -332,13 +343,15 @@ mod tests {
         let keep = |cache: &ResponseCache, key: [u8; 32], bytes: usize| {
             cache.keep(
                 key,
-                vec![b'x'; bytes],
-                None,
-                "m".into(),
-                "stop",
-                1,
-                "a".into(),
-                "p/m".into(),
+                ToKeep {
+                    body: vec![b'x'; bytes],
+                    usage: None,
+                    model: "m".into(),
+                    finish_reason: "stop",
+                    response_chars: 1,
+                    alias: "a".into(),
+                    deployment: "p/m".into(),
+                },
             )
         };
         keep(&cache, [1; 32], 100);

@@ -279,22 +279,19 @@ async fn cached_answer(
 }
 
 /// The response cache's key for a request that may use the cache, and what it may do with it:
-/// none without a cache, for streams, for the Responses API (its answers are kept under their
-/// ids) and with `x-switchyard-cache: no-store`.
+/// none without a cache, for the Responses API (its answers are kept under their ids) and with
+/// `x-switchyard-cache: no-store`. A stream's key is its own (its body says `stream`), and its
+/// answer is kept as the events the client got.
 fn cache_entry(
     app: &App,
     ingress: &dyn IngressDialect,
     principal: &Principal,
     headers: &HeaderMap,
-    request: &ChatRequest,
     body: &[u8],
 ) -> Option<([u8; 32], response_cache::Use)> {
     app.response_cache.as_ref()?;
     let use_ = response_cache::Use::of(headers);
-    if use_ == response_cache::Use::Neither
-        || request.stream
-        || ingress.id() == DialectId::OpenAiResponses
-    {
+    if use_ == response_cache::Use::Neither || ingress.id() == DialectId::OpenAiResponses {
         return None;
     }
     let key = response_cache::ResponseCache::key(&principal.caller, ingress.id().as_str(), body);
@@ -305,14 +302,22 @@ fn cache_entry(
 fn cached_reply(
     tracker: &mut Tracker,
     hit: &response_cache::Cached,
+    stream: bool,
     mut headers: Vec<(&'static str, String)>,
 ) -> Reply {
     tracker.set_usage(hit.usage, hit.response_chars, None);
     tracker.set_cache_hit(&hit.alias, &hit.deployment);
     tracker.set_response_meta(hit.model.clone(), Some(hit.finish_reason));
     headers.push((response_cache::CACHE_HEADER_NAME, "hit".to_owned()));
+    let body = if stream {
+        // The events as the first client got them, at once.
+        let events = Bytes::from(hit.body.clone());
+        ReplyBody::Sse(Box::pin(futures::stream::once(async move { Ok(events) })))
+    } else {
+        ReplyBody::Json(hit.body.clone())
+    };
     Reply {
-        body: ReplyBody::Json(hit.body.clone()),
+        body,
         route: [
             "alias=",
             &hit.alias,
@@ -427,7 +432,7 @@ pub async fn chat(
     tracker.set_caller(principal.caller.clone());
     let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body).await?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
-    let cache = cache_entry(&app, ingress, &principal, headers, &request, &body);
+    let cache = cache_entry(&app, ingress, &principal, headers, &body);
     let question = cache
         .as_ref()
         .and_then(|_| semantic_question(&app, ingress, &principal, &body));
@@ -471,7 +476,7 @@ pub async fn chat(
             _ => None,
         };
         if let Some(hit) = hit {
-            return Ok(cached_reply(tracker, &hit, reply_headers));
+            return Ok(cached_reply(tracker, &hit, request.stream, reply_headers));
         }
         if let (Some(semantic), Some(store), Some((context, question))) = (
             &app.semantic_cache,
@@ -489,7 +494,7 @@ pub async fn chat(
                 if let Some(hit) = store.get(&answer) {
                     tracker.add_tag("cache", "semantic");
                     tracker.add_tag("cache_similarity", &format!("{similarity:.4}"));
-                    return Ok(cached_reply(tracker, &hit, reply_headers));
+                    return Ok(cached_reply(tracker, &hit, request.stream, reply_headers));
                 }
             }
             asked = Some((context, vector));
@@ -568,12 +573,12 @@ pub async fn chat(
     };
     let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
     let price = price_of(&executed.deployment);
+    let answered_alias = executed
+        .attempts
+        .last()
+        .map_or_else(|| decision.alias.clone(), |a| a.alias.clone());
     match executed.answer {
         Answer::Complete(response) => {
-            let answered_alias = executed
-                .attempts
-                .last()
-                .map_or_else(|| decision.alias.clone(), |a| a.alias.clone());
             tracker.set_usage(response.usage, response.text_len(), price);
             if tracker.content() != ContentMode::Off {
                 tracker.set_response_text(&response.text());
@@ -597,28 +602,21 @@ pub async fn chat(
             if let (Some(store), Some((key, _)), true) =
                 (&app.response_cache, cache, ended_normally)
             {
-                let kept = store.keep(
+                keep_in_cache(
+                    &app,
+                    store,
                     key,
-                    body.clone(),
-                    response.usage,
-                    response.model.clone(),
-                    finish_reason,
-                    response.text_len(),
-                    answered_alias,
-                    executed.deployment.id.clone(),
+                    asked.as_ref(),
+                    response_cache::ToKeep {
+                        body: body.clone(),
+                        usage: response.usage,
+                        model: response.model.clone(),
+                        finish_reason,
+                        response_chars: response.text_len(),
+                        alias: answered_alias,
+                        deployment: executed.deployment.id.clone(),
+                    },
                 );
-                if let (Some(semantic), Some((context, vector))) = (&app.semantic_cache, &asked) {
-                    semantic.insert(*context, vector, key);
-                }
-                if let Some(shared) = app.governance.shared().cloned() {
-                    // For the other replicas, off the answer's path.
-                    let (value, ttl) = (response_cache::to_shared(&kept), store.ttl());
-                    tokio::spawn(async move {
-                        if let Err(e) = shared.cache_put(&key, value, ttl).await {
-                            tracing::warn!("cannot share a cached answer: {e}");
-                        }
-                    });
-                }
             }
             tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {
@@ -634,7 +632,16 @@ pub async fn chat(
             let attempts = executed.attempts;
             let mut tracker = tracker.detach();
             let capture = tracker.content() != ContentMode::Off;
+            // With a cache, how the stream ended, for keeping its events.
+            let keeping = match (&app.response_cache, cache) {
+                (Some(_), Some((key, _))) => Some((key, Arc::new(StreamEnding::default()))),
+                _ => None,
+            };
+            let ending = keeping.as_ref().map(|(_, ending)| ending.clone());
             let on_end = Box::new(move |end: StreamEnd| {
+                if let Some(ending) = ending {
+                    ending.note(&end);
+                }
                 log_stream_end(&id, &decision, started, &attempts, &end);
                 tracker.set_route(decision, attempts);
                 if let Some(at) = end.first_chunk_at {
@@ -656,14 +663,140 @@ pub async fn chat(
                     tracker.finish(200, Outcome::Success, None);
                 }
             });
+            let relayed = upstream::relay::relay(stream, encoder, capture, on_end);
+            let body: SseBody = match keeping {
+                Some((key, ending)) => Box::pin(keep_stream(
+                    relayed,
+                    app,
+                    key,
+                    asked,
+                    ending,
+                    answered_alias,
+                    executed.deployment.id.clone(),
+                    executed.deployment.model.clone(),
+                )),
+                None => Box::pin(relayed),
+            };
             Ok(Reply {
-                body: ReplyBody::Sse(Box::pin(upstream::relay::relay(
-                    stream, encoder, capture, on_end,
-                ))),
+                body: ReplyBody::Sse(body),
                 route,
                 headers: reply_headers,
             })
         }
+    }
+}
+
+/// How a stream ended, as its keeper needs it: noted by the relay's end, which comes before the
+/// last chunk is handed on.
+#[derive(Default)]
+struct StreamEnding(parking_lot::Mutex<Option<(Option<Usage>, usize, &'static str)>>);
+
+impl StreamEnding {
+    /// Notes a stream that ended normally: usage, characters and finish reason. Nothing for one
+    /// that broke off, was cancelled, or stopped for a content filter or a provider's reason.
+    fn note(&self, end: &StreamEnd) {
+        let normal = match &end.finish {
+            Some(FinishReason::ContentFilter | FinishReason::Other(_)) => false,
+            Some(_) | None => end.error.is_none() && !end.cancelled,
+        };
+        if normal {
+            let finish = end.finish.as_ref().map_or("stop", FinishReason::as_openai);
+            *self.0.lock() = Some((end.usage, end.output_chars, finish));
+        }
+    }
+}
+
+/// The client's stream, passed on unchanged, its events gathered on the side: when it ended
+/// normally and its events fit the cache's bound for one answer, they are kept as the answer.
+#[allow(clippy::too_many_arguments)]
+fn keep_stream(
+    relayed: impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    app: Arc<App>,
+    key: [u8; 32],
+    asked: Option<([u8; 32], Vec<f32>)>,
+    ending: Arc<StreamEnding>,
+    alias: String,
+    deployment: String,
+    model: String,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    use futures::StreamExt;
+    let limit = app
+        .response_cache
+        .as_ref()
+        .map_or(0, response_cache::ResponseCache::max_answer_bytes);
+    let gathered: Option<Vec<u8>> = Some(Vec::new());
+    let state = (
+        Box::pin(relayed),
+        gathered,
+        Some((app, asked, alias, deployment, model)),
+    );
+    futures::stream::unfold(state, move |(mut relayed, mut gathered, mut keep)| {
+        let ending = ending.clone();
+        async move {
+            match relayed.next().await {
+                Some(Ok(chunk)) => {
+                    if let Some(events) = &mut gathered {
+                        if events.len() + chunk.len() <= limit {
+                            events.extend_from_slice(&chunk);
+                        } else {
+                            gathered = None;
+                        }
+                    }
+                    Some((Ok(chunk), (relayed, gathered, keep)))
+                }
+                Some(Err(never)) => match never {},
+                None => {
+                    let end = ending.0.lock().take();
+                    if let (Some(events), Some((usage, chars, finish)), Some(ctx)) =
+                        (gathered, end, keep.take())
+                    {
+                        let (app, asked, alias, deployment, model) = ctx;
+                        if let Some(store) = &app.response_cache {
+                            keep_in_cache(
+                                &app,
+                                store,
+                                key,
+                                asked.as_ref(),
+                                response_cache::ToKeep {
+                                    body: events,
+                                    usage,
+                                    model,
+                                    finish_reason: finish,
+                                    response_chars: chars,
+                                    alias,
+                                    deployment,
+                                },
+                            );
+                        }
+                    }
+                    None
+                }
+            }
+        }
+    })
+}
+
+/// Keeps an answer in the cache under `key`, and under the question it answers in the
+/// semantic cache; with shared state, in Redis for the other replicas too.
+fn keep_in_cache(
+    app: &App,
+    store: &response_cache::ResponseCache,
+    key: [u8; 32],
+    asked: Option<&([u8; 32], Vec<f32>)>,
+    answer: response_cache::ToKeep,
+) {
+    let kept = store.keep(key, answer);
+    if let (Some(semantic), Some((context, vector))) = (&app.semantic_cache, asked) {
+        semantic.insert(*context, vector, key);
+    }
+    if let Some(shared) = app.governance.shared().cloned() {
+        // For the other replicas, off the answer's path.
+        let (value, ttl) = (response_cache::to_shared(&kept), store.ttl());
+        tokio::spawn(async move {
+            if let Err(e) = shared.cache_put(&key, value, ttl).await {
+                tracing::warn!("cannot share a cached answer: {e}");
+            }
+        });
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use switchyard_protocol::canonical::{ErrorClass, StreamEvent, UpstreamErrorInfo, Usage};
+use switchyard_protocol::canonical::{
+    ErrorClass, FinishReason, StreamEvent, UpstreamErrorInfo, Usage,
+};
 use switchyard_protocol::dialect::StreamEncoder;
 
 use super::CommittedStream;
@@ -31,6 +33,8 @@ pub struct StreamEnd {
     pub text: String,
     /// Characters of output seen, for an explicit estimate when usage is missing.
     pub output_chars: usize,
+    /// Why the model stopped, when it said.
+    pub finish: Option<FinishReason>,
 }
 
 type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
@@ -45,6 +49,7 @@ struct Relay {
     capture_text: bool,
     text: String,
     output_chars: usize,
+    finish: Option<FinishReason>,
     on_end: Option<OnEnd>,
 }
 
@@ -58,6 +63,7 @@ impl Relay {
                 first_chunk_at: self.first_chunk_at,
                 text: std::mem::take(&mut self.text),
                 output_chars: self.output_chars,
+                finish: self.finish.take(),
             });
         }
     }
@@ -88,6 +94,10 @@ impl Relay {
                 }
                 StreamEvent::ToolCallDelta { arguments, .. } => {
                     self.output_chars += arguments.len();
+                    self.encoder.event(event, out);
+                }
+                StreamEvent::Finish(reason) => {
+                    self.finish = Some(reason.clone());
                     self.encoder.event(event, out);
                 }
                 other => self.encoder.event(other, out),
@@ -244,6 +254,7 @@ pub fn relay(
         capture_text,
         text: String::new(),
         output_chars: 0,
+        finish: None,
         on_end: Some(on_end),
     };
     futures::stream::unfold(relay, |mut relay| async move {

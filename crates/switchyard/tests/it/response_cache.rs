@@ -1,6 +1,7 @@
 //! The exact response cache through the real binary: the same body from the same scope is
-//! answered without a provider call and at no cost, and recorded as a hit; other bodies, other
-//! scopes, streams and the client's `no-cache` / `no-store` go to the provider.
+//! answered without a provider call and at no cost, and recorded as a hit, a stream with the
+//! events the first client got; other bodies, other scopes and the client's `no-cache` /
+//! `no-store` go to the provider, and a stream that broke off is not kept.
 
 use std::time::Duration;
 
@@ -88,11 +89,6 @@ async fn identical_requests_are_answered_from_the_cache() {
         r.headers["x-switchyard-cache"], "miss",
         "the master key's scope is its own"
     );
-    let mut streamed = body.clone();
-    streamed["stream"] = json!(true);
-    let r = env.post_key("/v1/chat/completions", &streamed, &key).await;
-    assert_eq!(r.status, 200);
-    assert!(r.headers.get("x-switchyard-cache").is_none());
     let before = provider_calls(&env).await;
     let r = env
         .post_with(
@@ -234,4 +230,71 @@ async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
         .await;
     assert_eq!(r.headers["x-switchyard-cache"], "miss");
     assert_eq!(provider_calls(&env).await, calls + 4);
+}
+
+#[tokio::test]
+async fn a_stream_that_ended_normally_is_replayed_and_one_that_broke_off_is_not_kept() {
+    let env = env_with_sections(
+        r#"
+  - alias: cached
+    deployments:
+      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+"#,
+        "allowed_fails: 1000",
+        "cache:\n  ttl: 30s\n",
+    )
+    .await;
+    let mut body = chat("cached", "Tell me a story about a lighthouse.");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+
+    let first = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.headers["x-switchyard-cache"], "miss");
+    assert_eq!(first.sse_data().last().unwrap(), "[DONE]");
+    let calls = provider_calls(&env).await;
+
+    let second = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.headers["x-switchyard-cache"], "hit");
+    assert!(
+        second.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(second.text, first.text, "the same events");
+    assert_eq!(provider_calls(&env).await, calls, "no provider call");
+    let hit = record(&env, second.headers["x-request-id"].to_str().unwrap()).await;
+    assert_eq!(hit["cache_hit"], true, "{hit}");
+    assert_eq!(hit["cost_nanos"], 0, "{hit}");
+    assert!(hit["tokens"]["output"].as_u64().unwrap() > 0, "{hit}");
+    // The same request without streaming is another entry.
+    let mut whole = body.clone();
+    whole["stream"] = json!(false);
+    whole.as_object_mut().unwrap().remove("stream_options");
+    let r = env.post("/v1/chat/completions", &whole).await;
+    assert_eq!(r.headers["x-switchyard-cache"], "miss");
+    assert!(r.json()["choices"].is_array());
+
+    // A stream the provider cuts short reaches the client as an error and is not kept.
+    let mut other = chat("cached", "Tell me a story about a harbour.");
+    other["stream"] = json!(true);
+    env.fault("cached-model", "cut_after=3", Some(1)).await;
+    let broken = env.post("/v1/chat/completions", &other).await;
+    assert_eq!(broken.headers["x-switchyard-cache"], "miss");
+    assert_ne!(
+        broken.sse_data().last().unwrap(),
+        "[DONE]",
+        "{}",
+        broken.text
+    );
+    let again = env.post("/v1/chat/completions", &other).await;
+    assert_eq!(
+        again.headers["x-switchyard-cache"], "miss",
+        "nothing was kept"
+    );
+    assert_eq!(again.sse_data().last().unwrap(), "[DONE]");
+    let third = env.post("/v1/chat/completions", &other).await;
+    assert_eq!(third.headers["x-switchyard-cache"], "hit");
 }
