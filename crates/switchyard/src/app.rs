@@ -125,6 +125,9 @@ impl App {
         let experiments = crate::experiments::Experiments::load(store.clone())
             .await
             .context("cannot load configurations and experiments")?;
+        if let Some(shared) = governance.shared() {
+            crate::routing::shared_health::start(&table, shared.clone());
+        }
         if store.is_shared() {
             tokio::spawn(follow_store(
                 store.clone(),

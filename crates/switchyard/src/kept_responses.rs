@@ -16,6 +16,10 @@ use switchyard_protocol::openai::kept_responses::Kept;
 
 use crate::governance::shared::Shared;
 
+/// The longest single wait for a kept answer another replica is still writing (waits double
+/// from 20 ms up to this).
+const FETCH_PATIENCE: Duration = Duration::from_millis(160);
+
 /// Who may read a kept response: the virtual key that made it, or `None` for the master key.
 pub type Owner = Option<String>;
 
@@ -121,7 +125,17 @@ impl KeptResponses {
         let Some(shared) = &self.shared else {
             return;
         };
-        match shared.kept_get(id).await {
+        let mut found = shared.kept_get(id).await;
+        // The replica that answered writes it to Redis just after its answer went out: a client
+        // quick to name it elsewhere may ask before it lands. A miss would fail the request, so
+        // it waits a little for it (about a third of a second at most) before it does.
+        let mut wait = Duration::from_millis(20);
+        while matches!(found, Ok(None)) && !self.holds(id) && wait <= FETCH_PATIENCE {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            found = shared.kept_get(id).await;
+        }
+        match found {
             Ok(Some((value, _))) if value.is_empty() => {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(entry) = inner.by_id.remove(id) {

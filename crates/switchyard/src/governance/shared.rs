@@ -479,6 +479,48 @@ impl Shared {
     }
 }
 
+impl Shared {
+    fn cooldown_key(&self, deployment: &str) -> String {
+        format!("{}:cooldown:{deployment}", self.prefix)
+    }
+
+    /// Says that `deployment` cools until `until_ms`, for `left_ms` (unless another replica
+    /// set a later end).
+    pub async fn cooldown_put(
+        &self,
+        deployment: &str,
+        until_ms: u64,
+        left_ms: u64,
+    ) -> RedisResult<()> {
+        // A later end wins: SET with GET would race; a script keeps the larger.
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local now = tonumber(redis.call('GET', KEYS[1]) or '0')
+                  if tonumber(ARGV[1]) > now then
+                    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                  end
+                  return 0",
+            )
+        });
+        SCRIPT
+            .key(self.cooldown_key(deployment))
+            .arg(until_ms)
+            .arg(left_ms.max(1))
+            .invoke_async::<i64>(&mut self.conn().await?)
+            .await
+            .map(|_| ())
+    }
+
+    /// The ends of the cooldowns set for `deployments`, in their order.
+    pub async fn cooldowns(&self, deployments: &[String]) -> RedisResult<Vec<Option<u64>>> {
+        let keys: Vec<String> = deployments.iter().map(|d| self.cooldown_key(d)).collect();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn().await?)
+            .await
+    }
+}
+
 /// A level as it appears in Redis keys.
 fn tag(level: &Level) -> String {
     match level {

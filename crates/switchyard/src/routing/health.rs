@@ -166,6 +166,7 @@ impl Health {
 
     /// Counts a failure; cools the deployment after `allowed_fails` in a row, at once when
     /// `immediate` (hangs and refused connections), or for as long as a `retry-after` asks.
+    /// Returns the end of the cooldown when this failure started or lengthened one.
     pub fn failure(
         &self,
         allowed_fails: u32,
@@ -173,7 +174,7 @@ impl Health {
         retry_after: Option<Duration>,
         immediate: bool,
         now_ms: u64,
-    ) {
+    ) -> Option<u64> {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.error_rate.add(1.0);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -184,9 +185,15 @@ impl Health {
         if let Some(ra) = retry_after {
             until = until.max(now_ms + ra.as_millis() as u64);
         }
-        if until > 0 {
-            self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed);
-        }
+        (until > 0 && self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed) < until)
+            .then_some(until)
+    }
+
+    /// Cools the deployment until `until_ms` (another replica saw it fail), unless it is cooling
+    /// longer already.
+    pub fn cool_until(&self, until_ms: u64) {
+        self.cooldown_until_ms
+            .fetch_max(until_ms, Ordering::Relaxed);
     }
 
     /// Half-open probing: once a cooldown has run out, the first request to ask becomes the one

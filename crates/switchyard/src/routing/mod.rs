@@ -7,6 +7,7 @@
 mod health;
 mod restrict;
 mod rules;
+pub mod shared_health;
 pub mod strategy;
 #[cfg(test)]
 mod tests;
@@ -838,11 +839,14 @@ pub fn record_failure(
     // Resets and refusals are fast to detect and can be transient (a stale pooled connection),
     // so they count towards `allowed_fails` like other failures.
     let immediate = class == ErrorClass::Timeout;
-    d.health.failure(
+    let cooled = d.health.failure(
         policy.allowed_fails,
         policy.cooldown,
         retry_after,
         immediate,
         now_ms,
     );
+    if let Some(until_ms) = cooled {
+        shared_health::announce(&d.id, until_ms);
+    }
 }

@@ -80,10 +80,20 @@ fn cooled_deployments_go_last_and_come_back() {
     let t = table();
     let route = t.route("main").unwrap();
     let a = &route.deployments[0];
-    for _ in 0..3 {
+    // Only the failure that starts the cooldown says so (it is what replicas are told).
+    let started: Vec<Option<u64>> = (0..3)
+        .map(|_| {
+            a.health
+                .failure(3, Duration::from_secs(10), None, false, 1_000)
+        })
+        .collect();
+    assert_eq!(started, [None, None, Some(11_000)]);
+    assert_eq!(
         a.health
-            .failure(3, Duration::from_secs(10), None, false, 1_000);
-    }
+            .failure(3, Duration::from_secs(10), None, false, 1_000),
+        None,
+        "no longer than it was"
+    );
     let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
     assert_eq!(ids(&plan), ["main:b/m2", "backup:c/claude", "main:a/m1"]);
     let plan = t
@@ -96,6 +106,10 @@ fn cooled_deployments_go_last_and_come_back() {
     assert!(a.health.snapshot(11_003).cooling);
     a.health.success(Duration::from_millis(5));
     assert!(!a.health.snapshot(11_003).cooling);
+    // Another replica's cooldown, adopted.
+    a.health.cool_until(20_000);
+    assert!(a.health.snapshot(19_999).cooling);
+    assert!(!a.health.snapshot(20_000).cooling);
 }
 
 #[test]

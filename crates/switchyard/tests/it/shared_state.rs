@@ -431,3 +431,92 @@ async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["error"]["param"], "previous_response_id");
 }
+
+#[tokio::test]
+async fn a_provider_one_replica_saw_fail_is_left_alone_by_the_others() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let text = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-openai, kind: openai, base_url: "{sim}/v1", api_key: sk-upstream}}
+models:
+  - alias: steady
+    strategy: priority
+    deployments:
+      - {{provider: p-openai, model: shaky-model, priority: 1}}
+      - {{provider: p-openai, model: backup-model, priority: 2}}
+routing:
+  allowed_fails: 1
+  cooldown: 30s
+shared:
+  redis_url: "{redis}"
+"#,
+        sim = sim.base_url(),
+        redis = redis.url
+    );
+    let a = Gateway::start(&text).await;
+    let b = Gateway::start(&text).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let route = |gw: &Gateway| {
+        let http = &http;
+        let url = format!("{}/v1/chat/completions", gw.url);
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&chat("steady", "Are you there?"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-switchyard-route"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // Both replicas start on the preferred deployment.
+    assert!(route(&b).await.contains("deployment=p-openai/shaky-model"));
+    // It fails once through A, which falls back and cools it.
+    let faults = json!([{"model": "shaky-model", "fault": "status=500", "times": 1}]);
+    let r = http
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let on_a = route(&a).await;
+    assert!(
+        on_a.contains("deployment=p-openai/backup-model") && on_a.contains("attempts=2"),
+        "{on_a}"
+    );
+    // B learns of it from Redis (it reads twice a second) and goes straight to the backup,
+    // though the preferred one would answer it now (the fault was spent).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let on_b = route(&b).await;
+    assert!(
+        on_b.contains("deployment=p-openai/backup-model") && on_b.contains("attempts=1"),
+        "{on_b}"
+    );
+    let (_, deployments) = get(&http, &b, "/admin/deployments").await;
+    let shaky = deployments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "p-openai/shaky-model")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(shaky["state"], "cooling", "{deployments}");
+}
