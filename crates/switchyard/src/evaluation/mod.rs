@@ -38,6 +38,14 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const MAX_CONCURRENCY: usize = 64;
 /// Request fields a run's `params` may not set: the runner owns them.
 const RESERVED_PARAMS: &[&str] = &["model", "messages", "metadata", "stream", "switchyard"];
+/// How often the replica running a run says so in the store.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// A run whose replica has not said so for this long is taken for stopped (its replica went
+/// away without shutting down): a starting replica marks it `interrupted`, and it may be
+/// resumed anywhere.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
 /// How long shutdown waits for runs to note that they were interrupted.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
@@ -95,16 +103,14 @@ pub struct Evaluations {
 }
 
 impl Evaluations {
-    /// Opens the tables. Runs left `running` by a previous process become `interrupted`,
-    /// unless other replicas share the store: the runs may be theirs, still going.
+    /// Opens the tables. Runs left `running` by a previous process become `interrupted`; with a
+    /// store other replicas share, only those no replica has said it runs for `STALE_AFTER`.
     pub async fn open(store: &Store) -> StoreResult<Arc<Self>> {
-        let shared = store.is_shared();
+        let stale_before = store
+            .is_shared()
+            .then(|| now_ms() - STALE_AFTER.as_millis() as i64);
         let store = EvalStore::new(store.db().clone());
-        let interrupted = if shared {
-            0
-        } else {
-            store.interrupt_unfinished().await?
-        };
+        let interrupted = store.interrupt_unfinished(stale_before).await?;
         if interrupted > 0 {
             tracing::warn!(
                 runs = interrupted,
@@ -165,10 +171,22 @@ impl Evaluations {
             async move {
             let id = ctx.run.id.clone();
             let evals = ctx.app.evaluations.clone();
+            let heartbeat = {
+                let (evals, id) = (evals.clone(), id.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if let Err(e) = evals.store.heartbeat(&id, now_ms()).await {
+                            tracing::warn!(run = %id, "cannot note that the run goes on: {e}");
+                        }
+                        tokio::time::sleep(HEARTBEAT_EVERY).await;
+                    }
+                })
+            };
             let status = tokio::select! {
                 outcome = execute(&ctx) => outcome,
                 () = cancel.cancelled() => Err(("interrupted", None)),
             };
+            heartbeat.abort();
             let (status, error) = match status {
                 Ok(()) => ("completed", None),
                 Err((s, e)) => (s, e),
@@ -597,6 +615,7 @@ pub async fn create_run(
         created_at_ms: now_ms(),
         started_at_ms: None,
         finished_at_ms: None,
+        heartbeat_at_ms: None,
         created_by: principal.actor(),
         error: None,
     };
@@ -636,7 +655,12 @@ pub async fn resume(
     input: ResumeInput,
 ) -> Result<Run, EvalError> {
     let mut run = find_run(&app, id).await?;
-    if app.evaluations.is_active(id) {
+    // Running here, or (with a shared store) on a replica that said so lately.
+    let elsewhere = matches!(run.status.as_str(), "running" | "queued")
+        && run
+            .heartbeat_at_ms
+            .is_some_and(|at| now_ms() - at < STALE_AFTER.as_millis() as i64);
+    if app.evaluations.is_active(id) || elsewhere {
         return Err(EvalError::RunActive(id.to_owned()));
     }
     if let Some(c) = input.concurrency {

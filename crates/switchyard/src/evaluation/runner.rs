@@ -347,6 +347,7 @@ mod tests {
             created_at_ms: 0,
             started_at_ms: None,
             finished_at_ms: None,
+            heartbeat_at_ms: None,
             created_by: "master key".into(),
             error: None,
         };

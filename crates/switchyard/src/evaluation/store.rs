@@ -13,6 +13,9 @@ use super::dataset::DatasetItem;
 use super::scorer::Score;
 use crate::store::{Db, StoreResult, on_db};
 
+/// A later SQLite migration: when the replica running a run last said it was.
+pub const HEARTBEAT_MIGRATION: &str = "ALTER TABLE eval_runs ADD COLUMN heartbeat_ms INTEGER;";
+
 /// The schema of this module in SQLite, applied as one entry of the store's ordered migrations.
 pub const MIGRATION: &str = r#"
 CREATE TABLE eval_datasets (
@@ -97,7 +100,8 @@ CREATE TABLE eval_runs (
     started_at_ms BIGINT,
     finished_at_ms BIGINT,
     created_by TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    heartbeat_ms BIGINT
 );
 CREATE INDEX eval_runs_created ON eval_runs (created_at_ms);
 CREATE TABLE eval_run_items (
@@ -186,6 +190,9 @@ pub struct Run {
     pub created_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the replica running it last said so (every `HEARTBEAT_EVERY` while it runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at_ms: Option<i64>,
 }
 
 /// One item's result for one target.
@@ -254,6 +261,7 @@ macro_rules! run_of {
                 finished_at_ms: r.try_get("finished_at_ms").ok().flatten(),
                 created_by: r.try_get("created_by").unwrap_or_default(),
                 error: r.try_get("error").ok().flatten(),
+                heartbeat_at_ms: r.try_get("heartbeat_ms").ok().flatten(),
             })
         })()
     }};
@@ -427,17 +435,32 @@ impl EvalStore {
         Ok(())
     }
 
-    /// Moves `running` (and `queued`) runs to `interrupted`: called at start, when no run can
-    /// be running yet. Returns how many there were.
-    pub async fn interrupt_unfinished(&self) -> StoreResult<u64> {
+    /// Moves `running` (and `queued`) runs to `interrupted`: called at start. With `stale_before`
+    /// (a store replicas share), only the runs whose replica has not said it is running them
+    /// since then; else every one, since no run can be running yet. Returns how many there were.
+    pub async fn interrupt_unfinished(&self, stale_before: Option<i64>) -> StoreResult<u64> {
         on_db!(&self.db, |pool: Db| {
             let done = sqlx::query(
-                "UPDATE eval_runs SET status = 'interrupted' WHERE status IN ('running', 'queued')",
+                "UPDATE eval_runs SET status = 'interrupted' WHERE status IN ('running', 'queued') \
+                 AND ($1 IS NULL OR COALESCE(heartbeat_ms, created_at_ms) < $1)",
             )
+            .bind(stale_before)
             .execute(pool)
             .await?;
             Ok(done.rows_affected())
         })
+    }
+
+    /// Says that this replica is running `id` still.
+    pub async fn heartbeat(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        on_db!(&self.db, |pool: Db| {
+            sqlx::query("UPDATE eval_runs SET heartbeat_ms = $1 WHERE id = $2")
+                .bind(now_ms)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     pub async fn put_result(&self, run_id: &str, r: &ItemResult) -> StoreResult<()> {
@@ -554,5 +577,65 @@ impl EvalStore {
                     .await?;
             Ok(done.rows_affected())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, created_at_ms: i64) -> Run {
+        Run {
+            id: id.into(),
+            name: None,
+            dataset_id: "ds".into(),
+            status: "running".into(),
+            spec: RunSpec {
+                targets: vec![],
+                scorers: vec![],
+                concurrency: 1,
+                params: serde_json::Map::new(),
+            },
+            total: 1,
+            created_at_ms,
+            started_at_ms: None,
+            finished_at_ms: None,
+            heartbeat_at_ms: None,
+            created_by: "test".into(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_runs_no_replica_has_vouched_for_lately_are_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open_sqlite(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let evals = EvalStore::new(store.db().clone());
+        for id in ["alive", "silent", "old-beat"] {
+            evals.create_run(&run(id, 1_000)).await.unwrap();
+            evals
+                .set_status(id, "running", Some(1_000), None, None)
+                .await
+                .unwrap();
+        }
+        evals.heartbeat("alive", 50_000).await.unwrap();
+        evals.heartbeat("old-beat", 5_000).await.unwrap();
+        assert_eq!(evals.interrupt_unfinished(Some(40_000)).await.unwrap(), 2);
+        let status = |id: &'static str| {
+            let evals = evals.clone();
+            async move { evals.run(id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status("alive").await, "running");
+        assert_eq!(status("silent").await, "interrupted");
+        assert_eq!(status("old-beat").await, "interrupted");
+        assert_eq!(
+            evals.run("alive").await.unwrap().unwrap().heartbeat_at_ms,
+            Some(50_000)
+        );
+        // Alone with its store, a starting gateway interrupts every unfinished run.
+        assert_eq!(evals.interrupt_unfinished(None).await.unwrap(), 1);
+        assert_eq!(status("alive").await, "interrupted");
     }
 }

@@ -101,6 +101,7 @@ CREATE INDEX requests_experiment ON requests (experiment_id, started_at_ms)
 DROP INDEX requests_session;
 CREATE INDEX requests_session ON requests (session_id) WHERE session_id IS NOT NULL;
 "#,
+    crate::evaluation::store::HEARTBEAT_MIGRATION,
 ];
 
 /// Applies the migrations not applied yet, each in a transaction of its own.

@@ -451,6 +451,10 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
     })
     .await;
     assert_eq!(done["total"], 2, "{done}");
+    assert!(
+        done["heartbeat_at_ms"].as_i64().is_some(),
+        "its replica said it ran it: {done}"
+    );
     let (status, items) = get(&http, &a, &format!("/admin/evals/{run_id}/items")).await;
     assert_eq!(status, 200, "{items}");
     assert_eq!(items["data"].as_array().unwrap().len(), 2, "{items}");
