@@ -28,17 +28,18 @@ use crate::telemetry::Caller;
 pub const CACHE_HEADER_NAME: &str = "x-switchyard-cache";
 pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static(CACHE_HEADER_NAME);
 
-/// One kept answer.
+/// One kept answer, until it expires.
 pub struct Cached {
-    /// The answer's body, as the client's dialect wrote it.
-    pub body: Vec<u8>,
-    pub usage: Option<Usage>,
-    pub model: String,
-    pub finish_reason: &'static str,
-    pub response_chars: usize,
-    pub alias: String,
-    pub deployment: String,
+    answer: Answer,
     expires: Instant,
+}
+
+impl std::ops::Deref for Cached {
+    type Target = Answer;
+
+    fn deref(&self) -> &Answer {
+        &self.answer
+    }
 }
 
 #[derive(Clone)]
@@ -134,26 +135,28 @@ impl ResponseCache {
             fetches,
         ] = head.usage;
         let entry = Arc::new(Cached {
-            body: body.to_vec(),
-            usage: head.has_usage.then_some(Usage {
-                input_tokens: input,
-                output_tokens: output,
-                cache_read_tokens: cache_read,
-                cache_write_tokens: cache_write,
-                cache_write_1h_tokens: cache_write_1h,
-                reasoning_tokens: reasoning,
-                web_search_requests: searches,
-                web_fetch_requests: fetches,
-            }),
-            model: head.model,
-            finish_reason: FINISH_REASONS
-                .iter()
-                .find(|r| **r == head.finish_reason)
-                .copied()
-                .unwrap_or("stop"),
-            response_chars: head.response_chars,
-            alias: head.alias,
-            deployment: head.deployment,
+            answer: Answer {
+                body: body.to_vec(),
+                usage: head.has_usage.then_some(Usage {
+                    input_tokens: input,
+                    output_tokens: output,
+                    cache_read_tokens: cache_read,
+                    cache_write_tokens: cache_write,
+                    cache_write_1h_tokens: cache_write_1h,
+                    reasoning_tokens: reasoning,
+                    web_search_requests: searches,
+                    web_fetch_requests: fetches,
+                }),
+                model: head.model,
+                finish_reason: FINISH_REASONS
+                    .iter()
+                    .find(|r| **r == head.finish_reason)
+                    .copied()
+                    .unwrap_or("stop"),
+                response_chars: head.response_chars,
+                alias: head.alias,
+                deployment: head.deployment,
+            },
             expires: Instant::now() + left.min(self.ttl),
         });
         self.entries.insert(key, entry.clone());
@@ -166,15 +169,9 @@ impl ResponseCache {
     }
 
     /// Keeps an answer for the cache's lifetime.
-    pub fn keep(&self, key: [u8; 32], answer: ToKeep) -> Arc<Cached> {
+    pub fn keep(&self, key: [u8; 32], answer: Answer) -> Arc<Cached> {
         let entry = Arc::new(Cached {
-            body: answer.body,
-            usage: answer.usage,
-            model: answer.model,
-            finish_reason: answer.finish_reason,
-            response_chars: answer.response_chars,
-            alias: answer.alias,
-            deployment: answer.deployment,
+            answer,
             expires: Instant::now() + self.ttl,
         });
         self.entries.insert(key, entry.clone());
@@ -187,9 +184,9 @@ impl ResponseCache {
     }
 }
 
-/// An answer to keep: its body (a whole answer, or a stream's events) and what its hits'
-/// records say.
-pub struct ToKeep {
+/// An answer: its body as the client's dialect wrote it (a whole answer, or a stream's events)
+/// and what its hits' records say.
+pub struct Answer {
     pub body: Vec<u8>,
     pub usage: Option<Usage>,
     pub model: String,
@@ -305,7 +302,7 @@ mod tests {
         };
         let kept = here.keep(
             [7; 32],
-            ToKeep {
+            Answer {
                 body: b"{\"id\":\"x\"}\n".to_vec(),
                 usage: Some(usage),
                 model: "gpt-4o-mini".into(),
@@ -343,7 +340,7 @@ mod tests {
         let keep = |cache: &ResponseCache, key: [u8; 32], bytes: usize| {
             cache.keep(
                 key,
-                ToKeep {
+                Answer {
                     body: vec![b'x'; bytes],
                     usage: None,
                     model: "m".into(),

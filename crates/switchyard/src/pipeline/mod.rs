@@ -607,7 +607,7 @@ pub async fn chat(
                     store,
                     key,
                     asked.as_ref(),
-                    response_cache::ToKeep {
+                    response_cache::Answer {
                         body: body.clone(),
                         usage: response.usage,
                         model: response.model.clone(),
@@ -757,7 +757,7 @@ fn keep_stream(
                                 store,
                                 key,
                                 asked.as_ref(),
-                                response_cache::ToKeep {
+                                response_cache::Answer {
                                     body: events,
                                     usage,
                                     model,
@@ -783,7 +783,7 @@ fn keep_in_cache(
     store: &response_cache::ResponseCache,
     key: [u8; 32],
     asked: Option<&([u8; 32], Vec<f32>)>,
-    answer: response_cache::ToKeep,
+    answer: response_cache::Answer,
 ) {
     let kept = store.keep(key, answer);
     if let (Some(semantic), Some((context, vector))) = (&app.semantic_cache, asked) {

@@ -420,3 +420,56 @@ pub async fn wait_ready<S: LocalServer>(server: &mut S, python: &str, http: &req
 pub fn chat(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }
+
+/// A client for tests that talk to several gateways (replicas) at once.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A request to `gw` with `key`: its status, its JSON body (null when it has none) and its
+/// headers.
+pub async fn send_to(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut r = http
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(key);
+    for (name, value) in headers {
+        r = r.header(*name, *value);
+    }
+    if let Some(body) = body {
+        r = r.json(body);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().await.unwrap_or(Value::Null), headers)
+}
+
+/// `POST path` with a JSON body and `key`: status and JSON body.
+pub async fn post_to(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let (status, body, _) =
+        send_to(http, gw, reqwest::Method::POST, path, key, Some(body), &[]).await;
+    (status, body)
+}
+
+/// `GET path` with the master key: status and JSON body.
+pub async fn get_from(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
+    let (status, body, _) = send_to(http, gw, reqwest::Method::GET, path, KEY, None, &[]).await;
+    (status, body)
+}

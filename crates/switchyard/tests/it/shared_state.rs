@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
-use crate::harness::{Gateway, KEY, chat, start_sim};
+use crate::harness::{
+    Gateway, KEY, chat, client, get_from as get, post_to as post, send_to, start_sim,
+};
 
 struct Redis {
     child: Child,
@@ -99,35 +101,6 @@ shared:
     )
 }
 
-async fn post(
-    http: &reqwest::Client,
-    gw: &Gateway,
-    path: &str,
-    key: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let r = http
-        .post(format!("{}{path}", gw.url))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
-    let r = http
-        .get(format!("{}{path}", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn replicas_share_keys_and_budgets_through_redis() {
     let Some(redis) = start_redis().await else {
@@ -136,10 +109,7 @@ async fn replicas_share_keys_and_budgets_through_redis() {
     let sim = start_sim(SimConfig::default()).await;
     let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
     let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = client();
 
     // What one request costs, through a probe key made on A.
     let (status, probe) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "probe"})).await;
@@ -357,25 +327,6 @@ async fn replicas_share_the_response_cache() {
     assert_eq!(sim_requests(&http, &sim.base_url()).await - before, 1);
 }
 
-async fn send(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    gw: &Gateway,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut r = http
-        .request(method, format!("{}{path}", gw.url))
-        .bearer_auth(key);
-    if let Some(body) = body {
-        r = r.json(body);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
     let Some(redis) = start_redis().await else {
@@ -384,10 +335,7 @@ async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
     let sim = start_sim(SimConfig::default()).await;
     let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
     let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = client();
     let (status, made) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "talker"})).await;
     assert_eq!(status, 201, "{made}");
     let key = made["key"].as_str().unwrap().to_owned();
@@ -414,18 +362,18 @@ async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
         "the earlier turn was sent along: {follow}"
     );
     let path = format!("/v1/responses/{id}");
-    let (status, read) = send(&http, Method::GET, &b, &path, &key, None).await;
+    let (status, read, _) = send_to(&http, &b, Method::GET, &path, &key, None, &[]).await;
     assert_eq!(status, 200, "{read}");
     assert_eq!(read["id"], id.as_str());
     // Only its caller sees it, on any replica.
-    let (status, _) = send(&http, Method::GET, &b, &path, KEY, None).await;
+    let (status, _, _) = send_to(&http, &b, Method::GET, &path, KEY, None, &[]).await;
     assert_eq!(status, 404);
 
     // Deleted through B, it is gone from A too, which held its own copy.
-    let (status, deleted) = send(&http, Method::DELETE, &b, &path, &key, None).await;
+    let (status, deleted, _) = send_to(&http, &b, Method::DELETE, &path, &key, None, &[]).await;
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["deleted"], true);
-    let (status, _) = send(&http, Method::GET, &a, &path, &key, None).await;
+    let (status, _, _) = send_to(&http, &a, Method::GET, &path, &key, None, &[]).await;
     assert_eq!(status, 404, "A forgot it");
     let (status, refused) = post(&http, &a, "/v1/responses", &key, &next).await;
     assert_eq!(status, 400, "{refused}");
@@ -463,10 +411,7 @@ shared:
     );
     let a = Gateway::start(&text).await;
     let b = Gateway::start(&text).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = client();
     let route = |gw: &Gateway| {
         let http = &http;
         let url = format!("{}/v1/chat/completions", gw.url);

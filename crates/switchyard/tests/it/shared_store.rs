@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
-use crate::harness::{Gateway, KEY, chat, start_sim};
+use crate::harness::{
+    Gateway, KEY, chat, client, get_from as get, post_to as post, send_to, start_sim,
+};
 
 /// A PostgreSQL server of its own. Run as the `postgres` user when the tests run as root (the
 /// server refuses root).
@@ -236,59 +238,6 @@ async fn replica(sim: &str, url: &str) -> Gateway {
     Gateway::start_in(&text, dir).await
 }
 
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    key: &str,
-    body: Option<&Value>,
-    headers: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut r = http.request(method, url).bearer_auth(key);
-    for (name, value) in headers {
-        r = r.header(*name, *value);
-    }
-    if let Some(body) = body {
-        r = r.json(body);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    (status, r.json().await.unwrap_or(Value::Null), headers)
-}
-
-async fn get(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16, Value) {
-    let (status, body, _) = call(
-        http,
-        reqwest::Method::GET,
-        format!("{}{path}", gw.url),
-        KEY,
-        None,
-        &[],
-    )
-    .await;
-    (status, body)
-}
-
-async fn post(
-    http: &reqwest::Client,
-    gw: &Gateway,
-    path: &str,
-    key: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let (status, body, _) = call(
-        http,
-        reqwest::Method::POST,
-        format!("{}{path}", gw.url),
-        key,
-        Some(body),
-        &[],
-    )
-    .await;
-    (status, body)
-}
-
 /// Polls `path` on `gw` until `done` holds for its answer (about ten seconds at most).
 async fn eventually(
     http: &reqwest::Client,
@@ -316,10 +265,7 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
     let sim = start_sim(SimConfig::default()).await;
     let a = replica(&sim.base_url(), &pg.url).await;
     let b = replica(&sim.base_url(), &pg.url).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = client();
 
     // A key made through A is known to B within its poll, and works there.
     let (status, made) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "both"})).await;
@@ -401,10 +347,11 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
     assert_eq!(status, 201, "{version}");
     let mut served = None;
     for _ in 0..100 {
-        let (status, _, headers) = call(
+        let (status, _, headers) = send_to(
             &http,
+            &b,
             reqwest::Method::POST,
-            format!("{}/v1/chat/completions", b.url),
+            "/v1/chat/completions",
             KEY,
             Some(&chat("support", "Hello")),
             &[("x-switchyard-config", "support")],
@@ -468,10 +415,7 @@ async fn records_written_while_postgres_is_down_arrive_when_it_is_back() {
     };
     let sim = start_sim(SimConfig::default()).await;
     let gw = replica(&sim.base_url(), &pg.url).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let http = client();
 
     pg.stop();
     let body = chat("shared", "Is anyone keeping the books?");
