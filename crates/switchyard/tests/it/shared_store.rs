@@ -304,6 +304,15 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
         .sum();
     assert!(cost > 0);
 
+    // Feedback on a request is one score, whichever replica takes it.
+    let score = json!({"request_id": record_id, "metric": "helpful", "value": true});
+    let (status, first) = post(&http, &a, "/v1/feedback", KEY, &score).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["replaced"], false, "{first}");
+    let (status, again) = post(&http, &b, "/v1/feedback", KEY, &score).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["replaced"], true, "{again}");
+
     // The spend report sums both replicas' requests, by key and by day.
     for gw in [&a, &b] {
         let (status, report) = get(&http, gw, "/admin/spend?by=key&bucket=day").await;
@@ -366,6 +375,9 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(served.as_deref(), Some("support@1"));
+    let (status, changes) = get(&http, &b, "/admin/changelog?config=support").await;
+    assert_eq!(status, 200, "{changes}");
+    assert_eq!(changes["data"][0]["subject"], "support", "{changes}");
 
     // Evaluation datasets are one set too.
     let (status, dataset) = post(
