@@ -240,10 +240,9 @@ async fn decode_bringing_in_kept(
     if ingress.id() != DialectId::OpenAiResponses || !kept_responses::refers_to_kept(&body) {
         return Err(GatewayError::InvalidRequest(first));
     }
-    // Another replica may have kept them.
-    for id in kept_responses::referenced_responses(&body) {
-        app.kept_responses.fetch(&id).await;
-    }
+    // Another replica may have kept them. Boxed, so that what it holds while it waits does not
+    // enlarge every request's future (which is moved, whole, as it is set going).
+    Box::pin(fetch_kept(app, &body)).await;
     let owner = &principal.caller.key_id;
     let found = |id: &str| app.kept_responses.get(id, owner);
     match kept_responses::bring_in(&body, &found).map_err(GatewayError::InvalidRequest)? {
@@ -255,6 +254,13 @@ async fn decode_bringing_in_kept(
             Ok((whole, request))
         }
         None => Err(GatewayError::InvalidRequest(first)),
+    }
+}
+
+/// Brings the kept responses `body` refers to here, from another replica's keeping.
+async fn fetch_kept(app: &App, body: &[u8]) {
+    for id in kept_responses::referenced_responses(body) {
+        app.kept_responses.fetch(&id).await;
     }
 }
 
@@ -482,8 +488,14 @@ pub async fn chat(
             &app.semantic_cache,
             &app.response_cache,
             question.filter(|_| applied.is_none()),
-        ) && let Some(vector) =
-            question_vector(&app, &principal, customer.as_deref(), semantic, question).await
+        ) && let Some(vector) = Box::pin(question_vector(
+            &app,
+            &principal,
+            customer.as_deref(),
+            semantic,
+            question,
+        ))
+        .await
         {
             let similar = if reads {
                 semantic.nearest(&context, &vector)

@@ -167,8 +167,8 @@ pub(super) const RECORD_COLUMNS: &str = "id, started_at_ms, requested_model, ali
 /// batch, its few hundred placeholders and separators went through the query builder's
 /// formatting one by one, about a third of the writer's own work per record. Replays after a
 /// sink outage may repeat records: the id makes that harmless.
-fn insert_statement(size: usize) -> &'static str {
-    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+fn insert_statement<D: Dialect>(size: usize) -> &'static str {
+    fn statements(anonymous: bool, (insert, ignoring): (&str, &str)) -> Vec<String> {
         let columns = RECORD_COLUMNS.split(',').count();
         STATEMENT_ROWS
             .iter()
@@ -176,30 +176,51 @@ fn insert_statement(size: usize) -> &'static str {
                 let values: Vec<String> = (0..rows)
                     .map(|row| {
                         let params: Vec<String> = (1..=columns)
-                            .map(|c| format!("${}", row * columns + c))
+                            .map(|c| match anonymous {
+                                true => "?".to_owned(),
+                                false => format!("${}", row * columns + c),
+                            })
                             .collect();
                         format!("({})", params.join(", "))
                     })
                     .collect();
                 format!(
-                    "INSERT INTO requests ({RECORD_COLUMNS}) VALUES {} ON CONFLICT (id) DO NOTHING",
+                    "{insert} requests ({RECORD_COLUMNS}) VALUES {}{ignoring}",
                     values.join(", ")
                 )
             })
             .collect()
+    }
+    static SQLITE: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        statements(
+            sqlx::Sqlite::ANONYMOUS_PARAMETERS,
+            sqlx::Sqlite::INSERT_IGNORING,
+        )
     });
-    &STATEMENTS[size]
+    static POSTGRES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        statements(
+            sqlx::Postgres::ANONYMOUS_PARAMETERS,
+            sqlx::Postgres::INSERT_IGNORING,
+        )
+    });
+    if D::ANONYMOUS_PARAMETERS {
+        &SQLITE[size]
+    } else {
+        &POSTGRES[size]
+    }
 }
 
 impl RecordStore for Store {
     async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
-        on_db!(&self.records, |pool: Db| {
+        // Each database's writing is boxed: the two together make a large future, and the
+        // writer moves this one into a timeout for every batch.
+        on_db!(&self.records, |pool: Db| Box::pin(async move {
             let mut tx = pool.begin().await?;
             let mut rest = records;
             while let Some(size) = STATEMENT_ROWS.iter().position(|&rows| rows <= rest.len()) {
                 let (chunk, tail) = rest.split_at(STATEMENT_ROWS[size]);
                 rest = tail;
-                let mut insert = sqlx::query::<Db>(insert_statement(size));
+                let mut insert = sqlx::query::<Db>(insert_statement::<Db>(size));
                 for r in chunk {
                     let tags = (!r.tags.is_empty())
                         .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
@@ -235,5 +256,6 @@ impl RecordStore for Store {
             }
             tx.commit().await
         })
+        .await)
     }
 }
