@@ -104,7 +104,8 @@ pub struct Evaluations {
 
 impl Evaluations {
     /// Opens the tables. Runs left `running` by a previous process become `interrupted`; with a
-    /// store other replicas share, only those no replica has said it runs for `STALE_AFTER`.
+    /// store other replicas share, only those no replica has said it runs for `STALE_AFTER`,
+    /// looked for again every `STALE_AFTER`.
     pub async fn open(store: &Store) -> StoreResult<Arc<Self>> {
         let stale_before = store
             .is_shared()
@@ -116,6 +117,25 @@ impl Evaluations {
                 runs = interrupted,
                 "evaluation runs were interrupted by the last stop; POST /admin/evals/{{id}}/resume continues them"
             );
+        }
+        if stale_before.is_some() {
+            // A replica that goes away without shutting down leaves its runs `running`: the
+            // others look for such runs as long as they live.
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(STALE_AFTER).await;
+                    let before = now_ms() - STALE_AFTER.as_millis() as i64;
+                    match store.interrupt_unfinished(Some(before)).await {
+                        Ok(0) => {}
+                        Ok(runs) => tracing::warn!(
+                            runs,
+                            "evaluation runs whose replica went away are interrupted; POST /admin/evals/{{id}}/resume continues them"
+                        ),
+                        Err(e) => tracing::warn!("cannot look for abandoned evaluation runs: {e}"),
+                    }
+                }
+            });
         }
         Ok(Arc::new(Self {
             store,
