@@ -247,6 +247,7 @@ async fn follow_store(
             anyhow::Ok(())
         }
         .await;
+        store.note_reached(result.is_ok());
         if let Err(e) = result {
             tracing::warn!("cannot read the shared store: {e}");
         }

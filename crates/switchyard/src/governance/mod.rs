@@ -747,6 +747,7 @@ async fn keep_in_step(gov: std::sync::Weak<Governance>) {
             anyhow::Ok(())
         }
         .await;
+        shared.note_reached(result.is_ok());
         if let Err(e) = result {
             tracing::warn!("cannot read the shared state: {e}");
         }

@@ -142,6 +142,8 @@ pub struct Shared {
     prefix: String,
     reserve: redis::Script,
     settle: redis::Script,
+    /// Whether the last poll reached Redis (`switchyard_shared_state_up`).
+    reachable: std::sync::atomic::AtomicBool,
 }
 
 type RedisResult<T> = Result<T, redis::RedisError>;
@@ -167,9 +169,21 @@ impl Shared {
             prefix: prefix.to_owned(),
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
+            reachable: std::sync::atomic::AtomicBool::new(true),
         };
         shared.conn().await?;
         Ok(shared)
+    }
+
+    /// Whether the last poll reached Redis.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes whether a poll reached Redis.
+    pub fn note_reached(&self, reached: bool) {
+        self.reachable
+            .store(reached, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// This thread's connection.

@@ -459,6 +459,10 @@ pub struct Snapshot {
     pub kept_responses: (u64, u64),
     /// Questions the semantic cache remembers, when it is configured.
     pub semantic_questions: Option<u64>,
+    /// Whether the last polls reached Redis (with `shared:`) and the shared store (with
+    /// `store:`).
+    pub shared_state_up: Option<bool>,
+    pub store_up: Option<bool>,
 }
 
 impl Snapshot {
@@ -645,6 +649,28 @@ impl prometheus_client::collector::Collector for Snapshot {
                 MetricType::Gauge,
             )?,
         )?;
+
+        for (up, name, help) in [
+            (
+                self.shared_state_up,
+                "shared_state_up",
+                "1 when this replica's last poll reached the Redis replicas share, else 0.",
+            ),
+            (
+                self.store_up,
+                "store_up",
+                "1 when this replica's last poll reached the PostgreSQL store replicas share, else 0.",
+            ),
+        ] {
+            if let Some(up) = up {
+                ConstGauge::new(i64::from(up)).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Gauge,
+                )?)?;
+            }
+        }
 
         if let Some(questions) = self.semantic_questions {
             ConstGauge::new(i64::try_from(questions).unwrap_or(i64::MAX)).encode(

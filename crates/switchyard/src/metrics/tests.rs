@@ -181,6 +181,8 @@ fn scrape_time_gauges_and_recorder_counters() {
         },
         kept_responses: (3, 4096),
         semantic_questions: Some(7),
+        shared_state_up: Some(false),
+        store_up: Some(true),
     };
     let text = m.render(snapshot);
     let l = lines(&text);
@@ -197,6 +199,8 @@ fn scrape_time_gauges_and_recorder_counters() {
         "switchyard_kept_responses 3",
         "switchyard_kept_responses_bytes 4096",
         "switchyard_semantic_cache_questions 7",
+        "switchyard_shared_state_up 0",
+        "switchyard_store_up 1",
         r#"switchyard_alerts_active{rule="errors",kind="error_rate"} 1"#,
         r#"switchyard_alert_notifications_total{result="delivered"} 5"#,
         "# TYPE switchyard_deployment_cooling gauge",

@@ -23,6 +23,8 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         alerts: app.alerts.counts(),
         kept_responses: app.kept_responses.counts(),
         semantic_questions: app.semantic_cache.as_ref().map(|s| s.len() as u64),
+        shared_state_up: app.governance.shared().map(|s| s.reachable()),
+        store_up: app.store.reachable(),
     };
     let mut response = Response::new(Body::from(app.metrics.render(snapshot)));
     response.headers_mut().insert(

@@ -120,6 +120,8 @@ pub struct Store {
     /// Where the record writer writes: SQLite gives it a connection of its own
     /// (`sqlite::open`); PostgreSQL shares the pool.
     records: Db,
+    /// Whether the last poll of a shared store reached it (`switchyard_store_up`).
+    reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -129,6 +131,7 @@ impl Store {
         Ok(Self {
             db: Db::Sqlite(db),
             records: Db::Sqlite(records),
+            reachable: Default::default(),
         })
     }
 
@@ -138,6 +141,7 @@ impl Store {
         Ok(Self {
             db: Db::Postgres(pool.clone()),
             records: Db::Postgres(pool),
+            reachable: std::sync::Arc::new(true.into()),
         })
     }
 
@@ -149,6 +153,18 @@ impl Store {
     /// Whether other replicas may write here too (PostgreSQL).
     pub fn is_shared(&self) -> bool {
         matches!(self.db, Db::Postgres(_))
+    }
+
+    /// For a shared store, whether its last poll reached it; `None` for the embedded one.
+    pub fn reachable(&self) -> Option<bool> {
+        self.is_shared()
+            .then(|| self.reachable.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Notes whether a poll reached the store.
+    pub fn note_reached(&self, reached: bool) {
+        self.reachable
+            .store(reached, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -236,6 +236,24 @@ async fn replicas_share_keys_and_budgets_through_redis() {
         refused["error"]["code"], "shared_state_unavailable",
         "{refused}"
     );
+    // And says so on /metrics once its poll fails.
+    let mut down = false;
+    for _ in 0..60 {
+        let text = http
+            .get(format!("{}/metrics", b.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("\nswitchyard_shared_state_up 0\n") {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(down, "switchyard_shared_state_up went to 0");
 }
 
 async fn sim_requests(http: &reqwest::Client, sim: &str) -> u64 {
