@@ -473,3 +473,23 @@ pub async fn get_from(http: &reqwest::Client, gw: &Gateway, path: &str) -> (u16,
     let (status, body, _) = send_to(http, gw, reqwest::Method::GET, path, KEY, None, &[]).await;
     (status, body)
 }
+
+/// Whether `gw`'s `/metrics` comes to hold `line` (a whole line) within about five seconds.
+pub async fn metrics_come_to_say(http: &reqwest::Client, gw: &Gateway, line: &str) -> bool {
+    let line = format!("\n{line}\n");
+    for _ in 0..50 {
+        let text = http
+            .get(format!("{}/metrics", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(&line) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
 use crate::harness::{
-    Gateway, KEY, chat, client, get_from as get, post_to as post, send_to, start_sim,
+    Gateway, KEY, chat, client, get_from as get, metrics_come_to_say, post_to as post, send_to,
+    start_sim,
 };
 
 struct Redis {
@@ -237,22 +238,7 @@ async fn replicas_share_keys_and_budgets_through_redis() {
         "{refused}"
     );
     // And says so on /metrics once its poll fails.
-    let mut down = false;
-    for _ in 0..60 {
-        let text = http
-            .get(format!("{}/metrics", b.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains("\nswitchyard_shared_state_up 0\n") {
-            down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let down = metrics_come_to_say(&http, &b, "switchyard_shared_state_up 0").await;
     assert!(down, "switchyard_shared_state_up went to 0");
 }
 

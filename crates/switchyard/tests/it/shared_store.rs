@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
 use crate::harness::{
-    Gateway, KEY, chat, client, get_from as get, post_to as post, send_to, start_sim,
+    Gateway, KEY, chat, client, get_from as get, metrics_come_to_say, post_to as post, send_to,
+    start_sim,
 };
 
 /// A PostgreSQL server of its own. Run as the `postgres` user when the tests run as root (the
@@ -257,26 +258,6 @@ async fn eventually(
     panic!("{path} never came right; last answer: {last}");
 }
 
-/// Whether `/metrics` comes to say the store is (or is not) reachable, within a few seconds.
-async fn store_up(http: &reqwest::Client, gw: &Gateway, up: bool) -> bool {
-    let line = format!("\nswitchyard_store_up {}\n", u8::from(up));
-    for _ in 0..100 {
-        let text = http
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains(&line) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn replicas_share_records_reports_and_changes_through_postgres() {
     let Some(pg) = start_postgres().await else {
@@ -460,10 +441,10 @@ async fn records_written_while_postgres_is_down_arrive_when_it_is_back() {
     assert_eq!(status, 503, "{down}");
     assert_eq!(down["error"]["code"], "store_unavailable", "{down}");
 
-    assert!(store_up(&http, &gw, false).await, "switchyard_store_up 0");
+    assert!(metrics_come_to_say(&http, &gw, "switchyard_store_up 0").await);
 
     pg.start().await;
-    assert!(store_up(&http, &gw, true).await, "switchyard_store_up 1");
+    assert!(metrics_come_to_say(&http, &gw, "switchyard_store_up 1").await);
     let listed = eventually(&http, &gw, "/admin/requests?alias=shared", |r| {
         r["data"].as_array().unwrap().len() == 6
     })
