@@ -9,6 +9,13 @@ use serde_json::{Value, json};
 
 use crate::harness::{Env, chat, env_with_sections};
 
+/// The alias the cache tests ask, on a priced simulator model whose calls they count.
+const CACHED_MODEL: &str = r#"
+  - alias: cached
+    deployments:
+      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
+"#;
+
 async fn provider_calls(env: &Env) -> u64 {
     env.sim_stats().await["by_model"]["cached-model"]
         .as_u64()
@@ -28,16 +35,7 @@ async fn record(env: &Env, id: &str) -> Value {
 
 #[tokio::test]
 async fn identical_requests_are_answered_from_the_cache() {
-    let env = env_with_sections(
-        r#"
-  - alias: cached
-    deployments:
-      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
-"#,
-        "",
-        "cache:\n  ttl: 2s\n",
-    )
-    .await;
+    let env = env_with_sections(CACHED_MODEL, "", "cache:\n  ttl: 2s\n").await;
     let made = env
         .post(
             "/admin/keys",
@@ -141,14 +139,12 @@ async fn identical_requests_are_answered_from_the_cache() {
 #[tokio::test]
 async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
     let env = env_with_sections(
-        r#"
-  - alias: cached
+        &format!(
+            "{CACHED_MODEL}  - alias: question-embedder
     deployments:
-      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
-  - alias: question-embedder
-    deployments:
-      - {provider: p-openai, model: text-embedding-3-small, price: {input_per_mtok: 0.02, output_per_mtok: 0}}
-"#,
+      - {{provider: p-openai, model: text-embedding-3-small, price: {{input_per_mtok: 0.02, output_per_mtok: 0}}}}
+"
+        ),
         "",
         "cache:\n  ttl: 30s\n  semantic: {model: question-embedder, threshold: 0.9}\n",
     )
@@ -234,16 +230,7 @@ async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
 
 #[tokio::test]
 async fn a_stream_that_ended_normally_is_replayed_and_one_that_broke_off_is_not_kept() {
-    let env = env_with_sections(
-        r#"
-  - alias: cached
-    deployments:
-      - {provider: p-openai, model: cached-model, price: {input_per_mtok: 2.5, output_per_mtok: 10}}
-"#,
-        "allowed_fails: 1000",
-        "cache:\n  ttl: 30s\n",
-    )
-    .await;
+    let env = env_with_sections(CACHED_MODEL, "allowed_fails: 1000", "cache:\n  ttl: 30s\n").await;
     let mut body = chat("cached", "Tell me a story about a lighthouse.");
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});

@@ -102,14 +102,31 @@ shared:
     )
 }
 
+/// A simulator and two replicas sharing `redis`.
+async fn two_replicas(redis: &Redis) -> (switchyard_sim::SimServer, Gateway, Gateway) {
+    let sim = start_sim(SimConfig::default()).await;
+    let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    (sim, a, b)
+}
+
+/// Whether `gw` comes to know key `id` (made through another replica) within three seconds.
+async fn knows_key(http: &reqwest::Client, gw: &Gateway, id: &str) -> bool {
+    for _ in 0..60 {
+        if get(http, gw, &format!("/admin/keys/{id}")).await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn replicas_share_keys_and_budgets_through_redis() {
     let Some(redis) = start_redis().await else {
         return;
     };
-    let sim = start_sim(SimConfig::default()).await;
-    let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
-    let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let (sim, a, b) = two_replicas(&redis).await;
     let http = client();
 
     // What one request costs, through a probe key made on A.
@@ -143,15 +160,10 @@ async fn replicas_share_keys_and_budgets_through_redis() {
     assert_eq!(status, 201, "{made}");
     let key = made["key"].as_str().unwrap().to_owned();
     let id = made["id"].as_str().unwrap().to_owned();
-    let mut known = false;
-    for _ in 0..60 {
-        if get(&http, &b, &format!("/admin/keys/{id}")).await.0 == 200 {
-            known = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(known, "replica B learnt the key made through A");
+    assert!(
+        knows_key(&http, &b, &id).await,
+        "replica B learnt the key made through A"
+    );
 
     // 100 concurrent requests, half to each replica, on a budget that pays for exactly 10.
     let before = sim_requests(&http, &sim.base_url()).await;
@@ -212,12 +224,7 @@ async fn replicas_share_keys_and_budgets_through_redis() {
     assert_eq!(status, 201, "{made}");
     let limited = made["key"].as_str().unwrap().to_owned();
     let limited_id = made["id"].as_str().unwrap().to_owned();
-    for _ in 0..60 {
-        if get(&http, &b, &format!("/admin/keys/{limited_id}")).await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(knows_key(&http, &b, &limited_id).await);
     let mut statuses = Vec::new();
     for i in 0..6 {
         let gw = if i % 2 == 0 { &a } else { &b };
@@ -336,20 +343,13 @@ async fn a_kept_response_is_found_deleted_and_refused_on_every_replica() {
     let Some(redis) = start_redis().await else {
         return;
     };
-    let sim = start_sim(SimConfig::default()).await;
-    let a = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
-    let b = Gateway::start(&config(&sim.base_url(), &redis.url)).await;
+    let (_sim, a, b) = two_replicas(&redis).await;
     let http = client();
     let (status, made) = post(&http, &a, "/admin/keys", KEY, &json!({"name": "talker"})).await;
     assert_eq!(status, 201, "{made}");
     let key = made["key"].as_str().unwrap().to_owned();
     let key_id = made["id"].as_str().unwrap().to_owned();
-    for _ in 0..60 {
-        if get(&http, &b, &format!("/admin/keys/{key_id}")).await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(knows_key(&http, &b, &key_id).await);
     use reqwest::Method;
 
     // Answered through A; the conversation goes on through B.
