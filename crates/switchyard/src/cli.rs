@@ -14,10 +14,17 @@ use crate::app::App;
 use crate::config::{self, Config, LogFormat};
 use crate::server;
 
+/// `--version`: the package's, and whether `scripts/release-pgo` built this binary, so that a
+/// benchmark report (which prints it) says which build it measured.
+const VERSION: &str = match option_env!("SWITCHYARD_PGO_BUILD") {
+    Some(_) => concat!(env!("CARGO_PKG_VERSION"), " (profile-guided build)"),
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
-    version,
+    version = VERSION,
     about = "Switchyard: one fast gateway in front of every LLM provider."
 )]
 struct Cli {
