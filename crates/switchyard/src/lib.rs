@@ -18,6 +18,7 @@ pub mod kept_responses;
 pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
+pub mod recent;
 pub mod response_cache;
 pub mod routing;
 pub mod semantic_cache;

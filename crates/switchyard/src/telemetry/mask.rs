@@ -3,9 +3,12 @@
 //! API-key or secret-looking strings become typed placeholders such as `[EMAIL]`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use regex::{Captures, Regex, RegexSet};
+
+use crate::recent::{self, Recent};
 
 const SECRET: &str = r"(?i)\b(?:sk|pk|rk|sess|ghp|gho|ghs|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{12,}\b|\b(?:Bearer)\s+[A-Za-z0-9._~+/=-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b";
 const EMAIL: &str = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b";
@@ -31,6 +34,16 @@ const ALL: [&str; 7] = [SECRET, EMAIL, IBAN, CARD, IPV4, IPV6, PHONE];
 /// gets masked too.
 fn compiled(pattern: &str) -> String {
     pattern.replace(r"\b", r"(?-u:\b)")
+}
+
+/// Texts shorter than this are scanned each time: a word or two scans about as fast as it is
+/// looked up.
+const RECENT_MIN_BYTES: usize = 8;
+
+thread_local! {
+    /// Texts of [`RECENT_MIN_BYTES`] or more this thread found nothing to mask in lately (see
+    /// [`crate::recent`]); only that is kept, so a text with something to mask is always masked.
+    static CLEAN: RefCell<Option<Recent>> = const { RefCell::new(None) };
 }
 
 /// Compiled once. A pattern that failed to compile (a bug the tests catch) masks nothing.
@@ -150,8 +163,17 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     let Some(set) = &p.set else {
         return Cow::Owned(mask_with(text, &|_| true));
     };
+    // A text this thread found nothing in lately (a chat's system prompt and earlier turns come
+    // back with every request) is not scanned again.
+    let looked = (text.len() >= RECENT_MIN_BYTES).then(|| recent::look(&CLEAN, 0, text));
+    if looked.as_ref().is_some_and(|l| l.value.is_some()) {
+        return Cow::Borrowed(text);
+    }
     let hits = set.matches(text);
     if !hits.matched_any() {
+        if let Some(looked) = &looked {
+            recent::keep(&CLEAN, looked, 1);
+        }
         return Cow::Borrowed(text);
     }
     Cow::Owned(mask_with(text, &|i| hits.matched(i)))
@@ -209,6 +231,28 @@ fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::mask;
+    use std::borrow::Cow;
+
+    #[test]
+    fn a_text_seen_lately_is_masked_as_the_first_time() {
+        // Clean, then from this thread's table: borrowed both times.
+        let clean = "You are a terse assistant; answer in one line.";
+        for _ in 0..2 {
+            assert!(matches!(mask(clean), Cow::Borrowed(t) if t == clean));
+        }
+        // Only clean texts are kept: one with an address is masked every time it comes back.
+        let dirty = "Mail the summary to jane.doe@example.com before noon.";
+        for _ in 0..3 {
+            assert_eq!(mask(dirty), "Mail the summary to [EMAIL] before noon.");
+        }
+        // A text of the same length as a clean one seen lately is scanned for itself.
+        let same_length = "You are a terse assistant; mail a@example.org!";
+        assert_eq!(same_length.len(), clean.len());
+        assert_eq!(
+            mask(same_length),
+            "You are a terse assistant; mail [EMAIL]!"
+        );
+    }
 
     #[test]
     fn masks_each_kind() {

@@ -1,46 +1,21 @@
-//! Exact counts of texts this thread counted lately.
-//!
-//! Much of what a request's estimate tokenizes was in the caller's last request too: the system
-//! prompt, every earlier turn of a conversation (a chat resends its whole history each turn), an
-//! agent's tool results, a client's fixed system prompt however short. Tokenizing costs a few
-//! hundred instructions a word; hashing a text, a few per eight bytes. So a text of
+//! Exact counts of texts this thread counted lately (see [`crate::recent`]): a text of
 //! [`MIN_BYTES`] or more is looked up by its hash first, and the tokenizer counts only what was
-//! not seen lately.
-//!
-//! The table is the thread's own (a serving worker's requests never change thread): no lock, no
-//! sharing. It is direct-mapped, a newer text taking an older one's slot. The hash is keyed per
-//! thread (SipHash with a random key), so no caller can craft two texts that share an entry;
-//! without a key, one could make a long prompt count as a short one. A count is only ever the
-//! same number the tokenizer would give for the same text and vocabulary.
+//! not seen lately. A count is only ever the same number the tokenizer would give for the same
+//! text and vocabulary.
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hasher, RandomState};
 
 use super::Encoding;
+use crate::recent::{self, Recent};
 
 /// Texts shorter than this are tokenized each time: one or two pieces cost about what the
 /// lookup does. From a few words up, counting costs several times the lookup (a 14-byte system
 /// prompt and a 54-byte question, 7,400 instructions counted and 740 looked up), so a text
 /// counted again now and then pays for the lookups of those that are not.
 pub const MIN_BYTES: usize = 8;
-/// Slots per thread (a power of two): a few conversations' messages, at 24 bytes a slot.
-const SLOTS: usize = 1024;
-
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    /// The text's keyed hash (vocabulary included); 0 marks an empty slot.
-    hash: u64,
-    len: u64,
-    tokens: u64,
-}
-
-struct Recent {
-    key: RandomState,
-    slots: Box<[Slot]>,
-}
 
 thread_local! {
-    static RECENT: RefCell<Option<Recent>> = const { RefCell::new(None) };
+    static COUNTS: RefCell<Option<Recent>> = const { RefCell::new(None) };
 }
 
 /// The exact count of `text` in `encoding`: from this thread's table when it counted the same
@@ -50,33 +25,12 @@ pub fn count(encoding: Encoding, text: &str, tokenize: impl FnOnce(&str) -> u64)
         return tokenize(text);
     }
     // The table is borrowed only to look and to keep, never while `tokenize` runs.
-    let (hash, hit) = RECENT.with_borrow_mut(|recent| {
-        let recent = recent.get_or_insert_with(|| Recent {
-            key: RandomState::new(),
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
-        });
-        let mut hasher = recent.key.build_hasher();
-        hasher.write_u8(encoding as u8);
-        hasher.write(text.as_bytes());
-        // Never 0, the mark of an empty slot.
-        let hash = hasher.finish() | 1;
-        let slot = recent.slots[hash as usize & (SLOTS - 1)];
-        let hit = (slot.hash == hash && slot.len == text.len() as u64).then_some(slot.tokens);
-        (hash, hit)
-    });
-    if let Some(tokens) = hit {
+    let looked = recent::look(&COUNTS, encoding as u8, text);
+    if let Some(tokens) = looked.value {
         return tokens;
     }
     let tokens = tokenize(text);
-    RECENT.with_borrow_mut(|recent| {
-        if let Some(recent) = recent {
-            recent.slots[hash as usize & (SLOTS - 1)] = Slot {
-                hash,
-                len: text.len() as u64,
-                tokens,
-            };
-        }
-    });
+    recent::keep(&COUNTS, &looked, tokens);
     tokens
 }
 
@@ -112,16 +66,5 @@ mod tests {
         count(Encoding::O200k, "hi", counted);
         count(Encoding::O200k, "hi", counted);
         assert_eq!(calls.get(), 6);
-    }
-
-    #[test]
-    fn each_thread_keeps_its_own_table() {
-        let text = "x".repeat(MIN_BYTES);
-        count(Encoding::O200k, &text, |_| 7);
-        assert_eq!(count(Encoding::O200k, &text, |_| 8), 7);
-        let elsewhere = std::thread::spawn(move || count(Encoding::O200k, &text, |_| 9))
-            .join()
-            .unwrap();
-        assert_eq!(elsewhere, 9);
     }
 }

@@ -1,0 +1,111 @@
+//! What this thread worked out lately about a text, looked up by the text's hash.
+//!
+//! Much of what a request carries was in the caller's last request too: the system prompt, every
+//! earlier turn of a conversation (a chat resends its whole history each turn), an agent's tool
+//! results. Work that depends on a text alone (its token count, whether it holds anything to
+//! mask) costs a few hundred instructions a word; hashing the text, a few per eight bytes. So
+//! such work is kept here by the text's hash and done again only for what was not seen lately.
+//!
+//! Each table is a thread's own (a serving worker's requests never change thread): no lock, no
+//! sharing. It is direct-mapped, a newer text taking an older one's slot. The hash is keyed per
+//! table (SipHash with a random key), so no caller can craft two texts that share an entry: a
+//! false hit needs two texts whose keyed 64-bit hashes and lengths both agree by chance.
+
+use std::cell::RefCell;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::thread::LocalKey;
+
+/// Slots per table (a power of two): a few conversations' messages, at 24 bytes a slot.
+const SLOTS: usize = 1024;
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// The text's keyed hash (its kind included); 0 marks an empty slot.
+    hash: u64,
+    len: u64,
+    value: u64,
+}
+
+/// One kind of work's table; declare it with `thread_local!` as
+/// `RefCell<Option<Recent>>` (built on first use).
+pub struct Recent {
+    key: RandomState,
+    slots: Box<[Slot]>,
+}
+
+/// A looked-up text: its hash, and what was kept for it if this thread saw it lately.
+pub struct Looked {
+    hash: u64,
+    len: u64,
+    pub value: Option<u64>,
+}
+
+/// Looks `text` up in this thread's `table`. `kind` tells apart texts whose work differs
+/// (a vocabulary, say) within one table.
+pub fn look(table: &'static LocalKey<RefCell<Option<Recent>>>, kind: u8, text: &str) -> Looked {
+    table.with_borrow_mut(|recent| {
+        let recent = recent.get_or_insert_with(|| Recent {
+            key: RandomState::new(),
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+        });
+        let mut hasher = recent.key.build_hasher();
+        hasher.write_u8(kind);
+        hasher.write(text.as_bytes());
+        // Never 0, the mark of an empty slot.
+        let hash = hasher.finish() | 1;
+        let len = text.len() as u64;
+        let slot = recent.slots[hash as usize & (SLOTS - 1)];
+        let value = (slot.hash == hash && slot.len == len).then_some(slot.value);
+        Looked { hash, len, value }
+    })
+}
+
+/// Keeps `value` for the text `looked` came from, in the slot it maps to.
+pub fn keep(table: &'static LocalKey<RefCell<Option<Recent>>>, looked: &Looked, value: u64) {
+    table.with_borrow_mut(|recent| {
+        if let Some(recent) = recent {
+            recent.slots[looked.hash as usize & (SLOTS - 1)] = Slot {
+                hash: looked.hash,
+                len: looked.len,
+                value,
+            };
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static TABLE: RefCell<Option<Recent>> = const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_kept_value_is_found_for_the_same_text_and_kind_only() {
+        let text = "You are a careful assistant.";
+        let first = look(&TABLE, 1, text);
+        assert_eq!(first.value, None);
+        keep(&TABLE, &first, 42);
+        assert_eq!(look(&TABLE, 1, text).value, Some(42));
+        assert_eq!(look(&TABLE, 2, text).value, None, "another kind");
+        let other = text.replace("careful", "helpful");
+        assert_eq!(other.len(), text.len());
+        assert_eq!(
+            look(&TABLE, 1, &other).value,
+            None,
+            "same length, other text"
+        );
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own_table() {
+        let looked = look(&TABLE, 0, "a text seen on this thread");
+        keep(&TABLE, &looked, 7);
+        assert_eq!(look(&TABLE, 0, "a text seen on this thread").value, Some(7));
+        let elsewhere = std::thread::spawn(|| look(&TABLE, 0, "a text seen on this thread").value)
+            .join()
+            .unwrap();
+        assert_eq!(elsewhere, None);
+    }
+}
