@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Upper bounds that keep every run finite whatever a case file says.
 const MAX_RATE: f64 = 20_000.0;
 const MAX_CONCURRENCY: u32 = 256;
-const MAX_DURATION: Duration = Duration::from_secs(600);
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
 const MAX_WARMUP: Duration = Duration::from_secs(60);
 const MAX_REQUESTS: u64 = 1_000_000;
 
@@ -277,6 +277,14 @@ impl Case {
         Case {
             stop,
             warmup: self.warmup.min(SMOKE_WARMUP),
+            ..self.clone()
+        }
+    }
+
+    /// The case measured for `duration` whatever its own stop (`--duration`).
+    pub fn measured_for(&self, duration: Duration) -> Case {
+        Case {
+            stop: Stop::Duration(duration),
             ..self.clone()
         }
     }

@@ -80,6 +80,11 @@ pub struct Args {
     /// Soak: print interval.
     #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "10s")]
     pub every: Duration,
+    /// Measure each case for DURATION (e.g. 60s; at most 10m) instead of its own
+    /// `load.duration`, shared by its rounds: a tail percentile read from more requests moves
+    /// less from run to run.
+    #[arg(long, value_name = "DURATION", value_parser = measured_duration_arg, conflicts_with_all = ["smoke", "soak"])]
+    pub duration: Option<Duration>,
     /// Skip the nginx reference even when nginx is installed.
     #[arg(long)]
     pub no_nginx: bool,
@@ -111,6 +116,17 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
     case::parse_duration(text).map_err(|e| format!("{e:#}"))
 }
 
+fn measured_duration_arg(text: &str) -> Result<Duration, String> {
+    let d = duration_arg(text)?;
+    if d.is_zero() || d > case::MAX_DURATION {
+        return Err(format!(
+            "a duration above zero and at most {}",
+            case::fmt_duration(case::MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
 /// What a run needs, for callers other than the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -125,6 +141,8 @@ pub struct Options {
     pub rounds: u32,
     /// `--max-steal`: the most stolen CPU time, in percent, a kept round may have seen.
     pub max_steal: Option<f64>,
+    /// `--duration`: every case's measured part, in place of its own.
+    pub duration: Option<Duration>,
 }
 
 /// Entry point of the binary. Exit status 0 when every request succeeded, 1 when some failed,
@@ -166,6 +184,7 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
             .rounds
             .unwrap_or(if args.smoke { 1 } else { DEFAULT_ROUNDS }),
         max_steal: args.max_steal,
+        duration: args.duration,
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -268,6 +287,8 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     }
     if options.smoke {
         cases = cases.iter().map(Case::smoke).collect();
+    } else if let Some(duration) = options.duration {
+        cases = cases.iter().map(|c| c.measured_for(duration)).collect();
     }
     check_gateway_bin(&options.gateway_bin)?;
     let nginx_bin = if options.nginx { Nginx::find() } else { None };
@@ -956,6 +977,31 @@ mod tests {
              anonymous 11.0 -> 11.0 (+0.0); highest sample 36.0; connections opened by the \
              load 3 -> 5"
         );
+    }
+
+    #[test]
+    fn a_measured_duration_replaces_every_cases_own_stop() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["switchyard-bench"], args].concat());
+        let args = parse(&["--duration", "60s", "chat-small-rate"]).unwrap();
+        assert_eq!(args.duration, Some(Duration::from_secs(60)));
+        assert!(parse(&["--duration", "0s"]).is_err());
+        assert!(parse(&["--duration", "11m"]).is_err());
+        assert!(parse(&["--duration", "60s", "--smoke"]).is_err());
+        assert!(parse(&["--duration", "60s", "--soak", "1m"]).is_err());
+
+        let dir = crate::shipped_cases();
+        let cases = case::load_all(&dir, &["chat-small-rate".to_owned()]).unwrap();
+        let by_requests = Case {
+            stop: Stop::Requests(11),
+            ..cases[0].clone()
+        };
+        for case in [&cases[0], &by_requests] {
+            let longer = case.measured_for(Duration::from_secs(60));
+            assert_eq!(longer.stop, Stop::Duration(Duration::from_secs(60)));
+            assert_eq!(longer.load, case.load);
+            assert_eq!(longer.warmup, case.warmup);
+            assert!(longer.load_summary().contains("for 60 s"));
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
 //! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder, and a text counted lately), masking a record's prompt, the
-//! record writer's own work on a batch, and storing a batch of request records in the embedded
-//! SQLite store (the last three off the request path, but on the same CPUs). Run with
+//! (the compact vocabulary vs `tiktoken-rs`'s own encoder, and a text counted lately), masking a
+//! record's prompt (and one found clean lately), the record writer's own work on a batch, and
+//! storing a batch of request records in the embedded SQLite store (the last three off the
+//! request path, but on the same CPUs). Run with
 //! `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
@@ -213,15 +214,35 @@ fn token_count_tiktoken(bencher: Bencher) {
 }
 
 /// Masking a record's prompt at the default cap (16 KiB with nothing to mask): English only,
-/// and [`prompt`]'s mix, whose German sentences have a non-ASCII letter each.
+/// and [`prompt`]'s mix, whose German sentences have a non-ASCII letter each. Each text is new
+/// to the thread (a number before it), so it is scanned.
 #[divan::bench(args = ["ascii", "mixed"])]
 fn mask_record_prompt(bencher: Bencher, kind: &str) {
-    let text = if kind == "ascii" {
+    let text = masked_prompt(kind);
+    let mut n = 0u64;
+    bencher
+        .with_inputs(|| {
+            n += 1;
+            format!("{n} {text}")
+        })
+        .bench_local_refs(|text| switchyard::telemetry::mask::mask(black_box(text)).len());
+}
+
+/// The same prompt masked again on the thread that found nothing in it (a system prompt or an
+/// earlier turn sent with every request): looked up, not scanned.
+#[divan::bench]
+fn mask_seen_lately(bencher: Bencher) {
+    let text = masked_prompt("ascii");
+    switchyard::telemetry::mask::mask(&text);
+    bencher.bench_local(|| switchyard::telemetry::mask::mask(black_box(&text)).len());
+}
+
+fn masked_prompt(kind: &str) -> String {
+    if kind == "ascii" {
         "The gateway forwards each request to a provider and streams it back. ".repeat(240)
     } else {
         prompt().repeat(16)
-    };
-    bencher.bench(|| switchyard::telemetry::mask::mask(black_box(&text)));
+    }
 }
 
 /// A record as a virtual key's chat request leaves it (key and team set; no customer, org,
@@ -317,7 +338,8 @@ fn pending_record() -> Option<switchyard::telemetry::record::RequestRecord> {
 
 /// The writer's own work on a batch, the store's insert aside: finishing each record (route
 /// decision written out, content masked), counting it in the metrics, and the record's JSON
-/// text as the store keeps it.
+/// text as the store keeps it. The prompt (an address in it) is masked each time; the
+/// simulator's reply, clean and the same every time, is scanned once per thread.
 #[divan::bench(args = [25])]
 fn record_writer_prepare(bencher: Bencher, batch: usize) {
     use switchyard::telemetry::RecordObserver;
