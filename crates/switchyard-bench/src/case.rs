@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Upper bounds that keep every run finite whatever a case file says.
 const MAX_RATE: f64 = 20_000.0;
 const MAX_CONCURRENCY: u32 = 256;
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
+const MAX_DURATION: Duration = Duration::from_secs(600);
 const MAX_WARMUP: Duration = Duration::from_secs(60);
 const MAX_REQUESTS: u64 = 1_000_000;
 
@@ -234,7 +234,7 @@ impl Case {
         let stop = match (l.duration.as_deref(), l.requests) {
             (Some(d), None) => {
                 let d = parse_duration(d).with_context(|| format!("case {name}: load.duration"))?;
-                if d.is_zero() || d > MAX_DURATION {
+                if !measurable(d) {
                     bail!("case {name}: load.duration must be in (0, {MAX_DURATION:?}]");
                 }
                 Stop::Duration(d)
@@ -281,7 +281,8 @@ impl Case {
         }
     }
 
-    /// The case measured for `duration` whatever its own stop (`--duration`).
+    /// The case measured for `duration` whatever its own stop (`--duration`; see
+    /// [`measurable`]).
     pub fn measured_for(&self, duration: Duration) -> Case {
         Case {
             stop: Stop::Duration(duration),
@@ -343,6 +344,16 @@ pub fn load_all(root: &Path, only: &[String]) -> anyhow::Result<Vec<Case>> {
         }
     }
     Ok(picked)
+}
+
+/// Whether a measured part may last `d`: above zero and at most [`MAX_DURATION`].
+pub fn measurable(d: Duration) -> bool {
+    !d.is_zero() && d <= MAX_DURATION
+}
+
+/// The bounds of [`measurable`], for messages.
+pub fn measurable_range() -> String {
+    format!("above zero and at most {}", fmt_duration(MAX_DURATION))
 }
 
 /// Parses `250ms`, `10s`, `1.5s`, `5m` or `1h`.

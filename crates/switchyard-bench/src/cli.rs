@@ -118,11 +118,8 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
 
 fn measured_duration_arg(text: &str) -> Result<Duration, String> {
     let d = duration_arg(text)?;
-    if d.is_zero() || d > case::MAX_DURATION {
-        return Err(format!(
-            "a duration above zero and at most {}",
-            case::fmt_duration(case::MAX_DURATION)
-        ));
+    if !case::measurable(d) {
+        return Err(format!("a duration {}", case::measurable_range()));
     }
     Ok(d)
 }
