@@ -194,6 +194,10 @@ pub struct AgainstNginx {
     pub p99_within: bool,
     /// The same for the medians of the rounds' added p99s; `None` without rounds.
     pub p99_rounds_within: Option<bool>,
+    /// The gateway's p50 and p99 over nginx's own (µs): no direct baseline between them, so
+    /// none of its run-to-run spread either (the targets take turns through the same rounds).
+    pub p50_over_nginx_us: i64,
+    pub p99_over_nginx_us: i64,
     /// The gateway's requests per second over nginx's.
     pub throughput_ratio: f64,
     /// Requests per CPU-second, the gateway's over nginx's (nginx's CPU per request over the
@@ -214,11 +218,14 @@ impl AgainstNginx {
             .p99_median_of_rounds_us
             .zip(gateway_added.p99_median_of_rounds_us);
         let cpu = |t: &TargetReport| t.process.and_then(|p| p.cpu_ms_per_1k_requests);
+        let over_nginx = Added::between(gateway, nginx);
         Some(AgainstNginx {
             p99_ratio: ratio(gateway_added.p99_us, nginx_added.p99_us),
             p99_rounds_ratio: rounds.and_then(|(n, g)| ratio(g, n)),
             p99_within: within(gateway_added.p99_us, nginx_added.p99_us),
             p99_rounds_within: rounds.map(|(n, g)| within(g, n)),
+            p50_over_nginx_us: over_nginx.p50_us,
+            p99_over_nginx_us: over_nginx.p99_us,
             throughput_ratio: gateway.throughput_rps / nginx.throughput_rps,
             throughput_per_cpu_ratio: cpu(nginx)
                 .zip(cpu(gateway))
@@ -528,12 +535,19 @@ pub fn targets(report: &Report) -> String {
         let _ = writeln!(
             out,
             "\n== against the nginx hop: the gateway's figure over nginx's (n/a: an added p99 \
-             at or below direct's, or no CPU time)"
+             at or below direct's, or no CPU time); \"over nginx\": the gateway's latency less \
+             nginx's, ms, no direct baseline between them"
         );
         let _ = writeln!(
             out,
-            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>27}",
-            "case", "p99", "p99 rnd", "req/s", "per CPU", "TTFT added, nginx / gateway"
+            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>27} {:>21}",
+            "case",
+            "p99",
+            "p99 rnd",
+            "req/s",
+            "per CPU",
+            "TTFT added, nginx / gateway",
+            "over nginx p50 / p99"
         );
         for c in &report.cases {
             let Some(a) = &c.against_nginx else { continue };
@@ -543,13 +557,18 @@ pub fn targets(report: &Report) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27}",
+                "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27} {:>21}",
                 c.case.name,
                 ratio(a.p99_ratio),
                 ratio(a.p99_rounds_ratio),
                 a.throughput_ratio,
                 ratio(a.throughput_per_cpu_ratio),
-                ttft
+                ttft,
+                format!(
+                    "{} / {}",
+                    signed_ms(a.p50_over_nginx_us),
+                    signed_ms(a.p99_over_nginx_us)
+                )
             );
         }
     }
@@ -783,6 +802,8 @@ mod tests {
         );
         assert_eq!(a.p99_ratio, Some(1.25));
         assert_eq!(a.p99_rounds_ratio, Some(1.25));
+        // Nginx at 1.2 ms, the gateway at 1.25, whatever direct's.
+        assert_eq!((a.p50_over_nginx_us, a.p99_over_nginx_us), (50, 50));
         assert!(a.p99_within);
         assert_eq!(a.p99_rounds_within, Some(true));
         assert_eq!(a.throughput_ratio, 0.8);
@@ -805,6 +826,8 @@ mod tests {
             target("gateway", 1_030, vec![1_030; 3]),
         );
         assert_eq!((a.p99_ratio, a.p99_within), (None, false));
+        // No ratio there, but the gateway's tail over nginx's is still read.
+        assert_eq!(a.p99_over_nginx_us, 80);
         // Without nginx there is nothing to compare.
         let alone = vec![direct(), run("gateway", 250, 1.0, 1.0, 1)];
         assert!(
@@ -879,9 +902,21 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        assert_eq!(row("records-over"), "3.90 3.90 1.00 0.47 -", "{text}");
-        assert_eq!(row("saturation"), "1.00 1.00 0.90 0.40 -", "{text}");
-        assert_eq!(row("nginx-at-direct"), "n/a n/a 1.00 0.50 -", "{text}");
+        assert_eq!(
+            row("records-over"),
+            "3.90 3.90 1.00 0.47 - +0.290 / +0.290",
+            "{text}"
+        );
+        assert_eq!(
+            row("saturation"),
+            "1.00 1.00 0.90 0.40 - +0.000 / +0.000",
+            "{text}"
+        );
+        assert_eq!(
+            row("nginx-at-direct"),
+            "n/a n/a 1.00 0.50 - +0.150 / +0.150",
+            "{text}"
+        );
         assert!(
             text.contains(
                 "added p99 within 1.5 x nginx's, keys, budgets and records on: NOT MET (within in \
