@@ -17,6 +17,11 @@ use std::thread::LocalKey;
 
 /// Slots per table (a power of two): a few conversations' messages, at 24 bytes a slot.
 const SLOTS: usize = 1024;
+/// Texts shorter than this are neither looked up nor kept: a word or two costs about what the
+/// lookup does. From a few words up the work costs several times the lookup (counting a 14-byte
+/// system prompt and a 54-byte question, 7,400 instructions; looking them up, 740), so a text
+/// seen again now and then pays for the lookups of those that are not.
+pub const MIN_BYTES: usize = 8;
 
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -33,7 +38,8 @@ pub struct Recent {
     slots: Box<[Slot]>,
 }
 
-/// A looked-up text: its hash, and what was kept for it if this thread saw it lately.
+/// A looked-up text: its hash (0 for a text under [`MIN_BYTES`], which is not kept), and what
+/// was kept for it if this thread saw it lately.
 pub struct Looked {
     hash: u64,
     len: u64,
@@ -43,6 +49,14 @@ pub struct Looked {
 /// Looks `text` up in this thread's `table`. `kind` tells apart texts whose work differs
 /// (a vocabulary, say) within one table.
 pub fn look(table: &'static LocalKey<RefCell<Option<Recent>>>, kind: u8, text: &str) -> Looked {
+    let len = text.len() as u64;
+    if text.len() < MIN_BYTES {
+        return Looked {
+            hash: 0,
+            len,
+            value: None,
+        };
+    }
     table.with_borrow_mut(|recent| {
         let recent = recent.get_or_insert_with(|| Recent {
             key: RandomState::new(),
@@ -53,15 +67,18 @@ pub fn look(table: &'static LocalKey<RefCell<Option<Recent>>>, kind: u8, text: &
         hasher.write(text.as_bytes());
         // Never 0, the mark of an empty slot.
         let hash = hasher.finish() | 1;
-        let len = text.len() as u64;
         let slot = recent.slots[hash as usize & (SLOTS - 1)];
         let value = (slot.hash == hash && slot.len == len).then_some(slot.value);
         Looked { hash, len, value }
     })
 }
 
-/// Keeps `value` for the text `looked` came from, in the slot it maps to.
+/// Keeps `value` for the text `looked` came from, in the slot it maps to (nothing for a text
+/// under [`MIN_BYTES`]).
 pub fn keep(table: &'static LocalKey<RefCell<Option<Recent>>>, looked: &Looked, value: u64) {
+    if looked.hash == 0 {
+        return;
+    }
     table.with_borrow_mut(|recent| {
         if let Some(recent) = recent {
             recent.slots[looked.hash as usize & (SLOTS - 1)] = Slot {
@@ -96,6 +113,20 @@ mod tests {
             None,
             "same length, other text"
         );
+    }
+
+    #[test]
+    fn a_word_or_two_is_never_kept() {
+        let short = look(&TABLE, 0, "hi there");
+        keep(&TABLE, &short, 3);
+        assert_eq!(
+            look(&TABLE, 0, "hi there").value,
+            Some(3),
+            "8 bytes are kept"
+        );
+        let shorter = look(&TABLE, 0, "thanks!");
+        keep(&TABLE, &shorter, 2);
+        assert_eq!(look(&TABLE, 0, "thanks!").value, None);
     }
 
     #[test]

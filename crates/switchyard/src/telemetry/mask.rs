@@ -36,13 +36,9 @@ fn compiled(pattern: &str) -> String {
     pattern.replace(r"\b", r"(?-u:\b)")
 }
 
-/// Texts shorter than this are scanned each time: a word or two scans about as fast as it is
-/// looked up.
-const RECENT_MIN_BYTES: usize = 8;
-
 thread_local! {
-    /// Texts of [`RECENT_MIN_BYTES`] or more this thread found nothing to mask in lately (see
-    /// [`crate::recent`]); only that is kept, so a text with something to mask is always masked.
+    /// Texts this thread found nothing to mask in lately (see [`crate::recent`]); only that is
+    /// kept, so a text with something to mask is always masked.
     static CLEAN: RefCell<Option<Recent>> = const { RefCell::new(None) };
 }
 
@@ -165,15 +161,13 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     };
     // A text this thread found nothing in lately (a chat's system prompt and earlier turns come
     // back with every request) is not scanned again.
-    let looked = (text.len() >= RECENT_MIN_BYTES).then(|| recent::look(&CLEAN, 0, text));
-    if looked.as_ref().is_some_and(|l| l.value.is_some()) {
+    let looked = recent::look(&CLEAN, 0, text);
+    if looked.value.is_some() {
         return Cow::Borrowed(text);
     }
     let hits = set.matches(text);
     if !hits.matched_any() {
-        if let Some(looked) = &looked {
-            recent::keep(&CLEAN, looked, 1);
-        }
+        recent::keep(&CLEAN, &looked, 1);
         return Cow::Borrowed(text);
     }
     Cow::Owned(mask_with(text, &|i| hits.matched(i)))

@@ -1,18 +1,12 @@
 //! Exact counts of texts this thread counted lately (see [`crate::recent`]): a text of
-//! [`MIN_BYTES`] or more is looked up by its hash first, and the tokenizer counts only what was
-//! not seen lately. A count is only ever the same number the tokenizer would give for the same
+//! [`recent::MIN_BYTES`] or more is looked up by its hash first, and the tokenizer counts only
+//! what was not seen lately. A count is only ever the same number the tokenizer would give for the same
 //! text and vocabulary.
 
 use std::cell::RefCell;
 
 use super::Encoding;
 use crate::recent::{self, Recent};
-
-/// Texts shorter than this are tokenized each time: one or two pieces cost about what the
-/// lookup does. From a few words up, counting costs several times the lookup (a 14-byte system
-/// prompt and a 54-byte question, 7,400 instructions counted and 740 looked up), so a text
-/// counted again now and then pays for the lookups of those that are not.
-pub const MIN_BYTES: usize = 8;
 
 thread_local! {
     static COUNTS: RefCell<Option<Recent>> = const { RefCell::new(None) };
@@ -21,9 +15,6 @@ thread_local! {
 /// The exact count of `text` in `encoding`: from this thread's table when it counted the same
 /// text lately, else from `tokenize`, whose count is then kept.
 pub fn count(encoding: Encoding, text: &str, tokenize: impl FnOnce(&str) -> u64) -> u64 {
-    if text.len() < MIN_BYTES {
-        return tokenize(text);
-    }
     // The table is borrowed only to look and to keep, never while `tokenize` runs.
     let looked = recent::look(&COUNTS, encoding as u8, text);
     if let Some(tokens) = looked.value {
