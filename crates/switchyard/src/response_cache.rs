@@ -95,9 +95,9 @@ impl ResponseCache {
     /// ingress, and its body.
     pub fn key(caller: &Caller, ingress: &str, body: &[u8]) -> [u8; 32] {
         let scope = match (&caller.org, &caller.team, &caller.key_id) {
-            (Some(org), _, _) => ("org", org.as_str()),
-            (None, Some(team), _) => ("team", team.as_str()),
-            (None, None, Some(key)) => ("key", key.as_str()),
+            (Some(org), _, _) => ("org", &**org),
+            (None, Some(team), _) => ("team", &**team),
+            (None, None, Some(key)) => ("key", &**key),
             (None, None, None) => ("master", ""),
         };
         let mut hash = Sha256::new();
@@ -249,9 +249,9 @@ mod tests {
 
     fn caller(org: Option<&str>, team: Option<&str>, key: Option<&str>) -> Caller {
         Caller {
-            key_id: key.map(str::to_owned),
-            team: team.map(str::to_owned),
-            org: org.map(str::to_owned),
+            key_id: key.map(Into::into),
+            team: team.map(Into::into),
+            org: org.map(Into::into),
             ..Caller::default()
         }
     }

@@ -548,8 +548,8 @@ pub fn describe(r: &RequestRecord) -> String {
             }
             t.push(vec![
                 (i + 1).to_string(),
-                a.alias.clone(),
-                a.deployment.clone(),
+                a.alias.to_string(),
+                a.deployment.to_string(),
                 a.status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 or_dash(a.error_class.as_deref()),
                 format!("{:.1}", a.latency_ms),

@@ -99,7 +99,7 @@ impl Alerts {
             .filter_map(|(_, d)| {
                 let h = d.health.snapshot(now_ms);
                 h.cooling.then(|| Cooling {
-                    deployment: d.id.clone(),
+                    deployment: d.id.to_string(),
                     remaining_s: h.cooldown_left_ms as f64 / 1000.0,
                 })
             })

@@ -23,14 +23,14 @@ fn request(
         duration_ms: latency_ms,
         requested_model: "chat".into(),
         alias: Some("chat".into()),
-        deployment: attempts.last().map(|(d, _)| (*d).to_owned()),
+        deployment: attempts.last().map(|(d, _)| (*d).into()),
         status,
         outcome,
         attempts: attempts
             .iter()
             .map(|(d, class)| AttemptRecord {
                 alias: "chat".into(),
-                deployment: (*d).to_owned(),
+                deployment: (*d).into(),
                 provider: "p".into(),
                 error_class: class.map(str::to_owned),
                 latency_ms,

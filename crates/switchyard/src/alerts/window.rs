@@ -197,7 +197,7 @@ impl Windows {
                 self.add(aliases, alias, index, failed, request_latency_ms(r));
             }
             for a in &r.attempts {
-                if !self.known.deployments.contains(&a.deployment) {
+                if !self.known.deployments.contains(&*a.deployment) {
                     continue;
                 }
                 if let Some(failed) = attempt_failed(a) {

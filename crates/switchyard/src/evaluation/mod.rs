@@ -430,7 +430,7 @@ pub async fn dataset_from_requests(
         let mut metadata = Map::new();
         metadata.insert("request_id".into(), Value::String(r.id.clone()));
         if let Some(a) = &r.alias {
-            metadata.insert("alias".into(), Value::String(a.clone()));
+            metadata.insert("alias".into(), Value::from(&**a));
         }
         metadata.insert("started_at_ms".into(), Value::from(r.started_at_ms));
         items.push(DatasetItem {

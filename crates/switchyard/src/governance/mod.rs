@@ -55,10 +55,57 @@ struct Snapshot {
     /// Secret hash → key (a rotated key's previous hash maps here too, with its deadline).
     by_hash: HashMap<String, (Arc<VirtualKey>, Option<i64>)>,
     keys: HashMap<String, Arc<VirtualKey>>,
+    /// Per key id, the caller its requests are recorded under, built once per snapshot so a
+    /// request shares its names instead of copying them.
+    callers: HashMap<String, Caller>,
     teams: HashMap<String, Team>,
     orgs: HashMap<String, Org>,
     customers: HashMap<String, Customer>,
-    ledgers: HashMap<Level, Arc<Ledger>>,
+    ledgers: Ledgers,
+}
+
+/// Every entity's ledger, one map per level, so that admitting a request looks its levels up
+/// by the ids it holds instead of building a `Level` (and a copy of the id) for each.
+#[derive(Default)]
+struct Ledgers {
+    keys: HashMap<String, Arc<Ledger>>,
+    teams: HashMap<String, Arc<Ledger>>,
+    orgs: HashMap<String, Arc<Ledger>>,
+    customers: HashMap<String, Arc<Ledger>>,
+}
+
+impl Ledgers {
+    fn level<'a>(&'a self, level: &'a Level) -> (&'a HashMap<String, Arc<Ledger>>, &'a str) {
+        match level {
+            Level::Key(id) => (&self.keys, id),
+            Level::Team(id) => (&self.teams, id),
+            Level::Org(id) => (&self.orgs, id),
+            Level::Customer(id) => (&self.customers, id),
+        }
+    }
+
+    fn get<'a>(&'a self, level: &'a Level) -> Option<&'a Arc<Ledger>> {
+        let (map, id) = self.level(level);
+        map.get(id)
+    }
+
+    fn insert(&mut self, level: Level, ledger: Arc<Ledger>) {
+        let (map, id) = match level {
+            Level::Key(id) => (&mut self.keys, id),
+            Level::Team(id) => (&mut self.teams, id),
+            Level::Org(id) => (&mut self.orgs, id),
+            Level::Customer(id) => (&mut self.customers, id),
+        };
+        map.insert(id, ledger);
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Ledger>> {
+        self.keys
+            .values()
+            .chain(self.teams.values())
+            .chain(self.orgs.values())
+            .chain(self.customers.values())
+    }
 }
 
 pub struct Governance {
@@ -372,6 +419,24 @@ impl Governance {
             // vocabulary now, off the request path.
             crate::tokens::prepare([crate::tokens::Encoding::O200k]);
         }
+        snap.callers = snap
+            .keys
+            .iter()
+            .map(|(id, key)| {
+                let org = key
+                    .team_id
+                    .as_ref()
+                    .and_then(|t| snap.teams.get(t))
+                    .and_then(|t| t.org_id.as_deref());
+                let caller = Caller {
+                    key_id: Some(key.id.as_str().into()),
+                    key_name: Some(key.name.as_str().into()),
+                    team: key.team_id.as_deref().map(Into::into),
+                    org: org.map(Into::into),
+                };
+                (id.clone(), caller)
+            })
+            .collect();
         self.snapshot.store(Arc::new(snap));
         Ok(())
     }
@@ -396,40 +461,44 @@ impl Governance {
         {
             return None;
         }
-        let team = key.team_id.as_ref().and_then(|t| snap.teams.get(t));
         Some(Principal {
-            caller: Caller {
-                key_id: Some(key.id.clone()),
-                key_name: Some(key.name.clone()),
-                team: key.team_id.clone(),
-                org: team.and_then(|t| t.org_id.clone()),
-            },
+            caller: snap.callers.get(&key.id).cloned().unwrap_or_default(),
             role: key.role,
             master: false,
             key: Some(key.clone()),
         })
     }
 
+    /// The limits of every level the caller belongs to: key, team, org, customer. An iterator
+    /// over a fixed array, since three lookups per request would otherwise each build a vector.
     fn limits_chain<'a>(
         &self,
         snap: &'a Snapshot,
         p: &Principal,
         customer: Option<&str>,
-    ) -> Vec<&'a Limits> {
-        let mut out = Vec::new();
-        if let Some(k) = p.caller.key_id.as_ref().and_then(|id| snap.keys.get(id)) {
-            out.push(&k.limits);
-        }
-        if let Some(t) = p.caller.team.as_ref().and_then(|id| snap.teams.get(id)) {
-            out.push(&t.limits);
-        }
-        if let Some(o) = p.caller.org.as_ref().and_then(|id| snap.orgs.get(id)) {
-            out.push(&o.limits);
-        }
-        if let Some(c) = customer.and_then(|id| snap.customers.get(id)) {
-            out.push(&c.limits);
-        }
-        out
+    ) -> impl Iterator<Item = &'a Limits> + use<'a> {
+        [
+            p.caller
+                .key_id
+                .as_deref()
+                .and_then(|id| snap.keys.get(id))
+                .map(|k| &k.limits),
+            p.caller
+                .team
+                .as_deref()
+                .and_then(|id| snap.teams.get(id))
+                .map(|t| &t.limits),
+            p.caller
+                .org
+                .as_deref()
+                .and_then(|id| snap.orgs.get(id))
+                .map(|o| &o.limits),
+            customer
+                .and_then(|id| snap.customers.get(id))
+                .map(|c| &c.limits),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Whether every level's allow-list admits the alias.
@@ -439,7 +508,6 @@ impl Governance {
         }
         let snap = self.snapshot.load();
         self.limits_chain(&snap, p, customer)
-            .iter()
             .all(|l| allowed_by(l, alias))
     }
 
@@ -451,7 +519,6 @@ impl Governance {
         }
         let snap = self.snapshot.load();
         self.limits_chain(&snap, p, customer)
-            .iter()
             .any(|l| l.meters_tokens())
     }
 
@@ -489,25 +556,23 @@ impl Governance {
         }
         let levels: Vec<Arc<Ledger>> = {
             let snap = self.snapshot.load();
-            let mut levels = Vec::new();
-            let mut push = |level: Level| {
-                if let Some(l) = snap.ledgers.get(&level) {
-                    levels.push(l.clone());
-                }
-            };
-            if let Some(id) = &p.caller.key_id {
-                push(Level::Key(id.clone()));
-            }
-            if let Some(id) = &p.caller.team {
-                push(Level::Team(id.clone()));
-            }
-            if let Some(id) = &p.caller.org {
-                push(Level::Org(id.clone()));
-            }
-            if let Some(id) = customer {
-                push(Level::Customer(id.to_owned()));
-            }
-            levels
+            let ledgers = &snap.ledgers;
+            [
+                p.caller
+                    .key_id
+                    .as_deref()
+                    .and_then(|id| ledgers.keys.get(id)),
+                p.caller
+                    .team
+                    .as_deref()
+                    .and_then(|id| ledgers.teams.get(id)),
+                p.caller.org.as_deref().and_then(|id| ledgers.orgs.get(id)),
+                customer.and_then(|id| ledgers.customers.get(id)),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
         };
         if levels.is_empty() {
             return Ok((None, None));

@@ -94,7 +94,7 @@ impl Known {
         let mut known = Known::default();
         for (alias, d) in table.deployments() {
             known.aliases.insert(alias.to_owned());
-            known.deployments.insert(d.id.clone());
+            known.deployments.insert(d.id.to_string());
         }
         known.aliases.extend(table.aliases.iter().cloned());
         known
@@ -348,7 +348,7 @@ impl<'r> Tally<'r> {
             } else {
                 AttemptClass::Error(a.error_class.as_deref())
             };
-            add(&mut self.attempts, (a.deployment.as_str(), class), 1);
+            add(&mut self.attempts, (&*a.deployment, class), 1);
         }
         let team = r.caller.team.as_deref();
         if let Some(t) = r.tokens {
@@ -474,7 +474,7 @@ impl Snapshot {
                 let h = d.health.snapshot(now);
                 DeploymentGauges {
                     alias: alias.to_owned(),
-                    deployment: d.id.clone(),
+                    deployment: d.id.to_string(),
                     in_flight: h.in_flight,
                     cooling: h.cooling,
                     cooldown_remaining_s: h.cooldown_left_ms as f64 / 1000.0,

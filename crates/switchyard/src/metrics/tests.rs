@@ -17,9 +17,9 @@ pub fn record(
     RequestRecord {
         duration_ms: 200.0,
         requested_model: alias.unwrap_or("whatever").into(),
-        alias: alias.map(str::to_owned),
-        deployment: deployment.map(str::to_owned),
-        provider: deployment.map(|_| "p".to_owned()),
+        alias: alias.map(Into::into),
+        deployment: deployment.map(Into::into),
+        provider: deployment.map(|_| "p".into()),
         status,
         outcome,
         ..RequestRecord::new(
@@ -126,7 +126,7 @@ fn a_batch_counts_as_its_records_one_by_one() {
         r.ttft_ms = (i % 2 == 0).then_some(f64::from(i));
         r.stream = i % 2 == 0;
         r.error_code = (i % 5 == 0).then(|| "upstream_error".to_owned());
-        r.caller.team = (i % 3 == 1).then(|| "t".to_owned());
+        r.caller.team = (i % 3 == 1).then(|| "t".into());
         r.attempts = vec![attempt("p/m", (i % 5 == 0).then_some("server_error"))];
         r.attempts[0].cancelled = i % 7 == 0;
         r.tokens = Some(TokenCounts {

@@ -243,7 +243,7 @@ async fn decode_bringing_in_kept(
     // Another replica may have kept them. Boxed, so that what it holds while it waits does not
     // enlarge every request's future (which is moved, whole, as it is set going).
     Box::pin(fetch_kept(app, &body)).await;
-    let owner = &principal.caller.key_id;
+    let owner = &principal.caller.key_id.as_deref().map(str::to_owned);
     let found = |id: &str| app.kept_responses.get(id, owner);
     match kept_responses::bring_in(&body, &found).map_err(GatewayError::InvalidRequest)? {
         Some(whole) => {
@@ -413,7 +413,11 @@ fn keep_answer(
     if ingress.id() != DialectId::OpenAiResponses || !app.kept_responses.enabled() || declined {
         return None;
     }
-    let (app, body, owner) = (app.clone(), body.clone(), principal.caller.key_id.clone());
+    let (app, body, owner) = (
+        app.clone(),
+        body.clone(),
+        principal.caller.key_id.as_deref().map(str::to_owned),
+    );
     Some(KeepAnswer(Arc::new(move |id: &str, response: Bytes| {
         // A copy of its own: the body may share a larger buffer of the connection's, which
         // keeping it for an hour would hold on to.
@@ -625,8 +629,8 @@ pub async fn chat(
                         model: response.model.clone(),
                         finish_reason,
                         response_chars: response.text_len(),
-                        alias: answered_alias,
-                        deployment: executed.deployment.id.clone(),
+                        alias: answered_alias.to_string(),
+                        deployment: executed.deployment.id.to_string(),
                     },
                 );
             }
@@ -683,8 +687,8 @@ pub async fn chat(
                     key,
                     asked,
                     ending,
-                    answered_alias,
-                    executed.deployment.id.clone(),
+                    answered_alias.to_string(),
+                    executed.deployment.id.to_string(),
                     executed.deployment.model.clone(),
                 )),
                 None => Box::pin(relayed),
@@ -1053,7 +1057,7 @@ fn unix_now() -> i64 {
 }
 
 fn deployment_of(attempts: &[AttemptLog]) -> &str {
-    attempts.last().map_or("-", |a| a.deployment.as_str())
+    attempts.last().map_or("-", |a| &*a.deployment)
 }
 
 /// One line per finished request. Never contains prompt or response content, nor any secret.
@@ -1067,7 +1071,7 @@ fn log_request(
 ) {
     let latency_ms = ctx.started.elapsed().as_millis() as u64;
     let usage = usage.unwrap_or_default();
-    let alias = decision.alias.as_str();
+    let alias = &*decision.alias;
     tracing::debug!(request_id = %ctx.id, decision = %serde_json::to_string(decision).unwrap_or_default(), "route decision");
     match outcome {
         Ok(()) => tracing::info!(
@@ -1089,7 +1093,7 @@ fn log_stream_end(
     attempts: &[AttemptLog],
     end: &StreamEnd,
 ) {
-    let alias = decision.alias.as_str();
+    let alias = &*decision.alias;
     let latency_ms = started.elapsed().as_millis() as u64;
     let usage = end.usage.unwrap_or_default();
     let ttft_ms = end

@@ -32,6 +32,10 @@ pub use restrict::Restrictions;
 pub use rules::glob_match;
 use strategy::{Candidate, OrderInput};
 
+/// An alias's, a deployment's or a provider's name: set when the table is built and shared
+/// by every request, record and log line that names it, so naming it copies nothing.
+pub type Name = Arc<str>;
+
 /// Where a provider's credential comes from.
 pub enum ProviderAuth {
     None,
@@ -46,7 +50,7 @@ pub enum ProviderAuth {
 
 /// One upstream endpoint with its dialect and credentials.
 pub struct Provider {
-    pub name: String,
+    pub name: Name,
     pub dialect: Box<dyn ProviderDialect>,
     pub base_url: String,
     pub auth: ProviderAuth,
@@ -80,7 +84,7 @@ impl Provider {
 /// One callable target behind an alias.
 pub struct Deployment {
     /// `provider/model`, stable across restarts; used in headers, logs and metrics.
-    pub id: String,
+    pub id: Name,
     pub provider: Arc<Provider>,
     pub model: String,
     pub weight: u32,
@@ -126,7 +130,7 @@ impl UrlCache {
 }
 
 pub struct Route {
-    pub alias: String,
+    pub alias: Name,
     pub deployments: Vec<Arc<Deployment>>,
     pub strategy: StrategyFile,
     pub fallbacks: Fallbacks,
@@ -214,8 +218,8 @@ pub struct RequestFacts {
     /// Per-request cost ceiling in US dollars (`x-switchyard-max-cost` header).
     pub max_cost: Option<f64>,
     /// The caller's team and key ids, for rules that match on them.
-    pub team: Option<String>,
-    pub key: Option<String>,
+    pub team: Option<Name>,
+    pub key: Option<Name>,
     /// What the caller's key, team, organisation and customer allow.
     pub restrictions: Restrictions,
 }
@@ -223,10 +227,16 @@ pub struct RequestFacts {
 /// One planned attempt: which deployment, reached through which alias.
 #[derive(Clone)]
 pub struct PlannedAttempt {
-    pub alias: String,
     pub route: Arc<Route>,
     pub deployment: Arc<Deployment>,
     pub retries: u32,
+}
+
+impl PlannedAttempt {
+    /// The alias the deployment was reached through.
+    pub fn alias(&self) -> &Name {
+        &self.route.alias
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,8 +253,8 @@ pub enum PlanError {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoredCandidate {
-    pub alias: String,
-    pub deployment: String,
+    pub alias: Name,
+    pub deployment: Name,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     pub cooling: bool,
@@ -252,8 +262,8 @@ pub struct ScoredCandidate {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SkippedDeployment {
-    pub alias: String,
-    pub deployment: String,
+    pub alias: Name,
+    pub deployment: Name,
     pub reason: String,
 }
 
@@ -263,7 +273,7 @@ pub struct RouteDecision {
     /// The model the client asked for.
     pub requested: String,
     /// The alias the request was routed to (after rules).
-    pub alias: String,
+    pub alias: Name,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub strategy: &'static str,
@@ -271,7 +281,7 @@ pub struct RouteDecision {
     pub candidates: Vec<ScoredCandidate>,
     pub skipped: Vec<SkippedDeployment>,
     /// Fallback aliases expanded, in order.
-    pub fallbacks: Vec<String>,
+    pub fallbacks: Vec<Name>,
 }
 
 pub struct RoutingTable {
@@ -312,7 +322,7 @@ impl RoutingTable {
                     .map(|_| transport.client(proxied, p.timeouts.connect))
                     .collect::<Result<_, _>>()?;
                 Ok(Arc::new(Provider {
-                    name: p.name.clone(),
+                    name: p.name.as_str().into(),
                     dialect: provider_dialect(&p.kind),
                     base_url,
                     auth: match (&p.credential, &p.api_key) {
@@ -352,7 +362,7 @@ impl RoutingTable {
                         );
                     }
                     Some(Arc::new(Deployment {
-                        id: format!("{}/{}", provider.name, d.model),
+                        id: format!("{}/{}", provider.name, d.model).into(),
                         provider,
                         model: d.model.clone(),
                         weight: d.weight,
@@ -385,7 +395,7 @@ impl RoutingTable {
             routes.insert(
                 m.alias.clone(),
                 Arc::new(Route {
-                    alias: m.alias.clone(),
+                    alias: m.alias.as_str().into(),
                     deployments,
                     strategy: m.strategy,
                     fallbacks: m.fallbacks.clone(),
@@ -440,9 +450,9 @@ impl RoutingTable {
         let mut out: Vec<(String, Arc<crate::upstream::aws_credentials::AwsAuth>)> = Vec::new();
         for d in self.routes.values().flat_map(|r| &r.deployments) {
             if let Some(aws) = &d.provider.aws
-                && !out.iter().any(|(name, _)| *name == d.provider.name)
+                && !out.iter().any(|(name, _)| **name == *d.provider.name)
             {
-                out.push((d.provider.name.clone(), aws.clone()));
+                out.push((d.provider.name.to_string(), aws.clone()));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -504,7 +514,7 @@ impl RoutingTable {
         self.aliases
             .iter()
             .filter_map(|a| self.routes.get(a))
-            .flat_map(|r| r.deployments.iter().map(move |d| (r.alias.as_str(), d)))
+            .flat_map(|r| r.deployments.iter().map(move |d| (&*r.alias, d)))
     }
 
     /// Starts planning a request: applies the first matching rule, then ranks the target
@@ -516,19 +526,19 @@ impl RoutingTable {
         rng: &mut dyn FnMut(u32) -> u32,
     ) -> Result<Planner<'_>, PlanError> {
         let rule = rules::first_match(&self.policy.rules, &facts);
-        let alias = rule
-            .and_then(|r| r.route.alias.clone())
-            .unwrap_or_else(|| facts.model.clone());
+        let target = rule
+            .and_then(|r| r.route.alias.as_deref())
+            .unwrap_or(&facts.model);
         let route = self
             .routes
-            .get(&alias)
+            .get(target)
             .cloned()
             .ok_or_else(|| PlanError::UnknownAlias(facts.model.clone()))?;
         let mut planner = Planner {
             table: self,
             decision: RouteDecision {
                 requested: facts.model.clone(),
-                alias: alias.clone(),
+                alias: route.alias.clone(),
                 rule: rule.map(|r| r.name.clone()),
                 strategy: strategy::name(route.strategy),
                 ..RouteDecision::default()
@@ -539,27 +549,22 @@ impl RoutingTable {
             last_resort: Vec::new(),
             pending: VecDeque::new(),
             expanded: VecDeque::new(),
-            visited: vec![alias],
+            visited: Vec::new(),
             now_ms,
         };
         planner.rank(&route, rng);
-        planner.expanded.push_back(route.clone());
+        planner.expand_later(&route);
         if planner.queue.is_empty() && planner.last_resort.is_empty() {
             let restrictions = &planner.facts.restrictions;
             if !restrictions.is_empty() && !self.usable(&route.alias, restrictions) {
-                return Err(PlanError::NotAllowed(
-                    restrictions.explain(
-                        &route.alias,
-                        route
-                            .deployments
-                            .iter()
-                            .map(|d| (d.id.as_str(), &d.attributes)),
-                    ),
-                ));
+                return Err(PlanError::NotAllowed(restrictions.explain(
+                    &route.alias,
+                    route.deployments.iter().map(|d| (&*d.id, &d.attributes)),
+                )));
             }
             if route.fallbacks.all().next().is_none() {
                 return Err(PlanError::Unsupported {
-                    alias: route.alias.clone(),
+                    alias: route.alias.to_string(),
                     needs: planner.facts.needs.describe(),
                 });
             }
@@ -629,7 +634,8 @@ pub struct Planner<'t> {
     pending: VecDeque<Arc<Route>>,
     /// Ranked routes whose fallbacks are not expanded yet.
     expanded: VecDeque<Arc<Route>>,
-    visited: Vec<String>,
+    /// Fallback aliases taken so far (the one routed to is `decision.alias`).
+    visited: Vec<Name>,
     now_ms: u64,
 }
 
@@ -643,17 +649,29 @@ impl Planner<'_> {
         self.queue.push_front(attempt);
     }
 
+    /// Keeps a ranked route for its fallbacks, if it has any (most aliases have none, and
+    /// their plans then hold no queue of routes).
+    fn expand_later(&mut self, route: &Arc<Route>) {
+        if route.fallbacks.all().next().is_some() {
+            self.expanded.push_back(route.clone());
+        }
+    }
+
     fn already_planned(&self, id: &str) -> bool {
         self.queue
             .iter()
             .chain(&self.last_resort)
-            .any(|a| a.deployment.id == id)
-            || self.decision.candidates.iter().any(|c| c.deployment == id)
+            .any(|a| *a.deployment.id == *id)
+            || self
+                .decision
+                .candidates
+                .iter()
+                .any(|c| *c.deployment == *id)
     }
 
-    fn skip(&mut self, alias: &str, d: &Deployment, reason: String) {
+    fn skip(&mut self, alias: &Name, d: &Deployment, reason: String) {
         self.decision.skipped.push(SkippedDeployment {
-            alias: alias.to_owned(),
+            alias: alias.clone(),
             deployment: d.id.clone(),
             reason,
         });
@@ -664,7 +682,7 @@ impl Planner<'_> {
         // A rule's deployment subset and weights apply to the alias it routed to.
         let overrides = self
             .rule
-            .filter(|r| r.route.alias.as_deref().is_none_or(|a| a == route.alias))
+            .filter(|r| r.route.alias.as_deref().is_none_or(|a| *a == *route.alias))
             .map(|r| &r.route);
         let output = self.facts.max_output_tokens.unwrap_or(0);
         let max_cost = self
@@ -685,7 +703,7 @@ impl Planner<'_> {
             }
             if let Some(o) = overrides
                 && !o.deployments.is_empty()
-                && !o.deployments.contains(&d.id)
+                && !o.deployments.iter().any(|id| **id == *d.id)
             {
                 self.skip(
                     &route.alias,
@@ -728,7 +746,7 @@ impl Planner<'_> {
             let candidate = Candidate {
                 index,
                 weight: overrides
-                    .and_then(|o| o.weights.get(&d.id).copied())
+                    .and_then(|o| o.weights.get(&*d.id).copied())
                     .unwrap_or(d.weight),
                 priority: d.priority,
                 price: d.price,
@@ -757,7 +775,6 @@ impl Planner<'_> {
                 cooling: false,
             });
             self.queue.push_back(PlannedAttempt {
-                alias: route.alias.clone(),
                 route: route.clone(),
                 deployment: d,
                 retries: route.num_retries,
@@ -772,7 +789,6 @@ impl Planner<'_> {
                 cooling: true,
             });
             self.last_resort.push(PlannedAttempt {
-                alias: route.alias.clone(),
                 route: route.clone(),
                 deployment: d,
                 retries: 0,
@@ -794,15 +810,16 @@ impl Planner<'_> {
             if let Some(route) = self.pending.pop_front() {
                 self.decision.fallbacks.push(route.alias.clone());
                 self.rank(&route, rng);
-                self.expanded.push_back(route);
+                self.expand_later(&route);
                 continue;
             }
             if let Some(route) = self.expanded.pop_front() {
                 for alias in route.fallbacks.for_class(last_failure) {
-                    if !self.visited.contains(alias)
+                    if *alias != *self.decision.alias
+                        && !self.visited.iter().any(|v| **v == **alias)
                         && let Some(r) = self.table.routes.get(alias)
                     {
-                        self.visited.push(alias.clone());
+                        self.visited.push(r.alias.clone());
                         self.pending.push_back(r.clone());
                     }
                 }

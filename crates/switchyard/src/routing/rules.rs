@@ -52,10 +52,20 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
     if w.no_tools == Some(true) && facts.needs.tools {
         return false;
     }
-    if !w.teams.is_empty() && !facts.team.as_ref().is_some_and(|t| w.teams.contains(t)) {
+    if !w.teams.is_empty()
+        && !facts
+            .team
+            .as_deref()
+            .is_some_and(|t| w.teams.iter().any(|w| w == t))
+    {
         return false;
     }
-    if !w.keys.is_empty() && !facts.key.as_ref().is_some_and(|k| w.keys.contains(k)) {
+    if !w.keys.is_empty()
+        && !facts
+            .key
+            .as_deref()
+            .is_some_and(|k| w.keys.iter().any(|w| w == k))
+    {
         return false;
     }
     true

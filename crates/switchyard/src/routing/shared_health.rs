@@ -38,7 +38,7 @@ pub fn start(table: &RoutingTable, shared: Arc<Shared>) {
     }
     let mut deployments: Vec<(String, Arc<Deployment>)> = table
         .deployments()
-        .map(|(_, d)| (d.id.clone(), d.clone()))
+        .map(|(_, d)| (d.id.to_string(), d.clone()))
         .collect();
     deployments.sort_by(|a, b| a.0.cmp(&b.0));
     let writer = shared.clone();

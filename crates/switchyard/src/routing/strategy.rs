@@ -165,12 +165,14 @@ pub fn order(
 
 /// Weighted random order without replacement: each pick is proportional to remaining weights.
 pub fn weighted(mut items: Vec<Candidate>, rng: &mut dyn FnMut(u32) -> u32) -> Vec<Candidate> {
-    let mut out = Vec::with_capacity(items.len());
-    while !items.is_empty() {
-        let total: u32 = items.iter().map(|c| c.weight.max(1)).sum();
+    // In place: the one drawn for each position moves there, the rest keep their order behind
+    // it. The last one left is not drawn for.
+    for next in 0..items.len().saturating_sub(1) {
+        let rest = &items[next..];
+        let total: u32 = rest.iter().map(|c| c.weight.max(1)).sum();
         let mut pick = rng(total);
-        let mut idx = items.len() - 1;
-        for (i, c) in items.iter().enumerate() {
+        let mut idx = rest.len() - 1;
+        for (i, c) in rest.iter().enumerate() {
             let w = c.weight.max(1);
             if pick < w {
                 idx = i;
@@ -178,9 +180,9 @@ pub fn weighted(mut items: Vec<Candidate>, rng: &mut dyn FnMut(u32) -> u32) -> V
             }
             pick -= w;
         }
-        out.push(items.remove(idx));
+        items[next..=next + idx].rotate_right(1);
     }
-    out
+    items
 }
 
 fn shuffled(mut items: Vec<Candidate>, rng: &mut dyn FnMut(u32) -> u32) -> Vec<Candidate> {

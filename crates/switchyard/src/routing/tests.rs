@@ -28,7 +28,7 @@ fn table() -> RoutingTable {
 
 fn ids(plan: &[PlannedAttempt]) -> Vec<String> {
     plan.iter()
-        .map(|p| format!("{}:{}", p.alias, p.deployment.id))
+        .map(|p| format!("{}:{}", p.alias(), p.deployment.id))
         .collect()
 }
 
@@ -61,7 +61,7 @@ fn weights_are_respected_over_many_draws() {
     };
     let mut first_a = 0;
     for _ in 0..4000 {
-        if t.plan("main", Needs::default(), 0, &mut rng).unwrap()[0]
+        if &*t.plan("main", Needs::default(), 0, &mut rng).unwrap()[0]
             .deployment
             .id
             == "a/m1"
@@ -140,7 +140,7 @@ fn unknown_alias_and_unmet_needs() {
     };
     let plan = t.plan("backup", needs, 0, &mut |_| 0).unwrap();
     assert!(
-        plan.iter().all(|p| p.deployment.provider.name != "c"),
+        plan.iter().all(|p| *p.deployment.provider.name != *"c"),
         "anthropic serves no embeddings"
     );
 }
@@ -155,7 +155,7 @@ fn documents_are_a_need_every_chat_provider_meets() {
     assert_eq!(needs.describe(), "documents");
     let plan = t.plan("backup", needs, 0, &mut |_| 0).unwrap();
     assert!(
-        plan.iter().any(|p| p.deployment.provider.name == "c"),
+        plan.iter().any(|p| *p.deployment.provider.name == *"c"),
         "anthropic reads documents"
     );
 }
@@ -352,16 +352,19 @@ fn rules_pick_alias_and_subset() {
     f.metadata = serde_json::from_str(r#"{"task": "code"}"#).ok();
     let p = t.planner(f, 0, &mut rng).unwrap();
     assert_eq!(p.decision.rule.as_deref(), Some("code-tasks"));
-    assert_eq!(p.decision.alias, "code");
+    assert_eq!(&*p.decision.alias, "code");
 
     let mut p = t.planner(facts("auto", 10), 0, &mut rng).unwrap();
     assert_eq!(p.decision.rule.as_deref(), Some("short-and-simple"));
-    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
+    assert_eq!(
+        &*p.next(None, &mut rng).unwrap().deployment.id,
+        "small/mini"
+    );
     assert!(
         p.decision
             .skipped
             .iter()
-            .any(|s| s.deployment == "big/large" && s.reason.contains("subset"))
+            .any(|s| *s.deployment == *"big/large" && s.reason.contains("subset"))
     );
 
     let p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
@@ -378,23 +381,26 @@ fn context_window_and_cost_ceiling_skip_deployments() {
     let t = rules_table();
     let mut rng = |_: u32| 0;
     let mut p = t.planner(facts("auto", 20_000), 0, &mut rng).unwrap();
-    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "big/large");
+    assert_eq!(&*p.next(None, &mut rng).unwrap().deployment.id, "big/large");
     assert!(
         p.decision
             .skipped
             .iter()
-            .any(|s| s.deployment == "small/mini" && s.reason.contains("context window"))
+            .any(|s| *s.deployment == *"small/mini" && s.reason.contains("context window"))
     );
 
     let mut f = facts("auto", 1000);
     f.max_cost = Some(0.001);
     let mut p = t.planner(f, 0, &mut rng).unwrap();
-    assert_eq!(p.next(None, &mut rng).unwrap().deployment.id, "small/mini");
+    assert_eq!(
+        &*p.next(None, &mut rng).unwrap().deployment.id,
+        "small/mini"
+    );
     assert!(
         p.decision
             .skipped
             .iter()
-            .any(|s| s.deployment == "big/large" && s.reason.contains("max_cost"))
+            .any(|s| *s.deployment == *"big/large" && s.reason.contains("max_cost"))
     );
 }
 
@@ -411,7 +417,7 @@ fn fallbacks_follow_the_error_class() {
             &mut rng,
         )
         .unwrap();
-    assert_eq!(next.alias, "huge");
+    assert_eq!(&**next.alias(), "huge");
     let mut p = t.planner(facts("auto", 1000), 0, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
     p.next(None, &mut rng).unwrap();
@@ -421,8 +427,8 @@ fn fallbacks_follow_the_error_class() {
             &mut rng,
         )
         .unwrap();
-    assert_eq!(next.alias, "backup");
-    assert_eq!(p.decision.fallbacks, ["backup"]);
+    assert_eq!(&**next.alias(), "backup");
+    assert_eq!(p.decision.fallbacks, [Name::from("backup")]);
 }
 
 #[test]

@@ -373,7 +373,7 @@ pub async fn list_keys(
     respond((|| {
         let p = authorize_admin(&app, &headers, false)?;
         let team_scope = (p.role < Role::Admin && !p.master)
-            .then(|| p.caller.team.clone())
+            .then(|| p.caller.team.as_deref().map(str::to_owned))
             .flatten();
         let data: Vec<Value> = app
             .governance

@@ -507,7 +507,7 @@ async fn kept_response(
         Ok(p) => p,
         Err(e) => return error_response(DialectId::OpenAiResponses, &e, &ctx.id),
     };
-    let owner = &principal.caller.key_id;
+    let owner = &principal.caller.key_id.as_deref().map(str::to_owned);
     let rest = uri.path().trim_start_matches("/v1/responses/");
     let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
     // Another replica may have kept it.

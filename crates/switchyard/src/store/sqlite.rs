@@ -326,7 +326,7 @@ mod tests {
                 .map(|i| {
                     let mut r = record.clone();
                     r.id = format!("full-{size}-{i}");
-                    r.alias = Some(format!("alias-{i}"));
+                    r.alias = Some(format!("alias-{i}").into());
                     r.deployment = Some("deployment".into());
                     r.provider = Some("provider".into());
                     r.caller.key_id = Some("key".into());

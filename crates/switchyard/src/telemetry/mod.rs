@@ -189,8 +189,8 @@ impl Tracker {
         self.cost_nanos = Some(0);
         if let Some(r) = self.rec() {
             r.cache_hit = true;
-            r.alias = Some(alias.to_owned());
-            r.deployment = Some(deployment.to_owned());
+            r.alias = Some(alias.into());
+            r.deployment = Some(deployment.into());
             r.cost_nanos = Some(0);
         }
     }

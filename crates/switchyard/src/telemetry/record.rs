@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::routing::Name;
 use switchyard_protocol::json;
 
 /// How a request ended.
@@ -279,9 +281,9 @@ impl Outcome {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AttemptRecord {
-    pub alias: String,
-    pub deployment: String,
-    pub provider: String,
+    pub alias: Name,
+    pub deployment: Name,
+    pub provider: Name,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -311,13 +313,13 @@ pub struct TokenCounts {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Caller {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub key_id: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_name: Option<String>,
+    pub key_name: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub team: Option<String>,
+    pub team: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
+    pub org: Option<Name>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,11 +337,11 @@ pub struct RequestRecord {
     pub endpoint: Cow<'static, str>,
     pub requested_model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
+    pub alias: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<String>,
+    pub deployment: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<Name>,
     pub stream: bool,
     pub status: u16,
     pub outcome: Outcome,
@@ -468,7 +470,7 @@ impl<'a> DecisionSummary<'a> {
             fallbacks: decision
                 .fallbacks
                 .iter()
-                .map(|f| Cow::Borrowed(f.as_str()))
+                .map(|f| Cow::Borrowed(&**f))
                 .collect(),
         }
     }
@@ -651,7 +653,7 @@ mod tests {
         // Each caller field alone (the commas between them).
         for field in 0..4 {
             let mut r = bare.clone();
-            let value = Some(format!("c{field}"));
+            let value = Some(format!("c{field}").into());
             match field {
                 0 => r.caller.key_id = value,
                 1 => r.caller.key_name = value,

@@ -28,7 +28,7 @@ use switchyard_protocol::provider_body::ProviderBody;
 
 use crate::config::{HedgeAfter, RoutingFile, StreamBufferFile};
 use crate::error::GatewayError;
-use crate::routing::{Deployment, PlannedAttempt, Planner, Provider, now_ms, record_failure};
+use crate::routing::{Deployment, Name, PlannedAttempt, Planner, Provider, now_ms, record_failure};
 
 /// Most of an error body we read to classify it.
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -40,9 +40,9 @@ type Response = http::Response<client::ResponseBody>;
 /// One HTTP exchange with one deployment, as the request record will show it.
 #[derive(Debug, Clone)]
 pub struct AttemptLog {
-    pub alias: String,
-    pub deployment: String,
-    pub provider: String,
+    pub alias: Name,
+    pub deployment: Name,
+    pub provider: Name,
     pub status: Option<u16>,
     pub error: Option<ErrorClass>,
     pub latency: Duration,
@@ -76,7 +76,7 @@ pub enum Answer {
 
 pub struct Executed<T> {
     pub answer: T,
-    pub alias: String,
+    pub alias: Name,
     pub deployment: Arc<Deployment>,
     pub attempts: Vec<AttemptLog>,
 }
@@ -640,7 +640,7 @@ fn log_of<T>(t: &Tried<T>) -> AttemptLog {
         Err(e) => (e.status, Some(e.class)),
     };
     AttemptLog {
-        alias: t.planned.alias.clone(),
+        alias: t.planned.alias().clone(),
         deployment: t.planned.deployment.id.clone(),
         provider: t.planned.deployment.provider.name.clone(),
         status: if t.cancelled { None } else { status },
@@ -742,7 +742,7 @@ where
             if let Some((answer, planned)) = winner {
                 return Ok(Executed {
                     answer,
-                    alias: planned.alias,
+                    alias: planned.route.alias.clone(),
                     deployment: planned.deployment,
                     attempts,
                 });

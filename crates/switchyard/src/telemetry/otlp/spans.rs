@@ -63,7 +63,7 @@ impl Catalog {
             };
             for d in &route.deployments {
                 catalog.add_deployment(&d.id, &d.model);
-                if let Some(info) = catalog.providers.get_mut(&d.provider.name) {
+                if let Some(info) = catalog.providers.get_mut(&*d.provider.name) {
                     let (address, port) = host_port(&d.provider.base_url);
                     info.address = address;
                     info.port = port;
@@ -451,10 +451,10 @@ fn record_spans(
             a.str(attr::DEPLOYMENT, &at.deployment);
             a.str(attr::PROVIDER, &at.provider);
             a.str(attr::ROUTE_ALIAS, &at.alias);
-            if let Some(m) = catalog.deployments.get(&at.deployment) {
+            if let Some(m) = catalog.deployments.get(&*at.deployment) {
                 a.str(attr::ATTEMPT_MODEL, m);
             }
-            if let Some(p) = catalog.providers.get(&at.provider) {
+            if let Some(p) = catalog.providers.get(&*at.provider) {
                 a.opt_str(attr::SERVER_ADDRESS, p.address.as_deref());
                 if let Some(port) = p.port {
                     a.int(attr::SERVER_PORT, u64::from(port));
