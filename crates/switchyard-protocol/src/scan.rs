@@ -45,6 +45,12 @@ impl<'a> Cursor<'a> {
     /// Skips whitespace (JSON's four bytes only) and returns the next byte, not consumed.
     pub(crate) fn peek(&mut self) -> Option<u8> {
         let bytes = self.bytes();
+        // Compact JSON, the common case: every byte JSON's whitespace is not is above a space.
+        if let Some(&b) = bytes.get(self.at)
+            && b > b' '
+        {
+            return Some(b);
+        }
         while let Some(&b) = bytes.get(self.at) {
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(b);
@@ -322,6 +328,17 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         self.skip()?;
         Some(&self.text[start..self.at])
+    }
+
+    /// The value that comes next as a tree (a field passed through as it came). A string, what
+    /// such fields mostly are (`service_tier`, say), is read here; anything else by serde_json.
+    pub(crate) fn value(&mut self) -> Option<serde_json::Value> {
+        if self.peek()? == b'"' {
+            return self
+                .string()
+                .map(|s| serde_json::Value::String(s.into_owned()));
+        }
+        serde_json::from_str(self.raw_value()?).ok()
     }
 }
 

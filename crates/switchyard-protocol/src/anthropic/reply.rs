@@ -252,7 +252,7 @@ fn message(c: &mut Cursor<'_>) -> Option<Message> {
             }
             "usage" => return set(&mut seen[7], &mut usage, c.optional(self::usage)?),
             _ => {
-                let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
+                let value = c.value()?;
                 // A member named twice is left to the decoder.
                 return rest.insert(key.to_owned(), value).is_none().then_some(());
             }

@@ -9,7 +9,6 @@
 //! same answers.
 
 use serde::de::IgnoredAny;
-use serde_json::Value;
 
 use super::{
     RawJson, WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireDelta,
@@ -32,7 +31,7 @@ pub(super) fn read(body: &[u8]) -> Option<WireCompletion<'_>> {
             "usage" => out.usage = c.optional(usage)?,
             "object" | "system_fingerprint" => c.skip()?,
             _ => {
-                let value: Value = serde_json::from_str(c.raw_value()?).ok()?;
+                let value = c.value()?;
                 out.rest.insert(key.to_owned(), value);
             }
         }
@@ -299,8 +298,9 @@ mod tests {
         r#"{"id":"chatcmpl-r","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#,
         // DeepSeek: reasoning text and cache hits in its own fields.
         r#"{"id":"ds-1","object":"chat.completion","created":1730000000,"model":"deepseek-reasoner","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":"First, 2+2.","content":"4"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":30,"completion_tokens":20,"total_tokens":50,"prompt_cache_hit_tokens":24,"prompt_cache_miss_tokens":6,"completion_tokens_details":{"reasoning_tokens":12}},"system_fingerprint":"fp_x"}"#,
-        // Escapes, non-ASCII text and `\u` escapes in the texts; `reasoning` as some servers name it.
-        r#"{"id":"chatcmpl-\u0041","created":2,"model":"m","choices":[{"message":{"content":"Line 1\nLine \"2\" caf\u00e9 \u65e5\u672c \ud83d\ude00 é 日本 \/ \\ \t","reasoning":"hm"},"finish_reason":"eos"}],"usage":null}"#,
+        // Escapes, non-ASCII text and `\u` escapes in the texts and in strings kept for the
+        // client; `reasoning` as some servers name it.
+        r#"{"id":"chatcmpl-\u0041","created":2,"model":"m","choices":[{"message":{"content":"Line 1\nLine \"2\" caf\u00e9 \u65e5\u672c \ud83d\ude00 é 日本 \/ \\ \t","reasoning":"hm"},"finish_reason":"eos"}],"service_tier":"pri\u006Frity","x_note":"q\"\\\n é","usage":null}"#,
         // Two choices, a null message and finish reason, tool calls null, fields of every kind
         // kept for the client.
         r#"{"id":"x","created":3,"model":"m","choices":[{"message":{"content":"a","tool_calls":null},"finish_reason":null},{"message":null,"finish_reason":"stop","extra":[1,-2.5e-3,true,false,null,{"k":"v"}]}],"x_meta":{"a":[1,2.5e3,{"b":null}],"c":"d\u00e9"},"n":-0,"usage":{"prompt_tokens":0,"completion_tokens":18446744073709551615,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null}}}"#,
