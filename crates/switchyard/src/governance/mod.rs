@@ -7,7 +7,6 @@ pub mod ledger;
 pub mod model;
 pub mod shared;
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +17,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use switchyard_protocol::canonical::CacheTtl;
 
+use crate::NameMap;
 use crate::error::GatewayError;
 use crate::pricing::Price;
 use crate::routing::{Restrictions, glob_match};
@@ -53,14 +53,14 @@ impl Principal {
 #[derive(Default)]
 struct Snapshot {
     /// Secret hash → key (a rotated key's previous hash maps here too, with its deadline).
-    by_hash: HashMap<String, (Arc<VirtualKey>, Option<i64>)>,
-    keys: HashMap<String, Arc<VirtualKey>>,
+    by_hash: NameMap<String, (Arc<VirtualKey>, Option<i64>)>,
+    keys: NameMap<String, Arc<VirtualKey>>,
     /// Per key id, the caller its requests are recorded under, built once per snapshot so a
     /// request shares its names instead of copying them.
-    callers: HashMap<String, Caller>,
-    teams: HashMap<String, Team>,
-    orgs: HashMap<String, Org>,
-    customers: HashMap<String, Customer>,
+    callers: NameMap<String, Caller>,
+    teams: NameMap<String, Team>,
+    orgs: NameMap<String, Org>,
+    customers: NameMap<String, Customer>,
     ledgers: Ledgers,
 }
 
@@ -68,14 +68,14 @@ struct Snapshot {
 /// by the ids it holds instead of building a `Level` (and a copy of the id) for each.
 #[derive(Default)]
 struct Ledgers {
-    keys: HashMap<String, Arc<Ledger>>,
-    teams: HashMap<String, Arc<Ledger>>,
-    orgs: HashMap<String, Arc<Ledger>>,
-    customers: HashMap<String, Arc<Ledger>>,
+    keys: NameMap<String, Arc<Ledger>>,
+    teams: NameMap<String, Arc<Ledger>>,
+    orgs: NameMap<String, Arc<Ledger>>,
+    customers: NameMap<String, Arc<Ledger>>,
 }
 
 impl Ledgers {
-    fn level<'a>(&'a self, level: &'a Level) -> (&'a HashMap<String, Arc<Ledger>>, &'a str) {
+    fn level<'a>(&'a self, level: &'a Level) -> (&'a NameMap<String, Arc<Ledger>>, &'a str) {
         match level {
             Level::Key(id) => (&self.keys, id),
             Level::Team(id) => (&self.teams, id),

@@ -12,7 +12,9 @@ pub mod strategy;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::NameMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -285,9 +287,9 @@ pub struct RouteDecision {
 }
 
 pub struct RoutingTable {
-    routes: HashMap<String, Arc<Route>>,
+    routes: NameMap<String, Arc<Route>>,
     /// Per alias, the highest price a request to it could meet (see `max_price`).
-    max_prices: HashMap<String, Option<crate::pricing::Price>>,
+    max_prices: NameMap<String, Option<crate::pricing::Price>>,
     /// Aliases in configuration order, for `/v1/models`.
     pub aliases: Vec<String>,
     pub policy: RoutingFile,
@@ -340,7 +342,7 @@ impl RoutingTable {
                 }))
             })
             .collect::<Result<_, crate::upstream::client::ClientSetupError>>()?;
-        let mut routes = HashMap::new();
+        let mut routes = NameMap::default();
         let mut aliases = Vec::new();
         for m in &config.models {
             let deployments = m
@@ -485,7 +487,7 @@ impl RoutingTable {
     }
 
     fn reachable_max_price(
-        routes: &HashMap<String, Arc<Route>>,
+        routes: &NameMap<String, Arc<Route>>,
         alias: &str,
     ) -> Option<crate::pricing::Price> {
         let mut seen = vec![alias.to_owned()];
