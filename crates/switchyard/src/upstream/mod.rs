@@ -692,8 +692,10 @@ where
                             .map(Duration::from_millis),
                     };
                     match delay {
+                        // Boxed: a race holds two attempts' futures, which inline would make
+                        // every request's future (and each layer's copy of it) that much larger.
                         Some(delay) => {
-                            hedge::race(
+                            Box::pin(hedge::race(
                                 planner,
                                 planned.clone(),
                                 delay,
@@ -701,7 +703,7 @@ where
                                 retry_budget,
                                 &call,
                                 input_tokens,
-                            )
+                            ))
                             .await
                         }
                         None => {
