@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the gateway's pure per-request work, each beside the naive alternative
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
-//! lookup vs a linear scan), budget reservation in the ledger (alone and under contention), and
+//! lookup vs a linear scan, and the lookup alone by foldhash vs SipHash), budget reservation in the ledger (alone and under contention), and
 //! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
 //! (the compact vocabulary vs `tiktoken-rs`'s own encoder, and a text counted lately), masking a
 //! record's prompt (and one found clean lately), the record writer's own work on a batch, and
@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use divan::{AllocProfiler, Bencher, black_box};
+use switchyard::NameMap;
 use switchyard::governance::ledger::{self, Ask, Ledger, Level};
 use switchyard::governance::model::Limits;
 use switchyard::governance::{constant_time_eq, key_hash};
@@ -51,7 +52,7 @@ const KEY_COUNTS: &[usize] = &[10, 1_000, 100_000];
 #[divan::bench(args = KEY_COUNTS)]
 fn key_hash_and_map_lookup(bencher: Bencher, n: usize) {
     let (keys, presented) = stored_keys(n);
-    let by_hash: HashMap<String, String> = keys.into_iter().collect();
+    let by_hash: NameMap<String, String> = keys.into_iter().collect();
     bencher.bench(|| {
         let hash = key_hash(HASH_SECRET, black_box(&presented));
         by_hash
@@ -71,6 +72,22 @@ fn key_hash_and_linear_scan(bencher: Bencher, n: usize) {
             .find(|(stored, _)| constant_time_eq(stored.as_bytes(), hash.as_bytes()))
             .map(|(_, id)| id.len())
     });
+}
+
+/// A key's hash (64 hex digits) looked up among 1,000 stored ones, the keyed hash left out: the
+/// governance snapshot's `NameMap` (foldhash) against the standard library's map (SipHash) it
+/// replaced. Aliases and entity ids are looked up the same way.
+#[divan::bench(args = ["foldhash", "siphash"])]
+fn key_hash_lookup_alone(bencher: Bencher, hasher: &str) {
+    let (keys, presented) = stored_keys(1_000);
+    let hash = key_hash(HASH_SECRET, &presented);
+    if hasher == "foldhash" {
+        let by_hash: NameMap<String, String> = keys.into_iter().collect();
+        bencher.bench(|| by_hash.get(black_box(hash.as_str())).map(String::len));
+    } else {
+        let by_hash: HashMap<String, String> = keys.into_iter().collect();
+        bencher.bench(|| by_hash.get(black_box(hash.as_str())).map(String::len));
+    }
 }
 
 /// The keyed hash alone, from the hashing secret's prepared state (what the gateway does).
