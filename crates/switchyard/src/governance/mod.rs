@@ -422,20 +422,7 @@ impl Governance {
         snap.callers = snap
             .keys
             .iter()
-            .map(|(id, key)| {
-                let org = key
-                    .team_id
-                    .as_ref()
-                    .and_then(|t| snap.teams.get(t))
-                    .and_then(|t| t.org_id.as_deref());
-                let caller = Caller {
-                    key_id: Some(key.id.as_str().into()),
-                    key_name: Some(key.name.as_str().into()),
-                    team: key.team_id.as_deref().map(Into::into),
-                    org: org.map(Into::into),
-                };
-                (id.clone(), caller)
-            })
+            .map(|(id, key)| (id.clone(), caller_of(key, &snap.teams)))
             .collect();
         self.snapshot.store(Arc::new(snap));
         Ok(())
@@ -462,7 +449,10 @@ impl Governance {
             return None;
         }
         Some(Principal {
-            caller: snap.callers.get(&key.id).cloned().unwrap_or_default(),
+            caller: match snap.callers.get(&key.id) {
+                Some(caller) => caller.clone(),
+                None => caller_of(key, &snap.teams),
+            },
             role: key.role,
             master: false,
             key: Some(key.clone()),
@@ -819,6 +809,20 @@ async fn keep_in_step(gov: std::sync::Weak<Governance>) {
     }
 }
 
+/// Who a key's requests are recorded and limited as: the key, its team and the team's
+/// organisation.
+fn caller_of(key: &VirtualKey, teams: &NameMap<String, Team>) -> Caller {
+    let org = (key.team_id.as_ref())
+        .and_then(|t| teams.get(t))
+        .and_then(|t| t.org_id.as_deref());
+    Caller {
+        key_id: Some(key.id.as_str().into()),
+        key_name: Some(key.name.as_str().into()),
+        team: key.team_id.as_deref().map(Into::into),
+        org: org.map(Into::into),
+    }
+}
+
 fn key_hash_for(key: &VirtualKey, previous: bool) -> &str {
     if previous {
         key.previous_hash.as_deref().unwrap_or("")
@@ -926,5 +930,36 @@ mod tests {
             assert_eq!(hasher.hash(key), expected);
             assert_eq!(hasher.hash(key), expected);
         }
+    }
+
+    #[test]
+    fn a_keys_caller_names_the_key_its_team_and_the_teams_organisation() {
+        let key = |team: Option<&str>| -> super::VirtualKey {
+            serde_json::from_value(serde_json::json!({
+                "id": "key_1", "name": "ci", "display": "sk-sy-Ab…yZ", "team_id": team,
+                "created_at_ms": 0,
+            }))
+            .unwrap()
+        };
+        let mut teams = crate::NameMap::default();
+        let team = serde_json::json!({"id": "team_1", "name": "research", "org_id": "org_1"});
+        teams.insert("team_1".to_owned(), serde_json::from_value(team).unwrap());
+        let names = |c: crate::telemetry::Caller| {
+            [c.key_id, c.key_name, c.team, c.org].map(|n| n.map(|n| n.to_string()))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            names(super::caller_of(&key(Some("team_1")), &teams)),
+            [some("key_1"), some("ci"), some("team_1"), some("org_1")]
+        );
+        assert_eq!(
+            names(super::caller_of(&key(None), &teams)),
+            [some("key_1"), some("ci"), None, None]
+        );
+        // A team the snapshot does not hold names no organisation.
+        assert_eq!(
+            names(super::caller_of(&key(Some("gone")), &teams)),
+            [some("key_1"), some("ci"), some("gone"), None]
+        );
     }
 }

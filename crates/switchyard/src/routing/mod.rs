@@ -13,8 +13,6 @@ pub mod strategy;
 mod tests;
 
 use std::collections::VecDeque;
-
-use crate::NameMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +22,7 @@ use serde_json::{Map, Value};
 use switchyard_protocol::canonical::ErrorClass;
 use switchyard_protocol::dialect::{Capabilities, ProviderDialect, provider_dialect};
 
+use crate::NameMap;
 use crate::config::{
     Attributes, Config, Fallbacks, Hedge, RoutingFile, RuleFile, Secret, StrategyFile,
     StreamBufferFile, TimeoutsFile,
