@@ -1,12 +1,12 @@
 //! Micro-benchmarks of the gateway's pure per-request work, each beside the naive alternative
 //! it replaced or avoids, with allocation counts: virtual-key authentication (keyed hash + map
-//! lookup vs a linear scan, and the lookup alone by foldhash vs SipHash), budget reservation in the ledger (alone and under contention), and
-//! cost computation (integer nano-dollars vs floating-point dollars), and the prompt token count
-//! (the compact vocabulary vs `tiktoken-rs`'s own encoder, and a text counted lately), masking a
-//! record's prompt (and one found clean lately), the record writer's own work on a batch, and
-//! storing a batch of request records in the embedded SQLite store (the last three off the
-//! request path, but on the same CPUs). Run with
-//! `cargo bench -p switchyard --bench hot_path`.
+//! lookup vs a linear scan, and the lookup alone by foldhash vs SipHash), budget reservation in
+//! the ledger (alone and under contention), and cost computation (integer nano-dollars vs
+//! floating-point dollars), and the prompt token count (the compact vocabulary vs
+//! `tiktoken-rs`'s own encoder, and a text counted lately), masking a record's prompt (and one
+//! found clean lately), the record writer's own work on a batch, and storing a batch of request
+//! records in the embedded SQLite store (the last three off the request path, but on the same
+//! CPUs). Run with `cargo bench -p switchyard --bench hot_path`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -56,7 +56,7 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
         && !facts
             .team
             .as_deref()
-            .is_some_and(|t| w.teams.iter().any(|w| w == t))
+            .is_some_and(|t| w.teams.iter().any(|team| team == t))
     {
         return false;
     }
@@ -64,7 +64,7 @@ fn matches(rule: &RuleFile, facts: &RequestFacts) -> bool {
         && !facts
             .key
             .as_deref()
-            .is_some_and(|k| w.keys.iter().any(|w| w == k))
+            .is_some_and(|k| w.keys.iter().any(|key| key == k))
     {
         return false;
     }
