@@ -1,7 +1,7 @@
 //! Exact counts of texts this thread counted lately (see [`crate::recent`]): a text of
 //! [`recent::MIN_BYTES`] or more is looked up by its hash first, and the tokenizer counts only
-//! what was not seen lately. A count is only ever the same number the tokenizer would give for the same
-//! text and vocabulary.
+//! what was not seen lately. A count is only ever the same number the tokenizer would give for
+//! the same text and vocabulary.
 
 use std::cell::RefCell;
 

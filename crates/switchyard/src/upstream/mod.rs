@@ -76,7 +76,6 @@ pub enum Answer {
 
 pub struct Executed<T> {
     pub answer: T,
-    pub alias: Name,
     pub deployment: Arc<Deployment>,
     pub attempts: Vec<AttemptLog>,
 }
@@ -692,8 +691,9 @@ where
                             .map(Duration::from_millis),
                     };
                     match delay {
-                        // Boxed: a race holds two attempts' futures, which inline would make
-                        // every request's future (and each layer's copy of it) that much larger.
+                        // Boxed: a race's own state (its delay, the second plan, the bookkeeping of
+                        // two attempts) would otherwise widen every request's future, hedged or
+                        // not, and each layer's copy of it.
                         Some(delay) => {
                             Box::pin(hedge::race(
                                 planner,
@@ -744,7 +744,6 @@ where
             if let Some((answer, planned)) = winner {
                 return Ok(Executed {
                     answer,
-                    alias: planned.route.alias.clone(),
                     deployment: planned.deployment,
                     attempts,
                 });
