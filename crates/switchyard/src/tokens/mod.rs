@@ -169,20 +169,26 @@ impl Counter {
         let Some(vocabulary) = self.encoding.vocabulary() else {
             return fallback(text);
         };
-        if text.len() <= self.exact_left {
-            self.exact_left -= text.len();
-            let n = recent::count(self.encoding, text, |text| {
+        let exact = |text: &str| {
+            recent::count(self.encoding, text, |text| {
                 chunks(text)
                     .map(|piece| encode_len(vocabulary, piece))
                     .sum()
-            });
+            })
+        };
+        if text.len() <= self.exact_left {
+            self.exact_left -= text.len();
+            let n = exact(text);
             self.seen(text.len(), n);
             return n;
         }
         self.exact_left = 0;
         if self.sample_left >= WINDOWS * WINDOW {
+            // A window is counted exactly, and remembered like any text: a long text sent
+            // again (a document or tool result in a conversation's history) falls into the
+            // same windows, which hashing finds for a fiftieth of counting them.
             let (bytes, tokens) = windows(text)
-                .map(|w| (w.len(), encode_len(vocabulary, w)))
+                .map(|w| (w.len(), exact(w)))
                 .fold((0, 0), |(b, t), (wb, wt)| (b + wb, t + wt));
             self.sample_left -= bytes;
             self.seen(bytes, tokens);
@@ -535,6 +541,27 @@ mod tests {
             estimate_chat(Encoding::O200k, &request),
             text + 2 * PER_MESSAGE + REPLY_PRIMING
         );
+    }
+
+    #[test]
+    fn a_long_text_sent_again_is_estimated_the_same_from_remembered_windows() {
+        let text = "Each window of a long tool result is counted once per thread. ".repeat(600);
+        assert!(text.len() > EXACT_BYTES);
+        let first = count_text(Encoding::O200k, &text);
+        // The windows were remembered: the last one counted is in the table (earlier ones may
+        // share its slot), and counting it again does not tokenize.
+        let last = windows(&text).last().unwrap();
+        let remembered = recent::count(Encoding::O200k, last, |_| panic!("counted again"));
+        assert_eq!(
+            remembered,
+            encode_len(Encoding::O200k.vocabulary().unwrap(), last)
+        );
+        assert_eq!(count_text(Encoding::O200k, &text), first);
+        // A thread that never saw the text estimates it the same from scratch.
+        let fresh = std::thread::spawn(move || count_text(Encoding::O200k, &text))
+            .join()
+            .unwrap();
+        assert_eq!(fresh, first);
     }
 
     /// Rough cost of estimating a 50,000-token prompt (printed with `--nocapture`; no assertion

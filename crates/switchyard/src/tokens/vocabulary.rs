@@ -81,7 +81,13 @@ enum Splitter {
 /// run less its last character whenever the run has two or more and text follows; that last
 /// character then starts the next piece (as the space before a word does).
 fn whitespace_end(text: &str, start: usize, end: usize) -> usize {
-    if end == text.len() {
+    if end == text.len() || end == start {
+        return end;
+    }
+    // Most pieces are words: one that ends in an ASCII byte other than a plain space is not
+    // all plain spaces.
+    let last_byte = text.as_bytes()[end - 1];
+    if last_byte.is_ascii() && !matches!(last_byte, b' ' | b'\t' | 0x0b | 0x0c) {
         return end;
     }
     let piece = &text[start..end];
@@ -186,16 +192,27 @@ fn ascii_class(bytes: &[u8], i: usize) -> Option<AsciiClass> {
     let Some(&b) = bytes.get(i) else {
         return Some(AsciiClass::End);
     };
-    Some(match b {
-        b'A'..=b'Z' => AsciiClass::Upper,
-        b'a'..=b'z' => AsciiClass::Lower,
-        b'0'..=b'9' => AsciiClass::Digit,
-        b'\r' | b'\n' => AsciiClass::LineBreak,
-        b' ' | b'\t' | 0x0b | 0x0c => AsciiClass::Space,
-        0x80.. => return None,
-        _ => AsciiClass::Other,
-    })
+    ASCII_CLASSES.get(usize::from(b)).copied()
 }
+
+/// [`ascii_class`] of each ASCII byte, looked up rather than matched: the pre-tokenizer
+/// classifies every byte of the text it reads.
+static ASCII_CLASSES: [AsciiClass; 128] = {
+    let mut classes = [AsciiClass::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        classes[b] = match b as u8 {
+            b'A'..=b'Z' => AsciiClass::Upper,
+            b'a'..=b'z' => AsciiClass::Lower,
+            b'0'..=b'9' => AsciiClass::Digit,
+            b'\r' | b'\n' => AsciiClass::LineBreak,
+            b' ' | b'\t' | 0x0b | 0x0c => AsciiClass::Space,
+            _ => AsciiClass::Other,
+        };
+        b += 1;
+    }
+    classes
+};
 
 /// The first index at or after `i` whose byte is not of class `class`, or `None` if that byte
 /// is not ASCII.
