@@ -104,14 +104,35 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Background work (record writer, exporters, alerts, evaluation runs) and accepting
-    // connections; requests are served on the workers `server::serve` starts.
+/// The runtime of background work (record writer, exporters, alerts, evaluation runs) and of
+/// accepting connections; requests are served on the workers `server::serve` starts. Its
+/// threads run at `background_nice` (see [`lower_priority`]); the connections are accepted on
+/// the calling thread, which `block_on` runs the server on, at the process's own priority.
+fn runtime(background_nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
+        .on_thread_start(move || lower_priority(background_nice))
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Raises the calling thread's nice value to `nice`. A thread it starts inherits the value:
+/// the record writer's SQLite connection runs on a thread its first batch starts. When the
+/// CPUs are all busy, a background burst (a batch of records written, the WAL checkpointed)
+/// then waits for the serving threads instead of delaying their requests by whole scheduler
+/// slices. Linux keeps a nice value per thread; elsewhere it is per process, so nothing is
+/// done there.
+fn lower_priority(nice: u8) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let thread = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(thread), i32::from(nice)) {
+            tracing::debug!(error = %e, "cannot lower a background thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -148,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if let Some(l) = listen {
                 cfg.server.listen = l.to_string();
             }
-            runtime()?.block_on(start(cfg, false))?;
+            runtime(cfg.server.background_nice)?.block_on(start(cfg, false))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Demo { listen } => {
@@ -157,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if let Some(l) = listen {
                 cfg.server.listen = l.to_string();
             }
-            runtime()?.block_on(start(cfg, true))?;
+            runtime(cfg.server.background_nice)?.block_on(start(cfg, true))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
     }

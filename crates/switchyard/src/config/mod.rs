@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub data_dir: std::path::PathBuf,
     /// Request-serving threads (resolved: at least 1).
     pub workers: usize,
+    /// Nice value of the background threads (0–19; 0 leaves them as the serving threads).
+    pub background_nice: u8,
     /// How long Responses API answers are kept; `None` keeps none.
     pub keep_responses_for: Option<Duration>,
     pub keep_responses_bytes: usize,
@@ -443,6 +445,13 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
     if server.max_body_bytes == 0 {
         err(errors, "server.max_body_bytes", "must be greater than 0");
     }
+    if server.background_nice > 19 {
+        err(
+            errors,
+            "server.background_nice",
+            "must be 0 to 19 (a nice value; higher runs background work at a lower priority)",
+        );
+    }
     ServerConfig {
         listen: server.listen,
         master_key,
@@ -454,6 +463,7 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         },
+        background_nice: server.background_nice,
         keep_responses_for: Some(server.keep_responses_for).filter(|t| !t.is_zero()),
         keep_responses_bytes: server.keep_responses_bytes,
     }

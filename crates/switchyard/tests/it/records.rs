@@ -281,6 +281,61 @@ async fn a_huge_prompt_is_stored_cut_with_a_marker_and_masked() {
     assert!(r.json()["choices"][0]["message"]["content"].is_string());
 }
 
+/// A thread's name and nice value from its `stat` file: the name in parentheses, the nice
+/// value the 17th field after them.
+#[cfg(target_os = "linux")]
+fn name_and_nice(stat: &std::path::Path) -> Option<(String, i64)> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+    Some((stat[open + 1..close].to_owned(), nice))
+}
+
+/// Each thread of process `pid` (those that ended while being read left out).
+#[cfg(target_os = "linux")]
+fn threads_and_nice(pid: u32) -> Vec<(String, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| name_and_nice(&task.ok()?.path().join("stat")))
+        .collect()
+}
+
+/// Background work (the record writer, its SQLite connection) runs at `server.background_nice`
+/// and the serving threads at the process's own priority, so a burst of records written at
+/// saturation waits for requests rather than delaying them.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn background_threads_run_below_the_serving_ones() {
+    let env = env_with("").await;
+    let r = env
+        .post("/v1/chat/completions", &chat("openai", "hello"))
+        .await;
+    assert_eq!(r.status, 200);
+    // Its record written: the records connection (started by the writer's first batch) is up.
+    record(&env, &request_id(&r)).await;
+    let threads = threads_and_nice(env.gw.pid());
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    let serving = nice_of("switchyard-work");
+    assert!(!serving.is_empty(), "no serving thread in {threads:?}");
+    assert!(serving.iter().all(|&n| n == 0), "{threads:?}");
+    let runtime = nice_of("tokio-rt");
+    assert!(!runtime.is_empty(), "no background thread in {threads:?}");
+    assert!(runtime.iter().all(|&n| n == 10), "{threads:?}");
+    // The pool's connections, opened at start-up, keep the process's priority; the records
+    // connection, opened by the writer, runs at the background's.
+    let sqlite = nice_of("sqlx-sqlite");
+    assert!(sqlite.contains(&10), "{threads:?}");
+    // The main thread (accepting connections) keeps the process's priority.
+    let main = format!("/proc/{}/stat", env.gw.pid());
+    assert_eq!(name_and_nice(std::path::Path::new(&main)).unwrap().1, 0);
+}
+
 #[tokio::test]
 async fn records_can_be_switched_off() {
     let env = env_with_sections("", "allowed_fails: 3", "telemetry:\n  records: false\n").await;
