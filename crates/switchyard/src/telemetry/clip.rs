@@ -17,6 +17,7 @@ pub const MARGIN: usize = 1024;
 /// Marks a pending cut inside a record's text, between the two sides: `head CUT count CUT tail`.
 /// A Unicode noncharacter, removed from the kept text itself so it cannot be forged.
 const CUT: char = '\u{FDD0}';
+const CUT_UTF8: &[u8] = "\u{FDD0}".as_bytes();
 
 /// The text left where bytes were cut.
 pub fn marker(cut_bytes: usize) -> String {
@@ -48,7 +49,8 @@ fn push_range<S: AsRef<str>>(parts: &[S], from: usize, to: usize, out: &mut Stri
             b -= 1;
         }
         let slice = &part[a..b];
-        if slice.contains(CUT) {
+        // The vector search: `str::contains` looks for a character a word at a time.
+        if memchr::memmem::find(slice.as_bytes(), CUT_UTF8).is_some() {
             out.extend(slice.chars().filter(|&c| c != CUT));
         } else {
             out.push_str(slice);
@@ -86,11 +88,14 @@ pub fn clip<S: AsRef<str>>(parts: &[S], cap: usize, masked_later: bool) -> Strin
 /// their margins, the margins dropped, and the marker written. Uncut text is masked whole, and
 /// comes back borrowed when the mask changed nothing.
 pub fn finish_masked(text: &str, mask: impl Fn(&str) -> Cow<'_, str>) -> Cow<'_, str> {
-    let mut pieces = text.splitn(3, CUT);
-    let (Some(head), Some(count), Some(tail)) = (pieces.next(), pieces.next(), pieces.next())
-    else {
+    let mut cuts = memchr::memmem::find_iter(text.as_bytes(), CUT_UTF8);
+    let (Some(first), Some(second)) = (cuts.next(), cuts.next()) else {
         return mask(text);
     };
+    // Both at a character's first byte: `CUT` is a whole character.
+    let head = &text[..first];
+    let count = &text[first + CUT_UTF8.len()..second];
+    let tail = &text[second + CUT_UTF8.len()..];
     let head = mask(head);
     let tail = mask(tail);
     let mut head_end = head.len().saturating_sub(MARGIN);
