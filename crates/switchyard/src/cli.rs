@@ -117,12 +117,12 @@ fn runtime(background_nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Raises the calling thread's nice value to `nice`. A thread it starts inherits the value:
-/// the record writer's SQLite connection runs on a thread its first batch starts. When the
-/// CPUs are all busy, a background burst (a batch of records written, the WAL checkpointed)
-/// then waits for the serving threads instead of delaying their requests by whole scheduler
-/// slices. Linux keeps a nice value per thread; elsewhere it is per process, so nothing is
-/// done there.
+/// Raises the calling thread's nice value to `nice` (`server.background_nice`, 0 by default:
+/// nothing). A thread it starts inherits the value: the record writer's SQLite connection runs
+/// on a thread its first batch starts. When the CPUs are all busy, a background burst (a batch
+/// of records written, the WAL checkpointed) then waits for the serving threads instead of
+/// delaying their requests by whole scheduler slices; the writer's share shrinks with it.
+/// Linux keeps a nice value per thread; elsewhere it is per process, so nothing is done there.
 fn lower_priority(nice: u8) {
     #[cfg(target_os = "linux")]
     if nice > 0 {

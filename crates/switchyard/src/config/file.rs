@@ -34,9 +34,10 @@ pub struct ServerFile {
     pub workers: usize,
     /// Nice value of the threads that work in the background (the record writer and its
     /// SQLite connection, exporters, alerts, evaluation runs), 0–19, on Linux: when the CPUs are
-    /// all busy the serving threads come first, and background work catches up as load eases.
-    /// 0 runs them at the serving threads' priority.
-    #[serde(default = "default_background_nice")]
+    /// all busy the serving threads come first. Off (0) by default: under sustained saturation
+    /// the writer then falls behind, and records past the queue's byte bound lose their prompt
+    /// and response (a priority once lowered cannot be raised again without privileges).
+    #[serde(default)]
     pub background_nice: u8,
     /// How long a Responses API answer is kept in memory for `previous_response_id`,
     /// `item_reference` and `GET /v1/responses/{id}` (unless its request says `store: false`);
@@ -46,10 +47,6 @@ pub struct ServerFile {
     /// Most memory the kept responses may take, in bytes; the oldest go first beyond it.
     #[serde(default = "default_keep_responses_bytes")]
     pub keep_responses_bytes: usize,
-}
-
-fn default_background_nice() -> u8 {
-    10
 }
 
 fn default_keep_responses_for() -> Duration {
@@ -92,7 +89,7 @@ impl Default for ServerFile {
             idle_timeout: default_idle_timeout(),
             data_dir: default_data_dir(),
             workers: 0,
-            background_nice: default_background_nice(),
+            background_nice: 0,
             keep_responses_for: default_keep_responses_for(),
             keep_responses_bytes: default_keep_responses_bytes(),
         }

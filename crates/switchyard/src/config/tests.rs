@@ -115,15 +115,15 @@ fn the_idle_timeout_defaults_to_75_seconds_and_zero_turns_it_off() {
 }
 
 #[test]
-fn background_threads_default_to_nice_10_and_take_only_a_nice_value() {
+fn background_threads_keep_the_serving_priority_unless_given_a_nice_value() {
     let text = |server: &str| {
         format!(
             "server:\n  master_key: k\n{server}providers:\n  - name: o\n    kind: openai\n    api_key: x\nmodels:\n  - alias: a\n    deployments: [{{provider: o, model: m}}]\n"
         )
     };
     let nice = |server: &str| load(&text(server), &env).map(|c| c.server.background_nice);
-    assert_eq!(nice("").unwrap(), 10);
-    assert_eq!(nice("  background_nice: 0\n").unwrap(), 0);
+    assert_eq!(nice("").unwrap(), 0);
+    assert_eq!(nice("  background_nice: 10\n").unwrap(), 10);
     assert_eq!(nice("  background_nice: 19\n").unwrap(), 19);
     let errors = nice("  background_nice: 20\n").unwrap_err();
     assert_eq!(errors[0].path, "server.background_nice", "{errors:#?}");

@@ -301,12 +301,30 @@ fn threads_and_nice(pid: u32) -> Vec<(String, i64)> {
 }
 
 /// Background work (the record writer, its SQLite connection) runs at `server.background_nice`
-/// and the serving threads at the process's own priority, so a burst of records written at
-/// saturation waits for requests rather than delaying them.
+/// when one is set, and the serving threads at the process's own priority; by default every
+/// thread keeps the process's.
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn background_threads_run_below_the_serving_ones() {
-    let env = env_with("").await;
+async fn background_threads_run_below_the_serving_ones_when_asked() {
+    let defaults = env_with("").await;
+    let r = defaults
+        .post("/v1/chat/completions", &chat("openai", "hello"))
+        .await;
+    record(&defaults, &request_id(&r)).await;
+    let threads = threads_and_nice(defaults.gw.pid());
+    assert!(threads.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+
+    let sim = crate::harness::start_sim(Default::default()).await;
+    let config = crate::harness::standard_config(&sim.base_url(), "").replace(
+        "  shutdown_grace: 10s\n",
+        "  shutdown_grace: 10s\n  background_nice: 10\n",
+    );
+    assert!(config.contains("background_nice"));
+    let env = Env {
+        gw: crate::harness::Gateway::start(&config).await,
+        sim,
+        http: reqwest::Client::new(),
+    };
     let r = env
         .post("/v1/chat/completions", &chat("openai", "hello"))
         .await;
