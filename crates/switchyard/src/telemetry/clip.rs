@@ -17,7 +17,12 @@ pub const MARGIN: usize = 1024;
 /// Marks a pending cut inside a record's text, between the two sides: `head CUT count CUT tail`.
 /// A Unicode noncharacter, removed from the kept text itself so it cannot be forged.
 const CUT: char = '\u{FDD0}';
-const CUT_UTF8: &[u8] = "\u{FDD0}".as_bytes();
+/// [`CUT`]'s bytes, for searching a text's bytes for it.
+const CUT_UTF8: &[u8] = &{
+    let mut bytes = [0; CUT.len_utf8()];
+    CUT.encode_utf8(&mut bytes);
+    bytes
+};
 
 /// The text left where bytes were cut.
 pub fn marker(cut_bytes: usize) -> String {
