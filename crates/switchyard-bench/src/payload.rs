@@ -234,6 +234,7 @@ fn image_base64(len: usize) -> String {
 fn prompt_text(size: PromptSize) -> String {
     match size {
         PromptSize::Small => SMALL_PROMPT.to_owned(),
+        PromptSize::Prose => prose(),
         PromptSize::Large | PromptSize::Lines => {
             const WORDS: &[&str] = &[
                 "the", "gateway", "forwards", "each", "request", "to", "a", "provider", "and",
@@ -259,6 +260,55 @@ fn prompt_text(size: PromptSize) -> String {
             text
         }
     }
+}
+
+/// [`PromptSize::Prose`]: sentences of fourteen words drawn from a made-up vocabulary of
+/// 1,024, each word's letters and each word's place in the vocabulary drawn as the product of
+/// two uniform draws, so that frequent letters and words come up more often, as in a language.
+fn prose() -> String {
+    const LETTERS: &[u8; 26] = b"etaoinshrdlcumwfgypbvkjxqz";
+    const WORDS: usize = 1024;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let vocabulary: Vec<String> = (0..WORDS)
+        .map(|_| {
+            let len = 2 + next() % 8;
+            (0..len)
+                .map(|_| {
+                    let (a, b) = (next() % 26, next() % 26);
+                    char::from(LETTERS[(a * b / 26) as usize])
+                })
+                .collect()
+        })
+        .collect();
+    let mut text = String::with_capacity(LARGE_PROMPT_BYTES + 16);
+    let mut words = 0usize;
+    while text.len() < LARGE_PROMPT_BYTES {
+        let draw = next();
+        let skewed = ((draw & 0xffff_ffff) * (draw >> 32)) >> 54;
+        let word = &vocabulary[skewed as usize % WORDS];
+        if words.is_multiple_of(14) {
+            let mut chars = word.chars();
+            text.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+            text.push_str(chars.as_str());
+        } else {
+            text.push_str(word);
+        }
+        words += 1;
+        text.push_str(if words.is_multiple_of(14) {
+            ". "
+        } else if next().is_multiple_of(9) {
+            ", "
+        } else {
+            " "
+        });
+    }
+    text
 }
 
 #[cfg(test)]
@@ -298,5 +348,31 @@ mod tests {
         assert!((LARGE_PROMPT_BYTES / 80..LARGE_PROMPT_BYTES / 40).contains(&breaks));
         assert_eq!(lines.matches('"').count() % 2, 0);
         assert!(lines.matches('"').count() > LARGE_PROMPT_BYTES / 400);
+    }
+
+    #[test]
+    fn prose_is_the_large_prompts_size_in_varied_sentences() {
+        let prose = prompt_text(PromptSize::Prose);
+        assert_eq!(prose, prompt_text(PromptSize::Prose), "the same every time");
+        assert!(prose.len() >= LARGE_PROMPT_BYTES && prose.len() < LARGE_PROMPT_BYTES + 16);
+        assert!(prose.is_ascii());
+        let words: Vec<&str> = prose
+            .split([' ', ',', '.'])
+            .filter(|w| !w.is_empty())
+            .map(|w| w.trim())
+            .collect();
+        let distinct: std::collections::HashSet<String> =
+            words.iter().map(|w| w.to_ascii_lowercase()).collect();
+        // Most of the vocabulary comes up, the commonest words several times as often as the
+        // median one.
+        assert!((700..=1024).contains(&distinct.len()), "{}", distinct.len());
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
+        for w in &words {
+            *counts.entry(w.to_ascii_lowercase()).or_default() += 1;
+        }
+        let mut by_count: Vec<usize> = counts.into_values().collect();
+        by_count.sort_unstable();
+        assert!(by_count[by_count.len() - 1] > 4 * by_count[by_count.len() / 2]);
+        assert_eq!(prose.matches(". ").count(), words.len() / 14);
     }
 }

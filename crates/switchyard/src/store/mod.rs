@@ -56,6 +56,12 @@ pub trait Dialect: sqlx::Database + Sized {
     /// How an insert that skips rows already there begins and ends: SQLite's `OR IGNORE`
     /// needs no statement journal, where its `ON CONFLICT DO NOTHING` keeps one per statement.
     const INSERT_IGNORING: (&'static str, &'static str);
+    /// A record's body as it is stored: its JSON (`RequestRecord::to_json`), which SQLite keeps
+    /// compressed (`sqlite::pack_body`) and PostgreSQL as text (compressed by TOAST).
+    type StoredBody;
+    fn stored_body(json: String) -> Self::StoredBody;
+    /// The record a stored body holds; `None` for one that cannot be read.
+    fn record_of(body: &Self::StoredBody) -> Option<RequestRecord>;
     /// Appends the value of the tag (request metadata entry) `name`, as text.
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str);
     /// The first day (`YYYY-MM-DD`, UTC) of the bucket a record's `started_at_ms` falls in.
@@ -65,6 +71,15 @@ pub trait Dialect: sqlx::Database + Sized {
 impl Dialect for sqlx::Sqlite {
     const ANONYMOUS_PARAMETERS: bool = true;
     const INSERT_IGNORING: (&'static str, &'static str) = ("INSERT OR IGNORE INTO", "");
+    type StoredBody = Vec<u8>;
+
+    fn stored_body(json: String) -> Vec<u8> {
+        sqlite::pack_body(json)
+    }
+
+    fn record_of(body: &Vec<u8>) -> Option<RequestRecord> {
+        serde_json::from_slice(&sqlite::unpack_body(body)?).ok()
+    }
 
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
         // `$."name"` with the name's quotes escaped, so any tag name is a safe JSON path.
@@ -89,6 +104,15 @@ impl Dialect for sqlx::Postgres {
     const ANONYMOUS_PARAMETERS: bool = false;
     const INSERT_IGNORING: (&'static str, &'static str) =
         ("INSERT INTO", " ON CONFLICT DO NOTHING");
+    type StoredBody = String;
+
+    fn stored_body(json: String) -> String {
+        json
+    }
+
+    fn record_of(body: &String) -> Option<RequestRecord> {
+        serde_json::from_str(body).ok()
+    }
 
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
         q.push("(tags::jsonb ->> ")

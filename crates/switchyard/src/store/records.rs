@@ -11,13 +11,14 @@ use crate::telemetry::record::RequestRecord;
 
 impl Store {
     pub async fn get(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
-        let body: Option<String> = on_db!(&self.db, |pool: Db| {
-            sqlx::query_scalar("SELECT body FROM requests WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+        Ok(on_db!(&self.db, |pool: Db| {
+            let body: Option<<Db as Dialect>::StoredBody> =
+                sqlx::query_scalar("SELECT body FROM requests WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+            body.as_ref().and_then(Db::record_of)
+        }))
     }
 
     pub async fn count(&self) -> StoreResult<i64> {
@@ -29,7 +30,7 @@ impl Store {
     }
 
     pub async fn query(&self, f: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
-        let bodies: Vec<String> = on_db!(&self.db, |pool: Db| {
+        Ok(on_db!(&self.db, |pool: Db| {
             let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT body FROM requests WHERE 1=1");
             if let Some(v) = f.since_ms {
                 q.push(" AND started_at_ms >= ").push_bind(v);
@@ -65,13 +66,9 @@ impl Store {
                 .push_bind(i64::from(f.limit.clamp(1, 1000)));
             let rows = q.build().fetch_all(pool).await?;
             rows.iter()
-                .filter_map(|r| r.try_get::<String, _>(0).ok())
+                .filter_map(|r| Db::record_of(&r.try_get(0).ok()?))
                 .collect()
-        });
-        Ok(bodies
-            .iter()
-            .filter_map(|b| serde_json::from_str(b).ok())
-            .collect())
+        }))
     }
 
     pub async fn spend(
@@ -244,7 +241,7 @@ impl RecordStore for Store {
                         .bind(r.tokens.map(|t| t.output as i64))
                         .bind(r.cost_nanos)
                         .bind(tags)
-                        .bind(r.to_json())
+                        .bind(Db::stored_body(r.to_json()))
                         .bind(&r.config_name)
                         .bind(r.config_version.map(i64::from))
                         .bind(&r.experiment_id)

@@ -130,6 +130,54 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
     Ok(())
 }
 
+/// The first byte of a record body stored compressed: an LZ4 block, its length before
+/// compression (four bytes, little-endian) ahead of it. A body stored as it is (short, or not
+/// made shorter) is its JSON, which begins with `{`, as every body written before did.
+const LZ4_BODY: u8 = 1;
+
+/// Bodies shorter than this are stored as they are: the saving would not pay for the work.
+const PACK_FROM_BYTES: usize = 256;
+
+/// A record's body as SQLite stores it. SQLite keeps text as it is given, where PostgreSQL
+/// compresses a long value itself (TOAST), and a record with its prompt and response kept is
+/// mostly text (up to the content limits, tens of KiB): every byte of it is written to the WAL,
+/// copied into the database at the next checkpoint and synced, which at full load took a third
+/// of a CPU (docs/PERFORMANCE.md, forty-sixth round). LZ4 compresses a GB a second and more on
+/// one core, and prompts (prose, code, JSON, a conversation's repeated turns) to a half or less.
+pub(super) fn pack_body(json: String) -> Vec<u8> {
+    let Ok(size) = u32::try_from(json.len()) else {
+        return json.into_bytes();
+    };
+    if json.len() < PACK_FROM_BYTES {
+        return json.into_bytes();
+    }
+    let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(json.len())];
+    packed[0] = LZ4_BODY;
+    packed[1..5].copy_from_slice(&size.to_le_bytes());
+    match lz4_flex::block::compress_into(json.as_bytes(), &mut packed[5..]) {
+        Ok(n) if 5 + n < json.len() => {
+            packed.truncate(5 + n);
+            packed
+        }
+        _ => json.into_bytes(),
+    }
+}
+
+/// The JSON of a stored body, `None` when it cannot be read (a damaged file).
+pub(super) fn unpack_body(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let Some((&LZ4_BODY, packed)) = stored.split_first() else {
+        return Some(std::borrow::Cow::Borrowed(stored));
+    };
+    let (size, block) = packed.split_first_chunk::<4>()?;
+    let size = u32::from_le_bytes(*size) as usize;
+    // LZ4 cannot expand a block more than 255 times: a larger length is damage, not a body.
+    if size > block.len().saturating_mul(255) {
+        return None;
+    }
+    let json = lz4_flex::block::decompress(block, size).ok()?;
+    (json.len() == size).then_some(std::borrow::Cow::Owned(json))
+}
+
 /// Page cache of the record writer's connection, in KiB (SQLite's default is 2,000).
 const RECORDS_CACHE_KIB: u64 = 512;
 
@@ -381,7 +429,8 @@ mod tests {
                 assert_eq!(text("tags").as_deref(), Some(r#"{"t":"v"}"#));
                 assert_eq!(text("requested_model").as_deref(), Some("m"));
                 assert_eq!(text("outcome").as_deref(), Some("success"));
-                assert_eq!(text("body"), Some(r.to_json()));
+                let body = row.get::<Vec<u8>, _>("body");
+                assert_eq!(unpack_body(&body).as_deref(), Some(r.to_json().as_bytes()));
                 assert_eq!(row.get::<Option<i64>, _>("cost_nanos"), Some(7));
                 assert_eq!(row.get::<Option<i64>, _>("config_version"), Some(3));
                 assert_eq!(row.get::<i64, _>("status"), 200);
@@ -399,5 +448,138 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.count().await.unwrap(), stored as i64);
+    }
+
+    /// A record with a prompt and response of `text`.
+    fn record_with_content(id: &str, text: &str) -> RequestRecord {
+        let mut r: RequestRecord = serde_json::from_value(serde_json::json!({
+            "id": id, "started_at_ms": 1, "duration_ms": 2.0, "ingress": "openai",
+            "endpoint": "chat", "requested_model": "m", "stream": false, "status": 200,
+            "outcome": "success", "caller": {}, "attempts": []
+        }))
+        .unwrap();
+        r.prompt = Some(vec![crate::telemetry::record::PromptMessage {
+            role: "user".into(),
+            content: text.to_owned(),
+        }]);
+        r.response = Some(text.chars().rev().collect());
+        r
+    }
+
+    /// Text that compresses as prose does: this file's own source.
+    fn prose(len: usize) -> String {
+        include_str!("sqlite.rs").chars().take(len).collect()
+    }
+
+    #[test]
+    fn a_body_is_stored_compressed_when_that_makes_it_shorter() {
+        let json = record_with_content("a", &prose(16 * 1024)).to_json();
+        let packed = pack_body(json.clone());
+        assert_eq!(packed[0], LZ4_BODY);
+        assert!(
+            packed.len() * 3 < json.len() * 2,
+            "{} of {}",
+            packed.len(),
+            json.len()
+        );
+        assert_eq!(unpack_body(&packed).as_deref(), Some(json.as_bytes()));
+
+        // Short bodies, and bodies compression would not shorten, are stored as their JSON.
+        let short = r#"{"id":"b"}"#.to_owned();
+        assert_eq!(pack_body(short.clone()), short.as_bytes());
+        let mut state = 0x2545_f491_u32;
+        let noise: String = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                char::from(b'!' + (state % 90) as u8)
+            })
+            .collect();
+        let incompressible = serde_json::json!({ "noise": noise }).to_string();
+        assert_eq!(pack_body(incompressible.clone()), incompressible.as_bytes());
+        assert_eq!(
+            unpack_body(incompressible.as_bytes()).as_deref(),
+            Some(incompressible.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_damaged_body_reads_as_nothing() {
+        let packed = pack_body(record_with_content("a", &prose(8 * 1024)).to_json());
+        assert!(
+            unpack_body(&packed[..packed.len() / 2]).is_none(),
+            "cut short"
+        );
+        assert!(unpack_body(&packed[..3]).is_none(), "no length");
+        let mut huge = packed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(unpack_body(&huge).is_none(), "a length LZ4 cannot reach");
+        let mut longer = packed.clone();
+        let size = u32::from_le_bytes([packed[1], packed[2], packed[3], packed[4]]);
+        longer[1..5].copy_from_slice(&(size + 1).to_le_bytes());
+        assert!(
+            unpack_body(&longer).is_none(),
+            "a length the block does not fill"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_read_back_whether_stored_compressed_as_json_or_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let kept = record_with_content("1-kept", &prose(12 * 1024));
+        store.insert(std::slice::from_ref(&kept)).await.unwrap();
+        let raw: Vec<u8> = sqlx::query_scalar("SELECT body FROM requests WHERE id = '1-kept'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(raw[0], LZ4_BODY);
+        let json = kept.to_json();
+        assert!(
+            raw.len() < json.len() * 2 / 3,
+            "{} of {}",
+            raw.len(),
+            json.len()
+        );
+
+        // A row written as text, as every body was before bodies were compressed.
+        let old = record_with_content("2-old", "an earlier record's prompt");
+        sqlx::query("INSERT INTO requests (id, started_at_ms, requested_model, status, outcome, stream, duration_ms, body) VALUES ($1, 1, 'm', 200, 'success', 0, 2.0, $2)")
+            .bind(&old.id)
+            .bind(old.to_json())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        // And one whose compressed body was damaged.
+        let mut damaged = pack_body(record_with_content("3-damaged", &prose(4096)).to_json());
+        damaged.truncate(damaged.len() / 2);
+        sqlx::query("INSERT INTO requests (id, started_at_ms, requested_model, status, outcome, stream, duration_ms, body) VALUES ('3-damaged', 1, 'm', 200, 'success', 0, 2.0, $1)")
+            .bind(damaged)
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        let got = store.get("1-kept").await.unwrap().unwrap();
+        assert_eq!(got.to_json(), json);
+        assert_eq!(
+            store.get("2-old").await.unwrap().unwrap().to_json(),
+            old.to_json()
+        );
+        assert!(store.get("3-damaged").await.unwrap().is_none());
+        let listed = store
+            .query(&crate::store::RequestFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["2-old", "1-kept"],
+            "newest first, the damaged one left out"
+        );
+        assert_eq!(listed[1].to_json(), json);
     }
 }
