@@ -143,14 +143,13 @@ const PACK_FROM_BYTES: usize = 256;
 /// mostly text (up to the content limits, tens of KiB): every byte of it is written to the WAL,
 /// copied into the database at the next checkpoint and synced, which at full load took a third
 /// of a CPU (docs/PERFORMANCE.md, forty-sixth round). LZ4 compresses a GB a second and more on
-/// one core, and prompts (prose, code, JSON, a conversation's repeated turns) to a half or less.
+/// one core, prose and code to between a half and two thirds, JSON and a conversation's
+/// repeated turns further.
 pub(super) fn pack_body(json: String) -> Vec<u8> {
-    let Ok(size) = u32::try_from(json.len()) else {
-        return json.into_bytes();
+    let size = match u32::try_from(json.len()) {
+        Ok(size) if json.len() >= PACK_FROM_BYTES => size,
+        _ => return json.into_bytes(),
     };
-    if json.len() < PACK_FROM_BYTES {
-        return json.into_bytes();
-    }
     let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(json.len())];
     packed[0] = LZ4_BODY;
     packed[1..5].copy_from_slice(&size.to_le_bytes());
