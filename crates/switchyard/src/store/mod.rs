@@ -11,6 +11,7 @@ mod entities;
 mod postgres;
 mod records;
 mod sqlite;
+mod texts;
 
 pub(crate) use entities::insert_audit;
 pub use entities::{AuditEntry, SpendColumn, StoredCredential};
@@ -18,6 +19,7 @@ pub use entities::{AuditEntry, SpendColumn, StoredCredential};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use crate::telemetry::record::RequestRecord;
+use texts::KnownTexts;
 
 /// The database a store lives in, as a pool of connections to it.
 #[derive(Clone, Debug)]
@@ -57,11 +59,23 @@ pub trait Dialect: sqlx::Database + Sized {
     /// needs no statement journal, where its `ON CONFLICT DO NOTHING` keeps one per statement.
     const INSERT_IGNORING: (&'static str, &'static str);
     /// A record's body as it is stored: its JSON (`RequestRecord::to_json`), which SQLite keeps
-    /// compressed (`sqlite::pack_body`) and PostgreSQL as text (compressed by TOAST).
+    /// compressed (`sqlite::pack_body`) with its long texts in rows of their own (`texts`), and
+    /// PostgreSQL as text (compressed by TOAST).
     type StoredBody;
-    fn stored_body(json: String) -> Self::StoredBody;
-    /// The record a stored body holds; `None` for one that cannot be read.
-    fn record_of(body: &Self::StoredBody) -> Option<RequestRecord>;
+    /// The stored bodies of a batch of records, written in the batch's transaction on `conn`
+    /// (SQLite stores their long texts there, noting them in `pending`).
+    fn store_bodies(
+        conn: &mut Self::Connection,
+        known: &KnownTexts,
+        pending: &mut texts::Pending,
+        records: &[RequestRecord],
+    ) -> impl std::future::Future<Output = StoreResult<Vec<Self::StoredBody>>> + Send;
+    /// The records stored bodies hold, reading from `pool` what they refer to; a body that
+    /// cannot be read (damaged) is left out.
+    fn records_of(
+        pool: &sqlx::Pool<Self>,
+        bodies: Vec<Self::StoredBody>,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<RequestRecord>>> + Send;
     /// Appends the value of the tag (request metadata entry) `name`, as text.
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str);
     /// The first day (`YYYY-MM-DD`, UTC) of the bucket a record's `started_at_ms` falls in.
@@ -73,12 +87,20 @@ impl Dialect for sqlx::Sqlite {
     const INSERT_IGNORING: (&'static str, &'static str) = ("INSERT OR IGNORE INTO", "");
     type StoredBody = Vec<u8>;
 
-    fn stored_body(json: String) -> Vec<u8> {
-        sqlite::pack_body(json)
+    async fn store_bodies(
+        conn: &mut sqlx::SqliteConnection,
+        known: &KnownTexts,
+        pending: &mut texts::Pending,
+        records: &[RequestRecord],
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        texts::write(conn, known, pending, records).await
     }
 
-    fn record_of(body: &Vec<u8>) -> Option<RequestRecord> {
-        serde_json::from_slice(&sqlite::unpack_body(body)?).ok()
+    async fn records_of(
+        pool: &SqlitePool,
+        bodies: Vec<Vec<u8>>,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        texts::read(pool, bodies).await
     }
 
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
@@ -106,12 +128,20 @@ impl Dialect for sqlx::Postgres {
         ("INSERT INTO", " ON CONFLICT DO NOTHING");
     type StoredBody = String;
 
-    fn stored_body(json: String) -> String {
-        json
+    async fn store_bodies(
+        _: &mut sqlx::PgConnection,
+        _: &KnownTexts,
+        _: &mut texts::Pending,
+        records: &[RequestRecord],
+    ) -> StoreResult<Vec<String>> {
+        Ok(records.iter().map(RequestRecord::to_json).collect())
     }
 
-    fn record_of(body: &String) -> Option<RequestRecord> {
-        serde_json::from_str(body).ok()
+    async fn records_of(_: &PgPool, bodies: Vec<String>) -> StoreResult<Vec<RequestRecord>> {
+        Ok(bodies
+            .iter()
+            .filter_map(|body| serde_json::from_str(body).ok())
+            .collect())
     }
 
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str) {
@@ -146,6 +176,8 @@ pub struct Store {
     records: Db,
     /// Whether the last poll of a shared store reached it (`switchyard_store_up`).
     reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The long texts the record writer stored lately (SQLite).
+    texts: std::sync::Arc<KnownTexts>,
 }
 
 impl Store {
@@ -156,6 +188,7 @@ impl Store {
             db: Db::Sqlite(db),
             records: Db::Sqlite(records),
             reachable: Default::default(),
+            texts: Default::default(),
         })
     }
 
@@ -166,6 +199,7 @@ impl Store {
             db: Db::Postgres(pool.clone()),
             records: Db::Postgres(pool),
             reachable: std::sync::Arc::new(true.into()),
+            texts: Default::default(),
         })
     }
 

@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{
     Bucket, Dialect, RecordStore, RequestFilter, SpendColumn, SpendGroup, SpendRow, Store,
-    StoreResult, on_db,
+    StoreResult, on_db, texts,
 };
 use crate::telemetry::record::RequestRecord;
 
@@ -17,7 +17,9 @@ impl Store {
                     .bind(id)
                     .fetch_optional(pool)
                     .await?;
-            body.as_ref().and_then(Db::record_of)
+            Db::records_of(pool, body.into_iter().collect())
+                .await?
+                .pop()
         }))
     }
 
@@ -64,10 +66,8 @@ impl Store {
             }
             q.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(f.limit.clamp(1, 1000)));
-            let rows = q.build().fetch_all(pool).await?;
-            rows.iter()
-                .filter_map(|r| Db::record_of(&r.try_get(0).ok()?))
-                .collect()
+            let bodies = q.build_query_scalar().fetch_all(pool).await?;
+            Db::records_of(pool, bodies).await?
         }))
     }
 
@@ -213,12 +213,14 @@ impl RecordStore for Store {
         // writer moves this one into a timeout for every batch.
         on_db!(&self.records, |pool: Db| Box::pin(async move {
             let mut tx = pool.begin().await?;
+            let mut texts = texts::Pending::new();
             let mut rest = records;
             while let Some(size) = STATEMENT_ROWS.iter().position(|&rows| rows <= rest.len()) {
                 let (chunk, tail) = rest.split_at(STATEMENT_ROWS[size]);
                 rest = tail;
+                let bodies = Db::store_bodies(&mut tx, &self.texts, &mut texts, chunk).await?;
                 let mut insert = sqlx::query::<Db>(insert_statement::<Db>(size));
-                for r in chunk {
+                for (r, body) in chunk.iter().zip(bodies) {
                     let tags = (!r.tags.is_empty())
                         .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
                     insert = insert
@@ -241,7 +243,7 @@ impl RecordStore for Store {
                         .bind(r.tokens.map(|t| t.output as i64))
                         .bind(r.cost_nanos)
                         .bind(tags)
-                        .bind(Db::stored_body(r.to_json()))
+                        .bind(body)
                         .bind(&r.config_name)
                         .bind(r.config_version.map(i64::from))
                         .bind(&r.experiment_id)
@@ -251,7 +253,9 @@ impl RecordStore for Store {
                 // Kept prepared: one statement per size in `STATEMENT_ROWS` and connection.
                 insert.execute(&mut *tx).await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            self.texts.remember(texts);
+            Ok(())
         })
         .await)
     }

@@ -102,6 +102,13 @@ DROP INDEX requests_session;
 CREATE INDEX requests_session ON requests (session_id) WHERE session_id IS NOT NULL;
 "#,
     crate::evaluation::store::HEARTBEAT_MIGRATION,
+    // Records' long texts, each kept once (`store::texts`).
+    r#"
+CREATE TABLE record_texts (
+    id INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+"#,
 ];
 
 /// Applies the migrations not applied yet, each in a transaction of its own.
@@ -145,20 +152,20 @@ const PACK_FROM_BYTES: usize = 256;
 /// of a CPU (docs/PERFORMANCE.md, forty-sixth round). LZ4 compresses a GB a second and more on
 /// one core, prose and code to between a half and two thirds, JSON and a conversation's
 /// repeated turns further.
-pub(super) fn pack_body(json: String) -> Vec<u8> {
+pub(super) fn pack_body(json: &[u8]) -> Vec<u8> {
     let size = match u32::try_from(json.len()) {
         Ok(size) if json.len() >= PACK_FROM_BYTES => size,
-        _ => return json.into_bytes(),
+        _ => return json.to_vec(),
     };
     let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(json.len())];
     packed[0] = LZ4_BODY;
     packed[1..5].copy_from_slice(&size.to_le_bytes());
-    match lz4_flex::block::compress_into(json.as_bytes(), &mut packed[5..]) {
+    match lz4_flex::block::compress_into(json, &mut packed[5..]) {
         Ok(n) if 5 + n < json.len() => {
             packed.truncate(5 + n);
             packed
         }
-        _ => json.into_bytes(),
+        _ => json.to_vec(),
     }
 }
 
@@ -473,7 +480,7 @@ mod tests {
     #[test]
     fn a_body_is_stored_compressed_when_that_makes_it_shorter() {
         let json = record_with_content("a", &prose(16 * 1024)).to_json();
-        let packed = pack_body(json.clone());
+        let packed = pack_body(json.as_bytes());
         assert_eq!(packed[0], LZ4_BODY);
         assert!(
             packed.len() * 3 < json.len() * 2,
@@ -485,7 +492,7 @@ mod tests {
 
         // Short bodies, and bodies compression would not shorten, are stored as their JSON.
         let short = r#"{"id":"b"}"#.to_owned();
-        assert_eq!(pack_body(short.clone()), short.as_bytes());
+        assert_eq!(pack_body(short.as_bytes()), short.as_bytes());
         let mut state = 0x2545_f491_u32;
         let noise: String = (0..4096)
             .map(|_| {
@@ -496,7 +503,10 @@ mod tests {
             })
             .collect();
         let incompressible = serde_json::json!({ "noise": noise }).to_string();
-        assert_eq!(pack_body(incompressible.clone()), incompressible.as_bytes());
+        assert_eq!(
+            pack_body(incompressible.as_bytes()),
+            incompressible.as_bytes()
+        );
         assert_eq!(
             unpack_body(incompressible.as_bytes()).as_deref(),
             Some(incompressible.as_bytes())
@@ -505,7 +515,11 @@ mod tests {
 
     #[test]
     fn a_damaged_body_reads_as_nothing() {
-        let packed = pack_body(record_with_content("a", &prose(8 * 1024)).to_json());
+        let packed = pack_body(
+            record_with_content("a", &prose(8 * 1024))
+                .to_json()
+                .as_bytes(),
+        );
         assert!(
             unpack_body(&packed[..packed.len() / 2]).is_none(),
             "cut short"
@@ -527,20 +541,27 @@ mod tests {
     async fn records_read_back_whether_stored_compressed_as_json_or_damaged() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        // Its texts kept apart (`texts`), compressed.
         let kept = record_with_content("1-kept", &prose(12 * 1024));
         store.insert(std::slice::from_ref(&kept)).await.unwrap();
         let raw: Vec<u8> = sqlx::query_scalar("SELECT body FROM requests WHERE id = '1-kept'")
             .fetch_one(store.pool())
             .await
             .unwrap();
-        assert_eq!(raw[0], LZ4_BODY);
-        let json = kept.to_json();
+        assert_eq!(raw[0], 2, "texts apart");
         assert!(
-            raw.len() < json.len() * 2 / 3,
-            "{} of {}",
-            raw.len(),
-            json.len()
+            raw.len() < 512,
+            "the record without its texts: {} bytes",
+            raw.len()
         );
+        let texts: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM record_texts ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(texts.len(), 2, "the prompt and the response");
+        let json = kept.to_json();
+        let stored = raw.len() + texts.iter().map(Vec::len).sum::<usize>();
+        assert!(stored < json.len() * 2 / 3, "{stored} of {}", json.len());
 
         // A row written as text, as every body was before bodies were compressed.
         let old = record_with_content("2-old", "an earlier record's prompt");
@@ -551,7 +572,8 @@ mod tests {
             .await
             .unwrap();
         // And one whose compressed body was damaged.
-        let mut damaged = pack_body(record_with_content("3-damaged", &prose(4096)).to_json());
+        let damaged = record_with_content("3-damaged", &prose(4096)).to_json();
+        let mut damaged = pack_body(damaged.as_bytes());
         damaged.truncate(damaged.len() / 2);
         sqlx::query("INSERT INTO requests (id, started_at_ms, requested_model, status, outcome, stream, duration_ms, body) VALUES ('3-damaged', 1, 'm', 200, 'success', 0, 2.0, $1)")
             .bind(damaged)

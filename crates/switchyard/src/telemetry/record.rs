@@ -3,6 +3,7 @@
 //! client disconnect). Persisted as JSON; the store indexes the fields queries filter on.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -97,12 +98,28 @@ impl RequestRecord {
         let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
         let capacity = 1024 + self.content_bytes() + decision + 192 * self.attempts.len();
         let mut out = Vec::with_capacity(capacity);
-        self.write_json(&mut out);
+        self.write_json(&mut out, None);
         // Only text and JSON written from text went in: never fails.
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn write_json(&self, out: &mut Vec<u8>) {
+    /// [`to_json`](Self::to_json), with where its long texts are: the byte ranges of each
+    /// prompt message's content and of the response whose JSON string (quotes included) is
+    /// `min_bytes` or longer, in order. A store may keep such a text once for every record
+    /// that carries it.
+    pub fn to_json_with_texts(&self, min_bytes: usize) -> (String, Vec<Range<usize>>) {
+        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
+        let capacity = 1024 + self.content_bytes() + decision + 192 * self.attempts.len();
+        let mut out = Vec::with_capacity(capacity);
+        let mut texts = LongTexts {
+            min_bytes,
+            ranges: Vec::new(),
+        };
+        self.write_json(&mut out, Some(&mut texts));
+        (String::from_utf8(out).unwrap_or_default(), texts.ranges)
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>, mut texts: Option<&mut LongTexts>) {
         out.extend_from_slice(b"{\"id\":");
         json::write_str(out, &self.id);
         number_field(out, b",\"started_at_ms\":", self.started_at_ms);
@@ -156,12 +173,19 @@ impl RequestRecord {
                     out.push(b',');
                 }
                 str_field(out, b"{\"role\":", &message.role);
-                str_field(out, b",\"content\":", &message.content);
+                text_field(
+                    out,
+                    b",\"content\":",
+                    &message.content,
+                    texts.as_deref_mut(),
+                );
                 out.push(b'}');
             }
             out.push(b']');
         }
-        optional_str(out, b",\"response\":", &self.response);
+        if let Some(response) = &self.response {
+            text_field(out, b",\"response\":", response, texts);
+        }
         if let Some(trace) = &self.trace {
             str_field(out, b",\"trace\":{\"trace_id\":", &trace.trace_id);
             optional_str(out, b",\"parent_span_id\":", &trace.parent_span_id);
@@ -246,6 +270,24 @@ impl TokenCounts {
 fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     out.extend_from_slice(key);
     json::write_str(out, value);
+}
+
+/// Where a record's long texts lie in its JSON ([`RequestRecord::to_json_with_texts`]).
+struct LongTexts {
+    min_bytes: usize,
+    ranges: Vec<Range<usize>>,
+}
+
+/// A prompt's or response's text, its range noted when long.
+fn text_field(out: &mut Vec<u8>, key: &[u8], value: &str, texts: Option<&mut LongTexts>) {
+    out.extend_from_slice(key);
+    let start = out.len();
+    json::write_str(out, value);
+    if let Some(texts) = texts
+        && out.len() - start >= texts.min_bytes
+    {
+        texts.ranges.push(start..out.len());
+    }
 }
 
 /// The field when there is a value.

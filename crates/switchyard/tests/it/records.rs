@@ -281,6 +281,53 @@ async fn a_huge_prompt_is_stored_cut_with_a_marker_and_masked() {
     assert!(r.json()["choices"][0]["message"]["content"].is_string());
 }
 
+#[tokio::test]
+async fn a_system_prompt_every_request_resends_is_stored_once() {
+    let env = env_with("").await;
+    let system =
+        "You are the support assistant of a made-up shop. Answer briefly, politely. ".repeat(20);
+    let mut ids = Vec::new();
+    for question in [
+        "Where is my parcel?",
+        "Can I return a lamp?",
+        "Do you ship abroad?",
+    ] {
+        let body = json!({"model": "openai", "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": question},
+        ]});
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push((request_id(&r), question));
+    }
+    for (id, question) in &ids {
+        let rec = record(&env, id).await;
+        assert_eq!(rec["prompt"][0]["content"], system.as_str(), "{rec}");
+        assert_eq!(rec["prompt"][1]["content"], *question);
+    }
+    let listed = env.get("/admin/requests?limit=10").await.json();
+    for rec in listed["data"].as_array().unwrap() {
+        assert_eq!(rec["prompt"][0]["content"], system.as_str());
+    }
+
+    let db = env.gw.data_dir().join("switchyard.db");
+    let mut conn =
+        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM record_texts")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the system prompt, once for the three records"
+    );
+}
+
 /// A thread's name and nice value from its `stat` file: the name in parentheses, the nice
 /// value the 17th field after them.
 #[cfg(target_os = "linux")]
