@@ -134,7 +134,14 @@ impl Dialect for sqlx::Postgres {
         _: &mut texts::Pending,
         records: &[RequestRecord],
     ) -> StoreResult<Vec<String>> {
-        Ok(records.iter().map(RequestRecord::to_json).collect())
+        Ok(records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                crate::telemetry::recorder::give_way(i);
+                r.to_json()
+            })
+            .collect())
     }
 
     async fn records_of(_: &PgPool, bodies: Vec<String>) -> StoreResult<Vec<RequestRecord>> {

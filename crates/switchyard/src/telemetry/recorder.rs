@@ -28,6 +28,21 @@ use crate::store::{RecordStore, Store};
 const BATCH: usize = 512;
 /// How long the writer lets records gather after the first record of a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Records the writer works through between the times it offers its CPU to a waiting thread.
+const GIVE_WAY_EVERY: usize = 8;
+
+/// Offers the writer's CPU to any thread waiting for it (`sched_yield`) after every
+/// [`GIVE_WAY_EVERY`]th record of a batch. At full load a batch holds hundreds of records and
+/// takes milliseconds to prepare and write, and a serving thread woken meanwhile on the same CPU
+/// waited for the whole of it: the tail of requests at full load with records on
+/// (docs/PERFORMANCE.md, forty-seventh round). A batch in pieces of some 100 µs keeps that wait
+/// short; the writer keeps its share of the CPU (it only lets the scheduler choose), and the
+/// call returns at once when nothing else is waiting.
+pub(crate) fn give_way(index: usize) {
+    if index % GIVE_WAY_EVERY == GIVE_WAY_EVERY - 1 {
+        std::thread::yield_now();
+    }
+}
 /// Bytes a record is counted for besides its content (ids, decision, attempts).
 const RECORD_OVERHEAD: usize = 1024;
 /// How long a store write may take before the batch spills.
@@ -269,8 +284,9 @@ impl Writer {
 
     /// Prepares (see `prepare_record`), shows to the observers and stores one batch.
     async fn flush(&mut self, mut batch: Vec<RequestRecord>) {
-        for r in batch.iter_mut() {
+        for (i, r) in batch.iter_mut().enumerate() {
             super::prepare_record(r);
+            give_way(i);
         }
         let batch = Arc::new(batch);
         for o in &self.observers {
