@@ -323,6 +323,12 @@ mod tests {
             .unwrap()
     }
 
+    /// `r` read back by its id, byte for byte.
+    async fn assert_reads_back(store: &Store, r: &RequestRecord) {
+        let got = store.get(&r.id).await.unwrap();
+        assert_eq!(got.map(|g| g.to_json()), Some(r.to_json()), "{}", r.id);
+    }
+
     async fn all(store: &Store) -> Vec<RequestRecord> {
         store
             .query(&RequestFilter {
@@ -363,8 +369,7 @@ mod tests {
         assert_eq!(text_rows(&store).await, 5);
 
         for r in [&first, &second, &batch[0], &batch[39]] {
-            let got = store.get(&r.id).await.unwrap().unwrap();
-            assert_eq!(got.to_json(), r.to_json(), "{}", r.id);
+            assert_reads_back(&store, r).await;
         }
         let listed = all(&store).await;
         assert_eq!(listed.len(), 42);
@@ -378,14 +383,8 @@ mod tests {
         let later = record("4", &[&system, "again"], "ok");
         store.insert(std::slice::from_ref(&later)).await.unwrap();
         assert_eq!(text_rows(&store).await, 6);
-        assert_eq!(
-            store.get("4").await.unwrap().unwrap().to_json(),
-            later.to_json()
-        );
-        assert_eq!(
-            store.get("1").await.unwrap().unwrap().to_json(),
-            first.to_json()
-        );
+        assert_reads_back(&store, &later).await;
+        assert_reads_back(&store, &first).await;
     }
 
     #[tokio::test]
@@ -409,10 +408,7 @@ mod tests {
         // Written again, the text is stored again rather than taken for stored.
         store.insert(std::slice::from_ref(&r)).await.unwrap();
         assert_eq!(text_rows(&store).await, 1);
-        assert_eq!(
-            store.get("1").await.unwrap().unwrap().to_json(),
-            r.to_json()
-        );
+        assert_reads_back(&store, &r).await;
     }
 
     #[tokio::test]

@@ -31,6 +31,16 @@ async fn record(env: &Env, id: &str) -> Value {
     panic!("no record for request {id}");
 }
 
+/// A connection of the test's own to the gateway's embedded store.
+async fn open_store(env: &Env) -> sqlx::SqliteConnection {
+    let db = env.gw.data_dir().join("switchyard.db");
+    sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 fn request_id(r: &crate::harness::Reply) -> String {
     r.headers["x-request-id"].to_str().unwrap().to_owned()
 }
@@ -208,18 +218,12 @@ async fn every_request_has_one_record_with_its_decision() {
 #[tokio::test]
 async fn a_store_that_is_down_loses_no_record() {
     let env = env_with("").await;
-    let db = env.gw.data_dir().join("switchyard.db");
     // Make sure the store exists, then take its write lock away from the gateway.
     let r = env
         .post("/v1/chat/completions", &chat("openai", "warm up"))
         .await;
     assert_eq!(r.status, 200);
-    let mut lock =
-        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let mut lock = open_store(&env).await;
     sqlx::query("BEGIN EXCLUSIVE")
         .execute(&mut lock)
         .await
@@ -310,13 +314,7 @@ async fn a_system_prompt_every_request_resends_is_stored_once() {
         assert_eq!(rec["prompt"][0]["content"], system.as_str());
     }
 
-    let db = env.gw.data_dir().join("switchyard.db");
-    let mut conn =
-        sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let mut conn = open_store(&env).await;
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT body FROM record_texts")
         .fetch_all(&mut conn)
         .await
