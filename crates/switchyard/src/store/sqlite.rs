@@ -139,7 +139,8 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
 
 /// The first byte of a record body stored compressed: an LZ4 block, its length before
 /// compression (four bytes, little-endian) ahead of it. A body stored as it is (short, or not
-/// made shorter) is its JSON, which begins with `{`, as every body written before did.
+/// made shorter) is its JSON, which begins with `{`, as every body written before did (or, for
+/// a text kept apart, `"`; a body whose texts are apart begins with its own byte, `texts`).
 const LZ4_BODY: u8 = 1;
 
 /// Bodies shorter than this are stored as they are: the saving would not pay for the work.

@@ -93,11 +93,7 @@ impl RequestRecord {
     /// forms), written straight into one buffer. serde_json escaped every key and string
     /// through a byte-by-byte loop and a write call per piece, most of a record's serialization.
     pub fn to_json(&self) -> String {
-        // Sized for the whole text, so that it is written without growing: the fixed fields
-        // (names, ids, numbers and keys) come to well under a kilobyte.
-        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
-        let capacity = 1024 + self.content_bytes() + decision + 192 * self.attempts.len();
-        let mut out = Vec::with_capacity(capacity);
+        let mut out = Vec::with_capacity(self.json_capacity());
         self.write_json(&mut out, None);
         // Only text and JSON written from text went in: never fails.
         String::from_utf8(out).unwrap_or_default()
@@ -108,15 +104,20 @@ impl RequestRecord {
     /// `min_bytes` or longer, in order. A store may keep such a text once for every record
     /// that carries it.
     pub fn to_json_with_texts(&self, min_bytes: usize) -> (String, Vec<Range<usize>>) {
-        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
-        let capacity = 1024 + self.content_bytes() + decision + 192 * self.attempts.len();
-        let mut out = Vec::with_capacity(capacity);
+        let mut out = Vec::with_capacity(self.json_capacity());
         let mut texts = LongTexts {
             min_bytes,
             ranges: Vec::new(),
         };
         self.write_json(&mut out, Some(&mut texts));
         (String::from_utf8(out).unwrap_or_default(), texts.ranges)
+    }
+
+    /// Room for the whole JSON, so that it is written without growing: the fixed fields (names,
+    /// ids, numbers and keys) come to well under a kilobyte.
+    fn json_capacity(&self) -> usize {
+        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
+        1024 + self.content_bytes() + decision + 192 * self.attempts.len()
     }
 
     fn write_json(&self, out: &mut Vec<u8>, mut texts: Option<&mut LongTexts>) {
