@@ -10,6 +10,11 @@
 //! sharing. It is direct-mapped, a newer text taking an older one's slot. The hash is keyed per
 //! table (SipHash with a random key), so no caller can craft two texts that share an entry: a
 //! false hit needs two texts whose keyed 64-bit hashes and lengths both agree by chance.
+//!
+//! Work whose wrong answer must never reach another text (whether a text holds anything to
+//! mask) is kept in a [`Texts`] table instead: the texts themselves, found only by equal bytes,
+//! so the hash decides a lookup's speed and never its answer. Hashing a long text with SipHash
+//! cost more than comparing it.
 
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -90,6 +95,68 @@ pub fn keep(table: &'static LocalKey<RefCell<Option<Recent>>>, looked: &Looked, 
     });
 }
 
+/// A text kept whole costs its length.
+#[derive(Clone, Copy)]
+pub struct ByLength;
+
+impl<V> quick_cache::Weighter<Box<str>, V> for ByLength {
+    fn weight(&self, text: &Box<str>, _: &V) -> u64 {
+        text.len() as u64
+    }
+}
+
+/// Texts this thread met lately, kept whole up to a number of bytes (the least used go first),
+/// and found only by equal bytes: foldhash, seeded at random per table, picks the bucket.
+/// Declare it with `thread_local!` as `RefCell<Option<Texts>>` (built on first use).
+pub struct Texts(
+    quick_cache::unsync::Cache<
+        Box<str>,
+        (),
+        ByLength,
+        foldhash::quality::RandomState,
+        quick_cache::unsync::DefaultLifecycle<Box<str>, ()>,
+    >,
+);
+
+impl Texts {
+    fn with_bytes(bytes: u64) -> Self {
+        Self(quick_cache::unsync::Cache::with(
+            (bytes / 256) as usize,
+            bytes,
+            ByLength,
+            Default::default(),
+            Default::default(),
+        ))
+    }
+}
+
+/// Whether this thread's `table` (of at most `bytes`) holds `text`. Texts under [`MIN_BYTES`]
+/// are never held.
+pub fn holds(table: &'static LocalKey<RefCell<Option<Texts>>>, bytes: u64, text: &str) -> bool {
+    text.len() >= MIN_BYTES
+        && table.with_borrow_mut(|texts| {
+            texts
+                .get_or_insert_with(|| Texts::with_bytes(bytes))
+                .0
+                .get(text)
+                .is_some()
+        })
+}
+
+/// Keeps `text` in this thread's `table` (nothing for a text under [`MIN_BYTES`], or one
+/// longer than the table).
+pub fn hold(table: &'static LocalKey<RefCell<Option<Texts>>>, bytes: u64, text: &str) {
+    if text.len() < MIN_BYTES {
+        return;
+    }
+    table.with_borrow_mut(|texts| {
+        texts
+            .get_or_insert_with(|| Texts::with_bytes(bytes))
+            .0
+            .insert(text.into(), ());
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +194,52 @@ mod tests {
         let shorter = look(&TABLE, 0, "thanks!");
         keep(&TABLE, &shorter, 2);
         assert_eq!(look(&TABLE, 0, "thanks!").value, None);
+    }
+
+    thread_local! {
+        static TEXTS: RefCell<Option<Texts>> = const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn a_held_text_is_found_by_its_bytes_only() {
+        let text = "You are a careful assistant.";
+        assert!(!holds(&TEXTS, 1 << 10, text));
+        hold(&TEXTS, 1 << 10, text);
+        assert!(holds(&TEXTS, 1 << 10, text));
+        let copy = String::from(text);
+        assert!(
+            holds(&TEXTS, 1 << 10, copy.as_str()),
+            "equal bytes elsewhere"
+        );
+        let other = text.replace("careful", "helpful");
+        assert!(!holds(&TEXTS, 1 << 10, &other), "same length, other bytes");
+        assert!(!holds(&TEXTS, 1 << 10, &text[..20]), "a part of it");
+        hold(&TEXTS, 1 << 10, "thanks!");
+        assert!(!holds(&TEXTS, 1 << 10, "thanks!"), "under MIN_BYTES");
+        let elsewhere = std::thread::spawn(move || holds(&TEXTS, 1 << 10, text))
+            .join()
+            .unwrap();
+        assert!(!elsewhere, "each thread holds its own");
+    }
+
+    #[test]
+    fn a_table_holds_at_most_its_bytes() {
+        thread_local! {
+            static SMALL: RefCell<Option<Texts>> = const { RefCell::new(None) };
+        }
+        let texts: Vec<String> = (0..64)
+            .map(|i| format!("text number {i:04} {}", "x".repeat(100)))
+            .collect();
+        for t in &texts {
+            hold(&SMALL, 2048, t);
+        }
+        let held: usize = texts
+            .iter()
+            .filter(|t| holds(&SMALL, 2048, t))
+            .map(|t| t.len())
+            .sum();
+        assert!(held > 0 && held <= 2048, "{held} bytes held");
+        assert!(holds(&SMALL, 2048, &texts[63]), "the latest is held");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::StoreResult;
 use super::sqlite::{pack_body, unpack_body};
+use crate::recent::ByLength;
 use crate::telemetry::record::RequestRecord;
 
 /// Texts shorter than this (as JSON, quotes included) stay in the body: below it a row of their
@@ -41,16 +42,6 @@ const KNOWN_TEXT_BYTES: u64 = 4 << 20;
 
 /// Ids per `SELECT … IN (…)` when reading texts back (SQLite takes 32,766 parameters).
 const IDS_PER_READ: usize = 500;
-
-/// A text remembered costs its length.
-#[derive(Clone, Copy)]
-struct ByLength;
-
-impl quick_cache::Weighter<Box<str>, i64> for ByLength {
-    fn weight(&self, text: &Box<str>, _: &i64) -> u64 {
-        text.len() as u64
-    }
-}
 
 /// The texts the writer stored lately, by their JSON string, with their rows' ids. A text is
 /// found only by equal bytes, so the hash decides the lookup's speed, never which text is

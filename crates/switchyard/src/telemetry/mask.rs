@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use regex::{Captures, Regex, RegexSet};
 
-use crate::recent::{self, Recent};
+use crate::recent::{self, Texts};
 
 const SECRET: &str = r"(?i)\b(?:sk|pk|rk|sess|ghp|gho|ghs|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{12,}\b|\b(?:Bearer)\s+[A-Za-z0-9._~+/=-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b";
 const EMAIL: &str = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b";
@@ -37,10 +37,15 @@ fn compiled(pattern: &str) -> String {
 }
 
 thread_local! {
-    /// Texts this thread found nothing to mask in lately (see [`crate::recent`]); only that is
-    /// kept, so a text with something to mask is always masked.
-    static CLEAN: RefCell<Option<Recent>> = const { RefCell::new(None) };
+    /// Texts this thread found nothing to mask in lately, whole (see [`crate::recent::Texts`]):
+    /// only those are kept, so a text with something to mask is always masked, and a text is
+    /// found only by equal bytes. They are stored as they are anyway.
+    static CLEAN: RefCell<Option<Texts>> = const { RefCell::new(None) };
 }
+
+/// Bytes of clean texts each thread keeps: the system prompts and recent turns of a few dozen
+/// conversations (a record keeps at most `telemetry.content_max_bytes` of a prompt).
+const CLEAN_BYTES: u64 = 2 << 20;
 
 /// Compiled once. A pattern that failed to compile (a bug the tests catch) masks nothing.
 struct Patterns {
@@ -161,13 +166,12 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     };
     // A text this thread found nothing in lately (a chat's system prompt and earlier turns come
     // back with every request) is not scanned again.
-    let looked = recent::look(&CLEAN, 0, text);
-    if looked.value.is_some() {
+    if recent::holds(&CLEAN, CLEAN_BYTES, text) {
         return Cow::Borrowed(text);
     }
     let hits = set.matches(text);
     if !hits.matched_any() {
-        recent::keep(&CLEAN, &looked, 1);
+        recent::hold(&CLEAN, CLEAN_BYTES, text);
         return Cow::Borrowed(text);
     }
     Cow::Owned(mask_with(text, &|i| hits.matched(i)))
