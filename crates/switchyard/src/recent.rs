@@ -7,9 +7,13 @@
 //! such work is kept here by the text's hash and done again only for what was not seen lately.
 //!
 //! Each table is a thread's own (a serving worker's requests never change thread): no lock, no
-//! sharing. It is direct-mapped, a newer text taking an older one's slot. The hash is keyed per
-//! table (SipHash with a random key), so no caller can craft two texts that share an entry: a
-//! false hit needs two texts whose keyed 64-bit hashes and lengths both agree by chance.
+//! sharing. Its slots go in pairs, a text's hash choosing the pair: a newer text takes the
+//! place of the one of the two used less lately. (With one slot per hash, two texts of one
+//! request that met in a slot, about one thread in a hundred with five texts a request, pushed
+//! each other out on every request for the thread's life, and the work was done anew each
+//! time.) The hash is keyed per table (SipHash with a random key), so no caller can craft two
+//! texts that share an entry: a false hit needs two texts whose keyed 64-bit hashes and lengths
+//! both agree by chance.
 //!
 //! Work whose wrong answer must never reach another text (whether a text holds anything to
 //! mask) is kept in a [`Texts`] table instead: the texts themselves, found only by equal bytes,
@@ -22,6 +26,8 @@ use std::thread::LocalKey;
 
 /// Slots per table (a power of two): a few conversations' messages, at 24 bytes a slot.
 const SLOTS: usize = 1024;
+/// Slots a text may be kept in, side by side: the first is the one of the two used last.
+const WAYS: usize = 2;
 /// Texts shorter than this are neither looked up nor kept: a word or two costs about what the
 /// lookup does. From a few words up the work costs several times the lookup (counting a 14-byte
 /// system prompt and a 54-byte question, 7,400 instructions; looking them up, 740), so a text
@@ -72,10 +78,35 @@ pub fn look(table: &'static LocalKey<RefCell<Option<Recent>>>, kind: u8, text: &
         hasher.write(text.as_bytes());
         // Never 0, the mark of an empty slot.
         let hash = hasher.finish() | 1;
-        let slot = recent.slots[hash as usize & (SLOTS - 1)];
-        let value = (slot.hash == hash && slot.len == len).then_some(slot.value);
+        let value = recent.find(hash, len);
         Looked { hash, len, value }
     })
+}
+
+impl Recent {
+    /// The pair of slots a hash maps to.
+    fn pair(&mut self, hash: u64) -> &mut [Slot] {
+        let first = (hash as usize & (SLOTS / WAYS - 1)) * WAYS;
+        &mut self.slots[first..first + WAYS]
+    }
+
+    /// The value kept for a text of this hash and length; a hit in the second slot moves the
+    /// pair's entries round, so the first is always the one used last.
+    fn find(&mut self, hash: u64, len: u64) -> Option<u64> {
+        let pair = self.pair(hash);
+        let way = pair.iter().position(|s| s.hash == hash && s.len == len)?;
+        let value = pair[way].value;
+        pair[..=way].rotate_right(1);
+        Some(value)
+    }
+
+    /// Keeps a value in the first slot of the pair, the pair's other entries moving one down
+    /// (the one used least lately dropping out).
+    fn put(&mut self, hash: u64, len: u64, value: u64) {
+        let pair = self.pair(hash);
+        pair.rotate_right(1);
+        pair[0] = Slot { hash, len, value };
+    }
 }
 
 /// Keeps `value` for the text `looked` came from, in the slot it maps to (nothing for a text
@@ -86,11 +117,7 @@ pub fn keep(table: &'static LocalKey<RefCell<Option<Recent>>>, looked: &Looked, 
     }
     table.with_borrow_mut(|recent| {
         if let Some(recent) = recent {
-            recent.slots[looked.hash as usize & (SLOTS - 1)] = Slot {
-                hash: looked.hash,
-                len: looked.len,
-                value,
-            };
+            recent.put(looked.hash, looked.len, value);
         }
     });
 }
@@ -240,6 +267,45 @@ mod tests {
             .sum();
         assert!(held > 0 && held <= 2048, "{held} bytes held");
         assert!(holds(&SMALL, 2048, &texts[63]), "the latest is held");
+    }
+
+    fn empty_table() -> Recent {
+        Recent {
+            key: RandomState::new(),
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+        }
+    }
+
+    #[test]
+    fn two_texts_of_one_pair_are_both_kept() {
+        let mut recent = empty_table();
+        // Three hashes mapping to the same pair of slots, and one to another.
+        let (a, b, c) = (1u64, 1 + SLOTS as u64, 1 + 2 * SLOTS as u64);
+        let elsewhere = 3u64;
+        recent.put(a, 10, 100);
+        recent.put(b, 20, 200);
+        recent.put(elsewhere, 30, 300);
+        for _ in 0..3 {
+            assert_eq!(recent.find(a, 10), Some(100));
+            assert_eq!(recent.find(b, 20), Some(200));
+        }
+        assert_eq!(recent.find(a, 11), None, "another length");
+        // A third text of the pair drops the one used less lately: `a` (found before `b`).
+        recent.put(c, 40, 400);
+        assert_eq!(recent.find(a, 10), None);
+        assert_eq!(recent.find(b, 20), Some(200));
+        assert_eq!(recent.find(c, 40), Some(400));
+        // Found again, `b` is the one used last: the next newcomer drops `c`.
+        assert_eq!(recent.find(b, 20), Some(200));
+        recent.put(a, 10, 100);
+        assert_eq!(recent.find(c, 40), None);
+        assert_eq!(recent.find(b, 20), Some(200));
+        assert_eq!(recent.find(a, 10), Some(100));
+        assert_eq!(
+            recent.find(elsewhere, 30),
+            Some(300),
+            "other pairs untouched"
+        );
     }
 
     #[test]
