@@ -70,13 +70,13 @@ pub fn clip<S: AsRef<str>>(parts: &[S], cap: usize, masked_later: bool) -> Strin
     let total = total_len(parts);
     let margin = if masked_later { MARGIN } else { 0 };
     if total <= cap + 2 * margin {
-        let mut out = String::with_capacity(total);
+        let mut out = super::spare::buffer(total);
         push_range(parts, 0, total, &mut out);
         return out;
     }
     let half = cap / 2;
     let cut = total - 2 * half;
-    let mut out = String::with_capacity(cap + 2 * margin + 32);
+    let mut out = super::spare::buffer(cap + 2 * margin + 32);
     push_range(parts, 0, half + margin, &mut out);
     if masked_later {
         out.push(CUT);
@@ -89,20 +89,23 @@ pub fn clip<S: AsRef<str>>(parts: &[S], cap: usize, masked_later: bool) -> Strin
     out
 }
 
-/// Masks a text that [`clip`] may have cut with `masked_later`: both sides are masked with
-/// their margins, the margins dropped, and the marker written. Uncut text is masked whole, and
-/// comes back borrowed when the mask changed nothing.
-pub fn finish_masked(text: &str, mask: impl Fn(&str) -> Cow<'_, str>) -> Cow<'_, str> {
+/// Masks a text that [`clip`] may have cut with `masked_later`, in place: both sides are masked
+/// with their margins, the margins dropped, and the marker written. When the mask changes
+/// nothing (most texts) the margins give way to the marker where they lie, so no text is copied;
+/// a buffer a masked copy replaces goes back to the spares (see [`super::spare`]).
+pub fn finish_masked(text: &mut String, mask: impl Fn(&str) -> Cow<'_, str>) {
     let mut cuts = memchr::memmem::find_iter(text.as_bytes(), CUT_UTF8);
     let (Some(first), Some(second)) = (cuts.next(), cuts.next()) else {
-        return mask(text);
+        if let Cow::Owned(masked) = mask(text) {
+            super::spare::hand_back(std::mem::replace(text, masked));
+        }
+        return;
     };
     // Both at a character's first byte: `CUT` is a whole character.
-    let head = &text[..first];
-    let count = &text[first + CUT_UTF8.len()..second];
-    let tail = &text[second + CUT_UTF8.len()..];
-    let head = mask(head);
-    let tail = mask(tail);
+    let tail_at = second + CUT_UTF8.len();
+    let marker = marker(text[first + CUT_UTF8.len()..second].parse().unwrap_or(0));
+    let head = mask(&text[..first]);
+    let tail = mask(&text[tail_at..]);
     let mut head_end = head.len().saturating_sub(MARGIN);
     while !head.is_char_boundary(head_end) {
         head_end -= 1;
@@ -111,12 +114,21 @@ pub fn finish_masked(text: &str, mask: impl Fn(&str) -> Cow<'_, str>) -> Cow<'_,
     while !tail.is_char_boundary(tail_start) {
         tail_start += 1;
     }
-    let cut = count.parse::<usize>().unwrap_or(0);
-    let mut out = String::with_capacity(head_end + tail.len() - tail_start + 40);
-    out.push_str(&head[..head_end]);
-    out.push_str(&marker(cut));
-    out.push_str(&tail[tail_start..]);
-    Cow::Owned(out)
+    let masked = match (&head, &tail) {
+        (Cow::Borrowed(_), Cow::Borrowed(_)) => None,
+        _ => {
+            let mut out = super::spare::buffer(head_end + marker.len() + tail.len() - tail_start);
+            out.push_str(&head[..head_end]);
+            out.push_str(&marker);
+            out.push_str(&tail[tail_start..]);
+            Some(out)
+        }
+    };
+    match masked {
+        // Unmasked, `head` and `tail` are the text's own bytes and their offsets the text's.
+        None => text.replace_range(head_end..tail_at + tail_start, &marker),
+        Some(out) => super::spare::hand_back(std::mem::replace(text, out)),
+    }
 }
 
 /// Shares `cap` bytes among texts of the given lengths: short texts keep everything, and what
@@ -162,8 +174,19 @@ mod tests {
         let kept = clip(&[&text], 1001, false);
         assert!(kept.starts_with('é') && kept.ends_with('é'));
         let pending = clip(&[&text], 1001, true);
-        let masked = finish_masked(&pending, |t| Cow::Borrowed(t));
+        let mut masked = pending.clone();
+        finish_masked(&mut masked, |t| Cow::Borrowed(t));
         assert!(masked.contains("bytes cut"));
+        assert!(masked.starts_with('é') && masked.ends_with('é'));
+        // Finished in place, the text is what a mask that copies it gives.
+        let mut copied = pending.clone();
+        finish_masked(&mut copied, |t| Cow::Owned(t.to_owned()));
+        assert_eq!(masked, copied);
+        assert!(
+            masked.len() < 1100,
+            "the margins are gone: {}",
+            masked.len()
+        );
     }
 
     #[test]
@@ -174,15 +197,15 @@ mod tests {
         let cap = 1000;
         let at = cap / 2 + MARGIN - secret.len() / 2;
         let text = format!("{}{secret}{}", "x".repeat(at), "y".repeat(20_000));
-        let pending = clip(&[&text], cap, true);
+        let mut masked = clip(&[&text], cap, true);
         // A mask that only recognises the whole secret.
-        let masked = finish_masked(&pending, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
+        finish_masked(&mut masked, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
         assert!(!masked.contains("SECRET"), "{masked}");
         assert!(masked.contains("bytes cut"));
         // And a secret well inside the kept head is masked, not cut.
         let text = format!("{secret}{}", "y".repeat(20_000));
-        let pending = clip(&[&text], cap, true);
-        let masked = finish_masked(&pending, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
+        let mut masked = clip(&[&text], cap, true);
+        finish_masked(&mut masked, |t| Cow::Owned(t.replace(secret, "[SECRET]")));
         assert!(masked.starts_with("[SECRET]"));
     }
 

@@ -8,6 +8,7 @@ pub mod mask;
 pub mod otlp;
 pub mod record;
 pub mod recorder;
+pub mod spare;
 pub mod trace_context;
 
 use std::sync::Arc;
@@ -343,16 +344,22 @@ pub fn prepare_record(r: &mut RequestRecord) {
     if !std::mem::take(&mut r.mask_pending) {
         return;
     }
-    // Texts with nothing to mask (most) are kept as they are, not copied.
+    // Texts with nothing to mask (most) are finished where they lie, not copied.
     for m in r.prompt.iter_mut().flatten() {
-        if let Cow::Owned(masked) = clip::finish_masked(&m.content, mask::mask) {
-            m.content = masked;
-        }
+        clip::finish_masked(&mut m.content, mask::mask);
     }
-    if let Some(text) = &mut r.response
-        && let Cow::Owned(masked) = clip::finish_masked(text, mask::mask)
-    {
-        *text = masked;
+    if let Some(text) = &mut r.response {
+        clip::finish_masked(text, mask::mask);
+    }
+}
+
+/// Hands a stored record's kept texts back for the next records to copy into (see [`spare`]).
+pub fn hand_back_texts(r: RequestRecord) {
+    for m in r.prompt.into_iter().flatten() {
+        spare::hand_back(m.content);
+    }
+    if let Some(text) = r.response {
+        spare::hand_back(text);
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) fn give_way(index: usize) {
         std::thread::yield_now();
     }
 }
+/// How long without records before the writer lets the spare text buffers go.
+const SPARES_KEPT_IDLE: Duration = Duration::from_secs(1);
 /// Bytes a record is counted for besides its content (ids, decision, attempts).
 const RECORD_OVERHEAD: usize = 1024;
 /// How long a store write may take before the batch spills.
@@ -253,6 +255,15 @@ impl Writer {
                         continue;
                     }
                 }
+            } else if super::spare::any() {
+                // Records have stopped for a while: an idle gateway keeps no spare buffers.
+                match tokio::time::timeout(SPARES_KEPT_IDLE, self.rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        super::spare::let_go();
+                        continue;
+                    }
+                }
             } else {
                 self.rx.recv().await
             };
@@ -297,6 +308,10 @@ impl Writer {
         self.stats
             .queued_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
+        // Unless an observer keeps the batch, its texts' buffers serve the next records.
+        if let Ok(batch) = Arc::try_unwrap(batch) {
+            batch.into_iter().for_each(super::hand_back_texts);
+        }
     }
 
     async fn write(&mut self, batch: &[RequestRecord]) {
