@@ -528,6 +528,7 @@ struct TargetRun {
     rss_idle: Option<u64>,
     rss_peak: u64,
     cpu_ticks: Option<u64>,
+    minor_faults: Option<u64>,
     /// The machine's CPU time over the measured windows; `None` once a round could not read it.
     host: Option<CpuTotals>,
     elapsed: Duration,
@@ -546,6 +547,7 @@ impl TargetRun {
             rss_idle: pid.and_then(procfs::rss_kib),
             rss_peak: 0,
             cpu_ticks: Some(0),
+            minor_faults: Some(0),
             host: Some(CpuTotals::default()),
             elapsed: Duration::ZERO,
             connections: 0,
@@ -586,10 +588,8 @@ impl TargetRun {
         self.connections += result.connections;
         if let Some(p) = result.process {
             self.rss_peak = self.rss_peak.max(p.rss_peak_kib);
-            self.cpu_ticks = match (self.cpu_ticks, p.cpu_ticks) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
+            self.cpu_ticks = self.cpu_ticks.zip(p.cpu_ticks).map(|(a, b)| a + b);
+            self.minor_faults = self.minor_faults.zip(p.minor_faults).map(|(a, b)| a + b);
         }
         self.host = self.host.zip(result.host).map(|(a, b)| a.add(b));
     }
@@ -606,6 +606,10 @@ impl TargetRun {
                 cpu_ms_per_1k_requests: cpu_ms
                     .filter(|_| done > 0)
                     .map(|ms| ms * 1000.0 / done as f64),
+                minor_faults_per_request: self
+                    .minor_faults
+                    .filter(|_| done > 0)
+                    .map(|f| f as f64 / done as f64),
                 rss_idle_kib: self.rss_idle,
                 rss_load_kib: self.rss_peak,
             }

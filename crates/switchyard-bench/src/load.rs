@@ -125,10 +125,11 @@ impl Recorder {
     }
 }
 
-/// CPU time and peak memory of a process over the measured window.
+/// CPU time, page faults and peak memory of a process over the measured window.
 pub struct ProcWatch {
     pid: u32,
     cpu_start: Cell<Option<u64>>,
+    faults_start: Cell<Option<u64>>,
     rss_peak: Cell<u64>,
     stopped: Cell<bool>,
 }
@@ -138,6 +139,8 @@ pub struct ProcWatch {
 pub struct ProcUsage {
     /// CPU time in the window, in clock ticks.
     pub cpu_ticks: Option<u64>,
+    /// Minor page faults in the window.
+    pub minor_faults: Option<u64>,
     pub rss_peak_kib: u64,
 }
 
@@ -146,6 +149,7 @@ impl ProcWatch {
         Rc::new(ProcWatch {
             pid,
             cpu_start: Cell::new(None),
+            faults_start: Cell::new(None),
             rss_peak: Cell::new(0),
             stopped: Cell::new(false),
         })
@@ -157,6 +161,7 @@ impl ProcWatch {
         tokio::task::spawn_local(async move {
             tokio::time::sleep_until(from.into()).await;
             watch.cpu_start.set(procfs::cpu_ticks(watch.pid));
+            watch.faults_start.set(procfs::minor_faults(watch.pid));
             while !watch.stopped.get() {
                 watch.sample_rss();
                 tokio::time::sleep(RSS_EVERY).await;
@@ -173,12 +178,11 @@ impl ProcWatch {
     fn finish(&self) -> ProcUsage {
         self.stopped.set(true);
         self.sample_rss();
-        let cpu_ticks = match (self.cpu_start.get(), procfs::cpu_ticks(self.pid)) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-            _ => None,
-        };
+        let since_start =
+            |start: Option<u64>, now: Option<u64>| start.zip(now).map(|(a, b)| b.saturating_sub(a));
         ProcUsage {
-            cpu_ticks,
+            cpu_ticks: since_start(self.cpu_start.get(), procfs::cpu_ticks(self.pid)),
+            minor_faults: since_start(self.faults_start.get(), procfs::minor_faults(self.pid)),
             rss_peak_kib: self.rss_peak.get(),
         }
     }

@@ -1,5 +1,5 @@
-//! Process and machine facts from `/proc`: CPU time (`utime + stime` of `/proc/PID/stat`),
-//! resident memory (`VmRSS` of `/proc/PID/status`), the machine's CPU time and the part of it
+//! Process and machine facts from `/proc`: CPU time (`utime + stime` of `/proc/PID/stat`) and
+//! minor page faults (`minflt`, the same line), resident memory (`VmRSS` of `/proc/PID/status`), the machine's CPU time and the part of it
 //! the hypervisor gave to other guests (`/proc/stat`), and the CPU model, core count and memory
 //! printed in the report header. Linux only; elsewhere the figures are simply absent.
 
@@ -33,6 +33,21 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Minor page faults of a process so far (all its threads): pages it touched for the first time
+/// since the kernel gave them, or again after it took them back. Each costs the faulting thread
+/// a trip into the kernel (and a page cleared), so a count that grows with the requests shows
+/// memory handed back and fetched anew on the request path.
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_minor_faults(&stat)
+}
+
+fn parse_minor_faults(stat: &str) -> Option<u64> {
+    // As in `parse_cpu_ticks`: minflt (field 10) is the 8th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// The machine's CPU time so far, in clock ticks: all of it (every state of every CPU), and
@@ -153,6 +168,7 @@ mod tests {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1190 0 0 0 37 12 0 0 20 0 3 0 \
                     123 456 789";
         assert_eq!(parse_cpu_ticks(stat), Some(49));
+        assert_eq!(parse_minor_faults(stat), Some(1190));
     }
 
     #[test]
@@ -179,6 +195,7 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
+        assert!(minor_faults(pid).unwrap() > 0);
         assert!(rss_kib(pid).unwrap() > 0);
         let (rss, anon) = rss_and_anon_kib(pid).unwrap();
         assert!(anon > 0 && anon <= rss);

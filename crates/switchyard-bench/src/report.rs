@@ -130,6 +130,9 @@ pub struct ProcessReport {
     /// CPU time (user + system, all threads) during the measured window.
     pub cpu_ms: Option<f64>,
     pub cpu_ms_per_1k_requests: Option<f64>,
+    /// Minor page faults during the measured window, per request: memory the process touched
+    /// afresh (see `procfs::minor_faults`).
+    pub minor_faults_per_request: Option<f64>,
     /// Resident memory just before this run's warm-up.
     pub rss_idle_kib: Option<u64>,
     /// Peak resident memory sampled during the measured window.
@@ -414,17 +417,19 @@ pub fn case_block(c: &CaseReport) -> String {
     if !processes.is_empty() {
         let _ = writeln!(
             out,
-            "   {:<8} {:>13} {:>9} {:>9}   process: CPU ms per 1,000 requests, RSS MiB",
-            "", "CPU ms/1k", "RSS idle", "RSS load"
+            "   {:<8} {:>13} {:>9} {:>9} {:>10}   process: CPU ms per 1,000 requests, RSS MiB, \
+             minor page faults per request",
+            "", "CPU ms/1k", "RSS idle", "RSS load", "faults/req"
         );
         for (t, p) in processes {
             let _ = writeln!(
                 out,
-                "   {:<8} {:>13} {:>9} {:>9}",
+                "   {:<8} {:>13} {:>9} {:>9} {:>10}",
                 t.target,
                 opt(p.cpu_ms_per_1k_requests, |v| format!("{v:.1}")),
                 opt(p.rss_idle_kib, mib),
-                mib(p.rss_load_kib)
+                mib(p.rss_load_kib),
+                opt(p.minor_faults_per_request, |v| format!("{v:.2}")),
             );
         }
     }
@@ -743,6 +748,7 @@ mod tests {
         t.process = Some(ProcessReport {
             cpu_ms: None,
             cpu_ms_per_1k_requests: Some(cpu),
+            minor_faults_per_request: Some(0.5),
             rss_idle_kib: Some(rss_idle_kib),
             rss_load_kib: rss_idle_kib,
         });
