@@ -45,6 +45,10 @@ const SOAK_RATE_CONNECTIONS: u64 = 8;
 const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How long a case's processes are left idle after its last round before their memory is read
+/// again: long enough for what a gateway keeps only while busy to go (its spare record buffers
+/// go after a second without records; freed memory returns to the system within milliseconds).
+const IDLE_AFTER_LOAD: Duration = Duration::from_secs(2);
 /// Default `--rounds`.
 const DEFAULT_ROUNDS: u32 = 5;
 /// Most `--rounds`.
@@ -387,6 +391,12 @@ fn run_case(
             }
         }
     }
+    if targets.iter().any(|t| t.pid.is_some()) {
+        std::thread::sleep(IDLE_AFTER_LOAD);
+        for t in &mut targets {
+            t.rss_after = t.pid.and_then(procfs::rss_kib);
+        }
+    }
     let reports: Vec<TargetReport> = targets.iter().map(|t| t.report(ticks)).collect();
     if let Some(r) = reports
         .iter()
@@ -526,6 +536,8 @@ struct TargetRun {
     recorder: Recorder,
     /// Resident memory before the first round.
     rss_idle: Option<u64>,
+    /// Resident memory once idle after the last round ([`IDLE_AFTER_LOAD`]).
+    rss_after: Option<u64>,
     rss_peak: u64,
     cpu_ticks: Option<u64>,
     minor_faults: Option<u64>,
@@ -545,6 +557,7 @@ impl TargetRun {
             pid,
             recorder: Recorder::new()?,
             rss_idle: pid.and_then(procfs::rss_kib),
+            rss_after: None,
             rss_peak: 0,
             cpu_ticks: Some(0),
             minor_faults: Some(0),
@@ -611,6 +624,7 @@ impl TargetRun {
                     .filter(|_| done > 0)
                     .map(|f| f as f64 / done as f64),
                 rss_idle_kib: self.rss_idle,
+                rss_after_kib: self.rss_after,
                 rss_load_kib: self.rss_peak,
             }
         });

@@ -137,6 +137,9 @@ pub struct ProcessReport {
     pub rss_idle_kib: Option<u64>,
     /// Peak resident memory sampled during the measured window.
     pub rss_load_kib: u64,
+    /// Resident memory once idle again after the case's last round (2 s later): what the load
+    /// left behind.
+    pub rss_after_kib: Option<u64>,
 }
 
 /// A target's latency minus direct's, percentile by percentile.
@@ -417,18 +420,19 @@ pub fn case_block(c: &CaseReport) -> String {
     if !processes.is_empty() {
         let _ = writeln!(
             out,
-            "   {:<8} {:>13} {:>9} {:>9} {:>10}   process: CPU ms per 1,000 requests, RSS MiB, \
-             minor page faults per request",
-            "", "CPU ms/1k", "RSS idle", "RSS load", "faults/req"
+            "   {:<8} {:>13} {:>9} {:>9} {:>9} {:>10}   process: CPU ms per 1,000 requests, RSS \
+             MiB (idle before, under load, idle after), minor page faults per request",
+            "", "CPU ms/1k", "RSS idle", "RSS load", "RSS after", "faults/req"
         );
         for (t, p) in processes {
             let _ = writeln!(
                 out,
-                "   {:<8} {:>13} {:>9} {:>9} {:>10}",
+                "   {:<8} {:>13} {:>9} {:>9} {:>9} {:>10}",
                 t.target,
                 opt(p.cpu_ms_per_1k_requests, |v| format!("{v:.1}")),
                 opt(p.rss_idle_kib, mib),
                 mib(p.rss_load_kib),
+                opt(p.rss_after_kib, mib),
                 opt(p.minor_faults_per_request, |v| format!("{v:.2}")),
             );
         }
@@ -751,6 +755,7 @@ mod tests {
             minor_faults_per_request: Some(0.5),
             rss_idle_kib: Some(rss_idle_kib),
             rss_load_kib: rss_idle_kib,
+            rss_after_kib: Some(rss_idle_kib),
         });
         t
     }

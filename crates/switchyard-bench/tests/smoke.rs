@@ -143,6 +143,7 @@ fn smoke_cases_complete_without_errors() {
         assert!(added["p99_median_of_rounds_us"].is_i64(), "{case}");
         let gateway = &targets[1];
         assert!(gateway["process"]["rss_load_kib"].as_u64().unwrap() > 0);
+        assert!(gateway["process"]["rss_after_kib"].as_u64().unwrap() > 0);
         // Counted over the measured windows: a number (zero or more), not absent.
         assert!(
             gateway["process"]["minor_faults_per_request"]
