@@ -25,13 +25,18 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     parse_cpu_ticks(&stat)
 }
 
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces; fields after it start
-    // with field 3 (state), so utime (14) and stime (15) are the 12th and 13th.
+/// The numeric field `n` (1-based, as `proc(5)` numbers them) of a `/proc/PID/stat` line, from
+/// field 3 on. The command name (field 2) is in parentheses and may hold spaces, so the fields
+/// are counted from after its last `)`.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // utime and stime.
+    let utime = stat_field(stat, 14)?;
+    let stime = stat_field(stat, 15)?;
     Some(utime + stime)
 }
 
@@ -45,9 +50,8 @@ pub fn minor_faults(pid: u32) -> Option<u64> {
 }
 
 fn parse_minor_faults(stat: &str) -> Option<u64> {
-    // As in `parse_cpu_ticks`: minflt (field 10) is the 8th after the name.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(7)?.parse().ok()
+    // minflt.
+    stat_field(stat, 10)
 }
 
 /// The machine's CPU time so far, in clock ticks: all of it (every state of every CPU), and
