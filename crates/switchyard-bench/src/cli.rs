@@ -46,10 +46,10 @@ const MAX_SOAK: Duration = Duration::from_secs(24 * 3600);
 /// Pause between two runs, so one run's tail does not overlap the next.
 const SETTLE: Duration = Duration::from_millis(300);
 /// How long a case's processes are left idle after its last round before their memory is read
-/// again: long enough for what a gateway keeps only while busy to go (its spare record buffers
-/// go after a second without records). Memory a thread freed for another, idle one stays until
-/// that thread runs again, and is counted (docs/PERFORMANCE.md, forty-eighth round).
-const IDLE_AFTER_LOAD: Duration = Duration::from_secs(2);
+/// again: long enough for what a gateway keeps only while busy to go. Its spare record buffers
+/// go after a second without records, and the serving threads that allocated them hand the
+/// memory back at their next once-a-second heartbeat (docs/PERFORMANCE.md, forty-ninth round).
+const IDLE_AFTER_LOAD: Duration = Duration::from_secs(3);
 /// Default `--rounds`.
 const DEFAULT_ROUNDS: u32 = 5;
 /// Most `--rounds`.

@@ -137,7 +137,7 @@ pub struct ProcessReport {
     pub rss_idle_kib: Option<u64>,
     /// Peak resident memory sampled during the measured window.
     pub rss_load_kib: u64,
-    /// Resident memory once idle again after the case's last round (2 s later): what the load
+    /// Resident memory once idle again after the case's last round (3 s later): what the load
     /// left behind.
     pub rss_after_kib: Option<u64>,
 }

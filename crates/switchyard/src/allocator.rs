@@ -79,6 +79,70 @@ pub fn release_free_memory() {
     }
 }
 
+/// How many times memory that serving threads allocated was freed in bulk by another thread.
+static BULK_FREES_ELSEWHERE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes that this thread has just freed, in one go, many blocks that other threads allocated
+/// (the record writer letting its spare text buffers go). mimalloc hands such blocks back to
+/// their own thread's heap, which returns their pages to the system only when that thread next
+/// allocates or collects: an idle serving thread would hold them until traffic resumed. Serving
+/// threads see the count change and collect ([`Collector`]).
+pub fn freed_in_bulk_elsewhere() {
+    BULK_FREES_ELSEWHERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// When an event-loop thread should hand its free memory back: once after it goes idle, and
+/// again whenever another thread has freed in bulk what it allocated. The thread calls
+/// [`Collector::tick`] on a timer, telling it whether it did any work since the last tick.
+///
+/// A thread that did work since its last tick keeps its free pages: the next requests reuse
+/// them, and collecting under load would only cost page faults.
+pub struct Collector {
+    collected: bool,
+    bulk_frees_seen: u64,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Collector {
+    pub fn new() -> Self {
+        Self {
+            collected: false,
+            bulk_frees_seen: BULK_FREES_ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Collects if the thread was idle since the last tick and either has not collected since
+    /// it last worked or memory of its own was freed elsewhere since. Returns whether it did.
+    pub fn tick(&mut self, worked: bool) -> bool {
+        let due = self.due(
+            worked,
+            BULK_FREES_ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if due {
+            release_free_memory();
+        }
+        due
+    }
+
+    fn due(&mut self, worked: bool, bulk_frees: u64) -> bool {
+        if worked {
+            self.collected = false;
+            return false;
+        }
+        if self.collected && bulk_frees == self.bulk_frees_seen {
+            return false;
+        }
+        self.bulk_frees_seen = bulk_frees;
+        self.collected = true;
+        true
+    }
+}
+
 /// mimalloc's number for its purge delay option (`mi_option_purge_delay` in its header, which
 /// the bindings do not name).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -158,6 +222,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_idle_thread_collects_once_and_again_after_a_bulk_free() {
+        let mut collector = Collector {
+            collected: false,
+            bulk_frees_seen: 7,
+        };
+        assert!(!collector.due(true, 7), "a busy thread keeps its pages");
+        assert!(collector.due(false, 7), "the first idle tick collects");
+        assert!(!collector.due(false, 7), "then nothing is left to collect");
+        assert!(
+            collector.due(false, 8),
+            "memory freed elsewhere is collected"
+        );
+        assert!(!collector.due(false, 8));
+        // A bulk free while busy is covered by the first idle tick's collection.
+        assert!(!collector.due(true, 9));
+        assert!(collector.due(false, 9));
+        assert!(!collector.due(false, 9));
+        // `tick` collects for real.
+        assert!(Collector::new().tick(false));
     }
 
     #[allow(unsafe_code)]

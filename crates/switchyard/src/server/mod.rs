@@ -172,7 +172,7 @@ async fn worker(
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(idle_timeout);
     let open = hyper_util::server::graceful::GracefulShutdown::new();
-    let heartbeat = tokio::spawn(keep_the_next_wake_near());
+    let heartbeat = tokio::spawn(heartbeat());
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -257,6 +257,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     type Future = ServiceFuture;
 
     fn call(&self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        REQUESTS_ON_THIS_THREAD.set(REQUESTS_ON_THIS_THREAD.get().wrapping_add(1));
         let Some(endpoint) = Endpoint::of(request.method(), request.uri().path()) else {
             let router = self.router.clone();
             return Box::pin(tower::ServiceExt::oneshot(router, request));
@@ -273,7 +274,14 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
     }
 }
 
-/// A timer that fires every second on the worker's event loop, and does nothing else.
+thread_local! {
+    /// Requests a serving thread has taken, for its heartbeat to tell busy from idle.
+    static REQUESTS_ON_THIS_THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A timer that fires every second on the worker's event loop; on a tick after a second with
+/// no new request, the thread hands its free memory back to the system
+/// ([`crate::allocator::Collector`]), which it would otherwise hold until requests resume.
 ///
 /// tokio's timer wakes its event loop through an eventfd (a write, then one more `epoll_wait`)
 /// whenever a timer is armed to fire before the loop's planned wake-up, even from the loop's
@@ -281,11 +289,16 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
 /// and, once answered, the connection's next header (idle) timeout, which without this would
 /// come before the first-byte timeout the loop last planned for. With a wake-up planned at most
 /// a second ahead, timers seconds away never come first; the price is one wake-up a second.
-async fn keep_the_next_wake_near() {
+async fn heartbeat() {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut collector = crate::allocator::Collector::new();
+    let mut requests = REQUESTS_ON_THIS_THREAD.get();
     loop {
         tick.tick().await;
+        let now = REQUESTS_ON_THIS_THREAD.get();
+        collector.tick(now != requests);
+        requests = now;
     }
 }
 

@@ -13,7 +13,8 @@
 //! The store is a bounded lock-free queue, shared by all threads and capped in bytes
 //! ([`SPARE_BYTES`]): under load it holds up to that much more than the records in flight; the
 //! writer lets every buffer go once records stop coming for a second, so an idle gateway holds
-//! none.
+//! none. The serving threads that allocated them then collect what was freed on their behalf
+//! ([`crate::allocator::Collector`]).
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,9 +47,11 @@ pub fn any() -> bool {
     !SPARES.queue.is_empty()
 }
 
-/// Frees every kept buffer.
+/// Frees every kept buffer. Serving threads allocated them, so they are told to collect.
 pub fn let_go() {
-    SPARES.let_go();
+    if SPARES.let_go() > 0 {
+        crate::allocator::freed_in_bulk_elsewhere();
+    }
 }
 
 /// Spare buffers, bounded in number and in bytes.
@@ -97,10 +100,14 @@ impl Spares {
         }
     }
 
-    fn let_go(&self) {
+    /// Frees every kept buffer; returns how many.
+    fn let_go(&self) -> usize {
+        let mut freed = 0;
         while let Some(spare) = self.queue.pop() {
             self.held.fetch_sub(spare.capacity(), Ordering::Relaxed);
+            freed += 1;
         }
+        freed
     }
 }
 
