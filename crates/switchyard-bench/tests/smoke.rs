@@ -83,6 +83,10 @@ fn smoke_cases_complete_without_errors() {
     assert!(stdout.contains("records on: not measured"), "{stdout}");
     assert!(stdout.contains("idle RSS under 40 MB: "), "{stdout}");
     assert!(
+        stdout.contains("idle RSS after a load under 40 MB: "),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("added time to first token under 200 us at p50, streams, short prompt: "),
         "{stdout}"
     );
