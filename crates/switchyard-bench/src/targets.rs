@@ -158,6 +158,20 @@ impl Drop for Stopped {
     }
 }
 
+/// Reads a program's file once, so the whole of it is in the page cache before it starts.
+///
+/// When a process first runs some code, the kernel maps that page of the file and, with it, the
+/// neighbouring ones the page cache already holds (fault-around), and all of them count in the
+/// process's RSS. So one build's idle RSS came out 2–3 MiB apart with the cache's state alone: a
+/// binary just built or copied is wholly cached, one left unused for a while only in part
+/// (docs/PERFORMANCE.md, forty-ninth round). Read first, every start finds it wholly cached.
+/// Where the file cannot be read, the program's own start fails and says so.
+fn read_whole(bin: &Path) {
+    if let Ok(mut file) = std::fs::File::open(bin) {
+        let _ = std::io::copy(&mut file, &mut std::io::sink());
+    }
+}
+
 /// `switchyard serve` on a case's configuration, listening on a free loopback port.
 pub struct Gateway {
     /// Stopped when the gateway handle drops.
@@ -179,6 +193,7 @@ impl Gateway {
     ) -> anyhow::Result<Gateway> {
         let scratch = ScratchDir::new("gateway")?;
         let stderr = std::fs::File::create(scratch.path.join("stderr.log"))?;
+        read_whole(bin);
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
@@ -280,6 +295,7 @@ impl Nginx {
     }
 
     pub fn start(bin: &Path, upstream: SocketAddr) -> anyhow::Result<Nginx> {
+        read_whole(bin);
         let scratch = ScratchDir::new("nginx")?;
         let port = free_port()?;
         let dir = scratch.path.display().to_string();
