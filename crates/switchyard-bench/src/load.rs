@@ -128,8 +128,7 @@ impl Recorder {
 /// CPU time, page faults and peak memory of a process over the measured window.
 pub struct ProcWatch {
     pid: u32,
-    cpu_start: Cell<Option<u64>>,
-    faults_start: Cell<Option<u64>>,
+    start: Cell<Option<procfs::Counters>>,
     rss_peak: Cell<u64>,
     stopped: Cell<bool>,
 }
@@ -148,8 +147,7 @@ impl ProcWatch {
     pub fn new(pid: u32) -> Rc<ProcWatch> {
         Rc::new(ProcWatch {
             pid,
-            cpu_start: Cell::new(None),
-            faults_start: Cell::new(None),
+            start: Cell::new(None),
             rss_peak: Cell::new(0),
             stopped: Cell::new(false),
         })
@@ -160,8 +158,7 @@ impl ProcWatch {
         let watch = self.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep_until(from.into()).await;
-            watch.cpu_start.set(procfs::cpu_ticks(watch.pid));
-            watch.faults_start.set(procfs::minor_faults(watch.pid));
+            watch.start.set(procfs::counters(watch.pid));
             while !watch.stopped.get() {
                 watch.sample_rss();
                 tokio::time::sleep(RSS_EVERY).await;
@@ -178,11 +175,14 @@ impl ProcWatch {
     fn finish(&self) -> ProcUsage {
         self.stopped.set(true);
         self.sample_rss();
-        let since_start =
-            |start: Option<u64>, now: Option<u64>| start.zip(now).map(|(a, b)| b.saturating_sub(a));
+        let window = self
+            .start
+            .get()
+            .zip(procfs::counters(self.pid))
+            .map(|(start, end)| end.since(start));
         ProcUsage {
-            cpu_ticks: since_start(self.cpu_start.get(), procfs::cpu_ticks(self.pid)),
-            minor_faults: since_start(self.faults_start.get(), procfs::minor_faults(self.pid)),
+            cpu_ticks: window.map(|w| w.cpu_ticks),
+            minor_faults: window.map(|w| w.minor_faults),
             rss_peak_kib: self.rss_peak.get(),
         }
     }

@@ -1,7 +1,8 @@
 //! Process and machine facts from `/proc`: CPU time (`utime + stime` of `/proc/PID/stat`) and
-//! minor page faults (`minflt`, the same line), resident memory (`VmRSS` of `/proc/PID/status`), the machine's CPU time and the part of it
-//! the hypervisor gave to other guests (`/proc/stat`), and the CPU model, core count and memory
-//! printed in the report header. Linux only; elsewhere the figures are simply absent.
+//! minor page faults (`minflt`, the same line), resident memory (`VmRSS` of
+//! `/proc/PID/status`), the machine's CPU time and the part of it the hypervisor gave to other
+//! guests (`/proc/stat`), and the CPU model, core count and memory printed in the report
+//! header. Linux only; elsewhere the figures are simply absent.
 
 use std::process::Command;
 
@@ -40,18 +41,39 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Minor page faults of a process so far (all its threads): pages it touched for the first time
-/// since the kernel gave them, or again after it took them back. Each costs the faulting thread
-/// a trip into the kernel (and a page cleared), so a count that grows with the requests shows
-/// memory handed back and fetched anew on the request path.
-pub fn minor_faults(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_minor_faults(&stat)
+/// A process's counters so far (all its threads), from one read of its `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Minor page faults: pages it touched for the first time since the kernel gave them, or
+    /// again after it took them back. Each costs the faulting thread a trip into the kernel
+    /// (and a page cleared), so a count that grows with the requests shows memory handed back
+    /// and fetched anew on the request path.
+    pub minor_faults: u64,
 }
 
-fn parse_minor_faults(stat: &str) -> Option<u64> {
-    // minflt.
-    stat_field(stat, 10)
+impl Counters {
+    /// What the counters grew by since `start`.
+    pub fn since(self, start: Counters) -> Counters {
+        Counters {
+            cpu_ticks: self.cpu_ticks.saturating_sub(start.cpu_ticks),
+            minor_faults: self.minor_faults.saturating_sub(start.minor_faults),
+        }
+    }
+}
+
+pub fn counters(pid: u32) -> Option<Counters> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_counters(&stat)
+}
+
+fn parse_counters(stat: &str) -> Option<Counters> {
+    Some(Counters {
+        cpu_ticks: parse_cpu_ticks(stat)?,
+        // minflt.
+        minor_faults: stat_field(stat, 10)?,
+    })
 }
 
 /// The machine's CPU time so far, in clock ticks: all of it (every state of every CPU), and
@@ -172,7 +194,13 @@ mod tests {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1190 0 0 0 37 12 0 0 20 0 3 0 \
                     123 456 789";
         assert_eq!(parse_cpu_ticks(stat), Some(49));
-        assert_eq!(parse_minor_faults(stat), Some(1190));
+        assert_eq!(
+            parse_counters(stat),
+            Some(Counters {
+                cpu_ticks: 49,
+                minor_faults: 1190
+            })
+        );
     }
 
     #[test]
@@ -199,7 +227,7 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(cpu_ticks(pid).is_some());
-        assert!(minor_faults(pid).unwrap() > 0);
+        assert!(counters(pid).unwrap().minor_faults > 0);
         assert!(rss_kib(pid).unwrap() > 0);
         let (rss, anon) = rss_and_anon_kib(pid).unwrap();
         assert!(anon > 0 && anon <= rss);

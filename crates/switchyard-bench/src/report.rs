@@ -131,7 +131,7 @@ pub struct ProcessReport {
     pub cpu_ms: Option<f64>,
     pub cpu_ms_per_1k_requests: Option<f64>,
     /// Minor page faults during the measured window, per request: memory the process touched
-    /// afresh (see `procfs::minor_faults`).
+    /// afresh (see `procfs::Counters`).
     pub minor_faults_per_request: Option<f64>,
     /// Resident memory just before this run's warm-up.
     pub rss_idle_kib: Option<u64>,
