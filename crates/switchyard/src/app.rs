@@ -158,12 +158,7 @@ impl App {
                 config.telemetry.queue_capacity,
                 config.telemetry.queue_max_bytes,
                 observers,
-                crate::telemetry::recorder::WriterThread {
-                    nice: config.server.background_nice,
-                    idle: config.server.idle_writer,
-                },
             )
-            .context("cannot start the record writer")?
         } else {
             tracing::warn!(
                 "telemetry.records is false: no request is recorded, and request metrics, alert \

@@ -104,18 +104,35 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// The runtime of background work (exporters, alerts, evaluation runs) and of accepting
-/// connections; requests are served on the workers `server::serve` starts, and records written
-/// by the recorder's own thread. Its threads run at `background_nice` (see
-/// [`crate::scheduling::lower_priority`]); the connections are accepted on the calling thread, which
-/// `block_on` runs the server on, at the process's own priority.
+/// The runtime of background work (record writer, exporters, alerts, evaluation runs) and of
+/// accepting connections; requests are served on the workers `server::serve` starts. Its
+/// threads run at `background_nice` (see [`lower_priority`]); the connections are accepted on
+/// the calling thread, which `block_on` runs the server on, at the process's own priority.
 fn runtime(background_nice: u8) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .on_thread_start(move || crate::scheduling::lower_priority(background_nice))
+        .on_thread_start(move || lower_priority(background_nice))
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Raises the calling thread's nice value to `nice` (`server.background_nice`, 0 by default:
+/// nothing). A thread it starts inherits the value: the record writer's SQLite connection runs
+/// on a thread its first batch starts. When the CPUs are all busy, a background burst (a batch
+/// of records written, the WAL checkpointed) then waits for the serving threads instead of
+/// delaying their requests by whole scheduler slices; the writer's share shrinks with it.
+/// Linux keeps a nice value per thread; elsewhere it is per process, so nothing is done there.
+fn lower_priority(nice: u8) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let thread = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(thread), i32::from(nice)) {
+            tracing::debug!(error = %e, "cannot lower a background thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {

@@ -21,7 +21,6 @@ pub mod pricing;
 pub mod recent;
 pub mod response_cache;
 pub mod routing;
-pub mod scheduling;
 pub mod semantic_cache;
 pub mod server;
 pub mod store;

@@ -39,12 +39,6 @@ pub struct ServerFile {
     /// and response (a priority once lowered cannot be raised again without privileges).
     #[serde(default)]
     pub background_nice: u8,
-    /// On Linux, the record writer and its SQLite connection run in the idle scheduling class
-    /// while the writer keeps up: any other thread that wants a CPU takes it at once. Where the
-    /// process may not take a thread out of that class again (it needs CAP_SYS_NICE or an
-    /// RLIMIT_NICE of at least 20), they keep the normal class.
-    #[serde(default = "default_idle_writer")]
-    pub idle_writer: bool,
     /// How long a Responses API answer is kept in memory for `previous_response_id`,
     /// `item_reference` and `GET /v1/responses/{id}` (unless its request says `store: false`);
     /// 0 keeps none.
@@ -53,10 +47,6 @@ pub struct ServerFile {
     /// Most memory the kept responses may take, in bytes; the oldest go first beyond it.
     #[serde(default = "default_keep_responses_bytes")]
     pub keep_responses_bytes: usize,
-}
-
-fn default_idle_writer() -> bool {
-    true
 }
 
 fn default_keep_responses_for() -> Duration {
@@ -100,7 +90,6 @@ impl Default for ServerFile {
             data_dir: default_data_dir(),
             workers: 0,
             background_nice: 0,
-            idle_writer: default_idle_writer(),
             keep_responses_for: default_keep_responses_for(),
             keep_responses_bytes: default_keep_responses_bytes(),
         }

@@ -64,8 +64,6 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Nice value of the background threads (0–19; 0 leaves them as the serving threads).
     pub background_nice: u8,
-    /// The record writer in the idle scheduling class while it keeps up.
-    pub idle_writer: bool,
     /// How long Responses API answers are kept; `None` keeps none.
     pub keep_responses_for: Option<Duration>,
     pub keep_responses_bytes: usize,
@@ -466,7 +464,6 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
             n => n,
         },
         background_nice: server.background_nice,
-        idle_writer: server.idle_writer,
         keep_responses_for: Some(server.keep_responses_for).filter(|t| !t.is_zero()),
         keep_responses_bytes: server.keep_responses_bytes,
     }

@@ -421,9 +421,6 @@ pub struct RecorderCounts {
     pub write_errors: u64,
     pub content_shed: u64,
     pub queued_bytes: u64,
-    /// Times the writer was lifted out of the idle scheduling class; `None`: it never idles.
-    pub writer_lifts: Option<u64>,
-    pub writer_idle: bool,
 }
 
 impl RecorderCounts {
@@ -439,10 +436,6 @@ impl RecorderCounts {
             write_errors: s.write_errors.load(Ordering::Relaxed),
             content_shed: s.content_shed.load(Ordering::Relaxed),
             queued_bytes: s.queued_bytes.load(Ordering::Relaxed),
-            writer_lifts: recorder
-                .writer_class()
-                .map(|c| c.lifts.load(Ordering::Relaxed)),
-            writer_idle: recorder.writer_class().is_some_and(|c| c.is_idle()),
         }
     }
 }
@@ -638,20 +631,6 @@ impl prometheus_client::collector::Collector for Snapshot {
             None,
             MetricType::Counter,
         )?)?;
-        if let Some(lifts) = r.writer_lifts {
-            ConstGauge::new(i64::from(r.writer_idle)).encode(encoder.encode_descriptor(
-                "recorder_writer_idle",
-                "1 while the recorder's writer runs in the idle scheduling class, 0 while normal.",
-                None,
-                MetricType::Gauge,
-            )?)?;
-            ConstCounter::new(lifts).encode(encoder.encode_descriptor(
-                "recorder_writer_lifts",
-                "Times the recorder's writer was put back in the normal scheduling class because its queue passed a mark.",
-                None,
-                MetricType::Counter,
-            )?)?;
-        }
 
         let (kept, kept_bytes) = self.kept_responses;
         ConstGauge::new(i64::try_from(kept).unwrap_or(i64::MAX)).encode(

@@ -185,20 +185,17 @@ pub struct Store {
     reachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The long texts the record writer stored lately (SQLite).
     texts: std::sync::Arc<KnownTexts>,
-    /// The name of the thread the records connection runs on (SQLite: one thread of its own).
-    records_thread: Option<std::sync::Arc<str>>,
 }
 
 impl Store {
     /// The embedded default: a SQLite file, created on first start.
     pub async fn open_sqlite(path: &std::path::Path) -> StoreResult<Self> {
-        let (db, records, thread) = sqlite::open(path).await?;
+        let (db, records) = sqlite::open(path).await?;
         Ok(Self {
             db: Db::Sqlite(db),
             records: Db::Sqlite(records),
             reachable: Default::default(),
             texts: Default::default(),
-            records_thread: Some(thread.into()),
         })
     }
 
@@ -210,14 +207,7 @@ impl Store {
             records: Db::Postgres(pool),
             reachable: std::sync::Arc::new(true.into()),
             texts: Default::default(),
-            records_thread: None,
         })
-    }
-
-    /// The name of the thread that writes records to the database, when it is a thread of this
-    /// process's own (SQLite's connection) rather than a server elsewhere.
-    pub(crate) fn records_thread(&self) -> Option<&str> {
-        self.records_thread.as_deref()
     }
 
     /// The database, for modules that keep their own tables here (experiments, evaluation).

@@ -189,9 +189,8 @@ pub(super) fn unpack_body(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 const RECORDS_CACHE_KIB: u64 = 512;
 
 /// Opens (creating if missing) the database at `path` and applies its migrations: the pool for
-/// every other use, the record writer's own connection, and the name of the thread that
-/// connection runs on once opened (unique in the process; the writer sets its scheduling class).
-pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool, String)> {
+/// every other use, and the record writer's own connection.
+pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -214,11 +213,6 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool, St
     // same copying (new pages are copied once either way), in pieces a tenth as long, so a
     // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
     // for it (docs/PERFORMANCE.md, thirty-eighth round).
-    static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let thread = format!(
-        "records-db-{}",
-        OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
     let records = SqlitePoolOptions::new()
         .max_connections(1)
         .idle_timeout(None)
@@ -226,13 +220,9 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool, St
         .connect_lazy_with(
             options
                 .pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB))
-                .pragma("wal_autocheckpoint", "100")
-                .thread_name({
-                    let thread = thread.clone();
-                    move |_| thread.clone()
-                }),
+                .pragma("wal_autocheckpoint", "100"),
         );
-    Ok((pool, records, thread))
+    Ok((pool, records))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ pub mod record;
 pub mod recorder;
 pub mod spare;
 pub mod trace_context;
-pub mod writer_class;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -12,10 +12,6 @@
 //! After the first record of a batch the writer sleeps for [`BATCH_WINDOW`], then writes
 //! everything queued, [`BATCH`] records per transaction: a request pays neither for a
 //! transaction of its own nor for waking the writer (only the first record of a window does).
-//!
-//! The writer runs on a thread of its own, with an event loop of its own, so that its class can
-//! be set apart from the serving threads' and the background runtime's: the idle class while it
-//! keeps up (see [`super::writer_class`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +22,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::record::RequestRecord;
-use super::writer_class::{WriterClass, WriterSide};
 use crate::store::{RecordStore, Store};
 
 /// Largest batch written in one transaction.
@@ -35,14 +30,6 @@ const BATCH: usize = 512;
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Records the writer works through between the times it offers its CPU to a waiting thread.
 const GIVE_WAY_EVERY: usize = 8;
-
-/// Records queued, at most, before the serving thread that queues one lifts an idle writer back
-/// to the normal class: two full batches (a quarter of a smaller queue). At 500 requests a
-/// second a batch window gathers some 25.
-const LIFT_AT_RECORDS: usize = 2 * BATCH;
-/// The share of `telemetry.queue_max_bytes` past which a record lifts an idle writer: well
-/// before records would lose their content to the byte bound.
-const LIFT_AT_BYTES_DIVISOR: u64 = 4;
 
 /// Offers the writer's CPU to any thread waiting for it (`sched_yield`) after every
 /// [`GIVE_WAY_EVERY`]th record of a batch. At full load a batch holds hundreds of records and
@@ -89,31 +76,17 @@ pub trait RecordObserver: Send + Sync {
     fn observe(&self, records: &RecordBatch);
 }
 
-/// How the writer's thread asks for a CPU.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WriterThread {
-    /// Its nice value (`server.background_nice`).
-    pub nice: u8,
-    /// The idle class while it keeps up (`server.idle_writer`), where this process may leave it.
-    pub idle: bool,
-}
-
 pub struct Recorder {
     /// `None` when records are switched off (`telemetry.records: false`).
     tx: Option<mpsc::Sender<RequestRecord>>,
     pub stats: Arc<RecorderStats>,
     capacity: usize,
     max_bytes: u64,
-    /// The writer's class, when it may be idle.
-    class: Option<Arc<WriterClass>>,
-    /// Queue depth and bytes at which a record lifts an idle writer.
-    lift_at_records: usize,
-    lift_at_bytes: u64,
 }
 
 impl Recorder {
-    /// Starts the writer on a thread of its own. It ends after the last `Recorder` handle is
-    /// dropped and the queue is drained; the returned handle finishes then.
+    /// Starts the writer task. It ends after the last `Recorder` handle is dropped and the queue
+    /// is drained; `join` waits for that.
     pub fn start(
         store: Store,
         spill_path: PathBuf,
@@ -121,27 +94,11 @@ impl Recorder {
         capacity: usize,
         max_bytes: u64,
         observers: Vec<Arc<dyn RecordObserver>>,
-        thread: WriterThread,
-    ) -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(RecorderStats::default());
-        let idle = thread.idle && {
-            let reversible = crate::scheduling::idle_class_is_reversible();
-            if !reversible {
-                tracing::info!(
-                    "the record writer keeps the normal scheduling class: this process may not \
-                     take a thread out of the idle class (that needs CAP_SYS_NICE, or an \
-                     RLIMIT_NICE of at least 20)"
-                );
-            }
-            reversible
-        };
-        let class = idle.then(|| Arc::new(WriterClass::default()));
         let writer = Writer {
             rx,
-            class: class
-                .clone()
-                .map(|c| WriterSide::new(c, store.records_thread())),
             store,
             spill: Spill {
                 // Known at start, then tracked, so the writer's loop asks no file system.
@@ -153,39 +110,16 @@ impl Recorder {
             observers,
             down_until: None,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            // The threads it starts for file work (the spill file) inherit the writer's class
-            // and nice value at that moment; they keep the nice value, never the idle class.
-            .on_thread_start(move || {
-                if idle {
-                    let _ = crate::scheduling::set_class(0, crate::scheduling::Class::Normal);
-                }
-            })
-            .build()?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("records-writer".into())
-            .spawn(move || {
-                crate::scheduling::lower_priority(thread.nice);
-                runtime.block_on(writer.run());
-                let _ = done_tx.send(());
-            })?;
-        let handle = tokio::spawn(async move {
-            let _ = done_rx.await;
-        });
-        Ok((
+        let handle = tokio::spawn(writer.run());
+        (
             Self {
                 tx: Some(tx),
                 stats,
                 capacity,
                 max_bytes,
-                class,
-                lift_at_records: LIFT_AT_RECORDS.min(capacity / 4).max(1),
-                lift_at_bytes: max_bytes / LIFT_AT_BYTES_DIVISOR,
             },
             handle,
-        ))
+        )
     }
 
     /// A recorder that keeps nothing (`telemetry.records: false`): records are dropped
@@ -196,15 +130,7 @@ impl Recorder {
             stats: Arc::default(),
             capacity: 0,
             max_bytes: 0,
-            class: None,
-            lift_at_records: 0,
-            lift_at_bytes: 0,
         }
-    }
-
-    /// The writer's scheduling class, when it may be idle.
-    pub fn writer_class(&self) -> Option<&WriterClass> {
-        self.class.as_deref()
     }
 
     /// Whether records are kept at all.
@@ -235,13 +161,6 @@ impl Recorder {
         match tx.try_send(record) {
             Ok(()) => {
                 self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-                if let Some(class) = &self.class
-                    && class.is_idle()
-                    && (self.capacity - tx.capacity() >= self.lift_at_records
-                        || before + size >= self.lift_at_bytes)
-                {
-                    class.lift();
-                }
             }
             Err(_) => {
                 self.stats.queued_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -256,16 +175,6 @@ impl Recorder {
         self.tx
             .as_ref()
             .map_or(0, |tx| self.capacity - tx.capacity())
-    }
-}
-
-impl Drop for Recorder {
-    /// The writer drains its queue once the last handle is gone (shutdown): in the normal class,
-    /// so that a busy machine cannot hold the last records back.
-    fn drop(&mut self) {
-        if let Some(class) = &self.class {
-            class.lift();
-        }
     }
 }
 
@@ -325,8 +234,6 @@ impl Spill {
 
 struct Writer {
     rx: mpsc::Receiver<RequestRecord>,
-    /// The writer's side of its class, when it may be idle.
-    class: Option<WriterSide>,
     store: Store,
     spill: Spill,
     stats: Arc<RecorderStats>,
@@ -336,9 +243,6 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
-        if let Some(class) = &mut self.class {
-            class.start();
-        }
         // Records left over from a previous run go in first.
         self.replay().await;
         loop {
@@ -381,9 +285,6 @@ impl Writer {
                 let full = batch.len() == BATCH;
                 self.flush(batch).await;
                 if !full {
-                    if let Some(class) = &mut self.class {
-                        class.caught_up(Instant::now());
-                    }
                     break;
                 }
             }
@@ -422,9 +323,6 @@ impl Writer {
                     self.stats
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    if let Some(class) = &mut self.class {
-                        class.wrote();
-                    }
                     return;
                 }
                 Ok(Err(e)) => {
@@ -434,9 +332,6 @@ impl Writer {
             }
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
             self.down_until = Some(Instant::now() + SINK_BACKOFF);
-            if let Some(class) = &mut self.class {
-                class.write_failed();
-            }
         }
         match self.spill.append(batch).await {
             Ok(dropped) => {

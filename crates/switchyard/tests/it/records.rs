@@ -326,30 +326,28 @@ async fn a_system_prompt_every_request_resends_is_stored_once() {
     );
 }
 
-/// A thread's name, nice value and scheduling policy from its `stat` file: the name in
-/// parentheses, the nice value the 17th field after them, the policy the 39th.
+/// A thread's name and nice value from its `stat` file: the name in parentheses, the nice
+/// value the 17th field after them.
 #[cfg(target_os = "linux")]
-fn thread_stat(stat: &std::path::Path) -> Option<(String, i64, u32)> {
+fn name_and_nice(stat: &std::path::Path) -> Option<(String, i64)> {
     let stat = std::fs::read_to_string(stat).ok()?;
     let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let nice = fields.get(16)?.parse().ok()?;
-    let policy = fields.get(38)?.parse().ok()?;
-    Some((stat[open + 1..close].to_owned(), nice, policy))
+    let nice = stat[close + 2..].split(' ').nth(16)?.parse().ok()?;
+    Some((stat[open + 1..close].to_owned(), nice))
 }
 
 /// Each thread of process `pid` (those that ended while being read left out).
 #[cfg(target_os = "linux")]
-fn threads_of(pid: u32) -> Vec<(String, i64, u32)> {
+fn threads_and_nice(pid: u32) -> Vec<(String, i64)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|task| thread_stat(&task.ok()?.path().join("stat")))
+        .filter_map(|task| name_and_nice(&task.ok()?.path().join("stat")))
         .collect()
 }
 
-/// Background work (the record writer, its SQLite connection, the background runtime) runs at
-/// `server.background_nice` when one is set, and the serving threads at the process's own
-/// priority; by default every thread keeps the process's.
+/// Background work (the record writer, its SQLite connection) runs at `server.background_nice`
+/// when one is set, and the serving threads at the process's own priority; by default every
+/// thread keeps the process's.
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn background_threads_run_below_the_serving_ones_when_asked() {
@@ -361,16 +359,13 @@ async fn background_threads_run_below_the_serving_ones_when_asked() {
     // Relative to the process's own nice value (the test runner's, inherited), which the
     // main thread keeps.
     let main_nice = |pid: u32| {
-        thread_stat(std::path::Path::new(&format!("/proc/{pid}/stat")))
+        name_and_nice(std::path::Path::new(&format!("/proc/{pid}/stat")))
             .unwrap()
             .1
     };
     let base = main_nice(defaults.gw.pid());
-    let threads = threads_of(defaults.gw.pid());
-    assert!(
-        threads.iter().all(|(_, nice, _)| *nice == base),
-        "{threads:?}"
-    );
+    let threads = threads_and_nice(defaults.gw.pid());
+    assert!(threads.iter().all(|(_, nice)| *nice == base), "{threads:?}");
 
     let sim = crate::harness::start_sim(Default::default()).await;
     let config = crate::harness::standard_config(&sim.base_url(), "").replace(
@@ -387,14 +382,14 @@ async fn background_threads_run_below_the_serving_ones_when_asked() {
         .post("/v1/chat/completions", &chat("openai", "hello"))
         .await;
     assert_eq!(r.status, 200);
-    // Its record written: the records connection (opened by the writer's first batch) is up.
+    // Its record written: the records connection (started by the writer's first batch) is up.
     record(&env, &request_id(&r)).await;
-    let threads = threads_of(env.gw.pid());
+    let threads = threads_and_nice(env.gw.pid());
     let nice_of = |prefix: &str| -> Vec<i64> {
         threads
             .iter()
-            .filter(|(name, _, _)| name.starts_with(prefix))
-            .map(|(_, nice, _)| *nice)
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
             .collect()
     };
     // A priority is only ever lowered: under a runner already nicer than 10, all stay there.
@@ -402,151 +397,16 @@ async fn background_threads_run_below_the_serving_ones_when_asked() {
     let serving = nice_of("switchyard-work");
     assert!(!serving.is_empty(), "no serving thread in {threads:?}");
     assert!(serving.iter().all(|&n| n == base), "{threads:?}");
-    for name in ["tokio-rt", "records-writer", "records-db"] {
-        let nice = nice_of(name);
-        assert!(!nice.is_empty(), "no {name} thread in {threads:?}");
-        assert!(nice.iter().all(|&n| n == background), "{threads:?}");
-    }
-    // The pool's connections, opened at start-up, keep the process's priority.
-    let pool = nice_of("sqlx-sqlite");
-    assert!(
-        !pool.is_empty() && pool.iter().all(|&n| n == base),
-        "{threads:?}"
-    );
+    let runtime = nice_of("tokio-rt");
+    assert!(!runtime.is_empty(), "no background thread in {threads:?}");
+    assert!(runtime.iter().all(|&n| n == background), "{threads:?}");
+    // The pool's connections, opened at start-up, keep the process's priority; the records
+    // connection, opened by the writer, runs at the background's.
+    let sqlite = nice_of("sqlx-sqlite");
+    assert!(sqlite.contains(&background), "{threads:?}");
+    assert!(sqlite.contains(&base), "{threads:?}");
     // The main thread (accepting connections) keeps the process's priority.
     assert_eq!(main_nice(env.gw.pid()), base);
-}
-
-/// The policies of `/proc/PID/stat`.
-#[cfg(target_os = "linux")]
-const SCHED_OTHER: u32 = 0;
-#[cfg(target_os = "linux")]
-const SCHED_IDLE: u32 = 5;
-
-/// The record writer and its SQLite connection run in the idle scheduling class while the writer
-/// keeps up, every other thread in the normal one; a burst that fills its queue past the mark
-/// puts them back in the normal class at once, and they return to the idle class once the writer
-/// has caught up, a second later. Where the process may not leave the idle class (no
-/// CAP_SYS_NICE, RLIMIT_NICE below 20), they stay normal throughout, as the metrics say.
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn the_record_writer_idles_while_it_keeps_up() {
-    // The gateway runs as this process does: same user, capabilities and limits.
-    let reversible = switchyard::scheduling::idle_class_is_reversible();
-    if !reversible {
-        eprintln!(
-            "NOTE: this process may not leave the idle scheduling class; the gateway's writer \
-             must then keep the normal class, which is what this test checks"
-        );
-    }
-    let env = env_with_sections("", "", "telemetry:\n  queue_capacity: 16\n").await;
-    let policies = |env: &Env| -> Vec<(String, u32)> {
-        threads_of(env.gw.pid())
-            .into_iter()
-            .map(|(name, _, policy)| (name, policy))
-            .collect()
-    };
-    let writer_idle = |env: &Env| {
-        let threads = policies(env);
-        let of = |prefix: &str| -> Vec<u32> {
-            threads
-                .iter()
-                .filter(|(name, _)| name.starts_with(prefix))
-                .map(|(_, p)| *p)
-                .collect()
-        };
-        let (writer, db) = (of("records-writer"), of("records-db"));
-        assert_eq!((writer.len(), db.len()), (1, 1), "{threads:?}");
-        // Every other thread is normal, always.
-        assert!(
-            threads
-                .iter()
-                .filter(|(name, _)| !name.starts_with("records-"))
-                .all(|(_, p)| *p == SCHED_OTHER),
-            "{threads:?}"
-        );
-        assert_eq!(writer, db, "{threads:?}");
-        writer[0] == SCHED_IDLE
-    };
-    let metric = |text: &str, name: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    };
-    let r = env
-        .post("/v1/chat/completions", &chat("openai", "hello"))
-        .await;
-    record(&env, &request_id(&r)).await;
-    let metrics = env.get("/metrics").await.text;
-    assert_eq!(writer_idle(&env), reversible);
-    if !reversible {
-        assert!(!metrics.contains("recorder_writer_"), "{metrics}");
-        return;
-    }
-    assert_eq!(
-        metric(&metrics, "switchyard_recorder_writer_idle"),
-        Some(1.0)
-    );
-    assert_eq!(
-        metric(&metrics, "switchyard_recorder_writer_lifts_total"),
-        Some(0.0)
-    );
-
-    // Twelve records at once, within a batch window or two: the fourth queued lifts the writer
-    // (a quarter of the queue's 16), and none is dropped.
-    let bodies: Vec<Value> = (0..12)
-        .map(|i| chat("openai", &format!("burst {i}")))
-        .collect();
-    let burst = bodies
-        .iter()
-        .map(|body| env.post("/v1/chat/completions", body));
-    let ids: Vec<String> = futures::future::join_all(burst)
-        .await
-        .iter()
-        .map(|r| {
-            assert_eq!(r.status, 200);
-            request_id(r)
-        })
-        .collect();
-    // Records are queued as their requests finish, which their answers may precede.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while writer_idle(&env) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not lifted by the burst"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for id in &ids {
-        record(&env, id).await;
-    }
-    let metrics = env.get("/metrics").await.text;
-    assert_eq!(
-        metric(&metrics, "switchyard_recorder_writer_lifts_total"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        metric(&metrics, "switchyard_recorder_dropped_records_total"),
-        Some(0.0)
-    );
-    // Caught up, a second after the lift: the next batch leaves it idle again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = env
-        .post("/v1/chat/completions", &chat("openai", "after"))
-        .await;
-    record(&env, &request_id(&r)).await;
-    // The writer lowers itself after its batch is stored, which the record's visibility
-    // may precede by a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !writer_idle(&env) {
-        assert!(std::time::Instant::now() < deadline, "{:?}", policies(&env));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let metrics = env.get("/metrics").await.text;
-    assert_eq!(
-        metric(&metrics, "switchyard_recorder_writer_idle"),
-        Some(1.0)
-    );
 }
 
 #[tokio::test]
