@@ -757,7 +757,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     );
     let pid = gateway.pid;
     let ticks = procfs::clock_ticks() as f64;
-    let cpu_at_start = procfs::cpu_ticks(pid).unwrap_or(0);
+    let cpu_at_start = procfs::counters(pid).map_or(0, |c| c.cpu_ticks);
     // The machine's CPU time at the last line, for the share of it stolen in each interval.
     let host_at_last = Cell::new(CpuTotals::now());
     let memory = Rc::new(RefCell::new(MemoryInterval::default()));
@@ -778,7 +778,7 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
                 )
             };
             rec.interval.reset();
-            let cpu = procfs::cpu_ticks(pid).map_or(0, |t| t.saturating_sub(cpu_at_start));
+            let cpu = procfs::counters(pid).map_or(0, |c| c.cpu_ticks.saturating_sub(cpu_at_start));
             let host_now = CpuTotals::now();
             let steal = host_now
                 .zip(host_at_last.replace(host_now))

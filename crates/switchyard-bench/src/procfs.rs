@@ -20,12 +20,6 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// User plus system CPU time of a process (all its threads), in clock ticks.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_cpu_ticks(&stat)
-}
-
 /// The numeric field `n` (1-based, as `proc(5)` numbers them) of a `/proc/PID/stat` line, from
 /// field 3 on. The command name (field 2) is in parentheses and may hold spaces, so the fields
 /// are counted from after its last `)`.
@@ -63,6 +57,7 @@ impl Counters {
     }
 }
 
+/// A process's CPU time and minor page faults so far.
 pub fn counters(pid: u32) -> Option<Counters> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_counters(&stat)
@@ -226,7 +221,6 @@ mod tests {
     #[test]
     fn own_process_is_readable() {
         let pid = std::process::id();
-        assert!(cpu_ticks(pid).is_some());
         assert!(counters(pid).unwrap().minor_faults > 0);
         assert!(rss_kib(pid).unwrap() > 0);
         let (rss, anon) = rss_and_anon_kib(pid).unwrap();

@@ -3,6 +3,7 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// mimalloc as the global allocator, asked for a plain block wherever the alignment a layout
 /// needs is one every block has anyway (a machine word: blocks are whole words, and a free
@@ -80,7 +81,7 @@ pub fn release_free_memory() {
 }
 
 /// How many times memory that serving threads allocated was freed in bulk by another thread.
-static BULK_FREES_ELSEWHERE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static BULK_FREES_ELSEWHERE: AtomicU64 = AtomicU64::new(0);
 
 /// Notes that this thread has just freed, in one go, many blocks that other threads allocated
 /// (the record writer letting its spare text buffers go). mimalloc hands such blocks back to
@@ -88,7 +89,7 @@ static BULK_FREES_ELSEWHERE: std::sync::atomic::AtomicU64 = std::sync::atomic::A
 /// allocates or collects: an idle serving thread would hold them until traffic resumed. Serving
 /// threads see the count change and collect ([`Collector`]).
 pub fn freed_in_bulk_elsewhere() {
-    BULK_FREES_ELSEWHERE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    BULK_FREES_ELSEWHERE.fetch_add(1, Ordering::Relaxed);
 }
 
 /// When an event-loop thread should hand its free memory back: once after it goes idle, and
@@ -112,17 +113,14 @@ impl Collector {
     pub fn new() -> Self {
         Self {
             collected: false,
-            bulk_frees_seen: BULK_FREES_ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed),
+            bulk_frees_seen: BULK_FREES_ELSEWHERE.load(Ordering::Relaxed),
         }
     }
 
     /// Collects if the thread was idle since the last tick and either has not collected since
     /// it last worked or memory of its own was freed elsewhere since. Returns whether it did.
     pub fn tick(&mut self, worked: bool) -> bool {
-        let due = self.due(
-            worked,
-            BULK_FREES_ELSEWHERE.load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let due = self.due(worked, BULK_FREES_ELSEWHERE.load(Ordering::Relaxed));
         if due {
             release_free_memory();
         }
