@@ -116,6 +116,12 @@ impl FeatureSet {
     pub fn otlp(self) -> bool {
         self >= FeatureSet::Otel
     }
+
+    /// Request records are on: the cases the added-p99 target is read from (keys, budgets and
+    /// records on).
+    pub fn records(self) -> bool {
+        self >= FeatureSet::Records
+    }
 }
 
 /// Prompt size of every request of a case.
@@ -427,6 +433,8 @@ mod tests {
         assert!(!FeatureSet::Bare.virtual_key());
         assert!(FeatureSet::Keys.virtual_key() && !FeatureSet::Keys.otlp());
         assert!(FeatureSet::Records.virtual_key() && !FeatureSet::Records.otlp());
+        assert!(FeatureSet::Records.records() && FeatureSet::Otel.records());
+        assert!(!FeatureSet::Keys.records() && !FeatureSet::Bare.records());
         assert!(FeatureSet::Otel.virtual_key() && FeatureSet::Otel.otlp());
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_case(

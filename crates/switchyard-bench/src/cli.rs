@@ -20,8 +20,8 @@ use crate::load::{self, Plan, ProcWatch, Recorder};
 use crate::payload::{MASTER_KEY, Template};
 use crate::procfs::{self, CpuTotals, Machine};
 use crate::report::{
-    self, Added, AgainstNginx, CaseReport, Percentiles, ProcessReport, Report, SinkReport,
-    TargetReport,
+    self, Added, AgainstNginx, CaseReport, NGINX_AGAIN, Percentiles, ProcessReport, Report,
+    SinkReport, TargetReport,
 };
 use crate::sink::OtlpSink;
 use crate::targets::{Gateway, Nginx, SimThread};
@@ -339,11 +339,18 @@ fn run_case(
     let setup = GatewaySetup::start(rt, case, options, sim)?;
     let gateway = &setup.gateway;
     let template = Rc::new(Template::for_case(case, &setup.key)?);
-    let mut targets = vec![TargetRun::new("direct", sim.addr, None)?];
-    if let Some(n) = nginx {
-        targets.push(TargetRun::new("nginx", n.addr, Some(n.pid))?);
+    let mut targets = Vec::with_capacity(4);
+    for name in target_names(case, nginx.is_some()) {
+        let (addr, pid) = match name {
+            "direct" => (sim.addr, None),
+            "gateway" => (gateway.addr, Some(gateway.pid)),
+            _ => match nginx {
+                Some(n) => (n.addr, Some(n.pid)),
+                None => continue,
+            },
+        };
+        targets.push(TargetRun::new(name, addr, pid)?);
     }
-    targets.push(TargetRun::new("gateway", gateway.addr, Some(gateway.pid))?);
     let rounds = options.rounds;
     let mut rounds_measured_again = 0;
     for round in 0..rounds {
@@ -433,6 +440,23 @@ fn run_case(
         otlp_sink,
         rounds_measured_again,
     })
+}
+
+/// The targets one case measures, in the order each round takes them (from a later one each
+/// round). A case with records on, which the added-p99 target is read from, measures the nginx
+/// hop a second time in a turn of its own after the gateway's ([`NGINX_AGAIN`]): the ratio of
+/// the hop to itself shows how far a ratio moves between two windows of one run with nothing
+/// changed, beside the gateway's.
+fn target_names(case: &Case, with_nginx: bool) -> Vec<&'static str> {
+    let mut names = vec!["direct"];
+    if with_nginx {
+        names.push("nginx");
+    }
+    names.push("gateway");
+    if with_nginx && case.features.records() {
+        names.push(NGINX_AGAIN);
+    }
+    names
 }
 
 /// A running gateway for one case with what its feature set needs around it: the OTLP sink it
@@ -943,6 +967,30 @@ fn memory_summary(intervals: &[MemoryInterval]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::case::FeatureSet;
+
+    #[test]
+    fn the_nginx_hop_is_measured_twice_where_a_case_decides_the_added_p99_target() {
+        let cases = case::load_all(&crate::shipped_cases(), &["chat-small-rate".to_owned()]);
+        let mut case = cases.unwrap().remove(0);
+        for (features, with_nginx, names) in [
+            (FeatureSet::Bare, true, vec!["direct", "nginx", "gateway"]),
+            (FeatureSet::Keys, true, vec!["direct", "nginx", "gateway"]),
+            (
+                FeatureSet::Records,
+                true,
+                vec!["direct", "nginx", "gateway", NGINX_AGAIN],
+            ),
+            (
+                FeatureSet::Otel,
+                true,
+                vec!["direct", "nginx", "gateway", NGINX_AGAIN],
+            ),
+            (FeatureSet::Otel, false, vec!["direct", "gateway"]),
+        ] {
+            case.features = features;
+            assert_eq!(target_names(&case, with_nginx), names, "{features:?}");
+        }
+    }
 
     #[test]
     fn a_round_is_measured_again_only_for_steal_above_the_limit_and_never_for_ever() {

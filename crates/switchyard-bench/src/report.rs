@@ -65,7 +65,7 @@ pub struct SinkReport {
 /// One run of a case against one target.
 #[derive(Debug, Serialize)]
 pub struct TargetReport {
-    /// `direct`, `nginx` or `gateway`.
+    /// `direct`, `nginx`, `gateway` or `nginx-2` (the nginx hop measured again, [`NGINX_AGAIN`]).
     pub target: String,
     pub ok: u64,
     pub errors: u64,
@@ -189,6 +189,39 @@ const IDLE_RSS_MAX_KIB: u64 = 40_000_000 / 1024;
 /// ... and its added time to first token under 200 µs at p50.
 const TTFT_ADDED_MAX_US: i64 = 200;
 
+/// The second measurement of the nginx hop in a case that measures it twice (see
+/// [`AgainstNginx::nginx_against_itself`]).
+pub const NGINX_AGAIN: &str = "nginx-2";
+
+/// One target's added p99 against nginx's, pooled and by the rounds' median.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct P99AgainstNginx {
+    /// The target's added p99 over nginx's; `None` where either is at or below direct's.
+    pub ratio: Option<f64>,
+    /// The same for the medians of the rounds' added p99s.
+    pub rounds_ratio: Option<f64>,
+    /// Whether the target's added p99 is within 1.5 × nginx's (or at or below direct's).
+    pub within: bool,
+    /// The same for the medians of the rounds' added p99s; `None` without rounds.
+    pub rounds_within: Option<bool>,
+}
+
+impl P99AgainstNginx {
+    fn of(target: &Added, nginx: &Added) -> Self {
+        let ratio = |t: i64, n: i64| (t > 0 && n > 0).then(|| t as f64 / n as f64);
+        let within = |t: i64, n: i64| t as f64 <= (P99_TIMES_NGINX * n as f64).max(0.0);
+        let rounds = nginx
+            .p99_median_of_rounds_us
+            .zip(target.p99_median_of_rounds_us);
+        P99AgainstNginx {
+            ratio: ratio(target.p99_us, nginx.p99_us),
+            rounds_ratio: rounds.and_then(|(n, t)| ratio(t, n)),
+            within: within(target.p99_us, nginx.p99_us),
+            rounds_within: rounds.map(|(n, t)| within(t, n)),
+        }
+    }
+}
+
 /// The gateway against the nginx hop in one case: the ratios the targets compare.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgainstNginx {
@@ -204,6 +237,11 @@ pub struct AgainstNginx {
     /// none of its run-to-run spread either (the targets take turns through the same rounds).
     pub p50_over_nginx_us: i64,
     pub p99_over_nginx_us: i64,
+    /// The nginx hop measured again in a turn of its own each round ([`NGINX_AGAIN`]) against
+    /// its first measurement, as the gateway is compared: how far the ratio moves between two
+    /// windows of one run for one hop against itself. `None` where the case measured the hop
+    /// once (only the cases the added-p99 target is read from measure it twice).
+    pub nginx_against_itself: Option<P99AgainstNginx>,
     /// The gateway's requests per second over nginx's.
     pub throughput_ratio: f64,
     /// Requests per CPU-second, the gateway's over nginx's (nginx's CPU per request over the
@@ -218,20 +256,18 @@ impl AgainstNginx {
         let added_of = |name: &str| added.iter().find(|a| a.target == name);
         let (nginx, gateway) = (target("nginx")?, target("gateway")?);
         let (nginx_added, gateway_added) = (added_of("nginx")?, added_of("gateway")?);
-        let ratio = |g: i64, n: i64| (g > 0 && n > 0).then(|| g as f64 / n as f64);
-        let within = |g: i64, n: i64| g as f64 <= (P99_TIMES_NGINX * n as f64).max(0.0);
-        let rounds = nginx_added
-            .p99_median_of_rounds_us
-            .zip(gateway_added.p99_median_of_rounds_us);
+        let p99 = P99AgainstNginx::of(gateway_added, nginx_added);
         let cpu = |t: &TargetReport| t.process.and_then(|p| p.cpu_ms_per_1k_requests);
         let over_nginx = Added::between(gateway, nginx);
         Some(AgainstNginx {
-            p99_ratio: ratio(gateway_added.p99_us, nginx_added.p99_us),
-            p99_rounds_ratio: rounds.and_then(|(n, g)| ratio(g, n)),
-            p99_within: within(gateway_added.p99_us, nginx_added.p99_us),
-            p99_rounds_within: rounds.map(|(n, g)| within(g, n)),
+            p99_ratio: p99.ratio,
+            p99_rounds_ratio: p99.rounds_ratio,
+            p99_within: p99.within,
+            p99_rounds_within: p99.rounds_within,
             p50_over_nginx_us: over_nginx.p50_us,
             p99_over_nginx_us: over_nginx.p99_us,
+            nginx_against_itself: added_of(NGINX_AGAIN)
+                .map(|again| P99AgainstNginx::of(again, nginx_added)),
             throughput_ratio: gateway.throughput_rps / nginx.throughput_rps,
             throughput_per_cpu_ratio: cpu(nginx)
                 .zip(cpu(gateway))
@@ -545,18 +581,21 @@ pub fn targets(report: &Report) -> String {
             out,
             "\n== against the nginx hop: the gateway's figure over nginx's (n/a: an added p99 \
              at or below direct's, or no CPU time); \"over nginx\": the gateway's latency less \
-             nginx's, ms, no direct baseline between them"
+             nginx's, ms, no direct baseline between them; \"nginx itself\": the same p99 ratios \
+             for the nginx hop measured again in a turn of its own ({NGINX_AGAIN}), where a case \
+             decides the added-p99 target"
         );
         let _ = writeln!(
             out,
-            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>27} {:>21}",
+            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>27} {:>21} {:>22}",
             "case",
             "p99",
             "p99 rnd",
             "req/s",
             "per CPU",
             "TTFT added, nginx / gateway",
-            "over nginx p50 / p99"
+            "over nginx p50 / p99",
+            "nginx itself p99 / rnd"
         );
         for c in &report.cases {
             let Some(a) = &c.against_nginx else { continue };
@@ -564,9 +603,13 @@ pub fn targets(report: &Report) -> String {
                 (Some(n), Some(g)) => format!("{} / {}", signed_ms(n), signed_ms(g)),
                 _ => "-".into(),
             };
+            let itself = a.nginx_against_itself.map_or_else(
+                || "-".into(),
+                |n| format!("{} / {}", ratio(n.ratio), ratio(n.rounds_ratio)),
+            );
             let _ = writeln!(
                 out,
-                "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27} {:>21}",
+                "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27} {:>21} {:>22}",
                 c.case.name,
                 ratio(a.p99_ratio),
                 ratio(a.p99_rounds_ratio),
@@ -577,7 +620,8 @@ pub fn targets(report: &Report) -> String {
                     "{} / {}",
                     signed_ms(a.p50_over_nginx_us),
                     signed_ms(a.p99_over_nginx_us)
-                )
+                ),
+                itself
             );
         }
     }
@@ -595,7 +639,7 @@ pub fn targets(report: &Report) -> String {
     let with_records: Vec<(&CaseReport, &AgainstNginx)> = report
         .cases
         .iter()
-        .filter(|c| c.case.features >= FeatureSet::Records)
+        .filter(|c| c.case.features.records())
         .filter_map(|c| Some((c, c.against_nginx.as_ref()?)))
         .collect();
     if with_records.is_empty() {
@@ -624,6 +668,33 @@ pub fn targets(report: &Report) -> String {
             )),
             n = with_records.len(),
         );
+        // Not a target: the same reading for one hop against itself, so that a ratio can be
+        // told from the spread between two windows of one run.
+        let itself: Vec<(&String, P99AgainstNginx)> = with_records
+            .iter()
+            .filter_map(|(c, a)| Some((&c.case.name, a.nginx_against_itself?)))
+            .collect();
+        if !itself.is_empty() {
+            let pooled = itself.iter().filter(|(_, n)| n.within).count();
+            let rounds = itself
+                .iter()
+                .filter(|(_, n)| n.rounds_within == Some(true))
+                .count();
+            let worst = itself
+                .iter()
+                .filter_map(|(name, n)| Some((n.rounds_ratio?, name)))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let _ = writeln!(
+                out,
+                "  the nginx hop against itself in the same cases ({NGINX_AGAIN} over nginx): \
+                 within {P99_TIMES_NGINX} x in {pooled} of {n} by the pooled p99, {rounds} by \
+                 the rounds' median{}",
+                worst.map_or(String::new(), |(r, name)| format!(
+                    "; highest rounds' ratio {r:.2}, {name}"
+                )),
+                n = itself.len(),
+            );
+        }
     }
     // Throughput per CPU at saturation, bare proxy.
     let lowest = report
@@ -825,6 +896,8 @@ mod tests {
         assert_eq!((a.p50_over_nginx_us, a.p99_over_nginx_us), (50, 50));
         assert!(a.p99_within);
         assert_eq!(a.p99_rounds_within, Some(true));
+        // Measured once, the hop is not compared with itself.
+        assert!(a.nginx_against_itself.is_none());
         assert_eq!(a.throughput_ratio, 0.8);
         assert_eq!(a.throughput_per_cpu_ratio, Some(0.5));
         let a = of(
@@ -847,6 +920,23 @@ mod tests {
         assert_eq!((a.p99_ratio, a.p99_within), (None, false));
         // No ratio there, but the gateway's tail over nginx's is still read.
         assert_eq!(a.p99_over_nginx_us, 80);
+        // Measured twice, the second measurement is compared with the first as the gateway is.
+        let twice = case(
+            "c",
+            FeatureSet::Records,
+            Load::Rate(1.0),
+            vec![
+                direct(),
+                run("nginx", 200, 1.0, 1.0, 1),
+                run("gateway", 250, 1.0, 1.0, 1),
+                target(NGINX_AGAIN, 1_400, vec![1_100, 1_400, 1_500]),
+            ],
+        );
+        let itself = twice.against_nginx.unwrap().nginx_against_itself.unwrap();
+        assert_eq!((itself.ratio, itself.within), (Some(2.0), false));
+        // Rounds' added p99s 100, 400, 500 against nginx's 200: median 400.
+        assert_eq!(itself.rounds_ratio, Some(2.0));
+        assert_eq!(itself.rounds_within, Some(false));
         // Without nginx there is nothing to compare.
         let alone = vec![direct(), run("gateway", 250, 1.0, 1.0, 1)];
         assert!(
@@ -878,6 +968,7 @@ mod tests {
                     direct(),
                     run("nginx", 200, 500.0, 70.0, 8_000),
                     run("gateway", 290, 500.0, 150.0, 24_000),
+                    run(NGINX_AGAIN, 250, 500.0, 70.0, 8_000),
                 ],
             ),
             case(
@@ -888,6 +979,7 @@ mod tests {
                     direct(),
                     run("nginx", 100, 500.0, 70.0, 8_000),
                     run("gateway", 390, 500.0, 150.0, 25_000),
+                    run(NGINX_AGAIN, 160, 500.0, 70.0, 8_000),
                 ],
             ),
             case(
@@ -923,17 +1015,17 @@ mod tests {
         };
         assert_eq!(
             row("records-over"),
-            "3.90 3.90 1.00 0.47 - +0.290 / +0.290",
+            "3.90 3.90 1.00 0.47 - +0.290 / +0.290 1.60 / 1.60",
             "{text}"
         );
         assert_eq!(
             row("saturation"),
-            "1.00 1.00 0.90 0.40 - +0.000 / +0.000",
+            "1.00 1.00 0.90 0.40 - +0.000 / +0.000 -",
             "{text}"
         );
         assert_eq!(
             row("nginx-at-direct"),
-            "n/a n/a 1.00 0.50 - +0.150 / +0.150",
+            "n/a n/a 1.00 0.50 - +0.150 / +0.150 -",
             "{text}"
         );
         assert!(
@@ -941,6 +1033,15 @@ mod tests {
                 "added p99 within 1.5 x nginx's, keys, budgets and records on: NOT MET (within in \
                  1 of 2 cases by the pooled p99, 1 by the rounds' median; highest rounds' ratio \
                  3.90, records-over)"
+            ),
+            "{text}"
+        );
+        // The hop against itself is read beside the verdict, over the same cases.
+        assert!(
+            text.contains(
+                "  the nginx hop against itself in the same cases (nginx-2 over nginx): within \
+                 1.5 x in 1 of 2 by the pooled p99, 1 by the rounds' median; highest rounds' \
+                 ratio 1.60, records-over"
             ),
             "{text}"
         );
