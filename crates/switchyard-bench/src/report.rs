@@ -193,16 +193,21 @@ const TTFT_ADDED_MAX_US: i64 = 200;
 /// [`AgainstNginx::nginx_against_itself`]).
 pub const NGINX_AGAIN: &str = "nginx-2";
 
-/// One target's added p99 against nginx's, pooled and by the rounds' median.
+/// One target's added p99 against nginx's, pooled and by the rounds' median (named in JSON as
+/// in `against_nginx`, where the gateway's are flattened).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct P99AgainstNginx {
     /// The target's added p99 over nginx's; `None` where either is at or below direct's.
+    #[serde(rename = "p99_ratio")]
     pub ratio: Option<f64>,
     /// The same for the medians of the rounds' added p99s.
+    #[serde(rename = "p99_rounds_ratio")]
     pub rounds_ratio: Option<f64>,
     /// Whether the target's added p99 is within 1.5 × nginx's (or at or below direct's).
+    #[serde(rename = "p99_within")]
     pub within: bool,
     /// The same for the medians of the rounds' added p99s; `None` without rounds.
+    #[serde(rename = "p99_rounds_within")]
     pub rounds_within: Option<bool>,
 }
 
@@ -225,14 +230,9 @@ impl P99AgainstNginx {
 /// The gateway against the nginx hop in one case: the ratios the targets compare.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgainstNginx {
-    /// The gateway's added p99 over nginx's; `None` where either is at or below direct's.
-    pub p99_ratio: Option<f64>,
-    /// The same for the medians of the rounds' added p99s.
-    pub p99_rounds_ratio: Option<f64>,
-    /// Whether the gateway's added p99 is within 1.5 × nginx's (or at or below direct's).
-    pub p99_within: bool,
-    /// The same for the medians of the rounds' added p99s; `None` without rounds.
-    pub p99_rounds_within: Option<bool>,
+    /// The gateway's added p99 over nginx's.
+    #[serde(flatten)]
+    pub p99: P99AgainstNginx,
     /// The gateway's p50 and p99 over nginx's own (µs): no direct baseline between them, so
     /// none of its run-to-run spread either (the targets take turns through the same rounds).
     pub p50_over_nginx_us: i64,
@@ -256,14 +256,10 @@ impl AgainstNginx {
         let added_of = |name: &str| added.iter().find(|a| a.target == name);
         let (nginx, gateway) = (target("nginx")?, target("gateway")?);
         let (nginx_added, gateway_added) = (added_of("nginx")?, added_of("gateway")?);
-        let p99 = P99AgainstNginx::of(gateway_added, nginx_added);
         let cpu = |t: &TargetReport| t.process.and_then(|p| p.cpu_ms_per_1k_requests);
         let over_nginx = Added::between(gateway, nginx);
         Some(AgainstNginx {
-            p99_ratio: p99.ratio,
-            p99_rounds_ratio: p99.rounds_ratio,
-            p99_within: p99.within,
-            p99_rounds_within: p99.rounds_within,
+            p99: P99AgainstNginx::of(gateway_added, nginx_added),
             p50_over_nginx_us: over_nginx.p50_us,
             p99_over_nginx_us: over_nginx.p99_us,
             nginx_against_itself: added_of(NGINX_AGAIN)
@@ -611,8 +607,8 @@ pub fn targets(report: &Report) -> String {
                 out,
                 "{:<width$} {:>8} {:>8} {:>8.2} {:>8} {:>27} {:>21} {:>22}",
                 c.case.name,
-                ratio(a.p99_ratio),
-                ratio(a.p99_rounds_ratio),
+                ratio(a.p99.ratio),
+                ratio(a.p99.rounds_ratio),
                 a.throughput_ratio,
                 ratio(a.throughput_per_cpu_ratio),
                 ttft,
@@ -649,14 +645,14 @@ pub fn targets(report: &Report) -> String {
              and a case with records)"
         );
     } else {
-        let pooled = with_records.iter().filter(|(_, a)| a.p99_within).count();
+        let pooled = with_records.iter().filter(|(_, a)| a.p99.within).count();
         let rounds = with_records
             .iter()
-            .filter(|(_, a)| a.p99_rounds_within == Some(true))
+            .filter(|(_, a)| a.p99.rounds_within == Some(true))
             .count();
         let worst = with_records
             .iter()
-            .filter_map(|(c, a)| Some((a.p99_rounds_ratio?, &c.case.name)))
+            .filter_map(|(c, a)| Some((a.p99.rounds_ratio?, &c.case.name)))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let _ = writeln!(
             out,
@@ -893,12 +889,12 @@ mod tests {
             run("nginx", 200, 1_000.0, 20.0, 8_000),
             run("gateway", 250, 800.0, 40.0, 20_000),
         );
-        assert_eq!(a.p99_ratio, Some(1.25));
-        assert_eq!(a.p99_rounds_ratio, Some(1.25));
+        assert_eq!(a.p99.ratio, Some(1.25));
+        assert_eq!(a.p99.rounds_ratio, Some(1.25));
         // Nginx at 1.2 ms, the gateway at 1.25, whatever direct's.
         assert_eq!((a.p50_over_nginx_us, a.p99_over_nginx_us), (50, 50));
-        assert!(a.p99_within);
-        assert_eq!(a.p99_rounds_within, Some(true));
+        assert!(a.p99.within);
+        assert_eq!(a.p99.rounds_within, Some(true));
         // Measured once, the hop is not compared with itself.
         assert!(a.nginx_against_itself.is_none());
         assert_eq!(a.throughput_ratio, 0.8);
@@ -907,20 +903,20 @@ mod tests {
             run("nginx", 200, 1.0, 1.0, 1),
             run("gateway", 400, 1.0, 1.0, 1),
         );
-        assert_eq!(a.p99_ratio, Some(2.0));
-        assert!(!a.p99_within);
+        assert_eq!(a.p99.ratio, Some(2.0));
+        assert!(!a.p99.within);
         // At or below direct's: no ratio. A gateway at or below direct's is within; above
         // direct's while nginx is not, it is not.
         let mut nginx_below = target("nginx", 950, vec![950; 3]);
         nginx_below.process = None;
         let a = of(nginx_below, target("gateway", 990, vec![990; 3]));
-        assert_eq!((a.p99_ratio, a.p99_within), (None, true));
+        assert_eq!((a.p99.ratio, a.p99.within), (None, true));
         assert_eq!(a.throughput_per_cpu_ratio, None);
         let a = of(
             target("nginx", 950, vec![950; 3]),
             target("gateway", 1_030, vec![1_030; 3]),
         );
-        assert_eq!((a.p99_ratio, a.p99_within), (None, false));
+        assert_eq!((a.p99.ratio, a.p99.within), (None, false));
         // No ratio there, but the gateway's tail over nginx's is still read.
         assert_eq!(a.p99_over_nginx_us, 80);
         // Measured twice, the second measurement is compared with the first as the gateway is.
