@@ -51,25 +51,10 @@ pub(crate) use on_db;
 
 /// What the two databases write differently.
 pub trait Dialect: sqlx::Database + Sized {
-    /// Whether statements written often are better with `?` than `$N`: SQLite finds a named
-    /// parameter's number by a walk through the statement's names, for every parameter bound
-    /// at every execution, so a record batch's 400 `$N` cost more than writing the records.
-    const ANONYMOUS_PARAMETERS: bool;
-    /// How an insert that skips rows already there begins and ends: SQLite's `OR IGNORE`
-    /// needs no statement journal, where its `ON CONFLICT DO NOTHING` keeps one per statement.
-    const INSERT_IGNORING: (&'static str, &'static str);
     /// A record's body as it is stored: its JSON (`RequestRecord::to_json`), which SQLite keeps
     /// compressed (`sqlite::pack_body`) with its long texts in rows of their own (`texts`), and
     /// PostgreSQL as text (compressed by TOAST).
     type StoredBody;
-    /// The stored bodies of a batch of records, written in the batch's transaction on `conn`
-    /// (SQLite stores their long texts there, noting them in `pending`).
-    fn store_bodies(
-        conn: &mut Self::Connection,
-        known: &KnownTexts,
-        pending: &mut texts::Pending,
-        records: &[RequestRecord],
-    ) -> impl std::future::Future<Output = StoreResult<Vec<Self::StoredBody>>> + Send;
     /// The records stored bodies hold, reading from `pool` what they refer to; a body that
     /// cannot be read (damaged) is left out.
     fn records_of(
@@ -83,18 +68,7 @@ pub trait Dialect: sqlx::Database + Sized {
 }
 
 impl Dialect for sqlx::Sqlite {
-    const ANONYMOUS_PARAMETERS: bool = true;
-    const INSERT_IGNORING: (&'static str, &'static str) = ("INSERT OR IGNORE INTO", "");
     type StoredBody = Vec<u8>;
-
-    async fn store_bodies(
-        conn: &mut sqlx::SqliteConnection,
-        known: &KnownTexts,
-        pending: &mut texts::Pending,
-        records: &[RequestRecord],
-    ) -> StoreResult<Vec<Vec<u8>>> {
-        texts::write(conn, known, pending, records).await
-    }
 
     async fn records_of(
         pool: &SqlitePool,
@@ -123,26 +97,7 @@ impl Dialect for sqlx::Sqlite {
 }
 
 impl Dialect for sqlx::Postgres {
-    const ANONYMOUS_PARAMETERS: bool = false;
-    const INSERT_IGNORING: (&'static str, &'static str) =
-        ("INSERT INTO", " ON CONFLICT DO NOTHING");
     type StoredBody = String;
-
-    async fn store_bodies(
-        _: &mut sqlx::PgConnection,
-        _: &KnownTexts,
-        _: &mut texts::Pending,
-        records: &[RequestRecord],
-    ) -> StoreResult<Vec<String>> {
-        Ok(records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                crate::telemetry::recorder::give_way(i);
-                r.to_json()
-            })
-            .collect())
-    }
 
     async fn records_of(_: &PgPool, bodies: Vec<String>) -> StoreResult<Vec<RequestRecord>> {
         Ok(bodies

@@ -1,10 +1,10 @@
 //! Request records: the batched writer's insert, and the reads of the query API, the spend
 //! reports and the ledgers' starting points.
 
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    Bucket, Dialect, RecordStore, RequestFilter, SpendColumn, SpendGroup, SpendRow, Store,
+    Bucket, Db, Dialect, RecordStore, RequestFilter, SpendColumn, SpendGroup, SpendRow, Store,
     StoreResult, on_db, texts,
 };
 use crate::telemetry::record::RequestRecord;
@@ -147,116 +147,156 @@ impl Store {
     }
 }
 
-/// Rows of the multi-row statements a batch of records is written with: as many of the largest
-/// as fit, then the rest by halves, so any batch takes a few statements (each a round trip to
-/// the database) of five sizes only. Each size is prepared once per connection and kept, so its
-/// memory is taken once; statements sized to each batch were parsed anew every time and took
-/// memory that followed the largest batch so far (a stall of the writer made a batch of
-/// hundreds of records and raised it for good).
-pub(super) const STATEMENT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
-
 /// The columns a record is written to, in the order its values are bound.
 pub(super) const RECORD_COLUMNS: &str = "id, started_at_ms, requested_model, alias, deployment, provider, key_id, \
     team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, output_tokens, \
     cost_nanos, tags, body, config_name, config_version, experiment_id, variant, session_id";
 
-/// The `INSERT` of `STATEMENT_ROWS[size]` records, written once for the process: built per
-/// batch, its few hundred placeholders and separators went through the query builder's
-/// formatting one by one, about a third of the writer's own work per record. Replays after a
-/// sink outage may repeat records: the id makes that harmless.
-fn insert_statement<D: Dialect>(size: usize) -> &'static str {
-    fn statements(anonymous: bool, (insert, ignoring): (&str, &str)) -> Vec<String> {
+/// Binds `$r`'s values, `$body` its stored body, to `$query`, in `RECORD_COLUMNS`' order.
+macro_rules! bind_record {
+    ($query:expr, $r:expr, $body:expr) => {{
+        let r = $r;
+        let tags = (!r.tags.is_empty()).then(|| serde_json::to_string(&r.tags).unwrap_or_default());
+        $query
+            .bind(&r.id)
+            .bind(r.started_at_ms)
+            .bind(&r.requested_model)
+            .bind(&r.alias)
+            .bind(&r.deployment)
+            .bind(&r.provider)
+            .bind(&r.caller.key_id)
+            .bind(&r.caller.team)
+            .bind(&r.caller.org)
+            .bind(&r.customer)
+            .bind(i64::from(r.status))
+            .bind(r.outcome.as_str())
+            .bind(&r.error_code)
+            .bind(r.stream)
+            .bind(r.duration_ms)
+            .bind(r.tokens.map(|t| t.input as i64))
+            .bind(r.tokens.map(|t| t.output as i64))
+            .bind(r.cost_nanos)
+            .bind(tags)
+            .bind($body)
+            .bind(&r.config_name)
+            .bind(r.config_version.map(i64::from))
+            .bind(&r.experiment_id)
+            .bind(&r.variant)
+            .bind(&r.session_id)
+    }};
+}
+
+/// Records per statement on SQLite.
+pub(super) const SQLITE_ROWS: usize = 32;
+
+/// The statement that writes up to [`SQLITE_ROWS`] records on SQLite, a transaction of its own
+/// (SQLite's autocommit). A batch of the few dozen records a window holds at a few hundred
+/// requests a second is then one message to the connection's thread and one answer back. sqlx
+/// hands every statement to that thread and waits for its answer, `BEGIN` and `COMMIT` twice
+/// over (their answers are acknowledged), so the transaction of five statements a batch took
+/// cost each side some twelve switches (docs/PERFORMANCE.md, fifty-second round). The rows are
+/// one shape whatever their count, prepared once: arguments not bound read as NULL, and rows
+/// whose id is NULL are left out. Anonymous parameters: SQLite finds a named one's number by a
+/// walk through the statement's names, for every parameter bound at every execution. `OR
+/// IGNORE` makes a replay after a sink outage harmless.
+fn sqlite_insert() -> &'static str {
+    static STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let columns = RECORD_COLUMNS.split(',').count();
-        STATEMENT_ROWS
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        format!(
+            "INSERT OR IGNORE INTO requests ({RECORD_COLUMNS}) SELECT * FROM (VALUES {}) \
+             WHERE column1 IS NOT NULL",
+            vec![row.as_str(); SQLITE_ROWS].join(", ")
+        )
+    });
+    &STATEMENT
+}
+
+/// Rows of the multi-row statements a batch of records is written with on PostgreSQL: as many
+/// of the largest as fit, then the rest by halves, so any batch takes a few statements (each a
+/// round trip to the database) of five sizes only, each prepared once per connection and kept.
+/// Statements sized to each batch were parsed anew every time, and took memory that followed
+/// the largest batch so far.
+pub(super) const POSTGRES_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// The `INSERT` of `POSTGRES_ROWS[size]` records, written once for the process: built per
+/// batch, its few hundred placeholders and separators went through the query builder's
+/// formatting one by one. Replays after a sink outage may repeat records: the id makes that
+/// harmless.
+fn postgres_insert(size: usize) -> &'static str {
+    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let columns = RECORD_COLUMNS.split(',').count();
+        POSTGRES_ROWS
             .iter()
             .map(|&rows| {
                 let values: Vec<String> = (0..rows)
                     .map(|row| {
                         let params: Vec<String> = (1..=columns)
-                            .map(|c| match anonymous {
-                                true => "?".to_owned(),
-                                false => format!("${}", row * columns + c),
-                            })
+                            .map(|c| format!("${}", row * columns + c))
                             .collect();
                         format!("({})", params.join(", "))
                     })
                     .collect();
                 format!(
-                    "{insert} requests ({RECORD_COLUMNS}) VALUES {}{ignoring}",
+                    "INSERT INTO requests ({RECORD_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
                     values.join(", ")
                 )
             })
             .collect()
-    }
-    static SQLITE: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        statements(
-            sqlx::Sqlite::ANONYMOUS_PARAMETERS,
-            sqlx::Sqlite::INSERT_IGNORING,
-        )
     });
-    static POSTGRES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        statements(
-            sqlx::Postgres::ANONYMOUS_PARAMETERS,
-            sqlx::Postgres::INSERT_IGNORING,
-        )
-    });
-    if D::ANONYMOUS_PARAMETERS {
-        &SQLITE[size]
-    } else {
-        &POSTGRES[size]
+    &STATEMENTS[size]
+}
+
+impl Store {
+    /// Writes `records` on SQLite, one statement per [`SQLITE_ROWS`] records (`sqlite_insert`),
+    /// after a transaction of its own for the long texts they name that are not stored yet
+    /// (`texts`).
+    async fn insert_sqlite(&self, pool: &SqlitePool, records: &[RequestRecord]) -> StoreResult<()> {
+        let mut conn = pool.acquire().await?;
+        for chunk in records.chunks(SQLITE_ROWS) {
+            let mut bodies = texts::Bodies::of(&self.texts, chunk);
+            if bodies.has_new_texts() {
+                let mut tx = conn.begin().await?;
+                let mut stored = texts::Pending::new();
+                bodies.store_new_texts(&mut tx, &mut stored).await?;
+                tx.commit().await?;
+                self.texts.remember(stored);
+            }
+            let mut insert = sqlx::query::<Sqlite>(sqlite_insert());
+            for (r, body) in chunk.iter().zip(bodies.stored()) {
+                insert = bind_record!(insert, r, body);
+            }
+            insert.execute(&mut *conn).await?;
+        }
+        Ok(())
     }
+}
+
+/// Writes `records` on PostgreSQL in one transaction.
+async fn insert_postgres(pool: &PgPool, records: &[RequestRecord]) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    let mut rest = records;
+    while let Some(size) = POSTGRES_ROWS.iter().position(|&rows| rows <= rest.len()) {
+        let (chunk, tail) = rest.split_at(POSTGRES_ROWS[size]);
+        rest = tail;
+        let mut insert = sqlx::query::<Postgres>(postgres_insert(size));
+        for (i, r) in chunk.iter().enumerate() {
+            crate::telemetry::recorder::give_way(i);
+            insert = bind_record!(insert, r, r.to_json());
+        }
+        // Kept prepared: one statement per size in `POSTGRES_ROWS` and connection.
+        insert.execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }
 
 impl RecordStore for Store {
     async fn insert(&self, records: &[RequestRecord]) -> StoreResult<()> {
         // Each database's writing is boxed: the two together make a large future, and the
         // writer moves this one into a timeout for every batch.
-        on_db!(&self.records, |pool: Db| Box::pin(async move {
-            let mut tx = pool.begin().await?;
-            let mut texts = texts::Pending::new();
-            let mut rest = records;
-            while let Some(size) = STATEMENT_ROWS.iter().position(|&rows| rows <= rest.len()) {
-                let (chunk, tail) = rest.split_at(STATEMENT_ROWS[size]);
-                rest = tail;
-                let bodies = Db::store_bodies(&mut tx, &self.texts, &mut texts, chunk).await?;
-                let mut insert = sqlx::query::<Db>(insert_statement::<Db>(size));
-                for (r, body) in chunk.iter().zip(bodies) {
-                    let tags = (!r.tags.is_empty())
-                        .then(|| serde_json::to_string(&r.tags).unwrap_or_default());
-                    insert = insert
-                        .bind(&r.id)
-                        .bind(r.started_at_ms)
-                        .bind(&r.requested_model)
-                        .bind(&r.alias)
-                        .bind(&r.deployment)
-                        .bind(&r.provider)
-                        .bind(&r.caller.key_id)
-                        .bind(&r.caller.team)
-                        .bind(&r.caller.org)
-                        .bind(&r.customer)
-                        .bind(i64::from(r.status))
-                        .bind(r.outcome.as_str())
-                        .bind(&r.error_code)
-                        .bind(r.stream)
-                        .bind(r.duration_ms)
-                        .bind(r.tokens.map(|t| t.input as i64))
-                        .bind(r.tokens.map(|t| t.output as i64))
-                        .bind(r.cost_nanos)
-                        .bind(tags)
-                        .bind(body)
-                        .bind(&r.config_name)
-                        .bind(r.config_version.map(i64::from))
-                        .bind(&r.experiment_id)
-                        .bind(&r.variant)
-                        .bind(&r.session_id);
-                }
-                // Kept prepared: one statement per size in `STATEMENT_ROWS` and connection.
-                insert.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            self.texts.remember(texts);
-            Ok(())
-        })
-        .await)
+        match &self.records {
+            Db::Sqlite(pool) => Box::pin(self.insert_sqlite(pool, records)).await,
+            Db::Postgres(pool) => Box::pin(insert_postgres(pool, records)).await,
+        }
     }
 }

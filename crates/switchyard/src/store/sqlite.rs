@@ -213,10 +213,14 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
     // same copying (new pages are copied once either way), in pieces a tenth as long, so a
     // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
     // for it (docs/PERFORMANCE.md, thirty-eighth round).
+    // Not pinged each time a batch takes it: a ping is a round trip to SQLite's thread as
+    // costly as the batch's insert, and a connection in this process, used by no one else, has
+    // nothing to find (a failed write spills its batch either way).
     let records = SqlitePoolOptions::new()
         .max_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        .test_before_acquire(false)
         .connect_lazy_with(
             options
                 .pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB))
@@ -374,9 +378,9 @@ mod tests {
                 assert!(store.get(&r.id).await.unwrap().is_some(), "{}", r.id);
             }
         }
-        // Every column holds its own value, in a statement of each size (the binds follow
-        // `RECORD_COLUMNS` in order).
-        for size in [1usize, 3, 16] {
+        // Every column holds its own value, in a command full or not and in two (the binds
+        // follow `RECORD_COLUMNS` in order).
+        for size in [1usize, 3, 32, 33] {
             let batch: Vec<RequestRecord> = (0..size)
                 .map(|i| {
                     let mut r = record.clone();
@@ -455,6 +459,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.count().await.unwrap(), stored as i64);
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_short_or_refused_leaves_nothing_in_the_way_of_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        let batch = |prefix: &str| -> Vec<RequestRecord> {
+            (0..5)
+                .map(|i| record_with_content(&format!("{prefix}-{i}"), "short"))
+                .collect()
+        };
+        let first = batch("first");
+        store.insert(&first).await.unwrap();
+
+        // Another connection holds the write lock, so the writer's insert waits for it until the
+        // writer gives up on it (its timeout drops the statement's answer).
+        let mut other = store.pool().acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let cut = batch("cut");
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), store.insert(&cut)).await;
+        assert!(gave_up.is_err(), "the insert waited for the lock");
+        sqlx::query("COMMIT").execute(&mut *other).await.unwrap();
+        drop(other);
+
+        // The next batch is written, and seen by other connections: committed.
+        let next = batch("next");
+        store.insert(&next).await.unwrap();
+        for r in first.iter().chain(&next) {
+            assert!(store.get(&r.id).await.unwrap().is_some(), "{}", r.id);
+        }
+        // The batch cut short is stored whole or not at all; written again, it is there once.
+        let cut_stored = store.count().await.unwrap() - 10;
+        assert!(cut_stored == 0 || cut_stored == 5, "{cut_stored}");
+        store.insert(&cut).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 15);
+
+        // An insert that fails (a row refused by a trigger) leaves nothing of its batch, and
+        // nothing in the way of the next.
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.id = 'refused-2' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert!(store.insert(&batch("refused")).await.is_err());
+        let after = batch("after");
+        store.insert(&after).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 20);
+        assert!(store.get("refused-0").await.unwrap().is_none());
     }
 
     /// A record with a prompt and response of `text`.

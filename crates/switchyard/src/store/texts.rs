@@ -12,8 +12,9 @@
 //!
 //! The writer remembers the texts it stored lately ([`KnownTexts`], by their bytes, so a text
 //! is only ever reused for the same bytes); a text it does not remember is stored again, as a
-//! new row, which keeps the writing free of lookups in the database. A row is remembered only
-//! once the batch that wrote it is committed. Rows are never deleted: no record is.
+//! new row, which keeps the writing free of lookups in the database. A row is stored in a
+//! transaction of its own, before the records that name it, and remembered once that is
+//! committed. Rows are never deleted: no record is.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ impl Default for KnownTexts {
     }
 }
 
-/// Texts stored by a batch being written, with their rows' ids: met again later in the batch,
+/// Texts stored in a transaction not yet committed, with their rows' ids: met again in it,
 /// they are not stored twice; remembered ([`KnownTexts::remember`]) once it is committed.
 pub type Pending = HashMap<Box<str>, i64>;
 
@@ -85,67 +86,92 @@ impl KnownTexts {
     }
 }
 
-/// The bodies of `records` as SQLite stores them, storing on `conn` (in the batch's
-/// transaction) each long text neither remembered nor stored earlier in the batch (`pending`).
-pub(super) async fn write(
-    conn: &mut SqliteConnection,
-    known: &KnownTexts,
-    pending: &mut Pending,
-    records: &[RequestRecord],
-) -> StoreResult<Vec<Vec<u8>>> {
-    let split: Vec<(String, Vec<Range<usize>>)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            crate::telemetry::recorder::give_way(i);
-            let (json, mut ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
-            // More texts than a body's header counts (tens of MiB kept a record): kept whole.
-            if ranges.len() > usize::from(u16::MAX) {
-                ranges.clear();
-            }
-            (json, ranges)
-        })
-        .collect();
-    // Each text's id where the writer remembers it; looked up with the lock held no longer.
-    let mut ids: Vec<Vec<Option<i64>>> = {
-        let known = known.0.lock();
-        split
+/// A chunk of records written out as JSON, with the place of each long text in it and, for
+/// each text, its row's id once known: remembered by the writer, or stored
+/// ([`Bodies::store_new_texts`]).
+pub(super) struct Bodies {
+    split: Vec<(String, Vec<Range<usize>>)>,
+    ids: Vec<Vec<Option<i64>>>,
+}
+
+impl Bodies {
+    /// `records` written out, their texts looked up among those the writer remembers; nothing
+    /// is read from the database.
+    pub(super) fn of(known: &KnownTexts, records: &[RequestRecord]) -> Self {
+        let split: Vec<(String, Vec<Range<usize>>)> = records
             .iter()
-            .map(|(json, ranges)| {
-                ranges
-                    .iter()
-                    .map(|r| known.get(&json[r.clone()]).copied())
-                    .collect()
+            .enumerate()
+            .map(|(i, r)| {
+                crate::telemetry::recorder::give_way(i);
+                let (json, mut ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
+                // More texts than a body's header counts (tens of MiB kept a record): kept whole.
+                if ranges.len() > usize::from(u16::MAX) {
+                    ranges.clear();
+                }
+                (json, ranges)
             })
-            .collect()
-    };
-    for ((json, ranges), ids) in split.iter().zip(&mut ids) {
-        for (range, id) in ranges.iter().zip(ids.iter_mut()) {
-            if id.is_some() {
-                continue;
-            }
-            let text = &json[range.clone()];
-            if let Some(&stored) = pending.get(text) {
-                *id = Some(stored);
-                continue;
-            }
-            let new: i64 =
-                sqlx::query_scalar("INSERT INTO record_texts (body) VALUES (?) RETURNING id")
-                    .bind(pack_body(text.as_bytes()))
-                    .fetch_one(&mut *conn)
-                    .await?;
-            pending.insert(Box::from(text), new);
-            *id = Some(new);
-        }
+            .collect();
+        // Looked up with the lock held no longer.
+        let ids = {
+            let known = known.0.lock();
+            split
+                .iter()
+                .map(|(json, ranges)| {
+                    ranges
+                        .iter()
+                        .map(|r| known.get(&json[r.clone()]).copied())
+                        .collect()
+                })
+                .collect()
+        };
+        Self { split, ids }
     }
-    Ok(split
-        .iter()
-        .zip(&ids)
-        .map(|((json, ranges), ids)| {
-            let ids = ids.iter().map(|id| id.unwrap_or_default());
-            body_with_texts(json, ranges, ids)
-        })
-        .collect())
+
+    /// Whether any text is not stored yet.
+    pub(super) fn has_new_texts(&self) -> bool {
+        self.ids.iter().flatten().any(Option::is_none)
+    }
+
+    /// Stores on `conn` each text not stored yet, once however many records carry it, noting
+    /// it in `pending` (to be remembered once its transaction is committed).
+    pub(super) async fn store_new_texts(
+        &mut self,
+        conn: &mut SqliteConnection,
+        pending: &mut Pending,
+    ) -> StoreResult<()> {
+        for ((json, ranges), ids) in self.split.iter().zip(&mut self.ids) {
+            for (range, id) in ranges.iter().zip(ids.iter_mut()) {
+                if id.is_some() {
+                    continue;
+                }
+                let text = &json[range.clone()];
+                if let Some(&stored) = pending.get(text) {
+                    *id = Some(stored);
+                    continue;
+                }
+                let new: i64 =
+                    sqlx::query_scalar("INSERT INTO record_texts (body) VALUES (?) RETURNING id")
+                        .bind(pack_body(text.as_bytes()))
+                        .fetch_one(&mut *conn)
+                        .await?;
+                pending.insert(Box::from(text), new);
+                *id = Some(new);
+            }
+        }
+        Ok(())
+    }
+
+    /// The records' bodies as SQLite stores them, in order; a text not stored yet would be
+    /// named by id 0, which no row has (`store_new_texts` comes first).
+    pub(super) fn stored(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.split
+            .iter()
+            .zip(&self.ids)
+            .map(|((json, ranges), ids)| {
+                let ids = ids.iter().map(|id| id.unwrap_or_default());
+                body_with_texts(json, ranges, ids)
+            })
+    }
 }
 
 /// A record's stored body: its JSON packed, or, with texts kept apart, their places and ids
@@ -158,7 +184,7 @@ fn body_with_texts(json: &str, ranges: &[Range<usize>], ids: impl Iterator<Item 
     let mut rest = Vec::with_capacity(json.len() - kept);
     let mut out = Vec::with_capacity(3 + 12 * ranges.len());
     out.push(BODY_WITH_TEXTS);
-    // `write` keeps a body with more texts than this counts whole.
+    // `Bodies::of` keeps a body with more texts than this counts whole.
     out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
     let mut from = 0;
     for (range, id) in ranges.iter().zip(ids) {
@@ -385,26 +411,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_text_is_remembered_only_once_its_batch_is_committed() {
+    async fn a_text_is_remembered_only_once_committed_and_never_named_before() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
         let long = text(6, 4000);
-        // The batch fails after storing its text: the table it writes records to is away.
+        let r = record("1", &[&long], "ok");
+
+        // The text's own transaction fails: nothing is remembered, no record names it.
+        sqlx::query("ALTER TABLE record_texts RENAME TO record_texts_away")
+            .execute(pool(&store))
+            .await
+            .unwrap();
+        assert!(store.insert(std::slice::from_ref(&r)).await.is_err());
+        sqlx::query("ALTER TABLE record_texts_away RENAME TO record_texts")
+            .execute(pool(&store))
+            .await
+            .unwrap();
+        assert_eq!(text_rows(&store).await, 0);
+        assert!(store.get("1").await.unwrap().is_none());
+
+        // Written again, the text is stored rather than taken for stored.
+        store.insert(std::slice::from_ref(&r)).await.unwrap();
+        assert_eq!(text_rows(&store).await, 1);
+        assert_reads_back(&store, &r).await;
+
+        // The records fail after their new text is committed: the text stays, is remembered,
+        // and the batch written again names it rather than storing it twice.
+        let other = record("2", &[&text(10, 3000)], "ok");
         sqlx::query("ALTER TABLE requests RENAME TO requests_away")
             .execute(pool(&store))
             .await
             .unwrap();
-        let r = record("1", &[&long], "ok");
-        assert!(store.insert(std::slice::from_ref(&r)).await.is_err());
+        assert!(store.insert(std::slice::from_ref(&other)).await.is_err());
         sqlx::query("ALTER TABLE requests_away RENAME TO requests")
             .execute(pool(&store))
             .await
             .unwrap();
-        assert_eq!(text_rows(&store).await, 0, "rolled back with the batch");
-
-        // Written again, the text is stored again rather than taken for stored.
-        store.insert(std::slice::from_ref(&r)).await.unwrap();
-        assert_eq!(text_rows(&store).await, 1);
+        assert_eq!(text_rows(&store).await, 2);
+        store.insert(std::slice::from_ref(&other)).await.unwrap();
+        assert_eq!(text_rows(&store).await, 2);
+        assert_reads_back(&store, &other).await;
         assert_reads_back(&store, &r).await;
     }
 

@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 use super::record::RequestRecord;
 use crate::store::{RecordStore, Store};
 
-/// Largest batch written in one transaction.
+/// Largest batch handed to the store at once (PostgreSQL writes it in one transaction, SQLite
+/// in one per `store::records::SQLITE_ROWS` records).
 const BATCH: usize = 512;
 /// How long the writer lets records gather after the first record of a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
