@@ -498,16 +498,22 @@ mod tests {
         store.insert(&cut).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 15);
 
-        // An insert that fails (a row refused by a trigger) leaves nothing of its batch, and
-        // nothing in the way of the next.
+        // An insert that fails (a row refused by a trigger) leaves nothing of its batch, in one
+        // statement or in several, and nothing in the way of the next.
         sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.id = 'refused-2' \
+            "CREATE TRIGGER refuse BEFORE INSERT ON requests \
+             WHEN NEW.id IN ('refused-2', 'refused-many-35') \
              BEGIN SELECT RAISE(ABORT, 'refused'); END",
         )
         .execute(store.pool())
         .await
         .unwrap();
         assert!(store.insert(&batch("refused")).await.is_err());
+        let many: Vec<RequestRecord> = (0..40)
+            .map(|i| record_with_content(&format!("refused-many-{i}"), "short"))
+            .collect();
+        assert!(store.insert(&many).await.is_err());
+        assert!(store.get("refused-many-0").await.unwrap().is_none());
         let after = batch("after");
         store.insert(&after).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 20);

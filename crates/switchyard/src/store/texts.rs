@@ -12,9 +12,8 @@
 //!
 //! The writer remembers the texts it stored lately ([`KnownTexts`], by their bytes, so a text
 //! is only ever reused for the same bytes); a text it does not remember is stored again, as a
-//! new row, which keeps the writing free of lookups in the database. A row is stored in a
-//! transaction of its own, before the records that name it, and remembered once that is
-//! committed. Rows are never deleted: no record is.
+//! new row, which keeps the writing free of lookups in the database. A row is remembered only
+//! once the batch that wrote it is committed. Rows are never deleted: no record is.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -70,7 +69,7 @@ impl Default for KnownTexts {
     }
 }
 
-/// Texts stored in a transaction not yet committed, with their rows' ids: met again in it,
+/// Texts stored by a batch being written, with their rows' ids: met again later in the batch,
 /// they are not stored twice; remembered ([`KnownTexts::remember`]) once it is committed.
 pub type Pending = HashMap<Box<str>, i64>;
 
@@ -132,8 +131,8 @@ impl Bodies {
         self.ids.iter().flatten().any(Option::is_none)
     }
 
-    /// Stores on `conn` each text not stored yet, once however many records carry it, noting
-    /// it in `pending` (to be remembered once its transaction is committed).
+    /// Stores on `conn` (in the batch's transaction) each text not stored yet, neither
+    /// remembered nor in `pending` (stored earlier in the batch), noting it there.
     pub(super) async fn store_new_texts(
         &mut self,
         conn: &mut SqliteConnection,
@@ -411,46 +410,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_text_is_remembered_only_once_committed_and_never_named_before() {
+    async fn a_text_is_remembered_only_once_its_batch_is_committed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
         let long = text(6, 4000);
-        let r = record("1", &[&long], "ok");
-
-        // The text's own transaction fails: nothing is remembered, no record names it.
-        sqlx::query("ALTER TABLE record_texts RENAME TO record_texts_away")
-            .execute(pool(&store))
-            .await
-            .unwrap();
-        assert!(store.insert(std::slice::from_ref(&r)).await.is_err());
-        sqlx::query("ALTER TABLE record_texts_away RENAME TO record_texts")
-            .execute(pool(&store))
-            .await
-            .unwrap();
-        assert_eq!(text_rows(&store).await, 0);
-        assert!(store.get("1").await.unwrap().is_none());
-
-        // Written again, the text is stored rather than taken for stored.
-        store.insert(std::slice::from_ref(&r)).await.unwrap();
-        assert_eq!(text_rows(&store).await, 1);
-        assert_reads_back(&store, &r).await;
-
-        // The records fail after their new text is committed: the text stays, is remembered,
-        // and the batch written again names it rather than storing it twice.
-        let other = record("2", &[&text(10, 3000)], "ok");
+        // The batch fails after storing its text: the table it writes records to is away.
         sqlx::query("ALTER TABLE requests RENAME TO requests_away")
             .execute(pool(&store))
             .await
             .unwrap();
-        assert!(store.insert(std::slice::from_ref(&other)).await.is_err());
+        let r = record("1", &[&long], "ok");
+        assert!(store.insert(std::slice::from_ref(&r)).await.is_err());
         sqlx::query("ALTER TABLE requests_away RENAME TO requests")
             .execute(pool(&store))
             .await
             .unwrap();
-        assert_eq!(text_rows(&store).await, 2);
-        store.insert(std::slice::from_ref(&other)).await.unwrap();
-        assert_eq!(text_rows(&store).await, 2);
-        assert_reads_back(&store, &other).await;
+        assert_eq!(text_rows(&store).await, 0, "rolled back with the batch");
+
+        // Written again, the text is stored again rather than taken for stored.
+        store.insert(std::slice::from_ref(&r)).await.unwrap();
+        assert_eq!(text_rows(&store).await, 1);
         assert_reads_back(&store, &r).await;
     }
 

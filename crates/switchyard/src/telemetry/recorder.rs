@@ -24,8 +24,7 @@ use tokio::sync::mpsc;
 use super::record::RequestRecord;
 use crate::store::{RecordStore, Store};
 
-/// Largest batch handed to the store at once (PostgreSQL writes it in one transaction, SQLite
-/// in one per `store::records::SQLITE_ROWS` records).
+/// Largest batch written in one transaction.
 const BATCH: usize = 512;
 /// How long the writer lets records gather after the first record of a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
