@@ -192,14 +192,13 @@ pub(super) const SQLITE_ROWS: usize = 32;
 /// The statement that writes up to [`SQLITE_ROWS`] records on SQLite. Outside a transaction it
 /// is one of its own (SQLite's autocommit), so a batch of the few dozen records a window holds
 /// at a few hundred requests a second is one message to the connection's thread and one answer
-/// back. sqlx
-/// hands every statement to that thread and waits for its answer, `BEGIN` and `COMMIT` twice
-/// over (their answers are acknowledged), so the transaction of five statements a batch took
-/// cost each side some twelve switches (docs/PERFORMANCE.md, fifty-second round). The rows are
-/// one shape whatever their count, prepared once: arguments not bound read as NULL, and rows
-/// whose id is NULL are left out. Anonymous parameters: SQLite finds a named one's number by a
-/// walk through the statement's names, for every parameter bound at every execution. `OR
-/// IGNORE` makes a replay after a sink outage harmless.
+/// back. sqlx hands every statement to that thread and waits for its answer, `BEGIN` and
+/// `COMMIT` twice over (their answers are acknowledged): a batch's transaction of five
+/// statements woke SQLite's thread nine times and the runtime's as often (docs/PERFORMANCE.md,
+/// fifty-second round). The rows are one shape whatever their count, prepared once: arguments
+/// not bound read as NULL, and rows whose id is NULL are left out. Anonymous parameters: SQLite
+/// finds a named one's number by a walk through the statement's names, for every parameter
+/// bound at every execution. `OR IGNORE` makes a replay after a sink outage harmless.
 fn sqlite_insert() -> &'static str {
     static STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let columns = RECORD_COLUMNS.split(',').count();
