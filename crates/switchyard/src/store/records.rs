@@ -262,13 +262,13 @@ impl Store {
         let mut conn = pool.acquire().await?;
         let mut bodies = texts::Bodies::of(&self.texts, chunk);
         if records.len() <= SQLITE_ROWS && !bodies.has_new_texts() {
-            return insert_rows(&mut conn, chunk, &bodies).await;
+            return insert_rows(&mut conn, chunk, bodies).await;
         }
         let mut tx = conn.begin().await?;
         let mut stored = texts::Pending::new();
         loop {
             bodies.store_new_texts(&mut tx, &mut stored).await?;
-            insert_rows(&mut tx, chunk, &bodies).await?;
+            insert_rows(&mut tx, chunk, bodies).await?;
             let Some(next) = chunks.next() else {
                 break;
             };
@@ -285,10 +285,10 @@ impl Store {
 async fn insert_rows(
     conn: &mut SqliteConnection,
     records: &[RequestRecord],
-    bodies: &texts::Bodies,
+    bodies: texts::Bodies,
 ) -> StoreResult<()> {
     let mut insert = sqlx::query::<Sqlite>(sqlite_insert());
-    for (r, body) in records.iter().zip(bodies.stored()) {
+    for (r, body) in records.iter().zip(bodies.into_stored()) {
         insert = bind_record!(insert, r, body);
     }
     insert.execute(conn).await?;

@@ -85,50 +85,60 @@ impl KnownTexts {
     }
 }
 
-/// A chunk of records written out as JSON, with the place of each long text in it and, for
-/// each text, its row's id once known: remembered by the writer, or stored
-/// ([`Bodies::store_new_texts`]).
-pub(super) struct Bodies {
-    split: Vec<(String, Vec<Range<usize>>)>,
-    ids: Vec<Vec<Option<i64>>>,
+/// The bodies of a chunk of records as SQLite stores them. A record whose long texts the
+/// writer all remembers is stored at once and its JSON let go; one with a text not stored yet
+/// keeps its JSON, with the places of its texts and the ids known so far, until
+/// [`Bodies::store_new_texts`]. So a statement's 32 records hold at most their stored bodies,
+/// not 32 prompts of 200 KB at once (holding them raised the RSS left after a full load by 2
+/// MiB).
+pub(super) struct Bodies(Vec<Body>);
+
+enum Body {
+    Stored(Vec<u8>),
+    Waiting {
+        json: String,
+        ranges: Vec<Range<usize>>,
+        ids: Vec<Option<i64>>,
+    },
 }
 
 impl Bodies {
     /// `records` written out, their texts looked up among those the writer remembers; nothing
     /// is read from the database.
     pub(super) fn of(known: &KnownTexts, records: &[RequestRecord]) -> Self {
-        let split: Vec<(String, Vec<Range<usize>>)> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                crate::telemetry::recorder::give_way(i);
-                let (json, mut ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
-                // More texts than a body's header counts (tens of MiB kept a record): kept whole.
-                if ranges.len() > usize::from(u16::MAX) {
-                    ranges.clear();
-                }
-                (json, ranges)
-            })
-            .collect();
-        // Looked up with the lock held no longer.
-        let ids = {
-            let known = known.0.lock();
-            split
+        Self(
+            records
                 .iter()
-                .map(|(json, ranges)| {
-                    ranges
-                        .iter()
-                        .map(|r| known.get(&json[r.clone()]).copied())
-                        .collect()
+                .enumerate()
+                .map(|(i, r)| {
+                    crate::telemetry::recorder::give_way(i);
+                    let (json, mut ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
+                    // More texts than a body's header counts (tens of MiB kept a record): kept
+                    // whole.
+                    if ranges.len() > usize::from(u16::MAX) {
+                        ranges.clear();
+                    }
+                    let ids: Vec<Option<i64>> = {
+                        let known = known.0.lock();
+                        ranges
+                            .iter()
+                            .map(|r| known.get(&json[r.clone()]).copied())
+                            .collect()
+                    };
+                    if ids.iter().all(Option::is_some) {
+                        let ids = ids.into_iter().map(Option::unwrap_or_default);
+                        Body::Stored(body_with_texts(&json, &ranges, ids))
+                    } else {
+                        Body::Waiting { json, ranges, ids }
+                    }
                 })
-                .collect()
-        };
-        Self { split, ids }
+                .collect(),
+        )
     }
 
     /// Whether any text is not stored yet.
     pub(super) fn has_new_texts(&self) -> bool {
-        self.ids.iter().flatten().any(Option::is_none)
+        self.0.iter().any(|b| matches!(b, Body::Waiting { .. }))
     }
 
     /// Stores on `conn` (in the batch's transaction) each text not stored yet, neither
@@ -138,7 +148,10 @@ impl Bodies {
         conn: &mut SqliteConnection,
         pending: &mut Pending,
     ) -> StoreResult<()> {
-        for ((json, ranges), ids) in self.split.iter().zip(&mut self.ids) {
+        for body in &mut self.0 {
+            let Body::Waiting { json, ranges, ids } = body else {
+                continue;
+            };
             for (range, id) in ranges.iter().zip(ids.iter_mut()) {
                 if id.is_some() {
                     continue;
@@ -156,20 +169,21 @@ impl Bodies {
                 pending.insert(Box::from(text), new);
                 *id = Some(new);
             }
+            let ids = ids.iter().map(|id| id.unwrap_or_default());
+            *body = Body::Stored(body_with_texts(json, ranges, ids));
         }
         Ok(())
     }
 
     /// The records' bodies as SQLite stores them, in order; a text not stored yet would be
     /// named by id 0, which no row has (`store_new_texts` comes first).
-    pub(super) fn stored(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
-        self.split
-            .iter()
-            .zip(&self.ids)
-            .map(|((json, ranges), ids)| {
-                let ids = ids.iter().map(|id| id.unwrap_or_default());
-                body_with_texts(json, ranges, ids)
-            })
+    pub(super) fn into_stored(self) -> impl Iterator<Item = Vec<u8>> {
+        self.0.into_iter().map(|body| match body {
+            Body::Stored(stored) => stored,
+            Body::Waiting { json, ranges, ids } => {
+                body_with_texts(&json, &ranges, ids.iter().map(|id| id.unwrap_or_default()))
+            }
+        })
     }
 }
 
