@@ -213,9 +213,9 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
     // same copying (new pages are copied once either way), in pieces a tenth as long, so a
     // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
     // for it (docs/PERFORMANCE.md, thirty-eighth round).
-    // Not pinged each time a batch takes it: a ping is a round trip to SQLite's thread as
-    // costly as the batch's insert, and a connection in this process, used by no one else, has
-    // nothing to find (a failed write spills its batch either way).
+    // Not pinged each time a batch takes it: a ping is a round trip to SQLite's thread with as
+    // many switches as the batch's own statement, and a connection in this process, used by no
+    // one else, has nothing to find (a failed write spills its batch either way).
     let records = SqlitePoolOptions::new()
         .max_connections(1)
         .idle_timeout(None)
@@ -378,7 +378,7 @@ mod tests {
                 assert!(store.get(&r.id).await.unwrap().is_some(), "{}", r.id);
             }
         }
-        // Every column holds its own value, in a command full or not and in two (the binds
+        // Every column holds its own value, in a statement full or not, and in two (the binds
         // follow `RECORD_COLUMNS` in order).
         for size in [1usize, 3, 32, 33] {
             let batch: Vec<RequestRecord> = (0..size)

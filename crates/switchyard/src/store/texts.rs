@@ -86,8 +86,8 @@ impl KnownTexts {
 }
 
 /// The bodies of a chunk of records as SQLite stores them. A record whose long texts the
-/// writer all remembers is stored at once and its JSON let go; one with a text not stored yet
-/// keeps its JSON, with the places of its texts and the ids known so far, until
+/// writer all remembers has its body made at once and its JSON let go; one with a text not
+/// stored yet keeps its JSON, with the places of its texts and the ids known so far, until
 /// [`Bodies::store_new_texts`]. So a statement's 32 records hold at most their stored bodies,
 /// not 32 prompts of 200 KB at once (holding them raised the RSS left after a full load by 2
 /// MiB).
