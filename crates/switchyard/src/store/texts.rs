@@ -118,12 +118,16 @@ impl Bodies {
                     if ranges.len() > usize::from(u16::MAX) {
                         ranges.clear();
                     }
-                    let ids: Vec<Option<i64>> = {
-                        let known = known.0.lock();
-                        ranges
-                            .iter()
-                            .map(|r| known.get(&json[r.clone()]).copied())
-                            .collect()
+                    // Most records keep no text apart: no lock for them.
+                    let ids: Vec<Option<i64>> = match ranges.is_empty() {
+                        true => Vec::new(),
+                        false => {
+                            let known = known.0.lock();
+                            ranges
+                                .iter()
+                                .map(|r| known.get(&json[r.clone()]).copied())
+                                .collect()
+                        }
                     };
                     if ids.iter().all(Option::is_some) {
                         let ids = ids.into_iter().map(Option::unwrap_or_default);
