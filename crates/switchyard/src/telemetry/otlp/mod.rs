@@ -1,8 +1,9 @@
 //! OpenTelemetry trace export of request records over OTLP/HTTP (protobuf). The recorder's
 //! writer hands every batch of records to [`OtlpObserver`], which only queues the shared batch
 //! (no record is copied) for each configured exporter, bounded by records; a task per exporter
-//! writes their spans straight into the protobuf body ([`spans`]) and posts it with our own
-//! async HTTP client. Nothing here runs on the request path.
+//! writes each record's spans as protobuf as soon as it takes the batch ([`spans`]), letting
+//! the records go, and posts what gathered at most once per `interval` (sooner for a full
+//! `max_batch`) with our own async HTTP client. Nothing here runs on the request path.
 //!
 //! Failure policy: a full queue drops the new records; a failed or timed-out export drops its
 //! batch. Either is counted in [`OtlpStats`] and logged at most once a minute per exporter
@@ -159,7 +160,12 @@ pub fn start(config: &Config, table: &RoutingTable) -> Result<Option<Exporters>,
             full_log: Mutex::new(Throttle::new()),
         });
         stats.push(s);
-        tasks.push(tokio::spawn(exporter.run(rx, waiting, file.max_batch)));
+        tasks.push(tokio::spawn(exporter.run(
+            rx,
+            waiting,
+            file.max_batch,
+            file.interval,
+        )));
     }
     Ok(Some(Exporters {
         observer: Arc::new(OtlpObserver { queues }),
@@ -203,6 +209,11 @@ impl Exporters {
     }
 }
 
+/// Spans that make a request of their own whatever the interval: about 40 short records' worth.
+/// Buffers this size are reused by the allocator; bodies several times larger (256 records)
+/// held about 1 MiB more after a load (docs/PERFORMANCE.md, fifty-third round).
+const SEND_AT_BYTES: usize = 64 * 1024;
+
 /// One exporter: where to send, how, and its counters.
 struct Exporter {
     url: String,
@@ -215,8 +226,19 @@ struct Exporter {
     client: reqwest::Client,
     stats: Arc<OtlpStats>,
     fail_log: Throttle,
-    /// Size of the last body, to size the next one's buffer at once.
-    body_hint: usize,
+    /// Spans written and not yet sent.
+    pending: Pending,
+}
+
+/// The spans of the records an exporter took and has not sent yet.
+#[derive(Default)]
+struct Pending {
+    /// `spans` fields of a `ScopeSpans` ([`spans::append_spans`]).
+    spans: Vec<u8>,
+    spans_count: u64,
+    records: usize,
+    /// Size of the last request's spans, to size the next one's buffer at once.
+    hint: usize,
 }
 
 impl Exporter {
@@ -238,61 +260,96 @@ impl Exporter {
             client,
             stats: Arc::new(OtlpStats::default()),
             fail_log: Throttle::new(),
-            body_hint: 0,
+            pending: Pending::default(),
         })
     }
 
-    /// Sends what is queued, at most `max_batch` records per request, until the queue closes.
+    /// Sends what is queued, at most `max_batch` records per request, until the queue closes:
+    /// a request at most every `interval`, or as soon as `max_batch` records or
+    /// [`SEND_AT_BYTES`] of spans wait. Records are written out as they are taken, so what
+    /// waits for the interval is their spans' bytes.
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Queued>,
         waiting: Arc<AtomicUsize>,
         max_batch: usize,
+        interval: Duration,
     ) {
         let max_batch = max_batch.max(1);
-        let mut parts = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut count = first.take;
-            parts.push(first);
-            while count < max_batch {
-                match rx.try_recv() {
-                    Ok(part) => {
-                        count += part.take;
-                        parts.push(part);
+        let mut next_send = tokio::time::Instant::now();
+        loop {
+            let part = if self.pending.records == 0 {
+                match rx.recv().await {
+                    Some(part) => part,
+                    None => break,
+                }
+            } else {
+                match tokio::time::timeout_at(next_send, rx.recv()).await {
+                    Ok(Some(part)) => part,
+                    // Closed (shutdown): what gathered goes now.
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.flush().await;
+                        next_send = tokio::time::Instant::now() + interval;
+                        continue;
                     }
-                    Err(_) => break,
+                }
+            };
+            waiting.fetch_sub(part.take, Ordering::AcqRel);
+            for record in &part.batch[..part.take] {
+                self.add(record);
+                if self.pending.records >= max_batch || self.pending.spans.len() >= SEND_AT_BYTES {
+                    self.flush().await;
+                    next_send = tokio::time::Instant::now() + interval;
                 }
             }
-            waiting.fetch_sub(count, Ordering::AcqRel);
-            let records: Vec<&RequestRecord> =
-                parts.iter().flat_map(|p| &p.batch[..p.take]).collect();
-            for chunk in records.chunks(max_batch) {
-                self.export(chunk).await;
-            }
-            parts.clear();
         }
+        self.flush().await;
     }
 
-    /// The protobuf body for a batch of records and how many spans it holds.
-    fn encode(&mut self, records: &[&RequestRecord]) -> (Vec<u8>, u64) {
-        let mut body = Vec::with_capacity(self.body_hint);
-        let count = spans::export_request(
-            &mut body,
-            &self.resource,
-            records,
+    /// Writes the spans of `record` after those waiting to be sent.
+    fn add(&mut self, record: &RequestRecord) {
+        let pending = &mut self.pending;
+        if pending.records == 0 {
+            pending.spans = Vec::with_capacity(pending.hint);
+        }
+        pending.spans_count += spans::append_spans(
+            &mut pending.spans,
+            record,
             &self.catalog,
             self.capture_content,
             &mut RandomIds,
         );
-        self.body_hint = body.len();
-        (body, count)
+        pending.records += 1;
     }
 
-    async fn export(&mut self, records: &[&RequestRecord]) {
-        let (body, count) = self.encode(records);
+    /// Sends the spans waiting, if any, in one request; the buffers go with it, so an idle
+    /// exporter holds none.
+    async fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending.spans);
+        let count = std::mem::take(&mut self.pending.spans_count);
+        self.pending.records = 0;
+        self.pending.hint = pending.len();
         if count == 0 {
             return;
         }
+        let mut body = Vec::with_capacity(pending.len() + self.resource.len() + 128);
+        spans::wrap_spans(&mut body, &self.resource, &pending);
+        drop(pending);
+        self.send_spans(body, count).await;
+    }
+
+    /// Sends the spans of `records` in one request, after any already waiting.
+    #[cfg(test)]
+    async fn export(&mut self, records: &[&RequestRecord]) {
+        for record in records {
+            self.add(record);
+        }
+        self.flush().await;
+    }
+
+    /// Posts `body`, holding `count` spans, and counts what became of them.
+    async fn send_spans(&mut self, body: Vec<u8>, count: u64) {
         match self.send(body).await {
             Ok(rejected) => {
                 self.stats

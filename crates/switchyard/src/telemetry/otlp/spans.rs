@@ -245,7 +245,37 @@ pub fn export_request(
     capture_content: bool,
     ids: &mut dyn Ids,
 ) -> u64 {
-    let mut count = 0;
+    let mut spans = Vec::new();
+    let count = records
+        .iter()
+        .map(|r| append_spans(&mut spans, r, catalog, capture_content, ids))
+        .sum();
+    wrap_spans(out, resource, &spans);
+    count
+}
+
+/// Appends the spans of `record` to `spans` as the `spans` fields of a `ScopeSpans`, for
+/// [`wrap_spans`] to put in an export request later; returns how many. A field's bytes are the
+/// same wherever it stands, so records can be written as they come and let go.
+pub fn append_spans(
+    spans: &mut Vec<u8>,
+    record: &RequestRecord,
+    catalog: &Catalog,
+    capture_content: bool,
+    ids: &mut dyn Ids,
+) -> u64 {
+    record_spans(
+        &mut Writer::new(spans),
+        record,
+        catalog,
+        capture_content,
+        ids,
+    )
+}
+
+/// Writes one `ExportTraceServiceRequest` into `out`: `resource` (see [`resource`]) and one
+/// scope holding `spans`, written by [`append_spans`].
+pub fn wrap_spans(out: &mut Vec<u8>, resource: &[u8], spans: &[u8]) {
     let mut w = Writer::new(out);
     w.nested(field::EXPORT_RESOURCE_SPANS, |rs| {
         rs.nested(field::RESOURCE_SPANS_RESOURCE, |r| r.raw(resource));
@@ -254,14 +284,11 @@ pub fn export_request(
                 scope.string(field::SCOPE_NAME, "switchyard");
                 scope.string(field::SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
             });
-            for r in records {
-                count += record_spans(ss, r, catalog, capture_content, ids);
-            }
+            ss.raw(spans);
             ss.string(field::SCOPE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
         });
         rs.string(field::RESOURCE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
     });
-    count
 }
 
 /// Writes the spans of one record, the request span first, then its attempts, as `spans`

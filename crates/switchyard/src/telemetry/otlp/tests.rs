@@ -661,7 +661,9 @@ async fn the_queue_shares_batches_bounded_by_records_and_requests_hold_at_most_m
     assert_eq!(Arc::strong_count(&second), 2);
 
     drop(observer);
-    exporter.run(queue_rx, waiting.clone(), 2).await;
+    exporter
+        .run(queue_rx, waiting.clone(), 2, Duration::ZERO)
+        .await;
     assert_eq!(waiting.load(Ordering::Relaxed), 0);
     assert_eq!(Arc::strong_count(&second), 1);
     let mut per_request = Vec::new();
@@ -679,8 +681,170 @@ async fn the_queue_shares_batches_bounded_by_records_and_requests_hold_at_most_m
                 .map(|span| s(span, "gateway.request.id").to_owned()),
         );
     }
-    assert_eq!(per_request, [2, 1, 2]);
+    // Batches already waiting when a request is sent share the next one.
+    assert_eq!(per_request, [2, 2, 1]);
     assert_eq!(ids[3..], ["second-0", "second-1"]);
     assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 15);
+    server.abort();
+}
+
+/// The record ids of each export request `rx` holds now.
+fn requests_sent(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>) -> Vec<Vec<String>> {
+    let mut sent = Vec::new();
+    while let Ok((_, body)) = rx.try_recv() {
+        let spans = &decode(&body).resource_spans[0].scope_spans[0].spans;
+        sent.push(
+            spans
+                .iter()
+                .filter(|s| s.parent_span_id.is_empty())
+                .map(|span| s(span, "gateway.request.id").to_owned())
+                .collect(),
+        );
+    }
+    sent
+}
+
+#[tokio::test]
+async fn records_gather_for_the_interval_unless_a_full_batch_waits_or_the_queue_closes() {
+    let (addr, mut rx, server) = receiver(ExportTraceServiceResponse::default()).await;
+    let file = otlp_file(format!("http://{addr}"));
+    let exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    let (tx, queue_rx) = mpsc::channel(8);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let observer = OtlpObserver {
+        queues: vec![Queue {
+            tx,
+            waiting: waiting.clone(),
+            capacity: 100,
+            url: exporter.url.clone(),
+            stats: exporter.stats.clone(),
+            full_log: Mutex::new(Throttle::new()),
+        }],
+    };
+    let batch = |ids: &[&str]| -> RecordBatch {
+        Arc::new(
+            ids.iter()
+                .map(|id| RequestRecord {
+                    id: (*id).into(),
+                    ..record()
+                })
+                .collect(),
+        )
+    };
+    // An interval no test outlives: whatever is sent before the queue closes was sent for a
+    // full batch or as the first request.
+    let task = tokio::spawn(exporter.run(queue_rx, waiting.clone(), 3, Duration::from_secs(3600)));
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+
+    // The first request goes at once: no request came before it.
+    observer.observe(&batch(&["a"]));
+    let (_, first) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the first export is sent at once")
+        .unwrap();
+    assert_eq!(
+        decode(&first).resource_spans[0].scope_spans[0].spans.len(),
+        3
+    );
+
+    // Four records come, more than a batch: a full one goes without waiting for the interval,
+    // the fourth record's spans wait.
+    observer.observe(&batch(&["b"]));
+    observer.observe(&batch(&["c0", "c1", "c2"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = Vec::new();
+    while sent.is_empty() && Instant::now() < deadline {
+        settle().await;
+        sent.extend(requests_sent(&mut rx));
+    }
+    assert_eq!(sent, [vec!["b", "c0", "c1"]]);
+    settle().await;
+    assert!(
+        requests_sent(&mut rx).is_empty(),
+        "less than a batch waits for the interval"
+    );
+
+    // Taken from the queue and written out, a record no longer counts against its room.
+    observer.observe(&batch(&["d"]));
+    settle().await;
+    assert!(requests_sent(&mut rx).is_empty());
+    assert_eq!(waiting.load(Ordering::Relaxed), 0);
+    // What waits goes as soon as the queue closes (shutdown), and the task ends after it.
+    drop(observer);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("a closed queue ends the exporter without waiting for the interval")
+        .unwrap();
+    assert_eq!(requests_sent(&mut rx), [vec!["c2", "d"]]);
+    server.abort();
+}
+
+#[tokio::test]
+async fn spans_past_the_size_bound_are_sent_without_waiting_for_the_interval() {
+    let (addr, mut rx, server) = receiver(ExportTraceServiceResponse::default()).await;
+    let file = otlp_file(format!("http://{addr}"));
+    let exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    let (tx, queue_rx) = mpsc::channel(8);
+    let observer = OtlpObserver {
+        queues: vec![Queue {
+            tx,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            capacity: 1000,
+            url: exporter.url.clone(),
+            stats: exporter.stats.clone(),
+            full_log: Mutex::new(Throttle::new()),
+        }],
+    };
+    let task = tokio::spawn(exporter.run(
+        queue_rx,
+        observer.queues[0].waiting.clone(),
+        10_000,
+        Duration::from_secs(3600),
+    ));
+    let ids: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    let records: RecordBatch = Arc::new(
+        ids.iter()
+            .map(|id| RequestRecord {
+                id: id.clone(),
+                ..record()
+            })
+            .collect(),
+    );
+    observer.observe(&records);
+    // Far fewer records than a batch, an interval no test outlives: only the size sends.
+    let mut bodies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok((_, body)) = rx.try_recv() {
+            bodies.push(body);
+        }
+    }
+    assert!(bodies.len() >= 2, "spans past the bound are sent at once");
+    // Each request holds the records up to the one that took its spans past the bound.
+    for body in &bodies {
+        assert!(body.len() >= SEND_AT_BYTES);
+        assert!(body.len() < SEND_AT_BYTES + 8 * 1024);
+    }
+    drop(observer);
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
+    while let Ok((_, body)) = rx.try_recv() {
+        bodies.push(body);
+    }
+    let sent: Vec<String> = bodies
+        .iter()
+        .flat_map(|body| {
+            decode(body).resource_spans[0].scope_spans[0]
+                .spans
+                .iter()
+                .filter(|s| s.parent_span_id.is_empty())
+                .map(|span| s(span, "gateway.request.id").to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(sent, ids, "every record once, in order");
     server.abort();
 }
