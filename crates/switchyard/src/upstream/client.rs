@@ -414,6 +414,17 @@ pub struct Pieces {
 }
 
 impl Pieces {
+    /// A body of `pieces`, sent one after another.
+    pub fn of(pieces: Vec<Bytes>) -> Self {
+        let left = pieces.iter().map(|p| p.len() as u64).sum();
+        let mut rest = pieces.into_iter();
+        Pieces {
+            next: rest.next(),
+            rest,
+            left,
+        }
+    }
+
     fn new(body: ProviderBody) -> Self {
         let left = body.len() as u64;
         // A body of one piece (most) needs no list of pieces.

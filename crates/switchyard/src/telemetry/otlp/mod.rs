@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use parking_lot::Mutex;
 use prost::Message;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, OtlpFile, Secret, traces_url};
 use crate::routing::RoutingTable;
 use crate::telemetry::{RecordBatch, RecordObserver, RequestRecord};
+use crate::upstream::client::Pieces;
 use spans::{Catalog, RandomIds};
 
 /// How long shutdown waits for the exporters to send what is still queued.
@@ -209,10 +211,15 @@ impl Exporters {
     }
 }
 
-/// Spans that make a request of their own whatever the interval: about 40 short records' worth.
-/// Buffers this size are reused by the allocator; bodies several times larger (256 records)
-/// held about 1 MiB more after a load (docs/PERFORMANCE.md, fifty-third round).
-const SEND_AT_BYTES: usize = 64 * 1024;
+/// Spans are written in pieces of about this size, and a request's body is sent as those
+/// pieces: a buffer this size is reused by the allocator, where one body of 256 short records
+/// (about 370 KB) and its copy left about 1 MiB more resident after a load
+/// (docs/PERFORMANCE.md, fifty-third round).
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// Most bytes of spans in one request, whatever `max_batch`: with `capture_content` a record's
+/// spans can come to hundreds of KiB, and receivers bound a request's size.
+const SEND_AT_BYTES: usize = 4 * 1024 * 1024;
 
 /// One exporter: where to send, how, and its counters.
 struct Exporter {
@@ -228,17 +235,20 @@ struct Exporter {
     fail_log: Throttle,
     /// Spans written and not yet sent.
     pending: Pending,
+    /// [`SEND_AT_BYTES`], lower in tests.
+    send_at_bytes: usize,
 }
 
-/// The spans of the records an exporter took and has not sent yet.
+/// The spans of the records an exporter took and has not sent yet, as `spans` fields of a
+/// `ScopeSpans` ([`spans::append_spans`]) in pieces of about [`PIECE_BYTES`].
 #[derive(Default)]
 struct Pending {
-    /// `spans` fields of a `ScopeSpans` ([`spans::append_spans`]).
-    spans: Vec<u8>,
-    spans_count: u64,
+    written: Vec<Bytes>,
+    /// The piece being written.
+    piece: Vec<u8>,
+    bytes: usize,
+    spans: u64,
     records: usize,
-    /// Size of the last request's spans, to size the next one's buffer at once.
-    hint: usize,
 }
 
 impl Exporter {
@@ -261,6 +271,7 @@ impl Exporter {
             stats: Arc::new(OtlpStats::default()),
             fail_log: Throttle::new(),
             pending: Pending::default(),
+            send_at_bytes: SEND_AT_BYTES,
         })
     }
 
@@ -298,7 +309,7 @@ impl Exporter {
             waiting.fetch_sub(part.take, Ordering::AcqRel);
             for record in &part.batch[..part.take] {
                 self.add(record);
-                if self.pending.records >= max_batch || self.pending.spans.len() >= SEND_AT_BYTES {
+                if self.pending.records >= max_batch || self.pending.bytes >= self.send_at_bytes {
                     self.flush().await;
                     next_send = tokio::time::Instant::now() + interval;
                 }
@@ -310,33 +321,49 @@ impl Exporter {
     /// Writes the spans of `record` after those waiting to be sent.
     fn add(&mut self, record: &RequestRecord) {
         let pending = &mut self.pending;
-        if pending.records == 0 {
-            pending.spans = Vec::with_capacity(pending.hint);
+        if pending.piece.capacity() == 0 {
+            // Room for the records that take a piece past its size, most of them short.
+            pending.piece = Vec::with_capacity(PIECE_BYTES + PIECE_BYTES / 8);
         }
-        pending.spans_count += spans::append_spans(
-            &mut pending.spans,
+        let before = pending.piece.len();
+        pending.spans += spans::append_spans(
+            &mut pending.piece,
             record,
             &self.catalog,
             self.capture_content,
             &mut RandomIds,
         );
+        pending.bytes += pending.piece.len() - before;
         pending.records += 1;
+        if pending.piece.len() >= PIECE_BYTES {
+            pending
+                .written
+                .push(std::mem::take(&mut pending.piece).into());
+        }
     }
 
-    /// Sends the spans waiting, if any, in one request; the buffers go with it, so an idle
+    /// Sends the spans waiting, if any, in one request; the pieces go with it, so an idle
     /// exporter holds none.
     async fn flush(&mut self) {
-        let pending = std::mem::take(&mut self.pending.spans);
-        let count = std::mem::take(&mut self.pending.spans_count);
-        self.pending.records = 0;
-        self.pending.hint = pending.len();
-        if count == 0 {
+        let Pending {
+            written,
+            piece,
+            bytes,
+            spans,
+            ..
+        } = std::mem::take(&mut self.pending);
+        if spans == 0 {
             return;
         }
-        let mut body = Vec::with_capacity(pending.len() + self.resource.len() + 128);
-        spans::wrap_spans(&mut body, &self.resource, &pending);
-        drop(pending);
-        self.send_spans(body, count).await;
+        let (head, tail) = spans::export_frame(&self.resource, bytes);
+        let mut pieces = Vec::with_capacity(written.len() + 3);
+        pieces.push(head.into());
+        pieces.extend(written);
+        if !piece.is_empty() {
+            pieces.push(piece.into());
+        }
+        pieces.push(tail.into());
+        self.send_spans(Pieces::of(pieces), spans).await;
     }
 
     /// Sends the spans of `records` in one request, after any already waiting.
@@ -349,7 +376,7 @@ impl Exporter {
     }
 
     /// Posts `body`, holding `count` spans, and counts what became of them.
-    async fn send_spans(&mut self, body: Vec<u8>, count: u64) {
+    async fn send_spans(&mut self, body: Pieces, count: u64) {
         match self.send(body).await {
             Ok(rejected) => {
                 self.stats
@@ -383,7 +410,7 @@ impl Exporter {
     }
 
     /// Posts one body; on success returns the spans the receiver rejected and its message.
-    async fn send(&self, body: Vec<u8>) -> Result<(u64, String), String> {
+    async fn send(&self, body: Pieces) -> Result<(u64, String), String> {
         let mut request = self
             .client
             .post(&self.url)
@@ -393,7 +420,7 @@ impl Exporter {
             request = request.header(name.as_str(), value.expose());
         }
         let response = request
-            .body(body)
+            .body(reqwest::Body::wrap(body))
             .send()
             .await
             .map_err(|e| without_url(&e))?;

@@ -67,6 +67,13 @@ impl<'a> Writer<'a> {
         self.buf[start - 1..start - 1 + n].copy_from_slice(&prefix[..n]);
     }
 
+    /// The key and length of a length-delimited field whose `len` bytes of body are sent after
+    /// it from elsewhere (a body sent in pieces).
+    pub fn open(&mut self, field: u32, len: usize) {
+        self.key(field, LEN);
+        self.varint(len as u64);
+    }
+
     /// Raw bytes appended to a field's body (see [`nested`](Self::nested)).
     pub fn raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

@@ -276,19 +276,45 @@ pub fn append_spans(
 /// Writes one `ExportTraceServiceRequest` into `out`: `resource` (see [`resource`]) and one
 /// scope holding `spans`, written by [`append_spans`].
 pub fn wrap_spans(out: &mut Vec<u8>, resource: &[u8], spans: &[u8]) {
-    let mut w = Writer::new(out);
-    w.nested(field::EXPORT_RESOURCE_SPANS, |rs| {
-        rs.nested(field::RESOURCE_SPANS_RESOURCE, |r| r.raw(resource));
-        rs.nested(field::RESOURCE_SPANS_SCOPE_SPANS, |ss| {
-            ss.nested(field::SCOPE_SPANS_SCOPE, |scope| {
-                scope.string(field::SCOPE_NAME, "switchyard");
-                scope.string(field::SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
-            });
-            ss.raw(spans);
-            ss.string(field::SCOPE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
+    let (head, tail) = export_frame(resource, spans.len());
+    out.reserve(head.len() + spans.len() + tail.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(spans);
+    out.extend_from_slice(&tail);
+}
+
+/// What goes before and after `spans_len` bytes of spans written by [`append_spans`] to make
+/// them one `ExportTraceServiceRequest` under `resource`, so that the spans can be sent as
+/// they were written, in pieces, without being copied into one body.
+pub fn export_frame(resource: &[u8], spans_len: usize) -> (Vec<u8>, Vec<u8>) {
+    let field_of = |write: &dyn Fn(&mut Writer<'_>)| {
+        let mut out = Vec::new();
+        write(&mut Writer::new(&mut out));
+        out
+    };
+    let resource = field_of(&|w| w.nested(field::RESOURCE_SPANS_RESOURCE, |r| r.raw(resource)));
+    let scope = field_of(&|w| {
+        w.nested(field::SCOPE_SPANS_SCOPE, |scope| {
+            scope.string(field::SCOPE_NAME, "switchyard");
+            scope.string(field::SCOPE_VERSION, env!("CARGO_PKG_VERSION"));
         });
-        rs.string(field::RESOURCE_SPANS_SCHEMA_URL, attr::SCHEMA_URL);
     });
+    let scope_schema = field_of(&|w| w.string(field::SCOPE_SPANS_SCHEMA_URL, attr::SCHEMA_URL));
+    let resource_schema =
+        field_of(&|w| w.string(field::RESOURCE_SPANS_SCHEMA_URL, attr::SCHEMA_URL));
+    let scope_spans_len = scope.len() + spans_len + scope_schema.len();
+    let scope_spans_key = field_of(&|w| w.open(field::RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len));
+    let resource_spans_len =
+        resource.len() + scope_spans_key.len() + scope_spans_len + resource_schema.len();
+    let mut head = Vec::new();
+    let mut w = Writer::new(&mut head);
+    w.open(field::EXPORT_RESOURCE_SPANS, resource_spans_len);
+    w.raw(&resource);
+    w.raw(&scope_spans_key);
+    w.raw(&scope);
+    let mut tail = scope_schema;
+    tail.extend_from_slice(&resource_schema);
+    (head, tail)
 }
 
 /// Writes the spans of one record, the request span first, then its attempts, as `spans`
