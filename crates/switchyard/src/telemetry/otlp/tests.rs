@@ -628,31 +628,62 @@ fn the_throttle_lets_one_line_through_per_period() {
     assert_eq!(t.allow(), Some(2));
 }
 
+/// An observer feeding `exporter`'s queue alone, `capacity` records long, and that queue.
+fn queue_for(exporter: &Exporter, capacity: usize) -> (OtlpObserver, mpsc::Receiver<Queued>) {
+    let (tx, rx) = mpsc::channel(8);
+    let observer = OtlpObserver {
+        queues: vec![Queue {
+            tx,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            capacity,
+            url: exporter.url.clone(),
+            stats: exporter.stats.clone(),
+            full_log: Mutex::new(Throttle::new()),
+        }],
+    };
+    (observer, rx)
+}
+
+/// A batch of records with these ids, as the recorder hands one over.
+fn batch_of<S: AsRef<str>>(ids: &[S]) -> RecordBatch {
+    Arc::new(
+        ids.iter()
+            .map(|id| RequestRecord {
+                id: id.as_ref().into(),
+                ..record()
+            })
+            .collect(),
+    )
+}
+
+/// The ids of the records whose spans one export request holds, in order.
+fn record_ids(body: &[u8]) -> Vec<String> {
+    decode(body).resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .map(|span| s(span, "gateway.request.id").to_owned())
+        .collect()
+}
+
+/// The record ids of each export request `rx` holds now.
+fn requests_sent(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>) -> Vec<Vec<String>> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|(_, body)| record_ids(&body))
+        .collect()
+}
+
 #[tokio::test]
 async fn the_queue_shares_batches_bounded_by_records_and_requests_hold_at_most_max_batch() {
     let (addr, mut rx, server) = receiver(ExportTraceServiceResponse::default()).await;
     let file = otlp_file(format!("http://{addr}"));
     let exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
     let stats = exporter.stats.clone();
-    let (tx, queue_rx) = mpsc::channel(8);
-    let waiting = Arc::new(AtomicUsize::new(0));
-    let observer = OtlpObserver {
-        queues: vec![Queue {
-            tx,
-            waiting: waiting.clone(),
-            capacity: 5,
-            url: exporter.url.clone(),
-            stats: stats.clone(),
-            full_log: Mutex::new(Throttle::new()),
-        }],
-    };
+    let (observer, queue_rx) = queue_for(&exporter, 5);
+    let waiting = observer.queues[0].waiting.clone();
     // Two batches before the exporter runs: 3 records fit, then 2 of the next 4.
-    let first: RecordBatch = Arc::new(vec![record(), record(), record()]);
-    let mut second = vec![record(), record(), record(), record()];
-    for (i, r) in second.iter_mut().enumerate() {
-        r.id = format!("second-{i}");
-    }
-    let second: RecordBatch = Arc::new(second);
+    let first = batch_of(&["first-0", "first-1", "first-2"]);
+    let second = batch_of(&["second-0", "second-1", "second-2", "second-3"]);
     observer.observe(&first);
     observer.observe(&second);
     assert_eq!(waiting.load(Ordering::Relaxed), 5);
@@ -666,42 +697,17 @@ async fn the_queue_shares_batches_bounded_by_records_and_requests_hold_at_most_m
         .await;
     assert_eq!(waiting.load(Ordering::Relaxed), 0);
     assert_eq!(Arc::strong_count(&second), 1);
-    let mut per_request = Vec::new();
-    let mut ids = Vec::new();
-    while let Ok((_, body)) = rx.try_recv() {
-        let spans = &decode(&body).resource_spans[0].scope_spans[0].spans;
-        let requests: Vec<_> = spans
-            .iter()
-            .filter(|s| s.parent_span_id.is_empty())
-            .collect();
-        per_request.push(requests.len());
-        ids.extend(
-            requests
-                .iter()
-                .map(|span| s(span, "gateway.request.id").to_owned()),
-        );
-    }
     // Batches already waiting when a request is sent share the next one.
-    assert_eq!(per_request, [2, 2, 1]);
-    assert_eq!(ids[3..], ["second-0", "second-1"]);
+    assert_eq!(
+        requests_sent(&mut rx),
+        [
+            vec!["first-0", "first-1"],
+            vec!["first-2", "second-0"],
+            vec!["second-1"]
+        ]
+    );
     assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 15);
     server.abort();
-}
-
-/// The record ids of each export request `rx` holds now.
-fn requests_sent(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>) -> Vec<Vec<String>> {
-    let mut sent = Vec::new();
-    while let Ok((_, body)) = rx.try_recv() {
-        let spans = &decode(&body).resource_spans[0].scope_spans[0].spans;
-        sent.push(
-            spans
-                .iter()
-                .filter(|s| s.parent_span_id.is_empty())
-                .map(|span| s(span, "gateway.request.id").to_owned())
-                .collect(),
-        );
-    }
-    sent
 }
 
 #[tokio::test]
@@ -709,48 +715,25 @@ async fn records_gather_for_the_interval_unless_a_full_batch_waits_or_the_queue_
     let (addr, mut rx, server) = receiver(ExportTraceServiceResponse::default()).await;
     let file = otlp_file(format!("http://{addr}"));
     let exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
-    let (tx, queue_rx) = mpsc::channel(8);
-    let waiting = Arc::new(AtomicUsize::new(0));
-    let observer = OtlpObserver {
-        queues: vec![Queue {
-            tx,
-            waiting: waiting.clone(),
-            capacity: 100,
-            url: exporter.url.clone(),
-            stats: exporter.stats.clone(),
-            full_log: Mutex::new(Throttle::new()),
-        }],
-    };
-    let batch = |ids: &[&str]| -> RecordBatch {
-        Arc::new(
-            ids.iter()
-                .map(|id| RequestRecord {
-                    id: (*id).into(),
-                    ..record()
-                })
-                .collect(),
-        )
-    };
+    let (observer, queue_rx) = queue_for(&exporter, 100);
+    let waiting = observer.queues[0].waiting.clone();
     // An interval no test outlives: whatever is sent before the queue closes was sent for a
     // full batch or as the first request.
     let task = tokio::spawn(exporter.run(queue_rx, waiting.clone(), 3, Duration::from_secs(3600)));
     let settle = || tokio::time::sleep(Duration::from_millis(200));
 
     // The first request goes at once: no request came before it.
-    observer.observe(&batch(&["a"]));
+    observer.observe(&batch_of(&["a"]));
     let (_, first) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
         .expect("the first export is sent at once")
         .unwrap();
-    assert_eq!(
-        decode(&first).resource_spans[0].scope_spans[0].spans.len(),
-        3
-    );
+    assert_eq!(record_ids(&first), ["a"]);
 
     // Four records come, more than a batch: a full one goes without waiting for the interval,
     // the fourth record's spans wait.
-    observer.observe(&batch(&["b"]));
-    observer.observe(&batch(&["c0", "c1", "c2"]));
+    observer.observe(&batch_of(&["b"]));
+    observer.observe(&batch_of(&["c0", "c1", "c2"]));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut sent = Vec::new();
     while sent.is_empty() && Instant::now() < deadline {
@@ -765,7 +748,7 @@ async fn records_gather_for_the_interval_unless_a_full_batch_waits_or_the_queue_
     );
 
     // Taken from the queue and written out, a record no longer counts against its room.
-    observer.observe(&batch(&["d"]));
+    observer.observe(&batch_of(&["d"]));
     settle().await;
     assert!(requests_sent(&mut rx).is_empty());
     assert_eq!(waiting.load(Ordering::Relaxed), 0);
@@ -787,17 +770,7 @@ async fn spans_past_the_size_bound_are_sent_without_waiting_for_the_interval() {
     // Lower than the real bound, and more than two pieces: each body is sent in pieces.
     const BOUND: usize = 150 * 1024;
     exporter.send_at_bytes = BOUND;
-    let (tx, queue_rx) = mpsc::channel(8);
-    let observer = OtlpObserver {
-        queues: vec![Queue {
-            tx,
-            waiting: Arc::new(AtomicUsize::new(0)),
-            capacity: 1000,
-            url: exporter.url.clone(),
-            stats: exporter.stats.clone(),
-            full_log: Mutex::new(Throttle::new()),
-        }],
-    };
+    let (observer, queue_rx) = queue_for(&exporter, 1000);
     let task = tokio::spawn(exporter.run(
         queue_rx,
         observer.queues[0].waiting.clone(),
@@ -805,23 +778,13 @@ async fn spans_past_the_size_bound_are_sent_without_waiting_for_the_interval() {
         Duration::from_secs(3600),
     ));
     let ids: Vec<String> = (0..400).map(|i| format!("r{i}")).collect();
-    let records: RecordBatch = Arc::new(
-        ids.iter()
-            .map(|id| RequestRecord {
-                id: id.clone(),
-                ..record()
-            })
-            .collect(),
-    );
-    observer.observe(&records);
+    observer.observe(&batch_of(&ids));
     // Far fewer records than a batch, an interval no test outlives: only the size sends.
     let mut bodies = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while bodies.len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        while let Ok((_, body)) = rx.try_recv() {
-            bodies.push(body);
-        }
+        bodies.extend(std::iter::from_fn(|| rx.try_recv().ok()).map(|(_, body)| body));
     }
     assert!(bodies.len() >= 2, "spans past the bound are sent at once");
     // Each request holds the records up to the one that took its spans past the bound, and
@@ -835,20 +798,8 @@ async fn spans_past_the_size_bound_are_sent_without_waiting_for_the_interval() {
         .await
         .unwrap()
         .unwrap();
-    while let Ok((_, body)) = rx.try_recv() {
-        bodies.push(body);
-    }
-    let sent: Vec<String> = bodies
-        .iter()
-        .flat_map(|body| {
-            decode(body).resource_spans[0].scope_spans[0]
-                .spans
-                .iter()
-                .filter(|s| s.parent_span_id.is_empty())
-                .map(|span| s(span, "gateway.request.id").to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    bodies.extend(std::iter::from_fn(|| rx.try_recv().ok()).map(|(_, body)| body));
+    let sent: Vec<String> = bodies.iter().flat_map(|body| record_ids(body)).collect();
     assert_eq!(sent, ids, "every record once, in order");
     server.abort();
 }
