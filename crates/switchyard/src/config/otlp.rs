@@ -42,8 +42,8 @@ pub struct OtlpFile {
     #[serde(default = "default_batch")]
     pub max_batch: usize,
     /// Shortest time between two export requests (default 1s): records gather until it is up,
-    /// until `max_batch` of them wait or until their spans come to 64 KiB, whichever comes
-    /// first. A few requests a second rather than one for each of the recorder's batches
+    /// until `max_batch` of them wait or until their spans come to 4 MiB, whichever comes
+    /// first. About one request a second rather than one for each of the recorder's batches
     /// (twenty a second under steady traffic) spares the receiver most of the requests' fixed
     /// cost, as OpenTelemetry's own batching processors do; `0s` sends each batch as it comes.
     #[serde(default = "default_interval", with = "humantime_serde")]
