@@ -3,7 +3,8 @@
 //! (no record is copied) for each configured exporter, bounded by records; a task per exporter
 //! writes each record's spans as protobuf as soon as it takes the batch ([`spans`]), letting
 //! the records go, and posts what gathered at most once per `interval` (sooner for a full
-//! `max_batch`) with our own async HTTP client. Nothing here runs on the request path.
+//! `max_batch` or [`SEND_AT_BYTES`] of spans), in the pieces it was written in, with our own
+//! async HTTP client. Nothing here runs on the request path.
 //!
 //! Failure policy: a full queue drops the new records; a failed or timed-out export drops its
 //! batch. Either is counted in [`OtlpStats`] and logged at most once a minute per exporter

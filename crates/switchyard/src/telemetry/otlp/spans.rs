@@ -250,12 +250,16 @@ pub fn export_request(
         .iter()
         .map(|r| append_spans(&mut spans, r, catalog, capture_content, ids))
         .sum();
-    wrap_spans(out, resource, &spans);
+    let (head, tail) = export_frame(resource, spans.len());
+    out.reserve(head.len() + spans.len() + tail.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&spans);
+    out.extend_from_slice(&tail);
     count
 }
 
 /// Appends the spans of `record` to `spans` as the `spans` fields of a `ScopeSpans`, for
-/// [`wrap_spans`] to put in an export request later; returns how many. A field's bytes are the
+/// [`export_frame`] to make an export request of later; returns how many. A field's bytes are the
 /// same wherever it stands, so records can be written as they come and let go.
 pub fn append_spans(
     spans: &mut Vec<u8>,
@@ -271,16 +275,6 @@ pub fn append_spans(
         capture_content,
         ids,
     )
-}
-
-/// Writes one `ExportTraceServiceRequest` into `out`: `resource` (see [`resource`]) and one
-/// scope holding `spans`, written by [`append_spans`].
-pub fn wrap_spans(out: &mut Vec<u8>, resource: &[u8], spans: &[u8]) {
-    let (head, tail) = export_frame(resource, spans.len());
-    out.reserve(head.len() + spans.len() + tail.len());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(spans);
-    out.extend_from_slice(&tail);
 }
 
 /// What goes before and after `spans_len` bytes of spans written by [`append_spans`] to make
