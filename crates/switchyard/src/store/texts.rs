@@ -119,19 +119,17 @@ impl Bodies {
                         ranges.clear();
                     }
                     // Most records keep no text apart: no lock for them.
-                    let ids: Vec<Option<i64>> = match ranges.is_empty() {
-                        true => Vec::new(),
-                        false => {
-                            let known = known.0.lock();
-                            ranges
-                                .iter()
-                                .map(|r| known.get(&json[r.clone()]).copied())
-                                .collect()
-                        }
+                    let ids: Vec<Option<i64>> = if ranges.is_empty() {
+                        Vec::new()
+                    } else {
+                        let known = known.0.lock();
+                        ranges
+                            .iter()
+                            .map(|r| known.get(&json[r.clone()]).copied())
+                            .collect()
                     };
                     if ids.iter().all(Option::is_some) {
-                        let ids = ids.into_iter().map(Option::unwrap_or_default);
-                        Body::Stored(body_with_texts(&json, &ranges, ids))
+                        Body::Stored(stored_body(&json, &ranges, &ids))
                     } else {
                         Body::Waiting { json, ranges, ids }
                     }
@@ -173,8 +171,7 @@ impl Bodies {
                 pending.insert(Box::from(text), new);
                 *id = Some(new);
             }
-            let ids = ids.iter().map(|id| id.unwrap_or_default());
-            *body = Body::Stored(body_with_texts(json, ranges, ids));
+            *body = Body::Stored(stored_body(json, ranges, ids));
         }
         Ok(())
     }
@@ -184,11 +181,15 @@ impl Bodies {
     pub(super) fn into_stored(self) -> impl Iterator<Item = Vec<u8>> {
         self.0.into_iter().map(|body| match body {
             Body::Stored(stored) => stored,
-            Body::Waiting { json, ranges, ids } => {
-                body_with_texts(&json, &ranges, ids.iter().map(|id| id.unwrap_or_default()))
-            }
+            Body::Waiting { json, ranges, ids } => stored_body(&json, &ranges, &ids),
         })
     }
+}
+
+/// [`body_with_texts`] for a record's texts as [`Bodies`] holds their ids, a text not stored yet
+/// named by id 0.
+fn stored_body(json: &str, ranges: &[Range<usize>], ids: &[Option<i64>]) -> Vec<u8> {
+    body_with_texts(json, ranges, ids.iter().map(|id| id.unwrap_or_default()))
 }
 
 /// A record's stored body: its JSON packed, or, with texts kept apart, their places and ids
