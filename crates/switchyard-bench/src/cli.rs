@@ -16,6 +16,7 @@ use tokio::task::LocalSet;
 
 use crate::case::{self, Case, Load, Stop};
 use crate::client::{self, Pool};
+use crate::host;
 use crate::load::{self, Plan, ProcWatch, Recorder};
 use crate::payload::{MASTER_KEY, Template};
 use crate::procfs::{self, CpuTotals, Machine};
@@ -335,6 +336,16 @@ fn run_case(
     nginx: Option<&Nginx>,
     ticks: u64,
 ) -> anyhow::Result<CaseReport> {
+    let host = match host::probe() {
+        Ok(probe) => Some(probe),
+        Err(e) => {
+            eprintln!(
+                "{}: the host's yardstick could not be taken: {e}",
+                case.name
+            );
+            None
+        }
+    };
     eprintln!("{}: starting the gateway", case.name);
     let setup = GatewaySetup::start(rt, case, options, sim)?;
     let gateway = &setup.gateway;
@@ -439,6 +450,7 @@ fn run_case(
         added_over_direct,
         otlp_sink,
         rounds_measured_again,
+        host,
     })
 }
 

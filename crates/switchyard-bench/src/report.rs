@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::case::{Case, FeatureSet, Kind, Load, PromptSize};
+use crate::host::HostProbe;
 use crate::procfs::Machine;
 
 /// The whole run.
@@ -53,6 +54,8 @@ pub struct CaseReport {
     pub rounds_measured_again: u32,
     /// The gateway against the nginx hop; `None` without nginx.
     pub against_nginx: Option<AgainstNginx>,
+    /// The host's own speed just before the case (`None` when the probe could not run).
+    pub host: Option<HostProbe>,
 }
 
 /// Trace exports the OTLP sink received.
@@ -382,6 +385,14 @@ pub fn case_block(c: &CaseReport) -> String {
             c.rounds_measured_again
         );
     }
+    if let Some(h) = &c.host {
+        let _ = writeln!(
+            out,
+            "   host before the case: arithmetic step {:.3} ns, JSON request read and written \
+             {:.2} us, loopback round trip p50 {:.1} / p99 {:.1} us",
+            h.cpu_step_ns, h.json_us, h.round_trip_p50_us, h.round_trip_p99_us
+        );
+    }
     let _ = writeln!(
         out,
         "   {:<8} {:>7} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}   latency, ms; \
@@ -557,7 +568,37 @@ pub fn summary(report: &Report) -> String {
     } else {
         let _ = writeln!(out, "all requests succeeded");
     }
+    if let Some(line) = host_line(report) {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// The host's yardstick over the run's cases: its range and median, to set beside another
+/// run's (a slower host lengthens every figure, direct's included).
+fn host_line(report: &Report) -> Option<String> {
+    let probes: Vec<&HostProbe> = report
+        .cases
+        .iter()
+        .filter_map(|c| c.host.as_ref())
+        .collect();
+    let spread = |value: fn(&HostProbe) -> f64| {
+        let mut values: Vec<f64> = probes.iter().map(|p| value(p)).collect();
+        values.sort_by(f64::total_cmp);
+        let (first, last) = (*values.first()?, *values.last()?);
+        Some((first, values[values.len() / 2], last))
+    };
+    let (step_low, step_median, step_high) = spread(|p| p.cpu_step_ns)?;
+    let (json_low, json_median, json_high) = spread(|p| p.json_us)?;
+    let (p50_low, p50_median, p50_high) = spread(|p| p.round_trip_p50_us)?;
+    let (p99_low, p99_median, p99_high) = spread(|p| p.round_trip_p99_us)?;
+    Some(format!(
+        "host before each case (low / median / high of {}): arithmetic step {step_low:.3} / \
+         {step_median:.3} / {step_high:.3} ns, JSON request read and written {json_low:.2} / \
+         {json_median:.2} / {json_high:.2} us, loopback round trip p50 {p50_low:.1} / \
+         {p50_median:.1} / {p50_high:.1} us, p99 {p99_low:.1} / {p99_median:.1} / {p99_high:.1} us",
+        probes.len()
+    ))
 }
 
 /// The gateway against the nginx hop case by case, then each target of the run: what met it,
@@ -869,6 +910,7 @@ mod tests {
             added_over_direct: added,
             otlp_sink: None,
             rounds_measured_again: 0,
+            host: None,
         }
     }
 
@@ -1105,6 +1147,71 @@ mod tests {
             ),
             "{alone}"
         );
+    }
+
+    #[test]
+    fn the_hosts_yardstick_prints_per_case_and_over_the_run() {
+        let direct = || target("direct", 1_000, vec![1_000; 3]);
+        let probed = |name: &str, step: f64, json: f64, p50: f64, p99: f64| {
+            let mut c = case(
+                name,
+                FeatureSet::Bare,
+                Load::Rate(10.0),
+                vec![direct(), target("gateway", 1_100, vec![1_100; 3])],
+            );
+            c.host = Some(HostProbe {
+                cpu_step_ns: step,
+                json_us: json,
+                round_trip_p50_us: p50,
+                round_trip_p99_us: p99,
+            });
+            c
+        };
+        let mut cases = vec![
+            probed("a", 1.25, 6.5, 30.0, 61.5),
+            probed("b", 0.9, 7.25, 21.0, 40.0),
+            probed("c", 1.0, 5.0, 19.5, 90.3),
+        ];
+        assert!(case_block(&cases[0]).contains(
+            "host before the case: arithmetic step 1.250 ns, JSON request read and written 6.50 \
+             us, loopback round trip p50 30.0 / p99 61.5 us"
+        ));
+        // A case whose probe failed is left out of the run's line.
+        cases.push(case(
+            "d",
+            FeatureSet::Bare,
+            Load::Rate(10.0),
+            vec![direct()],
+        ));
+        let report = Report {
+            mode: "full",
+            machine: Machine::default(),
+            gateway_bin: String::new(),
+            gateway_version: String::new(),
+            nginx: None,
+            rounds: 3,
+            notes: Vec::new(),
+            cases,
+        };
+        let text = summary(&report);
+        assert!(
+            text.contains(
+                "host before each case (low / median / high of 3): arithmetic step 0.900 / 1.000 \
+                 / 1.250 ns, JSON request read and written 5.00 / 6.50 / 7.25 us, loopback round \
+                 trip p50 19.5 / 21.0 / 30.0 us, p99 40.0 / 61.5 / 90.3 us"
+            ),
+            "{text}"
+        );
+        let unprobed = Report {
+            cases: vec![case(
+                "e",
+                FeatureSet::Bare,
+                Load::Rate(10.0),
+                vec![direct()],
+            )],
+            ..report
+        };
+        assert!(!summary(&unprobed).contains("host before"));
     }
 
     #[test]
