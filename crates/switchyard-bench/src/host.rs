@@ -1,11 +1,12 @@
 //! A yardstick of the host itself, taken before each case while nothing of the run is busy: how
 //! long a step of a fixed arithmetic chain takes (the clock), how long a chat request's JSON
 //! takes to read into a tree and write back (work like the gateway's: branches, memory,
-//! allocations), and a one-byte round trip over loopback TCP between two threads (wake-ups). A
-//! shared virtual machine can run slower for minutes without stealing any time (a busy sibling
-//! hyperthread, a neighbour's cache misses, a lower clock), which `--max-steal` cannot see; these
-//! figures move with it, so cases of one run, and runs taken days apart, can be read against the
-//! host each ran on.
+//! allocations), and a one-byte round trip over loopback TCP between threads on two CPUs
+//! (wake-ups of an idle CPU). A shared virtual machine can run slower for minutes without
+//! stealing any time (a busy sibling hyperthread, a neighbour's cache misses, a lower clock, a
+//! hypervisor slow to wake an idle virtual CPU), which `--max-steal` cannot see; these figures
+//! move with it, so cases of one run, and runs taken days apart, can be read against the host
+//! each ran on.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,9 +34,10 @@ pub struct HostProbe {
     /// Microseconds to read a 2 KB chat request (messages, a tool, numbers) into a tree of
     /// values and write it back out (the median of 21 passes of 200).
     pub json_us: f64,
-    /// A byte written to another thread over loopback TCP and written back, microseconds, p50
-    /// and p99 of 2,000: two wake-ups and two trips through the kernel's TCP, what every hop of
-    /// a proxied request is made of.
+    /// A byte written to a thread on another CPU over loopback TCP and written back,
+    /// microseconds, p50 and p99 of 2,000: two wake-ups of a CPU gone idle and two trips through
+    /// the kernel's TCP, what the hops of a proxied request at a moderate rate are made of (on a
+    /// virtual machine, waking an idle CPU goes through the hypervisor).
     pub round_trip_p50_us: f64,
     pub round_trip_p99_us: f64,
 }
@@ -142,13 +144,21 @@ fn chat_request() -> Vec<u8> {
     serde_json::to_vec(&request).unwrap_or_default()
 }
 
-/// p50 and p99 of the timed round trips, in microseconds.
+/// p50 and p99 of the timed round trips, in microseconds. The two threads are held on two
+/// different CPUs where the process may use two: each byte then wakes a thread on the other CPU,
+/// which has gone idle meanwhile, as most hops of a proxied request do at a moderate rate. Left
+/// to the scheduler, the two threads would sometimes share one CPU, and the figure would land
+/// on one of two levels (a switch on one CPU, or a wake-up of another) from case to case.
 fn round_trips() -> io::Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    let cpus = two_cpus();
     let echo = std::thread::Builder::new()
         .name("host-probe-echo".into())
         .spawn(move || -> io::Result<()> {
+            if let Some((cpu, _)) = cpus {
+                pin_to(cpu);
+            }
             let (mut stream, _) = listener.accept()?;
             stream.set_nodelay(true)?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -158,26 +168,60 @@ fn round_trips() -> io::Result<(f64, f64)> {
             }
             Ok(())
         })?;
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut times = Vec::with_capacity(ROUND_TRIPS);
-    let mut byte = [0u8; 1];
-    for trip in 0..WARM_UP_TRIPS + ROUND_TRIPS {
-        let start = Instant::now();
-        stream.write_all(&[1])?;
-        stream.read_exact(&mut byte)?;
-        if trip >= WARM_UP_TRIPS {
-            times.push(start.elapsed());
-        }
-    }
-    drop(stream);
-    echo.join()
-        .map_err(|_| io::Error::other("the probe's echo thread panicked"))??;
+    // The sending side on a thread of its own too, so that the harness's own thread (the load
+    // generator's) keeps the CPUs it may use.
+    let sender = std::thread::Builder::new()
+        .name("host-probe-send".into())
+        .spawn(move || -> io::Result<Vec<Duration>> {
+            if let Some((_, cpu)) = cpus {
+                pin_to(cpu);
+            }
+            let mut stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut times = Vec::with_capacity(ROUND_TRIPS);
+            let mut byte = [0u8; 1];
+            for trip in 0..WARM_UP_TRIPS + ROUND_TRIPS {
+                let start = Instant::now();
+                stream.write_all(&[1])?;
+                stream.read_exact(&mut byte)?;
+                if trip >= WARM_UP_TRIPS {
+                    times.push(start.elapsed());
+                }
+            }
+            Ok(times)
+        })?;
+    let panicked = || io::Error::other("a thread of the host's probe panicked");
+    let mut times = sender.join().map_err(|_| panicked())??;
+    echo.join().map_err(|_| panicked())??;
     times.sort_unstable();
     let at = |pct: usize| times[(times.len() * pct).div_ceil(100) - 1].as_secs_f64() * 1e6;
     Ok((at(50), at(99)))
 }
+
+/// The first two CPUs this process may run on; `None` with only one.
+#[cfg(target_os = "linux")]
+fn two_cpus() -> Option<(usize, usize)> {
+    let allowed = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu));
+    Some((cpus.next()?, cpus.next()?))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn two_cpus() -> Option<(usize, usize)> {
+    None
+}
+
+/// Holds the calling thread on `cpu` (a probe's thread, which ends after).
+#[cfg(target_os = "linux")]
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_cpu: usize) {}
 
 #[cfg(test)]
 mod tests {
@@ -190,6 +234,19 @@ mod tests {
         assert!(probe.json_us.is_finite() && probe.json_us > 0.0);
         assert!(probe.round_trip_p50_us > 0.0);
         assert!(probe.round_trip_p99_us >= probe.round_trip_p50_us);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_round_trips_threads_are_given_two_cpus_the_process_may_use() {
+        let allowed = rustix::thread::sched_getaffinity(None).unwrap();
+        match two_cpus() {
+            Some((first, second)) => {
+                assert_ne!(first, second);
+                assert!(allowed.is_set(first) && allowed.is_set(second));
+            }
+            None => assert_eq!(allowed.count(), 1),
+        }
     }
 
     #[test]
