@@ -42,7 +42,7 @@ pub struct HostProbe {
     pub round_trip_p99_us: f64,
 }
 
-/// Takes the yardstick (some 100 ms of computing and 2,100 round trips).
+/// Takes the yardstick: some 50 ms of computing and 2,100 round trips, about 0.2 s in all.
 pub fn probe() -> io::Result<HostProbe> {
     let (round_trip_p50_us, round_trip_p99_us) = round_trips()?;
     Ok(HostProbe {
@@ -114,7 +114,7 @@ fn chat_request() -> Vec<u8> {
             })
         })
         .collect();
-    let request = serde_json::json!({
+    let mut request = serde_json::json!({
         "model": "gpt-4o-mini",
         "messages": [{"role": "system", "content": "You are a careful analyst."}],
         "tools": [{
@@ -137,7 +137,6 @@ fn chat_request() -> Vec<u8> {
         "max_tokens": 512,
         "stream": false,
     });
-    let mut request = request;
     if let Some(messages) = request["messages"].as_array_mut() {
         messages.extend(turns);
     }
