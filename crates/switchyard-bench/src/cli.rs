@@ -16,6 +16,7 @@ use tokio::task::LocalSet;
 
 use crate::case::{self, Case, Load, Stop};
 use crate::client::{self, Pool};
+use crate::cpu_idle::{self, IdleRequest};
 use crate::host;
 use crate::load::{self, Plan, ProcWatch, Recorder};
 use crate::payload::{MASTER_KEY, Template};
@@ -106,6 +107,11 @@ pub struct Args {
     /// targets. Rounds with failed requests are always kept.
     #[arg(long, value_name = "PCT", value_parser = steal_limit_arg)]
     pub max_steal: Option<f64>,
+    /// `poll`: hold idle CPUs at polling for the run (the CPU latency QoS device, root only), so
+    /// that no target's latency includes waking a halted CPU; `as-is`: leave them as they are.
+    /// [default: poll where this process may, for full runs; as-is for smoke runs and soaks]
+    #[arg(long, value_name = "MODE", value_parser = ["poll", "as-is"])]
+    pub cpu_idle: Option<String>,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
@@ -146,6 +152,8 @@ pub struct Options {
     pub max_steal: Option<f64>,
     /// `--duration`: every case's measured part, in place of its own.
     pub duration: Option<Duration>,
+    /// `--cpu-idle`: what the run asks of the CPUs' idle states.
+    pub cpu_idle: IdleRequest,
 }
 
 /// Entry point of the binary. Exit status 0 when every request succeeded, 1 when some failed,
@@ -188,6 +196,7 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
             .unwrap_or(if args.smoke { 1 } else { DEFAULT_ROUNDS }),
         max_steal: args.max_steal,
         duration: args.duration,
+        cpu_idle: idle_request(&args),
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -201,6 +210,18 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
         eprintln!("report written to {}", path.display());
     }
     Ok(report.errors() == 0)
+}
+
+/// `--cpu-idle`, or its default: a full run holds idle CPUs at polling where it may, since its
+/// figures are latencies; a smoke run's figures mean little and a soak's are memory, so those
+/// leave the host's CPUs as they are.
+fn idle_request(args: &Args) -> IdleRequest {
+    match args.cpu_idle.as_deref() {
+        Some("poll") => IdleRequest::Poll,
+        Some(_) => IdleRequest::AsIs,
+        None if args.smoke || args.soak.is_some() => IdleRequest::AsIs,
+        None => IdleRequest::PollIfAllowed,
+    }
 }
 
 /// `switchyard` in the directory of this executable (where cargo puts both).
@@ -296,10 +317,14 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     check_gateway_bin(&options.gateway_bin)?;
     let nginx_bin = if options.nginx { Nginx::find() } else { None };
     let machine = Machine::probe();
+    // Held until the run returns: the host's yardstick, every case and every target are
+    // measured with the CPUs' idle states alike.
+    let (cpu_idle, _polling) = cpu_idle::prepare(options.cpu_idle)?;
     let mut report = Report {
         mode: if options.smoke { "smoke" } else { "full" },
         notes: notes(&machine, &options.gateway_bin),
         machine,
+        cpu_idle,
         gateway_bin: short_path(&options.gateway_bin),
         gateway_version: gateway_version(&options.gateway_bin),
         nginx: nginx_bin.as_deref().map(Nginx::version),
@@ -740,10 +765,12 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     let case = cases.first().context("no case to soak")?;
     check_gateway_bin(&options.gateway_bin)?;
     let machine = Machine::probe();
+    let (cpu_idle, _polling) = cpu_idle::prepare(options.cpu_idle)?;
     let report = Report {
         mode: "soak",
         notes: notes(&machine, &options.gateway_bin),
         machine,
+        cpu_idle,
         gateway_bin: short_path(&options.gateway_bin),
         gateway_version: gateway_version(&options.gateway_bin),
         nginx: None,
@@ -1078,6 +1105,25 @@ mod tests {
             assert_eq!(longer.warmup, case.warmup);
             assert!(longer.load_summary().contains("for 60 s"));
         }
+    }
+
+    #[test]
+    fn full_runs_ask_for_polling_idle_cpus_and_the_others_leave_them() {
+        let request = |args: &[&str]| {
+            idle_request(&Args::try_parse_from([&["switchyard-bench"], args].concat()).unwrap())
+        };
+        assert_eq!(request(&[]), IdleRequest::PollIfAllowed);
+        assert_eq!(request(&["chat-small-rate"]), IdleRequest::PollIfAllowed);
+        assert_eq!(request(&["--smoke"]), IdleRequest::AsIs);
+        assert_eq!(request(&["--soak", "1m"]), IdleRequest::AsIs);
+        assert_eq!(request(&["--cpu-idle", "poll"]), IdleRequest::Poll);
+        assert_eq!(
+            request(&["--smoke", "--cpu-idle", "poll"]),
+            IdleRequest::Poll
+        );
+        assert_eq!(request(&["--cpu-idle", "as-is"]), IdleRequest::AsIs);
+        let parse = |args: &[&str]| Args::try_parse_from([&["switchyard-bench"], args].concat());
+        assert!(parse(&["--cpu-idle", "halt"]).is_err());
     }
 
     #[test]

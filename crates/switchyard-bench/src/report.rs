@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::case::{Case, FeatureSet, Kind, Load, PromptSize};
+use crate::cpu_idle::{self, CpuIdle};
 use crate::host::HostProbe;
 use crate::procfs::Machine;
 
@@ -17,6 +18,8 @@ pub struct Report {
     /// `full` or `smoke`.
     pub mode: &'static str,
     pub machine: Machine,
+    /// The CPUs' idle states during the run (`--cpu-idle`).
+    pub cpu_idle: CpuIdle,
     /// The gateway binary as `<profile dir>/<file>`, e.g. `release/switchyard`.
     pub gateway_bin: String,
     pub gateway_version: String,
@@ -338,6 +341,7 @@ pub fn header(report: &Report) -> String {
         m.memory_mib as f64 / 1024.0,
         m.kernel
     );
+    let _ = writeln!(out, "{}", cpu_idle::line(&report.cpu_idle));
     let reference = match (&report.nginx, report.mode) {
         (_, "soak") => String::new(),
         (Some(v), _) => format!(
@@ -993,6 +997,7 @@ mod tests {
         let report = |cases| Report {
             mode: "full",
             machine: Machine::default(),
+            cpu_idle: CpuIdle::default(),
             gateway_bin: String::new(),
             gateway_version: String::new(),
             nginx: Some("nginx/1".into()),
@@ -1186,6 +1191,7 @@ mod tests {
         let report = Report {
             mode: "full",
             machine: Machine::default(),
+            cpu_idle: CpuIdle::default(),
             gateway_bin: String::new(),
             gateway_version: String::new(),
             nginx: None,
