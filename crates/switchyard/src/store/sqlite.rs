@@ -185,6 +185,9 @@ pub(super) fn unpack_body(stored: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     (json.len() == size).then_some(std::borrow::Cow::Owned(json))
 }
 
+/// WAL pages after which a commit of the record writer's connection checkpoints.
+const RECORDS_CHECKPOINT_PAGES: u32 = 1_000;
+
 /// Page cache of the record writer's connection, in KiB (SQLite's default is 2,000).
 const RECORDS_CACHE_KIB: u64 = 512;
 
@@ -209,10 +212,12 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
     // and read its index pages again. Appending records touches the right edge of each
     // B-tree only, a few dozen pages: its cache is kept to a quarter of SQLite's default.
     // Opened with the first batch, so a gateway without records does not hold it.
-    // Its commits checkpoint the WAL every 100 pages rather than SQLite's 1,000: about the
-    // same copying (new pages are copied once either way), in pieces a tenth as long, so a
-    // checkpoint no longer holds a CPU for some 15 ms every few seconds while requests wait
-    // for it (docs/PERFORMANCE.md, thirty-eighth round).
+    // Its commits checkpoint the WAL at SQLite's 1,000 pages. Each checkpoint syncs the WAL and
+    // the database, and each sync is a burst of block-device writes whose completions
+    // interrupt whichever CPU serves requests; every 100 pages (from the thirty-eighth round,
+    // whose pieces a tenth as long held a CPU for less) made seven times the writes, and with
+    // idle CPUs held at polling the tail of requests at 500 a second showed it
+    // (docs/PERFORMANCE.md, fifty-fifth round).
     // Not pinged each time a batch takes it: a ping is a round trip to SQLite's thread with as
     // many switches as the batch's own statement, and a connection in this process, used by no
     // one else, has nothing to find (a failed write spills its batch either way).
@@ -224,7 +229,7 @@ pub(super) async fn open(path: &Path) -> StoreResult<(SqlitePool, SqlitePool)> {
         .connect_lazy_with(
             options
                 .pragma("cache_size", format!("-{}", RECORDS_CACHE_KIB))
-                .pragma("wal_autocheckpoint", "100"),
+                .pragma("wal_autocheckpoint", RECORDS_CHECKPOINT_PAGES.to_string()),
         );
     Ok((pool, records))
 }
@@ -322,7 +327,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_memory_is_bounded_on_every_connection() {
+    async fn sqlite_memory_is_bounded_on_every_connection_and_the_writer_checkpoints_at_its_mark() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
         // Hold every connection of the pool at once, so each is asked, and the record writer's.
@@ -347,6 +352,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache, -(RECORDS_CACHE_KIB as i64));
+        // The writer's commits checkpoint the WAL at its own mark.
+        let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut **writer)
+            .await
+            .unwrap();
+        assert_eq!(checkpoint, i64::from(RECORDS_CHECKPOINT_PAGES));
     }
 
     #[tokio::test]
