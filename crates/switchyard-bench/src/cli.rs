@@ -108,10 +108,10 @@ pub struct Args {
     #[arg(long, value_name = "PCT", value_parser = steal_limit_arg)]
     pub max_steal: Option<f64>,
     /// `poll`: hold idle CPUs at polling for the run (the CPU latency QoS device, root only), so
-    /// that no target's latency includes waking a halted CPU; `as-is`: leave them as they are.
-    /// [default: poll where this process may, for full runs; as-is for smoke runs and soaks]
-    #[arg(long, value_name = "MODE", value_parser = ["poll", "as-is"])]
-    pub cpu_idle: Option<String>,
+    /// that no target's latency includes waking a halted CPU: the targets' own work, without
+    /// what a deployed hop also pays. `as-is`: leave them as the host has them.
+    #[arg(long, value_name = "MODE", value_parser = ["poll", "as-is"], default_value = "as-is")]
+    pub cpu_idle: String,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
@@ -196,7 +196,11 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
             .unwrap_or(if args.smoke { 1 } else { DEFAULT_ROUNDS }),
         max_steal: args.max_steal,
         duration: args.duration,
-        cpu_idle: idle_request(&args),
+        cpu_idle: if args.cpu_idle == "poll" {
+            IdleRequest::Poll
+        } else {
+            IdleRequest::AsIs
+        },
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -210,18 +214,6 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
         eprintln!("report written to {}", path.display());
     }
     Ok(report.errors() == 0)
-}
-
-/// `--cpu-idle`, or its default: a full run holds idle CPUs at polling where it may, since its
-/// figures are latencies; a smoke run's figures mean little and a soak's are memory, so those
-/// leave the host's CPUs as they are.
-fn idle_request(args: &Args) -> IdleRequest {
-    match args.cpu_idle.as_deref() {
-        Some("poll") => IdleRequest::Poll,
-        Some(_) => IdleRequest::AsIs,
-        None if args.smoke || args.soak.is_some() => IdleRequest::AsIs,
-        None => IdleRequest::PollIfAllowed,
-    }
 }
 
 /// `switchyard` in the directory of this executable (where cargo puts both).
@@ -1108,21 +1100,10 @@ mod tests {
     }
 
     #[test]
-    fn full_runs_ask_for_polling_idle_cpus_and_the_others_leave_them() {
-        let request = |args: &[&str]| {
-            idle_request(&Args::try_parse_from([&["switchyard-bench"], args].concat()).unwrap())
-        };
-        assert_eq!(request(&[]), IdleRequest::PollIfAllowed);
-        assert_eq!(request(&["chat-small-rate"]), IdleRequest::PollIfAllowed);
-        assert_eq!(request(&["--smoke"]), IdleRequest::AsIs);
-        assert_eq!(request(&["--soak", "1m"]), IdleRequest::AsIs);
-        assert_eq!(request(&["--cpu-idle", "poll"]), IdleRequest::Poll);
-        assert_eq!(
-            request(&["--smoke", "--cpu-idle", "poll"]),
-            IdleRequest::Poll
-        );
-        assert_eq!(request(&["--cpu-idle", "as-is"]), IdleRequest::AsIs);
+    fn idle_cpus_are_left_as_they_are_unless_polling_is_asked_for() {
         let parse = |args: &[&str]| Args::try_parse_from([&["switchyard-bench"], args].concat());
+        assert_eq!(parse(&[]).unwrap().cpu_idle, "as-is");
+        assert_eq!(parse(&["--cpu-idle", "poll"]).unwrap().cpu_idle, "poll");
         assert!(parse(&["--cpu-idle", "halt"]).is_err());
     }
 

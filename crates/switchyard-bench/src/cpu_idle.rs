@@ -2,10 +2,12 @@
 //! takes tens of microseconds (on a virtual machine, a trip through the hypervisor, on bare
 //! metal a deeper sleep state's exit). At a fixed rate the CPUs idle between requests, so every
 //! hop of every request wakes one, and the tail of a measurement follows the host's idle path
-//! more than the targets' work. Linux lets a process ask, through the PM QoS device
-//! `/dev/cpu_dma_latency`, that no CPU take longer than a given time to wake; asked for 0 µs,
-//! idle CPUs poll instead of halting for as long as the device is held open. The request goes
-//! with the file descriptor, so it ends however the process does.
+//! as much as the targets' work. That is part of what a proxy hop costs where it is deployed,
+//! so runs leave it in by default; to see a target's own work without it (`--cpu-idle poll`),
+//! Linux lets a process ask, through the PM QoS device `/dev/cpu_dma_latency`, that no CPU take
+//! longer than a given time to wake: asked for 0 µs, idle CPUs poll instead of halting for as
+//! long as the device is held open. The request goes with the file descriptor, so it ends
+//! however the process does.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -14,6 +16,8 @@ use serde::Serialize;
 
 /// The kernel's CPU latency QoS device (root only on most systems).
 const QOS_DEVICE: &str = "/dev/cpu_dma_latency";
+/// A CPU latency limit at or below this keeps idle CPUs out of every halting state.
+const POLLING_LIMIT_US: i32 = 1;
 /// Where the kernel names its idle driver and governor.
 const CPUIDLE_DIR: &str = "/sys/devices/system/cpu/cpuidle";
 
@@ -22,8 +26,6 @@ const CPUIDLE_DIR: &str = "/sys/devices/system/cpu/cpuidle";
 pub enum IdleRequest {
     /// Leave them as the host has them.
     AsIs,
-    /// Hold idle CPUs at polling where this process may; otherwise say so and go on.
-    PollIfAllowed,
     /// Hold idle CPUs at polling, or do not run.
     Poll,
 }
@@ -37,8 +39,10 @@ pub struct CpuIdle {
     pub governor: Option<String>,
     /// Idle CPUs polled rather than halted for the whole run.
     pub polling_held: bool,
-    /// Why polling was asked for and not held.
-    pub not_held: Option<String>,
+    /// The CPU wake-up latency every holder of the QoS device together asked for when the run
+    /// started, µs, when this process may read it: another process holding 0 makes idle CPUs
+    /// poll whatever this run asked.
+    pub latency_limit_us: Option<i32>,
 }
 
 /// Idle CPUs held at polling while this lives.
@@ -82,21 +86,15 @@ pub fn prepare(request: IdleRequest) -> anyhow::Result<(CpuIdle, Option<PollingH
         ..CpuIdle::default()
     };
     if request == IdleRequest::AsIs {
+        idle.latency_limit_us = current_limit_us().ok();
         return Ok((idle, None));
     }
-    match PollingHold::acquire() {
-        Ok(hold) => {
-            idle.polling_held = true;
-            Ok((idle, Some(hold)))
-        }
-        Err(e) if request == IdleRequest::PollIfAllowed => {
-            idle.not_held = Some(format!("{QOS_DEVICE}: {e}"));
-            Ok((idle, None))
-        }
-        Err(e) => Err(anyhow::anyhow!(
-            "holding idle CPUs at polling (--cpu-idle poll): {QOS_DEVICE}: {e}"
-        )),
-    }
+    let hold = PollingHold::acquire().map_err(|e| {
+        anyhow::anyhow!("holding idle CPUs at polling (--cpu-idle poll): {QOS_DEVICE}: {e}")
+    })?;
+    idle.polling_held = true;
+    idle.latency_limit_us = current_limit_us().ok();
+    Ok((idle, Some(hold)))
 }
 
 /// The report's line on the CPUs' idle states.
@@ -106,18 +104,19 @@ pub fn line(idle: &CpuIdle) -> String {
         (Some(d), None) => format!("driver {d}"),
         _ => "no cpuidle driver".to_owned(),
     };
-    let state = if idle.polling_held {
-        "held at polling for the run (CPU latency QoS 0 us): a woken thread's CPU never has to \
-         come out of a halt, for every target alike; --cpu-idle as-is leaves them as they are"
-            .to_owned()
-    } else if let Some(why) = &idle.not_held {
-        format!(
-            "warning: not held at polling ({why}); every figure includes waking halted CPUs, \
-             which on a virtual machine goes through the hypervisor"
-        )
-    } else {
-        "left as the host has them (--cpu-idle as-is); every figure includes waking halted CPUs"
-            .to_owned()
+    let state = match (idle.polling_held, idle.latency_limit_us) {
+        (true, _) => "held at polling for the run (--cpu-idle poll, CPU latency QoS 0 us): no \
+                      target's latency includes waking a halted CPU, which a deployed hop pays"
+            .to_owned(),
+        // Another process asks for a CPU latency this short: idle CPUs poll, or stay shallow.
+        (false, Some(limit)) if limit <= POLLING_LIMIT_US => format!(
+            "warning: left as they are, but another process holds the CPU latency QoS at \
+             {limit} us, so idle CPUs poll as under --cpu-idle poll"
+        ),
+        (false, _) => "left as the host has them: every figure includes waking halted CPUs (on a \
+                       virtual machine, through the hypervisor); --cpu-idle poll holds them at \
+                       polling"
+            .to_owned(),
     };
     format!("CPU idle: {kernel}; {state}")
 }
@@ -135,7 +134,8 @@ mod tests {
         let (idle, hold) = prepare(IdleRequest::AsIs).unwrap();
         assert!(hold.is_none());
         assert!(!idle.polling_held);
-        assert_eq!(idle.not_held, None);
+        // The limit is read where this process may read the device, never made up.
+        assert_eq!(idle.latency_limit_us.is_some(), current_limit_us().is_ok());
         // What the kernel names is passed on as it is, never an empty or placeholder name.
         assert_eq!(idle.driver, cpuidle_file("current_driver"));
         for name in [&idle.driver, &idle.governor].into_iter().flatten() {
@@ -144,31 +144,18 @@ mod tests {
     }
 
     #[test]
-    fn polling_is_held_while_the_hold_lives_or_its_absence_is_explained() {
-        let (idle, hold) = prepare(IdleRequest::PollIfAllowed).unwrap();
-        if may_hold() {
-            assert!(idle.polling_held);
-            assert_eq!(idle.not_held, None);
-            assert!(hold.is_some());
-            // Every holder together asks for the least of their limits: 0 while this one lives.
-            assert_eq!(current_limit_us().unwrap(), 0);
-        } else {
-            eprintln!("note: {QOS_DEVICE} is not writable here; only the refusal is checked");
-            assert!(!idle.polling_held);
-            assert!(hold.is_none());
-            let why = idle.not_held.as_deref().unwrap();
-            assert!(why.starts_with(QOS_DEVICE), "{why}");
-        }
-    }
-
-    #[test]
-    fn polling_asked_for_outright_fails_the_run_where_it_cannot_be_held() {
+    fn polling_is_held_while_the_hold_lives_or_the_run_refused() {
         match prepare(IdleRequest::Poll) {
             Ok((idle, hold)) => {
                 assert!(may_hold());
                 assert!(idle.polling_held && hold.is_some());
+                assert_eq!(idle.latency_limit_us, Some(0));
+                // Every holder together asks for the least of their limits: 0 while this one
+                // lives.
+                assert_eq!(current_limit_us().unwrap(), 0);
             }
             Err(e) => {
+                eprintln!("note: {QOS_DEVICE} is not writable here; only the refusal is checked");
                 assert!(!may_hold());
                 assert!(format!("{e:#}").contains("--cpu-idle poll"), "{e:#}");
             }
@@ -181,17 +168,23 @@ mod tests {
             driver: Some("haltpoll".into()),
             governor: Some("haltpoll".into()),
             polling_held: true,
-            not_held: None,
+            latency_limit_us: Some(0),
         };
         let held = line(&idle);
         assert!(held.starts_with("CPU idle: driver haltpoll, governor haltpoll; held at polling"));
+        // Left as they are while another process holds them at polling: the run says so.
         idle.polling_held = false;
-        idle.not_held = Some("/dev/cpu_dma_latency: Permission denied".into());
-        let refused = line(&idle);
-        assert!(refused.contains("warning: not held at polling (/dev/cpu_dma_latency: Permission"));
-        idle.not_held = None;
+        assert!(line(&idle).contains(
+            "; warning: left as they are, but another process holds the CPU latency QoS at 0 us"
+        ));
         idle.driver = None;
         idle.governor = None;
-        assert!(line(&idle).starts_with("CPU idle: no cpuidle driver; left as the host has them"));
+        for limit in [None, Some(2_000_000_000), Some(100)] {
+            idle.latency_limit_us = limit;
+            assert!(
+                line(&idle).starts_with("CPU idle: no cpuidle driver; left as the host has them"),
+                "{limit:?}"
+            );
+        }
     }
 }
