@@ -110,8 +110,8 @@ pub struct Args {
     /// `poll`: hold idle CPUs at polling for the run (the CPU latency QoS device, root only), so
     /// that no target's latency includes waking a halted CPU: the targets' own work, without
     /// what a deployed hop also pays. `as-is`: leave them as the host has them.
-    #[arg(long, value_name = "MODE", value_parser = ["poll", "as-is"], default_value = "as-is")]
-    pub cpu_idle: String,
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = IdleRequest::AsIs)]
+    pub cpu_idle: IdleRequest,
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
@@ -196,11 +196,7 @@ fn run_cli(args: Args) -> anyhow::Result<bool> {
             .unwrap_or(if args.smoke { 1 } else { DEFAULT_ROUNDS }),
         max_steal: args.max_steal,
         duration: args.duration,
-        cpu_idle: if args.cpu_idle == "poll" {
-            IdleRequest::Poll
-        } else {
-            IdleRequest::AsIs
-        },
+        cpu_idle: args.cpu_idle,
     };
     if let Some(duration) = args.soak {
         return soak(&options, duration, args.every);
@@ -1102,8 +1098,15 @@ mod tests {
     #[test]
     fn idle_cpus_are_left_as_they_are_unless_polling_is_asked_for() {
         let parse = |args: &[&str]| Args::try_parse_from([&["switchyard-bench"], args].concat());
-        assert_eq!(parse(&[]).unwrap().cpu_idle, "as-is");
-        assert_eq!(parse(&["--cpu-idle", "poll"]).unwrap().cpu_idle, "poll");
+        assert_eq!(parse(&[]).unwrap().cpu_idle, IdleRequest::AsIs);
+        assert_eq!(
+            parse(&["--cpu-idle", "as-is"]).unwrap().cpu_idle,
+            IdleRequest::AsIs
+        );
+        assert_eq!(
+            parse(&["--cpu-idle", "poll"]).unwrap().cpu_idle,
+            IdleRequest::Poll
+        );
         assert!(parse(&["--cpu-idle", "halt"]).is_err());
     }
 

@@ -21,10 +21,11 @@ const POLLING_LIMIT_US: i32 = 1;
 /// Where the kernel names its idle driver and governor.
 const CPUIDLE_DIR: &str = "/sys/devices/system/cpu/cpuidle";
 
-/// What a run asks of the CPUs' idle states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a run asks of the CPUs' idle states (`--cpu-idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IdleRequest {
     /// Leave them as the host has them.
+    #[value(name = "as-is")]
     AsIs,
     /// Hold idle CPUs at polling, or do not run.
     Poll,
