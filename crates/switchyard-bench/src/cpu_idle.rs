@@ -86,16 +86,16 @@ pub fn prepare(request: IdleRequest) -> anyhow::Result<(CpuIdle, Option<PollingH
         governor: cpuidle_file("current_governor_ro").or_else(|| cpuidle_file("current_governor")),
         ..CpuIdle::default()
     };
-    if request == IdleRequest::AsIs {
-        idle.latency_limit_us = current_limit_us().ok();
-        return Ok((idle, None));
-    }
-    let hold = PollingHold::acquire().map_err(|e| {
-        anyhow::anyhow!("holding idle CPUs at polling (--cpu-idle poll): {QOS_DEVICE}: {e}")
-    })?;
-    idle.polling_held = true;
+    let hold = match request {
+        IdleRequest::AsIs => None,
+        IdleRequest::Poll => Some(PollingHold::acquire().map_err(|e| {
+            anyhow::anyhow!("holding idle CPUs at polling (--cpu-idle poll): {QOS_DEVICE}: {e}")
+        })?),
+    };
+    idle.polling_held = hold.is_some();
+    // Read after this run's own request, so that it counts too.
     idle.latency_limit_us = current_limit_us().ok();
-    Ok((idle, Some(hold)))
+    Ok((idle, hold))
 }
 
 /// The report's line on the CPUs' idle states.
