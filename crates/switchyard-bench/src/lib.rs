@@ -16,8 +16,9 @@
 //! Modules: `case` reads case files; `payload` builds the request bytes; `client` is the
 //! keep-alive HTTP client; `load` drives load and records; `targets` starts the simulator,
 //! the gateway and nginx; `sink` is the OTLP receiver of the `otel` feature set; `procfs` reads
-//! `/proc`; `cpu_idle` holds idle CPUs at polling for a run; `host` times the host's own speed
-//! before each case; `report` prints and serialises; `cli` runs.
+//! `/proc`; `cpu_idle` reports the CPUs' idle states and, when asked, holds them at polling for
+//! a run; `host` times the host's own speed before each case; `report` prints and serialises;
+//! `cli` runs.
 
 pub mod case;
 pub mod cli;
