@@ -72,11 +72,13 @@ pub enum GatewayError {
 
 impl GatewayError {
     /// A store error: 503 when the database could not be reached (it may be back soon), 500
-    /// for anything else.
+    /// for anything else. Something other than the database answering at its address (a
+    /// protocol error) is a store that cannot be reached, not a fault of the gateway.
     pub fn store(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::StoreUnavailable(e.to_string()),
@@ -404,5 +406,27 @@ fn upstream(
             format!("The provider failed ({tries}): {}", last.message),
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_cannot_be_reached_or_is_not_the_database_is_unavailable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let not_postgres =
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x48".to_owned());
+        for e in [
+            sqlx::Error::Io(refused),
+            not_postgres,
+            sqlx::Error::PoolTimedOut,
+        ] {
+            let client = GatewayError::store(e).to_client();
+            assert_eq!((client.status, client.code), (503, "store_unavailable"));
+        }
+        let client = GatewayError::store(sqlx::Error::RowNotFound).to_client();
+        assert_eq!((client.status, client.code), (500, "internal_error"));
     }
 }

@@ -23,6 +23,9 @@ struct Postgres {
     port: u16,
     run_as: Option<String>,
     child: Option<Child>,
+    /// While the server is stopped, its port stays bound here (without listening, so a client
+    /// is refused as by a server that is down) and no other test's server can take it.
+    port_held: Option<tokio::net::TcpSocket>,
     url: String,
 }
 
@@ -50,6 +53,7 @@ impl Postgres {
     }
 
     async fn start(&mut self) {
+        self.port_held = None;
         let child = self
             .command("postgres")
             .arg("-D")
@@ -99,6 +103,7 @@ impl Postgres {
                 let _ = child.kill();
             }
             let _ = child.wait();
+            self.port_held = hold_port(self.port);
         }
     }
 }
@@ -150,6 +155,13 @@ fn running_as_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// The port bound but not listened on; `None` when something else took it first.
+fn hold_port(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(([127, 0, 0, 1], port).into()).ok()?;
+    Some(socket)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -187,6 +199,7 @@ async fn start_postgres() -> Option<Postgres> {
         port,
         run_as,
         child: None,
+        port_held: None,
         url: format!("postgres://switchyard@127.0.0.1:{port}/postgres"),
     };
     let out = pg
