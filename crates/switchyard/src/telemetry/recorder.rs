@@ -71,6 +71,21 @@ pub struct RecorderStats {
 /// records beyond the call (exporters queue the batch instead of copying its records).
 pub type RecordBatch = Arc<Vec<RequestRecord>>;
 
+/// Lets go of one holder's share of a batch: the last holder (the writer, or an exporter still
+/// at work on it when the writer is done) hands the records' texts' buffers back for the next
+/// records ([`super::hand_back_texts`]). `Arc::into_inner` gives the batch to exactly one of
+/// holders letting go at once, where `try_unwrap` may give it to neither.
+/// Whether this holder was the last.
+pub fn hand_back_batch(batch: RecordBatch) -> bool {
+    match Arc::into_inner(batch) {
+        Some(batch) => {
+            batch.into_iter().for_each(super::hand_back_texts);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Sees every batch of records before it is stored (metrics, exporters).
 pub trait RecordObserver: Send + Sync {
     fn observe(&self, records: &RecordBatch);
@@ -308,10 +323,7 @@ impl Writer {
         self.stats
             .queued_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
-        // Unless an observer keeps the batch, its texts' buffers serve the next records.
-        if let Ok(batch) = Arc::try_unwrap(batch) {
-            batch.into_iter().for_each(super::hand_back_texts);
-        }
+        hand_back_batch(batch);
     }
 
     async fn write(&mut self, batch: &[RequestRecord]) {

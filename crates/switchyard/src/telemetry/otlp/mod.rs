@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, OtlpFile, Secret, traces_url};
 use crate::routing::RoutingTable;
+use crate::telemetry::recorder::hand_back_batch;
 use crate::telemetry::{RecordBatch, RecordObserver, RequestRecord};
 use crate::upstream::client::Pieces;
 use spans::{Catalog, RandomIds};
@@ -315,6 +316,7 @@ impl Exporter {
                     next_send = tokio::time::Instant::now() + interval;
                 }
             }
+            hand_back_batch(part.batch);
         }
         self.flush().await;
     }

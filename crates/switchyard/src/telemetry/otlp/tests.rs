@@ -803,3 +803,20 @@ async fn spans_past_the_size_bound_are_sent_without_waiting_for_the_interval() {
     assert_eq!(sent, ids, "every record once, in order");
     server.abort();
 }
+
+#[test]
+fn the_last_holder_of_a_batch_hands_its_texts_back_whichever_it_is() {
+    // The writer lets go first while the exporter still holds the batch, then the exporter.
+    let batch: RecordBatch = Arc::new(vec![record()]);
+    let exporter_share = batch.clone();
+    assert!(!hand_back_batch(batch));
+    assert!(hand_back_batch(exporter_share));
+    // Both at once, from two threads: exactly one hands the texts back.
+    for _ in 0..100 {
+        let batch: RecordBatch = Arc::new(vec![record()]);
+        let other = batch.clone();
+        let theirs = std::thread::spawn(move || hand_back_batch(other));
+        let ours = hand_back_batch(batch);
+        assert!(ours ^ theirs.join().unwrap());
+    }
+}
