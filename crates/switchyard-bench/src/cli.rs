@@ -171,6 +171,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run_cli(args: Args) -> anyhow::Result<bool> {
+    crate::stop_signal::stop_children_on_signal()?;
     let cases_dir = args
         .cases_dir
         .clone()

@@ -18,7 +18,8 @@
 //! the gateway and nginx; `sink` is the OTLP receiver of the `otel` feature set; `procfs` reads
 //! `/proc`; `cpu_idle` reports the CPUs' idle states and, when asked, holds them at polling for
 //! a run; `host` times the host's own speed before each case; `report` prints and serialises;
-//! `cli` runs.
+//! `stop_signal` stops the children when a signal (`kill`, a closed terminal, Ctrl-C) ends the
+//! harness; `cli` runs.
 
 pub mod case;
 pub mod cli;
@@ -30,6 +31,7 @@ mod payload;
 mod procfs;
 pub mod report;
 mod sink;
+pub mod stop_signal;
 mod targets;
 
 pub use cli::{Options, run};

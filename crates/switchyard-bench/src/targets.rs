@@ -1,8 +1,8 @@
 //! What the load goes to: the simulator (in this process, on a thread and runtime of its own),
 //! the gateway (the real `switchyard` binary as a child process) and, when installed, nginx as a
 //! reverse-proxy reference. Every child is stopped when its handle drops (the gateway with
-//! `SIGTERM` first, the rest killed outright), so the harness never leaves a process behind;
-//! everything listens on 127.0.0.1 only.
+//! `SIGTERM` first, the rest killed outright), or by `stop_signal` when a signal ends the
+//! harness, so the harness never leaves a process behind; everything listens on 127.0.0.1 only.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -120,8 +120,16 @@ impl Drop for SimThread {
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);
 
+impl Killed {
+    fn new(child: Child) -> Killed {
+        crate::stop_signal::started(child.id(), None);
+        Killed(child)
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
+        crate::stop_signal::finished(self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -136,8 +144,16 @@ const GATEWAY_STOP_GRACE: Duration = Duration::from_secs(5);
 /// process records at exit (a heap profiler's, for one).
 struct Stopped(Child);
 
+impl Stopped {
+    fn new(child: Child) -> Stopped {
+        crate::stop_signal::started(child.id(), Some(GATEWAY_STOP_GRACE));
+        Stopped(child)
+    }
+}
+
 impl Drop for Stopped {
     fn drop(&mut self) {
+        crate::stop_signal::finished(self.0.id());
         let pid = i32::try_from(self.0.id())
             .ok()
             .and_then(rustix::process::Pid::from_raw);
@@ -214,7 +230,7 @@ impl Gateway {
         if let Some(endpoint) = otlp_endpoint {
             cmd.env("BENCH_OTLP_ENDPOINT", endpoint);
         }
-        let mut child = Stopped(
+        let mut child = Stopped::new(
             cmd.spawn()
                 .with_context(|| format!("starting {}", bin.display()))?,
         );
@@ -337,7 +353,7 @@ http {{
         );
         let conf_path = scratch.path.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
-        let mut child = Killed(
+        let mut child = Killed::new(
             Command::new(bin)
                 .arg("-p")
                 .arg(&scratch.path)

@@ -170,3 +170,118 @@ fn smoke_cases_complete_without_errors() {
         }
     }
 }
+
+/// The processes whose parent is `parent`, from `/proc`.
+#[cfg(target_os = "linux")]
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The parent's id is the second field after the command name, which is in parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether `pid` runs (a zombie has exited).
+#[cfg(target_os = "linux")]
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_harness_stopped_with_sigterm_stops_its_gateway_and_removes_its_scratch_directories() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+
+    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
+    build_gateway_if_missing(bench.parent().unwrap()).unwrap();
+    let mut harness = Command::new(bench)
+        .args([
+            "--no-nginx",
+            "--rounds",
+            "1",
+            "--duration",
+            "60s",
+            "--cases-dir",
+        ])
+        .arg(package_dir().join("cases"))
+        .arg("chat-small-rate-records")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = harness.id();
+    // The gateway has started once the first target's load begins (progress goes to stderr).
+    let mut lines = BufReader::new(harness.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("(open loop") {
+            break;
+        }
+    }
+    assert!(said.contains("(open loop"), "{said}");
+    let gateways: Vec<u32> = children_of(pid)
+        .into_iter()
+        .filter(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == b"serve"))
+        })
+        .collect();
+    assert_eq!(
+        gateways.len(),
+        1,
+        "the gateway, the harness's child: {said}"
+    );
+    let ours = format!("-{pid}-");
+    let scratch = || -> Vec<String> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| n.starts_with("switchyard-bench-") && n.contains(&ours))
+            .collect()
+    };
+    assert!(!scratch().is_empty(), "the gateway's scratch directory");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let stderr: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    let status = harness.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?} {stderr}");
+    assert!(
+        status.signal().is_none(),
+        "it exited, not killed by the signal"
+    );
+    assert!(stderr.contains("SIGTERM: stopping the gateway"), "{stderr}");
+    // Asked with SIGTERM, the gateway finished before the harness exited.
+    assert!(!runs(gateways[0]), "the gateway outlived the harness");
+    assert!(scratch().is_empty(), "{:?}", scratch());
+}
