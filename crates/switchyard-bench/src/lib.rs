@@ -31,7 +31,7 @@ mod payload;
 mod procfs;
 pub mod report;
 mod sink;
-pub mod stop_signal;
+mod stop_signal;
 mod targets;
 
 pub use cli::{Options, run};

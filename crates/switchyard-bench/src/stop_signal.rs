@@ -75,8 +75,12 @@ pub fn stop_children_on_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a child killed outright may take to be gone (`SIGKILL` is not instant).
+const KILLED_WAIT: Duration = Duration::from_secs(2);
+
 /// Stops every registered child: `SIGTERM` to those given a grace, `SIGKILL` to the rest and
-/// to any still running when its grace is up.
+/// to any still running when its grace is up; returns once each is gone or after
+/// [`KILLED_WAIT`] more.
 fn stop_all(running: &[Running]) {
     for r in running {
         let signal = if r.grace.is_some() {
@@ -95,6 +99,10 @@ fn stop_all(running: &[Running]) {
         if has_not_exited(r.pid) {
             send(r.pid, Signal::KILL);
         }
+    }
+    let deadline = Instant::now() + KILLED_WAIT;
+    while running.iter().any(|r| has_not_exited(r.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -73,9 +73,9 @@ pub type RecordBatch = Arc<Vec<RequestRecord>>;
 
 /// Lets go of one holder's share of a batch: the last holder (the writer, or an exporter still
 /// at work on it when the writer is done) hands the records' texts' buffers back for the next
-/// records ([`super::hand_back_texts`]). `Arc::into_inner` gives the batch to exactly one of
-/// holders letting go at once, where `try_unwrap` may give it to neither.
-/// Whether this holder was the last.
+/// records ([`super::hand_back_texts`]). Returns whether this holder was the last.
+/// `Arc::into_inner` gives the batch to exactly one of the holders letting go at once, where
+/// `try_unwrap` may give it to neither.
 pub fn hand_back_batch(batch: RecordBatch) -> bool {
     match Arc::into_inner(batch) {
         Some(batch) => {
