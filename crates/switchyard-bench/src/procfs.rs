@@ -24,8 +24,22 @@ pub fn clock_ticks() -> u64 {
 /// field 3 on. The command name (field 2) is in parentheses and may hold spaces, so the fields
 /// are counted from after its last `)`.
 fn stat_field(stat: &str, n: usize) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+    from_state(stat)?.nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// The fields of a `/proc/PID/stat` line from field 3 (the state) on.
+fn from_state(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
+/// Whether process `pid` still runs: it is there and not a zombie (a process that has exited
+/// and waits for its parent to reap it).
+pub fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        from_state(&stat)
+            .and_then(|mut f| f.next())
+            .is_some_and(|s| s != "Z")
+    })
 }
 
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {

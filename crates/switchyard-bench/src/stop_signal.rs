@@ -1,8 +1,8 @@
 //! Stopping what the harness started when a signal ends it. A harness stopped with `kill`
 //! (`SIGTERM`), by a terminal that closes (`SIGHUP`) or by Ctrl-C (`SIGINT`) ends without
 //! unwinding, so the drops that stop its children never run: the gateway and nginx of the case
-//! under way kept running, each on its port, holding a CPU's worth of whatever came next. Ctrl-C
-//! alone reached them, through the terminal's process group. Here every child is registered
+//! under way kept running on their ports after the harness had gone (Ctrl-C alone reached them,
+//! through the terminal's process group). Here every child is registered
 //! while it runs, and a thread waiting for those signals stops each (the gateway as its drop
 //! does, with `SIGTERM` and a grace period), removes the run's scratch directories and exits
 //! with the signal's status.
@@ -11,6 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
+
+use crate::procfs::runs;
 
 /// The children running now.
 static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
@@ -93,15 +95,15 @@ fn stop_all(running: &[Running]) {
     for r in running {
         let Some(grace) = r.grace else { continue };
         let deadline = Instant::now() + grace;
-        while has_not_exited(r.pid) && Instant::now() < deadline {
+        while runs(r.pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if has_not_exited(r.pid) {
+        if runs(r.pid) {
             send(r.pid, Signal::KILL);
         }
     }
     let deadline = Instant::now() + KILLED_WAIT;
-    while running.iter().any(|r| has_not_exited(r.pid)) && Instant::now() < deadline {
+    while running.iter().any(|r| runs(r.pid)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -110,17 +112,6 @@ fn send(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = kill_process(pid, signal);
     }
-}
-
-/// Whether `pid` still runs: its `/proc` entry is there and not a zombie (one that has exited
-/// and waits for its parent, this process, to reap it).
-fn has_not_exited(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold any byte.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z")
-    })
 }
 
 /// Removes this process's scratch directories (`targets::ScratchDir`, named after its process id).
@@ -177,7 +168,7 @@ mod tests {
             .unwrap();
         // Give the shells time to set their traps.
         std::thread::sleep(Duration::from_millis(300));
-        assert!(has_not_exited(polite.id()) && has_not_exited(stubborn.id()));
+        assert!(runs(polite.id()) && runs(stubborn.id()));
         stop_all(&[
             Running {
                 pid: polite.id(),
@@ -189,8 +180,8 @@ mod tests {
             },
         ]);
         // Exited, not yet reaped: zombies, which count as stopped.
-        assert!(!has_not_exited(polite.id()));
-        assert!(!has_not_exited(stubborn.id()));
+        assert!(!runs(polite.id()));
+        assert!(!runs(stubborn.id()));
         let polite_status = polite.wait().unwrap();
         let stubborn_status = stubborn.wait().unwrap();
         assert_eq!(
