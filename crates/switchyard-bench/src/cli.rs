@@ -909,6 +909,9 @@ fn soak(options: &Options, duration: Duration, every: Duration) -> anyhow::Resul
     if let Some(summary) = memory_summary(&intervals.borrow()) {
         println!("{summary}");
     }
+    if let Some(trend) = memory_trend(&intervals.borrow(), every) {
+        println!("{trend}");
+    }
     let rec = recorder.borrow();
     let errors = rec.error_count();
     if errors > 0 {
@@ -991,10 +994,92 @@ fn memory_summary(intervals: &[MemoryInterval]) -> Option<String> {
     ))
 }
 
+/// The soak's anonymous memory (heap and stacks, where a leak grows) over its whole intervals:
+/// the range of their means and the least-squares slope through them, per 10 minutes. The
+/// first and last intervals alone can differ by what the allocator happens to hold at either
+/// end: pages it keeps free for reuse come and go by some hundreds of KiB, up as well as down,
+/// while a leak climbs through every interval. `None` with fewer than three intervals.
+fn memory_trend(intervals: &[MemoryInterval], every: Duration) -> Option<String> {
+    let means: Vec<f64> = intervals
+        .iter()
+        .map(MemoryInterval::anon_mean_mib)
+        .collect::<Option<_>>()?;
+    if means.len() < 3 {
+        return None;
+    }
+    let minutes = every.as_secs_f64() / 60.0;
+    let n = means.len() as f64;
+    let x_mean = (n - 1.0) / 2.0 * minutes;
+    let y_mean = means.iter().sum::<f64>() / n;
+    let (covariance, variance) = means.iter().enumerate().fold((0.0, 0.0), |(c, v), (i, y)| {
+        let dx = i as f64 * minutes - x_mean;
+        (c + dx * (y - y_mean), v + dx * dx)
+    });
+    let per_ten_minutes = covariance / variance * 10.0;
+    let low = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(format!(
+        "memory trend: anonymous {low:.1}-{high:.1} MiB over the {} intervals' means, \
+         least-squares slope {per_ten_minutes:+.2} MiB per 10 minutes",
+        means.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::case::FeatureSet;
+
+    fn interval(anon_mib: f64) -> MemoryInterval {
+        let mut interval = MemoryInterval::default();
+        interval.add(30 * 1024, (anon_mib * 1024.0) as u64);
+        interval
+    }
+
+    #[test]
+    fn soak_memory_trend_is_the_slope_through_every_interval() {
+        let every = Duration::from_secs(60);
+        // A leak of 0.1 MiB a minute: 1 MiB per 10 minutes, whatever the level.
+        let leak: Vec<_> = (0..10)
+            .map(|i| interval(14.0 + 0.1 * f64::from(i)))
+            .collect();
+        assert_eq!(
+            memory_trend(&leak, every).unwrap(),
+            "memory trend: anonymous 14.0-14.9 MiB over the 10 intervals' means, least-squares \
+             slope +1.00 MiB per 10 minutes"
+        );
+        // Memory that comes and goes ends higher than it began, yet does not climb.
+        let wander: Vec<_> = [14.1, 14.5, 14.6, 14.5, 14.3, 14.2, 14.2, 14.2, 14.6, 14.6]
+            .into_iter()
+            .map(interval)
+            .collect();
+        let line = memory_trend(&wander, every).unwrap();
+        assert!(line.contains("anonymous 14.1-14.6 MiB"), "{line}");
+        let slope: f64 = line
+            .split("slope ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(slope.abs() < 0.2, "{line}");
+        // Intervals of 30 s: the same rise a minute is the same slope.
+        let halves: Vec<_> = (0..10)
+            .map(|i| interval(14.0 + 0.05 * f64::from(i)))
+            .collect();
+        assert!(
+            memory_trend(&halves, Duration::from_secs(30))
+                .unwrap()
+                .ends_with("slope +1.00 MiB per 10 minutes")
+        );
+        // Too few intervals, or one without samples: no trend.
+        assert_eq!(memory_trend(&leak[..2], every), None);
+        let mut gap: Vec<_> = (0..4).map(|_| interval(14.0)).collect();
+        gap.push(MemoryInterval::default());
+        assert_eq!(memory_trend(&gap, every), None);
+    }
 
     #[test]
     fn the_nginx_hop_is_measured_twice_where_a_case_decides_the_added_p99_target() {

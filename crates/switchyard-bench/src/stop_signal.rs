@@ -36,6 +36,12 @@ pub(crate) fn finished(pid: u32) {
     lock().retain(|r| r.pid != pid);
 }
 
+/// Whether `pid` is registered (for tests of the children's owners).
+#[cfg(test)]
+pub(crate) fn registered(pid: u32) -> bool {
+    lock().iter().any(|r| r.pid == pid)
+}
+
 fn lock() -> std::sync::MutexGuard<'static, Vec<Running>> {
     RUNNING
         .lock()

@@ -125,6 +125,15 @@ impl Killed {
         crate::stop_signal::started(child.id(), None);
         Killed(child)
     }
+
+    /// The child's exit status once it has exited (and is reaped), else `None`. A reaped child
+    /// leaves the registry at once: its process id is free for the system to give again, and a
+    /// signal meant for the child must not reach whatever gets it.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.0.try_wait().ok().flatten()?;
+        crate::stop_signal::finished(self.0.id());
+        Some(status)
+    }
 }
 
 impl Drop for Killed {
@@ -370,7 +379,7 @@ http {{
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.0.try_wait() {
+            if let Some(status) = child.exited() {
                 bail!(
                     "nginx exited at start ({status}):\n{}",
                     tail(&scratch.path.join("error.log"))
@@ -443,5 +452,25 @@ mod tests {
             .unwrap();
         drop(Stopped(child));
         assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "yes");
+    }
+
+    #[test]
+    fn a_child_seen_to_exit_leaves_the_registry_at_once() {
+        let mut child = Killed::new(Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap());
+        let pid = child.0.id();
+        assert!(crate::stop_signal::registered(pid));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.exited() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the child did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(3));
+        // Reaped: its process id may be given to another process, which no signal may reach.
+        assert!(!crate::stop_signal::registered(pid));
+        drop(child);
+        assert!(!crate::stop_signal::registered(pid));
     }
 }
