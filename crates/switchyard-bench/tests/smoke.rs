@@ -171,6 +171,34 @@ fn smoke_cases_complete_without_errors() {
     }
 }
 
+#[test]
+fn a_soak_prints_its_memory_interval_by_interval_and_the_trend_through_them() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
+    build_gateway_if_missing(bench.parent().unwrap()).unwrap();
+    let out = Command::new(bench)
+        .args(["--soak", "8s", "--every", "2s", "--cases-dir"])
+        .arg(package_dir().join("cases"))
+        .arg("chat-small-rate")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "soak failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("== soak: chat-small-rate"), "{stdout}");
+    // Four whole intervals of 2 s: the first against the last, and the slope through all four.
+    assert!(stdout.contains("\nmemory: RSS mean "), "{stdout}");
+    let trend = stdout
+        .lines()
+        .find(|l| l.starts_with("memory trend: anonymous "))
+        .unwrap_or_else(|| panic!("no trend line:\n{stdout}"));
+    assert!(
+        trend.contains(" over the 4 intervals' means, least-squares slope "),
+        "{trend}"
+    );
+    assert!(trend.ends_with(" MiB per 10 minutes"), "{trend}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 #[cfg(target_os = "linux")]
 fn children_of(parent: u32) -> Vec<u32> {
