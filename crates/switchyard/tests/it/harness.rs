@@ -417,6 +417,16 @@ pub async fn wait_ready<S: LocalServer>(server: &mut S, python: &str, http: &req
     }
 }
 
+/// A loopback port bound but not listened on, held while the returned socket lives: a
+/// connection to it is refused, and no other test's server can be given the port meanwhile. (A
+/// port bound and let go at once can be, and that server then answers in its place.)
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 pub fn chat(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }

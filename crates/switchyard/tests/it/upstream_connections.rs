@@ -11,7 +11,7 @@ use switchyard_sim::SimConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Env, Gateway, KEY, chat, standard_config, start_sim};
+use crate::harness::{Env, Gateway, KEY, chat, refusing_port, standard_config, start_sim};
 
 /// A forwarding HTTP proxy: notes each connection's first request line, connects to the host
 /// its absolute-form target names and relays bytes both ways.
@@ -163,9 +163,7 @@ async fn hosts_no_proxy_names_are_reached_directly() {
 async fn unreachable_providers_fail_within_the_connect_timeout() {
     // A port nobody listens on refuses; a listener that never accepts leaves a TLS handshake
     // unanswered (the kernel completes the TCP handshake for it).
-    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let refused_port = refused.local_addr().unwrap().port();
-    drop(refused);
+    let (refused, refused_port) = refusing_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let sim = start_sim(SimConfig::default()).await;
@@ -213,5 +211,5 @@ models:
         "took {:?}",
         started.elapsed()
     );
-    drop(silent);
+    drop((refused, silent));
 }
