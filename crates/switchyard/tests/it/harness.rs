@@ -417,12 +417,19 @@ pub async fn wait_ready<S: LocalServer>(server: &mut S, python: &str, http: &req
     }
 }
 
-/// A loopback port bound but not listened on, held while the returned socket lives: a
+/// Loopback `port` bound but not listened on, held while the returned socket lives: a
 /// connection to it is refused, and no other test's server can be given the port meanwhile. (A
-/// port bound and let go at once can be, and that server then answers in its place.)
+/// port let go can be, and that server then answers in its place.) `None` when something else
+/// holds the port already.
+pub fn hold_port(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(([127, 0, 0, 1], port).into()).ok()?;
+    Some(socket)
+}
+
+/// A port of its own choosing held as [`hold_port`] holds one, and its number.
 pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let socket = hold_port(0).expect("a loopback port");
     let port = socket.local_addr().unwrap().port();
     (socket, port)
 }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use switchyard_sim::SimConfig;
 
 use crate::harness::{
-    Gateway, KEY, chat, client, get_from as get, metrics_come_to_say, post_to as post, send_to,
-    start_sim,
+    Gateway, KEY, chat, client, get_from as get, hold_port, metrics_come_to_say, post_to as post,
+    send_to, start_sim,
 };
 
 /// A PostgreSQL server of its own. Run as the `postgres` user when the tests run as root (the
@@ -153,13 +153,6 @@ fn running_as_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// The port bound but not listened on; `None` when something else took it first.
-fn hold_port(port: u16) -> Option<tokio::net::TcpSocket> {
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(([127, 0, 0, 1], port).into()).ok()?;
-    Some(socket)
 }
 
 fn free_port() -> u16 {
