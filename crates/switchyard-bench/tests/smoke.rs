@@ -23,6 +23,15 @@ fn package_dir() -> PathBuf {
         .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
 }
 
+/// The harness's command, its gateway built if missing, reading the shipped cases.
+fn harness_command() -> Result<Command, String> {
+    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
+    build_gateway_if_missing(bench.parent().ok_or("the harness has no directory")?)?;
+    let mut command = Command::new(bench);
+    command.arg("--cases-dir").arg(package_dir().join("cases"));
+    Ok(command)
+}
+
 fn build_gateway_if_missing(profile_dir: &Path) -> Result<(), String> {
     let gateway = profile_dir.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX));
     if gateway.is_file() {
@@ -59,16 +68,13 @@ const CASES: &[&str] = &[
 
 #[test]
 fn smoke_cases_complete_without_errors() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
-    build_gateway_if_missing(bench.parent().unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let out = Command::new(bench)
+    let out = harness_command()
+        .unwrap()
         // Two rounds: the targets take turns, and each target's rounds add up.
         .args(["--smoke", "--no-nginx", "--rounds", "2", "--json"])
         .arg(&json)
-        .arg("--cases-dir")
-        .arg(package_dir().join("cases"))
         .args(CASES)
         .output()
         .unwrap();
@@ -173,12 +179,9 @@ fn smoke_cases_complete_without_errors() {
 
 #[test]
 fn a_soak_prints_its_memory_interval_by_interval_and_the_trend_through_them() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
-    build_gateway_if_missing(bench.parent().unwrap()).unwrap();
-    let out = Command::new(bench)
-        .args(["--soak", "9s", "--every", "2s", "--cases-dir"])
-        .arg(package_dir().join("cases"))
-        .arg("chat-small-rate")
+    let out = harness_command()
+        .unwrap()
+        .args(["--soak", "9s", "--every", "2s", "chat-small-rate"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -251,19 +254,16 @@ fn a_harness_stopped_with_sigterm_stops_its_gateway_and_removes_its_scratch_dire
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
 
-    let bench = Path::new(env!("CARGO_BIN_EXE_switchyard-bench"));
-    build_gateway_if_missing(bench.parent().unwrap()).unwrap();
-    let mut harness = Command::new(bench)
+    let mut harness = harness_command()
+        .unwrap()
         .args([
             "--no-nginx",
             "--rounds",
             "1",
             "--duration",
             "60s",
-            "--cases-dir",
+            "chat-small-rate-records",
         ])
-        .arg(package_dir().join("cases"))
-        .arg("chat-small-rate-records")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
