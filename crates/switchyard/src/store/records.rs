@@ -189,27 +189,45 @@ macro_rules! bind_record {
 /// Records per statement on SQLite.
 pub(super) const SQLITE_ROWS: usize = 32;
 
-/// The statement that writes up to [`SQLITE_ROWS`] records on SQLite. Outside a transaction it
-/// is one of its own (SQLite's autocommit), so a batch of the few dozen records a window holds
-/// at a few hundred requests a second is one message to the connection's thread and one answer
-/// back. sqlx hands every statement to that thread and waits for its answer, `BEGIN` and
-/// `COMMIT` twice over (their answers are acknowledged): a batch's transaction of five
-/// statements woke SQLite's thread nine times and the runtime's as often (docs/PERFORMANCE.md,
-/// fifty-second round). The rows are one shape whatever their count, prepared once: arguments
-/// not bound read as NULL, and rows whose id is NULL are left out. Anonymous parameters: SQLite
+/// Rows of the statements a chunk of records is written with on SQLite: the fewest that hold
+/// it. Every execution of a statement pays for all its rows, bound or not: SQLite clears each
+/// of its parameters after it (twice: sqlx resets a statement before binding and after
+/// running), runs through each row of its `VALUES`, and sqlx hashes its text to find it among
+/// the prepared ones. With 32 rows of 25 parameters that was more than the few records a batch
+/// holds at tens of requests a second cost to insert (docs/PERFORMANCE.md, fifty-eighth round).
+/// Each size is prepared once per connection and kept.
+const SQLITE_SIZES: [usize; 8] = [1, 2, 4, 8, 12, 16, 24, SQLITE_ROWS];
+
+/// The statement that writes `rows` records (at most [`SQLITE_ROWS`]) on SQLite: the one of
+/// [`SQLITE_SIZES`] that holds them. Outside a transaction it is one of its own (SQLite's
+/// autocommit), so a batch of the few dozen records a window holds at a few hundred requests a
+/// second is one message to the connection's thread and one answer back. sqlx hands every
+/// statement to that thread and waits for its answer, `BEGIN` and `COMMIT` twice over (their
+/// answers are acknowledged): a batch's transaction of five statements woke SQLite's thread
+/// nine times and the runtime's as often (docs/PERFORMANCE.md, fifty-second round). Rows not
+/// bound read as NULL, and rows whose id is NULL are left out. Anonymous parameters: SQLite
 /// finds a named one's number by a walk through the statement's names, for every parameter
 /// bound at every execution. `OR IGNORE` makes a replay after a sink outage harmless.
-fn sqlite_insert() -> &'static str {
-    static STATEMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+fn sqlite_insert(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         let columns = RECORD_COLUMNS.split(',').count();
         let row = format!("({})", vec!["?"; columns].join(", "));
-        format!(
-            "INSERT OR IGNORE INTO requests ({RECORD_COLUMNS}) SELECT * FROM (VALUES {}) \
-             WHERE column1 IS NOT NULL",
-            vec![row.as_str(); SQLITE_ROWS].join(", ")
-        )
+        SQLITE_SIZES
+            .iter()
+            .map(|&size| {
+                format!(
+                    "INSERT OR IGNORE INTO requests ({RECORD_COLUMNS}) SELECT * FROM (VALUES {}) \
+                     WHERE column1 IS NOT NULL",
+                    vec![row.as_str(); size].join(", ")
+                )
+            })
+            .collect()
     });
-    &STATEMENT
+    let size = SQLITE_SIZES
+        .iter()
+        .position(|&size| size >= rows)
+        .unwrap_or(SQLITE_SIZES.len() - 1);
+    &STATEMENTS[size]
 }
 
 /// Rows of the multi-row statements a batch of records is written with on PostgreSQL: as many
@@ -287,7 +305,7 @@ async fn insert_rows(
     records: &[RequestRecord],
     bodies: texts::Bodies,
 ) -> StoreResult<()> {
-    let mut insert = sqlx::query::<Sqlite>(sqlite_insert());
+    let mut insert = sqlx::query::<Sqlite>(sqlite_insert(records.len()));
     for (r, body) in records.iter().zip(bodies.into_stored()) {
         insert = bind_record!(insert, r, body);
     }
@@ -321,5 +339,32 @@ impl RecordStore for Store {
             Db::Sqlite(pool) => Box::pin(self.insert_sqlite(pool, records)).await,
             Db::Postgres(pool) => Box::pin(insert_postgres(pool, records)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_written_by_the_fewest_rows_that_hold_it() {
+        let rows_of = |sql: &str| sql.matches("(?").count();
+        assert_eq!(SQLITE_SIZES.last(), Some(&SQLITE_ROWS));
+        let mut sizes_used = std::collections::BTreeSet::new();
+        for n in 1..=SQLITE_ROWS {
+            let rows = rows_of(sqlite_insert(n));
+            assert!(rows >= n, "{n} records in {rows} rows");
+            assert!(
+                SQLITE_SIZES.iter().all(|&size| size >= rows || size < n),
+                "{n} records in {rows} rows, a smaller statement holds them"
+            );
+            sizes_used.insert(rows);
+        }
+        assert_eq!(sizes_used.into_iter().collect::<Vec<_>>(), SQLITE_SIZES);
+        let columns = RECORD_COLUMNS.split(',').count();
+        assert_eq!(
+            sqlite_insert(SQLITE_ROWS).matches('?').count(),
+            SQLITE_ROWS * columns
+        );
     }
 }
