@@ -154,64 +154,20 @@ const PACK_FROM_BYTES: usize = 256;
 /// one core, prose and code to between a half and two thirds, JSON and a conversation's
 /// repeated turns further.
 pub(super) fn pack_body(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    pack_body_into(json, &mut out);
-    out
-}
-
-/// Compression's working memory, kept by each thread that packs bodies: LZ4's hash table and
-/// room for the longest block a body can make. Made for each body, they were two zeroed
-/// allocations of some 8 KiB and of the body's length, the larger of them mostly left unused by
-/// the block a body compresses to (docs/PERFORMANCE.md, fifty-eighth round).
-struct Packer {
-    table: lz4_flex::block::CompressTable,
-    block: Vec<u8>,
-}
-
-thread_local! {
-    static PACKER: std::cell::RefCell<Packer> = std::cell::RefCell::new(Packer {
-        table: lz4_flex::block::CompressTable::small(),
-        block: Vec::new(),
-    });
-}
-
-/// Room for a block a thread keeps between bodies; a longer body's is let go after it.
-const BLOCK_KEPT_BYTES: usize = 64 << 10;
-
-/// [`pack_body`], appended to `out`, which grows by exactly the stored body's length.
-pub(super) fn pack_body_into(json: &[u8], out: &mut Vec<u8>) {
     let size = match u32::try_from(json.len()) {
         Ok(size) if json.len() >= PACK_FROM_BYTES => size,
-        _ => return out.extend_from_slice(json),
+        _ => return json.to_vec(),
     };
-    // The small table (16-bit places) serves bodies under 64 KiB; a longer one, rare, gets a
-    // large table of its own rather than leaving the thread one twice the size to clear for
-    // every body after it.
-    PACKER.with_borrow_mut(|packer| {
-        let mut large;
-        let room = lz4_flex::block::get_maximum_output_size(json.len());
-        if packer.block.len() < room {
-            packer.block.resize(room, 0);
+    let mut packed = vec![0; 5 + lz4_flex::block::get_maximum_output_size(json.len())];
+    packed[0] = LZ4_BODY;
+    packed[1..5].copy_from_slice(&size.to_le_bytes());
+    match lz4_flex::block::compress_into(json, &mut packed[5..]) {
+        Ok(n) if 5 + n < json.len() => {
+            packed.truncate(5 + n);
+            packed
         }
-        let table = if json.len() < usize::from(u16::MAX) {
-            &mut packer.table
-        } else {
-            large = lz4_flex::block::CompressTable::large();
-            &mut large
-        };
-        match lz4_flex::block::compress_into_with_table(json, &mut packer.block[..room], table) {
-            Ok(n) if 5 + n < json.len() => {
-                out.reserve_exact(5 + n);
-                out.push(LZ4_BODY);
-                out.extend_from_slice(&size.to_le_bytes());
-                out.extend_from_slice(&packer.block[..n]);
-            }
-            _ => out.extend_from_slice(json),
-        }
-        if packer.block.len() > BLOCK_KEPT_BYTES {
-            packer.block = Vec::new();
-        }
-    })
+        _ => json.to_vec(),
+    }
 }
 
 /// The JSON of a stored body, `None` when it cannot be read (a damaged file).
@@ -630,57 +586,6 @@ mod tests {
             unpack_body(incompressible.as_bytes()).as_deref(),
             Some(incompressible.as_bytes())
         );
-    }
-
-    #[test]
-    fn a_body_packs_the_same_whatever_its_thread_packed_before() {
-        // The thread's table and block are reused: a body's stored form must not depend on the
-        // bodies before it (a table not cleared would point into them), nor on where it goes.
-        let reference = |json: &[u8]| {
-            let block = lz4_flex::block::compress(json);
-            if 5 + block.len() < json.len() {
-                let mut stored = vec![LZ4_BODY];
-                stored.extend_from_slice(&(json.len() as u32).to_le_bytes());
-                stored.extend_from_slice(&block);
-                stored
-            } else {
-                json.to_vec()
-            }
-        };
-        let mut state = 0x9e37_79b9_u32;
-        let noise: String = (0..3000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                char::from(b'!' + (state % 90) as u8)
-            })
-            .collect();
-        // Past the small table's 16-bit places: a large table for this one.
-        let long = prose(usize::MAX).repeat(3);
-        assert!(long.len() > usize::from(u16::MAX));
-        let bodies = [
-            prose(16 * 1024),
-            long.clone(),
-            noise,
-            prose(300),
-            prose(16 * 1024),
-            prose(2 * 1024),
-            long,
-            prose(1024),
-        ];
-        for body in &bodies {
-            let packed = pack_body(body.as_bytes());
-            assert_eq!(packed, reference(body.as_bytes()), "{} bytes", body.len());
-            assert_eq!(unpack_body(&packed).as_deref(), Some(body.as_bytes()));
-            let mut out = b"ahead".to_vec();
-            pack_body_into(body.as_bytes(), &mut out);
-            assert_eq!(&out[..5], b"ahead");
-            assert_eq!(out[5..], packed[..]);
-        }
-        for compressed in [&bodies[0], &bodies[1]] {
-            assert_eq!(pack_body(compressed.as_bytes())[0], LZ4_BODY);
-        }
     }
 
     #[test]

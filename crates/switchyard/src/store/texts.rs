@@ -23,7 +23,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::StoreResult;
-use super::sqlite::{pack_body, pack_body_into, unpack_body};
+use super::sqlite::{pack_body, unpack_body};
 use crate::recent::ByLength;
 use crate::telemetry::record::RequestRecord;
 
@@ -212,7 +212,7 @@ fn body_with_texts(json: &str, ranges: &[Range<usize>], ids: impl Iterator<Item 
         from = range.end;
     }
     rest.extend_from_slice(&json.as_bytes()[from..]);
-    pack_body_into(&rest, &mut out);
+    out.extend_from_slice(&pack_body(&rest));
     out
 }
 
