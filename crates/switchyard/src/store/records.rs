@@ -304,7 +304,7 @@ impl Store {
 async fn insert_rows(
     conn: &mut SqliteConnection,
     records: &[RequestRecord],
-    bodies: texts::Bodies,
+    bodies: texts::Bodies<'_>,
 ) -> StoreResult<()> {
     let mut insert = sqlx::query::<Sqlite>(sqlite_insert(records.len()));
     for (r, body) in records.iter().zip(bodies.into_stored()) {

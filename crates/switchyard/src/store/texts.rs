@@ -12,12 +12,13 @@
 //!
 //! The writer remembers the texts it stored lately ([`KnownTexts`], by their bytes, so a text
 //! is only ever reused for the same bytes); a text it does not remember is stored again, as a
-//! new row, which keeps the writing free of lookups in the database. A row is remembered only
-//! once the batch that wrote it is committed. Rows are never deleted: no record is.
+//! new row, which keeps the writing free of lookups in the database. It looks a text up before
+//! writing it as JSON, so a remembered one is neither escaped nor copied again. A row is
+//! remembered only once the batch that wrote it is committed. Rows are never deleted: no
+//! record is.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::Range;
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -25,7 +26,8 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::StoreResult;
 use super::sqlite::{pack_body, unpack_body};
 use crate::recent::ByLength;
-use crate::telemetry::record::RequestRecord;
+use crate::telemetry::record::{RequestRecord, TextApart};
+use switchyard_protocol::json;
 
 /// Texts shorter than this (as JSON, quotes included) stay in the body: below it a row of their
 /// own, and finding it again, would cost about what it saves.
@@ -43,8 +45,8 @@ const KNOWN_TEXT_BYTES: u64 = 4 << 20;
 /// Ids per `SELECT … IN (…)` when reading texts back (SQLite takes 32,766 parameters).
 const IDS_PER_READ: usize = 500;
 
-/// The texts the writer stored lately, by their JSON string, with their rows' ids. A text is
-/// found only by equal bytes, so the hash decides the lookup's speed, never which text is
+/// The texts the writer stored lately, by their text (a row holds its JSON string), with their
+/// rows' ids. A text is found only by equal bytes, so the hash decides the lookup's speed, never which text is
 /// found: foldhash, seeded at random, a few times faster over long texts than SipHash.
 pub struct KnownTexts(parking_lot::Mutex<TextCache>);
 
@@ -86,52 +88,49 @@ impl KnownTexts {
 }
 
 /// The bodies of a chunk of records as SQLite stores them. A record whose long texts the
-/// writer all remembers has its body made at once and its JSON let go; one with a text not
-/// stored yet keeps its JSON, with the places of its texts and the ids known so far, until
-/// [`Bodies::store_new_texts`]. So a statement's 32 records hold at most their stored bodies,
-/// not 32 prompts of 200 KB at once (holding them raised the RSS left after a full load by 2
-/// MiB).
-pub(super) struct Bodies(Vec<Body>);
+/// writer all remembers has its body made at once; one with a text not stored yet keeps the
+/// rest of its JSON and the places of its texts, with the ids known so far, until
+/// [`Bodies::store_new_texts`]. A text is borrowed from its record throughout, and its JSON
+/// written only to store it.
+pub(super) struct Bodies<'a>(Vec<Body<'a>>);
 
-enum Body {
+enum Body<'a> {
     Stored(Vec<u8>),
     Waiting {
-        json: String,
-        ranges: Vec<Range<usize>>,
+        rest: String,
+        texts: Vec<TextApart<'a>>,
         ids: Vec<Option<i64>>,
     },
 }
 
-impl Bodies {
+impl<'a> Bodies<'a> {
     /// `records` written out, their texts looked up among those the writer remembers; nothing
     /// is read from the database.
-    pub(super) fn of(known: &KnownTexts, records: &[RequestRecord]) -> Self {
+    pub(super) fn of(known: &KnownTexts, records: &'a [RequestRecord]) -> Self {
         Self(
             records
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
                     crate::telemetry::recorder::give_way(i);
-                    let (json, mut ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
+                    let (rest, texts) = r.to_json_apart(TEXT_FROM_BYTES);
                     // More texts than a body's header counts (tens of MiB kept a record): kept
                     // whole.
-                    if ranges.len() > usize::from(u16::MAX) {
-                        ranges.clear();
+                    if texts.len() > usize::from(u16::MAX) {
+                        return Body::Stored(pack_body(r.to_json().as_bytes()));
                     }
                     // Most records keep no text apart: no lock for them.
-                    let ids: Vec<Option<i64>> = if ranges.is_empty() {
-                        Vec::new()
-                    } else {
+                    if texts.is_empty() {
+                        return Body::Stored(pack_body(rest.as_bytes()));
+                    }
+                    let ids: Vec<Option<i64>> = {
                         let known = known.0.lock();
-                        ranges
-                            .iter()
-                            .map(|r| known.get(&json[r.clone()]).copied())
-                            .collect()
+                        texts.iter().map(|t| known.get(t.text).copied()).collect()
                     };
                     if ids.iter().all(Option::is_some) {
-                        Body::Stored(stored_body(&json, &ranges, &ids))
+                        Body::Stored(stored_body(&rest, &texts, &ids))
                     } else {
-                        Body::Waiting { json, ranges, ids }
+                        Body::Waiting { rest, texts, ids }
                     }
                 })
                 .collect(),
@@ -150,28 +149,30 @@ impl Bodies {
         conn: &mut SqliteConnection,
         pending: &mut Pending,
     ) -> StoreResult<()> {
+        let mut string = Vec::new();
         for body in &mut self.0 {
-            let Body::Waiting { json, ranges, ids } = body else {
+            let Body::Waiting { rest, texts, ids } = body else {
                 continue;
             };
-            for (range, id) in ranges.iter().zip(ids.iter_mut()) {
+            for (apart, id) in texts.iter().zip(ids.iter_mut()) {
                 if id.is_some() {
                     continue;
                 }
-                let text = &json[range.clone()];
-                if let Some(&stored) = pending.get(text) {
+                if let Some(&stored) = pending.get(apart.text) {
                     *id = Some(stored);
                     continue;
                 }
+                string.clear();
+                json::write_str(&mut string, apart.text);
                 let new: i64 =
                     sqlx::query_scalar("INSERT INTO record_texts (body) VALUES (?) RETURNING id")
-                        .bind(pack_body(text.as_bytes()))
+                        .bind(pack_body(&string))
                         .fetch_one(&mut *conn)
                         .await?;
-                pending.insert(Box::from(text), new);
+                pending.insert(Box::from(apart.text), new);
                 *id = Some(new);
             }
-            *body = Body::Stored(stored_body(json, ranges, ids));
+            *body = Body::Stored(stored_body(rest, texts, ids));
         }
         Ok(())
     }
@@ -181,38 +182,38 @@ impl Bodies {
     pub(super) fn into_stored(self) -> impl Iterator<Item = Vec<u8>> {
         self.0.into_iter().map(|body| match body {
             Body::Stored(stored) => stored,
-            Body::Waiting { json, ranges, ids } => stored_body(&json, &ranges, &ids),
+            Body::Waiting { rest, texts, ids } => stored_body(&rest, &texts, &ids),
         })
     }
 }
 
 /// [`body_with_texts`] for a record's texts as [`Bodies`] holds their ids, a text not stored yet
 /// named by id 0.
-fn stored_body(json: &str, ranges: &[Range<usize>], ids: &[Option<i64>]) -> Vec<u8> {
-    body_with_texts(json, ranges, ids.iter().map(|id| id.unwrap_or_default()))
+fn stored_body(rest: &str, texts: &[TextApart<'_>], ids: &[Option<i64>]) -> Vec<u8> {
+    body_with_texts(
+        rest,
+        texts
+            .iter()
+            .zip(ids)
+            .map(|(t, id)| (t.place, id.unwrap_or_default())),
+    )
 }
 
-/// A record's stored body: its JSON packed, or, with texts kept apart, their places and ids
-/// ahead of the rest of its JSON packed.
-fn body_with_texts(json: &str, ranges: &[Range<usize>], ids: impl Iterator<Item = i64>) -> Vec<u8> {
-    if ranges.is_empty() {
-        return pack_body(json.as_bytes());
+/// A record's stored body: the rest of its JSON packed, behind the places and ids of the texts
+/// left out of it, if any.
+fn body_with_texts(rest: &str, places: impl ExactSizeIterator<Item = (usize, i64)>) -> Vec<u8> {
+    if places.len() == 0 {
+        return pack_body(rest.as_bytes());
     }
-    let kept: usize = ranges.iter().map(|r| r.len()).sum();
-    let mut rest = Vec::with_capacity(json.len() - kept);
-    let mut out = Vec::with_capacity(3 + 12 * ranges.len());
+    let mut out = Vec::with_capacity(3 + 12 * places.len());
     out.push(BODY_WITH_TEXTS);
     // `Bodies::of` keeps a body with more texts than this counts whole.
-    out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
-    let mut from = 0;
-    for (range, id) in ranges.iter().zip(ids) {
-        rest.extend_from_slice(&json.as_bytes()[from..range.start]);
-        out.extend_from_slice(&(rest.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(places.len() as u16).to_le_bytes());
+    for (place, id) in places {
+        out.extend_from_slice(&(place as u32).to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());
-        from = range.end;
     }
-    rest.extend_from_slice(&json.as_bytes()[from..]);
-    out.extend_from_slice(&pack_body(&rest));
+    out.extend_from_slice(&pack_body(rest.as_bytes()));
     out
 }
 
@@ -491,25 +492,80 @@ mod tests {
             &[&text(10, 600), "short", &text(11, 700)],
             &text(12, 800),
         );
-        let (json, ranges) = r.to_json_with_texts(TEXT_FROM_BYTES);
-        assert_eq!(ranges.len(), 3, "two messages and the response");
+        let (rest, apart) = r.to_json_apart(TEXT_FROM_BYTES);
+        assert_eq!(apart.len(), 3, "two messages and the response");
         let mut rows = HashMap::new();
-        for (i, range) in ranges.iter().enumerate() {
-            assert!(json[range.clone()].starts_with('"') && json[range.clone()].ends_with('"'));
-            rows.insert(i as i64 + 10, json[range.clone()].as_bytes().to_vec());
+        for (i, t) in apart.iter().enumerate() {
+            let mut string = Vec::new();
+            json::write_str(&mut string, t.text);
+            rows.insert(i as i64 + 10, string);
         }
-        let stored = body_with_texts(&json, &ranges, 10..);
-        assert_eq!(join(&stored, &rows).as_deref(), Some(json.as_bytes()));
+        let stored = body_with_texts(
+            &rest,
+            apart
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.place, i as i64 + 10)),
+        );
+        assert_eq!(
+            join(&stored, &rows).as_deref(),
+            Some(r.to_json().as_bytes())
+        );
         // Places out of order or past the end are damage.
         let mut backwards = stored.clone();
         backwards[3..7].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(join(&backwards, &rows).is_none());
         // A body without texts apart reads as it is.
         let plain = record("2", &["short"], "ok").to_json();
-        let stored = body_with_texts(&plain, &[], std::iter::empty());
+        let stored = body_with_texts(&plain, std::iter::empty());
         assert_eq!(
             join(&stored, &HashMap::new()).as_deref(),
             Some(plain.as_bytes())
         );
+    }
+
+    #[test]
+    fn a_text_is_left_out_exactly_when_its_json_string_reaches_the_bound() {
+        // Plain text: its string is the text and two quotes.
+        for len in [
+            0,
+            1,
+            TEXT_FROM_BYTES - 3,
+            TEXT_FROM_BYTES - 2,
+            TEXT_FROM_BYTES,
+        ] {
+            let body = "a".repeat(len);
+            let r = record("1", &[&body], "ok");
+            let (rest, apart) = r.to_json_apart(TEXT_FROM_BYTES);
+            assert_eq!(
+                apart.len(),
+                usize::from(len + 2 >= TEXT_FROM_BYTES),
+                "{len}"
+            );
+            if apart.is_empty() {
+                assert_eq!(rest, r.to_json());
+            }
+        }
+        // Text short of the bound by its length that its escapes take past it; and text whose
+        // escapes leave it one byte short.
+        let quotes = |n: usize| "\"".repeat(n);
+        let over = record("2", &[&quotes(TEXT_FROM_BYTES / 2)], "ok");
+        let (rest, apart) = over.to_json_apart(TEXT_FROM_BYTES);
+        assert_eq!(apart.len(), 1);
+        assert_eq!(apart[0].text, quotes(TEXT_FROM_BYTES / 2));
+        assert_eq!(&rest[apart[0].place - 10..apart[0].place], r#""content":"#);
+        assert_eq!(
+            &rest[apart[0].place..apart[0].place + 2],
+            "}]",
+            "nothing of it written"
+        );
+        let short = record(
+            "3",
+            &[&format!("{}a", quotes(TEXT_FROM_BYTES / 2 - 2))],
+            "ok",
+        );
+        let (rest, apart) = short.to_json_apart(TEXT_FROM_BYTES);
+        assert!(apart.is_empty(), "{} bytes as JSON", TEXT_FROM_BYTES - 1);
+        assert_eq!(rest, short.to_json());
     }
 }

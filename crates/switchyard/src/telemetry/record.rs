@@ -3,7 +3,6 @@
 //! client disconnect). Persisted as JSON; the store indexes the fields queries filter on.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -99,28 +98,49 @@ impl RequestRecord {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// [`to_json`](Self::to_json), with where its long texts are: the byte ranges of each
-    /// prompt message's content and of the response whose JSON string (quotes included) is
-    /// `min_bytes` or longer, in order. A store may keep such a text once for every record
-    /// that carries it.
-    pub fn to_json_with_texts(&self, min_bytes: usize) -> (String, Vec<Range<usize>>) {
-        let mut out = Vec::with_capacity(self.json_capacity());
-        let mut texts = LongTexts {
+    /// [`to_json`](Self::to_json) with its long texts left out: each prompt message's content
+    /// and the response whose JSON string (quotes included) is `min_bytes` or longer is not
+    /// written, and comes back as its text with the place in the JSON where its string goes, in
+    /// order. A store may keep such a text once for every record that carries it, and finds it
+    /// by its text: a text it keeps already is never escaped again.
+    pub fn to_json_apart(&self, min_bytes: usize) -> (String, Vec<TextApart<'_>>) {
+        let mut apart = Apart {
             min_bytes,
-            ranges: Vec::new(),
+            texts: Vec::new(),
         };
-        self.write_json(&mut out, Some(&mut texts));
-        (String::from_utf8(out).unwrap_or_default(), texts.ranges)
+        let mut out = Vec::with_capacity(self.json_capacity_apart(min_bytes));
+        self.write_json(&mut out, Some(&mut apart));
+        (String::from_utf8(out).unwrap_or_default(), apart.texts)
     }
 
     /// Room for the whole JSON, so that it is written without growing: the fixed fields (names,
     /// ids, numbers and keys) come to well under a kilobyte.
     fn json_capacity(&self) -> usize {
-        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
-        1024 + self.content_bytes() + decision + 192 * self.attempts.len()
+        self.json_capacity_apart(usize::MAX)
     }
 
-    fn write_json(&self, out: &mut Vec<u8>, mut texts: Option<&mut LongTexts>) {
+    /// [`json_capacity`](Self::json_capacity) without the texts surely left out (see
+    /// [`to_json_apart`](Self::to_json_apart)).
+    fn json_capacity_apart(&self, min_bytes: usize) -> usize {
+        let decision = self.decision.as_ref().map_or(0, |d| d.text().len());
+        let written = |text: &str| {
+            if surely_apart(text, min_bytes) {
+                0
+            } else {
+                text.len()
+            }
+        };
+        let prompt: usize = self
+            .prompt
+            .iter()
+            .flatten()
+            .map(|m| written(&m.content))
+            .sum();
+        let response = self.response.as_deref().map_or(0, written);
+        1024 + prompt + response + decision + 192 * self.attempts.len()
+    }
+
+    fn write_json<'a>(&'a self, out: &mut Vec<u8>, mut texts: Option<&mut Apart<'a>>) {
         out.extend_from_slice(b"{\"id\":");
         json::write_str(out, &self.id);
         number_field(out, b",\"started_at_ms\":", self.started_at_ms);
@@ -273,22 +293,46 @@ fn str_field(out: &mut Vec<u8>, key: &[u8], value: &str) {
     json::write_str(out, value);
 }
 
-/// Where a record's long texts lie in its JSON ([`RequestRecord::to_json_with_texts`]).
-struct LongTexts {
-    min_bytes: usize,
-    ranges: Vec<Range<usize>>,
+/// A long text [`RequestRecord::to_json_apart`] left out of a record's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextApart<'a> {
+    /// Where its JSON string goes in the JSON written.
+    pub place: usize,
+    pub text: &'a str,
 }
 
-/// A prompt's or response's text, its range noted when long.
-fn text_field(out: &mut Vec<u8>, key: &[u8], value: &str, texts: Option<&mut LongTexts>) {
+/// The long texts left out of a record's JSON as it is written.
+struct Apart<'a> {
+    min_bytes: usize,
+    texts: Vec<TextApart<'a>>,
+}
+
+/// Whether `text`'s JSON string is `min_bytes` or longer whatever its escapes: it is at least
+/// the text and two quotes.
+fn surely_apart(text: &str, min_bytes: usize) -> bool {
+    text.len().saturating_add(2) >= min_bytes
+}
+
+/// A prompt's or response's text, left out when long. A text short of the bound by its own
+/// length may still reach it by its escapes: written to see, then taken back out.
+fn text_field<'a>(out: &mut Vec<u8>, key: &[u8], value: &'a str, texts: Option<&mut Apart<'a>>) {
     out.extend_from_slice(key);
     let start = out.len();
-    json::write_str(out, value);
-    if let Some(texts) = texts
-        && out.len() - start >= texts.min_bytes
-    {
-        texts.ranges.push(start..out.len());
+    let Some(texts) = texts else {
+        json::write_str(out, value);
+        return;
+    };
+    if !surely_apart(value, texts.min_bytes) {
+        json::write_str(out, value);
+        if out.len() - start < texts.min_bytes {
+            return;
+        }
+        out.truncate(start);
     }
+    texts.texts.push(TextApart {
+        place: start,
+        text: value,
+    });
 }
 
 /// The field when there is a value.
