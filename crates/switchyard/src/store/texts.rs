@@ -46,8 +46,9 @@ const KNOWN_TEXT_BYTES: u64 = 4 << 20;
 const IDS_PER_READ: usize = 500;
 
 /// The texts the writer stored lately, by their text (a row holds its JSON string), with their
-/// rows' ids. A text is found only by equal bytes, so the hash decides the lookup's speed, never which text is
-/// found: foldhash, seeded at random, a few times faster over long texts than SipHash.
+/// rows' ids. A text is found only by equal bytes, so the hash decides the lookup's speed, never
+/// which text is found: foldhash, seeded at random, a few times faster over long texts than
+/// SipHash.
 pub struct KnownTexts(parking_lot::Mutex<TextCache>);
 
 type TextCache = quick_cache::unsync::Cache<
