@@ -291,6 +291,41 @@ fn sample_record() -> Option<switchyard::telemetry::record::RequestRecord> {
 /// One batch as the record writer stores it: a transaction with a few multi-row inserts.
 #[divan::bench(args = [1, 25, 32])]
 fn record_store_insert(bencher: Bencher, batch: usize) {
+    if let Some(template) = sample_record() {
+        store_insert(bencher, batch, template);
+    }
+}
+
+/// The same with a 16 KiB system prompt (what a record keeps of a long one by default) that
+/// the store already keeps as a text of its own: each record's body names it, found by the
+/// text itself.
+#[divan::bench(args = [25])]
+fn record_store_insert_known_prompt(bencher: Bencher, batch: usize) {
+    let Some(mut template) = sample_record() else {
+        return;
+    };
+    let line = "You are a support agent for \"Acme\". Answer in the customer's language.\n";
+    let system = line.repeat(16 * 1024 / line.len());
+    template.prompt = Some(vec![
+        switchyard::telemetry::PromptMessage {
+            role: "system".into(),
+            content: system,
+        },
+        switchyard::telemetry::PromptMessage {
+            role: "user".into(),
+            content: "Where is my order?".into(),
+        },
+    ]);
+    store_insert(bencher, batch, template);
+}
+
+/// Inserts batches of `template` under fresh ids into a new SQLite store, the first one before
+/// measuring (so texts it keeps apart are stored and remembered).
+fn store_insert(
+    bencher: Bencher,
+    batch: usize,
+    template: switchyard::telemetry::record::RequestRecord,
+) {
     use switchyard::store::RecordStore;
     let Ok(dir) = tempfile::tempdir() else {
         return;
@@ -306,22 +341,23 @@ fn record_store_insert(bencher: Bencher, batch: usize) {
     )) else {
         return;
     };
-    let Some(template) = sample_record() else {
-        return;
-    };
     let mut next = 0u64;
+    let mut make = move || {
+        (0..batch)
+            .map(|_| {
+                next += 1;
+                let mut r = template.clone();
+                r.id = format!("{next:032x}");
+                r.started_at_ms += next as i64;
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    if rt.block_on(store.insert(&make())).is_err() {
+        return;
+    }
     bencher
-        .with_inputs(|| {
-            (0..batch)
-                .map(|_| {
-                    next += 1;
-                    let mut r = template.clone();
-                    r.id = format!("{next:032x}");
-                    r.started_at_ms += next as i64;
-                    r
-                })
-                .collect::<Vec<_>>()
-        })
+        .with_inputs(make)
         .bench_local_refs(|records| rt.block_on(store.insert(records)).is_ok());
 }
 
