@@ -32,6 +32,7 @@ use crate::canonical::{
 use crate::dialect::{EncodeCtx, IngressDialect, StreamEncoder};
 use crate::error::{ClientError, DecodeError, ErrorKind};
 use crate::gemini;
+use crate::json;
 
 /// Extras key of a message's `cache_control` markers on blocks without a canonical field.
 pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
@@ -669,6 +670,167 @@ pub(crate) fn tool_input(arguments: &str) -> Value {
     }
 }
 
+/// The client's `Message`, written member by member straight from the canonical response (no
+/// wire structs, no serializer): the keys are constant bytes and the strings go through
+/// [`json::write_str`]. The bytes are those serde writes from `wire::Message`, which the tests
+/// hold it to (`encode_chat_with_serde`).
+fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    // The answer's text plus room for the members around it, so the output grows rarely.
+    let text_len: usize = response
+        .content
+        .iter()
+        .map(|p| match p {
+            ContentPart::Text { text, .. } => text.len(),
+            ContentPart::Reasoning { text, .. } => text.len() + 64,
+            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
+            _ => 0,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(text_len + 384);
+    match write_message(&mut out, response, ctx) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+fn write_message(
+    out: &mut Vec<u8>,
+    response: &ChatResponse,
+    ctx: &EncodeCtx,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b"{\"id\":\"");
+    if !ctx.id.starts_with("msg_") {
+        out.extend_from_slice(b"msg_");
+    }
+    json::write_str_content(out, &ctx.id);
+    out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[");
+    let mut first = true;
+    for part in &response.content {
+        write_block(out, part, &mut first)?;
+    }
+    out.extend_from_slice(b"],\"model\":");
+    json::write_str(out, &ctx.model);
+    let (stop_reason, stop_sequence) = wire::stop_reason_str(&response.finish_reason);
+    out.extend_from_slice(b",\"stop_reason\":");
+    json::write_str(out, stop_reason);
+    out.extend_from_slice(b",\"stop_sequence\":");
+    match stop_sequence {
+        Some(sequence) => json::write_str(out, sequence),
+        None => out.extend_from_slice(b"null"),
+    }
+    // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
+    out.extend_from_slice(b",\"usage\":");
+    wire::Usage::full(&response.usage.unwrap_or_default()).write(out);
+    for (key, value) in response
+        .extras
+        .for_dialect(DialectId::Anthropic)
+        .into_iter()
+        .flatten()
+    {
+        out.push(b',');
+        json::write_str(out, key);
+        out.push(b':');
+        json::write_value(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Writes the answer's block(s) for `part`, each after a comma but the message's first.
+fn write_block(
+    out: &mut Vec<u8>,
+    part: &ContentPart,
+    first: &mut bool,
+) -> Result<(), serde_json::Error> {
+    let mut open = |out: &mut Vec<u8>, head: &[u8]| {
+        if !std::mem::take(first) {
+            out.push(b',');
+        }
+        out.extend_from_slice(head);
+    };
+    match part {
+        ContentPart::Reasoning { text, signature } => {
+            open(out, b"{\"type\":\"thinking\",\"thinking\":");
+            json::write_str(out, text);
+            out.extend_from_slice(b",\"signature\":");
+            json::write_str(out, signature.as_deref().unwrap_or_default());
+            out.push(b'}');
+        }
+        ContentPart::RedactedReasoning { data } => {
+            open(out, b"{\"type\":\"redacted_thinking\",\"data\":");
+            json::write_str(out, data);
+            out.push(b'}');
+        }
+        ContentPart::Text {
+            text, citations, ..
+        } => {
+            open(out, b"{\"type\":\"text\",\"text\":");
+            json::write_str(out, text.as_str());
+            if let Some(citations) = citations {
+                out.extend_from_slice(b",\"citations\":");
+                json::write_value(out, citations)?;
+            }
+            out.push(b'}');
+        }
+        ContentPart::ToolCall {
+            id,
+            name,
+            arguments,
+            extras,
+        } => {
+            // A Gemini call's signature, which a tool_use block has no place for.
+            if let Some(signature) = gemini::tool_call_signature(extras) {
+                open(out, b"{\"type\":\"redacted_thinking\",\"data\":");
+                json::write_str(out, &gemini::carry_signature(signature));
+                out.push(b'}');
+            }
+            open(out, b"{\"type\":\"tool_use\",\"id\":");
+            json::write_str(out, id);
+            out.extend_from_slice(b",\"name\":");
+            json::write_str(out, name);
+            out.extend_from_slice(b",\"input\":");
+            json::write_value(out, &tool_input(arguments))?;
+            out.push(b'}');
+        }
+        // Rare and of many kinds: the wire block, written by serde.
+        ContentPart::ServerTool { block } => {
+            if let Ok(block) = serde_json::from_value::<ContentBlock>(block.clone()) {
+                open(out, b"");
+                serde_json::to_writer(&mut *out, &block)?;
+            }
+        }
+        // Output never holds images, documents or tool results; nothing to show for them.
+        ContentPart::Image { .. }
+        | ContentPart::Document { .. }
+        | ContentPart::ToolResult { .. } => {}
+    }
+    Ok(())
+}
+
+/// The same answer as serde writes it from `wire::Message`: the reference for the tests.
+#[cfg(test)]
+pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
+    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
+    let message = wire::Message {
+        id: message_id(&ctx.id),
+        kind: "message".into(),
+        role: "assistant".into(),
+        content: response_blocks(&response.content),
+        model: ctx.model.clone(),
+        stop_reason: Some(stop_reason),
+        stop_sequence,
+        usage: Some(wire::Usage::full(&response.usage.unwrap_or_default())),
+        rest: response
+            .extras
+            .for_dialect(DialectId::Anthropic)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    serde_json::to_vec(&message).unwrap()
+}
+
+/// The wire blocks of an answer's content, for [`encode_chat_with_serde`].
+#[cfg(test)]
 fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
     let mut blocks = Vec::with_capacity(content.len());
     for part in content {
@@ -692,7 +854,6 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
                 arguments,
                 extras,
             } => {
-                // A Gemini call's signature, which a tool_use block has no place for.
                 if let Some(signature) = gemini::tool_call_signature(extras) {
                     blocks.push(ContentBlock::RedactedThinking {
                         data: gemini::carry_signature(signature),
@@ -709,35 +870,12 @@ fn response_blocks(content: &[ContentPart]) -> Vec<ContentBlock> {
                     blocks.push(block);
                 }
             }
-            // Output never holds images, documents or tool results; nothing to show for them.
             ContentPart::Image { .. }
             | ContentPart::Document { .. }
             | ContentPart::ToolResult { .. } => {}
         }
     }
     blocks
-}
-
-fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
-    let message = wire::Message {
-        id: message_id(&ctx.id),
-        kind: "message".into(),
-        role: "assistant".into(),
-        content: response_blocks(&response.content),
-        model: ctx.model.clone(),
-        stop_reason: Some(stop_reason),
-        stop_sequence,
-        // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
-        usage: Some(wire::Usage::full(&response.usage.unwrap_or_default())),
-        rest: response
-            .extras
-            .for_dialect(DialectId::Anthropic)
-            .cloned()
-            .unwrap_or_default(),
-    };
-    // Serialising plain strings, numbers and JSON values cannot fail.
-    serde_json::to_vec(&message).unwrap_or_default()
 }
 
 /// The Anthropic error `type` for a client-facing error kind (API errors page).

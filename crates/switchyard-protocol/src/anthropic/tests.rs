@@ -431,6 +431,104 @@ fn sample_response() -> ChatResponse {
     }
 }
 
+/// The hand-written `Message` is what serde writes from the wire struct, byte for byte: every
+/// kind of block, every finish reason, usage with and without cache writes and server tools,
+/// no usage at all, members kept for Anthropic clients, escapes in every string.
+#[test]
+fn the_written_message_is_what_serde_writes_byte_for_byte() {
+    let searched = AnthropicProvider
+        .parse_chat(SEARCHED_MESSAGE.as_bytes())
+        .unwrap();
+    let mut signed_call = tool_call("call_9", "weather", r#"{"city":"Paris","days":[1,2]}"#);
+    if let ContentPart::ToolCall { extras, .. } = &mut signed_call {
+        extras.insert(
+            DialectId::Gemini,
+            crate::gemini::THOUGHT_SIGNATURE,
+            json!("c2lnbmF0dXJl"),
+        );
+    }
+    let mut kept = Extras::default();
+    kept.insert(
+        DialectId::Anthropic,
+        "container",
+        json!({"id": "c1", "expires_at": "soon"}),
+    );
+    kept.insert(DialectId::Anthropic, "context_management", json!(null));
+    let mut other_dialect = Extras::default();
+    other_dialect.insert(DialectId::OpenAi, "service_tier", json!("default"));
+    let mut responses = vec![sample_response(), searched];
+    responses.push(ChatResponse {
+        content: vec![
+            ContentPart::text("Line 1\nLine \"2\"\t\u{1}\u{7f} café 日本 😀 \\ </script>"),
+            ContentPart::Text {
+                text: "cited".into(),
+                cache_control: None,
+                citations: Some(
+                    json!([{"type": "char_location", "cited_text": "a\"b", "start_char_index": 0}]),
+                ),
+            },
+            ContentPart::Reasoning {
+                text: "Weigh \"both\".".into(),
+                signature: Some("sig+/=".into()),
+            },
+            signed_call,
+            tool_call("call_10", "none", ""),
+            tool_call("call_11", "list", "[1,2]"),
+            ContentPart::text(""),
+        ],
+        finish_reason: FinishReason::ToolCalls,
+        usage: Some(Usage {
+            input_tokens: u64::MAX,
+            output_tokens: 0,
+            web_fetch_requests: 3,
+            ..Default::default()
+        }),
+        extras: kept,
+        ..sample_response()
+    });
+    let reasons = [
+        FinishReason::Stop,
+        FinishReason::StopSequence(None),
+        FinishReason::StopSequence(Some("\n\nHuman:".into())),
+        FinishReason::Length,
+        FinishReason::ContentFilter,
+        FinishReason::Other("pause_turn".into()),
+    ];
+    for (i, finish_reason) in reasons.into_iter().enumerate() {
+        responses.push(ChatResponse {
+            content: vec![ContentPart::text(format!("answer {i}"))],
+            finish_reason,
+            usage: (i % 2 == 0).then(Usage::default),
+            extras: if i == 0 {
+                other_dialect.clone()
+            } else {
+                Extras::default()
+            },
+            ..sample_response()
+        });
+    }
+    responses.push(ChatResponse {
+        content: Vec::new(),
+        usage: None,
+        ..sample_response()
+    });
+    let contexts = [
+        ctx("gw-1", "my-alias"),
+        ctx("msg_already", "al\"ias\u{7f}é\\"),
+        ctx("", ""),
+    ];
+    for response in &responses {
+        for ctx in &contexts {
+            let ours = AnthropicIngress.encode_chat(response, ctx);
+            let serde = super::ingress::encode_chat_with_serde(response, ctx);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+}
+
 #[test]
 fn encodes_a_complete_message() {
     let body: Value = serde_json::from_slice(

@@ -492,6 +492,11 @@ pub(crate) struct Usage {
     pub server_tool_use: Option<ServerToolUsage>,
 }
 
+/// Writes `n` as serde_json writes an integer (writing into a vector cannot fail).
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
 /// `usage.cache_creation`: of `cache_creation_input_tokens`, those cached for five minutes and
 /// for an hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -539,6 +544,54 @@ impl Usage {
         }
     }
 
+    /// Writes the usage as serde writes it (a member that is `None` left out), without a
+    /// serializer.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let mut members = 0;
+        let mut key = |out: &mut Vec<u8>, key: &[u8]| {
+            out.push(if members == 0 { b'{' } else { b',' });
+            members += 1;
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+        };
+        let counts = [
+            (&b"input_tokens"[..], self.input_tokens),
+            (b"output_tokens", self.output_tokens),
+            (
+                b"cache_creation_input_tokens",
+                self.cache_creation_input_tokens,
+            ),
+            (b"cache_read_input_tokens", self.cache_read_input_tokens),
+        ];
+        for (name, count) in counts {
+            if let Some(count) = count {
+                key(out, name);
+                write_u64(out, count);
+            }
+        }
+        if let Some(c) = self.cache_creation {
+            key(out, b"cache_creation");
+            out.extend_from_slice(b"{\"ephemeral_5m_input_tokens\":");
+            write_u64(out, c.ephemeral_5m_input_tokens);
+            out.extend_from_slice(b",\"ephemeral_1h_input_tokens\":");
+            write_u64(out, c.ephemeral_1h_input_tokens);
+            out.push(b'}');
+        }
+        if let Some(s) = self.server_tool_use {
+            key(out, b"server_tool_use");
+            out.extend_from_slice(b"{\"web_search_requests\":");
+            write_u64(out, s.web_search_requests);
+            out.extend_from_slice(b",\"web_fetch_requests\":");
+            write_u64(out, s.web_fetch_requests);
+            out.push(b'}');
+        }
+        if members == 0 {
+            out.push(b'{');
+        }
+        out.push(b'}');
+    }
+
     /// The counts a stream's `message_delta` carries: `MessageDeltaUsage` has no
     /// `cache_creation`.
     pub fn streamed(usage: &canonical::Usage) -> Self {
@@ -584,15 +637,20 @@ impl Usage {
 
 /// The Anthropic `stop_reason` (and `stop_sequence`) for a canonical finish reason.
 pub(crate) fn stop_reason(reason: &FinishReason) -> (String, Option<String>) {
-    let (text, sequence) = match reason {
+    let (text, sequence) = stop_reason_str(reason);
+    (text.to_owned(), sequence.map(str::to_owned))
+}
+
+/// [`stop_reason`], borrowed from `reason`.
+pub(crate) fn stop_reason_str(reason: &FinishReason) -> (&str, Option<&str>) {
+    match reason {
         FinishReason::Stop => ("end_turn", None),
-        FinishReason::StopSequence(sequence) => ("stop_sequence", sequence.clone()),
+        FinishReason::StopSequence(sequence) => ("stop_sequence", sequence.as_deref()),
         FinishReason::Length => ("max_tokens", None),
         FinishReason::ToolCalls => ("tool_use", None),
         FinishReason::ContentFilter => ("refusal", None),
         FinishReason::Other(other) => (other.as_str(), None),
-    };
-    (text.to_owned(), sequence)
+    }
 }
 
 /// The canonical finish reason for an Anthropic `stop_reason`. A missing reason reads as a
