@@ -710,7 +710,7 @@ fn write_message(
     }
     out.extend_from_slice(b"],\"model\":");
     json::write_str(out, &ctx.model);
-    let (stop_reason, stop_sequence) = wire::stop_reason_str(&response.finish_reason);
+    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
     out.extend_from_slice(b",\"stop_reason\":");
     json::write_str(out, stop_reason);
     out.extend_from_slice(b",\"stop_sequence\":");
@@ -817,8 +817,8 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
         role: "assistant".into(),
         content: response_blocks(&response.content),
         model: ctx.model.clone(),
-        stop_reason: Some(stop_reason),
-        stop_sequence,
+        stop_reason: Some(stop_reason.to_owned()),
+        stop_sequence: stop_sequence.map(str::to_owned),
         usage: Some(wire::Usage::full(&response.usage.unwrap_or_default())),
         rest: response
             .extras

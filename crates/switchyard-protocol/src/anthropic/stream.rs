@@ -26,6 +26,7 @@ use crate::canonical::{FinishReason, StreamEvent, UpstreamErrorInfo, Usage};
 use crate::dialect::{EncodeCtx, StreamDecoder, StreamEncoder, interrupted, malformed};
 use crate::error::ClientError;
 use crate::gemini;
+use crate::json;
 use crate::sse::{PushError, SseParser, write_event};
 use crate::text_frame::TextFrame;
 
@@ -409,6 +410,11 @@ const TEXT_DELTA_HEAD: &[u8] =
     b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":";
 const TEXT_DELTA_MIDDLE: &[u8] = b",\"delta\":{\"type\":\"text_delta\",\"text\":";
 
+/// Writes `n` as serde_json writes an integer (writing into a vector cannot fail).
+fn write_u32(out: &mut Vec<u8>, n: u32) {
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
 impl AnthropicStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         Self {
@@ -442,41 +448,59 @@ impl AnthropicStreamEncoder {
         }
     }
 
+    /// `message_start`, once: the message's skeleton, written as [`Self::write`] writes it (a
+    /// test holds the two together). So are the other events a text answer is made of
+    /// ([`Self::block_stop`], [`Self::text_block`]'s start, [`StreamEncoder::finish`]'s), which
+    /// every stream has: no serializer for them.
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if self.started {
             return;
         }
         self.started = true;
-        let message = wire::Message {
-            id: self.id.clone(),
-            kind: "message".into(),
-            role: "assistant".into(),
-            content: Vec::new(),
-            model: self.model.clone(),
-            stop_reason: None,
-            stop_sequence: None,
-            usage: Some(wire::Usage::full(&self.usage)),
-            rest: serde_json::Map::new(),
-        };
-        Self::write(&MessageStreamEvent::MessageStart { message }, out);
+        Self::message_start(&self.id, &self.model, &self.usage, out);
+    }
+
+    /// `message_start` of the message `id` from `model`, with the counts known so far.
+    pub(super) fn message_start(id: &str, model: &str, usage: &Usage, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":",
+        );
+        json::write_str(out, id);
+        out.extend_from_slice(
+            b",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":",
+        );
+        json::write_str(out, model);
+        out.extend_from_slice(b",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":");
+        wire::Usage::full(usage).write(out);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
         if let Some(open) = self.open.take() {
-            Self::write(
-                &MessageStreamEvent::ContentBlockStop {
-                    index: open.index(),
-                },
-                out,
-            );
+            Self::block_stop(open.index(), out);
         }
     }
 
-    fn open(&mut self, block: ContentBlock, out: &mut Vec<u8>) -> u32 {
+    /// `content_block_stop`.
+    pub(super) fn block_stop(index: u32, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
+        );
+        write_u32(out, index);
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    /// The next block's index, after the message's start and the open block's end.
+    fn next_block(&mut self, out: &mut Vec<u8>) -> u32 {
         self.ensure_started(out);
         self.close(out);
         let index = self.next_index;
         self.next_index += 1;
+        index
+    }
+
+    fn open(&mut self, block: ContentBlock, out: &mut Vec<u8>) -> u32 {
+        let index = self.next_block(out);
         Self::write(
             &MessageStreamEvent::ContentBlockStart {
                 index,
@@ -496,8 +520,7 @@ impl AnthropicStreamEncoder {
     pub(super) fn text_delta(index: u32, text: &str, out: &mut Vec<u8>) {
         out.reserve(TEXT_DELTA_HEAD.len() + 10 + TEXT_DELTA_MIDDLE.len() + text.len() + 6);
         out.extend_from_slice(TEXT_DELTA_HEAD);
-        // Writing an integer into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &index);
+        write_u32(out, index);
         out.extend_from_slice(TEXT_DELTA_MIDDLE);
         crate::json::write_str(out, text);
         out.extend_from_slice(b"}}\n\n");
@@ -522,17 +545,21 @@ impl AnthropicStreamEncoder {
         match self.open {
             Some(OpenBlock::Text { index }) => index,
             _ => {
-                let index = self.open(
-                    ContentBlock::Text {
-                        text: String::new(),
-                        citations: None,
-                    },
-                    out,
-                );
+                let index = self.next_block(out);
+                Self::text_block_start(index, out);
                 self.open = Some(OpenBlock::Text { index });
                 index
             }
         }
+    }
+
+    /// `content_block_start` of an empty text block.
+    pub(super) fn text_block_start(index: u32, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":",
+        );
+        write_u32(out, index);
+        out.extend_from_slice(b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
     }
 
     fn thinking_block(&mut self, out: &mut Vec<u8>) -> u32 {
@@ -561,7 +588,43 @@ impl AnthropicStreamEncoder {
     /// A whole `redacted_thinking` block: its start, which holds the data, and its stop.
     fn redacted_block(&mut self, data: String, out: &mut Vec<u8>) {
         let index = self.open(ContentBlock::RedactedThinking { data }, out);
-        Self::write(&MessageStreamEvent::ContentBlockStop { index }, out);
+        Self::block_stop(index, out);
+    }
+
+    /// The counts `message_delta` carries: a stream that never learnt its input count says
+    /// only what it knows.
+    pub(super) fn delta_usage(usage: &Usage) -> wire::Usage {
+        if usage.input_tokens != 0 {
+            wire::Usage::streamed(usage)
+        } else {
+            wire::Usage {
+                output_tokens: Some(usage.output_tokens),
+                server_tool_use: wire::Usage::full(usage).server_tool_use,
+                ..wire::Usage::default()
+            }
+        }
+    }
+
+    /// `message_delta` with the stop reason and the counts, then `message_stop`.
+    pub(super) fn message_end(
+        stop_reason: &str,
+        stop_sequence: Option<&str>,
+        usage: &Usage,
+        out: &mut Vec<u8>,
+    ) {
+        let usage = Self::delta_usage(usage);
+        out.extend_from_slice(
+            b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":",
+        );
+        json::write_str(out, stop_reason);
+        out.extend_from_slice(b",\"stop_sequence\":");
+        match stop_sequence {
+            Some(sequence) => json::write_str(out, sequence),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"},\"usage\":");
+        usage.write(out);
+        out.extend_from_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }
 
     fn write_error(&mut self, error: ErrorObject, out: &mut Vec<u8>) {
@@ -700,26 +763,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
         self.close(out);
         let (stop_reason, stop_sequence) =
             wire::stop_reason(self.stop.as_ref().unwrap_or(&FinishReason::Stop));
-        let usage = if self.usage.input_tokens != 0 {
-            wire::Usage::streamed(&self.usage)
-        } else {
-            wire::Usage {
-                output_tokens: Some(self.usage.output_tokens),
-                server_tool_use: wire::Usage::full(&self.usage).server_tool_use,
-                ..wire::Usage::default()
-            }
-        };
-        Self::write(
-            &MessageStreamEvent::MessageDelta {
-                delta: wire::MessageDelta {
-                    stop_reason: Some(stop_reason),
-                    stop_sequence,
-                },
-                usage: Some(usage),
-            },
-            out,
-        );
-        Self::write(&MessageStreamEvent::MessageStop, out);
+        Self::message_end(stop_reason, stop_sequence, &self.usage, out);
         self.done = true;
     }
 

@@ -1856,6 +1856,103 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
+/// The events every streamed answer has (its start, a text block's start and stop, its end)
+/// are written by hand, byte for byte as serde writes the wire events.
+#[test]
+fn a_streams_fixed_events_are_byte_for_byte_what_serde_writes() {
+    use super::stream::AnthropicStreamEncoder as E;
+    use super::wire::{self, ContentBlock, MessageDelta, MessageStreamEvent};
+    let serde = |event: MessageStreamEvent| {
+        let mut out = Vec::new();
+        E::write(&event, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    let text = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    };
+    let usages = [
+        Usage::default(),
+        Usage {
+            input_tokens: 1000,
+            output_tokens: 50,
+            cache_read_tokens: 600,
+            cache_write_tokens: 100,
+            cache_write_1h_tokens: 40,
+            web_search_requests: 2,
+            ..Default::default()
+        },
+        Usage {
+            output_tokens: u64::MAX,
+            web_fetch_requests: 1,
+            ..Default::default()
+        },
+    ];
+    for (id, model) in [
+        ("msg_1", "my-alias"),
+        ("msg_\"é\u{1}", "al\\ias 日本"),
+        ("", ""),
+    ] {
+        for usage in &usages {
+            let message = wire::Message {
+                id: id.into(),
+                kind: "message".into(),
+                role: "assistant".into(),
+                content: Vec::new(),
+                model: model.into(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: Some(wire::Usage::full(usage)),
+                rest: serde_json::Map::new(),
+            };
+            assert_eq!(
+                text(&|out| E::message_start(id, model, usage, out)),
+                serde(MessageStreamEvent::MessageStart { message })
+            );
+        }
+    }
+    for index in [0, 7, u32::MAX] {
+        assert_eq!(
+            text(&|out| E::text_block_start(index, out)),
+            serde(MessageStreamEvent::ContentBlockStart {
+                index,
+                content_block: ContentBlock::Text {
+                    text: String::new(),
+                    citations: None,
+                },
+            })
+        );
+        assert_eq!(
+            text(&|out| E::block_stop(index, out)),
+            serde(MessageStreamEvent::ContentBlockStop { index })
+        );
+    }
+    for reason in [
+        FinishReason::Stop,
+        FinishReason::StopSequence(Some("\n\nHuman:\"".into())),
+        FinishReason::StopSequence(None),
+        FinishReason::Length,
+        FinishReason::ToolCalls,
+        FinishReason::Other("pause_turn".into()),
+    ] {
+        for usage in &usages {
+            let (stop_reason, stop_sequence) = wire::stop_reason(&reason);
+            let expected = serde(MessageStreamEvent::MessageDelta {
+                delta: MessageDelta {
+                    stop_reason: Some(stop_reason.to_owned()),
+                    stop_sequence: stop_sequence.map(str::to_owned),
+                },
+                usage: Some(E::delta_usage(usage)),
+            }) + &serde(MessageStreamEvent::MessageStop);
+            assert_eq!(
+                text(&|out| E::message_end(stop_reason, stop_sequence, usage, out)),
+                expected
+            );
+        }
+    }
+}
+
 /// The Anthropic reader shares unescaped texts with the body too: a system prompt and a
 /// message, as a string and as blocks.
 #[test]

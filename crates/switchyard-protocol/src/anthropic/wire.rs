@@ -636,13 +636,7 @@ impl Usage {
 }
 
 /// The Anthropic `stop_reason` (and `stop_sequence`) for a canonical finish reason.
-pub(crate) fn stop_reason(reason: &FinishReason) -> (String, Option<String>) {
-    let (text, sequence) = stop_reason_str(reason);
-    (text.to_owned(), sequence.map(str::to_owned))
-}
-
-/// [`stop_reason`], borrowed from `reason`.
-pub(crate) fn stop_reason_str(reason: &FinishReason) -> (&str, Option<&str>) {
+pub(crate) fn stop_reason(reason: &FinishReason) -> (&str, Option<&str>) {
     match reason {
         FinishReason::Stop => ("end_turn", None),
         FinishReason::StopSequence(sequence) => ("stop_sequence", sequence.as_deref()),
