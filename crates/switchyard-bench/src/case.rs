@@ -33,6 +33,9 @@ pub enum Kind {
     Embeddings,
     /// Anthropic Messages from the client; the gateway translates to an OpenAI provider.
     AnthropicToOpenai,
+    /// The same with `stream: true` (as Claude Code sends every turn): the provider's OpenAI
+    /// stream written as Anthropic events; time to first token and inter-chunk gaps.
+    AnthropicStreamToOpenai,
     /// OpenAI Chat Completions of an agent's turn: a tool, the assistant's call of it and the
     /// tool's result, which carries the prompt (a file the agent read), not streamed.
     ChatTools,
@@ -58,12 +61,18 @@ impl Kind {
             Kind::ChatStream => "chat_stream",
             Kind::Embeddings => "embeddings",
             Kind::AnthropicToOpenai => "anthropic_to_openai",
+            Kind::AnthropicStreamToOpenai => "anthropic_stream_to_openai",
             Kind::ChatTools => "chat_tools",
             Kind::AnthropicToolsToOpenai => "anthropic_tools_to_openai",
             Kind::ChatImage => "chat_image",
             Kind::AnthropicImageToOpenai => "anthropic_image_to_openai",
             Kind::AnthropicScreenshotToOpenai => "anthropic_screenshot_to_openai",
         }
+    }
+
+    /// The reply is a stream, read event by event (time to first token, gaps).
+    pub fn streams(self) -> bool {
+        matches!(self, Kind::ChatStream | Kind::AnthropicStreamToOpenai)
     }
 
     /// The model a request names when the case does not say; the case's `gateway.yaml` must
@@ -73,6 +82,7 @@ impl Kind {
             Kind::Chat | Kind::ChatStream | Kind::ChatTools | Kind::ChatImage => "gpt-4o-mini",
             Kind::Embeddings => "text-embedding-3-small",
             Kind::AnthropicToOpenai
+            | Kind::AnthropicStreamToOpenai
             | Kind::AnthropicToolsToOpenai
             | Kind::AnthropicImageToOpenai
             | Kind::AnthropicScreenshotToOpenai => "claude-sonnet-4-5",

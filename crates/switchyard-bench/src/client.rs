@@ -189,7 +189,7 @@ pub enum Failure {
     Connect(String),
     Io(String),
     Status(u16, String),
-    /// A stream that ended without `data: [DONE]`.
+    /// A stream that ended without its last event (`data: [DONE]`, `message_stop`).
     Incomplete,
     Timeout,
 }
@@ -274,9 +274,10 @@ pub async fn exchange(pool: &Pool, template: &Template) -> Result<Timings, Failu
     Ok(Timings { end, tokens })
 }
 
-/// Finds SSE events in an OpenAI chat stream as they arrive: which carry output text and
-/// whether `[DONE]` came. Events are separated by a blank line (`\n\n`, as both the simulator
-/// and the gateway write them).
+/// Finds SSE events in an OpenAI chat stream or an Anthropic Messages stream as they arrive:
+/// which carry output text and whether the stream's last event came (`[DONE]`,
+/// `message_stop`). Events are separated by a blank line (`\n\n`, as both the simulator and
+/// the gateway write them).
 #[derive(Debug, Default)]
 struct SseScan {
     buf: Vec<u8>,
@@ -289,7 +290,9 @@ impl SseScan {
         let mut start = 0;
         while let Some(len) = find(&self.buf[start..], b"\n\n") {
             let event = &self.buf[start..start + len];
-            if find(event, b"data: [DONE]").is_some() {
+            if find(event, b"data: [DONE]").is_some()
+                || find(event, b"data: {\"type\":\"message_stop\"").is_some()
+            {
                 self.done = true;
             } else if carries_text(event) {
                 tokens.push(now);
@@ -300,18 +303,21 @@ impl SseScan {
     }
 }
 
-/// A chunk whose `content` is a non-empty string (the role chunk has `"content":""`).
+/// An OpenAI chunk whose `content` is a non-empty string (the role chunk has
+/// `"content":""`), or an Anthropic event whose `text` is (a text block starts with
+/// `"text":""`).
 fn carries_text(event: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"content\":\"";
-    let mut rest = event;
-    while let Some(at) = find(rest, KEY) {
-        let after = &rest[at + KEY.len()..];
-        if after.first().is_some_and(|&b| b != b'"') {
-            return true;
+    [&b"\"content\":\""[..], b"\"text\":\""].iter().any(|key| {
+        let mut rest = event;
+        while let Some(at) = find(rest, key) {
+            let after = &rest[at + key.len()..];
+            if after.first().is_some_and(|&b| b != b'"') {
+                return true;
+            }
+            rest = after;
         }
-        rest = after;
-    }
-    false
+        false
+    })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -392,6 +398,35 @@ mod tests {
             assert_eq!(tokens.len(), 2, "split at {split}");
             assert!(scan.done);
         }
+    }
+
+    #[test]
+    fn sse_scan_reads_an_anthropic_stream_across_splits() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[],\"usage\":{}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" world\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )
+        .as_bytes();
+        let last =
+            stream.len() - "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".len();
+        for split in 0..stream.len() {
+            let mut scan = SseScan::default();
+            let mut tokens = Vec::new();
+            let now = Instant::now();
+            scan.push(&stream[..split], now, &mut tokens);
+            assert!(!scan.done, "split at {split}");
+            scan.push(&stream[split..], now, &mut tokens);
+            assert_eq!(tokens.len(), 2, "split at {split}");
+            assert!(scan.done);
+        }
+        let mut cut = SseScan::default();
+        cut.push(&stream[..last], Instant::now(), &mut Vec::new());
+        assert!(!cut.done, "a stream cut before message_stop");
     }
 
     #[test]

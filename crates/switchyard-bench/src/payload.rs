@@ -125,16 +125,18 @@ impl Template {
                 openai_auth,
                 json!({"model": model, "input": prompt}),
             ),
-            Kind::AnthropicToOpenai => (
-                "/v1/messages",
-                anthropic_headers(key)?,
-                json!({
+            Kind::AnthropicToOpenai | Kind::AnthropicStreamToOpenai => {
+                let mut body = json!({
                     "model": model,
                     "max_tokens": 64,
                     "system": "You are terse.",
                     "messages": [{"role": "user", "content": prompt}],
-                }),
-            ),
+                });
+                if case.kind.streams() {
+                    body["stream"] = json!(true);
+                }
+                ("/v1/messages", anthropic_headers(key)?, body)
+            }
             Kind::AnthropicToolsToOpenai => (
                 "/v1/messages",
                 anthropic_headers(key)?,
@@ -194,7 +196,7 @@ impl Template {
             path,
             headers,
             body: Bytes::from(body.to_string()),
-            stream: case.kind == Kind::ChatStream,
+            stream: case.kind.streams(),
             prompt_bytes: prompt.len(),
         })
     }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::case::{Case, FeatureSet, Kind, Load, PromptSize};
+use crate::case::{Case, FeatureSet, Load, PromptSize};
 use crate::cpu_idle::{self, CpuIdle};
 use crate::host::HostProbe;
 use crate::procfs::Machine;
@@ -441,7 +441,7 @@ pub fn case_block(c: &CaseReport) -> String {
             );
         }
     }
-    if case.kind == Kind::ChatStream {
+    if case.kind.streams() {
         let _ = writeln!(
             out,
             "   {:<8} {:>9} {:>9} {:>9} {:>9}   stream: time to first token, gap between text events, ms",
@@ -898,7 +898,7 @@ mod tests {
             case: Case {
                 name: name.into(),
                 description: String::new(),
-                kind: Kind::Chat,
+                kind: crate::case::Kind::Chat,
                 features,
                 prompt: PromptSize::Small,
                 model: "m".into(),
