@@ -26,12 +26,24 @@ pub(super) fn read_chunk(data: &str) -> Option<StreamChunk> {
     })
 }
 
+/// [`read_chunk`] for a chunk after the stream's first, without its `modelVersion` and
+/// `responseId` (checked as the decoder checks them, not copied): every chunk repeats them,
+/// and the stream takes them from its first.
+pub(super) fn read_later_chunk(data: &str) -> Option<StreamChunk> {
+    read(data, Mode::LaterChunk).map(|response| StreamChunk {
+        error: None,
+        response,
+    })
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     /// `error` is not a member of a whole answer: skipped, as its decoder skips it.
     Response,
     /// A chunk's `error` is read by the decoder.
     Chunk,
+    /// A chunk after the first: as `Chunk`, its model version and response id left out.
+    LaterChunk,
 }
 
 fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
@@ -46,9 +58,17 @@ fn read(text: &str, mode: Mode) -> Option<GenerateContentResponse> {
             c.optional(prompt_feedback)?,
         ),
         "usageMetadata" => set(&mut seen[2], &mut out.usage_metadata, c.optional(usage)?),
+        "modelVersion" | "responseId" if mode == Mode::LaterChunk => {
+            c.optional(Cursor::string)?;
+            set(
+                &mut seen[if key == "modelVersion" { 3 } else { 4 }],
+                &mut (),
+                (),
+            )
+        }
         "modelVersion" => set(&mut seen[3], &mut out.model_version, c.optional_string()?),
         "responseId" => set(&mut seen[4], &mut out.response_id, c.optional_string()?),
-        "error" if mode == Mode::Chunk => None,
+        "error" if mode != Mode::Response => None,
         _ => c.skip(),
     })?;
     c.at_end().then_some(out)
@@ -159,7 +179,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<UsageMetadata> {
 #[cfg(test)]
 mod tests {
     use super::super::wire::{GenerateContentResponse, StreamChunk};
-    use super::{read_chunk, read_response};
+    use super::{read_chunk, read_later_chunk, read_response};
     use crate::error::DecodeError;
 
     /// Answers and stream chunks in the common form, as the Gemini API writes them.
@@ -222,12 +242,32 @@ mod tests {
         serde_json::from_slice(body).ok()
     }
 
+    /// A later chunk as the decoder reads it, without what the reader leaves out.
+    fn later_chunk_by_serde(body: &[u8]) -> Option<StreamChunk> {
+        let mut chunk = chunk_by_serde(body)?;
+        chunk.response.model_version = None;
+        chunk.response.response_id = None;
+        Some(chunk)
+    }
+
     #[test]
     fn common_answers_and_chunks_are_read_by_hand_into_the_decoders_answer() {
         use crate::scan::assert_reads_common_and_declines;
         assert_reads_common_and_declines(COMMON, DECLINED, read_response, response_by_serde);
         let chunk = |body: &[u8]| read_chunk(std::str::from_utf8(body).ok()?);
         assert_reads_common_and_declines(COMMON, DECLINED, chunk, chunk_by_serde);
+        let later = |body: &[u8]| read_later_chunk(std::str::from_utf8(body).ok()?);
+        assert_reads_common_and_declines(COMMON, DECLINED, later, later_chunk_by_serde);
+        // What it leaves out is still checked: a member the decoder refuses is not taken.
+        for refused in [
+            r#"{"modelVersion":5}"#,
+            r#"{"responseId":{}}"#,
+            r#"{"responseId":"a","responseId":"a"}"#,
+            r#"{"modelVersion":"x\q"}"#,
+        ] {
+            assert_eq!(later_chunk_by_serde(refused.as_bytes()), None, "{refused}");
+            assert_eq!(read_later_chunk(refused), None, "{refused}");
+        }
         // An in-band error: a whole answer's decoder skips the member, a chunk's reads it.
         let error = r#"{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
         assert_eq!(read_chunk(error), None);
@@ -247,6 +287,11 @@ mod tests {
                 && let Some(chunk) = read_chunk(data)
             {
                 assert_eq!(Some(chunk), chunk_by_serde(body), "{text}");
+            }
+            if let Ok(data) = std::str::from_utf8(body)
+                && let Some(chunk) = read_later_chunk(data)
+            {
+                assert_eq!(Some(chunk), later_chunk_by_serde(body), "{text}");
             }
             let Some(response) = read_response(body) else {
                 return false;

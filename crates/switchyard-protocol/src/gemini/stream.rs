@@ -35,7 +35,13 @@ impl GeminiStreamDecoder {
         if self.failed || data.trim().is_empty() {
             return Ok(());
         }
-        let chunk: StreamChunk = match super::reply::read_chunk(data) {
+        // The first chunk names the stream's response and model; later ones repeat them.
+        let read = if self.started {
+            super::reply::read_later_chunk(data)
+        } else {
+            super::reply::read_chunk(data)
+        };
+        let chunk: StreamChunk = match read {
             Some(chunk) => chunk,
             None => serde_json::from_str(data)
                 .map_err(|e| malformed(format!("unreadable Gemini stream chunk: {e}")))?,
@@ -60,15 +66,16 @@ impl GeminiStreamDecoder {
         }
         let candidate = response
             .candidates
-            .iter()
+            .into_iter()
             .find(|c| c.index.unwrap_or(0) == 0);
         let mut finish = None;
         if let Some(candidate) = candidate {
-            for part in candidate.content.iter().flat_map(|c| &c.parts) {
+            // The parts are taken apart: their texts become the events' without a copy.
+            for part in candidate.content.into_iter().flat_map(|c| c.parts) {
                 // A function call's signature is its own event, just before the call starts (the
                 // tool call's extras in `parse_chat`); a text part's signature goes before its
                 // text, as a signed reasoning part does in `parse_chat`.
-                let signature = part.thought_signature.clone();
+                let signature = part.thought_signature;
                 if let Some(call) = &part.function_call {
                     let index = self.tool_calls;
                     self.tool_calls += 1;
@@ -85,20 +92,21 @@ impl GeminiStreamDecoder {
                         index,
                         arguments: arguments_text(call.args.as_ref()),
                     });
-                } else if let Some(text) = &part.text {
+                } else if let Some(text) = part.text {
                     if part.thought == Some(true) {
                         if !text.is_empty() {
-                            out.push(StreamEvent::ReasoningDelta(text.clone()));
+                            out.push(StreamEvent::ReasoningDelta(text));
                         }
                         out.extend(signature.map(StreamEvent::ReasoningSignature));
                     } else {
                         out.extend(signature.map(StreamEvent::ReasoningSignature));
                         if !text.is_empty() {
-                            out.push(StreamEvent::TextDelta(text.clone()));
+                            out.push(StreamEvent::TextDelta(text));
                         }
                     }
                 }
             }
+            // After the parts: a call among them makes a stop a tool-call stop.
             finish = candidate
                 .finish_reason
                 .as_deref()
