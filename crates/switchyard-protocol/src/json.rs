@@ -241,6 +241,19 @@ pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), s
     Ok(())
 }
 
+/// What `write` writes into a buffer of `capacity` bytes to start with; nothing when it
+/// fails (writing plain strings, numbers and JSON values into a vector cannot).
+pub fn written(
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    match write(&mut out) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Most fields an [`ObjectWriter`] remembers; an object the gateway builds has fewer.
 const MAX_WRITTEN_KEYS: usize = 24;
 

@@ -675,22 +675,10 @@ pub(crate) fn tool_input(arguments: &str) -> Value {
 /// [`json::write_str`]. The bytes are those serde writes from `wire::Message`, which the tests
 /// hold it to (`encode_chat_with_serde`).
 fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    // The answer's text plus room for the members around it, so the output grows rarely.
-    let text_len: usize = response
-        .content
-        .iter()
-        .map(|p| match p {
-            ContentPart::Text { text, .. } => text.len(),
-            ContentPart::Reasoning { text, .. } => text.len() + 64,
-            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
-            _ => 0,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(text_len + 384);
-    match write_message(&mut out, response, ctx) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    // The answer's text plus room for the members around it.
+    json::written(response.encoded_len_hint() + 384, |out| {
+        write_message(out, response, ctx)
+    })
 }
 
 fn write_message(

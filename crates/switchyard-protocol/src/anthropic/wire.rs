@@ -570,20 +570,33 @@ impl Usage {
                 write_u64(out, count);
             }
         }
-        if let Some(c) = self.cache_creation {
-            key(out, b"cache_creation");
-            out.extend_from_slice(b"{\"ephemeral_5m_input_tokens\":");
-            write_u64(out, c.ephemeral_5m_input_tokens);
-            out.extend_from_slice(b",\"ephemeral_1h_input_tokens\":");
-            write_u64(out, c.ephemeral_1h_input_tokens);
-            out.push(b'}');
-        }
-        if let Some(s) = self.server_tool_use {
-            key(out, b"server_tool_use");
-            out.extend_from_slice(b"{\"web_search_requests\":");
-            write_u64(out, s.web_search_requests);
-            out.extend_from_slice(b",\"web_fetch_requests\":");
-            write_u64(out, s.web_fetch_requests);
+        // The two nested objects, each of two counts: the head up to the first count, the
+        // second's key, the counts.
+        let pairs = [
+            self.cache_creation.map(|c| {
+                (
+                    &b"cache_creation\":{\"ephemeral_5m_input_tokens"[..],
+                    &b"ephemeral_1h_input_tokens"[..],
+                    c.ephemeral_5m_input_tokens,
+                    c.ephemeral_1h_input_tokens,
+                )
+            }),
+            self.server_tool_use.map(|s| {
+                (
+                    &b"server_tool_use\":{\"web_search_requests"[..],
+                    &b"web_fetch_requests"[..],
+                    s.web_search_requests,
+                    s.web_fetch_requests,
+                )
+            }),
+        ];
+        for (head, second, a, b) in pairs.into_iter().flatten() {
+            key(out, head);
+            write_u64(out, a);
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(second);
+            out.extend_from_slice(b"\":");
+            write_u64(out, b);
             out.push(b'}');
         }
         if members == 0 {

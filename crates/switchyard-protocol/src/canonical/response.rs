@@ -116,6 +116,20 @@ impl ChatResponse {
             })
             .sum()
     }
+
+    /// Bytes of the answer's texts and tool calls' arguments, with some room for each call's
+    /// members: a start for the capacity of its encoding, so that the output grows rarely.
+    pub fn encoded_len_hint(&self) -> usize {
+        self.content
+            .iter()
+            .map(|p| match p {
+                ContentPart::Text { text, .. } => text.len(),
+                ContentPart::Reasoning { text, .. } => text.len(),
+                ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -759,22 +759,10 @@ fn response_id(ctx: &EncodeCtx) -> String {
 /// [`json::write_str`]. An OpenAI upstream's unknown fields (e.g. `service_tier`) follow ours.
 /// The bytes are those serde wrote from `CompletionOut`, which the tests hold it to.
 fn encode_chat(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    // The answer's text plus room for the fields around it, so the output grows rarely.
-    let text_len: usize = response
-        .content
-        .iter()
-        .map(|p| match p {
-            ContentPart::Text { text, .. } => text.len(),
-            ContentPart::Reasoning { text, .. } => text.len(),
-            ContentPart::ToolCall { arguments, .. } => arguments.len() + 64,
-            _ => 0,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(text_len + 512);
-    match write_completion(&mut out, response, ctx) {
-        Ok(()) => out,
-        Err(_) => Vec::new(),
-    }
+    // The answer's text plus room for the fields around it.
+    json::written(response.encoded_len_hint() + 512, |out| {
+        write_completion(out, response, ctx)
+    })
 }
 
 fn write_completion(
