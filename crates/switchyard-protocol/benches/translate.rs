@@ -6,7 +6,7 @@ use bytes::Bytes;
 use divan::{AllocProfiler, Bencher, black_box};
 use serde_json::json;
 use switchyard_protocol::anthropic::{AnthropicIngress, AnthropicProvider, AnthropicStreamEncoder};
-use switchyard_protocol::canonical::StreamEvent;
+use switchyard_protocol::canonical::{FinishReason, StreamEvent, Usage};
 use switchyard_protocol::dialect::{
     EncodeCtx, IngressDialect, OpenAiQuirks, ProviderDialect, StreamEncoder, Target,
 };
@@ -435,15 +435,62 @@ fn anthropic_reply_parse(bencher: Bencher, how: &str) {
     );
 }
 
-/// Canonical response → the OpenAI client's answer.
-#[divan::bench]
-fn openai_reply_encode(bencher: Bencher) {
+/// Canonical response → the client's answer, per ingress: the same answer as an OpenAI
+/// `chat.completion` (this bench was `openai_reply_encode` until the sixtieth round), an
+/// Anthropic `Message` and a Responses API `response`.
+#[divan::bench(args = ["openai", "anthropic", "responses"])]
+fn reply_encode(bencher: Bencher, ingress: &str) {
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
     let Ok(response) = provider.parse_chat(&openai_reply()) else {
         return;
     };
+    let ingress: &dyn IngressDialect = match ingress {
+        "openai" => &OpenAiIngress,
+        "anthropic" => &AnthropicIngress,
+        _ => &ResponsesIngress,
+    };
     let ctx = ctx();
-    bencher.bench(|| OpenAiIngress.encode_chat(black_box(&response), &ctx));
+    bencher.bench(|| ingress.encode_chat(black_box(&response), &ctx));
+}
+
+/// A whole short streamed answer written for the client, per ingress: the stream's start,
+/// twelve text deltas, its finish and usage, its end (what a client's stream holds besides the
+/// text is written once a stream, and this counts it).
+#[divan::bench(args = ["openai", "anthropic", "responses"])]
+fn stream_answer_encode(bencher: Bencher, ingress: &str) {
+    let mut events = vec![StreamEvent::Start {
+        id: "chatcmpl-1".into(),
+        model: "gpt-4o-mini".into(),
+    }];
+    for word in "Keep-alive lets one connection carry many requests, one after another, over the same socket"
+        .split_inclusive(' ')
+        .take(12)
+    {
+        events.push(StreamEvent::TextDelta(word.into()));
+    }
+    events.push(StreamEvent::Finish(FinishReason::Stop));
+    events.push(StreamEvent::Usage(Usage {
+        input_tokens: 19,
+        output_tokens: 12,
+        ..Default::default()
+    }));
+    let encoder = || -> Box<dyn StreamEncoder> {
+        match ingress {
+            "openai" => Box::new(OpenAiStreamEncoder::new(ctx())),
+            "anthropic" => Box::new(AnthropicStreamEncoder::new(ctx())),
+            _ => Box::new(ResponsesStreamEncoder::new(ctx())),
+        }
+    };
+    let mut out = Vec::new();
+    bencher.bench_local(|| {
+        out.clear();
+        let mut encoder = encoder();
+        for e in &events {
+            encoder.event(black_box(e), &mut out);
+        }
+        encoder.finish(&mut out);
+        out.len()
+    });
 }
 
 fn openai_chunk(text: &str) -> Vec<u8> {

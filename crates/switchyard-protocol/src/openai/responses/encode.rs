@@ -96,11 +96,17 @@ impl Item {
         match self {
             Item::Message { id, text } => {
                 let content = if status == "in_progress" {
-                    json!([])
+                    Vec::new()
                 } else {
-                    json!([output_text(text)])
+                    vec![output_text(text)]
                 };
-                json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+                object([
+                    ("id", id.as_str().into()),
+                    ("type", "message".into()),
+                    ("status", status.into()),
+                    ("role", "assistant".into()),
+                    ("content", Value::Array(content)),
+                ])
             }
             Item::Reasoning {
                 id,
@@ -111,9 +117,9 @@ impl Item {
                 let mut item = json!({"id": id, "type": "reasoning", "summary": []});
                 if status != "in_progress" {
                     if *summary {
-                        item["summary"] = json!([summary_text(text)]);
+                        item["summary"] = Value::Array(vec![summary_text(text)]);
                     } else {
-                        item["content"] = json!([reasoning_text(text)]);
+                        item["content"] = Value::Array(vec![reasoning_text(text)]);
                     }
                     if let Some(signature) = signature {
                         item["encrypted_content"] = json!(signature);
@@ -153,8 +159,17 @@ impl Item {
                     .iter()
                     .map(|url| json!({"type": "url", "url": url}))
                     .collect();
-                json!({"id": id, "type": "web_search_call", "status": status,
-                    "action": {"type": "search", "query": query, "sources": sources}})
+                let action = object([
+                    ("type", "search".into()),
+                    ("query", query.as_str().into()),
+                    ("sources", Value::Array(sources)),
+                ]);
+                object([
+                    ("id", id.as_str().into()),
+                    ("type", "web_search_call".into()),
+                    ("status", status.into()),
+                    ("action", action),
+                ])
             }
             Item::CustomCall {
                 id,
@@ -253,6 +268,17 @@ fn call_item(
             arguments,
         }
     }
+}
+
+/// A JSON object of `members`, each value moved in: `json!` copies a member that is a `Value`
+/// already through the serializer, node by node, and then drops the original.
+fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
 }
 
 fn output_text(text: &str) -> Value {
@@ -504,13 +530,30 @@ fn part_index(kind: &str) -> &'static str {
 }
 
 /// Writes event `kind` with its type and the next sequence number.
-fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut Vec<u8>) {
+pub(super) fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut Vec<u8>) {
     if let Some(map) = event.as_object_mut() {
         map.insert("type".into(), json!(kind));
         map.insert("sequence_number".into(), json!(*sequence));
     }
     *sequence += 1;
     let data = serde_json::to_vec(&event).unwrap_or_default();
+    write_event(out, Some(kind), &data);
+}
+
+/// Writes event `kind` holding `response` (a `response` object's JSON) as [`emit`] writes
+/// `{"response": …}`: the response's members are written once however many events hold it.
+pub(super) fn emit_response(sequence: &mut u64, kind: &str, response: &[u8], out: &mut Vec<u8>) {
+    let mut data = Vec::with_capacity(response.len() + kind.len() + 64);
+    // The members in the order of serde's map: `response`, `sequence_number`, `type`.
+    data.extend_from_slice(b"{\"response\":");
+    data.extend_from_slice(response);
+    data.extend_from_slice(b",\"sequence_number\":");
+    // Writing an integer into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut data, &*sequence);
+    data.extend_from_slice(b",\"type\":");
+    json::write_str(&mut data, kind);
+    data.push(b'}');
+    *sequence += 1;
     write_event(out, Some(kind), &data);
 }
 
@@ -577,12 +620,10 @@ impl ResponsesStreamEncoder {
             Vec::new(),
             None,
         );
-        self.emit(
-            "response.created",
-            json!({"response": response.clone()}),
-            out,
-        );
-        self.emit("response.in_progress", json!({"response": response}), out);
+        let response = serde_json::to_vec(&response).unwrap_or_default();
+        for kind in ["response.created", "response.in_progress"] {
+            emit_response(&mut self.sequence, kind, &response, out);
+        }
     }
 
     /// Opens an item: announces it and, for a message or reasoning, its one content part.
@@ -599,11 +640,18 @@ impl ResponsesStreamEncoder {
         };
         self.emit(
             "response.output_item.added",
-            json!({"output_index": index, "item": item.to_json("in_progress")}),
+            object([
+                ("output_index", index.into()),
+                ("item", item.to_json("in_progress")),
+            ]),
             out,
         );
         if let Some((kind, part)) = part {
-            let mut event = json!({"item_id": id, "output_index": index, "part": part});
+            let mut event = object([
+                ("item_id", id.into()),
+                ("output_index", index.into()),
+                ("part", part),
+            ]);
             event[part_index(kind)] = json!(0);
             self.emit(kind, event, out);
         }
@@ -679,7 +727,12 @@ impl ResponsesStreamEncoder {
                     emit(
                         sequence,
                         "response.content_part.done",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "part": output_text(text)}),
+                        object([
+                            ("item_id", id.into()),
+                            ("output_index", index.into()),
+                            ("content_index", 0.into()),
+                            ("part", output_text(text)),
+                        ]),
                         out,
                     );
                 }
@@ -701,7 +754,11 @@ impl ResponsesStreamEncoder {
                     let mut done = json!({"item_id": id, "output_index": index, "text": text});
                     done[at] = json!(0);
                     emit(sequence, text_kind, done, out);
-                    let mut part_done = json!({"item_id": id, "output_index": index, "part": part});
+                    let mut part_done = object([
+                        ("item_id", id.into()),
+                        ("output_index", index.into()),
+                        ("part", part),
+                    ]);
                     part_done[at] = json!(0);
                     emit(sequence, part_kind, part_done, out);
                 }
@@ -753,7 +810,10 @@ impl ResponsesStreamEncoder {
             emit(
                 sequence,
                 "response.output_item.done",
-                json!({"output_index": index, "item": item.to_json(status)}),
+                object([
+                    ("output_index", index.into()),
+                    ("item", item.to_json(status)),
+                ]),
                 out,
             );
         }
@@ -780,11 +840,11 @@ impl ResponsesStreamEncoder {
         } else {
             "response.incomplete"
         };
+        let response = serde_json::to_vec(&response).unwrap_or_default();
+        emit_response(&mut self.sequence, kind, &response, out);
         if let Some(keep) = &self.ctx.keep {
-            let bytes = serde_json::to_vec(&response).unwrap_or_default();
-            (keep.0)(&response_id(&self.ctx), Bytes::from(bytes));
+            (keep.0)(&response_id(&self.ctx), Bytes::from(response));
         }
-        self.emit(kind, json!({"response": response}), out);
     }
 }
 
@@ -948,6 +1008,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
             output,
             self.usage.as_ref(),
         );
-        self.emit("response.failed", json!({"response": response}), out);
+        let response = serde_json::to_vec(&response).unwrap_or_default();
+        emit_response(&mut self.sequence, "response.failed", &response, out);
     }
 }

@@ -685,6 +685,37 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
+/// An event that holds a `response` (`response.created`, `.completed`, `.failed` …) is written
+/// from the response's JSON, once for all of them, byte for byte as the event itself is
+/// written with the response in it.
+#[test]
+fn events_holding_a_response_are_what_serde_writes() {
+    let responses = [
+        json!({}),
+        json!({"id": "resp_1", "output": [{"type": "message", "content": [{"text": "caf\u{e9} \"q\"\n"}]}],
+            "usage": null, "z": [1, 2.5, -3], "a": true}),
+    ];
+    for response in &responses {
+        for (kind, sequence) in [("response.created", 0), ("response.completed", 987_654)] {
+            let (mut hand, mut serde) = (Vec::new(), Vec::new());
+            let (mut hand_next, mut serde_next) = (sequence, sequence);
+            let bytes = serde_json::to_vec(response).unwrap();
+            super::encode::emit_response(&mut hand_next, kind, &bytes, &mut hand);
+            super::encode::emit(
+                &mut serde_next,
+                kind,
+                json!({"response": response}),
+                &mut serde,
+            );
+            assert_eq!(
+                String::from_utf8(hand).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+            assert_eq!(hand_next, serde_next);
+        }
+    }
+}
+
 /// Common requests, read in one pass into exactly the full decoder's request.
 const COMMON: &[&str] = &[
     r#"{"model":"m","input":"Hello"}"#,
