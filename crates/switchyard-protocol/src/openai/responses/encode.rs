@@ -405,6 +405,7 @@ fn usage_json(usage: &Usage) -> Value {
 }
 
 /// The settings a `response` repeats from its request.
+#[cfg(test)]
 const SETTINGS: [&str; 11] = [
     "instructions",
     "max_output_tokens",
@@ -432,8 +433,75 @@ fn setting_default(key: &str) -> Value {
     }
 }
 
-/// A `response` object: the request's settings as echoed (`ctx.echo`), its output and status.
-fn response_json(
+/// A `response` object's JSON: the request's settings as echoed (`ctx.echo`), its output and
+/// status. Written member by member, in the order serde writes the map of
+/// `response_json` (the tests' reference): the members' values as serde writes them, the
+/// settings from the echo or their defaults.
+pub(super) fn response_bytes(
+    ctx: &EncodeCtx,
+    status: &str,
+    incomplete: &Value,
+    error: &Value,
+    output: &[Value],
+    usage: Option<&Usage>,
+) -> Vec<u8> {
+    let echo = ctx.echo.as_ref().and_then(Value::as_object);
+    let setting = |out: &mut Vec<u8>, key: &str| match echo.and_then(|e| e.get(key)) {
+        Some(value) => json::write_value(out, value),
+        None => json::write_value(out, &setting_default(key)),
+    };
+    let output_len: usize = output.len() * 256;
+    json::written(1024 + output_len, |out| {
+        out.extend_from_slice(b"{\"background\":false,\"created_at\":");
+        serde_json::to_writer(&mut *out, &ctx.created)?;
+        out.extend_from_slice(b",\"error\":");
+        json::write_value(out, error)?;
+        out.extend_from_slice(b",\"id\":\"resp_");
+        json::write_str_content(out, &id_body(ctx));
+        out.extend_from_slice(b"\",\"incomplete_details\":");
+        json::write_value(out, incomplete)?;
+        for key in ["instructions", "max_output_tokens", "metadata"] {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            setting(out, key)?;
+        }
+        out.extend_from_slice(b",\"model\":");
+        json::write_str(out, &ctx.model);
+        out.extend_from_slice(b",\"object\":\"response\",\"output\":");
+        json::write_array(out, output, json::write_value)?;
+        out.extend_from_slice(b",\"parallel_tool_calls\":");
+        setting(out, "parallel_tool_calls")?;
+        out.extend_from_slice(b",\"previous_response_id\":null,\"reasoning\":");
+        setting(out, "reasoning")?;
+        out.extend_from_slice(b",\"status\":");
+        json::write_str(out, status);
+        out.extend_from_slice(if ctx.keep.is_some() {
+            b",\"store\":true"
+        } else {
+            b",\"store\":false"
+        });
+        for key in ["temperature", "text", "tool_choice", "tools", "top_p"] {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            setting(out, key)?;
+        }
+        out.extend_from_slice(b",\"truncation\":\"disabled\",\"usage\":");
+        match usage {
+            Some(usage) => json::write_value(out, &usage_json(usage))?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"user\":");
+        setting(out, "user")?;
+        out.push(b'}');
+        Ok(())
+    })
+}
+
+/// A `response` object as a tree: the reference [`response_bytes`] is held to.
+#[cfg(test)]
+pub(super) fn response_json(
     ctx: &EncodeCtx,
     status: &str,
     incomplete: Value,
@@ -465,19 +533,18 @@ fn response_json(
 
 pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
     let (status, incomplete) = status_of(Some(&response.finish_reason));
-    let output = items_of(response, ctx)
+    let output: Vec<Value> = items_of(response, ctx)
         .iter()
         .map(|item| item.to_json(item_status(status)))
         .collect();
-    let body = response_json(
+    let bytes = response_bytes(
         ctx,
         status,
-        incomplete,
-        Value::Null,
-        output,
+        &incomplete,
+        &Value::Null,
+        &output,
         response.usage.as_ref(),
     );
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
     if let Some(keep) = &ctx.keep {
         (keep.0)(&response_id(ctx), Bytes::copy_from_slice(&bytes));
     }
@@ -612,15 +679,14 @@ impl ResponsesStreamEncoder {
             return;
         }
         self.started = true;
-        let response = response_json(
+        let response = response_bytes(
             &self.ctx,
             "in_progress",
-            Value::Null,
-            Value::Null,
-            Vec::new(),
+            &Value::Null,
+            &Value::Null,
+            &[],
             None,
         );
-        let response = serde_json::to_vec(&response).unwrap_or_default();
         for kind in ["response.created", "response.in_progress"] {
             emit_response(&mut self.sequence, kind, &response, out);
         }
@@ -822,17 +888,17 @@ impl ResponsesStreamEncoder {
     /// The closing `response.*` event, with every item and the usage.
     fn terminal(&mut self, out: &mut Vec<u8>) {
         let (status, incomplete) = status_of(self.finish.as_ref());
-        let output = self
+        let output: Vec<Value> = self
             .items
             .iter()
             .map(|item| item.to_json(item_status(status)))
             .collect();
-        let response = response_json(
+        let response = response_bytes(
             &self.ctx,
             status,
-            incomplete,
-            Value::Null,
-            output,
+            &incomplete,
+            &Value::Null,
+            &output,
             self.usage.as_ref(),
         );
         let kind = if status == "completed" {
@@ -840,7 +906,6 @@ impl ResponsesStreamEncoder {
         } else {
             "response.incomplete"
         };
-        let response = serde_json::to_vec(&response).unwrap_or_default();
         emit_response(&mut self.sequence, kind, &response, out);
         if let Some(keep) = &self.ctx.keep {
             (keep.0)(&response_id(&self.ctx), Bytes::from(response));
@@ -994,21 +1059,20 @@ impl StreamEncoder for ResponsesStreamEncoder {
             json!({"code": error.code, "message": error.message, "param": error.param}),
             out,
         );
-        let output = self
+        let output: Vec<Value> = self
             .items
             .iter()
             .map(|item| item.to_json("incomplete"))
             .collect();
         let failure = json!({"code": failure_code(error.kind), "message": error.message});
-        let response = response_json(
+        let response = response_bytes(
             &self.ctx,
             "failed",
-            Value::Null,
-            failure,
-            output,
+            &Value::Null,
+            &failure,
+            &output,
             self.usage.as_ref(),
         );
-        let response = serde_json::to_vec(&response).unwrap_or_default();
         emit_response(&mut self.sequence, "response.failed", &response, out);
     }
 }

@@ -716,6 +716,85 @@ fn events_holding_a_response_are_what_serde_writes() {
     }
 }
 
+/// A `response` object written member by member is what serde writes from its tree, byte for
+/// byte: with the request's settings echoed (all, some, none, with escapes), each status, an
+/// error and incomplete details, output items, usage or none, kept or not.
+#[test]
+fn the_written_response_is_what_serde_writes_byte_for_byte() {
+    use super::encode::{response_bytes, response_json};
+    use crate::canonical::Usage;
+    use crate::dialect::{EncodeCtx, KeepAnswer};
+    let echoes = [
+        None,
+        Some(json!({})),
+        Some(
+            json!({"instructions": "Be \"brief\".\n", "max_output_tokens": 64, "metadata": {"b": 1, "a": "x"},
+            "parallel_tool_calls": false, "reasoning": {"effort": "low", "summary": "auto"},
+            "temperature": 0.2, "text": {"format": {"type": "json_schema", "name": "n", "schema": {}}},
+            "tool_choice": "required", "tools": [{"type": "function", "name": "f"}], "top_p": 0.9,
+            "user": "u\u{e9}"}),
+        ),
+        Some(json!({"temperature": null, "tools": [], "user": "x"})),
+    ];
+    let outputs = [
+        Vec::new(),
+        vec![
+            json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": "caf\u{e9}\t", "annotations": []}]}),
+        ],
+    ];
+    let usage = Usage {
+        input_tokens: 19,
+        output_tokens: 12,
+        cache_read_tokens: 4,
+        reasoning_tokens: 3,
+        ..Default::default()
+    };
+    for echo in &echoes {
+        for keep in [false, true] {
+            let ctx = EncodeCtx {
+                id: "0193-abcd\"e".into(),
+                model: "al\\ias".into(),
+                created: -5,
+                include_usage: false,
+                echo: echo.clone(),
+                keep: keep.then(|| KeepAnswer(std::sync::Arc::new(|_: &str, _| {}))),
+            };
+            for (status, incomplete, error) in [
+                ("in_progress", Value::Null, Value::Null),
+                (
+                    "incomplete",
+                    json!({"reason": "max_output_tokens"}),
+                    Value::Null,
+                ),
+                (
+                    "failed",
+                    Value::Null,
+                    json!({"code": "server_error", "message": "m"}),
+                ),
+            ] {
+                for output in &outputs {
+                    for usage in [None, Some(&usage)] {
+                        let ours = response_bytes(&ctx, status, &incomplete, &error, output, usage);
+                        let tree = response_json(
+                            &ctx,
+                            status,
+                            incomplete.clone(),
+                            error.clone(),
+                            output.clone(),
+                            usage,
+                        );
+                        assert_eq!(
+                            String::from_utf8(ours).unwrap(),
+                            serde_json::to_string(&tree).unwrap()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Common requests, read in one pass into exactly the full decoder's request.
 const COMMON: &[&str] = &[
     r#"{"model":"m","input":"Hello"}"#,
