@@ -574,6 +574,116 @@ pub(super) fn write_text_delta(
     out.extend_from_slice(b",\"type\":\"response.output_text.delta\"}\n\n");
 }
 
+/// A message item's events, the commonest besides the text deltas, written as [`emit`] writes
+/// them from their trees (a test holds the two together): the members in the order of serde's
+/// map, an event's `sequence_number` and `type` among them.
+mod message_events {
+    use super::json;
+
+    /// Starts event `kind`'s frame and its data: `{` and the members before the item's.
+    fn open(out: &mut Vec<u8>, kind: &str) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {");
+    }
+
+    /// Ends an event: its sequence number (then advanced), its type, the frame's blank line.
+    fn close(out: &mut Vec<u8>, sequence: &mut u64, kind: &str) {
+        out.extend_from_slice(b",\"sequence_number\":");
+        // Writing an integer into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &*sequence);
+        *sequence += 1;
+        out.extend_from_slice(b",\"type\":");
+        json::write_str(out, kind);
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    fn write_usize(out: &mut Vec<u8>, n: usize) {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    }
+
+    /// An `output_text` part, as `output_text` builds it.
+    fn output_text(out: &mut Vec<u8>, text: &str) {
+        out.extend_from_slice(b"{\"annotations\":[],\"text\":");
+        json::write_str(out, text);
+        out.extend_from_slice(b",\"type\":\"output_text\"}");
+    }
+
+    /// `response.output_item.added` (`text` none) or `.done` of a message item.
+    pub(super) fn item(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        index: usize,
+        id: &str,
+        status: &str,
+        text: Option<&str>,
+    ) {
+        let kind = match text {
+            None => "response.output_item.added",
+            Some(_) => "response.output_item.done",
+        };
+        open(out, kind);
+        out.extend_from_slice(b"\"item\":{\"content\":[");
+        if let Some(text) = text {
+            output_text(out, text);
+        }
+        out.extend_from_slice(b"],\"id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"role\":\"assistant\",\"status\":");
+        json::write_str(out, status);
+        out.extend_from_slice(b",\"type\":\"message\"},\"output_index\":");
+        write_usize(out, index);
+        close(out, sequence, kind);
+    }
+
+    /// `response.content_part.added` (empty text) or `.done` of a message's text part.
+    pub(super) fn part(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        index: usize,
+        id: &str,
+        text: Option<&str>,
+    ) {
+        let kind = match text {
+            None => "response.content_part.added",
+            Some(_) => "response.content_part.done",
+        };
+        open(out, kind);
+        out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"output_index\":");
+        write_usize(out, index);
+        out.extend_from_slice(b",\"part\":");
+        output_text(out, text.unwrap_or_default());
+        close(out, sequence, kind);
+    }
+
+    /// `response.output_text.done`: the message's whole text.
+    pub(super) fn text_done(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        index: usize,
+        id: &str,
+        text: &str,
+    ) {
+        let kind = "response.output_text.done";
+        open(out, kind);
+        out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
+        write_usize(out, index);
+        // `text` sorts between `sequence_number` and `type`.
+        out.extend_from_slice(b",\"sequence_number\":");
+        let _ = serde_json::to_writer(&mut *out, &*sequence);
+        *sequence += 1;
+        out.extend_from_slice(b",\"text\":");
+        json::write_str(out, text);
+        out.extend_from_slice(b",\"type\":");
+        json::write_str(out, kind);
+        out.extend_from_slice(b"}\n\n");
+    }
+}
+
 /// How a text delta event starts: its text follows as a JSON string.
 const TEXT_DELTA_HEAD: &[u8] =
     b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
@@ -695,9 +805,15 @@ impl ResponsesStreamEncoder {
     /// Opens an item: announces it and, for a message or reasoning, its one content part.
     fn open_item(&mut self, item: Item, out: &mut Vec<u8>) -> usize {
         let index = self.items.len();
+        if let Item::Message { id, .. } = &item {
+            let sequence = &mut self.sequence;
+            message_events::item(out, sequence, index, id, "in_progress", None);
+            message_events::part(out, sequence, index, id, None);
+            self.items.push(item);
+            return index;
+        }
         let id = item.id().to_owned();
         let part = match &item {
-            Item::Message { .. } => Some(("response.content_part.added", output_text(""))),
             Item::Reasoning { summary: true, .. } => {
                 Some(("response.reasoning_summary_part.added", summary_text("")))
             }
@@ -784,23 +900,10 @@ impl ResponsesStreamEncoder {
             let id = item.id();
             match item {
                 Item::Message { text, .. } => {
-                    emit(
-                        sequence,
-                        "response.output_text.done",
-                        json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}),
-                        out,
-                    );
-                    emit(
-                        sequence,
-                        "response.content_part.done",
-                        object([
-                            ("item_id", id.into()),
-                            ("output_index", index.into()),
-                            ("content_index", 0.into()),
-                            ("part", output_text(text)),
-                        ]),
-                        out,
-                    );
+                    message_events::text_done(out, sequence, index, id, text);
+                    message_events::part(out, sequence, index, id, Some(text));
+                    message_events::item(out, sequence, index, id, status, Some(text));
+                    continue;
                 }
                 Item::Reasoning { text, summary, .. } => {
                     let (text_kind, part_kind, part) = if *summary {
@@ -1074,5 +1177,84 @@ impl StreamEncoder for ResponsesStreamEncoder {
             self.usage.as_ref(),
         );
         emit_response(&mut self.sequence, "response.failed", &response, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Item, emit, message_events, object, output_text};
+    use serde_json::json;
+
+    /// Writes an event and advances the sequence.
+    type Writer<'a> = dyn Fn(&mut Vec<u8>, &mut u64) + 'a;
+
+    /// A message item's events written by hand are byte for byte those [`emit`] writes from
+    /// the trees the encoder built for them before: the item added and done, its part added
+    /// and done, its text done.
+    #[test]
+    fn a_message_items_events_are_what_serde_writes() {
+        let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
+        for (id, body) in [
+            ("msg_0193abcd_0", "Hello"),
+            ("msg_\"q\"", "caf\u{e9} \"quoted\"\n\t\u{1} \u{1f600}"),
+            ("", ""),
+        ] {
+            for (index, sequence) in [(0_usize, 0_u64), (7, 123_456)] {
+                for status in ["completed", "incomplete"] {
+                    let item = Item::Message {
+                        id: id.into(),
+                        text: body.into(),
+                    };
+                    let cases: [(&str, Box<Writer>, serde_json::Value); 5] = [
+                        (
+                            "response.output_item.added",
+                            Box::new(|out, s| {
+                                message_events::item(out, s, index, id, "in_progress", None)
+                            }),
+                            object([
+                                ("output_index", index.into()),
+                                ("item", item.to_json("in_progress")),
+                            ]),
+                        ),
+                        (
+                            "response.content_part.added",
+                            Box::new(|out, s| message_events::part(out, s, index, id, None)),
+                            json!({"item_id": id, "output_index": index, "content_index": 0,
+                                "part": output_text("")}),
+                        ),
+                        (
+                            "response.output_text.done",
+                            Box::new(|out, s| message_events::text_done(out, s, index, id, body)),
+                            json!({"item_id": id, "output_index": index, "content_index": 0,
+                                "text": body, "logprobs": []}),
+                        ),
+                        (
+                            "response.content_part.done",
+                            Box::new(|out, s| message_events::part(out, s, index, id, Some(body))),
+                            json!({"item_id": id, "output_index": index, "content_index": 0,
+                                "part": output_text(body)}),
+                        ),
+                        (
+                            "response.output_item.done",
+                            Box::new(|out, s| {
+                                message_events::item(out, s, index, id, status, Some(body))
+                            }),
+                            object([
+                                ("output_index", index.into()),
+                                ("item", item.to_json(status)),
+                            ]),
+                        ),
+                    ];
+                    for (kind, ours, tree) in cases {
+                        let (mut hand, mut serde) = (Vec::new(), Vec::new());
+                        let (mut hand_next, mut serde_next) = (sequence, sequence);
+                        ours(&mut hand, &mut hand_next);
+                        emit(&mut serde_next, kind, tree, &mut serde);
+                        assert_eq!(text(hand), text(serde), "{kind}");
+                        assert_eq!(hand_next, serde_next, "{kind}");
+                    }
+                }
+            }
+        }
     }
 }
