@@ -578,25 +578,8 @@ pub(super) fn write_text_delta(
 /// them from their trees (a test holds the two together): the members in the order of serde's
 /// map, an event's `sequence_number` and `type` among them.
 mod message_events {
-    use super::json;
-
-    /// Starts event `kind`'s frame and its data: `{` and the members before the item's.
-    fn open(out: &mut Vec<u8>, kind: &str) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: {");
-    }
-
-    /// Ends an event: its sequence number (then advanced), its type, the frame's blank line.
-    fn close(out: &mut Vec<u8>, sequence: &mut u64, kind: &str) {
-        out.extend_from_slice(b",\"sequence_number\":");
-        // Writing an integer into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &*sequence);
-        *sequence += 1;
-        out.extend_from_slice(b",\"type\":");
-        json::write_str(out, kind);
-        out.extend_from_slice(b"}\n\n");
-    }
+    use super::{event_close as close, event_open as open, json};
+    use super::{sequence_member, type_member_and_end};
 
     fn write_usize(out: &mut Vec<u8>, n: usize) {
         let _ = serde_json::to_writer(&mut *out, &n);
@@ -673,14 +656,10 @@ mod message_events {
         out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
         write_usize(out, index);
         // `text` sorts between `sequence_number` and `type`.
-        out.extend_from_slice(b",\"sequence_number\":");
-        let _ = serde_json::to_writer(&mut *out, &*sequence);
-        *sequence += 1;
+        sequence_member(out, sequence);
         out.extend_from_slice(b",\"text\":");
         json::write_str(out, text);
-        out.extend_from_slice(b",\"type\":");
-        json::write_str(out, kind);
-        out.extend_from_slice(b"}\n\n");
+        type_member_and_end(out, kind);
     }
 }
 
@@ -720,18 +699,39 @@ pub(super) fn emit(sequence: &mut u64, kind: &str, mut event: Value, out: &mut V
 /// Writes event `kind` holding `response` (a `response` object's JSON) as [`emit`] writes
 /// `{"response": …}`: the response's members are written once however many events hold it.
 pub(super) fn emit_response(sequence: &mut u64, kind: &str, response: &[u8], out: &mut Vec<u8>) {
-    let mut data = Vec::with_capacity(response.len() + kind.len() + 64);
     // The members in the order of serde's map: `response`, `sequence_number`, `type`.
-    data.extend_from_slice(b"{\"response\":");
-    data.extend_from_slice(response);
-    data.extend_from_slice(b",\"sequence_number\":");
+    event_open(out, kind);
+    out.extend_from_slice(b"\"response\":");
+    out.extend_from_slice(response);
+    event_close(out, sequence, kind);
+}
+
+/// Starts event `kind`'s frame and its data's object, as [`write_event`] frames [`emit`]'s.
+fn event_open(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\ndata: {");
+}
+
+/// An event's `sequence_number` member (the sequence then advanced).
+fn sequence_member(out: &mut Vec<u8>, sequence: &mut u64) {
+    out.extend_from_slice(b",\"sequence_number\":");
     // Writing an integer into a vector cannot fail.
-    let _ = serde_json::to_writer(&mut data, &*sequence);
-    data.extend_from_slice(b",\"type\":");
-    json::write_str(&mut data, kind);
-    data.push(b'}');
+    let _ = serde_json::to_writer(&mut *out, &*sequence);
     *sequence += 1;
-    write_event(out, Some(kind), &data);
+}
+
+/// An event's `type` member, the last in serde's order, and the end of its frame.
+fn type_member_and_end(out: &mut Vec<u8>, kind: &str) {
+    out.extend_from_slice(b",\"type\":");
+    json::write_str(out, kind);
+    out.extend_from_slice(b"}\n\n");
+}
+
+/// Ends an event whose last members are its sequence number and type.
+fn event_close(out: &mut Vec<u8>, sequence: &mut u64, kind: &str) {
+    sequence_member(out, sequence);
+    type_member_and_end(out, kind);
 }
 
 /// Writes `response.*` events as canonical events arrive. Items open as their first delta
