@@ -90,6 +90,19 @@ impl Item {
         }
     }
 
+    /// Writes [`Item::to_json`]'s JSON: a message by hand (the commonest item), the others
+    /// from their trees.
+    fn write(&self, out: &mut Vec<u8>, status: &str) -> Result<(), serde_json::Error> {
+        match self {
+            Item::Message { id, text } => {
+                let text = (status != "in_progress").then_some(text.as_str());
+                message_events::message_item(out, id, status, text);
+                Ok(())
+            }
+            _ => json::write_value(out, &self.to_json(status)),
+        }
+    }
+
     /// The item as the `output` list and the `output_item` events show it; `status` is that of
     /// an item still streaming (`in_progress`) or finished.
     fn to_json(&self, status: &str) -> Value {
@@ -437,12 +450,12 @@ fn setting_default(key: &str) -> Value {
 /// status. Written member by member, in the order serde writes the map of
 /// `response_json` (the tests' reference): the members' values as serde writes them, the
 /// settings from the echo or their defaults.
-pub(super) fn response_bytes(
+fn response_bytes(
     ctx: &EncodeCtx,
     status: &str,
     incomplete: &Value,
     error: &Value,
-    output: &[Value],
+    (items, item_status): (&[Item], &str),
     usage: Option<&Usage>,
 ) -> Vec<u8> {
     let echo = ctx.echo.as_ref().and_then(Value::as_object);
@@ -450,7 +463,7 @@ pub(super) fn response_bytes(
         Some(value) => json::write_value(out, value),
         None => json::write_value(out, &setting_default(key)),
     };
-    let output_len: usize = output.len() * 256;
+    let output_len: usize = items.len() * 256;
     json::written(1024 + output_len, |out| {
         out.extend_from_slice(b"{\"background\":false,\"created_at\":");
         serde_json::to_writer(&mut *out, &ctx.created)?;
@@ -469,7 +482,7 @@ pub(super) fn response_bytes(
         out.extend_from_slice(b",\"model\":");
         json::write_str(out, &ctx.model);
         out.extend_from_slice(b",\"object\":\"response\",\"output\":");
-        json::write_array(out, output, json::write_value)?;
+        json::write_array(out, items, |out, item| item.write(out, item_status))?;
         out.extend_from_slice(b",\"parallel_tool_calls\":");
         setting(out, "parallel_tool_calls")?;
         out.extend_from_slice(b",\"previous_response_id\":null,\"reasoning\":");
@@ -501,7 +514,7 @@ pub(super) fn response_bytes(
 
 /// A `response` object as a tree: the reference [`response_bytes`] is held to.
 #[cfg(test)]
-pub(super) fn response_json(
+fn response_json(
     ctx: &EncodeCtx,
     status: &str,
     incomplete: Value,
@@ -533,16 +546,13 @@ pub(super) fn response_json(
 
 pub(super) fn encode_response(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
     let (status, incomplete) = status_of(Some(&response.finish_reason));
-    let output: Vec<Value> = items_of(response, ctx)
-        .iter()
-        .map(|item| item.to_json(item_status(status)))
-        .collect();
+    let items = items_of(response, ctx);
     let bytes = response_bytes(
         ctx,
         status,
         &incomplete,
         &Value::Null,
-        &output,
+        (&items, item_status(status)),
         response.usage.as_ref(),
     );
     if let Some(keep) = &ctx.keep {
@@ -606,7 +616,16 @@ mod message_events {
             Some(_) => "response.output_item.done",
         };
         open(out, kind);
-        out.extend_from_slice(b"\"item\":{\"content\":[");
+        out.extend_from_slice(b"\"item\":");
+        message_item(out, id, status, text);
+        out.extend_from_slice(b",\"output_index\":");
+        write_usize(out, index);
+        close(out, sequence, kind);
+    }
+
+    /// A message item, as `Item::to_json` builds it: its one output text once it is done.
+    pub(super) fn message_item(out: &mut Vec<u8>, id: &str, status: &str, text: Option<&str>) {
+        out.extend_from_slice(b"{\"content\":[");
         if let Some(text) = text {
             output_text(out, text);
         }
@@ -614,9 +633,7 @@ mod message_events {
         json::write_str(out, id);
         out.extend_from_slice(b",\"role\":\"assistant\",\"status\":");
         json::write_str(out, status);
-        out.extend_from_slice(b",\"type\":\"message\"},\"output_index\":");
-        write_usize(out, index);
-        close(out, sequence, kind);
+        out.extend_from_slice(b",\"type\":\"message\"}");
     }
 
     /// `response.content_part.added` (empty text) or `.done` of a message's text part.
@@ -794,7 +811,7 @@ impl ResponsesStreamEncoder {
             "in_progress",
             &Value::Null,
             &Value::Null,
-            &[],
+            (&[], "in_progress"),
             None,
         );
         for kind in ["response.created", "response.in_progress"] {
@@ -991,17 +1008,12 @@ impl ResponsesStreamEncoder {
     /// The closing `response.*` event, with every item and the usage.
     fn terminal(&mut self, out: &mut Vec<u8>) {
         let (status, incomplete) = status_of(self.finish.as_ref());
-        let output: Vec<Value> = self
-            .items
-            .iter()
-            .map(|item| item.to_json(item_status(status)))
-            .collect();
         let response = response_bytes(
             &self.ctx,
             status,
             &incomplete,
             &Value::Null,
-            &output,
+            (&self.items, item_status(status)),
             self.usage.as_ref(),
         );
         let kind = if status == "completed" {
@@ -1162,18 +1174,13 @@ impl StreamEncoder for ResponsesStreamEncoder {
             json!({"code": error.code, "message": error.message, "param": error.param}),
             out,
         );
-        let output: Vec<Value> = self
-            .items
-            .iter()
-            .map(|item| item.to_json("incomplete"))
-            .collect();
         let failure = json!({"code": failure_code(error.kind), "message": error.message});
         let response = response_bytes(
             &self.ctx,
             "failed",
             &Value::Null,
             &failure,
-            &output,
+            (&self.items, "incomplete"),
             self.usage.as_ref(),
         );
         emit_response(&mut self.sequence, "response.failed", &response, out);
@@ -1252,6 +1259,103 @@ mod tests {
                         emit(&mut serde_next, kind, tree, &mut serde);
                         assert_eq!(text(hand), text(serde), "{kind}");
                         assert_eq!(hand_next, serde_next, "{kind}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `response` object written member by member is what serde writes from its tree, byte for
+    /// byte: with the request's settings echoed (all, some, none, with escapes), each status, an
+    /// error and incomplete details, output items, usage or none, kept or not.
+    #[test]
+    fn the_written_response_is_what_serde_writes_byte_for_byte() {
+        use super::{response_bytes, response_json};
+        use crate::canonical::Usage;
+        use crate::dialect::{EncodeCtx, KeepAnswer};
+        use serde_json::Value;
+        let echoes = [
+            None,
+            Some(json!({})),
+            Some(
+                json!({"instructions": "Be \"brief\".\n", "max_output_tokens": 64, "metadata": {"b": 1, "a": "x"},
+                "parallel_tool_calls": false, "reasoning": {"effort": "low", "summary": "auto"},
+                "temperature": 0.2, "text": {"format": {"type": "json_schema", "name": "n", "schema": {}}},
+                "tool_choice": "required", "tools": [{"type": "function", "name": "f"}], "top_p": 0.9,
+                "user": "u\u{e9}"}),
+            ),
+            Some(json!({"temperature": null, "tools": [], "user": "x"})),
+        ];
+        let outputs = [
+            Vec::new(),
+            vec![
+                Item::Message {
+                    id: "msg_1".into(),
+                    text: "caf\u{e9}\t\"q\"".into(),
+                },
+                Item::Reasoning {
+                    id: "rs_2".into(),
+                    text: "think".into(),
+                    signature: Some("sig".into()),
+                    summary: false,
+                },
+                Item::FunctionCall {
+                    id: "fc_3".into(),
+                    call_id: "call_3".into(),
+                    name: "f".into(),
+                    arguments: "{\"a\":1}".into(),
+                },
+            ],
+        ];
+        let usage = Usage {
+            input_tokens: 19,
+            output_tokens: 12,
+            cache_read_tokens: 4,
+            reasoning_tokens: 3,
+            ..Default::default()
+        };
+        for echo in &echoes {
+            for keep in [false, true] {
+                let ctx = EncodeCtx {
+                    id: "0193-abcd\"e".into(),
+                    model: "al\\ias".into(),
+                    created: -5,
+                    include_usage: false,
+                    echo: echo.clone(),
+                    keep: keep.then(|| KeepAnswer(std::sync::Arc::new(|_: &str, _| {}))),
+                };
+                for (status, incomplete, error) in [
+                    ("in_progress", Value::Null, Value::Null),
+                    ("completed", Value::Null, Value::Null),
+                    (
+                        "incomplete",
+                        json!({"reason": "max_output_tokens"}),
+                        Value::Null,
+                    ),
+                    (
+                        "failed",
+                        Value::Null,
+                        json!({"code": "server_error", "message": "m"}),
+                    ),
+                ] {
+                    for output in &outputs {
+                        for usage in [None, Some(&usage)] {
+                            let items = (output.as_slice(), super::item_status(status));
+                            let ours =
+                                response_bytes(&ctx, status, &incomplete, &error, items, usage);
+                            let tree = response_json(
+                                &ctx,
+                                status,
+                                incomplete.clone(),
+                                error.clone(),
+                                output.iter().map(|i| i.to_json(items.1)).collect(),
+                                usage,
+                            );
+                            assert_eq!(
+                                String::from_utf8(ours).unwrap(),
+                                serde_json::to_string(&tree).unwrap()
+                            );
+                        }
                     }
                 }
             }
