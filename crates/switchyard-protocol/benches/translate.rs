@@ -453,6 +453,24 @@ fn reply_encode(bencher: Bencher, ingress: &str) {
     bencher.bench(|| ingress.encode_chat(black_box(&response), &ctx));
 }
 
+/// A reasoning model's short stream written for the client, per ingress: its start, twelve
+/// reasoning deltas, one text delta, its finish and usage, its end.
+#[divan::bench(args = ["openai", "anthropic", "responses"])]
+fn stream_reasoning_encode(bencher: Bencher, ingress: &str) {
+    let mut events = vec![StreamEvent::Start {
+        id: "chatcmpl-1".into(),
+        model: "o4-mini".into(),
+    }];
+    for word in "First I weigh what keep-alive saves: one handshake per request, then the pool"
+        .split_inclusive(' ')
+        .take(12)
+    {
+        events.push(StreamEvent::ReasoningDelta(word.into()));
+    }
+    events.push(StreamEvent::TextDelta("It saves a handshake.".into()));
+    encode_stream(bencher, ingress, &events);
+}
+
 /// A whole short streamed answer written for the client, per ingress: the stream's start,
 /// twelve text deltas, its finish and usage, its end (what a client's stream holds besides the
 /// text is written once a stream, and this counts it).
@@ -468,6 +486,12 @@ fn stream_answer_encode(bencher: Bencher, ingress: &str) {
     {
         events.push(StreamEvent::TextDelta(word.into()));
     }
+    encode_stream(bencher, ingress, &events);
+}
+
+/// Writes `events` for a client of `ingress`, then the stream's finish, usage and end.
+fn encode_stream(bencher: Bencher, ingress: &str, events: &[StreamEvent]) {
+    let mut events = events.to_vec();
     events.push(StreamEvent::Finish(FinishReason::Stop));
     events.push(StreamEvent::Usage(Usage {
         input_tokens: 19,

@@ -526,6 +526,17 @@ impl AnthropicStreamEncoder {
         out.extend_from_slice(b"}}\n\n");
     }
 
+    /// A `thinking_delta`, as [`Self::write`] writes it (a test holds the two together): a
+    /// thinking model streams more of these than of text.
+    pub(super) fn thinking_delta(index: u32, thinking: &str, out: &mut Vec<u8>) {
+        out.reserve(TEXT_DELTA_HEAD.len() + 10 + thinking.len() + 64);
+        out.extend_from_slice(TEXT_DELTA_HEAD);
+        write_u32(out, index);
+        out.extend_from_slice(b",\"delta\":{\"type\":\"thinking_delta\",\"thinking\":");
+        json::write_str(out, thinking);
+        out.extend_from_slice(b"}}\n\n");
+    }
+
     fn open_tool(&mut self, tool: u32, id: String, name: String, out: &mut Vec<u8>) -> u32 {
         let index = self.open(
             ContentBlock::ToolUse {
@@ -670,13 +681,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     return;
                 }
                 let index = self.thinking_block(out);
-                Self::delta(
-                    index,
-                    ContentBlockDelta::ThinkingDelta {
-                        thinking: thinking.clone(),
-                    },
-                    out,
-                );
+                Self::thinking_delta(index, thinking, out);
             }
             StreamEvent::ReasoningSignature(signature) => {
                 let index = self.thinking_block(out);

@@ -1856,6 +1856,37 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
+/// A thinking delta written by hand is what serde writes for the wire event.
+#[test]
+fn thinking_deltas_are_byte_for_byte_what_serde_writes() {
+    use super::stream::AnthropicStreamEncoder;
+    use super::wire::{ContentBlockDelta, MessageStreamEvent};
+    for index in [0, 7, u32::MAX] {
+        for thinking in [
+            "Let me think",
+            " about \"this\"\n\tstep",
+            "caf\u{e9} \u{65e5}\u{672c} \u{1f600}",
+            "\u{7f}\u{1}<>&'\\",
+        ] {
+            let (mut ours, mut serde) = (Vec::new(), Vec::new());
+            AnthropicStreamEncoder::thinking_delta(index, thinking, &mut ours);
+            AnthropicStreamEncoder::write(
+                &MessageStreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::ThinkingDelta {
+                        thinking: thinking.into(),
+                    },
+                },
+                &mut serde,
+            );
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
+}
+
 /// The events every streamed answer has (its start, a text block's start and stop, its end)
 /// are written by hand, byte for byte as serde writes the wire events.
 #[test]

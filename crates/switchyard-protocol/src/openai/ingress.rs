@@ -950,6 +950,18 @@ impl OpenAiStreamEncoder {
         out.extend_from_slice(&self.chunk_tail);
     }
 
+    /// A reasoning chunk (`reasoning_content`), as [`Self::delta`] writes it from a tree (a
+    /// test holds the two together): a reasoning model streams more of these than of text.
+    pub(super) fn reasoning_chunk(&mut self, text: &str, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.chunk(out, |out| {
+            out.extend_from_slice(b"{\"delta\":{\"reasoning_content\":");
+            json::write_str(out, text);
+            out.push(b'}');
+            out.extend_from_slice(CHOICE_END);
+        });
+    }
+
     /// A chunk whose one choice `choice` writes.
     fn chunk(&self, out: &mut Vec<u8>, choice: impl FnOnce(&mut Vec<u8>)) {
         out.extend_from_slice(CHUNK_HEAD);
@@ -959,7 +971,7 @@ impl OpenAiStreamEncoder {
 
     /// The chunk of a delta other than text (reasoning, tool calls), as a `Value`: rarer, and
     /// of many shapes.
-    fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
+    pub(super) fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
         self.ensure_started(out);
         self.chunk(out, |out| {
             out.extend_from_slice(b"{\"delta\":");
@@ -1007,7 +1019,7 @@ impl StreamEncoder for OpenAiStreamEncoder {
             }
             StreamEvent::ReasoningDelta(text) => {
                 if !text.is_empty() {
-                    self.delta(json!({"reasoning_content": text}), out);
+                    self.reasoning_chunk(text, out);
                 }
             }
             // Citations and server tools are Anthropic's; an OpenAI client gets the text alone.

@@ -1262,6 +1262,29 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
     }
 }
 
+/// A reasoning chunk written by hand is the chunk the encoder writes from the delta's tree.
+#[test]
+fn reasoning_chunks_are_byte_for_byte_what_the_tree_writes() {
+    for text in [
+        "Let me think",
+        " about \"this\"\n\tstep",
+        "caf\u{e9} \u{65e5}\u{672c} \u{1f600}",
+        "\u{7f}\u{1}<>&'\\",
+    ] {
+        let (mut hand, mut tree) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (
+            OpenAiStreamEncoder::new(ctx()),
+            OpenAiStreamEncoder::new(ctx()),
+        );
+        a.reasoning_chunk(text, &mut hand);
+        b.delta(json!({"reasoning_content": text}), &mut tree);
+        assert_eq!(
+            String::from_utf8(hand).unwrap(),
+            String::from_utf8(tree).unwrap()
+        );
+    }
+}
+
 /// A chunk as serde writes it from a `Value` (keys in alphabetical order): what the encoder's
 /// hand-written frames must equal byte for byte.
 fn serde_chunk(ctx: &EncodeCtx, choices: Value, usage: Option<Value>) -> String {

@@ -680,6 +680,42 @@ mod message_events {
     }
 }
 
+/// A reasoning item's delta (`response.reasoning_summary_text.delta` for a summary, else
+/// `response.reasoning_text.delta`), as [`emit`] writes it from its tree (a test holds the two
+/// together): a reasoning model streams more of these than of text.
+pub(super) fn write_reasoning_delta(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    summary: bool,
+    item_id: &str,
+    index: usize,
+    text: &str,
+) {
+    let kind = if summary {
+        "response.reasoning_summary_text.delta"
+    } else {
+        "response.reasoning_text.delta"
+    };
+    event_open(out, kind);
+    // The part's index sorts before `delta` as `content_index`, after `sequence_number` as
+    // `summary_index`.
+    if !summary {
+        out.extend_from_slice(b"\"content_index\":0,");
+    }
+    out.extend_from_slice(b"\"delta\":");
+    json::write_str(out, text);
+    out.extend_from_slice(b",\"item_id\":");
+    json::write_str(out, item_id);
+    out.extend_from_slice(b",\"output_index\":");
+    // Writing an integer into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &index);
+    sequence_member(out, sequence);
+    if summary {
+        out.extend_from_slice(b",\"summary_index\":0");
+    }
+    type_member_and_end(out, kind);
+}
+
 /// How a text delta event starts: its text follows as a JSON string.
 const TEXT_DELTA_HEAD: &[u8] =
     b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
@@ -1058,14 +1094,8 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 } = &mut self.items[index]
                 {
                     joined.push_str(text);
-                    let (kind, at) = if *summary {
-                        ("response.reasoning_summary_text.delta", "summary_index")
-                    } else {
-                        ("response.reasoning_text.delta", "content_index")
-                    };
-                    let mut event = json!({"item_id": id, "output_index": index, "delta": text});
-                    event[at] = json!(0);
-                    self.emit(kind, event, out);
+                    let sequence = &mut self.sequence;
+                    write_reasoning_delta(out, sequence, *summary, id, index, text);
                 }
             }
             StreamEvent::ReasoningSignature(value) => {

@@ -685,6 +685,49 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
+/// A reasoning delta written by hand, as a summary's or as reasoning text, is what `emit`
+/// writes from the event's tree.
+#[test]
+fn reasoning_deltas_are_byte_for_byte_what_serde_writes() {
+    for text in [
+        "Let me think",
+        " about \"this\"\n\tstep",
+        "caf\u{e9} \u{65e5}\u{672c} \u{1f600}",
+        "\u{7f}\u{1}<>&'\\",
+    ] {
+        for (index, sequence) in [(0_usize, 0_u64), (3, 98_765)] {
+            for (summary, kind, at) in [
+                (
+                    true,
+                    "response.reasoning_summary_text.delta",
+                    "summary_index",
+                ),
+                (false, "response.reasoning_text.delta", "content_index"),
+            ] {
+                let (mut hand, mut serde) = (Vec::new(), Vec::new());
+                let (mut hand_next, mut serde_next) = (sequence, sequence);
+                super::encode::write_reasoning_delta(
+                    &mut hand,
+                    &mut hand_next,
+                    summary,
+                    "rs_0193\"x",
+                    index,
+                    text,
+                );
+                let mut event =
+                    json!({"item_id": "rs_0193\"x", "output_index": index, "delta": text});
+                event[at] = json!(0);
+                super::encode::emit(&mut serde_next, kind, event, &mut serde);
+                assert_eq!(
+                    String::from_utf8(hand).unwrap(),
+                    String::from_utf8(serde).unwrap()
+                );
+                assert_eq!(hand_next, serde_next);
+            }
+        }
+    }
+}
+
 /// An event that holds a `response` (`response.created`, `.completed`, `.failed` …) is written
 /// from the response's JSON, once for all of them, byte for byte as the event itself is
 /// written with the response in it.
