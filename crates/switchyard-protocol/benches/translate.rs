@@ -471,6 +471,32 @@ fn stream_reasoning_encode(bencher: Bencher, ingress: &str) {
     encode_stream(bencher, ingress, &events);
 }
 
+/// An agent's turn streamed to the client, per ingress: its start, a tool call opened, its
+/// arguments in twelve fragments, its finish, usage and end.
+#[divan::bench(args = ["openai", "anthropic", "responses"])]
+fn stream_tool_call_encode(bencher: Bencher, ingress: &str) {
+    let mut events = vec![
+        StreamEvent::Start {
+            id: "chatcmpl-1".into(),
+            model: "gpt-4o-mini".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 0,
+            id: "call_read_1".into(),
+            name: "read_file".into(),
+        },
+    ];
+    let arguments =
+        r#"{"path": "src/main.rs", "start_line": 120, "end_line": 180, "why": "the handler"}"#;
+    for piece in arguments.as_bytes().chunks(arguments.len().div_ceil(12)) {
+        events.push(StreamEvent::ToolCallDelta {
+            index: 0,
+            arguments: String::from_utf8_lossy(piece).into_owned(),
+        });
+    }
+    encode_stream(bencher, ingress, &events);
+}
+
 /// A whole short streamed answer written for the client, per ingress: the stream's start,
 /// twelve text deltas, its finish and usage, its end (what a client's stream holds besides the
 /// text is written once a stream, and this counts it).

@@ -529,11 +529,29 @@ impl AnthropicStreamEncoder {
     /// A `thinking_delta`, as [`Self::write`] writes it (a test holds the two together): a
     /// thinking model streams more of these than of text.
     pub(super) fn thinking_delta(index: u32, thinking: &str, out: &mut Vec<u8>) {
-        out.reserve(TEXT_DELTA_HEAD.len() + 10 + thinking.len() + 64);
+        Self::string_delta(index, b"thinking_delta\",\"thinking\":", thinking, out);
+    }
+
+    /// An `input_json_delta`, a fragment of a tool call's input, as [`Self::write`] writes it:
+    /// an agent's turn streams many.
+    pub(super) fn input_json_delta(index: u32, partial_json: &str, out: &mut Vec<u8>) {
+        Self::string_delta(
+            index,
+            b"input_json_delta\",\"partial_json\":",
+            partial_json,
+            out,
+        );
+    }
+
+    /// A delta of one string: its type and the string's key (`kind_and_key`, between the type's
+    /// opening quote and the string), then the string.
+    fn string_delta(index: u32, kind_and_key: &[u8], value: &str, out: &mut Vec<u8>) {
+        out.reserve(TEXT_DELTA_HEAD.len() + 10 + kind_and_key.len() + value.len() + 32);
         out.extend_from_slice(TEXT_DELTA_HEAD);
         write_u32(out, index);
-        out.extend_from_slice(b",\"delta\":{\"type\":\"thinking_delta\",\"thinking\":");
-        json::write_str(out, thinking);
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind_and_key);
+        json::write_str(out, value);
         out.extend_from_slice(b"}}\n\n");
     }
 
@@ -706,13 +724,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
             }
             StreamEvent::ServerToolInputDelta(partial_json) => {
                 if let Some(OpenBlock::ServerTool { index }) = self.open {
-                    Self::delta(
-                        index,
-                        ContentBlockDelta::InputJsonDelta {
-                            partial_json: partial_json.clone(),
-                        },
-                        out,
-                    );
+                    Self::input_json_delta(index, partial_json, out);
                 }
             }
             StreamEvent::RedactedReasoning(data) => self.redacted_block(data.clone(), out),
@@ -737,13 +749,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     // Arguments without a start: open the block with what is known.
                     (_, None) => self.open_tool(*index, String::new(), String::new(), out),
                 };
-                Self::delta(
-                    block,
-                    ContentBlockDelta::InputJsonDelta {
-                        partial_json: arguments.clone(),
-                    },
-                    out,
-                );
+                Self::input_json_delta(block, arguments, out);
             }
             StreamEvent::Finish(reason) => {
                 self.ensure_started(out);

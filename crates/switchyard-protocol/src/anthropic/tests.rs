@@ -1856,9 +1856,10 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
-/// A thinking delta written by hand is what serde writes for the wire event.
+/// A thinking delta and a tool call's input fragment written by hand are what serde writes for
+/// the wire events.
 #[test]
-fn thinking_deltas_are_byte_for_byte_what_serde_writes() {
+fn thinking_and_input_deltas_are_byte_for_byte_what_serde_writes() {
     use super::stream::AnthropicStreamEncoder;
     use super::wire::{ContentBlockDelta, MessageStreamEvent};
     for index in [0, 7, u32::MAX] {
@@ -1870,15 +1871,20 @@ fn thinking_deltas_are_byte_for_byte_what_serde_writes() {
         ] {
             let (mut ours, mut serde) = (Vec::new(), Vec::new());
             AnthropicStreamEncoder::thinking_delta(index, thinking, &mut ours);
-            AnthropicStreamEncoder::write(
-                &MessageStreamEvent::ContentBlockDelta {
-                    index,
-                    delta: ContentBlockDelta::ThinkingDelta {
-                        thinking: thinking.into(),
-                    },
+            AnthropicStreamEncoder::input_json_delta(index, thinking, &mut ours);
+            for delta in [
+                ContentBlockDelta::ThinkingDelta {
+                    thinking: thinking.into(),
                 },
-                &mut serde,
-            );
+                ContentBlockDelta::InputJsonDelta {
+                    partial_json: thinking.into(),
+                },
+            ] {
+                AnthropicStreamEncoder::write(
+                    &MessageStreamEvent::ContentBlockDelta { index, delta },
+                    &mut serde,
+                );
+            }
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 String::from_utf8(serde).unwrap()

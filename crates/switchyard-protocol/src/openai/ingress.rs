@@ -962,6 +962,21 @@ impl OpenAiStreamEncoder {
         });
     }
 
+    /// A fragment of tool call `index`'s arguments, as [`Self::delta`] writes it from a tree
+    /// (a test holds the two together): an agent's turn streams many.
+    pub(super) fn arguments_chunk(&mut self, index: u32, arguments: &str, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.chunk(out, |out| {
+            out.extend_from_slice(b"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":");
+            json::write_str(out, arguments);
+            out.extend_from_slice(b"},\"index\":");
+            // Writing an integer into a vector cannot fail.
+            let _ = serde_json::to_writer(&mut *out, &index);
+            out.extend_from_slice(b"}]}");
+            out.extend_from_slice(CHOICE_END);
+        });
+    }
+
     /// A chunk whose one choice `choice` writes.
     fn chunk(&self, out: &mut Vec<u8>, choice: impl FnOnce(&mut Vec<u8>)) {
         out.extend_from_slice(CHUNK_HEAD);
@@ -1050,10 +1065,9 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 self.tool_calls.insert(*index);
                 self.delta(json!({"tool_calls": [call]}), out);
             }
-            StreamEvent::ToolCallDelta { index, arguments } => self.delta(
-                json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
-                out,
-            ),
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                self.arguments_chunk(*index, arguments, out);
+            }
             StreamEvent::Usage(usage) => match &mut self.usage {
                 Some(u) => u.merge(usage),
                 None => self.usage = Some(*usage),

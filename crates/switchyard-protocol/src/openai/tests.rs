@@ -1262,9 +1262,10 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
     }
 }
 
-/// A reasoning chunk written by hand is the chunk the encoder writes from the delta's tree.
+/// A reasoning chunk and a fragment of a tool call's arguments written by hand are the chunks
+/// the encoder writes from the deltas' trees.
 #[test]
-fn reasoning_chunks_are_byte_for_byte_what_the_tree_writes() {
+fn reasoning_and_argument_chunks_are_byte_for_byte_what_the_tree_writes() {
     for text in [
         "Let me think",
         " about \"this\"\n\tstep",
@@ -1278,6 +1279,13 @@ fn reasoning_chunks_are_byte_for_byte_what_the_tree_writes() {
         );
         a.reasoning_chunk(text, &mut hand);
         b.delta(json!({"reasoning_content": text}), &mut tree);
+        for index in [0, 3, u32::MAX] {
+            a.arguments_chunk(index, text, &mut hand);
+            b.delta(
+                json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]}),
+                &mut tree,
+            );
+        }
         assert_eq!(
             String::from_utf8(hand).unwrap(),
             String::from_utf8(tree).unwrap()

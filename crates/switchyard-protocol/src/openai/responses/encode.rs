@@ -716,6 +716,28 @@ pub(super) fn write_reasoning_delta(
     type_member_and_end(out, kind);
 }
 
+/// A fragment of a function call's arguments (`response.function_call_arguments.delta`), as
+/// [`emit`] writes it from its tree (a test holds the two together): an agent's turn streams
+/// many.
+pub(super) fn write_arguments_delta(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    item_id: &str,
+    index: usize,
+    arguments: &str,
+) {
+    let kind = "response.function_call_arguments.delta";
+    event_open(out, kind);
+    out.extend_from_slice(b"\"delta\":");
+    json::write_str(out, arguments);
+    out.extend_from_slice(b",\"item_id\":");
+    json::write_str(out, item_id);
+    out.extend_from_slice(b",\"output_index\":");
+    // Writing an integer into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &index);
+    event_close(out, sequence, kind);
+}
+
 /// How a text delta event starts: its text follows as a JSON string.
 const TEXT_DELTA_HEAD: &[u8] =
     b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
@@ -1133,12 +1155,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 } = &mut self.items[at]
                 {
                     joined.push_str(arguments);
-                    let id = id.clone();
-                    self.emit(
-                        "response.function_call_arguments.delta",
-                        json!({"item_id": id, "output_index": at, "delta": arguments}),
-                        out,
-                    );
+                    write_arguments_delta(out, &mut self.sequence, id, at, arguments);
                 }
             }
             StreamEvent::Usage(usage) => match &mut self.usage {

@@ -685,10 +685,10 @@ fn text_deltas_are_byte_for_byte_what_serde_writes() {
     }
 }
 
-/// A reasoning delta written by hand, as a summary's or as reasoning text, is what `emit`
-/// writes from the event's tree.
+/// A reasoning delta written by hand, as a summary's or as reasoning text, and a fragment of a
+/// function call's arguments are what `emit` writes from the events' trees.
 #[test]
-fn reasoning_deltas_are_byte_for_byte_what_serde_writes() {
+fn reasoning_and_argument_deltas_are_byte_for_byte_what_serde_writes() {
     for text in [
         "Let me think",
         " about \"this\"\n\tstep",
@@ -718,6 +718,19 @@ fn reasoning_deltas_are_byte_for_byte_what_serde_writes() {
                     json!({"item_id": "rs_0193\"x", "output_index": index, "delta": text});
                 event[at] = json!(0);
                 super::encode::emit(&mut serde_next, kind, event, &mut serde);
+                super::encode::write_arguments_delta(
+                    &mut hand,
+                    &mut hand_next,
+                    "fc_0193\"x",
+                    index,
+                    text,
+                );
+                super::encode::emit(
+                    &mut serde_next,
+                    "response.function_call_arguments.delta",
+                    json!({"item_id": "fc_0193\"x", "output_index": index, "delta": text}),
+                    &mut serde,
+                );
                 assert_eq!(
                     String::from_utf8(hand).unwrap(),
                     String::from_utf8(serde).unwrap()
