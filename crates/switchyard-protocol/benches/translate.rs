@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the translation hot path, with allocation counts: request decode and
-//! encode per dialect, one stream chunk decoded and re-encoded, and the UTF-8 check of a long
-//! body. Run with `cargo bench -p switchyard-protocol --bench translate`.
+//! encode per dialect, one stream chunk decoded and re-encoded, an answer and whole streams
+//! (text, reasoning, a tool call) written for each ingress's client, and the UTF-8 check of a
+//! long body. Run with `cargo bench -p switchyard-protocol --bench translate`.
 
 use bytes::Bytes;
 use divan::{AllocProfiler, Bencher, black_box};
