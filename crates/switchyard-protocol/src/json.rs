@@ -241,6 +241,19 @@ pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), s
     Ok(())
 }
 
+/// Writes `n` as serde_json writes an unsigned integer (writing into a vector cannot fail).
+pub fn write_uint(out: &mut Vec<u8>, n: u64) {
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
+/// Writes `value` as a JSON string, or `null` when there is none.
+pub fn write_optional_str(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(text) => write_str(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// What `write` writes into a buffer of `capacity` bytes to start with; nothing when it
 /// fails (writing plain strings, numbers and JSON values into a vector cannot).
 pub fn written(

@@ -702,10 +702,7 @@ fn write_message(
     out.extend_from_slice(b",\"stop_reason\":");
     json::write_str(out, stop_reason);
     out.extend_from_slice(b",\"stop_sequence\":");
-    match stop_sequence {
-        Some(sequence) => json::write_str(out, sequence),
-        None => out.extend_from_slice(b"null"),
-    }
+    json::write_optional_str(out, stop_sequence);
     // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
     out.extend_from_slice(b",\"usage\":");
     wire::Usage::full(&response.usage.unwrap_or_default()).write(out);

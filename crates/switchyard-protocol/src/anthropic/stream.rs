@@ -408,12 +408,6 @@ pub struct AnthropicStreamEncoder {
 /// A `text_delta` event up to its block's index, then from the index to its text.
 const TEXT_DELTA_HEAD: &[u8] =
     b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":";
-const TEXT_DELTA_MIDDLE: &[u8] = b",\"delta\":{\"type\":\"text_delta\",\"text\":";
-
-/// Writes `n` as serde_json writes an integer (writing into a vector cannot fail).
-fn write_u32(out: &mut Vec<u8>, n: u32) {
-    let _ = serde_json::to_writer(&mut *out, &n);
-}
 
 impl AnthropicStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
@@ -486,7 +480,7 @@ impl AnthropicStreamEncoder {
         out.extend_from_slice(
             b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
         );
-        write_u32(out, index);
+        json::write_uint(out, index.into());
         out.extend_from_slice(b"}\n\n");
     }
 
@@ -518,12 +512,7 @@ impl AnthropicStreamEncoder {
     /// A `text_delta`, a stream's most frequent event, written as [`Self::write`] writes it (a
     /// test holds the two together) without a copy of the text or a serializer.
     pub(super) fn text_delta(index: u32, text: &str, out: &mut Vec<u8>) {
-        out.reserve(TEXT_DELTA_HEAD.len() + 10 + TEXT_DELTA_MIDDLE.len() + text.len() + 6);
-        out.extend_from_slice(TEXT_DELTA_HEAD);
-        write_u32(out, index);
-        out.extend_from_slice(TEXT_DELTA_MIDDLE);
-        crate::json::write_str(out, text);
-        out.extend_from_slice(b"}}\n\n");
+        Self::string_delta(index, b"text_delta\",\"text\":", text, out);
     }
 
     /// A `thinking_delta`, as [`Self::write`] writes it (a test holds the two together): a
@@ -548,7 +537,7 @@ impl AnthropicStreamEncoder {
     fn string_delta(index: u32, kind_and_key: &[u8], value: &str, out: &mut Vec<u8>) {
         out.reserve(TEXT_DELTA_HEAD.len() + 10 + kind_and_key.len() + value.len() + 32);
         out.extend_from_slice(TEXT_DELTA_HEAD);
-        write_u32(out, index);
+        json::write_uint(out, index.into());
         out.extend_from_slice(b",\"delta\":{\"type\":\"");
         out.extend_from_slice(kind_and_key);
         json::write_str(out, value);
@@ -587,7 +576,7 @@ impl AnthropicStreamEncoder {
         out.extend_from_slice(
             b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":",
         );
-        write_u32(out, index);
+        json::write_uint(out, index.into());
         out.extend_from_slice(b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
     }
 
@@ -647,10 +636,7 @@ impl AnthropicStreamEncoder {
         );
         json::write_str(out, stop_reason);
         out.extend_from_slice(b",\"stop_sequence\":");
-        match stop_sequence {
-            Some(sequence) => json::write_str(out, sequence),
-            None => out.extend_from_slice(b"null"),
-        }
+        json::write_optional_str(out, stop_sequence);
         out.extend_from_slice(b"},\"usage\":");
         usage.write(out);
         out.extend_from_slice(b"}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");

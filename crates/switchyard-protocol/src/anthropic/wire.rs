@@ -492,11 +492,6 @@ pub(crate) struct Usage {
     pub server_tool_use: Option<ServerToolUsage>,
 }
 
-/// Writes `n` as serde_json writes an integer (writing into a vector cannot fail).
-fn write_u64(out: &mut Vec<u8>, n: u64) {
-    let _ = serde_json::to_writer(&mut *out, &n);
-}
-
 /// `usage.cache_creation`: of `cache_creation_input_tokens`, those cached for five minutes and
 /// for an hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -567,7 +562,7 @@ impl Usage {
         for (name, count) in counts {
             if let Some(count) = count {
                 key(out, name);
-                write_u64(out, count);
+                crate::json::write_uint(out, count);
             }
         }
         // The two nested objects, each of two counts: the head up to the first count, the
@@ -592,11 +587,11 @@ impl Usage {
         ];
         for (head, second, a, b) in pairs.into_iter().flatten() {
             key(out, head);
-            write_u64(out, a);
+            crate::json::write_uint(out, a);
             out.extend_from_slice(b",\"");
             out.extend_from_slice(second);
             out.extend_from_slice(b"\":");
-            write_u64(out, b);
+            crate::json::write_uint(out, b);
             out.push(b'}');
         }
         if members == 0 {

@@ -783,9 +783,9 @@ fn write_completion(
     out.extend_from_slice(
         b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
     );
-    write_optional_str(out, message.content.as_deref());
+    json::write_optional_str(out, message.content.as_deref());
     out.extend_from_slice(b",\"refusal\":");
-    write_optional_str(out, message.refusal.as_deref());
+    json::write_optional_str(out, message.refusal.as_deref());
     if let Some(reasoning) = &message.reasoning_content {
         out.extend_from_slice(b",\"reasoning_content\":");
         json::write_str(out, reasoning);
@@ -830,13 +830,6 @@ fn write_completion(
     }
     out.push(b'}');
     Ok(())
-}
-
-fn write_optional_str(out: &mut Vec<u8>, value: Option<&str>) {
-    match value {
-        Some(text) => json::write_str(out, text),
-        None => out.extend_from_slice(b"null"),
-    }
 }
 
 /// `usage` as [`UsageOut`] serializes it.
@@ -970,8 +963,7 @@ impl OpenAiStreamEncoder {
             out.extend_from_slice(b"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":");
             json::write_str(out, arguments);
             out.extend_from_slice(b"},\"index\":");
-            // Writing an integer into a vector cannot fail.
-            let _ = serde_json::to_writer(&mut *out, &index);
+            json::write_uint(out, index.into());
             out.extend_from_slice(b"}]}");
             out.extend_from_slice(CHOICE_END);
         });

@@ -577,10 +577,9 @@ pub(super) fn write_text_delta(
     out.extend_from_slice(b",\"item_id\":");
     json::write_str(out, item_id);
     out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
-    // Writing integers into a vector cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &index);
+    json::write_uint(out, index as u64);
     out.extend_from_slice(b",\"sequence_number\":");
-    let _ = serde_json::to_writer(&mut *out, &sequence);
+    json::write_uint(out, sequence);
     out.extend_from_slice(b",\"type\":\"response.output_text.delta\"}\n\n");
 }
 
@@ -590,10 +589,6 @@ pub(super) fn write_text_delta(
 mod message_events {
     use super::{event_close as close, event_open as open, json};
     use super::{sequence_member, type_member_and_end};
-
-    fn write_usize(out: &mut Vec<u8>, n: usize) {
-        let _ = serde_json::to_writer(&mut *out, &n);
-    }
 
     /// An `output_text` part, as `output_text` builds it.
     fn output_text(out: &mut Vec<u8>, text: &str) {
@@ -619,7 +614,7 @@ mod message_events {
         out.extend_from_slice(b"\"item\":");
         message_item(out, id, status, text);
         out.extend_from_slice(b",\"output_index\":");
-        write_usize(out, index);
+        json::write_uint(out, index as u64);
         close(out, sequence, kind);
     }
 
@@ -652,7 +647,7 @@ mod message_events {
         out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
         json::write_str(out, id);
         out.extend_from_slice(b",\"output_index\":");
-        write_usize(out, index);
+        json::write_uint(out, index as u64);
         out.extend_from_slice(b",\"part\":");
         output_text(out, text.unwrap_or_default());
         close(out, sequence, kind);
@@ -671,7 +666,7 @@ mod message_events {
         out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
         json::write_str(out, id);
         out.extend_from_slice(b",\"logprobs\":[],\"output_index\":");
-        write_usize(out, index);
+        json::write_uint(out, index as u64);
         // `text` sorts between `sequence_number` and `type`.
         sequence_member(out, sequence);
         out.extend_from_slice(b",\"text\":");
@@ -707,8 +702,7 @@ pub(super) fn write_reasoning_delta(
     out.extend_from_slice(b",\"item_id\":");
     json::write_str(out, item_id);
     out.extend_from_slice(b",\"output_index\":");
-    // Writing an integer into a vector cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &index);
+    json::write_uint(out, index as u64);
     sequence_member(out, sequence);
     if summary {
         out.extend_from_slice(b",\"summary_index\":0");
@@ -733,8 +727,7 @@ pub(super) fn write_arguments_delta(
     out.extend_from_slice(b",\"item_id\":");
     json::write_str(out, item_id);
     out.extend_from_slice(b",\"output_index\":");
-    // Writing an integer into a vector cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &index);
+    json::write_uint(out, index as u64);
     event_close(out, sequence, kind);
 }
 
@@ -791,8 +784,7 @@ fn event_open(out: &mut Vec<u8>, kind: &str) {
 /// An event's `sequence_number` member (the sequence then advanced).
 fn sequence_member(out: &mut Vec<u8>, sequence: &mut u64) {
     out.extend_from_slice(b",\"sequence_number\":");
-    // Writing an integer into a vector cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &*sequence);
+    json::write_uint(out, *sequence);
     *sequence += 1;
 }
 
