@@ -8,6 +8,7 @@ use crate::handler::SimError;
 use crate::model::{
     CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
 };
+use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
 
 /// Context window reported by the simulated context-length error.
@@ -621,26 +622,30 @@ fn stop_reason(out: &Output) -> (&'static str, Option<&str>) {
     }
 }
 
-fn usage(conv: &Conversation, output: u64) -> Value {
+/// The usage counts, in the API's member order.
+fn usage(conv: &Conversation, output: u64) -> Ordered {
     let cache = conv.cache;
     let (five_minutes, hour) = if cache.hour {
         (0, cache.written)
     } else {
         (cache.written, 0)
     };
-    let mut usage = json!({
+    let mut usage = ordered! {
         "input_tokens": conv.uncached_input_tokens(),
         "cache_creation_input_tokens": cache.written,
         "cache_read_input_tokens": cache.read,
-        "cache_creation": {
+        "cache_creation": ordered! {
             "ephemeral_5m_input_tokens": five_minutes,
             "ephemeral_1h_input_tokens": hour,
         },
         "output_tokens": output,
         "service_tier": "standard",
-    });
+    };
     if conv.web_search.is_some() {
-        usage["server_tool_use"] = json!({ "web_search_requests": 1 });
+        usage.0.push((
+            "server_tool_use",
+            member(&json!({ "web_search_requests": 1 })),
+        ));
     }
     usage
 }
@@ -696,19 +701,19 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         FrameKind::Other,
         0,
         Some("message_start"),
-        &json!({
+        &ordered! {
             "type": "message_start",
-            "message": {
+            "message": ordered! {
                 "id": ids.make("msg_01", 22),
                 "type": "message",
                 "role": "assistant",
                 "model": conv.model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
+                "content": [(); 0],
+                "stop_reason": (),
+                "stop_sequence": (),
                 "usage": start_usage,
-            }
-        }),
+            },
+        },
     );
     match out {
         Output::Text { text, pieces, .. } => {
@@ -732,23 +737,23 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     FrameKind::Content,
                     1,
                     Some("content_block_start"),
-                    &json!({
+                    &ordered! {
                         "type": "content_block_start",
                         "index": index,
-                        "content_block": {
+                        "content_block": ordered! {
                             "type": "tool_use",
                             "id": ids.make("toolu_01", 22),
                             "name": call.name,
-                            "input": {},
+                            "input": ordered! {},
                         },
-                    }),
+                    },
                 );
                 if index == 0 {
                     sse.json(
                         FrameKind::Other,
                         0,
                         Some("ping"),
-                        &json!({ "type": "ping" }),
+                        &ordered! { "type": "ping" },
                     );
                 }
                 // The API opens argument streaming with an empty fragment.
@@ -762,11 +767,11 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                         FrameKind::Content,
                         tokens,
                         Some("content_block_delta"),
-                        &json!({
+                        &ordered! {
                             "type": "content_block_delta",
                             "index": index,
-                            "delta": { "type": "input_json_delta", "partial_json": fragment },
-                        }),
+                            "delta": ordered! { "type": "input_json_delta", "partial_json": fragment },
+                        },
                     );
                 }
                 block_stop(&mut sse, index);
@@ -774,25 +779,28 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         }
     }
     let (reason, sequence) = stop_reason(out);
-    let mut final_usage = json!({ "output_tokens": out.tokens() });
+    let mut final_usage = ordered! { "output_tokens": out.tokens() };
     if conv.web_search.is_some() {
-        final_usage["server_tool_use"] = json!({ "web_search_requests": 1 });
+        final_usage.0.push((
+            "server_tool_use",
+            member(&ordered! { "web_search_requests": 1 }),
+        ));
     }
     sse.json(
         FrameKind::Terminal,
         0,
         Some("message_delta"),
-        &json!({
+        &ordered! {
             "type": "message_delta",
-            "delta": { "stop_reason": reason, "stop_sequence": sequence },
+            "delta": ordered! { "stop_reason": reason, "stop_sequence": sequence },
             "usage": final_usage,
-        }),
+        },
     );
     sse.json(
         FrameKind::Terminal,
         0,
         Some("message_stop"),
-        &json!({ "type": "message_stop" }),
+        &ordered! { "type": "message_stop" },
     );
     sse
 }
@@ -806,21 +814,21 @@ fn web_search_stream(sse: &mut StreamBody, ids: &IdGen, query: &str) {
             FrameKind::Other,
             0,
             Some("content_block_start"),
-            &json!({ "type": "content_block_start", "index": index, "content_block": block }),
+            &ordered! { "type": "content_block_start", "index": index, "content_block": block },
         );
         if index == 0 {
             sse.json(
                 FrameKind::Other,
                 0,
                 Some("content_block_delta"),
-                &json!({
+                &ordered! {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {
+                    "delta": ordered! {
                         "type": "input_json_delta",
                         "partial_json": json!({ "query": query }).to_string(),
                     },
-                }),
+                },
             );
         }
         block_stop(sse, index);
@@ -840,18 +848,18 @@ fn text_block(
         FrameKind::Other,
         0,
         Some("content_block_start"),
-        &json!({
+        &ordered! {
             "type": "content_block_start",
             "index": index,
-            "content_block": { "type": "text", "text": "", "citations": null },
-        }),
+            "content_block": ordered! { "type": "text", "text": "", "citations": () },
+        },
     );
     if index == 0 {
         sse.json(
             FrameKind::Other,
             0,
             Some("ping"),
-            &json!({ "type": "ping" }),
+            &ordered! { "type": "ping" },
         );
     }
     for citation in citations {
@@ -859,11 +867,11 @@ fn text_block(
             FrameKind::Other,
             0,
             Some("content_block_delta"),
-            &json!({
+            &ordered! {
                 "type": "content_block_delta",
                 "index": index,
-                "delta": { "type": "citations_delta", "citation": citation },
-            }),
+                "delta": ordered! { "type": "citations_delta", "citation": citation },
+            },
         );
     }
     for piece in pieces {
@@ -871,11 +879,11 @@ fn text_block(
             FrameKind::Content,
             piece.tokens,
             Some("content_block_delta"),
-            &json!({
+            &ordered! {
                 "type": "content_block_delta",
                 "index": index,
-                "delta": { "type": "text_delta", "text": &text[piece.start..piece.end] },
-            }),
+                "delta": ordered! { "type": "text_delta", "text": &text[piece.start..piece.end] },
+            },
         );
     }
     block_stop(sse, index);
@@ -905,7 +913,7 @@ fn block_stop(sse: &mut StreamBody, index: usize) {
         FrameKind::Other,
         0,
         Some("content_block_stop"),
-        &json!({ "type": "content_block_stop", "index": index }),
+        &ordered! { "type": "content_block_stop", "index": index },
     );
 }
 

@@ -148,6 +148,7 @@ mod gemini;
 mod handler;
 mod model;
 mod openai;
+mod ordered;
 mod server;
 mod stats;
 mod stream;

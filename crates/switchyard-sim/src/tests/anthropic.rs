@@ -237,13 +237,79 @@ async fn tool_use_round_trip() {
     assert_eq!(body["content"][0]["type"], "text");
 }
 
+/// The API writes an event's `type` first and the members after it in a fixed order (a client
+/// may read that order faster than any other), where a `serde_json::Value` would sort them.
+#[tokio::test]
+async fn stream_events_are_written_in_the_apis_member_order() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["stream"] = json!(true);
+    let events = send(anthropic(&sim, &request)).await.events();
+    for event in &events {
+        let name = event.event.as_deref().unwrap();
+        assert!(
+            event.data.starts_with(&format!(r#"{{"type":"{name}""#)),
+            "{}",
+            event.data
+        );
+    }
+    let start = &events[0].data;
+    assert!(
+        start.starts_with(r#"{"type":"message_start","message":{"id":"msg_01"#),
+        "{start}"
+    );
+    let members = [
+        "\"type\":\"message\",\"role\":\"assistant\",\"model\":",
+        "\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":",
+    ];
+    assert!(members.iter().all(|m| start.contains(m)), "{start}");
+    assert!(
+        start.contains(r#""cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":1,"service_tier":"standard"}}}"#),
+        "{start}"
+    );
+    assert_eq!(
+        events[1].data,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"","citations":null}}"#
+    );
+    assert!(
+        events[3].data.starts_with(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"#
+        ),
+        "{}",
+        events[3].data
+    );
+    let n = events.len();
+    assert_eq!(
+        events[n - 3].data,
+        r#"{"type":"content_block_stop","index":0}"#
+    );
+    assert_eq!(
+        events[n - 2].data,
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":12}}"#
+    );
+    assert_eq!(events[n - 1].data, r#"{"type":"message_stop"}"#);
+}
+
 #[tokio::test]
 async fn streamed_tool_use_splits_input_json() {
     let sim = start_default().await;
     let mut request = hello();
     request["tools"] = weather_tools();
     request["stream"] = json!(true);
-    let data = send(anthropic(&sim, &request)).await.data();
+    let reply = send(anthropic(&sim, &request)).await;
+    let opening = reply
+        .events()
+        .into_iter()
+        .find(|e| e.event.as_deref() == Some("content_block_start"))
+        .unwrap();
+    assert!(
+        opening.data.starts_with(
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_01"#
+        ) && opening.data.ends_with(r#","name":"get_weather","input":{}}}"#),
+        "{}",
+        opening.data
+    );
+    let data = reply.data();
     let start = data
         .iter()
         .find(|d| d["type"] == "content_block_start")
