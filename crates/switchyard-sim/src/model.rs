@@ -41,6 +41,9 @@ pub(crate) struct Conversation {
     pub stream: bool,
     /// OpenAI `stream_options.include_usage`.
     pub include_usage: bool,
+    /// OpenAI's `obfuscation` on stream chunks: on unless `stream_options.include_obfuscation`
+    /// is false.
+    pub stream_obfuscation: bool,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
     /// Images of the last user message (those of its tool results included), each as a data

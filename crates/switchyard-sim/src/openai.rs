@@ -3,12 +3,15 @@
 //! routing and auth error bodies). Field names follow the OpenAI API reference.
 
 use base64::Engine;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::handler::{EmbedInput, EmbedRequest, SimError};
 use crate::model::{
     Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice, embedding, unix_now,
 };
+use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
 
 const FINGERPRINT: &str = "fp_5f3c1d2e7a";
@@ -398,11 +401,13 @@ pub(crate) fn parse_chat(
         _ => Vec::new(),
     };
     conv.stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    conv.include_usage = obj
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let stream_option = |name: &str| {
+        obj.get("stream_options")
+            .and_then(|o| o.get(name))
+            .and_then(Value::as_bool)
+    };
+    conv.include_usage = stream_option("include_usage").unwrap_or(false);
+    conv.stream_obfuscation = stream_option("include_obfuscation").unwrap_or(true);
     Ok(conv)
 }
 
@@ -586,46 +591,80 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, azure: bool
     body
 }
 
-/// One `chat.completion.chunk`.
+/// One `chat.completion.chunk`, written as each API writes it: OpenAI in its own member order
+/// with a `service_tier` and, unless the request turned it off, an `obfuscation` of varying
+/// length on every chunk; Azure with every object's members sorted by name and neither.
 struct Chunks<'a> {
+    ids: &'a IdGen,
     id: String,
     created: u64,
     model: &'a str,
     azure: bool,
+    /// `stream_options.include_usage`: a `usage` member (null until the last chunk).
+    usage: bool,
+    obfuscation: bool,
 }
 
 impl Chunks<'_> {
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
-        let mut choice = json!({
-            "index": 0,
-            "delta": delta,
-            "logprobs": null,
-            "finish_reason": finish_reason,
-        });
+    fn chunk(&self, delta: Ordered, finish_reason: Option<&str>) -> Box<RawValue> {
         if self.azure {
-            choice["content_filter_results"] = if finish_reason.is_some() {
+            let content_filter_results = if finish_reason.is_some() {
                 filter_results()
             } else {
                 json!({})
             };
+            // A `Value` sorts the members, the delta's too.
+            let choice = json!({
+                "index": 0,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+                "content_filter_results": content_filter_results,
+            });
+            return self.wrap(json!([choice]), None);
         }
-        self.wrap(json!([choice]), Value::Null)
+        let choice = ordered! {
+            "index": 0,
+            "delta": delta,
+            "logprobs": (),
+            "finish_reason": finish_reason,
+        };
+        self.wrap([choice], None)
     }
 
-    fn wrap(&self, choices: Value, usage: Value) -> Value {
-        let mut chunk = json!({
+    /// A chunk of these choices; `usage` is the last chunk's counts.
+    fn wrap(&self, choices: impl Serialize, usage: Option<Value>) -> Box<RawValue> {
+        if self.azure {
+            return member(&json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": choices,
+                "usage": usage,
+            }));
+        }
+        let mut chunk = ordered! {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
+            "service_tier": "default",
             "system_fingerprint": FINGERPRINT,
             "choices": choices,
-            "usage": usage,
-        });
-        if !self.azure {
-            chunk["service_tier"] = json!("default");
+        };
+        if self.usage {
+            chunk.0.push(("usage", member(&usage)));
         }
-        chunk
+        if self.obfuscation {
+            // The API's lengths are not documented; these vary from chunk to chunk.
+            let len = 1 + (self.ids.make("", 1).as_bytes()[0] % 16) as usize;
+            chunk
+                .0
+                .push(("obfuscation", member(&self.ids.make("", len))));
+        }
+        member(&chunk)
     }
 }
 
@@ -637,10 +676,13 @@ pub(crate) fn render_stream(
 ) -> StreamBody {
     let mut sse = StreamBody::new();
     let chunks = Chunks {
+        ids,
         id: ids.make("chatcmpl-", 29),
         created: unix_now(),
         model: &conv.model,
         azure,
+        usage: conv.include_usage,
+        obfuscation: !azure && conv.stream_obfuscation,
     };
     if azure {
         // Azure opens with the prompt's filter verdicts and no choices.
@@ -665,12 +707,12 @@ pub(crate) fn render_stream(
                 0,
                 None,
                 &chunks.chunk(
-                    json!({ "role": "assistant", "content": "", "refusal": null }),
+                    ordered! { "role": "assistant", "content": "", "refusal": () },
                     None,
                 ),
             );
             for piece in pieces {
-                let delta = json!({ "content": &text[piece.start..piece.end] });
+                let delta = ordered! { "content": &text[piece.start..piece.end] };
                 sse.json(
                     FrameKind::Content,
                     piece.tokens,
@@ -681,27 +723,32 @@ pub(crate) fn render_stream(
         }
         Output::ToolCalls(calls) => {
             for (index, call) in calls.iter().enumerate() {
-                let mut head = json!({
-                    "tool_calls": [{
-                        "index": index,
-                        "id": ids.make("call_", 24),
-                        "type": "function",
-                        "function": { "name": call.name, "arguments": "" },
-                    }]
-                });
-                if index == 0 {
-                    head["role"] = json!("assistant");
-                    head["content"] = Value::Null;
-                    head["refusal"] = Value::Null;
-                }
+                let call_head = ordered! {
+                    "index": index,
+                    "id": ids.make("call_", 24),
+                    "type": "function",
+                    "function": ordered! { "name": call.name, "arguments": "" },
+                };
+                let head = if index == 0 {
+                    ordered! {
+                        "role": "assistant",
+                        "content": (),
+                        "refusal": (),
+                        "tool_calls": [call_head],
+                    }
+                } else {
+                    ordered! { "tool_calls": [call_head] }
+                };
                 sse.json(FrameKind::Content, 1, None, &chunks.chunk(head, None));
                 for piece in call.fragments() {
-                    let delta = json!({
-                        "tool_calls": [{
+                    let delta = ordered! {
+                        "tool_calls": [ordered! {
                             "index": index,
-                            "function": { "arguments": &call.arguments_json[piece.start..piece.end] },
-                        }]
-                    });
+                            "function": ordered! {
+                                "arguments": &call.arguments_json[piece.start..piece.end],
+                            },
+                        }],
+                    };
                     sse.json(
                         FrameKind::Content,
                         piece.tokens,
@@ -716,11 +763,16 @@ pub(crate) fn render_stream(
         FrameKind::Terminal,
         0,
         None,
-        &chunks.chunk(json!({}), Some(finish_reason(out))),
+        &chunks.chunk(ordered! {}, Some(finish_reason(out))),
     );
     if conv.include_usage {
         let usage = usage(conv.input_tokens(), out.tokens());
-        sse.json(FrameKind::Terminal, 0, None, &chunks.wrap(json!([]), usage));
+        sse.json(
+            FrameKind::Terminal,
+            0,
+            None,
+            &chunks.wrap([(); 0], Some(usage)),
+        );
     }
     sse.raw(FrameKind::Terminal, None, b"[DONE]");
     sse

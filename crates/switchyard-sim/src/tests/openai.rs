@@ -193,6 +193,58 @@ async fn stream_matches_the_full_reply_and_ends_with_done() {
     assert_eq!(chunks.len(), 14);
 }
 
+/// OpenAI writes a chunk's members in a fixed order and, unless asked not to, ends every chunk
+/// with an `obfuscation` of varying length: a client's reader meets both.
+#[tokio::test]
+async fn stream_chunks_are_written_in_the_apis_member_order_with_obfuscation() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["stream"] = json!(true);
+    request["stream_options"] = json!({ "include_usage": true });
+    let events = send(openai(&sim, &request)).await.events();
+    let chunks = &events[..events.len() - 1];
+    let mut lengths = std::collections::BTreeSet::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let data = &chunk.data;
+        assert!(data.starts_with(r#"{"id":"chatcmpl-"#), "{data}");
+        let head = r#","object":"chat.completion.chunk","created":"#;
+        let middle =
+            r#","service_tier":"default","system_fingerprint":"fp_5f3c1d2e7a","choices":["#;
+        assert!(data.contains(head) && data.contains(middle), "{data}");
+        let (body, obfuscation) = data.rsplit_once(r#","obfuscation":""#).unwrap();
+        let obfuscation = obfuscation.strip_suffix("\"}").unwrap();
+        assert!(
+            (1..=16).contains(&obfuscation.len())
+                && obfuscation.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{data}"
+        );
+        lengths.insert(obfuscation.len());
+        if i + 1 < chunks.len() {
+            assert!(body.ends_with(r#"}],"usage":null"#), "{data}");
+        }
+    }
+    assert!(lengths.len() > 1, "{lengths:?}");
+    assert!(
+        chunks[1]
+            .data
+            .contains(r#""choices":[{"index":0,"delta":{"content":"#)
+    );
+    assert!(
+        chunks[0]
+            .data
+            .contains(r#"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}"#),
+        "{}",
+        chunks[0].data
+    );
+
+    request["stream_options"] = json!({ "include_obfuscation": false });
+    let events = send(openai(&sim, &request)).await.events();
+    for chunk in &events[..events.len() - 1] {
+        assert!(!chunk.data.contains("obfuscation"), "{}", chunk.data);
+        assert!(chunk.data.ends_with("}]}"), "{}", chunk.data);
+    }
+}
+
 #[tokio::test]
 async fn include_usage_adds_a_final_usage_chunk() {
     let sim = start_default().await;
