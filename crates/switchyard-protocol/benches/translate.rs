@@ -557,6 +557,53 @@ fn openai_chunk_created(text: &str, created: u64) -> Vec<u8> {
     format!("data: {chunk}\n\n").into_bytes()
 }
 
+/// A text chunk as OpenAI writes it (its members in the API's order, `usage` null as with
+/// `include_usage`, and an `obfuscation` whose length and characters change on every chunk),
+/// decoded and re-encoded after the stream started; the chunks alternate between two
+/// obfuscations.
+#[divan::bench]
+fn stream_chunk_openai_obfuscated_to_openai(bencher: Bencher) {
+    let chunk = |text: &str, obfuscation: &str| {
+        format!(
+            concat!(
+                r#"data: {{"id":"chatcmpl-C4xZbJ1Jx1IvWxgk3ZKDRXwkMqUJt","object":"#,
+                r#""chat.completion.chunk","created":1754928000,"model":"gpt-4o-mini-2024-07-18","#,
+                r#""service_tier":"default","system_fingerprint":"fp_560af6e559","choices":"#,
+                r#"[{{"index":0,"delta":{{"content":"{}"}},"logprobs":null,"finish_reason":null}}],"#,
+                r#""usage":null,"obfuscation":"{}"}}"#,
+                "\n\n"
+            ),
+            text, obfuscation
+        )
+        .into_bytes()
+    };
+    let provider = OpenAiProvider::new(OpenAiQuirks::default());
+    let mut decoder = provider.stream_decoder();
+    let mut encoder = OpenAiStreamEncoder::new(ctx());
+    let mut events: Vec<StreamEvent> = Vec::new();
+    let mut out = Vec::new();
+    if decoder.push(&chunk("Hello", "pQ3"), &mut events).is_err() {
+        return;
+    }
+    for e in events.drain(..) {
+        encoder.event(&e, &mut out);
+    }
+    let chunks = [
+        chunk(" world, and a few more words", "Xr7kq"),
+        chunk(" world, and a few more words", "b2"),
+    ];
+    let mut next = 0;
+    bencher.bench_local(|| {
+        out.clear();
+        next ^= 1;
+        let _ = decoder.push(black_box(&chunks[next]), &mut events);
+        for e in events.drain(..) {
+            encoder.event(&e, &mut out);
+        }
+        out.len()
+    });
+}
+
 /// Text chunks whose `created` alternates, so that none reads like the one before it and each
 /// is parsed whole: what every chunk cost before chunks were read through the last one's frame.
 #[divan::bench]
@@ -659,42 +706,58 @@ fn stream_events_openai_decode(bencher: Bencher, how: &str) {
             }),
         ),
     ];
+    let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
     let body = sse_body(&events, "\"id\"", "\"\\u0069d\"", how);
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
     decode_whole_stream(bencher, || provider.stream_decoder(), &body);
 }
 
-#[divan::bench(args = ["common", "serde"])]
+/// Anthropic's events as the API writes them (`type` first, then its members in a fixed order);
+/// `sorted` is the same stream with every object's members sorted by name, as a server writing
+/// JSON maps might send it, where the reader meets an event's members before its type.
+#[divan::bench(args = ["common", "sorted", "serde"])]
 fn stream_events_anthropic_decode(bencher: Bencher, how: &str) {
     let events = [
-        json!({"type": "message_start", "message": {
-            "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-            "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {"input_tokens": 25, "output_tokens": 1, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0},
-        }}),
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        json!({"type": "ping"}),
-        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
-        json!({"type": "content_block_stop", "index": 0}),
-        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-               "usage": {"output_tokens": 15}}),
-        json!({"type": "message_stop"}),
+        concat!(
+            r#"{"type":"message_start","message":{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","#,
+            r#""type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","#,
+            r#""content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"#,
+            r#""cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":"#,
+            r#"{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":1,"#,
+            r#""service_tier":"standard"}}}"#
+        ),
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        r#"{"type":"ping"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        concat!(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"#,
+            r#""usage":{"output_tokens":15}}"#
+        ),
+        r#"{"type":"message_stop"}"#,
     ];
+    let events: Vec<String> = events
+        .iter()
+        .map(|e| match how {
+            // A `Value` writes its members sorted.
+            "sorted" => serde_json::from_str::<serde_json::Value>(e)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            _ => (*e).to_owned(),
+        })
+        .collect();
     let body = sse_body(&events, "\"type\":\"", "\"\\u0074ype\":\"", how);
     decode_whole_stream(bencher, || AnthropicProvider.stream_decoder(), &body);
 }
 
 /// The events as one SSE body; with `serde`, `key` replaced by `escaped` in each.
-fn sse_body(events: &[serde_json::Value], key: &str, escaped: &str, how: &str) -> Vec<u8> {
+fn sse_body(events: &[String], key: &str, escaped: &str, how: &str) -> Vec<u8> {
     let mut body = String::new();
-    for event in events {
-        let data = event.to_string();
+    for data in events {
         let data = if how == "serde" {
             data.replacen(key, escaped, 1)
         } else {
-            data
+            data.clone()
         };
         body.push_str(&format!("data: {data}\n\n"));
     }

@@ -86,7 +86,7 @@ impl AnthropicStreamDecoder {
         if let Some((event, text_at)) = super::reply::read_event(data) {
             self.handle(event, out)?;
             if let Some(text) = text_at {
-                self.text.set(data, text);
+                self.text.set(data, text, None);
             }
             return Ok(());
         }
@@ -101,7 +101,7 @@ impl AnthropicStreamDecoder {
         );
         self.handle(event, out)?;
         if text_delta && let Ok(at) = serde_json::from_str::<TextDeltaAt>(data) {
-            self.text.set(data, at.delta.text.get());
+            self.text.set(data, at.delta.text.get(), None);
         }
         Ok(())
     }

@@ -992,6 +992,10 @@ struct WireStreamChunk<'a> {
     /// Empty when absent.
     #[serde(default, borrow)]
     object: Cow<'a, str>,
+    /// OpenAI's random characters against size side channels: ignored, but a text chunk's frame
+    /// allows for it (it changes on every chunk). Only the hand reader notes where it lies.
+    #[serde(skip)]
+    obfuscation: Option<RawJson<'a>>,
 }
 
 fn finish_reason(s: &str) -> FinishReason {
@@ -1214,7 +1218,8 @@ impl OpenAiStreamDecoder {
             out.push(StreamEvent::Usage(u.canonical()));
         }
         if let Some(text) = framing {
-            self.frame.set(data, text.0);
+            self.frame
+                .set(data, text.0, chunk.obfuscation.map(|raw| raw.0));
         }
         Ok(())
     }

@@ -401,36 +401,68 @@ fn framed_text_chunks_read_as_whole_ones() {
     // `\u`-escaped one included: seven. After a changed shape, chunks are parsed whole until
     // one of them frames the next.
     assert_eq!(count, 7);
-    let texts: Vec<&str> = events
+    let decoded: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
             StreamEvent::TextDelta(t) => Some(t.as_str()),
             _ => None,
         })
         .collect();
-    assert!(texts.contains(&"\"},\"finish_reason\":\"stop\",\"x\":{\"content\":\""));
-    assert!(texts.contains(&"é🎉/"));
-    assert!(texts.contains(&"a") && texts.contains(&"spaced"));
+    assert!(decoded.contains(&"\"},\"finish_reason\":\"stop\",\"x\":{\"content\":\""));
+    assert!(decoded.contains(&"é🎉/"));
+    assert!(decoded.contains(&"a") && decoded.contains(&"spaced"));
     assert!(matches!(events.last(), Some(StreamEvent::Usage(_))));
 
-    // OpenAI's own chunks carry a different `obfuscation` on every chunk: never framed, same
-    // events.
-    let stream: Vec<String> = ["a", "bb", "ccc"]
+    // OpenAI's own chunks carry a different `obfuscation` on every chunk, of varying length:
+    // framed around it (every text after the first, the null one aside), same events.
+    let mut stream: Vec<String> = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| openai(&json!(t), &"x".repeat(i + 1)))
+        .map(|(i, t)| openai(t, &"x".repeat(i % 5 + 1)))
         .collect();
+    // An escaped text and an escaped obfuscation; one that is empty.
+    stream.push(openai(&json!("x"), "").replace(r#""x""#, r#""\u00e9\"\\""#));
+    stream.push(openai(&json!("esc"), r#"a\"b\\"#));
+    stream.push(openai(&json!("empty"), ""));
     let (framed, whole, count) = decode_framed_and_whole(&stream);
     assert_eq!(framed.unwrap(), whole.unwrap());
+    assert_eq!(count, texts.len() - 2 + 3);
+    // Not a string where the obfuscation was, the obfuscation named twice, another member
+    // slipped in after the text or after the obfuscation, whitespace around either: parsed
+    // whole. Without any obfuscation the chunk is another shape.
+    let base = openai(&json!("x"), "abc");
+    let mut stream = vec![openai(&json!("first"), "q")];
+    for changed in [
+        base.replace(r#""obfuscation":"abc""#, r#""obfuscation":12"#),
+        base.replace(
+            r#""obfuscation":"abc""#,
+            r#""obfuscation":"a","obfuscation":"b""#,
+        ),
+        base.replace(r#""obfuscation":"abc""#, r#""obfuscation":"a","extra":"b""#),
+        base.replace(r#""content":"x""#, r#""content":"x","refusal":"r""#),
+        base.replace(r#""content":"x""#, r#""content":"x" "#),
+        base.replace(r#""obfuscation":"abc""#, r#""obfuscation": "abc""#),
+        base.replace(r#","obfuscation":"abc""#, ""),
+        openai(&json!("again"), "zz"),
+        openai(&json!("last"), "y"),
+    ] {
+        stream.push(changed);
+    }
+    let (framed, whole, count) = decode_framed_and_whole(&stream);
+    assert_eq!(framed.unwrap(), whole.unwrap());
+    // Each changed chunk reads unlike the frame before it; the last reads like "again".
+    assert_eq!(count, 1);
+    // An obfuscation before the text frames nothing around it.
+    let before = |t: &str, o: &str| {
+        format!(
+            r#"{{"id":"c","obfuscation":"{o}","choices":[{{"index":0,"delta":{{"content":"{t}"}}}}]}}"#
+        )
+    };
+    let stream = vec![before("a", "1"), before("b", "22"), before("c", "22")];
+    let (framed, whole, count) = decode_framed_and_whole(&stream);
+    assert_eq!(framed.unwrap(), whole.unwrap());
+    // Not even the third, which repeats the second's obfuscation.
     assert_eq!(count, 0);
-    // The same chunks without it are framed after the first.
-    let stream: Vec<String> = ["a", "bb", "ccc"]
-        .iter()
-        .map(|t| openai(&json!(t), ""))
-        .collect();
-    let (framed, whole, count) = decode_framed_and_whole(&stream);
-    assert_eq!(framed.unwrap(), whole.unwrap());
-    assert_eq!(count, 2);
 
     // A framed chunk whose text is not text is an error either way.
     let stream = vec![

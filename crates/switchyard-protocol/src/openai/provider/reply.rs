@@ -116,6 +116,12 @@ pub(super) fn read_chunk(data: &str) -> Option<WireStreamChunk<'_>> {
             set(&mut seen[4], &mut out.error, error)
         }
         "object" => set(&mut seen[5], &mut out.object, c.string()?),
+        // Ignored as any other member is (named twice, the last is noted: the frame around it
+        // holds the first as it is).
+        "obfuscation" => {
+            out.obfuscation = Some(RawJson(c.raw_value()?));
+            Some(())
+        }
         _ => c.skip(),
     })?;
     c.at_end().then_some(out)
