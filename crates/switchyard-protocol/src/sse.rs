@@ -106,6 +106,27 @@ impl SseParser {
         chunk: &[u8],
         each: &mut EventHandler<'_, E>,
     ) -> Result<(), PushError<E>> {
+        // An event's one data line is read where it lies in the chunk and handed over from
+        // there; it is copied only when the event goes on past the chunk or has more lines.
+        let mut held = None;
+        let scanned = self.scan_lines(chunk, &mut held, each);
+        self.keep(held);
+        scanned
+    }
+
+    /// Copies a data line held in place into the event's own buffer (empty while one is held).
+    fn keep(&mut self, held: Option<&str>) {
+        if let Some(data) = held {
+            self.data.push_str(data);
+        }
+    }
+
+    fn scan_lines<'c, E>(
+        &mut self,
+        chunk: &'c [u8],
+        held: &mut Option<&'c str>,
+        each: &mut EventHandler<'_, E>,
+    ) -> Result<(), PushError<E>> {
         let mut start = 0;
         // Line ends are found with a vectorised search rather than byte by byte: a stream's
         // events are mostly JSON between them.
@@ -113,11 +134,13 @@ impl SseParser {
             let end = start + offset;
             if self.line.is_empty() {
                 // The whole line is in this chunk: read it where it is.
-                self.process_line(&chunk[start..end], each)?;
+                self.process_line(&chunk[start..end], held, each)?;
             } else {
                 self.line.extend_from_slice(&chunk[start..end]);
                 let line = std::mem::take(&mut self.line);
-                let processed = self.process_line(&line, each);
+                let mut held_here = None;
+                let processed = self.process_line(&line, &mut held_here, each);
+                self.keep(held_here);
                 self.line = line;
                 self.line.clear();
                 processed?;
@@ -138,14 +161,21 @@ impl SseParser {
         Ok(())
     }
 
-    fn process_line<E>(
+    /// One line; a first data line is left in `held`, borrowed from the line, rather than
+    /// copied (the event's buffer stays empty meanwhile).
+    fn process_line<'c, E>(
         &mut self,
-        line: &[u8],
+        line: &'c [u8],
+        held: &mut Option<&'c str>,
         each: &mut EventHandler<'_, E>,
     ) -> Result<(), PushError<E>> {
         if line.is_empty() {
             let handled = if self.has_data {
-                each(self.has_event.then_some(self.event.as_str()), &self.data)
+                let data = match held.take() {
+                    Some(data) => data,
+                    None => self.data.as_str(),
+                };
+                each(self.has_event.then_some(self.event.as_str()), data)
             } else {
                 Ok(())
             };
@@ -173,10 +203,15 @@ impl SseParser {
         match field {
             b"data" => {
                 let value = text(value)?;
+                if let Some(first) = held.take() {
+                    self.data.push_str(first);
+                }
                 if self.has_data {
                     self.data.push('\n');
+                    self.data.push_str(value);
+                } else {
+                    *held = Some(value);
                 }
-                self.data.push_str(value);
                 self.has_data = true;
             }
             b"event" => {
@@ -244,10 +279,10 @@ mod tests {
 
     #[test]
     fn every_split_point_gives_the_same_events() {
-        let input: &[u8] =
-            b"\xEF\xBB\xBFevent: a\r\ndata: one\r\rdata:two\n\ndata: 3\r\n\r\n:c\ndata:  four\n\n";
+        let input: &[u8] = b"\xEF\xBB\xBFevent: a\r\ndata: one\r\rdata:two\n\ndata: 3\r\n\r\n:c\ndata:  four\n\ndata: five\n:c\ndata: six\n\n";
         let whole = parse_all(&[input]);
-        assert_eq!(whole.len(), 4);
+        assert_eq!(whole.len(), 5);
+        assert_eq!(whole[4].data, "five\nsix");
         for i in 0..=input.len() {
             for j in i..=input.len() {
                 let split = parse_all(&[&input[..i], &input[i..j], &input[j..]]);
