@@ -43,6 +43,12 @@
 //!   string) returns a document built from the schema, or
 //!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
 //!   tokens per 12-character fragment (plus one per tool call).
+//! * Streams are written byte for byte in each API's form, members in its order: OpenAI's
+//!   chunks (`id`, `object`, `created`, `model`, `service_tier`, `system_fingerprint`,
+//!   `choices`, then `usage` with `stream_options.include_usage`) end with an `obfuscation` of
+//!   1 to 16 characters that changes on every chunk, unless `stream_options.include_obfuscation`
+//!   is false; Azure's have none and their members sorted by name; Anthropic's events start
+//!   with their `type`.
 //! * Anthropic prompt caching: the prefix up to a request's last `cache_control` breakpoint
 //!   (system prompt or message blocks), when it is at least 1,024 tokens, is written to an
 //!   in-memory cache on first sight (`cache_creation_input_tokens`, split by `ttl` into
