@@ -544,15 +544,9 @@ impl AnthropicStreamEncoder {
         out.extend_from_slice(b"}}\n\n");
     }
 
-    fn open_tool(&mut self, tool: u32, id: String, name: String, out: &mut Vec<u8>) -> u32 {
-        let index = self.open(
-            ContentBlock::ToolUse {
-                id,
-                name,
-                input: serde_json::Value::Object(serde_json::Map::new()),
-            },
-            out,
-        );
+    fn open_tool(&mut self, tool: u32, id: &str, name: &str, out: &mut Vec<u8>) -> u32 {
+        let index = self.next_block(out);
+        Self::tool_block_start(index, id, name, out);
         self.open = Some(OpenBlock::Tool { index, tool });
         self.tool_blocks.insert(tool, index);
         index
@@ -578,6 +572,21 @@ impl AnthropicStreamEncoder {
         );
         json::write_uint(out, index.into());
         out.extend_from_slice(b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    }
+
+    /// A `tool_use` block's `content_block_start` (its id and name, an empty input), as
+    /// [`Self::write`] writes it (a test holds the two together): once a call, and an agent's
+    /// turn makes many.
+    pub(super) fn tool_block_start(index: u32, id: &str, name: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(
+            b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":",
+        );
+        json::write_uint(out, index.into());
+        out.extend_from_slice(b",\"content_block\":{\"type\":\"tool_use\",\"id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"name\":");
+        json::write_str(out, name);
+        out.extend_from_slice(b",\"input\":{}}}\n\n");
     }
 
     fn thinking_block(&mut self, out: &mut Vec<u8>) -> u32 {
@@ -720,7 +729,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                 self.redacted_block(gemini::carry_signature(signature), out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
-                self.open_tool(*index, id.clone(), name.clone(), out);
+                self.open_tool(*index, id, name, out);
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 if arguments.is_empty() {
@@ -733,7 +742,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                     // accumulate by.
                     (_, Some(block)) => *block,
                     // Arguments without a start: open the block with what is known.
-                    (_, None) => self.open_tool(*index, String::new(), String::new(), out),
+                    (_, None) => self.open_tool(*index, "", "", out),
                 };
                 Self::input_json_delta(block, arguments, out);
             }

@@ -1964,6 +1964,23 @@ fn a_streams_fixed_events_are_byte_for_byte_what_serde_writes() {
             text(&|out| E::block_stop(index, out)),
             serde(MessageStreamEvent::ContentBlockStop { index })
         );
+        for (id, name) in [
+            ("toolu_01A09q90qw90lq917835lq9", "get_weather"),
+            ("call_\"é\u{1}", "na\\me 日本"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                text(&|out| E::tool_block_start(index, id, name, out)),
+                serde(MessageStreamEvent::ContentBlockStart {
+                    index,
+                    content_block: ContentBlock::ToolUse {
+                        id: id.into(),
+                        name: name.into(),
+                        input: serde_json::Value::Object(serde_json::Map::new()),
+                    },
+                })
+            );
+        }
     }
     for reason in [
         FinishReason::Stop,

@@ -969,6 +969,30 @@ impl OpenAiStreamEncoder {
         });
     }
 
+    /// The chunk that opens tool call `index` (its id and name, empty arguments), as
+    /// [`Self::delta`] writes it from a tree: once a call, and an agent's turn makes many.
+    pub(super) fn tool_call_start_chunk(
+        &mut self,
+        index: u32,
+        id: &str,
+        name: &str,
+        out: &mut Vec<u8>,
+    ) {
+        self.ensure_started(out);
+        self.chunk(out, |out| {
+            out.extend_from_slice(
+                b"{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"\",\"name\":",
+            );
+            json::write_str(out, name);
+            out.extend_from_slice(b"},\"id\":");
+            json::write_str(out, id);
+            out.extend_from_slice(b",\"index\":");
+            json::write_uint(out, index.into());
+            out.extend_from_slice(b",\"type\":\"function\"}]}");
+            out.extend_from_slice(CHOICE_END);
+        });
+    }
+
     /// A chunk whose one choice `choice` writes.
     fn chunk(&self, out: &mut Vec<u8>, choice: impl FnOnce(&mut Vec<u8>)) {
         out.extend_from_slice(CHUNK_HEAD);
@@ -1048,14 +1072,15 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 }
             }
             StreamEvent::ToolCallStart { index, id, name } => {
-                let mut call = json!({"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}});
-                if let (Some(signature), Some(map)) =
-                    (self.signatures.remove(index), call.as_object_mut())
-                {
-                    map.insert("extra_content".into(), extra_content(&signature));
-                }
                 self.tool_calls.insert(*index);
-                self.delta(json!({"tool_calls": [call]}), out);
+                match self.signatures.remove(index) {
+                    // A Gemini call's signature rides along (rare): through the tree.
+                    Some(signature) => {
+                        let call = json!({"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}, "extra_content": extra_content(&signature)});
+                        self.delta(json!({"tool_calls": [call]}), out);
+                    }
+                    None => self.tool_call_start_chunk(*index, id, name, out),
+                }
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
                 self.arguments_chunk(*index, arguments, out);

@@ -1294,8 +1294,8 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
     }
 }
 
-/// A reasoning chunk and a fragment of a tool call's arguments written by hand are the chunks
-/// the encoder writes from the deltas' trees.
+/// A reasoning chunk, a tool call's opening and a fragment of its arguments written by hand are
+/// the chunks the encoder writes from the deltas' trees.
 #[test]
 fn reasoning_and_argument_chunks_are_byte_for_byte_what_the_tree_writes() {
     for text in [
@@ -1312,6 +1312,12 @@ fn reasoning_and_argument_chunks_are_byte_for_byte_what_the_tree_writes() {
         a.reasoning_chunk(text, &mut hand);
         b.delta(json!({"reasoning_content": text}), &mut tree);
         for index in [0, 3, u32::MAX] {
+            a.tool_call_start_chunk(index, text, &format!("{text}_fn"), &mut hand);
+            b.delta(
+                json!({"tool_calls": [{"index": index, "id": text, "type": "function",
+                    "function": {"name": format!("{text}_fn"), "arguments": ""}}]}),
+                &mut tree,
+            );
             a.arguments_chunk(index, text, &mut hand);
             b.delta(
                 json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]}),
