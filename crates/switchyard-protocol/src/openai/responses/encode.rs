@@ -90,13 +90,40 @@ impl Item {
         }
     }
 
-    /// Writes [`Item::to_json`]'s JSON: a message by hand (the commonest item), the others
-    /// from their trees.
+    /// Writes [`Item::to_json`]'s JSON: a message and a function call by hand (the commonest
+    /// items: an agent's turn makes many calls), the others from their trees.
     fn write(&self, out: &mut Vec<u8>, status: &str) -> Result<(), serde_json::Error> {
         match self {
             Item::Message { id, text } => {
                 let text = (status != "in_progress").then_some(text.as_str());
                 message_events::message_item(out, id, status, text);
+                Ok(())
+            }
+            Item::FunctionCall {
+                id,
+                call_id,
+                name,
+                arguments,
+            } => {
+                // The members in the order of serde's map.
+                out.extend_from_slice(b"{\"arguments\":");
+                json::write_str(
+                    out,
+                    if status == "in_progress" {
+                        ""
+                    } else {
+                        arguments
+                    },
+                );
+                out.extend_from_slice(b",\"call_id\":");
+                json::write_str(out, call_id);
+                out.extend_from_slice(b",\"id\":");
+                json::write_str(out, id);
+                out.extend_from_slice(b",\"name\":");
+                json::write_str(out, name);
+                out.extend_from_slice(b",\"status\":");
+                json::write_str(out, status);
+                out.extend_from_slice(b",\"type\":\"function_call\"}");
                 Ok(())
             }
             _ => json::write_value(out, &self.to_json(status)),
@@ -404,6 +431,25 @@ fn item_status(status: &str) -> &'static str {
     }
 }
 
+/// [`usage_json`]'s JSON, written member by member in the order of serde's map.
+fn write_usage(out: &mut Vec<u8>, usage: &Usage) {
+    out.extend_from_slice(b"{\"input_tokens\":");
+    json::write_uint(out, usage.input_tokens);
+    out.extend_from_slice(b",\"input_tokens_details\":{\"cache_write_tokens\":");
+    json::write_uint(out, usage.cache_write_tokens);
+    out.extend_from_slice(b",\"cached_tokens\":");
+    json::write_uint(out, usage.cache_read_tokens);
+    out.extend_from_slice(b"},\"output_tokens\":");
+    json::write_uint(out, usage.output_tokens);
+    out.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":");
+    json::write_uint(out, usage.reasoning_tokens);
+    out.extend_from_slice(b"},\"total_tokens\":");
+    json::write_uint(out, usage.total());
+    out.push(b'}');
+}
+
+/// The usage as a tree: the reference [`write_usage`] is held to.
+#[cfg(test)]
 fn usage_json(usage: &Usage) -> Value {
     json!({
         "input_tokens": usage.input_tokens,
@@ -433,7 +479,21 @@ const SETTINGS: [&str; 11] = [
     "user",
 ];
 
+/// [`setting_default`]'s JSON, as serde writes it.
+fn setting_default_json(key: &str) -> &'static [u8] {
+    match key {
+        "metadata" => b"{}",
+        "parallel_tool_calls" => b"true",
+        "reasoning" => b"{\"effort\":null,\"summary\":null}",
+        "text" => b"{\"format\":{\"type\":\"text\"}}",
+        "tool_choice" => b"\"auto\"",
+        "tools" => b"[]",
+        _ => b"null",
+    }
+}
+
 /// What a setting says when the request left it out.
+#[cfg(test)]
 fn setting_default(key: &str) -> Value {
     match key {
         "metadata" => json!({}),
@@ -461,7 +521,10 @@ fn response_bytes(
     let echo = ctx.echo.as_ref().and_then(Value::as_object);
     let setting = |out: &mut Vec<u8>, key: &str| match echo.and_then(|e| e.get(key)) {
         Some(value) => json::write_value(out, value),
-        None => json::write_value(out, &setting_default(key)),
+        None => {
+            out.extend_from_slice(setting_default_json(key));
+            Ok(())
+        }
     };
     let output_len: usize = items.len() * 256;
     json::written(1024 + output_len, |out| {
@@ -502,7 +565,7 @@ fn response_bytes(
         }
         out.extend_from_slice(b",\"truncation\":\"disabled\",\"usage\":");
         match usage {
-            Some(usage) => json::write_value(out, &usage_json(usage))?,
+            Some(usage) => write_usage(out, usage),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"user\":");
@@ -731,6 +794,51 @@ pub(super) fn write_arguments_delta(
     event_close(out, sequence, kind);
 }
 
+/// `response.function_call_arguments.done`: the call's whole arguments, as [`emit`] writes it
+/// from its tree (a test holds the two together).
+fn write_arguments_done(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    item_id: &str,
+    index: usize,
+    name: &str,
+    arguments: &str,
+) {
+    let kind = "response.function_call_arguments.done";
+    event_open(out, kind);
+    out.extend_from_slice(b"\"arguments\":");
+    json::write_str(out, arguments);
+    out.extend_from_slice(b",\"item_id\":");
+    json::write_str(out, item_id);
+    out.extend_from_slice(b",\"name\":");
+    json::write_str(out, name);
+    out.extend_from_slice(b",\"output_index\":");
+    json::write_uint(out, index as u64);
+    event_close(out, sequence, kind);
+}
+
+/// `response.output_item.added` or `.done` (`kind`) of any item but a message (whose events
+/// have writers of their own), as [`emit`] writes it from its tree: the item through
+/// [`Item::write`].
+fn item_event(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    kind: &str,
+    index: usize,
+    item: &Item,
+    status: &str,
+) {
+    event_open(out, kind);
+    out.extend_from_slice(b"\"item\":");
+    if item.write(out, status).is_err() {
+        // Writing a tree cannot fail; keep the event well-formed regardless.
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(b",\"output_index\":");
+    json::write_uint(out, index as u64);
+    event_close(out, sequence, kind);
+}
+
 /// How a text delta event starts: its text follows as a JSON string.
 const TEXT_DELTA_HEAD: &[u8] =
     b"event: response.output_text.delta\ndata: {\"content_index\":0,\"delta\":";
@@ -887,13 +995,13 @@ impl ResponsesStreamEncoder {
             Item::Reasoning { .. } => Some(("response.content_part.added", reasoning_text(""))),
             _ => None,
         };
-        self.emit(
-            "response.output_item.added",
-            object([
-                ("output_index", index.into()),
-                ("item", item.to_json("in_progress")),
-            ]),
+        item_event(
             out,
+            &mut self.sequence,
+            "response.output_item.added",
+            index,
+            &item,
+            "in_progress",
         );
         if let Some((kind, part)) = part {
             let mut event = object([
@@ -1000,14 +1108,7 @@ impl ResponsesStreamEncoder {
                 }
                 Item::FunctionCall {
                     name, arguments, ..
-                } => {
-                    emit(
-                        sequence,
-                        "response.function_call_arguments.done",
-                        json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments}),
-                        out,
-                    );
-                }
+                } => write_arguments_done(out, sequence, id, index, name, arguments),
                 // The input comes whole: the function standing for the tool streams its
                 // arguments as JSON, of which the input is one string.
                 Item::CustomCall { arguments, .. } => {
@@ -1043,14 +1144,13 @@ impl ResponsesStreamEncoder {
                 }
                 Item::RedactedReasoning { .. } => {}
             }
-            emit(
+            item_event(
+                out,
                 sequence,
                 "response.output_item.done",
-                object([
-                    ("output_index", index.into()),
-                    ("item", item.to_json(status)),
-                ]),
-                out,
+                index,
+                item,
+                status,
             );
         }
     }
@@ -1304,6 +1404,92 @@ mod tests {
         }
     }
 
+    /// The other items' added and done events, a function call's item written by hand among
+    /// them, and a call's `function_call_arguments.done` are byte for byte what [`emit`] writes
+    /// from the trees the encoder built for them before.
+    #[test]
+    fn the_other_items_events_are_what_serde_writes() {
+        use super::{item_event, write_arguments_done};
+        let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
+        let items = [
+            Item::FunctionCall {
+                id: "fc_0193abcd_1".into(),
+                call_id: "call_\"x\"".into(),
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Par\u{e9}s\",\n\"days\":1}".into(),
+            },
+            Item::FunctionCall {
+                id: String::new(),
+                call_id: String::new(),
+                name: "f\u{1}".into(),
+                arguments: String::new(),
+            },
+            Item::Reasoning {
+                id: "rs_1".into(),
+                text: "think".into(),
+                signature: Some("sig".into()),
+                summary: true,
+            },
+            Item::RedactedReasoning {
+                id: "rs_2".into(),
+                data: "opaque".into(),
+            },
+            Item::WebSearchCall {
+                id: "ws_3".into(),
+                query: "q".into(),
+                sources: vec!["https://example.com/".into()],
+                failed: false,
+            },
+            Item::CustomCall {
+                id: "ctc_4".into(),
+                call_id: "call_4".into(),
+                name: "apply_patch".into(),
+                arguments: "{\"input\":\"*** Begin\"}".into(),
+            },
+        ];
+        for item in &items {
+            for (index, sequence) in [(0_usize, 0_u64), (9, 98_765)] {
+                for (kind, status) in [
+                    ("response.output_item.added", "in_progress"),
+                    ("response.output_item.done", "completed"),
+                    ("response.output_item.done", "incomplete"),
+                ] {
+                    let (mut hand, mut serde) = (Vec::new(), Vec::new());
+                    let (mut hand_next, mut serde_next) = (sequence, sequence);
+                    item_event(&mut hand, &mut hand_next, kind, index, item, status);
+                    let tree = object([
+                        ("output_index", index.into()),
+                        ("item", item.to_json(status)),
+                    ]);
+                    emit(&mut serde_next, kind, tree, &mut serde);
+                    assert_eq!(text(hand), text(serde), "{kind}");
+                    assert_eq!(hand_next, serde_next);
+                }
+                if let Item::FunctionCall {
+                    id,
+                    name,
+                    arguments,
+                    ..
+                } = item
+                {
+                    let kind = "response.function_call_arguments.done";
+                    let (mut hand, mut serde) = (Vec::new(), Vec::new());
+                    let (mut hand_next, mut serde_next) = (sequence, sequence);
+                    write_arguments_done(&mut hand, &mut hand_next, id, index, name, arguments);
+                    emit(
+                        &mut serde_next,
+                        kind,
+                        json!({"item_id": id, "output_index": index, "name": name,
+                            "arguments": arguments}),
+                        &mut serde,
+                    );
+                    assert_eq!(text(hand), text(serde), "{kind}");
+                    assert_eq!(hand_next, serde_next);
+                }
+            }
+        }
+    }
+
     /// A `response` object written member by member is what serde writes from its tree, byte for
     /// byte: with the request's settings echoed (all, some, none, with escapes), each status, an
     /// error and incomplete details, output items, usage or none, kept or not.
@@ -1350,7 +1536,13 @@ mod tests {
             input_tokens: 19,
             output_tokens: 12,
             cache_read_tokens: 4,
+            cache_write_tokens: 7,
             reasoning_tokens: 3,
+            ..Default::default()
+        };
+        let most = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: 1,
             ..Default::default()
         };
         for echo in &echoes {
@@ -1378,7 +1570,7 @@ mod tests {
                     ),
                 ] {
                     for output in &outputs {
-                        for usage in [None, Some(&usage)] {
+                        for usage in [None, Some(&usage), Some(&most)] {
                             let items = (output.as_slice(), super::item_status(status));
                             let ours =
                                 response_bytes(&ctx, status, &incomplete, &error, items, usage);
