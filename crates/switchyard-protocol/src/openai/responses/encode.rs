@@ -126,6 +126,21 @@ impl Item {
                 out.extend_from_slice(b",\"type\":\"function_call\"}");
                 Ok(())
             }
+            Item::Reasoning {
+                id,
+                text,
+                signature,
+                summary,
+            } => {
+                reasoning_events::reasoning_item(
+                    out,
+                    id,
+                    status,
+                    (status != "in_progress").then_some((text.as_str(), signature.as_deref())),
+                    *summary,
+                );
+                Ok(())
+            }
             _ => json::write_value(out, &self.to_json(status)),
         }
     }
@@ -738,6 +753,125 @@ mod message_events {
     }
 }
 
+/// A reasoning item's events and the item itself, written as [`emit`] writes them from their
+/// trees (a test holds the two together): the members in the order of serde's map, where the
+/// part's index sorts before the others as `content_index`, after `sequence_number` as
+/// `summary_index` (a summary's).
+mod reasoning_events {
+    use super::{event_close as close, event_open as open, json};
+    use super::{sequence_member, type_member_and_end};
+
+    /// A reasoning part (`reasoning_text`, or `summary_text` for a summary).
+    fn part_json(out: &mut Vec<u8>, summary: bool, text: &str) {
+        out.extend_from_slice(b"{\"text\":");
+        json::write_str(out, text);
+        out.extend_from_slice(if summary {
+            b",\"type\":\"summary_text\"}"
+        } else {
+            b",\"type\":\"reasoning_text\"}"
+        });
+    }
+
+    /// A reasoning item, as `Item::to_json` builds it: with `done`, its text and signature.
+    pub(super) fn reasoning_item(
+        out: &mut Vec<u8>,
+        id: &str,
+        status: &str,
+        done: Option<(&str, Option<&str>)>,
+        summary: bool,
+    ) {
+        out.push(b'{');
+        if let Some((text, _)) = done
+            && !summary
+        {
+            out.extend_from_slice(b"\"content\":[");
+            part_json(out, false, text);
+            out.extend_from_slice(b"],");
+        }
+        if let Some((_, Some(signature))) = done {
+            out.extend_from_slice(b"\"encrypted_content\":");
+            json::write_str(out, signature);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"status\":");
+        json::write_str(out, status);
+        out.extend_from_slice(b",\"summary\":[");
+        if let Some((text, _)) = done
+            && summary
+        {
+            part_json(out, true, text);
+        }
+        out.extend_from_slice(b"],\"type\":\"reasoning\"}");
+    }
+
+    /// The part's `.added` (`text` none: empty) or `.done` event.
+    pub(super) fn part(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        index: usize,
+        id: &str,
+        summary: bool,
+        text: Option<&str>,
+    ) {
+        let kind = match (summary, text) {
+            (true, None) => "response.reasoning_summary_part.added",
+            (true, Some(_)) => "response.reasoning_summary_part.done",
+            (false, None) => "response.content_part.added",
+            (false, Some(_)) => "response.content_part.done",
+        };
+        open(out, kind);
+        if !summary {
+            out.extend_from_slice(b"\"content_index\":0,");
+        }
+        out.extend_from_slice(b"\"item_id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"output_index\":");
+        json::write_uint(out, index as u64);
+        out.extend_from_slice(b",\"part\":");
+        part_json(out, summary, text.unwrap_or_default());
+        if summary {
+            sequence_member(out, sequence);
+            out.extend_from_slice(b",\"summary_index\":0");
+            type_member_and_end(out, kind);
+        } else {
+            close(out, sequence, kind);
+        }
+    }
+
+    /// `response.reasoning_summary_text.done` or `response.reasoning_text.done`: the whole text.
+    pub(super) fn text_done(
+        out: &mut Vec<u8>,
+        sequence: &mut u64,
+        index: usize,
+        id: &str,
+        summary: bool,
+        text: &str,
+    ) {
+        let kind = if summary {
+            "response.reasoning_summary_text.done"
+        } else {
+            "response.reasoning_text.done"
+        };
+        open(out, kind);
+        if !summary {
+            out.extend_from_slice(b"\"content_index\":0,");
+        }
+        out.extend_from_slice(b"\"item_id\":");
+        json::write_str(out, id);
+        out.extend_from_slice(b",\"output_index\":");
+        json::write_uint(out, index as u64);
+        sequence_member(out, sequence);
+        if summary {
+            out.extend_from_slice(b",\"summary_index\":0");
+        }
+        out.extend_from_slice(b",\"text\":");
+        json::write_str(out, text);
+        type_member_and_end(out, kind);
+    }
+}
+
 /// A reasoning item's delta (`response.reasoning_summary_text.delta` for a summary, else
 /// `response.reasoning_text.delta`), as [`emit`] writes it from its tree (a test holds the two
 /// together): a reasoning model streams more of these than of text.
@@ -853,6 +987,7 @@ fn failure_code(kind: ErrorKind) -> &'static str {
 }
 
 /// The index member of a part event: a summary part's or a content part's.
+#[cfg(test)]
 fn part_index(kind: &str) -> &'static str {
     if kind.starts_with("response.reasoning_summary") {
         "summary_index"
@@ -987,14 +1122,6 @@ impl ResponsesStreamEncoder {
             self.items.push(item);
             return index;
         }
-        let id = item.id().to_owned();
-        let part = match &item {
-            Item::Reasoning { summary: true, .. } => {
-                Some(("response.reasoning_summary_part.added", summary_text("")))
-            }
-            Item::Reasoning { .. } => Some(("response.content_part.added", reasoning_text(""))),
-            _ => None,
-        };
         item_event(
             out,
             &mut self.sequence,
@@ -1003,14 +1130,8 @@ impl ResponsesStreamEncoder {
             &item,
             "in_progress",
         );
-        if let Some((kind, part)) = part {
-            let mut event = object([
-                ("item_id", id.into()),
-                ("output_index", index.into()),
-                ("part", part),
-            ]);
-            event[part_index(kind)] = json!(0);
-            self.emit(kind, event, out);
+        if let Item::Reasoning { id, summary, .. } = &item {
+            reasoning_events::part(out, &mut self.sequence, index, id, *summary, None);
         }
         self.items.push(item);
         index
@@ -1081,30 +1202,8 @@ impl ResponsesStreamEncoder {
                     continue;
                 }
                 Item::Reasoning { text, summary, .. } => {
-                    let (text_kind, part_kind, part) = if *summary {
-                        (
-                            "response.reasoning_summary_text.done",
-                            "response.reasoning_summary_part.done",
-                            summary_text(text),
-                        )
-                    } else {
-                        (
-                            "response.reasoning_text.done",
-                            "response.content_part.done",
-                            reasoning_text(text),
-                        )
-                    };
-                    let at = part_index(text_kind);
-                    let mut done = json!({"item_id": id, "output_index": index, "text": text});
-                    done[at] = json!(0);
-                    emit(sequence, text_kind, done, out);
-                    let mut part_done = object([
-                        ("item_id", id.into()),
-                        ("output_index", index.into()),
-                        ("part", part),
-                    ]);
-                    part_done[at] = json!(0);
-                    emit(sequence, part_kind, part_done, out);
+                    reasoning_events::text_done(out, sequence, index, id, *summary, text);
+                    reasoning_events::part(out, sequence, index, id, *summary, Some(text));
                 }
                 Item::FunctionCall {
                     name, arguments, ..
@@ -1328,7 +1427,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
 
 #[cfg(test)]
 mod tests {
-    use super::{Item, emit, message_events, object, output_text};
+    use super::{Item, emit, message_events, object, output_text, reasoning_events};
     use serde_json::json;
 
     /// Writes an event and advances the sequence.
@@ -1410,7 +1509,7 @@ mod tests {
     #[test]
     fn the_other_items_events_are_what_serde_writes() {
         use super::{item_event, write_arguments_done};
-        let text = |out: Vec<u8>| String::from_utf8(out).unwrap();
+        let text_of = |out: Vec<u8>| String::from_utf8(out).unwrap();
         let items = [
             Item::FunctionCall {
                 id: "fc_0193abcd_1".into(),
@@ -1428,6 +1527,24 @@ mod tests {
                 id: "rs_1".into(),
                 text: "think".into(),
                 signature: Some("sig".into()),
+                summary: true,
+            },
+            Item::Reasoning {
+                id: "rs_\"1b\"".into(),
+                text: "caf\u{e9}\n\t\u{1}".into(),
+                signature: None,
+                summary: false,
+            },
+            Item::Reasoning {
+                id: "rs_1c".into(),
+                text: String::new(),
+                signature: Some("s\"ig".into()),
+                summary: false,
+            },
+            Item::Reasoning {
+                id: "rs_1d".into(),
+                text: "sum".into(),
+                signature: None,
                 summary: true,
             },
             Item::RedactedReasoning {
@@ -1462,8 +1579,79 @@ mod tests {
                         ("item", item.to_json(status)),
                     ]);
                     emit(&mut serde_next, kind, tree, &mut serde);
-                    assert_eq!(text(hand), text(serde), "{kind}");
+                    assert_eq!(text_of(hand), text_of(serde), "{kind}");
                     assert_eq!(hand_next, serde_next);
+                }
+                if let Item::Reasoning {
+                    id, text, summary, ..
+                } = item
+                {
+                    let part = |text: &str| {
+                        if *summary {
+                            super::summary_text(text)
+                        } else {
+                            super::reasoning_text(text)
+                        }
+                    };
+                    let (added, text_done, done) = if *summary {
+                        (
+                            "response.reasoning_summary_part.added",
+                            "response.reasoning_summary_text.done",
+                            "response.reasoning_summary_part.done",
+                        )
+                    } else {
+                        (
+                            "response.content_part.added",
+                            "response.reasoning_text.done",
+                            "response.content_part.done",
+                        )
+                    };
+                    let at = super::part_index(added);
+                    let mut part_added = object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", index.into()),
+                        ("part", part("")),
+                    ]);
+                    part_added[at] = json!(0);
+                    let mut whole = json!({"item_id": id, "output_index": index, "text": text});
+                    whole[at] = json!(0);
+                    let mut part_done = object([
+                        ("item_id", id.as_str().into()),
+                        ("output_index", index.into()),
+                        ("part", part(text)),
+                    ]);
+                    part_done[at] = json!(0);
+                    let cases: [(&str, Box<Writer>, serde_json::Value); 3] = [
+                        (
+                            added,
+                            Box::new(|out, s| {
+                                reasoning_events::part(out, s, index, id, *summary, None)
+                            }),
+                            part_added,
+                        ),
+                        (
+                            text_done,
+                            Box::new(|out, s| {
+                                reasoning_events::text_done(out, s, index, id, *summary, text)
+                            }),
+                            whole,
+                        ),
+                        (
+                            done,
+                            Box::new(|out, s| {
+                                reasoning_events::part(out, s, index, id, *summary, Some(text))
+                            }),
+                            part_done,
+                        ),
+                    ];
+                    for (kind, ours, tree) in cases {
+                        let (mut hand, mut serde) = (Vec::new(), Vec::new());
+                        let (mut hand_next, mut serde_next) = (sequence, sequence);
+                        ours(&mut hand, &mut hand_next);
+                        emit(&mut serde_next, kind, tree, &mut serde);
+                        assert_eq!(text_of(hand), text_of(serde), "{kind}");
+                        assert_eq!(hand_next, serde_next, "{kind}");
+                    }
                 }
                 if let Item::FunctionCall {
                     id,
@@ -1483,7 +1671,7 @@ mod tests {
                             "arguments": arguments}),
                         &mut serde,
                     );
-                    assert_eq!(text(hand), text(serde), "{kind}");
+                    assert_eq!(text_of(hand), text_of(serde), "{kind}");
                     assert_eq!(hand_next, serde_next);
                 }
             }
