@@ -577,52 +577,38 @@ fn stream_chunk_openai_obfuscated_to_openai(bencher: Bencher) {
         )
         .into_bytes()
     };
-    let provider = OpenAiProvider::new(OpenAiQuirks::default());
-    let mut decoder = provider.stream_decoder();
-    let mut encoder = OpenAiStreamEncoder::new(ctx());
-    let mut events: Vec<StreamEvent> = Vec::new();
-    let mut out = Vec::new();
-    if decoder.push(&chunk("Hello", "pQ3"), &mut events).is_err() {
-        return;
-    }
-    for e in events.drain(..) {
-        encoder.event(&e, &mut out);
-    }
     let chunks = [
         chunk(" world, and a few more words", "Xr7kq"),
         chunk(" world, and a few more words", "b2"),
     ];
-    let mut next = 0;
-    bencher.bench_local(|| {
-        out.clear();
-        next ^= 1;
-        let _ = decoder.push(black_box(&chunks[next]), &mut events);
-        for e in events.drain(..) {
-            encoder.event(&e, &mut out);
-        }
-        out.len()
-    });
+    alternating_chunks(bencher, &chunk("Hello", "pQ3"), &chunks);
 }
 
 /// Text chunks whose `created` alternates, so that none reads like the one before it and each
 /// is parsed whole: what every chunk cost before chunks were read through the last one's frame.
 #[divan::bench]
 fn stream_chunk_openai_to_openai_parsed_whole(bencher: Bencher) {
+    let chunks = [
+        openai_chunk_created(" world, and a few more words", 2),
+        openai_chunk_created(" world, and a few more words", 3),
+    ];
+    alternating_chunks(bencher, &openai_chunk("Hello"), &chunks);
+}
+
+/// OpenAI chunks decoded and re-encoded for an OpenAI client after `first` started the stream,
+/// the two `chunks` in turn.
+fn alternating_chunks(bencher: Bencher, first: &[u8], chunks: &[Vec<u8>; 2]) {
     let provider = OpenAiProvider::new(OpenAiQuirks::default());
     let mut decoder = provider.stream_decoder();
     let mut encoder = OpenAiStreamEncoder::new(ctx());
     let mut events: Vec<StreamEvent> = Vec::new();
     let mut out = Vec::new();
-    if decoder.push(&openai_chunk("Hello"), &mut events).is_err() {
+    if decoder.push(first, &mut events).is_err() {
         return;
     }
     for e in events.drain(..) {
         encoder.event(&e, &mut out);
     }
-    let chunks = [
-        openai_chunk_created(" world, and a few more words", 2),
-        openai_chunk_created(" world, and a few more words", 3),
-    ];
     let mut next = 0;
     bencher.bench_local(|| {
         out.clear();
