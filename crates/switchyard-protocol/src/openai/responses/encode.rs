@@ -665,7 +665,7 @@ pub(super) fn write_text_delta(
 /// them from their trees (a test holds the two together): the members in the order of serde's
 /// map, an event's `sequence_number` and `type` among them.
 mod message_events {
-    use super::{event_close as close, event_open as open, json};
+    use super::{event_open as open, json};
     use super::{sequence_member, type_member_and_end};
 
     /// An `output_text` part, as `output_text` builds it.
@@ -673,27 +673,6 @@ mod message_events {
         out.extend_from_slice(b"{\"annotations\":[],\"text\":");
         json::write_str(out, text);
         out.extend_from_slice(b",\"type\":\"output_text\"}");
-    }
-
-    /// `response.output_item.added` (`text` none) or `.done` of a message item.
-    pub(super) fn item(
-        out: &mut Vec<u8>,
-        sequence: &mut u64,
-        index: usize,
-        id: &str,
-        status: &str,
-        text: Option<&str>,
-    ) {
-        let kind = match text {
-            None => "response.output_item.added",
-            Some(_) => "response.output_item.done",
-        };
-        open(out, kind);
-        out.extend_from_slice(b"\"item\":");
-        message_item(out, id, status, text);
-        out.extend_from_slice(b",\"output_index\":");
-        json::write_uint(out, index as u64);
-        close(out, sequence, kind);
     }
 
     /// A message item, as `Item::to_json` builds it: its one output text once it is done.
@@ -721,14 +700,9 @@ mod message_events {
             None => "response.content_part.added",
             Some(_) => "response.content_part.done",
         };
-        open(out, kind);
-        out.extend_from_slice(b"\"content_index\":0,\"item_id\":");
-        json::write_str(out, id);
-        out.extend_from_slice(b",\"output_index\":");
-        json::write_uint(out, index as u64);
-        out.extend_from_slice(b",\"part\":");
-        output_text(out, text.unwrap_or_default());
-        close(out, sequence, kind);
+        super::part_event(out, sequence, kind, index, id, false, |out| {
+            output_text(out, text.unwrap_or_default())
+        });
     }
 
     /// `response.output_text.done`: the message's whole text.
@@ -758,7 +732,7 @@ mod message_events {
 /// part's index sorts before the others as `content_index`, after `sequence_number` as
 /// `summary_index` (a summary's).
 mod reasoning_events {
-    use super::{event_close as close, event_open as open, json};
+    use super::{event_open as open, json};
     use super::{sequence_member, type_member_and_end};
 
     /// A reasoning part (`reasoning_text`, or `summary_text` for a summary).
@@ -821,23 +795,9 @@ mod reasoning_events {
             (false, None) => "response.content_part.added",
             (false, Some(_)) => "response.content_part.done",
         };
-        open(out, kind);
-        if !summary {
-            out.extend_from_slice(b"\"content_index\":0,");
-        }
-        out.extend_from_slice(b"\"item_id\":");
-        json::write_str(out, id);
-        out.extend_from_slice(b",\"output_index\":");
-        json::write_uint(out, index as u64);
-        out.extend_from_slice(b",\"part\":");
-        part_json(out, summary, text.unwrap_or_default());
-        if summary {
-            sequence_member(out, sequence);
-            out.extend_from_slice(b",\"summary_index\":0");
-            type_member_and_end(out, kind);
-        } else {
-            close(out, sequence, kind);
-        }
+        super::part_event(out, sequence, kind, index, id, summary, |out| {
+            part_json(out, summary, text.unwrap_or_default())
+        });
     }
 
     /// `response.reasoning_summary_text.done` or `response.reasoning_text.done`: the whole text.
@@ -928,6 +888,35 @@ pub(super) fn write_arguments_delta(
     event_close(out, sequence, kind);
 }
 
+/// A part's `.added` or `.done` event (`kind`), the part written by `part`: as [`emit`] writes
+/// it from its tree, where the part's index sorts before the others as `content_index`, after
+/// `sequence_number` as a summary's `summary_index`.
+fn part_event(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    kind: &str,
+    index: usize,
+    id: &str,
+    summary: bool,
+    part: impl FnOnce(&mut Vec<u8>),
+) {
+    event_open(out, kind);
+    if !summary {
+        out.extend_from_slice(b"\"content_index\":0,");
+    }
+    out.extend_from_slice(b"\"item_id\":");
+    json::write_str(out, id);
+    out.extend_from_slice(b",\"output_index\":");
+    json::write_uint(out, index as u64);
+    out.extend_from_slice(b",\"part\":");
+    part(out);
+    sequence_member(out, sequence);
+    if summary {
+        out.extend_from_slice(b",\"summary_index\":0");
+    }
+    type_member_and_end(out, kind);
+}
+
 /// `response.function_call_arguments.done`: the call's whole arguments, as [`emit`] writes it
 /// from its tree (a test holds the two together).
 fn write_arguments_done(
@@ -951,9 +940,8 @@ fn write_arguments_done(
     event_close(out, sequence, kind);
 }
 
-/// `response.output_item.added` or `.done` (`kind`) of any item but a message (whose events
-/// have writers of their own), as [`emit`] writes it from its tree: the item through
-/// [`Item::write`].
+/// `response.output_item.added` or `.done` (`kind`) of an item, as [`emit`] writes it from its
+/// tree: the item through [`Item::write`].
 fn item_event(
     out: &mut Vec<u8>,
     sequence: &mut u64,
@@ -1117,7 +1105,14 @@ impl ResponsesStreamEncoder {
         let index = self.items.len();
         if let Item::Message { id, .. } = &item {
             let sequence = &mut self.sequence;
-            message_events::item(out, sequence, index, id, "in_progress", None);
+            item_event(
+                out,
+                sequence,
+                "response.output_item.added",
+                index,
+                &item,
+                "in_progress",
+            );
             message_events::part(out, sequence, index, id, None);
             self.items.push(item);
             return index;
@@ -1198,7 +1193,14 @@ impl ResponsesStreamEncoder {
                 Item::Message { text, .. } => {
                     message_events::text_done(out, sequence, index, id, text);
                     message_events::part(out, sequence, index, id, Some(text));
-                    message_events::item(out, sequence, index, id, status, Some(text));
+                    item_event(
+                        out,
+                        sequence,
+                        "response.output_item.done",
+                        index,
+                        item,
+                        status,
+                    );
                     continue;
                 }
                 Item::Reasoning { text, summary, .. } => {
@@ -1454,7 +1456,14 @@ mod tests {
                         (
                             "response.output_item.added",
                             Box::new(|out, s| {
-                                message_events::item(out, s, index, id, "in_progress", None)
+                                super::item_event(
+                                    out,
+                                    s,
+                                    "response.output_item.added",
+                                    index,
+                                    &item,
+                                    "in_progress",
+                                )
                             }),
                             object([
                                 ("output_index", index.into()),
@@ -1482,7 +1491,14 @@ mod tests {
                         (
                             "response.output_item.done",
                             Box::new(|out, s| {
-                                message_events::item(out, s, index, id, status, Some(body))
+                                super::item_event(
+                                    out,
+                                    s,
+                                    "response.output_item.done",
+                                    index,
+                                    &item,
+                                    status,
+                                )
                             }),
                             object([
                                 ("output_index", index.into()),
