@@ -877,12 +877,35 @@ pub(super) fn write_arguments_delta(
     index: usize,
     arguments: &str,
 ) {
-    let kind = "response.function_call_arguments.delta";
+    write_arguments_event(out, sequence, item_id, index, arguments, None);
+}
+
+/// `response.function_call_arguments.delta`, or with the call's `name` `.done` (the whole
+/// arguments, under `arguments` rather than `delta`), as [`emit`] writes them from their trees.
+fn write_arguments_event(
+    out: &mut Vec<u8>,
+    sequence: &mut u64,
+    item_id: &str,
+    index: usize,
+    arguments: &str,
+    name: Option<&str>,
+) {
+    let kind = match name {
+        None => "response.function_call_arguments.delta",
+        Some(_) => "response.function_call_arguments.done",
+    };
     event_open(out, kind);
-    out.extend_from_slice(b"\"delta\":");
+    out.extend_from_slice(match name {
+        None => b"\"delta\":".as_slice(),
+        Some(_) => b"\"arguments\":".as_slice(),
+    });
     json::write_str(out, arguments);
     out.extend_from_slice(b",\"item_id\":");
     json::write_str(out, item_id);
+    if let Some(name) = name {
+        out.extend_from_slice(b",\"name\":");
+        json::write_str(out, name);
+    }
     out.extend_from_slice(b",\"output_index\":");
     json::write_uint(out, index as u64);
     event_close(out, sequence, kind);
@@ -915,29 +938,6 @@ fn part_event(
         out.extend_from_slice(b",\"summary_index\":0");
     }
     type_member_and_end(out, kind);
-}
-
-/// `response.function_call_arguments.done`: the call's whole arguments, as [`emit`] writes it
-/// from its tree (a test holds the two together).
-fn write_arguments_done(
-    out: &mut Vec<u8>,
-    sequence: &mut u64,
-    item_id: &str,
-    index: usize,
-    name: &str,
-    arguments: &str,
-) {
-    let kind = "response.function_call_arguments.done";
-    event_open(out, kind);
-    out.extend_from_slice(b"\"arguments\":");
-    json::write_str(out, arguments);
-    out.extend_from_slice(b",\"item_id\":");
-    json::write_str(out, item_id);
-    out.extend_from_slice(b",\"name\":");
-    json::write_str(out, name);
-    out.extend_from_slice(b",\"output_index\":");
-    json::write_uint(out, index as u64);
-    event_close(out, sequence, kind);
 }
 
 /// `response.output_item.added` or `.done` (`kind`) of an item, as [`emit`] writes it from its
@@ -1209,7 +1209,7 @@ impl ResponsesStreamEncoder {
                 }
                 Item::FunctionCall {
                     name, arguments, ..
-                } => write_arguments_done(out, sequence, id, index, name, arguments),
+                } => write_arguments_event(out, sequence, id, index, arguments, Some(name)),
                 // The input comes whole: the function standing for the tool streams its
                 // arguments as JSON, of which the input is one string.
                 Item::CustomCall { arguments, .. } => {
@@ -1524,7 +1524,7 @@ mod tests {
     /// from the trees the encoder built for them before.
     #[test]
     fn the_other_items_events_are_what_serde_writes() {
-        use super::{item_event, write_arguments_done};
+        use super::{item_event, write_arguments_event};
         let text_of = |out: Vec<u8>| String::from_utf8(out).unwrap();
         let items = [
             Item::FunctionCall {
@@ -1679,7 +1679,14 @@ mod tests {
                     let kind = "response.function_call_arguments.done";
                     let (mut hand, mut serde) = (Vec::new(), Vec::new());
                     let (mut hand_next, mut serde_next) = (sequence, sequence);
-                    write_arguments_done(&mut hand, &mut hand_next, id, index, name, arguments);
+                    write_arguments_event(
+                        &mut hand,
+                        &mut hand_next,
+                        id,
+                        index,
+                        arguments,
+                        Some(name),
+                    );
                     emit(
                         &mut serde_next,
                         kind,
