@@ -44,6 +44,9 @@ pub(crate) struct Conversation {
     /// OpenAI's `obfuscation` on stream chunks: on unless `stream_options.include_obfuscation`
     /// is false.
     pub stream_obfuscation: bool,
+    /// OpenAI `logprobs` / `top_logprobs`: when asked for, how many likeliest tokens to list
+    /// beside each token of a text answer.
+    pub logprobs: Option<u8>,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
     /// Images of the last user message (those of its tool results included), each as a data

@@ -408,7 +408,99 @@ pub(crate) fn parse_chat(
     };
     conv.include_usage = stream_option("include_usage").unwrap_or(false);
     conv.stream_obfuscation = stream_option("include_obfuscation").unwrap_or(true);
+    conv.logprobs = logprobs_asked(obj)?;
     Ok(conv)
+}
+
+/// Most likely tokens a request may have listed per token (`top_logprobs`).
+const MAX_TOP_LOGPROBS: u64 = 20;
+
+/// `logprobs` and `top_logprobs`: the count of likeliest tokens to list, when asked for.
+fn logprobs_asked(obj: &serde_json::Map<String, Value>) -> Result<Option<u8>, SimError> {
+    let asked = match obj.get("logprobs") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(asked)) => *asked,
+        Some(_) => {
+            return Err(
+                SimError::bad_request("Invalid type for 'logprobs': expected a boolean.")
+                    .with_param("logprobs"),
+            );
+        }
+    };
+    let top = match obj.get("top_logprobs") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64() {
+            Some(n) if n <= MAX_TOP_LOGPROBS => Some(n as u8),
+            Some(n) => {
+                return Err(SimError::bad_request(format!(
+                    "Invalid 'top_logprobs': integer above maximum value. Expected a value <= \
+                     {MAX_TOP_LOGPROBS}, but got {n} instead."
+                ))
+                .with_param("top_logprobs"));
+            }
+            None => {
+                return Err(SimError::bad_request(
+                    "Invalid type for 'top_logprobs': expected an integer.",
+                )
+                .with_param("top_logprobs"));
+            }
+        },
+    };
+    match (asked, top) {
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(SimError::bad_request(
+            "'top_logprobs' may only be given with 'logprobs' set to true.",
+        )
+        .with_param("top_logprobs")),
+    }
+}
+
+/// Tokens the simulator lists as the likeliest after the one it chose: enough for the most a
+/// request may ask for, whichever token was chosen.
+const ALTERNATIVE_TOKENS: [&str; MAX_TOP_LOGPROBS as usize] = [
+    " the", " a", ",", ".", " and", " of", " to", " in", " is", " that", " it", " for", " on",
+    " with", " as", " was", " at", " by", " this", " be",
+];
+
+/// One token's entry of `logprobs.content`: its text, a log probability made from the text (the
+/// same token always gets the same), its UTF-8 bytes and the `top` likeliest tokens, itself
+/// first.
+fn token_logprob(token: &str, top: u8) -> Ordered {
+    let hash = token.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    // In ten-thousandths, so that each is written as a short decimal.
+    let logprob = -1 - i64::from(hash % 40_000);
+    let alternatives = ALTERNATIVE_TOKENS
+        .iter()
+        .filter(|alternative| **alternative != token)
+        .zip(1..)
+        .map(|(alternative, i)| (*alternative, logprob - 15_000 * i));
+    let top_logprobs: Vec<Ordered> = std::iter::once((token, logprob))
+        .chain(alternatives)
+        .take(usize::from(top))
+        .map(|(token, logprob)| {
+            ordered! { "token": token, "logprob": decimal(logprob), "bytes": token.as_bytes() }
+        })
+        .collect();
+    let logprob = decimal(logprob);
+    ordered! {
+        "token": token,
+        "logprob": logprob,
+        "bytes": token.as_bytes(),
+        "top_logprobs": top_logprobs,
+    }
+}
+
+fn decimal(ten_thousandths: i64) -> f64 {
+    ten_thousandths as f64 / 10_000.0
+}
+
+/// A choice's `logprobs` for these tokens of a text answer.
+fn logprobs<'t>(tokens: impl Iterator<Item = &'t str>, top: u8) -> Ordered {
+    let content: Vec<Ordered> = tokens.map(|token| token_logprob(token, top)).collect();
+    ordered! { "content": content, "refusal": () }
 }
 
 fn unanswered_calls(ids: &[String], index: usize) -> SimError {
@@ -566,10 +658,19 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, azure: bool
             "annotations": [],
         }),
     };
+    // Log probabilities are of the answer's text tokens; a tool call's arguments have none.
+    let logprobs = match (out, conv.logprobs) {
+        (Output::Text { text, pieces, .. }, Some(top)) => serde_json::to_value(logprobs(
+            pieces.iter().map(|piece| &text[piece.start..piece.end]),
+            top,
+        ))
+        .unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
     let mut choice = json!({
         "index": 0,
         "message": message,
-        "logprobs": null,
+        "logprobs": logprobs,
         "finish_reason": finish_reason(out),
     });
     let mut body = json!({
@@ -607,6 +708,16 @@ struct Chunks<'a> {
 
 impl Chunks<'_> {
     fn chunk(&self, delta: Ordered, finish_reason: Option<&str>) -> Box<RawValue> {
+        self.chunk_with_logprobs(delta, finish_reason, None)
+    }
+
+    /// A chunk whose choice carries the log probabilities of its delta's tokens.
+    fn chunk_with_logprobs(
+        &self,
+        delta: Ordered,
+        finish_reason: Option<&str>,
+        logprobs: Option<Ordered>,
+    ) -> Box<RawValue> {
         if self.azure {
             let content_filter_results = if finish_reason.is_some() {
                 filter_results()
@@ -617,7 +728,7 @@ impl Chunks<'_> {
             let choice = json!({
                 "index": 0,
                 "delta": delta,
-                "logprobs": null,
+                "logprobs": serde_json::to_value(logprobs).unwrap_or(Value::Null),
                 "finish_reason": finish_reason,
                 "content_filter_results": content_filter_results,
             });
@@ -626,7 +737,7 @@ impl Chunks<'_> {
         let choice = ordered! {
             "index": 0,
             "delta": delta,
-            "logprobs": (),
+            "logprobs": logprobs,
             "finish_reason": finish_reason,
         };
         self.wrap([choice], None)
@@ -712,12 +823,16 @@ pub(crate) fn render_stream(
                 ),
             );
             for piece in pieces {
-                let delta = ordered! { "content": &text[piece.start..piece.end] };
+                let token = &text[piece.start..piece.end];
+                let delta = ordered! { "content": token };
+                let logprobs = conv
+                    .logprobs
+                    .map(|top| logprobs(std::iter::once(token), top));
                 sse.json(
                     FrameKind::Content,
                     piece.tokens,
                     None,
-                    &chunks.chunk(delta, None),
+                    &chunks.chunk_with_logprobs(delta, None, logprobs),
                 );
             }
         }

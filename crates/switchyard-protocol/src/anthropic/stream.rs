@@ -664,7 +664,8 @@ impl StreamEncoder for AnthropicStreamEncoder {
         }
         match event {
             // The client sees the gateway's id and the alias it asked for, from the context.
-            StreamEvent::Start { .. } => {}
+            // Log probabilities are OpenAI's; the Messages API has no field for them.
+            StreamEvent::Start { .. } | StreamEvent::Logprobs(_) => {}
             StreamEvent::Usage(usage) => self.usage.merge(usage),
             StreamEvent::TextDelta(text) => {
                 if text.is_empty() {

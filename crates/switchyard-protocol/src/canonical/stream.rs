@@ -11,6 +11,10 @@ pub enum StreamEvent {
         model: String,
     },
     TextDelta(String),
+    /// Log probabilities of the tokens of the `TextDelta` that follows it, as an OpenAI-form
+    /// provider wrote them in that chunk (`choices[].logprobs`, compact JSON text). Only an
+    /// OpenAI client's chunks carry them; other dialects have no such field.
+    Logprobs(String),
     /// A text block starts. Anthropic answers that cite their sources come as several text
     /// blocks, one per cited claim, and a block's citations belong to it alone: the boundary
     /// lets an Anthropic client get the same blocks. Dialects with one text per answer ignore

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::provider::REFUSAL;
+use super::provider::{LOGPROBS, REFUSAL};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
     EmbeddingResponse, EncodingFormat, Extras, FinishReason, ImageSource, Message, Reasoning,
@@ -571,7 +571,7 @@ struct CompletionOut<'a> {
 struct ChoiceOut<'a> {
     index: u32,
     message: MessageOut<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<&'a Value>,
     finish_reason: &'a str,
 }
 
@@ -649,7 +649,7 @@ impl UsageOut {
 }
 
 /// The upstream's own fields a `chat.completion` carries after ours: all but those we write and
-/// the refusal we carried through.
+/// the refusal and log probabilities we carried through.
 fn completion_extras(
     extras: Option<&Map<String, Value>>,
 ) -> impl Iterator<Item = (&String, &Value)> {
@@ -664,7 +664,7 @@ fn completion_extras(
     ];
     extras.into_iter().flatten().filter(|(k, _)| {
         let k = k.as_str();
-        k != REFUSAL && !OURS.contains(&k)
+        k != REFUSAL && k != LOGPROBS && !OURS.contains(&k)
     })
 }
 
@@ -814,7 +814,12 @@ fn write_completion(
         }
         out.push(b']');
     }
-    out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":");
+    out.extend_from_slice(b"},\"logprobs\":");
+    match logprobs(response) {
+        Some(logprobs) => json::write_value(out, logprobs)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"finish_reason\":");
     json::write_str(out, response.finish_reason.as_openai());
     out.extend_from_slice(b"}],\"usage\":");
     match &response.usage {
@@ -830,6 +835,14 @@ fn write_completion(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// The choice's log probabilities, as an OpenAI upstream returned them.
+fn logprobs(response: &ChatResponse) -> Option<&Value> {
+    response
+        .extras
+        .for_dialect(DialectId::OpenAi)
+        .and_then(|extras| extras.get(LOGPROBS))
 }
 
 /// `usage` as [`UsageOut`] serializes it.
@@ -860,7 +873,7 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
         choices: [ChoiceOut {
             index: 0,
             message: message_out(response),
-            logprobs: None,
+            logprobs: logprobs(response),
             finish_reason: response.finish_reason.as_openai(),
         }],
         usage: response.usage.as_ref().map(UsageOut::of),
@@ -883,6 +896,8 @@ pub struct OpenAiStreamEncoder {
     tool_calls: HashSet<u32>,
     /// Signatures of tool calls not started yet, written with their first delta.
     signatures: HashMap<u32, String>,
+    /// Log probabilities of the text chunk to come (the upstream chunk's, compact JSON).
+    logprobs: Option<String>,
     /// What follows the choices in every chunk of this stream: `],"created":…,"id":…,
     /// "model":…,"object":"chat.completion.chunk","system_fingerprint":null`, then
     /// `,"usage":null` when the client asked for usage, then `}` and the blank line.
@@ -926,6 +941,7 @@ impl OpenAiStreamEncoder {
             usage: None,
             tool_calls: HashSet::new(),
             signatures: HashMap::new(),
+            logprobs: None,
             chunk_tail: tail,
             usage_at,
         }
@@ -1045,9 +1061,21 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 if !text.is_empty() {
                     // The common chunk, written without building a tree.
                     self.ensure_started(out);
-                    self.text_chunk(text, out);
+                    match self.logprobs.take() {
+                        None => self.text_chunk(text, out),
+                        Some(logprobs) => self.chunk(out, |out| {
+                            out.extend_from_slice(b"{\"delta\":{\"content\":");
+                            json::write_str(out, text);
+                            out.extend_from_slice(
+                                b"},\"finish_reason\":null,\"index\":0,\"logprobs\":",
+                            );
+                            out.extend_from_slice(logprobs.as_bytes());
+                            out.push(b'}');
+                        }),
+                    }
                 }
             }
+            StreamEvent::Logprobs(logprobs) => self.logprobs = Some(logprobs.clone()),
             StreamEvent::ReasoningDelta(text) => {
                 if !text.is_empty() {
                     self.reasoning_chunk(text, out);

@@ -886,6 +886,9 @@ struct WireChoice<'a> {
     message: Option<WireMessage>,
     #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
+    /// The tokens' log probabilities, when the request asked for them: an OpenAI client gets
+    /// them back as they came (see [`LOGPROBS`]).
+    logprobs: Option<Value>,
 }
 
 /// A choice of a stream chunk.
@@ -896,6 +899,9 @@ struct WireStreamChoice<'a> {
     delta: Option<WireDelta<'a>>,
     #[serde(borrow)]
     finish_reason: Option<Cow<'a, str>>,
+    /// The log probabilities of this chunk's tokens, as their JSON text.
+    #[serde(borrow)]
+    logprobs: Option<RawJson<'a>>,
 }
 
 /// A stream chunk's `delta`. The text is kept as its JSON text, borrowed from the chunk: where
@@ -1038,6 +1044,9 @@ fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamError
     }
     let refused = message.refusal.is_some();
     let mut rest = wire.rest;
+    if let Some(logprobs) = choice.logprobs {
+        rest.insert(LOGPROBS.into(), logprobs);
+    }
     match (
         message.content.filter(|t| !t.is_empty()),
         message.refusal.filter(|t| !t.is_empty()),
@@ -1086,6 +1095,11 @@ fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamError
 
 /// Response extras key of a refusal that stands as the answer's text (OpenAI `refusal`).
 pub(crate) const REFUSAL: &str = "refusal";
+
+/// Response extras key of the choice's `logprobs` (the tokens' log probabilities, asked for
+/// with `logprobs: true`): an OpenAI client gets them back in its choice, other dialects have
+/// no place for them.
+pub(crate) const LOGPROBS: &str = "logprobs";
 
 /// Decodes `chat.completion.chunk` SSE streams; `[DONE]` is the terminal event.
 #[derive(Default)]
@@ -1157,7 +1171,9 @@ impl OpenAiStreamDecoder {
         let single = chunk.choices.rest.is_empty() && chunk.usage.is_none();
         for choice in chunk.choices {
             if let Some(delta) = choice.delta {
+                // A chunk with log probabilities is not a frame: they change with the text.
                 if single
+                    && choice.logprobs.is_none()
                     && choice.finish_reason.is_none()
                     && delta.refusal.is_none()
                     && delta.reasoning_content.is_none()
@@ -1183,6 +1199,9 @@ impl OpenAiStreamDecoder {
                 if let Some(t) = content.or(delta.refusal)
                     && !t.is_empty()
                 {
+                    if let Some(RawJson(logprobs)) = choice.logprobs {
+                        out.push(StreamEvent::Logprobs(one_line_json(logprobs)?));
+                    }
                     out.push(StreamEvent::TextDelta(t));
                 }
                 for (pos, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
@@ -1235,6 +1254,17 @@ impl OpenAiStreamDecoder {
     pub(crate) fn framed_chunks(&self) -> usize {
         self.frame.hits
     }
+}
+
+/// A value's JSON text that fits on an SSE data line: as it came, unless it spans lines (a
+/// provider's event of several data lines), then written again compactly.
+fn one_line_json(raw: &str) -> Result<String, UpstreamErrorInfo> {
+    if !raw.contains(['\n', '\r']) {
+        return Ok(raw.to_owned());
+    }
+    let value: Value = serde_json::from_str(raw)
+        .map_err(|e| malformed(format!("stream chunk has an unexpected shape: {e}")))?;
+    Ok(value.to_string())
 }
 
 fn in_stream_error(err: &Value) -> UpstreamErrorInfo {

@@ -1510,3 +1510,129 @@ fn web_search_options_ask_for_the_providers_own_search_and_stay_for_openai() {
         .unwrap();
     assert!(r.web_search.is_none());
 }
+
+/// One token's log probability entry as OpenAI writes it, with one likelier alternative.
+fn token_logprob(token: &str, logprob: f64) -> Value {
+    json!({"token": token, "logprob": logprob, "bytes": token.as_bytes(),
+        "top_logprobs": [{"token": token, "logprob": logprob, "bytes": token.as_bytes()},
+            {"token": " of", "logprob": logprob - 2.0, "bytes": b" of"}]})
+}
+
+/// Log probabilities asked for by an OpenAI client come back in its choice as the upstream
+/// wrote them, in a whole answer and chunk by chunk; other clients' answers have no place for
+/// them and carry none.
+#[test]
+fn log_probabilities_reach_openai_clients_whole_and_streamed() {
+    let logprobs = json!({"content": [token_logprob("Hi", -0.03), token_logprob(" there", -1.25)],
+        "refusal": null});
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": logprobs,
+            "message": {"role": "assistant", "content": "Hi there", "refusal": null}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        "service_tier": "default"
+    });
+    let p = OpenAiProvider::new(OpenAiQuirks::default());
+    let reply = p.parse_chat(body.to_string().as_bytes()).unwrap();
+    let ours = OpenAiIngress.encode_chat(&reply, &ctx());
+    assert_eq!(
+        String::from_utf8(ours.clone()).unwrap(),
+        String::from_utf8(super::ingress::encode_chat_with_serde(&reply, &ctx())).unwrap()
+    );
+    let out: Value = serde_json::from_slice(&ours).unwrap();
+    assert_eq!(out["choices"][0]["logprobs"], logprobs);
+    assert!(
+        out.get("logprobs").is_none(),
+        "not among the top-level fields"
+    );
+    assert_eq!(out["service_tier"], "default");
+    let anthropic = crate::anthropic::AnthropicIngress.encode_chat(&reply, &ctx());
+    assert!(!String::from_utf8(anthropic).unwrap().contains("logprob"));
+
+    // Streamed: each text chunk's log probabilities, one of them sent on several data lines.
+    let chunk = |content: &str, logprobs: &Value| {
+        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"content": content}, "logprobs": logprobs,
+                "finish_reason": null}], "obfuscation": "ab"})
+    };
+    let first = json!({"content": [token_logprob("Hi", -0.03)], "refusal": null});
+    let second = json!({"content": [token_logprob(" there", -1.25)], "refusal": null});
+    let third = json!({"content": [token_logprob("!", -0.5)], "refusal": null});
+    let pretty = serde_json::to_string_pretty(&chunk(" there", &second)).unwrap();
+    let stream = format!(
+        "data: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        chunk("", &json!({"content": [], "refusal": null})),
+        chunk("Hi", &first),
+        pretty.replace('\n', "\ndata: "),
+        chunk("!", &third),
+        chunk(" more", &Value::Null),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "logprobs": null,
+            "finish_reason": "stop"}]}),
+    );
+    let events = decode(&[stream.as_bytes()]).unwrap();
+    let compact = |v: &Value| StreamEvent::Logprobs(v.to_string());
+    assert_eq!(
+        events[1..],
+        [
+            compact(&first),
+            StreamEvent::TextDelta("Hi".into()),
+            compact(&second),
+            StreamEvent::TextDelta(" there".into()),
+            compact(&third),
+            StreamEvent::TextDelta("!".into()),
+            StreamEvent::TextDelta(" more".into()),
+            StreamEvent::Finish(FinishReason::Stop),
+        ]
+    );
+    // A chunk with log probabilities frames none after it: the next one, which has the same
+    // members around another text and the same log probabilities, is read whole.
+    let same = [
+        chunk("Hi", &first).to_string(),
+        chunk("Ho", &first).to_string(),
+    ];
+    let (framed, whole, count) = decode_framed_and_whole(&same);
+    assert_eq!((framed.as_ref().ok(), count), (whole.as_ref().ok(), 0));
+    assert_eq!(
+        framed
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Logprobs(_)))
+            .count(),
+        2
+    );
+
+    let mut enc = OpenAiStreamEncoder::new(ctx());
+    let mut out = Vec::new();
+    for e in &events {
+        enc.event(e, &mut out);
+    }
+    enc.finish(&mut out);
+    let chunks: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    let written: Vec<(Value, Value)> = chunks
+        .iter()
+        .map(|c| {
+            let choice = &c["choices"][0];
+            (
+                choice["delta"]["content"].clone(),
+                choice["logprobs"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [
+            (json!(""), Value::Null),
+            (json!("Hi"), first),
+            (json!(" there"), second),
+            (json!("!"), third),
+            (json!(" more"), Value::Null),
+            (Value::Null, Value::Null),
+        ]
+    );
+}

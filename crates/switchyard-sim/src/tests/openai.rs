@@ -600,3 +600,85 @@ async fn scripted_reply_from_the_configuration() {
     let text = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.starts_with("Simulated reply"), "{text}");
 }
+
+/// `logprobs: true` puts each token of a text answer in the choice's `logprobs.content`, with
+/// `top_logprobs` likeliest tokens beside it (the chosen one first); a streamed answer carries
+/// each chunk's tokens in that chunk. Not asked for, they are `null`; asked for wrongly, a 400.
+#[tokio::test]
+async fn log_probabilities_come_with_each_token_when_asked_for() {
+    let sim = start_default().await;
+    let full = send(openai(&sim, &hello())).await.json();
+    assert!(full["choices"][0]["logprobs"].is_null());
+    let text = full["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut request = hello();
+    request["logprobs"] = json!(true);
+    request["top_logprobs"] = json!(3);
+    let body = send(openai(&sim, &request)).await.json();
+    let logprobs = &body["choices"][0]["logprobs"];
+    assert!(logprobs["refusal"].is_null());
+    let tokens = logprobs["content"].as_array().unwrap();
+    assert_eq!(tokens.len() as u64, body["usage"]["completion_tokens"]);
+    let mut joined = String::new();
+    for entry in tokens {
+        let token = entry["token"].as_str().unwrap();
+        joined.push_str(token);
+        let bytes: Vec<u8> = serde_json::from_value(entry["bytes"].clone()).unwrap();
+        assert_eq!(bytes, token.as_bytes());
+        let logprob = entry["logprob"].as_f64().unwrap();
+        assert!(logprob < 0.0, "{entry}");
+        let top = entry["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{entry}");
+        assert_eq!(
+            (&top[0]["token"], &top[0]["logprob"]),
+            (&entry["token"], &entry["logprob"])
+        );
+        assert!(
+            top.windows(2)
+                .all(|w| w[0]["logprob"].as_f64() > w[1]["logprob"].as_f64())
+        );
+        assert!(top[1..].iter().all(|t| t["token"] != entry["token"]));
+    }
+    assert_eq!(joined, text);
+
+    request["stream"] = json!(true);
+    request["top_logprobs"] = json!(20);
+    let chunks = send(openai(&sim, &request)).await.data();
+    let mut streamed = String::new();
+    for chunk in &chunks {
+        let choice = &chunk["choices"][0];
+        match choice["delta"]["content"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+        {
+            Some(content) => {
+                let entries = choice["logprobs"]["content"].as_array().unwrap();
+                assert_eq!(entries.len(), 1);
+                assert_eq!(entries[0]["token"], content);
+                assert_eq!(entries[0]["top_logprobs"].as_array().unwrap().len(), 20);
+                streamed.push_str(content);
+            }
+            None => assert!(choice["logprobs"].is_null(), "{chunk}"),
+        }
+    }
+    assert_eq!(streamed, text);
+
+    for (logprobs, top, param) in [
+        (json!(false), json!(2), "top_logprobs"),
+        (json!(true), json!(21), "top_logprobs"),
+        (json!(true), json!("2"), "top_logprobs"),
+        (json!("yes"), Value::Null, "logprobs"),
+    ] {
+        let mut request = hello();
+        request["logprobs"] = logprobs;
+        request["top_logprobs"] = top;
+        let reply = send(openai(&sim, &request)).await;
+        assert_eq!(reply.status, 400);
+        let error = &reply.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error");
+        assert_eq!(error["param"], param);
+    }
+}

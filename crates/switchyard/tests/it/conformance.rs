@@ -1914,3 +1914,64 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         assert_eq!(r.json()["error"]["param"], param, "{body}: {}", r.text);
     }
 }
+
+/// Log probabilities an OpenAI client asks for come back from every provider that speaks
+/// OpenAI's format (OpenAI, a compatible server, Azure), whole and chunk by chunk, as the
+/// provider wrote them; the other providers' formats have none, and their answers say `null`.
+#[tokio::test]
+async fn log_probabilities_reach_an_openai_client_from_openai_form_providers() {
+    let env = env().await;
+    for kind in KINDS {
+        let openai_form = matches!(*kind, "openai" | "compat" | "azure");
+        let mut body = chat(kind, "Hello there");
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(2);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        let text = b["choices"][0]["message"]["content"].as_str().unwrap();
+        let logprobs = &b["choices"][0]["logprobs"];
+        if openai_form {
+            let tokens = logprobs["content"].as_array().unwrap();
+            let joined: String = tokens
+                .iter()
+                .map(|t| t["token"].as_str().unwrap())
+                .collect();
+            assert_eq!(joined, text, "{kind}");
+            for token in tokens {
+                let top = token["top_logprobs"].as_array().unwrap();
+                assert_eq!(top.len(), 2, "{kind}: {token}");
+                assert_eq!(top[0]["logprob"], token["logprob"], "{kind}");
+            }
+            assert!(b.get("logprobs").is_none(), "{kind}: only in the choice");
+        } else {
+            assert!(logprobs.is_null(), "{kind}: {logprobs}");
+        }
+
+        body["stream"] = json!(true);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}");
+        let data = r.sse_data();
+        let (mut streamed, mut tokens) = (String::new(), String::new());
+        for chunk in &data[..data.len() - 1] {
+            let chunk: Value = serde_json::from_str(chunk).unwrap();
+            let choice = &chunk["choices"][0];
+            let content = choice["delta"]["content"].as_str().unwrap_or_default();
+            streamed.push_str(content);
+            match choice["logprobs"]["content"].as_array() {
+                Some(entries) => {
+                    assert!(openai_form && !content.is_empty(), "{kind}: {chunk}");
+                    let chunk_tokens: String = entries
+                        .iter()
+                        .map(|t| t["token"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(chunk_tokens, content, "{kind}");
+                    tokens.push_str(&chunk_tokens);
+                }
+                None => assert!(choice["logprobs"].is_null(), "{kind}: {chunk}"),
+            }
+        }
+        assert_eq!(streamed, text, "{kind}");
+        assert_eq!(tokens, if openai_form { text } else { "" }, "{kind}");
+    }
+}

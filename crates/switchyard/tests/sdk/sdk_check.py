@@ -97,6 +97,27 @@ def run_alias(alias):
         assert finish == "stop", finish
         assert usage and usage.prompt_tokens > 0 and usage.completion_tokens > 0, usage
 
+    # Only OpenAI's format has log probabilities; the other providers' answers carry none.
+    openai_form = alias in ("openai", "compat", "azure")
+
+    @check(f"openai log probabilities, whole and through the stream helper [{alias}]")
+    def _():
+        messages = [{"role": "user", "content": "Hello there"}]
+        r = oa.chat.completions.create(model=alias, messages=messages, logprobs=True, top_logprobs=2)
+        text, logprobs = r.choices[0].message.content, r.choices[0].logprobs
+        if not openai_form:
+            assert logprobs is None, logprobs
+            return
+        assert "".join(t.token for t in logprobs.content) == text, logprobs
+        assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in logprobs.content)
+        assert all(bytes(t.bytes) == t.token.encode() for t in logprobs.content)
+        # The SDK's stream helper gathers each chunk's log probabilities into the final answer.
+        with oa.chat.completions.stream(model=alias, messages=messages, logprobs=True, top_logprobs=2) as stream:
+            final = stream.get_final_completion()
+        streamed = final.choices[0].logprobs.content
+        assert final.choices[0].message.content == text, final
+        assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in logprobs.content]
+
     @check(f"openai max_tokens gives finish_reason length [{alias}]")
     def _():
         r = oa.chat.completions.create(

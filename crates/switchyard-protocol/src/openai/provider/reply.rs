@@ -58,20 +58,22 @@ fn choices<'a, C>(
 }
 
 fn choice<'a>(c: &mut Cursor<'a>) -> Option<WireChoice<'a>> {
-    let (mut message, mut finish_reason) = (None, None);
-    let (mut seen_message, mut seen_finish) = (false, false);
+    let (mut message, mut finish_reason, mut logprobs) = (None, None, None);
+    let mut seen = [false; 3];
     c.object(|c, key| match key {
-        "message" => set(&mut seen_message, &mut message, c.optional(self::message)?),
+        "message" => set(&mut seen[0], &mut message, c.optional(self::message)?),
         "finish_reason" => set(
-            &mut seen_finish,
+            &mut seen[1],
             &mut finish_reason,
             c.optional(|c| c.string())?,
         ),
+        "logprobs" => set(&mut seen[2], &mut logprobs, c.optional(|c| c.value())?),
         _ => c.skip(),
     })?;
     Some(WireChoice {
         message,
         finish_reason,
+        logprobs,
     })
 }
 
@@ -128,8 +130,8 @@ pub(super) fn read_chunk(data: &str) -> Option<WireStreamChunk<'_>> {
 }
 
 fn stream_choice<'a>(c: &mut Cursor<'a>) -> Option<WireStreamChoice<'a>> {
-    let (mut delta, mut finish_reason) = (None, None);
-    let mut seen = [false; 2];
+    let (mut delta, mut finish_reason, mut logprobs) = (None, None, None);
+    let mut seen = [false; 3];
     c.object(|c, key| match key {
         "delta" => set(&mut seen[0], &mut delta, c.optional(self::delta)?),
         "finish_reason" => set(
@@ -137,11 +139,17 @@ fn stream_choice<'a>(c: &mut Cursor<'a>) -> Option<WireStreamChoice<'a>> {
             &mut finish_reason,
             c.optional(|c| c.string())?,
         ),
+        "logprobs" => set(
+            &mut seen[2],
+            &mut logprobs,
+            c.optional(|c| c.raw_value().map(RawJson))?,
+        ),
         _ => c.skip(),
     })?;
     Some(WireStreamChoice {
         delta,
         finish_reason,
+        logprobs,
     })
 }
 
@@ -270,6 +278,8 @@ mod tests {
     const COMMON: &[&str] = &[
         // OpenAI, compact, keys sorted (as the simulator writes it).
         r#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"annotations":[],"content":"Simulated reply to: Hello there","refusal":null,"role":"assistant"}}],"created":1796229826,"id":"chatcmpl-DfD0p0d43N5lG1OV5VVtByXChNO1j","model":"gpt-4o-mini","object":"chat.completion","service_tier":"default","system_fingerprint":"fp_5f3c1d2e7a","usage":{"completion_tokens":12,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":8,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":0},"total_tokens":20}}"#,
+        // Log probabilities asked for, two likeliest tokens each (OpenAI's member order).
+        r#"{"id":"chatcmpl-lp","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there","refusal":null,"annotations":[]},"logprobs":{"content":[{"token":"Hi","logprob":-0.0312,"bytes":[72,105],"top_logprobs":[{"token":"Hi","logprob":-0.0312,"bytes":[72,105]},{"token":"Hello","logprob":-3.5e0,"bytes":[72,101,108,108,111]}]},{"token":" there","logprob":-1.2,"bytes":[32,116,104,101,114,101],"top_logprobs":[]}],"refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
         // OpenAI's reference example, printed with indentation.
         r#"{
   "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
@@ -328,6 +338,7 @@ mod tests {
         r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"tool_calls":{}}}]}"#,
         r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"content":"a","content":"b"}}]}"#,
         r#"{"id":"c","created":1,"model":"m","choices":[{"message":{"cont\u0065nt":"a"}}]}"#,
+        r#"{"id":"c","created":1,"model":"m","choices":[{"logprobs":{"content":[]},"logprobs":null}]}"#,
         r#"{"id":"c","created":1.5,"model":"m","choices":[]}"#,
         r#"{"id":"c","created":-1,"model":"m","choices":[]}"#,
         r#"{"id":"c","created":9223372036854775808,"model":"m","choices":[]}"#,
@@ -380,6 +391,8 @@ mod tests {
         r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{"content":"Hello"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
         r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
         r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#,
+        // A text with the log probabilities of its token.
+        r#"{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":" world"},"logprobs":{"content":[{"token":" world","logprob":-0.25,"bytes":[32,119,111,114,108,100],"top_logprobs":[]}],"refusal":null},"finish_reason":null}]}"#,
         // A tool call's start and its arguments in pieces.
         r#"{"id":"chatcmpl-t","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#,
         r#"{"id":"chatcmpl-t","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"location\": \"Bos"}}]},"logprobs":null,"finish_reason":null}]}"#,
@@ -409,6 +422,7 @@ mod tests {
         r#"{"id":"c","choices":[{"delta":{"cont\u0065nt":"a"}}]}"#,
         r#"{"id":"c","choices":[{"delta":{"tool_calls":[{"index":4294967296}]}}]}"#,
         r#"{"id":"c","choices":[{"delta":{},"finish_reason":"stop","finish_reason":null}]}"#,
+        r#"{"id":"c","choices":[{"delta":{"content":"a"},"logprobs":null,"logprobs":{}}]}"#,
         r#"{"id":"c","choices":[],"usage":{"prompt_tokens":-1}}"#,
         r#"{"id":"c","choices":[]} x"#,
         r#"{"id":"c","choices":[],}"#,

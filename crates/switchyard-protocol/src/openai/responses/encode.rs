@@ -1393,9 +1393,13 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     input.push_str(fragment);
                 }
             }
-            // Citations and text block boundaries are Anthropic's. In-stream provider errors
-            // become `error()` calls by the relay.
-            StreamEvent::TextBlockStart | StreamEvent::Citation(_) | StreamEvent::Error(_) => {}
+            // Citations and text block boundaries are Anthropic's; chat completions' log
+            // probabilities are not asked for here (the Responses API asks with `include`). In-stream
+            // provider errors become `error()` calls by the relay.
+            StreamEvent::TextBlockStart
+            | StreamEvent::Citation(_)
+            | StreamEvent::Logprobs(_)
+            | StreamEvent::Error(_) => {}
         }
     }
 
