@@ -110,7 +110,8 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         if !typed.is_empty() {
             let mut obj = ObjectReader::from_value(Value::Object(typed), "").map_err(declined)?;
             r.tools = ingress::decode_tools(&mut obj).map_err(declined)?;
-            r.tool_choice = ingress::decode_tool_choice(&mut obj).map_err(declined)?;
+            r.tool_choice =
+                ingress::decode_tool_choice(&mut obj, &mut r.tools).map_err(declined)?;
             r.response_format = ingress::decode_response_format(&mut obj).map_err(declined)?;
         }
         // Out of range: the full decoder says why.

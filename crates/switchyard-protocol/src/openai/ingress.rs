@@ -193,8 +193,8 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
     let mut obj = ObjectReader::from_body(body)?;
     let model: String = obj.require("model")?;
     let messages = decode_messages(&mut obj)?;
-    let tools = decode_tools(&mut obj)?;
-    let tool_choice = decode_tool_choice(&mut obj)?;
+    let mut tools = decode_tools(&mut obj)?;
+    let tool_choice = decode_tool_choice(&mut obj, &mut tools)?;
     let parallel_tool_calls = obj.take("parallel_tool_calls")?;
     let response_format = decode_response_format(&mut obj)?;
     let max_completion_tokens: Option<u32> = obj.take("max_completion_tokens")?;
@@ -466,24 +466,113 @@ pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Vec<Tool>, DecodeEr
     Ok(out)
 }
 
+/// `tool_choice`: a word, a named function, or `allowed_tools` (which cuts `tools` down to the
+/// ones it names, see [`allow_only`]).
 pub(super) fn decode_tool_choice(
     obj: &mut ObjectReader,
+    tools: &mut Vec<Tool>,
 ) -> Result<Option<ToolChoice>, DecodeError> {
     let Some(value) = obj.take_value("tool_choice") else {
         return Ok(None);
     };
-    match value {
-        Value::String(mode) => tool_choice_mode(&mode).map(Some),
-        value => {
-            let mut o = ObjectReader::from_value(value, "tool_choice")?;
-            let mut f = o.take_object("function")?.ok_or_else(|| {
-                DecodeError::new(
-                    "missing required field 'tool_choice.function'",
-                    Some("tool_choice.function"),
-                )
-            })?;
+    let mut o = match value {
+        Value::String(mode) => return tool_choice_mode(&mode).map(Some),
+        value => ObjectReader::from_value(value, "tool_choice")?,
+    };
+    match o.take::<String>("type")?.as_deref() {
+        // Without a type, an object that names a function is read as one.
+        None | Some("function") => {
+            let mut f = o
+                .take_object("function")?
+                .ok_or_else(|| missing("tool_choice.function"))?;
             Ok(Some(ToolChoice::Function(f.require("name")?)))
         }
+        Some("allowed_tools") => {
+            let mut allowed = o
+                .take_object("allowed_tools")?
+                .ok_or_else(|| missing("tool_choice.allowed_tools"))?;
+            let mode: String = allowed.require("mode")?;
+            let listed = allowed
+                .take_array("tools")?
+                .ok_or_else(|| missing("tool_choice.allowed_tools.tools"))?;
+            let mut names = Vec::with_capacity(listed.len());
+            for (path, value) in listed {
+                let mut tool = ObjectReader::from_value(value, &path)?;
+                let kind: String = tool.require("type")?;
+                if kind != "function" {
+                    return Err(DecodeError::new(
+                        format!("tool type '{kind}' is not supported (only 'function')"),
+                        Some(&format!("{path}.type")),
+                    ));
+                }
+                let mut f = tool
+                    .take_object("function")?
+                    .ok_or_else(|| missing(&format!("{path}.function")))?;
+                names.push((f.require("name")?, format!("{path}.function.name")));
+            }
+            allow_only(
+                tools,
+                &names,
+                &mode,
+                "tool_choice.allowed_tools.mode",
+                false,
+            )
+            .map(Some)
+        }
+        Some(other) => Err(DecodeError::new(
+            format!(
+                "tool_choice type '{other}' is not supported (only 'function' and 'allowed_tools')"
+            ),
+            Some("tool_choice.type"),
+        )),
+    }
+}
+
+fn missing(path: &str) -> DecodeError {
+    DecodeError::new(format!("missing required field '{path}'"), Some(path))
+}
+
+/// OpenAI's `allowed_tools` choice: of the request's tools, only those `names` names (each with
+/// its path, for errors) may be called, as the model likes (`auto`) or at least one
+/// (`required`). Every provider gets that from the request's tools cut down to those: no other
+/// provider has such a choice, and for OpenAI's own the effect is the same (the full list only
+/// keeps its prompt cache warm). `others_left`: tools that are not functions (a hosted web
+/// search) stay offered.
+pub(super) fn allow_only(
+    tools: &mut Vec<Tool>,
+    names: &[(String, String)],
+    mode: &str,
+    mode_path: &str,
+    others_left: bool,
+) -> Result<ToolChoice, DecodeError> {
+    let required = match mode {
+        "auto" => false,
+        "required" => true,
+        other => {
+            return Err(DecodeError::new(
+                format!("'{mode_path}' must be 'auto' or 'required', got '{other}'"),
+                Some(mode_path),
+            ));
+        }
+    };
+    if let Some((name, path)) = names
+        .iter()
+        .find(|(name, _)| !tools.iter().any(|tool| &tool.name == name))
+    {
+        return Err(DecodeError::new(
+            format!("'{path}' names '{name}', which is not among 'tools'"),
+            Some(path),
+        ));
+    }
+    tools.retain(|tool| names.iter().any(|(name, _)| *name == tool.name));
+    match (tools.is_empty() && !others_left, required) {
+        (true, true) => Err(DecodeError::new(
+            format!("'{mode_path}' is 'required' but no tool is allowed"),
+            Some(mode_path),
+        )),
+        (true, false) => Ok(ToolChoice::None),
+        (false, true) => Ok(ToolChoice::Required),
+        (false, false) => Ok(ToolChoice::Auto),
     }
 }
 

@@ -1044,6 +1044,7 @@ const COMMON_FORM: &[&str] = &[
     include_str!("../../tests/fixtures/requests/openai/thought_signatures.json"),
     include_str!("../../tests/fixtures/requests/openai/tools.json"),
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tool_choice": "none"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "g"}}], "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "g"}}]}}}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": "42"}]}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "name": "f", "tool_call_id": "c", "content": [{"type": "text", "text": "4\n2"}], "x": 1}]}"#,
     r#"{"model": "m", "messages": [{"tool_calls": null, "role": "assistant", "content": "a"}, {"role": "tool", "tool_call_id": "c"}]}"#,
@@ -1087,6 +1088,7 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": [{"type": "retrieval"}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": {"type": "function"}}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tool_choice": "maybe"}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "h"}}]}}}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": "a"}], "response_format": {"type": "yaml"}}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x", "x": 1}}]}]}"#,
@@ -1635,4 +1637,76 @@ fn log_probabilities_reach_openai_clients_whole_and_streamed() {
             (Value::Null, Value::Null),
         ]
     );
+}
+
+/// `allowed_tools` leaves the request with the tools it names, in the request's order, to be
+/// called as the model likes or at least one; what it names wrongly is refused at its path.
+#[test]
+fn allowed_tools_cut_the_tools_down_to_those_named() {
+    let tool = |name: &str| json!({"type": "function", "function": {"name": name, "parameters": {"type": "object"}}});
+    let request = |choice: Value| {
+        json!({"model": "m", "messages": [{"role": "user", "content": "a"}],
+            "tools": [tool("get_time"), tool("get_weather"), tool("get_news")], "tool_choice": choice})
+    };
+    let allowed = |mode: &str, names: &[&str]| {
+        let tools: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"type": "function", "function": {"name": n}}))
+            .collect();
+        json!({"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": tools}})
+    };
+    let decode = |body: &Value| OpenAiIngress.decode_chat(&Bytes::from(body.to_string()));
+    for (choice, names, expected) in [
+        (
+            allowed("required", &["get_news", "get_time"]),
+            vec!["get_time", "get_news"],
+            ToolChoice::Required,
+        ),
+        (
+            allowed("auto", &["get_weather"]),
+            vec!["get_weather"],
+            ToolChoice::Auto,
+        ),
+        (allowed("auto", &[]), vec![], ToolChoice::None),
+    ] {
+        let req = decode(&request(choice)).unwrap();
+        let kept: Vec<&str> = req.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!((kept, req.tool_choice), (names, Some(expected)));
+    }
+    for (choice, param) in [
+        (
+            allowed("sometimes", &["get_time"]),
+            "tool_choice.allowed_tools.mode",
+        ),
+        (allowed("required", &[]), "tool_choice.allowed_tools.mode"),
+        (
+            allowed("auto", &["get_time", "launch"]),
+            "tool_choice.allowed_tools.tools[1].function.name",
+        ),
+        (
+            json!({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "custom", "custom": {"name": "x"}}]}}),
+            "tool_choice.allowed_tools.tools[0].type",
+        ),
+        (
+            json!({"type": "allowed_tools", "allowed_tools": {"mode": "auto"}}),
+            "tool_choice.allowed_tools.tools",
+        ),
+        (
+            json!({"type": "allowed_tools"}),
+            "tool_choice.allowed_tools",
+        ),
+        (
+            json!({"type": "custom", "custom": {"name": "x"}}),
+            "tool_choice.type",
+        ),
+        (json!({"type": "function"}), "tool_choice.function"),
+    ] {
+        let err = decode(&request(choice.clone())).unwrap_err();
+        assert_eq!(
+            err.param.as_deref(),
+            Some(param),
+            "{choice}: {}",
+            err.message
+        );
+    }
 }

@@ -1975,3 +1975,84 @@ async fn log_probabilities_reach_an_openai_client_from_openai_form_providers() {
         assert_eq!(tokens, if openai_form { text } else { "" }, "{kind}");
     }
 }
+
+/// OpenAI's `allowed_tools` choice, from Chat Completions and the Responses API, reaches every
+/// provider as the tools it allows: the model calls one of those (the simulator calls the first
+/// tool it is offered, so without the cut it would call `get_time`), and allowing none leaves
+/// it none to call.
+#[tokio::test]
+async fn allowed_tools_reach_every_provider_as_the_tools_they_allow() {
+    let env = env().await;
+    let function = |name: &str| {
+        json!({"type": "function", "function": {"name": name, "description": name,
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})
+    };
+    let chat_allowed = |names: &[&str]| {
+        let tools: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"type": "function", "function": {"name": n}}))
+            .collect();
+        json!({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": tools}})
+    };
+    for kind in KINDS {
+        for (allowed, called) in [(vec!["get_weather"], Some("get_weather")), (vec![], None)] {
+            let mut body = chat(kind, "Weather in Oslo?");
+            body["tools"] = json!([function("get_time"), function("get_weather")]);
+            body["tool_choice"] = chat_allowed(&allowed);
+            let r = env.post("/v1/chat/completions", &body).await;
+            assert_eq!(r.status, 200, "{kind}: {}", r.text);
+            let b = r.json();
+            let calls = &b["choices"][0]["message"]["tool_calls"];
+            match called {
+                Some(name) => {
+                    assert_eq!(
+                        b["choices"][0]["finish_reason"], "tool_calls",
+                        "{kind}: {b}"
+                    );
+                    assert_eq!(calls[0]["function"]["name"], name, "{kind}");
+                    assert_eq!(calls.as_array().unwrap().len(), 1, "{kind}");
+                }
+                None => {
+                    assert_eq!(b["choices"][0]["finish_reason"], "stop", "{kind}: {b}");
+                    assert!(calls.is_null(), "{kind}: {b}");
+                }
+            }
+
+            let tools: Vec<Value> = ["get_time", "get_weather"]
+                .iter()
+                .map(|n| json!({"type": "function", "name": n, "parameters": {"type": "object"}}))
+                .collect();
+            let allowed_items: Vec<Value> = allowed
+                .iter()
+                .map(|n| json!({"type": "function", "name": n}))
+                .collect();
+            let body = json!({"model": kind, "input": "Weather in Oslo?", "tools": tools,
+                "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": allowed_items}});
+            let r = env.post("/v1/responses", &body).await;
+            assert_eq!(r.status, 200, "{kind}: {}", r.text);
+            let output = r.json()["output"].clone();
+            let names: Vec<&str> = output
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|item| item["type"] == "function_call")
+                .map(|item| item["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                names,
+                called.into_iter().collect::<Vec<_>>(),
+                "{kind}: {output}"
+            );
+        }
+    }
+    // A tool that is not offered is named in the error.
+    let mut body = chat("openai", "hi");
+    body["tools"] = json!([function("get_time")]);
+    body["tool_choice"] = chat_allowed(&["launch"]);
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["param"],
+        "tool_choice.allowed_tools.tools[0].function.name"
+    );
+}

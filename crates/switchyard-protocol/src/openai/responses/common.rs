@@ -108,13 +108,13 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         }
         if !typed.is_empty() {
             let mut obj = ObjectReader::from_value(Value::Object(typed), "").map_err(declined)?;
-            let tools = decode_tools(&mut obj).map_err(declined)?;
+            let mut tools = decode_tools(&mut obj).map_err(declined)?;
+            r.tool_choice = decode_tool_choice(&mut obj, &mut tools).map_err(declined)?;
             r.tools = tools.functions;
             r.web_search = tools.web_search;
             if let Some(as_sent) = tools.as_sent {
                 rest.insert(TOOLS_AS_SENT.to_owned(), as_sent);
             }
-            r.tool_choice = decode_tool_choice(&mut obj).map_err(declined)?;
             r.response_format = decode_text(&mut obj).map_err(declined)?;
             let summary;
             (r.reasoning, summary) = decode_reasoning_config(&mut obj).map_err(declined)?;

@@ -15,7 +15,7 @@ use crate::canonical::{
 use crate::dialect::DialectId;
 use crate::error::DecodeError;
 use crate::json::ObjectReader;
-use crate::openai::ingress::{take_temperature, tool_choice_mode};
+use crate::openai::ingress::{allow_only, take_temperature, tool_choice_mode};
 
 use super::{INSTRUCTIONS, REASONING_SUMMARY, STORE, TOOLS_AS_SENT};
 use crate::gemini;
@@ -63,8 +63,8 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
         ));
     }
     decode_input(&mut obj, &mut messages)?;
-    let tools = decode_tools(&mut obj)?;
-    let tool_choice = decode_tool_choice(&mut obj)?;
+    let mut tools = decode_tools(&mut obj)?;
+    let tool_choice = decode_tool_choice(&mut obj, &mut tools)?;
     let parallel_tool_calls = obj.take("parallel_tool_calls")?;
     let response_format = decode_text(&mut obj)?;
     let max_tokens: Option<u32> = obj.take("max_output_tokens")?;
@@ -586,27 +586,69 @@ fn custom_input_description(format: Option<Value>, path: &str) -> Result<String,
     }
 }
 
+/// `tool_choice`: a word, a named function or custom tool, or `allowed_tools` (which cuts
+/// `tools` down to the ones it names, see [`allow_only`]).
 pub(super) fn decode_tool_choice(
     obj: &mut ObjectReader,
+    tools: &mut Tools,
 ) -> Result<Option<ToolChoice>, DecodeError> {
     let Some(value) = obj.take_value("tool_choice") else {
         return Ok(None);
     };
-    match value {
-        Value::String(mode) => tool_choice_mode(&mode).map(Some),
-        value => {
-            let mut choice = ObjectReader::from_value(value, "tool_choice")?;
-            let kind: String = choice.require("type")?;
-            if kind != "function" && kind != "custom" {
-                return Err(DecodeError::new(
-                    format!(
-                        "tool_choice type '{kind}' is not supported (only 'function' and 'custom')"
-                    ),
-                    Some("tool_choice.type"),
-                ));
+    let mut choice = match value {
+        Value::String(mode) => return tool_choice_mode(&mode).map(Some),
+        value => ObjectReader::from_value(value, "tool_choice")?,
+    };
+    let kind: String = choice.require("type")?;
+    match kind.as_str() {
+        "function" | "custom" => Ok(Some(ToolChoice::Function(choice.require("name")?))),
+        "allowed_tools" => {
+            let mode: String = choice.require("mode")?;
+            let listed = choice.take_array("tools")?.ok_or_else(|| {
+                DecodeError::new(
+                    "missing required field 'tool_choice.tools'",
+                    Some("tool_choice.tools"),
+                )
+            })?;
+            let (mut names, mut search) = (Vec::with_capacity(listed.len()), false);
+            for (path, value) in listed {
+                let mut tool = ObjectReader::from_value(value, &path)?;
+                let kind: String = tool.require("type")?;
+                match kind.as_str() {
+                    "function" | "custom" => {
+                        names.push((tool.require("name")?, format!("{path}.name")));
+                    }
+                    kind if WEB_SEARCH_TOOLS.contains(&kind) && tools.web_search.is_some() => {
+                        search = true;
+                    }
+                    kind => {
+                        return Err(DecodeError::new(
+                            format!("'{path}' allows a '{kind}' tool, which is not among 'tools'"),
+                            Some(&format!("{path}.type")),
+                        ));
+                    }
+                }
             }
-            Ok(Some(ToolChoice::Function(choice.require("name")?)))
+            if !search {
+                tools.web_search = None;
+            }
+            let others_left = tools.web_search.is_some();
+            allow_only(
+                &mut tools.functions,
+                &names,
+                &mode,
+                "tool_choice.mode",
+                others_left,
+            )
+            .map(Some)
         }
+        kind => Err(DecodeError::new(
+            format!(
+                "tool_choice type '{kind}' is not supported (only 'function', 'custom' and \
+                 'allowed_tools')"
+            ),
+            Some("tool_choice.type"),
+        )),
     }
 }
 

@@ -776,6 +776,7 @@ fn events_holding_a_response_are_what_serde_writes() {
 const COMMON: &[&str] = &[
     r#"{"model":"m","input":"Hello"}"#,
     r#"{"model":"m","input":"Hello","tools":[{"type":"web_search","user_location":{"type":"approximate","city":"Oslo"}}]}"#,
+    r#"{"model":"m","input":"Hello","tools":[{"type":"web_search"},{"type":"function","name":"f"},{"type":"custom","name":"g"}],"tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"custom","name":"g"},{"type":"web_search"}]}}"#,
     r#"{"model":"m","instructions":"Be brief.","input":"Tell me \"more\"\n\u00e9 \ud83d\ude00","stream":true,"max_output_tokens":64,"temperature":0.2,"top_p":0.9,"user":"u","metadata":{"team":"a"},"parallel_tool_calls":false,"store":false,"include":[],"truncation":"auto","stream_options":{"include_obfuscation":false},"service_tier":"flex","prompt_cache_key":"k"}"#,
     r#"{
       "model": "m",
@@ -1318,5 +1319,88 @@ fn a_client_that_asks_for_a_reasoning_summary_gets_the_reasoning_as_its_summary(
             text: "Think.".into(),
             signature: Some("sig".into())
         }
+    );
+}
+
+/// `allowed_tools` leaves the request with the tools it names (functions, custom tools and the
+/// hosted web search), to be called as the model likes or at least one; what it names wrongly
+/// is refused at its path.
+#[test]
+fn allowed_tools_cut_the_tools_down_to_those_named() {
+    let request = |choice: Value| {
+        json!({"model": "m", "input": "x", "tool_choice": choice, "tools": [
+            {"type": "function", "name": "get_time"}, {"type": "web_search"},
+            {"type": "function", "name": "get_weather"},
+            {"type": "custom", "name": "apply_patch"}]})
+    };
+    let allowed =
+        |mode: &str, tools: Value| json!({"type": "allowed_tools", "mode": mode, "tools": tools});
+    let function = |name: &str| json!({"type": "function", "name": name});
+    for (choice, names, search, expected) in [
+        (
+            allowed(
+                "required",
+                json!([{"type": "custom", "name": "apply_patch"}, function("get_time")]),
+            ),
+            vec!["get_time", "apply_patch"],
+            false,
+            ToolChoice::Required,
+        ),
+        (
+            allowed("auto", json!([{"type": "web_search"}])),
+            vec![],
+            true,
+            ToolChoice::Auto,
+        ),
+        (
+            allowed("required", json!([{"type": "web_search"}])),
+            vec![],
+            true,
+            ToolChoice::Required,
+        ),
+        (allowed("auto", json!([])), vec![], false, ToolChoice::None),
+    ] {
+        let r = decode(request(choice));
+        let kept: Vec<&str> = r.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            (kept, r.web_search.is_some(), r.tool_choice),
+            (names, search, Some(expected))
+        );
+    }
+    for (choice, param) in [
+        (
+            allowed("any", json!([function("get_time")])),
+            "tool_choice.mode",
+        ),
+        (allowed("required", json!([])), "tool_choice.mode"),
+        (
+            allowed("auto", json!([function("launch")])),
+            "tool_choice.tools[0].name",
+        ),
+        (
+            allowed("auto", json!([{"type": "file_search"}])),
+            "tool_choice.tools[0].type",
+        ),
+        (
+            json!({"type": "allowed_tools", "mode": "auto"}),
+            "tool_choice.tools",
+        ),
+        (
+            json!({"type": "mcp", "server_label": "x"}),
+            "tool_choice.type",
+        ),
+    ] {
+        assert_eq!(
+            refused(request(choice.clone())).1.as_deref(),
+            Some(param),
+            "{choice}"
+        );
+    }
+    // Without a web search among the request's tools, one allowed is refused.
+    let body = json!({"model": "m", "input": "x", "tools": [function("f")],
+        "tool_choice": allowed("auto", json!([{"type": "web_search"}]))});
+    assert_eq!(
+        refused(body).1.as_deref(),
+        Some("tool_choice.tools[0].type")
     );
 }
