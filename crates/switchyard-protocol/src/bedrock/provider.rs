@@ -492,8 +492,9 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     inference.insert("maxTokens".into(), max_tokens.into());
     // Thinking takes no sampling settings on Claude.
     if thinking_budget.is_none() {
+        // Converse takes a temperature up to 1, OpenAI's clients up to 2: the most it takes.
         if let Some(t) = request.temperature {
-            inference.insert("temperature".into(), t.into());
+            inference.insert("temperature".into(), t.min(1.0).into());
         }
         if let Some(p) = request.top_p {
             inference.insert("topP".into(), p.into());

@@ -175,6 +175,13 @@ fn streams_go_to_converse_stream_and_other_models_get_no_claude_fields() {
     );
     assert!(body.get("additionalModelRequestFields").is_none(), "{body}");
     assert_eq!(body["inferenceConfig"], json!({"maxTokens": 4096}));
+    // An OpenAI client's temperature above Converse's most is sent as that most.
+    let hot = ChatRequest {
+        temperature: Some(1.7),
+        ..request.clone()
+    };
+    let (_, body) = build_for(&hot, "amazon.nova-pro-v1:0", None);
+    assert_eq!(body["inferenceConfig"]["temperature"], json!(1.0));
     // An ARN is one path segment.
     let (url, _) = build_for(
         &request,

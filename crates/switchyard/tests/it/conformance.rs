@@ -2056,3 +2056,16 @@ async fn allowed_tools_reach_every_provider_as_the_tools_they_allow() {
         "tool_choice.allowed_tools.tools[0].function.name"
     );
 }
+
+/// An OpenAI client's temperature goes up to 2; Anthropic's and Bedrock's Converse take at most
+/// 1 (the simulator refuses more, as Bedrock does): every provider answers the highest.
+#[tokio::test]
+async fn the_highest_temperature_an_openai_client_may_ask_reaches_every_provider() {
+    let env = env().await;
+    for kind in KINDS {
+        let mut body = chat(kind, "Hello there");
+        body["temperature"] = json!(2.0);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+    }
+}
