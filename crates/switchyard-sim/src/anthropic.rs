@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::handler::SimError;
 use crate::model::{
     CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
+    word_pieces,
 };
 use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
@@ -294,6 +295,8 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     let mut document_count = 0;
     let mut search_result_count = 0;
     let mut last_results: Option<Vec<String>> = None;
+    // The last assistant turn: its index, and whether it opens with (redacted) thinking.
+    let mut last_assistant: Option<(usize, bool)> = None;
     for (i, message) in messages.iter().enumerate() {
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
         if role != "user" && role != "assistant" {
@@ -321,6 +324,13 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         let mut uses = Vec::new();
         let mut citations = Vec::new();
         let mut server_uses: Vec<String> = Vec::new();
+        if role == "assistant" {
+            let first = blocks
+                .first()
+                .and_then(|b| b.get("type"))
+                .and_then(Value::as_str);
+            last_assistant = Some((i, matches!(first, Some("thinking" | "redacted_thinking"))));
+        }
         for (j, block) in blocks.iter().enumerate() {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => {
@@ -356,6 +366,15 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     search_result_count += 1;
                 }
                 Some("thinking") => {
+                    if block
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        return Err(SimError::bad_request(format!(
+                            "messages.{i}.content.{j}.thinking.signature: Field required"
+                        )));
+                    }
                     conv.input_chars += block
                         .get("thinking")
                         .and_then(Value::as_str)
@@ -472,6 +491,20 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         }
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
+    conv.thinking = thinking_enabled(obj, max_tokens)?;
+    // A thinking turn that called tools goes on after their results: the API needs the turn's
+    // thinking back, first in it.
+    if conv.thinking
+        && conv.tool_results.is_some()
+        && let Some((i, false)) = last_assistant
+    {
+        return Err(SimError::bad_request(format!(
+            "messages.{i}.content.0.type: with `thinking` enabled, the final `assistant` message \
+             (the one whose `tool_use` blocks the last `tool_result` blocks answer) must start \
+             with a `thinking` or `redacted_thinking` block; send the previous turn's thinking \
+             blocks back, or disable `thinking`"
+        )));
+    }
     conv.cache_mark = breakpoint.map(|(message, block, chars, hour)| CacheMark {
         key: prefix_key(&conv.model, obj.get("system"), messages, message, block),
         chars,
@@ -542,6 +575,103 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         conv.web_search = Some(conv.last_user_text.clone());
     }
     Ok(conv)
+}
+
+/// The least `thinking.budget_tokens` the API takes.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// `thinking`: whether it is enabled, its budget and the settings it rules out checked as the
+/// API checks them.
+fn thinking_enabled(
+    obj: &serde_json::Map<String, Value>,
+    max_tokens: Option<u64>,
+) -> Result<bool, SimError> {
+    let Some(thinking) = obj.get("thinking").filter(|t| !t.is_null()) else {
+        return Ok(false);
+    };
+    match thinking.get("type").and_then(Value::as_str) {
+        Some("disabled") => return Ok(false),
+        Some("enabled") => {}
+        other => {
+            return Err(SimError::bad_request(format!(
+                "thinking: Input tag '{}' found using 'type' does not match any of the expected \
+                 tags: 'disabled', 'enabled'",
+                other.unwrap_or("")
+            )));
+        }
+    }
+    let budget = thinking
+        .get("budget_tokens")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| SimError::bad_request("thinking.enabled.budget_tokens: Field required"))?;
+    if budget < MIN_THINKING_BUDGET {
+        return Err(SimError::bad_request(format!(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to \
+             {MIN_THINKING_BUDGET}"
+        )));
+    }
+    if max_tokens.is_some_and(|max| budget >= max) {
+        return Err(SimError::bad_request(
+            "`max_tokens` must be greater than `thinking.budget_tokens`",
+        ));
+    }
+    if obj
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .is_some_and(|t| t != 1.0)
+    {
+        return Err(SimError::bad_request(
+            "`temperature` may only be set to 1 when thinking is enabled",
+        ));
+    }
+    if obj.get("top_k").is_some_and(|k| !k.is_null()) {
+        return Err(SimError::bad_request(
+            "`top_k` may not be set when thinking is enabled",
+        ));
+    }
+    if matches!(
+        obj.get("tool_choice")
+            .and_then(|c| c.get("type"))
+            .and_then(Value::as_str),
+        Some("any" | "tool")
+    ) {
+        return Err(SimError::bad_request(
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        ));
+    }
+    Ok(true)
+}
+
+/// The thinking an answer opens with when thinking is enabled: a few words on the user's last
+/// message, in word pieces as a stream sends them, with the block's signature.
+struct Thinking {
+    text: String,
+    pieces: Vec<Piece>,
+    signature: String,
+}
+
+impl Thinking {
+    fn of(ids: &IdGen, conv: &Conversation) -> Option<Self> {
+        if !conv.thinking {
+            return None;
+        }
+        let asked: Vec<&str> = conv.last_user_text.split_whitespace().take(8).collect();
+        let text = if conv.tool_results.is_some() {
+            "The tool answered; I can reply now.".to_owned()
+        } else {
+            format!("The user asks: {}. A short reply will do.", asked.join(" "))
+        };
+        let pieces = word_pieces(&text);
+        Some(Self {
+            text,
+            pieces,
+            signature: ids.make("EqoBCkgIARABGAIiQ", 64),
+        })
+    }
+
+    fn tokens(&self) -> u64 {
+        self.pieces.iter().map(|p| u64::from(p.tokens)).sum()
+    }
 }
 
 /// The page the simulated web search finds for `query`.
@@ -651,7 +781,8 @@ fn usage(conv: &Conversation, output: u64) -> Ordered {
 }
 
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
-    let content: Vec<Value> = match out {
+    let thinking = Thinking::of(ids, conv);
+    let mut content: Vec<Value> = match out {
         Output::Text { text, pieces, .. } => {
             let (lead, claim) = cited_split(conv, pieces);
             let at = claim.first().map_or(text.len(), |p| p.start);
@@ -681,6 +812,13 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
             })
             .collect(),
     };
+    let thought = thinking.as_ref().map_or(0, Thinking::tokens);
+    if let Some(thinking) = thinking {
+        content.insert(
+            0,
+            json!({ "type": "thinking", "thinking": thinking.text, "signature": thinking.signature }),
+        );
+    }
     let (reason, sequence) = stop_reason(out);
     json!({
         "id": ids.make("msg_01", 22),
@@ -690,7 +828,7 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": usage(conv, out.tokens()),
+        "usage": usage(conv, out.tokens() + thought),
     })
 }
 
@@ -715,13 +853,19 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
             },
         },
     );
+    // Thinking opens the answer, as block 0; the others follow it.
+    let thinking = Thinking::of(ids, conv);
+    let first = usize::from(thinking.is_some());
+    if let Some(thinking) = &thinking {
+        thinking_block(&mut sse, thinking);
+    }
     match out {
         Output::Text { text, pieces, .. } => {
             let (lead, claim) = cited_split(conv, pieces);
-            let mut index = 0;
+            let mut index = first;
             if let Some(query) = &conv.web_search {
-                web_search_stream(&mut sse, ids, query);
-                index = 2;
+                web_search_stream(&mut sse, ids, query, first);
+                index += 2;
             }
             if !lead.is_empty() || claim.is_empty() {
                 text_block(&mut sse, index, text, lead, &[]);
@@ -732,7 +876,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
             }
         }
         Output::ToolCalls(calls) => {
-            for (index, call) in calls.iter().enumerate() {
+            for (index, call) in (first..).zip(calls) {
                 sse.json(
                     FrameKind::Content,
                     1,
@@ -779,7 +923,8 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         }
     }
     let (reason, sequence) = stop_reason(out);
-    let mut final_usage = ordered! { "output_tokens": out.tokens() };
+    let thought = thinking.as_ref().map_or(0, Thinking::tokens);
+    let mut final_usage = ordered! { "output_tokens": out.tokens() + thought };
     if conv.web_search.is_some() {
         final_usage.0.push((
             "server_tool_use",
@@ -807,23 +952,23 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
 
 /// The web search's two blocks, streamed as the API streams them: the call opened with an
 /// empty input, its input as one JSON fragment, then the result whole.
-fn web_search_stream(sse: &mut StreamBody, ids: &IdGen, query: &str) {
+fn web_search_stream(sse: &mut StreamBody, ids: &IdGen, query: &str, first: usize) {
     let [call, result] = web_search_blocks(ids, query, true);
-    for (index, block) in [call, result].into_iter().enumerate() {
+    for (index, block) in (first..).zip([call, result]) {
         sse.json(
             FrameKind::Other,
             0,
             Some("content_block_start"),
             &ordered! { "type": "content_block_start", "index": index, "content_block": block },
         );
-        if index == 0 {
+        if index == first {
             sse.json(
                 FrameKind::Other,
                 0,
                 Some("content_block_delta"),
                 &ordered! {
                     "type": "content_block_delta",
-                    "index": 0,
+                    "index": index,
                     "delta": ordered! {
                         "type": "input_json_delta",
                         "partial_json": json!({ "query": query }).to_string(),
@@ -833,6 +978,53 @@ fn web_search_stream(sse: &mut StreamBody, ids: &IdGen, query: &str) {
         }
         block_stop(sse, index);
     }
+}
+
+/// The streamed thinking block, first in the answer: opened empty, its text in word pieces,
+/// then its signature, as the API streams one.
+fn thinking_block(sse: &mut StreamBody, thinking: &Thinking) {
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("content_block_start"),
+        &ordered! {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": ordered! { "type": "thinking", "thinking": "", "signature": "" },
+        },
+    );
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("ping"),
+        &ordered! { "type": "ping" },
+    );
+    for piece in &thinking.pieces {
+        sse.json(
+            FrameKind::Content,
+            piece.tokens,
+            Some("content_block_delta"),
+            &ordered! {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": ordered! {
+                    "type": "thinking_delta",
+                    "thinking": &thinking.text[piece.start..piece.end],
+                },
+            },
+        );
+    }
+    sse.json(
+        FrameKind::Other,
+        0,
+        Some("content_block_delta"),
+        &ordered! {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": ordered! { "type": "signature_delta", "signature": thinking.signature },
+        },
+    );
+    block_stop(sse, 0);
 }
 
 /// One streamed text block of `pieces` of `text`, its citations first; a ping follows the

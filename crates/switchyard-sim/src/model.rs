@@ -44,6 +44,8 @@ pub(crate) struct Conversation {
     /// OpenAI's `obfuscation` on stream chunks: on unless `stream_options.include_obfuscation`
     /// is false.
     pub stream_obfuscation: bool,
+    /// Anthropic `thinking` enabled: the answer opens with a signed thinking block.
+    pub thinking: bool,
     /// OpenAI `logprobs` / `top_logprobs`: when asked for, how many likeliest tokens to list
     /// beside each token of a text answer.
     pub logprobs: Option<u8>,

@@ -475,3 +475,138 @@ async fn a_breakpoint_in_the_messages_caches_the_conversation_up_to_it() {
     let second = send(anthropic(&sim, &turn("b"))).await.json();
     assert_eq!(second["usage"]["cache_read_input_tokens"], prefix);
 }
+
+/// With `thinking` enabled the answer opens with a signed thinking block, whole or streamed
+/// (opened empty, its text in `thinking_delta`s, then a `signature_delta`), and its tokens count
+/// as output; the settings thinking rules out are refused, as is a tool loop that leaves the
+/// turn's thinking out.
+#[tokio::test]
+async fn thinking_opens_the_answer_and_goes_back_with_a_tool_loop() {
+    let sim = start_default().await;
+    let plain = send(anthropic(&sim, &hello())).await.json();
+    let mut request = hello();
+    request["max_tokens"] = json!(2048);
+    request["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    let whole = send(anthropic(&sim, &request)).await.json();
+    let blocks = whole["content"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "thinking");
+    let thinking = blocks[0]["thinking"].as_str().unwrap();
+    assert!(thinking.contains("Hello Claude"), "{thinking}");
+    assert!(!blocks[0]["signature"].as_str().unwrap().is_empty());
+    assert_eq!(blocks[1], plain["content"][0]);
+    let thought = thinking.split_whitespace().count() as u64;
+    assert_eq!(
+        whole["usage"]["output_tokens"].as_u64().unwrap(),
+        plain["usage"]["output_tokens"].as_u64().unwrap() + thought
+    );
+
+    request["stream"] = json!(true);
+    let reply = send(anthropic(&sim, &request)).await;
+    let data = reply.data();
+    assert_eq!(
+        data[1],
+        json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+    );
+    assert_eq!(data[2]["type"], "ping");
+    let of_block = |index: u64, kind: &str| -> Vec<Value> {
+        data.iter()
+            .filter(|d| d["index"] == index && d["delta"]["type"] == kind)
+            .map(|d| d["delta"].clone())
+            .collect()
+    };
+    let streamed: String = of_block(0, "thinking_delta")
+        .iter()
+        .map(|d| d["thinking"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(streamed, thinking);
+    assert_eq!(of_block(0, "signature_delta").len(), 1);
+    let text: String = of_block(1, "text_delta")
+        .iter()
+        .map(|d| d["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, plain["content"][0]["text"].as_str().unwrap());
+    assert_eq!(
+        data[data.len() - 2]["usage"]["output_tokens"],
+        whole["usage"]["output_tokens"]
+    );
+
+    for (change, needle) in [
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 1000}}),
+            "greater than or equal to 1024",
+        ),
+        (
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+            "`max_tokens` must be greater",
+        ),
+        (
+            json!({"thinking": {"type": "enabled"}}),
+            "budget_tokens: Field required",
+        ),
+        (json!({"thinking": {"type": "sometimes"}}), "does not match"),
+        (json!({"temperature": 0.5}), "`temperature`"),
+        (json!({"top_k": 5}), "`top_k`"),
+        (
+            json!({"tools": weather_tools(), "tool_choice": {"type": "any"}}),
+            "forces tool use",
+        ),
+    ] {
+        let mut bad = hello();
+        bad["max_tokens"] = json!(2048);
+        bad["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        for (key, value) in change.as_object().unwrap() {
+            bad[key] = value.clone();
+        }
+        let reply = send(anthropic(&sim, &bad)).await;
+        assert_eq!(reply.status, 400, "{change}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(needle), "{change}: {message}");
+    }
+
+    // A tool loop: the turn goes back with its thinking first, signed.
+    let mut first = hello();
+    first["max_tokens"] = json!(2048);
+    first["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    first["tools"] = weather_tools();
+    let turn = send(anthropic(&sim, &first)).await.json();
+    assert_eq!(turn["stop_reason"], "tool_use");
+    assert_eq!(turn["content"][0]["type"], "thinking");
+    let call = &turn["content"][1];
+    let result = json!({"role": "user", "content": [{"type": "tool_result",
+        "tool_use_id": call["id"], "content": "Sunny"}]});
+    let next = |content: Value| {
+        let mut next = first.clone();
+        next["messages"] = json!([first["messages"][0],
+            {"role": "assistant", "content": content}, result]);
+        next
+    };
+    let reply = send(anthropic(&sim, &next(turn["content"].clone()))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["content"][0]["type"], "thinking");
+    let reply = send(anthropic(&sim, &next(json!([call])))).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must start with")
+    );
+    let mut unsigned = turn["content"].clone();
+    unsigned[0]["signature"] = json!("");
+    let reply = send(anthropic(&sim, &next(unsigned))).await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature")
+    );
+    // Without thinking enabled, the same history needs none.
+    let mut plain_loop = next(json!([call]));
+    plain_loop.as_object_mut().unwrap().remove("thinking");
+    assert_eq!(send(anthropic(&sim, &plain_loop)).await.status, 200);
+}
