@@ -14,5 +14,8 @@ mod wire;
 
 pub use ingress::AnthropicIngress;
 pub(crate) use ingress::BLOCK_CACHE_CONTROL;
-pub use provider::{AnthropicProvider, DEFAULT_MAX_TOKENS, JSON_OBJECT_INSTRUCTION, effort_budget};
+pub use provider::{
+    AnthropicProvider, DEFAULT_MAX_TOKENS, JSON_OBJECT_INSTRUCTION, continues_unthought_tool_turn,
+    effort_budget,
+};
 pub use stream::{AnthropicStreamDecoder, AnthropicStreamEncoder};

@@ -15,7 +15,8 @@
 //!   budget maps to a budget (see [`effort_budget`]), capped below the request's `max_tokens`;
 //!   since Anthropic rejects thinking together with a non-default temperature, `top_k` or a
 //!   forced tool, an effort-derived budget drops `temperature` and `top_k` and is skipped when
-//!   a tool is forced. With thinking on and no `max_tokens` in the request, `max_tokens` is the
+//!   a tool is forced, or when the request goes on after a tool turn that did not think (see
+//!   [`continues_unthought_tool_turn`]). With thinking on and no `max_tokens` in the request, `max_tokens` is the
 //!   budget plus [`DEFAULT_MAX_TOKENS`].
 //! * `response_format` json_schema → `output_config.format`; json_object has no native mode, so
 //!   a system instruction asks for a bare JSON object.
@@ -75,6 +76,50 @@ pub fn effort_budget(effort: &str) -> Option<u32> {
         "high" | "xhigh" | "max" => Some(16384),
         _ => Some(4096),
     }
+}
+
+/// Whether the request goes on with a tool turn whose thinking it does not send back: it ends
+/// with tool results, and the assistant turn they answer does not open with signed (or
+/// redacted) reasoning. Claude refuses thinking there (a turn that thought must open with its
+/// thinking when it goes on after its tools), and a client of another dialect has no way to
+/// send Claude's signed thinking back: thinking that client's effort asked for is left off for
+/// such a request, which then answers from the tools' results.
+pub fn continues_unthought_tool_turn(messages: &[Message]) -> bool {
+    let is_results = |m: &Message| {
+        m.role == Role::Tool
+            || (m.role == Role::User
+                && m.content
+                    .iter()
+                    .any(|p| matches!(p, ContentPart::ToolResult { .. })))
+    };
+    // System messages are hoisted out of the conversation; consecutive messages of one role
+    // are one turn.
+    let mut back = messages
+        .iter()
+        .rev()
+        .filter(|m| !matches!(m.role, Role::System | Role::Developer))
+        .peekable();
+    if !back.peek().is_some_and(|m| is_results(m)) {
+        return false;
+    }
+    while back.next_if(|m| is_results(m)).is_some() {}
+    let mut opening = None;
+    while let Some(m) = back.next_if(|m| m.role == Role::Assistant) {
+        opening = Some(m);
+    }
+    let Some(turn) = opening else {
+        return false;
+    };
+    // The first block the turn is sent with: empty texts and unsigned reasoning are dropped.
+    let first = turn.content.iter().find(|p| match p {
+        ContentPart::Text { text, .. } => !text.as_str().is_empty(),
+        ContentPart::Reasoning { signature, .. } => signature.is_some(),
+        _ => true,
+    });
+    !matches!(
+        first,
+        Some(ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. })
+    )
 }
 
 /// The Anthropic Messages API as an upstream.
@@ -490,17 +535,19 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         Some(Reasoning {
             effort: Some(effort),
             budget_tokens: None,
-        }) if !forced_tool => effort_budget(effort)
-            // The budget must stay below `max_tokens`, and at or above 1024.
-            .map(|budget| match request.max_tokens {
-                Some(limit) => budget.min(limit.saturating_sub(1)),
-                None => budget,
-            })
-            .filter(|budget| *budget >= 1024)
-            .inspect(|_| {
-                temperature = None;
-                top_k = None;
-            }),
+        }) if !forced_tool && !continues_unthought_tool_turn(&request.messages) => {
+            effort_budget(effort)
+                // The budget must stay below `max_tokens`, and at or above 1024.
+                .map(|budget| match request.max_tokens {
+                    Some(limit) => budget.min(limit.saturating_sub(1)),
+                    None => budget,
+                })
+                .filter(|budget| *budget >= 1024)
+                .inspect(|_| {
+                    temperature = None;
+                    top_k = None;
+                })
+        }
         _ => None,
     };
     // A defaulted `max_tokens` leaves the default room for the answer after the thinking.

@@ -2806,3 +2806,136 @@ fn cache_markers_anywhere_say_how_long_the_written_cache_lives() {
     let automatic = json!({"cache_control": {"type": "ephemeral", "ttl": "1h"}});
     assert_eq!(with(automatic), Some(CacheTtl::Hour));
 }
+
+/// An effort's thinking is left off for a request that goes on after a tool turn that did not
+/// think (a client of another dialect cannot send Claude's signed thinking back, and Claude
+/// refuses thinking there); a turn that opens with signed or redacted thinking, a new user
+/// turn, or an Anthropic client's own budget keep it.
+#[test]
+fn effort_thinking_is_left_off_after_a_tool_turn_that_did_not_think() {
+    let user = |text: &str| message(Role::User, vec![ContentPart::text(text)]);
+    let call = || tool_call("toolu_1", "get_weather", r#"{"city":"Oslo"}"#);
+    let result = || {
+        message(
+            Role::Tool,
+            vec![ContentPart::ToolResult {
+                tool_call_id: "toolu_1".into(),
+                name: None,
+                content: vec![ContentPart::text("5 degrees")],
+                is_error: false,
+            }],
+        )
+    };
+    let signed = || ContentPart::Reasoning {
+        text: "I need the weather.".into(),
+        signature: Some("EqQBCgIYAhIM".into()),
+    };
+    let unsigned = || ContentPart::Reasoning {
+        text: "I need the weather.".into(),
+        signature: None,
+    };
+    let cases = [
+        (
+            vec![
+                user("Oslo?"),
+                message(Role::Assistant, vec![call()]),
+                result(),
+            ],
+            true,
+        ),
+        (
+            vec![
+                user("Oslo?"),
+                message(
+                    Role::Assistant,
+                    vec![ContentPart::text(""), unsigned(), call()],
+                ),
+                result(),
+            ],
+            true,
+        ),
+        // Two assistant messages in a row are one turn, which opens with the first.
+        (
+            vec![
+                user("Oslo?"),
+                message(Role::Assistant, vec![ContentPart::text("Checking.")]),
+                message(Role::Assistant, vec![signed(), call()]),
+                result(),
+            ],
+            true,
+        ),
+        (
+            vec![
+                user("Oslo?"),
+                message(Role::Assistant, vec![call()]),
+                result(),
+                message(Role::Developer, vec![ContentPart::text("Be brief.")]),
+            ],
+            true,
+        ),
+        (
+            vec![
+                user("Oslo?"),
+                message(Role::Assistant, vec![signed(), call()]),
+                result(),
+            ],
+            false,
+        ),
+        (
+            vec![
+                user("Oslo?"),
+                message(
+                    Role::Assistant,
+                    vec![
+                        ContentPart::RedactedReasoning {
+                            data: "EmwK".into(),
+                        },
+                        call(),
+                    ],
+                ),
+                result(),
+            ],
+            false,
+        ),
+        (
+            vec![
+                user("Oslo?"),
+                message(Role::Assistant, vec![call()]),
+                result(),
+                message(Role::Assistant, vec![ContentPart::text("5 degrees.")]),
+                user("Bergen?"),
+            ],
+            false,
+        ),
+        (vec![user("Oslo?")], false),
+    ];
+    for (messages, left_off) in cases {
+        assert_eq!(
+            super::continues_unthought_tool_turn(&messages),
+            left_off,
+            "{messages:?}"
+        );
+        let effort = ChatRequest {
+            model: "m".into(),
+            messages: messages.clone(),
+            temperature: Some(0.3),
+            reasoning: Some(Reasoning {
+                effort: Some("low".into()),
+                budget_tokens: None,
+            }),
+            ..ChatRequest::default()
+        };
+        let (_, body) = build(&effort);
+        assert_eq!(body.get("thinking").is_none(), left_off, "{body}");
+        assert_eq!(body.get("temperature").is_some(), left_off, "{body}");
+        let budget = ChatRequest {
+            reasoning: Some(Reasoning {
+                effort: None,
+                budget_tokens: Some(2048),
+            }),
+            ..effort
+        };
+        let (_, body) = build(&budget);
+        assert_eq!(body["thinking"]["budget_tokens"], json!(2048), "{body}");
+    }
+}

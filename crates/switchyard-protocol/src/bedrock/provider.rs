@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::stream::BedrockStreamDecoder;
-use crate::anthropic::{JSON_OBJECT_INSTRUCTION, effort_budget};
+use crate::anthropic::{JSON_OBJECT_INSTRUCTION, continues_unthought_tool_turn, effort_budget};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingRequest, EmbeddingResponse,
     ErrorClass, FinishReason, ImageSource, Reasoning, ResponseFormat, Role, ToolChoice,
@@ -475,12 +475,14 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
         Some(Reasoning {
             effort: Some(effort),
             budget_tokens: None,
-        }) if claude && !forced_tool => effort_budget(effort)
-            .map(|budget| match request.max_tokens {
-                Some(limit) => budget.min(limit.saturating_sub(1)),
-                None => budget,
-            })
-            .filter(|budget| *budget >= 1024),
+        }) if claude && !forced_tool && !continues_unthought_tool_turn(&request.messages) => {
+            effort_budget(effort)
+                .map(|budget| match request.max_tokens {
+                    Some(limit) => budget.min(limit.saturating_sub(1)),
+                    None => budget,
+                })
+                .filter(|budget| *budget >= 1024)
+        }
         _ => None,
     };
     let max_tokens = match (request.max_tokens, thinking_budget) {

@@ -211,6 +211,38 @@ fn claude_reasoning_becomes_thinking_and_drops_sampling() {
         json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})
     );
     assert_eq!(body["inferenceConfig"], json!({"maxTokens": 2048 + 4096}));
+
+    // An effort's thinking is left off after a tool turn that did not think (Claude refuses
+    // it there), and kept for a new user turn.
+    let after_tools = |last: Vec<Message>| ChatRequest {
+        messages: [
+            vec![
+                message(Role::User, vec![ContentPart::text("Oslo?")]),
+                message(
+                    Role::Assistant,
+                    vec![tool_call("call_1", "get_weather", "{}")],
+                ),
+                message(Role::Tool, vec![tool_result("call_1", "5 degrees", false)]),
+            ],
+            last,
+        ]
+        .concat(),
+        reasoning: Some(Reasoning {
+            effort: Some("low".into()),
+            budget_tokens: None,
+        }),
+        ..ChatRequest::default()
+    };
+    let body = build(&after_tools(vec![]));
+    assert!(body.get("additionalModelRequestFields").is_none(), "{body}");
+    let body = build(&after_tools(vec![
+        message(Role::Assistant, vec![ContentPart::text("5 degrees.")]),
+        message(Role::User, vec![ContentPart::text("Bergen?")]),
+    ]));
+    assert_eq!(
+        body["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+        json!(1024)
+    );
 }
 
 #[test]

@@ -218,6 +218,38 @@ def run_alias(alias):
 
     if alias == "anthropic":
 
+        @check(f"anthropic extended thinking, streamed, through a tool loop [{alias}]")
+        def _():
+            thinking = {"type": "enabled", "budget_tokens": 1024}
+            tools = [ANTHROPIC_WEATHER_TOOL]
+            messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+            with an.messages.stream(
+                model=alias, max_tokens=2000, thinking=thinking, tools=tools, messages=messages
+            ) as stream:
+                turn = stream.get_final_message()
+            assert isinstance(turn.content[0], anthropic.types.ThinkingBlock), turn.content
+            assert turn.content[0].thinking and turn.content[0].signature, turn.content[0]
+            call = next(b for b in turn.content if b.type == "tool_use")
+            # The SDK's own blocks go back as the turn, its thinking first.
+            messages += [
+                {"role": "assistant", "content": turn.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees"}]},
+            ]
+            m = an.messages.create(model=alias, max_tokens=2000, thinking=thinking, tools=tools, messages=messages)
+            assert [b.type for b in m.content] == ["thinking", "text"], m.content
+            assert "18 degrees" in m.content[1].text, m.content[1]
+
+        @check(f"openai reasoning effort through a tool loop [{alias}]")
+        def _():
+            messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+            r = oa.chat.completions.create(model=alias, reasoning_effort="low", messages=messages, tools=[WEATHER_TOOL])
+            msg = r.choices[0].message
+            assert msg.tool_calls, msg
+            messages.append(msg.model_dump(exclude_none=True))
+            messages.append({"role": "tool", "tool_call_id": msg.tool_calls[0].id, "content": "18 degrees"})
+            r2 = oa.chat.completions.create(model=alias, reasoning_effort="low", messages=messages, tools=[WEATHER_TOOL])
+            assert "18 degrees" in r2.choices[0].message.content, r2
+
         @check(f"anthropic web search server tool [{alias}]")
         def _():
             tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
