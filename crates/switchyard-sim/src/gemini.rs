@@ -341,6 +341,9 @@ pub(crate) fn parse_chat(
         _ => ToolChoice::Auto,
     };
     if let Some(config) = field_mut(&mut body, "generationConfig", "generation_config") {
+        conv.choices = field(config, "candidateCount", "candidate_count")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| n.clamp(1, 8) as u32);
         conv.max_output_tokens =
             field(config, "maxOutputTokens", "max_output_tokens").and_then(Value::as_u64);
         conv.stop = field(config, "stopSequences", "stop_sequences")
@@ -475,30 +478,47 @@ fn call_parts(ids: &IdGen, conv: &Conversation, calls: &[ToolCall]) -> Vec<Value
 }
 
 fn response(conv: &Conversation, id: &str, candidate: Value, usage: Value) -> Value {
+    candidates_response(conv, id, vec![candidate], usage)
+}
+
+fn candidates_response(
+    conv: &Conversation,
+    id: &str,
+    candidates: Vec<Value>,
+    usage: Value,
+) -> Value {
     json!({
-        "candidates": [candidate],
+        "candidates": candidates,
         "usageMetadata": usage,
         "modelVersion": conv.model,
         "responseId": id,
     })
 }
 
-pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
-    let parts: Vec<Value> = match out {
-        Output::Text { text, .. } => vec![json!({ "text": text })],
-        Output::ToolCalls(calls) => call_parts(ids, conv, calls),
-    };
-    let candidate = json!({
-        "content": { "parts": parts, "role": "model" },
-        "finishReason": finish_reason(out),
-        "index": 0,
-    });
+/// A whole answer, with a candidate for each of `more` after `out`'s (`candidateCount`).
+pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, more: &[Output]) -> Value {
+    let candidates = std::iter::once(out)
+        .chain(more)
+        .enumerate()
+        .map(|(index, out)| {
+            let parts: Vec<Value> = match out {
+                Output::Text { text, .. } => vec![json!({ "text": text })],
+                Output::ToolCalls(calls) => call_parts(ids, conv, calls),
+            };
+            json!({
+                "content": { "parts": parts, "role": "model" },
+                "finishReason": finish_reason(out),
+                "index": index,
+            })
+        })
+        .collect();
     let id = ids.make("", 22);
-    response(
+    let tokens = out.tokens() + more.iter().map(Output::tokens).sum::<u64>();
+    candidates_response(
         conv,
         &id,
-        candidate,
-        usage(conv.input_tokens(), Some(out.tokens())),
+        candidates,
+        usage(conv.input_tokens(), Some(tokens)),
     )
 }
 

@@ -250,12 +250,14 @@ impl Api {
         })
     }
 
-    fn render(self, ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
+    /// A whole answer: `out`, and the further answers `more` when the request asked for several
+    /// (only OpenAI's and Gemini's formats can).
+    fn render(self, ids: &IdGen, conv: &Conversation, out: &Output, more: &[Output]) -> Value {
         match self {
-            Api::OpenAi => openai::render(ids, conv, out, false),
-            Api::Azure => openai::render(ids, conv, out, true),
+            Api::OpenAi => openai::render(ids, conv, out, more, false),
+            Api::Azure => openai::render(ids, conv, out, more, true),
             Api::Anthropic => anthropic::render(ids, conv, out),
-            Api::Gemini => gemini::render(ids, conv, out),
+            Api::Gemini => gemini::render(ids, conv, out, more),
             Api::Bedrock => bedrock::render(ids, conv, out),
         }
     }
@@ -465,12 +467,15 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
         };
     }
     let scripted = scripted_reply(&sim.config.replies, &conv);
-    let out = respond(&conv, sim.config.reply_words, scripted.as_deref());
+    let out = respond(&conv, sim.config.reply_words, scripted.as_deref(), 0);
+    let more: Vec<Output> = (1..conv.choices.max(1) as usize)
+        .map(|variant| respond(&conv, sim.config.reply_words, scripted.as_deref(), variant))
+        .collect();
     let answer_ms = sim.config.token_ms.saturating_mul(out.tokens());
     conv.latency_ms = ttft_ms.saturating_add(answer_ms);
     if !conv.stream {
-        let body = req.api.render(&sim.ids, &conv, &out);
-        let tokens = out.tokens();
+        let body = req.api.render(&sim.ids, &conv, &out, &more);
+        let tokens = out.tokens() + more.iter().map(Output::tokens).sum::<u64>();
         p.entry.output_tokens = tokens;
         let response = json_response(200, serde_json::to_vec(&body).unwrap_or_default());
         let response = p.finish(200, response);

@@ -46,6 +46,8 @@ pub(crate) struct Conversation {
     pub stream_obfuscation: bool,
     /// Anthropic `thinking` enabled: the answer opens with a signed thinking block.
     pub thinking: bool,
+    /// Answers asked for (OpenAI `n`, Gemini `candidateCount`); 0 reads as 1.
+    pub choices: u32,
     /// OpenAI `logprobs` / `top_logprobs`: when asked for, how many likeliest tokens to list
     /// beside each token of a text answer.
     pub logprobs: Option<u8>,
@@ -307,8 +309,14 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
 
 /// Decides the reply: tool results are quoted, offered tools are called, a scripted reply
 /// replaces the text (a quote of tool results included), JSON mode gets a document, anything
-/// else a text reply of `reply_words` words.
-pub(crate) fn respond(conv: &Conversation, reply_words: u32, scripted: Option<&str>) -> Output {
+/// else a text reply of `reply_words` words. `variant` tells several answers to one request
+/// apart: a plain text reply's filler starts that many words further on.
+pub(crate) fn respond(
+    conv: &Conversation,
+    reply_words: u32,
+    scripted: Option<&str>,
+    variant: usize,
+) -> Output {
     if let Some(results) = &conv.tool_results {
         if let Some(text) = scripted {
             return limit_text(text.to_owned(), conv);
@@ -320,7 +328,7 @@ pub(crate) fn respond(conv: &Conversation, reply_words: u32, scripted: Option<&s
             results.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         words.extend(quoted.split_whitespace());
-        return text_output(words, conv, reply_words);
+        return text_output(words, conv, reply_words, variant);
     }
     if !conv.tools.is_empty() && conv.tool_choice != ToolChoice::None {
         let chosen: Vec<&Tool> = match &conv.tool_choice {
@@ -376,7 +384,7 @@ pub(crate) fn respond(conv: &Conversation, reply_words: u32, scripted: Option<&s
     }
     let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "to:"];
     words.extend(conv.last_user_text.split_whitespace().take(QUOTED_WORDS));
-    text_output(words, conv, reply_words)
+    text_output(words, conv, reply_words, variant)
 }
 
 fn reply_words_text(conv: &Conversation, reply_words: u32) -> String {
@@ -392,9 +400,14 @@ fn mentions_parallel(text: &str) -> bool {
 }
 
 /// Pads `words` with filler to `reply_words`, then applies stop sequences and the output limit.
-fn text_output(mut words: Vec<&str>, conv: &Conversation, reply_words: u32) -> Output {
+fn text_output(
+    mut words: Vec<&str>,
+    conv: &Conversation,
+    reply_words: u32,
+    variant: usize,
+) -> Output {
     let target = reply_words as usize;
-    let mut filler = FILLER.iter().cycle();
+    let mut filler = FILLER.iter().cycle().skip(variant);
     while words.len() < target {
         match filler.next() {
             Some(w) => words.push(w),

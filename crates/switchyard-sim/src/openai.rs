@@ -409,8 +409,31 @@ pub(crate) fn parse_chat(
     conv.include_usage = stream_option("include_usage").unwrap_or(false);
     conv.stream_obfuscation = stream_option("include_obfuscation").unwrap_or(true);
     conv.logprobs = logprobs_asked(obj)?;
+    conv.choices = match obj.get("n") {
+        None | Some(Value::Null) => 1,
+        Some(n) => match n.as_u64() {
+            Some(n @ 1..=MAX_CHOICES) => n as u32,
+            _ => {
+                return Err(SimError::bad_request(format!(
+                    "Invalid 'n': expected an integer from 1 to {MAX_CHOICES}, but got {n} \
+                     instead."
+                ))
+                .with_param("n"));
+            }
+        },
+    };
+    if conv.choices > 1 && conv.stream {
+        // The simulator streams one answer; the gateway asks for several only whole.
+        return Err(SimError::bad_request(
+            "The simulator streams one choice: 'n' above 1 is answered whole only.",
+        )
+        .with_param("n"));
+    }
     Ok(conv)
 }
+
+/// The most answers a request may ask for (`n`).
+const MAX_CHOICES: u64 = 128;
 
 /// Most likely tokens a request may have listed per token (`top_logprobs`).
 const MAX_TOP_LOGPROBS: u64 = 20;
@@ -638,7 +661,38 @@ fn prompt_filter_results() -> Value {
     json!([{ "prompt_index": 0, "content_filter_results": filter_results() }])
 }
 
-pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, azure: bool) -> Value {
+pub(crate) fn render(
+    ids: &IdGen,
+    conv: &Conversation,
+    out: &Output,
+    more: &[Output],
+    azure: bool,
+) -> Value {
+    let choices: Vec<Value> = std::iter::once(out)
+        .chain(more)
+        .enumerate()
+        .map(|(index, out)| choice(ids, conv, index, out, azure))
+        .collect();
+    let output_tokens = out.tokens() + more.iter().map(Output::tokens).sum::<u64>();
+    let mut body = json!({
+        "id": ids.make("chatcmpl-", 29),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": conv.model,
+        "choices": choices,
+        "usage": usage(conv.input_tokens(), output_tokens),
+        "system_fingerprint": FINGERPRINT,
+    });
+    if azure {
+        body["prompt_filter_results"] = prompt_filter_results();
+    } else {
+        body["service_tier"] = json!("default");
+    }
+    body
+}
+
+/// One choice of a whole answer.
+fn choice(ids: &IdGen, conv: &Conversation, index: usize, out: &Output, azure: bool) -> Value {
     let message = match out {
         Output::Text { text, .. } => json!({
             "role": "assistant",
@@ -668,28 +722,15 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, azure: bool
         _ => Value::Null,
     };
     let mut choice = json!({
-        "index": 0,
+        "index": index,
         "message": message,
         "logprobs": logprobs,
         "finish_reason": finish_reason(out),
     });
-    let mut body = json!({
-        "id": ids.make("chatcmpl-", 29),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": conv.model,
-        "choices": [],
-        "usage": usage(conv.input_tokens(), out.tokens()),
-        "system_fingerprint": FINGERPRINT,
-    });
     if azure {
         choice["content_filter_results"] = filter_results();
-        body["prompt_filter_results"] = prompt_filter_results();
-    } else {
-        body["service_tier"] = json!("default");
     }
-    body["choices"] = json!([choice]);
-    body
+    choice
 }
 
 /// One `chat.completion.chunk`, written as each API writes it: OpenAI in its own member order

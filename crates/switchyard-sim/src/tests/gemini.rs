@@ -277,3 +277,31 @@ async fn key_and_method_are_checked() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["status"], "INVALID_ARGUMENT");
 }
+
+/// `candidateCount` asks for several candidates: each with its index, told apart by their
+/// filler, the usage counting all.
+#[tokio::test]
+async fn several_candidates_are_answered_each() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["generationConfig"] = json!({"candidateCount": 2});
+    let body = send(gemini(
+        &sim,
+        "gemini-2.5-flash",
+        "generateContent",
+        &request,
+    ))
+    .await
+    .json();
+    let candidates = body["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2);
+    assert_eq!(
+        (&candidates[0]["index"], &candidates[1]["index"]),
+        (&json!(0), &json!(1))
+    );
+    assert_ne!(
+        candidates[0]["content"]["parts"][0]["text"],
+        candidates[1]["content"]["parts"][0]["text"]
+    );
+    assert_eq!(body["usageMetadata"]["candidatesTokenCount"], 24);
+}

@@ -68,7 +68,7 @@ fn conversation(text: &str) -> Conversation {
 
 #[test]
 fn reply_length_stop_and_limit() {
-    let out = respond(&conversation("a b c d e f g h"), 8, None);
+    let out = respond(&conversation("a b c d e f g h"), 8, None, 0);
     let Output::Text { text, finish, .. } = &out else {
         panic!("text expected")
     };
@@ -78,7 +78,7 @@ fn reply_length_stop_and_limit() {
 
     let mut conv = conversation("hello");
     conv.stop = vec!["m to".into(), "reply".into()];
-    let Output::Text { text, finish, .. } = respond(&conv, 12, None) else {
+    let Output::Text { text, finish, .. } = respond(&conv, 12, None, 0) else {
         panic!("text expected")
     };
     assert_eq!(text, "Simulated");
@@ -86,7 +86,7 @@ fn reply_length_stop_and_limit() {
 
     let mut conv = conversation("hello");
     conv.max_output_tokens = Some(0);
-    let out = respond(&conv, 12, None);
+    let out = respond(&conv, 12, None, 0);
     assert_eq!(out.tokens(), 0);
     let Output::Text { text, finish, .. } = out else {
         panic!("text expected")
@@ -161,7 +161,7 @@ fn scripted_replies_replace_the_text_for_matching_requests() {
     let text = scripted_reply(&rules, &conv);
     assert_eq!(text.as_deref(), Some("echo: say hi"));
     // Not padded with filler, still cut by the output limit.
-    let Output::Text { text: out, .. } = respond(&conv, 12, text.as_deref()) else {
+    let Output::Text { text: out, .. } = respond(&conv, 12, text.as_deref(), 0) else {
         panic!("text expected")
     };
     assert_eq!(out, "echo: say hi");
@@ -169,7 +169,7 @@ fn scripted_replies_replace_the_text_for_matching_requests() {
     limited.max_output_tokens = Some(2);
     let Output::Text {
         text: out, finish, ..
-    } = respond(&limited, 12, text.as_deref())
+    } = respond(&limited, 12, text.as_deref(), 0)
     else {
         panic!("text expected")
     };

@@ -682,3 +682,36 @@ async fn log_probabilities_come_with_each_token_when_asked_for() {
         assert_eq!(error["param"], param);
     }
 }
+
+/// `n` asks for several answers: each a choice of its own with its index, told apart by their
+/// filler, the usage counting all; more than the API's most is refused, as is `n` above 1 on a
+/// stream (the simulator streams one answer).
+#[tokio::test]
+async fn several_choices_are_answered_each() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["n"] = json!(3);
+    let body = send(openai(&sim, &request)).await.json();
+    let choices = body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    let texts: Vec<&str> = choices
+        .iter()
+        .map(|c| c["message"]["content"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts[0] != texts[1] && texts[1] != texts[2] && texts[0] != texts[2],
+        "{texts:?}"
+    );
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+    }
+    assert_eq!(body["usage"]["completion_tokens"], 36);
+    for (n, stream) in [(json!(0), false), (json!(129), false), (json!(2), true)] {
+        let mut bad = hello();
+        bad["n"] = n;
+        bad["stream"] = json!(stream);
+        let reply = send(openai(&sim, &bad)).await;
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.json()["error"]["param"], "n");
+    }
+}
