@@ -158,6 +158,8 @@ pub struct Capabilities {
     pub documents: bool,
     pub json_schema: bool,
     pub embeddings: bool,
+    /// Several answers to one request (OpenAI `n`, Gemini `candidateCount`).
+    pub several_choices: bool,
 }
 
 /// What the upstream speaks: build its request, parse its reply and errors.

@@ -120,12 +120,35 @@ pub fn check_answer(
         code: "guardrail_schema",
         message: format!("The model's answer does not follow the requested JSON schema: {why}"),
     };
-    let value: serde_json::Value = serde_json::from_str(&answer.text())
-        .map_err(|e| failed(format!("it is not JSON ({e})")))?;
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| failed(format!("the schema itself is not valid ({e})")))?;
-    if let Some(error) = validator.iter_errors(&value).next() {
-        return Err(failed(format!("at '{}': {error}", error.instance_path())));
+    // Every choice, when the client asked for several.
+    let texts = std::iter::once(answer.text()).chain(
+        answer
+            .more_choices
+            .iter()
+            .map(|choice| ContentPart::concat_text(&choice.content)),
+    );
+    let mut validator = None;
+    for (i, text) in texts.enumerate() {
+        let which = if i == 0 {
+            String::new()
+        } else {
+            format!("choice {i}: ")
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| failed(format!("{which}it is not JSON ({e})")))?;
+        let validator = match &mut validator {
+            Some(validator) => validator,
+            None => validator.insert(
+                jsonschema::validator_for(schema)
+                    .map_err(|e| failed(format!("the schema itself is not valid ({e})")))?,
+            ),
+        };
+        if let Some(error) = validator.iter_errors(&value).next() {
+            return Err(failed(format!(
+                "{which}at '{}': {error}",
+                error.instance_path()
+            )));
+        }
     }
     Ok(())
 }
@@ -282,6 +305,7 @@ mod tests {
             finish_reason: switchyard_protocol::canonical::FinishReason::Stop,
             usage: None,
             extras: Default::default(),
+            more_choices: Vec::new(),
         };
         assert!(check_answer(&enforce, &r, &answer(r#"{"name": "Ada"}"#)).is_ok());
         let Err(GatewayError::Guardrail { message, .. }) =
@@ -292,5 +316,23 @@ mod tests {
         assert!(message.contains("/name"), "{message}");
         assert!(check_answer(&enforce, &r, &answer("not json")).is_err());
         assert!(check_answer(&GuardrailsFile::default(), &r, &answer("not json")).is_ok());
+        // Every choice of an answer with several is held to it.
+        let several = |second: &str| {
+            let mut both = answer(r#"{"name": "Ada"}"#);
+            both.more_choices
+                .push(switchyard_protocol::canonical::Choice {
+                    content: answer(second).content,
+                    finish_reason: switchyard_protocol::canonical::FinishReason::Stop,
+                    extras: Default::default(),
+                });
+            both
+        };
+        assert!(check_answer(&enforce, &r, &several(r#"{"name": "Grace"}"#)).is_ok());
+        let Err(GatewayError::Guardrail { message, .. }) =
+            check_answer(&enforce, &r, &several(r#"{"name": 3}"#))
+        else {
+            panic!()
+        };
+        assert!(message.contains("choice 1: at '/name'"), "{message}");
     }
 }

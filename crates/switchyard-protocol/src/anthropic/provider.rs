@@ -137,6 +137,7 @@ impl ProviderDialect for AnthropicProvider {
             documents: true,
             json_schema: true,
             embeddings: false,
+            several_choices: false,
         }
     }
 
@@ -1025,6 +1026,7 @@ fn parse_message(message: wire::Message) -> ChatResponse {
         } else {
             Extras::new(DialectId::Anthropic, message.rest)
         },
+        more_choices: Vec::new(),
     }
 }
 

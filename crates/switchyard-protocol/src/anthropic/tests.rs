@@ -428,6 +428,7 @@ fn sample_response() -> ChatResponse {
             ..Default::default()
         }),
         extras: Extras::default(),
+        more_choices: Vec::new(),
     }
 }
 

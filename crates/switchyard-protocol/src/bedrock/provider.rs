@@ -38,6 +38,7 @@ impl ProviderDialect for BedrockProvider {
             documents: true,
             json_schema: true,
             embeddings: true,
+            several_choices: false,
         }
     }
 
@@ -73,6 +74,7 @@ impl ProviderDialect for BedrockProvider {
             finish_reason: finish_reason(&answer.stop_reason, has_tool_calls),
             usage: answer.usage.map(|u| u.canonical()),
             extras: Default::default(),
+            more_choices: Vec::new(),
         })
     }
 

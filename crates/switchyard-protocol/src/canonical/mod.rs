@@ -14,6 +14,6 @@ pub use request::{
     EncodingFormat, Extras, ImageSource, Message, PDF, Reasoning, ResponseFormat, Role, Tool,
     ToolChoice, WebSearch,
 };
-pub use response::{ChatResponse, EmbeddingResponse, FinishReason, Usage};
+pub use response::{ChatResponse, Choice, EmbeddingResponse, FinishReason, Usage};
 pub use stream::StreamEvent;
 pub use text::Text;

@@ -99,6 +99,17 @@ pub struct ChatResponse {
     /// `None` when the provider did not report usage (never invented).
     pub usage: Option<Usage>,
     pub extras: Extras,
+    /// The further answers to the same request when the client asked for several (OpenAI `n`,
+    /// Gemini `candidateCount`), in order; the answer above is the first. Usage covers all.
+    pub more_choices: Vec<Choice>,
+}
+
+/// One further answer of a response that holds several: as the first's fields of those names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    pub content: Vec<ContentPart>,
+    pub finish_reason: FinishReason,
+    pub extras: Extras,
 }
 
 impl ChatResponse {

@@ -10,16 +10,16 @@ use serde_json::{Map, Value};
 
 use super::stream::GeminiStreamDecoder;
 use super::wire::{
-    BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Content, EmbedContentRequest,
-    FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration, FunctionResponse,
-    FunctionResponseWithMedia, GenerateContentRequest, GenerateContentResponse, GenerationConfig,
-    InlineMedia, Part, RequestContent, RequestPart, Status, ThinkingConfig, Tool, ToolConfig,
-    UsageMetadata,
+    BatchEmbedContentsRequest, BatchEmbedContentsResponse, Blob, Candidate, Content,
+    EmbedContentRequest, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration,
+    FunctionResponse, FunctionResponseWithMedia, GenerateContentRequest, GenerateContentResponse,
+    GenerationConfig, InlineMedia, Part, RequestContent, RequestPart, Status, ThinkingConfig, Tool,
+    ToolConfig, UsageMetadata,
 };
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
-    EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message, Reasoning,
-    ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo, Usage,
+    ChatRequest, ChatResponse, Choice, ContentPart, DocumentSource, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message,
+    Reasoning, ResponseFormat, Role, Text, ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
     Capabilities, DialectId, ProviderDialect, StreamDecoder, Target, check_documents, malformed,
@@ -48,6 +48,7 @@ impl ProviderDialect for GeminiProvider {
             documents: true,
             json_schema: true,
             embeddings: true,
+            several_choices: true,
         }
     }
 
@@ -905,29 +906,13 @@ fn response_to_canonical(
 ) -> Result<ChatResponse, UpstreamErrorInfo> {
     let id = response.response_id.unwrap_or_default();
     let usage = response.usage_metadata.as_ref().map(usage_from_metadata);
-    // Only the first candidate is answered; `candidateCount` > 1 is not carried further.
-    let candidate = response
-        .candidates
-        .iter()
-        .find(|c| c.index.unwrap_or(0) == 0)
-        .or_else(|| response.candidates.first());
-    let (content, finish_reason) = match candidate {
-        Some(candidate) => {
-            let parts = candidate
-                .content
-                .as_ref()
-                .map(|c| c.parts.as_slice())
-                .unwrap_or_default();
-            let content = parts_to_content(&id, parts);
-            let has_calls = content
-                .iter()
-                .any(|p| matches!(p, ContentPart::ToolCall { .. }));
-            let finish = match candidate.finish_reason.as_deref() {
-                Some(reason) => map_finish_reason(reason, has_calls),
-                None => map_finish_reason("STOP", has_calls),
-            };
-            (content, finish)
-        }
+    // The candidates in their order (`candidateCount` asks for several): the first is the
+    // answer, the others its further choices.
+    let mut candidates: Vec<&Candidate> = response.candidates.iter().collect();
+    candidates.sort_by_key(|c| c.index.unwrap_or(0));
+    let mut candidates = candidates.into_iter();
+    let (content, finish_reason) = match candidates.next() {
+        Some(candidate) => candidate_answer(&id, candidate),
         None => match response
             .prompt_feedback
             .as_ref()
@@ -937,6 +922,18 @@ fn response_to_canonical(
             None => return Err(malformed("Gemini response has no candidates")),
         },
     };
+    let more_choices = candidates
+        .zip(1..)
+        .map(|(candidate, k)| {
+            // Each candidate's synthesized tool call ids are its own.
+            let (content, finish_reason) = candidate_answer(&format!("{id}-{k}"), candidate);
+            Choice {
+                content,
+                finish_reason,
+                extras: Extras::default(),
+            }
+        })
+        .collect();
     Ok(ChatResponse {
         id,
         model: response.model_version.unwrap_or_default(),
@@ -946,7 +943,26 @@ fn response_to_canonical(
         finish_reason,
         usage,
         extras: Extras::default(),
+        more_choices,
     })
+}
+
+/// A candidate's content and why it stopped.
+fn candidate_answer(response_id: &str, candidate: &Candidate) -> (Vec<ContentPart>, FinishReason) {
+    let parts = candidate
+        .content
+        .as_ref()
+        .map(|c| c.parts.as_slice())
+        .unwrap_or_default();
+    let content = parts_to_content(response_id, parts);
+    let has_calls = content
+        .iter()
+        .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+    let finish = match candidate.finish_reason.as_deref() {
+        Some(reason) => map_finish_reason(reason, has_calls),
+        None => map_finish_reason("STOP", has_calls),
+    };
+    (content, finish)
 }
 
 /// Gemini parts in output order. Thought parts become reasoning; a signature on a text part

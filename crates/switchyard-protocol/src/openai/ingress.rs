@@ -216,13 +216,19 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         None => false,
     };
     let n: Option<u32> = obj.take("n")?;
-    if let Some(n) = n
-        && n != 1
-    {
-        return Err(DecodeError::new(
-            format!("'n' must be 1: this gateway returns one choice per request (got {n})"),
-            Some("n"),
-        ));
+    match n {
+        Some(0) => return Err(DecodeError::new("'n' must be at least 1", Some("n"))),
+        // A stream's events are one answer's: several are only answered whole.
+        Some(n) if n > 1 && stream => {
+            return Err(DecodeError::new(
+                format!(
+                    "'n' above 1 is answered whole only: this gateway streams one choice (got \
+                     {n} with 'stream': true)"
+                ),
+                Some("n"),
+            ));
+        }
+        _ => {}
     }
     Ok(ChatRequest {
         model,
@@ -648,7 +654,7 @@ struct CompletionOut<'a> {
     object: &'static str,
     created: i64,
     model: &'a str,
-    choices: [ChoiceOut<'a>; 1],
+    choices: Vec<ChoiceOut<'a>>,
     usage: Option<UsageOut>,
     system_fingerprint: Option<()>,
     #[serde(flatten)]
@@ -777,17 +783,40 @@ fn joined_text<'a>(parts: impl Iterator<Item = &'a str> + Clone) -> Cow<'a, str>
     }
 }
 
-fn message_out(response: &ChatResponse) -> MessageOut<'_> {
-    let text = joined_text(response.content.iter().filter_map(|p| match p {
+/// The choices of a response: its answer, then any further ones, each as its content, finish
+/// reason and the OpenAI upstream's fields of its own.
+fn choices(
+    response: &ChatResponse,
+) -> impl Iterator<Item = (&[ContentPart], &FinishReason, Option<&Map<String, Value>>)> {
+    fn openai(extras: &Extras) -> Option<&Map<String, Value>> {
+        extras.for_dialect(DialectId::OpenAi)
+    }
+    std::iter::once((
+        response.content.as_slice(),
+        &response.finish_reason,
+        openai(&response.extras),
+    ))
+    .chain(
+        response
+            .more_choices
+            .iter()
+            .map(|c| (c.content.as_slice(), &c.finish_reason, openai(&c.extras))),
+    )
+}
+
+fn message_out<'a>(
+    content: &'a [ContentPart],
+    extras: Option<&Map<String, Value>>,
+) -> MessageOut<'a> {
+    let text = joined_text(content.iter().filter_map(|p| match p {
         ContentPart::Text { text, .. } => Some(text.as_str()),
         _ => None,
     }));
-    let reasoning = joined_text(response.content.iter().filter_map(|p| match p {
+    let reasoning = joined_text(content.iter().filter_map(|p| match p {
         ContentPart::Reasoning { text, .. } => Some(text.as_str()),
         _ => None,
     }));
-    let tool_calls: Vec<ToolCallOut<'_>> = response
-        .content
+    let tool_calls: Vec<ToolCallOut<'_>> = content
         .iter()
         .filter_map(|p| match p {
             ContentPart::ToolCall {
@@ -809,9 +838,7 @@ fn message_out(response: &ChatResponse) -> MessageOut<'_> {
         })
         .collect();
     // A refusal from an OpenAI upstream went through the other dialects as text.
-    let refused = response
-        .extras
-        .for_dialect(DialectId::OpenAi)
+    let refused = extras
         .and_then(|extras| extras.get(REFUSAL))
         .and_then(Value::as_str)
         .is_some_and(|refusal| refusal == text);
@@ -859,7 +886,6 @@ fn write_completion(
     response: &ChatResponse,
     ctx: &EncodeCtx,
 ) -> Result<(), serde_json::Error> {
-    let message = message_out(response);
     out.extend_from_slice(b"{\"id\":\"");
     if !ctx.id.starts_with("chatcmpl-") {
         out.extend_from_slice(b"chatcmpl-");
@@ -869,9 +895,41 @@ fn write_completion(
     serde_json::to_writer(&mut *out, &ctx.created)?;
     out.extend_from_slice(b",\"model\":");
     json::write_str(out, &ctx.model);
-    out.extend_from_slice(
-        b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
-    );
+    out.extend_from_slice(b",\"choices\":[");
+    for (index, (content, finish_reason, extras)) in choices(response).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_choice(out, index, content, finish_reason, extras)?;
+    }
+    out.extend_from_slice(b"],\"usage\":");
+    match &response.usage {
+        Some(usage) => write_usage(out, usage)?,
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"system_fingerprint\":null");
+    for (key, value) in completion_extras(response.extras.for_dialect(DialectId::OpenAi)) {
+        out.push(b',');
+        json::write_str(out, key);
+        out.push(b':');
+        json::write_value(out, value)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// One choice of a `chat.completion`, as [`ChoiceOut`] serializes it.
+fn write_choice(
+    out: &mut Vec<u8>,
+    index: usize,
+    content: &[ContentPart],
+    finish_reason: &FinishReason,
+    extras: Option<&Map<String, Value>>,
+) -> Result<(), serde_json::Error> {
+    let message = message_out(content, extras);
+    out.extend_from_slice(b"{\"index\":");
+    json::write_uint(out, index as u64);
+    out.extend_from_slice(b",\"message\":{\"role\":\"assistant\",\"content\":");
     json::write_optional_str(out, message.content.as_deref());
     out.extend_from_slice(b",\"refusal\":");
     json::write_optional_str(out, message.refusal.as_deref());
@@ -904,34 +962,19 @@ fn write_completion(
         out.push(b']');
     }
     out.extend_from_slice(b"},\"logprobs\":");
-    match logprobs(response) {
+    match logprobs(extras) {
         Some(logprobs) => json::write_value(out, logprobs)?,
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"finish_reason\":");
-    json::write_str(out, response.finish_reason.as_openai());
-    out.extend_from_slice(b"}],\"usage\":");
-    match &response.usage {
-        Some(usage) => write_usage(out, usage)?,
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"system_fingerprint\":null");
-    for (key, value) in completion_extras(response.extras.for_dialect(DialectId::OpenAi)) {
-        out.push(b',');
-        json::write_str(out, key);
-        out.push(b':');
-        json::write_value(out, value)?;
-    }
+    json::write_str(out, finish_reason.as_openai());
     out.push(b'}');
     Ok(())
 }
 
-/// The choice's log probabilities, as an OpenAI upstream returned them.
-fn logprobs(response: &ChatResponse) -> Option<&Value> {
-    response
-        .extras
-        .for_dialect(DialectId::OpenAi)
-        .and_then(|extras| extras.get(LOGPROBS))
+/// A choice's log probabilities, as an OpenAI upstream returned them.
+fn logprobs(extras: Option<&Map<String, Value>>) -> Option<&Value> {
+    extras.and_then(|extras| extras.get(LOGPROBS))
 }
 
 /// `usage` as [`UsageOut`] serializes it.
@@ -959,12 +1002,15 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
         object: "chat.completion",
         created: ctx.created,
         model: &ctx.model,
-        choices: [ChoiceOut {
-            index: 0,
-            message: message_out(response),
-            logprobs: logprobs(response),
-            finish_reason: response.finish_reason.as_openai(),
-        }],
+        choices: choices(response)
+            .enumerate()
+            .map(|(index, (content, finish_reason, extras))| ChoiceOut {
+                index: index as u32,
+                message: message_out(content, extras),
+                logprobs: logprobs(extras),
+                finish_reason: finish_reason.as_openai(),
+            })
+            .collect(),
         usage: response.usage.as_ref().map(UsageOut::of),
         system_fingerprint: None,
         extras: ExtrasOut(response.extras.for_dialect(DialectId::OpenAi)),

@@ -22,9 +22,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingInput, EmbeddingRequest,
-    EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message, PDF, ResponseFormat,
-    Role, StreamEvent, Text, ToolChoice, UpstreamErrorInfo, Usage,
+    ChatRequest, ChatResponse, Choice, ContentPart, DocumentSource, EmbeddingInput,
+    EmbeddingRequest, EmbeddingResponse, ErrorClass, Extras, FinishReason, ImageSource, Message,
+    PDF, ResponseFormat, Role, StreamEvent, Text, ToolChoice, UpstreamErrorInfo, Usage,
 };
 use crate::dialect::{
     Capabilities, DialectId, OpenAiQuirks, ProviderDialect, StreamDecoder, Target, check_documents,
@@ -1023,13 +1023,48 @@ fn parse_chat(body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
     chat_response(wire)
 }
 
-/// The canonical response of a reply, however it was read.
+/// The canonical response of a reply, however it was read: its first choice is the answer,
+/// any others (the client asked for `n` of them) its further choices.
 fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamErrorInfo> {
-    let choice = wire
-        .choices
-        .into_iter()
+    let mut choices = wire.choices.into_iter();
+    let first = choices
         .next()
         .ok_or_else(|| malformed("provider reply has no choices"))?;
+    let mut rest = wire.rest;
+    let (content, finish_reason) = read_choice(first, &mut rest)?;
+    let more_choices = choices
+        .map(|choice| {
+            let mut fields = Map::new();
+            let (content, finish_reason) = read_choice(choice, &mut fields)?;
+            Ok(Choice {
+                content,
+                finish_reason,
+                extras: if fields.is_empty() {
+                    Extras::default()
+                } else {
+                    Extras::new(DialectId::OpenAi, fields)
+                },
+            })
+        })
+        .collect::<Result<_, UpstreamErrorInfo>>()?;
+    Ok(ChatResponse {
+        id: wire.id,
+        model: wire.model,
+        created: wire.created,
+        content,
+        finish_reason,
+        usage: wire.usage.map(|u| u.canonical()),
+        extras: Extras::new(DialectId::OpenAi, rest),
+        more_choices,
+    })
+}
+
+/// One choice's content and finish reason; its log probabilities and a refusal that stands as
+/// its text go into `extras` (see [`LOGPROBS`], [`REFUSAL`]).
+fn read_choice(
+    choice: WireChoice<'_>,
+    extras: &mut Map<String, Value>,
+) -> Result<(Vec<ContentPart>, FinishReason), UpstreamErrorInfo> {
     let message = choice
         .message
         .ok_or_else(|| malformed("provider reply has no message"))?;
@@ -1043,9 +1078,8 @@ fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamError
         });
     }
     let refused = message.refusal.is_some();
-    let mut rest = wire.rest;
     if let Some(logprobs) = choice.logprobs {
-        rest.insert(LOGPROBS.into(), logprobs);
+        extras.insert(LOGPROBS.into(), logprobs);
     }
     match (
         message.content.filter(|t| !t.is_empty()),
@@ -1056,7 +1090,7 @@ fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamError
         // in `refusal`, where its SDK looks for it.
         (None, Some(refusal)) => {
             content.push(ContentPart::text(refusal.clone()));
-            rest.insert(REFUSAL.into(), Value::String(refusal));
+            extras.insert(REFUSAL.into(), Value::String(refusal));
         }
         (None, None) => {}
     }
@@ -1082,15 +1116,7 @@ fn chat_response(wire: WireCompletion<'_>) -> Result<ChatResponse, UpstreamError
         None if refused => FinishReason::ContentFilter,
         None => FinishReason::Stop,
     };
-    Ok(ChatResponse {
-        id: wire.id,
-        model: wire.model,
-        created: wire.created,
-        content,
-        finish_reason: finish,
-        usage: wire.usage.map(|u| u.canonical()),
-        extras: Extras::new(DialectId::OpenAi, rest),
-    })
+    Ok((content, finish))
 }
 
 /// Response extras key of a refusal that stands as the answer's text (OpenAI `refusal`).
@@ -1452,6 +1478,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     documents: true,
     json_schema: true,
     embeddings: true,
+    several_choices: true,
 };
 
 impl ProviderDialect for OpenAiProvider {

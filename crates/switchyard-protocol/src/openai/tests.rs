@@ -193,7 +193,11 @@ fn decode_errors_name_the_field() {
             "messages[0].content[0].type",
         ),
         (
-            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}),
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}),
+            "n",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3, "stream": true}),
             "n",
         ),
     ];
@@ -1264,7 +1268,17 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
             "message": {"role": "assistant", "content": "text and a call",
                 "tool_calls": [{"id": "c", "type": "function", "function": {"name": "h", "arguments": "[]"}}]}}]
     });
-    let mut replies: Vec<ChatResponse> = [text, tools, refusal, reasoning, other]
+    // Several choices (`n`): a refusal and log probabilities of their own.
+    let several = json!({
+        "id": "c6", "object": "chat.completion", "created": 6, "model": "m",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Red."}},
+            {"index": 1, "finish_reason": "stop", "message": {"role": "assistant", "content": null, "refusal": "No."}},
+            {"index": 2, "finish_reason": "length", "logprobs": {"content": [{"token": "Bl", "logprob": -0.5, "bytes": [66, 108], "top_logprobs": []}], "refusal": null},
+                "message": {"role": "assistant", "content": "Bl", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+    });
+    let mut replies: Vec<ChatResponse> = [text, tools, refusal, reasoning, other, several]
         .iter()
         .map(|body| openai.parse_chat(body.to_string().as_bytes()).unwrap())
         .collect();
@@ -1709,4 +1723,81 @@ fn allowed_tools_cut_the_tools_down_to_those_named() {
             err.message
         );
     }
+}
+
+/// An answer with several choices comes back to an OpenAI client choice for choice, each with
+/// its own refusal, tool calls, log probabilities and finish reason, from OpenAI's `n` and
+/// Gemini's candidates alike; other clients get the first.
+#[test]
+fn several_choices_come_back_choice_for_choice() {
+    let body = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Red."}},
+            {"index": 1, "finish_reason": "stop", "message": {"role": "assistant", "content": null, "refusal": "No."}},
+            {"index": 2, "finish_reason": "tool_calls", "logprobs": {"content": [], "refusal": null},
+                "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+    });
+    let reply = OpenAiProvider::new(OpenAiQuirks::default())
+        .parse_chat(body.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(reply.text(), "Red.");
+    assert_eq!(reply.more_choices.len(), 2);
+    let out: Value = serde_json::from_slice(&OpenAiIngress.encode_chat(&reply, &ctx())).unwrap();
+    let choices = out["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    assert_eq!(choices[0]["message"]["content"], "Red.");
+    assert_eq!(
+        (
+            &choices[1]["message"]["content"],
+            &choices[1]["message"]["refusal"]
+        ),
+        (&Value::Null, &json!("No."))
+    );
+    assert_eq!(choices[2]["message"]["tool_calls"][0]["id"], "call_9");
+    assert_eq!(choices[2]["finish_reason"], "tool_calls");
+    assert_eq!(choices[2]["logprobs"], body["choices"][2]["logprobs"]);
+    assert!(choices[0]["logprobs"].is_null() && choices[1]["logprobs"].is_null());
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+    }
+    let anthropic: Value =
+        serde_json::from_slice(&crate::anthropic::AnthropicIngress.encode_chat(&reply, &ctx()))
+            .unwrap();
+    assert_eq!(
+        anthropic["content"],
+        json!([{"type": "text", "text": "Red."}])
+    );
+
+    // Gemini's candidates, whatever their order, each with tool call ids of its own.
+    let gemini = json!({"candidates": [
+            {"index": 1, "finishReason": "STOP", "content": {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}},
+            {"index": 0, "finishReason": "MAX_TOKENS", "content": {"role": "model", "parts": [{"text": "Red"}]}},
+            {"index": 2, "finishReason": "STOP", "content": {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 6, "totalTokenCount": 9},
+        "modelVersion": "gemini-2.5-flash", "responseId": "r1"});
+    let reply = crate::gemini::GeminiProvider
+        .parse_chat(gemini.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(
+        (reply.text(), &reply.finish_reason),
+        ("Red".into(), &FinishReason::Length)
+    );
+    let ids: Vec<&str> = reply
+        .more_choices
+        .iter()
+        .map(|c| match &c.content[..] {
+            [ContentPart::ToolCall { id, .. }] => id.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        reply
+            .more_choices
+            .iter()
+            .all(|c| c.finish_reason == FinishReason::ToolCalls)
+    );
 }

@@ -146,6 +146,9 @@ pub struct Demand {
     /// The longest-lived prompt cache the request may write: its input may be billed at that
     /// write rate rather than at the input rate.
     pub cache_writes: Option<CacheTtl>,
+    /// Answers asked for (OpenAI `n`), each up to the output cap; 0 reads as 1. The prompt is
+    /// billed once.
+    pub answers: u32,
 }
 
 /// A reservation to settle exactly once, with the real cost, when the request ends.
@@ -572,6 +575,7 @@ impl Governance {
             max_tokens,
             reasoning_tokens,
             cache_writes,
+            answers,
         } = demand;
         // The long-context tier's rates when the estimate (which leans high) passes it.
         let price = price.unwrap_or_default().rates_for(input_tokens);
@@ -579,7 +583,8 @@ impl Governance {
             (input_tokens as i64).saturating_mul(price.input_at_most(cache_writes) as i64);
         let cap =
             max_tokens.unwrap_or_else(|| self.default_max_tokens.saturating_add(reasoning_tokens));
-        let output_rate = price.output as i64;
+        // Each answer is billed its own output: a token of the cap costs that many times over.
+        let output_rate = (price.output as i64).saturating_mul(i64::from(answers.max(1)));
         let ask = Ask {
             worst: input_cost.saturating_add(i64::from(cap).saturating_mul(output_rate)),
             least: input_cost.saturating_add(output_rate),

@@ -167,6 +167,7 @@ fn facts_of(request: &ChatRequest, headers: &HeaderMap, input_tokens: u64) -> Re
                 Some(ResponseFormat::JsonSchema { .. })
             ),
             embeddings: false,
+            several_choices: request.n.is_some_and(|n| n > 1),
         },
         max_cost: max_cost(headers),
         team: None,
@@ -553,6 +554,7 @@ pub async fn chat(
                     })
                     .unwrap_or(0),
                 cache_writes: request.cache_writes(),
+                answers: request.n.unwrap_or(1),
             },
         )
         .await?;

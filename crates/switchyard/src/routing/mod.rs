@@ -173,6 +173,8 @@ pub struct Needs {
     pub documents: bool,
     pub json_schema: bool,
     pub embeddings: bool,
+    /// Several answers asked for (OpenAI `n` above 1).
+    pub several_choices: bool,
 }
 
 impl Needs {
@@ -182,6 +184,7 @@ impl Needs {
             && (!self.documents || c.documents)
             && (!self.json_schema || c.json_schema)
             && (!self.embeddings || c.embeddings)
+            && (!self.several_choices || c.several_choices)
     }
 
     pub fn describe(&self) -> String {
@@ -200,6 +203,9 @@ impl Needs {
         }
         if self.embeddings {
             parts.push("embeddings");
+        }
+        if self.several_choices {
+            parts.push("several choices ('n' above 1)");
         }
         parts.join(", ")
     }

@@ -2214,3 +2214,46 @@ async fn claudes_thinking_reaches_every_client_and_tool_loops_go_on() {
     );
     assert_eq!(output[1]["type"], "message", "{output}");
 }
+
+/// `n` answers, whole: every provider whose format has several (OpenAI's `n`, Gemini's
+/// `candidateCount`) returns that many choices, each its own, with usage for all; the others'
+/// deployments are not chosen for such a request, and the error says why. Streams carry one.
+#[tokio::test]
+async fn several_choices_come_back_from_providers_that_have_them() {
+    let env = env().await;
+    for kind in KINDS {
+        let mut body = chat(kind, "Hello there");
+        body["n"] = json!(3);
+        body["max_tokens"] = json!(9);
+        let r = env.post("/v1/chat/completions", &body).await;
+        if matches!(*kind, "anthropic" | "bedrock") {
+            assert_eq!(r.status, 400, "{kind}: {}", r.text);
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains("several choices"), "{kind}: {message}");
+            continue;
+        }
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        let choices = b["choices"].as_array().unwrap();
+        let texts: Vec<&str> = choices
+            .iter()
+            .map(|c| c["message"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts.len(), 3, "{kind}: {b}");
+        for (i, choice) in choices.iter().enumerate() {
+            assert_eq!(choice["index"], i, "{kind}");
+            assert_eq!(choice["finish_reason"], "length", "{kind}");
+        }
+        assert!(
+            texts[0] != texts[1] && texts[1] != texts[2],
+            "{kind}: {texts:?}"
+        );
+        assert_eq!(b["usage"]["completion_tokens"], 27, "{kind}: {b}");
+    }
+    let mut body = chat("openai", "Hello there");
+    body["n"] = json!(2);
+    body["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "n");
+}

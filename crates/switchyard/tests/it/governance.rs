@@ -923,3 +923,60 @@ async fn a_reservation_covers_everything_the_answer_can_cost() {
         assert_eq!(r.status, 200, "{}", r.text);
     }
 }
+
+/// Several answers (`n`) are each billed their output: the reservation counts every one, and an
+/// output cap the budget sets holds each answer to its share, so concurrent requests for three
+/// answers never spend more than the budget, down to its last request.
+#[tokio::test]
+async fn several_answers_are_reserved_each() {
+    let env = env_with(BUDGETED).await;
+    let three = || {
+        let mut body = chat("budgeted", "How much does this cost?");
+        body["n"] = json!(3);
+        body
+    };
+    let (_, probe) = new_key(&env, json!({"name": "probe"})).await;
+    let r = env.post_key("/v1/chat/completions", &three(), &probe).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["choices"].as_array().unwrap().len(), 3);
+    let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let mut c3 = 0;
+    for _ in 0..100 {
+        let rec = env.get(&format!("/admin/requests/{id}")).await;
+        if rec.status == 200 {
+            c3 = rec.json()["cost_nanos"].as_i64().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c3 > 0, "no record for the probe");
+    // Two and a half such requests: the third, if it runs, must fit what is left.
+    let budget = 2 * c3 + c3 / 2;
+    let (id, key) = new_key(
+        &env,
+        json!({"name": "thrice", "max_budget_usd": budget as f64 / 1e9}),
+    )
+    .await;
+    let sends = (0..40).map(|_| {
+        let key = key.clone();
+        let body = three();
+        let env = &env;
+        async move {
+            env.post_key("/v1/chat/completions", &body, &key)
+                .await
+                .status
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(ok >= 2, "{statuses:?}");
+    let spent = key_spent(&env, &id).await;
+    assert!(
+        spent <= budget,
+        "spent {spent} of a budget of {budget} ({ok} answered)"
+    );
+}

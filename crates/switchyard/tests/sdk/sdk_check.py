@@ -118,6 +118,22 @@ def run_alias(alias):
         assert final.choices[0].message.content == text, final
         assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in logprobs.content]
 
+    @check(f"openai several choices (n) [{alias}]")
+    def _():
+        messages = [{"role": "user", "content": "Name a colour"}]
+        if alias in ("anthropic", "bedrock"):
+            # Claude answers once per request: the gateway says so rather than answer once.
+            try:
+                oa.chat.completions.create(model=alias, messages=messages, n=2)
+            except openai.BadRequestError as e:
+                assert "several choices" in str(e), e
+            else:
+                raise AssertionError("n=2 was answered")
+            return
+        r = oa.chat.completions.create(model=alias, messages=messages, n=2)
+        assert [c.index for c in r.choices] == [0, 1], r.choices
+        assert r.choices[0].message.content != r.choices[1].message.content, r.choices
+
     @check(f"openai max_tokens gives finish_reason length [{alias}]")
     def _():
         r = oa.chat.completions.create(

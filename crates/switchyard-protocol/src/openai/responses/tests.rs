@@ -283,6 +283,7 @@ fn answer(content: Vec<ContentPart>, finish_reason: FinishReason) -> ChatRespons
         finish_reason,
         usage: Some(usage()),
         extras: Extras::default(),
+        more_choices: Vec::new(),
     }
 }
 
