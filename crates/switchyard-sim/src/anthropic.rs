@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::handler::SimError;
 use crate::model::{
     CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
-    word_pieces,
+    thought, word_pieces,
 };
 use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
@@ -655,12 +655,7 @@ impl Thinking {
         if !conv.thinking {
             return None;
         }
-        let asked: Vec<&str> = conv.last_user_text.split_whitespace().take(8).collect();
-        let text = if conv.tool_results.is_some() {
-            "The tool answered; I can reply now.".to_owned()
-        } else {
-            format!("The user asks: {}. A short reply will do.", asked.join(" "))
-        };
+        let text = thought(conv);
         let pieces = word_pieces(&text);
         Some(Self {
             text,

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use crate::handler::{EmbedInput, EmbedRequest, SimError};
 use crate::model::{
-    Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolCall, ToolChoice, embedding,
+    Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolCall, ToolChoice, embedding, thought,
+    word_pieces,
 };
 use crate::stream::{FrameKind, StreamBody};
 
@@ -341,6 +342,10 @@ pub(crate) fn parse_chat(
         _ => ToolChoice::Auto,
     };
     if let Some(config) = field_mut(&mut body, "generationConfig", "generation_config") {
+        conv.thinking = field(config, "thinkingConfig", "thinking_config")
+            .and_then(|t| field(t, "includeThoughts", "include_thoughts"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         conv.choices = field(config, "candidateCount", "candidate_count")
             .and_then(Value::as_u64)
             .map_or(1, |n| n.clamp(1, 8) as u32);
@@ -442,16 +447,30 @@ fn finish_reason(out: &Output) -> &'static str {
     }
 }
 
-fn usage(input: u64, output: Option<u64>) -> Value {
+/// Usage with the thinking's tokens, which `candidatesTokenCount` leaves out and the total
+/// counts.
+fn usage(input: u64, output: Option<u64>, thoughts: u64) -> Value {
     let mut usage = json!({
         "promptTokenCount": input,
-        "totalTokenCount": input + output.unwrap_or(0),
+        "totalTokenCount": input + output.unwrap_or(0) + thoughts,
         "promptTokensDetails": [{ "modality": "TEXT", "tokenCount": input }],
     });
     if let Some(output) = output {
         usage["candidatesTokenCount"] = json!(output);
     }
+    if thoughts > 0 {
+        usage["thoughtsTokenCount"] = json!(thoughts);
+    }
     usage
+}
+
+/// The thought summary a candidate opens with when the request asked for them, and its tokens.
+fn thought_part(conv: &Conversation) -> Option<(Value, u64)> {
+    conv.thinking.then(|| {
+        let text = thought(conv);
+        let tokens = text.split_whitespace().count() as u64;
+        (json!({ "text": text, "thought": true }), tokens)
+    })
 }
 
 fn call_part(ids: &IdGen, name: &str, args: &Value) -> Value {
@@ -501,10 +520,13 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, more: &[Out
         .chain(more)
         .enumerate()
         .map(|(index, out)| {
-            let parts: Vec<Value> = match out {
+            let mut parts: Vec<Value> = match out {
                 Output::Text { text, .. } => vec![json!({ "text": text })],
                 Output::ToolCalls(calls) => call_parts(ids, conv, calls),
             };
+            if let Some((part, _)) = thought_part(conv) {
+                parts.insert(0, part);
+            }
             json!({
                 "content": { "parts": parts, "role": "model" },
                 "finishReason": finish_reason(out),
@@ -514,11 +536,12 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output, more: &[Out
         .collect();
     let id = ids.make("", 22);
     let tokens = out.tokens() + more.iter().map(Output::tokens).sum::<u64>();
+    let thoughts = thought_part(conv).map_or(0, |(_, t)| t) * (1 + more.len() as u64);
     candidates_response(
         conv,
         &id,
         candidates,
-        usage(conv.input_tokens(), Some(tokens)),
+        usage(conv.input_tokens(), Some(tokens), thoughts),
     )
 }
 
@@ -526,12 +549,29 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
     let mut sse = StreamBody::new();
     let id = ids.make("", 22);
     let input = conv.input_tokens();
-    // Each chunk is a whole response carrying the usage so far.
+    // Each chunk is a whole response carrying the usage so far; the thought summary, when
+    // asked for, comes first, word by word.
+    let thought =
+        thought_part(conv).map(|(part, _)| part["text"].as_str().unwrap_or("").to_owned());
+    let mut thought_tokens = 0u64;
+    for piece in thought.as_deref().map(word_pieces).unwrap_or_default() {
+        let text = &thought.as_deref().unwrap_or("")[piece.start..piece.end];
+        thought_tokens += u64::from(piece.tokens);
+        let candidate = json!({ "content": { "parts": [{ "text": text, "thought": true }],
+            "role": "model" }, "index": 0 });
+        let body = response(conv, &id, candidate, usage(input, None, thought_tokens));
+        sse.json(FrameKind::Content, piece.tokens, None, &body);
+    }
     let mut sent = 0u64;
     let mut chunk = |sse: &mut StreamBody, parts: Value, tokens: u32| {
         sent += u64::from(tokens);
         let candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
-        let body = response(conv, &id, candidate, usage(input, Some(sent)));
+        let body = response(
+            conv,
+            &id,
+            candidate,
+            usage(input, Some(sent), thought_tokens),
+        );
         sse.json(FrameKind::Content, tokens, None, &body);
     };
     match out {
@@ -555,7 +595,12 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         "finishReason": finish_reason(out),
         "index": 0,
     });
-    let last = response(conv, &id, candidate, usage(input, Some(out.tokens())));
+    let last = response(
+        conv,
+        &id,
+        candidate,
+        usage(input, Some(out.tokens()), thought_tokens),
+    );
     sse.json(FrameKind::Terminal, 0, None, &last);
     sse
 }

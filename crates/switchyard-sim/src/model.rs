@@ -44,7 +44,8 @@ pub(crate) struct Conversation {
     /// OpenAI's `obfuscation` on stream chunks: on unless `stream_options.include_obfuscation`
     /// is false.
     pub stream_obfuscation: bool,
-    /// Anthropic `thinking` enabled: the answer opens with a signed thinking block.
+    /// Anthropic `thinking` enabled, or Gemini's thought summaries asked for
+    /// (`includeThoughts`): the answer opens with its thinking ([`thought`]).
     pub thinking: bool,
     /// Answers asked for (OpenAI `n`, Gemini `candidateCount`); 0 reads as 1.
     pub choices: u32,
@@ -305,6 +306,16 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
                 .replace("{images}", &conv.last_user_images.join(" "))
                 .replace("{documents}", &conv.last_user_documents.join(" "))
         })
+}
+
+/// The thinking an answer opens with when the request asks to see it: a few words on the
+/// user's last message, or on the tool results it goes on from.
+pub(crate) fn thought(conv: &Conversation) -> String {
+    if conv.tool_results.is_some() {
+        return "The tool answered; I can reply now.".to_owned();
+    }
+    let asked: Vec<&str> = conv.last_user_text.split_whitespace().take(8).collect();
+    format!("The user asks: {}. A short reply will do.", asked.join(" "))
 }
 
 /// Decides the reply: tool results are quoted, offered tools are called, a scripted reply

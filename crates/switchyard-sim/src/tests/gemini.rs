@@ -305,3 +305,81 @@ async fn several_candidates_are_answered_each() {
     );
     assert_eq!(body["usageMetadata"]["candidatesTokenCount"], 24);
 }
+
+/// `includeThoughts` puts a thought summary first in the candidate, whole or word by word ahead
+/// of the text when streamed; its tokens are `thoughtsTokenCount`, left out of the candidates'
+/// count and counted in the total.
+#[tokio::test]
+async fn thought_summaries_come_first_when_asked_for() {
+    let sim = start_default().await;
+    let plain = send(gemini(
+        &sim,
+        "gemini-2.5-flash",
+        "generateContent",
+        &hello(),
+    ))
+    .await
+    .json();
+    let mut request = hello();
+    request["generationConfig"] = json!({"thinkingConfig": {"includeThoughts": true}});
+    let body = send(gemini(
+        &sim,
+        "gemini-2.5-flash",
+        "generateContent",
+        &request,
+    ))
+    .await
+    .json();
+    let parts = body["candidates"][0]["content"]["parts"]
+        .as_array()
+        .unwrap();
+    assert_eq!(parts[0]["thought"], true);
+    let thought = parts[0]["text"].as_str().unwrap();
+    assert_eq!(parts[1], plain["candidates"][0]["content"]["parts"][0]);
+    let tokens = thought.split_whitespace().count() as u64;
+    let usage = &body["usageMetadata"];
+    assert_eq!(usage["thoughtsTokenCount"], tokens);
+    assert_eq!(
+        usage["candidatesTokenCount"],
+        plain["usageMetadata"]["candidatesTokenCount"]
+    );
+    assert_eq!(
+        usage["totalTokenCount"].as_u64().unwrap(),
+        plain["usageMetadata"]["totalTokenCount"].as_u64().unwrap() + tokens
+    );
+
+    let chunks = send(gemini(
+        &sim,
+        "gemini-2.5-flash",
+        "streamGenerateContent",
+        &request,
+    ))
+    .await
+    .data();
+    let (mut thoughts, mut text, mut seen_text) = (String::new(), String::new(), false);
+    for chunk in &chunks {
+        for part in chunk["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+        {
+            if part["thought"] == true {
+                assert!(!seen_text, "a thought after the text: {chunk}");
+                thoughts.push_str(part["text"].as_str().unwrap());
+            } else {
+                seen_text |= !part["text"].as_str().unwrap_or("").is_empty();
+                text.push_str(part["text"].as_str().unwrap_or(""));
+            }
+        }
+    }
+    assert_eq!(thoughts, thought);
+    assert_eq!(
+        text,
+        plain["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+    );
+    assert_eq!(
+        chunks.last().unwrap()["usageMetadata"]["thoughtsTokenCount"],
+        tokens
+    );
+}
