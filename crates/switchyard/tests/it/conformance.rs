@@ -2257,3 +2257,75 @@ async fn several_choices_come_back_from_providers_that_have_them() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["param"], "n");
 }
+
+/// Gemini's thought summaries, asked for whenever a client asks for reasoning, reach every
+/// client: an OpenAI client's `reasoning_content` (whole and streamed) with the thinking's
+/// tokens in its usage, an Anthropic client's thinking block, a Responses client's reasoning
+/// item.
+#[tokio::test]
+async fn geminis_thoughts_reach_every_client() {
+    let env = env().await;
+    let mut body = chat("gemini", "Why is the sky blue?");
+    body["reasoning_effort"] = json!("low");
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    let thought = b["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(thought.contains("sky blue"), "{b}");
+    let thought_tokens = thought.split_whitespace().count() as u64;
+    assert_eq!(
+        b["usage"]["completion_tokens_details"]["reasoning_tokens"], thought_tokens,
+        "{b}"
+    );
+    assert!(
+        !b["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("user asks"),
+        "{b}"
+    );
+
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = env.post("/v1/chat/completions", &body).await;
+    let data = r.sse_data();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(streamed, thought);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"], thought_tokens,
+        "{usage}"
+    );
+
+    let ask = json!({"model": "gemini", "max_tokens": 3000,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+    let r = env.post_anthropic(&ask).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let content = r.json()["content"].clone();
+    assert_eq!(content[0]["type"], "thinking", "{content}");
+    assert_eq!(content[0]["thinking"], thought.as_str(), "{content}");
+    assert_eq!(content[1]["type"], "text", "{content}");
+
+    let body = json!({"model": "gemini", "input": "Why is the sky blue?",
+        "reasoning": {"effort": "low", "summary": "auto"}});
+    let r = env.post("/v1/responses", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let output = r.json()["output"].clone();
+    assert_eq!(output[0]["type"], "reasoning", "{output}");
+    assert_eq!(
+        output[0]["summary"][0]["text"],
+        thought.as_str(),
+        "{output}"
+    );
+}
