@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::config::SimConfig;
 use crate::handler::{SimError, header};
 use crate::model::{
-    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Tool, ToolChoice, inline_document,
-    prefix_key,
+    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice,
+    inline_document, prefix_key, thought, word_pieces,
 };
 use crate::stream::{FrameKind, StreamBody};
 
@@ -748,6 +748,8 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
     };
     let mut breakpoint: Option<Breakpoint> = None;
     let mut uses_tools = false;
+    // The last assistant turn: its index, and whether it opens with reasoning.
+    let mut last_assistant: Option<(usize, bool)> = None;
     {
         let messages = match obj.get("messages") {
             Some(Value::Array(m)) if !m.is_empty() => m,
@@ -842,6 +844,11 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
                     )));
                 }
             };
+            if role == "assistant" {
+                let first = blocks.first().and_then(Value::as_object);
+                last_assistant =
+                    Some((i, first.is_some_and(|b| b.contains_key("reasoningContent"))));
+            }
             let mut turn = Turn::default();
             read_message(&mut conv, role, i, blocks, &mut turn, &mut breakpoint)?;
             uses_tools |= !turn.uses.is_empty() || !turn.results.is_empty();
@@ -885,6 +892,18 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
 
     if let Some(config) = obj.get("inferenceConfig") {
         read_inference_config(&mut conv, config)?;
+    }
+    conv.thinking = claude_thinking(obj, &conv)?;
+    if conv.thinking
+        && conv.tool_results.is_some()
+        && let Some((i, false)) = last_assistant
+    {
+        return Err(validation(format!(
+            "The model returned the following errors: messages.{i}.content.0: with thinking \
+             enabled, the final assistant message (whose toolUse blocks the last toolResult \
+             blocks answer) must start with a reasoningContent block; send the previous turn's \
+             reasoning back, or disable thinking"
+        )));
     }
     match obj.get_mut("toolConfig") {
         Some(config) => read_tool_config(&mut conv, config)?,
@@ -931,6 +950,47 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
         });
     }
     Ok(conv)
+}
+
+/// Claude's extended thinking, asked for in the model's own fields
+/// (`additionalModelRequestFields.thinking`), checked as Claude checks it.
+fn claude_thinking(
+    obj: &serde_json::Map<String, Value>,
+    conv: &Conversation,
+) -> Result<bool, SimError> {
+    let Some(thinking) = obj
+        .get("additionalModelRequestFields")
+        .and_then(|f| f.get("thinking"))
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+    else {
+        return Ok(false);
+    };
+    let budget = thinking
+        .get("budget_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let refused = |why: &str| {
+        Err(validation(format!(
+            "The model returned the following errors: {why}"
+        )))
+    };
+    if budget < 1024 {
+        return refused(
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        );
+    }
+    if conv.max_output_tokens.is_some_and(|max| budget >= max) {
+        return refused("`max_tokens` must be greater than `thinking.budget_tokens`");
+    }
+    if obj
+        .get("inferenceConfig")
+        .and_then(|c| c.get("temperature"))
+        .and_then(Value::as_f64)
+        .is_some_and(|t| t != 1.0)
+    {
+        return refused("`temperature` may only be set to 1 when thinking is enabled");
+    }
+    Ok(true)
 }
 
 fn read_inference_config(conv: &mut Conversation, config: &Value) -> Result<(), SimError> {
@@ -1114,8 +1174,23 @@ fn tool_use_id_for(ids: &IdGen) -> String {
     ids.make("tooluse_", 22)
 }
 
+/// Claude's thinking when it is on: its text, in word pieces as a stream sends them, and its
+/// signature.
+fn reasoning(ids: &IdGen, conv: &Conversation) -> Option<(String, Vec<Piece>, String)> {
+    conv.thinking.then(|| {
+        let text = thought(conv);
+        let pieces = word_pieces(&text);
+        (text, pieces, ids.make("EqoBCkgIARABGAIiQ", 64))
+    })
+}
+
+fn pieces_tokens(pieces: &[Piece]) -> u64 {
+    pieces.iter().map(|p| u64::from(p.tokens)).sum()
+}
+
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
-    let content: Vec<Value> = match out {
+    let reasoning = reasoning(ids, conv);
+    let mut content: Vec<Value> = match out {
         Output::Text { text, .. } => vec![json!({ "text": text })],
         Output::ToolCalls(calls) => calls
             .iter()
@@ -1130,10 +1205,19 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
             })
             .collect(),
     };
+    let thought = reasoning
+        .as_ref()
+        .map_or(0, |(_, pieces, _)| pieces_tokens(pieces));
+    if let Some((text, _, signature)) = reasoning {
+        content.insert(
+            0,
+            json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": signature } } }),
+        );
+    }
     json!({
         "output": { "message": { "role": "assistant", "content": content } },
         "stopReason": stop_reason(out),
-        "usage": usage(conv, out.tokens()),
+        "usage": usage(conv, out.tokens() + thought),
         "metrics": { "latencyMs": conv.latency_ms },
     })
 }
@@ -1173,6 +1257,37 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         "messageStart",
         json!({ "role": "assistant" }),
     );
+    // Claude's reasoning is block 0 when thinking is on: its text, then its signature.
+    let reasoning = reasoning(ids, conv);
+    let first = usize::from(reasoning.is_some());
+    let thought = reasoning
+        .as_ref()
+        .map_or(0, |(_, pieces, _)| pieces_tokens(pieces));
+    if let Some((text, pieces, signature)) = &reasoning {
+        for piece in pieces {
+            events.event(
+                FrameKind::Content,
+                piece.tokens,
+                "contentBlockDelta",
+                json!({
+                    "contentBlockIndex": 0,
+                    "delta": { "reasoningContent": { "text": &text[piece.start..piece.end] } },
+                }),
+            );
+        }
+        events.event(
+            FrameKind::Other,
+            0,
+            "contentBlockDelta",
+            json!({ "contentBlockIndex": 0, "delta": { "reasoningContent": { "signature": signature } } }),
+        );
+        events.event(
+            FrameKind::Other,
+            0,
+            "contentBlockStop",
+            json!({ "contentBlockIndex": 0 }),
+        );
+    }
     match out {
         Output::Text { text, pieces, .. } => {
             if pieces.is_empty() {
@@ -1180,7 +1295,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     FrameKind::Other,
                     0,
                     "contentBlockDelta",
-                    json!({ "contentBlockIndex": 0, "delta": { "text": "" } }),
+                    json!({ "contentBlockIndex": first, "delta": { "text": "" } }),
                 );
             }
             for piece in pieces {
@@ -1189,7 +1304,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     piece.tokens,
                     "contentBlockDelta",
                     json!({
-                        "contentBlockIndex": 0,
+                        "contentBlockIndex": first,
                         "delta": { "text": &text[piece.start..piece.end] },
                     }),
                 );
@@ -1198,11 +1313,11 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                 FrameKind::Other,
                 0,
                 "contentBlockStop",
-                json!({ "contentBlockIndex": 0 }),
+                json!({ "contentBlockIndex": first }),
             );
         }
         Output::ToolCalls(calls) => {
-            for (index, call) in calls.iter().enumerate() {
+            for (index, call) in (first..).zip(calls) {
                 events.event(
                     FrameKind::Content,
                     1,
@@ -1247,7 +1362,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         0,
         "metadata",
         json!({
-            "usage": usage(conv, out.tokens()),
+            "usage": usage(conv, out.tokens() + thought),
             "metrics": { "latencyMs": conv.latency_ms },
         }),
     );

@@ -1131,3 +1131,85 @@ async fn count_tokens_counts_the_conversation_as_converse_would() {
         String::from_utf8_lossy(&reply.body)
     );
 }
+
+/// Claude's thinking in the model's own fields: a signed `reasoningContent` block first, whole
+/// or streamed (its text in deltas, then its signature, as block 0), its tokens counted as
+/// output; a budget below Claude's least is refused, and so is a tool loop that leaves the
+/// turn's reasoning out.
+#[tokio::test]
+async fn claudes_thinking_opens_the_answer() {
+    let sim = start_default().await;
+    let plain = send(bedrock(&sim, MODEL, false, &hello())).await.json();
+    let mut request = hello();
+    request["additionalModelRequestFields"] =
+        json!({"thinking": {"type": "enabled", "budget_tokens": 1024}});
+    request["inferenceConfig"]["maxTokens"] = json!(2048);
+    let body = send(bedrock(&sim, MODEL, false, &request)).await.json();
+    let content = &body["output"]["message"]["content"];
+    let reasoning = &content[0]["reasoningContent"]["reasoningText"];
+    let thought = reasoning["text"].as_str().unwrap();
+    assert!(thought.contains("Hello Bedrock"), "{body}");
+    assert!(!reasoning["signature"].as_str().unwrap().is_empty());
+    assert_eq!(content[1], plain["output"]["message"]["content"][0]);
+    let tokens = thought.split_whitespace().count() as u64;
+    assert_eq!(
+        body["usage"]["outputTokens"].as_u64().unwrap(),
+        plain["usage"]["outputTokens"].as_u64().unwrap() + tokens
+    );
+
+    let frames = decode(&send(bedrock(&sim, MODEL, true, &request)).await.body);
+    let deltas: Vec<Value> = frames
+        .iter()
+        .map(|f| f.json())
+        .filter(|p| p["contentBlockIndex"] == 0 && p.get("delta").is_some())
+        .map(|p| p["delta"]["reasoningContent"].clone())
+        .collect();
+    let streamed: String = deltas.iter().filter_map(|d| d["text"].as_str()).collect();
+    assert_eq!(streamed, thought);
+    assert_eq!(
+        deltas.iter().filter(|d| d["signature"].is_string()).count(),
+        1
+    );
+    assert!(frames.iter().any(|f| f.json()["contentBlockIndex"] == 1));
+
+    request["additionalModelRequestFields"]["thinking"]["budget_tokens"] = json!(512);
+    assert_eq!(
+        send(bedrock(&sim, MODEL, false, &request)).await.status,
+        400
+    );
+
+    let mut loop_request = hello();
+    loop_request["additionalModelRequestFields"] =
+        json!({"thinking": {"type": "enabled", "budget_tokens": 1024}});
+    loop_request["inferenceConfig"]["maxTokens"] = json!(2048);
+    loop_request["toolConfig"] = weather_tools();
+    let turn = send(bedrock(&sim, MODEL, false, &loop_request))
+        .await
+        .json();
+    let blocks = turn["output"]["message"]["content"].clone();
+    let call = blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b.get("toolUse").is_some())
+        .unwrap();
+    let id = call["toolUse"]["toolUseId"].clone();
+    let next = |assistant: Value| {
+        let mut next = loop_request.clone();
+        next["messages"] = json!([hello()["messages"][0], {"role": "assistant", "content": assistant},
+            {"role": "user", "content": [{"toolResult": {"toolUseId": id, "content": [{"text": "Sunny"}]}}]}]);
+        next
+    };
+    assert_eq!(
+        send(bedrock(&sim, MODEL, false, &next(blocks.clone())))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(bedrock(&sim, MODEL, false, &next(json!([call]))))
+            .await
+            .status,
+        400
+    );
+}
