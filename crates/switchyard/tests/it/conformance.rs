@@ -2081,8 +2081,9 @@ async fn the_highest_temperature_an_openai_client_may_ask_reaches_every_provider
     }
 }
 
-/// Claude's thinking reaches every client: an Anthropic client's thinking block with its
-/// signature (whole and streamed, and sent back in a tool loop), an OpenAI client's
+/// Claude's thinking, on Anthropic's API and on Bedrock, reaches every client: an Anthropic
+/// client's thinking block with its signature (whole and streamed, and sent back in a tool
+/// loop), an OpenAI client's
 /// `reasoning_content`, a Responses client's reasoning item. An OpenAI client's tool loop with
 /// a reasoning effort goes on after the tools (it cannot send Claude's signed thinking back,
 /// so the effort's thinking is left off there, where Claude would refuse it); an Anthropic
@@ -2090,129 +2091,131 @@ async fn the_highest_temperature_an_openai_client_may_ask_reaches_every_provider
 #[tokio::test]
 async fn claudes_thinking_reaches_every_client_and_tool_loops_go_on() {
     let env = env().await;
-    let weather = json!({"name": "get_weather", "input_schema": {"type": "object",
-        "properties": {"city": {"type": "string"}}, "required": ["city"]}});
-    let thinking = json!({"type": "enabled", "budget_tokens": 1024});
-    let ask = json!({"model": "anthropic", "max_tokens": 2000, "thinking": thinking,
-        "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+    // Claude on Anthropic's API and on Bedrock's Converse.
+    for kind in ["anthropic", "bedrock"] {
+        let weather = json!({"name": "get_weather", "input_schema": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}});
+        let thinking = json!({"type": "enabled", "budget_tokens": 1024});
+        let ask = json!({"model": kind, "max_tokens": 2000, "thinking": thinking,
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
 
-    let r = env.post_anthropic(&ask).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let b = r.json();
-    assert_eq!(b["content"][0]["type"], "thinking", "{b}");
-    assert!(
-        b["content"][0]["thinking"]
-            .as_str()
-            .unwrap()
-            .contains("sky"),
-        "{b}"
-    );
-    let signature = b["content"][0]["signature"].as_str().unwrap();
-    assert!(!signature.is_empty());
-    assert_eq!(b["content"][1]["type"], "text", "{b}");
-
-    let mut streamed = ask.clone();
-    streamed["stream"] = json!(true);
-    let r = env.post_anthropic(&streamed).await;
-    let blocks = streamed_blocks(&r);
-    assert_eq!(blocks[0]["type"], "thinking", "{blocks}");
-    assert_eq!(
-        blocks[0]["thinking"], b["content"][0]["thinking"],
-        "{blocks}"
-    );
-    assert!(
-        !blocks[0]["signature"].as_str().unwrap().is_empty(),
-        "{blocks}"
-    );
-    assert_eq!(blocks[1]["type"], "text", "{blocks}");
-
-    // A tool loop: the turn's thinking goes back with it, or Claude refuses.
-    let mut first = ask.clone();
-    first["tools"] = json!([weather]);
-    first["messages"] = json!([{"role": "user", "content": "Weather in Oslo?"}]);
-    let turn = env.post_anthropic(&first).await.json();
-    assert_eq!(turn["stop_reason"], "tool_use", "{turn}");
-    let call = turn["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_use")
-        .unwrap();
-    let result = json!({"role": "user", "content": [{"type": "tool_result",
-        "tool_use_id": call["id"], "content": "5 degrees"}]});
-    let mut next = first.clone();
-    next["messages"] =
-        json!([first["messages"][0], {"role": "assistant", "content": turn["content"]}, result]);
-    let r = env.post_anthropic(&next).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["content"][0]["type"], "thinking");
-    let without: Vec<Value> = turn["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["type"] != "thinking")
-        .cloned()
-        .collect();
-    next["messages"][1]["content"] = json!(without);
-    let r = env.post_anthropic(&next).await;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.text.contains("thinking"), "{}", r.text);
-
-    // An OpenAI client: the thinking as `reasoning_content`, whole and streamed.
-    let mut body = chat("anthropic", "Why is the sky blue?");
-    body["reasoning_effort"] = json!("low");
-    let r = env.post("/v1/chat/completions", &body).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let reasoning = r.json()["choices"][0]["message"]["reasoning_content"].clone();
-    assert_eq!(reasoning, b["content"][0]["thinking"], "{}", r.text);
-    body["stream"] = json!(true);
-    let r = env.post("/v1/chat/completions", &body).await;
-    let streamed_reasoning: String = r.sse_data()[..r.sse_data().len() - 1]
-        .iter()
-        .map(|d| serde_json::from_str::<Value>(d).unwrap())
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["reasoning_content"]
+        let r = env.post_anthropic(&ask).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        assert_eq!(b["content"][0]["type"], "thinking", "{b}");
+        assert!(
+            b["content"][0]["thinking"]
                 .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    assert_eq!(Value::String(streamed_reasoning), reasoning);
+                .unwrap()
+                .contains("sky"),
+            "{b}"
+        );
+        let signature = b["content"][0]["signature"].as_str().unwrap();
+        assert!(!signature.is_empty());
+        assert_eq!(b["content"][1]["type"], "text", "{b}");
 
-    // Its tool loop with the effort on: the call, then the answer from the tool's result.
-    let function = json!({"type": "function", "function": {"name": "get_weather",
-        "parameters": weather["input_schema"]}});
-    let mut body = chat("anthropic", "Weather in Oslo?");
-    body["reasoning_effort"] = json!("low");
-    body["tools"] = json!([function]);
-    let turn = env.post("/v1/chat/completions", &body).await.json();
-    let message = turn["choices"][0]["message"].clone();
-    assert_eq!(turn["choices"][0]["finish_reason"], "tool_calls", "{turn}");
-    body["messages"] = json!([body["messages"][0],
-        {"role": "assistant", "content": null, "tool_calls": message["tool_calls"]},
-        {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "5 degrees"}]);
-    let r = env.post("/v1/chat/completions", &body).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        r.json()["choices"][0]["message"]["content"]
-            .as_str()
+        let mut streamed = ask.clone();
+        streamed["stream"] = json!(true);
+        let r = env.post_anthropic(&streamed).await;
+        let blocks = streamed_blocks(&r);
+        assert_eq!(blocks[0]["type"], "thinking", "{blocks}");
+        assert_eq!(
+            blocks[0]["thinking"], b["content"][0]["thinking"],
+            "{blocks}"
+        );
+        assert!(
+            !blocks[0]["signature"].as_str().unwrap().is_empty(),
+            "{blocks}"
+        );
+        assert_eq!(blocks[1]["type"], "text", "{blocks}");
+
+        // A tool loop: the turn's thinking goes back with it, or Claude refuses.
+        let mut first = ask.clone();
+        first["tools"] = json!([weather]);
+        first["messages"] = json!([{"role": "user", "content": "Weather in Oslo?"}]);
+        let turn = env.post_anthropic(&first).await.json();
+        assert_eq!(turn["stop_reason"], "tool_use", "{turn}");
+        let call = turn["content"]
+            .as_array()
             .unwrap()
-            .contains("5 degrees"),
-        "{}",
-        r.text
-    );
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap();
+        let result = json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": call["id"], "content": "5 degrees"}]});
+        let mut next = first.clone();
+        next["messages"] = json!([first["messages"][0], {"role": "assistant", "content": turn["content"]}, result]);
+        let r = env.post_anthropic(&next).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        assert_eq!(r.json()["content"][0]["type"], "thinking");
+        let without: Vec<Value> = turn["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] != "thinking")
+            .cloned()
+            .collect();
+        next["messages"][1]["content"] = json!(without);
+        let r = env.post_anthropic(&next).await;
+        assert_eq!(r.status, 400, "{kind}: {}", r.text);
+        assert!(r.text.contains("thinking"), "{kind}: {}", r.text);
 
-    // A Responses client asking for a summary gets the thinking as its reasoning item.
-    let body = json!({"model": "anthropic", "input": "Why is the sky blue?",
-        "reasoning": {"effort": "low", "summary": "auto"}});
-    let r = env.post("/v1/responses", &body).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let output = r.json()["output"].clone();
-    assert_eq!(output[0]["type"], "reasoning", "{output}");
-    assert_eq!(
-        output[0]["summary"][0]["text"], b["content"][0]["thinking"],
-        "{output}"
-    );
-    assert_eq!(output[1]["type"], "message", "{output}");
+        // An OpenAI client: the thinking as `reasoning_content`, whole and streamed.
+        let mut body = chat(kind, "Why is the sky blue?");
+        body["reasoning_effort"] = json!("low");
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let reasoning = r.json()["choices"][0]["message"]["reasoning_content"].clone();
+        assert_eq!(reasoning, b["content"][0]["thinking"], "{kind}: {}", r.text);
+        body["stream"] = json!(true);
+        let r = env.post("/v1/chat/completions", &body).await;
+        let streamed_reasoning: String = r.sse_data()[..r.sse_data().len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["reasoning_content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(Value::String(streamed_reasoning), reasoning);
+
+        // Its tool loop with the effort on: the call, then the answer from the tool's result.
+        let function = json!({"type": "function", "function": {"name": "get_weather",
+            "parameters": weather["input_schema"]}});
+        let mut body = chat(kind, "Weather in Oslo?");
+        body["reasoning_effort"] = json!("low");
+        body["tools"] = json!([function]);
+        let turn = env.post("/v1/chat/completions", &body).await.json();
+        let message = turn["choices"][0]["message"].clone();
+        assert_eq!(turn["choices"][0]["finish_reason"], "tool_calls", "{turn}");
+        body["messages"] = json!([body["messages"][0],
+            {"role": "assistant", "content": null, "tool_calls": message["tool_calls"]},
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "5 degrees"}]);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        assert!(
+            r.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("5 degrees"),
+            "{}",
+            r.text
+        );
+
+        // A Responses client asking for a summary gets the thinking as its reasoning item.
+        let body = json!({"model": kind, "input": "Why is the sky blue?",
+            "reasoning": {"effort": "low", "summary": "auto"}});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let output = r.json()["output"].clone();
+        assert_eq!(output[0]["type"], "reasoning", "{output}");
+        assert_eq!(
+            output[0]["summary"][0]["text"], b["content"][0]["thinking"],
+            "{output}"
+        );
+        assert_eq!(output[1]["type"], "message", "{output}");
+    }
 }
 
 /// `n` answers, whole: every provider whose format has several (OpenAI's `n`, Gemini's
