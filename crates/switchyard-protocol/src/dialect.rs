@@ -288,6 +288,7 @@ pub fn malformed(message: impl Into<String>) -> UpstreamErrorInfo {
         message: message.into(),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 
@@ -299,6 +300,7 @@ pub fn interrupted(message: impl Into<String>) -> UpstreamErrorInfo {
         message: message.into(),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 

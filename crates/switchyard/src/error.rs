@@ -315,7 +315,7 @@ fn upstream(
             ErrorKind::InvalidRequest,
             "upstream_invalid_request",
             format!("The provider rejected the request: {}", last.message),
-            None,
+            last.param.clone(),
         ),
         ErrorClass::ContextTooLong => (
             400,

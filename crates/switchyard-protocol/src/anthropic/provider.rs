@@ -1044,6 +1044,7 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
             },
             provider_code: Some(error.kind),
             retry_after_secs,
+            param: None,
         },
         Err(_) => UpstreamErrorInfo {
             class: ErrorClass::from_status(status),
@@ -1051,6 +1052,7 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
             message: format!("Anthropic answered HTTP {status} with an unreadable error body"),
             provider_code: None,
             retry_after_secs,
+            param: None,
         },
     }
 }

@@ -324,6 +324,7 @@ fn stream_error(error: ErrorObject) -> UpstreamErrorInfo {
         },
         provider_code: Some(error.kind),
         retry_after_secs: None,
+        param: None,
     }
 }
 

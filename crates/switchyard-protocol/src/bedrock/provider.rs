@@ -175,6 +175,7 @@ impl ProviderDialect for BedrockProvider {
             message,
             provider_code: kind,
             retry_after_secs: retry_after_secs(headers),
+            param: None,
         }
     }
 }

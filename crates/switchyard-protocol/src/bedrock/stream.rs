@@ -138,6 +138,7 @@ fn exception(message: &Message) -> UpstreamErrorInfo {
         message: text,
         provider_code: Some(kind),
         retry_after_secs: None,
+        param: None,
     }
 }
 

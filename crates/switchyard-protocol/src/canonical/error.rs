@@ -93,4 +93,7 @@ pub struct UpstreamErrorInfo {
     pub provider_code: Option<String>,
     /// Seconds, from `retry-after` / `retry-after-ms`.
     pub retry_after_secs: Option<f64>,
+    /// The request field the provider named as the fault (OpenAI's `error.param`), for a
+    /// refused request: an OpenAI client's error object carries it on.
+    pub param: Option<String>,
 }

@@ -99,6 +99,7 @@ impl ProviderDialect for GeminiProvider {
                 message: unreadable_error_message(status, body),
                 provider_code: None,
                 retry_after_secs: retry_after_secs(headers),
+                param: None,
             };
         };
         let mut info = status_to_error(&error, Some(status));
@@ -1192,6 +1193,7 @@ pub(super) fn status_to_error(status: &Status, http_status: Option<u16>) -> Upst
         },
         provider_code: status.status.clone(),
         retry_after_secs: None,
+        param: None,
     }
 }
 

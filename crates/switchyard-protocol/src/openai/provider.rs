@@ -1316,6 +1316,7 @@ fn in_stream_error(err: &Value) -> UpstreamErrorInfo {
         message,
         provider_code: code,
         retry_after_secs: None,
+        param: None,
     }
 }
 
@@ -1358,7 +1359,7 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
     let err = serde_json::from_slice::<Envelope>(body)
         .ok()
         .and_then(|e| e.error);
-    let (message, code, kind) = match &err {
+    let (message, code, kind, param) = match &err {
         Some(Value::Object(o)) => (
             o.get("message")
                 .and_then(Value::as_str)
@@ -1366,9 +1367,10 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
                 .map(str::to_owned),
             o.get("code").and_then(Value::as_str).map(str::to_owned),
             o.get("type").and_then(Value::as_str).map(str::to_owned),
+            o.get("param").and_then(Value::as_str).map(str::to_owned),
         ),
-        Some(Value::String(s)) if !s.is_empty() => (Some(s.clone()), None, None),
-        _ => (None, None, None),
+        Some(Value::String(s)) if !s.is_empty() => (Some(s.clone()), None, None, None),
+        _ => (None, None, None, None),
     };
     let mut class = ErrorClass::from_status(status);
     let lower = message.as_deref().unwrap_or("").to_ascii_lowercase();
@@ -1387,6 +1389,7 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
         message: message.unwrap_or_else(|| format!("provider answered HTTP {status}")),
         provider_code: code.or(kind),
         retry_after_secs: retry_after_secs(headers),
+        param,
     }
 }
 

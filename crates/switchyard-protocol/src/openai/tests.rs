@@ -536,6 +536,13 @@ fn error_bodies_are_classified() {
     let e = p.classify_error(502, &http::HeaderMap::new(), b"<html>bad gateway</html>");
     assert_eq!(e.class, ErrorClass::ServerError);
     assert!(e.message.contains("502"));
+    assert_eq!(e.param, None);
+    // The field a refusal names is kept for the client's error.
+    let e = p.classify_error(400, &http::HeaderMap::new(), br#"{"error":{"message":"Invalid 'top_logprobs'","type":"invalid_request_error","param":"top_logprobs","code":null}}"#);
+    assert_eq!(
+        (e.class, e.param.as_deref()),
+        (ErrorClass::InvalidRequest, Some("top_logprobs"))
+    );
 }
 
 #[test]

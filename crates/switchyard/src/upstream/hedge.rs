@@ -99,6 +99,7 @@ fn cancelled<T>(planned: PlannedAttempt, started: Instant, hedged: bool) -> Trie
             message: "cancelled: the competing hedged attempt answered first".into(),
             provider_code: None,
             retry_after_secs: None,
+            param: None,
         }),
         latency: started.elapsed(),
         retry: false,

@@ -121,6 +121,7 @@ fn credential(
         message: format!("provider '{}': {why}", provider.name),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     })
 }
 
@@ -137,6 +138,7 @@ fn transport_error(failure: client::SendFailure, provider: &Provider) -> Upstrea
                 ),
                 provider_code: None,
                 retry_after_secs: None,
+                param: None,
             };
         }
         // Resets and closes before a response are connection-level failures.
@@ -151,6 +153,7 @@ fn transport_error(failure: client::SendFailure, provider: &Provider) -> Upstrea
         message: format!("provider '{}' {what}", provider.name),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 
@@ -164,6 +167,7 @@ fn broken_off(provider: &Provider) -> UpstreamErrorInfo {
         ),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 
@@ -178,6 +182,7 @@ fn timeout_error(provider: &Provider, what: &str, after: Duration) -> UpstreamEr
         ),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 
@@ -187,12 +192,13 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
     UpstreamErrorInfo {
         class: ErrorClass::InvalidRequest,
         status: None,
-        message: match e.param {
+        message: match &e.param {
             Some(param) => format!("{} (at '{param}')", e.message),
             None => e.message,
         },
         provider_code: None,
         retry_after_secs: None,
+        param: e.param,
     }
 }
 
@@ -597,6 +603,7 @@ fn sign<B>(
         ),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     };
     let credentials = aws
         .current()

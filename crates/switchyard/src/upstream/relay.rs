@@ -192,6 +192,7 @@ impl Relay {
                             message: "the provider's stream broke off".into(),
                             provider_code: None,
                             retry_after_secs: None,
+                            param: None,
                         },
                         &mut out,
                     );
@@ -234,6 +235,7 @@ fn stall_error(after: Duration) -> UpstreamErrorInfo {
         message: format!("the provider's stream stalled for {} ms", after.as_millis()),
         provider_code: None,
         retry_after_secs: None,
+        param: None,
     }
 }
 

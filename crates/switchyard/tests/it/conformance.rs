@@ -2332,3 +2332,32 @@ async fn geminis_thoughts_reach_every_client() {
         "{output}"
     );
 }
+
+/// A request an OpenAI-form provider refuses comes back with the field it named (`param`), as
+/// the provider's own error object would; a request the gateway cannot write for a provider
+/// names the field too.
+#[tokio::test]
+async fn a_refused_requests_field_reaches_the_client() {
+    let env = env().await;
+    for kind in ["openai", "compat", "azure"] {
+        let mut body = chat(kind, "Hello there");
+        body["top_logprobs"] = json!(2);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 400, "{kind}: {}", r.text);
+        let error = &r.json()["error"];
+        assert_eq!(error["code"], "upstream_invalid_request", "{kind}: {error}");
+        assert_eq!(error["param"], "top_logprobs", "{kind}: {error}");
+    }
+    // Bedrock takes images inline only: the part is named.
+    let body = json!({"model": "bedrock", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["param"],
+        "messages[0].content[1]",
+        "{}",
+        r.text
+    );
+}
