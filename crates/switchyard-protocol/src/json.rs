@@ -241,6 +241,21 @@ pub fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), s
     Ok(())
 }
 
+/// Writes each of `members` as `,"key":value`: an upstream's own fields after the ones written
+/// before them.
+pub fn write_members<'a>(
+    out: &mut Vec<u8>,
+    members: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Result<(), serde_json::Error> {
+    for (key, value) in members {
+        out.push(b',');
+        write_str(out, key);
+        out.push(b':');
+        write_value(out, value)?;
+    }
+    Ok(())
+}
+
 /// Writes `n` as serde_json writes an unsigned integer (writing into a vector cannot fail).
 pub fn write_uint(out: &mut Vec<u8>, n: u64) {
     let _ = serde_json::to_writer(&mut *out, &n);

@@ -994,21 +994,9 @@ fn thinking_block(sse: &mut StreamBody, thinking: &Thinking) {
         Some("ping"),
         &ordered! { "type": "ping" },
     );
-    for piece in &thinking.pieces {
-        sse.json(
-            FrameKind::Content,
-            piece.tokens,
-            Some("content_block_delta"),
-            &ordered! {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": ordered! {
-                    "type": "thinking_delta",
-                    "thinking": &thinking.text[piece.start..piece.end],
-                },
-            },
-        );
-    }
+    text_deltas(sse, 0, &thinking.text, &thinking.pieces, |t| {
+        ordered! { "type": "thinking_delta", "thinking": t }
+    });
     sse.json(
         FrameKind::Other,
         0,
@@ -1061,6 +1049,20 @@ fn text_block(
             },
         );
     }
+    text_deltas(sse, index, text, pieces, |t| {
+        ordered! { "type": "text_delta", "text": t }
+    });
+    block_stop(sse, index);
+}
+
+/// A `content_block_delta` for each of `pieces` of `text`, its delta as `delta` writes a piece.
+fn text_deltas(
+    sse: &mut StreamBody,
+    index: usize,
+    text: &str,
+    pieces: &[Piece],
+    delta: impl Fn(&str) -> Ordered,
+) {
     for piece in pieces {
         sse.json(
             FrameKind::Content,
@@ -1069,11 +1071,10 @@ fn text_block(
             &ordered! {
                 "type": "content_block_delta",
                 "index": index,
-                "delta": ordered! { "type": "text_delta", "text": &text[piece.start..piece.end] },
+                "delta": delta(&text[piece.start..piece.end]),
             },
         );
     }
-    block_stop(sse, index);
 }
 
 /// A text answer's pieces as an uncited lead-in and the cited claim, each a block as the API

@@ -1233,6 +1233,27 @@ struct Events {
 }
 
 impl Events {
+    /// A `contentBlockDelta` for each of `pieces` of `text`, its delta as `delta` writes a piece.
+    fn deltas(
+        &mut self,
+        index: usize,
+        text: &str,
+        pieces: &[Piece],
+        delta: impl Fn(&str) -> Value,
+    ) {
+        for piece in pieces {
+            self.event(
+                FrameKind::Content,
+                piece.tokens,
+                "contentBlockDelta",
+                json!({
+                    "contentBlockIndex": index,
+                    "delta": delta(&text[piece.start..piece.end]),
+                }),
+            );
+        }
+    }
+
     fn event(&mut self, kind: FrameKind, tokens: u32, event_type: &str, mut payload: Value) {
         let len = 1 + (self.sent * 17 + 5) % PADDING.len();
         self.sent += 1;
@@ -1264,17 +1285,12 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         .as_ref()
         .map_or(0, |(_, pieces, _)| pieces_tokens(pieces));
     if let Some((text, pieces, signature)) = &reasoning {
-        for piece in pieces {
-            events.event(
-                FrameKind::Content,
-                piece.tokens,
-                "contentBlockDelta",
-                json!({
-                    "contentBlockIndex": 0,
-                    "delta": { "reasoningContent": { "text": &text[piece.start..piece.end] } },
-                }),
-            );
-        }
+        events.deltas(
+            0,
+            text,
+            pieces,
+            |t| json!({ "reasoningContent": { "text": t } }),
+        );
         events.event(
             FrameKind::Other,
             0,
@@ -1298,17 +1314,7 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                     json!({ "contentBlockIndex": first, "delta": { "text": "" } }),
                 );
             }
-            for piece in pieces {
-                events.event(
-                    FrameKind::Content,
-                    piece.tokens,
-                    "contentBlockDelta",
-                    json!({
-                        "contentBlockIndex": first,
-                        "delta": { "text": &text[piece.start..piece.end] },
-                    }),
-                );
-            }
+            events.deltas(first, text, pieces, |t| json!({ "text": t }));
             events.event(
                 FrameKind::Other,
                 0,

@@ -706,17 +706,14 @@ fn write_message(
     // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
     out.extend_from_slice(b",\"usage\":");
     wire::Usage::full(&response.usage.unwrap_or_default()).write(out);
-    for (key, value) in response
-        .extras
-        .for_dialect(DialectId::Anthropic)
-        .into_iter()
-        .flatten()
-    {
-        out.push(b',');
-        json::write_str(out, key);
-        out.push(b':');
-        json::write_value(out, value)?;
-    }
+    json::write_members(
+        out,
+        response
+            .extras
+            .for_dialect(DialectId::Anthropic)
+            .into_iter()
+            .flatten(),
+    )?;
     out.push(b'}');
     Ok(())
 }

@@ -908,12 +908,10 @@ fn write_completion(
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"system_fingerprint\":null");
-    for (key, value) in completion_extras(response.extras.for_dialect(DialectId::OpenAi)) {
-        out.push(b',');
-        json::write_str(out, key);
-        out.push(b':');
-        json::write_value(out, value)?;
-    }
+    json::write_members(
+        out,
+        completion_extras(response.extras.for_dialect(DialectId::OpenAi)),
+    )?;
     out.push(b'}');
     Ok(())
 }
