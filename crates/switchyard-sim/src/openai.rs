@@ -162,6 +162,33 @@ fn content_documents(content: Option<&Value>, i: usize) -> Result<Vec<String>, S
         .flatten()
         .enumerate()
     {
+        if part.get("type").and_then(Value::as_str) == Some("input_audio") {
+            // Audio the model hears: shown as a document of its type (`audio/wav:<bytes>`).
+            let audio = part.get("input_audio");
+            let get = |key: &str| audio.and_then(|a| a.get(key)).and_then(Value::as_str);
+            let media_type = match get("format") {
+                Some("wav") => "audio/wav",
+                Some("mp3") => "audio/mp3",
+                _ => {
+                    return Err(SimError::bad_request(
+                        "Invalid value: expected 'wav' or 'mp3' as the audio's format.",
+                    )
+                    .with_param(format!("messages[{i}].content[{j}].input_audio.format"))
+                    .with_code("invalid_value"));
+                }
+            };
+            match get("data").and_then(|data| crate::model::inline_document(media_type, data)) {
+                Some(document) => documents.push(document),
+                None => {
+                    return Err(SimError::bad_request(
+                        "Invalid audio data: expected base64-encoded audio.",
+                    )
+                    .with_param(format!("messages[{i}].content[{j}].input_audio.data"))
+                    .with_code("invalid_value"));
+                }
+            }
+            continue;
+        }
         if part.get("type").and_then(Value::as_str) != Some("file") {
             continue;
         }

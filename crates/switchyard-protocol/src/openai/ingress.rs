@@ -372,10 +372,11 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
                     }
                     "refusal" => out.push(ContentPart::text(p.require::<String>("refusal")?)),
                     "file" if files => out.push(decode_file(&mut p, &ppath)?),
-                    "file" => {
+                    "input_audio" if files => out.push(decode_input_audio(&mut p, &ppath)?),
+                    "file" | "input_audio" => {
                         let tp = format!("{ppath}.type");
                         return Err(DecodeError::new(
-                            "file parts belong to user messages",
+                            format!("{kind} parts belong to user messages"),
                             Some(&tp),
                         ));
                     }
@@ -383,7 +384,7 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
                         let tp = format!("{ppath}.type");
                         return Err(DecodeError::new(
                             format!(
-                                "content part type '{other}' is not supported by this gateway (supported: text, image_url, file)"
+                                "content part type '{other}' is not supported by this gateway (supported: text, image_url, input_audio, file)"
                             ),
                             Some(&tp),
                         ));
@@ -398,6 +399,41 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
         )),
     }
 }
+
+/// An `input_audio` part (`input_audio.data`, base64 without a `data:` prefix, and its
+/// `format`, `wav` or `mp3`): a document the model hears, inline data of that audio type, which
+/// providers that take audio carry (OpenAI's as `input_audio` again, Gemini's as inline data)
+/// and the others refuse like any document type they do not read.
+fn decode_input_audio(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
+    let mut audio = part
+        .take_object("input_audio")?
+        .ok_or_else(|| missing(&format!("{path}.input_audio")))?;
+    let data: String = audio.require("data")?;
+    let format: String = audio.require("format")?;
+    let Some(media_type) = AUDIO_FORMATS
+        .iter()
+        .find(|(name, _)| *name == format)
+        .map(|(_, media_type)| *media_type)
+    else {
+        let fp = format!("{path}.input_audio.format");
+        return Err(DecodeError::new(
+            format!("'{fp}' must be 'wav' or 'mp3', got '{format}'"),
+            Some(&fp),
+        ));
+    };
+    Ok(ContentPart::Document {
+        source: DocumentSource::Base64 {
+            media_type: media_type.to_owned(),
+            data: Text::from(data),
+        },
+        title: None,
+        context: None,
+        extras: Extras::default(),
+    })
+}
+
+/// OpenAI's `input_audio` formats and the media types an audio document carries for them.
+pub(crate) const AUDIO_FORMATS: [(&str, &str); 2] = [("wav", "audio/wav"), ("mp3", "audio/mp3")];
 
 /// A `file` part: `file.file_data` (a `data:<media type>;base64,<data>` URI) or `file.file_id`
 /// (a file uploaded to the Files API), and an optional `file.filename`.

@@ -505,10 +505,12 @@ where
 /// part, as OpenAI's reference advises for a file's text.
 fn document_refusal(source: &DocumentSource) -> Option<String> {
     match source {
+        DocumentSource::Base64 { media_type, .. } if audio_format(media_type).is_some() => None,
         DocumentSource::Base64 { media_type, .. } if media_type_essence(media_type) != PDF => {
             Some(format!(
                 "OpenAI Chat Completions takes inline files as PDF (application/pdf) only, not \
-                 '{media_type}'; send a text file's text as a text part"
+                 '{media_type}' (and audio as wav or mp3); send a text file's text as a text \
+                 part"
             ))
         }
         DocumentSource::Url(_) => Some(
@@ -519,6 +521,17 @@ fn document_refusal(source: &DocumentSource) -> Option<String> {
         DocumentSource::Base64 { .. } | DocumentSource::Text { .. } | DocumentSource::FileId(_) => {
             None
         }
+    }
+}
+
+/// The `input_audio` format of an audio document's media type (`audio/mpeg` is MP3 too).
+fn audio_format(media_type: &str) -> Option<&'static str> {
+    match media_type_essence(media_type).as_str() {
+        "audio/mpeg" => Some("mp3"),
+        essence => super::ingress::AUDIO_FORMATS
+            .iter()
+            .find(|(_, audio)| *audio == essence)
+            .map(|(format, _)| *format),
     }
 }
 
@@ -539,6 +552,17 @@ fn write_document(
         DocumentSource::Text { data, .. } => {
             o.str("type", "text");
             o.put("text", |out| json::write_text_splicing(out, data, splices));
+        }
+        DocumentSource::Base64 { media_type, data }
+            if let Some(format) = audio_format(media_type) =>
+        {
+            o.str("type", "input_audio");
+            o.put("input_audio", |out| {
+                let mut audio = ObjectWriter::open(out);
+                audio.put("data", |out| json::write_text_splicing(out, data, splices));
+                audio.str("format", format);
+                audio.close();
+            });
         }
         DocumentSource::Base64 { media_type, data } => {
             o.str("type", "file");

@@ -1076,6 +1076,8 @@ const COMMON_FORM: &[&str] = &[
 ];
 
 const FULL_FORM: &[&str] = &[
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "ogg"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "assistant", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "system", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
     r#"{"model": "m", "messages": [{"role": "tool", "tool_call_id": "c", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]}"#,
@@ -1806,5 +1808,67 @@ fn several_choices_come_back_choice_for_choice() {
             .more_choices
             .iter()
             .all(|c| c.finish_reason == FinishReason::ToolCalls)
+    );
+}
+
+/// An `input_audio` part is a document of its audio type, written back to an OpenAI-form
+/// provider as `input_audio` (an MP3 sent as `audio/mpeg` too) and to Gemini as inline data;
+/// a format OpenAI does not take is refused at its path.
+#[test]
+fn input_audio_is_an_audio_document_each_provider_writes_its_way() {
+    let body = |format: &str| {
+        Bytes::from(
+            json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is said?"},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": format}}]}]})
+            .to_string(),
+        )
+    };
+    for (format, media_type) in [("wav", "audio/wav"), ("mp3", "audio/mp3")] {
+        let request = OpenAiIngress.decode_chat(&body(format)).unwrap();
+        let ContentPart::Document { source, .. } = &request.messages[0].content[1] else {
+            panic!("{:?}", request.messages[0]);
+        };
+        assert_eq!(
+            source,
+            &DocumentSource::Base64 {
+                media_type: media_type.into(),
+                data: "UklGRg==".into()
+            }
+        );
+        let built = OpenAiProvider::new(OpenAiQuirks::default())
+            .build_chat(&request, &target())
+            .unwrap();
+        assert_eq!(
+            body_of(&built)["messages"][0]["content"][1],
+            json!({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": format}})
+        );
+        let built = crate::gemini::GeminiProvider
+            .build_chat(&request, &target())
+            .unwrap();
+        assert_eq!(
+            body_of(&built)["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": media_type, "data": "UklGRg=="}})
+        );
+    }
+    let mut request = OpenAiIngress.decode_chat(&body("mp3")).unwrap();
+    if let ContentPart::Document {
+        source: DocumentSource::Base64 { media_type, .. },
+        ..
+    } = &mut request.messages[0].content[1]
+    {
+        *media_type = "audio/mpeg".into();
+    }
+    let built = OpenAiProvider::new(OpenAiQuirks::default())
+        .build_chat(&request, &target())
+        .unwrap();
+    assert_eq!(
+        body_of(&built)["messages"][0]["content"][1]["input_audio"]["format"],
+        "mp3"
+    );
+    let err = OpenAiIngress.decode_chat(&body("flac")).unwrap_err();
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[0].content[1].input_audio.format")
     );
 }

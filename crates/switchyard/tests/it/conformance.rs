@@ -2361,3 +2361,54 @@ async fn a_refused_requests_field_reaches_the_client() {
         r.text
     );
 }
+
+/// An OpenAI client's `input_audio` reaches the providers that hear audio (OpenAI's format as
+/// `input_audio` again, Gemini's as inline audio data), in both of OpenAI's formats; the others
+/// refuse it naming the part, and a format OpenAI does not take is refused at the gateway.
+#[tokio::test]
+async fn audio_reaches_the_providers_that_hear_it() {
+    let env = echoing("{documents}").await;
+    let wav = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00";
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wav);
+    let ask = |kind: &str, format: &str| {
+        json!({"model": kind, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is said?"},
+            {"type": "input_audio", "input_audio": {"data": data, "format": format}}]}]})
+    };
+    for kind in KINDS {
+        for format in ["wav", "mp3"] {
+            let r = env.post("/v1/chat/completions", &ask(kind, format)).await;
+            if matches!(*kind, "anthropic" | "bedrock") {
+                assert_eq!(r.status, 400, "{kind}: {}", r.text);
+                let error = &r.json()["error"];
+                assert_eq!(error["param"], "messages[0].content[1]", "{kind}: {error}");
+                assert!(
+                    error["message"].as_str().unwrap().contains("audio/"),
+                    "{kind}: {error}"
+                );
+                continue;
+            }
+            assert_eq!(r.status, 200, "{kind}: {}", r.text);
+            assert_eq!(
+                r.json()["choices"][0]["message"]["content"],
+                format!("audio/{format}:{}", wav.len()),
+                "{kind}"
+            );
+        }
+    }
+    let r = env
+        .post("/v1/chat/completions", &ask("openai", "flac"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["param"],
+        "messages[0].content[1].input_audio.format"
+    );
+    // Audio is a user's: elsewhere it is refused by its type.
+    let body = json!({"model": "openai", "messages": [{"role": "system", "content": [
+        {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}]},
+        {"role": "user", "content": "hi"}]});
+    let r = env.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "messages[0].content[0].type");
+}
