@@ -168,6 +168,11 @@ fn a_malformed_or_misplaced_openai_file_part_is_refused_by_path() {
         ),
         (
             openai_body(json!([{"type": "input_audio", "input_audio": {}}])),
+            "messages[0].content[0].input_audio.data",
+            "missing required field",
+        ),
+        (
+            openai_body(json!([{"type": "video_url", "video_url": {}}])),
             "messages[0].content[0].type",
             "file",
         ),
