@@ -491,10 +491,11 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         }
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
-    conv.thinking = thinking_enabled(obj, max_tokens)?;
+    let thinking = thinking_mode(obj, max_tokens)?;
+    conv.thinking = thinking.is_some();
     // A thinking turn that called tools goes on after their results: the API needs the turn's
-    // thinking back, first in it.
-    if conv.thinking
+    // thinking back, first in it. Adaptive thinking may have skipped thinking on that turn.
+    if thinking == Some(ThinkingMode::Budget)
         && conv.tool_results.is_some()
         && let Some((i, false)) = last_assistant
     {
@@ -580,22 +581,32 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
 /// The least `thinking.budget_tokens` the API takes.
 const MIN_THINKING_BUDGET: u64 = 1024;
 
-/// `thinking`: whether it is enabled, its budget and the settings it rules out checked as the
-/// API checks them.
-fn thinking_enabled(
+/// How a request asked Claude to think.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ThinkingMode {
+    /// `enabled`, with a token budget.
+    Budget,
+    /// `adaptive` (Claude 4.6 and later): the model decides whether and how much to think.
+    Adaptive,
+}
+
+/// `thinking`: whether and how it is on; a budget and the settings it rules out are checked as
+/// the API checks them.
+fn thinking_mode(
     obj: &serde_json::Map<String, Value>,
     max_tokens: Option<u64>,
-) -> Result<bool, SimError> {
+) -> Result<Option<ThinkingMode>, SimError> {
     let Some(thinking) = obj.get("thinking").filter(|t| !t.is_null()) else {
-        return Ok(false);
+        return Ok(None);
     };
     match thinking.get("type").and_then(Value::as_str) {
-        Some("disabled") => return Ok(false),
+        Some("disabled") => return Ok(None),
+        Some("adaptive") => return Ok(Some(ThinkingMode::Adaptive)),
         Some("enabled") => {}
         other => {
             return Err(SimError::bad_request(format!(
                 "thinking: Input tag '{}' found using 'type' does not match any of the expected \
-                 tags: 'disabled', 'enabled'",
+                 tags: 'adaptive', 'disabled', 'enabled'",
                 other.unwrap_or("")
             )));
         }
@@ -639,7 +650,7 @@ fn thinking_enabled(
             "Thinking may not be enabled when tool_choice forces tool use.",
         ));
     }
-    Ok(true)
+    Ok(Some(ThinkingMode::Budget))
 }
 
 /// The thinking an answer opens with when thinking is enabled: a few words on the user's last

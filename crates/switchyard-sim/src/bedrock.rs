@@ -893,8 +893,10 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
     if let Some(config) = obj.get("inferenceConfig") {
         read_inference_config(&mut conv, config)?;
     }
-    conv.thinking = claude_thinking(obj, &conv)?;
-    if conv.thinking
+    let budgeted;
+    (conv.thinking, budgeted) = claude_thinking(obj, &conv)?;
+    // Adaptive thinking may have skipped thinking on the turn it goes on from.
+    if budgeted
         && conv.tool_results.is_some()
         && let Some((i, false)) = last_assistant
     {
@@ -953,18 +955,24 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
 }
 
 /// Claude's extended thinking, asked for in the model's own fields
-/// (`additionalModelRequestFields.thinking`), checked as Claude checks it.
+/// (`additionalModelRequestFields.thinking`), checked as Claude checks it: whether it is on,
+/// and whether with a budget.
 fn claude_thinking(
     obj: &serde_json::Map<String, Value>,
     conv: &Conversation,
-) -> Result<bool, SimError> {
+) -> Result<(bool, bool), SimError> {
     let Some(thinking) = obj
         .get("additionalModelRequestFields")
         .and_then(|f| f.get("thinking"))
-        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
     else {
-        return Ok(false);
+        return Ok((false, false));
     };
+    match thinking.get("type").and_then(Value::as_str) {
+        Some("enabled") => {}
+        // Claude 4.6 and later decide whether and how much to think: nothing to check.
+        Some("adaptive") => return Ok((true, false)),
+        _ => return Ok((false, false)),
+    }
     let budget = thinking
         .get("budget_tokens")
         .and_then(Value::as_u64)
@@ -990,7 +998,7 @@ fn claude_thinking(
     {
         return refused("`temperature` may only be set to 1 when thinking is enabled");
     }
-    Ok(true)
+    Ok((true, true))
 }
 
 fn read_inference_config(conv: &mut Conversation, config: &Value) -> Result<(), SimError> {

@@ -610,3 +610,30 @@ async fn thinking_opens_the_answer_and_goes_back_with_a_tool_loop() {
     plain_loop.as_object_mut().unwrap().remove("thinking");
     assert_eq!(send(anthropic(&sim, &plain_loop)).await.status, 200);
 }
+
+/// Adaptive thinking (Claude 4.6 and later, `thinking: {"type": "adaptive"}` with an effort)
+/// opens the answer with thinking too, takes no budget, and, since the model may skip thinking
+/// on a turn, does not need a tool turn's thinking back.
+#[tokio::test]
+async fn adaptive_thinking_takes_no_budget() {
+    let sim = start_default().await;
+    let mut request = hello();
+    request["thinking"] = json!({"type": "adaptive"});
+    request["output_config"] = json!({"effort": "medium"});
+    let body = send(anthropic(&sim, &request)).await.json();
+    assert_eq!(body["content"][0]["type"], "thinking", "{body}");
+    request["tools"] = weather_tools();
+    let turn = send(anthropic(&sim, &request)).await.json();
+    let call = turn["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .unwrap()
+        .clone();
+    request["messages"] = json!([hello()["messages"][0], {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "Sunny"}]}]);
+    assert_eq!(send(anthropic(&sim, &request)).await.status, 200);
+    request["thinking"] = json!({"type": "sometimes"});
+    assert_eq!(send(anthropic(&sim, &request)).await.status, 400);
+}

@@ -2412,3 +2412,21 @@ async fn audio_reaches_the_providers_that_hear_it() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["param"], "messages[0].content[0].type");
 }
+
+/// Claude Code on Claude 4.6 and later asks for adaptive thinking with an effort: the request
+/// reaches Claude as it was written, and the thinking comes back to it.
+#[tokio::test]
+async fn adaptive_thinking_reaches_claude_as_asked() {
+    let env = env().await;
+    let ask = json!({"model": "anthropic", "max_tokens": 2000, "stream": true,
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+    let r = env.post_anthropic(&ask).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let blocks = streamed_blocks(&r);
+    assert_eq!(blocks[0]["type"], "thinking", "{blocks}");
+    assert!(
+        !blocks[0]["signature"].as_str().unwrap().is_empty(),
+        "{blocks}"
+    );
+}
