@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::handler::SimError;
 use crate::model::{
     CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
-    thought, word_pieces,
+    thinks_only_adaptively, thought, word_pieces,
 };
 use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
@@ -491,7 +491,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         }
     }
     conv.tool_results = last_results.map(|r| r.join(" "));
-    let thinking = thinking_mode(obj, max_tokens)?;
+    let thinking = thinking_mode(obj, &conv.model, max_tokens)?;
     conv.thinking = thinking.is_some();
     // A thinking turn that called tools goes on after their results: the API needs the turn's
     // thinking back, first in it. Adaptive thinking may have skipped thinking on that turn.
@@ -594,6 +594,7 @@ enum ThinkingMode {
 /// the API checks them.
 fn thinking_mode(
     obj: &serde_json::Map<String, Value>,
+    model: &str,
     max_tokens: Option<u64>,
 ) -> Result<Option<ThinkingMode>, SimError> {
     let Some(thinking) = obj.get("thinking").filter(|t| !t.is_null()) else {
@@ -602,6 +603,12 @@ fn thinking_mode(
     match thinking.get("type").and_then(Value::as_str) {
         Some("disabled") => return Ok(None),
         Some("adaptive") => return Ok(Some(ThinkingMode::Adaptive)),
+        Some("enabled") if thinks_only_adaptively(model) => {
+            return Err(SimError::bad_request(format!(
+                "thinking.type.enabled is not supported for {model}: use thinking.type.adaptive \
+                 with output_config.effort"
+            )));
+        }
         Some("enabled") => {}
         other => {
             return Err(SimError::bad_request(format!(

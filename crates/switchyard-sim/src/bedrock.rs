@@ -24,7 +24,7 @@ use crate::config::SimConfig;
 use crate::handler::{SimError, header};
 use crate::model::{
     CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice,
-    inline_document, prefix_key, thought, word_pieces,
+    inline_document, prefix_key, thinks_only_adaptively, thought, word_pieces,
 };
 use crate::stream::{FrameKind, StreamBody};
 
@@ -968,6 +968,12 @@ fn claude_thinking(
         return Ok((false, false));
     };
     match thinking.get("type").and_then(Value::as_str) {
+        Some("enabled") if thinks_only_adaptively(&conv.model) => {
+            return Err(validation(
+                "The model returned the following errors: thinking.type.enabled is not \
+                 supported for this model: use thinking.type.adaptive with output_config.effort",
+            ));
+        }
         Some("enabled") => {}
         // Claude 4.6 and later decide whether and how much to think: nothing to check.
         Some("adaptive") => return Ok((true, false)),

@@ -308,6 +308,27 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
         })
 }
 
+/// Whether a Claude model id (Anthropic's or Bedrock's) is of a version that thinks only
+/// adaptively (4.7 and later): its version is the first number after `claude-` and the
+/// one-digit number after it, if any.
+pub(crate) fn thinks_only_adaptively(model: &str) -> bool {
+    let Some((_, name)) = model.split_once("claude-") else {
+        return false;
+    };
+    let mut numbers = name
+        .split(['-', ':', '.', '@'])
+        .skip_while(|part| part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()));
+    let Some(major) = numbers.next().and_then(|m| m.parse::<u32>().ok()) else {
+        return false;
+    };
+    let minor = numbers
+        .next()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    (major, minor) >= (4, 7)
+}
+
 /// The thinking an answer opens with when the request asks to see it: a few words on the
 /// user's last message, or on the tool results it goes on from.
 pub(crate) fn thought(conv: &Conversation) -> String {

@@ -16,7 +16,9 @@
 //!   since Anthropic rejects thinking together with a non-default temperature, `top_k` or a
 //!   forced tool, an effort-derived budget drops `temperature` and `top_k` and is skipped when
 //!   a tool is forced, or when the request goes on after a tool turn that did not think (see
-//!   [`continues_unthought_tool_turn`]). With thinking on and no `max_tokens` in the request, `max_tokens` is the
+//!   [`continues_unthought_tool_turn`]). Claude 4.6 and later (which think adaptively, and from
+//!   4.7 only so: [`thinks_adaptively`]) get the effort as `thinking: {"type": "adaptive"}` with
+//!   `output_config.effort` ([`adaptive_effort`]) instead of a budget. With thinking on and no `max_tokens` in the request, `max_tokens` is the
 //!   budget plus [`DEFAULT_MAX_TOKENS`].
 //! * `response_format` json_schema → `output_config.format`; json_object has no native mode, so
 //!   a system instruction asks for a bare JSON object.
@@ -120,6 +122,41 @@ pub fn continues_unthought_tool_turn(messages: &[Message]) -> bool {
         first,
         Some(ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. })
     )
+}
+
+/// Whether `model` (an Anthropic or Bedrock model id) is Claude 4.6 or later, which thinks
+/// adaptively (`thinking: {"type": "adaptive"}` with an effort): the later ones take no other
+/// kind, and on 4.6 a budget is deprecated. The version is the first number after `claude-`
+/// and the one-digit number after it, if any (`claude-sonnet-4-6`, `claude-opus-5`); a date
+/// (`claude-sonnet-4-5-20250929`) is not a minor version.
+pub fn thinks_adaptively(model: &str) -> bool {
+    let Some((_, name)) = model.split_once("claude-") else {
+        return false;
+    };
+    let mut numbers = name
+        .split(['-', ':', '.', '@'])
+        .skip_while(|part| !part.bytes().all(|b| b.is_ascii_digit()) || part.is_empty());
+    let Some(major) = numbers.next().and_then(|m| m.parse::<u32>().ok()) else {
+        return false;
+    };
+    let minor = numbers
+        .next()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    (major, minor) >= (4, 6)
+}
+
+/// The Messages API's `output_config.effort` for an OpenAI-style reasoning effort (`none`: no
+/// thinking).
+pub fn adaptive_effort(effort: &str) -> Option<&'static str> {
+    match effort {
+        "none" => None,
+        "minimal" | "low" => Some("low"),
+        "high" => Some("high"),
+        "xhigh" | "max" => Some("max"),
+        _ => Some("medium"),
+    }
 }
 
 /// The Anthropic Messages API as an upstream.
@@ -557,7 +594,22 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         (None, Some(budget)) => budget.saturating_add(DEFAULT_MAX_TOKENS),
         (None, None) => DEFAULT_MAX_TOKENS,
     };
-    let thinking = budget.map(|budget_tokens| ThinkingConfigParam::Enabled { budget_tokens });
+    // Claude 4.6 and later think adaptively, at the effort asked for (the budget above only
+    // sizes `max_tokens`).
+    let adaptive = match &request.reasoning {
+        Some(Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }) if budget.is_some() && thinks_adaptively(model) => adaptive_effort(effort),
+        _ => None,
+    };
+    let thinking = match adaptive {
+        Some(_) => Some(ThinkingConfigParam::Other(Map::from_iter([(
+            "type".to_owned(),
+            Value::from("adaptive"),
+        )]))),
+        None => budget.map(|budget_tokens| ThinkingConfigParam::Enabled { budget_tokens }),
+    };
     let thinking = thinking.or_else(|| match extra(THINKING) {
         Some(Value::Object(other)) => Some(ThinkingConfigParam::Other(other.clone())),
         _ => None,
@@ -566,6 +618,12 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
     let mut output_config = OutputConfig::default();
     if let Some(Value::Object(rest)) = extra(OUTPUT_CONFIG) {
         output_config.rest = rest.clone();
+    }
+    if let Some(effort) = adaptive {
+        output_config
+            .rest
+            .entry("effort")
+            .or_insert_with(|| Value::from(effort));
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format {
         output_config.format = Some(OutputFormat::JsonSchema {

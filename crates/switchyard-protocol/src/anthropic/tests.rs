@@ -2940,3 +2940,57 @@ fn effort_thinking_is_left_off_after_a_tool_turn_that_did_not_think() {
         assert_eq!(body["thinking"]["budget_tokens"], json!(2048), "{body}");
     }
 }
+
+/// Claude 4.6 and later get an OpenAI-style effort as adaptive thinking at the Messages API's
+/// effort (no budget; sampling dropped as for any thinking); earlier Claude a budget. A
+/// client's own `output_config.effort` is kept.
+#[test]
+fn an_effort_is_adaptive_thinking_on_claude_4_6_and_later() {
+    for (model, adaptive) in [
+        ("claude-opus-4-6", true),
+        ("claude-sonnet-4-6", true),
+        ("claude-opus-4-7", true),
+        ("claude-opus-5", true),
+        ("us.anthropic.claude-opus-4-7", true),
+        ("anthropic.claude-opus-4-6-v1", true),
+        ("claude-sonnet-4-5", false),
+        ("claude-sonnet-4-5-20250929", false),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", false),
+        ("claude-3-7-sonnet-20250219", false),
+        ("claude-opus-4-1", false),
+        ("gpt-4o", false),
+    ] {
+        assert_eq!(super::thinks_adaptively(model), adaptive, "{model}");
+    }
+    let request = ChatRequest {
+        model: "m".into(),
+        messages: vec![message(Role::User, vec![ContentPart::text("hi")])],
+        temperature: Some(0.3),
+        reasoning: Some(Reasoning {
+            effort: Some("xhigh".into()),
+            budget_tokens: None,
+        }),
+        ..ChatRequest::default()
+    };
+    let built = |model: &str, request: &ChatRequest| {
+        let target = Target { model, ..target() };
+        let built = AnthropicProvider.build_chat(request, &target).unwrap();
+        serde_json::from_slice::<Value>(&built.map(ProviderBody::into_vec).into_body()).unwrap()
+    };
+    let body = built("claude-opus-4-7", &request);
+    assert_eq!(body["thinking"], json!({"type": "adaptive"}), "{body}");
+    assert_eq!(body["output_config"], json!({"effort": "max"}), "{body}");
+    assert!(body.get("temperature").is_none(), "{body}");
+    let body = built("claude-sonnet-4-5", &request);
+    assert_eq!(body["thinking"]["type"], "enabled", "{body}");
+    assert!(body.get("output_config").is_none(), "{body}");
+    let mut own = request.clone();
+    own.extras = Extras::new(
+        DialectId::Anthropic,
+        serde_json::Map::from_iter([("output_config".to_owned(), json!({"effort": "low"}))]),
+    );
+    assert_eq!(
+        built("claude-opus-4-6", &own)["output_config"],
+        json!({"effort": "low"})
+    );
+}

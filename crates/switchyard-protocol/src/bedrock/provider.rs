@@ -6,7 +6,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::stream::BedrockStreamDecoder;
-use crate::anthropic::{JSON_OBJECT_INSTRUCTION, continues_unthought_tool_turn, effort_budget};
+use crate::anthropic::{
+    JSON_OBJECT_INSTRUCTION, adaptive_effort, continues_unthought_tool_turn, effort_budget,
+    thinks_adaptively,
+};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, DocumentSource, EmbeddingRequest, EmbeddingResponse,
     ErrorClass, FinishReason, ImageSource, Reasoning, ResponseFormat, Role, ToolChoice,
@@ -511,7 +514,18 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     body.insert("inferenceConfig".into(), inference.into());
 
     let mut additional = Map::new();
-    if let Some(budget_tokens) = thinking_budget {
+    // Claude 4.6 and later think adaptively, at the effort an OpenAI-style client asked for.
+    let adaptive = match &request.reasoning {
+        Some(Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }) if thinking_budget.is_some() && thinks_adaptively(model) => adaptive_effort(effort),
+        _ => None,
+    };
+    if let Some(effort) = adaptive {
+        additional.insert("thinking".into(), json!({ "type": "adaptive" }));
+        additional.insert("output_config".into(), json!({ "effort": effort }));
+    } else if let Some(budget_tokens) = thinking_budget {
         additional.insert(
             "thinking".into(),
             json!({ "type": "enabled", "budget_tokens": budget_tokens }),

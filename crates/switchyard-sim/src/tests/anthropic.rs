@@ -636,4 +636,14 @@ async fn adaptive_thinking_takes_no_budget() {
     assert_eq!(send(anthropic(&sim, &request)).await.status, 200);
     request["thinking"] = json!({"type": "sometimes"});
     assert_eq!(send(anthropic(&sim, &request)).await.status, 400);
+    // Claude 4.7 and later think only adaptively: a budget is refused.
+    let mut budgeted = hello();
+    budgeted["model"] = json!("claude-opus-4-7");
+    budgeted["max_tokens"] = json!(4096);
+    budgeted["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    let reply = send(anthropic(&sim, &budgeted)).await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("adaptive"));
+    budgeted["thinking"] = json!({"type": "adaptive"});
+    assert_eq!(send(anthropic(&sim, &budgeted)).await.status, 200);
 }

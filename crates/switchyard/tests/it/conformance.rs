@@ -2430,3 +2430,46 @@ async fn adaptive_thinking_reaches_claude_as_asked() {
         "{blocks}"
     );
 }
+
+/// Claude 4.7 and later think only adaptively: an OpenAI client's reasoning effort reaches them
+/// as adaptive thinking at that effort, on Anthropic's API and on Bedrock, and the thinking
+/// comes back, also through a tool loop; Claude 4.5 still gets a budget.
+#[tokio::test]
+async fn an_effort_reaches_the_latest_claude_as_adaptive_thinking() {
+    let env = crate::harness::env_with(
+        r#"
+  - {alias: opus-latest, deployments: [{provider: p-anthropic, model: claude-opus-4-7}]}
+  - {alias: opus-latest-bedrock, deployments: [{provider: p-bedrock, model: "us.anthropic.claude-opus-4-7"}]}
+"#,
+    )
+    .await;
+    for alias in ["opus-latest", "opus-latest-bedrock", "anthropic", "bedrock"] {
+        let mut body = chat(alias, "Why is the sky blue?");
+        body["reasoning_effort"] = json!("high");
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.text);
+        let reasoning = &r.json()["choices"][0]["message"]["reasoning_content"];
+        assert!(
+            reasoning.as_str().unwrap().contains("sky blue"),
+            "{alias}: {}",
+            r.text
+        );
+
+        let function = json!({"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}});
+        let mut body = chat(alias, "Weather in Oslo?");
+        body["reasoning_effort"] = json!("low");
+        body["tools"] = json!([function]);
+        let turn = env.post("/v1/chat/completions", &body).await.json();
+        let message = turn["choices"][0]["message"].clone();
+        assert_eq!(
+            turn["choices"][0]["finish_reason"], "tool_calls",
+            "{alias}: {turn}"
+        );
+        body["messages"] = json!([body["messages"][0],
+            {"role": "assistant", "content": null, "tool_calls": message["tool_calls"]},
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "5 degrees"}]);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.text);
+    }
+}
