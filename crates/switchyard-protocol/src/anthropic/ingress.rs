@@ -19,6 +19,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::provider::effort_budget;
 use super::stream::AnthropicStreamEncoder;
 use super::wire::{
     self, ContentBlock, ContentBlockParam, ErrorObject, ErrorResponse, MessageCreateParams,
@@ -52,6 +53,15 @@ pub(crate) const SERVER_TOOLS: &str = "tools";
 pub(crate) const THINKING: &str = "thinking";
 /// Extras key of `output_config` members other than `format`.
 pub(crate) const OUTPUT_CONFIG: &str = "output_config";
+
+/// The effort adaptive thinking runs at: the request's `output_config.effort`, `high` (the
+/// Messages API's default) when it gives none.
+fn adaptive_effort_of(config: Option<&OutputConfig>) -> &str {
+    config
+        .and_then(|c| c.rest.get("effort"))
+        .and_then(Value::as_str)
+        .unwrap_or("high")
+}
 
 /// The Anthropic Messages API as the gateway serves it to clients.
 pub struct AnthropicIngress;
@@ -251,8 +261,15 @@ pub(super) fn decode_typed(params: TypedParams, extras: &mut Map<String, Value>)
         }),
         Some(ThinkingConfigParam::Disabled) | None => None,
         Some(ThinkingConfigParam::Other(other)) => {
+            // Adaptive thinking (Claude 4.6 and later) is thinking up to its effort's budget for
+            // other providers, as a budget of the client's own would be; Claude gets the
+            // client's own `thinking` from the extras.
+            let adaptive = other.get("type").and_then(Value::as_str) == Some("adaptive");
             extras.insert(THINKING.into(), Value::Object(other));
-            None
+            adaptive.then(|| Reasoning {
+                effort: None,
+                budget_tokens: effort_budget(adaptive_effort_of(params.output_config.as_ref())),
+            })
         }
     };
 

@@ -566,6 +566,8 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         Some(ToolChoice::Required | ToolChoice::Function(_))
     );
     let budget = match &request.reasoning {
+        // An Anthropic client's own `thinking` (adaptive, say) goes as it wrote it.
+        _ if extra(THINKING).is_some() => None,
         Some(Reasoning {
             budget_tokens: Some(budget),
             ..

@@ -276,7 +276,15 @@ fn decodes_minimal_request_and_content_shapes() {
         Some(ToolChoice::Function("lookup".into()))
     );
     assert_eq!(request.parallel_tool_calls, None);
-    assert_eq!(request.reasoning, None);
+    // Adaptive thinking is, for other providers, thinking up to its effort's budget (`high`,
+    // the default); Claude gets the client's own `thinking`.
+    assert_eq!(
+        request.reasoning,
+        Some(Reasoning {
+            effort: None,
+            budget_tokens: Some(16384)
+        })
+    );
     let extras = request.extras.for_dialect(DialectId::Anthropic).unwrap();
     assert_eq!(extras["thinking"], json!({"type": "adaptive"}));
     // Both survive the way back out.

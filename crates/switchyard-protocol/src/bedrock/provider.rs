@@ -514,17 +514,18 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     body.insert("inferenceConfig".into(), inference.into());
 
     let mut additional = Map::new();
-    // Claude 4.6 and later think adaptively, at the effort an OpenAI-style client asked for.
-    let adaptive = match &request.reasoning {
-        Some(Reasoning {
-            effort: Some(effort),
-            budget_tokens: None,
-        }) if thinking_budget.is_some() && thinks_adaptively(model) => adaptive_effort(effort),
-        _ => None,
-    };
-    if let Some(effort) = adaptive {
+    // Claude 4.6 and later think adaptively (from 4.7 only so), at the effort an OpenAI-style
+    // client asked for, else at the default.
+    if thinking_budget.is_some() && thinks_adaptively(model) {
         additional.insert("thinking".into(), json!({ "type": "adaptive" }));
-        additional.insert("output_config".into(), json!({ "effort": effort }));
+        if let Some(effort) = request
+            .reasoning
+            .as_ref()
+            .and_then(|r| r.effort.as_deref())
+            .and_then(adaptive_effort)
+        {
+            additional.insert("output_config".into(), json!({ "effort": effort }));
+        }
     } else if let Some(budget_tokens) = thinking_budget {
         additional.insert(
             "thinking".into(),

@@ -643,7 +643,12 @@ async fn adaptive_thinking_takes_no_budget() {
     budgeted["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
     let reply = send(anthropic(&sim, &budgeted)).await;
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("adaptive"));
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("adaptive")
+    );
     budgeted["thinking"] = json!({"type": "adaptive"});
     assert_eq!(send(anthropic(&sim, &budgeted)).await.status, 200);
 }

@@ -2473,3 +2473,32 @@ async fn an_effort_reaches_the_latest_claude_as_adaptive_thinking() {
         assert_eq!(r.status, 200, "{alias}: {}", r.text);
     }
 }
+
+/// Claude Code's adaptive thinking (Claude 4.6 and later) routed to another provider still
+/// thinks there, up to its effort's budget: Gemini's thoughts and Claude's own on Bedrock (4.5
+/// with a budget, 4.7 adaptively) come back to it as thinking blocks.
+#[tokio::test]
+async fn adaptive_thinking_thinks_on_every_provider_that_can() {
+    let env = crate::harness::env_with(
+        r#"
+  - {alias: opus-latest-bedrock, deployments: [{provider: p-bedrock, model: "us.anthropic.claude-opus-4-7"}]}
+"#,
+    )
+    .await;
+    for alias in ["gemini", "bedrock", "opus-latest-bedrock", "anthropic"] {
+        let ask = json!({"model": alias, "max_tokens": 4000,
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"},
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+        let r = env.post_anthropic(&ask).await;
+        assert_eq!(r.status, 200, "{alias}: {}", r.text);
+        let content = r.json()["content"].clone();
+        assert_eq!(content[0]["type"], "thinking", "{alias}: {content}");
+        assert!(
+            content[0]["thinking"]
+                .as_str()
+                .unwrap()
+                .contains("sky blue"),
+            "{alias}: {content}"
+        );
+    }
+}
