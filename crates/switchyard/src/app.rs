@@ -150,6 +150,7 @@ impl App {
             .await
             .context("cannot open the evaluation tables")?;
         observers.push(evaluations.observer());
+        let traced = otlp.is_some();
         let (recorder, writer) = if config.telemetry.records {
             Recorder::start(
                 store.clone(),
@@ -158,6 +159,7 @@ impl App {
                 config.telemetry.queue_capacity,
                 config.telemetry.queue_max_bytes,
                 observers,
+                traced,
             )
         } else {
             tracing::warn!(

@@ -636,6 +636,15 @@ pub async fn chat(
                     },
                 );
             }
+            if !response.more_choices.is_empty() {
+                tracker.set_more_finish_reasons(
+                    response
+                        .more_choices
+                        .iter()
+                        .map(|c| c.finish_reason.as_openai())
+                        .collect(),
+                );
+            }
             tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {
                 body: ReplyBody::Json(body),

@@ -17,6 +17,16 @@ pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
 pub const SYSTEM: &str = "gen_ai.system";
 pub const REQUEST_MODEL: &str = "gen_ai.request.model";
 pub const REQUEST_STREAM: &str = "gen_ai.request.stream";
+pub const REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
+pub const REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
+pub const REQUEST_TOP_P: &str = "gen_ai.request.top_p";
+pub const REQUEST_TOP_K: &str = "gen_ai.request.top_k";
+pub const REQUEST_FREQUENCY_PENALTY: &str = "gen_ai.request.frequency_penalty";
+pub const REQUEST_PRESENCE_PENALTY: &str = "gen_ai.request.presence_penalty";
+pub const REQUEST_SEED: &str = "gen_ai.request.seed";
+pub const REQUEST_STOP_SEQUENCES: &str = "gen_ai.request.stop_sequences";
+/// Set only when it is not 1.
+pub const REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
 pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
 /// Seconds from sending the request to the first chunk of a streamed answer.

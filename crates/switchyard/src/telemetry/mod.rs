@@ -131,7 +131,13 @@ impl Tracker {
         let content = self.content;
         let max = self.content_max_bytes;
         let prompt = (content != ContentMode::Off).then(|| prompt_messages(request, content, max));
+        let sampling = if self.recorder.traced() {
+            record::Sampling::of(request)
+        } else {
+            None
+        };
         if let Some(r) = self.rec() {
+            r.sampling = sampling;
             r.requested_model = request.model.clone();
             r.stream = request.stream;
             r.customer = customer.or_else(|| request.user.clone());
@@ -208,6 +214,13 @@ impl Tracker {
         if let Some(r) = self.rec() {
             r.response_model = Some(model).filter(|m| !m.is_empty());
             r.finish_reason = finish_reason.map(Cow::Borrowed);
+        }
+    }
+
+    /// Why each further choice stopped, when the request asked for several.
+    pub fn set_more_finish_reasons(&mut self, reasons: Vec<&'static str>) {
+        if let Some(r) = self.rec() {
+            r.more_finish_reasons = reasons;
         }
     }
 

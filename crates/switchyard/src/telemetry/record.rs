@@ -66,6 +66,8 @@ impl RequestRecord {
             trace: None,
             response_model: None,
             finish_reason: None,
+            more_finish_reasons: Vec::new(),
+            sampling: None,
             cache_hit: false,
             config_name: None,
             config_version: None,
@@ -478,6 +480,14 @@ pub struct RequestRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// A word of the OpenAI vocabulary, borrowed when the gateway wrote it.
     pub finish_reason: Option<Cow<'static, str>>,
+    /// Why each further choice stopped, when the request asked for several (spans list them
+    /// after `finish_reason`); not stored.
+    #[serde(skip)]
+    pub more_finish_reasons: Vec<&'static str>,
+    /// The request's sampling settings, for the spans' `gen_ai.request.*` attributes: set only
+    /// when records become spans, and not stored.
+    #[serde(skip)]
+    pub sampling: Option<Box<Sampling>>,
     /// Answered from the exact response cache, without a provider call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
@@ -499,6 +509,39 @@ pub struct RequestRecord {
     /// The `x-switchyard-session-id` header (feedback may target a session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+}
+
+/// The sampling settings a request gave (those it left out are `None`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub seed: Option<i64>,
+    pub stop_sequences: Vec<String>,
+    /// Answers asked for (`n`).
+    pub choices: Option<u32>,
+}
+
+impl Sampling {
+    /// The settings `request` gave, `None` when it gave none.
+    pub fn of(request: &switchyard_protocol::canonical::ChatRequest) -> Option<Box<Self>> {
+        let sampling = Self {
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            top_k: request.top_k,
+            frequency_penalty: request.frequency_penalty,
+            presence_penalty: request.presence_penalty,
+            seed: request.seed,
+            stop_sequences: request.stop.clone(),
+            choices: request.n,
+        };
+        (sampling != Self::default()).then(|| Box::new(sampling))
+    }
 }
 
 /// One prompt message as a record keeps it: the role, and the text of its parts together (an
@@ -702,6 +745,8 @@ mod tests {
             }),
             response_model: Some("gpt-4o-mini-2024-07-18".into()),
             finish_reason: Some("tool_calls".into()),
+            more_finish_reasons: Vec::new(),
+            sampling: None,
             cache_hit: true,
             config_name: Some("support".into()),
             config_version: Some(u32::MAX),

@@ -97,6 +97,8 @@ pub struct Recorder {
     pub stats: Arc<RecorderStats>,
     capacity: usize,
     max_bytes: u64,
+    /// An OpenTelemetry exporter turns the records into spans.
+    traced: bool,
 }
 
 impl Recorder {
@@ -109,6 +111,7 @@ impl Recorder {
         capacity: usize,
         max_bytes: u64,
         observers: Vec<Arc<dyn RecordObserver>>,
+        traced: bool,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(RecorderStats::default());
@@ -132,6 +135,7 @@ impl Recorder {
                 stats,
                 capacity,
                 max_bytes,
+                traced,
             },
             handle,
         )
@@ -145,12 +149,19 @@ impl Recorder {
             stats: Arc::default(),
             capacity: 0,
             max_bytes: 0,
+            traced: false,
         }
     }
 
     /// Whether records are kept at all.
     pub fn enabled(&self) -> bool {
         self.tx.is_some()
+    }
+
+    /// Whether records become trace spans: only then does a record carry what only spans show
+    /// (`RequestRecord::sampling`).
+    pub fn traced(&self) -> bool {
+        self.traced && self.enabled()
     }
 
     /// Hands a record to the writer without waiting. A full queue means the writer cannot even

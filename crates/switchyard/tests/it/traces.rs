@@ -198,13 +198,14 @@ async fn spans_reach_a_real_receiver() {
         )
         .await;
     assert_eq!(traced.status, 200, "{}", traced.text);
-    // 2. A new trace, with content captured (masked as the record keeps it).
-    let plain = env
-        .post(
-            "/v1/chat/completions",
-            &chat("openai", "mail me at jane@example.com"),
-        )
-        .await;
+    // 2. A new trace, with content captured (masked as the record keeps it), sampling
+    // settings and two answers.
+    let mut body = chat("openai", "mail me at jane@example.com");
+    body["temperature"] = json!(0.3);
+    body["max_tokens"] = json!(50);
+    body["stop"] = json!(["zzz"]);
+    body["n"] = json!(2);
+    let plain = env.post("/v1/chat/completions", &body).await;
     assert_eq!(plain.status, 200, "{}", plain.text);
     // 3. A stream, which measures time to first chunk.
     let mut body = chat("anthropic", "a story");
@@ -263,7 +264,11 @@ async fn spans_reach_a_real_receiver() {
     let usage = &plain.json()["usage"];
     assert_eq!(a["gen_ai.usage.input_tokens"], usage["prompt_tokens"]);
     assert_eq!(a["gen_ai.usage.output_tokens"], usage["completion_tokens"]);
-    assert_eq!(a["gen_ai.response.finish_reasons"], json!(["stop"]));
+    assert_eq!(a["gen_ai.response.finish_reasons"], json!(["stop", "stop"]));
+    assert_eq!(a["gen_ai.request.temperature"], 0.3, "{a:#}");
+    assert_eq!(a["gen_ai.request.max_tokens"], 50, "{a:#}");
+    assert_eq!(a["gen_ai.request.stop_sequences"], json!(["zzz"]), "{a:#}");
+    assert_eq!(a["gen_ai.request.choice.count"], 2, "{a:#}");
     assert!(a["gen_ai.response.model"].is_string(), "{a:#}");
     let input = a["gen_ai.input.messages"].as_str().unwrap();
     assert!(

@@ -20,7 +20,7 @@ use super::protobuf::Writer;
 use crate::config::Config;
 use crate::routing::RoutingTable;
 use crate::telemetry::genai as attr;
-use crate::telemetry::record::{DecisionSummary, PromptMessage};
+use crate::telemetry::record::{DecisionSummary, PromptMessage, Sampling};
 use crate::telemetry::{Outcome, RequestRecord};
 
 /// Longest text of one message part in captured content; the rest is cut.
@@ -388,10 +388,15 @@ fn record_spans(
         if op == attr::OP_CHAT {
             a.bool(attr::REQUEST_STREAM, record.stream);
         }
+        if let Some(sampling) = &record.sampling {
+            sampling_attributes(&mut a, sampling);
+        }
         if let Some(reason) = &record.finish_reason {
+            // One a choice: the answer's, then those of the further choices.
             a.strs(
                 attr::RESPONSE_FINISH_REASONS,
-                std::iter::once([reason.as_ref()]),
+                std::iter::once([reason.as_ref()])
+                    .chain(record.more_finish_reasons.iter().map(|r| [*r])),
             );
         }
         if let Some(ttft) = record.ttft_ms {
@@ -549,6 +554,39 @@ fn status(span: &mut Writer<'_>, error_type: Option<&str>, message: Option<&str>
 
 /// The route decision as a few attributes: strategy, rule, the plan's order, what was skipped
 /// and the fallbacks.
+/// The request's sampling settings as the conventions' `gen_ai.request.*` attributes, each only
+/// when the request gave it (`choice.count` only when not 1).
+fn sampling_attributes(a: &mut Attrs<'_, '_>, s: &Sampling) {
+    if let Some(n) = s.max_tokens {
+        a.int(attr::REQUEST_MAX_TOKENS, n.into());
+    }
+    for (key, value) in [
+        (attr::REQUEST_TEMPERATURE, s.temperature),
+        (attr::REQUEST_TOP_P, s.top_p),
+        (attr::REQUEST_TOP_K, s.top_k.map(f64::from)),
+        (attr::REQUEST_FREQUENCY_PENALTY, s.frequency_penalty),
+        (attr::REQUEST_PRESENCE_PENALTY, s.presence_penalty),
+    ] {
+        if let Some(value) = value {
+            a.double(key, value);
+        }
+    }
+    if let Some(seed) = s.seed {
+        a.put(attr::REQUEST_SEED, |v| {
+            v.varint_always(field::ANY_INT, seed as u64)
+        });
+    }
+    if !s.stop_sequences.is_empty() {
+        a.strs(
+            attr::REQUEST_STOP_SEQUENCES,
+            s.stop_sequences.iter().map(|stop| [stop.as_str()]),
+        );
+    }
+    if let Some(n) = s.choices.filter(|n| *n != 1) {
+        a.int(attr::REQUEST_CHOICE_COUNT, n.into());
+    }
+}
+
 fn route_summary(d: &DecisionSummary<'_>, a: &mut Attrs<'_, '_>) {
     a.opt_str(attr::ROUTE_STRATEGY, d.strategy.as_deref());
     a.opt_str(attr::ROUTE_RULE, d.rule.as_deref());

@@ -117,6 +117,8 @@ fn record() -> RequestRecord {
         trace: None,
         response_model: Some("gpt-4o-mini-2024-07-18".into()),
         finish_reason: Some("stop".into()),
+        more_finish_reasons: Vec::new(),
+        sampling: None,
         cache_hit: false,
         config_name: Some("support".into()),
         config_version: Some(3),
@@ -219,6 +221,20 @@ fn request_span_carries_the_genai_attributes() {
     assert_eq!(s(root, "gen_ai.request.model"), "gpt-4o-mini");
     assert_eq!(s(root, "gen_ai.response.model"), "gpt-4o-mini-2024-07-18");
     assert_eq!(strings(root, "gen_ai.response.finish_reasons"), ["stop"]);
+    // A request without sampling settings has none of their attributes.
+    for key in [
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stop_sequences",
+        "choice.count",
+    ] {
+        assert!(
+            attr(root, &format!("gen_ai.request.{key}")).is_none(),
+            "{key}"
+        );
+    }
     assert_eq!(i(root, "gen_ai.usage.input_tokens"), 120);
     assert_eq!(i(root, "gen_ai.usage.output_tokens"), 30);
     assert_eq!(i(root, "gen_ai.usage.cache_read.input_tokens"), 100);
@@ -819,4 +835,66 @@ fn the_last_holder_of_a_batch_hands_its_texts_back_whichever_it_is() {
         let ours = hand_back_batch(batch);
         assert!(ours ^ theirs.join().unwrap());
     }
+}
+
+/// The request's sampling settings become the conventions' `gen_ai.request.*` attributes, each
+/// only when given (`choice.count` only when not 1), and an answer with several choices lists a
+/// finish reason for each.
+#[test]
+fn sampling_settings_and_every_choices_finish_reason_are_attributes() {
+    let several = RequestRecord {
+        sampling: Some(Box::new(crate::telemetry::record::Sampling {
+            max_tokens: Some(256),
+            temperature: Some(0.25),
+            top_p: Some(0.5),
+            top_k: Some(40),
+            frequency_penalty: None,
+            presence_penalty: Some(-0.5),
+            seed: Some(-7),
+            stop_sequences: vec!["END".into(), "\n\n".into()],
+            choices: Some(3),
+        })),
+        more_finish_reasons: vec!["length", "tool_calls"],
+        ..record()
+    };
+    let spans = record_spans(&several, &catalog(), false, &mut Counted(0));
+    let root = &spans[0];
+    assert_eq!(i(root, "gen_ai.request.max_tokens"), 256);
+    assert_eq!(
+        attr(root, "gen_ai.request.temperature"),
+        Some(&V::DoubleValue(0.25))
+    );
+    assert_eq!(
+        attr(root, "gen_ai.request.top_p"),
+        Some(&V::DoubleValue(0.5))
+    );
+    assert_eq!(
+        attr(root, "gen_ai.request.top_k"),
+        Some(&V::DoubleValue(40.0))
+    );
+    assert!(attr(root, "gen_ai.request.frequency_penalty").is_none());
+    assert_eq!(
+        attr(root, "gen_ai.request.presence_penalty"),
+        Some(&V::DoubleValue(-0.5))
+    );
+    assert_eq!(attr(root, "gen_ai.request.seed"), Some(&V::IntValue(-7)));
+    assert_eq!(
+        strings(root, "gen_ai.request.stop_sequences"),
+        ["END", "\n\n"]
+    );
+    assert_eq!(i(root, "gen_ai.request.choice.count"), 3);
+    assert_eq!(
+        strings(root, "gen_ai.response.finish_reasons"),
+        ["stop", "length", "tool_calls"]
+    );
+    // One choice is the default, not an attribute.
+    let one = RequestRecord {
+        sampling: Some(Box::new(crate::telemetry::record::Sampling {
+            choices: Some(1),
+            ..Default::default()
+        })),
+        ..record()
+    };
+    let spans = record_spans(&one, &catalog(), false, &mut Counted(0));
+    assert!(attr(&spans[0], "gen_ai.request.choice.count").is_none());
 }
