@@ -111,7 +111,7 @@ def run_alias(alias):
         assert "".join(t.token for t in logprobs.content) == text, logprobs
         assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token for t in logprobs.content)
         assert all(bytes(t.bytes) == t.token.encode() for t in logprobs.content)
-        # The SDK's stream helper gathers each chunk's log probabilities into the final answer.
+        # The SDK's `stream()` gathers each chunk's log probabilities into the final answer.
         with oa.chat.completions.stream(model=alias, messages=messages, logprobs=True, top_logprobs=2) as stream:
             final = stream.get_final_completion()
         streamed = final.choices[0].logprobs.content
