@@ -27,6 +27,12 @@ pub const REQUEST_SEED: &str = "gen_ai.request.seed";
 pub const REQUEST_STOP_SEQUENCES: &str = "gen_ai.request.stop_sequences";
 /// Set only when it is not 1.
 pub const REQUEST_CHOICE_COUNT: &str = "gen_ai.request.choice.count";
+/// `text` or `json`, when the request named a response format.
+pub const OUTPUT_TYPE: &str = "gen_ai.output.type";
+/// The client's session (`x-switchyard-session-id`), as the conventions name a conversation.
+pub const CONVERSATION_ID: &str = "gen_ai.conversation.id";
+/// The same session under the name Langfuse groups traces by.
+pub const SESSION_ID: &str = "session.id";
 pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
 pub const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
 /// Seconds from sending the request to the first chunk of a streamed answer.

@@ -524,6 +524,8 @@ pub struct Sampling {
     pub stop_sequences: Vec<String>,
     /// Answers asked for (`n`).
     pub choices: Option<u32>,
+    /// `text` or `json`, when the request named a response format.
+    pub output_type: Option<&'static str>,
 }
 
 impl Sampling {
@@ -539,6 +541,10 @@ impl Sampling {
             seed: request.seed,
             stop_sequences: request.stop.clone(),
             choices: request.n,
+            output_type: request.response_format.as_ref().map(|format| match format {
+                switchyard_protocol::canonical::ResponseFormat::Text => "text",
+                _ => "json",
+            }),
         };
         (sampling != Self::default()).then(|| Box::new(sampling))
     }

@@ -205,7 +205,17 @@ async fn spans_reach_a_real_receiver() {
     body["max_tokens"] = json!(50);
     body["stop"] = json!(["zzz"]);
     body["n"] = json!(2);
-    let plain = env.post("/v1/chat/completions", &body).await;
+    body["response_format"] = json!({"type": "json_object"});
+    let plain = env
+        .post_with(
+            "/v1/chat/completions",
+            &body,
+            &[
+                ("authorization", &format!("Bearer {}", crate::harness::KEY)),
+                ("x-switchyard-session-id", "support-chat-7"),
+            ],
+        )
+        .await;
     assert_eq!(plain.status, 200, "{}", plain.text);
     // 3. A stream, which measures time to first chunk.
     let mut body = chat("anthropic", "a story");
@@ -269,6 +279,8 @@ async fn spans_reach_a_real_receiver() {
     assert_eq!(a["gen_ai.request.max_tokens"], 50, "{a:#}");
     assert_eq!(a["gen_ai.request.stop_sequences"], json!(["zzz"]), "{a:#}");
     assert_eq!(a["gen_ai.request.choice.count"], 2, "{a:#}");
+    assert_eq!(a["gen_ai.output.type"], "json", "{a:#}");
+    assert_eq!(a["gen_ai.conversation.id"], "support-chat-7", "{a:#}");
     assert!(a["gen_ai.response.model"].is_string(), "{a:#}");
     let input = a["gen_ai.input.messages"].as_str().unwrap();
     assert!(

@@ -447,6 +447,8 @@ fn record_spans(
         if let Some(v) = record.config_version {
             a.int(attr::CONFIG_VERSION, u64::from(v));
         }
+        a.opt_str(attr::CONVERSATION_ID, record.session_id.as_deref());
+        a.opt_str(attr::SESSION_ID, record.session_id.as_deref());
         a.opt_str(attr::EXPERIMENT_ID, record.experiment_id.as_deref());
         a.opt_str(attr::EXPERIMENT_VARIANT, record.variant.as_deref());
         if capture_content {
@@ -585,6 +587,7 @@ fn sampling_attributes(a: &mut Attrs<'_, '_>, s: &Sampling) {
     if let Some(n) = s.choices.filter(|n| *n != 1) {
         a.int(attr::REQUEST_CHOICE_COUNT, n.into());
     }
+    a.opt_str(attr::OUTPUT_TYPE, s.output_type);
 }
 
 fn route_summary(d: &DecisionSummary<'_>, a: &mut Attrs<'_, '_>) {

@@ -235,6 +235,9 @@ fn request_span_carries_the_genai_attributes() {
             "{key}"
         );
     }
+    for key in ["gen_ai.output.type", "gen_ai.conversation.id", "session.id"] {
+        assert!(attr(root, key).is_none(), "{key}");
+    }
     assert_eq!(i(root, "gen_ai.usage.input_tokens"), 120);
     assert_eq!(i(root, "gen_ai.usage.output_tokens"), 30);
     assert_eq!(i(root, "gen_ai.usage.cache_read.input_tokens"), 100);
@@ -853,8 +856,10 @@ fn sampling_settings_and_every_choices_finish_reason_are_attributes() {
             seed: Some(-7),
             stop_sequences: vec!["END".into(), "\n\n".into()],
             choices: Some(3),
+            output_type: Some("json"),
         })),
         more_finish_reasons: vec!["length", "tool_calls"],
+        session_id: Some("s-42".into()),
         ..record()
     };
     let spans = record_spans(&several, &catalog(), false, &mut Counted(0));
@@ -883,6 +888,9 @@ fn sampling_settings_and_every_choices_finish_reason_are_attributes() {
         ["END", "\n\n"]
     );
     assert_eq!(i(root, "gen_ai.request.choice.count"), 3);
+    assert_eq!(s(root, "gen_ai.output.type"), "json");
+    assert_eq!(s(root, "gen_ai.conversation.id"), "s-42");
+    assert_eq!(s(root, "session.id"), "s-42");
     assert_eq!(
         strings(root, "gen_ai.response.finish_reasons"),
         ["stop", "length", "tool_calls"]
