@@ -645,6 +645,7 @@ pub async fn chat(
                         .collect(),
                 );
             }
+            tracker.set_response_id(&response.id);
             tracker.set_response_meta(response.model, Some(finish_reason));
             Ok(Reply {
                 body: ReplyBody::Json(body),

@@ -34,6 +34,8 @@ pub const CONVERSATION_ID: &str = "gen_ai.conversation.id";
 /// The same session under the name Langfuse groups traces by.
 pub const SESSION_ID: &str = "session.id";
 pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
+/// The provider's id of its answer (`chatcmpl-…`, `msg_…`), for whole answers.
+pub const RESPONSE_ID: &str = "gen_ai.response.id";
 pub const RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
 /// Seconds from sending the request to the first chunk of a streamed answer.
 pub const RESPONSE_TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";

@@ -217,6 +217,16 @@ impl Tracker {
         }
     }
 
+    /// The provider's id of its whole answer, kept only for trace spans.
+    pub fn set_response_id(&mut self, id: &str) {
+        if self.recorder.traced()
+            && !id.is_empty()
+            && let Some(r) = self.rec()
+        {
+            r.response_id = Some(id.to_owned());
+        }
+    }
+
     /// Why each further choice stopped, when the request asked for several.
     pub fn set_more_finish_reasons(&mut self, reasons: Vec<&'static str>) {
         if let Some(r) = self.rec() {

@@ -68,6 +68,7 @@ impl RequestRecord {
             finish_reason: None,
             more_finish_reasons: Vec::new(),
             sampling: None,
+            response_id: None,
             cache_hit: false,
             config_name: None,
             config_version: None,
@@ -488,6 +489,10 @@ pub struct RequestRecord {
     /// when records become spans, and not stored.
     #[serde(skip)]
     pub sampling: Option<Box<Sampling>>,
+    /// The provider's id of a whole answer (`gen_ai.response.id`): set only when records
+    /// become spans, and not stored.
+    #[serde(skip)]
+    pub response_id: Option<String>,
     /// Answered from the exact response cache, without a provider call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
@@ -753,6 +758,7 @@ mod tests {
             finish_reason: Some("tool_calls".into()),
             more_finish_reasons: Vec::new(),
             sampling: None,
+            response_id: None,
             cache_hit: true,
             config_name: Some("support".into()),
             config_version: Some(u32::MAX),

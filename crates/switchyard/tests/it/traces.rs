@@ -281,6 +281,12 @@ async fn spans_reach_a_real_receiver() {
     assert_eq!(a["gen_ai.request.choice.count"], 2, "{a:#}");
     assert_eq!(a["gen_ai.output.type"], "json", "{a:#}");
     assert_eq!(a["gen_ai.conversation.id"], "support-chat-7", "{a:#}");
+    assert!(
+        a["gen_ai.response.id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-")),
+        "{a:#}"
+    );
     assert!(a["gen_ai.response.model"].is_string(), "{a:#}");
     let input = a["gen_ai.input.messages"].as_str().unwrap();
     assert!(

@@ -385,6 +385,7 @@ fn record_spans(
         }
         a.opt_str(attr::REQUEST_MODEL, Some(model));
         a.opt_str(attr::RESPONSE_MODEL, record.response_model.as_deref());
+        a.opt_str(attr::RESPONSE_ID, record.response_id.as_deref());
         if op == attr::OP_CHAT {
             a.bool(attr::REQUEST_STREAM, record.stream);
         }

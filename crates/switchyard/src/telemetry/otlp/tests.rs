@@ -119,6 +119,7 @@ fn record() -> RequestRecord {
         finish_reason: Some("stop".into()),
         more_finish_reasons: Vec::new(),
         sampling: None,
+        response_id: None,
         cache_hit: false,
         config_name: Some("support".into()),
         config_version: Some(3),
@@ -235,7 +236,12 @@ fn request_span_carries_the_genai_attributes() {
             "{key}"
         );
     }
-    for key in ["gen_ai.output.type", "gen_ai.conversation.id", "session.id"] {
+    for key in [
+        "gen_ai.output.type",
+        "gen_ai.conversation.id",
+        "session.id",
+        "gen_ai.response.id",
+    ] {
         assert!(attr(root, key).is_none(), "{key}");
     }
     assert_eq!(i(root, "gen_ai.usage.input_tokens"), 120);
@@ -860,6 +866,7 @@ fn sampling_settings_and_every_choices_finish_reason_are_attributes() {
         })),
         more_finish_reasons: vec!["length", "tool_calls"],
         session_id: Some("s-42".into()),
+        response_id: Some("chatcmpl-9".into()),
         ..record()
     };
     let spans = record_spans(&several, &catalog(), false, &mut Counted(0));
@@ -891,6 +898,7 @@ fn sampling_settings_and_every_choices_finish_reason_are_attributes() {
     assert_eq!(s(root, "gen_ai.output.type"), "json");
     assert_eq!(s(root, "gen_ai.conversation.id"), "s-42");
     assert_eq!(s(root, "session.id"), "s-42");
+    assert_eq!(s(root, "gen_ai.response.id"), "chatcmpl-9");
     assert_eq!(
         strings(root, "gen_ai.response.finish_reasons"),
         ["stop", "length", "tool_calls"]
