@@ -110,14 +110,25 @@ impl ObjectReader {
     pub fn require<T: DeserializeOwned>(&mut self, key: &str) -> Result<T, DecodeError> {
         match self.take(key)? {
             Some(v) => Ok(v),
-            None => {
-                let path = self.child_path(key);
-                Err(DecodeError::new(
-                    format!("missing required field '{path}'"),
-                    Some(&path),
-                ))
-            }
+            None => Err(self.missing(key)),
         }
+    }
+
+    /// Removes `key`, which must be an object, as a nested reader; absent or `null` is an error
+    /// naming the path.
+    pub fn require_object(&mut self, key: &str) -> Result<ObjectReader, DecodeError> {
+        self.take_object(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    /// Removes `key`, which must be an array, as its elements with their paths; absent or
+    /// `null` is an error naming the path.
+    pub fn require_array(&mut self, key: &str) -> Result<Vec<(String, Value)>, DecodeError> {
+        self.take_array(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    fn missing(&self, key: &str) -> DecodeError {
+        let path = self.child_path(key);
+        DecodeError::new(format!("missing required field '{path}'"), Some(&path))
     }
 
     /// Removes `key` as a raw value (absent or `null` gives `None`).

@@ -307,13 +307,7 @@ fn decode_messages(obj: &mut ObjectReader) -> Result<Vec<Message>, DecodeError> 
                 Role::Assistant
             }
             WireRole::Tool => {
-                let id_path = m.child_path("tool_call_id");
-                let tool_call_id: String = m.take("tool_call_id")?.ok_or_else(|| {
-                    DecodeError::new(
-                        format!("missing required field '{id_path}'"),
-                        Some(&id_path),
-                    )
-                })?;
+                let tool_call_id: String = m.require("tool_call_id")?;
                 content = tool_message_content(tool_call_id, name.clone(), content);
                 Role::Tool
             }
@@ -360,10 +354,7 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
                         citations: None,
                     }),
                     "image_url" => {
-                        let mut image = p.take_object("image_url")?.ok_or_else(|| {
-                            let ip = format!("{ppath}.image_url");
-                            DecodeError::new(format!("missing required field '{ip}'"), Some(&ip))
-                        })?;
+                        let mut image = p.require_object("image_url")?;
                         let url: String = image.require("url")?;
                         out.push(ContentPart::Image {
                             source: ImageSource::from_url(&url),
@@ -405,9 +396,7 @@ fn decode_content(value: Value, path: &str, files: bool) -> Result<Vec<ContentPa
 /// providers that take audio carry (OpenAI's as `input_audio` again, Gemini's as inline data)
 /// and the others refuse like any document type they do not read.
 fn decode_input_audio(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
-    let mut audio = part
-        .take_object("input_audio")?
-        .ok_or_else(|| missing(&format!("{path}.input_audio")))?;
+    let mut audio = part.require_object("input_audio")?;
     let data: String = audio.require("data")?;
     let format: String = audio.require("format")?;
     let Some(media_type) = AUDIO_FORMATS
@@ -439,12 +428,7 @@ pub(crate) const AUDIO_FORMATS: [(&str, &str); 2] = [("wav", "audio/wav"), ("mp3
 /// (a file uploaded to the Files API), and an optional `file.filename`.
 fn decode_file(part: &mut ObjectReader, path: &str) -> Result<ContentPart, DecodeError> {
     let file_path = format!("{path}.file");
-    let mut file = part.take_object("file")?.ok_or_else(|| {
-        DecodeError::new(
-            format!("missing required field '{file_path}'"),
-            Some(&file_path),
-        )
-    })?;
+    let mut file = part.require_object("file")?;
     let filename: Option<String> = file.take("filename")?;
     let data: Option<String> = file.take("file_data")?;
     let id: Option<String> = file.take("file_id")?;
@@ -524,19 +508,13 @@ pub(super) fn decode_tool_choice(
     match o.take::<String>("type")?.as_deref() {
         // Without a type, an object that names a function is read as one.
         None | Some("function") => {
-            let mut f = o
-                .take_object("function")?
-                .ok_or_else(|| missing("tool_choice.function"))?;
+            let mut f = o.require_object("function")?;
             Ok(Some(ToolChoice::Function(f.require("name")?)))
         }
         Some("allowed_tools") => {
-            let mut allowed = o
-                .take_object("allowed_tools")?
-                .ok_or_else(|| missing("tool_choice.allowed_tools"))?;
+            let mut allowed = o.require_object("allowed_tools")?;
             let mode: String = allowed.require("mode")?;
-            let listed = allowed
-                .take_array("tools")?
-                .ok_or_else(|| missing("tool_choice.allowed_tools.tools"))?;
+            let listed = allowed.require_array("tools")?;
             let mut names = Vec::with_capacity(listed.len());
             for (path, value) in listed {
                 let mut tool = ObjectReader::from_value(value, &path)?;
@@ -547,9 +525,7 @@ pub(super) fn decode_tool_choice(
                         Some(&format!("{path}.type")),
                     ));
                 }
-                let mut f = tool
-                    .take_object("function")?
-                    .ok_or_else(|| missing(&format!("{path}.function")))?;
+                let mut f = tool.require_object("function")?;
                 names.push((f.require("name")?, format!("{path}.function.name")));
             }
             allow_only(
@@ -568,10 +544,6 @@ pub(super) fn decode_tool_choice(
             Some("tool_choice.type"),
         )),
     }
-}
-
-fn missing(path: &str) -> DecodeError {
-    DecodeError::new(format!("missing required field '{path}'"), Some(path))
 }
 
 /// OpenAI's `allowed_tools` choice: of the request's tools, only those `names` names (each with
@@ -656,12 +628,7 @@ pub(super) fn decode_response_format(
         "text" => Ok(Some(ResponseFormat::Text)),
         "json_object" => Ok(Some(ResponseFormat::JsonObject)),
         "json_schema" => {
-            let mut js = rf.take_object("json_schema")?.ok_or_else(|| {
-                DecodeError::new(
-                    "missing required field 'response_format.json_schema'",
-                    Some("response_format.json_schema"),
-                )
-            })?;
+            let mut js = rf.require_object("json_schema")?;
             Ok(Some(ResponseFormat::JsonSchema {
                 name: js.require("name")?,
                 description: js.take("description")?,

@@ -604,12 +604,7 @@ pub(super) fn decode_tool_choice(
         "function" | "custom" => Ok(Some(ToolChoice::Function(choice.require("name")?))),
         "allowed_tools" => {
             let mode: String = choice.require("mode")?;
-            let listed = choice.take_array("tools")?.ok_or_else(|| {
-                DecodeError::new(
-                    "missing required field 'tool_choice.tools'",
-                    Some("tool_choice.tools"),
-                )
-            })?;
+            let listed = choice.require_array("tools")?;
             let (mut names, mut search) = (Vec::with_capacity(listed.len()), false);
             for (path, value) in listed {
                 let mut tool = ObjectReader::from_value(value, &path)?;
