@@ -1084,14 +1084,27 @@ impl OpenAiStreamEncoder {
     }
 
     /// A text chunk: the head, the text as a JSON string, the choice's end and the tail.
-    pub(super) fn text_chunk(&self, text: &str, out: &mut Vec<u8>) {
+    /// With `logprobs` (the provider's, as JSON text) in place of `"logprobs":null`.
+    pub(super) fn text_chunk(&self, text: &str, logprobs: Option<&str>, out: &mut Vec<u8>) {
         out.reserve(
-            TEXT_CHUNK_HEAD.len() + text.len() + 3 + CHOICE_END.len() + self.chunk_tail.len(),
+            TEXT_CHUNK_HEAD.len()
+                + text.len()
+                + 3
+                + CHOICE_END.len()
+                + logprobs.map_or(0, str::len)
+                + self.chunk_tail.len(),
         );
         out.extend_from_slice(TEXT_CHUNK_HEAD);
         json::write_str(out, text);
         out.push(b'}');
-        out.extend_from_slice(CHOICE_END);
+        match logprobs {
+            None => out.extend_from_slice(CHOICE_END),
+            Some(logprobs) => {
+                out.extend_from_slice(&CHOICE_END[..CHOICE_END.len() - b"null}".len()]);
+                out.extend_from_slice(logprobs.as_bytes());
+                out.push(b'}');
+            }
+        }
         out.extend_from_slice(&self.chunk_tail);
     }
 
@@ -1197,18 +1210,8 @@ impl StreamEncoder for OpenAiStreamEncoder {
                 if !text.is_empty() {
                     // The common chunk, written without building a tree.
                     self.ensure_started(out);
-                    match self.logprobs.take() {
-                        None => self.text_chunk(text, out),
-                        Some(logprobs) => self.chunk(out, |out| {
-                            out.extend_from_slice(b"{\"delta\":{\"content\":");
-                            json::write_str(out, text);
-                            out.extend_from_slice(
-                                b"},\"finish_reason\":null,\"index\":0,\"logprobs\":",
-                            );
-                            out.extend_from_slice(logprobs.as_bytes());
-                            out.push(b'}');
-                        }),
-                    }
+                    let logprobs = self.logprobs.take();
+                    self.text_chunk(text, logprobs.as_deref(), out);
                 }
             }
             StreamEvent::Logprobs(logprobs) => self.logprobs = Some(logprobs.clone()),
