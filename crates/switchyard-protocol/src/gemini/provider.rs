@@ -909,9 +909,9 @@ fn response_to_canonical(
     let usage = response.usage_metadata.as_ref().map(usage_from_metadata);
     // The candidates in their order (`candidateCount` asks for several): the first is the
     // answer, the others its further choices.
-    let mut candidates: Vec<&Candidate> = response.candidates.iter().collect();
+    let mut candidates = response.candidates;
     candidates.sort_by_key(|c| c.index.unwrap_or(0));
-    let mut candidates = candidates.into_iter();
+    let mut candidates = candidates.iter();
     let (content, finish_reason) = match candidates.next() {
         Some(candidate) => candidate_answer(&id, candidate),
         None => match response
