@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use crate::handler::SimError;
 use crate::model::{
-    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice, prefix_key,
-    thinks_only_adaptively, thought, word_pieces,
+    CacheMark, ClaudeThinking, Conversation, Finish, IdGen, JsonMode, Output, Piece, ThinkingMode,
+    Tool, ToolChoice, prefix_key, thought, word_pieces,
 };
 use crate::ordered::{Ordered, member, ordered};
 use crate::stream::{FrameKind, StreamBody};
@@ -578,86 +578,27 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     Ok(conv)
 }
 
-/// The least `thinking.budget_tokens` the API takes.
-const MIN_THINKING_BUDGET: u64 = 1024;
-
-/// How a request asked Claude to think.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ThinkingMode {
-    /// `enabled`, with a token budget.
-    Budget,
-    /// `adaptive` (Claude 4.6 and later): the model decides whether and how much to think.
-    Adaptive,
-}
-
-/// `thinking`: whether and how it is on; a budget and the settings it rules out are checked as
-/// the API checks them.
+/// `thinking`: whether and how it is on, checked as Claude checks it ([`ClaudeThinking`]).
 fn thinking_mode(
     obj: &serde_json::Map<String, Value>,
     model: &str,
     max_tokens: Option<u64>,
 ) -> Result<Option<ThinkingMode>, SimError> {
-    let Some(thinking) = obj.get("thinking").filter(|t| !t.is_null()) else {
-        return Ok(None);
-    };
-    match thinking.get("type").and_then(Value::as_str) {
-        Some("disabled") => return Ok(None),
-        Some("adaptive") => return Ok(Some(ThinkingMode::Adaptive)),
-        Some("enabled") if thinks_only_adaptively(model) => {
-            return Err(SimError::bad_request(format!(
-                "thinking.type.enabled is not supported for {model}: use thinking.type.adaptive \
-                 with output_config.effort"
-            )));
-        }
-        Some("enabled") => {}
-        other => {
-            return Err(SimError::bad_request(format!(
-                "thinking: Input tag '{}' found using 'type' does not match any of the expected \
-                 tags: 'adaptive', 'disabled', 'enabled'",
-                other.unwrap_or("")
-            )));
-        }
+    ClaudeThinking {
+        thinking: obj.get("thinking"),
+        model,
+        max_tokens,
+        temperature: obj.get("temperature").and_then(Value::as_f64),
+        top_k: obj.get("top_k").is_some_and(|k| !k.is_null()),
+        forced_tool: matches!(
+            obj.get("tool_choice")
+                .and_then(|c| c.get("type"))
+                .and_then(Value::as_str),
+            Some("any" | "tool")
+        ),
     }
-    let budget = thinking
-        .get("budget_tokens")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| SimError::bad_request("thinking.enabled.budget_tokens: Field required"))?;
-    if budget < MIN_THINKING_BUDGET {
-        return Err(SimError::bad_request(format!(
-            "thinking.enabled.budget_tokens: Input should be greater than or equal to \
-             {MIN_THINKING_BUDGET}"
-        )));
-    }
-    if max_tokens.is_some_and(|max| budget >= max) {
-        return Err(SimError::bad_request(
-            "`max_tokens` must be greater than `thinking.budget_tokens`",
-        ));
-    }
-    if obj
-        .get("temperature")
-        .and_then(Value::as_f64)
-        .is_some_and(|t| t != 1.0)
-    {
-        return Err(SimError::bad_request(
-            "`temperature` may only be set to 1 when thinking is enabled",
-        ));
-    }
-    if obj.get("top_k").is_some_and(|k| !k.is_null()) {
-        return Err(SimError::bad_request(
-            "`top_k` may not be set when thinking is enabled",
-        ));
-    }
-    if matches!(
-        obj.get("tool_choice")
-            .and_then(|c| c.get("type"))
-            .and_then(Value::as_str),
-        Some("any" | "tool")
-    ) {
-        return Err(SimError::bad_request(
-            "Thinking may not be enabled when tool_choice forces tool use.",
-        ));
-    }
-    Ok(Some(ThinkingMode::Budget))
+    .mode()
+    .map_err(SimError::bad_request)
 }
 
 /// The thinking an answer opens with when thinking is enabled: a few words on the user's last

@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::config::SimConfig;
 use crate::handler::{SimError, header};
 use crate::model::{
-    CacheMark, Conversation, Finish, IdGen, JsonMode, Output, Piece, Tool, ToolChoice,
-    inline_document, prefix_key, thinks_only_adaptively, thought, word_pieces,
+    CacheMark, ClaudeThinking, Conversation, Finish, IdGen, JsonMode, Output, Piece, ThinkingMode,
+    Tool, ToolChoice, inline_document, prefix_key, thought, word_pieces,
 };
 use crate::stream::{FrameKind, StreamBody};
 
@@ -893,6 +893,17 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
     if let Some(config) = obj.get("inferenceConfig") {
         read_inference_config(&mut conv, config)?;
     }
+    match obj.get_mut("toolConfig") {
+        Some(config) => read_tool_config(&mut conv, config)?,
+        None if uses_tools && !counting => {
+            return Err(validation(
+                "The toolConfig field must be defined when using toolUse and toolResult content \
+                 blocks.",
+            ));
+        }
+        None => {}
+    }
+    // After the tool choice, which a budget may not force.
     let budgeted;
     (conv.thinking, budgeted) = claude_thinking(obj, &conv)?;
     // Adaptive thinking may have skipped thinking on the turn it goes on from.
@@ -906,16 +917,6 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
              blocks answer) must start with a reasoningContent block; send the previous turn's \
              reasoning back, or disable thinking"
         )));
-    }
-    match obj.get_mut("toolConfig") {
-        Some(config) => read_tool_config(&mut conv, config)?,
-        None if uses_tools && !counting => {
-            return Err(validation(
-                "The toolConfig field must be defined when using toolUse and toolResult content \
-                 blocks.",
-            ));
-        }
-        None => {}
     }
     if let Some(format) = obj
         .get("outputConfig")
@@ -955,56 +956,32 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
 }
 
 /// Claude's extended thinking, asked for in the model's own fields
-/// (`additionalModelRequestFields.thinking`), checked as Claude checks it: whether it is on,
-/// and whether with a budget.
+/// (`additionalModelRequestFields.thinking`), checked as Claude checks it ([`ClaudeThinking`]):
+/// whether it is on, and whether with a budget.
 fn claude_thinking(
     obj: &serde_json::Map<String, Value>,
     conv: &Conversation,
 ) -> Result<(bool, bool), SimError> {
-    let Some(thinking) = obj
-        .get("additionalModelRequestFields")
-        .and_then(|f| f.get("thinking"))
-    else {
-        return Ok((false, false));
-    };
-    match thinking.get("type").and_then(Value::as_str) {
-        Some("enabled") if thinks_only_adaptively(&conv.model) => {
-            return Err(validation(
-                "The model returned the following errors: thinking.type.enabled is not \
-                 supported for this model: use thinking.type.adaptive with output_config.effort",
-            ));
-        }
-        Some("enabled") => {}
-        // Claude 4.6 and later decide whether and how much to think: nothing to check.
-        Some("adaptive") => return Ok((true, false)),
-        _ => return Ok((false, false)),
+    let fields = obj.get("additionalModelRequestFields");
+    let mode = ClaudeThinking {
+        thinking: fields.and_then(|f| f.get("thinking")),
+        model: &conv.model,
+        max_tokens: conv.max_output_tokens,
+        temperature: obj
+            .get("inferenceConfig")
+            .and_then(|c| c.get("temperature"))
+            .and_then(Value::as_f64),
+        top_k: fields
+            .and_then(|f| f.get("top_k"))
+            .is_some_and(|k| !k.is_null()),
+        forced_tool: matches!(
+            conv.tool_choice,
+            ToolChoice::Required | ToolChoice::Named(_)
+        ),
     }
-    let budget = thinking
-        .get("budget_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let refused = |why: &str| {
-        Err(validation(format!(
-            "The model returned the following errors: {why}"
-        )))
-    };
-    if budget < 1024 {
-        return refused(
-            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
-        );
-    }
-    if conv.max_output_tokens.is_some_and(|max| budget >= max) {
-        return refused("`max_tokens` must be greater than `thinking.budget_tokens`");
-    }
-    if obj
-        .get("inferenceConfig")
-        .and_then(|c| c.get("temperature"))
-        .and_then(Value::as_f64)
-        .is_some_and(|t| t != 1.0)
-    {
-        return refused("`temperature` may only be set to 1 when thinking is enabled");
-    }
-    Ok((true, true))
+    .mode()
+    .map_err(|why| validation(format!("The model returned the following errors: {why}")))?;
+    Ok((mode.is_some(), mode == Some(ThinkingMode::Budget)))
 }
 
 fn read_inference_config(conv: &mut Conversation, config: &Value) -> Result<(), SimError> {

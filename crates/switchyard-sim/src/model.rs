@@ -308,6 +308,82 @@ pub(crate) fn scripted_reply(rules: &[ReplyRule], conv: &Conversation) -> Option
         })
 }
 
+/// The least `thinking.budget_tokens` Claude takes.
+const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// How a request asked Claude to think.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ThinkingMode {
+    /// `enabled`, with a token budget.
+    Budget,
+    /// `adaptive` (Claude 4.6 and later): the model decides whether and how much to think.
+    Adaptive,
+}
+
+/// What Claude checks of a request's extended thinking, on Anthropic's API and on Bedrock alike.
+pub(crate) struct ClaudeThinking<'a> {
+    /// The `thinking` object, if the request has one.
+    pub thinking: Option<&'a Value>,
+    pub model: &'a str,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_k: bool,
+    /// The tool choice forces a tool.
+    pub forced_tool: bool,
+}
+
+impl ClaudeThinking<'_> {
+    /// Whether and how thinking is on; a budget and the settings it rules out refused in
+    /// Claude's words.
+    pub(crate) fn mode(&self) -> Result<Option<ThinkingMode>, String> {
+        let Some(thinking) = self.thinking.filter(|t| !t.is_null()) else {
+            return Ok(None);
+        };
+        match thinking.get("type").and_then(Value::as_str) {
+            Some("disabled") => return Ok(None),
+            Some("adaptive") => return Ok(Some(ThinkingMode::Adaptive)),
+            Some("enabled") if thinks_only_adaptively(self.model) => {
+                return Err(format!(
+                    "thinking.type.enabled is not supported for {}: use thinking.type.adaptive \
+                     with output_config.effort",
+                    self.model
+                ));
+            }
+            Some("enabled") => {}
+            other => {
+                return Err(format!(
+                    "thinking: Input tag '{}' found using 'type' does not match any of the \
+                     expected tags: 'adaptive', 'disabled', 'enabled'",
+                    other.unwrap_or("")
+                ));
+            }
+        }
+        let budget = thinking
+            .get("budget_tokens")
+            .and_then(Value::as_u64)
+            .ok_or("thinking.enabled.budget_tokens: Field required")?;
+        if budget < MIN_THINKING_BUDGET {
+            return Err(format!(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to \
+                 {MIN_THINKING_BUDGET}"
+            ));
+        }
+        if self.max_tokens.is_some_and(|max| budget >= max) {
+            return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+        }
+        if self.temperature.is_some_and(|t| t != 1.0) {
+            return Err("`temperature` may only be set to 1 when thinking is enabled".into());
+        }
+        if self.top_k {
+            return Err("`top_k` may not be set when thinking is enabled".into());
+        }
+        if self.forced_tool {
+            return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
+        }
+        Ok(Some(ThinkingMode::Budget))
+    }
+}
+
 /// Whether a Claude model id (Anthropic's or Bedrock's) is of a version that thinks only
 /// adaptively (4.7 and later): its version is the first number after `claude-` and the
 /// one-digit number after it, if any.
