@@ -22,6 +22,8 @@ pub enum StreamFault {
     MalformedAfter(u32),
     /// Send the dialect's in-band error event after `n` content chunks, then end.
     ErrorAfter(u32),
+    /// Fall silent after `n` content chunks, the connection held open.
+    StallAfter(u32),
 }
 
 /// One parsed fault spec. Several faults combine (`ttft_ms=200,status=500`).
@@ -42,6 +44,9 @@ pub struct FaultSpec {
     pub stream: Option<StreamFault>,
     /// Answer 400 with the provider's context-length-exceeded error.
     pub context_length: bool,
+    /// A whole (non-stream) answer: send its headers and the first half of its body, then fall
+    /// silent with the connection held open.
+    pub stall_body: bool,
 }
 
 /// Why a fault spec did not parse.
@@ -96,6 +101,7 @@ impl FromStr for FaultSpec {
                 "hang" => spec.hang = flag(value)?,
                 "reset" => spec.reset = flag(value)?,
                 "context_length" => spec.context_length = flag(value)?,
+                "stall_body" => spec.stall_body = flag(value)?,
                 "cut_after" => set_stream(&mut spec, StreamFault::CutAfter(count(value)?))?,
                 "premature_end_after" => {
                     set_stream(&mut spec, StreamFault::PrematureEndAfter(count(value)?))?
@@ -104,6 +110,7 @@ impl FromStr for FaultSpec {
                     set_stream(&mut spec, StreamFault::MalformedAfter(count(value)?))?
                 }
                 "error_after" => set_stream(&mut spec, StreamFault::ErrorAfter(count(value)?))?,
+                "stall_after" => set_stream(&mut spec, StreamFault::StallAfter(count(value)?))?,
                 other => return Err(FaultSpecError(format!("unknown fault `{other}`"))),
             }
         }
@@ -118,10 +125,11 @@ impl FromStr for FaultSpec {
             spec.reset,
             spec.status.is_some(),
             spec.context_length,
+            spec.stall_body,
         ];
         if outcomes.iter().filter(|o| **o).count() > 1 {
             return Err(FaultSpecError(
-                "choose one of `hang`, `reset`, `status`, `context_length`".into(),
+                "choose one of `hang`, `reset`, `status`, `context_length`, `stall_body`".into(),
             ));
         }
         Ok(spec)
@@ -156,6 +164,9 @@ impl fmt::Display for FaultSpec {
         if self.context_length {
             parts.push("context_length".into());
         }
+        if self.stall_body {
+            parts.push("stall_body".into());
+        }
         match self.stream {
             Some(StreamFault::CutAfter(n)) => parts.push(format!("cut_after={n}")),
             Some(StreamFault::PrematureEndAfter(n)) => {
@@ -163,6 +174,7 @@ impl fmt::Display for FaultSpec {
             }
             Some(StreamFault::MalformedAfter(n)) => parts.push(format!("malformed_after={n}")),
             Some(StreamFault::ErrorAfter(n)) => parts.push(format!("error_after={n}")),
+            Some(StreamFault::StallAfter(n)) => parts.push(format!("stall_after={n}")),
             None => {}
         }
         f.write_str(&parts.join(","))

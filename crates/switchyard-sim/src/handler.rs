@@ -477,7 +477,14 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
         let body = req.api.render(&sim.ids, &conv, &out, &more);
         let tokens = out.tokens() + more.iter().map(Output::tokens).sum::<u64>();
         p.entry.output_tokens = tokens;
-        let response = json_response(200, serde_json::to_vec(&body).unwrap_or_default());
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let response = if fault.is_some_and(|f| f.stall_body) {
+            let mut response = json_response(200, Vec::new());
+            *response.body_mut() = crate::stream::stalled_body(body);
+            response
+        } else {
+            json_response(200, body)
+        };
         let response = p.finish(200, response);
         pause(ttft_ms.saturating_add(answer_ms)).await;
         return response;

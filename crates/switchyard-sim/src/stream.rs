@@ -118,7 +118,8 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
         StreamFault::CutAfter(n)
         | StreamFault::PrematureEndAfter(n)
         | StreamFault::MalformedAfter(n)
-        | StreamFault::ErrorAfter(n) => n,
+        | StreamFault::ErrorAfter(n)
+        | StreamFault::StallAfter(n) => n,
     };
     // Keep frames up to the n-th content frame, and never a terminal one.
     let mut keep = 0;
@@ -149,8 +150,16 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
             frames.push(Bytes::from(brk.error_frame));
             Tail::End
         }
+        StreamFault::StallAfter(_) => Tail::Stall,
     };
     (paced(frames, token_ms, tail), tokens)
+}
+
+/// A whole answer's body that falls silent half-way, for `stall_body`.
+pub(crate) fn stalled_body(body: Vec<u8>) -> Body {
+    let mut body = Bytes::from(body);
+    let head = body.split_to(body.len() / 2);
+    paced(vec![head], 0, Tail::Stall)
 }
 
 fn split(buf: Vec<u8>, marks: &[Mark]) -> Vec<Bytes> {
@@ -170,6 +179,8 @@ fn split(buf: Vec<u8>, marks: &[Mark]) -> Vec<Bytes> {
 enum Tail {
     End,
     Cut,
+    /// Never end: the client gives up.
+    Stall,
 }
 
 /// Long enough for the server to flush the frames already written before the cut.
@@ -189,6 +200,7 @@ fn paced(frames: Vec<Bytes>, token_ms: u64, tail: Tail) -> Body {
                 }
                 Some((Ok(frame), (frames, false, false)))
             }
+            None if tail == Tail::Stall => std::future::pending().await,
             None if tail == Tail::Cut => {
                 // An error from the body makes the server drop the connection mid-body.
                 tokio::time::sleep(CUT_FLUSH).await;

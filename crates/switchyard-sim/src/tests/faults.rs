@@ -53,6 +53,8 @@ fn spec_grammar() {
         "premature_end_after=3",
         "malformed_after=2",
         "error_after=1",
+        "stall_after=2",
+        "stall_body",
         "ttft_ms=10,hang",
     ] {
         let parsed: FaultSpec = spec.parse().unwrap();
@@ -68,6 +70,8 @@ fn spec_grammar() {
         "hang,reset",
         "cut_after=1,malformed_after=2",
         "status=500,context_length",
+        "hang,stall_body",
+        "stall_after=1,cut_after=2",
     ] {
         assert!(
             bad.parse::<FaultSpec>().is_err(),
@@ -284,6 +288,62 @@ async fn cut_stream_drops_the_connection_before_the_end() {
             "content_block_delta"
         ]
     );
+}
+
+/// Reads a body until it has been silent for `quiet`: what came, and whether it ended.
+async fn read_until_quiet(mut response: reqwest::Response, quiet: Duration) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout(quiet, response.chunk()).await {
+            Err(_) => return (body, false),
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+            Ok(_) => return (body, true),
+        }
+    }
+}
+
+#[tokio::test]
+async fn stall_after_falls_silent_with_the_connection_open() {
+    let sim = start_default().await;
+    let response = openai(&sim, &openai_hello(true))
+        .header("x-sim-fault", "stall_after=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (body, ended) = read_until_quiet(response, Duration::from_millis(300)).await;
+    assert!(!ended, "a stalled stream neither ends nor breaks");
+    let content: Vec<String> = parse_sse(&body)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(content, ["Simulated", " reply"]);
+}
+
+#[tokio::test]
+async fn stall_body_sends_half_a_whole_answer() {
+    let sim = start_default().await;
+    let whole = send(openai(&sim, &openai_hello(false))).await.body;
+    let response = openai(&sim, &openai_hello(false))
+        .header("x-sim-fault", "stall_body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (body, ended) = read_until_quiet(response, Duration::from_millis(300)).await;
+    assert!(!ended, "a stalled body never ends");
+    assert!(
+        !body.is_empty() && body.len() < whole.len(),
+        "{}",
+        body.len()
+    );
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
 }
 
 #[tokio::test]

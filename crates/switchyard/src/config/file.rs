@@ -47,6 +47,15 @@ pub struct ServerFile {
     /// Most memory the kept responses may take, in bytes; the oldest go first beyond it.
     #[serde(default = "default_keep_responses_bytes")]
     pub keep_responses_bytes: usize,
+    /// Web origins whose pages may call the gateway from a browser (CORS): `*` for any,
+    /// as the providers' own APIs allow, or a list such as `https://app.example.com`;
+    /// an empty list answers no browser.
+    #[serde(default = "default_cors_origins")]
+    pub cors_origins: Vec<String>,
+}
+
+fn default_cors_origins() -> Vec<String> {
+    vec!["*".into()]
 }
 
 fn default_keep_responses_for() -> Duration {
@@ -92,6 +101,7 @@ impl Default for ServerFile {
             background_nice: 0,
             keep_responses_for: default_keep_responses_for(),
             keep_responses_bytes: default_keep_responses_bytes(),
+            cors_origins: default_cors_origins(),
         }
     }
 }

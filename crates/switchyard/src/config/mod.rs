@@ -67,6 +67,19 @@ pub struct ServerConfig {
     /// How long Responses API answers are kept; `None` keeps none.
     pub keep_responses_for: Option<Duration>,
     pub keep_responses_bytes: usize,
+    /// Which web origins' pages may call the gateway from a browser.
+    pub cors: CorsOrigins,
+}
+
+/// The web origins answered with CORS headers (`server.cors_origins`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CorsOrigins {
+    /// No browser page of another origin may call the gateway.
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// These origins only, each as a browser writes it (`https://app.example.com`).
+    List(Vec<http::HeaderValue>),
 }
 
 #[derive(Debug, Clone)]
@@ -466,7 +479,47 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         background_nice: server.background_nice,
         keep_responses_for: Some(server.keep_responses_for).filter(|t| !t.is_zero()),
         keep_responses_bytes: server.keep_responses_bytes,
+        cors: cors_origins(server.cors_origins, errors),
     }
+}
+
+fn cors_origins(origins: Vec<String>, errors: &mut Vec<ConfigError>) -> CorsOrigins {
+    if origins.is_empty() {
+        return CorsOrigins::None;
+    }
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            err(
+                errors,
+                "server.cors_origins",
+                "`*` already allows every origin: list it alone or name the origins",
+            );
+        }
+        return CorsOrigins::Any;
+    }
+    let mut list = Vec::with_capacity(origins.len());
+    for (i, origin) in origins.iter().enumerate() {
+        // A browser's Origin header is the scheme, host and port, nothing more.
+        let well_formed = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && !rest.is_empty()
+                && !rest.contains(['/', '?', '#', '@', ' '])
+        });
+        match http::HeaderValue::from_str(origin) {
+            Ok(value) if well_formed => list.push(value),
+            _ => err(
+                errors,
+                format!("server.cors_origins[{i}]"),
+                format!(
+                    "`{origin}` is not a web origin: write it as a browser sends it, scheme, host and port only (https://app.example.com, http://localhost:3000)"
+                ),
+            ),
+        }
+    }
+    CorsOrigins::List(list)
 }
 
 fn default_base_url(kind: KindFile) -> Option<&'static str> {

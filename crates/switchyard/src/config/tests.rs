@@ -131,6 +131,42 @@ fn background_threads_keep_the_serving_priority_unless_given_a_nice_value() {
 }
 
 #[test]
+fn browsers_of_any_origin_by_default_or_of_the_listed_ones() {
+    let text = |server: &str| {
+        format!(
+            "server:\n  master_key: k\n{server}providers:\n  - name: o\n    kind: openai\n    api_key: x\nmodels:\n  - alias: a\n    deployments: [{{provider: o, model: m}}]\n"
+        )
+    };
+    let cors = |server: &str| load(&text(server), &env).map(|c| c.server.cors);
+    assert_eq!(cors("").unwrap(), CorsOrigins::Any);
+    assert_eq!(cors("  cors_origins: ['*']\n").unwrap(), CorsOrigins::Any);
+    assert_eq!(cors("  cors_origins: []\n").unwrap(), CorsOrigins::None);
+    assert_eq!(
+        cors("  cors_origins: [https://app.example.com, 'http://localhost:3000']\n").unwrap(),
+        CorsOrigins::List(vec![
+            http::HeaderValue::from_static("https://app.example.com"),
+            http::HeaderValue::from_static("http://localhost:3000"),
+        ])
+    );
+    let errors = cors(
+        "  cors_origins: [https://app.example.com/, app.example.com, 'https://ok.example', 'http://a b']\n",
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "server.cors_origins[0]",
+            "server.cors_origins[1]",
+            "server.cors_origins[3]"
+        ],
+        "{errors:#?}"
+    );
+    let errors = cors("  cors_origins: ['*', https://app.example.com]\n").unwrap_err();
+    assert_eq!(errors[0].path, "server.cors_origins", "{errors:#?}");
+}
+
+#[test]
 fn a_price_with_a_misspelt_or_negative_figure_is_refused() {
     let with = |price: &str| {
         format!(

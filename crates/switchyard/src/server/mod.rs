@@ -19,6 +19,7 @@ use switchyard_protocol::dialect::{DialectId, IngressDialect};
 use switchyard_protocol::openai::kept_responses;
 use switchyard_protocol::openai::{OpenAiIngress, ResponsesIngress};
 use tokio::net::TcpListener;
+use tower::Layer;
 
 mod admin;
 mod credentials;
@@ -29,6 +30,7 @@ mod models;
 mod observability;
 
 use crate::app::App;
+use crate::config::CorsOrigins;
 use crate::error::GatewayError;
 use crate::pipeline::{self, Reply, ReplyBody, RequestContext, settle, tracker};
 use crate::routing::now_ms;
@@ -165,6 +167,12 @@ async fn worker(
     // One router for all connections; each gets a clone, which is a reference count (a router
     // built per connection costs its route tables, about 16 KiB, for the connection's life).
     let router = router(app.clone());
+    let cors = cors_layer(&app.config.server.cors).map(|layer| {
+        layer.layer(Dispatch {
+            app: app.clone(),
+            router: router.clone(),
+        })
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper's header read timeout runs whenever a connection waits for a request's headers
     // (from the connect, and again after each response) until they are complete: one bound for
@@ -187,8 +195,11 @@ async fn worker(
                     }
                 };
                 let service = Service {
-                    app: app.clone(),
-                    router: router.clone(),
+                    dispatch: Dispatch {
+                        app: app.clone(),
+                        router: router.clone(),
+                    },
+                    cors: cors.clone(),
                 };
                 let connection = open.watch(
                     http.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
@@ -212,8 +223,16 @@ async fn worker(
     Ok(())
 }
 
-/// What a worker serves each connection with: the inference endpoints straight to their
-/// handlers, everything else through the router.
+/// What a worker serves each connection with: requests from a browser page (with an `Origin`
+/// header) through CORS, the others straight to [`Dispatch`]. Clients that are not browsers
+/// (the SDKs, curl) send no `Origin`, so CORS costs them one header lookup.
+#[derive(Clone)]
+struct Service {
+    dispatch: Dispatch,
+    cors: Option<tower_http::cors::Cors<Dispatch>>,
+}
+
+/// The inference endpoints straight to their handlers, everything else through the router.
 ///
 /// The router's way to a handler cost a request some 4,600 instructions, about a twentieth of
 /// a plain chat request's: the route match, the extractors (the `HeaderMap` extractor clones
@@ -221,7 +240,7 @@ async fn worker(
 /// features, so they skip it; `router` keeps them too, and a request that is not a POST to one
 /// of them (a GET to `/v1/chat/completions` included) gets the router's answer.
 #[derive(Clone)]
-struct Service {
+struct Dispatch {
     app: Arc<App>,
     router: Router,
 }
@@ -251,13 +270,8 @@ impl Endpoint {
 type ServiceFuture =
     std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
 
-impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = ServiceFuture;
-
-    fn call(&self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
-        REQUESTS_ON_THIS_THREAD.set(REQUESTS_ON_THIS_THREAD.get().wrapping_add(1));
+impl Dispatch {
+    fn serve(&self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
         let Some(endpoint) = Endpoint::of(request.method(), request.uri().path()) else {
             let router = self.router.clone();
             return Box::pin(tower::ServiceExt::oneshot(router, request));
@@ -272,6 +286,61 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
             })
         })
     }
+}
+
+impl tower::Service<http::Request<hyper::body::Incoming>> for Dispatch {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ServiceFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        self.serve(request)
+    }
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        REQUESTS_ON_THIS_THREAD.set(REQUESTS_ON_THIS_THREAD.get().wrapping_add(1));
+        if let Some(cors) = &self.cors
+            && request.headers().contains_key(http::header::ORIGIN)
+        {
+            return Box::pin(tower::ServiceExt::oneshot(cors.clone(), request));
+        }
+        self.dispatch.serve(request)
+    }
+}
+
+/// CORS as `server.cors_origins` asks: the allowed origin answered, a preflight given back
+/// the method and headers it asks for (a browser client's own, such as the SDKs'
+/// `x-stainless-*` or `anthropic-version`, and `Authorization`, which a wildcard would not
+/// cover), every response header readable by the page, and the preflight kept for an hour.
+/// No credentials mode: the gateway's keys are sent as headers, never as cookies.
+fn cors_layer(origins: &CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+    let origin = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(ExposeHeaders::any())
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 thread_local! {

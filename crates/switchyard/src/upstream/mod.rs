@@ -300,18 +300,64 @@ async fn read_limited(body: client::ResponseBody, limit: usize) -> Vec<u8> {
 }
 
 /// Reads a whole (non-stream) answer within what is left of the total timeout.
+/// Reads a whole answer's body. Providers send a whole answer's headers once it is ready, so
+/// its body normally follows at once; one that stops part-way is cut, like a stream, once it
+/// has been silent for the stall timeout (or until the first-byte deadline, whichever is
+/// later), not left to hold the request until the total timeout. Some providers send spaces
+/// while they work, which count as progress.
 async fn whole_body(
     provider: &Provider,
     response: Response,
     started: Instant,
 ) -> Result<Bytes, UpstreamErrorInfo> {
-    let total = provider.timeouts.total;
-    let body = response.into_body().collect();
-    match tokio::time::timeout(remaining(started, total), body).await {
-        Err(_) => Err(timeout_error(provider, "complete answer", total)),
-        Ok(Err(_)) => Err(broken_off(provider)),
-        Ok(Ok(b)) => Ok(b.to_bytes()),
+    let timeouts = provider.timeouts;
+    let first_deadline = started + timeouts.first_byte;
+    let mut body = response.into_body();
+    let mut first: Option<Bytes> = None;
+    let mut more = bytes::BytesMut::new();
+    loop {
+        // A frame already received is taken without arming a timer: the common case, an
+        // answer that came in one or two reads with its headers.
+        let next = match futures::FutureExt::now_or_never(body.frame()) {
+            Some(next) => next,
+            None => {
+                let left = remaining(started, timeouts.total);
+                let wait = first_deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(timeouts.stall)
+                    .min(left);
+                match tokio::time::timeout(wait, body.frame()).await {
+                    Ok(next) => next,
+                    Err(_) if wait == left => {
+                        return Err(timeout_error(provider, "complete answer", timeouts.total));
+                    }
+                    Err(_) => return Err(relay::stall_error(wait)),
+                }
+            }
+        };
+        let data = match next {
+            None => break,
+            Some(Err(_)) => return Err(broken_off(provider)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if more.is_empty() {
+                    more.extend_from_slice(head);
+                }
+                more.extend_from_slice(&data);
+            }
+        }
     }
+    Ok(if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        more.freeze()
+    })
 }
 
 async fn attempt_chat(

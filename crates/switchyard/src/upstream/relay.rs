@@ -228,11 +228,15 @@ impl Drop for Relay {
     }
 }
 
-fn stall_error(after: Duration) -> UpstreamErrorInfo {
+/// The provider stopped sending part-way through its answer, a stream or a whole one.
+pub(super) fn stall_error(after: Duration) -> UpstreamErrorInfo {
     UpstreamErrorInfo {
         class: ErrorClass::Timeout,
         status: None,
-        message: format!("the provider's stream stalled for {} ms", after.as_millis()),
+        message: format!(
+            "the provider stopped sending for {} ms mid-answer",
+            after.as_millis()
+        ),
         provider_code: None,
         retry_after_secs: None,
         param: None,

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod browsers;
 mod chaos;
 mod cli;
 mod conformance;

@@ -112,6 +112,74 @@ async fn failures_after_commit_end_with_an_error_event() {
     }
 }
 
+/// `p-fast` waits 500 ms for a first byte and 500 ms between pieces, 5 s in all.
+const QUIET_MODELS: &str = r#"
+  - alias: quiet
+    deployments: [{provider: p-fast, model: quiet-model}]
+    fallbacks: [secondary]
+  - alias: quiet-alone
+    deployments: [{provider: p-fast, model: quiet-model}]
+  - alias: secondary
+    deployments: [{provider: p-anthropic, model: secondary-model}]
+"#;
+
+#[tokio::test]
+async fn providers_that_fall_silent_mid_answer_are_cut_by_the_stall_timeout() {
+    let env = env_with_routing(QUIET_MODELS, "allowed_fails: 1000").await;
+    let code = |r: &crate::harness::Reply| r.json()["error"]["code"].clone();
+
+    // A whole answer whose body stops half-way: cut, not held to the 5 s total.
+    env.fault("quiet-model", "stall_body", None).await;
+    let started = std::time::Instant::now();
+    let r = env
+        .post("/v1/chat/completions", &chat("quiet-alone", "hi"))
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert_eq!(code(&r), "upstream_timeout", "{}", r.text);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped sending"),
+        "{}",
+        r.text
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    // Nothing was sent to the client yet, so an alias with a fallback answers from it.
+    let r = env.post("/v1/chat/completions", &chat("quiet", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("deployment=p-anthropic/secondary-model") && route.contains("attempts=2"),
+        "{route}"
+    );
+
+    // A stream that falls silent after two words: those reach the client, then an error
+    // event, never the terminal frame.
+    env.clear_faults().await;
+    env.fault("quiet-model", "stall_after=2", None).await;
+    let started = std::time::Instant::now();
+    let r = env
+        .post("/v1/chat/completions", &stream("quiet-alone"))
+        .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(r.status, 200);
+    let data = r.sse_data();
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    let words: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(words, "Simulated reply");
+    let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
+}
+
 #[tokio::test]
 async fn cooldown_skips_a_failing_deployment_then_recovers() {
     let env = env_with(FALLBACK_MODELS).await;

@@ -1,0 +1,306 @@
+//! Browser clients: CORS as `server.cors_origins` says, over plain HTTP and from a real page
+//! in headless Chromium on another origin.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Env, Gateway, KEY, chat, env, standard_config, start_sim};
+
+/// A gateway over a simulator whose `server:` section carries `cors_origins: {origins}`.
+async fn env_with_origins(origins: &str) -> Env {
+    let sim = start_sim(Default::default()).await;
+    let config = standard_config(&sim.base_url(), "").replacen(
+        "  max_body_bytes: 1048576\n",
+        &format!("  max_body_bytes: 1048576\n  cors_origins: {origins}\n"),
+        1,
+    );
+    let gw = Gateway::start(&config).await;
+    Env {
+        sim,
+        gw,
+        http: crate::harness::client(),
+    }
+}
+
+async fn preflight(env: &Env, path: &str, origin: &str) -> reqwest::Response {
+    env.http
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", env.gw.url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-stainless-os",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn any_origin_by_default() {
+    let env = env().await;
+    let origin = "http://localhost:5173";
+
+    let r = preflight(&env, "/v1/chat/completions", origin).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&r, "access-control-allow-methods"), Some("POST"));
+    // The page's own headers come back by name: a wildcard would not cover Authorization.
+    assert_eq!(
+        header(&r, "access-control-allow-headers"),
+        Some("authorization,content-type,x-stainless-os")
+    );
+    assert_eq!(header(&r, "access-control-max-age"), Some("3600"));
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
+
+    // The request itself, whole and streamed, with its headers readable by the page.
+    for stream in [false, true] {
+        let mut body = chat("openai", "hi from a page");
+        body["stream"] = json!(stream);
+        let r = env
+            .http
+            .post(format!("{}/v1/chat/completions", env.gw.url))
+            .header("origin", origin)
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+        assert_eq!(header(&r, "access-control-expose-headers"), Some("*"));
+        assert!(header(&r, "x-request-id").is_some());
+        let text = r.text().await.unwrap();
+        if stream {
+            assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+        } else {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            assert!(answer["choices"][0]["message"]["content"].is_string());
+        }
+    }
+
+    // An error reaches the page too, so it can read why.
+    let r = env
+        .http
+        .post(format!("{}/v1/messages", env.gw.url))
+        .header("origin", origin)
+        .header("x-api-key", "sk-wrong")
+        .json(&json!({"model": "anthropic", "max_tokens": 10, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+
+    // A client that is not a browser sends no Origin and gets no CORS headers.
+    let r = env
+        .http
+        .post(format!("{}/v1/chat/completions", env.gw.url))
+        .bearer_auth(KEY)
+        .json(&chat("openai", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn listed_origins_only_and_none_when_empty() {
+    let env = env_with_origins("[\"https://app.example.com\", \"http://localhost:3000\"]").await;
+    for origin in ["https://app.example.com", "http://localhost:3000"] {
+        let r = preflight(&env, "/v1/responses", origin).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+        assert!(header(&r, "vary").unwrap().contains("origin"));
+    }
+    let r = preflight(&env, "/v1/responses", "https://evil.example.com").await;
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let r = env
+        .http
+        .get(format!("{}/v1/models", env.gw.url))
+        .header("origin", "https://evil.example.com")
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+
+    let env = env_with_origins("[]").await;
+    let r = preflight(&env, "/v1/chat/completions", "http://localhost:5173").await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+}
+
+/// Chromium, or `None` (with a loud message) where it is not installed and the suite is not
+/// running under CI.
+fn chromium() -> Option<String> {
+    let found = std::env::var("SWITCHYARD_TEST_CHROMIUM").ok().or_else(|| {
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .map(str::to_owned)
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("Chromium is not installed under CI: .ci/run installs it");
+        }
+        eprintln!(
+            "\n!!! SKIPPING the browser test: Chromium is not installed (Debian: apt install chromium).\n"
+        );
+    }
+    found
+}
+
+/// Serves `page` to every request on a loopback port of its own: another origin than the
+/// gateway's.
+async fn serve_page(page: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// What the page's script wrote into `<pre id="out">` once Chromium had run it.
+async fn run_page(chromium: &str, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .expect("Chromium did not finish within 60 s")
+    .unwrap()
+    .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    let start = dom
+        .find("<pre id=\"out\">")
+        .unwrap_or_else(|| panic!("no output element in the page: {dom}"))
+        + "<pre id=\"out\">".len();
+    let end = start + dom[start..].find("</pre>").unwrap();
+    dom[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A page that calls the gateway as a browser application does: an OpenAI chat request, whole
+/// and streamed, with the key in `Authorization` and a header of its own (a preflight), and an
+/// Anthropic one with `x-api-key`.
+fn calling_page(gateway: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><pre id="out">pending</pre><script>
+const gateway = {gateway:?};
+const out = document.getElementById("out");
+async function run() {{
+  const headers = {{"Authorization": "Bearer {KEY}", "Content-Type": "application/json", "X-Stainless-OS": "Linux"}};
+  const whole = await fetch(gateway + "/v1/chat/completions", {{method: "POST", headers,
+    body: JSON.stringify({{model: "openai", messages: [{{role: "user", content: "hi from a page"}}]}})}});
+  const answer = await whole.json();
+  const streamed = await fetch(gateway + "/v1/chat/completions", {{method: "POST", headers,
+    body: JSON.stringify({{model: "anthropic", stream: true, messages: [{{role: "user", content: "hi"}}]}})}});
+  const reader = streamed.body.getReader();
+  let text = "";
+  for (;;) {{
+    const {{done, value}} = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }}
+  const claude = await fetch(gateway + "/v1/messages", {{method: "POST",
+    headers: {{"x-api-key": "{KEY}", "anthropic-version": "2023-06-01", "content-type": "application/json",
+      "anthropic-dangerous-direct-browser-access": "true"}},
+    body: JSON.stringify({{model: "gemini", max_tokens: 50, messages: [{{role: "user", content: "hi"}}]}})}});
+  const message = await claude.json();
+  return {{
+    status: whole.status,
+    content: answer.choices[0].message.content,
+    requestId: whole.headers.get("x-request-id"),
+    streamDone: text.trim().endsWith("data: [DONE]"),
+    anthropicType: message.type,
+  }};
+}}
+run().then(r => {{ out.textContent = JSON.stringify(r); }},
+           e => {{ out.textContent = JSON.stringify({{error: String(e)}}); }});
+</script></body></html>"#
+    )
+}
+
+#[tokio::test]
+async fn a_page_on_another_origin_calls_the_gateway_from_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let env = env().await;
+    let url = serve_page(calling_page(&env.gw.url)).await;
+    let out = run_page(&chromium, &url).await;
+    let result: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("page wrote {out:?}: {e}"));
+    assert_eq!(result["status"], 200, "{result}");
+    assert!(
+        result["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("hi from a page")),
+        "{result}"
+    );
+    assert!(result["requestId"].is_string(), "{result}");
+    assert_eq!(result["streamDone"], true, "{result}");
+    assert_eq!(result["anthropicType"], "message", "{result}");
+
+    // The same page where only another origin is allowed: the browser refuses to let it read.
+    let env = env_with_origins("[\"https://app.example.com\"]").await;
+    let url = serve_page(calling_page(&env.gw.url)).await;
+    let out = run_page(&chromium, &url).await;
+    let result: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("page wrote {out:?}: {e}"));
+    assert!(
+        result["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{result}"
+    );
+}
