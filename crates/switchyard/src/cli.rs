@@ -241,7 +241,7 @@ async fn start(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     // Machine-readable line for scripts and tests that start us on port 0.
     println!("switchyard listening on http://{addr}");
-    tracing::info!(%addr, aliases = app.table.aliases.len(), "gateway ready");
+    tracing::info!(%addr, aliases = app.table.aliases.len(), dashboard = %format_args!("http://{addr}/dashboard"), "gateway ready");
     if addr.port() == 0 {
         bail!("listener has no port");
     }
@@ -270,9 +270,10 @@ fn print_banner(addr: SocketAddr, key: &str, app: &App) {
         r#"
 Switchyard demo: simulated providers, no API keys, no network.
 
-  URL:      {url}/v1
-  Key:      {key}
-  Models:   {aliases}
+  URL:       {url}/v1
+  Key:       {key}
+  Models:    {aliases}
+  Dashboard: {url}/dashboard#key={key}
 
 Try it:
 

@@ -23,6 +23,7 @@ use tower::Layer;
 
 mod admin;
 mod credentials;
+mod dashboard;
 mod evaluation;
 mod experiments;
 mod governance;
@@ -48,7 +49,7 @@ fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let admin = credentials::routes(governance::routes(Router::new()));
+    let admin = dashboard::routes(credentials::routes(governance::routes(Router::new())));
     evaluation::routes(experiments::routes(admin))
         .route("/v1/chat/completions", post(openai_chat))
         .route("/chat/completions", post(openai_chat))

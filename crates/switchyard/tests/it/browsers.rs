@@ -1,5 +1,5 @@
-//! Browser clients: CORS as `server.cors_origins` says, over plain HTTP and from a real page
-//! in headless Chromium on another origin.
+//! Browsers: CORS as `server.cors_origins` says, over plain HTTP and from a real page in
+//! headless Chromium on another origin; and the web dashboard, read in Chromium.
 
 use std::process::Command;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Env, Gateway, KEY, chat, env, standard_config, start_sim};
+use crate::harness::{Env, Gateway, KEY, chat, env, env_with_sections, standard_config, start_sim};
 
 /// A gateway over a simulator whose `server:` section carries `cors_origins: {origins}`.
 async fn env_with_origins(origins: &str) -> Env {
@@ -191,8 +191,9 @@ async fn serve_page(page: String) -> String {
     url
 }
 
-/// What the page's script wrote into `<pre id="out">` once Chromium had run it.
-async fn run_page(chromium: &str, url: &str) -> String {
+/// The page's document once Chromium has loaded it and run its scripts (their requests
+/// included: Chromium's virtual time waits for them).
+async fn dump_dom(chromium: &str, url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut command = Command::new(chromium);
     command
@@ -218,7 +219,12 @@ async fn run_page(chromium: &str, url: &str) -> String {
     .expect("Chromium did not finish within 60 s")
     .unwrap()
     .unwrap();
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What the page's script wrote into `<pre id="out">` once Chromium had run it.
+async fn run_page(chromium: &str, url: &str) -> String {
+    let dom = dump_dom(chromium, url).await;
     let start = dom
         .find("<pre id=\"out\">")
         .unwrap_or_else(|| panic!("no output element in the page: {dom}"))
@@ -303,4 +309,222 @@ async fn a_page_on_another_origin_calls_the_gateway_from_chromium() {
             .is_some_and(|e| e.contains("Failed to fetch")),
         "{result}"
     );
+}
+
+/// The markup of the element that opens with `opening` (its first match), up to the end of
+/// its row or card.
+fn element<'a>(dom: &'a str, opening: &str, end: &str) -> &'a str {
+    let start = dom
+        .find(opening)
+        .unwrap_or_else(|| panic!("no {opening} in the page: {dom}"));
+    let len = dom[start..].find(end).unwrap() + end.len();
+    &dom[start..start + len]
+}
+
+/// Polls `path` of the admin API until `ready` holds for its answer.
+async fn admin_until(env: &Env, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let r = env.get(path).await;
+        if r.status == 200 && ready(&r.json()) {
+            return r.json();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{path} never came to say what was expected: {}",
+        env.get(path).await.text
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_failing_provider_the_requests_and_the_spend() {
+    let env = env_with_sections(
+        "",
+        "allowed_fails: 2\n  cooldown: 60s",
+        "alerts:\n  interval: 100ms\n  rules:\n    - {kind: deployment_cooldown}\n",
+    )
+    .await;
+
+    // The page and its files, with a policy that runs only the gateway's own script.
+    let r = env
+        .http
+        .get(format!("{}/dashboard", env.gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), Some("text/html; charset=utf-8"));
+    assert!(
+        header(&r, "content-security-policy")
+            .is_some_and(|p| p.contains("script-src 'self'") && p.contains("connect-src 'self'"))
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/dashboard/app.js"), "{page}");
+    for (path, kind) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+        let r = env
+            .http
+            .get(format!("{}/dashboard/{path}", env.gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            header(&r, "content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+    }
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/", env.gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection());
+    assert_eq!(header(&r, "location"), Some("/dashboard"));
+
+    let Some(chromium) = chromium() else { return };
+
+    // Two answers from Claude, one of them with markup and an address in its prompt; then
+    // OpenAI's deployment fails until it cools down.
+    let r = env
+        .post(
+            "/v1/chat/completions",
+            &chat(
+                "anthropic",
+                "Hello <script>alert(1)</script> from ops@example.com",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let marked = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        env.post("/v1/chat/completions", &chat("anthropic", "hi"))
+            .await
+            .status,
+        200
+    );
+    env.fault("gpt-4o-mini", "status=500", None).await;
+    for _ in 0..3 {
+        let r = env
+            .post("/v1/chat/completions", &chat("openai", "hi"))
+            .await;
+        assert_eq!(r.status, 502, "{}", r.text);
+    }
+    let records = admin_until(&env, "/admin/requests?limit=50", |b| {
+        b["data"].as_array().unwrap().len() == 5
+    })
+    .await;
+    let failed = records["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["outcome"] == "upstream_error")
+        .unwrap();
+    let failed_error = format!(
+        "<p id=\"request-error\" class=\"muted\">{}: ",
+        failed["error_code"].as_str().unwrap()
+    );
+    let failed_class = format!(
+        "<td>{}</td>",
+        failed["attempts"][0]["error_class"].as_str().unwrap()
+    );
+    let failed = failed["id"].as_str().unwrap().to_owned();
+    admin_until(&env, "/admin/alerts", |b| {
+        b["data"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let spend = env.get("/admin/spend?by=alias&since=24h").await.json();
+    let spent: u64 = spend["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["cost_nanos"].as_u64().unwrap())
+        .sum();
+    assert!(spent > 0, "{spend}");
+
+    let url = |fragment: &str| format!("{}/dashboard#key={KEY}{fragment}", env.gw.url);
+
+    // At a glance: which provider is failing.
+    let dom = dump_dom(&chromium, &url("")).await;
+    assert!(
+        !dom.contains(KEY),
+        "the key must not be written into the page"
+    );
+    let openai = element(
+        &dom,
+        "<tr data-deployment=\"p-openai/gpt-4o-mini\"",
+        "</tr>",
+    );
+    assert!(openai.contains("state-cooling"), "{openai}");
+    let card = element(&dom, "data-provider=\"p-openai\"", "</div>");
+    assert!(
+        card.contains("cooling") && card.contains("Error rate 100.0 %"),
+        "{card}"
+    );
+    let claude = element(
+        &dom,
+        "<tr data-deployment=\"p-anthropic/claude-sonnet-4-5\"",
+        "</tr>",
+    );
+    assert!(claude.contains("state-healthy"), "{claude}");
+    // The alert count in the tab.
+    assert!(
+        dom.contains("<span id=\"alert-count\" class=\"count\">1</span>"),
+        "{dom}"
+    );
+
+    let dom = dump_dom(&chromium, &url("&view=alerts")).await;
+    let alert = element(&dom, "<tr data-rule=\"deployment_cooldown\"", "</tr>");
+    assert!(alert.contains("p-openai/gpt-4o-mini"), "{alert}");
+
+    // Every request, the failures marked.
+    let dom = dump_dom(&chromium, &url("&view=requests")).await;
+    for record in records["data"].as_array().unwrap() {
+        let id = record["id"].as_str().unwrap();
+        let row = element(
+            &dom,
+            &format!("<tr class=\"link\" data-request=\"{id}\""),
+            "</tr>",
+        );
+        let outcome = record["outcome"].as_str().unwrap();
+        assert!(row.contains(&format!("outcome-{outcome}")), "{row}");
+    }
+
+    // One failed request: its decision and its attempt with the provider's error.
+    let dom = dump_dom(&chromium, &url(&format!("&request={failed}"))).await;
+    assert!(
+        dom.contains(&format!("<code id=\"request-id\">{failed}</code>")),
+        "{dom}"
+    );
+    let attempt = element(&dom, "<tr data-attempt=\"1\"", "</tr>");
+    assert!(attempt.contains("p-openai/gpt-4o-mini"), "{attempt}");
+    assert!(attempt.contains("<td class=\"num\">500</td>"), "{attempt}");
+    assert!(attempt.contains(&failed_class), "{failed_class}: {attempt}");
+    assert!(dom.contains(&failed_error), "{failed_error}: {dom}");
+
+    // A prompt's markup is shown as text, its address masked as the record keeps it.
+    let dom = dump_dom(&chromium, &url(&format!("&request={marked}"))).await;
+    assert!(
+        dom.contains("Hello &lt;script&gt;alert(1)&lt;/script&gt; from [EMAIL]"),
+        "{dom}"
+    );
+    assert!(!dom.contains("ops@example.com"));
+
+    // Spend: the page's total is the admin API's.
+    let dom = dump_dom(&chromium, &url("&view=spend")).await;
+    let total = format!("{:.6}", spent as f64 / 1e9);
+    assert!(
+        dom.contains(&format!(
+            "<td class=\"num\" id=\"spend-total\">{total}</td>"
+        )),
+        "{total}: {dom}"
+    );
+
+    // A wrong key: the sign-in form, saying why, and nothing read.
+    let dom = dump_dom(&chromium, &format!("{}/dashboard#key=sk-wrong", env.gw.url)).await;
+    assert!(dom.contains("<section id=\"sign-in\">"), "{dom}");
+    assert!(dom.contains("That key is not valid here"), "{dom}");
+    assert!(!dom.contains("data-deployment="), "{dom}");
 }
