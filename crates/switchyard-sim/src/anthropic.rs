@@ -299,9 +299,13 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     let mut last_assistant: Option<(usize, bool)> = None;
     for (i, message) in messages.iter().enumerate() {
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+        if role == "system" {
+            conv.input_chars += mid_conversation_system(messages, i)?;
+            continue;
+        }
         if role != "user" && role != "assistant" {
             return Err(SimError::bad_request(format!(
-                "messages.{i}.role: Input should be 'user' or 'assistant'"
+                "messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
             )));
         }
         let single;
@@ -1082,4 +1086,61 @@ pub(crate) fn render_models(models: &[String]) -> Value {
         "first_id": models.first(),
         "last_id": models.last(),
     })
+}
+
+/// A system message among the messages (a mid-conversation system message), checked as the
+/// Messages API places it: right after a user message or an assistant message that ends in
+/// server tool use, and last or followed by an assistant message; its content a string or
+/// text blocks. Returns its characters.
+fn mid_conversation_system(messages: &[Value], i: usize) -> Result<usize, SimError> {
+    let role_of = |m: &Value| {
+        m.get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let after_user_or_server_tool = i.checked_sub(1).is_some_and(|before| {
+        let before = &messages[before];
+        match role_of(before).as_str() {
+            "user" => true,
+            "assistant" => {
+                before
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .and_then(|blocks| blocks.last())
+                    .and_then(|b| b.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("server_tool_use")
+            }
+            _ => false,
+        }
+    });
+    let before_assistant_or_last = messages
+        .get(i + 1)
+        .is_none_or(|next| role_of(next) == "assistant");
+    if !after_user_or_server_tool || !before_assistant_or_last {
+        return Err(SimError::bad_request(format!(
+            "messages.{i}: a system message must come right after a user message (or an \
+             assistant message ending in server tool use) and be the last message or be \
+             followed by an assistant message"
+        )));
+    }
+    match messages[i].get("content") {
+        Some(Value::String(text)) => Ok(chars(text)),
+        Some(Value::Array(blocks)) => {
+            let mut total = 0;
+            for (j, block) in blocks.iter().enumerate() {
+                if block.get("type").and_then(Value::as_str) != Some("text") {
+                    return Err(SimError::bad_request(format!(
+                        "messages.{i}.content.{j}: a system message takes text blocks only"
+                    )));
+                }
+                total += block.get("text").and_then(Value::as_str).map_or(0, chars);
+            }
+            Ok(total)
+        }
+        _ => Err(SimError::bad_request(format!(
+            "messages.{i}.content: Field required"
+        ))),
+    }
 }

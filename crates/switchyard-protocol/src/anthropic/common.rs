@@ -23,7 +23,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ingress::{
-    BLOCK_CACHE_CONTROL, TypedParams, decode_typed, document_part, tool_use_part,
+    BLOCK_CACHE_CONTROL, IN_CONVERSATION, TypedParams, decode_typed, document_part, tool_use_part,
 };
 use super::wire::Metadata;
 use crate::canonical::{
@@ -214,6 +214,7 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
                     role = Some(match &*map.next_value::<Key<'de>>()?.0 {
                         "user" => Role::User,
                         "assistant" => Role::Assistant,
+                        "system" => Role::System,
                         _ => return Err(decline()),
                     });
                 }
@@ -225,6 +226,26 @@ impl<'de, const RAW: bool> Visitor<'de> for MessageSeed<'_, RAW> {
             }
         }
         match (role, content) {
+            // A system message among the messages: text only (the full decoder names any
+            // other block), written where it stands for Anthropic.
+            (Some(Role::System), Some(content)) => {
+                if !content.cache_controls.is_empty()
+                    || !content
+                        .parts
+                        .iter()
+                        .all(|p| matches!(p, ContentPart::Text { .. }))
+                {
+                    return Err(decline());
+                }
+                let mut fields = Map::new();
+                fields.insert(IN_CONVERSATION.into(), Value::Bool(true));
+                Ok(Message {
+                    role: Role::System,
+                    content: content.parts,
+                    name: None,
+                    extras: Extras::new(DialectId::Anthropic, fields),
+                })
+            }
             // Document blocks belong to user messages; elsewhere the full decoder names the block.
             (Some(Role::Assistant), Some(content))
                 if content

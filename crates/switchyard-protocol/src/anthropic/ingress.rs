@@ -41,6 +41,10 @@ pub(crate) const BLOCK_CACHE_CONTROL: &str = "cache_control";
 /// documents of custom content), kept whole and keyed by part index (`3`, or `3.1` for the
 /// second block of part 3's tool result); the part is what other providers get instead.
 pub(crate) const WHOLE_BLOCKS: &str = "blocks";
+/// Extras key marking a system message the client placed among its messages (the Messages
+/// API's mid-conversation system messages): an Anthropic provider writes it where it stands,
+/// the others' formats take system instructions only ahead of the conversation.
+pub(crate) const IN_CONVERSATION: &str = "in_conversation";
 /// Extras key of a document block's `citations` setting, in its part's extras.
 pub(crate) const DOCUMENT_CITATIONS: &str = "citations";
 /// Extras keys of the client's `anthropic-beta` and `anthropic-version` headers, which an
@@ -145,7 +149,7 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
 
     let mut messages = Vec::with_capacity(wire_messages.len() + 1);
     if let Some(system) = params.system {
-        let content = decode_system(system)?;
+        let content = decode_system(system, "system")?;
         if !content.is_empty() {
             messages.push(Message {
                 role: Role::System,
@@ -298,7 +302,12 @@ pub(super) fn decode_typed(params: TypedParams, extras: &mut Map<String, Value>)
     }
 }
 
-fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentPart>, DecodeError> {
+/// The top-level `system` (`path` "system") or a system message's content (its `content`'s
+/// path): a string or text blocks.
+fn decode_system(
+    system: TextOrBlocks<ContentBlockParam>,
+    path: &str,
+) -> Result<Vec<ContentPart>, DecodeError> {
     match system {
         TextOrBlocks::Text(text) if text.is_empty() => Ok(Vec::new()),
         TextOrBlocks::Text(text) => Ok(vec![ContentPart::text(text)]),
@@ -317,7 +326,7 @@ fn decode_system(system: TextOrBlocks<ContentBlockParam>) -> Result<Vec<ContentP
                 }),
                 _ => Err(DecodeError::new(
                     "system blocks must be text blocks",
-                    Some(&format!("system[{i}].type")),
+                    Some(&format!("{path}[{i}].type")),
                 )),
             })
             .collect(),
@@ -329,15 +338,20 @@ fn decode_message(message: MessageParam, i: usize) -> Result<Message, DecodeErro
         "user" => Role::User,
         "assistant" => Role::Assistant,
         "system" => {
-            return Err(DecodeError::new(
-                "messages: role must be \"user\" or \"assistant\"; put system instructions in the top-level `system` parameter",
-                Some(&format!("messages[{i}].role")),
-            ));
+            let content = decode_system(message.content, &format!("messages[{i}].content"))?;
+            let mut fields = Map::new();
+            fields.insert(IN_CONVERSATION.into(), Value::Bool(true));
+            return Ok(Message {
+                role: Role::System,
+                content,
+                name: None,
+                extras: Extras::new(DialectId::Anthropic, fields),
+            });
         }
         other => {
             return Err(DecodeError::new(
                 format!(
-                    "messages: unexpected role \"{other}\"; expected \"user\" or \"assistant\""
+                    "messages: unexpected role \"{other}\"; expected \"user\", \"assistant\" or \"system\""
                 ),
                 Some(&format!("messages[{i}].role")),
             ));

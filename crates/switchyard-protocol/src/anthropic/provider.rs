@@ -4,7 +4,9 @@
 //!
 //! Translation choices, where the Messages API differs from the canonical model:
 //! * `system`/`developer` messages are hoisted, in order, into `system`: a string when there is
-//!   a single block without `cache_control`, else an array of text blocks.
+//!   a single block without `cache_control`, else an array of text blocks. A system message an
+//!   Anthropic client placed among its messages (the API's mid-conversation system message)
+//!   stays where it stands once the conversation has begun.
 //! * Tool results (tool-role messages or result parts) become `tool_result` blocks in a `user`
 //!   message; consecutive same-role messages are merged; empty text blocks, empty messages and
 //!   reasoning without a signature (which Anthropic would reject as forged) are dropped. A
@@ -39,8 +41,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::ingress::{
-    BETA_HEADER, BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, OUTPUT_CONFIG, SERVER_TOOLS, THINKING,
-    VERSION_HEADER, WHOLE_BLOCKS,
+    BETA_HEADER, BLOCK_CACHE_CONTROL, DOCUMENT_CITATIONS, IN_CONVERSATION, OUTPUT_CONFIG,
+    SERVER_TOOLS, THINKING, VERSION_HEADER, WHOLE_BLOCKS,
 };
 use super::stream::AnthropicStreamDecoder;
 use super::wire::{
@@ -474,6 +476,17 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
     let mut messages: Vec<(&'static str, Vec<Block>)> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
         let role = match message.role {
+            // A system message an Anthropic client placed among its messages stays there (once
+            // the conversation has begun), so the cached prefix before it holds.
+            Role::System
+                if !messages.is_empty()
+                    && message
+                        .extras
+                        .for_dialect(DialectId::Anthropic)
+                        .is_some_and(|fields| fields.contains_key(IN_CONVERSATION)) =>
+            {
+                "system"
+            }
             Role::System | Role::Developer => {
                 for part in &message.content {
                     if let ContentPart::Text {

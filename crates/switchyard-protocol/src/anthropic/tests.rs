@@ -3002,3 +3002,103 @@ fn an_effort_is_adaptive_thinking_on_claude_4_6_and_later() {
         json!({"effort": "low"})
     );
 }
+
+#[test]
+fn system_messages_among_the_messages_stay_where_the_client_put_them() {
+    let body = json!({
+        "model": "m",
+        "max_tokens": 10,
+        "system": "top rules",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "Agent types: Explore, Plan."},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "go"}]},
+            {"role": "system", "content": [
+                {"type": "text", "text": "Write Go.", "cache_control": {"type": "ephemeral"}}
+            ]}
+        ]
+    });
+    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap());
+    // The fast reader takes a plain one; the full decoder agrees with it.
+    let fast = common::decode(&bytes).expect("the fast reader takes system messages");
+    let full = ingress::decode_chat_full(&bytes).unwrap();
+    for request in [&fast, &full] {
+        let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::System,
+                Role::Assistant,
+                Role::User,
+                Role::System
+            ]
+        );
+    }
+    let request = decode(&body).unwrap();
+    let (_, out) = build(&request);
+    assert_eq!(out["system"], json!("top rules"));
+    assert_eq!(
+        out["messages"],
+        json!([
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "Agent types: Explore, Plan."},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "go"},
+            {"role": "system", "content": [
+                {"type": "text", "text": "Write Go.", "cache_control": {"type": "ephemeral"}}
+            ]}
+        ])
+    );
+
+    // An OpenAI deployment keeps them where they stand, as its format allows.
+    let built = openai_provider()
+        .build_chat(&request, &target())
+        .unwrap()
+        .map(ProviderBody::into_vec);
+    let sent: Value = serde_json::from_slice(built.body()).unwrap();
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "system", "assistant", "user", "system"]
+    );
+
+    // One from an OpenAI client, or one ahead of the conversation, is hoisted as before.
+    let mut hoisted = request.clone();
+    hoisted.messages[2].extras = Extras::default();
+    let (_, out) = build(&hoisted);
+    assert_eq!(
+        out["system"],
+        json!([
+            {"type": "text", "text": "top rules"},
+            {"type": "text", "text": "Agent types: Explore, Plan."}
+        ])
+    );
+    let first = decode(&json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "system", "content": "first"}, {"role": "user", "content": "hi"}
+    ]}))
+    .unwrap();
+    let (_, out) = build(&first);
+    assert_eq!(out["system"], json!("first"));
+    assert_eq!(out["messages"], json!([{"role": "user", "content": "hi"}]));
+
+    // Text only, each refusal at its path.
+    let error = decode(&json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}
+    ]}))
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("messages[1].content[0].type"));
+    let error = decode(&json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "bot", "content": "hi"}
+    ]}))
+    .unwrap_err();
+    assert_eq!(error.param.as_deref(), Some("messages[0].role"));
+}

@@ -60,6 +60,58 @@ async fn message_has_the_documented_shape() {
 }
 
 #[tokio::test]
+async fn system_messages_among_the_messages_where_the_api_places_them() {
+    let sim = start_default().await;
+    let with = |messages: Value| json!({"model": "claude-opus-4-8", "max_tokens": 100, "messages": messages});
+    let user = |text: &str| json!({"role": "user", "content": text});
+    let system = |text: &str| json!({"role": "system", "content": text});
+    let assistant = |text: &str| json!({"role": "assistant", "content": text});
+    // Last, after a user message; and between a user and an assistant message.
+    for messages in [
+        json!([user("Hello there"), system("Answer in French.")]),
+        json!([
+            user("Hi"),
+            system("Be brief."),
+            assistant("Ok."),
+            user("Hello there")
+        ]),
+    ] {
+        let reply = send(anthropic(&sim, &with(messages.clone()))).await;
+        assert_eq!(reply.status, 200, "{messages}: {:?}", reply.json());
+        let text = reply.json()["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(text.contains("to: Hello there"), "{text}");
+    }
+    // Its characters count as input.
+    let plain = send(anthropic(&sim, &with(json!([user("Hello there")])))).await;
+    let told = send(anthropic(
+        &sim,
+        &with(json!([user("Hello there"), system(&"x".repeat(400))])),
+    ))
+    .await;
+    assert_eq!(
+        told.json()["usage"]["input_tokens"].as_u64().unwrap(),
+        plain.json()["usage"]["input_tokens"].as_u64().unwrap() + 100
+    );
+    // Placed where the API refuses it: first, after an assistant message, before a user one;
+    // or with a block that is not text.
+    for messages in [
+        json!([system("Rules."), user("Hi")]),
+        json!([user("Hi"), assistant("Ok."), system("Rules.")]),
+        json!([user("Hi"), system("Rules."), user("Again")]),
+        json!([user("Hi"), {"role": "system", "content": [
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+        ]}]),
+    ] {
+        let reply = send(anthropic(&sim, &with(messages.clone()))).await;
+        assert_eq!(reply.status, 400, "{messages}");
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    }
+}
+
+#[tokio::test]
 async fn headers_and_max_tokens_are_required() {
     let sim = start_default().await;
     let url = format!("{}/v1/messages", sim.base_url());

@@ -353,6 +353,74 @@ fn responses_tool() -> Value {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
 }
 
+/// Claude Code's turns carry a system message among the messages (the Messages API's
+/// mid-conversation system messages) with its beta header: every provider answers them.
+#[tokio::test]
+async fn system_messages_among_an_anthropic_clients_messages_reach_every_provider() {
+    let env = env().await;
+    let headers = [
+        ("x-api-key", KEY),
+        ("anthropic-version", "2023-06-01"),
+        (
+            "anthropic-beta",
+            "claude-code-20250219,mid-conversation-system-2026-04-07",
+        ),
+    ];
+    for kind in KINDS {
+        for stream in [false, true] {
+            let body = json!({"model": kind, "max_tokens": 200, "stream": stream,
+            "system": [{"type": "text", "text": "You are a coding agent.",
+                "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Hello there"}]},
+                {"role": "system", "content": "Available agent types: Explore, Plan."},
+                {"role": "assistant", "content": "Hi."},
+                {"role": "user", "content": "List the files"},
+                {"role": "system", "content": [{"type": "text", "text": "Answer in French."}]}
+            ]});
+            let r = env.post_with("/v1/messages", &body, &headers).await;
+            assert_eq!(r.status, 200, "{kind} stream={stream}: {}", r.text);
+            if stream {
+                assert_eq!(
+                    r.sse_events().last().map(String::as_str),
+                    Some("message_stop")
+                );
+                continue;
+            }
+            let answer = r.json();
+            assert!(
+                answer["content"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("List the files"),
+                "{kind}: {answer}"
+            );
+            // The record keeps each where the client put it.
+            let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+            let mut record = Value::Null;
+            for _ in 0..50 {
+                let got = env.get(&format!("/admin/requests/{id}")).await;
+                if got.status == 200 {
+                    record = got.json();
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let roles: Vec<&str> = record["prompt"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{kind}: {record}"))
+                .iter()
+                .map(|m| m["role"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                roles,
+                ["system", "user", "system", "assistant", "user", "system"],
+                "{kind}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn responses_api_matrix() {
     let env = env().await;
