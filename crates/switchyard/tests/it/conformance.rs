@@ -421,6 +421,75 @@ async fn system_messages_among_an_anthropic_clients_messages_reach_every_provide
     }
 }
 
+/// Codex sends a namespace of tools (its sub-agent tools): every provider gets them as
+/// functions named after it, and the calls come back named as the client named them.
+#[tokio::test]
+async fn a_namespace_of_tools_reaches_every_provider_and_its_calls_come_back_in_it() {
+    let env = env().await;
+    let tools = json!([
+        {"type": "namespace", "name": "multi_agent_v1",
+            "description": "Tools for spawning and managing sub-agents.",
+            "tools": [{"type": "function", "name": "spawn_agent", "description": "Start an agent.",
+                "strict": false, "parameters": {"type": "object",
+                    "properties": {"task": {"type": "string"}}, "required": ["task"]}}]},
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object",
+            "properties": {"cmd": {"type": "string"}}}}
+    ]);
+    for kind in KINDS {
+        let body = json!({"model": kind, "input": "Start a helper", "tools": tools,
+            "parallel_tool_calls": false, "store": false});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let answer = r.json();
+        let call = answer["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "function_call")
+            .unwrap_or_else(|| panic!("{kind}: {answer}"))
+            .clone();
+        assert_eq!(call["name"], "spawn_agent", "{kind}: {call}");
+        assert_eq!(call["namespace"], "multi_agent_v1", "{kind}: {call}");
+        assert_eq!(answer["tools"], tools, "{kind}");
+
+        // Streamed, the same.
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let r = env.post("/v1/responses", &streamed).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let added = r
+            .sse_data()
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|e| {
+                e["type"] == "response.output_item.added" && e["item"]["type"] == "function_call"
+            })
+            .unwrap_or_else(|| panic!("{kind}: {}", r.text));
+        assert_eq!(
+            added["item"]["namespace"], "multi_agent_v1",
+            "{kind}: {added}"
+        );
+
+        // The call sent back with its output: the tool loop goes on.
+        let mut next = body.clone();
+        next["input"] = json!([
+            {"role": "user", "content": "Start a helper"},
+            call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "agent-7 started"}
+        ]);
+        let r = env.post("/v1/responses", &next).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let text = r.json()["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "message")
+            .map(|m| m["content"][0]["text"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{kind}: {}", r.text));
+        assert!(text.contains("agent-7 started"), "{kind}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn responses_api_matrix() {
     let env = env().await;

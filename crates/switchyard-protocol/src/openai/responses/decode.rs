@@ -17,7 +17,7 @@ use crate::error::DecodeError;
 use crate::json::ObjectReader;
 use crate::openai::ingress::{allow_only, take_temperature, tool_choice_mode};
 
-use super::{INSTRUCTIONS, REASONING_SUMMARY, STORE, TOOLS_AS_SENT};
+use super::{INSTRUCTIONS, REASONING_SUMMARY, STORE, TOOLS_AS_SENT, namespaced};
 use crate::gemini;
 
 /// Request members that only make sense against responses stored by the provider.
@@ -183,7 +183,10 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
             // A custom tool's call is the call of the function that stands for it.
             Some(kind @ ("function_call" | "custom_tool_call")) => {
                 let call_id: String = item.require("call_id")?;
-                let name: String = item.require("name")?;
+                let mut name: String = item.require("name")?;
+                if let Some(namespace) = item.take::<String>("namespace")? {
+                    name = namespaced(&namespace, &name);
+                }
                 let arguments = if kind == "function_call" {
                     item.require::<String>("arguments")?
                 } else {
@@ -493,32 +496,38 @@ pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Tools, DecodeError>
         let mut t = ObjectReader::from_value(value, &path)?;
         let kind: String = t.require("type")?;
         match kind.as_str() {
-            "function" => out.functions.push(Tool {
-                name: t.require("name")?,
-                description: t.take("description")?,
-                parameters: t
-                    .take_value("parameters")
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                strict: t.take("strict")?,
-                cache_control: None,
-            }),
-            "custom" => {
-                let name: String = t.require("name")?;
-                let description: Option<String> = t.take("description")?;
-                let format = t.take_value("format");
-                let input = custom_input_description(format, &format!("{path}.format"))?;
-                out.functions.push(Tool {
-                    name,
-                    description,
-                    parameters: json!({
-                        "type": "object",
-                        "properties": {CUSTOM_INPUT: {"type": "string", "description": input}},
-                        "required": [CUSTOM_INPUT],
-                        "additionalProperties": false,
-                    }),
-                    strict: None,
-                    cache_control: None,
-                });
+            "function" => out.functions.push(function_tool(&mut t)?),
+            "custom" => out.functions.push(custom_tool(&mut t)?),
+            // A namespace's tools are functions named after it (`crm__lookup`), which every
+            // provider can call; the response names their calls' namespace again.
+            "namespace" => {
+                let namespace: String = t.require("name")?;
+                let about: Option<String> = t.take("description")?;
+                for (inner_path, inner) in t.require_array("tools")? {
+                    let mut inner = ObjectReader::from_value(inner, &inner_path)?;
+                    let kind: String = inner.require("type")?;
+                    let mut tool = match kind.as_str() {
+                        "function" => function_tool(&mut inner)?,
+                        "custom" => custom_tool(&mut inner)?,
+                        other => {
+                            return Err(DecodeError::new(
+                                format!(
+                                    "a namespace holds function and custom tools, not '{other}'"
+                                ),
+                                Some(&format!("{inner_path}.type")),
+                            ));
+                        }
+                    };
+                    tool.name = namespaced(&namespace, &tool.name);
+                    if let Some(about) = about.as_deref().filter(|a| !a.is_empty()) {
+                        let of = format!("One of the {namespace} tools: {about}");
+                        tool.description = Some(match tool.description {
+                            Some(own) if !own.is_empty() => format!("{own}\n\n({of})"),
+                            _ => of,
+                        });
+                    }
+                    out.functions.push(tool);
+                }
             }
             kind if WEB_SEARCH_TOOLS.contains(&kind) => {
                 let allowed_domains = match t.take_object("filters")? {
@@ -535,8 +544,9 @@ pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Tools, DecodeError>
             _ => {
                 return Err(DecodeError::new(
                     format!(
-                        "tool type '{kind}' is not supported by this gateway (function, custom \
-                         and web_search are): hosted tools run at OpenAI, not at every provider"
+                        "tool type '{kind}' is not supported by this gateway (function, custom, \
+                         namespace and web_search are): hosted tools run at OpenAI, not at every \
+                         provider"
                     ),
                     Some(&format!("{path}.type")),
                 ));
@@ -544,6 +554,39 @@ pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Tools, DecodeError>
         }
     }
     Ok(out)
+}
+
+/// A function tool as the client wrote it.
+fn function_tool(t: &mut ObjectReader) -> Result<Tool, DecodeError> {
+    Ok(Tool {
+        name: t.require("name")?,
+        description: t.take("description")?,
+        parameters: t
+            .take_value("parameters")
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        strict: t.take("strict")?,
+        cache_control: None,
+    })
+}
+
+/// A custom tool, as the function of one string argument that stands for it.
+fn custom_tool(t: &mut ObjectReader) -> Result<Tool, DecodeError> {
+    let name: String = t.require("name")?;
+    let description: Option<String> = t.take("description")?;
+    let format = t.take_value("format");
+    let input = custom_input_description(format, &t.child_path("format"))?;
+    Ok(Tool {
+        name,
+        description,
+        parameters: json!({
+            "type": "object",
+            "properties": {CUSTOM_INPUT: {"type": "string", "description": input}},
+            "required": [CUSTOM_INPUT],
+            "additionalProperties": false,
+        }),
+        strict: None,
+        cache_control: None,
+    })
 }
 
 /// The one argument of the function that stands for a custom tool.

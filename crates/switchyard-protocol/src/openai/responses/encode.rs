@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::custom_tool_names;
+use super::CallNames;
 use super::decode::CUSTOM_INPUT;
 use crate::canonical::{ChatResponse, ContentPart, FinishReason, StreamEvent, Usage};
 use crate::dialect::{EncodeCtx, StreamEncoder};
@@ -57,7 +57,9 @@ enum Item {
     FunctionCall {
         id: String,
         call_id: String,
+        /// The name the client gave the tool, and its namespace if it is in one.
         name: String,
+        namespace: Option<String>,
         arguments: String,
     },
     /// A web search the provider ran (Anthropic's web search server tool): its query, and the
@@ -74,6 +76,7 @@ enum Item {
         id: String,
         call_id: String,
         name: String,
+        namespace: Option<String>,
         arguments: String,
     },
 }
@@ -103,6 +106,7 @@ impl Item {
                 id,
                 call_id,
                 name,
+                namespace,
                 arguments,
             } => {
                 // The members in the order of serde's map.
@@ -121,6 +125,10 @@ impl Item {
                 json::write_str(out, id);
                 out.extend_from_slice(b",\"name\":");
                 json::write_str(out, name);
+                if let Some(namespace) = namespace {
+                    out.extend_from_slice(b",\"namespace\":");
+                    json::write_str(out, namespace);
+                }
                 out.extend_from_slice(b",\"status\":");
                 json::write_str(out, status);
                 out.extend_from_slice(b",\"type\":\"function_call\"}");
@@ -190,6 +198,7 @@ impl Item {
                 id,
                 call_id,
                 name,
+                namespace,
                 arguments,
             } => {
                 let arguments = if status == "in_progress" {
@@ -197,7 +206,11 @@ impl Item {
                 } else {
                     arguments
                 };
-                json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments})
+                let mut item = json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments});
+                if let Some(namespace) = namespace {
+                    item["namespace"] = json!(namespace);
+                }
+                item
             }
             Item::WebSearchCall {
                 id,
@@ -230,6 +243,7 @@ impl Item {
                 id,
                 call_id,
                 name,
+                namespace,
                 arguments,
             } => {
                 let input = if status == "in_progress" {
@@ -237,7 +251,11 @@ impl Item {
                 } else {
                     custom_input(arguments)
                 };
-                json!({"id": id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": input})
+                let mut item = json!({"id": id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": input});
+                if let Some(namespace) = namespace {
+                    item["namespace"] = json!(namespace);
+                }
+                item
             }
         }
     }
@@ -300,26 +318,31 @@ fn add_search_result(block: &Value, item: &mut Item) {
     }
 }
 
-/// The item of a call to tool `name`, a custom tool's or a function's.
+/// The item of a call to the function `name`: a custom tool's or a function's, named as the
+/// client named the tool, with its namespace.
 fn call_item(
-    custom: &[String],
+    names: &CallNames,
     body: &str,
     n: usize,
     (call_id, name, arguments): (&str, &str, &str),
 ) -> Item {
-    let (call_id, name, arguments) = (call_id.to_owned(), name.to_owned(), arguments.to_owned());
-    if custom.contains(&name) {
+    let (own, namespace) = names.split(name);
+    let (call_id, arguments) = (call_id.to_owned(), arguments.to_owned());
+    let (own, namespace) = (own.to_owned(), namespace.map(str::to_owned));
+    if names.is_custom(name) {
         Item::CustomCall {
             id: item_id("ctc", body, n),
             call_id,
-            name,
+            name: own,
+            namespace,
             arguments,
         }
     } else {
         Item::FunctionCall {
             id: item_id("fc", body, n),
             call_id,
-            name,
+            name: own,
+            namespace,
             arguments,
         }
     }
@@ -360,7 +383,7 @@ fn wants_summary(ctx: &EncodeCtx) -> bool {
 /// The answer's output items, in the order of its parts.
 fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
     let body = id_body(ctx);
-    let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
+    let names = CallNames::of(ctx.echo.as_ref().and_then(|e| e.get("tools")));
     let summary = wants_summary(ctx);
     let mut items: Vec<Item> = Vec::new();
     for part in &response.content {
@@ -392,12 +415,7 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                 if let Some(signature) = gemini::tool_call_signature(extras) {
                     items.push(gemini_signature_item(&body, n, signature));
                 }
-                items.push(call_item(
-                    &custom,
-                    &body,
-                    items.len(),
-                    (id, name, arguments),
-                ));
+                items.push(call_item(&names, &body, items.len(), (id, name, arguments)));
             }
             ContentPart::ServerTool { block } => {
                 if let Some(item) = web_search_call(block, None, &body, n) {
@@ -1039,8 +1057,8 @@ fn event_close(out: &mut Vec<u8>, sequence: &mut u64, kind: &str) {
 pub struct ResponsesStreamEncoder {
     ctx: EncodeCtx,
     id_body: String,
-    /// The request's custom tools, whose calls are `custom_tool_call` items.
-    custom: Vec<String>,
+    /// How the request's tools' calls come back (custom tools', namespaces').
+    names: CallNames,
     /// Reasoning goes out as a summary (see `Item::Reasoning`).
     summary: bool,
     /// A web search's call block being streamed, with its input so far: its item goes out
@@ -1060,12 +1078,12 @@ pub struct ResponsesStreamEncoder {
 impl ResponsesStreamEncoder {
     pub fn new(ctx: EncodeCtx) -> Self {
         let id_body = id_body(&ctx);
-        let custom = custom_tool_names(ctx.echo.as_ref().and_then(|e| e.get("tools")));
+        let names = CallNames::of(ctx.echo.as_ref().and_then(|e| e.get("tools")));
         let summary = wants_summary(&ctx);
         Self {
             ctx,
             id_body,
-            custom,
+            names,
             summary,
             search: None,
             sequence: 0,
@@ -1328,7 +1346,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     self.close(vec![open], out);
                 }
                 let n = self.items.len();
-                let item = call_item(&self.custom, &self.id_body, n, (id, name, ""));
+                let item = call_item(&self.names, &self.id_body, n, (id, name, ""));
                 let at = self.open_item(item, out);
                 self.open_calls.push((*index, at));
             }
@@ -1535,13 +1553,22 @@ mod tests {
                 id: "fc_0193abcd_1".into(),
                 call_id: "call_\"x\"".into(),
                 name: "get_weather".into(),
+                namespace: None,
                 arguments: "{\"city\":\"Par\u{e9}s\",\n\"days\":1}".into(),
             },
             Item::FunctionCall {
                 id: String::new(),
                 call_id: String::new(),
                 name: "f\u{1}".into(),
+                namespace: None,
                 arguments: String::new(),
+            },
+            Item::FunctionCall {
+                id: "fc_2".into(),
+                call_id: "call_2".into(),
+                name: "spawn_agent".into(),
+                namespace: Some("multi_agent_\"v1\"".into()),
+                arguments: "{}".into(),
             },
             Item::Reasoning {
                 id: "rs_1".into(),
@@ -1581,6 +1608,7 @@ mod tests {
                 id: "ctc_4".into(),
                 call_id: "call_4".into(),
                 name: "apply_patch".into(),
+                namespace: None,
                 arguments: "{\"input\":\"*** Begin\"}".into(),
             },
         ];
@@ -1743,6 +1771,7 @@ mod tests {
                     id: "fc_3".into(),
                     call_id: "call_3".into(),
                     name: "f".into(),
+                    namespace: None,
                     arguments: "{\"a\":1}".into(),
                 },
             ],

@@ -39,16 +39,71 @@ pub const STORE: &str = "store";
 /// response to repeat and to tell custom tools' calls from functions' calls.
 const TOOLS_AS_SENT: &str = "tools";
 
-/// The names of the custom tools in a list of tools as the client wrote it (the one a response
-/// repeats): their calls come back as `custom_tool_call` items, not `function_call` ones.
-fn custom_tool_names(tools: Option<&Value>) -> Vec<String> {
-    tools
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|t| t.get("type").and_then(Value::as_str) == Some("custom"))
-        .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
-        .collect()
+/// Between a namespace's name and its tool's in the function that stands for the tool: a
+/// name every provider takes (letters, digits, `_` and `-`).
+const NAMESPACE_SEPARATOR: &str = "__";
+
+/// The name of the function standing for tool `name` of `namespace`.
+fn namespaced(namespace: &str, name: &str) -> String {
+    format!("{namespace}{NAMESPACE_SEPARATOR}{name}")
+}
+
+/// How the calls of the tools in a list as the client wrote it (the one a response repeats)
+/// come back: a custom tool's as a `custom_tool_call` item, not a `function_call`, and a
+/// namespace's tool's with its own name and its `namespace`.
+#[derive(Default)]
+struct CallNames {
+    /// The custom tools' names, namespaced ones as the functions standing for them.
+    custom: Vec<String>,
+    /// Each namespaced tool's function name, with the length of its namespace's name.
+    namespaced: Vec<(String, usize)>,
+}
+
+impl CallNames {
+    fn of(tools: Option<&Value>) -> CallNames {
+        let mut names = CallNames::default();
+        let name = |t: &Value| t.get("name").and_then(Value::as_str).map(str::to_owned);
+        fn kind(t: &Value) -> Option<&str> {
+            t.get("type").and_then(Value::as_str)
+        }
+        for tool in tools.and_then(Value::as_array).into_iter().flatten() {
+            match kind(tool) {
+                Some("custom") => names.custom.extend(name(tool)),
+                Some("namespace") => {
+                    let Some(namespace) = name(tool) else {
+                        continue;
+                    };
+                    let inner = tool.get("tools").and_then(Value::as_array);
+                    for t in inner.into_iter().flatten() {
+                        let Some(own) = name(t) else { continue };
+                        let function = namespaced(&namespace, &own);
+                        if kind(t) == Some("custom") {
+                            names.custom.push(function.clone());
+                        }
+                        names.namespaced.push((function, namespace.len()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
+    fn is_custom(&self, name: &str) -> bool {
+        self.custom.iter().any(|c| c == name)
+    }
+
+    /// A call's name as the client knows it, and its namespace if it has one.
+    fn split<'a>(&self, name: &'a str) -> (&'a str, Option<&'a str>) {
+        match self
+            .namespaced
+            .iter()
+            .find(|(function, _)| function == name)
+        {
+            Some(&(_, len)) => (&name[len + NAMESPACE_SEPARATOR.len()..], Some(&name[..len])),
+            None => (name, None),
+        }
+    }
 }
 
 pub struct ResponsesIngress;
@@ -87,8 +142,7 @@ impl IngressDialect for ResponsesIngress {
 fn settings(request: &ChatRequest) -> Value {
     let mut echo = Map::new();
     let as_sent = request.extras.fields.get(TOOLS_AS_SENT);
-    let custom = custom_tool_names(as_sent);
-    let custom_named = |name: &String| custom.contains(name);
+    let names = CallNames::of(as_sent);
     if let Some(instructions) = request.extras.fields.get(INSTRUCTIONS) {
         echo.insert(INSTRUCTIONS.into(), instructions.clone());
     }
@@ -134,10 +188,12 @@ fn settings(request: &ChatRequest) -> Value {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
             ToolChoice::Required => json!("required"),
-            ToolChoice::Function(name) if custom_named(name) => {
-                json!({"type": "custom", "name": name})
+            ToolChoice::Function(name) if names.is_custom(name) => {
+                json!({"type": "custom", "name": names.split(name).0})
             }
-            ToolChoice::Function(name) => json!({"type": "function", "name": name}),
+            ToolChoice::Function(name) => {
+                json!({"type": "function", "name": names.split(name).0})
+            }
         }),
     );
     set(

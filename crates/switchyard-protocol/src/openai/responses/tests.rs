@@ -1405,3 +1405,147 @@ fn allowed_tools_cut_the_tools_down_to_those_named() {
         Some("tool_choice.tools[0].type")
     );
 }
+
+/// A request with a namespace of tools (Codex's sub-agent tools), a function and a custom tool
+/// in it, beside a plain function.
+fn namespace_request(stream: bool) -> Value {
+    json!({"model": "m", "input": "Start a helper", "stream": stream,
+    "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object",
+            "properties": {"cmd": {"type": "string"}}}},
+        {"type": "namespace", "name": "multi_agent_v1",
+            "description": "Tools for spawning and managing sub-agents.",
+            "tools": [
+                {"type": "function", "name": "spawn_agent", "description": "Start an agent.",
+                    "strict": false, "defer_loading": false,
+                    "parameters": {"type": "object", "properties": {"task": {"type": "string"}}}},
+                {"type": "custom", "name": "note"}
+            ]}
+    ]})
+}
+
+#[test]
+fn a_namespaces_tools_are_functions_named_after_it_and_its_calls_name_it_again() {
+    let request = decode(namespace_request(false));
+    let names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "exec_command",
+            "multi_agent_v1__spawn_agent",
+            "multi_agent_v1__note"
+        ]
+    );
+    assert_eq!(
+        request.tools[1].description.as_deref(),
+        Some(
+            "Start an agent.\n\n(One of the multi_agent_v1 tools: Tools for spawning and managing sub-agents.)"
+        )
+    );
+    assert_eq!(request.tools[2].parameters["required"], json!(["input"]));
+    // The response repeats the tools as written.
+    let echo = ResponsesIngress.echo(&request).unwrap();
+    assert_eq!(echo["tools"], namespace_request(false)["tools"]);
+
+    let call = |id: &str, name: &str, arguments: &str| ContentPart::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+        extras: Extras::default(),
+    };
+    let body = ResponsesIngress.encode_chat(
+        &answer(
+            vec![
+                call("call_1", "multi_agent_v1__spawn_agent", "{\"task\":\"x\"}"),
+                call("call_2", "multi_agent_v1__note", "{\"input\":\"hi\"}"),
+                call("call_3", "exec_command", "{\"cmd\":\"ls\"}"),
+            ],
+            FinishReason::ToolCalls,
+        ),
+        &ctx(&request),
+    );
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    let output = response["output"].as_array().unwrap();
+    assert_eq!(
+        output[0],
+        json!({"id": "fc_0193abcd_0", "type": "function_call", "status": "completed",
+            "call_id": "call_1", "name": "spawn_agent", "namespace": "multi_agent_v1",
+            "arguments": "{\"task\":\"x\"}"})
+    );
+    assert_eq!(
+        output[1],
+        json!({"id": "ctc_0193abcd_1", "type": "custom_tool_call", "call_id": "call_2",
+            "name": "note", "namespace": "multi_agent_v1", "input": "hi"})
+    );
+    assert!(output[2].get("namespace").is_none(), "{}", output[2]);
+    assert_eq!(output[2]["name"], "exec_command");
+
+    // Sent back, each call is its function's again.
+    let mut next = namespace_request(false);
+    next["input"] = json!([
+        {"role": "user", "content": "Start a helper"},
+        output[0], output[1],
+        {"type": "function_call_output", "call_id": "call_1", "output": "started"},
+        {"type": "custom_tool_call_output", "call_id": "call_2", "output": "noted"}
+    ]);
+    let r = decode(next);
+    let called: Vec<&str> = r.messages[1]
+        .content
+        .iter()
+        .map(|p| match p {
+            ContentPart::ToolCall { name, .. } => name.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        called,
+        ["multi_agent_v1__spawn_agent", "multi_agent_v1__note"]
+    );
+    assert_eq!(
+        tool_result(&r.messages[2]),
+        (
+            "call_1",
+            Some("multi_agent_v1__spawn_agent"),
+            "started".to_owned()
+        )
+    );
+
+    // Streamed, the item names the namespace from the start.
+    let request = decode(namespace_request(true));
+    let events = encode_stream_for(
+        &request,
+        &[
+            StreamEvent::ToolCallStart {
+                index: 0,
+                id: "call_1".into(),
+                name: "multi_agent_v1__spawn_agent".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{\"task\":\"x\"}".into(),
+            },
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ],
+        None,
+    );
+    let added = events
+        .iter()
+        .find(|(n, _)| n == "response.output_item.added")
+        .unwrap();
+    assert_eq!(added.1["item"]["name"], "spawn_agent");
+    assert_eq!(added.1["item"]["namespace"], "multi_agent_v1");
+    let done = events
+        .iter()
+        .find(|(n, _)| n == "response.function_call_arguments.done")
+        .unwrap();
+    assert_eq!(done.1["name"], "spawn_agent");
+    let completed = &events.last().unwrap().1["response"]["output"][0];
+    assert_eq!(completed["namespace"], "multi_agent_v1");
+
+    // A namespace holds functions and custom tools only.
+    let (message, param) = refused(json!({"model": "m", "input": "x", "tools": [
+        {"type": "namespace", "name": "n", "description": "d",
+            "tools": [{"type": "web_search"}]}]}));
+    assert!(message.contains("function and custom"), "{message}");
+    assert_eq!(param.as_deref(), Some("tools[0].tools[0].type"));
+}
