@@ -657,7 +657,9 @@ pub async fn chat(
             let encoder = ingress.stream_encoder(encode_ctx);
             let id = ctx.id.clone();
             let started = ctx.started;
-            let attempts = executed.attempts;
+            let mut attempts = executed.attempts;
+            let committed = executed.deployment.clone();
+            let health_app = app.clone();
             let mut tracker = tracker.detach();
             let capture = tracker.content() != ContentMode::Off;
             // With a cache, how the stream ended, for keeping its events.
@@ -671,6 +673,16 @@ pub async fn chat(
                     ending.note(&end);
                 }
                 log_stream_end(&id, &decision, started, &attempts, &end);
+                match &end.error {
+                    Some(e) => {
+                        upstream::stream_failed(&committed, &health_app.table.policy, e);
+                        // The attempt that committed is the one whose stream failed.
+                        if let Some(attempt) = attempts.iter_mut().rev().find(|a| !a.cancelled) {
+                            attempt.error = Some(e.class);
+                        }
+                    }
+                    None => upstream::stream_succeeded(&committed),
+                }
                 tracker.set_route(decision, attempts);
                 if let Some(at) = end.first_chunk_at {
                     tracker.set_ttft(at);

@@ -151,10 +151,22 @@ impl Health {
     }
 
     pub fn success(&self, latency: Duration) {
+        self.succeeded();
+        self.answered_in(latency);
+    }
+
+    /// Counts a success: the run of failures ends and a cooldown (a half-open probe's
+    /// included) is over.
+    pub fn succeeded(&self) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.cooldown_until_ms.store(0, Ordering::Relaxed);
         self.error_rate.add(0.0);
+    }
+
+    /// Records how long an answer took to start: a stream's, whose success or failure is only
+    /// known at its end.
+    pub fn answered_in(&self, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         self.latency_ms.add(ms);
         let bucket = BUCKETS_MS

@@ -664,6 +664,22 @@ fn backoff(try_no: u32) -> Duration {
     Duration::from_millis(rand::random_range(0..=cap_ms))
 }
 
+/// A committed stream that failed before its end (cut, stalled, malformed, or the provider's
+/// in-band error) counts against its deployment as a failed attempt does: a provider whose
+/// streams die part-way cools down like one that refuses requests.
+pub fn stream_failed(d: &Deployment, policy: &RoutingFile, error: &UpstreamErrorInfo) {
+    if counts_against_deployment(error.class) {
+        let retry_after = error.retry_after_secs.map(Duration::from_secs_f64);
+        record_failure(d, policy, error.class, retry_after, now_ms());
+    }
+}
+
+/// A committed stream that reached its end (or whose client left first) is its deployment's
+/// success.
+pub fn stream_succeeded(d: &Deployment) {
+    d.health.succeeded();
+}
+
 /// Whether a failure says anything about the deployment's health.
 fn counts_against_deployment(class: ErrorClass) -> bool {
     !matches!(
@@ -704,8 +720,26 @@ fn log_of<T>(t: &Tried<T>) -> AttemptLog {
     }
 }
 
+/// Whether an answer is whole when its attempt returns: a stream has only begun, and whether
+/// it succeeded is known at its end ([`stream_failed`], [`stream_succeeded`]).
+trait Whole {
+    fn whole(&self) -> bool;
+}
+
+impl Whole for Answer {
+    fn whole(&self) -> bool {
+        matches!(self, Answer::Complete(_))
+    }
+}
+
+impl Whole for EmbeddingResponse {
+    fn whole(&self) -> bool {
+        true
+    }
+}
+
 /// Walks the plan until one attempt succeeds or the plan is exhausted.
-async fn walk<T, F, Fut>(
+async fn walk<T: Whole, F, Fut>(
     planner: &mut Planner<'_>,
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
@@ -771,7 +805,12 @@ where
                 attempts.push(log_of(&t));
                 match t.result {
                     Ok(answer) => {
-                        t.planned.deployment.health.success(t.latency);
+                        let health = &t.planned.deployment.health;
+                        if answer.whole() {
+                            health.success(t.latency);
+                        } else {
+                            health.answered_in(t.latency);
+                        }
                         winner = Some((answer, t.planned));
                     }
                     Err(e) if !t.cancelled => {

@@ -53,7 +53,8 @@ async fn failures_before_commit_fall_back() {
 
 #[tokio::test]
 async fn failures_after_commit_end_with_an_error_event() {
-    let env = env_with(FALLBACK_MODELS).await;
+    // Cooldown is exercised below; here every failure must reach the primary.
+    let env = env_with_routing(FALLBACK_MODELS, "allowed_fails: 1000").await;
     for fault in ["cut_after=3", "premature_end_after=3", "malformed_after=3"] {
         env.fault("primary-model", fault, Some(1)).await;
         let r = env.post("/v1/chat/completions", &stream("primary")).await;
@@ -108,6 +109,59 @@ async fn failures_after_commit_end_with_an_error_event() {
         assert!(
             failed["response"]["error"]["message"].is_string(),
             "{fault}: {failed}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn streams_that_fail_after_commit_count_against_their_deployment() {
+    let env = env_with_routing(FALLBACK_MODELS, "allowed_fails: 2\n  cooldown: 60s").await;
+    env.fault("primary-model", "cut_after=3", None).await;
+    let mut ids = Vec::new();
+    // `allowed_fails: 2`: two streams cut part-way cool it.
+    for _ in 0..2 {
+        let r = env.post("/v1/chat/completions", &stream("primary")).await;
+        assert_eq!(r.status, 200);
+        let route = r.headers["x-switchyard-route"].to_str().unwrap();
+        assert!(
+            route.contains("deployment=p-openai/primary-model"),
+            "{route}"
+        );
+        assert!(!r.sse_data().iter().any(|d| d == "[DONE]"));
+        ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+    }
+    // The primary's streams die part-way: it cools down, and the next stream is the
+    // fallback's from the start, whole.
+    let deployments = env.get("/admin/deployments").await.json();
+    let primary = deployments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "p-openai/primary-model")
+        .unwrap();
+    assert_eq!(primary["state"], "cooling", "{primary}");
+    let r = env.post("/v1/chat/completions", &stream("primary")).await;
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("deployment=p-anthropic/secondary-model") && route.contains("attempts=1"),
+        "{route}"
+    );
+    assert_eq!(r.sse_data().last().unwrap(), "[DONE]");
+    // Each failed stream's record names its attempt's failure.
+    for id in ids {
+        let mut record = serde_json::Value::Null;
+        for _ in 0..50 {
+            let got = env.get(&format!("/admin/requests/{id}")).await;
+            if got.status == 200 {
+                record = got.json();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(record["outcome"], "stream_error", "{record}");
+        assert_eq!(
+            record["attempts"][0]["error_class"], "stream_interrupted",
+            "{record}"
         );
     }
 }
