@@ -225,8 +225,8 @@ async fn worker(
 }
 
 /// What a worker serves each connection with: requests from a browser page (with an `Origin`
-/// header) through CORS, the others straight to [`Dispatch`]. Clients that are not browsers
-/// (the SDKs, curl) send no `Origin`, so CORS costs them one header lookup.
+/// header) to the API through CORS, the others straight to [`Dispatch`]. Clients that are not
+/// browsers (the SDKs, curl) send no `Origin`, so CORS costs them one header lookup.
 #[derive(Clone)]
 struct Service {
     dispatch: Dispatch,
@@ -315,11 +315,23 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
         REQUESTS_ON_THIS_THREAD.set(REQUESTS_ON_THIS_THREAD.get().wrapping_add(1));
         if let Some(cors) = &self.cors
             && request.headers().contains_key(http::header::ORIGIN)
+            && browser_api(request.uri().path())
         {
             return Box::pin(tower::ServiceExt::oneshot(cors.clone(), request));
         }
         self.dispatch.serve(request)
     }
+}
+
+/// The API a page of another origin may call: the inference API, which takes a key. The
+/// metrics and health endpoints (read without one), the admin API and the dashboard answer
+/// their own origin only, so a page elsewhere cannot read them through a browser that can
+/// reach the gateway.
+fn browser_api(path: &str) -> bool {
+    path.starts_with("/v1/")
+        || ["/chat/", "/responses", "/embeddings", "/models"]
+            .iter()
+            .any(|api| path.starts_with(api))
 }
 
 /// CORS as `server.cors_origins` asks: the allowed origin answered, a preflight given back

@@ -99,6 +99,41 @@ async fn any_origin_by_default() {
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
 
+    // The endpoints read without a key (metrics, health), the admin API and the dashboard
+    // answer their own origin only: a page elsewhere cannot read them through a browser.
+    for path in [
+        "/metrics",
+        "/health/ready",
+        "/admin/deployments",
+        "/dashboard",
+    ] {
+        let r = env
+            .http
+            .get(format!("{}{path}", env.gw.url))
+            .header("origin", origin)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{path}");
+        let r = preflight(&env, path, origin).await;
+        assert_eq!(header(&r, "access-control-allow-origin"), None, "{path}");
+    }
+    // The API's other endpoints do, under either prefix.
+    for path in [
+        "/v1/models",
+        "/models",
+        "/v1/embeddings",
+        "/chat/completions",
+    ] {
+        let r = preflight(&env, path, origin).await;
+        assert_eq!(
+            header(&r, "access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+    }
+
     // A client that is not a browser sends no Origin and gets no CORS headers.
     let r = env
         .http
