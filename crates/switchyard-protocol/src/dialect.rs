@@ -116,6 +116,10 @@ pub struct OpenAiQuirks {
     pub stream_usage: bool,
     /// The server understands the `developer` role (else it is sent as `system`).
     pub developer_role: bool,
+    /// The server is OpenAI's own: a Responses API client's members that Chat Completions
+    /// shares (`prompt_cache_key`, `safety_identifier`, `service_tier` …) are sent on.
+    /// Compatible servers and Azure may refuse members they do not know.
+    pub responses_members: bool,
 }
 
 impl Default for OpenAiQuirks {
@@ -125,6 +129,7 @@ impl Default for OpenAiQuirks {
             seed_field: "seed".into(),
             stream_usage: true,
             developer_role: true,
+            responses_members: true,
         }
     }
 }
@@ -134,6 +139,7 @@ impl OpenAiQuirks {
         Self {
             max_tokens_field: "max_tokens".into(),
             developer_role: false,
+            responses_members: false,
             ..Self::default()
         }
     }

@@ -53,7 +53,11 @@ impl OpenAiProvider {
     /// Azure OpenAI: OpenAI bodies, deployment URLs with `api-version` (or the v1 API), and the
     /// `api-key` header.
     pub fn azure() -> Self {
-        Self::with_endpoint(OpenAiQuirks::default(), Endpoint::Azure)
+        let quirks = OpenAiQuirks {
+            responses_members: false,
+            ..OpenAiQuirks::default()
+        };
+        Self::with_endpoint(quirks, Endpoint::Azure)
     }
 
     fn with_endpoint(quirks: OpenAiQuirks, endpoint: Endpoint) -> Self {
@@ -344,9 +348,30 @@ fn write_chat(
         }
     }
     body.extras(request.extras.for_dialect(DialectId::OpenAi))?;
+    if quirks.responses_members
+        && let Some(fields) = request.extras.for_dialect(DialectId::OpenAiResponses)
+    {
+        let shared: Map<String, Value> = SHARED_WITH_RESPONSES
+            .iter()
+            .filter_map(|key| fields.get(*key).map(|v| ((*key).to_owned(), v.clone())))
+            .collect();
+        body.extras(Some(&shared))?;
+    }
     body.close();
     Ok(())
 }
+
+/// The members of a Responses API request that Chat Completions takes with the same meaning
+/// (OpenAI's API reference for both): prompt caching, the safety identifier, the service
+/// tier, moderation.
+const SHARED_WITH_RESPONSES: [&str; 6] = [
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "service_tier",
+    "moderation",
+];
 
 fn bool_json(b: bool) -> &'static [u8] {
     if b { b"true" } else { b"false" }

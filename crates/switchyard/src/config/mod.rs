@@ -706,6 +706,7 @@ fn resolve_providers(
                     seed_field: q.seed_field.unwrap_or(d.seed_field),
                     stream_usage: q.stream_usage.unwrap_or(d.stream_usage),
                     developer_role: q.developer_role.unwrap_or(d.developer_role),
+                    responses_members: d.responses_members,
                 })
             }
             KindFile::Azure => ProviderKind::Azure,

@@ -1549,3 +1549,44 @@ fn a_namespaces_tools_are_functions_named_after_it_and_its_calls_name_it_again()
     assert!(message.contains("function and custom"), "{message}");
     assert_eq!(param.as_deref(), Some("tools[0].tools[0].type"));
 }
+
+/// The members Chat Completions shares with the Responses API reach OpenAI's own API with the
+/// request; servers that may refuse members they do not know (compatible ones, Azure) get
+/// none, and the Responses API's own members (`store`, `include`) reach no provider.
+#[test]
+fn members_chat_completions_shares_reach_openai_only() {
+    use crate::dialect::{OpenAiQuirks, ProviderDialect, Target};
+    use crate::openai::OpenAiProvider;
+    use crate::provider_body::ProviderBody;
+    let request = decode(json!({"model": "m", "input": "Hello",
+        "prompt_cache_key": "session-7", "safety_identifier": "user-hash",
+        "service_tier": "flex", "prompt_cache_retention": "24h",
+        "store": false, "include": ["reasoning.encrypted_content"]}));
+    let target = Target {
+        base_url: "https://api.openai.com/v1",
+        model: "gpt-5",
+        api_key: Some("sk"),
+        api_version: None,
+    };
+    let sent = |provider: OpenAiProvider| -> Value {
+        let built = provider.build_chat(&request, &target).unwrap();
+        serde_json::from_slice(&built.map(ProviderBody::into_vec).into_body()).unwrap()
+    };
+    let body = sent(OpenAiProvider::new(OpenAiQuirks::default()));
+    assert_eq!(body["prompt_cache_key"], "session-7");
+    assert_eq!(body["safety_identifier"], "user-hash");
+    assert_eq!(body["service_tier"], "flex");
+    assert_eq!(body["prompt_cache_retention"], "24h");
+    assert!(
+        body.get("store").is_none() && body.get("include").is_none(),
+        "{body}"
+    );
+    for other in [
+        OpenAiProvider::new(OpenAiQuirks::compatible()),
+        OpenAiProvider::azure(),
+    ] {
+        let body = sent(other);
+        assert!(body.get("prompt_cache_key").is_none(), "{body}");
+        assert!(body.get("service_tier").is_none(), "{body}");
+    }
+}
