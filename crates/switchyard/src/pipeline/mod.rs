@@ -662,6 +662,7 @@ pub async fn chat(
             let health_app = app.clone();
             let mut tracker = tracker.detach();
             let capture = tracker.content() != ContentMode::Off;
+            let keep_id = tracker.traced();
             // With a cache, how the stream ended, for keeping its events.
             let keeping = match (&app.response_cache, cache) {
                 (Some(_), Some((key, _))) => Some((key, Arc::new(StreamEnding::default()))),
@@ -689,6 +690,9 @@ pub async fn chat(
                 }
                 tracker.set_usage(end.usage, end.output_chars, price);
                 tracker.set_response_text(&end.text);
+                tracker.set_response_id(&end.response_id);
+                tracker
+                    .set_response_meta(end.model, end.finish.as_ref().map(FinishReason::as_openai));
                 if end.cancelled {
                     tracker.finish(CLIENT_CLOSED, Outcome::Cancelled, None);
                 } else if let Some(e) = end.error {
@@ -703,7 +707,7 @@ pub async fn chat(
                     tracker.finish(200, Outcome::Success, None);
                 }
             });
-            let relayed = upstream::relay::relay(stream, encoder, capture, on_end);
+            let relayed = upstream::relay::relay(stream, encoder, capture, keep_id, on_end);
             let body: SseBody = match keeping {
                 Some((key, ending)) => Box::pin(keep_stream(
                     relayed,

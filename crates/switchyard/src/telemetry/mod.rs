@@ -112,6 +112,11 @@ impl Tracker {
         self.content
     }
 
+    /// Whether the request's record becomes a trace span (what only spans carry is kept then).
+    pub fn traced(&self) -> bool {
+        self.recorder.traced()
+    }
+
     pub fn set_caller(&mut self, caller: Caller) {
         if let Some(r) = self.rec() {
             r.caller = caller;

@@ -35,6 +35,10 @@ pub struct StreamEnd {
     pub output_chars: usize,
     /// Why the model stopped, when it said.
     pub finish: Option<FinishReason>,
+    /// The model the provider says answered (empty when its stream named none).
+    pub model: String,
+    /// The provider's id of the answer, kept only when asked for (trace spans).
+    pub response_id: String,
 }
 
 type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
@@ -50,6 +54,9 @@ struct Relay {
     text: String,
     output_chars: usize,
     finish: Option<FinishReason>,
+    model: String,
+    keep_id: bool,
+    response_id: String,
     on_end: Option<OnEnd>,
 }
 
@@ -64,16 +71,28 @@ impl Relay {
                 text: std::mem::take(&mut self.text),
                 output_chars: self.output_chars,
                 finish: self.finish.take(),
+                model: std::mem::take(&mut self.model),
+                response_id: std::mem::take(&mut self.response_id),
             });
         }
     }
 
     /// Encodes pending events; returns an in-band provider error if one came.
     fn encode_pending(&mut self, out: &mut Vec<u8>) -> Option<UpstreamErrorInfo> {
-        let events = std::mem::take(&mut self.events);
+        let mut events = std::mem::take(&mut self.events);
         let mut failure = None;
-        for event in &events {
+        for event in &mut events {
             match event {
+                StreamEvent::Start { .. } => {
+                    self.encoder.event(event, out);
+                    // Moved out once written: the events are cleared after this pass.
+                    if let StreamEvent::Start { id, model } = event {
+                        self.model = std::mem::take(model);
+                        if self.keep_id {
+                            self.response_id = std::mem::take(id);
+                        }
+                    }
+                }
                 StreamEvent::Error(e) => {
                     failure = Some(e.clone());
                     break;
@@ -248,6 +267,7 @@ pub fn relay(
     upstream: CommittedStream,
     encoder: Box<dyn StreamEncoder>,
     capture_text: bool,
+    keep_id: bool,
     on_end: OnEnd,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let relay = Relay {
@@ -261,6 +281,9 @@ pub fn relay(
         text: String::new(),
         output_chars: 0,
         finish: None,
+        model: String::new(),
+        keep_id,
+        response_id: String::new(),
         on_end: Some(on_end),
     };
     futures::stream::unfold(relay, |mut relay| async move {

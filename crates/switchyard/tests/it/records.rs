@@ -171,10 +171,18 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(st["deployment"], "p-openai/priced-primary");
     assert_eq!(st["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(st["decision"]["strategy"], "weighted");
+    // Why it stopped and which model answered, as a whole answer's record says.
+    assert_eq!(st["finish_reason"], "stop", "{st}");
+    assert_eq!(st["response_model"], "priced-primary", "{st}");
 
     let br = record(&env, &broken).await;
     assert_eq!(br["outcome"], "stream_error");
     assert_eq!(br["error_code"], "stream_interrupted");
+    assert!(br.get("finish_reason").is_none(), "{br}");
+    assert_eq!(
+        br["attempts"][0]["error_class"], "stream_interrupted",
+        "{br}"
+    );
 
     for id in &ids {
         record(&env, id).await;

@@ -308,6 +308,19 @@ async fn spans_reach_a_real_receiver() {
     assert_eq!(a["gen_ai.request.stream"], true);
     assert!(a["gen_ai.response.time_to_first_chunk"].as_f64().unwrap() > 0.0);
     assert!(a["gen_ai.usage.output_tokens"].as_u64().unwrap() > 0);
+    // A stream's answer is named as a whole answer's is: its id, model and finish reason.
+    assert!(
+        a["gen_ai.response.id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_")),
+        "{a:#}"
+    );
+    assert_eq!(a["gen_ai.response.model"], "claude-sonnet-4-5", "{a:#}");
+    assert_eq!(
+        a["gen_ai.response.finish_reasons"],
+        json!(["stop"]),
+        "{a:#}"
+    );
     assert_eq!(attempts.len(), 1);
 
     let (root, attempts) = spans_of(&spans, &request_id(&embedded));
