@@ -1,5 +1,6 @@
-//! The official Python SDKs (`openai`, `anthropic`, `langchain-openai`), unchanged, against the
-//! real binary and every provider kind.
+//! The official Python SDKs (`openai`, `anthropic`, `langchain-openai`) and third-party
+//! Node.js clients (the Vercel AI SDK, OpenAI's and Anthropic's Node SDKs), unchanged, against
+//! the real binary and every provider kind.
 
 use std::process::Command;
 
@@ -52,6 +53,58 @@ async fn official_sdks_work_unchanged() {
     assert!(
         output.status.success(),
         "SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+/// The directory with the Node.js clients installed (set by `scripts/test`).
+fn node_clients() -> Option<std::path::PathBuf> {
+    match std::env::var("SWITCHYARD_TEST_NODE_CLIENTS") {
+        Ok(p) if !p.is_empty() => Some(p.into()),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "SWITCHYARD_TEST_NODE_CLIENTS is not set under CI: run the suite through scripts/test (it needs npm)"
+                );
+            }
+            eprintln!(
+                "\n!!! SKIPPING the Node.js clients test: SWITCHYARD_TEST_NODE_CLIENTS is not set.\n!!! Run ./scripts/test with Node.js and npm installed to install the clients and run it.\n"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn node_clients_work_unchanged() {
+    let Some(dir) = node_clients() else { return };
+    let env = env().await;
+    // The script runs from the clients' directory, where its imports resolve.
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join("tests/node/clients_check.mjs");
+    let run = dir.join("clients_check.mjs");
+    std::fs::copy(&script, &run).expect("copy the clients' script");
+    let url = env.gw.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(run)
+            .arg(&url)
+            .arg(KEY)
+            .args(KINDS)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Node.js client checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
