@@ -487,6 +487,27 @@ async fn a_namespace_of_tools_reaches_every_provider_and_its_calls_come_back_in_
             .map(|m| m["content"][0]["text"].as_str().unwrap().to_owned())
             .unwrap_or_else(|| panic!("{kind}: {}", r.text));
         assert!(text.contains("agent-7 started"), "{kind}: {text}");
+
+        // The newest Codex models get the tools as an `additional_tools` input item instead.
+        let body = json!({"model": kind, "parallel_tool_calls": false, "store": false,
+        "input": [
+            {"type": "additional_tools", "role": "developer", "tools": tools},
+            {"role": "user", "content": "Start a helper"}
+        ]});
+        let r = env.post("/v1/responses", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let answer = r.json();
+        let call = answer["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "function_call")
+            .unwrap_or_else(|| panic!("{kind}: {answer}"));
+        assert_eq!(
+            (&call["name"], &call["namespace"]),
+            (&json!("spawn_agent"), &json!("multi_agent_v1")),
+            "{kind}: {call}"
+        );
     }
 }
 

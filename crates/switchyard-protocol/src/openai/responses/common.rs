@@ -108,7 +108,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         }
         if !typed.is_empty() {
             let mut obj = ObjectReader::from_value(Value::Object(typed), "").map_err(declined)?;
-            let mut tools = decode_tools(&mut obj).map_err(declined)?;
+            let mut tools = decode_tools(&mut obj, Vec::new()).map_err(declined)?;
             r.tool_choice = decode_tool_choice(&mut obj, &mut tools).map_err(declined)?;
             r.tools = tools.functions;
             r.web_search = tools.web_search;

@@ -62,8 +62,8 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             vec![ContentPart::text(text.as_str())],
         ));
     }
-    decode_input(&mut obj, &mut messages)?;
-    let mut tools = decode_tools(&mut obj)?;
+    let more_tools = decode_input(&mut obj, &mut messages)?;
+    let mut tools = decode_tools(&mut obj, more_tools)?;
     let tool_choice = decode_tool_choice(&mut obj, &mut tools)?;
     let parallel_tool_calls = obj.take("parallel_tool_calls")?;
     let response_format = decode_text(&mut obj)?;
@@ -137,7 +137,15 @@ pub(super) fn decode_reasoning_config(
 /// their outputs, reasoning. An assistant's turn arrives as several items (its reasoning, its
 /// message, each function call), which become one assistant message, as the other dialects
 /// hold a turn.
-fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(), DecodeError> {
+///
+/// Returns the tools of its `additional_tools` items (Codex sends its tools that way for the
+/// newest models), each with its path: no provider takes tools that become available part-way
+/// through a conversation, so they join the request's tools.
+fn decode_input(
+    obj: &mut ObjectReader,
+    messages: &mut Vec<Message>,
+) -> Result<Vec<(String, Value)>, DecodeError> {
+    let mut more_tools = Vec::new();
     let items = match obj.take_value("input") {
         None => {
             return Err(DecodeError::new(
@@ -147,7 +155,7 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
         }
         Some(Value::String(text)) => {
             messages.push(message(Role::User, vec![ContentPart::text(text)]));
-            return Ok(());
+            return Ok(more_tools);
         }
         Some(Value::Array(items)) if items.is_empty() => {
             return Err(DecodeError::new(
@@ -203,6 +211,7 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
             Some("function_call_output" | "custom_tool_call_output") => {
                 messages.push(call_output(&mut item, &call_names)?);
             }
+            Some("additional_tools") => more_tools.extend(item.require_array("tools")?),
             // A web search the provider ran, sent back with the history: the answer that
             // followed holds what it found, and no provider takes another's search as input.
             Some("web_search_call") => {}
@@ -222,7 +231,7 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
                     format!(
                         "input item type '{other}' is not supported by this gateway (supported: \
                          message, function_call, function_call_output, custom_tool_call, \
-                         custom_tool_call_output, web_search_call, reasoning)"
+                         custom_tool_call_output, web_search_call, reasoning, additional_tools)"
                     ),
                     Some(&format!("{path}.type")),
                 ));
@@ -231,7 +240,7 @@ fn decode_input(obj: &mut ObjectReader, messages: &mut Vec<Message>) -> Result<(
     }
     // A Gemini call's signature, written as a reasoning item before the call, is the call's.
     gemini::attach_carried_signatures(messages);
-    Ok(())
+    Ok(more_tools)
 }
 
 /// A function's or custom tool's output: a tool message answering its call.
@@ -478,10 +487,18 @@ const WEB_SEARCH_TOOLS: [&str; 4] = [
 /// `apply_patch`) as functions of one string argument, `input`, that every provider can call;
 /// the hosted web search as a search the provider runs where it has one. Other hosted tools
 /// (file search, computer use, code interpreter, MCP …) run at OpenAI alone and are refused.
-pub(super) fn decode_tools(obj: &mut ObjectReader) -> Result<Tools, DecodeError> {
-    let Some(items) = obj.take_array("tools")? else {
+///
+/// `more` are tools from elsewhere in the request (`additional_tools` input items), read after
+/// the request's own.
+pub(super) fn decode_tools(
+    obj: &mut ObjectReader,
+    more: Vec<(String, Value)>,
+) -> Result<Tools, DecodeError> {
+    let mut items = obj.take_array("tools")?.unwrap_or_default();
+    items.extend(more);
+    if items.is_empty() {
         return Ok(Tools::default());
-    };
+    }
     let mut out = Tools {
         functions: Vec::with_capacity(items.len()),
         ..Tools::default()

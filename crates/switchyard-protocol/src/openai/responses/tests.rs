@@ -1590,3 +1590,48 @@ fn members_chat_completions_shares_reach_openai_only() {
         assert!(body.get("service_tier").is_none(), "{body}");
     }
 }
+
+/// Codex sends its tools for the newest models as an `additional_tools` input item: they join
+/// the request's tools, and their calls come back as the client named them.
+#[test]
+fn tools_of_an_additional_tools_item_join_the_requests_tools() {
+    let body = json!({"model": "m", "stream": false,
+        "input": [
+            {"type": "additional_tools", "id": "at_1", "role": "developer", "tools": [
+                {"type": "namespace", "name": "functions", "description": "",
+                    "tools": [{"type": "custom", "name": "exec", "description": "Run JavaScript."}]},
+                {"type": "function", "name": "view_image", "parameters": {"type": "object",
+                    "properties": {"path": {"type": "string"}}}}
+            ]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]}
+        ],
+        "tools": [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]});
+    let request = decode(body);
+    let names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["shell", "functions__exec", "view_image"]);
+    assert_eq!(request.messages.len(), 1);
+    assert_eq!(request.messages[0].text(), "Hello");
+    let body = ResponsesIngress.encode_chat(
+        &answer(
+            vec![ContentPart::ToolCall {
+                id: "call_1".into(),
+                name: "functions__exec".into(),
+                arguments: "{\"input\":\"1+1\"}".into(),
+                extras: Extras::default(),
+            }],
+            FinishReason::ToolCalls,
+        ),
+        &ctx(&request),
+    );
+    let response: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        response["output"][0],
+        json!({"id": "ctc_0193abcd_0", "type": "custom_tool_call", "call_id": "call_1",
+            "name": "exec", "namespace": "functions", "input": "1+1"})
+    );
+    // A bad tool there is named at its place in the input.
+    let (_, param) = refused(json!({"model": "m", "input": [
+        {"type": "additional_tools", "role": "developer", "tools": [{"type": "file_search"}]},
+        {"role": "user", "content": "x"}]}));
+    assert_eq!(param.as_deref(), Some("input[0].tools[0].type"));
+}
