@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use switchyard_sim::{ReplyRule, SimConfig};
 
-use crate::harness::{Env, Gateway, KEY, KINDS, chat, env, standard_config, start_sim};
+use crate::harness::{Env, Gateway, KEY, KINDS, chat, env, record, standard_config, start_sim};
 
 fn weather_tool() -> Value {
     json!({"type": "function", "function": {"name": "get_weather", "description": "weather",
@@ -396,16 +396,7 @@ async fn system_messages_among_an_anthropic_clients_messages_reach_every_provide
                 "{kind}: {answer}"
             );
             // The record keeps each where the client put it.
-            let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
-            let mut record = Value::Null;
-            for _ in 0..50 {
-                let got = env.get(&format!("/admin/requests/{id}")).await;
-                if got.status == 200 {
-                    record = got.json();
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+            let record = record(&env, r.headers["x-request-id"].to_str().unwrap()).await;
             let roles: Vec<&str> = record["prompt"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{kind}: {record}"))
@@ -435,19 +426,21 @@ async fn a_namespace_of_tools_reaches_every_provider_and_its_calls_come_back_in_
         {"type": "function", "name": "exec_command", "parameters": {"type": "object",
             "properties": {"cmd": {"type": "string"}}}}
     ]);
+    // The answer's first function call.
+    let call_in = |answer: &Value| {
+        answer["output"]
+            .as_array()
+            .and_then(|output| output.iter().find(|i| i["type"] == "function_call"))
+            .unwrap_or_else(|| panic!("no function call: {answer}"))
+            .clone()
+    };
     for kind in KINDS {
         let body = json!({"model": kind, "input": "Start a helper", "tools": tools,
             "parallel_tool_calls": false, "store": false});
         let r = env.post("/v1/responses", &body).await;
         assert_eq!(r.status, 200, "{kind}: {}", r.text);
         let answer = r.json();
-        let call = answer["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{kind}: {answer}"))
-            .clone();
+        let call = call_in(&answer);
         assert_eq!(call["name"], "spawn_agent", "{kind}: {call}");
         assert_eq!(call["namespace"], "multi_agent_v1", "{kind}: {call}");
         assert_eq!(answer["tools"], tools, "{kind}");
@@ -496,13 +489,7 @@ async fn a_namespace_of_tools_reaches_every_provider_and_its_calls_come_back_in_
         ]});
         let r = env.post("/v1/responses", &body).await;
         assert_eq!(r.status, 200, "{kind}: {}", r.text);
-        let answer = r.json();
-        let call = answer["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["type"] == "function_call")
-            .unwrap_or_else(|| panic!("{kind}: {answer}"));
+        let call = call_in(&r.json());
         assert_eq!(
             (&call["name"], &call["namespace"]),
             (&json!("spawn_agent"), &json!("multi_agent_v1")),

@@ -434,6 +434,18 @@ pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
     (socket, port)
 }
 
+/// The record of request `id` from the admin API, once the writer has stored it.
+pub async fn record(env: &Env, id: &str) -> Value {
+    for _ in 0..100 {
+        let r = env.get(&format!("/admin/requests/{id}")).await;
+        if r.status == 200 {
+            return r.json();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no record for request {id}");
+}
+
 pub fn chat(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::ConnectOptions;
 
-use crate::harness::{Env, KEY, chat, env_with, env_with_sections};
+use crate::harness::{Env, KEY, chat, env_with, env_with_sections, record};
 
 const PRICED: &str = r#"
   - alias: priced
@@ -18,18 +18,6 @@ const PRICED: &str = r#"
     deployments:
       - {provider: p-anthropic, model: priced-backup, price: {input_per_mtok: 3, output_per_mtok: 15}}
 "#;
-
-async fn record(env: &Env, id: &str) -> Value {
-    // Records are written asynchronously; give the writer a moment.
-    for _ in 0..100 {
-        let r = env.get(&format!("/admin/requests/{id}")).await;
-        if r.status == 200 {
-            return r.json();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no record for request {id}");
-}
 
 /// A connection of the test's own to the gateway's embedded store.
 async fn open_store(env: &Env) -> sqlx::SqliteConnection {

@@ -6,105 +6,70 @@ use std::process::Command;
 
 use crate::harness::{KEY, KINDS, env};
 
-/// The Python with the SDKs installed (set by `scripts/test`).
-fn python() -> Option<String> {
-    match std::env::var("SWITCHYARD_TEST_PYTHON") {
+/// What `scripts/test` installed and named in `variable`, or `None` (with a loud message)
+/// outside CI; under CI its absence is a failure.
+fn installed(variable: &str, what: &str) -> Option<String> {
+    match std::env::var(variable) {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "SWITCHYARD_TEST_PYTHON is not set under CI: run the suite through scripts/test"
-                );
+                panic!("{variable} is not set under CI: run the suite through scripts/test");
             }
             eprintln!(
-                "\n!!! SKIPPING the official-SDK test: SWITCHYARD_TEST_PYTHON is not set.\n!!! Run ./scripts/test to create the Python environment and run it.\n"
+                "\n!!! SKIPPING the {what} test: {variable} is not set.\n!!! Run ./scripts/test to install them and run it.\n"
             );
             None
         }
     }
+}
+
+/// A check script of this package's tests, as cargo names the package directory when it runs
+/// the test (so that a test binary reused from a checkout at another path runs this
+/// checkout's script).
+fn script(path: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join(path)
+}
+
+/// Runs a check against a gateway over every provider kind; it must pass every check.
+async fn run_check(mut command: Command, what: &str) {
+    let env = env().await;
+    command.arg(&env.gw.url).arg(KEY).args(KINDS);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run the check"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test]
 async fn official_sdks_work_unchanged() {
-    let Some(python) = python() else { return };
-    let env = env().await;
-    // The package directory as cargo names it when it runs the test, so that a test binary
-    // reused from a checkout at another path runs this checkout's script.
-    let script = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || env!("CARGO_MANIFEST_DIR").into(),
-            std::path::PathBuf::from,
-        )
-        .join("tests/sdk/sdk_check.py");
-    let url = env.gw.url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(&url)
-            .arg(KEY)
-            .args(KINDS)
-            .output()
-            .expect("run python")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "SDK checks failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
-}
-
-/// The directory with the Node.js clients installed (set by `scripts/test`).
-fn node_clients() -> Option<std::path::PathBuf> {
-    match std::env::var("SWITCHYARD_TEST_NODE_CLIENTS") {
-        Ok(p) if !p.is_empty() => Some(p.into()),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "SWITCHYARD_TEST_NODE_CLIENTS is not set under CI: run the suite through scripts/test (it needs npm)"
-                );
-            }
-            eprintln!(
-                "\n!!! SKIPPING the Node.js clients test: SWITCHYARD_TEST_NODE_CLIENTS is not set.\n!!! Run ./scripts/test with Node.js and npm installed to install the clients and run it.\n"
-            );
-            None
-        }
-    }
+    let Some(python) = installed("SWITCHYARD_TEST_PYTHON", "official-SDK") else {
+        return;
+    };
+    let mut command = Command::new(python);
+    command.arg(script("tests/sdk/sdk_check.py"));
+    run_check(command, "SDK").await;
 }
 
 #[tokio::test]
 async fn node_clients_work_unchanged() {
-    let Some(dir) = node_clients() else { return };
-    let env = env().await;
+    let Some(dir) = installed("SWITCHYARD_TEST_NODE_CLIENTS", "Node.js clients") else {
+        return;
+    };
     // The script runs from the clients' directory, where its imports resolve.
-    let script = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || env!("CARGO_MANIFEST_DIR").into(),
-            std::path::PathBuf::from,
-        )
-        .join("tests/node/clients_check.mjs");
-    let run = dir.join("clients_check.mjs");
-    std::fs::copy(&script, &run).expect("copy the clients' script");
-    let url = env.gw.url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(run)
-            .arg(&url)
-            .arg(KEY)
-            .args(KINDS)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "Node.js client checks failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let run = std::path::Path::new(&dir).join("clients_check.mjs");
+    std::fs::copy(script("tests/node/clients_check.mjs"), &run).expect("copy the clients' script");
+    let mut command = Command::new("node");
+    command.arg(run);
+    run_check(command, "Node.js client").await;
 }

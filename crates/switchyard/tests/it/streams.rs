@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{chat, env_with, env_with_routing};
+use crate::harness::{chat, env_with, env_with_routing, record};
 
 const FALLBACK_MODELS: &str = r#"
   - alias: primary
@@ -149,15 +149,7 @@ async fn streams_that_fail_after_commit_count_against_their_deployment() {
     assert_eq!(r.sse_data().last().unwrap(), "[DONE]");
     // Each failed stream's record names its attempt's failure.
     for id in ids {
-        let mut record = serde_json::Value::Null;
-        for _ in 0..50 {
-            let got = env.get(&format!("/admin/requests/{id}")).await;
-            if got.status == 200 {
-                record = got.json();
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let record = record(&env, &id).await;
         assert_eq!(record["outcome"], "stream_error", "{record}");
         assert_eq!(
             record["attempts"][0]["error_class"], "stream_interrupted",
