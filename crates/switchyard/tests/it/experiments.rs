@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::harness::{Env, KEY, Reply, env_with};
+use crate::harness::{Env, KEY, Reply, env_with, record};
 
 const MODELS: &str = r#"
   - alias: cheap
@@ -44,18 +44,6 @@ async fn ask(env: &Env, customer: Option<&str>) -> Reply {
     }
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.post_with("/v1/chat/completions", &body, &headers).await
-}
-
-/// A request's record, once the recorder has stored it.
-async fn record(env: &Env, id: &str) -> Value {
-    for _ in 0..100 {
-        let r = env.get(&format!("/admin/requests/{id}")).await;
-        if r.status == 200 {
-            return r.json();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no record for request {id}");
 }
 
 async fn setup_configs(env: &Env) {
