@@ -299,7 +299,6 @@ async fn read_limited(body: client::ResponseBody, limit: usize) -> Vec<u8> {
     out
 }
 
-/// Reads a whole (non-stream) answer within what is left of the total timeout.
 /// Reads a whole answer's body. Providers send a whole answer's headers once it is ready, so
 /// its body normally follows at once; one that stops part-way is cut, like a stream, once it
 /// has been silent for the stall timeout (or until the first-byte deadline, whichever is
