@@ -4,7 +4,10 @@
 "use strict";
 
 const KEY_ITEM = "switchyard-dashboard-key";
-const REFRESH_MS = 5000;
+// How often each view reads the gateway again. Health and alerts are in memory and cheap; the
+// request list reads the store, so less often; spend sums the store, so only when asked (its
+// Show button), as does a request's record.
+const REFRESH_MS = { providers: 5000, alerts: 5000, requests: 15000 };
 const STATE_ORDER = { cooling: 0, degraded: 1, healthy: 2 };
 
 const state = {
@@ -151,9 +154,10 @@ async function refresh() {
     }
     showProblem("Could not read the gateway: " + e.message);
   }
-  // Live views follow the gateway; a request's record and older pages stay as read.
-  if (state.view !== "request" && !state.pagedBack) {
-    state.timer = setTimeout(refresh, REFRESH_MS);
+  // Live views follow the gateway; older pages of requests stay as read.
+  const every = REFRESH_MS[state.view];
+  if (every && !state.pagedBack) {
+    state.timer = setTimeout(refresh, every);
   }
 }
 
