@@ -233,7 +233,8 @@ struct Service {
     cors: Option<tower_http::cors::Cors<Dispatch>>,
 }
 
-/// The inference endpoints straight to their handlers, everything else through the router.
+/// The inference endpoints straight to their handlers, everything else through the router
+/// (on the background runtime but for health checks: [`answered_on_serving_thread`]).
 ///
 /// The router's way to a handler cost a request some 4,600 instructions, about a twentieth of
 /// a plain chat request's: the route match, the extractors (the `HeaderMap` extractor clones
@@ -275,7 +276,25 @@ impl Dispatch {
     fn serve(&self, request: http::Request<hyper::body::Incoming>) -> ServiceFuture {
         let Some(endpoint) = Endpoint::of(request.method(), request.uri().path()) else {
             let router = self.router.clone();
-            return Box::pin(tower::ServiceExt::oneshot(router, request));
+            let here = answered_on_serving_thread(request.uri().path());
+            let answer = tower::ServiceExt::oneshot(router, request);
+            if here {
+                return Box::pin(answer);
+            }
+            let background = self.app.background.spawn(answer);
+            return Box::pin(async move {
+                match background.await {
+                    Ok(answered) => answered,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a background request task failed");
+                        Ok(error_response(
+                            DialectId::OpenAi,
+                            &GatewayError::Internal("the request's task failed".into()),
+                            &RequestContext::new(DialectId::OpenAi).id,
+                        ))
+                    }
+                }
+            });
         };
         let app = self.app.clone();
         let (parts, body) = request.into_parts();
@@ -287,6 +306,15 @@ impl Dispatch {
             })
         })
     }
+}
+
+/// Whether the router's answer to `path` is worked out on the serving thread. Only health
+/// checks are: a load balancer's probe must not wait behind background work, or a busy
+/// gateway would be taken for a dead one. The admin API, the metrics, the dashboard and the
+/// router's other routes run on the background runtime, so a metrics scrape or a dashboard
+/// reading records never holds a serving thread that inference requests wait for.
+fn answered_on_serving_thread(path: &str) -> bool {
+    path.starts_with("/health/")
 }
 
 impl tower::Service<http::Request<hyper::body::Incoming>> for Dispatch {
@@ -767,6 +795,23 @@ mod tests {
         let frames: Vec<Result<Bytes, std::io::Error>> =
             parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
         Body::from_stream(futures::stream::iter(frames))
+    }
+
+    #[test]
+    fn only_health_checks_are_answered_on_the_serving_threads() {
+        for path in ["/health/live", "/health/ready"] {
+            assert!(answered_on_serving_thread(path), "{path}");
+        }
+        for path in [
+            "/metrics",
+            "/admin/requests",
+            "/admin/spend",
+            "/dashboard",
+            "/v1/models",
+            "/v1/messages/count_tokens",
+        ] {
+            assert!(!answered_on_serving_thread(path), "{path}");
+        }
     }
 
     #[tokio::test]
