@@ -871,6 +871,26 @@ fn custom_tool_request(stream: bool) -> Value {
         "tool_choice": {"type": "custom", "name": "apply_patch"}})
 }
 
+/// A call of the function `name`, as a provider's answer holds it.
+fn tool_call(id: &str, name: &str, arguments: &str) -> ContentPart {
+    ContentPart::ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: arguments.into(),
+        extras: Extras::default(),
+    }
+}
+
+/// The output items of a `response` answering `request` with `calls`.
+fn calls_output(request: &ChatRequest, calls: Vec<ContentPart>) -> Vec<Value> {
+    let body = ResponsesIngress.encode_chat(&answer(calls, FinishReason::ToolCalls), &ctx(request));
+    let mut response: Value = serde_json::from_slice(&body).unwrap();
+    match response["output"].take() {
+        Value::Array(output) => output,
+        other => panic!("no output: {other}"),
+    }
+}
+
 #[test]
 fn a_custom_tool_is_a_function_of_one_string_that_every_provider_can_call() {
     let r = decode(custom_tool_request(false));
@@ -913,18 +933,8 @@ fn a_custom_tools_call_is_a_custom_tool_call_item_whose_output_comes_back() {
     let body = ResponsesIngress.encode_chat(
         &answer(
             vec![
-                ContentPart::ToolCall {
-                    id: "call_1".into(),
-                    name: "apply_patch".into(),
-                    arguments: arguments.clone(),
-                    extras: Extras::default(),
-                },
-                ContentPart::ToolCall {
-                    id: "call_2".into(),
-                    name: "shell".into(),
-                    arguments: "{\"command\":\"ls\"}".into(),
-                    extras: Extras::default(),
-                },
+                tool_call("call_1", "apply_patch", &arguments),
+                tool_call("call_2", "shell", "{\"command\":\"ls\"}"),
             ],
             FinishReason::ToolCalls,
         ),
@@ -1039,20 +1049,11 @@ fn a_streamed_custom_tool_call_gives_its_input_once_whole() {
 #[test]
 fn a_custom_call_whose_arguments_are_not_the_stand_ins_keeps_them_as_its_input() {
     let request = decode(custom_tool_request(false));
-    let body = ResponsesIngress.encode_chat(
-        &answer(
-            vec![ContentPart::ToolCall {
-                id: "call_1".into(),
-                name: "apply_patch".into(),
-                arguments: "*** Begin Patch".into(),
-                extras: Extras::default(),
-            }],
-            FinishReason::ToolCalls,
-        ),
-        &ctx(&request),
+    let output = calls_output(
+        &request,
+        vec![tool_call("call_1", "apply_patch", "*** Begin Patch")],
     );
-    let response: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(response["output"][0]["input"], "*** Begin Patch");
+    assert_eq!(output[0]["input"], "*** Begin Patch");
 }
 
 fn search_blocks() -> Vec<ContentPart> {
@@ -1447,25 +1448,14 @@ fn a_namespaces_tools_are_functions_named_after_it_and_its_calls_name_it_again()
     let echo = ResponsesIngress.echo(&request).unwrap();
     assert_eq!(echo["tools"], namespace_request(false)["tools"]);
 
-    let call = |id: &str, name: &str, arguments: &str| ContentPart::ToolCall {
-        id: id.into(),
-        name: name.into(),
-        arguments: arguments.into(),
-        extras: Extras::default(),
-    };
-    let body = ResponsesIngress.encode_chat(
-        &answer(
-            vec![
-                call("call_1", "multi_agent_v1__spawn_agent", "{\"task\":\"x\"}"),
-                call("call_2", "multi_agent_v1__note", "{\"input\":\"hi\"}"),
-                call("call_3", "exec_command", "{\"cmd\":\"ls\"}"),
-            ],
-            FinishReason::ToolCalls,
-        ),
-        &ctx(&request),
+    let output = calls_output(
+        &request,
+        vec![
+            tool_call("call_1", "multi_agent_v1__spawn_agent", "{\"task\":\"x\"}"),
+            tool_call("call_2", "multi_agent_v1__note", "{\"input\":\"hi\"}"),
+            tool_call("call_3", "exec_command", "{\"cmd\":\"ls\"}"),
+        ],
     );
-    let response: Value = serde_json::from_slice(&body).unwrap();
-    let output = response["output"].as_array().unwrap();
     assert_eq!(
         output[0],
         json!({"id": "fc_0193abcd_0", "type": "function_call", "status": "completed",
@@ -1611,21 +1601,16 @@ fn tools_of_an_additional_tools_item_join_the_requests_tools() {
     assert_eq!(names, ["shell", "functions__exec", "view_image"]);
     assert_eq!(request.messages.len(), 1);
     assert_eq!(request.messages[0].text(), "Hello");
-    let body = ResponsesIngress.encode_chat(
-        &answer(
-            vec![ContentPart::ToolCall {
-                id: "call_1".into(),
-                name: "functions__exec".into(),
-                arguments: "{\"input\":\"1+1\"}".into(),
-                extras: Extras::default(),
-            }],
-            FinishReason::ToolCalls,
-        ),
-        &ctx(&request),
+    let output = calls_output(
+        &request,
+        vec![tool_call(
+            "call_1",
+            "functions__exec",
+            "{\"input\":\"1+1\"}",
+        )],
     );
-    let response: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
-        response["output"][0],
+        output[0],
         json!({"id": "ctc_0193abcd_0", "type": "custom_tool_call", "call_id": "call_1",
             "name": "exec", "namespace": "functions", "input": "1+1"})
     );
