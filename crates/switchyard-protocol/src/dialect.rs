@@ -166,6 +166,11 @@ pub struct Capabilities {
     pub embeddings: bool,
     /// Several answers to one request (OpenAI `n`, Gemini `candidateCount`).
     pub several_choices: bool,
+    /// Images by an `http(s)` URL, which the provider fetches itself; where it takes none the
+    /// gateway fetches them and sends their bytes.
+    pub image_urls: bool,
+    /// Documents by an `http(s)` URL, likewise.
+    pub document_urls: bool,
 }
 
 /// What the upstream speaks: build its request, parse its reply and errors.

@@ -39,6 +39,9 @@ pub struct App {
     /// The runtime the state was built on, for background work started by a request (an
     /// evaluation run): serving workers only serve.
     pub background: tokio::runtime::Handle,
+    /// Fetches media given by URL for providers that take it only inline
+    /// (`server.fetch_media`).
+    pub media: Option<crate::upstream::media::MediaFetcher>,
 }
 
 impl App {
@@ -173,8 +176,16 @@ impl App {
             Some(o) => o.join_after(writer),
             None => writer,
         };
+        let media = match config.server.fetch_media {
+            Some(settings) => Some(
+                crate::upstream::media::MediaFetcher::new(&settings)
+                    .context("cannot build the client that fetches media given by URL")?,
+            ),
+            None => None,
+        };
         Ok((
             Self {
+                media,
                 response_cache: config
                     .cache
                     .as_ref()

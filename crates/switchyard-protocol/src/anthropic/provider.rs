@@ -177,6 +177,8 @@ impl ProviderDialect for AnthropicProvider {
             json_schema: true,
             embeddings: false,
             several_choices: false,
+            image_urls: true,
+            document_urls: true,
         }
     }
 

@@ -42,6 +42,8 @@ impl ProviderDialect for BedrockProvider {
             json_schema: true,
             embeddings: true,
             several_choices: false,
+            image_urls: false,
+            document_urls: false,
         }
     }
 
@@ -770,10 +772,56 @@ fn image_block(source: &ImageSource, path: &str) -> Result<Value, DecodeError> {
             };
             Ok(json!({ "image": { "format": format, "source": { "bytes": &**data } } }))
         }
-        ImageSource::Url(_) => Err(DecodeError::new(
-            "Bedrock takes images inline only: send this image as a base64 data URL",
-            Some(path),
-        )),
+        ImageSource::Url(url) => match s3_object(url) {
+            Some(extension) => {
+                let format = match extension.as_str() {
+                    "jpg" => "jpeg",
+                    "png" | "jpeg" | "gif" | "webp" => extension.as_str(),
+                    _ => {
+                        return Err(DecodeError::new(
+                            "Bedrock takes PNG, JPEG, GIF and WebP images; name the S3 object with \
+                             its extension (.png, .jpg, .gif, .webp)",
+                            Some(path),
+                        ));
+                    }
+                };
+                Ok(
+                    json!({ "image": { "format": format, "source": { "s3Location": { "uri": url } } } }),
+                )
+            }
+            None => Err(DecodeError::new(
+                "Bedrock takes images inline or from S3 (s3://) only: send this image as a base64 \
+                 data URL",
+                Some(path),
+            )),
+        },
+    }
+}
+
+/// The lower-cased extension of an `s3://bucket/key` object, which Converse reads itself
+/// (`s3Location`); `None` for any other URL.
+fn s3_object(url: &str) -> Option<String> {
+    let key = url.strip_prefix("s3://")?.split_once('/')?.1;
+    let name = key.rsplit('/').next().unwrap_or(key);
+    Some(
+        name.rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+            .unwrap_or_default(),
+    )
+}
+
+/// The Converse format of an S3 document, by its extension (a PDF when it names none known).
+fn s3_document_format(extension: &str) -> &'static str {
+    match extension {
+        "csv" => "csv",
+        "doc" => "doc",
+        "docx" => "docx",
+        "xls" => "xls",
+        "xlsx" => "xlsx",
+        "html" | "htm" => "html",
+        "txt" => "txt",
+        "md" | "markdown" => "md",
+        _ => "pdf",
     }
 }
 
@@ -803,8 +851,9 @@ fn document_refusal(source: &DocumentSource) -> Option<String> {
             ))
         }
         DocumentSource::Base64 { .. } | DocumentSource::Text { .. } => None,
+        DocumentSource::Url(url) if s3_object(url).is_some() => None,
         DocumentSource::Url(_) => {
-            Some("Bedrock takes documents inline only, not by URL".to_owned())
+            Some("Bedrock takes documents inline or from S3 (s3://) only, not by URL".to_owned())
         }
         DocumentSource::FileId(_) => {
             Some("Bedrock cannot read an OpenAI file id; send the document inline".to_owned())
@@ -841,7 +890,14 @@ fn document_block(source: &DocumentSource, title: Option<&str>, index: usize) ->
         DocumentSource::Text { media_type, data } => {
             (document_format(media_type), json!({ "text": &**data }))
         }
-        DocumentSource::Url(_) | DocumentSource::FileId(_) => (None, Value::Null),
+        DocumentSource::Url(url) => match s3_object(url) {
+            Some(extension) => (
+                Some(s3_document_format(&extension)),
+                json!({ "s3Location": { "uri": url } }),
+            ),
+            None => (None, Value::Null),
+        },
+        DocumentSource::FileId(_) => (None, Value::Null),
     };
     json!({ "document": {
         "format": format.unwrap_or("txt"),

@@ -425,6 +425,44 @@ fn what_converse_cannot_take_is_refused_naming_the_part() {
     assert_eq!(refusal(&many).param.as_deref(), Some("n"));
 }
 
+#[test]
+fn s3_images_and_documents_are_sent_as_s3_locations() {
+    let body = build(&ChatRequest {
+        messages: vec![message(
+            Role::User,
+            vec![
+                ContentPart::Image {
+                    source: ImageSource::Url("s3://shots/2026/Cat.JPG".into()),
+                    detail: None,
+                },
+                ContentPart::Document {
+                    source: DocumentSource::Url("s3://docs/reports/q3.docx".into()),
+                    title: Some("Q3".into()),
+                    context: None,
+                    extras: Extras::default(),
+                },
+                ContentPart::Document {
+                    source: DocumentSource::Url("s3://docs/scan".into()),
+                    title: None,
+                    context: None,
+                    extras: Extras::default(),
+                },
+            ],
+        )],
+        ..ChatRequest::default()
+    });
+    assert_eq!(
+        body["messages"][0]["content"],
+        json!([
+            {"image": {"format": "jpeg", "source": {"s3Location": {"uri": "s3://shots/2026/Cat.JPG"}}}},
+            {"document": {"format": "docx", "name": "Q3",
+                "source": {"s3Location": {"uri": "s3://docs/reports/q3.docx"}}}},
+            {"document": {"format": "pdf", "name": "document 3",
+                "source": {"s3Location": {"uri": "s3://docs/scan"}}}},
+        ])
+    );
+}
+
 /// A Converse answer in the shape of the API reference's response syntax.
 const ANSWER: &str = r#"{
   "output": {"message": {"role": "assistant", "content": [

@@ -49,6 +49,8 @@ impl ProviderDialect for GeminiProvider {
             json_schema: true,
             embeddings: true,
             several_choices: true,
+            image_urls: true,
+            document_urls: true,
         }
     }
 

@@ -1531,6 +1531,8 @@ const CAPABILITIES: Capabilities = Capabilities {
     json_schema: true,
     embeddings: true,
     several_choices: true,
+    image_urls: true,
+    document_urls: false,
 };
 
 impl ProviderDialect for OpenAiProvider {

@@ -52,6 +52,52 @@ pub struct ServerFile {
     /// an empty list answers no browser.
     #[serde(default = "default_cors_origins")]
     pub cors_origins: Vec<String>,
+    /// Images and documents a client gives by URL, fetched by the gateway for providers that
+    /// take them only inline (Bedrock's Converse; OpenAI's documents).
+    #[serde(default)]
+    pub fetch_media: FetchMedia,
+}
+
+/// `server.fetch_media`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FetchMedia {
+    /// Off: such a part to such a provider is refused with a 400 that says to send it inline.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Fetch from loopback, private and link-local addresses too. Off by default: a client
+    /// could otherwise have the gateway read what only the gateway's network can reach.
+    #[serde(default)]
+    pub private_networks: bool,
+    /// Largest file fetched, in bytes.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub max_bytes: usize,
+    /// Longest a fetch may take, connection and redirects included.
+    #[serde(default = "default_fetch_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_fetch_max_bytes() -> usize {
+    20 * 1024 * 1024
+}
+
+fn default_fetch_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for FetchMedia {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            private_networks: false,
+            max_bytes: default_fetch_max_bytes(),
+            timeout: default_fetch_timeout(),
+        }
+    }
 }
 
 fn default_cors_origins() -> Vec<String> {
@@ -102,6 +148,7 @@ impl Default for ServerFile {
             keep_responses_for: default_keep_responses_for(),
             keep_responses_bytes: default_keep_responses_bytes(),
             cors_origins: default_cors_origins(),
+            fetch_media: FetchMedia::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use switchyard_protocol::ProviderKind;
 use switchyard_protocol::dialect::OpenAiQuirks;
 
 pub use alerts::{AlertRule, AlertsConfig, Webhook, kind_name, scope_name};
-pub use file::{AlertKind, AlertScope, WebhookFormat};
+pub use file::{AlertKind, AlertScope, FetchMedia, WebhookFormat};
 pub use file::{
     ContentMode, GovernanceFile, HedgeAfterFile, LogFormat, LoggingFile, PriceFile,
     RetryBudgetFile, RiskLevel, RoutingFile, RuleFile, SimDialectFile, SimulatorFile, StrategyFile,
@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub keep_responses_bytes: usize,
     /// Which web origins' pages may call the gateway from a browser.
     pub cors: CorsOrigins,
+    /// How media given by URL is fetched for providers that take it only inline; `None`: it
+    /// is not.
+    pub fetch_media: Option<FetchMedia>,
 }
 
 /// The web origins answered with CORS headers (`server.cors_origins`).
@@ -480,7 +483,18 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         keep_responses_for: Some(server.keep_responses_for).filter(|t| !t.is_zero()),
         keep_responses_bytes: server.keep_responses_bytes,
         cors: cors_origins(server.cors_origins, errors),
+        fetch_media: fetch_media(server.fetch_media, errors),
     }
+}
+
+fn fetch_media(settings: FetchMedia, errors: &mut Vec<ConfigError>) -> Option<FetchMedia> {
+    if settings.max_bytes == 0 {
+        err(errors, "server.fetch_media.max_bytes", "must be above 0");
+    }
+    if settings.timeout.is_zero() {
+        err(errors, "server.fetch_media.timeout", "must be above 0");
+    }
+    settings.enabled.then_some(settings)
 }
 
 fn cors_origins(origins: Vec<String>, errors: &mut Vec<ConfigError>) -> CorsOrigins {

@@ -571,8 +571,14 @@ pub async fn chat(
         echo: ingress.echo(&request),
         keep,
     };
-    let result =
-        upstream::execute_chat(&mut planner, &request, &app.table.policy, &app.retry_budget).await;
+    let result = upstream::execute_chat(
+        &mut planner,
+        &request,
+        &app.table.policy,
+        &app.retry_budget,
+        app.media.as_ref(),
+    )
+    .await;
     let decision = std::mem::take(&mut planner.decision);
     let executed = match result {
         Ok(e) => e,

@@ -7,6 +7,7 @@ pub mod aws_credentials;
 mod budget;
 pub mod client;
 mod hedge;
+pub mod media;
 pub mod relay;
 pub mod sigv4;
 
@@ -29,6 +30,7 @@ use switchyard_protocol::provider_body::ProviderBody;
 use crate::config::{HedgeAfter, RoutingFile, StreamBufferFile};
 use crate::error::GatewayError;
 use crate::routing::{Deployment, Name, PlannedAttempt, Planner, Provider, now_ms, record_failure};
+use media::MediaFetcher;
 
 /// Most of an error body we read to classify it.
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -363,8 +365,25 @@ async fn attempt_chat(
     d: &Deployment,
     request: &ChatRequest,
     buffer: Option<StreamBufferFile>,
+    media: Option<(&MediaFetcher, &media::Fetched)>,
 ) -> Result<Answer, UpstreamErrorInfo> {
     let provider = &d.provider;
+    let inlined;
+    let request = match media {
+        Some((fetcher, fetched)) => {
+            match fetcher
+                .inline(request, provider.dialect.capabilities(), fetched)
+                .await?
+            {
+                Some(r) => {
+                    inlined = r;
+                    &inlined
+                }
+                None => request,
+            }
+        }
+        None => request,
+    };
     let started = Instant::now();
     let key = credential(provider)?;
     let mut built = provider
@@ -896,13 +915,20 @@ pub async fn execute_chat(
     request: &ChatRequest,
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
+    media: Option<&MediaFetcher>,
 ) -> Result<Executed<Answer>, Failed> {
+    let needs = planner.facts().needs;
+    let fetched = media::Fetched::default();
+    // Only a request with images or documents may hold a URL to fetch.
+    let media = media
+        .filter(|_| needs.images || needs.documents)
+        .map(|m| (m, &fetched));
     walk(
         planner,
         policy,
         retry_budget,
         |a: PlannedAttempt| async move {
-            attempt_chat(&a.deployment, request, a.route.stream_buffer).await
+            attempt_chat(&a.deployment, request, a.route.stream_buffer, media).await
         },
     )
     .await

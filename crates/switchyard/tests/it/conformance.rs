@@ -172,12 +172,13 @@ async fn openai_ingress_matrix() {
         let b = env.post("/v1/chat/completions", &body).await.json();
         assert_eq!(b["choices"][0]["finish_reason"], "length", "{kind}: {b}");
 
-        // Image parts by URL and base64 (Bedrock takes images inline only: a URL is refused
-        // naming the part).
+        // Image parts by URL and base64 (for Bedrock, which takes images inline only, the
+        // gateway fetches a URL: this one's host never resolves, so it is refused naming the
+        // part).
         let body = json!({"model": kind, "messages": [{"role": "user", "content": [
             {"type": "text", "text": "Describe"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-            {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+            {"type": "image_url", "image_url": {"url": "https://cat.invalid/cat.png"}}
         ]}]});
         let r = env.post("/v1/chat/completions", &body).await;
         if *kind == "bedrock" {
@@ -1047,8 +1048,8 @@ async fn a_long_inline_image_reaches_every_provider_unchanged() {
     let url = "https://upload.example.org/photos/cat.png";
     let bearer = format!("Bearer {KEY}");
     for kind in KINDS {
-        // Bedrock takes images inline only: the URL is left out of what it is sent (and
-        // refused when sent, as the matrix shows).
+        // Bedrock takes images inline only, and the gateway fetches a URL's image for it
+        // (`media.rs`): the URL is left out of what it is sent here.
         let url = if *kind == "bedrock" { None } else { Some(url) };
         let expected = match url {
             Some(url) => format!("data:image/png;base64,{data} {url}"),
@@ -2493,10 +2494,11 @@ async fn a_refused_requests_field_reaches_the_client() {
         assert_eq!(error["code"], "upstream_invalid_request", "{kind}: {error}");
         assert_eq!(error["param"], "top_logprobs", "{kind}: {error}");
     }
-    // Bedrock takes images inline only: the part is named.
+    // Bedrock takes images inline only, and an image the gateway cannot fetch for it (its
+    // host never resolves) is refused naming the part.
     let body = json!({"model": "bedrock", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+        {"type": "image_url", "image_url": {"url": "https://cat.invalid/cat.png"}}]}]});
     let r = env.post("/v1/chat/completions", &body).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(

@@ -15,6 +15,7 @@ mod evaluation;
 mod experiments;
 mod governance;
 mod guardrails;
+mod media;
 mod observability;
 mod records;
 mod response_cache;
