@@ -314,7 +314,12 @@ fn upstream(
             400,
             ErrorKind::InvalidRequest,
             "upstream_invalid_request",
-            format!("The provider rejected the request: {}", last.message),
+            // No status: the gateway refused it before sending (a part the provider's format
+            // has no place for, media it could not fetch), not the provider.
+            match last.status {
+                Some(_) => format!("The provider rejected the request: {}", last.message),
+                None => format!("The request cannot be sent to the provider: {}", last.message),
+            },
             last.param.clone(),
         ),
         ErrorClass::ContextTooLong => (

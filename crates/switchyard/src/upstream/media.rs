@@ -87,7 +87,7 @@ impl MediaFetcher {
         request: &ChatRequest,
         caps: Capabilities,
         fetched: &Fetched,
-    ) -> Result<Option<ChatRequest>, UpstreamErrorInfo> {
+    ) -> Result<Option<Box<ChatRequest>>, UpstreamErrorInfo> {
         let wanted = wanted(request, caps);
         if wanted.is_empty() {
             return Ok(None);
@@ -137,7 +137,9 @@ impl MediaFetcher {
                 });
             }
         }
-        let mut inlined = request.clone();
+        // Boxed: it lives across the attempt's awaits, and would otherwise widen every
+        // attempt's future, fetching or not.
+        let mut inlined = Box::new(request.clone());
         replace_sources(
             &mut inlined,
             caps,
