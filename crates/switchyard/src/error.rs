@@ -66,6 +66,11 @@ pub enum GatewayError {
     /// The store (PostgreSQL shared by replicas) could not be reached.
     #[error("{0}")]
     StoreUnavailable(String),
+    /// An Anthropic client's `thread` (the message threads beta): the gateway holds no
+    /// threads, so a new one is refused as unsupported and a continued one is not found; the
+    /// SDK's thread helpers then send the whole conversation without it.
+    #[error("message threads are not supported")]
+    Thread { continuing: bool },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -193,6 +198,25 @@ impl GatewayError {
                 message.clone(),
                 None,
             ),
+            GatewayError::Thread { continuing: false } => (
+                400,
+                ErrorKind::InvalidRequest,
+                "thread_unsupported_request",
+                "This gateway keeps no message threads: send the whole conversation without \
+                 'thread' (the SDK's tool runner does so by itself, and a thread helper when told \
+                 unsupported_request_behavior=\"continue_unthreaded\")."
+                    .to_owned(),
+                Some("thread".to_owned()),
+            ),
+            GatewayError::Thread { continuing: true } => (
+                404,
+                ErrorKind::NotFound,
+                "thread_not_found",
+                "This gateway keeps no message threads, so none continues from \
+                 'previous_message_id': send the whole conversation without 'thread'."
+                    .to_owned(),
+                Some("thread.previous_message_id".to_owned()),
+            ),
             GatewayError::Upstream {
                 last,
                 all_rate_limited,
@@ -318,7 +342,10 @@ fn upstream(
             // has no place for, media it could not fetch), not the provider.
             match last.status {
                 Some(_) => format!("The provider rejected the request: {}", last.message),
-                None => format!("The request cannot be sent to the provider: {}", last.message),
+                None => format!(
+                    "The request cannot be sent to the provider: {}",
+                    last.message
+                ),
             },
             last.param.clone(),
         ),

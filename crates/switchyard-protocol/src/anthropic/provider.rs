@@ -627,8 +627,13 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
         )]))),
         None => budget.map(|budget_tokens| ThinkingConfigParam::Enabled { budget_tokens }),
     };
+    // An Anthropic client's own thinking is left off, as an effort's is, for a request that
+    // goes on after a tool turn without its signed thinking: a turn another provider answered
+    // (its reasoning, unsigned, is not sent), after a switch of model or a fallback.
     let thinking = thinking.or_else(|| match extra(THINKING) {
-        Some(Value::Object(other)) => Some(ThinkingConfigParam::Other(other.clone())),
+        Some(Value::Object(other)) if !continues_unthought_tool_turn(&request.messages) => {
+            Some(ThinkingConfigParam::Other(other.clone()))
+        }
         _ => None,
     });
 

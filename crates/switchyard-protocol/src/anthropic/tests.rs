@@ -2942,6 +2942,20 @@ fn effort_thinking_is_left_off_after_a_tool_turn_that_did_not_think() {
         };
         let (_, body) = build(&budget);
         assert_eq!(body["thinking"]["budget_tokens"], json!(2048), "{body}");
+        // An Anthropic client's own thinking likewise.
+        let own = ChatRequest {
+            reasoning: None,
+            extras: Extras::new(
+                DialectId::Anthropic,
+                serde_json::Map::from_iter([(
+                    "thinking".to_owned(),
+                    json!({"type": "enabled", "budget_tokens": 2048}),
+                )]),
+            ),
+            ..budget
+        };
+        let (_, body) = build(&own);
+        assert_eq!(body.get("thinking").is_none(), left_off, "{body}");
     }
 }
 

@@ -235,7 +235,16 @@ async fn decode_bringing_in_kept(
     body: Bytes,
 ) -> Result<(Bytes, ChatRequest), GatewayError> {
     let first = match ingress.decode_chat(&body) {
-        Ok(request) => return Ok((body, request)),
+        Ok(request) => {
+            if ingress.id() == DialectId::Anthropic
+                && let Some(thread) = request.extras.fields.get("thread")
+            {
+                return Err(GatewayError::Thread {
+                    continuing: thread.get("type").and_then(|t| t.as_str()) == Some("continue"),
+                });
+            }
+            return Ok((body, request));
+        }
         Err(e) => e,
     };
     if ingress.id() != DialectId::OpenAiResponses || !kept_responses::refers_to_kept(&body) {
@@ -1023,6 +1032,14 @@ async fn embed(
         .table
         .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
+    if !app.table.embeds(&planner.decision.alias) {
+        return Err(GatewayError::Unsupported(format!(
+            "The model '{}' does not serve embeddings: none of its deployments is an \
+             embedding model's, and its fallbacks' vectors would be another model's. Use an \
+             embedding model (GET /v1/models lists the models you can use).",
+            planner.decision.alias
+        )));
+    }
     let (admission, _) = app
         .governance
         .admit(

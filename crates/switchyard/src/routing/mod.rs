@@ -579,6 +579,18 @@ impl RoutingTable {
         Ok(planner)
     }
 
+    /// Whether one of `alias`'s own deployments serves embeddings. A fallback's does not
+    /// count: vectors of another model are in another space, and mixed into an index they
+    /// would match nothing they should.
+    pub fn embeds(&self, alias: &str) -> bool {
+        self.routes.get(alias).is_some_and(|route| {
+            route
+                .deployments
+                .iter()
+                .any(|d| d.provider.dialect.capabilities().embeddings)
+        })
+    }
+
     /// Whether `alias` or one of its fallbacks (transitively) has a deployment the
     /// restrictions allow.
     pub fn usable(&self, alias: &str, restrictions: &Restrictions) -> bool {

@@ -64,7 +64,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/models/{id}", get(models::get))
         .route("/v1/messages", post(anthropic_messages))
+        .route("/messages", post(anthropic_messages))
         .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
+        .route("/messages/count_tokens", post(anthropic_count_tokens))
         .route("/admin/deployments", get(admin::deployments))
         .route("/admin/requests", get(admin::requests))
         .route("/admin/requests/{id}", get(admin::request))
@@ -261,7 +263,7 @@ impl Endpoint {
         }
         match path {
             "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat(DialectId::OpenAi)),
-            "/v1/messages" => Some(Endpoint::Chat(DialectId::Anthropic)),
+            "/v1/messages" | "/messages" => Some(Endpoint::Chat(DialectId::Anthropic)),
             "/v1/responses" | "/responses" => Some(Endpoint::Chat(DialectId::OpenAiResponses)),
             "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
             _ => None,
@@ -357,9 +359,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
 /// reach the gateway.
 fn browser_api(path: &str) -> bool {
     path.starts_with("/v1/")
-        || ["/chat/", "/responses", "/embeddings", "/models"]
-            .iter()
-            .any(|api| path.starts_with(api))
+        || [
+            "/chat/",
+            "/responses",
+            "/embeddings",
+            "/models",
+            "/messages",
+        ]
+        .iter()
+        .any(|api| path.starts_with(api))
 }
 
 /// CORS as `server.cors_origins` asks: the allowed origin answered, a preflight given back
@@ -465,7 +473,16 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) -> Response {
     let client = error.to_client();
-    let body = ingress(dialect).encode_error(&client);
+    let body = match error {
+        // The thread helpers of Anthropic's SDKs act on `error.details.error_code`.
+        GatewayError::Thread { .. } => {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(&ingress(dialect).encode_error(&client)).unwrap_or_default();
+            body["error"]["details"] = serde_json::json!({ "error_code": client.code });
+            serde_json::to_vec(&body).unwrap_or_default()
+        }
+        _ => ingress(dialect).encode_error(&client),
+    };
     let mut response = Response::new(Body::from(body));
     *response.status_mut() =
         StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -496,6 +513,7 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
 
 // Header names made once: inserting a name given as text copies it into the map every time.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
@@ -544,10 +562,17 @@ async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body)
         Err(e) => Err(e),
     };
     settle(tracker, &result);
-    match result {
+    let mut response = match result {
         Ok(reply) => reply_response(reply, &ctx.id),
         Err(e) => error_response(dialect, &e, &ctx.id),
+    };
+    // Anthropic's SDKs read the request's id from `request-id` (`message._request_id`).
+    if dialect == DialectId::Anthropic
+        && let Some(id) = response.headers().get(X_REQUEST_ID).cloned()
+    {
+        response.headers_mut().insert(REQUEST_ID, id);
     }
+    response
 }
 
 async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {

@@ -171,3 +171,97 @@ async fn upstream_failures_map_to_stable_codes() {
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["type"], "error");
 }
+
+/// An Anthropic client's message thread (the `thread` field of the message threads beta, which
+/// the Anthropic SDKs' tool runner sends by default) is refused as the API refuses what it
+/// cannot thread, with the `details.error_code` the SDKs' thread helpers act on: a new thread
+/// is unsupported, a continued one not found. Nothing reaches a provider, so no turn goes
+/// without the history it continues. The same request without `thread` is answered, at
+/// `/messages` too (clients that add `/v1` themselves leave it out of the base URL), with the
+/// request's id in `request-id` as Anthropic's SDKs read it.
+#[tokio::test]
+async fn message_threads_are_refused_as_the_sdks_expect() {
+    let env = env().await;
+    let turn = |thread: Option<Value>| {
+        let mut body = json!({"model": "anthropic", "max_tokens": 50,
+            "messages": [{"role": "user", "content": "Weather in Oslo?"}]});
+        if let Some(thread) = thread {
+            body["thread"] = thread;
+        }
+        body
+    };
+    let calls = env.sim_stats().await["requests"].clone();
+    for (kind, stream) in [("anthropic", false), ("openai", true), ("gemini", false)] {
+        let mut create = turn(Some(json!({"type": "create"})));
+        create["model"] = json!(kind);
+        create["stream"] = json!(stream);
+        let r = env.post_anthropic(&create).await;
+        assert_eq!(r.status, 400, "{kind}: {}", r.text);
+        let body = r.json();
+        assert_eq!(body["type"], "error", "{}", r.text);
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{}", r.text);
+        assert_eq!(
+            body["error"]["details"]["error_code"], "thread_unsupported_request",
+            "{}",
+            r.text
+        );
+        assert!(r.headers.contains_key("request-id"), "{:?}", r.headers);
+    }
+    let r = env
+        .post_anthropic(&turn(Some(
+            json!({"type": "continue", "previous_message_id": "msg_01XFDUDYJgAACzvnptvVoYEL"}),
+        )))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"]["type"], "not_found_error", "{}", r.text);
+    assert_eq!(
+        r.json()["error"]["details"]["error_code"],
+        "thread_not_found",
+        "{}",
+        r.text
+    );
+    assert_eq!(env.sim_stats().await["requests"], calls);
+
+    for path in ["/v1/messages", "/messages"] {
+        let r = env
+            .post_with(
+                path,
+                &turn(None),
+                &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.headers["request-id"], r.headers["x-request-id"]);
+    }
+}
+
+/// An embeddings request to a chat model is refused, even when a fallback of the model could
+/// embed: another model's vectors are in another space, and an index that mixed them would
+/// find nothing it should.
+#[tokio::test]
+async fn embeddings_are_never_another_models() {
+    let env = crate::harness::env_with(
+        "  - {alias: chat-with-fallback, deployments: [{provider: p-anthropic, model: claude-sonnet-4-5}], fallbacks: [embed]}",
+    )
+    .await;
+    for model in ["chat-with-fallback", "anthropic"] {
+        let r = env
+            .post("/v1/embeddings", &json!({"model": model, "input": "hello"}))
+            .await;
+        let b = assert_openai_error(&r, 400, "unsupported_content");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("embeddings"),
+            "{b}"
+        );
+    }
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "embed", "input": "hello"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

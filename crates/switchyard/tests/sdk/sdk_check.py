@@ -390,6 +390,34 @@ def run_alias(alias):
         assert m2.stop_reason == "end_turn", m2.stop_reason
         assert "18 degrees" in m2.content[0].text, m2.content
 
+    # The SDK's tool runner, which sends a message thread (the message threads beta) unless
+    # told not to: the gateway refuses the thread as the API refuses one it cannot keep, and
+    # the runner goes on sending the whole conversation.
+    if hasattr(an.beta.messages, "tool_runner"):
+
+        @check(f"anthropic tool runner [{alias}]")
+        def _():
+            ran = []
+
+            @anthropic.beta_tool
+            def get_weather(city: str) -> str:
+                """The weather in a city."""
+                ran.append(city)
+                return "18 degrees and sunny"
+
+            for stream in (False, True):
+                runner = an.beta.messages.tool_runner(
+                    model=alias,
+                    max_tokens=200,
+                    tools=[get_weather],
+                    messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                    stream=stream,
+                )
+                final = runner.until_done()
+                assert final.stop_reason == "end_turn", final.stop_reason
+                assert "18 degrees" in final.content[0].text, final.content
+            assert len(ran) == 2, ran
+
     @check(f"anthropic streamed tool call [{alias}]")
     def _():
         with an.messages.stream(

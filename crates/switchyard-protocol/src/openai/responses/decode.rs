@@ -33,13 +33,20 @@ pub(super) fn decode(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     let model: String = obj.require("model")?;
     for key in NEEDS_STORED_STATE {
         if obj.take_value(key).is_some() {
-            return Err(DecodeError::new(
+            // Reached for `previous_response_id` only when it names no response kept for the
+            // caller (those kept are brought into `input` before this reading).
+            let message = if key == "previous_response_id" {
+                "'previous_response_id' names no response this gateway keeps for this caller \
+                 (kept for server.keep_responses_for, unless 'store' was false); send the whole \
+                 conversation in 'input'"
+                    .to_owned()
+            } else {
                 format!(
-                    "'{key}' is not supported: this gateway keeps no responses or conversations; \
-                     send the whole conversation in 'input'"
-                ),
-                Some(key),
-            ));
+                    "'{key}' is not supported: this gateway keeps no conversations or stored \
+                     prompts; send the conversation or prompt in 'input'"
+                )
+            };
+            return Err(DecodeError::new(message, Some(key)));
         }
     }
     if obj.take::<bool>("background")? == Some(true) {
@@ -221,8 +228,8 @@ fn decode_input(
             }
             Some("item_reference") => {
                 return Err(DecodeError::new(
-                    "item references are not supported: this gateway keeps no responses; send \
-                     the item itself",
+                    "this item reference names no item of a response this gateway keeps for \
+                     this caller; send the item itself",
                     Some(&format!("{path}.type")),
                 ));
             }
