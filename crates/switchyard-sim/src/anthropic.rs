@@ -277,10 +277,15 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
     // block index; input characters up to and including the block; cached for an hour).
     let mut breakpoint: Option<(Option<usize>, usize, usize, bool)> = None;
     match obj.get("system") {
-        Some(Value::String(s)) => conv.input_chars += chars(s),
+        Some(Value::String(s)) => {
+            conv.input_chars += chars(s);
+            conv.system_text.push_str(s);
+        }
         Some(Value::Array(blocks)) => {
             for (j, block) in blocks.iter().enumerate() {
-                conv.input_chars += block.get("text").and_then(Value::as_str).map_or(0, chars);
+                let text = block.get("text").and_then(Value::as_str).unwrap_or("");
+                conv.input_chars += chars(text);
+                conv.system_text.push_str(text);
                 if let Some(hour) = cache_control(block) {
                     breakpoint = Some((None, j, conv.input_chars, hour));
                 }
@@ -387,6 +392,9 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                 Some("tool_use") if role == "assistant" => {
                     let id = block.get("id").and_then(Value::as_str).unwrap_or("");
                     uses.push(id.to_owned());
+                    if let Some(name) = block.get("name").and_then(Value::as_str) {
+                        conv.called_tools.push(name.to_owned());
+                    }
                     conv.input_chars += block.get("name").and_then(Value::as_str).map_or(0, chars);
                     conv.input_chars += block.get("input").map_or(0, |v| chars(&v.to_string()));
                 }

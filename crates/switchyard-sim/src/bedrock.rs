@@ -621,6 +621,9 @@ fn read_message(
             "toolUse" if role == "assistant" => {
                 let id = tool_use_id(value, &format!("{coral}.toolUse.toolUseId"))?;
                 turn.uses.push(id.to_owned());
+                if let Some(name) = value.get("name").and_then(Value::as_str) {
+                    conv.called_tools.push(name.to_owned());
+                }
                 conv.input_chars += value.get("name").and_then(Value::as_str).map_or(0, chars);
                 conv.input_chars += value.get("input").map_or(0, |v| chars(&v.to_string()));
             }
@@ -775,6 +778,7 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
                     match union_member(block, &at)? {
                         ("text", text) => {
                             conv.input_chars += text.as_str().map_or(0, chars);
+                            conv.system_text.push_str(text.as_str().unwrap_or(""));
                         }
                         ("cachePoint", point) => {
                             let hour = cache_point(point, &at)?;

@@ -196,7 +196,8 @@ pub(crate) fn parse_chat(
         ..Conversation::default()
     };
     if let Some(system) = field(&body, "systemInstruction", "system_instruction") {
-        conv.input_chars += chars(&parts_text(system));
+        conv.system_text = parts_text(system);
+        conv.input_chars += chars(&conv.system_text);
     }
     let mut last_results = None;
     // The first unsigned function call of the current turn (since the user's last words),
@@ -239,6 +240,7 @@ pub(crate) fn parse_chat(
                 );
             } else if let Some(call) = field(part, "functionCall", "function_call") {
                 let name = call.get("name").and_then(Value::as_str).unwrap_or("");
+                conv.called_tools.push(name.to_owned());
                 conv.input_chars += chars(name);
                 conv.input_chars += call.get("args").map_or(0, |a| chars(&a.to_string()));
                 // A step's first call carries the step's signature.

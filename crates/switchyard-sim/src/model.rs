@@ -54,6 +54,8 @@ pub(crate) struct Conversation {
     pub logprobs: Option<u8>,
     /// Text of the last user message (tool results excluded).
     pub last_user_text: String,
+    /// Text of the system instructions (system and developer messages, the system prompt).
+    pub system_text: String,
     /// Images of the last user message (those of its tool results included), each as a data
     /// URI (`data:<type>;base64,<data>`, as rebuilt from an inline image) or its URL: what a
     /// scripted reply's `{images}` echoes.
@@ -67,6 +69,8 @@ pub(crate) struct Conversation {
     pub input_chars: usize,
     /// Set when the conversation ends with tool results: their text, joined.
     pub tool_results: Option<String>,
+    /// Names of the tools the assistant called earlier in the conversation, in order.
+    pub called_tools: Vec<String>,
     pub tools: Vec<Tool>,
     pub tool_choice: ToolChoice,
     pub parallel_tool_calls: bool,
@@ -425,7 +429,14 @@ pub(crate) fn respond(
     scripted: Option<&str>,
     variant: usize,
 ) -> Output {
-    if let Some(results) = &conv.tool_results {
+    // A model told to call a tool calls one even after tool results: the one named, or else
+    // one it has not called yet in the conversation (an agent's final-answer tool, say).
+    let forced = !conv.tools.is_empty()
+        && matches!(
+            conv.tool_choice,
+            ToolChoice::Required | ToolChoice::Named(_)
+        );
+    if let Some(results) = conv.tool_results.as_ref().filter(|_| !forced) {
         if let Some(text) = scripted {
             return limit_text(text.to_owned(), conv);
         }
@@ -452,6 +463,13 @@ pub(crate) fn respond(
             {
                 conv.tools.iter().take(2).collect()
             }
+            _ if conv.tool_results.is_some() => conv
+                .tools
+                .iter()
+                .find(|t| !conv.called_tools.contains(&t.name))
+                .or(conv.tools.first())
+                .into_iter()
+                .collect(),
             _ => conv.tools.iter().take(1).collect(),
         };
         // A named tool that is not offered falls back to the first one.
@@ -477,8 +495,19 @@ pub(crate) fn respond(
     if let Some(text) = scripted {
         return limit_text(text.to_owned(), conv);
     }
-    if let Some(json_mode) = &conv.json {
-        let document = match &json_mode.schema {
+    // JSON asked for with a format, or in words: a model then answers with a JSON object, one
+    // of the JSON schema the instructions or the question spell out, if they do (clients such
+    // as instructor write the schema into the prompt).
+    let asked_in_words = conv.system_text.contains("JSON object")
+        || ((conv.system_text.contains("JSON") || conv.last_user_text.contains("JSON"))
+            && written_schema(conv).is_some());
+    let json_mode = match &conv.json {
+        Some(mode) => Some(mode.schema.clone().or_else(|| written_schema(conv))),
+        None if asked_in_words => Some(written_schema(conv)),
+        None => None,
+    };
+    if let Some(schema) = json_mode {
+        let document = match &schema {
             Some(schema) => synthesize(schema, true),
             None => json!({ "model": conv.model, "reply": reply_words_text(conv, reply_words) }),
         };
@@ -493,6 +522,25 @@ pub(crate) fn respond(
     let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "to:"];
     words.extend(conv.last_user_text.split_whitespace().take(QUOTED_WORDS));
     text_output(words, conv, reply_words, variant)
+}
+
+/// A JSON schema (an object with `properties`) written out in the system instructions or the
+/// last user message: the first of the first few objects there that is one.
+fn written_schema(conv: &Conversation) -> Option<Value> {
+    const TRIED: usize = 16;
+    [&conv.system_text, &conv.last_user_text]
+        .into_iter()
+        .flat_map(|text| {
+            text.match_indices('{')
+                .take(TRIED)
+                .filter_map(move |(at, _)| {
+                    serde_json::Deserializer::from_str(&text[at..])
+                        .into_iter::<Value>()
+                        .next()?
+                        .ok()
+                })
+        })
+        .find(|value| value.get("properties").is_some_and(Value::is_object))
 }
 
 fn reply_words_text(conv: &Conversation, reply_words: u32) -> String {
@@ -619,7 +667,7 @@ fn fragment(text: &str, start: usize, end: usize) -> Piece {
 }
 
 /// Builds a value matching a JSON schema (also Gemini's upper-case OpenAPI subset). Objects get
-/// their required properties, or all of them when `all_properties`; strings are `"sample"`,
+/// their required properties, or all of them when `all_properties` or when none is required; strings are `"sample"`,
 /// numbers 1, booleans true, enums their first value, arrays one element.
 pub(crate) fn synthesize(schema: &Value, all_properties: bool) -> Value {
     synth(schema, schema, all_properties, 0)
@@ -688,7 +736,8 @@ fn synth(schema: &Value, root: &Value, all: bool, depth: usize) -> Value {
             let mut out = Map::new();
             if let Some(props) = obj.get("properties").and_then(Value::as_object) {
                 for (name, prop) in props {
-                    if all || required.contains(&name.as_str()) {
+                    // An object that requires nothing is still filled, as a model would.
+                    if all || required.is_empty() || required.contains(&name.as_str()) {
                         out.insert(name.clone(), synth(prop, root, all, depth + 1));
                     }
                 }

@@ -314,6 +314,9 @@ pub(crate) fn parse_chat(
         }
         let text = content_text(message.get("content"));
         conv.input_chars += text.chars().count();
+        if matches!(role, "system" | "developer") {
+            conv.system_text.push_str(&text);
+        }
         if role == "assistant" {
             for call in message
                 .get("tool_calls")
@@ -325,6 +328,9 @@ pub(crate) fn parse_chat(
                     awaiting.push(id.to_owned());
                 }
                 let function = call.get("function");
+                if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str) {
+                    conv.called_tools.push(name.to_owned());
+                }
                 for field in ["name", "arguments"] {
                     conv.input_chars += function
                         .and_then(|f| f.get(field))

@@ -292,6 +292,82 @@ async fn max_tokens_and_stop_sequences_cut_the_reply() {
     assert_eq!(body["usage"]["completion_tokens"], 2);
 }
 
+/// A model told to call a tool (`required`) calls one after tool results too, choosing one it
+/// has not called yet (an agent framework's final-answer tool), as a real model would; left
+/// to choose (`auto`), it answers from the results. An object schema requiring nothing is
+/// still filled.
+#[tokio::test]
+async fn a_forced_tool_choice_calls_a_tool_after_results_too() {
+    let sim = start_default().await;
+    let mut tools = openai_tools();
+    tools.as_array_mut().unwrap().push(json!({"type": "function", "function": {
+        "name": "final_result",
+        "parameters": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": []}}}));
+    let request = |choice: &str| {
+        json!({
+            "model": "gpt-4o",
+            "tools": tools,
+            "tool_choice": choice,
+            "messages": [
+                { "role": "user", "content": "Weather in Paris?" },
+                { "role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{}"}}]},
+                { "role": "tool", "tool_call_id": "call_1", "content": "18 degrees" },
+            ],
+        })
+    };
+    let body = send(openai(&sim, &request("required"))).await.json();
+    let call = &body["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "get_time", "{body}");
+    let body = send(openai(&sim, &request("auto"))).await.json();
+    assert_eq!(body["choices"][0]["finish_reason"], "stop", "{body}");
+
+    let mut named = request("required");
+    named["tool_choice"] = json!({"type": "function", "function": {"name": "final_result"}});
+    let body = send(openai(&sim, &named)).await.json();
+    let call = &body["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "final_result", "{body}");
+    assert_eq!(call["arguments"], r#"{"answer":"sample"}"#, "{body}");
+}
+
+/// JSON asked for in words, with the schema written into the instructions (as clients such as
+/// instructor do), or by `json_object` with the schema in the prompt, gets an object of that
+/// schema; a system prompt that only mentions JSON gets text.
+#[tokio::test]
+async fn json_asked_for_in_words_follows_the_schema_written_out() {
+    let sim = start_default().await;
+    let schema = r#"{"properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name", "age"], "type": "object"}"#;
+    let ask = |system: String, format: Option<Value>| {
+        let mut request = json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "Extract: Ada is 36."}]});
+        if let Some(format) = format {
+            request["response_format"] = format;
+        }
+        request
+    };
+    for (system, format) in [
+        (
+            format!("Answer in JSON matching this json_schema:\n\n{schema}\n\nReturn an instance."),
+            None,
+        ),
+        (
+            format!("Use the schema {schema}."),
+            Some(json!({"type": "json_object"})),
+        ),
+    ] {
+        let body = send(openai(&sim, &ask(system, format))).await.json();
+        let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+        let answer: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(answer, json!({"name": "sample", "age": 1}), "{text}");
+    }
+    let body = send(openai(&sim, &ask("Answer in JSON.".into(), None)))
+        .await
+        .json();
+    let text = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.starts_with("Simulated reply"), "{text}");
+}
+
 #[tokio::test]
 async fn tools_are_called_with_schema_arguments() {
     let sim = start_default().await;
