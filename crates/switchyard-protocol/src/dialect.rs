@@ -17,6 +17,9 @@ pub enum DialectId {
     OpenAi,
     /// OpenAI's Responses API: a client dialect only, no provider speaks it here.
     OpenAiResponses,
+    /// OpenAI's legacy Completions API (`/v1/completions`): a client dialect only, its prompt
+    /// sent to providers as a chat.
+    OpenAiCompletions,
     Anthropic,
     Gemini,
     /// Amazon Bedrock's Converse API: a provider dialect only.
@@ -28,6 +31,7 @@ impl DialectId {
         match self {
             DialectId::OpenAi => "openai",
             DialectId::OpenAiResponses => "openai-responses",
+            DialectId::OpenAiCompletions => "openai-completions",
             DialectId::Anthropic => "anthropic",
             DialectId::Gemini => "gemini",
             DialectId::Bedrock => "bedrock",
@@ -256,6 +260,7 @@ pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
     match id {
         DialectId::OpenAi => Some(Box::new(crate::openai::OpenAiIngress)),
         DialectId::OpenAiResponses => Some(Box::new(crate::openai::ResponsesIngress)),
+        DialectId::OpenAiCompletions => Some(Box::new(crate::openai::CompletionsIngress)),
         DialectId::Anthropic => Some(Box::new(crate::anthropic::AnthropicIngress)),
         DialectId::Gemini | DialectId::Bedrock => None,
     }

@@ -66,7 +66,7 @@ pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
     }
 }
 
-fn error_body(error: &ClientError) -> Value {
+pub(super) fn error_body(error: &ClientError) -> Value {
     json!({"error": {
         "message": error.message,
         "type": error_type(error.kind),

@@ -4,12 +4,14 @@
 //! [`OpenAiQuirks`](crate::dialect::OpenAiQuirks).
 
 mod common_chat;
+mod completions;
 mod ingress;
 mod provider;
 mod responses;
 #[cfg(test)]
 mod tests;
 
+pub use completions::{CompletionsIngress, CompletionsStreamEncoder};
 pub use ingress::{OpenAiIngress, OpenAiStreamEncoder, decode_embeddings, encode_embeddings};
 pub use provider::{OpenAiProvider, OpenAiStreamDecoder};
 pub use responses::{ResponsesIngress, ResponsesStreamEncoder};

@@ -17,7 +17,7 @@ use serde_json::json;
 use switchyard_protocol::anthropic::AnthropicIngress;
 use switchyard_protocol::dialect::{DialectId, IngressDialect};
 use switchyard_protocol::openai::kept_responses;
-use switchyard_protocol::openai::{OpenAiIngress, ResponsesIngress};
+use switchyard_protocol::openai::{CompletionsIngress, OpenAiIngress, ResponsesIngress};
 use tokio::net::TcpListener;
 use tower::Layer;
 
@@ -39,11 +39,13 @@ use crate::routing::now_ms;
 static OPENAI: OpenAiIngress = OpenAiIngress;
 static ANTHROPIC: AnthropicIngress = AnthropicIngress;
 static RESPONSES: ResponsesIngress = ResponsesIngress;
+static COMPLETIONS: CompletionsIngress = CompletionsIngress;
 
 fn ingress(dialect: DialectId) -> &'static dyn IngressDialect {
     match dialect {
         DialectId::Anthropic => &ANTHROPIC,
         DialectId::OpenAiResponses => &RESPONSES,
+        DialectId::OpenAiCompletions => &COMPLETIONS,
         _ => &OPENAI,
     }
 }
@@ -57,6 +59,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/responses", post(openai_responses))
         .route("/v1/responses/input_tokens", post(openai_input_tokens))
         .route("/v1/responses/{*rest}", any(kept_response))
+        .route("/v1/completions", post(openai_completions))
+        .route("/completions", post(openai_completions))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embeddings", post(openai_embeddings))
         .route("/v1/models", get(models::list))
@@ -266,6 +270,9 @@ impl Endpoint {
             "/v1/messages" | "/messages" => Some(Endpoint::Chat(DialectId::Anthropic)),
             "/v1/responses" | "/responses" => Some(Endpoint::Chat(DialectId::OpenAiResponses)),
             "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
+            "/v1/completions" | "/completions" => {
+                Some(Endpoint::Chat(DialectId::OpenAiCompletions))
+            }
             _ => None,
         }
     }
@@ -361,6 +368,7 @@ fn browser_api(path: &str) -> bool {
     path.starts_with("/v1/")
         || [
             "/chat/",
+            "/completions",
             "/responses",
             "/embeddings",
             "/models",
@@ -505,7 +513,12 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
     if let Some(secs) = error.retry_after_secs() {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if client.status == 401 && matches!(dialect, DialectId::OpenAi | DialectId::OpenAiResponses) {
+    if client.status == 401
+        && matches!(
+            dialect,
+            DialectId::OpenAi | DialectId::OpenAiResponses | DialectId::OpenAiCompletions
+        )
+    {
         h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
@@ -577,6 +590,14 @@ async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body)
 
 async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     chat(app, DialectId::OpenAi, headers, body).await
+}
+
+async fn openai_completions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(app, DialectId::OpenAiCompletions, headers, body).await
 }
 
 async fn openai_responses(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {

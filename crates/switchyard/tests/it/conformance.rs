@@ -2649,3 +2649,68 @@ async fn adaptive_thinking_thinks_on_every_provider_that_can() {
         );
     }
 }
+
+/// OpenAI's legacy Completions API (`/v1/completions`, which LlamaIndex's `OpenAILike` and
+/// LangChain's `OpenAI` model call) reaches every provider kind as a chat of one user message,
+/// whole and streamed, its answer a `text_completion`; `echo` puts the prompt first; what only a
+/// raw completion model can do is refused naming the member.
+#[tokio::test]
+async fn the_completions_api_reaches_every_provider_as_a_chat() {
+    let env = echoing("{prompt}").await;
+    for kind in KINDS {
+        let r = env
+            .post(
+                "/v1/completions",
+                &json!({"model": kind, "prompt": "Once upon a time", "max_tokens": 50}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let b = r.json();
+        assert_eq!(b["object"], "text_completion", "{kind}: {b}");
+        assert!(b["id"].as_str().unwrap().starts_with("cmpl-"), "{b}");
+        assert_eq!(b["model"], *kind);
+        assert_eq!(b["choices"][0]["text"], "Once upon a time", "{kind}: {b}");
+        assert_eq!(b["choices"][0]["finish_reason"], "stop", "{kind}: {b}");
+        assert!(
+            b["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+            "{kind}: {b}"
+        );
+
+        let r = env
+            .post(
+                "/v1/completions",
+                &json!({"model": kind, "prompt": "Once upon a time", "echo": true,
+                    "stream": true, "stream_options": {"include_usage": true}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let data = r.sse_data();
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{kind}");
+        let chunks: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["text"].as_str())
+            .collect();
+        assert_eq!(text, "Once upon a timeOnce upon a time", "{kind}");
+        assert!(
+            chunks
+                .iter()
+                .any(|c| c["choices"][0]["finish_reason"] == "stop"),
+            "{kind}: {chunks:?}"
+        );
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]), "{kind}: {usage}");
+        assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    }
+    let r = env
+        .post(
+            "/v1/completions",
+            &json!({"model": "openai", "prompt": "def f(", "suffix": "return x"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["param"], "suffix", "{}", r.text);
+}

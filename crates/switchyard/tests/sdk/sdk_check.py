@@ -418,6 +418,20 @@ def run_alias(alias):
                 assert "18 degrees" in final.content[0].text, final.content
             assert len(ran) == 2, ran
 
+    @check(f"openai legacy completions, whole and streamed [{alias}]")
+    def _():
+        r = oa.completions.create(model=alias, prompt="Once upon a time", max_tokens=50)
+        assert r.object == "text_completion" and r.choices[0].text, r
+        assert r.choices[0].finish_reason == "stop", r.choices[0]
+        assert r.usage and r.usage.prompt_tokens > 0, r.usage
+        chunks = list(
+            oa.completions.create(
+                model=alias, prompt="Once upon a time", stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert "".join(c.choices[0].text for c in chunks if c.choices), chunks
+        assert chunks[-1].usage and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+
     @check(f"anthropic streamed tool call [{alias}]")
     def _():
         with an.messages.stream(
