@@ -266,6 +266,29 @@ pub fn ingress_dialect(id: DialectId) -> Option<Box<dyn IngressDialect>> {
     }
 }
 
+/// Refuses an OpenAI client's deprecated `functions` / `function_call` for a provider of
+/// another format: they reach OpenAI-style providers as written, but their answer's
+/// `function_call` has no equivalent elsewhere, and a request sent without them would be
+/// answered as if no function had been offered.
+pub(crate) fn refuse_legacy_functions(request: &ChatRequest) -> Result<(), DecodeError> {
+    let Some(fields) = request.extras.for_dialect(DialectId::OpenAi) else {
+        return Ok(());
+    };
+    match ["functions", "function_call"]
+        .into_iter()
+        .find(|key| fields.contains_key(*key))
+    {
+        Some(key) => Err(DecodeError::new(
+            format!(
+                "'{key}' is deprecated and reaches OpenAI-style providers only; send the \
+                 functions as 'tools' (and 'function_call' as 'tool_choice')"
+            ),
+            Some(key),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Refuses, naming the part, a document a provider cannot take: `refusal` says why a form is
 /// not taken (`None` when it is). A document is input for the model to read, so one outside a
 /// user message is refused for every provider rather than left out.

@@ -187,6 +187,7 @@ impl ProviderDialect for AnthropicProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
+        crate::dialect::refuse_legacy_functions(request)?;
         let body = build_body(request, target.model)?;
         post(request, target, "messages", body)
     }

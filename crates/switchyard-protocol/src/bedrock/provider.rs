@@ -52,6 +52,7 @@ impl ProviderDialect for BedrockProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
+        crate::dialect::refuse_legacy_functions(request)?;
         let body = build_body(request, target.model)?;
         let operation = if request.stream {
             "converse-stream"

@@ -59,6 +59,7 @@ impl ProviderDialect for GeminiProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
+        crate::dialect::refuse_legacy_functions(request)?;
         let body = build_body(request, target.model)?;
         let body = match request.extras.for_dialect(DialectId::Gemini) {
             Some(extras) => {

@@ -2714,3 +2714,29 @@ async fn the_completions_api_reaches_every_provider_as_a_chat() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["param"], "suffix", "{}", r.text);
 }
+
+/// An OpenAI client's deprecated `functions` reach OpenAI-style providers as written; another
+/// provider's format has no `function_call` answer, so the request is refused naming the
+/// member rather than answered as if no function had been offered.
+#[tokio::test]
+async fn deprecated_functions_are_refused_where_they_cannot_be_kept() {
+    let env = env().await;
+    let body = |kind: &str| {
+        json!({"model": kind, "messages": [{"role": "user", "content": "Weather in Oslo?"}],
+            "functions": [weather_tool()["function"].clone()], "function_call": "auto"})
+    };
+    for kind in KINDS {
+        let r = env.post("/v1/chat/completions", &body(kind)).await;
+        if matches!(*kind, "openai" | "compat" | "azure") {
+            assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        } else {
+            assert_eq!(r.status, 400, "{kind}: {}", r.text);
+            let error = &r.json()["error"];
+            assert_eq!(error["param"], "functions", "{kind}: {error}");
+            assert!(
+                error["message"].as_str().unwrap().contains("'tools'"),
+                "{kind}: {error}"
+            );
+        }
+    }
+}
