@@ -910,6 +910,17 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
     // After the tool choice, which a budget may not force.
     let budgeted;
     (conv.thinking, budgeted) = claude_thinking(obj, &conv)?;
+    conv.response_field_paths = obj
+        .get("additionalModelResponseFieldPaths")
+        .and_then(Value::as_array)
+        .map(|paths| {
+            paths
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     // Adaptive thinking may have skipped thinking on the turn it goes on from.
     if budgeted
         && conv.tool_results.is_some()
@@ -1134,6 +1145,26 @@ fn read_tool_config(conv: &mut Conversation, config: &mut Value) -> Result<(), S
 // Responses
 // ---------------------------------------------------------------------------------------------
 
+/// The model's own response fields asked for: Claude's `stop_sequence`, the sequence that
+/// stopped it (null when none did).
+fn response_fields(conv: &Conversation, out: &Output) -> Option<Value> {
+    if !conv
+        .response_field_paths
+        .iter()
+        .any(|p| p == "/stop_sequence")
+    {
+        return None;
+    }
+    let sequence = match out {
+        Output::Text {
+            finish: Finish::StopSequence(seq),
+            ..
+        } => Some(seq.as_str()),
+        _ => None,
+    };
+    Some(json!({ "stop_sequence": sequence }))
+}
+
 fn stop_reason(out: &Output) -> &'static str {
     match out {
         Output::ToolCalls(_) => "tool_use",
@@ -1209,12 +1240,16 @@ pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
             json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": signature } } }),
         );
     }
-    json!({
+    let mut answer = json!({
         "output": { "message": { "role": "assistant", "content": content } },
         "stopReason": stop_reason(out),
         "usage": usage(conv, out.tokens() + thought),
         "metrics": { "latencyMs": conv.latency_ms },
-    })
+    });
+    if let Some(fields) = response_fields(conv, out) {
+        answer["additionalModelResponseFields"] = fields;
+    }
+    answer
 }
 
 /// Characters Bedrock's `p` padding is cut from.
@@ -1356,7 +1391,12 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
         FrameKind::Terminal,
         0,
         "messageStop",
-        json!({ "stopReason": stop_reason(out) }),
+        match response_fields(conv, out) {
+            Some(fields) => {
+                json!({ "stopReason": stop_reason(out), "additionalModelResponseFields": fields })
+            }
+            None => json!({ "stopReason": stop_reason(out) }),
+        },
     );
     events.event(
         FrameKind::Terminal,

@@ -71,6 +71,9 @@ pub(crate) struct Conversation {
     pub tool_results: Option<String>,
     /// Names of the tools the assistant called earlier in the conversation, in order.
     pub called_tools: Vec<String>,
+    /// Bedrock: the model's own response fields asked for
+    /// (`additionalModelResponseFieldPaths`, such as Claude's `/stop_sequence`).
+    pub response_field_paths: Vec<String>,
     pub tools: Vec<Tool>,
     pub tool_choice: ToolChoice,
     pub parallel_tool_calls: bool,

@@ -77,7 +77,11 @@ impl ProviderDialect for BedrockProvider {
             model: String::new(),
             created: 0,
             content,
-            finish_reason: finish_reason(&answer.stop_reason, has_tool_calls),
+            finish_reason: finish_reason(
+                &answer.stop_reason,
+                has_tool_calls,
+                answer.additional_model_response_fields.as_ref(),
+            ),
             usage: answer.usage.map(|u| u.canonical()),
             extras: Default::default(),
             more_choices: Vec::new(),
@@ -268,14 +272,25 @@ pub(super) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
     })
 }
 
-/// `stopReason` → canonical. `stop_sequence` does not say which sequence.
-pub(super) fn finish_reason(reason: &str, has_tool_calls: bool) -> FinishReason {
+/// `stopReason` → canonical. `stop_sequence` does not say which sequence; Claude's own
+/// response fields do (`additionalModelResponseFields.stop_sequence`, asked for with the stop
+/// sequences).
+pub(super) fn finish_reason(
+    reason: &str,
+    has_tool_calls: bool,
+    fields: Option<&serde_json::Value>,
+) -> FinishReason {
     match reason {
         "end_turn" if has_tool_calls => FinishReason::ToolCalls,
         "end_turn" => FinishReason::Stop,
         "tool_use" => FinishReason::ToolCalls,
         "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
-        "stop_sequence" => FinishReason::StopSequence(None),
+        "stop_sequence" => FinishReason::StopSequence(
+            fields
+                .and_then(|f| f.get("stop_sequence"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+        ),
         "guardrail_intervened" | "content_filtered" => FinishReason::ContentFilter,
         other => FinishReason::Other(other.to_owned()),
     }
@@ -296,6 +311,7 @@ struct ConverseAnswer {
     output: Output,
     stop_reason: String,
     usage: Option<TokenUsage>,
+    additional_model_response_fields: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -513,6 +529,13 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     }
     if !request.stop.is_empty() {
         inference.insert("stopSequences".into(), request.stop.clone().into());
+        // Converse's `stop_sequence` does not say which; Claude's own field does, when asked.
+        if claude {
+            body.insert(
+                "additionalModelResponseFieldPaths".into(),
+                json!(["/stop_sequence"]),
+            );
+        }
     }
     body.insert("inferenceConfig".into(), inference.into());
 

@@ -92,6 +92,7 @@ impl BedrockStreamDecoder {
                 out.push(StreamEvent::Finish(finish_reason(
                     reason,
                     !self.tool_blocks.is_empty(),
+                    event.get("additionalModelResponseFields"),
                 )));
             }
             "metadata" => {

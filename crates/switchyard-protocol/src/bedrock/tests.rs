@@ -146,6 +146,7 @@ fn a_conversation_becomes_a_converse_request() {
             ],
             "inferenceConfig": {"maxTokens": 300, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]},
             "additionalModelRequestFields": {"top_k": 40},
+            "additionalModelResponseFieldPaths": ["/stop_sequence"],
             "toolConfig": {
                 "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather for a city",
                     "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}},

@@ -2740,3 +2740,38 @@ async fn deprecated_functions_are_refused_where_they_cannot_be_kept() {
         }
     }
 }
+
+/// The stop sequence that stopped an answer reaches an Anthropic client (`stop_sequence`),
+/// whole and streamed, from Claude and from Claude on Bedrock (whose Converse answer says which
+/// only in Claude's own response fields, asked for with the stop sequences).
+#[tokio::test]
+async fn the_stop_sequence_that_stopped_an_answer_is_named() {
+    let env = env().await;
+    for kind in ["anthropic", "bedrock"] {
+        let body = json!({"model": kind, "max_tokens": 200, "stop_sequences": ["lorem"],
+            "messages": [{"role": "user", "content": "Tell me a story"}]});
+        let r = env.post_anthropic(&body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        assert_eq!(
+            r.json()["stop_reason"],
+            "stop_sequence",
+            "{kind}: {}",
+            r.text
+        );
+        assert_eq!(r.json()["stop_sequence"], "lorem", "{kind}: {}", r.text);
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let r = env.post_anthropic(&streamed).await;
+        let delta = r
+            .sse_data()
+            .iter()
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .find(|e| e["type"] == "message_delta")
+            .unwrap();
+        assert_eq!(
+            delta["delta"]["stop_reason"], "stop_sequence",
+            "{kind}: {delta}"
+        );
+        assert_eq!(delta["delta"]["stop_sequence"], "lorem", "{kind}: {delta}");
+    }
+}
