@@ -124,6 +124,10 @@ pub struct OpenAiQuirks {
     /// shares (`prompt_cache_key`, `safety_identifier`, `service_tier` …) are sent on.
     /// Compatible servers and Azure may refuse members they do not know.
     pub responses_members: bool,
+    /// Every stream names why it ended (`finish_reason`) before `[DONE]`, as OpenAI's and
+    /// Azure's do: one that ends without it was cut short. Compatible servers are not held
+    /// to it.
+    pub finish_reason_always: bool,
 }
 
 impl Default for OpenAiQuirks {
@@ -134,6 +138,7 @@ impl Default for OpenAiQuirks {
             stream_usage: true,
             developer_role: true,
             responses_members: true,
+            finish_reason_always: true,
         }
     }
 }
@@ -144,6 +149,7 @@ impl OpenAiQuirks {
             max_tokens_field: "max_tokens".into(),
             developer_role: false,
             responses_members: false,
+            finish_reason_always: false,
             ..Self::default()
         }
     }

@@ -24,6 +24,12 @@ pub enum StreamFault {
     ErrorAfter(u32),
     /// Fall silent after `n` content chunks, the connection held open.
     StallAfter(u32),
+    /// After `n` content chunks, send only the dialect's keep-alive event, every 100 ms, for
+    /// as long as the client listens.
+    PingAfter(u32),
+    /// Send the whole stream, terminal events included, then drop the connection before the
+    /// body's own end (the last chunk of a chunked body).
+    CutAtEnd,
 }
 
 /// One parsed fault spec. Several faults combine (`ttft_ms=200,status=500`).
@@ -111,6 +117,11 @@ impl FromStr for FaultSpec {
                 }
                 "error_after" => set_stream(&mut spec, StreamFault::ErrorAfter(count(value)?))?,
                 "stall_after" => set_stream(&mut spec, StreamFault::StallAfter(count(value)?))?,
+                "ping_after" => set_stream(&mut spec, StreamFault::PingAfter(count(value)?))?,
+                "cut_at_end" => {
+                    flag(value)?;
+                    set_stream(&mut spec, StreamFault::CutAtEnd)?
+                }
                 other => return Err(FaultSpecError(format!("unknown fault `{other}`"))),
             }
         }
@@ -175,6 +186,8 @@ impl fmt::Display for FaultSpec {
             Some(StreamFault::MalformedAfter(n)) => parts.push(format!("malformed_after={n}")),
             Some(StreamFault::ErrorAfter(n)) => parts.push(format!("error_after={n}")),
             Some(StreamFault::StallAfter(n)) => parts.push(format!("stall_after={n}")),
+            Some(StreamFault::PingAfter(n)) => parts.push(format!("ping_after={n}")),
+            Some(StreamFault::CutAtEnd) => parts.push("cut_at_end".into()),
             None => {}
         }
         f.write_str(&parts.join(","))

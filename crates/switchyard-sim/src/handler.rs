@@ -290,6 +290,17 @@ impl Api {
         }
     }
 
+    /// What `ping_after` repeats: Anthropic's `ping` event, an SSE comment for the other SSE
+    /// dialects (as servers behind proxies send to keep a connection open); Bedrock's event
+    /// stream has no keep-alive, so there the stream just falls silent.
+    fn stream_ping_frame(self) -> Vec<u8> {
+        match self {
+            Api::Bedrock => Vec::new(),
+            Api::Anthropic => b"event: ping\ndata: {\"type\": \"ping\"}\n\n".to_vec(),
+            Api::OpenAi | Api::Azure | Api::Gemini => b": keep-alive\n\n".to_vec(),
+        }
+    }
+
     /// The streamed body's content type.
     fn stream_response(self, body: Body) -> Response {
         if self != Api::Bedrock {
@@ -494,6 +505,7 @@ pub(crate) async fn chat(sim: Arc<SimState>, req: Incoming<'_>, body: Bytes) -> 
         fault,
         error_frame: req.api.stream_error_frame(),
         malformed_frame: req.api.stream_malformed_frame(),
+        ping_frame: req.api.stream_ping_frame(),
     });
     let (body, tokens) = into_body(sse, sim.config.token_ms, brk);
     p.entry.output_tokens = tokens;

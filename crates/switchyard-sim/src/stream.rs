@@ -102,6 +102,8 @@ pub(crate) struct Break {
     pub error_frame: Vec<u8>,
     /// The dialect's unreadable frame, for `malformed_after`.
     pub malformed_frame: Vec<u8>,
+    /// The dialect's keep-alive frame, for `ping_after` (empty where it has none).
+    pub ping_frame: Vec<u8>,
 }
 
 /// The response body and the output tokens it carries.
@@ -119,14 +121,22 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
         | StreamFault::PrematureEndAfter(n)
         | StreamFault::MalformedAfter(n)
         | StreamFault::ErrorAfter(n)
-        | StreamFault::StallAfter(n) => n,
+        | StreamFault::StallAfter(n)
+        | StreamFault::PingAfter(n) => n,
+        StreamFault::CutAtEnd => {
+            let tokens = sse.marks.iter().map(|m| u64::from(m.tokens)).sum();
+            let frames = split(sse.buf, &sse.marks);
+            return (paced(frames, token_ms, Tail::Cut), tokens);
+        }
     };
-    // Keep frames up to the n-th content frame, and never a terminal one.
+    // Keep frames up to the n-th content frame (the opening ones before the first content frame
+    // always), and never a terminal one.
     let mut keep = 0;
     let mut seen = 0;
     let mut tokens = 0u64;
     for mark in &sse.marks {
-        if seen == n || mark.kind == FrameKind::Terminal {
+        let opening = seen == 0 && mark.kind == FrameKind::Other;
+        if (seen == n && !opening) || mark.kind == FrameKind::Terminal {
             break;
         }
         if mark.kind == FrameKind::Content {
@@ -140,7 +150,7 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
     buf.truncate(marks.last().map_or(0, |m| m.end));
     let mut frames = split(buf, marks);
     let tail = match brk.fault {
-        StreamFault::CutAfter(_) => Tail::Cut,
+        StreamFault::CutAfter(_) | StreamFault::CutAtEnd => Tail::Cut,
         StreamFault::PrematureEndAfter(_) => Tail::End,
         StreamFault::MalformedAfter(_) => {
             frames.push(Bytes::from(brk.malformed_frame));
@@ -151,6 +161,8 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
             Tail::End
         }
         StreamFault::StallAfter(_) => Tail::Stall,
+        StreamFault::PingAfter(_) if brk.ping_frame.is_empty() => Tail::Stall,
+        StreamFault::PingAfter(_) => Tail::Ping(Bytes::from(brk.ping_frame)),
     };
     (paced(frames, token_ms, tail), tokens)
 }
@@ -175,13 +187,17 @@ fn split(buf: Vec<u8>, marks: &[Mark]) -> Vec<Bytes> {
         .collect()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Tail {
     End,
     Cut,
     /// Never end: the client gives up.
     Stall,
+    /// Never end, sending this keep-alive frame every [`PING_EVERY`].
+    Ping(Bytes),
 }
+
+const PING_EVERY: Duration = Duration::from_millis(100);
 
 /// Long enough for the server to flush the frames already written before the cut.
 const CUT_FLUSH: Duration = Duration::from_millis(20);
@@ -189,28 +205,35 @@ const CUT_FLUSH: Duration = Duration::from_millis(20);
 fn paced(frames: Vec<Bytes>, token_ms: u64, tail: Tail) -> Body {
     let delay = Duration::from_millis(token_ms);
     let state = (frames.into_iter(), true, false);
-    let frames = stream::unfold(state, move |(mut frames, first, done)| async move {
-        if done {
-            return None;
-        }
-        match frames.next() {
-            Some(frame) => {
-                if !first && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+    let frames = stream::unfold(state, move |(mut frames, first, done)| {
+        let tail = tail.clone();
+        async move {
+            if done {
+                return None;
+            }
+            match frames.next() {
+                Some(frame) => {
+                    if !first && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok(frame), (frames, false, false)))
                 }
-                Some((Ok(frame), (frames, false, false)))
+                None if tail == Tail::Stall => std::future::pending().await,
+                None if let Tail::Ping(ping) = tail => {
+                    tokio::time::sleep(PING_EVERY).await;
+                    Some((Ok(ping), (frames, false, false)))
+                }
+                None if tail == Tail::Cut => {
+                    // An error from the body makes the server drop the connection mid-body.
+                    tokio::time::sleep(CUT_FLUSH).await;
+                    let cut = std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "simulated connection cut",
+                    );
+                    Some((Err(cut), (frames, false, true)))
+                }
+                None => None,
             }
-            None if tail == Tail::Stall => std::future::pending().await,
-            None if tail == Tail::Cut => {
-                // An error from the body makes the server drop the connection mid-body.
-                tokio::time::sleep(CUT_FLUSH).await;
-                let cut = std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "simulated connection cut",
-                );
-                Some((Err(cut), (frames, false, true)))
-            }
-            None => None,
         }
     });
     Body::from_stream(frames)

@@ -1183,6 +1183,10 @@ pub struct OpenAiStreamDecoder {
     started: bool,
     done: bool,
     finished: bool,
+    /// `[DONE]` without a `finish_reason` before it is a cut stream (OpenAI, Azure).
+    finish_reason_always: bool,
+    /// An error event came: it says why the answer ended, as a finish reason would.
+    errored: bool,
     tool_indices: Vec<u32>,
     /// Frames the plain text chunks after the last one parsed whole (see `text_frame`).
     frame: TextFrame,
@@ -1211,10 +1215,12 @@ impl OpenAiStreamDecoder {
                 let value: Value = serde_json::from_str(data)
                     .map_err(|e| malformed(format!("stream chunk is not JSON: {e}")))?;
                 if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+                    self.errored = true;
                     out.push(StreamEvent::Error(in_stream_error(err)));
                     return Ok(());
                 }
                 if value.get("object").and_then(Value::as_str) == Some("error") {
+                    self.errored = true;
                     out.push(StreamEvent::Error(in_stream_error(&value)));
                     return Ok(());
                 }
@@ -1231,6 +1237,7 @@ impl OpenAiStreamDecoder {
                 .get("error")
                 .filter(|e| !e.is_null())
                 .unwrap_or(&value);
+            self.errored = true;
             out.push(StreamEvent::Error(in_stream_error(err)));
             return Ok(());
         }
@@ -1388,7 +1395,12 @@ impl StreamDecoder for OpenAiStreamDecoder {
     }
 
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        if self.done {
+        if self.done && !self.finished && !self.errored && self.finish_reason_always {
+            Err(interrupted(
+                "provider stream ended with [DONE] but never said why the answer ended \
+                 (no finish_reason): cut short",
+            ))
+        } else if self.done {
             Ok(())
         } else if self.finished {
             Err(interrupted(
@@ -1559,7 +1571,10 @@ impl ProviderDialect for OpenAiProvider {
         Ok(response)
     }
     fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStreamDecoder::default())
+        Box::new(OpenAiStreamDecoder {
+            finish_reason_always: self.quirks.finish_reason_always,
+            ..OpenAiStreamDecoder::default()
+        })
     }
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
         classify_error(status, headers, body)

@@ -496,6 +496,31 @@ fn premature_end_and_malformed_chunks_fail() {
 }
 
 #[test]
+fn done_without_a_finish_reason_is_a_cut_stream_from_openai_only() {
+    let no_finish = STREAM.replace(
+        ",\"finish_reason\":\"tool_calls\"",
+        ",\"finish_reason\":null",
+    );
+    let run = |quirks: OpenAiQuirks, body: &str| {
+        let mut d = OpenAiProvider::new(quirks).stream_decoder();
+        let mut out = Vec::new();
+        d.push(body.as_bytes(), &mut out)?;
+        d.finish(&mut out)
+    };
+    let err = run(OpenAiQuirks::default(), &no_finish).unwrap_err();
+    assert_eq!(err.class, ErrorClass::StreamInterrupted);
+    assert!(err.message.contains("finish_reason"), "{}", err.message);
+    run(OpenAiQuirks::compatible(), &no_finish).unwrap();
+    run(OpenAiQuirks::default(), STREAM).unwrap();
+    // An error in the stream says why it ended.
+    run(
+        OpenAiQuirks::default(),
+        "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n",
+    )
+    .unwrap();
+}
+
+#[test]
 fn encoder_output_decodes_back_to_the_same_events() {
     let events = decode(&[STREAM.as_bytes()]).unwrap();
     let ctx = EncodeCtx {

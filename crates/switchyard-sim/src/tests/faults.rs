@@ -54,6 +54,8 @@ fn spec_grammar() {
         "malformed_after=2",
         "error_after=1",
         "stall_after=2",
+        "ping_after=0",
+        "cut_at_end",
         "stall_body",
         "ttft_ms=10,hang",
     ] {
@@ -72,6 +74,7 @@ fn spec_grammar() {
         "status=500,context_length",
         "hang,stall_body",
         "stall_after=1,cut_after=2",
+        "cut_at_end=1",
     ] {
         assert!(
             bad.parse::<FaultSpec>().is_err(),
@@ -324,6 +327,78 @@ async fn stall_after_falls_silent_with_the_connection_open() {
         .filter(|c| !c.is_empty())
         .collect();
     assert_eq!(content, ["Simulated", " reply"]);
+}
+
+#[tokio::test]
+async fn cut_at_end_breaks_the_connection_after_the_terminal_event() {
+    let sim = start_default().await;
+    let response = openai(&sim, &openai_hello(true))
+        .header("x-sim-fault", "cut_at_end")
+        .send()
+        .await
+        .unwrap();
+    let (body, errored) = read_until_error(response).await;
+    assert!(errored, "the body must end in an error");
+    let events = parse_sse(&body);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+}
+
+#[tokio::test]
+async fn ping_after_keeps_a_stream_alive_without_content() {
+    let sim = start_default().await;
+    // The opening events come before the pings, even with no content chunk.
+    let response = anthropic(&sim, &anthropic_hello(true))
+        .header("x-sim-fault", "ping_after=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut response = response;
+    let mut body = Vec::new();
+    while parse_sse(&body)
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("ping"))
+        .count()
+        < 3
+    {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .expect("pings keep coming")
+            .unwrap()
+            .expect("the stream stays open");
+        body.extend_from_slice(&chunk);
+    }
+    let events: Vec<Option<String>> = parse_sse(&body).into_iter().map(|e| e.event).collect();
+    assert_eq!(events[0].as_deref(), Some("message_start"));
+    assert!(
+        events.iter().all(|e| !matches!(
+            e.as_deref(),
+            Some("content_block_delta" | "message_delta" | "message_stop")
+        )),
+        "{events:?}"
+    );
+
+    let response = openai(&sim, &openai_hello(true))
+        .header("x-sim-fault", "ping_after=1")
+        .send()
+        .await
+        .unwrap();
+    let mut response = response;
+    let mut body = Vec::new();
+    while body.windows(12).filter(|w| w == b": keep-alive").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .expect("pings keep coming")
+            .unwrap()
+            .expect("the stream stays open");
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("\"Simulated\""), "{text}");
+    assert!(
+        !text.contains("finish_reason\":\"") && !text.contains("[DONE]"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

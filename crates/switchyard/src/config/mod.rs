@@ -721,6 +721,7 @@ fn resolve_providers(
                     stream_usage: q.stream_usage.unwrap_or(d.stream_usage),
                     developer_role: q.developer_role.unwrap_or(d.developer_role),
                     responses_members: d.responses_members,
+                    finish_reason_always: d.finish_reason_always,
                 })
             }
             KindFile::Azure => ProviderKind::Azure,

@@ -403,18 +403,18 @@ async fn attempt_chat(
     let mut body: ByteStream = Box::pin(BodyDataStream::new(response.into_body()));
     let mut decoder = provider.dialect.stream_decoder();
     let mut buffered = Vec::new();
-    // Until the first meaningful event the first-byte budget applies; then, with a pre-commit
-    // buffer, we keep reading until it is full or its delay is over.
-    let first_deadline = started + timeouts.first_byte;
+    // Until the first meaningful event the first-byte budget applies, however many events
+    // without content (an opening event, keep-alive pings, empty chunks) come first: a
+    // provider that only keeps its stream alive fails over at the first-byte deadline instead
+    // of holding the request. Then, with a pre-commit buffer, we keep reading until it is
+    // full or its delay is over.
+    let first_deadline = (started + timeouts.first_byte).min(started + timeouts.total);
     let mut buffer_until: Option<(Instant, usize)> = None;
     let mut buffered_bytes = 0usize;
     loop {
         let wait = match buffer_until {
             Some((until, _)) => until.saturating_duration_since(Instant::now()),
-            None if buffered.is_empty() => first_deadline.saturating_duration_since(Instant::now()),
-            None => first_deadline
-                .saturating_duration_since(Instant::now())
-                .max(timeouts.stall),
+            None => first_deadline.saturating_duration_since(Instant::now()),
         };
         let next = match tokio::time::timeout(wait, body.next()).await {
             Err(_) if buffer_until.is_some() => {
@@ -428,7 +428,13 @@ async fn attempt_chat(
                     deadline: started + timeouts.total,
                 }));
             }
-            Err(_) => return Err(timeout_error(provider, "stream data", timeouts.first_byte)),
+            Err(_) => {
+                return Err(timeout_error(
+                    provider,
+                    "stream content",
+                    timeouts.first_byte.min(timeouts.total),
+                ));
+            }
             Ok(next) => next,
         };
         match next {
@@ -479,9 +485,16 @@ async fn attempt_chat(
                     }));
                 }
             }
-            Some(Err(_)) => return Err(broken_off(provider)),
-            None => {
-                decoder.finish(&mut buffered)?;
+            // Broken after the stream's terminal event, the answer is whole (a reset before
+            // the chunked body's own end); before it, it is not.
+            Some(Err(_)) | None => {
+                if let Err(e) = decoder.finish(&mut buffered) {
+                    return Err(if next.is_some() {
+                        broken_off(provider)
+                    } else {
+                        e
+                    });
+                }
                 return Ok(Answer::Stream(CommittedStream {
                     buffered,
                     ended: true,

@@ -187,13 +187,17 @@ impl Relay {
             }
         }
         loop {
-            let wait = self.upstream.stall.min(
-                self.upstream
-                    .deadline
-                    .saturating_duration_since(Instant::now()),
-            );
+            let left = self
+                .upstream
+                .deadline
+                .saturating_duration_since(Instant::now());
+            let wait = self.upstream.stall.min(left);
             let next = tokio::time::timeout(wait, self.upstream.body.next()).await;
             match next {
+                // The total timeout, not a silence, when it came first.
+                Err(_) if left < self.upstream.stall => {
+                    self.fail(total_timeout_error(), &mut out);
+                }
                 Err(_) => {
                     self.fail(stall_error(wait), &mut out);
                 }
@@ -202,6 +206,15 @@ impl Relay {
                     // instead of grown event by event.
                     out.reserve(chunk.len() + 256);
                     self.translate(&chunk, &mut out);
+                }
+                // A connection that broke after the stream's terminal event (a reset before
+                // the chunked body's own end) lost nothing: the answer is whole.
+                Ok(Some(Err(_))) if self.upstream.decoder.finish(&mut self.events).is_ok() => {
+                    if let Some(e) = self.encode_pending(&mut out) {
+                        self.fail(e, &mut out);
+                    } else {
+                        self.complete(&mut out);
+                    }
                 }
                 Ok(Some(Err(_))) => {
                     self.fail(
@@ -256,6 +269,18 @@ pub(super) fn stall_error(after: Duration) -> UpstreamErrorInfo {
             "the provider stopped sending for {} ms mid-answer",
             after.as_millis()
         ),
+        provider_code: None,
+        retry_after_secs: None,
+        param: None,
+    }
+}
+
+/// The answer went on past the provider's total timeout.
+fn total_timeout_error() -> UpstreamErrorInfo {
+    UpstreamErrorInfo {
+        class: ErrorClass::Timeout,
+        status: None,
+        message: "the answer was still streaming at the provider's total timeout".into(),
         provider_code: None,
         retry_after_secs: None,
         param: None,

@@ -227,6 +227,61 @@ async fn providers_that_fall_silent_mid_answer_are_cut_by_the_stall_timeout() {
 }
 
 #[tokio::test]
+async fn keep_alive_events_are_no_answer_and_a_break_after_the_end_loses_nothing() {
+    let env = env_with_routing(QUIET_MODELS, "allowed_fails: 1000").await;
+    let error_of = |data: &[String]| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(data.last().unwrap()).unwrap()["error"].clone()
+    };
+
+    // The opening event, then only keep-alive events: the first-byte timeout (500 ms) still
+    // applies, so the fallback answers instead of the request being held.
+    env.fault("quiet-model", "ping_after=0", None).await;
+    let started = std::time::Instant::now();
+    let r = env.post("/v1/chat/completions", &stream("quiet")).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.sse_data().last().unwrap(), "[DONE]");
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("deployment=p-anthropic/secondary-model") && route.contains("attempts=2"),
+        "{route}"
+    );
+    let r = env
+        .post("/v1/chat/completions", &stream("quiet-alone"))
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text);
+    assert_eq!(r.json()["error"]["code"], "upstream_timeout", "{}", r.text);
+
+    // Keep-alive events after content are not a silence; the total timeout (5 s) ends them,
+    // and says so.
+    env.clear_faults().await;
+    env.fault("quiet-model", "ping_after=2", None).await;
+    let r = env
+        .post("/v1/chat/completions", &stream("quiet-alone"))
+        .await;
+    let data = r.sse_data();
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{data:?}");
+    let error = error_of(&data);
+    assert_eq!(error["code"], "upstream_timeout", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("total timeout"),
+        "{error}"
+    );
+
+    // A connection that breaks after the terminal event lost nothing: the answer is whole.
+    env.clear_faults().await;
+    env.fault("quiet-model", "cut_at_end", None).await;
+    for alias in ["quiet-alone", "quiet"] {
+        let r = env.post("/v1/chat/completions", &stream(alias)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let data = r.sse_data();
+        assert_eq!(data.last().unwrap(), "[DONE]", "{data:?}");
+        let route = r.headers["x-switchyard-route"].to_str().unwrap();
+        assert!(route.contains("attempts=1"), "{route}");
+    }
+}
+
+#[tokio::test]
 async fn cooldown_skips_a_failing_deployment_then_recovers() {
     let env = env_with(FALLBACK_MODELS).await;
     env.fault("primary-model", "status=500", Some(3)).await;
