@@ -349,18 +349,28 @@ pub fn interrupted(message: impl Into<String>) -> UpstreamErrorInfo {
     }
 }
 
-/// `retry-after` (seconds or HTTP date is not supported: seconds only) or `retry-after-ms`.
+/// `retry-after-ms`, else `retry-after` in seconds or as an HTTP date (RFC 9110 allows both; a
+/// date already past is no wait).
 pub fn retry_after_secs(headers: &HeaderMap) -> Option<f64> {
-    let number = |name| {
+    let text = |name| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(str::trim)
     };
+    let number = |name| text(name).and_then(|v| v.parse::<f64>().ok());
     if let Some(ms) = number("retry-after-ms").and_then(|ms| sane_retry_after(ms / 1000.0)) {
         return Some(ms);
     }
-    number(http::header::RETRY_AFTER.as_str()).and_then(sane_retry_after)
+    let value = text(http::header::RETRY_AFTER.as_str())?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return sane_retry_after(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    sane_retry_after(wait.as_secs_f64())
 }
 
 /// Longest wait an upstream may ask for; anything longer is read as this.

@@ -1053,6 +1053,16 @@ fn retry_after_is_always_a_usable_delay() {
     assert_eq!(wait("retry-after-ms", "NaN"), None);
     assert_eq!(wait("retry-after", "inf"), None);
     assert_eq!(wait("retry-after", "1e300"), Some(86_400.0));
+    // An HTTP date: the wait until then, none once it has passed.
+    let soon =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(30));
+    let secs = wait("retry-after", &soon).unwrap();
+    assert!((27.0..=30.0).contains(&secs), "{secs}");
+    assert_eq!(
+        wait("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        Some(0.0)
+    );
+    assert_eq!(wait("retry-after", "soon"), None);
 }
 
 /// Request bodies the one-pass reader of common requests must read exactly as the full
