@@ -586,6 +586,7 @@ pub async fn chat(
         &app.table.policy,
         &app.retry_budget,
         app.media.as_ref(),
+        tracker.progress(),
     )
     .await;
     let decision = std::mem::take(&mut planner.decision);
@@ -1054,9 +1055,14 @@ async fn embed(
         )
         .await?;
     tracker.set_admission(admission);
-    let result =
-        upstream::execute_embeddings(&mut planner, request, &app.table.policy, &app.retry_budget)
-            .await;
+    let result = upstream::execute_embeddings(
+        &mut planner,
+        request,
+        &app.table.policy,
+        &app.retry_budget,
+        tracker.progress(),
+    )
+    .await;
     let decision = std::mem::take(&mut planner.decision);
     let executed = match result {
         Ok(e) => e,

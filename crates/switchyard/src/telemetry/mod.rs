@@ -21,8 +21,9 @@ use switchyard_protocol::canonical::{ChatRequest, ContentPart, Role, Usage};
 use crate::config::ContentMode;
 use crate::error::GatewayError;
 use crate::pricing::Price;
+use crate::routing::Name;
 use crate::routing::RouteDecision;
-use crate::upstream::AttemptLog;
+use crate::upstream::{AttemptLog, Progress};
 
 pub use record::{AttemptRecord, Caller, Outcome, PromptMessage, RequestRecord, TokenCounts};
 pub use recorder::{RecordBatch, RecordObserver, Recorder, RecorderStats};
@@ -47,6 +48,9 @@ pub struct Tracker {
     /// What the request cost and produced, kept for the budget whether or not a record is.
     cost_nanos: Option<i64>,
     output_tokens: u64,
+    /// Where the request's walk through its plan is, for the record of a client that leaves
+    /// before it ends.
+    progress: Progress,
 }
 
 fn unix_ms() -> i64 {
@@ -97,7 +101,13 @@ impl Tracker {
             admission: None,
             cost_nanos: None,
             output_tokens: 0,
+            progress: Progress::default(),
         }
+    }
+
+    /// Where the upstream walk keeps its attempts while it goes (see [`Progress`]).
+    pub fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
     }
 
     pub fn set_admission(&mut self, admission: Option<crate::governance::Admission>) {
@@ -158,31 +168,7 @@ impl Tracker {
     pub fn set_route(&mut self, decision: RouteDecision, attempts: Vec<AttemptLog>) {
         let keep_decision = self.recorder.enabled();
         let Some(r) = self.rec() else { return };
-        // The alias that answered: the last attempt's (a fallback's), else the one routed to.
-        r.alias = Some(
-            attempts
-                .last()
-                .map_or_else(|| decision.alias.clone(), |a| a.alias.clone()),
-        );
-        if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
-            r.deployment = Some(last.deployment.clone());
-            r.provider = Some(last.provider.clone());
-        }
-        r.attempts = attempts
-            .into_iter()
-            .map(|a| AttemptRecord {
-                fell_back: a.alias != decision.alias,
-                alias: a.alias,
-                deployment: a.deployment,
-                provider: a.provider,
-                status: a.status,
-                error_class: a.error.map(|c| c.as_str().to_owned()),
-                latency_ms: a.latency.as_secs_f64() * 1000.0,
-                retry: a.retry,
-                hedged: a.hedged,
-                cancelled: a.cancelled,
-            })
-            .collect();
+        set_attempts(r, &decision.alias, attempts);
         if keep_decision {
             r.route_decision = Some(Box::new(decision));
         }
@@ -323,6 +309,7 @@ impl Tracker {
             admission: self.admission.take(),
             cost_nanos: self.cost_nanos,
             output_tokens: self.output_tokens,
+            progress: Progress::default(),
         }
     }
 
@@ -356,9 +343,58 @@ impl Tracker {
 impl Drop for Tracker {
     /// A request dropped before it finished: the client went away.
     fn drop(&mut self) {
+        // Left mid-walk: the attempts so far, and the one it was waiting on, as given up.
+        let waiting = self.progress.trying.is_some();
+        let attempts = self.progress.given_up();
+        if let Some(r) = self.record.as_mut()
+            && let Some(first) = attempts.first()
+        {
+            let routed = first.alias.clone();
+            let waited_on = waiting
+                .then(|| {
+                    attempts
+                        .last()
+                        .map(|a| (a.deployment.clone(), a.provider.clone()))
+                })
+                .flatten();
+            set_attempts(r, &routed, attempts);
+            if let Some((deployment, provider)) = waited_on {
+                r.deployment = Some(deployment);
+                r.provider = Some(provider);
+            }
+        }
         // Nothing left after a finish or a detach: the reservation and the record were taken.
         self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
     }
+}
+
+/// The attempts into the record, with the alias and deployment they came to.
+fn set_attempts(r: &mut RequestRecord, routed: &Name, attempts: Vec<AttemptLog>) {
+    // The alias that answered: the last attempt's (a fallback's), else the one routed to.
+    r.alias = Some(
+        attempts
+            .last()
+            .map_or_else(|| routed.clone(), |a| a.alias.clone()),
+    );
+    if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
+        r.deployment = Some(last.deployment.clone());
+        r.provider = Some(last.provider.clone());
+    }
+    r.attempts = attempts
+        .into_iter()
+        .map(|a| AttemptRecord {
+            fell_back: a.alias != *routed,
+            alias: a.alias,
+            deployment: a.deployment,
+            provider: a.provider,
+            status: a.status,
+            error_class: a.error.map(|c| c.as_str().to_owned()),
+            latency_ms: a.latency.as_secs_f64() * 1000.0,
+            retry: a.retry,
+            hedged: a.hedged,
+            cancelled: a.cancelled,
+        })
+        .collect();
 }
 
 /// Finishes what the request path left to the record writer, which calls it for each record

@@ -56,6 +56,46 @@ pub struct AttemptLog {
     pub cancelled: bool,
 }
 
+/// How far a request's walk through its plan has come, kept by the request's record rather
+/// than by the walk: when the client leaves mid-walk, the walk's future is dropped with
+/// everything in it, and the record still shows where the request was and which provider it
+/// was waiting on.
+#[derive(Default)]
+pub struct Progress {
+    /// The attempts over so far.
+    pub attempts: Vec<AttemptLog>,
+    /// The attempt under way.
+    pub trying: Option<Trying>,
+}
+
+/// An attempt under way.
+pub struct Trying {
+    pub planned: PlannedAttempt,
+    pub since: Instant,
+    pub retry: bool,
+}
+
+impl Progress {
+    /// The attempts, the one under way (if any) as given up, for a client that left.
+    pub fn given_up(&mut self) -> Vec<AttemptLog> {
+        let mut attempts = std::mem::take(&mut self.attempts);
+        if let Some(t) = self.trying.take() {
+            attempts.push(AttemptLog {
+                alias: t.planned.alias().clone(),
+                deployment: t.planned.deployment.id.clone(),
+                provider: t.planned.deployment.provider.name.clone(),
+                status: None,
+                error: None,
+                latency: t.since.elapsed(),
+                retry: t.retry,
+                hedged: false,
+                cancelled: true,
+            });
+        }
+        attempts
+    }
+}
+
 /// A stream whose first meaningful event has arrived: from here on there is no fallback.
 pub struct CommittedStream {
     /// Events decoded before commit (start, first delta …), not yet sent to the client.
@@ -774,6 +814,7 @@ async fn walk<T: Whole, F, Fut>(
     planner: &mut Planner<'_>,
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
+    progress: &mut Progress,
     call: F,
 ) -> Result<Executed<T>, Failed>
 where
@@ -782,7 +823,7 @@ where
 {
     retry_budget.deposit();
     let input_tokens = planner.facts().input_tokens;
-    let mut attempts = Vec::new();
+    let Progress { attempts, trying } = progress;
     let mut last: Option<UpstreamErrorInfo> = None;
     let mut all_rate_limited = true;
     let mut first = true;
@@ -797,6 +838,11 @@ where
             // Only the very first attempt of a request may be hedged.
             let hedge = if first { planned.route.hedge } else { None };
             first = false;
+            *trying = Some(Trying {
+                planned: planned.clone(),
+                since: Instant::now(),
+                retry,
+            });
             let tried: Vec<Tried<T>> = match hedge {
                 Some(h) => {
                     let delay = match h.after {
@@ -831,6 +877,7 @@ where
                 }
                 None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
             };
+            *trying = None;
             let mut winner = None;
             for t in tried {
                 attempts.push(log_of(&t));
@@ -868,13 +915,13 @@ where
                 return Ok(Executed {
                     answer,
                     deployment: planned.deployment,
-                    attempts,
+                    attempts: std::mem::take(attempts),
                 });
             }
             let Some(e) = &last else { break };
             // The client's own mistake: no other deployment will think differently.
             if e.class == ErrorClass::InvalidRequest {
-                return Err(failed(last, false, attempts));
+                return Err(failed(last, false, std::mem::take(attempts)));
             }
             let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
             let retry_here = e.class.is_retryable()
@@ -901,10 +948,10 @@ where
                     .collect::<Vec<_>>()
                     .join("; ")
             )),
-            attempts,
+            attempts: Vec::new(),
         });
     }
-    Err(failed(last, all_rate_limited, attempts))
+    Err(failed(last, all_rate_limited, std::mem::take(attempts)))
 }
 
 fn failed(
@@ -929,6 +976,7 @@ pub async fn execute_chat(
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
     media: Option<&MediaFetcher>,
+    progress: &mut Progress,
 ) -> Result<Executed<Answer>, Failed> {
     let needs = planner.facts().needs;
     let fetched = media::Fetched::default();
@@ -940,6 +988,7 @@ pub async fn execute_chat(
         planner,
         policy,
         retry_budget,
+        progress,
         |a: PlannedAttempt| async move {
             attempt_chat(&a.deployment, request, a.route.stream_buffer, media).await
         },
@@ -952,11 +1001,13 @@ pub async fn execute_embeddings(
     request: &EmbeddingRequest,
     policy: &RoutingFile,
     retry_budget: &RetryBudget,
+    progress: &mut Progress,
 ) -> Result<Executed<EmbeddingResponse>, Failed> {
     walk(
         planner,
         policy,
         retry_budget,
+        progress,
         |a: PlannedAttempt| async move { attempt_embeddings(&a.deployment, request).await },
     )
     .await

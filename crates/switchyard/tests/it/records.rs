@@ -180,10 +180,20 @@ async fn every_request_has_one_record_with_its_decision() {
     let all = env.get("/admin/requests?limit=100").await.json();
     let data = all["data"].as_array().unwrap();
     assert_eq!(data.len(), ids.len() + 1, "{}", all);
-    assert!(
-        data.iter()
-            .any(|r| r["outcome"] == "cancelled" && r["status"] == 499)
-    );
+    let gone = data
+        .iter()
+        .find(|r| r["outcome"] == "cancelled" && r["status"] == 499)
+        .expect("the cancelled request's record");
+    // It shows where the request was when its client left: the alias, and the deployment
+    // whose answer it was waiting for, as an attempt given up.
+    assert_eq!(gone["alias"], "priced", "{gone}");
+    let deployment = gone["deployment"].as_str().unwrap();
+    assert!(deployment.ends_with("priced-primary"), "{gone}");
+    let attempts = gone["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{gone}");
+    assert_eq!(attempts[0]["deployment"], deployment, "{gone}");
+    assert_eq!(attempts[0]["cancelled"], true, "{gone}");
+    assert!(attempts[0]["latency_ms"].as_f64().unwrap() >= 250.0, "{gone}");
     let mut seen: Vec<&str> = data.iter().map(|r| r["id"].as_str().unwrap()).collect();
     seen.sort_unstable();
     seen.dedup();
