@@ -154,6 +154,9 @@ pub enum SendFailure {
     Connect,
     /// The request's URL is not one the client can send to.
     Url,
+    /// A response head that is not HTTP/1.1 as the client reads it (a bad status line or
+    /// header, too many or too large headers).
+    Unreadable,
 }
 
 impl HttpClient {
@@ -183,8 +186,9 @@ impl HttpClient {
     }
 }
 
-/// A timed-out connect shows as an I/O `TimedOut` somewhere in the error's sources; anything
-/// else before a response head is the connection failing.
+/// A timed-out connect shows as an I/O `TimedOut` somewhere in the error's sources, a head
+/// that could not be read as hyper's parse error; anything else before a response head is the
+/// connection failing.
 fn failure_of(e: &(dyn std::error::Error + 'static)) -> SendFailure {
     let mut source = Some(e);
     while let Some(s) = source {
@@ -192,6 +196,11 @@ fn failure_of(e: &(dyn std::error::Error + 'static)) -> SendFailure {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
         {
             return SendFailure::Timeout;
+        }
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return SendFailure::Unreadable;
         }
         source = s.source();
     }

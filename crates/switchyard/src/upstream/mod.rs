@@ -183,6 +183,10 @@ fn transport_error(failure: client::SendFailure, provider: &Provider) -> Upstrea
                 param: None,
             };
         }
+        client::SendFailure::Unreadable => (
+            ErrorClass::MalformedResponse,
+            "answered with a response head that is not readable HTTP/1.1",
+        ),
         // Resets and closes before a response are connection-level failures.
         client::SendFailure::Connect => (
             ErrorClass::Connect,

@@ -193,7 +193,10 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(attempts.len(), 1, "{gone}");
     assert_eq!(attempts[0]["deployment"], deployment, "{gone}");
     assert_eq!(attempts[0]["cancelled"], true, "{gone}");
-    assert!(attempts[0]["latency_ms"].as_f64().unwrap() >= 250.0, "{gone}");
+    assert!(
+        attempts[0]["latency_ms"].as_f64().unwrap() >= 250.0,
+        "{gone}"
+    );
     let mut seen: Vec<&str> = data.iter().map(|r| r["id"].as_str().unwrap()).collect();
     seen.sort_unstable();
     seen.dedup();

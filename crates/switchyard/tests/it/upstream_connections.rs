@@ -213,3 +213,47 @@ models:
     );
     drop((refused, silent));
 }
+
+#[tokio::test]
+async fn a_response_head_that_is_not_http_is_a_malformed_answer_not_a_connection_failure() {
+    // A server that answers every request with a head of 3,000 headers (more than any client
+    // reads) and no body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+        for i in 0..3000 {
+            head.push_str(&format!("x-filler-{i}: {i}\r\n"));
+        }
+        head.push_str("content-length: 0\r\n\r\n");
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let head = head.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes()).await;
+            });
+        }
+    });
+    let sim = start_sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-odd, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
+models:
+  - {{alias: odd, deployments: [{{provider: p-odd, model: m}}]}}
+"#
+    );
+    let env = gateway(sim, &config, &[]).await;
+    let r = env.post("/v1/chat/completions", &chat("odd", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("not readable HTTP"), "{message}");
+}
