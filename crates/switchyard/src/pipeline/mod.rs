@@ -534,6 +534,7 @@ pub async fn chat(
     } else {
         crate::tokens::rough(request.prompt_chars())
     };
+    tracker.set_prompt_estimate(input_tokens);
     let mut facts = facts_of(&request, headers, input_tokens);
     facts.team = principal.caller.team.clone();
     facts.key = principal.caller.key_id.clone();

@@ -42,6 +42,9 @@ pub struct Tracker {
     content_max_bytes: usize,
     /// Prompt size in characters, for an explicit estimate when usage is missing.
     prompt_chars: usize,
+    /// The prompt's tokens as the request was admitted with, billed when usage is missing (so
+    /// a request is never billed below what its budget reserved for the prompt).
+    prompt_estimate: Option<u64>,
     /// The budget reservation, settled exactly once with the request's cost (taken then, so a
     /// second finish, or the drop after one, finds nothing left to do).
     admission: Option<crate::governance::Admission>,
@@ -98,6 +101,7 @@ impl Tracker {
             content,
             content_max_bytes,
             prompt_chars: 0,
+            prompt_estimate: None,
             admission: None,
             cost_nanos: None,
             output_tokens: 0,
@@ -108,6 +112,11 @@ impl Tracker {
     /// Where the upstream walk keeps its attempts while it goes (see [`Progress`]).
     pub fn progress(&mut self) -> &mut Progress {
         &mut self.progress
+    }
+
+    /// The prompt's estimated tokens the request was admitted and routed with.
+    pub fn set_prompt_estimate(&mut self, tokens: u64) {
+        self.prompt_estimate = Some(tokens);
     }
 
     pub fn set_admission(&mut self, admission: Option<crate::governance::Admission>) {
@@ -255,7 +264,9 @@ impl Tracker {
             Some(u) => (u, false),
             None => (
                 Usage {
-                    input_tokens: (self.prompt_chars as u64).div_ceil(4),
+                    input_tokens: self
+                        .prompt_estimate
+                        .unwrap_or_else(|| (self.prompt_chars as u64).div_ceil(4)),
                     output_tokens: (response_chars as u64).div_ceil(4),
                     ..Usage::default()
                 },
@@ -306,6 +317,7 @@ impl Tracker {
             content: self.content,
             content_max_bytes: self.content_max_bytes,
             prompt_chars: self.prompt_chars,
+            prompt_estimate: self.prompt_estimate,
             admission: self.admission.take(),
             cost_nanos: self.cost_nanos,
             output_tokens: self.output_tokens,
@@ -485,4 +497,37 @@ fn prompt_messages(
             content: clip::clip(parts, cap, masked_later),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker() -> Tracker {
+        Tracker::new(
+            Arc::new(Recorder::disabled()),
+            "r",
+            Instant::now(),
+            "openai",
+            "chat",
+            ContentMode::Off,
+            0,
+        )
+    }
+
+    #[test]
+    fn missing_usage_bills_the_prompt_as_it_was_admitted() {
+        // A dollar a million input tokens: a thousand nanodollars a token.
+        let price = Price::per_mtok(1.0, 0.0);
+        let mut admitted = tracker();
+        admitted.prompt_chars = 400;
+        admitted.set_prompt_estimate(180);
+        admitted.set_usage(None, 0, Some(price));
+        assert_eq!(admitted.cost_nanos, Some(180_000));
+        // Without an admission estimate (nothing asked for one), the characters are counted.
+        let mut plain = tracker();
+        plain.prompt_chars = 400;
+        plain.set_usage(None, 0, Some(price));
+        assert_eq!(plain.cost_nanos, Some(100_000));
+    }
 }
