@@ -17,12 +17,12 @@ pub(super) async fn single<T, F, Fut>(
     call: &F,
     retry: bool,
     input_tokens: u64,
+    started: Instant,
 ) -> Tried<T>
 where
     F: Fn(PlannedAttempt) -> Fut,
     Fut: Future<Output = Result<T, UpstreamErrorInfo>>,
 {
-    let started = Instant::now();
     let result = {
         let now = now_ms();
         let _in_flight = planned.deployment.health.start(now);
@@ -54,7 +54,7 @@ where
     Fut: Future<Output = Result<T, UpstreamErrorInfo>>,
 {
     let started = Instant::now();
-    let first = single(primary.clone(), call, false, input_tokens);
+    let first = single(primary.clone(), call, false, input_tokens, started);
     let mut first = Box::pin(first);
     if let Ok(done) = tokio::time::timeout(delay, &mut first).await {
         return vec![done];
@@ -68,7 +68,13 @@ where
         return vec![first.await];
     }
     let hedge_started = Instant::now();
-    let second = Box::pin(single(second_plan.clone(), call, false, input_tokens));
+    let second = Box::pin(single(
+        second_plan.clone(),
+        call,
+        false,
+        input_tokens,
+        hedge_started,
+    ));
     match select(first, second).await {
         Either::Left((a, second)) => {
             if a.result.is_ok() {

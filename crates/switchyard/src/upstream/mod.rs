@@ -842,9 +842,10 @@ where
             // Only the very first attempt of a request may be hedged.
             let hedge = if first { planned.route.hedge } else { None };
             first = false;
+            let since = Instant::now();
             *trying = Some(Trying {
                 planned: planned.clone(),
-                since: Instant::now(),
+                since,
                 retry,
             });
             let tried: Vec<Tried<T>> = match hedge {
@@ -875,11 +876,16 @@ where
                             .await
                         }
                         None => {
-                            vec![hedge::single(planned.clone(), &call, retry, input_tokens).await]
+                            vec![
+                                hedge::single(planned.clone(), &call, retry, input_tokens, since)
+                                    .await,
+                            ]
                         }
                     }
                 }
-                None => vec![hedge::single(planned.clone(), &call, retry, input_tokens).await],
+                None => {
+                    vec![hedge::single(planned.clone(), &call, retry, input_tokens, since).await]
+                }
             };
             *trying = None;
             let mut winner = None;
