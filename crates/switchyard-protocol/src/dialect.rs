@@ -181,6 +181,9 @@ pub struct Capabilities {
     pub image_urls: bool,
     /// Documents by an `http(s)` URL, likewise.
     pub document_urls: bool,
+    /// Images and documents by URL inside a tool's result too, where `image_urls` and
+    /// `document_urls` allow them (Gemini's function responses take inline media only).
+    pub tool_result_urls: bool,
 }
 
 /// What the upstream speaks: build its request, parse its reply and errors.

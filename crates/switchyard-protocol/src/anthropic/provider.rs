@@ -179,6 +179,7 @@ impl ProviderDialect for AnthropicProvider {
             several_choices: false,
             image_urls: true,
             document_urls: true,
+            tool_result_urls: true,
         }
     }
 

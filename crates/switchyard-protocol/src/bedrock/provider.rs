@@ -44,6 +44,7 @@ impl ProviderDialect for BedrockProvider {
             several_choices: false,
             image_urls: false,
             document_urls: false,
+            tool_result_urls: false,
         }
     }
 

@@ -51,6 +51,7 @@ impl ProviderDialect for GeminiProvider {
             several_choices: true,
             image_urls: true,
             document_urls: true,
+            tool_result_urls: false,
         }
     }
 
@@ -727,7 +728,12 @@ fn function_response_body<'c>(
     let mut media = Vec::new();
     for (k, part) in content.iter().enumerate() {
         match part {
-            ContentPart::Text { text: t, .. } => {
+            // A text document's text is the tool's text.
+            ContentPart::Text { text: t, .. }
+            | ContentPart::Document {
+                source: DocumentSource::Text { data: t, .. },
+                ..
+            } => {
                 if !text.is_empty() {
                     text.push('\n');
                 }
@@ -744,7 +750,8 @@ fn function_response_body<'c>(
             _ => {
                 return Err(DecodeError::new(
                     "Gemini function responses carry text and inline (base64) images and \
-                     documents only",
+                     documents only (the gateway fetches media by URL for them unless \
+                     server.fetch_media is off)",
                     Some(&format!("{path}.content[{k}]")),
                 ));
             }

@@ -1545,6 +1545,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     several_choices: true,
     image_urls: true,
     document_urls: false,
+    tool_result_urls: true,
 };
 
 impl ProviderDialect for OpenAiProvider {

@@ -277,7 +277,12 @@ fn wanted(request: &ChatRequest, caps: Capabilities) -> Vec<(String, Kind, &str)
                     .enumerate()
                     .map(move |(k, p)| (format!("messages[{i}].content[{j}].content[{k}]"), p)),
             );
-            for (path, p) in all {
+            for (nested, (path, p)) in all.enumerate() {
+                let caps = if nested > 0 {
+                    in_tool_results(caps)
+                } else {
+                    caps
+                };
                 match p {
                     ContentPart::Image {
                         source: ImageSource::Url(url),
@@ -299,6 +304,15 @@ fn wanted(request: &ChatRequest, caps: Capabilities) -> Vec<(String, Kind, &str)
     wanted
 }
 
+/// What a provider takes by URL inside a tool's result.
+fn in_tool_results(caps: Capabilities) -> Capabilities {
+    Capabilities {
+        image_urls: caps.image_urls && caps.tool_result_urls,
+        document_urls: caps.document_urls && caps.tool_result_urls,
+        ..caps
+    }
+}
+
 /// Puts each fetched URL's bytes where its part had the URL.
 fn replace_sources(
     request: &mut ChatRequest,
@@ -306,7 +320,7 @@ fn replace_sources(
     media_of: &dyn Fn(&str) -> Option<Media>,
 ) {
     let base64 = |bytes: &[u8]| Text::from(base64::engine::general_purpose::STANDARD.encode(bytes));
-    let mut replace = |part: &mut ContentPart| match part {
+    let replace = |part: &mut ContentPart, caps: Capabilities| match part {
         ContentPart::Image { source, .. } => {
             if let ImageSource::Url(url) = source
                 && !caps.image_urls
@@ -343,12 +357,13 @@ fn replace_sources(
         }
         _ => {}
     };
+    let nested = in_tool_results(caps);
     for m in &mut request.messages {
         for part in &mut m.content {
             if let ContentPart::ToolResult { content, .. } = part {
-                content.iter_mut().for_each(&mut replace);
+                content.iter_mut().for_each(|p| replace(p, nested));
             } else {
-                replace(part);
+                replace(part, caps);
             }
         }
     }

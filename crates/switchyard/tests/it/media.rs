@@ -78,6 +78,7 @@ server:
 providers:
   - {{name: p-openai, kind: openai, base_url: "{base}/v1", api_key: sk-upstream-openai}}
   - {{name: p-anthropic, kind: anthropic, base_url: "{base}", api_key: sk-ant-upstream}}
+  - {{name: p-gemini, kind: gemini, base_url: "{base}/v1beta", api_key: gemini-upstream}}
   - name: p-bedrock
     kind: bedrock
     base_url: "{base}"
@@ -86,6 +87,7 @@ providers:
 models:
   - {{alias: openai, deployments: [{{provider: p-openai, model: gpt-4o-mini}}]}}
   - {{alias: anthropic, deployments: [{{provider: p-anthropic, model: claude-sonnet-4-5}}]}}
+  - {{alias: gemini, deployments: [{{provider: p-gemini, model: gemini-2.5-flash}}]}}
   - {{alias: bedrock, deployments: [{{provider: p-bedrock, model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}}]}}
   - alias: bedrock-twice
     strategy: priority
@@ -175,6 +177,32 @@ async fn media_by_url_is_fetched_for_providers_that_take_it_inline_only() {
         assert_eq!(
             r.json()["content"][0]["text"],
             format!("|application/pdf:{}", PDF.len()),
+            "{model}"
+        );
+    }
+
+    // A tool's screenshot by URL: Gemini's function responses take media inline only, so it
+    // is fetched for Gemini; Anthropic's tool results take the URL.
+    for (model, echoed) in [
+        ("gemini", png.clone()),
+        ("anthropic", format!("{base}/cat.png")),
+    ] {
+        let r = env
+            .post_anthropic(&json!({"model": model, "max_tokens": 100,
+                "tools": [{"name": "screenshot", "input_schema": {"type": "object"}}],
+                "messages": [
+                    {"role": "user", "content": "Look at the page."},
+                    {"role": "assistant", "content": [
+                        {"type": "tool_use", "id": "toolu_1", "name": "screenshot", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                        "content": [
+                            {"type": "text", "text": "The page:"},
+                            {"type": "image", "source": {"type": "url", "url": format!("{base}/cat.png")}}]}]}]}))
+            .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        assert_eq!(
+            r.json()["content"][0]["text"],
+            format!("{echoed}|"),
             "{model}"
         );
     }
