@@ -157,6 +157,10 @@ pub enum SendFailure {
     /// A response head that is not HTTP/1.1 as the client reads it (a bad status line or
     /// header, too many or too large headers).
     Unreadable,
+    /// Sent on a reused connection that then closed without a byte of answer: the provider
+    /// closed it as idle while the request was on its way, and almost certainly never read
+    /// it. Worth sending again on a new connection.
+    Stale,
 }
 
 impl HttpClient {
@@ -184,6 +188,26 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// Whether a connection closed (or was reset) before any of the response came.
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        }) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A timed-out connect shows as an I/O `TimedOut` somewhere in the error's sources, a head
@@ -368,6 +392,9 @@ impl DirectClient {
                 // connection's request goes out on another; a new one's failure is final.
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => request = unsent,
+                    None if reused && closed_unanswered(e.error()) => {
+                        return Err(SendFailure::Stale);
+                    }
                     _ => return Err(failure_of(e.error())),
                 },
             }

@@ -187,6 +187,10 @@ fn transport_error(failure: client::SendFailure, provider: &Provider) -> Upstrea
             ErrorClass::MalformedResponse,
             "answered with a response head that is not readable HTTP/1.1",
         ),
+        client::SendFailure::Stale => (
+            ErrorClass::Connect,
+            "closed the connection before answering, twice",
+        ),
         // Resets and closes before a response are connection-level failures.
         client::SendFailure::Connect => (
             ErrorClass::Connect,
@@ -249,19 +253,28 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
 }
 
 /// Sends a built request and waits for the response head within the first-byte timeout.
-async fn send(
-    d: &Deployment,
-    request: http::Request<ProviderBody>,
-    started: Instant,
-) -> Result<Response, UpstreamErrorInfo> {
+/// Sends the request `build` makes. When a reused connection closed without a byte of answer
+/// (the provider's idle timeout racing the request), the request is built again and sent on
+/// another connection, once: failing it would cost the client a fallback, or an error, and a
+/// healthy deployment a failure.
+async fn send<F>(d: &Deployment, started: Instant, build: F) -> Result<Response, UpstreamErrorInfo>
+where
+    F: Fn() -> Result<http::Request<ProviderBody>, UpstreamErrorInfo>,
+{
     let provider = &d.provider;
     let first_byte = provider.timeouts.first_byte;
-    let response =
-        match tokio::time::timeout(first_byte, provider.client().send(request, &d.urls)).await {
+    let deadline = started + first_byte;
+    let mut resent = false;
+    let response = loop {
+        let request = build()?;
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, provider.client().send(request, &d.urls)).await {
             Err(_) => return Err(timeout_error(provider, "response", first_byte)),
+            Ok(Err(client::SendFailure::Stale)) if !resent => resent = true,
             Ok(Err(e)) => return Err(transport_error(e, provider)),
-            Ok(Ok(r)) => r,
-        };
+            Ok(Ok(r)) => break r,
+        }
+    };
     if let Some(h) = headroom(response.headers()) {
         d.health.provider_headroom(h);
     }
@@ -430,15 +443,18 @@ async fn attempt_chat(
     };
     let started = Instant::now();
     let key = credential(provider)?;
-    let mut built = provider
-        .dialect
-        .build_chat(request, &target(d, key.as_deref()))
-        .map_err(invalid_for_provider)?;
-    if let Some(aws) = &provider.aws {
-        let body = built.body().to_vec();
-        sign(provider, aws, &mut built, &body)?;
-    }
-    let response = send(d, built, started).await?;
+    let response = send(d, started, || {
+        let mut built = provider
+            .dialect
+            .build_chat(request, &target(d, key.as_deref()))
+            .map_err(invalid_for_provider)?;
+        if let Some(aws) = &provider.aws {
+            let body = built.body().to_vec();
+            sign(provider, aws, &mut built, &body)?;
+        }
+        Ok(built)
+    })
+    .await?;
     let timeouts = provider.timeouts;
     if !request.stream {
         let body = whole_body(provider, response, started).await?;
@@ -653,15 +669,18 @@ async fn embeddings_call(
     let provider = &d.provider;
     let started = Instant::now();
     let key = credential(provider)?;
-    let mut built = provider
-        .dialect
-        .build_embeddings(request, &target(d, key.as_deref()))
-        .map_err(invalid_for_provider)?;
-    if let Some(aws) = &provider.aws {
-        let body = built.body().clone();
-        sign(provider, aws, &mut built, &body)?;
-    }
-    let response = send(d, built.map(ProviderBody::from), started).await?;
+    let response = send(d, started, || {
+        let mut built = provider
+            .dialect
+            .build_embeddings(request, &target(d, key.as_deref()))
+            .map_err(invalid_for_provider)?;
+        if let Some(aws) = &provider.aws {
+            let body = built.body().clone();
+            sign(provider, aws, &mut built, &body)?;
+        }
+        Ok(built.map(ProviderBody::from))
+    })
+    .await?;
     let counted = provider
         .dialect
         .embedding_tokens_in_headers(response.headers());
@@ -693,14 +712,29 @@ pub async fn count_tokens(
         .build_count_tokens(request, &target(d, usable))?;
     Some(
         async {
-            key?;
-            let mut built = built.map_err(invalid_for_provider)?;
-            if let Some(aws) = &provider.aws {
-                let body = built.body().clone();
-                sign(provider, aws, &mut built, &body)?;
+            if let Err(e) = &key {
+                return Err(e.clone());
             }
+            // The first build is sent; a second (to resend) is built again.
+            let first = parking_lot::Mutex::new(Some(built));
             let started = Instant::now();
-            let response = send(d, built.map(ProviderBody::from), started).await?;
+            let response = send(d, started, || {
+                let built = first.lock().take().or_else(|| {
+                    provider
+                        .dialect
+                        .build_count_tokens(request, &target(d, usable))
+                });
+                let Some(built) = built else {
+                    return Err(transport_error(client::SendFailure::Stale, provider));
+                };
+                let mut built = built.map_err(invalid_for_provider)?;
+                if let Some(aws) = &provider.aws {
+                    let body = built.body().clone();
+                    sign(provider, aws, &mut built, &body)?;
+                }
+                Ok(built.map(ProviderBody::from))
+            })
+            .await?;
             let body = whole_body(provider, response, started).await?;
             provider.dialect.parse_count_tokens(&body)
         }

@@ -257,3 +257,101 @@ models:
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(message.contains("not readable HTTP"), "{message}");
 }
+
+/// Reads one HTTP/1.1 request (head and `content-length` body) from `socket`; false at its end.
+async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                buf.drain(..end + 4 + length);
+                return true;
+            }
+        }
+        let mut chunk = [0u8; 8192];
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
+    // A provider that answers the first request on each connection and keeps it open, then
+    // reads the next request on it and closes without answering: its idle timeout racing the
+    // request, every time.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(Mutex::new(0usize));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let answer = serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Hello."}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        })
+        .to_string();
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            *counted.lock().unwrap() += 1;
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if !read_request(&mut socket, &mut buf).await {
+                    return;
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, reply.as_bytes()).await;
+                // The next request is read, and the connection dropped unanswered.
+                read_request(&mut socket, &mut buf).await;
+            });
+        }
+    });
+    let sim = start_sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-idle, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
+models:
+  - {{alias: idle, deployments: [{{provider: p-idle, model: m}}]}}
+"#
+    );
+    let env = gateway(sim, &config, &[]).await;
+    for i in 0..4 {
+        let r = env.post("/v1/chat/completions", &chat("idle", "hi")).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        let route = r.headers["x-switchyard-route"].to_str().unwrap();
+        assert!(route.contains("attempts=1"), "{route}");
+    }
+    // Every request after the first went out twice: on the kept connection, then a new one.
+    assert_eq!(*connections.lock().unwrap(), 4);
+    let health = env
+        .http
+        .get(format!("{}/admin/deployments", env.gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let idle = &health["data"][0];
+    assert_eq!(idle["failures"], 0, "{health}");
+    assert_eq!(idle["successes"], 4, "{health}");
+}
