@@ -83,6 +83,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
             tool_choice: None,
             thinking: None,
             output_config: None,
+            max_tokens: 0,
         };
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match &*key.0 {
@@ -172,6 +173,7 @@ impl<'de, const RAW: bool> Visitor<'de> for RequestVisitor<'_, RAW> {
         messages.extend(wire_messages);
         // Tools and the other typed fields mean here what they mean in the full decoder: its
         // own function reads them.
+        typed.max_tokens = max_tokens;
         let typed = decode_typed(typed, &mut rest);
         r.tools = typed.tools;
         r.tool_choice = typed.tool_choice;

@@ -169,6 +169,7 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
             tool_choice: params.tool_choice,
             thinking: params.thinking,
             output_config: params.output_config,
+            max_tokens,
         },
         &mut extras,
     );
@@ -206,6 +207,8 @@ pub(super) struct TypedParams {
     pub tool_choice: Option<wire::ToolChoice>,
     pub thinking: Option<ThinkingConfigParam>,
     pub output_config: Option<OutputConfig>,
+    /// The request's `max_tokens`, which a thinking budget stays below.
+    pub max_tokens: u32,
 }
 
 /// What [`TypedParams`] become in the canonical request.
@@ -266,13 +269,17 @@ pub(super) fn decode_typed(params: TypedParams, extras: &mut Map<String, Value>)
         Some(ThinkingConfigParam::Disabled) | None => None,
         Some(ThinkingConfigParam::Other(other)) => {
             // Adaptive thinking (Claude 4.6 and later) is thinking up to its effort's budget for
-            // other providers, as a budget of the client's own would be; Claude gets the
-            // client's own `thinking` from the extras.
+            // other providers, as a budget of the client's own would be, kept below
+            // `max_tokens` as Claude's budgets must be (none when under its least, 1024);
+            // Claude gets the client's own `thinking` from the extras.
             let adaptive = other.get("type").and_then(Value::as_str) == Some("adaptive");
             extras.insert(THINKING.into(), Value::Object(other));
-            adaptive.then(|| Reasoning {
+            let budget = effort_budget(adaptive_effort_of(params.output_config.as_ref()))
+                .map(|budget| budget.min(params.max_tokens.saturating_sub(1)))
+                .filter(|budget| *budget >= 1024);
+            budget.filter(|_| adaptive).map(|budget| Reasoning {
                 effort: None,
-                budget_tokens: effort_budget(adaptive_effort_of(params.output_config.as_ref())),
+                budget_tokens: Some(budget),
             })
         }
     };

@@ -238,7 +238,7 @@ fn same_dialect_round_trip_is_lossless() {
 fn decodes_minimal_request_and_content_shapes() {
     let request = decode(&json!({
         "model": MODEL,
-        "max_tokens": 16,
+        "max_tokens": 20000,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "t1",
@@ -2957,6 +2957,26 @@ fn effort_thinking_is_left_off_after_a_tool_turn_that_did_not_think() {
         let (_, body) = build(&own);
         assert_eq!(body.get("thinking").is_none(), left_off, "{body}");
     }
+}
+
+/// Adaptive thinking's budget, for providers that take a budget, stays below `max_tokens`
+/// (Claude on Bedrock refuses a budget at or above it), and is none below Claude's least.
+#[test]
+fn adaptive_thinking_budgets_fit_under_max_tokens() {
+    let budget = |max_tokens: u32, effort: Option<&str>| {
+        let mut body = json!({"model": MODEL, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "hi"}],
+            "thinking": {"type": "adaptive"}});
+        if let Some(effort) = effort {
+            body["output_config"] = json!({"effort": effort});
+        }
+        decode(&body).unwrap().reasoning.and_then(|r| r.budget_tokens)
+    };
+    assert_eq!(budget(4096, None), Some(4095));
+    assert_eq!(budget(32000, None), Some(16384));
+    assert_eq!(budget(3000, Some("medium")), Some(2999));
+    assert_eq!(budget(1000, Some("low")), None);
+    assert_eq!(budget(1025, Some("low")), Some(1024));
 }
 
 /// Claude 4.6 and later get an OpenAI-style effort as adaptive thinking at the Messages API's

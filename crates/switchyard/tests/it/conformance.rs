@@ -2632,22 +2632,33 @@ async fn adaptive_thinking_thinks_on_every_provider_that_can() {
 "#,
     )
     .await;
-    for alias in ["gemini", "bedrock", "opus-latest-bedrock", "anthropic"] {
-        let ask = json!({"model": alias, "max_tokens": 4000,
-            "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"},
-            "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
-        let r = env.post_anthropic(&ask).await;
-        assert_eq!(r.status, 200, "{alias}: {}", r.text);
-        let content = r.json()["content"].clone();
-        assert_eq!(content[0]["type"], "thinking", "{alias}: {content}");
-        assert!(
-            content[0]["thinking"]
-                .as_str()
-                .unwrap()
-                .contains("sky blue"),
-            "{alias}: {content}"
-        );
+    // The default effort (high) with a `max_tokens` below its budget (as LangChain's default
+    // of 4096) thinks within `max_tokens`.
+    for effort in [json!({"effort": "low"}), json!({})] {
+        for alias in ["gemini", "bedrock", "opus-latest-bedrock", "anthropic"] {
+            let ask = json!({"model": alias, "max_tokens": 4000,
+                "thinking": {"type": "adaptive"}, "output_config": effort,
+                "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+            let r = env.post_anthropic(&ask).await;
+            assert_eq!(r.status, 200, "{alias} {effort}: {}", r.text);
+            let content = r.json()["content"].clone();
+            assert_eq!(content[0]["type"], "thinking", "{alias}: {content}");
+            assert!(
+                content[0]["thinking"]
+                    .as_str()
+                    .unwrap()
+                    .contains("sky blue"),
+                "{alias}: {content}"
+            );
+        }
     }
+    // Too little room to think (Claude's least budget is 1024): an answer without thinking.
+    let ask = json!({"model": "bedrock", "max_tokens": 1000,
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"},
+        "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+    let r = env.post_anthropic(&ask).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["content"][0]["type"], "text", "{}", r.text);
 }
 
 /// OpenAI's legacy Completions API (`/v1/completions`, which LlamaIndex's `OpenAILike` and
