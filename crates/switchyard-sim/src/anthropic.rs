@@ -535,6 +535,10 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
                     .is_some_and(|t| t.starts_with("web_search_"));
                 continue;
             };
+            if tool.get("strict").and_then(Value::as_bool) == Some(true) {
+                let i = conv.tools.len();
+                compiled_schema(&schema, &format!("tools.{i}.input_schema"))?;
+            }
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 conv.tools.push(Tool {
                     name: name.to_owned(),
@@ -569,6 +573,9 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         && format.get("type").and_then(Value::as_str) == Some("json_schema")
     {
         let schema = format.get_mut("schema").map(Value::take);
+        if let Some(schema) = &schema {
+            compiled_schema(schema, "output_config.format.schema")?;
+        }
         conv.json = Some(JsonMode { schema });
     }
     conv.stop = obj
@@ -588,6 +595,64 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
         conv.web_search = Some(conv.last_user_text.clone());
     }
     Ok(conv)
+}
+
+/// Refuses, as Claude's structured outputs do, a schema (a JSON output's or a strict tool's)
+/// with keywords their compiler does not take: numeric bounds, string lengths, array sizes
+/// beyond `minItems` 0 or 1, property counts. Subschemas are checked too.
+fn compiled_schema(schema: &Value, at: &str) -> Result<(), SimError> {
+    const REFUSED: [&str; 11] = [
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+    ];
+    let Value::Object(node) = schema else {
+        return Ok(());
+    };
+    let kind = node.get("type").and_then(Value::as_str).unwrap_or("schema");
+    for (key, value) in node {
+        if REFUSED.contains(&key.as_str())
+            || (key == "minItems" && value.as_u64().is_none_or(|n| n > 1))
+        {
+            return Err(SimError::bad_request(format!(
+                "{at}: For '{kind}' type, property '{key}' is not supported"
+            )));
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(sub) = node.get(key) {
+            compiled_schema(sub, at)?;
+        }
+    }
+    for key in ["anyOf", "allOf", "oneOf"] {
+        for sub in node
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            compiled_schema(sub, at)?;
+        }
+    }
+    for key in ["properties", "$defs", "definitions"] {
+        for sub in node
+            .get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            compiled_schema(sub, at)?;
+        }
+    }
+    Ok(())
 }
 
 /// `thinking`: whether and how it is on, checked as Claude checks it ([`ClaudeThinking`]).

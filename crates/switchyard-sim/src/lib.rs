@@ -42,7 +42,9 @@
 //!   `responseMimeType: application/json`, Bedrock `outputConfig.textFormat` with its schema
 //!   string) returns a document built from the schema, or
 //!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
-//!   tokens per 12-character fragment (plus one per tool call).
+//!   tokens per 12-character fragment (plus one per tool call). Anthropic refuses, as Claude's
+//!   structured outputs do, a JSON output's or strict tool's schema with numeric bounds, string
+//!   lengths, array sizes beyond `minItems` 0 or 1, or property counts.
 //! * Streams are written byte for byte in each API's form, members in its order: OpenAI's
 //!   chunks (`id`, `object`, `created`, `model`, `service_tier`, `system_fingerprint`,
 //!   `choices`, then `usage` with `stream_options.include_usage`) end with an `obfuscation` of

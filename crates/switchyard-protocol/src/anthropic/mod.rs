@@ -7,6 +7,7 @@ mod common;
 mod ingress;
 mod provider;
 mod reply;
+mod schema;
 mod stream;
 #[cfg(test)]
 mod tests;

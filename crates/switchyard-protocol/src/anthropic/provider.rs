@@ -539,6 +539,10 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
                 // Anthropic requires an object schema; OpenAI lets a tool omit its parameters.
                 input_schema: match &tool.parameters {
                     Value::Null => serde_json::json!({"type": "object", "properties": {}}),
+                    // A strict tool's schema is compiled, as a JSON output's is.
+                    schema if tool.strict == Some(true) => {
+                        super::schema::fitted(schema).unwrap_or_else(|| schema.clone())
+                    }
                     schema => schema.clone(),
                 },
                 cache_control: tool.cache_control.clone(),
@@ -651,7 +655,7 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &request.response_format {
         output_config.format = Some(OutputFormat::JsonSchema {
-            schema: schema.clone(),
+            schema: super::schema::fitted(schema).unwrap_or_else(|| schema.clone()),
         });
     }
 

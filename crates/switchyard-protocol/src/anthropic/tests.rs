@@ -2970,7 +2970,10 @@ fn adaptive_thinking_budgets_fit_under_max_tokens() {
         if let Some(effort) = effort {
             body["output_config"] = json!({"effort": effort});
         }
-        decode(&body).unwrap().reasoning.and_then(|r| r.budget_tokens)
+        decode(&body)
+            .unwrap()
+            .reasoning
+            .and_then(|r| r.budget_tokens)
     };
     assert_eq!(budget(4096, None), Some(4095));
     assert_eq!(budget(32000, None), Some(16384));

@@ -157,14 +157,30 @@ async fn openai_ingress_matrix() {
                 .unwrap_or_else(|e| panic!("{kind}: bad args {a}: {e}"));
         }
 
-        // JSON schema output.
+        // JSON schema output, with the bounds pydantic writes (which Claude's structured
+        // outputs do not take: they reach it in the descriptions).
         let mut body = chat(kind, "Answer in JSON");
-        body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}});
+        body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "r", "strict": true, "schema": {"type": "object",
+            "properties": {"answer": {"type": "string", "minLength": 1}, "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+            "required": ["answer", "age"], "additionalProperties": false}}});
         let b = env.post("/v1/chat/completions", &body).await.json();
         let content: Value =
             serde_json::from_str(b["choices"][0]["message"]["content"].as_str().unwrap())
                 .unwrap_or_else(|e| panic!("{kind}: {e}: {b}"));
         assert!(content["answer"].is_string(), "{kind}: {content}");
+        // A strict tool's schema likewise.
+        let mut body = chat(kind, "Look it up");
+        body["tools"] = json!([{"type": "function", "function": {"name": "lookup", "strict": true,
+            "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
+                "required": ["n"], "additionalProperties": false}}}]);
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            "lookup",
+            "{kind}: {}",
+            r.text
+        );
 
         // max_tokens → length.
         let mut body = chat(kind, "Write a long essay");
@@ -1108,7 +1124,8 @@ async fn a_long_inline_image_reaches_every_provider_unchanged() {
 /// reaches the model: as it is for Anthropic, in a user message after the `tool` messages for
 /// OpenAI-style providers (whose `tool` messages hold text only), and in the function
 /// response's own parts for Gemini. A screenshot by URL has no place in a Gemini function
-/// response: refused there with a clear error, not sent without it.
+/// response: the gateway fetches it (see `media.rs`), and one it cannot fetch is refused
+/// naming the part, not sent without it.
 #[tokio::test]
 async fn a_tool_results_screenshot_reaches_the_model() {
     let env = echoing("{images}").await;
@@ -1140,14 +1157,16 @@ async fn a_tool_results_screenshot_reaches_the_model() {
         );
     }
     let mut by_url =
-        turn(json!({"type": "image", "source": {"type": "url", "url": "https://x.example/s.png"}}));
+        turn(json!({"type": "image", "source": {"type": "url", "url": "https://x.invalid/s.png"}}));
     by_url["model"] = json!("gemini");
     let r = env.post_anthropic(&by_url).await;
     assert_eq!(r.status, 400, "{:.300}", r.text);
     let error = &r.json()["error"];
     assert_eq!(error["type"], "invalid_request_error", "{}", r.text);
+    let message = error["message"].as_str().unwrap();
     assert!(
-        error["message"].as_str().unwrap().contains("inline"),
+        message.contains("could not fetch")
+            && message.contains("messages[2].content[0].content[1]"),
         "{}",
         r.text
     );
