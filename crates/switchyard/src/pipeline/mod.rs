@@ -686,9 +686,15 @@ pub async fn chat(
                 _ => None,
             };
             let ending = keeping.as_ref().map(|(_, ending)| ending.clone());
+            let committed_at = Instant::now();
             let on_end = Box::new(move |end: StreamEnd| {
                 if let Some(ending) = ending {
                     ending.note(&end);
+                }
+                // The attempt that committed lasted until its stream ended, not until it
+                // committed (its record's latency, its trace span).
+                if let Some(attempt) = attempts.iter_mut().rev().find(|a| !a.cancelled) {
+                    attempt.latency += committed_at.elapsed();
                 }
                 log_stream_end(&id, &decision, started, &attempts, &end);
                 match &end.error {
@@ -705,7 +711,10 @@ pub async fn chat(
                 if let Some(at) = end.first_chunk_at {
                     tracker.set_ttft(at);
                 }
-                tracker.set_usage(end.usage, end.output_chars, price);
+                // A stream that did not end whole may have said only part of its usage (Claude's
+                // opening count of one output token): what reached the client counts at least.
+                let whole = end.error.is_none() && !end.cancelled;
+                tracker.set_stream_usage(end.usage, end.output_chars, price, whole);
                 tracker.set_response_text(&end.text);
                 tracker.set_response_id(&end.response_id);
                 tracker

@@ -260,14 +260,33 @@ impl Tracker {
 
     /// Usage as reported, or an explicit estimate (marked as such) when the provider sent none.
     pub fn set_usage(&mut self, usage: Option<Usage>, response_chars: usize, price: Option<Price>) {
+        self.set_stream_usage(usage, response_chars, price, true);
+    }
+
+    /// [`Self::set_usage`] for a stream, which may not have ended `whole`: then the output
+    /// reported so far (Claude's opening count, a count before the break) is taken as at least
+    /// what reached the client, estimated from its characters, and marked as an estimate when
+    /// that is more.
+    pub fn set_stream_usage(
+        &mut self,
+        usage: Option<Usage>,
+        response_chars: usize,
+        price: Option<Price>,
+        whole: bool,
+    ) {
+        let sent = (response_chars as u64).div_ceil(4);
         let (usage, estimated) = match usage {
+            Some(mut u) if !whole && u.output_tokens < sent => {
+                u.output_tokens = sent;
+                (u, true)
+            }
             Some(u) => (u, false),
             None => (
                 Usage {
                     input_tokens: self
                         .prompt_estimate
                         .unwrap_or_else(|| (self.prompt_chars as u64).div_ceil(4)),
-                    output_tokens: (response_chars as u64).div_ceil(4),
+                    output_tokens: sent,
                     ..Usage::default()
                 },
                 true,
@@ -529,5 +548,32 @@ mod tests {
         plain.prompt_chars = 400;
         plain.set_usage(None, 0, Some(price));
         assert_eq!(plain.cost_nanos, Some(100_000));
+    }
+
+    #[test]
+    fn a_broken_stream_counts_at_least_the_output_that_reached_the_client() {
+        let price = Price::per_mtok(0.0, 1.0);
+        // Claude's opening count: one output token, then 400 characters before the break.
+        let opening = Usage {
+            input_tokens: 10,
+            output_tokens: 1,
+            ..Usage::default()
+        };
+        let mut broken = tracker();
+        broken.set_stream_usage(Some(opening), 400, Some(price), false);
+        assert_eq!(broken.output_tokens, 100);
+        assert_eq!(broken.cost_nanos, Some(100_000));
+        // A whole stream's usage is the provider's, whatever the characters.
+        let mut whole = tracker();
+        whole.set_stream_usage(Some(opening), 400, Some(price), true);
+        assert_eq!(whole.output_tokens, 1);
+        // A broken stream that reported more than its characters keeps its count.
+        let mut counted = tracker();
+        let more = Usage {
+            output_tokens: 300,
+            ..opening
+        };
+        counted.set_stream_usage(Some(more), 400, Some(price), false);
+        assert_eq!(counted.output_tokens, 300);
     }
 }

@@ -165,12 +165,29 @@ async fn every_request_has_one_record_with_its_decision() {
 
     let br = record(&env, &broken).await;
     assert_eq!(br["outcome"], "stream_error");
+    // What reached the client before the break is counted (no usage came).
+    assert_eq!(br["tokens"]["estimated"], true, "{br}");
+    assert!(br["tokens"]["output"].as_u64().unwrap() >= 2, "{br}");
     assert_eq!(br["error_code"], "stream_interrupted");
     assert!(br.get("finish_reason").is_none(), "{br}");
     assert_eq!(
         br["attempts"][0]["error_class"], "stream_interrupted",
         "{br}"
     );
+
+    // A Claude stream broken after its opening count of one output token: the words that
+    // reached the client count, not the opening's one.
+    env.fault("priced-backup", "cut_after=6", Some(1)).await;
+    let mut claude = chat("priced-backup", "tell me more");
+    claude["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &claude).await;
+    let claude_broken = request_id(&r);
+    ids.push(claude_broken.clone());
+    let cb = record(&env, &claude_broken).await;
+    assert_eq!(cb["outcome"], "stream_error", "{cb}");
+    assert!(cb["tokens"]["input"].as_u64().unwrap() > 0, "{cb}");
+    assert!(cb["tokens"]["output"].as_u64().unwrap() >= 6, "{cb}");
+    assert_eq!(cb["tokens"]["estimated"], true, "{cb}");
 
     for id in &ids {
         record(&env, id).await;
@@ -260,6 +277,20 @@ async fn a_store_that_is_down_loses_no_record() {
     // The store comes back: everything is replayed.
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     drop(lock);
+    // A Claude stream broken after its opening count of one output token: the words that
+    // reached the client count, not the opening's one.
+    env.fault("priced-backup", "cut_after=6", Some(1)).await;
+    let mut claude = chat("priced-backup", "tell me more");
+    claude["stream"] = json!(true);
+    let r = env.post("/v1/chat/completions", &claude).await;
+    let claude_broken = request_id(&r);
+    ids.push(claude_broken.clone());
+    let cb = record(&env, &claude_broken).await;
+    assert_eq!(cb["outcome"], "stream_error", "{cb}");
+    assert!(cb["tokens"]["input"].as_u64().unwrap() > 0, "{cb}");
+    assert!(cb["tokens"]["output"].as_u64().unwrap() >= 6, "{cb}");
+    assert_eq!(cb["tokens"]["estimated"], true, "{cb}");
+
     for id in &ids {
         record(&env, id).await;
     }

@@ -31,7 +31,11 @@ async fn failures_before_commit_fall_back() {
         "cut_after=0",
         "status=429;retry_after=1",
     ] {
-        env.fault("primary-model", fault, Some(1)).await;
+        // A reset on a kept connection is sent once more on a new one (it may be the
+        // provider's idle timeout): the reset there too is what falls back.
+        let times = if fault == "reset" { 2 } else { 1 };
+        env.clear_faults().await;
+        env.fault("primary-model", fault, Some(times)).await;
         let r = env.post("/v1/chat/completions", &stream("primary")).await;
         assert_eq!(r.status, 200, "{fault}: {}", r.text);
         let data = r.sse_data();
@@ -43,7 +47,8 @@ async fn failures_before_commit_fall_back() {
             "{fault}: {route}"
         );
         // Non-stream too.
-        env.fault("primary-model", fault, Some(1)).await;
+        env.clear_faults().await;
+        env.fault("primary-model", fault, Some(times)).await;
         let r = env
             .post("/v1/chat/completions", &chat("primary", "hi"))
             .await;
@@ -224,6 +229,11 @@ async fn providers_that_fall_silent_mid_answer_are_cut_by_the_stall_timeout() {
     assert_eq!(words, "Simulated reply");
     let last: serde_json::Value = serde_json::from_str(data.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_timeout", "{last}");
+    // The attempt lasted until the stall cut it (500 ms of silence), not until it began.
+    let id = r.headers["x-request-id"].to_str().unwrap();
+    let rec = crate::harness::record(&env, id).await;
+    let latency = rec["attempts"][0]["latency_ms"].as_f64().unwrap();
+    assert!(latency >= 500.0, "{rec}");
 }
 
 #[tokio::test]
