@@ -53,6 +53,9 @@ pub struct FaultSpec {
     /// A whole (non-stream) answer: send its headers and the first half of its body, then fall
     /// silent with the connection held open.
     pub stall_body: bool,
+    /// Answer status 200 with the dialect's error body for a 500, as some servers and proxies
+    /// do.
+    pub error_body: bool,
 }
 
 /// Why a fault spec did not parse.
@@ -108,6 +111,7 @@ impl FromStr for FaultSpec {
                 "reset" => spec.reset = flag(value)?,
                 "context_length" => spec.context_length = flag(value)?,
                 "stall_body" => spec.stall_body = flag(value)?,
+                "error_body" => spec.error_body = flag(value)?,
                 "cut_after" => set_stream(&mut spec, StreamFault::CutAfter(count(value)?))?,
                 "premature_end_after" => {
                     set_stream(&mut spec, StreamFault::PrematureEndAfter(count(value)?))?
@@ -137,10 +141,13 @@ impl FromStr for FaultSpec {
             spec.status.is_some(),
             spec.context_length,
             spec.stall_body,
+            spec.error_body,
         ];
         if outcomes.iter().filter(|o| **o).count() > 1 {
             return Err(FaultSpecError(
-                "choose one of `hang`, `reset`, `status`, `context_length`, `stall_body`".into(),
+                "choose one of `hang`, `reset`, `status`, `context_length`, `stall_body`, \
+                 `error_body`"
+                    .into(),
             ));
         }
         Ok(spec)
@@ -177,6 +184,9 @@ impl fmt::Display for FaultSpec {
         }
         if self.stall_body {
             parts.push("stall_body".into());
+        }
+        if self.error_body {
+            parts.push("error_body".into());
         }
         match self.stream {
             Some(StreamFault::CutAfter(n)) => parts.push(format!("cut_after={n}")),

@@ -390,6 +390,13 @@ impl Pipeline<'_> {
             let err = self.api.context_error(self.entry.input_tokens);
             return Err(self.fail(&err));
         }
+        if fault.error_body {
+            pause(ttft_ms).await;
+            let err = self.api.fault_error(500, &self.entry.model, None);
+            let mut response = self.api.error_response(&self.sim.ids, &err);
+            *response.status_mut() = axum::http::StatusCode::OK;
+            return Err(self.finish(200, response));
+        }
         Ok(self)
     }
 }

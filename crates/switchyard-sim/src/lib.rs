@@ -135,9 +135,10 @@
 //! | `stall_after=N` | Stream: send N content chunks, then fall silent with the connection held open. |
 //! | `ping_after=N` | Stream: send N content chunks, then only keep-alive events every 100 ms (Anthropic's `ping`, an SSE comment `: keep-alive` for OpenAI, Azure and Gemini; Bedrock has none and falls silent), the connection held open. |
 //! | `cut_at_end` | Stream: send the whole stream, terminal events included, then drop the connection before the body's own end. |
+//! | `error_body` | Answer status 200 with the body of a `status=500` error, as some servers and proxies do. |
 //! | `stall_body` | A whole answer: send its headers and the first half of its body, then fall silent with the connection held open. |
 //!
-//! At most one of `status`, `hang`, `reset`, `context_length` and `stall_body`, and one stream item, per spec;
+//! At most one of `status`, `hang`, `reset`, `context_length`, `stall_body` and `error_body`, and one stream item, per spec;
 //! `ttft_ms` combines with any of them. Stream items do nothing to non-streamed requests.
 //! "Content chunks" are those carrying output: words, JSON fragments, tool calls and their
 //! argument fragments; opening events (role chunk, `message_start`, `content_block_start` of a

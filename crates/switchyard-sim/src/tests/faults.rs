@@ -57,6 +57,7 @@ fn spec_grammar() {
         "ping_after=0",
         "cut_at_end",
         "stall_body",
+        "error_body",
         "ttft_ms=10,hang",
     ] {
         let parsed: FaultSpec = spec.parse().unwrap();

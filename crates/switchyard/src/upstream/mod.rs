@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt};
+use serde_json::Value;
 use switchyard_protocol::canonical::{
     ChatRequest, ChatResponse, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, ErrorClass,
     StreamEvent, UpstreamErrorInfo, Usage,
@@ -205,6 +206,24 @@ fn transport_error(failure: client::SendFailure, provider: &Provider) -> Upstrea
         retry_after_secs: None,
         param: None,
     }
+}
+
+/// A provider's error sent with a success status (some servers and proxies answer 200 with an
+/// error body): read as the error it is, with the provider's own message, when a body that is
+/// not an answer holds one (`{"error": …}`, or Anthropic's `{"type": "error", …}`).
+fn error_in_success(provider: &Provider, body: &[u8]) -> Option<UpstreamErrorInfo> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let holds_error = value.get("error").is_some_and(|e| !e.is_null())
+        || value.get("type").and_then(Value::as_str) == Some("error");
+    if !holds_error {
+        return None;
+    }
+    // Classified as a server's failure would be; the status says what came.
+    let mut error = provider
+        .dialect
+        .classify_error(500, &http::HeaderMap::new(), body);
+    error.status = Some(200);
+    Some(error)
 }
 
 fn broken_off(provider: &Provider) -> UpstreamErrorInfo {
@@ -458,7 +477,11 @@ async fn attempt_chat(
     let timeouts = provider.timeouts;
     if !request.stream {
         let body = whole_body(provider, response, started).await?;
-        return provider.dialect.parse_chat(&body).map(Answer::Complete);
+        return provider
+            .dialect
+            .parse_chat(&body)
+            .map(Answer::Complete)
+            .map_err(|e| error_in_success(provider, &body).unwrap_or(e));
     }
     let mut body: ByteStream = Box::pin(BodyDataStream::new(response.into_body()));
     let mut decoder = provider.dialect.stream_decoder();

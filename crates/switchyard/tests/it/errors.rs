@@ -164,6 +164,21 @@ async fn upstream_failures_map_to_stable_codes() {
             }
             let _ = b;
         }
+        // An error body with a success status is the error it holds, not an unreadable
+        // answer (Bedrock's errors say what they are in a header only).
+        if *kind != "bedrock" {
+            env.clear_faults().await;
+            env.fault(model, "error_body", Some(1)).await;
+            let r = env.post("/v1/chat/completions", &chat(kind, "x")).await;
+            assert_openai_error(&r, 502, "upstream_unavailable");
+            let id = r.headers["x-request-id"].to_str().unwrap();
+            let rec = crate::harness::record(&env, id).await;
+            assert_eq!(rec["attempts"][0]["status"], 200, "{kind}: {rec}");
+            assert_eq!(
+                rec["attempts"][0]["error_class"], "server_error",
+                "{kind}: {rec}"
+            );
+        }
     }
     // A hang costs one first-byte timeout: 504.
     env.fault("fast-model", "hang", Some(1)).await;
