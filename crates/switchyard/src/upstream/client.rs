@@ -145,6 +145,11 @@ pub enum HttpClient {
     Proxied(reqwest::Client),
 }
 
+/// Every request asks for its answer uncompressed: the dialects read bodies as they come, and
+/// without the header any coding would be acceptable (RFC 9110).
+const ACCEPT_ENCODING: http::HeaderName = http::header::ACCEPT_ENCODING;
+static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
+
 /// Why a request got no response head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendFailure {
@@ -177,6 +182,9 @@ impl HttpClient {
                 let url = urls.get(&parts.uri).map_err(|_| SendFailure::Url)?;
                 let mut request = reqwest::Request::new(parts.method, url);
                 *request.headers_mut() = parts.headers;
+                request
+                    .headers_mut()
+                    .insert(ACCEPT_ENCODING, IDENTITY.clone());
                 *request.version_mut() = parts.version;
                 *request.body_mut() = Some(body.into_vec().into());
                 // Boxed: see `DirectClient::send`.
@@ -357,6 +365,7 @@ impl DirectClient {
         };
         let (origin, host, mut idle) = self.pool.checkout(scheme, authority)?;
         parts.headers.entry(http::header::HOST).or_insert(host);
+        parts.headers.insert(ACCEPT_ENCODING, IDENTITY.clone());
         // The request line carries the path only; the origin is the connection's.
         let path = parts
             .uri

@@ -297,6 +297,23 @@ where
     if let Some(h) = headroom(response.headers()) {
         d.health.provider_headroom(h);
     }
+    if let Some(coding) = response.headers().get(http::header::CONTENT_ENCODING)
+        && coding != "identity"
+    {
+        return Err(UpstreamErrorInfo {
+            class: ErrorClass::MalformedResponse,
+            status: Some(response.status().as_u16()),
+            message: format!(
+                "provider '{}' compressed its answer (content-encoding: {}) though the gateway \
+                 asked for none (accept-encoding: identity)",
+                provider.name,
+                String::from_utf8_lossy(coding.as_bytes())
+            ),
+            provider_code: None,
+            retry_after_secs: None,
+            param: None,
+        });
+    }
     if response.status().is_success() {
         return Ok(response);
     }

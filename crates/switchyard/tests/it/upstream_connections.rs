@@ -258,9 +258,9 @@ models:
     assert!(message.contains("not readable HTTP"), "{message}");
 }
 
-/// Reads one HTTP/1.1 request (head and `content-length` body) from `socket`; false at its end.
-async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    use tokio::io::AsyncReadExt;
+/// Reads one HTTP/1.1 request (head and `content-length` body) from `socket` and gives its head
+/// in lower case; `None` at the connection's end.
+async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -270,12 +270,12 @@ async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
                 .map_or(0, |v| v.trim().parse().unwrap());
             if buf.len() >= end + 4 + length {
                 buf.drain(..end + 4 + length);
-                return true;
+                return Some(head);
             }
         }
         let mut chunk = [0u8; 8192];
         match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
@@ -306,14 +306,14 @@ async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
             let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                if !read_request(&mut socket, &mut buf).await {
+                if read_request(&mut socket, &mut buf).await.is_none() {
                     return;
                 }
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
                     answer.len()
                 );
-                let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, reply.as_bytes()).await;
+                let _ = socket.write_all(reply.as_bytes()).await;
                 // The next request is read, and the connection dropped unanswered.
                 read_request(&mut socket, &mut buf).await;
             });
@@ -354,4 +354,59 @@ models:
     let idle = &health["data"][0];
     assert_eq!(idle["failures"], 0, "{health}");
     assert_eq!(idle["successes"], 4, "{health}");
+}
+
+#[tokio::test]
+async fn answers_are_asked_for_uncompressed_and_a_compressed_one_is_named() {
+    // A provider that compresses whatever it is asked: it notes each request's head.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(head) = read_request(&mut socket, &mut buf).await {
+                    noted.lock().unwrap().push(head);
+                    let body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03";
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(body).await;
+                }
+            });
+        }
+    });
+    let sim = start_sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-gzip, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
+models:
+  - {{alias: gzip, deployments: [{{provider: p-gzip, model: m}}]}}
+"#
+    );
+    let env = gateway(sim, &config, &[]).await;
+    let r = env.post("/v1/chat/completions", &chat("gzip", "hi")).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("content-encoding: gzip"), "{message}");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert!(
+        heads[0].contains("\r\naccept-encoding: identity"),
+        "{}",
+        heads[0]
+    );
 }
