@@ -777,27 +777,33 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-fn dialect_for_path(path: &str) -> DialectId {
-    if path.starts_with("/v1/messages") {
+/// The error shape of a path the gateway does not serve: Anthropic's under `/v1/messages` or
+/// for a client that says it speaks Anthropic's API (its SDKs send `anthropic-version` on every
+/// call, to `/v1/files` say), OpenAI's otherwise.
+fn dialect_for_path(path: &str, headers: &HeaderMap) -> DialectId {
+    if path.starts_with("/v1/messages")
+        || path.starts_with("/messages")
+        || headers.contains_key("anthropic-version")
+    {
         DialectId::Anthropic
     } else {
         DialectId::OpenAi
     }
 }
 
-async fn not_found(uri: http::Uri) -> Response {
+async fn not_found(uri: http::Uri, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     error_response(
-        dialect_for_path(uri.path()),
+        dialect_for_path(uri.path(), &headers),
         &GatewayError::NotFound(uri.path().to_owned()),
         &ctx.id,
     )
 }
 
-async fn method_not_allowed(method: http::Method, uri: http::Uri) -> Response {
+async fn method_not_allowed(method: http::Method, uri: http::Uri, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let mut response = error_response(
-        dialect_for_path(uri.path()),
+        dialect_for_path(uri.path(), &headers),
         &GatewayError::NotFound(format!("{method} {}", uri.path())),
         &ctx.id,
     );

@@ -89,6 +89,18 @@ async fn bad_client_input() {
     let r = env.get("/v1/messages").await;
     assert_eq!(r.status, 405, "{}", r.text);
     assert_eq!(r.json()["type"], "error", "{}", r.text);
+    // An endpoint the gateway does not serve, asked by an Anthropic client (its SDKs send
+    // `anthropic-version` on every call): Anthropic's shape.
+    let r = env
+        .post_with(
+            "/v1/files",
+            &json!({}),
+            &[("anthropic-version", "2023-06-01")],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["type"], "error", "{}", r.text);
+    assert_eq!(r.json()["error"]["type"], "not_found_error", "{}", r.text);
 
     // The Anthropic ingress answers in its own shape.
     let r = env
