@@ -105,6 +105,7 @@ fn target() -> Target<'static> {
 
 fn ctx() -> EncodeCtx {
     EncodeCtx {
+        prompt_estimate: 0,
         id: "0192c0ffee".into(),
         model: "gpt-4o-mini".into(),
         created: 1_700_000_000,

@@ -56,6 +56,9 @@ pub struct EncodeCtx {
     /// Where a finished answer goes to be kept, for dialects whose clients may refer to it
     /// later (the Responses API's `previous_response_id`); `None` keeps nothing.
     pub keep: Option<KeepAnswer>,
+    /// The prompt's estimated tokens (as the request was admitted), for dialects whose answers
+    /// must say a count when the provider said none (Anthropic's `usage`).
+    pub prompt_estimate: u64,
 }
 
 /// Takes a finished answer, whole or streamed to its end: its id and its dialect's object (a

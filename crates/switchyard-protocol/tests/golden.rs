@@ -125,6 +125,7 @@ fn reply_dialect(folder: &str) -> Box<dyn ProviderDialect> {
 
 fn ctx() -> EncodeCtx {
     EncodeCtx {
+        prompt_estimate: 0,
         id: "golden0001".into(),
         model: "my-alias".into(),
         created: 1_754_400_000,

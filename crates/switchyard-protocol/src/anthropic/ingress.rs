@@ -741,9 +741,10 @@ fn write_message(
     json::write_str(out, stop_reason);
     out.extend_from_slice(b",\"stop_sequence\":");
     json::write_optional_str(out, stop_sequence);
-    // Anthropic clients expect `usage` on every message; unknown usage reads as zeros.
+    // Anthropic clients expect `usage` on every message: estimated when the provider said
+    // none.
     out.extend_from_slice(b",\"usage\":");
-    wire::Usage::full(&response.usage.unwrap_or_default()).write(out);
+    wire::Usage::full(&usage_of(response, ctx)).write(out);
     json::write_members(
         out,
         response
@@ -839,7 +840,7 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
         model: ctx.model.clone(),
         stop_reason: Some(stop_reason.to_owned()),
         stop_sequence: stop_sequence.map(str::to_owned),
-        usage: Some(wire::Usage::full(&response.usage.unwrap_or_default())),
+        usage: Some(wire::Usage::full(&usage_of(response, ctx))),
         rest: response
             .extras
             .for_dialect(DialectId::Anthropic)
@@ -935,4 +936,12 @@ fn encode_error(error: &ClientError) -> Vec<u8> {
         error: error_object(error),
     };
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The answer's usage, or the estimate an Anthropic client is given when the provider said
+/// none.
+fn usage_of(response: &ChatResponse, ctx: &EncodeCtx) -> crate::canonical::Usage {
+    response
+        .usage
+        .unwrap_or_else(|| super::stream::estimated_usage(ctx.prompt_estimate, response.text_len()))
 }

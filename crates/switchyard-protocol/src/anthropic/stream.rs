@@ -404,6 +404,11 @@ pub struct AnthropicStreamEncoder {
     tool_blocks: HashMap<u32, u32>,
     stop: Option<FinishReason>,
     done: bool,
+    /// For a stream whose provider says no usage: the prompt's estimate, and the output's
+    /// characters seen (text, thinking, tool arguments).
+    prompt_estimate: u64,
+    output_chars: usize,
+    usage_said: bool,
 }
 
 /// A `text_delta` event up to its block's index, then from the index to its text.
@@ -415,6 +420,9 @@ impl AnthropicStreamEncoder {
         Self {
             id: message_id(&ctx.id),
             model: ctx.model,
+            prompt_estimate: ctx.prompt_estimate,
+            output_chars: 0,
+            usage_said: false,
             usage: Usage::default(),
             started: false,
             next_index: 0,
@@ -667,11 +675,15 @@ impl StreamEncoder for AnthropicStreamEncoder {
             // The client sees the gateway's id and the alias it asked for, from the context.
             // Log probabilities are OpenAI's; the Messages API has no field for them.
             StreamEvent::Start { .. } | StreamEvent::Logprobs(_) => {}
-            StreamEvent::Usage(usage) => self.usage.merge(usage),
+            StreamEvent::Usage(usage) => {
+                self.usage_said = true;
+                self.usage.merge(usage);
+            }
             StreamEvent::TextDelta(text) => {
                 if text.is_empty() {
                     return;
                 }
+                self.output_chars += text.len();
                 let index = self.text_block(out);
                 Self::text_delta(index, text, out);
             }
@@ -695,6 +707,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                 if thinking.is_empty() {
                     return;
                 }
+                self.output_chars += thinking.len();
                 let index = self.thinking_block(out);
                 Self::thinking_delta(index, thinking, out);
             }
@@ -737,6 +750,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                 if arguments.is_empty() {
                     return;
                 }
+                self.output_chars += arguments.len();
                 let block = match (self.open, self.tool_blocks.get(index)) {
                     (Some(OpenBlock::Tool { index: block, tool }), _) if tool == *index => block,
                     // A fragment for a tool call whose block was already closed (providers that
@@ -769,6 +783,10 @@ impl StreamEncoder for AnthropicStreamEncoder {
         }
         self.ensure_started(out);
         self.close(out);
+        // The Messages API always says its counts: estimated when the provider said none.
+        if !self.usage_said {
+            self.usage = estimated_usage(self.prompt_estimate, self.output_chars);
+        }
         let (stop_reason, stop_sequence) =
             wire::stop_reason(self.stop.as_ref().unwrap_or(&FinishReason::Stop));
         Self::message_end(stop_reason, stop_sequence, &self.usage, out);
@@ -780,5 +798,16 @@ impl StreamEncoder for AnthropicStreamEncoder {
             return;
         }
         self.write_error(error_object(error), out);
+    }
+}
+
+/// The counts an Anthropic client is given when the provider said none: the prompt as it was
+/// estimated on admission, the output at four characters a token (as the request's record
+/// bills it).
+pub(super) fn estimated_usage(prompt_estimate: u64, output_chars: usize) -> Usage {
+    Usage {
+        input_tokens: prompt_estimate,
+        output_tokens: (output_chars as u64).div_ceil(4),
+        ..Usage::default()
     }
 }

@@ -33,6 +33,7 @@ fn target() -> Target<'static> {
 
 fn ctx(id: &str, model: &str) -> EncodeCtx {
     EncodeCtx {
+        prompt_estimate: 0,
         id: id.into(),
         model: model.into(),
         created: 1_700_000_000,
@@ -1465,6 +1466,55 @@ fn frames(bytes: &[u8]) -> Vec<(String, Value)> {
             (e.event.unwrap(), data)
         })
         .collect()
+}
+
+/// A provider that said no usage: an Anthropic client, whose format always says its counts,
+/// gets the estimate the request was admitted with and the output at four characters a token,
+/// whole and streamed, not zeros.
+#[test]
+fn unsaid_usage_reaches_anthropic_clients_as_an_estimate() {
+    let estimated = EncodeCtx {
+        prompt_estimate: 42,
+        ..ctx("r1", "alias")
+    };
+    let response = ChatResponse {
+        usage: None,
+        content: vec![ContentPart::text("Twelve chars")],
+        ..sample_response()
+    };
+    let whole: Value =
+        serde_json::from_slice(&AnthropicIngress.encode_chat(&response, &estimated)).unwrap();
+    assert_eq!(whole["usage"]["input_tokens"], 42, "{whole}");
+    assert_eq!(whole["usage"]["output_tokens"], 3, "{whole}");
+
+    let events = [
+        StreamEvent::Start {
+            id: "u".into(),
+            model: "m".into(),
+        },
+        StreamEvent::TextDelta("Twelve chars".into()),
+        StreamEvent::Finish(FinishReason::Stop),
+    ];
+    let streamed = frames(&encode_events(&events, estimated.clone()));
+    let (_, delta) = streamed
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .unwrap();
+    assert_eq!(delta["usage"]["output_tokens"], 3, "{delta}");
+    assert_eq!(delta["usage"]["input_tokens"], 42, "{delta}");
+    // A provider's own counts stand.
+    let mut said = events.to_vec();
+    said.push(StreamEvent::Usage(Usage {
+        input_tokens: 7,
+        output_tokens: 9,
+        ..Usage::default()
+    }));
+    let streamed = frames(&encode_events(&said, estimated));
+    let (_, delta) = streamed
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .unwrap();
+    assert_eq!(delta["usage"]["output_tokens"], 9, "{delta}");
 }
 
 #[test]

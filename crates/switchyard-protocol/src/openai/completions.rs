@@ -264,6 +264,7 @@ mod tests {
 
     fn ctx(echo: Option<&str>, include_usage: bool) -> EncodeCtx {
         EncodeCtx {
+            prompt_estimate: 0,
             id: "abc".into(),
             model: "gpt-4o-mini".into(),
             created: 1_700_000_000,

@@ -243,6 +243,7 @@ fn parses_reply_with_tool_calls_and_usage() {
         })
     );
     let ctx = EncodeCtx {
+        prompt_estimate: 0,
         id: "abc".into(),
         model: "alias".into(),
         created: 5,
@@ -524,6 +525,7 @@ fn done_without_a_finish_reason_is_a_cut_stream_from_openai_only() {
 fn encoder_output_decodes_back_to_the_same_events() {
     let events = decode(&[STREAM.as_bytes()]).unwrap();
     let ctx = EncodeCtx {
+        prompt_estimate: 0,
         id: "x".into(),
         model: "alias".into(),
         created: 1,
@@ -708,6 +710,7 @@ const GEMINI_PARALLEL_CALLS: &str = r#"{
 
 fn ctx() -> EncodeCtx {
     EncodeCtx {
+        prompt_estimate: 0,
         id: "x".into(),
         model: "alias".into(),
         created: 1,
@@ -1334,6 +1337,7 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
     let contexts = [
         ctx(),
         EncodeCtx {
+            prompt_estimate: 0,
             id: "chatcmpl-already".into(),
             model: "al\"ias\u{7f}é".into(),
             created: -7,
@@ -1435,6 +1439,7 @@ fn stream_chunks_are_byte_for_byte_what_serde_writes() {
     for include_usage in [false, true] {
         for (id, model) in [("x", "alias"), ("chatcmpl-1", "al\"ias\u{7f}é")] {
             let ctx = EncodeCtx {
+                prompt_estimate: 0,
                 id: id.into(),
                 model: model.into(),
                 created: 1_700_000_000,

@@ -574,6 +574,7 @@ pub async fn chat(
     }
     tracker.set_admission(admission);
     let encode_ctx = EncodeCtx {
+        prompt_estimate: input_tokens,
         id: ctx.id.clone(),
         model: request.model.clone(),
         created: unix_now(),

@@ -1792,6 +1792,7 @@ mod tests {
         for echo in &echoes {
             for keep in [false, true] {
                 let ctx = EncodeCtx {
+                    prompt_estimate: 0,
                     id: "0193-abcd\"e".into(),
                     model: "al\\ias".into(),
                     created: -5,

@@ -24,6 +24,7 @@ fn refused(body: Value) -> (String, Option<String>) {
 
 fn ctx(request: &ChatRequest) -> EncodeCtx {
     EncodeCtx {
+        prompt_estimate: 0,
         id: "0193-abcd".into(),
         model: "alias".into(),
         created: 1_700_000_000,
