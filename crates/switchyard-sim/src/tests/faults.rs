@@ -344,6 +344,20 @@ async fn cut_at_end_breaks_the_connection_after_the_terminal_event() {
     assert_eq!(events.last().unwrap().data, "[DONE]");
 }
 
+/// Reads a body that stays open while `more` says so of what came; each read within 5 s.
+async fn read_while(mut response: reqwest::Response, more: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    while more(&body) {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .expect("events keep coming")
+            .unwrap()
+            .expect("the stream stays open");
+        body.extend_from_slice(&chunk);
+    }
+    body
+}
+
 #[tokio::test]
 async fn ping_after_keeps_a_stream_alive_without_content() {
     let sim = start_default().await;
@@ -354,21 +368,14 @@ async fn ping_after_keeps_a_stream_alive_without_content() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut response = response;
-    let mut body = Vec::new();
-    while parse_sse(&body)
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("ping"))
-        .count()
-        < 3
-    {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
-            .await
-            .expect("pings keep coming")
-            .unwrap()
-            .expect("the stream stays open");
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_while(response, |body| {
+        parse_sse(body)
+            .iter()
+            .filter(|e| e.event.as_deref() == Some("ping"))
+            .count()
+            < 3
+    })
+    .await;
     let events: Vec<Option<String>> = parse_sse(&body).into_iter().map(|e| e.event).collect();
     assert_eq!(events[0].as_deref(), Some("message_start"));
     assert!(
@@ -384,16 +391,10 @@ async fn ping_after_keeps_a_stream_alive_without_content() {
         .send()
         .await
         .unwrap();
-    let mut response = response;
-    let mut body = Vec::new();
-    while body.windows(12).filter(|w| w == b": keep-alive").count() < 2 {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
-            .await
-            .expect("pings keep coming")
-            .unwrap()
-            .expect("the stream stays open");
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_while(response, |body| {
+        body.windows(12).filter(|w| w == b": keep-alive").count() < 2
+    })
+    .await;
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("\"Simulated\""), "{text}");
     assert!(

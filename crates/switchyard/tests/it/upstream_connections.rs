@@ -98,6 +98,25 @@ async fn gateway(sim: switchyard_sim::SimServer, config: &str, vars: &[(&str, &s
     }
 }
 
+/// A gateway whose one alias `name` has one deployment (model `m`) on an OpenAI-style provider
+/// at `port` on loopback: a server of the test's own.
+async fn gateway_over(port: u16, name: &str) -> Env {
+    let sim = start_sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+server:
+  listen: 127.0.0.1:0
+  master_key: {KEY}
+  data_dir: ${{SWITCHYARD_DATA_DIR}}
+providers:
+  - {{name: p-{name}, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
+models:
+  - {{alias: {name}, deployments: [{{provider: p-{name}, model: m}}]}}
+"#
+    );
+    gateway(sim, &config, &[]).await
+}
+
 #[tokio::test]
 async fn providers_are_reached_through_the_proxy_the_environment_names() {
     let (proxy, seen) = start_proxy().await;
@@ -238,20 +257,7 @@ async fn a_response_head_that_is_not_http_is_a_malformed_answer_not_a_connection
             });
         }
     });
-    let sim = start_sim(SimConfig::default()).await;
-    let config = format!(
-        r#"
-server:
-  listen: 127.0.0.1:0
-  master_key: {KEY}
-  data_dir: ${{SWITCHYARD_DATA_DIR}}
-providers:
-  - {{name: p-odd, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
-models:
-  - {{alias: odd, deployments: [{{provider: p-odd, model: m}}]}}
-"#
-    );
-    let env = gateway(sim, &config, &[]).await;
+    let env = gateway_over(port, "odd").await;
     let r = env.post("/v1/chat/completions", &chat("odd", "hi")).await;
     assert_eq!(r.status, 502, "{}", r.text);
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
@@ -319,20 +325,7 @@ async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
             });
         }
     });
-    let sim = start_sim(SimConfig::default()).await;
-    let config = format!(
-        r#"
-server:
-  listen: 127.0.0.1:0
-  master_key: {KEY}
-  data_dir: ${{SWITCHYARD_DATA_DIR}}
-providers:
-  - {{name: p-idle, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
-models:
-  - {{alias: idle, deployments: [{{provider: p-idle, model: m}}]}}
-"#
-    );
-    let env = gateway(sim, &config, &[]).await;
+    let env = gateway_over(port, "idle").await;
     for i in 0..4 {
         let r = env.post("/v1/chat/completions", &chat("idle", "hi")).await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text);
@@ -384,20 +377,7 @@ async fn answers_are_asked_for_uncompressed_and_a_compressed_one_is_named() {
             });
         }
     });
-    let sim = start_sim(SimConfig::default()).await;
-    let config = format!(
-        r#"
-server:
-  listen: 127.0.0.1:0
-  master_key: {KEY}
-  data_dir: ${{SWITCHYARD_DATA_DIR}}
-providers:
-  - {{name: p-gzip, kind: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: sk-a}}
-models:
-  - {{alias: gzip, deployments: [{{provider: p-gzip, model: m}}]}}
-"#
-    );
-    let env = gateway(sim, &config, &[]).await;
+    let env = gateway_over(port, "gzip").await;
     let r = env.post("/v1/chat/completions", &chat("gzip", "hi")).await;
     assert_eq!(r.status, 502, "{}", r.text);
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
