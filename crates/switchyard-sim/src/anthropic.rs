@@ -600,7 +600,7 @@ pub(crate) fn parse_chat(mut body: Value, count_only: bool) -> Result<Conversati
 /// Refuses, as Claude's structured outputs do, a schema (a JSON output's or a strict tool's)
 /// with keywords their compiler does not take: numeric bounds, string lengths, array sizes
 /// beyond `minItems` 0 or 1, property counts. Subschemas are checked too.
-fn compiled_schema(schema: &Value, at: &str) -> Result<(), SimError> {
+pub(crate) fn compiled_schema(schema: &Value, at: &str) -> Result<(), SimError> {
     const REFUSED: [&str; 11] = [
         "minimum",
         "maximum",

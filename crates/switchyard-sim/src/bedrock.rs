@@ -963,6 +963,13 @@ fn parse_request(mut body: Value, model: &str, counting: bool) -> Result<Convers
                  valid JSON: {e}"
             ))
         })?;
+        // Claude's structured outputs compile the schema as on Anthropic's API.
+        if conv.model.contains("anthropic.") {
+            crate::anthropic::compiled_schema(
+                &schema,
+                "outputConfig.textFormat.structure.jsonSchema.schema",
+            )?;
+        }
         conv.json = Some(JsonMode {
             schema: Some(schema),
         });

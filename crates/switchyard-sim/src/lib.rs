@@ -44,7 +44,8 @@
 //!   `{"model":…,"reply":…}` without one. JSON text and tool arguments cost `ceil(len / 4)`
 //!   tokens per 12-character fragment (plus one per tool call). Anthropic refuses, as Claude's
 //!   structured outputs do, a JSON output's or strict tool's schema with numeric bounds, string
-//!   lengths, array sizes beyond `minItems` 0 or 1, or property counts.
+//!   lengths, array sizes beyond `minItems` 0 or 1, or property counts; Bedrock refuses such a
+//!   JSON output's schema for Claude.
 //! * Streams are written byte for byte in each API's form, members in its order: OpenAI's
 //!   chunks (`id`, `object`, `created`, `model`, `service_tier`, `system_fingerprint`,
 //!   `choices`, then `usage` with `stream_options.include_usage`) end with an `obfuscation` of

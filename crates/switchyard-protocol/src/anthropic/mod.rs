@@ -19,4 +19,5 @@ pub use provider::{
     AnthropicProvider, DEFAULT_MAX_TOKENS, JSON_OBJECT_INSTRUCTION, adaptive_effort,
     continues_unthought_tool_turn, effort_budget, thinks_adaptively,
 };
+pub(crate) use schema::fitted as fitted_schema;
 pub use stream::{AnthropicStreamDecoder, AnthropicStreamEncoder};

@@ -616,8 +616,15 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     }) = &request.response_format
     {
         let mut definition = Map::new();
-        // Converse takes the schema as JSON text.
-        definition.insert("schema".into(), schema.to_string().into());
+        // Converse takes the schema as JSON text; Claude's as its structured outputs compile
+        // it, as on Anthropic's API.
+        let fitted = claude
+            .then(|| crate::anthropic::fitted_schema(schema))
+            .flatten();
+        definition.insert(
+            "schema".into(),
+            fitted.as_ref().unwrap_or(schema).to_string().into(),
+        );
         definition.insert("name".into(), name.clone().into());
         if let Some(description) = description {
             definition.insert("description".into(), description.clone().into());
