@@ -271,8 +271,8 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
     }
 }
 
-/// Sends a built request and waits for the response head within the first-byte timeout.
-/// Sends the request `build` makes. When a reused connection closed without a byte of answer
+/// Sends the request `build` makes and waits for the response head within the first-byte
+/// timeout. When a reused connection closed without a byte of answer
 /// (the provider's idle timeout racing the request), the request is built again and sent on
 /// another connection, once: failing it would cost the client a fallback, or an error, and a
 /// healthy deployment a failure.
