@@ -2651,6 +2651,26 @@ const SEARCHED_MESSAGE: &str = r#"{"id":"msg_ws","type":"message","role":"assist
   "stop_reason":"end_turn","stop_sequence":null,
   "usage":{"input_tokens":10,"output_tokens":5,"server_tool_use":{"web_search_requests":1}}}"#;
 
+/// Claude's web search citations reach an OpenAI client's whole answer as `url_citation`
+/// annotations spanning the cited text.
+#[test]
+fn web_search_citations_reach_openai_clients_as_url_citations() {
+    let response = AnthropicProvider
+        .parse_chat(SEARCHED_MESSAGE.as_bytes())
+        .unwrap();
+    let encoded: Value = serde_json::from_slice(
+        &crate::openai::OpenAiIngress.encode_chat(&response, &ctx("gw-1", "alias")),
+    )
+    .unwrap();
+    let message = &encoded["choices"][0]["message"];
+    assert_eq!(message["content"], "Trains run on time.");
+    assert_eq!(
+        message["annotations"],
+        json!([{"type": "url_citation", "url_citation": {
+            "end_index": 19, "start_index": 0, "title": "Trains", "url": "https://example.com/t"}}])
+    );
+}
+
 #[test]
 fn a_server_tools_blocks_reach_an_anthropic_client_whole_and_others_get_the_text() {
     let original: Value = serde_json::from_str(SEARCHED_MESSAGE).unwrap();

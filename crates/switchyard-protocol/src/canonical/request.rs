@@ -145,7 +145,8 @@ pub enum ContentPart {
         cache_control: Option<Value>,
         /// Anthropic's `citations` of the text: where in the request's documents or search
         /// results a claim comes from. Set on answers and on the history a client sends back;
-        /// kept as the provider wrote them and re-emitted only to Anthropic.
+        /// kept as the provider wrote them and re-emitted to Anthropic (an OpenAI client's
+        /// whole answer gets its web pages as `url_citation` annotations).
         citations: Option<Value>,
     },
     Image {

@@ -678,10 +678,64 @@ struct MessageOut<'a> {
     role: &'static str,
     content: Option<Cow<'a, str>>,
     refusal: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<AnnotationOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+/// A web page the answer's text cites (`url_citation`), from a provider's web search (Claude's
+/// `web_search_result_location` citations): the span is the cited text's, in characters of
+/// the message's content.
+#[derive(Serialize)]
+struct AnnotationOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url_citation: UrlCitationOut<'a>,
+}
+
+#[derive(Serialize)]
+struct UrlCitationOut<'a> {
+    end_index: usize,
+    start_index: usize,
+    title: &'a str,
+    url: &'a str,
+}
+
+/// The `url_citation`s of a message's text parts, each spanning its part in the joined text.
+fn url_citations(content: &[ContentPart]) -> Vec<AnnotationOut<'_>> {
+    let mut annotations = Vec::new();
+    let mut start = 0;
+    for part in content {
+        let ContentPart::Text {
+            text, citations, ..
+        } = part
+        else {
+            continue;
+        };
+        let end = start + text.as_str().chars().count();
+        for citation in citations.iter().filter_map(Value::as_array).flatten() {
+            if citation.get("type").and_then(Value::as_str) != Some("web_search_result_location") {
+                continue;
+            }
+            let Some(url) = citation.get("url").and_then(Value::as_str) else {
+                continue;
+            };
+            annotations.push(AnnotationOut {
+                kind: "url_citation",
+                url_citation: UrlCitationOut {
+                    end_index: end,
+                    start_index: start,
+                    title: citation.get("title").and_then(Value::as_str).unwrap_or(""),
+                    url,
+                },
+            });
+        }
+        start = end;
+    }
+    annotations
 }
 
 #[derive(Serialize)]
@@ -811,6 +865,7 @@ fn message_out<'a>(
     content: &'a [ContentPart],
     extras: Option<&Map<String, Value>>,
 ) -> MessageOut<'a> {
+    let content_parts = content;
     let text = joined_text(content.iter().filter_map(|p| match p {
         ContentPart::Text { text, .. } => Some(text.as_str()),
         _ => None,
@@ -854,6 +909,11 @@ fn message_out<'a>(
     };
     MessageOut {
         role: "assistant",
+        annotations: if content.is_some() {
+            url_citations(content_parts)
+        } else {
+            Vec::new()
+        },
         content,
         refusal,
         reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
@@ -934,6 +994,10 @@ fn write_choice(
     json::write_optional_str(out, message.content.as_deref());
     out.extend_from_slice(b",\"refusal\":");
     json::write_optional_str(out, message.refusal.as_deref());
+    if !message.annotations.is_empty() {
+        out.extend_from_slice(b",\"annotations\":");
+        serde_json::to_writer(&mut *out, &message.annotations)?;
+    }
     if let Some(reasoning) = &message.reasoning_content {
         out.extend_from_slice(b",\"reasoning_content\":");
         json::write_str(out, reasoning);
@@ -1220,7 +1284,8 @@ impl StreamEncoder for OpenAiStreamEncoder {
                     self.reasoning_chunk(text, out);
                 }
             }
-            // Citations and server tools are Anthropic's; an OpenAI client gets the text alone.
+            // Citations and server tools are Anthropic's; an OpenAI client gets the text alone
+            // (a whole answer's web search citations come back as `url_citation`s).
             StreamEvent::ReasoningSignature(_)
             | StreamEvent::RedactedReasoning(_)
             | StreamEvent::TextBlockStart

@@ -1334,6 +1334,21 @@ fn the_written_completion_is_byte_for_byte_what_serde_wrote() {
             .parse_chat(GEMINI_PARALLEL_CALLS.as_bytes())
             .unwrap(),
     );
+    // Claude's text citing two web pages, in two parts: `url_citation` annotations.
+    let cited = |text: &str, url: &str| ContentPart::Text {
+        text: text.into(),
+        citations: Some(json!([{"type": "web_search_result_location", "url": url,
+            "title": "T \"q\"", "encrypted_index": "x", "cited_text": "c"},
+            {"type": "char_location", "cited_text": "c", "document_index": 0}])),
+        cache_control: None,
+    };
+    replies.push(ChatResponse {
+        content: vec![
+            cited("Ünïcode ", "https://a.example/"),
+            cited("then more.", "https://b.example/"),
+        ],
+        ..replies[0].clone()
+    });
     let contexts = [
         ctx(),
         EncodeCtx {
