@@ -716,19 +716,13 @@ fn url_citations(content: &[ContentPart]) -> Vec<AnnotationOut<'_>> {
             continue;
         };
         let end = start + text.as_str().chars().count();
-        for citation in citations.iter().filter_map(Value::as_array).flatten() {
-            if citation.get("type").and_then(Value::as_str) != Some("web_search_result_location") {
-                continue;
-            }
-            let Some(url) = citation.get("url").and_then(Value::as_str) else {
-                continue;
-            };
+        for (url, title) in cited_web_pages(citations.as_ref()) {
             annotations.push(AnnotationOut {
                 kind: "url_citation",
                 url_citation: UrlCitationOut {
                     end_index: end,
                     start_index: start,
-                    title: citation.get("title").and_then(Value::as_str).unwrap_or(""),
+                    title,
                     url,
                 },
             });
@@ -736,6 +730,20 @@ fn url_citations(content: &[ContentPart]) -> Vec<AnnotationOut<'_>> {
         start = end;
     }
     annotations
+}
+
+/// The web pages (URL and title) a text part's citations name: Claude's
+/// `web_search_result_location`s (its citations of documents are not pages).
+pub(crate) fn cited_web_pages(citations: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
+    citations
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("type").and_then(Value::as_str) == Some("web_search_result_location"))
+        .filter_map(|c| {
+            let url = c.get("url").and_then(Value::as_str)?;
+            Some((url, c.get("title").and_then(Value::as_str).unwrap_or("")))
+        })
 }
 
 #[derive(Serialize)]

@@ -508,19 +508,28 @@ async fn a_providers_web_searches_are_billed_per_search() {
             assert_eq!(r.status, 200, "{path}: {:.300}", r.text);
             let rec = record(&env, &request_id(&r)).await;
             assert_eq!(cost(&rec, per_search), rec["cost_nanos"], "{path}: {rec}");
-            // The page the answer cites comes back to a Chat Completions client as a
-            // `url_citation`.
-            if path == "/v1/chat/completions" {
-                let message = &r.json()["choices"][0]["message"];
-                let citation = &message["annotations"][0];
-                assert_eq!(citation["type"], "url_citation", "{message}");
-                assert!(
-                    citation["url_citation"]["url"]
-                        .as_str()
-                        .is_some_and(|u| u.starts_with("http")),
-                    "{message}"
-                );
-            }
+            // The page the answer cites comes back to an OpenAI client as a `url_citation`.
+            let b = r.json();
+            let url = if path == "/v1/chat/completions" {
+                let citation = &b["choices"][0]["message"]["annotations"][0];
+                assert_eq!(citation["type"], "url_citation", "{b}");
+                citation["url_citation"]["url"].clone()
+            } else {
+                let message = b["output"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|item| item["type"] == "message")
+                    .unwrap();
+                let citation = &message["content"][0]["annotations"][0];
+                assert_eq!(citation["type"], "url_citation", "{b}");
+                assert!(citation["end_index"].as_u64().unwrap() > 0, "{b}");
+                citation["url"].clone()
+            };
+            assert!(
+                url.as_str().is_some_and(|u| u.starts_with("http")),
+                "{path}: {b}"
+            );
         }
     }
 }

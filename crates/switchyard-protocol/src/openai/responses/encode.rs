@@ -18,6 +18,7 @@ use crate::dialect::{EncodeCtx, StreamEncoder};
 use crate::error::{ClientError, ErrorKind};
 use crate::gemini;
 use crate::json;
+use crate::openai::ingress::cited_web_pages;
 use crate::sse::write_event;
 
 /// The gateway's request id as the body of item and response ids (`resp_…`, `msg_…`).
@@ -41,6 +42,8 @@ enum Item {
     Message {
         id: String,
         text: String,
+        /// The web pages the text cites (`url_citation`s), for a whole answer.
+        annotations: Vec<Value>,
     },
     Reasoning {
         id: String,
@@ -97,9 +100,13 @@ impl Item {
     /// items: an agent's turn makes many calls), the others from their trees.
     fn write(&self, out: &mut Vec<u8>, status: &str) -> Result<(), serde_json::Error> {
         match self {
-            Item::Message { id, text } => {
+            Item::Message {
+                id,
+                text,
+                annotations,
+            } => {
                 let text = (status != "in_progress").then_some(text.as_str());
-                message_events::message_item(out, id, status, text);
+                message_events::message_item(out, id, status, text, annotations);
                 Ok(())
             }
             Item::FunctionCall {
@@ -157,11 +164,15 @@ impl Item {
     /// an item still streaming (`in_progress`) or finished.
     fn to_json(&self, status: &str) -> Value {
         match self {
-            Item::Message { id, text } => {
+            Item::Message {
+                id,
+                text,
+                annotations,
+            } => {
                 let content = if status == "in_progress" {
                     Vec::new()
                 } else {
-                    vec![output_text(text)]
+                    vec![output_text(text, annotations)]
                 };
                 object([
                     ("id", id.as_str().into()),
@@ -359,8 +370,8 @@ fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
     )
 }
 
-fn output_text(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": []})
+fn output_text(text: &str, annotations: &[Value]) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": annotations})
 }
 
 fn reasoning_text(text: &str) -> Value {
@@ -389,13 +400,32 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
     for part in &response.content {
         let n = items.len();
         match part {
-            ContentPart::Text { text, .. } => match items.last_mut() {
-                Some(Item::Message { text: joined, .. }) => joined.push_str(text),
-                _ => items.push(Item::Message {
-                    id: item_id("msg", &body, n),
-                    text: text.to_string(),
-                }),
-            },
+            ContentPart::Text {
+                text, citations, ..
+            } => {
+                if !matches!(items.last(), Some(Item::Message { .. })) {
+                    items.push(Item::Message {
+                        id: item_id("msg", &body, n),
+                        text: String::new(),
+                        annotations: Vec::new(),
+                    });
+                }
+                if let Some(Item::Message {
+                    text: joined,
+                    annotations,
+                    ..
+                }) = items.last_mut()
+                {
+                    // Each cited page spans its text part, in characters of the message.
+                    let start = joined.chars().count();
+                    joined.push_str(text);
+                    let end = start + text.as_str().chars().count();
+                    for (url, title) in cited_web_pages(citations.as_ref()) {
+                        annotations.push(json!({"type": "url_citation", "start_index": start,
+                            "end_index": end, "url": url, "title": title}));
+                    }
+                }
+            }
             ContentPart::Reasoning { text, signature } => items.push(Item::Reasoning {
                 id: item_id("rs", &body, n),
                 text: text.clone(),
@@ -683,21 +713,35 @@ pub(super) fn write_text_delta(
 /// them from their trees (a test holds the two together): the members in the order of serde's
 /// map, an event's `sequence_number` and `type` among them.
 mod message_events {
-    use super::{event_open as open, json};
+    use super::{Value, event_open as open, json};
     use super::{sequence_member, type_member_and_end};
 
     /// An `output_text` part, as `output_text` builds it.
-    fn output_text(out: &mut Vec<u8>, text: &str) {
-        out.extend_from_slice(b"{\"annotations\":[],\"text\":");
+    fn output_text(out: &mut Vec<u8>, text: &str, annotations: &[Value]) {
+        out.extend_from_slice(b"{\"annotations\":[");
+        for (i, annotation) in annotations.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // A map's members sort as the tree's do.
+            let _ = json::write_value(out, annotation);
+        }
+        out.extend_from_slice(b"],\"text\":");
         json::write_str(out, text);
         out.extend_from_slice(b",\"type\":\"output_text\"}");
     }
 
     /// A message item, as `Item::to_json` builds it: its one output text once it is done.
-    pub(super) fn message_item(out: &mut Vec<u8>, id: &str, status: &str, text: Option<&str>) {
+    pub(super) fn message_item(
+        out: &mut Vec<u8>,
+        id: &str,
+        status: &str,
+        text: Option<&str>,
+        annotations: &[Value],
+    ) {
         out.extend_from_slice(b"{\"content\":[");
         if let Some(text) = text {
-            output_text(out, text);
+            output_text(out, text, annotations);
         }
         out.extend_from_slice(b"],\"id\":");
         json::write_str(out, id);
@@ -719,7 +763,7 @@ mod message_events {
             Some(_) => "response.content_part.done",
         };
         super::part_event(out, sequence, kind, index, id, false, |out| {
-            output_text(out, text.unwrap_or_default())
+            output_text(out, text.unwrap_or_default(), &[])
         });
     }
 
@@ -1174,6 +1218,7 @@ impl ResponsesStreamEncoder {
             Item::Message {
                 id: item_id("msg", &self.id_body, n),
                 text: String::new(),
+                annotations: Vec::new(),
             }
         };
         let index = self.open_item(item, out);
@@ -1307,7 +1352,10 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 }
                 self.ensure_started(out);
                 let index = self.streaming(false, out);
-                if let Item::Message { id, text: joined } = &mut self.items[index] {
+                if let Item::Message {
+                    id, text: joined, ..
+                } = &mut self.items[index]
+                {
                     joined.push_str(text);
                     write_text_delta(out, id, index, self.sequence, text);
                     self.sequence += 1;
@@ -1473,6 +1521,7 @@ mod tests {
                     let item = Item::Message {
                         id: id.into(),
                         text: body.into(),
+                        annotations: Vec::new(),
                     };
                     let cases: [(&str, Box<Writer>, serde_json::Value); 5] = [
                         (
@@ -1496,7 +1545,7 @@ mod tests {
                             "response.content_part.added",
                             Box::new(|out, s| message_events::part(out, s, index, id, None)),
                             json!({"item_id": id, "output_index": index, "content_index": 0,
-                                "part": output_text("")}),
+                                "part": output_text("", &[])}),
                         ),
                         (
                             "response.output_text.done",
@@ -1508,7 +1557,7 @@ mod tests {
                             "response.content_part.done",
                             Box::new(|out, s| message_events::part(out, s, index, id, Some(body))),
                             json!({"item_id": id, "output_index": index, "content_index": 0,
-                                "part": output_text(body)}),
+                                "part": output_text(body, &[])}),
                         ),
                         (
                             "response.output_item.done",
@@ -1760,6 +1809,8 @@ mod tests {
                 Item::Message {
                     id: "msg_1".into(),
                     text: "caf\u{e9}\t\"q\"".into(),
+                    annotations: vec![json!({"type": "url_citation", "start_index": 0,
+                        "end_index": 5, "url": "https://a.example/\"q\"", "title": "T\u{e9}"})],
                 },
                 Item::Reasoning {
                     id: "rs_2".into(),
