@@ -572,6 +572,11 @@ pub async fn chat(
         // Under a budget the provider is asked for no more output than was reserved.
         request.max_tokens = Some(cap);
     }
+    tracker.set_output_cap(
+        request
+            .max_tokens
+            .map(|m| u64::from(m) * u64::from(request.n.unwrap_or(1).max(1))),
+    );
     tracker.set_admission(admission);
     let encode_ctx = EncodeCtx {
         prompt_estimate: input_tokens,

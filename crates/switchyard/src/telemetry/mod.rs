@@ -45,6 +45,10 @@ pub struct Tracker {
     /// The prompt's tokens as the request was admitted with, billed when usage is missing (so
     /// a request is never billed below what its budget reserved for the prompt).
     prompt_estimate: Option<u64>,
+    /// The most output the provider was asked for (`max_tokens`, for every answer asked
+    /// for): an estimate of output never goes above it, so an estimated request costs no more
+    /// than its budget reserved.
+    output_cap: Option<u64>,
     /// The budget reservation, settled exactly once with the request's cost (taken then, so a
     /// second finish, or the drop after one, finds nothing left to do).
     admission: Option<crate::governance::Admission>,
@@ -102,6 +106,7 @@ impl Tracker {
             content_max_bytes,
             prompt_chars: 0,
             prompt_estimate: None,
+            output_cap: None,
             admission: None,
             cost_nanos: None,
             output_tokens: 0,
@@ -117,6 +122,11 @@ impl Tracker {
     /// The prompt's estimated tokens the request was admitted and routed with.
     pub fn set_prompt_estimate(&mut self, tokens: u64) {
         self.prompt_estimate = Some(tokens);
+    }
+
+    /// The most output tokens the provider was asked for, all answers together.
+    pub fn set_output_cap(&mut self, tokens: Option<u64>) {
+        self.output_cap = tokens;
     }
 
     pub fn set_admission(&mut self, admission: Option<crate::governance::Admission>) {
@@ -274,7 +284,9 @@ impl Tracker {
         price: Option<Price>,
         whole: bool,
     ) {
-        let sent = (response_chars as u64).div_ceil(4);
+        let sent = (response_chars as u64)
+            .div_ceil(4)
+            .min(self.output_cap.unwrap_or(u64::MAX));
         let (usage, estimated) = match usage {
             Some(mut u) if !whole && u.output_tokens < sent => {
                 u.output_tokens = sent;
@@ -337,6 +349,7 @@ impl Tracker {
             content_max_bytes: self.content_max_bytes,
             prompt_chars: self.prompt_chars,
             prompt_estimate: self.prompt_estimate,
+            output_cap: self.output_cap,
             admission: self.admission.take(),
             cost_nanos: self.cost_nanos,
             output_tokens: self.output_tokens,
@@ -575,5 +588,12 @@ mod tests {
         };
         counted.set_stream_usage(Some(more), 400, Some(price), false);
         assert_eq!(counted.output_tokens, 300);
+        // An estimate never goes above the output the provider was asked for.
+        let mut capped = tracker();
+        capped.set_output_cap(Some(3));
+        capped.set_stream_usage(Some(opening), 400, Some(price), false);
+        assert_eq!(capped.output_tokens, 3);
+        capped.set_stream_usage(None, 400, Some(price), true);
+        assert_eq!(capped.output_tokens, 3);
     }
 }

@@ -196,6 +196,32 @@ async fn budgets_admit_exactly_what_they_can_pay_for() {
     assert_eq!(row["cost_nanos"].as_i64().unwrap(), team_spent);
 }
 
+/// A stream sent with the cap its budget could pay for, then cut by the provider before any
+/// usage came: its output is estimated from what reached the client, and never above the cap
+/// it was sent with, so the budget is not overspent.
+#[tokio::test]
+async fn a_cut_stream_under_a_capped_budget_costs_no_more_than_its_budget() {
+    let env = env_with(BUDGETED).await;
+    let c = cost_of_one(&env, "budgeted", false).await;
+    let budget = c / 2;
+    let (id, key) = new_key(
+        &env,
+        json!({"name": "half", "max_budget_usd": budget as f64 / 1e9}),
+    )
+    .await;
+    env.fault("budget-model", "cut_after=6", Some(1)).await;
+    let mut body = chat("budgeted", "How much does this cost?");
+    body["stream"] = json!(true);
+    let r = env.post_key("/v1/chat/completions", &body, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.sse_data().iter().any(|d| d == "[DONE]"));
+    let spent = key_spent(&env, &id).await;
+    assert!(
+        spent > 0 && spent <= budget,
+        "spent {spent} of a budget of {budget}"
+    );
+}
+
 /// Without request records the gateway keeps no record of a request, yet budgets are charged
 /// and enforced the same: a request's cost settles its key's reservation either way.
 #[tokio::test]
