@@ -30,6 +30,9 @@ impl Level {
     }
 }
 
+/// What a window's float estimate may be off by: less than any whole request or token.
+const SLACK: f64 = 1e-6;
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Window {
     minute: i64,
@@ -55,6 +58,40 @@ impl Window {
     fn used(&self, now_ms: i64) -> f64 {
         let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
         self.previous as f64 * (1.0 - into) + self.current as f64
+    }
+
+    /// Whole seconds until `weight` more fits under `limit`, if nothing else is admitted
+    /// meanwhile: the last minute's share of the estimate shrinks as the window slides, this
+    /// minute's becomes the last minute's at the turn.
+    fn retry_after_secs(&self, now_ms: i64, weight: u64, limit: u64) -> u64 {
+        let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
+        let (previous, current, weight, limit) = (
+            self.previous as f64,
+            self.current as f64,
+            weight as f64,
+            limit as f64,
+        );
+        // The share of a minute at which `previous * (1 - share) + current + weight` fits.
+        let fits_at = |previous: f64, current: f64| {
+            let room = limit - current - weight;
+            if room < 0.0 {
+                None
+            } else if previous <= 0.0 {
+                Some(0.0)
+            } else {
+                Some((1.0 - room / previous).max(0.0))
+            }
+        };
+        let minutes = match fits_at(previous, current) {
+            Some(share) => (share - into).max(0.0),
+            // Not this minute: in the next, this minute's count is the last minute's.
+            None => match fits_at(current, 0.0) {
+                Some(share) => 1.0 - into + share,
+                None => 1.0,
+            },
+        };
+        // The float's last bits do not add a second (admission allows the same slack).
+        ((minutes * 60.0 - SLACK).ceil() as u64).max(1)
     }
 }
 
@@ -219,7 +256,6 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     }
     // Rate limits first: they say nothing about money.
     for (l, s) in ordered.iter().zip(guards.iter()) {
-        let secs_left = (60 - now_ms.rem_euclid(60_000) / 1000).max(1) as u64;
         if let Some(max) = l.limits.max_parallel
             && s.in_flight >= max
         {
@@ -232,25 +268,25 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
             });
         }
         if let Some(rpm) = l.limits.rpm
-            && s.requests.used(now_ms) + 1.0 > rpm as f64
+            && s.requests.used(now_ms) + 1.0 > rpm as f64 + SLACK
         {
             return Err(Shortfall::RateLimited {
                 level: l.level.clone(),
                 what: "requests per minute",
                 limit: rpm,
                 remaining: left(rpm, s.requests.used(now_ms)),
-                retry_after_secs: secs_left,
+                retry_after_secs: s.requests.retry_after_secs(now_ms, 1, rpm),
             });
         }
         if let Some(tpm) = l.limits.tpm
-            && s.tokens.used(now_ms) + ask.tokens as f64 > tpm as f64
+            && s.tokens.used(now_ms) + ask.tokens as f64 > tpm as f64 + SLACK
         {
             return Err(Shortfall::RateLimited {
                 level: l.level.clone(),
                 what: "tokens per minute",
                 limit: tpm,
                 remaining: left(tpm, s.tokens.used(now_ms)),
-                retry_after_secs: secs_left,
+                retry_after_secs: s.tokens.retry_after_secs(now_ms, ask.tokens, tpm),
             });
         }
     }
@@ -317,6 +353,38 @@ pub fn settle(levels: &[Arc<Ledger>], reserved: i64, cost: i64, extra_tokens: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_says_when_the_sliding_window_lets_one_more_in() {
+        // 20 a minute, all 20 taken at :55 of the last minute: at :00 the window still holds
+        // 20, and one more fits once a twentieth of the last minute has slid out (3 s).
+        let minute = 1_000 * 60_000;
+        let mut w = Window {
+            minute: minute / 60_000 - 1,
+            current: 20,
+            previous: 0,
+        };
+        w.roll(minute);
+        assert_eq!(w.retry_after_secs(minute, 1, 20), 3);
+        // At :55 with all 20 taken this minute: past the turn, then the same 3 s.
+        let w = Window {
+            minute: minute / 60_000,
+            current: 20,
+            previous: 0,
+        };
+        assert_eq!(w.retry_after_secs(minute + 55_000, 1, 20), 5 + 3);
+        // Room this minute once enough of the last minute has slid out: 10 then, 5 now, limit
+        // 12 at :30: 10 * (1 - s) + 5 + 1 <= 12 from s = 0.4, 6 s from now.
+        let w = Window {
+            minute: minute / 60_000,
+            current: 5,
+            previous: 10,
+        };
+        assert_eq!(w.retry_after_secs(minute + 18_000, 1, 12), 6);
+        // More than the limit can ever take: a minute.
+        assert_eq!(w.retry_after_secs(minute, 50, 12), 60);
+    }
+
 
     fn budget(nanos: i64) -> Limits {
         Limits {
