@@ -116,6 +116,9 @@ pub struct Ledger {
 pub enum Shortfall {
     /// The budget is spent (for this period).
     Exhausted(Level),
+    /// What is left cannot pay for the request's worst case (its `max_tokens`, or a level that
+    /// refuses rather than caps), though a smaller request may still fit.
+    BeyondBudget(Level),
     /// It would fit once in-flight reservations settle: worth waiting for.
     InFlight(Level),
     /// RPM, TPM or parallel limit; `retry_after_secs` says when to try again.
@@ -325,7 +328,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     } else if ask.worst <= free_settled || may_cap {
         return Err(Shortfall::InFlight(level()));
     } else {
-        return Err(Shortfall::Exhausted(level()));
+        return Err(Shortfall::BeyondBudget(level()));
     };
     for s in guards.iter_mut() {
         s.reserved += amount.reserved;
@@ -384,7 +387,6 @@ mod tests {
         // More than the limit can ever take: a minute.
         assert_eq!(w.retry_after_secs(minute, 50, 12), 60);
     }
-
 
     fn budget(nanos: i64) -> Limits {
         Limits {
@@ -463,7 +465,7 @@ mod tests {
         );
         assert!(matches!(
             reserve(std::slice::from_ref(&refuse), ask, 0),
-            Err(Shortfall::Exhausted(_))
+            Err(Shortfall::BeyondBudget(_))
         ));
     }
 
@@ -522,7 +524,7 @@ mod tests {
         settle(levels, 60, 60, 0, now);
         assert_eq!(
             reserve(levels, ask, now + 1_000),
-            Err(Shortfall::Exhausted(Level::Key("k".into())))
+            Err(Shortfall::BeyondBudget(Level::Key("k".into())))
         );
         // One minute later it is the next day.
         assert!(reserve(levels, ask, now + 60_000).is_ok());

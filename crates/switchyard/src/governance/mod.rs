@@ -659,15 +659,22 @@ impl Governance {
                         });
                     }
                 }
-                Err(Shortfall::Exhausted(level)) => {
+                Err(
+                    ref shortfall @ (Shortfall::Exhausted(ref level)
+                    | Shortfall::BeyondBudget(ref level)),
+                ) => {
                     let period = levels
                         .iter()
-                        .find(|l| l.level == level)
+                        .find(|l| l.level == *level)
                         .map_or(model::Period::None, |l| l.limits.budget_period);
                     let now = now_unix_ms();
                     let next = ledger::next_period_start(period, now);
                     return Err(GatewayError::BudgetExceeded {
                         message: match next {
+                            _ if matches!(shortfall, Shortfall::BeyondBudget(_)) => format!(
+                                "The budget of {} has less left than this request could cost (its prompt and its max_tokens of output); a smaller max_tokens may fit.",
+                                level.describe()
+                            ),
                             Some(_) => format!(
                                 "The budget of {} is exhausted for this period; it starts over with the next {} period.",
                                 level.describe(),
