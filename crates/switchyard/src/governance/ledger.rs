@@ -340,14 +340,26 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
 }
 
 /// Releases a reservation and books what was really spent.
-pub fn settle(levels: &[Arc<Ledger>], reserved: i64, cost: i64, extra_tokens: u64, now_ms: i64) {
+/// Settles a reservation made at `admitted_ms` with its true cost: booked in the budget period
+/// it was admitted in, so a request that ends after its period turned costs the old period
+/// (gone from the live ledger), not the new one, as its record is dated.
+pub fn settle(
+    levels: &[Arc<Ledger>],
+    reserved: i64,
+    cost: i64,
+    extra_tokens: u64,
+    now_ms: i64,
+    admitted_ms: i64,
+) {
     let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
     ordered.sort_by(|a, b| a.level.cmp(&b.level));
     for l in ordered {
         let mut s = l.state.lock();
         l.roll(&mut s, now_ms);
         s.reserved -= reserved;
-        s.spent += cost;
+        if l.period_start(admitted_ms) == s.period_start_ms {
+            s.spent += cost;
+        }
         s.in_flight = s.in_flight.saturating_sub(1);
         s.tokens.current += extra_tokens;
     }
@@ -417,10 +429,10 @@ mod tests {
             400,
             "nothing reserved at the key for the refused request"
         );
-        settle(&levels, 400, 300, 0, 0);
+        settle(&levels, 400, 300, 0, 0, 0);
         assert_eq!(key.usage(0).0, 300);
         assert!(reserve(&levels, Ask { worst: 200, ..ask }, 0).is_ok());
-        settle(&levels, 200, 200, 0, 0);
+        settle(&levels, 200, 200, 0, 0, 0);
         assert_eq!(
             reserve(&levels, ask, 0),
             Err(Shortfall::Exhausted(Level::Team("t".into())))
@@ -449,7 +461,7 @@ mod tests {
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::InFlight(Level::Key("k".into())))
         );
-        settle(std::slice::from_ref(&key), 1_000, 960, 0, 0);
+        settle(std::slice::from_ref(&key), 1_000, 960, 0, 0, 0);
         assert_eq!(
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::Exhausted(Level::Key("k".into())))
@@ -521,7 +533,7 @@ mod tests {
             may_cap: false,
         };
         assert!(reserve(levels, ask, now).is_ok());
-        settle(levels, 60, 60, 0, now);
+        settle(levels, 60, 60, 0, now, now);
         assert_eq!(
             reserve(levels, ask, now + 1_000),
             Err(Shortfall::BeyondBudget(Level::Key("k".into())))
@@ -529,6 +541,13 @@ mod tests {
         // One minute later it is the next day.
         assert!(reserve(levels, ask, now + 60_000).is_ok());
         assert_eq!(key.usage(now + 60_000).0, 0);
+        // A request admitted on the last day and ended on this one cost the last day (as its
+        // record is dated): nothing of it is spent on this one.
+        settle(levels, 0, 30, 0, now + 61_000, now + 59_000);
+        assert_eq!(key.usage(now + 61_000).0, 0);
+        // One admitted on this day is.
+        settle(levels, 60, 30, 0, now + 62_000, now + 60_000);
+        assert_eq!(key.usage(now + 62_000).0, 30);
     }
 
     #[test]

@@ -156,6 +156,9 @@ pub struct Admission {
     gov: Arc<Governance>,
     levels: Vec<Arc<Ledger>>,
     reserved: i64,
+    /// When it was admitted: its cost belongs to the budget period it was admitted in, as its
+    /// record (dated from the request's start) says after a restart.
+    admitted_ms: i64,
     done: bool,
 }
 
@@ -214,6 +217,7 @@ impl Admission {
                 cost_nanos,
                 output_tokens,
                 now_unix_ms(),
+                self.admitted_ms,
             );
         }
         // Pairs with `Listening::new`: an admission counted before it looked at the ledgers
@@ -596,12 +600,13 @@ impl Governance {
         // again before it waits): the common one takes no lock shared with other workers.
         let mut listening: Option<Listening> = None;
         loop {
+            let admitted_ms = now_unix_ms();
             let reserved = match &self.shared {
                 Some(shared) => shared
-                    .reserve(&levels, ask, now_unix_ms())
+                    .reserve(&levels, ask, admitted_ms)
                     .await
                     .map_err(|e| GatewayError::SharedStateUnavailable(e.to_string()))?,
-                None => ledger::reserve(&levels, ask, now_unix_ms()),
+                None => ledger::reserve(&levels, ask, admitted_ms),
             };
             match reserved {
                 Ok(granted) => {
@@ -623,6 +628,7 @@ impl Governance {
                             gov: self.clone(),
                             levels,
                             reserved: granted.reserved,
+                            admitted_ms,
                             done: false,
                         }),
                         capped,
