@@ -137,7 +137,7 @@ fn budget_reserve_and_settle(bencher: Bencher) {
     let now = 1_764_400_000_000;
     bencher.bench(|| {
         if let Ok(granted) = ledger::reserve(black_box(&levels), ASK, now) {
-            ledger::settle(&levels, granted.reserved, 12_345, 10, now);
+            ledger::settle(&levels, granted.reserved, 12_345, 10, now, now);
         }
     });
 }
