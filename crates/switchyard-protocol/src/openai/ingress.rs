@@ -707,6 +707,11 @@ struct UrlCitationOut<'a> {
 /// The `url_citation`s of a message's text parts, each spanning its part in the joined text.
 fn url_citations(content: &[ContentPart]) -> Vec<AnnotationOut<'_>> {
     let mut annotations = Vec::new();
+    // Most answers cite nothing: their text is not counted through.
+    let cites = |p: &ContentPart| matches!(p, ContentPart::Text { citations: Some(c), .. } if cited_web_pages(Some(c)).next().is_some());
+    if !content.iter().any(cites) {
+        return annotations;
+    }
     let mut start = 0;
     for part in content {
         let ContentPart::Text {

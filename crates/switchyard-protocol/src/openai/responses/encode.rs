@@ -416,14 +416,18 @@ fn items_of(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<Item> {
                     ..
                 }) = items.last_mut()
                 {
-                    // Each cited page spans its text part, in characters of the message.
-                    let start = joined.chars().count();
-                    joined.push_str(text);
-                    let end = start + text.as_str().chars().count();
-                    for (url, title) in cited_web_pages(citations.as_ref()) {
-                        annotations.push(json!({"type": "url_citation", "start_index": start,
-                            "end_index": end, "url": url, "title": title}));
+                    // Each cited page spans its text part, in characters of the message (only
+                    // counted for a part that cites one: most cite nothing).
+                    let mut pages = cited_web_pages(citations.as_ref()).peekable();
+                    if pages.peek().is_some() {
+                        let start = joined.chars().count();
+                        let end = start + text.as_str().chars().count();
+                        for (url, title) in pages {
+                            annotations.push(json!({"type": "url_citation", "start_index": start,
+                                "end_index": end, "url": url, "title": title}));
+                        }
                     }
+                    joined.push_str(text);
                 }
             }
             ContentPart::Reasoning { text, signature } => items.push(Item::Reasoning {
