@@ -597,8 +597,10 @@ async fn tpm_under_concurrency_and_refusal_headers() {
     let limit = (10 * k).to_string();
     assert_eq!(r.headers["x-ratelimit-limit-tokens"], limit.as_str());
     assert_eq!(r.headers["x-ratelimit-remaining-tokens"], "0");
+    // When the sliding window lets the request in: this minute's count slides out over the
+    // next minute, so at most two minutes away.
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry));
+    assert!((1..=120).contains(&retry), "{retry}");
     assert!(r.headers.contains_key("x-ratelimit-reset-tokens"));
 
     // A budget that is spent says when its period starts over.
