@@ -60,39 +60,47 @@ impl Window {
         self.previous as f64 * (1.0 - into) + self.current as f64
     }
 
-    /// Whole seconds until `weight` more fits under `limit`, if nothing else is admitted
-    /// meanwhile: the last minute's share of the estimate shrinks as the window slides, this
-    /// minute's becomes the last minute's at the turn.
     fn retry_after_secs(&self, now_ms: i64, weight: u64, limit: u64) -> u64 {
-        let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
-        let (previous, current, weight, limit) = (
-            self.previous as f64,
-            self.current as f64,
-            weight as f64,
-            limit as f64,
-        );
-        // The share of a minute at which `previous * (1 - share) + current + weight` fits.
-        let fits_at = |previous: f64, current: f64| {
-            let room = limit - current - weight;
-            if room < 0.0 {
-                None
-            } else if previous <= 0.0 {
-                Some(0.0)
-            } else {
-                Some((1.0 - room / previous).max(0.0))
-            }
-        };
-        let minutes = match fits_at(previous, current) {
-            Some(share) => (share - into).max(0.0),
-            // Not this minute: in the next, this minute's count is the last minute's.
-            None => match fits_at(current, 0.0) {
-                Some(share) => 1.0 - into + share,
-                None => 1.0,
-            },
-        };
-        // The float's last bits do not add a second (admission allows the same slack).
-        ((minutes * 60.0 - SLACK).ceil() as u64).max(1)
+        sliding_retry_after_secs(self.previous, self.current, now_ms, weight, limit)
     }
+}
+
+/// Whole seconds until `weight` more fits under `limit` in a sliding window that counted
+/// `previous` in the last minute and `current` in this one, if nothing else is admitted
+/// meanwhile: the last minute's share of the estimate shrinks as the window slides, this
+/// minute's becomes the last minute's at the turn. (The replicas' shared windows in Redis
+/// follow the same rule with the counts their script reads.)
+pub fn sliding_retry_after_secs(
+    previous: u64,
+    current: u64,
+    now_ms: i64,
+    weight: u64,
+    limit: u64,
+) -> u64 {
+    let into = now_ms.rem_euclid(60_000) as f64 / 60_000.0;
+    let (previous, current, weight, limit) =
+        (previous as f64, current as f64, weight as f64, limit as f64);
+    // The share of a minute at which `previous * (1 - share) + current + weight` fits.
+    let fits_at = |previous: f64, current: f64| {
+        let room = limit - current - weight;
+        if room < 0.0 {
+            None
+        } else if previous <= 0.0 {
+            Some(0.0)
+        } else {
+            Some((1.0 - room / previous).max(0.0))
+        }
+    };
+    let minutes = match fits_at(previous, current) {
+        Some(share) => (share - into).max(0.0),
+        // Not this minute: in the next, this minute's count is the last minute's.
+        None => match fits_at(current, 0.0) {
+            Some(share) => 1.0 - into + share,
+            None => 1.0,
+        },
+    };
+    // The float's last bits do not add a second (admission allows the same slack).
+    ((minutes * 60.0 - SLACK).ceil() as u64).max(1)
 }
 
 #[derive(Debug, Default)]

@@ -176,12 +176,19 @@ impl Admission {
             // Off the caller's path; retried, since a reservation left standing would hold
             // budget until Redis is cleared.
             let levels = std::mem::take(&mut self.levels);
-            let reserved = self.reserved;
+            let (reserved, admitted_ms) = (self.reserved, self.admitted_ms);
             let settle = async move {
                 let now = now_unix_ms();
                 for attempt in 0..20u32 {
                     match shared
-                        .settle(&levels, reserved, cost_nanos, output_tokens, now)
+                        .settle(
+                            &levels,
+                            reserved,
+                            cost_nanos,
+                            output_tokens,
+                            now,
+                            admitted_ms,
+                        )
                         .await
                     {
                         Ok(()) => return,

@@ -35,7 +35,8 @@ const LUA_EXACT: i64 = 1 << 53;
 /// ARGV: levels, worst, least, tokens, may_cap, fraction of the minute gone, window TTL; then per
 /// level: has budget, budget, spent field, refuses to cap, parallel limit, rpm, tpm (-1: none).
 /// Returns `{"ok", reserved, capped_to (-1: not capped), budgeted, spent.., reserved..}` or
-/// `{"rate", level, what, limit, remaining}`, `{"exhausted", level}`, `{"inflight", level}`.
+/// `{"rate", level, what, limit, remaining, last minute's count, this minute's count}`,
+/// `{"exhausted", level}`, `{"inflight", level}`.
 const RESERVE: &str = r#"
 local n = tonumber(ARGV[1])
 local worst = tonumber(ARGV[2])
@@ -52,17 +53,21 @@ for i = 1, n do
   if parallel >= 0 and num(redis.call('HGET', ledger, 'in_flight')) >= parallel then
     return {'rate', i, 'parallel requests', parallel, 0}
   end
-  if rpm >= 0 then
-    local used = num(redis.call('HGET', prev, 'req')) * (1 - into) + num(redis.call('HGET', cur, 'req'))
-    if used + 1 > rpm then
-      return {'rate', i, 'requests per minute', rpm, math.floor(math.max(rpm - used, 0))}
+  local function limited(field, what, limit, weight)
+    local last, this = num(redis.call('HGET', prev, field)), num(redis.call('HGET', cur, field))
+    local used = last * (1 - into) + this
+    if used + weight > limit then
+      return {'rate', i, what, limit, math.floor(math.max(limit - used, 0)),
+        string.format('%d', last), string.format('%d', this)}
     end
   end
+  if rpm >= 0 then
+    local refused = limited('req', 'requests per minute', rpm, 1)
+    if refused then return refused end
+  end
   if tpm >= 0 then
-    local used = num(redis.call('HGET', prev, 'tok')) * (1 - into) + num(redis.call('HGET', cur, 'tok'))
-    if used + tokens > tpm then
-      return {'rate', i, 'tokens per minute', tpm, math.floor(math.max(tpm - used, 0))}
-    end
+    local refused = limited('tok', 'tokens per minute', tpm, tokens)
+    if refused then return refused end
   end
 end
 local free, free_settled, tightest, refuse_cap = nil, nil, 0, false
@@ -106,19 +111,24 @@ end
 return out
 "#;
 
-/// Releases a reservation and books the cost at every level.
+/// Releases a reservation and books the cost at every level, in the budget period the request
+/// was admitted in.
 ///
-/// KEYS: per level, its ledger hash and this minute's window. ARGV: levels, reserved, cost,
-/// extra tokens, window TTL; then per level its spent field.
-/// Returns per level its spent and reserved figures.
+/// KEYS: per level, its ledger hash and this minute's window. ARGV: levels, the reservation
+/// negated (a plain integer even when it is 0: Redis refuses "-0" as an increment), cost,
+/// extra tokens, window TTL; then per level the admission period's spent field and the current
+/// period's. Returns per level its current period's spent and its reserved figures.
 const SETTLE: &str = r#"
 local n = tonumber(ARGV[1])
 local out = {}
 for i = 1, n do
   local ledger, cur = KEYS[2 * i - 1], KEYS[2 * i]
-  local field = ARGV[5 + i]
-  local reserved = redis.call('HINCRBY', ledger, 'reserved', '-' .. ARGV[2])
-  local spent = redis.call('HINCRBY', ledger, field, ARGV[3])
+  local booked, current = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  local reserved = redis.call('HINCRBY', ledger, 'reserved', ARGV[2])
+  local spent = redis.call('HINCRBY', ledger, booked, ARGV[3])
+  if booked ~= current then
+    spent = tonumber(redis.call('HGET', ledger, current) or '0')
+  end
   if tonumber(redis.call('HINCRBY', ledger, 'in_flight', -1)) < 0 then
     redis.call('HSET', ledger, 'in_flight', 0)
   end
@@ -353,10 +363,19 @@ impl Shared {
                 },
                 limit: number(3) as u64,
                 remaining: number(4) as u64,
-                retry_after_secs: if text(2) == "parallel requests" {
-                    1
-                } else {
-                    (60 - now_ms.rem_euclid(60_000) / 1000).max(1) as u64
+                retry_after_secs: match text(2).as_str() {
+                    "parallel requests" => 1,
+                    what => super::ledger::sliding_retry_after_secs(
+                        number(5).max(0) as u64,
+                        number(6).max(0) as u64,
+                        now_ms,
+                        if what == "requests per minute" {
+                            1
+                        } else {
+                            ask.tokens
+                        },
+                        number(3).max(0) as u64,
+                    ),
                 },
             }),
             "inflight" => Err(Shortfall::InFlight(level(1))),
@@ -364,7 +383,8 @@ impl Shared {
         })
     }
 
-    /// Releases a reservation and books the cost, across replicas.
+    /// Releases a reservation made at `admitted_ms` and books the cost in that period, across
+    /// replicas.
     pub async fn settle(
         &self,
         levels: &[std::sync::Arc<Ledger>],
@@ -372,18 +392,20 @@ impl Shared {
         cost: i64,
         extra_tokens: u64,
         now_ms: i64,
+        admitted_ms: i64,
     ) -> RedisResult<()> {
         let minute = now_ms.div_euclid(60_000);
         let mut call = self.settle.prepare_invoke();
         call.arg(levels.len())
-            .arg(reserved)
+            .arg(-reserved)
             .arg(cost)
             .arg(extra_tokens)
             .arg(WINDOW_TTL_SECS);
         for l in levels {
             call.key(self.ledger_key(&l.level))
                 .key(self.window_key(&l.level, minute));
-            call.arg(spent_field(l.period_start(now_ms)));
+            call.arg(spent_field(l.period_start(admitted_ms)))
+                .arg(spent_field(l.period_start(now_ms)));
         }
         let figures: Vec<i64> = call.invoke_async(&mut self.conn().await?).await?;
         for (l, pair) in levels.iter().zip(figures.chunks(2)) {

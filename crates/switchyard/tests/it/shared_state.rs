@@ -469,3 +469,169 @@ shared:
         .unwrap_or(Value::Null);
     assert_eq!(shaky["state"], "cooling", "{deployments}");
 }
+
+#[tokio::test]
+async fn the_shared_ledger_books_a_request_in_its_admission_period_and_refusals_say_when_to_return()
+{
+    use switchyard::governance::ledger::{Ask, Ledger, Level, Shortfall};
+    use switchyard::governance::model::{Limits, Period};
+    use switchyard::governance::shared::Shared;
+
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let shared = Shared::connect(&redis.url, "periods", 1).await.unwrap();
+    let day = 86_400_000;
+    let midnight = 20_500 * day;
+    let budgeted = Ledger::new(
+        Level::Key("daily".into()),
+        Limits {
+            max_budget_nanos: Some(1_000),
+            budget_period: Period::Daily,
+            ..Limits::default()
+        },
+        0,
+        midnight - 1_000,
+    );
+    let levels = vec![budgeted.clone()];
+    let ask = |worst| Ask {
+        worst,
+        least: 10,
+        tokens: 5,
+        may_cap: false,
+    };
+
+    // Admitted a second before midnight, ended a second after: the old day pays for it, and
+    // the new day starts with its whole budget.
+    let admitted = midnight - 1_000;
+    let granted = shared
+        .reserve(&levels, ask(100), admitted)
+        .await
+        .unwrap()
+        .unwrap();
+    shared
+        .settle(&levels, granted.reserved, 60, 0, midnight + 1_000, admitted)
+        .await
+        .unwrap();
+    assert_eq!(
+        budgeted.usage(midnight + 1_000).0,
+        0,
+        "the new day spent nothing"
+    );
+    assert_eq!(
+        budgeted.usage(midnight + 1_000).1,
+        0,
+        "nothing left reserved"
+    );
+    let whole_day = shared
+        .reserve(&levels, ask(1_000), midnight + 2_000)
+        .await
+        .unwrap();
+    assert!(
+        whole_day.is_ok(),
+        "the new day's whole budget: {whole_day:?}"
+    );
+    shared
+        .settle(&levels, 1_000, 0, 0, midnight + 3_000, midnight + 2_000)
+        .await
+        .unwrap();
+    shared.refresh(&levels, midnight - 500).await.unwrap();
+    assert_eq!(
+        budgeted.usage(midnight - 500).0,
+        60,
+        "the old day holds the cost"
+    );
+
+    // Four a minute, all four taken ten seconds into a minute: the fifth fits once a quarter
+    // of that minute has slid out of the window, 15 s into the next: 65 s on.
+    let limited = vec![Ledger::new(
+        Level::Key("rpm".into()),
+        Limits {
+            rpm: Some(4),
+            ..Limits::default()
+        },
+        0,
+        midnight,
+    )];
+    let at = midnight + 10_000;
+    for _ in 0..4 {
+        let granted = shared.reserve(&limited, ask(0), at).await.unwrap().unwrap();
+        shared
+            .settle(&limited, granted.reserved, 0, 0, at, at)
+            .await
+            .unwrap();
+    }
+    match shared.reserve(&limited, ask(0), at).await.unwrap() {
+        Err(Shortfall::RateLimited {
+            what,
+            remaining,
+            retry_after_secs,
+            ..
+        }) => {
+            assert_eq!(what, "requests per minute");
+            assert_eq!(remaining, 0);
+            assert_eq!(
+                retry_after_secs, 65,
+                "when the sliding window admits one more"
+            );
+        }
+        other => panic!("the fifth request in a minute was not refused: {other:?}"),
+    }
+    // And 40 s into the next minute three quarters have slid out: 3 of 4 still counted,
+    // so one more fits now, exactly as the in-process window would say.
+    let later = midnight + 60_000 + 40_000;
+    assert!(
+        shared
+            .reserve(&limited, ask(0), later)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+/// A model that costs nothing (a local one) reserves nothing; its requests must still settle,
+/// or the parallel limit they hold stays taken on every replica.
+#[tokio::test]
+async fn requests_to_a_free_model_settle_across_replicas() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let free = format!(
+        r#"
+  - alias: free
+    deployments:
+      - {{provider: p-openai, model: local-model, price: {{input_per_mtok: 0, output_per_mtok: 0}}}}
+"#
+    );
+    let with_free =
+        |sim: &str| config(sim, &redis.url).replacen("shared:\n", &format!("{free}shared:\n"), 1);
+    let a = Gateway::start(&with_free(&sim.base_url())).await;
+    let b = Gateway::start(&with_free(&sim.base_url())).await;
+    let http = client();
+    let (status, made) = post(
+        &http,
+        &a,
+        "/admin/keys",
+        KEY,
+        &json!({"name": "one-at-a-time", "max_parallel": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    assert!(knows_key(&http, &b, made["id"].as_str().unwrap()).await);
+    let body = chat("free", "Nothing to pay for.");
+    for i in 0..6 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        // Each request's settle is off its path: give it a moment before the next one.
+        let mut answer = (0, Value::Null);
+        for _ in 0..40 {
+            answer = post(&http, gw, "/v1/chat/completions", &key, &body).await;
+            if answer.0 != 429 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(answer.0, 200, "request {i}: {}", answer.1);
+    }
+}
