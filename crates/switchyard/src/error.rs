@@ -428,8 +428,16 @@ fn upstream(
             ),
             None,
         ),
+        // The provider said it is overloaded (Anthropic's 529, an OpenAI-style 503 saying so):
+        // a status clients retry later, and Anthropic's clients see their API's own 529.
+        ErrorClass::Overloaded => (
+            503,
+            ErrorKind::Overloaded,
+            "upstream_overloaded",
+            format!("The provider is overloaded ({tries}): {}", last.message),
+            None,
+        ),
         ErrorClass::Connect
-        | ErrorClass::Overloaded
         | ErrorClass::ServerError
         | ErrorClass::MalformedResponse => (
             502,

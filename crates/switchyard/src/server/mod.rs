@@ -492,8 +492,14 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
         _ => ingress(dialect).encode_error(&client),
     };
     let mut response = Response::new(Body::from(body));
+    // Anthropic's API says it is overloaded with 529, which its clients know.
+    let status = if client.code == "upstream_overloaded" && dialect == DialectId::Anthropic {
+        529
+    } else {
+        client.status
+    };
     *response.status_mut() =
-        StatusCode::from_u16(client.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -146,7 +146,7 @@ async fn upstream_failures_map_to_stable_codes() {
         ("status=401", 502, "upstream_auth_failed"),
         ("status=429;retry_after=7", 429, "upstream_rate_limited"),
         ("status=500", 502, "upstream_unavailable"),
-        ("status=529", 502, "upstream_unavailable"),
+        ("status=529", 503, "upstream_overloaded"),
         ("reset", 502, "upstream_unavailable"),
     ];
     for kind in crate::harness::KINDS {
@@ -159,6 +159,11 @@ async fn upstream_failures_map_to_stable_codes() {
             _ => "gemini-2.5-flash",
         };
         for (fault, status, code) in cases {
+            // Gemini and Bedrock have no 529: what they send with one names an internal error.
+            let (status, code) = match (*kind, fault) {
+                ("gemini" | "bedrock", "status=529") => (502, "upstream_unavailable"),
+                _ => (status, code),
+            };
             // A reset on a kept connection is sent once more on a new one (it may be the
             // provider's idle timeout): the reset there too is the failure.
             let times = if fault == "reset" { 2 } else { 1 };
@@ -201,6 +206,14 @@ async fn upstream_failures_map_to_stable_codes() {
     let r = env.post_anthropic(&json!({"model": "anthropic", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["type"], "error");
+    // An overloaded provider, whatever its kind, is Anthropic's own 529 to an Anthropic client.
+    for (model, alias) in [("claude-sonnet-4-5", "anthropic"), ("gpt-4o-mini", "openai")] {
+        env.clear_faults().await;
+        env.fault(model, "status=529", Some(1)).await;
+        let r = env.post_anthropic(&json!({"model": alias, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
+        assert_eq!(r.status, 529, "{alias}: {}", r.text);
+        assert_eq!(r.json()["error"]["type"], "overloaded_error", "{}", r.text);
+    }
 }
 
 /// An Anthropic client's message thread (the `thread` field of the message threads beta, which
