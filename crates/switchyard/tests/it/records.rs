@@ -465,6 +465,7 @@ async fn a_providers_web_searches_are_billed_per_search() {
     )
     .await;
     for (alias, per_search) in [("searching", 10_000_000), ("searching-priced", 20_000_000)] {
+        let mut whole_annotations = Value::Null;
         for stream in [false, true] {
             let body = json!({"model": alias, "max_tokens": 100, "stream": stream,
                 "tools": [{"type": "web_search_20250305", "name": "web_search"}],
@@ -530,8 +531,58 @@ async fn a_providers_web_searches_are_billed_per_search() {
                 url.as_str().is_some_and(|u| u.starts_with("http")),
                 "{path}: {b}"
             );
+            if path == "/v1/responses" {
+                whole_annotations = message_annotations(&b);
+            }
         }
+        // Streamed to a Responses client, each cited page is annotated as its text ends
+        // (`response.output_text.annotation.added`), and the message ends with the
+        // annotations the whole answer has.
+        let r = env
+            .post(
+                "/v1/responses",
+                &json!({"model": alias, "input": "Latest news on trains", "stream": true,
+                    "tools": [{"type": "web_search"}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:.300}", r.text);
+        let events: Vec<Value> = r
+            .sse_data()
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let added: Vec<Value> = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.annotation.added")
+            .map(|e| e["annotation"].clone())
+            .collect();
+        let completed = events
+            .iter()
+            .find(|e| e["type"] == "response.completed")
+            .expect("completed");
+        assert!(!added.is_empty(), "{alias}: {}", r.text);
+        assert_eq!(
+            json!(added),
+            message_annotations(&completed["response"]),
+            "{alias}"
+        );
+        assert_eq!(json!(added), whole_annotations, "{alias}: as the whole answer");
+        let done = events
+            .iter()
+            .find(|e| e["type"] == "response.content_part.done")
+            .expect("part done");
+        assert_eq!(done["part"]["annotations"], json!(added), "{alias}");
     }
+}
+
+/// The annotations of a Responses answer's message.
+fn message_annotations(response: &Value) -> Value {
+    response["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "message")
+        .map_or(Value::Null, |m| m["content"][0]["annotations"].clone())
 }
 
 #[tokio::test]

@@ -760,14 +760,15 @@ mod message_events {
         sequence: &mut u64,
         index: usize,
         id: &str,
-        text: Option<&str>,
+        text: Option<(&str, &[Value])>,
     ) {
         let kind = match text {
             None => "response.content_part.added",
             Some(_) => "response.content_part.done",
         };
+        let (text, annotations) = text.unwrap_or_default();
         super::part_event(out, sequence, kind, index, id, false, |out| {
-            output_text(out, text.unwrap_or_default(), &[])
+            output_text(out, text, annotations)
         });
     }
 
@@ -1121,6 +1122,17 @@ pub struct ResponsesStreamEncoder {
     open_calls: Vec<(u32, usize)>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    /// The text block streaming now, when the provider marks its blocks (Anthropic's cited
+    /// answers): its citations become the message's `url_citation`s when it ends.
+    block: Option<TextBlock>,
+}
+
+/// A text block of a cited answer while it streams.
+#[derive(Default)]
+struct TextBlock {
+    /// Where its text starts in the message, in characters; known once its first text comes.
+    start: Option<usize>,
+    citations: Vec<Value>,
 }
 
 impl ResponsesStreamEncoder {
@@ -1141,6 +1153,51 @@ impl ResponsesStreamEncoder {
             open_calls: Vec::new(),
             usage: None,
             finish: None,
+            block: None,
+        }
+    }
+
+    /// Ends the text block streaming now, if its text has begun: each web page it cites is
+    /// annotated over its text (`response.output_text.annotation.added`), as a whole answer's
+    /// are.
+    fn end_block(&mut self, out: &mut Vec<u8>) {
+        let (Some(index), Some(TextBlock { start: Some(_), .. })) = (self.open, &self.block)
+        else {
+            return;
+        };
+        let Some(TextBlock {
+            start: Some(start),
+            citations,
+        }) = self.block.take()
+        else {
+            return;
+        };
+        let Item::Message {
+            id,
+            text,
+            annotations,
+        } = &mut self.items[index]
+        else {
+            return;
+        };
+        let citations = Value::Array(citations);
+        let mut pages = cited_web_pages(Some(&citations)).peekable();
+        if pages.peek().is_none() {
+            return;
+        }
+        let end = text.chars().count();
+        for (url, title) in pages {
+            let annotation = json!({"type": "url_citation", "start_index": start,
+                "end_index": end, "url": url, "title": title});
+            let event = json!({"item_id": id, "output_index": index, "content_index": 0,
+                "annotation_index": annotations.len(), "annotation": annotation});
+            annotations.push(annotation);
+            emit(
+                &mut self.sequence,
+                "response.output_text.annotation.added",
+                event,
+                out,
+            );
         }
     }
 
@@ -1234,6 +1291,7 @@ impl ResponsesStreamEncoder {
     /// message or reasoning item streaming now is closed.
     fn whole_item(&mut self, item: Item, out: &mut Vec<u8>) {
         self.ensure_started(out);
+        self.end_block(out);
         if let Some(open) = self.open.take() {
             self.close(vec![open], out);
         }
@@ -1243,6 +1301,7 @@ impl ResponsesStreamEncoder {
 
     /// Closes every open item, in the order they were opened.
     fn close_all(&mut self, out: &mut Vec<u8>) {
+        self.end_block(out);
         let mut closing: Vec<usize> = self.open.take().into_iter().collect();
         closing.extend(self.open_calls.drain(..).map(|(_, index)| index));
         closing.sort_unstable();
@@ -1257,9 +1316,11 @@ impl ResponsesStreamEncoder {
             let (item, sequence) = (&self.items[index], &mut self.sequence);
             let id = item.id();
             match item {
-                Item::Message { text, .. } => {
+                Item::Message {
+                    text, annotations, ..
+                } => {
                     message_events::text_done(out, sequence, index, id, text);
-                    message_events::part(out, sequence, index, id, Some(text));
+                    message_events::part(out, sequence, index, id, Some((text, annotations)));
                     item_event(
                         out,
                         sequence,
@@ -1360,6 +1421,9 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     id, text: joined, ..
                 } = &mut self.items[index]
                 {
+                    if let Some(block @ TextBlock { start: None, .. }) = &mut self.block {
+                        block.start = Some(joined.chars().count());
+                    }
                     joined.push_str(text);
                     write_text_delta(out, id, index, self.sequence, text);
                     self.sequence += 1;
@@ -1466,10 +1530,16 @@ impl StreamEncoder for ResponsesStreamEncoder {
             // Citations and text block boundaries are Anthropic's; chat completions' log
             // probabilities are not asked for here (the Responses API asks with `include`). In-stream
             // provider errors become `error()` calls by the relay.
-            StreamEvent::TextBlockStart
-            | StreamEvent::Citation(_)
-            | StreamEvent::Logprobs(_)
-            | StreamEvent::Error(_) => {}
+            StreamEvent::TextBlockStart => {
+                self.end_block(out);
+                self.block = Some(TextBlock::default());
+            }
+            StreamEvent::Citation(citation) => {
+                if let Some(block) = &mut self.block {
+                    block.citations.push(citation.clone());
+                }
+            }
+            StreamEvent::Logprobs(_) | StreamEvent::Error(_) => {}
         }
     }
 
@@ -1559,7 +1629,7 @@ mod tests {
                         ),
                         (
                             "response.content_part.done",
-                            Box::new(|out, s| message_events::part(out, s, index, id, Some(body))),
+                            Box::new(|out, s| message_events::part(out, s, index, id, Some((body, &[])))),
                             json!({"item_id": id, "output_index": index, "content_index": 0,
                                 "part": output_text(body, &[])}),
                         ),
