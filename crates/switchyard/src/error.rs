@@ -437,9 +437,7 @@ fn upstream(
             format!("The provider is overloaded ({tries}): {}", last.message),
             None,
         ),
-        ErrorClass::Connect
-        | ErrorClass::ServerError
-        | ErrorClass::MalformedResponse => (
+        ErrorClass::Connect | ErrorClass::ServerError | ErrorClass::MalformedResponse => (
             502,
             ErrorKind::Upstream,
             "upstream_unavailable",

@@ -207,7 +207,10 @@ async fn upstream_failures_map_to_stable_codes() {
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["type"], "error");
     // An overloaded provider, whatever its kind, is Anthropic's own 529 to an Anthropic client.
-    for (model, alias) in [("claude-sonnet-4-5", "anthropic"), ("gpt-4o-mini", "openai")] {
+    for (model, alias) in [
+        ("claude-sonnet-4-5", "anthropic"),
+        ("gpt-4o-mini", "openai"),
+    ] {
         env.clear_faults().await;
         env.fault(model, "status=529", Some(1)).await;
         let r = env.post_anthropic(&json!({"model": alias, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;

@@ -566,7 +566,11 @@ async fn a_providers_web_searches_are_billed_per_search() {
             message_annotations(&completed["response"]),
             "{alias}"
         );
-        assert_eq!(json!(added), whole_annotations, "{alias}: as the whole answer");
+        assert_eq!(
+            json!(added),
+            whole_annotations,
+            "{alias}: as the whole answer"
+        );
         let done = events
             .iter()
             .find(|e| e["type"] == "response.content_part.done")

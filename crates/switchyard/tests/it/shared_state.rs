@@ -597,13 +597,11 @@ async fn requests_to_a_free_model_settle_across_replicas() {
         return;
     };
     let sim = start_sim(SimConfig::default()).await;
-    let free = format!(
-        r#"
+    let free = r#"
   - alias: free
     deployments:
-      - {{provider: p-openai, model: local-model, price: {{input_per_mtok: 0, output_per_mtok: 0}}}}
-"#
-    );
+      - {provider: p-openai, model: local-model, price: {input_per_mtok: 0, output_per_mtok: 0}}
+"#;
     let with_free =
         |sim: &str| config(sim, &redis.url).replacen("shared:\n", &format!("{free}shared:\n"), 1);
     let a = Gateway::start(&with_free(&sim.base_url())).await;

@@ -1161,8 +1161,7 @@ impl ResponsesStreamEncoder {
     /// annotated over its text (`response.output_text.annotation.added`), as a whole answer's
     /// are.
     fn end_block(&mut self, out: &mut Vec<u8>) {
-        let (Some(index), Some(TextBlock { start: Some(_), .. })) = (self.open, &self.block)
-        else {
+        let (Some(index), Some(TextBlock { start: Some(_), .. })) = (self.open, &self.block) else {
             return;
         };
         let Some(TextBlock {
@@ -1629,7 +1628,9 @@ mod tests {
                         ),
                         (
                             "response.content_part.done",
-                            Box::new(|out, s| message_events::part(out, s, index, id, Some((body, &[])))),
+                            Box::new(|out, s| {
+                                message_events::part(out, s, index, id, Some((body, &[])))
+                            }),
                             json!({"item_id": id, "output_index": index, "content_index": 0,
                                 "part": output_text(body, &[])}),
                         ),
