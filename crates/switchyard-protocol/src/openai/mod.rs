@@ -18,6 +18,7 @@ pub use responses::{ResponsesIngress, ResponsesStreamEncoder};
 /// Responses the gateway keeps, brought back into requests that refer to them.
 pub mod kept_responses {
     pub use super::responses::{
-        Kept, STORE, bring_in, input_items, referenced_responses, refers_to_kept,
+        Brought, Kept, STORE, bring_in, continues, input_items, referenced_responses,
+        refers_to_kept,
     };
 }

@@ -256,11 +256,14 @@ async fn decode_bringing_in_kept(
     let owner = &principal.caller.key_id.as_deref().map(str::to_owned);
     let found = |id: &str| app.kept_responses.get(id, owner);
     match kept_responses::bring_in(&body, &found).map_err(GatewayError::InvalidRequest)? {
-        Some(whole) => {
-            let whole = Bytes::from(whole);
-            let request = ingress
+        Some(brought) => {
+            let whole = Bytes::from(brought.body);
+            let mut request = ingress
                 .decode_chat(&whole)
                 .map_err(GatewayError::InvalidRequest)?;
+            if let Some(previous) = brought.previous {
+                kept_responses::continues(&mut request, previous);
+            }
             Ok((whole, request))
         }
         None => Err(GatewayError::InvalidRequest(first)),

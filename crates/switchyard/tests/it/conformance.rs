@@ -1956,6 +1956,9 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         let second = r.json();
         let text = second["output"][0]["content"][0]["text"].as_str().unwrap();
         assert!(text.contains("18 degrees"), "{kind}: {second}");
+        // It says which response it continued; one that continued none says null.
+        assert_eq!(second["previous_response_id"], id, "{kind}: {second}");
+        assert_eq!(first["previous_response_id"], Value::Null, "{kind}");
         assert!(
             second["usage"]["input_tokens"].as_u64() > first["usage"]["input_tokens"].as_u64(),
             "{kind}: the history was sent: {second}"
@@ -1976,9 +1979,24 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         let text = last["output"][0]["content"][0]["text"].as_str().unwrap();
         assert!(text.contains("19 degrees"), "{kind}: {last}");
         // A streamed answer is kept too, and chains on.
-        let third = json!({"model": kind, "previous_response_id": last["id"], "input": "Thanks"});
-        let r = env.post("/v1/responses", &third).await;
-        assert_eq!(r.status, 200, "{kind}: {}", r.text);
+        let third = json!({"model": kind, "previous_response_id": last["id"], "input": "Thanks",
+            "stream": true});
+        let (names, third) = responses_stream(&env.post("/v1/responses", &third).await);
+        assert_eq!(
+            names.last().unwrap(),
+            "response.completed",
+            "{kind}: {names:?}"
+        );
+        assert_eq!(third["previous_response_id"], last["id"], "{kind}: {third}");
+        let kept = env
+            .get(&format!("/v1/responses/{}", third["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(
+            kept.json()["previous_response_id"],
+            last["id"],
+            "{kind}: {}",
+            kept.text
+        );
     }
 
     // The kept answers show in the metrics.

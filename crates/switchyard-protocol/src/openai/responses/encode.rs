@@ -532,11 +532,12 @@ fn usage_json(usage: &Usage) -> Value {
 
 /// The settings a `response` repeats from its request.
 #[cfg(test)]
-const SETTINGS: [&str; 11] = [
+const SETTINGS: [&str; 12] = [
     "instructions",
     "max_output_tokens",
     "metadata",
     "parallel_tool_calls",
+    "previous_response_id",
     "reasoning",
     "temperature",
     "text",
@@ -615,7 +616,9 @@ fn response_bytes(
         json::write_array(out, items, |out, item| item.write(out, item_status))?;
         out.extend_from_slice(b",\"parallel_tool_calls\":");
         setting(out, "parallel_tool_calls")?;
-        out.extend_from_slice(b",\"previous_response_id\":null,\"reasoning\":");
+        out.extend_from_slice(b",\"previous_response_id\":");
+        setting(out, "previous_response_id")?;
+        out.extend_from_slice(b",\"reasoning\":");
         setting(out, "reasoning")?;
         out.extend_from_slice(b",\"status\":");
         json::write_str(out, status);
@@ -662,7 +665,6 @@ fn response_json(
     response.insert("incomplete_details".into(), incomplete);
     response.insert("model".into(), json!(ctx.model));
     response.insert("output".into(), Value::Array(output));
-    response.insert("previous_response_id".into(), Value::Null);
     response.insert("store".into(), json!(ctx.keep.is_some()));
     response.insert("truncation".into(), json!("disabled"));
     let echo = ctx.echo.as_ref().and_then(Value::as_object);

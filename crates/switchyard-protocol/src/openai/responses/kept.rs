@@ -149,24 +149,37 @@ fn not_kept(what: &str, id: &str, path: &str) -> DecodeError {
     )
 }
 
+/// A request with the kept responses it refers to brought in.
+#[derive(Debug)]
+pub struct Brought {
+    /// The request, stateless: the conversation it continues and the items it refers to are in
+    /// its `input`.
+    pub body: Vec<u8>,
+    /// The `previous_response_id` it continued, which its response repeats (see
+    /// [`super::continues`]).
+    pub previous: Option<String>,
+}
+
 /// `body` with the kept responses it refers to brought in, or `None` when it refers to none
 /// (or is not a JSON object, for the decoder to refuse as it would). `kept` finds a response by
 /// its id.
 pub fn bring_in(
     body: &[u8],
     kept: &dyn Fn(&str) -> Option<Kept>,
-) -> Result<Option<Vec<u8>>, DecodeError> {
+) -> Result<Option<Brought>, DecodeError> {
     let Ok(mut request) = serde_json::from_slice::<Map<String, Value>>(body) else {
         return Ok(None);
     };
     let previous = request.remove("previous_response_id");
     // A null one is dropped too, so the decoder never sees the member.
     let previous_given = previous.is_some();
+    let mut previous_id = None;
     let mut items = match previous {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(id)) => {
             let previous =
                 kept(&id).ok_or_else(|| not_kept("response", &id, "previous_response_id"))?;
+            previous_id = Some(id);
             conversation(&previous)
         }
         Some(_) => {
@@ -203,5 +216,8 @@ pub fn bring_in(
         return Ok(None);
     }
     request.insert("input".into(), Value::Array(items));
-    Ok(Some(serde_json::to_vec(&request).unwrap_or_default()))
+    Ok(Some(Brought {
+        body: serde_json::to_vec(&request).unwrap_or_default(),
+        previous: previous_id,
+    }))
 }

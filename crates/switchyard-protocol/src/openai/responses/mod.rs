@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 pub use encode::ResponsesStreamEncoder;
-pub use kept::{Kept, bring_in, input_items, referenced_responses, refers_to_kept};
+pub use kept::{Brought, Kept, bring_in, input_items, referenced_responses, refers_to_kept};
 
 use crate::canonical::{ChatRequest, ChatResponse, ResponseFormat, ToolChoice};
 use crate::dialect::{DialectId, EncodeCtx, IngressDialect, StreamEncoder};
@@ -38,6 +38,19 @@ pub const STORE: &str = "store";
 /// tools, the hosted web search), kept in its extras (never sent to a provider) for the
 /// response to repeat and to tell custom tools' calls from functions' calls.
 const TOOLS_AS_SENT: &str = "tools";
+
+/// The `previous_response_id` a request continued (brought in by `kept.rs` before it was read),
+/// for the response to repeat.
+const PREVIOUS_RESPONSE_ID: &str = "previous_response_id";
+
+/// Marks `request` as continuing response `previous`, which its response repeats as its
+/// `previous_response_id`.
+pub fn continues(request: &mut ChatRequest, previous: String) {
+    request
+        .extras
+        .fields
+        .insert(PREVIOUS_RESPONSE_ID.into(), Value::String(previous));
+}
 
 /// Between a namespace's name and its tool's in the function that stands for the tool: a
 /// name every provider takes (letters, digits, `_` and `-`).
@@ -152,6 +165,10 @@ fn settings(request: &ChatRequest) -> Value {
         }
     };
     set("max_output_tokens", request.max_tokens.map(|n| json!(n)));
+    set(
+        PREVIOUS_RESPONSE_ID,
+        request.extras.fields.get(PREVIOUS_RESPONSE_ID).cloned(),
+    );
     set("metadata", request.metadata.clone().map(Value::Object));
     set(
         "parallel_tool_calls",

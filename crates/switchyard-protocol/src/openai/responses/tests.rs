@@ -1187,7 +1187,7 @@ fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
     let body = next.to_string();
     assert!(refers_to_kept(body.as_bytes()));
     let whole: Value =
-        serde_json::from_slice(&bring_in(body.as_bytes(), &kept).unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&bring_in(body.as_bytes(), &kept).unwrap().unwrap().body).unwrap();
     assert!(whole.get("previous_response_id").is_none());
     // The earlier instructions are not carried over; its input, output and the new input are.
     assert_eq!(whole["instructions"], "Be kind.");
@@ -1207,7 +1207,8 @@ fn kept_responses_are_brought_in_as_the_conversation_they_answered() {
     let whole: Value = serde_json::from_slice(
         &bring_in(by_reference.to_string().as_bytes(), &kept)
             .unwrap()
-            .unwrap(),
+            .unwrap()
+            .body,
     )
     .unwrap();
     assert_eq!(whole["input"][1]["call_id"], "call_1");
