@@ -17,6 +17,7 @@ use crate::error::GatewayError;
 use crate::pipeline::{self, RequestContext};
 use crate::routing::now_ms;
 use crate::store::{Bucket, RequestFilter, SpendGroup};
+use crate::telemetry::record::Outcome;
 
 /// `GET /admin/deployments`: health of every deployment, by alias.
 pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -93,24 +94,42 @@ fn bad_query(message: String, request_id: &str) -> Response {
 }
 
 /// A time bound: Unix milliseconds, or `N{s,m,h,d}` ago.
+/// A span is a whole number of units back from now: never negative (that would be the future)
+/// and never before the Unix epoch's reach.
 pub fn parse_time(value: &str) -> Option<i64> {
     if let Ok(ms) = value.parse::<i64>() {
-        return Some(ms);
+        return (ms >= 0).then_some(ms);
     }
-    let (num, unit) = value.split_at(value.len().checked_sub(1)?);
+    let unit = value.chars().last()?;
+    let num = &value[..value.len() - unit.len_utf8()];
+    if !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: i64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
+    let unit_secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
         _ => return None,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    Some(now - secs * 1000)
+    let back = n.checked_mul(unit_secs)?.checked_mul(1000)?;
+    Some(now.saturating_sub(back).max(0))
+}
+
+/// `since` and `until` as given, refused when the window they make is empty the wrong way
+/// round (a caller who swapped them would otherwise read "nothing happened").
+fn ordered_window(since: Option<i64>, until: Option<i64>) -> Result<(), String> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => {
+            Err("'since' is after 'until': the window is empty".to_owned())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Box<Response>> {
@@ -163,6 +182,21 @@ pub async fn requests(
                 }
             }
         }
+    }
+    if let Err(message) = ordered_window(filter.since_ms, filter.until_ms) {
+        return bad_query(message, &id);
+    }
+    if let Some(outcome) = &filter.outcome
+        && !Outcome::ALL.iter().any(|o| o.as_str() == outcome)
+    {
+        let known: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        return bad_query(
+            format!("'outcome' must be one of {}", known.join(", ")),
+            &id,
+        );
+    }
+    if q.limit == Some(0) {
+        return bad_query("'limit' must be 1 to 1000".into(), &id);
     }
     if let Some(tag) = q.tag {
         match tag.split_once(':') {
@@ -275,6 +309,9 @@ pub async fn spend(
         Some(Some(t)) => Some(t),
         None => None,
     };
+    if let Err(message) = ordered_window(since, until) {
+        return bad_query(message, &id);
+    }
     match app.store.spend(&group, bucket, since, until).await {
         Ok(rows) => {
             let total: i64 = rows.iter().map(|r| r.cost_nanos).sum();

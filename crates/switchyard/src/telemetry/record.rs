@@ -358,6 +358,14 @@ fn number_field(out: &mut Vec<u8>, key: &[u8], value: impl Serialize) {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::UpstreamError,
+        Outcome::StreamError,
+        Outcome::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",

@@ -239,6 +239,42 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(spend["total_cost_nanos"].as_i64().unwrap(), total);
     assert!(total > 0);
     assert_eq!(env.get("/admin/spend?by=nonsense").await.status, 400);
+
+    // Bounds that make no sense are refused with a 400 that says why, never a 500 and never an
+    // empty list that reads as "nothing happened".
+    for query in [
+        "since=9999999999999999d",
+        "since=999999999999999h",
+        "since=%C3%A9",
+        "until=5%C3%A9",
+        "since=-5m",
+        "since=-1",
+        "since=2000&until=1000",
+        "outcome=bogus",
+        "limit=0",
+    ] {
+        for path in ["/admin/requests", "/admin/spend"] {
+            if path == "/admin/spend"
+                && (query.starts_with("outcome") || query.starts_with("limit"))
+            {
+                continue;
+            }
+            let r = env.get(&format!("{path}?{query}")).await;
+            assert_eq!(r.status, 400, "{path}?{query}: {}", r.text);
+            assert_eq!(
+                r.json()["error"]["type"],
+                "invalid_request_error",
+                "{}",
+                r.text
+            );
+        }
+    }
+    // A span back past the epoch is the epoch: everything.
+    let all = env
+        .get("/admin/requests?since=99999999w&limit=1000")
+        .await
+        .json();
+    assert_eq!(all["data"].as_array().unwrap().len(), data.len());
 }
 
 #[tokio::test]
