@@ -1,9 +1,11 @@
-//! Prices and the cost of a request. Money is integer nano-dollars (10⁻⁹ USD) end to end: one
-//! token of the cheapest model is still a whole number, and no floating point touches a sum.
+//! Prices and the cost of a request. Money is integer nano-dollars (10⁻⁹ USD) end to end, and no
+//! floating point touches a sum. Rates are pico-dollars (10⁻¹² USD) per token, so that a price
+//! with fractions of a nano-dollar per token (Gemini's $0.0375 per million is 37.5) is billed
+//! exactly: a request's cost is summed in pico-dollars and rounded to a nano-dollar once.
 
 use switchyard_protocol::canonical::{CacheTtl, Usage};
 
-/// Nano-dollars per token for each kind of token.
+/// Pico-dollars per token for each kind of token (1 USD per million tokens is 1,000,000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rates {
     pub input: u64,
@@ -19,7 +21,7 @@ pub struct Rates {
 impl Rates {
     /// In US dollars per million tokens, as a deployment's `price` block writes them.
     fn to_json(self) -> serde_json::Value {
-        let usd = |nanos: u64| nanos as f64 / 1_000.0;
+        let usd = |picos: u64| picos as f64 / PICOS_PER_USD_PER_MTOK;
         serde_json::json!({
             "input_per_mtok": usd(self.input),
             "output_per_mtok": usd(self.output),
@@ -29,7 +31,7 @@ impl Rates {
         })
     }
 
-    /// From US dollars per million tokens (1 USD/Mtok = 1,000 nano-dollars per token). Without
+    /// From US dollars per million tokens (1 USD/Mtok = a million pico-dollars per token). Without
     /// specific figures, cache reads and writes cost what input costs (never invented discounts).
     pub fn per_mtok(input: f64, output: f64) -> Self {
         Self {
@@ -134,20 +136,24 @@ impl Price {
     pub fn cost(&self, usage: &Usage) -> i64 {
         let rates = self.rates_for(usage.input_tokens);
         let hour_writes = usage.cache_write_1h_tokens.min(usage.cache_write_tokens);
-        // Saturating: the counts come from providers and must not overflow into a panic.
-        let total = [
+        // In u128 pico-dollars: the counts come from providers and must not overflow into a
+        // panic; rounded to the nearest nano-dollar once, for the whole request.
+        let picos = [
             (usage.uncached_input(), rates.input),
             (usage.cache_read_tokens, rates.cache_read),
             (usage.cache_write_tokens - hour_writes, rates.cache_write),
             (hour_writes, rates.cache_write_1h),
             (usage.output_tokens, rates.output),
-            (usage.web_search_requests, self.web_search),
+            (
+                usage.web_search_requests,
+                self.web_search.saturating_mul(1000),
+            ),
         ]
         .iter()
-        .fold(0u64, |sum, (count, price)| {
-            sum.saturating_add(count.saturating_mul(*price))
+        .fold(0u128, |sum, &(count, price)| {
+            sum.saturating_add(u128::from(count) * u128::from(price))
         });
-        i64::try_from(total).unwrap_or(i64::MAX)
+        i64::try_from(picos.saturating_add(500) / 1000).unwrap_or(i64::MAX)
     }
 
     /// The highest of two prices, rate by rate and tier by tier: what a request that may reach
@@ -350,9 +356,18 @@ const TABLE: &[Listed] = &[
     row("mistral-small", plain(0.10, 0.30, 0.10)),
 ];
 
-/// Nano-dollars per token in `usd` US dollars per million tokens.
+/// Pico-dollars per token in one US dollar per million tokens.
+const PICOS_PER_USD_PER_MTOK: f64 = 1e6;
+
+/// Pico-dollars per token in `usd` US dollars per million tokens.
 pub fn usd_per_mtok(usd: f64) -> u64 {
-    (usd * 1_000.0).round().max(0.0) as u64
+    (usd * PICOS_PER_USD_PER_MTOK).round().max(0.0) as u64
+}
+
+/// Nano-dollars in `picos` pico-dollars, rounded up: what a reservation of a worst case holds,
+/// never less than the cost it covers.
+pub fn nanos_at_least(picos: u128) -> i64 {
+    i64::try_from(picos.div_ceil(1000)).unwrap_or(i64::MAX)
 }
 
 fn rates_of([input, output, cache_read, cache_write, cache_write_1h]: Usd) -> Rates {
@@ -431,9 +446,32 @@ fn same_model_suffix(rest: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Pico-dollars in a nano-dollar: the tests' rates are written per token in nano-dollars.
+    const PICO: u64 = 1000;
+
+    #[test]
+    fn fractions_of_a_nano_dollar_per_token_are_billed_exactly() {
+        // $0.0375 per million input tokens is 37.5 nano-dollars a token; $0.0015 is 1.5.
+        let p = Price::per_mtok(0.0375, 0.0015);
+        let u = |input_tokens, output_tokens| Usage {
+            input_tokens,
+            output_tokens,
+            ..Usage::default()
+        };
+        assert_eq!(p.cost(&u(2, 0)), 75);
+        assert_eq!(p.cost(&u(1_000, 1_000)), 37_500 + 1_500);
+        // Rounded once per request, to the nearest nano-dollar.
+        assert_eq!(p.cost(&u(0, 3)), 5);
+        assert_eq!(p.cost(&u(1, 1)), 39);
+        assert_eq!(Price::per_mtok(0.0015, 0.0037).cost(&u(24, 40)), 184);
+        // A reservation's worst case rounds up, so it always covers the cost.
+        assert_eq!(nanos_at_least(37_500), 38);
+        assert_eq!(nanos_at_least(37_000), 37);
+    }
+
     #[test]
     fn a_row_matches_its_model_and_the_snapshots_and_provider_forms_of_it() {
-        let input = |model: &str| lookup(model).map(|p| p.rates.input);
+        let input = |model: &str| lookup(model).map(|p| p.rates.input / PICO);
         assert_eq!(input("gpt-4o-mini-2024-07-18"), Some(150));
         assert_eq!(input("gpt-4o-mini"), Some(150));
         assert_eq!(input("gpt-4o-2024-08-06"), Some(2_500));
@@ -463,7 +501,8 @@ mod tests {
         assert_eq!(input("amazon.titan-embed-text-v1"), Some(100));
         assert_eq!(input("cohere.embed-multilingual-v3"), Some(100));
         assert_eq!(
-            lookup("claude-sonnet-4-5").map(|p| (p.rates.cache_write, p.rates.cache_write_1h)),
+            lookup("claude-sonnet-4-5")
+                .map(|p| (p.rates.cache_write / PICO, p.rates.cache_write_1h / PICO)),
             Some((3_750, 6_000))
         );
         // Another suffix is another model, priced differently or not known: no price rather
@@ -484,8 +523,8 @@ mod tests {
     #[test]
     fn costs_are_exact_integers() {
         let p = Price::per_mtok(0.15, 0.6);
-        assert_eq!(p.rates.input, 150);
-        assert_eq!(p.rates.output, 600);
+        assert_eq!(p.rates.input, 150 * PICO);
+        assert_eq!(p.rates.output, 600 * PICO);
         let u = Usage {
             input_tokens: 1000,
             output_tokens: 200,
@@ -495,7 +534,7 @@ mod tests {
         assert_eq!(p.cost(&u), 600 * 150 + 400 * 150 + 200 * 600);
         let p = Price {
             rates: Rates {
-                cache_read: 75,
+                cache_read: 75 * PICO,
                 ..p.rates
             },
             ..p
@@ -555,7 +594,7 @@ mod tests {
             100_000 * 2_500 + 150_000 * 625 + 10 * 15_000
         );
         assert_eq!(p.rates_for(200_000), p.rates);
-        assert_eq!(p.rates_for(200_001).input, 2_500);
+        assert_eq!(p.rates_for(200_001).input, 2_500 * PICO);
     }
 
     #[test]
@@ -572,9 +611,9 @@ mod tests {
             assert!(most.cost(&u) >= tiered.cost(&u), "{input_tokens}");
             assert!(most.cost(&u) >= flat.cost(&u), "{input_tokens}");
         }
-        assert_eq!(most.rates.input, 2_000);
-        assert_eq!(most.rates_for(300_000).input, 2_500);
-        assert_eq!(most.rates_for(300_000).output, 15_000);
+        assert_eq!(most.rates.input, 2_000 * PICO);
+        assert_eq!(most.rates_for(300_000).input, 2_500 * PICO);
+        assert_eq!(most.rates_for(300_000).output, 15_000 * PICO);
         assert_eq!(flat.max(flat), flat);
     }
 

@@ -214,12 +214,12 @@ fn a_price_block_leaves_to_the_table_what_it_does_not_say() {
             r.cache_write,
             r.cache_write_1h
         ),
-        (2_400, 12_000, 240, 3_000, 4_800)
+        (2_400_000, 12_000_000, 240_000, 3_000_000, 4_800_000)
     );
     let long = price.rates_for(200_001);
     assert_eq!(
         (long.input, long.output, long.cache_read),
-        (4_800, 18_000, 480)
+        (4_800_000, 18_000_000, 480_000)
     );
     // Given rates win; a model the table does not know has cache rates at input's.
     let own = PriceFile {
@@ -231,12 +231,12 @@ fn a_price_block_leaves_to_the_table_what_it_does_not_say() {
     let r = own.price("claude-sonnet-4-5").rates;
     assert_eq!(
         (r.cache_read, r.cache_write, r.cache_write_1h),
-        (500, 1_250, 2_000)
+        (500_000, 1_250_000, 2_000_000)
     );
     let r = own.price("in-house-model").rates;
     assert_eq!(
         (r.cache_read, r.cache_write, r.cache_write_1h),
-        (500, 1_000, 1_000)
+        (500_000, 1_000_000, 1_000_000)
     );
     assert!(own.price("in-house-model").long_context.is_none());
 }

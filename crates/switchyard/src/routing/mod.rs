@@ -374,12 +374,8 @@ impl RoutingTable {
                         model: d.model.clone(),
                         weight: d.weight,
                         priority: d.priority,
-                        price: billing.map(|p| {
-                            (
-                                p.rates.input as f64 / 1000.0,
-                                p.rates.output as f64 / 1000.0,
-                            )
-                        }),
+                        price: billing
+                            .map(|p| (p.rates.input as f64 / 1e6, p.rates.output as f64 / 1e6)),
                         billing,
                         rpm: d.rpm,
                         tpm: d.tpm,

@@ -494,11 +494,18 @@ models:
     )
     .unwrap();
     let t = RoutingTable::build(&config, None, &Default::default()).unwrap();
-    // Field by field: the dearest input and the dearest output, even from different aliases.
+    // Field by field (pico-dollars per token): the dearest input and the dearest output, even
+    // from different aliases.
     let cheap = t.max_price("cheap").unwrap();
-    assert_eq!((cheap.rates.input, cheap.rates.output), (5_000, 2_000));
+    assert_eq!(
+        (cheap.rates.input, cheap.rates.output),
+        (5_000_000, 2_000_000)
+    );
     let dear = t.max_price("dear").unwrap();
-    assert_eq!((dear.rates.input, dear.rates.output), (5_000, 2_000));
+    assert_eq!(
+        (dear.rates.input, dear.rates.output),
+        (5_000_000, 2_000_000)
+    );
     // Cache rates given apply; those left out cost what input costs (five-minute writes here).
     assert_eq!(
         (
@@ -506,13 +513,13 @@ models:
             dear.rates.cache_write,
             dear.rates.cache_write_1h
         ),
-        (1_000, 5_000, 10_000)
+        (1_000_000, 5_000_000, 10_000_000)
     );
     // Past the tier, its rates, each at least the other deployment's.
     let long = dear.rates_for(100_001);
     assert_eq!(
         (long.input, long.output, long.cache_read),
-        (10_000, 2_000, 10_000)
+        (10_000_000, 2_000_000, 10_000_000)
     );
     assert_eq!(dear.rates_for(100_000), dear.rates);
     assert!(t.max_price("unpriced").is_none());
