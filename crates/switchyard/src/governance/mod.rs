@@ -19,6 +19,7 @@ use switchyard_protocol::canonical::CacheTtl;
 
 use crate::NameMap;
 use crate::error::GatewayError;
+use crate::pricing;
 use crate::pricing::Price;
 use crate::routing::{Restrictions, glob_match};
 use crate::store::{AuditEntry, SpendColumn, Store};
@@ -62,6 +63,9 @@ struct Snapshot {
     orgs: NameMap<String, Org>,
     customers: NameMap<String, Customer>,
     ledgers: Ledgers,
+    /// The entities as stored, `(kind, id, JSON)`: with shared state, what this replica brings
+    /// back should Redis lose them (every replica knows them all, whichever made them).
+    stored: Vec<(String, String, String)>,
 }
 
 /// Every entity's ledger, one map per level, so that admitting a request looks its levels up
@@ -315,6 +319,38 @@ impl Governance {
         Ok(gov)
     }
 
+    /// Brings back what Redis lost (it restarted without persistence, or was flushed): the
+    /// entities this replica's store holds, and every ledger's spend this period as the
+    /// request records say. Until then it would know no key, and budgets would start from
+    /// nothing. Reservations it held are gone with it; their settles free nothing.
+    async fn reseed(&self, shared: &shared::Shared) -> anyhow::Result<()> {
+        // What this replica knew (every entity, whichever replica made it), and what its store
+        // holds: entities made since through another replica whose poll it has not seen yet
+        // are brought back by that replica.
+        let mut local = self.snapshot.load().stored.clone();
+        local.extend(self.store.entities().await?);
+        tracing::warn!(
+            entities = local.len(),
+            "the shared state is empty (Redis restarted without persistence, or was flushed): \
+             bringing back this replica's entities and the spend its records show"
+        );
+        shared.seed_entities(&local).await?;
+        let now = now_unix_ms();
+        let ledgers: Vec<Arc<Ledger>> = self.snapshot.load().ledgers.values().cloned().collect();
+        for ledger in ledgers {
+            let (column, id) = match &ledger.level {
+                Level::Key(id) => (SpendColumn::Key, id),
+                Level::Team(id) => (SpendColumn::Team, id),
+                Level::Org(id) => (SpendColumn::Org, id),
+                Level::Customer(id) => (SpendColumn::Customer, id),
+            };
+            let since = ledger.period_start(now);
+            let spent = self.store.spent_since(column, id, since).await?;
+            shared.seed_spent(&ledger, since, spent).await?;
+        }
+        Ok(())
+    }
+
     /// The state shared with other replicas, when configured.
     pub fn shared(&self) -> Option<&Arc<shared::Shared>> {
         self.shared.as_ref()
@@ -339,7 +375,8 @@ impl Governance {
             Some(shared) => shared.entities().await?,
             None => self.store.entities().await?,
         };
-        for (kind, id, body) in entities {
+        for (kind, id, body) in &entities {
+            let id = id.clone();
             match kind.as_str() {
                 "key" => {
                     if let Ok(stored) = serde_json::from_str::<StoredKey>(&body) {
@@ -347,7 +384,7 @@ impl Governance {
                         key.hash = stored.hash.clone();
                         key.previous_hash = stored.previous_hash.clone();
                         let key = Arc::new(key);
-                        snap.by_hash.insert(stored.hash, (key.clone(), None));
+                        snap.by_hash.insert(stored.hash.clone(), (key.clone(), None));
                         if let Some(prev) = stored.previous_hash {
                             snap.by_hash
                                 .insert(prev, (key.clone(), key.previous_valid_until_ms));
@@ -356,17 +393,17 @@ impl Governance {
                     }
                 }
                 "team" => {
-                    if let Ok(t) = serde_json::from_str(&body) {
+                    if let Ok(t) = serde_json::from_str(body) {
                         snap.teams.insert(id, t);
                     }
                 }
                 "org" => {
-                    if let Ok(o) = serde_json::from_str(&body) {
+                    if let Ok(o) = serde_json::from_str(body) {
                         snap.orgs.insert(id, o);
                     }
                 }
                 "customer" => {
-                    if let Ok(c) = serde_json::from_str(&body) {
+                    if let Ok(c) = serde_json::from_str(body) {
                         snap.customers.insert(id, c);
                     }
                 }
@@ -432,6 +469,9 @@ impl Governance {
             // Requests of these callers will need a token estimate: build the default
             // vocabulary now, off the request path.
             crate::tokens::prepare([crate::tokens::Encoding::O200k]);
+        }
+        if self.shared.is_some() {
+            snap.stored = entities;
         }
         snap.callers = snap
             .keys
@@ -590,15 +630,15 @@ impl Governance {
         } = demand;
         // The long-context tier's rates when the estimate (which leans high) passes it.
         let price = price.unwrap_or_default().rates_for(input_tokens);
-        let input_cost =
-            (input_tokens as i64).saturating_mul(price.input_at_most(cache_writes) as i64);
+        // In pico-dollars (the rates' unit), reserved in whole nano-dollars rounded up.
+        let input_cost = u128::from(input_tokens) * u128::from(price.input_at_most(cache_writes));
         let cap =
             max_tokens.unwrap_or_else(|| self.default_max_tokens.saturating_add(reasoning_tokens));
         // Each answer is billed its own output: a token of the cap costs that many times over.
-        let output_rate = (price.output as i64).saturating_mul(i64::from(answers.max(1)));
+        let output_rate = u128::from(price.output) * u128::from(answers.max(1));
         let ask = Ask {
-            worst: input_cost.saturating_add(i64::from(cap).saturating_mul(output_rate)),
-            least: input_cost.saturating_add(output_rate),
+            worst: pricing::nanos_at_least(input_cost + u128::from(cap) * output_rate),
+            least: pricing::nanos_at_least(input_cost + output_rate),
             tokens: input_tokens,
             may_cap: max_tokens.is_none(),
         };
@@ -619,12 +659,12 @@ impl Governance {
                 Ok(granted) => {
                     let capped = match granted.capped_to {
                         Some(free) => {
-                            let out = if output_rate == 0 {
-                                cap as i64
-                            } else {
-                                (free - input_cost) / output_rate
+                            let free = u128::try_from(free).unwrap_or(0) * 1000;
+                            let out = match output_rate {
+                                0 => u128::from(cap),
+                                rate => free.saturating_sub(input_cost) / rate,
                             };
-                            Some(out.clamp(1, i64::from(cap)) as u32)
+                            Some(out.clamp(1, u128::from(cap)) as u32)
                         }
                         // An uncapped answer could cost more than was reserved.
                         None if granted.budgeted && max_tokens.is_none() => Some(cap),
@@ -815,7 +855,13 @@ async fn keep_in_step(gov: std::sync::Weak<Governance>) {
             return;
         };
         let result = async {
-            let version = shared.version().await?;
+            let version = match shared.version().await? {
+                Some(version) => version,
+                None => {
+                    gov.reseed(&shared).await?;
+                    shared.version().await?.unwrap_or(0)
+                }
+            };
             if seen != Some(version) {
                 gov.reload().await?;
                 seen = Some(version);

@@ -31,7 +31,9 @@ const LUA_EXACT: i64 = 1 << 53;
 
 /// Atomic multi-level reservation; see `ledger::reserve` for the rules it follows.
 ///
-/// KEYS: per level, its ledger hash, this minute's window and the previous minute's window.
+/// KEYS: per level, its ledger hash, this minute's window and the previous minute's window;
+/// then the entities' version, whose absence means Redis lost its state (`{"lost"}`: nothing
+/// is reserved on ledgers that forgot what was spent, until a replica brings it back).
 /// ARGV: levels, worst, least, tokens, may_cap, fraction of the minute gone, window TTL; then per
 /// level: has budget, budget, spent field, refuses to cap, parallel limit, rpm, tpm (-1: none).
 /// Returns `{"ok", reserved, capped_to (-1: not capped), budgeted, spent.., reserved..}` or
@@ -47,6 +49,9 @@ local into = tonumber(ARGV[6])
 local ttl = tonumber(ARGV[7])
 local function arg(i, k) return ARGV[7 + (i - 1) * 7 + k] end
 local function num(v) return tonumber(v) or 0 end
+if redis.call('EXISTS', KEYS[3 * n + 1]) == 0 then
+  return {'lost'}
+end
 for i = 1, n do
   local ledger, cur, prev = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local parallel, rpm, tpm = tonumber(arg(i, 5)), tonumber(arg(i, 6)), tonumber(arg(i, 7))
@@ -125,6 +130,11 @@ for i = 1, n do
   local ledger, cur = KEYS[2 * i - 1], KEYS[2 * i]
   local booked, current = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   local reserved = redis.call('HINCRBY', ledger, 'reserved', ARGV[2])
+  if reserved < 0 then
+    -- Reserved before Redis lost its state (a restart without persistence): nothing to free.
+    redis.call('HSET', ledger, 'reserved', 0)
+    reserved = 0
+  end
   local spent = redis.call('HINCRBY', ledger, booked, ARGV[3])
   if booked ~= current then
     spent = tonumber(redis.call('HGET', ledger, current) or '0')
@@ -252,9 +262,15 @@ impl Shared {
         pipe.query_async::<()>(&mut self.conn().await?).await
     }
 
-    /// Stores entities only where none are stored yet (a first replica brings its own).
+    /// Stores entities only where none are stored yet (a first replica brings its own), and
+    /// marks the shared state as holding them (the version replicas poll, which a Redis that
+    /// lost its state no longer has).
     pub async fn seed_entities(&self, entities: &[(String, String, String)]) -> RedisResult<bool> {
         if entities.is_empty() {
+            redis::cmd("INCR")
+                .arg(self.version_key())
+                .query_async::<()>(&mut self.conn().await?)
+                .await?;
             return Ok(false);
         }
         let mut pipe = redis::pipe();
@@ -270,30 +286,42 @@ impl Shared {
         Ok(true)
     }
 
-    pub async fn version(&self) -> RedisResult<i64> {
-        let v: Option<i64> = redis::cmd("GET")
+    /// The entities' version; `None` when Redis holds none, so lost what replicas had put in
+    /// it (restarted without persistence, or flushed).
+    pub async fn version(&self) -> RedisResult<Option<i64>> {
+        redis::cmd("GET")
             .arg(self.version_key())
             .query_async(&mut self.conn().await?)
-            .await?;
-        Ok(v.unwrap_or(0))
+            .await
     }
 
-    /// Sets a level's spend for a period where Redis has none yet (a first replica's records).
+    /// Raises a level's spend for a period to at least `spent` (what the request records say
+    /// it spent): a first replica's records, or the records again after Redis lost its state.
+    /// Never lowers it, since other replicas' records may not be written yet.
     pub async fn seed_spent(
         &self,
         ledger: &Ledger,
         period_start: i64,
         spent: i64,
     ) -> RedisResult<()> {
-        if spent == 0 {
+        static AT_LEAST: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') < tonumber(ARGV[2]) then
+                    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+                  end
+                  return 0",
+            )
+        });
+        if spent <= 0 {
             return Ok(());
         }
-        redis::cmd("HSETNX")
-            .arg(self.ledger_key(&ledger.level))
+        AT_LEAST
+            .key(self.ledger_key(&ledger.level))
             .arg(spent_field(period_start))
             .arg(spent)
-            .query_async::<()>(&mut self.conn().await?)
+            .invoke_async::<i64>(&mut self.conn().await?)
             .await
+            .map(|_| ())
     }
 
     /// Reserves `ask` at every level at once, across replicas.
@@ -326,6 +354,7 @@ impl Shared {
                 .arg(limits.rpm.map_or(-1, |v| v as i64))
                 .arg(limits.tpm.map_or(-1, |v| v as i64));
         }
+        call.key(self.version_key());
         let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn().await?).await?;
         let text = |i: usize| -> String {
             match reply.get(i) {
@@ -343,6 +372,13 @@ impl Shared {
                 .map_or(Level::Key(String::new()), |l| l.level.clone())
         };
         Ok(match text(0).as_str() {
+            "lost" => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "Redis lost the shared state (restarted without persistence, or flushed); \
+                     the replicas are bringing it back",
+                )));
+            }
             "ok" => {
                 for (i, l) in levels.iter().enumerate() {
                     l.mirror(number(4 + 2 * i), number(5 + 2 * i), now_ms);
