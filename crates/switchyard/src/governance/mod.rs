@@ -384,7 +384,8 @@ impl Governance {
                         key.hash = stored.hash.clone();
                         key.previous_hash = stored.previous_hash.clone();
                         let key = Arc::new(key);
-                        snap.by_hash.insert(stored.hash.clone(), (key.clone(), None));
+                        snap.by_hash
+                            .insert(stored.hash.clone(), (key.clone(), None));
                         if let Some(prev) = stored.previous_hash {
                             snap.by_hash
                                 .insert(prev, (key.clone(), key.previous_valid_until_ms));
@@ -846,8 +847,13 @@ impl Governance {
 /// ledgers' mirrors, every `shared::POLL_EVERY`, for as long as the governance lives.
 async fn keep_in_step(gov: std::sync::Weak<Governance>) {
     let mut seen = None;
+    // Looks for stopped replicas' reservations about twice per `ALIVE_FOR`.
+    let release_every =
+        (shared::ALIVE_FOR.as_millis() / 2 / shared::POLL_EVERY.as_millis()).max(1) as u64;
+    let mut polls = 0u64;
     loop {
         tokio::time::sleep(shared::POLL_EVERY).await;
+        polls += 1;
         let Some(gov) = gov.upgrade() else {
             return;
         };
@@ -855,6 +861,10 @@ async fn keep_in_step(gov: std::sync::Weak<Governance>) {
             return;
         };
         let result = async {
+            shared.say_alive().await?;
+            if polls.is_multiple_of(release_every) {
+                shared.release_stopped().await?;
+            }
             let version = match shared.version().await? {
                 Some(version) => version,
                 None => {

@@ -9,6 +9,11 @@
 //!   (`ledger.rs`, whose rules the scripts follow). Each level has a hash with `reserved`,
 //!   `in_flight` and `spent@{period start}`, and per minute a window hash (`req`, `tok`) that
 //!   expires. A request that needs a budget or limit checked costs one round trip to Redis.
+//! * Each replica notes what it holds in flight (per ledger, its reservations and parallel
+//!   slots) in a hash of its own, and says it is alive with a key that expires unless renewed
+//!   every poll. A replica that stops without settling (killed, its host lost) stops renewing;
+//!   the others then release what it held, so a crash cannot hold budget and parallel slots
+//!   forever. A settle of a reservation so released frees nothing again.
 //! * What the admin API and the budget alerts read is a local mirror of the shared figures,
 //!   refreshed with every script's answer and by the poll.
 //! * Each serving worker has its own connection, so a request's round trip does not cross
@@ -25,6 +30,9 @@ use super::model::OverBudget;
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// A window hash outlives its minute and the next (the sliding estimate reads both).
 const WINDOW_TTL_SECS: i64 = 180;
+/// How long a replica counts as alive after it last said so (it says so every poll): past
+/// this, the others release what it holds in flight.
+pub const ALIVE_FOR: Duration = Duration::from_secs(5);
 /// Lua's numbers are doubles: whole numbers are exact up to 2^53 (nine million dollars in
 /// nano-dollars), so a larger worst case (a saturated estimate) is passed as that.
 const LUA_EXACT: i64 = 1 << 53;
@@ -33,7 +41,8 @@ const LUA_EXACT: i64 = 1 << 53;
 ///
 /// KEYS: per level, its ledger hash, this minute's window and the previous minute's window;
 /// then the entities' version, whose absence means Redis lost its state (`{"lost"}`: nothing
-/// is reserved on ledgers that forgot what was spent, until a replica brings it back).
+/// is reserved on ledgers that forgot what was spent, until a replica brings it back), and
+/// this replica's hash of what it holds in flight.
 /// ARGV: levels, worst, least, tokens, may_cap, fraction of the minute gone, window TTL; then per
 /// level: has budget, budget, spent field, refuses to cap, parallel limit, rpm, tpm (-1: none).
 /// Returns `{"ok", reserved, capped_to (-1: not capped), budgeted, spent.., reserved..}` or
@@ -103,10 +112,13 @@ if free ~= nil then
   end
 end
 local out = {'ok', string.format('%d', amount), string.format('%d', capped), free ~= nil and 1 or 0}
+local held = KEYS[3 * n + 2]
 for i = 1, n do
   local ledger, cur = KEYS[3 * i - 2], KEYS[3 * i - 1]
   local reserved = redis.call('HINCRBY', ledger, 'reserved', string.format('%d', amount))
   redis.call('HINCRBY', ledger, 'in_flight', 1)
+  redis.call('HINCRBY', held, 'r:' .. ledger, string.format('%d', amount))
+  redis.call('HINCRBY', held, 'f:' .. ledger, 1)
   redis.call('HINCRBY', cur, 'req', 1)
   redis.call('HINCRBY', cur, 'tok', string.format('%d', tokens))
   redis.call('EXPIRE', cur, ttl)
@@ -119,28 +131,39 @@ return out
 /// Releases a reservation and books the cost at every level, in the budget period the request
 /// was admitted in.
 ///
-/// KEYS: per level, its ledger hash and this minute's window. ARGV: levels, the reservation
+/// KEYS: per level, its ledger hash and this minute's window; then this replica's hash of what
+/// it holds (a reservation no longer there was released as a stopped replica's, or lost with
+/// Redis's state: it frees nothing). ARGV: levels, the reservation
 /// negated (a plain integer even when it is 0: Redis refuses "-0" as an increment), cost,
 /// extra tokens, window TTL; then per level the admission period's spent field and the current
 /// period's. Returns per level its current period's spent and its reserved figures.
 const SETTLE: &str = r#"
 local n = tonumber(ARGV[1])
+local held = KEYS[2 * n + 1]
 local out = {}
 for i = 1, n do
   local ledger, cur = KEYS[2 * i - 1], KEYS[2 * i]
   local booked, current = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  local reserved = redis.call('HINCRBY', ledger, 'reserved', ARGV[2])
-  if reserved < 0 then
-    -- Reserved before Redis lost its state (a restart without persistence): nothing to free.
-    redis.call('HSET', ledger, 'reserved', 0)
-    reserved = 0
+  local reserved
+  if redis.call('HEXISTS', held, 'f:' .. ledger) == 1 then
+    reserved = redis.call('HINCRBY', ledger, 'reserved', ARGV[2])
+    if reserved < 0 then
+      redis.call('HSET', ledger, 'reserved', 0)
+      reserved = 0
+    end
+    if tonumber(redis.call('HINCRBY', ledger, 'in_flight', -1)) < 0 then
+      redis.call('HSET', ledger, 'in_flight', 0)
+    end
+    redis.call('HINCRBY', held, 'r:' .. ledger, ARGV[2])
+    if redis.call('HINCRBY', held, 'f:' .. ledger, -1) <= 0 then
+      redis.call('HDEL', held, 'f:' .. ledger, 'r:' .. ledger)
+    end
+  else
+    reserved = tonumber(redis.call('HGET', ledger, 'reserved') or '0')
   end
   local spent = redis.call('HINCRBY', ledger, booked, ARGV[3])
   if booked ~= current then
     spent = tonumber(redis.call('HGET', ledger, current) or '0')
-  end
-  if tonumber(redis.call('HINCRBY', ledger, 'in_flight', -1)) < 0 then
-    redis.call('HSET', ledger, 'in_flight', 0)
   end
   if ARGV[4] ~= '0' then
     redis.call('HINCRBY', cur, 'tok', ARGV[4])
@@ -150,6 +173,26 @@ for i = 1, n do
   table.insert(out, reserved)
 end
 return out
+"#;
+
+/// Releases what a replica that stopped saying it is alive held in flight, at every ledger.
+/// KEYS: its hash of what it holds, its alive key. Returns 1 when it released anything.
+const RELEASE: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local field, value = all[i], all[i + 1]
+  local ledger = string.sub(field, 3)
+  local member = string.sub(field, 1, 1) == 'r' and 'reserved' or 'in_flight'
+  -- Redis refuses "-0" as an increment: a free model's reservation holds nothing to free.
+  if value ~= '0' and tonumber(redis.call('HINCRBY', ledger, member, '-' .. value)) < 0 then
+    redis.call('HSET', ledger, member, 0)
+  end
+end
+redis.call('DEL', KEYS[1])
+return #all > 0 and 1 or 0
 "#;
 
 /// The Redis side of governance.
@@ -162,6 +205,9 @@ pub struct Shared {
     prefix: String,
     reserve: redis::Script,
     settle: redis::Script,
+    release: redis::Script,
+    /// This replica's name among the replicas, for what it holds in flight.
+    replica: String,
     /// Whether the last poll reached Redis (`switchyard_shared_state_up`).
     reachable: std::sync::atomic::AtomicBool,
 }
@@ -189,10 +235,78 @@ impl Shared {
             prefix: prefix.to_owned(),
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
+            release: redis::Script::new(RELEASE),
+            replica: format!("{:016x}", rand::random::<u64>()),
             reachable: std::sync::atomic::AtomicBool::new(true),
         };
-        shared.conn().await?;
+        shared.say_alive().await?;
         Ok(shared)
+    }
+
+    fn held_key(&self, replica: &str) -> String {
+        format!("{}:held:{replica}", self.prefix)
+    }
+
+    fn alive_key(&self, replica: &str) -> String {
+        format!("{}:alive:{replica}", self.prefix)
+    }
+
+    /// Says this replica is alive for another `ALIVE_FOR` (every poll does).
+    pub async fn say_alive(&self) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.alive_key(&self.replica))
+            .arg(1)
+            .arg("PX")
+            .arg(ALIVE_FOR.as_millis() as u64)
+            .query_async::<()>(&mut self.conn().await?)
+            .await
+    }
+
+    /// Releases what replicas that stopped saying they are alive held in flight; how many.
+    pub async fn release_stopped(&self) -> RedisResult<usize> {
+        let mut conn = self.conn().await?;
+        let pattern = format!("{}:held:*", self.prefix);
+        let prefix_len = pattern.len() - 1;
+        let mut held: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(&mut conn)
+                .await?;
+            held.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut released = 0;
+        for key in held {
+            let Some(replica) = key.get(prefix_len..) else {
+                continue;
+            };
+            if replica == self.replica {
+                continue;
+            }
+            let done: i64 = self
+                .release
+                .key(&key)
+                .key(self.alive_key(replica))
+                .invoke_async(&mut conn)
+                .await?;
+            if done == 1 {
+                tracing::warn!(
+                    replica,
+                    "released what a replica that stopped without settling held in flight"
+                );
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// Whether the last poll reached Redis.
@@ -354,7 +468,8 @@ impl Shared {
                 .arg(limits.rpm.map_or(-1, |v| v as i64))
                 .arg(limits.tpm.map_or(-1, |v| v as i64));
         }
-        call.key(self.version_key());
+        call.key(self.version_key())
+            .key(self.held_key(&self.replica));
         let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn().await?).await?;
         let text = |i: usize| -> String {
             match reply.get(i) {
@@ -443,6 +558,7 @@ impl Shared {
             call.arg(spent_field(l.period_start(admitted_ms)))
                 .arg(spent_field(l.period_start(now_ms)));
         }
+        call.key(self.held_key(&self.replica));
         let figures: Vec<i64> = call.invoke_async(&mut self.conn().await?).await?;
         for (l, pair) in levels.iter().zip(figures.chunks(2)) {
             if let [spent, reserved] = pair {

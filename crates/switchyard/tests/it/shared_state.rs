@@ -659,7 +659,7 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
         .trim_end_matches("/0")
         .parse()
         .unwrap();
-    let (_sim, a, b) = two_replicas(&redis).await;
+    let (sim, a, b) = two_replicas(&redis).await;
     let http = client();
     let body = chat("shared", "How much does this cost?");
     let (status, made) = post(
@@ -692,6 +692,7 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A slow request is in flight when Redis restarts empty: its settle finds nothing held.
+    slow_next(&http, &sim, 1).await;
     let slow = {
         let (http, b, key) = (http.clone(), &b, key.clone());
         let mut slow_body = body.clone();
@@ -700,7 +701,6 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
         tokio::spawn(async move {
             http.post(url)
                 .bearer_auth(key)
-                .header("x-sim-fault", "ttft_ms=1500")
                 .json(&slow_body)
                 .send()
                 .await
@@ -737,4 +737,102 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
         );
         assert_eq!(k["budget"]["reserved_nanos"], 0, "{k}");
     }
+}
+
+/// A replica killed with requests in flight never settles them. The other replicas release
+/// what it held once it has stopped saying it is alive: its parallel slots and reserved budget
+/// come back, and nothing stays reserved.
+#[tokio::test]
+async fn what_a_killed_replica_held_in_flight_is_released() {
+    let Some(redis) = start_redis().await else {
+        return;
+    };
+    let (sim, a, b) = two_replicas(&redis).await;
+    let http = client();
+    let (status, made) = post(
+        &http,
+        &a,
+        "/admin/keys",
+        KEY,
+        &json!({"name": "two-at-a-time", "max_parallel": 2, "max_budget_usd": 1.0}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(knows_key(&http, &b, &id).await);
+    let body = chat("shared", "Slow, please.");
+    slow_next(&http, &sim, 2).await;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url, key, body) = (
+                http.clone(),
+                format!("{}/v1/chat/completions", b.url),
+                key.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let _ = http.post(url).bearer_auth(key).json(&body).send().await;
+            })
+        })
+        .collect();
+    // Both slots are taken, by B's requests (once they reach the simulator, which holds them).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut refused = (0, Value::Null);
+    for _ in 0..40 {
+        refused = post(&http, &a, "/v1/chat/completions", &key, &body).await;
+        if refused.0 == 429 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.0, 429, "{}", refused.1);
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("parallel"),
+        "{}",
+        refused.1
+    );
+
+    // B is killed: it settles nothing.
+    drop(b);
+    for task in slow {
+        let _ = task.await;
+    }
+    let mut answered = (0, Value::Null);
+    for _ in 0..200 {
+        answered = post(&http, &a, "/v1/chat/completions", &key, &body).await;
+        if answered.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answered.0, 200, "B's slots came back: {}", answered.1);
+    let mut reserved = Value::Null;
+    for _ in 0..40 {
+        reserved = get(&http, &a, &format!("/admin/keys/{id}")).await.1["budget"]["reserved_nanos"]
+            .clone();
+        if reserved == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reserved, 0, "nothing stays reserved");
+}
+
+/// The simulator's next `times` answers of the shared model come after 1.5 s (30 s when more
+/// than one: held until their gateway is gone).
+async fn slow_next(http: &reqwest::Client, sim: &switchyard_sim::SimServer, times: u32) {
+    let ttft = if times > 1 { 30_000 } else { 1_500 };
+    let r = http
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(
+            &json!([{"model": "shared-model", "fault": format!("ttft_ms={ttft}"), "times": times}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
 }
