@@ -759,28 +759,50 @@ async fn live() -> Response {
     json_response(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Ready when every alias has at least one deployment that is not cooling down.
+/// Ready when this replica can serve: with shared state, while it reaches Redis (without it,
+/// virtual keys' requests are refused). Providers' health does not decide it: every replica
+/// sees the same providers, so a load balancer that took replicas out for a provider's outage
+/// would take them all out, fallbacks and healthy aliases with them. What cannot be served
+/// now is said in the body: aliases whose deployments and fallbacks all cool down.
 async fn ready(State(app): State<Arc<App>>) -> Response {
     let now = now_ms();
-    let mut unavailable = Vec::new();
-    for alias in &app.table.aliases {
-        let usable = app.table.route(alias).is_some_and(|r| {
+    let usable = |alias: &str| {
+        app.table.route(alias).is_some_and(|r| {
             r.deployments
                 .iter()
                 .any(|d| !d.health.snapshot(now).cooling)
-        });
-        if !usable {
+        })
+    };
+    let mut cooling = Vec::new();
+    let mut unavailable = Vec::new();
+    for alias in &app.table.aliases {
+        if usable(alias) {
+            continue;
+        }
+        cooling.push(alias.clone());
+        let fallback = app
+            .table
+            .route(alias)
+            .is_some_and(|r| r.fallbacks.all().any(|f| usable(f)));
+        if !fallback {
             unavailable.push(alias.clone());
         }
     }
-    if unavailable.is_empty() {
-        json_response(StatusCode::OK, json!({"status": "ready"}))
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "aliases_without_usable_deployment": unavailable}),
-        )
+    let shared_up = app.governance.shared().is_none_or(|s| s.reachable());
+    let mut body = json!({"status": if shared_up { "ready" } else { "not_ready" }});
+    if !shared_up {
+        body["shared_state"] = json!("unreachable");
     }
+    if !cooling.is_empty() {
+        body["aliases_cooling"] = json!(cooling);
+        body["aliases_without_usable_deployment"] = json!(unavailable);
+    }
+    let status = if shared_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body)
 }
 
 /// The error shape of a path the gateway does not serve: Anthropic's under `/v1/messages` or

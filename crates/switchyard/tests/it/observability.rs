@@ -234,6 +234,18 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
         .post("/v1/chat/completions", &chat("openai", "the last one"))
         .await;
     assert_eq!(last.status, 200);
+    // Still ready (a provider's outage is every replica's: a load balancer must not take them
+    // all out), and the body says what cannot be served now: obs-solo, whose one deployment
+    // cools; not obs, whose backup serves.
+    let ready = env.get("/health/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(
+        ready["aliases_without_usable_deployment"],
+        json!(["obs-solo"]),
+        "{ready}"
+    );
     let last_id = last.headers["x-request-id"].to_str().unwrap().to_owned();
 
     // Metrics: counters arrive through the recorder, gauges are live.

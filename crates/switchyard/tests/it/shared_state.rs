@@ -253,6 +253,10 @@ async fn replicas_share_keys_and_budgets_through_redis() {
     // And says so on /metrics once its poll fails.
     let down = metrics_come_to_say(&http, &b, "switchyard_shared_state_up 0").await;
     assert!(down, "switchyard_shared_state_up went to 0");
+    // And is not ready: its keys' requests are refused.
+    let (status, ready) = get(&http, &b, "/health/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["shared_state"], "unreachable", "{ready}");
 }
 
 async fn sim_requests(http: &reqwest::Client, sim: &str) -> u64 {
