@@ -120,7 +120,17 @@ fn summary(status: Status, rule: &AlertRule, a: &ActiveAlert) -> String {
                 AlertKind::LatencyP99 => "p99 latency",
                 _ => "budget use",
             };
-            format!("{}, back within {threshold}", measured(what))
+            // Resolved with the figure still above the threshold: too few requests were left in
+            // the window to judge by, which is not the same as healthy.
+            match (a.value, a.requests) {
+                (Some(v), Some(n)) if v > a.threshold => format!(
+                    "{}, but from only {n} requests, fewer than the {} it takes to judge: \
+                     resolved for want of traffic, not back within {threshold}",
+                    measured(what),
+                    rule.min_requests.max(1)
+                ),
+                _ => format!("{}, back within {threshold}", measured(what)),
+            }
         }
     }
 }

@@ -444,6 +444,23 @@ fn slack_text_says_what_fired_and_since_when() {
         resolved.slack_text(),
         ":white_check_mark: *[RESOLVED]* `error_rate`: error rate of deployment p/primary is 0.0% over the last 5m, back within 5.0% after 2m 5s"
     );
+    // Resolved because the window holds too few requests to judge: not said to be healthy.
+    let starved = ActiveAlert {
+        value: Some(1.0),
+        requests: Some(4),
+        errors: Some(4),
+        ..alert
+    };
+    let resolved = Notification::new(
+        Status::Resolved,
+        &rules[0],
+        &starved,
+        Some(1_764_450_125_000),
+    );
+    assert_eq!(
+        resolved.summary,
+        "error rate of deployment p/primary is 100.0% over the last 5m, but from only 4 requests, fewer than the 20 it takes to judge: resolved for want of traffic, not back within 5.0%"
+    );
 }
 
 #[test]
