@@ -379,6 +379,13 @@ impl Tracker {
                 ContentMode::Full => client.message,
                 _ => mask::mask(&client.message).into_owned(),
             });
+            // A model nothing resolved may be anything a client pasted, a key among them (a
+            // resolved one is an alias or a configured model's name).
+            if self.content != ContentMode::Full
+                && let std::borrow::Cow::Owned(masked) = mask::mask(&r.requested_model)
+            {
+                r.requested_model = masked;
+            }
         }
         self.recorder.record(r);
     }

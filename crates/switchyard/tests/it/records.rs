@@ -345,6 +345,14 @@ async fn a_huge_prompt_is_stored_cut_with_a_marker_and_masked() {
     assert!(!stored.contains("@example"), "masked: {stored}");
     // The answer is unaffected.
     assert!(r.json()["choices"][0]["message"]["content"].is_string());
+
+    // A key pasted where the model goes is masked in the record as in the error message.
+    let pasted = "sk-proj-AbCdEf1234567890GhIjKlMnOpQrStUv";
+    let r = env.post("/v1/chat/completions", &chat(pasted, "x")).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let rec = record(&env, &request_id(&r)).await;
+    assert!(!rec.to_string().contains("AbCdEf1234567890"), "{rec}");
+    assert_eq!(rec["requested_model"], "[SECRET]", "{rec}");
 }
 
 #[tokio::test]
