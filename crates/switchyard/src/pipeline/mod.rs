@@ -611,6 +611,13 @@ pub async fn chat(
                 None,
                 request.stream,
             );
+            if let Some(last) = failed.attempts.last() {
+                tracker.set_failed_route(route_header(
+                    &decision,
+                    &last.deployment,
+                    failed.attempts.len(),
+                ));
+            }
             tracker.set_route(decision, failed.attempts);
             return Err(failed.error);
         }
@@ -1094,6 +1101,13 @@ async fn embed(
                 None,
                 false,
             );
+            if let Some(last) = failed.attempts.last() {
+                tracker.set_failed_route(route_header(
+                    &decision,
+                    &last.deployment,
+                    failed.attempts.len(),
+                ));
+            }
             tracker.set_route(decision, failed.attempts);
             return Err(failed.error);
         }

@@ -536,6 +536,14 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const X_SWITCHYARD_ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
+/// An error response with the route its request took to fail, when it reached a provider.
+fn with_route(mut response: Response, route: Option<String>) -> Response {
+    if let Some(v) = route.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        response.headers_mut().insert(X_SWITCHYARD_ROUTE, v);
+    }
+    response
+}
+
 fn reply_response(reply: Reply, request_id: &str) -> Response {
     let (body, content_type) = match reply.body {
         ReplyBody::Json(bytes) => (Body::from(bytes), "application/json"),
@@ -580,10 +588,11 @@ async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body)
         }
         Err(e) => Err(e),
     };
+    let failed_route = tracker.take_failed_route();
     settle(tracker, &result);
     let mut response = match result {
         Ok(reply) => reply_response(reply, &ctx.id),
-        Err(e) => error_response(dialect, &e, &ctx.id),
+        Err(e) => with_route(error_response(dialect, &e, &ctx.id), failed_route),
     };
     // Anthropic's SDKs read the request's id from `request-id` (`message._request_id`).
     if dialect == DialectId::Anthropic
@@ -738,10 +747,11 @@ async fn embeddings(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
         Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes, &mut tracker).await,
         Err(e) => Err(e),
     };
+    let failed_route = tracker.take_failed_route();
     settle(tracker, &result);
     match result {
         Ok(reply) => reply_response(reply, &ctx.id),
-        Err(e) => error_response(DialectId::OpenAi, &e, &ctx.id),
+        Err(e) => with_route(error_response(DialectId::OpenAi, &e, &ctx.id), failed_route),
     }
 }
 

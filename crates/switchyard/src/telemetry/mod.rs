@@ -58,6 +58,8 @@ pub struct Tracker {
     /// Where the request's walk through its plan is, for the record of a client that leaves
     /// before it ends.
     progress: Progress,
+    /// `x-switchyard-route` of a request whose every attempt failed, for its error response.
+    failed_route: Option<String>,
 }
 
 fn unix_ms() -> i64 {
@@ -111,6 +113,7 @@ impl Tracker {
             cost_nanos: None,
             output_tokens: 0,
             progress: Progress::default(),
+            failed_route: None,
         }
     }
 
@@ -191,6 +194,15 @@ impl Tracker {
         if keep_decision {
             r.route_decision = Some(Box::new(decision));
         }
+    }
+
+    /// The route a request took to fail, for its error response's `x-switchyard-route`.
+    pub fn set_failed_route(&mut self, route: String) {
+        self.failed_route = Some(route);
+    }
+
+    pub fn take_failed_route(&mut self) -> Option<String> {
+        self.failed_route.take()
     }
 
     /// A tag of the gateway's own in the record (`guardrail: injection`, say).
@@ -354,6 +366,7 @@ impl Tracker {
             cost_nanos: self.cost_nanos,
             output_tokens: self.output_tokens,
             progress: Progress::default(),
+            failed_route: None,
         }
     }
 

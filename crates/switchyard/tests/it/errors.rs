@@ -171,6 +171,9 @@ async fn upstream_failures_map_to_stable_codes() {
             env.fault(model, fault, Some(times)).await;
             let r = env.post("/v1/chat/completions", &chat(kind, "x")).await;
             let b = assert_openai_error(&r, status, code);
+            // The route it took to fail: which deployment, how many attempts.
+            let route = r.headers["x-switchyard-route"].to_str().unwrap();
+            assert!(route.contains("deployment="), "{kind} {fault}: {route}");
             assert!(
                 !r.text.contains("upstream") || !r.text.contains("secret"),
                 "provider key leaked: {}",
