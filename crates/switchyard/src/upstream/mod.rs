@@ -500,6 +500,22 @@ async fn attempt_chat(
             .map(Answer::Complete)
             .map_err(|e| error_in_success(provider, &body).unwrap_or(e));
     }
+    // A whole JSON body where a stream was asked for is no stream: the error it holds (a
+    // server or proxy that answers errors with 200), or an answer that did not stream.
+    if response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"))
+    {
+        let body = whole_body(provider, response, started).await?;
+        return Err(error_in_success(provider, &body).unwrap_or_else(|| {
+            switchyard_protocol::dialect::malformed(format!(
+                "provider '{}' answered a stream request with a whole JSON body, not a stream",
+                provider.name
+            ))
+        }));
+    }
     let mut body: ByteStream = Box::pin(BodyDataStream::new(response.into_body()));
     let mut decoder = provider.dialect.stream_decoder();
     let mut buffered = Vec::new();

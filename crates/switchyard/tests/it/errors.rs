@@ -198,6 +198,19 @@ async fn upstream_failures_map_to_stable_codes() {
                 rec["attempts"][0]["error_class"], "server_error",
                 "{kind}: {rec}"
             );
+            // Asked for a stream, the same: the error it holds, not a broken stream.
+            env.clear_faults().await;
+            env.fault(model, "error_body", Some(1)).await;
+            let mut body = chat(kind, "x");
+            body["stream"] = json!(true);
+            let r = env.post("/v1/chat/completions", &body).await;
+            assert_openai_error(&r, 502, "upstream_unavailable");
+            let id = r.headers["x-request-id"].to_str().unwrap();
+            let rec = crate::harness::record(&env, id).await;
+            assert_eq!(
+                rec["attempts"][0]["error_class"], "server_error",
+                "{kind} stream: {rec}"
+            );
         }
     }
     // A hang costs one first-byte timeout: 504.
