@@ -187,6 +187,48 @@ pub struct Capabilities {
     /// Images and documents by URL inside a tool's result too, where `image_urls` and
     /// `document_urls` allow them (Gemini's function responses take inline media only).
     pub tool_result_urls: bool,
+    /// The provider can be told to call at most one tool (OpenAI's `parallel_tool_calls`,
+    /// Anthropic's `disable_parallel_tool_use`); where it cannot, the gateway keeps an answer
+    /// to the first call ([`FirstToolCallOnly`], [`ChatResponse::keep_first_tool_call`]).
+    pub single_tool_call: bool,
+}
+
+/// A provider's stream kept to its first tool call, for a client that asked for no parallel
+/// calls from a provider that cannot be told so: the calls after the first are left out, as
+/// the client, which runs one call per turn, expects.
+pub struct FirstToolCallOnly(pub Box<dyn StreamDecoder>);
+
+impl FirstToolCallOnly {
+    fn keep_first(out: &mut Vec<StreamEvent>, from: usize) {
+        let mut at = from;
+        out.retain(|event| {
+            let keep = at < from
+                || !matches!(
+                    event,
+                    StreamEvent::ToolCallStart { index, .. }
+                    | StreamEvent::ToolCallDelta { index, .. }
+                    | StreamEvent::ToolCallSignature { index, .. } if *index > 0
+                );
+            at += 1;
+            keep
+        });
+    }
+}
+
+impl StreamDecoder for FirstToolCallOnly {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        let from = out.len();
+        let pushed = self.0.push(chunk, out);
+        Self::keep_first(out, from);
+        pushed
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
+        let from = out.len();
+        let finished = self.0.finish(out);
+        Self::keep_first(out, from);
+        finished
+    }
 }
 
 /// What the upstream speaks: build its request, parse its reply and errors.

@@ -180,6 +180,7 @@ impl ProviderDialect for AnthropicProvider {
             image_urls: true,
             document_urls: true,
             tool_result_urls: true,
+            single_tool_call: true,
         }
     }
 

@@ -45,6 +45,7 @@ impl ProviderDialect for BedrockProvider {
             image_urls: false,
             document_urls: false,
             tool_result_urls: false,
+            single_tool_call: false,
         }
     }
 

@@ -113,6 +113,26 @@ pub struct Choice {
 }
 
 impl ChatResponse {
+    /// Leaves out every tool call after the first, in each answer: see
+    /// [`crate::dialect::FirstToolCallOnly`].
+    pub fn keep_first_tool_call(&mut self) {
+        let keep = |content: &mut Vec<ContentPart>| {
+            let mut calls = 0;
+            content.retain(|p| {
+                if matches!(p, ContentPart::ToolCall { .. }) {
+                    calls += 1;
+                    calls == 1
+                } else {
+                    true
+                }
+            });
+        };
+        keep(&mut self.content);
+        for choice in &mut self.more_choices {
+            keep(&mut choice.content);
+        }
+    }
+
     pub fn text(&self) -> String {
         ContentPart::concat_text(&self.content)
     }

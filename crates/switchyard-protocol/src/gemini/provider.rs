@@ -52,6 +52,7 @@ impl ProviderDialect for GeminiProvider {
             image_urls: true,
             document_urls: true,
             tool_result_urls: false,
+            single_tool_call: false,
         }
     }
 

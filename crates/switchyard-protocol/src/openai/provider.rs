@@ -1546,6 +1546,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     image_urls: true,
     document_urls: false,
     tool_result_urls: true,
+    single_tool_call: true,
 };
 
 impl ProviderDialect for OpenAiProvider {

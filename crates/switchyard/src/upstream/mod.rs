@@ -492,12 +492,22 @@ async fn attempt_chat(
     })
     .await?;
     let timeouts = provider.timeouts;
+    // A client that asked for no parallel tool calls, of a provider that cannot be told so,
+    // gets the first call only.
+    let first_call_only = request.parallel_tool_calls == Some(false)
+        && !request.tools.is_empty()
+        && !provider.dialect.capabilities().single_tool_call;
     if !request.stream {
         let body = whole_body(provider, response, started).await?;
         return provider
             .dialect
             .parse_chat(&body)
-            .map(Answer::Complete)
+            .map(|mut answer| {
+                if first_call_only {
+                    answer.keep_first_tool_call();
+                }
+                Answer::Complete(answer)
+            })
             .map_err(|e| error_in_success(provider, &body).unwrap_or(e));
     }
     // A whole JSON body where a stream was asked for is no stream: the error it holds (a
@@ -518,6 +528,9 @@ async fn attempt_chat(
     }
     let mut body: ByteStream = Box::pin(BodyDataStream::new(response.into_body()));
     let mut decoder = provider.dialect.stream_decoder();
+    if first_call_only {
+        decoder = Box::new(switchyard_protocol::dialect::FirstToolCallOnly(decoder));
+    }
     let mut buffered = Vec::new();
     // Until the first meaningful event the first-byte budget applies, however many events
     // without content (an opening event, keep-alive pings, empty chunks) come first: a

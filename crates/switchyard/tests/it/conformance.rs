@@ -156,6 +156,29 @@ async fn openai_ingress_matrix() {
             serde_json::from_str::<Value>(a)
                 .unwrap_or_else(|e| panic!("{kind}: bad args {a}: {e}"));
         }
+        // Told not to call tools in parallel, every provider's answer has one call, whole or
+        // streamed (Gemini and Bedrock cannot be told: the gateway keeps the first).
+        body["parallel_tool_calls"] = json!(false);
+        let r = env.post("/v1/chat/completions", &body).await;
+        let calls: Vec<Value> = r
+            .sse_data()
+            .iter()
+            .filter(|d| d.as_str() != "[DONE]")
+            .flat_map(|d| {
+                let c: Value = serde_json::from_str(d).unwrap();
+                c["choices"][0]["delta"]["tool_calls"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(!calls.is_empty(), "{kind}: {}", r.text);
+        assert!(calls.iter().all(|c| c["index"] == 0), "{kind}: {calls:?}");
+        body["stream"] = json!(false);
+        let b = env.post("/v1/chat/completions", &body).await.json();
+        let whole = b["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(whole.len(), 1, "{kind}: {b}");
+        assert_eq!(whole[0]["function"]["name"], "get_weather", "{kind}: {b}");
 
         // JSON schema output, with the bounds pydantic writes (which Claude's structured
         // outputs do not take: they reach it in the descriptions).
