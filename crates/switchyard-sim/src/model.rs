@@ -514,12 +514,29 @@ pub(crate) fn respond(
             Some(schema) => synthesize(schema, true),
             None => json!({ "model": conv.model, "reply": reply_words_text(conv, reply_words) }),
         };
-        let text = document.to_string();
-        let pieces = fragments(&text);
+        let mut text = document.to_string();
+        let mut pieces = fragments(&text);
+        // Cut at the output limit as any answer is: JSON that does not close, as a model's.
+        let mut finish = Finish::Stop;
+        if let Some(max) = conv.max_output_tokens {
+            let mut used = 0u64;
+            let kept = pieces
+                .iter()
+                .take_while(|p| {
+                    used += u64::from(p.tokens);
+                    used <= max
+                })
+                .count();
+            if kept < pieces.len() {
+                pieces.truncate(kept);
+                text.truncate(pieces.last().map_or(0, |p| p.end));
+                finish = Finish::Length;
+            }
+        }
         return Output::Text {
             text,
             pieces,
-            finish: Finish::Stop,
+            finish,
         };
     }
     let mut words = vec!["Simulated", "reply", "from", conv.model.as_str(), "to:"];

@@ -191,6 +191,14 @@ async fn openai_ingress_matrix() {
             serde_json::from_str(b["choices"][0]["message"]["content"].as_str().unwrap())
                 .unwrap_or_else(|e| panic!("{kind}: {e}: {b}"));
         assert!(content["answer"].is_string(), "{kind}: {content}");
+        // Cut at its output limit, the JSON says so (the SDKs' parse helpers raise on it).
+        body["max_tokens"] = json!(2);
+        let b = env.post("/v1/chat/completions", &body).await.json();
+        assert_eq!(b["choices"][0]["finish_reason"], "length", "{kind}: {b}");
+        assert!(
+            b["usage"]["completion_tokens"].as_u64() <= Some(2),
+            "{kind}: {b}"
+        );
         // A strict tool's schema likewise.
         let mut body = chat(kind, "Look it up");
         body["tools"] = json!([{"type": "function", "function": {"name": "lookup", "strict": true,
