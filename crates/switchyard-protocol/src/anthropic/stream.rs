@@ -460,7 +460,19 @@ impl AnthropicStreamEncoder {
             return;
         }
         self.started = true;
-        Self::message_start(&self.id, &self.model, &self.usage, out);
+        // A provider that counts the prompt only at the end (OpenAI's, Gemini's, Bedrock's
+        // streams) has said nothing yet: the prompt as admitted stands in, as Anthropic's own
+        // stream opens with its count (clients size their context by it); `message_delta`
+        // then carries the provider's.
+        if self.usage.input_tokens == 0 && self.prompt_estimate > 0 {
+            let usage = Usage {
+                input_tokens: self.prompt_estimate,
+                ..self.usage
+            };
+            Self::message_start(&self.id, &self.model, &usage, out);
+        } else {
+            Self::message_start(&self.id, &self.model, &self.usage, out);
+        }
     }
 
     /// `message_start` of the message `id` from `model`, with the counts known so far.

@@ -289,6 +289,17 @@ async fn anthropic_ingress_matrix() {
             .unwrap();
         assert_eq!(delta["delta"]["stop_reason"], "end_turn", "{kind}");
         assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        // The stream opens with a prompt count, whichever provider answers (the admitted
+        // estimate where the provider counts only at the end), and ends with the provider's.
+        let start: Value = serde_json::from_str(&r.sse_data()[0]).unwrap();
+        assert!(
+            start["message"]["usage"]["input_tokens"].as_u64().unwrap() > 0,
+            "{kind}: {start}"
+        );
+        assert_eq!(
+            delta["usage"]["input_tokens"], b["usage"]["input_tokens"],
+            "{kind}: {delta}"
+        );
 
         // Tool use round trip.
         let tool = json!({"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}});
