@@ -557,6 +557,11 @@ pub fn describe(r: &RequestRecord) -> String {
             ]);
         }
         out.push_str(&t.render());
+        for (i, a) in r.attempts.iter().enumerate() {
+            if let Some(message) = &a.error_message {
+                out.push_str(&format!("attempt {}: {message}\n", i + 1));
+            }
+        }
     }
     if let Some(p) = &r.prompt {
         out.push_str(&format!(

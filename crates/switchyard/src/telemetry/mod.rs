@@ -453,6 +453,7 @@ fn set_attempts(r: &mut RequestRecord, routed: &Name, attempts: Vec<AttemptLog>)
             provider: a.provider,
             status: a.status,
             error_class: a.error.map(|c| c.as_str().to_owned()),
+            error_message: a.error_message.map(|m| mask::mask(&m).into_owned()),
             latency_ms: a.latency.as_secs_f64() * 1000.0,
             retry: a.retry,
             hedged: a.hedged,

@@ -266,6 +266,7 @@ impl AttemptRecord {
             number_field(out, b",\"status\":", status);
         }
         optional_str(out, b",\"error_class\":", &self.error_class);
+        optional_str(out, b",\"error_message\":", &self.error_message);
         number_field(out, b",\"latency_ms\":", self.latency_ms);
         bool_field(out, b",\"retry\":", self.retry);
         bool_field(out, b",\"hedged\":", self.hedged);
@@ -386,6 +387,10 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,
+    /// What the provider (or the gateway, for a timeout or a broken connection) said, masked;
+    /// never a provider's text about the gateway's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
     pub latency_ms: f64,
     pub retry: bool,
     pub hedged: bool,
@@ -721,6 +726,7 @@ mod tests {
                     provider: "openai".into(),
                     status: Some(429),
                     error_class: Some("rate_limited".into()),
+                    error_message: Some(odd.into()),
                     latency_ms: 1e-7,
                     retry: false,
                     hedged: true,

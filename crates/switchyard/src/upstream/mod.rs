@@ -48,6 +48,8 @@ pub struct AttemptLog {
     pub provider: Name,
     pub status: Option<u16>,
     pub error: Option<ErrorClass>,
+    /// What the failure said (see `AttemptRecord::error_message`).
+    pub error_message: Option<String>,
     pub latency: Duration,
     /// A retry of the same deployment after a failure.
     pub retry: bool,
@@ -87,6 +89,7 @@ impl Progress {
                 provider: t.planned.deployment.provider.name.clone(),
                 status: None,
                 error: None,
+                error_message: None,
                 latency: t.since.elapsed(),
                 retry: t.retry,
                 hedged: false,
@@ -881,9 +884,15 @@ struct Tried<T> {
 }
 
 fn log_of<T>(t: &Tried<T>) -> AttemptLog {
-    let (status, error) = match &t.result {
-        Ok(_) => (Some(200), None),
-        Err(e) => (e.status, Some(e.class)),
+    let (status, error, message) = match &t.result {
+        Ok(_) => (Some(200), None, None),
+        // A provider's words about the gateway's credentials may quote them.
+        Err(e) if e.class == ErrorClass::AuthFailed && e.status.is_some() => (
+            e.status,
+            Some(e.class),
+            Some("the provider rejected the gateway's credentials".to_owned()),
+        ),
+        Err(e) => (e.status, Some(e.class), Some(e.message.clone())),
     };
     AttemptLog {
         alias: t.planned.alias().clone(),
@@ -891,6 +900,7 @@ fn log_of<T>(t: &Tried<T>) -> AttemptLog {
         provider: t.planned.deployment.provider.name.clone(),
         status: if t.cancelled { None } else { status },
         error: if t.cancelled { None } else { error },
+        error_message: if t.cancelled { None } else { message },
         latency: t.latency,
         retry: t.retry,
         hedged: t.hedged,

@@ -174,6 +174,20 @@ async fn upstream_failures_map_to_stable_codes() {
             // The route it took to fail: which deployment, how many attempts.
             let route = r.headers["x-switchyard-route"].to_str().unwrap();
             assert!(route.contains("deployment="), "{kind} {fault}: {route}");
+            // Each attempt's record says why it failed, never quoting the provider's words
+            // about the gateway's credentials.
+            let id = r.headers["x-request-id"].to_str().unwrap();
+            let rec = crate::harness::record(&env, id).await;
+            let said = rec["attempts"][0]["error_message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(!said.is_empty(), "{kind} {fault}: {rec}");
+            if fault == "status=401" {
+                assert_eq!(
+                    said, "the provider rejected the gateway's credentials",
+                    "{kind}"
+                );
+            }
             assert!(
                 !r.text.contains("upstream") || !r.text.contains("secret"),
                 "provider key leaked: {}",

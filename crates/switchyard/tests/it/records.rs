@@ -134,6 +134,14 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["error_class"], "server_error");
     assert_eq!(attempts[0]["status"], 500);
+    // What the provider said, so an operator sees why without the provider's logs.
+    assert!(
+        attempts[0]["error_message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{fo}"
+    );
+    assert!(attempts[1].get("error_message").is_none(), "{fo}");
     assert_eq!(attempts[1]["fell_back"], true);
     assert_eq!(fo["deployment"], "p-anthropic/priced-backup");
     assert_eq!(fo["decision"]["fallbacks"], json!(["priced-backup"]));

@@ -312,7 +312,8 @@ async function loadRequest() {
       el("td", null, i + 1),
       el("td", null, a.deployment),
       el("td", { class: "num" }, a.status ?? "–"),
-      el("td", null, a.error_class || ""),
+      el("td", { title: a.error_message }, a.error_class || "",
+        a.error_message ? el("div", { class: "muted" }, a.error_message) : null),
       el("td", { class: "num" }, number(a.latency_ms, 1)),
       el("td", null, [a.retry && "retry", a.fell_back && "fallback", a.hedged && "hedged", a.cancelled && "cancelled"].filter(Boolean).join(", ")))));
 
