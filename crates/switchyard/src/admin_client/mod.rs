@@ -91,6 +91,9 @@ pub struct Filters {
     /// A deployment id, `provider/model`.
     #[arg(long)]
     pub deployment: Option<String>,
+    /// A deployment one of whose attempts failed (also when a fallback answered).
+    #[arg(long)]
+    pub failed_deployment: Option<String>,
     /// The id of the calling key.
     #[arg(long)]
     pub key_id: Option<String>,
@@ -119,6 +122,7 @@ impl Filters {
             ("until", &self.until),
             ("alias", &self.alias),
             ("deployment", &self.deployment),
+            ("failed_deployment", &self.failed_deployment),
             ("key", &self.key_id),
             ("team", &self.team),
             ("customer", &self.customer),

@@ -72,6 +72,8 @@ pub struct RequestsQuery {
     until: Option<String>,
     alias: Option<String>,
     deployment: Option<String>,
+    /// A deployment one of whose attempts failed.
+    failed_deployment: Option<String>,
     key: Option<String>,
     team: Option<String>,
     customer: Option<String>,
@@ -157,6 +159,7 @@ pub async fn requests(
     let mut filter = RequestFilter {
         alias: q.alias,
         deployment: q.deployment,
+        failed_deployment: q.failed_deployment,
         key: q.key,
         team: q.team,
         customer: q.customer,

@@ -63,12 +63,16 @@ pub trait Dialect: sqlx::Database + Sized {
     ) -> impl std::future::Future<Output = StoreResult<Vec<RequestRecord>>> + Send;
     /// Appends the value of the tag (request metadata entry) `name`, as text.
     fn push_tag(q: &mut QueryBuilder<Self>, name: &str);
+    /// The function giving where a text starts in another (1-based, 0 when it is not there),
+    /// its arguments the text searched and the text sought.
+    const FIND: &'static str;
     /// The first day (`YYYY-MM-DD`, UTC) of the bucket a record's `started_at_ms` falls in.
     fn bucket_start(bucket: Bucket) -> &'static str;
 }
 
 impl Dialect for sqlx::Sqlite {
     type StoredBody = Vec<u8>;
+    const FIND: &'static str = "instr";
 
     async fn records_of(
         pool: &SqlitePool,
@@ -98,6 +102,7 @@ impl Dialect for sqlx::Sqlite {
 
 impl Dialect for sqlx::Postgres {
     type StoredBody = String;
+    const FIND: &'static str = "strpos";
 
     async fn records_of(_: &PgPool, bodies: Vec<String>) -> StoreResult<Vec<RequestRecord>> {
         Ok(bodies
@@ -201,6 +206,8 @@ pub struct RequestFilter {
     pub status: Option<u16>,
     pub outcome: Option<String>,
     pub error_code: Option<String>,
+    /// A deployment one of whose attempts failed (whatever answered in the end).
+    pub failed_deployment: Option<String>,
     /// `name` and `value` of one tag (request metadata entry).
     pub tag: Option<(String, String)>,
     /// Records older than this id (time-ordered ids make it a cursor).

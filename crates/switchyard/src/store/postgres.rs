@@ -76,6 +76,8 @@ CREATE TABLE credentials (
 "#,
     crate::experiments::store::POSTGRES_SCHEMA,
     crate::evaluation::store::POSTGRES_SCHEMA,
+    // As SQLite's: the deployments whose attempts failed.
+    "ALTER TABLE requests ADD COLUMN IF NOT EXISTS failed_deployments TEXT;",
 ];
 
 /// Any number; taken for the migrations' transaction, so replicas starting together apply

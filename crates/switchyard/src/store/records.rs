@@ -56,6 +56,11 @@ impl Store {
             if let Some(s) = f.status {
                 q.push(" AND status = ").push_bind(i64::from(s));
             }
+            if let Some(deployment) = &f.failed_deployment {
+                q.push(format!(" AND {}(failed_deployments, ", Db::FIND))
+                    .push_bind(format!("|{deployment}|"))
+                    .push(") > 0");
+            }
             if let Some((name, value)) = &f.tag {
                 q.push(" AND ");
                 Db::push_tag(&mut q, name);
@@ -150,7 +155,8 @@ impl Store {
 /// The columns a record is written to, in the order its values are bound.
 pub(super) const RECORD_COLUMNS: &str = "id, started_at_ms, requested_model, alias, deployment, provider, key_id, \
     team, org, customer, status, outcome, error_code, stream, duration_ms, input_tokens, output_tokens, \
-    cost_nanos, tags, body, config_name, config_version, experiment_id, variant, session_id";
+    cost_nanos, tags, body, config_name, config_version, experiment_id, variant, session_id, \
+    failed_deployments";
 
 /// Binds `$r`'s values, `$body` its stored body, to `$query`, in `RECORD_COLUMNS`' order.
 macro_rules! bind_record {
@@ -183,7 +189,27 @@ macro_rules! bind_record {
             .bind(&r.experiment_id)
             .bind(&r.variant)
             .bind(&r.session_id)
+            .bind(failed_deployments(r))
     }};
+}
+
+/// The deployments whose attempts failed, `|a|b|`, for the `failed_deployment` filter; `None`
+/// for the common request, none of whose attempts failed.
+fn failed_deployments(r: &RequestRecord) -> Option<String> {
+    let mut failed = r
+        .attempts
+        .iter()
+        .filter(|a| a.error_class.is_some() && !a.cancelled)
+        .peekable();
+    failed.peek()?;
+    let mut joined = String::from("|");
+    for a in failed {
+        if !joined.contains(&format!("|{}|", a.deployment)) {
+            joined.push_str(&a.deployment);
+            joined.push('|');
+        }
+    }
+    Some(joined)
 }
 
 /// Records per statement on SQLite.

@@ -109,6 +109,9 @@ CREATE TABLE record_texts (
     body BLOB NOT NULL
 );
 "#,
+    // The deployments whose attempts failed, `|a|b|` (NULL when none did): which requests a
+    // failing deployment touched, fallbacks that hid it included.
+    "ALTER TABLE requests ADD COLUMN failed_deployments TEXT;",
 ];
 
 /// Applies the migrations not applied yet, each in a transaction of its own.

@@ -146,6 +146,24 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(fo["deployment"], "p-anthropic/priced-backup");
     assert_eq!(fo["decision"]["fallbacks"], json!(["priced-backup"]));
 
+    // The requests a failing deployment touched, a fallback's success among them.
+    let failing = attempts[0]["deployment"].as_str().unwrap();
+    let touched = env
+        .get(&format!(
+            "/admin/requests?failed_deployment={failing}&limit=100"
+        ))
+        .await
+        .json();
+    let touched: Vec<&str> = touched["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(touched.contains(&failover.as_str()), "{touched:?}");
+    assert!(touched.contains(&upstream_error.as_str()), "{touched:?}");
+    assert!(!touched.contains(&ids[0].as_str()), "{touched:?}");
+
     let ue = record(&env, &upstream_error).await;
     assert_eq!(ue["outcome"], "upstream_error");
     assert_eq!(ue["error_code"], "upstream_unavailable");

@@ -424,6 +424,25 @@ async fn replicas_share_records_reports_and_changes_through_postgres() {
     let (status, items) = get(&http, &a, &format!("/admin/evals/{run_id}/items")).await;
     assert_eq!(status, 200, "{items}");
     assert_eq!(items["data"].as_array().unwrap().len(), 2, "{items}");
+
+    // A request whose attempt failed is found by the failing deployment, on either replica.
+    let r = http
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&json!([{"model": "shared-model", "fault": "status=500", "times": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let (status, _) = post(&http, &a, "/v1/chat/completions", &key, &body).await;
+    assert!(status == 200 || status == 502, "{status}");
+    let failed = eventually(
+        &http,
+        &b,
+        &format!("/admin/requests?failed_deployment=p-openai/shared-model&key={id}"),
+        |r| !r["data"].as_array().unwrap().is_empty(),
+    )
+    .await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 1, "{failed}");
     drop(pg);
 }
 
