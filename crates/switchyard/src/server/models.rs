@@ -154,8 +154,23 @@ pub(super) async fn get(
 ) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let dialect = dialect_of(&headers);
+    // A name the routing rules send to an alias the caller may use is a model it may ask for
+    // (`gpt-5*` routed to an alias, say), as a chat request would find.
+    let routed = |aliases: &[String]| {
+        app.table.policy.rules.iter().any(|rule| {
+            rule.when
+                .model
+                .as_deref()
+                .is_some_and(|glob| crate::routing::glob_match(glob, &id))
+                && rule
+                    .route
+                    .alias
+                    .as_ref()
+                    .is_some_and(|a| aliases.contains(a))
+        })
+    };
     match usable_aliases(&app, &headers) {
-        Ok(aliases) if aliases.contains(&id) => {
+        Ok(aliases) if aliases.contains(&id) || routed(&aliases) => {
             json_response(StatusCode::OK, model_info(dialect, &id))
         }
         Ok(_) => error_response(dialect, &GatewayError::ModelNotFound(id), &ctx.id),

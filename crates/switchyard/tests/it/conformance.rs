@@ -1010,6 +1010,26 @@ async fn models_are_listed_in_the_shape_the_client_speaks() {
     );
 }
 
+/// A model name the routing rules send to an alias is one a client may look up, as tools that
+/// check a model before using it do; a name nothing routes is not.
+#[tokio::test]
+async fn a_model_the_rules_route_can_be_looked_up() {
+    let env = crate::harness::env_with_sections(
+        "",
+        "rules:\n    - {name: gpt5, match: {model: 'gpt-5*'}, route: {alias: openai}}",
+        "",
+    )
+    .await;
+    let one = env.get("/v1/models/gpt-5-mini").await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.json()["id"], "gpt-5-mini");
+    let r = env
+        .post("/v1/chat/completions", &chat("gpt-5-mini", "hi"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(env.get("/v1/models/gpt-4-turbo").await.status, 404);
+}
+
 /// A long prompt reaches every kind of provider exactly as the client wrote it, whether it is
 /// shared with the client's body (no escapes) or unescaped into a copy that keeps the client's
 /// string (both spliced into the provider's request as they are), from a compact or a
