@@ -116,6 +116,24 @@ async fn two_replicas(redis: &Redis) -> (switchyard_sim::SimServer, Gateway, Gat
     (sim, a, b)
 }
 
+/// A key made through `made_on` with `body`, once `known_on` knows it too: its secret and id.
+async fn key_on_both(
+    http: &reqwest::Client,
+    made_on: &Gateway,
+    known_on: &Gateway,
+    body: Value,
+) -> (String, String) {
+    let (status, made) = post(http, made_on, "/admin/keys", KEY, &body).await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(
+        knows_key(http, known_on, &id).await,
+        "the other replica learnt the key"
+    );
+    (key, id)
+}
+
 /// Whether `gw` comes to know key `id` (made through another replica) within three seconds.
 async fn knows_key(http: &reqwest::Client, gw: &Gateway, id: &str) -> bool {
     for _ in 0..60 {
@@ -219,18 +237,7 @@ async fn replicas_share_keys_and_budgets_through_redis() {
     );
 
     // A rate limit is one limit across the replicas too.
-    let (status, made) = post(
-        &http,
-        &a,
-        "/admin/keys",
-        KEY,
-        &json!({"name": "rpm", "rpm": 4}),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    let limited = made["key"].as_str().unwrap().to_owned();
-    let limited_id = made["id"].as_str().unwrap().to_owned();
-    assert!(knows_key(&http, &b, &limited_id).await);
+    let (limited, _) = key_on_both(&http, &a, &b, json!({"name": "rpm", "rpm": 4})).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         let gw = if i % 2 == 0 { &a } else { &b };
@@ -619,17 +626,13 @@ async fn requests_to_a_free_model_settle_across_replicas() {
     let a = Gateway::start(&with_free(&sim.base_url())).await;
     let b = Gateway::start(&with_free(&sim.base_url())).await;
     let http = client();
-    let (status, made) = post(
+    let (key, _) = key_on_both(
         &http,
         &a,
-        "/admin/keys",
-        KEY,
-        &json!({"name": "one-at-a-time", "max_parallel": 1}),
+        &b,
+        json!({"name": "one-at-a-time", "max_parallel": 1}),
     )
     .await;
-    assert_eq!(status, 201, "{made}");
-    let key = made["key"].as_str().unwrap().to_owned();
-    assert!(knows_key(&http, &b, made["id"].as_str().unwrap()).await);
     let body = chat("free", "Nothing to pay for.");
     for i in 0..6 {
         let gw = if i % 2 == 0 { &a } else { &b };
@@ -666,18 +669,13 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
     let (sim, a, b) = two_replicas(&redis).await;
     let http = client();
     let body = chat("shared", "How much does this cost?");
-    let (status, made) = post(
+    let (key, id) = key_on_both(
         &http,
         &a,
-        "/admin/keys",
-        KEY,
-        &json!({"name": "survivor", "max_budget_usd": 1.0, "budget_period": "daily"}),
+        &b,
+        json!({"name": "survivor", "max_budget_usd": 1.0, "budget_period": "daily"}),
     )
     .await;
-    assert_eq!(status, 201, "{made}");
-    let key = made["key"].as_str().unwrap().to_owned();
-    let id = made["id"].as_str().unwrap().to_owned();
-    assert!(knows_key(&http, &b, &id).await);
     for gw in [&a, &b, &a] {
         let (status, answer) = post(&http, gw, "/v1/chat/completions", &key, &body).await;
         assert_eq!(status, 200, "{answer}");
@@ -753,18 +751,13 @@ async fn what_a_killed_replica_held_in_flight_is_released() {
     };
     let (sim, a, b) = two_replicas(&redis).await;
     let http = client();
-    let (status, made) = post(
+    let (key, id) = key_on_both(
         &http,
         &a,
-        "/admin/keys",
-        KEY,
-        &json!({"name": "two-at-a-time", "max_parallel": 2, "max_budget_usd": 1.0}),
+        &b,
+        json!({"name": "two-at-a-time", "max_parallel": 2, "max_budget_usd": 1.0}),
     )
     .await;
-    assert_eq!(status, 201, "{made}");
-    let key = made["key"].as_str().unwrap().to_owned();
-    let id = made["id"].as_str().unwrap().to_owned();
-    assert!(knows_key(&http, &b, &id).await);
     let body = chat("shared", "Slow, please.");
     slow_next(&http, &sim, 2).await;
     let slow: Vec<_> = (0..2)
