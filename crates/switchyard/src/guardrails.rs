@@ -79,17 +79,24 @@ pub fn before_provider(
     }
     if config.pii != PiiMode::Off {
         for message in &mut request.messages {
+            // An earlier turn's tool calls carry what the model wrote into their arguments,
+            // the user's data among it: redacted in the JSON's strings.
+            for part in &mut message.content {
+                if let ContentPart::ToolCall { arguments, .. } = part
+                    && let Some(masked) = masked_arguments(arguments)
+                {
+                    if config.pii == PiiMode::Block {
+                        return Err(pii_refused());
+                    }
+                    checked.redacted += 1;
+                    *arguments = masked;
+                }
+            }
             for text in texts_mut(&mut message.content) {
                 let masked = crate::telemetry::mask::mask(text.as_str());
                 if let std::borrow::Cow::Owned(masked) = masked {
                     if config.pii == PiiMode::Block {
-                        return Err(GatewayError::Guardrail {
-                            code: "guardrail_pii",
-                            message: "The request was refused: it contains personal data or a \
-                                      secret (an e-mail address, phone number, card number, IBAN, \
-                                      IP address or key)."
-                                .into(),
-                        });
+                        return Err(pii_refused());
                     }
                     let placeholders = masked
                         .matches('[')
@@ -102,6 +109,55 @@ pub fn before_provider(
         }
     }
     Ok(checked)
+}
+
+fn pii_refused() -> GatewayError {
+    GatewayError::Guardrail {
+        code: "guardrail_pii",
+        message: "The request was refused: it contains personal data or a secret (an e-mail \
+                  address, phone number, card number, IBAN, IP address or key)."
+            .into(),
+    }
+}
+
+/// A tool call's JSON arguments with personal data masked in its strings (keys and values),
+/// or `None` when there is none; arguments that are not JSON are masked as text.
+fn masked_arguments(arguments: &str) -> Option<String> {
+    use serde_json::Value;
+    fn mask_strings(value: &mut Value, changed: &mut bool) {
+        match value {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(masked) = crate::telemetry::mask::mask(s) {
+                    *s = masked;
+                    *changed = true;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| mask_strings(v, changed)),
+            Value::Object(map) => map.values_mut().for_each(|v| mask_strings(v, changed)),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(mut value) => {
+            let mut changed = false;
+            mask_strings(&mut value, &mut changed);
+            changed.then(|| value.to_string())
+        }
+        Err(_) => match crate::telemetry::mask::mask(arguments) {
+            std::borrow::Cow::Owned(masked) => Some(masked),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+    }
+}
+
+/// A text as `pii: redact` sends it on: for what the gateway itself sends elsewhere (the
+/// semantic cache's question to its embedding model).
+pub fn redacted<'a>(config: &GuardrailsFile, text: &'a str) -> std::borrow::Cow<'a, str> {
+    if config.pii == PiiMode::Off {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        crate::telemetry::mask::mask(text)
+    }
 }
 
 /// Checks a complete answer against the request's JSON schema, where `schema: enforce` asks.
@@ -205,6 +261,54 @@ mod tests {
             injection,
             schema: SchemaMode::Off,
         }
+    }
+
+    #[test]
+    fn personal_data_in_an_earlier_tool_call_is_redacted_in_its_arguments() {
+        let mut r = request(Role::User, "Thanks");
+        r.messages.insert(
+            0,
+            Message {
+                role: Role::Assistant,
+                content: vec![ContentPart::ToolCall {
+                    id: "call_1".into(),
+                    name: "lookup".into(),
+                    arguments: r#"{"q":"mail jane.roe@corp.example","n":3,"tags":["card 4111 1111 1111 1111"]}"#.into(),
+                    extras: Extras::default(),
+                }],
+                name: None,
+                extras: Extras::default(),
+            },
+        );
+        let checked =
+            before_provider(&config(PiiMode::Redact, InjectionMode::Off), &mut r).unwrap();
+        assert_eq!(checked.redacted, 1);
+        let ContentPart::ToolCall { arguments, .. } = &r.messages[0].content[0] else {
+            panic!("{:?}", r.messages[0]);
+        };
+        let arguments: serde_json::Value = serde_json::from_str(arguments).unwrap();
+        assert_eq!(
+            arguments,
+            serde_json::json!({"q": "mail [EMAIL]", "n": 3, "tags": ["card [CARD]"]})
+        );
+        // Refused outright with `block`.
+        let mut blocked = r.clone();
+        if let ContentPart::ToolCall { arguments, .. } = &mut blocked.messages[0].content[0] {
+            *arguments = r#"{"q":"jane.roe@corp.example"}"#.into();
+        }
+        assert!(
+            before_provider(&config(PiiMode::Block, InjectionMode::Off), &mut blocked).is_err()
+        );
+        // What the gateway sends elsewhere is redacted alike, and left alone when `pii` is off.
+        let text = "status of jane.roe@corp.example";
+        assert_eq!(
+            redacted(&config(PiiMode::Redact, InjectionMode::Off), text),
+            "status of [EMAIL]"
+        );
+        assert_eq!(
+            redacted(&config(PiiMode::Off, InjectionMode::Off), text),
+            text
+        );
     }
 
     #[test]

@@ -510,7 +510,9 @@ pub async fn chat(
             &principal,
             customer.as_deref(),
             semantic,
-            question,
+            // The embedding model is a provider too: what the prompt's guardrails redact does
+            // not reach it either.
+            crate::guardrails::redacted(&rails, &question).into_owned(),
         ))
         .await
         {

@@ -228,6 +228,54 @@ async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
     assert_eq!(provider_calls(&env).await, calls + 4);
 }
 
+/// With the prompt's personal data redacted, the semantic cache's embedding model (a provider
+/// too) never sees it either: two questions that differ only in an e-mail address are one
+/// question once redacted, as the chat provider would get them.
+#[tokio::test]
+async fn the_semantic_caches_question_is_redacted_as_the_prompt_is() {
+    let env = env_with_sections(
+        &format!(
+            "{CACHED_MODEL}  - alias: question-embedder
+    deployments:
+      - {{provider: p-openai, model: text-embedding-3-small}}
+"
+        ),
+        "",
+        "cache:\n  ttl: 30s\n  semantic: {model: question-embedder, threshold: 0.99}\nguardrails:\n  pii: redact\n",
+    )
+    .await;
+    let first = env
+        .post(
+            "/v1/chat/completions",
+            &chat(
+                "cached",
+                "Where is the order placed by carol@example.com today?",
+            ),
+        )
+        .await;
+    assert_eq!(
+        first.headers["x-switchyard-cache"], "miss",
+        "{}",
+        first.text
+    );
+    let second = env
+        .post(
+            "/v1/chat/completions",
+            &chat(
+                "cached",
+                "Where is the order placed by dave.smith@example.org today?",
+            ),
+        )
+        .await;
+    assert_eq!(
+        second.headers["x-switchyard-cache"], "hit",
+        "{}",
+        second.text
+    );
+    let hit = record(&env, second.headers["x-request-id"].to_str().unwrap()).await;
+    assert_eq!(hit["tags"]["cache_similarity"], "1.0000", "{hit}");
+}
+
 #[tokio::test]
 async fn a_stream_that_ended_normally_is_replayed_and_one_that_broke_off_is_not_kept() {
     let env = env_with_sections(CACHED_MODEL, "allowed_fails: 1000", "cache:\n  ttl: 30s\n").await;
