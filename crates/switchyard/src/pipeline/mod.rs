@@ -488,8 +488,15 @@ pub async fn chat(
     if checked.redacted > 0 {
         tracker.add_tag("pii_redacted", &checked.redacted.to_string());
     }
-    // A version or variant an experiment chose is not the request the body names.
-    let cache = cache.filter(|_| applied.is_none());
+    // A version or variant an experiment chose is not the request the body names; and a caller
+    // whose restrictions (regions, risk, data classes) leave it no deployment of the model is
+    // not served another caller's answer from one: it goes on to be refused as it would be.
+    let cache = cache.filter(|_| {
+        applied.is_none() && {
+            let restrictions = app.governance.restrictions(&principal, customer.as_deref());
+            restrictions.is_empty() || app.table.usable(&request.model, &restrictions)
+        }
+    });
     // The question's embedding and context, for keeping the answer under them.
     let mut asked = None;
     if let Some((key, use_)) = &cache {

@@ -228,6 +228,37 @@ async fn a_question_worded_differently_is_answered_from_the_semantic_cache() {
     assert_eq!(provider_calls(&env).await, calls + 4);
 }
 
+/// A caller whose restrictions leave it no deployment of the model is refused as it would be
+/// without a cache, though a teammate's answer to the same request is kept.
+#[tokio::test]
+async fn a_kept_answer_is_not_served_to_a_caller_its_restrictions_refuse() {
+    let env = env_with_sections(CACHED_MODEL, "", "cache:\n  ttl: 30s\n").await;
+    let team = env
+        .post("/admin/teams", &json!({"name": "desk"}))
+        .await
+        .json();
+    let key_of = |body: Value| {
+        let env = &env;
+        async move {
+            env.post("/admin/keys", &body).await.json()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let free = key_of(json!({"name": "anywhere", "team_id": team["id"]})).await;
+    let eu_only =
+        key_of(json!({"name": "eu-only", "team_id": team["id"], "allowed_regions": ["eu"]})).await;
+    let body = chat("cached", "What is the capital of France?");
+    let first = env.post_key("/v1/chat/completions", &body, &free).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let again = env.post_key("/v1/chat/completions", &body, &free).await;
+    assert_eq!(again.headers["x-switchyard-cache"], "hit");
+    let refused = env.post_key("/v1/chat/completions", &body, &eu_only).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(refused.json()["error"]["code"], "model_not_allowed");
+}
+
 /// With the prompt's personal data redacted, the semantic cache's embedding model (a provider
 /// too) never sees it either: two questions that differ only in an e-mail address are one
 /// question once redacted, as the chat provider would get them.
