@@ -42,6 +42,32 @@ pub struct App {
     /// Fetches media given by URL for providers that take it only inline
     /// (`server.fetch_media`).
     pub media: Option<crate::upstream::media::MediaFetcher>,
+    /// Held for as long as the process runs: one process a data directory.
+    _data_dir_lock: std::fs::File,
+}
+
+/// Takes the data directory for this process. Two processes on one directory would share its
+/// SQLite store while each kept its own view of keys and budgets in memory: one would not know
+/// the other's keys, and each would spend the budgets on its own.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("switchyard.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Switchyard process is using the data directory {}: each process needs its \
+             own (replicas share keys and budgets through `shared:` and records through `store:`)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 impl App {
@@ -55,6 +81,7 @@ impl App {
         let dir = &config.server.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        let data_dir_lock = lock_data_dir(dir)?;
         let store = match &config.store {
             Some(s) => Store::open_postgres(&s.url, s.max_connections)
                 .await
@@ -186,6 +213,7 @@ impl App {
         Ok((
             Self {
                 media,
+                _data_dir_lock: data_dir_lock,
                 response_cache: config
                     .cache
                     .as_ref()

@@ -60,8 +60,39 @@ fn check_config_prints_every_error_with_its_path() {
 async fn demo_answers_without_keys_or_network() {
     let mut cmd = switchyard();
     cmd.arg("demo").arg("--listen").arg("127.0.0.1:0");
-    let gw = Gateway::spawn(cmd, tempfile::tempdir().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::spawn(cmd, dir).await;
     let http = reqwest::Client::new();
+
+    // A second process on the same data directory would share its store but not its state in
+    // memory: it does not start, and says why.
+    let second = tokio::task::spawn_blocking(move || {
+        let mut child = switchyard()
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .env("SWITCHYARD_DATA_DIR", &data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if child.try_wait().unwrap().is_some() {
+                return Some(child.wait_with_output().unwrap());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap()
+    .expect("the second process exits");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another Switchyard process is using the data directory"),
+        "{stderr}"
+    );
     for model in [
         "gpt-4o-mini",
         "claude-sonnet",
