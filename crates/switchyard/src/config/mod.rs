@@ -221,10 +221,11 @@ const TOP_LEVEL: &[&str] = &[
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
 pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+    // Without the parser's snippet of the text: the line it quotes may hold a secret.
     let mut value: Value = serde_saphyr::from_str(text).map_err(|e| {
         vec![ConfigError {
             path: String::new(),
-            message: format!("not valid YAML: {e}"),
+            message: format!("not valid YAML: {}", e.without_snippet()),
         }]
     })?;
     let mut errors = Vec::new();
@@ -379,25 +380,80 @@ pub fn load_file(path: &std::path::Path) -> Result<Config, Vec<ConfigError>> {
 }
 
 fn deserialize<T: DeserializeOwned>(
-    value: Value,
+    mut value: Value,
     path: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = if inner == "." || inner.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}.{inner}")
-            };
+    // Each error's field is taken out and the rest read again, so that every bad field of a
+    // section is reported at once (serde stops at the first), and the fields that are fine
+    // (defaults standing in for the bad ones) still get their own checks.
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..64 {
+        let (inner, message, segments) = match serde_path_to_error::deserialize(value.clone()) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let segments: Vec<String> = e
+                    .path()
+                    .iter()
+                    .map(|s| match s {
+                        serde_path_to_error::Segment::Map { key } => key.clone(),
+                        other => format!("\u{0}{other}"),
+                    })
+                    .collect();
+                (e.path().to_string(), e.into_inner().to_string(), segments)
+            }
+        };
+        let full = if inner == "." || inner.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}.{inner}")
+        };
+        // A required field taken out for being bad is reported already, not as missing.
+        let echo = message.starts_with("missing field")
+            && removed
+                .iter()
+                .any(|r| message.contains(&format!("`{}`", r.rsplit('.').next().unwrap_or(r))));
+        if !echo {
             errors.push(ConfigError {
-                path: full,
-                message: e.into_inner().to_string(),
+                message: without_secret(&full, message),
+                path: full.clone(),
             });
-            None
         }
+        if echo || !remove_field(&mut value, &segments) {
+            return None;
+        }
+        removed.push(full);
+    }
+    None
+}
+
+/// Takes the field at `segments` (map keys only) out of `value`; false when it cannot.
+fn remove_field(value: &mut Value, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for key in parents {
+        match at.as_object_mut().and_then(|m| m.get_mut(key)) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.as_object_mut()
+        .is_some_and(|m| m.remove(last.as_str()).is_some())
+}
+
+/// An error's message, without the value it quotes when the field holds a secret (a key, a
+/// token, a password): errors are printed, and secrets never are.
+fn without_secret(path: &str, message: String) -> String {
+    let field = path.rsplit('.').next().unwrap_or(path).to_ascii_lowercase();
+    let secret = ["key", "secret", "token", "password"]
+        .iter()
+        .any(|word| field.contains(word));
+    if secret && message.starts_with("invalid") {
+        "invalid value (not shown: the field holds a secret); expected text".to_owned()
+    } else {
+        message
     }
 }
 
@@ -451,7 +507,8 @@ fn resolve_server(server: ServerFile, errors: &mut Vec<ConfigError>) -> ServerCo
         );
     }
     let master_key = server.master_key.filter(|k| !k.is_empty()).map(Secret::new);
-    if master_key.is_none() {
+    // One given that could not be read is reported as such already.
+    if master_key.is_none() && !errors.iter().any(|e| e.path == "server.master_key") {
         err(
             errors,
             "server.master_key",

@@ -41,6 +41,53 @@ fn check_config_prints_every_error_with_its_path() {
         assert!(err.contains(path), "{path} missing from:\n{err}");
     }
 
+    // Every bad field of a section, not only its first; a secret's value never printed, nor
+    // the line of the text that holds it; and no error made up by the others.
+    let many = dir.path().join("many.yaml");
+    std::fs::write(
+        &many,
+        "server: {master_key: 98765432109876543210, idle_timeout: -5s, workers: many}\nproviders: [{name: p, kind: simulator, timeouts: {connect: 5, first_byte: 10x}}]\nmodels: [{alias: a, deployments: [{provider: p, model: m, weight: 0}]}]\n",
+    )
+    .unwrap();
+    let out = switchyard()
+        .args(["check-config", "--config"])
+        .arg(&many)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "server.idle_timeout",
+        "server.workers",
+        "server.master_key: invalid value (not shown",
+        "providers[0].timeouts.connect",
+        "providers[0].timeouts.first_byte",
+        "models[0].deployments[0].weight",
+    ] {
+        assert!(err.contains(path), "{path} missing from:\n{err}");
+    }
+    assert!(
+        !err.contains("98765432109876543210") && !err.contains("9.87"),
+        "{err}"
+    );
+    assert!(!err.contains("required"), "{err}");
+    let unclosed = dir.path().join("unclosed.yaml");
+    std::fs::write(
+        &unclosed,
+        "server:\n  master_key: \"sk-master-SECRET123\n  listen: 1\n",
+    )
+    .unwrap();
+    let out = switchyard()
+        .args(["check-config", "--config"])
+        .arg(&unclosed)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not valid YAML") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET123"), "{err}");
+
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "server: {master_key: k}\nproviders: [{name: p, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: p, model: m}]}]\n").unwrap();
     let out = switchyard()
