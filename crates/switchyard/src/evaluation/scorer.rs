@@ -470,7 +470,14 @@ pub fn first_number(text: &str) -> Option<f64> {
         return n.is_finite().then_some(n);
     }
     let m = NUMBER.as_ref()?.find(text)?;
-    m.as_str().parse::<f64>().ok().filter(|n| n.is_finite())
+    // A hyphen after a letter or digit joins words ("gpt-4o", "sonnet-4-5"), it is no sign.
+    let joined = m.as_str().starts_with(['-', '+'])
+        && text[..m.start()]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
+    let number = if joined { &m.as_str()[1..] } else { m.as_str() };
+    number.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 /// The score in a judge's reply: the first number after the last "score", else the first
@@ -700,5 +707,19 @@ mod tests {
         assert!(judge.judge_score("no idea").error.is_some());
         assert!(judge.judge_score("SCORE: 7").error.is_some());
         assert_eq!(parse_judge_reply("Score: 7/10", 10.0), Ok(0.7));
+        // A model's name in the reply is no negative score.
+        assert_eq!(
+            parse_judge_reply("Simulated reply from gpt-4o-mini: 1", 10.0),
+            Ok(0.4)
+        );
+    }
+
+    #[test]
+    fn a_hyphen_that_joins_words_is_no_minus_sign() {
+        assert_eq!(first_number("Simulated reply from gpt-4o-mini"), Some(4.0));
+        assert_eq!(first_number("claude-sonnet-4-5 says hi"), Some(4.0));
+        assert_eq!(first_number("it fell by -4 degrees"), Some(-4.0));
+        assert_eq!(first_number("(-2.5)"), Some(-2.5));
+        assert_eq!(first_number("-7"), Some(-7.0));
     }
 }
