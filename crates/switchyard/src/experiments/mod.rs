@@ -1241,7 +1241,7 @@ impl Experiments {
                 }
             }
             FeedbackTarget::Session(id) => {
-                let keys = self.store.session_keys(id).await.map_err(store_error)?;
+                let keys = self.wait_for_session(id).await?;
                 let mine = any || keys.iter().any(|k| k.as_deref() == own);
                 if keys.is_empty() || !mine {
                     return Err(GatewayError::Missing(format!(
@@ -1283,6 +1283,19 @@ impl Experiments {
 
     /// The record of a request; a well-formed id whose record is not stored yet (the recorder
     /// writes a moment after the answer) is polled for up to [`RECORD_WAIT`].
+    /// The keys a session's recorded requests were made with; waits (as for a request's
+    /// record) for the records of a session answered a moment ago to be written.
+    async fn wait_for_session(&self, id: &str) -> Result<Vec<Option<String>>, GatewayError> {
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        loop {
+            let keys = self.store.session_keys(id).await.map_err(store_error)?;
+            if !keys.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(keys);
+            }
+            tokio::time::sleep(RECORD_POLL).await;
+        }
+    }
+
     async fn wait_for_record(
         &self,
         id: &str,
