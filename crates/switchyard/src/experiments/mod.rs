@@ -777,14 +777,16 @@ impl Experiments {
 
     // ---- experiments ------------------------------------------------------------------
 
+    /// Every experiment, newest first (the map is keyed by id, which says nothing of when).
     pub fn list_experiments(&self) -> Vec<Arc<Experiment>> {
-        self.snapshot
-            .load()
-            .experiments
-            .values()
-            .rev()
-            .cloned()
-            .collect()
+        let mut all: Vec<Arc<Experiment>> =
+            self.snapshot.load().experiments.values().cloned().collect();
+        all.sort_by(|a, b| {
+            b.created_at_ms
+                .cmp(&a.created_at_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        all
     }
 
     pub fn experiment(&self, id: &str) -> Result<Arc<Experiment>, GatewayError> {

@@ -621,6 +621,30 @@ async fn bad_input_gets_clear_4xx_and_writes_nothing() {
         )
         .await;
     assert_eq!(r.status, 403);
+    // Listed newest first, whatever their ids.
+    for id in ["zz-older", "aa-newer"] {
+        let r = env
+            .post(
+                "/admin/experiments",
+                &json!({"id": id, "config": "support", "variants": [
+                    {"name": "a", "version": 1, "share": 50}, {"name": "b", "version": 2, "share": 50}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = env
+            .post(&format!("/admin/experiments/{id}/stop"), &json!({}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let listed = env.get("/admin/experiments").await.json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["aa-newer", "zz-older"], "{listed}");
 }
 
 #[tokio::test]
