@@ -99,6 +99,7 @@ impl Location {
 /// Parses a JSONL body: one item per non-blank line.
 pub fn parse_jsonl(body: &str) -> Result<Vec<DatasetItem>, ItemError> {
     let mut items = Vec::new();
+    let mut locations = Vec::new();
     for (i, line) in body.lines().enumerate() {
         let location = Location::Line(i + 1);
         let line = line.trim();
@@ -108,6 +109,7 @@ pub fn parse_jsonl(body: &str) -> Result<Vec<DatasetItem>, ItemError> {
         let value: Value = serde_json::from_str(line)
             .map_err(|e| ItemError::at(&location, "", format!("not valid JSON: {e}")))?;
         items.push(parse_item(value, &location, items.len() + 1)?);
+        locations.push(location);
         if items.len() > MAX_ITEMS {
             return Err(ItemError::at(
                 &location,
@@ -116,7 +118,7 @@ pub fn parse_jsonl(body: &str) -> Result<Vec<DatasetItem>, ItemError> {
             ));
         }
     }
-    finish(items)
+    finish(items, Some(&locations))
 }
 
 /// Parses the `items` array of a JSON body.
@@ -128,18 +130,25 @@ pub fn parse_array(values: Vec<Value>) -> Result<Vec<DatasetItem>, ItemError> {
         });
     }
     let mut items = Vec::with_capacity(values.len());
+    let mut locations = Vec::with_capacity(values.len());
     for (i, value) in values.into_iter().enumerate() {
         items.push(parse_item(value, &Location::Index(i), i + 1)?);
+        locations.push(Location::Index(i));
     }
-    finish(items)
+    finish(items, Some(&locations))
 }
 
 /// Builds items from already-trusted parts (stored request records); only ids are checked.
 pub fn from_parts(items: Vec<DatasetItem>) -> Result<Vec<DatasetItem>, ItemError> {
-    finish(items)
+    finish(items, None)
 }
 
-fn finish(items: Vec<DatasetItem>) -> Result<Vec<DatasetItem>, ItemError> {
+/// Checks the items as a whole; `locations`, where they came from (each item's line or index),
+/// names the place of a repeated id.
+fn finish(
+    items: Vec<DatasetItem>,
+    locations: Option<&[Location]>,
+) -> Result<Vec<DatasetItem>, ItemError> {
     if items.is_empty() {
         return Err(ItemError {
             message: "the dataset has no items".into(),
@@ -149,6 +158,18 @@ fn finish(items: Vec<DatasetItem>) -> Result<Vec<DatasetItem>, ItemError> {
     let mut seen = std::collections::HashMap::new();
     for (i, item) in items.iter().enumerate() {
         if let Some(first) = seen.insert(item.id.as_str(), i) {
+            if let Some(at) = locations {
+                return Err(ItemError::at(
+                    &at[i],
+                    "id",
+                    format!(
+                        "repeats the id '{}' of item {} ({})",
+                        item.id,
+                        first + 1,
+                        at[first].param("")
+                    ),
+                ));
+            }
             return Err(ItemError {
                 message: format!(
                     "item {} repeats the id '{}' of item {}",
@@ -337,9 +358,12 @@ mod tests {
             assert_eq!(e.param, param, "{body}: {}", e.message);
             assert!(e.message.starts_with("line "), "{}", e.message);
         }
-        let e = parse_jsonl("{\"id\": \"a\", \"input\": \"x\"}\n{\"id\": \"a\", \"input\": \"y\"}")
-            .unwrap_err();
+        let e =
+            parse_jsonl("{\"id\": \"a\", \"input\": \"x\"}\n\n\n{\"id\": \"a\", \"input\": \"y\"}")
+                .unwrap_err();
         assert!(e.message.contains("repeats the id 'a'"), "{}", e.message);
+        assert_eq!(e.param, "line 4: id", "{}", e.message);
+        assert!(e.message.contains("line 1"), "{}", e.message);
         assert_eq!(
             parse_jsonl("\n\n").unwrap_err().message,
             "the dataset has no items"
