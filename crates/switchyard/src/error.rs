@@ -71,6 +71,10 @@ pub enum GatewayError {
     /// SDK's thread helpers then send the whole conversation without it.
     #[error("message threads are not supported")]
     Thread { continuing: bool },
+    /// The gateway's shutdown ended the request before its answer was complete (its grace
+    /// period ran out).
+    #[error("the gateway shut down")]
+    ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -291,6 +295,15 @@ impl GatewayError {
                 ErrorKind::Overloaded,
                 "store_unavailable",
                 format!("The gateway cannot reach its store: {message}"),
+                None,
+            ),
+            GatewayError::ShuttingDown => (
+                503,
+                ErrorKind::Overloaded,
+                "gateway_shutdown",
+                "The gateway shut down (its grace period for requests in flight ran out) before \
+                 the answer was complete."
+                    .to_owned(),
                 None,
             ),
             GatewayError::Internal(message) => (

@@ -745,7 +745,12 @@ pub async fn chat(
                 tracker
                     .set_response_meta(end.model, end.finish.as_ref().map(FinishReason::as_openai));
                 if end.cancelled {
-                    tracker.finish(CLIENT_CLOSED, Outcome::Cancelled, None);
+                    if crate::server::shutdown_cut_short() {
+                        let error = GatewayError::ShuttingDown;
+                        tracker.finish(200, Outcome::Cancelled, Some(&error));
+                    } else {
+                        tracker.finish(CLIENT_CLOSED, Outcome::Cancelled, None);
+                    }
                 } else if let Some(e) = end.error {
                     let error = GatewayError::Upstream {
                         last: e,
@@ -1198,17 +1203,21 @@ fn log_stream_end(
     let ttft_ms = end
         .first_chunk_at
         .map(|t| t.duration_since(started).as_millis() as u64);
-    if end.cancelled {
+    let ttft_ms =
+        tracing::field::display(ttft_ms.map_or_else(|| "none".to_owned(), |t| t.to_string()));
+    if end.cancelled && crate::server::shutdown_cut_short() {
+        tracing::warn!(request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, "stream ended by the gateway's shutdown");
+    } else if end.cancelled {
         tracing::info!(request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, "stream cancelled by the client");
     } else if let Some(e) = &end.error {
         tracing::warn!(
-            request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, ?ttft_ms,
+            request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, ttft_ms,
             error_class = e.class.as_str(), "stream failed after commit"
         );
     } else {
         tracing::info!(
             request_id = %id, alias, deployment = deployment_of(attempts), attempts = attempts.len(),
-            stream = true, latency_ms, ?ttft_ms, input_tokens = usage.input_tokens,
+            stream = true, latency_ms, ttft_ms, input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens, "request completed"
         );
     }

@@ -223,11 +223,21 @@ async fn worker(
     tokio::select! {
         () = open.shutdown() => {}
         () = tokio::time::sleep(grace) => {
+            GRACE_OVER.store(true, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing the remaining connections");
         }
     }
     heartbeat.abort();
     Ok(())
+}
+
+/// Set when the shutdown's grace period runs out, just before the remaining connections close:
+/// the requests they cut short are recorded as the gateway's doing, not their clients'.
+static GRACE_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a request ending now without its answer was cut short by the gateway's shutdown.
+pub fn shutdown_cut_short() -> bool {
+    GRACE_OVER.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// What a worker serves each connection with: requests from a browser page (with an `Origin`

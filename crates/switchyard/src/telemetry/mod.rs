@@ -428,7 +428,12 @@ impl Drop for Tracker {
             }
         }
         // Nothing left after a finish or a detach: the reservation and the record were taken.
-        self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
+        if crate::server::shutdown_cut_short() {
+            let error = GatewayError::ShuttingDown;
+            self.emit(error.to_client().status, Outcome::Cancelled, Some(&error));
+        } else {
+            self.emit(CLIENT_CLOSED, Outcome::Cancelled, None);
+        }
     }
 }
 

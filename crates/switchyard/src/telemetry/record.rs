@@ -22,7 +22,8 @@ pub enum Outcome {
     UpstreamError,
     /// A stream failed after its first byte reached the client.
     StreamError,
-    /// The client went away before the answer was complete.
+    /// The request ended before its answer was complete: the client went away (status 499),
+    /// or the gateway's shutdown closed its connection (error code `gateway_shutdown`).
     Cancelled,
 }
 

@@ -167,6 +167,57 @@ async fn demo_answers_without_keys_or_network() {
     }
 }
 
+/// A stream still running when the shutdown's grace period runs out is cut, and its record
+/// says the gateway's shutdown did it, not its client.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_stream_the_shutdown_cuts_short_is_recorded_as_such() {
+    use sqlx::Connection;
+    let sim = crate::harness::start_sim(switchyard_sim::SimConfig {
+        token_ms: 200,
+        reply_words: 100,
+        ..Default::default()
+    })
+    .await;
+    let config = crate::harness::standard_config(&sim.base_url(), "").replacen(
+        "shutdown_grace: 10s",
+        "shutdown_grace: 300ms",
+        1,
+    );
+    let gw = Gateway::start(&config).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(crate::harness::KEY)
+        .json(&json!({"model": "openai", "stream": true, "messages": [{"role": "user", "content": "story"}]}))
+        .send()
+        .await
+        .unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(gw.pid().to_string())
+        .status()
+        .unwrap();
+    let text = response.text().await.unwrap_or_default();
+    assert!(!text.contains("[DONE]"), "{text}");
+    let (status, dir) = tokio::task::spawn_blocking(move || gw.wait_keeping_dir())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let db = dir.path().join("data").join("switchyard.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let (outcome, code): (String, Option<String>) =
+        sqlx::query_as("SELECT outcome, error_code FROM requests")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        (outcome.as_str(), code.as_deref()),
+        ("cancelled", Some("gateway_shutdown"))
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_drains_a_stream_in_flight() {
