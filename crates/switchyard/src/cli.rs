@@ -34,8 +34,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway on the embedded demo configuration: simulated OpenAI, Azure, Anthropic and
-    /// Gemini providers behind a few aliases. Needs no API keys and no network.
+    /// Run the gateway on the embedded demo configuration: simulated OpenAI, Azure, Anthropic,
+    /// Gemini and Bedrock providers behind a few aliases. Needs no API keys and no network; keeps
+    /// its data in ./switchyard-data (or $SWITCHYARD_DATA_DIR).
     Demo {
         /// Address to listen on (default 127.0.0.1:4000; port 0 picks a free port).
         #[arg(long)]
@@ -197,8 +198,10 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(config.logging.level.as_deref().unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours for a terminal only: in a file or a log collector they are escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match config.logging.format {
         LogFormat::Json => builder.json().try_init(),

@@ -63,14 +63,17 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             if !valid {
                 return Err(format!("'${{{expr}}}' is not a valid variable reference"));
             }
-            match env(name)
+            let value = env(name);
+            match value
+                .clone()
                 .filter(|v| !v.is_empty())
                 .or(default.map(str::to_owned))
             {
                 Some(v) => out.push_str(&v),
                 None => {
+                    let state = if value.is_some() { "empty" } else { "not set" };
                     return Err(format!(
-                        "environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                        "environment variable {name} is {state} (use ${{{name}:-default}} for a default)"
                     ));
                 }
             }

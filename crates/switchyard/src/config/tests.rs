@@ -85,6 +85,22 @@ extra: 1
 }
 
 #[test]
+fn a_variable_set_but_empty_is_told_from_one_not_set() {
+    let text = |var: &str| {
+        format!(
+            "server:\n  master_key: \"${{{var}}}\"\nproviders: [{{name: o, kind: simulator}}]\nmodels: [{{alias: a, deployments: [{{provider: o, model: m}}]}}]\n"
+        )
+    };
+    let errors = load(&text("EMPTY"), &env).unwrap_err();
+    assert!(errors[0].message.contains("EMPTY is empty"), "{errors:?}");
+    let errors = load(&text("NOWHERE"), &env).unwrap_err();
+    assert!(
+        errors[0].message.contains("NOWHERE is not set"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn unknown_provider_is_named() {
     let text = "server: {master_key: k}\nproviders: [{name: o, kind: openai, api_key: k}]\nmodels: [{alias: a, deployments: [{provider: nope, model: m}]}]\n";
     let errors = load(text, &env).unwrap_err();

@@ -235,7 +235,7 @@ pub async fn request(
         Ok(Some(record)) => json_response(StatusCode::OK, json!(record)),
         Ok(None) => error_response(
             DialectId::OpenAi,
-            &GatewayError::NotFound(format!("request record {request_id}")),
+            &GatewayError::Missing(format!("No request record with id '{request_id}'.")),
             &id,
         ),
         Err(e) => error_response(DialectId::OpenAi, &GatewayError::store(e), &id),

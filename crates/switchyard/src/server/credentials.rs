@@ -121,7 +121,9 @@ pub async fn get(
                 .find(&name)
                 .await
                 .map_err(store_error)?
-                .ok_or_else(|| GatewayError::NotFound(format!("credential {name}")))?;
+                .ok_or_else(|| {
+                    GatewayError::Missing(format!("No credential named '{name}' is stored."))
+                })?;
             Ok(json_response(StatusCode::OK, json!(view)))
         }
         .await,
@@ -142,7 +144,9 @@ pub async fn delete(
                 .await
                 .map_err(change_error)?
             {
-                return Err(GatewayError::NotFound(format!("credential {name}")));
+                return Err(GatewayError::Missing(format!(
+                    "No credential named '{name}' is stored."
+                )));
             }
             Ok(json_response(
                 StatusCode::OK,

@@ -385,6 +385,12 @@ async fn changelog(
                 (None, Some(e)) => (Some("experiment"), Some(e.as_str())),
                 (None, None) => (None, None),
             };
+            // The log of something that does not exist is not an empty log.
+            match (kind, subject) {
+                (Some("config"), Some(name)) => drop(app.experiments.config(name)?),
+                (Some("experiment"), Some(id)) => drop(app.experiments.experiment(id)?),
+                _ => {}
+            }
             let entries = app
                 .experiments
                 .changelog(kind, subject, q.limit.unwrap_or(100))

@@ -398,7 +398,7 @@ fn find_key(app: &App, p: &Principal, id: &str) -> Result<Arc<VirtualKey>, Gatew
     let key = app
         .governance
         .key(id)
-        .ok_or_else(|| GatewayError::NotFound(format!("key {id}")))?;
+        .ok_or_else(|| GatewayError::Missing(format!("No key with id '{id}'.")))?;
     if p.role < Role::Admin {
         check_team_scope(p, key.team_id.as_deref())?;
     }
@@ -710,9 +710,9 @@ pub async fn update_group(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             require_admin(&p)?;
-            let old = group
-                .get(&app, &id)
-                .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+            let old = group.get(&app, &id).ok_or_else(|| {
+                GatewayError::Missing(format!("No {} with id '{id}'.", group.kind()))
+            })?;
             let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
             let mut limits: Limits =
                 serde_json::from_value(old["limits"].clone()).unwrap_or_default();
@@ -759,9 +759,9 @@ pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: 
         async {
             let p = authorize_admin(&app, &headers, true)?;
             require_admin(&p)?;
-            let old = group
-                .get(&app, &id)
-                .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+            let old = group.get(&app, &id).ok_or_else(|| {
+                GatewayError::Missing(format!("No {} with id '{id}'.", group.kind()))
+            })?;
             audited(
                 &app,
                 &p,
@@ -804,7 +804,7 @@ pub async fn get_group(app: Arc<App>, headers: HeaderMap, id: String, group: Gro
         authorize_admin(&app, &headers, false)?;
         let v = group
             .get(&app, &id)
-            .ok_or_else(|| GatewayError::NotFound(format!("{} {id}", group.kind())))?;
+            .ok_or_else(|| GatewayError::Missing(format!("No {} with id '{id}'.", group.kind())))?;
         Ok(json_response(StatusCode::OK, group.with_budget(&app, v)))
     })())
 }

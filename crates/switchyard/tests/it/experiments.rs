@@ -353,6 +353,22 @@ async fn a_95_5_experiment_shows_per_variant_metrics_and_a_verdict() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["promote", "resume", "pause", "create_experiment"]);
+    // The log of what does not exist is a 404, not an empty log; and a missing record or key
+    // is named as what it is, not as an endpoint.
+    for path in [
+        "/admin/changelog?experiment=nosuch",
+        "/admin/changelog?config=nosuch",
+        "/admin/requests/nosuch",
+        "/admin/keys/nosuch",
+    ] {
+        let r = env.get(path).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            !message.contains("endpoint") && message.contains("nosuch"),
+            "{message}"
+        );
+    }
     let log = env.get("/admin/changelog?config=support").await.json();
     let entries = log["data"].as_array().unwrap();
     let newest = &entries[0];
