@@ -1190,6 +1190,18 @@ fn log_request(
     }
 }
 
+/// Milliseconds, or `none`, written only when a log line is: no string made per stream.
+struct OptionalMs(Option<u64>);
+
+impl std::fmt::Display for OptionalMs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ms) => write!(f, "{ms}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
 fn log_stream_end(
     id: &str,
     decision: &RouteDecision,
@@ -1203,8 +1215,7 @@ fn log_stream_end(
     let ttft_ms = end
         .first_chunk_at
         .map(|t| t.duration_since(started).as_millis() as u64);
-    let ttft_ms =
-        tracing::field::display(ttft_ms.map_or_else(|| "none".to_owned(), |t| t.to_string()));
+    let ttft_ms = tracing::field::display(OptionalMs(ttft_ms));
     if end.cancelled && crate::server::shutdown_cut_short() {
         tracing::warn!(request_id = %id, alias, deployment = deployment_of(attempts), latency_ms, "stream ended by the gateway's shutdown");
     } else if end.cancelled {
