@@ -400,13 +400,21 @@ impl ExperimentStore {
         until_ms: Option<i64>,
     ) -> StoreResult<Vec<FeedbackRow>> {
         on_db!(self.db(), |pool: Db| {
+            // One sample per request (or session) and metric, whatever the number of sources
+            // that scored it: the latest of them (ties by source name). Each source's value
+            // counted on its own would make one answer several independent observations.
+            const LATEST: &str = " AND NOT EXISTS (SELECT 1 FROM feedback g WHERE \
+                 g.target_kind = f.target_kind AND g.target_id = f.target_id AND \
+                 g.metric = f.metric AND (g.at_ms > f.at_ms OR (g.at_ms = f.at_ms AND \
+                 g.source > f.source)))";
             let mut q: QueryBuilder<Db> = QueryBuilder::new(
                 "SELECT r.variant, f.metric, f.kind, f.num, f.category FROM feedback f JOIN requests r \
                  ON f.target_kind = 'request' AND r.id = f.target_id WHERE r.experiment_id = ",
             );
             q.push_bind(experiment_id.to_owned());
             window_on(&mut q, "r.", since_ms, until_ms);
-            // A session counts once per metric and source, under the variant its requests got.
+            q.push(LATEST);
+            // A session counts once per metric, under the variant its requests got.
             q.push(
                 " UNION ALL SELECT s.variant, f.metric, f.kind, f.num, f.category FROM feedback f JOIN \
                  (SELECT session_id, MIN(variant) AS variant FROM requests WHERE experiment_id = ",
@@ -415,8 +423,9 @@ impl ExperimentStore {
             window_on(&mut q, "", since_ms, until_ms);
             q.push(
                 " AND session_id IS NOT NULL GROUP BY session_id) s \
-                 ON f.target_kind = 'session' AND s.session_id = f.target_id",
+                 ON f.target_kind = 'session' AND s.session_id = f.target_id WHERE 1 = 1",
             );
+            q.push(LATEST);
             let rows = q.build().fetch_all(pool).await?;
             Ok(rows
                 .iter()

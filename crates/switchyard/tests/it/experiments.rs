@@ -712,6 +712,17 @@ async fn a_missing_unit_falls_back_to_the_request_and_says_so() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // Scored by two more sources: still one session, one sample, the latest value.
+    for (source, value) in [("email", 1.0), ("widget", 4.5)] {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let r = env
+            .post(
+                "/v1/feedback",
+                &json!({"session_id": "s-1", "metric": "rating", "value": value, "source": source}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
     let res = env
         .get("/admin/experiments/by-session/results")
         .await
