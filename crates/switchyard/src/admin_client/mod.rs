@@ -220,6 +220,12 @@ impl Api {
             .await
             .context("the gateway broke off its answer")?;
         let body: Option<Value> = serde_json::from_str(&text).ok();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "the gateway refused the key: give the master key or an admin key with --key or \
+                 SWITCHYARD_KEY (HTTP 401)"
+            );
+        }
         if !status.is_success() {
             let message = body
                 .as_ref()
@@ -245,20 +251,7 @@ impl Api {
             .send()
             .await
             .with_context(|| format!("cannot reach the gateway at {}", self.base))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .with_context(|| format!("the gateway at {} broke off its answer", self.base))?;
-        let body: Option<Value> = serde_json::from_str(&text).ok();
-        if !status.is_success() {
-            let message = body
-                .as_ref()
-                .and_then(|b| b["error"]["message"].as_str())
-                .map_or_else(|| text.trim().to_owned(), str::to_owned);
-            bail!("{message} (HTTP {})", status.as_u16());
-        }
-        body.ok_or_else(|| anyhow!("the gateway answered {path} with something other than JSON"))
+        Self::answer(path, response).await
     }
 }
 

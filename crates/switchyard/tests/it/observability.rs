@@ -490,11 +490,14 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     assert_eq!(row("obs-solo")[1], "6", "{out}");
     assert_eq!(row("TOTAL")[1], "29", "{out}");
 
-    // Errors from the API are printed as they come, with a failing exit code.
+    // Errors from the API are printed as they come, with a failing exit code; a refused key
+    // with what to give instead.
     let (code, _, err) = cli(&["requests", "tail", "--url", &url, "--key", "wrong"], &[]).await;
     assert_ne!(code, 0);
     assert!(
-        err.contains("Missing or invalid API key") && err.contains("401"),
+        err.contains("refused the key")
+            && err.contains("--key or SWITCHYARD_KEY")
+            && err.contains("401"),
         "{err}"
     );
     let (code, _, err) = cli(
