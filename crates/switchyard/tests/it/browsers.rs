@@ -483,9 +483,11 @@ async fn the_dashboard_shows_the_failing_provider_the_requests_and_the_spend() {
         "<p id=\"request-error\" class=\"muted\">{}: ",
         failed["error_code"].as_str().unwrap()
     );
+    // The attempt's class, with what the provider said beneath it.
     let failed_class = format!(
-        "<td>{}</td>",
-        failed["attempts"][0]["error_class"].as_str().unwrap()
+        "{}<div class=\"muted\">{}</div></td>",
+        failed["attempts"][0]["error_class"].as_str().unwrap(),
+        failed["attempts"][0]["error_message"].as_str().unwrap()
     );
     let failed = failed["id"].as_str().unwrap().to_owned();
     admin_until(&env, "/admin/alerts", |b| {
