@@ -130,6 +130,16 @@ pub struct HealthSnapshot {
     pub provider_headroom: Option<f64>,
 }
 
+/// What [`Health::admit`] lets a request do with a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    Healthy,
+    /// Its cooldown ran out and this request is the one probe: it tries the deployment first.
+    Probe,
+    /// Cooling down (or another request holds the probe): a last resort.
+    Cooling,
+}
+
 /// Counts a request in flight until dropped.
 pub struct InFlight<'a>(&'a Health);
 
@@ -210,23 +220,31 @@ impl Health {
 
     /// Half-open probing: once a cooldown has run out, the first request to ask becomes the one
     /// probe (the cooldown is re-armed for everyone else until it answers); a success closes the
-    /// breaker, a failure re-arms it. Returns whether this request may use the deployment.
-    pub fn admit(&self, now_ms: u64, cooldown: Duration) -> bool {
+    /// breaker, a failure re-arms it. The request given the probe must try the deployment
+    /// first: a probe it never sends would leave the re-armed cooldown standing with nothing
+    /// learnt, and a recovered deployment out for cooldown after cooldown.
+    pub fn admit(&self, now_ms: u64, cooldown: Duration) -> Admitted {
         let until = self.cooldown_until_ms.load(Ordering::Relaxed);
         if until == 0 {
-            return true;
+            return Admitted::Healthy;
         }
         if until > now_ms {
-            return false;
+            return Admitted::Cooling;
         }
-        self.cooldown_until_ms
+        let claimed = self
+            .cooldown_until_ms
             .compare_exchange(
                 until,
                 now_ms + cooldown.as_millis() as u64,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_ok();
+        if claimed {
+            Admitted::Probe
+        } else {
+            Admitted::Cooling
+        }
     }
 
     /// Records the provider's `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` headroom.

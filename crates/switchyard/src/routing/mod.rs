@@ -708,6 +708,7 @@ impl Planner<'_> {
             .reduce(f64::min);
         let mut healthy = Vec::new();
         let mut cooled = Vec::new();
+        let mut probes = Vec::new();
         for (index, d) in route.deployments.iter().enumerate() {
             if self.already_planned(&d.id) {
                 continue;
@@ -756,8 +757,11 @@ impl Planner<'_> {
                 continue;
             }
             let snapshot = d.health.snapshot_for_routing(self.now_ms);
-            let admitted =
-                !snapshot.cooling && d.health.admit(self.now_ms, self.table.policy.cooldown);
+            let admitted = if snapshot.cooling {
+                health::Admitted::Cooling
+            } else {
+                d.health.admit(self.now_ms, self.table.policy.cooldown)
+            };
             let candidate = Candidate {
                 index,
                 weight: overrides
@@ -769,10 +773,10 @@ impl Planner<'_> {
                 tpm: d.tpm,
                 health: snapshot,
             };
-            if !admitted {
-                cooled.push(candidate);
-            } else {
-                healthy.push(candidate);
+            match admitted {
+                health::Admitted::Healthy => healthy.push(candidate),
+                health::Admitted::Probe => probes.push(candidate),
+                health::Admitted::Cooling => cooled.push(candidate),
             }
         }
         let input = OrderInput {
@@ -781,7 +785,10 @@ impl Planner<'_> {
             tick: route.tick.fetch_add(1, Ordering::Relaxed),
             exploration: self.table.policy.exploration,
         };
-        for (c, score) in strategy::order(route.strategy, healthy, &input, rng) {
+        // A deployment whose cooldown ran out is probed by this request, first, whatever the
+        // strategy would say: its one probe must be sent to tell whether it recovered.
+        let probed = probes.into_iter().map(|c| (c, None));
+        for (c, score) in probed.chain(strategy::order(route.strategy, healthy, &input, rng)) {
             let d = route.deployments[c.index].clone();
             self.decision.candidates.push(ScoredCandidate {
                 alias: route.alias.clone(),

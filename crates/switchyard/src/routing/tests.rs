@@ -112,6 +112,31 @@ fn cooled_deployments_go_last_and_come_back() {
     assert!(!a.health.snapshot(20_000).cooling);
 }
 
+/// The request that claims a cooled deployment's probe tries it first, whatever the strategy
+/// prefers; before, a probe claimed by a request whose first choice answered was never sent, and
+/// the re-armed cooldown kept a recovered deployment out for cooldown after cooldown.
+#[test]
+fn the_request_that_claims_the_probe_sends_it() {
+    let t = table();
+    let b = &t.route("main").unwrap().deployments[1];
+    b.health
+        .failure(1, Duration::from_secs(10), None, false, 1_000);
+    // Cooling: last, after the fallbacks.
+    let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
+    assert_eq!(ids(&plan).last().unwrap(), "main:b/m2");
+    // Over: this request probes it, first (the weighted draw alone would put a/m1 first).
+    let plan = t
+        .plan("main", Needs::default(), 11_001, &mut |_| 0)
+        .unwrap();
+    assert_eq!(ids(&plan)[0], "main:b/m2", "the probe goes first");
+    // Meanwhile the others wait for the probe's answer: it stays a last resort for them.
+    let plan = t
+        .plan("main", Needs::default(), 11_002, &mut |_| 0)
+        .unwrap();
+    assert_eq!(ids(&plan)[0], "main:a/m1");
+    assert_eq!(ids(&plan).last().unwrap(), "main:b/m2");
+}
+
 #[test]
 fn retry_after_cools_for_that_long() {
     let t = table();
