@@ -42,6 +42,8 @@ pub struct App {
     /// Fetches media given by URL for providers that take it only inline
     /// (`server.fetch_media`).
     pub media: Option<crate::upstream::media::MediaFetcher>,
+    /// Each OpenTelemetry exporter's endpoint and counters, for `/metrics`.
+    pub otlp_stats: Vec<(String, Arc<crate::telemetry::otlp::OtlpStats>)>,
     /// Held for as long as the process runs: one process a data directory.
     _data_dir_lock: std::fs::File,
 }
@@ -181,6 +183,10 @@ impl App {
             .context("cannot open the evaluation tables")?;
         observers.push(evaluations.observer());
         let traced = otlp.is_some();
+        let otlp_stats = otlp
+            .as_ref()
+            .map(|o| o.stats().to_vec())
+            .unwrap_or_default();
         let (recorder, writer) = if config.telemetry.records {
             Recorder::start(
                 store.clone(),
@@ -213,6 +219,7 @@ impl App {
         Ok((
             Self {
                 media,
+                otlp_stats,
                 _data_dir_lock: data_dir_lock,
                 response_cache: config
                     .cache

@@ -463,6 +463,33 @@ pub struct Snapshot {
     /// `store:`).
     pub shared_state_up: Option<bool>,
     pub store_up: Option<bool>,
+    /// Each OpenTelemetry exporter's endpoint and counters.
+    pub otlp: Vec<(String, OtlpCounts)>,
+}
+
+/// One OpenTelemetry exporter's counters, read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OtlpCounts {
+    pub exported_spans: u64,
+    pub rejected_spans: u64,
+    pub dropped_spans: u64,
+    pub failed_exports: u64,
+    pub retried_exports: u64,
+    pub dropped_records: u64,
+}
+
+impl OtlpCounts {
+    pub fn read(s: &crate::telemetry::otlp::OtlpStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            exported_spans: s.exported_spans.load(Relaxed),
+            rejected_spans: s.rejected_spans.load(Relaxed),
+            dropped_spans: s.dropped_spans.load(Relaxed),
+            failed_exports: s.failed_exports.load(Relaxed),
+            retried_exports: s.retried_exports.load(Relaxed),
+            dropped_records: s.dropped_records.load(Relaxed),
+        }
+    }
 }
 
 impl Snapshot {
@@ -669,6 +696,49 @@ impl prometheus_client::collector::Collector for Snapshot {
                     None,
                     MetricType::Gauge,
                 )?)?;
+            }
+        }
+
+        if !self.otlp.is_empty() {
+            let families: [(&str, &str, fn(&OtlpCounts) -> u64); 6] = [
+                (
+                    "otlp_exported_spans",
+                    "Spans an OpenTelemetry receiver accepted.",
+                    |c| c.exported_spans,
+                ),
+                (
+                    "otlp_rejected_spans",
+                    "Spans an OpenTelemetry receiver reported as rejected.",
+                    |c| c.rejected_spans,
+                ),
+                (
+                    "otlp_dropped_spans",
+                    "Spans lost with exports that failed after their retries, or were refused.",
+                    |c| c.dropped_spans,
+                ),
+                (
+                    "otlp_failed_exports",
+                    "Trace exports that failed after their retries, or were refused.",
+                    |c| c.failed_exports,
+                ),
+                (
+                    "otlp_retried_exports",
+                    "Trace exports sent again after a retryable failure.",
+                    |c| c.retried_exports,
+                ),
+                (
+                    "otlp_dropped_records",
+                    "Request records never exported because the exporter's queue was full.",
+                    |c| c.dropped_records,
+                ),
+            ];
+            for (name, help, pick) in families {
+                let mut family =
+                    encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (endpoint, counts) in &self.otlp {
+                    ConstCounter::new(pick(counts))
+                        .encode(family.encode_family(&[("endpoint", endpoint.as_str())])?)?;
+                }
             }
         }
 

@@ -183,6 +183,16 @@ fn scrape_time_gauges_and_recorder_counters() {
         semantic_questions: Some(7),
         shared_state_up: Some(false),
         store_up: Some(true),
+        otlp: vec![(
+            "http://collector:4318/v1/traces".into(),
+            OtlpCounts {
+                exported_spans: 40,
+                dropped_spans: 3,
+                failed_exports: 1,
+                retried_exports: 2,
+                ..OtlpCounts::default()
+            },
+        )],
     };
     let text = m.render(snapshot);
     let l = lines(&text);
@@ -201,6 +211,10 @@ fn scrape_time_gauges_and_recorder_counters() {
         "switchyard_semantic_cache_questions 7",
         "switchyard_shared_state_up 0",
         "switchyard_store_up 1",
+        r#"switchyard_otlp_exported_spans_total{endpoint="http://collector:4318/v1/traces"} 40"#,
+        r#"switchyard_otlp_dropped_spans_total{endpoint="http://collector:4318/v1/traces"} 3"#,
+        r#"switchyard_otlp_retried_exports_total{endpoint="http://collector:4318/v1/traces"} 2"#,
+        r#"switchyard_otlp_dropped_records_total{endpoint="http://collector:4318/v1/traces"} 0"#,
         r#"switchyard_alerts_active{rule="errors",kind="error_rate"} 1"#,
         r#"switchyard_alert_notifications_total{result="delivered"} 5"#,
         "# TYPE switchyard_deployment_cooling gauge",

@@ -25,6 +25,11 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         semantic_questions: app.semantic_cache.as_ref().map(|s| s.len() as u64),
         shared_state_up: app.governance.shared().map(|s| s.reachable()),
         store_up: app.store.reachable(),
+        otlp: app
+            .otlp_stats
+            .iter()
+            .map(|(endpoint, s)| (endpoint.clone(), metrics::OtlpCounts::read(s)))
+            .collect(),
     };
     let mut response = Response::new(Body::from(app.metrics.render(snapshot)));
     response.headers_mut().insert(

@@ -6,11 +6,13 @@
 //! `max_batch` or [`SEND_AT_BYTES`] of spans), in the pieces it was written in, with our own
 //! async HTTP client. Nothing here runs on the request path.
 //!
-//! Failure policy: a full queue drops the new records; a failed or timed-out export drops its
-//! batch. Either is counted in [`OtlpStats`] and logged at most once a minute per exporter
-//! (with the number of occurrences since the last line); nothing is retried, so an endpoint
-//! that is down costs one short request per batch and never holds up the recorder. The
-//! records themselves are in the store either way.
+//! Failure policy: a full queue drops the new records. An export that fails in a way the OTLP
+//! specification calls retryable (no connection, a timeout, 429, 502, 503, 504) is sent again
+//! after 1, 2 and 4 s, so a collector that restarts loses nothing; meanwhile new records wait
+//! in the bounded queue. A batch that still fails, or is refused outright, is dropped. Drops
+//! are counted in [`OtlpStats`] (`switchyard_otlp_*` on `/metrics`) and logged at most once a
+//! minute per exporter (with the number of occurrences since the last line). The records
+//! themselves are in the store either way.
 
 mod protobuf;
 pub mod spans;
@@ -51,7 +53,16 @@ pub struct OtlpStats {
     pub dropped_spans: AtomicU64,
     /// Records never exported because the queue was full.
     pub dropped_records: AtomicU64,
+    /// Exports sent again after a retryable failure.
+    pub retried_exports: AtomicU64,
 }
+
+/// Waits before sending a failed export again: as many tries as waits, then it is dropped.
+const RETRY_AFTER: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
 
 /// Lets a log line through at most once per [`LOG_EVERY`], counting the ones held back.
 struct Throttle {
@@ -137,7 +148,8 @@ impl RecordObserver for OtlpObserver {
 pub struct Exporters {
     observer: Arc<OtlpObserver>,
     tasks: Vec<JoinHandle<()>>,
-    stats: Vec<Arc<OtlpStats>>,
+    /// Each exporter's endpoint (without credentials) and counters.
+    stats: Vec<(String, Arc<OtlpStats>)>,
 }
 
 /// Starts one export task per `telemetry.otlp` entry; `None` when there is none.
@@ -163,7 +175,7 @@ pub fn start(config: &Config, table: &RoutingTable) -> Result<Option<Exporters>,
             stats: s.clone(),
             full_log: Mutex::new(Throttle::new()),
         });
-        stats.push(s);
+        stats.push((without_userinfo(&exporter.url), s));
         tasks.push(tokio::spawn(exporter.run(
             rx,
             waiting,
@@ -183,8 +195,8 @@ impl Exporters {
         self.observer.clone()
     }
 
-    /// One entry per configured exporter, in configuration order.
-    pub fn stats(&self) -> &[Arc<OtlpStats>] {
+    /// One entry per configured exporter, in configuration order: its endpoint and counters.
+    pub fn stats(&self) -> &[(String, Arc<OtlpStats>)] {
         &self.stats
     }
 
@@ -239,6 +251,8 @@ struct Exporter {
     pending: Pending,
     /// [`SEND_AT_BYTES`], lower in tests.
     send_at_bytes: usize,
+    /// [`RETRY_AFTER`], shorter in tests.
+    retry_after: &'static [Duration],
 }
 
 /// The spans of the records an exporter took and has not sent yet, as `spans` fields of a
@@ -274,6 +288,7 @@ impl Exporter {
             fail_log: Throttle::new(),
             pending: Pending::default(),
             send_at_bytes: SEND_AT_BYTES,
+            retry_after: &RETRY_AFTER,
         })
     }
 
@@ -366,7 +381,7 @@ impl Exporter {
             pieces.push(piece.into());
         }
         pieces.push(tail.into());
-        self.send_spans(Pieces::of(pieces), spans).await;
+        self.send_spans(pieces, spans).await;
     }
 
     /// Sends the spans of `records` in one request, after any already waiting.
@@ -378,9 +393,24 @@ impl Exporter {
         self.flush().await;
     }
 
-    /// Posts `body`, holding `count` spans, and counts what became of them.
-    async fn send_spans(&mut self, body: Pieces, count: u64) {
-        match self.send(body).await {
+    /// Posts `pieces`, holding `count` spans, again after a retryable failure, and counts what
+    /// became of them.
+    async fn send_spans(&mut self, pieces: Vec<Bytes>, count: u64) {
+        let mut waits = self.retry_after.iter();
+        let sent = loop {
+            match self.send(Pieces::of(pieces.clone())).await {
+                Err((reason, true)) => match waits.next() {
+                    Some(wait) => {
+                        self.stats.retried_exports.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(*wait).await;
+                    }
+                    None => break Err(reason),
+                },
+                Err((reason, false)) => break Err(reason),
+                Ok(answer) => break Ok(answer),
+            }
+        };
+        match sent {
             Ok(rejected) => {
                 self.stats
                     .exported_spans
@@ -412,8 +442,9 @@ impl Exporter {
         }
     }
 
-    /// Posts one body; on success returns the spans the receiver rejected and its message.
-    async fn send(&self, body: Pieces) -> Result<(u64, String), String> {
+    /// Posts one body; on success returns the spans the receiver rejected and its message, on
+    /// failure why and whether the OTLP specification says to retry it.
+    async fn send(&self, body: Pieces) -> Result<(u64, String), (String, bool)> {
         let mut request = self
             .client
             .post(&self.url)
@@ -426,17 +457,21 @@ impl Exporter {
             .body(reqwest::Body::wrap(body))
             .send()
             .await
-            .map_err(|e| without_url(&e))?;
+            .map_err(|e| (without_url(&e), e.is_connect() || e.is_timeout()))?;
         let status = response.status();
         let is_protobuf = response
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-protobuf"));
-        let bytes = response.bytes().await.map_err(|e| without_url(&e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| (without_url(&e), true))?;
         if !status.is_success() {
             let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            return Err(format!("HTTP {}: {excerpt}", status.as_u16()));
+            let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+            return Err((format!("HTTP {}: {excerpt}", status.as_u16()), retryable));
         }
         // A 2xx may still report a partial success; bodies that are not protobuf are ignored.
         let partial = is_protobuf
@@ -449,6 +484,18 @@ impl Exporter {
                 p.error_message,
             )
         }))
+    }
+}
+
+/// A URL without the user and password it may carry, for a metric's label.
+fn without_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.find('@')) {
+        (Some((scheme, rest)), Some(at))
+            if at > scheme.len() && !rest[..at - scheme.len() - 3].contains('/') =>
+        {
+            format!("{scheme}://{}", &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -553,20 +553,61 @@ fn otlp_file(endpoint: String) -> OtlpFile {
     serde_json::from_value(json!({"endpoint": endpoint, "timeout": "2s"})).unwrap()
 }
 
+const QUICK_RETRIES: [Duration; 2] = [Duration::from_millis(10), Duration::from_millis(10)];
+
 #[tokio::test]
-async fn an_unreachable_endpoint_is_counted_not_retried() {
+async fn an_unreachable_endpoint_is_retried_then_counted() {
     // A port that was just free: nothing listens there.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let file = otlp_file(format!("http://127.0.0.1:{port}"));
     let mut exporter = Exporter::new(&file, Arc::new(catalog())).unwrap();
+    exporter.retry_after = &QUICK_RETRIES;
     exporter.export(&[&record(), &record()]).await;
     exporter.export(&[&record()]).await;
     let stats = &exporter.stats;
+    assert_eq!(stats.retried_exports.load(Ordering::Relaxed), 4);
     assert_eq!(stats.failed_exports.load(Ordering::Relaxed), 2);
     assert_eq!(stats.dropped_spans.load(Ordering::Relaxed), 9);
     assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 0);
+}
+
+/// A collector that answers 503 while it restarts loses nothing: the export is sent again; a
+/// refusal that will not change (400) is not.
+#[tokio::test]
+async fn a_retryable_failure_is_sent_again_and_a_refusal_is_not() {
+    use axum::routing::post;
+    use std::sync::atomic::AtomicUsize;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let statuses = Arc::new(Mutex::new(vec![503u16, 200, 400]));
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post({
+            let (calls, statuses) = (calls.clone(), statuses.clone());
+            move || {
+                calls.fetch_add(1, Ordering::Relaxed);
+                let status = statuses.lock().remove(0);
+                async move { http::StatusCode::from_u16(status).unwrap() }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut exporter =
+        Exporter::new(&otlp_file(format!("http://{addr}/")), Arc::new(catalog())).unwrap();
+    exporter.retry_after = &QUICK_RETRIES;
+    exporter.export(&[&record()]).await;
+    let stats = exporter.stats.clone();
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.retried_exports.load(Ordering::Relaxed), 1);
+    exporter.export(&[&record()]).await;
+    assert_eq!(calls.load(Ordering::Relaxed), 3, "a 400 is not sent again");
+    assert_eq!(stats.failed_exports.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.dropped_spans.load(Ordering::Relaxed), 3);
+    server.abort();
 }
 
 /// An OTLP receiver on a free port answering every export with `reply`; yields each request's
