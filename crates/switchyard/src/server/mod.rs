@@ -581,6 +581,12 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     response
 }
 
+/// The W3C `tracestate` header, carried on by the request's spans.
+fn tracestate(headers: &HeaderMap) -> Option<&str> {
+    static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    headers.get(&TRACESTATE).and_then(|v| v.to_str().ok())
+}
+
 /// The W3C `traceparent` header, read so the request's spans join the caller's trace.
 fn traceparent(headers: &HeaderMap) -> Option<&str> {
     static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -590,7 +596,7 @@ fn traceparent(headers: &HeaderMap) -> Option<&str> {
 async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(dialect);
     let mut tracker = tracker(&app, &ctx, "chat");
-    tracker.set_trace(traceparent(&headers));
+    tracker.set_trace(traceparent(&headers), tracestate(&headers));
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => {
@@ -751,7 +757,7 @@ async fn openai_embeddings(
 async fn embeddings(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let mut tracker = tracker(&app, &ctx, "embeddings");
-    tracker.set_trace(traceparent(&headers));
+    tracker.set_trace(traceparent(&headers), tracestate(&headers));
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes, &mut tracker).await,

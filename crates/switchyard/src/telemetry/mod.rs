@@ -225,9 +225,9 @@ impl Tracker {
     }
 
     /// The caller's W3C trace (`traceparent` header value), or a new trace without a valid one.
-    pub fn set_trace(&mut self, traceparent: Option<&str>) {
+    pub fn set_trace(&mut self, traceparent: Option<&str>, tracestate: Option<&str>) {
         if let Some(r) = self.rec() {
-            r.trace = Some(TraceContext::from_header_or_new(traceparent));
+            r.trace = Some(TraceContext::from_header_or_new(traceparent, tracestate));
         }
     }
 

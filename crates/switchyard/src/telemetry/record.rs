@@ -215,6 +215,7 @@ impl RequestRecord {
             str_field(out, b",\"trace\":{\"trace_id\":", &trace.trace_id);
             optional_str(out, b",\"parent_span_id\":", &trace.parent_span_id);
             bool_field(out, b",\"sampled\":", trace.sampled);
+            optional_str(out, b",\"trace_state\":", &trace.trace_state);
             out.push(b'}');
         }
         optional_str(out, b",\"response_model\":", &self.response_model);
@@ -768,6 +769,7 @@ mod tests {
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
                 parent_span_id: Some("00f067aa0ba902b7".into()),
                 sampled: false,
+                trace_state: Some(odd.into()),
             }),
             response_model: Some("gpt-4o-mini-2024-07-18".into()),
             finish_reason: Some("tool_calls".into()),

@@ -15,6 +15,9 @@ pub struct TraceContext {
     pub parent_span_id: Option<String>,
     /// The caller's sampling decision (`true` for a trace the gateway started).
     pub sampled: bool,
+    /// The caller's `tracestate`, which the request's spans carry on (W3C Trace Context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
 }
 
 fn is_lower_hex(bytes: &[u8]) -> bool {
@@ -56,6 +59,7 @@ impl TraceContext {
             trace_id,
             parent_span_id: Some(parent),
             sampled,
+            trace_state: None,
         })
     }
 
@@ -67,14 +71,23 @@ impl TraceContext {
             trace_id: hex32(id),
             parent_span_id: None,
             sampled: true,
+            trace_state: None,
         }
     }
 
-    /// The caller's context when `traceparent` is present and valid, else a new trace.
-    pub fn from_header_or_new(traceparent: Option<&str>) -> Self {
-        traceparent
-            .and_then(Self::from_traceparent)
-            .unwrap_or_else(Self::new_root)
+    /// The caller's context when `traceparent` is present and valid (with its `tracestate`, at
+    /// most the 512 characters W3C lets a vendor keep), else a new trace.
+    pub fn from_header_or_new(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
+        match traceparent.and_then(Self::from_traceparent) {
+            Some(mut context) => {
+                context.trace_state = tracestate
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.len() <= 512)
+                    .map(str::to_owned);
+                context
+            }
+            None => Self::new_root(),
+        }
     }
 }
 
@@ -148,8 +161,8 @@ mod tests {
 
     #[test]
     fn starts_a_new_trace_without_a_valid_header() {
-        let a = TraceContext::from_header_or_new(None);
-        let b = TraceContext::from_header_or_new(Some("nonsense"));
+        let a = TraceContext::from_header_or_new(None, None);
+        let b = TraceContext::from_header_or_new(Some("nonsense"), None);
         assert_eq!(a.trace_id.len(), 32);
         assert!(a.parent_span_id.is_none() && a.sampled);
         assert_ne!(a.trace_id, b.trace_id);

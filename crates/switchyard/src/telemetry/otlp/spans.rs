@@ -141,6 +141,7 @@ mod field {
 
     pub const SPAN_TRACE_ID: u32 = 1;
     pub const SPAN_SPAN_ID: u32 = 2;
+    pub const SPAN_TRACE_STATE: u32 = 3;
     pub const SPAN_PARENT_SPAN_ID: u32 = 4;
     pub const SPAN_FLAGS: u32 = 16;
     pub const SPAN_NAME: u32 = 5;
@@ -331,6 +332,7 @@ fn record_spans(
     let parent = trace
         .and_then(|t| t.parent_span_id.as_deref())
         .and_then(decode_hex::<8>);
+    let trace_state = trace.and_then(|t| t.trace_state.as_deref());
     let span_id = ids.span_id();
 
     let op = if record.endpoint == "embeddings" {
@@ -358,6 +360,9 @@ fn record_spans(
     w.nested(field::SCOPE_SPANS_SPANS, |span| {
         span.bytes(field::SPAN_TRACE_ID, &trace_id);
         span.bytes(field::SPAN_SPAN_ID, &span_id);
+        if let Some(state) = trace_state {
+            span.string(field::SPAN_TRACE_STATE, state);
+        }
         if let Some(p) = &parent {
             span.bytes(field::SPAN_PARENT_SPAN_ID, p);
         }
@@ -492,6 +497,9 @@ fn record_spans(
         w.nested(field::SCOPE_SPANS_SPANS, |span| {
             span.bytes(field::SPAN_TRACE_ID, &trace_id);
             span.bytes(field::SPAN_SPAN_ID, &attempt_id);
+            if let Some(state) = trace_state {
+                span.string(field::SPAN_TRACE_STATE, state);
+            }
             span.bytes(field::SPAN_PARENT_SPAN_ID, &span_id);
             span.text_always(field::SPAN_NAME, &["attempt ", &at.deployment]);
             span.uint(field::SPAN_KIND, SpanKind::Client as u64);

@@ -415,6 +415,21 @@ fn incoming_trace_context_is_honoured() {
     assert_eq!(spans[0].flags, 0x301, "sampled, with a remote parent");
     assert_eq!(spans[1].flags, 0x101, "sampled, with a local parent");
     assert!(spans.iter().all(|s| s.trace_id == spans[0].trace_id));
+    assert!(spans.iter().all(|s| s.trace_state.is_empty()));
+
+    // The caller's tracestate is carried on by every span of the request.
+    r.trace = Some(TraceContext::from_header_or_new(
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        Some("vendor=abc,other=1"),
+    ));
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    assert!(spans.len() > 1);
+    assert!(spans.iter().all(|s| s.trace_state == "vendor=abc,other=1"));
+    // Without a valid traceparent there is no caller's state to carry.
+    assert_eq!(
+        TraceContext::from_header_or_new(None, Some("vendor=abc")).trace_state,
+        None
+    );
 
     // The caller decided not to sample this trace: nothing is exported.
     r.trace =
@@ -511,6 +526,7 @@ fn the_export_request_holds_resource_scope_and_every_record() {
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         parent_span_id: None,
         sampled: false,
+        trace_state: None,
     });
     let mut long = record();
     long.response = Some("x".repeat(100_000));
