@@ -732,6 +732,13 @@ pub async fn chat(
                     }
                     None => upstream::stream_succeeded(&committed),
                 }
+                // A client that left mid-stream cut the provider's answer off too: its attempt
+                // is the one the client left during, as a walk's is.
+                if end.cancelled
+                    && let Some(attempt) = attempts.iter_mut().rev().find(|a| !a.cancelled)
+                {
+                    attempt.cancelled = true;
+                }
                 tracker.set_route(decision, attempts);
                 if let Some(at) = end.first_chunk_at {
                     tracker.set_ttft(at);

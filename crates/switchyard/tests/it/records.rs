@@ -303,6 +303,38 @@ async fn every_request_has_one_record_with_its_decision() {
     assert_eq!(all["data"].as_array().unwrap().len(), data.len());
 }
 
+/// A client that leaves mid-stream cut the provider's answer off: its record says so, and so
+/// does the attempt it left during.
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_leaves_its_attempt_cancelled() {
+    let env = env_with(PRICED).await;
+    env.fault("priced-primary", "stall_after=2", Some(1)).await;
+    let mut body = chat("priced", "a long story");
+    body["stream"] = json!(true);
+    let mut response = env
+        .http
+        .post(format!("{}/v1/chat/completions", env.gw.url))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(response.chunk().await.unwrap().is_some());
+    drop(response);
+    let rec = record(&env, &id).await;
+    assert_eq!(
+        (rec["outcome"].as_str(), rec["status"].as_u64()),
+        (Some("cancelled"), Some(499)),
+        "{rec}"
+    );
+    let attempts = rec["attempts"].as_array().unwrap();
+    assert_eq!(attempts.last().unwrap()["cancelled"], true, "{rec}");
+}
+
 #[tokio::test]
 async fn a_store_that_is_down_loses_no_record() {
     let env = env_with("").await;
