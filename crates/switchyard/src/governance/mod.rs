@@ -379,7 +379,7 @@ impl Governance {
             let id = id.clone();
             match kind.as_str() {
                 "key" => {
-                    if let Ok(stored) = serde_json::from_str::<StoredKey>(&body) {
+                    if let Ok(stored) = serde_json::from_str::<StoredKey>(body) {
                         let mut key = stored.key;
                         key.hash = stored.hash.clone();
                         key.previous_hash = stored.previous_hash.clone();

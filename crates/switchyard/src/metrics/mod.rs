@@ -700,7 +700,8 @@ impl prometheus_client::collector::Collector for Snapshot {
         }
 
         if !self.otlp.is_empty() {
-            let families: [(&str, &str, fn(&OtlpCounts) -> u64); 6] = [
+            type Family = (&'static str, &'static str, fn(&OtlpCounts) -> u64);
+            let families: [Family; 6] = [
                 (
                     "otlp_exported_spans",
                     "Spans an OpenTelemetry receiver accepted.",
