@@ -43,18 +43,20 @@ fn check_config_prints_every_error_with_its_path() {
 
     // Every bad field of a section, not only its first; a secret's value never printed, nor
     // the line of the text that holds it; and no error made up by the others.
-    let many = dir.path().join("many.yaml");
-    std::fs::write(
-        &many,
+    let checked = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = switchyard()
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = checked(
+        "many.yaml",
         "server: {master_key: 98765432109876543210, idle_timeout: -5s, workers: many}\nproviders: [{name: p, kind: simulator, timeouts: {connect: 5, first_byte: 10x}}]\nmodels: [{alias: a, deployments: [{provider: p, model: m, weight: 0}]}]\n",
-    )
-    .unwrap();
-    let out = switchyard()
-        .args(["check-config", "--config"])
-        .arg(&many)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     for path in [
         "server.idle_timeout",
         "server.workers",
@@ -70,18 +72,10 @@ fn check_config_prints_every_error_with_its_path() {
         "{err}"
     );
     assert!(!err.contains("required"), "{err}");
-    let unclosed = dir.path().join("unclosed.yaml");
-    std::fs::write(
-        &unclosed,
+    let err = checked(
+        "unclosed.yaml",
         "server:\n  master_key: \"sk-master-SECRET123\n  listen: 1\n",
-    )
-    .unwrap();
-    let out = switchyard()
-        .args(["check-config", "--config"])
-        .arg(&unclosed)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains("not valid YAML") && err.contains("line 2"),
         "{err}"

@@ -116,6 +116,27 @@ async fn two_replicas(redis: &Redis) -> (switchyard_sim::SimServer, Gateway, Gat
     (sim, a, b)
 }
 
+/// Posts `body` to `gw`'s chat endpoint every `every` until it is answered with `wanted`, at
+/// most `tries` times, each other answer one of `meanwhile`; the last answer.
+async fn chat_until(
+    (http, gw, key): (&reqwest::Client, &Gateway, &str),
+    body: &Value,
+    wanted: u16,
+    meanwhile: &[u16],
+    (tries, every): (u32, Duration),
+) -> (u16, Value) {
+    let mut answer = (0, Value::Null);
+    for _ in 0..tries {
+        answer = post(http, gw, "/v1/chat/completions", key, body).await;
+        if answer.0 == wanted {
+            break;
+        }
+        assert!(meanwhile.contains(&answer.0), "{} {}", answer.0, answer.1);
+        tokio::time::sleep(every).await;
+    }
+    answer
+}
+
 /// A key made through `made_on` with `body`, once `known_on` knows it too: its secret and id.
 async fn key_on_both(
     http: &reqwest::Client,
@@ -637,14 +658,14 @@ async fn requests_to_a_free_model_settle_across_replicas() {
     for i in 0..6 {
         let gw = if i % 2 == 0 { &a } else { &b };
         // Each request's settle is off its path: give it a moment before the next one.
-        let mut answer = (0, Value::Null);
-        for _ in 0..40 {
-            answer = post(&http, gw, "/v1/chat/completions", &key, &body).await;
-            if answer.0 != 429 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let answer = chat_until(
+            (&http, gw, &key),
+            &body,
+            200,
+            &[429],
+            (40, Duration::from_millis(50)),
+        )
+        .await;
         assert_eq!(answer.0, 200, "request {i}: {}", answer.1);
     }
 }
@@ -716,16 +737,15 @@ async fn replicas_bring_back_what_a_restarted_redis_lost() {
 
     // Both replicas know the key again, and its spend is what it was.
     for gw in [&a, &b] {
-        let mut answered = (0, Value::Null);
-        for _ in 0..100 {
-            answered = post(&http, gw, "/v1/chat/completions", &key, &body).await;
-            if answered.0 == 200 {
-                break;
-            }
-            // Meanwhile: refused as unavailable, never an unknown key or an unchecked budget.
-            assert_eq!(answered.0, 503, "{}", answered.1);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Meanwhile: refused as unavailable, never an unknown key or an unchecked budget.
+        let answered = chat_until(
+            (&http, gw, &key),
+            &body,
+            200,
+            &[503],
+            (100, Duration::from_millis(50)),
+        )
+        .await;
         assert_eq!(answered.0, 200, "{}", answered.1);
     }
     assert_eq!(slow.await.unwrap().unwrap(), 200);
@@ -775,14 +795,14 @@ async fn what_a_killed_replica_held_in_flight_is_released() {
         .collect();
     // Both slots are taken, by B's requests (once they reach the simulator, which holds them).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut refused = (0, Value::Null);
-    for _ in 0..40 {
-        refused = post(&http, &a, "/v1/chat/completions", &key, &body).await;
-        if refused.0 == 429 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let refused = chat_until(
+        (&http, &a, &key),
+        &body,
+        429,
+        &[200],
+        (40, Duration::from_millis(50)),
+    )
+    .await;
     assert_eq!(refused.0, 429, "{}", refused.1);
     assert!(
         refused.1["error"]["message"]
@@ -798,14 +818,14 @@ async fn what_a_killed_replica_held_in_flight_is_released() {
     for task in slow {
         let _ = task.await;
     }
-    let mut answered = (0, Value::Null);
-    for _ in 0..200 {
-        answered = post(&http, &a, "/v1/chat/completions", &key, &body).await;
-        if answered.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answered = chat_until(
+        (&http, &a, &key),
+        &body,
+        200,
+        &[429],
+        (200, Duration::from_millis(100)),
+    )
+    .await;
     assert_eq!(answered.0, 200, "B's slots came back: {}", answered.1);
     let mut reserved = Value::Null;
     for _ in 0..40 {
