@@ -189,8 +189,9 @@ impl Tracker {
     /// The route taken; the attempts' names move into the record (nothing reads them after).
     pub fn set_route(&mut self, decision: RouteDecision, attempts: Vec<AttemptLog>) {
         let keep_decision = self.recorder.enabled();
+        let started = self.started;
         let Some(r) = self.rec() else { return };
-        set_attempts(r, &decision.alias, attempts);
+        set_attempts(r, &decision.alias, attempts, started);
         if keep_decision {
             r.route_decision = Some(Box::new(decision));
         }
@@ -410,6 +411,7 @@ impl Drop for Tracker {
         // Left mid-walk: the attempts so far, and the one it was waiting on, as given up.
         let waiting = self.progress.trying.is_some();
         let attempts = self.progress.given_up();
+        let started = self.started;
         if let Some(r) = self.record.as_mut()
             && let Some(first) = attempts.first()
         {
@@ -421,7 +423,7 @@ impl Drop for Tracker {
                         .map(|a| (a.deployment.clone(), a.provider.clone()))
                 })
                 .flatten();
-            set_attempts(r, &routed, attempts);
+            set_attempts(r, &routed, attempts, started);
             if let Some((deployment, provider)) = waited_on {
                 r.deployment = Some(deployment);
                 r.provider = Some(provider);
@@ -438,7 +440,12 @@ impl Drop for Tracker {
 }
 
 /// The attempts into the record, with the alias and deployment they came to.
-fn set_attempts(r: &mut RequestRecord, routed: &Name, attempts: Vec<AttemptLog>) {
+fn set_attempts(
+    r: &mut RequestRecord,
+    routed: &Name,
+    attempts: Vec<AttemptLog>,
+    request_started: Instant,
+) {
     // The alias that answered: the last attempt's (a fallback's), else the one routed to.
     r.alias = Some(
         attempts
@@ -459,6 +466,12 @@ fn set_attempts(r: &mut RequestRecord, routed: &Name, attempts: Vec<AttemptLog>)
             status: a.status,
             error_class: a.error.map(|c| c.as_str().to_owned()),
             error_message: a.error_message.map(|m| mask::mask(&m).into_owned()),
+            offset_ms: Some(
+                a.started
+                    .saturating_duration_since(request_started)
+                    .as_secs_f64()
+                    * 1000.0,
+            ),
             latency_ms: a.latency.as_secs_f64() * 1000.0,
             retry: a.retry,
             hedged: a.hedged,

@@ -269,6 +269,9 @@ impl AttemptRecord {
         }
         optional_str(out, b",\"error_class\":", &self.error_class);
         optional_str(out, b",\"error_message\":", &self.error_message);
+        if let Some(offset) = self.offset_ms {
+            number_field(out, b",\"offset_ms\":", offset);
+        }
         number_field(out, b",\"latency_ms\":", self.latency_ms);
         bool_field(out, b",\"retry\":", self.retry);
         bool_field(out, b",\"hedged\":", self.hedged);
@@ -393,6 +396,9 @@ pub struct AttemptRecord {
     /// never a provider's text about the gateway's credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// When it started, in milliseconds after the request did (its trace span is laid there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<f64>,
     pub latency_ms: f64,
     pub retry: bool,
     pub hedged: bool,
@@ -729,6 +735,7 @@ mod tests {
                     status: Some(429),
                     error_class: Some("rate_limited".into()),
                     error_message: Some(odd.into()),
+                    offset_ms: Some(0.25),
                     latency_ms: 1e-7,
                     retry: false,
                     hedged: true,

@@ -32,6 +32,7 @@ where
     Tried {
         planned,
         result,
+        started,
         latency: started.elapsed(),
         retry,
         hedged: false,
@@ -107,6 +108,7 @@ fn cancelled<T>(planned: PlannedAttempt, started: Instant, hedged: bool) -> Trie
             retry_after_secs: None,
             param: None,
         }),
+        started,
         latency: started.elapsed(),
         retry: false,
         hedged,

@@ -50,6 +50,8 @@ pub struct AttemptLog {
     pub error: Option<ErrorClass>,
     /// What the failure said (see `AttemptRecord::error_message`).
     pub error_message: Option<String>,
+    /// When it started (its record keeps the offset from the request's start).
+    pub started: Instant,
     pub latency: Duration,
     /// A retry of the same deployment after a failure.
     pub retry: bool,
@@ -90,6 +92,7 @@ impl Progress {
                 status: None,
                 error: None,
                 error_message: None,
+                started: t.since,
                 latency: t.since.elapsed(),
                 retry: t.retry,
                 hedged: false,
@@ -877,6 +880,7 @@ fn random_below(n: u32) -> u32 {
 struct Tried<T> {
     planned: PlannedAttempt,
     result: Result<T, UpstreamErrorInfo>,
+    started: Instant,
     latency: Duration,
     retry: bool,
     hedged: bool,
@@ -901,6 +905,7 @@ fn log_of<T>(t: &Tried<T>) -> AttemptLog {
         status: if t.cancelled { None } else { status },
         error: if t.cancelled { None } else { error },
         error_message: if t.cancelled { None } else { message },
+        started: t.started,
         latency: t.latency,
         retry: t.retry,
         hedged: t.hedged,

@@ -142,6 +142,10 @@ async fn every_request_has_one_record_with_its_decision() {
         "{fo}"
     );
     assert!(attempts[1].get("error_message").is_none(), "{fo}");
+    // When each started after the request did: the fallback after the failure.
+    let offset = |a: &Value| a["offset_ms"].as_f64().unwrap();
+    assert!(offset(&attempts[0]) >= 0.0, "{fo}");
+    assert!(offset(&attempts[1]) >= offset(&attempts[0]), "{fo}");
     assert_eq!(attempts[1]["fell_back"], true);
     assert_eq!(fo["deployment"], "p-anthropic/priced-backup");
     assert_eq!(fo["decision"]["fallbacks"], json!(["priced-backup"]));

@@ -4,10 +4,9 @@
 //! Spans are written straight into the body ([`protobuf`](super::protobuf)), their text taken
 //! from the record by reference.
 //!
-//! The record keeps each attempt's duration but not its start, so attempt spans are laid out
-//! from the request's start in the order they ran; a hedged attempt is placed to end with the
-//! attempt it raced. Back-off pauses between retries are not recorded, so later attempts can
-//! appear slightly early. Usage and cost sit on the request span only, so backends that sum
+//! An attempt span is laid where the attempt started (the record's `offset_ms`); records from
+//! before it was kept are laid out from the request's start in the order their attempts ran, a
+//! hedged attempt placed to end with the attempt it raced. Usage and cost sit on the request span only, so backends that sum
 //! them per span (Langfuse) count each request once.
 
 use std::borrow::Cow;
@@ -482,8 +481,10 @@ fn record_spans(
     let mut previous: Option<(u64, u64)> = None;
     for (i, at) in record.attempts.iter().enumerate() {
         let length = nanos(at.latency_ms);
-        let begin = match (at.hedged, previous) {
-            (true, Some((prev_start, prev_length))) => {
+        // Where it really started, when the record says; else laid after the one before.
+        let begin = match (at.offset_ms, at.hedged, previous) {
+            (Some(offset), ..) => start + nanos(offset),
+            (None, true, Some((prev_start, prev_length))) => {
                 prev_start + prev_length.saturating_sub(length)
             }
             _ => cursor,

@@ -376,6 +376,26 @@ fn attempts_are_children_laid_out_in_order() {
     assert!(attr(won, "gen_ai.usage.cost").is_none());
 }
 
+/// An attempt whose start the record kept is laid where it really started: a fallback after a
+/// back-off starts later than the failure before it ended.
+#[test]
+fn an_attempt_is_laid_where_it_started() {
+    let mut r = record();
+    r.attempts[0].offset_ms = Some(0.0);
+    r.attempts[1].offset_ms = Some(38.5);
+    let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
+    let (root, failed, won) = (&spans[0], &spans[1], &spans[2]);
+    assert_eq!(failed.start_time_unix_nano, root.start_time_unix_nano);
+    assert_eq!(
+        won.start_time_unix_nano - root.start_time_unix_nano,
+        38_500_000
+    );
+    assert_eq!(
+        won.end_time_unix_nano - won.start_time_unix_nano,
+        50_000_000
+    );
+}
+
 #[test]
 fn a_hedge_ends_with_the_attempt_it_raced() {
     let mut r = record();
