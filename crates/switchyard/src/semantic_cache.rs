@@ -5,6 +5,11 @@
 //! model (a request of its own, recorded and billed to the same caller), and a kept answer to a
 //! question in the same context whose embedding lies within the threshold answers it.
 //!
+//! Embeddings rate a question and its negation, or the same question about another number, as
+//! nearly the same ("Is the door open?" after "The door is not open."), and the answer to one
+//! is wrong for the other. So the numbers and negations a question holds are part of its
+//! context: only questions with the same ones can answer each other.
+//!
 //! The index holds each question's embedding and the exact cache's key of its answer, nothing
 //! more: the answer lives in the exact cache, by its bounds and ttl, and an entry whose answer
 //! is gone simply finds nothing. Per replica.
@@ -50,10 +55,35 @@ pub fn split(body: &[u8]) -> Option<Split> {
     }
     // The question's place stays, so a context with one more turn is another context.
     *last = Value::Null;
-    Some(Split {
-        context: serde_json::to_vec(&request).ok()?,
-        question,
-    })
+    let mut context = serde_json::to_vec(&request).ok()?;
+    context.extend_from_slice(b"\0facts:");
+    context.extend_from_slice(facts(&question).as_bytes());
+    Some(Split { context, question })
+}
+
+/// The numbers and negations in a question, sorted: two questions that differ in them are not
+/// the same question, however near their embeddings.
+fn facts(question: &str) -> String {
+    const NEGATIONS: &[&str] = &[
+        "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot",
+    ];
+    let mut found: Vec<String> = question
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '.' | ',' | '%')))
+        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ',' | '\'')))
+        .filter(|w| !w.is_empty())
+        .filter_map(|w| {
+            let lower = w.to_lowercase();
+            if w.chars().any(|c| c.is_ascii_digit()) {
+                Some(lower.replace(',', ""))
+            } else if NEGATIONS.contains(&lower.as_str()) || lower.ends_with("n't") {
+                Some("not".to_owned())
+            } else {
+                None
+            }
+        })
+        .collect();
+    found.sort_unstable();
+    found.join(" ")
 }
 
 struct Entry {
@@ -161,6 +191,7 @@ fn unit(v: &[f32]) -> Option<Box<[f32]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_question_is_the_last_user_text_and_the_rest_is_its_context() {
@@ -180,6 +211,31 @@ mod tests {
         ] {
             assert!(split(body).is_none(), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn numbers_and_negations_are_part_of_the_context() {
+        let context = |q: &str| {
+            split(
+                json!({"messages": [{"role": "user", "content": q}]})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap()
+            .context
+        };
+        assert_eq!(
+            context("What is the capital of France?"),
+            context("what's the capital of FRANCE")
+        );
+        assert_ne!(
+            context("The door is open. Is the door open?"),
+            context("The door is not open. Is the door open?")
+        );
+        assert_ne!(context("Is it open?"), context("Isn't it open?"));
+        assert_ne!(context("What is 2+2?"), context("What is 2+3?"));
+        assert_ne!(context("Send 100 dollars"), context("Send 900 dollars"));
+        assert_eq!(context("Send 1,000 dollars"), context("send 1000 dollars"));
     }
 
     #[test]
