@@ -130,19 +130,26 @@ pub struct Reply {
 
 /// The `x-switchyard-route` value. Put together by hand: it is made for every answer, and the
 /// formatting machinery cost several times the copying.
-fn route_header(decision: &RouteDecision, deployment: &str, attempts: usize) -> String {
-    let attempts = attempts.to_string();
+/// `attempts` are the request's; the last one's alias, when a fallback's, is named too.
+fn route_header(decision: &RouteDecision, deployment: &str, attempts: &[AttemptLog]) -> String {
+    let count = attempts.len().to_string();
     let (rule_label, rule) = match &decision.rule {
         Some(rule) => ("; rule=", rule.as_str()),
         None => ("", ""),
     };
+    let (fallback_label, fallback) = match attempts.last() {
+        Some(last) if last.alias != decision.alias => ("; fallback=", &*last.alias),
+        _ => ("", ""),
+    };
     [
         "alias=",
         &decision.alias,
+        fallback_label,
+        fallback,
         "; deployment=",
         deployment,
         "; attempts=",
-        &attempts,
+        &count,
         "; strategy=",
         decision.strategy,
         rule_label,
@@ -624,14 +631,14 @@ pub async fn chat(
                 tracker.set_failed_route(route_header(
                     &decision,
                     &last.deployment,
-                    failed.attempts.len(),
+                    &failed.attempts,
                 ));
             }
             tracker.set_route(decision, failed.attempts);
             return Err(failed.error);
         }
     };
-    let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
+    let route = route_header(&decision, &executed.deployment.id, &executed.attempts);
     let price = price_of(&executed.deployment);
     let answered_alias = executed
         .attempts
@@ -1126,7 +1133,7 @@ async fn embed(
                 tracker.set_failed_route(route_header(
                     &decision,
                     &last.deployment,
-                    failed.attempts.len(),
+                    &failed.attempts,
                 ));
             }
             tracker.set_route(decision, failed.attempts);
@@ -1156,7 +1163,7 @@ async fn embed(
         executed.answer.usage,
         false,
     );
-    let route = route_header(&decision, &executed.deployment.id, executed.attempts.len());
+    let route = route_header(&decision, &executed.deployment.id, &executed.attempts);
     tracker.set_route(decision, executed.attempts);
     Ok((executed.answer, route))
 }
@@ -1245,19 +1252,38 @@ fn log_stream_end(
 mod tests {
     #[test]
     fn the_route_header_names_alias_deployment_attempts_strategy_and_rule() {
+        let attempt = |alias: &str| crate::upstream::AttemptLog {
+            alias: alias.into(),
+            deployment: "d".into(),
+            provider: "p".into(),
+            status: None,
+            error: None,
+            error_message: None,
+            started: std::time::Instant::now(),
+            latency: std::time::Duration::ZERO,
+            retry: false,
+            hedged: false,
+            cancelled: false,
+        };
         let mut decision = crate::routing::RouteDecision {
             alias: "fast".into(),
             strategy: "weighted",
             ..Default::default()
         };
         assert_eq!(
-            super::route_header(&decision, "p-openai/gpt-4o-mini", 1),
+            super::route_header(&decision, "p-openai/gpt-4o-mini", &[attempt("fast")]),
             "alias=fast; deployment=p-openai/gpt-4o-mini; attempts=1; strategy=weighted"
         );
         decision.rule = Some("long-prompts".into());
+        let twelve: Vec<_> = (0..12).map(|_| attempt("fast")).collect();
         assert_eq!(
-            super::route_header(&decision, "d", 12),
+            super::route_header(&decision, "d", &twelve),
             "alias=fast; deployment=d; attempts=12; strategy=weighted; rule=long-prompts"
+        );
+        // Answered by a fallback alias: named.
+        assert_eq!(
+            super::route_header(&decision, "d", &[attempt("fast"), attempt("backup")]),
+            "alias=fast; fallback=backup; deployment=d; attempts=2; strategy=weighted; rule=long-prompts"
         );
     }
 

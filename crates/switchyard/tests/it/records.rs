@@ -54,6 +54,12 @@ async fn every_request_has_one_record_with_its_decision() {
         .post("/v1/chat/completions", &chat("priced", "again"))
         .await;
     assert_eq!(r.status, 200);
+    // The route says a fallback answered.
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("alias=priced; fallback=priced-backup;"),
+        "{route}"
+    );
     let failover = request_id(&r);
     ids.push(failover.clone());
     // Upstream error: both fail.
