@@ -16,7 +16,9 @@ const IBAN: &str = r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4}
 const CARD: &str = r"\b\d(?:[ -]?\d){12,18}\b";
 // Four or more dotted groups; only exactly four in range are masked (so `1.2.3.4.5`, a
 // version, is left alone).
-const IPV4: &str = r"\b\d{1,3}(?:\.\d{1,3}){3,}\b";
+// A version number written like an address ("version 1.2.3.4") is captured with its word, and
+// kept.
+const IPV4: &str = r"(?i)(\b(?:version|ver\.?|v)\s*)?\b\d{1,3}(?:\.\d{1,3}){3,}\b";
 const IPV6: &str = r"(?i)\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|(?i)\b(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){0,6})?\b";
 // Phone numbers as written across countries: with a country code, grouped any way
 // (`+33 1 23 45 67 89`, `+49 30 12345678`, `+1 (555) 123-4567`); an area code in parentheses
@@ -204,6 +206,9 @@ fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
         }
     });
     let s = apply(s, hit(4), &p.ipv4, |c| {
+        if c.get(1).is_some() {
+            return c[0].to_owned();
+        }
         let groups: Vec<&str> = c[0].split('.').collect();
         let valid = groups.len() == 4
             && groups
@@ -269,6 +274,10 @@ mod tests {
                 "iban [IBAN] please",
             ),
             ("iban GB82WEST12345698765432", "iban [IBAN]"),
+            (
+                "version 1.2.3.4 of the lib, ver. 10.0.0.1, v 2.4.0.1, host 10.0.0.1",
+                "version 1.2.3.4 of the lib, ver. 10.0.0.1, v 2.4.0.1, host [IP]",
+            ),
             (
                 "from 192.168.10.254 and 2001:0db8:85a3:0000:0000:8a2e:0370:7334",
                 "from [IP] and [IP]",
