@@ -593,7 +593,11 @@ impl Experiments {
             .configs
             .get(&name)
             .ok_or_else(|| GatewayError::Missing(format!("No configuration named '{name}'.")))?;
-        let found = c.find(&name, &v, "version")?;
+        // The version named in the path is the thing asked for: one that is not there is a 404.
+        let found = c.find(&name, &v, "version").map_err(|e| match e {
+            GatewayError::InvalidRequest(d) => GatewayError::Missing(d.message),
+            other => other,
+        })?;
         Ok(self.version_json(&snap, found))
     }
 

@@ -356,6 +356,8 @@ async fn a_95_5_experiment_shows_per_variant_metrics_and_a_verdict() {
     // The log of what does not exist is a 404, not an empty log; and a missing record or key
     // is named as what it is, not as an endpoint.
     for path in [
+        "/admin/configs/support/versions/99",
+        "/admin/configs/support/versions/nosuch",
         "/admin/changelog?experiment=nosuch",
         "/admin/changelog?config=nosuch",
         "/admin/requests/nosuch",
@@ -365,7 +367,7 @@ async fn a_95_5_experiment_shows_per_variant_metrics_and_a_verdict() {
         assert_eq!(r.status, 404, "{path}: {}", r.text);
         let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
         assert!(
-            !message.contains("endpoint") && message.contains("nosuch"),
+            !message.contains("endpoint") && (message.contains("nosuch") || message.contains("99")),
             "{message}"
         );
     }
