@@ -169,12 +169,14 @@ fn masked_arguments(arguments: &str) -> Option<String> {
 
 /// A text as `pii: redact` sends it on: for what the gateway itself sends elsewhere (the
 /// semantic cache's question to its embedding model).
-pub fn redacted<'a>(config: &GuardrailsFile, text: &'a str) -> std::borrow::Cow<'a, str> {
-    if config.pii == PiiMode::Off {
-        std::borrow::Cow::Borrowed(text)
-    } else {
-        crate::telemetry::mask::mask(text)
+/// The text itself when there is nothing to redact (no copy).
+pub fn redacted(config: &GuardrailsFile, text: String) -> String {
+    if config.pii != PiiMode::Off
+        && let std::borrow::Cow::Owned(masked) = crate::telemetry::mask::mask(&text)
+    {
+        return masked;
     }
+    text
 }
 
 /// Checks a complete answer against the request's JSON schema, where `schema: enforce` asks.
@@ -319,11 +321,14 @@ mod tests {
         // What the gateway sends elsewhere is redacted alike, and left alone when `pii` is off.
         let text = "status of jane.roe@corp.example";
         assert_eq!(
-            redacted(&config(PiiMode::Redact, InjectionMode::Off), text),
+            redacted(
+                &config(PiiMode::Redact, InjectionMode::Off),
+                text.to_owned()
+            ),
             "status of [EMAIL]"
         );
         assert_eq!(
-            redacted(&config(PiiMode::Off, InjectionMode::Off), text),
+            redacted(&config(PiiMode::Off, InjectionMode::Off), text.to_owned()),
             text
         );
     }

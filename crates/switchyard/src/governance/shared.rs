@@ -208,6 +208,10 @@ pub struct Shared {
     release: redis::Script,
     /// This replica's name among the replicas, for what it holds in flight.
     replica: String,
+    /// The keys every reservation names besides its levels' (the entities' version, this
+    /// replica's hash of what it holds), made once rather than per request.
+    version_key: String,
+    own_held_key: String,
     /// Whether the last poll reached Redis (`switchyard_shared_state_up`).
     reachable: std::sync::atomic::AtomicBool,
 }
@@ -226,6 +230,7 @@ impl Shared {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
+        let replica = format!("{:016x}", rand::random::<u64>());
         let shared = Self {
             client,
             config,
@@ -236,15 +241,13 @@ impl Shared {
             reserve: redis::Script::new(RESERVE),
             settle: redis::Script::new(SETTLE),
             release: redis::Script::new(RELEASE),
-            replica: format!("{:016x}", rand::random::<u64>()),
+            own_held_key: format!("{prefix}:held:{replica}"),
+            replica,
+            version_key: format!("{prefix}:entities:version"),
             reachable: std::sync::atomic::AtomicBool::new(true),
         };
         shared.say_alive().await?;
         Ok(shared)
-    }
-
-    fn held_key(&self, replica: &str) -> String {
-        format!("{}:held:{replica}", self.prefix)
     }
 
     fn alive_key(&self, replica: &str) -> String {
@@ -336,10 +339,6 @@ impl Shared {
         format!("{}:entities", self.prefix)
     }
 
-    fn version_key(&self) -> String {
-        format!("{}:entities:version", self.prefix)
-    }
-
     fn ledger_key(&self, level: &Level) -> String {
         format!("{}:ledger:{}", self.prefix, tag(level))
     }
@@ -372,7 +371,7 @@ impl Shared {
             Some(body) => pipe.hset(self.entities_key(), field, body).ignore(),
             None => pipe.hdel(self.entities_key(), field).ignore(),
         };
-        pipe.incr(self.version_key(), 1).ignore();
+        pipe.incr(&self.version_key, 1).ignore();
         pipe.query_async::<()>(&mut self.conn().await?).await
     }
 
@@ -382,7 +381,7 @@ impl Shared {
     pub async fn seed_entities(&self, entities: &[(String, String, String)]) -> RedisResult<bool> {
         if entities.is_empty() {
             redis::cmd("INCR")
-                .arg(self.version_key())
+                .arg(&self.version_key)
                 .query_async::<()>(&mut self.conn().await?)
                 .await?;
             return Ok(false);
@@ -395,7 +394,7 @@ impl Shared {
                 .arg(body)
                 .ignore();
         }
-        pipe.incr(self.version_key(), 1).ignore();
+        pipe.incr(&self.version_key, 1).ignore();
         pipe.query_async::<()>(&mut self.conn().await?).await?;
         Ok(true)
     }
@@ -404,7 +403,7 @@ impl Shared {
     /// it (restarted without persistence, or flushed).
     pub async fn version(&self) -> RedisResult<Option<i64>> {
         redis::cmd("GET")
-            .arg(self.version_key())
+            .arg(&self.version_key)
             .query_async(&mut self.conn().await?)
             .await
     }
@@ -468,8 +467,7 @@ impl Shared {
                 .arg(limits.rpm.map_or(-1, |v| v as i64))
                 .arg(limits.tpm.map_or(-1, |v| v as i64));
         }
-        call.key(self.version_key())
-            .key(self.held_key(&self.replica));
+        call.key(&self.version_key).key(&self.own_held_key);
         let reply: Vec<redis::Value> = call.invoke_async(&mut self.conn().await?).await?;
         let text = |i: usize| -> String {
             match reply.get(i) {
@@ -558,7 +556,7 @@ impl Shared {
             call.arg(spent_field(l.period_start(admitted_ms)))
                 .arg(spent_field(l.period_start(now_ms)));
         }
-        call.key(self.held_key(&self.replica));
+        call.key(&self.own_held_key);
         let figures: Vec<i64> = call.invoke_async(&mut self.conn().await?).await?;
         for (l, pair) in levels.iter().zip(figures.chunks(2)) {
             if let [spent, reserved] = pair {

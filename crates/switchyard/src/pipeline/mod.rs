@@ -526,7 +526,7 @@ pub async fn chat(
             semantic,
             // The embedding model is a provider too: what the prompt's guardrails redact does
             // not reach it either.
-            crate::guardrails::redacted(&rails, &question).into_owned(),
+            crate::guardrails::redacted(&rails, question),
         ))
         .await
         {
