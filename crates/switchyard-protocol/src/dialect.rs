@@ -131,6 +131,15 @@ pub struct OpenAiQuirks {
     /// Azure's do: one that ends without it was cut short. Compatible servers are not held
     /// to it.
     pub finish_reason_always: bool,
+    /// Top-level request members the server refuses (Mistral refuses `user`): left out of every
+    /// request, whoever set them.
+    pub unsupported_fields: Vec<String>,
+    /// An assistant turn's reasoning that led to tool calls goes back as `reasoning_content`
+    /// (DeepSeek's thinking mode refuses a tool loop without it).
+    pub reasoning_history: bool,
+    /// Tool call ids are sent as 9 letters and digits (Mistral refuses any other id); an id of
+    /// another form is replaced by one made from it, the same in the call and its result.
+    pub short_tool_call_ids: bool,
 }
 
 impl Default for OpenAiQuirks {
@@ -142,6 +151,9 @@ impl Default for OpenAiQuirks {
             developer_role: true,
             responses_members: true,
             finish_reason_always: true,
+            unsupported_fields: Vec::new(),
+            reasoning_history: false,
+            short_tool_call_ids: false,
         }
     }
 }
@@ -155,6 +167,66 @@ impl OpenAiQuirks {
             finish_reason_always: false,
             ..Self::default()
         }
+    }
+
+    /// The differences of a compatible server known by its address, as its API reference
+    /// documents them; any other server gets `compatible()`'s. Mistral's API takes
+    /// `random_seed`, refuses `stream_options` and `user` (it forbids unknown members) and
+    /// tool call ids other than 9 letters and digits; DeepSeek's wants a tool loop's reasoning
+    /// back.
+    pub fn compatible_for(base_url: &str) -> Self {
+        let host = base_url
+            .split_once("://")
+            .map_or(base_url, |(_, rest)| rest)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut quirks = Self::compatible();
+        match host.as_str() {
+            "api.mistral.ai" | "codestral.mistral.ai" => {
+                quirks.seed_field = "random_seed".into();
+                quirks.stream_usage = false;
+                quirks.unsupported_fields = vec!["user".into()];
+                quirks.short_tool_call_ids = true;
+            }
+            "api.deepseek.com" => quirks.reasoning_history = true,
+            _ => {}
+        }
+        quirks
+    }
+
+    /// Whether the server takes the top-level member `field`.
+    pub fn sends(&self, field: &str) -> bool {
+        self.unsupported_fields.is_empty() || !self.unsupported_fields.iter().any(|f| f == field)
+    }
+
+    /// Azure's classic deployment URLs take what their `api-version` (`YYYY-MM-DD` with an
+    /// optional `-preview`) documents: `stream_options` from 2024-08-01, `max_completion_tokens`
+    /// from 2024-09-01, the `developer` role from 2024-12-01. A version not read as a date is
+    /// taken as recent.
+    pub fn for_azure_version(&self, version: &str) -> Option<Self> {
+        let date = version.get(..10).filter(|d| {
+            d.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+        })?;
+        if date >= "2024-12-01" {
+            return None;
+        }
+        let mut quirks = self.clone();
+        quirks.developer_role = false;
+        if date < "2024-09-01" {
+            quirks.max_tokens_field = "max_tokens".into();
+        }
+        if date < "2024-08-01" {
+            quirks.stream_usage = false;
+        }
+        Some(quirks)
     }
 }
 

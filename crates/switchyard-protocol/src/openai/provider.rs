@@ -300,6 +300,7 @@ fn write_chat(
     }
     if let Some(p) = request.parallel_tool_calls
         && !request.tools.is_empty()
+        && quirks.sends("parallel_tool_calls")
     {
         body.raw("parallel_tool_calls", bool_json(p));
     }
@@ -309,45 +310,75 @@ fn write_chat(
     if let Some(m) = request.max_tokens {
         body.u64(&quirks.max_tokens_field, u64::from(m))?;
     }
-    if let Some(t) = request.temperature {
+    if let Some(t) = request.temperature
+        && quirks.sends("temperature")
+    {
         body.f64("temperature", t)?;
     }
-    if let Some(p) = request.top_p {
+    if let Some(p) = request.top_p
+        && quirks.sends("top_p")
+    {
         body.f64("top_p", p)?;
     }
-    if !request.stop.is_empty() {
+    if !request.stop.is_empty() && quirks.sends("stop") {
         body.put("stop", |out| {
             write_str_list(out, &request.stop);
         });
     }
-    if let Some(seed) = request.seed {
+    if let Some(seed) = request.seed
+        && quirks.sends(&quirks.seed_field)
+    {
         body.field(&quirks.seed_field, |out| serde_json::to_writer(out, &seed))?;
     }
-    if let Some(p) = request.frequency_penalty {
+    if let Some(p) = request.frequency_penalty
+        && quirks.sends("frequency_penalty")
+    {
         body.f64("frequency_penalty", p)?;
     }
-    if let Some(p) = request.presence_penalty {
+    if let Some(p) = request.presence_penalty
+        && quirks.sends("presence_penalty")
+    {
         body.f64("presence_penalty", p)?;
     }
-    if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref()) {
+    if let Some(effort) = request.reasoning.as_ref().and_then(|r| r.effort.as_ref())
+        && quirks.sends("reasoning_effort")
+    {
         body.str("reasoning_effort", effort);
     }
-    if let Some(user) = &request.user {
+    if let Some(user) = &request.user
+        && quirks.sends("user")
+    {
         body.str("user", user);
     }
-    if let Some(md) = &request.metadata {
+    if let Some(md) = &request.metadata
+        && quirks.sends("metadata")
+    {
         body.field("metadata", |out| json::write_object(out, md))?;
     }
-    if let Some(n) = request.n {
+    if let Some(n) = request.n
+        && quirks.sends("n")
+    {
         body.u64("n", u64::from(n))?;
     }
     if request.stream {
         body.raw("stream", b"true");
-        if quirks.stream_usage || request.include_usage {
+        // Only where the server takes `stream_options`: a client's own `include_usage` is
+        // answered from the usage the server's last chunk carries (Mistral's always does).
+        if quirks.stream_usage && quirks.sends("stream_options") {
             body.raw("stream_options", br#"{"include_usage":true}"#);
         }
     }
-    body.extras(request.extras.for_dialect(DialectId::OpenAi))?;
+    let extras = request.extras.for_dialect(DialectId::OpenAi);
+    if quirks.unsupported_fields.is_empty() {
+        body.extras(extras)?;
+    } else if let Some(fields) = extras {
+        let kept: Map<String, Value> = fields
+            .iter()
+            .filter(|(key, _)| quirks.sends(key))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        body.extras(Some(&kept))?;
+    }
     if quirks.responses_members
         && let Some(fields) = request.extras.for_dialect(DialectId::OpenAiResponses)
     {
@@ -720,7 +751,7 @@ fn write_messages(
                             open(out);
                             let mut msg = ObjectWriter::open(out);
                             msg.str("role", "tool");
-                            msg.str("tool_call_id", tool_call_id);
+                            msg.str("tool_call_id", &call_id(quirks, tool_call_id));
                             msg.put("content", |out| {
                                 write_tool_result(out, splices, content, *is_error);
                             });
@@ -772,6 +803,22 @@ fn write_messages(
                         write_text(out, splices, "", &m.content);
                     });
                 }
+                if has_calls && quirks.reasoning_history {
+                    let mut reasoning = m.content.iter().filter_map(|p| match p {
+                        ContentPart::Reasoning { text, .. } if !text.is_empty() => Some(text),
+                        _ => None,
+                    });
+                    if let Some(first) = reasoning.next() {
+                        match reasoning.next() {
+                            None => msg.str("reasoning_content", first),
+                            Some(second) => {
+                                let mut all = [first.as_str(), second.as_str()].concat();
+                                reasoning.for_each(|t| all.push_str(t));
+                                msg.str("reasoning_content", &all);
+                            }
+                        }
+                    }
+                }
                 if has_calls {
                     msg.put("tool_calls", |out| {
                         out.push(b'[');
@@ -780,7 +827,7 @@ fn write_messages(
                                 out.push(b',');
                             }
                             let mut call = ObjectWriter::open(out);
-                            call.str("id", id);
+                            call.str("id", &call_id(quirks, id));
                             call.str("type", "function");
                             call.put("function", |out| {
                                 let mut f = ObjectWriter::open(out);
@@ -800,6 +847,31 @@ fn write_messages(
     }
     out.push(b']');
     Ok(())
+}
+
+/// A tool call's id as the server takes it: as given, or for a server that takes only 9
+/// letters and digits (Mistral), an id of another form replaced by 9 made from it (FNV-1a in
+/// base 62), the same wherever it appears, so a call and its result still match.
+fn call_id<'a>(quirks: &OpenAiQuirks, id: &'a str) -> Cow<'a, str> {
+    if !quirks.short_tool_call_ids
+        || (id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Cow::Borrowed(id);
+    }
+    const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let short = (0..9)
+        .map(|_| {
+            let digit = DIGITS[(hash % 62) as usize] as char;
+            hash /= 62;
+            digit
+        })
+        .collect();
+    Cow::Owned(short)
 }
 
 #[derive(Deserialize)]
@@ -871,11 +943,67 @@ struct WireToolCall {
 
 #[derive(Deserialize)]
 struct WireMessage {
-    content: Option<String>,
+    content: Option<WireContent>,
     refusal: Option<String>,
     reasoning_content: Option<String>,
     reasoning: Option<String>,
     tool_calls: Option<Vec<WireToolCall>>,
+}
+
+/// A message's `content`: a string, or (Mistral's reasoning models) a list of parts, `text`
+/// parts and `thinking` parts (each holding a list of text parts), whose texts are joined.
+#[derive(Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+struct WireContent {
+    text: String,
+    thinking: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for WireContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Parts(Vec<Value>),
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Text(text) => WireContent {
+                text,
+                thinking: None,
+            },
+            Form::Parts(parts) => content_parts(&parts),
+        })
+    }
+}
+
+/// The texts of a content given as a list of parts, the answer's and the thinking's apart;
+/// parts of other types (Mistral's `reference`) carry no text.
+fn content_parts(parts: &[Value]) -> WireContent {
+    let mut out = WireContent::default();
+    for part in parts {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                if let Some(t) = part.get("text").and_then(Value::as_str) {
+                    out.text.push_str(t);
+                }
+            }
+            Some("thinking") => {
+                let thinking = out.thinking.get_or_insert_default();
+                match part.get("thinking") {
+                    Some(Value::String(t)) => thinking.push_str(t),
+                    Some(Value::Array(inner)) => {
+                        for t in inner.iter().filter_map(|p| p.get("text")?.as_str()) {
+                            thinking.push_str(t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A reply's or chunk's `choices`. Nearly always one: it is kept inline, and only the choices
@@ -1118,7 +1246,11 @@ fn read_choice(
         .message
         .ok_or_else(|| malformed("provider reply has no message"))?;
     let mut content = Vec::new();
-    if let Some(r) = message.reasoning_content.or(message.reasoning)
+    let (text, thinking) = match message.content {
+        Some(c) => (Some(c.text), c.thinking),
+        None => (None, None),
+    };
+    if let Some(r) = message.reasoning_content.or(message.reasoning).or(thinking)
         && !r.is_empty()
     {
         content.push(ContentPart::Reasoning {
@@ -1131,7 +1263,7 @@ fn read_choice(
         extras.insert(LOGPROBS.into(), logprobs);
     }
     match (
-        message.content.filter(|t| !t.is_empty()),
+        text.filter(|t| !t.is_empty()),
         message.refusal.filter(|t| !t.is_empty()),
     ) {
         (Some(text), _) => content.push(ContentPart::text(text)),
@@ -1241,6 +1373,16 @@ impl OpenAiStreamDecoder {
             out.push(StreamEvent::Error(in_stream_error(err)));
             return Ok(());
         }
+        if !self.started
+            && chunk.id.is_empty()
+            && chunk.model.is_empty()
+            && chunk.choices.first.is_none()
+            && chunk.usage.is_none()
+        {
+            // Azure's first chunk: the prompt's filter results, with neither id nor model. The
+            // stream starts with the chunk that names them.
+            return Ok(());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -1262,7 +1404,7 @@ impl OpenAiStreamDecoder {
                     && delta.reasoning.is_none()
                     && delta.tool_calls.is_none()
                 {
-                    framing = delta.content;
+                    framing = delta.content.filter(|raw| raw.0.starts_with('"'));
                 }
                 if let Some(r) = delta.reasoning_content.or(delta.reasoning)
                     && !r.is_empty()
@@ -1270,6 +1412,16 @@ impl OpenAiStreamDecoder {
                     out.push(StreamEvent::ReasoningDelta(r));
                 }
                 let content = match delta.content {
+                    Some(RawJson(raw)) if raw.starts_with('[') => {
+                        let parts: Vec<Value> = serde_json::from_str(raw).map_err(|e| {
+                            malformed(format!("stream chunk has an unexpected shape: {e}"))
+                        })?;
+                        let parts = content_parts(&parts);
+                        if let Some(r) = parts.thinking.filter(|r| !r.is_empty()) {
+                            out.push(StreamEvent::ReasoningDelta(r));
+                        }
+                        Some(parts.text)
+                    }
                     Some(RawJson(raw)) => Some(match crate::text_frame::plain_string(raw) {
                         Some(plain) => plain.to_owned(),
                         None => serde_json::from_str::<String>(raw).map_err(|e| {
@@ -1413,30 +1565,34 @@ impl StreamDecoder for OpenAiStreamDecoder {
 }
 
 fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErrorInfo {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Option<Value>,
-    }
-    let err = serde_json::from_slice::<Envelope>(body)
-        .ok()
-        .and_then(|e| e.error);
-    let (message, code, kind, param) = match &err {
-        Some(Value::Object(o)) => (
-            o.get("message")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned),
+    let body: Option<Value> = serde_json::from_slice(body).ok();
+    // OpenAI's `{"error": {...}}`; else the error itself at the top (Mistral's and vLLM's
+    // `{"object": "error", "message": ...}`), or a web framework's `{"detail": ...}`.
+    let err = body.as_ref().and_then(|b| match b.get("error") {
+        Some(e) if !e.is_null() => Some(e),
+        _ if b.get("message").is_some() => Some(b),
+        _ => b.get("detail"),
+    });
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        // Mistral's validation errors give the message as the list of what failed.
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Some(v.to_string()),
+        _ => None,
+    };
+    let (message, code, kind, param) = match err {
+        Some(o @ Value::Object(_)) => (
+            text(o.get("message")),
             o.get("code").and_then(Value::as_str).map(str::to_owned),
             o.get("type").and_then(Value::as_str).map(str::to_owned),
             o.get("param").and_then(Value::as_str).map(str::to_owned),
         ),
-        Some(Value::String(s)) if !s.is_empty() => (Some(s.clone()), None, None, None),
-        _ => (None, None, None, None),
+        other => (text(other), None, None, None),
     };
     let mut class = ErrorClass::from_status(status);
     let lower = message.as_deref().unwrap_or("").to_ascii_lowercase();
     if code.as_deref() == Some("context_length_exceeded")
-        || (status == 400 && lower.contains("maximum context length"))
+        || ((status == 400 || status == 422) && lower.contains("maximum context length"))
     {
         class = ErrorClass::ContextTooLong;
     } else if code.as_deref() == Some("content_filter")
@@ -1562,7 +1718,16 @@ impl ProviderDialect for OpenAiProvider {
         target: &Target<'_>,
     ) -> Result<http::Request<ProviderBody>, DecodeError> {
         let head = self.head(&self.chat_head, target, "chat/completions")?;
-        build_chat(&self.quirks, head, request, target)
+        let dated = match (self.endpoint, target.api_version) {
+            (Endpoint::Azure, Some(version)) => self.quirks.for_azure_version(version),
+            _ => None,
+        };
+        build_chat(
+            dated.as_ref().unwrap_or(&self.quirks),
+            head,
+            request,
+            target,
+        )
     }
     fn parse_chat(&self, body: &[u8]) -> Result<ChatResponse, UpstreamErrorInfo> {
         let mut response = parse_chat(body)?;

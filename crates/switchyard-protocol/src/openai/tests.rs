@@ -1927,3 +1927,223 @@ fn input_audio_is_an_audio_document_each_provider_writes_its_way() {
         Some("messages[0].content[1].input_audio.format")
     );
 }
+
+/// The body an OpenAI-form provider with `quirks` is sent for a client's `body` read by
+/// `ingress`, at `target`.
+fn sent_with(
+    provider: &OpenAiProvider,
+    ingress: &dyn IngressDialect,
+    body: &Value,
+    target: &Target<'_>,
+) -> Value {
+    let req = ingress.decode_chat(&Bytes::from(body.to_string())).unwrap();
+    body_of(&provider.build_chat(&req, target).unwrap())
+}
+
+#[test]
+fn mistrals_address_brings_its_quirks_and_each_holds() {
+    let mistral = OpenAiProvider::new(OpenAiQuirks::compatible_for("https://api.mistral.ai/v1"));
+    let plain = OpenAiProvider::new(OpenAiQuirks::compatible_for("http://localhost:8000/v1"));
+    // An Anthropic client's stream (which always asks for usage) with its user id and seedless
+    // sampling, continuing a tool loop whose ids came from Claude.
+    let anthropic = json!({
+        "model": "m", "max_tokens": 50, "stream": true,
+        "metadata": {"user_id": "u-1"},
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "w", "input": {}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01A09q90qw90lq917835lq9", "content": "sunny"}
+            ]}
+        ],
+        "tools": [{"name": "w", "input_schema": {"type": "object"}}]
+    });
+    let sent = sent_with(
+        &mistral,
+        &crate::anthropic::AnthropicIngress,
+        &anthropic,
+        &target(),
+    );
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert!(sent.get("user").is_none(), "{sent}");
+    let id = sent["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(id.len(), 9);
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(sent["messages"][2]["tool_call_id"], id);
+    // Mistral's own ids go back unchanged, and the seed has Mistral's name.
+    let openai = json!({
+        "model": "m", "seed": 7, "user": "u-2",
+        "stream": true, "stream_options": {"include_usage": true},
+        "messages": [
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "D681PevKs", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "D681PevKs", "content": "sunny"}
+        ]
+    });
+    let sent = sent_with(&mistral, &OpenAiIngress, &openai, &target());
+    assert_eq!(sent["messages"][0]["tool_calls"][0]["id"], "D681PevKs");
+    assert_eq!(sent["random_seed"], 7);
+    assert!(sent.get("seed").is_none() && sent.get("user").is_none());
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    // Any other server keeps all of it.
+    let sent = sent_with(
+        &plain,
+        &crate::anthropic::AnthropicIngress,
+        &anthropic,
+        &target(),
+    );
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    assert_eq!(sent["user"], "u-1");
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0]["id"],
+        "toolu_01A09q90qw90lq917835lq9"
+    );
+    // A field a configuration names as refused is left out, a client's unknown ones too.
+    let quirks = OpenAiQuirks {
+        unsupported_fields: vec!["parallel_tool_calls".into(), "logit_bias".into()],
+        ..OpenAiQuirks::compatible()
+    };
+    let body = json!({
+        "model": "m", "parallel_tool_calls": false, "logit_bias": {"1": 2}, "top_k": 3,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
+    });
+    let sent = sent_with(
+        &OpenAiProvider::new(quirks),
+        &OpenAiIngress,
+        &body,
+        &target(),
+    );
+    assert!(sent.get("parallel_tool_calls").is_none() && sent.get("logit_bias").is_none());
+    assert_eq!(sent["top_k"], 3);
+}
+
+#[test]
+fn a_tool_loops_reasoning_goes_back_to_deepseek_only() {
+    let body = json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "reasoning_content": "I should call the tool.", "content": null,
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "reasoning_content": "No tool here.", "content": "Sunny."},
+            {"role": "user", "content": "thanks"}
+        ]
+    });
+    let deepseek = OpenAiProvider::new(OpenAiQuirks::compatible_for("https://api.deepseek.com"));
+    let sent = sent_with(&deepseek, &OpenAiIngress, &body, &target());
+    assert_eq!(
+        sent["messages"][1]["reasoning_content"],
+        "I should call the tool."
+    );
+    // A turn without tool calls never needs it (DeepSeek ignores it there; its older reasoner
+    // refused it).
+    assert!(sent["messages"][3].get("reasoning_content").is_none());
+    let openai = OpenAiProvider::new(OpenAiQuirks::default());
+    let sent = sent_with(&openai, &OpenAiIngress, &body, &target());
+    assert!(sent["messages"][1].get("reasoning_content").is_none());
+}
+
+#[test]
+fn azure_gets_only_what_its_api_version_documents() {
+    let body = json!({
+        "model": "m", "max_tokens": 20, "stream": true,
+        "messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    });
+    let azure = OpenAiProvider::azure();
+    let at = |version| Target {
+        base_url: "https://r.openai.azure.com",
+        model: "dep1",
+        api_key: Some("k"),
+        api_version: version,
+    };
+    let sent = sent_with(&azure, &OpenAiIngress, &body, &at(Some("2024-06-01")));
+    assert_eq!(sent["max_tokens"], 20);
+    assert!(sent.get("max_completion_tokens").is_none());
+    assert!(sent.get("stream_options").is_none());
+    assert_eq!(sent["messages"][0]["role"], "system");
+    let sent = sent_with(&azure, &OpenAiIngress, &body, &at(Some("2024-10-21")));
+    assert_eq!(sent["max_completion_tokens"], 20);
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+    assert_eq!(sent["messages"][0]["role"], "system");
+    for recent in [Some("2025-04-01-preview"), Some("preview"), None] {
+        let sent = sent_with(&azure, &OpenAiIngress, &body, &at(recent));
+        assert_eq!(sent["max_completion_tokens"], 20);
+        assert_eq!(sent["messages"][0]["role"], "developer");
+    }
+}
+
+#[test]
+fn errors_written_without_an_error_wrapper_keep_their_message_and_class() {
+    let p = OpenAiProvider::new(OpenAiQuirks::compatible());
+    let none = http::HeaderMap::new();
+    let e = p.classify_error(400, &none, br#"{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.","type":"BadRequestError","param":null,"code":400}"#);
+    assert_eq!(e.class, ErrorClass::ContextTooLong);
+    assert!(e.message.starts_with("This model's maximum context length"));
+    let e = p.classify_error(400, &none, br#"{"object":"error","message":"Tool call id was call_abc123def456 but must be a-z, A-Z, 0-9, with a length of 9.","type":"invalid_request_message_order","param":null,"code":"3230"}"#);
+    assert_eq!(e.class, ErrorClass::InvalidRequest);
+    assert!(e.message.starts_with("Tool call id was"), "{}", e.message);
+    assert_eq!(e.provider_code.as_deref(), Some("3230"));
+    let e = p.classify_error(422, &none, br#"{"object":"error","message":{"detail":[{"type":"extra_forbidden","loc":["body","stream_options"],"msg":"Extra inputs are not permitted","input":{"include_usage":true}}]},"type":"invalid_request_error","param":null,"code":null}"#);
+    assert!(
+        e.message.contains("Extra inputs are not permitted"),
+        "{}",
+        e.message
+    );
+    let e = p.classify_error(
+        422,
+        &none,
+        br#"{"detail":[{"loc":["body","user"],"msg":"Extra inputs are not permitted"}]}"#,
+    );
+    assert!(e.message.contains("user"), "{}", e.message);
+}
+
+#[test]
+fn a_content_given_as_parts_brings_its_thinking_whole_and_streamed() {
+    let whole = br#"{"id":"a1","object":"chat.completion","created":1,"model":"magistral-medium-2509","choices":[{"index":0,"message":{"role":"assistant","tool_calls":null,"content":[{"type":"thinking","thinking":[{"type":"text","text":"Two and "},{"type":"text","text":"two."}]},{"type":"text","text":"4"}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":8,"total_tokens":18}}"#;
+    let r = OpenAiProvider::new(OpenAiQuirks::compatible())
+        .parse_chat(whole)
+        .unwrap();
+    assert_eq!(
+        r.content,
+        vec![
+            ContentPart::Reasoning {
+                text: "Two and two.".into(),
+                signature: None
+            },
+            ContentPart::text("4")
+        ]
+    );
+    let stream = "data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"magistral\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"magistral\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"thinking\",\"thinking\":[{\"type\":\"text\",\"text\":\"Hmm\"}]}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"magistral\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\"4\"}]},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"magistral\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":3,\"total_tokens\":13}}\n\n\
+data: [DONE]\n\n";
+    let events = decode(&[stream.as_bytes()]).unwrap();
+    let read: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ReasoningDelta(r) => Some(format!("thinking:{r}")),
+            StreamEvent::TextDelta(t) => Some(format!("text:{t}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, ["thinking:Hmm", "text:4", "text:!"]);
+}
+
+#[test]
+fn azures_opening_filter_chunk_does_not_start_the_stream() {
+    let stream = "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}\n\n\
+data: {\"choices\":[{\"delta\":{\"content\":\"Hi\",\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0}],\"created\":1,\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"object\":\"chat.completion.chunk\"}\n\n\
+data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\",\"index\":0}],\"created\":1,\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-mini-2024-07-18\",\"object\":\"chat.completion.chunk\"}\n\n\
+data: [DONE]\n\n";
+    let events = decode(&[stream.as_bytes()]).unwrap();
+    assert!(
+        matches!(&events[0], StreamEvent::Start { id, model } if id == "chatcmpl-9" && model == "gpt-4o-mini-2024-07-18"),
+        "{events:?}"
+    );
+}

@@ -231,6 +231,12 @@ pub struct QuirksFile {
     pub stream_usage: Option<bool>,
     /// The server understands the `developer` role (default false: sent as `system`).
     pub developer_role: Option<bool>,
+    /// Top-level request members the server refuses, left out of every request.
+    pub unsupported_fields: Option<Vec<String>>,
+    /// Send a tool loop's reasoning back as `reasoning_content` (DeepSeek's thinking mode).
+    pub reasoning_history: Option<bool>,
+    /// Send tool call ids as 9 letters and digits (Mistral).
+    pub short_tool_call_ids: Option<bool>,
 }
 
 /// `providers[]` — one upstream endpoint with its credentials.

@@ -771,7 +771,7 @@ fn resolve_providers(
             KindFile::Openai => ProviderKind::OpenAi,
             KindFile::OpenaiCompatible => {
                 let q = p.quirks.clone().unwrap_or_default();
-                let d = OpenAiQuirks::compatible();
+                let d = OpenAiQuirks::compatible_for(p.base_url.as_deref().unwrap_or_default());
                 ProviderKind::OpenAiCompatible(OpenAiQuirks {
                     max_tokens_field: q.max_tokens_field.unwrap_or(d.max_tokens_field),
                     seed_field: q.seed_field.unwrap_or(d.seed_field),
@@ -779,6 +779,9 @@ fn resolve_providers(
                     developer_role: q.developer_role.unwrap_or(d.developer_role),
                     responses_members: d.responses_members,
                     finish_reason_always: d.finish_reason_always,
+                    unsupported_fields: q.unsupported_fields.unwrap_or(d.unsupported_fields),
+                    reasoning_history: q.reasoning_history.unwrap_or(d.reasoning_history),
+                    short_tool_call_ids: q.short_tool_call_ids.unwrap_or(d.short_tool_call_ids),
                 })
             }
             KindFile::Azure => ProviderKind::Azure,

@@ -17,6 +17,7 @@ mod governance;
 mod guardrails;
 mod media;
 mod observability;
+mod provider_quirks;
 mod records;
 mod response_cache;
 mod sdk;

@@ -11,8 +11,8 @@
 use serde::de::IgnoredAny;
 
 use super::{
-    RawJson, WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireDelta,
-    WireFunctionCall, WireMessage, WirePromptDetails, WireStreamChoice, WireStreamChunk,
+    RawJson, WireChoice, WireChoices, WireCompletion, WireCompletionDetails, WireContent,
+    WireDelta, WireFunctionCall, WireMessage, WirePromptDetails, WireStreamChoice, WireStreamChunk,
     WireToolCall, WireUsage,
 };
 use crate::scan::{Cursor, set};
@@ -94,7 +94,10 @@ fn message(c: &mut Cursor<'_>) -> Option<WireMessage> {
     })?;
     let [content, refusal, reasoning_content, reasoning] = texts;
     Some(WireMessage {
-        content,
+        content: content.map(|text| WireContent {
+            text,
+            thinking: None,
+        }),
         refusal,
         reasoning_content,
         reasoning,
