@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::model::{Limits, OverBudget, Period};
@@ -115,7 +116,9 @@ struct State {
 
 pub struct Ledger {
     pub level: Level,
-    pub limits: Limits,
+    /// Changed in place when the entity's limits change (`update`): requests in flight hold
+    /// this ledger, so what they reserved and will settle stays in the one that is read.
+    limits: ArcSwap<Limits>,
     state: Mutex<State>,
 }
 
@@ -210,12 +213,30 @@ impl Ledger {
                 ..State::default()
             }),
             level,
-            limits,
+            limits: ArcSwap::from_pointee(limits),
         })
     }
 
+    /// The entity's limits now.
+    pub fn limits(&self) -> arc_swap::Guard<Arc<Limits>> {
+        self.limits.load()
+    }
+
+    /// The entity's new limits. What is reserved, in flight and counted in the minute's
+    /// windows carries over; so does what was spent, unless the budget period changed, when
+    /// the spend is `respent`, the new period's as the records have it.
+    pub fn update(&self, limits: Limits, respent: Option<i64>, now_ms: i64) {
+        let mut s = self.state.lock();
+        if let Some(spent) = respent {
+            s.period_start_ms = period_start(limits.budget_period, now_ms);
+            s.spent = spent;
+        }
+        self.limits.store(Arc::new(limits));
+        self.roll(&mut s, now_ms);
+    }
+
     fn roll(&self, s: &mut State, now_ms: i64) {
-        let start = period_start(self.limits.budget_period, now_ms);
+        let start = period_start(self.limits.load().budget_period, now_ms);
         if start != s.period_start_ms {
             // A new period: what was spent belongs to the old one.
             s.period_start_ms = start;
@@ -227,7 +248,7 @@ impl Ledger {
 
     /// When the budget period containing `now_ms` started.
     pub fn period_start(&self, now_ms: i64) -> i64 {
-        period_start(self.limits.budget_period, now_ms)
+        period_start(self.limits.load().budget_period, now_ms)
     }
 
     /// Takes the spent and reserved figures kept elsewhere (the replicas' shared ledger), for
@@ -246,7 +267,7 @@ impl Ledger {
         (
             s.spent,
             s.reserved,
-            self.limits.max_budget_nanos,
+            self.limits.load().max_budget_nanos,
             s.period_start_ms,
         )
     }
@@ -265,9 +286,11 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     for (l, s) in ordered.iter().zip(guards.iter_mut()) {
         l.roll(s, now_ms);
     }
+    // Limits are read under the locks: a change of limits takes them too.
     // Rate limits first: they say nothing about money.
     for (l, s) in ordered.iter().zip(guards.iter()) {
-        if let Some(max) = l.limits.max_parallel
+        let limits = l.limits.load();
+        if let Some(max) = limits.max_parallel
             && s.in_flight >= max
         {
             return Err(Shortfall::RateLimited {
@@ -278,7 +301,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 retry_after_secs: 1,
             });
         }
-        if let Some(rpm) = l.limits.rpm
+        if let Some(rpm) = limits.rpm
             && s.requests.used(now_ms) + 1.0 > rpm as f64 + SLACK
         {
             return Err(Shortfall::RateLimited {
@@ -289,7 +312,7 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
                 retry_after_secs: s.requests.retry_after_secs(now_ms, 1, rpm),
             });
         }
-        if let Some(tpm) = l.limits.tpm
+        if let Some(tpm) = limits.tpm
             && s.tokens.used(now_ms) + ask.tokens as f64 > tpm as f64 + SLACK
         {
             return Err(Shortfall::RateLimited {
@@ -307,14 +330,15 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     let mut tightest: Option<&Level> = None;
     let mut refuse_cap = false;
     for (l, s) in ordered.iter().zip(guards.iter()) {
-        if let Some(max) = l.limits.max_budget_nanos {
+        let limits = l.limits.load();
+        if let Some(max) = limits.max_budget_nanos {
             let f = max - s.spent - s.reserved;
             if f < free {
                 free = f;
                 tightest = Some(&l.level);
             }
             free_settled = free_settled.min(max - s.spent);
-            refuse_cap |= l.limits.over_budget == OverBudget::Refuse;
+            refuse_cap |= limits.over_budget == OverBudget::Refuse;
         }
     }
     let level = || tightest.cloned().unwrap_or(Level::Key(String::new()));

@@ -126,6 +126,9 @@ pub struct Governance {
     pub default_max_tokens: u32,
     /// How long a request waits for in-flight reservations to settle before it is refused.
     pub max_wait: Duration,
+    /// Held by each admin change from reading the entity to storing it, so that two changes
+    /// at once do not each write their own copy and lose the other's (a block, a rotation).
+    pub changes: tokio::sync::Mutex<()>,
 }
 
 /// With shared state, how often a request waiting for in-flight reservations looks again.
@@ -301,6 +304,7 @@ impl Governance {
             waiting: AtomicUsize::new(0),
             default_max_tokens,
             max_wait,
+            changes: tokio::sync::Mutex::new(()),
         });
         if let Some(shared) = &gov.shared {
             // The first replica to use a Redis brings the keys it already has.
@@ -446,8 +450,23 @@ impl Governance {
         }
         for (level, limits, column, id) in wanted {
             let ledger = match old.ledgers.get(&level) {
-                Some(l) if l.limits == limits => l.clone(),
-                Some(l) => Ledger::new(level.clone(), limits, l.usage(now).0, now),
+                Some(l) if **l.limits() == limits => l.clone(),
+                Some(l) => {
+                    // Changed limits: the same ledger, so that what requests in flight reserved
+                    // and will settle stays where admissions read it. A new budget period's
+                    // spend is summed again from the records.
+                    let respent = if l.limits().budget_period == limits.budget_period {
+                        None
+                    } else {
+                        let since = ledger::period_start(limits.budget_period, now);
+                        Some((since, self.store.spent_since(column, &id, since).await?))
+                    };
+                    l.update(limits, respent.map(|(_, spent)| spent), now);
+                    if let (Some(shared), Some((since, spent))) = (&self.shared, respent) {
+                        shared.seed_spent(l, since, spent).await?;
+                    }
+                    l.clone()
+                }
                 None => {
                     // First sight of this entity: its spend so far comes from the request records
                     // (with shared state, only where no replica has booked any yet).
@@ -466,7 +485,7 @@ impl Governance {
             let ledgers: Vec<Arc<Ledger>> = snap.ledgers.values().cloned().collect();
             shared.refresh(&ledgers, now).await?;
         }
-        if snap.ledgers.values().any(|l| l.limits.meters_tokens()) {
+        if snap.ledgers.values().any(|l| l.limits().meters_tokens()) {
             // Requests of these callers will need a token estimate: build the default
             // vocabulary now, off the request path.
             crate::tokens::prepare([crate::tokens::Encoding::O200k]);
@@ -720,7 +739,7 @@ impl Governance {
                     let period = levels
                         .iter()
                         .find(|l| l.level == *level)
-                        .map_or(model::Period::None, |l| l.limits.budget_period);
+                        .map_or(model::Period::None, |l| l.limits().budget_period);
                     let now = now_unix_ms();
                     let next = ledger::next_period_start(period, now);
                     return Err(GatewayError::BudgetExceeded {
@@ -785,7 +804,7 @@ impl Governance {
                 Some((
                     l.level.clone(),
                     spent as f64 / max as f64,
-                    l.limits.soft_budget,
+                    l.limits().soft_budget,
                 ))
             })
             .collect()

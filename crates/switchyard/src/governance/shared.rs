@@ -455,7 +455,7 @@ impl Shared {
             .arg(into)
             .arg(WINDOW_TTL_SECS);
         for l in levels {
-            let limits = &l.limits;
+            let limits = l.limits();
             call.key(self.ledger_key(&l.level))
                 .key(self.window_key(&l.level, minute))
                 .key(self.window_key(&l.level, minute - 1));

@@ -203,6 +203,21 @@ struct GroupInput {
     metadata: Option<Map<String, Value>>,
 }
 
+/// The longest expiry or grace period a key takes: ten years, in seconds.
+const MAX_SECS: i64 = 10 * 366 * 86_400;
+
+/// When a key given `secs` from `now_ms` expires; a number of seconds out of range is refused.
+fn expiry(now_ms: i64, secs: i64) -> Result<i64, GatewayError> {
+    if (1..=MAX_SECS).contains(&secs) {
+        Ok(now_ms + secs * 1000)
+    } else {
+        Err(bad(
+            format!("expires_in_secs must be between 1 and {MAX_SECS} (ten years)"),
+            "expires_in_secs",
+        ))
+    }
+}
+
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
@@ -318,6 +333,7 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             let (input, limits_input): (KeyInput, LimitsInput) = parse_with_limits(&body)?;
             check_team_scope(&p, input.team_id.as_deref())?;
             let role = input.role.unwrap_or_default();
@@ -344,7 +360,7 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 previous_valid_until_ms: None,
                 team_id: input.team_id,
                 role,
-                expires_at_ms: input.expires_in_secs.map(|s| now + s * 1000),
+                expires_at_ms: input.expires_in_secs.map(|s| expiry(now, s)).transpose()?,
                 blocked: input.blocked.unwrap_or(false),
                 limits,
                 metadata: input.metadata.unwrap_or_default(),
@@ -426,6 +442,7 @@ pub async fn update_key(
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             let old = find_key(&app, &p, &id)?;
             let (input, limits_input): (KeyInput, LimitsInput) = parse_with_limits(&body)?;
             let mut key = (*old).clone();
@@ -434,6 +451,9 @@ pub async fn update_key(
             }
             if let Some(t) = input.team_id {
                 check_team_scope(&p, Some(&t))?;
+                if app.governance.team(&t).is_none() {
+                    return Err(bad(format!("unknown team '{t}'"), "team_id"));
+                }
                 key.team_id = Some(t);
             }
             if let Some(r) = input.role {
@@ -445,7 +465,7 @@ pub async fn update_key(
                 key.role = r;
             }
             if let Some(s) = input.expires_in_secs {
-                key.expires_at_ms = Some(now_unix_ms() + s * 1000);
+                key.expires_at_ms = Some(expiry(now_unix_ms(), s)?);
             }
             if let Some(b) = input.blocked {
                 key.blocked = b;
@@ -465,6 +485,7 @@ async fn set_blocked(app: Arc<App>, headers: HeaderMap, id: String, blocked: boo
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             let old = find_key(&app, &p, &id)?;
             let mut key = (*old).clone();
             key.blocked = blocked;
@@ -508,13 +529,20 @@ pub async fn rotate_key(
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             let old = find_key(&app, &p, &id)?;
             let input: RotateInput = if body.is_empty() {
                 RotateInput::default()
             } else {
                 parse(&body)?
             };
-            let grace = input.grace_secs.unwrap_or(0).max(0);
+            let grace = input.grace_secs.unwrap_or(0);
+            if !(0..=MAX_SECS).contains(&grace) {
+                return Err(bad(
+                    format!("grace_secs must be between 0 and {MAX_SECS} (ten years)"),
+                    "grace_secs",
+                ));
+            }
             let secret = new_secret();
             let mut key = (*old).clone();
             key.previous_hash = (grace > 0).then(|| old.hash.clone());
@@ -539,6 +567,7 @@ pub async fn delete_key(
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             let old = find_key(&app, &p, &id)?;
             audited(
                 &app,
@@ -632,6 +661,7 @@ pub async fn create_group(
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             require_admin(&p)?;
             let (input, limits_input): (GroupInput, LimitsInput) = parse_with_limits(&body)?;
             let id = match (group, input.id) {
@@ -709,6 +739,7 @@ pub async fn update_group(
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             require_admin(&p)?;
             let old = group.get(&app, &id).ok_or_else(|| {
                 GatewayError::Missing(format!("No {} with id '{id}'.", group.kind()))
@@ -729,6 +760,9 @@ pub async fn update_group(
                     map.insert("metadata".into(), Value::Object(m));
                 }
                 if let (Some(o), Group::Team) = (input.org_id, group) {
+                    if app.governance.org(&o).is_none() {
+                        return Err(bad(format!("unknown org '{o}'"), "org_id"));
+                    }
                     map.insert("org_id".into(), Value::String(o));
                 }
             }
@@ -758,6 +792,7 @@ pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: 
     respond(
         async {
             let p = authorize_admin(&app, &headers, true)?;
+            let _one_at_a_time = app.governance.changes.lock().await;
             require_admin(&p)?;
             let old = group.get(&app, &id).ok_or_else(|| {
                 GatewayError::Missing(format!("No {} with id '{id}'.", group.kind()))

@@ -1008,3 +1008,118 @@ async fn several_answers_are_reserved_each() {
         "spent {spent} of a budget of {budget} ({ok} answered)"
     );
 }
+
+/// A request of `alias` with an output cap of its own, so that its worst case is small.
+fn capped_chat(alias: &str) -> Value {
+    let mut body = chat(alias, "How much does this cost?");
+    body["max_tokens"] = json!(16);
+    body
+}
+
+/// How many of `n` concurrent capped requests with `key` were answered; the others must be
+/// refused for the budget.
+async fn answered(env: &Env, alias: &str, key: &str, n: usize) -> usize {
+    let sends = (0..n).map(|_| async {
+        let r = env
+            .post_key("/v1/chat/completions", &capped_chat(alias), key)
+            .await;
+        match r.status {
+            200 => 1,
+            429 => 0,
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    });
+    futures::future::join_all(sends).await.into_iter().sum()
+}
+
+#[tokio::test]
+async fn a_change_of_limits_keeps_what_requests_in_flight_reserved_and_will_spend() {
+    let env = env_with(BUDGETED).await;
+    let (_, probe) = new_key(&env, json!({"name": "probe"})).await;
+    let r = env
+        .post_key("/v1/chat/completions", &capped_chat("budgeted"), &probe)
+        .await;
+    let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let c = crate::harness::record(&env, &id).await["cost_nanos"]
+        .as_i64()
+        .unwrap();
+    let budget = 6 * c;
+    let (key_id, key) = new_key(
+        &env,
+        json!({"name": "k", "max_budget_usd": budget as f64 / 1e9, "rpm": 1000}),
+    )
+    .await;
+    env.fault("budget-model", "ttft_ms=1500", None).await;
+    let first = answered(&env, "budgeted", &key, 12);
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Changing the limits (here the rate, then the budget's alert threshold) while they
+        // are in flight keeps their reservations.
+        let changed = patch(&env, &format!("/admin/keys/{key_id}"), json!({"rpm": 2000})).await;
+        assert!(
+            changed["budget"]["reserved_nanos"].as_i64().unwrap() > 0,
+            "{changed}"
+        );
+        patch(
+            &env,
+            &format!("/admin/keys/{key_id}"),
+            json!({"soft_budget": 0.5}),
+        )
+        .await;
+        answered(&env, "budgeted", &key, 12).await
+    };
+    let (first, second) = tokio::join!(first, change);
+    let spent = key_spent(&env, &key_id).await;
+    assert!(spent <= budget, "spent {spent} of a budget of {budget}");
+    // Every answer's cost reached the ledger that admissions read.
+    assert_eq!(
+        spent,
+        (first + second) as i64 * c,
+        "{first} + {second} answered"
+    );
+    let after = env.get(&format!("/admin/keys/{key_id}")).await.json();
+    assert_eq!(after["budget"]["reserved_nanos"], 0, "{after}");
+}
+
+#[tokio::test]
+async fn admin_changes_at_once_each_keep_the_others() {
+    let env = env_with("").await;
+    for _ in 0..8 {
+        let (id, _) = new_key(&env, json!({"name": "k"})).await;
+        let path = format!("/admin/keys/{id}");
+        let (block_path, nothing) = (format!("{path}/block"), json!({}));
+        let block = env.post(&block_path, &nothing);
+        let rate = patch(&env, &path, json!({"rpm": 100}));
+        let (blocked, _) = tokio::join!(block, rate);
+        assert_eq!(blocked.status, 200, "{}", blocked.text);
+        let key = env.get(&path).await.json();
+        assert_eq!(key["blocked"], true, "{key}");
+        assert_eq!(key["limits"]["rpm"], 100, "{key}");
+    }
+    // Out-of-range periods and unknown references are refused, not stored.
+    for body in [
+        json!({"name": "k", "expires_in_secs": 9_000_000_000_000_000_000_i64}),
+        json!({"name": "k", "expires_in_secs": -5}),
+    ] {
+        let r = env.post("/admin/keys", &body).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.json()["error"]["param"], "expires_in_secs", "{}", r.text);
+    }
+    let (id, _) = new_key(&env, json!({"name": "k"})).await;
+    let r = env
+        .post(
+            &format!("/admin/keys/{id}/rotate"),
+            &json!({"grace_secs": 9_000_000_000_000_000_000_i64}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = env
+        .http
+        .patch(format!("{}/admin/keys/{id}", env.gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"team_id": "no-such-team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
