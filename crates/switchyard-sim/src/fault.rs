@@ -30,6 +30,9 @@ pub enum StreamFault {
     /// Send the whole stream, terminal events included, then drop the connection before the
     /// body's own end (the last chunk of a chunked body).
     CutAtEnd,
+    /// Send the whole stream, terminal events included, then hold the connection open
+    /// without ending the body.
+    HoldOpen,
 }
 
 /// One parsed fault spec. Several faults combine (`ttft_ms=200,status=500`).
@@ -126,6 +129,10 @@ impl FromStr for FaultSpec {
                     flag(value)?;
                     set_stream(&mut spec, StreamFault::CutAtEnd)?
                 }
+                "hold_open" => {
+                    flag(value)?;
+                    set_stream(&mut spec, StreamFault::HoldOpen)?
+                }
                 other => return Err(FaultSpecError(format!("unknown fault `{other}`"))),
             }
         }
@@ -198,6 +205,7 @@ impl fmt::Display for FaultSpec {
             Some(StreamFault::StallAfter(n)) => parts.push(format!("stall_after={n}")),
             Some(StreamFault::PingAfter(n)) => parts.push(format!("ping_after={n}")),
             Some(StreamFault::CutAtEnd) => parts.push("cut_at_end".into()),
+            Some(StreamFault::HoldOpen) => parts.push("hold_open".into()),
             None => {}
         }
         f.write_str(&parts.join(","))

@@ -136,6 +136,7 @@
 //! | `stall_after=N` | Stream: send N content chunks, then fall silent with the connection held open. |
 //! | `ping_after=N` | Stream: send N content chunks, then only keep-alive events every 100 ms (Anthropic's `ping`, an SSE comment `: keep-alive` for OpenAI, Azure and Gemini; Bedrock has none and falls silent), the connection held open. |
 //! | `cut_at_end` | Stream: send the whole stream, terminal events included, then drop the connection before the body's own end. |
+//! | `hold_open` | Stream: send the whole stream, terminal events included, then hold the connection open without ending the body. |
 //! | `error_body` | Answer status 200 with the body of a `status=500` error, as some servers and proxies do. |
 //! | `stall_body` | A whole answer: send its headers and the first half of its body, then fall silent with the connection held open. |
 //!

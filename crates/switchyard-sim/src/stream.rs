@@ -123,10 +123,15 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
         | StreamFault::ErrorAfter(n)
         | StreamFault::StallAfter(n)
         | StreamFault::PingAfter(n) => n,
-        StreamFault::CutAtEnd => {
+        StreamFault::CutAtEnd | StreamFault::HoldOpen => {
             let tokens = sse.marks.iter().map(|m| u64::from(m.tokens)).sum();
             let frames = split(sse.buf, &sse.marks);
-            return (paced(frames, token_ms, Tail::Cut), tokens);
+            let tail = if brk.fault == StreamFault::HoldOpen {
+                Tail::Stall
+            } else {
+                Tail::Cut
+            };
+            return (paced(frames, token_ms, tail), tokens);
         }
     };
     // Keep frames up to the n-th content frame (the opening ones before the first content frame
@@ -150,7 +155,7 @@ pub(crate) fn into_body(sse: StreamBody, token_ms: u64, brk: Option<Break>) -> (
     buf.truncate(marks.last().map_or(0, |m| m.end));
     let mut frames = split(buf, marks);
     let tail = match brk.fault {
-        StreamFault::CutAfter(_) | StreamFault::CutAtEnd => Tail::Cut,
+        StreamFault::CutAfter(_) | StreamFault::CutAtEnd | StreamFault::HoldOpen => Tail::Cut,
         StreamFault::PrematureEndAfter(_) => Tail::End,
         StreamFault::MalformedAfter(_) => {
             frames.push(Bytes::from(brk.malformed_frame));

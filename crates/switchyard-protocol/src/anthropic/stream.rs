@@ -343,6 +343,10 @@ impl StreamDecoder for AnthropicStreamDecoder {
         })
     }
 
+    fn terminated(&self) -> bool {
+        self.ended
+    }
+
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
         // An in-stream `error` already reported the failure as an event.
         if self.ended {

@@ -1546,6 +1546,10 @@ impl StreamDecoder for OpenAiStreamDecoder {
         })
     }
 
+    fn terminated(&self) -> bool {
+        self.done
+    }
+
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
         if self.done && !self.finished && !self.errored && self.finish_reason_always {
             Err(interrupted(

@@ -135,6 +135,28 @@ impl Relay {
             self.fail(e, out);
         } else if let Some(e) = self.encode_pending(out) {
             self.fail(e, out);
+        } else {
+            self.end_if_terminated(out);
+        }
+    }
+
+    /// Ends the client's stream once the provider's terminal event came, without waiting for
+    /// its body to close: a provider (or a proxy before it) that holds the connection open
+    /// after `[DONE]` would otherwise hold back the end, and fail the answer at the stall
+    /// timeout. The rest of the body is dropped with the relay.
+    fn end_if_terminated(&mut self, out: &mut Vec<u8>) {
+        if self.done || !self.upstream.decoder.terminated() {
+            return;
+        }
+        match self.upstream.decoder.finish(&mut self.events) {
+            Ok(()) => match self.encode_pending(out) {
+                Some(e) => self.fail(e, out),
+                None => self.complete(out),
+            },
+            Err(e) => {
+                self.encode_pending(out);
+                self.fail(e, out);
+            }
         }
     }
 
@@ -171,6 +193,8 @@ impl Relay {
                 self.fail(e, &mut out);
             } else if self.upstream.ended {
                 self.complete(&mut out);
+            } else if self.upstream.unread.is_empty() {
+                self.end_if_terminated(&mut out);
             }
             self.first_chunk_at.get_or_insert_with(Instant::now);
             return Some(Bytes::from(out));

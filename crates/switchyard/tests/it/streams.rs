@@ -329,3 +329,49 @@ async fn cooldown_skips_a_failing_deployment_then_recovers() {
         "{route}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_ends_at_its_terminal_event_though_the_provider_holds_the_connection() {
+    let env = crate::harness::env().await;
+    // Every provider format with a terminal event (`[DONE]`, `message_stop`), the whole stream
+    // sent and the connection then held open: the client's stream ends at once, whole.
+    for (alias, model) in [
+        ("openai", "gpt-4o-mini"),
+        ("compat", "llama-3-8b"),
+        ("azure", "gpt-4o-deploy"),
+        ("anthropic", "claude-sonnet-4-5"),
+    ] {
+        env.fault(model, "hold_open", None).await;
+        for (path, body) in [
+            ("/v1/chat/completions", stream(alias)),
+            (
+                "/v1/messages",
+                json!({"model": alias, "max_tokens": 100, "stream": true,
+                    "messages": [{"role": "user", "content": "Tell me a story"}]}),
+            ),
+        ] {
+            let r = tokio::time::timeout(std::time::Duration::from_secs(10), env.post(path, &body))
+                .await
+                .unwrap_or_else(|_| panic!("{alias} {path}: the stream was held open"));
+            assert_eq!(r.status, 200, "{}", r.text);
+            if path == "/v1/messages" {
+                assert_eq!(
+                    r.sse_events().last().map(String::as_str),
+                    Some("message_stop"),
+                    "{alias}: {}",
+                    r.text
+                );
+            } else {
+                assert_eq!(
+                    r.sse_data().last().unwrap(),
+                    "[DONE]",
+                    "{alias}: {}",
+                    r.text
+                );
+            }
+            let id = r.headers["x-request-id"].to_str().unwrap();
+            let rec = record(&env, id).await;
+            assert_eq!(rec["outcome"], "success", "{alias} {path}: {rec}");
+        }
+    }
+}
