@@ -124,8 +124,9 @@ fn code_label(code: Option<&str>) -> String {
         Some(c)
             if !c.is_empty()
                 && c.len() <= 64
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                }) =>
         {
             c.to_owned()
         }

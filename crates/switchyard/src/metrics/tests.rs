@@ -228,6 +228,8 @@ fn scrape_time_gauges_and_recorder_counters() {
 fn free_text_never_becomes_a_label() {
     assert_eq!(code_label(Some("upstream_timeout")), "upstream_timeout");
     assert_eq!(code_label(Some("Bad Thing")), "other");
+    // The ingresses' own names keep their hyphen.
+    assert_eq!(code_label(Some("openai-responses")), "openai-responses");
     assert_eq!(code_label(Some("")), "other");
     assert_eq!(code_label(None), "none");
     let k = known();

@@ -452,7 +452,14 @@ fn set_attempts(
             .last()
             .map_or_else(|| routed.clone(), |a| a.alias.clone()),
     );
-    if let Some(last) = attempts.iter().rev().find(|a| !a.cancelled) {
+    // The deployment that answered: a stream its client left still answered (it has a
+    // status, and its cost and tokens are its deployment's); an attempt cancelled before any
+    // answer did not.
+    if let Some(last) = attempts
+        .iter()
+        .rev()
+        .find(|a| !a.cancelled || a.status.is_some())
+    {
         r.deployment = Some(last.deployment.clone());
         r.provider = Some(last.provider.clone());
     }

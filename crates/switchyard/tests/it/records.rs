@@ -343,6 +343,28 @@ async fn a_client_that_leaves_mid_stream_leaves_its_attempt_cancelled() {
     );
     let attempts = rec["attempts"].as_array().unwrap();
     assert_eq!(attempts.last().unwrap()["cancelled"], true, "{rec}");
+    // Its deployment answered (and is what its tokens and cost are counted against).
+    assert_eq!(
+        rec["deployment"],
+        attempts.last().unwrap()["deployment"],
+        "{rec}"
+    );
+    assert!(rec["deployment"].is_string(), "{rec}");
+    let deployment = format!("deployment=\"{}\"", rec["deployment"].as_str().unwrap());
+    let mut counted = false;
+    for _ in 0..50 {
+        let metrics = env.get("/metrics").await.text;
+        counted = metrics.lines().any(|l| {
+            l.starts_with("switchyard_requests_total{")
+                && l.contains(&deployment)
+                && l.contains("outcome=\"cancelled\"")
+        });
+        if counted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(counted, "no cancelled request counted against {deployment}");
 }
 
 #[tokio::test]
