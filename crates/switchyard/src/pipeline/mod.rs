@@ -999,9 +999,14 @@ pub async fn count_tokens(
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(app, &principal, customer.as_deref(), &request.model)?;
+    // Routed as the request itself would be: a name the routing rules send to an alias
+    // (Claude Code's model names, say) is counted there.
+    let mut facts = facts_of(&request, headers, 0);
+    facts.team = principal.caller.team.clone();
+    facts.key = principal.caller.key_id.clone();
     let route = app
         .table
-        .route(&request.model)
+        .route(app.table.routed_alias(&facts))
         .ok_or_else(|| GatewayError::ModelNotFound(request.model.clone()))?;
     let now = now_ms();
     let deployment = route

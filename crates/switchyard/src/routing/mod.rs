@@ -575,6 +575,14 @@ impl RoutingTable {
         Ok(planner)
     }
 
+    /// The alias a request with these facts is routed to: the first matching rule's, else the
+    /// model it names.
+    pub fn routed_alias<'f>(&'f self, facts: &'f RequestFacts) -> &'f str {
+        rules::first_match(&self.policy.rules, facts)
+            .and_then(|r| r.route.alias.as_deref())
+            .unwrap_or(&facts.model)
+    }
+
     /// Whether one of `alias`'s own deployments serves embeddings. A fallback's does not
     /// count: vectors of another model are in another space, and mixed into an index they
     /// would match nothing they should.

@@ -1011,15 +1011,26 @@ async fn models_are_listed_in_the_shape_the_client_speaks() {
 }
 
 /// A model name the routing rules send to an alias is one a client may look up, as tools that
-/// check a model before using it do; a name nothing routes is not.
+/// check a model before using it do, and count a prompt's tokens for (Claude Code does before
+/// its requests); a name nothing routes is not.
 #[tokio::test]
 async fn a_model_the_rules_route_can_be_looked_up() {
     let env = crate::harness::env_with_sections(
         "",
-        "rules:\n    - {name: gpt5, match: {model: 'gpt-5*'}, route: {alias: openai}}",
+        "rules:\n    - {name: gpt5, match: {model: 'gpt-5*'}, route: {alias: openai}}\n    - {name: claude, match: {model: 'claude-opus-*'}, route: {alias: anthropic}}",
         "",
     )
     .await;
+    let count = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "How many tokens is this?"}]});
+    for model in ["claude-opus-4-8", "gpt-5-mini"] {
+        let r = env.post("/v1/messages/count_tokens", &count(model)).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        assert!(r.json()["input_tokens"].as_u64().unwrap() > 0, "{}", r.text);
+    }
+    let r = env
+        .post("/v1/messages/count_tokens", &count("claude-haiku-9"))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
     let one = env.get("/v1/models/gpt-5-mini").await;
     assert_eq!(one.status, 200, "{}", one.text);
     assert_eq!(one.json()["id"], "gpt-5-mini");
