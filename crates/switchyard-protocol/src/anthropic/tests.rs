@@ -3205,3 +3205,25 @@ fn system_messages_among_the_messages_stay_where_the_client_put_them() {
     .unwrap_err();
     assert_eq!(error.param.as_deref(), Some("messages[0].role"));
 }
+
+#[test]
+fn a_messages_client_only_ever_gets_a_stop_reason_it_knows() {
+    use crate::anthropic::wire::{finish_reason, stop_reason};
+    // Another provider's reason is an ended turn.
+    for other in ["MALFORMED_FUNCTION_CALL", "OTHER", "eos", "malformed_tool_use"] {
+        assert_eq!(
+            stop_reason(&FinishReason::Other(other.into())).0,
+            "end_turn"
+        );
+    }
+    // Anthropic's own pass, the context window's too, which other clients read as a length
+    // stop.
+    for own in ["pause_turn", "refusal", "model_context_window_exceeded"] {
+        let reason = finish_reason(Some(own), None);
+        assert_eq!(stop_reason(&reason).0, own);
+    }
+    assert_eq!(
+        finish_reason(Some("model_context_window_exceeded"), None).as_openai(),
+        "length"
+    );
+}

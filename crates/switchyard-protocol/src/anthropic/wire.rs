@@ -651,12 +651,22 @@ pub(crate) fn stop_reason(reason: &FinishReason) -> (&str, Option<&str>) {
         FinishReason::Length => ("max_tokens", None),
         FinishReason::ToolCalls => ("tool_use", None),
         FinishReason::ContentFilter => ("refusal", None),
-        FinishReason::Other(other) => (other.as_str(), None),
+        // Anthropic's own reasons pass; another provider's (Gemini's `MALFORMED_FUNCTION_CALL`,
+        // say) is none of the values a Messages client knows: the turn simply ended.
+        FinishReason::Other(other) => match other.as_str() {
+            own @ ("pause_turn" | "refusal" | CONTEXT_WINDOW_EXCEEDED) => (own, None),
+            _ => ("end_turn", None),
+        },
     }
 }
 
+/// Anthropic's stop reason for an answer the context window cut: a length stop to other
+/// dialects, itself to an Anthropic client.
+pub(crate) const CONTEXT_WINDOW_EXCEEDED: &str = "model_context_window_exceeded";
+
 /// The canonical finish reason for an Anthropic `stop_reason`. A missing reason reads as a
-/// normal end of turn; `model_context_window_exceeded` is a length stop.
+/// normal end of turn; `model_context_window_exceeded` is kept (a length stop to other
+/// dialects).
 pub(crate) fn finish_reason(
     stop_reason: Option<&str>,
     stop_sequence: Option<&str>,
@@ -664,7 +674,7 @@ pub(crate) fn finish_reason(
     match stop_reason {
         None | Some("end_turn") => FinishReason::Stop,
         Some("stop_sequence") => FinishReason::StopSequence(stop_sequence.map(str::to_owned)),
-        Some("max_tokens" | "model_context_window_exceeded") => FinishReason::Length,
+        Some("max_tokens") => FinishReason::Length,
         Some("tool_use") => FinishReason::ToolCalls,
         Some("refusal") => FinishReason::ContentFilter,
         Some(other) => FinishReason::Other(other.to_owned()),

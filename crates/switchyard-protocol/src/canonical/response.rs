@@ -78,6 +78,7 @@ impl FinishReason {
     /// The OpenAI `finish_reason` vocabulary.
     pub fn as_openai(&self) -> &'static str {
         match self {
+            FinishReason::Other(other) if other == "model_context_window_exceeded" => "length",
             FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::Other(_) => "stop",
             FinishReason::Length => "length",
             FinishReason::ToolCalls => "tool_calls",
