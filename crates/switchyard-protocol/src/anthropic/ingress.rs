@@ -130,13 +130,41 @@ fn missing(field: &str) -> DecodeError {
 
 fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
     let mut request = match super::common::decode(body) {
-        Some(request) => request,
+        Some(request) => {
+            check_ranges(&request)?;
+            request
+        }
         None => decode_chat_full(body)?,
     };
     // A Gemini call's signature, written as a redacted thinking block before the call, is the
     // call's again.
     gemini::attach_carried_signatures(&mut request.messages);
     Ok(request)
+}
+
+/// What the Messages API itself refuses, refused here as it words it, whichever provider
+/// would have been asked: an empty conversation, a temperature outside 0 to 1 (other
+/// providers would take up to 2, and a Claude deployment would otherwise have it cut to 1).
+fn check_ranges(request: &ChatRequest) -> Result<(), DecodeError> {
+    if !request
+        .messages
+        .iter()
+        .any(|m| !matches!(m.role, Role::System | Role::Developer))
+    {
+        return Err(DecodeError::new(
+            "messages: at least one message is required",
+            Some("messages"),
+        ));
+    }
+    if let Some(t) = request.temperature
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(DecodeError::new(
+            format!("temperature: Input should be less than or equal to 1 and at least 0, got {t}"),
+            Some("temperature"),
+        ));
+    }
+    Ok(())
 }
 
 /// Every form of the request, each error with its path.
@@ -174,7 +202,7 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
         &mut extras,
     );
 
-    Ok(ChatRequest {
+    let request = ChatRequest {
         model,
         messages,
         tools: typed.tools,
@@ -197,7 +225,9 @@ pub(super) fn decode_chat_full(body: &[u8]) -> Result<ChatRequest, DecodeError> 
             Extras::new(DialectId::Anthropic, extras)
         },
         ..ChatRequest::default()
-    })
+    };
+    check_ranges(&request)?;
+    Ok(request)
 }
 
 /// The request's typed fields beyond messages: tools, tool choice, thinking and output

@@ -302,7 +302,7 @@ fn decodes_minimal_request_and_content_shapes() {
     );
 
     let none = decode(&json!({
-        "model": MODEL, "max_tokens": 1, "messages": [],
+        "model": MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "q"}],
         "tool_choice": {"type": "any", "disable_parallel_tool_use": false}
     }))
     .unwrap();
@@ -1751,20 +1751,20 @@ const COMMON_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": []}, {"role": "user", "content": ""}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"text": "t", "type": "text", "cache_control": null}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": "t", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": "", "stream": null, "metadata": null}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [], "metadata": {"user_id": null, "x": 1}}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": null, "temperature": null, "top_p": 1, "top_k": 0}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": "be brief", "service_tier": "auto", "x": {"y": [1, 2.5, null, -3, 1e300]}}"#,
-    r#" {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "a"}], "temperature": 7, "stream": false} "#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": "", "stream": null, "metadata": null}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": [], "metadata": {"user_id": null, "x": 1}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": null, "temperature": null, "top_p": 1, "top_k": 0}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": "be brief", "service_tier": "auto", "x": {"y": [1, 2.5, null, -3, 1e300]}}"#,
+    r#" {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "a"}], "temperature": 0.7, "stream": false} "#,
     include_str!("../../tests/fixtures/requests/anthropic/json_schema.json"),
     include_str!("../../tests/fixtures/requests/anthropic/parallel_tools.json"),
     include_str!("../../tests/fixtures/requests/anthropic/tools.json"),
     include_str!("../../tests/fixtures/requests/anthropic/unknown_fields.json"),
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}], "tool_choice": {"type": "auto"}}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "thinking": {"type": "disabled"}}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "output_config": {"effort": "low"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "thinking": {"type": "disabled"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "output_config": {"effort": "low"}}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"input": null, "name": "f", "type": "tool_use", "id": "t1", "cache_control": {"type": "ephemeral"}}]}, {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "tool_result", "tool_use_id": "t1", "content": null, "is_error": null, "cache_control": {"type": "ephemeral"}}, {"type": "tool_result", "tool_use_id": "t2", "content": "4\n2", "is_error": true}, {"type": "tool_result", "tool_use_id": "t3", "content": [{"type": "text", "text": "x", "cache_control": null}]}, {"type": "tool_result", "tool_use_id": "t4", "content": ""}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "tools": null, "tool_choice": null, "thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": null}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "tools": null, "tool_choice": null, "thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": null}"#,
     include_str!("../../tests/fixtures/requests/anthropic/images.json"),
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"source": {"data": "/9j/4A==", "media_type": "image/jpeg", "type": "base64"}, "type": "image", "cache_control": null}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "\/9j\u002f4A=="}}]}]}"#,
@@ -1792,7 +1792,7 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}, "text": "a"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "text", "media_type": "text/plain", "data": "a"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}, "title": "t"}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "system": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}], "messages": []}"#,
+    r#"{"model": "m", "max_tokens": 9, "system": [{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}], "messages": [{"role": "user", "content": "q"}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "f"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "cache_control": {"type": "ephemeral"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": [{"type": "thinking", "signature": "s"}]}]}"#,
@@ -1823,9 +1823,9 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "content": "a"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "is_error": "no"}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "tool_use_id": "u"}]}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "tools": {"name": "f"}}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "tool_choice": {"type": "sometimes"}}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "tools": [], "tools": []}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "tools": {"name": "f"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "tool_choice": {"type": "sometimes"}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "tools": [], "tools": []}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a", "name": "n"}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "system", "content": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "robot", "content": "a"}]}"#,
@@ -1833,27 +1833,27 @@ const FULL_FORM: &[&str] = &[
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": null}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": 7}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"content": "a"}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": 3}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "model": "n"}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "x": 1, "x": 2}"#,
-    r#"{"model": "m", "max_tokens": -1, "messages": []}"#,
-    r#"{"model": "m", "max_tokens": null, "messages": []}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "stream": "yes"}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "stop_sequences": "END"}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "metadata": {"user_id": 5}}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": [{"type": "image", "source": {"type": "url", "url": "https://x"}}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": 3}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "model": "n"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "x": 1, "x": 2}"#,
+    r#"{"model": "m", "max_tokens": -1, "messages": [{"role": "user", "content": "q"}]}"#,
+    r#"{"model": "m", "max_tokens": null, "messages": [{"role": "user", "content": "q"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "stream": "yes"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "stop_sequences": "END"}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "metadata": {"user_id": 5}}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": null}"#,
-    r#"{"model": null, "max_tokens": 9, "messages": []}"#,
-    r#"{"max_tokens": 9, "messages": []}"#,
-    r#"{"model": "m", "messages": []}"#,
+    r#"{"model": null, "max_tokens": 9, "messages": [{"role": "user", "content": "q"}]}"#,
+    r#"{"max_tokens": 9, "messages": [{"role": "user", "content": "q"}]}"#,
+    r#"{"model": "m", "messages": [{"role": "user", "content": "q"}]}"#,
     r#"{"model": "m", "max_tokens": 9}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": []} trailing"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}]} trailing"#,
     "{\"model\": \"m\", \"max_tokens\": 9, \"messages\": [{\"role\": \"user\", \"content\": \"a\tb\"}]}",
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "lone \ud800 surrogate"}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "system": [{"type": "text", "text": "\udc00"}]}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "system": [{"type": "text", "text": "\udc00"}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [{"type": "text", "text": null}]}]}"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "bad \x escape"}]}"#,
-    r#"{"model": "m", "max_tokens": 9, "messages": [], "x": 1e400}"#,
+    r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}], "x": 1e400}"#,
     r#"[1, 2]"#,
     r#"{"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}"#,
 ];
@@ -3210,7 +3210,12 @@ fn system_messages_among_the_messages_stay_where_the_client_put_them() {
 fn a_messages_client_only_ever_gets_a_stop_reason_it_knows() {
     use crate::anthropic::wire::{finish_reason, stop_reason};
     // Another provider's reason is an ended turn.
-    for other in ["MALFORMED_FUNCTION_CALL", "OTHER", "eos", "malformed_tool_use"] {
+    for other in [
+        "MALFORMED_FUNCTION_CALL",
+        "OTHER",
+        "eos",
+        "malformed_tool_use",
+    ] {
         assert_eq!(
             stop_reason(&FinishReason::Other(other.into())).0,
             "end_turn"
@@ -3226,4 +3231,34 @@ fn a_messages_client_only_ever_gets_a_stop_reason_it_knows() {
         finish_reason(Some("model_context_window_exceeded"), None).as_openai(),
         "length"
     );
+}
+
+#[test]
+fn what_the_messages_api_refuses_is_refused_whatever_the_provider() {
+    for (body, param) in [
+        (
+            json!({"model": "m", "max_tokens": 9, "messages": []}),
+            "messages",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 9, "system": "s", "messages": []}),
+            "messages",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 9, "temperature": 1.5,
+                "messages": [{"role": "user", "content": "q"}]}),
+            "temperature",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 9, "temperature": -1,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}],
+                "tools": [{"name": "f", "input_schema": {"type": "object"}}]}),
+            "temperature",
+        ),
+    ] {
+        let err = AnthropicIngress
+            .decode_chat(&Bytes::from(body.to_string()))
+            .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some(param), "{body}: {err:?}");
+    }
 }
