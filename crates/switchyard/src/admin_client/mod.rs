@@ -433,7 +433,7 @@ async fn show(id: &str, json: bool, conn: &Connection) -> anyhow::Result<()> {
     }
     let r: RequestRecord =
         from_text(&value).context("the gateway's request record is not in the expected shape")?;
-    print!("{}", describe(&r));
+    print!("{}", table::printable(&describe(&r), true));
     Ok(())
 }
 

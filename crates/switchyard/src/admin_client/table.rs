@@ -1,6 +1,25 @@
 //! Plain-text tables for the terminal: a header row, columns padded to their widest cell,
 //! numbers aligned right.
 
+/// `text` with its control characters escaped (`\u{1b}`), line breaks and tabs too unless
+/// `lines`: what a client sent (a user id, a tag, a model name) is shown, never run by the
+/// operator's terminal (an escape sequence can clear it, recolour it, retitle its window).
+pub fn printable(text: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    let kept = |c: char| !c.is_control() || (lines && (c == '\n' || c == '\t'));
+    if text.chars().all(kept) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if kept(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_unicode());
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub struct Table {
     headers: Vec<String>,
     right: Vec<bool>,
@@ -22,8 +41,16 @@ impl Table {
         }
     }
 
+    /// A row; its cells' control characters are written escaped (see [`printable`]).
     pub fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.rows.push(
+            row.into_iter()
+                .map(|cell| match printable(&cell, false) {
+                    std::borrow::Cow::Borrowed(_) => cell,
+                    std::borrow::Cow::Owned(escaped) => escaped,
+                })
+                .collect(),
+        );
     }
 
     fn widths(&self) -> Vec<usize> {
@@ -123,5 +150,30 @@ mod tests {
         assert_eq!(usd(1_500), "$0.000001");
         assert_eq!(usd(12_345_678_901), "$12.345678");
         assert_eq!(usd(-2_000_000_000), "-$2.000000");
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::{Table, printable};
+
+    #[test]
+    fn a_clients_control_characters_reach_the_terminal_escaped() {
+        let evil = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\nnext";
+        assert_eq!(
+            printable(evil, false),
+            "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{a}next"
+        );
+        assert_eq!(
+            printable(evil, true),
+            "evil\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\nnext"
+        );
+        assert!(matches!(
+            printable("plain ✓", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let mut t = Table::new(&[("USER", false)]);
+        t.push(vec![evil.to_owned()]);
+        assert!(!t.render().contains('\u{1b}'));
     }
 }
