@@ -203,6 +203,11 @@ pub async fn requests(
     }
     if let Some(tag) = q.tag {
         match tag.split_once(':') {
+            // A tag's name is a JSON path in the store; one with control characters (a NUL
+            // ends SQLite's) names no tag a request could have set through a header.
+            Some((k, _)) if k.chars().any(char::is_control) => {
+                return bad_query("a tag's name cannot hold control characters".into(), &id);
+            }
             Some((k, v)) => filter.tag = Some((k.to_owned(), v.to_owned())),
             None => return bad_query("'tag' must be name:value".into(), &id),
         }
@@ -276,7 +281,9 @@ pub async fn spend(
         "alias" => SpendGroup::Alias,
         "deployment" => SpendGroup::Deployment,
         other => match other.strip_prefix("tag:") {
-            Some(name) if !name.is_empty() => SpendGroup::Tag(name.to_owned()),
+            Some(name) if !name.is_empty() && !name.chars().any(char::is_control) => {
+                SpendGroup::Tag(name.to_owned())
+            }
             _ => {
                 return bad_query(
                     "'by' must be key, team, org, customer, alias, deployment or tag:NAME".into(),
