@@ -143,19 +143,10 @@ fn decode_chat(body: &Bytes) -> Result<ChatRequest, DecodeError> {
 }
 
 /// What the Messages API itself refuses, refused here as it words it, whichever provider
-/// would have been asked: an empty conversation, a temperature outside 0 to 1 (other
-/// providers would take up to 2, and a Claude deployment would otherwise have it cut to 1).
+/// would have been asked: a temperature outside 0 to 1 (other providers would take up to 2,
+/// and a Claude deployment would otherwise have it cut to 1). An empty conversation is not
+/// refused here: a configuration's prompt template may supply it.
 fn check_ranges(request: &ChatRequest) -> Result<(), DecodeError> {
-    if !request
-        .messages
-        .iter()
-        .any(|m| !matches!(m.role, Role::System | Role::Developer))
-    {
-        return Err(DecodeError::new(
-            "messages: at least one message is required",
-            Some("messages"),
-        ));
-    }
     if let Some(t) = request.temperature
         && !(0.0..=1.0).contains(&t)
     {

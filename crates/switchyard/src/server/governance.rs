@@ -206,13 +206,14 @@ struct GroupInput {
 /// The longest expiry or grace period a key takes: ten years, in seconds.
 const MAX_SECS: i64 = 10 * 366 * 86_400;
 
-/// When a key given `secs` from `now_ms` expires; a number of seconds out of range is refused.
+/// When a key given `secs` from `now_ms` expires (a key given a negative number has already
+/// expired); a number of seconds beyond ten years either way is refused.
 fn expiry(now_ms: i64, secs: i64) -> Result<i64, GatewayError> {
-    if (1..=MAX_SECS).contains(&secs) {
+    if (-MAX_SECS..=MAX_SECS).contains(&secs) {
         Ok(now_ms + secs * 1000)
     } else {
         Err(bad(
-            format!("expires_in_secs must be between 1 and {MAX_SECS} (ten years)"),
+            format!("expires_in_secs must be within {MAX_SECS} seconds (ten years) either way"),
             "expires_in_secs",
         ))
     }
