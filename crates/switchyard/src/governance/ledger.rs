@@ -278,6 +278,16 @@ fn left(limit: u64, used: f64) -> u64 {
     (limit as f64 - used).max(0.0).floor() as u64
 }
 
+/// What a request the gateway may cap (it set no `max_tokens`) reserves when its worst case
+/// does not fit in what is `free`: half of it, so that requests at once share what is left
+/// instead of queueing behind the first, which would take it all; never less than a sixteenth
+/// of the request's own output room (256 tokens of the default 4,096: an answer cut shorter
+/// would be of little use), nor more than is free.
+pub fn capped_share(ask: Ask, free: i64) -> i64 {
+    let floor = ask.least + (ask.worst - ask.least) / 16;
+    (free / 2).max(floor).min(free)
+}
+
 /// Tries to reserve `ask` at every level at once.
 pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted, Shortfall> {
     let mut ordered: Vec<&Arc<Ledger>> = levels.iter().collect();
@@ -352,9 +362,10 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     } else if ask.least > free_settled {
         return Err(Shortfall::Exhausted(level()));
     } else if may_cap && ask.least <= free {
+        let share = capped_share(ask, free);
         Granted {
-            reserved: free,
-            capped_to: Some(free),
+            reserved: share,
+            capped_to: Some(share),
             budgeted: true,
         }
     } else if ask.worst <= free_settled || may_cap {
@@ -480,20 +491,37 @@ mod tests {
             tokens: 1,
             may_cap: true,
         };
+        // Half of what is free, but at least a sixteenth of the output room (50 + 4950 / 16):
+        // a second request at once gets half the rest, a third what is left, a fourth waits.
         let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
         assert_eq!(
             g,
             Granted {
-                reserved: 1_000,
-                capped_to: Some(1_000),
+                reserved: 500,
+                capped_to: Some(500),
                 budgeted: true,
             }
         );
+        let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
+        assert_eq!((g.reserved, g.capped_to), (359, Some(359)));
+        let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
+        assert_eq!((g.reserved, g.capped_to), (141, Some(141)));
         assert_eq!(
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::InFlight(Level::Key("k".into())))
         );
-        settle(std::slice::from_ref(&key), 1_000, 960, 0, 0, 0);
+        settle(std::slice::from_ref(&key), 500, 500, 0, 0, 0);
+        settle(std::slice::from_ref(&key), 359, 359, 0, 0, 0);
+        settle(std::slice::from_ref(&key), 141, 101, 0, 0, 0);
+        // With a roomy budget the first takes half of it, not all.
+        let roomy = Ledger::new(Level::Key("r".into()), budget(100_000), 0, 0);
+        let ask = Ask {
+            worst: 150_000,
+            ..ask
+        };
+        let g = reserve(std::slice::from_ref(&roomy), ask, 0).unwrap();
+        assert_eq!(g.reserved, 50_000);
+        assert_eq!(capped_share(ask, 10), 10);
         assert_eq!(
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::Exhausted(Level::Key("k".into())))

@@ -104,7 +104,11 @@ if free ~= nil then
   elseif least > free_settled then
     return {'exhausted', tightest}
   elseif may_cap and least <= free then
-    amount, capped = free, free
+    -- Half of what is free, at least a sixteenth of the request's own output room, at most
+    -- what is free (ledger::capped_share).
+    amount = math.max(math.floor(free / 2), least + math.floor((worst - least) / 16))
+    if amount > free then amount = free end
+    capped = amount
   elseif worst <= free_settled or may_cap then
     return {'inflight', tightest}
   else

@@ -1123,3 +1123,31 @@ async fn admin_changes_at_once_each_keep_the_others() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn requests_without_an_output_cap_share_a_budget_their_worst_case_exceeds() {
+    let env = env_with(BUDGETED).await;
+    // The default cap's worst case (4,096 tokens at $10 a million, $0.04) is four times the
+    // budget: requests at once each take a share of it rather than queue behind the first.
+    let budget = 10_000_000i64;
+    let (key_id, key) = new_key(
+        &env,
+        json!({"name": "small", "max_budget_usd": budget as f64 / 1e9}),
+    )
+    .await;
+    env.fault("budget-model", "ttft_ms=1500", None).await;
+    let sends = (0..12).map(|_| async {
+        env.post_key(
+            "/v1/chat/completions",
+            &chat("budgeted", "How much does this cost?"),
+            &key,
+        )
+        .await
+    });
+    let replies = futures::future::join_all(sends).await;
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let spent = key_spent(&env, &key_id).await;
+    assert!(spent > 0 && spent <= budget, "spent {spent} of {budget}");
+}
