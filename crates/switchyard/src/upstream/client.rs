@@ -169,14 +169,17 @@ pub enum SendFailure {
 }
 
 impl HttpClient {
-    /// Sends `request` (absolute URI) and waits for the response head.
+    /// Sends `request` (absolute URI) and waits for the response head; on a new connection
+    /// when `fresh` (a request resent because a kept one closed under it: the pool's other
+    /// idle connections may be as stale, closed by the same idle timeout).
     pub async fn send(
         &self,
         request: http::Request<ProviderBody>,
         urls: &UrlCache,
+        fresh: bool,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
         match self {
-            Self::Direct(client) => client.send(request).await,
+            Self::Direct(client) => client.send(request, fresh).await,
             Self::Proxied(client) => {
                 let (parts, body) = request.into_parts();
                 let url = urls.get(&parts.uri).map_err(|_| SendFailure::Url)?;
@@ -274,6 +277,7 @@ impl Pool {
         &self,
         scheme: &Scheme,
         authority: &Authority,
+        reuse: bool,
     ) -> Result<(usize, HeaderValue, Option<Sender>), SendFailure> {
         let mut origins = self.origins.lock();
         let i = match origins
@@ -292,7 +296,12 @@ impl Pool {
             }
         };
         let origin = &mut origins[i];
-        Ok((i, origin.host.clone(), take_idle(&mut origin.idle)))
+        let idle = if reuse {
+            take_idle(&mut origin.idle)
+        } else {
+            None
+        };
+        Ok((i, origin.host.clone(), idle))
     }
 
     /// The origin's next idle connection, after one taken before turned out closed.
@@ -358,12 +367,13 @@ impl DirectClient {
     async fn send(
         &self,
         request: http::Request<ProviderBody>,
+        fresh: bool,
     ) -> Result<http::Response<ResponseBody>, SendFailure> {
         let (mut parts, body) = request.into_parts();
         let (Some(scheme), Some(authority)) = (parts.uri.scheme(), parts.uri.authority()) else {
             return Err(SendFailure::Url);
         };
-        let (origin, host, mut idle) = self.pool.checkout(scheme, authority)?;
+        let (origin, host, mut idle) = self.pool.checkout(scheme, authority, !fresh)?;
         parts.headers.entry(http::header::HOST).or_insert(host);
         parts.headers.insert(ACCEPT_ENCODING, IDENTITY.clone());
         // The request line carries the path only; the origin is the connection's.
@@ -375,7 +385,10 @@ impl DirectClient {
         let origin_uri = std::mem::replace(&mut parts.uri, http::Uri::from(path));
         let mut request = http::Request::from_parts(parts, Pieces::new(body));
         loop {
-            let (mut sender, reused) = match idle.take().or_else(|| self.pool.take(origin)) {
+            let kept = idle
+                .take()
+                .or_else(|| (!fresh).then(|| self.pool.take(origin)).flatten());
+            let (mut sender, reused) = match kept {
                 Some(sender) => (sender, true),
                 None => (Box::pin(self.connect(&origin_uri)).await?, false),
             };

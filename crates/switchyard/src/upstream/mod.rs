@@ -280,8 +280,8 @@ fn invalid_for_provider(e: switchyard_protocol::error::DecodeError) -> UpstreamE
 /// Sends the request `build` makes and waits for the response head within the first-byte
 /// timeout. When a reused connection closed without a byte of answer
 /// (the provider's idle timeout racing the request), the request is built again and sent on
-/// another connection, once: failing it would cost the client a fallback, or an error, and a
-/// healthy deployment a failure.
+/// a new connection, once (the pool's other idle ones may have gone stale with it): failing it
+/// would cost the client a fallback, or an error, and a healthy deployment a failure.
 async fn send<F>(d: &Deployment, started: Instant, build: F) -> Result<Response, UpstreamErrorInfo>
 where
     F: Fn() -> Result<http::Request<ProviderBody>, UpstreamErrorInfo>,
@@ -293,7 +293,8 @@ where
     let response = loop {
         let request = build()?;
         let wait = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait, provider.client().send(request, &d.urls)).await {
+        let sent = provider.client().send(request, &d.urls, resent);
+        match tokio::time::timeout(wait, sent).await {
             Err(_) => return Err(timeout_error(provider, "response", first_byte)),
             Ok(Err(client::SendFailure::Stale)) if !resent => resent = true,
             Ok(Err(e)) => return Err(transport_error(e, provider)),

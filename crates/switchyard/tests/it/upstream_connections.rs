@@ -287,11 +287,10 @@ async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Strin
     }
 }
 
-#[tokio::test]
-async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
-    // A provider that answers the first request on each connection and keeps it open, then
-    // reads the next request on it and closes without answering: its idle timeout racing the
-    // request, every time.
+/// A provider that answers the first request on each connection after `delay` and keeps it
+/// open, then reads the next request on it and closes without answering: its idle timeout
+/// racing the request, every time. Its port, and how many connections it took.
+async fn answers_once_per_connection(delay: Duration) -> (u16, Arc<Mutex<usize>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(Mutex::new(0usize));
@@ -315,6 +314,7 @@ async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
                 if read_request(&mut socket, &mut buf).await.is_none() {
                     return;
                 }
+                tokio::time::sleep(delay).await;
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
                     answer.len()
@@ -325,6 +325,12 @@ async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
             });
         }
     });
+    (port, connections)
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_provider_closed_unanswered_is_not_a_failure() {
+    let (port, connections) = answers_once_per_connection(Duration::ZERO).await;
     let env = gateway_over(port, "idle").await;
     for i in 0..4 {
         let r = env.post("/v1/chat/completions", &chat("idle", "hi")).await;
@@ -389,4 +395,26 @@ async fn answers_are_asked_for_uncompressed_and_a_compressed_one_is_named() {
         "{}",
         heads[0]
     );
+}
+
+#[tokio::test]
+async fn a_request_resent_after_a_stale_connection_goes_out_on_a_new_one() {
+    // Several connections idle together (a burst's) all go stale at once: the resend must not
+    // take another of them.
+    let (port, connections) = answers_once_per_connection(Duration::from_millis(300)).await;
+    let env = gateway_over(port, "burst").await;
+    let body = chat("burst", "hi");
+    let burst = (0..4).map(|_| env.post("/v1/chat/completions", &body));
+    for r in futures::future::join_all(burst).await {
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let pooled = *connections.lock().unwrap();
+    assert!(pooled >= 2, "the burst opened {pooled} connections");
+    for i in 0..3 {
+        let r = env.post("/v1/chat/completions", &chat("burst", "hi")).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        let route = r.headers["x-switchyard-route"].to_str().unwrap();
+        assert!(route.contains("attempts=1"), "{route}");
+    }
+    assert_eq!(*connections.lock().unwrap(), pooled + 3);
 }
