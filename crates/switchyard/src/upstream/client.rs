@@ -689,6 +689,7 @@ mod tests {
                 .send(
                     post(&format!("{base}/v1/chat/completions?api-version=1")),
                     &urls,
+                    false,
                 )
                 .await
                 .unwrap();
@@ -714,9 +715,9 @@ mod tests {
     async fn three_at_once(client: &HttpClient, url: &str) {
         let urls = UrlCache::default();
         let (a, b, c) = tokio::join!(
-            client.send(post(url), &urls),
-            client.send(post(url), &urls),
-            client.send(post(url), &urls)
+            client.send(post(url), &urls, false),
+            client.send(post(url), &urls, false),
+            client.send(post(url), &urls, false)
         );
         for response in [a, b, c] {
             assert_eq!(read(response.unwrap()).await, 2000);
@@ -741,9 +742,9 @@ mod tests {
         let client = client();
         let urls = UrlCache::default();
         let url = format!("{base}/v1/chat/completions");
-        let unread = client.send(post(&url), &urls).await.unwrap();
+        let unread = client.send(post(&url), &urls, false).await.unwrap();
         drop(unread);
-        let response = client.send(post(&url), &urls).await.unwrap();
+        let response = client.send(post(&url), &urls, false).await.unwrap();
         assert_eq!(read(response).await, 2000);
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     }
@@ -755,7 +756,7 @@ mod tests {
         let urls = UrlCache::default();
         let url = format!("{base}/v1/chat/completions");
         for _ in 0..3 {
-            let response = client.send(post(&url), &urls).await.unwrap();
+            let response = client.send(post(&url), &urls, false).await.unwrap();
             assert_eq!(read(response).await, 2000);
             // Give the connection's task the moment it needs to see the close.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -772,7 +773,7 @@ mod tests {
         };
         let urls = UrlCache::default();
         let url = format!("{base}/v1/chat/completions");
-        let response = client.send(post(&url), &urls).await.unwrap();
+        let response = client.send(post(&url), &urls, false).await.unwrap();
         assert_eq!(read(response).await, 2000);
         {
             let mut origins = direct.pool.origins.lock();
@@ -783,7 +784,7 @@ mod tests {
             expire(idle, Instant::now() + POOL_IDLE + Duration::from_secs(1));
             assert!(idle.is_empty());
         }
-        let response = client.send(post(&url), &urls).await.unwrap();
+        let response = client.send(post(&url), &urls, false).await.unwrap();
         assert_eq!(read(response).await, 2000);
         assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
     }
@@ -798,9 +799,12 @@ mod tests {
         drop(listener);
         let client = client();
         let urls = UrlCache::default();
-        let refused = client.send(post(&closed), &urls).await.err();
+        let refused = client.send(post(&closed), &urls, false).await.err();
         assert_eq!(refused, Some(SendFailure::Connect));
-        let relative = client.send(post("/v1/chat/completions"), &urls).await.err();
+        let relative = client
+            .send(post("/v1/chat/completions"), &urls, false)
+            .await
+            .err();
         assert_eq!(relative, Some(SendFailure::Url));
     }
 
