@@ -547,6 +547,9 @@ async fn attempt_chat(
     let first_deadline = (started + timeouts.first_byte).min(started + timeouts.total);
     let mut buffer_until: Option<(Instant, usize)> = None;
     let mut buffered_bytes = 0usize;
+    // A body that opens as JSON, kept (up to 64 KiB) until the stream's first event: a server
+    // that answers an error with 200 and the stream's content type writes no events at all.
+    let mut json_body: Option<Vec<u8>> = None;
     loop {
         let wait = match buffer_until {
             Some((until, _)) => until.saturating_duration_since(Instant::now()),
@@ -575,6 +578,12 @@ async fn attempt_chat(
         };
         match next {
             Some(Ok(chunk)) => {
+                if buffered_bytes == 0 && chunk.trim_ascii_start().starts_with(b"{") {
+                    json_body = Some(Vec::new());
+                }
+                if let Some(json) = json_body.as_mut().filter(|j| j.len() < 64 * 1024) {
+                    json.extend_from_slice(&chunk);
+                }
                 buffered_bytes += chunk.len();
                 // With a pre-commit buffer everything read is checked before commit; without
                 // one the first meaningful event commits, and what follows it waits.
@@ -625,6 +634,12 @@ async fn attempt_chat(
             // the chunked body's own end); before it, it is not.
             Some(Err(_)) | None => {
                 if let Err(e) = decoder.finish(&mut buffered) {
+                    if let Some(error) = json_body
+                        .filter(|_| buffered.is_empty())
+                        .and_then(|json| error_in_success(provider, &json))
+                    {
+                        return Err(error);
+                    }
                     return Err(if next.is_some() {
                         broken_off(provider)
                     } else {

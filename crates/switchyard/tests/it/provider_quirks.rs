@@ -4,7 +4,8 @@
 //! or `seed`, tool call ids of 9 letters and digits, reasoning models' content as a list of
 //! parts, errors without an `error` wrapper), DeepSeek (a tool loop's reasoning wanted back)
 //! and Azure at `api-version` 2024-06-01 (no `max_completion_tokens`, `stream_options` or
-//! `developer` role; streams that open with an anonymous filter chunk).
+//! `developer` role; streams that open with an anonymous filter chunk); and a server that
+//! answers a stream's failure with 200, the stream's content type and a JSON error.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -239,11 +240,27 @@ async fn azure_2024_06_01(
     }
 }
 
+/// A server that answers a stream request's failure with 200, the stream's content type, and
+/// a JSON error body instead of events.
+async fn error_as_a_stream(State(seen): State<Seen>, body: Bytes) -> Response {
+    seen.lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    (
+        [("content-type", "text/event-stream")],
+        json!({"error": {"message": "The engine is currently overloaded, please try again later",
+            "type": "server_error", "code": null}})
+        .to_string(),
+    )
+        .into_response()
+}
+
 async fn start_servers() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let app = Router::new()
         .route("/mistral/v1/chat/completions", post(mistral))
         .route("/deepseek/v1/chat/completions", post(deepseek))
+        .route("/sse-error/v1/chat/completions", post(error_as_a_stream))
         .route(
             "/azure/openai/deployments/{deployment}/chat/completions",
             post(azure_2024_06_01),
@@ -271,11 +288,13 @@ providers:
     api_key: deepseek-secret
     quirks: {{reasoning_history: true}}
   - {{name: azure-old, kind: azure, base_url: "{url}/azure", api_key: azure-secret, api_version: "2024-06-01"}}
+  - {{name: sse-error, kind: openai_compatible, base_url: "{url}/sse-error/v1"}}
 models:
   - {{alias: mistral, deployments: [{{provider: mistral, model: magistral-small}}]}}
   - {{alias: mistral-refusing, deployments: [{{provider: mistral, model: mistral-refusing}}]}}
   - {{alias: deepseek, deployments: [{{provider: deepseek, model: deepseek-v4-flash}}]}}
   - {{alias: azure-old, deployments: [{{provider: azure-old, model: mini}}]}}
+  - {{alias: sse-error, deployments: [{{provider: sse-error, model: m}}]}}
 "#
     ))
     .await
@@ -424,5 +443,22 @@ async fn azure_at_an_older_api_version_gets_what_that_version_takes() {
     assert_eq!(
         record["response_model"], "gpt-4o-mini-2024-07-18",
         "{record}"
+    );
+}
+
+#[tokio::test]
+async fn an_error_written_where_a_stream_was_expected_keeps_its_words() {
+    let (url, _seen) = start_servers().await;
+    let gw = gateway(&url).await;
+    let body = json!({"model": "sse-error", "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let (status, answer) = post_to(&client(), &gw, "/v1/chat/completions", KEY, &body).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("currently overloaded"),
+        "{answer}"
     );
 }
