@@ -362,6 +362,16 @@ fn upstream(
             },
             last.param.clone(),
         ),
+        ErrorClass::ContextTooLong if last.status == Some(413) => (
+            413,
+            ErrorKind::RequestTooLarge,
+            "request_too_large",
+            format!(
+                "The provider refused the request as too large: {}",
+                last.message
+            ),
+            None,
+        ),
         ErrorClass::ContextTooLong => (
             400,
             ErrorKind::InvalidRequest,

@@ -1079,7 +1079,8 @@ fn classifies_error_bodies() {
         (402, "billing_error", ErrorClass::AuthFailed),
         (403, "permission_error", ErrorClass::AuthFailed),
         (404, "not_found_error", ErrorClass::NotFound),
-        (413, "request_too_large", ErrorClass::InvalidRequest),
+        // Too large for this provider: another may take it.
+        (413, "request_too_large", ErrorClass::ContextTooLong),
         (500, "api_error", ErrorClass::ServerError),
         (504, "timeout_error", ErrorClass::Timeout),
         // A type this code does not know falls back to the status.

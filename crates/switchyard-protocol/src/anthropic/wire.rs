@@ -769,8 +769,11 @@ pub(crate) struct ErrorObject {
 /// problem, retrying the same deployment cannot help.
 pub(crate) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
     Some(match kind {
+        // Too large for this provider (its byte limit), like a prompt too long for its context
+        // window: another deployment may take it.
         "invalid_request_error" if is_context_too_long(message) => ErrorClass::ContextTooLong,
-        "invalid_request_error" | "request_too_large" => ErrorClass::InvalidRequest,
+        "request_too_large" => ErrorClass::ContextTooLong,
+        "invalid_request_error" => ErrorClass::InvalidRequest,
         "authentication_error" | "permission_error" | "billing_error" => ErrorClass::AuthFailed,
         "not_found_error" => ErrorClass::NotFound,
         "rate_limit_error" => ErrorClass::RateLimited,

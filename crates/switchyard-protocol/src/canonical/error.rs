@@ -70,7 +70,10 @@ impl ErrorClass {
     /// Class of an HTTP error status when the body says nothing more specific.
     pub fn from_status(status: u16) -> Self {
         match status {
-            400 | 409 | 413 | 415 | 422 => ErrorClass::InvalidRequest,
+            400 | 409 | 415 | 422 => ErrorClass::InvalidRequest,
+            // Larger than this provider takes (a byte limit of its own or of a proxy before
+            // it): another deployment may take it, as with a prompt too long for a context.
+            413 => ErrorClass::ContextTooLong,
             401 | 403 => ErrorClass::AuthFailed,
             404 => ErrorClass::NotFound,
             408 => ErrorClass::Timeout,

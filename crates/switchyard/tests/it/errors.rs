@@ -143,6 +143,8 @@ async fn upstream_failures_map_to_stable_codes() {
     let cases = [
         ("status=400", 400, "upstream_invalid_request"),
         ("context_length", 400, "context_window_exceeded"),
+        // Too large for this provider: the client hears so (and a fallback may take it).
+        ("status=413", 413, "request_too_large"),
         ("status=401", 502, "upstream_auth_failed"),
         ("status=429;retry_after=7", 429, "upstream_rate_limited"),
         ("status=500", 502, "upstream_unavailable"),
@@ -162,6 +164,8 @@ async fn upstream_failures_map_to_stable_codes() {
             // Gemini and Bedrock have no 529: what they send with one names an internal error.
             let (status, code) = match (*kind, fault) {
                 ("gemini" | "bedrock", "status=529") => (502, "upstream_unavailable"),
+                // Bedrock names what its 413 is (a `ValidationException`): a refusal.
+                ("bedrock", "status=413") => (400, "upstream_invalid_request"),
                 _ => (status, code),
             };
             // A reset on a kept connection is sent once more on a new one (it may be the
