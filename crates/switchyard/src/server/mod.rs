@@ -501,6 +501,18 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
         }
         _ => ingress(dialect).encode_error(&client),
     };
+    // Anthropic's error bodies name the request (`request_id`), which its SDKs show.
+    let body = if dialect == DialectId::Anthropic {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(mut object)) => {
+                object.insert("request_id".into(), request_id.into());
+                serde_json::to_vec(&object).unwrap_or(body)
+            }
+            _ => body,
+        }
+    } else {
+        body
+    };
     let mut response = Response::new(Body::from(body));
     // Anthropic's API says it is overloaded with 529, which its clients know.
     let status = if client.code == "upstream_overloaded" && dialect == DialectId::Anthropic {
@@ -516,6 +528,9 @@ fn error_response(dialect: DialectId, error: &GatewayError, request_id: &str) ->
         HeaderValue::from_static("application/json"),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
+        if dialect == DialectId::Anthropic {
+            h.insert(REQUEST_ID, v.clone());
+        }
         h.insert(X_REQUEST_ID, v);
     }
     for (name, value) in error.rate_limit_headers() {
@@ -687,7 +702,17 @@ async fn count_tokens(
         Err(e) => Err(e),
     };
     match counted {
-        Ok(input_tokens) => json_response(StatusCode::OK, answer(input_tokens)),
+        Ok(input_tokens) => {
+            let mut response = json_response(StatusCode::OK, answer(input_tokens));
+            if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+                let h = response.headers_mut();
+                if dialect == DialectId::Anthropic {
+                    h.insert(REQUEST_ID, v.clone());
+                }
+                h.insert(X_REQUEST_ID, v);
+            }
+            response
+        }
         Err(e) => error_response(dialect, &e, &ctx.id),
     }
 }

@@ -131,10 +131,28 @@ async fn bad_client_input() {
     let r = env.post_anthropic(&json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["type"], "not_found_error");
-
+    // An Anthropic client's errors name the request, in the body and in `request-id`, as the
+    // API's do; so do its token counts and its refusals of a path the gateway does not serve.
+    let id = r.headers["request-id"].to_str().unwrap();
+    assert_eq!(r.json()["request_id"], id, "{}", r.text);
+    assert_eq!(r.headers["x-request-id"], id);
     // Nothing reached a provider for any of these.
     let stats = env.sim_stats().await;
     assert_eq!(stats["requests"].as_u64().unwrap_or(0), 0, "{stats}");
+    for path in ["/v1/messages/batches", "/v1/messages/count_tokens"] {
+        let r = env
+            .post_with(
+                path,
+                &json!({"model": "anthropic", "messages": [{"role": "user", "content": "x"}]}),
+                &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+            )
+            .await;
+        let id = r.headers["request-id"].to_str().unwrap();
+        assert!(id.len() > 8, "{path}");
+        if r.status != 200 {
+            assert_eq!(r.json()["request_id"], id, "{path}: {}", r.text);
+        }
+    }
 }
 
 #[tokio::test]
