@@ -9,6 +9,9 @@ use std::fmt;
 pub struct DecodeError {
     pub message: String,
     pub param: Option<String>,
+    /// The client's error code where its API has one of its own for this refusal (OpenAI's
+    /// `previous_response_not_found`); otherwise the gateway's `invalid_request`.
+    pub code: Option<&'static str>,
 }
 
 impl DecodeError {
@@ -16,7 +19,13 @@ impl DecodeError {
         Self {
             message: message.into(),
             param: param.map(str::to_owned),
+            code: None,
         }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// Parses `body` into `T`, reporting the path of the first field that does not fit.
@@ -40,7 +49,11 @@ impl DecodeError {
                         None => format!("invalid request body: {inner}"),
                     }
                 };
-                Err(DecodeError { message, param })
+                Err(DecodeError {
+                    message,
+                    param,
+                    code: None,
+                })
             }
         }
     }

@@ -156,7 +156,7 @@ impl GatewayError {
             GatewayError::InvalidRequest(e) => (
                 400,
                 ErrorKind::InvalidRequest,
-                "invalid_request",
+                e.code.unwrap_or("invalid_request"),
                 e.message.clone(),
                 e.param.clone(),
             ),

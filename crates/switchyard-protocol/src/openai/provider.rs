@@ -280,7 +280,12 @@ fn write_chat(
             Ok(())
         })?;
     }
-    match &request.tool_choice {
+    // Chat Completions refuses a tool choice without tools (a Responses client may send one).
+    match request
+        .tool_choice
+        .as_ref()
+        .filter(|_| !request.tools.is_empty())
+    {
         None => {}
         Some(ToolChoice::Auto) => body.str("tool_choice", "auto"),
         Some(ToolChoice::None) => body.str("tool_choice", "none"),
@@ -350,8 +355,16 @@ fn write_chat(
     {
         body.str("user", user);
     }
+    // Chat Completions takes `metadata` only with `store: true` (a Chat Completions client's,
+    // which passes as its own); a Responses client's, which that API keeps by default, stays
+    // with the gateway's record and kept response.
     if let Some(md) = &request.metadata
         && quirks.sends("metadata")
+        && request
+            .extras
+            .for_dialect(DialectId::OpenAi)
+            .and_then(|fields| fields.get("store"))
+            == Some(&Value::Bool(true))
     {
         body.field("metadata", |out| json::write_object(out, md))?;
     }

@@ -2147,3 +2147,26 @@ data: [DONE]\n\n";
         "{events:?}"
     );
 }
+
+#[test]
+fn chat_completions_gets_metadata_only_with_store_and_a_tool_choice_only_with_tools() {
+    let openai = OpenAiProvider::new(OpenAiQuirks::default());
+    let chat = json!({"model": "m", "metadata": {"team": "a"}, "tool_choice": "auto",
+        "messages": [{"role": "user", "content": "hi"}]});
+    let sent = sent_with(&openai, &OpenAiIngress, &chat, &target());
+    assert!(sent.get("metadata").is_none(), "{sent}");
+    assert!(sent.get("tool_choice").is_none(), "{sent}");
+    let stored = json!({"model": "m", "metadata": {"team": "a"}, "store": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let sent = sent_with(&openai, &OpenAiIngress, &stored, &target());
+    assert_eq!(sent["metadata"], json!({"team": "a"}));
+    assert_eq!(sent["store"], true);
+    // A Responses client's metadata (that API keeps responses by default) stays behind.
+    let responses = json!({"model": "m", "input": "hi", "metadata": {"team": "a"},
+        "tool_choice": "required"});
+    let sent = sent_with(&openai, &ResponsesIngress, &responses, &target());
+    assert!(
+        sent.get("metadata").is_none() && sent.get("tool_choice").is_none(),
+        "{sent}"
+    );
+}

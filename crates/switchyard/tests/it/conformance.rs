@@ -2139,6 +2139,13 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.json()["error"]["param"], "previous_response_id");
+    // OpenAI's own code, on which clients send the whole conversation instead.
+    assert_eq!(
+        r.json()["error"]["code"],
+        "previous_response_not_found",
+        "{}",
+        r.text
+    );
     let deleted = env
         .http
         .delete(format!("{}/v1/responses/{id}", env.gw.url))

@@ -177,8 +177,11 @@ pub fn bring_in(
     let mut items = match previous {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(id)) => {
-            let previous =
-                kept(&id).ok_or_else(|| not_kept("response", &id, "previous_response_id"))?;
+            let previous = kept(&id).ok_or_else(|| {
+                // OpenAI's own code, on which clients resend the whole conversation.
+                not_kept("response", &id, "previous_response_id")
+                    .with_code("previous_response_not_found")
+            })?;
             previous_id = Some(id);
             conversation(&previous)
         }
