@@ -13,7 +13,7 @@ use axum::routing::{any, get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use switchyard_protocol::anthropic::AnthropicIngress;
 use switchyard_protocol::dialect::{DialectId, IngressDialect};
 use switchyard_protocol::openai::kept_responses;
@@ -742,19 +742,40 @@ async fn kept_response(
             .kept_responses
             .get(id, owner)
             .and_then(|k| serde_json::from_slice(&k.response).ok()),
-        (&http::Method::GET, "input_items") => app.kept_responses.get(id, owner).map(|k| {
-            let items = kept_responses::input_items(&k, id);
-            let first = items.first().and_then(|i| i.get("id")).cloned();
-            let last = items.last().and_then(|i| i.get("id")).cloned();
-            json!({"object": "list", "data": items, "first_id": first, "last_id": last,
-                "has_more": false})
-        }),
+        (&http::Method::GET, "input_items") => match ListPage::read(uri.query()) {
+            Ok(page) => app
+                .kept_responses
+                .get(id, owner)
+                .map(|k| page.of(kept_responses::input_items(&k, id))),
+            Err(e) => return error_response(DialectId::OpenAiResponses, &e, &ctx.id),
+        },
+        // Only a background response can be cancelled, and the gateway runs none: a response
+        // it kept has finished.
+        (&http::Method::POST, "cancel") if app.kept_responses.get(id, owner).is_some() => {
+            return error_response(
+                DialectId::OpenAiResponses,
+                &GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
+                    "Only background responses can be cancelled, and this gateway runs none: \
+                     this response has finished.",
+                    None,
+                )),
+                &ctx.id,
+            );
+        }
+        (&http::Method::POST, "cancel") => None,
         (&http::Method::DELETE, "") => app
             .kept_responses
             .forget(id, owner)
             .await
             .then(|| json!({"id": id, "object": "response.deleted", "deleted": true})),
-        _ => None,
+        // Not a kept response's path at all (`/v1/responses/compact`, say).
+        _ => {
+            return error_response(
+                DialectId::OpenAiResponses,
+                &GatewayError::NotFound(format!("{method} {}", uri.path())),
+                &ctx.id,
+            );
+        }
     };
     match found {
         Some(body) => json_response(StatusCode::OK, body),
@@ -768,6 +789,71 @@ async fn kept_response(
             )),
             &ctx.id,
         ),
+    }
+}
+
+/// A list's page as OpenAI's list endpoints take it: `order` (`desc`, the default, or `asc`),
+/// `limit` (1 to 100, default 20) and `after` (the id the page starts after).
+struct ListPage {
+    ascending: bool,
+    limit: usize,
+    after: Option<String>,
+}
+
+impl ListPage {
+    fn read(query: Option<&str>) -> Result<Self, GatewayError> {
+        let bad = |message: &str, param: &str| {
+            GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
+                message,
+                Some(param),
+            ))
+        };
+        let mut page = ListPage {
+            ascending: false,
+            limit: 20,
+            after: None,
+        };
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "order" => {
+                    page.ascending = match &*value {
+                        "asc" => true,
+                        "desc" => false,
+                        _ => return Err(bad("order must be 'asc' or 'desc'", "order")),
+                    }
+                }
+                "limit" => {
+                    page.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| bad("limit must be between 1 and 100", "limit"))?;
+                }
+                "after" => page.after = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// The page of `items` (in their own order, oldest first) as a list object.
+    fn of(&self, mut items: Vec<Value>) -> Value {
+        if !self.ascending {
+            items.reverse();
+        }
+        if let Some(after) = &self.after {
+            let start = items
+                .iter()
+                .position(|i| i.get("id").and_then(Value::as_str) == Some(after))
+                .map_or(items.len(), |p| p + 1);
+            items.drain(..start);
+        }
+        let has_more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let first = items.first().and_then(|i| i.get("id")).cloned();
+        let last = items.last().and_then(|i| i.get("id")).cloned();
+        json!({"object": "list", "data": items, "first_id": first, "last_id": last,
+            "has_more": has_more})
     }
 }
 

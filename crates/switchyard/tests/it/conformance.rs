@@ -2103,6 +2103,62 @@ async fn responses_are_kept_for_previous_response_id_item_references_and_reading
         "{items}"
     );
     assert_eq!(items["first_id"], items["data"][0]["id"]);
+    // Paged as OpenAI pages it: newest first unless asked, 20 at a time, after an id.
+    let three = env
+        .post(
+            "/v1/responses",
+            &json!({"model": "openai", "input": [
+                {"role": "user", "content": "one"},
+                {"role": "assistant", "content": "two"},
+                {"role": "user", "content": "three"}]}),
+        )
+        .await
+        .json();
+    let three = three["id"].as_str().unwrap();
+    let page = |query: &str| {
+        let env = &env;
+        let path = format!("/v1/responses/{three}/input_items?{query}");
+        async move { env.get(&path).await }
+    };
+    let texts = |list: &Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["content"][0]["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest = page("").await.json();
+    assert_eq!(texts(&newest), ["three", "two", "one"], "{newest}");
+    assert_eq!(newest["data"][1]["content"][0]["annotations"], json!([]));
+    let first = page("order=asc&limit=2").await.json();
+    assert_eq!(texts(&first), ["one", "two"]);
+    assert_eq!(first["has_more"], true);
+    let rest = page(&format!(
+        "order=asc&after={}",
+        first["last_id"].as_str().unwrap()
+    ))
+    .await
+    .json();
+    assert_eq!(texts(&rest), ["three"]);
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(page("limit=0").await.status, 400);
+    // A finished response cannot be cancelled (only background ones can), and a path that is
+    // no kept response's is not served, said as such.
+    let cancel = env
+        .post(&format!("/v1/responses/{three}/cancel"), &json!({}))
+        .await;
+    assert_eq!(cancel.status, 400, "{}", cancel.text);
+    assert!(cancel.text.contains("background"), "{}", cancel.text);
+    let compact = env
+        .post("/v1/responses/compact", &json!({"model": "openai"}))
+        .await;
+    assert_eq!(compact.status, 404, "{}", compact.text);
+    assert!(
+        !compact.text.contains("No response found"),
+        "{}",
+        compact.text
+    );
     // Counted input tokens include the kept conversation too.
     let count = |body: Value| {
         let env = &env;

@@ -110,8 +110,26 @@ pub fn input_items(kept: &Kept, id: &str) -> Vec<Value> {
             let part = json!([{"type": kind, "text": text}]);
             item.insert("content".into(), part);
         }
-        if !item.contains_key("status") && item.get("type") == Some(&json!("message")) {
+        // What the API's item types hold: a status on messages and tool calls and their
+        // outputs, annotations on an answer's text.
+        let typed = item.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !item.contains_key("status")
+            && matches!(
+                typed,
+                "message" | "function_call" | "function_call_output" | "custom_tool_call"
+            )
+        {
             item.insert("status".into(), json!("completed"));
+        }
+        if let Some(Value::Array(parts)) = item.get_mut("content") {
+            for part in parts {
+                if let Value::Object(part) = part
+                    && part.get("type").and_then(Value::as_str) == Some("output_text")
+                    && !part.contains_key("annotations")
+                {
+                    part.insert("annotations".into(), json!([]));
+                }
+            }
         }
         if !item.contains_key("id") {
             item.insert("id".into(), json!(format!("in_{body}_{i}")));
