@@ -264,7 +264,12 @@ pub(super) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
         "ResourceNotFoundException" => ErrorClass::NotFound,
         "ValidationException" => {
             let lower = message.to_ascii_lowercase();
-            if lower.contains("too long") || lower.contains("context window") {
+            // Bedrock's own words, and Claude's it relays ("The model returned the following
+            // errors: input length and `max_tokens` exceed context limit: …").
+            if ["too long", "context window", "context limit", "context length"]
+                .iter()
+                .any(|needle| lower.contains(needle))
+            {
                 ErrorClass::ContextTooLong
             } else {
                 ErrorClass::InvalidRequest
@@ -286,7 +291,9 @@ pub(super) fn finish_reason(
         "end_turn" if has_tool_calls => FinishReason::ToolCalls,
         "end_turn" => FinishReason::Stop,
         "tool_use" => FinishReason::ToolCalls,
-        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "max_tokens" => FinishReason::Length,
+        // Kept as Claude says it (a length stop to clients of other dialects).
+        "model_context_window_exceeded" => FinishReason::Other(reason.to_owned()),
         "stop_sequence" => FinishReason::StopSequence(
             fields
                 .and_then(|f| f.get("stop_sequence"))

@@ -688,6 +688,13 @@ fn errors_are_classified_by_their_aws_type() {
         r#"{"message":"Input is too long for requested model."}"#,
     );
     assert_eq!(long.class, ErrorClass::ContextTooLong);
+    // Claude's own words, relayed.
+    let relayed = classify(
+        400,
+        Some("ValidationException"),
+        r#"{"message":"The model returned the following errors: input length and `max_tokens` exceed context limit: 195000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}"#,
+    );
+    assert_eq!(relayed.class, ErrorClass::ContextTooLong);
     let invalid = classify(
         400,
         None,

@@ -1180,6 +1180,9 @@ pub(super) fn status_to_error(status: &Status, http_status: Option<u16>) -> Upst
         Some("RESOURCE_EXHAUSTED") => ErrorClass::RateLimited,
         Some("UNAVAILABLE") => ErrorClass::Overloaded,
         Some("INVALID_ARGUMENT") if is_context_too_long(&message) => ErrorClass::ContextTooLong,
+        // A bad or expired API key is a 400 `INVALID_ARGUMENT` whose `ErrorInfo` says so: the
+        // deployment's credentials, not the request.
+        Some("INVALID_ARGUMENT") if key_refused(&status.details) => ErrorClass::AuthFailed,
         Some("INVALID_ARGUMENT") => ErrorClass::InvalidRequest,
         Some("PERMISSION_DENIED" | "UNAUTHENTICATED") => ErrorClass::AuthFailed,
         Some("NOT_FOUND") => ErrorClass::NotFound,
@@ -1206,6 +1209,16 @@ pub(super) fn status_to_error(status: &Status, http_status: Option<u16>) -> Upst
         retry_after_secs: None,
         param: None,
     }
+}
+
+/// Whether an error's details hold an `ErrorInfo` whose reason is the API key's
+/// (`API_KEY_INVALID`, `API_KEY_EXPIRED`).
+fn key_refused(details: &[Value]) -> bool {
+    details.iter().any(|d| {
+        d.get("reason")
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.starts_with("API_KEY_"))
+    })
 }
 
 /// Gemini's wording: "The input token count (N) exceeds the maximum number of tokens allowed

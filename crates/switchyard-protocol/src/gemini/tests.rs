@@ -903,6 +903,12 @@ fn classifies_google_error_bodies() {
         r#"{"error": {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}}"#,
     );
     assert_eq!(invalid.class, ErrorClass::InvalidRequest);
+    let bad_key = classify(
+        400,
+        &HeaderMap::new(),
+        r#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}"#,
+    );
+    assert_eq!(bad_key.class, ErrorClass::AuthFailed);
 
     for (status, name, class) in [
         (403, "PERMISSION_DENIED", ErrorClass::AuthFailed),
