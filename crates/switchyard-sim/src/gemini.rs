@@ -405,6 +405,12 @@ pub(crate) fn parse_embeddings(
     } else {
         vec![body]
     };
+    // Gemini's own limit on a batch.
+    if requests.len() > 100 {
+        return Err(SimError::bad_request(
+            "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n",
+        ));
+    }
     let mut dimensions = None;
     let mut inputs = Vec::with_capacity(requests.len());
     for (i, request) in requests.iter_mut().enumerate() {

@@ -266,9 +266,14 @@ pub(super) fn error_class(kind: &str, message: &str) -> Option<ErrorClass> {
             let lower = message.to_ascii_lowercase();
             // Bedrock's own words, and Claude's it relays ("The model returned the following
             // errors: input length and `max_tokens` exceed context limit: …").
-            if ["too long", "context window", "context limit", "context length"]
-                .iter()
-                .any(|needle| lower.contains(needle))
+            if [
+                "too long",
+                "context window",
+                "context limit",
+                "context length",
+            ]
+            .iter()
+            .any(|needle| lower.contains(needle))
             {
                 ErrorClass::ContextTooLong
             } else {

@@ -41,6 +41,12 @@ impl ProviderDialect for GeminiProvider {
         DialectId::Gemini
     }
 
+    /// `batchEmbedContents` takes at most 100 requests ("at most 100 requests can be in one
+    /// batch"); an OpenAI client may send up to 2,048 inputs.
+    fn embedding_inputs_per_request(&self, _model: &str) -> Option<usize> {
+        Some(100)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             tools: true,

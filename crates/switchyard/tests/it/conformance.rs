@@ -806,7 +806,10 @@ async fn responses_api_matrix() {
 
 #[tokio::test]
 async fn embeddings_and_models() {
-    let env = env().await;
+    let env = crate::harness::env_with(
+        "  - {alias: gemini-embed, deployments: [{provider: p-gemini, model: gemini-embedding-001}]}\n",
+    )
+    .await;
     let r = env
         .post(
             "/v1/embeddings",
@@ -831,6 +834,27 @@ async fn embeddings_and_models() {
         b64["data"][0]["embedding"].as_str().unwrap().len(),
         (4 * floats).div_ceil(3) * 4
     );
+
+    // Gemini takes at most 100 texts a batch: 150 go out in two, and come back as one answer
+    // in order.
+    let many: Vec<String> = (0..150).map(|i| format!("document number {i}")).collect();
+    let r = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "gemini-embed", "input": many}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.json()["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 150);
+    let alone = env
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "gemini-embed", "input": "document number 120"}),
+        )
+        .await
+        .json();
+    assert_eq!(alone["data"][0]["embedding"], data[120]["embedding"]);
 
     let models = env.get("/v1/models").await.json();
     let ids: Vec<&str> = models["data"]
