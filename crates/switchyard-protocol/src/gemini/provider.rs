@@ -930,7 +930,17 @@ fn response_to_canonical(
     candidates.sort_by_key(|c| c.index.unwrap_or(0));
     let mut candidates = candidates.iter();
     let (content, finish_reason) = match candidates.next() {
-        Some(candidate) => candidate_answer(&id, candidate),
+        Some(candidate) => {
+            let (content, finish) = candidate_answer(&id, candidate);
+            // Nothing but a call the model botched: a failure worth trying again (elsewhere),
+            // not an empty answer that would end the client's tool loop.
+            if content.is_empty()
+                && let Some(e) = candidate.finish_reason.as_deref().and_then(botched_call)
+            {
+                return Err(e);
+            }
+            (content, finish)
+        }
         None => match response
             .prompt_feedback
             .as_ref()
@@ -1127,6 +1137,24 @@ pub(super) fn tool_call_id(response_id: &str, given: Option<&str>, index: u32) -
     } else {
         format!("call_{stem}_{index}")
     }
+}
+
+/// The failure a finish reason names when the model botched a function call
+/// (`MALFORMED_FUNCTION_CALL`, `UNEXPECTED_TOOL_CALL`): transient, so retried and fallen back
+/// from where it left no answer.
+pub(super) fn botched_call(reason: &str) -> Option<UpstreamErrorInfo> {
+    matches!(reason, "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL").then(|| {
+        UpstreamErrorInfo {
+            class: ErrorClass::MalformedResponse,
+            status: None,
+            message: format!(
+                "the model produced no answer but a function call it botched ({reason})"
+            ),
+            provider_code: Some(reason.to_owned()),
+            retry_after_secs: None,
+            param: None,
+        }
+    })
 }
 
 /// Gemini says `STOP` also when it called functions; the canonical reason is then `ToolCalls`.

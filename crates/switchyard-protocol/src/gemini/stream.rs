@@ -24,6 +24,8 @@ pub(super) struct GeminiStreamDecoder {
     finished: bool,
     /// An in-band error was reported; the stream is over.
     failed: bool,
+    /// Some text, reasoning or call came: a botched call at the end no longer leaves nothing.
+    said: bool,
 }
 
 impl GeminiStreamDecoder {
@@ -105,6 +107,24 @@ impl GeminiStreamDecoder {
                         }
                     }
                 }
+            }
+            self.said |= out.iter().any(|e| {
+                matches!(
+                    e,
+                    StreamEvent::TextDelta(_)
+                        | StreamEvent::ReasoningDelta(_)
+                        | StreamEvent::ToolCallStart { .. }
+                )
+            });
+            if let Some(e) = candidate
+                .finish_reason
+                .as_deref()
+                .filter(|_| !self.said)
+                .and_then(super::provider::botched_call)
+            {
+                self.failed = true;
+                out.push(StreamEvent::Error(e));
+                return;
             }
             // After the parts: a call among them makes a stop a tool-call stop.
             finish = candidate

@@ -1074,3 +1074,26 @@ fn long_texts_without_escapes_are_spliced_into_the_request() {
     let sent: Value = serde_json::from_slice(expected.body()).unwrap();
     assert_eq!(sent["systemInstruction"]["parts"][0]["text"], long.as_str());
 }
+
+#[test]
+fn a_botched_function_call_and_nothing_else_is_a_failure_whole_and_streamed() {
+    let body = br#"{"candidates":[{"content":{"role":"model","parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL"}],"usageMetadata":{"promptTokenCount":5,"totalTokenCount":5}}"#;
+    let e = GeminiProvider.parse_chat(body).unwrap_err();
+    assert_eq!(e.class, ErrorClass::MalformedResponse);
+    assert!(e.class.is_retryable());
+    let stream = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[]},\"finishReason\":\"MALFORMED_FUNCTION_CALL\"}],\"responseId\":\"r\"}\r\n\r\n";
+    let events = decode(&[stream]).unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, StreamEvent::Error(e) if e.class == ErrorClass::MalformedResponse)
+        ),
+        "{events:?}"
+    );
+    // After some text, the answer stands as given.
+    let stream = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Let me\"}]}}],\"responseId\":\"r\"}\r\n\r\ndata: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[]},\"finishReason\":\"MALFORMED_FUNCTION_CALL\"}],\"responseId\":\"r\"}\r\n\r\n";
+    let events = decode(&[stream]).unwrap();
+    assert!(
+        !events.iter().any(|e| matches!(e, StreamEvent::Error(_))),
+        "{events:?}"
+    );
+}
