@@ -707,6 +707,13 @@ pub(crate) fn parse_chat(body: Value, model: &str) -> Result<Conversation, SimEr
 /// `CountTokens`: `{"input": {"converse": {messages, system}}}`, the conversation read as
 /// `Converse` reads it (tool blocks need no `toolConfig` here: the request has none).
 pub(crate) fn parse_count_tokens(mut body: Value, model: &str) -> Result<Conversation, SimError> {
+    // Counted for Claude foundation models only, named bare: a cross-region profile's id
+    // (`us.anthropic.…`) or another family's model is refused, as Bedrock refuses it.
+    if !model.starts_with("anthropic.") {
+        return Err(validation(
+            "The provided model doesn't support counting tokens.",
+        ));
+    }
     let converse = body
         .get_mut("input")
         .and_then(|input| input.get_mut("converse"))

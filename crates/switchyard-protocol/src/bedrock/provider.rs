@@ -129,6 +129,13 @@ impl ProviderDialect for BedrockProvider {
         request: &ChatRequest,
         target: &Target<'_>,
     ) -> Option<Result<http::Request<Vec<u8>>, DecodeError>> {
+        // CountTokens takes a foundation model's id (a cross-region profile's `us.` and the
+        // like taken off), and counts for Claude models only: others are estimated.
+        let model = foundation_model(target.model);
+        if !model.starts_with("anthropic.") {
+            return None;
+        }
+        let target = &Target { model, ..*target };
         let counted = || {
             let mut body = build_body(request, target.model)?;
             let mut converse = Map::new();
@@ -383,6 +390,22 @@ impl TokenUsage {
                 .min(self.cache_write_input_tokens),
             ..Usage::default()
         }
+    }
+}
+
+/// The foundation model an inference profile id names: `us.anthropic.claude-…` is
+/// `anthropic.claude-…`. Any other id (a foundation model's, an ARN) is itself.
+fn foundation_model(model: &str) -> &str {
+    match model.split_once('.') {
+        Some((geo, rest))
+            if matches!(
+                geo,
+                "us" | "eu" | "apac" | "global" | "us-gov" | "ca" | "jp" | "au"
+            ) && rest.contains('.') =>
+        {
+            rest
+        }
+        _ => model,
     }
 }
 

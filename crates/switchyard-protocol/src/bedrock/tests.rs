@@ -741,7 +741,7 @@ fn a_count_asks_count_tokens_with_the_conversation() {
         built
             .uri()
             .to_string()
-            .ends_with("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"),
+            .ends_with("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/count-tokens"),
         "{}",
         built.uri()
     );

@@ -1094,7 +1094,16 @@ async fn a_cache_point_in_the_messages_caches_the_conversation_up_to_it() {
 async fn count_tokens_counts_the_conversation_as_converse_would() {
     let sim = start_default().await;
     let whole = send(bedrock(&sim, MODEL, false, &hello())).await.json();
-    let url = bedrock_url(&sim, MODEL, false).replace("/converse", "/count-tokens");
+    // Counted for the profile's foundation model, named bare: the profile is refused.
+    let profile = bedrock_url(&sim, MODEL, false).replace("/converse", "/count-tokens");
+    let refused = send(with_json(
+        client().post(&profile).bearer_auth("bedrock-api-key"),
+        &json!({"input": {"converse": {"messages": hello()["messages"].clone()}}}),
+    ))
+    .await;
+    assert_eq!(refused.status, 400);
+    let foundation = MODEL.trim_start_matches("us.");
+    let url = bedrock_url(&sim, foundation, false).replace("/converse", "/count-tokens");
     let counted =
         |body: Value| with_json(client().post(&url).bearer_auth("bedrock-api-key"), &body);
     let mut conversation = hello();

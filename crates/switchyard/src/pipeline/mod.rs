@@ -1017,11 +1017,16 @@ pub async fn count_tokens(
     if let Some(d) = deployment
         && let Some(counted) = upstream::count_tokens(d, &request).await
     {
-        return counted.map_err(|last| GatewayError::Upstream {
-            last,
-            all_rate_limited: false,
-            attempts: 1,
-        });
+        match counted {
+            Ok(tokens) => return Ok(tokens),
+            // A count is worth having whether or not the provider would give it (a model its
+            // endpoint does not count for, a provider down): the gateway's estimate instead.
+            Err(e) => tracing::debug!(
+                deployment = %d.id,
+                error = %e.message,
+                "the provider did not count the prompt's tokens; estimated instead"
+            ),
+        }
     }
     Ok(crate::tokens::estimate_chat(
         app.table.encoding(&request.model),

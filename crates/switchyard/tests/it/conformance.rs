@@ -1749,8 +1749,8 @@ async fn count_tokens_asks_anthropic_and_bedrock_and_estimates_for_other_provide
             .unwrap()
             .iter()
             .any(|e| e["endpoint"] == "count_tokens"
-                && e["model"] == "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
-        "Bedrock was not asked: {stats}"
+                && e["model"] == "anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        "Bedrock was not asked for the profile's foundation model: {stats}"
     );
 
     for kind in ["openai", "gemini"] {
@@ -1779,6 +1779,12 @@ async fn count_tokens_asks_anthropic_and_bedrock_and_estimates_for_other_provide
         assert_eq!(r.json()["type"], "error", "{}", r.text);
         assert_eq!(r.json()["error"]["type"], kind, "{}", r.text);
     }
+
+    // A provider that fails to count leaves the gateway's estimate, not an error.
+    env.fault("claude-sonnet-4-5", "status=500", Some(1)).await;
+    let r = count(prompt("anthropic"), KEY).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["input_tokens"].as_u64().unwrap() > 5, "{}", r.text);
 }
 
 /// `POST /v1/responses/input_tokens` (the SDK's `responses.input_tokens.count`) counts as the
