@@ -410,17 +410,20 @@ fn generation_config(request: &ChatRequest, model: &str) -> Result<GenerationCon
     Ok(config)
 }
 
-/// An explicit budget wins (`thinkingBudget`, which every thinking model accepts). An effort
-/// becomes Gemini 3's `thinkingLevel`; Gemini 2.x models know no levels, so there it becomes
-/// the budget Gemini's own OpenAI-compatible API uses (low 1024, medium 8192, high 24576).
-/// `none` becomes a zero budget, which turns thinking off where the model allows it. Thought
+/// An explicit budget wins (`thinkingBudget`, which every thinking model accepts), kept within
+/// what a Gemini 2.5 model takes. An effort becomes Gemini 3's `thinkingLevel` (Gemini 3 Pro's
+/// two, low and high); Gemini 2.x models know no levels, so there it becomes the budget
+/// Gemini's own OpenAI-compatible API uses (low 1024, medium 8192, high 24576). `none` turns
+/// thinking off where the model allows it, else asks for the least it thinks. Thought
 /// summaries are requested whenever thinking is on, so reasoning reaches clients that can show
 /// it.
 fn thinking_config(
     reasoning: &Reasoning,
     model: &str,
 ) -> Result<Option<ThinkingConfig>, DecodeError> {
+    let name = model_name(model);
     if let Some(budget) = reasoning.budget_tokens {
+        let budget = thinking_budget_for(name, budget);
         return Ok(Some(ThinkingConfig {
             include_thoughts: (budget > 0).then_some(true),
             thinking_budget: Some(budget),
@@ -430,14 +433,20 @@ fn thinking_config(
     let Some(effort) = reasoning.effort.as_deref() else {
         return Ok(None);
     };
+    let legacy = ["gemini-1", "gemini-2"]
+        .iter()
+        .any(|family| name.starts_with(family));
     let (level, budget) = match effort {
-        "none" => {
+        // Off where the model can be turned off; else the least it thinks.
+        "none" if legacy => {
+            let budget = thinking_budget_for(name, 0);
             return Ok(Some(ThinkingConfig {
-                thinking_budget: Some(0),
-                ..ThinkingConfig::default()
+                include_thoughts: (budget > 0).then_some(true),
+                thinking_budget: Some(budget),
+                thinking_level: None,
             }));
         }
-        "minimal" => ("MINIMAL", 1024),
+        "none" | "minimal" => ("MINIMAL", 1024),
         "low" => ("LOW", 1024),
         "medium" => ("MEDIUM", 8192),
         "high" | "xhigh" => ("HIGH", 24576),
@@ -451,14 +460,43 @@ fn thinking_config(
             ));
         }
     };
-    let legacy = ["gemini-1", "gemini-2"]
-        .iter()
-        .any(|family| model_name(model).starts_with(family));
+    if legacy {
+        return Ok(Some(ThinkingConfig {
+            include_thoughts: Some(true),
+            thinking_budget: Some(thinking_budget_for(name, budget)),
+            thinking_level: None,
+        }));
+    }
+    // Gemini 3 Pro thinks at two levels only, and cannot be turned off.
+    let level = match (name.starts_with("gemini-3-pro"), level) {
+        (true, "MINIMAL" | "LOW") => "LOW",
+        (true, _) => "HIGH",
+        (false, level) => level,
+    };
     Ok(Some(ThinkingConfig {
         include_thoughts: Some(true),
-        thinking_budget: legacy.then_some(budget),
-        thinking_level: (!legacy).then_some(level),
+        thinking_budget: None,
+        thinking_level: Some(level),
     }))
+}
+
+/// A thinking budget within what the Gemini 2.5 model takes (its thinking guide): Pro 128 to
+/// 32,768 and never off; Flash 0 (off) to 24,576; Flash-Lite off or 512 to 24,576. Other
+/// models' budgets are sent as asked.
+fn thinking_budget_for(name: &str, budget: u32) -> u32 {
+    if name.starts_with("gemini-2.5-pro") {
+        budget.clamp(128, 32_768)
+    } else if name.starts_with("gemini-2.5-flash-lite") {
+        if budget == 0 {
+            0
+        } else {
+            budget.clamp(512, 24_576)
+        }
+    } else if name.starts_with("gemini-2.5-flash") {
+        budget.min(24_576)
+    } else {
+        budget
+    }
 }
 
 fn text_part(text: String) -> Part {

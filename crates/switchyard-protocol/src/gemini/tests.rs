@@ -1097,3 +1097,78 @@ fn a_botched_function_call_and_nothing_else_is_a_failure_whole_and_streamed() {
         "{events:?}"
     );
 }
+
+#[test]
+fn thinking_settings_stay_within_what_each_gemini_model_takes() {
+    let sent = |model: &str, reasoning: Reasoning| {
+        let request = ChatRequest {
+            model: "m".into(),
+            messages: vec![message(Role::User, vec![ContentPart::text("hi")])],
+            reasoning: Some(reasoning),
+            ..ChatRequest::default()
+        };
+        let target = Target {
+            base_url: "https://g",
+            model,
+            api_key: Some("k"),
+            api_version: None,
+        };
+        let built = GeminiProvider.build_chat(&request, &target).unwrap();
+        let body: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+        body["generationConfig"]["thinkingConfig"].clone()
+    };
+    let budget = |b: u32| Reasoning {
+        budget_tokens: Some(b),
+        ..Reasoning::default()
+    };
+    let effort = |e: &str| Reasoning {
+        effort: Some(e.into()),
+        ..Reasoning::default()
+    };
+    assert_eq!(
+        sent("gemini-2.5-flash", budget(31_999))["thinkingBudget"],
+        24_576
+    );
+    assert_eq!(
+        sent("gemini-2.5-pro", budget(31_999))["thinkingBudget"],
+        31_999
+    );
+    assert_eq!(
+        sent("gemini-2.5-pro", budget(60_000))["thinkingBudget"],
+        32_768
+    );
+    // Pro cannot be turned off: `none` is its least.
+    assert_eq!(
+        sent("gemini-2.5-pro", effort("none"))["thinkingBudget"],
+        128
+    );
+    assert_eq!(
+        sent("gemini-2.5-flash", effort("none"))["thinkingBudget"],
+        0
+    );
+    assert_eq!(
+        sent("gemini-2.5-flash-lite", budget(100))["thinkingBudget"],
+        512
+    );
+    // Gemini 3 Pro has two levels and no off.
+    for (asked, level) in [
+        ("none", "LOW"),
+        ("minimal", "LOW"),
+        ("medium", "HIGH"),
+        ("high", "HIGH"),
+    ] {
+        assert_eq!(
+            sent("gemini-3-pro-preview", effort(asked))["thinkingLevel"],
+            level,
+            "{asked}"
+        );
+    }
+    assert_eq!(
+        sent("gemini-3-flash", effort("medium"))["thinkingLevel"],
+        "MEDIUM"
+    );
+    assert_eq!(
+        sent("gemini-3-flash", effort("none"))["thinkingLevel"],
+        "MINIMAL"
+    );
+}
