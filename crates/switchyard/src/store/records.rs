@@ -138,8 +138,10 @@ impl Store {
             SpendColumn::Org => {
                 "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM requests WHERE org = $1 AND started_at_ms >= $2"
             }
+            // The master key's requests are metered by no budget, a customer's included: its
+            // ledger never counted them live, so it does not after a restart either.
             SpendColumn::Customer => {
-                "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM requests WHERE customer = $1 AND started_at_ms >= $2"
+                "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM requests WHERE customer = $1 AND key_id IS DISTINCT FROM 'master' AND started_at_ms >= $2"
             }
         };
         on_db!(&self.db, |pool: Db| {

@@ -455,16 +455,30 @@ async fn a_restart_keeps_keys_and_spend() {
         http: reqwest::Client::new(),
     };
     let (id, key) = new_key(&env, json!({"name": "durable", "max_budget_usd": 1.0})).await;
+    admin(
+        &env,
+        "/admin/customers",
+        json!({"id": "cust-r", "max_budget_usd": 1.0}),
+    )
+    .await;
+    let mut for_customer = chat("budgeted", "x");
+    for_customer["user"] = json!("cust-r");
     for _ in 0..3 {
         assert_eq!(
-            env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key)
+            env.post_key("/v1/chat/completions", &for_customer, &key)
                 .await
                 .status,
             200
         );
     }
+    // The master key is metered by no budget, the customer's it names included.
+    assert_eq!(
+        env.post("/v1/chat/completions", &for_customer).await.status,
+        200
+    );
     let spent = key_spent(&env, &id).await;
     assert!(spent > 0);
+    assert_eq!(customer_spent(&env).await, spent);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let Env { sim, gw, http } = env;
     let dir = gw.stop();
@@ -474,6 +488,11 @@ async fn a_restart_keeps_keys_and_spend() {
         key_spent(&env, &id).await,
         spent,
         "spend survives a restart"
+    );
+    assert_eq!(
+        customer_spent(&env).await,
+        spent,
+        "the same after a restart"
     );
     assert_eq!(
         env.post_key("/v1/chat/completions", &chat("budgeted", "x"), &key)
@@ -1150,4 +1169,10 @@ async fn requests_without_an_output_cap_share_a_budget_their_worst_case_exceeds(
     }
     let spent = key_spent(&env, &key_id).await;
     assert!(spent > 0 && spent <= budget, "spent {spent} of {budget}");
+}
+
+async fn customer_spent(env: &Env) -> i64 {
+    env.get("/admin/customers/cust-r").await.json()["budget"]["spent_nanos"]
+        .as_i64()
+        .unwrap()
 }
