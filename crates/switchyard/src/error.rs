@@ -132,6 +132,11 @@ impl GatewayError {
             } => {
                 let unit = if kind.starts_with("tokens") {
                     "tokens"
+                } else if kind.starts_with("parallel") {
+                    // OpenAI's headers speak of per-minute limits; a limit on requests at
+                    // once has none (read as one, `max_parallel: 5` would look like 5 a
+                    // minute). `retry-after` and the message say it.
+                    return Vec::new();
                 } else {
                     "requests"
                 };
@@ -473,6 +478,23 @@ fn upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_per_minute_limits_are_told_in_openais_rate_limit_headers() {
+        let limited = |kind| GatewayError::RateLimited {
+            message: "m".into(),
+            limit: 5,
+            remaining: 0,
+            kind,
+            retry_after_secs: 1,
+        };
+        let rpm = limited("requests per minute").rate_limit_headers();
+        assert!(rpm.contains(&("x-ratelimit-limit-requests".into(), "5".into())));
+        let tpm = limited("tokens per minute").rate_limit_headers();
+        assert!(tpm.contains(&("x-ratelimit-limit-tokens".into(), "5".into())));
+        assert!(limited("parallel requests").rate_limit_headers().is_empty());
+        assert_eq!(limited("parallel requests").retry_after_secs(), Some(1));
+    }
 
     #[test]
     fn a_store_that_cannot_be_reached_or_is_not_the_database_is_unavailable() {
