@@ -400,11 +400,26 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
         tokio::time::sleep(args.interval).await;
         let since = (newest - FOLLOW_LOOKBACK_MS).max(user_since.unwrap_or(i64::MIN));
-        let mut fresh: Vec<RequestRecord> =
-            records_of(&api.get("/admin/requests", &follow_query(since)).await?)?
-                .into_iter()
-                .filter(|r| !seen.contains_key(&r.id))
-                .collect();
+        // Page on while a page brings news: more than a page's worth may have come since the
+        // last look.
+        let mut fresh: Vec<RequestRecord> = Vec::new();
+        let mut query = follow_query(since);
+        loop {
+            let page = api.get("/admin/requests", &query).await?;
+            let before = fresh.len();
+            fresh.extend(
+                records_of(&page)?
+                    .into_iter()
+                    .filter(|r| !seen.contains_key(&r.id)),
+            );
+            match page["next_cursor"].as_str() {
+                Some(cursor) if fresh.len() > before => {
+                    query.retain(|(k, _)| *k != "cursor");
+                    query.push(("cursor", cursor.to_owned()));
+                }
+                _ => break,
+            }
+        }
         fresh.sort_by(|a, b| a.id.cmp(&b.id));
         for r in &fresh {
             seen.insert(r.id.clone(), r.started_at_ms);

@@ -515,3 +515,68 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     assert_ne!(code, 0);
     assert!(err.contains("404"), "{err}");
 }
+
+#[tokio::test]
+async fn following_the_records_misses_none_when_more_than_a_page_comes_between_looks() {
+    let env = crate::harness::env().await;
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    follow
+        .args([
+            "requests",
+            "tail",
+            "--url",
+            &env.gw.url,
+            "--key",
+            KEY,
+            "--follow",
+            "--json",
+            "--limit",
+            "1",
+            "--interval",
+            "6s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = follow.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let lines = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    // Its first look happens before these: more than a page (1,000) comes before its next.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = chat("openai", "x");
+    let mut ids = Vec::new();
+    for _ in 0..11 {
+        let batch = (0..100).map(|_| env.post("/v1/chat/completions", &body));
+        for r in futures::future::join_all(batch).await {
+            assert_eq!(r.status, 200, "{}", r.text);
+            ids.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+        }
+    }
+    let mut missing = ids.len();
+    for _ in 0..100 {
+        let seen: std::collections::HashSet<String> = printed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        missing = ids.iter().filter(|id| !seen.contains(*id)).count();
+        if missing == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(missing, 0, "{missing} of {} records never shown", ids.len());
+}
