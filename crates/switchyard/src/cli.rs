@@ -96,6 +96,9 @@ enum Command {
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        quiet_on_closed_output();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -103,6 +106,26 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The admin commands print to whatever reads them; when that reader goes away (`| head`),
+/// printing fails, and Rust's printing panics. Such a command ends quietly instead, as Unix
+/// tools do; any other panic is reported as usual. (Not for the server, which prints little
+/// and must never end for a reader's sake.)
+fn quiet_on_closed_output() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }
 
 /// The runtime of background work (record writer, exporters, alerts, evaluation runs) and of

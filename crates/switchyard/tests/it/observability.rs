@@ -580,3 +580,56 @@ async fn following_the_records_misses_none_when_more_than_a_page_comes_between_l
     let _ = child.wait();
     assert_eq!(missing, 0, "{missing} of {} records never shown", ids.len());
 }
+
+#[tokio::test]
+async fn the_cli_ends_quietly_when_its_reader_goes_away() {
+    let env = crate::harness::env().await;
+    assert_eq!(
+        env.post("/v1/chat/completions", &chat("openai", "x"))
+            .await
+            .status,
+        200
+    );
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    follow
+        .args([
+            "requests",
+            "tail",
+            "--url",
+            &env.gw.url,
+            "--key",
+            KEY,
+            "--follow",
+            "--json",
+            "--limit",
+            "1",
+            "--interval",
+            "200ms",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = follow.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(first.contains("\"id\""), "{first}");
+    // The reader is gone (as `| head -1` leaves): the next record printed has nowhere to go.
+    for _ in 0..3 {
+        env.post("/v1/chat/completions", &chat("openai", "x")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
