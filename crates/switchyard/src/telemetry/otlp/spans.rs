@@ -365,12 +365,21 @@ fn record_spans(
         if let Some(p) = &parent {
             span.bytes(field::SPAN_PARENT_SPAN_ID, p);
         }
-        if model.is_empty() {
+        // An inference span (CLIENT, `{operation} {model}`) only where a provider was called:
+        // a request refused or answered before one was (a bad key, an unknown model, a budget,
+        // the cache) is the gateway's own work, and its name carries no name the client made
+        // up (one span name per made-up model would follow).
+        if model.is_empty() || provider.is_none() {
             span.string(field::SPAN_NAME, op);
         } else {
             span.text_always(field::SPAN_NAME, &[op, " ", model]);
         }
-        span.uint(field::SPAN_KIND, SpanKind::Client as u64);
+        let kind = if provider.is_some() {
+            SpanKind::Client
+        } else {
+            SpanKind::Internal
+        };
+        span.uint(field::SPAN_KIND, kind as u64);
         span.fixed64(field::SPAN_START_TIME, start);
         span.fixed64(field::SPAN_END_TIME, end);
 

@@ -490,7 +490,7 @@ fn failures_set_error_type_and_status() {
 }
 
 #[test]
-fn a_request_refused_before_routing_is_named_after_the_requested_model() {
+fn a_request_refused_before_any_provider_is_the_gateways_own_span_named_by_its_operation() {
     let mut r = record();
     r.deployment = None;
     r.provider = None;
@@ -500,14 +500,15 @@ fn a_request_refused_before_routing_is_named_after_the_requested_model() {
     r.endpoint = "embeddings".into();
     let spans = record_spans(&r, &catalog(), false, &mut Counted(0));
     assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].name, "embeddings unknown-model");
+    // No made-up model in the name, and no inference span without a provider.
+    assert_eq!(spans[0].name, "embeddings");
+    assert_eq!(spans[0].kind, SpanKind::Internal as i32);
+    assert_eq!(s(&spans[0], "gen_ai.request.model"), "unknown-model");
     assert!(attr(&spans[0], "gen_ai.provider.name").is_none());
     assert!(attr(&spans[0], "gen_ai.request.stream").is_none());
-    r.requested_model.clear();
-    assert_eq!(
-        record_spans(&r, &catalog(), false, &mut Counted(0))[0].name,
-        "embeddings"
-    );
+    // One a provider answered is an inference span.
+    let answered = record_spans(&record(), &catalog(), false, &mut Counted(0));
+    assert_eq!(answered[0].kind, SpanKind::Client as i32);
 }
 
 #[test]
