@@ -331,7 +331,10 @@ pub(super) fn build_body<'r>(
     model: &str,
 ) -> Result<GenerateContentRequest<'r>, DecodeError> {
     check_documents(request, document_refusal)?;
-    let (system_instruction, contents) = build_contents(&request.messages)?;
+    let (system_instruction, mut contents) = build_contents(&request.messages)?;
+    if model_name(model).starts_with("gemini-3") {
+        sign_unsigned_calls(&mut contents);
+    }
     let tools = if request.tools.is_empty() {
         Vec::new()
     } else {
@@ -902,6 +905,32 @@ fn model_parts<'m>(
         parts.push(RequestPart::Other(Box::new(signature_part(signature))));
     }
     Ok(parts)
+}
+
+/// Gemini 3 refuses a model turn whose function calls carry no thought signature (the turn's
+/// first call carries one when Gemini made it). A turn another provider answered, or whose
+/// signature a client dropped, has none: its first call gets the value Google documents for
+/// calls Gemini did not make, `skip_thought_signature_validator`. Signed turns are left as
+/// they are.
+fn sign_unsigned_calls(contents: &mut [RequestContent<'_>]) {
+    for content in contents.iter_mut().filter(|c| c.role == Some("model")) {
+        let signed = content.parts.iter().any(|p| match p {
+            RequestPart::Text {
+                thought_signature, ..
+            } => thought_signature.is_some(),
+            RequestPart::Other(part) => part.thought_signature.is_some(),
+            _ => false,
+        });
+        if signed {
+            continue;
+        }
+        if let Some(part) = content.parts.iter_mut().find_map(|p| match p {
+            RequestPart::Other(part) if part.function_call.is_some() => Some(part),
+            _ => None,
+        }) {
+            part.thought_signature = Some("skip_thought_signature_validator".to_owned());
+        }
+    }
 }
 
 /// An empty text part carrying only a signature, as Gemini itself sends them.

@@ -1172,3 +1172,55 @@ fn thinking_settings_stay_within_what_each_gemini_model_takes() {
         "MINIMAL"
     );
 }
+
+#[test]
+fn gemini_3_gets_a_signature_on_calls_it_did_not_make() {
+    let history = || ChatRequest {
+        model: "m".into(),
+        messages: vec![
+            message(
+                Role::User,
+                vec![ContentPart::text("weather in two places?")],
+            ),
+            message(
+                Role::Assistant,
+                vec![
+                    ContentPart::ToolCall {
+                        id: "call_1".into(),
+                        name: "w".into(),
+                        arguments: "{}".into(),
+                        extras: Extras::default(),
+                    },
+                    ContentPart::ToolCall {
+                        id: "call_2".into(),
+                        name: "w".into(),
+                        arguments: "{}".into(),
+                        extras: Extras::default(),
+                    },
+                ],
+            ),
+        ],
+        ..ChatRequest::default()
+    };
+    let calls = |model: &str, request: &ChatRequest| {
+        let target = Target {
+            base_url: "https://g",
+            model,
+            api_key: Some("k"),
+            api_version: None,
+        };
+        let built = GeminiProvider.build_chat(request, &target).unwrap();
+        let body: Value = serde_json::from_slice(&built.body().to_vec()).unwrap();
+        body["contents"][1]["parts"].as_array().unwrap().clone()
+    };
+    let parts = calls("gemini-3-pro-preview", &history());
+    assert_eq!(
+        parts[0]["thoughtSignature"],
+        "skip_thought_signature_validator"
+    );
+    // Only a turn's first call carries one.
+    assert!(parts[1].get("thoughtSignature").is_none());
+    // Gemini 2.5 does not ask for them.
+    let parts = calls("gemini-2.5-flash", &history());
+    assert!(parts[0].get("thoughtSignature").is_none());
+}

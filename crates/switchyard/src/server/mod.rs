@@ -59,6 +59,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/responses", post(openai_responses))
         .route("/v1/responses/input_tokens", post(openai_input_tokens))
         .route("/v1/responses/{*rest}", any(kept_response))
+        .route("/responses/input_tokens", post(openai_input_tokens))
+        .route("/responses/{*rest}", any(kept_response))
         .route("/v1/completions", post(openai_completions))
         .route("/completions", post(openai_completions))
         .route("/v1/embeddings", post(openai_embeddings))
@@ -733,7 +735,12 @@ async fn kept_response(
         Err(e) => return error_response(DialectId::OpenAiResponses, &e, &ctx.id),
     };
     let owner = &principal.caller.key_id.as_deref().map(str::to_owned);
-    let rest = uri.path().trim_start_matches("/v1/responses/");
+    // Served with and without the version, as the other OpenAI paths are.
+    let path = uri.path();
+    let rest = path
+        .strip_prefix("/v1/responses/")
+        .or_else(|| path.strip_prefix("/responses/"))
+        .unwrap_or(path);
     let (id, sub) = rest.split_once('/').unwrap_or((rest, ""));
     // Another replica may have kept it.
     app.kept_responses.fetch(id).await;
