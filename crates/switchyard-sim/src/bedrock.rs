@@ -492,6 +492,32 @@ fn image(image: &Value, at: &str) -> Result<String, SimError> {
 /// A document block as `{documents}` shows it (inline bytes as `<media type>:<decoded bytes>`,
 /// a text source as `<media type>:<bytes>`, a content source as `content:<blocks>`, an S3
 /// object by its URI), and the input characters it adds.
+/// The citation Claude on Bedrock makes of a text document with citations enabled: its first
+/// sentence, by its characters (`documentChar`).
+fn document_citation(document: &Value, index: usize) -> Option<Value> {
+    let enabled = document
+        .get("citations")
+        .and_then(|c| c.get("enabled"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let text = document.get("source")?.get("text")?.as_str()?;
+    if !enabled {
+        return None;
+    }
+    let sentence = text.find(". ").map_or(text, |end| &text[..end + 2]);
+    Some(json!({
+        "title": document.get("name").cloned().unwrap_or(Value::Null),
+        "sourceContent": [{ "text": sentence }],
+        "location": { "documentChar": {
+            "documentIndex": index, "start": 0, "end": sentence.chars().count(),
+        } },
+    }))
+}
+
+/// The words an answer citing the request's documents ends with, in a block of their own that
+/// carries the citations (`citationsContent`, or its streamed text and citation deltas).
+const CITED_WORDS: &str = " As the document says.";
+
 fn document(document: &Value, at: &str) -> Result<(String, usize), SimError> {
     let format = document.get("format").and_then(Value::as_str).unwrap_or("");
     let Some((_, media_type)) = DOCUMENT_FORMATS.iter().find(|(f, _)| *f == format) else {
@@ -616,6 +642,9 @@ fn read_message(
             "document" => {
                 let (shown, text_chars) = document(value, &at)?;
                 conv.input_chars += text_chars;
+                conv.citations
+                    .extend(document_citation(value, conv.documents_seen));
+                conv.documents_seen += 1;
                 turn.documents.push(shown);
             }
             "toolUse" if role == "assistant" => {
@@ -1231,6 +1260,13 @@ fn pieces_tokens(pieces: &[Piece]) -> u64 {
 pub(crate) fn render(ids: &IdGen, conv: &Conversation, out: &Output) -> Value {
     let reasoning = reasoning(ids, conv);
     let mut content: Vec<Value> = match out {
+        Output::Text { text, .. } if !conv.citations.is_empty() => vec![
+            json!({ "text": text }),
+            json!({ "citationsContent": {
+                "content": [{ "text": CITED_WORDS }],
+                "citations": conv.citations,
+            } }),
+        ],
         Output::Text { text, .. } => vec![json!({ "text": text })],
         Output::ToolCalls(calls) => calls
             .iter()
@@ -1365,6 +1401,29 @@ pub(crate) fn render_stream(ids: &IdGen, conv: &Conversation, out: &Output) -> S
                 "contentBlockStop",
                 json!({ "contentBlockIndex": first }),
             );
+            if !conv.citations.is_empty() {
+                let cited = first + 1;
+                events.event(
+                    FrameKind::Content,
+                    1,
+                    "contentBlockDelta",
+                    json!({ "contentBlockIndex": cited, "delta": { "text": CITED_WORDS } }),
+                );
+                for citation in &conv.citations {
+                    events.event(
+                        FrameKind::Other,
+                        0,
+                        "contentBlockDelta",
+                        json!({ "contentBlockIndex": cited, "delta": { "citation": citation } }),
+                    );
+                }
+                events.event(
+                    FrameKind::Other,
+                    0,
+                    "contentBlockStop",
+                    json!({ "contentBlockIndex": cited }),
+                );
+            }
         }
         Output::ToolCalls(calls) => {
             for (index, call) in (first..).zip(calls) {

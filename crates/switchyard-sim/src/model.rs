@@ -81,8 +81,11 @@ pub(crate) struct Conversation {
     pub max_output_tokens: Option<u64>,
     pub stop: Vec<String>,
     /// Anthropic: the citations a text answer carries, one for each text document and search
-    /// result of the last user message that has citations enabled (in the provider's own form).
+    /// result of the last user message that has citations enabled (in the provider's own form);
+    /// Bedrock: one for each text document of the request with citations enabled.
     pub citations: Vec<Value>,
+    /// Bedrock: documents read so far, which a citation's `documentIndex` counts.
+    pub documents_seen: usize,
     /// Anthropic: the query of the web search the answer runs first, when the request offers
     /// the web search server tool and ends with the user's words.
     pub web_search: Option<String>,

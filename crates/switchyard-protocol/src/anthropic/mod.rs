@@ -15,6 +15,7 @@ mod wire;
 
 pub use ingress::AnthropicIngress;
 pub(crate) use ingress::BLOCK_CACHE_CONTROL;
+pub(crate) use ingress::DOCUMENT_CITATIONS;
 pub use provider::{
     AnthropicProvider, DEFAULT_MAX_TOKENS, JSON_OBJECT_INSTRUCTION, adaptive_effort,
     continues_unthought_tool_turn, effort_budget, thinks_adaptively,

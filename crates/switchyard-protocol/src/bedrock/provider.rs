@@ -409,14 +409,36 @@ fn foundation_model(model: &str) -> &str {
     }
 }
 
-/// One content block of an answer; blocks of kinds this gateway does not carry (citations
-/// content, guard content) are left out.
+/// One content block of an answer; blocks of kinds this gateway does not carry (guard
+/// content) are left out.
 fn answer_part(block: Value) -> Result<Option<ContentPart>, UpstreamErrorInfo> {
     let Value::Object(mut block) = block else {
         return Err(malformed("a Converse content block that is not an object"));
     };
     if let Some(Value::String(text)) = block.remove("text") {
         return Ok(Some(ContentPart::text(text)));
+    }
+    // Text that cites the request's documents: its text, with Claude's citations of it.
+    if let Some(cited) = block.remove("citationsContent") {
+        let text: String = cited
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("text").and_then(Value::as_str))
+            .collect();
+        let citations: Vec<Value> = cited
+            .get("citations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(anthropic_citation)
+            .collect();
+        return Ok(Some(ContentPart::Text {
+            text: text.into(),
+            cache_control: None,
+            citations: (!citations.is_empty()).then_some(Value::Array(citations)),
+        }));
     }
     if let Some(tool_use) = block.remove("toolUse") {
         let id = tool_use["toolUseId"]
@@ -708,8 +730,15 @@ fn part_blocks(
             }
         }
         ContentPart::Image { source, .. } => out.push(image_block(source, path)?),
-        ContentPart::Document { source, title, .. } => {
-            out.push(document_block(source, title.as_deref(), out.len()));
+        ContentPart::Document {
+            source,
+            title,
+            extras,
+            ..
+        } => {
+            let mut block = document_block(source, title.as_deref(), out.len());
+            cite(&mut block, extras);
+            out.push(block);
         }
         ContentPart::ToolCall {
             id,
@@ -735,8 +764,15 @@ fn part_blocks(
                     ContentPart::Image { source, .. } => {
                         out.push(image_block(source, &format!("{path}.content[{k}]"))?);
                     }
-                    ContentPart::Document { source, title, .. } => {
-                        out.push(document_block(source, title.as_deref(), k));
+                    ContentPart::Document {
+                        source,
+                        title,
+                        extras,
+                        ..
+                    } => {
+                        let mut block = document_block(source, title.as_deref(), k);
+                        cite(&mut block, extras);
+                        out.push(block);
                     }
                     _ => {}
                 }
@@ -774,8 +810,15 @@ fn part_blocks(
                     ContentPart::Image { source, .. } => {
                         blocks.push(image_block(source, &format!("{path}.content[{k}]"))?);
                     }
-                    ContentPart::Document { source, title, .. } => {
-                        blocks.push(document_block(source, title.as_deref(), k));
+                    ContentPart::Document {
+                        source,
+                        title,
+                        extras,
+                        ..
+                    } => {
+                        let mut block = document_block(source, title.as_deref(), k);
+                        cite(&mut block, extras);
+                        blocks.push(block);
                     }
                     _ => {}
                 }
@@ -926,6 +969,56 @@ fn document_refusal(source: &DocumentSource) -> Option<String> {
         DocumentSource::FileId(_) => {
             Some("Bedrock cannot read an OpenAI file id; send the document inline".to_owned())
         }
+    }
+}
+
+/// Asks for the document's citations (`citations: {enabled: true}`) where an Anthropic client
+/// did: Claude on Bedrock then cites it, as on Anthropic's API.
+fn cite(block: &mut Value, extras: &crate::canonical::Extras) {
+    let enabled = extras
+        .for_dialect(DialectId::Anthropic)
+        .and_then(|fields| fields.get(crate::anthropic::DOCUMENT_CITATIONS))
+        .and_then(|c| c.get("enabled"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if enabled && let Some(document) = block.get_mut("document") {
+        document["citations"] = json!({ "enabled": true });
+    }
+}
+
+/// Claude's citation (as the Messages API writes it) of a Converse `Citation` or streamed
+/// `CitationsDelta`: where in which document (characters, pages or chunks) and the text cited.
+pub(super) fn anthropic_citation(citation: &Value) -> Option<Value> {
+    let cited: String = citation
+        .get("sourceContent")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .collect();
+    let title = citation.get("title").cloned().unwrap_or(Value::Null);
+    let location = citation.get("location")?;
+    let at = |place: &Value, key: &str| place.get(key).cloned().unwrap_or(json!(0));
+    if let Some(place) = location.get("documentChar") {
+        Some(json!({"type": "char_location", "cited_text": cited,
+            "document_index": at(place, "documentIndex"), "document_title": title,
+            "start_char_index": at(place, "start"), "end_char_index": at(place, "end")}))
+    } else if let Some(place) = location.get("documentPage") {
+        Some(json!({"type": "page_location", "cited_text": cited,
+            "document_index": at(place, "documentIndex"), "document_title": title,
+            "start_page_number": at(place, "start"), "end_page_number": at(place, "end")}))
+    } else if let Some(place) = location.get("documentChunk") {
+        Some(
+            json!({"type": "content_block_location", "cited_text": cited,
+            "document_index": at(place, "documentIndex"), "document_title": title,
+            "start_block_index": at(place, "start"), "end_block_index": at(place, "end")}),
+        )
+    } else {
+        location.get("web").map(|web| {
+            json!({"type": "web_search_result_location", "cited_text": cited,
+                "url": web.get("url").cloned().unwrap_or(Value::Null), "title": title,
+                "encrypted_index": ""})
+        })
     }
 }
 

@@ -19,6 +19,9 @@ pub(super) struct BedrockStreamDecoder {
     stopped: bool,
     /// An exception was reported; the stream is over.
     failed: bool,
+    /// The content block the last text or citation belonged to: a citation belongs to its own
+    /// block's text, so a new block's text starts a block of its own.
+    text_block: Option<u64>,
 }
 
 impl BedrockStreamDecoder {
@@ -62,8 +65,20 @@ impl BedrockStreamDecoder {
             }
             "contentBlockDelta" => {
                 let delta = &event["delta"];
-                if let Some(Value::String(t)) = delta.get("text") {
+                let block = event["contentBlockIndex"].as_u64().unwrap_or_default();
+                let said = delta.get("text");
+                let citation = delta.get("citation");
+                if (said.is_some() || citation.is_some())
+                    && self.text_block.replace(block).is_some_and(|b| b != block)
+                {
+                    out.push(StreamEvent::TextBlockStart);
+                }
+                if let Some(Value::String(t)) = said {
                     out.push(StreamEvent::TextDelta(t.clone()));
+                } else if let Some(citation) = citation {
+                    out.extend(
+                        super::provider::anthropic_citation(citation).map(StreamEvent::Citation),
+                    );
                 } else if let Some(tool_use) = delta.get("toolUse") {
                     let block = event["contentBlockIndex"].as_u64().unwrap_or_default();
                     let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)

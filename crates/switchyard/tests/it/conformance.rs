@@ -1399,6 +1399,27 @@ async fn a_cited_answer_reaches_an_anthropic_client_block_for_block() {
         "{}",
         r.text
     );
+
+    // Claude on Bedrock cites too: asked for the document's citations (Converse's
+    // `citations: {enabled: true}`), its `citationsContent` block is the claim's, whole and
+    // streamed (citation deltas).
+    let mut on_bedrock = body.clone();
+    on_bedrock["model"] = json!("bedrock");
+    let r = env.post_anthropic(&on_bedrock).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    let whole = r.json()["content"].clone();
+    let blocks = whole.as_array().unwrap();
+    assert_eq!(blocks.len(), 2, "{whole}");
+    assert_eq!(
+        blocks[1]["citations"],
+        json!([{"type": "char_location", "cited_text": "The grass is green. ", "document_index": 0,
+            "document_title": "Facts", "start_char_index": 0, "end_char_index": 20}]),
+        "{whole}"
+    );
+    on_bedrock["stream"] = json!(true);
+    let r = env.post_anthropic(&on_bedrock).await;
+    assert_eq!(r.status, 200, "{:.300}", r.text);
+    assert_eq!(streamed_blocks(&r), whole, "{}", r.text);
 }
 
 /// An Anthropic stream's content blocks as an SDK builds them from the events: texts joined,
