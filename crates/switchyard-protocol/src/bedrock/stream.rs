@@ -17,6 +17,8 @@ pub(super) struct BedrockStreamDecoder {
     /// Content block index → tool call index, for the tool use blocks seen so far.
     tool_blocks: Vec<(u64, u32)>,
     stopped: bool,
+    /// `metadata` came, with the usage: the stream's last event.
+    ended: bool,
     /// An exception was reported; the stream is over.
     failed: bool,
     /// The content block the last text or citation belonged to: a citation belongs to its own
@@ -111,6 +113,7 @@ impl BedrockStreamDecoder {
                 )));
             }
             "metadata" => {
+                self.ended = true;
                 if let Some(usage) = event.get("usage") {
                     let usage: TokenUsage = serde_json::from_value(usage.clone())
                         .map_err(|e| malformed(format!("unreadable ConverseStream usage: {e}")))?;
@@ -177,9 +180,18 @@ impl StreamDecoder for BedrockStreamDecoder {
         }
     }
 
+    fn terminated(&self) -> bool {
+        self.ended
+    }
+
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {
-        if self.stopped || self.failed {
+        if self.ended || self.failed {
             Ok(())
+        } else if self.stopped {
+            // As a finish reason without `[DONE]`: the usage that follows was cut off.
+            Err(interrupted(
+                "ConverseStream ended after messageStop but before its metadata (the usage)",
+            ))
         } else if self.frames.pending() > 0 {
             Err(interrupted("ConverseStream ended inside a message"))
         } else {

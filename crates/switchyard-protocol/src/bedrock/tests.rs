@@ -634,6 +634,20 @@ fn a_stream_cut_short_or_failing_is_never_complete() {
     assert_eq!(cut.class, ErrorClass::StreamInterrupted);
     let cut = decode(&bytes[..stop_at + 5], 50).unwrap_err();
     assert!(cut.message.contains("inside a message"), "{}", cut.message);
+    // Cut after messageStop, before the metadata that carries the usage.
+    let before_metadata = stop_at + event("messageStop", json!({"stopReason": "tool_use"})).len();
+    let cut = decode(&bytes[..before_metadata], 50).unwrap_err();
+    assert_eq!(cut.class, ErrorClass::StreamInterrupted);
+    // The metadata ends the stream, whether or not the body ends with it.
+    let mut decoder = BedrockProvider.stream_decoder();
+    decoder
+        .push(&bytes[..before_metadata], &mut Vec::new())
+        .unwrap();
+    assert!(!decoder.terminated());
+    decoder
+        .push(&bytes[before_metadata..], &mut Vec::new())
+        .unwrap();
+    assert!(decoder.terminated());
     // An exception frame mid-stream is an error event, and ends the stream.
     let mut failing = bytes[..stop_at].to_vec();
     failing.extend(encode(
