@@ -560,6 +560,17 @@ async fn a_namespace_of_tools_reaches_every_provider_and_its_calls_come_back_in_
 #[tokio::test]
 async fn responses_api_matrix() {
     let env = env().await;
+    // Answers longer than the least output cap the API takes (16 tokens), to hit it.
+    let wordy = crate::harness::env_with_sim(
+        switchyard_sim::SimConfig {
+            reply_words: 60,
+            ..switchyard_sim::SimConfig::default()
+        },
+        "",
+        "allowed_fails: 3",
+        "",
+    )
+    .await;
     for kind in KINDS {
         // Plain, with instructions.
         let body = json!({"model": kind, "instructions": "Be brief.", "input": "Hello there"});
@@ -611,13 +622,13 @@ async fn responses_api_matrix() {
         );
 
         // A length stop is an incomplete response, streamed or not.
-        let short = json!({"model": kind, "input": "Write a long essay", "max_output_tokens": 3});
-        let b = env.post("/v1/responses", &short).await.json();
+        let short = json!({"model": kind, "input": "Write a long essay", "max_output_tokens": 16});
+        let b = wordy.post("/v1/responses", &short).await.json();
         assert_eq!(b["status"], "incomplete", "{kind}: {b}");
         assert_eq!(b["incomplete_details"]["reason"], "max_output_tokens");
         let mut sshort = short.clone();
         sshort["stream"] = json!(true);
-        let (names, last) = responses_stream(&env.post("/v1/responses", &sshort).await);
+        let (names, last) = responses_stream(&wordy.post("/v1/responses", &sshort).await);
         assert_eq!(
             names.last().unwrap(),
             "response.incomplete",

@@ -127,10 +127,12 @@ impl IngressDialect for ResponsesIngress {
     }
 
     fn decode_chat(&self, body: &Bytes) -> Result<ChatRequest, DecodeError> {
-        match common::decode(body) {
-            Some(request) => Ok(request),
-            None => decode::decode(body),
-        }
+        let request = match common::decode(body) {
+            Some(request) => request,
+            None => decode::decode(body)?,
+        };
+        check_limits(&request)?;
+        Ok(request)
     }
 
     fn echo(&self, request: &ChatRequest) -> Option<Value> {
@@ -148,6 +150,47 @@ impl IngressDialect for ResponsesIngress {
     fn encode_error(&self, error: &ClientError) -> Vec<u8> {
         super::OpenAiIngress.encode_error(error)
     }
+}
+
+/// What the Responses API refuses, refused as it words it whatever the provider: an output cap
+/// below 16 tokens, metadata other than up to 16 strings (keys to 64 characters, values to
+/// 512). Metadata is echoed in the answer, whose SDK types hold strings only.
+fn check_limits(request: &ChatRequest) -> Result<(), DecodeError> {
+    if let Some(n) = request.max_tokens.filter(|n| *n < 16) {
+        return Err(DecodeError::new(
+            format!(
+                "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, \
+                 but got {n} instead."
+            ),
+            Some("max_output_tokens"),
+        ));
+    }
+    if let Some(metadata) = &request.metadata {
+        if metadata.len() > 16 {
+            return Err(DecodeError::new(
+                format!(
+                    "Invalid 'metadata': too many properties. Expected an object with at most 16 \
+                     properties, but got an object with {} properties instead.",
+                    metadata.len()
+                ),
+                Some("metadata"),
+            ));
+        }
+        for (key, value) in metadata {
+            let fits = key.chars().count() <= 64
+                && value.as_str().is_some_and(|v| v.chars().count() <= 512);
+            if !fits {
+                return Err(DecodeError::new(
+                    format!(
+                        "Invalid 'metadata.{key}': expected a string of at most 512 characters \
+                         under a key of at most 64."
+                    ),
+                    Some(&format!("metadata.{key}")),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The request's settings as a `response` object repeats them: those it set, in the

@@ -357,7 +357,7 @@ fn a_whole_answer_is_a_response_whose_items_come_back_as_input() {
 
 #[test]
 fn a_length_stop_is_an_incomplete_response() {
-    let request = decode(json!({"model": "m", "input": "x", "max_output_tokens": 3}));
+    let request = decode(json!({"model": "m", "input": "x", "max_output_tokens": 30}));
     let body: Value = serde_json::from_slice(&ResponsesIngress.encode_chat(
         &answer(vec![ContentPart::text("Once")], FinishReason::Length),
         &ctx(&request),
@@ -368,7 +368,7 @@ fn a_length_stop_is_an_incomplete_response() {
         body["incomplete_details"],
         json!({"reason": "max_output_tokens"})
     );
-    assert_eq!(body["max_output_tokens"], 3);
+    assert_eq!(body["max_output_tokens"], 30);
     assert_eq!(body["output"][0]["status"], "incomplete");
 }
 
@@ -1621,4 +1621,33 @@ fn tools_of_an_additional_tools_item_join_the_requests_tools() {
         {"type": "additional_tools", "role": "developer", "tools": [{"type": "file_search"}]},
         {"role": "user", "content": "x"}]}));
     assert_eq!(param.as_deref(), Some("input[0].tools[0].type"));
+}
+
+#[test]
+fn what_the_responses_api_refuses_of_its_limits_is_refused_here() {
+    for (body, param) in [
+        (
+            json!({"model": "m", "input": "x", "max_output_tokens": 5}),
+            "max_output_tokens",
+        ),
+        (
+            json!({"model": "m", "input": "x", "metadata": {"a": 1}}),
+            "metadata.a",
+        ),
+        (
+            json!({"model": "m", "input": "x", "metadata": {"a": "x".repeat(513)}}),
+            "metadata.a",
+        ),
+    ] {
+        assert_eq!(refused(body).1.as_deref(), Some(param));
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    assert_eq!(
+        refused(json!({"model": "m", "input": "x", "metadata": many}))
+            .1
+            .as_deref(),
+        Some("metadata")
+    );
+    decode(json!({"model": "m", "input": "x", "max_output_tokens": 16, "metadata": {"team": "a"}}));
 }
