@@ -148,8 +148,28 @@ impl IngressDialect for ResponsesIngress {
     }
 
     fn encode_error(&self, error: &ClientError) -> Vec<u8> {
-        super::OpenAiIngress.encode_error(error)
+        match error.param.as_deref().and_then(responses_param) {
+            Some(param) => super::OpenAiIngress.encode_error(&ClientError {
+                param: Some(param.to_owned()),
+                ..error.clone()
+            }),
+            None => super::OpenAiIngress.encode_error(error),
+        }
     }
+}
+
+/// The Responses API's name for a field a refusal names in Chat Completions' terms (a
+/// provider's, or the gateway's canonical request's): `reasoning.effort`, `max_output_tokens`,
+/// `text.format`, and `input` for a message (whose index in `input` the canonical request's
+/// does not keep). `None` for names the two APIs share.
+fn responses_param(param: &str) -> Option<&'static str> {
+    Some(match param {
+        "reasoning_effort" => "reasoning.effort",
+        "max_tokens" | "max_completion_tokens" => "max_output_tokens",
+        "response_format" => "text.format",
+        _ if param == "messages" || param.starts_with("messages[") => "input",
+        _ => return None,
+    })
 }
 
 /// What the Responses API refuses, refused as it words it whatever the provider: an output cap

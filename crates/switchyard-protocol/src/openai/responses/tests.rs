@@ -1651,3 +1651,21 @@ fn what_the_responses_api_refuses_of_its_limits_is_refused_here() {
     );
     decode(json!({"model": "m", "input": "x", "max_output_tokens": 16, "metadata": {"team": "a"}}));
 }
+
+#[test]
+fn a_refusal_names_the_field_as_the_responses_api_calls_it() {
+    let named = |param: &str| {
+        let body = ResponsesIngress.encode_error(&ClientError {
+            status: 400,
+            kind: ErrorKind::InvalidRequest,
+            code: "invalid_request",
+            message: "m".into(),
+            param: Some(param.into()),
+        });
+        serde_json::from_slice::<Value>(&body).unwrap()["error"]["param"].clone()
+    };
+    assert_eq!(named("reasoning_effort"), "reasoning.effort");
+    assert_eq!(named("messages[1].content[1]"), "input");
+    assert_eq!(named("max_completion_tokens"), "max_output_tokens");
+    assert_eq!(named("temperature"), "temperature");
+}
