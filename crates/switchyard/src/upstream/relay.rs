@@ -140,6 +140,29 @@ impl Relay {
         }
     }
 
+    /// Reads the rest of the provider's body after its terminal event, so that its connection
+    /// goes back to the pool (a body dropped before its end closes the connection, and the
+    /// next request would pay for a new one). Nearly always the body's own end came in the same
+    /// read and is taken at once; otherwise it is awaited off the stream, for as long as a
+    /// silence may last.
+    fn release_body(&mut self) {
+        use futures::FutureExt;
+        let mut body =
+            std::mem::replace(&mut self.upstream.body, Box::pin(futures::stream::empty()));
+        match body.next().now_or_never() {
+            Some(None | Some(Err(_))) => {}
+            Some(Some(Ok(_))) | None => {
+                let stall = self.upstream.stall;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(stall, async {
+                        while let Some(Ok(_)) = body.next().await {}
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+
     /// Ends the client's stream once the provider's terminal event came, without waiting for
     /// its body to close: a provider (or a proxy before it) that holds the connection open
     /// after `[DONE]` would otherwise hold back the end, and fail the answer at the stall
@@ -148,6 +171,7 @@ impl Relay {
         if self.done || !self.upstream.decoder.terminated() {
             return;
         }
+        self.release_body();
         match self.upstream.decoder.finish(&mut self.events) {
             Ok(()) => match self.encode_pending(out) {
                 Some(e) => self.fail(e, out),

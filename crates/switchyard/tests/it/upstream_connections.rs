@@ -418,3 +418,57 @@ async fn a_request_resent_after_a_stale_connection_goes_out_on_a_new_one() {
     }
     assert_eq!(*connections.lock().unwrap(), pooled + 3);
 }
+
+#[tokio::test]
+async fn a_stream_ended_at_its_terminal_event_leaves_its_connection_for_the_next_request() {
+    // A provider that answers every request on a connection with a whole stream, chunked.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(Mutex::new(0usize));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+            )
+        };
+        let sse = [
+            chunk(r#"{"role":"assistant","content":"Hello"}"#, "null"),
+            chunk("{}", r#""stop""#),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            *counted.lock().unwrap() += 1;
+            let sse = sse.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_request(&mut socket, &mut buf).await.is_some() {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{sse}\r\n0\r\n\r\n",
+                        sse.len()
+                    );
+                    if socket.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let env = gateway_over(port, "streams").await;
+    let mut body = chat("streams", "hi");
+    body["stream"] = json!(true);
+    for i in 0..5 {
+        let r = env.post("/v1/chat/completions", &body).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
+    }
+    assert_eq!(
+        *connections.lock().unwrap(),
+        1,
+        "one connection for all five"
+    );
+}
