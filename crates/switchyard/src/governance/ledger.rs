@@ -282,10 +282,19 @@ fn left(limit: u64, used: f64) -> u64 {
 /// does not fit in what is `free`: half of it, so that requests at once share what is left
 /// instead of queueing behind the first, which would take it all; never less than a sixteenth
 /// of the request's own output room (256 tokens of the default 4,096: an answer cut shorter
-/// would be of little use), nor more than is free.
-pub fn capped_share(ask: Ask, free: i64) -> i64 {
+/// would be of little use). `None` when less than that is free only because of reservations
+/// in flight (`free_settled` is what is left once they settle): worth waiting for. At the
+/// budget's very end, what is left.
+pub fn capped_share(ask: Ask, free: i64, free_settled: i64) -> Option<i64> {
     let floor = ask.least + (ask.worst - ask.least) / 16;
-    (free / 2).max(floor).min(free)
+    let share = (free / 2).max(floor);
+    if share <= free {
+        Some(share)
+    } else if floor <= free_settled {
+        None
+    } else {
+        Some(free)
+    }
 }
 
 /// Tries to reserve `ask` at every level at once.
@@ -362,7 +371,9 @@ pub fn reserve(levels: &[Arc<Ledger>], ask: Ask, now_ms: i64) -> Result<Granted,
     } else if ask.least > free_settled {
         return Err(Shortfall::Exhausted(level()));
     } else if may_cap && ask.least <= free {
-        let share = capped_share(ask, free);
+        let Some(share) = capped_share(ask, free, free_settled) else {
+            return Err(Shortfall::InFlight(level()));
+        };
         Granted {
             reserved: share,
             capped_to: Some(share),
@@ -492,7 +503,8 @@ mod tests {
             may_cap: true,
         };
         // Half of what is free, but at least a sixteenth of the output room (50 + 4950 / 16):
-        // a second request at once gets half the rest, a third what is left, a fourth waits.
+        // a second request at once gets that sixteenth; a third, for which less is free only
+        // because of the two in flight, waits rather than be cut shorter.
         let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
         assert_eq!(
             g,
@@ -504,14 +516,15 @@ mod tests {
         );
         let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
         assert_eq!((g.reserved, g.capped_to), (359, Some(359)));
-        let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
-        assert_eq!((g.reserved, g.capped_to), (141, Some(141)));
         assert_eq!(
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::InFlight(Level::Key("k".into())))
         );
         settle(std::slice::from_ref(&key), 500, 500, 0, 0, 0);
         settle(std::slice::from_ref(&key), 359, 359, 0, 0, 0);
+        // The budget's very end (141 left, below the sixteenth): what is left.
+        let g = reserve(std::slice::from_ref(&key), ask, 0).unwrap();
+        assert_eq!((g.reserved, g.capped_to), (141, Some(141)));
         settle(std::slice::from_ref(&key), 141, 101, 0, 0, 0);
         // With a roomy budget the first takes half of it, not all.
         let roomy = Ledger::new(Level::Key("r".into()), budget(100_000), 0, 0);
@@ -521,7 +534,10 @@ mod tests {
         };
         let g = reserve(std::slice::from_ref(&roomy), ask, 0).unwrap();
         assert_eq!(g.reserved, 50_000);
-        assert_eq!(capped_share(ask, 10), 10);
+        // Less than a sixteenth free because of reservations in flight: wait for them; at the
+        // budget's very end, what is left.
+        assert_eq!(capped_share(ask, 10, 100_000), None);
+        assert_eq!(capped_share(ask, 10, 10), Some(10));
         assert_eq!(
             reserve(std::slice::from_ref(&key), ask, 0),
             Err(Shortfall::Exhausted(Level::Key("k".into())))

@@ -104,15 +104,20 @@ if free ~= nil then
   elseif least > free_settled then
     return {'exhausted', tightest}
   elseif may_cap and least <= free then
-    -- Half of what is free, at least a sixteenth of the request's own output room, at most
-    -- what is free (ledger::capped_share).
-    amount = math.max(math.floor(free / 2), least + math.floor((worst - least) / 16))
-    if amount > free then amount = free end
+    -- Half of what is free, at least a sixteenth of the request's own output room; below that
+    -- only because of reservations in flight, wait for them; else what is left
+    -- (ledger::capped_share).
+    local floor = least + math.floor((worst - least) / 16)
+    amount = math.max(math.floor(free / 2), floor)
+    if amount > free then
+      if floor <= free_settled then return {'inflight', tightest} end
+      amount = free
+    end
     capped = amount
   elseif worst <= free_settled or may_cap then
     return {'inflight', tightest}
   else
-    return {'exhausted', tightest}
+    return {'beyond', tightest}
   end
 end
 local out = {'ok', string.format('%d', amount), string.format('%d', capped), free ~= nil and 1 or 0}
@@ -532,6 +537,7 @@ impl Shared {
                 },
             }),
             "inflight" => Err(Shortfall::InFlight(level(1))),
+            "beyond" => Err(Shortfall::BeyondBudget(level(1))),
             _ => Err(Shortfall::Exhausted(level(1))),
         })
     }

@@ -575,6 +575,44 @@ async fn the_shared_ledger_books_a_request_in_its_admission_period_and_refusals_
         .settle(&levels, 1_000, 0, 0, midnight + 3_000, midnight + 2_000)
         .await
         .unwrap();
+    // A request whose own max_tokens the budget cannot pay is told a smaller one may fit, as a
+    // replica alone tells it; one the gateway may cap, for which less than a sixteenth of its
+    // output room is free only because of another in flight, waits for it.
+    let beyond = shared
+        .reserve(&levels, ask(5_000), midnight + 4_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(beyond, Err(Shortfall::BeyondBudget(_))),
+        "{beyond:?}"
+    );
+    let held = shared
+        .reserve(&levels, ask(900), midnight + 4_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let capped = |worst| Ask {
+        worst,
+        least: 10,
+        tokens: 5,
+        may_cap: true,
+    };
+    let waits = shared
+        .reserve(&levels, capped(5_000), midnight + 4_000)
+        .await
+        .unwrap();
+    assert!(matches!(waits, Err(Shortfall::InFlight(_))), "{waits:?}");
+    shared
+        .settle(
+            &levels,
+            held.reserved,
+            0,
+            0,
+            midnight + 5_000,
+            midnight + 4_000,
+        )
+        .await
+        .unwrap();
     shared.refresh(&levels, midnight - 500).await.unwrap();
     assert_eq!(
         budgeted.usage(midnight - 500).0,
