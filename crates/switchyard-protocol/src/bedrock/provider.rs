@@ -735,11 +735,7 @@ fn part_blocks(
             title,
             extras,
             ..
-        } => {
-            let mut block = document_block(source, title.as_deref(), out.len());
-            cite(&mut block, extras);
-            out.push(block);
-        }
+        } => out.push(cited_document_block(source, title, extras, out.len())),
         ContentPart::ToolCall {
             id,
             name,
@@ -769,11 +765,7 @@ fn part_blocks(
                         title,
                         extras,
                         ..
-                    } => {
-                        let mut block = document_block(source, title.as_deref(), k);
-                        cite(&mut block, extras);
-                        out.push(block);
-                    }
+                    } => out.push(cited_document_block(source, title, extras, k)),
                     _ => {}
                 }
             }
@@ -815,11 +807,7 @@ fn part_blocks(
                         title,
                         extras,
                         ..
-                    } => {
-                        let mut block = document_block(source, title.as_deref(), k);
-                        cite(&mut block, extras);
-                        blocks.push(block);
-                    }
+                    } => blocks.push(cited_document_block(source, title, extras, k)),
                     _ => {}
                 }
             }
@@ -972,9 +960,15 @@ fn document_refusal(source: &DocumentSource) -> Option<String> {
     }
 }
 
-/// Asks for the document's citations (`citations: {enabled: true}`) where an Anthropic client
-/// did: Claude on Bedrock then cites it, as on Anthropic's API.
-fn cite(block: &mut Value, extras: &crate::canonical::Extras) {
+/// A document block, asking for its citations (`citations: {enabled: true}`) where an
+/// Anthropic client did: Claude on Bedrock then cites it, as on Anthropic's API.
+fn cited_document_block(
+    source: &DocumentSource,
+    title: &Option<String>,
+    extras: &crate::canonical::Extras,
+    index: usize,
+) -> Value {
+    let mut block = document_block(source, title.as_deref(), index);
     let enabled = extras
         .for_dialect(DialectId::Anthropic)
         .and_then(|fields| fields.get(crate::anthropic::DOCUMENT_CITATIONS))
@@ -984,6 +978,7 @@ fn cite(block: &mut Value, extras: &crate::canonical::Extras) {
     if enabled && let Some(document) = block.get_mut("document") {
         document["citations"] = json!({ "enabled": true });
     }
+    block
 }
 
 /// Claude's citation (as the Messages API writes it) of a Converse `Citation` or streamed

@@ -516,11 +516,10 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     assert!(err.contains("404"), "{err}");
 }
 
-#[tokio::test]
-async fn following_the_records_misses_none_when_more_than_a_page_comes_between_looks() {
-    let env = crate::harness::env().await;
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    follow
+/// `switchyard requests tail --follow --json` on `env`'s gateway, looking every `interval`,
+/// its output piped.
+fn follow(env: &Env, interval: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args([
             "requests",
             "tail",
@@ -533,11 +532,18 @@ async fn following_the_records_misses_none_when_more_than_a_page_comes_between_l
             "--limit",
             "1",
             "--interval",
-            "6s",
+            interval,
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = follow.spawn().unwrap();
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn following_the_records_misses_none_when_more_than_a_page_comes_between_looks() {
+    let env = crate::harness::env().await;
+    let mut child = follow(&env, "6s");
     let stdout = child.stdout.take().unwrap();
     let printed = Arc::new(Mutex::new(Vec::<String>::new()));
     let lines = printed.clone();
@@ -590,25 +596,7 @@ async fn the_cli_ends_quietly_when_its_reader_goes_away() {
             .status,
         200
     );
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    follow
-        .args([
-            "requests",
-            "tail",
-            "--url",
-            &env.gw.url,
-            "--key",
-            KEY,
-            "--follow",
-            "--json",
-            "--limit",
-            "1",
-            "--interval",
-            "200ms",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = follow.spawn().unwrap();
+    let mut child = follow(&env, "200ms");
     let stdout = child.stdout.take().unwrap();
     let first = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
