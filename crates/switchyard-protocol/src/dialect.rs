@@ -109,9 +109,9 @@ pub trait StreamDecoder: Send {
     /// The body ended. Fails with `StreamInterrupted` when the dialect's terminal event was not
     /// seen: a premature end is never a success.
     fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo>;
-    /// The dialect's terminal event came (OpenAI's `[DONE]`, Anthropic's `message_stop`): the
-    /// answer is whole, whether or not the provider closes its body. Formats that end only
-    /// with the body (Gemini's) never say so.
+    /// The dialect's terminal event came (OpenAI's `[DONE]`, Anthropic's `message_stop`,
+    /// Bedrock's `metadata`, Gemini's chunk with a finish reason and the usage): the answer is
+    /// whole, whether or not the provider closes its body.
     fn terminated(&self) -> bool {
         false
     }

@@ -22,6 +22,8 @@ pub(super) struct GeminiStreamDecoder {
     /// Tool calls seen so far; the next one gets this index.
     tool_calls: u32,
     finished: bool,
+    /// A chunk with the finish reason carried the usage too: Gemini's last chunk.
+    ended: bool,
     /// An in-band error was reported; the stream is over.
     failed: bool,
     /// Some text, reasoning or call came: a botched call at the end no longer leaves nothing.
@@ -145,6 +147,9 @@ impl GeminiStreamDecoder {
             out.push(StreamEvent::Finish(reason));
         }
         if let Some(usage) = &response.usage_metadata {
+            // Gemini's last chunk holds the finish reason and the whole usage (usage on every
+            // chunk is cumulative): with both, the answer is whole.
+            self.ended |= self.finished;
             out.push(StreamEvent::Usage(usage_from_metadata(usage)));
         }
     }
@@ -161,6 +166,10 @@ impl StreamDecoder for GeminiStreamDecoder {
             PushError::Sse(e) => malformed(format!("Gemini stream: {e}")),
             PushError::Event(e) => e,
         })
+    }
+
+    fn terminated(&self) -> bool {
+        self.ended
     }
 
     fn finish(&mut self, _out: &mut Vec<StreamEvent>) -> Result<(), UpstreamErrorInfo> {

@@ -337,14 +337,15 @@ async fn cooldown_skips_a_failing_deployment_then_recovers() {
 async fn a_stream_ends_at_its_terminal_event_though_the_provider_holds_the_connection() {
     let env = crate::harness::env().await;
     // Every provider format with a terminal event (`[DONE]`, `message_stop`, Bedrock's
-    // `metadata`), the whole stream sent and the connection then held open: the client's
-    // stream ends at once, whole.
+    // `metadata`, Gemini's chunk with its finish reason and usage), the whole stream sent and
+    // the connection then held open: the client's stream ends at once, whole.
     for (alias, model) in [
         ("openai", "gpt-4o-mini"),
         ("compat", "llama-3-8b"),
         ("azure", "gpt-4o-deploy"),
         ("anthropic", "claude-sonnet-4-5"),
         ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ("gemini", "gemini-2.5-flash"),
     ] {
         env.fault(model, "hold_open", None).await;
         for (path, body) in [
