@@ -388,6 +388,11 @@ impl Tracker {
         r.outcome = outcome;
         if let Some(e) = error {
             let client = e.to_client();
+            // What the client got: an Anthropic client hears that providers are overloaded as
+            // Anthropic's API says it, 529 (see `server::error_response`).
+            if client.code == "upstream_overloaded" && r.ingress == "anthropic" {
+                r.status = 529;
+            }
             r.error_code = Some(client.code.to_owned());
             r.error_message = Some(match self.content {
                 ContentMode::Full => client.message,

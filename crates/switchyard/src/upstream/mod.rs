@@ -1068,9 +1068,15 @@ where
                 return Err(failed(last, false, std::mem::take(attempts)));
             }
             let retry_after = e.retry_after_secs.map(Duration::from_secs_f64);
+            // A failure that just cooled the deployment (a timeout does at once) moves on: the
+            // next try here would most likely wait out the same timeout. A provider's own
+            // `retry-after` short enough to wait out is waited out, whatever the cooldown.
+            let waits_out = retry_after.is_some_and(|ra| ra <= policy.max_retry_after);
+            let cooled = planned.deployment.health.snapshot(now_ms()).cooling;
             let retry_here = e.class.is_retryable()
                 && try_no < planned.retries
                 && retry_after.is_none_or(|ra| ra <= policy.max_retry_after)
+                && (waits_out || !cooled)
                 && retry_budget.try_withdraw();
             if !retry_here {
                 break;

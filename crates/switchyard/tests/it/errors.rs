@@ -364,3 +364,17 @@ async fn embeddings_are_never_another_models() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[tokio::test]
+async fn an_overloaded_answer_is_recorded_as_the_client_got_it() {
+    let env = env().await;
+    env.fault("claude-sonnet-4-5", "status=529", Some(1)).await;
+    let r = env
+        .post_anthropic(&json!({"model": "anthropic", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(r.status, 529, "{}", r.text);
+    let id = r.headers["x-request-id"].to_str().unwrap();
+    let rec = crate::harness::record(&env, id).await;
+    assert_eq!(rec["status"], 529, "{rec}");
+}

@@ -381,3 +381,29 @@ async fn a_stream_ends_at_its_terminal_event_though_the_provider_holds_the_conne
         }
     }
 }
+
+#[tokio::test]
+async fn a_timeout_that_cools_its_deployment_moves_on_rather_than_retry_there() {
+    let env = env_with(
+        r#"
+  - alias: retried
+    strategy: priority
+    num_retries: 2
+    deployments:
+      - {provider: p-fast, model: retried-primary, priority: 0}
+      - {provider: p-anthropic, model: retried-secondary, priority: 1}
+"#,
+    )
+    .await;
+    env.fault("retried-primary", "hang", Some(3)).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("retried", "hi"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // One wait for the first byte (500 ms) on the primary, not three: the timeout cooled it.
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("deployment=p-anthropic/retried-secondary") && route.contains("attempts=2"),
+        "{route}"
+    );
+}
