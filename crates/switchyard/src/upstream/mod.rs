@@ -550,12 +550,24 @@ async fn attempt_chat(
     // A body that opens as JSON, kept (up to 64 KiB) until the stream's first event: a server
     // that answers an error with 200 and the stream's content type writes no events at all.
     let mut json_body: Option<Vec<u8>> = None;
+    // While buffering, a silence longer than the stall timeout is a failure still worth falling
+    // back from: nothing has reached the client yet.
+    let mut last_read = Instant::now();
     loop {
         let wait = match buffer_until {
-            Some((until, _)) => until.saturating_duration_since(Instant::now()),
-            None => first_deadline.saturating_duration_since(Instant::now()),
-        };
+            Some((until, _)) => until.min(last_read + timeouts.stall),
+            None => first_deadline,
+        }
+        .saturating_duration_since(Instant::now());
         let next = match tokio::time::timeout(wait, body.next()).await {
+            Err(_)
+                if buffer_until.is_some_and(|(until, _)| {
+                    let now = Instant::now();
+                    now < until && now >= last_read + timeouts.stall
+                }) =>
+            {
+                return Err(relay::stall_error(timeouts.stall));
+            }
             Err(_) if buffer_until.is_some() => {
                 return Ok(Answer::Stream(CommittedStream {
                     buffered,
@@ -578,6 +590,7 @@ async fn attempt_chat(
         };
         match next {
             Some(Ok(chunk)) => {
+                last_read = Instant::now();
                 if buffered_bytes == 0 && chunk.trim_ascii_start().starts_with(b"{") {
                     json_body = Some(Vec::new());
                 }

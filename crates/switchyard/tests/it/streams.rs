@@ -407,3 +407,30 @@ async fn a_timeout_that_cools_its_deployment_moves_on_rather_than_retry_there() 
         "{route}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_falls_silent_inside_its_buffer_falls_back() {
+    let env = env_with(
+        r#"
+  - alias: buffered
+    strategy: priority
+    stream_buffer: {max_bytes: 65536, max_delay: 3s}
+    deployments:
+      - {provider: p-fast, model: buffered-primary, priority: 0}
+      - {provider: p-anthropic, model: buffered-secondary, priority: 1}
+"#,
+    )
+    .await;
+    // Three words, then silence longer than the stall timeout (500 ms) but inside the buffer's
+    // three seconds: nothing reached the client yet, so the secondary answers.
+    env.fault("buffered-primary", "stall_after=3", Some(1))
+        .await;
+    let r = env.post("/v1/chat/completions", &stream("buffered")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.sse_data().last().unwrap(), "[DONE]", "{}", r.text);
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(
+        route.contains("deployment=p-anthropic/buffered-secondary"),
+        "{route}"
+    );
+}
