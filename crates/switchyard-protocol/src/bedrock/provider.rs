@@ -420,13 +420,7 @@ fn answer_part(block: Value) -> Result<Option<ContentPart>, UpstreamErrorInfo> {
     }
     // Text that cites the request's documents: its text, with Claude's citations of it.
     if let Some(cited) = block.remove("citationsContent") {
-        let text: String = cited
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("text").and_then(Value::as_str))
-            .collect();
+        let text = joined_texts(cited.get("content"));
         let citations: Vec<Value> = cited
             .get("citations")
             .and_then(Value::as_array)
@@ -981,16 +975,21 @@ fn cited_document_block(
     block
 }
 
-/// Claude's citation (as the Messages API writes it) of a Converse `Citation` or streamed
-/// `CitationsDelta`: where in which document (characters, pages or chunks) and the text cited.
-pub(super) fn anthropic_citation(citation: &Value) -> Option<Value> {
-    let cited: String = citation
-        .get("sourceContent")
+/// The texts of a list of `{"text": …}` parts (a citation's generated or source content),
+/// joined.
+fn joined_texts(parts: Option<&Value>) -> String {
+    parts
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|c| c.get("text").and_then(Value::as_str))
-        .collect();
+        .collect()
+}
+
+/// Claude's citation (as the Messages API writes it) of a Converse `Citation` or streamed
+/// `CitationsDelta`: where in which document (characters, pages or chunks) and the text cited.
+pub(super) fn anthropic_citation(citation: &Value) -> Option<Value> {
+    let cited = joined_texts(citation.get("sourceContent"));
     let title = citation.get("title").cloned().unwrap_or(Value::Null);
     let location = citation.get("location")?;
     let at = |place: &Value, key: &str| place.get(key).cloned().unwrap_or(json!(0));

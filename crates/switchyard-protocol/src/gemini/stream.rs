@@ -110,14 +110,16 @@ impl GeminiStreamDecoder {
                     }
                 }
             }
-            self.said |= out.iter().any(|e| {
-                matches!(
-                    e,
-                    StreamEvent::TextDelta(_)
-                        | StreamEvent::ReasoningDelta(_)
-                        | StreamEvent::ToolCallStart { .. }
-                )
-            });
+            // Looked for until found, not again for every later chunk.
+            self.said = self.said
+                || out.iter().any(|e| {
+                    matches!(
+                        e,
+                        StreamEvent::TextDelta(_)
+                            | StreamEvent::ReasoningDelta(_)
+                            | StreamEvent::ToolCallStart { .. }
+                    )
+                });
             if let Some(e) = candidate
                 .finish_reason
                 .as_deref()
