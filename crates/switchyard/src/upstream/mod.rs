@@ -977,6 +977,9 @@ where
     let Progress { attempts, trying } = progress;
     let mut last: Option<UpstreamErrorInfo> = None;
     let mut all_rate_limited = true;
+    // When every deployment refused for its rate limit, the client is told when the first of them
+    // frees up, not when the last one tried does: each deployment's latest word, as a deadline.
+    let mut frees_up: Vec<(Arc<Deployment>, Instant)> = Vec::new();
     let mut first = true;
     let mut rng = random_below;
     while let Some(planned) = planner.next(last.as_ref().map(|e| e.class), &mut rng) {
@@ -1062,6 +1065,15 @@ where
                         }
                         if e.class != ErrorClass::RateLimited {
                             all_rate_limited = false;
+                        } else if let Some(secs) = e.retry_after_secs {
+                            let at = Instant::now() + Duration::from_secs_f64(secs.max(0.0));
+                            match frees_up
+                                .iter_mut()
+                                .find(|(d, _)| Arc::ptr_eq(d, &t.planned.deployment))
+                            {
+                                Some((_, known)) => *known = at,
+                                None => frees_up.push((t.planned.deployment.clone(), at)),
+                            }
                         }
                         last = Some(e);
                     }
@@ -1113,6 +1125,15 @@ where
             )),
             attempts: Vec::new(),
         });
+    }
+    if all_rate_limited {
+        if let (Some(last), Some(earliest)) = (last.as_mut(), frees_up.iter().map(|f| f.1).min()) {
+            last.retry_after_secs = Some(
+                earliest
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64(),
+            );
+        }
     }
     Err(failed(last, all_rate_limited, std::mem::take(attempts)))
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{KEY, chat, env};
+use crate::harness::{KEY, chat, env, env_with};
 
 fn assert_openai_error(r: &crate::harness::Reply, status: u16, code: &str) -> Value {
     assert_eq!(r.status, status, "{}", r.text);
@@ -278,6 +278,29 @@ async fn upstream_failures_map_to_stable_codes() {
 /// without the history it continues. The same request without `thread` is answered, at
 /// `/messages` too (clients that add `/v1` themselves leave it out of the base URL), with the
 /// request's id in `request-id` as Anthropic's SDKs read it.
+#[tokio::test]
+async fn every_deployment_rate_limited_says_when_the_first_frees_up() {
+    let env = env_with(
+        r#"
+  - alias: limited
+    strategy: priority
+    deployments:
+      - {provider: p-fast, model: limited-primary, priority: 0}
+      - {provider: p-fast, model: limited-secondary, priority: 1}
+"#,
+    )
+    .await;
+    // Both beyond the longest wait the gateway sits out itself, the first tried freeing sooner.
+    env.fault("limited-primary", "status=429;retry_after=9", Some(1))
+        .await;
+    env.fault("limited-secondary", "status=429;retry_after=40", Some(1))
+        .await;
+    let r = env.post("/v1/chat/completions", &chat("limited", "x")).await;
+    assert_openai_error(&r, 429, "upstream_rate_limited");
+    let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((8..=9).contains(&secs), "retry-after {secs}");
+}
+
 #[tokio::test]
 async fn message_threads_are_refused_as_the_sdks_expect() {
     let env = env().await;
