@@ -778,6 +778,7 @@ pub async fn chat(
                 }
             });
             let relayed = upstream::relay::relay(stream, encoder, capture, keep_id, on_end);
+            drop(planner);
             let body: SseBody = match keeping {
                 Some((key, ending)) => Box::pin(keep_stream(
                     relayed,

@@ -135,7 +135,8 @@ pub struct HealthSnapshot {
 pub enum Admitted {
     Healthy,
     /// Its cooldown ran out and this request is the one probe: it tries the deployment first.
-    Probe,
+    /// `claimed_until` is the cooldown re-armed for everyone else, `was` the one that ran out.
+    Probe { claimed_until: u64, was: u64 },
     /// Cooling down (or another request holds the probe): a last resort.
     Cooling,
 }
@@ -231,20 +232,31 @@ impl Health {
         if until > now_ms {
             return Admitted::Cooling;
         }
+        let claimed_until = now_ms + cooldown.as_millis() as u64;
         let claimed = self
             .cooldown_until_ms
-            .compare_exchange(
-                until,
-                now_ms + cooldown.as_millis() as u64,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(until, claimed_until, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok();
         if claimed {
-            Admitted::Probe
+            Admitted::Probe {
+                claimed_until,
+                was: until,
+            }
         } else {
             Admitted::Cooling
         }
+    }
+
+    /// Gives back a probe claimed by a request that never sent it (refused by its budget, its
+    /// rate limit, a guardrail): the next request probes instead. Nothing changes if an answer
+    /// or another failure has moved the cooldown since.
+    pub fn release_probe(&self, claimed_until: u64, was: u64) {
+        let _ = self.cooldown_until_ms.compare_exchange(
+            claimed_until,
+            was,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Records the provider's `x-ratelimit-remaining-*` / `x-ratelimit-limit-*` headroom.

@@ -553,6 +553,7 @@ impl RoutingTable {
             pending: VecDeque::new(),
             expanded: VecDeque::new(),
             visited: Vec::new(),
+            unsent_probes: Vec::new(),
             now_ms,
         };
         planner.rank(&route, rng);
@@ -659,7 +660,23 @@ pub struct Planner<'t> {
     expanded: VecDeque<Arc<Route>>,
     /// Fallback aliases taken so far (the one routed to is `decision.alias`).
     visited: Vec<Name>,
+    /// Probes this plan claimed and has not handed out yet: given back if it never does.
+    unsent_probes: Vec<UnsentProbe>,
     now_ms: u64,
+}
+
+struct UnsentProbe {
+    deployment: Arc<Deployment>,
+    claimed_until: u64,
+    was: u64,
+}
+
+impl Drop for Planner<'_> {
+    fn drop(&mut self) {
+        for p in self.unsent_probes.drain(..) {
+            p.deployment.health.release_probe(p.claimed_until, p.was);
+        }
+    }
 }
 
 impl Planner<'_> {
@@ -783,7 +800,14 @@ impl Planner<'_> {
             };
             match admitted {
                 health::Admitted::Healthy => healthy.push(candidate),
-                health::Admitted::Probe => probes.push(candidate),
+                health::Admitted::Probe { claimed_until, was } => {
+                    self.unsent_probes.push(UnsentProbe {
+                        deployment: d.clone(),
+                        claimed_until,
+                        was,
+                    });
+                    probes.push(candidate);
+                }
                 health::Admitted::Cooling => cooled.push(candidate),
             }
         }
@@ -835,6 +859,10 @@ impl Planner<'_> {
     ) -> Option<PlannedAttempt> {
         loop {
             if let Some(a) = self.queue.pop_front() {
+                if !self.unsent_probes.is_empty() {
+                    self.unsent_probes
+                        .retain(|p| !Arc::ptr_eq(&p.deployment, &a.deployment));
+                }
                 return Some(a);
             }
             if let Some(route) = self.pending.pop_front() {

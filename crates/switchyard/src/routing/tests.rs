@@ -137,6 +137,29 @@ fn the_request_that_claims_the_probe_sends_it() {
     assert_eq!(ids(&plan).last().unwrap(), "main:b/m2");
 }
 
+/// A plan dropped before it handed out its probe (its request refused by a budget, a rate limit
+/// or a guardrail after routing) gives the probe back: the next request probes instead of the
+/// deployment staying out for another cooldown with nothing learnt.
+#[test]
+fn a_probe_never_sent_is_given_back() {
+    let t = table();
+    let b = &t.route("main").unwrap().deployments[1];
+    b.health
+        .failure(1, Duration::from_secs(10), None, false, 1_000);
+    let facts = || RequestFacts {
+        model: "main".into(),
+        ..RequestFacts::default()
+    };
+    let refused = t.planner(facts(), 11_001, &mut |_| 0).unwrap();
+    assert!(b.health.snapshot(11_001).cooling, "claimed: re-armed for others");
+    drop(refused);
+    let plan = t.plan("main", Needs::default(), 11_002, &mut |_| 0).unwrap();
+    assert_eq!(ids(&plan)[0], "main:b/m2", "the next request probes");
+    // A probe handed out stays claimed when its plan ends.
+    let plan = t.plan("main", Needs::default(), 11_003, &mut |_| 0).unwrap();
+    assert_eq!(ids(&plan)[0], "main:a/m1");
+}
+
 #[test]
 fn retry_after_cools_for_that_long() {
     let t = table();
