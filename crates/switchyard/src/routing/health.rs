@@ -91,10 +91,16 @@ impl MinuteCounter {
     }
 }
 
+/// Hedge races lost in a row that cool a deployment: at a p95 hedge a healthy one loses eight
+/// running about once in 10^10 runs.
+const LOST_RACES_TO_COOL: u32 = 8;
+
 #[derive(Debug, Default)]
 pub struct Health {
     in_flight: AtomicU32,
     consecutive_failures: AtomicU32,
+    /// Hedge races lost in a row (the other attempt answered first, this one was dropped).
+    lost_races: AtomicU32,
     cooldown_until_ms: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -136,7 +142,10 @@ pub enum Admitted {
     Healthy,
     /// Its cooldown ran out and this request is the one probe: it tries the deployment first.
     /// `claimed_until` is the cooldown re-armed for everyone else, `was` the one that ran out.
-    Probe { claimed_until: u64, was: u64 },
+    Probe {
+        claimed_until: u64,
+        was: u64,
+    },
     /// Cooling down (or another request holds the probe): a last resort.
     Cooling,
 }
@@ -171,6 +180,7 @@ impl Health {
     pub fn succeeded(&self) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.lost_races.store(0, Ordering::Relaxed);
         self.cooldown_until_ms.store(0, Ordering::Relaxed);
         self.error_rate.add(0.0);
     }
@@ -210,6 +220,20 @@ impl Health {
         }
         (until > 0 && self.cooldown_until_ms.fetch_max(until, Ordering::Relaxed) < until)
             .then_some(until)
+    }
+
+    /// Counts a hedge race this deployment lost: dropped unanswered because the hedge answered
+    /// first. One says nothing (a hedge at p95 wins one race in twenty), but a run of them with
+    /// no answer between is a deployment that has stopped answering, hidden from every other
+    /// count by the hedge; it cools as a failure would. Returns the cooldown's end if it started
+    /// one.
+    pub fn lost_race(&self, cooldown: Duration, now_ms: u64) -> Option<u64> {
+        let n = self.lost_races.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < LOST_RACES_TO_COOL {
+            return None;
+        }
+        self.lost_races.store(0, Ordering::Relaxed);
+        self.failure(1, cooldown, None, true, now_ms)
     }
 
     /// Cools the deployment until `until_ms` (another replica saw it fail), unless it is cooling

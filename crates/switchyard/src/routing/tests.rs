@@ -151,12 +151,19 @@ fn a_probe_never_sent_is_given_back() {
         ..RequestFacts::default()
     };
     let refused = t.planner(facts(), 11_001, &mut |_| 0).unwrap();
-    assert!(b.health.snapshot(11_001).cooling, "claimed: re-armed for others");
+    assert!(
+        b.health.snapshot(11_001).cooling,
+        "claimed: re-armed for others"
+    );
     drop(refused);
-    let plan = t.plan("main", Needs::default(), 11_002, &mut |_| 0).unwrap();
+    let plan = t
+        .plan("main", Needs::default(), 11_002, &mut |_| 0)
+        .unwrap();
     assert_eq!(ids(&plan)[0], "main:b/m2", "the next request probes");
     // A probe handed out stays claimed when its plan ends.
-    let plan = t.plan("main", Needs::default(), 11_003, &mut |_| 0).unwrap();
+    let plan = t
+        .plan("main", Needs::default(), 11_003, &mut |_| 0)
+        .unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1");
 }
 
@@ -572,4 +579,21 @@ models:
     assert_eq!(dear.rates_for(100_000), dear.rates);
     assert!(t.max_price("unpriced").is_none());
     assert!(t.max_price("unknown").is_none());
+}
+
+#[test]
+fn a_run_of_lost_hedge_races_cools_an_answer_breaks_it() {
+    let t = table();
+    let a = &t.route("main").unwrap().deployments[0];
+    let cooldown = Duration::from_secs(10);
+    for _ in 0..7 {
+        assert_eq!(a.health.lost_race(cooldown, 1_000), None);
+    }
+    a.health.success(Duration::from_millis(5));
+    for _ in 0..7 {
+        assert_eq!(a.health.lost_race(cooldown, 1_000), None);
+    }
+    assert!(!a.health.snapshot(1_000).cooling);
+    assert_eq!(a.health.lost_race(cooldown, 1_000), Some(11_000));
+    assert!(a.health.snapshot(1_000).cooling);
 }

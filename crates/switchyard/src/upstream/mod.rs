@@ -1077,6 +1077,13 @@ where
                         }
                         last = Some(e);
                     }
+                    // The first attempt dropped because its hedge answered first.
+                    Err(_) if !t.hedged => {
+                        let d = &t.planned.deployment;
+                        if let Some(until_ms) = d.health.lost_race(policy.cooldown, now_ms()) {
+                            crate::routing::shared_health::announce(&d.id, until_ms);
+                        }
+                    }
                     Err(_) => {}
                 }
             }

@@ -204,4 +204,27 @@ async fn hedged_requests_win_over_a_slow_primary() {
         started.elapsed() < Duration::from_secs(3),
         "the hedge did not win"
     );
+    // A primary that stops answering altogether is not hidden by its hedge for ever: a run of
+    // lost races cools it, operators see it, and requests stop paying the hedge's delay.
+    env.fault("slow-primary", "hang", None).await;
+    for _ in 0..8 {
+        let r = env
+            .post("/v1/chat/completions", &chat("hedged", "hi"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let deployments = env.get("/admin/deployments").await.json();
+    let primary = deployments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "p-openai/slow-primary")
+        .unwrap()
+        .clone();
+    assert_eq!(primary["state"], "cooling", "{primary}");
+    let r = env
+        .post("/v1/chat/completions", &chat("hedged", "hi"))
+        .await;
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(route.contains("attempts=1"), "{route}");
 }

@@ -295,7 +295,9 @@ async fn every_deployment_rate_limited_says_when_the_first_frees_up() {
         .await;
     env.fault("limited-secondary", "status=429;retry_after=40", Some(1))
         .await;
-    let r = env.post("/v1/chat/completions", &chat("limited", "x")).await;
+    let r = env
+        .post("/v1/chat/completions", &chat("limited", "x"))
+        .await;
     assert_openai_error(&r, 429, "upstream_rate_limited");
     let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((8..=9).contains(&secs), "retry-after {secs}");
