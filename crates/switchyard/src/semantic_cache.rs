@@ -7,8 +7,9 @@
 //!
 //! Embeddings rate a question and its negation, or the same question about another number, as
 //! nearly the same ("Is the door open?" after "The door is not open."), and the answer to one
-//! is wrong for the other. So the numbers and negations a question holds are part of its
-//! context: only questions with the same ones can answer each other.
+//! is wrong for the other. So the numbers, the arithmetic between them and the negations a
+//! question holds, in order, are part of its context: only questions with the same ones can
+//! answer each other.
 //!
 //! The index holds each question's embedding and the exact cache's key of its answer, nothing
 //! more: the answer lives in the exact cache, by its bounds and ttl, and an entry whose answer
@@ -61,29 +62,91 @@ pub fn split(body: &[u8]) -> Option<Split> {
     Some(Split { context, question })
 }
 
-/// The numbers and negations in a question, sorted: two questions that differ in them are not
-/// the same question, however near their embeddings.
+/// The numbers, the arithmetic between them and the negations of a question, in order: two
+/// questions that differ in them ("7+3" and "7-3", "-5" and "5", "no cats, 3 dogs" and "3 cats,
+/// no dogs") are not the same question, however near their embeddings.
 fn facts(question: &str) -> String {
     const NEGATIONS: &[&str] = &[
         "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot",
     ];
-    let mut found: Vec<String> = question
-        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '.' | ',' | '%')))
-        .map(|w| w.trim_matches(|c: char| matches!(c, '.' | ',' | '\'')))
-        .filter(|w| !w.is_empty())
-        .filter_map(|w| {
-            let lower = w.to_lowercase();
-            if w.chars().any(|c| c.is_ascii_digit()) {
-                Some(lower.replace(',', ""))
-            } else if NEGATIONS.contains(&lower.as_str()) || lower.ends_with("n't") {
-                Some("not".to_owned())
-            } else {
-                None
+    const OPERATIONS: &[&str] = &[
+        "plus",
+        "minus",
+        "times",
+        "multiplied",
+        "divided",
+        "over",
+        "squared",
+        "cubed",
+        "power",
+        "root",
+        "percent",
+        "negative",
+        "less",
+        "more",
+    ];
+    let chars: Vec<char> = question.chars().collect();
+    let digit_near = |i: usize, step: isize| {
+        let mut j = i as isize + step;
+        while j >= 0 && (j as usize) < chars.len() && chars[j as usize] == ' ' {
+            j += step;
+        }
+        j >= 0 && (j as usize) < chars.len() && chars[j as usize].is_ascii_digit()
+    };
+    let mut found: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphanumeric() {
+            let start = i;
+            // A word, or a number with its decimal point, digit groups and apostrophes.
+            while i < chars.len()
+                && (chars[i].is_alphanumeric()
+                    || (matches!(chars[i], '\'' | '.' | ',')
+                        && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric())))
+            {
+                i += 1;
             }
-        })
-        .collect();
-    found.sort_unstable();
+            let word: String = chars[start..i].iter().collect::<String>().to_lowercase();
+            if word.chars().any(|c| c.is_ascii_digit()) {
+                found.push(without_digit_group_commas(&word));
+            } else if NEGATIONS.contains(&word.as_str()) || word.ends_with("n't") {
+                found.push("not".to_owned());
+            } else if OPERATIONS.contains(&word.as_str()) {
+                found.push(word);
+            }
+            continue;
+        }
+        // An operator or sign next to a number: `7-3`, `-5`, `2 * 3`, `50%`.
+        if matches!(
+            c,
+            '+' | '-' | '−' | '*' | '×' | '/' | '÷' | '^' | '=' | '<' | '>' | '%' | '≤' | '≥'
+        ) && (digit_near(i, -1) || digit_near(i, 1))
+        {
+            found.push(if c == '−' { '-' } else { c }.to_string());
+        }
+        i += 1;
+    }
     found.join(" ")
+}
+
+/// `1,000` as `1000`; `1,5` (a decimal comma) stays as it is.
+fn without_digit_group_commas(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| {
+            let grouping = c == ','
+                && i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.len() >= i + 4
+                && chars[i + 1..i + 4].iter().all(char::is_ascii_digit)
+                && chars.get(i + 4).is_none_or(|n| !n.is_ascii_digit());
+            !grouping
+        })
+        .map(|(_, &c)| c)
+        .collect()
 }
 
 struct Entry {
@@ -236,6 +299,29 @@ mod tests {
         assert_ne!(context("What is 2+2?"), context("What is 2+3?"));
         assert_ne!(context("Send 100 dollars"), context("Send 900 dollars"));
         assert_eq!(context("Send 1,000 dollars"), context("send 1000 dollars"));
+        assert_eq!(context("Send 1,000,000 now"), context("send 1000000 now"));
+        assert_ne!(
+            context("What is 1,5 times 2?"),
+            context("What is 15 times 2?")
+        );
+        // The arithmetic between numbers, and their signs.
+        for (a, b) in [
+            ("What is 7+3?", "What is 7-3?"),
+            ("What is 7+3?", "What is 7*3?"),
+            ("What is 7 / 3?", "What is 7 × 3?"),
+            ("What is 7 - 3?", "What is 3 - 7?"),
+            ("Is it -5 degrees?", "Is it 5 degrees?"),
+            ("What is 6 plus 2?", "What is 6 minus 2?"),
+            ("I have no cats and 3 dogs", "I have 3 cats and no dogs"),
+        ] {
+            assert_ne!(context(a), context(b), "{a} / {b}");
+        }
+        // A hyphen between words is not arithmetic.
+        assert_eq!(
+            context("Is this well-known?"),
+            context("is this well known")
+        );
+        assert_eq!(context("What is 7 + 3?"), context("what is 7+3"));
     }
 
     #[test]

@@ -68,6 +68,12 @@ struct AttemptLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheHitLabels {
+    alias: String,
+    cache: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     alias: String,
     deployment: String,
@@ -145,6 +151,7 @@ pub struct Metrics {
     attempts: Family<AttemptLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
     cost: Family<CostLabels, Counter>,
+    cache_hits: Family<CacheHitLabels, Counter>,
 }
 
 impl Metrics {
@@ -157,6 +164,7 @@ impl Metrics {
         let attempts = Family::<AttemptLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
         let cost = Family::<CostLabels, Counter>::default();
+        let cache_hits = Family::<CacheHitLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests by alias, deployment, status, error code, outcome, ingress dialect and stream",
@@ -190,6 +198,11 @@ impl Metrics {
             Unit::Other("nanodollars".into()),
             cost.clone(),
         );
+        registry.register(
+            "cache_hits",
+            "Requests answered from the response cache (exact) or by a similar question's answer (semantic)",
+            cache_hits.clone(),
+        );
         Self {
             registry,
             known,
@@ -199,6 +212,7 @@ impl Metrics {
             attempts,
             tokens,
             cost,
+            cache_hits,
         }
     }
 
@@ -235,6 +249,14 @@ impl Metrics {
                     deployment: self.known.deployment(route.deployment),
                     team: team.unwrap_or(NONE).to_owned(),
                     kind: kind.to_owned(),
+                })
+                .inc_by(n);
+        }
+        for ((alias, cache), n) in tally.cache_hits {
+            self.cache_hits
+                .get_or_create(&CacheHitLabels {
+                    alias: self.known.alias(alias),
+                    cache: cache.to_owned(),
                 })
                 .inc_by(n);
         }
@@ -293,6 +315,8 @@ struct Tally<'r> {
     tokens: Totals<(RouteKey<'r>, Option<&'r str>, &'static str)>,
     /// Route and team.
     cost: Totals<(RouteKey<'r>, Option<&'r str>)>,
+    /// Alias and which cache.
+    cache_hits: Totals<(Option<&'r str>, &'static str)>,
 }
 
 /// A total per key, in the order the keys first came.
@@ -338,6 +362,16 @@ impl<'r> Tally<'r> {
             },
             1,
         );
+        // A kept answer took no provider any time and no tokens: counted as a hit, it would
+        // otherwise pass for the deployment's own speed and usage.
+        if r.cache_hit {
+            let cache = match r.tags.get("cache").and_then(|v| v.as_str()) {
+                Some("semantic") => "semantic",
+                _ => "exact",
+            };
+            add(&mut self.cache_hits, (r.alias.as_deref(), cache), 1);
+            return;
+        }
         histogram(&mut self.durations, &metrics.duration, metrics, route)
             .observe(r.duration_ms / 1000.0);
         if let Some(ttft) = r.ttft_ms {

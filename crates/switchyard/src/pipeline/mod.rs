@@ -313,6 +313,7 @@ fn cache_entry(
     ingress: &dyn IngressDialect,
     principal: &Principal,
     headers: &HeaderMap,
+    narrowing: &[String],
     body: &[u8],
 ) -> Option<([u8; 32], response_cache::Use)> {
     app.response_cache.as_ref()?;
@@ -320,8 +321,64 @@ fn cache_entry(
     if use_ == response_cache::Use::Neither || ingress.id() == DialectId::OpenAiResponses {
         return None;
     }
-    let key = response_cache::ResponseCache::key(&principal.caller, ingress.id().as_str(), body);
+    let narrowing: Vec<&str> = narrowing.iter().map(String::as_str).collect();
+    let key = response_cache::ResponseCache::key(
+        &principal.caller,
+        ingress.id().as_str(),
+        &narrowing,
+        body,
+    );
     Some((key, use_))
+}
+
+/// What narrows who may share a kept answer beyond the caller's scope: its team and key when
+/// routing rules name them (the rule may send them elsewhere), and on the Anthropic ingress the
+/// beta and version headers, which go on to the provider and can change the answer.
+fn cache_narrowing(
+    app: &App,
+    ingress: &dyn IngressDialect,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Vec<String> {
+    let mut narrowing = Vec::new();
+    let (teams, keys) = app.table.rules_name();
+    if teams {
+        narrowing.push(format!(
+            "team:{}",
+            principal.caller.team.as_deref().unwrap_or("")
+        ));
+    }
+    if keys {
+        narrowing.push(format!(
+            "key:{}",
+            principal.caller.key_id.as_deref().unwrap_or("")
+        ));
+    }
+    if ingress.id() == DialectId::Anthropic {
+        for name in ["anthropic-beta", "anthropic-version"] {
+            for value in headers.get_all(name) {
+                narrowing.push(format!(
+                    "{name}:{}",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+        }
+    }
+    narrowing
+}
+
+/// Whether a kept answer may be served to a caller with `restrictions`: the deployment that gave
+/// it must be one the caller may use.
+fn may_serve(
+    app: &App,
+    restrictions: &crate::routing::Restrictions,
+    hit: &response_cache::Cached,
+) -> bool {
+    restrictions.is_empty()
+        || app
+            .table
+            .deployment(&hit.deployment)
+            .is_some_and(|d| restrictions.rejects(&d.attributes).is_none())
 }
 
 /// A kept answer as the reply (a hit of either cache), with its record.
@@ -356,19 +413,29 @@ fn cached_reply(
     }
 }
 
-/// With a semantic cache, the request's context (its key, scoped as the exact cache's) and its
-/// question, when it ends with a user's text.
+/// With a semantic cache, the request's context (its key, scoped as the exact cache's and
+/// narrowed to its customer: a question worded alike may hold another customer's particulars)
+/// and its question, when it ends with a user's text.
 fn semantic_question(
     app: &App,
     ingress: &dyn IngressDialect,
     principal: &Principal,
+    narrowing: &[String],
+    customer: Option<&str>,
     body: &[u8],
 ) -> Option<([u8; 32], String)> {
     app.semantic_cache.as_ref()?;
     let split = crate::semantic_cache::split(body)?;
+    let customer = format!("customer:{}", customer.unwrap_or(""));
+    let narrowing: Vec<&str> = narrowing
+        .iter()
+        .map(String::as_str)
+        .chain([customer.as_str()])
+        .collect();
     let context = response_cache::ResponseCache::key(
         &principal.caller,
         ingress.id().as_str(),
+        &narrowing,
         &split.context,
     );
     Some((context, split.question))
@@ -462,13 +529,24 @@ pub async fn chat(
     tracker.set_caller(principal.caller.clone());
     let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body).await?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
-    let cache = cache_entry(&app, ingress, &principal, headers, &body);
-    let question = cache
-        .as_ref()
-        .and_then(|_| semantic_question(&app, ingress, &principal, &body));
+    let customer = customer_header(headers).or_else(|| request.user.clone());
+    let narrowing = match app.response_cache {
+        Some(_) => cache_narrowing(&app, ingress, &principal, headers),
+        None => Vec::new(),
+    };
+    let cache = cache_entry(&app, ingress, &principal, headers, &narrowing, &body);
+    let question = cache.as_ref().and_then(|_| {
+        semantic_question(
+            &app,
+            ingress,
+            &principal,
+            &narrowing,
+            customer.as_deref(),
+            &body,
+        )
+    });
     drop(body);
     ingress.keep_headers(headers, &mut request);
-    let customer = customer_header(headers).or_else(|| request.user.clone());
     let applied = apply_config(
         &app,
         ctx,
@@ -498,11 +576,10 @@ pub async fn chat(
     // A version or variant an experiment chose is not the request the body names; and a caller
     // whose restrictions (regions, risk, data classes) leave it no deployment of the model is
     // not served another caller's answer from one: it goes on to be refused as it would be.
+    let restrictions = app.governance.restrictions(&principal, customer.as_deref());
     let cache = cache.filter(|_| {
-        applied.is_none() && {
-            let restrictions = app.governance.restrictions(&principal, customer.as_deref());
-            restrictions.is_empty() || app.table.usable(&request.model, &restrictions)
-        }
+        applied.is_none()
+            && (restrictions.is_empty() || app.table.usable(&request.model, &restrictions))
     });
     // The question's embedding and context, for keeping the answer under them.
     let mut asked = None;
@@ -512,7 +589,7 @@ pub async fn chat(
             (true, Some(store)) => cached_answer(&app, store, key).await,
             _ => None,
         };
-        if let Some(hit) = hit {
+        if let Some(hit) = hit.filter(|h| may_serve(&app, &restrictions, h)) {
             return Ok(cached_reply(tracker, &hit, request.stream, reply_headers));
         }
         if let (Some(semantic), Some(store), Some((context, question))) = (
@@ -536,7 +613,10 @@ pub async fn chat(
                 Vec::new()
             };
             for (answer, similarity) in similar {
-                if let Some(hit) = store.get(&answer) {
+                if let Some(hit) = store
+                    .get(&answer)
+                    .filter(|h| may_serve(&app, &restrictions, h))
+                {
                     tracker.add_tag("cache", "semantic");
                     tracker.add_tag("cache_similarity", &format!("{similarity:.4}"));
                     return Ok(cached_reply(tracker, &hit, request.stream, reply_headers));
@@ -557,7 +637,7 @@ pub async fn chat(
     let mut facts = facts_of(&request, headers, input_tokens);
     facts.team = principal.caller.team.clone();
     facts.key = principal.caller.key_id.clone();
-    facts.restrictions = app.governance.restrictions(&principal, customer.as_deref());
+    facts.restrictions = restrictions;
     let mut planner = app
         .table
         .planner(facts, now_ms(), &mut random_below)
@@ -591,6 +671,9 @@ pub async fn chat(
         // Under a budget the provider is asked for no more output than was reserved.
         request.max_tokens = Some(cap);
     }
+    // An answer cut at a limit the gateway set for this caller's budget is not the answer the
+    // request asks for: it is not kept for others (one that ended by itself is).
+    let cut_for_budget = capped.is_some();
     tracker.set_output_cap(
         request
             .max_tokens
@@ -662,10 +745,11 @@ pub async fn chat(
             crate::guardrails::check_answer(&rails, &request, &response)?;
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
-            let ended_normally = !matches!(
-                response.finish_reason,
-                FinishReason::ContentFilter | FinishReason::Other(_)
-            );
+            let ended_normally = match response.finish_reason {
+                FinishReason::ContentFilter | FinishReason::Other(_) => false,
+                FinishReason::Length => !cut_for_budget,
+                _ => true,
+            };
             if let (Some(store), Some((key, _)), true) =
                 (&app.response_cache, cache, ended_normally)
             {
@@ -714,7 +798,13 @@ pub async fn chat(
             let keep_id = tracker.traced();
             // With a cache, how the stream ended, for keeping its events.
             let keeping = match (&app.response_cache, cache) {
-                (Some(_), Some((key, _))) => Some((key, Arc::new(StreamEnding::default()))),
+                (Some(_), Some((key, _))) => Some((
+                    key,
+                    Arc::new(StreamEnding {
+                        ended: Default::default(),
+                        cut_for_budget,
+                    }),
+                )),
                 _ => None,
             };
             let ending = keeping.as_ref().map(|(_, ending)| ending.clone());
@@ -803,20 +893,25 @@ pub async fn chat(
 
 /// How a stream ended, as its keeper needs it: noted by the relay's end, which comes before the
 /// last chunk is handed on.
-#[derive(Default)]
-struct StreamEnding(parking_lot::Mutex<Option<(Option<Usage>, usize, &'static str)>>);
+struct StreamEnding {
+    ended: parking_lot::Mutex<Option<(Option<Usage>, usize, &'static str)>>,
+    /// The gateway set the request's output limit for its caller's budget.
+    cut_for_budget: bool,
+}
 
 impl StreamEnding {
     /// Notes a stream that ended normally: usage, characters and finish reason. Nothing for one
-    /// that broke off, was cancelled, or stopped for a content filter or a provider's reason.
+    /// that broke off, was cancelled, stopped for a content filter or a provider's reason, or
+    /// at the limit its caller's budget set.
     fn note(&self, end: &StreamEnd) {
         let normal = match &end.finish {
             Some(FinishReason::ContentFilter | FinishReason::Other(_)) => false,
+            Some(FinishReason::Length) if self.cut_for_budget => false,
             Some(_) | None => end.error.is_none() && !end.cancelled,
         };
         if normal {
             let finish = end.finish.as_ref().map_or("stop", FinishReason::as_openai);
-            *self.0.lock() = Some((end.usage, end.output_chars, finish));
+            *self.ended.lock() = Some((end.usage, end.output_chars, finish));
         }
     }
 }
@@ -861,7 +956,7 @@ fn keep_stream(
                 }
                 Some(Err(never)) => match never {},
                 None => {
-                    let end = ending.0.lock().take();
+                    let end = ending.ended.lock().take();
                     if let (Some(events), Some((usage, chars, finish)), Some(ctx)) =
                         (gathered, end, keep.take())
                     {
@@ -1078,6 +1173,7 @@ async fn embed(
     tracker: &mut Tracker,
 ) -> Result<(switchyard_protocol::canonical::EmbeddingResponse, String), GatewayError> {
     tracker.set_model(&request.model);
+    tracker.set_customer(customer);
     check_model(app, principal, customer, &request.model)?;
     let input_tokens = if needs_token_estimate(app, principal, customer, headers) {
         crate::tokens::estimate_embeddings(app.table.encoding(&request.model), &request.input)

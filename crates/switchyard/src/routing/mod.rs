@@ -302,6 +302,10 @@ pub struct RoutingTable {
     /// cost-based strategies, rules on token counts or cost): when not, and no budget or TPM
     /// limit applies either, requests skip the tokenizer.
     tokens_matter: bool,
+    /// Whether a routing rule names teams, or keys: then who asks decides where a request goes,
+    /// and the response cache shares answers no wider.
+    rules_name_teams: bool,
+    rules_name_keys: bool,
 }
 
 impl RoutingTable {
@@ -436,7 +440,26 @@ impl RoutingTable {
             aliases,
             policy: config.routing.clone(),
             tokens_matter,
+            rules_name_teams: config
+                .routing
+                .rules
+                .iter()
+                .any(|r| !r.when.teams.is_empty()),
+            rules_name_keys: config.routing.rules.iter().any(|r| !r.when.keys.is_empty()),
         })
+    }
+
+    /// Whether routing rules name teams and keys (see the fields).
+    pub fn rules_name(&self) -> (bool, bool) {
+        (self.rules_name_teams, self.rules_name_keys)
+    }
+
+    /// A deployment by its id, under any alias.
+    pub fn deployment(&self, id: &str) -> Option<&Arc<Deployment>> {
+        self.routes
+            .values()
+            .flat_map(|r| r.deployments.iter())
+            .find(|d| *d.id == *id)
     }
 
     /// See the field: whether any routing decision depends on the prompt's token estimate.

@@ -155,6 +155,13 @@ impl Tracker {
         }
     }
 
+    /// The customer a request is billed to, for requests that carry no chat body (embeddings).
+    pub fn set_customer(&mut self, customer: Option<&str>) {
+        if let Some(r) = self.rec() {
+            r.customer = customer.map(str::to_owned);
+        }
+    }
+
     pub fn set_model(&mut self, model: &str) {
         if let Some(r) = self.rec() {
             r.requested_model = model.to_owned();

@@ -364,3 +364,157 @@ async fn a_stream_that_ended_normally_is_replayed_and_one_that_broke_off_is_not_
     let third = env.post("/v1/chat/completions", &other).await;
     assert_eq!(third.headers["x-switchyard-cache"], "hit");
 }
+
+/// Who asks can change where a request goes and what it may be given: a routing rule that names
+/// a team, a caller's restrictions, the limit a budget set, a customer's particulars. A kept
+/// answer goes no further than the request it answered.
+#[tokio::test]
+async fn a_kept_answer_goes_no_further_than_the_request_it_answered() {
+    let env = env_with_sections(
+        &format!(
+            "{CACHED_MODEL}  - alias: premium
+    deployments:
+      - {{provider: p-openai, model: premium-model}}
+  - alias: mixed
+    strategy: priority
+    deployments:
+      - {{provider: p-openai, model: us-model, region: us, priority: 0}}
+      - {{provider: p-compat, model: eu-model, region: eu, priority: 1}}
+  - alias: question-embedder
+    deployments:
+      - {{provider: p-openai, model: text-embedding-3-small}}
+"
+        ),
+        "rules:\n    - {name: premium-desk, match: {model: cached, teams: [premium]}, route: {alias: premium}}",
+        "cache:\n  ttl: 30s\n  semantic: {model: question-embedder, threshold: 0.9}\n",
+    )
+    .await;
+    let org = env.post("/admin/orgs", &json!({"id": "acme"})).await;
+    assert_eq!(org.status, 201, "{}", org.text);
+    for team in ["desk", "premium"] {
+        let made = env
+            .post("/admin/teams", &json!({"id": team, "org_id": "acme"}))
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+    }
+    let key_of = |body: Value| {
+        let env = &env;
+        async move {
+            let made = env.post("/admin/keys", &body).await;
+            assert_eq!(made.status, 201, "{}", made.text);
+            made.json()["key"].as_str().unwrap().to_owned()
+        }
+    };
+    let desk = key_of(json!({"name": "desk", "team_id": "desk"})).await;
+    let premium = key_of(json!({"name": "premium", "team_id": "premium"})).await;
+    let eu_only = key_of(json!({"name": "eu", "team_id": "desk", "allowed_regions": ["eu"]})).await;
+    let nearly_spent =
+        key_of(json!({"name": "thrifty", "team_id": "desk", "max_budget_usd": 0.00006})).await;
+    let asks = |body: Value, key: String| {
+        let env = &env;
+        async move { env.post_key("/v1/chat/completions", &body, &key).await }
+    };
+    let deployment = |r: &crate::harness::Reply| {
+        let route = r.headers["x-switchyard-route"].to_str().unwrap().to_owned();
+        route
+            .split("; ")
+            .find_map(|p| p.strip_prefix("deployment="))
+            .unwrap()
+            .to_owned()
+    };
+
+    // One organisation shares answers, but a rule sends the premium team elsewhere: it is not
+    // served the desk's answer, nor the desk the premium one's.
+    let body = chat("cached", "What is the capital of France?");
+    let first = asks(body.clone(), desk.clone()).await;
+    assert_eq!(deployment(&first), "p-openai/cached-model");
+    let other = asks(body.clone(), premium.clone()).await;
+    assert_eq!(
+        other.headers["x-switchyard-cache"], "miss",
+        "{}",
+        other.text
+    );
+    assert_eq!(deployment(&other), "p-openai/premium-model");
+    let again = asks(body.clone(), desk.clone()).await;
+    assert_eq!(again.headers["x-switchyard-cache"], "hit");
+    assert_eq!(deployment(&again), "p-openai/cached-model");
+
+    // A teammate limited to the EU is not served the answer a US deployment gave.
+    let body = chat("mixed", "Where is the Eiffel tower?");
+    let us = asks(body.clone(), desk.clone()).await;
+    assert_eq!(deployment(&us), "p-openai/us-model");
+    let eu = asks(body.clone(), eu_only.clone()).await;
+    assert_eq!(eu.headers["x-switchyard-cache"], "miss");
+    assert_eq!(deployment(&eu), "p-compat/eu-model");
+
+    // An answer cut short at the limit a nearly spent budget set is not kept for the team.
+    let body = chat("cached", "Tell me about the history of bridges in Paris");
+    let cut = asks(body.clone(), nearly_spent.clone()).await;
+    assert_eq!(cut.status, 200, "{}", cut.text);
+    assert_eq!(
+        cut.json()["choices"][0]["finish_reason"],
+        "length",
+        "{}",
+        cut.text
+    );
+    let whole = asks(body.clone(), desk.clone()).await;
+    assert_eq!(whole.headers["x-switchyard-cache"], "miss");
+    assert_ne!(whole.json()["choices"][0]["finish_reason"], "length");
+
+    // The semantic cache does not hand one customer's answer to another.
+    let with_customer = |text: &str, customer: &str| {
+        let (env, key, body) = (&env, desk.clone(), chat("cached", text));
+        let customer = customer.to_owned();
+        async move {
+            env.post_with(
+                "/v1/chat/completions",
+                &body,
+                &[
+                    ("authorization", &format!("Bearer {key}")),
+                    ("x-switchyard-customer", &customer),
+                ],
+            )
+            .await
+        }
+    };
+    let alice = with_customer("Draft a reminder about the overdue invoice", "alice").await;
+    assert_eq!(alice.headers["x-switchyard-cache"], "miss");
+    let bob = with_customer("draft a reminder about the overdue invoice!", "bob").await;
+    assert_eq!(
+        bob.headers["x-switchyard-cache"], "miss",
+        "another customer"
+    );
+    let alice_again = with_customer("draft a reminder about the overdue invoice", "alice").await;
+    assert_eq!(alice_again.headers["x-switchyard-cache"], "hit");
+    // The question's embedding is billed to the customer as the answer would be.
+    let embeds = env
+        .get("/admin/requests?tag=purpose:semantic_cache")
+        .await
+        .json();
+    assert!(
+        embeds["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["customer"] == "alice"),
+        "{embeds}"
+    );
+
+    // Hits are counted as hits, not as the deployment's tokens or speed.
+    assert!(
+        crate::harness::metrics_come_to_say(
+            &env.http,
+            &env.gw,
+            "switchyard_cache_hits_total{alias=\"cached\",cache=\"exact\"} 1"
+        )
+        .await
+    );
+    assert!(
+        crate::harness::metrics_come_to_say(
+            &env.http,
+            &env.gw,
+            "switchyard_cache_hits_total{alias=\"cached\",cache=\"semantic\"} 1"
+        )
+        .await
+    );
+}
