@@ -757,7 +757,11 @@ fn write_message(
     }
     out.extend_from_slice(b"],\"model\":");
     json::write_str(out, &ctx.model);
-    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
+    let called_tools = response
+        .content
+        .iter()
+        .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+    let (stop_reason, stop_sequence) = wire::turn_stop_reason(&response.finish_reason, called_tools);
     out.extend_from_slice(b",\"stop_reason\":");
     json::write_str(out, stop_reason);
     out.extend_from_slice(b",\"stop_sequence\":");
@@ -852,7 +856,11 @@ fn write_block(
 /// The same answer as serde writes it from `wire::Message`: the reference for the tests.
 #[cfg(test)]
 pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    let (stop_reason, stop_sequence) = wire::stop_reason(&response.finish_reason);
+    let called_tools = response
+        .content
+        .iter()
+        .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+    let (stop_reason, stop_sequence) = wire::turn_stop_reason(&response.finish_reason, called_tools);
     let message = wire::Message {
         id: message_id(&ctx.id),
         kind: "message".into(),

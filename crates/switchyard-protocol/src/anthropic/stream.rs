@@ -803,8 +803,10 @@ impl StreamEncoder for AnthropicStreamEncoder {
         if !self.usage_said {
             self.usage = estimated_usage(self.prompt_estimate, self.output_chars);
         }
-        let (stop_reason, stop_sequence) =
-            wire::stop_reason(self.stop.as_ref().unwrap_or(&FinishReason::Stop));
+        let (stop_reason, stop_sequence) = wire::turn_stop_reason(
+            self.stop.as_ref().unwrap_or(&FinishReason::Stop),
+            !self.tool_blocks.is_empty(),
+        );
         Self::message_end(stop_reason, stop_sequence, &self.usage, out);
         self.done = true;
     }

@@ -572,7 +572,9 @@ fn encodes_a_complete_message() {
 #[test]
 fn maps_every_finish_reason_and_keeps_msg_ids() {
     let cases = [
-        (FinishReason::Stop, "end_turn"),
+        // The sample answer calls tools: a turn OpenAI ended with `stop` after a forced call
+        // is Claude's `tool_use`.
+        (FinishReason::Stop, "tool_use"),
         (FinishReason::StopSequence(None), "stop_sequence"),
         (FinishReason::Length, "max_tokens"),
         (FinishReason::ToolCalls, "tool_use"),
@@ -591,6 +593,46 @@ fn maps_every_finish_reason_and_keeps_msg_ids() {
         assert_eq!(body["stop_reason"], json!(expected));
         assert_eq!(body["id"], json!("msg_abc"));
         assert_eq!(body["usage"]["input_tokens"], json!(0));
+    }
+    let text_only = ChatResponse {
+        content: vec![ContentPart::text("Done.")],
+        finish_reason: FinishReason::Stop,
+        ..sample_response()
+    };
+    let body: Value =
+        serde_json::from_slice(&AnthropicIngress.encode_chat(&text_only, &ctx("msg_abc", "m")))
+            .unwrap();
+    assert_eq!(body["stop_reason"], json!("end_turn"));
+    // Streamed alike.
+    for (events, expected) in [
+        (
+            vec![
+                StreamEvent::ToolCallStart {
+                    index: 0,
+                    id: "call_1".into(),
+                    name: "lookup".into(),
+                },
+                StreamEvent::ToolCallDelta {
+                    index: 0,
+                    arguments: "{}".into(),
+                },
+            ],
+            "tool_use",
+        ),
+        (vec![StreamEvent::TextDelta("Done.".into())], "end_turn"),
+    ] {
+        let mut encoder = AnthropicIngress.stream_encoder(ctx("e", "m"));
+        let mut out = Vec::new();
+        for event in &events {
+            encoder.event(event, &mut out);
+        }
+        encoder.event(&StreamEvent::Finish(FinishReason::Stop), &mut out);
+        encoder.finish(&mut out);
+        let frames = frames(&out);
+        assert_eq!(
+            frames[frames.len() - 2].1["delta"]["stop_reason"],
+            json!(expected)
+        );
     }
 }
 

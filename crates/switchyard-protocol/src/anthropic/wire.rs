@@ -643,6 +643,17 @@ impl Usage {
     }
 }
 
+/// The Anthropic `stop_reason` (and `stop_sequence`) of a turn ending for `reason`, having
+/// called tools or not: OpenAI (and servers copying it) end a turn whose tool a named
+/// `tool_choice` forced with `stop`, where Claude says `tool_use`, the reason agent loops read
+/// to run the tools.
+pub(crate) fn turn_stop_reason(reason: &FinishReason, called_tools: bool) -> (&str, Option<&str>) {
+    match reason {
+        FinishReason::Stop if called_tools => ("tool_use", None),
+        other => stop_reason(other),
+    }
+}
+
 /// The Anthropic `stop_reason` (and `stop_sequence`) for a canonical finish reason.
 pub(crate) fn stop_reason(reason: &FinishReason) -> (&str, Option<&str>) {
     match reason {
