@@ -761,7 +761,8 @@ fn write_message(
         .content
         .iter()
         .any(|p| matches!(p, ContentPart::ToolCall { .. }));
-    let (stop_reason, stop_sequence) = wire::turn_stop_reason(&response.finish_reason, called_tools);
+    let (stop_reason, stop_sequence) =
+        wire::turn_stop_reason(&response.finish_reason, called_tools);
     out.extend_from_slice(b",\"stop_reason\":");
     json::write_str(out, stop_reason);
     out.extend_from_slice(b",\"stop_sequence\":");
@@ -860,7 +861,8 @@ pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -
         .content
         .iter()
         .any(|p| matches!(p, ContentPart::ToolCall { .. }));
-    let (stop_reason, stop_sequence) = wire::turn_stop_reason(&response.finish_reason, called_tools);
+    let (stop_reason, stop_sequence) =
+        wire::turn_stop_reason(&response.finish_reason, called_tools);
     let message = wire::Message {
         id: message_id(&ctx.id),
         kind: "message".into(),

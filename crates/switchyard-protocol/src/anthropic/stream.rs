@@ -35,8 +35,9 @@ use crate::text_frame::TextFrame;
 enum BlockKind {
     Text,
     Thinking,
-    /// A client tool call and its position among the answer's tool calls.
-    Tool(u32),
+    /// A client tool call, its position among the answer's tool calls, and whether any of its
+    /// arguments came yet.
+    Tool(u32, bool),
     /// A server tool's call or result, kept whole.
     ServerTool,
     /// Redacted thinking (passed on whole at its start) and block types added later.
@@ -179,13 +180,14 @@ impl AnthropicStreamDecoder {
                         });
                         // The API starts tool blocks with `input: {}` and streams the arguments;
                         // anything already present is the start of them.
-                        if input.as_object().is_some_and(|o| !o.is_empty()) {
+                        let said = input.as_object().is_some_and(|o| !o.is_empty());
+                        if said {
                             out.push(StreamEvent::ToolCallDelta {
                                 index: tool,
                                 arguments: input.to_string(),
                             });
                         }
-                        BlockKind::Tool(tool)
+                        BlockKind::Tool(tool, said)
                     }
                     ContentBlock::RedactedThinking { data } => {
                         out.push(StreamEvent::RedactedReasoning(data));
@@ -217,9 +219,10 @@ impl AnthropicStreamDecoder {
                     }
                     (
                         ContentBlockDelta::InputJsonDelta { partial_json },
-                        Some(BlockKind::Tool(tool)),
+                        Some(BlockKind::Tool(tool, _)),
                     ) => {
                         if !partial_json.is_empty() {
+                            self.blocks.insert(index, BlockKind::Tool(tool, true));
                             out.push(StreamEvent::ToolCallDelta {
                                 index: tool,
                                 arguments: partial_json,
@@ -244,8 +247,16 @@ impl AnthropicStreamDecoder {
                     ) => {}
                 }
             }
-            MessageStreamEvent::ContentBlockStop { .. } => {
+            MessageStreamEvent::ContentBlockStop { index } => {
                 self.require_start("content_block_stop")?;
+                // A tool without parameters streams no arguments (or one empty piece): its
+                // arguments are the empty object, which a client parses, not nothing.
+                if let Some(BlockKind::Tool(tool, false)) = self.blocks.get(&index).copied() {
+                    out.push(StreamEvent::ToolCallDelta {
+                        index: tool,
+                        arguments: "{}".into(),
+                    });
+                }
             }
             MessageStreamEvent::MessageDelta { delta, usage } => {
                 self.require_start("message_delta")?;

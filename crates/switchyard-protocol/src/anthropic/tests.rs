@@ -1264,6 +1264,34 @@ fn decodes_a_recorded_stream() {
     assert_eq!(out, recorded_events());
 }
 
+/// A tool without parameters streams no arguments, or one empty piece: its arguments are `{}`,
+/// which an OpenAI client parses as JSON.
+#[test]
+fn a_tool_call_without_arguments_streams_the_empty_object() {
+    let stream = [
+        r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"now","input":{}}}"#,
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+        r#"data: {"type":"content_block_stop","index":0}"#,
+        r#"data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_2","name":"at","input":{}}}"#,
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":1}"}}"#,
+        r#"data: {"type":"content_block_stop","index":1}"#,
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}"#,
+        r#"data: {"type":"message_stop"}"#,
+    ]
+    .map(|line| format!("{line}\n\n"))
+    .concat();
+    let events = decode_chunks(&[stream.as_bytes()]).unwrap();
+    let arguments: Vec<(u32, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallDelta { index, arguments } => Some((*index, arguments.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arguments, [(0, "{}"), (1, "{\"x\":1}")]);
+}
+
 #[test]
 fn stream_decodes_identically_at_every_split() {
     let bytes = RECORDED_STREAM.as_bytes();

@@ -15,7 +15,9 @@ pub(super) struct BedrockStreamDecoder {
     frames: Decoder,
     started: bool,
     /// Content block index → tool call index, for the tool use blocks seen so far.
-    tool_blocks: Vec<(u64, u32)>,
+    /// Each tool block's index in the answer, its tool call's index, and whether any of its
+    /// arguments came yet.
+    tool_blocks: Vec<(u64, u32, bool)>,
     stopped: bool,
     /// `metadata` came, with the usage: the stream's last event.
     ended: bool,
@@ -57,7 +59,7 @@ impl BedrockStreamDecoder {
                 if let Some(tool_use) = event["start"].get("toolUse") {
                     let index = self.tool_blocks.len() as u32;
                     let block = event["contentBlockIndex"].as_u64().unwrap_or_default();
-                    self.tool_blocks.push((block, index));
+                    self.tool_blocks.push((block, index, false));
                     out.push(StreamEvent::ToolCallStart {
                         index,
                         id: text(&tool_use["toolUseId"]),
@@ -83,16 +85,21 @@ impl BedrockStreamDecoder {
                     );
                 } else if let Some(tool_use) = delta.get("toolUse") {
                     let block = event["contentBlockIndex"].as_u64().unwrap_or_default();
-                    let Some(&(_, index)) = self.tool_blocks.iter().find(|(b, _)| *b == block)
+                    let Some((_, index, said)) =
+                        self.tool_blocks.iter_mut().find(|(b, _, _)| *b == block)
                     else {
                         return Err(malformed(
                             "a ConverseStream toolUse delta for a block that did not start",
                         ));
                     };
-                    out.push(StreamEvent::ToolCallDelta {
-                        index,
-                        arguments: text(&tool_use["input"]),
-                    });
+                    let arguments = text(&tool_use["input"]);
+                    if !arguments.is_empty() {
+                        *said = true;
+                        out.push(StreamEvent::ToolCallDelta {
+                            index: *index,
+                            arguments,
+                        });
+                    }
                 } else if let Some(reasoning) = delta.get("reasoningContent") {
                     if let Some(Value::String(t)) = reasoning.get("text") {
                         out.push(StreamEvent::ReasoningDelta(t.clone()));
@@ -120,7 +127,21 @@ impl BedrockStreamDecoder {
                     out.push(StreamEvent::Usage(usage.canonical()));
                 }
             }
-            // messageStart and contentBlockStop carry nothing the canonical stream needs.
+            "contentBlockStop" => {
+                // A tool without parameters streams no arguments: they are the empty object.
+                let block = event["contentBlockIndex"].as_u64().unwrap_or_default();
+                if let Some((_, index, said)) =
+                    self.tool_blocks.iter_mut().find(|(b, _, _)| *b == block)
+                    && !*said
+                {
+                    *said = true;
+                    out.push(StreamEvent::ToolCallDelta {
+                        index: *index,
+                        arguments: "{}".into(),
+                    });
+                }
+            }
+            // messageStart carries nothing the canonical stream needs.
             _ => {}
         }
         Ok(())

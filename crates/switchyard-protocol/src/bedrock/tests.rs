@@ -576,6 +576,35 @@ fn decode(
     Ok(out)
 }
 
+/// A tool without parameters streams no arguments, or an empty piece: they are `{}`.
+#[test]
+fn a_tool_call_without_arguments_streams_the_empty_object() {
+    let bytes = [
+        event("messageStart", json!({"role": "assistant"})),
+        event(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "now"}}}),
+        ),
+        event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": ""}}}),
+        ),
+        event("contentBlockStop", json!({"contentBlockIndex": 0})),
+        event("messageStop", json!({"stopReason": "tool_use"})),
+        event("metadata", json!({"usage": {"inputTokens": 1, "outputTokens": 2, "totalTokens": 3}})),
+    ]
+    .concat();
+    let arguments: Vec<String> = decode(&bytes, bytes.len())
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallDelta { arguments, .. } => Some(arguments),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(arguments, ["{}"]);
+}
+
 #[test]
 fn a_stream_decodes_whatever_the_reads() {
     let expected = vec![
