@@ -706,7 +706,7 @@ impl StreamEncoder for AnthropicStreamEncoder {
                 self.usage_said = true;
                 self.usage.merge(usage);
             }
-            StreamEvent::TextDelta(text) => {
+            StreamEvent::TextDelta(text) | StreamEvent::RefusalDelta(text) => {
                 if text.is_empty() {
                     return;
                 }

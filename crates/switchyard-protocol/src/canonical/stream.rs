@@ -11,6 +11,10 @@ pub enum StreamEvent {
         model: String,
     },
     TextDelta(String),
+    /// Text of a refusal (OpenAI `delta.refusal`): an OpenAI client gets it in `refusal`, where
+    /// its SDK looks for it instead of parsing it as the structured output it asked for; other
+    /// dialects have no such field and get it as text.
+    RefusalDelta(String),
     /// Log probabilities of the tokens of the `TextDelta` that follows it, as an OpenAI-form
     /// provider wrote them in that chunk (`choices[].logprobs`, compact JSON text). Only an
     /// OpenAI client's chunks carry them; other dialects have no such field.

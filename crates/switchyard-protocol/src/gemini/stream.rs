@@ -116,6 +116,7 @@ impl GeminiStreamDecoder {
                     matches!(
                         e,
                         StreamEvent::TextDelta(_)
+                            | StreamEvent::RefusalDelta(_)
                             | StreamEvent::ReasoningDelta(_)
                             | StreamEvent::ToolCallStart { .. }
                     )

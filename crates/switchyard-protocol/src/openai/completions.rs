@@ -218,7 +218,7 @@ impl CompletionsStreamEncoder {
 impl StreamEncoder for CompletionsStreamEncoder {
     fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
-            StreamEvent::TextDelta(text) if !text.is_empty() => {
+            StreamEvent::TextDelta(text) | StreamEvent::RefusalDelta(text) if !text.is_empty() => {
                 self.echo_once(out);
                 self.chunk(text, None, out);
             }

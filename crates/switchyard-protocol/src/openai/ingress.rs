@@ -1291,6 +1291,10 @@ impl StreamEncoder for OpenAiStreamEncoder {
                     self.text_chunk(text, logprobs.as_deref(), out);
                 }
             }
+            StreamEvent::RefusalDelta(text) => {
+                self.ensure_started(out);
+                self.delta(json!({"refusal": text}), out);
+            }
             StreamEvent::Logprobs(logprobs) => self.logprobs = Some(logprobs.clone()),
             StreamEvent::ReasoningDelta(text) => {
                 if !text.is_empty() {

@@ -1443,7 +1443,10 @@ impl OpenAiStreamDecoder {
                     }),
                     None => None,
                 };
-                if let Some(t) = content.or(delta.refusal)
+                if let Some(r) = delta.refusal.filter(|r| !r.is_empty()) {
+                    out.push(StreamEvent::RefusalDelta(r));
+                }
+                if let Some(t) = content
                     && !t.is_empty()
                 {
                     if let Some(RawJson(logprobs)) = choice.logprobs {

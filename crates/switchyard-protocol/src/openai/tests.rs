@@ -2170,3 +2170,47 @@ fn chat_completions_gets_metadata_only_with_store_and_a_tool_choice_only_with_to
         "{sent}"
     );
 }
+
+/// A streamed refusal stays a refusal for an OpenAI client (its SDK reads `delta.refusal` and
+/// does not parse it as the structured output it asked for), and is text for other dialects.
+#[test]
+fn a_streamed_refusal_stays_a_refusal() {
+    let stream = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"refusal\":\"\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"I can't\"},\"finish_reason\":null}]}\n\n\
+data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+data: [DONE]\n\n";
+    let events = decode(&[stream.as_bytes()]).unwrap();
+    assert!(
+        events.contains(&StreamEvent::RefusalDelta("I can't".into())),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TextDelta(_)))
+    );
+    let mut encoder = OpenAiIngress.stream_encoder(ctx());
+    let mut out = Vec::new();
+    for e in &events {
+        encoder.event(e, &mut out);
+    }
+    encoder.finish(&mut out);
+    let chunks: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let refusal: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["refusal"].as_str())
+        .collect();
+    assert_eq!(refusal, "I can't");
+    assert!(chunks.iter().all(|c| {
+        c["choices"][0]["delta"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    }));
+}

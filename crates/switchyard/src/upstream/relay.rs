@@ -104,7 +104,7 @@ impl Relay {
                     }
                     self.encoder.event(event, out);
                 }
-                StreamEvent::TextDelta(t) => {
+                StreamEvent::TextDelta(t) | StreamEvent::RefusalDelta(t) => {
                     self.output_chars += t.len();
                     if self.capture_text {
                         self.text.push_str(t);

@@ -1412,7 +1412,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
     fn event(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::Start { .. } => self.ensure_started(out),
-            StreamEvent::TextDelta(text) => {
+            StreamEvent::TextDelta(text) | StreamEvent::RefusalDelta(text) => {
                 if text.is_empty() {
                     return;
                 }
