@@ -590,10 +590,12 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<ProviderBody, Decode
     let budget = match &request.reasoning {
         // An Anthropic client's own `thinking` (adaptive, say) goes as it wrote it.
         _ if extra(THINKING).is_some() => None,
+        // A client's own budget is left off after a tool turn without signed thinking, as an
+        // effort's is: Claude refuses thinking there.
         Some(Reasoning {
             budget_tokens: Some(budget),
             ..
-        }) => Some(*budget),
+        }) if !continues_unthought_tool_turn(&request.messages) => Some(*budget),
         Some(Reasoning {
             effort: Some(effort),
             budget_tokens: None,

@@ -546,10 +546,11 @@ fn build_body(request: &ChatRequest, model: &str) -> Result<Value, DecodeError> 
     let claude = model.contains("anthropic.");
     // Claude's extended thinking goes in the model's own fields (`additionalModelRequestFields`).
     let thinking_budget = match &request.reasoning {
+        // A client's own budget too is left off after a tool turn without signed thinking.
         Some(Reasoning {
             budget_tokens: Some(budget),
             ..
-        }) if claude => Some(*budget),
+        }) if claude && !continues_unthought_tool_turn(&request.messages) => Some(*budget),
         Some(Reasoning {
             effort: Some(effort),
             budget_tokens: None,
@@ -817,14 +818,21 @@ fn part_blocks(
             }
             out.push(json!({ "toolResult": result }));
         }
-        ContentPart::Reasoning { text, signature } => {
-            let mut reasoning = Map::new();
-            reasoning.insert("text".into(), text.clone().into());
-            if let Some(signature) = signature {
-                reasoning.insert("signature".into(), signature.clone().into());
-            }
-            out.push(json!({ "reasoningContent": { "reasoningText": reasoning } }));
+        // Reasoning goes back only as the model signed it ("include the text and its signature
+        // unmodified"): another provider's, or a client's echo of `reasoning_content`, has no
+        // signature, and Claude refuses the turn for it.
+        ContentPart::Reasoning {
+            text,
+            signature: Some(signature),
+        } => {
+            out.push(json!({ "reasoningContent": { "reasoningText": {
+                "text": text,
+                "signature": signature,
+            } } }));
         }
+        ContentPart::Reasoning {
+            signature: None, ..
+        } => {}
         ContentPart::RedactedReasoning { data } => {
             out.push(json!({ "reasoningContent": { "redactedContent": data } }));
         }

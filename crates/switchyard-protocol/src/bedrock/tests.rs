@@ -923,3 +923,33 @@ fn embeddings_answers_of_both_families_are_read() {
         None
     );
 }
+
+/// Reasoning goes back to Converse only as the model signed it: another provider's turn, or an
+/// OpenAI client's echo of `reasoning_content`, has none, and Claude refuses the turn for it.
+#[test]
+fn unsigned_reasoning_is_not_sent_back() {
+    let request = ChatRequest {
+        model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+        messages: vec![
+            message(Role::User, vec![ContentPart::text("Weather?")]),
+            message(
+                Role::Assistant,
+                vec![
+                    ContentPart::Reasoning {
+                        text: "I should call the tool.".into(),
+                        signature: None,
+                    },
+                    ContentPart::text("Looking."),
+                ],
+            ),
+            message(Role::User, vec![ContentPart::text("Go on.")]),
+        ],
+        ..ChatRequest::default()
+    };
+    let body = build(&request);
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([{"text": "Looking."}]),
+        "{body}"
+    );
+}
