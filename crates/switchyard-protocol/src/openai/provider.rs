@@ -1611,14 +1611,29 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
     };
     let mut class = ErrorClass::from_status(status);
     let lower = message.as_deref().unwrap_or("").to_ascii_lowercase();
+    // OpenAI's code, vLLM's and Mistral's words, xAI's ("maximum prompt length", and in newer
+    // answers `[input_too_large]`).
+    let too_long = ["maximum context length", "maximum prompt length", "input_too_large"];
+    // OpenRouter's moderation refusal: a 403 naming what was flagged.
+    let flagged = status == 403
+        && (err
+            .and_then(|e| e.get("metadata"))
+            .is_some_and(|m| m.get("flagged_input").is_some() || m.get("reasons").is_some())
+            || lower.contains("flagged"));
     if code.as_deref() == Some("context_length_exceeded")
-        || ((status == 400 || status == 422) && lower.contains("maximum context length"))
+        || ((status == 400 || status == 422) && too_long.iter().any(|t| lower.contains(t)))
     {
         class = ErrorClass::ContextTooLong;
     } else if code.as_deref() == Some("content_filter")
         || code.as_deref() == Some("content_policy_violation")
+        || flagged
     {
         class = ErrorClass::ContentFiltered;
+    } else if status == 400
+        && (lower.contains("incorrect api key") || lower.contains("invalid api key"))
+    {
+        // xAI answers a bad key with a 400: the deployment's credentials, not the request.
+        class = ErrorClass::AuthFailed;
     }
     UpstreamErrorInfo {
         class,

@@ -570,6 +570,35 @@ fn error_bodies_are_classified() {
         (e.class, e.param.as_deref()),
         (ErrorClass::InvalidRequest, Some("top_logprobs"))
     );
+
+    // OpenAI-compatible servers' own words: xAI's context limit (its error a string) and its
+    // bad key (a 400), OpenRouter's moderation refusal (a 403).
+    let none = http::HeaderMap::new();
+    for (status, body, class) in [
+        (
+            400,
+            &br#"{"code":"Client specified an invalid argument","error":"This model's maximum prompt length is 131072 but the request contains 136973 tokens."}"#[..],
+            ErrorClass::ContextTooLong,
+        ),
+        (
+            400,
+            br#"{"code":"Client specified an invalid argument","error":"Incorrect API key provided: xa***23. You can obtain an API key from https://console.x.ai."}"#,
+            ErrorClass::AuthFailed,
+        ),
+        (
+            403,
+            br#"{"error":{"code":403,"message":"meta-llama/llama-guard requires moderation on OpenRouter. Your input was flagged for harassment. No credits were charged.","metadata":{"reasons":["harassment"],"flagged_input":"...","provider_name":"OpenAI","model_slug":"openai/gpt-4o"}}}"#,
+            ErrorClass::ContentFiltered,
+        ),
+        (403, br#"{"error":{"message":"Forbidden"}}"#, ErrorClass::AuthFailed),
+    ] {
+        assert_eq!(
+            p.classify_error(status, &none, body).class,
+            class,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
 }
 
 #[test]
