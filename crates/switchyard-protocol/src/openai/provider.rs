@@ -898,6 +898,7 @@ struct WireUsage {
     completion_tokens_details: Option<WireCompletionDetails>,
     /// DeepSeek reports cache hits here.
     prompt_cache_hit_tokens: Option<u64>,
+    total_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -914,9 +915,27 @@ struct WireCompletionDetails {
 
 impl WireUsage {
     fn canonical(&self) -> Usage {
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        // OpenAI counts reasoning within `completion_tokens`; xAI counts it beside them (its
+        // total is prompt + completion + reasoning), and bills it as output all the same.
+        let beside = reasoning > 0
+            && self.total_tokens.is_some()
+            && self.total_tokens
+                == self
+                    .prompt_tokens
+                    .checked_add(self.completion_tokens)
+                    .and_then(|n| n.checked_add(reasoning));
         Usage {
             input_tokens: self.prompt_tokens,
-            output_tokens: self.completion_tokens,
+            output_tokens: if beside {
+                self.completion_tokens + reasoning
+            } else {
+                self.completion_tokens
+            },
             cache_read_tokens: self
                 .prompt_tokens_details
                 .as_ref()
@@ -924,11 +943,7 @@ impl WireUsage {
                 .or(self.prompt_cache_hit_tokens)
                 .unwrap_or(0),
             cache_write_tokens: 0,
-            reasoning_tokens: self
-                .completion_tokens_details
-                .as_ref()
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
+            reasoning_tokens: reasoning,
             ..Usage::default()
         }
     }

@@ -217,6 +217,28 @@ fn decode_errors_name_the_field() {
     assert!(err.message.contains("JSON object"));
 }
 
+/// xAI counts reasoning beside the completion (its total says so) and bills it as output; OpenAI
+/// counts it within. Output tokens are what is billed either way.
+#[test]
+fn reasoning_counted_beside_the_completion_is_output() {
+    let usage = |total: u64| {
+        let reply = json!({
+            "id": "c", "object": "chat.completion", "created": 1, "model": "grok-4",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": total,
+                "completion_tokens_details": {"reasoning_tokens": 300}}
+        });
+        let r = OpenAiProvider::new(OpenAiQuirks::compatible())
+            .parse_chat(reply.to_string().as_bytes())
+            .unwrap()
+            .usage
+            .unwrap();
+        (r.output_tokens, r.reasoning_tokens)
+    };
+    assert_eq!(usage(317), (305, 300));
+    assert_eq!(usage(17), (5, 300));
+}
+
 #[test]
 fn parses_reply_with_tool_calls_and_usage() {
     let reply = json!({

@@ -225,13 +225,14 @@ fn function(c: &mut Cursor<'_>) -> Option<WireFunctionCall> {
 }
 
 fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
-    let mut counts: [Option<u64>; 3] = [None; 3];
-    let mut seen = [false; 5];
+    let mut counts: [Option<u64>; 4] = [None; 4];
+    let mut seen = [false; 6];
     let (mut prompt_details, mut completion_details) = (None, None);
     c.object(|c, key| match key {
         "prompt_tokens" => set(&mut seen[0], &mut counts[0], Some(c.uint()?)),
         "completion_tokens" => set(&mut seen[1], &mut counts[1], Some(c.uint()?)),
         "prompt_cache_hit_tokens" => set(&mut seen[2], &mut counts[2], c.optional_uint()?),
+        "total_tokens" => set(&mut seen[5], &mut counts[3], c.optional_uint()?),
         "prompt_tokens_details" => {
             let value = c.optional(|c| {
                 Some(WirePromptDetails {
@@ -256,6 +257,7 @@ fn usage(c: &mut Cursor<'_>) -> Option<WireUsage> {
         prompt_tokens_details: prompt_details,
         completion_tokens_details: completion_details,
         prompt_cache_hit_tokens: counts[2],
+        total_tokens: counts[3],
     })
 }
 
