@@ -1628,7 +1628,11 @@ fn classify_error(status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamErro
     let lower = message.as_deref().unwrap_or("").to_ascii_lowercase();
     // OpenAI's code, vLLM's and Mistral's words, xAI's ("maximum prompt length", and in newer
     // answers `[input_too_large]`).
-    let too_long = ["maximum context length", "maximum prompt length", "input_too_large"];
+    let too_long = [
+        "maximum context length",
+        "maximum prompt length",
+        "input_too_large",
+    ];
     // OpenRouter's moderation refusal: a 403 naming what was flagged.
     let flagged = status == 403
         && (err
@@ -1664,6 +1668,7 @@ fn build_embeddings(
     (uri, model_in_body, auth): HeadParts,
     request: &EmbeddingRequest,
     target: &Target<'_>,
+    quirks: &OpenAiQuirks,
 ) -> Result<http::Request<Vec<u8>>, DecodeError> {
     let mut body = Map::new();
     if model_in_body {
@@ -1689,6 +1694,10 @@ fn build_embeddings(
             body.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
+    // What the server refuses is left out here as in chat requests (Cohere's compatibility API
+    // takes no `dimensions` or `user`; a server that refuses base64 names `encoding_format`,
+    // and its floats are read as they come).
+    body.retain(|k, _| quirks.sends(k));
     let bytes = serde_json::to_vec(&Value::Object(body))
         .map_err(|e| DecodeError::new(format!("cannot encode request: {e}"), None))?;
     Ok(post(uri, auth, bytes))
@@ -1802,7 +1811,7 @@ impl ProviderDialect for OpenAiProvider {
         target: &Target<'_>,
     ) -> Result<http::Request<Vec<u8>>, DecodeError> {
         let head = self.head(&self.embeddings_head, target, "embeddings")?;
-        build_embeddings(head, request, target)
+        build_embeddings(head, request, target, &self.quirks)
     }
     fn parse_embeddings(&self, body: &[u8]) -> Result<EmbeddingResponse, UpstreamErrorInfo> {
         parse_embeddings(body)

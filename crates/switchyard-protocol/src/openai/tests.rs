@@ -2265,3 +2265,37 @@ data: [DONE]\n\n";
             .is_empty()
     }));
 }
+
+/// A server's refused members are left out of its embeddings requests too.
+#[test]
+fn embeddings_leave_out_what_the_server_refuses() {
+    let request = crate::canonical::EmbeddingRequest {
+        model: "alias".into(),
+        input: crate::canonical::EmbeddingInput::Texts(vec!["hi".into()]),
+        single: false,
+        dimensions: Some(256),
+        encoding_format: Default::default(),
+        user: Some("u1".into()),
+        extras: Extras::default(),
+    };
+    let target = Target {
+        base_url: "https://api.cohere.ai/compatibility/v1",
+        model: "embed-v4.0",
+        api_key: Some("k"),
+        api_version: None,
+    };
+    let built = |quirks: OpenAiQuirks| {
+        let out = OpenAiProvider::new(quirks)
+            .build_embeddings(&request, &target)
+            .unwrap();
+        serde_json::from_slice::<Value>(out.body()).unwrap()
+    };
+    let all = built(OpenAiQuirks::compatible());
+    assert_eq!(all["dimensions"], 256);
+    assert_eq!(all["user"], "u1");
+    let strict = built(OpenAiQuirks {
+        unsupported_fields: vec!["dimensions".into(), "user".into(), "encoding_format".into()],
+        ..OpenAiQuirks::compatible()
+    });
+    assert_eq!(strict, json!({"model": "embed-v4.0", "input": ["hi"]}));
+}
