@@ -512,22 +512,23 @@ fn parse_target(
             )),
         }
     };
-    let target = Target {
+    let mut target = Target {
         model: text("model")?,
         config: text("config")?,
     };
     // A configuration reference must name an existing version (or label) now, so a typo is a
-    // 400 here rather than an error on every item.
+    // 400 here rather than an error on every item; and it is pinned to the version it names
+    // now, so a label moved (or an experiment started) during the run changes none of its
+    // items.
     if let Some(c) = &target.config {
-        let found = match c.split_once('@') {
-            Some((name, version)) => app.experiments.version(name, version),
-            None => app.experiments.config(c),
-        };
-        if let Err(e) = found {
-            return Err(invalid(
-                format!("'{c}' is not a known configuration version: {e}"),
-                &format!("{path}.config"),
-            ));
+        match app.experiments.pin(c) {
+            Ok(pinned) => target.config = Some(pinned),
+            Err(e) => {
+                return Err(invalid(
+                    format!("'{c}' is not a known configuration version: {e}"),
+                    &format!("{path}.config"),
+                ));
+            }
         }
     }
     match (&target.model, &target.config) {

@@ -53,6 +53,8 @@ pub const BODY_FIELD: &str = "switchyard";
 
 /// How long feedback waits for the record of a request that has just finished: records reach
 /// the store through the recorder's queue, a few milliseconds after the answer.
+/// The largest numeric feedback value either side of zero.
+const MAX_SCORE: f64 = 1e12;
 const RECORD_WAIT: Duration = Duration::from_secs(3);
 const RECORD_POLL: Duration = Duration::from_millis(25);
 
@@ -599,6 +601,20 @@ impl Experiments {
             other => other,
         })?;
         Ok(self.version_json(&snap, found))
+    }
+
+    /// The version number `reference` (`NAME`, `NAME@VERSION`, `NAME@LABEL`) names now, as
+    /// `NAME@N`: for what must not move while it runs (an evaluation), where `NAME` alone is
+    /// the `production` label (else the latest version), never an experiment's split.
+    pub fn pin(&self, reference: &str) -> Result<String, GatewayError> {
+        let snap = self.snapshot.load_full();
+        let (name, v) = parse_selector(reference, "config")?;
+        let c = snap
+            .configs
+            .get(&name)
+            .ok_or_else(|| GatewayError::Missing(format!("No configuration named '{name}'.")))?;
+        let found = c.find(&name, &v, "config")?;
+        Ok(format!("{name}@{}", found.version))
     }
 
     /// Field differences between two versions (numbers or labels).
@@ -1196,9 +1212,16 @@ impl Experiments {
         }
         let value = match &input.value {
             Value::Bool(b) => FeedbackValue::Boolean(*b),
-            Value::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
+            // Bounded: one score near f64's limits would overflow its variant's variance, and
+            // every statistic of the metric with it.
+            Value::Number(n) => match n.as_f64().filter(|f| f.abs() <= MAX_SCORE) {
                 Some(f) => FeedbackValue::Numeric(f),
-                None => return Err(bad("'value' must be a finite number", "value")),
+                None => {
+                    return Err(bad(
+                        "'value' must be a number between -1e12 and 1e12",
+                        "value",
+                    ));
+                }
             },
             Value::String(s) if !s.is_empty() && s.len() <= 256 => {
                 FeedbackValue::Categorical(s.clone())
@@ -1227,32 +1250,19 @@ impl Experiments {
                         "No request with id '{id}': feedback needs the x-request-id of an answer from this gateway."
                     )));
                 }
-                if let Some(spec) = record
-                    .experiment_id
-                    .as_deref()
-                    .and_then(|e| self.snapshot.load().experiments.get(e).cloned())
-                    .and_then(|e| e.metric(&input.metric).cloned())
-                    && spec.kind != value.kind()
-                {
-                    return Err(bad(
-                        format!(
-                            "metric '{}' is {} in experiment '{}'; this value is {}",
-                            spec.name,
-                            spec.kind.as_str(),
-                            record.experiment_id.unwrap_or_default(),
-                            value.kind().as_str()
-                        ),
-                        "value",
-                    ));
-                }
+                self.check_kind(record.experiment_id.as_deref(), &input.metric, &value)?;
             }
             FeedbackTarget::Session(id) => {
-                let keys = self.wait_for_session(id).await?;
-                let mine = any || keys.iter().any(|k| k.as_deref() == own);
+                let keys = self.wait_for_session(id, own, any).await?;
+                let mine = any || keys.iter().any(|(k, _)| k.as_deref() == own);
                 if keys.is_empty() || !mine {
                     return Err(GatewayError::Missing(format!(
                         "No requests with session id '{id}' (the x-switchyard-session-id header) are recorded."
                     )));
+                }
+                // Of the kind every experiment the session's requests were in declares.
+                for (_, experiment) in &keys {
+                    self.check_kind(experiment.as_deref(), &input.metric, &value)?;
                 }
             }
         }
@@ -1291,15 +1301,59 @@ impl Experiments {
     /// writes a moment after the answer) is polled for up to [`RECORD_WAIT`].
     /// The keys a session's recorded requests were made with; waits (as for a request's
     /// record) for the records of a session answered a moment ago to be written.
-    async fn wait_for_session(&self, id: &str) -> Result<Vec<Option<String>>, GatewayError> {
+    /// The session's requests' keys and experiments, once the caller's own request in it is
+    /// recorded (any request for an admin), or whatever is recorded when the wait runs out.
+    async fn wait_for_session(
+        &self,
+        id: &str,
+        own: Option<&str>,
+        any: bool,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, GatewayError> {
         let deadline = tokio::time::Instant::now() + RECORD_WAIT;
         loop {
             let keys = self.store.session_keys(id).await.map_err(store_error)?;
-            if !keys.is_empty() || tokio::time::Instant::now() >= deadline {
+            let found = if any {
+                !keys.is_empty()
+            } else {
+                keys.iter().any(|(k, _)| k.as_deref() == own)
+            };
+            if found || tokio::time::Instant::now() >= deadline {
                 return Ok(keys);
             }
             tokio::time::sleep(RECORD_POLL).await;
         }
+    }
+
+    /// Refuses a value of another kind than `experiment` declares for `metric`.
+    fn check_kind(
+        &self,
+        experiment: Option<&str>,
+        metric: &str,
+        value: &FeedbackValue,
+    ) -> Result<(), GatewayError> {
+        let Some(experiment) = experiment else {
+            return Ok(());
+        };
+        let snapshot = self.snapshot.load();
+        let Some(spec) = snapshot
+            .experiments
+            .get(experiment)
+            .and_then(|e| e.metric(metric))
+        else {
+            return Ok(());
+        };
+        if spec.kind == value.kind() {
+            return Ok(());
+        }
+        Err(bad(
+            format!(
+                "metric '{}' is {} in experiment '{experiment}'; this value is {}",
+                spec.name,
+                spec.kind.as_str(),
+                value.kind().as_str()
+            ),
+            "value",
+        ))
     }
 
     async fn wait_for_record(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::model::{Experiment, FeedbackValue, Goal, MetricKind};
+use super::model::{Experiment, FeedbackValue, Goal, MetricKind, Unit};
 use super::stats::{self, Summary, format_p};
 use super::store::{FeedbackRow, RequestRow};
 
@@ -42,6 +42,26 @@ fn is_error(outcome: &str) -> bool {
 fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
+}
+
+/// How many units (customers, keys, sessions; each request of one that named none, as
+/// assignment took it) `variant` was assigned.
+fn assigned_units(unit: Unit, variant: &str, rows: &[RequestRow]) -> u64 {
+    let mut units = std::collections::HashSet::new();
+    let mut unnamed = 0;
+    for r in rows.iter().filter(|r| r.variant == variant) {
+        let named = match unit {
+            Unit::Customer => r.customer.as_deref(),
+            Unit::Key => r.key_id.as_deref(),
+            Unit::Session => r.session_id.as_deref(),
+            Unit::Request => None,
+        };
+        match named {
+            Some(u) => _ = units.insert(u),
+            None => unnamed += 1,
+        }
+    }
+    units.len() as u64 + unnamed
 }
 
 fn traffic_of(variant: &str, rows: &[RequestRow]) -> Traffic {
@@ -169,8 +189,12 @@ pub fn compute(exp: &Experiment, requests: &[RequestRow], feedback: &[FeedbackRo
     let traffic: Vec<Traffic> = names.iter().map(|n| traffic_of(n, requests)).collect();
     let total: u64 = traffic.iter().map(|t| t.requests).sum();
 
-    // Sample-ratio mismatch: observed assignments against declared shares.
-    let observed: Vec<u64> = traffic.iter().map(|t| t.requests).collect();
+    // Sample-ratio mismatch: observed assignments against declared shares, counted in the
+    // units assigned (a customer with a hundred requests is one assignment, not a hundred).
+    let observed: Vec<u64> = names
+        .iter()
+        .map(|n| assigned_units(exp.unit, n, requests))
+        .collect();
     let shares: Vec<f64> = exp
         .variants
         .iter()
@@ -385,6 +409,7 @@ pub fn compute(exp: &Experiment, requests: &[RequestRow], feedback: &[FeedbackRo
         "control": control,
         "requests": total,
         "sample_ratio": {
+            "unit": exp.unit.as_str(),
             "observed": names.iter().zip(&observed).map(|(n, o)| ((*n).to_owned(), json!(o))).collect::<serde_json::Map<_, _>>(),
             "expected_share": names.iter().zip(&shares).map(|(n, s)| ((*n).to_owned(), json!(s))).collect::<serde_json::Map<_, _>>(),
             "chi_square": srm.map(|t| t.statistic),

@@ -124,6 +124,11 @@ pub struct RequestRow {
     pub cost_nanos: Option<i64>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// Who the request came from, each way an experiment may assign by: its customer, key and
+    /// session.
+    pub customer: Option<String>,
+    pub key_id: Option<String>,
+    pub session_id: Option<String>,
 }
 
 /// One feedback score joined to the variant of the request (or session) it is about.
@@ -347,16 +352,27 @@ impl ExperimentStore {
         Ok(revisions > 0)
     }
 
-    /// The calling keys of a session's requests (empty when the session has none).
-    pub async fn session_keys(&self, session_id: &str) -> StoreResult<Vec<Option<String>>> {
+    /// The calling keys of a session's requests and the experiments that assigned them, one
+    /// pair each (empty when the session has none).
+    pub async fn session_keys(
+        &self,
+        session_id: &str,
+    ) -> StoreResult<Vec<(Option<String>, Option<String>)>> {
         on_db!(self.db(), |pool: Db| {
-            let rows = sqlx::query("SELECT DISTINCT key_id FROM requests WHERE session_id = $1")
-                .bind(session_id)
-                .fetch_all(pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT DISTINCT key_id, experiment_id FROM requests WHERE session_id = $1",
+            )
+            .bind(session_id)
+            .fetch_all(pool)
+            .await?;
             Ok(rows
                 .iter()
-                .map(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
+                .map(|r| {
+                    (
+                        r.try_get::<Option<String>, _>(0).ok().flatten(),
+                        r.try_get::<Option<String>, _>(1).ok().flatten(),
+                    )
+                })
                 .collect())
         })
     }
@@ -370,7 +386,7 @@ impl ExperimentStore {
     ) -> StoreResult<Vec<RequestRow>> {
         on_db!(self.db(), |pool: Db| {
             let mut q: QueryBuilder<Db> = QueryBuilder::new(
-                "SELECT variant, outcome, duration_ms, cost_nanos, input_tokens, output_tokens FROM requests WHERE experiment_id = ",
+                "SELECT variant, outcome, duration_ms, cost_nanos, input_tokens, output_tokens, customer, key_id, session_id FROM requests WHERE experiment_id = ",
             );
             q.push_bind(experiment_id.to_owned());
             window_on(&mut q, "", since_ms, until_ms);
@@ -385,6 +401,9 @@ impl ExperimentStore {
                         cost_nanos: r.try_get(3).ok()?,
                         input_tokens: r.try_get(4).ok()?,
                         output_tokens: r.try_get(5).ok()?,
+                        customer: r.try_get(6).ok()?,
+                        key_id: r.try_get(7).ok()?,
+                        session_id: r.try_get(8).ok()?,
                     })
                 })
                 .collect())

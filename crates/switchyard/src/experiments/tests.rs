@@ -324,6 +324,9 @@ fn rows(variant: &str, n: usize, cost: i64) -> Vec<RequestRow> {
             cost_nanos: Some(cost),
             input_tokens: Some(20),
             output_tokens: Some(10),
+            customer: Some(format!("{variant}-{i}")),
+            key_id: None,
+            session_id: None,
         })
         .collect()
 }
@@ -445,4 +448,22 @@ async fn the_switchyard_field_never_stays_in_the_request() {
     let mut r = openai_request(Some(json!({"config": "c"})));
     assert!(exps.prepare(&mut r, &headers, units, &allowed).is_err());
     assert!(!r.extras.fields.contains_key(BODY_FIELD));
+}
+
+/// The split is checked in the units assigned: one customer's hundred requests are one
+/// assignment, not a skew of the split.
+#[test]
+fn the_sample_ratio_counts_units_not_requests() {
+    let mut requests = rows("a", 96, 1_000);
+    requests.extend(rows("b", 104, 1_000));
+    let heavy = RequestRow {
+        customer: Some("a-0".into()),
+        ..rows("a", 1, 1_000).remove(0)
+    };
+    requests.extend(std::iter::repeat_n(heavy, 100));
+    let r = results::compute(&experiment(), &requests, &[]);
+    assert_eq!(r["requests"], 300);
+    assert_eq!(r["sample_ratio"]["unit"], "customer");
+    assert_eq!(r["sample_ratio"]["observed"], json!({"a": 96, "b": 104}));
+    assert_eq!(r["sample_ratio"]["mismatch"], false);
 }

@@ -413,6 +413,28 @@ async fn two_configuration_versions_are_evaluated_and_compared() {
     assert_eq!(c["a"]["label"], "config:qa-prompt@1");
     assert_eq!(c["b"]["label"], "config:qa-prompt@2");
     assert!(close(&c["deltas"]["exact.mean"], -3.0 / 9.0), "{c:#}");
+    // A name or a label is pinned to the version it names when the run is created: a label
+    // moved mid-run, or an experiment on the configuration, changes none of its items.
+    let pinned = env
+        .post(
+            "/admin/evals",
+            &json!({"dataset": "qa-v", "targets": [{"config": "qa-prompt"}, {"config": "qa-prompt@latest"}],
+                "scorers": [{"type": "contains"}]}),
+        )
+        .await;
+    assert_eq!(pinned.status, 201, "{}", pinned.text);
+    let run = wait_done(&env, pinned.json()["id"].as_str().unwrap()).await;
+    let labels: Vec<&str> = run["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["config:qa-prompt@2", "config:qa-prompt@2"],
+        "{run:#}"
+    );
 }
 
 #[tokio::test]
