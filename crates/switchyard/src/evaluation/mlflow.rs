@@ -1,6 +1,6 @@
 //! Export to MLflow through its REST tracking API (`/api/2.0/mlflow/…`): find or create the
 //! experiment by name, create one MLflow run per exported run, log its params, metrics and tags
-//! in one `runs/log-batch`, and mark it finished. Generic over what is exported: an evaluation
+//! in `runs/log-batch` calls within its limits, and mark it finished (or as it ended). Generic over what is exported: an evaluation
 //! run becomes a parent run with one child per target here, and any other result (an A/B
 //! experiment) can be exported the same way with [`export_runs`] or [`export_nested`].
 
@@ -27,6 +27,9 @@ pub struct MlflowRun {
     /// Unix milliseconds; now when absent.
     pub start_time_ms: Option<i64>,
     pub end_time_ms: Option<i64>,
+    /// MLflow's `RunStatus` for the run: `FINISHED` when absent; `KILLED` for one interrupted,
+    /// `FAILED`, or `RUNNING` for one not over yet (left without an end time).
+    pub status: Option<&'static str>,
 }
 
 /// What an export created.
@@ -164,7 +167,8 @@ impl MlflowClient {
     }
 
     /// Creates one run in the experiment (under `parent` when given), logs its data and
-    /// finishes it. Returns the MLflow run id.
+    /// finishes it. Returns the MLflow run id. Data beyond one `runs/log-batch`'s limits goes in
+    /// as many batches as it takes; nothing is left out.
     pub async fn log_run(
         &self,
         experiment_id: &str,
@@ -173,47 +177,58 @@ impl MlflowClient {
     ) -> Result<String, MlflowError> {
         let now = now_ms();
         let start = run.start_time_ms.unwrap_or(now);
-        let mut tags = run.tags.clone();
-        if let Some(p) = parent {
-            // The system tag MLflow's UI uses to nest runs.
-            tags.push(("mlflow.parentRunId".into(), p.to_owned()));
-        }
+        // The system tag MLflow's UI nests runs by goes with the run's creation, whatever
+        // follows.
+        let nesting: Vec<Value> = parent
+            .map(|p| json!({"key": "mlflow.parentRunId", "value": p}))
+            .into_iter()
+            .collect();
         let created = self
             .post(
                 "runs/create",
-                &json!({"experiment_id": experiment_id, "run_name": run.name, "start_time": start}),
+                &json!({"experiment_id": experiment_id, "run_name": run.name, "start_time": start, "tags": nesting}),
             )
             .await?;
         let run_id = id_of(&created["run"]["info"]["run_id"], "runs/create")?;
         let params: Vec<Value> = run
             .params
             .iter()
-            .take(MAX_PARAMS)
             .map(|(k, v)| json!({"key": k, "value": cut(v, MAX_PARAM_CHARS)}))
             .collect();
-        let tags: Vec<Value> = tags
+        let tags: Vec<Value> = run
+            .tags
             .iter()
-            .take(MAX_TAGS)
             .map(|(k, v)| json!({"key": k, "value": cut(v, MAX_TAG_CHARS)}))
             .collect();
-        let room = MAX_BATCH_ITEMS.saturating_sub(params.len() + tags.len());
         let metrics: Vec<Value> = run
             .metrics
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .take(room)
             .map(|(k, v)| json!({"key": k, "value": v, "timestamp": now, "step": 0}))
             .collect();
-        self.post(
-            "runs/log-batch",
-            &json!({"run_id": run_id, "params": params, "metrics": metrics, "tags": tags}),
-        )
-        .await?;
-        self.post(
-            "runs/update",
-            &json!({"run_id": run_id, "status": "FINISHED", "end_time": run.end_time_ms.unwrap_or(now)}),
-        )
-        .await?;
+        let (mut p, mut t, mut m) = (0, 0, 0);
+        while p < params.len() || t < tags.len() || m < metrics.len() {
+            let batch_params = &params[p..params.len().min(p + MAX_PARAMS)];
+            let batch_tags = &tags[t..tags.len().min(t + MAX_TAGS)];
+            let room = MAX_BATCH_ITEMS - batch_params.len() - batch_tags.len();
+            let batch_metrics = &metrics[m..metrics.len().min(m + room)];
+            self.post(
+                "runs/log-batch",
+                &json!({"run_id": run_id, "params": batch_params, "metrics": batch_metrics, "tags": batch_tags}),
+            )
+            .await?;
+            (p, t, m) = (
+                p + batch_params.len(),
+                t + batch_tags.len(),
+                m + batch_metrics.len(),
+            );
+        }
+        let status = run.status.unwrap_or("FINISHED");
+        let mut update = json!({"run_id": run_id, "status": status});
+        if status != "RUNNING" {
+            update["end_time"] = json!(run.end_time_ms.unwrap_or(now));
+        }
+        self.post("runs/update", &update).await?;
         Ok(run_id)
     }
 }
@@ -275,4 +290,77 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::extract::{Path, State};
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A run beyond one `runs/log-batch`'s limits goes in whole, in batches within them; the
+    /// nesting tag goes with the run's creation, and an interrupted run ends `KILLED`.
+    #[tokio::test]
+    async fn a_large_run_is_logged_whole_in_batches_within_the_limits() {
+        let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/api/2.0/mlflow/runs/{endpoint}",
+                post(
+                    |State(calls): State<Arc<Mutex<Vec<(String, Value)>>>>,
+                     Path(endpoint): Path<String>,
+                     Json(body): Json<Value>| async move {
+                        calls.lock().unwrap().push((endpoint, body));
+                        Json(json!({"run": {"info": {"run_id": "r1"}}}))
+                    },
+                ),
+            )
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let run = MlflowRun {
+            name: "big".into(),
+            params: (0..150).map(|i| (format!("p{i}"), "v".into())).collect(),
+            metrics: (0..2000).map(|i| (format!("m{i}"), f64::from(i))).collect(),
+            tags: (0..250).map(|i| (format!("t{i}"), "v".into())).collect(),
+            status: Some("KILLED"),
+            ..MlflowRun::default()
+        };
+        let client = MlflowClient::new(&url, None).unwrap();
+        assert_eq!(
+            client.log_run("1", &run, Some("parent")).await.unwrap(),
+            "r1"
+        );
+
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls[0].0, "create");
+        assert_eq!(
+            calls[0].1["tags"],
+            json!([{"key": "mlflow.parentRunId", "value": "parent"}])
+        );
+        let batches: Vec<&Value> = calls
+            .iter()
+            .filter(|(e, _)| e == "log-batch")
+            .map(|(_, b)| b)
+            .collect();
+        let count = |b: &Value, k: &str| b[k].as_array().unwrap().len();
+        for b in &batches {
+            assert!(count(b, "params") <= MAX_PARAMS && count(b, "tags") <= MAX_TAGS);
+            assert!(count(b, "params") + count(b, "tags") + count(b, "metrics") <= MAX_BATCH_ITEMS);
+        }
+        let total = |k: &str| batches.iter().map(|b| count(b, k)).sum::<usize>();
+        assert_eq!(
+            (total("params"), total("tags"), total("metrics")),
+            (150, 250, 2000)
+        );
+        let (last, update) = calls.last().unwrap();
+        assert_eq!(last, "update");
+        assert_eq!(update["status"], "KILLED");
+    }
 }

@@ -897,6 +897,13 @@ pub fn mlflow_runs(
 ) -> (mlflow::MlflowRun, Vec<mlflow::MlflowRun>) {
     let scorers = scorer_names(run).join(",");
     let run_name = run.name.clone().unwrap_or_else(|| run.id.clone());
+    // An interrupted run is not a finished one in MLflow either.
+    let status = match run.status.as_str() {
+        "completed" => "FINISHED",
+        "failed" => "FAILED",
+        "interrupted" => "KILLED",
+        _ => "RUNNING",
+    };
     let common_tags = vec![
         ("switchyard.eval_run".to_owned(), run.id.clone()),
         ("switchyard.dataset".to_owned(), dataset.name.clone()),
@@ -924,6 +931,7 @@ pub fn mlflow_runs(
         tags: common_tags.clone(),
         start_time_ms: run.started_at_ms.or(Some(run.created_at_ms)),
         end_time_ms: run.finished_at_ms,
+        status: Some(status),
     };
     let children = aggregates
         .iter()
@@ -967,6 +975,7 @@ pub fn mlflow_runs(
                 tags,
                 start_time_ms: run.started_at_ms.or(Some(run.created_at_ms)),
                 end_time_ms: run.finished_at_ms,
+                status: Some(status),
             }
         })
         .collect();

@@ -53,6 +53,7 @@ pub fn mlflow_runs(results: &Value) -> (MlflowRun, Vec<MlflowRun>) {
         tags: parent_tags,
         start_time_ms: exp["created_at_ms"].as_i64(),
         end_time_ms: None,
+        status: None,
     };
 
     let children = variants
@@ -139,6 +140,7 @@ fn variant_run(
         tags,
         start_time_ms: results["experiment"]["created_at_ms"].as_i64(),
         end_time_ms: None,
+        status: None,
     }
 }
 
