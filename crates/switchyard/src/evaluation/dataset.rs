@@ -100,6 +100,8 @@ impl Location {
 pub fn parse_jsonl(body: &str) -> Result<Vec<DatasetItem>, ItemError> {
     let mut items = Vec::new();
     let mut locations = Vec::new();
+    // A byte-order mark some editors write at the start is not part of the first line's JSON.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
     for (i, line) in body.lines().enumerate() {
         let location = Location::Line(i + 1);
         let line = line.trim();
@@ -330,6 +332,12 @@ mod tests {
         assert_eq!(items[2].id, "7");
         assert_eq!(items[2].variables["tone"], "dry");
         assert_eq!(items[2].expected, Some(json!({"a": 1})));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_json() {
+        let items = parse_jsonl("\u{feff}{\"input\": \"hi\"}\n").unwrap();
+        assert_eq!(items[0].input_text(), "hi");
     }
 
     #[test]

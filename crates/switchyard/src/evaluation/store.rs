@@ -410,7 +410,8 @@ impl EvalStore {
         })
     }
 
-    /// Moves a run to `status`; `started`/`finished` stamp the times, `error` says why it stopped.
+    /// Moves a run to `status`; `started`/`finished` stamp the times (a start only the first
+    /// time), `error` says why it stopped.
     pub async fn set_status(
         &self,
         id: &str,
@@ -421,7 +422,8 @@ impl EvalStore {
     ) -> StoreResult<()> {
         on_db!(&self.db, |pool: Db| {
             sqlx::query(
-                "UPDATE eval_runs SET status = $1, started_at_ms = COALESCE($2, started_at_ms), \
+                // A resumed run keeps when it first started.
+                "UPDATE eval_runs SET status = $1, started_at_ms = COALESCE(started_at_ms, $2), \
                  finished_at_ms = $3, error = $4 WHERE id = $5",
             )
             .bind(status)
@@ -620,6 +622,15 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Resumed later: the run still started when it first did.
+        evals
+            .set_status("alive", "running", Some(9_000), None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            evals.run("alive").await.unwrap().unwrap().started_at_ms,
+            Some(1_000)
+        );
         evals.heartbeat("alive", 50_000).await.unwrap();
         evals.heartbeat("old-beat", 5_000).await.unwrap();
         assert_eq!(evals.interrupt_unfinished(Some(40_000)).await.unwrap(), 2);
