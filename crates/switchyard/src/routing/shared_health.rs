@@ -1,5 +1,6 @@
 //! Cooldowns shared by replicas (with `shared:`): a replica that cools a deployment says so in
-//! Redis (the deployment's key, holding the cooldown's end and expiring with it), and every
+//! Redis (the deployment's key, holding the cooldown's end in Unix milliseconds and expiring
+//! with it), and every
 //! replica reads the keys of its deployments twice a second and cools them as long. So a
 //! provider that fails is left alone by every replica after the first one saw it fail, instead
 //! of each replica paying its own failed attempts. Only the start of a cooldown travels: each
@@ -29,6 +30,12 @@ pub fn announce(id: &str, until_ms: u64) {
     }
 }
 
+/// Unix milliseconds: what replicas' cooldown ends are written in (each one's `now_ms` counts
+/// from its own start).
+fn wall_now_ms() -> u64 {
+    u64::try_from(crate::governance::now_unix_ms()).unwrap_or(0)
+}
+
 /// Starts writing this replica's cooldowns and reading the others', for the process's life.
 pub fn start(table: &RoutingTable, shared: Arc<Shared>) {
     let (tx, mut rx) = mpsc::channel::<(String, u64)>(QUEUE);
@@ -48,7 +55,9 @@ pub fn start(table: &RoutingTable, shared: Arc<Shared>) {
             if left == 0 {
                 continue;
             }
-            if let Err(e) = writer.cooldown_put(&id, until_ms, left).await {
+            // In Redis as wall-clock time: each replica's own clock counts from its start.
+            let until_wall = wall_now_ms() + left;
+            if let Err(e) = writer.cooldown_put(&id, until_wall, left).await {
                 tracing::warn!(deployment = %id, "cannot share a cooldown: {e}");
             }
         }
@@ -64,11 +73,12 @@ pub fn start(table: &RoutingTable, shared: Arc<Shared>) {
             tokio::time::sleep(READ_EVERY).await;
             match shared.cooldowns(&ids).await {
                 Ok(ends) => {
-                    let now = now_ms();
-                    for (id, until_ms) in ids.iter().zip(ends) {
-                        let Some(until_ms) = until_ms.filter(|&u| u > now) else {
+                    let (now, wall) = (now_ms(), wall_now_ms());
+                    for (id, until_wall) in ids.iter().zip(ends) {
+                        let Some(until_wall) = until_wall.filter(|&u| u > wall) else {
                             continue;
                         };
+                        let until_ms = now + (until_wall - wall);
                         for (_, d) in deployments.iter().filter(|(d_id, _)| d_id == id) {
                             d.health.cool_until(until_ms);
                         }

@@ -452,6 +452,8 @@ shared:
         redis = redis.url
     );
     let a = Gateway::start(&text).await;
+    // Replicas started at different times: a cooldown lasts as long on each.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let b = Gateway::start(&text).await;
     let http = client();
     let route = |gw: &Gateway| {
@@ -506,6 +508,11 @@ shared:
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(shaky["state"], "cooling", "{deployments}");
+    let left = shaky["cooldown_remaining_ms"].as_u64().unwrap();
+    assert!(
+        (25_000..=30_000).contains(&left),
+        "a 30 s cooldown has {left} ms left"
+    );
 }
 
 #[tokio::test]
