@@ -287,7 +287,8 @@ where
     F: Fn() -> Result<http::Request<ProviderBody>, UpstreamErrorInfo>,
 {
     let provider = &d.provider;
-    let first_byte = provider.timeouts.first_byte;
+    // The whole exchange's bound holds while the head is awaited too.
+    let first_byte = provider.timeouts.first_byte.min(provider.timeouts.total);
     let deadline = started + first_byte;
     let mut resent = false;
     let response = loop {
@@ -412,7 +413,7 @@ async fn whole_body(
     started: Instant,
 ) -> Result<Bytes, UpstreamErrorInfo> {
     let timeouts = provider.timeouts;
-    let first_deadline = started + timeouts.first_byte;
+    let first_deadline = started + timeouts.first_byte.min(timeouts.total);
     let mut body = response.into_body();
     let mut first: Option<Bytes> = None;
     let mut more = bytes::BytesMut::new();

@@ -199,9 +199,15 @@ providers:
     base_url: "https://127.0.0.1:{silent_port}/v1"
     api_key: sk-b
     timeouts: {{connect: 300ms, first_byte: 60s, total: 120s}}
+  - name: p-bounded
+    kind: openai
+    base_url: "http://127.0.0.1:{silent_port}/v1"
+    api_key: sk-c
+    timeouts: {{first_byte: 60s, total: 1s}}
 models:
   - {{alias: refused, deployments: [{{provider: p-refused, model: m}}]}}
   - {{alias: silent, deployments: [{{provider: p-silent, model: m}}]}}
+  - {{alias: bounded, deployments: [{{provider: p-bounded, model: m}}]}}
 "#
     );
     let env = gateway(sim, &config, &[]).await;
@@ -225,6 +231,18 @@ models:
     assert_eq!(r.json()["error"]["code"], "upstream_timeout", "{}", r.text);
     // Retries included, far below the 60 s first-byte timeout the handshake would otherwise
     // have waited out.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    // A provider that accepts and never answers is given up at the whole exchange's bound,
+    // though the first-byte timeout is longer.
+    let started = Instant::now();
+    let r = env
+        .post("/v1/chat/completions", &chat("bounded", "hi"))
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "took {:?}",
