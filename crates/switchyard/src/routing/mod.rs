@@ -667,6 +667,10 @@ impl RoutingTable {
     }
 }
 
+/// Output tokens a request without `max_tokens` is costed at, for `lowest_cost` and cost
+/// ceilings: a typical answer's length.
+pub const ASSUMED_OUTPUT_TOKENS: u64 = 256;
+
 /// Yields the attempts of one request in order; fallback aliases are expanded lazily so the
 /// class of the last failure can choose them.
 pub struct Planner<'t> {
@@ -748,6 +752,13 @@ impl Planner<'_> {
             .filter(|r| r.route.alias.as_deref().is_none_or(|a| *a == *route.alias))
             .map(|r| &r.route);
         let output = self.facts.max_output_tokens.unwrap_or(0);
+        // What the answer is assumed to cost when the request sets no limit: an output price
+        // left out would rank a cheap-input, dear-output deployment first and let it past a
+        // cost ceiling it then breaks.
+        let costed_output = self
+            .facts
+            .max_output_tokens
+            .unwrap_or(ASSUMED_OUTPUT_TOKENS);
         let max_cost = self
             .facts
             .max_cost
@@ -794,7 +805,7 @@ impl Planner<'_> {
             }
             if let (Some(limit), Some(cost)) = (
                 max_cost,
-                strategy::estimated_cost(d.price, self.facts.input_tokens, output),
+                strategy::estimated_cost(d.price, self.facts.input_tokens, costed_output),
             ) && cost > limit
             {
                 self.skip(
@@ -836,7 +847,7 @@ impl Planner<'_> {
         }
         let input = OrderInput {
             input_tokens: self.facts.input_tokens,
-            output_tokens: output,
+            output_tokens: costed_output,
             tick: route.tick.fetch_add(1, Ordering::Relaxed),
             exploration: self.table.policy.exploration,
         };

@@ -597,3 +597,49 @@ fn a_run_of_lost_hedge_races_cools_an_answer_breaks_it() {
     assert_eq!(a.health.lost_race(cooldown, 1_000), Some(11_000));
     assert!(a.health.snapshot(1_000).cooling);
 }
+
+/// A request without `max_tokens` is costed with a typical answer's output, not none: a
+/// deployment cheap to read and dear to write is not the cheapest for it, nor under a ceiling
+/// its answer then breaks.
+#[test]
+fn an_unlimited_answer_is_costed_with_its_output() {
+    let config = load(
+        r#"
+server: {master_key: k}
+providers:
+  - {name: a, kind: openai_compatible, base_url: "http://127.0.0.1:9/v1"}
+models:
+  - alias: cost
+    strategy: lowest_cost
+    deployments:
+      - {provider: a, model: mid, price: {input_per_mtok: 3, output_per_mtok: 15}}
+      - {provider: a, model: even, price: {input_per_mtok: 1, output_per_mtok: 2}}
+      - {provider: a, model: dear-output, price: {input_per_mtok: 0.5, output_per_mtok: 40}}
+"#,
+        &|_| None,
+    )
+    .unwrap();
+    let t = RoutingTable::build(&config, None, &Default::default()).unwrap();
+    let facts = |max_cost: Option<f64>| RequestFacts {
+        model: "cost".into(),
+        input_tokens: 14,
+        max_cost,
+        ..RequestFacts::default()
+    };
+    let mut planner = t.planner(facts(None), 0, &mut |_| 0).unwrap();
+    assert_eq!(
+        &*planner.next(None, &mut |_| 0).unwrap().deployment.id,
+        "a/even"
+    );
+    // Under a ceiling the dear-output deployment's answer would break, it is skipped.
+    let planner = t.planner(facts(Some(0.001)), 0, &mut |_| 0).unwrap();
+    assert!(
+        planner
+            .decision
+            .skipped
+            .iter()
+            .any(|s| &*s.deployment == "a/dear-output"),
+        "{:?}",
+        planner.decision.skipped
+    );
+}
