@@ -185,6 +185,15 @@ impl Health {
         self.error_rate.add(0.0);
     }
 
+    /// The deployment answered, though it refused the request for the request's own sake (a
+    /// 400, a context limit, a content filter): it is up, so a cooldown still standing (a
+    /// probe's, re-armed when it was claimed) ends. The run of failures stands.
+    pub fn answered(&self) {
+        if self.cooldown_until_ms.load(Ordering::Relaxed) != 0 {
+            self.cooldown_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Records how long an answer took to start: a stream's, whose success or failure is only
     /// known at its end.
     pub fn answered_in(&self, latency: Duration) {

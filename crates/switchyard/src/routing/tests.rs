@@ -643,3 +643,23 @@ models:
         planner.decision.skipped
     );
 }
+
+/// A probe the provider answers with a refusal of the request itself (a 400, a context limit)
+/// found the deployment up: its cooldown ends, rather than stand for another round.
+#[test]
+fn a_deployment_that_answered_a_refusal_is_up() {
+    let t = table();
+    let a = &t.route("main").unwrap().deployments[0];
+    a.health
+        .failure(1, Duration::from_secs(10), None, false, 1_000);
+    assert!(a.health.snapshot(2_000).cooling);
+    // The probe is claimed (its cooldown re-armed), then answered with a 400.
+    let plan = t
+        .plan("main", Needs::default(), 11_001, &mut |_| 0)
+        .unwrap();
+    assert_eq!(ids(&plan)[0], "main:a/m1");
+    assert!(a.health.snapshot(11_002).cooling);
+    a.health.answered();
+    assert!(!a.health.snapshot(11_002).cooling);
+    assert_eq!(a.health.snapshot(11_002).consecutive_failures, 1);
+}

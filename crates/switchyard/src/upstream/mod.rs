@@ -1063,10 +1063,17 @@ where
                                 retry_after,
                                 now_ms(),
                             );
+                        } else if e.status.is_some() {
+                            // The provider answered, refusing the request for itself: it is
+                            // up, and a half-open probe that met such a refusal has its
+                            // verdict.
+                            t.planned.deployment.health.answered();
                         }
                         if e.class != ErrorClass::RateLimited {
                             all_rate_limited = false;
-                        } else if let Some(secs) = e.retry_after_secs {
+                        } else {
+                            // One that said no wait may be asked again at once.
+                            let secs = e.retry_after_secs.unwrap_or(0.0);
                             let at = Instant::now() + Duration::from_secs_f64(secs.max(0.0));
                             match frees_up
                                 .iter_mut()
