@@ -983,7 +983,11 @@ where
     let mut frees_up: Vec<(Arc<Deployment>, Instant)> = Vec::new();
     let mut first = true;
     let mut rng = random_below;
-    while let Some(planned) = planner.next(last.as_ref().map(|e| e.class), &mut rng) {
+    // The class that chooses the fallbacks: a context-length or content-filter failure, once
+    // seen, however the request's other deployments failed after it (a deployment that is
+    // merely down says nothing of whether the request fits).
+    let mut telling: Option<ErrorClass> = None;
+    while let Some(planned) = planner.next(telling.or(last.as_ref().map(|e| e.class)), &mut rng) {
         if first {
             planned.route.count_request();
         }
@@ -1068,6 +1072,12 @@ where
                             // up, and a half-open probe that met such a refusal has its
                             // verdict.
                             t.planned.deployment.health.answered();
+                        }
+                        if matches!(
+                            e.class,
+                            ErrorClass::ContextTooLong | ErrorClass::ContentFiltered
+                        ) {
+                            telling = Some(e.class);
                         }
                         if e.class != ErrorClass::RateLimited {
                             all_rate_limited = false;

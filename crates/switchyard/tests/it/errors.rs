@@ -303,6 +303,34 @@ async fn every_deployment_rate_limited_says_when_the_first_frees_up() {
     assert!((8..=9).contains(&secs), "retry-after {secs}");
 }
 
+/// The fallbacks for a request too long for its deployment are the context-length ones, though
+/// a deployment merely down failed after it: being down says nothing of whether it fits.
+#[tokio::test]
+async fn a_context_length_failure_chooses_the_fallbacks_whatever_fails_after_it() {
+    let env = env_with(
+        r#"
+  - alias: long
+    strategy: priority
+    deployments:
+      - {provider: p-openai, model: short-window, priority: 0}
+      - {provider: p-openai, model: down-model, priority: 1}
+    fallbacks: {default: [plain], context_window_exceeded: [roomy]}
+  - alias: plain
+    deployments: [{provider: p-openai, model: also-short}]
+  - alias: roomy
+    deployments: [{provider: p-openai, model: long-window}]
+"#,
+    )
+    .await;
+    env.fault("short-window", "context_length", None).await;
+    env.fault("down-model", "status=500", None).await;
+    env.fault("also-short", "context_length", None).await;
+    let r = env.post("/v1/chat/completions", &chat("long", "x")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let route = r.headers["x-switchyard-route"].to_str().unwrap();
+    assert!(route.contains("deployment=p-openai/long-window"), "{route}");
+}
+
 #[tokio::test]
 async fn message_threads_are_refused_as_the_sdks_expect() {
     let env = env().await;
