@@ -1127,12 +1127,20 @@ fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
                 );
             }
         }
-        for id in rule.route.weights.keys() {
+        for (id, weight) in &rule.route.weights {
             if !ids.contains(id) {
                 err(
                     errors,
                     format!("{path}.route.weights.{id}"),
                     "unknown deployment (write provider/model)",
+                );
+            } else if *weight == 0 {
+                // Weights only share traffic out; a deployment a rule keeps off is left out of
+                // `route.deployments`.
+                err(
+                    errors,
+                    format!("{path}.route.weights.{id}"),
+                    "must be greater than 0 (leave the deployment out of route.deployments instead)",
                 );
             }
         }
