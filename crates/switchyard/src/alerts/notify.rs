@@ -1,6 +1,6 @@
 //! Alert notifications: what they say (a plain JSON body, or a Slack-compatible `{"text"}`
-//! body) and their delivery to webhooks by a background task, with a timeout per try and two
-//! retries. Evaluation hands notifications over without waiting; if the queue is full they are
+//! body) and their delivery to webhooks by a background task per webhook, with a timeout per
+//! try and two retries. Evaluation hands notifications over without waiting; if the queue is full they are
 //! counted as failed and logged, never allowed to slow anything else.
 
 use std::sync::Arc;
@@ -203,18 +203,22 @@ pub struct NotifyStats {
 
 /// The handle evaluation sends notifications through.
 pub struct Notifier {
-    tx: Option<mpsc::Sender<Notification>>,
+    /// One queue per webhook, each with its own delivery task: a slow or dead webhook holds
+    /// up its own notifications only.
+    queues: Vec<mpsc::Sender<Notification>>,
     pub stats: Arc<NotifyStats>,
 }
 
 impl Notifier {
-    /// Starts the delivery task (none without webhooks). It ends when the notifier is dropped.
+    /// Starts a delivery task per webhook. They end when the notifier is dropped.
     pub fn start(webhooks: Vec<Webhook>) -> Self {
         let stats = Arc::new(NotifyStats::default());
         if webhooks.is_empty() {
-            return Self { tx: None, stats };
+            return Self {
+                queues: Vec::new(),
+                stats,
+            };
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
         let client = match reqwest::Client::builder()
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -222,44 +226,46 @@ impl Notifier {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the webhook HTTP client: alert notifications are off");
-                return Self { tx: None, stats };
+                return Self {
+                    queues: Vec::new(),
+                    stats,
+                };
             }
         };
-        tokio::spawn(run(rx, webhooks, client, stats.clone()));
-        Self {
-            tx: Some(tx),
-            stats,
-        }
+        let queues = webhooks
+            .into_iter()
+            .map(|hook| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run(rx, hook, client.clone(), stats.clone()));
+                tx
+            })
+            .collect();
+        Self { queues, stats }
     }
 
     /// Queues a notification for every webhook, without waiting.
     pub fn send(&self, n: Notification) {
-        let Some(tx) = &self.tx else { return };
-        if tx.try_send(n).is_err() {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("alert notification dropped: the webhook queue is full");
+        for tx in &self.queues {
+            if tx.try_send(n.clone()).is_err() {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("alert notification dropped: a webhook's queue is full");
+            }
         }
     }
 }
 
+/// Delivers one webhook's notifications, one at a time: firing before resolved, in order.
 async fn run(
     mut rx: mpsc::Receiver<Notification>,
-    webhooks: Vec<Webhook>,
+    hook: Webhook,
     client: reqwest::Client,
     stats: Arc<NotifyStats>,
 ) {
-    // One notification at a time keeps firing before resolved for every webhook; the webhooks
-    // of one notification are served concurrently so a slow one does not hold the others.
     while let Some(n) = rx.recv().await {
-        let deliveries = webhooks
-            .iter()
-            .map(|w| deliver(&client, w, n.body(w.format), w.timeout));
-        for result in futures::future::join_all(deliveries).await {
-            match result {
-                Ok(()) => stats.delivered.fetch_add(1, Ordering::Relaxed),
-                Err(()) => stats.failed.fetch_add(1, Ordering::Relaxed),
-            };
-        }
+        match deliver(&client, &hook, n.body(hook.format), hook.timeout).await {
+            Ok(()) => stats.delivered.fetch_add(1, Ordering::Relaxed),
+            Err(()) => stats.failed.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 
