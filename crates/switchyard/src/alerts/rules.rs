@@ -1,6 +1,7 @@
 //! Rule evaluation and alert state, both pure: [`evaluate`] turns windows and cooldowns into
 //! findings; [`State::apply`] compares them with the alerts already firing and yields exactly one
-//! firing notification per alert until it resolves, then one resolved notification.
+//! firing notification per alert until it resolves (once back within bounds for its rule's
+//! `resolve_after`), then one resolved notification.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -144,6 +145,9 @@ type Key = (String, AlertScope, String);
 #[derive(Debug, Default)]
 pub struct State {
     active: BTreeMap<Key, ActiveAlert>,
+    /// Firing alerts back within bounds, since when (Unix milliseconds): they resolve once
+    /// their rule's `resolve_after` has passed so.
+    quiet_since: HashMap<Key, i64>,
 }
 
 fn window_of(rule: &AlertRule) -> Option<Duration> {
@@ -184,6 +188,7 @@ impl State {
                 continue;
             }
             firing.insert(key.clone());
+            self.quiet_since.remove(&key);
             match self.active.get_mut(&key) {
                 Some(a) => {
                     a.value = f.value;
@@ -215,15 +220,28 @@ impl State {
             .cloned()
             .collect();
         for key in ended {
+            let rule = rules.iter().find(|r| r.name == key.0);
+            let since = *self.quiet_since.entry(key.clone()).or_insert(now_unix_ms);
+            let held = rule.map_or(Duration::ZERO, |r| r.resolve_after);
+            let now = quiet.remove(&key);
+            if now_unix_ms - since < held.as_millis() as i64 {
+                // Back within bounds, not for long enough yet: still firing, the value as it is.
+                if let Some(alert) = self.active.get_mut(&key) {
+                    alert.value = now.as_ref().and_then(|f| f.value);
+                    alert.requests = now.as_ref().and_then(|f| f.requests);
+                    alert.errors = now.as_ref().and_then(|f| f.errors);
+                }
+                continue;
+            }
+            self.quiet_since.remove(&key);
             let Some(mut alert) = self.active.remove(&key) else {
                 continue;
             };
-            let now = quiet.remove(&key);
             alert.value = now.as_ref().and_then(|f| f.value);
             alert.requests = now.as_ref().and_then(|f| f.requests);
             alert.errors = now.as_ref().and_then(|f| f.errors);
             // A rule removed from the configuration cannot be described; it just goes quiet.
-            if let Some(rule) = rules.iter().find(|r| r.name == alert.rule) {
+            if let Some(rule) = rule {
                 notes.push(Notification::new(
                     Status::Resolved,
                     rule,

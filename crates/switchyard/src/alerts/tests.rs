@@ -49,6 +49,7 @@ fn rule(kind: AlertKind, threshold: f64, min_requests: u64, window: Duration) ->
         min_requests,
         window,
         per: vec![AlertScope::Alias, AlertScope::Deployment],
+        resolve_after: Duration::ZERO,
     }
 }
 
@@ -538,4 +539,37 @@ fn alerts_config_defaults_and_errors() {
         );
     }
     assert!(!text.iter().any(|e| e.contains("secret")), "{text:?}");
+}
+
+/// A deployment cooling again and again (or a rate hovering at its threshold) is one alert: it
+/// resolves only once back within bounds for the rule's `resolve_after`, and keeps its `since`.
+#[test]
+fn an_alert_that_flaps_stays_one_alert_until_it_has_been_quiet_long_enough() {
+    let mut r = rule(AlertKind::DeploymentCooldown, 0.0, 1, MIN);
+    r.per = vec![AlertScope::Deployment];
+    r.resolve_after = Duration::from_secs(60);
+    let rules = vec![r];
+    let w = Windows::new(known(), MIN, MIN);
+    let cooling = [Cooling {
+        deployment: "p/primary".into(),
+        remaining_s: 5.0,
+    }];
+    let mut state = State::default();
+    let mut at = |cooling: &[Cooling], now: i64| {
+        state.apply(&rules, rules::evaluate(&rules, &w, cooling, &[], 0), now)
+    };
+    let notes = at(&cooling, 1_000_000);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].status, Status::Firing);
+    // Out of cooldown for a moment, cooling again: nothing said.
+    assert!(at(&[], 1_002_000).is_empty());
+    assert!(at(&cooling, 1_004_000).is_empty());
+    assert!(at(&[], 1_010_000).is_empty());
+    assert!(at(&[], 1_069_000).is_empty());
+    // A minute out of cooldown: resolved, once.
+    let notes = at(&[], 1_070_000);
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].status, Status::Resolved);
+    assert_eq!(notes[0].since, "1970-01-01T00:16:40Z");
+    assert!(at(&[], 1_080_000).is_empty());
 }

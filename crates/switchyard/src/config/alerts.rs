@@ -24,6 +24,9 @@ pub struct Webhook {
     pub timeout: Duration,
 }
 
+/// How long a firing alert is back within bounds before it resolves, unless its rule says.
+const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRule {
     pub name: String,
@@ -34,6 +37,8 @@ pub struct AlertRule {
     pub window: Duration,
     /// Sorted, without duplicates, never empty.
     pub per: Vec<AlertScope>,
+    /// How long a firing alert is back within bounds before it resolves.
+    pub resolve_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +81,7 @@ fn default_rules() -> Vec<AlertRuleFile> {
         min_requests: None,
         window: None,
         per: Vec::new(),
+        resolve_after: None,
     })
     .collect()
 }
@@ -247,6 +253,7 @@ pub fn resolve_alerts(file: AlertsFile, errors: &mut Vec<ConfigError>) -> Alerts
             min_requests: r.min_requests.unwrap_or(DEFAULT_MIN_REQUESTS),
             window,
             per,
+            resolve_after: r.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER),
         });
     }
     AlertsConfig {

@@ -942,6 +942,11 @@ pub struct AlertRuleFile {
     /// (cooldown), `key` and/or `team` (budget, default both).
     #[serde(default)]
     pub per: Vec<AlertScope>,
+    /// How long a firing alert must be back within bounds before it resolves (default 1m): a
+    /// value hovering at the threshold, or a deployment cooling again and again, stays one
+    /// alert instead of a notification every evaluation.
+    #[serde(default, with = "humantime_serde")]
+    pub resolve_after: Option<Duration>,
 }
 
 /// `guardrails:` — checks on prompts before they reach a provider and on answers after.

@@ -111,7 +111,10 @@ fn unknown_provider_is_named() {
 fn a_rules_weight_of_zero_is_refused() {
     let text = "server: {master_key: k}\nproviders: [{name: o, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: o, model: m1}, {provider: o, model: m2}]}]\nrouting:\n  rules: [{name: r, match: {model: a}, route: {weights: {o/m1: 1, o/m2: 0}}}]\n";
     let errors = load(text, &env).unwrap_err();
-    assert_eq!(errors[0].path, "routing.rules[0].route.weights.o/m2", "{errors:?}");
+    assert_eq!(
+        errors[0].path, "routing.rules[0].route.weights.o/m2",
+        "{errors:?}"
+    );
 }
 
 #[test]

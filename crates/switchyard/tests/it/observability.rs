@@ -195,7 +195,7 @@ async fn metrics_alerts_and_cli_after_a_faulty_load() {
     let silent_hook = silent.local_addr().unwrap();
     let sim = start_sim(switchyard_sim::SimConfig::default()).await;
     let config = format!(
-        "{}\nalerts:\n  interval: 100ms\n  window: 1500ms\n  webhooks:\n    - {{url: 'http://{silent_hook}/hook/silent', timeout: 10s}}\n    - {{url: 'http://{hook}/hook/json'}}\n    - {{url: 'http://{hook}/hook/slack', format: slack, timeout: 2s}}\n  rules:\n    - {{name: errors, kind: error_rate, threshold: 0.5, min_requests: 3}}\n    - {{kind: deployment_cooldown}}\n",
+        "{}\nalerts:\n  interval: 100ms\n  window: 1500ms\n  webhooks:\n    - {{url: 'http://{silent_hook}/hook/silent', timeout: 10s}}\n    - {{url: 'http://{hook}/hook/json'}}\n    - {{url: 'http://{hook}/hook/slack', format: slack, timeout: 2s}}\n  rules:\n    - {{name: errors, kind: error_rate, threshold: 0.5, min_requests: 3, resolve_after: 300ms}}\n    - {{kind: deployment_cooldown, resolve_after: 300ms}}\n",
         standard_config_with(&sim.base_url(), MODELS, "allowed_fails: 3\n  cooldown: 60s")
     );
     let gw = Gateway::start(&config).await;
