@@ -19,6 +19,10 @@ use crate::routing::now_ms;
 use crate::store::{Bucket, RequestFilter, SpendGroup};
 use crate::telemetry::record::Outcome;
 
+/// Recent error rate (a moving average over about the last five attempts) from which a
+/// deployment that is not cooling shows as degraded, though its last attempt succeeded.
+const DEGRADED_ERROR_RATE: f64 = 0.2;
+
 /// `GET /admin/deployments`: health of every deployment, by alias.
 pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
@@ -31,9 +35,11 @@ pub async fn deployments(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
         .deployments()
         .map(|(alias, d)| {
             let h = d.health.snapshot(now);
+            // A deployment failing often is not healthy for answering now and then: its recent
+            // error rate (about the last five attempts) says so too.
             let state = if h.cooling {
                 "cooling"
-            } else if h.consecutive_failures > 0 {
+            } else if h.consecutive_failures > 0 || h.error_rate >= DEGRADED_ERROR_RATE {
                 "degraded"
             } else {
                 "healthy"

@@ -331,6 +331,36 @@ async fn a_context_length_failure_chooses_the_fallbacks_whatever_fails_after_it(
     assert!(route.contains("deployment=p-openai/long-window"), "{route}");
 }
 
+/// A deployment failing every other request is not shown healthy because its last one
+/// answered.
+#[tokio::test]
+async fn a_deployment_failing_often_shows_degraded() {
+    let env = env_with(
+        r#"
+  - alias: flaky
+    deployments: [{provider: p-openai, model: flaky-model}]
+"#,
+    )
+    .await;
+    for _ in 0..6 {
+        env.fault("flaky-model", "status=500", Some(1)).await;
+        let failed = env.post("/v1/chat/completions", &chat("flaky", "x")).await;
+        assert_eq!(failed.status, 502, "{}", failed.text);
+        let answered = env.post("/v1/chat/completions", &chat("flaky", "x")).await;
+        assert_eq!(answered.status, 200, "{}", answered.text);
+    }
+    let deployments = env.get("/admin/deployments").await.json();
+    let flaky = deployments["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == "p-openai/flaky-model")
+        .unwrap()
+        .clone();
+    assert_eq!(flaky["consecutive_failures"], 0, "{flaky}");
+    assert_eq!(flaky["state"], "degraded", "{flaky}");
+}
+
 #[tokio::test]
 async fn message_threads_are_refused_as_the_sdks_expect() {
     let env = env().await;
