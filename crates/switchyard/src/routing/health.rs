@@ -66,28 +66,49 @@ impl Ewma {
     }
 }
 
-/// Counts in the current wall-clock minute (by `now_ms`).
+/// Counts over the last sixty seconds (by `now_ms`): this minute's count and the one before,
+/// weighed by how much of it the last sixty seconds still cover. A count that dropped to
+/// nothing at each minute's turn read as "in the last minute" a few requests where there were
+/// hundreds.
 #[derive(Debug, Default)]
 struct MinuteCounter {
     minute: AtomicU64,
     count: AtomicU64,
+    previous: AtomicU64,
 }
 
 impl MinuteCounter {
     fn add(&self, n: u64, now_ms: u64) {
         let m = now_ms / 60_000 + 1;
-        if self.minute.swap(m, Ordering::Relaxed) != m {
-            self.count.store(0, Ordering::Relaxed);
+        let at = self.minute.load(Ordering::Relaxed);
+        if at != m
+            && self
+                .minute
+                .compare_exchange(at, m, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let last = self.count.swap(0, Ordering::Relaxed);
+            self.previous
+                .store(if m == at + 1 { last } else { 0 }, Ordering::Relaxed);
         }
         self.count.fetch_add(n, Ordering::Relaxed);
     }
 
     fn get(&self, now_ms: u64) -> u64 {
-        if self.minute.load(Ordering::Relaxed) == now_ms / 60_000 + 1 {
-            self.count.load(Ordering::Relaxed)
+        let m = now_ms / 60_000 + 1;
+        let at = self.minute.load(Ordering::Relaxed);
+        let (current, previous) = if at == m {
+            (
+                self.count.load(Ordering::Relaxed),
+                self.previous.load(Ordering::Relaxed),
+            )
+        } else if at + 1 == m {
+            (0, self.count.load(Ordering::Relaxed))
         } else {
-            0
-        }
+            (0, 0)
+        };
+        let still_covered = 1.0 - (now_ms % 60_000) as f64 / 60_000.0;
+        current + (previous as f64 * still_covered).round() as u64
     }
 }
 

@@ -663,3 +663,20 @@ fn a_deployment_that_answered_a_refusal_is_up() {
     assert!(!a.health.snapshot(11_002).cooling);
     assert_eq!(a.health.snapshot(11_002).consecutive_failures, 1);
 }
+
+/// The last minute's requests are counted over the last sixty seconds, not since the minute
+/// turned.
+#[test]
+fn requests_this_minute_slide_over_the_minutes_turn() {
+    let h = Health::default();
+    for i in 0..60 {
+        drop(h.start(60_000 + i * 1_000));
+    }
+    assert_eq!(h.snapshot(119_999).requests_this_minute, 60);
+    // A quarter into the next minute, three quarters of the last one are still covered.
+    assert_eq!(h.snapshot(135_000).requests_this_minute, 45);
+    drop(h.start(135_000));
+    assert_eq!(h.snapshot(135_000).requests_this_minute, 46);
+    // Two minutes later, nothing.
+    assert_eq!(h.snapshot(250_000).requests_this_minute, 0);
+}
