@@ -390,10 +390,22 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         query.push(("limit", "1000".to_owned()));
         query
     };
-    // Records already stored but older than the first page are not news: mark them seen.
+    // Records already stored but older than the first page are not news: mark them seen, every
+    // page of the lookback (one page left the rest to come out as news at the first look).
     let since = (newest - FOLLOW_LOOKBACK_MS).max(user_since.unwrap_or(i64::MIN));
-    for r in records_of(&api.get("/admin/requests", &follow_query(since)).await?)? {
-        seen.insert(r.id, r.started_at_ms);
+    let mut query = follow_query(since);
+    loop {
+        let page = api.get("/admin/requests", &query).await?;
+        for r in records_of(&page)? {
+            seen.insert(r.id, r.started_at_ms);
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                query.retain(|(k, _)| *k != "cursor");
+                query.push(("cursor", cursor.to_owned()));
+            }
+            None => break,
+        }
     }
     loop {
         use std::io::Write;

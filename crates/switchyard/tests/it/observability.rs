@@ -591,6 +591,69 @@ async fn following_the_records_misses_none_when_more_than_a_page_comes_between_l
     assert_eq!(missing, 0, "{missing} of {} records never shown", ids.len());
 }
 
+/// Records from before it started, more than a page of them, are history, not news: following
+/// prints the newest one it was asked for, then only what comes.
+#[tokio::test]
+async fn following_the_records_prints_no_history_as_news() {
+    let env = crate::harness::env().await;
+    let body = chat("openai", "x");
+    for _ in 0..11 {
+        let batch = (0..100).map(|_| env.post("/v1/chat/completions", &body));
+        for r in futures::future::join_all(batch).await {
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+    // Every one of them recorded before following starts.
+    let mut recorded = 0;
+    for _ in 0..100 {
+        let page = env.get("/admin/requests?limit=1000").await.json();
+        recorded = page["data"].as_array().unwrap().len();
+        if recorded == 1000 && page["next_cursor"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded, 1000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = follow(&env, "300ms");
+    let stdout = child.stdout.take().unwrap();
+    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let lines = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut news = Vec::new();
+    for _ in 0..3 {
+        let r = env.post("/v1/chat/completions", &body).await;
+        news.push(r.headers["x-request-id"].to_str().unwrap().to_owned());
+    }
+    for _ in 0..50 {
+        if printed.lock().unwrap().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let printed: Vec<String> = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(printed.len(), 4, "{printed:?}");
+    assert_eq!(printed[1..], news[..]);
+}
+
 #[tokio::test]
 async fn the_cli_ends_quietly_when_its_reader_goes_away() {
     let env = crate::harness::env().await;
