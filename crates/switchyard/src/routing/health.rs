@@ -13,6 +13,9 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// The span of one latency histogram window: percentiles cover the last one or two.
+const HISTOGRAM_WINDOW_MS: u64 = 5 * 60_000;
+
 /// Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
 const BUCKETS_MS: [u64; 20] = [
     1,
@@ -129,7 +132,11 @@ pub struct Health {
     error_rate: Ewma,
     /// Time to first byte (stream) or full latency (non-stream), ms.
     latency_ms: Ewma,
-    histogram: [AtomicU64; BUCKETS_MS.len()],
+    /// Latencies of this histogram window and the one before (by `window % 2`), so the
+    /// percentiles say how the deployment answers lately, not since the process started.
+    histogram: [[AtomicU64; BUCKETS_MS.len()]; 2],
+    /// The histogram window the newest latency fell in.
+    histogram_window: AtomicU64,
     requests_this_minute: MinuteCounter,
     tokens_this_minute: MinuteCounter,
     /// Provider-reported remaining share of its limits, in per-mille (0 = unknown).
@@ -218,13 +225,39 @@ impl Health {
     /// Records how long an answer took to start: a stream's, whose success or failure is only
     /// known at its end.
     pub fn answered_in(&self, latency: Duration) {
+        self.answered_at(latency, now_ms());
+    }
+
+    /// [`Self::answered_in`] at `now_ms`.
+    pub(crate) fn answered_at(&self, latency: Duration, now_ms: u64) {
         let ms = latency.as_secs_f64() * 1000.0;
         self.latency_ms.add(ms);
         let bucket = BUCKETS_MS
             .iter()
             .position(|&b| (ms as u64) < b)
             .unwrap_or(BUCKETS_MS.len() - 1);
-        self.histogram[bucket].fetch_add(1, Ordering::Relaxed);
+        let window = now_ms / HISTOGRAM_WINDOW_MS;
+        let at = self.histogram_window.load(Ordering::Relaxed);
+        if at != window
+            && self
+                .histogram_window
+                .compare_exchange(at, window, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // The slot this window takes held the one two windows ago; the other slot is the
+            // window before only if that came straight before.
+            let stale: &[usize] = if window == at + 1 {
+                &[(window % 2) as usize]
+            } else {
+                &[0, 1]
+            };
+            for slot in stale {
+                for count in &self.histogram[*slot] {
+                    count.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        self.histogram[(window % 2) as usize][bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failure; cools the deployment after `allowed_fails` in a row, at once when
@@ -320,27 +353,48 @@ impl Health {
             .store(permille + 1, Ordering::Relaxed);
     }
 
-    /// The p50, p95 and p99 latencies from one read of the histogram (no allocation: every
-    /// request's routing takes a snapshot).
-    fn percentiles(&self) -> [Option<u64>; 3] {
-        let counts: [u64; BUCKETS_MS.len()] =
-            std::array::from_fn(|i| self.histogram[i].load(Ordering::Relaxed));
+    /// The p50, p95 and p99 latencies of this histogram window and the one before, from one
+    /// read (no allocation), each interpolated within its bucket as Prometheus does.
+    fn percentiles(&self, now_ms: u64) -> [Option<u64>; 3] {
+        let window = now_ms / HISTOGRAM_WINDOW_MS;
+        let at = self.histogram_window.load(Ordering::Relaxed);
+        // The windows still recent: the newest one's and, if that is this window, the one
+        // before.
+        let slots: &[u64] = match window.checked_sub(at) {
+            Some(0) => &[at, at.wrapping_sub(1)],
+            Some(1) => &[at],
+            _ => &[],
+        };
+        let counts: [u64; BUCKETS_MS.len()] = std::array::from_fn(|i| {
+            slots
+                .iter()
+                .map(|w| self.histogram[(w % 2) as usize][i].load(Ordering::Relaxed))
+                .sum()
+        });
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return [None; 3];
         }
         [0.50, 0.95, 0.99].map(|q| {
-            let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-            let mut seen = 0;
-            counts.iter().zip(BUCKETS_MS).find_map(|(c, bound)| {
+            let rank = ((total as f64) * q).ceil().max(1.0);
+            let mut seen = 0.0;
+            let mut lower = 0u64;
+            for (c, bound) in counts.iter().zip(BUCKETS_MS) {
+                let upper = bound.min(120_000);
+                let c = *c as f64;
+                if c > 0.0 && seen + c >= rank {
+                    let within = (rank - seen) / c;
+                    return Some(lower + ((upper - lower) as f64 * within).round() as u64);
+                }
                 seen += c;
-                (seen >= rank).then_some(bound.min(120_000))
-            })
+                lower = upper;
+            }
+            Some(lower)
         })
     }
 
     pub fn snapshot(&self, now_ms: u64) -> HealthSnapshot {
-        let [p50_ms, p95_ms, p99_ms] = self.percentiles();
+        let [p50_ms, p95_ms, p99_ms] = self.percentiles(now_ms);
         HealthSnapshot {
             p50_ms,
             p95_ms,

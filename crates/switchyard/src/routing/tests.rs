@@ -512,12 +512,35 @@ fn latency_percentiles_come_from_one_read_of_the_histogram() {
     for _ in 0..5 {
         h.success(Duration::from_millis(900));
     }
-    let s = h.snapshot(0);
-    // Each percentile is the upper bound of the bucket its rank falls in.
+    let s = h.snapshot(now_ms());
+    // Each percentile is interpolated within the bucket its rank falls in.
     assert_eq!(
         (s.p50_ms, s.p95_ms, s.p99_ms),
-        (Some(5), Some(200), Some(1_000))
+        (Some(4), Some(200), Some(950))
     );
+}
+
+/// The percentiles say how a deployment answers lately: a slow spell ten minutes ago is gone.
+#[test]
+fn latency_percentiles_forget_what_is_no_longer_recent() {
+    let h = Health::default();
+    let minute = 60_000;
+    for _ in 0..50 {
+        h.answered_at(Duration::from_millis(1_800), 3 * minute);
+    }
+    assert_eq!(h.snapshot(4 * minute).p99_ms, Some(2_000));
+    // Five minutes on, the spell is still in the window before.
+    for _ in 0..50 {
+        h.answered_at(Duration::from_millis(40), 6 * minute);
+    }
+    assert!(h.snapshot(6 * minute).p99_ms.unwrap() > 1_500);
+    // Ten minutes on, only what came since.
+    for _ in 0..50 {
+        h.answered_at(Duration::from_millis(40), 11 * minute);
+    }
+    assert_eq!(h.snapshot(11 * minute).p99_ms, Some(50));
+    // And nothing at all after a long silence.
+    assert_eq!(h.snapshot(30 * minute).p99_ms, None);
 }
 
 #[test]
