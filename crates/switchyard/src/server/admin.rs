@@ -204,8 +204,18 @@ pub async fn requests(
             &id,
         );
     }
-    if q.limit == Some(0) {
+    if q.limit.is_some_and(|l| l == 0 || l > 1000) {
         return bad_query("'limit' must be 1 to 1000".into(), &id);
+    }
+    // A cursor is a record's id, as a page's `next_cursor` gives it: anything else would read
+    // as a place in the list and answer a page that is not the next one.
+    if let Some(cursor) = &filter.before_id
+        && !(cursor.len() == 32 && cursor.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return bad_query(
+            "'cursor' must be the 'next_cursor' of a previous page".into(),
+            &id,
+        );
     }
     if let Some(tag) = q.tag {
         match tag.split_once(':') {

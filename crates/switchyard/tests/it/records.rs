@@ -288,11 +288,13 @@ async fn every_request_has_one_record_with_its_decision() {
         "since=2000&until=1000",
         "outcome=bogus",
         "limit=0",
+        "limit=1001",
+        "cursor=zzzz",
         "tag=a%00b:x",
         "by=tag:a%00b",
     ] {
         for path in ["/admin/requests", "/admin/spend"] {
-            let requests_only = ["outcome", "limit", "tag"];
+            let requests_only = ["outcome", "limit", "cursor", "tag"];
             if (path == "/admin/spend" && requests_only.iter().any(|q| query.starts_with(q)))
                 || (path == "/admin/requests" && query.starts_with("by"))
             {
