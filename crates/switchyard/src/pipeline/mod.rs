@@ -479,7 +479,8 @@ async fn question_vector(
     match result {
         Ok(mut answer) => answer.vectors.pop(),
         Err(e) => {
-            tracing::debug!(request_id = %ctx.id, "semantic cache: no embedding ({e})");
+            let said = crate::telemetry::mask::mask(&e.to_string()).into_owned();
+            tracing::debug!(request_id = %ctx.id, "semantic cache: no embedding ({said})");
             None
         }
     }
@@ -1095,6 +1096,14 @@ pub async fn count_tokens(
     ingress.keep_headers(headers, &mut request);
     let customer = customer_header(headers).or_else(|| request.user.clone());
     check_model(app, &principal, customer.as_deref(), &request.model)?;
+    // The prompt goes to a provider to be counted: its guardrails apply as they would to the
+    // request itself (redacted, or refused).
+    let rails = app
+        .table
+        .route(&request.model)
+        .and_then(|r| r.guardrails)
+        .unwrap_or(app.config.guardrails);
+    crate::guardrails::before_provider(&rails, &mut request)?;
     // Routed as the request itself would be: a name the routing rules send to an alias
     // (Claude Code's model names, say) is counted there.
     let mut facts = facts_of(&request, headers, 0);
@@ -1117,9 +1126,10 @@ pub async fn count_tokens(
             Ok(tokens) => return Ok(tokens),
             // A count is worth having whether or not the provider would give it (a model its
             // endpoint does not count for, a provider down): the gateway's estimate instead.
+            // Masked: a provider's words about a prompt may quote it.
             Err(e) => tracing::debug!(
                 deployment = %d.id,
-                error = %e.message,
+                error = %crate::telemetry::mask::mask(&e.message),
                 "the provider did not count the prompt's tokens; estimated instead"
             ),
         }
@@ -1140,8 +1150,16 @@ pub async fn embeddings(
 ) -> Result<Reply, GatewayError> {
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
-    let request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
+    let mut request = openai::decode_embeddings(&body).map_err(GatewayError::InvalidRequest)?;
     let customer = customer_header(headers).or_else(|| request.user.clone());
+    // An embedding model is a provider too: the texts' personal data is redacted, or refused,
+    // as a prompt's is.
+    let rails = app
+        .table
+        .route(&request.model)
+        .and_then(|r| r.guardrails)
+        .unwrap_or(app.config.guardrails);
+    crate::guardrails::before_embedding(&rails, &mut request)?;
     let (answer, route) = embed(
         &app,
         ctx,

@@ -532,27 +532,42 @@ pub fn hand_back_texts(r: RequestRecord) {
 /// The text pieces of one message as a record shows them, borrowed where possible.
 fn message_parts(content: &[ContentPart]) -> Vec<Cow<'_, str>> {
     let mut parts = Vec::new();
+    // Parts are kept one to a line: run together, the end of one and the start of the next
+    // would read as one word, and the masking (run on the joined text) miss a number or a key
+    // at their seam.
+    fn push<'a>(parts: &mut Vec<Cow<'a, str>>, part: Cow<'a, str>) {
+        if !parts.is_empty() {
+            parts.push(Cow::Borrowed("\n"));
+        }
+        parts.push(part);
+    }
     for p in content {
         match p {
-            ContentPart::Text { text, .. } => parts.push(Cow::Borrowed(text.as_str())),
-            ContentPart::Image { .. } => parts.push(Cow::Borrowed("[image]")),
-            ContentPart::Document { .. } => parts.push(Cow::Borrowed("[document]")),
+            ContentPart::Text { text, .. } => push(&mut parts, Cow::Borrowed(text.as_str())),
+            ContentPart::Image { .. } => push(&mut parts, Cow::Borrowed("[image]")),
+            ContentPart::Document { .. } => push(&mut parts, Cow::Borrowed("[document]")),
             ContentPart::ToolCall {
                 name, arguments, ..
-            } => parts.push(Cow::Owned(format!("[tool call {name}: {arguments}]"))),
+            } => push(
+                &mut parts,
+                Cow::Owned(format!("[tool call {name}: {arguments}]")),
+            ),
             ContentPart::ToolResult { content, .. } => {
                 for c in content {
                     if let ContentPart::Text { text, .. } = c {
-                        parts.push(Cow::Borrowed(text.as_str()));
+                        push(&mut parts, Cow::Borrowed(text.as_str()));
                     }
                 }
             }
             // A server tool's block by its type (`[web_search_tool_result]`); its results are
             // the provider's, often encrypted.
-            ContentPart::ServerTool { block } => parts.push(Cow::Owned(format!(
-                "[{}]",
-                block["type"].as_str().unwrap_or("server tool")
-            ))),
+            ContentPart::ServerTool { block } => push(
+                &mut parts,
+                Cow::Owned(format!(
+                    "[{}]",
+                    block["type"].as_str().unwrap_or("server tool")
+                )),
+            ),
             ContentPart::Reasoning { .. } | ContentPart::RedactedReasoning { .. } => {}
         }
     }

@@ -2555,7 +2555,12 @@ async fn claudes_thinking_reaches_every_client_and_tool_loops_go_on() {
         next["messages"][1]["content"] = json!(without);
         let r = env.post_anthropic(&next).await;
         assert_eq!(r.status, 200, "{kind}: {}", r.text);
-        assert_ne!(r.json()["content"][0]["type"], "thinking", "{kind}: {}", r.text);
+        assert_ne!(
+            r.json()["content"][0]["type"],
+            "thinking",
+            "{kind}: {}",
+            r.text
+        );
 
         // An OpenAI client: the thinking as `reasoning_content`, whole and streamed.
         let mut body = chat(kind, "Why is the sky blue?");
