@@ -10,7 +10,9 @@ use regex::{Captures, Regex, RegexSet};
 
 use crate::recent::{self, Texts};
 
-const SECRET: &str = r"(?i)\b(?:sk|pk|rk|sess|ghp|gho|ghs|xox[abpr]|AKIA|AIza)[-_A-Za-z0-9]{12,}\b|\b(?:Bearer)\s+[A-Za-z0-9._~+/=-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b";
+// Keys by their issuers' prefixes, as they write them (lower case, a separator after; AWS's
+// and Google's in their own case): `Skeleton…`, `pk_users_id` and `session…` are words.
+const SECRET: &str = r"\b(?:(?:sk|pk|rk|sess|ghp|gho|ghs|ghu|ghr)[-_]|xox[abpr]-|AKIA|AIza)[-_A-Za-z0-9]{12,}\b|\b(?:Bearer)\s+[A-Za-z0-9._~+/=-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b";
 const EMAIL: &str = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b";
 const IBAN: &str = r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b";
 const CARD: &str = r"\b\d(?:[ -]?\d){12,18}\b";
@@ -149,13 +151,76 @@ fn is_date(text: &str) -> bool {
     }
 }
 
-/// Applies `re` when the set saw it match the original text. Placeholders match no pattern
-/// and never join their neighbours, so a replacement cannot create a match the set missed.
-fn apply(text: String, hit: bool, re: &Option<Regex>, f: impl Fn(&Captures) -> String) -> String {
+/// Applies `re` when the set saw it match the original text; `f` sees each match in the text
+/// around it. Placeholders match no pattern and never join their neighbours, so a replacement
+/// cannot create a match the set missed.
+fn apply(
+    text: String,
+    hit: bool,
+    re: &Option<Regex>,
+    f: impl Fn(&str, &Captures) -> String,
+) -> String {
     match re {
-        Some(re) if hit => re.replace_all(&text, |c: &Captures| f(c)).into_owned(),
+        Some(re) if hit => re
+            .replace_all(&text, |c: &Captures| f(&text, c))
+            .into_owned(),
         _ => text,
     }
+}
+
+/// The characters just before and just after a match.
+fn around(text: &str, c: &Captures) -> (Option<char>, Option<char>) {
+    let whole = c.get(0).map_or(0..0, |m| m.range());
+    (
+        text[..whole.start].chars().next_back(),
+        text[whole.end..].chars().next(),
+    )
+}
+
+/// A key-looking token that holds a digit: a key's random tail has some, an identifier
+/// (`sk_receive_queue`) seldom does.
+fn key_like(token: &str) -> bool {
+    token.starts_with("Bearer")
+        || token.starts_with("eyJ")
+        || token.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// An IPv6 match that is an address, not a path of code (`f64::EPSILON`, `Add::add`,
+/// `std::f64::consts`): it parses as one, has a digit and two groups at least, and does not run
+/// on into a name.
+fn ipv6_like(text: &str, c: &Captures) -> bool {
+    let found = &c[0];
+    let (before, after) = around(text, c);
+    let word =
+        |ch: Option<char>| ch.is_some_and(|ch| ch.is_alphanumeric() || ch == '_' || ch == ':');
+    !word(before)
+        && !word(after)
+        && found.bytes().any(|b| b.is_ascii_digit())
+        && found.split(':').filter(|g| !g.is_empty()).count() >= 2
+        && found.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// A phone match that is a number, not figures side by side: a `+` glued to a word (`zip+4`)
+/// starts none; groups all of one length split by spaces (`21 22 23 24`, `8080 8443 9090`,
+/// `100 200 300`) are a list unless the first has a trunk prefix (`01 23 45 67 89`); groups
+/// following a digit (`8 045 311 447`) are a larger number's.
+fn phone_like(text: &str, c: &Captures) -> bool {
+    let found = &c[0];
+    let (before, _) = around(text, c);
+    if found.starts_with('+') && before.is_some_and(|ch| ch.is_alphanumeric()) {
+        return false;
+    }
+    let start = c.get(0).map_or(0, |m| m.start());
+    let preceding = text[..start].trim_end_matches(' ');
+    if preceding.len() < start && preceding.ends_with(|ch: char| ch.is_ascii_digit()) {
+        return false;
+    }
+    let groups: Vec<&str> = found.split(' ').collect();
+    let spaced = groups.len() >= 3 && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit()));
+    if spaced && !found.starts_with('0') && groups.iter().all(|g| g.len() == groups[0].len()) {
+        return false;
+    }
+    true
 }
 
 /// Replaces sensitive substrings with typed placeholders; text with nothing to mask (most of
@@ -182,18 +247,35 @@ pub fn mask(text: &str) -> Cow<'_, str> {
 /// Runs the patterns `hit` selects (by index in [`ALL`]), in order.
 fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
     let p = patterns();
-    let s = apply(text.to_owned(), hit(0), &p.secret, |_| {
-        "[SECRET]".to_owned()
+    let s = apply(text.to_owned(), hit(0), &p.secret, |_, c| {
+        if key_like(&c[0]) {
+            "[SECRET]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
     });
-    let s = apply(s, hit(1), &p.email, |_| "[EMAIL]".to_owned());
-    let s = apply(s, hit(2), &p.iban, |c| {
+    let s = apply(s, hit(1), &p.email, |text, c| {
+        // `git@github.com:owner/repo.git` is where a repository lives, not an address.
+        let (_, after) = around(text, c);
+        let ssh = after == Some(':')
+            && text[c.get(0).map_or(0, |m| m.end()) + 1..]
+                .chars()
+                .next()
+                .is_some_and(|ch| !ch.is_whitespace());
+        if ssh {
+            c[0].to_owned()
+        } else {
+            "[EMAIL]".to_owned()
+        }
+    });
+    let s = apply(s, hit(2), &p.iban, |_, c| {
         if iban_valid(&c[0]) {
             "[IBAN]".to_owned()
         } else {
             c[0].to_owned()
         }
     });
-    let s = apply(s, hit(3), &p.card, |c| {
+    let s = apply(s, hit(3), &p.card, |_, c| {
         let digits: Vec<u8> = c[0]
             .bytes()
             .filter(u8::is_ascii_digit)
@@ -205,7 +287,7 @@ fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
             c[0].to_owned()
         }
     });
-    let s = apply(s, hit(4), &p.ipv4, |c| {
+    let s = apply(s, hit(4), &p.ipv4, |_, c| {
         if c.get(1).is_some() {
             return c[0].to_owned();
         }
@@ -220,10 +302,16 @@ fn mask_with(text: &str, hit: &dyn Fn(usize) -> bool) -> String {
             c[0].to_owned()
         }
     });
-    let s = apply(s, hit(5), &p.ipv6, |_| "[IP]".to_owned());
-    apply(s, hit(6), &p.phone, |c| {
+    let s = apply(s, hit(5), &p.ipv6, |text, c| {
+        if ipv6_like(text, c) {
+            "[IP]".to_owned()
+        } else {
+            c[0].to_owned()
+        }
+    });
+    apply(s, hit(6), &p.phone, |text, c| {
         let digits = c[0].bytes().filter(u8::is_ascii_digit).count();
-        if (7..=15).contains(&digits) && !is_date(&c[0]) {
+        if (7..=15).contains(&digits) && !is_date(&c[0]) && phone_like(text, c) {
             "[PHONE]".to_owned()
         } else {
             c[0].to_owned()
@@ -321,6 +409,35 @@ mod tests {
             mask("version 1.2.3.4.5 or 300.1.1.1"),
             "version 1.2.3.4.5 or 300.1.1.1"
         );
+    }
+
+    /// Code and figures a prompt holds (a coding agent's files) are not personal data: masked,
+    /// they would be rewritten on their way to the model.
+    #[test]
+    fn code_and_figures_are_not_masked() {
+        for input in [
+            "let e = f64::EPSILON; std::f64::consts::PI",
+            "Add::add(a, b) and a::b::c::d and A::class",
+            "class SkeletonLoaderComponent; import { SkipNavigationLink }",
+            "pk_users_id_primary, sessionIdentifier, ghost_text_renderer, sk_receive_queue",
+            "the skills-based-learning approach",
+            "temperatures 21 22 23 24 25, ports 8080 8443 9090, numbers 100 200 300 400",
+            "population 8 045 311 447",
+            "zip+4 12345-6789",
+            "git@github.com:owner/repo.git",
+        ] {
+            assert_eq!(mask(input), input, "{input}");
+        }
+        // What is one stays masked.
+        for (input, expected) in [
+            ("key sk-sy-demo-0000000000000000", "key [SECRET]"),
+            ("gh ghp_16C7e42F292c6912E7710c838347Ae178B4a", "gh [SECRET]"),
+            ("host fe80::1ff:fe23:4567:890a up", "host [IP] up"),
+            ("host 2001:db8::8a2e:370:7334.", "host [IP]."),
+            ("mail git@github.com today", "mail [EMAIL] today"),
+        ] {
+            assert_eq!(mask(input), expected, "{input}");
+        }
     }
 
     #[test]
