@@ -48,8 +48,8 @@ pub struct OtlpFile {
     /// cost, as OpenTelemetry's own batching processors do; `0s` sends each batch as it comes.
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// Limit of one export request; a batch that fails or times out is dropped and counted,
-    /// never retried (default 10s).
+    /// Limit of one export request (default 10s); a batch that fails in a retryable way is
+    /// sent again a few times before it is dropped and counted.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

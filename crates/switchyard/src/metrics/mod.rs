@@ -771,9 +771,14 @@ impl prometheus_client::collector::Collector for Snapshot {
             for (name, help, pick) in families {
                 let mut family =
                     encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-                for (endpoint, counts) in &self.otlp {
-                    ConstCounter::new(pick(counts))
-                        .encode(family.encode_family(&[("endpoint", endpoint.as_str())])?)?;
+                // By place in the configuration too: two exporters to one endpoint (two
+                // projects of one tracing service) are two series.
+                for (i, (endpoint, counts)) in self.otlp.iter().enumerate() {
+                    let exporter = i.to_string();
+                    ConstCounter::new(pick(counts)).encode(family.encode_family(&[
+                        ("endpoint", endpoint.as_str()),
+                        ("exporter", exporter.as_str()),
+                    ])?)?;
                 }
             }
         }

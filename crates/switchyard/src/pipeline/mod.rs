@@ -446,6 +446,7 @@ fn semantic_question(
 /// fails; the request then goes on without the semantic cache.
 async fn question_vector(
     app: &Arc<App>,
+    headers: &HeaderMap,
     principal: &Principal,
     customer: Option<&str>,
     semantic: &crate::semantic_cache::SemanticCache,
@@ -453,6 +454,11 @@ async fn question_vector(
 ) -> Option<Vec<f32>> {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let mut tracker = tracker(app, &ctx, "embeddings");
+    // In the caller's trace, sampled as it is.
+    tracker.set_trace(
+        crate::server::traceparent(headers),
+        crate::server::tracestate(headers).as_deref(),
+    );
     tracker.set_caller(principal.caller.clone());
     tracker.add_tag("purpose", "semantic_cache");
     let request = switchyard_protocol::canonical::EmbeddingRequest {
@@ -599,6 +605,7 @@ pub async fn chat(
             question.filter(|_| applied.is_none()),
         ) && let Some(vector) = Box::pin(question_vector(
             &app,
+            headers,
             &principal,
             customer.as_deref(),
             semantic,

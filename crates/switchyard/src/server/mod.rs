@@ -598,14 +598,30 @@ fn reply_response(reply: Reply, request_id: &str) -> Response {
     response
 }
 
-/// The W3C `tracestate` header, carried on by the request's spans.
-fn tracestate(headers: &HeaderMap) -> Option<&str> {
+/// The W3C `tracestate` header, carried on by the request's spans; several of them are one,
+/// joined in order (as Trace Context says to combine them).
+pub(crate) fn tracestate(headers: &HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
     static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-    headers.get(&TRACESTATE).and_then(|v| v.to_str().ok())
+    let mut values = headers
+        .get_all(&TRACESTATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = values.next()?;
+    match values.next() {
+        None => Some(std::borrow::Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = format!("{first},{second}");
+            for more in values {
+                joined.push(',');
+                joined.push_str(more);
+            }
+            Some(std::borrow::Cow::Owned(joined))
+        }
+    }
 }
 
 /// The W3C `traceparent` header, read so the request's spans join the caller's trace.
-fn traceparent(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<&str> {
     static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
     headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok())
 }
@@ -613,7 +629,7 @@ fn traceparent(headers: &HeaderMap) -> Option<&str> {
 async fn chat(app: Arc<App>, dialect: DialectId, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(dialect);
     let mut tracker = tracker(&app, &ctx, "chat");
-    tracker.set_trace(traceparent(&headers), tracestate(&headers));
+    tracker.set_trace(traceparent(&headers), tracestate(&headers).as_deref());
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => {
@@ -875,7 +891,7 @@ async fn openai_embeddings(
 async fn embeddings(app: Arc<App>, headers: HeaderMap, body: Body) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
     let mut tracker = tracker(&app, &ctx, "embeddings");
-    tracker.set_trace(traceparent(&headers), tracestate(&headers));
+    tracker.set_trace(traceparent(&headers), tracestate(&headers).as_deref());
     let limit = app.config.server.max_body_bytes;
     let result = match read_body(&headers, body, limit).await {
         Ok(bytes) => pipeline::embeddings(app, &ctx, &headers, bytes, &mut tracker).await,

@@ -64,6 +64,18 @@ const RETRY_AFTER: [Duration; 3] = [
     Duration::from_secs(4),
 ];
 
+/// The longest `Retry-After` a receiver's answer is waited out for: longer, the exporter's queue
+/// would fill behind the wait.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Why an export failed, whether the OTLP specification says to send it again, and the wait
+/// the receiver asked for.
+struct Failure {
+    reason: String,
+    retry: bool,
+    asked: Option<Duration>,
+}
+
 /// Lets a log line through at most once per [`LOG_EVERY`], counting the ones held back.
 struct Throttle {
     last: Option<Instant>,
@@ -135,7 +147,7 @@ impl RecordObserver for OtlpObserver {
                     .fetch_add(dropped, Ordering::Relaxed);
                 if let Some(held_back) = q.full_log.lock().allow() {
                     tracing::warn!(
-                        endpoint = %q.url, dropped, earlier_warnings_suppressed = held_back,
+                        endpoint = %without_userinfo(&q.url), dropped, earlier_warnings_suppressed = held_back,
                         "OTLP export queue is full: request records not exported"
                     );
                 }
@@ -399,14 +411,22 @@ impl Exporter {
         let mut waits = self.retry_after.iter();
         let sent = loop {
             match self.send(Pieces::of(pieces.clone())).await {
-                Err((reason, true)) => match waits.next() {
+                Err(Failure {
+                    reason,
+                    retry: true,
+                    asked,
+                }) => match waits.next() {
                     Some(wait) => {
                         self.stats.retried_exports.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(*wait).await;
+                        // The receiver's own `Retry-After` when it gives one (within reason),
+                        // else the schedule; jittered, so exporters do not come back together.
+                        let wait = asked.map_or(*wait, |a| a.min(MAX_RETRY_AFTER)).max(*wait);
+                        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+                        tokio::time::sleep(wait.mul_f64(jitter)).await;
                     }
                     None => break Err(reason),
                 },
-                Err((reason, false)) => break Err(reason),
+                Err(Failure { reason, .. }) => break Err(reason),
                 Ok(answer) => break Ok(answer),
             }
         };
@@ -421,7 +441,7 @@ impl Exporter {
                         .fetch_add(rejected.0, Ordering::Relaxed);
                     if let Some(held_back) = self.fail_log.allow() {
                         tracing::warn!(
-                            endpoint = %self.url, rejected = rejected.0, reason = %rejected.1,
+                            endpoint = %without_userinfo(&self.url), rejected = rejected.0, reason = %rejected.1,
                             earlier_warnings_suppressed = held_back,
                             "OTLP receiver rejected some spans"
                         );
@@ -433,7 +453,7 @@ impl Exporter {
                 self.stats.dropped_spans.fetch_add(count, Ordering::Relaxed);
                 if let Some(held_back) = self.fail_log.allow() {
                     tracing::warn!(
-                        endpoint = %self.url, spans = count, %reason,
+                        endpoint = %without_userinfo(&self.url), spans = count, %reason,
                         earlier_warnings_suppressed = held_back,
                         "OTLP trace export failed; the batch is dropped"
                     );
@@ -444,7 +464,7 @@ impl Exporter {
 
     /// Posts one body; on success returns the spans the receiver rejected and its message, on
     /// failure why and whether the OTLP specification says to retry it.
-    async fn send(&self, body: Pieces) -> Result<(u64, String), (String, bool)> {
+    async fn send(&self, body: Pieces) -> Result<(u64, String), Failure> {
         let mut request = self
             .client
             .post(&self.url)
@@ -457,21 +477,37 @@ impl Exporter {
             .body(reqwest::Body::wrap(body))
             .send()
             .await
-            .map_err(|e| (without_url(&e), e.is_connect() || e.is_timeout()))?;
+            // No answer at all (refused, timed out, or the connection closed before one: a
+            // receiver restarting) is sent again, as the OTLP specification asks.
+            .map_err(|e| Failure {
+                reason: without_url(&e),
+                retry: !e.is_builder(),
+                asked: None,
+            })?;
         let status = response.status();
         let is_protobuf = response
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-protobuf"));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| (without_url(&e), true))?;
+        let asked = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response.bytes().await.map_err(|e| Failure {
+            reason: without_url(&e),
+            retry: true,
+            asked: None,
+        })?;
         if !status.is_success() {
             let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
-            let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
-            return Err((format!("HTTP {}: {excerpt}", status.as_u16()), retryable));
+            return Err(Failure {
+                reason: format!("HTTP {}: {excerpt}", status.as_u16()),
+                retry: matches!(status.as_u16(), 429 | 502 | 503 | 504),
+                asked,
+            });
         }
         // A 2xx may still report a partial success; bodies that are not protobuf are ignored.
         let partial = is_protobuf
@@ -487,7 +523,7 @@ impl Exporter {
     }
 }
 
-/// A URL without the user and password it may carry, for a metric's label.
+/// A URL without the user and password it may carry, for a metric's label and the logs.
 fn without_userinfo(url: &str) -> String {
     match (url.split_once("://"), url.find('@')) {
         (Some((scheme, rest)), Some(at))

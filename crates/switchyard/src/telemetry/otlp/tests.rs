@@ -647,6 +647,37 @@ async fn a_retryable_failure_is_sent_again_and_a_refusal_is_not() {
     server.abort();
 }
 
+/// A receiver that closes the connection without answering (it is restarting) gets the batch
+/// again, as the OTLP specification asks.
+#[tokio::test]
+async fn an_export_the_receiver_closed_unanswered_is_sent_again() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        for answer in [false, true] {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn.read(&mut buf)).await;
+            if answer {
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+            drop(conn);
+        }
+    });
+    let mut exporter =
+        Exporter::new(&otlp_file(format!("http://{addr}/")), Arc::new(catalog())).unwrap();
+    exporter.retry_after = &QUICK_RETRIES;
+    exporter.export(&[&record()]).await;
+    let stats = &exporter.stats;
+    assert_eq!(stats.retried_exports.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.exported_spans.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.failed_exports.load(Ordering::Relaxed), 0);
+    server.abort();
+}
+
 /// An OTLP receiver on a free port answering every export with `reply`; yields each request's
 /// `authorization` header and body.
 async fn receiver(
