@@ -221,11 +221,21 @@ const TOP_LEVEL: &[&str] = &[
 
 /// Parses, interpolates (with `env`) and validates a configuration text.
 pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+    // YAML 1.2's booleans only: `off` (a documented value), `no` (Norway's region code), `y` and
+    // `on` are words, as they read, not the YAML 1.1 booleans that refused them as strings.
+    let options = serde_saphyr::options! { strict_booleans: true };
     // Without the parser's snippet of the text: the line it quotes may hold a secret.
-    let mut value: Value = serde_saphyr::from_str(text).map_err(|e| {
+    let mut value: Value = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let said = e.without_snippet().to_string();
+        // The parser's advice about its own options is none a user can take.
+        let said = said
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         vec![ConfigError {
             path: String::new(),
-            message: format!("not valid YAML: {}", e.without_snippet()),
+            message: format!("not valid YAML: {said}"),
         }]
     })?;
     let mut errors = Vec::new();

@@ -107,6 +107,23 @@ fn unknown_provider_is_named() {
     assert_eq!(errors[0].path, "models[0].deployments[0].provider");
 }
 
+/// YAML 1.1's yes/no words are words: `off` as the docs write it, `no` as Norway's code.
+#[test]
+fn off_and_no_are_words() {
+    let text = "server: {master_key: k}\nproviders: [{name: o, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: o, model: m, region: no}]}]\ntelemetry: {content: off}\nguardrails: {pii: off, injection: off, schema: off}\n";
+    let config = load(text, &env).unwrap();
+    assert_eq!(
+        config.models[0].deployments[0].attributes.region.as_deref(),
+        Some("no")
+    );
+    let errors = load("server: {master_key: k}\nserver: {master_key: j}\n", &env).unwrap_err();
+    assert!(errors[0].message.contains("duplicate"), "{errors:?}");
+    assert!(
+        !errors[0].message.contains("DuplicateKeyPolicy"),
+        "{errors:?}"
+    );
+}
+
 #[test]
 fn a_rules_weight_of_zero_is_refused() {
     let text = "server: {master_key: k}\nproviders: [{name: o, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: o, model: m1}, {provider: o, model: m2}]}]\nrouting:\n  rules: [{name: r, match: {model: a}, route: {weights: {o/m1: 1, o/m2: 0}}}]\n";
