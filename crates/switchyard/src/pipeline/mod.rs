@@ -566,6 +566,9 @@ pub async fn chat(
     tracker.set_request(&request, customer.clone());
     let applied = applied?;
     let mut reply_headers = experiments::reply_headers(applied.as_ref());
+    if app.table.route(&request.model).is_some() {
+        tracker.set_alias(&request.model);
+    }
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     // The alias the client named decides, fallbacks included.
     let rails = app
@@ -650,6 +653,7 @@ pub async fn chat(
         .table
         .planner(facts, now_ms(), &mut random_below)
         .map_err(plan_error)?;
+    tracker.set_alias(&planner.decision.alias);
     let (admission, capped) = app
         .governance
         .admit(
@@ -1199,6 +1203,9 @@ async fn embed(
 ) -> Result<(switchyard_protocol::canonical::EmbeddingResponse, String), GatewayError> {
     tracker.set_model(&request.model);
     tracker.set_customer(customer);
+    if app.table.route(&request.model).is_some() {
+        tracker.set_alias(&request.model);
+    }
     check_model(app, principal, customer, &request.model)?;
     let input_tokens = if needs_token_estimate(app, principal, customer, headers) {
         crate::tokens::estimate_embeddings(app.table.encoding(&request.model), &request.input)

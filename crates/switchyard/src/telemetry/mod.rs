@@ -155,6 +155,15 @@ impl Tracker {
         }
     }
 
+    /// The alias a request was routed to, before any provider is called: a request refused
+    /// there (its budget, its rate limit, its allow-list) is counted under it, not as unknown.
+    /// The route taken replaces it.
+    pub fn set_alias(&mut self, alias: &str) {
+        if let Some(r) = self.rec() {
+            r.alias = Some(alias.into());
+        }
+    }
+
     /// The customer a request is billed to, for requests that carry no chat body (embeddings).
     pub fn set_customer(&mut self, customer: Option<&str>) {
         if let Some(r) = self.rec() {

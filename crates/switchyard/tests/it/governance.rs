@@ -633,6 +633,10 @@ async fn tpm_under_concurrency_and_refusal_headers() {
     assert_eq!(r.json()["error"]["code"], "budget_exceeded");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
+    // Refused before any provider was called, it is counted under the alias it asked for.
+    let id = r.headers["x-request-id"].to_str().unwrap();
+    let rec = crate::harness::record(&env, id).await;
+    assert_eq!(rec["alias"], body["model"], "{rec}");
 }
 
 const REGIONAL: &str = r#"
