@@ -63,7 +63,8 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another Switchyard process is using the data directory {}: each process needs its \
-             own (replicas share keys and budgets through `shared:` and records through `store:`)",
+             own (give another with SWITCHYARD_DATA_DIR or `server.data_dir`; replicas share \
+             keys and budgets through `shared:` and records through `store:`)",
             dir.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {

@@ -414,7 +414,7 @@ fn upstream(
             ErrorKind::Upstream,
             "upstream_auth_failed",
             format!(
-                "The provider rejected the gateway's credentials (HTTP {}); check the provider's api_key in the gateway configuration.",
+                "The provider rejected the gateway's credentials (HTTP {}); check the provider's api_key in the gateway configuration, or the credential it names (POST /admin/credentials).",
                 last.status.unwrap_or(401)
             ),
             None,

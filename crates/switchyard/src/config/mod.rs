@@ -268,6 +268,10 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         section(&mut top, "governance", &mut errors).unwrap_or_default();
     let shared: Option<file::SharedFile> = section(&mut top, "shared", &mut errors);
     let store: Option<file::StoreFile> = section(&mut top, "store", &mut errors);
+    // A bare `cache:` turns the cache on with its defaults, as the section's presence says.
+    if let Some(bare @ Value::Null) = top.get_mut("cache") {
+        *bare = Value::Object(Map::new());
+    }
     let cache: Option<file::CacheFile> = section(&mut top, "cache", &mut errors);
     let guardrails: file::GuardrailsFile =
         section(&mut top, "guardrails", &mut errors).unwrap_or_default();
@@ -1072,17 +1076,37 @@ fn resolve_hedge(h: &HedgeFile, path: &str, errors: &mut Vec<ConfigError>) -> Op
 }
 
 fn resolve_rules(config: &Config, errors: &mut Vec<ConfigError>) {
-    if let Some(semantic) = config.cache.as_ref().and_then(|c| c.semantic.as_ref())
-        && !config.models.iter().any(|m| m.alias == semantic.model)
-    {
-        err(
-            errors,
-            "cache.semantic.model",
-            format!(
-                "unknown alias '{}': name the embedding model of one of models[]",
-                semantic.model
+    if let Some(semantic) = config.cache.as_ref().and_then(|c| c.semantic.as_ref()) {
+        match config.models.iter().find(|m| m.alias == semantic.model) {
+            None => err(
+                errors,
+                "cache.semantic.model",
+                format!(
+                    "unknown alias '{}': name the embedding model of one of models[]",
+                    semantic.model
+                ),
             ),
-        );
+            // Anthropic's API serves no embeddings: every question's embedding would fail,
+            // and the semantic cache never answer.
+            Some(m)
+                if m.deployments.iter().all(|d| {
+                    config.providers.get(d.provider).is_some_and(|p| {
+                        p.kind == ProviderKind::Anthropic
+                            || p.simulated == Some(file::SimDialectFile::Anthropic)
+                    })
+                }) =>
+            {
+                err(
+                    errors,
+                    "cache.semantic.model",
+                    format!(
+                        "'{}' cannot embed (its deployments speak Anthropic's API, which serves no embeddings): name an embedding model",
+                        semantic.model
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
     }
     for (i, rule) in config.routing.rules.iter().enumerate() {
         let path = format!("routing.rules[{i}]");

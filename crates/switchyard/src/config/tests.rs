@@ -125,6 +125,20 @@ fn off_and_no_are_words() {
 }
 
 #[test]
+fn the_semantic_cache_needs_a_model_that_embeds() {
+    let text = "server: {master_key: k}\nproviders: [{name: c, kind: simulator, dialect: anthropic}]\nmodels: [{alias: claude, deployments: [{provider: c, model: claude-x}]}]\ncache: {semantic: {model: claude}}\n";
+    let errors = load(text, &env).unwrap_err();
+    assert_eq!(errors[0].path, "cache.semantic.model", "{errors:?}");
+    assert!(errors[0].message.contains("cannot embed"), "{errors:?}");
+}
+
+#[test]
+fn a_bare_cache_section_is_the_cache_with_its_defaults() {
+    let text = "server: {master_key: k}\nproviders: [{name: o, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: o, model: m}]}]\ncache:\n";
+    assert!(load(text, &env).unwrap().cache.is_some());
+}
+
+#[test]
 fn a_rules_weight_of_zero_is_refused() {
     let text = "server: {master_key: k}\nproviders: [{name: o, kind: simulator}]\nmodels: [{alias: a, deployments: [{provider: o, model: m1}, {provider: o, model: m2}]}]\nrouting:\n  rules: [{name: r, match: {model: a}, route: {weights: {o/m1: 1, o/m2: 0}}}]\n";
     let errors = load(text, &env).unwrap_err();

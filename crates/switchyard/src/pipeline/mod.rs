@@ -212,6 +212,20 @@ fn max_cost(headers: &HeaderMap) -> Option<f64> {
         .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
+/// Refuses an [`MAX_COST`] header that is not a dollar amount: ignored, it would let the
+/// request run with no ceiling at all.
+fn check_max_cost(headers: &HeaderMap) -> Result<(), GatewayError> {
+    if headers.contains_key(&MAX_COST) && max_cost(headers).is_none() {
+        return Err(GatewayError::InvalidRequest(
+            switchyard_protocol::error::DecodeError::new(
+                "the x-switchyard-max-cost header must be a number of US dollars, 0 or more (e.g. 0.05)",
+                None,
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn plan_error(e: PlanError) -> GatewayError {
     match e {
         PlanError::UnknownAlias(alias) => GatewayError::ModelNotFound(alias),
@@ -534,6 +548,7 @@ pub async fn chat(
 ) -> Result<Reply, GatewayError> {
     let principal = authenticate(&app, headers)?;
     tracker.set_caller(principal.caller.clone());
+    check_max_cost(headers)?;
     let (body, mut request) = decode_bringing_in_kept(&app, ingress, &principal, body).await?;
     let keep = keep_answer(&app, ingress, &principal, &request, &body);
     let customer = customer_header(headers).or_else(|| request.user.clone());

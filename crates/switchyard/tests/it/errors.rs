@@ -30,6 +30,22 @@ async fn bad_client_input() {
         .await;
     assert_openai_error(&r, 400, "invalid_request");
 
+    // A cost ceiling that is no amount is refused, not ignored (the request would run with
+    // none).
+    for ceiling in ["abc", "$0.01", "-1"] {
+        let r = env
+            .post_with(
+                "/v1/chat/completions",
+                &chat("openai", "x"),
+                &[
+                    ("authorization", auth.as_str()),
+                    ("x-switchyard-max-cost", ceiling),
+                ],
+            )
+            .await;
+        assert_openai_error(&r, 400, "invalid_request");
+    }
+
     let r = env.post("/v1/chat/completions", &json!({"model": "openai", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"})).await;
     let b = assert_openai_error(&r, 400, "invalid_request");
     assert_eq!(b["error"]["param"], "temperature");
