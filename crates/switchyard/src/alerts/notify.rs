@@ -107,9 +107,16 @@ fn summary(status: Status, rule: &AlertRule, a: &ActiveAlert) -> String {
                 AlertKind::LatencyP99 => "p99 latency",
                 _ => "budget use",
             };
+            // A deployment is measured by its attempts (a fallback hides its failures from
+            // the requests), an alias by its requests.
+            let unit = if a.scope == "deployment" {
+                "attempts"
+            } else {
+                "requests"
+            };
             let counts = match (a.errors, a.requests) {
-                (Some(e), Some(n)) => format!(" ({e} of {n} requests failed)"),
-                (None, Some(n)) => format!(" ({n} requests)"),
+                (Some(e), Some(n)) => format!(" ({e} of {n} {unit} failed)"),
+                (None, Some(n)) => format!(" ({n} {unit})"),
                 _ => String::new(),
             };
             format!("{}{counts}, above {threshold}", measured(what))

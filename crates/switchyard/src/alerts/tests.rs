@@ -416,7 +416,7 @@ fn slack_text_says_what_fired_and_since_when() {
     let n = firing_note();
     assert_eq!(
         n.slack_text(),
-        ":rotating_light: *[FIRING]* `error_rate`: error rate of deployment p/primary is 45.0% over the last 5m (18 of 40 requests failed), above 5.0% (since 2025-11-29T21:00:00Z)"
+        ":rotating_light: *[FIRING]* `error_rate`: error rate of deployment p/primary is 45.0% over the last 5m (18 of 40 attempts failed), above 5.0% (since 2025-11-29T21:00:00Z)"
     );
     let body: Value = serde_json::from_slice(&n.body(WebhookFormat::Slack)).unwrap();
     assert_eq!(body.as_object().unwrap().len(), 1);
