@@ -79,6 +79,8 @@ pub const PROVIDER: &str = "gateway.provider";
 /// `provider/model`, the deployment that answered (or was tried).
 pub const DEPLOYMENT: &str = "gateway.deployment";
 pub const ATTEMPTS: &str = "gateway.attempts";
+/// The answer was a kept one (`exact` or `semantic`): no provider was called.
+pub const CACHE_HIT: &str = "gateway.cache.hit";
 /// The usage counts are the gateway's estimate: the provider reported none.
 pub const TOKENS_ESTIMATED: &str = "gateway.tokens.estimated";
 pub const ROUTE_ALIAS: &str = "gateway.route.alias";

@@ -339,16 +339,18 @@ fn record_spans(
     } else {
         attr::OP_CHAT
     };
-    // The model sent upstream; before routing only the client's name for it is known.
-    let model = record
-        .deployment
-        .as_deref()
-        .and_then(|d| catalog.deployments.get(d))
-        .map_or(record.requested_model.as_str(), String::as_str);
     let provider = record
         .provider
         .as_deref()
         .and_then(|p| catalog.providers.get(p));
+    // The model sent upstream; where no provider was called (a refusal, a kept answer) the
+    // client's name for it.
+    let model = record
+        .deployment
+        .as_deref()
+        .filter(|_| provider.is_some() && !record.cache_hit)
+        .and_then(|d| catalog.deployments.get(d))
+        .map_or(record.requested_model.as_str(), String::as_str);
     let error_type = request_error_type(record);
     let start = u64::try_from(record.started_at_ms)
         .unwrap_or(0)
@@ -445,6 +447,13 @@ fn record_spans(
         a.opt_str(attr::PROVIDER, record.provider.as_deref());
         a.opt_str(attr::DEPLOYMENT, record.deployment.as_deref());
         a.int(attr::ATTEMPTS, record.attempts.len() as u64);
+        if record.cache_hit {
+            let cache = match record.tags.get("cache").and_then(|v| v.as_str()) {
+                Some("semantic") => "semantic",
+                _ => "exact",
+            };
+            a.str(attr::CACHE_HIT, cache);
+        }
         a.opt_str(attr::ROUTE_ALIAS, record.alias.as_deref());
         // Read from the decision itself when the record carries it (every record of this
         // process), from its text otherwise (records replayed from the spill file).
