@@ -352,6 +352,8 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             let now = now_unix_ms();
             let mut limits = Limits::default();
             limits_input.apply(&mut limits)?;
+            let mut expires_at_ms = input.expires_in_secs.map(|s| expiry(now, s)).transpose()?;
+            within_creator(&p, &mut limits, &mut expires_at_ms)?;
             let key = VirtualKey {
                 id: new_id("key"),
                 name: input.name.unwrap_or_else(|| "unnamed".into()),
@@ -361,7 +363,7 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 previous_valid_until_ms: None,
                 team_id: input.team_id,
                 role,
-                expires_at_ms: input.expires_in_secs.map(|s| expiry(now, s)).transpose()?,
+                expires_at_ms,
                 blocked: input.blocked.unwrap_or(false),
                 limits,
                 metadata: input.metadata.unwrap_or_default(),
@@ -422,6 +424,69 @@ fn find_key(app: &App, p: &Principal, id: &str) -> Result<Arc<VirtualKey>, Gatew
     Ok(key)
 }
 
+/// A key to change (rotate, block, update, delete): within the caller's team, and of no higher
+/// role than the caller's (a team admin taking over an admin key would hold its rights).
+fn find_key_to_change(app: &App, p: &Principal, id: &str) -> Result<Arc<VirtualKey>, GatewayError> {
+    let key = find_key(app, p, id)?;
+    if !p.master && key.role > p.role {
+        return Err(GatewayError::Forbidden(
+            "A key of a higher role than yours cannot be changed with your key.".into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// Below the admin role, a key hands on no more than it holds: a key it creates gets its
+/// limits and expiry where it sets none, and none beyond them.
+fn within_creator(
+    p: &Principal,
+    limits: &mut Limits,
+    expires_at_ms: &mut Option<i64>,
+) -> Result<(), GatewayError> {
+    let Some(creator) = p.key.as_ref().filter(|_| !p.master && p.role < Role::Admin) else {
+        return Ok(());
+    };
+    let own = &creator.limits;
+    let beyond = |field: &str| {
+        Err(GatewayError::Forbidden(format!(
+            "'{field}' goes beyond your own key's; a key you create gets at most what yours has."
+        )))
+    };
+    fn at_most<T: PartialOrd + Copy>(mine: Option<T>, theirs: &mut Option<T>) -> bool {
+        match (mine, *theirs) {
+            (Some(m), None) => {
+                *theirs = Some(m);
+                true
+            }
+            (Some(m), Some(t)) => t <= m,
+            (None, _) => true,
+        }
+    }
+    if !at_most(own.max_budget_nanos, &mut limits.max_budget_nanos) {
+        return beyond("max_budget_usd");
+    }
+    if !at_most(own.rpm, &mut limits.rpm) {
+        return beyond("rpm");
+    }
+    if !at_most(own.tpm, &mut limits.tpm) {
+        return beyond("tpm");
+    }
+    if !at_most(own.max_parallel, &mut limits.max_parallel) {
+        return beyond("max_parallel");
+    }
+    if !at_most(creator.expires_at_ms, expires_at_ms) {
+        return beyond("expires_in_secs");
+    }
+    if !own.models.is_empty() {
+        if limits.models.is_empty() {
+            limits.models = own.models.clone();
+        } else if limits.models.iter().any(|m| !own.models.contains(m)) {
+            return beyond("models");
+        }
+    }
+    Ok(())
+}
+
 pub async fn get_key(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -429,7 +494,17 @@ pub async fn get_key(
 ) -> Response {
     respond((|| {
         let p = authorize_admin(&app, &headers, false)?;
-        let key = find_key(&app, &p, &id)?;
+        // Read as the list is: a reader of a team sees its team's keys, one of none every key.
+        let key = app
+            .governance
+            .key(&id)
+            .filter(|k| {
+                p.master
+                    || p.role >= Role::Admin
+                    || p.caller.team.is_none()
+                    || k.team_id.as_deref() == p.caller.team.as_deref()
+            })
+            .ok_or_else(|| GatewayError::Missing(format!("No key with id '{id}'.")))?;
         Ok(json_response(StatusCode::OK, key_json(&app, &key)))
     })())
 }
@@ -444,7 +519,7 @@ pub async fn update_key(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let _one_at_a_time = app.governance.changes.lock().await;
-            let old = find_key(&app, &p, &id)?;
+            let old = find_key_to_change(&app, &p, &id)?;
             let (input, limits_input): (KeyInput, LimitsInput) = parse_with_limits(&body)?;
             let mut key = (*old).clone();
             if let Some(n) = input.name {
@@ -475,6 +550,17 @@ pub async fn update_key(
                 key.metadata = m;
             }
             limits_input.apply(&mut key.limits)?;
+            // A key below the admin role does not lift what was set on it.
+            let own = p.caller.key_id.as_deref() == Some(old.id.as_str());
+            if own
+                && !p.master
+                && p.role < Role::Admin
+                && (key.limits != old.limits || key.expires_at_ms != old.expires_at_ms)
+            {
+                return Err(GatewayError::Forbidden(
+                    "A key cannot change its own limits or expiry; an admin changes them.".into(),
+                ));
+            }
             save_key(&app, &p, "update", Some(&old), &key).await?;
             Ok(json_response(StatusCode::OK, key_json(&app, &key)))
         }
@@ -487,7 +573,7 @@ async fn set_blocked(app: Arc<App>, headers: HeaderMap, id: String, blocked: boo
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let _one_at_a_time = app.governance.changes.lock().await;
-            let old = find_key(&app, &p, &id)?;
+            let old = find_key_to_change(&app, &p, &id)?;
             let mut key = (*old).clone();
             key.blocked = blocked;
             let action = if blocked { "block" } else { "unblock" };
@@ -531,7 +617,7 @@ pub async fn rotate_key(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let _one_at_a_time = app.governance.changes.lock().await;
-            let old = find_key(&app, &p, &id)?;
+            let old = find_key_to_change(&app, &p, &id)?;
             let input: RotateInput = if body.is_empty() {
                 RotateInput::default()
             } else {
@@ -569,7 +655,7 @@ pub async fn delete_key(
         async {
             let p = authorize_admin(&app, &headers, true)?;
             let _one_at_a_time = app.governance.changes.lock().await;
-            let old = find_key(&app, &p, &id)?;
+            let old = find_key_to_change(&app, &p, &id)?;
             audited(
                 &app,
                 &p,

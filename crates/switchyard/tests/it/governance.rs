@@ -410,6 +410,61 @@ async fn keys_limits_roles_and_audit() {
             .status,
         403
     );
+    // A team admin changes no key above its role, not even in its team, and does not lift
+    // the limits set on its own key; a key it creates gets no more than its own.
+    let (admin_id, _) = new_key(
+        &env,
+        json!({"name": "team-lead", "role": "admin", "team_id": team["id"]}),
+    )
+    .await;
+    for (path, body) in [
+        (
+            format!("/admin/keys/{admin_id}/rotate"),
+            json!({"grace_secs": 0}),
+        ),
+        (format!("/admin/keys/{admin_id}/block"), json!({})),
+    ] {
+        let r = env.post_key(&path, &body, &team_admin).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text);
+    }
+    let (limited_id, limited) = new_key(
+        &env,
+        json!({"name": "capped-ta", "role": "team_admin", "team_id": team["id"], "rpm": 5, "max_budget_usd": 1}),
+    )
+    .await;
+    let lifted = env
+        .http
+        .patch(format!("{}/admin/keys/{limited_id}", env.gw.url))
+        .bearer_auth(&limited)
+        .json(&json!({"rpm": 0, "max_budget_usd": 1000000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 403);
+    let r = env
+        .post_key(
+            "/admin/keys",
+            &json!({"name": "child", "team_id": team["id"], "max_budget_usd": 5}),
+            &limited,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = env
+        .post_key(
+            "/admin/keys",
+            &json!({"name": "child", "team_id": team["id"]}),
+            &limited,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["limits"]["rpm"], 5, "{}", r.text);
+    // A viewer reads a key as it reads the list.
+    assert_eq!(
+        env.get_key(&format!("/admin/keys/{admin_id}"), &viewer)
+            .await
+            .status,
+        200
+    );
     assert_eq!(
         env.get_key("/admin/keys", &key).await.status,
         403,
