@@ -50,6 +50,9 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A change that would leave other entities pointing at nothing (the message says which).
+    #[error("{0}")]
+    Conflict(String),
     /// A feature needs configuration the operator has not given (the message says which).
     #[error("{0}")]
     NotConfigured(String),
@@ -256,6 +259,13 @@ impl GatewayError {
                 403,
                 ErrorKind::Permission,
                 "permission_denied",
+                message.clone(),
+                None,
+            ),
+            GatewayError::Conflict(message) => (
+                409,
+                ErrorKind::InvalidRequest,
+                "conflict",
                 message.clone(),
                 None,
             ),

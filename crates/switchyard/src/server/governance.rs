@@ -679,7 +679,7 @@ pub async fn delete_key(
 }
 
 /// Teams, organisations and customers share one shape of handler.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Group {
     Team,
     Org,
@@ -884,6 +884,34 @@ pub async fn delete_group(app: Arc<App>, headers: HeaderMap, id: String, group: 
             let old = group.get(&app, &id).ok_or_else(|| {
                 GatewayError::Missing(format!("No {} with id '{id}'.", group.kind()))
             })?;
+            // Keys of a deleted team (teams of a deleted organisation) would be freed of its
+            // limits, and taken back by a new one of the same id.
+            let members = match group {
+                Group::Team => app
+                    .governance
+                    .keys()
+                    .iter()
+                    .filter(|k| k.team_id.as_deref() == Some(id.as_str()))
+                    .count(),
+                Group::Org => app
+                    .governance
+                    .teams()
+                    .iter()
+                    .filter(|t| t.org_id.as_deref() == Some(id.as_str()))
+                    .count(),
+                Group::Customer => 0,
+            };
+            if members > 0 {
+                let what = if group == Group::Team {
+                    "keys"
+                } else {
+                    "teams"
+                };
+                return Err(GatewayError::Conflict(format!(
+                    "The {} '{id}' still has {members} {what}: move or delete them first.",
+                    group.kind()
+                )));
+            }
             audited(
                 &app,
                 &p,

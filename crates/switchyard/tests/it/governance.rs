@@ -458,6 +458,31 @@ async fn keys_limits_roles_and_audit() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["limits"]["rpm"], 5, "{}", r.text);
+    // A team with keys is not deleted from under them (they would lose its limits).
+    let deleted = env
+        .http
+        .delete(format!(
+            "{}/admin/teams/{}",
+            env.gw.url,
+            team["id"].as_str().unwrap()
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 409);
+    let empty = env
+        .http
+        .delete(format!(
+            "{}/admin/teams/{}",
+            env.gw.url,
+            other["id"].as_str().unwrap()
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 200);
     // A viewer reads a key as it reads the list.
     assert_eq!(
         env.get_key(&format!("/admin/keys/{admin_id}"), &viewer)
