@@ -50,6 +50,9 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A path served, with another method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A change that would leave other entities pointing at nothing (the message says which).
     #[error("{0}")]
     Conflict(String),
@@ -260,6 +263,13 @@ impl GatewayError {
                 ErrorKind::Permission,
                 "permission_denied",
                 message.clone(),
+                None,
+            ),
+            GatewayError::MethodNotAllowed(what) => (
+                405,
+                ErrorKind::InvalidRequest,
+                "method_not_allowed",
+                format!("{what} is not served: see the allow header for the methods that are."),
                 None,
             ),
             GatewayError::Conflict(message) => (

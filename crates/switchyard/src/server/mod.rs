@@ -83,7 +83,37 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(app)
+}
+
+/// An extractor's refusal (a query string or a body it cannot read, a body over its limit)
+/// in the API's error shape: axum words them as plain text.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let said = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let ctx = RequestContext::new(DialectId::OpenAi);
+    let error = GatewayError::InvalidRequest(switchyard_protocol::error::DecodeError::new(
+        if said.is_empty() {
+            format!("The request could not be read (HTTP {}).", status.as_u16())
+        } else {
+            said
+        },
+        None,
+    ));
+    let mut response = error_response(DialectId::OpenAi, &error, &ctx.id);
+    *response.status_mut() = status;
+    response
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (streams included) finish for
@@ -990,13 +1020,11 @@ async fn not_found(uri: http::Uri, headers: HeaderMap) -> Response {
 
 async fn method_not_allowed(method: http::Method, uri: http::Uri, headers: HeaderMap) -> Response {
     let ctx = RequestContext::new(DialectId::OpenAi);
-    let mut response = error_response(
+    error_response(
         dialect_for_path(uri.path(), &headers),
-        &GatewayError::NotFound(format!("{method} {}", uri.path())),
+        &GatewayError::MethodNotAllowed(format!("{method} {}", uri.path())),
         &ctx.id,
-    );
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -100,7 +100,19 @@ async fn bad_client_input() {
     // The inference endpoints answer POST only; another method gets the error shape of the
     // endpoint's dialect, not an empty reply.
     let r = env.get("/v1/chat/completions").await;
-    assert_eq!(r.status, 405, "{}", r.text);
+    assert_openai_error(&r, 405, "method_not_allowed");
+    // What the router's own extractors refuse (an unreadable query, a body over the admin
+    // routes' limit) comes in the same error shape, not as plain text.
+    let r = env.get("/admin/audit?limit=abc").await;
+    assert_openai_error(&r, 400, "invalid_request");
+    let r = env
+        .post_raw(
+            "/admin/keys",
+            vec![b' '; 3 * 1024 * 1024],
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.text);
     assert!(r.json()["error"]["message"].is_string(), "{}", r.text);
     let r = env.get("/v1/messages").await;
     assert_eq!(r.status, 405, "{}", r.text);
