@@ -98,9 +98,13 @@ pub struct LimitsInput {
     rpm: Option<u64>,
     tpm: Option<u64>,
     max_parallel: Option<u32>,
-    max_budget_usd: Option<f64>,
+    /// `null` lifts the budget.
+    #[serde(default, deserialize_with = "present")]
+    max_budget_usd: Option<Option<f64>>,
     budget_period: Option<Period>,
-    soft_budget: Option<f64>,
+    /// `null` lifts the soft budget.
+    #[serde(default, deserialize_with = "present")]
+    soft_budget: Option<Option<f64>>,
     over_budget: Option<OverBudget>,
     allowed_regions: Option<Vec<String>>,
     /// `low`, `medium` or `high`; `null` lifts the limit.
@@ -132,7 +136,10 @@ impl LimitsInput {
         if let Some(v) = self.max_parallel {
             limits.max_parallel = (v > 0).then_some(v);
         }
-        if let Some(usd) = self.max_budget_usd {
+        if let Some(None) = self.max_budget_usd {
+            limits.max_budget_nanos = None;
+        }
+        if let Some(Some(usd)) = self.max_budget_usd {
             if !(usd.is_finite() && usd >= 0.0) {
                 return Err(bad(
                     "'max_budget_usd' must be a non-negative number",
@@ -144,7 +151,10 @@ impl LimitsInput {
         if let Some(p) = self.budget_period {
             limits.budget_period = p;
         }
-        if let Some(s) = self.soft_budget {
+        if let Some(None) = self.soft_budget {
+            limits.soft_budget = None;
+        }
+        if let Some(Some(s)) = self.soft_budget {
             if !(0.0..=1.0).contains(&s) {
                 return Err(bad("'soft_budget' must be between 0 and 1", "soft_budget"));
             }
@@ -188,8 +198,9 @@ struct KeyInput {
     name: Option<String>,
     team_id: Option<String>,
     role: Option<Role>,
-    /// Seconds until the key expires.
-    expires_in_secs: Option<i64>,
+    /// Seconds until the key expires; `null` (on a change) lifts the expiry.
+    #[serde(default, deserialize_with = "present")]
+    expires_in_secs: Option<Option<i64>>,
     blocked: Option<bool>,
     metadata: Option<Map<String, Value>>,
 }
@@ -352,7 +363,11 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
             let now = now_unix_ms();
             let mut limits = Limits::default();
             limits_input.apply(&mut limits)?;
-            let mut expires_at_ms = input.expires_in_secs.map(|s| expiry(now, s)).transpose()?;
+            let mut expires_at_ms = input
+                .expires_in_secs
+                .flatten()
+                .map(|s| expiry(now, s))
+                .transpose()?;
             within_creator(&p, &mut limits, &mut expires_at_ms)?;
             let key = VirtualKey {
                 id: new_id("key"),
@@ -540,8 +555,10 @@ pub async fn update_key(
                 }
                 key.role = r;
             }
-            if let Some(s) = input.expires_in_secs {
-                key.expires_at_ms = Some(expiry(now_unix_ms(), s)?);
+            match input.expires_in_secs {
+                Some(Some(s)) => key.expires_at_ms = Some(expiry(now_unix_ms(), s)?),
+                Some(None) => key.expires_at_ms = None,
+                None => {}
             }
             if let Some(b) = input.blocked {
                 key.blocked = b;

@@ -458,6 +458,18 @@ async fn keys_limits_roles_and_audit() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["limits"]["rpm"], 5, "{}", r.text);
+    // An admin lifts them with null.
+    let cleared = patch(
+        &env,
+        &format!("/admin/keys/{limited_id}"),
+        json!({"max_budget_usd": null}),
+    )
+    .await;
+    assert!(
+        cleared["limits"].get("max_budget_nanos").is_none(),
+        "{cleared}"
+    );
+    assert_eq!(cleared["limits"]["rpm"], 5, "{cleared}");
     // A team with keys is not deleted from under them (they would lose its limits).
     let deleted = env
         .http
