@@ -779,6 +779,19 @@ pub async fn create_group(
                 (Group::Team, _) => new_id("team"),
                 (Group::Org, _) => new_id("org"),
             };
+            // An id is named in paths, records, logs and metric labels: short, printable, no
+            // path separator.
+            if id.len() > 128
+                || id.trim().is_empty()
+                || id
+                    .chars()
+                    .any(|c| c.is_control() || (c == '/' && group != Group::Customer))
+            {
+                return Err(bad(
+                    "'id' must be 1 to 128 printable characters (a team's or organisation's without '/')",
+                    "id",
+                ));
+            }
             if group.get(&app, &id).is_some() {
                 return Err(bad(format!("{} '{id}' already exists", group.kind()), "id"));
             }

@@ -470,6 +470,10 @@ async fn keys_limits_roles_and_audit() {
         "{cleared}"
     );
     assert_eq!(cleared["limits"]["rpm"], 5, "{cleared}");
+    for id in ["  ", "a/b", "t\u{0}x"] {
+        let r = env.post("/admin/teams", &json!({"id": id})).await;
+        assert_eq!(r.status, 400, "{id:?}: {}", r.text);
+    }
     // A team with keys is not deleted from under them (they would lose its limits).
     let deleted = env
         .http
