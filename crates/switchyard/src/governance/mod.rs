@@ -387,12 +387,16 @@ impl Governance {
                         let mut key = stored.key;
                         key.hash = stored.hash.clone();
                         key.previous_hash = stored.previous_hash.clone();
+                        key.earlier_hashes = stored.earlier.clone();
                         let key = Arc::new(key);
                         snap.by_hash
                             .insert(stored.hash.clone(), (key.clone(), None));
                         if let Some(prev) = stored.previous_hash {
                             snap.by_hash
                                 .insert(prev, (key.clone(), key.previous_valid_until_ms));
+                        }
+                        for (earlier, until) in stored.earlier {
+                            snap.by_hash.insert(earlier, (key.clone(), Some(until)));
                         }
                         snap.keys.insert(id, key);
                     }
@@ -507,12 +511,9 @@ impl Governance {
     pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         let hash = self.hash(secret);
         let snap = self.snapshot.load();
-        let (key, valid_until) = snap.by_hash.get(&hash)?;
+        let (stored, (key, valid_until)) = snap.by_hash.get_key_value(&hash)?;
         // The map lookup found it by this very hash; compare anyway in constant time.
-        if !constant_time_eq(
-            key_hash_for(key, valid_until.is_some()).as_bytes(),
-            hash.as_bytes(),
-        ) {
+        if !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
             return None;
         }
         let now = now_unix_ms();
@@ -920,14 +921,6 @@ fn caller_of(key: &VirtualKey, teams: &NameMap<String, Team>) -> Caller {
         key_name: Some(key.name.as_str().into()),
         team: key.team_id.as_deref().map(Into::into),
         org: org.map(Into::into),
-    }
-}
-
-fn key_hash_for(key: &VirtualKey, previous: bool) -> &str {
-    if previous {
-        key.previous_hash.as_deref().unwrap_or("")
-    } else {
-        &key.hash
     }
 }
 

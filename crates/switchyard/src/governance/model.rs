@@ -154,6 +154,10 @@ pub struct VirtualKey {
     pub previous_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_valid_until_ms: Option<i64>,
+    /// Secrets of rotations before the last whose grace periods still run (hash, end): a
+    /// second rotation does not cut off the clients still on the first secret.
+    #[serde(skip_serializing, default)]
+    pub earlier_hashes: Vec<(String, i64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team_id: Option<String>,
     #[serde(default)]
@@ -177,4 +181,6 @@ pub struct StoredKey {
     pub hash: String,
     #[serde(default)]
     pub previous_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<(String, i64)>,
 }

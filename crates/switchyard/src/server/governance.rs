@@ -214,6 +214,9 @@ struct GroupInput {
     metadata: Option<Map<String, Value>>,
 }
 
+/// Secrets of rotations before the last kept in their grace periods, at most.
+const MAX_EARLIER_SECRETS: usize = 4;
+
 /// The longest expiry or grace period a key takes: ten years, in seconds.
 const MAX_SECS: i64 = 10 * 366 * 86_400;
 
@@ -337,6 +340,7 @@ fn store_key(key: &VirtualKey) -> String {
         key: key.clone(),
         hash: key.hash.clone(),
         previous_hash: key.previous_hash.clone(),
+        earlier: key.earlier_hashes.clone(),
     })
     .unwrap_or_default()
 }
@@ -376,6 +380,7 @@ pub async fn create_key(State(app): State<Arc<App>>, headers: HeaderMap, body: B
                 hash: app.governance.hash(&secret),
                 previous_hash: None,
                 previous_valid_until_ms: None,
+                earlier_hashes: Vec::new(),
                 team_id: input.team_id,
                 role,
                 expires_at_ms,
@@ -648,9 +653,24 @@ pub async fn rotate_key(
                 ));
             }
             let secret = new_secret();
+            let now = now_unix_ms();
             let mut key = (*old).clone();
+            // The secret a rotation before this one left in its grace period keeps it (a
+            // retried rotation would otherwise cut off every client still on the first).
+            // A rotation without grace (a leaked key) ends every old secret at once.
+            key.earlier_hashes
+                .retain(|(_, until)| grace > 0 && *until > now);
+            if let (Some(hash), Some(until)) = (&old.previous_hash, old.previous_valid_until_ms)
+                && grace > 0
+                && until > now
+            {
+                key.earlier_hashes.push((hash.clone(), until));
+            }
+            // A few at most: each is a secret that still opens the key.
+            let excess = key.earlier_hashes.len().saturating_sub(MAX_EARLIER_SECRETS);
+            key.earlier_hashes.drain(..excess);
             key.previous_hash = (grace > 0).then(|| old.hash.clone());
-            key.previous_valid_until_ms = (grace > 0).then(|| now_unix_ms() + grace * 1000);
+            key.previous_valid_until_ms = (grace > 0).then(|| now + grace * 1000);
             key.hash = app.governance.hash(&secret);
             key.display = display_of(&secret);
             save_key(&app, &p, "rotate", Some(&old), &key).await?;

@@ -361,6 +361,36 @@ async fn keys_limits_roles_and_audit() {
             .status,
         200
     );
+    // Rotated again (a retried call, say): the first secret keeps its grace period too.
+    let again = admin(
+        &env,
+        &format!("/admin/keys/{id}/rotate"),
+        json!({"grace_secs": 60}),
+    )
+    .await;
+    let newest = again["key"].as_str().unwrap().to_owned();
+    let works = |secret: String| {
+        let env = &env;
+        async move {
+            env.post_key("/v1/chat/completions", &chat("gemini", "x"), &secret)
+                .await
+                .status
+        }
+    };
+    for secret in [&key, &new_secret, &newest] {
+        assert_eq!(
+            works(secret.clone()).await,
+            200,
+            "every secret in its grace period"
+        );
+    }
+    // Rotated without grace (a leak): every old secret ends at once.
+    let last = admin(&env, &format!("/admin/keys/{id}/rotate"), json!({})).await;
+    for secret in [&key, &new_secret, &newest] {
+        assert_eq!(works(secret.clone()).await, 401);
+    }
+    assert_eq!(works(last["key"].as_str().unwrap().to_owned()).await, 200);
+    let key = last["key"].as_str().unwrap().to_owned();
     let (_, expired) = new_key(&env, json!({"name": "short", "expires_in_secs": -1})).await;
     assert_eq!(
         env.post_key("/v1/chat/completions", &chat("openai", "x"), &expired)
