@@ -48,6 +48,28 @@ pub struct App {
     _data_dir_lock: std::fs::File,
 }
 
+/// Makes the store's files (the database, its WAL and shared memory) readable by their owner
+/// only: they hold prompts, answers and keys' records.
+fn owner_only(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = std::path::Path::new(&file);
+            if file.exists()
+                && let Err(e) =
+                    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            {
+                tracing::warn!(path = %file.display(), "cannot make the store readable by its owner only: {e}");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// Takes the data directory for this process. Two processes on one directory would share its
 /// SQLite store while each kept its own view of keys and budgets in memory: one would not know
 /// the other's keys, and each would spend the budgets on its own.
@@ -89,9 +111,14 @@ impl App {
             Some(s) => Store::open_postgres(&s.url, s.max_connections)
                 .await
                 .with_context(|| format!("cannot open the store at {}", redacted(&s.url)))?,
-            None => Store::open_sqlite(&dir.join("switchyard.db"))
-                .await
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            None => {
+                let path = dir.join("switchyard.db");
+                let store = Store::open_sqlite(&path)
+                    .await
+                    .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+                owner_only(&path);
+                store
+            }
         };
         if store.is_shared() && config.shared.is_none() {
             tracing::warn!(

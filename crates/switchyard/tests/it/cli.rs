@@ -198,6 +198,13 @@ async fn a_stream_the_shutdown_cuts_short_is_recorded_as_such() {
         .unwrap();
     assert!(status.success(), "{status}");
     let db = dir.path().join("data").join("switchyard.db");
+    // The store holds prompts and answers: its owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
