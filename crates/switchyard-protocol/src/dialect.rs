@@ -137,8 +137,9 @@ pub struct OpenAiQuirks {
     /// Azure's do: one that ends without it was cut short. Compatible servers are not held
     /// to it.
     pub finish_reason_always: bool,
-    /// Top-level request members the server refuses (Mistral refuses `user`): left out of every
-    /// request, whoever set them.
+    /// Top-level request members the server refuses (Mistral refuses `user`), and
+    /// `messages[].name` for a message's name (Groq refuses it): left out of every request,
+    /// whoever set them.
     pub unsupported_fields: Vec<String>,
     /// An assistant turn's reasoning that led to tool calls goes back as `reasoning_content`
     /// (DeepSeek's thinking mode refuses a tool loop without it).
@@ -179,7 +180,7 @@ impl OpenAiQuirks {
     /// documents them; any other server gets `compatible()`'s. Mistral's API takes
     /// `random_seed`, refuses `stream_options` and `user` (it forbids unknown members) and
     /// tool call ids other than 9 letters and digits; DeepSeek's wants a tool loop's reasoning
-    /// back.
+    /// back; Groq's refuses a message's `name`.
     pub fn compatible_for(base_url: &str) -> Self {
         let host = base_url
             .split_once("://")
@@ -197,6 +198,8 @@ impl OpenAiQuirks {
                 quirks.short_tool_call_ids = true;
             }
             "api.deepseek.com" => quirks.reasoning_history = true,
+            // Groq's OpenAI compatibility refuses a message's `name` with a 400.
+            "api.groq.com" => quirks.unsupported_fields = vec!["messages[].name".into()],
             _ => {}
         }
         quirks

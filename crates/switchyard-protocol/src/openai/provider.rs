@@ -702,6 +702,9 @@ fn write_tool_result(
     write_text(out, splices, prefix, content);
 }
 
+/// How `unsupported_fields` names a message's `name` (Groq refuses it).
+const MESSAGE_NAME: &str = "messages[].name";
+
 fn write_messages(
     out: &mut Vec<u8>,
     splices: &mut Splices,
@@ -785,7 +788,9 @@ fn write_messages(
                     msg.str("role", "user");
                     msg.field("content", |out| write_content(out, splices, rest, markers))?;
                     // A `tool` message's name is its function's, not a participant's.
-                    if let (Some(name), Role::User) = (&m.name, m.role) {
+                    if let (Some(name), Role::User) = (&m.name, m.role)
+                        && quirks.sends(MESSAGE_NAME)
+                    {
                         msg.str("name", name);
                     }
                     msg.extras(extras)?;

@@ -1991,6 +1991,25 @@ fn sent_with(
     body_of(&provider.build_chat(&req, target).unwrap())
 }
 
+/// Groq refuses a message's `name`: its address leaves it out; other servers get it.
+#[test]
+fn groqs_address_leaves_out_message_names() {
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "name": "alice", "content": "hi"}]});
+    for (url, named) in [
+        ("https://api.groq.com/openai/v1", false),
+        ("http://localhost:8000/v1", true),
+    ] {
+        let provider = OpenAiProvider::new(OpenAiQuirks::compatible_for(url));
+        let sent = sent_with(&provider, &OpenAiIngress, &body, &target());
+        assert_eq!(
+            sent["messages"][0].get("name").is_some(),
+            named,
+            "{url}: {sent}"
+        );
+    }
+}
+
 #[test]
 fn mistrals_address_brings_its_quirks_and_each_holds() {
     let mistral = OpenAiProvider::new(OpenAiQuirks::compatible_for("https://api.mistral.ai/v1"));
