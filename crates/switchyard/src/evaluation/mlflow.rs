@@ -306,12 +306,13 @@ mod tests {
     /// nesting tag goes with the run's creation, and an interrupted run ends `KILLED`.
     #[tokio::test]
     async fn a_large_run_is_logged_whole_in_batches_within_the_limits() {
-        let calls: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+        let calls: Calls = Arc::default();
         let app = axum::Router::new()
             .route(
                 "/api/2.0/mlflow/runs/{endpoint}",
                 post(
-                    |State(calls): State<Arc<Mutex<Vec<(String, Value)>>>>,
+                    |State(calls): State<Calls>,
                      Path(endpoint): Path<String>,
                      Json(body): Json<Value>| async move {
                         calls.lock().unwrap().push((endpoint, body));

@@ -1151,14 +1151,14 @@ where
             attempts: Vec::new(),
         });
     }
-    if all_rate_limited {
-        if let (Some(last), Some(earliest)) = (last.as_mut(), frees_up.iter().map(|f| f.1).min()) {
-            last.retry_after_secs = Some(
-                earliest
-                    .saturating_duration_since(Instant::now())
-                    .as_secs_f64(),
-            );
-        }
+    if all_rate_limited
+        && let (Some(last), Some(earliest)) = (last.as_mut(), frees_up.iter().map(|f| f.1).min())
+    {
+        last.retry_after_secs = Some(
+            earliest
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64(),
+        );
     }
     Err(failed(last, all_rate_limited, std::mem::take(attempts)))
 }
