@@ -757,10 +757,7 @@ fn write_message(
     }
     out.extend_from_slice(b"],\"model\":");
     json::write_str(out, &ctx.model);
-    let called_tools = response
-        .content
-        .iter()
-        .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+    let called_tools = calls_tools(response);
     let (stop_reason, stop_sequence) =
         wire::turn_stop_reason(&response.finish_reason, called_tools);
     out.extend_from_slice(b",\"stop_reason\":");
@@ -857,10 +854,7 @@ fn write_block(
 /// The same answer as serde writes it from `wire::Message`: the reference for the tests.
 #[cfg(test)]
 pub(super) fn encode_chat_with_serde(response: &ChatResponse, ctx: &EncodeCtx) -> Vec<u8> {
-    let called_tools = response
-        .content
-        .iter()
-        .any(|p| matches!(p, ContentPart::ToolCall { .. }));
+    let called_tools = calls_tools(response);
     let (stop_reason, stop_sequence) =
         wire::turn_stop_reason(&response.finish_reason, called_tools);
     let message = wire::Message {
@@ -975,4 +969,12 @@ fn usage_of(response: &ChatResponse, ctx: &EncodeCtx) -> crate::canonical::Usage
     response
         .usage
         .unwrap_or_else(|| super::stream::estimated_usage(ctx.prompt_estimate, response.text_len()))
+}
+
+/// Whether an answer called tools (its stop reason is then `tool_use`).
+fn calls_tools(response: &ChatResponse) -> bool {
+    response
+        .content
+        .iter()
+        .any(|p| matches!(p, ContentPart::ToolCall { .. }))
 }

@@ -226,6 +226,15 @@ fn check_max_cost(headers: &HeaderMap) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The guardrails of the alias a client named (its fallbacks included), else the top-level
+/// ones.
+fn guardrails_of(app: &App, model: &str) -> crate::config::file::GuardrailsFile {
+    app.table
+        .route(model)
+        .and_then(|r| r.guardrails)
+        .unwrap_or(app.config.guardrails)
+}
+
 fn plan_error(e: PlanError) -> GatewayError {
     match e {
         PlanError::UnknownAlias(alias) => GatewayError::ModelNotFound(alias),
@@ -586,11 +595,7 @@ pub async fn chat(
     }
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     // The alias the client named decides, fallbacks included.
-    let rails = app
-        .table
-        .route(&request.model)
-        .and_then(|r| r.guardrails)
-        .unwrap_or(app.config.guardrails);
+    let rails = guardrails_of(&app, &request.model);
     let checked = crate::guardrails::before_provider(&rails, &mut request)?;
     if checked.injection_flagged {
         tracker.add_tag("guardrail", "injection");
@@ -1124,11 +1129,7 @@ pub async fn count_tokens(
     check_model(app, &principal, customer.as_deref(), &request.model)?;
     // The prompt goes to a provider to be counted: its guardrails apply as they would to the
     // request itself (redacted, or refused).
-    let rails = app
-        .table
-        .route(&request.model)
-        .and_then(|r| r.guardrails)
-        .unwrap_or(app.config.guardrails);
+    let rails = guardrails_of(app, &request.model);
     crate::guardrails::before_provider(&rails, &mut request)?;
     // Routed as the request itself would be: a name the routing rules send to an alias
     // (Claude Code's model names, say) is counted there.
@@ -1180,11 +1181,7 @@ pub async fn embeddings(
     let customer = customer_header(headers).or_else(|| request.user.clone());
     // An embedding model is a provider too: the texts' personal data is redacted, or refused,
     // as a prompt's is.
-    let rails = app
-        .table
-        .route(&request.model)
-        .and_then(|r| r.guardrails)
-        .unwrap_or(app.config.guardrails);
+    let rails = guardrails_of(&app, &request.model);
     crate::guardrails::before_embedding(&rails, &mut request)?;
     let (answer, route) = embed(
         &app,

@@ -544,10 +544,8 @@ fn follow(env: &Env, interval: &str) -> std::process::Child {
         .unwrap()
 }
 
-#[tokio::test]
-async fn following_the_records_misses_none_when_more_than_a_page_comes_between_looks() {
-    let env = crate::harness::env().await;
-    let mut child = follow(&env, "6s");
+/// The lines `child` prints, gathered as they come.
+fn lines_of(child: &mut std::process::Child) -> Arc<Mutex<Vec<String>>> {
     let stdout = child.stdout.take().unwrap();
     let printed = Arc::new(Mutex::new(Vec::<String>::new()));
     let lines = printed.clone();
@@ -560,6 +558,14 @@ async fn following_the_records_misses_none_when_more_than_a_page_comes_between_l
             lines.lock().unwrap().push(line);
         }
     });
+    printed
+}
+
+#[tokio::test]
+async fn following_the_records_misses_none_when_more_than_a_page_comes_between_looks() {
+    let env = crate::harness::env().await;
+    let mut child = follow(&env, "6s");
+    let printed = lines_of(&mut child);
     // Its first look happens before these: more than a page (1,000) comes before its next.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let body = chat("openai", "x");
@@ -616,18 +622,7 @@ async fn following_the_records_prints_no_history_as_news() {
     assert_eq!(recorded, 1000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut child = follow(&env, "300ms");
-    let stdout = child.stdout.take().unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<String>::new()));
-    let lines = printed.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            lines.lock().unwrap().push(line);
-        }
-    });
+    let printed = lines_of(&mut child);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut news = Vec::new();
     for _ in 0..3 {
