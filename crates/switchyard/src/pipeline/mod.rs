@@ -590,8 +590,8 @@ pub async fn chat(
     tracker.set_request(&request, customer.clone());
     let applied = applied?;
     let mut reply_headers = experiments::reply_headers(applied.as_ref());
-    if app.table.route(&request.model).is_some() {
-        tracker.set_alias(&request.model);
+    if let Some(route) = app.table.route(&request.model) {
+        tracker.set_alias(&route.alias);
     }
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     // The alias the client named decides, fallbacks included.
@@ -1215,8 +1215,8 @@ async fn embed(
 ) -> Result<(switchyard_protocol::canonical::EmbeddingResponse, String), GatewayError> {
     tracker.set_model(&request.model);
     tracker.set_customer(customer);
-    if app.table.route(&request.model).is_some() {
-        tracker.set_alias(&request.model);
+    if let Some(route) = app.table.route(&request.model) {
+        tracker.set_alias(&route.alias);
     }
     check_model(app, principal, customer, &request.model)?;
     let input_tokens = if needs_token_estimate(app, principal, customer, headers) {

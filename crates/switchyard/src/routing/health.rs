@@ -9,8 +9,17 @@ use std::time::{Duration, Instant};
 
 /// Milliseconds since the process started (monotonic).
 pub fn now_ms() -> u64 {
+    start().elapsed().as_millis() as u64
+}
+
+/// [`now_ms`] of an instant already taken (no clock read).
+pub fn ms_at(at: Instant) -> u64 {
+    at.saturating_duration_since(*start()).as_millis() as u64
+}
+
+fn start() -> &'static Instant {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    START.get_or_init(Instant::now)
 }
 
 /// The span of one latency histogram window: percentiles cover the last one or two.
@@ -229,7 +238,7 @@ impl Health {
     }
 
     /// [`Self::answered_in`] at `now_ms`.
-    pub(crate) fn answered_at(&self, latency: Duration, now_ms: u64) {
+    pub fn answered_at(&self, latency: Duration, now_ms: u64) {
         let ms = latency.as_secs_f64() * 1000.0;
         self.latency_ms.add(ms);
         let bucket = BUCKETS_MS

@@ -28,7 +28,7 @@ use crate::config::{
     StreamBufferFile, TimeoutsFile,
 };
 
-pub use health::{Health, HealthSnapshot, now_ms};
+pub use health::{Health, HealthSnapshot, ms_at, now_ms};
 pub use restrict::Restrictions;
 pub use rules::glob_match;
 use strategy::{Candidate, OrderInput};

@@ -158,9 +158,9 @@ impl Tracker {
     /// The alias a request was routed to, before any provider is called: a request refused
     /// there (its budget, its rate limit, its allow-list) is counted under it, not as unknown.
     /// The route taken replaces it.
-    pub fn set_alias(&mut self, alias: &str) {
+    pub fn set_alias(&mut self, alias: &crate::routing::Name) {
         if let Some(r) = self.rec() {
-            r.alias = Some(alias.into());
+            r.alias = Some(alias.clone());
         }
     }
 

@@ -1049,11 +1049,12 @@ where
                 match t.result {
                     Ok(answer) => {
                         let health = &t.planned.deployment.health;
+                        // When it ended, from what the attempt measured: no clock read.
+                        let ended = crate::routing::ms_at(t.started + t.latency);
                         if answer.whole() {
-                            health.success(t.latency);
-                        } else {
-                            health.answered_in(t.latency);
+                            health.succeeded();
                         }
+                        health.answered_at(t.latency, ended);
                         winner = Some((answer, t.planned));
                     }
                     Err(e) if !t.cancelled => {
