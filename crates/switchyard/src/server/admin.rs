@@ -141,9 +141,23 @@ fn ordered_window(since: Option<i64>, until: Option<i64>) -> Result<(), String> 
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    authorize_reader(app, headers).map(|(id, _)| id)
+}
+
+/// The request's id and, for a reader below the admin role that belongs to a team, that team:
+/// the request records it may read are its team's (they hold prompts and answers).
+fn authorize_reader(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(String, Option<String>), Box<Response>> {
     let ctx = RequestContext::new(DialectId::OpenAi);
     match pipeline::authorize_admin(app, headers, false) {
-        Ok(_) => Ok(ctx.id),
+        Ok(p) => {
+            let team = (!p.master && p.role < crate::governance::model::Role::Admin)
+                .then(|| p.caller.team.as_deref().map(str::to_owned))
+                .flatten();
+            Ok((ctx.id, team))
+        }
         Err(e) => Err(Box::new(error_response(DialectId::OpenAi, &e, &ctx.id))),
     }
 }
@@ -154,8 +168,8 @@ pub async fn requests(
     headers: HeaderMap,
     query: Result<Query<RequestsQuery>, QueryRejection>,
 ) -> Response {
-    let id = match authorize(&app, &headers) {
-        Ok(id) => id,
+    let (id, own_team) = match authorize_reader(&app, &headers) {
+        Ok(reader) => reader,
         Err(r) => return *r,
     };
     let Query(q) = match query {
@@ -167,7 +181,8 @@ pub async fn requests(
         deployment: q.deployment,
         failed_deployment: q.failed_deployment,
         key: q.key,
-        team: q.team,
+        // A team's reader reads its team's records, whatever team it names.
+        team: own_team.or(q.team),
         customer: q.customer,
         status: q.status,
         outcome: q.outcome,
@@ -248,12 +263,24 @@ pub async fn request(
     headers: HeaderMap,
     Path(request_id): Path<String>,
 ) -> Response {
-    let id = match authorize(&app, &headers) {
-        Ok(id) => id,
+    let (id, own_team) = match authorize_reader(&app, &headers) {
+        Ok(reader) => reader,
         Err(r) => return *r,
     };
     match app.store.get(&request_id).await {
-        Ok(Some(record)) => json_response(StatusCode::OK, json!(record)),
+        // Another team's record answers as a missing one: a reader learns nothing of it.
+        Ok(Some(record))
+            if own_team
+                .as_deref()
+                .is_none_or(|t| record.caller.team.as_deref() == Some(t)) =>
+        {
+            json_response(StatusCode::OK, json!(record))
+        }
+        Ok(Some(_)) => error_response(
+            DialectId::OpenAi,
+            &GatewayError::Missing(format!("No request record with id '{request_id}'.")),
+            &id,
+        ),
         Ok(None) => error_response(
             DialectId::OpenAi,
             &GatewayError::Missing(format!("No request record with id '{request_id}'.")),

@@ -504,6 +504,44 @@ async fn keys_limits_roles_and_audit() {
         let r = env.post("/admin/teams", &json!({"id": id})).await;
         assert_eq!(r.status, 400, "{id:?}: {}", r.text);
     }
+    // A team admin reads its team's request records only (they hold prompts and answers).
+    let (_, outsider) = new_key(&env, json!({"name": "outsider", "team_id": other["id"]})).await;
+    let theirs = env
+        .post_key(
+            "/v1/chat/completions",
+            &chat("openai", "private"),
+            &outsider,
+        )
+        .await;
+    let theirs = theirs.headers["x-request-id"].to_str().unwrap().to_owned();
+    crate::harness::record(&env, &theirs).await;
+    let listed = env
+        .get_key("/admin/requests?limit=1000", &team_admin)
+        .await
+        .json();
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["caller"]["team"] == team["id"]),
+        "{listed}"
+    );
+    assert_eq!(
+        env.get_key(&format!("/admin/requests/{theirs}"), &team_admin)
+            .await
+            .status,
+        404
+    );
+    // The outsider's key goes, so its team may be deleted below.
+    let gone = env
+        .http
+        .delete(format!("{}/admin/keys/{outsider_id}", env.gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 200);
     // A team with keys is not deleted from under them (they would lose its limits).
     let deleted = env
         .http
