@@ -505,7 +505,8 @@ async fn keys_limits_roles_and_audit() {
         assert_eq!(r.status, 400, "{id:?}: {}", r.text);
     }
     // A team admin reads its team's request records only (they hold prompts and answers).
-    let (_, outsider) = new_key(&env, json!({"name": "outsider", "team_id": other["id"]})).await;
+    let (outsider_id, outsider) =
+        new_key(&env, json!({"name": "outsider", "team_id": other["id"]})).await;
     let theirs = env
         .post_key(
             "/v1/chat/completions",
