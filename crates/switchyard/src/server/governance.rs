@@ -1010,27 +1010,50 @@ pub async fn get_group(app: Arc<App>, headers: HeaderMap, id: String, group: Gro
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    cursor: Option<i64>,
 }
 
 pub async fn audit(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     respond(
         async {
             authorize_admin(&app, &headers, false)?;
+            let Query(q) = query.map_err(|e| bad(format!("invalid query: {e}"), "query"))?;
+            let limit = q.limit.unwrap_or(100);
+            if !(1..=1000).contains(&limit) {
+                return Err(bad("'limit' must be 1 to 1000", "limit"));
+            }
             let entries = app
                 .governance
                 .store()
-                .audit_log(q.limit.unwrap_or(100))
+                .audit_log(limit, q.cursor)
                 .await
                 .map_err(store_error)?;
+            // Pages go back as far as the log does: the last entry's number is the next
+            // page's cursor.
+            let next = (entries.len() == limit as usize)
+                .then(|| entries.last().map(|(seq, _)| *seq))
+                .flatten();
+            let data: Vec<Value> = entries
+                .into_iter()
+                .map(|(seq, entry)| {
+                    let mut v = json!(entry);
+                    if let Some(map) = v.as_object_mut() {
+                        map.insert("seq".into(), json!(seq));
+                    }
+                    v
+                })
+                .collect();
             Ok(json_response(
                 StatusCode::OK,
-                json!({"object": "list", "data": entries}),
+                json!({"object": "list", "data": data, "next_cursor": next}),
             ))
         }
         .await,

@@ -75,26 +75,38 @@ impl Store {
         })
     }
 
-    pub async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+    /// Audit entries, newest first: at most `limit`, those before entry `before` (a number a
+    /// previous page gave) when given. Each with its number.
+    pub async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> StoreResult<Vec<(i64, AuditEntry)>> {
         on_db!(&self.db, |pool: Db| {
             let rows = sqlx::query(
-                "SELECT at_ms, actor, action, kind, entity_id, before, after FROM audit \
-                 ORDER BY seq DESC LIMIT $1",
+                "SELECT seq, at_ms, actor, action, kind, entity_id, before, after FROM audit \
+                 WHERE seq < $2 ORDER BY seq DESC LIMIT $1",
             )
             .bind(i64::from(limit.clamp(1, 1000)))
+            .bind(before.unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await?;
             let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
             Ok(rows
                 .iter()
-                .map(|r| AuditEntry {
-                    at_ms: r.try_get(0).unwrap_or(0),
-                    actor: r.try_get(1).unwrap_or_default(),
-                    action: r.try_get(2).unwrap_or_default(),
-                    kind: r.try_get(3).unwrap_or_default(),
-                    entity_id: r.try_get(4).unwrap_or_default(),
-                    before: json(r.try_get(5).ok().flatten()),
-                    after: json(r.try_get(6).ok().flatten()),
+                .map(|r| {
+                    (
+                        r.try_get(0).unwrap_or(0),
+                        AuditEntry {
+                            at_ms: r.try_get(1).unwrap_or(0),
+                            actor: r.try_get(2).unwrap_or_default(),
+                            action: r.try_get(3).unwrap_or_default(),
+                            kind: r.try_get(4).unwrap_or_default(),
+                            entity_id: r.try_get(5).unwrap_or_default(),
+                            before: json(r.try_get(6).ok().flatten()),
+                            after: json(r.try_get(7).ok().flatten()),
+                        },
+                    )
                 })
                 .collect())
         })

@@ -597,6 +597,28 @@ async fn keys_limits_roles_and_audit() {
             && !audit.text.contains(KEY)
     );
     let entries = audit.json()["data"].as_array().unwrap().clone();
+    // Paged: every page's entries older than the last's, none twice.
+    let first = env.get("/admin/audit?limit=2").await.json();
+    let cursor = first["next_cursor"].as_i64().unwrap();
+    let second = env
+        .get(&format!("/admin/audit?limit=2&cursor={cursor}"))
+        .await
+        .json();
+    let seqs = |page: &Value| -> Vec<i64> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let (a, b) = (seqs(&first), seqs(&second));
+    assert_eq!(a.len(), 2);
+    assert!(
+        b.iter().all(|s| *s < cursor) && !b.is_empty(),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(env.get("/admin/audit?limit=1001").await.status, 400);
     assert!(
         entries
             .iter()
