@@ -144,6 +144,9 @@ pub struct OpenAiQuirks {
     /// An assistant turn's reasoning that led to tool calls goes back as `reasoning_content`
     /// (DeepSeek's thinking mode refuses a tool loop without it).
     pub reasoning_history: bool,
+    /// The member that reasoning goes back in: `reasoning_content` (DeepSeek's), or
+    /// `reasoning` (Ollama's and vLLM's).
+    pub reasoning_field: String,
     /// Tool call ids are sent as 9 letters and digits (Mistral refuses any other id); an id of
     /// another form is replaced by one made from it, the same in the call and its result.
     pub short_tool_call_ids: bool,
@@ -160,6 +163,7 @@ impl Default for OpenAiQuirks {
             finish_reason_always: true,
             unsupported_fields: Vec::new(),
             reasoning_history: false,
+            reasoning_field: "reasoning_content".into(),
             short_tool_call_ids: false,
         }
     }

@@ -828,11 +828,11 @@ fn write_messages(
                     });
                     if let Some(first) = reasoning.next() {
                         match reasoning.next() {
-                            None => msg.str("reasoning_content", first),
+                            None => msg.str(&quirks.reasoning_field, first),
                             Some(second) => {
                                 let mut all = [first.as_str(), second.as_str()].concat();
                                 reasoning.for_each(|t| all.push_str(t));
-                                msg.str("reasoning_content", &all);
+                                msg.str(&quirks.reasoning_field, &all);
                             }
                         }
                     }

@@ -2116,6 +2116,15 @@ fn a_tool_loops_reasoning_goes_back_to_deepseek_only() {
     let openai = OpenAiProvider::new(OpenAiQuirks::default());
     let sent = sent_with(&openai, &OpenAiIngress, &body, &target());
     assert!(sent["messages"][1].get("reasoning_content").is_none());
+    // A server that reads it as `reasoning` (Ollama's) gets it there.
+    let ollama = OpenAiProvider::new(OpenAiQuirks {
+        reasoning_history: true,
+        reasoning_field: "reasoning".into(),
+        ..OpenAiQuirks::compatible()
+    });
+    let sent = sent_with(&ollama, &OpenAiIngress, &body, &target());
+    assert_eq!(sent["messages"][1]["reasoning"], "I should call the tool.");
+    assert!(sent["messages"][1].get("reasoning_content").is_none());
 }
 
 #[test]

@@ -235,6 +235,8 @@ pub struct QuirksFile {
     pub unsupported_fields: Option<Vec<String>>,
     /// Send a tool loop's reasoning back as `reasoning_content` (DeepSeek's thinking mode).
     pub reasoning_history: Option<bool>,
+    /// The member reasoning goes back in (`reasoning_content`, or `reasoning` for Ollama).
+    pub reasoning_field: Option<String>,
     /// Send tool call ids as 9 letters and digits (Mistral).
     pub short_tool_call_ids: Option<bool>,
 }

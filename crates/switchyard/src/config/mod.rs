@@ -795,6 +795,7 @@ fn resolve_providers(
                     finish_reason_always: d.finish_reason_always,
                     unsupported_fields: q.unsupported_fields.unwrap_or(d.unsupported_fields),
                     reasoning_history: q.reasoning_history.unwrap_or(d.reasoning_history),
+                    reasoning_field: q.reasoning_field.clone().unwrap_or(d.reasoning_field),
                     short_tool_call_ids: q.short_tool_call_ids.unwrap_or(d.short_tool_call_ids),
                 })
             }
