@@ -134,6 +134,9 @@ pub struct Health {
     consecutive_failures: AtomicU32,
     /// Hedge races lost in a row (the other attempt answered first, this one was dropped).
     lost_races: AtomicU32,
+    /// Answers and failures counted so far: a probe's claim notes it, to tell whether any
+    /// came of the probe before giving it back.
+    verdicts: AtomicU64,
     cooldown_until_ms: AtomicU64,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -178,10 +181,12 @@ pub struct HealthSnapshot {
 pub enum Admitted {
     Healthy,
     /// Its cooldown ran out and this request is the one probe: it tries the deployment first.
-    /// `claimed_until` is the cooldown re-armed for everyone else, `was` the one that ran out.
+    /// `claimed_until` is the cooldown re-armed for everyone else, `was` the one that ran out,
+    /// `verdicts` the deployment's count of answers and failures when claimed.
     Probe {
         claimed_until: u64,
         was: u64,
+        verdicts: u64,
     },
     /// Cooling down (or another request holds the probe): a last resort.
     Cooling,
@@ -215,6 +220,7 @@ impl Health {
     /// Counts a success: the run of failures ends and a cooldown (a half-open probe's
     /// included) is over.
     pub fn succeeded(&self) {
+        self.verdicts.fetch_add(1, Ordering::Relaxed);
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.lost_races.store(0, Ordering::Relaxed);
@@ -222,10 +228,17 @@ impl Health {
         self.error_rate.add(0.0);
     }
 
+    /// The deployment began an answer (a stream's first event): a probe's verdict, though
+    /// whether the answer ends well is known only at its end.
+    pub fn answering(&self) {
+        self.verdicts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The deployment answered, though it refused the request for the request's own sake (a
     /// 400, a context limit, a content filter): it is up, so a cooldown still standing (a
     /// probe's, re-armed when it was claimed) ends. The run of failures stands.
     pub fn answered(&self) {
+        self.verdicts.fetch_add(1, Ordering::Relaxed);
         if self.cooldown_until_ms.load(Ordering::Relaxed) != 0 {
             self.cooldown_until_ms.store(0, Ordering::Relaxed);
         }
@@ -280,6 +293,7 @@ impl Health {
         immediate: bool,
         now_ms: u64,
     ) -> Option<u64> {
+        self.verdicts.fetch_add(1, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.error_rate.add(1.0);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -329,6 +343,7 @@ impl Health {
             return Admitted::Cooling;
         }
         let claimed_until = now_ms + cooldown.as_millis() as u64;
+        let verdicts = self.verdicts.load(Ordering::Relaxed);
         let claimed = self
             .cooldown_until_ms
             .compare_exchange(until, claimed_until, Ordering::Relaxed, Ordering::Relaxed)
@@ -337,16 +352,20 @@ impl Health {
             Admitted::Probe {
                 claimed_until,
                 was: until,
+                verdicts,
             }
         } else {
             Admitted::Cooling
         }
     }
 
-    /// Gives back a probe claimed by a request that never sent it (refused by its budget, its
-    /// rate limit, a guardrail): the next request probes instead. Nothing changes if an answer
-    /// or another failure has moved the cooldown since.
-    pub fn release_probe(&self, claimed_until: u64, was: u64) {
+    /// Gives back a probe no verdict came of (its request refused after routing, its client
+    /// gone before it answered): the next request probes instead. Nothing changes if an answer
+    /// or a failure came since, or another change moved the cooldown.
+    pub fn release_probe(&self, claimed_until: u64, was: u64, verdicts: u64) {
+        if self.verdicts.load(Ordering::Relaxed) != verdicts {
+            return;
+        }
         let _ = self.cooldown_until_ms.compare_exchange(
             claimed_until,
             was,

@@ -576,7 +576,7 @@ impl RoutingTable {
             pending: VecDeque::new(),
             expanded: VecDeque::new(),
             visited: Vec::new(),
-            unsent_probes: Vec::new(),
+            claimed_probes: Vec::new(),
             now_ms,
         };
         planner.rank(&route, rng);
@@ -687,21 +687,27 @@ pub struct Planner<'t> {
     expanded: VecDeque<Arc<Route>>,
     /// Fallback aliases taken so far (the one routed to is `decision.alias`).
     visited: Vec<Name>,
-    /// Probes this plan claimed and has not handed out yet: given back if it never does.
-    unsent_probes: Vec<UnsentProbe>,
+    /// Probes this plan claimed: given back when the plan ends if nothing gave a verdict on
+    /// the deployment meanwhile (the request was refused after routing, or its client left
+    /// before the probe answered). A verdict (an answer, a failure) moved the cooldown, and
+    /// the give-back then changes nothing.
+    claimed_probes: Vec<ClaimedProbe>,
     now_ms: u64,
 }
 
-struct UnsentProbe {
+struct ClaimedProbe {
     deployment: Arc<Deployment>,
     claimed_until: u64,
     was: u64,
+    verdicts: u64,
 }
 
 impl Drop for Planner<'_> {
     fn drop(&mut self) {
-        for p in self.unsent_probes.drain(..) {
-            p.deployment.health.release_probe(p.claimed_until, p.was);
+        for p in self.claimed_probes.drain(..) {
+            p.deployment
+                .health
+                .release_probe(p.claimed_until, p.was, p.verdicts);
         }
     }
 }
@@ -834,11 +840,16 @@ impl Planner<'_> {
             };
             match admitted {
                 health::Admitted::Healthy => healthy.push(candidate),
-                health::Admitted::Probe { claimed_until, was } => {
-                    self.unsent_probes.push(UnsentProbe {
+                health::Admitted::Probe {
+                    claimed_until,
+                    was,
+                    verdicts,
+                } => {
+                    self.claimed_probes.push(ClaimedProbe {
                         deployment: d.clone(),
                         claimed_until,
                         was,
+                        verdicts,
                     });
                     probes.push(candidate);
                 }
@@ -893,10 +904,6 @@ impl Planner<'_> {
     ) -> Option<PlannedAttempt> {
         loop {
             if let Some(a) = self.queue.pop_front() {
-                if !self.unsent_probes.is_empty() {
-                    self.unsent_probes
-                        .retain(|p| !Arc::ptr_eq(&p.deployment, &a.deployment));
-                }
                 return Some(a);
             }
             if let Some(route) = self.pending.pop_front() {

@@ -125,16 +125,20 @@ fn the_request_that_claims_the_probe_sends_it() {
     let plan = t.plan("main", Needs::default(), 2_000, &mut |_| 0).unwrap();
     assert_eq!(ids(&plan).last().unwrap(), "main:b/m2");
     // Over: this request probes it, first (the weighted draw alone would put a/m1 first).
-    let plan = t
-        .plan("main", Needs::default(), 11_001, &mut |_| 0)
-        .unwrap();
-    assert_eq!(ids(&plan)[0], "main:b/m2", "the probe goes first");
+    let facts = RequestFacts {
+        model: "main".into(),
+        ..RequestFacts::default()
+    };
+    let mut probing = t.planner(facts, 11_001, &mut |_| 0).unwrap();
+    let first = probing.next(None, &mut |_| 0).unwrap();
+    assert_eq!(&*first.deployment.id, "b/m2", "the probe goes first");
     // Meanwhile the others wait for the probe's answer: it stays a last resort for them.
     let plan = t
         .plan("main", Needs::default(), 11_002, &mut |_| 0)
         .unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1");
     assert_eq!(ids(&plan).last().unwrap(), "main:b/m2");
+    drop(probing);
 }
 
 /// A plan dropped before it handed out its probe (its request refused by a budget, a rate limit
@@ -160,9 +164,18 @@ fn a_probe_never_sent_is_given_back() {
         .plan("main", Needs::default(), 11_002, &mut |_| 0)
         .unwrap();
     assert_eq!(ids(&plan)[0], "main:b/m2", "the next request probes");
-    // A probe handed out stays claimed when its plan ends.
+    // That plan ended with no verdict either (its client left before the probe answered):
+    // given back again. One whose probe failed leaves the deployment cooling.
+    let mut probing = t.planner(facts(), 11_003, &mut |_| 0).unwrap();
+    assert_eq!(
+        &*probing.next(None, &mut |_| 0).unwrap().deployment.id,
+        "b/m2"
+    );
+    b.health
+        .failure(1, Duration::from_secs(10), None, false, 11_004);
+    drop(probing);
     let plan = t
-        .plan("main", Needs::default(), 11_003, &mut |_| 0)
+        .plan("main", Needs::default(), 11_005, &mut |_| 0)
         .unwrap();
     assert_eq!(ids(&plan)[0], "main:a/m1");
 }
@@ -677,12 +690,18 @@ fn a_deployment_that_answered_a_refusal_is_up() {
         .failure(1, Duration::from_secs(10), None, false, 1_000);
     assert!(a.health.snapshot(2_000).cooling);
     // The probe is claimed (its cooldown re-armed), then answered with a 400.
-    let plan = t
-        .plan("main", Needs::default(), 11_001, &mut |_| 0)
-        .unwrap();
-    assert_eq!(ids(&plan)[0], "main:a/m1");
+    let facts = RequestFacts {
+        model: "main".into(),
+        ..RequestFacts::default()
+    };
+    let mut probing = t.planner(facts, 11_001, &mut |_| 0).unwrap();
+    assert_eq!(
+        &*probing.next(None, &mut |_| 0).unwrap().deployment.id,
+        "a/m1"
+    );
     assert!(a.health.snapshot(11_002).cooling);
     a.health.answered();
+    drop(probing);
     assert!(!a.health.snapshot(11_002).cooling);
     assert_eq!(a.health.snapshot(11_002).consecutive_failures, 1);
 }

@@ -1053,6 +1053,8 @@ where
                         let ended = crate::routing::ms_at(t.started + t.latency);
                         if answer.whole() {
                             health.succeeded();
+                        } else {
+                            health.answering();
                         }
                         health.answered_at(t.latency, ended);
                         winner = Some((answer, t.planned));
