@@ -64,10 +64,13 @@ pub fn before_provider(
     {
         let found = request
             .messages
-            .iter()
+            .iter_mut()
             .filter(|m| matches!(m.role, Role::User | Role::Tool))
-            .flat_map(|m| texts(&m.content))
-            .any(|text| set.is_match(&without_invisibles(text)));
+            .any(|m| {
+                texts_mut(&mut m.content)
+                    .iter()
+                    .any(|text| set.is_match(&without_invisibles(text.as_str())))
+            });
         if found {
             match config.injection {
                 InjectionMode::Block => {
@@ -271,34 +274,9 @@ pub fn check_answer(
     Ok(())
 }
 
-/// The texts a model reads in `parts`: texts, tool results', and documents' own text, title
-/// and context (a document is the classic channel for an injection, and holds personal data as
-/// a message does).
-fn texts(parts: &[ContentPart]) -> Vec<&str> {
-    let mut out = Vec::new();
-    for part in parts {
-        match part {
-            ContentPart::Text { text, .. } => out.push(text.as_str()),
-            ContentPart::ToolResult { content, .. } => out.extend(texts(content)),
-            ContentPart::Document {
-                source,
-                title,
-                context,
-                ..
-            } => {
-                if let DocumentSource::Text { data, .. } = source {
-                    out.push(data.as_str());
-                }
-                out.extend(title.as_deref());
-                out.extend(context.as_deref());
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// [`texts`], to redact in place: the shared texts and the documents' titles and contexts.
+/// The texts a model reads in `parts`, to check and redact in place: texts, tool results', and
+/// documents' own text, title and context (a document is the classic channel for an injection,
+/// and holds personal data as a message does).
 fn texts_mut(parts: &mut [ContentPart]) -> Vec<TextMut<'_>> {
     let mut out = Vec::new();
     for part in parts {

@@ -95,7 +95,12 @@ impl ResponseCache {
     /// ingress, what narrows who may share its answer (`narrowing`: the team or key a routing
     /// rule names, the customer of a semantic question, the headers sent on to the provider),
     /// and its body.
-    pub fn key(caller: &Caller, ingress: &str, narrowing: &[&str], body: &[u8]) -> [u8; 32] {
+    pub fn key<'a>(
+        caller: &Caller,
+        ingress: &str,
+        narrowing: impl IntoIterator<Item = &'a str>,
+        body: &[u8],
+    ) -> [u8; 32] {
         let scope = match (&caller.org, &caller.team, &caller.key_id) {
             (Some(org), _, _) => ("org", &**org),
             (None, Some(team), _) => ("team", &**team),
@@ -107,11 +112,14 @@ impl ResponseCache {
             hash.update(part.as_bytes());
             hash.update([0]);
         }
-        hash.update((narrowing.len() as u32).to_le_bytes());
+        // Each part marked and its length given, then a mark for the body: no two lists of
+        // parts hash alike.
         for part in narrowing {
+            hash.update([1]);
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part.as_bytes());
         }
+        hash.update([0]);
         hash.update(body);
         hash.finalize().into()
     }
@@ -265,65 +273,65 @@ mod tests {
 
     #[test]
     fn keys_separate_scopes_ingresses_and_bodies() {
-        let a = ResponseCache::key(&caller(None, None, Some("k1")), "openai", &[], b"{}");
+        let a = ResponseCache::key(&caller(None, None, Some("k1")), "openai", [], b"{}");
         assert_eq!(
             a,
-            ResponseCache::key(&caller(None, None, Some("k1")), "openai", &[], b"{}")
+            ResponseCache::key(&caller(None, None, Some("k1")), "openai", [], b"{}")
         );
         assert_ne!(
             a,
-            ResponseCache::key(&caller(None, None, Some("k2")), "openai", &[], b"{}")
+            ResponseCache::key(&caller(None, None, Some("k2")), "openai", [], b"{}")
         );
         assert_ne!(
             a,
-            ResponseCache::key(&caller(None, None, Some("k1")), "anthropic", &[], b"{}")
+            ResponseCache::key(&caller(None, None, Some("k1")), "anthropic", [], b"{}")
         );
         assert_ne!(
             a,
-            ResponseCache::key(&caller(None, None, Some("k1")), "openai", &[], b"{ }")
+            ResponseCache::key(&caller(None, None, Some("k1")), "openai", [], b"{ }")
         );
         // Keys of one team share answers; the organisation is the widest scope.
         assert_eq!(
-            ResponseCache::key(&caller(None, Some("t"), Some("k1")), "openai", &[], b"{}"),
-            ResponseCache::key(&caller(None, Some("t"), Some("k2")), "openai", &[], b"{}"),
+            ResponseCache::key(&caller(None, Some("t"), Some("k1")), "openai", [], b"{}"),
+            ResponseCache::key(&caller(None, Some("t"), Some("k2")), "openai", [], b"{}"),
         );
         assert_eq!(
             ResponseCache::key(
                 &caller(Some("o"), Some("t1"), Some("k1")),
                 "openai",
-                &[],
+                [],
                 b"{}"
             ),
             ResponseCache::key(
                 &caller(Some("o"), Some("t2"), Some("k2")),
                 "openai",
-                &[],
+                [],
                 b"{}"
             ),
         );
         // Narrowed (a routing rule's team, a customer): not shared beyond it.
         assert_ne!(
             a,
-            ResponseCache::key(&caller(None, None, Some("k1")), "openai", &["t=x"], b"{}")
+            ResponseCache::key(&caller(None, None, Some("k1")), "openai", ["t=x"], b"{}")
         );
         assert_ne!(
             ResponseCache::key(
                 &caller(None, None, Some("k1")),
                 "openai",
-                &["ab", "c"],
+                ["ab", "c"],
                 b"{}"
             ),
             ResponseCache::key(
                 &caller(None, None, Some("k1")),
                 "openai",
-                &["a", "bc"],
+                ["a", "bc"],
                 b"{}"
             )
         );
         // A scope's name is not mistaken for another's.
         assert_ne!(
-            ResponseCache::key(&caller(None, Some("x"), None), "openai", &[], b"{}"),
-            ResponseCache::key(&caller(None, None, Some("x")), "openai", &[], b"{}"),
+            ResponseCache::key(&caller(None, Some("x"), None), "openai", [], b"{}"),
+            ResponseCache::key(&caller(None, None, Some("x")), "openai", [], b"{}"),
         );
     }
 

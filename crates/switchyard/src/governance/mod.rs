@@ -38,6 +38,14 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The team a reader below the admin role is kept to (its keys, its request records);
+    /// `None` for the master key, admins and readers of no team, who read everything.
+    pub fn reader_team(&self) -> Option<&str> {
+        (!self.master && self.role < Role::Admin)
+            .then_some(self.caller.team.as_deref())
+            .flatten()
+    }
+
     pub fn actor(&self) -> String {
         if self.master {
             "master key".into()

@@ -344,11 +344,10 @@ fn cache_entry(
     if use_ == response_cache::Use::Neither || ingress.id() == DialectId::OpenAiResponses {
         return None;
     }
-    let narrowing: Vec<&str> = narrowing.iter().map(String::as_str).collect();
     let key = response_cache::ResponseCache::key(
         &principal.caller,
         ingress.id().as_str(),
-        &narrowing,
+        narrowing.iter().map(String::as_str),
         body,
     );
     Some((key, use_))
@@ -450,15 +449,13 @@ fn semantic_question(
     app.semantic_cache.as_ref()?;
     let split = crate::semantic_cache::split(body)?;
     let customer = format!("customer:{}", customer.unwrap_or(""));
-    let narrowing: Vec<&str> = narrowing
-        .iter()
-        .map(String::as_str)
-        .chain([customer.as_str()])
-        .collect();
     let context = response_cache::ResponseCache::key(
         &principal.caller,
         ingress.id().as_str(),
-        &narrowing,
+        narrowing
+            .iter()
+            .map(String::as_str)
+            .chain([customer.as_str()]),
         &split.context,
     );
     Some((context, split.question))
@@ -590,12 +587,15 @@ pub async fn chat(
     tracker.set_request(&request, customer.clone());
     let applied = applied?;
     let mut reply_headers = experiments::reply_headers(applied.as_ref());
-    if let Some(route) = app.table.route(&request.model) {
+    let named = app.table.route(&request.model);
+    if let Some(route) = named {
         tracker.set_alias(&route.alias);
     }
     check_model(&app, &principal, customer.as_deref(), &request.model)?;
     // The alias the client named decides, fallbacks included.
-    let rails = guardrails_of(&app, &request.model);
+    let rails = named
+        .and_then(|r| r.guardrails)
+        .unwrap_or(app.config.guardrails);
     let checked = crate::guardrails::before_provider(&rails, &mut request)?;
     if checked.injection_flagged {
         tracker.add_tag("guardrail", "injection");
@@ -777,11 +777,7 @@ pub async fn chat(
             crate::guardrails::check_answer(&rails, &request, &response)?;
             let body = ingress.encode_chat(&response, &encode_ctx);
             let finish_reason = response.finish_reason.as_openai();
-            let ended_normally = match response.finish_reason {
-                FinishReason::ContentFilter | FinishReason::Other(_) => false,
-                FinishReason::Length => !cut_for_budget,
-                _ => true,
-            };
+            let ended_normally = keepable(&response.finish_reason, cut_for_budget);
             if let (Some(store), Some((key, _)), true) =
                 (&app.response_cache, cache, ended_normally)
             {
@@ -923,6 +919,16 @@ pub async fn chat(
     }
 }
 
+/// Whether an answer that ended for `finish` may be kept for others: not one a content filter
+/// or a provider's own reason stopped, nor one cut at the limit a caller's budget set.
+fn keepable(finish: &FinishReason, cut_for_budget: bool) -> bool {
+    match finish {
+        FinishReason::ContentFilter | FinishReason::Other(_) => false,
+        FinishReason::Length => !cut_for_budget,
+        _ => true,
+    }
+}
+
 /// How a stream ended, as its keeper needs it: noted by the relay's end, which comes before the
 /// last chunk is handed on.
 struct StreamEnding {
@@ -936,11 +942,12 @@ impl StreamEnding {
     /// that broke off, was cancelled, stopped for a content filter or a provider's reason, or
     /// at the limit its caller's budget set.
     fn note(&self, end: &StreamEnd) {
-        let normal = match &end.finish {
-            Some(FinishReason::ContentFilter | FinishReason::Other(_)) => false,
-            Some(FinishReason::Length) if self.cut_for_budget => false,
-            Some(_) | None => end.error.is_none() && !end.cancelled,
-        };
+        let normal = end.error.is_none()
+            && !end.cancelled
+            && end
+                .finish
+                .as_ref()
+                .is_none_or(|f| keepable(f, self.cut_for_budget));
         if normal {
             let finish = end.finish.as_ref().map_or("stop", FinishReason::as_openai);
             *self.ended.lock() = Some((end.usage, end.output_chars, finish));

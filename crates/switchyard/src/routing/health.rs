@@ -134,8 +134,9 @@ pub struct Health {
     consecutive_failures: AtomicU32,
     /// Hedge races lost in a row (the other attempt answered first, this one was dropped).
     lost_races: AtomicU32,
-    /// Answers and failures counted so far: a probe's claim notes it, to tell whether any
-    /// came of the probe before giving it back.
+    /// Verdicts the cooldown does not show (a failure that left it as it was, a stream begun):
+    /// a probe's claim notes the count, to tell whether any came of the probe before giving it
+    /// back. An answer ends the cooldown, which says so itself.
     verdicts: AtomicU64,
     cooldown_until_ms: AtomicU64,
     successes: AtomicU64,
@@ -212,18 +213,23 @@ impl Health {
         self.tokens_this_minute.add(tokens, now_ms);
     }
 
-    pub fn success(&self, latency: Duration) {
+    pub fn success(&self, latency: Duration, now_ms: u64) {
         self.succeeded();
-        self.answered_in(latency);
+        self.answered_at(latency, now_ms);
     }
 
     /// Counts a success: the run of failures ends and a cooldown (a half-open probe's
     /// included) is over.
     pub fn succeeded(&self) {
-        self.verdicts.fetch_add(1, Ordering::Relaxed);
         self.successes.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        self.lost_races.store(0, Ordering::Relaxed);
+        // Written only when set: every answer passes here, and a store dirties the line
+        // for the other workers.
+        if self.lost_races.load(Ordering::Relaxed) != 0 {
+            self.lost_races.store(0, Ordering::Relaxed);
+        }
+        // Ending the cooldown is itself a probe's verdict (its give-back then finds the
+        // cooldown moved).
         self.cooldown_until_ms.store(0, Ordering::Relaxed);
         self.error_rate.add(0.0);
     }
@@ -231,26 +237,23 @@ impl Health {
     /// The deployment began an answer (a stream's first event): a probe's verdict, though
     /// whether the answer ends well is known only at its end.
     pub fn answering(&self) {
-        self.verdicts.fetch_add(1, Ordering::Relaxed);
+        // Only a cooling deployment can have a probe out: no write on the common path.
+        if self.cooldown_until_ms.load(Ordering::Relaxed) != 0 {
+            self.verdicts.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The deployment answered, though it refused the request for the request's own sake (a
     /// 400, a context limit, a content filter): it is up, so a cooldown still standing (a
     /// probe's, re-armed when it was claimed) ends. The run of failures stands.
     pub fn answered(&self) {
-        self.verdicts.fetch_add(1, Ordering::Relaxed);
         if self.cooldown_until_ms.load(Ordering::Relaxed) != 0 {
             self.cooldown_until_ms.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Records how long an answer took to start: a stream's, whose success or failure is only
-    /// known at its end.
-    pub fn answered_in(&self, latency: Duration) {
-        self.answered_at(latency, now_ms());
-    }
-
-    /// [`Self::answered_in`] at `now_ms`.
+    /// Records how long an answer took to start (a stream's, whose success or failure is only
+    /// known at its end), in the histogram window of `now_ms`.
     pub fn answered_at(&self, latency: Duration, now_ms: u64) {
         let ms = latency.as_secs_f64() * 1000.0;
         self.latency_ms.add(ms);

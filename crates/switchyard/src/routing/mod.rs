@@ -456,10 +456,7 @@ impl RoutingTable {
 
     /// A deployment by its id, under any alias.
     pub fn deployment(&self, id: &str) -> Option<&Arc<Deployment>> {
-        self.routes
-            .values()
-            .flat_map(|r| r.deployments.iter())
-            .find(|d| *d.id == *id)
+        self.deployments().map(|(_, d)| d).find(|d| *d.id == *id)
     }
 
     /// See the field: whether any routing decision depends on the prompt's token estimate.

@@ -104,7 +104,7 @@ fn cooled_deployments_go_last_and_come_back() {
     a.health
         .failure(3, Duration::from_secs(10), None, false, 11_002);
     assert!(a.health.snapshot(11_003).cooling);
-    a.health.success(Duration::from_millis(5));
+    a.health.success(Duration::from_millis(5), 0);
     assert!(!a.health.snapshot(11_003).cooling);
     // Another replica's cooldown, adopted.
     a.health.cool_until(20_000);
@@ -517,13 +517,13 @@ fn latency_percentiles_come_from_one_read_of_the_histogram() {
         (None, None, None)
     );
     for _ in 0..90 {
-        h.success(Duration::from_millis(3));
+        h.success(Duration::from_millis(3), now_ms());
     }
     for _ in 0..5 {
-        h.success(Duration::from_millis(150));
+        h.success(Duration::from_millis(150), now_ms());
     }
     for _ in 0..5 {
-        h.success(Duration::from_millis(900));
+        h.success(Duration::from_millis(900), now_ms());
     }
     let s = h.snapshot(now_ms());
     // Each percentile is interpolated within the bucket its rank falls in.
@@ -625,7 +625,7 @@ fn a_run_of_lost_hedge_races_cools_an_answer_breaks_it() {
     for _ in 0..7 {
         assert_eq!(a.health.lost_race(cooldown, 1_000), None);
     }
-    a.health.success(Duration::from_millis(5));
+    a.health.success(Duration::from_millis(5), 0);
     for _ in 0..7 {
         assert_eq!(a.health.lost_race(cooldown, 1_000), None);
     }

@@ -152,12 +152,7 @@ fn authorize_reader(
 ) -> Result<(String, Option<String>), Box<Response>> {
     let ctx = RequestContext::new(DialectId::OpenAi);
     match pipeline::authorize_admin(app, headers, false) {
-        Ok(p) => {
-            let team = (!p.master && p.role < crate::governance::model::Role::Admin)
-                .then(|| p.caller.team.as_deref().map(str::to_owned))
-                .flatten();
-            Ok((ctx.id, team))
-        }
+        Ok(p) => Ok((ctx.id, p.reader_team().map(str::to_owned))),
         Err(e) => Err(Box::new(error_response(DialectId::OpenAi, &e, &ctx.id))),
     }
 }

@@ -411,9 +411,7 @@ pub async fn list_keys(
 ) -> Response {
     respond((|| {
         let p = authorize_admin(&app, &headers, false)?;
-        let team_scope = (p.role < Role::Admin && !p.master)
-            .then(|| p.caller.team.as_deref().map(str::to_owned))
-            .flatten();
+        let team_scope = p.reader_team();
         let data: Vec<Value> = app
             .governance
             .keys()
@@ -423,7 +421,7 @@ pub async fn list_keys(
                     .as_ref()
                     .is_none_or(|t| k.team_id.as_ref() == Some(t))
             })
-            .filter(|k| team_scope.is_none() || k.team_id == team_scope)
+            .filter(|k| team_scope.is_none() || k.team_id.as_deref() == team_scope)
             .map(|k| key_json(&app, k))
             .collect();
         Ok(json_response(
@@ -519,10 +517,8 @@ pub async fn get_key(
             .governance
             .key(&id)
             .filter(|k| {
-                p.master
-                    || p.role >= Role::Admin
-                    || p.caller.team.is_none()
-                    || k.team_id.as_deref() == p.caller.team.as_deref()
+                p.reader_team()
+                    .is_none_or(|t| k.team_id.as_deref() == Some(t))
             })
             .ok_or_else(|| GatewayError::Missing(format!("No key with id '{id}'.")))?;
         Ok(json_response(StatusCode::OK, key_json(&app, &key)))

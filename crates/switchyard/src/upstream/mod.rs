@@ -1052,11 +1052,11 @@ where
                         // When it ended, from what the attempt measured: no clock read.
                         let ended = crate::routing::ms_at(t.started + t.latency);
                         if answer.whole() {
-                            health.succeeded();
+                            health.success(t.latency, ended);
                         } else {
                             health.answering();
+                            health.answered_at(t.latency, ended);
                         }
-                        health.answered_at(t.latency, ended);
                         winner = Some((answer, t.planned));
                     }
                     Err(e) if !t.cancelled => {
